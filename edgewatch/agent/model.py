@@ -1,0 +1,97 @@
+"""Loading and running an edgewatch model file with ONNX Runtime (no torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edgewatch.contract import FEATURE_ERROR_OUTPUT, INPUT_NAME, SCORE_OUTPUT, ModelCard
+from edgewatch.errors import BadModelFile
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def session_options(threads: int = 1) -> ort.SessionOptions:
+    """One intra-op thread and no busy-waiting: the agent sleeps between messages."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+@dataclass
+class ScoreBatch:
+    scores: np.ndarray  # [batch] float32
+    feature_error: np.ndarray  # [batch, n_features] float32
+
+
+class ScoringModel:
+    """An edgewatch ONNX file, checked and ready to score batches of samples.
+
+    Construction fails with :class:`BadModelFile` and the reason when the file
+    is missing, unreadable, not ours, or its graph does not match its card.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], expected_sha256: str | None = None,
+                 threads: int = 1) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise BadModelFile(f"model file {self.path} does not exist")
+        self.sha256 = file_sha256(self.path)
+        if expected_sha256 and expected_sha256.lower() != self.sha256:
+            raise BadModelFile(f"model file {self.path} has sha256 {self.sha256}, "
+                               f"expected {expected_sha256.lower()}: refusing to load it")
+        try:
+            self.session = ort.InferenceSession(str(self.path), session_options(threads),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types
+            raise BadModelFile(f"{self.path} is not a readable ONNX model (truncated or corrupt?): "
+                               f"{str(exc).splitlines()[0][:300]}") from exc
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.card = ModelCard.from_props(props, source=str(self.path))
+        self._check_graph()
+
+    def _check_graph(self) -> None:
+        inputs = self.session.get_inputs()
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        if [i.name for i in inputs] != [INPUT_NAME]:
+            raise BadModelFile(f"{self.path}: graph inputs {[i.name for i in inputs]}, expected ['{INPUT_NAME}']")
+        if SCORE_OUTPUT not in outputs or FEATURE_ERROR_OUTPUT not in outputs:
+            raise BadModelFile(f"{self.path}: graph outputs {sorted(outputs)} lack "
+                               f"'{SCORE_OUTPUT}' and '{FEATURE_ERROR_OUTPUT}'")
+        shape = list(inputs[0].shape)
+        static = [d if isinstance(d, int) else None for d in shape[1:]]
+        if static != list(self.card.sample_shape):
+            raise BadModelFile(f"{self.path}: graph input shape {shape} does not match the card's "
+                               f"sample shape {self.card.sample_shape}")
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.card.sample_shape)
+
+    def score_many(self, samples: np.ndarray) -> ScoreBatch:
+        """Score a batch ``[batch, *sample_shape]`` of raw-unit samples."""
+        x = np.ascontiguousarray(samples, dtype=np.float32)
+        if x.shape[1:] != self.sample_shape:
+            raise ValueError(f"samples of shape {x.shape[1:]} given to a model of sample shape {self.sample_shape}")
+        scores, ferr = self.session.run([SCORE_OUTPUT, FEATURE_ERROR_OUTPUT], {INPUT_NAME: x})
+        return ScoreBatch(np.asarray(scores, dtype=np.float32).reshape(-1), np.asarray(ferr, dtype=np.float32))
+
+    def score_one(self, sample: np.ndarray) -> tuple[float, np.ndarray]:
+        batch = self.score_many(np.asarray(sample)[None])
+        return float(batch.scores[0]), batch.feature_error[0]

@@ -1,0 +1,1 @@
+"""One module per ``edgewatch`` subcommand; see :mod:`edgewatch.cli`."""

@@ -1,0 +1,9 @@
+"""``edgewatch agent``: the streaming scorer that runs next to the equipment."""
+
+from edgewatch.cli import lazy_group
+
+agent = lazy_group(
+    "agent",
+    "Run the scoring agent (needs only ONNX Runtime and NumPy).",
+    {"run": "edgewatch.commands.agent_run:command", "check": "edgewatch.commands.agent_check:command"},
+)

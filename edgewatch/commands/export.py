@@ -1,0 +1,9 @@
+"""``edgewatch export``: turn a training checkpoint into a model file."""
+
+from edgewatch.cli import lazy_group
+
+export = lazy_group(
+    "export",
+    "Export a trained checkpoint to a self-describing (quantized) ONNX file.",
+    {"onnx": "edgewatch.commands.export_onnx:command"},
+)

@@ -1,0 +1,14 @@
+"""``edgewatch train FAMILY``: one subcommand per model family."""
+
+from edgewatch.cli import lazy_group
+
+train = lazy_group(
+    "train",
+    "Train a model family on nominal data and calibrate its threshold (needs edgewatch[train]).",
+    {
+        "lstm-ae": "edgewatch.commands.train_lstm_ae:command",
+        "deepant": "edgewatch.commands.train_deepant:command",
+        "rnn-ae": "edgewatch.commands.train_rnn_ae:command",
+        "conv-ae": "edgewatch.commands.train_conv_ae:command",
+    },
+)

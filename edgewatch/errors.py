@@ -1,0 +1,46 @@
+"""The exceptions edgewatch raises at its boundaries.
+
+Inside the streaming loop nothing is raised for bad data: it is counted and
+skipped. These are for the places where continuing would be wrong: a model
+file that is not ours, a configuration that cannot work, a missing extra.
+Every message says what to do next.
+"""
+
+from __future__ import annotations
+
+
+class EdgewatchError(Exception):
+    """Base class: catch this to handle any edgewatch failure."""
+
+
+class BadModelFile(EdgewatchError):
+    """The file is not an edgewatch model, is damaged, or does not fit the data."""
+
+
+class BadInput(EdgewatchError):
+    """Input data cannot be used (wrong shape, non-finite values, unreadable file)."""
+
+
+class NotCalibrated(EdgewatchError):
+    """A threshold or score statistics are needed but were never computed."""
+
+
+class MissingExtra(EdgewatchError, ImportError):
+    """An optional dependency is not installed."""
+
+    def __init__(self, module: str, extra: str = "train") -> None:
+        super().__init__(
+            f"{module!r} is needed for this command but is not installed; "
+            f"install it with: pip install 'edgewatch[{extra}]'"
+        )
+        self.module = module
+        self.extra = extra
+
+
+def require_torch():  # noqa: ANN201 - returns the torch module
+    """Import torch or fail with the install hint; never import it at module top."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - exercised in the torch-absent test
+        raise MissingExtra("torch") from exc
+    return torch

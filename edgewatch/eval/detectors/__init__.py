@@ -1,0 +1,1 @@
+"""Online detectors for the benchmarks: each scores a series using only its past."""

@@ -1,0 +1,286 @@
+"""A running drift check inside the agent: recent inputs per stream versus the training data.
+
+The model file carries a :class:`~edgewatch.contract.DriftReference` (101
+quantiles per feature of the training inputs). The agent hands every batch of
+accepted messages to :meth:`DriftWatch.observe_many`, which copies them into a
+bounded ring buffer per stream (cheap, vectorised), and asks
+:meth:`DriftWatch.due_events` now and then; streams that received
+``check_every`` new messages since their last check are tested.
+
+The test is a Kolmogorov-Smirnov test per feature with a Bonferroni
+correction (drift when any ``p < alpha / n_features``). The reference is a
+set of quantiles, not a sample, so the statistic is taken against the
+piecewise-linear CDF through those quantiles (exact at each quantile, within
+one percent between them; point masses such as a constant feature are kept
+as jumps), and the p-value is the two-sample one: the exact KS distribution
+at the effective size ``n_e = n m / (n + m)`` where ``n`` is the reference
+size and ``m`` the recent sample, as ``scipy.stats.ks_2samp(mode="asymp")``
+does. With a large reference this becomes the one-sample test.
+
+When it misleads: KS assumes independent draws. Consecutive measurements of
+a slow or cyclic signal are not; a window of 512 consecutive points covering
+part of a load cycle differs from the whole-cycle training distribution
+without any drift. Use ``keep_every`` so that the sample spans several
+cycles (e.g. keep every 10th message), or a larger ``sample_size``.
+
+NumPy and SciPy only: no torch, no onnx.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import kstwo
+
+from edgewatch.contract import DriftReference
+from edgewatch.drift.reference import check_reference
+from edgewatch.errors import BadInput
+
+MIN_SAMPLE = 20  # below this the KS p-value means little; such streams are not checked
+
+
+@dataclass
+class DriftEvent:
+    """The outcome of one KS check of one stream; ``features`` lists those that drifted."""
+
+    slot: int
+    features: list[str]
+    statistic: dict[str, float]
+    p_value: dict[str, float]
+    alpha: float  # the Bonferroni-corrected level each p-value was compared with
+    n: int  # inputs in the recent sample
+    n_reference: int
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.features)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The event as the agent emits it (``{"event": "drift", ...}``)."""
+        return {"event": "drift", **asdict(self)}
+
+
+def ref_cdf(x: np.ndarray, knots: np.ndarray, probs: np.ndarray, left: bool = False) -> np.ndarray:
+    """The reference CDF at ``x`` (right-continuous, or its left limit when ``left``).
+
+    Linear between quantiles; repeated quantiles (a point mass) become a jump.
+    """
+    q = knots.size
+    j = np.searchsorted(knots, x, side="left" if left else "right")
+    lo = np.clip(j - 1, 0, q - 1)
+    hi = np.clip(j, 0, q - 1)
+    width = knots[hi] - knots[lo]
+    safe = np.where(width > 0, width, 1.0)
+    t = np.where(width > 0, (x - knots[lo]) / safe, 0.0)
+    cdf = probs[lo] + t * (probs[hi] - probs[lo])
+    return np.where(j == 0, 0.0, np.where(j == q, 1.0, cdf))
+
+
+def ks_statistic_vs_quantiles(sample: np.ndarray, knots: np.ndarray) -> float:
+    """Sup distance between the sample's ECDF and the quantile-reference CDF.
+
+    Both CDFs are monotone and the sample's is constant between its points,
+    so the supremum is reached at a sample point, from the right or the left.
+    """
+    x = np.sort(np.asarray(sample, dtype=np.float64))
+    m = x.size
+    probs = np.linspace(0.0, 1.0, knots.size)
+    right = np.abs(np.searchsorted(x, x, side="right") / m - ref_cdf(x, knots, probs))
+    left = np.abs(np.searchsorted(x, x, side="left") / m - ref_cdf(x, knots, probs, left=True))
+    return float(max(right.max(), left.max()))
+
+
+def ks_pvalue(statistic: np.ndarray | float, n: int, n_reference: int) -> np.ndarray:
+    """Two-sided KS p-value at the effective size of a two-sample test."""
+    en = n * n_reference / (n + n_reference)
+    return np.clip(kstwo.sf(np.asarray(statistic, dtype=np.float64), max(1, round(en))), 0.0, 1.0)
+
+
+def _groups(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of equal values in sorted ``s``: starts, lengths, values, and each item's rank in its run."""
+    starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
+    counts = np.diff(np.append(starts, s.size))
+    rank = np.arange(s.size) - np.repeat(starts, counts)
+    return starts, counts, s[starts], rank
+
+
+class DriftWatch:
+    """Bounded samples of recent inputs per stream, KS-tested against the model's reference.
+
+    Streams are small integer slot ids given by the agent; buffers grow to
+    the largest slot seen. Memory is ``slots * sample_size * n_features * 8``
+    bytes (16 streams, 512, 4 features: 256 kB).
+    """
+
+    def __init__(self, reference: DriftReference, features: list[str], sample_size: int = 512,
+                 check_every: int = 512, alpha: float = 0.05, keep_every: int = 1) -> None:
+        check_reference(reference, len(features))
+        if sample_size < MIN_SAMPLE:
+            raise ValueError(f"sample_size must be at least {MIN_SAMPLE}")
+        if check_every < 1 or keep_every < 1:
+            raise ValueError("check_every and keep_every must be at least 1")
+        if not 0.0 < alpha < 1.0:
+            raise ValueError("alpha must be between 0 and 1")
+        self.reference = reference
+        self.features = list(features)
+        self.sample_size = int(sample_size)
+        self.check_every = int(check_every)
+        self.keep_every = int(keep_every)
+        self.alpha = float(alpha)
+        self.alpha_corrected = self.alpha / len(self.features)
+        self._knots = [np.asarray(q, dtype=np.float64) for q in reference.quantiles]
+        self._n_features = len(self.features)
+        self._buf = np.zeros((0, self.sample_size, self._n_features))
+        self._pos = np.zeros(0, dtype=np.intp)  # next write position in the ring
+        self._count = np.zeros(0, dtype=np.intp)  # rows kept since reset (capped use: sample_size)
+        self._seen = np.zeros(0, dtype=np.intp)  # rows observed since reset (for keep_every)
+        self._since = np.zeros(0, dtype=np.intp)  # rows observed since the last check
+        self.checks_run = 0
+        self._critical_cache: dict[int, float] = {}
+
+    # -- feeding ---------------------------------------------------------------------
+
+    def _grow(self, slot: int) -> None:
+        cap = max(slot + 1, 2 * self._pos.size, 4)
+        extra = cap - self._pos.size
+        self._buf = np.concatenate([self._buf, np.zeros((extra, self.sample_size, self._n_features))])
+        for name in ("_pos", "_count", "_seen", "_since"):
+            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(extra, dtype=np.intp)]))
+
+    def observe_many(self, slots: np.ndarray, rows: np.ndarray) -> None:
+        """Record one batch of accepted inputs: ``rows[i]`` (``[n_features]``) came from ``slots[i]``.
+
+        Rows of one slot are taken in batch order. Non-finite rows are
+        ignored (the agent should have refused them already).
+        """
+        slots = np.asarray(slots, dtype=np.intp).ravel()
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != self._n_features or rows.shape[0] != slots.size:
+            raise BadInput(f"observe_many needs rows [n, {self._n_features}] for n slots, "
+                           f"got rows {rows.shape} for {slots.size} slots")
+        if slots.size == 0:
+            return
+        if slots.min() < 0:
+            raise BadInput("stream slots must be non-negative integers")
+        top = int(slots.max())
+        if top >= self._pos.size:
+            self._grow(top)
+        finite = np.isfinite(rows).all(axis=1)
+        if not finite.all():
+            slots, rows = slots[finite], rows[finite]
+            if slots.size == 0:
+                return
+        if slots.size == 1:
+            self._observe_one(int(slots[0]), rows[0])
+            return
+        order = np.argsort(slots, kind="stable")
+        s = slots[order]
+        if self.keep_every == 1 and (s[1:] != s[:-1]).all():
+            # the usual batch: at most one message per stream
+            where = self._pos[s]
+            self._buf[s, where] = rows[order]
+            self._pos[s] = (where + 1) % self.sample_size
+            self._count[s] += 1
+            self._seen[s] += 1
+            self._since[s] += 1
+            return
+        self._observe_grouped(s, rows[order])
+
+    def _observe_grouped(self, s: np.ndarray, r: np.ndarray) -> None:
+        starts, counts, uniq, rank = _groups(s)
+        self._since[uniq] += counts
+        if self.keep_every > 1:
+            kept = (self._seen[s] + rank) % self.keep_every == 0
+            self._seen[uniq] += counts
+            s, r = s[kept], r[kept]
+            if s.size == 0:
+                return
+            starts, counts, uniq, rank = _groups(s)
+        else:
+            self._seen[uniq] += counts
+        last = rank >= np.repeat(counts, counts) - self.sample_size  # a ring holds only the newest
+        where = (self._pos[s] + rank) % self.sample_size
+        self._buf[s[last], where[last]] = r[last]
+        self._pos[uniq] = (self._pos[uniq] + counts) % self.sample_size
+        self._count[uniq] += counts
+
+    def _observe_one(self, slot: int, row: np.ndarray) -> None:
+        self._since[slot] += 1
+        seen = self._seen[slot]
+        self._seen[slot] = seen + 1
+        if self.keep_every > 1 and seen % self.keep_every:
+            return
+        pos = self._pos[slot]
+        self._buf[slot, pos] = row
+        self._pos[slot] = (pos + 1) % self.sample_size
+        self._count[slot] += 1
+
+    def reset(self, slot: int) -> None:
+        """Forget a stream's recent inputs (after a reconnect, or when the stream is gone)."""
+        if 0 <= slot < self._pos.size:
+            self._pos[slot] = self._count[slot] = self._seen[slot] = self._since[slot] = 0
+
+    def sample(self, slot: int) -> np.ndarray:
+        """The stream's recent sample ``[m, n_features]`` (order not meaningful)."""
+        if not 0 <= slot < self._pos.size:
+            return np.zeros((0, self._n_features))
+        m = min(int(self._count[slot]), self.sample_size)
+        return self._buf[slot, :m].copy() if m < self.sample_size else self._buf[slot].copy()
+
+    # -- checking --------------------------------------------------------------------
+
+    def _statistics(self, x: np.ndarray) -> np.ndarray:
+        return np.array([ks_statistic_vs_quantiles(x[:, f], self._knots[f]) for f in range(self._n_features)])
+
+    def _critical(self, n: int) -> float:
+        """The KS statistic above which ``p < alpha_corrected`` at sample size ``n`` (cached)."""
+        crit = self._critical_cache.get(n)
+        if crit is None:
+            en = max(1, round(n * self.reference.n / (n + self.reference.n)))
+            crit = float(kstwo.isf(self.alpha_corrected, en))
+            self._critical_cache[n] = crit
+        return crit
+
+    def _event(self, slot: int, x: np.ndarray, d: np.ndarray) -> DriftEvent:
+        p = ks_pvalue(d, x.shape[0], self.reference.n)
+        drifted = [name for name, pv in zip(self.features, p) if pv < self.alpha_corrected]
+        return DriftEvent(slot=int(slot), features=drifted,
+                          statistic={n: float(v) for n, v in zip(self.features, d)},
+                          p_value={n: float(v) for n, v in zip(self.features, p)},
+                          alpha=self.alpha_corrected, n=int(x.shape[0]), n_reference=int(self.reference.n))
+
+    def check(self, slot: int) -> DriftEvent | None:
+        """KS-test one stream now; ``None`` when it has fewer than ``MIN_SAMPLE`` inputs."""
+        x = self.sample(slot)
+        if x.shape[0] < MIN_SAMPLE:
+            return None
+        self._since[slot] = 0
+        self.checks_run += 1
+        return self._event(slot, x, self._statistics(x))
+
+    def due_events(self) -> list[DriftEvent]:
+        """Check every stream that saw ``check_every`` messages since its last check.
+
+        Returns only the checks that found drift; a drifting stream reports
+        again at each of its checks until it comes back or is reset. A quiet
+        check costs a sort per feature: p-values (slow in SciPy) are computed
+        only when a statistic passes the cached critical value.
+        """
+        if not self._since.size:
+            return []
+        events = []
+        for slot in np.flatnonzero(self._since >= self.check_every):
+            x = self.sample(int(slot))
+            if x.shape[0] < MIN_SAMPLE:
+                continue
+            self._since[slot] = 0
+            self.checks_run += 1
+            d = self._statistics(x)
+            if d.max() < self._critical(x.shape[0]) * (1 - 1e-9):
+                continue
+            event = self._event(int(slot), x, d)
+            if event.drifted:
+                events.append(event)
+        return events

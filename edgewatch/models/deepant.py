@@ -62,3 +62,13 @@ class DeepAnt(nn.Module):
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         out = self.head(self.features(context.transpose(1, 2)))
         return out.view(context.shape[0], self.cfg.horizon, self.cfg.n_features)
+
+
+def build_scorer(config: dict[str, Any], state_dict: dict[str, Any]) -> nn.Module:
+    """The export-ready scorer: raw window ``[B, context + horizon, F]`` → (L2 score, abs error)."""
+    from edgewatch.export.scoring import ForecastScorer, InputScaler
+
+    cfg = DeepAntConfig(**config)
+    scorer = ForecastScorer(DeepAnt(cfg), InputScaler.identity(cfg.n_features), cfg.horizon)
+    scorer.load_state_dict(state_dict)
+    return scorer.eval()

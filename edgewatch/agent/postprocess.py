@@ -1,0 +1,167 @@
+"""Stateful steps between a model's raw score and the threshold, one state per stream.
+
+The graph scores each window on its own; what counts as *unusual* for a
+stream depends on that stream's history. The ``likelihood`` step (Numenta's
+anomaly likelihood, Ahmad et al. 2017) learns online, per stream, the
+distribution of the short-term mean of the raw score and reports how far in
+its tail the current short-term mean lies, so a model file works on any
+stream without per-stream tuning. It then keeps one alert per event: a
+score that does not beat the recent maximum is damped.
+
+NumPy and the standard library only (this runs in the agent).
+
+Parameters of ``likelihood`` (all optional, defaults in :class:`LikelihoodParams`):
+
+``short``       rows in the short-term mean of the raw score (10)
+``long``        rows of history the distribution is estimated on (8640)
+``learning``    rows after a (re)start whose raw scores are not trusted yet (150)
+``reestimate``  rows between two estimates of the distribution (100)
+``min_std``     floor of the distribution's deviation, in raw-score units (0.05)
+``refractory``  rows during which a score must beat the recent maximum (0 = off)
+``damp``        factor applied to scores that do not beat it (0.5)
+``certain``     raw scores at or above this pass as 1.0 at once (0 = off)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import numpy as np
+
+from edgewatch.contract import PostProcess
+from edgewatch.errors import BadModelFile
+
+_LOG_FLOOR = math.log(1.0000000001 - 0.9999999999)
+
+
+class PostProcessor(Protocol):
+    """Turns raw scores into decision scores; state is kept per integer stream slot."""
+
+    def update_many(self, slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Feed scores in arrival order (``slots[i]`` is the stream of ``scores[i]``)."""
+        ...
+
+    def reset(self, slot: int) -> None:
+        """Forget a stream (it reconnected, or its window was reset)."""
+        ...
+
+
+class Identity:
+    """The ``none`` kind: scores pass unchanged."""
+
+    def update_many(self, slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores, dtype=np.float64).copy()
+
+    def reset(self, slot: int) -> None:
+        return None
+
+
+@dataclass
+class LikelihoodParams:
+    short: float = 10
+    long: float = 8640
+    learning: float = 150
+    reestimate: float = 100
+    min_std: float = 0.05
+    refractory: float = 0
+    damp: float = 0.5
+    certain: float = 0
+
+    @classmethod
+    def from_dict(cls, params: dict[str, float]) -> LikelihoodParams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise BadModelFile(f"likelihood post-process has unknown parameters {unknown}; known: {sorted(known)}")
+        p = cls(**{k: float(v) for k, v in params.items()})
+        if p.short < 1 or p.long < p.short or p.learning < 0 or p.reestimate < 1 or p.min_std <= 0:
+            raise BadModelFile(f"likelihood post-process parameters out of range: {p}")
+        if p.refractory < 0 or not 0 <= p.damp <= 1 or p.certain < 0:
+            raise BadModelFile(f"likelihood post-process parameters out of range: {p}")
+        return p
+
+
+def log_likelihood(likelihood: float) -> float:
+    """Map a likelihood near 1 onto [0, 1] so that 0.999 and 0.99999 are far apart."""
+    return math.log(1.0000000001 - likelihood) / _LOG_FLOOR
+
+
+class _Stream:
+    __slots__ = ("n", "short", "short_sum", "history", "mean", "std", "since", "recent")
+
+    def __init__(self, p: LikelihoodParams) -> None:
+        self.n = 0
+        self.short: deque[float] = deque(maxlen=int(p.short))
+        self.short_sum = 0.0
+        self.history: deque[float] = deque(maxlen=int(p.long))
+        self.mean = 0.0
+        self.std = 0.0
+        self.since = 0  # rows since the last estimate
+        self.recent: deque[float] = deque(maxlen=max(int(p.refractory), 1))
+
+
+class Likelihood:
+    """Numenta-style anomaly likelihood, per stream, with an optional refractory damping."""
+
+    def __init__(self, params: LikelihoodParams) -> None:
+        self.p = params
+        self._streams: dict[int, _Stream] = {}
+
+    def reset(self, slot: int) -> None:
+        self._streams.pop(int(slot), None)
+
+    def update_many(self, slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
+        raw = np.asarray(scores, dtype=np.float64).ravel()
+        if slots.shape != raw.shape:
+            raise ValueError(f"{slots.size} slots for {raw.size} scores")
+        out = np.empty(raw.size)
+        for i, (slot, x) in enumerate(zip(slots.tolist(), raw.tolist())):
+            st = self._streams.get(slot)
+            if st is None:
+                st = self._streams[slot] = _Stream(self.p)
+            out[i] = self._one(st, x)
+        return out
+
+    def _one(self, st: _Stream, x: float) -> float:
+        p = self.p
+        if not math.isfinite(x):
+            return 0.0
+        st.n += 1
+        if len(st.short) == st.short.maxlen:
+            st.short_sum -= st.short[0]
+        st.short.append(x)
+        st.short_sum += x
+        avg = st.short_sum / len(st.short)
+        if st.n <= p.learning:
+            return 0.0
+        if st.std == 0.0 or st.since >= p.reestimate:
+            h = np.fromiter(st.history, dtype=np.float64) if st.history else np.array([avg])
+            st.mean = float(h.mean())
+            st.std = max(float(h.std()), p.min_std)
+            st.since = 0
+        st.since += 1
+        st.history.append(avg)
+        z = (avg - st.mean) / st.std
+        tail = 0.5 * math.erfc(abs(z) / math.sqrt(2.0)) if z > 0 else 0.5
+        value = log_likelihood(1.0 - tail)
+        if p.certain and x >= p.certain:
+            value = 1.0
+        if p.refractory:
+            peak = max(st.recent) if st.recent else 0.0
+            st.recent.append(value)
+            if value <= peak:
+                value *= p.damp
+        return value
+
+
+def make_postprocessor(spec: PostProcess) -> PostProcessor:
+    """The agent's implementation of a card's post-process; refuses kinds it does not know."""
+    if spec.kind == "none":
+        return Identity()
+    if spec.kind == "likelihood":
+        return Likelihood(LikelihoodParams.from_dict(dict(spec.params)))
+    raise BadModelFile(f"unknown post-process kind {spec.kind!r}: this edgewatch knows 'none' and 'likelihood'")

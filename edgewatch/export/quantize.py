@@ -1,0 +1,107 @@
+"""Quantizing an fp32 edgewatch ONNX file with ONNX Runtime's tools.
+
+* ``Quantization.DYNAMIC_INT8``: ``quantize_dynamic``, int8 weights and
+  activations quantized on the fly. It turns LSTMs into
+  ``DynamicQuantizeLSTM`` and matmuls into ``MatMulInteger``; it leaves GRU
+  nodes in fp32. Best for the LSTM family.
+* ``Quantization.STATIC_QDQ_INT8``: ``quantize_static`` in QDQ format with
+  activation ranges measured on calibration samples (MinMax). Quantizes
+  convolutions and matmuls, not LSTM/GRU nodes. Best for CNNs.
+* ``Quantization.NONE``: the file is copied unchanged.
+
+:func:`quantized_op_counts` counts the quantized nodes in a file, so a
+silent fall-back to fp32 (a family whose layers the quantizer skips) is
+visible in the export report and can be asserted in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+from edgewatch.contract import INPUT_NAME, Quantization
+from edgewatch.errors import BadInput
+
+QUANTIZED_OP_TYPES = frozenset({
+    "DynamicQuantizeLSTM", "DynamicQuantizeMatMul", "MatMulInteger", "ConvInteger",
+    "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QGemm", "QAttention",
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulIntegerToFloat",
+})
+
+
+def quantize_file(src: Path, dst: Path, quantization: Quantization,
+                  calibration: np.ndarray | None = None, batch_size: int = 32) -> None:
+    """Write the quantized version of ``src`` to ``dst`` (metadata_props are kept)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    quantization = Quantization(quantization)
+    if quantization is Quantization.NONE:
+        shutil.copyfile(src, dst)
+        return
+    with _quiet_preprocess_hint():
+        if quantization is Quantization.DYNAMIC_INT8:
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+            return
+        if calibration is None or len(calibration) == 0:
+            raise BadInput("static int8 quantization needs calibration samples: train a checkpoint that "
+                           "stores them or pass --calibration-data")
+        quantize_static(str(src), str(dst), ArrayCalibrationReader(calibration, batch_size),
+                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, per_channel=True,
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+
+
+def quantized_op_counts(path: Path) -> dict[str, int]:
+    """Quantized node types and how many of each the file holds (subgraphs included)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    counts: Counter[str] = Counter()
+
+    def walk(graph: "onnx.GraphProto") -> None:
+        for node in graph.node:
+            if node.op_type in QUANTIZED_OP_TYPES:
+                counts[node.op_type] += 1
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+                for g in attr.graphs:
+                    walk(g)
+
+    walk(model.graph)
+    return dict(sorted(counts.items()))
+
+
+class ArrayCalibrationReader(CalibrationDataReader):
+    """Feeds calibration samples to ``quantize_static`` in batches of the graph's input."""
+
+    def __init__(self, samples: np.ndarray, batch_size: int = 32) -> None:
+        self.samples = np.ascontiguousarray(samples, dtype=np.float32)
+        self.batch_size = batch_size
+        self.rewind()
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:
+        self._batches = ({INPUT_NAME: self.samples[i:i + self.batch_size]}
+                         for i in range(0, len(self.samples), self.batch_size))
+
+
+@contextmanager
+def _quiet_preprocess_hint() -> Iterator[None]:
+    """ORT logs a 'consider pre-processing' warning on the root logger for every call."""
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(max(previous, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(previous)

@@ -31,6 +31,20 @@ def known_anomalies(data: Path, labels: Path | None) -> list[np.datetime64]:
     return [np.datetime64(t.replace(" ", "T")[:19]) for t in table.get(key, [])]
 
 
+def calibration_rows(scores: np.ndarray, total: int = 2048, top: int = 64) -> np.ndarray:
+    """Windows kept for quantization and parity: the highest-scored ones plus an even spread.
+
+    The top-scored windows make export's parity check test decisions on
+    both sides of the threshold, not only on normal windows.
+    """
+    n = len(scores)
+    if n <= total:
+        return np.arange(n)
+    best = np.argsort(-scores, kind="stable")[:top]
+    spread = np.linspace(0, n - 1, total - top).astype(int)
+    return np.unique(np.concatenate([best, spread]))
+
+
 @click.command("deepant")
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="CSV with header timestamp,value (a NAB series, e.g. realTraffic/TravelTime_451.csv).")
@@ -94,7 +108,7 @@ def command(data: Path, out: Path, epochs: int, context: int, horizon: int, sigm
         verdict = "FLAGGED" if run.scores[i] > run.threshold else "not flagged"
         click.echo(f"  {str(stamp).replace('T', ' ')}: score {run.scores[i]:.4f}, rank {rank_of[i]} of "
                    f"{len(run.scores)}, {verdict} at threshold {run.threshold:.4f}")
-    calibration = run.windows[np.linspace(0, len(run.windows) - 1, min(256, len(run.windows))).astype(int)]
+    calibration = run.windows[calibration_rows(run.scores)]
     save_checkpoint(out, run.card_fields["family"], run.model_config.to_dict(), run.scorer.state_dict(),
                     run.card_fields, calibration=calibration)
     click.echo(f"\ncheckpoint written to {out}; export with: edgewatch export onnx {out}")

@@ -31,11 +31,11 @@ class SynthConfig:
     seed: int = 0
     n_features: int = 1
     train_length: int = 10_000
-    test_length: int = 5_000
+    test_length: int = 10_000
     period_min: float = 40.0
     period_max: float = 80.0
     noise: float = 0.1  # half-width of the uniform noise, in signal amplitude units
-    n_segments: int = 20
+    n_segments: int = 10
     segment: int = 10
     factor: float = 2.0
 

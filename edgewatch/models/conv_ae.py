@@ -23,7 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgewatch.contract import Quantization
+from edgewatch.models import ExportSpec
+
 FAMILY = "conv-ae"
+EXPORT = ExportSpec(quantization=Quantization.STATIC_QDQ_INT8, script=False)
 
 
 @dataclass

@@ -16,7 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgewatch.contract import Quantization
+from edgewatch.models import ExportSpec
+
 FAMILY = "deepant"
+# fp32, measured (docs/families.md): on TravelTime_451 static QDQ int8 changes a decision and
+# its scores by ~90% (the forecast error is a few int8 steps of the signal's range); the fp32
+# file is only 25 KiB, so int8 would buy nothing.
+EXPORT = ExportSpec(quantization=Quantization.NONE, script=False)
 
 
 @dataclass

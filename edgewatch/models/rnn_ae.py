@@ -22,7 +22,12 @@ from typing import Any, List
 import torch
 from torch import nn
 
+from edgewatch.contract import Quantization
+from edgewatch.models import ExportSpec
+
 FAMILY = "rnn-ae"
+# script=True: the autoregressive decoder must become an ONNX Loop.
+EXPORT = ExportSpec(quantization=Quantization.DYNAMIC_INT8, script=True)
 
 
 @dataclass
@@ -79,3 +84,13 @@ class RnnAutoencoder(nn.Module):
             outs.append(y)
         # Decoded most-recent-first: flip back to the input's time order.
         return torch.stack(outs, 1).flip(1)
+
+
+def build_scorer(config: dict[str, Any], state_dict: dict[str, Any]) -> nn.Module:
+    """The export-ready scorer: scaler -> autoencoder -> max over time of the per-step MSE."""
+    from edgewatch.export.scoring import InputScaler, MaxStepReconstructionScorer
+
+    cfg = RnnAeConfig(**config)
+    scorer = MaxStepReconstructionScorer(RnnAutoencoder(cfg), InputScaler.identity(cfg.n_features))
+    scorer.load_state_dict(state_dict)
+    return scorer.eval()

@@ -34,7 +34,7 @@ import numpy as np
 from edgewatch.contract import PostProcess
 from edgewatch.errors import BadModelFile
 
-_LOG_FLOOR = math.log(1.0000000001 - 0.9999999999)
+_LOG_FLOOR = math.log(1e-10)
 
 
 class PostProcessor(Protocol):
@@ -86,7 +86,7 @@ class LikelihoodParams:
 
 def log_likelihood(likelihood: float) -> float:
     """Map a likelihood near 1 onto [0, 1] so that 0.999 and 0.99999 are far apart."""
-    return math.log(1.0000000001 - likelihood) / _LOG_FLOOR
+    return min(max(math.log(1.0000000001 - likelihood) / _LOG_FLOOR, 0.0), 1.0)
 
 
 class _Stream:

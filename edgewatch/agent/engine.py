@@ -1,0 +1,427 @@
+"""The agent loop: parse → window → score (batched) → post-process → decide → emit.
+
+There is one loop for every model family. What differs between families
+(window length, scaling, how the score is computed, an optional stateful
+post-processing step, the threshold) lives in the model file, so nothing
+here asks which family it runs.
+
+Sources put items on one queue; the loop drains up to ``max_batch`` of them
+at a time and scores every window that fell due in that batch, across all
+streams, in a single ONNX Runtime call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgewatch.agent.episodes import EpisodeTracker, Transition
+from edgewatch.agent.metrics import AgentMetrics
+from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_message
+from edgewatch.agent.postprocess import make_postprocessor
+from edgewatch.agent.sinks import Sink
+from edgewatch.agent.sources import Item, Kind, Source
+from edgewatch.agent.windows import StreamWindows
+from edgewatch.errors import BadModelFile
+
+log = logging.getLogger("edgewatch.agent")
+
+BAD_LOG_INTERVAL = 60.0
+
+
+@dataclass
+class AgentOptions:
+    """Run-time choices; ``None`` means "take the model file's value"."""
+
+    stride: int | None = None
+    threshold: float | None = None
+    k: int | None = None
+    n: int | None = None
+    agent_id: str = field(default_factory=socket.gethostname)
+    max_batch: int = 1024
+    queue_size: int = 20_000
+    max_message_bytes: int = DEFAULT_MAX_BYTES
+    top_features: int = 3
+    drift_every: int = 512  # messages per stream between drift checks; 0 turns drift checks off
+    drift_sample: int = 512
+
+
+@dataclass
+class ScoredWindow:
+    slot: int
+    stream: str
+    ts: float
+    seq: int
+    score: float
+    over: bool
+
+
+@dataclass
+class BatchView:
+    """What one processed batch contained, for observers (live page, run recorder)."""
+
+    streams: list[str]
+    ts: list[float]
+    seq: list[int]
+    values: np.ndarray  # [messages, n_features]
+    scored: list[ScoredWindow]
+    threshold: float
+
+
+class Observer(Protocol):
+    def on_batch(self, view: BatchView) -> None: ...
+
+    def on_event(self, event: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class RunSummary:
+    messages: int = 0
+    bad: dict[str, int] = field(default_factory=dict)
+    windows: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    streams: int = 0
+    seconds: float = 0.0
+
+
+class Agent:
+    """Scores many streams with one model and emits alert events to sinks."""
+
+    def __init__(self, model: ScoringModel, sinks: list[Sink], options: AgentOptions | None = None,
+                 metrics: AgentMetrics | None = None) -> None:
+        self.options = options or AgentOptions()
+        self.metrics = metrics or AgentMetrics()
+        self.sinks = list(sinks)
+        self.observers: list[Observer] = []
+        self.sources: list[Source] = []
+        self.queue: queue.Queue[Item] = queue.Queue(maxsize=self.options.queue_size)
+        self.summary = RunSummary()
+        self._slots: dict[str, int] = {}
+        self._stream_names: list[str] = []
+        self._seq: list[int] = []
+        self._source_streams: dict[str, set[int]] = {}
+        self._bad_logged: dict[BadReason, float] = {}
+        self._stop = threading.Event()
+        self._swap_lock = threading.Lock()
+        self._pending_model: ScoringModel | None = None
+        self._install(model)
+
+    # -- model ---------------------------------------------------------------------
+
+    def _install(self, model: ScoringModel) -> None:
+        card = model.card
+        if not card.is_time_series:
+            raise BadModelFile(f"{model.path} scores images (sample shape {card.sample_shape}), not streams; "
+                               "use 'edgewatch score' for image sets")
+        o = self.options
+        self.model = model
+        self.card = card
+        self.features = card.features
+        self.window = card.window
+        self.stride = o.stride or card.stride
+        self.threshold = float(o.threshold if o.threshold is not None else card.threshold)
+        self.windows = StreamWindows(self.window, card.n_features, self.stride, capacity=max(8, len(self._seq)))
+        self.post = make_postprocessor(card.postprocess)
+        self.tracker = EpisodeTracker(o.k or card.decision.k, o.n or card.decision.n)
+        self.drift = None
+        if card.drift_reference is not None and o.drift_every > 0:
+            from edgewatch.agent.drift_watch import DriftWatch
+
+            self.drift = DriftWatch(card.drift_reference, card.features, sample_size=o.drift_sample,
+                                    check_every=o.drift_every)
+
+    def swap_model(self, model: ScoringModel) -> None:
+        """Queue a new model; it takes over between two batches, so no message is dropped.
+
+        Refused (BadModelFile) when it does not read the same features, since
+        the streams feeding this agent would not fit it.
+        """
+        if model.card.features != self.card.features:
+            raise BadModelFile(f"{model.path} reads features {model.card.features}, the running model "
+                               f"reads {self.card.features}: refusing to swap")
+        if not model.card.is_time_series:
+            raise BadModelFile(f"{model.path} is not a time-series model")
+        with self._swap_lock:
+            self._pending_model = model
+
+    def _apply_pending_model(self) -> None:
+        with self._swap_lock:
+            model, self._pending_model = self._pending_model, None
+        if model is None:
+            return
+        old = self.model.sha256
+        # close open episodes: their scores came from another model
+        now = time.time()
+        for slot in self.tracker.open_slots():
+            tr = self.tracker.close(slot, now, self._seq[slot])
+            if tr:
+                self._emit(self._alert(tr, reason="model swapped"))
+        self._install(model)
+        self.metrics.model_swaps.labels("ok").inc()
+        self._emit({"event": "model", "agent": self.options.agent_id, "time": _iso(now),
+                    "previous_sha256": old, "sha256": model.sha256, "family": model.card.family})
+        log.info("model swapped: %s -> %s", old[:12], model.sha256[:12])
+
+    # -- streams -------------------------------------------------------------------
+
+    def _slot(self, stream: str, source: str) -> int:
+        slot = self._slots.get(stream)
+        if slot is None:
+            slot = len(self._stream_names)
+            self._slots[stream] = slot
+            self._stream_names.append(stream)
+            self._seq.append(0)
+            self.windows.ensure(slot)
+            self.metrics.streams.set(len(self._stream_names))
+        self._source_streams.setdefault(source, set()).add(slot)
+        return slot
+
+    def _reset_source(self, source: str) -> None:
+        for slot in self._source_streams.get(source, ()):
+            self.windows.reset(slot)
+            self.tracker.reset(slot)
+            self.post.reset(slot)
+            if self.drift is not None:
+                self.drift.reset(slot)
+
+    @property
+    def streams(self) -> list[str]:
+        return list(self._stream_names)
+
+    # -- the hot path --------------------------------------------------------------
+
+    def process(self, items: list[Item]) -> None:
+        """Handle one batch of items from the sources, in order."""
+        if self._pending_model is not None:
+            self._apply_pending_model()
+        n_features = self.card.n_features
+        max_bytes = self.options.max_message_bytes
+        windows = self.windows
+        want_rows = bool(self.observers) or self.drift is not None
+        due_x: list[np.ndarray] = []
+        due_meta: list[tuple[int, float, int]] = []
+        msg_slots: list[int] = []
+        msg_rows: list[list[float]] = []
+        msg_ts: list[float] = []
+        msg_seq: list[int] = []
+        good = 0
+        bad: dict[BadReason, int] = {}
+        for kind, source, payload, received in items:
+            if kind == Kind.RAW:
+                m = parse_message(payload, n_features, max_bytes)  # type: ignore[arg-type]
+                if type(m) is not Measurement:
+                    bad[m] = bad.get(m, 0) + 1  # type: ignore[index]
+                    continue
+            elif kind == Kind.MEASUREMENT:
+                m = payload  # type: ignore[assignment]
+                if len(m.values) != n_features:
+                    bad[BadReason.WRONG_ARITY] = bad.get(BadReason.WRONG_ARITY, 0) + 1
+                    continue
+            elif kind == Kind.BAD:
+                bad[payload] = bad.get(payload, 0) + 1  # type: ignore[index]
+                continue
+            elif kind == Kind.RESET:
+                self._reset_source(source)
+                continue
+            else:
+                continue
+            good += 1
+            slot = self._slots.get(m.stream or source)
+            if slot is None:
+                slot = self._slot(m.stream or source, source)
+            seq = self._seq[slot]
+            self._seq[slot] = seq + 1
+            ts = m.ts if m.ts is not None else received
+            if windows.push(slot, m.values):
+                due_x.append(windows.latest(slot).copy())
+                due_meta.append((slot, ts, seq))
+            if want_rows:
+                msg_slots.append(slot)
+                msg_rows.append(m.values)
+                msg_ts.append(ts)
+                msg_seq.append(seq)
+        n_bad = sum(bad.values())
+        self.summary.messages += good + n_bad
+        self.metrics.messages.inc(good + n_bad)
+        if bad:
+            self._count_bad(bad)
+        scored = self._score(due_x, due_meta) if due_x else []
+        if self.drift is not None and msg_slots:
+            self.drift.observe_many(np.asarray(msg_slots), np.asarray(msg_rows, dtype=np.float64))
+            for ev in self.drift.due_events():
+                self._emit(self._drift_event(ev))
+        if self.observers and (msg_slots or scored):
+            view = BatchView([self._stream_names[s] for s in msg_slots], msg_ts, msg_seq,
+                             np.asarray(msg_rows, dtype=np.float32).reshape(-1, n_features), scored,
+                             self.threshold)
+            for obs in self.observers:
+                obs.on_batch(view)
+
+    def _score(self, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]) -> list[ScoredWindow]:
+        out: list[ScoredWindow] = []
+        step = self.options.max_batch
+        for lo in range(0, len(due_x), step):
+            x = np.stack(due_x[lo:lo + step])
+            meta = due_meta[lo:lo + step]
+            t0 = time.perf_counter()
+            batch = self.model.score_many(x)
+            self.metrics.latency.observe(time.perf_counter() - t0)
+            self.metrics.batch_size.observe(len(x))
+            slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
+            scores = self.post.update_many(slots, batch.scores)
+            over = scores > self.threshold
+            for i, (slot, ts, seq) in enumerate(meta):
+                s = float(scores[i])
+                o = bool(over[i])
+                out.append(ScoredWindow(slot, self._stream_names[slot], ts, seq, s, o))
+                tr = self.tracker.update(slot, o, s, ts, seq)
+                if tr is not None:
+                    self._emit(self._alert(tr, batch.feature_error[i]))
+        self.summary.windows += len(due_x)
+        self.metrics.windows.inc(len(due_x))
+        return out
+
+    # -- events --------------------------------------------------------------------
+
+    def _alert(self, tr: Transition, feature_error: np.ndarray | None = None, reason: str | None = None
+               ) -> dict[str, Any]:
+        ep = tr.episode
+        stream = self._stream_names[tr.slot]
+        ident = hashlib.sha1(f"{self.options.agent_id}|{stream}|{ep.start_ts!r}|{ep.start_seq}|{tr.kind}"
+                             .encode()).hexdigest()[:20]
+        event: dict[str, Any] = {
+            "event": tr.kind,
+            "id": ident,
+            "agent": self.options.agent_id,
+            "stream": stream,
+            "time": _iso(ep.start_ts if tr.kind == "start" else ep.end_ts or time.time()),
+            "ts": ep.start_ts if tr.kind == "start" else ep.end_ts,
+            "seq": ep.start_seq if tr.kind == "start" else ep.end_seq,
+            "score": round(ep.peak_score, 6),
+            "threshold": self.threshold,
+            "episode": {
+                "start_ts": ep.start_ts, "start_seq": ep.start_seq,
+                "end_ts": ep.end_ts, "end_seq": ep.end_seq,
+                "duration_s": None if ep.end_ts is None else round(ep.end_ts - ep.start_ts, 6),
+                "peak_score": round(ep.peak_score, 6), "peak_seq": ep.peak_seq,
+                "windows_over": ep.windows_over,
+            },
+            "model": {"sha256": self.model.sha256, "family": self.card.family},
+        }
+        if feature_error is not None:
+            order = np.argsort(-feature_error)[: self.options.top_features]
+            total = float(feature_error.sum()) or 1.0
+            event["top_features"] = [{"feature": self.features[j], "error": round(float(feature_error[j]), 6),
+                                      "share": round(float(feature_error[j]) / total, 4)} for j in order]
+        if reason:
+            event["reason"] = reason
+        return event
+
+    def _drift_event(self, ev: Any) -> dict[str, Any]:
+        self.metrics.drift.inc()
+        now = time.time()
+        event = {"event": "drift", "agent": self.options.agent_id, "stream": self._stream_names[ev.slot],
+                 "time": _iso(now), "ts": now, "model": {"sha256": self.model.sha256, "family": self.card.family}}
+        event.update({k: v for k, v in dataclasses.asdict(ev).items() if k != "slot"})
+        return event
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        kind = event.get("event", "?")
+        self.summary.events[kind] = self.summary.events.get(kind, 0) + 1
+        if kind in ("start", "end"):
+            self.metrics.alerts.labels(kind).inc()
+        for sink in self.sinks:
+            try:
+                sink.send(event)
+            except Exception:  # one broken sink must not silence the others
+                log.exception("sink %s failed to take an event", type(sink).__name__)
+        for obs in self.observers:
+            obs.on_event(event)
+
+    def _count_bad(self, bad: dict[BadReason, int]) -> None:
+        now = time.monotonic()
+        for reason, n in bad.items():
+            self.summary.bad[reason.value] = self.summary.bad.get(reason.value, 0) + n
+            self.metrics.bad_messages.labels(reason.value).inc(n)
+            last = self._bad_logged.get(reason)
+            if last is None or now - last >= BAD_LOG_INTERVAL:
+                self._bad_logged[reason] = now
+                log.warning("skipped bad input: %s (%d so far; logged at most once a minute per reason)",
+                            reason.value, self.summary.bad[reason.value])
+
+    # -- running -------------------------------------------------------------------
+
+    def add_source(self, source: Source) -> None:
+        self.sources.append(source)
+
+    def request_stop(self) -> None:
+        """Stop reading; what is already queued is still processed (safe from a signal handler)."""
+        self._stop.set()
+
+    def run(self, duration: float | None = None, max_messages: int | None = None) -> RunSummary:
+        """Run until every source has ended, ``duration`` passed, or :meth:`request_stop`."""
+        t0 = time.monotonic()
+        for src in self.sources:
+            src.start(self.queue)
+        ended = 0
+        stopping = False
+        q = self.queue
+        limit = self.options.max_batch
+        while True:
+            if not stopping and (self._stop.is_set()
+                                 or (duration is not None and time.monotonic() - t0 >= duration)
+                                 or (max_messages is not None and self.summary.messages >= max_messages)):
+                stopping = True
+                for src in self.sources:
+                    src.stop()
+            try:
+                first = q.get(timeout=0.1)
+            except queue.Empty:
+                if stopping and ended >= len(self.sources):
+                    break
+                if self._pending_model is not None:
+                    self._apply_pending_model()
+                continue
+            items = [first]
+            try:
+                while len(items) < limit:
+                    items.append(q.get_nowait())
+            except queue.Empty:
+                pass
+            ended += sum(1 for it in items if it.kind == Kind.END)
+            self.process(items)
+            if ended >= len(self.sources) and q.empty():
+                if not stopping:
+                    stopping = True
+                if all(not (s._thread and s._thread.is_alive()) for s in self.sources):
+                    break
+        for src in self.sources:
+            src.join(timeout=2.0)
+        self.close()
+        self.summary.streams = len(self._stream_names)
+        self.summary.seconds = time.monotonic() - t0
+        return self.summary
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception:
+                log.exception("closing sink %s failed", type(sink).__name__)
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")

@@ -1,0 +1,26 @@
+"""Prometheus metrics of one agent (its own registry, so several agents can live in a test)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0)
+
+
+class AgentMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.messages = Counter("edgewatch_messages", "Messages received (good and bad)", registry=r)
+        self.bad_messages = Counter("edgewatch_bad_messages", "Messages skipped, by reason", ["reason"], registry=r)
+        self.windows = Counter("edgewatch_windows_scored", "Windows scored", registry=r)
+        self.alerts = Counter("edgewatch_alerts", "Alert events emitted, by kind", ["kind"], registry=r)
+        self.drift = Counter("edgewatch_drift_events", "Drift events emitted", registry=r)
+        self.streams = Gauge("edgewatch_streams", "Streams seen since start", registry=r)
+        self.spool_depth = Gauge("edgewatch_spool_depth", "Alerts waiting on disk for the broker", registry=r)
+        self.reconnects = Counter("edgewatch_source_reconnects", "Source reconnections", ["source"], registry=r)
+        self.model_swaps = Counter("edgewatch_model_swaps", "Model files swapped in (or refused)", ["result"],
+                                   registry=r)
+        self.latency = Histogram("edgewatch_inference_seconds", "Time of one batched ONNX Runtime call",
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("edgewatch_inference_batch", "Windows per batched call",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r)

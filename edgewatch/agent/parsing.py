@@ -1,0 +1,119 @@
+"""Turning one wire message into a measurement, or a reason to skip it.
+
+Accepted forms: a JSON array of numbers (``[0.1, 0.2, 0.3, 0.4]``) or an
+object ``{"values": [...], "ts": <epoch seconds or ISO time>, "stream": "id"}``
+(``ts`` and ``stream`` optional; ``v``/``value`` accepted for ``values``,
+``t``/``time``/``timestamp`` for ``ts``). Anything else is *bad input*: it is
+returned as a :class:`BadReason`, never raised, because the agent must not
+crash on data.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+DEFAULT_MAX_BYTES = 64 * 1024
+
+
+class BadReason(str, enum.Enum):
+    BINARY = "binary"  # bytes that are not UTF-8 text
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    WRONG_TYPE = "wrong_type"  # valid JSON, but not an array or object
+    NO_VALUES = "no_values"  # object without a values field
+    WRONG_ARITY = "wrong_arity"
+    NOT_NUMBER = "not_number"  # a string, bool, null or nested value
+    NON_FINITE = "non_finite"  # NaN or infinity
+    BAD_TIMESTAMP = "bad_timestamp"
+    BAD_STREAM = "bad_stream"
+
+
+@dataclass(slots=True)
+class Measurement:
+    values: list[float]
+    ts: float | None = None
+    stream: str | None = None
+
+
+_VALUE_KEYS = ("values", "v", "value")
+_TIME_KEYS = ("ts", "t", "time", "timestamp")
+_MAX_STREAM_ID = 200
+
+
+def _nan_const(name: str) -> float:
+    # json accepts NaN/Infinity literals; turn them into a value we then refuse
+    return float("nan")
+
+
+def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MAX_BYTES) -> Measurement | BadReason:
+    """Parse one message for a model with ``n_features`` inputs."""
+    if len(raw) > max_bytes:
+        return BadReason.TOO_LARGE
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            return BadReason.BINARY
+    try:
+        obj = json.loads(raw, parse_constant=_nan_const)
+    except (ValueError, RecursionError):
+        return BadReason.NOT_JSON
+    ts = stream = None
+    if isinstance(obj, dict):
+        values = next((obj[k] for k in _VALUE_KEYS if k in obj), None)
+        if values is None:
+            return BadReason.NO_VALUES
+        raw_ts = next((obj[k] for k in _TIME_KEYS if k in obj), None)
+        if raw_ts is not None:
+            ts = _timestamp(raw_ts)
+            if ts is None:
+                return BadReason.BAD_TIMESTAMP
+        stream = obj.get("stream")
+        if stream is not None:
+            if isinstance(stream, (int, float)) and not isinstance(stream, bool):
+                stream = str(stream)
+            if not isinstance(stream, str) or not stream or len(stream) > _MAX_STREAM_ID:
+                return BadReason.BAD_STREAM
+    else:
+        values = obj
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        values = [values]
+    if not isinstance(values, list):
+        return BadReason.WRONG_TYPE
+    if len(values) != n_features:
+        return BadReason.WRONG_ARITY
+    out: list[float] = []
+    for v in values:
+        if type(v) is float:
+            f = v
+        elif type(v) is int:
+            try:
+                f = float(v)
+            except OverflowError:
+                return BadReason.NON_FINITE
+        else:
+            return BadReason.NOT_NUMBER
+        if not math.isfinite(f):
+            return BadReason.NON_FINITE
+        out.append(f)
+    return Measurement(out, ts, stream)
+
+
+def _timestamp(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        f = float(value)
+        if not math.isfinite(f):
+            return None
+        return f / 1000.0 if f > 1e11 else f  # milliseconds since the epoch
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,65 @@
+"""Per-stream ring buffers that hand out the last ``window`` rows without copying.
+
+Each stream (a small integer *slot*) owns ``2 * window`` rows and every row
+is written twice, at ``i`` and ``i + window``; the latest window is then
+always the contiguous slice ``[i + 1, i + 1 + window)``. That keeps the hot
+path to two row writes per message and no allocation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class StreamWindows:
+    """The latest ``window`` measurements of every stream, and when each is due."""
+
+    def __init__(self, window: int, n_features: int, stride: int, capacity: int = 8) -> None:
+        if window < 1 or stride < 1:
+            raise ValueError("window and stride must be >= 1")
+        self.window = window
+        self.n_features = n_features
+        self.stride = stride
+        self._buf = np.zeros((capacity, 2 * window, n_features), dtype=np.float32)
+        self._pos = np.zeros(capacity, dtype=np.int64)  # next row to write, in [0, window)
+        self.count = np.zeros(capacity, dtype=np.int64)  # rows pushed since the last reset
+
+    @property
+    def capacity(self) -> int:
+        return self._buf.shape[0]
+
+    def ensure(self, slot: int) -> None:
+        """Grow to hold ``slot`` (doubling, so growth is rare)."""
+        if slot < self.capacity:
+            return
+        new = max(slot + 1, 2 * self.capacity)
+        extra = new - self.capacity
+        self._buf = np.concatenate([self._buf, np.zeros((extra, *self._buf.shape[1:]), np.float32)])
+        self._pos = np.concatenate([self._pos, np.zeros(extra, np.int64)])
+        self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
+
+    def push(self, slot: int, row: list[float] | np.ndarray) -> bool:
+        """Append one row; return True when the stream's window is due for scoring.
+
+        Due means the window is full and ``stride`` rows have arrived since
+        the last due window: for stride 3 every third point is scored.
+        """
+        pos = self._pos[slot]
+        buf = self._buf[slot]
+        buf[pos] = row
+        buf[pos + self.window] = row
+        self._pos[slot] = pos + 1 if pos + 1 < self.window else 0
+        n = self.count[slot] + 1
+        self.count[slot] = n
+        return n >= self.window and (n - self.window) % self.stride == 0
+
+    def latest(self, slot: int) -> np.ndarray:
+        """A view of the slot's last ``window`` rows, oldest first (valid until the next push)."""
+        start = self._pos[slot]
+        return self._buf[slot, start:start + self.window]
+
+    def reset(self, slot: int) -> None:
+        """Forget a stream's history (after a reconnect the old rows are not its past)."""
+        if slot < self.capacity:
+            self._pos[slot] = 0
+            self.count[slot] = 0

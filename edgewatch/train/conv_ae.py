@@ -1,0 +1,105 @@
+"""Training the conv image autoencoder (S2) on clean images, with early stopping.
+
+Images go in as raw pixels 0–255; the scorer scales them to 0–1 inside
+the graph. The threshold is ``mean + k·std`` (``k = 3``) of the per-image
+loss on held-out clean validation images, so it is set without ever seeing
+a corrupted image. Calibration samples (for static quantization and the
+export parity check) are validation images plus a few corrupted copies, so
+that parity is checked on both sides of the threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgewatch.contract import Scaler, ScoreStats, Task
+from edgewatch.data.corrupt import Corruption, corrupt
+from edgewatch.drift.reference import drift_reference_from
+from edgewatch.errors import BadInput, require_torch
+from edgewatch.export.scoring import score_batches
+from edgewatch.models.conv_ae import FAMILY, ConvAeConfig, ConvAutoencoder, ImageScorer
+from edgewatch.train.loop import TrainConfig, TrainResult, fit
+
+SCORE_TEXT = ("mean squared reconstruction error of the image, pixels scaled to 0-1; "
+              "feature_error is the MSE of each pixel row")
+
+
+@dataclass
+class ConvAeRun:
+    scorer: Any  # ImageScorer
+    model_config: ConvAeConfig
+    train_result: TrainResult
+    val_scores: np.ndarray
+    threshold: float
+    threshold_method: str
+    calibration: np.ndarray  # [N, 1, S, S] raw pixels
+    card_fields: dict[str, Any] = field(default_factory=dict)
+
+
+def default_train_config(**changes: Any) -> TrainConfig:
+    """Adam 1e-3, up to 30 epochs, stop after 3 without validation improvement."""
+    base = dict(epochs=30, batch_size=64, lr=1e-3, lr_gamma=1.0, patience=3, min_delta=1e-5, desc="conv-ae")
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def split_images(images: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded shuffle split into (train, validation)."""
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_val = max(1, int(round(len(images) * val_fraction)))
+    return images[order[n_val:]], images[order[:n_val]]
+
+
+def _as_batch(images: np.ndarray) -> np.ndarray:
+    x = np.asarray(images, dtype=np.float32)
+    return x[:, None] if x.ndim == 3 else x
+
+
+def train_conv_ae(train_images: np.ndarray, val_images: np.ndarray, model_config: ConvAeConfig | None = None,
+                  train_config: TrainConfig | None = None, sigmas: float = 3.0,
+                  trained_on: dict[str, Any] | None = None) -> ConvAeRun:
+    """Fit on clean ``train_images`` ``[n, S, S]`` (0–255), early-stop and calibrate on ``val_images``."""
+    torch = require_torch()
+    train_x, val_x = _as_batch(train_images), _as_batch(val_images)
+    if len(train_x) < 2 or len(val_x) < 2:
+        raise BadInput(f"need at least 2 training and 2 validation images, got {len(train_x)} and {len(val_x)}")
+    size = train_x.shape[-1]
+    cfg = model_config or ConvAeConfig(size=size)
+    if train_x.shape[1:] != (1, cfg.size, cfg.size) or val_x.shape[1:] != train_x.shape[1:]:
+        raise BadInput(f"images of shape {train_x.shape[1:]} / {val_x.shape[1:]} do not fit a "
+                       f"{cfg.size}x{cfg.size} model")
+    tcfg = train_config or default_train_config()
+    torch.manual_seed(tcfg.seed)
+    model = ConvAutoencoder(cfg)
+    result = fit(model, torch.from_numpy(train_x / 255.0).float(), tcfg,
+                 val_inputs=torch.from_numpy(val_x / 255.0).float())
+    scorer = ImageScorer(model).eval()
+    val_scores, _ = score_batches(scorer, val_x)
+    threshold = float(val_scores.mean() + sigmas * val_scores.std())
+    method = f"mean + {sigmas:g}*std of the per-image loss on {len(val_x)} clean validation images"
+    train_scores, _ = score_batches(scorer, train_x[:2048])
+    rng = np.random.default_rng(tcfg.seed)
+    clean = val_x[:192]
+    bad = [corrupt(val_x[i::6][:16, 0], kind, 3, rng)[:, None] for i, kind in
+           enumerate([Corruption.GAUSSIAN_NOISE, Corruption.OCCLUSION, Corruption.STRIPES, Corruption.BLUR])]
+    calibration = np.concatenate([clean, *bad]).astype(np.float32)
+    corrupted_scores, _ = score_batches(scorer, np.concatenate(bad))
+    rows = cfg.size
+    card_fields = dict(
+        family=FAMILY, task=Task.RECONSTRUCT.value, sample_shape=[1, cfg.size, cfg.size],
+        features=[f"row{r:02d}" for r in range(rows)],
+        scaler=Scaler("minmax", [0.0] * rows, [1.0 / 255.0] * rows), score=SCORE_TEXT,
+        threshold=threshold, threshold_method=method,
+        score_stats={"normal": ScoreStats.of(val_scores), "train": ScoreStats.of(train_scores),
+                     "corrupted": ScoreStats.of(corrupted_scores)},
+        trained_on=dict(trained_on or {}, images=int(len(train_x)), val_images=int(len(val_x)),
+                        epochs=result.epochs_run, best_epoch=result.best_epoch + 1,
+                        stopped_early=result.stopped_early),
+        window=0, horizon=0, stride=1,
+        # drift reference per feature = per row: the row's mean pixel value per image
+        drift_reference=drift_reference_from(train_x[:, 0].mean(axis=2)),
+    )
+    return ConvAeRun(scorer, cfg, result, val_scores, threshold, method, calibration, card_fields)

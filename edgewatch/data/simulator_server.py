@@ -237,7 +237,7 @@ class SimulatorServer:
         try:
             server = await serve(
                 self._handle, self.config.host, self.port,
-                compression=None, max_size=2**16, ping_interval=20, ping_timeout=20,
+                compression=None, max_size=2**16, ping_interval=20, ping_timeout=20, close_timeout=1,
             )
         except OSError as exc:
             raise EdgewatchError(
@@ -259,6 +259,7 @@ class SimulatorServer:
                 raise producer.exception()  # type: ignore[misc]
         finally:
             self._report(final=True)
+            self._finished.set()
             server.close()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 5)

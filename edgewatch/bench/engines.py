@@ -1,0 +1,100 @@
+"""One model, three engines: callables to time, and a noise-resistant way to compare them.
+
+The machines these run on are shared, so absolute times move by 2×; what
+holds is a *ratio measured in one run*. :func:`interleaved_medians` times
+the engines in turns (A, B, C, A, B, C ...) so that a slow spell of the
+machine hits all of them alike, and keeps the median of the rounds.
+Every engine uses one thread: ``torch.set_num_threads(1)`` and ONNX Runtime
+sessions with one intra-op thread and no spinning (the agent's settings).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgewatch.bench.models import Engine, ExportedModel
+
+
+def engine_runner(model: ExportedModel, engine: Engine, batch: int, seed: int = 0) -> Callable[[], object]:
+    """A no-argument callable that scores one batch of ``batch`` samples with ``engine``.
+
+    Inputs are built once here, so the callable times scoring only. For
+    ONNX Runtime it goes through the agent's own :class:`ScoringModel`.
+    """
+    x = model.spec.samples(batch, seed=seed)
+    if engine is Engine.TORCH:
+        import torch
+
+        torch.set_num_threads(1)
+        xt = torch.from_numpy(x)
+        scorer = model.scorer.eval()
+
+        def run_torch() -> object:
+            with torch.inference_mode():
+                return scorer(xt)
+
+        return run_torch
+    from edgewatch.agent.model import ScoringModel
+
+    scoring = ScoringModel(model.paths[engine], threads=1)
+    return lambda: scoring.score_many(x)
+
+
+@dataclass
+class Timing:
+    """Seconds per call: the median over rounds, and every round's value."""
+
+    median: float
+    rounds: list[float]
+
+
+def time_calls(fn: Callable[[], object], number: int) -> float:
+    """Seconds per call of ``fn`` over ``number`` calls."""
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number
+
+
+def calls_for(fn: Callable[[], object], target_seconds: float) -> int:
+    """How many calls of ``fn`` take about ``target_seconds`` (at least one)."""
+    fn()  # warm up: first calls allocate
+    once = time_calls(fn, 3)
+    return max(1, int(target_seconds / max(once, 1e-7)))
+
+
+def interleaved_medians(fns: Mapping[str, Callable[[], object]], rounds: int = 7,
+                        round_seconds: float = 0.05) -> dict[str, Timing]:
+    """Time every callable in turns for ``rounds`` rounds; median seconds per call of each."""
+    numbers = {name: calls_for(fn, round_seconds) for name, fn in fns.items()}
+    per_round: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            per_round[name].append(time_calls(fn, numbers[name]))
+    return {name: Timing(statistics.median(v), v) for name, v in per_round.items()}
+
+
+def speedup(slow: Timing, fast: Timing) -> float:
+    """How many times faster ``fast`` is than ``slow`` (median against median)."""
+    return slow.median / fast.median
+
+
+def max_abs_score_diff(model: ExportedModel, n: int = 16) -> dict[Engine, float]:
+    """Largest score difference of each ONNX file from PyTorch on ``n`` samples (a sanity check)."""
+    import torch
+
+    from edgewatch.agent.model import ScoringModel
+
+    x = model.spec.samples(n, seed=99)
+    with torch.inference_mode():
+        ref = model.scorer(torch.from_numpy(x))[0].numpy()
+    out = {}
+    for engine in (Engine.ORT_FP32, Engine.ORT_INT8):
+        got = ScoringModel(model.paths[engine]).score_many(x).scores
+        out[engine] = float(np.max(np.abs(got - ref)))
+    return out

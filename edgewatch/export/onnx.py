@@ -137,6 +137,7 @@ def _export_fp32(scorer: nn.Module, example: torch.Tensor, path: Path, script: b
         # apply: initial states are zeros built from the input's batch size inside the graph
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks inside nn.LSTM
         try:
             torch.onnx.export(module, (example,), str(path), input_names=[INPUT_NAME],
                               output_names=[SCORE_OUTPUT, FEATURE_ERROR_OUTPUT], dynamic_axes=dynamic,

@@ -3,7 +3,15 @@
 * ``Quantization.DYNAMIC_INT8``: ``quantize_dynamic``, int8 weights and
   activations quantized on the fly. It turns LSTMs into
   ``DynamicQuantizeLSTM`` and matmuls into ``MatMulInteger``; it leaves GRU
-  nodes in fp32. Best for the LSTM family.
+  nodes in fp32. Best for the LSTM family. The *output layers* (weighted
+  nodes with no weighted node after them, see :func:`output_layer_nodes`)
+  stay fp32: a reconstruction score is the small difference of two nearly
+  equal numbers, and quantizing the layer that produces the reconstruction
+  put int8 rounding noise straight into it (measured on a small LSTM-AE:
+  median relative score error 280 % and 69 % decision agreement with the
+  output layer quantized; 3 % and 100 % with it in fp32). Weights use
+  ``reduce_range`` (7 bits), which avoids int16 accumulation overflow on
+  CPUs without VNNI and measured more accurate here.
 * ``Quantization.STATIC_QDQ_INT8``: ``quantize_static`` in QDQ format with
   activation ranges measured on calibration samples (MinMax). Quantizes
   convolutions and matmuls, not LSTM/GRU nodes. Best for CNNs.
@@ -47,7 +55,8 @@ def quantize_file(src: Path, dst: Path, quantization: Quantization,
         return
     with _quiet_preprocess_hint():
         if quantization is Quantization.DYNAMIC_INT8:
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, reduce_range=True,
+                             nodes_to_exclude=output_layer_nodes(src))
             return
         if calibration is None or len(calibration) == 0:
             raise BadInput("static int8 quantization needs calibration samples: train a checkpoint that "
@@ -55,7 +64,38 @@ def quantize_file(src: Path, dst: Path, quantization: Quantization,
         quantize_static(str(src), str(dst), ArrayCalibrationReader(calibration, batch_size),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, per_channel=True,
+                        nodes_to_exclude=output_layer_nodes(src),
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+
+
+WEIGHTED_OP_TYPES = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "LSTM", "GRU", "RNN", "Loop"})
+
+
+def output_layer_nodes(path: Path) -> list[str]:
+    """Names of the weighted nodes that no other weighted node follows (the last layer of each path).
+
+    They are kept in fp32: their output is compared with the input (or the
+    target) to make the score, so their rounding error is the score's.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    consumers: dict[str, list[int]] = {}
+    for i, node in enumerate(graph.node):
+        for name in node.input:
+            consumers.setdefault(name, []).append(i)
+    nodes = list(graph.node)
+    memo: dict[int, bool] = {}
+
+    def weighted_downstream(i: int) -> bool:
+        if i not in memo:
+            memo[i] = False  # the graph is acyclic; this only guards against malformed files
+            memo[i] = any(nodes[j].op_type in WEIGHTED_OP_TYPES or weighted_downstream(j)
+                          for out in nodes[i].output for j in consumers.get(out, []))
+        return memo[i]
+
+    return [n.name for i, n in enumerate(nodes)
+            if n.op_type in WEIGHTED_OP_TYPES and n.op_type != "Loop" and not weighted_downstream(i)]
 
 
 def quantized_op_counts(path: Path) -> dict[str, int]:

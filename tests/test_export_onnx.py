@@ -1,0 +1,189 @@
+"""Export: tiny trained LSTM-AE -> ONNX (none / dynamic / static) -> the agent's ScoringModel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from edgewatch.agent.model import ScoringModel
+from edgewatch.cli import main
+from edgewatch.contract import PREFIX, Quantization
+from edgewatch.errors import BadInput
+from edgewatch.export.onnx import _write_metadata, export_model
+from edgewatch.export.parity import ParityFailed, compare_scores
+from edgewatch.export.quantize import quantized_op_counts
+from edgewatch.export.scoring import (ForecastScorer, InputScaler, MaxStepReconstructionScorer, score_batches)
+from edgewatch.models import family_module
+from edgewatch.train.checkpoint import card_from_fields, load_checkpoint
+from edgewatch.train.loop import TrainConfig
+from edgewatch.train.lstm_ae import LstmAeConfig, train_lstm_ae
+
+FEATURES = ["cpu", "memory", "traffic", "fan"]
+
+
+def stand_in_series(n: int = 1500, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    v = np.stack([0.5 + 0.35 * np.sin(2 * np.pi * t / 40 + k) for k in range(4)], axis=1)
+    return np.clip(v + rng.normal(0, 0.01, v.shape), 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)
+    cfg = LstmAeConfig(window=10, hidden=24, latent=8, n_export_samples=256,
+                       train=TrainConfig(epochs=5, batch_size=32, patience=0, progress=False, seed=0))
+    out = tmp_path_factory.mktemp("ckpt") / "lstm-ae.pt"
+    return train_lstm_ae(stand_in_series(), FEATURES, cfg, out, source="stand-in.csv").checkpoint
+
+
+def export(checkpoint: Path, out: Path, quantization: Quantization):  # noqa: ANN201
+    ckpt = load_checkpoint(checkpoint)
+    family = family_module(ckpt.family)
+    scorer = family.build_scorer(ckpt.config, ckpt.state_dict)
+    card = card_from_fields(ckpt.card_fields, quantization)
+    report = export_model(scorer, card, out, quantization=quantization, calibration=ckpt.calibration,
+                          script=family.EXPORT.script)
+    return ckpt, scorer, card, report
+
+
+def test_fp32_export_scores_like_torch_and_carries_the_card(checkpoint: Path, tmp_path: Path) -> None:
+    ckpt, scorer, card, report = export(checkpoint, tmp_path / "m.onnx", Quantization.NONE)
+    assert report.path.is_file() and report.size_bytes == report.path.stat().st_size
+    assert report.n_quantized_nodes == 0
+    assert report.decision_agreement == 1.0 and report.max_rel_err < 1e-4
+    model = ScoringModel(report.path)
+    assert model.card == card  # metadata round trip
+    x = ckpt.calibration[:64]
+    got = model.score_many(x)
+    want_s, want_f = score_batches(scorer, x)
+    np.testing.assert_allclose(got.scores, want_s, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(got.feature_error, want_f, rtol=1e-4, atol=1e-7)
+    # dynamic batch axis: one-by-one equals batched
+    ones = np.array([model.score_one(s)[0] for s in x[:5]])
+    np.testing.assert_allclose(ones, got.scores[:5], rtol=1e-5)
+    assert [i.shape for i in model.session.get_inputs()][0][1:] == [10, 4]
+
+
+def test_dynamic_int8_quantizes_the_lstms_and_keeps_decisions(checkpoint: Path, tmp_path: Path) -> None:
+    ckpt, scorer, card, report = export(checkpoint, tmp_path / "q.onnx", Quantization.DYNAMIC_INT8)
+    assert report.quantized_ops.get("DynamicQuantizeLSTM", 0) == 3
+    assert report.decision_agreement >= 0.99
+    assert report.n_over_threshold > 0  # the parity set has decisions on both sides
+    model = ScoringModel(report.path)
+    assert model.card.quantization is Quantization.DYNAMIC_INT8
+    assert model.card == card
+    x = ckpt.calibration
+    ref, _ = score_batches(scorer, x)
+    got = model.score_many(x).scores
+    assert np.median(np.abs(got - ref) / ref) < 0.1
+    assert quantized_op_counts(report.path) == report.quantized_ops
+
+
+def test_static_qdq_inserts_quantize_nodes(checkpoint: Path, tmp_path: Path) -> None:
+    _, _, _, report = export(checkpoint, tmp_path / "s.onnx", Quantization.STATIC_QDQ_INT8)
+    assert report.quantized_ops.get("QuantizeLinear", 0) > 0
+    assert ScoringModel(report.path).card.quantization is Quantization.STATIC_QDQ_INT8
+
+
+class _EagerOnlyOffset(nn.Module):
+    """A scorer whose eager scores differ from its traced graph: the parity check must catch it."""
+
+    def __init__(self, inner: nn.Module, offset: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.offset = offset
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s, f = self.inner(x)
+        if torch.jit.is_tracing():
+            return s, f
+        return s + self.offset, f
+
+
+def test_broken_parity_fails_the_export_and_leaves_no_file(checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = load_checkpoint(checkpoint)
+    scorer = family_module(ckpt.family).build_scorer(ckpt.config, ckpt.state_dict)
+    card = card_from_fields(ckpt.card_fields, Quantization.NONE)
+    out = tmp_path / "broken.onnx"
+    with pytest.raises(ParityFailed, match="agrees with PyTorch on only"):
+        export_model(_EagerOnlyOffset(scorer, 2 * card.threshold), card, out, quantization=Quantization.NONE,
+                     calibration=ckpt.calibration)
+    assert list(tmp_path.iterdir()) == []  # neither the model nor temporary files
+
+
+def test_calibration_of_the_wrong_shape_is_refused(checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = load_checkpoint(checkpoint)
+    scorer = family_module(ckpt.family).build_scorer(ckpt.config, ckpt.state_dict)
+    card = card_from_fields(ckpt.card_fields, Quantization.NONE)
+    with pytest.raises(BadInput, match="shape"):
+        export_model(scorer, card, tmp_path / "m.onnx", quantization=Quantization.NONE,
+                     calibration=ckpt.calibration[:, :5])
+
+
+def test_metadata_merge_keeps_other_tools_keys(checkpoint: Path, tmp_path: Path) -> None:
+    _, _, card, report = export(checkpoint, tmp_path / "m.onnx", Quantization.NONE)
+    m = onnx.load(str(report.path))
+    entry = m.metadata_props.add()
+    entry.key, entry.value = "other.tool", "kept"
+    onnx.save(m, str(tmp_path / "with_other.onnx"))
+    _write_metadata(tmp_path / "with_other.onnx", tmp_path / "again.onnx", card)
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "again.onnx")).metadata_props}
+    assert props["other.tool"] == "kept"
+    assert {k: v for k, v in props.items() if k.startswith(PREFIX)} == card.to_props()
+
+
+def test_cli_export_prints_parity_and_writes_an_agent_readable_file(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli.onnx"
+    res = CliRunner().invoke(main, ["export", "onnx", str(checkpoint), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "dynamic-int8" in res.output and "decision agreement" in res.output
+    assert ScoringModel(out).card.quantization is Quantization.DYNAMIC_INT8
+
+
+def test_cli_export_of_a_missing_checkpoint_exits_4(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["export", "onnx", str(tmp_path / "none.pt"), "-o", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 4 and "does not exist" in res.output
+
+
+def test_compare_scores_counts_decision_flips() -> None:
+    p = compare_scores(np.array([0.1, 0.2, 0.9, 1.1]), np.array([0.1, 0.21, 1.01, 1.1]), threshold=1.0)
+    assert p.decision_agreement == 0.75 and p.n_over_threshold == 1
+    assert p.max_rel_err == pytest.approx(0.11 / 0.9)
+
+
+def test_max_step_and_forecast_scorers_follow_their_definitions() -> None:
+    x = torch.zeros(2, 6, 3)
+    x[0, 2, 1] = 1.0  # one bad step in sample 0
+    zero = _Zero()
+    s, f = MaxStepReconstructionScorer(zero, InputScaler.identity(3))(x)
+    assert s.tolist() == pytest.approx([1.0 / 3, 0.0])  # max over time of the per-step MSE
+    assert f[0].tolist() == pytest.approx([0.0, 1.0 / 6, 0.0])  # mean over time per feature
+    x = torch.zeros(1, 5, 2)
+    x[0, 3:, 0] = torch.tensor([3.0, 4.0])  # horizon 2, forecast zeros: error (3, 4) -> L2 norm 5
+    s, f = ForecastScorer(_ZeroForecast(2, 2), InputScaler.identity(2), horizon=2)(x)
+    assert s.item() == pytest.approx(5.0)
+    assert f[0].tolist() == pytest.approx([3.5, 0.0])
+    scripted = torch.jit.script(ForecastScorer(_ZeroForecast(2, 2), InputScaler.identity(2), horizon=2))
+    assert scripted(x)[0].item() == pytest.approx(5.0)
+
+
+class _Zero(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+class _ZeroForecast(nn.Module):
+    def __init__(self, horizon: int, n_features: int) -> None:
+        super().__init__()
+        self.horizon = horizon
+        self.n_features = n_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], self.horizon * self.n_features)

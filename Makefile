@@ -1,0 +1,51 @@
+# Quick start: `make demo` runs the whole system on the built-in simulator,
+# `make test` runs the test suite. Both set up what they need first.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.edgewatch-installed
+# torch 2.13.0 is the CPU build on these machines; installing it explicitly
+# first keeps pip from resolving a multi-GB CUDA build for the [train] extra.
+TORCH  := torch==2.13.0
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help demo test bench system-deps venv clean
+
+help:
+	@echo "make demo   - simulate equipment with faults, run the agent on it, print the scorecard"
+	@echo "make test   - run the test suite (installs .venv and Debian packages when missing)"
+	@echo "make bench  - run the benchmarks and write benchmarks/report/"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[train,test]'
+	touch $(STAMP)
+
+# mosquitto (MQTT tests) and chromium (live page test), only when missing.
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/edgewatch demo
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/edgewatch bench --out benchmarks/report
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks .hypothesis

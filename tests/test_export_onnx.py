@@ -187,3 +187,21 @@ class _ZeroForecast(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros(x.shape[0], self.horizon * self.n_features)
+
+
+def test_cli_export_with_calibration_csv_and_threshold_override(checkpoint: Path, tmp_path: Path) -> None:
+    data = tmp_path / "cal.csv"
+    np.savetxt(data, stand_in_series(300, seed=3), delimiter=",", header=",".join(FEATURES), comments="",
+               fmt="%.6f")
+    out = tmp_path / "m.onnx"
+    res = CliRunner().invoke(main, ["export", "onnx", str(checkpoint), "-o", str(out), "--quantize", "none",
+                                    "--calibration-data", str(data), "--threshold", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert "on 97 calibration samples" in res.output  # (300 - 10) // stride 3 + 1 windows
+    card = ScoringModel(out).card
+    assert card.threshold == 0.5 and card.threshold_method.startswith("set by hand")
+    wrong = tmp_path / "wrong.csv"
+    np.savetxt(wrong, stand_in_series(50), delimiter=",", header="a,b,c,d", comments="", fmt="%.6f")
+    res = CliRunner().invoke(main, ["export", "onnx", str(checkpoint), "-o", str(tmp_path / "w.onnx"),
+                                    "--calibration-data", str(wrong)])
+    assert res.exit_code == 4 and "columns" in res.output

@@ -5,7 +5,9 @@
 1. export the scorer with a static sample shape and a dynamic batch axis
    (input ``x``, outputs ``score`` and ``feature_error``), with the
    TorchScript-based exporter (``dynamo=False``): it exports the LSTM
-   family as native ``LSTM`` nodes in well under a second, which
+   family as native ``LSTM`` nodes in well under a second (measured at
+   160/60, window 10: 0.6 s, against 69 s for ``dynamo=True``, which also
+   yields LSTM nodes but adds 26 Slice nodes), which
    ``quantize_dynamic`` then turns into ``DynamicQuantizeLSTM``. With
    ``script=True`` the scorer is ``torch.jit.script``-ed first, so that an
    autoregressive decoder becomes an ONNX ``Loop`` instead of being unrolled;

@@ -1,0 +1,201 @@
+"""Shared fixtures: a real mosquitto broker on a free loopback port.
+
+``mosquitto`` is one broker for the whole session (started on first use).
+Tests may ``stop()`` / ``start()`` / ``kill()`` it mid-test; the function
+fixture ``broker`` makes sure it is running again when the next test starts.
+``make_broker`` starts extra brokers with their own configuration lines
+(TLS, passwords). Brokers persist retained messages and sessions, so a
+persistent subscriber sees everything across a broker restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """One mosquitto process with a generated config; same port across restarts."""
+
+    def __init__(self, workdir: Path, extra: list[str] | None = None, port: int | None = None) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf = self.dir / "mosquitto.conf"
+        lines = [f"listener {self.port} {self.host}", "allow_anonymous true", "persistence true",
+                 f"persistence_location {self.dir}/", f"log_dest file {self.dir / 'mosquitto.log'}",
+                 "max_queued_messages 0", "max_inflight_messages 100", "autosave_interval 1"]
+        if os.geteuid() == 0:  # mosquitto drops root for user 'mosquitto', who could not write here
+            lines.append("user root")
+        if extra:
+            lines = [ln for ln in lines if not (ln.startswith("allow_anonymous") and any(
+                e.startswith("allow_anonymous") for e in extra))] + extra
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> Broker:
+        if self.running:
+            return self
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode()[-500:]}"
+                                   f"{self.log()[-1500:]}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        """SIGTERM: mosquitto saves its persistence file and exits."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        p = self.dir / "mosquitto.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    if not os.path.exists(MOSQUITTO):
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    broker = Broker(tmp_path_factory.mktemp("mosquitto")).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def broker(mosquitto: Broker) -> Broker:
+    """The session broker, running (a previous test may have stopped it)."""
+    return mosquitto.start()
+
+
+@pytest.fixture
+def make_broker(tmp_path: Path) -> Iterator:
+    made: list[Broker] = []
+
+    def make(extra: list[str] | None = None) -> Broker:
+        if not os.path.exists(MOSQUITTO):
+            pytest.skip("mosquitto is not installed")
+        b = Broker(tmp_path / f"broker{len(made)}", extra)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()
+
+class Collector:
+    """Subscribes to ``topic`` (wildcards fine) with a persistent session, so nothing is missed
+    while it or the broker is away; call ``close()`` at the end."""
+
+    def __init__(self, host: str, port: int, topic: str, client_id: str, persistent: bool = True,
+                 **login: Any) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
+        if login.get("username"):
+            self.client.username_pw_set(login["username"], login.get("password"))
+        if login.get("tls"):
+            self.client.tls_set(**login["tls"])
+        self.topic = topic
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = lambda *a: self.connected.clear()
+        self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
+        self.client.connect_async(host, port, keepalive=10)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            raise RuntimeError("test subscriber could not connect")
+
+    def _on_connect(self, client, userdata, flags, reason, props) -> None:  # noqa: ANN001
+        if not reason.is_failure:
+            client.subscribe(self.topic, qos=1)
+            time.sleep(0.05)
+            self.connected.set()
+
+    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+
+    def on(self, suffix: str) -> list[bytes]:
+        with self._lock:
+            return [p for t, p, _ in self.messages if t.endswith(suffix)]
+
+    def events(self, suffix: str = "/alerts") -> list[dict]:
+        return [json.loads(p) for p in self.on(suffix)]
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> bool:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.05)
+        return predicate(self)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def collector() -> Iterator:
+    """Factory for :class:`Collector` subscribers, closed at the end of the test."""
+    made: list[Collector] = []
+
+    def make(broker: Broker, topic: str, client_id: str = "test-collector", **kw: Any) -> Collector:
+        c = Collector(broker.host, broker.port, topic, client_id, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()

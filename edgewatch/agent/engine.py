@@ -19,6 +19,7 @@ import queue
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -115,6 +116,10 @@ class Agent:
         self._stop = threading.Event()
         self._swap_lock = threading.Lock()
         self._pending_model: ScoringModel | None = None
+        self._posted: deque[dict[str, Any]] = deque()
+        self.started_at = time.time()
+        self.last_message_at: float | None = None  # wall time of the last message (good or bad)
+        self.heartbeat = time.monotonic()  # the loop's last turn; a watchdog checks it is recent
         self._install(model)
 
     # -- model ---------------------------------------------------------------------
@@ -154,6 +159,22 @@ class Agent:
             raise BadModelFile(f"{model.path} is not a time-series model")
         with self._swap_lock:
             self._pending_model = model
+
+    def refuse_model(self, reason: str, sha256: str | None = None, origin: str = "file") -> None:
+        """Record a model that was offered and refused (metric, log, event); the running one stays."""
+        self.metrics.model_swaps.labels("refused").inc()
+        log.error("new model refused (%s), keeping %s: %s", origin, self.model.sha256[:12], reason)
+        self.post_event({"event": "model_refused", "agent": self.options.agent_id, "time": _iso(time.time()),
+                         "origin": origin, "sha256": sha256, "reason": reason,
+                         "running_sha256": self.model.sha256})
+
+    def post_event(self, event: dict[str, Any]) -> None:
+        """Hand an event from another thread to the loop, which sends it to the sinks (thread-safe)."""
+        self._posted.append(event)
+
+    def _emit_posted(self) -> None:
+        while self._posted:
+            self._emit(self._posted.popleft())
 
     def _apply_pending_model(self) -> None:
         with self._swap_lock:
@@ -205,6 +226,8 @@ class Agent:
         """Handle one batch of items from the sources, in order."""
         if self._pending_model is not None:
             self._apply_pending_model()
+        if self._posted:
+            self._emit_posted()
         n_features = self.card.n_features
         max_bytes = self.options.max_message_bytes
         windows = self.windows
@@ -233,6 +256,7 @@ class Agent:
                 continue
             elif kind == Kind.RESET:
                 self._reset_source(source)
+                self.metrics.reconnects.labels(source).inc()
                 continue
             else:
                 continue
@@ -252,6 +276,8 @@ class Agent:
                 msg_ts.append(ts)
                 msg_seq.append(seq)
         n_bad = sum(bad.values())
+        if good or n_bad:
+            self.last_message_at = time.time()
         self.summary.messages += good + n_bad
         self.metrics.messages.inc(good + n_bad)
         if bad:
@@ -379,6 +405,7 @@ class Agent:
         q = self.queue
         limit = self.options.max_batch
         while True:
+            self.heartbeat = time.monotonic()
             if not stopping and (self._stop.is_set()
                                  or (duration is not None and time.monotonic() - t0 >= duration)
                                  or (max_messages is not None and self.summary.messages >= max_messages)):
@@ -392,6 +419,8 @@ class Agent:
                     break
                 if self._pending_model is not None:
                     self._apply_pending_model()
+                if self._posted:
+                    self._emit_posted()
                 continue
             items = [first]
             try:
@@ -408,10 +437,24 @@ class Agent:
                     break
         for src in self.sources:
             src.join(timeout=2.0)
+        self.close_episodes("agent stopped")
+        self._emit_posted()
         self.close()
         self.summary.streams = len(self._stream_names)
         self.summary.seconds = time.monotonic() - t0
         return self.summary
+
+    def close_episodes(self, reason: str) -> None:
+        """Send an ``end`` for every open episode, so no consumer waits forever for one."""
+        now = time.time()
+        for slot in self.tracker.open_slots():
+            tr = self.tracker.close(slot, now, self._seq[slot])
+            if tr:
+                self._emit(self._alert(tr, reason=reason))
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def close(self) -> None:
         for sink in self.sinks:

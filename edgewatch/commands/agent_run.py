@@ -6,6 +6,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -55,11 +56,16 @@ Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 fail
               show_default=True, help="Where undelivered MQTT alerts wait on disk.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the run's counters (messages, bad by reason, windows, events) to this file.")
+@click.option("--ui", "ui", default=None, metavar="ADDR:PORT",
+              help="Serve the live page (signals, green/red score bars, alerts) here, e.g. 127.0.0.1:8080.")
+@click.option("--record-run", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Record every message, scored window and event to this JSONL file (for edgewatch plot).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr at the end.")
 def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...], sinks: tuple[str, ...],
             stride: int | None, threshold: float | None, k: int | None, n: int | None, agent_id: str | None,
             duration: float | None, max_messages: int | None, idle_timeout: float, spool_dir: Path,
-            summary_json: Path | None, quiet: bool) -> None:
+            summary_json: Path | None, quiet: bool,
+            ui: str | None = None, record_run: Path | None = None) -> None:
     """Score live streams with a model file and send an alert per anomalous episode.
 
     Every --stride-th measurement of a stream, its last WINDOW measurements are
@@ -74,6 +80,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     agent = Agent(model, built_sinks, options)
     for spec in sources:
         agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout))
+    close_page_and_record = attach_page_and_record(agent, ui, record_run)  # --ui, --record-run
     card = model.card
     log.info("model %s (%s, window %d, stride %d, threshold %.6g)", model_path, card.family, card.window,
              agent.stride, agent.threshold)
@@ -85,10 +92,31 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     summary = agent.run(duration=duration, max_messages=max_messages)
+    close_page_and_record()
     if summary_json:
         summary_json.write_text(json.dumps(summary_dict(summary), indent=2))
     if not quiet:
         print_summary(summary)
+
+
+def attach_page_and_record(agent: Agent, ui: str | None, record_run: Path | None) -> Callable[[], None]:
+    """Start the live page (--ui) and the run recorder (--record-run); returns what stops them."""
+    closers: list[Callable[[], None]] = []
+    if ui:
+        from edgewatch.agent.ui.server import start_ui
+
+        server = start_ui(agent, ui)
+        click.echo(f"live page on {server.url}", err=True)
+        closers.append(server.stop)
+    if record_run:
+        from edgewatch.agent.recorder import RunRecorder
+
+        closers.append(RunRecorder.for_agent(agent, record_run).close)
+
+    def close() -> None:
+        for c in closers:
+            c()
+    return close
 
 
 def summary_dict(summary: RunSummary) -> dict:

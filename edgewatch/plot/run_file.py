@@ -1,0 +1,210 @@
+"""Reading what ``--record-run`` wrote, and the ground truth to lay beside it.
+
+The run file is the format documented in :mod:`edgewatch.agent.recorder`.
+A run cut short (agent killed mid-line) still reads: a broken last line is
+counted and skipped. Truth comes from the simulator's fault JSONL or from
+NAB's label windows; both become :class:`Interval` lists in epoch seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgewatch.errors import BadInput
+
+
+@dataclass
+class Interval:
+    """A span of time ``[start, end)`` in epoch seconds with what it is (fault type, "anomaly window")."""
+
+    start: float
+    end: float
+    label: str
+    stream: str | None = None
+
+
+@dataclass
+class StreamRun:
+    """One stream of a run as arrays: messages, scored windows, alert episodes."""
+
+    name: str
+    t: np.ndarray
+    seq: np.ndarray
+    values: np.ndarray  # [messages, features]
+    wt: np.ndarray
+    wseq: np.ndarray
+    scores: np.ndarray
+    over: np.ndarray  # bool
+    episodes: list[Interval]
+
+    @property
+    def start(self) -> float:
+        return float(min(self.t[0] if len(self.t) else np.inf, self.wt[0] if len(self.wt) else np.inf))
+
+    @property
+    def end(self) -> float:
+        return float(max(self.t[-1] if len(self.t) else -np.inf, self.wt[-1] if len(self.wt) else -np.inf))
+
+
+@dataclass
+class Run:
+    """A whole recorded run: the header, each stream, and the thresholds in force over time."""
+
+    header: dict[str, Any]
+    features: list[str]
+    streams: dict[str, StreamRun]
+    thresholds: list[tuple[float, float]]  # (from ts, threshold), first from -inf
+    events: list[dict[str, Any]] = field(default_factory=list)
+    skipped_lines: int = 0
+
+    @property
+    def threshold(self) -> float:
+        return self.thresholds[-1][1]
+
+
+class _Acc:
+    def __init__(self) -> None:
+        self.t: list[float] = []
+        self.q: list[int] = []
+        self.v: list[list[float]] = []
+        self.wt: list[float] = []
+        self.wq: list[int] = []
+        self.ws: list[float] = []
+        self.wo: list[int] = []
+        self.open: dict[Any, float] = {}
+        self.episodes: list[Interval] = []
+
+
+def read_run(path: str | Path) -> Run:
+    """Parse a run file; BadInput when it is not one (with what it looks like instead)."""
+    path = Path(path)
+    try:
+        fh = open(path)
+    except OSError as exc:
+        raise BadInput(f"cannot read the run file {path} ({exc.strerror})") from exc
+    with fh:
+        first = fh.readline()
+        try:
+            header = json.loads(first)
+        except json.JSONDecodeError:
+            header = None
+        if not isinstance(header, dict) or "run" not in header:
+            raise BadInput(f"{path} is not an edgewatch run record (its first line has no \"run\" header); "
+                           "make one with: edgewatch agent run ... --record-run FILE.jsonl")
+        features = list(header.get("features") or [])
+        thresholds: list[tuple[float, float]] = [(-np.inf, float(header.get("threshold", np.nan)))]
+        pending_threshold: float | None = None
+        acc: dict[str, _Acc] = {}
+        events: list[dict[str, Any]] = []
+        skipped = 0
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                skipped += 1
+                continue
+            if "m" in rec:
+                a = acc.get(rec["m"]) or acc.setdefault(rec["m"], _Acc())
+                a.t.append(rec["t"])
+                a.q.append(rec["q"])
+                a.v.append([np.nan if x is None else x for x in rec["v"]])
+            elif "w" in rec:
+                a = acc.get(rec["w"]) or acc.setdefault(rec["w"], _Acc())
+                if pending_threshold is not None:
+                    thresholds.append((rec["t"], pending_threshold))
+                    pending_threshold = None
+                a.wt.append(rec["t"])
+                a.wq.append(rec["q"])
+                a.ws.append(np.nan if rec["s"] is None else rec["s"])
+                a.wo.append(rec["o"])
+            elif "th" in rec:
+                pending_threshold = float(rec["th"])
+            elif "e" in rec:
+                ev = rec["e"]
+                events.append(ev)
+                _episode(acc, ev)
+            else:
+                skipped += 1
+    streams = {}
+    for name, a in acc.items():
+        f = len(features) or (len(a.v[0]) if a.v else 0)
+        for start in a.open.values():
+            a.episodes.append(Interval(start, np.nan, "alert (open at end of run)", name))
+        streams[name] = StreamRun(
+            name, np.asarray(a.t, float), np.asarray(a.q, np.int64), np.asarray(a.v, float).reshape(-1, f),
+            np.asarray(a.wt, float), np.asarray(a.wq, np.int64), np.asarray(a.ws, float),
+            np.asarray(a.wo, bool), sorted(a.episodes, key=lambda e: e.start))
+    return Run(header, features, streams, thresholds, events, skipped)
+
+
+def _episode(acc: dict[str, _Acc], ev: dict[str, Any]) -> None:
+    kind, stream = ev.get("event"), ev.get("stream")
+    if kind not in ("start", "end") or not isinstance(stream, str):
+        return
+    a = acc.get(stream) or acc.setdefault(stream, _Acc())
+    ep = ev.get("episode") or {}
+    key = (ep.get("start_ts"), ep.get("start_seq"))
+    if kind == "start":
+        a.open[key] = float(ep.get("start_ts", ev.get("ts")))
+    else:
+        start = a.open.pop(key, ep.get("start_ts"))
+        end = ep.get("end_ts", ev.get("ts"))
+        if start is not None and end is not None:
+            a.episodes.append(Interval(float(start), float(end), "alert", stream))
+
+
+def read_fault_truth(path: str | Path) -> list[Interval]:
+    """The simulator's ``--truth`` JSONL (one fault per line) as intervals."""
+    out = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise BadInput(f"cannot read the truth file {path} ({exc.strerror})") from exc
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            out.append(Interval(float(rec["start_ts"]), float(rec["end_ts"]),
+                                f"{rec['fault']} ({', '.join(rec.get('features', []))})", rec.get("stream")))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise BadInput(f"{path}:{n} is not a simulator fault record ({exc}); expected the JSONL "
+                           "written by: edgewatch simulate --truth FILE") from exc
+    return out
+
+
+def read_nab_windows(path: str | Path, key: str) -> list[Interval]:
+    """NAB's ``combined_windows.json`` entry ``key`` (e.g. ``realTraffic/TravelTime_451.csv``) as intervals.
+
+    NAB times have no zone; they are read as local time, as the agent's CSV
+    replay reads the same timestamps, so both line up on the plot.
+    """
+    try:
+        windows = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(f"cannot read NAB windows from {path} ({exc})") from exc
+    if key not in windows:
+        near = [k for k in windows if Path(k).name == Path(key).name]
+        hint = f"; did you mean {near[0]!r}?" if near else "; keys look like 'realTraffic/TravelTime_451.csv'"
+        raise BadInput(f"{path} has no windows for {key!r}{hint}")
+    return [Interval(datetime.fromisoformat(a).timestamp(), datetime.fromisoformat(b).timestamp(),
+                     "NAB anomaly window") for a, b in windows[key]]
+
+
+def truth_for(stream: str, truth: list[Interval]) -> list[Interval]:
+    """The truth records of ``stream``; all of them when they name one equipment the run named otherwise.
+
+    The agent names a stream after its source URL when messages carry no
+    stream id, while the simulator calls that equipment ``eq-0``.
+    """
+    mine = [t for t in truth if t.stream is None or t.stream == stream]
+    if mine:
+        return mine
+    names = {t.stream for t in truth}
+    return list(truth) if len(names) == 1 else []

@@ -49,6 +49,10 @@ def _nan_const(name: str) -> float:
     return float("nan")
 
 
+# one decoder for every message: json.loads(..., parse_constant=...) builds a new one per call
+_DECODE = json.JSONDecoder(parse_constant=_nan_const).decode
+
+
 def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MAX_BYTES) -> Measurement | BadReason:
     """Parse one message for a model with ``n_features`` inputs."""
     if len(raw) > max_bytes:
@@ -59,7 +63,7 @@ def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MA
         except UnicodeDecodeError:
             return BadReason.BINARY
     try:
-        obj = json.loads(raw, parse_constant=_nan_const)
+        obj = _DECODE(raw)
     except (ValueError, RecursionError):
         return BadReason.NOT_JSON
     ts = stream = None

@@ -99,7 +99,26 @@ def train_rnn_ae(train: np.ndarray, model_config: RnnAeConfig | None = None, str
                         epochs=result.epochs_run, final_loss=result.train_loss[-1]),
         window=cfg.window, horizon=0, stride=stride, drift_reference=drift_reference_from(fit_part),
     )
-    return RnnAeRun(scorer, cfg, result, stride, threshold, method, val_windows[:256].copy(), card_fields)
+    return RnnAeRun(scorer, cfg, result, stride, threshold, method,
+                    calibration_windows(val_windows, tcfg.seed), card_fields)
+
+
+def calibration_windows(nominal: np.ndarray, seed: int, n_normal: int = 192, n_scaled: int = 64,
+                        segment: int = 10, factor: float = 2.0) -> np.ndarray:
+    """Nominal windows plus copies with one segment scaled, for quantization and export parity.
+
+    The scaled copies put samples over the threshold, so export's parity
+    check tests decisions on both sides of it, not only on normal data.
+    """
+    rng = np.random.default_rng(seed)
+    normal = nominal[:n_normal].copy()
+    picks = rng.integers(0, len(nominal), size=n_scaled)
+    scaled = nominal[picks].copy()
+    window = nominal.shape[1]
+    seg = min(segment, window)
+    for k, start in enumerate(rng.integers(0, window - seg + 1, size=n_scaled)):
+        scaled[k, start:start + seg] *= factor
+    return np.concatenate([normal, scaled]).astype(np.float32)
 
 
 def evaluate_windows(scorer: Any, series: np.ndarray, step_labels: np.ndarray, window: int,

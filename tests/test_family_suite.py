@@ -1,0 +1,258 @@
+"""One conformance suite for every model family present: train tiny, checkpoint, export, parity, agent.
+
+Each family gets a tiny real training (seconds, one thread) on small
+synthetic data; then the same checks run on each. Ids read
+``test_x[deepant]``, ``test_x[conv-ae]`` ...
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from edgewatch.agent.model import ScoringModel
+from edgewatch.contract import Quantization
+from edgewatch.export.onnx import export_model
+from edgewatch.export.scoring import score_batches
+from edgewatch.models import family_module
+from edgewatch.train.checkpoint import card_from_fields, load_checkpoint, save_checkpoint
+from edgewatch.train.loop import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@dataclass
+class Tiny:
+    """What a tiny training of one family left behind."""
+
+    checkpoint: Path
+    scorer: torch.nn.Module
+    train_loss: list[float]
+
+
+def _sines(n: int, features: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)[:, None]
+    return (np.sin(2 * np.pi * t / 25 + np.arange(features)) + rng.uniform(-0.05, 0.05, (n, features))
+            ).astype(np.float32)
+
+
+def _train(**kw: object) -> TrainConfig:
+    opts = dict(batch_size=32, lr=1e-2, lr_gamma=1.0, progress=False, seed=0)
+    opts.update(kw)
+    return TrainConfig(**opts)
+
+
+def tiny_deepant(out: Path) -> Tiny:
+    from edgewatch.models.deepant import DeepAntConfig
+    from edgewatch.train.deepant import train_deepant
+
+    values = _sines(600, 1, 0)[:, 0] * 100 + 300
+    values[400] += 150  # one spike so that parity sees a window over the threshold
+    run = train_deepant(values, DeepAntConfig(channels=8, hidden=8), _train(epochs=4))
+    save_checkpoint(out, "deepant", run.model_config.to_dict(), run.scorer.state_dict(), run.card_fields,
+                    calibration=run.windows)
+    return Tiny(out, run.scorer, run.train_result.train_loss)
+
+
+def tiny_rnn_ae(out: Path) -> Tiny:
+    from edgewatch.models.rnn_ae import RnnAeConfig
+    from edgewatch.train.rnn_ae import train_rnn_ae
+
+    run = train_rnn_ae(_sines(800, 2, 0), RnnAeConfig(window=20, n_features=2, hidden=8), stride=5,
+                       train_config=_train(epochs=4))
+    save_checkpoint(out, "rnn-ae", run.model_config.to_dict(), run.scorer.state_dict(), run.card_fields,
+                    calibration=run.calibration)
+    return Tiny(out, run.scorer, run.train_result.train_loss)
+
+
+def _tiny_images(n: int, seed: int) -> np.ndarray:
+    """Bright blobs at random places on a dark 28x28 field: learnable in seconds."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:28, 0:28]
+    cy, cx = rng.uniform(8, 20, (2, n, 1, 1))
+    r = rng.uniform(3, 6, (n, 1, 1))
+    return (255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r ** 2))).astype(np.float32)
+
+
+def tiny_conv_ae(out: Path) -> Tiny:
+    from edgewatch.models.conv_ae import ConvAeConfig
+    from edgewatch.train.conv_ae import train_conv_ae
+
+    run = train_conv_ae(_tiny_images(160, 0), _tiny_images(64, 1), ConvAeConfig(channels=[4, 8, 8], dense=[32, 16]),
+                        _train(epochs=4, lr=3e-3))
+    save_checkpoint(out, "conv-ae", run.model_config.to_dict(), run.scorer.state_dict(), run.card_fields,
+                    calibration=run.calibration)
+    return Tiny(out, run.scorer, run.train_result.train_loss)
+
+
+def tiny_lstm_ae(out: Path) -> Tiny:
+    from edgewatch.train.lstm_ae import LstmAeConfig, train_lstm_ae
+
+    values = (0.5 + 0.4 * _sines(1200, 4, 0)).clip(0, 1)
+    cfg = LstmAeConfig(window=10, hidden=12, latent=6, train=_train(epochs=4), n_export_samples=128)
+    res = train_lstm_ae(values, ["a", "b", "c", "d"], cfg, out, source="sines")
+    return Tiny(res.checkpoint, res.scorer, res.history.train_loss)
+
+
+TRAINERS: dict[str, Callable[[Path], Tiny]] = {
+    "lstm-ae": tiny_lstm_ae, "deepant": tiny_deepant, "rnn-ae": tiny_rnn_ae, "conv-ae": tiny_conv_ae,
+}
+FAMILIES = [f for f in TRAINERS if importlib.util.find_spec("edgewatch.models." + f.replace("-", "_"))]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    torch.set_num_threads(1)
+    return TRAINERS[request.param](tmp_path_factory.mktemp(request.param) / "model.ckpt")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny: Tiny) -> tuple[Path, object]:
+    ck = load_checkpoint(tiny.checkpoint)
+    fam = family_module(ck.family)
+    out = tiny.checkpoint.with_suffix(".onnx")
+    report = export_model(fam.build_scorer(ck.config, ck.state_dict),
+                          card_from_fields(ck.card_fields, fam.EXPORT.quantization), out,
+                          quantization=fam.EXPORT.quantization, calibration=ck.calibration,
+                          script=fam.EXPORT.script)
+    return out, report
+
+
+def test_tiny_training_lowers_the_loss(tiny: Tiny) -> None:
+    assert len(tiny.train_loss) >= 2
+    assert tiny.train_loss[-1] < tiny.train_loss[0]
+
+
+def test_checkpoint_round_trip_rebuilds_the_same_scorer(tiny: Tiny) -> None:
+    ck = load_checkpoint(tiny.checkpoint)
+    rebuilt = family_module(ck.family).build_scorer(ck.config, ck.state_dict)
+    samples = ck.calibration[:64]
+    want, want_fe = score_batches(tiny.scorer, samples)
+    got, got_fe = score_batches(rebuilt, samples)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got_fe, want_fe, rtol=1e-6, atol=1e-7)
+    card = card_from_fields(ck.card_fields, Quantization.NONE)
+    assert card.family == ck.family and np.isfinite(card.threshold)
+    assert want_fe.shape == (len(samples), card.n_features)
+
+
+def test_export_keeps_decisions_and_quantizes_what_it_claims(tiny: Tiny, exported: tuple) -> None:
+    path, report = exported
+    ck = load_checkpoint(tiny.checkpoint)
+    assert path.is_file() and report.export_seconds < 60
+    assert report.decision_agreement >= 0.99
+    assert report.n_parity_samples == min(len(ck.calibration), 2048)
+    if report.quantization is Quantization.NONE:
+        assert report.n_quantized_nodes == 0
+        assert report.max_rel_err < 1e-3
+    else:
+        assert report.n_quantized_nodes > 0, report.quantized_ops
+
+
+def test_metadata_round_trips_through_the_model_file(tiny: Tiny, exported: tuple) -> None:
+    path, report = exported
+    ck = load_checkpoint(tiny.checkpoint)
+    card = ScoringModel(path).card
+    assert card == card_from_fields(ck.card_fields, report.quantization)
+    assert card.drift_reference is not None and len(card.drift_reference.quantiles) == card.n_features
+
+
+def test_agent_scores_with_torch_blocked(tiny: Tiny, exported: tuple, tmp_path: Path) -> None:
+    path, _ = exported
+    ck = load_checkpoint(tiny.checkpoint)
+    samples = ck.calibration[:32]
+    np.save(tmp_path / "x.npy", samples)
+    script = f"""
+import sys, json
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'onnx', 'onnxscript', 'sklearn', 'matplotlib'):
+            raise ImportError(name + ' is blocked in this test')
+sys.meta_path.insert(0, _Block())
+import numpy as np
+from edgewatch.agent.model import ScoringModel
+m = ScoringModel({str(path)!r})
+b = m.score_many(np.load({str(tmp_path / 'x.npy')!r}))
+print(json.dumps({{"scores": b.scores.tolist(), "fe_shape": list(b.feature_error.shape),
+                  "n_features": m.card.n_features, "heavy": sorted(k for k in sys.modules if k.split('.')[0] == 'torch')}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    scores = np.array(out["scores"])
+    assert scores.shape == (len(samples),) and np.isfinite(scores).all()
+    assert out["fe_shape"] == [len(samples), out["n_features"]]
+    assert out["heavy"] == []
+    want, _ = score_batches(tiny.scorer, samples)
+    rtol = 1e-3 if ScoringModel(path).card.quantization is Quantization.NONE else 0.5
+    np.testing.assert_allclose(scores, want, rtol=rtol, atol=1e-4)
+
+
+def test_batched_scores_equal_one_by_one(exported: tuple, tiny: Tiny) -> None:
+    path, _ = exported
+    model = ScoringModel(path)
+    samples = load_checkpoint(tiny.checkpoint).calibration[:5]
+    batch = model.score_many(samples).scores
+    single = np.array([model.score_one(s)[0] for s in samples])
+    # dynamic int8 quantizes activations with a scale computed per batch, so the batch's
+    # other samples move a score slightly; every other mode is exact
+    rtol = 0.05 if model.card.quantization is Quantization.DYNAMIC_INT8 else 1e-5
+    np.testing.assert_allclose(batch, single, rtol=rtol, atol=1e-6)
+
+
+@pytest.mark.parametrize("quantization", [Quantization.STATIC_QDQ_INT8, Quantization.DYNAMIC_INT8])
+def test_int8_exports_quantize_nodes_or_say_they_did_not(tiny: Tiny, quantization: Quantization,
+                                                          tmp_path: Path) -> None:
+    """The measurement behind each family's EXPORT choice: count what int8 actually quantizes."""
+    ck = load_checkpoint(tiny.checkpoint)
+    fam = family_module(ck.family)
+    report = export_model(fam.build_scorer(ck.config, ck.state_dict), card_from_fields(ck.card_fields, quantization),
+                          tmp_path / "q.onnx", quantization=quantization, calibration=ck.calibration,
+                          script=fam.EXPORT.script, min_agreement=0.0)
+    ops = report.quantized_ops
+    if quantization is Quantization.STATIC_QDQ_INT8:
+        assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0, ops
+    elif ck.family == "rnn-ae":
+        # GRU stays fp32 and the decoder's Gemms sit inside the Loop body: nothing is quantized,
+        # which is why the family exports fp32
+        assert report.n_quantized_nodes == 0, ops
+    else:
+        assert report.n_quantized_nodes > 0, ops
+    scores = ScoringModel(report.path).score_many(ck.calibration[:16]).scores
+    assert np.isfinite(scores).all()
+
+
+def test_rnn_ae_decoder_exports_as_one_loop(tmp_path: Path) -> None:
+    """Scripted decoder -> an ONNX Loop, not 100 unrolled steps; scores equal PyTorch's."""
+    import onnx
+
+    from edgewatch.models.rnn_ae import RnnAeConfig
+    from edgewatch.train.rnn_ae import train_rnn_ae
+
+    run = train_rnn_ae(_sines(1300, 1, 3), RnnAeConfig(window=100, hidden=8), stride=10,
+                       train_config=_train(epochs=1))
+    save_checkpoint(tmp_path / "r.ckpt", "rnn-ae", run.model_config.to_dict(), run.scorer.state_dict(),
+                    run.card_fields, calibration=run.calibration)
+    ck = load_checkpoint(tmp_path / "r.ckpt")
+    report = export_model(family_module("rnn-ae").build_scorer(ck.config, ck.state_dict),
+                          card_from_fields(ck.card_fields, Quantization.NONE), tmp_path / "r.onnx",
+                          quantization=Quantization.NONE, calibration=ck.calibration, script=True)
+    graph = onnx.load(str(report.path)).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("Loop") == 1 and len(ops) < 100
+    assert report.max_rel_err < 1e-4 and report.export_seconds < 60

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 
+from edgewatch.agent.config import load_into_context
 from edgewatch.agent.engine import Agent, AgentOptions, RunSummary
+from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sinks import make_sink
 from edgewatch.agent.sources import make_source
@@ -23,17 +25,24 @@ Examples:
   edgewatch agent run --model models/equipment-lstm-ae.onnx --source ws://127.0.0.1:8765/ --stride 3
   edgewatch agent run --model m.onnx --source replay:data.csv?rate=100 --sink jsonl:alerts.jsonl
   edgewatch agent run --model m.onnx --source ws://10.0.0.5:9000/ --sink mqtt://broker:1883/plant1
+  edgewatch agent run --config /etc/edgewatch/agent.toml
 
 \b
 Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop=1], stdin.
-Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX (alerts on PREFIX/AGENT-ID/alerts, QoS 1,
-         spooled to disk while the broker is away).
+Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on PREFIX/AGENT-ID/alerts,
+         drift on .../drift, other events on .../events, QoS 1, spooled to disk until the broker's
+         PUBACK: at-least-once, dedupe by the alert "id"; retained .../status online/offline).
 Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure,
-2 usage error, 3 bad model file, 4 bad input file, 6 missing optional dependency.
+2 usage error, 3 bad model file (not edgewatch, corrupt, sha256 mismatch), 4 bad input file
+(replay CSV does not fit the model, bad config file), 6 missing optional dependency.
+On live streams a message of the wrong arity is bad input: counted, skipped, never fatal.
 """
 
 
 @click.command("run", epilog=EPILOG)
+@click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=load_into_context,
+              help="TOML file with the same settings as the flags (flag names as keys); flags win.")
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="edgewatch ONNX model file.")
 @click.option("--model-sha256", default=None, help="Refuse the model file unless its sha256 matches.")
@@ -60,43 +69,141 @@ Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 fail
               help="Serve the live page (signals, green/red score bars, alerts) here, e.g. 127.0.0.1:8080.")
 @click.option("--record-run", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Record every message, scored window and event to this JSONL file (for edgewatch plot).")
+@click.option("--mqtt-username", default=None, envvar="EDGEWATCH_MQTT_USERNAME", help="MQTT login name.")
+@click.option("--mqtt-password", default=None, envvar="EDGEWATCH_MQTT_PASSWORD",
+              help="MQTT password (better from $EDGEWATCH_MQTT_PASSWORD or the config file than the command line).")
+@click.option("--mqtt-ca-file", default=None, type=click.Path(dir_okay=False),
+              help="CA certificate(s) to verify the broker; turns TLS on.")
+@click.option("--mqtt-cert-file", default=None, type=click.Path(dir_okay=False),
+              help="Client certificate for brokers that require one; turns TLS on.")
+@click.option("--mqtt-key-file", default=None, type=click.Path(dir_okay=False), help="Key of --mqtt-cert-file.")
+@click.option("--mqtt-tls-insecure", is_flag=True, help="Do not verify the broker's certificate (testing only).")
+@click.option("--spool-max-mb", type=click.FloatRange(min=0.1), default=64.0, show_default=True,
+              help="Spool bound; when full the OLDEST undelivered alerts are dropped and counted.")
+@click.option("--metrics", "metrics_addr", default=None, metavar="ADDR:PORT",
+              help="Serve Prometheus /metrics and JSON /healthz here, e.g. 127.0.0.1:9108.")
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line on stderr.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="Log verbosity (logs go to stderr, alerts to the sinks).")
+@click.option("--watch-model", is_flag=True,
+              help="Poll the --model file and swap in a new version (replace it atomically: write, then rename).")
+@click.option("--watch-interval", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+              help="Seconds between polls of --watch-model.")
+@click.option("--model-topic", is_flag=True,
+              help="Take new model files from the retained MQTT topic PREFIX/AGENT-ID/model (needs an MQTT sink).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr at the end.")
 def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...], sinks: tuple[str, ...],
             stride: int | None, threshold: float | None, k: int | None, n: int | None, agent_id: str | None,
             duration: float | None, max_messages: int | None, idle_timeout: float, spool_dir: Path,
             summary_json: Path | None, quiet: bool,
-            ui: str | None = None, record_run: Path | None = None) -> None:
+            ui: str | None = None, record_run: Path | None = None, mqtt_username: str | None = None,
+            mqtt_password: str | None = None, mqtt_ca_file: str | None = None, mqtt_cert_file: str | None = None,
+            mqtt_key_file: str | None = None, mqtt_tls_insecure: bool = False, spool_max_mb: float = 64.0,
+            metrics_addr: str | None = None, log_json: bool = False, log_level: str = "info",
+            watch_model: bool = False, watch_interval: float = 2.0, model_topic: bool = False) -> None:
     """Score live streams with a model file and send an alert per anomalous episode.
 
     Every --stride-th measurement of a stream, its last WINDOW measurements are
     scored; an episode opens when K of the last N scored windows exceed the
     threshold and closes when none of the last N do. Runs without torch.
     """
+    from edgewatch.agent.ops import setup_logging
+
+    setup_logging(log_json, log_level)
+    if watch_model and model_sha256:
+        raise click.UsageError("--watch-model and --model-sha256 exclude each other: a pinned file cannot change "
+                               "(ship new models on --model-topic, which carries its own sha256)")
     model = ScoringModel(model_path, expected_sha256=model_sha256)
     options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n)
     if agent_id:
         options.agent_id = agent_id
-    built_sinks = [make_sink(s, agent_id=options.agent_id, spool_dir=spool_dir) for s in sinks]
-    agent = Agent(model, built_sinks, options)
-    for spec in sources:
-        agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout))
+    metrics = AgentMetrics()
+    mqtt_options = mqtt_options_from_flags(mqtt_username, mqtt_password, mqtt_ca_file, mqtt_cert_file,
+                                           mqtt_key_file, mqtt_tls_insecure)
+    built_sinks: list = []
+    closers: list[Callable[[], None]] = []
+    try:
+        for spec in sinks:
+            built_sinks.append(make_sink(spec, agent_id=options.agent_id, spool_dir=spool_dir,
+                                         spool_max_bytes=int(spool_max_mb * 2**20), metrics=metrics,
+                                         **(mqtt_options if spec.startswith(("mqtt://", "mqtts://")) else {})))
+        agent = Agent(model, built_sinks, options, metrics=metrics)
+        for spec in sources:
+            agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout))
+        closers = attach_operations(agent, metrics_addr, watch_model, watch_interval, model_topic, spool_dir)
+    except BaseException:
+        for sink in built_sinks:
+            sink.close()
+        for close in closers:
+            close()
+        raise
     close_page_and_record = attach_page_and_record(agent, ui, record_run)  # --ui, --record-run
     card = model.card
-    log.info("model %s (%s, window %d, stride %d, threshold %.6g)", model_path, card.family, card.window,
-             agent.stride, agent.threshold)
+    log.info("model %s (%s, window %d, stride %d, threshold %.6g, sha256 %s)", model_path, card.family,
+             card.window, agent.stride, agent.threshold, model.sha256[:12])
 
     def _stop(signum: int, _frame: object) -> None:
-        log.info("signal %d: stopping", signum)
+        log.info("signal %d: stopping (draining queued messages, flushing sinks)", signum)
         agent.request_stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    summary = agent.run(duration=duration, max_messages=max_messages)
+    try:
+        summary = agent.run(duration=duration, max_messages=max_messages)
+    finally:
+        for close in reversed(closers):
+            close()
     close_page_and_record()
     if summary_json:
         summary_json.write_text(json.dumps(summary_dict(summary), indent=2))
     if not quiet:
         print_summary(summary)
+
+
+def mqtt_options_from_flags(username: str | None, password: str | None, ca_file: str | None,
+                            cert_file: str | None, key_file: str | None, tls_insecure: bool) -> dict:
+    """The --mqtt-* flags as MqttSink options (only those given, so URL credentials still work)."""
+    opts = {"username": username, "password": password, "ca_file": ca_file, "cert_file": cert_file,
+            "key_file": key_file}
+    out = {k: v for k, v in opts.items() if v}
+    if tls_insecure:
+        out["tls_insecure"] = True
+        out["tls"] = True
+    return out
+
+
+def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool, watch_interval: float,
+                      model_topic: bool, spool_dir: Path) -> list[Callable[[], None]]:
+    """Start /metrics + /healthz, systemd notify/watchdog, model swaps; returns what stops them."""
+    from edgewatch.agent.ops import OpsServer, SystemdNotifier
+
+    closers: list[Callable[[], None]] = []
+    if metrics_addr:
+        ops = OpsServer(agent, metrics_addr)
+        click.echo(f"metrics on {ops.url}/metrics, health on {ops.url}/healthz", err=True)
+        closers.append(ops.close)
+    if watch_model:
+        from edgewatch.agent.swap import ModelFileWatcher
+
+        closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval).start().close)
+    if model_topic:
+        from edgewatch.agent.mqtt import MqttSink
+        from edgewatch.agent.swap import MqttModelReceiver
+
+        mqtt = [s for s in agent.sinks if isinstance(s, MqttSink)]
+        if not mqtt:
+            raise click.UsageError("--model-topic needs an MQTT sink (--sink mqtt://host:port/prefix)")
+        closers.append(MqttModelReceiver(agent, mqtt[0], spool_dir / "models").close)
+    notifier = SystemdNotifier()
+    if notifier.enabled:
+        notifier.notify("READY=1\nSTATUS=scoring")
+        notifier.start_watchdog(agent)
+
+        def stopping() -> None:
+            notifier.notify("STOPPING=1")
+            notifier.close()
+        closers.append(stopping)
+    return closers
 
 
 def attach_page_and_record(agent: Agent, ui: str | None, record_run: Path | None) -> Callable[[], None]:

@@ -1,0 +1,204 @@
+"""Running the agent as a service: metrics/health HTTP, JSON logs, systemd notify + watchdog.
+
+All standard library plus prometheus-client: an edge box needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from edgewatch.errors import EdgewatchError
+
+if TYPE_CHECKING:
+    from edgewatch.agent.engine import Agent
+
+log = logging.getLogger(__name__)
+
+
+class OpsError(EdgewatchError):
+    """The metrics address cannot be used: give --metrics HOST:PORT with a free port."""
+
+
+def parse_addr(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` or ``PORT`` (loopback unless a host is given)."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    try:
+        number = int(port)
+    except ValueError:
+        raise OpsError(f"bad address {text!r}: use HOST:PORT, e.g. 127.0.0.1:9108") from None
+    if not 0 <= number <= 65535:
+        raise OpsError(f"bad port in {text!r}")
+    return (host.strip("[]") or default_host), number
+
+
+def health(agent: Agent) -> dict[str, Any]:
+    """What ``/healthz`` answers: enough to tell a stuck agent from an idle stream."""
+    now = time.time()
+    depth = sum(getattr(getattr(s, "spool", None), "depth", 0) for s in agent.sinks)
+    last = agent.last_message_at
+    loop_age = time.monotonic() - agent.heartbeat
+    status = "stopping" if agent.stopping else ("ok" if loop_age < 10.0 else "stuck")
+    return {
+        "status": status,
+        "agent": agent.options.agent_id,
+        "model_sha256": agent.model.sha256,
+        "model_family": agent.card.family,
+        "uptime_s": round(now - agent.started_at, 3),
+        "last_message_age_s": None if last is None else round(now - last, 3),
+        "loop_age_s": round(loop_age, 3),
+        "messages": agent.summary.messages,
+        "windows": agent.summary.windows,
+        "streams": len(agent.streams),
+        "spool_depth": depth,
+    }
+
+
+class OpsServer:
+    """``/metrics`` (Prometheus text) and ``/healthz`` (JSON; 200 when ok, 503 otherwise)."""
+
+    def __init__(self, agent: Agent, addr: str) -> None:
+        self.agent = agent
+        host, port = parse_addr(addr)
+        handler = _handler_for(agent)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise OpsError(f"cannot serve metrics on {host}:{port}: {exc.strerror}; choose another --metrics port"
+                           ) from exc
+        self.httpd.daemon_threads = True
+        self.host, self.port = self.httpd.server_address[:2]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="ops-http", daemon=True)
+        self._thread.start()
+        log.info("metrics on http://%s:%d/metrics, health on /healthz", self.host, self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _handler_for(agent: Agent) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body, ctype, code = generate_latest(agent.metrics.registry), CONTENT_TYPE_LATEST, 200
+            elif path in ("/healthz", "/health"):
+                h = health(agent)
+                body, ctype = json.dumps(h).encode(), "application/json"
+                code = 200 if h["status"] == "ok" else 503
+            else:
+                body, ctype, code = b"not found: try /metrics or /healthz\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - scrapes are not news
+            pass
+
+    return Handler
+
+
+# -- logs ---------------------------------------------------------------------------
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (+ exception), for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(json_lines: bool, level: str = "info") -> None:
+    """Logs go to stderr (stdout carries alerts); replaces handlers set earlier."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if json_lines else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    logging.getLogger("edgewatch.agent.paho").setLevel(logging.WARNING)
+
+
+# -- systemd ------------------------------------------------------------------------
+
+
+class SystemdNotifier:
+    """sd_notify over the NOTIFY_SOCKET datagram socket, without libsystemd.
+
+    With ``WatchdogSec=`` in the unit, systemd sets WATCHDOG_USEC; we then send
+    ``WATCHDOG=1`` at half that period, but only while the agent loop turns
+    (its heartbeat is recent), so a wedged loop gets restarted.
+    """
+
+    def __init__(self) -> None:
+        self.address = os.environ.get("NOTIFY_SOCKET")
+        usec = os.environ.get("WATCHDOG_USEC")
+        self.watchdog_s = int(usec) / 1e6 if usec and usec.isdigit() else None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.address)
+
+    def notify(self, state: str) -> bool:
+        if not self.address:
+            return False
+        addr = self.address
+        if addr.startswith("@"):
+            addr = "\0" + addr[1:]
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto(state.encode(), addr)
+            return True
+        except OSError as exc:
+            log.warning("sd_notify %r failed: %s", state, exc)
+            return False
+
+    def start_watchdog(self, agent: Agent) -> None:
+        if not (self.address and self.watchdog_s):
+            return
+        period = self.watchdog_s / 2
+
+        def beat() -> None:
+            while not self._stop.wait(period):
+                if time.monotonic() - agent.heartbeat < self.watchdog_s:
+                    self.notify("WATCHDOG=1")
+                else:
+                    log.error("agent loop has not turned for %.1fs; not feeding the watchdog",
+                              time.monotonic() - agent.heartbeat)
+
+        self._thread = threading.Thread(target=beat, name="sd-watchdog", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()

@@ -20,6 +20,8 @@ Parameters of ``likelihood`` (all optional, defaults in :class:`LikelihoodParams
 ``refractory``  rows during which a score must beat the recent maximum (0 = off)
 ``damp``        factor applied to scores that do not beat it (0.5)
 ``certain``     raw scores at or above this pass as 1.0 at once (0 = off)
+``alert``       an output at or above this level starts a hold (0 = off)
+``hold``        rows after such an output whose scores are damped (one alert per event)
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class LikelihoodParams:
     refractory: float = 0
     damp: float = 0.5
     certain: float = 0
+    alert: float = 0
+    hold: float = 0
 
     @classmethod
     def from_dict(cls, params: dict[str, float]) -> LikelihoodParams:
@@ -79,7 +83,7 @@ class LikelihoodParams:
         p = cls(**{k: float(v) for k, v in params.items()})
         if p.short < 1 or p.long < p.short or p.learning < 0 or p.reestimate < 1 or p.min_std <= 0:
             raise BadModelFile(f"likelihood post-process parameters out of range: {p}")
-        if p.refractory < 0 or not 0 <= p.damp <= 1 or p.certain < 0:
+        if p.refractory < 0 or not 0 <= p.damp <= 1 or p.certain < 0 or p.alert < 0 or p.hold < 0:
             raise BadModelFile(f"likelihood post-process parameters out of range: {p}")
         return p
 
@@ -90,7 +94,7 @@ def log_likelihood(likelihood: float) -> float:
 
 
 class _Stream:
-    __slots__ = ("n", "short", "short_sum", "history", "mean", "std", "since", "recent")
+    __slots__ = ("n", "short", "short_sum", "history", "mean", "std", "since", "recent", "held")
 
     def __init__(self, p: LikelihoodParams) -> None:
         self.n = 0
@@ -101,6 +105,7 @@ class _Stream:
         self.std = 0.0
         self.since = 0  # rows since the last estimate
         self.recent: deque[float] = deque(maxlen=max(int(p.refractory), 1))
+        self.held = 0  # rows of hold left
 
 
 class Likelihood:
@@ -155,6 +160,11 @@ class Likelihood:
             st.recent.append(value)
             if value <= peak:
                 value *= p.damp
+        if st.held > 0:
+            st.held -= 1
+            value *= p.damp
+        elif p.alert and value >= p.alert:
+            st.held = int(p.hold)
         return value
 
 

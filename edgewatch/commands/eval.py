@@ -1,0 +1,94 @@
+"""``edgewatch eval``: score detectors on benchmarks (NAB) and build the NAB detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgewatch.data.nab import default_nab_dir
+
+
+@click.group("eval", help="Evaluate detectors: NAB score (three profiles), AUC-PR, VUS-PR, F1 beside "
+                          "point-adjusted F1.")
+def eval_group() -> None:
+    pass
+
+
+def _data_option(f):  # noqa: ANN001, ANN202
+    return click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path),
+                        default=lambda: str(default_nab_dir()), show_default="../shared/datasets/nab",
+                        help="The NAB folder (data/, labels/, config/).")(f)
+
+
+def _report(result, out: Path | None) -> None:  # noqa: ANN001
+    from edgewatch.eval.runner import format_table
+
+    click.echo(format_table(result))
+    if out:
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(result.to_json() + "\n", encoding="utf-8")
+        tmp.replace(out)
+        click.echo(f"results written to {out}")
+
+
+@eval_group.command("nab")
+@_data_option
+@click.option("--detector", default="novelty", show_default=True,
+              help="null, random, windowed-gaussian, novelty, or model:PATH.onnx (any edgewatch model "
+                   "file of one feature, run as the agent runs it).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")
+@click.option("--scores-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also keep every file's scores (.npz) to re-score later with 'eval scores'.")
+@click.option("--categories", multiple=True, help="Only these NAB categories (repeatable).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random detector.")
+@click.option("--stride", default=1, show_default=True, help="Score every n-th row (model files only).")
+def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, categories: tuple[str, ...],
+        seed: int, stride: int) -> None:
+    """Run a detector online over every NAB file and print its NAB scores.
+
+    Each row is scored from the rows before it only; the threshold is then
+    optimised per profile over the whole corpus, as NAB does.
+    """
+    from edgewatch.eval.detectors.registry import resolve
+    from edgewatch.eval.runner import run_nab, save_scores
+
+    det = resolve(detector, seed=seed, stride=stride)
+    result, scores = run_nab(data, det, list(categories) or None)
+    _report(result, out)
+    if scores_out:
+        save_scores(scores_out, scores)
+        click.echo(f"scores written to {scores_out}")
+
+
+@eval_group.command("scores")
+@_data_option
+@click.argument("scores", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")
+def scores_cmd(data: Path, scores: Path, out: Path | None) -> None:
+    """Score saved per-file scores (.npz from 'eval nab --scores-out', keys '<category>/<file>.csv')."""
+    from edgewatch.data.nab import load_corpus, read_profiles
+    from edgewatch.errors import BadInput
+    from edgewatch.eval.runner import load_scores, score_corpus
+
+    saved = load_scores(scores)
+    files = [f for f in load_corpus(data) if f.key in saved]
+    if not files:
+        raise BadInput(f"{scores} holds no scores for the files of {data} (keys like 'realTraffic/speed_7578.csv')")
+    result = score_corpus(files, [saved[f.key] for f in files], read_profiles(data), scores.name, 0.0)
+    _report(result, out)
+
+
+@eval_group.command("make-detector")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("models/nab-novelty.onnx"), show_default=True, help="Model file to write.")
+def make_detector(out: Path) -> None:
+    """Write the novelty detector as an edgewatch model file (graph + likelihood post-process).
+
+    It needs no training: run it with 'edgewatch agent run --model FILE' or
+    check it with 'edgewatch eval nab --detector model:FILE'.
+    """
+    from edgewatch.eval.detectors.novelty import write_model
+
+    path = write_model(out)
+    click.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")

@@ -1,0 +1,204 @@
+"""Running a detector online over a NAB folder and scoring what it says.
+
+A detector here is anything with ``score_series(values, key) -> scores``
+that scores row ``i`` from rows ``<= i`` only (the built-in ones, or an
+edgewatch model file run exactly as the agent runs it: windows through the
+ONNX graph, then the card's post-process per stream). The runner does not
+trust that promise blindly: :func:`check_online` tests it on a prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from edgewatch.data.nab import CostProfile, NabFile, load_corpus, read_profiles
+from edgewatch.errors import BadInput
+from edgewatch.eval import metrics
+from edgewatch.eval.nab_score import ProfileResult, nab_score
+
+
+class Detector(Protocol):
+    name: str
+
+    def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
+        """Scores of every row, each computed from that row and the ones before it."""
+        ...
+
+
+class ModelDetector:
+    """An edgewatch model file run like the agent runs it (graph, then post-process).
+
+    Rows before the first full window get no score from the agent; here they
+    get 0, the lowest score, so they never count as detections.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], stride: int = 1) -> None:
+        from edgewatch.agent.model import ScoringModel
+
+        self.model = ScoringModel(path)
+        card = self.model.card
+        if not card.is_time_series or card.n_features != 1:
+            raise BadInput(f"{path} is a {card.family} model with sample shape {card.sample_shape}; "
+                           "NAB needs a time-series model of one feature (window, 1)")
+        self.name = f"model:{Path(path).name}"
+        self.window = card.window
+        self.stride = max(int(stride), 1)
+
+    def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        from edgewatch.agent.postprocess import make_postprocessor
+
+        x = np.asarray(values, dtype=np.float32)
+        n, w = len(x), self.window
+        out = np.zeros(n)
+        if n < w:
+            return out
+        ends = np.arange(w - 1, n, self.stride)
+        windows = sliding_window_view(x, w)[ends - (w - 1)]
+        raw = np.concatenate([self.model.score_many(windows[a:a + 4096, :, None]).scores
+                              for a in range(0, len(windows), 4096)])
+        post = make_postprocessor(self.model.card.postprocess)
+        scored = post.update_many(np.zeros(len(raw), dtype=np.int64), raw)
+        out[ends] = scored
+        if self.stride > 1:  # hold each score until the next scored row, as an operator sees it
+            idx = np.maximum.accumulate(np.where(np.isin(np.arange(n), ends), np.arange(n), 0))
+            out = out[idx]
+            out[: w - 1] = 0.0
+        return out
+
+
+def check_online(detector: Detector, values: np.ndarray, key: str = "", cut: int | None = None) -> bool:
+    """True when scoring a prefix gives the same scores as scoring the whole series."""
+    values = np.asarray(values)
+    cut = len(values) // 2 if cut is None else cut
+    whole = np.asarray(detector.score_series(values, key))[:cut]
+    part = np.asarray(detector.score_series(values[:cut], key))
+    return bool(np.allclose(whole, part, rtol=1e-5, atol=1e-6))
+
+
+@dataclass
+class PointMetrics:
+    """Point-wise figures on the scored rows of all files (labels = inside a NAB window)."""
+
+    auc_pr: float
+    vus_pr: float
+    f1: float
+    f1_threshold: float
+    precision: float
+    recall: float
+    pa_f1: float
+
+
+@dataclass
+class EvalResult:
+    detector: str
+    files: int
+    rows: int
+    windows: int
+    seconds: float
+    profiles: list[ProfileResult]
+    points: PointMetrics | None = None
+    categories: dict[str, dict[str, int]] = field(default_factory=dict)  # files, windows per category
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, default=lambda v: None)
+
+
+def point_metrics(files: Sequence[NabFile], scores: Sequence[np.ndarray]) -> PointMetrics | None:
+    """AUC-PR, VUS-PR, best F1 and PA-F1 over the rows NAB scores (after each probation)."""
+    s = np.concatenate([np.asarray(sc, dtype=np.float64)[f.probation:] for f, sc in zip(files, scores)])
+    y = np.concatenate([f.labels()[f.probation:] for f in files])
+    if not y.any():
+        return None
+    b = metrics.best_f1(s, y)
+    rep = metrics.f1_report(s, y, threshold=b.threshold)
+    return PointMetrics(metrics.auc_pr(s, y), metrics.vus_pr(s, y), b.f1, b.threshold, b.precision, b.recall,
+                        rep.pa_f1)
+
+
+def score_corpus(files: Sequence[NabFile], scores: Sequence[np.ndarray], profiles: Sequence[CostProfile],
+                 detector: str, seconds: float) -> EvalResult:
+    """NAB scores per profile plus the point-wise metrics, as one result."""
+    for f, sc in zip(files, scores):
+        if len(sc) != len(f.values):
+            raise BadInput(f"{f.key}: {len(sc)} scores for {len(f.values)} rows")
+    prof = nab_score([f.key for f in files], scores, [f.windows for f in files], profiles)
+    cats: dict[str, dict[str, int]] = {}
+    for f in files:
+        c = cats.setdefault(f.category, {"files": 0, "windows": 0})
+        c["files"] += 1
+        c["windows"] += len(f.windows)
+    return EvalResult(detector, len(files), sum(len(f.values) for f in files), sum(len(f.windows) for f in files),
+                      seconds, prof, point_metrics(files, scores), cats)
+
+
+def run_nab(root: str | os.PathLike[str], detector: Detector, categories: list[str] | None = None,
+            progress: bool = True) -> tuple[EvalResult, dict[str, np.ndarray]]:
+    """Score every file of the folder with the detector, then the whole corpus."""
+    from tqdm import tqdm
+
+    files = load_corpus(root, categories)
+    profiles = read_profiles(root)
+    scores: dict[str, np.ndarray] = {}
+    t0 = time.perf_counter()
+    for f in tqdm(files, desc=f"NAB {detector.name}", unit="file", disable=not progress):
+        sc = np.asarray(detector.score_series(f.values, f.key), dtype=np.float64)
+        if sc.shape != f.values.shape or not np.all(np.isfinite(sc)):
+            raise BadInput(f"detector {detector.name} gave {sc.shape} scores (finite: "
+                           f"{bool(np.all(np.isfinite(sc)))}) for {len(f.values)} rows of {f.key}")
+        scores[f.key] = sc
+    seconds = time.perf_counter() - t0
+    return score_corpus(files, [scores[f.key] for f in files], profiles, detector.name, seconds), scores
+
+
+def format_table(result: EvalResult) -> str:
+    """The per-category and total table, as printed by ``edgewatch eval nab``."""
+    names = [p.profile for p in result.profiles]
+    short = {"standard": "standard", "reward_low_FP_rate": "low FP", "reward_low_FN_rate": "low FN"}
+    head = f"{'category':24s} {'files':>5s} {'windows':>7s} " + " ".join(f"{short.get(n, n)[:10]:>10s}" for n in names)
+    lines = [f"NAB score of {result.detector}: {result.files} files, {result.rows:,} rows, "
+             f"{result.windows} windows, detector ran {result.seconds:.1f} s", head, "-" * len(head)]
+    for cat, c in sorted(result.categories.items()):
+        cells = []
+        for p in result.profiles:
+            v = p.per_category.get(cat, float("nan"))
+            if np.isnan(v):
+                raw = sum(s for k, s in p.per_file.items() if k.startswith(cat + "/"))
+                cells.append(f"{'FP ' + format(raw, '.2f'):>10s}")
+            else:
+                cells.append(f"{v:10.2f}")
+        lines.append(f"{cat:24s} {c['files']:5d} {c['windows']:7d} " + " ".join(cells))
+    lines.append("-" * len(head))
+    lines.append(f"{'total':24s} {result.files:5d} {result.windows:7d} "
+                 + " ".join(f"{p.score:10.2f}" for p in result.profiles))
+    lines.append(f"{'threshold':38s} " + " ".join(f"{p.threshold:10.4g}" for p in result.profiles))
+    lines.append("(categories without windows show their raw false-positive cost; 0 is best)")
+    if result.points:
+        m = result.points
+        lines.append(f"point-wise, scored rows: AUC-PR {m.auc_pr:.3f}  VUS-PR {m.vus_pr:.3f}  "
+                     f"F1 {m.f1:.3f} (P {m.precision:.3f} R {m.recall:.3f})  point-adjusted F1 {m.pa_f1:.3f}")
+    return "\n".join(lines)
+
+
+def save_scores(path: str | os.PathLike[str], scores: dict[str, np.ndarray]) -> None:
+    """Scores per file as an ``.npz`` (keys are NAB file keys); written atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **scores)
+    os.replace(tmp, path)
+
+
+def load_scores(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"cannot read scores {path}: {exc}; write them with 'edgewatch eval nab --scores-out'") from exc

@@ -15,7 +15,7 @@ import random
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -96,7 +96,7 @@ class Backoff:
     base: float = 0.1
     cap: float = 10.0
     attempt: int = 0
-    rng: random.Random = random.Random()
+    rng: random.Random = field(default_factory=random.Random)
 
     def next_delay(self) -> float:
         delay = min(self.cap, self.base * (2 ** self.attempt))
@@ -112,9 +112,12 @@ class WebSocketSource(Source):
 
     On every reconnect the stream's window is reset (the agent gets a RESET
     item): rows before the gap are not the recent past of rows after it.
-    A connection that is silent for ``idle_timeout`` seconds gets a ping;
-    one that stays silent for another ``idle_timeout`` is dropped and
-    re-opened, which catches half-open TCP connections.
+    Idle detection: after ``idle_timeout`` seconds without a frame the source
+    pings; no pong within another ``idle_timeout`` means a dead (half-open)
+    connection, which is dropped and re-opened. A peer that answers pings
+    but sends no data is only logged as idle: a quiet sensor is not a fault
+    of the connection. Frames of any size are read and then judged by the
+    parser (``too_large``); binary frames are counted as ``binary``.
     """
 
     def __init__(self, url: str, idle_timeout: float = 10.0, backoff: Backoff | None = None) -> None:
@@ -124,6 +127,9 @@ class WebSocketSource(Source):
         self.idle_timeout = idle_timeout
         self.backoff = backoff or Backoff()
         self.connects = 0
+        self.received = 0  # frames handed to the agent, all connections
+        self.per_connection: list[int] = []  # frames per connection, in order
+        self.dead_connections = 0  # dropped because a ping got no pong
         self._ws = None
 
     def run(self) -> None:
@@ -142,28 +148,36 @@ class WebSocketSource(Source):
             if self.connects:
                 self._put(Item(Kind.RESET, self.name, None, time.time()))
             self.connects += 1
+            self.per_connection.append(0)
             self.backoff.reset()
-            log.info("websocket %s: connected", self.url)
+            log.info("websocket %s: connected (connection %d)", self.url, self.connects)
             self._read(ws)
             try:
-                ws.close(timeout=0.5)
+                ws.shutdown()  # the close handshake, if any, happened in _read; just drop the socket
             except Exception:
                 pass
             self._ws = None
+            if not self.stopping:
+                # even a connection that just dropped waits a little: a server that accepts and
+                # closes at once must not be hammered
+                self._stop.wait(self.backoff.next_delay())
 
     def _read(self, ws) -> None:  # noqa: ANN001
         import websocket
 
-        pinged = False
+        ABNF = websocket.ABNF
+        awaiting_pong = False
+        idle_logged = False
         while not self.stopping:
             try:
-                opcode, data = ws.recv_data(control_frame=False)
+                opcode, frame = ws.recv_data_frame(control_frame=True)
             except websocket.WebSocketTimeoutException:
-                if pinged:
-                    log.warning("websocket %s: idle for %.0fs after a ping; reconnecting",
+                if awaiting_pong:
+                    self.dead_connections += 1
+                    log.warning("websocket %s: no data and no pong for %.1fs; connection is dead, reconnecting",
                                 self.url, 2 * self.idle_timeout)
                     return
-                pinged = True
+                awaiting_pong = True
                 try:
                     ws.ping()
                 except Exception:
@@ -173,15 +187,26 @@ class WebSocketSource(Source):
                 if not self.stopping:
                     log.info("websocket %s: connection lost (%s)", self.url, exc or type(exc).__name__)
                 return
-            pinged = False
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
+            if opcode == ABNF.OPCODE_PONG:
+                awaiting_pong = False
+                if not idle_logged:
+                    idle_logged = True
+                    log.info("websocket %s: connection alive but idle (no data for %.1fs)", self.url,
+                             self.idle_timeout)
+                continue
+            if opcode == ABNF.OPCODE_PING:
+                continue
+            if opcode == ABNF.OPCODE_CLOSE:
                 return
-            if opcode == websocket.ABNF.OPCODE_TEXT:
-                item = Item(Kind.RAW, self.name, data, time.time())  # bytes; the parser decodes
+            awaiting_pong = idle_logged = False
+            if opcode == ABNF.OPCODE_TEXT:
+                item = Item(Kind.RAW, self.name, frame.data, time.time())  # bytes; the parser decodes
             else:
                 item = Item(Kind.BAD, self.name, BadReason.BINARY, time.time())
             if not self._put(item):
                 return
+            self.received += 1
+            self.per_connection[-1] += 1
 
     def stop(self) -> None:
         super().stop()

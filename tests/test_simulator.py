@@ -148,7 +148,7 @@ def test_rate_is_roughly_right() -> None:
 
 def test_live_stream_equals_the_offline_series_and_writes_truth(tmp_path: Path) -> None:
     truth = tmp_path / "truth.jsonl"
-    rate, count = 500.0, 600
+    rate, count = 250.0, 600
     schedule = (FaultSpec.at("overload", 100, 50), FaultSpec.at("frozen", 300, 100, ["traffic"]),
                 FaultSpec.at("spike", 550, 100))  # the spike is cut by the end of the stream
     config = ServerConfig(rate=rate, seed=4, with_time=True, count=count, faults=FaultMode.SCHEDULE,
@@ -165,12 +165,12 @@ def test_live_stream_equals_the_offline_series_and_writes_truth(tmp_path: Path) 
     first = got[0]["seq"]
     assert [m["seq"] for m in got] == list(range(first, count))
     assert np.allclose([m["values"] for m in got], offline[first:], atol=1e-5)
-    assert np.allclose(np.diff([m["ts"] for m in got]), 1 / rate, rtol=0, atol=1e-6)
+    assert np.allclose(np.diff([m["ts"] for m in got]), 1 / rate, rtol=0, atol=1e-5)
     lines = [json.loads(line) for line in truth.read_text().splitlines()]
     assert [(r["fault"], r["start_index"], r["end_index"], r.get("truncated", False)) for r in lines] == [
         ("overload", 100, 150, False), ("frozen", 300, 400, False), ("spike", 550, 600, True)]
     assert lines[1]["features"] == ["traffic"] and lines[1]["stream"] == "eq-0"
-    assert lines[1]["end_ts"] - lines[1]["start_ts"] == pytest.approx(100 / rate)
+    assert lines[1]["end_ts"] - lines[1]["start_ts"] == pytest.approx(100 / rate, abs=1e-5)
 
 
 def test_stop_and_start_again_on_the_same_port() -> None:

@@ -1,0 +1,97 @@
+"""Many streams in one agent, scored in batched ONNX Runtime calls; alerts carry what operators need."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+from edgewatch.agent.engine import Agent, AgentOptions, BatchView
+from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.sinks import StdoutSink
+from edgewatch.agent.sources import WebSocketSource
+from edgewatch.data.faults import FaultSpec
+from edgewatch.data.simulator_server import ServerConfig, SimulatorServer
+from tests.modelkit import make_card, write_model
+
+
+class BatchSizes:
+    def __init__(self) -> None:
+        self.scored: list[int] = []
+        self.streams_per_batch: list[int] = []
+
+    def on_batch(self, view: BatchView) -> None:
+        self.scored.append(len(view.scored))
+        self.streams_per_batch.append(len({w.stream for w in view.scored}))
+
+    def on_event(self, event: dict) -> None:
+        pass
+
+
+def test_120_streams_in_one_agent_are_scored_in_batched_calls(tmp_path: Path) -> None:
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, threshold=10.0)))
+    agent = Agent(model, [], AgentOptions(stride=1, drift_every=0))
+    seen = BatchSizes()
+    agent.observers.append(seen)
+    with SimulatorServer(ServerConfig(rate=25, streams=120, seed=1)) as server:
+        src = WebSocketSource(server.url)
+        agent.add_source(src)
+        runner = threading.Thread(target=agent.run)
+        runner.start()
+        deadline = time.monotonic() + 20
+        while agent.summary.windows < 120 * 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        agent.request_stop()
+        runner.join(20)
+    assert len(agent.streams) == 120 and sorted(agent.streams) == sorted(f"eq-{i}" for i in range(120))
+    assert agent.summary.bad == {} and agent.summary.windows >= 120 * 20
+    calls = agent.metrics.batch_size._sum.get(), sum(s.get() for s in agent.metrics.batch_size._buckets)
+    windows_in_calls, n_calls = calls
+    # one ORT call per processed batch that had due windows, and those calls span many streams
+    assert windows_in_calls == agent.summary.windows
+    assert n_calls == sum(1 for s in seen.scored if s)
+    assert n_calls < agent.summary.windows / 10
+    assert max(seen.streams_per_batch) >= 100
+
+
+def test_several_sources_are_several_streams(tmp_path: Path) -> None:
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, threshold=10.0)))
+    agent = Agent(model, [], AgentOptions(stride=1, drift_every=0))
+    with SimulatorServer(ServerConfig(rate=400, seed=1)) as a, SimulatorServer(ServerConfig(rate=400, seed=2)) as b:
+        for s in (a, b):
+            agent.add_source(WebSocketSource(s.url))
+        agent.run(duration=1.5)
+    assert sorted(agent.streams) == sorted([a.url, b.url])
+    assert agent.summary.windows > 500
+
+
+def test_alert_carries_stream_time_score_threshold_features_and_model_sha(tmp_path: Path) -> None:
+    """A simulated level shift on one metric of one stream becomes one start/end pair that says where and why."""
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=10, threshold=0.5, offset=0.5,
+                                                                     scale=2.0, k=3, n=4)))
+    out = io.StringIO()
+    agent = Agent(model, [StdoutSink(out)], AgentOptions(stride=1, drift_every=0, agent_id="edge-1"))
+    fault = FaultSpec.at("overload", 200, 150)
+    cfg = ServerConfig(rate=1000, count=500, with_time=True, faults="schedule", schedule=(fault,), seed=4)
+    with SimulatorServer(cfg) as server:
+        agent.add_source(WebSocketSource(server.url))
+        runner = threading.Thread(target=agent.run, kwargs={"duration": 15})
+        runner.start()
+        server.wait(15)
+        time.sleep(0.3)
+        agent.request_stop()
+        runner.join(20)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    alerts = [e for e in events if e["event"] in ("start", "end")]
+    assert alerts, "the fault raised no alert"
+    start = alerts[0]
+    assert start["event"] == "start" and start["stream"] == server.url and start["agent"] == "edge-1"
+    assert start["score"] > start["threshold"] == 0.5
+    assert start["model"]["sha256"] == model.sha256 and len(start["id"]) == 20
+    assert start["time"].endswith("+00:00") and start["ts"] > 1e9
+    assert [f["feature"] for f in start["top_features"]][:1] and len(start["top_features"]) == 3
+    ends = [e for e in alerts if e["event"] == "end"]
+    assert ends and ends[0]["episode"]["duration_s"] >= 0
+    assert len({e["id"] for e in alerts}) == len(alerts)

@@ -1,0 +1,80 @@
+"""Messages per second through the whole agent hot path, 1 and 100 streams.
+
+Raw JSON text items go through :meth:`Agent.process` (parse, per-stream ring
+windows, one batched ONNX Runtime call for the due windows, post-process,
+k-of-n episodes, drift watch), window 10, stride 3. The trained S0 model in
+int8 is what the agent runs; fp32 and a trivial one-node model show how
+much of the time is the model and how much the Python around it.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.model import ScoringModel
+from edgewatch.bench.agent_load import CountingSink, raw_messages, throughput
+from edgewatch.bench.models import Engine
+
+from .conftest import QUICK
+
+N_MESSAGES = 30_000 if QUICK else 90_000
+
+
+@pytest.fixture(scope="module")
+def trivial_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-operation model of the S0 shape: the agent's own cost without a network."""
+    from tests.modelkit import make_card, write_model
+
+    card = make_card(window=10, features=["cpu", "memory", "traffic", "fan"], threshold=0.2, stride=3)
+    return write_model(tmp_path_factory.mktemp("trivial") / "trivial.onnx", card)
+
+
+def _model_path(kind: str, s0, trivial_model: Path) -> Path:
+    return {"s0-int8": s0.paths[Engine.ORT_INT8], "s0-fp32": s0.paths[Engine.ORT_FP32],
+            "trivial": trivial_model}[kind]
+
+
+@pytest.mark.parametrize("streams", [1, 100])
+@pytest.mark.parametrize("kind", ["s0-int8", "s0-fp32", "trivial"])
+def test_agent_throughput(benchmark, s0, trivial_model: Path, kind: str, streams: int) -> None:
+    path = _model_path(kind, s0, trivial_model)
+    result = benchmark.pedantic(throughput, args=(path, streams, N_MESSAGES), rounds=1, iterations=1)
+    benchmark.group = "agent throughput"
+    benchmark.extra_info.update({"suite": "agent_throughput", "model": kind, **asdict(result)})
+    assert result.windows == pytest.approx(N_MESSAGES / 3, rel=0.02)
+
+
+def test_hot_path_profile(benchmark, s0) -> None:
+    """Where the time of the 100-stream run goes (cProfile, own time per function)."""
+    agent = Agent(ScoringModel(s0.paths[Engine.ORT_INT8]), [CountingSink()], AgentOptions(agent_id="bench"))
+    warm = raw_messages(3000, 100, seed=1)
+    items = raw_messages(N_MESSAGES // 3, 100, seed=2)
+    for lo in range(0, len(warm), 1024):
+        agent.process(warm[lo:lo + 1024])
+    profile = cProfile.Profile()
+
+    def run() -> None:
+        profile.enable()
+        for lo in range(0, len(items), 1024):
+            agent.process(items[lo:lo + 1024])
+        profile.disable()
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    stats = pstats.Stats(profile)
+    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
+    rows = []
+    for (file, line, func), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        where = f"{Path(file).name}:{line}({func})" if file != "~" else func
+        rows.append({"function": where, "calls": calls, "own_share": tottime / total,
+                     "cum_share": cumtime / total})
+    rows.sort(key=lambda r: -r["own_share"])
+    benchmark.group = "agent profile"
+    benchmark.extra_info.update({"suite": "agent_profile", "streams": 100, "messages": len(items),
+                                 "top": rows[:12]})
+    assert rows and rows[0]["own_share"] > 0

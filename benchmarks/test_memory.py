@@ -1,0 +1,20 @@
+"""Resident memory of ``edgewatch agent run`` with the S0 model on a CSV replay (from /proc)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from edgewatch.bench.agent_load import agent_rss
+from edgewatch.bench.models import Engine
+
+from .conftest import QUICK
+
+
+def test_agent_rss(benchmark, s0) -> None:
+    rows = 8_000 if QUICK else 20_000
+    result = benchmark.pedantic(agent_rss, args=(s0.paths[Engine.ORT_INT8],), kwargs={"rows": rows},
+                                rounds=1, iterations=1)
+    benchmark.group = "agent memory"
+    benchmark.extra_info.update({"suite": "agent_rss", **asdict(result)})
+    assert result.messages == rows
+    assert not result.torch_mapped, "the agent process loaded libtorch"

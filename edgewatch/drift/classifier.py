@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import norm, rankdata
 
+from edgewatch.drift.threads import limited_threads
 from edgewatch.errors import BadInput, MissingExtra
 
 
@@ -135,11 +136,7 @@ def classifier_test(reference: np.ndarray, current: np.ndarray, features: list[s
     BLAS and OpenMP are held to ``threads`` threads: on small data, more
     threads on a shared machine make it several times slower, not faster.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError as exc:  # pragma: no cover - ships with scikit-learn
-        raise MissingExtra("scikit-learn") from exc
-    with threadpool_limits(limits=threads):
+    with limited_threads(threads):
         return _classifier_test(reference, current, features, config or ClassifierConfig())
 
 

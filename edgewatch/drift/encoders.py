@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgewatch.drift.threads import limited_threads
 from edgewatch.errors import BadInput, BadModelFile
 
 
@@ -48,8 +49,14 @@ class Reduced:
     description: str  # what was done, for the report
 
 
-def reduce_pair(reference: np.ndarray, current: np.ndarray, config: ReductionConfig | None = None) -> Reduced:
+def reduce_pair(reference: np.ndarray, current: np.ndarray, config: ReductionConfig | None = None,
+                threads: int = 1) -> Reduced:
     """Flatten both image sets and project them to ``config.dims`` features the same way."""
+    with limited_threads(threads):
+        return _reduce_pair(reference, current, config)
+
+
+def _reduce_pair(reference: np.ndarray, current: np.ndarray, config: ReductionConfig | None) -> Reduced:
     cfg = config or ReductionConfig()
     kind = Reduction(cfg.kind)
     ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)

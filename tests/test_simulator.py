@@ -111,6 +111,22 @@ def test_random_faults_are_reproducible_and_separated() -> None:
     assert {f.type for f in a} == set(FaultType)
     assert a[0].start >= 100
     assert all(nxt.start - cur.end >= 100 for cur, nxt in zip(a, a[1:]))
+    plan = RandomFaults(every=300, seed=7)
+    plan.upto(100_000)
+    assert plan.upto(5_000) == [f for f in a if f.start < 5_000]  # drawn ahead, but not reported ahead
+
+
+def test_stopping_reports_only_faults_that_began(tmp_path: Path) -> None:
+    truth = tmp_path / "truth.jsonl"
+    config = ServerConfig(rate=400, seed=3, faults=FaultMode.RANDOM, fault_every=0.5, count=900, truth_path=truth)
+    with SimulatorServer(config) as server:
+        assert server.wait(20)
+    lines = [json.loads(line) for line in truth.read_text().splitlines()]
+    assert lines, "random faults every ~200 messages must show up in 900 messages"
+    assert all(0 <= r["start_index"] < r["end_index"] <= 900 for r in lines)
+    assert all(r["end_index"] == 900 for r in lines if r.get("truncated"))
+    expected = [f for f in RandomFaults(every=200, seed=3000).upto(900)]
+    assert [(r["fault"], r["start_index"]) for r in lines] == [(f.type.value, f.start) for f in expected]
 
 
 def test_bad_fault_specs_are_refused_with_a_hint() -> None:

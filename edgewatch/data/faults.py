@@ -175,6 +175,7 @@ class RandomFaults:
     types: tuple[FaultType, ...] = tuple(FaultType)
     min_gap: int = 100
     _faults: list[FaultSpec] = field(default_factory=list, init=False, repr=False)
+    _starts: list[int] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.every <= 0:
@@ -199,7 +200,8 @@ class RandomFaults:
     def upto(self, end: int) -> list[FaultSpec]:
         while self._next_start < end:
             self._faults.append(self._draw())
-        return list(self._faults)
+            self._starts.append(self._faults[-1].start)
+        return self._faults[: bisect.bisect_left(self._starts, end)]
 
 
 class FaultInjector:

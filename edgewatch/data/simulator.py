@@ -197,11 +197,13 @@ class EquipmentStream:
 
     def finished(self) -> list[FaultRecord]:
         """Truth of the faults whose last message has been taken since the previous call."""
-        return [
-            self._record(f, self.injector.end_of(f), False)
-            for f in self.injector.faults(self.position)
-            if f not in self._reported and self.injector.end_of(f) <= self.position
-        ]
+        # Faults never overlap, so they end in start order: only the unreported tail needs a look.
+        records = []
+        for f in self.injector.faults(self.position)[len(self._reported):]:
+            if self.injector.end_of(f) > self.position:
+                break
+            records.append(self._record(f, self.injector.end_of(f), False))
+        return records
 
     def close(self) -> list[FaultRecord]:
         """End the faults still running at ``position`` (so later blocks are nominal there) and report them."""

@@ -254,3 +254,31 @@ def test_cli_serves_and_prints_its_port() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_every_fault_type_is_visible_to_a_simple_detector_trained_on_nominal_data() -> None:
+    """A PCA reconstruction of 20-step windows, thresholded at the 99.9th nominal percentile,
+    stands in for a real model: each fault type must cross it inside the fault (slow_drift late)."""
+    w = 20
+
+    def windows(x: np.ndarray) -> np.ndarray:
+        return x[np.arange(len(x) - w + 1)[:, None] + np.arange(w)].reshape(-1, w * 4)
+
+    train = windows(Simulator.nominal(12_000, seed=11))
+    mean = train.mean(0)
+    centred = train - mean
+    basis = np.linalg.eigh(centred.T @ centred)[1][:, -12:]  # the 12 main directions
+
+    def score(x: np.ndarray) -> np.ndarray:
+        r = windows(x) - mean
+        return ((r - r @ basis @ basis.T) ** 2).mean(1)
+
+    threshold = np.quantile(score(Simulator.nominal(12_000, seed=12)), 0.999)
+    assert (score(Simulator.nominal(6_000, seed=13)) > threshold).mean() < 0.01
+    for kind in FaultType:
+        for k in range(3):
+            fault = FaultSpec.at(kind, 1000 + 53 * k)
+            s = simulate_series(1800, seed=100 + k, faults=[fault])
+            ends = np.arange(len(s.values) - w + 1) + w - 1
+            inside = (ends >= fault.start) & (ends < fault.end)
+            assert (score(s.values)[inside] > threshold).any(), f"{kind.value} (seed {100 + k}) not visible"

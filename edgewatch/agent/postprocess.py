@@ -14,7 +14,7 @@ Parameters of ``likelihood`` (all optional, defaults in :class:`LikelihoodParams
 
 ``short``       rows in the short-term mean of the raw score (10)
 ``long``        rows of history the distribution is estimated on (8640)
-``learning``    rows after a (re)start whose raw scores are not trusted yet (150)
+``learning``    rows after a (re)start that only feed the distribution, output 0 (150)
 ``reestimate``  rows between two estimates of the distribution (100)
 ``min_std``     floor of the distribution's deviation, in raw-score units (0.05)
 ``refractory``  rows during which a score must beat the recent maximum (0 = off)
@@ -141,7 +141,8 @@ class Likelihood:
         st.short.append(x)
         st.short_sum += x
         avg = st.short_sum / len(st.short)
-        if st.n <= p.learning:
+        if st.n <= p.learning:  # learn the distribution, say nothing yet
+            st.history.append(avg)
             return 0.0
         if st.std == 0.0 or st.since >= p.reestimate:
             h = np.fromiter(st.history, dtype=np.float64) if st.history else np.array([avg])

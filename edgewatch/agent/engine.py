@@ -136,7 +136,12 @@ class Agent:
         self.window = card.window
         self.stride = o.stride or card.stride
         self.threshold = float(o.threshold if o.threshold is not None else card.threshold)
-        self.windows = StreamWindows(self.window, card.n_features, self.stride, capacity=max(8, len(self._seq)))
+        old = getattr(self, "windows", None)
+        if old is not None and old.window == self.window and old.n_features == card.n_features:
+            old.stride = self.stride  # a swapped-in model of the same shape continues on the same windows
+        else:
+            self.windows = StreamWindows(self.window, card.n_features, self.stride,
+                                         capacity=max(8, len(self._seq)))
         self.post = make_postprocessor(card.postprocess)
         self.tracker = EpisodeTracker(o.k or card.decision.k, o.n or card.decision.n)
         self.drift = None

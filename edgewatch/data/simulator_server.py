@@ -316,7 +316,7 @@ class SimulatorServer:
                 for eq in self._streams:
                     texts = encode_messages(eq.take(n), first, ts, eq.name if named else None)
                     if self._clients:
-                        targets = [c for c in self._clients if self._keeping_up(c)]
+                        targets = [c for c in list(self._clients) if self._keeping_up(c)]
                         for text in texts:
                             broadcast(targets, text)
                 sent += n

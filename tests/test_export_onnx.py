@@ -58,6 +58,7 @@ def test_fp32_export_scores_like_torch_and_carries_the_card(checkpoint: Path, tm
     assert report.path.is_file() and report.size_bytes == report.path.stat().st_size
     assert report.n_quantized_nodes == 0
     assert report.decision_agreement == 1.0 and report.max_rel_err < 1e-4
+    assert report.batch1_agreement == 1.0 and report.batch_max_rel_diff < 1e-4
     model = ScoringModel(report.path)
     assert model.card == card  # metadata round trip
     x = ckpt.calibration[:64]
@@ -74,7 +75,7 @@ def test_fp32_export_scores_like_torch_and_carries_the_card(checkpoint: Path, tm
 def test_dynamic_int8_quantizes_the_lstms_and_keeps_decisions(checkpoint: Path, tmp_path: Path) -> None:
     ckpt, scorer, card, report = export(checkpoint, tmp_path / "q.onnx", Quantization.DYNAMIC_INT8)
     assert report.quantized_ops.get("DynamicQuantizeLSTM", 0) == 3
-    assert report.decision_agreement >= 0.99
+    assert report.decision_agreement >= 0.99 and report.batch1_agreement >= 0.99
     assert report.n_over_threshold > 0  # the parity set has decisions on both sides
     model = ScoringModel(report.path)
     assert model.card.quantization is Quantization.DYNAMIC_INT8

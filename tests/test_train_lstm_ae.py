@@ -212,3 +212,15 @@ def test_cli_reports_a_missing_data_file_with_exit_code_4(tmp_path: Path) -> Non
     res = CliRunner().invoke(main, ["train", "lstm-ae", "--data", str(tmp_path / "nope.csv"), "-o",
                                     str(tmp_path / "m.pt")])
     assert res.exit_code == 4 and "does not exist" in res.output
+
+
+def test_denoising_noise_touches_inputs_only() -> None:
+    """With input noise the model is trained to map noisy windows to clean ones: its loss
+    on clean targets stays finite and training still converges."""
+    x = torch.from_numpy(np.ascontiguousarray(
+        np.lib.stride_tricks.sliding_window_view(stand_in_series(400), 8, axis=0).transpose(0, 2, 1)))
+    before = x.clone()
+    model = LstmAutoencoder(4, 8, 4)
+    res = fit(model, x, TrainConfig(epochs=3, batch_size=32, progress=False, input_noise=0.05))
+    assert torch.equal(x, before)  # the training data itself is not modified
+    assert res.train_loss[-1] < res.train_loss[0]

@@ -32,6 +32,9 @@ import click
               help="Calibration noise, as a fraction of each feature's range.")
 @click.option("--margin", default=1.5, show_default=True, type=click.FloatRange(1.0),
               help="Threshold = p99.9 of normal scores x margin (see the printed reason).")
+@click.option("--denoise", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Train as a denoising autoencoder: Gaussian noise of this std (scaled units) on the "
+                   "inputs, clean targets. Keeps the model from learning the identity.")
 @click.option("--max-rows", default=None, type=click.IntRange(1), help="Read at most this many rows.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="torch threads.")
@@ -40,7 +43,7 @@ import click
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(data: Path, window: int, stride: int, score_stride: int, epochs: int, batch_size: int, lr: float,
             lr_gamma: float, patience: int, hidden: int, latent: int, holdout: float, noise_sigma: float,
-            margin: float, max_rows: int | None, seed: int, threads: int, output: Path, quiet: bool) -> None:
+            margin: float, denoise: float, max_rows: int | None, seed: int, threads: int, output: Path, quiet: bool) -> None:
     """Train the S0 LSTM autoencoder on nominal data, calibrate its threshold, save a checkpoint.
 
     The threshold comes from reconstruction-error statistics on held-out
@@ -62,7 +65,7 @@ def command(data: Path, window: int, stride: int, score_stride: int, epochs: int
     cfg = LstmAeConfig(
         window=window, stride=stride, hidden=hidden, latent=latent, holdout=holdout, score_stride=score_stride,
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_gamma=lr_gamma, patience=patience,
-                          seed=seed, threads=threads, progress=not quiet, desc="lstm-ae"),
+                          seed=seed, threads=threads, progress=not quiet, input_noise=denoise, desc="lstm-ae"),
         calibration=CalibrationConfig(noise_sigma=noise_sigma, margin=margin, seed=seed),
     )
     click.echo(f"{len(series.values)} rows x {len(series.features)} features ({', '.join(series.features)}) "

@@ -6,6 +6,9 @@ shuffled by a seeded generator, Adam, an ``ExponentialLR`` schedule
 showing the loss, and optional validation with early stopping that restores
 the best weights. Targets default to the inputs (autoencoders); a family
 with another objective passes ``targets`` and/or its own ``loss_fn``.
+``input_noise > 0`` trains a denoising model: Gaussian noise is added to
+each training batch's inputs (not to targets, not to validation), so the
+model cannot learn the identity and reproduce noise it should flag.
 
 Determinism: call :func:`seed_everything` (``fit`` does it with
 ``config.seed``). ``config.threads`` sets ``torch.set_num_threads`` for the
@@ -42,6 +45,7 @@ class TrainConfig:
     patience: int = 0  # early stopping: epochs without validation improvement; 0 = off
     min_delta: float = 0.0  # improvement smaller than this does not count
     clip_grad_norm: float | None = None
+    input_noise: float = 0.0  # std of Gaussian noise added to training inputs (denoising); targets stay clean
     seed: int = 0
     threads: int = 1
     progress: bool = True
@@ -111,6 +115,8 @@ def fit(model: torch.nn.Module, inputs: torch.Tensor, config: TrainConfig | None
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 xb = inputs[idx]
                 yb = xb if targets is None else targets[idx]
+                if cfg.input_noise > 0:
+                    xb = xb + cfg.input_noise * torch.randn(xb.shape, generator=gen, dtype=xb.dtype)
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(model(xb), yb)
                 if not torch.isfinite(loss):

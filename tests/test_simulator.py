@@ -16,6 +16,7 @@ import pytest
 import websocket
 from click.testing import CliRunner
 
+from edgewatch.cli import main
 from edgewatch.commands.simulate import simulate
 from edgewatch.data.faults import (
     FAN_LEVELS,
@@ -282,3 +283,23 @@ def test_every_fault_type_is_visible_to_a_simple_detector_trained_on_nominal_dat
             ends = np.arange(len(s.values) - w + 1) + w - 1
             inside = (ends >= fault.start) & (ends < fault.end)
             assert (score(s.values)[inside] > threshold).any(), f"{kind.value} (seed {100 + k}) not visible"
+
+
+def test_record_with_a_schedule_file_and_with_random_faults(tmp_path: Path) -> None:
+    schedule = tmp_path / "faults.txt"
+    schedule.write_text("# the faults of this run\nspike@5\n\nfrozen@10:4:traffic  # stuck sensor\n")
+    out, truth = tmp_path / "a.csv", tmp_path / "a.jsonl"
+    runner = CliRunner()
+    result = runner.invoke(simulate, ["--record", str(out), "--count", "400", "--schedule", str(schedule),
+                                      "--truth", str(truth)])
+    assert result.exit_code == 0, result.output
+    got = [(r["fault"], r["features"], r["start_index"], r["end_index"])
+           for r in map(json.loads, truth.read_text().splitlines())]
+    assert got == [("spike", ["cpu"], 100, 106), ("frozen", ["traffic"], 200, 280)]
+    result = runner.invoke(simulate, ["--record", str(out), "--count", "3000", "--faults", "random",
+                                      "--fault-every", "10", "--truth", str(truth), "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in truth.read_text().splitlines()]
+    assert len(records) >= 3 and all(r["end_index"] <= 3000 for r in records)
+    result = runner.invoke(main, ["simulate", "--record", str(out), "--fault", "spike@5", "--fault", "frozen@5.1"])
+    assert result.exit_code == 4 and "overlap" in result.output  # BadInput, with the hint

@@ -164,3 +164,11 @@ def test_small_pieces() -> None:
 
     line = JsonLogFormatter().format(logging.LogRecord("x", logging.WARNING, "f", 1, "a %s", ("b",), None))
     assert json.loads(line)["message"] == "a b" and json.loads(line)["level"] == "warning"
+
+
+def test_example_config_and_unit_are_consistent() -> None:
+    dm = to_default_map(run_command, read_config(ROOT / "deploy" / "agent.example.toml"))
+    assert dm["sources"] == ["ws://10.0.0.5:9000/"] and dm["log_json"] is True and dm["metrics_addr"]
+    unit = (ROOT / "deploy" / "edgewatch-agent.service").read_text()
+    assert "Type=notify" in unit and "WatchdogSec=" in unit and "Restart=on-failure" in unit
+    assert "--config /etc/edgewatch/agent.toml" in unit

@@ -40,8 +40,8 @@ class ConvAeRun:
 
 
 def default_train_config(**changes: Any) -> TrainConfig:
-    """Adam 1e-3, up to 30 epochs, stop after 3 without validation improvement."""
-    base = dict(epochs=30, batch_size=64, lr=1e-3, lr_gamma=1.0, patience=3, min_delta=1e-5, desc="conv-ae")
+    """Adam 2e-3, up to 30 epochs, stop after 3 without validation improvement."""
+    base = dict(epochs=30, batch_size=64, lr=2e-3, lr_gamma=1.0, patience=3, min_delta=1e-5, desc="conv-ae")
     base.update(changes)
     return TrainConfig(**base)
 

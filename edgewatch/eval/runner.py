@@ -109,7 +109,18 @@ class EvalResult:
     categories: dict[str, dict[str, int]] = field(default_factory=dict)  # files, windows per category
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, default=lambda v: None)
+        """Strict JSON: a threshold of +inf (never fire) or a NaN category score becomes null."""
+        return json.dumps(_finite(asdict(self)), indent=1, allow_nan=False)
+
+
+def _finite(value):  # noqa: ANN001, ANN202
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def point_metrics(files: Sequence[NabFile], scores: Sequence[np.ndarray]) -> PointMetrics | None:

@@ -20,7 +20,7 @@ class BuiltIn(str, enum.Enum):
 NAMES = [b.value for b in BuiltIn]
 
 
-def resolve(name: str, seed: int = 0, stride: int = 1):  # noqa: ANN201 - a runner.Detector
+def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a runner.Detector
     """A built-in detector by name, or ``model:PATH`` for any edgewatch model file of one feature.
 
     ``novelty`` is written to a temporary model file and run from there, so

@@ -19,7 +19,6 @@ at a time, and paho resends those itself after a reconnect.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket

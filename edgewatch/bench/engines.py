@@ -3,7 +3,11 @@
 The machines these run on are shared, so absolute times move by 2×; what
 holds is a *ratio measured in one run*. :func:`interleaved_medians` times
 the engines in turns (A, B, C, A, B, C ...) so that a slow spell of the
-machine hits all of them alike, and keeps the median of the rounds.
+machine hits all of them alike, and keeps the median of the rounds. It
+counts the CPU time of the calling thread (``time.thread_time``), not wall
+time: with one thread per engine ONNX Runtime and PyTorch compute on the
+caller's thread, and on a machine loaded to 4× its cores wall time is
+mostly waiting for a turn (measured: wall-time medians flipped a 2× ratio).
 Every engine uses one thread: ``torch.set_num_threads(1)`` and ONNX Runtime
 sessions with one intra-op thread and no spinning (the agent's settings).
 """
@@ -53,12 +57,15 @@ class Timing:
     rounds: list[float]
 
 
-def time_calls(fn: Callable[[], object], number: int) -> float:
-    """Seconds per call of ``fn`` over ``number`` calls."""
-    t0 = time.perf_counter()
+CLOCK: Callable[[], float] = time.thread_time
+
+
+def time_calls(fn: Callable[[], object], number: int, clock: Callable[[], float] = CLOCK) -> float:
+    """CPU seconds (of this thread, by default) per call of ``fn`` over ``number`` calls."""
+    t0 = clock()
     for _ in range(number):
         fn()
-    return (time.perf_counter() - t0) / number
+    return (clock() - t0) / number
 
 
 def calls_for(fn: Callable[[], object], target_seconds: float) -> int:

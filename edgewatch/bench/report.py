@@ -129,8 +129,10 @@ def to_markdown(results: dict[str, Any], chart_name: str | None = "bench.png") -
                  f"torch {m.get('torch', '?')}, NumPy {m.get('numpy', '?')}"
                  + (f", commit `{str(results['commit'])[:10]}`" if results.get("commit") else "") + ".")
     lines += ["", "Every engine runs on one thread (PyTorch `set_num_threads(1)`, ONNX Runtime one intra-op "
-              "thread, no spinning). The machine is shared: absolute times move by 2× between runs, so the "
-              "claims are ratios measured in the same run.", ""]
+              "thread, no spinning), on the calling thread. Times are CPU time (`time.process_time` / "
+              "`time.thread_time`), not wall time: the machine is shared, and waiting for a turn on the CPU "
+              "is not the engine's cost. Absolute times still move between runs, so the claims are ratios "
+              "measured in the same run.", ""]
     lines += ["## Targets", "", "| target | goal | measured | | note |", "|---|---|---|---|---|"]
     for t in results["targets"]:
         mark = {True: "met", False: "**missed**", None: "not run"}[t["met"]]
@@ -138,7 +140,7 @@ def to_markdown(results: dict[str, Any], chart_name: str | None = "bench.png") -
     if chart_name:
         lines += ["", f"![per-window latency by engine]({chart_name})"]
     if results["ratios"]:
-        lines += ["", "## Engines: speed-up at batch 1 (interleaved rounds, median)", "",
+        lines += ["", "## Engines: speed-up at batch 1 (interleaved rounds, median CPU time)", "",
                   "| model | int8 mode (quantized nodes) | PyTorch | ORT fp32 | ORT int8 | int8 vs PyTorch "
                   "| int8 vs fp32 | fp32 vs PyTorch |", "|---|---|---|---|---|---|---|---|"]
         for r in results["ratios"]:
@@ -147,8 +149,8 @@ def to_markdown(results: dict[str, Any], chart_name: str | None = "bench.png") -
                          f"| {_fmt_us(1e6 * s['ort-fp32'])} | {_fmt_us(1e6 * s['ort-int8'])} "
                          f"| {r['int8_vs_torch']:.2f}× | {r['int8_vs_fp32']:.2f}× | {r['fp32_vs_torch']:.2f}× |")
     if results["engines"]:
-        lines += ["", "## Engines: per-window latency and throughput (pytest-benchmark medians)", "",
-                  "| model | batch | PyTorch eager | ORT fp32 | ORT int8 | int8 windows/s |", "|---|---|---|---|---|---|"]
+        lines += ["", "## Engines: per-window CPU time and throughput (pytest-benchmark medians)", "",
+                  "| model | batch | PyTorch eager | ORT fp32 | ORT int8 | int8 windows per CPU-second |", "|---|---|---|---|---|---|"]
         by: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
         for r in results["engines"]:
             by.setdefault((r["model"], r["batch"]), {})[r["engine"]] = r
@@ -234,7 +236,7 @@ def chart(results: dict[str, Any], path: Path) -> Path:
             ax.bar(x + (i - 1) * 0.27, vals, 0.27, label=engine)
         ax.set_xticks(x, models, rotation=20)
         ax.set_yscale("log")
-        ax.set_ylabel("µs per window (median)")
+        ax.set_ylabel("CPU µs per window (median)")
         ax.set_title(f"batch {batch}")
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend()

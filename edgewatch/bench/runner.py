@@ -44,7 +44,7 @@ def find_suites(start: Path | None = None) -> Path:
 
 def pytest_command(config: BenchConfig, raw_json: Path, suites: Path) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", str(suites), "-p", "no:cacheprovider", "-q",
-           "--benchmark-json", str(raw_json), "--benchmark-sort=name", "--benchmark-columns=median,rounds",
+           "--benchmark-json", str(raw_json), "--benchmark-timer", "time.process_time", "--benchmark-sort=name", "--benchmark-columns=median,rounds",
            "--benchmark-max-time", "0.2" if config.quick else "1.0",
            "--benchmark-min-rounds", "3" if config.quick else "5", "-o", "timeout=1800"]
     if config.select:

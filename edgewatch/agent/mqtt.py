@@ -138,7 +138,9 @@ class MqttSink:
         o = self.options
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=_safe(f"edgewatch-{o.agent_id}")[:64],
                              protocol=paho.MQTTv311, clean_session=True)
-        client.enable_logger(logging.getLogger("edgewatch.agent.paho"))
+        paho_log = logging.getLogger("edgewatch.agent.paho")
+        if paho_log.isEnabledFor(logging.DEBUG):  # otherwise it repeats every failed reconnect at ERROR
+            client.enable_logger(paho_log)
         if o.username:
             client.username_pw_set(o.username, o.password)
         if o.tls:
@@ -242,13 +244,14 @@ class MqttSink:
                 self._handed = number
 
     def _take_acks(self) -> None:
+        numbers = []
         while self._acks:
-            mid = self._acks.popleft()
-            number = self._inflight.pop(mid, None)
-            if number is None:
-                continue  # the status message, or a mid from before a reset
-            self.spool.ack(number)
-            self.published += 1
+            number = self._inflight.pop(self._acks.popleft(), None)
+            if number is not None:  # None: the status message
+                numbers.append(number)
+        if numbers:
+            self.spool.ack_many(numbers)
+            self.published += len(numbers)
         self._update_depth()
 
     def _update_depth(self) -> None:

@@ -145,7 +145,6 @@ def setup_logging(json_lines: bool, level: str = "info") -> None:
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
-    logging.getLogger("edgewatch.agent.paho").setLevel(logging.WARNING)
 
 
 # -- systemd ------------------------------------------------------------------------

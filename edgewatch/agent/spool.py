@@ -175,8 +175,12 @@ class Spool:
 
     def ack(self, number: int) -> None:
         """The broker has the record; once every older one is acked too, it leaves the disk."""
+        self.ack_many([number])
+
+    def ack_many(self, numbers: list[int]) -> None:
+        """Several acks, one write of the ``acked`` file (a backlog drains at broker speed, not fsync speed)."""
         with self._lock:
-            self._acked_above.add(number)
+            self._acked_above.update(numbers)
             advanced = False
             while self._pending and self._pending[0][0] in self._acked_above:
                 n, _ = self._pending.popleft()

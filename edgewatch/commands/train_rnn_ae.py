@@ -32,6 +32,7 @@ def command(data: Path, out: Path, window: int, stride: int, hidden: int, epochs
     data only, never from the test labels.
     """
     from edgewatch.data.synth import load_synth
+    from edgewatch.eval.metrics import f1_at
     from edgewatch.models.rnn_ae import RnnAeConfig
     from edgewatch.train.checkpoint import save_checkpoint
     from edgewatch.train.rnn_ae import default_train_config, evaluate_windows, train_rnn_ae
@@ -56,6 +57,8 @@ def command(data: Path, out: Path, window: int, stride: int, hidden: int, epochs
     click.echo(f"AUC-PR      {ev.auc_pr:.3f}   (chance: {pos / n:.3f}; F1 of flagging every window: "
                f"{ev.chance_f1:.3f})")
     click.echo(f"model-file threshold {run.threshold:.5f} ({run.threshold_method})")
+    f1, p, r = f1_at(ev.scores >= run.threshold, ev.labels)
+    click.echo(f"at the model-file threshold: F1 {f1:.3f}, precision {p:.3f}, recall {r:.3f}")
     click.echo("\nanomalous regions at the best-F1 threshold (steps, inclusive):")
     for start, end in ev.regions:
         click.echo(f"  {start:>6} - {end:<6}")

@@ -46,7 +46,7 @@ def _wait(predicate, timeout: float = 20.0) -> bool:  # noqa: ANN001
 
 
 def test_service_run_metrics_health_json_logs_notify_and_sigterm(tmp_path: Path, broker, collector) -> None:
-    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.05, k=1, n=1))
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.01, k=1, n=1))
     notify_path = tmp_path / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
@@ -64,6 +64,7 @@ def test_service_run_metrics_health_json_logs_notify_and_sigterm(tmp_path: Path,
         try:
             base = f"http://127.0.0.1:{port}"
             assert _wait(lambda: json.loads(_get(base + "/healthz")[1]).get("messages", 0) > 100), "no health"
+            assert _wait(lambda: b'edgewatch_alerts_total{kind="start"}' in _get(base + "/metrics")[1]), "no alert"
             code, body = _get(base + "/healthz")
             health = json.loads(body)
             assert code == 200 and health["status"] == "ok"

@@ -11,23 +11,24 @@ import numpy as np
 from edgewatch.errors import BadInput
 
 
-def _label_file_for(data: Path) -> tuple[Path, str] | None:
-    """NAB layout: ``<nab>/data/<category>/<file>.csv`` with labels in ``<nab>/labels``."""
-    if len(data.parents) >= 3 and data.parents[1].name == "data":
-        nab = data.parents[2]
-        return nab / "labels" / "combined_labels.json", f"{data.parent.name}/{data.name}"
-    return None
-
-
 def known_anomalies(data: Path, labels: Path | None) -> list[np.datetime64]:
-    """The labelled anomaly timestamps of ``data`` in NAB's combined_labels.json, if any."""
-    found = _label_file_for(data.resolve())
-    if found is None and labels is None:
+    """The labelled anomaly timestamps of ``data`` in NAB's combined_labels.json, if any.
+
+    NAB's layout is ``<nab>/data/<category>/<file>.csv`` with the labels in
+    ``<nab>/labels``; the key is ``<category>/<file>.csv``.
+    """
+    data = data.resolve()
+    key = f"{data.parent.name}/{data.name}"
+    if labels is None:
+        if len(data.parents) < 3 or data.parents[1].name != "data":
+            return []
+        labels = data.parents[2] / "labels" / "combined_labels.json"
+    if not labels.is_file():
         return []
-    path, key = (labels, f"{data.parent.name}/{data.name}") if labels else found  # type: ignore[misc]
-    if not path.is_file():
-        return []
-    table = json.loads(path.read_text())
+    try:
+        table = json.loads(labels.read_text())
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{labels} is not valid JSON: {exc}") from exc
     return [np.datetime64(t.replace(" ", "T")[:19]) for t in table.get(key, [])]
 
 

@@ -127,3 +127,14 @@ def test_loaded_corpus_has_the_documented_shape() -> None:
     for f in files:
         by_cat[f.category] = by_cat.get(f.category, 0) + len(f.windows)
     assert by_cat == {"artificialNoAnomaly": 0, "artificialWithAnomaly": 6, "realKnownCause": 19, "realTraffic": 14}
+
+
+def test_stride_scores_every_nth_row_and_holds_it(small_model: Path) -> None:
+    x = np.sin(np.arange(600) / 5.0) + np.random.default_rng(2).normal(0, 0.1, 600)
+    every = ModelDetector(small_model, stride=1)
+    third = ModelDetector(small_model, stride=3)
+    s3 = third.score_series(x)
+    assert np.all(s3[:127] == 0.0)
+    scored = np.arange(127, 597, 3)
+    assert np.all(s3[scored + 1] == s3[scored]) and np.all(s3[scored + 2] == s3[scored])
+    assert not np.allclose(s3, every.score_series(x))  # the post-process saw a third of the scores

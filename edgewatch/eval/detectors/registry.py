@@ -43,7 +43,7 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
         return WindowedGaussianDetector()
     from edgewatch.eval.detectors.novelty import write_model
 
-    tmp = Path(tempfile.mkdtemp(prefix="edgewatch-novelty-")) / "novelty.onnx"
-    det = ModelDetector(write_model(tmp), stride=stride)
+    with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:
+        det = ModelDetector(write_model(Path(tmp) / "novelty.onnx"), stride=stride)  # session holds the graph
     det.name = "novelty"
     return det

@@ -28,6 +28,7 @@ NumPy and SciPy only: no torch, no onnx.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -67,29 +68,59 @@ def ref_cdf(x: np.ndarray, knots: np.ndarray, probs: np.ndarray, left: bool = Fa
 
     Linear between quantiles; repeated quantiles (a point mass) become a jump.
     """
-    q = knots.size
     j = np.searchsorted(knots, x, side="left" if left else "right")
+    return _interp(x, j, knots, probs)
+
+
+def _interp(x: np.ndarray, j: np.ndarray, knots: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """CDF through ``knots`` given each point's knot index ``j`` (any shape; knots along axis 0)."""
+    q = knots.shape[0]
     lo = np.clip(j - 1, 0, q - 1)
     hi = np.clip(j, 0, q - 1)
-    width = knots[hi] - knots[lo]
-    safe = np.where(width > 0, width, 1.0)
-    t = np.where(width > 0, (x - knots[lo]) / safe, 0.0)
+    k_lo, k_hi = _take(knots, lo), _take(knots, hi)
+    width = k_hi - k_lo
+    t = np.where(width > 0, (x - k_lo) / np.where(width > 0, width, 1.0), 0.0)
     cdf = probs[lo] + t * (probs[hi] - probs[lo])
     return np.where(j == 0, 0.0, np.where(j == q, 1.0, cdf))
 
 
-def ks_statistic_vs_quantiles(sample: np.ndarray, knots: np.ndarray) -> float:
-    """Sup distance between the sample's ECDF and the quantile-reference CDF.
+def _take(knots: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return knots[idx] if knots.ndim == 1 else np.take_along_axis(knots, idx, axis=0)
 
-    Both CDFs are monotone and the sample's is constant between its points,
-    so the supremum is reached at a sample point, from the right or the left.
+
+def ks_statistics(sample: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Per column of ``sample`` ``[m, F]``: sup distance between its ECDF and the reference CDF.
+
+    ``knots`` is ``[Q, F]``, evenly spaced quantiles. Both CDFs are monotone
+    and the sample's is constant between its points, so the supremum is
+    reached at a sample point, from the right or from the left; ties in the
+    sample are handled (a discrete feature against a discrete reference).
     """
-    x = np.sort(np.asarray(sample, dtype=np.float64))
-    m = x.size
-    probs = np.linspace(0.0, 1.0, knots.size)
-    right = np.abs(np.searchsorted(x, x, side="right") / m - ref_cdf(x, knots, probs))
-    left = np.abs(np.searchsorted(x, x, side="left") / m - ref_cdf(x, knots, probs, left=True))
-    return float(max(right.max(), left.max()))
+    x = np.sort(np.asarray(sample, dtype=np.float64), axis=0)
+    m, f = x.shape
+    q = knots.shape[0]
+    probs = np.linspace(0.0, 1.0, q)
+    idx = np.broadcast_to(np.arange(m)[:, None], x.shape)
+    new_run = np.ones(x.shape, dtype=bool)
+    new_run[1:] = x[1:] != x[:-1]
+    run_end = np.ones(x.shape, dtype=bool)
+    run_end[:-1] = new_run[1:]
+    first = np.maximum.accumulate(np.where(new_run, idx, 0), axis=0)  # first index of each value's run
+    last = np.minimum.accumulate(np.where(run_end, idx, m)[::-1], axis=0)[::-1]  # last index of the run
+    j_right = np.empty(x.shape, dtype=np.intp)
+    j_left = np.empty(x.shape, dtype=np.intp)
+    for c in range(f):
+        j_right[:, c] = np.searchsorted(knots[:, c], x[:, c], side="right")
+        j_left[:, c] = np.searchsorted(knots[:, c], x[:, c], side="left")
+    right = np.abs((last + 1) / m - _interp(x, j_right, knots, probs))
+    left = np.abs(first / m - _interp(x, j_left, knots, probs))
+    return np.maximum(right.max(axis=0), left.max(axis=0))
+
+
+def ks_statistic_vs_quantiles(sample: np.ndarray, knots: np.ndarray) -> float:
+    """One feature: :func:`ks_statistics` of a 1-D sample against its quantiles."""
+    return float(ks_statistics(np.asarray(sample, dtype=np.float64)[:, None],
+                               np.asarray(knots, dtype=np.float64)[:, None])[0])
 
 
 def ks_pvalue(statistic: np.ndarray | float, n: int, n_reference: int) -> np.ndarray:
@@ -130,15 +161,15 @@ class DriftWatch:
         self.keep_every = int(keep_every)
         self.alpha = float(alpha)
         self.alpha_corrected = self.alpha / len(self.features)
-        self._knots = [np.asarray(q, dtype=np.float64) for q in reference.quantiles]
+        self._knots = np.asarray(reference.quantiles, dtype=np.float64).T.copy()  # [Q, F]
         self._n_features = len(self.features)
         self._buf = np.zeros((0, self.sample_size, self._n_features))
-        self._pos = np.zeros(0, dtype=np.intp)  # next write position in the ring
-        self._count = np.zeros(0, dtype=np.intp)  # rows kept since reset (capped use: sample_size)
-        self._seen = np.zeros(0, dtype=np.intp)  # rows observed since reset (for keep_every)
-        self._since = np.zeros(0, dtype=np.intp)  # rows observed since the last check
+        self._pos = np.zeros(0, dtype=np.intp)  # next write position in each ring
+        self._counters = np.zeros((0, 3), dtype=np.intp)
+        self._views()
         self.checks_run = 0
         self._critical_cache: dict[int, float] = {}
+        self._slack = self.check_every  # rows that can arrive before any stream is due
 
     # -- feeding ---------------------------------------------------------------------
 
@@ -146,47 +177,64 @@ class DriftWatch:
         cap = max(slot + 1, 2 * self._pos.size, 4)
         extra = cap - self._pos.size
         self._buf = np.concatenate([self._buf, np.zeros((extra, self.sample_size, self._n_features))])
-        for name in ("_pos", "_count", "_seen", "_since"):
-            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(extra, dtype=np.intp)]))
+        self._pos = np.concatenate([self._pos, np.zeros(extra, dtype=np.intp)])
+        self._counters = np.concatenate([self._counters, np.zeros((extra, 3), dtype=np.intp)])
+        self._views()
+
+    def _views(self) -> None:
+        # one array for the three per-stream counters, so a batch updates them in one operation
+        self._count = self._counters[:, 0]  # rows kept since reset
+        self._seen = self._counters[:, 1]  # rows observed since reset (for keep_every)
+        self._since = self._counters[:, 2]  # rows observed since the last check
 
     def observe_many(self, slots: np.ndarray, rows: np.ndarray) -> None:
         """Record one batch of accepted inputs: ``rows[i]`` (``[n_features]``) came from ``slots[i]``.
 
         Rows of one slot are taken in batch order. Non-finite rows are
-        ignored (the agent should have refused them already).
+        ignored (the agent should have refused them already). Called for
+        every batch, so the usual cases (one row; one row per stream) take
+        a short path.
         """
-        slots = np.asarray(slots, dtype=np.intp).ravel()
         rows = np.asarray(rows, dtype=np.float64)
-        if rows.ndim != 2 or rows.shape[1] != self._n_features or rows.shape[0] != slots.size:
+        slots = np.asarray(slots)
+        if rows.ndim != 2 or rows.shape[1] != self._n_features or slots.size != rows.shape[0]:
             raise BadInput(f"observe_many needs rows [n, {self._n_features}] for n slots, "
                            f"got rows {rows.shape} for {slots.size} slots")
-        if slots.size == 0:
+        n = rows.shape[0]
+        if n == 0:
             return
-        if slots.min() < 0:
-            raise BadInput("stream slots must be non-negative integers")
-        top = int(slots.max())
-        if top >= self._pos.size:
-            self._grow(top)
-        finite = np.isfinite(rows).all(axis=1)
-        if not finite.all():
+        if slots.dtype.kind not in "iu" or slots.ndim != 1:
+            slots = slots.astype(np.intp).ravel()
+        if n == 1:
+            slot = int(slots[0])
+            if slot < 0:
+                raise BadInput("stream slots must be non-negative integers")
+            if slot >= self._pos.size:
+                self._grow(slot)
+            if math.isfinite(float(rows.sum())):
+                self._observe_one(slot, rows[0])
+            return
+        if not math.isfinite(float(rows.sum())):  # one sum is cheaper than a per-row mask
+            finite = np.isfinite(rows).all(axis=1)
             slots, rows = slots[finite], rows[finite]
             if slots.size == 0:
                 return
-        if slots.size == 1:
-            self._observe_one(int(slots[0]), rows[0])
+        try:
+            per_slot = np.bincount(slots)
+        except ValueError:
+            raise BadInput("stream slots must be non-negative integers") from None
+        if per_slot.size > self._pos.size:
+            self._grow(per_slot.size - 1)
+        self._slack -= slots.size
+        if self.keep_every == 1 and per_slot.max() == 1:
+            # the usual batch: at most one message per stream
+            where = self._pos[slots]
+            self._buf[slots, where] = rows
+            self._pos[slots] = (where + 1) % self.sample_size
+            self._counters[slots] += 1
             return
         order = np.argsort(slots, kind="stable")
-        s = slots[order]
-        if self.keep_every == 1 and (s[1:] != s[:-1]).all():
-            # the usual batch: at most one message per stream
-            where = self._pos[s]
-            self._buf[s, where] = rows[order]
-            self._pos[s] = (where + 1) % self.sample_size
-            self._count[s] += 1
-            self._seen[s] += 1
-            self._since[s] += 1
-            return
-        self._observe_grouped(s, rows[order])
+        self._observe_grouped(slots[order], rows[order])
 
     def _observe_grouped(self, s: np.ndarray, r: np.ndarray) -> None:
         starts, counts, uniq, rank = _groups(s)
@@ -207,6 +255,7 @@ class DriftWatch:
         self._count[uniq] += counts
 
     def _observe_one(self, slot: int, row: np.ndarray) -> None:
+        self._slack -= 1
         self._since[slot] += 1
         seen = self._seen[slot]
         self._seen[slot] = seen + 1
@@ -220,7 +269,8 @@ class DriftWatch:
     def reset(self, slot: int) -> None:
         """Forget a stream's recent inputs (after a reconnect, or when the stream is gone)."""
         if 0 <= slot < self._pos.size:
-            self._pos[slot] = self._count[slot] = self._seen[slot] = self._since[slot] = 0
+            self._pos[slot] = 0
+            self._counters[slot] = 0
 
     def sample(self, slot: int) -> np.ndarray:
         """The stream's recent sample ``[m, n_features]`` (order not meaningful)."""
@@ -232,7 +282,7 @@ class DriftWatch:
     # -- checking --------------------------------------------------------------------
 
     def _statistics(self, x: np.ndarray) -> np.ndarray:
-        return np.array([ks_statistic_vs_quantiles(x[:, f], self._knots[f]) for f in range(self._n_features)])
+        return ks_statistics(x, self._knots)
 
     def _critical(self, n: int) -> float:
         """The KS statistic above which ``p < alpha_corrected`` at sample size ``n`` (cached)."""
@@ -268,8 +318,8 @@ class DriftWatch:
         check costs a sort per feature: p-values (slow in SciPy) are computed
         only when a statistic passes the cached critical value.
         """
-        if not self._since.size:
-            return []
+        if self._slack > 0 or not self._since.size:
+            return []  # no stream can have reached check_every yet: skip the scan
         events = []
         for slot in np.flatnonzero(self._since >= self.check_every):
             x = self.sample(int(slot))
@@ -283,4 +333,5 @@ class DriftWatch:
             event = self._event(int(slot), x, d)
             if event.drifted:
                 events.append(event)
+        self._slack = self.check_every - int(self._since.max())
         return events

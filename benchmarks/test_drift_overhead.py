@@ -1,0 +1,76 @@
+"""What the agent's drift watch costs, relative to scoring the same messages.
+
+Per batch of messages the agent calls ``DriftWatch.observe_many`` once and
+``due_events`` once; a stream is KS-tested every ``check_every`` (512) of its
+messages, so over many batches the timing includes the amortised checks.
+Both sides are timed in one run, interleaved, in CPU time of the calling
+thread (see :mod:`edgewatch.bench.engines`), and reported as a ratio:
+``drift / scoring``. Target: under 5 % for the S0 model (LSTM autoencoder,
+int8, what the agent runs).
+
+Scoring is counted for every message (stride 1). At the agent's default
+stride 3 only a third of the messages are scored while all are observed,
+so the ratio there is three times the one reported here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgewatch.agent.drift_watch import DriftWatch
+from edgewatch.agent.model import ScoringModel
+from edgewatch.bench.engines import interleaved_medians
+from edgewatch.bench.models import Engine
+from edgewatch.drift.reference import drift_reference_from
+
+from .conftest import QUICK
+
+ROUNDS = 5 if QUICK else 9
+
+
+def _drift_step(n_streams: int, n_features: int, features: list[str]):  # noqa: ANN202 - a callable
+    rng = np.random.default_rng(0)
+    watch = DriftWatch(drift_reference_from(rng.random((10_000, n_features))), features,
+                       sample_size=512, check_every=512)
+    slots = np.arange(n_streams)
+    batches = [rng.random((n_streams, n_features)) for _ in range(1024)]  # fresh rows: a nominal stream
+    state = {"i": 0}
+
+    def step() -> None:
+        state["i"] = (state["i"] + 1) % len(batches)
+        watch.observe_many(slots, batches[state["i"]])
+        watch.due_events()
+
+    for _ in range(600):  # fill the rings so that checks run at their full size
+        step()
+    return step, watch
+
+
+@pytest.mark.parametrize("model_name", ["lstm-ae-w50", "lstm-ae-w10"])
+@pytest.mark.parametrize("n_streams", [1, 16])
+def test_drift_watch_overhead(benchmark, models, model_name: str, n_streams: int) -> None:  # noqa: ANN001
+    model = models(model_name)
+    scoring = ScoringModel(model.paths[Engine.ORT_INT8], threads=1)
+    x = model.spec.samples(n_streams, seed=1)
+    features = list(model.spec.features)
+    drift_step, watch = _drift_step(n_streams, len(features), features)
+
+    def score() -> None:
+        scoring.score_many(x)
+
+    timings = interleaved_medians({"score": score, "drift": drift_step}, rounds=ROUNDS)
+    ratio = timings["drift"].median / timings["score"].median
+    checks_before = watch.checks_run
+    benchmark.pedantic(drift_step, rounds=50, iterations=20)
+    benchmark.extra_info.update({
+        "model": f"{model_name} int8", "streams_per_batch": n_streams,
+        "score_us_per_batch": round(timings["score"].median * 1e6, 2),
+        "drift_us_per_batch": round(timings["drift"].median * 1e6, 2),
+        "drift_over_score": round(ratio, 4),
+    })
+    print(f"\n{model_name} int8, {n_streams} stream(s)/batch: scoring {timings['score'].median * 1e6:.1f} us, "
+          f"drift watch {timings['drift'].median * 1e6:.1f} us per batch -> ratio {ratio:.2%}")
+    assert watch.checks_run > checks_before  # the periodic KS checks were part of what was timed
+    if model_name == "lstm-ae-w50":
+        assert ratio < 0.05, f"drift watch costs {ratio:.1%} of scoring (target < 5 %)"

@@ -63,8 +63,9 @@ class ModelDetector:
             return out
         ends = np.arange(w - 1, n, self.stride)
         windows = sliding_window_view(x, w)[ends - (w - 1)]
-        raw = np.concatenate([self.model.score_many(windows[a:a + 4096, :, None]).scores
-                              for a in range(0, len(windows), 4096)])
+        step = 512  # bounded memory: a graph may expand each window (the novelty graph by ~30x)
+        raw = np.concatenate([self.model.score_many(windows[a:a + step, :, None]).scores
+                              for a in range(0, len(windows), step)])
         post = make_postprocessor(self.model.card.postprocess)
         scored = post.update_many(np.zeros(len(raw), dtype=np.int64), raw)
         out[ends] = scored

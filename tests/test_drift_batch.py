@@ -231,3 +231,36 @@ def test_mnist_clean_versus_corrupted() -> None:
         rep = compare(Batch(InputKind.IMAGES, ref, [], "ref"), Batch(InputKind.IMAGES, bad, [], kind.value), opts)
         assert rep.drift, kind
         assert rep.classifier.auc > 0.75 and rep.classifier.drift, kind
+
+
+def test_conv_ae_encoder_export_feeds_the_drift_report(tmp_path: Path) -> None:
+    """A conv-ae checkpoint (random weights: the plumbing, not the quality) -> ONNX encoder -> report."""
+    torch = pytest.importorskip("torch")
+    from edgewatch.models.conv_ae import ConvAeConfig, ConvAutoencoder, ImageScorer
+    from edgewatch.train.checkpoint import save_checkpoint
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cfg = ConvAeConfig(channels=[4, 8, 8], dense=[32, 16])
+    ckpt = save_checkpoint(tmp_path / "ae.ckpt", "conv-ae", cfg.to_dict(),
+                           ImageScorer(ConvAutoencoder(cfg)).eval().state_dict(), {})
+    out = CliRunner().invoke(main, ["drift", "export-encoder", str(ckpt), "-o", str(tmp_path / "enc.onnx")])
+    assert out.exit_code == 0, out.output
+    enc = OnnxEncoder(tmp_path / "enc.onnx")
+    rng = np.random.default_rng(11)
+    imgs = synthetic_images(rng, 8)
+    z = enc.encode(imgs)
+    assert z.shape == (8, 16)
+    with torch.no_grad():
+        ref = ImageScorer(ConvAutoencoder(cfg))
+        ref.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"])
+        expected = ref.eval().model.encoder(torch.from_numpy(imgs[:, None] / 255.0).float()).numpy()
+    assert np.allclose(z, expected, atol=1e-4)
+    np.save(tmp_path / "ref.npy", synthetic_images(rng, 200))
+    np.save(tmp_path / "cur.npy", np.clip(synthetic_images(rng, 200) + 60, 0, 255))
+    out = CliRunner().invoke(main, ["drift", "--reference", str(tmp_path / "ref.npy"), "--current",
+                                    str(tmp_path / "cur.npy"), "--encoder", str(tmp_path / "enc.onnx"),
+                                    "--classifier", "none", "--json"])
+    assert out.exit_code == 0, out.output
+    rep = json.loads(out.output)
+    assert "ONNX encoder enc.onnx" in rep["reduction"] and len(rep["ks"]["features"]) == 16

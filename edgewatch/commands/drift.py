@@ -20,10 +20,11 @@ class _DriftGroup(LazyGroup):
     """Runs the comparison when called with options only, ``demo`` when named."""
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(ctx.command_path, "--reference REF --current CUR [OPTIONS] | demo [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "--reference REF --current CUR [OPTIONS] | COMMAND [OPTIONS]")
 
 
-@click.group(cls=_DriftGroup, invoke_without_command=True, lazy={"demo": "edgewatch.commands.drift:demo"},
+@click.group(cls=_DriftGroup, invoke_without_command=True, lazy={"demo": "edgewatch.commands.drift:demo",
+                   "export-encoder": "edgewatch.commands.drift:export_encoder"},
              context_settings={"show_default": True})
 @click.option("--reference", "reference", type=click.Path(dir_okay=False), help="Reference batch: CSV table, "
               "or images as idx (.gz) or .npy [N,28,28] / [N,1,28,28] with pixels 0-255.")
@@ -125,3 +126,15 @@ def demo(data: str, seeds: int, classifier_seeds: int, n: int, fraction: float, 
     click.echo(ev.HEADER)
     for r in results:
         click.echo(r.row())
+
+
+@click.command("export-encoder")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default="encoder.onnx", show_default=True,
+              help="ONNX file to write: raw pixels [B,1,28,28] -> bottleneck features [B,d].")
+def export_encoder(checkpoint: str, out: str) -> None:
+    """Export the encoder of a conv-ae checkpoint, for 'edgewatch drift --encoder'."""
+    from edgewatch.drift.encoder_export import export_conv_encoder
+
+    path = export_conv_encoder(checkpoint, out)
+    click.echo(f"encoder written to {path}; use it with: edgewatch drift --encoder {path} ...")

@@ -66,7 +66,7 @@ class DriftReport:
         if c is not None:
             lines += [
                 "",
-                f"classifier two-sample test ({c.kind}, {c.folds}-fold out-of-fold scores): "
+                f"classifier two-sample test ({c.kind}, mean over {c.folds} held-out folds): "
                 f"AUC {c.auc:.3f}, {c.level:.0%} CI [{c.ci_low:.3f}, {c.ci_high:.3f}] (0.5 = no drift)",
                 f"  verdict: {'DRIFT (CI above 0.5)' if c.drift else 'no drift (CI reaches 0.5)'}",
             ]

@@ -10,6 +10,15 @@ calibration sample for export.
 
 The scaler is part of the scorer (and so of the exported graph): the
 model trains on scaled windows, calibration and export feed raw ones.
+
+Measured on simulator data (hidden 160, latent 60, window 10): the
+bottleneck passes 60 numbers *per step* for 4 inputs, so with enough
+training the plain autoencoder converges towards the identity (50,000
+rows, 5 epochs: normal MSE 4e-6, noisy windows hardly distinguishable,
+and int8 rounding then dominates the score, so dynamic-int8 export is
+refused at 60 % decision agreement). ``TrainConfig.input_noise``
+(``--denoise``) trains a denoising autoencoder instead, which cannot learn
+the identity.
 """
 
 from __future__ import annotations

@@ -82,9 +82,9 @@ def scores_cmd(data: Path, scores: Path, out: Path | None) -> None:
 
 @eval_group.command("make-detector")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("models/nab-novelty.onnx"), show_default=True, help="Model file to write.")
+              default=Path("models/nab-best.onnx"), show_default=True, help="Model file to write.")
 def make_detector(out: Path) -> None:
-    """Write the novelty detector as an edgewatch model file (graph + likelihood post-process).
+    """Write the best NAB detector (novelty) as an edgewatch model file (graph + likelihood post-process).
 
     It needs no training: run it with 'edgewatch agent run --model FILE' or
     check it with 'edgewatch eval nab --detector model:FILE'.

@@ -32,9 +32,10 @@ import click
               help="Calibration noise, as a fraction of each feature's range.")
 @click.option("--margin", default=1.5, show_default=True, type=click.FloatRange(1.0),
               help="Threshold = p99.9 of normal scores x margin (see the printed reason).")
-@click.option("--denoise", default=0.0, show_default=True, type=click.FloatRange(0),
+@click.option("--denoise", default=0.05, show_default=True, type=click.FloatRange(0),
               help="Train as a denoising autoencoder: Gaussian noise of this std (scaled units) on the "
-                   "inputs, clean targets. Keeps the model from learning the identity.")
+                   "inputs, clean targets. Keeps the model from learning the identity, which would "
+                   "reproduce noise and leave too little error for int8; 0 = plain autoencoder.")
 @click.option("--max-rows", default=None, type=click.IntRange(1), help="Read at most this many rows.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="torch threads.")

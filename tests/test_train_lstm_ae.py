@@ -224,3 +224,10 @@ def test_denoising_noise_touches_inputs_only() -> None:
     res = fit(model, x, TrainConfig(epochs=3, batch_size=32, progress=False, input_noise=0.05))
     assert torch.equal(x, before)  # the training data itself is not modified
     assert res.train_loss[-1] < res.train_loss[0]
+
+
+def test_family_lookup_maps_dashes_and_names_the_known_families() -> None:
+    module = family_module("lstm-ae")
+    assert module.EXPORT.quantization.value == "dynamic-int8" and not module.EXPORT.script
+    with pytest.raises(BadInput, match="unknown model family 'no-such'.*lstm-ae"):
+        family_module("no-such")

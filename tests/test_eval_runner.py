@@ -138,3 +138,19 @@ def test_stride_scores_every_nth_row_and_holds_it(small_model: Path) -> None:
     scored = np.arange(127, 597, 3)
     assert np.all(s3[scored + 1] == s3[scored]) and np.all(s3[scored + 2] == s3[scored])
     assert not np.allclose(s3, every.score_series(x))  # the post-process saw a third of the scores
+
+
+def test_default_detector_alerts_on_a_shift_soon_after_its_warm_up(tmp_path: Path) -> None:
+    """NAB windows can start ~170 rows after probation: the default file must be able to speak by row 500."""
+    config = NoveltyConfig()
+    warm_up = config.window - 1 + int(config.likelihood["learning"])
+    assert warm_up < 500
+    rng = np.random.default_rng(3)
+    n, shift = 800, 520
+    x = np.sin(np.arange(n) * 2 * np.pi / 96) + rng.normal(0, 0.1, n)
+    x[shift:] += 3.0
+    det = ModelDetector(write_model(tmp_path / "best.onnx"))
+    s = det.score_series(x)
+    alerts = np.flatnonzero(s >= det.model.card.threshold)
+    assert not np.any(s[:warm_up]), "nothing is said before the window is full and the likelihood has learnt"
+    assert alerts.size and shift <= alerts[0] <= shift + 10, f"first alert at {alerts[:5]}, shift at {shift}"

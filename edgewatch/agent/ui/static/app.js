@@ -268,6 +268,7 @@ $("stream").addEventListener("change", (e) => {
 $("filter").addEventListener("input", picker);
 $("span").addEventListener("change", (e) => { state.span = +e.target.value; schedule(); });
 $("logscale").addEventListener("change", (e) => { state.log = e.target.checked; schedule(); });
+if (new URLSearchParams(location.search).get("log") === "1") { state.log = $("logscale").checked = true; }
 window.addEventListener("resize", schedule);
 state.span = +$("span").value;
 state.stream = wanted();

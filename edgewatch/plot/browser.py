@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -68,11 +69,13 @@ class HeadlessChromium:
     def start(self) -> HeadlessChromium:
         import websocket  # websocket-client
 
-        self._profile = tempfile.TemporaryDirectory(prefix="edgewatch-chromium-")
+        self._profile = tempfile.TemporaryDirectory(prefix="edgewatch-chromium-", ignore_cleanup_errors=True)
         profile = Path(self._profile.name)
         args = [self.binary, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
                 "--remote-debugging-address=127.0.0.1", f"--window-size={self.width},{self.height}", "about:blank"]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # its own process group, so that closing ends Chromium's helper processes too
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True)
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + self.start_timeout
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -150,11 +153,11 @@ class HeadlessChromium:
                 pass
             self._ws = None
         if self._proc is not None:
-            self._proc.terminate()
+            _signal_group(self._proc, signal.SIGTERM)
             try:
                 self._proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
+                _signal_group(self._proc, signal.SIGKILL)
                 self._proc.wait(timeout=5)
             self._proc = None
         if self._profile is not None:
@@ -167,6 +170,13 @@ class HeadlessChromium:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,6 +58,7 @@ class ClassifierResult:
     n_reference: int
     n_current: int
     importance: dict[str, float] = field(default_factory=dict)  # AUC lost when the feature is shuffled
+    fold_auc: list[float] = field(default_factory=list)
 
     @property
     def drift(self) -> bool:
@@ -188,5 +189,5 @@ def _classifier_test(reference: np.ndarray, current: np.ndarray, features: list[
     z = float(norm.ppf(0.5 + cfg.level / 2))
     lo, hi = max(0.0, auc - z * se), min(1.0, auc + z * se)
     return ClassifierResult(kind=kind.value, auc=auc, ci_low=lo, ci_high=hi, level=cfg.level, folds=cfg.folds,
-                            n_reference=len(ref), n_current=len(cur),
+                            n_reference=len(ref), n_current=len(cur), fold_auc=[float(a) for a in fold_auc],
                             importance={n: float(v) for n, v in zip(names, importance)} if cfg.importance else {})

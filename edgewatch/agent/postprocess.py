@@ -22,6 +22,20 @@ Parameters of ``likelihood`` (all optional, defaults in :class:`LikelihoodParams
 ``certain``     raw scores at or above this pass as 1.0 at once (0 = off)
 ``alert``       an output at or above this level starts a hold (0 = off)
 ``hold``        rows after such an output whose scores are damped (one alert per event)
+
+The ``levels`` kind (a value-level novelty, the first level of a
+contextOSE-like context detector) reads the graph's score as the stream's
+current value. It learns the value range on the first ``range_rows`` rows,
+then freezes it so that a level keeps its meaning; the range is cut into
+``bins`` equal levels (values outside it get levels beyond, unclipped). The
+output is 1.0 when a value falls on a level never seen before in that
+stream, else 0.0; after such an output the next ``rest`` rows stay 0 (one
+alert per event). Memory per stream is bounded: at most ``range_rows``
+buffered values until the range is frozen, then at most ``cap`` remembered
+levels (an unseen level beyond the cap is still reported, not remembered).
+A stream constant over its range rows has no scale and never fires.
+Parameters (defaults in :class:`LevelsParams`): ``bins`` (8, contextOSE's
+3 bits), ``range_rows`` (384), ``rest`` (100), ``cap`` (4096).
 """
 
 from __future__ import annotations
@@ -169,10 +183,96 @@ class Likelihood:
         return value
 
 
+@dataclass
+class LevelsParams:
+    bins: float = 8
+    range_rows: float = 384
+    rest: float = 100
+    cap: float = 4096
+
+    @classmethod
+    def from_dict(cls, params: dict[str, float]) -> LevelsParams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise BadModelFile(f"levels post-process has unknown parameters {unknown}; known: {sorted(known)}")
+        p = cls(**{k: float(v) for k, v in params.items()})
+        if p.bins < 1 or p.range_rows < 1 or p.rest < 0 or p.cap < 1:
+            raise BadModelFile(f"levels post-process parameters out of range: {p}")
+        return p
+
+
+class _LevelStream:
+    __slots__ = ("first", "lo", "step", "seen", "quiet")
+
+    def __init__(self) -> None:
+        self.first: list[float] | None = []  # values until the range is frozen, then None
+        self.lo = 0.0
+        self.step = 0.0  # width of one level; 0 = no scale
+        self.seen: set[int] = set()
+        self.quiet = 0  # rows of rest left
+
+
+class Levels:
+    """Value-level novelty per stream: 1.0 when the value reaches a level never seen, then a rest."""
+
+    def __init__(self, params: LevelsParams) -> None:
+        self.p = params
+        self._streams: dict[int, _LevelStream] = {}
+
+    def reset(self, slot: int) -> None:
+        self._streams.pop(int(slot), None)
+
+    def update_many(self, slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
+        raw = np.asarray(scores, dtype=np.float64).ravel()
+        if slots.shape != raw.shape:
+            raise ValueError(f"{slots.size} slots for {raw.size} scores")
+        out = np.zeros(raw.size)
+        for i, (slot, x) in enumerate(zip(slots.tolist(), raw.tolist())):
+            st = self._streams.get(slot)
+            if st is None:
+                st = self._streams[slot] = _LevelStream()
+            out[i] = self._one(st, x)
+        return out
+
+    def _level(self, st: _LevelStream, x: float) -> int:
+        return 0 if st.step <= 0 else math.floor((x - st.lo) / st.step)
+
+    def _one(self, st: _LevelStream, x: float) -> float:
+        p = self.p
+        if not math.isfinite(x):
+            return 0.0
+        if st.first is not None:  # learning the range
+            st.first.append(x)
+            if len(st.first) >= p.range_rows:
+                lo, hi = min(st.first), max(st.first)
+                st.lo, st.step = lo, (hi - lo) / p.bins
+                for v in st.first:
+                    if len(st.seen) < p.cap:
+                        st.seen.add(self._level(st, v))
+                st.first = None
+            return 0.0
+        level = self._level(st, x)
+        new = level not in st.seen
+        if new and len(st.seen) < p.cap:
+            st.seen.add(level)
+        if st.quiet > 0:
+            st.quiet -= 1
+            return 0.0
+        if new:
+            st.quiet = int(p.rest)
+            return 1.0
+        return 0.0
+
+
 def make_postprocessor(spec: PostProcess) -> PostProcessor:
     """The agent's implementation of a card's post-process; refuses kinds it does not know."""
     if spec.kind == "none":
         return Identity()
     if spec.kind == "likelihood":
         return Likelihood(LikelihoodParams.from_dict(dict(spec.params)))
-    raise BadModelFile(f"unknown post-process kind {spec.kind!r}: this edgewatch knows 'none' and 'likelihood'")
+    if spec.kind == "levels":
+        return Levels(LevelsParams.from_dict(dict(spec.params)))
+    raise BadModelFile(f"unknown post-process kind {spec.kind!r}: this edgewatch knows 'none', 'likelihood' "
+                       "and 'levels'")

@@ -76,6 +76,24 @@ class ModelDetector:
         return out
 
 
+class MaxEnsemble:
+    """Several detectors on the same stream, combined by the maximum of their scores.
+
+    Why the maximum: with model files that share one alert level it is
+    exactly "alert when any of them alerts", which the agent gives by
+    running each file beside the others; nothing new is needed on the device.
+    """
+
+    def __init__(self, name: str, members: Sequence[Detector]) -> None:
+        if not members:
+            raise BadInput("an ensemble needs at least one detector")
+        self.name = name
+        self.members = list(members)
+
+    def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
+        return np.max([np.asarray(m.score_series(values, key), dtype=np.float64) for m in self.members], axis=0)
+
+
 def check_online(detector: Detector, values: np.ndarray, key: str = "", cut: int | None = None) -> bool:
     """True when scoring a prefix gives the same scores as scoring the whole series."""
     values = np.asarray(values)

@@ -15,6 +15,8 @@ class BuiltIn(str, enum.Enum):
     RANDOM = "random"
     WINDOWED_GAUSSIAN = "windowed-gaussian"
     NOVELTY = "novelty"
+    LEVELS = "levels"
+    NOVELTY_LEVELS = "novelty-levels"
 
 
 NAMES = [b.value for b in BuiltIn]
@@ -23,10 +25,12 @@ NAMES = [b.value for b in BuiltIn]
 def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a runner.Detector
     """A built-in detector by name, or ``model:PATH`` for any edgewatch model file of one feature.
 
-    ``novelty`` is written to a temporary model file and run from there, so
-    its figures are those of the file ``edgewatch eval make-detector`` writes.
+    ``novelty`` and ``levels`` are written to temporary model files and run
+    from there, so their figures are those of the files ``edgewatch eval
+    make-detector`` writes; ``novelty-levels`` is the maximum of the two
+    (alert when either alerts).
     """
-    from edgewatch.eval.runner import ModelDetector
+    from edgewatch.eval.runner import MaxEnsemble, ModelDetector
 
     if name.startswith("model:"):
         path = Path(name[len("model:"):])
@@ -41,9 +45,14 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
         return RandomDetector(seed)
     if which is BuiltIn.WINDOWED_GAUSSIAN:
         return WindowedGaussianDetector()
-    from edgewatch.eval.detectors.novelty import write_model
+    from edgewatch.eval.detectors import levels, novelty
 
-    with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:
-        det = ModelDetector(write_model(Path(tmp) / "novelty.onnx"), stride=stride)  # session holds the graph
-    det.name = "novelty"
-    return det
+    with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:  # sessions hold the graphs
+        nov = ModelDetector(novelty.write_model(Path(tmp) / "novelty.onnx"), stride=stride)
+        lev = ModelDetector(levels.write_model(Path(tmp) / "levels.onnx"), stride=stride)
+    nov.name, lev.name = "novelty", "levels"
+    if which is BuiltIn.NOVELTY:
+        return nov
+    if which is BuiltIn.LEVELS:
+        return lev
+    return MaxEnsemble("novelty-levels", [nov, lev])

@@ -1,0 +1,103 @@
+"""A value-level novelty detector (contextOSE-like, first level), built as an edgewatch model file.
+
+Why: the novelty detector compares the recent shape with the last 384
+rows only, so a value that goes where the stream has never been, slowly
+or after a long quiet spell, can look ordinary to it. A context detector
+in the manner of NAB's contextOSE quantises the value into a small
+alphabet over a fixed range and reports contexts never seen before; on
+NAB the level that pays is the shortest context, the current level alone
+(longer contexts fired on ordinary noise; docs/eval.md has the figures).
+
+The graph only passes the window's last value through; the history (the
+frozen range and the set of levels seen, bounded) lives in the card's
+``levels`` post-process (``edgewatch.agent.postprocess``), per stream.
+Its output is 1.0 on a new level, else 0.0, so it is meant to be run
+beside the novelty file with the same alert level 0.5: alert when either
+alerts (``edgewatch eval nab --detector novelty-levels`` scores that max).
+
+Defaults on principles: 8 levels (contextOSE's 3 bits), the range learnt
+on the novelty window's 384 rows (the first output comes as soon as the
+range is known), and one alert per event with the novelty file's hold of
+100 rows.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgewatch.contract import (FEATURE_ERROR_OUTPUT, INPUT_NAME, SCORE_OUTPUT, Decision, ModelCard, PostProcess,
+                                Quantization, Scaler, Task)
+
+FAMILY = "levels"
+
+
+@dataclass
+class LevelsConfig:
+    """Parameters of the ``levels`` post-process; the graph has none."""
+
+    params: dict[str, float] = field(default_factory=lambda: {"bins": 8, "range_rows": 384, "rest": 100,
+                                                              "cap": 4096})
+    threshold: float = 0.5
+
+
+def build_graph():  # noqa: ANN201 - returns onnx.ModelProto
+    """``x`` [B, 1, 1] -> ``score`` [B] = the value, ``feature_error`` [B, 1] = the value."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes12"),
+             numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2")]
+    nodes = [helper.make_node("Squeeze", [INPUT_NAME, "axes12"], [SCORE_OUTPUT]),
+             helper.make_node("Squeeze", [INPUT_NAME, "axis2"], [FEATURE_ERROR_OUTPUT])]
+    graph = helper.make_graph(
+        nodes, "edgewatch_levels",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 1, 1])],
+        [helper.make_tensor_value_info(SCORE_OUTPUT, TensorProto.FLOAT, ["batch"]),
+         helper.make_tensor_value_info(FEATURE_ERROR_OUTPUT, TensorProto.FLOAT, ["batch", 1])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgewatch")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def make_card(config: LevelsConfig, feature: str = "value") -> ModelCard:
+    return ModelCard(
+        family=FAMILY, task=Task.RECONSTRUCT, sample_shape=[1, 1], features=[feature],
+        scaler=Scaler.identity(1),
+        score="the current value; the levels post-process reports 1.0 when it reaches a level (1/bins of the "
+              "range of the first range_rows values, unclipped) never seen before in the stream",
+        threshold=config.threshold,
+        threshold_method="levels post-process: outputs are 0 or 1; 0.5 matches the novelty file's alert level",
+        score_stats={}, quantization=Quantization.NONE,
+        trained_on={"data": "none: the post-process learns each stream's range online",
+                    "tuned_on": "NAB subset (25 files), on the principles in edgewatch.eval.detectors.levels"},
+        window=1, horizon=0, stride=1, decision=Decision(k=1, n=1),
+        postprocess=PostProcess("levels", dict(config.params)))
+
+
+def write_model(out: str | os.PathLike[str], config: LevelsConfig | None = None) -> Path:
+    """Write the detector as a model file (temporary file, then rename)."""
+    import onnx
+
+    config = config or LevelsConfig()
+    model = build_graph()
+    for k, v in make_card(config).to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out

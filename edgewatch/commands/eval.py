@@ -34,9 +34,10 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 
 @eval_group.command("nab")
 @_data_option
-@click.option("--detector", default="novelty", show_default=True,
-              help="null, random, windowed-gaussian, novelty, or model:PATH.onnx (any edgewatch model "
-                   "file of one feature, run as the agent runs it).")
+@click.option("--detector", default="novelty-levels", show_default=True,
+              help="null, random, windowed-gaussian, novelty, levels, novelty-levels (the maximum of the "
+                   "two: alert when either alerts), or model:PATH.onnx (any edgewatch model file of one "
+                   "feature, run as the agent runs it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")
 @click.option("--scores-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also keep every file's scores (.npz) to re-score later with 'eval scores'.")
@@ -82,14 +83,21 @@ def scores_cmd(data: Path, scores: Path, out: Path | None) -> None:
 
 @eval_group.command("make-detector")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("models/nab-best.onnx"), show_default=True, help="Model file to write.")
-def make_detector(out: Path) -> None:
-    """Write the best NAB detector (novelty) as an edgewatch model file (graph + likelihood post-process).
+              default=Path("models/nab-best.onnx"), show_default=True,
+              help="The novelty model file (graph + likelihood post-process).")
+@click.option("--levels-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="The levels model file (value-level novelty) to run beside it  [default: OUT with "
+                   "'-levels' before .onnx]")
+def make_detector(out: Path, levels_out: Path | None) -> None:
+    """Write the best NAB detector: two model files whose alerts are combined (either alerts).
 
-    It needs no training: run it with 'edgewatch agent run --model FILE' or
-    check it with 'edgewatch eval nab --detector model:FILE'.
+    Neither needs training: run each with 'edgewatch agent run --model FILE'
+    (same streams, alert level 0.5), or check them with 'edgewatch eval nab
+    --detector model:FILE' one at a time; '--detector novelty-levels' scores
+    the pair.
     """
-    from edgewatch.eval.detectors.novelty import write_model
+    from edgewatch.eval.detectors import levels, novelty
 
-    path = write_model(out)
-    click.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    levels_out = levels_out or out.with_name(out.stem + "-levels" + (out.suffix or ".onnx"))
+    for path in (novelty.write_model(out), levels.write_model(levels_out)):
+        click.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")

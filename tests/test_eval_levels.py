@@ -1,0 +1,125 @@
+"""The ``levels`` post-process, its model file and the novelty-levels ensemble on NAB."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgewatch.agent.postprocess import Levels, LevelsParams, make_postprocessor
+from edgewatch.contract import PostProcess
+from edgewatch.errors import BadModelFile
+from edgewatch.eval.detectors import levels
+from edgewatch.eval.runner import MaxEnsemble, ModelDetector, check_online
+
+DATASETS = Path(os.environ.get("EDGEWATCH_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+NAB = DATASETS / "nab"
+
+
+def noisy(seed: int, n: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0.0, 1.0, n)
+
+
+def post(**params: float) -> Levels:
+    p = make_postprocessor(PostProcess("levels", params))
+    assert isinstance(p, Levels)
+    return p
+
+
+def test_new_level_fires_once_then_rests_and_known_levels_stay_quiet() -> None:
+    x = noisy(0, 600)
+    x[:2] = 0.0, 1.0  # the range rows span [0, 1]
+    x[450:460] = 1.5  # level 12 of 8 over the range [0, 1]: never seen
+    x[470] = 1.5  # the same level again, inside the rest
+    x[580] = -0.3  # a new level below the range, after the rest
+    out = post(range_rows=100, rest=50).update_many(np.zeros(600, int), x)
+    assert np.all(out[:100] == 0.0)  # learning the range
+    assert out[450] == 1.0
+    assert np.all(out[451:501] == 0.0)  # rest, and 1.5 is no longer new
+    assert out[580] == 1.0
+    assert np.flatnonzero(out).tolist() == [450, 580]  # uniform noise inside the range never fires
+
+
+def test_output_depends_only_on_the_past_and_streams_are_separate() -> None:
+    a, b = noisy(1, 500) * np.linspace(1, 3, 500), noisy(2, 500)
+    whole = post(range_rows=50).update_many(np.zeros(500, int), a)
+    part = post(range_rows=50).update_many(np.zeros(300, int), a[:300])
+    np.testing.assert_array_equal(whole[:300], part)
+    assert whole.sum() >= 2  # the widening range keeps reaching new levels
+    mixed = post(range_rows=50)
+    slots = np.tile([4, 9], 500)
+    both = mixed.update_many(slots, np.column_stack([a, b]).ravel())
+    np.testing.assert_array_equal(both[slots == 4], whole)
+    np.testing.assert_array_equal(both[slots == 9], post(range_rows=50).update_many(np.zeros(500, int), b))
+
+
+def test_memory_is_capped_and_reset_forgets() -> None:
+    p = post(range_rows=10, rest=0, cap=20)
+    ramp = np.r_[np.arange(10.0), 20.0 + 10.0 * np.arange(290)]  # after the range rows, every row a new level
+    out = p.update_many(np.zeros(300, int), ramp)
+    assert len(p._streams[0].seen) == 20
+    assert out[10:].all()  # unseen levels beyond the cap are still reported
+    p.reset(0)
+    assert np.all(p.update_many(np.zeros(10, int), ramp[:10]) == 0.0)  # learning again
+
+
+def test_constant_start_and_bad_parameters() -> None:
+    x = np.r_[np.ones(100), np.full(50, 5.0)]
+    assert np.all(post(range_rows=100).update_many(np.zeros(150, int), x) == 0.0)  # no scale, never fires
+    with pytest.raises(BadModelFile, match="unknown parameters"):
+        make_postprocessor(PostProcess("levels", {"bits": 3}))
+    with pytest.raises(BadModelFile, match="out of range"):
+        LevelsParams.from_dict({"bins": 0})
+
+
+def test_model_file_and_ensemble_run_like_the_agent(tmp_path: Path) -> None:
+    from edgewatch.agent.model import ScoringModel
+
+    path = levels.write_model(tmp_path / "levels.onnx", levels.LevelsConfig(params={"range_rows": 200}))
+    m = ScoringModel(path)
+    assert m.card.window == 1 and m.card.postprocess.kind == "levels"
+    x = np.clip(np.sin(np.arange(800) / 9.0) + noisy(3, 800) * 0.1, -1.0, 1.0)
+    x[:2] = -1.0, 1.0  # the range rows span [-1, 1]
+    x[600:] += 2.0  # a shift to values never seen
+    det = ModelDetector(path)
+    s = det.score_series(x)
+    assert s[600] == 1.0 and s[:600].max() == 0.0
+    assert check_online(det, x, cut=650)
+
+    class Half:
+        name = "half"
+
+        def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
+            return np.full(len(values), 0.5)
+
+    both = MaxEnsemble("both", [det, Half()]).score_series(x)
+    np.testing.assert_array_equal(both, np.maximum(s, 0.5))
+
+
+def test_make_detector_writes_both_files(tmp_path: Path) -> None:
+    from edgewatch.agent.model import ScoringModel
+    from edgewatch.commands.eval import eval_group
+
+    res = CliRunner().invoke(eval_group, ["make-detector", "-o", str(tmp_path / "d.onnx")])
+    assert res.exit_code == 0, res.output
+    assert ScoringModel(tmp_path / "d.onnx").card.postprocess.kind == "likelihood"
+    assert ScoringModel(tmp_path / "d-levels.onnx").card.postprocess.kind == "levels"
+
+
+@pytest.mark.needs_datasets
+@pytest.mark.skipif(not (NAB / "data").is_dir(), reason=f"NAB dataset not found at {NAB}")
+def test_novelty_levels_scores_over_70_on_the_nab_folder() -> None:
+    import torch
+
+    from edgewatch.eval.detectors.registry import resolve
+    from edgewatch.eval.runner import run_nab
+
+    torch.set_num_threads(1)
+    result, _ = run_nab(NAB, resolve("novelty-levels"), progress=False)
+    got = {p.profile: p.score for p in result.profiles}
+    assert got["standard"] == pytest.approx(70.19, abs=0.01)
+    assert got["reward_low_FP_rate"] == pytest.approx(58.76, abs=0.01)
+    assert got["reward_low_FN_rate"] == pytest.approx(76.71, abs=0.01)

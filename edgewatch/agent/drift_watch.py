@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import kstwo
 
 from edgewatch.contract import DriftReference
 from edgewatch.drift.reference import check_reference
@@ -96,7 +95,11 @@ def ks_statistics(sample: np.ndarray, knots: np.ndarray) -> np.ndarray:
     reached at a sample point, from the right or from the left; ties in the
     sample are handled (a discrete feature against a discrete reference).
     """
-    x = np.sort(np.asarray(sample, dtype=np.float64), axis=0)
+    # Compare at float32 precision: references are summaries of float32 training
+    # arrays, and a sample value 0.4 must equal a knot stored as float32(0.4)
+    # (else a discrete feature's whole level lands on the wrong side of the knot).
+    x = np.sort(np.asarray(sample, dtype=np.float32).astype(np.float64), axis=0)
+    knots = np.asarray(knots, dtype=np.float32).astype(np.float64)
     m, f = x.shape
     q = knots.shape[0]
     probs = np.linspace(0.0, 1.0, q)
@@ -123,10 +126,41 @@ def ks_statistic_vs_quantiles(sample: np.ndarray, knots: np.ndarray) -> float:
                                np.asarray(knots, dtype=np.float64)[:, None])[0])
 
 
+def kolmogorov_sf(statistic: np.ndarray | float, n: float) -> np.ndarray:
+    """P(D_n >= d) for the two-sided KS statistic, by the Kolmogorov series with Stephens' correction.
+
+    ``lambda = (sqrt(n) + 0.12 + 0.11 / sqrt(n)) * d`` and
+    ``Q(lambda) = 2 * sum_k (-1)^(k-1) exp(-2 k^2 lambda^2)`` (Stephens 1970),
+    accurate to a few parts in a thousand for n >= 5 in the tail that
+    matters here. NumPy only: importing ``scipy.stats`` for ``kstwo`` alone
+    costs the agent about 60 MiB of resident memory.
+    """
+    d = np.asarray(statistic, dtype=np.float64)
+    rn = math.sqrt(max(n, 1.0))
+    lam = (rn + 0.12 + 0.11 / rn) * d
+    k = np.arange(1, 101, dtype=np.float64)
+    terms = np.exp(-2.0 * np.multiply.outer(lam * lam, k * k)) * np.where(k % 2 == 1, 1.0, -1.0)
+    q = 2.0 * terms.sum(axis=-1)
+    q = np.where(lam < 0.2, 1.0, q)  # the series converges slowly near 0, where Q = 1 to 1e-9
+    return np.clip(q, 0.0, 1.0)
+
+
+def kolmogorov_isf(p: float, n: float) -> float:
+    """The statistic ``d`` with ``kolmogorov_sf(d, n) = p`` (bisection; the sf falls monotonically)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if float(kolmogorov_sf(mid, n)) > p:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 def ks_pvalue(statistic: np.ndarray | float, n: int, n_reference: int) -> np.ndarray:
     """Two-sided KS p-value at the effective size of a two-sample test."""
     en = n * n_reference / (n + n_reference)
-    return np.clip(kstwo.sf(np.asarray(statistic, dtype=np.float64), max(1, round(en))), 0.0, 1.0)
+    return kolmogorov_sf(statistic, max(1.0, en))
 
 
 def _groups(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -146,7 +180,8 @@ class DriftWatch:
     """
 
     def __init__(self, reference: DriftReference, features: list[str], sample_size: int = 512,
-                 check_every: int = 512, alpha: float = 0.05, keep_every: int = 1) -> None:
+                 check_every: int = 512, alpha: float = 0.05, keep_every: int = 1,
+                 min_statistic: float = 0.0, min_sample: int = MIN_SAMPLE) -> None:
         check_reference(reference, len(features))
         if sample_size < MIN_SAMPLE:
             raise ValueError(f"sample_size must be at least {MIN_SAMPLE}")
@@ -161,6 +196,11 @@ class DriftWatch:
         self.keep_every = int(keep_every)
         self.alpha = float(alpha)
         self.alpha_corrected = self.alpha / len(self.features)
+        # A feature drifts when its KS p-value is under alpha_corrected AND its
+        # statistic is at least min_statistic: with hundreds of correlated
+        # inputs, significance alone also flags harmless differences.
+        self.min_statistic = float(min_statistic)
+        self.min_sample = max(MIN_SAMPLE, min(int(min_sample), self.sample_size))
         self._knots = np.asarray(reference.quantiles, dtype=np.float64).T.copy()  # [Q, F]
         self._n_features = len(self.features)
         self._buf = np.zeros((0, self.sample_size, self._n_features))
@@ -169,6 +209,7 @@ class DriftWatch:
         self._views()
         self.checks_run = 0
         self._critical_cache: dict[int, float] = {}
+        self._drifting: dict[int, tuple[str, ...]] = {}  # streams whose last check found drift
         self._slack = self.check_every  # rows that can arrive before any stream is due
 
     # -- feeding ---------------------------------------------------------------------
@@ -288,14 +329,15 @@ class DriftWatch:
         """The KS statistic above which ``p < alpha_corrected`` at sample size ``n`` (cached)."""
         crit = self._critical_cache.get(n)
         if crit is None:
-            en = max(1, round(n * self.reference.n / (n + self.reference.n)))
-            crit = float(kstwo.isf(self.alpha_corrected, en))
+            en = max(1.0, n * self.reference.n / (n + self.reference.n))
+            crit = kolmogorov_isf(self.alpha_corrected, en)
             self._critical_cache[n] = crit
         return crit
 
     def _event(self, slot: int, x: np.ndarray, d: np.ndarray) -> DriftEvent:
         p = ks_pvalue(d, x.shape[0], self.reference.n)
-        drifted = [name for name, pv in zip(self.features, p) if pv < self.alpha_corrected]
+        drifted = [name for name, pv, dv in zip(self.features, p, d)
+                   if pv < self.alpha_corrected and dv >= self.min_statistic]
         return DriftEvent(slot=int(slot), features=drifted,
                           statistic={n: float(v) for n, v in zip(self.features, d)},
                           p_value={n: float(v) for n, v in zip(self.features, p)},
@@ -311,27 +353,35 @@ class DriftWatch:
         return self._event(slot, x, self._statistics(x))
 
     def due_events(self) -> list[DriftEvent]:
-        """Check every stream that saw ``check_every`` messages since its last check.
+        """Check every stream that saw ``check_every`` messages since its last check; return the changes.
 
-        Returns only the checks that found drift; a drifting stream reports
-        again at each of its checks until it comes back or is reset. A quiet
-        check costs a sort per feature: p-values (slow in SciPy) are computed
-        only when a statistic passes the cached critical value.
+        An event is returned when a stream starts drifting or drifts in
+        another set of features, and when a drifting stream comes back (an
+        event with no ``features``): one episode of drift is two events, not
+        one per check. A quiet check costs a sort per feature; p-values are
+        computed only when a statistic passes the cached critical value.
         """
         if self._slack > 0 or not self._since.size:
             return []  # no stream can have reached check_every yet: skip the scan
         events = []
         for slot in np.flatnonzero(self._since >= self.check_every):
-            x = self.sample(int(slot))
-            if x.shape[0] < MIN_SAMPLE:
+            slot = int(slot)
+            x = self.sample(slot)
+            if x.shape[0] < self.min_sample:
                 continue
             self._since[slot] = 0
             self.checks_run += 1
             d = self._statistics(x)
-            if d.max() < self._critical(x.shape[0]) * (1 - 1e-9):
+            quiet = d.max() < max(self._critical(x.shape[0]) * (1 - 1e-9), self.min_statistic)
+            if quiet and slot not in self._drifting:
                 continue
-            event = self._event(int(slot), x, d)
-            if event.drifted:
+            event = self._event(slot, x, d)
+            state = tuple(event.features)
+            if state != self._drifting.get(slot, ()):
                 events.append(event)
+                if state:
+                    self._drifting[slot] = state
+                else:
+                    del self._drifting[slot]
         self._slack = self.check_every - int(self._since.max())
         return events

@@ -58,7 +58,9 @@ class AgentOptions:
     max_message_bytes: int = DEFAULT_MAX_BYTES
     top_features: int = 3
     drift_every: int = 512  # messages per stream between drift checks; 0 turns drift checks off
-    drift_sample: int = 512
+    drift_sample: int = 512  # inputs kept per stream for the KS check
+    drift_keep_every: int = 10  # keep every n-th input, so the sample spans n x drift_sample messages
+    drift_min_statistic: float = 0.25  # and a KS distance at least this large (see DriftWatch)
 
 
 @dataclass
@@ -152,7 +154,8 @@ class Agent:
             from edgewatch.agent.drift_watch import DriftWatch
 
             self.drift = DriftWatch(card.drift_reference, card.features, sample_size=o.drift_sample,
-                                    check_every=o.drift_every)
+                                    check_every=o.drift_every, keep_every=o.drift_keep_every,
+                                    min_statistic=o.drift_min_statistic, min_sample=o.drift_sample)
 
     def swap_model(self, model: ScoringModel) -> None:
         """Queue a new model; it takes over between two batches, so no message is dropped.
@@ -363,9 +366,11 @@ class Agent:
         return event
 
     def _drift_event(self, ev: Any) -> dict[str, Any]:
-        self.metrics.drift.inc()
+        """``drift`` when a stream starts drifting (or in other features), ``drift_end`` when it is back."""
+        if ev.features:
+            self.metrics.drift.inc()
         now = time.time()
-        event = {"event": "drift", "agent": self.options.agent_id, "stream": self._stream_names[ev.slot],
+        event = {"event": "drift" if ev.features else "drift_end", "agent": self.options.agent_id, "stream": self._stream_names[ev.slot],
                  "time": _iso(now), "ts": now, "model": {"sha256": self.model.sha256, "family": self.card.family}}
         event.update({k: v for k, v in dataclasses.asdict(ev).items() if k != "slot"})
         return event

@@ -54,7 +54,7 @@ class AgentOptions:
     n: int | None = None
     agent_id: str = field(default_factory=socket.gethostname)
     max_batch: int = 1024
-    queue_size: int = 20_000
+    queue_size: int = 4096
     max_message_bytes: int = DEFAULT_MAX_BYTES
     top_features: int = 3
     drift_every: int = 512  # messages per stream between drift checks; 0 turns drift checks off

@@ -33,6 +33,8 @@ from tests.modelkit import make_card, write_model
     ('{"v": [1, 2, 3, 4], "t": 1700000000500}', Measurement([1.0, 2.0, 3.0, 4.0], 1700000000.5)),
     ('{"values": [1, 2, 3, 4], "ts": "2015-08-11T12:07:00+00:00"}', Measurement([1.0, 2.0, 3.0, 4.0], 1439294820.0)),
     (b"[1,2,3,4]", Measurement([1.0, 2.0, 3.0, 4.0])),
+    # a time without a zone is UTC, whatever this machine's zone is
+    ('{"values": [1, 2, 3, 4], "ts": "2015-08-11 12:07:00"}', Measurement([1.0, 2.0, 3.0, 4.0], 1439294820.0)),
 ])
 def test_parse_accepts_arrays_and_objects(raw, expected) -> None:
     assert parse_message(raw, 4) == expected

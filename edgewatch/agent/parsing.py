@@ -14,7 +14,7 @@ import enum
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 DEFAULT_MAX_BYTES = 64 * 1024
 
@@ -117,7 +117,18 @@ def _timestamp(value: object) -> float | None:
         return f / 1000.0 if f > 1e11 else f  # milliseconds since the epoch
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            return iso_to_epoch(value)
         except ValueError:
             return None
     return None
+
+
+def iso_to_epoch(text: str) -> float:
+    """Epoch seconds of an ISO 8601 time; one without a zone is UTC (not this machine's zone).
+
+    Raises ValueError when ``text`` is not an ISO time.
+    """
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()

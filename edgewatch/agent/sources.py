@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from edgewatch.agent.parsing import BadReason, Measurement
+from edgewatch.agent.parsing import BadReason, Measurement, iso_to_epoch
 from edgewatch.errors import BadInput, EdgewatchError
 
 log = logging.getLogger(__name__)
@@ -295,9 +295,7 @@ def _csv_time(text: str) -> float | None:
     try:
         return float(text)
     except ValueError:
-        from datetime import datetime
-
-        return datetime.fromisoformat(text).timestamp()
+        return iso_to_epoch(text)
 
 
 class StdinSource(Source):

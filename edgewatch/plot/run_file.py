@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgewatch.agent.parsing import iso_to_epoch
 from edgewatch.errors import BadInput
 
 
@@ -182,8 +182,8 @@ def read_fault_truth(path: str | Path) -> list[Interval]:
 def read_nab_windows(path: str | Path, key: str) -> list[Interval]:
     """NAB's ``combined_windows.json`` entry ``key`` (e.g. ``realTraffic/TravelTime_451.csv``) as intervals.
 
-    NAB times have no zone; they are read as local time, as the agent's CSV
-    replay reads the same timestamps, so both line up on the plot.
+    NAB times have no zone; they are read as UTC, as the agent's CSV replay
+    reads the same timestamps, so both line up on the plot.
     """
     try:
         windows = json.loads(Path(path).read_text())
@@ -193,8 +193,7 @@ def read_nab_windows(path: str | Path, key: str) -> list[Interval]:
         near = [k for k in windows if Path(k).name == Path(key).name]
         hint = f"; did you mean {near[0]!r}?" if near else "; keys look like 'realTraffic/TravelTime_451.csv'"
         raise BadInput(f"{path} has no windows for {key!r}{hint}")
-    return [Interval(datetime.fromisoformat(a).timestamp(), datetime.fromisoformat(b).timestamp(),
-                     "NAB anomaly window") for a, b in windows[key]]
+    return [Interval(iso_to_epoch(a), iso_to_epoch(b), "NAB anomaly window") for a, b in windows[key]]
 
 
 def truth_for(stream: str, truth: list[Interval]) -> list[Interval]:

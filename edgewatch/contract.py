@@ -6,7 +6,10 @@ scaler is part of the graph) and returns two outputs:
 
 * ``score`` ``[batch]``: higher means more anomalous, one number per sample;
 * ``feature_error`` ``[batch, n_features]``: each feature's share of the
-  error, used to name the features that contribute most to an alert.
+  error, used to name the features that contribute most to an alert;
+* optionally ``aux`` ``[batch, k]`` float32: auxiliary per-sample numbers a
+  post-process may read, present if and only if the card's ``aux`` names
+  its columns (see :class:`ModelCard` and :class:`PostProcess`).
 
 For a time series ``sample_shape`` is ``[window, n_features]`` where
 ``window`` counts every step the graph consumes: a forecaster with context
@@ -28,6 +31,7 @@ import dataclasses
 import enum
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -38,6 +42,12 @@ FORMAT_VERSION = 1
 INPUT_NAME = "x"
 SCORE_OUTPUT = "score"
 FEATURE_ERROR_OUTPUT = "feature_error"
+AUX_OUTPUT = "aux"
+SCORE_INPUT = "score"  # a post-process input: the graph's score
+AUX_INPUT_PREFIX = "aux:"  # a post-process input: ``aux:<name>``, a column (or group) of the aux output
+MAX_KIND = "max"  # the composite post-process kind
+
+_AUX_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)(?:\[([1-9][0-9]*)\])?$")
 
 
 class Task(str, enum.Enum):
@@ -108,14 +118,76 @@ class Decision:
 class PostProcess:
     """An optional stateful step between the graph's score and the threshold.
 
-    ``kind`` is ``"none"`` or ``"likelihood"`` (the score becomes the
-    Gaussian tail likelihood of its short-term mean against its long-term
-    distribution, as in Numenta's anomaly likelihood). Parameters are free
-    per kind and validated by the agent's implementation of that kind.
+    ``kind`` is ``"none"``, ``"likelihood"`` (the score becomes the Gaussian
+    tail likelihood of its short-term mean against its long-term
+    distribution, as in Numenta's anomaly likelihood), ``"levels"``
+    (value-level novelty) or ``"max"``. Parameters are free per kind and
+    validated by the agent's implementation of that kind.
+
+    ``input`` says what a step reads: the graph's ``score`` or a column of
+    the ``aux`` output, ``aux:<name>``. A ``max`` step has no parameters of
+    its own; it runs each of its ``parts`` on its input and outputs their
+    maximum, so one file can carry detectors whose alerts are OR-ed (with
+    one alert level, the maximum is over the level iff any part is).
     """
 
     kind: str = "none"
     params: dict[str, float] = field(default_factory=dict)
+    input: str = SCORE_INPUT
+    parts: list[PostProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.parts = [p if isinstance(p, PostProcess) else PostProcess.from_dict(p) for p in self.parts]
+        self.aux_columns: dict[str, slice] = {}  # bound by the card that holds this step; not serialised
+
+    def bind_aux(self, columns: Mapping[str, slice]) -> None:
+        """Tell this step (and its parts) where the card's aux names lie, so the agent can read them."""
+        self.aux_columns = dict(columns)
+        for part in self.parts:
+            part.bind_aux(columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form for the card; fields at their defaults are left out so older readers still read it."""
+        out: dict[str, Any] = {"kind": self.kind, "params": _plain(self.params)}
+        if self.input != SCORE_INPUT:
+            out["input"] = self.input
+        if self.parts:
+            out["parts"] = [p.to_dict() for p in self.parts]
+        return out
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> PostProcess:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"a post-process must be a mapping, got {type(value).__name__}")
+        unknown = sorted(set(value) - {"kind", "params", "input", "parts"})
+        if unknown:
+            raise ValueError(f"post-process has unknown keys {unknown}")
+        return cls(value.get("kind", "none"), dict(value.get("params", {})), value.get("input", SCORE_INPUT),
+                   [cls.from_dict(p) for p in value.get("parts", [])])
+
+    def problems(self, aux: Mapping[str, slice]) -> list[str]:
+        """What is wrong with this step given the card's aux columns (empty when fine)."""
+        out: list[str] = []
+        if self.input != SCORE_INPUT:
+            name = self.input[len(AUX_INPUT_PREFIX):] if self.input.startswith(AUX_INPUT_PREFIX) else None
+            if name is None:
+                out.append(f"post-process input {self.input!r} is neither '{SCORE_INPUT}' nor "
+                           f"'{AUX_INPUT_PREFIX}<name>'")
+            elif name not in aux:
+                out.append(f"post-process input {self.input!r} names no aux column (the card's aux: "
+                           f"{sorted(aux) or 'none'})")
+        if self.kind == MAX_KIND:
+            if not self.parts:
+                out.append("a 'max' post-process needs at least one part")
+            if self.params:
+                out.append(f"a 'max' post-process takes no parameters, got {sorted(self.params)}")
+            if self.input != SCORE_INPUT:
+                out.append("a 'max' post-process reads no input itself: give each part its input")
+            for part in self.parts:
+                out += part.problems(aux)
+        elif self.parts:
+            out.append(f"only a 'max' post-process has parts, not {self.kind!r}")
+        return out
 
 
 @dataclass
@@ -153,6 +225,7 @@ class ModelCard:
     decision: Decision = field(default_factory=Decision)
     postprocess: PostProcess = field(default_factory=PostProcess)
     drift_reference: DriftReference | None = None
+    aux: list[str] = field(default_factory=list)  # columns of the graph's aux output: "name" or "name[n]"
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -167,6 +240,26 @@ class ModelCard:
     @property
     def is_time_series(self) -> bool:
         return self.window > 0
+
+    def aux_columns(self) -> dict[str, slice]:
+        """Where each aux name lies in the ``aux`` output: ``name`` is one column, ``name[n]`` n in a row."""
+        out: dict[str, slice] = {}
+        at = 0
+        for entry in self.aux:
+            m = _AUX_NAME.match(entry)
+            if m is None:
+                raise BadModelFile(f"invalid edgewatch model card: aux entry {entry!r} is not 'name' or 'name[n]'")
+            if m.group(1) in out:
+                raise BadModelFile(f"invalid edgewatch model card: aux name {m.group(1)!r} given twice")
+            n = int(m.group(2) or 1)
+            out[m.group(1)] = slice(at, at + n)
+            at += n
+        return out
+
+    @property
+    def aux_width(self) -> int:
+        """k, the number of columns of the graph's ``aux`` output (0 = the graph has none)."""
+        return sum(s.stop - s.start for s in self.aux_columns().values())
 
     def validate(self) -> None:
         """Refuse a card that cannot describe a working model, saying why."""
@@ -191,6 +284,9 @@ class ModelCard:
                                 f"for {self.n_features} features")
         if not 1 <= self.decision.k <= self.decision.n:
             problems.append(f"decision needs 1 <= k <= n, got k={self.decision.k} n={self.decision.n}")
+        columns = self.aux_columns()
+        problems += self.postprocess.problems(columns)
+        self.postprocess.bind_aux(columns)
         if problems:
             raise BadModelFile("invalid edgewatch model card: " + "; ".join(problems))
 
@@ -201,8 +297,12 @@ class ModelCard:
         out: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "aux" and not value:
+                continue  # no aux: written as before, so older readers keep reading the file
             if isinstance(value, enum.Enum):
                 text = value.value
+            elif isinstance(value, PostProcess):
+                text = json.dumps(value.to_dict(), separators=(",", ":"))
             elif isinstance(value, str):
                 text = value
             else:
@@ -262,7 +362,7 @@ def _parse_field(name: str, text: str) -> Any:
     if name == "decision":
         return Decision(**value)
     if name == "postprocess":
-        return PostProcess(**value)
+        return PostProcess.from_dict(value)
     if name == "drift_reference":
         return None if value is None else DriftReference(**value)
     return value

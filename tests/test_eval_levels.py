@@ -99,26 +99,61 @@ def test_model_file_and_ensemble_run_like_the_agent(tmp_path: Path) -> None:
     np.testing.assert_array_equal(both, np.maximum(s, 0.5))
 
 
-def test_make_detector_writes_both_files(tmp_path: Path) -> None:
+def test_make_detector_writes_one_file_the_agent_runs_like_the_pair(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from edgewatch.agent.engine import Agent, AgentOptions
     from edgewatch.agent.model import ScoringModel
+    from edgewatch.agent.sinks import StdoutSink
+    from edgewatch.agent.sources import ReplaySource
     from edgewatch.commands.eval import eval_group
+    from edgewatch.eval.detectors import novelty
 
     res = CliRunner().invoke(eval_group, ["make-detector", "-o", str(tmp_path / "d.onnx")])
     assert res.exit_code == 0, res.output
-    assert ScoringModel(tmp_path / "d.onnx").card.postprocess.kind == "likelihood"
-    assert ScoringModel(tmp_path / "d-levels.onnx").card.postprocess.kind == "levels"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.onnx"]  # one file
+    card = ScoringModel(tmp_path / "d.onnx").card
+    assert card.aux == ["window[384]"] and card.postprocess.kind == "max"
+    assert [(p.kind, p.input) for p in card.postprocess.parts] == [("likelihood", "score"), ("levels", "aux:window")]
+
+    # a seeded stream with a shape change (novelty) and, later, a slow climb to new levels (levels)
+    n = 1400
+    rng = np.random.default_rng(11)
+    x = 10 + np.sin(np.arange(n) * 2 * np.pi / 48) + rng.normal(0, 0.05, n)
+    x[700:760] = 10 + rng.normal(0, 0.05, 60)  # flat: a new shape inside the known range
+    x[1000:] += np.linspace(0, 6, n - 1000)
+    pair = MaxEnsemble("pair", [ModelDetector(novelty.write_model(tmp_path / "pair" / "n.onnx")),
+                                ModelDetector(levels.write_model(tmp_path / "pair" / "l.onnx"))])
+    want = pair.score_series(x)
+    one = ModelDetector(tmp_path / "d.onnx")
+    np.testing.assert_array_equal(one.score_series(x), want)
+    assert (want == 1.0).any() and ((want > 0.5) & (want < 1.0)).any()  # both steps alert somewhere
+
+    csv_path = tmp_path / "s.csv"
+    csv_path.write_text("timestamp,value\n" + "".join(f"{1000 + i},{v!r}\n" for i, v in enumerate(x.tolist())))
+    out = io.StringIO()
+    agent = Agent(ScoringModel(tmp_path / "d.onnx"), [StdoutSink(out)],
+                  AgentOptions(stride=1, k=1, n=1, drift_every=0))
+    agent.add_source(ReplaySource(csv_path, ["value"]))
+    agent.run(duration=60)
+    starts = [e["seq"] for e in map(json.loads, out.getvalue().splitlines()) if e["event"] == "start"]
+    assert starts and starts == [i for i in np.flatnonzero(want > 0.5).tolist()
+                                 if i - 1 not in set(np.flatnonzero(want > 0.5).tolist())]
 
 
 @pytest.mark.needs_datasets
 @pytest.mark.skipif(not (NAB / "data").is_dir(), reason=f"NAB dataset not found at {NAB}")
-def test_novelty_levels_scores_over_70_on_the_nab_folder() -> None:
+def test_one_file_nab_best_scores_over_70_on_the_nab_folder(tmp_path: Path) -> None:
     import torch
 
+    from edgewatch.eval.detectors import novelty
     from edgewatch.eval.detectors.registry import resolve
     from edgewatch.eval.runner import run_nab
 
     torch.set_num_threads(1)
-    result, _ = run_nab(NAB, resolve("novelty-levels"), progress=False)
+    path = novelty.write_model(tmp_path / "nab-best.onnx", levels=levels.LevelsConfig())
+    result, _ = run_nab(NAB, resolve(f"model:{path}"), progress=False)
     got = {p.profile: p.score for p in result.profiles}
     assert got["standard"] == pytest.approx(70.19, abs=0.01)
     assert got["reward_low_FP_rate"] == pytest.approx(58.76, abs=0.01)

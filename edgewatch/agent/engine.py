@@ -316,7 +316,7 @@ class Agent:
             self.metrics.latency.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(x))
             slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
-            scores = self.post.update_many(slots, batch.scores)
+            scores = self.post.update_many(slots, batch.scores, batch.aux)
             over = scores > self.threshold
             for i, (slot, ts, seq) in enumerate(meta):
                 s = float(scores[i])

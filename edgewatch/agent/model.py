@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edgewatch.contract import FEATURE_ERROR_OUTPUT, INPUT_NAME, SCORE_OUTPUT, ModelCard
+from edgewatch.contract import AUX_OUTPUT, FEATURE_ERROR_OUTPUT, INPUT_NAME, SCORE_OUTPUT, ModelCard
 from edgewatch.errors import BadModelFile
 
 
@@ -38,6 +38,7 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
 class ScoreBatch:
     scores: np.ndarray  # [batch] float32
     feature_error: np.ndarray  # [batch, n_features] float32
+    aux: np.ndarray | None = None  # [batch, k] float32 when the card names aux columns, else None
 
 
 class ScoringModel:
@@ -74,6 +75,19 @@ class ScoringModel:
         if SCORE_OUTPUT not in outputs or FEATURE_ERROR_OUTPUT not in outputs:
             raise BadModelFile(f"{self.path}: graph outputs {sorted(outputs)} lack "
                                f"'{SCORE_OUTPUT}' and '{FEATURE_ERROR_OUTPUT}'")
+        width = self.card.aux_width
+        if width and AUX_OUTPUT not in outputs:
+            raise BadModelFile(f"{self.path}: the card names aux columns {self.card.aux} but the graph has no "
+                               f"'{AUX_OUTPUT}' output (outputs {sorted(outputs)}); re-export the model")
+        if not width and AUX_OUTPUT in outputs:
+            raise BadModelFile(f"{self.path}: the graph has an '{AUX_OUTPUT}' output but the card names no aux "
+                               "columns, so no post-process could read it; re-export the model")
+        if width:
+            aux_shape = list(outputs[AUX_OUTPUT].shape)
+            if len(aux_shape) != 2 or (isinstance(aux_shape[1], int) and aux_shape[1] != width):
+                raise BadModelFile(f"{self.path}: graph output '{AUX_OUTPUT}' has shape {aux_shape}, the card's "
+                                   f"aux {self.card.aux} needs [batch, {width}]")
+        self._outputs = [SCORE_OUTPUT, FEATURE_ERROR_OUTPUT] + ([AUX_OUTPUT] if width else [])
         shape = list(inputs[0].shape)
         static = [d if isinstance(d, int) else None for d in shape[1:]]
         if static != list(self.card.sample_shape):
@@ -89,8 +103,15 @@ class ScoringModel:
         x = np.ascontiguousarray(samples, dtype=np.float32)
         if x.shape[1:] != self.sample_shape:
             raise ValueError(f"samples of shape {x.shape[1:]} given to a model of sample shape {self.sample_shape}")
-        scores, ferr = self.session.run([SCORE_OUTPUT, FEATURE_ERROR_OUTPUT], {INPUT_NAME: x})
-        return ScoreBatch(np.asarray(scores, dtype=np.float32).reshape(-1), np.asarray(ferr, dtype=np.float32))
+        got = self.session.run(self._outputs, {INPUT_NAME: x})
+        aux = None
+        if len(got) == 3:
+            aux = np.asarray(got[2], dtype=np.float32).reshape(len(x), -1)
+            if aux.shape[1] != self.card.aux_width:
+                raise BadModelFile(f"{self.path}: graph gave {aux.shape[1]} aux columns, the card names "
+                                   f"{self.card.aux_width}")
+        return ScoreBatch(np.asarray(got[0], dtype=np.float32).reshape(-1), np.asarray(got[1], dtype=np.float32),
+                          aux)
 
     def score_one(self, sample: np.ndarray) -> tuple[float, np.ndarray]:
         batch = self.score_many(np.asarray(sample)[None])

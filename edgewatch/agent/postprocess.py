@@ -36,6 +36,16 @@ levels (an unseen level beyond the cap is still reported, not remembered).
 A stream constant over its range rows has no scale and never fires.
 Parameters (defaults in :class:`LevelsParams`): ``bins`` (8, contextOSE's
 3 bits), ``range_rows`` (384), ``rest`` (100), ``cap`` (4096).
+
+The ``max`` kind carries several detectors in one file: each part runs an
+existing kind on its input (the graph's ``score`` or a column of the
+graph's ``aux`` output, ``aux:<name>``) and the output is the maximum of the
+parts. A part whose input is an aux *group* ``name[n]`` (typically the
+window itself) is fed, on a stream's first scored row, all n values in
+order and then only the group's last value on each later row. Why: a
+step that must see every row (``levels`` learns its range on the first
+rows) then sees the rows of the first window too, which the agent never
+scores on their own; with stride 1 it sees exactly the stream.
 """
 
 from __future__ import annotations
@@ -47,7 +57,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edgewatch.contract import PostProcess
+from edgewatch.contract import AUX_INPUT_PREFIX, MAX_KIND, SCORE_INPUT, PostProcess
 from edgewatch.errors import BadModelFile
 
 _LOG_FLOOR = math.log(1e-10)
@@ -56,8 +66,8 @@ _LOG_FLOOR = math.log(1e-10)
 class PostProcessor(Protocol):
     """Turns raw scores into decision scores; state is kept per integer stream slot."""
 
-    def update_many(self, slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """Feed scores in arrival order (``slots[i]`` is the stream of ``scores[i]``)."""
+    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
+        """Feed scores in arrival order (``slots[i]`` is the stream of ``scores[i]``, ``aux[i]`` its aux row)."""
         ...
 
     def reset(self, slot: int) -> None:
@@ -68,7 +78,7 @@ class PostProcessor(Protocol):
 class Identity:
     """The ``none`` kind: scores pass unchanged."""
 
-    def update_many(self, slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
         return np.asarray(scores, dtype=np.float64).copy()
 
     def reset(self, slot: int) -> None:
@@ -132,7 +142,7 @@ class Likelihood:
     def reset(self, slot: int) -> None:
         self._streams.pop(int(slot), None)
 
-    def update_many(self, slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
         slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
         raw = np.asarray(scores, dtype=np.float64).ravel()
         if slots.shape != raw.shape:
@@ -223,7 +233,7 @@ class Levels:
     def reset(self, slot: int) -> None:
         self._streams.pop(int(slot), None)
 
-    def update_many(self, slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
         slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
         raw = np.asarray(scores, dtype=np.float64).ravel()
         if slots.shape != raw.shape:
@@ -266,13 +276,79 @@ class Levels:
         return 0.0
 
 
+class MaxOf:
+    """The ``max`` kind: several steps, each on its own input, combined by their maximum."""
+
+    def __init__(self, parts: list[tuple[PostProcessor, slice | None]]) -> None:
+        self.parts = parts  # (step, aux columns it reads; None = the score)
+        self._started: set[int] = set()  # streams whose first row was seen since their last reset
+
+    def reset(self, slot: int) -> None:
+        self._started.discard(int(slot))
+        for part, _ in self.parts:
+            part.reset(slot)
+
+    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
+        slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
+        raw = np.asarray(scores, dtype=np.float64).ravel()
+        if slots.shape != raw.shape:
+            raise ValueError(f"{slots.size} slots for {raw.size} scores")
+        if aux is not None:
+            aux = np.asarray(aux, dtype=np.float64).reshape(len(raw), -1)
+        first = np.zeros(raw.size, dtype=bool)
+        for i, slot in enumerate(slots.tolist()):
+            if slot not in self._started:
+                self._started.add(slot)
+                first[i] = True
+        out = np.zeros(raw.size)
+        for part, cols in self.parts:
+            if cols is None:
+                got = part.update_many(slots, raw)
+            else:
+                if aux is None:
+                    raise ValueError("this post-process reads the graph's aux output, but no aux was given")
+                got = self._run_on_aux(part, slots, aux[:, cols], first)
+            np.maximum(out, got, out=out)
+        return out
+
+    @staticmethod
+    def _run_on_aux(part: PostProcessor, slots: np.ndarray, values: np.ndarray, first: np.ndarray) -> np.ndarray:
+        if values.shape[1] == 1:
+            return part.update_many(slots, values[:, 0])
+        # a group: the whole group on a stream's first row, its last value afterwards
+        counts = np.where(first, values.shape[1], 1)
+        ends = np.cumsum(counts) - 1
+        flat_slots = np.repeat(slots, counts)
+        flat = np.concatenate([values[i] if first[i] else values[i, -1:] for i in range(len(slots))])
+        return part.update_many(flat_slots, flat)[ends]
+
+
 def make_postprocessor(spec: PostProcess) -> PostProcessor:
     """The agent's implementation of a card's post-process; refuses kinds it does not know."""
+    if spec.kind == MAX_KIND:
+        if not spec.parts:
+            raise BadModelFile("a 'max' post-process needs at least one part")
+        parts: list[tuple[PostProcessor, slice | None]] = []
+        for part in spec.parts:
+            if part.input == SCORE_INPUT:
+                parts.append((make_postprocessor(part), None))
+                continue
+            name = part.input[len(AUX_INPUT_PREFIX):]
+            if not part.input.startswith(AUX_INPUT_PREFIX) or name not in part.aux_columns:
+                raise BadModelFile(f"post-process input {part.input!r} names no aux column of the model "
+                                   f"(its aux: {sorted(part.aux_columns) or 'none'})")
+            parts.append((make_postprocessor(PostProcess(part.kind, part.params, SCORE_INPUT, part.parts)),
+                          part.aux_columns[name]))
+        return MaxOf(parts)
+    if spec.parts:
+        raise BadModelFile(f"only a 'max' post-process has parts, not {spec.kind!r}")
+    if spec.input != SCORE_INPUT:  # one step on an aux column: a max of one part does the reading
+        return make_postprocessor(PostProcess(MAX_KIND, parts=[spec]))
     if spec.kind == "none":
         return Identity()
     if spec.kind == "likelihood":
         return Likelihood(LikelihoodParams.from_dict(dict(spec.params)))
     if spec.kind == "levels":
         return Levels(LevelsParams.from_dict(dict(spec.params)))
-    raise BadModelFile(f"unknown post-process kind {spec.kind!r}: this edgewatch knows 'none', 'likelihood' "
-                       "and 'levels'")
+    raise BadModelFile(f"unknown post-process kind {spec.kind!r}: this edgewatch knows 'none', 'likelihood', "
+                       "'levels' and 'max'")

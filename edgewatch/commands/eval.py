@@ -35,8 +35,9 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @eval_group.command("nab")
 @_data_option
 @click.option("--detector", default="novelty-levels", show_default=True,
-              help="null, random, windowed-gaussian, novelty, levels, novelty-levels (the maximum of the "
-                   "two: alert when either alerts), or model:PATH.onnx (any edgewatch model file of one "
+              help="null, random, windowed-gaussian, novelty, levels, novelty-levels (one file carrying "
+                   "both: alert when either alerts; what 'eval make-detector' writes), novelty-levels-pair (the "
+                   "same from two files, for comparison), or model:PATH.onnx (any edgewatch model file of one "
                    "feature, run as the agent runs it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")
 @click.option("--scores-out", type=click.Path(dir_okay=False, path_type=Path),
@@ -84,20 +85,18 @@ def scores_cmd(data: Path, scores: Path, out: Path | None) -> None:
 @eval_group.command("make-detector")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("models/nab-best.onnx"), show_default=True,
-              help="The novelty model file (graph + likelihood post-process).")
-@click.option("--levels-out", type=click.Path(dir_okay=False, path_type=Path),
-              help="The levels model file (value-level novelty) to run beside it  [default: OUT with "
-                   "'-levels' before .onnx]")
-def make_detector(out: Path, levels_out: Path | None) -> None:
-    """Write the best NAB detector: two model files whose alerts are combined (either alerts).
+              help="The model file: novelty graph, likelihood and levels post-processes, combined by their max.")
+def make_detector(out: Path) -> None:
+    """Write the best NAB detector as ONE model file (no training needed).
 
-    Neither needs training: run each with 'edgewatch agent run --model FILE'
-    (same streams, alert level 0.5), or check them with 'edgewatch eval nab
-    --detector model:FILE' one at a time; '--detector novelty-levels' scores
-    the pair.
+    The graph scores the novelty of the window's recent shape and also
+    outputs the window's values; the card's post-process is the maximum of
+    the likelihood of that score and the value-level novelty ('levels'), so
+    the file alerts when either alerts. Run it with 'edgewatch agent run
+    --model FILE', or check it with 'edgewatch eval nab --detector
+    model:FILE'.
     """
     from edgewatch.eval.detectors import levels, novelty
 
-    levels_out = levels_out or out.with_name(out.stem + "-levels" + (out.suffix or ".onnx"))
-    for path in (novelty.write_model(out), levels.write_model(levels_out)):
-        click.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    path = novelty.write_model(out, levels=levels.LevelsConfig())
+    click.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")

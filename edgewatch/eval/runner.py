@@ -64,10 +64,11 @@ class ModelDetector:
         ends = np.arange(w - 1, n, self.stride)
         windows = sliding_window_view(x, w)[ends - (w - 1)]
         step = 512  # bounded memory: a graph may expand each window (the novelty graph by ~30x)
-        raw = np.concatenate([self.model.score_many(windows[a:a + step, :, None]).scores
-                              for a in range(0, len(windows), step)])
+        batches = [self.model.score_many(windows[a:a + step, :, None]) for a in range(0, len(windows), step)]
+        raw = np.concatenate([b.scores for b in batches])
+        aux = None if batches[0].aux is None else np.concatenate([b.aux for b in batches])
         post = make_postprocessor(self.model.card.postprocess)
-        scored = post.update_many(np.zeros(len(raw), dtype=np.int64), raw)
+        scored = post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux)
         out[ends] = scored
         if self.stride > 1:  # hold each score until the next scored row, as an operator sees it
             idx = np.maximum.accumulate(np.where(np.isin(np.arange(n), ends), np.arange(n), 0))

@@ -26,6 +26,14 @@ likelihood keeps Numenta's history (8640) and re-estimation (100)
 settings; one alert per event holds for 100 rows.
 See docs/eval.md for the variants tried and their scores.
 
+With ``levels`` given (``edgewatch eval make-detector`` does), the file
+also carries the value-level novelty of :mod:`edgewatch.eval.detectors.levels`:
+the graph outputs the window itself as ``aux`` (group ``window[384]``) and
+the card's post-process is ``max(likelihood(score), levels(aux:window))``,
+so one file alerts when either detector alerts, exactly as the two files
+side by side did (the levels step sees the first window's rows at once,
+then each new row).
+
 Where it does badly: slow drifts (each step looks like the one before),
 and periodic series whose period is longer than the window.
 """
@@ -39,10 +47,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgewatch.contract import (FEATURE_ERROR_OUTPUT, INPUT_NAME, SCORE_OUTPUT, Decision, ModelCard, PostProcess,
-                                Quantization, Scaler, Task)
+from edgewatch.contract import (AUX_INPUT_PREFIX, AUX_OUTPUT, FEATURE_ERROR_OUTPUT, INPUT_NAME, MAX_KIND,
+                                SCORE_OUTPUT, Decision, ModelCard, PostProcess, Quantization, Scaler, Task)
+from edgewatch.eval.detectors.levels import LevelsConfig
 
 FAMILY = "novelty"
+AUX_WINDOW = "window"  # the aux group holding the window's raw values
 
 
 @dataclass
@@ -76,8 +86,12 @@ def novelty_scores(windows: np.ndarray, config: NoveltyConfig) -> np.ndarray:
     return total
 
 
-def build_graph(config: NoveltyConfig):  # noqa: ANN201 - returns onnx.ModelProto
-    """The ONNX graph: input ``x`` [B, window, 1] raw, outputs ``score`` [B] and ``feature_error`` [B, 1]."""
+def build_graph(config: NoveltyConfig, window_aux: bool = False):  # noqa: ANN201 - returns onnx.ModelProto
+    """The ONNX graph: input ``x`` [B, window, 1] raw, outputs ``score`` [B] and ``feature_error`` [B, 1].
+
+    With ``window_aux`` it also outputs ``aux`` [B, window]: the window's raw values, for a post-process
+    that must see every row of the stream (the levels step).
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -106,41 +120,61 @@ def build_graph(config: NoveltyConfig):  # noqa: ANN201 - returns onnx.ModelProt
         parts.append(f"nn{i}")
     nodes.append(helper.make_node("Sum", parts, [SCORE_OUTPUT]))
     nodes.append(helper.make_node("Unsqueeze", [SCORE_OUTPUT, "axis1"], [FEATURE_ERROR_OUTPUT]))
+    outputs = [helper.make_tensor_value_info(SCORE_OUTPUT, TensorProto.FLOAT, ["batch"]),
+               helper.make_tensor_value_info(FEATURE_ERROR_OUTPUT, TensorProto.FLOAT, ["batch", 1])]
+    if window_aux:
+        nodes.append(helper.make_node("Identity", ["v"], [AUX_OUTPUT]))
+        outputs.append(helper.make_tensor_value_info(AUX_OUTPUT, TensorProto.FLOAT, ["batch", w]))
     graph = helper.make_graph(
         nodes, "edgewatch_novelty",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", w, 1])],
-        [helper.make_tensor_value_info(SCORE_OUTPUT, TensorProto.FLOAT, ["batch"]),
-         helper.make_tensor_value_info(FEATURE_ERROR_OUTPUT, TensorProto.FLOAT, ["batch", 1])],
-        inits)
+        outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgewatch")
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
 
 
-def make_card(config: NoveltyConfig, feature: str = "value") -> ModelCard:
+def make_card(config: NoveltyConfig, feature: str = "value", levels: LevelsConfig | None = None) -> ModelCard:
+    """The card; with ``levels`` the post-process is the max of likelihood(score) and levels(aux:window)."""
+    likelihood = PostProcess("likelihood", dict(config.likelihood))
+    if levels is None:
+        post, aux, extra = likelihood, [], ""
+    else:
+        if levels.threshold != config.threshold:
+            raise ValueError(f"the levels step alerts at {levels.threshold}, the novelty at {config.threshold}: "
+                             "one file has one alert level")
+        post = PostProcess(MAX_KIND, parts=[likelihood, PostProcess("levels", dict(levels.params),
+                                                                    AUX_INPUT_PREFIX + AUX_WINDOW)])
+        aux = [f"{AUX_WINDOW}[{config.window}]"]
+        extra = ("; the maximum of that and the levels post-process on the window's values (1.0 when the value "
+                 "reaches a level never seen in the stream)")
     return ModelCard(
         family=FAMILY, task=Task.RECONSTRUCT, sample_shape=[config.window, 1], features=[feature],
         scaler=Scaler.identity(1),
         score="sum over scales (span, m) of the RMS distance between the last m values and the nearest "
               f"earlier m values within the last span rows; scales {config.scales}; then the likelihood "
-              "post-process (per stream)",
+              "post-process (per stream)" + extra,
         threshold=config.threshold,
         threshold_method="likelihood post-process alert level (log-likelihood 0.5 = likelihood 0.99999)",
         score_stats={}, quantization=Quantization.NONE,
         trained_on={"data": "none: a fixed statistic; the post-process adapts online to each stream",
                     "tuned_on": "NAB subset (25 files), on the principles in edgewatch.eval.detectors.novelty"},
         window=config.window, horizon=0, stride=1, decision=Decision(k=1, n=1),
-        postprocess=PostProcess("likelihood", dict(config.likelihood)))
+        postprocess=post, aux=aux)
 
 
-def write_model(out: str | os.PathLike[str], config: NoveltyConfig | None = None, check: bool = True) -> Path:
-    """Write the detector as a model file (temporary file, then rename) and check it scores like NumPy."""
+def write_model(out: str | os.PathLike[str], config: NoveltyConfig | None = None, check: bool = True,
+                levels: LevelsConfig | None = None) -> Path:
+    """Write the detector as a model file (temporary file, then rename) and check it scores like NumPy.
+
+    With ``levels`` the one file also carries the value-level novelty (see the module's docstring).
+    """
     import onnx
 
     config = config or NoveltyConfig()
-    model = build_graph(config)
-    for k, v in make_card(config).to_props().items():
+    model = build_graph(config, window_aux=levels is not None)
+    for k, v in make_card(config, levels=levels).to_props().items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     out = Path(out)
@@ -154,10 +188,12 @@ def write_model(out: str | os.PathLike[str], config: NoveltyConfig | None = None
 
             rng = np.random.default_rng(0)
             x = np.cumsum(rng.normal(size=(8, config.window)), axis=1) * 10 + 100
-            got = ScoringModel(tmp).score_many(x[:, :, None].astype(np.float32)).scores
+            batch = ScoringModel(tmp).score_many(x[:, :, None].astype(np.float32))
             want = novelty_scores(x.astype(np.float32), config)
-            if not np.allclose(got, want, rtol=1e-3, atol=1e-3):
-                raise RuntimeError(f"exported novelty graph disagrees with NumPy: {got[:3]} vs {want[:3]}")
+            if not np.allclose(batch.scores, want, rtol=1e-3, atol=1e-3):
+                raise RuntimeError(f"exported novelty graph disagrees with NumPy: {batch.scores[:3]} vs {want[:3]}")
+            if levels is not None and not np.array_equal(batch.aux, x.astype(np.float32)):
+                raise RuntimeError("exported novelty graph's aux output is not the window")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -17,6 +17,7 @@ class BuiltIn(str, enum.Enum):
     NOVELTY = "novelty"
     LEVELS = "levels"
     NOVELTY_LEVELS = "novelty-levels"
+    NOVELTY_LEVELS_PAIR = "novelty-levels-pair"
 
 
 NAMES = [b.value for b in BuiltIn]
@@ -25,10 +26,12 @@ NAMES = [b.value for b in BuiltIn]
 def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a runner.Detector
     """A built-in detector by name, or ``model:PATH`` for any edgewatch model file of one feature.
 
-    ``novelty`` and ``levels`` are written to temporary model files and run
-    from there, so their figures are those of the files ``edgewatch eval
-    make-detector`` writes; ``novelty-levels`` is the maximum of the two
-    (alert when either alerts).
+    ``novelty``, ``levels`` and ``novelty-levels`` are written to temporary
+    model files and run from there, so their figures are those of the files
+    ``edgewatch eval make-detector`` writes. ``novelty-levels`` is the one
+    file carrying both (its post-process is the maximum of the two steps);
+    ``novelty-levels-pair`` is the maximum of the two separate files, kept to
+    check that the one file scores the same.
     """
     from edgewatch.eval.runner import MaxEnsemble, ModelDetector
 
@@ -48,6 +51,11 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
     from edgewatch.eval.detectors import levels, novelty
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:  # sessions hold the graphs
+        if which is BuiltIn.NOVELTY_LEVELS:
+            one = ModelDetector(novelty.write_model(Path(tmp) / "nab-best.onnx", levels=levels.LevelsConfig()),
+                                stride=stride)
+            one.name = "novelty-levels"
+            return one
         nov = ModelDetector(novelty.write_model(Path(tmp) / "novelty.onnx"), stride=stride)
         lev = ModelDetector(levels.write_model(Path(tmp) / "levels.onnx"), stride=stride)
     nov.name, lev.name = "novelty", "levels"
@@ -55,4 +63,4 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
         return nov
     if which is BuiltIn.LEVELS:
         return lev
-    return MaxEnsemble("novelty-levels", [nov, lev])
+    return MaxEnsemble("novelty-levels-pair", [nov, lev])

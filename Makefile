@@ -16,7 +16,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help:
 	@echo "make demo   - simulate equipment with faults, run the agent on it, print the scorecard"
 	@echo "make test   - run the test suite (installs .venv and Debian packages when missing)"
-	@echo "make bench  - run the benchmarks and write benchmarks/report/"
+	@echo "make bench  - run the benchmarks and write bench-results/ (report.md, results.json, bench.png)"
 
 venv: $(STAMP)
 
@@ -45,7 +45,7 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(VENV)/bin/edgewatch bench --out benchmarks/report
+	$(VENV)/bin/edgewatch bench --out bench-results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks .hypothesis

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import threading
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings

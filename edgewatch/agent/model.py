@@ -34,6 +34,15 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
     return opts
 
 
+def open_session(path: Path, threads: int = 1, what: str = "") -> ort.InferenceSession:
+    """An ONNX Runtime session on the CPU; a file ORT cannot read is a BadModelFile with its reason."""
+    try:
+        return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types
+        raise BadModelFile(f"{what}{path} is not a readable ONNX model (truncated or corrupt?): "
+                           f"{str(exc).splitlines()[0][:300]}") from exc
+
+
 @dataclass
 class ScoreBatch:
     scores: np.ndarray  # [batch] float32
@@ -57,12 +66,7 @@ class ScoringModel:
         if expected_sha256 and expected_sha256.lower() != self.sha256:
             raise BadModelFile(f"model file {self.path} has sha256 {self.sha256}, "
                                f"expected {expected_sha256.lower()}: refusing to load it")
-        try:
-            self.session = ort.InferenceSession(str(self.path), session_options(threads),
-                                                providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own exception types
-            raise BadModelFile(f"{self.path} is not a readable ONNX model (truncated or corrupt?): "
-                               f"{str(exc).splitlines()[0][:300]}") from exc
+        self.session = open_session(self.path, threads)
         props = self.session.get_modelmeta().custom_metadata_map
         self.card = ModelCard.from_props(props, source=str(self.path))
         self._check_graph()

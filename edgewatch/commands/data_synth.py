@@ -33,6 +33,6 @@ def command(out: Path, seed: int, features: int, train_length: int, test_length:
     click.echo(f"  test.npy / test.csv      {test_length} steps, the same waves with {segments} segments of "
                f"{segment_length} steps multiplied by {factor:g} (test.csv has a label column)")
     click.echo(f"  test_labels.npy          0/1 per test step ({int(data.labels.sum())} anomalous steps)")
-    click.echo(f"  synth.json               the configuration and the segments: "
+    click.echo("  synth.json               the configuration and the segments: "
                + ", ".join(f"{a}-{b}" for a, b in data.segments()))
     click.echo(f"{len(files)} files. Train with: edgewatch train rnn-ae --data {out}")

@@ -89,19 +89,12 @@ class OnnxEncoder:
     """An ONNX model that maps a batch of samples to ``[B, d]`` features (ONNX Runtime, one thread)."""
 
     def __init__(self, path: str | os.PathLike[str], output: str | None = None, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        from edgewatch.agent.model import session_options
+        from edgewatch.agent.model import open_session
 
         self.path = Path(path)
         if not self.path.is_file():
             raise BadModelFile(f"encoder {self.path} does not exist")
-        try:
-            self.session = ort.InferenceSession(str(self.path), session_options(threads),
-                                                providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own exception types
-            raise BadModelFile(f"encoder {self.path} is not a readable ONNX model: "
-                               f"{str(exc).splitlines()[0][:300]}") from exc
+        self.session = open_session(self.path, threads, what="encoder ")
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise BadModelFile(f"encoder {self.path} has {len(inputs)} inputs; it needs exactly one [B, ...]")

@@ -267,3 +267,16 @@ def test_model_refused_when_card_and_graph_disagree(tmp_path: Path) -> None:
 
 def test_card_round_trips_through_the_file(model_path: Path) -> None:
     assert ScoringModel(model_path).card == make_card(window=5, threshold=0.1, k=2, n=3)
+
+
+def test_agent_check_accepts_ours_and_refuses_others(tmp_path: Path, model_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgewatch.cli import main
+
+    ok = CliRunner().invoke(main, ["agent", "check", str(model_path)])
+    assert ok.exit_code == 0 and "the agent accepts it" in ok.output and "threshold     0.1" in ok.output
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    bad = CliRunner().invoke(main, ["agent", "check", str(junk)])
+    assert bad.exit_code == 3 and "not a readable ONNX model" in bad.output

@@ -1,0 +1,46 @@
+"""``edgewatch agent check``: is this model file one the agent will run, and what does it say?"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from edgewatch.agent.model import ScoringModel
+
+
+@click.command("check")
+@click.argument("model_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model-sha256", default=None, help="Also refuse the file unless its sha256 matches.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole model card as JSON.")
+def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
+    """Load MODEL_PATH as the agent would and print its card.
+
+    Exits 0 when the agent would accept the file, 3 (with the reason) when it
+    would refuse it: missing, unreadable, not an edgewatch model, a card that
+    disagrees with its graph, or a sha256 that does not match. Needs no torch.
+    """
+    model = ScoringModel(model_path, expected_sha256=model_sha256)
+    card = model.card
+    if as_json:
+        click.echo(json.dumps({"path": str(model_path), "sha256": model.sha256,
+                               "card": dataclasses.asdict(card)}, indent=2, default=str))
+        return
+    lines = [
+        f"{model_path}: ok, the agent accepts it",
+        f"  sha256        {model.sha256}",
+        f"  family        {card.family} ({card.task.value}), quantization {card.quantization.value}",
+        f"  input         {card.sample_shape} of {', '.join(card.features)}"
+        + (f"; window {card.window}, horizon {card.horizon}, stride {card.stride}" if card.window else ""),
+        f"  score         {card.score}",
+        f"  threshold     {card.threshold:.6g}: {card.threshold_method}",
+        f"  episodes      start when {card.decision.k} of the last {card.decision.n} scored windows are over",
+        f"  post-process  {card.postprocess.kind}",
+        f"  drift check   {'reference of ' + str(card.drift_reference.n) + ' rows' if card.drift_reference else 'none'}",
+        f"  trained on    {json.dumps(card.trained_on, default=str)[:200]}",
+    ]
+    for name, stats in card.score_stats.items():
+        lines.append(f"  scores {name:<7}p50 {stats.p50:.4g}  p99 {stats.p99:.4g}  max {stats.max:.4g}  (n {stats.n})")
+    click.echo("\n".join(lines))

@@ -242,7 +242,8 @@ class Agent:
         n_features = self.card.n_features
         max_bytes = self.options.max_message_bytes
         windows = self.windows
-        want_rows = bool(self.observers) or self.drift is not None
+        want_view = bool(self.observers)  # observers get every message; the drift watch only rows
+        want_rows = want_view or self.drift is not None
         due_x: list[np.ndarray] = []
         due_meta: list[tuple[int, float, int]] = []
         msg_slots: list[int] = []
@@ -284,8 +285,9 @@ class Agent:
             if want_rows:
                 msg_slots.append(slot)
                 msg_rows.append(m.values)
-                msg_ts.append(ts)
-                msg_seq.append(seq)
+                if want_view:
+                    msg_ts.append(ts)
+                    msg_seq.append(seq)
         n_bad = sum(bad.values())
         if good or n_bad:
             self.last_message_at = time.time()
@@ -298,7 +300,7 @@ class Agent:
             self.drift.observe_many(np.asarray(msg_slots), np.asarray(msg_rows, dtype=np.float64))
             for ev in self.drift.due_events():
                 self._emit(self._drift_event(ev))
-        if self.observers and (msg_slots or scored):
+        if want_view and (msg_slots or scored):
             view = BatchView([self._stream_names[s] for s in msg_slots], msg_ts, msg_seq,
                              np.asarray(msg_rows, dtype=np.float32).reshape(-1, n_features), scored,
                              self.threshold)

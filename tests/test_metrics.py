@@ -92,3 +92,17 @@ def test_point_adjustment_flatters_random_scores() -> None:
     rep = f1_report(s, y, threshold=float(np.quantile(s, 0.99)))
     assert rep.f1 < 0.1
     assert rep.pa_f1 > 0.5
+
+
+def test_auroc_matches_sklearn_with_ties() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from edgewatch.eval.metrics import auroc
+
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.normal(size=300), 1)  # rounding makes ties
+    labels = rng.random(300) < 0.3
+    scores[labels] += 0.5
+    assert auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    with pytest.raises(ValueError):
+        auroc(scores, np.zeros(300))

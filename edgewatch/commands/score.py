@@ -8,19 +8,7 @@ import click
 import numpy as np
 
 from edgewatch.errors import BadInput
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties counted half."""
-    from scipy.stats import rankdata
-
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    y = np.asarray(labels).astype(bool).ravel()
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise BadInput("AUROC needs both clean and corrupted images")
-    ranks = rankdata(s)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+from edgewatch.eval.metrics import auroc
 
 
 def read_lines(path: Path) -> list[str]:

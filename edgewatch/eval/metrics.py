@@ -49,6 +49,19 @@ def _cuts(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, last
 
 
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties counted half."""
+    from scipy.stats import rankdata
+
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).astype(bool).ravel()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUROC needs both positive and negative labels")
+    ranks = rankdata(s)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def auc_pr(scores: np.ndarray, labels: np.ndarray) -> float:
     """Average precision: sum over thresholds of precision times the gain in recall.
 

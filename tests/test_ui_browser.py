@@ -58,7 +58,8 @@ def test_bars_are_green_before_the_fault_and_red_during_it(tmp_path: Path) -> No
                 browser.wait_for("window.edgewatch.episodes.some(e => e.end !== null)", timeout=60)
                 sim_truth = _wait_truth(truth_path)
                 fault = sim_truth["eq-0"]
-                browser.wait_for(f"window.edgewatch.w.t.some(t => t > {fault['end_ts'] + 1.0})", timeout=30)
+                browser.wait_for(f"[...document.querySelectorAll('#scores rect.bar')]"
+                                 f".some(r => parseFloat(r.dataset.ts) > {fault['end_ts'] + 1.0})", timeout=30)
                 assert browser.evaluate("window.edgewatch.stream") == "eq-0"
                 _assert_colours(browser.evaluate(BARS_JS), fault)
                 bands = browser.evaluate("[...document.querySelectorAll('#scores rect.episode')]"
@@ -74,10 +75,15 @@ def test_bars_are_green_before_the_fault_and_red_during_it(tmp_path: Path) -> No
                 assert names == ["eq-0", "eq-1"]
                 browser.evaluate("(() => { const s = document.getElementById('stream'); s.value = 'eq-1';"
                                  " s.dispatchEvent(new Event('change')); return true; })()")
+                other = sim_truth["eq-1"]
+                # wait for the page to have *drawn* eq-1's history (the data arrives before the next frame)
                 browser.wait_for(f"window.edgewatch.stream === 'eq-1' && window.edgewatch.w.t.length > 0"
-                                 f" && window.edgewatch.w.t[0] < {fault['start_ts']}", timeout=30)
+                                 f" && window.edgewatch.w.t[0] < {fault['start_ts']}"
+                                 f" && [...document.querySelectorAll('#scores rect.bar')]"
+                                 f".filter(r => parseFloat(r.dataset.ts) >= {other['end_ts']}).length > 0",
+                                 timeout=30)
                 assert "stream=eq-1" in browser.evaluate("location.search")
-                _assert_colours(browser.evaluate(BARS_JS), sim_truth["eq-1"])
+                _assert_colours(browser.evaluate(BARS_JS), other)
         finally:
             agent.request_stop()
             runner.join(10)

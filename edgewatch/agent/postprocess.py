@@ -85,6 +85,36 @@ class Identity:
         return None
 
 
+class _PerStream:
+    """Shared plumbing of the stateful kinds: per-slot state, scores taken one by one in arrival order."""
+
+    def __init__(self) -> None:
+        self._streams: dict[int, object] = {}
+
+    def _new_state(self) -> object:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _one(self, st, x: float) -> float:  # noqa: ANN001 - the subclass's state type
+        raise NotImplementedError
+
+    def reset(self, slot: int) -> None:
+        self._streams.pop(int(slot), None)
+
+    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
+        slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
+        raw = np.asarray(scores, dtype=np.float64).ravel()
+        if slots.shape != raw.shape:
+            raise ValueError(f"{slots.size} slots for {raw.size} scores")
+        out = np.empty(raw.size)
+        streams = self._streams
+        for i, (slot, x) in enumerate(zip(slots.tolist(), raw.tolist())):
+            st = streams.get(slot)
+            if st is None:
+                st = streams[slot] = self._new_state()
+            out[i] = self._one(st, x)
+        return out
+
+
 @dataclass
 class LikelihoodParams:
     short: float = 10
@@ -132,28 +162,15 @@ class _Stream:
         self.held = 0  # rows of hold left
 
 
-class Likelihood:
+class Likelihood(_PerStream):
     """Numenta-style anomaly likelihood, per stream, with an optional refractory damping."""
 
     def __init__(self, params: LikelihoodParams) -> None:
+        super().__init__()
         self.p = params
-        self._streams: dict[int, _Stream] = {}
 
-    def reset(self, slot: int) -> None:
-        self._streams.pop(int(slot), None)
-
-    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
-        slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
-        raw = np.asarray(scores, dtype=np.float64).ravel()
-        if slots.shape != raw.shape:
-            raise ValueError(f"{slots.size} slots for {raw.size} scores")
-        out = np.empty(raw.size)
-        for i, (slot, x) in enumerate(zip(slots.tolist(), raw.tolist())):
-            st = self._streams.get(slot)
-            if st is None:
-                st = self._streams[slot] = _Stream(self.p)
-            out[i] = self._one(st, x)
-        return out
+    def _new_state(self) -> _Stream:
+        return _Stream(self.p)
 
     def _one(self, st: _Stream, x: float) -> float:
         p = self.p
@@ -223,28 +240,15 @@ class _LevelStream:
         self.quiet = 0  # rows of rest left
 
 
-class Levels:
+class Levels(_PerStream):
     """Value-level novelty per stream: 1.0 when the value reaches a level never seen, then a rest."""
 
     def __init__(self, params: LevelsParams) -> None:
+        super().__init__()
         self.p = params
-        self._streams: dict[int, _LevelStream] = {}
 
-    def reset(self, slot: int) -> None:
-        self._streams.pop(int(slot), None)
-
-    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
-        slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
-        raw = np.asarray(scores, dtype=np.float64).ravel()
-        if slots.shape != raw.shape:
-            raise ValueError(f"{slots.size} slots for {raw.size} scores")
-        out = np.zeros(raw.size)
-        for i, (slot, x) in enumerate(zip(slots.tolist(), raw.tolist())):
-            st = self._streams.get(slot)
-            if st is None:
-                st = self._streams[slot] = _LevelStream()
-            out[i] = self._one(st, x)
-        return out
+    def _new_state(self) -> _LevelStream:
+        return _LevelStream()
 
     def _level(self, st: _LevelStream, x: float) -> int:
         return 0 if st.step <= 0 else math.floor((x - st.lo) / st.step)

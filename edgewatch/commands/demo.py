@@ -52,15 +52,19 @@ class _Console:
         pass
 
 
-def fault_schedule(rate: float, warmup_s: float = 4.0, gap_s: float = 3.0) -> list:
-    """One fault of each type, separated by nominal gaps, in message numbers."""
+def fault_schedule(warmup: int = 280, gap: int = 210) -> list:
+    """One fault of each type, separated by nominal gaps, in message numbers.
+
+    In messages, not seconds, so that every --rate replays the same stream
+    (4 s of warm-up and 3 s gaps at the default 70 Hz).
+    """
     from edgewatch.data.faults import FaultSpec
 
-    specs, start = [], int(warmup_s * rate)
+    specs, start = [], warmup
     for kind in FAULT_ORDER:
         spec = FaultSpec.at(kind, start)
         specs.append(spec)
-        start = spec.end + int(gap_s * rate)
+        start = spec.end + gap
     return specs
 
 
@@ -73,10 +77,18 @@ def fault_schedule(rate: float, warmup_s: float = 4.0, gap_s: float = 3.0) -> li
 @click.option("--seed", type=int, default=7, show_default=True, help="Simulator seed.")
 @click.option("--sink", "sinks", multiple=True, help="Extra sinks for the alerts (jsonl:FILE, mqtt://...).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep the truth file, the alerts (JSONL) and the scorecard (JSON) in this folder.")
+              help="Keep the truth file, the alerts (JSONL), the recorded run and the scorecard (JSON) here.")
+@click.option("--ui", default=None, metavar="ADDR:PORT",
+              help="Also serve the live page here (e.g. 127.0.0.1:8080) and watch the faults in a browser.")
+@click.option("--slow", is_flag=True, help="Run at the simulator's real 20 Hz (about 2 minutes), for watching.")
 def demo(model_path: Path, rate: float, stride: int | None, seed: int, sinks: tuple[str, ...],
-         out: Path | None) -> None:
-    """Simulate equipment with faults, watch it with the agent, and score the result."""
+         out: Path | None, ui: str | None, slow: bool) -> None:
+    """Simulate equipment with faults, watch it with the agent, and score the result.
+
+    With --out DIR the run is recorded too: draw it with
+    'edgewatch plot DIR/run.jsonl -o run.png --truth DIR/truth.jsonl'.
+    """
+    from edgewatch.commands.agent_run import attach_page_and_record
     from edgewatch.data.simulator_server import FaultMode, ServerConfig, SimulatorServer
     from edgewatch.eval.fault_match import format_scorecard, match_episodes
 
@@ -89,8 +101,10 @@ def demo(model_path: Path, rate: float, stride: int | None, seed: int, sinks: tu
     workdir.mkdir(parents=True, exist_ok=True)
     truth_path = workdir / "truth.jsonl"
     truth_path.unlink(missing_ok=True)
-    schedule = fault_schedule(rate)
-    count = schedule[-1].end + int(3 * rate)
+    if slow:
+        rate = 20.0
+    schedule = fault_schedule()
+    count = schedule[-1].end + 210
     config = ServerConfig(rate=rate, with_time=True, count=count, seed=seed, faults=FaultMode.SCHEDULE,
                           schedule=tuple(schedule), truth_path=truth_path)
     console = _Console()
@@ -104,9 +118,13 @@ def demo(model_path: Path, rate: float, stride: int | None, seed: int, sinks: tu
                f"threshold {agent.threshold:.4g}: {card.threshold_method})")
     click.echo(f"simulator: {count} messages at {rate:g} Hz ({seconds:.0f} s), faults: "
                + ", ".join(f"{s.type.value}@{s.start / rate:.0f}s" for s in schedule))
-    with SimulatorServer(config) as server:
-        agent.add_source(WebSocketSource(server.url, idle_timeout=5.0))
-        agent.run(duration=seconds + 1.5)
+    close_page = attach_page_and_record(agent, ui, workdir / "run.jsonl" if out else None)
+    try:
+        with SimulatorServer(config) as server:
+            agent.add_source(WebSocketSource(server.url, idle_timeout=5.0))
+            agent.run(duration=seconds + 1.5)
+    finally:
+        close_page()
     truth = [json.loads(line) for line in truth_path.read_text().splitlines() if line.strip()]
     slack = (card.window + agent.tracker.n * agent.stride) / rate + 1.0
     card_ = match_episodes(truth, console.starts, slack=slack)
@@ -117,4 +135,5 @@ def demo(model_path: Path, rate: float, stride: int | None, seed: int, sinks: tu
     (workdir / "scorecard.json").write_text(json.dumps({
         "faults": [vars(f) for f in card_.faults], "false_alarms": card_.false_alarms,
         "caught": card_.caught, "missed": [f.fault for f in card_.missed]}, indent=2))
-    click.echo(f"\nfiles: {workdir}/ (truth.jsonl, alerts.jsonl, scorecard.json)")
+    kept = "truth.jsonl, alerts.jsonl, run.jsonl, scorecard.json" if out else "truth.jsonl, alerts.jsonl, scorecard.json"
+    click.echo(f"\nfiles: {workdir}/ ({kept})")

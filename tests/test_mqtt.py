@@ -149,3 +149,11 @@ def test_tls_with_client_certificate_and_password(make_broker, collector, pki: P
     wrong.close()
     spooled = next((tmp_path / "bad").iterdir())
     assert any(json.dumps("id-8") in seg.read_text(errors="replace") for seg in spooled.glob("seg-*.log"))
+
+
+def test_events_are_routed_to_their_topics() -> None:
+    from edgewatch.agent.mqtt import topic_for
+
+    base = "plant/a1"
+    assert [topic_for({"event": e}, base) for e in ("start", "end", "drift", "drift_end", "model", "model_refused")] \
+        == [f"{base}/alerts"] * 2 + [f"{base}/drift"] * 2 + [f"{base}/events"] * 2

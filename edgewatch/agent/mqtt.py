@@ -3,7 +3,7 @@
 Topics (``PREFIX`` from the URL, ``AGENT`` the agent id)::
 
     PREFIX/AGENT/alerts   episode start/end events, QoS 1, JSON, each with an ``id``
-    PREFIX/AGENT/drift    drift events, QoS 1, JSON
+    PREFIX/AGENT/drift    drift and drift_end events, QoS 1, JSON
     PREFIX/AGENT/events   other agent events (model swapped or refused), QoS 1, JSON
     PREFIX/AGENT/status   retained "online" / "offline"; the broker publishes "offline" as
                           the last will when the agent dies without saying goodbye
@@ -74,7 +74,7 @@ def topic_for(event: dict[str, Any], base: str) -> str:
     kind = event.get("event")
     if kind in ("start", "end"):
         return f"{base}/alerts"
-    if kind == "drift":
+    if kind in ("drift", "drift_end"):
         return f"{base}/drift"
     return f"{base}/events"
 

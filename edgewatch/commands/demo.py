@@ -47,6 +47,8 @@ class _Console:
                         f"peak {ep['peak_score']:.4g}", fg="green")
         elif kind == "drift":
             click.secho(f"{at}  drift  {event['stream']}  {event.get('features')}", fg="yellow")
+        elif kind == "drift_end":
+            click.secho(f"{at}  drift over  {event['stream']}", fg="green")
 
     def close(self) -> None:
         pass

@@ -11,11 +11,11 @@ page and :func:`chart` the figure. Nothing here measures anything.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from edgewatch.files import replacing, write_bytes
 
 ENGINES = ("torch-eager", "ort-fp32", "ort-int8")
 
@@ -243,18 +243,10 @@ def chart(results: dict[str, Any], path: Path) -> Path:
     cpu = (results.get("machine") or {}).get("cpu", "")
     fig.suptitle(f"edgewatch engines, one thread ({cpu})")
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with replacing(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
     return Path(path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def write_report(raw_json: Path, out_dir: Path, machine: dict[str, Any] | None = None) -> dict[str, Path]:
@@ -263,11 +255,11 @@ def write_report(raw_json: Path, out_dir: Path, machine: dict[str, Any] | None =
     out_dir.mkdir(parents=True, exist_ok=True)
     results = summarize(json.loads(Path(raw_json).read_text()), machine)
     paths = {"json": out_dir / "results.json", "markdown": out_dir / "report.md", "chart": out_dir / "bench.png"}
-    _write_text(paths["json"], json.dumps(results, indent=2))
+    write_bytes(paths["json"], json.dumps(results, indent=2).encode())
     has_chart = bool(results["engines"])
     if has_chart:
         chart(results, paths["chart"])
     else:
         del paths["chart"]
-    _write_text(paths["markdown"], to_markdown(results, "bench.png" if has_chart else None))
+    write_bytes(paths["markdown"], to_markdown(results, "bench.png" if has_chart else None).encode())
     return paths

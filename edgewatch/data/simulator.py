@@ -14,8 +14,6 @@ NumPy only: the agent and its tests may import this module without torch.
 from __future__ import annotations
 
 import bisect
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from edgewatch.data.faults import (
     labels_for,
 )
 from edgewatch.errors import BadInput
+from edgewatch.files import replacing
 
 __all__ = [
     "FEATURES",
@@ -308,9 +307,8 @@ def record_csv(
         from tqdm import tqdm
 
         bar = tqdm(total=n, unit="row", desc=f"writing {path.name}", leave=False)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", newline="") as out:
+        with replacing(path) as tmp, tmp.open("w", newline="") as out:
             out.write("timestamp," + ",".join(FEATURES) + "\n")
             done = 0
             while done < n:
@@ -320,10 +318,6 @@ def record_csv(
                 done += k
                 if bar is not None:
                     bar.update(k)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         if bar is not None:
             bar.close()

@@ -11,11 +11,11 @@ Training side: imports torch (the ``[train]`` extra) when called.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 from edgewatch.errors import BadModelFile, require_torch
+from edgewatch.files import replacing
 
 ENCODER_INPUT = "images"
 ENCODER_OUTPUT = "features"
@@ -44,17 +44,10 @@ def export_conv_encoder(checkpoint: str | os.PathLike[str], out: str | os.PathLi
 
     module = _Encoder().eval()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is the quick one here
-            torch.onnx.export(module, (torch.zeros(2, 1, size, size),), tmp, input_names=[ENCODER_INPUT],
-                              output_names=[ENCODER_OUTPUT], dynamic_axes={ENCODER_INPUT: {0: "batch"},
-                                                                          ENCODER_OUTPUT: {0: "batch"}},
-                              opset_version=17, dynamo=False)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with replacing(out, suffix=".onnx") as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is the quick one here
+        torch.onnx.export(module, (torch.zeros(2, 1, size, size),), str(tmp), input_names=[ENCODER_INPUT],
+                          output_names=[ENCODER_OUTPUT], dynamic_axes={ENCODER_INPUT: {0: "batch"},
+                                                                      ENCODER_OUTPUT: {0: "batch"}},
+                          opset_version=17, dynamo=False)
     return out

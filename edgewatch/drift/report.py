@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 
 from edgewatch.drift.classifier import ClassifierResult
 from edgewatch.drift.ks import KSResult
+from edgewatch.files import replacing, write_bytes
 
 
 @dataclass
@@ -81,20 +81,7 @@ class DriftReport:
 
 def write_json(report: DriftReport, path: str | os.PathLike[str]) -> Path:
     """Write the JSON report atomically (temporary file, then rename)."""
-    return _atomic_write(Path(path), json.dumps(report.to_json_dict(), indent=2).encode())
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes(path, json.dumps(report.to_json_dict(), indent=2).encode())
 
 
 def plot_moved(reference: np.ndarray, current: np.ndarray, ks: KSResult, path: str | os.PathLike[str],
@@ -133,9 +120,7 @@ def plot_moved(reference: np.ndarray, current: np.ndarray, ks: KSResult, path: s
     fig.suptitle(title or "features that moved most (largest KS statistic)", fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with replacing(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

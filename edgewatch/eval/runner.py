@@ -22,6 +22,7 @@ from edgewatch.data.nab import CostProfile, NabFile, load_corpus, read_profiles
 from edgewatch.errors import BadInput
 from edgewatch.eval import metrics
 from edgewatch.eval.nab_score import ProfileResult, nab_score
+from edgewatch.files import replacing
 
 
 class Detector(Protocol):
@@ -221,10 +222,8 @@ def format_table(result: EvalResult) -> str:
 
 def save_scores(path: str | os.PathLike[str], scores: dict[str, np.ndarray]) -> None:
     """Scores per file as an ``.npz`` (keys are NAB file keys); written atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **scores)
-    os.replace(tmp, path)
+    with replacing(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **scores)
 
 
 def load_scores(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

@@ -30,7 +30,6 @@ import dataclasses
 import enum
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,6 +38,7 @@ import numpy as np
 
 from edgewatch.contract import PREFIX, ModelCard, Quantization
 from edgewatch.errors import BadInput, BadModelFile, require_torch
+from edgewatch.files import replacing
 
 CHECKPOINT_VERSION = 1
 
@@ -72,14 +72,8 @@ def save_checkpoint(path: str | os.PathLike[str], family: str, config: Mapping[s
         "calibration": None if calibration is None
         else torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)),
     }
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(out) as tmp, tmp.open("wb") as fh:
+        torch.save(payload, fh)
     return out
 
 

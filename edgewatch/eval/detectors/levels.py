@@ -24,14 +24,23 @@ range is known), and one alert per event with the novelty file's hold of
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgewatch.contract import (FEATURE_ERROR_OUTPUT, INPUT_NAME, SCORE_OUTPUT, Decision, ModelCard, PostProcess,
-                                Quantization, Scaler, Task)
+from edgewatch.contract import (
+    FEATURE_ERROR_OUTPUT,
+    INPUT_NAME,
+    SCORE_OUTPUT,
+    Decision,
+    ModelCard,
+    PostProcess,
+    Quantization,
+    Scaler,
+    Task,
+)
+from edgewatch.files import replacing
 
 FAMILY = "levels"
 
@@ -91,13 +100,6 @@ def write_model(out: str | os.PathLike[str], config: LevelsConfig | None = None)
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(out, suffix=".onnx") as tmp:
+        onnx.save(model, str(tmp))
     return out

@@ -41,15 +41,27 @@ and periodic series whose period is longer than the window.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgewatch.contract import (AUX_INPUT_PREFIX, AUX_OUTPUT, FEATURE_ERROR_OUTPUT, INPUT_NAME, MAX_KIND,
-                                SCORE_OUTPUT, Decision, ModelCard, PostProcess, Quantization, Scaler, Task)
+from edgewatch.contract import (
+    AUX_INPUT_PREFIX,
+    AUX_OUTPUT,
+    FEATURE_ERROR_OUTPUT,
+    INPUT_NAME,
+    MAX_KIND,
+    SCORE_OUTPUT,
+    Decision,
+    ModelCard,
+    PostProcess,
+    Quantization,
+    Scaler,
+    Task,
+)
 from edgewatch.eval.detectors.levels import LevelsConfig
+from edgewatch.files import replacing
 
 FAMILY = "novelty"
 AUX_WINDOW = "window"  # the aux group holding the window's raw values
@@ -178,11 +190,8 @@ def write_model(out: str | os.PathLike[str], config: NoveltyConfig | None = None
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
+    with replacing(out, suffix=".onnx") as tmp:
+        onnx.save(model, str(tmp))
         if check:
             from edgewatch.agent.model import ScoringModel
 
@@ -194,8 +203,4 @@ def write_model(out: str | os.PathLike[str], config: NoveltyConfig | None = None
                 raise RuntimeError(f"exported novelty graph disagrees with NumPy: {batch.scores[:3]} vs {want[:3]}")
             if levels is not None and not np.array_equal(batch.aux, x.astype(np.float32)):
                 raise RuntimeError("exported novelty graph's aux output is not the window")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out

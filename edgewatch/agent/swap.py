@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgewatch.agent.model import ScoringModel
 from edgewatch.errors import BadModelFile, EdgewatchError
+from edgewatch.files import write_bytes
 
 if TYPE_CHECKING:
     from edgewatch.agent.engine import Agent
@@ -182,9 +183,7 @@ class MqttModelReceiver:
             raise BadModelFile(f"model message says sha256 {sha} but its file has {actual}: damaged in transit?")
         path = self.dir / f"{sha}.onnx"
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_bytes(path, data)
         return path, sha
 
     def close(self) -> None:

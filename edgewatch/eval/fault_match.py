@@ -1,7 +1,7 @@
 """Match alerted episodes to ground-truth fault intervals (the demo's scorecard).
 
 A fault is *caught* when an episode starts inside it or within ``slack``
-seconds after its end (a window-based detector sees a fault only once the
+seconds after its end (a start inside a later fault belongs to that one) (a window-based detector sees a fault only once the
 window covers it, and a short spike can end before k of n windows agree).
 An episode that starts inside no fault's ``[start, end + slack]`` is a
 *false alarm*. Several episodes inside one fault count once: the fault was
@@ -45,7 +45,10 @@ def match_episodes(truth: list[dict[str, Any]], episode_starts: list[float], sla
               for t in sorted(truth, key=lambda t: t["start_ts"])]
     card = Scorecard(faults)
     for start in sorted(episode_starts):
-        hit = next((f for f in faults if f.start_ts - 1e-9 <= start <= f.end_ts + slack), None)
+        # a fault the episode starts inside wins; else the latest fault it follows within the slack
+        hit = next((f for f in faults if f.start_ts - 1e-9 <= start <= f.end_ts), None)
+        if hit is None:
+            hit = next((f for f in reversed(faults) if f.end_ts < start <= f.end_ts + slack), None)
         if hit is None:
             card.false_alarms.append(start)
             continue

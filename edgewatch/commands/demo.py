@@ -23,6 +23,13 @@ from edgewatch.agent.sources import WebSocketSource
 from edgewatch.errors import BadModelFile
 
 DEFAULT_MODEL = Path("models/equipment-lstm-ae.onnx")
+
+
+def default_model() -> Path:
+    """The shipped S0 model: ./models/ first, else the source checkout this package runs from."""
+    here = Path.cwd() / DEFAULT_MODEL
+    checkout = Path(__file__).resolve().parents[2] / DEFAULT_MODEL
+    return here if here.is_file() or not checkout.is_file() else checkout
 FAULT_ORDER = ("spike", "level_shift", "noise_burst", "frozen", "overload", "slow_drift")
 
 
@@ -71,8 +78,9 @@ def fault_schedule(warmup: int = 280, gap: int = 210) -> list:
 
 
 @click.command("demo")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_MODEL,
-              show_default=True, help="S0 model file (4 features: cpu, memory, traffic, fan).")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="S0 model file (4 features: cpu, memory, traffic, fan) [default: the shipped "
+                   "models/equipment-lstm-ae.onnx].")
 @click.option("--rate", type=click.FloatRange(min=1), default=70.0, show_default=True,
               help="Simulator messages per second (70 Hz fits every fault type into about 30 s).")
 @click.option("--stride", type=click.IntRange(min=1), default=None, help="Override the model's stride.")
@@ -83,7 +91,7 @@ def fault_schedule(warmup: int = 280, gap: int = 210) -> list:
 @click.option("--ui", default=None, metavar="ADDR:PORT",
               help="Also serve the live page here (e.g. 127.0.0.1:8080) and watch the faults in a browser.")
 @click.option("--slow", is_flag=True, help="Run at the simulator's real 20 Hz (about 2 minutes), for watching.")
-def demo(model_path: Path, rate: float, stride: int | None, seed: int, sinks: tuple[str, ...],
+def demo(model_path: Path | None, rate: float, stride: int | None, seed: int, sinks: tuple[str, ...],
          out: Path | None, ui: str | None, slow: bool) -> None:
     """Simulate equipment with faults, watch it with the agent, and score the result.
 
@@ -95,6 +103,7 @@ def demo(model_path: Path, rate: float, stride: int | None, seed: int, sinks: tu
     from edgewatch.eval.fault_match import format_scorecard, match_episodes
 
     logging.getLogger("edgewatch").setLevel(logging.WARNING)
+    model_path = model_path or default_model()
     if not model_path.is_file():
         raise BadModelFile(f"{model_path} not found. Run the demo from the repository root, or make the model "
                            "with the commands in models/README.md and pass --model.")

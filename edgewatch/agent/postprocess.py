@@ -115,6 +115,15 @@ class _PerStream:
         return out
 
 
+def _read_params(cls, params: dict[str, float], kind: str):  # noqa: ANN001, ANN202 - a params dataclass
+    """Build ``cls`` from a card's parameters, refusing names it does not know (a typo would be ignored)."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise BadModelFile(f"{kind} post-process has unknown parameters {unknown}; known: {sorted(known)}")
+    return cls(**{k: float(v) for k, v in params.items()})
+
+
 @dataclass
 class LikelihoodParams:
     short: float = 10
@@ -130,11 +139,7 @@ class LikelihoodParams:
 
     @classmethod
     def from_dict(cls, params: dict[str, float]) -> LikelihoodParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise BadModelFile(f"likelihood post-process has unknown parameters {unknown}; known: {sorted(known)}")
-        p = cls(**{k: float(v) for k, v in params.items()})
+        p = _read_params(cls, params, "likelihood")
         if p.short < 1 or p.long < p.short or p.learning < 0 or p.reestimate < 1 or p.min_std <= 0:
             raise BadModelFile(f"likelihood post-process parameters out of range: {p}")
         if p.refractory < 0 or not 0 <= p.damp <= 1 or p.certain < 0 or p.alert < 0 or p.hold < 0:
@@ -219,11 +224,7 @@ class LevelsParams:
 
     @classmethod
     def from_dict(cls, params: dict[str, float]) -> LevelsParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise BadModelFile(f"levels post-process has unknown parameters {unknown}; known: {sorted(known)}")
-        p = cls(**{k: float(v) for k, v in params.items()})
+        p = _read_params(cls, params, "levels")
         if p.bins < 1 or p.range_rows < 1 or p.rest < 0 or p.cap < 1:
             raise BadModelFile(f"levels post-process parameters out of range: {p}")
         return p

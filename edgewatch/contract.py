@@ -148,7 +148,7 @@ class PostProcess:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form for the card; fields at their defaults are left out so older readers still read it."""
-        out: dict[str, Any] = {"kind": self.kind, "params": _plain(self.params)}
+        out: dict[str, Any] = {"kind": self.kind, "params": to_plain(self.params)}
         if self.input != SCORE_INPUT:
             out["input"] = self.input
         if self.parts:
@@ -306,7 +306,7 @@ class ModelCard:
             elif isinstance(value, str):
                 text = value
             else:
-                text = json.dumps(_plain(value), separators=(",", ":"))
+                text = json.dumps(to_plain(value), separators=(",", ":"))
             out[PREFIX + f.name] = text
         return out
 
@@ -368,15 +368,16 @@ def _parse_field(name: str, text: str) -> Any:
     return value
 
 
-def _plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
+    """``value`` as JSON-ready data: dataclasses, mappings, enums and NumPy values become plain ones."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     if isinstance(value, enum.Enum):
         return value.value
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        return value.item()
+    if hasattr(value, "tolist") and callable(value.tolist):  # NumPy arrays and scalars
+        return value.tolist()
     return value

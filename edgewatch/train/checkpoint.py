@@ -26,8 +26,6 @@ plain dicts and come back exactly as they were written.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
 import os
 from dataclasses import dataclass
@@ -36,7 +34,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from edgewatch.contract import PREFIX, ModelCard, Quantization
+from edgewatch.contract import PREFIX, ModelCard, Quantization, to_plain
 from edgewatch.errors import BadInput, BadModelFile, require_torch
 from edgewatch.files import replacing
 
@@ -66,8 +64,8 @@ def save_checkpoint(path: str | os.PathLike[str], family: str, config: Mapping[s
     payload = {
         "edgewatch_checkpoint": CHECKPOINT_VERSION,
         "family": str(family),
-        "config": json.dumps(_plain(dict(config))),
-        "card_fields": json.dumps(_plain(dict(card_fields))),
+        "config": json.dumps(to_plain(dict(config))),
+        "card_fields": json.dumps(to_plain(dict(card_fields))),
         "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
         "calibration": None if calibration is None
         else torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)),
@@ -112,21 +110,5 @@ def card_from_fields(card_fields: Mapping[str, Any], quantization: Quantization)
     """
     fields = dict(card_fields)
     fields["quantization"] = Quantization(quantization).value
-    props = {PREFIX + k: (v if isinstance(v, str) else json.dumps(_plain(v))) for k, v in fields.items()}
+    props = {PREFIX + k: (v if isinstance(v, str) else json.dumps(to_plain(v))) for k, v in fields.items()}
     return ModelCard.from_props(props, source="checkpoint card fields")
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -17,6 +17,10 @@ class BadModelFile(EdgewatchError):
     """The file is not an edgewatch model, is damaged, or does not fit the data."""
 
 
+class UntrustedModel(BadModelFile):
+    """The model is not signed by a trusted key, or was changed after it was signed."""
+
+
 class BadInput(EdgewatchError):
     """Input data cannot be used (wrong shape, non-finite values, unreadable file)."""
 

@@ -59,6 +59,25 @@ def test_agent_runs_with_torch_blocked(tmp_path: Path) -> None:
     assert (tmp_path / "a.jsonl").read_text().count("\n") == 2
 
 
+def test_signed_models_verify_with_torch_and_onnx_blocked(tmp_path: Path) -> None:
+    from edgewatch.agent.signing import generate_keypair, load_private_key, sign_bytes
+
+    generate_keypair(tmp_path / "k")
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.1))
+    signed = tmp_path / "s.onnx"
+    signed.write_bytes(sign_bytes(model.read_bytes(), load_private_key(tmp_path / "k"), signer="ci"))
+    data = _replay_csv(tmp_path / "r.csv")
+    for path, code in ((signed, 0), (model, 3)):
+        for args in (["model", "verify", str(path)], ["agent", "run", "--model", str(path), "--source",
+                                                       f"replay:{data}", "--stride", "1", "-q"]):
+            proc = subprocess.run([sys.executable, "-c", BLOCKER, *args, "--trust-key", str(tmp_path / "k.pub")],
+                                  capture_output=True, text=True, timeout=120, cwd=tmp_path)
+            assert proc.returncode == code, (args, proc.stderr)
+            assert "HEAVY=\n" in proc.stderr, proc.stderr
+            if code:
+                assert "is not signed" in proc.stderr
+
+
 @pytest.mark.slow
 def test_agent_installs_and_runs_in_a_clean_venv_without_torch(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 ONLINE = b"online"
 OFFLINE = b"offline"
+CONNECT_ERROR_LOG_INTERVAL = 60.0
 
 
 class MqttConfigError(EdgewatchError):
@@ -100,6 +101,9 @@ class MqttSink:
         self._handed = 0  # highest spool number handed to paho this run
         self._subscriptions: dict[str, Callable[[paho.MQTTMessage], None]] = {}
         self._extra = _extra_metrics(metrics)
+        self.last_error: str | None = None  # why the last connection attempt failed
+        self._failed_connects = 0
+        self._error_logged_at: float | None = None
         self.client = self._make_client()
         self._update_depth()
         self.client.connect_async(o.host, o.port, keepalive=o.keepalive)
@@ -114,8 +118,8 @@ class MqttSink:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise MqttConfigError(f"bad MQTT sink {url!r}: use mqtt://host:port/prefix or mqtts://host:port/prefix")
-        tls = parts.scheme == "mqtts" or bool(options.pop("tls", False)) or any(
-            options.get(k) for k in ("ca_file", "cert_file"))
+        asked = bool(options.pop("tls", False))  # popped first: mqtts:// must not leave it in (a TypeError)
+        tls = parts.scheme == "mqtts" or asked or any(options.get(k) for k in ("ca_file", "cert_file"))
         known = {f for f in MqttOptions.__dataclass_fields__}
         unknown = set(options) - known
         if unknown:
@@ -136,8 +140,8 @@ class MqttSink:
 
     def _make_client(self) -> paho.Client:
         o = self.options
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=_safe(f"edgewatch-{o.agent_id}")[:64],
-                             protocol=paho.MQTTv311, clean_session=True)
+        client = _Client(self._connect_failed, CallbackAPIVersion.VERSION2,
+                         client_id=_safe(f"edgewatch-{o.agent_id}")[:64], protocol=paho.MQTTv311, clean_session=True)
         paho_log = logging.getLogger("edgewatch.agent.paho")
         if paho_log.isEnabledFor(logging.DEBUG):  # otherwise it repeats every failed reconnect at ERROR
             client.enable_logger(paho_log)
@@ -164,10 +168,22 @@ class MqttSink:
         client.on_message = self._on_message
         return client
 
+    def _connect_failed(self, reason: str) -> None:
+        """Say why the broker cannot be reached (TLS verify, refused, DNS...), at most once a minute."""
+        self.last_error = reason
+        self._failed_connects += 1
+        now = time.monotonic()
+        if self._error_logged_at is None or now - self._error_logged_at >= CONNECT_ERROR_LOG_INTERVAL:
+            self._error_logged_at = now
+            log.warning("MQTT %s:%d: cannot connect: %s (%d failed attempt(s) so far; alerts wait in the "
+                        "spool; logged at most once a minute)", self.options.host, self.options.port, reason,
+                        self._failed_connects)
+
     def _on_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
-            log.warning("MQTT %s:%d refused the connection: %s", self.options.host, self.options.port, reason)
+            self._connect_failed(f"the broker refused the connection: {reason}")
             return
+        self._error_logged_at = None  # a later failure is news again
         info = client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             log.warning("MQTT status 'online' not queued: %s", paho.error_string(info.rc))
@@ -306,6 +322,34 @@ class MqttSink:
             log.warning("%d alert(s) left in the spool %s; they are sent at the next start",
                         self.spool.depth, self.spool.dir)
         self.spool.close()
+
+
+class _Client(paho.Client):
+    """paho's client, telling us why a connection attempt failed.
+
+    Why: paho's loop catches the OSError of a failed connect (refused, DNS,
+    TLS certificate verification) and only calls ``on_connect_fail`` without
+    it, so an operator would never learn why the alerts stay in the spool.
+    """
+
+    def __init__(self, on_error: Callable[[str], None], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_error = on_error
+
+    def _create_socket(self) -> Any:
+        try:
+            return super()._create_socket()
+        except Exception as exc:
+            self._on_error(_describe(exc))
+            raise
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message or exc}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _extra_metrics(metrics: Any) -> dict[str, Any]:

@@ -41,6 +41,21 @@ class MissingExtra(EdgewatchError, ImportError):
         self.extra = extra
 
 
+def require(module: str, extra: str):  # noqa: ANN201 - returns the module
+    """Import an optional library or fail with the extra that brings it (exit 6 at the CLI).
+
+    For the libraries the base install leaves out (scipy, scikit-learn,
+    matplotlib, torch): import them through this, inside the function that
+    needs them, never at module top, so that the agent's install stays small.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtra(module.split(".")[0], extra) from exc
+
+
 def require_torch():  # noqa: ANN201 - returns the torch module
     """Import torch or fail with the install hint; never import it at module top."""
     try:

@@ -31,6 +31,10 @@ tensors in external files (which this signature cannot cover) is refused.
 Keys are PEM files (PKCS#8 private, SubjectPublicKeyInfo public), the forms
 ``openssl genpkey -algorithm ed25519`` also writes. A private key may be
 encrypted; its passphrase comes from ``$EDGEWATCH_KEY_PASSPHRASE``.
+
+``cryptography`` is the ``[trust]`` extra, imported only where a key is
+used: an agent without trusted keys never needs it (and refuses unsigned
+MQTT models all the same); one given ``--trust-key`` without it exits 6.
 """
 
 from __future__ import annotations
@@ -46,18 +50,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from edgewatch.agent.onnx_wire import ModelBytes, metadata_record
 from edgewatch.contract import SIGNATURE_KEY
-from edgewatch.errors import BadModelFile, EdgewatchError, UntrustedModel
+from edgewatch.errors import BadModelFile, EdgewatchError, MissingExtra, UntrustedModel
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 FORMAT = "edgewatch-model-signature/1"
 PASSPHRASE_ENV = "EDGEWATCH_KEY_PASSPHRASE"
+
+
+def _crypto() -> SimpleNamespace:
+    """The parts of ``cryptography`` used here, or MissingExtra (exit 6) naming the extra."""
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ImportError as exc:
+        raise MissingExtra("cryptography", "trust") from exc
+    return SimpleNamespace(InvalidSignature=InvalidSignature, serialization=serialization,
+                           Ed25519PrivateKey=ed25519.Ed25519PrivateKey, Ed25519PublicKey=ed25519.Ed25519PublicKey)
 
 
 class BadKey(EdgewatchError):
@@ -75,7 +91,8 @@ class TrustedKey:
 
 def key_id(public: Ed25519PublicKey) -> str:
     """First 16 hex digits of the SHA-256 of the raw 32-byte key: short enough to read, long enough to be unique."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    ser = _crypto().serialization
+    raw = public.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
@@ -95,8 +112,10 @@ def generate_keypair(path: str | os.PathLike[str], overwrite: bool = False) -> T
     for p in (path, pub_path):
         if p.exists() and not overwrite:
             raise BadKey(f"{p} exists; refusing to overwrite a key (pass --force to replace it)")
+    c = _crypto()
+    serialization = c.serialization
     path.parent.mkdir(parents=True, exist_ok=True)
-    private = Ed25519PrivateKey.generate()
+    private = c.Ed25519PrivateKey.generate()
     secret = _passphrase()
     encryption = (serialization.BestAvailableEncryption(secret) if secret else serialization.NoEncryption())
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
@@ -119,23 +138,25 @@ def generate_keypair(path: str | os.PathLike[str], overwrite: bool = False) -> T
 
 
 def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    c = _crypto()
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise BadKey(f"cannot read private key {path}: {exc.strerror}") from None
     try:
-        key = serialization.load_pem_private_key(data, password=_passphrase())
+        key = c.serialization.load_pem_private_key(data, password=_passphrase())
     except TypeError:
         raise BadKey(f"private key {path} is encrypted: set ${PASSPHRASE_ENV}") from None
     except ValueError as exc:
         hint = " (this looks like a public key: sign with the private one)" if b"PUBLIC KEY" in data else ""
         raise BadKey(f"{path} is not a readable PEM private key{hint}: {exc}") from None
-    if not isinstance(key, Ed25519PrivateKey):
+    if not isinstance(key, c.Ed25519PrivateKey):
         raise BadKey(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
     return key
 
 
 def load_public_key(path: str | os.PathLike[str]) -> TrustedKey:
+    c = _crypto()
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -143,10 +164,10 @@ def load_public_key(path: str | os.PathLike[str]) -> TrustedKey:
     if b"PRIVATE KEY" in data:
         raise BadKey(f"{path} is a private key; give the agent only the public one ({path}.pub)")
     try:
-        key = serialization.load_pem_public_key(data)
+        key = c.serialization.load_pem_public_key(data)
     except ValueError as exc:
         raise BadKey(f"{path} is not a readable PEM public key: {exc}") from None
-    if not isinstance(key, Ed25519PublicKey):
+    if not isinstance(key, c.Ed25519PublicKey):
         raise BadKey(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
     return TrustedKey(key_id(key), key, str(path))
 
@@ -281,7 +302,7 @@ def verify_bytes(data: bytes, keys: Sequence[TrustedKey], source: str = "model")
                              f"trusted key ({_key_list(keys)})")
     try:
         key.public.verify(sig.signature, sig.message())
-    except InvalidSignature:
+    except _crypto().InvalidSignature:
         raise UntrustedModel(f"{source}: the signature of key {sig.key_id} does not match its signed fields "
                              "(the signature entry was edited or forged)") from None
     graph_sha, card_sha = digests(parsed, source)

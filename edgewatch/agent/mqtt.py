@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from edgewatch.agent.sinks import dumps
+from edgewatch.agent.events import dumps
 from edgewatch.agent.spool import DEFAULT_MAX_BYTES, Spool
 from edgewatch.errors import EdgewatchError
 

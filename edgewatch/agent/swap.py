@@ -1,13 +1,15 @@
 """Hot model swap: a new model file on disk, or on a retained MQTT topic, replaces the running one.
 
-Both paths end the same way: the candidate is loaded as a
-:class:`~edgewatch.agent.model.ScoringModel` (which checks it is an
-edgewatch model whose graph matches its card) and handed to
-:meth:`Agent.swap_model`, which checks it reads the same features and
-installs it between two batches, so no message is dropped. A candidate that
-fails any check is refused: ``edgewatch_model_swaps{result="refused"}``
-counts it, the log says why, a ``model_refused`` event goes to the sinks,
-and the old model keeps running.
+Both paths end the same way: :meth:`Agent.load_candidate` builds a
+:class:`~edgewatch.agent.runtime.ModelRuntime` from the file with the
+agent's run-time overrides and model checks (so a card that cannot run, a
+post-process parameter the kind does not know, a drift reference that does
+not fit, k > n, is found here, off the scoring loop) and checks it reads
+the same features; :meth:`Agent.swap_runtime` then installs it between two
+batches, so no message is dropped. A candidate that fails any check is
+refused: ``edgewatch_model_swaps{result="refused"}`` counts it, the log
+says why, a ``model_refused`` event goes to the sinks, and the old model
+keeps running.
 
 **File** (``--watch-model``): the model path is polled (mtime, size, inode);
 a change that stays put for one more poll is loaded. Replace the file
@@ -33,7 +35,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgewatch.agent.model import ScoringModel
 from edgewatch.errors import BadModelFile, EdgewatchError
 from edgewatch.files import write_bytes
 
@@ -49,17 +50,17 @@ MAX_MODEL_BYTES = 256 * 2**20
 def offer(agent: Agent, path: Path, expected_sha256: str | None, origin: str) -> bool:
     """Validate ``path`` and queue it for the agent; on any failure refuse it. True when accepted."""
     try:
-        model = ScoringModel(path, expected_sha256=expected_sha256)
-        if model.sha256 == agent.model.sha256:
+        runtime = agent.load_candidate(path, expected_sha256=expected_sha256)
+        if runtime.sha256 == agent.model.sha256:
             return False
-        agent.swap_model(model)
+        agent.swap_runtime(runtime)
     except EdgewatchError as exc:
         agent.refuse_model(str(exc), sha256=expected_sha256, origin=origin)
         return False
     except Exception as exc:  # anything else a broken file can provoke
         agent.refuse_model(f"{type(exc).__name__}: {exc}", sha256=expected_sha256, origin=origin)
         return False
-    log.info("model %s (%s) accepted from %s; swapping in", path, model.sha256[:12], origin)
+    log.info("model %s (%s) accepted from %s; swapping in", path, runtime.sha256[:12], origin)
     return True
 
 

@@ -14,9 +14,10 @@ import click
 from edgewatch.agent.config import load_into_context
 from edgewatch.agent.engine import Agent, AgentOptions, RunSummary
 from edgewatch.agent.metrics import AgentMetrics
-from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.runtime import ModelRuntime, load_runtime
 from edgewatch.agent.sinks import make_sink
 from edgewatch.agent.sources import make_source
+from edgewatch.errors import BadOverride
 
 log = logging.getLogger("edgewatch.agent")
 
@@ -113,10 +114,11 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     if watch_model and model_sha256:
         raise click.UsageError("--watch-model and --model-sha256 exclude each other: a pinned file cannot change "
                                "(ship new models on --model-topic, which carries its own sha256)")
-    model = ScoringModel(model_path, expected_sha256=model_sha256)
     options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n)
     if agent_id:
         options.agent_id = agent_id
+    runtime = start_runtime(model_path, options, model_sha256)
+    model = runtime.model
     metrics = AgentMetrics()
     mqtt_options = mqtt_options_from_flags(mqtt_username, mqtt_password, mqtt_ca_file, mqtt_cert_file,
                                            mqtt_key_file, mqtt_tls_insecure)
@@ -127,7 +129,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             built_sinks.append(make_sink(spec, agent_id=options.agent_id, spool_dir=spool_dir,
                                          spool_max_bytes=int(spool_max_mb * 2**20), metrics=metrics,
                                          **(mqtt_options if spec.startswith(("mqtt://", "mqtts://")) else {})))
-        agent = Agent(model, built_sinks, options, metrics=metrics)
+        agent = Agent(runtime, built_sinks, options, metrics=metrics)
         for spec in sources:
             agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout))
         closers = attach_operations(agent, metrics_addr, watch_model, watch_interval, model_topic, spool_dir)
@@ -158,6 +160,16 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         summary_json.write_text(json.dumps(summary_dict(summary), indent=2))
     if not quiet:
         print_summary(summary)
+
+
+def start_runtime(model_path: Path, options: AgentOptions, model_sha256: str | None = None,
+                  checks: list | None = None) -> ModelRuntime:
+    """The runtime of the --model file; a flag that contradicts the file is a usage error (exit 2)."""
+    try:
+        return load_runtime(model_path, options.overrides(), expected_sha256=model_sha256, checks=checks or (),
+                            drift_settings=options.drift_settings())
+    except BadOverride as exc:
+        raise click.UsageError(f"{exc} (model file {model_path})") from None
 
 
 def mqtt_options_from_flags(username: str | None, password: str | None, ca_file: str | None,

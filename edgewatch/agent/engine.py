@@ -201,14 +201,23 @@ class Agent:
                                          capacity=max(8, len(self._seq)))
         self.runtime = runtime
 
-    def load_candidate(self, path: str | Path, expected_sha256: str | None = None) -> ModelRuntime:
+    def load_candidate(self, path: str | Path, expected_sha256: str | None = None,
+                       data: bytes | None = None) -> ModelRuntime:
         """Build a runtime for a candidate file with this agent's overrides and checks, ready to swap.
 
-        Fails (BadModelFile, BadOverride) with the reason when it cannot run
-        here, including when it does not read this agent's features.
+        ``data``: the file's bytes when the caller already read (and checked)
+        them; the runtime is then built from those very bytes. Fails
+        (BadModelFile, BadOverride) with the reason when it cannot run here,
+        including when it does not read this agent's features.
         """
-        runtime = load_runtime(path, self.options.overrides(), expected_sha256=expected_sha256,
-                               checks=self.model_checks, drift_settings=self.options.drift_settings())
+        if data is None:
+            runtime = load_runtime(path, self.options.overrides(), expected_sha256=expected_sha256,
+                                   checks=self.model_checks, drift_settings=self.options.drift_settings())
+        else:
+            for check in self.model_checks:
+                check(Path(path), data)
+            runtime = ModelRuntime.build(ScoringModel(path, expected_sha256=expected_sha256, data=data),
+                                         self.options.overrides(), self.options.drift_settings())
         self._check_fits(runtime)
         return runtime
 

@@ -82,6 +82,7 @@ main = LazyGroup(
         "plot": C + "plot:plot",
         "bench": C + "bench:bench",
         "demo": C + "demo:demo",
+        "model": C + "model:model",
     },
 )
 main = click.version_option(__version__, package_name="edgewatch")(main)

@@ -38,6 +38,8 @@ from typing import Any, Mapping
 from edgewatch.errors import BadModelFile
 
 PREFIX = "edgewatch."
+# the signature entry (see edgewatch.agent.signing) is about the card, not part of it
+SIGNATURE_KEY = PREFIX + "signature"
 FORMAT_VERSION = 1
 INPUT_NAME = "x"
 SCORE_OUTPUT = "score"
@@ -313,7 +315,7 @@ class ModelCard:
     @classmethod
     def from_props(cls, props: Mapping[str, str], source: str = "model") -> ModelCard:
         """Read a card back; refuse files that are not ours or carry unknown keys."""
-        ours = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
+        ours = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX) and k != SIGNATURE_KEY}
         if not ours:
             others = sorted(props)[:5]
             hint = f" (its metadata keys: {', '.join(others)})" if others else " (it has no metadata)"

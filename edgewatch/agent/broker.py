@@ -129,10 +129,11 @@ class BrokerConnection:
         self._on_connect: list[Callable[[], None]] = []
         self._on_disconnect: list[Callable[[], None]] = []
         self._on_publish: list[Callable[[int, bool], None]] = []
-        self._last_error_log = 0.0
-        self.client = client = paho.Client(CallbackAPIVersion.VERSION2, client_id=o.client_id[:64],
-                                           protocol=paho.MQTTv311, clean_session=False,
-                                           manual_ack=True)
+        self.last_error: str | None = None  # why the last connection attempt failed
+        self.failed_connects = 0
+        self._error_logged_at: float | None = None
+        self.client = client = _Client(self._connect_failed, CallbackAPIVersion.VERSION2, client_id=o.client_id[:64],
+                                       protocol=paho.MQTTv311, clean_session=False, manual_ack=True)
         paho_log = logging.getLogger("edgewatch.agent.paho")
         if paho_log.isEnabledFor(logging.DEBUG):  # otherwise it repeats every failed reconnect at ERROR
             client.enable_logger(paho_log)
@@ -145,7 +146,6 @@ class BrokerConnection:
         client.max_queued_messages_set(0)
         client.on_connect = self._connected_cb
         client.on_disconnect = self._disconnected_cb
-        client.on_connect_fail = self._connect_failed_cb
         client.on_publish = self._published_cb
         client.on_message = self._message_cb
 
@@ -264,8 +264,9 @@ class BrokerConnection:
 
     def _connected_cb(self, client: paho.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
-            self._log_error("MQTT %s refused the connection: %s", self.options.address, reason)
+            self._connect_failed(f"the broker refused the connection: {reason}")
             return
+        self._error_logged_at = None  # a later failure is news again
         self.connects += 1
         with self._lock:
             subs = list(self._subscriptions.items())
@@ -285,10 +286,18 @@ class BrokerConnection:
             for cb in list(self._on_disconnect):
                 self._call(cb)
 
-    def _connect_failed_cb(self, _client: paho.Client, _userdata: Any) -> None:
-        if not self._closing.is_set():
-            self._log_error("MQTT %s: connect failed (broker down, wrong address or TLS refused); retrying",
-                            self.options.address)
+    def _connect_failed(self, reason: str) -> None:
+        """Say why the broker cannot be reached (TLS verify, refused, DNS...), at most once a minute."""
+        self.last_error = reason
+        self.failed_connects += 1
+        if self._closing.is_set():
+            return
+        now = time.monotonic()
+        if self._error_logged_at is None or now - self._error_logged_at >= ERROR_LOG_INTERVAL:
+            self._error_logged_at = now
+            log.warning("MQTT %s: cannot connect: %s (%d failed attempt(s) so far; alerts wait in the spool, "
+                        "retrying; logged at most once a minute)", self.options.address, reason,
+                        self.failed_connects)
 
     def _published_cb(self, _client: paho.Client, _userdata: Any, mid: int, reason: Any, _props: Any) -> None:
         refused = bool(getattr(reason, "is_failure", False))
@@ -304,11 +313,33 @@ class BrokerConnection:
         except Exception:
             log.exception("MQTT connection listener failed")
 
-    def _log_error(self, fmt: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last_error_log >= ERROR_LOG_INTERVAL:
-            self._last_error_log = now
-            log.warning(fmt + " (logged at most once a minute)", *args)
+
+class _Client(paho.Client):
+    """paho's client, telling us why a connection attempt failed.
+
+    Why: paho's loop catches the OSError of a failed connect (refused, DNS,
+    TLS certificate verification) and only calls ``on_connect_fail`` without
+    it, so an operator would never learn why the alerts stay in the spool.
+    """
+
+    def __init__(self, on_error: Callable[[str], None], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_error = on_error
+
+    def _create_socket(self) -> Any:
+        try:
+            return super()._create_socket()
+        except Exception as exc:
+            self._on_error(_describe(exc))
+            raise
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message or exc}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class Connections:

@@ -124,6 +124,11 @@ class MqttSink:
     def client(self) -> paho.Client:
         return self.connection.client
 
+    @property
+    def last_error(self) -> str | None:
+        """Why the broker connection's last attempt failed (None once connected)."""
+        return self.connection.last_error
+
     # -- connection events (paho's network thread) ---------------------------------------
 
     def _on_connect(self) -> None:

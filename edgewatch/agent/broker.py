@@ -86,7 +86,8 @@ def parse_broker_url(url: str, client_id: str, **options: Any) -> tuple[BrokerOp
     if unknown:
         raise MqttConfigError(f"unknown MQTT options {sorted(unknown)}; known: {sorted(BROKER_FIELDS)}")
     clean = {k: v for k, v in options.items() if v is not None}
-    tls = (parts.scheme == "mqtts" or bool(clean.pop("tls", False)) or bool(clean.get("tls_insecure"))
+    asked = bool(clean.pop("tls", False))  # popped first: mqtts:// must not leave it in (a TypeError)
+    tls = (parts.scheme == "mqtts" or asked or bool(clean.get("tls_insecure"))
            or any(clean.get(k) for k in ("ca_file", "cert_file")))
     if parts.username and "username" not in clean:
         clean["username"] = unquote(parts.username)

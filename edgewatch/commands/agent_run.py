@@ -12,16 +12,31 @@ from pathlib import Path
 
 import click
 
+from edgewatch.agent.broker import Connections
 from edgewatch.agent.config import load_into_context
 from edgewatch.agent.engine import Agent, AgentOptions, RunSummary
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.runtime import ModelRuntime
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sinks import make_sink
-from edgewatch.agent.sources import make_source
-from edgewatch.errors import BadModelFile
+from edgewatch.agent.sources import make_source, schemes
+from edgewatch.errors import BadModelFile, BadOverride
 
 log = logging.getLogger("edgewatch.agent")
+
+class SourceParam(click.ParamType):
+    """A --source URL, or from a config file a ``[[source]]`` table (url = ... plus protocol keys)."""
+
+    name = "URL"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        if isinstance(value, dict):
+            return value
+        if isinstance(value, str):
+            return value
+        self.fail(f"{value!r} is neither a URL nor a table with url = ...", param, ctx)
+
 
 EPILOG = """\b
 Examples:
@@ -31,7 +46,10 @@ Examples:
   edgewatch agent run --config /etc/edgewatch/agent.toml
 
 \b
-Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop=1], stdin.
+Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop=1], stdin,
+         mqtt[s]://HOST:PORT/TOPIC-FILTER (+ and # as %23; JSON or Sparkplug B),
+         opcua://HOST:PORT/Objects/2:Name[?interval=S], modbus://HOST:PORT/UNIT?registers=...;
+         in a config file also [[source]] tables (url = ... plus protocol keys), see docs/sources.md.
 Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on PREFIX/AGENT-ID/alerts,
          drift on .../drift, other events on .../events, QoS 1, spooled to disk until the broker's
          PUBACK: at-least-once, dedupe by the alert "id"; retained .../status online/offline).
@@ -60,8 +78,8 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.option("--max-model-mb", type=click.FloatRange(min=0.01), default=64.0, show_default=True,
               help="Largest model file accepted from --model-topic; bigger messages are refused before "
                    "anything is written.")
-@click.option("--source", "sources", multiple=True, required=True,
-              help="Where measurements come from (repeatable; each source is a stream).")
+@click.option("--source", "sources", multiple=True, required=True, type=SourceParam(),
+              help="Where measurements come from (repeatable): " + ", ".join(schemes()) + ".")
 @click.option("--sink", "sinks", multiple=True, default=("stdout",), show_default=True,
               help="Where alert events go (repeatable).")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
@@ -138,25 +156,30 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     if model_sha256 and model_sha256.lower() != actual:
         raise BadModelFile(f"model file {model_path} has sha256 {actual}, expected {model_sha256.lower()}: "
                            "refusing to load it")
-    model = ScoringModel(model_path, expected_sha256=actual)  # the file loaded is the file checked
     if verified is not None:
         log.info("model %s %s", model_path, verified.describe())
     options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n)
     if agent_id:
         options.agent_id = agent_id
+    runtime = start_runtime(model_path, options, data)
+    model = runtime.model
     metrics = AgentMetrics()
     mqtt_options = mqtt_options_from_flags(mqtt_username, mqtt_password, mqtt_ca_file, mqtt_cert_file,
                                            mqtt_key_file, mqtt_tls_insecure)
     built_sinks: list = []
     closers: list[Callable[[], None]] = []
+    connections = Connections()  # one per broker, shared by MQTT sinks, sources and the model receiver
     try:
         for spec in sinks:
             built_sinks.append(make_sink(spec, agent_id=options.agent_id, spool_dir=spool_dir,
                                          spool_max_bytes=int(spool_max_mb * 2**20), metrics=metrics,
+                                         connections=connections,
                                          **(mqtt_options if spec.startswith(("mqtt://", "mqtts://")) else {})))
-        agent = Agent(model, built_sinks, options, metrics=metrics)
+        agent = Agent(runtime, built_sinks, options, metrics=metrics)
         for spec in sources:
-            agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout))
+            agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout,
+                                         agent_id=options.agent_id, mqtt_options=mqtt_options,
+                                         connections=connections))
         closers = attach_operations(agent, metrics_addr, watch_model, watch_interval, model_topic, spool_dir,
                                     trust=trust, max_model_bytes=int(max_model_mb * 2**20))
     except BaseException:
@@ -164,6 +187,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             sink.close()
         for close in closers:
             close()
+        connections.close()
         raise
     close_page_and_record = attach_page_and_record(agent, ui, record_run)  # --ui, --record-run
     card = model.card
@@ -181,11 +205,22 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     finally:
         for close in reversed(closers):
             close()
+        connections.close()
     close_page_and_record()
     if summary_json:
         summary_json.write_text(json.dumps(summary_dict(summary), indent=2))
     if not quiet:
         print_summary(summary)
+
+
+def start_runtime(model_path: Path, options: AgentOptions, data: bytes) -> ModelRuntime:
+    """The runtime of the --model file, built from its checked bytes ``data``; a flag that contradicts the
+    file is a usage error (exit 2), a card that cannot run a bad model file (exit 3)."""
+    model = ScoringModel(model_path, data=data)  # the file loaded is the file checked
+    try:
+        return ModelRuntime.build(model, options.overrides(), options.drift_settings())
+    except BadOverride as exc:
+        raise click.UsageError(f"{exc} (model file {model_path})") from None
 
 
 def mqtt_options_from_flags(username: str | None, password: str | None, ca_file: str | None,

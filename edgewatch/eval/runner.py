@@ -18,7 +18,6 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from edgewatch.contract import PostProcess
 from edgewatch.data.nab import CostProfile, NabFile, load_corpus, read_profiles
 from edgewatch.errors import BadInput
 from edgewatch.eval import metrics
@@ -37,21 +36,27 @@ class Detector(Protocol):
 class ModelDetector:
     """An edgewatch model file run like the agent runs it (graph, then post-process).
 
-    Rows before the first full window get no score from the agent; here they
-    get 0, the lowest score, so they never count as detections.
+    It goes through the agent's :class:`~edgewatch.agent.runtime.ModelRuntime`,
+    so a file the agent would refuse is refused here with the same reason,
+    and the post-process is the very object the agent would build. Rows
+    before the first full window get no score from the agent; here they get
+    0, the lowest score, so they never count as detections.
     """
 
     def __init__(self, path: str | os.PathLike[str], stride: int = 1) -> None:
         from edgewatch.agent.model import ScoringModel
+        from edgewatch.agent.runtime import DriftSettings, ModelRuntime, Overrides
 
-        self.model = ScoringModel(path)
-        card = self.model.card
+        model = ScoringModel(path)
+        card = model.card
         if not card.is_time_series or card.n_features != 1:
             raise BadInput(f"{path} is a {card.family} model with sample shape {card.sample_shape}; "
                            "NAB needs a time-series model of one feature (window, 1)")
+        self.runtime = ModelRuntime.build(model, Overrides(stride=max(int(stride), 1)), DriftSettings(every=0))
+        self.model = model
         self.name = f"model:{Path(path).name}"
-        self.window = card.window
-        self.stride = max(int(stride), 1)
+        self.window = self.runtime.window
+        self.stride = self.runtime.stride
 
     def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
         return self.post_scores(values, self.graph_outputs(values))
@@ -73,17 +78,16 @@ class ModelDetector:
         aux = None if batches[0].aux is None else np.concatenate([b.aux for b in batches])
         return ends, raw, aux
 
-    def post_scores(self, values: np.ndarray, outputs: tuple[np.ndarray, np.ndarray, np.ndarray | None],
-                    postprocess: PostProcess | None = None) -> np.ndarray:
-        """Every row's decision score from the graph's outputs, through the card's post-process (or another)."""
-        from edgewatch.agent.postprocess import make_postprocessor
-
+    def post_scores(self, values: np.ndarray, outputs: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> np.ndarray:
+        """Every row's decision score from graph outputs (possibly another file's with the same graph),
+        through the post-process the agent would build from this file's card."""
         ends, raw, aux = outputs
         n, w = len(values), self.window
         out = np.zeros(n)
         if not len(ends):
             return out
-        post = make_postprocessor(self.model.card.postprocess if postprocess is None else postprocess)
+        # each series starts from an empty state, like a new stream
+        post = self.runtime.fresh().post
         out[ends] = post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux)
         if self.stride > 1:  # hold each score until the next scored row, as an operator sees it
             idx = np.maximum.accumulate(np.where(np.isin(np.arange(n), ends), np.arange(n), 0))

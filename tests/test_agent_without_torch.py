@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from tests.modelkit import make_card, write_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +53,37 @@ def test_agent_runs_with_torch_blocked(tmp_path: Path) -> None:
     assert [e["event"] for e in events] == ["start", "end"]
     assert events[0]["top_features"][0]["feature"] == "c"
     assert (tmp_path / "a.jsonl").read_text().count("\n") == 2
+
+
+def test_signed_models_verify_with_torch_and_onnx_blocked(tmp_path: Path) -> None:
+    from edgewatch.agent.signing import generate_keypair, load_private_key, sign_bytes
+
+    generate_keypair(tmp_path / "k")
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.1))
+    signed = tmp_path / "s.onnx"
+    signed.write_bytes(sign_bytes(model.read_bytes(), load_private_key(tmp_path / "k"), signer="ci"))
+    data = _replay_csv(tmp_path / "r.csv")
+    for path, code in ((signed, 0), (model, 3)):
+        for args in (["model", "verify", str(path)], ["agent", "run", "--model", str(path), "--source",
+                                                       f"replay:{data}", "--stride", "1", "-q"]):
+            proc = subprocess.run([sys.executable, "-c", BLOCKER, *args, "--trust-key", str(tmp_path / "k.pub")],
+                                  capture_output=True, text=True, timeout=120, cwd=tmp_path)
+            assert proc.returncode == code, (args, proc.stderr)
+            assert "HEAVY=\n" in proc.stderr, proc.stderr
+            if code:
+                assert "is not signed" in proc.stderr
+
+
+def test_cryptography_is_needed_only_with_trust_keys(tmp_path: Path) -> None:
+    blocker = BLOCKER.replace("'matplotlib')", "'matplotlib', 'cryptography')", 1)
+    assert blocker != BLOCKER
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.1))
+    (tmp_path / "k.pub").write_text("not needed: the import fails first\n")
+    run = [sys.executable, "-c", blocker, "agent", "run", "--model", str(model), "--source",
+           f"replay:{_replay_csv(tmp_path / 'r.csv')}", "--stride", "1", "-q"]
+    plain = subprocess.run(run, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    trusting = subprocess.run(run + ["--trust-key", str(tmp_path / "k.pub")], capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)
+    assert trusting.returncode == 6, trusting.stderr
+    assert "pip install 'edgewatch[trust]'" in trusting.stderr

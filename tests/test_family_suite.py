@@ -109,8 +109,21 @@ def tiny_lstm_ae(out: Path) -> Tiny:
     return Tiny(res.checkpoint, res.scorer, res.history.train_loss)
 
 
+def tiny_conv1d_ae(out: Path) -> Tiny:
+    from edgewatch.models.conv1d_ae import Conv1dAutoencoder, model_config
+    from edgewatch.train.window_ae import WindowAeConfig, train_window_ae
+
+    values = _sines(400, 3, 0)
+    run = train_window_ae(Conv1dAutoencoder(3, (8, 4)), "conv1d-ae", values, ["a", "b", "c"],
+                          WindowAeConfig(window=16, train=_train(epochs=4, lr=3e-3)))
+    save_checkpoint(out, "conv1d-ae", model_config(3, 16, (8, 4)), run.scorer.state_dict(), run.card_fields,
+                    calibration=run.calibration)
+    return Tiny(out, run.scorer, run.history.train_loss)
+
+
 TRAINERS: dict[str, Callable[[Path], Tiny]] = {
     "lstm-ae": tiny_lstm_ae, "deepant": tiny_deepant, "rnn-ae": tiny_rnn_ae, "conv-ae": tiny_conv_ae,
+    "conv1d-ae": tiny_conv1d_ae,
 }
 FAMILIES = [f for f in TRAINERS if importlib.util.find_spec("edgewatch.models." + f.replace("-", "_"))]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgewatch.cli import main
-from edgewatch.eval.skab_score import Binary, changepoints_of, nab_file, nab_scores
+from edgewatch.eval.skab_score import Binary, changepoints_of, nab_file, nab_scores, seconds_of
 from tests.test_agent_without_torch import BLOCKER
 
 SENSORS = ["Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature", "Thermocouple",
@@ -104,7 +105,7 @@ def test_mini_eval_and_predictions_files(tmp_path: Path) -> None:
              write_skab_file(root / "data" / "other" / "1.csv", seed=4, rows=650, fault=(450, 520))]
     write_skab_file(root / "data" / "anomaly-free" / "anomaly-free.csv", seed=5)  # not scored
     res = CliRunner().invoke(main, ["eval", "skab", "--data", str(root), "--family", "pca", "--quiet",
-                                    "--predictions-out", str(tmp_path / "pred")])
+                                    "--predictions-out", str(tmp_path / "pred"), "--models-out", str(tmp_path / "m")])
     assert res.exit_code == 0, res.output
     from edgewatch.eval.skab_runner import read_predictions
 
@@ -120,3 +121,19 @@ def test_mini_eval_and_predictions_files(tmp_path: Path) -> None:
     assert total.split()[2:5] == [f"{b.f1:.3f}", f"{b.far:.2f}", f"{b.mar:.2f}"]
     assert b.f1 > 0.8  # a 3-sigma shift of three sensors is easy; the file above scores it
     assert "flag every row" in res.output and "Conv-AE" in res.output
+
+    # the agent replays each file as it is with that file's model: its episodes are the predictions
+    for src, key in zip(files, ["valve1/0", "other/1"]):
+        alerts = tmp_path / f"{key.replace('/', '-')}.jsonl"
+        run = CliRunner().invoke(main, ["agent", "run", "--model", str(tmp_path / "m" / "pca" / f"{key}.onnx"),
+                                        "--source", f"replay:{src}?sep=;&time=datetime", "--sink", f"jsonl:{alerts}"])
+        assert run.exit_code == 0, run.output
+        events = [json.loads(line) for line in alerts.read_text().splitlines()]
+        flags = np.zeros(len(src.read_text().splitlines()) - 1, dtype=np.int8)
+        for ev in events:
+            if ev["event"] == "end":
+                flags[ev["episode"]["start_seq"]:ev["episode"]["end_seq"]] = 1
+        assert events and events[0]["ts"] == pytest.approx(seconds_of([src.read_text().splitlines()[1].split(";")[0]])[0]
+                                                           + events[0]["seq"])
+        _, pred = read_predictions(tmp_path / "pred" / f"{key}.csv")
+        assert flags[400:].tolist() == pred.tolist()

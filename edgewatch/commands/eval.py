@@ -115,9 +115,14 @@ def make_detector(out: Path) -> None:
               help="Keep every file's model file as DIR/<family>/<group>/<n>.onnx (else a temporary folder).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the torch families.")
+@click.option("--plot", "plot_key", default=None, metavar="GROUP/N",
+              help="Also draw this experiment (e.g. valve1/1) as the first family saw it, to --plot-out.")
+@click.option("--plot-out", type=click.Path(dir_okay=False, path_type=Path), default=Path("skab.png"),
+              show_default=True, help="The PNG for --plot (needs matplotlib).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def skab(data: Path | None, families: tuple[str, ...], groups: tuple[str, ...], predictions_out: Path | None,
-         models_out: Path | None, out: Path | None, seed: int, quiet: bool) -> None:
+         models_out: Path | None, out: Path | None, seed: int, plot_key: str | None, plot_out: Path,
+         quiet: bool) -> None:
     """Run families over SKAB by its published protocol and print SKAB's figures.
 
     Per experiment file the first 400 rows train (scaler and model fitted on
@@ -134,8 +139,12 @@ def skab(data: Path | None, families: tuple[str, ...], groups: tuple[str, ...], 
     from edgewatch.eval.skab_families import resolve
     from edgewatch.eval.skab_runner import format_table, run_family, write_predictions
 
+    from edgewatch.errors import BadInput
+
     recipes = [resolve(name) for name in families]
     files = load_skab(data or default_skab_dir(), list(groups) or None)
+    if plot_key and plot_key not in {f.key for f in files}:
+        raise BadInput(f"--plot {plot_key}: no such experiment (keys look like valve1/1 or other/14)")
     results = []
     for recipe in recipes:
         res = run_family(files, recipe, seed=seed, progress=not quiet,
@@ -147,6 +156,12 @@ def skab(data: Path | None, families: tuple[str, ...], groups: tuple[str, ...], 
             click.echo(f"{recipe.name}: {len(written)} prediction files written under {target}")
     rows = sum(len(r.truth) for r in results[0].runs)
     click.echo(format_table(results, len(files), rows))
+    if plot_key:
+        from edgewatch.plot.skab_plot import plot_experiment
+
+        file = next(f for f in files if f.key == plot_key)
+        run = next(r for r in results[0].runs if r.key == plot_key)
+        click.echo(f"plot of {plot_key} written to {plot_experiment(file, run, results[0].family, plot_out)}")
     if out:
         doc = {r.family: {"groups": {g or "total": {"f1": r.binary(g).f1, "far": r.binary(g).far,
                                                     "mar": r.binary(g).mar}

@@ -75,9 +75,9 @@ def _split(event: dict, feature_errors: bool) -> tuple[dict, list[float]]:
     rest = {k: v for k, v in event.items() if k not in ("score", "top_features")}
     rest["episode"] = {k: v for k, v in event["episode"].items() if k != "peak_score"}
     top = sorted(event.get("top_features", []), key=lambda f: f["feature"])
-    rest["top_features"] = [f["feature"] for f in top]
     scores = [event["score"], event["episode"]["peak_score"]]
-    if feature_errors:
+    if feature_errors:  # near-equal per-feature errors under dynamic int8 swap places between CPUs
+        rest["top_features"] = [f["feature"] for f in top]
         scores += [x for f in top for x in (f["error"], f["share"])]
     return rest, scores
 
@@ -108,7 +108,7 @@ def test_agent_on_arm64_gives_the_x86_events(arm64: Arm64Python, tmp_path: Path,
     assert len(x86_events) >= 8 and [e["event"] for e in x86_events].count("start") >= 4
     x86_parts = [_split(e, exact) for e in x86_events]
     arm_parts = [_split(e, exact) for e in arm_events]
-    assert [p[0] for p in arm_parts] == [p[0] for p in x86_parts]  # ids, seqs, episodes, features
+    assert [p[0] for p in arm_parts] == [p[0] for p in x86_parts]  # ids, seqs, episodes (and top features when exact)
 
     x86_q, x86_s = _scores(tmp_path / "x86.run.jsonl")
     arm_q, arm_s = _scores(tmp_path / "arm64.run.jsonl")

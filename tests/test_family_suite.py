@@ -23,7 +23,7 @@ from edgewatch.agent.engine import SCORE_BATCH
 from edgewatch.agent.model import ScoringModel
 from edgewatch.contract import Quantization
 from edgewatch.export.invariance import MAX_REL_DIFF, BatchDependentScores
-from edgewatch.export.onnx import export_model
+from edgewatch.export.onnx import export_family, export_model
 from edgewatch.export.scoring import score_batches
 from edgewatch.models import family_module
 from edgewatch.train.checkpoint import card_from_fields, load_checkpoint, save_checkpoint
@@ -141,10 +141,10 @@ def exported(tiny: Tiny) -> tuple[Path, object]:
     ck = load_checkpoint(tiny.checkpoint)
     fam = family_module(ck.family)
     out = tiny.checkpoint.with_suffix(".onnx")
-    report = export_model(fam.build_scorer(ck.config, ck.state_dict),
-                          card_from_fields(ck.card_fields, fam.EXPORT.quantization), out,
-                          quantization=fam.EXPORT.quantization, calibration=ck.calibration,
-                          script=fam.EXPORT.script)
+    report = export_family(fam.build_scorer(ck.config, ck.state_dict),
+                           card_from_fields(ck.card_fields, fam.EXPORT.quantization), out, fam.EXPORT,
+                           calibration=ck.calibration)
+    assert report.quantization in (fam.EXPORT.quantization, fam.EXPORT.fallback)
     return out, report
 
 

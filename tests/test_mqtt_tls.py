@@ -62,9 +62,9 @@ def test_failed_verification_is_logged_with_its_reason_once(tls_broker, tmp_path
                              reconnect_max=0.2, drain_timeout=0.2)
     sink.send(ALERT)
     deadline = time.monotonic() + 10
-    while sink._failed_connects < 3 and time.monotonic() < deadline:
+    while sink.connection.failed_connects < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert sink._failed_connects >= 3 and not sink.connected
+    assert sink.connection.failed_connects >= 3 and not sink.connected
     assert "certificate verif" in (sink.last_error or "")
     said = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
     assert len(said) == 1 and "certificate verification failed: self-signed certificate" in said[0], said
@@ -78,7 +78,7 @@ def test_insecure_mode_from_the_cli_flags(tls_broker, collector, pki: Path, tmp_
     opts = mqtt_options_from_flags(None, None, None, None, None, tls_insecure=True)
     sink = MqttSink.from_url(f"mqtts://{tls_broker.host}:{tls_broker.port}/tls", agent_id="insecure",
                              spool_dir=tmp_path, **opts)
-    assert sink.options.tls and sink.options.tls_insecure
+    assert sink.connection.options.tls and sink.connection.options.tls_insecure
     sink.send(ALERT)
     assert sink.wait_delivered(10)
     assert sub.wait_for(lambda c: [e["id"] for e in c.events()] == ["tls-1"])

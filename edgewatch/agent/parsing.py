@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -30,6 +31,12 @@ class BadReason(str, enum.Enum):
     NON_FINITE = "non_finite"  # NaN or infinity
     BAD_TIMESTAMP = "bad_timestamp"
     BAD_STREAM = "bad_stream"
+    # field protocols (edgewatch.agent.sources): the same counter, one reason each
+    BAD_PAYLOAD = "bad_payload"  # a binary payload (Sparkplug B protobuf) that does not decode
+    UNKNOWN_ALIAS = "unknown_alias"  # Sparkplug data naming a metric alias no birth certificate defined
+    BAD_STATUS = "bad_status"  # an OPC UA value whose status code is not Good
+    TIMEOUT = "timeout"  # a polled device (Modbus) did not answer in time
+    EXCEPTION_RESPONSE = "exception_response"  # a Modbus exception code instead of registers
 
 
 @dataclass(slots=True)
@@ -141,3 +148,49 @@ def iso_to_epoch(text: str) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
+
+
+def parse_payload(raw: str | bytes, features: Sequence[str], max_bytes: int = DEFAULT_MAX_BYTES
+                  ) -> Measurement | BadReason:
+    """:func:`parse_message`, plus flat objects keyed by the model's feature names.
+
+    ``{"cpu": 0.3, "memory": 0.5, "traffic": 0.2, "fan": 0.6}``: keys that are
+    not features are ignored (``ts`` and ``stream`` still count), a missing
+    feature is ``wrong_arity``. Objects with a ``values`` field keep their
+    meaning, so the forms never clash.
+    """
+    m = parse_message(raw, len(features), max_bytes)
+    if m is not BadReason.NO_VALUES:
+        return m
+    obj = _DECODE(bytes(raw).decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw)
+    out: list[float] = []
+    for name in features:
+        v = obj.get(name)
+        if v is None:
+            return BadReason.WRONG_ARITY if name not in obj else BadReason.NOT_NUMBER
+        if type(v) is float:
+            f = v
+        elif type(v) is int:
+            try:
+                f = float(v)
+            except OverflowError:
+                return BadReason.NON_FINITE
+        else:
+            return BadReason.NOT_NUMBER
+        if not math.isfinite(f):
+            return BadReason.NON_FINITE
+        out.append(f)
+    ts = stream = None
+    raw_ts = _first(obj, _TIME_KEYS)
+    if raw_ts is not None:
+        ts = _timestamp(raw_ts)
+        if ts is None:
+            return BadReason.BAD_TIMESTAMP
+    stream = obj.get("stream")
+    if stream is not None:
+        if isinstance(stream, (int, float)) and not isinstance(stream, bool):
+            stream = str(stream)
+        if not isinstance(stream, str) or not stream or len(stream) > _MAX_STREAM_ID:
+            return BadReason.BAD_STREAM
+    return Measurement(out, ts, stream)
+

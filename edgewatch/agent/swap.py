@@ -156,7 +156,7 @@ def model_message(path: str | os.PathLike[str]) -> bytes:
 
 
 class MqttModelReceiver:
-    """Takes model files from the retained ``model`` topic of an MQTT sink.
+    """Takes model files from the retained ``PREFIX/AGENT/model`` topic, on the sink's broker connection.
 
     ``trust`` decides which files may run (default: none unsigned, see
     :class:`TrustPolicy`); ``max_bytes`` bounds the model file, and its base64
@@ -179,7 +179,8 @@ class MqttModelReceiver:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-topic", daemon=True)
         self._thread.start()
-        self.topic = sink.subscribe("model", self._on_message)
+        self.connection = sink.connection
+        self.topic = self.connection.subscribe(f"{sink.base}/model", self._on_message)
 
     def _on_message(self, msg: Any) -> None:
         # paho's network thread: keep it short, loading a model happens in our thread
@@ -254,3 +255,4 @@ class MqttModelReceiver:
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
+        self.connection.unsubscribe(self.topic)

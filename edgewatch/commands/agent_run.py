@@ -12,16 +12,30 @@ from pathlib import Path
 
 import click
 
+from edgewatch.agent.broker import Connections
 from edgewatch.agent.config import load_into_context
 from edgewatch.agent.engine import Agent, AgentOptions, RunSummary
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sinks import make_sink
-from edgewatch.agent.sources import make_source
+from edgewatch.agent.sources import make_source, schemes
 from edgewatch.errors import BadModelFile
 
 log = logging.getLogger("edgewatch.agent")
+
+class SourceParam(click.ParamType):
+    """A --source URL, or from a config file a ``[[source]]`` table (url = ... plus protocol keys)."""
+
+    name = "URL"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        if isinstance(value, dict):
+            return value
+        if isinstance(value, str):
+            return value
+        self.fail(f"{value!r} is neither a URL nor a table with url = ...", param, ctx)
+
 
 EPILOG = """\b
 Examples:
@@ -31,7 +45,10 @@ Examples:
   edgewatch agent run --config /etc/edgewatch/agent.toml
 
 \b
-Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop=1], stdin.
+Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop=1], stdin,
+         mqtt[s]://HOST:PORT/TOPIC-FILTER (+ and # as %23; JSON or Sparkplug B),
+         opcua://HOST:PORT/Objects/2:Name[?interval=S], modbus://HOST:PORT/UNIT?registers=...;
+         in a config file also [[source]] tables (url = ... plus protocol keys), see docs/sources.md.
 Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on PREFIX/AGENT-ID/alerts,
          drift on .../drift, other events on .../events, QoS 1, spooled to disk until the broker's
          PUBACK: at-least-once, dedupe by the alert "id"; retained .../status online/offline).
@@ -60,8 +77,8 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.option("--max-model-mb", type=click.FloatRange(min=0.01), default=64.0, show_default=True,
               help="Largest model file accepted from --model-topic; bigger messages are refused before "
                    "anything is written.")
-@click.option("--source", "sources", multiple=True, required=True,
-              help="Where measurements come from (repeatable; each source is a stream).")
+@click.option("--source", "sources", multiple=True, required=True, type=SourceParam(),
+              help="Where measurements come from (repeatable): " + ", ".join(schemes()) + ".")
 @click.option("--sink", "sinks", multiple=True, default=("stdout",), show_default=True,
               help="Where alert events go (repeatable).")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
@@ -149,14 +166,18 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
                                            mqtt_key_file, mqtt_tls_insecure)
     built_sinks: list = []
     closers: list[Callable[[], None]] = []
+    connections = Connections()  # one per broker, shared by MQTT sinks, sources and the model receiver
     try:
         for spec in sinks:
             built_sinks.append(make_sink(spec, agent_id=options.agent_id, spool_dir=spool_dir,
                                          spool_max_bytes=int(spool_max_mb * 2**20), metrics=metrics,
+                                         connections=connections,
                                          **(mqtt_options if spec.startswith(("mqtt://", "mqtts://")) else {})))
         agent = Agent(model, built_sinks, options, metrics=metrics)
         for spec in sources:
-            agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout))
+            agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout,
+                                         agent_id=options.agent_id, mqtt_options=mqtt_options,
+                                         connections=connections))
         closers = attach_operations(agent, metrics_addr, watch_model, watch_interval, model_topic, spool_dir,
                                     trust=trust, max_model_bytes=int(max_model_mb * 2**20))
     except BaseException:
@@ -164,6 +185,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             sink.close()
         for close in closers:
             close()
+        connections.close()
         raise
     close_page_and_record = attach_page_and_record(agent, ui, record_run)  # --ui, --record-run
     card = model.card
@@ -181,6 +203,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     finally:
         for close in reversed(closers):
             close()
+        connections.close()
     close_page_and_record()
     if summary_json:
         summary_json.write_text(json.dumps(summary_dict(summary), indent=2))

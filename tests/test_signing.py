@@ -251,25 +251,32 @@ def test_mqtt_models_verified_before_disk(tmp_path: Path, keys: dict, broker, co
         publish.single(topic, b"", qos=1, retain=True, hostname=broker.host, port=broker.port)
 
 
-def test_mqtt_without_trust_key_needs_explicit_opt_in(tmp_path: Path, broker) -> None:
+def test_mqtt_without_trust_key_needs_explicit_opt_in(tmp_path: Path, broker, collector) -> None:
     """End to end through the CLI: no --trust-key refuses an unsigned MQTT model; the opt-in takes it."""
     live = write_model(tmp_path / "live.onnx", make_card(window=5, threshold=0.5))
     v2 = write_model(tmp_path / "v2.onnx", make_card(window=5, threshold=0.3))
     topic = "optin/a1/model"
     publish.single(topic, model_message(v2), qos=1, retain=True, hostname=broker.host, port=broker.port)
+    events = collector(broker, "optin/a1/events", client_id="c-optin", persistent=False)
     try:
         outcomes = {}
-        for flag in ([], ["--allow-unsigned-models"]):
+        for flag, expected in (([], "model_refused"), (["--allow-unsigned-models"], "model_swapped")):
             spool = tmp_path / f"spool{len(flag)}"
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(live), "--source",
-                 f"replay:{_replay(tmp_path)}?rate=200", "--stride", "1", "--agent-id", "a1",
-                 "--sink", f"mqtt://{broker.host}:{broker.port}/optin", "--model-topic", "--duration", "2.5",
-                 "--spool-dir", str(spool), "-q", "--summary-json", str(tmp_path / "s.json"), *flag],
-                capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                 f"replay:{_replay(tmp_path)}?rate=200&loop=1", "--stride", "1", "--agent-id", "a1",
+                 "--sink", f"mqtt://{broker.host}:{broker.port}/optin", "--model-topic",
+                 "--spool-dir", str(spool), "-q", *flag],
+                stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-            assert proc.returncode == 0, proc.stderr
-            outcomes[bool(flag)] = (proc.stderr, sorted(p.name for p in (spool / "models").iterdir()))
+            try:
+                assert events.wait_for(lambda c: expected in [e["event"] for e in c.events("/events")], 30), \
+                    events.events("/events")
+            finally:
+                proc.terminate()
+                _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+            outcomes[bool(flag)] = (err, sorted(p.name for p in (spool / "models").iterdir() if p.suffix == ".onnx"))
         refused_log, refused_files = outcomes[False]
         assert "no --trust-key" in refused_log and refused_files == []
         accepted_log, accepted_files = outcomes[True]

@@ -19,12 +19,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from paho.mqtt.enums import MQTTErrorCode
 
-from edgewatch.agent.broker import BrokerConnection, BrokerOptions, parse_broker_url
+from edgewatch.agent.broker import BrokerConnection, parse_broker_url
 from edgewatch.errors import EdgewatchError
 from edgewatch.fleet import topics
 
@@ -49,7 +49,7 @@ class Operator:
     def __init__(self, url: str, connect_timeout: float = 10.0, **broker_options: Any) -> None:
         options, path = parse_broker_url(url, client_id=f"edgewatch-op-{uuid.uuid4().hex[:12]}", **broker_options)
         self.prefix = path.strip("/") or "edgewatch"
-        self.conn = BrokerConnection(BrokerOptions(**{**options.__dict__, "clean_session": True}))
+        self.conn = BrokerConnection(replace(options, clean_session=True))
         self.conn.start()
         if not self.conn.wait_connected(connect_timeout):
             self.conn.close()

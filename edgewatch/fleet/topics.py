@@ -171,6 +171,12 @@ def offline_will(agent: str) -> bytes:
     return dumps({"v": CONTRACT_VERSION, "agent": agent, "state": "offline", "reason": "connection lost (last will)"})
 
 
+def minimal_status(agent: str, state: str) -> bytes:
+    """The status of an agent without a StatusReporter (tests, embedders): state and time only."""
+    now = time.time()
+    return dumps({"v": CONTRACT_VERSION, "agent": agent, "state": state, "time": iso(now), "ts": now})
+
+
 def status_state(payload: bytes) -> str | None:
     """``online`` / ``offline`` of a status payload (JSON of this contract, or the bare words)."""
     if payload in (b"online", b"offline"):

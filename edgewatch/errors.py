@@ -17,6 +17,13 @@ class BadModelFile(EdgewatchError):
     """The file is not an edgewatch model, is damaged, or does not fit the data."""
 
 
+class BadOverride(EdgewatchError):
+    """A run-time value (command line, config file) contradicts the model file, e.g. --k above its n.
+
+    A usage error (exit 2) at start; a candidate model it contradicts is refused.
+    """
+
+
 class UntrustedModel(BadModelFile):
     """The model is not signed by a trusted key, or was changed after it was signed."""
 

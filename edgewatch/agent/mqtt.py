@@ -34,7 +34,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from edgewatch.agent.broker import (BrokerConnection, BrokerOptions, Connections, MqttConfigError, _safe,
                                     client_id_for, parse_broker_url)
-from edgewatch.agent.sinks import dumps
+from edgewatch.agent.events import dumps
 from edgewatch.agent.spool import DEFAULT_MAX_BYTES, Spool
 from edgewatch.fleet.topics import minimal_status, offline_will
 

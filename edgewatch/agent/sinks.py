@@ -7,23 +7,21 @@ to disk instead. ``close()`` flushes what it holds.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from edgewatch.agent.events import dumps
 from edgewatch.errors import EdgewatchError
+
+__all__ = ["Sink", "StdoutSink", "JsonlSink", "make_sink", "dumps"]
 
 
 class Sink(Protocol):
     def send(self, event: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
-
-
-def dumps(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"), allow_nan=False, default=float)
 
 
 class StdoutSink:

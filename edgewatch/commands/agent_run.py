@@ -17,10 +17,11 @@ from edgewatch.agent.config import load_into_context
 from edgewatch.agent.engine import Agent, AgentOptions, RunSummary
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.runtime import ModelRuntime
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sinks import make_sink
 from edgewatch.agent.sources import make_source, schemes
-from edgewatch.errors import BadModelFile
+from edgewatch.errors import BadModelFile, BadOverride
 
 log = logging.getLogger("edgewatch.agent")
 
@@ -155,12 +156,13 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     if model_sha256 and model_sha256.lower() != actual:
         raise BadModelFile(f"model file {model_path} has sha256 {actual}, expected {model_sha256.lower()}: "
                            "refusing to load it")
-    model = ScoringModel(model_path, expected_sha256=actual)  # the file loaded is the file checked
     if verified is not None:
         log.info("model %s %s", model_path, verified.describe())
     options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n)
     if agent_id:
         options.agent_id = agent_id
+    runtime = start_runtime(model_path, options, data)
+    model = runtime.model
     metrics = AgentMetrics()
     mqtt_options = mqtt_options_from_flags(mqtt_username, mqtt_password, mqtt_ca_file, mqtt_cert_file,
                                            mqtt_key_file, mqtt_tls_insecure)
@@ -173,7 +175,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
                                          spool_max_bytes=int(spool_max_mb * 2**20), metrics=metrics,
                                          connections=connections,
                                          **(mqtt_options if spec.startswith(("mqtt://", "mqtts://")) else {})))
-        agent = Agent(model, built_sinks, options, metrics=metrics)
+        agent = Agent(runtime, built_sinks, options, metrics=metrics)
         for spec in sources:
             agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout,
                                          agent_id=options.agent_id, mqtt_options=mqtt_options,
@@ -209,6 +211,16 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         summary_json.write_text(json.dumps(summary_dict(summary), indent=2))
     if not quiet:
         print_summary(summary)
+
+
+def start_runtime(model_path: Path, options: AgentOptions, data: bytes) -> ModelRuntime:
+    """The runtime of the --model file, built from its checked bytes ``data``; a flag that contradicts the
+    file is a usage error (exit 2), a card that cannot run a bad model file (exit 3)."""
+    model = ScoringModel(model_path, data=data)  # the file loaded is the file checked
+    try:
+        return ModelRuntime.build(model, options.overrides(), options.drift_settings())
+    except BadOverride as exc:
+        raise click.UsageError(f"{exc} (model file {model_path})") from None
 
 
 def mqtt_options_from_flags(username: str | None, password: str | None, ca_file: str | None,

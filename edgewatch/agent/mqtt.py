@@ -83,6 +83,7 @@ class MqttSink:
         self.publish_errors = 0
         self._wake = threading.Event()
         self._closing = threading.Event()
+        self._status_lock = threading.Lock()
         self._stop_sender = False
         self._acks: deque[int] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> spool number
@@ -138,14 +139,22 @@ class MqttSink:
         log.info("MQTT sink %s ready (spool depth %d)", self.base, self.spool.depth)
         self._wake.set()
 
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` began: nothing may say "online" any more."""
+        return self._closing.is_set()
+
     def publish_status(self, state: str = "online") -> Any:
         """Publish the retained status now (paho's info, or None when it could not be built or queued)."""
-        try:
-            payload = self.status_payload(state)
-        except Exception:  # a status that cannot be built must not stop the connection
-            log.exception("building the MQTT status failed")
-            return None
-        info = self.connection.publish(self.status_topic, payload, qos=1, retain=True)
+        with self._status_lock:  # an "online" from another thread never lands after the final "offline"
+            if state == "online" and self._closing.is_set():
+                return None
+            try:
+                payload = self.status_payload(state)
+            except Exception:  # a status that cannot be built must not stop the connection
+                log.exception("building the MQTT status failed")
+                return None
+            info = self.connection.publish(self.status_topic, payload, qos=1, retain=True)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             log.warning("MQTT status %r not queued: %s", state, paho.error_string(info.rc))
             return None

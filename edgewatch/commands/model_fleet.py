@@ -13,7 +13,7 @@ from edgewatch.errors import EdgewatchError, UntrustedModel
 from edgewatch.fleet import topics
 from edgewatch.fleet.operator import Operator, Outcome
 
-DONE = ("model_swapped", "model_shadow", "model_refused")
+DONE = ("model_swapped", "model_shadow", "model_refused", "model_unchanged")
 
 
 def _wait_option(fn: Any) -> Any:
@@ -108,7 +108,8 @@ def _report(op: Operator, targets: list[str], message_id: str, wait: float, star
             refused += 1
             click.echo(f"  {agent}: REFUSED after {out.seconds:.2f}s: {out.reason}")
         else:
-            what = "running it in shadow" if out.event == "model_shadow" else "swapped in"
+            what = {"model_shadow": "running it in shadow", "model_unchanged": "already running it"}.get(
+                out.event, "swapped in")
             click.echo(f"  {agent}: {what} after {out.seconds:.2f}s")
     if got:
         slowest = max(o.seconds for o in got.values())

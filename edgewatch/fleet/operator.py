@@ -109,9 +109,10 @@ class Operator:
             return sorted(self.statuses)
 
     def targets(self, agents: Sequence[str]) -> list[str]:
+        """The named agents, or every agent found; either way the statuses are read (who is online)."""
+        found = self.discover()
         if agents:
             return list(dict.fromkeys(agents))
-        found = self.discover()
         if not found:
             raise FleetError(f"no agent has a status under {self.prefix!r} on this broker; start agents with "
                              "an MQTT sink under that prefix, or name them with --agent")

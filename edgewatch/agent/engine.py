@@ -119,8 +119,11 @@ class Agent:
     """
 
     def __init__(self, model: ScoringModel | ModelRuntime, sinks: list[Sink], options: AgentOptions | None = None,
-                 metrics: AgentMetrics | None = None, model_checks: list[CandidateCheck] | None = None) -> None:
+                 metrics: AgentMetrics | None = None, model_checks: list[CandidateCheck] | None = None,
+                 learner: Any = None) -> None:
         self.options = options or AgentOptions()
+        self.learner = learner  # a StreamLearner (agent/learn.py): each stream learns and runs its own model
+        self._slot_runtime: dict[int, ModelRuntime] = {}
         self.metrics = metrics or AgentMetrics()
         self.sinks = list(sinks)
         self.model_checks: list[CandidateCheck] = list(model_checks or [])
@@ -369,7 +372,10 @@ class Agent:
             seq = self._seq[slot]
             self._seq[slot] = seq + 1
             ts = m.ts if m.ts is not None else received
-            if windows.push(slot, m.values):
+            due = windows.push(slot, m.values)
+            if self.learner is not None and slot not in self._slot_runtime and not self._learn(slot, m.values):
+                due = False  # still learning: the row fills its window, nothing is scored
+            if due:
                 due_x.append(windows.latest(slot).copy())
                 due_meta.append((slot, ts, seq))
             if want_rows:
@@ -397,38 +403,67 @@ class Agent:
             for obs in self.observers:
                 obs.on_batch(view)
 
+    def _learn(self, slot: int, values: list[float]) -> bool:
+        """A learning stream's row: True when the stream has a model from the state folder (the row scores);
+        else the row goes to the learner, and once it fits, later rows score with the stream's own model."""
+        stream = self._stream_names[slot]
+        rt = self.learner.runtime(stream)
+        if rt is not None:
+            self._slot_runtime[slot] = rt
+            return True
+        rt = self.learner.observe(stream, values)
+        if rt is not None:
+            self._slot_runtime[slot] = rt
+        return False
+
     def _score(self, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]) -> list[ScoredWindow]:
+        if not self._slot_runtime:
+            return self._score_with(self.runtime, due_x, due_meta)
+        groups: dict[int, tuple[ModelRuntime, list[np.ndarray], list[tuple[int, float, int]]]] = {}
+        for x, meta in zip(due_x, due_meta):
+            rt = self._slot_runtime.get(meta[0], self.runtime)
+            group = groups.setdefault(id(rt), (rt, [], []))
+            group[1].append(x)
+            group[2].append(meta)
+        out: list[ScoredWindow] = []
+        for rt, xs, metas in groups.values():
+            out += self._score_with(rt, xs, metas)
+        return out
+
+    def _score_with(self, rt: ModelRuntime, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]
+                    ) -> list[ScoredWindow]:
         out: list[ScoredWindow] = []
         step = min(self.options.max_batch, SCORE_BATCH)
         for lo in range(0, len(due_x), step):
             x = np.stack(due_x[lo:lo + step])
             meta = due_meta[lo:lo + step]
             t0 = time.perf_counter()
-            batch = self.model.score_many(x)
+            batch = rt.model.score_many(x)
             self.metrics.latency.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(x))
             slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
-            scores = self.post.update_many(slots, batch.scores, batch.aux)
-            if self.shadow is not None:  # one more batched call on the same windows, never alerting
+            scores = rt.post.update_many(slots, batch.scores, batch.aux)
+            if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
                 self.shadow.score(x, slots, meta, scores, self._stream_names)
-            over = scores > self.threshold
+            over = scores > rt.threshold
             for i, (slot, ts, seq) in enumerate(meta):
                 s = float(scores[i])
                 o = bool(over[i])
                 out.append(ScoredWindow(slot, self._stream_names[slot], ts, seq, s, o))
-                tr = self.tracker.update(slot, o, s, ts, seq)
+                tr = rt.tracker.update(slot, o, s, ts, seq)
                 if tr is not None:
-                    self._emit(self._alert(tr, batch.feature_error[i]))
+                    self._emit(self._alert(tr, batch.feature_error[i], runtime=rt))
         self.summary.windows += len(due_x)
         self.metrics.windows.inc(len(due_x))
         return out
 
     # -- events --------------------------------------------------------------------
 
-    def _alert(self, tr: Transition, feature_error: np.ndarray | None = None, reason: str | None = None
-               ) -> dict[str, Any]:
+    def _alert(self, tr: Transition, feature_error: np.ndarray | None = None, reason: str | None = None,
+               runtime: ModelRuntime | None = None) -> dict[str, Any]:
+        rt = runtime or self.runtime
         return events.episode_event(tr, agent=self.options.agent_id, stream=self._stream_names[tr.slot],
-                                    threshold=self.threshold, model=self.model, now=time.time(),
+                                    threshold=rt.threshold, model=rt.model, now=time.time(),
                                     features=self.features, feature_error=feature_error,
                                     top=self.options.top_features, reason=reason)
 
@@ -538,10 +573,13 @@ class Agent:
     def close_episodes(self, reason: str) -> None:
         """Send an ``end`` for every open episode, so no consumer waits forever for one."""
         now = time.time()
-        for slot in self.tracker.open_slots():
-            tr = self.tracker.close(slot, now, self._seq[slot])
-            if tr:
-                self._emit(self._alert(tr, reason=reason))
+        for rt in [self.runtime, *{id(r): r for r in self._slot_runtime.values()}.values()]:
+            for slot in rt.tracker.open_slots():
+                tr = rt.tracker.close(slot, now, self._seq[slot])
+                if tr:
+                    self._emit(self._alert(tr, reason=reason, runtime=rt))
+        if self.learner is not None:
+            self.learner.save()
 
     @property
     def stopping(self) -> bool:

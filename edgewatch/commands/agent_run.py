@@ -131,6 +131,11 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.option("--mqtt-keepalive", type=click.IntRange(min=1, max=65535), default=None,
               help="MQTT keepalive in seconds (default 30): the broker declares the agent offline (last will) "
                    "1.5 keepalives after its last packet.")
+@click.option("--learn", "learn_rows", type=click.IntRange(min=2), default=None, metavar="N",
+              help="Each stream learns its own pca model on its first N messages, then is scored with it (the "
+                   "--model file names the features, the window and, if it is a pca file, its settings).")
+@click.option("--learn-state", type=click.Path(file_okay=False, path_type=Path), default=Path("edgewatch-learned"),
+              show_default=True, help="Folder of the learned models and buffers, kept across restarts (no pickle).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr at the end.")
 def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...], sinks: tuple[str, ...],
             stride: int | None, threshold: float | None, k: int | None, n: int | None, agent_id: str | None,
@@ -143,7 +148,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             watch_model: bool = False, watch_interval: float = 2.0, model_topic: bool = False,
             trust_keys: tuple[Path, ...] = (), allow_unsigned_models: bool = False,
             max_model_mb: float = 64.0, status_interval: float = 10.0, shadow_report_interval: float = 60.0,
-            mqtt_keepalive: int | None = None) -> None:
+            mqtt_keepalive: int | None = None, learn_rows: int | None = None,
+            learn_state: Path = Path("edgewatch-learned")) -> None:
     """Score live streams with a model file and send an alert per anomalous episode.
 
     Every --stride-th measurement of a stream, its last WINDOW measurements are
@@ -174,6 +180,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         if resumed is not None:
             model_path, data = resumed
     options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n)
+    if learn_rows:
+        options.drift_every = 0  # each stream's normal is its own: the template's drift reference is not it
     if agent_id:
         options.agent_id = agent_id
     runtime = start_runtime(model_path, options, data)
@@ -192,7 +200,12 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
                                          spool_max_bytes=int(spool_max_mb * 2**20), metrics=metrics,
                                          connections=connections,
                                          **(mqtt_options if spec.startswith(("mqtt://", "mqtts://")) else {})))
-        agent = Agent(runtime, built_sinks, options, metrics=metrics)
+        learner = None
+        if learn_rows:
+            from edgewatch.agent.learn import StreamLearner
+
+            learner = StreamLearner(learn_state, runtime.card, learn_rows, options.overrides())
+        agent = Agent(runtime, built_sinks, options, metrics=metrics, learner=learner)
         for spec in sources:
             agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout,
                                          agent_id=options.agent_id, mqtt_options=mqtt_options,

@@ -126,6 +126,7 @@ def test_make_detector_writes_one_file_the_agent_runs_like_the_pair(tmp_path: Pa
     pair = MaxEnsemble("pair", [ModelDetector(novelty.write_model(tmp_path / "pair" / "n.onnx")),
                                 ModelDetector(levels.write_model(tmp_path / "pair" / "l.onnx"))])
     want = pair.score_series(x)
+    want[: novelty.NoveltyConfig().window - 1] = 0.0  # the one file speaks from its first full window on
     one = ModelDetector(tmp_path / "d.onnx")
     np.testing.assert_array_equal(one.score_series(x), want)
     assert (want == 1.0).any() and ((want > 0.5) & (want < 1.0)).any()  # both steps alert somewhere
@@ -144,7 +145,7 @@ def test_make_detector_writes_one_file_the_agent_runs_like_the_pair(tmp_path: Pa
 
 @pytest.mark.needs_datasets
 @pytest.mark.skipif(not (NAB / "data").is_dir(), reason=f"NAB dataset not found at {NAB}")
-def test_one_file_nab_best_scores_over_70_on_the_nab_folder(tmp_path: Path) -> None:
+def test_one_file_nab_best_scores_on_the_nab_folder(tmp_path: Path) -> None:
     import torch
 
     from edgewatch.eval.detectors import novelty
@@ -155,6 +156,6 @@ def test_one_file_nab_best_scores_over_70_on_the_nab_folder(tmp_path: Path) -> N
     path = novelty.write_model(tmp_path / "nab-best.onnx", levels=levels.LevelsConfig())
     result, _ = run_nab(NAB, resolve(f"model:{path}"), progress=False)
     got = {p.profile: p.score for p in result.profiles}
-    assert got["standard"] == pytest.approx(70.19, abs=0.01)
-    assert got["reward_low_FP_rate"] == pytest.approx(58.76, abs=0.01)
-    assert got["reward_low_FN_rate"] == pytest.approx(76.71, abs=0.01)
+    assert got["standard"] == pytest.approx(73.50, abs=0.01)
+    assert got["reward_low_FP_rate"] == pytest.approx(65.61, abs=0.01)
+    assert got["reward_low_FN_rate"] == pytest.approx(78.91, abs=0.01)

@@ -31,6 +31,7 @@ from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
                                      sane_timestamp)
 from edgewatch.agent.runtime import CandidateCheck, DriftSettings, ModelRuntime, Overrides, load_runtime
+from edgewatch.agent.shadow import ShadowScorer
 from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
 from edgewatch.agent.windows import StreamWindows
@@ -128,8 +129,11 @@ class Agent:
     """
 
     def __init__(self, model: ScoringModel | ModelRuntime, sinks: list[Sink], options: AgentOptions | None = None,
-                 metrics: AgentMetrics | None = None, model_checks: list[CandidateCheck] | None = None) -> None:
+                 metrics: AgentMetrics | None = None, model_checks: list[CandidateCheck] | None = None,
+                 learner: Any = None) -> None:
         self.options = options or AgentOptions()
+        self.learner = learner  # a StreamLearner (agent/learn.py): each stream learns and runs its own model
+        self._slot_runtime: dict[int, ModelRuntime] = {}
         self.metrics = metrics or AgentMetrics()
         self.sinks = list(sinks)
         self.model_checks: list[CandidateCheck] = list(model_checks or [])
@@ -149,7 +153,9 @@ class Agent:
         self._bad_logged: dict[BadReason, float] = {}
         self._stop = threading.Event()
         self._swap_lock = threading.Lock()
-        self._pending: ModelRuntime | None = None
+        self._pending: tuple[ModelRuntime, dict[str, Any]] | None = None
+        self._pending_shadow: tuple[ShadowScorer | None, dict[str, Any]] | None = None
+        self.shadow: ShadowScorer | None = None  # a model scoring the same windows beside this one, never alerting
         self._posted: deque[dict[str, Any]] = deque()
         self._closed = False
         self.started_at = time.time()
@@ -244,22 +250,34 @@ class Agent:
             raise BadModelFile(f"{runtime.model.path} reads features {runtime.card.features}, the running model "
                                f"reads {self.card.features}: refusing to swap")
 
-    def swap_runtime(self, runtime: ModelRuntime) -> None:
-        """Queue a built runtime; it takes over between two batches, so no message is dropped."""
+    def swap_runtime(self, runtime: ModelRuntime, info: dict[str, Any] | None = None) -> None:
+        """Queue a built runtime; it takes over between two batches, so no message is dropped.
+
+        ``info`` (the fleet's message id, action, note) goes into the ``model_swapped`` event.
+        """
         self._check_fits(runtime)
         with self._swap_lock:
-            self._pending = runtime
+            self._pending = (runtime, dict(info or {}))
+
+    def set_shadow(self, scorer: ShadowScorer | None, info: dict[str, Any] | None = None) -> None:
+        """Queue a shadow scorer (None ends shadow scoring); applied between two batches like a swap."""
+        if scorer is not None:
+            scorer.check_fits(scorer.runtime, self.runtime)
+        with self._swap_lock:
+            self._pending_shadow = (scorer, dict(info or {}))
 
     def swap_model(self, model: ScoringModel) -> None:
         """Build a runtime for ``model`` with this agent's overrides and queue it (BadModelFile if it cannot run)."""
         self.swap_runtime(ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings()))
 
-    def refuse_model(self, reason: str, sha256: str | None = None, origin: str = "file") -> None:
+    def refuse_model(self, reason: str, sha256: str | None = None, origin: str = "file",
+                     info: dict[str, Any] | None = None) -> None:
         """Record a model that was offered and refused (metric, log, event); the running one stays."""
         self.metrics.model_swaps.labels("refused").inc()
         log.error("new model refused (%s), keeping %s: %s", origin, self.model.sha256[:12], reason)
-        self.post_event(events.model_refused_event(agent=self.options.agent_id, now=time.time(), origin=origin,
-                                                   reason=reason, sha256=sha256, running=self.model))
+        self.post_event({**events.model_refused_event(agent=self.options.agent_id, now=time.time(), origin=origin,
+                                                      reason=reason, sha256=sha256, running=self.model),
+                         **(info or {})})
 
     def post_event(self, event: dict[str, Any]) -> None:
         """Hand an event from another thread to the loop, which sends it to the sinks (thread-safe)."""
@@ -271,9 +289,17 @@ class Agent:
 
     def _apply_pending_model(self) -> None:
         with self._swap_lock:
-            runtime, self._pending = self._pending, None
-        if runtime is None:
+            pending, self._pending = self._pending, None
+            shadow, self._pending_shadow = self._pending_shadow, None
+        if shadow is not None:
+            self.shadow = shadow[0]
+            if shadow[0] is not None:
+                self._emit({**events.model_shadow_event(agent=self.options.agent_id, now=time.time(),
+                                                        live=self.model, shadow=shadow[0].runtime.model),
+                            **shadow[1]})
+        if pending is None:
             return
+        runtime, info = pending
         old = self.model
         # close open episodes: their scores came from another model
         now = time.time()
@@ -283,8 +309,8 @@ class Agent:
                 self._emit(self._alert(tr, reason="model swapped"))
         self._install(runtime)
         self.metrics.model_swaps.labels("ok").inc()
-        self._emit(events.model_event(agent=self.options.agent_id, now=now, previous=old, model=runtime.model,
-                                      warnings=runtime.warnings))
+        self._emit({**events.model_event(agent=self.options.agent_id, now=now, previous=old, model=runtime.model,
+                                         warnings=runtime.warnings), **info})
         log.info("model swapped: %s -> %s", old.sha256[:12], runtime.model.sha256[:12])
 
     # -- streams -------------------------------------------------------------------
@@ -334,14 +360,15 @@ class Agent:
         idle = [slot for name, slot in self._slots.items() if now - self._last_seen[slot] >= ttl]
         wall = time.time()
         for slot in idle:
-            tr = self.tracker.close(slot, wall, self._seq[slot])
+            rt = self._slot_runtime.pop(slot, self.runtime)  # a learned stream has its own runtime
+            tr = rt.tracker.close(slot, wall, self._seq[slot])
             if tr:
-                self._emit(self._alert(tr, reason="stream idle"))
+                self._emit(self._alert(tr, reason="stream idle", runtime=rt))
             self.windows.reset(slot)
-            self.tracker.forget(slot)
-            self.post.reset(slot)
-            if self.drift is not None:
-                self.drift.reset(slot)
+            rt.tracker.forget(slot)
+            rt.post.reset(slot)
+            if rt.drift is not None:
+                rt.drift.reset(slot)
             del self._slots[self._stream_names[slot]]  # type: ignore[arg-type]
             self._stream_names[slot] = None
             for slots in self._source_streams.values():
@@ -364,7 +391,7 @@ class Agent:
 
     def process(self, items: list[Item]) -> None:
         """Handle one batch of items from the sources, in order."""
-        if self._pending is not None:
+        if self._pending is not None or self._pending_shadow is not None:
             self._apply_pending_model()
         if self._posted:
             self._emit_posted()
@@ -420,7 +447,10 @@ class Agent:
             seq = self._seq[slot]
             self._seq[slot] = seq + 1
             ts = m.ts if m.ts is not None else received
-            if windows.push(slot, m.values):
+            due = windows.push(slot, m.values)
+            if self.learner is not None and slot not in self._slot_runtime and not self._learn(slot, m.values):
+                due = False  # still learning: the row fills its window, nothing is scored
+            if due:
                 due_x.append(windows.latest(slot).copy())
                 due_meta.append((slot, ts, seq))
             if want_rows:
@@ -448,26 +478,56 @@ class Agent:
             for obs in self.observers:
                 obs.on_batch(view)
 
+    def _learn(self, slot: int, values: list[float]) -> bool:
+        """A learning stream's row: True when the stream has a model from the state folder (the row scores);
+        else the row goes to the learner, and once it fits, later rows score with the stream's own model."""
+        stream = self._stream_names[slot]
+        rt = self.learner.runtime(stream)
+        if rt is not None:
+            self._slot_runtime[slot] = rt
+            return True
+        rt = self.learner.observe(stream, values)
+        if rt is not None:
+            self._slot_runtime[slot] = rt
+        return False
+
     def _score(self, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]) -> list[ScoredWindow]:
+        if not self._slot_runtime:
+            return self._score_with(self.runtime, due_x, due_meta)
+        groups: dict[int, tuple[ModelRuntime, list[np.ndarray], list[tuple[int, float, int]]]] = {}
+        for x, meta in zip(due_x, due_meta):
+            rt = self._slot_runtime.get(meta[0], self.runtime)
+            group = groups.setdefault(id(rt), (rt, [], []))
+            group[1].append(x)
+            group[2].append(meta)
+        out: list[ScoredWindow] = []
+        for rt, xs, metas in groups.values():
+            out += self._score_with(rt, xs, metas)
+        return out
+
+    def _score_with(self, rt: ModelRuntime, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]
+                    ) -> list[ScoredWindow]:
         out: list[ScoredWindow] = []
         step = min(self.options.max_batch, SCORE_BATCH)
         for lo in range(0, len(due_x), step):
             x = np.stack(due_x[lo:lo + step])
             meta = due_meta[lo:lo + step]
             t0 = time.perf_counter()
-            batch = self.model.score_many(x)
+            batch = rt.model.score_many(x)
             self.metrics.latency.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(x))
             slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
-            scores = self._finite_scores(self.post.update_many(slots, batch.scores, batch.aux))
-            over = scores > self.threshold
+            scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux))
+            if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
+                self.shadow.score(x, slots, meta, scores, self._stream_names)
+            over = scores > rt.threshold
             for i, (slot, ts, seq) in enumerate(meta):
                 s = float(scores[i])
                 o = bool(over[i])
                 out.append(ScoredWindow(slot, self._stream_names[slot], ts, seq, s, o))
-                tr = self.tracker.update(slot, o, s, ts, seq)
+                tr = rt.tracker.update(slot, o, s, ts, seq)
                 if tr is not None:
-                    self._emit(self._alert(tr, batch.feature_error[i]))
+                    self._emit(self._alert(tr, batch.feature_error[i], runtime=rt))
         self.summary.windows += len(due_x)
         self.metrics.windows.inc(len(due_x))
         return out
@@ -502,10 +562,11 @@ class Agent:
 
     # -- events --------------------------------------------------------------------
 
-    def _alert(self, tr: Transition, feature_error: np.ndarray | None = None, reason: str | None = None
-               ) -> dict[str, Any]:
+    def _alert(self, tr: Transition, feature_error: np.ndarray | None = None, reason: str | None = None,
+               runtime: ModelRuntime | None = None) -> dict[str, Any]:
+        rt = runtime or self.runtime
         return events.episode_event(tr, agent=self.options.agent_id, stream=self._stream_names[tr.slot],
-                                    threshold=self.threshold, model=self.model, now=time.time(),
+                                    threshold=rt.threshold, model=rt.model, now=time.time(),
                                     features=self.features, feature_error=feature_error,
                                     top=self.options.top_features, reason=reason)
 
@@ -520,6 +581,8 @@ class Agent:
         self.summary.events[kind] = self.summary.events.get(kind, 0) + 1
         if kind in ("start", "end"):
             self.metrics.alerts.labels(kind).inc()
+            if self.shadow is not None:
+                self.shadow.on_live_event(event)
         for sink in self.sinks:
             try:
                 sink.send(event)
@@ -591,7 +654,7 @@ class Agent:
             except queue.Empty:
                 if stopping and ended >= len(self.sources):
                     break
-                if self._pending is not None:
+                if self._pending is not None or self._pending_shadow is not None:
                     self._apply_pending_model()
                 if self._posted:
                     self._emit_posted()
@@ -613,10 +676,13 @@ class Agent:
     def close_episodes(self, reason: str) -> None:
         """Send an ``end`` for every open episode, so no consumer waits forever for one."""
         now = time.time()
-        for slot in self.tracker.open_slots():
-            tr = self.tracker.close(slot, now, self._seq[slot])
-            if tr:
-                self._emit(self._alert(tr, reason=reason))
+        for rt in [self.runtime, *{id(r): r for r in self._slot_runtime.values()}.values()]:
+            for slot in rt.tracker.open_slots():
+                tr = rt.tracker.close(slot, now, self._seq[slot])
+                if tr:
+                    self._emit(self._alert(tr, reason=reason, runtime=rt))
+        if self.learner is not None:
+            self.learner.save()
 
     @property
     def stopping(self) -> bool:

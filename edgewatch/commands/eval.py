@@ -46,8 +46,12 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @click.option("--seed", default=42, show_default=True,
               help="Seed of the random detector (42 reproduces NAB's published random scores).")
 @click.option("--stride", default=1, show_default=True, help="Score every n-th row (model files only).")
+@click.option("--loco", is_flag=True,
+              help="Also cross-validate the default detector's settings: for each category, choose them (and the "
+                   "threshold) on the other three from a 12-point grid and score it; prints the leave-one-"
+                   "category-out score beside the in-sample one (about a minute).")
 def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, categories: tuple[str, ...],
-        seed: int, stride: int) -> None:
+        seed: int, stride: int, loco: bool) -> None:
     """Run a detector online over every NAB file and print its NAB scores.
 
     Each row is scored from the rows before it only; the threshold is then
@@ -56,12 +60,31 @@ def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, ca
     from edgewatch.eval.detectors.registry import resolve
     from edgewatch.eval.runner import run_nab, save_scores
 
+    if loco:
+        _loco(data, detector, list(categories), stride)
     det = resolve(detector, seed=seed, stride=stride)
     result, scores = run_nab(data, det, list(categories) or None)
     _report(result, out)
     if scores_out:
         save_scores(scores_out, scores)
         click.echo(f"scores written to {scores_out}")
+
+
+def _loco(data: Path, detector: str, categories: list[str], stride: int) -> None:
+    from edgewatch.data.nab import load_corpus, read_profiles
+    from edgewatch.errors import BadInput
+    from edgewatch.eval import loco
+
+    if detector != "novelty-levels" or stride != 1:
+        raise BadInput("--loco cross-validates the settings of the default detector (novelty-levels, stride 1); "
+                       "drop --detector/--stride")
+    files = load_corpus(data, categories or None)
+    if len({f.category for f in files}) < 2:
+        raise BadInput("--loco needs at least two categories")
+    grid = loco.default_grid()
+    result = loco.choose(files, loco.grid_scores(files, grid), read_profiles(data))
+    click.echo(loco.format_loco(result, default=loco.default_point().name))
+    click.echo("")
 
 
 @eval_group.command("scores")
@@ -115,9 +138,14 @@ def make_detector(out: Path) -> None:
               help="Keep every file's model file as DIR/<family>/<group>/<n>.onnx (else a temporary folder).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the torch families.")
+@click.option("--plot", "plot_key", default=None, metavar="GROUP/N",
+              help="Also draw this experiment (e.g. valve1/1) as the first family saw it, to --plot-out.")
+@click.option("--plot-out", type=click.Path(dir_okay=False, path_type=Path), default=Path("skab.png"),
+              show_default=True, help="The PNG for --plot (needs matplotlib).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def skab(data: Path | None, families: tuple[str, ...], groups: tuple[str, ...], predictions_out: Path | None,
-         models_out: Path | None, out: Path | None, seed: int, quiet: bool) -> None:
+         models_out: Path | None, out: Path | None, seed: int, plot_key: str | None, plot_out: Path,
+         quiet: bool) -> None:
     """Run families over SKAB by its published protocol and print SKAB's figures.
 
     Per experiment file the first 400 rows train (scaler and model fitted on
@@ -134,8 +162,12 @@ def skab(data: Path | None, families: tuple[str, ...], groups: tuple[str, ...], 
     from edgewatch.eval.skab_families import resolve
     from edgewatch.eval.skab_runner import format_table, run_family, write_predictions
 
+    from edgewatch.errors import BadInput
+
     recipes = [resolve(name) for name in families]
     files = load_skab(data or default_skab_dir(), list(groups) or None)
+    if plot_key and plot_key not in {f.key for f in files}:
+        raise BadInput(f"--plot {plot_key}: no such experiment (keys look like valve1/1 or other/14)")
     results = []
     for recipe in recipes:
         res = run_family(files, recipe, seed=seed, progress=not quiet,
@@ -147,6 +179,12 @@ def skab(data: Path | None, families: tuple[str, ...], groups: tuple[str, ...], 
             click.echo(f"{recipe.name}: {len(written)} prediction files written under {target}")
     rows = sum(len(r.truth) for r in results[0].runs)
     click.echo(format_table(results, len(files), rows))
+    if plot_key:
+        from edgewatch.plot.skab_plot import plot_experiment
+
+        file = next(f for f in files if f.key == plot_key)
+        run = next(r for r in results[0].runs if r.key == plot_key)
+        click.echo(f"plot of {plot_key} written to {plot_experiment(file, run, results[0].family, plot_out)}")
     if out:
         doc = {r.family: {"groups": {g or "total": {"f1": r.binary(g).f1, "far": r.binary(g).far,
                                                     "mar": r.binary(g).mar}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edgewatch.fleet.topics import status_state
 from edgewatch.agent.config import ConfigError, read_config, to_default_map
 from edgewatch.agent.model import file_sha256
 from edgewatch.agent.ops import JsonLogFormatter, parse_addr
@@ -77,7 +78,7 @@ def test_service_run_metrics_health_json_logs_notify_and_sigterm(tmp_path: Path,
                          "edgewatch_inference_seconds_bucket", 'edgewatch_alerts_total{kind="start"}'):
                 assert name in text, name
             assert _get(base + "/nope")[0] == 404
-            assert sub.wait_for(lambda c: c.on("svc/status")[-1:] == [b"online"], 10)
+            assert sub.wait_for(lambda c: [status_state(x) for x in c.on("svc/status")][-1:] == ["online"], 10)
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=30)
         finally:
@@ -92,7 +93,7 @@ def test_service_run_metrics_health_json_logs_notify_and_sigterm(tmp_path: Path,
     assert sent, "the test model raised no alert"
     alert_ids = {e["id"] for e in sent if e["event"] in ("start", "end")}
     assert sub.wait_for(lambda c: alert_ids <= {e["id"] for e in c.events()}, 10)
-    assert sub.wait_for(lambda c: c.on("svc/status")[-1:] == [b"offline"], 10)
+    assert sub.wait_for(lambda c: [status_state(x) for x in c.on("svc/status")][-1:] == ["offline"], 10)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["messages"] > 100
     # the last episode was closed at shutdown, so no consumer waits for an end

@@ -57,6 +57,7 @@ class BrokerOptions:
     key_file: str | None = None
     tls_insecure: bool = False
     keepalive: int = 30
+    clean_session: bool = False  # True for short-lived operator clients, which need no session kept
     reconnect_min: float = 0.2
     reconnect_max: float = 10.0
 
@@ -136,7 +137,7 @@ class BrokerConnection:
         self.failed_connects = 0
         self._error_logged_at: float | None = None
         self.client = client = _Client(self._connect_failed, CallbackAPIVersion.VERSION2, client_id=o.client_id[:64],
-                                       protocol=paho.MQTTv311, clean_session=False, manual_ack=True)
+                                       protocol=paho.MQTTv311, clean_session=o.clean_session, manual_ack=True)
         paho_log = logging.getLogger("edgewatch.agent.paho")
         if paho_log.isEnabledFor(logging.DEBUG):  # otherwise it repeats every failed reconnect at ERROR
             client.enable_logger(paho_log)

@@ -31,6 +31,7 @@ from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
                                      sane_timestamp)
 from edgewatch.agent.runtime import CandidateCheck, DriftSettings, ModelRuntime, Overrides, load_runtime
+from edgewatch.agent.shadow import ShadowScorer
 from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
 from edgewatch.agent.windows import StreamWindows
@@ -137,7 +138,9 @@ class Agent:
         self._bad_logged: dict[BadReason, float] = {}
         self._stop = threading.Event()
         self._swap_lock = threading.Lock()
-        self._pending: ModelRuntime | None = None
+        self._pending: tuple[ModelRuntime, dict[str, Any]] | None = None
+        self._pending_shadow: tuple[ShadowScorer | None, dict[str, Any]] | None = None
+        self.shadow: ShadowScorer | None = None  # a model scoring the same windows beside this one, never alerting
         self._posted: deque[dict[str, Any]] = deque()
         self._closed = False
         self.started_at = time.time()
@@ -229,22 +232,34 @@ class Agent:
             raise BadModelFile(f"{runtime.model.path} reads features {runtime.card.features}, the running model "
                                f"reads {self.card.features}: refusing to swap")
 
-    def swap_runtime(self, runtime: ModelRuntime) -> None:
-        """Queue a built runtime; it takes over between two batches, so no message is dropped."""
+    def swap_runtime(self, runtime: ModelRuntime, info: dict[str, Any] | None = None) -> None:
+        """Queue a built runtime; it takes over between two batches, so no message is dropped.
+
+        ``info`` (the fleet's message id, action, note) goes into the ``model_swapped`` event.
+        """
         self._check_fits(runtime)
         with self._swap_lock:
-            self._pending = runtime
+            self._pending = (runtime, dict(info or {}))
+
+    def set_shadow(self, scorer: ShadowScorer | None, info: dict[str, Any] | None = None) -> None:
+        """Queue a shadow scorer (None ends shadow scoring); applied between two batches like a swap."""
+        if scorer is not None:
+            scorer.check_fits(scorer.runtime, self.runtime)
+        with self._swap_lock:
+            self._pending_shadow = (scorer, dict(info or {}))
 
     def swap_model(self, model: ScoringModel) -> None:
         """Build a runtime for ``model`` with this agent's overrides and queue it (BadModelFile if it cannot run)."""
         self.swap_runtime(ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings()))
 
-    def refuse_model(self, reason: str, sha256: str | None = None, origin: str = "file") -> None:
+    def refuse_model(self, reason: str, sha256: str | None = None, origin: str = "file",
+                     info: dict[str, Any] | None = None) -> None:
         """Record a model that was offered and refused (metric, log, event); the running one stays."""
         self.metrics.model_swaps.labels("refused").inc()
         log.error("new model refused (%s), keeping %s: %s", origin, self.model.sha256[:12], reason)
-        self.post_event(events.model_refused_event(agent=self.options.agent_id, now=time.time(), origin=origin,
-                                                   reason=reason, sha256=sha256, running=self.model))
+        self.post_event({**events.model_refused_event(agent=self.options.agent_id, now=time.time(), origin=origin,
+                                                      reason=reason, sha256=sha256, running=self.model),
+                         **(info or {})})
 
     def post_event(self, event: dict[str, Any]) -> None:
         """Hand an event from another thread to the loop, which sends it to the sinks (thread-safe)."""
@@ -256,9 +271,17 @@ class Agent:
 
     def _apply_pending_model(self) -> None:
         with self._swap_lock:
-            runtime, self._pending = self._pending, None
-        if runtime is None:
+            pending, self._pending = self._pending, None
+            shadow, self._pending_shadow = self._pending_shadow, None
+        if shadow is not None:
+            self.shadow = shadow[0]
+            if shadow[0] is not None:
+                self._emit({**events.model_shadow_event(agent=self.options.agent_id, now=time.time(),
+                                                        live=self.model, shadow=shadow[0].runtime.model),
+                            **shadow[1]})
+        if pending is None:
             return
+        runtime, info = pending
         old = self.model
         # close open episodes: their scores came from another model
         now = time.time()
@@ -268,8 +291,8 @@ class Agent:
                 self._emit(self._alert(tr, reason="model swapped"))
         self._install(runtime)
         self.metrics.model_swaps.labels("ok").inc()
-        self._emit(events.model_event(agent=self.options.agent_id, now=now, previous=old, model=runtime.model,
-                                      warnings=runtime.warnings))
+        self._emit({**events.model_event(agent=self.options.agent_id, now=now, previous=old, model=runtime.model,
+                                         warnings=runtime.warnings), **info})
         log.info("model swapped: %s -> %s", old.sha256[:12], runtime.model.sha256[:12])
 
     # -- streams -------------------------------------------------------------------
@@ -302,7 +325,7 @@ class Agent:
 
     def process(self, items: list[Item]) -> None:
         """Handle one batch of items from the sources, in order."""
-        if self._pending is not None:
+        if self._pending is not None or self._pending_shadow is not None:
             self._apply_pending_model()
         if self._posted:
             self._emit_posted()
@@ -420,6 +443,8 @@ class Agent:
             self.metrics.batch_size.observe(len(x))
             slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
             scores = rt.post.update_many(slots, batch.scores, batch.aux)
+            if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
+                self.shadow.score(x, slots, meta, scores, self._stream_names)
             over = scores > rt.threshold
             for i, (slot, ts, seq) in enumerate(meta):
                 s = float(scores[i])
@@ -453,6 +478,8 @@ class Agent:
         self.summary.events[kind] = self.summary.events.get(kind, 0) + 1
         if kind in ("start", "end"):
             self.metrics.alerts.labels(kind).inc()
+            if self.shadow is not None:
+                self.shadow.on_live_event(event)
         for sink in self.sinks:
             try:
                 sink.send(event)
@@ -524,7 +551,7 @@ class Agent:
             except queue.Empty:
                 if stopping and ended >= len(self.sources):
                     break
-                if self._pending is not None:
+                if self._pending is not None or self._pending_shadow is not None:
                     self._apply_pending_model()
                 if self._posted:
                     self._emit_posted()

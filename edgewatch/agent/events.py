@@ -133,13 +133,19 @@ def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel,
 
 def model_event(*, agent: str, now: float, previous: ScoringModel, model: ScoringModel,
                 warnings: Sequence[str] = ()) -> dict[str, Any]:
-    """A new model took over between two batches."""
-    event: dict[str, Any] = {"event": "model", "agent": agent, "time": iso(now),
+    """A new model took over between two batches (``model_swapped``, fleet contract v1)."""
+    event: dict[str, Any] = {"event": "model_swapped", "agent": agent, "time": iso(now),
                              "previous_sha256": previous.sha256, "sha256": model.sha256,
                              "family": model.card.family}
     if warnings:
         event["warnings"] = list(warnings)
     return event
+
+
+def model_shadow_event(*, agent: str, now: float, live: ScoringModel, shadow: ScoringModel) -> dict[str, Any]:
+    """A model now scores in shadow beside the live one (fleet contract v1)."""
+    return {"event": "model_shadow", "agent": agent, "time": iso(now), "sha256": shadow.sha256,
+            "live_sha256": live.sha256, "family": shadow.card.family}
 
 
 def model_refused_event(*, agent: str, now: float, origin: str, reason: str, sha256: str | None,

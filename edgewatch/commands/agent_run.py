@@ -17,6 +17,7 @@ from edgewatch.agent.config import load_into_context
 from edgewatch.agent.engine import Agent, AgentOptions, RunSummary
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.model_store import ModelStore
 from edgewatch.agent.runtime import ModelRuntime
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sinks import make_sink
@@ -123,6 +124,13 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
               help="Seconds between polls of --watch-model.")
 @click.option("--model-topic", is_flag=True,
               help="Take new model files from the retained MQTT topic PREFIX/AGENT-ID/model (needs an MQTT sink).")
+@click.option("--status-interval", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds between retained status publishes on PREFIX/AGENT-ID/status (docs/fleet.md).")
+@click.option("--shadow-report-interval", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="Seconds between shadow reports on PREFIX/AGENT-ID/shadow while a model runs in shadow.")
+@click.option("--mqtt-keepalive", type=click.IntRange(min=1, max=65535), default=None,
+              help="MQTT keepalive in seconds (default 30): the broker declares the agent offline (last will) "
+                   "1.5 keepalives after its last packet.")
 @click.option("--learn", "learn_rows", type=click.IntRange(min=2), default=None, metavar="N",
               help="Each stream learns its own pca model on its first N messages, then is scored with it (the "
                    "--model file names the features, the window and, if it is a pca file, its settings).")
@@ -139,7 +147,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             metrics_addr: str | None = None, log_json: bool = False, log_level: str = "info",
             watch_model: bool = False, watch_interval: float = 2.0, model_topic: bool = False,
             trust_keys: tuple[Path, ...] = (), allow_unsigned_models: bool = False,
-            max_model_mb: float = 64.0, learn_rows: int | None = None,
+            max_model_mb: float = 64.0, status_interval: float = 10.0, shadow_report_interval: float = 60.0,
+            mqtt_keepalive: int | None = None, learn_rows: int | None = None,
             learn_state: Path = Path("edgewatch-learned")) -> None:
     """Score live streams with a model file and send an alert per anomalous episode.
 
@@ -164,6 +173,12 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
                            "refusing to load it")
     if verified is not None:
         log.info("model %s %s", model_path, verified.describe())
+    store = None
+    if model_topic:
+        store = ModelStore(spool_dir / "models")
+        resumed = resume_live(store, trust, actual)
+        if resumed is not None:
+            model_path, data = resumed
     options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n)
     if learn_rows:
         options.drift_every = 0  # each stream's normal is its own: the template's drift reference is not it
@@ -174,6 +189,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     metrics = AgentMetrics()
     mqtt_options = mqtt_options_from_flags(mqtt_username, mqtt_password, mqtt_ca_file, mqtt_cert_file,
                                            mqtt_key_file, mqtt_tls_insecure)
+    if mqtt_keepalive:
+        mqtt_options["keepalive"] = mqtt_keepalive
     built_sinks: list = []
     closers: list[Callable[[], None]] = []
     connections = Connections()  # one per broker, shared by MQTT sinks, sources and the model receiver
@@ -194,7 +211,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
                                          agent_id=options.agent_id, mqtt_options=mqtt_options,
                                          connections=connections))
         closers = attach_operations(agent, metrics_addr, watch_model, watch_interval, model_topic, spool_dir,
-                                    trust=trust, max_model_bytes=int(max_model_mb * 2**20))
+                                    trust=trust, max_model_bytes=int(max_model_mb * 2**20), store=store,
+                                    status_interval=status_interval, shadow_interval=shadow_report_interval)
     except BaseException:
         for sink in built_sinks:
             sink.close()
@@ -248,10 +266,31 @@ def mqtt_options_from_flags(username: str | None, password: str | None, ca_file:
     return out
 
 
+def resume_live(store: ModelStore, trust: TrustPolicy, start_sha256: str) -> tuple[Path, bytes] | None:
+    """The live model of the agent's model store, if it is another than --model's and still passes
+    the trust policy (a model that came over MQTT); None: start with --model."""
+    live = store.get("live")
+    if live is None or live.sha256 == start_sha256:
+        return None
+    try:
+        data, _ = trust.check_file(live.path, origin="mqtt")
+    except BadModelFile as exc:
+        log.warning("not resuming model %s from %s (%s); starting with --model", live.sha256[:12], store.dir, exc)
+        return None
+    if hashlib.sha256(data).hexdigest() != live.sha256:
+        log.warning("model store file %s changed; starting with --model", live.path)
+        return None
+    log.info("resuming model %s (%s) from the model store %s; --model is the first start's model",
+             live.sha256[:12], live.note or "no note", store.dir)
+    return Path(live.path), data
+
+
 def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool, watch_interval: float,
                       model_topic: bool, spool_dir: Path, trust: TrustPolicy | None = None,
-                      max_model_bytes: int | None = None) -> list[Callable[[], None]]:
-    """Start /metrics + /healthz, systemd notify/watchdog, model swaps; returns what stops them."""
+                      max_model_bytes: int | None = None, store: ModelStore | None = None,
+                      status_interval: float = 10.0, shadow_interval: float = 60.0) -> list[Callable[[], None]]:
+    """Start /metrics + /healthz, systemd notify/watchdog, model swaps, the fleet status; returns what stops them."""
+    from edgewatch.agent.mqtt import MqttSink
     from edgewatch.agent.ops import OpsServer, SystemdNotifier
 
     closers: list[Callable[[], None]] = []
@@ -263,15 +302,22 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
         from edgewatch.agent.swap import ModelFileWatcher
 
         closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust).start().close)
+    mqtt = [s for s in agent.sinks if isinstance(s, MqttSink)]
+    receiver = None
     if model_topic:
-        from edgewatch.agent.mqtt import MqttSink
         from edgewatch.agent.swap import MAX_MODEL_BYTES, MqttModelReceiver
 
-        mqtt = [s for s in agent.sinks if isinstance(s, MqttSink)]
         if not mqtt:
             raise click.UsageError("--model-topic needs an MQTT sink (--sink mqtt://host:port/prefix)")
-        closers.append(MqttModelReceiver(agent, mqtt[0], spool_dir / "models", trust=trust,
-                                         max_bytes=max_model_bytes or MAX_MODEL_BYTES).close)
+        receiver = MqttModelReceiver(agent, mqtt[0], spool_dir / "models", trust=trust,
+                                     max_bytes=max_model_bytes or MAX_MODEL_BYTES, store=store)
+        closers.append(receiver.close)
+    if mqtt:
+        from edgewatch.agent.fleet import FleetMember
+
+        member = FleetMember(agent, mqtt[0], receiver, status_interval=status_interval,
+                             shadow_interval=shadow_interval)
+        closers.append(member.close)
     notifier = SystemdNotifier()
     if notifier.enabled:
         notifier.notify("READY=1\nSTATUS=scoring")

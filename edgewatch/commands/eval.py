@@ -129,7 +129,7 @@ def make_detector(out: Path) -> None:
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
               show_default="../shared/datasets/skab", help="The SKAB folder (data/<group>/<n>.csv).")
 @click.option("--family", "families", multiple=True, default=("pca",), show_default=True,
-              help="A family recipe to run (repeatable): pca, pca-all, lstm-ae, conv1d-ae.")
+              help="A family recipe to run (repeatable): pca, pca-all, conv1d-ae, conv1d-ae-fast, lstm-ae (docs/skab.md).")
 @click.option("--groups", multiple=True, help="Only these SKAB groups (repeatable), e.g. valve1.")
 @click.option("--predictions-out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write DIR/<group>/<n>.csv (header 'datetime;anomaly', one 0/1 row per test row); with "

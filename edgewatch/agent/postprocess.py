@@ -395,6 +395,7 @@ def register_kind(name: str, params: type[KindParams], build: Callable[[Any], Po
 register_kind("none", NoParams, lambda _p: Identity())
 register_kind("likelihood", LikelihoodParams, Likelihood)
 register_kind("levels", LevelsParams, Levels)
+import edgewatch.agent.subsequence  # noqa: E402,F401 - registers the "novelty" kind (its own module)
 
 
 def spec_problems(spec: PostProcess) -> list[str]:

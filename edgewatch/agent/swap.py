@@ -40,10 +40,12 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgewatch.agent import events
 from edgewatch.agent.model_store import ModelStore, StoredModel
 from edgewatch.agent.shadow import PromotionRule, ShadowScorer
 from edgewatch.agent.signing import TrustPolicy
@@ -273,8 +275,8 @@ class MqttModelReceiver:
                                 sha, info)
         live = self.agent.model.sha256
         if sha == live and not msg.shadow:
-            self.agent.post_event({"event": "model_unchanged", "agent": self.agent.options.agent_id, "time": iso(),
-                                   "sha256": sha, **info})
+            self.agent.post_event(events.model_unchanged_event(agent=self.agent.options.agent_id, now=time.time(),
+                                                               sha256=sha, **info))
             self.store.last_message_id = msg.id
             self.store.save()
             return False

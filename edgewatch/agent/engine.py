@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -138,6 +139,8 @@ class Agent:
         self.sinks = list(sinks)
         self.model_checks: list[CandidateCheck] = list(model_checks or [])
         self.observers: list[Observer] = []
+        # called with every emitted event only (no per-batch view, which costs the hot path)
+        self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.sources: list[Source] = []
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=self.options.queue_size)
         self.summary = RunSummary()
@@ -590,6 +593,8 @@ class Agent:
                 log.exception("sink %s failed to take an event", type(sink).__name__)
         for obs in self.observers:
             obs.on_event(event)
+        for listen in self.event_listeners:
+            listen(event)
 
     def _count_bad(self, bad: dict[BadReason, int]) -> None:
         now = time.monotonic()

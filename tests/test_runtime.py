@@ -267,3 +267,15 @@ def test_a_stored_live_model_that_cannot_run_falls_back_to_the_model_flag(bad_mo
     assert [(e["event"], e["origin"], e["sha256"]) for e in events] == [("model_refused", "store", sha)]
     assert "3 quantile rows for 4 features" in events[0]["reason"]
     assert events[0]["running_sha256"] == file_sha256(live)
+
+
+def test_a_swapped_in_model_carries_its_threshold_warning_in_the_model_event(tmp_path: Path) -> None:
+    live = write_model(tmp_path / "live.onnx", make_card(window=5, threshold=0.25))
+    odd = write_model(tmp_path / "odd.onnx", make_card(window=5, threshold=1e30))
+    sink = Recorder()
+    agent = Agent(ScoringModel(live), [sink], AgentOptions(drift_every=0))
+    agent.swap_runtime(agent.load_candidate(odd))
+    agent.process([Item(Kind.RAW, "s", "[0.5, 0.5, 0.5, 0.5]", time.time())])
+    event = next(e for e in sink.events if e["event"] == "model_swapped")
+    assert event["sha256"] == file_sha256(odd) and "far above every score" in event["warnings"][0]
+    assert agent.threshold == 1e30

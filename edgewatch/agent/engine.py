@@ -26,16 +26,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgewatch.agent import events
-from edgewatch.agent.episodes import Transition
+from edgewatch.agent.episodes import EpisodeTracker, Transition
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
                                      sane_timestamp)
+from edgewatch.agent.postprocess import PostProcessor
 from edgewatch.agent.runtime import CandidateCheck, DriftSettings, ModelRuntime, Overrides, load_runtime
 from edgewatch.agent.shadow import ShadowScorer
 from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
 from edgewatch.agent.windows import StreamWindows
+from edgewatch.contract import ModelCard
 from edgewatch.errors import BadModelFile
 
 log = logging.getLogger("edgewatch.agent")
@@ -177,7 +179,7 @@ class Agent:
         return self.runtime.model
 
     @property
-    def card(self):  # noqa: ANN201 - ModelCard
+    def card(self) -> ModelCard:
         return self.runtime.card
 
     @property
@@ -205,11 +207,11 @@ class Agent:
         self.runtime.threshold = value
 
     @property
-    def tracker(self):  # noqa: ANN201 - EpisodeTracker
+    def tracker(self) -> EpisodeTracker:
         return self.runtime.tracker
 
     @property
-    def post(self):  # noqa: ANN201 - PostProcessor
+    def post(self) -> PostProcessor:
         return self.runtime.post
 
     @property

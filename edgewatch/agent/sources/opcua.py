@@ -15,6 +15,7 @@ layouts name each feature's node in a TOML ``[[source]]`` table::
     private-key = "/etc/edgewatch/opcua-key.pem"
     server-certificate = "/etc/edgewatch/server-cert.der"   # optional
     username = "edge"   # and password, or user:pass@ in the URL
+    application-uri = "urn:edgewatch:agent"   # as in the client certificate (the default)
 
 One subscription with the given publishing interval; each notification
 set the server publishes is one measurement of the object (a stream per
@@ -49,7 +50,8 @@ from edgewatch.errors import MissingExtra
 log = logging.getLogger("edgewatch.agent.sources")
 
 SETTINGS = frozenset({"interval", "nodes", "stream", "security", "certificate", "private_key",
-                      "private_key_password", "server_certificate", "username", "password", "timeout"})
+                      "server_certificate", "username", "password", "timeout", "application_uri"})
+APPLICATION_URI = "urn:edgewatch:agent"  # what the client certificate's subject alternative name should carry
 
 
 def require_asyncua():  # noqa: ANN201 - the asyncua module
@@ -66,8 +68,10 @@ class OpcUaSource(Source):
     def __init__(self, name: str, endpoint: str, features: list[str], browse_path: list[str] | None = None,
                  nodes: dict[str, str] | None = None, interval: float = 1.0, stream: str | None = None,
                  username: str | None = None, password: str | None = None, security: str | None = None,
-                 timeout: float = 4.0, backoff: Backoff | None = None) -> None:
+                 timeout: float = 4.0, backoff: Backoff | None = None,
+                 application_uri: str = APPLICATION_URI) -> None:
         super().__init__()
+        self.application_uri = application_uri
         self.name = name
         self.endpoint = endpoint
         self.features = list(features)
@@ -85,6 +89,7 @@ class OpcUaSource(Source):
         self.per_session: list[int] = []  # measurements of each session, in order
         self.bad_status_by_name: dict[str, int] = {}
         self.last_error: str | None = None
+        self.channel_security = ""  # the last session's policy and mode, e.g. "Basic256Sha256,SignAndEncrypt"
         self._last: list[float | None] = [None] * len(self.features)
         self._pending: dict[int, tuple[Any, float | None, str | None]] = {}
         self._flush_scheduled = False
@@ -123,6 +128,7 @@ class OpcUaSource(Source):
 
         client = Client(self.endpoint, timeout=self.timeout, watchdog_intervall=max(0.5, min(2.0, self.interval)))
         client.name = client.description = "edgewatch agent"
+        client.application_uri = self.application_uri
         if self.username:
             client.set_user(self.username)
             if self.password:
@@ -135,6 +141,9 @@ class OpcUaSource(Source):
             lost.set()
         client.connection_lost_callback = on_lost
         await client.connect()
+        policy = client.security_policy
+        self.channel_security = (f"{type(policy).__name__.removeprefix('SecurityPolicy').strip('_') or 'None'},"
+                                 f"{getattr(getattr(policy, 'Mode', None), 'name', 'None').strip('_')}")
         try:
             nodes = await self._resolve(client)
             self._handles = {node.nodeid: j for j, node in nodes}
@@ -301,4 +310,5 @@ def build(spec: SourceSpec, ctx: SourceContext) -> OpcUaSource:
     name = f"opcua://{host}:{parts.port or 4840}" + (parts.path if browse else f"/{stream}" if stream else "")
     return OpcUaSource(name, endpoint, ctx.features, browse_path=browse, nodes=nodes, interval=interval,
                        stream=stream, username=username, password=password,
-                       security=security or None, timeout=timeout)
+                       security=security or None, timeout=timeout,
+                       application_uri=str(settings.get("application_uri", APPLICATION_URI)))

@@ -186,7 +186,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         options.agent_id = agent_id
     runtime = start_runtime(model_path, options, data)
     model = runtime.model
-    metrics = AgentMetrics()
+    metrics = AgentMetrics(exported=bool(metrics_addr))
     mqtt_options = mqtt_options_from_flags(mqtt_username, mqtt_password, mqtt_ca_file, mqtt_cert_file,
                                            mqtt_key_file, mqtt_tls_insecure)
     if mqtt_keepalive:
@@ -290,7 +290,6 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
                       max_model_bytes: int | None = None, store: ModelStore | None = None,
                       status_interval: float = 10.0, shadow_interval: float = 60.0) -> list[Callable[[], None]]:
     """Start /metrics + /healthz, systemd notify/watchdog, model swaps, the fleet status; returns what stops them."""
-    from edgewatch.agent.mqtt import MqttSink
     from edgewatch.agent.ops import OpsServer, SystemdNotifier
 
     closers: list[Callable[[], None]] = []
@@ -302,7 +301,9 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
         from edgewatch.agent.swap import ModelFileWatcher
 
         closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust).start().close)
-    mqtt = [s for s in agent.sinks if isinstance(s, MqttSink)]
+    # no MQTT sink was made unless its module (and paho) got imported: do not import them for nothing
+    mqtt_module = sys.modules.get("edgewatch.agent.mqtt")
+    mqtt = [s for s in agent.sinks if isinstance(s, mqtt_module.MqttSink)] if mqtt_module else []
     receiver = None
     if model_topic:
         from edgewatch.agent.swap import MAX_MODEL_BYTES, MqttModelReceiver

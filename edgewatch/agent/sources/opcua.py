@@ -93,6 +93,9 @@ class OpcUaSource(Source):
 
     def run(self) -> None:
         require_asyncua()
+        if not logging.getLogger("edgewatch").isEnabledFor(logging.DEBUG):
+            # asyncua logs every lost connection with a traceback; this source says it once, plainly
+            logging.getLogger("asyncua").setLevel(logging.CRITICAL)
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:

@@ -153,3 +153,8 @@ def model_refused_event(*, agent: str, now: float, origin: str, reason: str, sha
     """A candidate model (from ``origin``: start, file, mqtt) was refused; ``running_sha256`` keeps scoring."""
     return {"event": "model_refused", "agent": agent, "time": iso(now), "origin": origin, "sha256": sha256,
             "reason": reason, "running_sha256": running.sha256}
+
+
+def model_unchanged_event(*, agent: str, now: float, sha256: str, **info: Any) -> dict[str, Any]:
+    """A model message named the model that already runs: nothing changed (``info``: the message's note...)."""
+    return {"event": "model_unchanged", "agent": agent, "time": iso(now), "sha256": sha256, **info}

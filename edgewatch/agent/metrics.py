@@ -49,7 +49,15 @@ class AgentMetrics:
         self.windows = Counter("edgewatch_windows_scored", "Windows scored", registry=r)
         self.alerts = Counter("edgewatch_alerts", "Alert events emitted, by kind", ["kind"], registry=r)
         self.drift = Counter("edgewatch_drift_events", "Drift events emitted", registry=r)
-        self.streams = Gauge("edgewatch_streams", "Streams seen since start", registry=r)
+        self.streams = Gauge("edgewatch_streams", "Streams held now (at most --max-streams)", registry=r)
+        self.evicted_streams = Counter("edgewatch_streams_evicted", "Streams dropped after --stream-ttl idle",
+                                       registry=r)
+        self.nonfinite_scores = Counter("edgewatch_nonfinite_scores", "Window scores that were NaN or infinite "
+                                        "(reported as the float32 maximum, over the threshold)", ["kind"],
+                                        registry=r)
+        self.ui_clients = Gauge("edgewatch_ui_clients", "Live-page event streams open now", registry=r)
+        self.ui_refused = Counter("edgewatch_ui_clients_refused", "Live-page event streams refused past "
+                                  "--ui-max-clients", registry=r)
         self.spool_depth = Gauge("edgewatch_spool_depth", "Alerts waiting on disk for the broker", registry=r)
         self.reconnects = Counter("edgewatch_source_reconnects", "Source reconnections", ["source"], registry=r)
         self.model_swaps = Counter("edgewatch_model_swaps", "Model files swapped in (or refused)", ["result"],

@@ -15,10 +15,11 @@ keeps running.
 a change that stays put for one more poll is loaded. Replace the file
 atomically (write a temporary file beside it, then ``mv``/rename).
 
-**MQTT** (``--model-topic``): ``PREFIX/AGENT/model``, retained, QoS 1, payload
-a JSON object ``{"sha256": "<hex of the file>", "name": "x.onnx",
-"onnx_b64": "<base64 of the file>"}`` (see :func:`model_message`). In this
-order, before anything touches the disk: the message size against the limit
+**MQTT** (``--model-topic``): ``PREFIX/AGENT/model``, retained, QoS 1, a model
+message of the fleet contract (:class:`~edgewatch.fleet.topics.ModelMessage`:
+install live or in shadow, rollback, promote; the first form, a JSON object
+``{"sha256", "name", "onnx_b64"}`` from :func:`model_message`, is a live
+install). For an install, in this order, before anything touches the disk: the message size against the limit
 (``--max-model-mb``), the JSON, the sha256 against the bytes, the
 :class:`~edgewatch.agent.signing.TrustPolicy` (signed by a trusted key, or
 unsigned allowed explicitly). Only then is the file written to ``models/``
@@ -39,10 +40,12 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgewatch.agent import events
 from edgewatch.agent.model_store import ModelStore, StoredModel
 from edgewatch.agent.shadow import PromotionRule, ShadowScorer
 from edgewatch.agent.signing import TrustPolicy
@@ -272,8 +275,8 @@ class MqttModelReceiver:
                                 sha, info)
         live = self.agent.model.sha256
         if sha == live and not msg.shadow:
-            self.agent.post_event({"event": "model_unchanged", "agent": self.agent.options.agent_id, "time": iso(),
-                                   "sha256": sha, **info})
+            self.agent.post_event(events.model_unchanged_event(agent=self.agent.options.agent_id, now=time.time(),
+                                                               sha256=sha, **info))
             self.store.last_message_id = msg.id
             self.store.save()
             return False

@@ -97,6 +97,9 @@ class OpcUaSource(Source):
         import asyncio  # here, not at the top: the agent only pays for it with an OPC UA source
 
         require_asyncua()
+        if not logging.getLogger("edgewatch").isEnabledFor(logging.DEBUG):
+            # asyncua logs every lost connection with a traceback; this source says it once, plainly
+            logging.getLogger("asyncua").setLevel(logging.CRITICAL)
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:

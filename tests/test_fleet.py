@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,9 +102,19 @@ def test_publish_refuse_rollback_restart_and_kill(fleet: Fleet) -> None:
     rows = fleet.wait_status(lambda r: all(r.get(a, {}).get("state") == "online" and r[a]["model_sha256"]
                                            for a in ("a1", "a2")))
     assert {a: r["model_sha256"] for a, r in rows.items()} == {"a1": file_sha256(v1), "a2": file_sha256(v1)}
+    watch = subprocess.Popen([sys.executable, "-m", "edgewatch.cli", "fleet", "status", "--broker", fleet.url,
+                              "--watch", "--interval", "0.3"], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
 
     res = fleet.cli("model", "publish", str(v2), "--note", "v2: lower threshold")
     assert res.exit_code == 0, res.output
+    time.sleep(1.5)
+    watch.send_signal(signal.SIGINT)
+    shown, _ = watch.communicate(timeout=30)
+    assert watch.returncode == 0
+    frames = re.split(rf"^\d\d:\d\d:\d\d {fleet.prefix}$", shown, flags=re.M)  # each reprint's header line
+    assert len(frames) >= 3 and "a1" in frames[1] and "a2" in frames[1] and "online" in frames[1]
+    assert file_sha256(v2)[:12] in frames[-1] and "v2: lower threshold" in frames[-1], frames[-1]
     assert "a1: swapped in" in res.output and "a2: swapped in" in res.output
     assert "2 of 2 agent(s) answered" in res.output
     rows = fleet.wait_status(lambda r: all(x["model_sha256"] == file_sha256(v2) for x in r.values()))
@@ -147,10 +158,11 @@ def test_publish_refuse_rollback_restart_and_kill(fleet: Fleet) -> None:
     assert time.monotonic() - killed < 10
 
 
-def test_shadow_report_and_promotion(fleet: Fleet) -> None:
+def test_shadow_report_and_promotion(fleet: Fleet, collector) -> None:  # noqa: ANN001
     live = fleet.model("live", threshold=0.5)  # never crosses: the faults score 0.0625
     keen = fleet.model("keen", threshold=0.05, k=1, n=1)  # opens an episode on every fault
     twin = fleet.model("twin", threshold=0.5001)  # another file with the live model's decisions
+    reports = collector(fleet.broker, f"{fleet.prefix}/a3/shadow", client_id="c-shadow", persistent=False)
     fleet.start("a3", live)
     fleet.wait_status(lambda r: r.get("a3", {}).get("state") == "online" and r["a3"]["model_sha256"])
     res = fleet.cli("model", "publish", str(keen), "--shadow", "--note", "keen", "--promote-if",
@@ -168,6 +180,8 @@ def test_shadow_report_and_promotion(fleet: Fleet) -> None:
     assert report["score_correlation"] == pytest.approx(1.0)  # the same graph, other thresholds
     assert report["promote_if"]["holds"] is False and "more than 0" in report["promote_if"]["why"]
     assert rows["a3"]["model_sha256"] == file_sha256(live)  # not promoted: they differ
+    periodic = [json.loads(p) for p in reports.on("/shadow") if p and b"request_id" not in p]
+    assert periodic and periodic[-1]["shadow"]["sha256"] == file_sha256(keen)  # every --shadow-report-interval
 
     res = fleet.cli("model", "promote", "--agent", "a3")
     assert res.exit_code == 0 and "a3: swapped in" in res.output, res.output

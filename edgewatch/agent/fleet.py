@@ -46,17 +46,14 @@ class FleetMember:
         self._requests: list[str] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
-        agent.observers.append(self)
+        agent.event_listeners.append(self.on_event)
         sink.status_payload = self.status_payload
         self.command_topic = sink.connection.subscribe(f"{sink.base}/{topics.COMMAND}", self._on_command)
         self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
         self._thread.start()
         sink.publish_status("online")
 
-    # -- observer (the agent's loop thread): keep it cheap ------------------------------
-
-    def on_batch(self, view: Any) -> None:
-        pass
+    # -- the agent's events (its loop thread): keep it cheap --------------------------
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")

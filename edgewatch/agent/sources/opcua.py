@@ -32,13 +32,12 @@ one series.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 from datetime import timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from edgewatch.agent.parsing import BadReason, Measurement
@@ -46,6 +45,9 @@ from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceCon
                                           SourceSpec)
 from edgewatch.agent.sources.registry import register
 from edgewatch.errors import MissingExtra
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("edgewatch.agent.sources")
 
@@ -97,6 +99,8 @@ class OpcUaSource(Source):
         self._lost: asyncio.Event | None = None
 
     def run(self) -> None:
+        import asyncio  # here, not at the top: the agent only pays for it with an OPC UA source
+
         require_asyncua()
         if not logging.getLogger("edgewatch").isEnabledFor(logging.DEBUG):
             # asyncua logs every lost connection with a traceback; this source says it once, plainly
@@ -104,6 +108,8 @@ class OpcUaSource(Source):
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:
+        import asyncio
+
         while not self.stopping:
             try:
                 await self._session()
@@ -119,11 +125,15 @@ class OpcUaSource(Source):
             await self._sleep(self.backoff.next_delay())
 
     async def _sleep(self, seconds: float) -> None:
+        import asyncio
+
         deadline = time.monotonic() + seconds
         while not self.stopping and time.monotonic() < deadline:
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     async def _session(self) -> None:
+        import asyncio
+
         from asyncua import Client
 
         client = Client(self.endpoint, timeout=self.timeout, watchdog_intervall=max(0.5, min(2.0, self.interval)))
@@ -187,6 +197,8 @@ class OpcUaSource(Source):
     # -- asyncua's subscription handler (the event loop's thread) -----------------------
 
     def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        import asyncio
+
         j = self._handles.get(node.nodeid)
         if j is None:
             return

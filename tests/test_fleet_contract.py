@@ -120,3 +120,34 @@ def test_shadow_scorer_compares_episodes_and_scores() -> None:
     text = format_report(report)
     assert "1 differ" in text and "only live   s1" in text, text
     topics.dumps(report)  # always serializable (no NaN)
+
+
+def test_publish_checks_the_file_before_it_connects(tmp_path) -> None:  # noqa: ANN001
+    """No broker listens on the URL: every refusal here happens before a connection is tried."""
+    from click.testing import CliRunner
+
+    from edgewatch.agent.signing import generate_keypair, load_private_key, sign_bytes
+    from edgewatch.cli import main
+    from tests.modelkit import make_card, write_model
+
+    generate_keypair(tmp_path / "k")
+    generate_keypair(tmp_path / "other")
+    raw = write_model(tmp_path / "m.onnx", make_card(window=5))
+    signed = tmp_path / "s.onnx"
+    signed.write_bytes(sign_bytes(raw.read_bytes(), load_private_key(tmp_path / "k")))
+    edited = tmp_path / "e.onnx"
+    edited.write_bytes(signed.read_bytes().replace(b"0.25", b"0.99"))
+    url = "mqtt://127.0.0.1:9/plant"
+    runner = CliRunner()
+    cases = [
+        ([str(raw)], 3, "is not signed"),
+        ([str(signed), "--trust-key", str(tmp_path / "other.pub")], 3, "not a trusted key"),
+        ([str(edited)], 3, "changed after it was signed"),
+        ([str(signed), "--promote-if", "alerts_differ<=1,after=1m"], 2, "needs --shadow"),
+        ([str(signed), "--shadow", "--promote-if", "alerts_differ<=1"], 2, "lacks after"),
+    ]
+    for args, code, reason in cases:
+        res = runner.invoke(main, ["model", "publish", *args, "--broker", url])
+        assert res.exit_code == code and reason in res.output, (args, res.output)
+    res = runner.invoke(main, ["model", "publish", str(signed), "--broker", url, "--connect-timeout", "0.5"])
+    assert res.exit_code == 1 and "cannot reach the MQTT broker" in res.output, res.output

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,16 +26,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgewatch.agent import events
-from edgewatch.agent.episodes import Transition
+from edgewatch.agent.episodes import EpisodeTracker, Transition
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
                                      sane_timestamp)
+from edgewatch.agent.postprocess import PostProcessor
 from edgewatch.agent.runtime import CandidateCheck, DriftSettings, ModelRuntime, Overrides, load_runtime
 from edgewatch.agent.shadow import ShadowScorer
 from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
 from edgewatch.agent.windows import StreamWindows
+from edgewatch.contract import ModelCard
 from edgewatch.errors import BadModelFile
 
 log = logging.getLogger("edgewatch.agent")
@@ -44,9 +47,11 @@ DEFAULT_STREAM_TTL = 3600.0  # seconds without a message before a stream's state
 # a score the graph could not give as a finite number (inputs near float32's limit) is reported as this,
 # and counts as over the threshold: it is as anomalous as a score can be
 SCORE_CAP = float(np.finfo(np.float32).max)
-# windows per ONNX Runtime call: per-window cost is flat from 32 to 341 windows (measured, S0 int8) but
-# ORT's arena keeps its peak, so 1024-window calls cost ~60 MiB more resident memory than 128
-SCORE_BATCH = 128
+# Windows per ONNX Runtime call. Measured with the S0 model (int8 and fp32, window 10, one thread):
+# the cost per window is lowest from 16 to 32 windows a call and rises beyond; ORT's working memory
+# grows with the call (+3 MiB at 32, +8 at 128, +18 at 256 windows over one window) and its arena keeps
+# the peak, so 32 (was 128) took 7.6 MiB off the agent's peak on a 200,000-row replay (docs/platform.md).
+SCORE_BATCH = 32
 
 
 @dataclass
@@ -138,6 +143,8 @@ class Agent:
         self.sinks = list(sinks)
         self.model_checks: list[CandidateCheck] = list(model_checks or [])
         self.observers: list[Observer] = []
+        # called with every emitted event only (no per-batch view, which costs the hot path)
+        self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.sources: list[Source] = []
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=self.options.queue_size)
         self.summary = RunSummary()
@@ -174,7 +181,7 @@ class Agent:
         return self.runtime.model
 
     @property
-    def card(self):  # noqa: ANN201 - ModelCard
+    def card(self) -> ModelCard:
         return self.runtime.card
 
     @property
@@ -202,11 +209,11 @@ class Agent:
         self.runtime.threshold = value
 
     @property
-    def tracker(self):  # noqa: ANN201 - EpisodeTracker
+    def tracker(self) -> EpisodeTracker:
         return self.runtime.tracker
 
     @property
-    def post(self):  # noqa: ANN201 - PostProcessor
+    def post(self) -> PostProcessor:
         return self.runtime.post
 
     @property
@@ -590,6 +597,8 @@ class Agent:
                 log.exception("sink %s failed to take an event", type(sink).__name__)
         for obs in self.observers:
             obs.on_event(event)
+        for listen in self.event_listeners:
+            listen(event)
 
     def _count_bad(self, bad: dict[BadReason, int]) -> None:
         now = time.monotonic()

@@ -54,7 +54,8 @@ Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop
          in a config file also [[source]] tables (url = ... plus protocol keys), see docs/sources.md.
 Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on PREFIX/AGENT-ID/alerts,
          drift on .../drift, other events on .../events, QoS 1, spooled to disk until the broker's
-         PUBACK: at-least-once, dedupe by the alert "id"; retained .../status online/offline).
+         PUBACK: at-least-once, dedupe by the alert "id"; retained JSON .../status, online/offline).
+Fleet (status, model publish/rollback/shadow/promote, topics): docs/fleet.md.
 Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure,
 2 usage error, 3 bad model file (not edgewatch, corrupt, sha256 mismatch, not signed by a
 --trust-key or changed after signing), 4 bad input file
@@ -193,20 +194,30 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     if verified is not None:
         log.info("model %s %s", model_path, verified.describe())
     store = None
+    resumed = None
     if model_topic:
         store = ModelStore(spool_dir / "models")
         resumed = resume_live(store, trust, actual)
-        if resumed is not None:
-            model_path, data = resumed
     options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n, max_streams=max_streams,
                            stream_ttl=stream_ttl or None)
     if learn_rows:
         options.drift_every = 0  # each stream's normal is its own: the template's drift reference is not it
     if agent_id:
         options.agent_id = agent_id
-    runtime = start_runtime(model_path, options, data)
+    refused_at_start: tuple[str, str] | None = None  # a stored model that cannot run here: (reason, sha256)
+    runtime = None
+    if resumed is not None:
+        try:
+            runtime = start_runtime(resumed[0], options, resumed[1])
+            model_path = resumed[0]
+        except (BadModelFile, click.UsageError) as exc:  # never a reason to stay down: --model is there
+            sha = hashlib.sha256(resumed[1]).hexdigest()
+            refused_at_start = (f"stored live model cannot run: {exc}", sha)
+            log.error("not resuming model %s from the model store (%s); starting with --model", sha[:12], exc)
+    if runtime is None:
+        runtime = start_runtime(model_path, options, data)
     model = runtime.model
-    metrics = AgentMetrics()
+    metrics = AgentMetrics(exported=bool(metrics_addr))
     mqtt_options = mqtt_options_from_flags(mqtt_username, mqtt_password, mqtt_ca_file, mqtt_cert_file,
                                            mqtt_key_file, mqtt_tls_insecure)
     if mqtt_keepalive:
@@ -226,6 +237,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
 
             learner = StreamLearner(learn_state, runtime.card, learn_rows, options.overrides())
         agent = Agent(runtime, built_sinks, options, metrics=metrics, learner=learner)
+        if refused_at_start is not None:
+            agent.refuse_model(refused_at_start[0], sha256=refused_at_start[1], origin="store")
         for spec in sources:
             agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout,
                                          agent_id=options.agent_id, mqtt_options=mqtt_options,
@@ -315,7 +328,6 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
                       ready: tuple[float, float] = (DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE)
                       ) -> list[Callable[[], None]]:
     """Start /metrics + health, systemd notify/watchdog, model swaps, the fleet status; returns what stops them."""
-    from edgewatch.agent.mqtt import MqttSink
     from edgewatch.agent.ops import OpsServer, SystemdNotifier
 
     closers: list[Callable[[], None]] = []
@@ -327,7 +339,9 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
         from edgewatch.agent.swap import ModelFileWatcher
 
         closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust).start().close)
-    mqtt = [s for s in agent.sinks if isinstance(s, MqttSink)]
+    # no MQTT sink was made unless its module (and paho) got imported: do not import them for nothing
+    mqtt_module = sys.modules.get("edgewatch.agent.mqtt")
+    mqtt = [s for s in agent.sinks if isinstance(s, mqtt_module.MqttSink)] if mqtt_module else []
     receiver = None
     if model_topic:
         from edgewatch.agent.swap import MAX_MODEL_BYTES, MqttModelReceiver

@@ -24,23 +24,26 @@ def broker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Client certificate; turns TLS on."),
         click.option("--mqtt-key-file", default=None, type=click.Path(dir_okay=False), help="Key of --mqtt-cert-file."),
         click.option("--mqtt-tls-insecure", is_flag=True, help="Do not verify the broker's certificate (testing only)."),
+        click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+                     help="Seconds to wait for the broker before giving up."),
     ]):
         fn = decorator(fn)
     return fn
 
 
 def open_operator(broker: str, mqtt_username: str | None, mqtt_password: str | None, mqtt_ca_file: str | None,
-                  mqtt_cert_file: str | None, mqtt_key_file: str | None, mqtt_tls_insecure: bool) -> Operator:
+                  mqtt_cert_file: str | None, mqtt_key_file: str | None, mqtt_tls_insecure: bool,
+                  connect_timeout: float = 10.0) -> Operator:
     opts = {"username": mqtt_username, "password": mqtt_password, "ca_file": mqtt_ca_file,
             "cert_file": mqtt_cert_file, "key_file": mqtt_key_file}
     clean = {k: v for k, v in opts.items() if v}
     if mqtt_tls_insecure:
         clean["tls_insecure"] = True
-    return Operator(broker, **clean)
+    return Operator(broker, connect_timeout=connect_timeout, **clean)
 
 
 BROKER_KEYS = ("broker", "mqtt_username", "mqtt_password", "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file",
-               "mqtt_tls_insecure")
+               "mqtt_tls_insecure", "connect_timeout")
 
 
 def pop_broker(kwargs: dict[str, Any]) -> Operator:

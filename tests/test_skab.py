@@ -184,3 +184,34 @@ def test_agent_learns_each_stream_and_keeps_it_across_a_restart(tmp_path: Path) 
     run(data, tmp_path / "s1", tmp_path / "again.jsonl")  # restart with a learned model: scores from the start
     assert sorted((tmp_path / "s1").glob("*.onnx")) == learned
     assert _episodes(tmp_path / "again.jsonl", len(body)).tolist() == flags.tolist()
+
+
+def test_subset_scorer_ignores_a_channel_and_exports() -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    from edgewatch.contract import Quantization
+    from edgewatch.export.onnx import export_model
+    from edgewatch.models.conv1d_ae import Conv1dAutoencoder
+    from edgewatch.train.loop import TrainConfig
+    from edgewatch.train.window_ae import SubsetScorer, WindowAeConfig, train_window_ae
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    x = (np.sin(np.arange(120)[:, None] / 5 + np.arange(3)) + 0.05 * rng.normal(size=(120, 3))).astype(np.float32)
+    x[:, 2] += np.linspace(0, 50, 120, dtype=np.float32)  # a drifting channel the model must not see
+    run = train_window_ae(Conv1dAutoencoder(2, (8, 4)), "conv1d-ae", x, ["a", "b", "slow"],
+                          WindowAeConfig(window=8, ignore=["slow"], train=TrainConfig(epochs=1, progress=False)))
+    assert isinstance(run.scorer, SubsetScorer)
+    w = torch.from_numpy(np.ascontiguousarray(x[None, :8]))
+    moved = w.clone()
+    moved[..., 2] += 1000.0
+    with torch.no_grad():
+        (s1, e1), (s2, e2) = run.scorer(w), run.scorer(moved)
+    assert float(s1) == pytest.approx(float(s2)) and float(e1[0, 2]) == 0.0 == float(e2[0, 2])
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = export_model(run.scorer, run.card(), Path(tmp) / "m.onnx", quantization=Quantization.NONE,
+                              calibration=run.calibration[:16])
+        assert report.decision_agreement == 1.0

@@ -37,7 +37,7 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @click.option("--detector", default="novelty-levels", show_default=True,
               help="null, random, windowed-gaussian, novelty, levels, novelty-levels (one file carrying "
                    "both: alert when either alerts; what 'eval make-detector' writes), novelty-levels-pair (the "
-                   "same from two files, for comparison), or model:PATH.onnx (any edgewatch model file of one "
+                   "two as separate files, the distance in a graph, for comparison), or model:PATH.onnx (any edgewatch model file of one "
                    "feature, run as the agent runs it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")
 @click.option("--scores-out", type=click.Path(dir_okay=False, path_type=Path),
@@ -49,7 +49,7 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @click.option("--loco", is_flag=True,
               help="Also cross-validate the default detector's settings: for each category, choose them (and the "
                    "threshold) on the other three from a 12-point grid and score it; prints the leave-one-"
-                   "category-out score beside the in-sample one (about a minute).")
+                   "category-out score beside the in-sample one (about 3 minutes of CPU).")
 def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, categories: tuple[str, ...],
         seed: int, stride: int, loco: bool) -> None:
     """Run a detector online over every NAB file and print its NAB scores.
@@ -108,20 +108,20 @@ def scores_cmd(data: Path, scores: Path, out: Path | None) -> None:
 @eval_group.command("make-detector")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("models/nab-best.onnx"), show_default=True,
-              help="The model file: novelty graph, likelihood and levels post-processes, combined by their max.")
+              help="The model file: a pass-through graph; novelty and levels post-processes, combined by their max.")
 def make_detector(out: Path) -> None:
     """Write the best NAB detector as ONE model file (no training needed).
 
-    The graph scores the novelty of the window's recent shape and also
-    outputs the window's values; the card's post-process is the maximum of
-    the likelihood of that score and the value-level novelty ('levels'), so
-    the file alerts when either alerts. Run it with 'edgewatch agent run
-    --model FILE', or check it with 'edgewatch eval nab --detector
-    model:FILE'.
+    The graph passes each value through; the card's post-process is the
+    maximum of 'novelty' (the likelihood of the distance between the last
+    48 values and the nearest earlier stretch within 384 rows) and 'levels'
+    (a value on a level never seen in the stream), so the file alerts when
+    either alerts. Run it with 'edgewatch agent run --model FILE --stride 1',
+    or check it with 'edgewatch eval nab --detector model:FILE'.
     """
-    from edgewatch.eval.detectors import levels, novelty
+    from edgewatch.eval.detectors import novelty_levels
 
-    path = novelty.write_model(out, levels=levels.LevelsConfig())
+    path = novelty_levels.write_model(out)
     click.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
@@ -129,7 +129,7 @@ def make_detector(out: Path) -> None:
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
               show_default="../shared/datasets/skab", help="The SKAB folder (data/<group>/<n>.csv).")
 @click.option("--family", "families", multiple=True, default=("pca",), show_default=True,
-              help="A family recipe to run (repeatable): pca, pca-all, lstm-ae, conv1d-ae.")
+              help="A family recipe to run (repeatable): pca, pca-all, conv1d-ae, conv1d-ae-fast, lstm-ae (docs/skab.md).")
 @click.option("--groups", multiple=True, help="Only these SKAB groups (repeatable), e.g. valve1.")
 @click.option("--predictions-out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write DIR/<group>/<n>.csv (header 'datetime;anomaly', one 0/1 row per test row); with "

@@ -125,60 +125,42 @@ def default_grid() -> list[GridPoint]:
     return [GridPoint(m, hold, rr) for m in (16, 32, 48) for hold in (100, 200) for rr in (256, 384)]
 
 
-def configs(point: GridPoint):  # noqa: ANN201 - (NoveltyConfig, LevelsConfig)
-    from edgewatch.eval.detectors.levels import LevelsConfig
-    from edgewatch.eval.detectors.novelty import NoveltyConfig
+def config(point: GridPoint):  # noqa: ANN201 - a NoveltyLevelsConfig
+    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig
 
-    nov = NoveltyConfig()
-    nov.scales = [(nov.window, point.m)]
-    nov.likelihood = {**nov.likelihood, "hold": point.hold}
-    lev = LevelsConfig()
-    lev.params = {**lev.params, "range_rows": point.range_rows}
-    return nov, lev
+    c = NoveltyLevelsConfig()
+    c.novelty = {**c.novelty, "m": point.m, "hold": point.hold}
+    c.levels = {**c.levels, "range_rows": point.range_rows}
+    return c
 
 
 def default_point() -> GridPoint:
     """The grid point the shipped default is (what ``edgewatch eval make-detector`` writes)."""
-    from edgewatch.eval.detectors.levels import LevelsConfig
-    from edgewatch.eval.detectors.novelty import NoveltyConfig
+    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig
 
-    nov, lev = NoveltyConfig(), LevelsConfig()
-    if len(nov.scales) != 1:
-        raise ValueError(f"the default novelty has scales {nov.scales}; the LOCO grid has one scale")
-    return GridPoint(nov.scales[0][1], int(nov.likelihood["hold"]), int(lev.params["range_rows"]))
+    c = NoveltyLevelsConfig()
+    return GridPoint(int(c.novelty["m"]), int(c.novelty["hold"]), int(c.levels["range_rows"]))
 
 
 def grid_scores(files: Sequence[NabFile], grid: Sequence[GridPoint],
                 progress: bool = True) -> dict[str, list[np.ndarray]]:
     """Every grid point's scores, each from its own model file run as the agent runs it.
 
-    Points that share a graph (same shape length) share one run of it; each
-    point's own card post-process then runs on those outputs.
+    The points differ only in their card's post-process, so the (pass-through)
+    graph runs once per file and each point's own post-process runs on it.
     """
     from tqdm import tqdm
 
-    from edgewatch.eval.detectors import novelty
+    from edgewatch.eval.detectors import novelty_levels
     from edgewatch.eval.runner import ModelDetector
 
-    out: dict[str, list[np.ndarray]] = {}
-    by_m: dict[int, list[GridPoint]] = {}
-    for point in grid:
-        by_m.setdefault(point.m, []).append(point)
+    out: dict[str, list[np.ndarray]] = {p.name: [] for p in grid}
     with tempfile.TemporaryDirectory(prefix="edgewatch-loco-") as tmp:
-        bar = tqdm(total=len(files) * len(by_m), desc="LOCO grid", unit="file", disable=not progress)
-        for points in by_m.values():
-            dets = []
-            for point in points:
-                nov, lev = configs(point)
-                dets.append(ModelDetector(novelty.write_model(Path(tmp) / f"{point.name}.onnx", nov, levels=lev)))
-            for point in points:
-                out[point.name] = []
-            for f in files:
-                graph = dets[0].graph_outputs(f.values)
-                for point, det in zip(points, dets):
-                    out[point.name].append(det.post_scores(f.values, graph))
-                bar.update()
-        bar.close()
+        dets = [ModelDetector(novelty_levels.write_model(Path(tmp) / f"{p.name}.onnx", config(p))) for p in grid]
+        for f in tqdm(files, desc="LOCO grid", unit="file", disable=not progress):
+            graph = dets[0].graph_outputs(f.values)  # one pass-through graph for all points
+            for point, det in zip(grid, dets):
+                out[point.name].append(det.post_scores(f.values, graph))
     return out
 
 

@@ -203,9 +203,9 @@ def test_cli_export_prints_parity_and_writes_an_agent_readable_file(checkpoint: 
     out = tmp_path / "cli.onnx"
     res = CliRunner().invoke(main, ["export", "onnx", str(checkpoint), "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert "unrolled-int8 quantization" in res.output and "decision agreement" in res.output
+    assert "none quantization" in res.output and "decision agreement" in res.output
     assert "batch invariance" in res.output
-    assert ScoringModel(out).card.quantization is Quantization.UNROLLED_INT8
+    assert ScoringModel(out).card.quantization is Quantization.NONE
     refused = CliRunner().invoke(main, ["export", "onnx", str(checkpoint), "-o", str(tmp_path / "d.onnx"),
                                         "--quantize", "dynamic"])
     assert refused.exit_code == 3 and "depends on the other windows" in refused.output

@@ -22,7 +22,7 @@ import torch
 from edgewatch.agent.engine import SCORE_BATCH
 from edgewatch.agent.model import ScoringModel
 from edgewatch.contract import Quantization
-from edgewatch.export.invariance import MAX_REL_DIFF, BatchDependentScores
+from edgewatch.export.invariance import CHECK_BATCH, MAX_REL_DIFF, BatchDependentScores
 from edgewatch.export.onnx import export_family, export_model
 from edgewatch.export.scoring import score_batches
 from edgewatch.models import family_module
@@ -200,7 +200,6 @@ class _Block:
             raise ImportError(name + ' is blocked in this test')
 sys.meta_path.insert(0, _Block())
 import numpy as np
-from edgewatch.agent.engine import SCORE_BATCH
 from edgewatch.agent.model import ScoringModel
 m = ScoringModel({str(path)!r})
 b = m.score_many(np.load({str(tmp_path / 'x.npy')!r}))
@@ -223,7 +222,7 @@ def test_export_checked_batch_invariance(exported: tuple, tiny: Tiny) -> None:
     """A window's score is the same alone or beside any windows, extreme ones included (stream isolation)."""
     path, report = exported
     inv = report.invariance
-    assert inv is not None and inv.n_extreme > 0 and inv.max_batch == SCORE_BATCH
+    assert inv is not None and inv.n_extreme > 0 and inv.max_batch == max(SCORE_BATCH, CHECK_BATCH)
     assert inv.max_rel_diff <= MAX_REL_DIFF
     model = ScoringModel(path)
     samples = load_checkpoint(tiny.checkpoint).calibration[:5]

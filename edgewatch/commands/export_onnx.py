@@ -23,7 +23,7 @@ class QuantizeChoice(str, enum.Enum):
               help="Model file to write (only written when the parity check passes).")
 @click.option("--quantize", "quantize", default=QuantizeChoice.AUTO.value, show_default=True,
               type=click.Choice([c.value for c in QuantizeChoice]),
-              help="auto = the family's measured best (lstm-ae: unrolled); static = QDQ int8 calibrated on "
+              help="auto = the family's measured best (lstm-ae: none, i.e. fp32); static = QDQ int8 calibrated on "
                    "the calibration samples; unrolled = LSTMs as int8 MatMuls with fixed scales. Every "
                    "file must score a window the same alone and in any batch, so dynamic int8 is refused "
                    "where it quantizes anything.")

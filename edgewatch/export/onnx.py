@@ -40,7 +40,7 @@ from torch import nn
 
 from edgewatch.contract import FEATURE_ERROR_OUTPUT, INPUT_NAME, SCORE_OUTPUT, ModelCard, Quantization
 from edgewatch.errors import BadInput, BadModelFile
-from edgewatch.export.invariance import BatchDependentScores, Invariance, check_batch_invariance
+from edgewatch.export.invariance import CHECK_BATCH, BatchDependentScores, Invariance, check_batch_invariance
 from edgewatch.export.parity import MIN_AGREEMENT, ParityFailed, check_parity, compare_scores
 from edgewatch.export.quantize import quantize_file, quantized_op_counts
 from edgewatch.export.scoring import score_batches
@@ -132,7 +132,7 @@ def export_model(scorer: nn.Module, card: ModelCard, out: str | os.PathLike[str]
         if check_invariance:
             from edgewatch.agent.engine import SCORE_BATCH
 
-            invariance = check_batch_invariance(model, parity_set, SCORE_BATCH, what)
+            invariance = check_batch_invariance(model, parity_set, max(SCORE_BATCH, CHECK_BATCH), what)
         del model
         os.replace(final, out)
     return ExportReport(

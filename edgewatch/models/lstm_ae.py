@@ -12,21 +12,20 @@ step instead of 60 per window): the model reconstructs short windows very
 well and fails on shapes it never saw (spikes, frozen sensors, overload),
 which is what an error score needs.
 
-Export: ``unrolled-int8`` (:mod:`edgewatch.export.unroll`), plain tracing
-(no scripting): the LSTMs unrolled over the static window into int8
-``MatMulIntegerToFloat`` gates with fixed hidden-state scales, so a
-window's score does not depend on the other windows of its call (dynamic
-int8, ``DynamicQuantizeLSTM``, picks its activation scale per call: one
-stream's absurd window moved every other stream's score). Measured on a
-2-core AMD EPYC (Zen 3, AVX2, no VNNI), S0 at window 10, CPU time per
-window at batch 128: fp32 ``LSTM`` 135 µs, dynamic int8 93 µs, unrolled
-int8 88 µs; at batch 1 the unrolled graph's ~480 nodes cost more than
-the arithmetic (1.1 ms a call against 0.36 ms for fp32), which is the
-price of taking the int8 speed where the agent spends its time, in full
-batches of many streams. Parity on the shipped model 99.8 % (dynamic int8
-99.6 %); a tiny model (hidden 12) whose threshold sits among many scores
-kept only 98.8 % of 512 decisions, so ``--quantize auto`` then falls back
-to fp32 and says so.
+Export: fp32, plain tracing (no scripting). Dynamic int8
+(``DynamicQuantizeLSTM``) was faster but picks its activation scale per
+ONNX Runtime call, so one stream's absurd window moved every other
+stream's score (:mod:`edgewatch.export.invariance` now refuses it). The
+batch-invariant int8 form, ``--quantize unrolled``
+(:mod:`edgewatch.export.unroll`: the LSTMs unrolled into int8 MatMuls
+with fixed scales, parity 99.8 % on the shipped model), measured on a
+2-core AMD EPYC (Zen 3, AVX2, no VNNI), CPU time per window, fp32 /
+unrolled int8 / dynamic int8: batch 128: 128 / 112 / 110 µs (88 vs 135
+for fp32 in a quieter run); batch 32, the agent's batch: 163 / 153 / 117
+µs; batch 1: 0.36 / 1.1 / 0.26 ms a call (the unrolled graph's ~480 nodes
+cost more than its arithmetic). At the agent's batch it gains about 7 %
+and loses 3x at batch 1, where latency is decided, so fp32 ships: exact
+(parity 100 %) and 5x PyTorch eager at batch 1.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from edgewatch.export.scoring import InputScaler, ReconstructionScorer
 from edgewatch.models import ExportSpec
 
 FAMILY = "lstm-ae"
-EXPORT = ExportSpec(quantization=Quantization.UNROLLED_INT8, script=False, fallback=Quantization.NONE)
+EXPORT = ExportSpec(quantization=Quantization.NONE, script=False)
 
 
 class LstmAutoencoder(nn.Module):

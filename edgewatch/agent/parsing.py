@@ -209,7 +209,7 @@ def parse_payload(raw: str | bytes, features: Sequence[str], max_bytes: int = DE
             try:
                 f = float(v)
             except OverflowError:
-                return BadReason.NON_FINITE
+                return BadReason.OVERFLOW
         else:
             return BadReason.NOT_NUMBER
         if not math.isfinite(f):

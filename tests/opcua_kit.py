@@ -17,7 +17,9 @@ FEATURES = ["cpu", "memory", "traffic", "fan"]
 
 
 class OpcUaServer:
-    def __init__(self, objects: tuple[str, ...] = ("Pump1",), **security: Any) -> None:
+    def __init__(self, objects: tuple[str, ...] = ("Pump1",), users: dict[str, str] | None = None,
+                 **security: Any) -> None:
+        self.users = users
         self.port = free_port()
         self.url = f"opcua://127.0.0.1:{self.port}"
         self.objects = objects
@@ -35,13 +37,14 @@ class OpcUaServer:
     async def _init(self) -> None:
         from asyncua import Server, ua
 
-        self.server = server = Server()
+        self.server = server = Server(user_manager=_Users(self.users) if self.users else None)
         await server.init()
         server.set_endpoint(f"opc.tcp://127.0.0.1:{self.port}")
         if self.security:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity,
                                         ua.SecurityPolicyType.Basic256Sha256_Sign,
                                         ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+            await server.set_application_uri("urn:edgewatch:test:server")
             await server.load_certificate(self.security["certificate"])
             await server.load_private_key(self.security["private_key"])
         self.ns = await server.register_namespace("urn:edgewatch:test")
@@ -82,3 +85,41 @@ class OpcUaServer:
         self.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+
+
+class _Users:
+    """Anonymous sessions allowed; a named user must give the right password."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = users
+
+    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
+                 certificate: Any = None) -> Any:
+        from asyncua.crypto.permission_rules import User, UserRole
+
+        if username is None:
+            return User(role=UserRole.User)
+        if self.users.get(username) == password:
+            return User(role=UserRole.User, name=username)
+        return None
+
+
+def make_certificates(folder: Any) -> dict[str, str]:
+    """A self-signed server and client certificate (DER) with their keys (PEM) in ``folder``."""
+    import asyncio
+    import socket
+    from pathlib import Path
+
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    folder = Path(folder)
+    out = {}
+    for who, uri, use in (("server", "urn:edgewatch:test:server", ExtendedKeyUsageOID.SERVER_AUTH),
+                          ("client", "urn:edgewatch:agent", ExtendedKeyUsageOID.CLIENT_AUTH)):
+        key, cert = folder / f"{who}-key.pem", folder / f"{who}-cert.der"
+        asyncio.run(setup_self_signed_certificate(key, cert, uri, socket.gethostname(), [use],
+                                                  {"commonName": f"edgewatch test {who}"}))
+        out[f"{who}_key"], out[f"{who}_cert"] = str(key), str(cert)
+    return out
+

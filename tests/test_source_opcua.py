@@ -17,14 +17,22 @@ from edgewatch.agent.engine import Agent, AgentOptions  # noqa: E402
 from edgewatch.agent.model import ScoringModel  # noqa: E402
 from edgewatch.agent.sources import make_source  # noqa: E402
 from tests.modelkit import make_card, write_model  # noqa: E402
-from tests.opcua_kit import FEATURES, OpcUaServer  # noqa: E402
+from tests.opcua_kit import FEATURES, OpcUaServer, make_certificates  # noqa: E402
 
 WINDOW = 3
 
 
 @pytest.fixture(scope="module")
-def opc() -> Iterator[OpcUaServer]:
-    server = OpcUaServer(objects=("Pump1", "Pump2")).start()
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return make_certificates(tmp_path_factory.mktemp("opcua-certs"))
+
+
+@pytest.fixture(scope="module")
+def opc(certs: dict[str, str]) -> Iterator[OpcUaServer]:
+    """One server for the module (building asyncua's address space takes seconds): no security,
+    Basic256Sha256 Sign and SignAndEncrypt, anonymous or user ``edge`` with password ``secret``."""
+    server = OpcUaServer(objects=("Pump1", "Pump2"), users={"edge": "secret"},
+                         certificate=certs["server_cert"], private_key=certs["server_key"]).start()
     yield server
     server.close()
 
@@ -68,6 +76,7 @@ def test_notification_sets_and_bad_values(tmp_path: Path, opc: OpcUaServer) -> N
         agent.request_stop()
         runner.join(10)
     assert src.bad_status_by_name == {"BadSensorFailure": 1}
+    assert src.channel_security == "None,None"
     assert agent.streams == [f"{opc.url}/Objects/2:Pump2"]
     assert agent.summary.messages == 4 + 3
     assert agent.summary.windows == 4 - WINDOW + 1
@@ -93,3 +102,51 @@ def test_twenty_server_restarts_resubscribe_every_time(tmp_path: Path, opc: OpcU
     # windows start again after every gap: each session scores only its own rows
     assert agent.summary.windows == sum(max(0, n - WINDOW + 1) for n in src.per_session)
     assert agent.summary.bad == {}
+
+
+@pytest.mark.parametrize("mode", ["Sign", "SignAndEncrypt"])
+def test_basic256sha256_with_certificate_and_login(tmp_path: Path, opc: OpcUaServer, certs: dict[str, str],
+                                                   mode: str) -> None:
+    table = {"url": f"opcua://edge:secret@127.0.0.1:{opc.port}/Objects/2:Pump1", "interval": 0.1,
+             "security": f"Basic256Sha256,{mode}", "certificate": certs["client_cert"],
+             "private-key": certs["client_key"], "server-certificate": certs["server_cert"]}
+    agent, src, runner = _agent(tmp_path, table)
+    try:
+        assert _wait(lambda: src.measurements >= 1), src.last_error
+        assert src.username == "edge" and "secret" not in src.name
+        assert src.channel_security == f"Basic256Sha256,{mode}"
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert src.connects == 1 and agent.summary.bad == {}
+
+
+def test_a_wrong_password_is_said_and_retried_not_fatal(tmp_path: Path, opc: OpcUaServer) -> None:
+    agent, src, runner = _agent(tmp_path, f"opcua://edge:wrong@127.0.0.1:{opc.port}/Objects/2:Pump2?interval=0.1")
+    try:
+        assert _wait(lambda: src.last_error is not None)
+        time.sleep(0.5)
+        assert src.connects == 0 and runner.is_alive()
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert not runner.is_alive() and agent.summary.messages == 0
+
+
+def test_a_silent_server_times_out_and_is_retried(tmp_path: Path) -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts (the kernel does), never answers the OPC UA hello
+    port = listener.getsockname()[1]
+    try:
+        agent, src, runner = _agent(tmp_path, {"url": f"opcua://127.0.0.1:{port}/Objects/2:Pump1", "timeout": 0.5,
+                                               "interval": 0.1})
+        assert _wait(lambda: src.last_error is not None, timeout=15)
+        agent.request_stop()
+        runner.join(10)
+        assert not runner.is_alive() and src.connects == 0
+    finally:
+        listener.close()
+

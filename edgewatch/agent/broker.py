@@ -15,27 +15,24 @@ paho resends unacknowledged publishes itself.
 from __future__ import annotations
 
 import logging
-import ssl
-import struct
 import threading
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote, urlsplit
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.matcher import MQTTMatcher
-
 from edgewatch.errors import EdgewatchError
+
+if TYPE_CHECKING:  # paho is imported when a connection is made (edgewatch.agent.paho_client)
+    import paho.mqtt.client as paho
 
 log = logging.getLogger("edgewatch.agent.mqtt")
 
 ERROR_LOG_INTERVAL = 60.0
 
 # returns False to leave a QoS 1 message unacknowledged (the broker sends it again next session)
-MessageHandler = Callable[[paho.MQTTMessage], "bool | None"]
+MessageHandler = Callable[["paho.MQTTMessage"], "bool | None"]
 
 
 class MqttConfigError(EdgewatchError):
@@ -128,6 +125,10 @@ class BrokerConnection:
         self._started = False
         self._lock = threading.Lock()
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
+        from paho.mqtt.matcher import MQTTMatcher
+
+        from edgewatch.agent.paho_client import CallbackAPIVersion, _Client, paho
+
         self._matcher = MQTTMatcher()
         self._routes: dict[str, list[MessageHandler]] = {}  # topic -> handlers, cleared on (un)subscribe
         self._on_connect: list[Callable[[], None]] = []
@@ -154,6 +155,8 @@ class BrokerConnection:
         client.on_message = self._message_cb
 
     def _set_tls(self, client: paho.Client) -> None:
+        import ssl
+
         o = self.options
         for label, path in (("CA file", o.ca_file), ("client certificate", o.cert_file), ("client key", o.key_file)):
             if path and not Path(path).is_file():
@@ -235,8 +238,11 @@ class BrokerConnection:
 
     def _subscribe_one(self, topic_filter: str, qos: int) -> None:
         rc, _ = self.client.subscribe(topic_filter, qos=qos)
+        from paho.mqtt.client import error_string
+        from paho.mqtt.enums import MQTTErrorCode
+
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            log.warning("MQTT subscribe to %s failed: %s", topic_filter, paho.error_string(rc))
+            log.warning("MQTT subscribe to %s failed: %s", topic_filter, error_string(rc))
 
     # -- life ----------------------------------------------------------------------------
 
@@ -326,89 +332,9 @@ class BrokerConnection:
             log.exception("MQTT connection listener failed")
 
 
-class _Client(paho.Client):
-    """paho's client, telling us why a connection attempt failed, and reading in bulk.
-
-    Why the first: paho's loop catches the OSError of a failed connect
-    (refused, DNS, TLS certificate verification) and only calls
-    ``on_connect_fail`` without it, so an operator would never learn why the
-    alerts stay in the spool.
-
-    Why the second: paho reads a packet with three or four ``recv`` calls and
-    a ``select`` each, and sends each PUBACK with two ``send`` calls (the
-    socket and its wake-up pipe); on a busy 2-core machine those system
-    calls were 60 % of an MQTT source's time per message (profiled). Here
-    one ``recv`` of up to 64 KiB feeds every packet it holds, and the
-    PUBACKs of one read go out as one write. Wire behaviour is unchanged:
-    every QoS 1 message is still acknowledged, in order, after its handler.
-    """
-
-    _READ_SIZE = 65536
-    _ACK_EVERY = 256
-
-    def __init__(self, on_error: Callable[[str], None], *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_error = on_error
-        self._rbuf = b""
-        self._rpos = 0
-        self._batched_acks: list[int] | None = None
-
-    def _create_socket(self) -> Any:
-        self._rbuf, self._rpos = b"", 0  # a new connection: nothing of the old one is left to parse
-        try:
-            return super()._create_socket()
-        except Exception as exc:
-            self._on_error(_describe(exc))
-            raise
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._rpos >= len(self._rbuf):
-            data = super()._sock_recv(self._READ_SIZE)
-            if not data:
-                return data  # closed by the broker: paho handles it
-            self._rbuf, self._rpos = data, 0
-        chunk = self._rbuf[self._rpos:self._rpos + bufsize]
-        self._rpos += len(chunk)
-        return chunk
-
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        self._batched_acks = []
-        try:
-            rc = super().loop_read(max_packets)
-            # select() cannot see bytes already in our buffer: parse all it holds now, and let the
-            # acknowledgements out every few hundred packets so the broker's window keeps moving
-            count = 0
-            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf) and self._sock is not None:
-                rc = super().loop_read(1)
-                count += 1
-                if count % self._ACK_EVERY == 0:
-                    self._flush_acks()
-                    self._packet_write()
-        finally:
-            self._flush_acks()
-            self._batched_acks = None
-        return rc
-
-    def _flush_acks(self) -> None:
-        acks = self._batched_acks
-        if acks and self._sock is not None:
-            self._packet_queue(PUBACK, b"".join(_PUBACK.pack(PUBACK, 2, mid) for mid in acks), 0, 0)
-        if acks:
-            acks.clear()
-
-    def _send_puback(self, mid: int) -> MQTTErrorCode:
-        if self._batched_acks is not None and self._thread is not None \
-                and threading.get_ident() == self._thread.ident:
-            self._batched_acks.append(mid)
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
-        return super()._send_puback(mid)
-
-
-_PUBACK = struct.Struct("!BBH")
-PUBACK = 0x40
-
-
 def _describe(exc: BaseException) -> str:
+    import ssl
+
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate verification failed: {exc.verify_message or exc}"
     if isinstance(exc, ssl.SSLError):

@@ -47,9 +47,11 @@ DEFAULT_STREAM_TTL = 3600.0  # seconds without a message before a stream's state
 # a score the graph could not give as a finite number (inputs near float32's limit) is reported as this,
 # and counts as over the threshold: it is as anomalous as a score can be
 SCORE_CAP = float(np.finfo(np.float32).max)
-# windows per ONNX Runtime call: per-window cost is flat from 32 to 341 windows (measured, S0 int8) but
-# ORT's arena keeps its peak, so 1024-window calls cost ~60 MiB more resident memory than 128
-SCORE_BATCH = 128
+# Windows per ONNX Runtime call. Measured with the S0 model (int8 and fp32, window 10, one thread):
+# the cost per window is lowest from 16 to 32 windows a call and rises beyond; ORT's working memory
+# grows with the call (+3 MiB at 32, +8 at 128, +18 at 256 windows over one window) and its arena keeps
+# the peak, so 32 (was 128) took 7.6 MiB off the agent's peak on a 200,000-row replay (docs/platform.md).
+SCORE_BATCH = 32
 
 
 @dataclass
@@ -524,7 +526,7 @@ class Agent:
             slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
             scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux))
             if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
-                self.shadow.score(x, slots, meta, scores, self._stream_names)
+                self.shadow.score(x, slots, meta, scores, self._stream_names, rt.threshold)
             over = scores > rt.threshold
             for i, (slot, ts, seq) in enumerate(meta):
                 s = float(scores[i])

@@ -273,7 +273,7 @@ class MqttSink:
 
 
 def _extra_metrics(metrics: Any) -> dict[str, Any]:
-    if metrics is None or not hasattr(metrics, "registry"):
+    if getattr(metrics, "registry", None) is None:
         return {}
     from prometheus_client import Gauge
 

@@ -12,14 +12,13 @@ import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edgewatch.errors import EdgewatchError
 
 if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler
+
     from edgewatch.agent.engine import Agent
 
 log = logging.getLogger(__name__)
@@ -104,6 +103,8 @@ class OpsServer:
                  ready_max_silence: float = DEFAULT_READY_MAX_SILENCE) -> None:
         self.agent = agent
         host, port = parse_addr(addr)
+        from http.server import ThreadingHTTPServer  # here, not at the top: see AgentMetrics
+
         handler = _handler_for(agent, ready_grace, ready_max_silence)
         try:
             self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -127,6 +128,10 @@ class OpsServer:
 
 
 def _handler_for(agent: Agent, ready_grace: float, ready_max_silence: float) -> type[BaseHTTPRequestHandler]:
+    from http.server import BaseHTTPRequestHandler
+
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             path, _, query = self.path.partition("?")

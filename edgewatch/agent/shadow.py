@@ -148,8 +148,11 @@ class ShadowScorer:
                                "it cannot score the same windows")
 
     def score(self, x: np.ndarray, slots: np.ndarray, meta: list[tuple[int, float, int]],
-              live_scores: np.ndarray, streams: list[str]) -> None:
-        """Score the batch ``x`` the live model just scored (``live_scores`` its decision scores)."""
+              live_scores: np.ndarray, streams: list[str], live_threshold: float | None = None) -> None:
+        """Score the batch ``x`` the live model just scored (``live_scores`` its decision scores,
+        ``live_threshold`` its threshold now: the live model may be swapped while this one is in shadow)."""
+        if live_threshold is not None:
+            self.live_threshold = live_threshold
         t0 = time.perf_counter()
         rt = self.runtime
         batch = rt.model.score_many(x)

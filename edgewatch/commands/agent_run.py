@@ -54,7 +54,8 @@ Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop
          in a config file also [[source]] tables (url = ... plus protocol keys), see docs/sources.md.
 Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on PREFIX/AGENT-ID/alerts,
          drift on .../drift, other events on .../events, QoS 1, spooled to disk until the broker's
-         PUBACK: at-least-once, dedupe by the alert "id"; retained .../status online/offline).
+         PUBACK: at-least-once, dedupe by the alert "id"; retained JSON .../status, online/offline).
+Fleet (status, model publish/rollback/shadow/promote, topics): docs/fleet.md.
 Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure,
 2 usage error, 3 bad model file (not edgewatch, corrupt, sha256 mismatch, not signed by a
 --trust-key or changed after signing), 4 bad input file
@@ -216,7 +217,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     if runtime is None:
         runtime = start_runtime(model_path, options, data)
     model = runtime.model
-    metrics = AgentMetrics()
+    metrics = AgentMetrics(exported=bool(metrics_addr))
     mqtt_options = mqtt_options_from_flags(mqtt_username, mqtt_password, mqtt_ca_file, mqtt_cert_file,
                                            mqtt_key_file, mqtt_tls_insecure)
     if mqtt_keepalive:
@@ -327,7 +328,6 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
                       ready: tuple[float, float] = (DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE)
                       ) -> list[Callable[[], None]]:
     """Start /metrics + health, systemd notify/watchdog, model swaps, the fleet status; returns what stops them."""
-    from edgewatch.agent.mqtt import MqttSink
     from edgewatch.agent.ops import OpsServer, SystemdNotifier
 
     closers: list[Callable[[], None]] = []
@@ -339,7 +339,9 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
         from edgewatch.agent.swap import ModelFileWatcher
 
         closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust).start().close)
-    mqtt = [s for s in agent.sinks if isinstance(s, MqttSink)]
+    # no MQTT sink was made unless its module (and paho) got imported: do not import them for nothing
+    mqtt_module = sys.modules.get("edgewatch.agent.mqtt")
+    mqtt = [s for s in agent.sinks if isinstance(s, mqtt_module.MqttSink)] if mqtt_module else []
     receiver = None
     if model_topic:
         from edgewatch.agent.swap import MAX_MODEL_BYTES, MqttModelReceiver

@@ -15,6 +15,7 @@ layouts name each feature's node in a TOML ``[[source]]`` table::
     private-key = "/etc/edgewatch/opcua-key.pem"
     server-certificate = "/etc/edgewatch/server-cert.der"   # optional
     username = "edge"   # and password, or user:pass@ in the URL
+    application-uri = "urn:edgewatch:agent"   # as in the client certificate (the default)
 
 One subscription with the given publishing interval; each notification
 set the server publishes is one measurement of the object (a stream per
@@ -31,13 +32,12 @@ one series.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 from datetime import timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from edgewatch.agent.parsing import BadReason, Measurement
@@ -46,10 +46,14 @@ from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceCon
 from edgewatch.agent.sources.registry import register
 from edgewatch.errors import MissingExtra
 
+if TYPE_CHECKING:
+    import asyncio
+
 log = logging.getLogger("edgewatch.agent.sources")
 
 SETTINGS = frozenset({"interval", "nodes", "stream", "security", "certificate", "private_key",
-                      "private_key_password", "server_certificate", "username", "password", "timeout"})
+                      "server_certificate", "username", "password", "timeout", "application_uri"})
+APPLICATION_URI = "urn:edgewatch:agent"  # what the client certificate's subject alternative name should carry
 
 
 def require_asyncua():  # noqa: ANN201 - the asyncua module
@@ -66,8 +70,10 @@ class OpcUaSource(Source):
     def __init__(self, name: str, endpoint: str, features: list[str], browse_path: list[str] | None = None,
                  nodes: dict[str, str] | None = None, interval: float = 1.0, stream: str | None = None,
                  username: str | None = None, password: str | None = None, security: str | None = None,
-                 timeout: float = 4.0, backoff: Backoff | None = None) -> None:
+                 timeout: float = 4.0, backoff: Backoff | None = None,
+                 application_uri: str = APPLICATION_URI) -> None:
         super().__init__()
+        self.application_uri = application_uri
         self.name = name
         self.endpoint = endpoint
         self.features = list(features)
@@ -85,6 +91,7 @@ class OpcUaSource(Source):
         self.per_session: list[int] = []  # measurements of each session, in order
         self.bad_status_by_name: dict[str, int] = {}
         self.last_error: str | None = None
+        self.channel_security = ""  # the last session's policy and mode, e.g. "Basic256Sha256,SignAndEncrypt"
         self._last: list[float | None] = [None] * len(self.features)
         self._pending: dict[int, tuple[Any, float | None, str | None]] = {}
         self._flush_scheduled = False
@@ -92,6 +99,8 @@ class OpcUaSource(Source):
         self._lost: asyncio.Event | None = None
 
     def run(self) -> None:
+        import asyncio  # here, not at the top: the agent only pays for it with an OPC UA source
+
         require_asyncua()
         if not logging.getLogger("edgewatch").isEnabledFor(logging.DEBUG):
             # asyncua logs every lost connection with a traceback; this source says it once, plainly
@@ -99,6 +108,8 @@ class OpcUaSource(Source):
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:
+        import asyncio
+
         while not self.stopping:
             try:
                 await self._session()
@@ -114,15 +125,20 @@ class OpcUaSource(Source):
             await self._sleep(self.backoff.next_delay())
 
     async def _sleep(self, seconds: float) -> None:
+        import asyncio
+
         deadline = time.monotonic() + seconds
         while not self.stopping and time.monotonic() < deadline:
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     async def _session(self) -> None:
+        import asyncio
+
         from asyncua import Client
 
         client = Client(self.endpoint, timeout=self.timeout, watchdog_intervall=max(0.5, min(2.0, self.interval)))
         client.name = client.description = "edgewatch agent"
+        client.application_uri = self.application_uri
         if self.username:
             client.set_user(self.username)
             if self.password:
@@ -135,6 +151,9 @@ class OpcUaSource(Source):
             lost.set()
         client.connection_lost_callback = on_lost
         await client.connect()
+        policy = client.security_policy
+        self.channel_security = (f"{type(policy).__name__.removeprefix('SecurityPolicy').strip('_') or 'None'},"
+                                 f"{getattr(getattr(policy, 'Mode', None), 'name', 'None').strip('_')}")
         try:
             nodes = await self._resolve(client)
             self._handles = {node.nodeid: j for j, node in nodes}
@@ -178,6 +197,8 @@ class OpcUaSource(Source):
     # -- asyncua's subscription handler (the event loop's thread) -----------------------
 
     def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        import asyncio
+
         j = self._handles.get(node.nodeid)
         if j is None:
             return
@@ -301,4 +322,5 @@ def build(spec: SourceSpec, ctx: SourceContext) -> OpcUaSource:
     name = f"opcua://{host}:{parts.port or 4840}" + (parts.path if browse else f"/{stream}" if stream else "")
     return OpcUaSource(name, endpoint, ctx.features, browse_path=browse, nodes=nodes, interval=interval,
                        stream=stream, username=username, password=password,
-                       security=security or None, timeout=timeout)
+                       security=security or None, timeout=timeout,
+                       application_uri=str(settings.get("application_uri", APPLICATION_URI)))

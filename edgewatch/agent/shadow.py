@@ -125,6 +125,7 @@ class ShadowScorer:
         self.rule = rule
         self.message_id = message_id
         self.started = time.time() if started is None else started
+        self.promoted = False  # set once it was handed over as the live model (its swap may still be pending)
         self.windows = 0
         self.over_live = 0
         self.over_shadow = 0
@@ -203,7 +204,7 @@ class ShadowScorer:
         return only_live, only_shadow
 
     def promotion(self, now: float | None = None) -> tuple[bool, str] | None:
-        if self.rule is None:
+        if self.rule is None or self.promoted:
             return None
         now = time.time() if now is None else now
         only_live, only_shadow = self.differing(now)

@@ -361,7 +361,7 @@ class MqttModelReceiver:
 
     def _promote(self, message_id: str | None, info: dict[str, Any], sha: str | None) -> bool:
         scorer = self.agent.shadow
-        if scorer is None:
+        if scorer is None or scorer.promoted:
             return self._refuse("promote: no model runs in shadow on this agent", sha, info)
         if sha and sha != scorer.sha256:
             return self._refuse(f"promote: the shadow model is {scorer.sha256[:12]}, not {sha[:12]}", sha, info)
@@ -370,6 +370,7 @@ class MqttModelReceiver:
             self.agent.swap_runtime(runtime, info)
         except BadModelFile as exc:
             return self._refuse(str(exc), scorer.sha256, info)
+        scorer.promoted = True
         self.agent.set_shadow(None)
         entry = self.store.slots["shadow"] or StoredModel(scorer.sha256, str(runtime.model.path), scorer.note)
         self._new_live(replace(entry, since=iso(), promote_if=None))

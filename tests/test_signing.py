@@ -287,3 +287,20 @@ def test_mqtt_without_trust_key_needs_explicit_opt_in(tmp_path: Path, broker, co
         assert accepted_files == sorted(f"{hashlib.sha256(m.read_bytes()).hexdigest()}.onnx" for m in (v2, live))
     finally:
         publish.single(topic, b"", qos=1, retain=True, hostname=broker.host, port=broker.port)
+
+
+def test_tensors_in_external_files_cannot_be_signed_or_verified(tmp_path: Path, keys: dict) -> None:
+    model = write_model(tmp_path / "m.onnx", make_card(window=5))
+    m = onnx.load(model)
+    split = tmp_path / "split.onnx"
+    onnx.save(m, split, save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin",
+              size_threshold=0)
+    assert (tmp_path / "weights.bin").exists()
+    with pytest.raises(Exception, match="external files"):
+        sign_bytes(split.read_bytes(), load_private_key(keys["key"]))
+    # signed whole, then split: the weights left the signed bytes
+    signed = _sign(model, keys["key"], tmp_path / "s.onnx")
+    m = onnx.load(signed)
+    onnx.save(m, tmp_path / "s-split.onnx", save_as_external_data=True, location="w2.bin", size_threshold=0)
+    with pytest.raises(UntrustedModel, match="changed after it was signed|external files"):
+        verify_bytes((tmp_path / "s-split.onnx").read_bytes(), [load_public_key(keys["pub"])])

@@ -173,3 +173,76 @@ def test_sparkplug_b_births_aliases_and_data(tmp_path: Path, broker) -> None:
     assert agent.streams == ["spBv1.0/plant/gw1/pump"]
     assert agent.summary.bad == {"unknown_alias": 1, "bad_payload": 1, "not_number": 1}
     assert agent.summary.windows == 3  # birth + 6 data = 7 rows, window 5
+
+
+from tests.test_mqtt_tls import pki, tls_broker  # noqa: E402,F401 - fixtures: a CA and a TLS mosquitto
+
+
+def test_mqtts_source_with_the_sinks_tls_options(tmp_path: Path, tls_broker, pki: Path) -> None:  # noqa: F811
+    agent = _agent(tmp_path, "tls")
+    src = make_source(f"mqtts://{tls_broker.host}:{tls_broker.port}/secure/+", FEATURES, agent_id="tls",
+                      mqtt_options={"ca_file": str(pki / "ca.pem")})
+    agent.add_source(src)
+    runner = _run(agent)
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="tls-publisher")
+    pub.tls_set(ca_certs=str(pki / "ca.pem"))
+    pub.connect(tls_broker.host, tls_broker.port)
+    pub.loop_start()
+    try:
+        assert _wait(lambda: src.connects == 1)
+        time.sleep(0.2)
+        for _ in range(3):
+            pub.publish("secure/a", json.dumps([0.5] * 4), qos=1).wait_for_publish(5)
+        assert _wait(lambda: agent.summary.messages == 3)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.disconnect()
+        pub.loop_stop()
+    assert src.broker.tls and agent.streams == ["secure/a"]
+
+
+def test_broker_restart_reconnects_resets_windows_and_loses_nothing_queued(tmp_path: Path, broker) -> None:
+    agent = _agent(tmp_path, "brk")
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/restart/%23", FEATURES, agent_id="brk")
+    agent.add_source(src)
+    runner = _run(agent)
+    try:
+        assert _wait(lambda: src.connects == 1)
+        time.sleep(0.2)
+        pub = Publisher(broker)
+        for _ in range(4):
+            pub.send("restart/s", json.dumps([0.5] * 4))
+        pub.close()
+        assert _wait(lambda: agent.summary.messages == 4)
+        broker.stop()  # SIGTERM: mosquitto saves the agent's session
+        broker.start()
+        pub = Publisher(broker)  # published before the agent is back: kept for its session
+        for _ in range(4):
+            pub.send("restart/s", json.dumps([0.5] * 4))
+        pub.close()
+        assert _wait(lambda: agent.summary.messages == 8, timeout=30)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert src.connects == 2
+    assert agent.metrics.reconnects.labels(src.name)._value.get() == 1
+    assert agent.summary.windows == 0  # 4 rows, a gap, 4 rows: no window of 5 across the gap
+
+
+def test_a_silent_broker_neither_blocks_nor_crashes_the_agent(tmp_path: Path) -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # the kernel accepts; no CONNACK ever comes
+    try:
+        agent = _agent(tmp_path, "silent")
+        src = make_source(f"mqtt://127.0.0.1:{listener.getsockname()[1]}/x", FEATURES, agent_id="silent",
+                          mqtt_options={"keepalive": 1})
+        agent.add_source(src)
+        t0 = time.monotonic()
+        summary = agent.run(duration=2.0)
+        assert time.monotonic() - t0 < 8 and summary.messages == 0 and src.connects == 0
+    finally:
+        listener.close()

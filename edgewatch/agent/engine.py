@@ -526,7 +526,7 @@ class Agent:
             slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
             scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux))
             if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
-                self.shadow.score(x, slots, meta, scores, self._stream_names)
+                self.shadow.score(x, slots, meta, scores, self._stream_names, rt.threshold)
             over = scores > rt.threshold
             for i, (slot, ts, seq) in enumerate(meta):
                 s = float(scores[i])

@@ -37,6 +37,11 @@ A stream constant over its range rows has no scale and never fires.
 Parameters (defaults in :class:`LevelsParams`): ``bins`` (8, contextOSE's
 3 bits), ``range_rows`` (384), ``rest`` (100), ``cap`` (4096).
 
+The ``novelty`` kind (its own module, :mod:`edgewatch.agent.subsequence`)
+keeps each stream's last values and feeds a subsequence nearest-neighbour
+distance to the ``likelihood`` step, so a file with a pass-through graph
+can carry a detector that needs history without waiting for a long window.
+
 The ``max`` kind carries several detectors in one file: each part runs an
 existing kind on its input (the graph's ``score`` or a column of the
 graph's ``aux`` output, ``aux:<name>``) and the output is the maximum of the

@@ -70,6 +70,8 @@ def test_card_that_cannot_run_is_refused_at_start_with_exit_3(bad_models, case: 
                                     "-q"])
     assert res.exit_code == 3, res.output
     assert REASONS[case] in res.output and "Traceback" not in res.output
+    checked = CliRunner().invoke(main, ["agent", "check", str(bad_models[case])])  # says the same before a deploy
+    assert checked.exit_code == 3 and REASONS[case] in checked.output, checked.output
 
 
 def test_contradicting_flags_are_usage_errors(tmp_path: Path) -> None:

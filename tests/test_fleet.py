@@ -158,6 +158,9 @@ def test_publish_refuse_rollback_restart_and_kill(fleet: Fleet) -> None:
     seen_offline = time.monotonic() - killed  # includes the ~1 s each 'fleet status' needs to read the topics
     assert rows["a2"]["state"] == "offline" and rows["a1"]["state"] == "online"
     assert seen_offline < 2 + 5, seen_offline  # keepalive 2 s, plus the time of the status reads
+    res = fleet.cli("fleet", "forget", "--agent", "a2")
+    assert res.exit_code == 0, res.output
+    assert set(fleet.status()) == {"a1"}
 
 
 def test_shadow_report_and_promotion(fleet: Fleet, collector) -> None:  # noqa: ANN001
@@ -184,6 +187,10 @@ def test_shadow_report_and_promotion(fleet: Fleet, collector) -> None:  # noqa: 
     assert rows["a3"]["model_sha256"] == file_sha256(live)  # not promoted: they differ
     periodic = [json.loads(p) for p in reports.on("/shadow") if p and b"request_id" not in p]
     assert periodic and periodic[-1]["shadow"]["sha256"] == file_sha256(keen)  # every --shadow-report-interval
+    fleet.stop("a3")  # a restart keeps the shadow model in shadow
+    fleet.start("a3", live)
+    rows = fleet.wait_status(lambda r: r["a3"]["state"] == "online" and r["a3"]["shadow_sha256"], 90)
+    assert rows["a3"]["shadow_sha256"] == file_sha256(keen) and rows["a3"]["model_sha256"] == file_sha256(live)
 
     res = fleet.cli("model", "promote", "--agent", "a3")
     assert res.exit_code == 0 and "a3: swapped in" in res.output, res.output

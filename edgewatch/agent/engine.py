@@ -273,10 +273,6 @@ class Agent:
         with self._swap_lock:
             self._pending_shadow = (scorer, dict(info or {}))
 
-    def swap_model(self, model: ScoringModel) -> None:
-        """Build a runtime for ``model`` with this agent's overrides and queue it (BadModelFile if it cannot run)."""
-        self.swap_runtime(ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings()))
-
     def refuse_model(self, reason: str, sha256: str | None = None, origin: str = "file",
                      info: dict[str, Any] | None = None) -> None:
         """Record a model that was offered and refused (metric, log, event); the running one stays."""
@@ -526,7 +522,7 @@ class Agent:
             slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
             scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux))
             if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
-                self.shadow.score(x, slots, meta, scores, self._stream_names)
+                self.shadow.score(x, slots, meta, scores, self._stream_names, rt.threshold)
             over = scores > rt.threshold
             for i, (slot, ts, seq) in enumerate(meta):
                 s = float(scores[i])

@@ -65,6 +65,8 @@ def summarize(raw: dict[str, Any], machine: dict[str, Any] | None = None) -> dic
             out["agreement"] = {k: v for k, v in info.items() if k != "suite"}
         elif suite == "isolation_cost":
             out["isolation"] = {k: v for k, v in info.items() if k != "suite"}
+        elif suite == "mqtt_source":
+            out.setdefault("mqtt_source", []).append({k: v for k, v in info.items() if k != "suite"})
     engines.sort(key=lambda r: (r["model"], r["batch"], ENGINES.index(r["engine"])))
     out["targets"] = [asdict(t) for t in check_targets(out)]
     return out
@@ -102,6 +104,14 @@ def check_targets(results: dict[str, Any]) -> list[Target]:
                           "" if met else f"missed by {50_000 / cpu:.2f}× (see where the time goes)"))
     else:
         out.append(Target("agent messages/s, 100 streams", "≥ 50,000/s", "not run", None))
+    mq = next((m for m in results.get("mqtt_source", []) if m["form"] == "json" and m["model"] == "trivial"), None)
+    name = "MQTT source intake, loopback mosquitto, QoS 1, JSON (trivial model: the intake's own cost)"
+    if mq:
+        cpu, wall = mq["messages_per_cpu_s"], mq["messages_per_s"]
+        out.append(Target(name, "≥ 10,000/s", f"{cpu:,.0f}/s per CPU-second ({wall:,.0f}/s wall)", cpu >= 10_000,
+                          "" if cpu >= 10_000 else f"missed by {10_000 / cpu:.2f}×"))
+    else:
+        out.append(Target(name, "≥ 10,000/s", "not run", None))
     rss = results.get("rss")
     if rss:
         v = rss["max_rss_mib"]
@@ -199,6 +209,13 @@ def _agent_sections(results: dict[str, Any]) -> list[str]:
         lines += ["", "`trivial` is a one-operation model of the same shape: it shows what the agent's own "
                   "Python (parse, windows, episodes, drift watch) costs without a neural network. "
                   "Wall figures include waiting for the shared CPU; CPU figures do not."]
+    if results.get("mqtt_source"):
+        lines += ["", "## MQTT source intake (queued QoS 1 messages taken by a starting agent, loopback mosquitto)",
+                  "", "| payload | model | messages/s (wall) | messages per CPU-second | windows per ORT call |",
+                  "|---|---|---|---|---|"]
+        for m in sorted(results["mqtt_source"], key=lambda m: (m["form"], m["model"])):
+            lines.append(f"| {m['form']} | {m['model']} | {m['messages_per_s']:,.0f} | "
+                         f"{m['messages_per_cpu_s']:,.0f} | {m['windows_per_call']:.1f} |")
     prof = results.get("profile")
     if prof:
         lines += ["", f"### Where the time goes (cProfile, 100 streams, {prof['messages']:,} messages)", "",

@@ -78,6 +78,14 @@ def _throughput(results: dict[str, Any], model: str, streams: int) -> dict[str, 
     return next((t for t in results["throughput"] if t["model"] == model and t["streams"] == streams), None)
 
 
+def _agent_us_beside(results: dict[str, Any], loop: dict[str, Any] | None, streams: int) -> float | None:
+    """The agent's CPU µs per message measured in the loop's alternating rounds, else in its own suite."""
+    if loop and loop.get("agent_cpu_us_per_message"):
+        return float(loop["agent_cpu_us_per_message"])
+    agent = _throughput(results, "s0", streams)
+    return agent["cpu_us_per_message"] if agent else None
+
+
 def _torch_loop(results: dict[str, Any], streams: int) -> dict[str, Any] | None:
     return next((t for t in results.get("torch_loop") or [] if t["streams"] == streams), None)
 
@@ -98,12 +106,13 @@ def check_targets(results: dict[str, Any]) -> list[Target]:
     else:
         out.append(Target(name, "≥ 3×", "not run", None))
     for streams in (100, 1):
-        agent, loop = _throughput(results, "s0", streams), _torch_loop(results, streams)
+        loop = _torch_loop(results, streams)
+        agent_us = _agent_us_beside(results, loop, streams)
         name = f"agent vs plain PyTorch loop, messages per CPU-second, {streams} stream{'s' if streams > 1 else ''}"
-        if agent and loop:
-            v = loop["cpu_us_per_message"] / agent["cpu_us_per_message"]
-            out.append(Target(name, "≥ 2×", f"{v:.2f}× ({1e6 / agent['cpu_us_per_message']:,.0f} vs "
-                              f"{1e6 / loop['cpu_us_per_message']:,.0f})", v >= 2,
+        if agent_us and loop:
+            v = loop["cpu_us_per_message"] / agent_us
+            out.append(Target(name, "≥ 2×", f"{v:.2f}× ({1e6 / agent_us:,.0f} vs "
+                              f"{1e6 / loop['cpu_us_per_message']:,.0f}, alternating rounds)", v >= 2,
                               "" if v >= 2 else f"missed by {2 / v:.2f}× (see where the time goes)"))
         else:
             out.append(Target(name, "≥ 2×", "not run", None))
@@ -168,7 +177,7 @@ def check_targets(results: dict[str, Any]) -> list[Target]:
     ag = results.get("agreement")
     if ag:
         v = ag["window_agreement"]
-        out.append(Target("dynamic int8 vs fp32 alert decisions (trained S0)", "≥ 99 %",
+        out.append(Target("unrolled int8 vs fp32 alert decisions (trained S0)", "≥ 99 %",
                           f"{v:.2%} of {ag['windows']} windows; alerts {ag['alerts_int8']} vs {ag['alerts_fp32']}",
                           v >= 0.99, "" if v >= 0.99 else f"short by {0.99 - v:.2%}"))
     else:
@@ -245,11 +254,11 @@ def _agent_sections(results: dict[str, Any]) -> list[str]:
                   "One torch thread, `json.loads` per message, a `deque` window per stream, stride-3 windows of "
                   "10 scored in batches of 64 under `torch.inference_mode()`, no episodes, no sinks; its own "
                   "process (peak RSS from VmHWM).", "",
-                  "| streams | messages | CPU µs/message | messages per CPU-second | peak RSS | agent (same messages) |",
+                  "| streams | messages | CPU µs/message | messages per CPU-second | peak RSS | agent's speed-up (same messages, alternating rounds) |",
                   "|---|---|---|---|---|---|"]
         for t in loops:
-            agent = _throughput(results, "s0", t["streams"])
-            ratio = f"{t['cpu_us_per_message'] / agent['cpu_us_per_message']:.2f}× faster" if agent else "–"
+            agent_us = _agent_us_beside(results, t, t["streams"])
+            ratio = f"{t['cpu_us_per_message'] / agent_us:.2f}×" if agent_us else "–"
             lines.append(f"| {t['streams']} | {t['messages']:,} | {t['cpu_us_per_message']:.1f} | "
                          f"{1e6 / t['cpu_us_per_message']:,.0f} | {t['max_rss_mib']:.0f} MiB | {ratio} |")
     if results.get("mqtt_source"):

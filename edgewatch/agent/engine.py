@@ -273,10 +273,6 @@ class Agent:
         with self._swap_lock:
             self._pending_shadow = (scorer, dict(info or {}))
 
-    def swap_model(self, model: ScoringModel) -> None:
-        """Build a runtime for ``model`` with this agent's overrides and queue it (BadModelFile if it cannot run)."""
-        self.swap_runtime(ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings()))
-
     def refuse_model(self, reason: str, sha256: str | None = None, origin: str = "file",
                      info: dict[str, Any] | None = None) -> None:
         """Record a model that was offered and refused (metric, log, event); the running one stays."""

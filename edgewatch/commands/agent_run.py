@@ -247,15 +247,15 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
                                     trust=trust, max_model_bytes=int(max_model_mb * 2**20), store=store,
                                     status_interval=status_interval, shadow_interval=shadow_report_interval,
                                     ready=(ready_grace, ready_max_silence))
-    except BaseException:
+        close_page_and_record = attach_page_and_record(agent, ui, record_run,  # --ui, --record-run
+                                                       ui_max_clients=ui_max_clients)
+    except BaseException:  # e.g. the --ui port is taken: still flush and close what was opened
         for sink in built_sinks:
             sink.close()
         for close in closers:
             close()
         connections.close()
         raise
-    close_page_and_record = attach_page_and_record(agent, ui, record_run,  # --ui, --record-run
-                                                   ui_max_clients=ui_max_clients)
     card = model.card
     log.info("model %s (%s, window %d, stride %d, threshold %.6g, sha256 %s); at most %d streams (~%.1f KiB "
              "each)", model_path, card.family, card.window, agent.stride, agent.threshold, model.sha256[:12],

@@ -77,10 +77,7 @@ def shadow_report(agents: tuple[str, ...], wait: float, as_json: bool, **broker:
 
         op.conn.subscribe(topics.topic(op.prefix, "+", topics.SHADOW), take)
         time.sleep(0.2)
-        for agent in targets:
-            op.conn.publish(topics.topic(op.prefix, agent, topics.COMMAND),
-                            topics.dumps({"v": topics.CONTRACT_VERSION, "command": topics.SHADOW_REPORT,
-                                          "id": asked, "time": topics.iso()}), qos=1)
+        op.send_command(targets, topics.SHADOW_REPORT, message_id=asked)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and len(reports) < len(targets):
             time.sleep(0.05)

@@ -187,8 +187,8 @@ def test_retained_bad_model_on_the_broker_does_not_kill_a_restart(bad_models, br
             proc = subprocess.run(
                 [sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(live),
                  "--source", f"replay:{csv}?rate=300", "--sink", f"mqtt://{broker.host}:{broker.port}/rt",
-                 "--sink", f"jsonl:{out}", "--agent-id", "r1", "--model-topic", "--allow-unsigned-models", "--spool-dir",
-                 str(tmp_path / "spool"), "--summary-json", str(tmp_path / "s.json"), "-q"],
+                 "--sink", f"jsonl:{out}", "--agent-id", "r1", "--model-topic", "--allow-unsigned-models",
+                 "--spool-dir", str(tmp_path / "spool"), "--summary-json", str(tmp_path / "s.json"), "-q"],
                 capture_output=True, text=True, timeout=60)
             assert proc.returncode == 0, proc.stderr[-2000:]
             kinds = [json.loads(line)["event"] for line in out.read_text().splitlines()]

@@ -107,3 +107,17 @@ def test_live_page_clients_are_capped_with_a_counted_refusal(model: ScoringModel
         for c in conns:
             c.close()
         server.stop()
+
+
+def test_a_connection_that_sends_nothing_does_not_hold_a_thread(model: ScoringModel) -> None:
+    import socket
+
+    agent = Agent(model, [], AgentOptions(drift_every=0))
+    server = start_ui(agent, "127.0.0.1:0", UiOptions(socket_timeout=0.3))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            t0 = time.monotonic()
+            assert s.recv(1) == b""  # the server hung up on the silent client
+            assert time.monotonic() - t0 < 4
+    finally:
+        server.stop()

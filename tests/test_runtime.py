@@ -72,6 +72,10 @@ def test_card_that_cannot_run_is_refused_at_start_with_exit_3(bad_models, case: 
     assert REASONS[case] in res.output and "Traceback" not in res.output
     checked = CliRunner().invoke(main, ["agent", "check", str(bad_models[case])])  # says the same before a deploy
     assert checked.exit_code == 3 and REASONS[case] in checked.output, checked.output
+    from edgewatch.commands.model_fleet import _check_model  # what 'edgewatch model publish' checks first
+
+    with pytest.raises(BadModelFile, match=REASONS[case].replace("[", r"\[").replace("]", r"\]")):
+        _check_model(bad_models[case], bad_models[case].read_bytes(), allow_unsigned=True, trust_keys=())
 
 
 def test_contradicting_flags_are_usage_errors(tmp_path: Path) -> None:

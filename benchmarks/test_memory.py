@@ -25,7 +25,7 @@ def test_agent_rss(benchmark, s0) -> None:
 def test_memory_per_stream(benchmark, s0) -> None:
     """What one more stream costs with the S0 model (window, drift sample): sizes --max-streams."""
     streams = 2_000 if QUICK else 9_800
-    result = benchmark.pedantic(stream_memory, args=(s0.paths[Engine.ORT_INT8],), kwargs={"streams": streams},
+    result = benchmark.pedantic(stream_memory, args=(s0.paths[Engine.ORT_FP32],), kwargs={"streams": streams},
                                 rounds=1, iterations=1)
     benchmark.group = "agent memory"
     benchmark.extra_info.update({"suite": "stream_memory", **asdict(result)})

@@ -166,9 +166,9 @@ def test_an_explicit_node_map_from_the_config(tmp_path: Path, opc: OpcUaServer) 
     runner = threading.Thread(target=agent.run, daemon=True)
     runner.start()
     try:
-        assert _wait(lambda: src.measurements >= 1), src.last_error
+        assert wait_until(lambda: src.measurements >= 1), src.last_error
         opc.write("Pump1", {"cpu": 0.11, "memory": 0.22, "traffic": 0.33, "fan": 0.44})
-        assert _wait(lambda: seen and seen[-1] == pytest.approx([0.44, 0.22, 0.33, 0.11]))
+        assert wait_until(lambda: seen and seen[-1] == pytest.approx([0.44, 0.22, 0.33, 0.11]))
     finally:
         agent.request_stop()
         runner.join(10)

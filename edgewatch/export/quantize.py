@@ -15,7 +15,9 @@
   agreement from 99.6 % to 98.6 %.
 * ``Quantization.STATIC_QDQ_INT8``: ``quantize_static`` in QDQ format with
   activation ranges measured on calibration samples (MinMax). Quantizes
-  convolutions and matmuls, not LSTM/GRU nodes. Best for CNNs.
+  convolutions and matmuls, not LSTM/GRU nodes. Best for CNNs. Everything
+  after the last quantized layer (the output layers and the score's
+  arithmetic, :func:`score_tail_nodes`) stays fp32.
 * ``Quantization.NONE``: the file is copied unchanged.
 
 :func:`quantized_op_counts` counts the quantized nodes in a file, so a
@@ -65,7 +67,7 @@ def quantize_file(src: Path, dst: Path, quantization: Quantization,
         quantize_static(str(src), str(dst), ArrayCalibrationReader(calibration, batch_size),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, per_channel=True,
-                        nodes_to_exclude=output_layer_nodes(src),
+                        nodes_to_exclude=score_tail_nodes(src),
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
 
 
@@ -97,6 +99,39 @@ def output_layer_nodes(path: Path) -> list[str]:
 
     return [n.name for i, n in enumerate(nodes)
             if n.op_type in WEIGHTED_OP_TYPES and n.op_type != "Loop" and not weighted_downstream(i)]
+
+
+def score_tail_nodes(path: Path) -> list[str]:
+    """Every node after the last quantized layer of its path: the output layers and the score arithmetic.
+
+    Static QDQ would otherwise put fixed int8 scales on the arithmetic that
+    turns activations into the score (differences, logs, reductions, a
+    density's whitening): measured on the conv-AE's combined image score,
+    quantizing it kept 52 % of decisions. Only the layers that carry the
+    multiply-accumulates (and whatever lies between them) are worth int8;
+    what follows the last of them stays fp32. With fixed scales the result
+    is still batch-invariant.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    nodes = list(graph.node)
+    tail = set(output_layer_nodes(path))
+    consumers: dict[str, list[int]] = {}
+    for i, node in enumerate(nodes):
+        for name in node.input:
+            consumers.setdefault(name, []).append(i)
+    memo: dict[int, bool] = {}
+
+    def feeds_quantized_layer(i: int) -> bool:
+        if i not in memo:
+            memo[i] = False
+            memo[i] = any((nodes[j].op_type in WEIGHTED_OP_TYPES and nodes[j].name not in tail)
+                          or feeds_quantized_layer(j)
+                          for out in nodes[i].output for j in consumers.get(out, []))
+        return memo[i]
+
+    return [n.name for i, n in enumerate(nodes) if n.name in tail or not feeds_quantized_layer(i)]
 
 
 def quantized_op_counts(path: Path) -> dict[str, int]:

@@ -1,9 +1,12 @@
 """Training the conv image autoencoder (S2) on clean images, with early stopping.
 
 Images go in as raw pixels 0–255; the scorer scales them to 0–1 inside
-the graph. The threshold is ``mean + k·std`` (``k = 3``) of the per-image
-loss on held-out clean validation images, so it is set without ever seeing
-a corrupted image. Calibration samples (for static quantization and the
+the graph. After the autoencoder is trained, its score head is fitted
+(:func:`fit_score_head`): the Gaussian of the feature statistics on the
+training images, then each test's mean and spread on the clean validation
+images. The threshold is ``mean + k·std`` (``k = 3``) of the combined
+score on those validation images, so it is set without ever seeing a
+corrupted image. Calibration samples (for static quantization and the
 export parity check) are validation images plus a few corrupted copies, so
 that parity is checked on both sides of the threshold.
 """
@@ -21,10 +24,18 @@ from edgewatch.drift.reference import drift_reference_from
 from edgewatch.errors import BadInput, require_torch
 from edgewatch.export.scoring import score_batches
 from edgewatch.models.conv_ae import FAMILY, ConvAeConfig, ConvAutoencoder, ImageScorer
+from edgewatch.train.density import fit_whitening
 from edgewatch.train.loop import TrainConfig, TrainResult, fit
 
-SCORE_TEXT = ("mean squared reconstruction error of the image, pixels scaled to 0-1; "
-              "feature_error is the MSE of each pixel row")
+# corruptions mixed into the calibration set, so that static quantization sees their activation ranges
+# and parity is checked on both sides of the threshold, for detail added and detail removed
+CALIBRATION_CORRUPTIONS = (Corruption.GAUSSIAN_NOISE, Corruption.OCCLUSION, Corruption.STRIPES,
+                           Corruption.BLUR, Corruption.LOW_CONTRAST, Corruption.PIXELATE)
+
+SCORE_TEXT = ("max of three z-scores against clean validation images: log reconstruction MSE (pixels 0-1), "
+              "log Mahalanobis distance of the conv stages' channel means and stds (Gaussian fitted on the "
+              "training images), |z| of the log mean squared pixel gradient (too little or too much detail); "
+              "feature_error is the reconstruction MSE of each pixel row")
 
 
 @dataclass
@@ -77,14 +88,15 @@ def train_conv_ae(train_images: np.ndarray, val_images: np.ndarray, model_config
     result = fit(model, torch.from_numpy(train_x / 255.0).float(), tcfg,
                  val_inputs=torch.from_numpy(val_x / 255.0).float())
     scorer = ImageScorer(model).eval()
+    head = fit_score_head(scorer, train_x, val_x)
     val_scores, _ = score_batches(scorer, val_x)
     threshold = float(val_scores.mean() + sigmas * val_scores.std())
-    method = f"mean + {sigmas:g}*std of the per-image loss on {len(val_x)} clean validation images"
+    method = f"mean + {sigmas:g}*std of the combined score on {len(val_x)} clean validation images"
     train_scores, _ = score_batches(scorer, train_x[:2048])
     rng = np.random.default_rng(tcfg.seed)
     clean = val_x[:192]
-    bad = [corrupt(val_x[i::6][:16, 0], kind, 3, rng)[:, None] for i, kind in
-           enumerate([Corruption.GAUSSIAN_NOISE, Corruption.OCCLUSION, Corruption.STRIPES, Corruption.BLUR])]
+    step = len(CALIBRATION_CORRUPTIONS)
+    bad = [corrupt(val_x[i::step][:16, 0], kind, 3, rng)[:, None] for i, kind in enumerate(CALIBRATION_CORRUPTIONS)]
     calibration = np.concatenate([clean, *bad]).astype(np.float32)
     corrupted_scores, _ = score_batches(scorer, np.concatenate(bad))
     rows = cfg.size
@@ -97,9 +109,54 @@ def train_conv_ae(train_images: np.ndarray, val_images: np.ndarray, model_config
                      "corrupted": ScoreStats.of(corrupted_scores)},
         trained_on=dict(trained_on or {}, images=int(len(train_x)), val_images=int(len(val_x)),
                         epochs=result.epochs_run, best_epoch=result.best_epoch + 1,
-                        stopped_early=result.stopped_early),
+                        stopped_early=result.stopped_early, score_head=head),
         window=0, horizon=0, stride=1,
         # drift reference per feature = per row: the row's mean pixel value per image
         drift_reference=drift_reference_from(train_x[:, 0].mean(axis=2)),
     )
     return ConvAeRun(scorer, cfg, result, val_scores, threshold, method, calibration, card_fields)
+
+
+def _stats_of(scorer: Any, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    torch = require_torch()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32))
+            maps, _ = scorer.model.stages(xb * scorer.pixel_scale)
+            out.append(scorer.feature_stats(maps).double().numpy())
+    return np.concatenate(out)
+
+
+def _components_of(scorer: Any, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    torch = require_torch()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32))
+            out.append(scorer.components(xb)[0].double().numpy())
+    return np.concatenate(out)
+
+
+def fit_score_head(scorer: Any, train_x: np.ndarray, val_x: np.ndarray) -> dict[str, Any]:
+    """Fit the feature density on ``train_x`` and standardize each test on ``val_x`` (both clean, raw pixels).
+
+    The density is fitted on the training images and standardized on
+    validation images the network never trained on, because a Mahalanobis
+    distance is smaller on the points it was fitted on (measured on
+    Fashion-MNIST: ... ). Returns a summary for the card's ``trained_on``.
+    """
+    torch = require_torch()
+    scorer.eval()
+    whitening = fit_whitening(_stats_of(scorer, train_x))
+    k = len(scorer.COMPONENTS)
+    scorer.set_head(torch.from_numpy(whitening.mean).float(), torch.from_numpy(whitening.matrix).float(),
+                    torch.zeros(k), torch.ones(k))
+    raw = _components_of(scorer, val_x)
+    mean, std = raw.mean(axis=0), np.maximum(raw.std(axis=0), 1e-6)
+    scorer.set_head(torch.from_numpy(whitening.mean).float(), torch.from_numpy(whitening.matrix).float(),
+                    torch.from_numpy(mean).float(), torch.from_numpy(std).float())
+    return {"components": list(scorer.COMPONENTS), "density_images": whitening.n,
+            "density_dims": int(len(whitening.mean)), "ledoit_wolf_shrinkage": round(whitening.shrinkage, 4),
+            "standardized_on": int(len(val_x)),
+            "clean_mean": [round(float(v), 4) for v in mean], "clean_std": [round(float(v), 4) for v in std]}

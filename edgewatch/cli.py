@@ -15,7 +15,7 @@ import sys
 import click
 
 from edgewatch import __version__
-from edgewatch.errors import BadInput, BadModelFile, EdgewatchError, MissingExtra, NotCalibrated
+from edgewatch.errors import BadInput, BadModelFile, BadOverride, EdgewatchError, MissingExtra, NotCalibrated
 
 
 class LazyGroup(click.Group):
@@ -54,7 +54,7 @@ class CommandFailed(click.ClickException):
 def exit_code_for(exc: BaseException) -> int:
     """Exit codes, documented in the README: 0 ok, 1 failure, 2 usage, 3 bad model file,
     4 bad input data, 5 not calibrated, 6 missing optional dependency."""
-    for cls, code in ((BadModelFile, 3), (BadInput, 4), (NotCalibrated, 5), (MissingExtra, 6)):
+    for cls, code in ((BadOverride, 2), (BadModelFile, 3), (BadInput, 4), (NotCalibrated, 5), (MissingExtra, 6)):
         if isinstance(exc, cls):
             return code
     return 1
@@ -82,6 +82,7 @@ main = LazyGroup(
         "plot": C + "plot:plot",
         "bench": C + "bench:bench",
         "demo": C + "demo:demo",
+        "model": C + "model:model",
     },
 )
 main = click.version_option(__version__, package_name="edgewatch")(main)

@@ -38,6 +38,8 @@ from typing import Any, Mapping
 from edgewatch.errors import BadModelFile
 
 PREFIX = "edgewatch."
+# the signature entry (see edgewatch.agent.signing) is about the card, not part of it
+SIGNATURE_KEY = PREFIX + "signature"
 FORMAT_VERSION = 1
 INPUT_NAME = "x"
 SCORE_OUTPUT = "score"
@@ -122,13 +124,15 @@ class PostProcess:
     tail likelihood of its short-term mean against its long-term
     distribution, as in Numenta's anomaly likelihood), ``"levels"``
     (value-level novelty) or ``"max"``. Parameters are free per kind and
-    validated by the agent's implementation of that kind.
+    validated when the card is read (see below).
 
     ``input`` says what a step reads: the graph's ``score`` or a column of
     the ``aux`` output, ``aux:<name>``. A ``max`` step has no parameters of
     its own; it runs each of its ``parts`` on its input and outputs their
     maximum, so one file can carry detectors whose alerts are OR-ed (with
     one alert level, the maximum is over the level iff any part is).
+    Each kind's parameters are checked against that kind's own schema (a
+    dataclass in :mod:`edgewatch.agent.postprocess`) when the card is read.
     """
 
     kind: str = "none"
@@ -286,6 +290,9 @@ class ModelCard:
             problems.append(f"decision needs 1 <= k <= n, got k={self.decision.k} n={self.decision.n}")
         columns = self.aux_columns()
         problems += self.postprocess.problems(columns)
+        from edgewatch.agent.postprocess import spec_problems  # each kind's schema; lazy: it imports this module
+
+        problems += spec_problems(self.postprocess)
         self.postprocess.bind_aux(columns)
         if problems:
             raise BadModelFile("invalid edgewatch model card: " + "; ".join(problems))
@@ -313,7 +320,7 @@ class ModelCard:
     @classmethod
     def from_props(cls, props: Mapping[str, str], source: str = "model") -> ModelCard:
         """Read a card back; refuse files that are not ours or carry unknown keys."""
-        ours = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
+        ours = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX) and k != SIGNATURE_KEY}
         if not ours:
             others = sorted(props)[:5]
             hint = f" (its metadata keys: {', '.join(others)})" if others else " (it has no metadata)"

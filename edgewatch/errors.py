@@ -17,6 +17,17 @@ class BadModelFile(EdgewatchError):
     """The file is not an edgewatch model, is damaged, or does not fit the data."""
 
 
+class BadOverride(EdgewatchError):
+    """A run-time value (command line, config file) contradicts the model file, e.g. --k above its n.
+
+    A usage error (exit 2) at start; a candidate model it contradicts is refused.
+    """
+
+
+class UntrustedModel(BadModelFile):
+    """The model is not signed by a trusted key, or was changed after it was signed."""
+
+
 class BadInput(EdgewatchError):
     """Input data cannot be used (wrong shape, non-finite values, unreadable file)."""
 
@@ -35,6 +46,21 @@ class MissingExtra(EdgewatchError, ImportError):
         )
         self.module = module
         self.extra = extra
+
+
+def require(module: str, extra: str):  # noqa: ANN201 - returns the module
+    """Import an optional library or fail with the extra that brings it (exit 6 at the CLI).
+
+    For the libraries the base install leaves out (scipy, scikit-learn,
+    matplotlib, torch): import them through this, inside the function that
+    needs them, never at module top, so that the agent's install stays small.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtra(module.split(".")[0], extra) from exc
 
 
 def require_torch():  # noqa: ANN201 - returns the torch module

@@ -46,7 +46,11 @@ def test_parse_accepts_arrays_and_objects(raw, expected) -> None:
     ("[0.1, 0.2, 0.3, NaN]", BadReason.NON_FINITE),
     ("[0.1, 0.2, 0.3, Infinity]", BadReason.NON_FINITE),
     ("[0.1, 0.2, 0.3, 1e999]", BadReason.NON_FINITE),
-    ("[0.1, 0.2, 0.3, " + "9" * 400 + "]", BadReason.NON_FINITE),
+    ("[0.1, 0.2, 0.3, " + "9" * 400 + "]", BadReason.OVERFLOW),  # an int no float holds
+    ("[0.1, 0.2, 0.3, 1e39]", BadReason.OVERFLOW),  # finite, beyond float32: the model would see inf
+    ('{"values": [1,2,3,4], "ts": 1e300}', BadReason.BAD_TIMESTAMP),
+    ('{"values": [1,2,3,4], "ts": -1e300}', BadReason.BAD_TIMESTAMP),
+    ('{"values": [1,2,3,4], "ts": "9999-12-31T23:59:59-14:00"}', BadReason.BAD_TIMESTAMP),
     ('[0.1, 0.2, 0.3, "0.4"]', BadReason.NOT_NUMBER),
     ("[0.1, 0.2, 0.3, [0.4]]", BadReason.NOT_NUMBER),
     ("[0.1, 0.2, 0.3, true]", BadReason.NOT_NUMBER),

@@ -15,6 +15,7 @@ import paho.mqtt.publish as publish
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel, file_sha256
 from edgewatch.agent.mqtt import MqttSink
+from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sources import ReplaySource
 from edgewatch.agent.swap import ModelFileWatcher, MqttModelReceiver, model_message
 from tests.modelkit import make_card, write_model
@@ -106,7 +107,7 @@ def test_mqtt_model_topic_swaps_and_refuses(tmp_path: Path, broker, collector) -
     src = ReplaySource(_replay(tmp_path), ["a", "b", "c", "d"], rate=1000, loop=True)
     agent.add_source(src)
     events = collector(broker, "fleet/m1/events", client_id="c-swap", persistent=False)
-    receiver = MqttModelReceiver(agent, sink, tmp_path / "models")
+    receiver = MqttModelReceiver(agent, sink, tmp_path / "models", trust=TrustPolicy(allow_unsigned_remote=True))
     runner = threading.Thread(target=agent.run)
     runner.start()
     topic = "fleet/m1/model"

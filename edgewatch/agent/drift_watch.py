@@ -58,7 +58,7 @@ class DriftEvent:
         return bool(self.features)
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The event as the agent emits it (``{"event": "drift", ...}``)."""
+        """The check's outcome as plain data; the agent emits it via :func:`edgewatch.agent.events.drift_event`."""
         return {"event": "drift", **asdict(self)}
 
 

@@ -12,8 +12,6 @@ streams, in a single ONNX Runtime call.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 import queue
 import socket
@@ -21,16 +19,18 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from edgewatch.agent.episodes import EpisodeTracker, Transition
+from edgewatch.agent import events
+from edgewatch.agent.episodes import Transition
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_message
-from edgewatch.agent.postprocess import make_postprocessor
+from edgewatch.agent.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
+                                     sane_timestamp)
+from edgewatch.agent.runtime import CandidateCheck, DriftSettings, ModelRuntime, Overrides, load_runtime
 from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
 from edgewatch.agent.windows import StreamWindows
@@ -61,6 +61,13 @@ class AgentOptions:
     drift_sample: int = 512  # inputs kept per stream for the KS check
     drift_keep_every: int = 10  # keep every n-th input, so the sample spans n x drift_sample messages
     drift_min_statistic: float = 0.25  # and a KS distance at least this large (see DriftWatch)
+
+    def overrides(self) -> Overrides:
+        return Overrides(stride=self.stride, threshold=self.threshold, k=self.k, n=self.n)
+
+    def drift_settings(self) -> DriftSettings:
+        return DriftSettings(every=self.drift_every, sample=self.drift_sample, keep_every=self.drift_keep_every,
+                             min_statistic=self.drift_min_statistic)
 
 
 @dataclass
@@ -102,13 +109,20 @@ class RunSummary:
 
 
 class Agent:
-    """Scores many streams with one model and emits alert events to sinks."""
+    """Scores many streams with one model runtime and emits alert events to sinks.
 
-    def __init__(self, model: ScoringModel, sinks: list[Sink], options: AgentOptions | None = None,
-                 metrics: AgentMetrics | None = None) -> None:
+    Given a :class:`ScoringModel`, the runtime is built from it and the
+    options' overrides (:class:`BadModelFile` / :class:`BadOverride` when it
+    cannot run). ``model_checks`` are run on every candidate model offered
+    later (see :meth:`load_candidate`).
+    """
+
+    def __init__(self, model: ScoringModel | ModelRuntime, sinks: list[Sink], options: AgentOptions | None = None,
+                 metrics: AgentMetrics | None = None, model_checks: list[CandidateCheck] | None = None) -> None:
         self.options = options or AgentOptions()
         self.metrics = metrics or AgentMetrics()
         self.sinks = list(sinks)
+        self.model_checks: list[CandidateCheck] = list(model_checks or [])
         self.observers: list[Observer] = []
         self.sources: list[Source] = []
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=self.options.queue_size)
@@ -120,64 +134,114 @@ class Agent:
         self._bad_logged: dict[BadReason, float] = {}
         self._stop = threading.Event()
         self._swap_lock = threading.Lock()
-        self._pending_model: ScoringModel | None = None
+        self._pending: ModelRuntime | None = None
         self._posted: deque[dict[str, Any]] = deque()
+        self._closed = False
         self.started_at = time.time()
         self.last_message_at: float | None = None  # wall time of the last message (good or bad)
         self.heartbeat = time.monotonic()  # the loop's last turn; a watchdog checks it is recent
+        if isinstance(model, ScoringModel):
+            model = ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings())
+        self.windows: StreamWindows | None = None
         self._install(model)
 
     # -- model ---------------------------------------------------------------------
 
-    def _install(self, model: ScoringModel) -> None:
-        card = model.card
-        if not card.is_time_series:
-            raise BadModelFile(f"{model.path} scores images (sample shape {card.sample_shape}), not streams; "
-                               "use 'edgewatch score' for image sets")
-        o = self.options
-        self.model = model
-        self.card = card
-        self.features = card.features
-        self.window = card.window
-        self.stride = o.stride or card.stride
-        self.threshold = float(o.threshold if o.threshold is not None else card.threshold)
-        old = getattr(self, "windows", None)
-        if old is not None and old.window == self.window and old.n_features == card.n_features:
-            old.stride = self.stride  # a swapped-in model of the same shape continues on the same windows
-        else:
-            self.windows = StreamWindows(self.window, card.n_features, self.stride,
-                                         capacity=max(8, len(self._seq)))
-        self.post = make_postprocessor(card.postprocess)
-        self.tracker = EpisodeTracker(o.k or card.decision.k, o.n or card.decision.n)
-        self.drift = None
-        if card.drift_reference is not None and o.drift_every > 0:
-            from edgewatch.agent.drift_watch import DriftWatch
+    @property
+    def model(self) -> ScoringModel:
+        return self.runtime.model
 
-            self.drift = DriftWatch(card.drift_reference, card.features, sample_size=o.drift_sample,
-                                    check_every=o.drift_every, keep_every=o.drift_keep_every,
-                                    min_statistic=o.drift_min_statistic, min_sample=o.drift_sample)
+    @property
+    def card(self):  # noqa: ANN201 - ModelCard
+        return self.runtime.card
+
+    @property
+    def features(self) -> list[str]:
+        return self.runtime.card.features
+
+    @property
+    def window(self) -> int:
+        return self.runtime.window
+
+    @property
+    def stride(self) -> int:
+        return self.runtime.stride
+
+    @property
+    def threshold(self) -> float:
+        return self.runtime.threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        """Change the running threshold in place (tests, an operator's live change); must be finite."""
+        value = float(value)
+        if not np.isfinite(value):
+            raise ValueError(f"threshold {value} is not finite")
+        self.runtime.threshold = value
+
+    @property
+    def tracker(self):  # noqa: ANN201 - EpisodeTracker
+        return self.runtime.tracker
+
+    @property
+    def post(self):  # noqa: ANN201 - PostProcessor
+        return self.runtime.post
+
+    @property
+    def drift(self):  # noqa: ANN201 - DriftWatch | None
+        return self.runtime.drift
+
+    def _install(self, runtime: ModelRuntime) -> None:
+        card = runtime.card
+        old = self.windows
+        if old is not None and old.window == runtime.window and old.n_features == card.n_features:
+            old.stride = runtime.stride  # a swapped-in model of the same shape continues on the same windows
+        else:
+            self.windows = StreamWindows(runtime.window, card.n_features, runtime.stride,
+                                         capacity=max(8, len(self._seq)))
+        self.runtime = runtime
+
+    def load_candidate(self, path: str | Path, expected_sha256: str | None = None,
+                       data: bytes | None = None) -> ModelRuntime:
+        """Build a runtime for a candidate file with this agent's overrides and checks, ready to swap.
+
+        ``data``: the file's bytes when the caller already read (and checked)
+        them; the runtime is then built from those very bytes. Fails
+        (BadModelFile, BadOverride) with the reason when it cannot run here,
+        including when it does not read this agent's features.
+        """
+        if data is None:
+            runtime = load_runtime(path, self.options.overrides(), expected_sha256=expected_sha256,
+                                   checks=self.model_checks, drift_settings=self.options.drift_settings())
+        else:
+            for check in self.model_checks:
+                check(Path(path), data)
+            runtime = ModelRuntime.build(ScoringModel(path, expected_sha256=expected_sha256, data=data),
+                                         self.options.overrides(), self.options.drift_settings())
+        self._check_fits(runtime)
+        return runtime
+
+    def _check_fits(self, runtime: ModelRuntime) -> None:
+        if runtime.card.features != self.card.features:
+            raise BadModelFile(f"{runtime.model.path} reads features {runtime.card.features}, the running model "
+                               f"reads {self.card.features}: refusing to swap")
+
+    def swap_runtime(self, runtime: ModelRuntime) -> None:
+        """Queue a built runtime; it takes over between two batches, so no message is dropped."""
+        self._check_fits(runtime)
+        with self._swap_lock:
+            self._pending = runtime
 
     def swap_model(self, model: ScoringModel) -> None:
-        """Queue a new model; it takes over between two batches, so no message is dropped.
-
-        Refused (BadModelFile) when it does not read the same features, since
-        the streams feeding this agent would not fit it.
-        """
-        if model.card.features != self.card.features:
-            raise BadModelFile(f"{model.path} reads features {model.card.features}, the running model "
-                               f"reads {self.card.features}: refusing to swap")
-        if not model.card.is_time_series:
-            raise BadModelFile(f"{model.path} is not a time-series model")
-        with self._swap_lock:
-            self._pending_model = model
+        """Build a runtime for ``model`` with this agent's overrides and queue it (BadModelFile if it cannot run)."""
+        self.swap_runtime(ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings()))
 
     def refuse_model(self, reason: str, sha256: str | None = None, origin: str = "file") -> None:
         """Record a model that was offered and refused (metric, log, event); the running one stays."""
         self.metrics.model_swaps.labels("refused").inc()
         log.error("new model refused (%s), keeping %s: %s", origin, self.model.sha256[:12], reason)
-        self.post_event({"event": "model_refused", "agent": self.options.agent_id, "time": _iso(time.time()),
-                         "origin": origin, "sha256": sha256, "reason": reason,
-                         "running_sha256": self.model.sha256})
+        self.post_event(events.model_refused_event(agent=self.options.agent_id, now=time.time(), origin=origin,
+                                                   reason=reason, sha256=sha256, running=self.model))
 
     def post_event(self, event: dict[str, Any]) -> None:
         """Hand an event from another thread to the loop, which sends it to the sinks (thread-safe)."""
@@ -189,21 +253,21 @@ class Agent:
 
     def _apply_pending_model(self) -> None:
         with self._swap_lock:
-            model, self._pending_model = self._pending_model, None
-        if model is None:
+            runtime, self._pending = self._pending, None
+        if runtime is None:
             return
-        old = self.model.sha256
+        old = self.model
         # close open episodes: their scores came from another model
         now = time.time()
         for slot in self.tracker.open_slots():
             tr = self.tracker.close(slot, now, self._seq[slot])
             if tr:
                 self._emit(self._alert(tr, reason="model swapped"))
-        self._install(model)
+        self._install(runtime)
         self.metrics.model_swaps.labels("ok").inc()
-        self._emit({"event": "model", "agent": self.options.agent_id, "time": _iso(now),
-                    "previous_sha256": old, "sha256": model.sha256, "family": model.card.family})
-        log.info("model swapped: %s -> %s", old[:12], model.sha256[:12])
+        self._emit(events.model_event(agent=self.options.agent_id, now=now, previous=old, model=runtime.model,
+                                      warnings=runtime.warnings))
+        log.info("model swapped: %s -> %s", old.sha256[:12], runtime.model.sha256[:12])
 
     # -- streams -------------------------------------------------------------------
 
@@ -235,7 +299,7 @@ class Agent:
 
     def process(self, items: list[Item]) -> None:
         """Handle one batch of items from the sources, in order."""
-        if self._pending_model is not None:
+        if self._pending is not None:
             self._apply_pending_model()
         if self._posted:
             self._emit_posted()
@@ -258,10 +322,13 @@ class Agent:
                 if type(m) is not Measurement:
                     bad[m] = bad.get(m, 0) + 1  # type: ignore[index]
                     continue
-            elif kind == Kind.MEASUREMENT:
+            elif kind == Kind.MEASUREMENT:  # parsed by its source (replay): the same checks as raw input
                 m = payload  # type: ignore[assignment]
-                if len(m.values) != n_features:
-                    bad[BadReason.WRONG_ARITY] = bad.get(BadReason.WRONG_ARITY, 0) + 1
+                reason = check_values(m.values, n_features)
+                if reason is None and not sane_timestamp(m.ts):
+                    reason = BadReason.BAD_TIMESTAMP
+                if reason is not None:
+                    bad[reason] = bad.get(reason, 0) + 1
                     continue
             elif kind == Kind.BAD:
                 bad[payload] = bad.get(payload, 0) + 1  # type: ignore[index]
@@ -335,47 +402,16 @@ class Agent:
 
     def _alert(self, tr: Transition, feature_error: np.ndarray | None = None, reason: str | None = None
                ) -> dict[str, Any]:
-        ep = tr.episode
-        stream = self._stream_names[tr.slot]
-        ident = hashlib.sha1(f"{self.options.agent_id}|{stream}|{ep.start_ts!r}|{ep.start_seq}|{tr.kind}"
-                             .encode()).hexdigest()[:20]
-        event: dict[str, Any] = {
-            "event": tr.kind,
-            "id": ident,
-            "agent": self.options.agent_id,
-            "stream": stream,
-            "time": _iso(ep.start_ts if tr.kind == "start" else ep.end_ts or time.time()),
-            "ts": ep.start_ts if tr.kind == "start" else ep.end_ts,
-            "seq": ep.start_seq if tr.kind == "start" else ep.end_seq,
-            "score": round(ep.peak_score, 6),
-            "threshold": self.threshold,
-            "episode": {
-                "start_ts": ep.start_ts, "start_seq": ep.start_seq,
-                "end_ts": ep.end_ts, "end_seq": ep.end_seq,
-                "duration_s": None if ep.end_ts is None else round(ep.end_ts - ep.start_ts, 6),
-                "peak_score": round(ep.peak_score, 6), "peak_seq": ep.peak_seq,
-                "windows_over": ep.windows_over,
-            },
-            "model": {"sha256": self.model.sha256, "family": self.card.family},
-        }
-        if feature_error is not None:
-            order = np.argsort(-feature_error)[: self.options.top_features]
-            total = float(feature_error.sum()) or 1.0
-            event["top_features"] = [{"feature": self.features[j], "error": round(float(feature_error[j]), 6),
-                                      "share": round(float(feature_error[j]) / total, 4)} for j in order]
-        if reason:
-            event["reason"] = reason
-        return event
+        return events.episode_event(tr, agent=self.options.agent_id, stream=self._stream_names[tr.slot],
+                                    threshold=self.threshold, model=self.model, now=time.time(),
+                                    features=self.features, feature_error=feature_error,
+                                    top=self.options.top_features, reason=reason)
 
     def _drift_event(self, ev: Any) -> dict[str, Any]:
-        """``drift`` when a stream starts drifting (or in other features), ``drift_end`` when it is back."""
         if ev.features:
             self.metrics.drift.inc()
-        now = time.time()
-        event = {"event": "drift" if ev.features else "drift_end", "agent": self.options.agent_id, "stream": self._stream_names[ev.slot],
-                 "time": _iso(now), "ts": now, "model": {"sha256": self.model.sha256, "family": self.card.family}}
-        event.update({k: v for k, v in dataclasses.asdict(ev).items() if k != "slot"})
-        return event
+        return events.drift_event(ev, agent=self.options.agent_id, stream=self._stream_names[ev.slot],
+                                  model=self.model, now=time.time())
 
     def _emit(self, event: dict[str, Any]) -> None:
         kind = event.get("event", "?")
@@ -411,8 +447,29 @@ class Agent:
         self._stop.set()
 
     def run(self, duration: float | None = None, max_messages: int | None = None) -> RunSummary:
-        """Run until every source has ended, ``duration`` passed, or :meth:`request_stop`."""
+        """Run until every source has ended, ``duration`` passed, or :meth:`request_stop`.
+
+        However it ends (also by an exception), sources are stopped, open
+        episodes get their ``end`` and the sinks are closed (flushed).
+        """
         t0 = time.monotonic()
+        try:
+            self._loop(t0, duration, max_messages)
+        finally:
+            for src in self.sources:
+                src.stop()
+            for src in self.sources:
+                src.join(timeout=2.0)
+            try:
+                self.close_episodes("agent stopped")
+                self._emit_posted()
+            finally:
+                self.close()
+            self.summary.streams = len(self._stream_names)
+            self.summary.seconds = time.monotonic() - t0
+        return self.summary
+
+    def _loop(self, t0: float, duration: float | None, max_messages: int | None) -> None:
         for src in self.sources:
             src.start(self.queue)
         ended = 0
@@ -432,7 +489,7 @@ class Agent:
             except queue.Empty:
                 if stopping and ended >= len(self.sources):
                     break
-                if self._pending_model is not None:
+                if self._pending is not None:
                     self._apply_pending_model()
                 if self._posted:
                     self._emit_posted()
@@ -450,14 +507,6 @@ class Agent:
                     stopping = True
                 if all(not (s._thread and s._thread.is_alive()) for s in self.sources):
                     break
-        for src in self.sources:
-            src.join(timeout=2.0)
-        self.close_episodes("agent stopped")
-        self._emit_posted()
-        self.close()
-        self.summary.streams = len(self._stream_names)
-        self.summary.seconds = time.monotonic() - t0
-        return self.summary
 
     def close_episodes(self, reason: str) -> None:
         """Send an ``end`` for every open episode, so no consumer waits forever for one."""
@@ -472,14 +521,13 @@ class Agent:
         return self._stop.is_set()
 
     def close(self) -> None:
+        """Close (flush) every sink once; a failing sink does not keep the others open."""
+        if self._closed:
+            return
+        self._closed = True
         for sink in self.sinks:
             try:
                 sink.close()
             except Exception:
                 log.exception("closing sink %s failed", type(sink).__name__)
 
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")

@@ -34,10 +34,12 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
     return opts
 
 
-def open_session(path: Path, threads: int = 1, what: str = "") -> ort.InferenceSession:
-    """An ONNX Runtime session on the CPU; a file ORT cannot read is a BadModelFile with its reason."""
+def open_session(path: Path, threads: int = 1, what: str = "", data: bytes | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime session on the CPU (from ``data`` when given, else the file); a model ORT cannot
+    read is a BadModelFile with its reason."""
     try:
-        return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path) if data is None else data, session_options(threads),
+                                    providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types
         raise BadModelFile(f"{what}{path} is not a readable ONNX model (truncated or corrupt?): "
                            f"{str(exc).splitlines()[0][:300]}") from exc
@@ -55,18 +57,21 @@ class ScoringModel:
 
     Construction fails with :class:`BadModelFile` and the reason when the file
     is missing, unreadable, not ours, or its graph does not match its card.
+    Given ``data`` (the file's bytes, already read and checked by the
+    caller), the session is built from those very bytes, so a file replaced
+    on disk in between cannot slip past the check.
     """
 
     def __init__(self, path: str | os.PathLike[str], expected_sha256: str | None = None,
-                 threads: int = 1) -> None:
+                 threads: int = 1, data: bytes | None = None) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
+        if data is None and not self.path.is_file():
             raise BadModelFile(f"model file {self.path} does not exist")
-        self.sha256 = file_sha256(self.path)
+        self.sha256 = file_sha256(self.path) if data is None else hashlib.sha256(data).hexdigest()
         if expected_sha256 and expected_sha256.lower() != self.sha256:
             raise BadModelFile(f"model file {self.path} has sha256 {self.sha256}, "
                                f"expected {expected_sha256.lower()}: refusing to load it")
-        self.session = open_session(self.path, threads)
+        self.session = open_session(self.path, threads, data=data)
         props = self.session.get_modelmeta().custom_metadata_map
         self.card = ModelCard.from_props(props, source=str(self.path))
         self._check_graph()

@@ -21,53 +21,40 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import ssl
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
-from edgewatch.agent.sinks import dumps
+from edgewatch.agent.broker import (BrokerConnection, BrokerOptions, Connections, MqttConfigError, _safe,
+                                    client_id_for, parse_broker_url)
+from edgewatch.agent.events import dumps
 from edgewatch.agent.spool import DEFAULT_MAX_BYTES, Spool
-from edgewatch.errors import EdgewatchError
 
 log = logging.getLogger(__name__)
 
 ONLINE = b"online"
 OFFLINE = b"offline"
 
-
-class MqttConfigError(EdgewatchError):
-    """The MQTT URL or its options cannot work (see ``edgewatch agent run --help``)."""
+__all__ = ["MqttConfigError", "MqttOptions", "MqttSink", "topic_for"]
 
 
 @dataclass
 class MqttOptions:
-    """How to reach and log in to the broker; the CLI flags and the TOML ``mqtt_*`` keys map to these."""
+    """What the sink publishes where; how to reach the broker is :class:`~edgewatch.agent.broker.BrokerOptions`."""
 
-    host: str = "127.0.0.1"
-    port: int = 1883
     prefix: str = "edgewatch"
-    agent_id: str = socket.gethostname()
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    tls_insecure: bool = False
-    keepalive: int = 30
+    agent_id: str = "edgewatch"
     max_inflight: int = 32
     drain_timeout: float = 5.0
-    reconnect_min: float = 0.2
-    reconnect_max: float = 10.0
+
+
+SINK_FIELDS = frozenset(f.name for f in fields(MqttOptions))
 
 
 def topic_for(event: dict[str, Any], base: str) -> str:
@@ -82,133 +69,86 @@ def topic_for(event: dict[str, Any], base: str) -> str:
 class MqttSink:
     """Spool-backed MQTT publisher; see the module docstring for topics and semantics."""
 
-    def __init__(self, options: MqttOptions, spool_dir: str | os.PathLike[str],
-                 spool_max_bytes: int = DEFAULT_MAX_BYTES, metrics: Any = None) -> None:
+    def __init__(self, options: MqttOptions, spool_dir: str | os.PathLike[str], connection: BrokerConnection,
+                 spool_max_bytes: int = DEFAULT_MAX_BYTES, metrics: Any = None,
+                 connections: Connections | None = None) -> None:
         self.options = o = options
+        self.connection = connection
+        self._connections = connections  # who to release the connection to (None: this sink owns it)
         self.base = f"{o.prefix.strip('/')}/{o.agent_id}".lstrip("/")
         self.status_topic = f"{self.base}/status"
         self.spool = Spool(Path(spool_dir), max_bytes=spool_max_bytes)
         self.metrics = metrics
         self.published = 0  # PUBACKs received this run
         self.publish_errors = 0
-        self._connected = threading.Event()
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._stop_sender = False
         self._acks: deque[int] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> spool number
         self._handed = 0  # highest spool number handed to paho this run
-        self._subscriptions: dict[str, Callable[[paho.MQTTMessage], None]] = {}
         self._extra = _extra_metrics(metrics)
-        self.client = self._make_client()
         self._update_depth()
-        self.client.connect_async(o.host, o.port, keepalive=o.keepalive)
-        self.client.loop_start()
+        connection.set_will(self.status_topic, OFFLINE, qos=1, retain=True)
+        connection.on_connect(self._on_connect)
+        connection.on_disconnect(self._on_disconnect)
+        connection.on_publish(self._on_publish)
+        connection.start()
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
         self._sender.start()
 
     @classmethod
     def from_url(cls, url: str, agent_id: str, spool_dir: str | os.PathLike[str] | None = None,
-                 spool_max_bytes: int = DEFAULT_MAX_BYTES, metrics: Any = None, **options: Any) -> MqttSink:
-        """``mqtt://[user:pass@]host[:port]/prefix`` (``mqtts://`` turns TLS on, port 8883)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise MqttConfigError(f"bad MQTT sink {url!r}: use mqtt://host:port/prefix or mqtts://host:port/prefix")
-        tls = parts.scheme == "mqtts" or bool(options.pop("tls", False)) or any(
-            options.get(k) for k in ("ca_file", "cert_file"))
-        known = {f for f in MqttOptions.__dataclass_fields__}
-        unknown = set(options) - known
+                 spool_max_bytes: int = DEFAULT_MAX_BYTES, metrics: Any = None,
+                 connections: Connections | None = None, **options: Any) -> MqttSink:
+        """``mqtt://[user:pass@]host[:port]/prefix`` (``mqtts://`` turns TLS on, port 8883).
+
+        ``options`` are broker options (login, TLS, see :class:`BrokerOptions`) and
+        sink options (``max_inflight``, ``drain_timeout``). With ``connections``
+        the broker connection is shared with the agent's other MQTT users.
+        """
+        sink_opts = {k: options.pop(k) for k in list(options) if k in SINK_FIELDS - {"prefix", "agent_id"}}
+        unknown = set(options) - {f.name for f in fields(BrokerOptions)} - {"client_id"}
         if unknown:
-            raise MqttConfigError(f"unknown MQTT options {sorted(unknown)}; known: {sorted(known)}")
-        clean = {k: v for k, v in options.items() if v is not None}
-        if parts.username and "username" not in clean:
-            clean["username"] = unquote(parts.username)
-        if parts.password and "password" not in clean:
-            clean["password"] = unquote(parts.password)
-        opts = MqttOptions(host=parts.hostname, port=parts.port or (8883 if tls else 1883),
-                           prefix=parts.path.strip("/") or "edgewatch", agent_id=agent_id, tls=tls, **clean)
+            raise MqttConfigError(f"unknown MQTT options {sorted(unknown)}; known: "
+                                  f"{sorted({f.name for f in fields(BrokerOptions)} | SINK_FIELDS)}")
+        broker, path = parse_broker_url(url, client_id=client_id_for(agent_id), **options)
+        opts = MqttOptions(prefix=path.strip("/") or "edgewatch", agent_id=agent_id, **sink_opts)
+        connection = connections.acquire(broker) if connections else BrokerConnection(broker)
         if spool_dir is None:
             spool_dir = Path("spool")
-        return cls(opts, Path(spool_dir) / _safe(f"{opts.host}_{opts.port}_{opts.prefix}"),
-                   spool_max_bytes=spool_max_bytes, metrics=metrics)
+        return cls(opts, Path(spool_dir) / _safe(f"{broker.host}_{broker.port}_{opts.prefix}"), connection,
+                   spool_max_bytes=spool_max_bytes, metrics=metrics, connections=connections)
 
-    # -- paho ----------------------------------------------------------------------
+    @property
+    def client(self) -> paho.Client:
+        return self.connection.client
 
-    def _make_client(self) -> paho.Client:
-        o = self.options
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=_safe(f"edgewatch-{o.agent_id}")[:64],
-                             protocol=paho.MQTTv311, clean_session=True)
-        paho_log = logging.getLogger("edgewatch.agent.paho")
-        if paho_log.isEnabledFor(logging.DEBUG):  # otherwise it repeats every failed reconnect at ERROR
-            client.enable_logger(paho_log)
-        if o.username:
-            client.username_pw_set(o.username, o.password)
-        if o.tls:
-            for label, path in (("CA file", o.ca_file), ("client certificate", o.cert_file),
-                                ("client key", o.key_file)):
-                if path and not Path(path).is_file():
-                    raise MqttConfigError(f"MQTT {label} {path} does not exist")
-            try:
-                client.tls_set(ca_certs=o.ca_file, certfile=o.cert_file, keyfile=o.key_file,
-                               cert_reqs=ssl.CERT_NONE if o.tls_insecure else ssl.CERT_REQUIRED)
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                raise MqttConfigError(f"MQTT TLS setup failed: {exc}") from exc
-            if o.tls_insecure:
-                client.tls_insecure_set(True)
-        client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=o.reconnect_min, max_delay=o.reconnect_max)  # type: ignore[arg-type]
-        client.max_inflight_messages_set(o.max_inflight + 8)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        return client
+    @property
+    def last_error(self) -> str | None:
+        """Why the broker connection's last attempt failed (None once connected)."""
+        return self.connection.last_error
 
-    def _on_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            log.warning("MQTT %s:%d refused the connection: %s", self.options.host, self.options.port, reason)
-            return
-        info = client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+    # -- connection events (paho's network thread) ---------------------------------------
+
+    def _on_connect(self) -> None:
+        info = self.connection.publish(self.status_topic, ONLINE, qos=1, retain=True)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             log.warning("MQTT status 'online' not queued: %s", paho.error_string(info.rc))
-        for topic in self._subscriptions:
-            rc, _ = client.subscribe(topic, qos=1)
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                log.warning("MQTT subscribe to %s failed: %s", topic, paho.error_string(rc))
-        log.info("MQTT connected to %s:%d (spool depth %d)", self.options.host, self.options.port, self.spool.depth)
-        self._connected.set()
+        log.info("MQTT sink %s ready (spool depth %d)", self.base, self.spool.depth)
         self._wake.set()
 
-    def _on_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if self._connected.is_set() and not self._closing.is_set():
-            log.warning("MQTT connection to %s:%d lost (%s); alerts wait in the spool",
-                        self.options.host, self.options.port, reason)
-        self._connected.clear()
+    def _on_disconnect(self) -> None:
+        if not self._closing.is_set():
+            log.warning("MQTT sink %s: alerts wait in the spool until the broker is back", self.base)
 
-    def _on_publish(self, _client: paho.Client, _userdata: Any, mid: int, reason: Any, _props: Any) -> None:
+    def _on_publish(self, mid: int, refused: bool) -> None:
         # called with paho's out-message lock held: only hand the mid over to the sender thread
-        if getattr(reason, "is_failure", False):
+        if refused:
             self.publish_errors += 1
-            log.error("MQTT broker refused message %d: %s", mid, reason)
+            log.error("MQTT broker refused message %d", mid)
         self._acks.append(mid)
         self._wake.set()
-
-    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-        handler = self._subscriptions.get(msg.topic)
-        if handler is None:
-            return
-        try:
-            handler(msg)
-        except Exception:  # a handler bug must not kill paho's network thread
-            log.exception("handler for MQTT topic %s failed", msg.topic)
-
-    def subscribe(self, suffix: str, handler: Callable[[paho.MQTTMessage], None]) -> str:
-        """Subscribe to ``PREFIX/AGENT/<suffix>`` (again after every reconnect); returns the topic."""
-        topic = f"{self.base}/{suffix}"
-        self._subscriptions[topic] = handler
-        if self._connected.is_set():
-            self.client.subscribe(topic, qos=1)
-        return topic
 
     # -- the sink ------------------------------------------------------------------
 
@@ -226,14 +166,14 @@ class MqttSink:
             self._take_acks()
             if self._stop_sender:
                 return
-            if not self._connected.is_set():
+            if not self.connection.connected:
                 continue
             room = self.options.max_inflight - len(self._inflight)
             if room <= 0:
                 continue
             for number, record in self.spool.pending(after=self._handed, limit=room):
                 topic, _, payload = record.partition(b"\n")
-                info = self.client.publish(topic.decode(), payload, qos=1)
+                info = self.connection.publish(topic.decode(), payload, qos=1)
                 if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                     # not queued by paho: leave it in the spool and try again on the next wake-up
                     self.publish_errors += 1
@@ -264,7 +204,7 @@ class MqttSink:
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self.connection.connected
 
     def wait_delivered(self, timeout: float) -> bool:
         """Block until the spool is empty (every event acknowledged) or ``timeout`` passes."""
@@ -281,27 +221,29 @@ class MqttSink:
         """
         if self._closing.is_set():
             return
+        conn = self.connection
         deadline = time.monotonic() + self.options.drain_timeout
-        if self.spool.depth and not self._connected.is_set():
+        if self.spool.depth and not conn.connected:
             # a short run (end of input at once) may stop before the first connect: give it the drain time
-            self._connected.wait(self.options.drain_timeout)
-        if self._connected.is_set():
+            conn.wait_connected(self.options.drain_timeout)
+        if conn.connected:
             self.wait_delivered(max(0.0, deadline - time.monotonic()))
         self._closing.set()
         self._stop_sender = True
         self._wake.set()
         self._sender.join(2.0)
-        if self._connected.is_set():
-            info = self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
+        if conn.connected:
+            info = conn.publish(self.status_topic, OFFLINE, qos=1, retain=True)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 try:
                     info.wait_for_publish(timeout=2.0)
                 except (RuntimeError, ValueError) as exc:
                     log.warning("MQTT status 'offline' not confirmed: %s", exc)
-            self.client.disconnect()
+        # without a goodbye the broker publishes the last will ("offline") when it notices
+        if self._connections is not None:
+            self._connections.release(conn)
         else:
-            self.client.disconnect()  # the broker publishes the last will when it notices
-        self.client.loop_stop()
+            conn.close()
         if self.spool.depth:
             log.warning("%d alert(s) left in the spool %s; they are sent at the next start",
                         self.spool.depth, self.spool.dir)
@@ -324,5 +266,3 @@ def _extra_metrics(metrics: Any) -> dict[str, Any]:
         return {}
 
 
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)

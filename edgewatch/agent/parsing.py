@@ -13,10 +13,16 @@ from __future__ import annotations
 import enum
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 DEFAULT_MAX_BYTES = 64 * 1024
+# timestamps a measurement may carry: 1900-01-01 to 2200-01-01 UTC (anything else is a broken clock or an
+# attack, and would not even print: datetime stops at year 9999)
+MIN_TS = -2208988800.0
+MAX_TS = 7258118400.0
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 class BadReason(str, enum.Enum):
@@ -28,8 +34,16 @@ class BadReason(str, enum.Enum):
     WRONG_ARITY = "wrong_arity"
     NOT_NUMBER = "not_number"  # a string, bool, null or nested value
     NON_FINITE = "non_finite"  # NaN or infinity
-    BAD_TIMESTAMP = "bad_timestamp"
+    OVERFLOW = "overflow"  # finite, but beyond float32 (the model's input type)
+    BAD_TIMESTAMP = "bad_timestamp"  # not a time, or outside MIN_TS..MAX_TS
     BAD_STREAM = "bad_stream"
+    TOO_MANY_STREAMS = "too_many_streams"  # a new stream id past --max-streams
+    # field protocols (edgewatch.agent.sources): the same counter, one reason each
+    BAD_PAYLOAD = "bad_payload"  # a binary payload (Sparkplug B protobuf) that does not decode
+    UNKNOWN_ALIAS = "unknown_alias"  # Sparkplug data naming a metric alias no birth certificate defined
+    BAD_STATUS = "bad_status"  # an OPC UA value whose status code is not Good
+    TIMEOUT = "timeout"  # a polled device (Modbus) did not answer in time
+    EXCEPTION_RESPONSE = "exception_response"  # a Modbus exception code instead of registers
 
 
 @dataclass(slots=True)
@@ -98,13 +112,35 @@ def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MA
             try:
                 f = float(v)
             except OverflowError:
-                return BadReason.NON_FINITE
+                return BadReason.OVERFLOW
         else:
             return BadReason.NOT_NUMBER
         if not math.isfinite(f):
             return BadReason.NON_FINITE
+        if not -FLOAT32_MAX <= f <= FLOAT32_MAX:
+            return BadReason.OVERFLOW
         out.append(f)
     return Measurement(out, ts, stream)
+
+
+def check_values(values: list[float], n_features: int) -> BadReason | None:
+    """Why a row parsed by a source (a replay CSV, a field protocol) is bad input, or None when it is fine.
+
+    The same rules as :func:`parse_message`: arity, finite, within float32.
+    """
+    if len(values) != n_features:
+        return BadReason.WRONG_ARITY
+    for f in values:
+        if not math.isfinite(f):
+            return BadReason.NON_FINITE
+        if not -FLOAT32_MAX <= f <= FLOAT32_MAX:
+            return BadReason.OVERFLOW
+    return None
+
+
+def sane_timestamp(ts: float | None) -> bool:
+    """A timestamp the agent can order, subtract and print (finite, between MIN_TS and MAX_TS)."""
+    return ts is None or (math.isfinite(ts) and MIN_TS <= ts <= MAX_TS)
 
 
 def _first(obj: dict, keys: tuple[str, ...]) -> object:
@@ -117,27 +153,79 @@ def _first(obj: dict, keys: tuple[str, ...]) -> object:
 
 
 def _timestamp(value: object) -> float | None:
+    """Epoch seconds of a message's time, or None when it is not a sane time (see :func:`sane_timestamp`)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        f = float(value)
+        try:
+            f = float(value)
+        except OverflowError:
+            return None
         if not math.isfinite(f):
             return None
-        return f / 1000.0 if f > 1e11 else f  # milliseconds since the epoch
-    if isinstance(value, str):
+        f = f / 1000.0 if f > 1e11 else f  # milliseconds since the epoch
+    elif isinstance(value, str):
         try:
-            return iso_to_epoch(value)
-        except ValueError:
+            f = iso_to_epoch(value)
+        except (ValueError, OverflowError):
             return None
-    return None
+    else:
+        return None
+    return f if sane_timestamp(f) else None
 
 
 def iso_to_epoch(text: str) -> float:
     """Epoch seconds of an ISO 8601 time; one without a zone is UTC (not this machine's zone).
 
-    Raises ValueError when ``text`` is not an ISO time.
+    Raises ValueError when ``text`` is not an ISO time (OverflowError when it is beyond what a float holds).
     """
     dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
+
+
+def parse_payload(raw: str | bytes, features: Sequence[str], max_bytes: int = DEFAULT_MAX_BYTES
+                  ) -> Measurement | BadReason:
+    """:func:`parse_message`, plus flat objects keyed by the model's feature names.
+
+    ``{"cpu": 0.3, "memory": 0.5, "traffic": 0.2, "fan": 0.6}``: keys that are
+    not features are ignored (``ts`` and ``stream`` still count), a missing
+    feature is ``wrong_arity``. Objects with a ``values`` field keep their
+    meaning, so the forms never clash.
+    """
+    m = parse_message(raw, len(features), max_bytes)
+    if m is not BadReason.NO_VALUES:
+        return m
+    obj = _DECODE(bytes(raw).decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw)
+    out: list[float] = []
+    for name in features:
+        v = obj.get(name)
+        if v is None:
+            return BadReason.WRONG_ARITY if name not in obj else BadReason.NOT_NUMBER
+        if type(v) is float:
+            f = v
+        elif type(v) is int:
+            try:
+                f = float(v)
+            except OverflowError:
+                return BadReason.NON_FINITE
+        else:
+            return BadReason.NOT_NUMBER
+        if not math.isfinite(f):
+            return BadReason.NON_FINITE
+        out.append(f)
+    ts = stream = None
+    raw_ts = _first(obj, _TIME_KEYS)
+    if raw_ts is not None:
+        ts = _timestamp(raw_ts)
+        if ts is None:
+            return BadReason.BAD_TIMESTAMP
+    stream = obj.get("stream")
+    if stream is not None:
+        if isinstance(stream, (int, float)) and not isinstance(stream, bool):
+            stream = str(stream)
+        if not isinstance(stream, str) or not stream or len(stream) > _MAX_STREAM_ID:
+            return BadReason.BAD_STREAM
+    return Measurement(out, ts, stream)
+

@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -115,17 +115,48 @@ class _PerStream:
         return out
 
 
-def _read_params(cls, params: dict[str, float], kind: str):  # noqa: ANN001, ANN202 - a params dataclass
-    """Build ``cls`` from a card's parameters, refusing names it does not know (a typo would be ignored)."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise BadModelFile(f"{kind} post-process has unknown parameters {unknown}; known: {sorted(known)}")
-    return cls(**{k: float(v) for k, v in params.items()})
+class KindParams:
+    """Base of a post-process kind's parameter schema: a dataclass owned by that kind.
+
+    :meth:`from_dict` is strict, like alibi-detect's saving schemas: an
+    unknown name (a typo such as ``shrot``), a value that is not a finite
+    number, or one out of range is refused with :class:`BadModelFile`, so a
+    misspelt card fails when it is read, never inside the scoring loop.
+    """
+
+    def problems(self) -> list[str]:
+        """What is out of range (empty when fine); each kind says its own limits."""
+        return []
+
+    @classmethod
+    def from_dict(cls, params: Mapping[str, Any], kind: str = "") -> Any:
+        kind = kind or getattr(cls, "KIND", cls.__name__)
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise BadModelFile(f"{kind} post-process has unknown parameters {unknown}; known: {sorted(known)}")
+        bad = sorted(k for k, v in params.items()
+                     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v))
+        if bad:
+            raise BadModelFile(f"{kind} post-process parameters {bad} are not finite numbers: "
+                               f"{ {k: params[k] for k in bad} }")
+        p = cls(**{k: float(v) for k, v in params.items()})
+        problems = p.problems()
+        if problems:
+            raise BadModelFile(f"{kind} post-process parameters out of range: {'; '.join(problems)} ({p})")
+        return p
 
 
 @dataclass
-class LikelihoodParams:
+class NoParams(KindParams):
+    """The ``none`` kind takes no parameters."""
+
+    KIND = "none"
+
+
+@dataclass
+class LikelihoodParams(KindParams):
+    KIND = "likelihood"
     short: float = 10
     long: float = 8640
     learning: float = 150
@@ -137,14 +168,17 @@ class LikelihoodParams:
     alert: float = 0
     hold: float = 0
 
-    @classmethod
-    def from_dict(cls, params: dict[str, float]) -> LikelihoodParams:
-        p = _read_params(cls, params, "likelihood")
-        if p.short < 1 or p.long < p.short or p.learning < 0 or p.reestimate < 1 or p.min_std <= 0:
-            raise BadModelFile(f"likelihood post-process parameters out of range: {p}")
-        if p.refractory < 0 or not 0 <= p.damp <= 1 or p.certain < 0 or p.alert < 0 or p.hold < 0:
-            raise BadModelFile(f"likelihood post-process parameters out of range: {p}")
-        return p
+    def problems(self) -> list[str]:
+        out = []
+        if self.short < 1 or self.long < self.short or self.long > 10**7:
+            out.append("need 1 <= short <= long <= 1e7")
+        if self.learning < 0 or self.reestimate < 1 or self.min_std <= 0:
+            out.append("need learning >= 0, reestimate >= 1, min_std > 0")
+        if self.refractory < 0 or self.refractory > 10**7 or not 0 <= self.damp <= 1:
+            out.append("need 0 <= refractory <= 1e7 and 0 <= damp <= 1")
+        if self.certain < 0 or self.alert < 0 or self.hold < 0:
+            out.append("need certain, alert, hold >= 0")
+        return out
 
 
 def log_likelihood(likelihood: float) -> float:
@@ -216,18 +250,17 @@ class Likelihood(_PerStream):
 
 
 @dataclass
-class LevelsParams:
+class LevelsParams(KindParams):
+    KIND = "levels"
     bins: float = 8
     range_rows: float = 384
     rest: float = 100
     cap: float = 4096
 
-    @classmethod
-    def from_dict(cls, params: dict[str, float]) -> LevelsParams:
-        p = _read_params(cls, params, "levels")
-        if p.bins < 1 or p.range_rows < 1 or p.rest < 0 or p.cap < 1:
-            raise BadModelFile(f"levels post-process parameters out of range: {p}")
-        return p
+    def problems(self) -> list[str]:
+        if self.bins < 1 or self.range_rows < 1 or self.range_rows > 10**7 or self.rest < 0 or self.cap < 1:
+            return ["need bins >= 1, 1 <= range_rows <= 1e7, rest >= 0, cap >= 1"]
+        return []
 
 
 class _LevelStream:
@@ -328,8 +361,47 @@ class MaxOf:
         return part.update_many(flat_slots, flat)[ends]
 
 
+@dataclass(frozen=True)
+class KindSpec:
+    """One registered post-process kind: its parameter schema and how to build it from parsed parameters."""
+
+    name: str
+    params: type[KindParams]
+    build: Callable[[Any], PostProcessor]
+
+
+KINDS: dict[str, KindSpec] = {}
+
+
+def register_kind(name: str, params: type[KindParams], build: Callable[[Any], PostProcessor]) -> None:
+    """Add a post-process kind (its name in the card, its parameter dataclass, its builder)."""
+    if name == MAX_KIND:
+        raise ValueError(f"{MAX_KIND!r} is the composite kind and cannot be replaced")
+    KINDS[name] = KindSpec(name, params, build)
+
+
+register_kind("none", NoParams, lambda _p: Identity())
+register_kind("likelihood", LikelihoodParams, Likelihood)
+register_kind("levels", LevelsParams, Levels)
+
+
+def spec_problems(spec: PostProcess) -> list[str]:
+    """What keeps a card's post-process from running (unknown kind or parameter, out of range), or []."""
+    if spec.kind == MAX_KIND:
+        return [p for part in spec.parts for p in spec_problems(part)]
+    kind = KINDS.get(spec.kind)
+    if kind is None:
+        return [f"unknown post-process kind {spec.kind!r}: this edgewatch knows "
+                f"{', '.join(repr(k) for k in [*KINDS, MAX_KIND])}"]
+    try:
+        kind.params.from_dict(dict(spec.params), spec.kind)
+    except BadModelFile as exc:
+        return [str(exc)]
+    return []
+
+
 def make_postprocessor(spec: PostProcess) -> PostProcessor:
-    """The agent's implementation of a card's post-process; refuses kinds it does not know."""
+    """The agent's implementation of a card's post-process; refuses kinds and parameters it does not know."""
     if spec.kind == MAX_KIND:
         if not spec.parts:
             raise BadModelFile("a 'max' post-process needs at least one part")
@@ -349,11 +421,8 @@ def make_postprocessor(spec: PostProcess) -> PostProcessor:
         raise BadModelFile(f"only a 'max' post-process has parts, not {spec.kind!r}")
     if spec.input != SCORE_INPUT:  # one step on an aux column: a max of one part does the reading
         return make_postprocessor(PostProcess(MAX_KIND, parts=[spec]))
-    if spec.kind == "none":
-        return Identity()
-    if spec.kind == "likelihood":
-        return Likelihood(LikelihoodParams.from_dict(dict(spec.params)))
-    if spec.kind == "levels":
-        return Levels(LevelsParams.from_dict(dict(spec.params)))
-    raise BadModelFile(f"unknown post-process kind {spec.kind!r}: this edgewatch knows 'none', 'likelihood', "
-                       "'levels' and 'max'")
+    problems = spec_problems(spec)
+    if problems:
+        raise BadModelFile("; ".join(problems))
+    kind = KINDS[spec.kind]
+    return kind.build(kind.params.from_dict(dict(spec.params), spec.kind))

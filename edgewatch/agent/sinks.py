@@ -7,23 +7,21 @@ to disk instead. ``close()`` flushes what it holds.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from edgewatch.agent.events import dumps
 from edgewatch.errors import EdgewatchError
+
+__all__ = ["Sink", "StdoutSink", "JsonlSink", "make_sink", "dumps"]
 
 
 class Sink(Protocol):
     def send(self, event: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
-
-
-def dumps(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"), allow_nan=False, default=float)
 
 
 class StdoutSink:
@@ -59,8 +57,13 @@ class JsonlSink:
         self._fh.close()
 
 
-def make_sink(spec: str, agent_id: str, spool_dir: Path | None = None, **mqtt_options: Any) -> Sink:
-    """Build a sink from its command-line form: ``stdout``, ``jsonl:FILE`` or ``mqtt://host:port/prefix``."""
+def make_sink(spec: str, agent_id: str, spool_dir: Path | None = None, connections: Any = None,
+              **mqtt_options: Any) -> Sink:
+    """Build a sink from its command-line form: ``stdout``, ``jsonl:FILE`` or ``mqtt://host:port/prefix``.
+
+    ``connections`` (:class:`~edgewatch.agent.broker.Connections`) lets an MQTT
+    sink share its broker connection with MQTT sources and the model receiver.
+    """
     if spec in ("stdout", "-"):
         return StdoutSink()
     if spec.startswith("jsonl:"):
@@ -68,5 +71,6 @@ def make_sink(spec: str, agent_id: str, spool_dir: Path | None = None, **mqtt_op
     if spec.startswith(("mqtt://", "mqtts://")):
         from edgewatch.agent.mqtt import MqttSink
 
-        return MqttSink.from_url(spec, agent_id=agent_id, spool_dir=spool_dir, **mqtt_options)
+        return MqttSink.from_url(spec, agent_id=agent_id, spool_dir=spool_dir, connections=connections,
+                                 **mqtt_options)
     raise EdgewatchError(f"unknown sink {spec!r}: use stdout, jsonl:FILE or mqtt://host:port/prefix")

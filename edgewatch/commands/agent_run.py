@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import signal
@@ -11,14 +12,31 @@ from pathlib import Path
 
 import click
 
+from edgewatch.agent.broker import Connections
 from edgewatch.agent.config import load_into_context
 from edgewatch.agent.engine import Agent, AgentOptions, RunSummary
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.runtime import ModelRuntime
+from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sinks import make_sink
-from edgewatch.agent.sources import make_source
+from edgewatch.agent.sources import make_source, schemes
+from edgewatch.errors import BadModelFile, BadOverride
 
 log = logging.getLogger("edgewatch.agent")
+
+class SourceParam(click.ParamType):
+    """A --source URL, or from a config file a ``[[source]]`` table (url = ... plus protocol keys)."""
+
+    name = "URL"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        if isinstance(value, dict):
+            return value
+        if isinstance(value, str):
+            return value
+        self.fail(f"{value!r} is neither a URL nor a table with url = ...", param, ctx)
+
 
 EPILOG = """\b
 Examples:
@@ -28,12 +46,16 @@ Examples:
   edgewatch agent run --config /etc/edgewatch/agent.toml
 
 \b
-Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop=1], stdin.
+Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop=1], stdin,
+         mqtt[s]://HOST:PORT/TOPIC-FILTER (+ and # as %23; JSON or Sparkplug B),
+         opcua://HOST:PORT/Objects/2:Name[?interval=S], modbus://HOST:PORT/UNIT?registers=...;
+         in a config file also [[source]] tables (url = ... plus protocol keys), see docs/sources.md.
 Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on PREFIX/AGENT-ID/alerts,
          drift on .../drift, other events on .../events, QoS 1, spooled to disk until the broker's
          PUBACK: at-least-once, dedupe by the alert "id"; retained .../status online/offline).
 Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure,
-2 usage error, 3 bad model file (not edgewatch, corrupt, sha256 mismatch), 4 bad input file
+2 usage error, 3 bad model file (not edgewatch, corrupt, sha256 mismatch, not signed by a
+--trust-key or changed after signing), 4 bad input file
 (replay CSV does not fit the model, bad config file), 6 missing optional dependency.
 On live streams a message of the wrong arity is bad input: counted, skipped, never fatal.
 """
@@ -45,9 +67,19 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
               help="TOML file with the same settings as the flags (flag names as keys); flags win.")
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="edgewatch ONNX model file.")
-@click.option("--model-sha256", default=None, help="Refuse the model file unless its sha256 matches.")
-@click.option("--source", "sources", multiple=True, required=True,
-              help="Where measurements come from (repeatable; each source is a stream).")
+@click.option("--model-sha256", default=None,
+              help="Refuse the model file unless its sha256 matches (pins it: excludes --watch-model, --model-topic).")
+@click.option("--trust-key", "trust_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Run only models signed by this public key (repeatable): at start, on --watch-model and "
+                   "from --model-topic. Make keys with 'edgewatch model keygen'.")
+@click.option("--allow-unsigned-models", is_flag=True,
+              help="Without --trust-key, accept unsigned models from --model-topic (closed test brokers only: "
+                   "anyone who may publish there then decides what this agent alerts on).")
+@click.option("--max-model-mb", type=click.FloatRange(min=0.01), default=64.0, show_default=True,
+              help="Largest model file accepted from --model-topic; bigger messages are refused before "
+                   "anything is written.")
+@click.option("--source", "sources", multiple=True, required=True, type=SourceParam(),
+              help="Where measurements come from (repeatable): " + ", ".join(schemes()) + ".")
 @click.option("--sink", "sinks", multiple=True, default=("stdout",), show_default=True,
               help="Where alert events go (repeatable).")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
@@ -100,7 +132,9 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             mqtt_password: str | None = None, mqtt_ca_file: str | None = None, mqtt_cert_file: str | None = None,
             mqtt_key_file: str | None = None, mqtt_tls_insecure: bool = False, spool_max_mb: float = 64.0,
             metrics_addr: str | None = None, log_json: bool = False, log_level: str = "info",
-            watch_model: bool = False, watch_interval: float = 2.0, model_topic: bool = False) -> None:
+            watch_model: bool = False, watch_interval: float = 2.0, model_topic: bool = False,
+            trust_keys: tuple[Path, ...] = (), allow_unsigned_models: bool = False,
+            max_model_mb: float = 64.0) -> None:
     """Score live streams with a model file and send an alert per anomalous episode.
 
     Every --stride-th measurement of a stream, its last WINDOW measurements are
@@ -110,32 +144,50 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     from edgewatch.agent.ops import setup_logging
 
     setup_logging(log_json, log_level)
-    if watch_model and model_sha256:
-        raise click.UsageError("--watch-model and --model-sha256 exclude each other: a pinned file cannot change "
-                               "(ship new models on --model-topic, which carries its own sha256)")
-    model = ScoringModel(model_path, expected_sha256=model_sha256)
+    if model_sha256 and (watch_model or model_topic):
+        raise click.UsageError("--model-sha256 pins the model, so it excludes --watch-model and --model-topic "
+                               "(to control which models may replace it, sign them and give --trust-key)")
+    if allow_unsigned_models and trust_keys:
+        raise click.UsageError("--allow-unsigned-models contradicts --trust-key: with trusted keys every model "
+                               "must be signed")
+    trust = TrustPolicy.from_files(trust_keys, allow_unsigned_remote=allow_unsigned_models)
+    data, verified = trust.check_file(model_path, origin="start")
+    actual = hashlib.sha256(data).hexdigest()
+    if model_sha256 and model_sha256.lower() != actual:
+        raise BadModelFile(f"model file {model_path} has sha256 {actual}, expected {model_sha256.lower()}: "
+                           "refusing to load it")
+    if verified is not None:
+        log.info("model %s %s", model_path, verified.describe())
     options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n)
     if agent_id:
         options.agent_id = agent_id
+    runtime = start_runtime(model_path, options, data)
+    model = runtime.model
     metrics = AgentMetrics()
     mqtt_options = mqtt_options_from_flags(mqtt_username, mqtt_password, mqtt_ca_file, mqtt_cert_file,
                                            mqtt_key_file, mqtt_tls_insecure)
     built_sinks: list = []
     closers: list[Callable[[], None]] = []
+    connections = Connections()  # one per broker, shared by MQTT sinks, sources and the model receiver
     try:
         for spec in sinks:
             built_sinks.append(make_sink(spec, agent_id=options.agent_id, spool_dir=spool_dir,
                                          spool_max_bytes=int(spool_max_mb * 2**20), metrics=metrics,
+                                         connections=connections,
                                          **(mqtt_options if spec.startswith(("mqtt://", "mqtts://")) else {})))
-        agent = Agent(model, built_sinks, options, metrics=metrics)
+        agent = Agent(runtime, built_sinks, options, metrics=metrics)
         for spec in sources:
-            agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout))
-        closers = attach_operations(agent, metrics_addr, watch_model, watch_interval, model_topic, spool_dir)
+            agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout,
+                                         agent_id=options.agent_id, mqtt_options=mqtt_options,
+                                         connections=connections))
+        closers = attach_operations(agent, metrics_addr, watch_model, watch_interval, model_topic, spool_dir,
+                                    trust=trust, max_model_bytes=int(max_model_mb * 2**20))
     except BaseException:
         for sink in built_sinks:
             sink.close()
         for close in closers:
             close()
+        connections.close()
         raise
     close_page_and_record = attach_page_and_record(agent, ui, record_run)  # --ui, --record-run
     card = model.card
@@ -153,11 +205,22 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     finally:
         for close in reversed(closers):
             close()
+        connections.close()
     close_page_and_record()
     if summary_json:
         summary_json.write_text(json.dumps(summary_dict(summary), indent=2))
     if not quiet:
         print_summary(summary)
+
+
+def start_runtime(model_path: Path, options: AgentOptions, data: bytes) -> ModelRuntime:
+    """The runtime of the --model file, built from its checked bytes ``data``; a flag that contradicts the
+    file is a usage error (exit 2), a card that cannot run a bad model file (exit 3)."""
+    model = ScoringModel(model_path, data=data)  # the file loaded is the file checked
+    try:
+        return ModelRuntime.build(model, options.overrides(), options.drift_settings())
+    except BadOverride as exc:
+        raise click.UsageError(f"{exc} (model file {model_path})") from None
 
 
 def mqtt_options_from_flags(username: str | None, password: str | None, ca_file: str | None,
@@ -173,7 +236,8 @@ def mqtt_options_from_flags(username: str | None, password: str | None, ca_file:
 
 
 def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool, watch_interval: float,
-                      model_topic: bool, spool_dir: Path) -> list[Callable[[], None]]:
+                      model_topic: bool, spool_dir: Path, trust: TrustPolicy | None = None,
+                      max_model_bytes: int | None = None) -> list[Callable[[], None]]:
     """Start /metrics + /healthz, systemd notify/watchdog, model swaps; returns what stops them."""
     from edgewatch.agent.ops import OpsServer, SystemdNotifier
 
@@ -185,15 +249,16 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
     if watch_model:
         from edgewatch.agent.swap import ModelFileWatcher
 
-        closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval).start().close)
+        closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust).start().close)
     if model_topic:
         from edgewatch.agent.mqtt import MqttSink
-        from edgewatch.agent.swap import MqttModelReceiver
+        from edgewatch.agent.swap import MAX_MODEL_BYTES, MqttModelReceiver
 
         mqtt = [s for s in agent.sinks if isinstance(s, MqttSink)]
         if not mqtt:
             raise click.UsageError("--model-topic needs an MQTT sink (--sink mqtt://host:port/prefix)")
-        closers.append(MqttModelReceiver(agent, mqtt[0], spool_dir / "models").close)
+        closers.append(MqttModelReceiver(agent, mqtt[0], spool_dir / "models", trust=trust,
+                                         max_bytes=max_model_bytes or MAX_MODEL_BYTES).close)
     notifier = SystemdNotifier()
     if notifier.enabled:
         notifier.notify("READY=1\nSTATUS=scoring")

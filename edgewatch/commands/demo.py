@@ -26,10 +26,14 @@ DEFAULT_MODEL = Path("models/equipment-lstm-ae.onnx")
 
 
 def default_model() -> Path:
-    """The shipped S0 model: ./models/ first, else the source checkout this package runs from."""
+    """The S0 model: ./models/ first (a checkout, or a model re-made there), else the package's copy.
+
+    The package's copy is ``edgewatch/shipped_models/``: in a checkout a symlink to
+    ``models/``, in an installed wheel the file itself.
+    """
     here = Path.cwd() / DEFAULT_MODEL
-    checkout = Path(__file__).resolve().parents[2] / DEFAULT_MODEL
-    return here if here.is_file() or not checkout.is_file() else checkout
+    shipped = Path(__file__).resolve().parents[1] / "shipped_models" / DEFAULT_MODEL.name
+    return here if here.is_file() or not shipped.is_file() else shipped
 FAULT_ORDER = ("spike", "level_shift", "noise_burst", "frozen", "overload", "slow_drift")
 
 

@@ -100,3 +100,59 @@ def make_detector(out: Path) -> None:
 
     path = novelty.write_model(out, levels=levels.LevelsConfig())
     click.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+@eval_group.command("skab")
+@click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              show_default="../shared/datasets/skab", help="The SKAB folder (data/<group>/<n>.csv).")
+@click.option("--family", "families", multiple=True, default=("pca",), show_default=True,
+              help="A family recipe to run (repeatable): pca, pca-all, lstm-ae, conv1d-ae.")
+@click.option("--groups", multiple=True, help="Only these SKAB groups (repeatable), e.g. valve1.")
+@click.option("--predictions-out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write DIR/<group>/<n>.csv (header 'datetime;anomaly', one 0/1 row per test row); with "
+                   "several families, DIR/<family>/<group>/<n>.csv.")
+@click.option("--models-out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep every file's model file as DIR/<family>/<group>/<n>.onnx (else a temporary folder).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the torch families.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def skab(data: Path | None, families: tuple[str, ...], groups: tuple[str, ...], predictions_out: Path | None,
+         models_out: Path | None, out: Path | None, seed: int, quiet: bool) -> None:
+    """Run families over SKAB by its published protocol and print SKAB's figures.
+
+    Per experiment file the first 400 rows train (scaler and model fitted on
+    them only); the rest is scored by the exported model file through the
+    agent's scoring path (window, post-process, threshold, k-of-n), a row
+    counting as anomalous inside an episode. Prints F1, FAR and MAR
+    point-wise over all test rows (SKAB's 'binary' metric) per group and in
+    total, the changepoint NAB score (60 s window right of each changepoint),
+    the flag-everything baseline and the published leaderboard.
+    """
+    import json
+
+    from edgewatch.data.skab import default_skab_dir, load_skab
+    from edgewatch.eval.skab_families import resolve
+    from edgewatch.eval.skab_runner import format_table, run_family, write_predictions
+
+    recipes = [resolve(name) for name in families]
+    files = load_skab(data or default_skab_dir(), list(groups) or None)
+    results = []
+    for recipe in recipes:
+        res = run_family(files, recipe, seed=seed, progress=not quiet,
+                         models_dir=models_out / recipe.name if models_out else None)
+        results.append(res)
+        if predictions_out:
+            target = predictions_out / recipe.name if len(recipes) > 1 else predictions_out
+            written = write_predictions(target, files, res)
+            click.echo(f"{recipe.name}: {len(written)} prediction files written under {target}")
+    rows = sum(len(r.truth) for r in results[0].runs)
+    click.echo(format_table(results, len(files), rows))
+    if out:
+        doc = {r.family: {"groups": {g or "total": {"f1": r.binary(g).f1, "far": r.binary(g).far,
+                                                    "mar": r.binary(g).mar}
+                                     for g in r.groups + [None]},
+                          "nab": r.nab, "seconds": r.seconds} for r in results}
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(out)
+        click.echo(f"results written to {out}")

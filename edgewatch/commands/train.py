@@ -4,11 +4,12 @@ from edgewatch.cli import lazy_group
 
 train = lazy_group(
     "train",
-    "Train a model family on nominal data and calibrate its threshold (needs edgewatch[train]).",
+    "Train a model family on nominal data and calibrate its threshold (needs edgewatch[train]; pca does not).",
     {
         "lstm-ae": "edgewatch.commands.train_lstm_ae:command",
         "deepant": "edgewatch.commands.train_deepant:command",
         "rnn-ae": "edgewatch.commands.train_rnn_ae:command",
         "conv-ae": "edgewatch.commands.train_conv_ae:command",
+        "pca": "edgewatch.commands.train_pca:command",
     },
 )

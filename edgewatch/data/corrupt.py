@@ -20,9 +20,7 @@ from __future__ import annotations
 import enum
 
 import numpy as np
-from scipy import ndimage
-
-from edgewatch.errors import BadInput
+from edgewatch.errors import BadInput, require
 
 
 class Corruption(str, enum.Enum):
@@ -62,6 +60,7 @@ def corrupt(images: np.ndarray, kind: Corruption, severity: int, rng: np.random.
     if x.ndim != 3:
         raise BadInput(f"images must be [n, rows, cols], got {x.shape}")
     n, rows, cols = x.shape
+    ndimage = require("scipy.ndimage", "images")
     s = severity
     kind = Corruption(kind)
     if kind is Corruption.GAUSSIAN_NOISE:

@@ -13,7 +13,7 @@ out-of-fold scores was tried first and was too narrow: 12 % false alarms on
 clean MNIST splits at a nominal 2.5 %. Drift is declared when the lower end
 of the interval is above 0.5.
 
-Needs scikit-learn (the ``[train]`` extra), imported when called.
+Needs scikit-learn and scipy (the ``[drift]`` extra), imported when called.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ import enum
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import norm, rankdata
 
 from edgewatch.drift.threads import limited_threads
-from edgewatch.errors import BadInput, MissingExtra
+from edgewatch.errors import BadInput, MissingExtra, require
 
 
 class ClassifierKind(str, enum.Enum):
@@ -72,7 +71,7 @@ class ClassifierResult:
 def delong_ci(labels: np.ndarray, scores: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """AUC and its DeLong confidence interval, from midranks (handles ties)."""
     auc, var = delong_var(labels, scores)
-    z = float(norm.ppf(0.5 + level / 2))
+    z = float(require("scipy.stats", "drift").norm.ppf(0.5 + level / 2))
     se = float(np.sqrt(var))
     return auc, max(0.0, auc - z * se), min(1.0, auc + z * se)
 
@@ -85,6 +84,7 @@ def delong_var(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     m, n = pos.size, neg.size
     if m < 2 or n < 2:
         raise BadInput("the classifier test needs at least two rows on each side")
+    rankdata = require("scipy.stats", "drift").rankdata
     ranks = rankdata(np.concatenate([pos, neg]))
     v10 = (ranks[:m] - rankdata(pos)) / n  # per positive: share of negatives scored below it
     v01 = 1.0 - (ranks[m:] - rankdata(neg)) / m  # per negative: share of positives scored above it
@@ -103,7 +103,7 @@ def _make(kind: ClassifierKind, seed: int):  # noqa: ANN202 - a scikit-learn est
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import FunctionTransformer, StandardScaler
     except ImportError as exc:  # pragma: no cover - exercised without the extra
-        raise MissingExtra("scikit-learn") from exc
+        raise MissingExtra("scikit-learn", "drift") from exc
     if kind is ClassifierKind.LOGISTIC:
         return make_pipeline(StandardScaler(), FunctionTransformer(with_squares),
                              LogisticRegression(C=0.1, max_iter=1000))
@@ -115,7 +115,7 @@ def auc_of(labels: np.ndarray, scores: np.ndarray) -> float:
     """Mann-Whitney AUC with midranks."""
     y = np.asarray(labels).astype(bool)
     m, n = int(y.sum()), int((~y).sum())
-    ranks = rankdata(scores)
+    ranks = require("scipy.stats", "drift").rankdata(scores)
     return float((ranks[y].sum() - m * (m + 1) / 2) / (m * n))
 
 
@@ -162,7 +162,7 @@ def _classifier_test(reference: np.ndarray, current: np.ndarray, features: list[
     try:
         from sklearn.model_selection import StratifiedKFold
     except ImportError as exc:  # pragma: no cover
-        raise MissingExtra("scikit-learn") from exc
+        raise MissingExtra("scikit-learn", "drift") from exc
 
     x = np.concatenate([ref, cur])
     y = np.concatenate([np.zeros(len(ref), dtype=np.int64), np.ones(len(cur), dtype=np.int64)])
@@ -186,7 +186,7 @@ def _classifier_test(reference: np.ndarray, current: np.ndarray, features: list[
     # alarms at a nominal 2.5 % on MNIST splits)
     auc = float(np.mean(fold_auc))
     se = float(np.sqrt(np.sum(fold_var))) / cfg.folds
-    z = float(norm.ppf(0.5 + cfg.level / 2))
+    z = float(require("scipy.stats", "drift").norm.ppf(0.5 + cfg.level / 2))
     lo, hi = max(0.0, auc - z * se), min(1.0, auc + z * se)
     return ClassifierResult(kind=kind.value, auc=auc, ci_low=lo, ci_high=hi, level=cfg.level, folds=cfg.folds,
                             n_reference=len(ref), n_current=len(cur), fold_auc=[float(a) for a in fold_auc],

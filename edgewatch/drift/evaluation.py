@@ -67,7 +67,7 @@ def breast_cancer() -> tuple[np.ndarray, list[str]]:
     try:
         from sklearn.datasets import load_breast_cancer
     except ImportError as exc:  # pragma: no cover
-        raise MissingExtra("scikit-learn") from exc
+        raise MissingExtra("scikit-learn", "drift") from exc
     d = load_breast_cancer()
     return np.asarray(d.data, dtype=np.float64), [str(n) for n in d.feature_names]
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import ks_2samp
-
-from edgewatch.errors import BadInput
+from edgewatch.errors import BadInput, require
 
 
 @dataclass
@@ -61,7 +59,7 @@ def ks_test(reference: np.ndarray, current: np.ndarray, features: list[str] | No
     names = list(features) if features is not None else [f"f{i}" for i in range(n_features)]
     if len(names) != n_features:
         raise BadInput(f"{len(names)} feature names for {n_features} columns")
-    res = ks_2samp(ref, cur, axis=0)
+    res = require("scipy.stats", "drift").ks_2samp(ref, cur, axis=0)
     return KSResult(features=names,
                     statistic=[float(v) for v in np.atleast_1d(res.statistic)],
                     p_value=[float(v) for v in np.atleast_1d(res.pvalue)],

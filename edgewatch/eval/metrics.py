@@ -51,8 +51,9 @@ def _cuts(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties counted half."""
-    from scipy.stats import rankdata
+    from edgewatch.errors import require
 
+    rankdata = require("scipy.stats", "eval").rankdata
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).astype(bool).ravel()
     n_pos, n_neg = int(y.sum()), int((~y).sum())

@@ -36,26 +36,30 @@ class Detector(Protocol):
 class ModelDetector:
     """An edgewatch model file run like the agent runs it (graph, then post-process).
 
-    Rows before the first full window get no score from the agent; here they
-    get 0, the lowest score, so they never count as detections.
+    It goes through the agent's :class:`~edgewatch.agent.runtime.ModelRuntime`,
+    so a file the agent would refuse is refused here with the same reason,
+    and the post-process is the very object the agent would build. Rows
+    before the first full window get no score from the agent; here they get
+    0, the lowest score, so they never count as detections.
     """
 
     def __init__(self, path: str | os.PathLike[str], stride: int = 1) -> None:
         from edgewatch.agent.model import ScoringModel
+        from edgewatch.agent.runtime import DriftSettings, ModelRuntime, Overrides
 
-        self.model = ScoringModel(path)
-        card = self.model.card
+        model = ScoringModel(path)
+        card = model.card
         if not card.is_time_series or card.n_features != 1:
             raise BadInput(f"{path} is a {card.family} model with sample shape {card.sample_shape}; "
                            "NAB needs a time-series model of one feature (window, 1)")
+        self.runtime = ModelRuntime.build(model, Overrides(stride=max(int(stride), 1)), DriftSettings(every=0))
+        self.model = model
         self.name = f"model:{Path(path).name}"
-        self.window = card.window
-        self.stride = max(int(stride), 1)
+        self.window = self.runtime.window
+        self.stride = self.runtime.stride
 
     def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
         from numpy.lib.stride_tricks import sliding_window_view
-
-        from edgewatch.agent.postprocess import make_postprocessor
 
         x = np.asarray(values, dtype=np.float32)
         n, w = len(x), self.window
@@ -68,7 +72,7 @@ class ModelDetector:
         batches = [self.model.score_many(windows[a:a + step, :, None]) for a in range(0, len(windows), step)]
         raw = np.concatenate([b.scores for b in batches])
         aux = None if batches[0].aux is None else np.concatenate([b.aux for b in batches])
-        post = make_postprocessor(self.model.card.postprocess)
+        post = self.runtime.fresh().post  # each series starts from an empty state, like a new stream
         scored = post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux)
         out[ends] = scored
         if self.stride > 1:  # hold each score until the next scored row, as an operator sees it

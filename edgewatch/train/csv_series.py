@@ -1,8 +1,10 @@
 """Reading a multivariate series from a CSV file with a header row.
 
 Every column is a numeric feature except a time column named
-``timestamp``, ``time`` or ``ts`` (any case), which is ignored: models see
-values only, in row order.
+``timestamp``, ``time``, ``ts``, ``datetime`` or ``date`` (any case) and the
+label columns ``anomaly`` and ``changepoint`` (SKAB's), which are ignored:
+models see values only, in row order. The separator is ``,`` unless the
+header holds ``;`` and no ``,`` (a SKAB file as it is).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 
 from edgewatch.errors import BadInput
 
-TIME_COLUMNS = frozenset({"timestamp", "time", "ts"})
+TIME_COLUMNS = frozenset({"timestamp", "time", "ts", "datetime", "date"})
+LABEL_COLUMNS = frozenset({"anomaly", "changepoint"})
 
 
 @dataclass
@@ -32,15 +35,17 @@ def read_series_csv(path: str | os.PathLike[str], max_rows: int | None = None) -
     if not src.is_file():
         raise BadInput(f"data file {src} does not exist (record one with 'edgewatch simulate --record {src}')")
     with src.open(newline="") as fh:
-        header = next(csv.reader(fh), None)
+        first = fh.readline()
+    sep = ";" if ";" in first and "," not in first else ","
+    header = next(csv.reader([first], delimiter=sep), None)
     if not header:
         raise BadInput(f"{src} is empty; expected a header row of feature names")
     names = [h.strip() for h in header]
-    keep = [i for i, n in enumerate(names) if n.lower() not in TIME_COLUMNS]
+    keep = [i for i, n in enumerate(names) if n.lower() not in TIME_COLUMNS | LABEL_COLUMNS]
     if not keep:
         raise BadInput(f"{src} has no feature columns besides time (header: {names})")
     try:
-        values = np.loadtxt(src, delimiter=",", skiprows=1, usecols=keep, dtype=np.float32,
+        values = np.loadtxt(src, delimiter=sep, skiprows=1, usecols=keep, dtype=np.float32,
                             max_rows=max_rows, ndmin=2)
     except ValueError as exc:
         raise BadInput(f"{src}: feature columns {[names[i] for i in keep]} must be numeric: {exc}") from exc

@@ -1,0 +1,397 @@
+"""One MQTT broker connection (TLS, login, reconnect), shared by everything that talks to that broker.
+
+The MQTT sink (alerts), the MQTT source (measurements) and the model
+receiver (retained model files) of one agent reach the same broker through
+one :class:`BrokerConnection`, so one paho client, one TCP connection, one
+session and one last will per broker. :class:`Connections` hands out the
+connection for a broker address and closes it when its last user lets go.
+
+The session is persistent (``clean_session=False``, a client id fixed by the
+agent id): QoS 1 messages published to the agent's subscriptions while it
+restarts are kept by the broker and delivered after the reconnect, and
+paho resends unacknowledged publishes itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.matcher import MQTTMatcher
+
+from edgewatch.errors import EdgewatchError
+
+log = logging.getLogger("edgewatch.agent.mqtt")
+
+ERROR_LOG_INTERVAL = 60.0
+
+# returns False to leave a QoS 1 message unacknowledged (the broker sends it again next session)
+MessageHandler = Callable[[paho.MQTTMessage], "bool | None"]
+
+
+class MqttConfigError(EdgewatchError):
+    """The MQTT URL or its options cannot work (see ``edgewatch agent run --help``)."""
+
+
+@dataclass(frozen=True)
+class BrokerOptions:
+    """How to reach and log in to one broker; the ``--mqtt-*`` flags and TOML ``mqtt-*`` keys map to these."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "edgewatch"
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_insecure: bool = False
+    keepalive: int = 30
+    reconnect_min: float = 0.2
+    reconnect_max: float = 10.0
+
+    @property
+    def address(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Two users with the same key share one connection."""
+        return (self.host, self.port, self.tls, self.username)
+
+
+BROKER_FIELDS = frozenset(f.name for f in fields(BrokerOptions))
+
+
+def parse_broker_url(url: str, client_id: str, **options: Any) -> tuple[BrokerOptions, str]:
+    """``mqtt[s]://[user:pass@]host[:port]/PATH`` plus ``--mqtt-*`` options -> (options, unquoted PATH).
+
+    ``mqtts://`` or a CA/client certificate or ``tls_insecure`` turns TLS on
+    (default port 8883, else 1883). Options not given (None) leave the URL's
+    login in place; unknown options are refused.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise MqttConfigError(f"bad MQTT address {url!r}: use mqtt://host:port/... or mqtts://host:port/...")
+    unknown = set(options) - BROKER_FIELDS
+    if unknown:
+        raise MqttConfigError(f"unknown MQTT options {sorted(unknown)}; known: {sorted(BROKER_FIELDS)}")
+    clean = {k: v for k, v in options.items() if v is not None}
+    asked = bool(clean.pop("tls", False))  # popped first: mqtts:// must not leave it in (a TypeError)
+    tls = (parts.scheme == "mqtts" or asked or bool(clean.get("tls_insecure"))
+           or any(clean.get(k) for k in ("ca_file", "cert_file")))
+    if parts.username and "username" not in clean:
+        clean["username"] = unquote(parts.username)
+    if parts.password and "password" not in clean:
+        clean["password"] = unquote(parts.password)
+    try:
+        port = parts.port
+    except ValueError:
+        raise MqttConfigError(f"bad port in MQTT address {url!r}") from None
+    opts = BrokerOptions(host=parts.hostname, port=port or (8883 if tls else 1883), client_id=client_id,
+                         tls=tls, **clean)
+    return opts, unquote(parts.path)
+
+
+class BrokerConnection:
+    """One paho client to one broker: connects in the background and reconnects forever.
+
+    Users register what they need before or after :meth:`start`:
+    subscriptions (renewed on every connect), a last will, and listeners
+    for connect / disconnect / publish acknowledgements. Callbacks run on
+    paho's network thread: they must be short and must not raise (a raise
+    is logged and swallowed, so one user cannot break the others).
+
+    Messages are acknowledged after their handler returned (manual ack), so
+    a message the agent did not take (it was stopping) is not lost: the
+    broker sends it again in the next session. A message no handler
+    wants (a subscription left in the session by an earlier run) is
+    acknowledged and dropped.
+    """
+
+    def __init__(self, options: BrokerOptions) -> None:
+        self.options = o = options
+        self.connects = 0
+        self._connected = threading.Event()
+        self._closing = threading.Event()
+        self._started = False
+        self._lock = threading.Lock()
+        self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
+        self._matcher = MQTTMatcher()
+        self._on_connect: list[Callable[[], None]] = []
+        self._on_disconnect: list[Callable[[], None]] = []
+        self._on_publish: list[Callable[[int, bool], None]] = []
+        self.last_error: str | None = None  # why the last connection attempt failed
+        self.failed_connects = 0
+        self._error_logged_at: float | None = None
+        self.client = client = _Client(self._connect_failed, CallbackAPIVersion.VERSION2, client_id=o.client_id[:64],
+                                       protocol=paho.MQTTv311, clean_session=False, manual_ack=True)
+        paho_log = logging.getLogger("edgewatch.agent.paho")
+        if paho_log.isEnabledFor(logging.DEBUG):  # otherwise it repeats every failed reconnect at ERROR
+            client.enable_logger(paho_log)
+        if o.username:
+            client.username_pw_set(o.username, o.password)
+        if o.tls:
+            self._set_tls(client)
+        client.reconnect_delay_set(min_delay=o.reconnect_min, max_delay=o.reconnect_max)  # type: ignore[arg-type]
+        client.max_inflight_messages_set(64)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._connected_cb
+        client.on_disconnect = self._disconnected_cb
+        client.on_publish = self._published_cb
+        client.on_message = self._message_cb
+
+    def _set_tls(self, client: paho.Client) -> None:
+        o = self.options
+        for label, path in (("CA file", o.ca_file), ("client certificate", o.cert_file), ("client key", o.key_file)):
+            if path and not Path(path).is_file():
+                raise MqttConfigError(f"MQTT {label} {path} does not exist")
+        try:
+            client.tls_set(ca_certs=o.ca_file, certfile=o.cert_file, keyfile=o.key_file,
+                           cert_reqs=ssl.CERT_NONE if o.tls_insecure else ssl.CERT_REQUIRED)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise MqttConfigError(f"MQTT TLS setup failed: {exc}") from exc
+        if o.tls_insecure:
+            client.tls_insecure_set(True)
+
+    # -- registration ------------------------------------------------------------------
+
+    def set_will(self, topic: str, payload: bytes, qos: int = 1, retain: bool = True) -> None:
+        """The broker publishes this if the connection dies without a goodbye (taken at the next connect)."""
+        self.client.will_set(topic, payload, qos=qos, retain=retain)
+
+    def on_connect(self, callback: Callable[[], None]) -> None:
+        self._on_connect.append(callback)
+        if self._connected.is_set():
+            self._call(callback)
+
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        self._on_disconnect.append(callback)
+
+    def on_publish(self, callback: Callable[[int, bool], None]) -> None:
+        """``callback(mid, refused)`` for every acknowledged QoS 1 publish (paho's out-lock is held: be quick)."""
+        self._on_publish.append(callback)
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> str:
+        """Deliver messages matching ``topic_filter`` (``+``/``#`` allowed) to ``handler``, across reconnects."""
+        levels = topic_filter.split("/")
+        if not topic_filter or any(("+" in lv or "#" in lv) and len(lv) > 1 for lv in levels) or "#" in levels[:-1]:
+            raise MqttConfigError(f"bad MQTT topic filter {topic_filter!r}: '+' and '#' must be whole levels, "
+                                  "'#' only the last (write '#' as %23 in a URL)")
+        with self._lock:
+            self._subscriptions[topic_filter] = (qos, handler)
+            self._matcher[topic_filter] = handler
+        if self._connected.is_set():
+            self._subscribe_one(topic_filter, qos)
+        return topic_filter
+
+    def unsubscribe(self, topic_filter: str, keep_session: bool = False) -> None:
+        """Stop delivering ``topic_filter``; ``keep_session`` leaves the broker's subscription in place,
+        so what is published until the next run is kept for it (an MQTT source that stops)."""
+        with self._lock:
+            if self._subscriptions.pop(topic_filter, None) is None:
+                return
+            try:
+                del self._matcher[topic_filter]
+            except KeyError:
+                pass
+        if self._connected.is_set() and not keep_session:
+            self.client.unsubscribe(topic_filter)
+
+    def _message_cb(self, client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        take = True
+        try:
+            handlers = list(self._matcher.iter_match(msg.topic))
+        except (UnicodeDecodeError, KeyError, TypeError):
+            handlers = []
+        for handler in handlers:
+            try:
+                if handler(msg) is False:
+                    take = False
+            except Exception:  # a handler bug must not kill paho's network thread
+                log.exception("handler for MQTT topic %r failed", msg._topic)
+        if take and msg.qos:
+            client.ack(msg.mid, msg.qos)
+
+    def _subscribe_one(self, topic_filter: str, qos: int) -> None:
+        rc, _ = self.client.subscribe(topic_filter, qos=qos)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.warning("MQTT subscribe to %s failed: %s", topic_filter, paho.error_string(rc))
+
+    # -- life ----------------------------------------------------------------------------
+
+    def start(self) -> BrokerConnection:
+        """Connect in the background (idempotent); reconnects with backoff until :meth:`close`."""
+        with self._lock:
+            if self._started:
+                return self
+            self._started = True
+        self.client.connect_async(self.options.host, self.options.port, keepalive=self.options.keepalive)
+        self.client.loop_start()
+        return self
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> paho.MQTTMessageInfo:
+        """paho's publish; check ``rc`` (``NO_CONN`` means queued, sent after the reconnect)."""
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def close(self) -> None:
+        """Disconnect cleanly (no last will) and stop paho's thread."""
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+        self._connected.clear()
+
+    # -- paho callbacks ------------------------------------------------------------------
+
+    def _connected_cb(self, client: paho.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            self._connect_failed(f"the broker refused the connection: {reason}")
+            return
+        self._error_logged_at = None  # a later failure is news again
+        self.connects += 1
+        with self._lock:
+            subs = list(self._subscriptions.items())
+        for topic_filter, (qos, _) in subs:
+            self._subscribe_one(topic_filter, qos)
+        log.info("MQTT connected to %s (connection %d, session %s)", self.options.address, self.connects,
+                 "resumed" if getattr(flags, "session_present", False) else "new")
+        self._connected.set()
+        for cb in list(self._on_connect):
+            self._call(cb)
+
+    def _disconnected_cb(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was and not self._closing.is_set():
+            log.warning("MQTT connection to %s lost (%s); reconnecting", self.options.address, reason)
+            for cb in list(self._on_disconnect):
+                self._call(cb)
+
+    def _connect_failed(self, reason: str) -> None:
+        """Say why the broker cannot be reached (TLS verify, refused, DNS...), at most once a minute."""
+        self.last_error = reason
+        self.failed_connects += 1
+        if self._closing.is_set():
+            return
+        now = time.monotonic()
+        if self._error_logged_at is None or now - self._error_logged_at >= ERROR_LOG_INTERVAL:
+            self._error_logged_at = now
+            log.warning("MQTT %s: cannot connect: %s (%d failed attempt(s) so far; alerts wait in the spool, "
+                        "retrying; logged at most once a minute)", self.options.address, reason,
+                        self.failed_connects)
+
+    def _published_cb(self, _client: paho.Client, _userdata: Any, mid: int, reason: Any, _props: Any) -> None:
+        refused = bool(getattr(reason, "is_failure", False))
+        for cb in self._on_publish:
+            try:
+                cb(mid, refused)
+            except Exception:
+                log.exception("MQTT publish listener failed")
+
+    def _call(self, cb: Callable[[], None]) -> None:
+        try:
+            cb()
+        except Exception:
+            log.exception("MQTT connection listener failed")
+
+
+class _Client(paho.Client):
+    """paho's client, telling us why a connection attempt failed.
+
+    Why: paho's loop catches the OSError of a failed connect (refused, DNS,
+    TLS certificate verification) and only calls ``on_connect_fail`` without
+    it, so an operator would never learn why the alerts stay in the spool.
+    """
+
+    def __init__(self, on_error: Callable[[str], None], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_error = on_error
+
+    def _create_socket(self) -> Any:
+        try:
+            return super()._create_socket()
+        except Exception as exc:
+            self._on_error(_describe(exc))
+            raise
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message or exc}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Connections:
+    """The agent's broker connections: one per broker, closed when the last user releases it."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[Any, ...], tuple[BrokerConnection, int]] = {}
+        self._ids: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, options: BrokerOptions) -> BrokerConnection:
+        with self._lock:
+            held = self._open.get(options.key)
+            if held is not None:
+                conn, users = held
+                if replace(conn.options, client_id=options.client_id) != options:
+                    log.warning("MQTT %s is shared; the options of its first user apply", options.address)
+                self._open[options.key] = (conn, users + 1)
+                return conn
+            # two connections to one broker (another login) must not share a client id: the broker
+            # would drop one whenever the other connects
+            same = self._ids.get(f"{options.host}:{options.port}:{options.client_id}", 0)
+            self._ids[f"{options.host}:{options.port}:{options.client_id}"] = same + 1
+            if same:
+                options = replace(options, client_id=f"{options.client_id}-{same + 1}")
+            conn = BrokerConnection(options)
+            self._open[options.key] = (conn, 1)
+            return conn
+
+    def release(self, conn: BrokerConnection) -> None:
+        with self._lock:
+            for key, (held, users) in list(self._open.items()):
+                if held is conn:
+                    if users > 1:
+                        self._open[key] = (held, users - 1)
+                        return
+                    del self._open[key]
+                    break
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            held = [c for c, _ in self._open.values()]
+            self._open.clear()
+        for conn in held:
+            conn.close()
+
+
+def client_id_for(agent_id: str) -> str:
+    return _safe(f"edgewatch-{agent_id}")[:64]
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)

@@ -1,0 +1,149 @@
+"""Every event the agent emits is built here, and serialised by :func:`dumps`.
+
+Why one module: a consumer (MQTT subscriber, JSONL reader, the live page)
+must be able to rely on the shape of each kind, and every event must
+serialise as strict JSON (``allow_nan=False``) whatever the data did, so
+an episode's ``end`` can never become unsendable after its ``start`` went
+out. Numbers that are not finite become ``null`` here, times outside what
+``datetime`` can show become ``null``; nothing raises.
+
+Kinds: ``start`` / ``end`` (an anomalous episode; QoS-1 alerts with an
+idempotent ``id``), ``drift`` / ``drift_end``, ``model`` (a model was
+swapped in), ``model_refused`` (a candidate model was refused; the running
+one stays).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from edgewatch.agent.drift_watch import DriftEvent
+    from edgewatch.agent.episodes import Transition
+    from edgewatch.agent.model import ScoringModel
+
+
+def dumps(event: dict[str, Any]) -> str:
+    """Strict JSON of an event; a non-finite number anywhere becomes ``null`` rather than an error."""
+    try:
+        return json.dumps(event, separators=(",", ":"), allow_nan=False, default=_default)
+    except ValueError:  # a NaN/inf that a builder did not clean (an observer's own field, say)
+        return json.dumps(_finite(event), separators=(",", ":"), allow_nan=False, default=_default)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    try:
+        return number(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.generic):
+        return _finite(value.item())
+    return value
+
+
+def number(value: float | None, digits: int | None = None) -> float | None:
+    """A JSON-safe number: ``None`` for None, NaN and infinities, else (optionally rounded) float."""
+    if value is None:
+        return None
+    f = float(value)
+    if not math.isfinite(f):
+        return None
+    return round(f, digits) if digits is not None else f
+
+
+def iso(ts: float | None) -> str | None:
+    """ISO 8601 UTC time of epoch seconds, or None when ``datetime`` cannot show it (never raises)."""
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _model(model: ScoringModel) -> dict[str, Any]:
+    return {"sha256": model.sha256, "family": model.card.family}
+
+
+def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, model: ScoringModel,
+                  now: float, features: Sequence[str] = (), feature_error: np.ndarray | None = None,
+                  top: int = 3, reason: str | None = None) -> dict[str, Any]:
+    """``start`` or ``end`` of an anomalous episode; ``id`` is the same for a redelivery of the same event."""
+    ep = tr.episode
+    start = tr.kind == "start"
+    ident = hashlib.sha1(f"{agent}|{stream}|{ep.start_ts!r}|{ep.start_seq}|{tr.kind}".encode()).hexdigest()[:20]
+    ts = ep.start_ts if start else ep.end_ts
+    event: dict[str, Any] = {
+        "event": tr.kind,
+        "id": ident,
+        "agent": agent,
+        "stream": stream,
+        "time": iso(ts if start else (ep.end_ts or now)),
+        "ts": number(ts),
+        "seq": ep.start_seq if start else ep.end_seq,
+        "score": number(ep.peak_score, 6),
+        "threshold": number(threshold),
+        "episode": {
+            "start_ts": number(ep.start_ts), "start_seq": ep.start_seq,
+            "end_ts": number(ep.end_ts), "end_seq": ep.end_seq,
+            "duration_s": None if ep.end_ts is None else number(ep.end_ts - ep.start_ts, 6),
+            "peak_score": number(ep.peak_score, 6), "peak_seq": ep.peak_seq,
+            "windows_over": ep.windows_over,
+        },
+        "model": _model(model),
+    }
+    if feature_error is not None and len(features):
+        fe = np.nan_to_num(np.asarray(feature_error, dtype=np.float64), nan=0.0, posinf=np.finfo(np.float64).max,
+                           neginf=0.0)
+        order = np.argsort(-fe)[:top]
+        total = float(fe.sum())
+        total = total if math.isfinite(total) and total > 0 else 1.0
+        event["top_features"] = [{"feature": features[j], "error": number(fe[j], 6),
+                                  "share": number(fe[j] / total, 4)} for j in order]
+    if reason:
+        event["reason"] = reason
+    return event
+
+
+def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel, now: float) -> dict[str, Any]:
+    """``drift`` when a stream starts drifting (or in other features), ``drift_end`` when it is back."""
+    event: dict[str, Any] = {"event": "drift" if ev.features else "drift_end", "agent": agent, "stream": stream,
+                             "time": iso(now), "ts": now, "model": _model(model)}
+    event.update(_finite({k: v for k, v in asdict(ev).items() if k != "slot"}))
+    return event
+
+
+def model_event(*, agent: str, now: float, previous: ScoringModel, model: ScoringModel,
+                warnings: Sequence[str] = ()) -> dict[str, Any]:
+    """A new model took over between two batches."""
+    event: dict[str, Any] = {"event": "model", "agent": agent, "time": iso(now),
+                             "previous_sha256": previous.sha256, "sha256": model.sha256,
+                             "family": model.card.family}
+    if warnings:
+        event["warnings"] = list(warnings)
+    return event
+
+
+def model_refused_event(*, agent: str, now: float, origin: str, reason: str, sha256: str | None,
+                        running: ScoringModel) -> dict[str, Any]:
+    """A candidate model (from ``origin``: start, file, mqtt) was refused; ``running_sha256`` keeps scoring."""
+    return {"event": "model_refused", "agent": agent, "time": iso(now), "origin": origin, "sha256": sha256,
+            "reason": reason, "running_sha256": running.sha256}

@@ -1,0 +1,168 @@
+"""What every source shares: the items it hands the agent, its thread, backoff, its build context.
+
+Every source runs in its own thread and puts :class:`Item` tuples on one
+bounded queue that the agent loop drains. A full queue blocks the source,
+which is the back-pressure we want (a replay slows down, a websocket peer
+sees TCP push back, an MQTT broker holds its messages) instead of
+unbounded memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from edgewatch.agent.parsing import DEFAULT_MAX_BYTES
+from edgewatch.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+
+class Kind:
+    RAW = 0  # payload: str | bytes, to be parsed
+    MEASUREMENT = 1  # payload: Measurement, already parsed (replay)
+    RESET = 2  # payload: None; the source reconnected, its streams' windows are stale
+    END = 3  # payload: None; the source is finished for good
+    BAD = 4  # payload: BadReason; refused before parsing (a binary websocket frame)
+
+
+class Item(NamedTuple):
+    kind: int
+    source: str
+    payload: object
+    received: float
+
+
+class Source:
+    """Base: a named producer thread; ``stop()`` must make ``run`` return soon."""
+
+    name: str = "source"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.queue: queue.Queue[Item] | None = None
+
+    def start(self, q: queue.Queue[Item]) -> None:
+        self.queue = q
+        self._thread = threading.Thread(target=self._main, name=f"source:{self.name}", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        try:
+            self.run()
+        except Exception:  # a source bug must not take the agent down silently
+            log.exception("source %s failed", self.name)
+        finally:
+            self._put(Item(Kind.END, self.name, None, time.time()), force=True)
+
+    def run(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _put(self, item: Item, force: bool = False) -> bool:
+        """Put with back-pressure, giving up only when asked to stop."""
+        assert self.queue is not None
+        while True:
+            try:
+                self.queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                if self._stop.is_set() and not force:
+                    return False
+
+
+@dataclass
+class Backoff:
+    """Jittered exponential backoff: base·2^attempt, capped, times a random factor in [0.5, 1.5)."""
+
+    base: float = 0.1
+    cap: float = 10.0
+    attempt: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.base * (2 ** self.attempt))
+        self.attempt = min(self.attempt + 1, 30)
+        return delay * (0.5 + self.rng.random())
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class SourceConfigError(BadInput):
+    """A --source URL or its TOML table cannot work; the message names what to change."""
+
+
+@dataclass
+class SourceSpec:
+    """One ``--source``: its URL and, from a TOML ``[[source]]`` table, the keys beside ``url``."""
+
+    url: str
+    scheme: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self) -> dict[str, Any]:
+        """The URL's query parameters, then the table's keys (dashes as underscores); the table wins."""
+        query = dict(parse_qsl(urlsplit(self.url).query, keep_blank_values=True))
+        merged: dict[str, Any] = {k.replace("-", "_"): v for k, v in query.items()}
+        merged.update({k.replace("-", "_"): v for k, v in self.options.items()})
+        return merged
+
+    def checked(self, known: frozenset[str] | set[str]) -> dict[str, Any]:
+        """:meth:`settings`, or SourceConfigError naming the unknown ones (a misspelt key must not pass)."""
+        settings = self.settings()
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise SourceConfigError(f"source {self.name!r}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        return settings
+
+    def refuse_options(self) -> None:
+        """For sources whose URL is all there is (ws, stdin): a TOML table may hold only ``url``."""
+        if self.options:
+            raise SourceConfigError(f"source {self.name!r} takes no settings besides url (got {sorted(self.options)})")
+
+    @property
+    def name(self) -> str:
+        """The source's public name: its URL without a login or query (passwords must not reach metrics)."""
+        return public_name(self.url)
+
+
+def public_name(url: str, keep_query: bool = False) -> str:
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query if keep_query else "", ""))
+
+
+@dataclass
+class SourceContext:
+    """What sources need from the agent to be built: the model's features, shared connections, limits."""
+
+    features: list[str]
+    agent_id: str = "edgewatch"
+    idle_timeout: float = 10.0
+    max_message_bytes: int = DEFAULT_MAX_BYTES
+    mqtt_options: dict[str, Any] = field(default_factory=dict)  # --mqtt-* flags (login, TLS)
+    connections: Any = None  # edgewatch.agent.broker.Connections, shared with the MQTT sink
+

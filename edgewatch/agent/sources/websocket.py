@@ -1,0 +1,130 @@
+"""``ws://`` and ``wss://``: a websocket client that reconnects forever."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from edgewatch.agent.parsing import BadReason
+from edgewatch.agent.sources.base import Backoff, Item, Kind, Source, SourceContext, SourceSpec
+from edgewatch.agent.sources.registry import register
+
+log = logging.getLogger("edgewatch.agent.sources")
+
+
+class WebSocketSource(Source):
+    """A websocket client that never gives up: reconnects with jittered backoff.
+
+    On every reconnect the stream's window is reset (the agent gets a RESET
+    item): rows before the gap are not the recent past of rows after it.
+    Idle detection: after ``idle_timeout`` seconds without a frame the source
+    pings; no pong within another ``idle_timeout`` means a dead (half-open)
+    connection, which is dropped and re-opened. A peer that answers pings
+    but sends no data is only logged as idle: a quiet sensor is not a fault
+    of the connection. Frames of any size are read and then judged by the
+    parser (``too_large``); binary frames are counted as ``binary``.
+    """
+
+    def __init__(self, url: str, idle_timeout: float = 10.0, backoff: Backoff | None = None) -> None:
+        super().__init__()
+        self.url = url
+        self.name = url
+        self.idle_timeout = idle_timeout
+        self.backoff = backoff or Backoff()
+        self.connects = 0
+        self.received = 0  # frames handed to the agent, all connections
+        self.per_connection: list[int] = []  # frames per connection, in order
+        self.dead_connections = 0  # dropped because a ping got no pong
+        self._ws = None
+
+    def run(self) -> None:
+        import websocket  # websocket-client
+
+        while not self.stopping:
+            try:
+                ws = websocket.create_connection(self.url, timeout=self.idle_timeout,
+                                                 skip_utf8_validation=True, enable_multithread=True)
+            except Exception as exc:  # refused, DNS, handshake...
+                delay = self.backoff.next_delay()
+                log.info("websocket %s: connect failed (%s); retry in %.2fs", self.url, exc, delay)
+                self._stop.wait(delay)
+                continue
+            self._ws = ws
+            if self.connects:
+                self._put(Item(Kind.RESET, self.name, None, time.time()))
+            self.connects += 1
+            self.per_connection.append(0)
+            self.backoff.reset()
+            log.info("websocket %s: connected (connection %d)", self.url, self.connects)
+            self._read(ws)
+            try:
+                ws.shutdown()  # the close handshake, if any, happened in _read; just drop the socket
+            except Exception:
+                pass
+            self._ws = None
+            if not self.stopping:
+                # even a connection that just dropped waits a little: a server that accepts and
+                # closes at once must not be hammered
+                self._stop.wait(self.backoff.next_delay())
+
+    def _read(self, ws) -> None:  # noqa: ANN001
+        import websocket
+
+        ABNF = websocket.ABNF
+        awaiting_pong = False
+        idle_logged = False
+        while not self.stopping:
+            try:
+                opcode, frame = ws.recv_data_frame(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                if awaiting_pong:
+                    self.dead_connections += 1
+                    log.warning("websocket %s: no data and no pong for %.1fs; connection is dead, reconnecting",
+                                self.url, 2 * self.idle_timeout)
+                    return
+                awaiting_pong = True
+                try:
+                    ws.ping()
+                except Exception:
+                    return
+                continue
+            except Exception as exc:  # closed, reset, protocol error
+                if not self.stopping:
+                    log.info("websocket %s: connection lost (%s)", self.url, exc or type(exc).__name__)
+                return
+            if opcode == ABNF.OPCODE_PONG:
+                awaiting_pong = False
+                if not idle_logged:
+                    idle_logged = True
+                    log.info("websocket %s: connection alive but idle (no data for %.1fs)", self.url,
+                             self.idle_timeout)
+                continue
+            if opcode == ABNF.OPCODE_PING:
+                continue
+            if opcode == ABNF.OPCODE_CLOSE:
+                return
+            awaiting_pong = idle_logged = False
+            if opcode == ABNF.OPCODE_TEXT:
+                item = Item(Kind.RAW, self.name, frame.data, time.time())  # bytes; the parser decodes
+            else:
+                item = Item(Kind.BAD, self.name, BadReason.BINARY, time.time())
+            if not self._put(item):
+                return
+            self.received += 1
+            self.per_connection[-1] += 1
+
+    def stop(self) -> None:
+        super().stop()
+        ws = self._ws
+        if ws is not None:
+            try:
+                ws.abort()
+            except Exception:
+                pass
+
+
+@register("ws", "wss")
+def build(spec: SourceSpec, ctx: SourceContext) -> WebSocketSource:
+    """``ws://host:port/path`` or ``wss://...``; the URL (without a login) names the source and its stream."""
+    spec.refuse_options()
+    return WebSocketSource(spec.url, idle_timeout=ctx.idle_timeout)

@@ -1,0 +1,145 @@
+"""The MQTT source against a real mosquitto: payload forms, wildcards, bad input, one shared connection,
+and a persistent session that keeps what was published while the agent was away."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edgewatch.agent.broker import Connections
+from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.sinks import make_sink
+from edgewatch.agent.sources import make_source
+from edgewatch.agent.swap import MqttModelReceiver
+from tests.modelkit import make_card, write_model
+
+FEATURES = ["a", "b", "c", "d"]
+
+
+def _wait(predicate, timeout: float = 15.0) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+class Publisher:
+    def __init__(self, broker) -> None:  # noqa: ANN001
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-publisher")
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def send(self, topic: str, payload: bytes | str, qos: int = 1) -> None:
+        info = self.client.publish(topic, payload, qos=qos)
+        info.wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _agent(tmp_path: Path, agent_id: str, sinks: list | None = None) -> Agent:
+    model = ScoringModel(write_model(tmp_path / f"{agent_id}.onnx", make_card(window=5)))
+    return Agent(model, sinks or [], AgentOptions(stride=1, drift_every=0, agent_id=agent_id))
+
+
+def _run(agent: Agent) -> threading.Thread:
+    t = threading.Thread(target=agent.run, daemon=True)
+    t.start()
+    return t
+
+
+def test_payload_forms_wildcards_and_bad_input(tmp_path: Path, broker) -> None:
+    agent = _agent(tmp_path, "forms")
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/plant/+/m", FEATURES, agent_id="forms")
+    agent.add_source(src)
+    runner = _run(agent)
+    pub = Publisher(broker)
+    try:
+        assert _wait(lambda: src.connects == 1)
+        time.sleep(0.2)  # the SUBACK
+        for i in range(6):
+            pub.send("plant/p1/m", json.dumps([0.5, 0.5, 0.5, 0.5]))
+            pub.send("plant/p2/m", json.dumps({"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5, "unit": "x"}))
+            pub.send("plant/p3/m", json.dumps({"values": [0.5] * 4, "stream": "named"}))
+        pub.send("plant/p1/m", json.dumps({"a": 0.5, "b": 0.5, "c": 0.5}))  # d missing
+        pub.send("plant/p1/m", json.dumps({"a": "0.5", "b": 0.5, "c": 0.5, "d": 1}))
+        pub.send("plant/p1/m", b"[0.5, NaN, 0.5, 0.5]")
+        pub.send("plant/p1/m", b"\xff\xfe")
+        pub.send("plant/p1/other", json.dumps([9, 9, 9, 9]))  # outside the filter
+        assert _wait(lambda: agent.summary.messages == 22)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.close()
+    assert sorted(agent.streams) == ["named", "plant/p1/m", "plant/p2/m"]
+    assert agent.summary.bad == {"wrong_arity": 1, "not_number": 1, "non_finite": 1, "binary": 1}
+    assert agent.summary.windows == 3 * 2  # 6 rows per stream, window 5, stride 1
+    assert agent.metrics.bad_messages.labels("wrong_arity")._value.get() == 1
+
+
+def test_sink_source_and_model_receiver_share_one_connection(tmp_path: Path, broker) -> None:
+    connections = Connections()
+    url = f"mqtt://{broker.host}:{broker.port}"
+    sink = make_sink(f"{url}/shared", "one", spool_dir=tmp_path / "spool", connections=connections)
+    agent = _agent(tmp_path, "one", [sink])
+    src = make_source(f"{url}/in/%23", FEATURES, agent_id="one", connections=connections)
+    agent.add_source(src)
+    receiver = MqttModelReceiver(agent, sink, tmp_path / "models")
+    runner = _run(agent)
+    pub = Publisher(broker)
+    try:
+        assert _wait(lambda: src.connects == 1 and sink.connected)
+        assert receiver.connection is sink.connection
+        assert len(connections._open) == 1
+        time.sleep(0.2)
+        for _ in range(8):
+            pub.send("in/x", json.dumps([3.0, 3.0, 3.0, 3.0]))  # far from the offset: an episode
+        assert _wait(lambda: agent.summary.events.get("start") == 1)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        receiver.close()
+        pub.close()
+        connections.close()
+    log = broker.log()
+    assert log.count("as edgewatch-one ") == 1, log[-2000:]  # one client for all three users
+
+
+def test_messages_published_while_the_agent_is_away_arrive_after(tmp_path: Path, broker) -> None:
+    url = f"mqtt://{broker.host}:{broker.port}/away/%23"
+    first = _agent(tmp_path, "restart")
+    src = make_source(url, FEATURES, agent_id="restart")
+    first.add_source(src)
+    runner = _run(first)
+    pub = Publisher(broker)
+    try:
+        assert _wait(lambda: src.connects == 1)
+        time.sleep(0.2)
+        for i in range(10):
+            pub.send("away/s", json.dumps([0.5, 0.5, 0.5, 0.5]))
+        assert _wait(lambda: first.summary.messages == 10)
+        first.request_stop()
+        runner.join(10)
+        for i in range(40):  # the agent is down: the broker keeps these for its session
+            pub.send("away/s", json.dumps({"a": 0.1 * i, "b": 0.5, "c": 0.5, "d": 0.5}))
+        second = _agent(tmp_path, "restart")
+        second.add_source(make_source(url, FEATURES, agent_id="restart"))
+        runner = _run(second)
+        assert _wait(lambda: second.summary.messages == 40)
+        pub.send("away/s", json.dumps([0.5, 0.5, 0.5, 0.5]))
+        assert _wait(lambda: second.summary.messages == 41)
+    finally:
+        first.request_stop()
+        second.request_stop()
+        runner.join(10)
+        pub.close()
+    assert second.summary.bad == {}

@@ -138,16 +138,15 @@ def _pixelate(x: np.ndarray, side: int) -> np.ndarray:
 
 def _jpeg(x: np.ndarray, quality: int) -> np.ndarray:
     """JPEG's lossy step: 8x8 block DCT, coefficients rounded to the scaled luminance table, inverse DCT."""
-    from scipy.fft import dctn, idctn
-
+    fft = require("scipy.fft", "images")
     n, rows, cols = x.shape
     pr, pc = -rows % 8, -cols % 8
     padded = np.pad(x.astype(np.float64) - 128.0, ((0, 0), (0, pr), (0, pc)), mode="edge")
     blocks = padded.reshape(n, (rows + pr) // 8, 8, (cols + pc) // 8, 8).transpose(0, 1, 3, 2, 4)
     scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
     table = np.clip(np.floor((_JPEG_LUMA * scale + 50.0) / 100.0), 1.0, 255.0)
-    coeffs = np.round(dctn(blocks, axes=(-2, -1), norm="ortho") / table) * table
-    back = idctn(coeffs, axes=(-2, -1), norm="ortho").transpose(0, 1, 3, 2, 4)
+    coeffs = np.round(fft.dctn(blocks, axes=(-2, -1), norm="ortho") / table) * table
+    back = fft.idctn(coeffs, axes=(-2, -1), norm="ortho").transpose(0, 1, 3, 2, 4)
     return back.reshape(n, rows + pr, cols + pc)[:, :rows, :cols] + 128.0
 
 

@@ -10,8 +10,8 @@ sigmoid. Pixels are scaled to 0–1 inside the exported graph.
 Score and per-feature error (the contract's ``feature_error``): the
 features of an image model are its 28 pixel rows (``row00`` … ``row27``);
 ``feature_error[b, r]`` is the mean squared error of row ``r``. The score
-is the largest of three standardized tests (reconstruction error, feature
-density, amount of detail; see :class:`ImageScorer`), so it sees what
+is the largest of four standardized tests (reconstruction error, feature
+and code densities, amount of detail; see :class:`ImageScorer`), so it sees what
 adds detail and what removes it.
 """
 
@@ -100,7 +100,7 @@ class ImageScorer(nn.Module):
     a blurred or flattened image is easier to reconstruct than a clean one
     (blur scored AUROC 0.13 on Fashion-MNIST). So the score is the largest
     of three standardized tests, each asking a different question of the
-    same forward pass:
+    same forward pass (four, in fact):
 
     ``reconstruction``  log of the per-image MSE (high = unusual);
     ``features``        log of the squared Mahalanobis distance of the encoder's
@@ -109,6 +109,9 @@ class ImageScorer(nn.Module):
                         on the training images: a density, so it is unusual in
                         either direction, and joint, so a shirt with a shirt's
                         shape but a sneaker's edge energy is unusual too;
+    ``code``            the same for the 256-d bottleneck code, which keeps the
+                        layout the channel statistics average away (occlusion,
+                        rotation);
     ``detail``          log of the input's mean squared pixel gradient, two-sided
                         (|z|): too little detail (blur, low contrast, low
                         resolution) or too much.
@@ -124,32 +127,59 @@ class ImageScorer(nn.Module):
     pixel row (where the reconstruction failed); for an image flagged by the
     ``features`` or ``detail`` test alone it points at no row in particular.
 
-    Until :meth:`set_head` is called the buffers are neutral (identity
+    Until :meth:`set_head` is called the head's buffers are neutral (identity
     whitening, z = raw value), which is what training needs.
     """
 
-    COMPONENTS = ("reconstruction", "features", "detail")
+    COMPONENTS = ("reconstruction", "features", "code", "detail")
 
     def __init__(self, model: ConvAutoencoder, pixel_scale: float = 1.0 / 255.0) -> None:
         super().__init__()
         self.model = model
-        n_stats = 2 * sum(model.cfg.channels)
-        k = len(self.COMPONENTS)
         self.register_buffer("pixel_scale", torch.tensor(pixel_scale, dtype=torch.float32))
+        self.score_head = ScoreHead(2 * sum(model.cfg.channels), model.cfg.dense[-1], len(self.COMPONENTS))
+
+    def set_head(self, **buffers: torch.Tensor) -> None:
+        """Install fitted constants of the head by buffer name (densities, standardization)."""
+        head = self.score_head
+        with torch.no_grad():
+            for name, value in buffers.items():
+                getattr(head, name).copy_(value)
+
+    @staticmethod
+    def feature_stats(maps: list[torch.Tensor]) -> torch.Tensor:
+        return ScoreHead.feature_stats(maps)
+
+    def components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw values of the tests ``[B, 4]`` (before standardization) and the per-row error."""
+        scaled = x * self.pixel_scale
+        maps, code = self.model.stages(scaled)
+        return self.score_head.components(scaled, maps, code, self.model.decode(code))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scaled = x * self.pixel_scale
+        maps, code = self.model.stages(scaled)
+        return self.score_head(scaled, maps, code, self.model.decode(code))
+
+
+class ScoreHead(nn.Module):
+    """The arithmetic from (input, feature maps, reconstruction) to the score, with its fitted constants.
+
+    A module of its own so that the exported nodes carry its name
+    (``/score_head/...``): static quantization leaves them, and the layers
+    whose maps they read, in fp32 (see
+    :func:`edgewatch.export.quantize.score_tail_nodes`).
+    """
+
+    def __init__(self, n_stats: int, n_code: int, n_components: int) -> None:
+        super().__init__()
         self.register_buffer("feature_mean", torch.zeros(n_stats))
         self.register_buffer("feature_whitening", torch.eye(n_stats))
-        self.register_buffer("component_mean", torch.zeros(k))
-        self.register_buffer("component_std", torch.ones(k))
-        self.register_buffer("two_sided", torch.tensor([0.0, 0.0, 1.0]))
-
-    def set_head(self, feature_mean: torch.Tensor, feature_whitening: torch.Tensor,
-                 component_mean: torch.Tensor, component_std: torch.Tensor) -> None:
-        """Install the fitted density and the clean-image standardization of each component."""
-        with torch.no_grad():
-            self.feature_mean.copy_(feature_mean)
-            self.feature_whitening.copy_(feature_whitening)
-            self.component_mean.copy_(component_mean)
-            self.component_std.copy_(component_std)
+        self.register_buffer("code_mean", torch.zeros(n_code))
+        self.register_buffer("code_whitening", torch.eye(n_code))
+        self.register_buffer("component_mean", torch.zeros(n_components))
+        self.register_buffer("component_std", torch.ones(n_components))
+        self.register_buffer("two_sided", torch.tensor([0.0] * (n_components - 1) + [1.0]))
 
     @staticmethod
     def feature_stats(maps: list[torch.Tensor]) -> torch.Tensor:
@@ -161,22 +191,20 @@ class ImageScorer(nn.Module):
             stds.append(torch.sqrt((h - m[:, :, None, None]).pow(2).mean(dim=(2, 3)) + 1e-12))
         return torch.cat(means + stds, dim=1)
 
-    def components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw values of the three tests ``[B, 3]`` (before standardization) and the per-row error."""
-        scaled = x * self.pixel_scale
-        maps, code = self.model.stages(scaled)
-        err = (self.model.decode(code) - scaled).pow(2)
-        rows = err.mean(dim=3)[:, 0]
-        centred = self.feature_stats(maps) - self.feature_mean
-        distance = (centred @ self.feature_whitening).pow(2).sum(dim=1)
+    def components(self, scaled: torch.Tensor, maps: list[torch.Tensor], code: torch.Tensor,
+                   recon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = (recon - scaled).pow(2).mean(dim=3)[:, 0]
+        distance = ((self.feature_stats(maps) - self.feature_mean) @ self.feature_whitening).pow(2).sum(dim=1)
+        code_distance = ((code - self.code_mean) @ self.code_whitening).pow(2).sum(dim=1)
         dx = scaled[:, :, :, 1:] - scaled[:, :, :, :-1]
         dy = scaled[:, :, 1:, :] - scaled[:, :, :-1, :]
         detail = dx.pow(2).mean(dim=(1, 2, 3)) + dy.pow(2).mean(dim=(1, 2, 3))
-        raw = torch.stack([rows.mean(dim=1), distance, detail], dim=1)
+        raw = torch.stack([rows.mean(dim=1), distance, code_distance, detail], dim=1)
         return torch.log(raw + 1e-8), rows
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raw, rows = self.components(x)
+    def forward(self, scaled: torch.Tensor, maps: list[torch.Tensor], code: torch.Tensor,
+                recon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raw, rows = self.components(scaled, maps, code, recon)
         z = (raw - self.component_mean) / self.component_std
         z = z + self.two_sided * (torch.abs(z) - z)
         return z.max(dim=1).values, rows
@@ -186,7 +214,7 @@ def build_scorer(config: dict[str, Any], state_dict: dict[str, Any]) -> nn.Modul
     """The export-ready scorer from a checkpoint's config and state."""
     cfg = ConvAeConfig(**config)
     scorer = ImageScorer(ConvAutoencoder(cfg))
-    if "feature_whitening" not in state_dict:
+    if "score_head.feature_whitening" not in state_dict:
         raise BadInput("this conv-ae checkpoint predates the combined image score (reconstruction, "
                        "feature density, detail); train it again with 'edgewatch train conv-ae'")
     scorer.load_state_dict(state_dict)

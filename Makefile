@@ -11,11 +11,12 @@ STAMP  := $(VENV)/.edgewatch-installed
 TORCH  := torch==2.13.0
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help demo test bench system-deps venv clean
+.PHONY: help demo test test-arm64 bench system-deps venv clean
 
 help:
 	@echo "make demo   - simulate equipment with faults, run the agent on it, print the scorecard"
 	@echo "make test   - run the test suite (installs .venv and Debian packages when missing)"
+	@echo "make test-arm64 - only the agent on arm64 under qemu vs the same run on this machine"
 	@echo "make bench  - run the benchmarks and write bench-results/ (report.md, results.json, bench.png)"
 
 venv: $(STAMP)
@@ -27,11 +28,14 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[train,test]'
 	touch $(STAMP)
 
-# mosquitto (MQTT tests) and chromium (live page test), only when missing.
+# mosquitto (MQTT tests), chromium (live page test) and qemu-user-static (the agent on arm64,
+# tests/test_arm64.py), only when missing. The arm64 Python and its wheels are fetched by the test
+# itself into ~/.cache/edgewatch-arm64 ($$EDGEWATCH_ARM64_CACHE), once.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v qemu-aarch64-static >/dev/null 2>&1 || missing="$$missing qemu-user-static"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -42,6 +46,9 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest
+
+test-arm64: $(STAMP) system-deps
+	$(PY) -m pytest tests/test_arm64.py -rA
 
 bench: $(STAMP)
 	$(VENV)/bin/edgewatch bench --out bench-results

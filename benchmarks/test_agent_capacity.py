@@ -16,7 +16,7 @@ from .conftest import QUICK
 
 
 def test_streams_per_core(benchmark, s0) -> None:
-    path = s0.paths[Engine.ORT_INT8]
+    path = s0.paths[Engine.ORT_FP32]
 
     def measure() -> dict:
         cost = throughput(path, 100, 30_000 if QUICK else 60_000)

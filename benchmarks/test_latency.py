@@ -16,7 +16,7 @@ from .conftest import QUICK
 
 
 def test_alert_latency(benchmark, s0) -> None:
-    result = benchmark.pedantic(alert_latency, args=(s0.paths[Engine.ORT_INT8],),
+    result = benchmark.pedantic(alert_latency, args=(s0.paths[Engine.ORT_FP32],),
                                 kwargs={"rate": 1000.0, "seconds": 5.0 if QUICK else 20.0},
                                 rounds=1, iterations=1)
     benchmark.group = "alert latency"

@@ -83,6 +83,7 @@ main = LazyGroup(
         "bench": C + "bench:bench",
         "demo": C + "demo:demo",
         "model": C + "model:model",
+        "fleet": C + "fleet:fleet",
     },
 )
 main = click.version_option(__version__, package_name="edgewatch")(main)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edgewatch.fleet.topics import status_state
 from edgewatch.agent.config import ConfigError, read_config, to_default_map
 from edgewatch.agent.model import file_sha256
 from edgewatch.agent.ops import JsonLogFormatter, parse_addr
@@ -77,7 +78,7 @@ def test_service_run_metrics_health_json_logs_notify_and_sigterm(tmp_path: Path,
                          "edgewatch_inference_seconds_bucket", 'edgewatch_alerts_total{kind="start"}'):
                 assert name in text, name
             assert _get(base + "/nope")[0] == 404
-            assert sub.wait_for(lambda c: c.on("svc/status")[-1:] == [b"online"], 10)
+            assert sub.wait_for(lambda c: [status_state(x) for x in c.on("svc/status")][-1:] == ["online"], 10)
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=30)
         finally:
@@ -92,7 +93,7 @@ def test_service_run_metrics_health_json_logs_notify_and_sigterm(tmp_path: Path,
     assert sent, "the test model raised no alert"
     alert_ids = {e["id"] for e in sent if e["event"] in ("start", "end")}
     assert sub.wait_for(lambda c: alert_ids <= {e["id"] for e in c.events()}, 10)
-    assert sub.wait_for(lambda c: c.on("svc/status")[-1:] == [b"offline"], 10)
+    assert sub.wait_for(lambda c: [status_state(x) for x in c.on("svc/status")][-1:] == ["offline"], 10)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["messages"] > 100
     # the last episode was closed at shutdown, so no consumer waits for an end
@@ -173,3 +174,37 @@ def test_example_config_and_unit_are_consistent() -> None:
     unit = (ROOT / "deploy" / "edgewatch-agent.service").read_text()
     assert "Type=notify" in unit and "WatchdogSec=" in unit and "Restart=on-failure" in unit
     assert "--config /etc/edgewatch/agent.toml" in unit
+    # example configs bind to loopback only: an example copied as is must not open the agent to the network
+    assert dm["metrics_addr"].startswith("127.0.0.1:") and dm["stream_ttl"] == 3600
+    for example in [ROOT / "deploy" / "agent.example.toml", ROOT / "README.md", ROOT / "docs" / "agent.md",
+                    ROOT / "edgewatch" / "agent" / "config.py"]:
+        assert "0.0.0.0" not in example.read_text(), example
+
+
+def test_live_and_ready_are_told_apart(tmp_path: Path) -> None:
+    from edgewatch.agent.engine import Agent, AgentOptions
+    from edgewatch.agent.model import ScoringModel
+    from edgewatch.agent.ops import OpsServer
+    from edgewatch.agent.sources import Item, Kind
+
+    agent = Agent(ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=3))), [],
+                  AgentOptions(drift_every=0))
+    ops = OpsServer(agent, "127.0.0.1:0", ready_grace=30.0, ready_max_silence=5.0)
+    try:
+        def answer(path: str) -> tuple[int, str]:
+            code, body = _get(ops.url + path)
+            return code, json.loads(body)["ready_reason"]
+
+        # never received a message: alive, but not ready (it used to say "ok")
+        assert answer("/livez") == (200, "starting") and answer("/healthz") == (200, "starting")
+        assert answer("/readyz") == (503, "starting") and answer("/healthz?ready") == (503, "starting")
+        agent.started_at -= 31  # past the grace period, still nothing
+        assert answer("/readyz") == (503, "no_data")
+        agent.process([Item(Kind.RAW, "s", "[0.5, 0.5, 0.5, 0.5]", time.time())])
+        assert answer("/readyz") == (200, "ok")
+        agent.last_message_at -= 6  # silent for longer than ready_max_silence
+        assert answer("/readyz") == (503, "silent") and answer("/livez")[0] == 200
+        agent.heartbeat -= 60  # a wedged loop is not live either
+        assert answer("/livez") == (503, "stuck") and answer("/readyz") == (503, "stuck")
+    finally:
+        ops.close()

@@ -114,8 +114,8 @@ def test_make_detector_writes_one_file_the_agent_runs_like_the_pair(tmp_path: Pa
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.onnx"]  # one file
     card = ScoringModel(tmp_path / "d.onnx").card
-    assert card.aux == ["window[384]"] and card.postprocess.kind == "max"
-    assert [(p.kind, p.input) for p in card.postprocess.parts] == [("likelihood", "score"), ("levels", "aux:window")]
+    assert card.window == 1 and card.aux == [] and card.postprocess.kind == "max"
+    assert [(p.kind, p.input) for p in card.postprocess.parts] == [("novelty", "score"), ("levels", "score")]
 
     # a seeded stream with a shape change (novelty) and, later, a slow climb to new levels (levels)
     n = 1400
@@ -125,10 +125,13 @@ def test_make_detector_writes_one_file_the_agent_runs_like_the_pair(tmp_path: Pa
     x[1000:] += np.linspace(0, 6, n - 1000)
     pair = MaxEnsemble("pair", [ModelDetector(novelty.write_model(tmp_path / "pair" / "n.onnx")),
                                 ModelDetector(levels.write_model(tmp_path / "pair" / "l.onnx"))])
-    want = pair.score_series(x)
+    want = pair.score_series(x)  # the distance from the 384-row graph, in float32
     one = ModelDetector(tmp_path / "d.onnx")
-    np.testing.assert_array_equal(one.score_series(x), want)
-    assert (want == 1.0).any() and ((want > 0.5) & (want < 1.0)).any()  # both steps alert somewhere
+    got = one.score_series(x)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert np.array_equal(got >= 0.5, want >= 0.5)
+    assert (got == 1.0).any() and ((got > 0.5) & (got < 1.0)).any()  # both steps alert somewhere
+    want = got
 
     csv_path = tmp_path / "s.csv"
     csv_path.write_text("timestamp,value\n" + "".join(f"{1000 + i},{v!r}\n" for i, v in enumerate(x.tolist())))
@@ -144,17 +147,17 @@ def test_make_detector_writes_one_file_the_agent_runs_like_the_pair(tmp_path: Pa
 
 @pytest.mark.needs_datasets
 @pytest.mark.skipif(not (NAB / "data").is_dir(), reason=f"NAB dataset not found at {NAB}")
-def test_one_file_nab_best_scores_over_70_on_the_nab_folder(tmp_path: Path) -> None:
+def test_one_file_nab_best_scores_on_the_nab_folder(tmp_path: Path) -> None:
     import torch
 
-    from edgewatch.eval.detectors import novelty
+    from edgewatch.eval.detectors import novelty_levels
     from edgewatch.eval.detectors.registry import resolve
     from edgewatch.eval.runner import run_nab
 
     torch.set_num_threads(1)
-    path = novelty.write_model(tmp_path / "nab-best.onnx", levels=levels.LevelsConfig())
+    path = novelty_levels.write_model(tmp_path / "nab-best.onnx")
     result, _ = run_nab(NAB, resolve(f"model:{path}"), progress=False)
     got = {p.profile: p.score for p in result.profiles}
-    assert got["standard"] == pytest.approx(70.19, abs=0.01)
-    assert got["reward_low_FP_rate"] == pytest.approx(58.76, abs=0.01)
-    assert got["reward_low_FN_rate"] == pytest.approx(76.71, abs=0.01)
+    assert got["standard"] == pytest.approx(75.90, abs=0.01)
+    assert got["reward_low_FP_rate"] == pytest.approx(68.01, abs=0.01)
+    assert got["reward_low_FN_rate"] == pytest.approx(81.37, abs=0.01)

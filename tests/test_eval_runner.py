@@ -114,7 +114,8 @@ def test_make_detector_writes_a_loadable_file(tmp_path: Path) -> None:
 
     res = CliRunner().invoke(eval_group, ["make-detector", "-o", str(tmp_path / "d.onnx")])
     assert res.exit_code == 0, res.output
-    assert ScoringModel(tmp_path / "d.onnx").card.window == NoveltyConfig().window
+    card = ScoringModel(tmp_path / "d.onnx").card
+    assert card.family == "novelty-levels" and card.window == 1
 
 
 @pytest.mark.needs_datasets

@@ -15,6 +15,7 @@ from edgewatch.agent.model import ScoringModel
 from edgewatch.cli import main
 from edgewatch.contract import PREFIX, Quantization
 from edgewatch.errors import BadInput
+from edgewatch.export.invariance import MAX_REL_DIFF, BatchDependentScores
 from edgewatch.export.onnx import _write_metadata, export_model
 from edgewatch.export.parity import ParityFailed, compare_scores
 from edgewatch.export.quantize import quantized_op_counts
@@ -58,7 +59,8 @@ def test_fp32_export_scores_like_torch_and_carries_the_card(checkpoint: Path, tm
     assert report.path.is_file() and report.size_bytes == report.path.stat().st_size
     assert report.n_quantized_nodes == 0
     assert report.decision_agreement == 1.0 and report.max_rel_err < 1e-4
-    assert report.batch1_agreement == 1.0 and report.batch_max_rel_diff < 1e-4
+    assert report.invariance is not None and report.invariance.max_rel_diff <= MAX_REL_DIFF
+    assert "batch invariance: 128 windows (32 with extreme values)" in "\n".join(report.lines())
     model = ScoringModel(report.path)
     assert model.card == card  # metadata round trip
     x = ckpt.calibration[:64]
@@ -72,18 +74,27 @@ def test_fp32_export_scores_like_torch_and_carries_the_card(checkpoint: Path, tm
     assert [i.shape for i in model.session.get_inputs()][0][1:] == [10, 4]
 
 
-def test_dynamic_int8_quantizes_the_lstms_and_keeps_decisions(checkpoint: Path, tmp_path: Path) -> None:
-    ckpt, scorer, card, report = export(checkpoint, tmp_path / "q.onnx", Quantization.DYNAMIC_INT8)
-    assert report.quantized_ops.get("DynamicQuantizeLSTM", 0) == 3
-    assert report.decision_agreement >= 0.99 and report.batch1_agreement >= 0.99
-    assert report.n_over_threshold > 0  # the parity set has decisions on both sides
+def test_dynamic_int8_is_refused_because_a_windows_score_depends_on_its_batch(checkpoint: Path,
+                                                                               tmp_path: Path) -> None:
+    with pytest.raises(BatchDependentScores, match="depends on the other windows of its call.*--quantize none"):
+        export(checkpoint, tmp_path / "q.onnx", Quantization.DYNAMIC_INT8)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dynamic_int8_still_quantizes_the_lstms_when_kept_for_comparison(checkpoint: Path, tmp_path: Path) -> None:
+    """The benchmarks keep a dynamic-int8 file to measure what stream isolation costs."""
+    ckpt = load_checkpoint(checkpoint)
+    scorer = family_module(ckpt.family).build_scorer(ckpt.config, ckpt.state_dict)
+    card = card_from_fields(ckpt.card_fields, Quantization.DYNAMIC_INT8)
+    report = export_model(scorer, card, tmp_path / "q.onnx", quantization=Quantization.DYNAMIC_INT8,
+                          calibration=ckpt.calibration, check_invariance=False)
+    assert report.quantized_ops.get("DynamicQuantizeLSTM", 0) == 3 and report.invariance is None
+    assert report.decision_agreement >= 0.99 and report.n_over_threshold > 0
     model = ScoringModel(report.path)
-    assert model.card.quantization is Quantization.DYNAMIC_INT8
-    assert model.card == card
+    assert model.card.quantization is Quantization.DYNAMIC_INT8 and model.card == card
     x = ckpt.calibration
     ref, _ = score_batches(scorer, x)
-    got = model.score_many(x).scores
-    assert np.median(np.abs(got - ref) / ref) < 0.1
+    assert np.median(np.abs(model.score_many(x).scores - ref) / ref) < 0.1
     assert quantized_op_counts(report.path) == report.quantized_ops
 
 
@@ -144,8 +155,13 @@ def test_cli_export_prints_parity_and_writes_an_agent_readable_file(checkpoint: 
     out = tmp_path / "cli.onnx"
     res = CliRunner().invoke(main, ["export", "onnx", str(checkpoint), "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert "dynamic-int8" in res.output and "decision agreement" in res.output
-    assert ScoringModel(out).card.quantization is Quantization.DYNAMIC_INT8
+    assert "none quantization" in res.output and "decision agreement" in res.output
+    assert "batch invariance" in res.output
+    assert ScoringModel(out).card.quantization is Quantization.NONE
+    refused = CliRunner().invoke(main, ["export", "onnx", str(checkpoint), "-o", str(tmp_path / "d.onnx"),
+                                        "--quantize", "dynamic"])
+    assert refused.exit_code == 3 and "depends on the other windows" in refused.output
+    assert not (tmp_path / "d.onnx").exists()
 
 
 def test_cli_export_of_a_missing_checkpoint_exits_4(tmp_path: Path) -> None:

@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 import torch
 
+from edgewatch.agent.engine import SCORE_BATCH
 from edgewatch.agent.model import ScoringModel
 from edgewatch.contract import Quantization
+from edgewatch.export.invariance import MAX_REL_DIFF, BatchDependentScores
 from edgewatch.export.onnx import export_model
 from edgewatch.export.scoring import score_batches
 from edgewatch.models import family_module
@@ -109,8 +111,21 @@ def tiny_lstm_ae(out: Path) -> Tiny:
     return Tiny(res.checkpoint, res.scorer, res.history.train_loss)
 
 
+def tiny_conv1d_ae(out: Path) -> Tiny:
+    from edgewatch.models.conv1d_ae import Conv1dAutoencoder, model_config
+    from edgewatch.train.window_ae import WindowAeConfig, train_window_ae
+
+    values = _sines(400, 3, 0)
+    run = train_window_ae(Conv1dAutoencoder(3, (8, 4)), "conv1d-ae", values, ["a", "b", "c"],
+                          WindowAeConfig(window=16, train=_train(epochs=4, lr=3e-3)))
+    save_checkpoint(out, "conv1d-ae", model_config(3, 16, (8, 4)), run.scorer.state_dict(), run.card_fields,
+                    calibration=run.calibration)
+    return Tiny(out, run.scorer, run.history.train_loss)
+
+
 TRAINERS: dict[str, Callable[[Path], Tiny]] = {
     "lstm-ae": tiny_lstm_ae, "deepant": tiny_deepant, "rnn-ae": tiny_rnn_ae, "conv-ae": tiny_conv_ae,
+    "conv1d-ae": tiny_conv1d_ae,
 }
 FAMILIES = [f for f in TRAINERS if importlib.util.find_spec("edgewatch.models." + f.replace("-", "_"))]
 
@@ -185,6 +200,7 @@ class _Block:
             raise ImportError(name + ' is blocked in this test')
 sys.meta_path.insert(0, _Block())
 import numpy as np
+from edgewatch.agent.engine import SCORE_BATCH
 from edgewatch.agent.model import ScoringModel
 m = ScoringModel({str(path)!r})
 b = m.score_many(np.load({str(tmp_path / 'x.npy')!r}))
@@ -203,36 +219,49 @@ print(json.dumps({{"scores": b.scores.tolist(), "fe_shape": list(b.feature_error
     np.testing.assert_allclose(scores, want, rtol=rtol, atol=1e-4)
 
 
-def test_batched_scores_equal_one_by_one(exported: tuple, tiny: Tiny) -> None:
-    path, _ = exported
+def test_export_checked_batch_invariance(exported: tuple, tiny: Tiny) -> None:
+    """A window's score is the same alone or beside any windows, extreme ones included (stream isolation)."""
+    path, report = exported
+    inv = report.invariance
+    assert inv is not None and inv.n_extreme > 0 and inv.max_batch == SCORE_BATCH
+    assert inv.max_rel_diff <= MAX_REL_DIFF
     model = ScoringModel(path)
     samples = load_checkpoint(tiny.checkpoint).calibration[:5]
-    batch = model.score_many(samples).scores
     single = np.array([model.score_one(s)[0] for s in samples])
-    # dynamic int8 quantizes activations with a scale computed per batch, so the batch's
-    # other samples move a score slightly; every other mode is exact
-    rtol = 0.05 if model.card.quantization is Quantization.DYNAMIC_INT8 else 1e-5
-    np.testing.assert_allclose(batch, single, rtol=rtol, atol=1e-6)
+    absurd = samples[:1].copy()
+    absurd.reshape(-1)[0] = 1e20
+    batch = model.score_many(np.concatenate([samples, absurd])).scores[:5]
+    np.testing.assert_allclose(batch, single, rtol=MAX_REL_DIFF, atol=0)
 
 
 @pytest.mark.parametrize("quantization", [Quantization.STATIC_QDQ_INT8, Quantization.DYNAMIC_INT8])
 def test_int8_exports_quantize_nodes_or_say_they_did_not(tiny: Tiny, quantization: Quantization,
                                                           tmp_path: Path) -> None:
-    """The measurement behind each family's EXPORT choice: count what int8 actually quantizes."""
+    """The measurement behind each family's EXPORT choice: count what int8 actually quantizes.
+
+    Dynamic int8 is measured with the invariance check off; with it on, a file with any
+    dynamically quantized node is refused (its scales depend on the call's other windows).
+    """
     ck = load_checkpoint(tiny.checkpoint)
     fam = family_module(ck.family)
-    report = export_model(fam.build_scorer(ck.config, ck.state_dict), card_from_fields(ck.card_fields, quantization),
-                          tmp_path / "q.onnx", quantization=quantization, calibration=ck.calibration,
-                          script=fam.EXPORT.script, min_agreement=0.0)
+    scorer, card = fam.build_scorer(ck.config, ck.state_dict), card_from_fields(ck.card_fields, quantization)
+    dynamic = quantization is Quantization.DYNAMIC_INT8
+    report = export_model(scorer, card, tmp_path / "q.onnx", quantization=quantization, calibration=ck.calibration,
+                          script=fam.EXPORT.script, min_agreement=0.0, check_invariance=not dynamic)
     ops = report.quantized_ops
     if quantization is Quantization.STATIC_QDQ_INT8:
         assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0, ops
+        assert report.invariance is not None and report.invariance.max_rel_diff <= MAX_REL_DIFF
     elif ck.family == "rnn-ae":
         # GRU stays fp32 and the decoder's Gemms sit inside the Loop body: nothing is quantized,
         # which is why the family exports fp32
         assert report.n_quantized_nodes == 0, ops
     else:
         assert report.n_quantized_nodes > 0, ops
+        with pytest.raises(BatchDependentScores, match="depends on the other windows"):
+            export_model(scorer, card, tmp_path / "refused.onnx", quantization=quantization,
+                         calibration=ck.calibration, script=fam.EXPORT.script, min_agreement=0.0)
+        assert not (tmp_path / "refused.onnx").exists()
     scores = ScoringModel(report.path).score_many(ck.calibration[:16]).scores
     assert np.isfinite(scores).all()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -67,8 +68,13 @@ class Installed:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     base = tmp_path_factory.mktemp("install")
+    # built from a copy: setuptools' in-tree build/ could carry files deleted since into the wheel
+    src = base / "src"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".venv*", ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".benchmarks", ".hypothesis",
+        "bench-results", "runs", "out", "spool", "checkpoints"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(base / "dist"),
-                            str(ROOT)], capture_output=True, text=True, timeout=600, env=PIP_ENV)
+                            str(src)], capture_output=True, text=True, timeout=600, env=PIP_ENV)
     assert build.returncode == 0, build.stderr[-3000:]
     wheel = next((base / "dist").glob("edgewatch-*.whl"))
     env_dir = base / "venv"

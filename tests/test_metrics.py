@@ -106,3 +106,46 @@ def test_auroc_matches_sklearn_with_ties() -> None:
     assert auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     with pytest.raises(ValueError):
         auroc(scores, np.zeros(300))
+
+
+# VUS-PR of TSB-AD 1.5 (``TSB_AD.evaluation.basic_metrics.generate_curve(labels, scores, L, "opt", 250)[7]``,
+# pip install --no-deps tsb-ad==1.5 in a throwaway venv) on the seeded arrays built below; docs/eval.md.
+TSB_AD_1_5_VUS_PR = {
+    ("perfect", 20): 1.0, ("perfect", 40): 1.0,
+    ("random", 20): 0.07082512865045627, ("random", 40): 0.08331350504228285,
+    ("noisy_good", 20): 0.5237704767999929, ("noisy_good", 40): 0.5326538623888057,
+    ("late_by_10", 20): 0.6952859162774265, ("late_by_10", 40): 0.7924300012238208,
+    ("one_range_only", 20): 0.718924735116653, ("one_range_only", 40): 0.7352384483798989,
+    ("edges_noise", 0): 0.48915286373863504, ("edges_noise", 7): 0.49234813978426006,
+    ("edges_noise", 40): 0.507354345664502, ("edges_noise", 100): 0.5282906458776478,
+    ("edges_ties", 0): 0.5632691851440913, ("edges_ties", 7): 0.5644935250589282,
+    ("edges_ties", 40): 0.573362105847019, ("edges_ties", 100): 0.5847632983882424,
+}
+
+
+def _tsb_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    n = 2000
+    y = np.zeros(n, int)
+    late = np.zeros(n)
+    for a, b in [(300, 340), (900, 960), (1500, 1520)]:
+        y[a:b] = 1
+        late[a + 10:b + 10] = 1
+    cases = {"perfect": (y, y.astype(float)), "random": (y, rng.random(n)),
+             "noisy_good": (y, y + rng.normal(0, 0.5, n)), "late_by_10": (y, late + rng.normal(0, 0.2, n))}
+    cases["one_range_only"] = (y, np.where(np.arange(n) < 1000, y, 0) + rng.normal(0, 0.3, n))
+    rng = np.random.default_rng(1)
+    n = 3000
+    y2 = np.zeros(n, int)
+    for a, b in [(0, 30), (200, 260), (275, 300), (2950, 2999)]:  # at both ends; two ranges whose buffers merge
+        y2[a:b + 1] = 1
+    cases["edges_ties"] = (y2, np.round(y2 * 0.3 + rng.random(n) * 0.5, 1))
+    cases["edges_noise"] = (y2, y2 * 0.8 + rng.normal(0, 0.4, n))
+    return cases
+
+
+def test_vus_pr_equals_tsb_ad_on_stored_reference_figures() -> None:
+    cases = _tsb_cases()
+    for (name, window), want in TSB_AD_1_5_VUS_PR.items():
+        y, s = cases[name]
+        assert vus_pr(s, y, max_buffer=window) == pytest.approx(want, abs=1e-12), (name, window)

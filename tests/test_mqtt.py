@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edgewatch.fleet.topics import status_state
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.mqtt import MqttConfigError, MqttSink
 
@@ -23,7 +24,7 @@ def test_alerts_status_and_last_will(broker, collector, tmp_path: Path) -> None:
     metrics = AgentMetrics()
     sink = MqttSink.from_url(f"mqtt://{broker.host}:{broker.port}/plant", agent_id="a1",
                              spool_dir=tmp_path, metrics=metrics)
-    assert sub.wait_for(lambda c: c.on("a1/status") == [b"online"], 10)
+    assert sub.wait_for(lambda c: [status_state(x) for x in c.on("a1/status")] == ["online"], 10)
     for i in range(5):
         sink.send(_alert(i))
     sink.send({"event": "drift", "stream": "s", "p_value": 0.001})
@@ -33,10 +34,10 @@ def test_alerts_status_and_last_will(broker, collector, tmp_path: Path) -> None:
     assert [e["id"] for e in sub.events()] == [f"id-{i}" for i in range(5)]  # in order
     assert metrics.spool_depth._value.get() == 0 and sink.published == 7
     sink.close()
-    assert sub.wait_for(lambda c: c.on("a1/status")[-1:] == [b"offline"], 10)
+    assert sub.wait_for(lambda c: [status_state(x) for x in c.on("a1/status")][-1:] == ["offline"], 10)
     # retained: a late subscriber sees the status at once
     late = collector(broker, "plant/a1/status", client_id="c-late", persistent=False)
-    assert late.wait_for(lambda c: c.on("status") == [b"offline"], 5)
+    assert late.wait_for(lambda c: [status_state(x) for x in c.on("status")] == ["offline"], 5)
 
 
 def test_last_will_when_the_agent_dies(broker, collector, tmp_path: Path) -> None:
@@ -50,10 +51,12 @@ time.sleep(60)
 """
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
     try:
-        assert sub.wait_for(lambda c: c.on("dies/status")[-1:] == [b"online"], 20)
+        assert sub.wait_for(lambda c: [status_state(x) for x in c.on("dies/status")][-1:] == ["online"], 20)
         proc.kill()
         proc.wait()
-        assert sub.wait_for(lambda c: c.on("dies/status")[-1:] == [b"offline"], 10)  # the broker's last will
+        # the broker's last will
+        assert sub.wait_for(lambda c: [status_state(x) for x in c.on("dies/status")][-1:] == ["offline"], 10)
+        assert b"last will" in sub.on("dies/status")[-1]
     finally:
         proc.kill()
 

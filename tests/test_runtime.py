@@ -242,3 +242,40 @@ def test_eval_model_detector_runs_the_agents_runtime(bad_models, tmp_path: Path)
     assert np.array_equal(det.score_series(x), det.score_series(x))  # fresh state per series
     with pytest.raises(BadModelFile, match="unknown parameters"):
         ModelDetector(bad_models["unknown parameter"])
+
+
+def test_a_stored_live_model_that_cannot_run_falls_back_to_the_model_flag(bad_models, broker,
+                                                                          tmp_path: Path) -> None:
+    from edgewatch.agent.model_store import ModelStore, StoredModel
+
+    live = write_model(tmp_path / "live.onnx", make_card(window=5, threshold=0.5))
+    bad = bad_models["drift reference"]
+    store = ModelStore(tmp_path / "spool" / "models")
+    sha = file_sha256(bad)
+    store.slots["live"] = StoredModel(sha, str(store.put(sha, bad.read_bytes())), note="from an older agent")
+    store.save()
+    csv = tmp_path / "x.csv"
+    csv.write_text("a,b,c,d\n" + "0.5,0.5,0.5,0.5\n" * 50)
+    out = tmp_path / "events.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(live), "--source", f"replay:{csv}",
+         "--sink", f"mqtt://{broker.host}:{broker.port}/st", "--sink", f"jsonl:{out}", "--agent-id", "st1",
+         "--model-topic", "--allow-unsigned-models", "--spool-dir", str(tmp_path / "spool"), "-q"],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(e["event"], e["origin"], e["sha256"]) for e in events] == [("model_refused", "store", sha)]
+    assert "3 quantile rows for 4 features" in events[0]["reason"]
+    assert events[0]["running_sha256"] == file_sha256(live)
+
+
+def test_a_swapped_in_model_carries_its_threshold_warning_in_the_model_event(tmp_path: Path) -> None:
+    live = write_model(tmp_path / "live.onnx", make_card(window=5, threshold=0.25))
+    odd = write_model(tmp_path / "odd.onnx", make_card(window=5, threshold=1e30))
+    sink = Recorder()
+    agent = Agent(ScoringModel(live), [sink], AgentOptions(drift_every=0))
+    agent.swap_runtime(agent.load_candidate(odd))
+    agent.process([Item(Kind.RAW, "s", "[0.5, 0.5, 0.5, 0.5]", time.time())])
+    event = next(e for e in sink.events if e["event"] == "model_swapped")
+    assert event["sha256"] == file_sha256(odd) and "far above every score" in event["warnings"][0]
+    assert agent.threshold == 1e30

@@ -179,7 +179,7 @@ def test_watched_file_must_stay_signed(tmp_path: Path, keys: dict) -> None:
     watcher = ModelFileWatcher(agent, live, interval=0.05,
                                trust=TrustPolicy.from_files([keys["pub"]]))
     refused: list[str] = []
-    agent.refuse_model = lambda reason, sha256=None, origin="file": refused.append(reason)  # type: ignore
+    agent.refuse_model = lambda reason, sha256=None, origin="file", info=None: refused.append(reason)  # type: ignore
     runner = threading.Thread(target=agent.run)
     runner.start()
     try:
@@ -235,10 +235,13 @@ def test_mqtt_models_verified_before_disk(tmp_path: Path, keys: dict, broker, co
             send(payload)
             assert _wait(lambda: receiver.refused == i + 1), _name
             assert agent.model.sha256 == file_sha256(live)
-            assert list(models.iterdir()) == [], f"{_name} left a file behind"
+            assert list(models.glob("*.onnx")) == [], f"{_name} left a file behind"
         send(model_message(v2))
         assert _wait(lambda: agent.model.sha256 == file_sha256(v2))
-        assert agent.threshold == 0.3 and [p.name for p in models.iterdir()] == [f"{file_sha256(v2)}.onnx"]
+        assert agent.threshold == 0.3
+        # the new model, and the one it replaced (kept for a rollback)
+        assert _wait(lambda: sorted(p.name for p in models.glob("*.onnx")) == sorted(
+            f"{file_sha256(m)}.onnx" for m in (v2, live)))
         assert events.wait_for(lambda c: [e["event"] for e in c.events("/events")].count("model_refused") == 5)
         reasons = [e["reason"] for e in events.events("/events") if e["event"] == "model_refused"]
         for expected, reason in zip(["is not signed", "not a trusted key", "card (metadata) changed",
@@ -251,29 +254,36 @@ def test_mqtt_models_verified_before_disk(tmp_path: Path, keys: dict, broker, co
         publish.single(topic, b"", qos=1, retain=True, hostname=broker.host, port=broker.port)
 
 
-def test_mqtt_without_trust_key_needs_explicit_opt_in(tmp_path: Path, broker) -> None:
+def test_mqtt_without_trust_key_needs_explicit_opt_in(tmp_path: Path, broker, collector) -> None:
     """End to end through the CLI: no --trust-key refuses an unsigned MQTT model; the opt-in takes it."""
     live = write_model(tmp_path / "live.onnx", make_card(window=5, threshold=0.5))
     v2 = write_model(tmp_path / "v2.onnx", make_card(window=5, threshold=0.3))
     topic = "optin/a1/model"
     publish.single(topic, model_message(v2), qos=1, retain=True, hostname=broker.host, port=broker.port)
+    events = collector(broker, "optin/a1/events", client_id="c-optin", persistent=False)
     try:
         outcomes = {}
-        for flag in ([], ["--allow-unsigned-models"]):
+        for flag, expected in (([], "model_refused"), (["--allow-unsigned-models"], "model_swapped")):
             spool = tmp_path / f"spool{len(flag)}"
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(live), "--source",
-                 f"replay:{_replay(tmp_path)}?rate=200", "--stride", "1", "--agent-id", "a1",
-                 "--sink", f"mqtt://{broker.host}:{broker.port}/optin", "--model-topic", "--duration", "2.5",
-                 "--spool-dir", str(spool), "-q", "--summary-json", str(tmp_path / "s.json"), *flag],
-                capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                 f"replay:{_replay(tmp_path)}?rate=200&loop=1", "--stride", "1", "--agent-id", "a1",
+                 "--sink", f"mqtt://{broker.host}:{broker.port}/optin", "--model-topic",
+                 "--spool-dir", str(spool), "-q", *flag],
+                stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-            assert proc.returncode == 0, proc.stderr
-            outcomes[bool(flag)] = (proc.stderr, sorted(p.name for p in (spool / "models").iterdir()))
+            try:
+                assert events.wait_for(lambda c: expected in [e["event"] for e in c.events("/events")], 30), \
+                    events.events("/events")
+            finally:
+                proc.terminate()
+                _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+            outcomes[bool(flag)] = (err, sorted(p.name for p in (spool / "models").iterdir() if p.suffix == ".onnx"))
         refused_log, refused_files = outcomes[False]
         assert "no --trust-key" in refused_log and refused_files == []
         accepted_log, accepted_files = outcomes[True]
         assert "model swapped" in accepted_log, accepted_log
-        assert accepted_files == [f"{hashlib.sha256(v2.read_bytes()).hexdigest()}.onnx"]
+        assert accepted_files == sorted(f"{hashlib.sha256(m.read_bytes()).hexdigest()}.onnx" for m in (v2, live))
     finally:
         publish.single(topic, b"", qos=1, retain=True, hostname=broker.host, port=broker.port)

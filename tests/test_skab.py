@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgewatch.cli import main
-from edgewatch.eval.skab_score import Binary, changepoints_of, nab_file, nab_scores
+from edgewatch.eval.skab_score import Binary, changepoints_of, nab_file, nab_scores, seconds_of
 from tests.test_agent_without_torch import BLOCKER
 
 SENSORS = ["Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature", "Thermocouple",
@@ -104,7 +105,7 @@ def test_mini_eval_and_predictions_files(tmp_path: Path) -> None:
              write_skab_file(root / "data" / "other" / "1.csv", seed=4, rows=650, fault=(450, 520))]
     write_skab_file(root / "data" / "anomaly-free" / "anomaly-free.csv", seed=5)  # not scored
     res = CliRunner().invoke(main, ["eval", "skab", "--data", str(root), "--family", "pca", "--quiet",
-                                    "--predictions-out", str(tmp_path / "pred")])
+                                    "--predictions-out", str(tmp_path / "pred"), "--models-out", str(tmp_path / "m")])
     assert res.exit_code == 0, res.output
     from edgewatch.eval.skab_runner import read_predictions
 
@@ -120,3 +121,97 @@ def test_mini_eval_and_predictions_files(tmp_path: Path) -> None:
     assert total.split()[2:5] == [f"{b.f1:.3f}", f"{b.far:.2f}", f"{b.mar:.2f}"]
     assert b.f1 > 0.8  # a 3-sigma shift of three sensors is easy; the file above scores it
     assert "flag every row" in res.output and "Conv-AE" in res.output
+
+    # the agent replays each file as it is with that file's model: its episodes are the predictions
+    for src, key in zip(files, ["valve1/0", "other/1"]):
+        alerts = tmp_path / f"{key.replace('/', '-')}.jsonl"
+        run = CliRunner().invoke(main, ["agent", "run", "--model", str(tmp_path / "m" / "pca" / f"{key}.onnx"),
+                                        "--source", f"replay:{src}?sep=;&time=datetime", "--sink", f"jsonl:{alerts}"])
+        assert run.exit_code == 0, run.output
+        events = [json.loads(line) for line in alerts.read_text().splitlines()]
+        flags = np.zeros(len(src.read_text().splitlines()) - 1, dtype=np.int8)
+        for ev in events:
+            if ev["event"] == "end":
+                flags[ev["episode"]["start_seq"]:ev["episode"]["end_seq"]] = 1
+        assert events and events[0]["ts"] == pytest.approx(seconds_of([src.read_text().splitlines()[1].split(";")[0]])[0]
+                                                           + events[0]["seq"])
+        _, pred = read_predictions(tmp_path / "pred" / f"{key}.csv")
+        assert flags[400:].tolist() == pred.tolist()
+
+
+def _episodes(path: Path, rows: int) -> np.ndarray:
+    flags = np.zeros(rows, dtype=np.int8)
+    for line in path.read_text().splitlines():
+        ev = json.loads(line)
+        if ev["event"] == "end":
+            flags[ev["episode"]["start_seq"]:ev["episode"]["end_seq"]] = 1
+    return flags
+
+
+def test_agent_learns_each_stream_and_keeps_it_across_a_restart(tmp_path: Path) -> None:
+    from edgewatch.eval.skab_runner import agent_flags
+
+    template = tmp_path / "template.onnx"
+    res = CliRunner().invoke(main, ["train", "pca", "--data", str(write_skab_file(tmp_path / "a.csv", seed=6)),
+                                    "--rows", "400", "-o", str(template)])
+    assert res.exit_code == 0, res.output
+    data = write_skab_file(tmp_path / "b.csv", seed=7)
+    lines = data.read_text().splitlines()
+    head, body = lines[0], lines[1:]
+    (tmp_path / "b1.csv").write_text("\n".join([head] + body[:250]) + "\n")  # the stream stops mid-learning ...
+    (tmp_path / "b2.csv").write_text("\n".join([head] + body[250:]) + "\n")  # ... and goes on after a restart
+
+    def run(src: Path, state: Path, out: Path) -> None:
+        r = CliRunner().invoke(main, ["agent", "run", "--model", str(template), "--learn", "400", "--learn-state",
+                                      str(state), "--source", f"replay:{src}?sep=;&time=datetime&stream=pump",
+                                      "--sink", f"jsonl:{out}"])
+        assert r.exit_code == 0, r.output
+
+    run(data, tmp_path / "s1", tmp_path / "whole.jsonl")
+    learned = sorted((tmp_path / "s1").glob("*.onnx"))
+    assert len(learned) == 1
+    flags, _, _ = agent_flags(learned[0], np.loadtxt(data, delimiter=";", skiprows=1, usecols=range(1, 9)))
+    whole = _episodes(tmp_path / "whole.jsonl", len(body))
+    assert whole[:400].sum() == 0 and whole[400:].tolist() == flags[400:].tolist()  # its own model, as eval runs it
+    assert whole[500:600].mean() > 0.9
+
+    run(tmp_path / "b1.csv", tmp_path / "s2", tmp_path / "p1.jsonl")
+    assert not list((tmp_path / "s2").glob("*.onnx")) and (tmp_path / "s2" / "buffers.npz").is_file()
+    run(tmp_path / "b2.csv", tmp_path / "s2", tmp_path / "p2.jsonl")
+    resumed = sorted((tmp_path / "s2").glob("*.onnx"))
+    assert [p.read_bytes() for p in resumed] == [learned[0].read_bytes()]  # the same 400 rows, the same model
+
+    run(data, tmp_path / "s1", tmp_path / "again.jsonl")  # restart with a learned model: scores from the start
+    assert sorted((tmp_path / "s1").glob("*.onnx")) == learned
+    assert _episodes(tmp_path / "again.jsonl", len(body)).tolist() == flags.tolist()
+
+
+def test_subset_scorer_ignores_a_channel_and_exports() -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    from edgewatch.contract import Quantization
+    from edgewatch.export.onnx import export_model
+    from edgewatch.models.conv1d_ae import Conv1dAutoencoder
+    from edgewatch.train.loop import TrainConfig
+    from edgewatch.train.window_ae import SubsetScorer, WindowAeConfig, train_window_ae
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    x = (np.sin(np.arange(120)[:, None] / 5 + np.arange(3)) + 0.05 * rng.normal(size=(120, 3))).astype(np.float32)
+    x[:, 2] += np.linspace(0, 50, 120, dtype=np.float32)  # a drifting channel the model must not see
+    run = train_window_ae(Conv1dAutoencoder(2, (8, 4)), "conv1d-ae", x, ["a", "b", "slow"],
+                          WindowAeConfig(window=8, ignore=["slow"], train=TrainConfig(epochs=1, progress=False)))
+    assert isinstance(run.scorer, SubsetScorer)
+    w = torch.from_numpy(np.ascontiguousarray(x[None, :8]))
+    moved = w.clone()
+    moved[..., 2] += 1000.0
+    with torch.no_grad():
+        (s1, e1), (s2, e2) = run.scorer(w), run.scorer(moved)
+    assert float(s1) == pytest.approx(float(s2)) and float(e1[0, 2]) == 0.0 == float(e2[0, 2])
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = export_model(run.scorer, run.card(), Path(tmp) / "m.onnx", quantization=Quantization.NONE,
+                              calibration=run.calibration[:16])
+        assert report.decision_agreement == 1.0

@@ -143,3 +143,33 @@ def test_messages_published_while_the_agent_is_away_arrive_after(tmp_path: Path,
         runner.join(10)
         pub.close()
     assert second.summary.bad == {}
+
+
+def test_sparkplug_b_births_aliases_and_data(tmp_path: Path, broker) -> None:
+    from edgewatch.agent.sparkplug import encode_metric, encode_payload
+
+    agent = _agent(tmp_path, "spb")
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/spBv1.0/plant/%23", FEATURES, agent_id="spb")
+    agent.add_source(src)
+    runner = _run(agent)
+    pub = Publisher(broker)
+    try:
+        assert _wait(lambda: src.connects == 1)
+        time.sleep(0.2)
+        pub.send("spBv1.0/plant/NBIRTH/gw1", encode_payload([encode_metric("uptime", 5, alias=100)], seq=0))
+        pub.send("spBv1.0/plant/DBIRTH/gw1/pump", encode_payload(
+            [encode_metric(f, 0.5, alias=i + 1) for i, f in enumerate(FEATURES)], timestamp=1_700_000_000_000, seq=1))
+        for i in range(6):  # report by exception: one metric per message, by alias
+            pub.send("spBv1.0/plant/DDATA/gw1/pump", encode_payload(
+                [encode_metric(None, 0.5 + i / 100, alias=1 + i % 4)], timestamp=1_700_000_001_000 + i, seq=2 + i))
+        pub.send("spBv1.0/plant/DDATA/gw1/pump", encode_payload([encode_metric(None, 0.1, alias=77)]))
+        pub.send("spBv1.0/plant/DDATA/gw1/pump", b"\x12\x05\x0a")
+        pub.send("spBv1.0/plant/DDATA/gw1/pump", encode_payload([encode_metric("c", "broken")]))
+        assert _wait(lambda: agent.summary.messages == 10)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.close()
+    assert agent.streams == ["spBv1.0/plant/gw1/pump"]
+    assert agent.summary.bad == {"unknown_alias": 1, "bad_payload": 1, "not_number": 1}
+    assert agent.summary.windows == 3  # birth + 6 data = 7 rows, window 5

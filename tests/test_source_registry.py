@@ -72,3 +72,20 @@ def test_config_file_source_tables(tmp_path: Path) -> None:
 
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["messages"] == 3 and summary["streams"] == 1 and summary["windows"] == 2
+
+
+def test_a_missing_extra_exits_6_with_the_install_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.modelkit import make_card, write_model
+
+    model = write_model(tmp_path / "m.onnx", make_card(window=2))
+    for url, extra in (("opcua://127.0.0.1:4840/Objects/2:Pump1", "opcua"),
+                       ("modbus://127.0.0.1:502/1?registers=0:u16,1:u16,2:u16,3:u16", "modbus")):
+        code = ("import sys; sys.modules['asyncua'] = sys.modules['pymodbus'] = None\n"
+                "from edgewatch.cli import main\n"
+                f"main(['agent', 'run', '--model', {str(model)!r}, '--source', {url!r}])")
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 6, run.stderr
+        assert f"pip install 'edgewatch[{extra}]'" in run.stderr

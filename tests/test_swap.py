@@ -91,7 +91,7 @@ def test_file_watch_swaps_good_models_and_refuses_bad_ones(tmp_path: Path) -> No
     # no message dropped across the swaps: every row the replay produced was taken by the agent
     assert agent.summary.messages == src.rows_sent and agent.summary.bad == {}
     assert agent.summary.windows == src.rows_sent - 4
-    swapped = [e for e in seen.events if e["event"] == "model"]
+    swapped = [e for e in seen.events if e["event"] == "model_swapped"]
     assert [(e["previous_sha256"], e["sha256"]) for e in swapped] == [(first_sha, file_sha256(v2))]
     refused = [e for e in seen.events if e["event"] == "model_refused"]
     assert "truncated or corrupt" in refused[0]["reason"] and "reads features" in refused[1]["reason"]
@@ -128,7 +128,7 @@ def test_mqtt_model_topic_swaps_and_refuses(tmp_path: Path, broker, collector) -
         assert receiver.accepted == 1 and agent.threshold == 0.3
         assert (tmp_path / "models" / f"{file_sha256(v2)}.onnx").exists()
         assert events.wait_for(lambda c: [e["event"] for e in c.events("/events")].count("model_refused") == 2
-                               and "model" in [e["event"] for e in c.events("/events")])
+                               and "model_swapped" in [e["event"] for e in c.events("/events")])
     finally:
         receiver.close()
         agent.request_stop()

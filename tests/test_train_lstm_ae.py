@@ -228,6 +228,6 @@ def test_denoising_noise_touches_inputs_only() -> None:
 
 def test_family_lookup_maps_dashes_and_names_the_known_families() -> None:
     module = family_module("lstm-ae")
-    assert module.EXPORT.quantization.value == "dynamic-int8" and not module.EXPORT.script
+    assert module.EXPORT.quantization.value == "none" and not module.EXPORT.script
     with pytest.raises(BadInput, match="unknown model family 'no-such'.*lstm-ae"):
         family_module("no-such")

@@ -15,26 +15,24 @@ paho resends unacknowledged publishes itself.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote, urlsplit
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.matcher import MQTTMatcher
-
 from edgewatch.errors import EdgewatchError
+
+if TYPE_CHECKING:  # paho is imported when a connection is made (edgewatch.agent.paho_client)
+    import paho.mqtt.client as paho
 
 log = logging.getLogger("edgewatch.agent.mqtt")
 
 ERROR_LOG_INTERVAL = 60.0
 
 # returns False to leave a QoS 1 message unacknowledged (the broker sends it again next session)
-MessageHandler = Callable[[paho.MQTTMessage], "bool | None"]
+MessageHandler = Callable[["paho.MQTTMessage"], "bool | None"]
 
 
 class MqttConfigError(EdgewatchError):
@@ -56,6 +54,7 @@ class BrokerOptions:
     key_file: str | None = None
     tls_insecure: bool = False
     keepalive: int = 30
+    clean_session: bool = False  # True for short-lived operator clients, which need no session kept
     reconnect_min: float = 0.2
     reconnect_max: float = 10.0
 
@@ -126,7 +125,12 @@ class BrokerConnection:
         self._started = False
         self._lock = threading.Lock()
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
+        from paho.mqtt.matcher import MQTTMatcher
+
+        from edgewatch.agent.paho_client import CallbackAPIVersion, _Client, paho
+
         self._matcher = MQTTMatcher()
+        self._routes: dict[str, list[MessageHandler]] = {}  # topic -> handlers, cleared on (un)subscribe
         self._on_connect: list[Callable[[], None]] = []
         self._on_disconnect: list[Callable[[], None]] = []
         self._on_publish: list[Callable[[int, bool], None]] = []
@@ -134,7 +138,7 @@ class BrokerConnection:
         self.failed_connects = 0
         self._error_logged_at: float | None = None
         self.client = client = _Client(self._connect_failed, CallbackAPIVersion.VERSION2, client_id=o.client_id[:64],
-                                       protocol=paho.MQTTv311, clean_session=False, manual_ack=True)
+                                       protocol=paho.MQTTv311, clean_session=o.clean_session, manual_ack=True)
         paho_log = logging.getLogger("edgewatch.agent.paho")
         if paho_log.isEnabledFor(logging.DEBUG):  # otherwise it repeats every failed reconnect at ERROR
             client.enable_logger(paho_log)
@@ -151,6 +155,8 @@ class BrokerConnection:
         client.on_message = self._message_cb
 
     def _set_tls(self, client: paho.Client) -> None:
+        import ssl
+
         o = self.options
         for label, path in (("CA file", o.ca_file), ("client certificate", o.cert_file), ("client key", o.key_file)):
             if path and not Path(path).is_file():
@@ -190,6 +196,7 @@ class BrokerConnection:
         with self._lock:
             self._subscriptions[topic_filter] = (qos, handler)
             self._matcher[topic_filter] = handler
+            self._routes = {}
         if self._connected.is_set():
             self._subscribe_one(topic_filter, qos)
         return topic_filter
@@ -204,13 +211,20 @@ class BrokerConnection:
                 del self._matcher[topic_filter]
             except KeyError:
                 pass
+            self._routes = {}
         if self._connected.is_set() and not keep_session:
             self.client.unsubscribe(topic_filter)
 
     def _message_cb(self, client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         take = True
         try:
-            handlers = list(self._matcher.iter_match(msg.topic))
+            topic = msg.topic
+            handlers = self._routes.get(topic)
+            if handlers is None:
+                handlers = list(self._matcher.iter_match(topic))
+                if len(self._routes) >= 10_000:
+                    self._routes = {}  # many distinct topics: the cache only bounds its memory
+                self._routes[topic] = handlers
         except (UnicodeDecodeError, KeyError, TypeError):
             handlers = []
         for handler in handlers:
@@ -224,8 +238,11 @@ class BrokerConnection:
 
     def _subscribe_one(self, topic_filter: str, qos: int) -> None:
         rc, _ = self.client.subscribe(topic_filter, qos=qos)
+        from paho.mqtt.client import error_string
+        from paho.mqtt.enums import MQTTErrorCode
+
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            log.warning("MQTT subscribe to %s failed: %s", topic_filter, paho.error_string(rc))
+            log.warning("MQTT subscribe to %s failed: %s", topic_filter, error_string(rc))
 
     # -- life ----------------------------------------------------------------------------
 
@@ -315,27 +332,9 @@ class BrokerConnection:
             log.exception("MQTT connection listener failed")
 
 
-class _Client(paho.Client):
-    """paho's client, telling us why a connection attempt failed.
-
-    Why: paho's loop catches the OSError of a failed connect (refused, DNS,
-    TLS certificate verification) and only calls ``on_connect_fail`` without
-    it, so an operator would never learn why the alerts stay in the spool.
-    """
-
-    def __init__(self, on_error: Callable[[str], None], *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_error = on_error
-
-    def _create_socket(self) -> Any:
-        try:
-            return super()._create_socket()
-        except Exception as exc:
-            self._on_error(_describe(exc))
-            raise
-
-
 def _describe(exc: BaseException) -> str:
+    import ssl
+
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate verification failed: {exc.verify_message or exc}"
     if isinstance(exc, ssl.SSLError):

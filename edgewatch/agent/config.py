@@ -9,7 +9,7 @@ keys are refused, so a misspelt setting cannot be silently ignored::
     source = ["ws://10.0.0.5:9000/"]
     sink = ["mqtt://broker.local:1883/plant1"]
     agent-id = "press-7"
-    metrics = "0.0.0.0:9108"
+    metrics = "127.0.0.1:9108"
     log-json = true
 
 Sections are allowed for readability and are flattened with their name as a

@@ -181,7 +181,7 @@ class DriftWatch:
 
     def __init__(self, reference: DriftReference, features: list[str], sample_size: int = 512,
                  check_every: int = 512, alpha: float = 0.05, keep_every: int = 1,
-                 min_statistic: float = 0.0, min_sample: int = MIN_SAMPLE) -> None:
+                 min_statistic: float = 0.0, min_sample: int = MIN_SAMPLE, max_slots: int | None = None) -> None:
         check_reference(reference, len(features))
         if sample_size < MIN_SAMPLE:
             raise ValueError(f"sample_size must be at least {MIN_SAMPLE}")
@@ -203,7 +203,10 @@ class DriftWatch:
         self.min_sample = max(MIN_SAMPLE, min(int(min_sample), self.sample_size))
         self._knots = np.asarray(reference.quantiles, dtype=np.float64).T.copy()  # [Q, F]
         self._n_features = len(self.features)
-        self._buf = np.zeros((0, self.sample_size, self._n_features))
+        # float32: the KS test compares at float32 precision anyway (see ks_statistics), and the sample
+        # is most of a stream's memory (512 x n_features values)
+        self._buf = np.zeros((0, self.sample_size, self._n_features), dtype=np.float32)
+        self.max_slots = max_slots  # streams the agent holds at most: growth stops there
         self._pos = np.zeros(0, dtype=np.intp)  # next write position in each ring
         self._counters = np.zeros((0, 3), dtype=np.intp)
         self._views()
@@ -216,8 +219,10 @@ class DriftWatch:
 
     def _grow(self, slot: int) -> None:
         cap = max(slot + 1, 2 * self._pos.size, 4)
+        if self.max_slots:
+            cap = max(slot + 1, min(cap, self.max_slots))
         extra = cap - self._pos.size
-        self._buf = np.concatenate([self._buf, np.zeros((extra, self.sample_size, self._n_features))])
+        self._buf = np.concatenate([self._buf, np.zeros((extra, self.sample_size, self._n_features), np.float32)])
         self._pos = np.concatenate([self._pos, np.zeros(extra, dtype=np.intp)])
         self._counters = np.concatenate([self._counters, np.zeros((extra, 3), dtype=np.intp)])
         self._views()

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,23 +26,32 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgewatch.agent import events
-from edgewatch.agent.episodes import Transition
+from edgewatch.agent.episodes import EpisodeTracker, Transition
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
                                      sane_timestamp)
+from edgewatch.agent.postprocess import PostProcessor
 from edgewatch.agent.runtime import CandidateCheck, DriftSettings, ModelRuntime, Overrides, load_runtime
+from edgewatch.agent.shadow import ShadowScorer
 from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
 from edgewatch.agent.windows import StreamWindows
+from edgewatch.contract import ModelCard
 from edgewatch.errors import BadModelFile
 
 log = logging.getLogger("edgewatch.agent")
 
 BAD_LOG_INTERVAL = 60.0
-# windows per ONNX Runtime call: per-window cost is flat from 32 to 341 windows (measured, S0 int8) but
-# ORT's arena keeps its peak, so 1024-window calls cost ~60 MiB more resident memory than 128
-SCORE_BATCH = 128
+DEFAULT_STREAM_TTL = 3600.0  # seconds without a message before a stream's state is dropped
+# a score the graph could not give as a finite number (inputs near float32's limit) is reported as this,
+# and counts as over the threshold: it is as anomalous as a score can be
+SCORE_CAP = float(np.finfo(np.float32).max)
+# Windows per ONNX Runtime call. Measured with the S0 model (int8 and fp32, window 10, one thread):
+# the cost per window is lowest from 16 to 32 windows a call and rises beyond; ORT's working memory
+# grows with the call (+3 MiB at 32, +8 at 128, +18 at 256 windows over one window) and its arena keeps
+# the peak, so 32 (was 128) took 7.6 MiB off the agent's peak on a 200,000-row replay (docs/platform.md).
+SCORE_BATCH = 32
 
 
 @dataclass
@@ -61,6 +71,10 @@ class AgentOptions:
     drift_sample: int = 512  # inputs kept per stream for the KS check
     drift_keep_every: int = 10  # keep every n-th input, so the sample spans n x drift_sample messages
     drift_min_statistic: float = 0.25  # and a KS distance at least this large (see DriftWatch)
+    # a message of a new stream past this is bad input, too_many_streams; None: what fits the unit's
+    # MemoryMax=512M with the model given at start (ModelRuntime.default_max_streams: 10,000 for S0)
+    max_streams: int | None = None
+    stream_ttl: float | None = DEFAULT_STREAM_TTL  # evict streams idle this long (None/0: never)
 
     def overrides(self) -> Overrides:
         return Overrides(stride=self.stride, threshold=self.threshold, k=self.k, n=self.n)
@@ -104,8 +118,10 @@ class RunSummary:
     bad: dict[str, int] = field(default_factory=dict)
     windows: int = 0
     events: dict[str, int] = field(default_factory=dict)
-    streams: int = 0
+    streams: int = 0  # streams seen since start
     seconds: float = 0.0
+    nonfinite_scores: dict[str, int] = field(default_factory=dict)  # windows whose score was nan/inf, by kind
+    evicted_streams: int = 0
 
 
 class Agent:
@@ -118,23 +134,35 @@ class Agent:
     """
 
     def __init__(self, model: ScoringModel | ModelRuntime, sinks: list[Sink], options: AgentOptions | None = None,
-                 metrics: AgentMetrics | None = None, model_checks: list[CandidateCheck] | None = None) -> None:
+                 metrics: AgentMetrics | None = None, model_checks: list[CandidateCheck] | None = None,
+                 learner: Any = None) -> None:
         self.options = options or AgentOptions()
+        self.learner = learner  # a StreamLearner (agent/learn.py): each stream learns and runs its own model
+        self._slot_runtime: dict[int, ModelRuntime] = {}
         self.metrics = metrics or AgentMetrics()
         self.sinks = list(sinks)
         self.model_checks: list[CandidateCheck] = list(model_checks or [])
         self.observers: list[Observer] = []
+        # called with every emitted event only (no per-batch view, which costs the hot path)
+        self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.sources: list[Source] = []
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=self.options.queue_size)
         self.summary = RunSummary()
         self._slots: dict[str, int] = {}
-        self._stream_names: list[str] = []
+        self._stream_names: list[str | None] = []  # by slot; None = a free slot
         self._seq: list[int] = []
+        self._last_seen: list[float] = []  # monotonic time of each slot's last message
+        self._free: list[int] = []
+        self._streams_seen = 0
+        self._last_sweep = time.monotonic()
+        self._nonfinite_logged = 0.0
         self._source_streams: dict[str, set[int]] = {}
         self._bad_logged: dict[BadReason, float] = {}
         self._stop = threading.Event()
         self._swap_lock = threading.Lock()
-        self._pending: ModelRuntime | None = None
+        self._pending: tuple[ModelRuntime, dict[str, Any]] | None = None
+        self._pending_shadow: tuple[ShadowScorer | None, dict[str, Any]] | None = None
+        self.shadow: ShadowScorer | None = None  # a model scoring the same windows beside this one, never alerting
         self._posted: deque[dict[str, Any]] = deque()
         self._closed = False
         self.started_at = time.time()
@@ -143,6 +171,7 @@ class Agent:
         if isinstance(model, ScoringModel):
             model = ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings())
         self.windows: StreamWindows | None = None
+        self.max_streams = self.options.max_streams or model.default_max_streams()
         self._install(model)
 
     # -- model ---------------------------------------------------------------------
@@ -152,7 +181,7 @@ class Agent:
         return self.runtime.model
 
     @property
-    def card(self):  # noqa: ANN201 - ModelCard
+    def card(self) -> ModelCard:
         return self.runtime.card
 
     @property
@@ -180,11 +209,11 @@ class Agent:
         self.runtime.threshold = value
 
     @property
-    def tracker(self):  # noqa: ANN201 - EpisodeTracker
+    def tracker(self) -> EpisodeTracker:
         return self.runtime.tracker
 
     @property
-    def post(self):  # noqa: ANN201 - PostProcessor
+    def post(self) -> PostProcessor:
         return self.runtime.post
 
     @property
@@ -198,7 +227,9 @@ class Agent:
             old.stride = runtime.stride  # a swapped-in model of the same shape continues on the same windows
         else:
             self.windows = StreamWindows(runtime.window, card.n_features, runtime.stride,
-                                         capacity=max(8, len(self._seq)))
+                                         capacity=max(8, len(self._seq)), max_capacity=self.max_streams)
+        if runtime.drift is not None:
+            runtime.drift.max_slots = self.max_streams  # slots are reused: the sample buffers need no more
         self.runtime = runtime
 
     def load_candidate(self, path: str | Path, expected_sha256: str | None = None,
@@ -226,22 +257,34 @@ class Agent:
             raise BadModelFile(f"{runtime.model.path} reads features {runtime.card.features}, the running model "
                                f"reads {self.card.features}: refusing to swap")
 
-    def swap_runtime(self, runtime: ModelRuntime) -> None:
-        """Queue a built runtime; it takes over between two batches, so no message is dropped."""
+    def swap_runtime(self, runtime: ModelRuntime, info: dict[str, Any] | None = None) -> None:
+        """Queue a built runtime; it takes over between two batches, so no message is dropped.
+
+        ``info`` (the fleet's message id, action, note) goes into the ``model_swapped`` event.
+        """
         self._check_fits(runtime)
         with self._swap_lock:
-            self._pending = runtime
+            self._pending = (runtime, dict(info or {}))
+
+    def set_shadow(self, scorer: ShadowScorer | None, info: dict[str, Any] | None = None) -> None:
+        """Queue a shadow scorer (None ends shadow scoring); applied between two batches like a swap."""
+        if scorer is not None:
+            scorer.check_fits(scorer.runtime, self.runtime)
+        with self._swap_lock:
+            self._pending_shadow = (scorer, dict(info or {}))
 
     def swap_model(self, model: ScoringModel) -> None:
         """Build a runtime for ``model`` with this agent's overrides and queue it (BadModelFile if it cannot run)."""
         self.swap_runtime(ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings()))
 
-    def refuse_model(self, reason: str, sha256: str | None = None, origin: str = "file") -> None:
+    def refuse_model(self, reason: str, sha256: str | None = None, origin: str = "file",
+                     info: dict[str, Any] | None = None) -> None:
         """Record a model that was offered and refused (metric, log, event); the running one stays."""
         self.metrics.model_swaps.labels("refused").inc()
         log.error("new model refused (%s), keeping %s: %s", origin, self.model.sha256[:12], reason)
-        self.post_event(events.model_refused_event(agent=self.options.agent_id, now=time.time(), origin=origin,
-                                                   reason=reason, sha256=sha256, running=self.model))
+        self.post_event({**events.model_refused_event(agent=self.options.agent_id, now=time.time(), origin=origin,
+                                                      reason=reason, sha256=sha256, running=self.model),
+                         **(info or {})})
 
     def post_event(self, event: dict[str, Any]) -> None:
         """Hand an event from another thread to the loop, which sends it to the sinks (thread-safe)."""
@@ -253,9 +296,17 @@ class Agent:
 
     def _apply_pending_model(self) -> None:
         with self._swap_lock:
-            runtime, self._pending = self._pending, None
-        if runtime is None:
+            pending, self._pending = self._pending, None
+            shadow, self._pending_shadow = self._pending_shadow, None
+        if shadow is not None:
+            self.shadow = shadow[0]
+            if shadow[0] is not None:
+                self._emit({**events.model_shadow_event(agent=self.options.agent_id, now=time.time(),
+                                                        live=self.model, shadow=shadow[0].runtime.model),
+                            **shadow[1]})
+        if pending is None:
             return
+        runtime, info = pending
         old = self.model
         # close open episodes: their scores came from another model
         now = time.time()
@@ -265,21 +316,31 @@ class Agent:
                 self._emit(self._alert(tr, reason="model swapped"))
         self._install(runtime)
         self.metrics.model_swaps.labels("ok").inc()
-        self._emit(events.model_event(agent=self.options.agent_id, now=now, previous=old, model=runtime.model,
-                                      warnings=runtime.warnings))
+        self._emit({**events.model_event(agent=self.options.agent_id, now=now, previous=old, model=runtime.model,
+                                         warnings=runtime.warnings), **info})
         log.info("model swapped: %s -> %s", old.sha256[:12], runtime.model.sha256[:12])
 
     # -- streams -------------------------------------------------------------------
 
-    def _slot(self, stream: str, source: str) -> int:
+    def _slot(self, stream: str, source: str) -> int | None:
+        """The slot of a new stream (a freed one if any), or None past ``max_streams``."""
         slot = self._slots.get(stream)
         if slot is None:
-            slot = len(self._stream_names)
+            if len(self._slots) >= self.max_streams:
+                return None
+            if self._free:
+                slot = self._free.pop()
+                self._stream_names[slot] = stream
+                self._seq[slot] = 0
+            else:
+                slot = len(self._stream_names)
+                self._stream_names.append(stream)
+                self._seq.append(0)
+                self._last_seen.append(0.0)
+                self.windows.ensure(slot)
             self._slots[stream] = slot
-            self._stream_names.append(stream)
-            self._seq.append(0)
-            self.windows.ensure(slot)
-            self.metrics.streams.set(len(self._stream_names))
+            self._streams_seen += 1
+            self.metrics.streams.set(len(self._slots))
         self._source_streams.setdefault(source, set()).add(slot)
         return slot
 
@@ -291,21 +352,64 @@ class Agent:
             if self.drift is not None:
                 self.drift.reset(slot)
 
+    def evict_idle(self, now: float | None = None) -> int:
+        """Drop the state of streams without a message for ``stream_ttl`` seconds; returns how many.
+
+        An open episode of such a stream is ended first (reason "stream
+        idle"). Its slot is reused by the next new stream, so memory stays
+        bounded by ``max_streams`` however many ids come and go.
+        """
+        ttl = self.options.stream_ttl
+        if not ttl:
+            return 0
+        now = time.monotonic() if now is None else now
+        self._last_sweep = now
+        idle = [slot for name, slot in self._slots.items() if now - self._last_seen[slot] >= ttl]
+        wall = time.time()
+        for slot in idle:
+            rt = self._slot_runtime.pop(slot, self.runtime)  # a learned stream has its own runtime
+            tr = rt.tracker.close(slot, wall, self._seq[slot])
+            if tr:
+                self._emit(self._alert(tr, reason="stream idle", runtime=rt))
+            self.windows.reset(slot)
+            rt.tracker.forget(slot)
+            rt.post.reset(slot)
+            if rt.drift is not None:
+                rt.drift.reset(slot)
+            del self._slots[self._stream_names[slot]]  # type: ignore[arg-type]
+            self._stream_names[slot] = None
+            for slots in self._source_streams.values():
+                slots.discard(slot)
+            self._free.append(slot)
+        if idle:
+            self.summary.evicted_streams += len(idle)
+            self.metrics.streams.set(len(self._slots))
+            self.metrics.evicted_streams.inc(len(idle))
+            log.info("dropped %d stream(s) idle for %gs or more (--stream-ttl); %d held", len(idle), ttl,
+                     len(self._slots))
+        return len(idle)
+
     @property
     def streams(self) -> list[str]:
-        return list(self._stream_names)
+        """The streams held now (evicted ones are gone until they send again)."""
+        return [n for n in self._stream_names if n is not None]
 
     # -- the hot path --------------------------------------------------------------
 
     def process(self, items: list[Item]) -> None:
         """Handle one batch of items from the sources, in order."""
-        if self._pending is not None:
+        if self._pending is not None or self._pending_shadow is not None:
             self._apply_pending_model()
         if self._posted:
             self._emit_posted()
         n_features = self.card.n_features
         max_bytes = self.options.max_message_bytes
         windows = self.windows
+        last_seen = self._last_seen
+        now = time.monotonic()
+        ttl = self.options.stream_ttl
+        if ttl and now - self._last_sweep >= min(1.0, ttl / 2):
+            self.evict_idle(now)
         want_view = bool(self.observers)  # observers get every message; the drift watch only rows
         want_rows = want_view or self.drift is not None
         due_x: list[np.ndarray] = []
@@ -339,14 +443,21 @@ class Agent:
                 continue
             else:
                 continue
-            good += 1
             slot = self._slots.get(m.stream or source)
             if slot is None:
                 slot = self._slot(m.stream or source, source)
+                if slot is None:
+                    bad[BadReason.TOO_MANY_STREAMS] = bad.get(BadReason.TOO_MANY_STREAMS, 0) + 1
+                    continue
+            good += 1
+            last_seen[slot] = now
             seq = self._seq[slot]
             self._seq[slot] = seq + 1
             ts = m.ts if m.ts is not None else received
-            if windows.push(slot, m.values):
+            due = windows.push(slot, m.values)
+            if self.learner is not None and slot not in self._slot_runtime and not self._learn(slot, m.values):
+                due = False  # still learning: the row fills its window, nothing is scored
+            if due:
                 due_x.append(windows.latest(slot).copy())
                 due_meta.append((slot, ts, seq))
             if want_rows:
@@ -374,36 +485,95 @@ class Agent:
             for obs in self.observers:
                 obs.on_batch(view)
 
+    def _learn(self, slot: int, values: list[float]) -> bool:
+        """A learning stream's row: True when the stream has a model from the state folder (the row scores);
+        else the row goes to the learner, and once it fits, later rows score with the stream's own model."""
+        stream = self._stream_names[slot]
+        rt = self.learner.runtime(stream)
+        if rt is not None:
+            self._slot_runtime[slot] = rt
+            return True
+        rt = self.learner.observe(stream, values)
+        if rt is not None:
+            self._slot_runtime[slot] = rt
+        return False
+
     def _score(self, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]) -> list[ScoredWindow]:
+        if not self._slot_runtime:
+            return self._score_with(self.runtime, due_x, due_meta)
+        groups: dict[int, tuple[ModelRuntime, list[np.ndarray], list[tuple[int, float, int]]]] = {}
+        for x, meta in zip(due_x, due_meta):
+            rt = self._slot_runtime.get(meta[0], self.runtime)
+            group = groups.setdefault(id(rt), (rt, [], []))
+            group[1].append(x)
+            group[2].append(meta)
+        out: list[ScoredWindow] = []
+        for rt, xs, metas in groups.values():
+            out += self._score_with(rt, xs, metas)
+        return out
+
+    def _score_with(self, rt: ModelRuntime, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]
+                    ) -> list[ScoredWindow]:
         out: list[ScoredWindow] = []
         step = min(self.options.max_batch, SCORE_BATCH)
         for lo in range(0, len(due_x), step):
             x = np.stack(due_x[lo:lo + step])
             meta = due_meta[lo:lo + step]
             t0 = time.perf_counter()
-            batch = self.model.score_many(x)
+            batch = rt.model.score_many(x)
             self.metrics.latency.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(x))
             slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
-            scores = self.post.update_many(slots, batch.scores, batch.aux)
-            over = scores > self.threshold
+            scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux))
+            if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
+                self.shadow.score(x, slots, meta, scores, self._stream_names)
+            over = scores > rt.threshold
             for i, (slot, ts, seq) in enumerate(meta):
                 s = float(scores[i])
                 o = bool(over[i])
                 out.append(ScoredWindow(slot, self._stream_names[slot], ts, seq, s, o))
-                tr = self.tracker.update(slot, o, s, ts, seq)
+                tr = rt.tracker.update(slot, o, s, ts, seq)
                 if tr is not None:
-                    self._emit(self._alert(tr, batch.feature_error[i]))
+                    self._emit(self._alert(tr, batch.feature_error[i], runtime=rt))
         self.summary.windows += len(due_x)
         self.metrics.windows.inc(len(due_x))
         return out
 
+    def _finite_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Scores as finite numbers: NaN and +inf become SCORE_CAP (over any threshold), -inf -SCORE_CAP.
+
+        Why: a window whose values are near float32's limit can overflow the
+        graph; it is anomalous, and its alert must still serialise as strict
+        JSON on every sink (an episode's end must never be unsendable).
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        bad = ~np.isfinite(scores)
+        if not bad.any():
+            return scores
+        scores = scores.copy()
+        counts = {"nan": int(np.isnan(scores).sum()), "inf": int(np.isposinf(scores).sum()),
+                  "-inf": int(np.isneginf(scores).sum())}
+        scores[np.isnan(scores) | np.isposinf(scores)] = SCORE_CAP
+        scores[np.isneginf(scores)] = -SCORE_CAP
+        for kind, n in counts.items():
+            if n:
+                self.summary.nonfinite_scores[kind] = self.summary.nonfinite_scores.get(kind, 0) + n
+                self.metrics.nonfinite_scores.labels(kind).inc(n)
+        now = time.monotonic()
+        if now - self._nonfinite_logged >= BAD_LOG_INTERVAL:
+            self._nonfinite_logged = now
+            log.warning("%d window score(s) not finite (%s) in one batch: reported as %.6g, over the threshold "
+                        "(logged at most once a minute)", int(bad.sum()),
+                        ", ".join(f"{k} {v}" for k, v in counts.items() if v), SCORE_CAP)
+        return scores
+
     # -- events --------------------------------------------------------------------
 
-    def _alert(self, tr: Transition, feature_error: np.ndarray | None = None, reason: str | None = None
-               ) -> dict[str, Any]:
+    def _alert(self, tr: Transition, feature_error: np.ndarray | None = None, reason: str | None = None,
+               runtime: ModelRuntime | None = None) -> dict[str, Any]:
+        rt = runtime or self.runtime
         return events.episode_event(tr, agent=self.options.agent_id, stream=self._stream_names[tr.slot],
-                                    threshold=self.threshold, model=self.model, now=time.time(),
+                                    threshold=rt.threshold, model=rt.model, now=time.time(),
                                     features=self.features, feature_error=feature_error,
                                     top=self.options.top_features, reason=reason)
 
@@ -418,6 +588,8 @@ class Agent:
         self.summary.events[kind] = self.summary.events.get(kind, 0) + 1
         if kind in ("start", "end"):
             self.metrics.alerts.labels(kind).inc()
+            if self.shadow is not None:
+                self.shadow.on_live_event(event)
         for sink in self.sinks:
             try:
                 sink.send(event)
@@ -425,6 +597,8 @@ class Agent:
                 log.exception("sink %s failed to take an event", type(sink).__name__)
         for obs in self.observers:
             obs.on_event(event)
+        for listen in self.event_listeners:
+            listen(event)
 
     def _count_bad(self, bad: dict[BadReason, int]) -> None:
         now = time.monotonic()
@@ -465,7 +639,7 @@ class Agent:
                 self._emit_posted()
             finally:
                 self.close()
-            self.summary.streams = len(self._stream_names)
+            self.summary.streams = self._streams_seen
             self.summary.seconds = time.monotonic() - t0
         return self.summary
 
@@ -489,7 +663,7 @@ class Agent:
             except queue.Empty:
                 if stopping and ended >= len(self.sources):
                     break
-                if self._pending is not None:
+                if self._pending is not None or self._pending_shadow is not None:
                     self._apply_pending_model()
                 if self._posted:
                     self._emit_posted()
@@ -511,10 +685,13 @@ class Agent:
     def close_episodes(self, reason: str) -> None:
         """Send an ``end`` for every open episode, so no consumer waits forever for one."""
         now = time.time()
-        for slot in self.tracker.open_slots():
-            tr = self.tracker.close(slot, now, self._seq[slot])
-            if tr:
-                self._emit(self._alert(tr, reason=reason))
+        for rt in [self.runtime, *{id(r): r for r in self._slot_runtime.values()}.values()]:
+            for slot in rt.tracker.open_slots():
+                tr = rt.tracker.close(slot, now, self._seq[slot])
+                if tr:
+                    self._emit(self._alert(tr, reason=reason, runtime=rt))
+        if self.learner is not None:
+            self.learner.save()
 
     @property
     def stopping(self) -> bool:

@@ -86,6 +86,10 @@ class EpisodeTracker:
         if tr:
             tr.history = 0
 
+    def forget(self, slot: int) -> None:
+        """Drop a stream entirely (it was evicted); close an open episode first."""
+        self._tracks.pop(slot, None)
+
     def close(self, slot: int, ts: float, seq: int) -> Transition | None:
         """End an open episode now (stream lost, shutdown)."""
         tr = self._tracks.get(slot)

@@ -133,8 +133,8 @@ def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel,
 
 def model_event(*, agent: str, now: float, previous: ScoringModel, model: ScoringModel,
                 warnings: Sequence[str] = ()) -> dict[str, Any]:
-    """A new model took over between two batches."""
-    event: dict[str, Any] = {"event": "model", "agent": agent, "time": iso(now),
+    """A new model took over between two batches (``model_swapped``, fleet contract v1)."""
+    event: dict[str, Any] = {"event": "model_swapped", "agent": agent, "time": iso(now),
                              "previous_sha256": previous.sha256, "sha256": model.sha256,
                              "family": model.card.family}
     if warnings:
@@ -142,8 +142,19 @@ def model_event(*, agent: str, now: float, previous: ScoringModel, model: Scorin
     return event
 
 
+def model_shadow_event(*, agent: str, now: float, live: ScoringModel, shadow: ScoringModel) -> dict[str, Any]:
+    """A model now scores in shadow beside the live one (fleet contract v1)."""
+    return {"event": "model_shadow", "agent": agent, "time": iso(now), "sha256": shadow.sha256,
+            "live_sha256": live.sha256, "family": shadow.card.family}
+
+
 def model_refused_event(*, agent: str, now: float, origin: str, reason: str, sha256: str | None,
                         running: ScoringModel) -> dict[str, Any]:
     """A candidate model (from ``origin``: start, file, mqtt) was refused; ``running_sha256`` keeps scoring."""
     return {"event": "model_refused", "agent": agent, "time": iso(now), "origin": origin, "sha256": sha256,
             "reason": reason, "running_sha256": running.sha256}
+
+
+def model_unchanged_event(*, agent: str, now: float, sha256: str, **info: Any) -> dict[str, Any]:
+    """A model message named the model that already runs: nothing changed (``info``: the message's note...)."""
+    return {"event": "model_unchanged", "agent": agent, "time": iso(now), "sha256": sha256, **info}

@@ -5,8 +5,9 @@ Topics (``PREFIX`` from the URL, ``AGENT`` the agent id)::
     PREFIX/AGENT/alerts   episode start/end events, QoS 1, JSON, each with an ``id``
     PREFIX/AGENT/drift    drift and drift_end events, QoS 1, JSON
     PREFIX/AGENT/events   other agent events (model swapped or refused), QoS 1, JSON
-    PREFIX/AGENT/status   retained "online" / "offline"; the broker publishes "offline" as
-                          the last will when the agent dies without saying goodbye
+    PREFIX/AGENT/status   retained JSON status with "state" online/offline (fleet contract v1,
+                          docs/fleet.md); the broker publishes an "offline" status as the last
+                          will when the agent dies without saying goodbye
     PREFIX/AGENT/model    (subscribed, see :mod:`edgewatch.agent.swap`) a retained new model file
 
 Every event is first written to the :class:`~edgewatch.agent.spool.Spool`
@@ -26,7 +27,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
@@ -35,11 +36,10 @@ from edgewatch.agent.broker import (BrokerConnection, BrokerOptions, Connections
                                     client_id_for, parse_broker_url)
 from edgewatch.agent.events import dumps
 from edgewatch.agent.spool import DEFAULT_MAX_BYTES, Spool
+from edgewatch.fleet.topics import minimal_status, offline_will
 
 log = logging.getLogger(__name__)
 
-ONLINE = b"online"
-OFFLINE = b"offline"
 
 __all__ = ["MqttConfigError", "MqttOptions", "MqttSink", "topic_for"]
 
@@ -83,13 +83,16 @@ class MqttSink:
         self.publish_errors = 0
         self._wake = threading.Event()
         self._closing = threading.Event()
+        self._status_lock = threading.Lock()
         self._stop_sender = False
         self._acks: deque[int] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> spool number
         self._handed = 0  # highest spool number handed to paho this run
         self._extra = _extra_metrics(metrics)
         self._update_depth()
-        connection.set_will(self.status_topic, OFFLINE, qos=1, retain=True)
+        # what the status says; the fleet's StatusReporter replaces it with the full status
+        self.status_payload: Callable[[str], bytes] = lambda state: minimal_status(o.agent_id, state)
+        connection.set_will(self.status_topic, offline_will(o.agent_id), qos=1, retain=True)
         connection.on_connect(self._on_connect)
         connection.on_disconnect(self._on_disconnect)
         connection.on_publish(self._on_publish)
@@ -132,11 +135,30 @@ class MqttSink:
     # -- connection events (paho's network thread) ---------------------------------------
 
     def _on_connect(self) -> None:
-        info = self.connection.publish(self.status_topic, ONLINE, qos=1, retain=True)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            log.warning("MQTT status 'online' not queued: %s", paho.error_string(info.rc))
+        self.publish_status("online")
         log.info("MQTT sink %s ready (spool depth %d)", self.base, self.spool.depth)
         self._wake.set()
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` began: nothing may say "online" any more."""
+        return self._closing.is_set()
+
+    def publish_status(self, state: str = "online") -> Any:
+        """Publish the retained status now (paho's info, or None when it could not be built or queued)."""
+        with self._status_lock:  # an "online" from another thread never lands after the final "offline"
+            if state == "online" and self._closing.is_set():
+                return None
+            try:
+                payload = self.status_payload(state)
+            except Exception:  # a status that cannot be built must not stop the connection
+                log.exception("building the MQTT status failed")
+                return None
+            info = self.connection.publish(self.status_topic, payload, qos=1, retain=True)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            log.warning("MQTT status %r not queued: %s", state, paho.error_string(info.rc))
+            return None
+        return info
 
     def _on_disconnect(self) -> None:
         if not self._closing.is_set():
@@ -233,8 +255,8 @@ class MqttSink:
         self._wake.set()
         self._sender.join(2.0)
         if conn.connected:
-            info = conn.publish(self.status_topic, OFFLINE, qos=1, retain=True)
-            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            info = self.publish_status("offline")
+            if info is not None and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 try:
                     info.wait_for_publish(timeout=2.0)
                 except (RuntimeError, ValueError) as exc:
@@ -251,7 +273,7 @@ class MqttSink:
 
 
 def _extra_metrics(metrics: Any) -> dict[str, Any]:
-    if metrics is None or not hasattr(metrics, "registry"):
+    if getattr(metrics, "registry", None) is None:
         return {}
     from prometheus_client import Gauge
 

@@ -12,14 +12,13 @@ import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edgewatch.errors import EdgewatchError
 
 if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler
+
     from edgewatch.agent.engine import Agent
 
 log = logging.getLogger(__name__)
@@ -43,19 +42,45 @@ def parse_addr(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     return (host.strip("[]") or default_host), number
 
 
-def health(agent: Agent) -> dict[str, Any]:
-    """What ``/healthz`` answers: enough to tell a stuck agent from an idle stream."""
+DEFAULT_READY_GRACE = 30.0
+DEFAULT_READY_MAX_SILENCE = 60.0
+STUCK_AFTER = 10.0  # seconds without a turn of the loop
+
+
+def health(agent: Agent, ready_grace: float = DEFAULT_READY_GRACE,
+           ready_max_silence: float = DEFAULT_READY_MAX_SILENCE) -> dict[str, Any]:
+    """What the health endpoints answer: live (the loop turns) and ready (data is coming in).
+
+    ``status`` is the liveness (``ok``, ``stuck``, ``stopping``). ``ready``
+    needs a live agent that has received a message and, unless
+    ``ready_max_silence`` is 0, one within that many seconds;
+    ``ready_reason`` says why not: ``starting`` (no message yet, within
+    ``ready_grace`` of the start), ``no_data`` (none yet, after it),
+    ``silent`` (none for ``ready_max_silence``), ``stuck``, ``stopping``.
+    """
     now = time.time()
     depth = sum(getattr(getattr(s, "spool", None), "depth", 0) for s in agent.sinks)
     last = agent.last_message_at
     loop_age = time.monotonic() - agent.heartbeat
-    status = "stopping" if agent.stopping else ("ok" if loop_age < 10.0 else "stuck")
+    status = "stopping" if agent.stopping else ("ok" if loop_age < STUCK_AFTER else "stuck")
+    uptime = now - agent.started_at
+    if status != "ok":
+        reason = status
+    elif last is None:
+        reason = "starting" if uptime < ready_grace else "no_data"
+    elif ready_max_silence and now - last > ready_max_silence:
+        reason = "silent"
+    else:
+        reason = "ok"
     return {
         "status": status,
+        "live": status == "ok",
+        "ready": reason == "ok",
+        "ready_reason": reason,
         "agent": agent.options.agent_id,
         "model_sha256": agent.model.sha256,
         "model_family": agent.card.family,
-        "uptime_s": round(now - agent.started_at, 3),
+        "uptime_s": round(uptime, 3),
         "last_message_age_s": None if last is None else round(now - last, 3),
         "loop_age_s": round(loop_age, 3),
         "messages": agent.summary.messages,
@@ -66,12 +91,21 @@ def health(agent: Agent) -> dict[str, Any]:
 
 
 class OpsServer:
-    """``/metrics`` (Prometheus text) and ``/healthz`` (JSON; 200 when ok, 503 otherwise)."""
+    """``/metrics`` (Prometheus text) and the health endpoints (JSON; 200 when the answer is yes, else 503).
 
-    def __init__(self, agent: Agent, addr: str) -> None:
+    ``/livez`` and ``/healthz``: is the loop turning (restart the agent when
+    not). ``/readyz`` and ``/healthz?ready``: is it scoring data (see
+    :func:`health`; alert on this, do not restart on it: a quiet sensor is
+    not a broken agent).
+    """
+
+    def __init__(self, agent: Agent, addr: str, ready_grace: float = DEFAULT_READY_GRACE,
+                 ready_max_silence: float = DEFAULT_READY_MAX_SILENCE) -> None:
         self.agent = agent
         host, port = parse_addr(addr)
-        handler = _handler_for(agent)
+        from http.server import ThreadingHTTPServer  # here, not at the top: see AgentMetrics
+
+        handler = _handler_for(agent, ready_grace, ready_max_silence)
         try:
             self.httpd = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
@@ -82,7 +116,7 @@ class OpsServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="ops-http", daemon=True)
         self._thread.start()
-        log.info("metrics on http://%s:%d/metrics, health on /healthz", self.host, self.port)
+        log.info("metrics on http://%s:%d/metrics, health on /livez and /readyz", self.host, self.port)
 
     @property
     def url(self) -> str:
@@ -93,18 +127,23 @@ class OpsServer:
         self.httpd.server_close()
 
 
-def _handler_for(agent: Agent) -> type[BaseHTTPRequestHandler]:
+def _handler_for(agent: Agent, ready_grace: float, ready_max_silence: float) -> type[BaseHTTPRequestHandler]:
+    from http.server import BaseHTTPRequestHandler
+
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server API
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             if path == "/metrics":
                 body, ctype, code = generate_latest(agent.metrics.registry), CONTENT_TYPE_LATEST, 200
-            elif path in ("/healthz", "/health"):
-                h = health(agent)
+            elif path in ("/healthz", "/health", "/livez", "/readyz"):
+                h = health(agent, ready_grace, ready_max_silence)
+                ready = path == "/readyz" or "ready" in query.split("&")
                 body, ctype = json.dumps(h).encode(), "application/json"
-                code = 200 if h["status"] == "ok" else 503
+                code = 200 if h["ready" if ready else "live"] else 503
             else:
-                body, ctype, code = b"not found: try /metrics or /healthz\n", "text/plain", 404
+                body, ctype, code = b"not found: try /metrics, /livez, /readyz or /healthz\n", "text/plain", 404
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))

@@ -128,6 +128,10 @@ class KindParams:
         """What is out of range (empty when fine); each kind says its own limits."""
         return []
 
+    def state_bytes(self) -> int:
+        """Memory one stream's state can reach, in bytes (an upper estimate; sizes --max-streams)."""
+        return 0
+
     @classmethod
     def from_dict(cls, params: Mapping[str, Any], kind: str = "") -> Any:
         kind = kind or getattr(cls, "KIND", cls.__name__)
@@ -179,6 +183,10 @@ class LikelihoodParams(KindParams):
         if self.certain < 0 or self.alert < 0 or self.hold < 0:
             out.append("need certain, alert, hold >= 0")
         return out
+
+    def state_bytes(self) -> int:
+        # deques of Python floats: ~45 bytes per value (measured: 385 KiB per stream at long=8640)
+        return int(45 * (self.long + self.short + max(self.refractory, 1))) + 512
 
 
 def log_likelihood(likelihood: float) -> float:
@@ -261,6 +269,10 @@ class LevelsParams(KindParams):
         if self.bins < 1 or self.range_rows < 1 or self.range_rows > 10**7 or self.rest < 0 or self.cap < 1:
             return ["need bins >= 1, 1 <= range_rows <= 1e7, rest >= 0, cap >= 1"]
         return []
+
+    def state_bytes(self) -> int:
+        # the first range_rows values as Python floats, then up to cap remembered levels in a set
+        return int(45 * self.range_rows + 70 * min(self.cap, 4 * self.bins + 64)) + 512
 
 
 class _LevelStream:
@@ -383,6 +395,7 @@ def register_kind(name: str, params: type[KindParams], build: Callable[[Any], Po
 register_kind("none", NoParams, lambda _p: Identity())
 register_kind("likelihood", LikelihoodParams, Likelihood)
 register_kind("levels", LevelsParams, Levels)
+import edgewatch.agent.subsequence  # noqa: E402,F401 - registers the "novelty" kind (its own module)
 
 
 def spec_problems(spec: PostProcess) -> list[str]:
@@ -398,6 +411,14 @@ def spec_problems(spec: PostProcess) -> list[str]:
     except BadModelFile as exc:
         return [str(exc)]
     return []
+
+
+def state_bytes(spec: PostProcess) -> int:
+    """Per-stream memory estimate of a (valid) post-process: the sum over a 'max' step's parts."""
+    if spec.kind == MAX_KIND:
+        return sum(state_bytes(part) for part in spec.parts) + 128
+    kind = KINDS[spec.kind]
+    return kind.params.from_dict(dict(spec.params), spec.kind).state_bytes()
 
 
 def make_postprocessor(spec: PostProcess) -> PostProcessor:

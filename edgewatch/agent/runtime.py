@@ -38,13 +38,18 @@ import numpy as np
 
 from edgewatch.agent.episodes import EpisodeTracker
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.postprocess import PostProcessor, make_postprocessor
+from edgewatch.agent.postprocess import PostProcessor, make_postprocessor, state_bytes
 from edgewatch.contract import ModelCard
 from edgewatch.errors import BadModelFile, BadOverride
 
 log = logging.getLogger(__name__)
 
 MAX_N = 62  # the tracker keeps the last n decisions in one machine word
+# memory the streams may take in all: the unit's MemoryMax=512M less the agent itself (~90 MiB with ORT and
+# the S0 model), the queue, ORT's arena and a margin
+STREAM_MEMORY_BUDGET = 256 * 2**20
+MAX_STREAMS_CAP = 10_000  # the default never exceeds this, however cheap a stream is
+STREAM_OVERHEAD = 2048  # dict/list entries, tracker, counters per stream (measured with S0: ~2 KiB)
 
 CandidateCheck = Callable[[Path, bytes], None]
 """Called with a candidate's path and bytes before anything is built; raises BadModelFile to refuse it."""
@@ -110,6 +115,21 @@ class ModelRuntime:
 
         return DriftWatch(ref, self.card.features, sample_size=d.sample, check_every=d.every,
                           keep_every=d.keep_every, min_statistic=d.min_statistic, min_sample=d.sample)
+
+    def stream_bytes(self) -> int:
+        """Memory one stream can take with this model (windows, drift sample, post-process state), bytes.
+
+        An upper estimate, calibrated on measurements (docs/agent.md); it
+        sizes the default ``--max-streams``.
+        """
+        f = self.card.n_features
+        windows = 2 * self.window * f * 4
+        drift = self.drift_settings.sample * f * 4 + 32 if self.drift is not None else 0
+        return windows + drift + state_bytes(self.card.postprocess) + STREAM_OVERHEAD
+
+    def default_max_streams(self, budget: int = STREAM_MEMORY_BUDGET) -> int:
+        """Streams that fit ``budget`` (at most MAX_STREAMS_CAP): 10,000 for S0, ~660 with a likelihood step."""
+        return max(1, min(MAX_STREAMS_CAP, budget // self.stream_bytes()))
 
     def fresh(self) -> ModelRuntime:
         """The same model and settings with new, empty per-stream state."""
@@ -189,8 +209,8 @@ def threshold_warnings(card: ModelCard, threshold: float) -> list[str]:
         out.append(f"threshold {threshold:.6g} is below the median score on normal data ({normal.p50:.6g}): "
                    "most normal windows will cross it and alert")
     top = max(s.max for s in stats.values())
-    spread = max([abs(top)] + [s.std for s in stats.values()] + [abs(s.p99) for s in stats.values()])
-    if threshold > top + 10 * spread:
+    scale = max([abs(top)] + [s.std for s in stats.values()] + [abs(s.p99) for s in stats.values()])
+    if threshold > 100 * scale:
         out.append(f"threshold {threshold:.6g} is far above every score in the card's statistics (largest "
                    f"{top:.6g}, on {', '.join(sorted(stats))}): it may never alert")
     return out

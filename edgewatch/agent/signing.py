@@ -305,17 +305,33 @@ def verify_bytes(data: bytes, keys: Sequence[TrustedKey], source: str = "model")
     except _crypto().InvalidSignature:
         raise UntrustedModel(f"{source}: the signature of key {sig.key_id} does not match its signed fields "
                              "(the signature entry was edited or forged)") from None
+    _check_unchanged(parsed, sig, source)
+    external = parsed.external_tensors()
+    if external:
+        raise UntrustedModel(f"{source} keeps tensors {external[:3]} in external files, which its signature "
+                             "does not cover")
+    return Verified(sig, key)
+
+
+def _check_unchanged(parsed: ModelBytes, sig: Signature, source: str) -> None:
     graph_sha, card_sha = digests(parsed, source)
     changed = [what for what, now, then in (("card (metadata)", card_sha, sig.card_sha256),
                                             ("graph", graph_sha, sig.graph_sha256)) if now != then]
     if changed:
         raise UntrustedModel(f"{source}: its {' and '.join(changed)} changed after it was signed by "
                              f"{sig.signer!r} (key {sig.key_id}) at {sig.signed_at}; refusing it")
-    external = parsed.external_tensors()
-    if external:
-        raise UntrustedModel(f"{source} keeps tensors {external[:3]} in external files, which its signature "
-                             "does not cover")
-    return Verified(sig, key)
+
+
+def check_digests(data: bytes, source: str = "model") -> Signature | None:
+    """Without any key: is a signed file's graph and card still what its signature entry names?
+
+    Catches an edit before a model is shipped; proves nothing about who
+    signed (that needs :func:`verify_bytes` with a trusted key).
+    """
+    sig = read_signature(data, source)
+    if sig is not None:
+        _check_unchanged(ModelBytes.parse(data, source), sig, source)
+    return sig
 
 
 def _key_list(keys: Sequence[TrustedKey]) -> str:

@@ -15,10 +15,11 @@ keeps running.
 a change that stays put for one more poll is loaded. Replace the file
 atomically (write a temporary file beside it, then ``mv``/rename).
 
-**MQTT** (``--model-topic``): ``PREFIX/AGENT/model``, retained, QoS 1, payload
-a JSON object ``{"sha256": "<hex of the file>", "name": "x.onnx",
-"onnx_b64": "<base64 of the file>"}`` (see :func:`model_message`). In this
-order, before anything touches the disk: the message size against the limit
+**MQTT** (``--model-topic``): ``PREFIX/AGENT/model``, retained, QoS 1, a model
+message of the fleet contract (:class:`~edgewatch.fleet.topics.ModelMessage`:
+install live or in shadow, rollback, promote; the first form, a JSON object
+``{"sha256", "name", "onnx_b64"}`` from :func:`model_message`, is a live
+install). For an install, in this order, before anything touches the disk: the message size against the limit
 (``--max-model-mb``), the JSON, the sha256 against the bytes, the
 :class:`~edgewatch.agent.signing.TrustPolicy` (signed by a trusted key, or
 unsigned allowed explicitly). Only then is the file written to ``models/``
@@ -34,18 +35,22 @@ refused rather than run unchecked.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import logging
 import os
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgewatch.agent import events
+from edgewatch.agent.model_store import ModelStore, StoredModel
+from edgewatch.agent.shadow import PromotionRule, ShadowScorer
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.errors import BadModelFile, EdgewatchError
-from edgewatch.files import write_bytes
+from edgewatch.fleet.topics import INSTALL, PROMOTE, ROLLBACK, ContractError, ModelMessage, iso
 
 if TYPE_CHECKING:
     from edgewatch.agent.engine import Agent
@@ -58,7 +63,7 @@ MAX_MODEL_BYTES = 64 * 2**20
 
 
 def offer(agent: Agent, path: Path, expected_sha256: str | None, origin: str,
-          trust: TrustPolicy | None = None, data: bytes | None = None) -> bool:
+          trust: TrustPolicy | None = None, data: bytes | None = None, info: dict[str, Any] | None = None) -> bool:
     """Check ``path`` (its bytes ``data`` when already read) against ``trust``, load it and queue it
     for the agent; on any failure refuse it. True when accepted."""
     trust = trust or TrustPolicy()
@@ -73,14 +78,14 @@ def offer(agent: Agent, path: Path, expected_sha256: str | None, origin: str,
         runtime = agent.load_candidate(path, expected_sha256=sha, data=data)
         if runtime.sha256 == agent.model.sha256:
             return False
-        agent.swap_runtime(runtime)
+        agent.swap_runtime(runtime, info)
         if verified is not None:
             log.info("model %s %s", path, verified.describe())
     except EdgewatchError as exc:
-        agent.refuse_model(str(exc), sha256=expected_sha256, origin=origin)
+        agent.refuse_model(str(exc), sha256=expected_sha256, origin=origin, info=info)
         return False
     except Exception as exc:  # anything else a broken file can provoke
-        agent.refuse_model(f"{type(exc).__name__}: {exc}", sha256=expected_sha256, origin=origin)
+        agent.refuse_model(f"{type(exc).__name__}: {exc}", sha256=expected_sha256, origin=origin, info=info)
         return False
     log.info("model %s (%s) accepted from %s; swapping in", path, runtime.sha256[:12], origin)
     return True
@@ -158,29 +163,41 @@ def model_message(path: str | os.PathLike[str]) -> bytes:
 
 
 class MqttModelReceiver:
-    """Takes model files from the retained ``PREFIX/AGENT/model`` topic, on the sink's broker connection.
+    """Takes model messages (fleet contract v1) from the retained ``PREFIX/AGENT/model`` topic.
 
-    ``trust`` decides which files may run (default: none unsigned, see
-    :class:`TrustPolicy`); ``max_bytes`` bounds the model file, and its base64
-    message, before anything is decoded or written. paho has the message in
-    memory by then: bound the broker's ``message_size_limit`` too.
+    ``install`` (live, or in shadow), ``rollback`` (to the previous model,
+    kept on disk) and ``promote`` (the shadow model becomes live); the
+    models and the id of the last message applied live in a
+    :class:`~edgewatch.agent.model_store.ModelStore`. ``trust`` decides
+    which files may run (default: none unsigned, see :class:`TrustPolicy`);
+    ``max_bytes`` bounds the model file, and its base64 message, before
+    anything is decoded or written. paho has the message in memory by then:
+    bound the broker's ``message_size_limit`` too.
     """
 
     def __init__(self, agent: Agent, sink: MqttSink, directory: str | os.PathLike[str],
-                 trust: TrustPolicy | None = None, max_bytes: int = MAX_MODEL_BYTES) -> None:
+                 trust: TrustPolicy | None = None, max_bytes: int = MAX_MODEL_BYTES,
+                 store: ModelStore | None = None) -> None:
         self.agent = agent
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.store = store or ModelStore(directory)
+        self.dir = self.store.dir
         self.trust = trust or TrustPolicy()
         self.max_bytes = max_bytes
         self.accepted = 0
         self.refused = 0
+        self.last_outcome: dict[str, Any] | None = None
+        self._lock = threading.Lock()  # one model change at a time (this thread, and promote-if checks)
         self._latest: bytes | None = None
         self._too_big: int | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-topic", daemon=True)
         self._thread.start()
+        live = self.store.slots["live"]
+        if live is None or live.sha256 != agent.model.sha256:  # started with --model: that is the live one
+            self.store.slots["live"] = StoredModel(agent.model.sha256, str(agent.model.path), "",
+                                                   iso(agent.started_at), "start")
+            self.store.save()
         self.connection = sink.connection
         self.topic = self.connection.subscribe(f"{sink.base}/model", self._on_message)
 
@@ -203,56 +220,165 @@ class MqttModelReceiver:
             payload, self._latest = self._latest, None
             too_big, self._too_big = self._too_big, None
             if too_big is not None:
-                self.refused += 1
-                self.agent.refuse_model(f"model message of {too_big} bytes is over the limit of "
-                                        f"{self._message_limit()} bytes (--max-model-mb "
-                                        f"{self.max_bytes / 2**20:g}); nothing was written", origin="mqtt")
+                self._refuse(f"model message of {too_big} bytes is over the limit of {self._message_limit()} "
+                             f"bytes (--max-model-mb {self.max_bytes / 2**20:g}); nothing was written", None, {})
             elif payload:
                 self.handle(payload)
 
-    def handle(self, payload: bytes) -> bool:
-        """Check one model message and, if it passes, write it and offer it; True when swapped in."""
-        sha = None
-        try:
-            sha, name, data = self._unpack(payload)
-            if sha == self.agent.model.sha256:
-                return False
-            self.trust.check(data, "mqtt", f"model {name!r} ({sha[:12]}) from MQTT")
-        except BadModelFile as exc:
-            self.refused += 1
-            self.agent.refuse_model(str(exc), sha256=sha, origin="mqtt")
-            return False
-        path = self.dir / f"{sha}.onnx"
-        existed = path.exists()
-        if not existed:
-            write_bytes(path, data)
-        if offer(self.agent, path, sha, origin="mqtt", trust=self.trust, data=data):
-            self.accepted += 1
-            return True
+    # -- outcomes ------------------------------------------------------------------------
+
+    def _refuse(self, reason: str, sha: str | None, info: dict[str, Any]) -> bool:
         self.refused += 1
-        if not existed and path != self.agent.model.path:
-            path.unlink(missing_ok=True)
+        self.agent.refuse_model(reason, sha256=sha, origin="mqtt", info=info)
+        self.last_outcome = {"event": "model_refused", "time": iso(), "sha256": sha, "reason": reason, **info}
         return False
 
-    def _unpack(self, payload: bytes) -> tuple[str, str, bytes]:
-        if len(payload) > self._message_limit():
-            raise BadModelFile(f"model message of {len(payload)} bytes is over the limit of "
-                               f"{self._message_limit()} bytes; nothing was written")
-        try:
-            header = json.loads(payload)
-            sha = str(header["sha256"]).lower()
-            name = str(header.get("name", "model.onnx"))[:200]
-            data = base64.b64decode(header["onnx_b64"], validate=True)
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
-            raise BadModelFile("model message is not JSON with 'sha256' and 'onnx_b64' (base64 of the "
-                               f"file): {exc}") from None
+    def _applied(self, event: str, sha: str, info: dict[str, Any], message_id: str | None) -> bool:
+        self.accepted += 1
+        self.last_outcome = {"event": event, "time": iso(), "sha256": sha, **info}
+        if message_id:
+            self.store.last_message_id = message_id
+        self.store.save()
+        return True
+
+    # -- messages ------------------------------------------------------------------------
+
+    def handle(self, payload: bytes) -> bool:
+        """Check and apply one model message; True when it changed the live or shadow model."""
+        with self._lock:
+            if len(payload) > self._message_limit():
+                return self._refuse(f"model message of {len(payload)} bytes is over the limit of "
+                                    f"{self._message_limit()} bytes; nothing was written", None, {})
+            try:
+                msg = ModelMessage.from_payload(payload)
+            except ContractError as exc:
+                return self._refuse(str(exc), None, {})
+            if msg.id == self.store.last_message_id:
+                return False  # the retained copy of a message applied before this restart
+            info = {"message_id": msg.id, "action": msg.action, "note": msg.note}
+            if msg.action == INSTALL:
+                return self._install(msg, info)
+            if msg.action == ROLLBACK:
+                return self._rollback(msg.id, info)
+            return self._promote(msg.id, info, msg.sha256)
+
+    def _install(self, msg: ModelMessage, info: dict[str, Any]) -> bool:
+        assert msg.data is not None and msg.sha256 is not None
+        sha, data = msg.sha256, msg.data
+        info = {**info, "shadow": msg.shadow}
         if len(data) > self.max_bytes:
-            raise BadModelFile(f"model file of {len(data)} bytes is over the limit of {self.max_bytes} bytes "
-                               "(--max-model-mb); nothing was written")
+            return self._refuse(f"model file of {len(data)} bytes is over the limit of {self.max_bytes} bytes "
+                                "(--max-model-mb); nothing was written", sha, info)
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha:
-            raise BadModelFile(f"model message says sha256 {sha} but its file has {actual}: damaged in transit?")
-        return sha, name, data
+            return self._refuse(f"model message says sha256 {sha} but its file has {actual}: damaged in transit?",
+                                sha, info)
+        live = self.agent.model.sha256
+        if sha == live and not msg.shadow:
+            self.agent.post_event(events.model_unchanged_event(agent=self.agent.options.agent_id, now=time.time(),
+                                                               sha256=sha, **info))
+            self.store.last_message_id = msg.id
+            self.store.save()
+            return False
+        rule = None
+        if msg.promote_if:
+            try:
+                rule = PromotionRule.parse(msg.promote_if)
+            except ValueError as exc:
+                return self._refuse(f"--promote-if: {exc}", sha, info)
+        try:
+            self.trust.check(data, "mqtt", f"model {msg.name!r} ({sha[:12]}) from MQTT")
+        except BadModelFile as exc:
+            return self._refuse(str(exc), sha, info)
+        path = self.store.path_for(sha)
+        existed = path.exists()
+        self.store.put(sha, data)
+        entry = StoredModel(sha, str(path), msg.note, iso(), "mqtt", msg.id, msg.promote_if)
+        if msg.shadow:
+            try:
+                runtime = self.agent.load_candidate(path, expected_sha256=sha, data=data)
+                scorer = ShadowScorer(runtime, self.agent.threshold, note=msg.note, rule=rule, message_id=msg.id)
+                self.agent.set_shadow(scorer, info)
+            except Exception as exc:  # BadModelFile, BadOverride, or whatever a broken file provokes
+                self._drop_unused(path, existed)
+                reason = str(exc) if isinstance(exc, EdgewatchError) else f"{type(exc).__name__}: {exc}"
+                return self._refuse(reason, sha, info)
+            self.store.slots["shadow"] = entry
+            log.info("model %s (%s) from MQTT runs in shadow", msg.name, sha[:12])
+            return self._applied("model_shadow", sha, info, msg.id)
+        if not offer(self.agent, path, sha, origin="mqtt", trust=self.trust, data=data, info=info):
+            self._drop_unused(path, existed)
+            self.refused += 1
+            self.last_outcome = {"event": "model_refused", "time": iso(), "sha256": sha, **info}
+            return False
+        self._new_live(entry)
+        return self._applied("model_swapped", sha, info, msg.id)
+
+    def _rollback(self, message_id: str, info: dict[str, Any]) -> bool:
+        prev = self.store.get("previous")
+        if prev is None:
+            return self._refuse("rollback: no previous model is kept on this agent", None, info)
+        try:
+            data = Path(prev.path).read_bytes()
+        except OSError as exc:
+            return self._refuse(f"rollback: previous model {prev.path} unreadable: {exc.strerror}", prev.sha256, info)
+        if not offer(self.agent, Path(prev.path), prev.sha256, origin="mqtt", trust=self.trust, data=data,
+                     info=info):
+            self.refused += 1
+            self.last_outcome = {"event": "model_refused", "time": iso(), "sha256": prev.sha256, **info}
+            return False
+        current = self.store.slots["live"]
+        self.store.slots["live"] = replace(prev, since=iso(), message_id=message_id)
+        self.store.slots["previous"] = current
+        return self._applied("model_swapped", prev.sha256, info, message_id)
+
+    def promote(self, why: str = "", message_id: str | None = None) -> bool:
+        """Make the shadow model live (``--promote-if`` calls this; so does a ``promote`` message)."""
+        with self._lock:
+            return self._promote(message_id, {"action": PROMOTE, "message_id": message_id,
+                                              **({"why": why} if why else {})}, None)
+
+    def _promote(self, message_id: str | None, info: dict[str, Any], sha: str | None) -> bool:
+        scorer = self.agent.shadow
+        if scorer is None:
+            return self._refuse("promote: no model runs in shadow on this agent", sha, info)
+        if sha and sha != scorer.sha256:
+            return self._refuse(f"promote: the shadow model is {scorer.sha256[:12]}, not {sha[:12]}", sha, info)
+        runtime = scorer.runtime.fresh()  # its own episodes were never sent: start from empty state
+        try:
+            self.agent.swap_runtime(runtime, info)
+        except BadModelFile as exc:
+            return self._refuse(str(exc), scorer.sha256, info)
+        self.agent.set_shadow(None)
+        entry = self.store.slots["shadow"] or StoredModel(scorer.sha256, str(runtime.model.path), scorer.note)
+        self._new_live(replace(entry, since=iso(), promote_if=None))
+        self.store.slots["shadow"] = None
+        log.info("shadow model %s promoted to live %s", scorer.sha256[:12], info.get("why", ""))
+        return self._applied("model_swapped", scorer.sha256, info, message_id)
+
+    def _new_live(self, entry: StoredModel) -> None:
+        current = self.store.slots["live"]
+        if current is not None and current.sha256 != entry.sha256:
+            self.store.slots["previous"] = self._kept(current)
+        self.store.slots["live"] = entry
+
+    def _kept(self, entry: StoredModel) -> StoredModel | None:
+        """``entry`` with its file in the store (the --model of a first start lives elsewhere)."""
+        path = Path(entry.path)
+        if path.parent == self.store.dir:
+            return entry
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != entry.sha256:
+            log.warning("model store: %s changed since it ran; it cannot be rolled back to", path)
+            return None
+        return replace(entry, path=str(self.store.put(entry.sha256, data)))
+
+    def _drop_unused(self, path: Path, existed: bool) -> None:
+        if not existed and all(m is None or Path(m.path) != path for m in self.store.slots.values()):
+            path.unlink(missing_ok=True)
 
     def close(self) -> None:
         self._stop.set()

@@ -14,12 +14,14 @@ import numpy as np
 class StreamWindows:
     """The latest ``window`` measurements of every stream, and when each is due."""
 
-    def __init__(self, window: int, n_features: int, stride: int, capacity: int = 8) -> None:
+    def __init__(self, window: int, n_features: int, stride: int, capacity: int = 8,
+                 max_capacity: int | None = None) -> None:
         if window < 1 or stride < 1:
             raise ValueError("window and stride must be >= 1")
         self.window = window
         self.n_features = n_features
         self.stride = stride
+        self.max_capacity = max_capacity  # slots never exceed this (the agent's --max-streams)
         self._buf = np.zeros((capacity, 2 * window, n_features), dtype=np.float32)
         self._pos = np.zeros(capacity, dtype=np.int64)  # next row to write, in [0, window)
         self.count = np.zeros(capacity, dtype=np.int64)  # rows pushed since the last reset
@@ -33,6 +35,8 @@ class StreamWindows:
         if slot < self.capacity:
             return
         new = max(slot + 1, 2 * self.capacity)
+        if self.max_capacity:
+            new = max(slot + 1, min(new, self.max_capacity))
         extra = new - self.capacity
         self._buf = np.concatenate([self._buf, np.zeros((extra, *self._buf.shape[1:]), np.float32)])
         self._pos = np.concatenate([self._pos, np.zeros(extra, np.int64)])

@@ -9,6 +9,9 @@
   with a paced run at that many 20 Hz streams.
 * :func:`agent_rss`: ``edgewatch agent run`` as a subprocess on a CSV
   replay; its resident memory read from ``/proc/<pid>/status``.
+* :func:`stream_memory`: resident memory per stream: a fresh process holds
+  ``streams`` distinct streams (each past its first window, so windows,
+  drift sample and post-process state exist), VmRSS before and after.
 * :func:`alert_latency`: the simulator and the agent as two processes on
   loopback websocket; every alert line is timestamped when it arrives on
   the agent's stdout and compared with the send time carried in the
@@ -256,6 +259,55 @@ def agent_rss(model_path: Path, rows: int = 20_000, rate: float = 4000.0, timeou
         messages = json.loads(summary.read_text())["messages"]
         return Rss(watch.max_rss_kib / 1024, watch.hwm_kib / 1024, watch.samples, time.perf_counter() - t0,
                    messages, watch.torch_mapped)
+
+
+@dataclass
+class StreamMemory:
+    streams: int
+    rows_per_stream: int
+    rss_before_mib: float  # after 200 warm-up streams
+    rss_after_mib: float
+    kib_per_stream: float  # measured
+    estimate_kib: float  # ModelRuntime.stream_bytes(), what sizes the default --max-streams
+    default_max_streams: int
+
+
+def _stream_memory_here(model_path: str, streams: int, rows_per_stream: int | None) -> StreamMemory:
+    import gc
+
+    from edgewatch.agent.runtime import load_runtime
+
+    runtime = load_runtime(model_path)
+    agent = Agent(runtime, [CountingSink()], AgentOptions(agent_id="bench", max_streams=streams + 200))
+    rows = rows_per_stream or runtime.window + 3 * runtime.stride
+    row = _rows(rows, seed=4).round(5)[:, : runtime.card.n_features].tolist()
+
+    def feed(lo: int, hi: int) -> None:
+        items = [Item(Kind.RAW, "bench", json.dumps({"stream": f"s{i}", "values": row[k]}), 0.0)
+                 for k in range(rows) for i in range(lo, hi)]
+        for at in range(0, len(items), 1024):
+            agent.process(items[at:at + 1024])
+
+    feed(0, 200)
+    gc.collect()
+    before = (_status_kib(os.getpid(), "VmRSS") or 0) / 1024
+    feed(200, 200 + streams)
+    gc.collect()
+    after = (_status_kib(os.getpid(), "VmRSS") or 0) / 1024
+    return StreamMemory(streams, rows, before, after, 1024 * (after - before) / streams,
+                        runtime.stream_bytes() / 1024, runtime.default_max_streams())
+
+
+def stream_memory(model_path: Path, streams: int = 5000, rows_per_stream: int | None = None,
+                  timeout: float = 300.0) -> StreamMemory:
+    """Resident memory per stream of ``model_path``, measured in a fresh Python process."""
+    code = ("import json, dataclasses, sys; from edgewatch.bench.agent_load import _stream_memory_here; "
+            f"r = _stream_memory_here({str(model_path)!r}, {int(streams)}, {rows_per_stream!r}); "
+            "print(json.dumps(dataclasses.asdict(r)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise EdgewatchError(f"stream memory run failed: {proc.stderr.strip()[-500:]}")
+    return StreamMemory(**json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def free_port() -> int:

@@ -14,9 +14,11 @@ import click
 
 from edgewatch.agent.broker import Connections
 from edgewatch.agent.config import load_into_context
-from edgewatch.agent.engine import Agent, AgentOptions, RunSummary
+from edgewatch.agent.engine import DEFAULT_STREAM_TTL, Agent, AgentOptions, RunSummary
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.ops import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
+from edgewatch.agent.model_store import ModelStore
 from edgewatch.agent.runtime import ModelRuntime
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sinks import make_sink
@@ -113,7 +115,23 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.option("--spool-max-mb", type=click.FloatRange(min=0.1), default=64.0, show_default=True,
               help="Spool bound; when full the OLDEST undelivered alerts are dropped and counted.")
 @click.option("--metrics", "metrics_addr", default=None, metavar="ADDR:PORT",
-              help="Serve Prometheus /metrics and JSON /healthz here, e.g. 127.0.0.1:9108.")
+              help="Serve Prometheus /metrics and JSON /livez, /readyz (and /healthz) here, e.g. 127.0.0.1:9108.")
+@click.option("--ready-grace", type=click.FloatRange(min=0), default=DEFAULT_READY_GRACE, show_default=True,
+              help="Seconds after start in which no message yet reads as 'starting' (then 'no_data'); /readyz "
+                   "is 503 either way until the first message.")
+@click.option("--ready-max-silence", type=click.FloatRange(min=0), default=DEFAULT_READY_MAX_SILENCE,
+              show_default=True, help="/readyz answers 503 'silent' when no message came for this many seconds "
+                                      "(0: never).")
+@click.option("--max-streams", type=click.IntRange(min=1), default=None,
+              help="Streams held at once; messages of further stream ids are bad input, too_many_streams. "
+                   "Default: what fits the unit's MemoryMax=512M with this model (10,000 for S0 at ~10 KiB "
+                   "each; fewer with a likelihood post-process, ~390 KiB each).")
+@click.option("--stream-ttl", type=click.FloatRange(min=0), default=DEFAULT_STREAM_TTL, show_default=True,
+              help="Seconds without a message after which a stream's state is dropped (its open episode ended "
+                   "first), freeing its place; 0 keeps streams forever.")
+@click.option("--ui-max-clients", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Live-page browsers served at once; more get HTTP 503, counted in "
+                   "edgewatch_ui_clients_refused_total.")
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line on stderr.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Log verbosity (logs go to stderr, alerts to the sinks).")
@@ -123,6 +141,18 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
               help="Seconds between polls of --watch-model.")
 @click.option("--model-topic", is_flag=True,
               help="Take new model files from the retained MQTT topic PREFIX/AGENT-ID/model (needs an MQTT sink).")
+@click.option("--status-interval", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds between retained status publishes on PREFIX/AGENT-ID/status (docs/fleet.md).")
+@click.option("--shadow-report-interval", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="Seconds between shadow reports on PREFIX/AGENT-ID/shadow while a model runs in shadow.")
+@click.option("--mqtt-keepalive", type=click.IntRange(min=1, max=65535), default=None,
+              help="MQTT keepalive in seconds (default 30): the broker declares the agent offline (last will) "
+                   "1.5 keepalives after its last packet.")
+@click.option("--learn", "learn_rows", type=click.IntRange(min=2), default=None, metavar="N",
+              help="Each stream learns its own pca model on its first N messages, then is scored with it (the "
+                   "--model file names the features, the window and, if it is a pca file, its settings).")
+@click.option("--learn-state", type=click.Path(file_okay=False, path_type=Path), default=Path("edgewatch-learned"),
+              show_default=True, help="Folder of the learned models and buffers, kept across restarts (no pickle).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr at the end.")
 def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...], sinks: tuple[str, ...],
             stride: int | None, threshold: float | None, k: int | None, n: int | None, agent_id: str | None,
@@ -134,7 +164,11 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             metrics_addr: str | None = None, log_json: bool = False, log_level: str = "info",
             watch_model: bool = False, watch_interval: float = 2.0, model_topic: bool = False,
             trust_keys: tuple[Path, ...] = (), allow_unsigned_models: bool = False,
-            max_model_mb: float = 64.0) -> None:
+            max_model_mb: float = 64.0, status_interval: float = 10.0, shadow_report_interval: float = 60.0,
+            mqtt_keepalive: int | None = None, learn_rows: int | None = None,
+            learn_state: Path = Path("edgewatch-learned"), ready_grace: float = DEFAULT_READY_GRACE,
+            ready_max_silence: float = DEFAULT_READY_MAX_SILENCE, max_streams: int | None = None,
+            stream_ttl: float = DEFAULT_STREAM_TTL, ui_max_clients: int = 16) -> None:
     """Score live streams with a model file and send an alert per anomalous episode.
 
     Every --stride-th measurement of a stream, its last WINDOW measurements are
@@ -158,14 +192,35 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
                            "refusing to load it")
     if verified is not None:
         log.info("model %s %s", model_path, verified.describe())
-    options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n)
+    store = None
+    resumed = None
+    if model_topic:
+        store = ModelStore(spool_dir / "models")
+        resumed = resume_live(store, trust, actual)
+    options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n, max_streams=max_streams,
+                           stream_ttl=stream_ttl or None)
+    if learn_rows:
+        options.drift_every = 0  # each stream's normal is its own: the template's drift reference is not it
     if agent_id:
         options.agent_id = agent_id
-    runtime = start_runtime(model_path, options, data)
+    refused_at_start: tuple[str, str] | None = None  # a stored model that cannot run here: (reason, sha256)
+    runtime = None
+    if resumed is not None:
+        try:
+            runtime = start_runtime(resumed[0], options, resumed[1])
+            model_path = resumed[0]
+        except (BadModelFile, click.UsageError) as exc:  # never a reason to stay down: --model is there
+            sha = hashlib.sha256(resumed[1]).hexdigest()
+            refused_at_start = (f"stored live model cannot run: {exc}", sha)
+            log.error("not resuming model %s from the model store (%s); starting with --model", sha[:12], exc)
+    if runtime is None:
+        runtime = start_runtime(model_path, options, data)
     model = runtime.model
-    metrics = AgentMetrics()
+    metrics = AgentMetrics(exported=bool(metrics_addr))
     mqtt_options = mqtt_options_from_flags(mqtt_username, mqtt_password, mqtt_ca_file, mqtt_cert_file,
                                            mqtt_key_file, mqtt_tls_insecure)
+    if mqtt_keepalive:
+        mqtt_options["keepalive"] = mqtt_keepalive
     built_sinks: list = []
     closers: list[Callable[[], None]] = []
     connections = Connections()  # one per broker, shared by MQTT sinks, sources and the model receiver
@@ -175,13 +230,22 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
                                          spool_max_bytes=int(spool_max_mb * 2**20), metrics=metrics,
                                          connections=connections,
                                          **(mqtt_options if spec.startswith(("mqtt://", "mqtts://")) else {})))
-        agent = Agent(runtime, built_sinks, options, metrics=metrics)
+        learner = None
+        if learn_rows:
+            from edgewatch.agent.learn import StreamLearner
+
+            learner = StreamLearner(learn_state, runtime.card, learn_rows, options.overrides())
+        agent = Agent(runtime, built_sinks, options, metrics=metrics, learner=learner)
+        if refused_at_start is not None:
+            agent.refuse_model(refused_at_start[0], sha256=refused_at_start[1], origin="store")
         for spec in sources:
             agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout,
                                          agent_id=options.agent_id, mqtt_options=mqtt_options,
                                          connections=connections))
         closers = attach_operations(agent, metrics_addr, watch_model, watch_interval, model_topic, spool_dir,
-                                    trust=trust, max_model_bytes=int(max_model_mb * 2**20))
+                                    trust=trust, max_model_bytes=int(max_model_mb * 2**20), store=store,
+                                    status_interval=status_interval, shadow_interval=shadow_report_interval,
+                                    ready=(ready_grace, ready_max_silence))
     except BaseException:
         for sink in built_sinks:
             sink.close()
@@ -189,10 +253,12 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             close()
         connections.close()
         raise
-    close_page_and_record = attach_page_and_record(agent, ui, record_run)  # --ui, --record-run
+    close_page_and_record = attach_page_and_record(agent, ui, record_run,  # --ui, --record-run
+                                                   ui_max_clients=ui_max_clients)
     card = model.card
-    log.info("model %s (%s, window %d, stride %d, threshold %.6g, sha256 %s)", model_path, card.family,
-             card.window, agent.stride, agent.threshold, model.sha256[:12])
+    log.info("model %s (%s, window %d, stride %d, threshold %.6g, sha256 %s); at most %d streams (~%.1f KiB "
+             "each)", model_path, card.family, card.window, agent.stride, agent.threshold, model.sha256[:12],
+             agent.max_streams, runtime.stream_bytes() / 1024)
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("signal %d: stopping (draining queued messages, flushing sinks)", signum)
@@ -235,30 +301,61 @@ def mqtt_options_from_flags(username: str | None, password: str | None, ca_file:
     return out
 
 
+def resume_live(store: ModelStore, trust: TrustPolicy, start_sha256: str) -> tuple[Path, bytes] | None:
+    """The live model of the agent's model store, if it is another than --model's and still passes
+    the trust policy (a model that came over MQTT); None: start with --model."""
+    live = store.get("live")
+    if live is None or live.sha256 == start_sha256:
+        return None
+    try:
+        data, _ = trust.check_file(live.path, origin="mqtt")
+    except BadModelFile as exc:
+        log.warning("not resuming model %s from %s (%s); starting with --model", live.sha256[:12], store.dir, exc)
+        return None
+    if hashlib.sha256(data).hexdigest() != live.sha256:
+        log.warning("model store file %s changed; starting with --model", live.path)
+        return None
+    log.info("resuming model %s (%s) from the model store %s; --model is the first start's model",
+             live.sha256[:12], live.note or "no note", store.dir)
+    return Path(live.path), data
+
+
 def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool, watch_interval: float,
                       model_topic: bool, spool_dir: Path, trust: TrustPolicy | None = None,
-                      max_model_bytes: int | None = None) -> list[Callable[[], None]]:
-    """Start /metrics + /healthz, systemd notify/watchdog, model swaps; returns what stops them."""
+                      max_model_bytes: int | None = None, store: ModelStore | None = None,
+                      status_interval: float = 10.0, shadow_interval: float = 60.0,
+                      ready: tuple[float, float] = (DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE)
+                      ) -> list[Callable[[], None]]:
+    """Start /metrics + health, systemd notify/watchdog, model swaps, the fleet status; returns what stops them."""
     from edgewatch.agent.ops import OpsServer, SystemdNotifier
 
     closers: list[Callable[[], None]] = []
     if metrics_addr:
-        ops = OpsServer(agent, metrics_addr)
-        click.echo(f"metrics on {ops.url}/metrics, health on {ops.url}/healthz", err=True)
+        ops = OpsServer(agent, metrics_addr, ready_grace=ready[0], ready_max_silence=ready[1])
+        click.echo(f"metrics on {ops.url}/metrics, health on {ops.url}/livez and {ops.url}/readyz", err=True)
         closers.append(ops.close)
     if watch_model:
         from edgewatch.agent.swap import ModelFileWatcher
 
         closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust).start().close)
+    # no MQTT sink was made unless its module (and paho) got imported: do not import them for nothing
+    mqtt_module = sys.modules.get("edgewatch.agent.mqtt")
+    mqtt = [s for s in agent.sinks if isinstance(s, mqtt_module.MqttSink)] if mqtt_module else []
+    receiver = None
     if model_topic:
-        from edgewatch.agent.mqtt import MqttSink
         from edgewatch.agent.swap import MAX_MODEL_BYTES, MqttModelReceiver
 
-        mqtt = [s for s in agent.sinks if isinstance(s, MqttSink)]
         if not mqtt:
             raise click.UsageError("--model-topic needs an MQTT sink (--sink mqtt://host:port/prefix)")
-        closers.append(MqttModelReceiver(agent, mqtt[0], spool_dir / "models", trust=trust,
-                                         max_bytes=max_model_bytes or MAX_MODEL_BYTES).close)
+        receiver = MqttModelReceiver(agent, mqtt[0], spool_dir / "models", trust=trust,
+                                     max_bytes=max_model_bytes or MAX_MODEL_BYTES, store=store)
+        closers.append(receiver.close)
+    if mqtt:
+        from edgewatch.agent.fleet import FleetMember
+
+        member = FleetMember(agent, mqtt[0], receiver, status_interval=status_interval,
+                             shadow_interval=shadow_interval)
+        closers.append(member.close)
     notifier = SystemdNotifier()
     if notifier.enabled:
         notifier.notify("READY=1\nSTATUS=scoring")
@@ -271,13 +368,14 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
     return closers
 
 
-def attach_page_and_record(agent: Agent, ui: str | None, record_run: Path | None) -> Callable[[], None]:
+def attach_page_and_record(agent: Agent, ui: str | None, record_run: Path | None,
+                           ui_max_clients: int = 16) -> Callable[[], None]:
     """Start the live page (--ui) and the run recorder (--record-run); returns what stops them."""
     closers: list[Callable[[], None]] = []
     if ui:
-        from edgewatch.agent.ui.server import start_ui
+        from edgewatch.agent.ui.server import UiOptions, start_ui
 
-        server = start_ui(agent, ui)
+        server = start_ui(agent, ui, UiOptions(max_clients=ui_max_clients))
         click.echo(f"live page on {server.url}", err=True)
         closers.append(server.stop)
     if record_run:
@@ -293,7 +391,8 @@ def attach_page_and_record(agent: Agent, ui: str | None, record_run: Path | None
 
 def summary_dict(summary: RunSummary) -> dict:
     return {"messages": summary.messages, "bad": summary.bad, "windows": summary.windows,
-            "events": summary.events, "streams": summary.streams, "seconds": round(summary.seconds, 3)}
+            "events": summary.events, "streams": summary.streams, "seconds": round(summary.seconds, 3),
+            "nonfinite_scores": summary.nonfinite_scores, "evicted_streams": summary.evicted_streams}
 
 
 def print_summary(summary: RunSummary) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ import click
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sinks import make_sink
-from edgewatch.agent.sources import WebSocketSource
+from edgewatch.agent.sources import WebSocketSource, make_source
 from edgewatch.errors import BadModelFile
 
 DEFAULT_MODEL = Path("models/equipment-lstm-ae.onnx")
@@ -34,6 +35,28 @@ def default_model() -> Path:
     here = Path.cwd() / DEFAULT_MODEL
     shipped = Path(__file__).resolve().parents[1] / "shipped_models" / DEFAULT_MODEL.name
     return here if here.is_file() or not shipped.is_file() else shipped
+
+
+def protocol_urls(protocol: str, rate: float, broker: str | None) -> tuple[str, str]:
+    """(the simulator's --serve URL, the agent's --source URL) of a demo over ``protocol``.
+
+    OPC UA publishes at half the message period and Modbus polls at the
+    message rate, so that each measurement reaches the agent once.
+    """
+    from edgewatch.data.simulator_outlets import source_url_for
+
+    if protocol == "mqtt":
+        serve = f"{(broker or 'mqtt://127.0.0.1:1883').rstrip('/')}/edgewatch-demo/equipment"
+        return serve, source_url_for(serve)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve = f"{protocol}://127.0.0.1:{port}"
+    if protocol == "opcua":
+        return serve, source_url_for(serve) + f"?interval={0.5 / rate:.6g}"
+    return serve, source_url_for(serve) + f"&interval={1.0 / rate:.6g}&timeout=1"
+
+
 FAULT_ORDER = ("spike", "level_shift", "noise_burst", "frozen", "overload", "slow_drift")
 
 
@@ -95,8 +118,14 @@ def fault_schedule(warmup: int = 280, gap: int = 210) -> list:
 @click.option("--ui", default=None, metavar="ADDR:PORT",
               help="Also serve the live page here (e.g. 127.0.0.1:8080) and watch the faults in a browser.")
 @click.option("--slow", is_flag=True, help="Run at the simulator's real 20 Hz (about 2 minutes), for watching.")
+@click.option("--protocol", type=click.Choice(["websocket", "mqtt", "opcua", "modbus"]), default="websocket",
+              show_default=True,
+              help="How the simulated equipment reaches the agent: its websocket, MQTT (JSON on a broker), "
+                   "OPC UA (a data-change subscription) or Modbus TCP (polled registers).")
+@click.option("--broker", default=None, metavar="mqtt://HOST:PORT",
+              help="With --protocol mqtt: the broker to use [default: a mosquitto started for the demo].")
 def demo(model_path: Path | None, rate: float, stride: int | None, seed: int, sinks: tuple[str, ...],
-         out: Path | None, ui: str | None, slow: bool) -> None:
+         out: Path | None, ui: str | None, slow: bool, protocol: str = "websocket", broker: str | None = None) -> None:
     """Simulate equipment with faults, watch it with the agent, and score the result.
 
     With --out DIR the run is recorded too: draw it with
@@ -134,12 +163,30 @@ def demo(model_path: Path | None, rate: float, stride: int | None, seed: int, si
     click.echo(f"simulator: {count} messages at {rate:g} Hz ({seconds:.0f} s), faults: "
                + ", ".join(f"{s.type.value}@{s.start / rate:.0f}s" for s in schedule))
     close_page = attach_page_and_record(agent, ui, workdir / "run.jsonl" if out else None)
+    local_broker = None
     try:
-        with SimulatorServer(config) as server:
-            agent.add_source(WebSocketSource(server.url, idle_timeout=5.0))
-            agent.run(duration=seconds + 1.5)
+        if protocol == "websocket":
+            with SimulatorServer(config) as server:
+                agent.add_source(WebSocketSource(server.url, idle_timeout=5.0))
+                agent.run(duration=seconds + 1.5)
+        else:
+            if protocol == "mqtt" and broker is None:
+                from edgewatch.data.mosquitto import LocalBroker
+
+                local_broker = LocalBroker().start()
+                broker = local_broker.url
+            serve, source = protocol_urls(protocol, rate, broker)
+            if protocol == "opcua":
+                click.echo("starting the OPC UA server (asyncua builds its address space: some seconds)")
+            source_obj = make_source(source, card.features, agent_id="demo")
+            with SimulatorServer(config, serve=serve).start(timeout=300.0) as server:
+                click.echo(f"simulator serves {server.url}; agent reads --source {source_obj.name}")
+                agent.add_source(source_obj)
+                agent.run(duration=seconds + 1.5)
     finally:
         close_page()
+        if local_broker is not None:
+            local_broker.stop()
     truth = [json.loads(line) for line in truth_path.read_text().splitlines() if line.strip()]
     # a window must fill and k of n scored windows agree: allow that, plus 1 s of the default 70 Hz
     slack = (card.window + agent.tracker.n * agent.stride + 70) / rate

@@ -37,7 +37,7 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @click.option("--detector", default="novelty-levels", show_default=True,
               help="null, random, windowed-gaussian, novelty, levels, novelty-levels (one file carrying "
                    "both: alert when either alerts; what 'eval make-detector' writes), novelty-levels-pair (the "
-                   "same from two files, for comparison), or model:PATH.onnx (any edgewatch model file of one "
+                   "two as separate files, the distance in a graph, for comparison), or model:PATH.onnx (any edgewatch model file of one "
                    "feature, run as the agent runs it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")
 @click.option("--scores-out", type=click.Path(dir_okay=False, path_type=Path),
@@ -46,8 +46,12 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @click.option("--seed", default=42, show_default=True,
               help="Seed of the random detector (42 reproduces NAB's published random scores).")
 @click.option("--stride", default=1, show_default=True, help="Score every n-th row (model files only).")
+@click.option("--loco", is_flag=True,
+              help="Also cross-validate the default detector's settings: for each category, choose them (and the "
+                   "threshold) on the other three from a 12-point grid and score it; prints the leave-one-"
+                   "category-out score beside the in-sample one (about a minute).")
 def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, categories: tuple[str, ...],
-        seed: int, stride: int) -> None:
+        seed: int, stride: int, loco: bool) -> None:
     """Run a detector online over every NAB file and print its NAB scores.
 
     Each row is scored from the rows before it only; the threshold is then
@@ -56,12 +60,31 @@ def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, ca
     from edgewatch.eval.detectors.registry import resolve
     from edgewatch.eval.runner import run_nab, save_scores
 
+    if loco:
+        _loco(data, detector, list(categories), stride)
     det = resolve(detector, seed=seed, stride=stride)
     result, scores = run_nab(data, det, list(categories) or None)
     _report(result, out)
     if scores_out:
         save_scores(scores_out, scores)
         click.echo(f"scores written to {scores_out}")
+
+
+def _loco(data: Path, detector: str, categories: list[str], stride: int) -> None:
+    from edgewatch.data.nab import load_corpus, read_profiles
+    from edgewatch.errors import BadInput
+    from edgewatch.eval import loco
+
+    if detector != "novelty-levels" or stride != 1:
+        raise BadInput("--loco cross-validates the settings of the default detector (novelty-levels, stride 1); "
+                       "drop --detector/--stride")
+    files = load_corpus(data, categories or None)
+    if len({f.category for f in files}) < 2:
+        raise BadInput("--loco needs at least two categories")
+    grid = loco.default_grid()
+    result = loco.choose(files, loco.grid_scores(files, grid), read_profiles(data))
+    click.echo(loco.format_loco(result, default=loco.default_point().name))
+    click.echo("")
 
 
 @eval_group.command("scores")
@@ -85,20 +108,20 @@ def scores_cmd(data: Path, scores: Path, out: Path | None) -> None:
 @eval_group.command("make-detector")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("models/nab-best.onnx"), show_default=True,
-              help="The model file: novelty graph, likelihood and levels post-processes, combined by their max.")
+              help="The model file: a pass-through graph; novelty and levels post-processes, combined by their max.")
 def make_detector(out: Path) -> None:
     """Write the best NAB detector as ONE model file (no training needed).
 
-    The graph scores the novelty of the window's recent shape and also
-    outputs the window's values; the card's post-process is the maximum of
-    the likelihood of that score and the value-level novelty ('levels'), so
-    the file alerts when either alerts. Run it with 'edgewatch agent run
-    --model FILE', or check it with 'edgewatch eval nab --detector
-    model:FILE'.
+    The graph passes each value through; the card's post-process is the
+    maximum of 'novelty' (the likelihood of the distance between the last
+    48 values and the nearest earlier stretch within 384 rows) and 'levels'
+    (a value on a level never seen in the stream), so the file alerts when
+    either alerts. Run it with 'edgewatch agent run --model FILE --stride 1',
+    or check it with 'edgewatch eval nab --detector model:FILE'.
     """
-    from edgewatch.eval.detectors import levels, novelty
+    from edgewatch.eval.detectors import novelty_levels
 
-    path = novelty.write_model(out, levels=levels.LevelsConfig())
+    path = novelty_levels.write_model(out)
     click.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
@@ -106,7 +129,7 @@ def make_detector(out: Path) -> None:
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
               show_default="../shared/datasets/skab", help="The SKAB folder (data/<group>/<n>.csv).")
 @click.option("--family", "families", multiple=True, default=("pca",), show_default=True,
-              help="A family recipe to run (repeatable): pca, pca-all, lstm-ae, conv1d-ae.")
+              help="A family recipe to run (repeatable): pca, pca-all, conv1d-ae, conv1d-ae-fast, lstm-ae (docs/skab.md).")
 @click.option("--groups", multiple=True, help="Only these SKAB groups (repeatable), e.g. valve1.")
 @click.option("--predictions-out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write DIR/<group>/<n>.csv (header 'datetime;anomaly', one 0/1 row per test row); with "
@@ -115,9 +138,14 @@ def make_detector(out: Path) -> None:
               help="Keep every file's model file as DIR/<family>/<group>/<n>.onnx (else a temporary folder).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the torch families.")
+@click.option("--plot", "plot_key", default=None, metavar="GROUP/N",
+              help="Also draw this experiment (e.g. valve1/1) as the first family saw it, to --plot-out.")
+@click.option("--plot-out", type=click.Path(dir_okay=False, path_type=Path), default=Path("skab.png"),
+              show_default=True, help="The PNG for --plot (needs matplotlib).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def skab(data: Path | None, families: tuple[str, ...], groups: tuple[str, ...], predictions_out: Path | None,
-         models_out: Path | None, out: Path | None, seed: int, quiet: bool) -> None:
+         models_out: Path | None, out: Path | None, seed: int, plot_key: str | None, plot_out: Path,
+         quiet: bool) -> None:
     """Run families over SKAB by its published protocol and print SKAB's figures.
 
     Per experiment file the first 400 rows train (scaler and model fitted on
@@ -134,8 +162,12 @@ def skab(data: Path | None, families: tuple[str, ...], groups: tuple[str, ...], 
     from edgewatch.eval.skab_families import resolve
     from edgewatch.eval.skab_runner import format_table, run_family, write_predictions
 
+    from edgewatch.errors import BadInput
+
     recipes = [resolve(name) for name in families]
     files = load_skab(data or default_skab_dir(), list(groups) or None)
+    if plot_key and plot_key not in {f.key for f in files}:
+        raise BadInput(f"--plot {plot_key}: no such experiment (keys look like valve1/1 or other/14)")
     results = []
     for recipe in recipes:
         res = run_family(files, recipe, seed=seed, progress=not quiet,
@@ -147,6 +179,12 @@ def skab(data: Path | None, families: tuple[str, ...], groups: tuple[str, ...], 
             click.echo(f"{recipe.name}: {len(written)} prediction files written under {target}")
     rows = sum(len(r.truth) for r in results[0].runs)
     click.echo(format_table(results, len(files), rows))
+    if plot_key:
+        from edgewatch.plot.skab_plot import plot_experiment
+
+        file = next(f for f in files if f.key == plot_key)
+        run = next(r for r in results[0].runs if r.key == plot_key)
+        click.echo(f"plot of {plot_key} written to {plot_experiment(file, run, results[0].family, plot_out)}")
     if out:
         doc = {r.family: {"groups": {g or "total": {"f1": r.binary(g).f1, "far": r.binary(g).far,
                                                     "mar": r.binary(g).mar}

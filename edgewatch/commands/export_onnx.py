@@ -22,8 +22,9 @@ class QuantizeChoice(str, enum.Enum):
               help="Model file to write (only written when the parity check passes).")
 @click.option("--quantize", "quantize", default=QuantizeChoice.AUTO.value, show_default=True,
               type=click.Choice([c.value for c in QuantizeChoice]),
-              help="auto = the family's measured best (lstm-ae: dynamic int8); static = QDQ int8 "
-                   "calibrated on the calibration samples.")
+              help="auto = the family's measured best (lstm-ae: none, i.e. fp32); static = QDQ int8 "
+                   "calibrated on the calibration samples. Every file must score a window the same "
+                   "alone and in any batch, so dynamic int8 is refused where it quantizes anything.")
 @click.option("--calibration-data", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV (same columns as training) to cut calibration/parity windows from, instead of "
                    "the samples stored in the checkpoint (time-series families only).")

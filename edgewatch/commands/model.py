@@ -4,7 +4,8 @@ from edgewatch.cli import lazy_group
 
 model = lazy_group(
     "model",
-    "Sign and verify model files (Ed25519): agents given --trust-key run only signed, unchanged models.",
+    "Sign and verify model files; publish, roll back and promote them on a fleet of agents over MQTT.",
     {"keygen": "edgewatch.commands.model_sign:keygen", "sign": "edgewatch.commands.model_sign:sign",
-     "verify": "edgewatch.commands.model_sign:verify"},
+     "verify": "edgewatch.commands.model_sign:verify", "publish": "edgewatch.commands.model_fleet:publish",
+     "rollback": "edgewatch.commands.model_fleet:rollback", "promote": "edgewatch.commands.model_fleet:promote"},
 )

@@ -29,7 +29,9 @@ Examples:
 Messages: a JSON array of the 4 metrics {list(FEATURES)}, e.g. [0.41,0.52,0.33,0.4];
 with --with-time: {{"ts": EPOCH, "seq": N, "values": [...]}}; with --streams K > 1 every
 message is an object with "stream": "eq-<i>" (and ts/seq with --with-time).
-The first line on stdout is "listening on ws://HOST:PORT/".
+The first line on stdout is "listening on ws://HOST:PORT/". With --serve mqtt://|opcua://|modbus://
+the same equipment (faults, truth) is published over that protocol instead, and the first line
+names the agent's --source that reads it (see docs/sources.md).
 
 \b
 Faults (--fault TYPE@START[:DURATION][:FEATURES], START/DURATION in seconds from the
@@ -86,11 +88,16 @@ messages; a fault cut short by the end of the stream has "truncated": true.
               help="With --record: epoch seconds of the first row [default: now].")
 @click.option("--period", type=click.IntRange(min=10), default=600, show_default=True,
               help="Length of one load cycle in messages.")
+@click.option("--serve", "serve", default=None, metavar="URL",
+              help="Publish over a field protocol instead of the websocket: mqtt://HOST:PORT/TOPIC "
+                   "(?format=sparkplug for Sparkplug B), opcua://HOST:PORT, modbus://HOST:PORT. The line on "
+                   "stdout then names the agent's --source that reads it.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not log client connections and faults.")
 def simulate(port: int, host: str, rate: float, duration: float | None, count: int | None, seed: int,
              streams: int, with_time: bool, fault_mode: str | None, fault_specs: tuple[str, ...],
              schedule_file: Path | None, fault_every: float, truth_path: Path | None,
-             record_path: Path | None, start_time: float | None, period: int, quiet: bool) -> None:
+             record_path: Path | None, start_time: float | None, period: int, quiet: bool,
+             serve: str | None = None) -> None:
     """Simulate a piece of network equipment: cpu, memory, traffic and a step-like fan level.
 
     Serves one JSON message per measurement to every websocket client at
@@ -136,8 +143,18 @@ def simulate(port: int, host: str, rate: float, duration: float | None, count: i
                           fault_every=fault_every, truth_path=truth_path, signal=signal_config)
     if not quiet:
         logging.getLogger("edgewatch.data.simulator_server").setLevel(logging.INFO)
-    server = SimulatorServer(config).start()
-    click.echo(f"listening on {server.url}")
+    if serve is not None:
+        from edgewatch.data.simulator_outlets import source_url_for
+
+        if serve.startswith("opcua:"):
+            click.echo("starting the OPC UA server (asyncua builds its address space: some seconds)", err=True)
+        server = SimulatorServer(config, serve=serve).start(timeout=180.0)
+        click.echo(f"serving {server.url}; read it with --source "
+                   + " --source ".join(f"'{source_url_for(server.url if not serve.startswith('mqtt') else serve, i, streams)}'"
+                                       for i in range(streams if serve.startswith(('opcua', 'modbus')) else 1)))
+    else:
+        server = SimulatorServer(config).start()
+        click.echo(f"listening on {server.url}")
     sys.stdout.flush()
     ended = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: ended.set())

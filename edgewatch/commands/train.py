@@ -11,5 +11,6 @@ train = lazy_group(
         "rnn-ae": "edgewatch.commands.train_rnn_ae:command",
         "conv-ae": "edgewatch.commands.train_conv_ae:command",
         "pca": "edgewatch.commands.train_pca:command",
+        "conv1d-ae": "edgewatch.commands.train_conv1d_ae:command",
     },
 )

@@ -123,8 +123,14 @@ class SimulatorServer:
     ``count`` or ``duration`` limit ends the stream.
     """
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
+    def __init__(self, config: ServerConfig | None = None, serve: str | None = None) -> None:
+        """``serve``: a field protocol URL (see :mod:`edgewatch.data.simulator_outlets`) instead of the websocket."""
         self.config = config or ServerConfig()
+        self._outlet = None
+        if serve is not None:
+            from edgewatch.data.simulator_outlets import make_outlet
+
+            self._outlet = make_outlet(serve)
         self.port = self.config.port
         self.messages_sent = 0
         clock = StreamClock(self.config.rate)
@@ -151,7 +157,9 @@ class SimulatorServer:
 
     @property
     def url(self) -> str:
-        """Where clients connect, e.g. ``ws://127.0.0.1:8765/``."""
+        """Where clients connect, e.g. ``ws://127.0.0.1:8765/`` (or the --serve URL)."""
+        if self._outlet is not None:
+            return self._outlet.url
         return f"ws://{self.config.host}:{self.port}/"
 
     @property
@@ -230,10 +238,22 @@ class SimulatorServer:
             self._finished.set()
 
     async def _main(self) -> None:
-        from websockets.asyncio.server import serve
-
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        if self._outlet is not None:
+            await self._outlet.open([eq.name for eq in self._streams])
+            log.info("simulator serving %s (%s stream(s) at %g Hz)", self.url, self.config.streams, self.config.rate)
+            self._ready.set()
+            try:
+                await self._run_producer()
+            finally:
+                self._report(final=True)
+                self._finished.set()
+                await self._outlet.close()
+                log.info("simulator stopped after %d messages", self.messages_sent)
+            return
+        from websockets.asyncio.server import serve
+
         try:
             server = await serve(
                 self._handle, self.config.host, self.port,
@@ -248,15 +268,7 @@ class SimulatorServer:
         log.info("simulator listening on %s (%s stream(s) at %g Hz)", self.url, self.config.streams, self.config.rate)
         self._ready.set()
         try:
-            producer = asyncio.ensure_future(self._produce())
-            stopper = asyncio.ensure_future(self._stop.wait())
-            await asyncio.wait({producer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (producer, stopper):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await producer
-            if producer.done() and not producer.cancelled() and producer.exception() is not None:
-                raise producer.exception()  # type: ignore[misc]
+            await self._run_producer()
         finally:
             self._report(final=True)
             self._finished.set()
@@ -264,6 +276,18 @@ class SimulatorServer:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 5)
             log.info("simulator stopped after %d messages", self.messages_sent)
+
+    async def _run_producer(self) -> None:
+        assert self._stop is not None
+        producer = asyncio.ensure_future(self._produce())
+        stopper = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({producer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (producer, stopper):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
+        if producer.done() and not producer.cancelled() and producer.exception() is not None:
+            raise producer.exception()  # type: ignore[misc]
 
     async def _handle(self, connection) -> None:  # noqa: ANN001 - websockets ServerConnection
         peer = connection.remote_address
@@ -288,7 +312,8 @@ class SimulatorServer:
         return min(limits) if limits else None
 
     async def _produce(self) -> None:
-        from websockets.asyncio.server import broadcast
+        if self._outlet is None:
+            from websockets.asyncio.server import broadcast
 
         loop = asyncio.get_running_loop()
         rate = self.config.rate
@@ -312,8 +337,11 @@ class SimulatorServer:
                 n = min(n, limit - self.sequence)
             if n > 0:
                 first = self.sequence
-                ts = self._clock.many(first, n) if with_time else None
-                for eq in self._streams:
+                ts = self._clock.many(first, n) if with_time or self._outlet is not None else None
+                for index, eq in enumerate(self._streams):
+                    if self._outlet is not None:
+                        await self._outlet.emit(index, eq.name, eq.take(n), first, ts)
+                        continue
                     texts = encode_messages(eq.take(n), first, ts, eq.name if named else None)
                     if self._clients:
                         targets = [c for c in list(self._clients) if self._keeping_up(c)]

@@ -59,22 +59,36 @@ class ModelDetector:
         self.stride = self.runtime.stride
 
     def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
+        return self.post_scores(values, self.graph_outputs(values))
+
+    def graph_outputs(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The rows the agent scores (stride 1: every row from the first full window) and the graph's
+        ``score`` and ``aux`` there; kept apart so that post-processes can be compared on one graph run."""
         from numpy.lib.stride_tricks import sliding_window_view
 
         x = np.asarray(values, dtype=np.float32)
         n, w = len(x), self.window
-        out = np.zeros(n)
         if n < w:
-            return out
+            return np.zeros(0, dtype=np.int64), np.zeros(0), None
         ends = np.arange(w - 1, n, self.stride)
         windows = sliding_window_view(x, w)[ends - (w - 1)]
         step = 512  # bounded memory: a graph may expand each window (the novelty graph by ~30x)
         batches = [self.model.score_many(windows[a:a + step, :, None]) for a in range(0, len(windows), step)]
         raw = np.concatenate([b.scores for b in batches])
         aux = None if batches[0].aux is None else np.concatenate([b.aux for b in batches])
-        post = self.runtime.fresh().post  # each series starts from an empty state, like a new stream
-        scored = post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux)
-        out[ends] = scored
+        return ends, raw, aux
+
+    def post_scores(self, values: np.ndarray, outputs: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> np.ndarray:
+        """Every row's decision score from graph outputs (possibly another file's with the same graph),
+        through the post-process the agent would build from this file's card."""
+        ends, raw, aux = outputs
+        n, w = len(values), self.window
+        out = np.zeros(n)
+        if not len(ends):
+            return out
+        # each series starts from an empty state, like a new stream
+        post = self.runtime.fresh().post
+        out[ends] = post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux)
         if self.stride > 1:  # hold each score until the next scored row, as an operator sees it
             idx = np.maximum.accumulate(np.where(np.isin(np.arange(n), ends), np.arange(n), 0))
             out = out[idx]

@@ -66,7 +66,7 @@ class FamilyResult:
 
 
 def agent_flags(model_path: str | os.PathLike[str], values: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Run a model file over one stream as the agent does; return (in-episode 0/1 per row, score per row, threshold).
+    """Run a model file over one stream through the agent's runtime: (in-episode 0/1, score, threshold).
 
     Rows the agent does not score (before the first full window, between
     strides) have a NaN score; their flag is the episode state the agent
@@ -74,27 +74,24 @@ def agent_flags(model_path: str | os.PathLike[str], values: np.ndarray) -> tuple
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
-    from edgewatch.agent.episodes import EpisodeTracker
-    from edgewatch.agent.model import ScoringModel
-    from edgewatch.agent.postprocess import make_postprocessor
+    from edgewatch.agent.runtime import DriftSettings, Overrides, load_runtime
 
-    model = ScoringModel(model_path)
-    card = model.card
+    runtime = load_runtime(model_path, Overrides(), drift_settings=DriftSettings(every=0))
+    model = runtime.model
     x = np.ascontiguousarray(values, dtype=np.float32)
-    n, w = len(x), card.window
+    n, w = len(x), runtime.window
     flags = np.zeros(n, dtype=np.int8)
     scores = np.full(n, np.nan)
+    threshold = float(runtime.threshold)
     if n < w:
-        return flags, scores, float(card.threshold)
-    ends = np.arange(w - 1, n, card.stride)
+        return flags, scores, threshold
+    ends = np.arange(w - 1, n, runtime.stride)
     windows = sliding_window_view(x, w, axis=0).transpose(0, 2, 1)[ends - (w - 1)]
     batches = [model.score_many(windows[a:a + SCORE_BATCH]) for a in range(0, len(windows), SCORE_BATCH)]
     raw = np.concatenate([b.scores for b in batches])
     aux = None if batches[0].aux is None else np.concatenate([b.aux for b in batches])
-    post = make_postprocessor(card.postprocess)
-    s = np.asarray(post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux), dtype=np.float64)
-    threshold = float(card.threshold)
-    tracker = EpisodeTracker(card.decision.k, card.decision.n)
+    s = np.asarray(runtime.post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux), dtype=np.float64)
+    tracker = runtime.tracker
     start = None
     for seq, score in zip(ends.tolist(), s.tolist()):
         tr = tracker.update(0, score > threshold, score, float(seq), seq)

@@ -14,10 +14,11 @@
 2. quantize (:mod:`edgewatch.export.quantize`);
 3. merge the card into ``metadata_props`` (other tools' keys are kept);
 4. load the file with the agent's :class:`~edgewatch.agent.model.ScoringModel`
-   (proves the agent accepts it) and compare its scores with PyTorch's on
-   the calibration samples (:mod:`edgewatch.export.parity`), once batched
-   and once one sample per call (dynamic int8 picks its activation ranges
-   per batch, so a window's score depends on its batch companions);
+   (proves the agent accepts it), compare its scores with PyTorch's on
+   the calibration samples (:mod:`edgewatch.export.parity`), and check that
+   a window's score is the same alone and in any batch of the agent's size,
+   extreme windows included (:mod:`edgewatch.export.invariance`; dynamic
+   int8 fails it: it picks its activation ranges per call);
 5. only then move it into place (temporary file + ``os.replace``). On any
    failure no file is left at ``out``.
 """
@@ -39,6 +40,7 @@ from torch import nn
 
 from edgewatch.contract import FEATURE_ERROR_OUTPUT, INPUT_NAME, SCORE_OUTPUT, ModelCard, Quantization
 from edgewatch.errors import BadInput, BadModelFile
+from edgewatch.export.invariance import Invariance, check_batch_invariance
 from edgewatch.export.parity import MIN_AGREEMENT, check_parity, compare_scores
 from edgewatch.export.quantize import quantize_file, quantized_op_counts
 from edgewatch.export.scoring import score_batches
@@ -47,7 +49,6 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 MAX_PARITY_SAMPLES = 2048
-MAX_SINGLE_SAMPLES = 512
 
 
 @dataclass
@@ -63,10 +64,9 @@ class ExportReport:
     n_over_threshold: int
     export_seconds: float
     size_bytes: int
-    # the agent often scores one window at a time; dynamic quantization picks its ranges per batch,
-    # so a window's int8 score depends on the other windows in its batch. Measured, and gated too:
-    batch1_agreement: float = 1.0  # decision agreement when the file scores one sample per call
-    batch_max_rel_diff: float = 0.0  # max relative difference, batched vs one-by-one file scores
+    # a window's score alone vs in batches of the agent's size (extreme windows included); None when
+    # the check was skipped (benchmark files kept for comparison only)
+    invariance: Invariance | None = None
 
     def lines(self) -> list[str]:
         """The report as short lines for a terminal."""
@@ -77,19 +77,27 @@ class ExportReport:
             f"parity vs PyTorch on {self.n_parity_samples} calibration samples "
             f"({self.n_over_threshold} over the threshold): max rel. score error {self.max_rel_err:.3g}, "
             f"mean {self.mean_rel_err:.3g}, decision agreement {self.decision_agreement:.2%}",
-            f"one sample per call: decision agreement {self.batch1_agreement:.2%}; batched vs one-by-one "
-            f"scores differ by up to {self.batch_max_rel_diff:.3g} (relative)",
+            self._invariance_line(),
         ]
+
+    def _invariance_line(self) -> str:
+        inv = self.invariance
+        if inv is None:
+            return "batch invariance: not checked (this file may score a window differently in a batch)"
+        return (f"batch invariance: {inv.n_windows} windows ({inv.n_extreme} with extreme values) alone vs in "
+                f"{inv.n_batches} batches of up to {inv.max_batch}: max relative difference {inv.max_rel_diff:.3g}")
 
 
 def export_model(scorer: nn.Module, card: ModelCard, out: str | os.PathLike[str], *,
                  quantization: Quantization, calibration: np.ndarray, script: bool = False,
-                 min_agreement: float = MIN_AGREEMENT) -> ExportReport:
+                 min_agreement: float = MIN_AGREEMENT, check_invariance: bool = True) -> ExportReport:
     """Export, quantize, describe and check ``scorer``; write ``out`` only if it passes.
 
     ``calibration`` holds raw-unit samples ``[N, *card.sample_shape]``; they
     calibrate static quantization and are the parity set, so they should
-    include samples on both sides of the threshold.
+    include samples on both sides of the threshold. ``check_invariance=False``
+    is for benchmark files that keep a batch-dependent form for comparison;
+    a file a user runs should never skip it.
     """
     started = time.perf_counter()
     quantization = Quantization(quantization)
@@ -118,11 +126,11 @@ def export_model(scorer: nn.Module, card: ModelCard, out: str | os.PathLike[str]
         parity = compare_scores(ref, got, card.threshold)
         what = f"export of {card.family} to {out} ({quantization.value})"
         check_parity(parity, what, min_agreement)
-        k = min(len(parity_set), MAX_SINGLE_SAMPLES)
-        single = np.array([model.score_one(parity_set[i])[0] for i in range(k)], dtype=np.float32)
-        single_parity = compare_scores(ref[:k], single, card.threshold)
-        check_parity(single_parity, what + " scoring one sample per call", min_agreement)
-        batch_diff = compare_scores(got[:k], single, card.threshold).max_rel_err
+        invariance = None
+        if check_invariance:
+            from edgewatch.agent.engine import SCORE_BATCH
+
+            invariance = check_batch_invariance(model, parity_set, SCORE_BATCH, what)
         del model
         os.replace(final, out)
     return ExportReport(
@@ -130,8 +138,7 @@ def export_model(scorer: nn.Module, card: ModelCard, out: str | os.PathLike[str]
         max_rel_err=parity.max_rel_err, mean_rel_err=parity.mean_rel_err,
         decision_agreement=parity.decision_agreement, n_parity_samples=parity.n,
         n_over_threshold=parity.n_over_threshold, export_seconds=time.perf_counter() - started,
-        size_bytes=out.stat().st_size, batch1_agreement=single_parity.decision_agreement,
-        batch_max_rel_diff=batch_diff)
+        size_bytes=out.stat().st_size, invariance=invariance)
 
 
 def _check_calibration(calibration: np.ndarray | None, card: ModelCard) -> np.ndarray:

@@ -3,7 +3,11 @@
 * ``Quantization.DYNAMIC_INT8``: ``quantize_dynamic``, int8 weights and
   activations quantized on the fly. It turns LSTMs into
   ``DynamicQuantizeLSTM`` and matmuls into ``MatMulInteger``; it leaves GRU
-  nodes in fp32. Best for the LSTM family. The *output layers* (weighted
+  nodes in fp32. The activation scale comes from each call's whole input,
+  so a window's score depends on the other windows of its batch: the
+  export's invariance check (:mod:`edgewatch.export.invariance`) refuses
+  such files, and it is kept only to benchmark the LSTM-AE against the
+  stream-isolated fp32 form (it was the fastest there). The *output layers* (weighted
   nodes with no weighted node after them, see :func:`output_layer_nodes`)
   stay fp32: a reconstruction score is the small difference of two nearly
   equal numbers, and quantizing the layer that produces the reconstruction

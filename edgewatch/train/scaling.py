@@ -29,3 +29,17 @@ def apply_scaler(scaler: Scaler, values: np.ndarray) -> np.ndarray:
     offset = np.asarray(scaler.offset, dtype=np.float32)
     scale = np.asarray(scaler.scale, dtype=np.float32)
     return ((np.asarray(values, dtype=np.float32) - offset) * scale).astype(np.float32)
+
+
+def fit_standard(values: np.ndarray) -> Scaler:
+    """Standard scaler (mean 0, std 1 on the training rows), as SKAB's baselines use.
+
+    A constant feature gets scale 1, like :func:`fit_minmax`.
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr.reshape(-1, arr.shape[-1])
+    if arr.size == 0 or not np.isfinite(arr).all():
+        raise BadInput("cannot fit a scaler: the data is empty or holds NaN/inf values")
+    mean, std = arr.mean(axis=0), arr.std(axis=0)
+    scale = np.where(std > 1e-12, 1.0 / np.where(std > 1e-12, std, 1.0), 1.0)
+    return Scaler("standard", [float(v) for v in mean], [float(v) for v in scale])

@@ -12,7 +12,7 @@ input as a :class:`~edgewatch.agent.parsing.BadReason` item (counted in
 (``edgewatch_source_reconnects_total{source}``, the source's windows reset).
 """
 
-from edgewatch.agent.sources import mqtt, replay, stdin, websocket  # noqa: F401 - they register
+from edgewatch.agent.sources import modbus, mqtt, opcua, replay, stdin, websocket  # noqa: F401 - they register
 from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceConfigError, SourceContext,
                                           SourceSpec)
 from edgewatch.agent.sources.registry import make_source, parse_spec, register, schemes

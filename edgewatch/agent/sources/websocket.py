@@ -11,6 +11,8 @@ from edgewatch.agent.sources.registry import register
 
 log = logging.getLogger("edgewatch.agent.sources")
 
+CONNECT_ERROR_LOG_INTERVAL = 60.0
+
 
 class WebSocketSource(Source):
     """A websocket client that never gives up: reconnects with jittered backoff.
@@ -35,6 +37,8 @@ class WebSocketSource(Source):
         self.received = 0  # frames handed to the agent, all connections
         self.per_connection: list[int] = []  # frames per connection, in order
         self.dead_connections = 0  # dropped because a ping got no pong
+        self.failed_connects = 0
+        self._failure_logged: float | None = None  # when a failed connect was last logged (once a minute)
         self._ws = None
 
     def run(self) -> None:
@@ -46,7 +50,15 @@ class WebSocketSource(Source):
                                                  skip_utf8_validation=True, enable_multithread=True)
             except Exception as exc:  # refused, DNS, handshake...
                 delay = self.backoff.next_delay()
-                log.info("websocket %s: connect failed (%s); retry in %.2fs", self.url, exc, delay)
+                self.failed_connects += 1
+                now = time.monotonic()
+                if self._failure_logged is None or now - self._failure_logged >= CONNECT_ERROR_LOG_INTERVAL:
+                    self._failure_logged = now
+                    log.warning("websocket %s: cannot connect: %s: %s (%d failed attempt(s); retrying with "
+                                "backoff; logged at most once a minute)", self.url, type(exc).__name__, exc,
+                                self.failed_connects)
+                else:
+                    log.debug("websocket %s: connect failed (%s); retry in %.2fs", self.url, exc, delay)
                 self._stop.wait(delay)
                 continue
             self._ws = ws
@@ -55,6 +67,7 @@ class WebSocketSource(Source):
             self.connects += 1
             self.per_connection.append(0)
             self.backoff.reset()
+            self._failure_logged = None  # a later failure is news again
             log.info("websocket %s: connected (connection %d)", self.url, self.connects)
             self._read(ws)
             try:

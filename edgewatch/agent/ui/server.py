@@ -50,6 +50,8 @@ class UiOptions:
     history: int = 2400
     windows: int = 1200
     episodes: int = 32
+    max_streams: int = 64  # streams traced for the page (~150 KiB each); later ones are listed as not shown
+    max_clients: int = 16  # open event streams (one thread each); more are refused with 503 and counted
     fps: float = 10.0
     span_seconds: float = 60.0
     streams_every: float = 1.0
@@ -131,12 +133,20 @@ class LiveView:
         self._lock = threading.Lock()
         self._traces: dict[str, StreamTrace] = {}
         self._order: list[str] = []
+        self.untraced = 0  # streams not shown because max_streams were traced already
+        self.clients = 0  # event streams open now
+        self.refused_clients = 0
+        self.metrics: Any = None  # the agent's AgentMetrics, when attached by start_ui
 
     # -- the agent side (hot path) -------------------------------------------------
 
-    def _trace(self, stream: str) -> StreamTrace:
+    def _trace(self, stream: str) -> StreamTrace | None:
+        """The stream's trace; None past ``max_streams`` (memory stays bounded whatever the stream ids)."""
         tr = self._traces.get(stream)
         if tr is None:
+            if len(self._traces) >= self.options.max_streams:
+                self.untraced += 1
+                return None
             tr = StreamTrace(self.options, len(self.features))
             self._traces[stream] = tr
             self._order.append(stream)
@@ -158,24 +168,30 @@ class LiveView:
             if n:
                 first = streams[0]
                 if streams.count(first) == n:
-                    self._trace(first).rows.extend(rows)
+                    tr = self._trace(first)
+                    if tr is not None:
+                        tr.rows.extend(rows)
                 else:
                     groups: dict[str, list[int]] = {}
                     for i, s in enumerate(streams):
                         groups.setdefault(s, []).append(i)
                     for s, idx in groups.items():
-                        self._trace(s).rows.extend(rows[idx])
+                        tr = self._trace(s)
+                        if tr is not None:
+                            tr.rows.extend(rows[idx])
             if scored:
                 w = np.array([(sw.ts, sw.seq, sw.score, 1.0 if sw.over else 0.0) for sw in scored])
                 if all(sw.stream == scored[0].stream for sw in scored):
                     tr = self._trace(scored[0].stream)
-                    tr.windows.extend(w)
-                    tr.last_score, tr.last_over = scored[-1].score, scored[-1].over
+                    if tr is not None:
+                        tr.windows.extend(w)
+                        tr.last_score, tr.last_over = scored[-1].score, scored[-1].over
                 else:
                     for i, sw in enumerate(scored):
                         tr = self._trace(sw.stream)
-                        tr.windows.extend(w[i:i + 1])
-                        tr.last_score, tr.last_over = sw.score, sw.over
+                        if tr is not None:
+                            tr.windows.extend(w[i:i + 1])
+                            tr.last_score, tr.last_over = sw.score, sw.over
 
     def on_event(self, event: dict[str, Any]) -> None:
         """Mark alert episodes (start opens a band, end closes it)."""
@@ -186,6 +202,8 @@ class LiveView:
         ep = event.get("episode") or {}
         with self._lock:
             tr = self._trace(stream)
+            if tr is None:
+                return
             if kind == "start":
                 tr.episodes.append([ep.get("start_ts", event.get("ts")), None, ep.get("peak_score")])
                 del tr.episodes[: -self.options.episodes]
@@ -244,6 +262,28 @@ class LiveView:
         if episodes is not None:
             out["episodes"] = [{"start": e[0], "end": e[1], "peak": e[2]} for e in episodes]
         return out, new_cursor
+
+    def open_client(self) -> bool:
+        """Take one of the ``max_clients`` event-stream places; False (and counted) when none is free."""
+        with self._lock:
+            if self.clients >= self.options.max_clients:
+                self.refused_clients += 1
+                if self.metrics is not None:
+                    self.metrics.ui_refused.inc()
+                if self.refused_clients == 1 or self.refused_clients % 100 == 0:
+                    log.warning("live page: refused an event stream, %d open already (max %d; %d refused so far)",
+                                self.clients, self.options.max_clients, self.refused_clients)
+                return False
+            self.clients += 1
+            if self.metrics is not None:
+                self.metrics.ui_clients.set(self.clients)
+            return True
+
+    def close_client(self) -> None:
+        with self._lock:
+            self.clients -= 1
+            if self.metrics is not None:
+                self.metrics.ui_clients.set(self.clients)
 
     def meta(self) -> dict[str, Any]:
         with self._lock:
@@ -322,7 +362,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _events(self, stream: str | None) -> None:
-        """One browser's event stream: meta, then frames of the picked stream, stream lists now and then."""
+        """One browser's event stream, if fewer than ``max_clients`` are open (else 503, counted)."""
+        view = self.server.view
+        if not view.open_client():
+            body = (f"too many live-page clients (at most {view.options.max_clients}); try again later\n").encode()
+            self.send_response(HTTPStatus.SERVICE_UNAVAILABLE)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Retry-After", "10")
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        try:
+            self._stream_events(stream)
+        finally:
+            view.close_client()
+
+    def _stream_events(self, stream: str | None) -> None:
+        """Meta, then frames of the picked stream, stream lists now and then."""
         view = self.server.view
         opts = view.options
         self.send_response(HTTPStatus.OK)
@@ -418,5 +475,6 @@ def start_ui(agent: Any, address: str, options: UiOptions | None = None) -> UiSe
     card = agent.card
     view.model_info = {"family": card.family, "window": agent.window, "stride": agent.stride,
                        "sha256": agent.model.sha256[:12]}
+    view.metrics = getattr(agent, "metrics", None)
     agent.observers.append(view)
     return UiServer(view, host, port).start()

@@ -15,10 +15,12 @@ Its output is 1.0 on a new level, else 0.0, so it is meant to be run
 beside the novelty file with the same alert level 0.5: alert when either
 alerts (``edgewatch eval nab --detector novelty-levels`` scores that max).
 
-Defaults on principles: 8 levels (contextOSE's 3 bits), the range learnt
-on the novelty window's 384 rows (the first output comes as soon as the
-range is known), and one alert per event with the novelty file's hold of
-100 rows.
+Defaults: 8 levels (contextOSE's 3 bits) and one alert per event (a
+rest of 100 rows) on principle; the range is learnt on a stream's first
+256 rows, a value chosen by leave-one-category-out (``edgewatch eval nab
+--loco``) between 256 and 384 (the novelty window). In the one-file
+detector the levels step speaks from the first full novelty window (row
+383) on; its range and its memory of levels come from the rows before.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ FAMILY = "levels"
 class LevelsConfig:
     """Parameters of the ``levels`` post-process; the graph has none."""
 
-    params: dict[str, float] = field(default_factory=lambda: {"bins": 8, "range_rows": 384, "rest": 100,
+    params: dict[str, float] = field(default_factory=lambda: {"bins": 8, "range_rows": 256, "rest": 100,
                                                               "cap": 4096})
     threshold: float = 0.5
 

@@ -14,17 +14,20 @@ learns, per stream and online, the distribution of that score and reports
 how far in its tail the current one lies (Numenta's anomaly likelihood),
 then keeps one alert per event (``alert``/``hold``, ``refractory``).
 
-How the defaults were chosen (principles, not per-file tuning): the
-window (384 rows, about a day and a third at 5-minute steps) must be
-full, and the likelihood's learning rows (100) past, before the first
-scored row, and NAB places windows soon after its probationary period
-(15 % of a file, as little as 169 rows): 384 + 100 rows is the shortest
-warm-up that did not cost more false alarms than it caught early windows
-(512 + 150 missed four early windows; 256 lost more than it gained). The
-scales are a short (16) and a long (32) shape over the whole window; the
-likelihood keeps Numenta's history (8640) and re-estimation (100)
-settings; one alert per event holds for 100 rows.
-See docs/eval.md for the variants tried and their scores.
+How the defaults were chosen: the window (384 rows, about a day and a
+third at 5-minute steps) must be full, and the likelihood's learning rows
+(100) past, before the first scored row, and NAB places windows soon
+after its probationary period (15 % of a file, as little as 169 rows):
+384 + 100 rows is the shortest warm-up that did not cost more false
+alarms than it caught early windows (512 + 150 missed four early windows;
+256 lost more than it gained). The likelihood keeps Numenta's history
+(8640) and re-estimation (100) settings. The shape length (one scale,
+m = 48), the hold after an alert (200 rows) and the levels' range rows
+(256) were chosen by leave-one-category-out over a 12-point grid
+(:mod:`edgewatch.eval.loco`, ``edgewatch eval nab --loco``): each of the
+four folds picked this same point on the other three categories.
+See docs/eval.md for the variants tried and their in-sample and
+cross-validated scores.
 
 With ``levels`` given (``edgewatch eval make-detector`` does), the file
 also carries the value-level novelty of :mod:`edgewatch.eval.detectors.levels`:
@@ -72,10 +75,10 @@ class NoveltyConfig:
     """The graph's scales and the post-process; ``window`` is the longest span."""
 
     window: int = 384
-    scales: list[tuple[int, int]] = field(default_factory=lambda: [(384, 32), (384, 16)])
+    scales: list[tuple[int, int]] = field(default_factory=lambda: [(384, 48)])
     likelihood: dict[str, float] = field(default_factory=lambda: {
         "short": 1, "long": 8640, "learning": 100, "reestimate": 100, "min_std": 1e-9,
-        "refractory": 30, "damp": 0.5, "alert": 0.5, "hold": 100})
+        "refractory": 30, "damp": 0.5, "alert": 0.5, "hold": 200})
     threshold: float = 0.5  # log-likelihood 0.5 = likelihood 0.99999, the alert level
 
     def validate(self) -> None:

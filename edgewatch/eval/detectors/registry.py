@@ -29,9 +29,11 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
     ``novelty``, ``levels`` and ``novelty-levels`` are written to temporary
     model files and run from there, so their figures are those of the files
     ``edgewatch eval make-detector`` writes. ``novelty-levels`` is the one
-    file carrying both (its post-process is the maximum of the two steps);
-    ``novelty-levels-pair`` is the maximum of the two separate files, kept to
-    check that the one file scores the same.
+    file carrying both (a pass-through graph; its post-process is the maximum
+    of the ``novelty`` and ``levels`` kinds); ``novelty-levels-pair`` is the
+    maximum of the two separate files (the distance in a 384-row graph, the
+    levels on their own), kept to check the one file against (equal up to
+    the graph's float32 distances).
     """
     from edgewatch.eval.runner import MaxEnsemble, ModelDetector
 
@@ -48,12 +50,11 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
         return RandomDetector(seed)
     if which is BuiltIn.WINDOWED_GAUSSIAN:
         return WindowedGaussianDetector()
-    from edgewatch.eval.detectors import levels, novelty
+    from edgewatch.eval.detectors import levels, novelty, novelty_levels
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:  # sessions hold the graphs
         if which is BuiltIn.NOVELTY_LEVELS:
-            one = ModelDetector(novelty.write_model(Path(tmp) / "nab-best.onnx", levels=levels.LevelsConfig()),
-                                stride=stride)
+            one = ModelDetector(novelty_levels.write_model(Path(tmp) / "nab-best.onnx"), stride=stride)
             one.name = "novelty-levels"
             return one
         nov = ModelDetector(novelty.write_model(Path(tmp) / "novelty.onnx"), stride=stride)

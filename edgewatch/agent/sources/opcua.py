@@ -1,0 +1,326 @@
+"""``opcua://``: measurements from an OPC UA server's data-change subscription (``asyncua``, extra ``[opcua]``).
+
+``opcua://[user:pass@]HOST:PORT/BROWSE/PATH?interval=SECONDS``: the object at
+the browse path (``Objects/2:Pump1``: ``Objects``, then ``Pump1`` in namespace
+2) holds variables whose browse names are the model's features. Other
+layouts name each feature's node in a TOML ``[[source]]`` table::
+
+    [[source]]
+    url = "opcua://10.0.0.7:4840"
+    stream = "pump-1"
+    interval = 0.5
+    nodes = { cpu = "ns=2;s=Pump1.Cpu", memory = "ns=2;i=1002", traffic = "ns=2;s=T", fan = "ns=2;s=F" }
+    security = "Basic256Sha256,SignAndEncrypt"   # or Basic256Sha256,Sign; default None
+    certificate = "/etc/edgewatch/opcua-cert.der"
+    private-key = "/etc/edgewatch/opcua-key.pem"
+    server-certificate = "/etc/edgewatch/server-cert.der"   # optional
+    username = "edge"   # and password, or user:pass@ in the URL
+    application-uri = "urn:edgewatch:agent"   # as in the client certificate (the default)
+
+One subscription with the given publishing interval; each notification
+set the server publishes is one measurement of the object (a stream per
+object; a variable that did not change keeps its last value). A value
+whose status is not Good is ``bad_status`` (by status name in
+``bad_status_by_name``), a string ``not_number``, NaN ``non_finite``.
+
+Reconnect: a lost connection (server restart, network, a server that
+stops answering its keepalive) is dropped, and a new session and
+subscription are made with jittered backoff, forever; the agent resets
+the object's windows, because the values on both sides of a gap are not
+one series.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from edgewatch.agent.parsing import BadReason, Measurement
+from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceConfigError, SourceContext,
+                                          SourceSpec)
+from edgewatch.agent.sources.registry import register
+from edgewatch.errors import MissingExtra
+
+if TYPE_CHECKING:
+    import asyncio
+
+log = logging.getLogger("edgewatch.agent.sources")
+
+SETTINGS = frozenset({"interval", "nodes", "stream", "security", "certificate", "private_key",
+                      "server_certificate", "username", "password", "timeout", "application_uri"})
+APPLICATION_URI = "urn:edgewatch:agent"  # what the client certificate's subject alternative name should carry
+
+
+def require_asyncua():  # noqa: ANN201 - the asyncua module
+    try:
+        import asyncua
+    except ImportError as exc:
+        raise MissingExtra("asyncua", extra="opcua") from exc
+    return asyncua
+
+
+class OpcUaSource(Source):
+    """One OPC UA object (its feature variables) as one stream; see the module docstring."""
+
+    def __init__(self, name: str, endpoint: str, features: list[str], browse_path: list[str] | None = None,
+                 nodes: dict[str, str] | None = None, interval: float = 1.0, stream: str | None = None,
+                 username: str | None = None, password: str | None = None, security: str | None = None,
+                 timeout: float = 4.0, backoff: Backoff | None = None,
+                 application_uri: str = APPLICATION_URI) -> None:
+        super().__init__()
+        self.application_uri = application_uri
+        self.name = name
+        self.endpoint = endpoint
+        self.features = list(features)
+        self.browse_path = browse_path
+        self.nodes = nodes
+        self.interval = interval
+        self.stream = stream or name
+        self.username = username
+        self.password = password
+        self.security = security
+        self.timeout = timeout
+        self.backoff = backoff or Backoff(base=0.2, cap=10.0)
+        self.connects = 0  # sessions with a working subscription
+        self.measurements = 0
+        self.per_session: list[int] = []  # measurements of each session, in order
+        self.bad_status_by_name: dict[str, int] = {}
+        self.last_error: str | None = None
+        self.channel_security = ""  # the last session's policy and mode, e.g. "Basic256Sha256,SignAndEncrypt"
+        self._last: list[float | None] = [None] * len(self.features)
+        self._pending: dict[int, tuple[Any, float | None, str | None]] = {}
+        self._flush_scheduled = False
+        self._handles: dict[Any, int] = {}  # node -> feature index
+        self._lost: asyncio.Event | None = None
+
+    def run(self) -> None:
+        import asyncio  # here, not at the top: the agent only pays for it with an OPC UA source
+
+        require_asyncua()
+        if not logging.getLogger("edgewatch").isEnabledFor(logging.DEBUG):
+            # asyncua logs every lost connection with a traceback; this source says it once, plainly
+            logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        import asyncio
+
+        while not self.stopping:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # refused, timeout, bad node, security: say why, retry
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if reason != self.last_error:
+                    log.warning("OPC UA %s: %s; retrying with backoff", self.name, reason)
+                self.last_error = reason
+            if self.stopping:
+                return
+            await self._sleep(self.backoff.next_delay())
+
+    async def _sleep(self, seconds: float) -> None:
+        import asyncio
+
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    async def _session(self) -> None:
+        import asyncio
+
+        from asyncua import Client
+
+        client = Client(self.endpoint, timeout=self.timeout, watchdog_intervall=max(0.5, min(2.0, self.interval)))
+        client.name = client.description = "edgewatch agent"
+        client.application_uri = self.application_uri
+        if self.username:
+            client.set_user(self.username)
+            if self.password:
+                client.set_password(self.password)
+        if self.security:
+            await client.set_security_string(self.security)
+        self._lost = lost = asyncio.Event()
+
+        async def on_lost(_exc: Exception) -> None:
+            lost.set()
+        client.connection_lost_callback = on_lost
+        await client.connect()
+        policy = client.security_policy
+        self.channel_security = (f"{type(policy).__name__.removeprefix('SecurityPolicy').strip('_') or 'None'},"
+                                 f"{getattr(getattr(policy, 'Mode', None), 'name', 'None').strip('_')}")
+        try:
+            nodes = await self._resolve(client)
+            self._handles = {node.nodeid: j for j, node in nodes}
+            sub = await client.create_subscription(self.interval * 1000.0, self)
+            await sub.subscribe_data_change([node for _, node in nodes])
+            if self.connects:
+                self._put(Item(Kind.RESET, self.name, None, time.time()))
+            self._last = [None] * len(self.features)
+            self.connects += 1
+            self.per_session.append(0)
+            self.backoff.reset()
+            self.last_error = None
+            log.info("OPC UA %s: subscribed to %d variables every %gs (session %d)", self.name, len(nodes),
+                     self.interval, self.connects)
+            while not self.stopping and not lost.is_set():
+                await asyncio.sleep(0.05)
+            if lost.is_set() and not self.stopping:
+                log.warning("OPC UA %s: connection lost; reconnecting and subscribing again", self.name)
+        finally:
+            try:
+                await asyncio.wait_for(client.disconnect(), timeout=2.0)
+            except Exception:  # the server is gone: nothing to say goodbye to
+                pass
+
+    async def _resolve(self, client: Any) -> list[tuple[int, Any]]:
+        if self.nodes is not None:
+            return [(self.features.index(f), client.get_node(nid)) for f, nid in self.nodes.items()]
+        obj = await client.nodes.root.get_child(self.browse_path)
+        found: dict[str, Any] = {}
+        for child in await obj.get_children():
+            name = (await child.read_browse_name()).Name
+            if name in self.features and name not in found:
+                found[name] = child
+        missing = [f for f in self.features if f not in found]
+        if missing:
+            raise SourceConfigError(f"the object at {'/'.join(self.browse_path or [])} has no variable(s) "
+                                    f"named {missing} (it has {sorted(found)}): name them as the model's "
+                                    "features, or map nodes in the config (nodes = {feature = \"ns=2;s=...\"})")
+        return [(self.features.index(f), node) for f, node in found.items()]
+
+    # -- asyncua's subscription handler (the event loop's thread) -----------------------
+
+    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        import asyncio
+
+        j = self._handles.get(node.nodeid)
+        if j is None:
+            return
+        dv = data.monitored_item.Value
+        status = getattr(dv, "StatusCode", None)
+        bad = None
+        if status is not None and not status.is_good():
+            bad = status.name
+        ts = dv.SourceTimestamp or dv.ServerTimestamp
+        if ts is not None and ts.tzinfo is None:
+            ts = ts.replace(tzinfo=timezone.utc)  # OPC UA times are UTC
+        self._pending[j] = (val, ts.timestamp() if ts is not None else None, bad)
+        if not self._flush_scheduled:
+            # the notifications of one publish are dispatched back to back: flush after the last
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def status_change_notification(self, status: Any) -> None:
+        log.info("OPC UA %s: subscription status %s", self.name, getattr(status, "Status", status))
+        if self._lost is not None:
+            self._lost.set()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        reason: BadReason | None = None
+        ts = None
+        values = list(self._last)
+        for j, (val, t, bad) in pending.items():
+            if t is not None:
+                ts = t if ts is None else max(ts, t)
+            if bad is not None:
+                self.bad_status_by_name[bad] = self.bad_status_by_name.get(bad, 0) + 1
+                reason = reason or BadReason.BAD_STATUS
+                values[j] = None  # a bad value is not the variable's last good value
+                continue
+            if isinstance(val, bool):
+                f = float(val)
+            elif isinstance(val, (int, float)):
+                f = float(val)
+                if not math.isfinite(f):
+                    reason = reason or BadReason.NON_FINITE
+                    continue
+            else:
+                reason = reason or BadReason.NOT_NUMBER
+                continue
+            values[j] = f
+        self._last = values
+        if reason is None and any(v is None for v in values):
+            reason = BadReason.WRONG_ARITY
+        if reason is not None:
+            self._put(Item(Kind.BAD, self.name, reason, time.time()))
+            return
+        self.measurements += 1
+        if self.per_session:
+            self.per_session[-1] += 1
+        self._put(Item(Kind.MEASUREMENT, self.name, Measurement(values, ts, self.stream), time.time()))  # type: ignore[arg-type]
+
+
+def parse_browse_path(path: str) -> list[str]:
+    """``/Objects/2:Pump1`` -> ``["0:Objects", "2:Pump1"]`` (a level without ``ns:`` is namespace 0)."""
+    out = []
+    for level in [unquote(p) for p in path.strip("/").split("/") if p]:
+        ns, sep, name = level.partition(":")
+        if sep and ns.isdigit() and name:
+            out.append(f"{int(ns)}:{name}")
+        else:
+            out.append(f"0:{level}")
+    return out
+
+
+@register("opcua")
+def build(spec: SourceSpec, ctx: SourceContext) -> OpcUaSource:
+    """``opcua://[user:pass@]host:port/Objects/2:Name?interval=S`` or a ``[[source]]`` table with ``nodes``."""
+    require_asyncua()
+    settings = spec.checked(SETTINGS)
+    parts = urlsplit(spec.url)
+    if not parts.hostname:
+        raise SourceConfigError(f"bad OPC UA source {spec.name!r}: use opcua://host:port/Objects/2:Name")
+    try:
+        interval = float(settings.get("interval", 1.0))
+        timeout = float(settings.get("timeout", 4.0))
+    except (TypeError, ValueError):
+        raise SourceConfigError(f"source {spec.name!r}: interval and timeout are seconds") from None
+    if not (interval > 0 and timeout > 0):
+        raise SourceConfigError(f"source {spec.name!r}: interval and timeout must be positive")
+    nodes = settings.get("nodes")
+    browse = None
+    if nodes is not None:
+        if not isinstance(nodes, dict) or sorted(nodes) != sorted(ctx.features):
+            raise SourceConfigError(f"source {spec.name!r}: nodes must map every feature {ctx.features} to a "
+                                    f"node id (got {sorted(nodes) if isinstance(nodes, dict) else nodes!r})")
+        nodes = {f: str(nodes[f]) for f in ctx.features}
+    else:
+        browse = parse_browse_path(parts.path)
+        if not browse:
+            raise SourceConfigError(f"source {spec.name!r} names no object: use opcua://host:port/Objects/2:Name "
+                                    "or map nodes in a [[source]] table")
+    security = settings.get("security")
+    if security:
+        policy, _, mode = str(security).partition(",")
+        if policy != "Basic256Sha256" or mode not in ("Sign", "SignAndEncrypt"):
+            raise SourceConfigError(f"source {spec.name!r}: security is Basic256Sha256,Sign or "
+                                    f"Basic256Sha256,SignAndEncrypt (got {security!r})")
+        files = [settings.get("certificate"), settings.get("private_key")]
+        if not all(files):
+            raise SourceConfigError(f"source {spec.name!r}: security {security} needs certificate and private-key")
+        if settings.get("server_certificate"):
+            files.append(settings["server_certificate"])
+        for f in files:
+            if not Path(str(f)).is_file():
+                raise SourceConfigError(f"source {spec.name!r}: {f} does not exist")
+        security = ",".join([policy, mode] + [str(f) for f in files])
+    username = settings.get("username") or (unquote(parts.username) if parts.username else None)
+    password = settings.get("password") or (unquote(parts.password) if parts.password else None)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    endpoint = f"opc.tcp://{host}:{parts.port or 4840}"
+    stream = settings.get("stream")
+    name = f"opcua://{host}:{parts.port or 4840}" + (parts.path if browse else f"/{stream}" if stream else "")
+    return OpcUaSource(name, endpoint, ctx.features, browse_path=browse, nodes=nodes, interval=interval,
+                       stream=stream, username=username, password=password,
+                       security=security or None, timeout=timeout,
+                       application_uri=str(settings.get("application_uri", APPLICATION_URI)))

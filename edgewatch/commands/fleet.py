@@ -1,0 +1,10 @@
+"""``edgewatch fleet``: the operator's view of the agents under one MQTT prefix."""
+
+from edgewatch.cli import lazy_group
+
+fleet = lazy_group(
+    "fleet",
+    "See the fleet of agents through their MQTT broker (retained status topics).",
+    {"status": "edgewatch.commands.fleet_status:status",
+     "shadow-report": "edgewatch.commands.fleet_status:shadow_report"},
+)

@@ -1,0 +1,189 @@
+"""The fleet's MQTT topic layout and payloads: a versioned public contract (docs/fleet.md).
+
+Agents and the operator side (``edgewatch model publish``, ``edgewatch
+fleet status``) meet only here, so both work through any MQTT broker: one
+mosquitto, bridged ones, or a clustered broker. Every JSON payload carries
+``"v": CONTRACT_VERSION``; a reader refuses a higher major version it does
+not know (it says so) rather than guess, and ignores unknown fields, so
+fields can be added within a version.
+
+``PREFIX/AGENT/`` + :data:`STATUS` (retained), :data:`ALERTS`, :data:`DRIFT`,
+:data:`EVENTS`, :data:`MODEL` (retained, operator to agent),
+:data:`COMMAND` (operator to agent, not retained), :data:`SHADOW`
+(retained, the latest shadow report).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+CONTRACT_VERSION = 1
+
+STATUS = "status"
+ALERTS = "alerts"
+DRIFT = "drift"
+EVENTS = "events"
+MODEL = "model"
+COMMAND = "command"
+SHADOW = "shadow"
+
+# what an agent does with a model-topic message
+INSTALL = "install"
+ROLLBACK = "rollback"
+PROMOTE = "promote"
+ACTIONS = (INSTALL, ROLLBACK, PROMOTE)
+
+SHADOW_REPORT = "shadow_report"  # the one command today: publish a shadow report now
+COMMANDS = (SHADOW_REPORT,)
+
+
+class ContractError(ValueError):
+    """A payload that does not follow the contract (the message says which rule)."""
+
+
+def topic(prefix: str, agent: str, kind: str) -> str:
+    return f"{prefix.strip('/')}/{agent}/{kind}".lstrip("/")
+
+
+def agent_of(prefix: str, topic_name: str) -> str | None:
+    """The agent id in ``PREFIX/AGENT/kind``, None when the topic is not of that form."""
+    head = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    if not topic_name.startswith(head):
+        return None
+    parts = topic_name[len(head):].split("/")
+    return parts[0] if len(parts) == 2 and parts[0] else None
+
+
+def iso(ts: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if ts is None else ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False, default=str).encode()
+
+
+def loads(payload: bytes, what: str) -> dict[str, Any]:
+    """A JSON object of a known contract version; ContractError otherwise."""
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContractError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ContractError(f"{what} is not a JSON object")
+    v = obj.get("v", CONTRACT_VERSION)
+    if not isinstance(v, int) or v > CONTRACT_VERSION or v < 1:
+        raise ContractError(f"{what} has contract version {v!r}; this edgewatch speaks version {CONTRACT_VERSION}")
+    return obj
+
+
+# -- the model topic ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelMessage:
+    """One retained message on ``PREFIX/AGENT/model``: install a file (live or shadow), roll back, promote.
+
+    ``id`` is unique per publish: an agent remembers the last one it
+    applied, so the retained copy it gets again after a restart is not
+    applied twice (a rollback stays rolled back).
+    """
+
+    action: str
+    id: str
+    published_at: str
+    note: str = ""
+    sha256: str | None = None  # install: of the file; promote: of the shadow model to promote (optional)
+    name: str | None = None
+    data: bytes | None = None  # install: the model file
+    shadow: bool = False
+    promote_if: str | None = None
+
+    def to_payload(self) -> bytes:
+        out: dict[str, Any] = {"v": CONTRACT_VERSION, "action": self.action, "id": self.id,
+                               "published_at": self.published_at, "note": self.note}
+        if self.action == INSTALL:
+            assert self.data is not None
+            out.update(sha256=self.sha256, name=self.name, shadow=self.shadow,
+                       onnx_b64=base64.b64encode(self.data).decode("ascii"))
+            if self.promote_if:
+                out["promote_if"] = self.promote_if
+        elif self.sha256:
+            out["sha256"] = self.sha256
+        return dumps(out)
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> ModelMessage:
+        """Parse a model message; ContractError with the reason when it is not one.
+
+        A message without ``action`` (the first agent versions' form:
+        ``sha256``, ``name``, ``onnx_b64``) is a live install whose id is its sha256.
+        """
+        obj = loads(payload, "model message")
+        action = obj.get("action", INSTALL)
+        if action not in ACTIONS:
+            raise ContractError(f"model message action {action!r} is not one of {list(ACTIONS)}")
+        note = str(obj.get("note") or "")[:500]
+        if action != INSTALL:
+            sha = obj.get("sha256")
+            return cls(action, str(obj.get("id") or f"{action}:{obj.get('published_at')}"),
+                       str(obj.get("published_at") or ""), note, str(sha).lower() if sha else None)
+        try:
+            sha = str(obj["sha256"]).lower()
+            data = base64.b64decode(obj["onnx_b64"], validate=True)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ContractError("model message is not JSON with 'sha256' and 'onnx_b64' (base64 of the "
+                                f"file): {exc}") from None
+        promote_if = obj.get("promote_if")
+        return cls(INSTALL, str(obj.get("id") or sha), str(obj.get("published_at") or ""), note, sha,
+                   str(obj.get("name") or "model.onnx")[:200], data, bool(obj.get("shadow", False)),
+                   str(promote_if) if promote_if else None)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def install_message(path: str | os.PathLike[str], note: str = "", shadow: bool = False,
+                    promote_if: str | None = None) -> ModelMessage:
+    data = Path(path).read_bytes()
+    return ModelMessage(INSTALL, new_id(), iso(), note, hashlib.sha256(data).hexdigest(), Path(path).name, data,
+                        shadow, promote_if)
+
+
+def action_message(action: str, note: str = "", sha256: str | None = None) -> ModelMessage:
+    return ModelMessage(action, new_id(), iso(), note, sha256)
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+def offline_will(agent: str) -> bytes:
+    """The last will: what the broker says for an agent whose connection died without a goodbye."""
+    return dumps({"v": CONTRACT_VERSION, "agent": agent, "state": "offline", "reason": "connection lost (last will)"})
+
+
+def minimal_status(agent: str, state: str) -> bytes:
+    """The status of an agent without a StatusReporter (tests, embedders): state and time only."""
+    now = time.time()
+    return dumps({"v": CONTRACT_VERSION, "agent": agent, "state": state, "time": iso(now), "ts": now})
+
+
+def status_state(payload: bytes) -> str | None:
+    """``online`` / ``offline`` of a status payload (JSON of this contract, or the bare words)."""
+    if payload in (b"online", b"offline"):
+        return payload.decode()
+    try:
+        obj = loads(payload, "status")
+    except ContractError:
+        return None
+    state = obj.get("state")
+    return state if state in ("online", "offline") else None

@@ -1,0 +1,128 @@
+"""The Modbus TCP source against a real (minimal) Modbus server on loopback: types, word order, scale,
+exception responses, a silent server, and reconnects after restarts."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pymodbus", reason="install edgewatch[modbus]")
+
+from edgewatch.agent.engine import Agent, AgentOptions  # noqa: E402
+from edgewatch.agent.model import ScoringModel  # noqa: E402
+from edgewatch.agent.sources import SourceConfigError, make_source  # noqa: E402
+from edgewatch.agent.sources.modbus import Register, parse_register, plan_reads  # noqa: E402
+from edgewatch.data.modbus_server import ModbusServer, encode_value  # noqa: E402
+from tests.modelkit import make_card, write_model  # noqa: E402
+
+FEATURES = ["cpu", "memory", "traffic", "fan"]
+WINDOW = 3
+
+
+def _wait(predicate, timeout: float = 15.0) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def _agent(tmp_path: Path, spec) -> tuple[Agent, object, threading.Thread]:  # noqa: ANN001
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=WINDOW, features=FEATURES)))
+    agent = Agent(model, [], AgentOptions(stride=1, drift_every=0, agent_id="mb"))
+    src = make_source(spec, FEATURES)
+    agent.add_source(src)
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    return agent, src, runner
+
+
+class Rows:
+    def __init__(self) -> None:
+        self.rows: list[list[float]] = []
+
+    def on_batch(self, view) -> None:  # noqa: ANN001
+        self.rows.extend(view.values.tolist())
+
+    def on_event(self, event: dict) -> None:
+        pass
+
+
+def test_register_specs_and_decoding() -> None:
+    assert parse_register("10:f32:0.5:-1") == Register(10, "f32", 0.5, -1.0)
+    assert plan_reads([Register(0, "u16"), Register(1, "f32"), Register(200, "i16")]) == [(0, 3), (200, 1)]
+    for kind, value, order in (("i16", -123, "big"), ("u32", 3_000_000_000, "little"), ("i32", -70000, "big"),
+                               ("f32", 0.375, "little"), ("u16", 650.0, "big")):
+        r = Register(4, kind, 0.5 if kind == "u16" else 1.0, 2.0 if kind == "u16" else 0.0)
+        assert r.decode(encode_value(value, kind, r.scale, r.offset, order), order) == pytest.approx(value)
+    for bad in ("x:u16", "0:u64", "0", "70000:u16", "0:f32:nan"):
+        with pytest.raises(SourceConfigError):
+            parse_register(bad)
+    with pytest.raises(SourceConfigError, match="4 features"):
+        make_source("modbus://127.0.0.1:5020/1?registers=0:u16,1:u16", FEATURES)
+
+
+def test_polls_types_scale_and_bad_values(tmp_path: Path) -> None:
+    with ModbusServer() as server:
+        words = (encode_value(42.5, "u16", 0.1) + encode_value(-3.25, "f32", word_order="little")
+                 + encode_value(-7, "i16") + encode_value(1234567, "u32", word_order="little"))
+        server.set_registers(100, words, table="input")
+        table = {"url": f"modbus://127.0.0.1:{server.port}/3", "table": "input", "word_order": "little",
+                 "interval": 0.02, "timeout": 0.3,
+                 "registers": {"fan": "104:u32", "cpu": "100:u16:0.1", "memory": "101:f32", "traffic": "103:i16"}}
+        agent, src, runner = _agent(tmp_path, table)
+        rows = Rows()
+        agent.observers.append(rows)
+        try:
+            assert _wait(lambda: src.measurements >= 3)
+            server.exception_code = 2  # illegal data address
+            assert _wait(lambda: agent.summary.bad.get("exception_response", 0) >= 2)
+            server.exception_code = None
+            server.set_registers(101, encode_value(math.nan, "f32", word_order="little"), table="input")
+            assert _wait(lambda: agent.summary.bad.get("non_finite", 0) >= 2)
+            server.set_registers(101, encode_value(1.5, "f32", word_order="little"), table="input")
+            seen = src.measurements
+            assert _wait(lambda: src.measurements > seen)
+            server.silent = True  # a device that takes requests and never answers
+            assert _wait(lambda: src.timeouts >= 3 and src.connects >= 2)
+            server.silent = False
+            seen = src.measurements
+            assert _wait(lambda: src.measurements > seen + 2)
+        finally:
+            agent.request_stop()
+            runner.join(10)
+    assert rows.rows[0] == pytest.approx([42.5, -3.25, -7.0, 1234567.0])
+    assert src.exceptions_by_code.get(2, 0) >= 2 and src.timeouts >= 3
+    assert agent.summary.bad["timeout"] == src.timeouts
+    assert agent.streams == [f"modbus://127.0.0.1:{server.port}/3"]
+    assert agent.summary.messages == src.measurements + sum(agent.summary.bad.values())
+
+
+def test_reconnects_with_backoff_after_restarts(tmp_path: Path) -> None:
+    server = ModbusServer().start()
+    port = server.port
+    server.set_registers(0, [5, 6, 7, 8])
+    agent, src, runner = _agent(tmp_path, f"modbus://127.0.0.1:{port}/1?registers=0:u16,1:u16,2:u16,3:u16"
+                                          "&interval=0.02&timeout=0.3")
+    try:
+        for restart in range(3):
+            assert _wait(lambda: src.connects == restart + 1)
+            seen = src.measurements
+            assert _wait(lambda: src.measurements >= seen + WINDOW + 1)
+            server.stop()
+            time.sleep(0.3)  # down for a while: refused connects, backoff
+            server = ModbusServer(port=port)
+            server.set_registers(0, [5, 6, 7, 8])
+            server.start()
+        assert _wait(lambda: src.connects == 4)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        server.stop()
+    assert agent.metrics.reconnects.labels(src.name)._value.get() == 3
+    assert agent.summary.bad == {}

@@ -28,14 +28,16 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[train,test]'
 	touch $(STAMP)
 
-# mosquitto (MQTT tests), chromium (live page test) and qemu-user-static (the agent on arm64,
-# tests/test_arm64.py), only when missing. The arm64 Python and its wheels are fetched by the test
-# itself into ~/.cache/edgewatch-arm64 ($$EDGEWATCH_ARM64_CACHE), once.
+# mosquitto (MQTT tests), chromium (live page test), qemu-user-static (the agent on arm64,
+# tests/test_arm64.py) and systemd (systemd-analyze verifies the unit, tests/test_deploy.py),
+# only when missing. The arm64 Python and its wheels are fetched by the test itself into
+# ~/.cache/edgewatch-arm64 ($$EDGEWATCH_ARM64_CACHE), once.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v qemu-aarch64-static >/dev/null 2>&1 || missing="$$missing qemu-user-static"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

@@ -3,16 +3,16 @@
 Raw JSON text items go through :meth:`Agent.process` (parse, per-stream ring
 windows, one batched ONNX Runtime call for the due windows, post-process,
 k-of-n episodes, drift watch), window 10, stride 3. The trained S0 model in
-its shipped, stream-isolated form (fp32) is what the agent runs; the
-dynamic-int8 form it replaced (faster, but a window's score depended on its
-batch companions) shows what stream isolation costs, and a trivial one-node
-model how much of the time is the model and how much the Python around it.
+its shipped, stream-isolated form (``s0``: fp32) is what the agent runs;
+the unrolled int8 form (also batch-invariant) and the dynamic-int8 form it
+replaced (a window's score depended on its batch companions) show what
+stream isolation costs, and a trivial one-node model how much of the time
+is the model and how much the Python around it.
 """
 
 from __future__ import annotations
 
 import cProfile
-import pstats
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.bench.agent_load import CountingSink, raw_messages, throughput
 from edgewatch.bench.models import Engine
+from edgewatch.bench.profile_split import stage_shares, top_functions
 
 from .conftest import QUICK
 
@@ -38,12 +39,12 @@ def trivial_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _model_path(kind: str, s0, trivial_model: Path) -> Path:
-    return {"s0-dynamic-int8": s0.paths[Engine.ORT_INT8], "s0": s0.paths[Engine.ORT_FP32],
-            "trivial": trivial_model}[kind]
+    return {"s0": s0.paths[Engine.ORT_FP32], "s0-unrolled-int8": s0.paths[Engine.ORT_INT8],
+            "s0-dynamic-int8": s0.dynamic_int8, "trivial": trivial_model}[kind]
 
 
 @pytest.mark.parametrize("streams", [1, 100])
-@pytest.mark.parametrize("kind", ["s0", "s0-dynamic-int8", "trivial"])
+@pytest.mark.parametrize("kind", ["s0", "s0-unrolled-int8", "s0-dynamic-int8", "trivial"])
 def test_agent_throughput(benchmark, s0, trivial_model: Path, kind: str, streams: int) -> None:
     path = _model_path(kind, s0, trivial_model)
     result = benchmark.pedantic(throughput, args=(path, streams, N_MESSAGES), rounds=1, iterations=1)
@@ -53,7 +54,7 @@ def test_agent_throughput(benchmark, s0, trivial_model: Path, kind: str, streams
 
 
 def test_isolation_cost(benchmark, s0) -> None:
-    """Stream-isolated (shipped fp32) vs dynamic int8 at 100 streams, in alternating rounds of one run."""
+    """Stream-isolated (the shipped fp32) vs dynamic int8 at 100 streams, in alternating rounds."""
     rounds = 3
     per_cpu_s: dict[str, list[float]] = {"s0": [], "s0-dynamic-int8": []}
 
@@ -88,15 +89,9 @@ def test_hot_path_profile(benchmark, s0) -> None:
         profile.disable()
 
     benchmark.pedantic(run, rounds=1, iterations=1)
-    stats = pstats.Stats(profile)
-    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
-    rows = []
-    for (file, line, func), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        where = f"{Path(file).name}:{line}({func})" if file != "~" else func
-        rows.append({"function": where, "calls": calls, "own_share": tottime / total,
-                     "cum_share": cumtime / total})
-    rows.sort(key=lambda r: -r["own_share"])
+    rows = top_functions(profile)
+    stages = stage_shares(profile)
     benchmark.group = "agent profile"
     benchmark.extra_info.update({"suite": "agent_profile", "streams": 100, "messages": len(items),
-                                 "top": rows[:12]})
-    assert rows and rows[0]["own_share"] > 0
+                                 "top": rows, "stages": stages})
+    assert abs(sum(stages.values()) - 1) < 1e-6 and stages["model"] > 0 and stages["parse"] > 0

@@ -13,6 +13,8 @@ import pytest
 
 from edgewatch.bench.engines import engine_runner, interleaved_medians, max_abs_score_diff
 from edgewatch.bench.models import BENCH_MODELS, Engine
+from edgewatch.contract import Quantization
+from edgewatch.models import family_module
 
 from .conftest import QUICK
 
@@ -42,6 +44,9 @@ def test_engine_ratios(benchmark, models, name: str) -> None:
                                  rounds=1, iterations=1)
     diffs = max_abs_score_diff(model)
     t = {k: v.median for k, v in timings.items()}
+    # the form a user runs: the family's export choice (fp32 unless it measured best in int8)
+    shipped = family_module(model.spec.family).EXPORT.quantization
+    shipped_engine = Engine.ORT_FP32 if shipped is Quantization.NONE else Engine.ORT_INT8
     benchmark.group = "engine ratios (interleaved, batch 1)"
     benchmark.extra_info.update({
         "suite": "engine_ratios", "model": name, "family": model.spec.family, "int8": model.spec.int8.value,
@@ -49,6 +54,7 @@ def test_engine_ratios(benchmark, models, name: str) -> None:
         "int8_vs_torch": t[Engine.TORCH.value] / t[Engine.ORT_INT8.value],
         "fp32_vs_torch": t[Engine.TORCH.value] / t[Engine.ORT_FP32.value],
         "int8_vs_fp32": t[Engine.ORT_FP32.value] / t[Engine.ORT_INT8.value],
+        "shipped": shipped.value, "shipped_vs_torch": t[Engine.TORCH.value] / t[shipped_engine.value],
         "max_abs_score_diff": {k.value: v for k, v in diffs.items()}})
     # the fp32 file must score what PyTorch scores; anything else would make the timing meaningless
     assert diffs[Engine.ORT_FP32] < 1e-3

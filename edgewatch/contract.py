@@ -61,6 +61,7 @@ class Quantization(str, enum.Enum):
     NONE = "none"
     DYNAMIC_INT8 = "dynamic-int8"
     STATIC_QDQ_INT8 = "static-qdq-int8"
+    UNROLLED_INT8 = "unrolled-int8"  # LSTMs unrolled into int8 MatMuls with fixed scales (export/unroll.py)
 
 
 @dataclass

@@ -83,6 +83,13 @@ class OpcUaServer:
 
     def close(self) -> None:
         self.stop()
+
+        async def cancel_the_rest() -> None:  # subscription loops a restart left behind
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.call(cancel_the_rest())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.episodes import EpisodeTracker
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.parsing import BadReason, Measurement, parse_message
+from edgewatch.agent.parsing import BadReason, Measurement, parse_message, parse_payload
 from edgewatch.agent.sinks import StdoutSink
 from edgewatch.agent.sources import Item, Kind, ReplaySource
 from edgewatch.agent.windows import StreamWindows
@@ -65,6 +65,28 @@ def test_parse_accepts_arrays_and_objects(raw, expected) -> None:
 ])
 def test_parse_refuses_bad_input_with_its_reason(raw, reason) -> None:
     assert parse_message(raw, 4) is reason
+
+
+_FEATURES = ("cpu", "memory", "traffic", "fan")
+
+
+@pytest.mark.parametrize("last, reason", [
+    ("NaN", BadReason.NON_FINITE), ("1e999", BadReason.NON_FINITE),
+    ("9" * 400, BadReason.OVERFLOW), ("1e39", BadReason.OVERFLOW), ("-1e39", BadReason.OVERFLOW),
+    ('"0.4"', BadReason.NOT_NUMBER), ("true", BadReason.NOT_NUMBER), ("null", BadReason.NOT_NUMBER),
+])
+def test_flat_feature_objects_follow_the_same_value_rules(last: str, reason: BadReason) -> None:
+    flat = '{"cpu": 0.1, "memory": 0.2, "traffic": 0.3, "fan": %s}' % last
+    assert parse_payload(flat, _FEATURES) is reason
+    assert parse_payload("[0.1, 0.2, 0.3, %s]" % last, _FEATURES) is reason
+
+
+def test_flat_feature_objects_carry_time_and_stream() -> None:
+    flat = '{"fan": 4, "traffic": 3, "memory": 2, "cpu": 1, "other": "x", "ts": 1700000000.5, "stream": 7}'
+    assert parse_payload(flat, _FEATURES) == Measurement([1.0, 2.0, 3.0, 4.0], 1700000000.5, "7")
+    assert parse_payload('{"cpu": 1, "memory": 2, "traffic": 3}', _FEATURES) is BadReason.WRONG_ARITY
+    assert parse_payload('{"cpu": 1, "memory": 2, "traffic": 3, "fan": 4, "ts": "soon"}',
+                         _FEATURES) is BadReason.BAD_TIMESTAMP
 
 
 @settings(max_examples=500, deadline=None)

@@ -17,7 +17,7 @@ MODEL = ROOT / "models" / "equipment-lstm-ae.onnx"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("protocol,rate", [("mqtt", "300"), ("modbus", "300"), ("opcua", "150")])
+@pytest.mark.parametrize("protocol,rate", [("mqtt", "300"), ("modbus", "300"), ("opcua", "100")])
 def test_demo_over_each_protocol_prints_the_same_scorecard(tmp_path: Path, protocol: str, rate: str) -> None:
     if protocol == "mqtt" and not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
         pytest.skip("mosquitto is not installed")
@@ -47,3 +47,36 @@ def test_simulate_serve_names_the_source_that_reads_it(tmp_path: Path) -> None:
         from edgewatch.data.simulator_outlets import make_outlet
 
         make_outlet("ftp://x")
+
+
+def test_simulator_over_sparkplug_b_feeds_the_agent(tmp_path: Path, broker) -> None:
+    from edgewatch.agent.engine import Agent, AgentOptions
+    from edgewatch.agent.model import ScoringModel
+    from edgewatch.agent.sources import make_source
+    from edgewatch.data.simulator_outlets import source_url_for
+    from edgewatch.data.simulator_server import ServerConfig, SimulatorServer
+
+    serve = f"mqtt://{broker.host}:{broker.port}/plant/sim?format=sparkplug"
+    agent = Agent(ScoringModel(MODEL), [], AgentOptions(agent_id="spb-sim", drift_every=0))
+    src = make_source(source_url_for(serve), ["cpu", "memory", "traffic", "fan"], agent_id="spb-sim")
+    agent.add_source(src)
+    import threading
+    import time
+
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 15
+    while src.connects == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    try:  # the births go out first, so the agent (subscribed before) knows every alias
+        with SimulatorServer(ServerConfig(rate=200, count=300, streams=2), serve=serve) as server:
+            assert server.wait(20)
+        deadline = time.monotonic() + 15
+        while agent.summary.messages < 2 * 300 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert sorted(agent.streams) == ["spBv1.0/plant/sim/eq-0", "spBv1.0/plant/sim/eq-1"]
+    assert agent.summary.messages == 2 * 300 and agent.summary.bad == {}  # per equipment: a DBIRTH, 299 DDATA

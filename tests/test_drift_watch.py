@@ -137,7 +137,7 @@ def test_batched_observation_equals_one_by_one(reference: DriftReference) -> Non
             a, b = one.sample(s), many.sample(s)
             assert a.shape == b.shape
             assert np.array_equal(np.sort(a, axis=0), np.sort(b, axis=0))
-            expected = rows[slots == s][::keep_every][-32:]
+            expected = rows[slots == s][::keep_every][-32:].astype(np.float32)  # the sample is kept in float32
             assert np.array_equal(np.sort(a, axis=0), np.sort(expected, axis=0))
 
 

@@ -16,7 +16,7 @@ from edgewatch.cli import main
 from edgewatch.contract import PREFIX, Quantization
 from edgewatch.errors import BadInput
 from edgewatch.export.invariance import MAX_REL_DIFF, BatchDependentScores
-from edgewatch.export.onnx import _write_metadata, export_model
+from edgewatch.export.onnx import _write_metadata, export_family, export_model
 from edgewatch.export.parity import ParityFailed, compare_scores
 from edgewatch.export.quantize import quantized_op_counts
 from edgewatch.export.scoring import (ForecastScorer, InputScaler, MaxStepReconstructionScorer, score_batches)
@@ -96,6 +96,54 @@ def test_dynamic_int8_still_quantizes_the_lstms_when_kept_for_comparison(checkpo
     ref, _ = score_batches(scorer, x)
     assert np.median(np.abs(model.score_many(x).scores - ref) / ref) < 0.1
     assert quantized_op_counts(report.path) == report.quantized_ops
+
+
+def test_unrolled_int8_replaces_the_lstms_by_int8_matmuls_and_stays_batch_invariant(checkpoint: Path,
+                                                                                    tmp_path: Path) -> None:
+    ckpt, scorer, card, report = export(checkpoint, tmp_path / "u.onnx", Quantization.UNROLLED_INT8)
+    ops = report.quantized_ops
+    graph_ops = [n.op_type for n in onnx.load(str(report.path)).graph.node]
+    assert "LSTM" not in graph_ops and "DynamicQuantizeLSTM" not in graph_ops
+    # first layer: fp32 input projection, 4 recurrent gates from step 1 on; the other two read hidden
+    # states: 4 gates a step, but the forget gate of step 0 has nothing to forget (dropped)
+    assert ops["MatMulIntegerToFloat"] == 4 * 9 + 2 * (4 * 10 - 1)
+    assert report.decision_agreement >= 0.99 and report.n_over_threshold > 0
+    assert report.invariance is not None and report.invariance.max_rel_diff <= MAX_REL_DIFF
+    model = ScoringModel(report.path)
+    assert model.card.quantization is Quantization.UNROLLED_INT8 and model.card == card
+    ref, _ = score_batches(scorer, ckpt.calibration)
+    assert np.median(np.abs(model.score_many(ckpt.calibration).scores - ref) / ref) < 0.1
+
+
+def test_auto_falls_back_to_the_familys_second_choice_when_a_check_fails(checkpoint: Path, tmp_path: Path) -> None:
+    """A first choice the export refuses (here dynamic int8: batch-dependent) leaves the fallback."""
+    from edgewatch.models import ExportSpec
+
+    ckpt = load_checkpoint(checkpoint)
+    family = family_module(ckpt.family)
+    scorer = family.build_scorer(ckpt.config, ckpt.state_dict)
+    card = card_from_fields(ckpt.card_fields, family.EXPORT.quantization)
+    spec = ExportSpec(quantization=Quantization.DYNAMIC_INT8, fallback=Quantization.NONE)
+    report = export_family(scorer, card, tmp_path / "a.onnx", spec, calibration=ckpt.calibration)
+    assert report.quantization is Quantization.NONE and report.decision_agreement == 1.0
+    assert "dynamic-int8 refused" in report.fallback_from and "depends on the other windows" in report.fallback_from
+    assert "fallback: dynamic-int8 refused" in "\n".join(report.lines())
+    assert ScoringModel(report.path).card.quantization is Quantization.NONE
+    with pytest.raises(BatchDependentScores):
+        export_family(scorer, card, tmp_path / "b.onnx", ExportSpec(quantization=Quantization.DYNAMIC_INT8),
+                      calibration=ckpt.calibration)
+
+
+def test_unrolled_int8_refuses_a_model_without_lstm(tmp_path: Path) -> None:
+    from edgewatch.export.quantize import quantize_file
+
+    src = tmp_path / "plain.onnx"
+    node = onnx.helper.make_node("Identity", ["x"], ["y"])
+    graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("x", 1, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", 1, [1])])
+    onnx.save(onnx.helper.make_model(graph), str(src))
+    with pytest.raises(BadInput, match="has none"):
+        quantize_file(src, tmp_path / "out.onnx", Quantization.UNROLLED_INT8)
 
 
 def test_static_qdq_inserts_quantize_nodes(checkpoint: Path, tmp_path: Path) -> None:

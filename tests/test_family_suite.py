@@ -22,8 +22,8 @@ import torch
 from edgewatch.agent.engine import SCORE_BATCH
 from edgewatch.agent.model import ScoringModel
 from edgewatch.contract import Quantization
-from edgewatch.export.invariance import MAX_REL_DIFF, BatchDependentScores
-from edgewatch.export.onnx import export_model
+from edgewatch.export.invariance import CHECK_BATCH, MAX_REL_DIFF, BatchDependentScores
+from edgewatch.export.onnx import export_family, export_model
 from edgewatch.export.scoring import score_batches
 from edgewatch.models import family_module
 from edgewatch.train.checkpoint import card_from_fields, load_checkpoint, save_checkpoint
@@ -141,10 +141,10 @@ def exported(tiny: Tiny) -> tuple[Path, object]:
     ck = load_checkpoint(tiny.checkpoint)
     fam = family_module(ck.family)
     out = tiny.checkpoint.with_suffix(".onnx")
-    report = export_model(fam.build_scorer(ck.config, ck.state_dict),
-                          card_from_fields(ck.card_fields, fam.EXPORT.quantization), out,
-                          quantization=fam.EXPORT.quantization, calibration=ck.calibration,
-                          script=fam.EXPORT.script)
+    report = export_family(fam.build_scorer(ck.config, ck.state_dict),
+                           card_from_fields(ck.card_fields, fam.EXPORT.quantization), out, fam.EXPORT,
+                           calibration=ck.calibration)
+    assert report.quantization in (fam.EXPORT.quantization, fam.EXPORT.fallback)
     return out, report
 
 
@@ -200,7 +200,6 @@ class _Block:
             raise ImportError(name + ' is blocked in this test')
 sys.meta_path.insert(0, _Block())
 import numpy as np
-from edgewatch.agent.engine import SCORE_BATCH
 from edgewatch.agent.model import ScoringModel
 m = ScoringModel({str(path)!r})
 b = m.score_many(np.load({str(tmp_path / 'x.npy')!r}))
@@ -223,7 +222,7 @@ def test_export_checked_batch_invariance(exported: tuple, tiny: Tiny) -> None:
     """A window's score is the same alone or beside any windows, extreme ones included (stream isolation)."""
     path, report = exported
     inv = report.invariance
-    assert inv is not None and inv.n_extreme > 0 and inv.max_batch == SCORE_BATCH
+    assert inv is not None and inv.n_extreme > 0 and inv.max_batch == max(SCORE_BATCH, CHECK_BATCH)
     assert inv.max_rel_diff <= MAX_REL_DIFF
     model = ScoringModel(path)
     samples = load_checkpoint(tiny.checkpoint).calibration[:5]

@@ -93,6 +93,7 @@ def test_twenty_agents_behind_a_bridge(tmp_path: Path, make_broker, collector) -
               f"(command took {rollout:.1f} s)")
         listed = _wait_status(on_b, lambda r: all(x["model_sha256"] == file_sha256(v2) for x in r.values()), 60)
         assert all(x["model_sha256"] == file_sha256(v2) and x["note"] == "v2" for x in listed.values())
+        assert all(x["last_alert"] and x["status"]["messages"] > 0 for x in listed.values())
 
         # the operator's broker goes away for a while; alerts go on at A and queue in the bridge
         assert alerts_at_b.wait_for(lambda c: len(c.on("/alerts")) > AGENTS, 60)

@@ -89,3 +89,27 @@ def test_a_missing_extra_exits_6_with_the_install_line(tmp_path: Path) -> None:
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
         assert run.returncode == 6, run.stderr
         assert f"pip install 'edgewatch[{extra}]'" in run.stderr
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                 max_size=5), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(FEATURES + ["ts", "stream", "x"]), _json, max_size=7))
+def test_flat_objects_parse_to_a_measurement_or_a_reason(obj: dict) -> None:
+    import json
+
+    from edgewatch.agent.parsing import BadReason, Measurement, parse_payload
+
+    out = parse_payload(json.dumps(obj), FEATURES)
+    assert isinstance(out, (Measurement, BadReason))
+    if isinstance(out, Measurement) and "values" not in obj:
+        assert out.values == [float(obj[f]) for f in FEATURES]
+    if any(f not in obj for f in FEATURES) and "values" not in obj:
+        assert out in (BadReason.WRONG_ARITY, BadReason.NO_VALUES, BadReason.NOT_NUMBER, BadReason.NON_FINITE,
+                       BadReason.BAD_TIMESTAMP, BadReason.BAD_STREAM, BadReason.OVERFLOW)

@@ -47,11 +47,11 @@ DEFAULT_STREAM_TTL = 3600.0  # seconds without a message before a stream's state
 # a score the graph could not give as a finite number (inputs near float32's limit) is reported as this,
 # and counts as over the threshold: it is as anomalous as a score can be
 SCORE_CAP = float(np.finfo(np.float32).max)
-# Windows per ONNX Runtime call. Measured with the S0 model (int8 and fp32, window 10, one thread):
-# the cost per window is lowest from 16 to 32 windows a call and rises beyond; ORT's working memory
-# grows with the call (+3 MiB at 32, +8 at 128, +18 at 256 windows over one window) and its arena keeps
-# the peak, so 32 (was 128) took 7.6 MiB off the agent's peak on a 200,000-row replay (docs/platform.md).
-SCORE_BATCH = 32
+# Windows per ONNX Runtime call. Measured with the S0 model (fp32, window 10, one thread, CPU time):
+# 123 µs per window at 16 windows a call, 134 at 32, 126 at 128 (184 at 8); ORT's working memory grows
+# with the call and its arena keeps the peak, so 16 (was 128) keeps the agent's peak low: 16 and a
+# 1024-item queue (was 4096) took 2.6 MiB off, 32 instead of 128 took 7.4 (docs/platform.md).
+SCORE_BATCH = 16
 
 
 @dataclass
@@ -64,7 +64,7 @@ class AgentOptions:
     n: int | None = None
     agent_id: str = field(default_factory=socket.gethostname)
     max_batch: int = 1024
-    queue_size: int = 4096
+    queue_size: int = 1024
     max_message_bytes: int = DEFAULT_MAX_BYTES
     top_features: int = 3
     drift_every: int = 512  # messages per stream between drift checks; 0 turns drift checks off
@@ -272,10 +272,6 @@ class Agent:
             scorer.check_fits(scorer.runtime, self.runtime)
         with self._swap_lock:
             self._pending_shadow = (scorer, dict(info or {}))
-
-    def swap_model(self, model: ScoringModel) -> None:
-        """Build a runtime for ``model`` with this agent's overrides and queue it (BadModelFile if it cannot run)."""
-        self.swap_runtime(ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings()))
 
     def refuse_model(self, reason: str, sha256: str | None = None, origin: str = "file",
                      info: dict[str, Any] | None = None) -> None:
@@ -526,7 +522,7 @@ class Agent:
             slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
             scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux))
             if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
-                self.shadow.score(x, slots, meta, scores, self._stream_names)
+                self.shadow.score(x, slots, meta, scores, self._stream_names, rt.threshold)
             over = scores > rt.threshold
             for i, (slot, ts, seq) in enumerate(meta):
                 s = float(scores[i])

@@ -151,7 +151,8 @@ class FleetMember:
         status = {
             "v": topics.CONTRACT_VERSION, "agent": a.options.agent_id, "state": state,
             "time": topics.iso(now), "ts": now, "interval_s": self.status_interval, "keepalive_s": self.keepalive,
-            "stale_after_s": self.status_interval + 1.5 * self.keepalive,
+            # three missed statuses, and never later than the broker's last will would say it
+            "stale_after_s": min(3 * self.status_interval, self.status_interval + 1.5 * self.keepalive),
             "started_at": topics.iso(a.started_at), "uptime_s": round(now - a.started_at, 1),
             "model": model, "previous_model": prev.to_status() if prev else None, "shadow": shadow,
             "last_model_outcome": self.receiver.last_outcome if self.receiver else None,

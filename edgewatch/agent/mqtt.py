@@ -139,11 +139,6 @@ class MqttSink:
         log.info("MQTT sink %s ready (spool depth %d)", self.base, self.spool.depth)
         self._wake.set()
 
-    @property
-    def closing(self) -> bool:
-        """True once :meth:`close` began: nothing may say "online" any more."""
-        return self._closing.is_set()
-
     def publish_status(self, state: str = "online") -> Any:
         """Publish the retained status now (paho's info, or None when it could not be built or queued)."""
         with self._status_lock:  # an "online" from another thread never lands after the final "offline"

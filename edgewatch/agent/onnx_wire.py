@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from edgewatch.errors import BadModelFile
-
-VARINT, I64, LEN, I32 = 0, 1, 2, 5
+from edgewatch.protowire import I32, I64, LEN, VARINT, len_field
+from edgewatch.protowire import read_varint as _varint
 
 MODEL_GRAPH = 7
 MODEL_METADATA_PROPS = 14
@@ -39,19 +39,6 @@ class Field:
     start: int  # first byte of the tag
     value_start: int  # first byte of the payload (after a LEN record's length)
     end: int
-
-
-def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise ValueError("truncated or overlong varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
 
 
 def fields(data: bytes, start: int = 0, end: int | None = None) -> Iterator[Field]:
@@ -81,26 +68,10 @@ def fields(data: bytes, start: int = 0, end: int | None = None) -> Iterator[Fiel
         yield Field(number, wire, tag_start, value_start, pos)
 
 
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _len_record(number: int, payload: bytes) -> bytes:
-    return _encode_varint(number << 3 | LEN) + _encode_varint(len(payload)) + payload
-
-
 def metadata_record(key: str, value: str) -> bytes:
     """The bytes of one ``metadata_props`` entry, to append to a ``ModelProto``."""
-    entry = _len_record(1, key.encode("utf-8")) + _len_record(2, value.encode("utf-8"))
-    return _len_record(MODEL_METADATA_PROPS, entry)
+    entry = len_field(1, key.encode("utf-8")) + len_field(2, value.encode("utf-8"))
+    return len_field(MODEL_METADATA_PROPS, entry)
 
 
 @dataclass

@@ -133,6 +133,8 @@ def _handler_for(agent: Agent, ready_grace: float, ready_max_silence: float) -> 
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 10.0  # a connection that sends no request is dropped: scrapers do not hold threads forever
+
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             path, _, query = self.path.partition("?")
             if path == "/metrics":

@@ -80,6 +80,11 @@ def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MA
         obj = _DECODE(raw)
     except (ValueError, RecursionError):
         return BadReason.NOT_JSON
+    return _measurement(obj, n_features)
+
+
+def _measurement(obj: object, n_features: int) -> Measurement | BadReason:
+    """A decoded message as a measurement: the rules of :func:`parse_message` after JSON decoding."""
     ts = stream = None
     if isinstance(obj, dict):
         values = _first(obj, _VALUE_KEYS)
@@ -198,34 +203,10 @@ def parse_payload(raw: str | bytes, features: Sequence[str], max_bytes: int = DE
     if m is not BadReason.NO_VALUES:
         return m
     obj = _DECODE(bytes(raw).decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw)
-    out: list[float] = []
     for name in features:
-        v = obj.get(name)
-        if v is None:
-            return BadReason.WRONG_ARITY if name not in obj else BadReason.NOT_NUMBER
-        if type(v) is float:
-            f = v
-        elif type(v) is int:
-            try:
-                f = float(v)
-            except OverflowError:
-                return BadReason.NON_FINITE
-        else:
-            return BadReason.NOT_NUMBER
-        if not math.isfinite(f):
-            return BadReason.NON_FINITE
-        out.append(f)
-    ts = stream = None
-    raw_ts = _first(obj, _TIME_KEYS)
-    if raw_ts is not None:
-        ts = _timestamp(raw_ts)
-        if ts is None:
-            return BadReason.BAD_TIMESTAMP
-    stream = obj.get("stream")
-    if stream is not None:
-        if isinstance(stream, (int, float)) and not isinstance(stream, bool):
-            stream = str(stream)
-        if not isinstance(stream, str) or not stream or len(stream) > _MAX_STREAM_ID:
-            return BadReason.BAD_STREAM
-    return Measurement(out, ts, stream)
+        if name not in obj:
+            return BadReason.WRONG_ARITY
+    # NO_VALUES: no "values"/"v"/"value" holds anything, so this one can carry the features' values
+    obj["values"] = [obj[name] for name in features]
+    return _measurement(obj, len(features))
 

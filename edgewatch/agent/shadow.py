@@ -125,6 +125,7 @@ class ShadowScorer:
         self.rule = rule
         self.message_id = message_id
         self.started = time.time() if started is None else started
+        self.promoted = False  # set once it was handed over as the live model (its swap may still be pending)
         self.windows = 0
         self.over_live = 0
         self.over_shadow = 0
@@ -148,8 +149,11 @@ class ShadowScorer:
                                "it cannot score the same windows")
 
     def score(self, x: np.ndarray, slots: np.ndarray, meta: list[tuple[int, float, int]],
-              live_scores: np.ndarray, streams: list[str]) -> None:
-        """Score the batch ``x`` the live model just scored (``live_scores`` its decision scores)."""
+              live_scores: np.ndarray, streams: list[str], live_threshold: float | None = None) -> None:
+        """Score the batch ``x`` the live model just scored (``live_scores`` its decision scores,
+        ``live_threshold`` its threshold now: the live model may be swapped while this one is in shadow)."""
+        if live_threshold is not None:
+            self.live_threshold = live_threshold
         t0 = time.perf_counter()
         rt = self.runtime
         batch = rt.model.score_many(x)
@@ -200,7 +204,7 @@ class ShadowScorer:
         return only_live, only_shadow
 
     def promotion(self, now: float | None = None) -> tuple[bool, str] | None:
-        if self.rule is None:
+        if self.rule is None or self.promoted:
             return None
         now = time.time() if now is None else now
         only_live, only_shadow = self.differing(now)

@@ -24,6 +24,7 @@ import struct
 from dataclasses import dataclass
 
 from edgewatch.agent.parsing import BadReason, Measurement
+from edgewatch.protowire import DecodeError, encode_varint, key, len_field, read_varint
 
 # Sparkplug B DataType enum values
 INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64, FLOAT, DOUBLE, BOOLEAN, STRING = range(1, 13)
@@ -34,39 +35,20 @@ _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
 
 
-class DecodeError(ValueError):
-    """The bytes are not a protobuf message of the expected shape."""
-
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if i >= len(buf):
-            raise DecodeError("truncated varint")
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, i
-        shift += 7
-        if shift > 63:
-            raise DecodeError("varint too long")
-
-
 def _fields(buf: bytes):  # noqa: ANN202 - yields (field, wire type, value)
     """Every top-level field: varints as int, fixed32/64 as raw bytes, length-delimited as bytes."""
     i, n = 0, len(buf)
     while i < n:
-        key, i = _varint(buf, i)
-        field, wire = key >> 3, key & 7
+        tag, i = read_varint(buf, i, n)
+        field, wire = tag >> 3, tag & 7
         if field == 0:
             raise DecodeError("field number 0")
         if wire == 0:
-            value, i = _varint(buf, i)
+            value, i = read_varint(buf, i, n)
         elif wire == 1:
             value, i = buf[i:i + 8], i + 8
         elif wire == 2:
-            size, i = _varint(buf, i)
+            size, i = read_varint(buf, i, n)
             value, i = buf[i:i + size], i + size
         elif wire == 5:
             value, i = buf[i:i + 4], i + 4
@@ -138,25 +120,15 @@ def _metric(buf: bytes) -> Metric:
 
 
 def _put_varint(out: bytearray, value: int) -> None:
-    value &= (1 << 64) - 1
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return
+    out += encode_varint(value)
 
 
 def _put_key(out: bytearray, field: int, wire: int) -> None:
-    _put_varint(out, field << 3 | wire)
+    out += key(field, wire)
 
 
 def _put_bytes(out: bytearray, field: int, data: bytes) -> None:
-    _put_key(out, field, 2)
-    _put_varint(out, len(data))
-    out += data
+    out += len_field(field, data)
 
 
 def encode_metric(name: str | None, value: object, alias: int | None = None, datatype: int | None = None,
@@ -239,8 +211,8 @@ class SparkplugDecoder:
         stream = "/".join(["spBv1.0", group, node] + ([device] if device else []))
         if kind.endswith("DEATH"):
             if kind == "NDEATH":
-                for key in [k for k in self._last if k == stream or k.startswith(stream + "/")]:
-                    del self._last[key]
+                for gone in [k for k in self._last if k == stream or k.startswith(stream + "/")]:
+                    del self._last[gone]
             else:
                 self._last.pop(stream, None)
             return None

@@ -198,8 +198,29 @@ class MqttModelReceiver:
             self.store.slots["live"] = StoredModel(agent.model.sha256, str(agent.model.path), "",
                                                    iso(agent.started_at), "start")
             self.store.save()
+        self._resume_shadow()
         self.connection = sink.connection
         self.topic = self.connection.subscribe(f"{sink.base}/model", self._on_message)
+
+    def _resume_shadow(self) -> None:
+        """After a restart, the model that was in shadow goes on in shadow (its retained message was applied)."""
+        entry = self.store.get("shadow")
+        if entry is None:
+            self.store.slots["shadow"] = None
+            return
+        try:
+            data = Path(entry.path).read_bytes()
+            self.trust.check(data, "mqtt", f"shadow model {entry.path}")
+            runtime = self.agent.load_candidate(Path(entry.path), expected_sha256=entry.sha256, data=data)
+            rule = PromotionRule.parse(entry.promote_if) if entry.promote_if else None
+            self.agent.set_shadow(ShadowScorer(runtime, self.agent.threshold, note=entry.note, rule=rule,
+                                               message_id=entry.message_id),
+                                  {"action": INSTALL, "message_id": entry.message_id, "resumed": True})
+            log.info("shadow model %s resumed from %s", entry.sha256[:12], self.store.dir)
+        except (OSError, ValueError, EdgewatchError) as exc:
+            log.warning("shadow model %s not resumed: %s", entry.sha256[:12], exc)
+            self.store.slots["shadow"] = None
+            self.store.save()
 
     def _on_message(self, msg: Any) -> None:
         # paho's network thread: keep it short, loading a model happens in our thread
@@ -340,7 +361,7 @@ class MqttModelReceiver:
 
     def _promote(self, message_id: str | None, info: dict[str, Any], sha: str | None) -> bool:
         scorer = self.agent.shadow
-        if scorer is None:
+        if scorer is None or scorer.promoted:
             return self._refuse("promote: no model runs in shadow on this agent", sha, info)
         if sha and sha != scorer.sha256:
             return self._refuse(f"promote: the shadow model is {scorer.sha256[:12]}, not {sha[:12]}", sha, info)
@@ -349,6 +370,7 @@ class MqttModelReceiver:
             self.agent.swap_runtime(runtime, info)
         except BadModelFile as exc:
             return self._refuse(str(exc), scorer.sha256, info)
+        scorer.promoted = True
         self.agent.set_shadow(None)
         entry = self.store.slots["shadow"] or StoredModel(scorer.sha256, str(runtime.model.path), scorer.note)
         self._new_live(replace(entry, since=iso(), promote_if=None))

@@ -65,7 +65,7 @@ def _lstm(window: int) -> BenchModel:
     feats = ("cpu", "memory", "traffic", "fan")
     return BenchModel(f"lstm-ae-w{window}", "lstm-ae",
                       {"n_features": 4, "window": window, "hidden": 160, "latent": 60},
-                      (window, 4), Quantization.DYNAMIC_INT8, window=window, features=feats)
+                      (window, 4), Quantization.UNROLLED_INT8, window=window, features=feats)
 
 
 BENCH_MODELS: tuple[BenchModel, ...] = (

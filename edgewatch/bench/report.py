@@ -35,7 +35,7 @@ def summarize(raw: dict[str, Any], machine: dict[str, Any] | None = None) -> dic
     out: dict[str, Any] = {"machine": machine or {}, "datetime": raw.get("datetime"),
                            "commit": (raw.get("commit_info") or {}).get("id"), "engines": engines,
                            "ratios": [], "throughput": [], "profile": None, "capacity": None, "rss": None,
-                           "latency": None, "agreement": None, "isolation": None}
+                           "latency": None, "agreement": None, "isolation": None, "torch_loop": []}
     for bench in raw.get("benchmarks", []):
         info = bench.get("extra_info") or {}
         suite = info.get("suite")
@@ -57,12 +57,18 @@ def summarize(raw: dict[str, Any], machine: dict[str, Any] | None = None) -> dic
             out["capacity"] = {k: v for k, v in info.items() if k != "suite"}
         elif suite == "agent_rss":
             out["rss"] = {k: v for k, v in info.items() if k != "suite"}
+        elif suite == "agent_memory":
+            out["memory"] = {k: v for k, v in info.items() if k != "suite"}
         elif suite == "alert_latency":
             out["latency"] = {k: v for k, v in info.items() if k != "suite"}
         elif suite == "agreement":
             out["agreement"] = {k: v for k, v in info.items() if k != "suite"}
+        elif suite == "torch_loop":
+            out["torch_loop"].append({k: v for k, v in info.items() if k != "suite"})
         elif suite == "isolation_cost":
             out["isolation"] = {k: v for k, v in info.items() if k != "suite"}
+        elif suite == "mqtt_source":
+            out.setdefault("mqtt_source", []).append({k: v for k, v in info.items() if k != "suite"})
     engines.sort(key=lambda r: (r["model"], r["batch"], ENGINES.index(r["engine"])))
     out["targets"] = [asdict(t) for t in check_targets(out)]
     return out
@@ -72,16 +78,43 @@ def _throughput(results: dict[str, Any], model: str, streams: int) -> dict[str, 
     return next((t for t in results["throughput"] if t["model"] == model and t["streams"] == streams), None)
 
 
+def _torch_loop(results: dict[str, Any], streams: int) -> dict[str, Any] | None:
+    return next((t for t in results.get("torch_loop") or [] if t["streams"] == streams), None)
+
+
 def check_targets(results: dict[str, Any]) -> list[Target]:
     """The issue's targets, each met or missed, with the factor of a miss."""
     out: list[Target] = []
-    ratio = next((r for r in results["ratios"] if r["model"] == "lstm-ae-w50"), None)
-    if ratio:
-        v = ratio["int8_vs_torch"]
-        out.append(Target("ORT int8 vs PyTorch eager, LSTM-AE window 50, batch 1", "≥ 5×", f"{v:.2f}×", v >= 5,
-                          "" if v >= 5 else f"missed by {5 / v:.2f}×"))
+    ratios = results["ratios"]
+    name = "ORT vs PyTorch eager at batch 1, every family (the form each family ships)"
+    if ratios and all("shipped_vs_torch" in r for r in ratios):
+        worst = min(ratios, key=lambda r: r["shipped_vs_torch"])
+        v = worst["shipped_vs_torch"]
+        each = ", ".join(f"{r['model']} ({r['shipped']}) {r['shipped_vs_torch']:.1f}×" for r in ratios)
+        missed = [r["model"] for r in ratios if r["shipped_vs_torch"] < 3]
+        out.append(Target(name, "≥ 3×", each, not missed,
+                          "" if not missed else f"missed by {', '.join(missed)} (worst {worst['model']}: "
+                          f"{3 / v:.2f}× short)"))
     else:
-        out.append(Target("ORT int8 vs PyTorch eager, LSTM-AE window 50, batch 1", "≥ 5×", "not run", None))
+        out.append(Target(name, "≥ 3×", "not run", None))
+    for streams in (100, 1):
+        agent, loop = _throughput(results, "s0", streams), _torch_loop(results, streams)
+        name = f"agent vs plain PyTorch loop, messages per CPU-second, {streams} stream{'s' if streams > 1 else ''}"
+        if agent and loop:
+            v = loop["cpu_us_per_message"] / agent["cpu_us_per_message"]
+            out.append(Target(name, "≥ 2×", f"{v:.2f}× ({1e6 / agent['cpu_us_per_message']:,.0f} vs "
+                              f"{1e6 / loop['cpu_us_per_message']:,.0f})", v >= 2,
+                              "" if v >= 2 else f"missed by {2 / v:.2f}× (see where the time goes)"))
+        else:
+            out.append(Target(name, "≥ 2×", "not run", None))
+    rss, loop = results.get("rss"), _torch_loop(results, 100)
+    name = "agent peak RSS vs the PyTorch loop's"
+    if rss and loop:
+        v = rss["max_rss_mib"] / loop["max_rss_mib"]
+        out.append(Target(name, "≤ 1/3", f"{v:.2f} ({rss['max_rss_mib']:.0f} vs {loop['max_rss_mib']:.0f} MiB)",
+                          v <= 1 / 3, "" if v <= 1 / 3 else f"over by {v * 3:.2f}×"))
+    else:
+        out.append(Target(name, "≤ 1/3", "not run", None))
     iso = results.get("isolation")
     name = "stream-isolated S0 agent vs dynamic int8, messages per CPU-second, 100 streams"
     if iso:
@@ -100,6 +133,14 @@ def check_targets(results: dict[str, Any]) -> list[Target]:
                           "" if met else f"missed by {50_000 / cpu:.2f}× (see where the time goes)"))
     else:
         out.append(Target("agent messages/s, 100 streams", "≥ 50,000/s", "not run", None))
+    mq = next((m for m in results.get("mqtt_source", []) if m["form"] == "json" and m["model"] == "trivial"), None)
+    name = "MQTT source intake, loopback mosquitto, QoS 1, JSON (trivial model: the intake's own cost)"
+    if mq:
+        cpu, wall = mq["messages_per_cpu_s"], mq["messages_per_s"]
+        out.append(Target(name, "≥ 10,000/s", f"{cpu:,.0f}/s per CPU-second ({wall:,.0f}/s wall)", cpu >= 10_000,
+                          "" if cpu >= 10_000 else f"missed by {10_000 / cpu:.2f}×"))
+    else:
+        out.append(Target(name, "≥ 10,000/s", "not run", None))
     rss = results.get("rss")
     if rss:
         v = rss["max_rss_mib"]
@@ -107,18 +148,27 @@ def check_targets(results: dict[str, Any]) -> list[Target]:
                           v <= 80, "" if v <= 80 else f"over by {v - 80:.0f} MiB ({v / 80:.2f}×)"))
     else:
         out.append(Target("agent resident memory", "≤ 80 MiB", "not run", None))
+    mem = results.get("memory")
+    name = "agent peak RSS, shipped S0 model, 200,000-row replay (VmHWM)"
+    if mem and mem["rows"] >= 200_000:
+        v = mem["peak_rss_mib"]
+        out.append(Target(name, "≤ 72 MiB", f"{v:.1f} MiB ({mem['peak_rss_mib_short']:.1f} MiB at "
+                          f"{mem['rows_short']:,} rows; first score {mem['first_score_s']:.2f} s after start)",
+                          v <= 72, "" if v <= 72 else f"over by {v - 72:.1f} MiB"))
+    else:
+        out.append(Target(name, "≤ 72 MiB", "not run (quick run: 50,000 rows)" if mem else "not run", None))
     lat = results.get("latency")
     if lat:
         v = lat["p99_ms"]
-        out.append(Target("message-to-alert p99 at 1,000 msg/s, loopback websocket", "≤ 5 ms",
-                          f"{v:.1f} ms (p50 {lat['p50_ms']:.1f} ms)", v <= 5,
-                          "" if v <= 5 else f"missed by {v / 5:.1f}×"))
+        out.append(Target("message-to-alert p99 at 1,000 msg/s, loopback websocket", "≤ 2 ms",
+                          f"{v:.1f} ms (p50 {lat['p50_ms']:.1f} ms)", v <= 2,
+                          "" if v <= 2 else f"missed by {v / 2:.1f}×"))
     else:
-        out.append(Target("message-to-alert p99", "≤ 5 ms", "not run", None))
+        out.append(Target("message-to-alert p99", "≤ 2 ms", "not run", None))
     ag = results.get("agreement")
     if ag:
         v = ag["window_agreement"]
-        out.append(Target("int8 vs fp32 alert decisions (trained S0)", "≥ 99 %",
+        out.append(Target("dynamic int8 vs fp32 alert decisions (trained S0)", "≥ 99 %",
                           f"{v:.2%} of {ag['windows']} windows; alerts {ag['alerts_int8']} vs {ag['alerts_fp32']}",
                           v >= 0.99, "" if v >= 0.99 else f"short by {0.99 - v:.2%}"))
     else:
@@ -171,7 +221,8 @@ def to_markdown(results: dict[str, Any], chart_name: str | None = "bench.png") -
             lines.append(f"| {model} | {batch} | " + " | ".join(cells) + f" | {wps} |")
         lines += ["", "Per window = time of one call / batch. Models: full-size architectures with random "
                   "weights (speed does not depend on what they learnt), exported with `export_model`; int8 "
-                  "is each family's quantization (dynamic for LSTM-AE and RNN-AE, static QDQ for the CNNs)."]
+                  "is each family's int8 form (unrolled int8 for the LSTM-AE, dynamic for the RNN-AE, which "
+                  "quantizes nothing, static QDQ for the CNNs)."]
     lines += _agent_sections(results)
     return "\n".join(lines) + "\n"
 
@@ -188,7 +239,37 @@ def _agent_sections(results: dict[str, Any]) -> list[str]:
         lines += ["", "`trivial` is a one-operation model of the same shape: it shows what the agent's own "
                   "Python (parse, windows, episodes, drift watch) costs without a neural network. "
                   "Wall figures include waiting for the shared CPU; CPU figures do not."]
+    loops = sorted(results.get("torch_loop") or [], key=lambda t: t["streams"])
+    if loops:
+        lines += ["", "## The plain PyTorch loop (same network and weights, same messages)", "",
+                  "One torch thread, `json.loads` per message, a `deque` window per stream, stride-3 windows of "
+                  "10 scored in batches of 64 under `torch.inference_mode()`, no episodes, no sinks; its own "
+                  "process (peak RSS from VmHWM).", "",
+                  "| streams | messages | CPU µs/message | messages per CPU-second | peak RSS | agent (same messages) |",
+                  "|---|---|---|---|---|---|"]
+        for t in loops:
+            agent = _throughput(results, "s0", t["streams"])
+            ratio = f"{t['cpu_us_per_message'] / agent['cpu_us_per_message']:.2f}× faster" if agent else "–"
+            lines.append(f"| {t['streams']} | {t['messages']:,} | {t['cpu_us_per_message']:.1f} | "
+                         f"{1e6 / t['cpu_us_per_message']:,.0f} | {t['max_rss_mib']:.0f} MiB | {ratio} |")
+    if results.get("mqtt_source"):
+        lines += ["", "## MQTT source intake (queued QoS 1 messages taken by a starting agent, loopback mosquitto)",
+                  "", "| payload | model | messages/s (wall) | messages per CPU-second | windows per ORT call |",
+                  "|---|---|---|---|---|"]
+        for m in sorted(results["mqtt_source"], key=lambda m: (m["form"], m["model"])):
+            lines.append(f"| {m['form']} | {m['model']} | {m['messages_per_s']:,.0f} | "
+                         f"{m['messages_per_cpu_s']:,.0f} | {m['windows_per_call']:.1f} |")
     prof = results.get("profile")
+    if prof and prof.get("stages"):
+        agent = _throughput(results, "s0", 100)
+        per = agent["cpu_us_per_message"] if agent else None
+        lines += ["", "### Per-message cost by stage (cProfile shares, 100 streams)", "",
+                  "| stage | share | µs per message |", "|---|---|---|"]
+        for stage, share in prof["stages"].items():
+            lines.append(f"| {stage} | {share:.1%} | {share * per:.1f} |" if per else f"| {stage} | {share:.1%} | – |")
+        lines += ["", "Shares from one profiled run, scaled to the unprofiled CPU time per message of the "
+                  "100-stream throughput run; built-in and NumPy calls count for the stage that called them. "
+                  "The benchmark's sink only counts events (no I/O)."]
     if prof:
         lines += ["", f"### Where the time goes (cProfile, 100 streams, {prof['messages']:,} messages)", "",
                   "| function | calls | own time | incl. callees |", "|---|---|---|---|"]
@@ -209,6 +290,15 @@ def _agent_sections(results: dict[str, Any]) -> list[str]:
                   f"`edgewatch agent run` (S0 stream-isolated, CSV replay of {rss['messages']:,} rows, JSONL sink): "
                   f"peak resident memory **{rss['max_rss_mib']:.0f} MiB** (VmHWM {rss['hwm_mib']:.0f} MiB, "
                   f"{rss['samples']} samples from /proc); libtorch mapped: {rss['torch_mapped']}."]
+    mem = results.get("memory")
+    if mem:
+        where = ", ".join(f"{k} {v:.1f}" for k, v in list(mem["by_mapping_mib"].items())[:6])
+        lines += ["", "## Agent memory with the shipped model", "",
+                  f"`edgewatch agent run` with models/equipment-lstm-ae.onnx on a {mem['rows']:,}-row replay at full "
+                  f"speed: peak **{mem['peak_rss_mib']:.1f} MiB** ({mem['peak_rss_mib_short']:.1f} MiB at "
+                  f"{mem['rows_short']:,} rows); at its largest sample {mem['file_backed_mib']:.1f} MiB file-backed "
+                  f"(libraries) and {mem['anonymous_mib']:.1f} MiB anonymous; by mapping (MiB): {where}. "
+                  f"First score {mem['first_score_s']:.2f} s after start."]
     lat = results.get("latency")
     if lat:
         lines += ["", "## Message-to-alert latency", "",

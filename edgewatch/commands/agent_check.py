@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.runtime import ModelRuntime
 
 
 @click.command("check")
@@ -20,10 +21,13 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
 
     Exits 0 when the agent would accept the file, 3 (with the reason) when it
     would refuse it: missing, unreadable, not an edgewatch model, a card that
-    disagrees with its graph, or a sha256 that does not match. Needs no torch.
+    disagrees with its graph or cannot run (a time-series file is built into
+    the agent's model runtime, as at start), or a sha256 that does not
+    match. Needs no torch.
     """
     model = ScoringModel(model_path, expected_sha256=model_sha256)
     card = model.card
+    runtime = ModelRuntime.build(model) if card.is_time_series else None
     if as_json:
         click.echo(json.dumps({"path": str(model_path), "sha256": model.sha256,
                                "card": dataclasses.asdict(card)}, indent=2, default=str))
@@ -43,4 +47,8 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
     ]
     for name, stats in card.score_stats.items():
         lines.append(f"  scores {name:<7}p50 {stats.p50:.4g}  p99 {stats.p99:.4g}  max {stats.max:.4g}  (n {stats.n})")
+    if runtime is not None:
+        lines.append(f"  streams       ~{runtime.stream_bytes() / 1024:.1f} KiB each; default --max-streams "
+                     f"{runtime.default_max_streams()}")
+        lines += [f"  warning       {w}" for w in runtime.warnings]
     click.echo("\n".join(lines))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import signal
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from edgewatch import digests
 from edgewatch.agent.broker import Connections
 from edgewatch.agent.config import load_into_context
 from edgewatch.agent.engine import DEFAULT_STREAM_TTL, Agent, AgentOptions, RunSummary
@@ -54,7 +54,8 @@ Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop
          in a config file also [[source]] tables (url = ... plus protocol keys), see docs/sources.md.
 Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on PREFIX/AGENT-ID/alerts,
          drift on .../drift, other events on .../events, QoS 1, spooled to disk until the broker's
-         PUBACK: at-least-once, dedupe by the alert "id"; retained .../status online/offline).
+         PUBACK: at-least-once, dedupe by the alert "id"; retained JSON .../status, online/offline).
+Fleet (status, model publish/rollback/shadow/promote, topics): docs/fleet.md.
 Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure,
 2 usage error, 3 bad model file (not edgewatch, corrupt, sha256 mismatch, not signed by a
 --trust-key or changed after signing), 4 bad input file
@@ -125,7 +126,7 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.option("--max-streams", type=click.IntRange(min=1), default=None,
               help="Streams held at once; messages of further stream ids are bad input, too_many_streams. "
                    "Default: what fits the unit's MemoryMax=512M with this model (10,000 for S0 at ~10 KiB "
-                   "each; fewer with a likelihood post-process, ~390 KiB each).")
+                   "each; ~2,000 with a likelihood post-process at ~124 KiB each).")
 @click.option("--stream-ttl", type=click.FloatRange(min=0), default=DEFAULT_STREAM_TTL, show_default=True,
               help="Seconds without a message after which a stream's state is dropped (its open episode ended "
                    "first), freeing its place; 0 keeps streams forever.")
@@ -186,7 +187,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
                                "must be signed")
     trust = TrustPolicy.from_files(trust_keys, allow_unsigned_remote=allow_unsigned_models)
     data, verified = trust.check_file(model_path, origin="start")
-    actual = hashlib.sha256(data).hexdigest()
+    actual = digests.sha256(data).hexdigest()
     if model_sha256 and model_sha256.lower() != actual:
         raise BadModelFile(f"model file {model_path} has sha256 {actual}, expected {model_sha256.lower()}: "
                            "refusing to load it")
@@ -210,7 +211,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             runtime = start_runtime(resumed[0], options, resumed[1])
             model_path = resumed[0]
         except (BadModelFile, click.UsageError) as exc:  # never a reason to stay down: --model is there
-            sha = hashlib.sha256(resumed[1]).hexdigest()
+            sha = digests.sha256(resumed[1]).hexdigest()
             refused_at_start = (f"stored live model cannot run: {exc}", sha)
             log.error("not resuming model %s from the model store (%s); starting with --model", sha[:12], exc)
     if runtime is None:
@@ -246,15 +247,15 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
                                     trust=trust, max_model_bytes=int(max_model_mb * 2**20), store=store,
                                     status_interval=status_interval, shadow_interval=shadow_report_interval,
                                     ready=(ready_grace, ready_max_silence))
-    except BaseException:
+        close_page_and_record = attach_page_and_record(agent, ui, record_run,  # --ui, --record-run
+                                                       ui_max_clients=ui_max_clients)
+    except BaseException:  # e.g. the --ui port is taken: still flush and close what was opened
         for sink in built_sinks:
             sink.close()
         for close in closers:
             close()
         connections.close()
         raise
-    close_page_and_record = attach_page_and_record(agent, ui, record_run,  # --ui, --record-run
-                                                   ui_max_clients=ui_max_clients)
     card = model.card
     log.info("model %s (%s, window %d, stride %d, threshold %.6g, sha256 %s); at most %d streams (~%.1f KiB "
              "each)", model_path, card.family, card.window, agent.stride, agent.threshold, model.sha256[:12],
@@ -312,7 +313,7 @@ def resume_live(store: ModelStore, trust: TrustPolicy, start_sha256: str) -> tup
     except BadModelFile as exc:
         log.warning("not resuming model %s from %s (%s); starting with --model", live.sha256[:12], store.dir, exc)
         return None
-    if hashlib.sha256(data).hexdigest() != live.sha256:
+    if digests.sha256(data).hexdigest() != live.sha256:
         log.warning("model store file %s changed; starting with --model", live.path)
         return None
     log.info("resuming model %s (%s) from the model store %s; --model is the first start's model",

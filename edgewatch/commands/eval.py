@@ -49,7 +49,7 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @click.option("--loco", is_flag=True,
               help="Also cross-validate the default detector's settings: for each category, choose them (and the "
                    "threshold) on the other three from a 12-point grid and score it; prints the leave-one-"
-                   "category-out score beside the in-sample one (about a minute).")
+                   "category-out score beside the in-sample one (about 3 minutes of CPU).")
 def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, categories: tuple[str, ...],
         seed: int, stride: int, loco: bool) -> None:
     """Run a detector online over every NAB file and print its NAB scores.

@@ -14,6 +14,7 @@ class QuantizeChoice(str, enum.Enum):
     NONE = "none"
     DYNAMIC = "dynamic"
     STATIC = "static"
+    UNROLLED = "unrolled"
 
 
 @click.command("onnx")
@@ -22,9 +23,10 @@ class QuantizeChoice(str, enum.Enum):
               help="Model file to write (only written when the parity check passes).")
 @click.option("--quantize", "quantize", default=QuantizeChoice.AUTO.value, show_default=True,
               type=click.Choice([c.value for c in QuantizeChoice]),
-              help="auto = the family's measured best (lstm-ae: none, i.e. fp32); static = QDQ int8 "
-                   "calibrated on the calibration samples. Every file must score a window the same "
-                   "alone and in any batch, so dynamic int8 is refused where it quantizes anything.")
+              help="auto = the family's measured best (lstm-ae: none, i.e. fp32); static = QDQ int8 calibrated on "
+                   "the calibration samples; unrolled = LSTMs as int8 MatMuls with fixed scales. Every "
+                   "file must score a window the same alone and in any batch, so dynamic int8 is refused "
+                   "where it quantizes anything.")
 @click.option("--calibration-data", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV (same columns as training) to cut calibration/parity windows from, instead of "
                    "the samples stored in the checkpoint (time-series families only).")
@@ -45,7 +47,7 @@ def command(checkpoint: Path, output: Path, quantize: str, calibration_data: Pat
     require_torch()
     from edgewatch.contract import Quantization
     from edgewatch.errors import BadInput
-    from edgewatch.export.onnx import export_model
+    from edgewatch.export.onnx import export_family, export_model
     from edgewatch.models import family_module
     from edgewatch.train.checkpoint import card_from_fields, load_checkpoint
 
@@ -57,6 +59,7 @@ def command(checkpoint: Path, output: Path, quantize: str, calibration_data: Pat
         QuantizeChoice.NONE: Quantization.NONE,
         QuantizeChoice.DYNAMIC: Quantization.DYNAMIC_INT8,
         QuantizeChoice.STATIC: Quantization.STATIC_QDQ_INT8,
+        QuantizeChoice.UNROLLED: Quantization.UNROLLED_INT8,
     }[choice]
     card = card_from_fields(ckpt.card_fields, quantization)
     if threshold is not None:
@@ -79,7 +82,11 @@ def command(checkpoint: Path, output: Path, quantize: str, calibration_data: Pat
         calibration = np.ascontiguousarray(windows[:: max(1, len(windows) // 1024)][:1024])
     scorer = family.build_scorer(ckpt.config, ckpt.state_dict)
     click.echo(f"exporting {ckpt.family} from {checkpoint} with {quantization.value} quantization ...")
-    report = export_model(scorer, card, output, quantization=quantization, calibration=calibration,
-                          script=family.EXPORT.script, min_agreement=min_agreement)
+    if choice is QuantizeChoice.AUTO:
+        report = export_family(scorer, card, output, family.EXPORT, calibration=calibration,
+                               min_agreement=min_agreement)
+    else:
+        report = export_model(scorer, card, output, quantization=quantization, calibration=calibration,
+                              script=family.EXPORT.script, min_agreement=min_agreement)
     for line in report.lines():
         click.echo(line)

@@ -6,5 +6,6 @@ fleet = lazy_group(
     "fleet",
     "See the fleet of agents through their MQTT broker (retained status topics).",
     {"status": "edgewatch.commands.fleet_status:status",
-     "shadow-report": "edgewatch.commands.fleet_status:shadow_report"},
+     "shadow-report": "edgewatch.commands.fleet_status:shadow_report",
+     "forget": "edgewatch.commands.fleet_status:forget"},
 )

@@ -77,10 +77,7 @@ def shadow_report(agents: tuple[str, ...], wait: float, as_json: bool, **broker:
 
         op.conn.subscribe(topics.topic(op.prefix, "+", topics.SHADOW), take)
         time.sleep(0.2)
-        for agent in targets:
-            op.conn.publish(topics.topic(op.prefix, agent, topics.COMMAND),
-                            topics.dumps({"v": topics.CONTRACT_VERSION, "command": topics.SHADOW_REPORT,
-                                          "id": asked, "time": topics.iso()}), qos=1)
+        op.send_command(targets, topics.SHADOW_REPORT, message_id=asked)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and len(reports) < len(targets):
             time.sleep(0.05)
@@ -97,3 +94,29 @@ def shadow_report(agents: tuple[str, ...], wait: float, as_json: bool, **broker:
     if missing:
         raise EdgewatchError(f"no shadow report within {wait:g}s from {', '.join(missing)} "
                              "(offline, or no model in shadow)")
+
+
+@click.command("forget")
+@broker_options
+@click.option("--agent", "agents", multiple=True, required=True, metavar="ID",
+              help="The retired agent (repeatable).")
+def forget(agents: tuple[str, ...], **broker: Any) -> None:
+    """Clear a retired agent's retained status, model and shadow report, so status lists it no more.
+
+    An agent that is still running publishes its status again within its
+    status interval; stop it first.
+    """
+    op = pop_broker(broker)
+    try:
+        op.discover()
+        with op._lock:
+            online = [a for a in agents if a in op.statuses and topics.status_state(op.statuses[a][0]) == "online"]
+        for agent in agents:
+            for kind in (topics.STATUS, topics.MODEL, topics.SHADOW):
+                info = op.conn.publish(topics.topic(op.prefix, agent, kind), b"", qos=1, retain=True)
+                info.wait_for_publish(10)
+        click.echo(f"forgot {len(agents)} agent(s) under {op.prefix!r}")
+        if online:
+            click.echo(f"warning: {', '.join(online)} still online: it publishes its status again", err=True)
+    finally:
+        op.close()

@@ -78,9 +78,12 @@ def publish(model_path: Path, agents: tuple[str, ...], shadow: bool, note: str, 
 
 def _check_model(path: Path, data: bytes, allow_unsigned: bool, trust_keys: tuple[Path, ...]) -> str:
     from edgewatch.agent.model import ScoringModel
+    from edgewatch.agent.runtime import ModelRuntime
     from edgewatch.agent.signing import check_digests, load_trust_keys, read_signature, verify_bytes
 
-    ScoringModel(path)  # an edgewatch model the agent can load (exit 3 with the reason if not)
+    model = ScoringModel(path, data=data)  # an edgewatch model the agent can load (exit 3 with the reason if not)
+    if model.card.is_time_series:
+        ModelRuntime.build(model)  # and whose card can run there: the agents would refuse it otherwise
     sig = read_signature(data, str(path))
     if sig is None:
         if not allow_unsigned:

@@ -30,7 +30,8 @@ from edgewatch.data.images import ImageDataset
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from this conv-ae checkpoint's autoencoder weights (same sizes); with --epochs 0 "
                    "only the score head and the threshold are fitted again, on the same split.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of the image sample, the validation split, the weight initialisation and the batch shuffling.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(data_dir: Path | None, dataset: str, out: Path, max_train: int, val_fraction: float, epochs: int,
             patience: int, sigmas: float, heldout_out: Path | None, init_from: Path | None, seed: int,

@@ -7,7 +7,7 @@ that protocol's clients read it:
 * ``mqtt://HOST:PORT/TOPIC``: each measurement published, QoS 1, as
   ``{"ts", "seq", "values"}`` on ``TOPIC`` (with ``--streams K > 1``: on
   ``TOPIC/eq-<i>``); ``?format=sparkplug`` publishes Sparkplug B instead
-  (an NBIRTH, a DBIRTH per equipment with aliases, then DDATA by alias on
+  (an NBIRTH, a DBIRTH per equipment with aliases and its first measurement, then DDATA by alias on
   ``spBv1.0/GROUP/DDATA/NODE/eq-<i>``, GROUP and NODE from ``TOPIC``).
 * ``opcua://HOST:PORT``: an asyncua server with one object per equipment
   (``Objects/2:eq-0`` ...) holding the variables ``cpu, memory, traffic, fan``;
@@ -98,14 +98,12 @@ class MqttOutlet:
         if not self.conn.connected:
             raise BadInput(f"--serve {self.url}: no MQTT broker answers there ({self.conn.last_error})")
         if self.sparkplug:
-            from edgewatch.agent.sparkplug import encode_metric, encode_payload
+            from edgewatch.agent.sparkplug import encode_payload
 
             group, _, node = (self.topic.split("/") + ["sim"])[:3]
             self.group, self.node = group, node or "sim"
             self._publish(f"spBv1.0/{group}/NBIRTH/{self.node}", encode_payload([], seq=0))
-            for name in streams:
-                self._publish(f"spBv1.0/{group}/DBIRTH/{self.node}/{name}", encode_payload(
-                    [encode_metric(f, 0.0, alias=j + 1) for j, f in enumerate(FEATURES)], seq=0))
+            self._born: set[str] = set()  # a device's birth carries its first measurement
 
     def _publish(self, topic: str, payload: bytes) -> None:
         info = self.conn.publish(topic, payload, qos=1)
@@ -120,6 +118,12 @@ class MqttOutlet:
 
             for i, row in enumerate(rows):
                 ms = int(ts[i] * 1000)
+                if stream not in self._born:
+                    self._born.add(stream)
+                    self._publish(f"spBv1.0/{self.group}/DBIRTH/{self.node}/{stream}", encode_payload(
+                        [encode_metric(f, v, alias=j + 1, timestamp=ms) for j, (f, v) in enumerate(zip(FEATURES, row))],
+                        timestamp=ms, seq=(first + i) % 256))
+                    continue
                 self._publish(f"spBv1.0/{self.group}/DDATA/{self.node}/{stream}", encode_payload(
                     [encode_metric(None, v, alias=j + 1, timestamp=ms) for j, v in enumerate(row)],
                     timestamp=ms, seq=(first + i) % 256))

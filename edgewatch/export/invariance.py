@@ -25,6 +25,9 @@ import numpy as np
 from edgewatch.errors import BadModelFile
 
 MAX_REL_DIFF = 1e-5
+# batches checked at export: at least this many windows, more if the agent's batch is larger (an agent
+# built with another batch size, or eval scoring 512 at a time, must not find a file that depends on it)
+CHECK_BATCH = 128
 EXTREME_VALUES = (100.0, 1e6, 1e20, -1e20)
 N_COMPOSITIONS = 12
 

@@ -40,8 +40,8 @@ from torch import nn
 
 from edgewatch.contract import FEATURE_ERROR_OUTPUT, INPUT_NAME, SCORE_OUTPUT, ModelCard, Quantization
 from edgewatch.errors import BadInput, BadModelFile
-from edgewatch.export.invariance import Invariance, check_batch_invariance
-from edgewatch.export.parity import MIN_AGREEMENT, check_parity, compare_scores
+from edgewatch.export.invariance import CHECK_BATCH, BatchDependentScores, Invariance, check_batch_invariance
+from edgewatch.export.parity import MIN_AGREEMENT, ParityFailed, check_parity, compare_scores
 from edgewatch.export.quantize import quantize_file, quantized_op_counts
 from edgewatch.export.scoring import score_batches
 
@@ -67,13 +67,15 @@ class ExportReport:
     # a window's score alone vs in batches of the agent's size (extreme windows included); None when
     # the check was skipped (benchmark files kept for comparison only)
     invariance: Invariance | None = None
+    fallback_from: str = ""  # why the family's first choice of quantization was not used (export_family)
 
     def lines(self) -> list[str]:
         """The report as short lines for a terminal."""
         ops = ", ".join(f"{k} x{v}" for k, v in self.quantized_ops.items()) or "none"
         return [
             f"wrote {self.path} ({self.size_bytes / 1024:.1f} KiB) in {self.export_seconds:.2f} s",
-            f"quantization: {self.quantization.value}; quantized nodes: {self.n_quantized_nodes} ({ops})",
+            f"quantization: {self.quantization.value}; quantized nodes: {self.n_quantized_nodes} ({ops})"
+            + (f" -- fallback: {self.fallback_from}" if self.fallback_from else ""),
             f"parity vs PyTorch on {self.n_parity_samples} calibration samples "
             f"({self.n_over_threshold} over the threshold): max rel. score error {self.max_rel_err:.3g}, "
             f"mean {self.mean_rel_err:.3g}, decision agreement {self.decision_agreement:.2%}",
@@ -130,7 +132,7 @@ def export_model(scorer: nn.Module, card: ModelCard, out: str | os.PathLike[str]
         if check_invariance:
             from edgewatch.agent.engine import SCORE_BATCH
 
-            invariance = check_batch_invariance(model, parity_set, SCORE_BATCH, what)
+            invariance = check_batch_invariance(model, parity_set, max(SCORE_BATCH, CHECK_BATCH), what)
         del model
         os.replace(final, out)
     return ExportReport(
@@ -139,6 +141,27 @@ def export_model(scorer: nn.Module, card: ModelCard, out: str | os.PathLike[str]
         decision_agreement=parity.decision_agreement, n_parity_samples=parity.n,
         n_over_threshold=parity.n_over_threshold, export_seconds=time.perf_counter() - started,
         size_bytes=out.stat().st_size, invariance=invariance)
+
+
+def export_family(scorer: nn.Module, card: ModelCard, out: str | os.PathLike[str], spec: "ExportSpec", *,  # noqa: F821
+                  calibration: np.ndarray, min_agreement: float = MIN_AGREEMENT) -> ExportReport:
+    """Export with the family's choice of quantization, or its fallback when that choice fails a check.
+
+    What ``--quantize auto`` does: the checks are parity (decisions kept)
+    and batch invariance; the report's ``fallback_from`` says why the first
+    choice was not kept.
+    """
+    try:
+        return export_model(scorer, card, out, quantization=spec.quantization, calibration=calibration,
+                            script=spec.script, min_agreement=min_agreement)
+    except (ParityFailed, BatchDependentScores) as exc:
+        if spec.fallback is None:
+            raise
+        log.warning("%s; exporting %s instead", exc, spec.fallback.value)
+        report = export_model(scorer, card, out, quantization=spec.fallback, calibration=calibration,
+                              script=spec.script, min_agreement=min_agreement)
+        report.fallback_from = f"{spec.quantization.value} refused ({str(exc).split(': ', 1)[-1][:160]})"
+        return report
 
 
 def _check_calibration(calibration: np.ndarray | None, card: ModelCard) -> np.ndarray:

@@ -24,6 +24,9 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 
+from edgewatch.protowire import len_field as _bytes
+from edgewatch.protowire import varint_field as _int
+
 IR_VERSION = 8  # the IR version that goes with opset 17
 OPSET = 17
 FLOAT, INT64 = 1, 7  # TensorProto.DataType
@@ -31,32 +34,6 @@ _ATTR_INT, _ATTR_INTS = 2, 7  # AttributeProto.AttributeType
 _DTYPES = {np.dtype(np.float32): FLOAT, np.dtype(np.int64): INT64}
 
 Dim = Union[int, str]  # a static size or a symbolic name ("batch")
-
-
-def _varint(value: int) -> bytes:
-    if value < 0:
-        value += 1 << 64  # int64 fields: two's complement, ten bytes
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _key(number: int, wire: int) -> bytes:
-    return _varint((number << 3) | wire)
-
-
-def _int(number: int, value: int) -> bytes:
-    return _key(number, 0) + _varint(int(value))
-
-
-def _bytes(number: int, value: bytes) -> bytes:
-    return _key(number, 2) + _varint(len(value)) + value
 
 
 def _str(number: int, value: str) -> bytes:

@@ -22,6 +22,10 @@
   convolutions and matmuls, not LSTM/GRU nodes. Best for CNNs. Everything
   after the last quantized layer (the output layers and the score's
   arithmetic, :func:`score_tail_nodes`) stays fp32.
+* ``Quantization.UNROLLED_INT8``: every LSTM unrolled into int8
+  ``MatMulIntegerToFloat`` gates with fixed hidden-state scales
+  (:mod:`edgewatch.export.unroll`): int8 speed with batch-invariant scores.
+  Best for the LSTM family; a file with no LSTM is refused (nothing to do).
 * ``Quantization.NONE``: the file is copied unchanged.
 
 :func:`quantized_op_counts` counts the quantized nodes in a file, so a
@@ -59,6 +63,12 @@ def quantize_file(src: Path, dst: Path, quantization: Quantization,
     quantization = Quantization(quantization)
     if quantization is Quantization.NONE:
         shutil.copyfile(src, dst)
+        return
+    if quantization is Quantization.UNROLLED_INT8:
+        from edgewatch.export.unroll import unroll_lstm_file
+
+        if unroll_lstm_file(src, dst, calibration=calibration) == 0:
+            raise BadInput("unrolled int8 quantizes LSTM layers and this model has none: use another --quantize")
         return
     with _quiet_preprocess_hint():
         if quantization is Quantization.DYNAMIC_INT8:

@@ -140,11 +140,19 @@ class Operator:
                 raise FleetError(f"the broker did not confirm the model message to {agent} within {timeout:g} s")
         return [a for a, _ in infos]
 
-    def send_command(self, agents: Iterable[str], command: str, **fields: Any) -> None:
-        payload = topics.dumps({"v": topics.CONTRACT_VERSION, "command": command, "id": topics.new_id(),
+    def send_command(self, agents: Iterable[str], command: str, message_id: str | None = None,
+                     **fields: Any) -> str:
+        """Publish an operator command (QoS 1, not retained) to each agent; returns its id.
+
+        Agents answer with it as ``request_id``: pass ``message_id`` when the
+        answers are listened for before the command goes out.
+        """
+        message_id = message_id or topics.new_id()
+        payload = topics.dumps({"v": topics.CONTRACT_VERSION, "command": command, "id": message_id,
                                 "time": topics.iso(), **fields})
         for agent in agents:
             self.conn.publish(topics.topic(self.prefix, agent, topics.COMMAND), payload, qos=1, retain=False)
+        return message_id
 
     def outcomes(self, agents: Sequence[str], message_id: str, timeout: float, since: float,
                  done_events: Sequence[str]) -> dict[str, Outcome]:

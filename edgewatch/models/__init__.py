@@ -16,8 +16,9 @@ exporter has no per-family branches:
 
 ``EXPORT: ExportSpec``
     The family's preferred export settings: the quantization that measured
-    best for it and whether it must be ``torch.jit.script``-ed before export
-    (autoregressive decoders, which must become an ONNX ``Loop``).
+    best for it (and what to use when that one fails parity), and whether it
+    must be ``torch.jit.script``-ed before export (autoregressive decoders,
+    which must become an ONNX ``Loop``).
 
 This package's ``__init__`` imports neither torch nor onnx; the family
 modules do (they are train/export-time only).
@@ -41,6 +42,9 @@ class ExportSpec:
 
     quantization: Quantization = Quantization.NONE
     script: bool = False
+    # what --quantize auto exports instead when ``quantization`` fails the parity check (a small model
+    # whose threshold sits among many scores loses decisions to int8 rounding); None: fail
+    fallback: Quantization | None = None
 
 
 def family_module(name: str) -> ModuleType:

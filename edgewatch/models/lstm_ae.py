@@ -15,15 +15,17 @@ which is what an error score needs.
 Export: fp32, plain tracing (no scripting). Dynamic int8
 (``DynamicQuantizeLSTM``) was faster but picks its activation scale per
 ONNX Runtime call, so one stream's absurd window moved every other
-stream's score (see :mod:`edgewatch.export.invariance`). Measured on a
-2-core AMD EPYC (Zen 3, AVX2, no VNNI), S0 at window 10, CPU time per
-window at batch 128: fp32 ``LSTM`` 112 µs, dynamic int8 72 µs, and the
-batch-invariant int8 alternative, the LSTMs unrolled into
-``MatMulIntegerToFloat`` gates with fixed hidden-state scales, 143–184 µs:
-its Split/Add/Mul nodes cost as much as the int8 GEMMs save (a u8s8 GEMM
-is only 1.7x an fp32 one on this CPU). Through the whole agent (100
-streams) fp32 keeps 85–92 % of dynamic int8's messages per CPU-second
-(``edgewatch bench`` reports the figure side by side).
+stream's score (:mod:`edgewatch.export.invariance` now refuses it). The
+batch-invariant int8 form, ``--quantize unrolled``
+(:mod:`edgewatch.export.unroll`: the LSTMs unrolled into int8 MatMuls
+with fixed scales, parity 99.8 % on the shipped model), measured on a
+2-core AMD EPYC (Zen 3, AVX2, no VNNI), CPU time per window, fp32 /
+unrolled int8 / dynamic int8: batch 128: 128 / 112 / 110 µs (88 vs 135
+for fp32 in a quieter run); batch 32, the agent's batch: 163 / 153 / 117
+µs; batch 1: 0.36 / 1.1 / 0.26 ms a call (the unrolled graph's ~480 nodes
+cost more than its arithmetic). At the agent's batch it gains about 7 %
+and loses 3x at batch 1, where latency is decided, so fp32 ships: exact
+(parity 100 %) and 5x PyTorch eager at batch 1.
 """
 
 from __future__ import annotations

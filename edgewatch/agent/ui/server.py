@@ -52,6 +52,7 @@ class UiOptions:
     episodes: int = 32
     max_streams: int = 64  # streams traced for the page (~150 KiB each); later ones are listed as not shown
     max_clients: int = 16  # open event streams (one thread each); more are refused with 503 and counted
+    socket_timeout: float = 10.0  # a connection that sends no request, or a browser that stops reading, is dropped
     fps: float = 10.0
     span_seconds: float = 60.0
     streams_every: float = 1.0
@@ -311,6 +312,11 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
+    @property
+    def timeout(self) -> float:  # type: ignore[override] # read by StreamRequestHandler.setup
+        """Idle connections (no request; an event stream nobody reads) must not hold a thread forever."""
+        return self.server.view.options.socket_timeout
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature from the base class
         log.debug("%s " + format, self.address_string(), *args)
 
@@ -339,8 +345,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
             else:
                 self.send_error(HTTPStatus.NOT_FOUND, "no such page; try /")
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            pass
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
+            self.close_connection = True
 
     def _body(self, body: bytes, ctype: str, cache: bool = False) -> None:
         self.send_response(HTTPStatus.OK)

@@ -19,8 +19,10 @@ Defaults: 8 levels (contextOSE's 3 bits) and one alert per event (a
 rest of 100 rows) on principle; the range is learnt on a stream's first
 256 rows, a value chosen by leave-one-category-out (``edgewatch eval nab
 --loco``) between 256 and 384 (the novelty window). In the one-file
-detector the levels step speaks from the first full novelty window (row
-383) on; its range and its memory of levels come from the rows before.
+default (:mod:`edgewatch.eval.detectors.novelty_levels`, a pass-through
+graph) it speaks as soon as its range is known, as this file does; in a
+file whose graph has a longer window it speaks from that window's first
+full row.
 """
 
 from __future__ import annotations

@@ -24,13 +24,16 @@ alarms than it caught early windows (512 + 150 missed four early windows;
 (8640) and re-estimation (100) settings. The shape length (one scale,
 m = 48), the hold after an alert (200 rows) and the levels' range rows
 (256) were chosen by leave-one-category-out over a 12-point grid
-(:mod:`edgewatch.eval.loco`, ``edgewatch eval nab --loco``): each of the
-four folds picked this same point on the other three categories.
+(:mod:`edgewatch.eval.loco`, ``edgewatch eval nab --loco``, run on the
+default file): every standard-profile fold picked this point.
 See docs/eval.md for the variants tried and their in-sample and
 cross-validated scores.
 
-With ``levels`` given (``edgewatch eval make-detector`` does), the file
-also carries the value-level novelty of :mod:`edgewatch.eval.detectors.levels`:
+The default NAB file no longer uses this graph (the same distance is
+computed by the ``novelty`` post-process behind a pass-through graph,
+:mod:`edgewatch.eval.detectors.novelty_levels`); it is kept as the
+``novelty`` detector and for the graph-based pair. With ``levels`` given,
+the file also carries the value-level novelty of :mod:`edgewatch.eval.detectors.levels`:
 the graph outputs the window itself as ``aux`` (group ``window[384]``) and
 the card's post-process is ``max(likelihood(score), levels(aux:window))``,
 so one file alerts when either detector alerts, exactly as the two files

@@ -1,0 +1,116 @@
+"""What a user would run instead of the agent: the same network in a plain PyTorch eager loop.
+
+The baseline the agent has to beat (issue 19): the S0 scorer rebuilt from
+the checkpoint the agent's file was exported from (same network, same
+weights), one torch thread, every message parsed with ``json.loads``,
+per-stream windows of ``window`` rows (a ``deque``), every ``stride``-th
+window collected into batches of ``batch`` and scored under
+``torch.inference_mode()``, compared with the card's threshold. No
+episodes, no sinks, no drift watch: the least a working loop does.
+
+It runs as its own process (``python -m edgewatch.bench.torch_loop
+CHECKPOINT MESSAGES.jsonl``) reading the messages line by line, so its
+peak resident memory (``VmHWM``) is that of a torch process doing the
+job, and prints one JSON line: messages, windows, CPU seconds of the loop
+(model loaded and warmed up before), peak RSS. Train/benchmark time only:
+imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgewatch.errors import EdgewatchError
+
+
+@dataclass
+class TorchLoop:
+    streams: int
+    messages: int
+    windows: int
+    over: int  # windows over the threshold (proves the scores were used)
+    cpu_seconds: float
+    cpu_us_per_message: float
+    max_rss_mib: float  # the process's VmHWM at the end
+
+
+def run_loop(checkpoint: Path, messages: Path, window: int = 10, stride: int = 3, batch: int = 64) -> dict:
+    """The loop itself (inside the child process); returns the figures as a dict."""
+    import torch
+
+    from edgewatch.models import family_module
+    from edgewatch.train.checkpoint import card_from_fields, load_checkpoint
+
+    torch.set_num_threads(1)
+    ck = load_checkpoint(checkpoint)
+    scorer = family_module(ck.family).build_scorer(ck.config, ck.state_dict).eval()
+    threshold = card_from_fields(ck.card_fields, "none").threshold
+    with torch.inference_mode():
+        scorer(torch.zeros(batch, window, len(ck.card_fields["features"])))  # warm-up, outside the timing
+    windows: dict[object, deque] = {}
+    counts: dict[object, int] = {}
+    pending: list[list[list[float]]] = []
+    n_messages = n_windows = over = 0
+
+    def score() -> int:
+        s, _ = scorer(torch.tensor(pending, dtype=torch.float32))
+        pending.clear()
+        return int((s > threshold).sum())
+
+    c0 = time.process_time()
+    with torch.inference_mode(), open(messages, encoding="utf-8") as fh:
+        for line in fh:
+            obj = json.loads(line)
+            if isinstance(obj, dict):
+                stream, values = obj.get("stream"), obj["values"]
+            else:
+                stream, values = None, obj
+            rows = windows.get(stream)
+            if rows is None:
+                rows = windows[stream] = deque(maxlen=window)
+            rows.append(values)
+            n = counts[stream] = counts.get(stream, 0) + 1
+            n_messages += 1
+            if n >= window and (n - window) % stride == 0:
+                pending.append(list(rows))
+                n_windows += 1
+                if len(pending) == batch:
+                    over += score()
+        if pending:
+            over += score()
+    cpu = time.process_time() - c0
+    return {"streams": len(windows), "messages": n_messages, "windows": n_windows, "over": over,
+            "cpu_seconds": cpu, "cpu_us_per_message": 1e6 * cpu / max(n_messages, 1),
+            "max_rss_mib": _hwm_kib() / 1024}
+
+
+def _hwm_kib() -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+
+
+def write_messages(path: Path, items: list) -> Path:  # noqa: ANN001 - agent_load Items
+    """The agent benchmark's raw JSON messages, one per line, for the loop to read."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for item in items:
+            fh.write(item.payload + "\n")
+    return path
+
+
+def torch_loop(checkpoint: Path, messages: Path, timeout: float = 600.0) -> TorchLoop:
+    """Run the loop in a child process on ``messages`` (JSONL) and return its figures."""
+    proc = subprocess.run([sys.executable, "-m", "edgewatch.bench.torch_loop", str(checkpoint), str(messages)],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise EdgewatchError(f"the PyTorch loop failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return TorchLoop(**json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+if __name__ == "__main__":  # the child process of torch_loop()
+    print(json.dumps(run_loop(Path(sys.argv[1]), Path(sys.argv[2]))))

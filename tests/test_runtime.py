@@ -30,6 +30,7 @@ from edgewatch.cli import main
 from edgewatch.contract import DriftReference
 from edgewatch.errors import BadModelFile, BadOverride
 from tests.modelkit import make_card, write_model
+from tests.waiting import wait_until
 
 FEATURES = ["a", "b", "c", "d"]
 
@@ -128,15 +129,6 @@ class Recorder:
         return [e["event"] for e in self.events]
 
 
-def _wait(predicate, timeout: float = 15.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_watched_file_that_cannot_run_is_refused_and_the_old_model_keeps_scoring(bad_models,
                                                                                  tmp_path: Path) -> None:
     live = write_model(tmp_path / "live.onnx", make_card(window=5, threshold=0.5))
@@ -160,8 +152,8 @@ def test_watched_file_that_cannot_run_is_refused_and_the_old_model_keeps_scoring
             watcher.check()
             assert watcher.refused == before + 1, bad.name
         windows = agent.summary.windows
-        assert _wait(lambda: agent.summary.windows > windows + 200)  # still scoring
-        assert _wait(lambda: "start" in sink.kinds())
+        assert wait_until(lambda: agent.summary.windows > windows + 200)  # still scoring
+        assert wait_until(lambda: "start" in sink.kinds())
     finally:
         watcher.close()
         agent.request_stop()
@@ -187,8 +179,8 @@ def test_retained_bad_model_on_the_broker_does_not_kill_a_restart(bad_models, br
             proc = subprocess.run(
                 [sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(live),
                  "--source", f"replay:{csv}?rate=300", "--sink", f"mqtt://{broker.host}:{broker.port}/rt",
-                 "--sink", f"jsonl:{out}", "--agent-id", "r1", "--model-topic", "--allow-unsigned-models", "--spool-dir",
-                 str(tmp_path / "spool"), "--summary-json", str(tmp_path / "s.json"), "-q"],
+                 "--sink", f"jsonl:{out}", "--agent-id", "r1", "--model-topic", "--allow-unsigned-models",
+                 "--spool-dir", str(tmp_path / "spool"), "--summary-json", str(tmp_path / "s.json"), "-q"],
                 capture_output=True, text=True, timeout=60)
             assert proc.returncode == 0, proc.stderr[-2000:]
             kinds = [json.loads(line)["event"] for line in out.read_text().splitlines()]

@@ -130,7 +130,7 @@ class BrokerConnection:
         from edgewatch.agent.paho_client import CallbackAPIVersion, _Client, paho
 
         self._matcher = MQTTMatcher()
-        self._routes: dict[str, list[MessageHandler]] = {}  # topic -> handlers, cleared on (un)subscribe
+        self._routes: dict[bytes, list[MessageHandler]] = {}  # raw topic -> handlers, cleared on (un)subscribe
         self._on_connect: list[Callable[[], None]] = []
         self._on_disconnect: list[Callable[[], None]] = []
         self._on_publish: list[Callable[[int, bool], None]] = []
@@ -218,13 +218,13 @@ class BrokerConnection:
     def _message_cb(self, client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         take = True
         try:
-            topic = msg.topic
-            handlers = self._routes.get(topic)
+            raw = msg._topic  # the bytes: no decode for a topic seen before
+            handlers = self._routes.get(raw)
             if handlers is None:
-                handlers = list(self._matcher.iter_match(topic))
+                handlers = list(self._matcher.iter_match(msg.topic))
                 if len(self._routes) >= 10_000:
                     self._routes = {}  # many distinct topics: the cache only bounds its memory
-                self._routes[topic] = handlers
+                self._routes[raw] = handlers
         except (UnicodeDecodeError, KeyError, TypeError):
             handlers = []
         for handler in handlers:

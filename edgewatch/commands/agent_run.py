@@ -126,7 +126,7 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.option("--max-streams", type=click.IntRange(min=1), default=None,
               help="Streams held at once; messages of further stream ids are bad input, too_many_streams. "
                    "Default: what fits the unit's MemoryMax=512M with this model (10,000 for S0 at ~10 KiB "
-                   "each; fewer with a likelihood post-process, ~390 KiB each).")
+                   "each; ~2,000 with a likelihood post-process at ~124 KiB each).")
 @click.option("--stream-ttl", type=click.FloatRange(min=0), default=DEFAULT_STREAM_TTL, show_default=True,
               help="Seconds without a message after which a stream's state is dropped (its open episode ended "
                    "first), freeing its place; 0 keeps streams forever.")

@@ -27,7 +27,8 @@ from edgewatch.data.images import ImageDataset
               help="Threshold = mean + SIGMAS*std of the clean validation losses.")
 @click.option("--heldout-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the images never used for training (for 'edgewatch data corrupt') to this .npy.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of the image sample, the validation split, the weight initialisation and the batch shuffling.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(data_dir: Path | None, dataset: str, out: Path, max_train: int, val_fraction: float, epochs: int,
             patience: int, sigmas: float, heldout_out: Path | None, seed: int, quiet: bool) -> None:

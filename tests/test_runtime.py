@@ -175,6 +175,7 @@ def test_retained_bad_model_on_the_broker_does_not_kill_a_restart(bad_models, br
                    hostname=broker.host, port=broker.port)
     csv = tmp_path / "x.csv"
     csv.write_text("a,b,c,d\n" + "0.5,0.5,0.5,0.5\n" * 300)
+    # 300 rows at 60 Hz: five seconds for the retained message to arrive, also on a loaded machine
     try:
         for run in range(2):  # a restart meets the same retained message
             out = tmp_path / f"events{run}.jsonl"

@@ -142,3 +142,36 @@ def test_a_silent_server_times_out_and_is_retried(tmp_path: Path) -> None:
     finally:
         listener.close()
 
+
+
+def test_an_explicit_node_map_from_the_config(tmp_path: Path, opc: OpcUaServer) -> None:
+    # another layout: each feature names its node; here cpu reads Pump1's fan and fan reads Pump1's cpu
+    ids = {f: opc.vars[("Pump1", f)].nodeid.to_string() for f in FEATURES}
+    nodes = {"cpu": ids["fan"], "memory": ids["memory"], "traffic": ids["traffic"], "fan": ids["cpu"]}
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=WINDOW, features=FEATURES)))
+    agent = Agent(model, [], AgentOptions(stride=1, drift_every=0, agent_id="map"))
+    src = make_source({"url": f"opcua://127.0.0.1:{opc.port}", "nodes": nodes, "stream": "mapped",
+                       "interval": 0.1}, FEATURES)
+    seen: list[list[float]] = []
+
+    class Rows:
+        def on_batch(self, view) -> None:  # noqa: ANN001
+            seen.extend(view.values.tolist())
+
+        def on_event(self, event: dict) -> None:
+            pass
+
+    agent.observers.append(Rows())
+    agent.add_source(src)
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    try:
+        assert wait_until(lambda: src.measurements >= 1), src.last_error
+        opc.write("Pump1", {"cpu": 0.11, "memory": 0.22, "traffic": 0.33, "fan": 0.44})
+        assert wait_until(lambda: seen and seen[-1] == pytest.approx([0.44, 0.22, 0.33, 0.11]))
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert agent.streams == ["mapped"] and src.name == f"opcua://127.0.0.1:{opc.port}/mapped"
+    with pytest.raises(Exception, match="nodes must map every feature"):
+        make_source({"url": f"opcua://127.0.0.1:{opc.port}", "nodes": {"cpu": "ns=2;i=1"}}, FEATURES)

@@ -318,6 +318,19 @@ class ModelCard:
             out[PREFIX + f.name] = text
         return out
 
+    def write_into(self, model: Any) -> None:
+        """Put the card into an ``onnx.ModelProto``'s ``metadata_props``, in place.
+
+        Merged: keys that are not the card's (an onnxruntime tag, say) stay;
+        the card's own keys are replaced.
+        """
+        props = {p.key: p.value for p in model.metadata_props}
+        props.update(self.to_props())
+        del model.metadata_props[:]
+        for key, value in props.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+
     @classmethod
     def from_props(cls, props: Mapping[str, str], source: str = "model") -> ModelCard:
         """Read a card back; refuse files that are not ours or carry unknown keys."""

@@ -1,8 +1,9 @@
 """An agent run imports only what its flags use (resident memory, docs/platform.md).
 
-prometheus_client (with http.server), paho (with ssl and urllib.request) and
-asyncio cost about 7 MiB of resident memory together; a replay-to-file agent
-needs none of them, an agent with --metrics needs prometheus_client.
+prometheus_client (with http.server), paho (with ssl and urllib.request),
+asyncio and hashlib (OpenSSL's libcrypto) cost about 10 MiB of resident
+memory together; a replay-to-file agent needs none of them, an agent with
+--metrics needs prometheus_client.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from tests.modelkit import make_card, write_model
 
-OPTIONAL = ("prometheus_client", "paho", "asyncio", "http.server", "ssl", "websocket")
+OPTIONAL = ("prometheus_client", "paho", "asyncio", "http.server", "ssl", "websocket", "hashlib")
 RUN = f"""
 import sys
 from edgewatch.cli import main

@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from edgewatch.agent.spool import Spool
 from tests.modelkit import make_card, write_model
+from tests.waiting import wait_until
 
 
 def _csv(path: Path, rows: int, t0: float) -> Path:
@@ -37,15 +37,6 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _wait(predicate, timeout: float = 30.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_no_alert_lost_across_broker_stop_and_agent_kill(tmp_path: Path, broker, collector) -> None:
     model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.1))
     first = _csv(tmp_path / "first.csv", 8000, 1_000_000.0)
@@ -57,7 +48,7 @@ def test_no_alert_lost_across_broker_stop_and_agent_kill(tmp_path: Path, broker,
         assert sub.wait_for(lambda c: len(c.events()) >= 4, 30), "no alert reached the broker"
         broker.stop()
         at_stop = len(_lines(tmp_path / "first.jsonl"))
-        assert _wait(lambda: len(_lines(tmp_path / "first.jsonl")) >= at_stop + 8), "no alert while broker down"
+        assert wait_until(lambda: len(_lines(tmp_path / "first.jsonl")) >= at_stop + 8), "no alert while broker down"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import onnx
@@ -27,6 +26,7 @@ from edgewatch.agent.swap import ModelFileWatcher, MqttModelReceiver, model_mess
 from edgewatch.cli import main
 from edgewatch.errors import UntrustedModel
 from tests.modelkit import make_card, write_model
+from tests.waiting import wait_until
 
 
 def _edit(src: Path, dst: Path, threshold: str | None = None, graph: bool = False) -> Path:
@@ -160,15 +160,6 @@ def _replay(tmp_path: Path) -> Path:
     return p
 
 
-def _wait(predicate, timeout: float = 15.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_watched_file_must_stay_signed(tmp_path: Path, keys: dict) -> None:
     live = _sign(write_model(tmp_path / "v1.onnx", make_card(window=5, threshold=0.5)), keys["key"],
                  tmp_path / "live.onnx")
@@ -195,7 +186,7 @@ def test_watched_file_must_stay_signed(tmp_path: Path, keys: dict) -> None:
         assert "is not signed" in refused[0] and "card" in refused[1] and "graph" in refused[2]
         os.replace(tmp_path / "v2.onnx", live)
         watcher.check()
-        assert _wait(lambda: agent.threshold == 0.2), "the signed model was not swapped in"
+        assert wait_until(lambda: agent.threshold == 0.2), "the signed model was not swapped in"
     finally:
         watcher.close()
         agent.request_stop()
@@ -223,7 +214,7 @@ def test_mqtt_models_verified_before_disk(tmp_path: Path, keys: dict, broker, co
         publish.single(topic, payload, qos=1, retain=True, hostname=broker.host, port=broker.port)
 
     try:
-        assert _wait(lambda: sink.connected and agent.summary.messages > 50)
+        assert wait_until(lambda: sink.connected and agent.summary.messages > 50)
         other = _sign(v2u, keys["other"], tmp_path / "v2o.onnx")
         oversize = json.dumps({"sha256": "0" * 64, "name": "big.onnx",
                                "onnx_b64": base64.b64encode(os.urandom(60_000)).decode()}).encode()
@@ -233,14 +224,14 @@ def test_mqtt_models_verified_before_disk(tmp_path: Path, keys: dict, broker, co
                ("oversize", oversize)]
         for i, (_name, payload) in enumerate(bad):
             send(payload)
-            assert _wait(lambda: receiver.refused == i + 1), _name
+            assert wait_until(lambda: receiver.refused == i + 1), _name
             assert agent.model.sha256 == file_sha256(live)
             assert list(models.glob("*.onnx")) == [], f"{_name} left a file behind"
         send(model_message(v2))
-        assert _wait(lambda: agent.model.sha256 == file_sha256(v2))
+        assert wait_until(lambda: agent.model.sha256 == file_sha256(v2))
         assert agent.threshold == 0.3
         # the new model, and the one it replaced (kept for a rollback)
-        assert _wait(lambda: sorted(p.name for p in models.glob("*.onnx")) == sorted(
+        assert wait_until(lambda: sorted(p.name for p in models.glob("*.onnx")) == sorted(
             f"{file_sha256(m)}.onnx" for m in (v2, live)))
         assert events.wait_for(lambda c: [e["event"] for e in c.events("/events")].count("model_refused") == 5)
         reasons = [e["reason"] for e in events.events("/events") if e["event"] == "model_refused"]

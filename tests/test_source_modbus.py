@@ -18,18 +18,10 @@ from edgewatch.agent.sources import SourceConfigError, make_source  # noqa: E402
 from edgewatch.agent.sources.modbus import Register, parse_register, plan_reads  # noqa: E402
 from edgewatch.data.modbus_server import ModbusServer, encode_value  # noqa: E402
 from tests.modelkit import make_card, write_model  # noqa: E402
+from tests.waiting import wait_until
 
 FEATURES = ["cpu", "memory", "traffic", "fan"]
 WINDOW = 3
-
-
-def _wait(predicate, timeout: float = 15.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def _agent(tmp_path: Path, spec) -> tuple[Agent, object, threading.Thread]:  # noqa: ANN001
@@ -79,20 +71,20 @@ def test_polls_types_scale_and_bad_values(tmp_path: Path) -> None:
         rows = Rows()
         agent.observers.append(rows)
         try:
-            assert _wait(lambda: src.measurements >= 3)
+            assert wait_until(lambda: src.measurements >= 3)
             server.exception_code = 2  # illegal data address
-            assert _wait(lambda: agent.summary.bad.get("exception_response", 0) >= 2)
+            assert wait_until(lambda: agent.summary.bad.get("exception_response", 0) >= 2)
             server.exception_code = None
             server.set_registers(101, encode_value(math.nan, "f32", word_order="little"), table="input")
-            assert _wait(lambda: agent.summary.bad.get("non_finite", 0) >= 2)
+            assert wait_until(lambda: agent.summary.bad.get("non_finite", 0) >= 2)
             server.set_registers(101, encode_value(1.5, "f32", word_order="little"), table="input")
             seen = src.measurements
-            assert _wait(lambda: src.measurements > seen)
+            assert wait_until(lambda: src.measurements > seen)
             server.silent = True  # a device that takes requests and never answers
-            assert _wait(lambda: src.timeouts >= 3 and src.connects >= 2)
+            assert wait_until(lambda: src.timeouts >= 3 and src.connects >= 2)
             server.silent = False
             seen = src.measurements
-            assert _wait(lambda: src.measurements > seen + 2)
+            assert wait_until(lambda: src.measurements > seen + 2)
         finally:
             agent.request_stop()
             runner.join(10)
@@ -111,15 +103,15 @@ def test_reconnects_with_backoff_after_restarts(tmp_path: Path) -> None:
                                           "&interval=0.02&timeout=0.3")
     try:
         for restart in range(3):
-            assert _wait(lambda: src.connects == restart + 1)
+            assert wait_until(lambda: src.connects == restart + 1)
             seen = src.measurements
-            assert _wait(lambda: src.measurements >= seen + WINDOW + 1)
+            assert wait_until(lambda: src.measurements >= seen + WINDOW + 1)
             server.stop()
             time.sleep(0.3)  # down for a while: refused connects, backoff
             server = ModbusServer(port=port)
             server.set_registers(0, [5, 6, 7, 8])
             server.start()
-        assert _wait(lambda: src.connects == 4)
+        assert wait_until(lambda: src.connects == 4)
     finally:
         agent.request_stop()
         runner.join(10)

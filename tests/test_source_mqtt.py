@@ -18,17 +18,9 @@ from edgewatch.agent.sinks import make_sink
 from edgewatch.agent.sources import make_source
 from edgewatch.agent.swap import MqttModelReceiver
 from tests.modelkit import make_card, write_model
+from tests.waiting import wait_until
 
 FEATURES = ["a", "b", "c", "d"]
-
-
-def _wait(predicate, timeout: float = 15.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 class Publisher:
@@ -64,7 +56,7 @@ def test_payload_forms_wildcards_and_bad_input(tmp_path: Path, broker) -> None:
     runner = _run(agent)
     pub = Publisher(broker)
     try:
-        assert _wait(lambda: src.connects == 1)
+        assert wait_until(lambda: src.connects == 1)
         time.sleep(0.2)  # the SUBACK
         for i in range(6):
             pub.send("plant/p1/m", json.dumps([0.5, 0.5, 0.5, 0.5]))
@@ -75,7 +67,7 @@ def test_payload_forms_wildcards_and_bad_input(tmp_path: Path, broker) -> None:
         pub.send("plant/p1/m", b"[0.5, NaN, 0.5, 0.5]")
         pub.send("plant/p1/m", b"\xff\xfe")
         pub.send("plant/p1/other", json.dumps([9, 9, 9, 9]))  # outside the filter
-        assert _wait(lambda: agent.summary.messages == 22)
+        assert wait_until(lambda: agent.summary.messages == 22)
     finally:
         agent.request_stop()
         runner.join(10)
@@ -97,13 +89,13 @@ def test_sink_source_and_model_receiver_share_one_connection(tmp_path: Path, bro
     runner = _run(agent)
     pub = Publisher(broker)
     try:
-        assert _wait(lambda: src.connects == 1 and sink.connected)
+        assert wait_until(lambda: src.connects == 1 and sink.connected)
         assert receiver.connection is sink.connection
         assert len(connections._open) == 1
         time.sleep(0.2)
         for _ in range(8):
             pub.send("in/x", json.dumps([3.0, 3.0, 3.0, 3.0]))  # far from the offset: an episode
-        assert _wait(lambda: agent.summary.events.get("start") == 1)
+        assert wait_until(lambda: agent.summary.events.get("start") == 1)
     finally:
         agent.request_stop()
         runner.join(10)
@@ -122,11 +114,11 @@ def test_messages_published_while_the_agent_is_away_arrive_after(tmp_path: Path,
     runner = _run(first)
     pub = Publisher(broker)
     try:
-        assert _wait(lambda: src.connects == 1)
+        assert wait_until(lambda: src.connects == 1)
         time.sleep(0.2)
         for i in range(10):
             pub.send("away/s", json.dumps([0.5, 0.5, 0.5, 0.5]))
-        assert _wait(lambda: first.summary.messages == 10)
+        assert wait_until(lambda: first.summary.messages == 10)
         first.request_stop()
         runner.join(10)
         for i in range(40):  # the agent is down: the broker keeps these for its session
@@ -134,9 +126,9 @@ def test_messages_published_while_the_agent_is_away_arrive_after(tmp_path: Path,
         second = _agent(tmp_path, "restart")
         second.add_source(make_source(url, FEATURES, agent_id="restart"))
         runner = _run(second)
-        assert _wait(lambda: second.summary.messages == 40)
+        assert wait_until(lambda: second.summary.messages == 40)
         pub.send("away/s", json.dumps([0.5, 0.5, 0.5, 0.5]))
-        assert _wait(lambda: second.summary.messages == 41)
+        assert wait_until(lambda: second.summary.messages == 41)
     finally:
         first.request_stop()
         second.request_stop()
@@ -154,7 +146,7 @@ def test_sparkplug_b_births_aliases_and_data(tmp_path: Path, broker) -> None:
     runner = _run(agent)
     pub = Publisher(broker)
     try:
-        assert _wait(lambda: src.connects == 1)
+        assert wait_until(lambda: src.connects == 1)
         time.sleep(0.2)
         pub.send("spBv1.0/plant/NBIRTH/gw1", encode_payload([encode_metric("uptime", 5, alias=100)], seq=0))
         pub.send("spBv1.0/plant/DBIRTH/gw1/pump", encode_payload(
@@ -165,7 +157,7 @@ def test_sparkplug_b_births_aliases_and_data(tmp_path: Path, broker) -> None:
         pub.send("spBv1.0/plant/DDATA/gw1/pump", encode_payload([encode_metric(None, 0.1, alias=77)]))
         pub.send("spBv1.0/plant/DDATA/gw1/pump", b"\x12\x05\x0a")
         pub.send("spBv1.0/plant/DDATA/gw1/pump", encode_payload([encode_metric("c", "broken")]))
-        assert _wait(lambda: agent.summary.messages == 10)
+        assert wait_until(lambda: agent.summary.messages == 10)
     finally:
         agent.request_stop()
         runner.join(10)
@@ -189,11 +181,11 @@ def test_mqtts_source_with_the_sinks_tls_options(tmp_path: Path, tls_broker, pki
     pub.connect(tls_broker.host, tls_broker.port)
     pub.loop_start()
     try:
-        assert _wait(lambda: src.connects == 1)
+        assert wait_until(lambda: src.connects == 1)
         time.sleep(0.2)
         for _ in range(3):
             pub.publish("secure/a", json.dumps([0.5] * 4), qos=1).wait_for_publish(5)
-        assert _wait(lambda: agent.summary.messages == 3)
+        assert wait_until(lambda: agent.summary.messages == 3)
     finally:
         agent.request_stop()
         runner.join(10)
@@ -208,20 +200,20 @@ def test_broker_restart_reconnects_resets_windows_and_loses_nothing_queued(tmp_p
     agent.add_source(src)
     runner = _run(agent)
     try:
-        assert _wait(lambda: src.connects == 1)
+        assert wait_until(lambda: src.connects == 1)
         time.sleep(0.2)
         pub = Publisher(broker)
         for _ in range(4):
             pub.send("restart/s", json.dumps([0.5] * 4))
         pub.close()
-        assert _wait(lambda: agent.summary.messages == 4)
+        assert wait_until(lambda: agent.summary.messages == 4)
         broker.stop()  # SIGTERM: mosquitto saves the agent's session
         broker.start()
         pub = Publisher(broker)  # published before the agent is back: kept for its session
         for _ in range(4):
             pub.send("restart/s", json.dumps([0.5] * 4))
         pub.close()
-        assert _wait(lambda: agent.summary.messages == 8, timeout=30)
+        assert wait_until(lambda: agent.summary.messages == 8, timeout=30)
     finally:
         agent.request_stop()
         runner.join(10)

@@ -18,6 +18,7 @@ from edgewatch.agent.model import ScoringModel  # noqa: E402
 from edgewatch.agent.sources import make_source  # noqa: E402
 from tests.modelkit import make_card, write_model  # noqa: E402
 from tests.opcua_kit import FEATURES, OpcUaServer, make_certificates  # noqa: E402
+from tests.waiting import wait_until
 
 WINDOW = 3
 
@@ -37,15 +38,6 @@ def opc(certs: dict[str, str]) -> Iterator[OpcUaServer]:
     server.close()
 
 
-def _wait(predicate, timeout: float = 20.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
 def _agent(tmp_path: Path, url: str) -> tuple[Agent, object, threading.Thread]:
     model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=WINDOW, features=FEATURES)))
     agent = Agent(model, [], AgentOptions(stride=1, drift_every=0, agent_id="opc"))
@@ -59,19 +51,19 @@ def _agent(tmp_path: Path, url: str) -> tuple[Agent, object, threading.Thread]:
 def test_notification_sets_and_bad_values(tmp_path: Path, opc: OpcUaServer) -> None:
     agent, src, runner = _agent(tmp_path, f"{opc.url}/Objects/2:Pump2?interval=0.1")
     try:
-        assert _wait(lambda: src.measurements == 1)  # the initial values: one set, one measurement
+        assert wait_until(lambda: src.measurements == 1)  # the initial values: one set, one measurement
         opc.write("Pump2", {"cpu": 0.1, "memory": 0.2, "traffic": 0.3, "fan": 0.4})
-        assert _wait(lambda: src.measurements == 2)
+        assert wait_until(lambda: src.measurements == 2)
         opc.write("Pump2", {"traffic": 0.9})  # report by exception: the others keep their values
-        assert _wait(lambda: src.measurements == 3)
+        assert wait_until(lambda: src.measurements == 3)
         opc.write("Pump2", {"cpu": 0.5}, status="BadSensorFailure")
-        assert _wait(lambda: agent.summary.bad.get("bad_status") == 1)
+        assert wait_until(lambda: agent.summary.bad.get("bad_status") == 1)
         opc.write("Pump2", {"cpu": 0.6})
-        assert _wait(lambda: src.measurements == 4)
+        assert wait_until(lambda: src.measurements == 4)
         opc.write("Pump2", {"memory": "high"})
-        assert _wait(lambda: agent.summary.bad.get("not_number") == 1)
+        assert wait_until(lambda: agent.summary.bad.get("not_number") == 1)
         opc.write("Pump2", {"memory": math.nan})
-        assert _wait(lambda: agent.summary.bad.get("non_finite") == 1)
+        assert wait_until(lambda: agent.summary.bad.get("non_finite") == 1)
     finally:
         agent.request_stop()
         runner.join(10)
@@ -86,11 +78,11 @@ def test_twenty_server_restarts_resubscribe_every_time(tmp_path: Path, opc: OpcU
     agent, src, runner = _agent(tmp_path, f"{opc.url}/Objects/2:Pump1?interval=0.05")
     try:
         for restart in range(21):
-            assert _wait(lambda: src.connects == restart + 1), f"no session {restart + 1}: {src.last_error}"
+            assert wait_until(lambda: src.connects == restart + 1), f"no session {restart + 1}: {src.last_error}"
             for i in range(WINDOW + restart % 3):  # sessions of different lengths
                 seen = src.measurements
                 opc.write("Pump1", {"cpu": 0.4 + 0.01 * i, "fan": 0.5 + 0.01 * restart})
-                assert _wait(lambda: src.measurements > seen)
+                assert wait_until(lambda: src.measurements > seen)
             if restart < 20:
                 opc.restart()
     finally:
@@ -112,7 +104,7 @@ def test_basic256sha256_with_certificate_and_login(tmp_path: Path, opc: OpcUaSer
              "private-key": certs["client_key"], "server-certificate": certs["server_cert"]}
     agent, src, runner = _agent(tmp_path, table)
     try:
-        assert _wait(lambda: src.measurements >= 1), src.last_error
+        assert wait_until(lambda: src.measurements >= 1), src.last_error
         assert src.username == "edge" and "secret" not in src.name
         assert src.channel_security == f"Basic256Sha256,{mode}"
     finally:
@@ -124,7 +116,7 @@ def test_basic256sha256_with_certificate_and_login(tmp_path: Path, opc: OpcUaSer
 def test_a_wrong_password_is_said_and_retried_not_fatal(tmp_path: Path, opc: OpcUaServer) -> None:
     agent, src, runner = _agent(tmp_path, f"opcua://edge:wrong@127.0.0.1:{opc.port}/Objects/2:Pump2?interval=0.1")
     try:
-        assert _wait(lambda: src.last_error is not None)
+        assert wait_until(lambda: src.last_error is not None)
         time.sleep(0.5)
         assert src.connects == 0 and runner.is_alive()
     finally:
@@ -143,10 +135,43 @@ def test_a_silent_server_times_out_and_is_retried(tmp_path: Path) -> None:
     try:
         agent, src, runner = _agent(tmp_path, {"url": f"opcua://127.0.0.1:{port}/Objects/2:Pump1", "timeout": 0.5,
                                                "interval": 0.1})
-        assert _wait(lambda: src.last_error is not None, timeout=15)
+        assert wait_until(lambda: src.last_error is not None, timeout=15)
         agent.request_stop()
         runner.join(10)
         assert not runner.is_alive() and src.connects == 0
     finally:
         listener.close()
 
+
+
+def test_an_explicit_node_map_from_the_config(tmp_path: Path, opc: OpcUaServer) -> None:
+    # another layout: each feature names its node; here cpu reads Pump1's fan and fan reads Pump1's cpu
+    ids = {f: opc.vars[("Pump1", f)].nodeid.to_string() for f in FEATURES}
+    nodes = {"cpu": ids["fan"], "memory": ids["memory"], "traffic": ids["traffic"], "fan": ids["cpu"]}
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=WINDOW, features=FEATURES)))
+    agent = Agent(model, [], AgentOptions(stride=1, drift_every=0, agent_id="map"))
+    src = make_source({"url": f"opcua://127.0.0.1:{opc.port}", "nodes": nodes, "stream": "mapped",
+                       "interval": 0.1}, FEATURES)
+    seen: list[list[float]] = []
+
+    class Rows:
+        def on_batch(self, view) -> None:  # noqa: ANN001
+            seen.extend(view.values.tolist())
+
+        def on_event(self, event: dict) -> None:
+            pass
+
+    agent.observers.append(Rows())
+    agent.add_source(src)
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    try:
+        assert wait_until(lambda: src.measurements >= 1), src.last_error
+        opc.write("Pump1", {"cpu": 0.11, "memory": 0.22, "traffic": 0.33, "fan": 0.44})
+        assert wait_until(lambda: seen and seen[-1] == pytest.approx([0.44, 0.22, 0.33, 0.11]))
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert agent.streams == ["mapped"] and src.name == f"opcua://127.0.0.1:{opc.port}/mapped"
+    with pytest.raises(Exception, match="nodes must map every feature"):
+        make_source({"url": f"opcua://127.0.0.1:{opc.port}", "nodes": {"cpu": "ns=2;i=1"}}, FEATURES)

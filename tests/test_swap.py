@@ -19,6 +19,7 @@ from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sources import ReplaySource
 from edgewatch.agent.swap import ModelFileWatcher, MqttModelReceiver, model_message
 from tests.modelkit import make_card, write_model
+from tests.waiting import wait_until
 
 
 class Events:
@@ -39,15 +40,6 @@ def _replace_atomically(target: Path, source: Path) -> None:
     tmp = target.with_name(target.name + ".new")
     tmp.write_bytes(source.read_bytes())
     os.replace(tmp, target)
-
-
-def _wait(predicate, timeout: float = 15.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def _replay(tmp_path: Path) -> Path:
@@ -72,16 +64,16 @@ def test_file_watch_swaps_good_models_and_refuses_bad_ones(tmp_path: Path) -> No
     runner = threading.Thread(target=agent.run)
     runner.start()
     try:
-        assert _wait(lambda: agent.summary.messages > 200)
+        assert wait_until(lambda: agent.summary.messages > 200)
         _replace_atomically(live, v2)
-        assert _wait(lambda: agent.model.sha256 == file_sha256(v2)), "good model not swapped in"
+        assert wait_until(lambda: agent.model.sha256 == file_sha256(v2)), "good model not swapped in"
         assert agent.threshold == 0.2
         for bad in (truncated, other_features):
             _replace_atomically(live, bad)
             before = watcher.refused
-            assert _wait(lambda: watcher.refused == before + 1), f"{bad.name} not looked at"
+            assert wait_until(lambda: watcher.refused == before + 1), f"{bad.name} not looked at"
             assert agent.model.sha256 == file_sha256(v2)  # the old one keeps running
-        assert _wait(lambda: seen.kinds().count("model_refused") == 2)
+        assert wait_until(lambda: seen.kinds().count("model_refused") == 2)
         time.sleep(0.2)
     finally:
         watcher.close()
@@ -112,19 +104,19 @@ def test_mqtt_model_topic_swaps_and_refuses(tmp_path: Path, broker, collector) -
     runner.start()
     topic = "fleet/m1/model"
     try:
-        assert _wait(lambda: sink.connected and agent.summary.messages > 100)
+        assert wait_until(lambda: sink.connected and agent.summary.messages > 100)
         # a damaged message: the sha256 in the header does not match the file
         header = json.loads(model_message(v2))
         header["onnx_b64"] = base64.b64encode(v2.read_bytes()[:-10]).decode()
         publish.single(topic, json.dumps(header), qos=1, retain=True, hostname=broker.host, port=broker.port)
-        assert _wait(lambda: receiver.refused == 1)
+        assert wait_until(lambda: receiver.refused == 1)
         # not JSON at all
         publish.single(topic, b"\x00garbage", qos=1, retain=True, hostname=broker.host, port=broker.port)
-        assert _wait(lambda: receiver.refused == 2)
+        assert wait_until(lambda: receiver.refused == 2)
         assert agent.model.sha256 == file_sha256(live)
         # the good one, retained, as a fleet would ship it
         publish.single(topic, model_message(v2), qos=1, retain=True, hostname=broker.host, port=broker.port)
-        assert _wait(lambda: agent.model.sha256 == hashlib.sha256(v2.read_bytes()).hexdigest())
+        assert wait_until(lambda: agent.model.sha256 == hashlib.sha256(v2.read_bytes()).hexdigest())
         assert receiver.accepted == 1 and agent.threshold == 0.3
         assert (tmp_path / "models" / f"{file_sha256(v2)}.onnx").exists()
         assert events.wait_for(lambda c: [e["event"] for e in c.events("/events")].count("model_refused") == 2

@@ -18,6 +18,7 @@ from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources import Backoff, Item, Kind, WebSocketSource
 from edgewatch.data.simulator_server import ServerConfig, SimulatorServer
 from tests.modelkit import make_card, write_model
+from tests.waiting import wait_until
 
 WINDOW = 5
 
@@ -42,15 +43,6 @@ class TapSource(WebSocketSource):
         return super()._put(item, force)
 
 
-def _wait(predicate, timeout: float = 10.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
 def test_twenty_server_restarts_lose_nothing_and_reset_windows(model: ScoringModel) -> None:
     server = SimulatorServer(ServerConfig(rate=1000, with_time=True, seed=3)).start()
     src = TapSource(server.url, idle_timeout=2.0, backoff=Backoff(base=0.02, cap=0.3, rng=random.Random(1)))
@@ -61,11 +53,11 @@ def test_twenty_server_restarts_lose_nothing_and_reset_windows(model: ScoringMod
     last_sent: list[int] = []
     try:
         for i in range(20):
-            assert _wait(lambda: src.connects == i + 1 and src.per_connection[-1] >= 10), f"no resume {i}"
+            assert wait_until(lambda: src.connects == i + 1 and src.per_connection[-1] >= 10), f"no resume {i}"
             server.stop()
             last_sent.append(server.sequence - 1)
             server.start()
-        assert _wait(lambda: src.connects == 21 and src.per_connection[-1] >= 10)
+        assert wait_until(lambda: src.connects == 21 and src.per_connection[-1] >= 10)
     finally:
         agent.request_stop()
         runner.join(20)
@@ -141,7 +133,7 @@ def test_dead_connection_is_detected_and_reopened() -> None:
     src = WebSocketSource(f"ws://127.0.0.1:{silent.port}/", idle_timeout=0.3, backoff=Backoff(base=0.02, cap=0.1))
     src.start(__import__("queue").Queue())
     try:
-        assert _wait(lambda: src.connects >= 2, 10), "a silent peer that ignores pings was never dropped"
+        assert wait_until(lambda: src.connects >= 2, 10), "a silent peer that ignores pings was never dropped"
         assert src.dead_connections >= 1 and silent.accepted >= 2
     finally:
         src.stop()

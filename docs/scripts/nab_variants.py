@@ -181,6 +181,24 @@ def main() -> None:
             {(k, rr): mx(v, lv[rr]) for k, v in ens.items() for rr in lv})
     row("**default: novelty + levels** (m x hold x range)",
         {(m, h, rr): mx(g_nn[(m, h)], lv[rr]) for m in nn for h in (100, 200) for rr in lv})
+    row("the default point alone (threshold only)", {"default": mx(g_nn[(48, 200)], lv[256])})
+
+    def late(series: list[np.ndarray], first: int = W - 1) -> list[np.ndarray]:  # outputs dropped before `first`
+        return [np.where(np.arange(len(v)) >= first, v, 0.0) for v in series]
+
+    row("distance in a 384-row graph: levels silent before row 383 (same grid)",
+        {(m, h, rr): mx(g_nn[(m, h)], late(lv[rr])) for m in nn for h in (100, 200) for rr in lv})
+    grow = {}
+    for m in (32, 48):
+        for first in (3 * m - 1, 191, W - 1):
+            d = nn[m] if first == W - 1 else [nn_dist(x, m, start=first) for x in xs]
+            s = [lik(v, start=first, hold=200) for v in d]
+            for lfirst in (255, W - 1):
+                grow[(m, first, lfirst)] = mx(s, late(lv[256], lfirst))
+    row("growing-history novelty + levels (m x first row x levels' first row)", grow)
+    old = [a + b for a, b in zip(nn[16], nn[32])]
+    row("third-round default (16+32, hold 100, levels 384 from row 383; threshold only)",
+        {"third": mx([lik(v) for v in old], late(lv[384]))})
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ class BrokerConnection:
         from edgewatch.agent.paho_client import CallbackAPIVersion, _Client, paho
 
         self._matcher = MQTTMatcher()
-        self._routes: dict[str, list[MessageHandler]] = {}  # topic -> handlers, cleared on (un)subscribe
+        self._routes: dict[bytes, list[MessageHandler]] = {}  # raw topic -> handlers, cleared on (un)subscribe
         self._on_connect: list[Callable[[], None]] = []
         self._on_disconnect: list[Callable[[], None]] = []
         self._on_publish: list[Callable[[int, bool], None]] = []
@@ -193,11 +193,12 @@ class BrokerConnection:
         if not topic_filter or any(("+" in lv or "#" in lv) and len(lv) > 1 for lv in levels) or "#" in levels[:-1]:
             raise MqttConfigError(f"bad MQTT topic filter {topic_filter!r}: '+' and '#' must be whole levels, "
                                   "'#' only the last (write '#' as %23 in a URL)")
-        with self._lock:
+        with self._lock:  # with the connect callback's snapshot under the same lock: subscribed exactly once
             self._subscriptions[topic_filter] = (qos, handler)
             self._matcher[topic_filter] = handler
             self._routes = {}
-        if self._connected.is_set():
+            connected = self._connected.is_set()
+        if connected:
             self._subscribe_one(topic_filter, qos)
         return topic_filter
 
@@ -218,13 +219,13 @@ class BrokerConnection:
     def _message_cb(self, client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         take = True
         try:
-            topic = msg.topic
-            handlers = self._routes.get(topic)
+            raw = msg._topic  # the bytes: no decode for a topic seen before
+            handlers = self._routes.get(raw)
             if handlers is None:
-                handlers = list(self._matcher.iter_match(topic))
+                handlers = list(self._matcher.iter_match(msg.topic))
                 if len(self._routes) >= 10_000:
                     self._routes = {}  # many distinct topics: the cache only bounds its memory
-                self._routes[topic] = handlers
+                self._routes[raw] = handlers
         except (UnicodeDecodeError, KeyError, TypeError):
             handlers = []
         for handler in handlers:
@@ -287,12 +288,14 @@ class BrokerConnection:
         self._error_logged_at = None  # a later failure is news again
         self.connects += 1
         with self._lock:
+            # a subscribe() racing this callback either lands in the snapshot or sees the flag set: never
+            # neither (that lost the model topic now and then when it was subscribed right at start)
             subs = list(self._subscriptions.items())
+            self._connected.set()
         for topic_filter, (qos, _) in subs:
             self._subscribe_one(topic_filter, qos)
         log.info("MQTT connected to %s (connection %d, session %s)", self.options.address, self.connects,
                  "resumed" if getattr(flags, "session_present", False) else "new")
-        self._connected.set()
         for cb in list(self._on_connect):
             self._call(cb)
 

@@ -47,11 +47,11 @@ DEFAULT_STREAM_TTL = 3600.0  # seconds without a message before a stream's state
 # a score the graph could not give as a finite number (inputs near float32's limit) is reported as this,
 # and counts as over the threshold: it is as anomalous as a score can be
 SCORE_CAP = float(np.finfo(np.float32).max)
-# Windows per ONNX Runtime call. Measured with the S0 model (int8 and fp32, window 10, one thread):
-# the cost per window is lowest from 16 to 32 windows a call and rises beyond; ORT's working memory
-# grows with the call (+3 MiB at 32, +8 at 128, +18 at 256 windows over one window) and its arena keeps
-# the peak, so 32 (was 128) took 7.6 MiB off the agent's peak on a 200,000-row replay (docs/platform.md).
-SCORE_BATCH = 32
+# Windows per ONNX Runtime call. Measured with the S0 model (fp32, window 10, one thread, CPU time):
+# 123 µs per window at 16 windows a call, 134 at 32, 126 at 128 (184 at 8); ORT's working memory grows
+# with the call and its arena keeps the peak, so 16 (was 128) keeps the agent's peak low: 16 and a
+# 1024-item queue (was 4096) took 2.6 MiB off, 32 instead of 128 took 7.4 (docs/platform.md).
+SCORE_BATCH = 16
 
 
 @dataclass
@@ -64,7 +64,7 @@ class AgentOptions:
     n: int | None = None
     agent_id: str = field(default_factory=socket.gethostname)
     max_batch: int = 1024
-    queue_size: int = 4096
+    queue_size: int = 1024
     max_message_bytes: int = DEFAULT_MAX_BYTES
     top_features: int = 3
     drift_every: int = 512  # messages per stream between drift checks; 0 turns drift checks off

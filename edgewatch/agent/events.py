@@ -15,7 +15,6 @@ one stays).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict
@@ -23,6 +22,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+from edgewatch import digests
 
 if TYPE_CHECKING:
     from edgewatch.agent.drift_watch import DriftEvent
@@ -89,7 +90,7 @@ def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, 
     """``start`` or ``end`` of an anomalous episode; ``id`` is the same for a redelivery of the same event."""
     ep = tr.episode
     start = tr.kind == "start"
-    ident = hashlib.sha1(f"{agent}|{stream}|{ep.start_ts!r}|{ep.start_seq}|{tr.kind}".encode()).hexdigest()[:20]
+    ident = digests.sha1(f"{agent}|{stream}|{ep.start_ts!r}|{ep.start_seq}|{tr.kind}".encode()).hexdigest()[:20]
     ts = ep.start_ts if start else ep.end_ts
     event: dict[str, Any] = {
         "event": tr.kind,

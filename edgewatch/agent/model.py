@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edgewatch import digests
 from edgewatch.contract import AUX_OUTPUT, FEATURE_ERROR_OUTPUT, INPUT_NAME, SCORE_OUTPUT, ModelCard
 from edgewatch.errors import BadModelFile
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
+    h = digests.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
@@ -67,7 +67,7 @@ class ScoringModel:
         self.path = Path(path)
         if data is None and not self.path.is_file():
             raise BadModelFile(f"model file {self.path} does not exist")
-        self.sha256 = file_sha256(self.path) if data is None else hashlib.sha256(data).hexdigest()
+        self.sha256 = file_sha256(self.path) if data is None else digests.sha256(data).hexdigest()
         if expected_sha256 and expected_sha256.lower() != self.sha256:
             raise BadModelFile(f"model file {self.path} has sha256 {self.sha256}, "
                                f"expected {expected_sha256.lower()}: refusing to load it")

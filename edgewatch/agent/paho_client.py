@@ -89,6 +89,14 @@ class _Client(paho.Client):
         if acks:
             acks.clear()
 
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        # the connection routes by itself (one on_message, see BrokerConnection._message_cb): skip
+        # paho's per-message look-up in its empty message_callback_add matcher and its topic decode
+        on_message = self.on_message
+        if on_message is not None:
+            with self._in_callback_mutex:
+                on_message(self, self._userdata, message)
+
     def _send_puback(self, mid: int) -> MQTTErrorCode:
         if self._batched_acks is not None and self._thread is not None \
                 and threading.get_ident() == self._thread.ident:

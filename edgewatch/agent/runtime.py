@@ -128,7 +128,7 @@ class ModelRuntime:
         return windows + drift + state_bytes(self.card.postprocess) + STREAM_OVERHEAD
 
     def default_max_streams(self, budget: int = STREAM_MEMORY_BUDGET) -> int:
-        """Streams that fit ``budget`` (at most MAX_STREAMS_CAP): 10,000 for S0, ~660 with a likelihood step."""
+        """Streams that fit ``budget`` (at most MAX_STREAMS_CAP): 10,000 for S0, ~2,000 with a likelihood step."""
         return max(1, min(MAX_STREAMS_CAP, budget // self.stream_bytes()))
 
     def fresh(self) -> ModelRuntime:

@@ -42,7 +42,6 @@ from __future__ import annotations
 import base64
 import binascii
 import getpass
-import hashlib
 import json
 import os
 import socket
@@ -53,6 +52,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from edgewatch.digests import sha256
 from edgewatch.agent.onnx_wire import ModelBytes, metadata_record
 from edgewatch.contract import SIGNATURE_KEY
 from edgewatch.errors import BadModelFile, EdgewatchError, MissingExtra, UntrustedModel
@@ -93,7 +93,7 @@ def key_id(public: Ed25519PublicKey) -> str:
     """First 16 hex digits of the SHA-256 of the raw 32-byte key: short enough to read, long enough to be unique."""
     ser = _crypto().serialization
     raw = public.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return sha256(raw).hexdigest()[:16]
 
 
 def _passphrase() -> bytes | None:
@@ -252,7 +252,7 @@ def _split(parsed: ModelBytes, source: str) -> tuple[dict[str, str], list[tuple[
 def digests(parsed: ModelBytes, source: str) -> tuple[str, str]:
     """(graph_sha256, card_sha256) of a parsed file, as :class:`Signature` defines them."""
     card, _ = _split(parsed, source)
-    return hashlib.sha256(parsed.body()).hexdigest(), hashlib.sha256(_canonical(card)).hexdigest()
+    return sha256(parsed.body()).hexdigest(), sha256(_canonical(card)).hexdigest()
 
 
 def sign_bytes(data: bytes, private: Ed25519PrivateKey, signer: str | None = None, source: str = "model") -> bytes:

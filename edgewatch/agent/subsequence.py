@@ -51,6 +51,9 @@ class NoveltyParams(LikelihoodParams):
             out.append("need m >= 1 and 2*m <= span <= 100000")
         return out
 
+    def state_bytes(self) -> int:
+        return super().state_bytes() + 16 * int(self.span) + 128  # plus the 2 x span buffer of doubles
+
     def likelihood(self) -> LikelihoodParams:
         names = {f.name for f in fields(LikelihoodParams)}
         return LikelihoodParams(**{k: v for k, v in vars(self).items() if k in names})

@@ -106,7 +106,6 @@ def agent_memory(model_path: Path, rows: int, timeout: float = 900.0) -> AgentMe
             watch = _SmapsWatch(proc.pid)
             thread = threading.Thread(target=watch.run, daemon=True)
             thread.start()
-            deadline = time.monotonic() + timeout
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:

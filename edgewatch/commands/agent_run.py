@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import signal
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from edgewatch import digests
 from edgewatch.agent.broker import Connections
 from edgewatch.agent.config import load_into_context
 from edgewatch.agent.engine import DEFAULT_STREAM_TTL, Agent, AgentOptions, RunSummary
@@ -126,7 +126,7 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.option("--max-streams", type=click.IntRange(min=1), default=None,
               help="Streams held at once; messages of further stream ids are bad input, too_many_streams. "
                    "Default: what fits the unit's MemoryMax=512M with this model (10,000 for S0 at ~10 KiB "
-                   "each; fewer with a likelihood post-process, ~390 KiB each).")
+                   "each; ~2,000 with a likelihood post-process at ~124 KiB each).")
 @click.option("--stream-ttl", type=click.FloatRange(min=0), default=DEFAULT_STREAM_TTL, show_default=True,
               help="Seconds without a message after which a stream's state is dropped (its open episode ended "
                    "first), freeing its place; 0 keeps streams forever.")
@@ -187,7 +187,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
                                "must be signed")
     trust = TrustPolicy.from_files(trust_keys, allow_unsigned_remote=allow_unsigned_models)
     data, verified = trust.check_file(model_path, origin="start")
-    actual = hashlib.sha256(data).hexdigest()
+    actual = digests.sha256(data).hexdigest()
     if model_sha256 and model_sha256.lower() != actual:
         raise BadModelFile(f"model file {model_path} has sha256 {actual}, expected {model_sha256.lower()}: "
                            "refusing to load it")
@@ -211,7 +211,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             runtime = start_runtime(resumed[0], options, resumed[1])
             model_path = resumed[0]
         except (BadModelFile, click.UsageError) as exc:  # never a reason to stay down: --model is there
-            sha = hashlib.sha256(resumed[1]).hexdigest()
+            sha = digests.sha256(resumed[1]).hexdigest()
             refused_at_start = (f"stored live model cannot run: {exc}", sha)
             log.error("not resuming model %s from the model store (%s); starting with --model", sha[:12], exc)
     if runtime is None:
@@ -313,7 +313,7 @@ def resume_live(store: ModelStore, trust: TrustPolicy, start_sha256: str) -> tup
     except BadModelFile as exc:
         log.warning("not resuming model %s from %s (%s); starting with --model", live.sha256[:12], store.dir, exc)
         return None
-    if hashlib.sha256(data).hexdigest() != live.sha256:
+    if digests.sha256(data).hexdigest() != live.sha256:
         log.warning("model store file %s changed; starting with --model", live.path)
         return None
     log.info("resuming model %s (%s) from the model store %s; --model is the first start's model",

@@ -12,7 +12,9 @@ import numpy as np
 @click.option("--images", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="Images: .npy [n, 28, 28] or an idx file (.gz or not), pixel values 0-255.")
 @click.option("--corruption", default="gaussian_noise", show_default=True,
-              help="Comma-separated: gaussian_noise, blur, stripes, occlusion, rotation, brightness.")
+              help="Comma-separated kinds. Adding or moving detail: gaussian_noise, stripes, occlusion, "
+                   "rotation, brightness; removing detail or contrast: blur, defocus, pixelate, "
+                   "low_contrast, jpeg.")
 @click.option("--severity", type=click.IntRange(1, 5), default=3, show_default=True, help="1 (subtle) to 5.")
 @click.option("--fraction", default=0.5, show_default=True,
               help="Share of images corrupted (kinds dealt in turn); 1.0 corrupts all.")

@@ -26,7 +26,7 @@ def read_truth(path: Path) -> np.ndarray:
 
 
 def save_histogram(scores: np.ndarray, truth: np.ndarray | None, threshold: float, path: Path) -> None:
-    """PNG histogram of the losses, clean against corrupted when the truth is known."""
+    """PNG histogram of the scores, clean against corrupted when the truth is known."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,7 +41,7 @@ def save_histogram(scores: np.ndarray, truth: np.ndarray | None, threshold: floa
         ax.hist(scores[truth == 1], bins=bins, color="tab:red", alpha=0.6,
                 label=f"corrupted ({int(truth.sum())})")
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
-    ax.set_xlabel("per-image loss (score)")
+    ax.set_xlabel("per-image score")
     ax.set_ylabel("images")
     ax.legend()
     fig.tight_layout()
@@ -59,7 +59,7 @@ def save_histogram(scores: np.ndarray, truth: np.ndarray | None, threshold: floa
               help="Write one 0/1 per image here, in input order (1 = over the threshold).")
 @click.option("--threshold", type=float, default=None, help="Override the model file's threshold.")
 @click.option("--hist-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Save a PNG histogram of the losses (clean vs corrupted when --truth is given).")
+              help="Save a PNG histogram of the scores (clean vs corrupted when --truth is given).")
 @click.option("--truth", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="0/1 per image (from 'edgewatch data corrupt'); prints AUROC and label accuracy.")
 @click.option("--kinds", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -93,9 +93,10 @@ def score(model_path: Path, images: Path, labels_out: Path, threshold: float | N
     q = np.quantile(scores, [0.5, 0.9, 0.99])
     click.echo(f"{len(scores)} images scored with {model_path.name} ({model.card.family}, "
                f"{model.card.quantization.value})")
-    click.echo(f"loss: mean {scores.mean():.5f}, std {scores.std():.5f}, min {scores.min():.5f}, "
+    click.echo(f"score: mean {scores.mean():.5f}, std {scores.std():.5f}, min {scores.min():.5f}, "
                f"p50 {q[0]:.5f}, p90 {q[1]:.5f}, p99 {q[2]:.5f}, max {scores.max():.5f}")
-    click.echo(f"threshold {cut:.5f}: {int(flags.sum())} images labelled 1 -> {labels_out}")
+    how = model.card.threshold_method if threshold is None else "--threshold"
+    click.echo(f"threshold {cut:.5f} ({how}): {int(flags.sum())} images labelled 1 -> {labels_out}")
     y = None
     if truth is not None:
         y = read_truth(truth)

@@ -17,7 +17,8 @@ import click
 @click.option("--patience", default=5, show_default=True, help="Epochs without validation improvement.")
 @click.option("--factor", default=1.5, show_default=True,
               help="Threshold = FACTOR x the 0.99 quantile of the training windows' scores.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of the weight initialisation and the batch shuffling (random, NumPy and torch).")
 @click.option("-o", "--output", default=Path("checkpoints/conv1d-ae.pt"), show_default=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Checkpoint to write.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -27,10 +27,15 @@ from edgewatch.data.images import ImageDataset
               help="Threshold = mean + SIGMAS*std of the clean validation losses.")
 @click.option("--heldout-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the images never used for training (for 'edgewatch data corrupt') to this .npy.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start from this conv-ae checkpoint's autoencoder weights (same sizes); with --epochs 0 "
+                   "only the score head and the threshold are fitted again, on the same split.")
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of the image sample, the validation split, the weight initialisation and the batch shuffling.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(data_dir: Path | None, dataset: str, out: Path, max_train: int, val_fraction: float, epochs: int,
-            patience: int, sigmas: float, heldout_out: Path | None, seed: int, quiet: bool) -> None:
+            patience: int, sigmas: float, heldout_out: Path | None, init_from: Path | None, seed: int,
+            quiet: bool) -> None:
     """Train the conv autoencoder on clean images with early stopping on validation loss.
 
     Fashion-MNIST trains on its training images and keeps its 10,000 test
@@ -38,7 +43,9 @@ def command(data_dir: Path | None, dataset: str, out: Path, max_train: int, val_
     (seeded) into a training pool and 2,000 held-out images.
     """
     from edgewatch.data.images import datasets_root, load_dataset_images
-    from edgewatch.train.checkpoint import save_checkpoint
+    from edgewatch.errors import BadInput
+    from edgewatch.models.conv_ae import ConvAeConfig
+    from edgewatch.train.checkpoint import load_checkpoint, save_checkpoint
     from edgewatch.train.conv_ae import default_train_config, split_images, train_conv_ae
 
     root = data_dir or datasets_root()
@@ -56,15 +63,32 @@ def command(data_dir: Path | None, dataset: str, out: Path, max_train: int, val_
     if len(pool) > max_train:
         pool = pool[np.sort(rng.choice(len(pool), max_train, replace=False))]
     train, val = split_images(pool, val_fraction, seed)
-    run = train_conv_ae(train, val, train_config=default_train_config(epochs=epochs, patience=patience,
-                                                                        seed=seed, progress=not quiet),
-                        sigmas=sigmas, trained_on={"dataset": ds.value, "seed": seed})
+    init_state, model_config, trained_on = None, None, {"dataset": ds.value, "seed": seed}
+    if init_from is not None:
+        init = load_checkpoint(init_from)
+        if init.family != "conv-ae":
+            raise BadInput(f"{init_from} is a {init.family} checkpoint, not conv-ae")
+        init_state, model_config = init.state_dict, ConvAeConfig(**init.config)
+        trained_on["initialized_from"] = init.card_fields.get("trained_on", {})
+    run = train_conv_ae(train, val, model_config=model_config,
+                        train_config=default_train_config(epochs=epochs, patience=patience, seed=seed,
+                                                          progress=not quiet),
+                        sigmas=sigmas, trained_on=trained_on, init_state=init_state)
     res = run.train_result
-    stop = "early stop" if res.stopped_early else "epoch limit"
-    click.echo(f"trained {res.epochs_run} epochs ({stop}) in {res.seconds:.1f} s on {len(train)} images; "
-               f"best validation MSE {min(res.val_loss):.5f} at epoch {res.best_epoch + 1}")
+    if res.epochs_run:
+        stop = "early stop" if res.stopped_early else "epoch limit"
+        click.echo(f"trained {res.epochs_run} epochs ({stop}) in {res.seconds:.1f} s on {len(train)} images; "
+                   f"best validation MSE {min(res.val_loss):.5f} at epoch {res.best_epoch + 1}")
+    else:
+        click.echo(f"no training epochs: autoencoder weights from {init_from}")
+    head = run.card_fields["trained_on"]["score_head"]
+    dims, shrink = head["density_dims"], head["ledoit_wolf_shrinkage"]
+    click.echo(f"score head: Gaussians of {dims[0]} feature statistics and the {dims[1]}-d code on "
+               f"{head['density_images']} training images (Ledoit-Wolf shrinkage {shrink[0]:.4f}, {shrink[1]:.4f}); "
+               f"tests {', '.join(head['components'])} standardized on {head['standardized_on']} clean "
+               f"validation images")
     stats = run.card_fields["score_stats"]
-    click.echo(f"clean validation loss: mean {stats['normal'].mean:.5f}, p99 {stats['normal'].p99:.5f}; "
+    click.echo(f"clean validation score: mean {stats['normal'].mean:.5f}, p99 {stats['normal'].p99:.5f}; "
                f"corrupted calibration images: mean {stats['corrupted'].mean:.5f}")
     click.echo(f"threshold {run.threshold:.5f} ({run.threshold_method})")
     if heldout_out is not None and heldout is not None:

@@ -59,7 +59,8 @@ def calibration_rows(scores: np.ndarray, total: int = 2048, top: int = 64) -> np
 @click.option("--top", default=10, show_default=True, help="How many of the most anomalous timestamps to list.")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="NAB combined_labels.json (found next to a NAB data folder by default).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of the weight initialisation and the batch shuffling (random, NumPy and torch).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(data: Path, out: Path, epochs: int, context: int, horizon: int, sigmas: float, top: int,
             labels: Path | None, seed: int, quiet: bool) -> None:

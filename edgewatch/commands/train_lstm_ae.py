@@ -17,8 +17,8 @@ import click
               help="Rows between consecutive training windows.")
 @click.option("--score-stride", default=3, show_default=True, type=click.IntRange(1),
               help="Default for the agent: score every n-th point (stored in the model card).")
-@click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(1), help="Passes over the training windows.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1), help="Windows per optimizer step.")
 @click.option("--lr", default=1e-2, show_default=True, type=float, help="Adam learning rate.")
 @click.option("--lr-gamma", default=0.9995, show_default=True, type=float,
               help="ExponentialLR factor applied after every batch.")
@@ -37,7 +37,8 @@ import click
                    "inputs, clean targets. Keeps the model from learning the identity, which would "
                    "reproduce noise and leave too little error for int8; 0 = plain autoencoder.")
 @click.option("--max-rows", default=None, type=click.IntRange(1), help="Read at most this many rows.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the weight initialisation and the batch shuffling (random, NumPy and torch).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="torch threads.")
 @click.option("-o", "--output", default=Path("checkpoints/lstm-ae.pt"), show_default=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Checkpoint to write.")

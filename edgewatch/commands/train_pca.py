@@ -32,7 +32,8 @@ _D = PcaConfig()
               help="A feature left out of the score (repeatable), e.g. a temperature slower than the training span.")
 @click.option("--k", "k", default=_D.k, show_default=True, type=click.IntRange(min=1),
               help="The card's decision: an episode starts when K of the last N windows are over.")
-@click.option("--n", "n", default=_D.n, show_default=True, type=click.IntRange(min=1))
+@click.option("--n", "n", default=_D.n, show_default=True, type=click.IntRange(min=1),
+              help="See --k; it closes when none of the last N are over.")
 def command(data: Path, out: Path, rows: int | None, window: int, variance: float, quantile: float, factor: float,
             ignore: tuple[str, ...], k: int, n: int) -> None:
     """Fit PCA T²+Q on normal rows with NumPy and write the ONNX model file directly.

@@ -15,11 +15,12 @@ import click
 @click.option("--window", default=100, show_default=True, help="Steps per window.")
 @click.option("--stride", default=10, show_default=True, help="Steps between windows (training and test).")
 @click.option("--hidden", default=64, show_default=True, help="GRU hidden size (encoder and decoder).")
-@click.option("--epochs", default=30, show_default=True)
+@click.option("--epochs", default=30, show_default=True, help="Passes over the training series.")
 @click.option("--lr", default=3e-3, show_default=True, help="Adam learning rate.")
 @click.option("--sigmas", default=3.0, show_default=True,
               help="Model-file threshold = mean + SIGMAS*std of held-out nominal scores.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of the weight initialisation and the batch shuffling (random, NumPy and torch).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(data: Path, out: Path, window: int, stride: int, hidden: int, epochs: int, lr: float,
             sigmas: float, seed: int, quiet: bool) -> None:

@@ -98,7 +98,7 @@ class MqttOutlet:
         if not self.conn.connected:
             raise BadInput(f"--serve {self.url}: no MQTT broker answers there ({self.conn.last_error})")
         if self.sparkplug:
-            from edgewatch.agent.sparkplug import encode_metric, encode_payload
+            from edgewatch.agent.sparkplug import encode_payload
 
             group, _, node = (self.topic.split("/") + ["sim"])[:3]
             self.group, self.node = group, node or "sim"

@@ -199,11 +199,6 @@ def _write_metadata(src: Path, dst: Path, card: ModelCard) -> None:
     import onnx
 
     model = onnx.load(str(src))
-    props = {p.key: p.value for p in model.metadata_props}
-    props.update(card.to_props())
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    card.write_into(model)
     model.producer_name = model.producer_name or "edgewatch"
     onnx.save(model, str(dst))

@@ -1,9 +1,12 @@
 """Training the conv image autoencoder (S2) on clean images, with early stopping.
 
 Images go in as raw pixels 0–255; the scorer scales them to 0–1 inside
-the graph. The threshold is ``mean + k·std`` (``k = 3``) of the per-image
-loss on held-out clean validation images, so it is set without ever seeing
-a corrupted image. Calibration samples (for static quantization and the
+the graph. After the autoencoder is trained, its score head is fitted
+(:func:`fit_score_head`): the Gaussians of the feature statistics and the code on the
+training images, then each test's mean and spread on the clean validation
+images. The threshold is ``mean + k·std`` (``k = 3``) of the combined
+score on those validation images, so it is set without ever seeing a
+corrupted image. Calibration samples (for static quantization and the
 export parity check) are validation images plus a few corrupted copies, so
 that parity is checked on both sides of the threshold.
 """
@@ -21,10 +24,19 @@ from edgewatch.drift.reference import drift_reference_from
 from edgewatch.errors import BadInput, require_torch
 from edgewatch.export.scoring import score_batches
 from edgewatch.models.conv_ae import FAMILY, ConvAeConfig, ConvAutoencoder, ImageScorer
+from edgewatch.train.density import fit_whitening
 from edgewatch.train.loop import TrainConfig, TrainResult, fit
 
-SCORE_TEXT = ("mean squared reconstruction error of the image, pixels scaled to 0-1; "
-              "feature_error is the MSE of each pixel row")
+# corruptions mixed into the calibration set, so that static quantization sees their activation ranges
+# and parity is checked on both sides of the threshold, for detail added and detail removed
+CALIBRATION_CORRUPTIONS = (Corruption.GAUSSIAN_NOISE, Corruption.OCCLUSION, Corruption.STRIPES,
+                           Corruption.BLUR, Corruption.LOW_CONTRAST, Corruption.PIXELATE)
+
+SCORE_TEXT = ("max of four z-scores against clean validation images: log reconstruction MSE (pixels 0-1), "
+              "log Mahalanobis distances (Gaussians fitted on the training images) of the conv stages' channel "
+              "means and stds and of the bottleneck code, |z| of the log mean squared pixel gradient (too "
+              "little or too much detail); "
+              "feature_error is the reconstruction MSE of each pixel row")
 
 
 @dataclass
@@ -60,8 +72,15 @@ def _as_batch(images: np.ndarray) -> np.ndarray:
 
 def train_conv_ae(train_images: np.ndarray, val_images: np.ndarray, model_config: ConvAeConfig | None = None,
                   train_config: TrainConfig | None = None, sigmas: float = 3.0,
-                  trained_on: dict[str, Any] | None = None) -> ConvAeRun:
-    """Fit on clean ``train_images`` ``[n, S, S]`` (0–255), early-stop and calibrate on ``val_images``."""
+                  trained_on: dict[str, Any] | None = None,
+                  init_state: dict[str, Any] | None = None) -> ConvAeRun:
+    """Fit on clean ``train_images`` ``[n, S, S]`` (0–255), early-stop and calibrate on ``val_images``.
+
+    ``init_state`` (a conv-ae checkpoint's ``state_dict``) starts from trained
+    autoencoder weights; with ``epochs=0`` only the score head and the
+    threshold are fitted, which is how a checkpoint from an older score
+    gets the current one without hours of training.
+    """
     torch = require_torch()
     train_x, val_x = _as_batch(train_images), _as_batch(val_images)
     if len(train_x) < 2 or len(val_x) < 2:
@@ -74,17 +93,29 @@ def train_conv_ae(train_images: np.ndarray, val_images: np.ndarray, model_config
     tcfg = train_config or default_train_config()
     torch.manual_seed(tcfg.seed)
     model = ConvAutoencoder(cfg)
-    result = fit(model, torch.from_numpy(train_x / 255.0).float(), tcfg,
-                 val_inputs=torch.from_numpy(val_x / 255.0).float())
+    if init_state is not None:
+        weights = {k[len("model."):]: v for k, v in init_state.items() if k.startswith("model.")}
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise BadInput(f"the initial weights do not fit a {cfg.channels}/{cfg.dense} conv-ae: "
+                           f"{str(exc).splitlines()[0]}") from exc
+    if tcfg.epochs > 0:
+        result = fit(model, torch.from_numpy(train_x / 255.0).float(), tcfg,
+                     val_inputs=torch.from_numpy(val_x / 255.0).float())
+    else:
+        result = TrainResult()
+    model.eval()
     scorer = ImageScorer(model).eval()
+    head = fit_score_head(scorer, train_x, val_x)
     val_scores, _ = score_batches(scorer, val_x)
     threshold = float(val_scores.mean() + sigmas * val_scores.std())
-    method = f"mean + {sigmas:g}*std of the per-image loss on {len(val_x)} clean validation images"
+    method = f"mean + {sigmas:g}*std of the combined score on {len(val_x)} clean validation images"
     train_scores, _ = score_batches(scorer, train_x[:2048])
     rng = np.random.default_rng(tcfg.seed)
     clean = val_x[:192]
-    bad = [corrupt(val_x[i::6][:16, 0], kind, 3, rng)[:, None] for i, kind in
-           enumerate([Corruption.GAUSSIAN_NOISE, Corruption.OCCLUSION, Corruption.STRIPES, Corruption.BLUR])]
+    step = len(CALIBRATION_CORRUPTIONS)
+    bad = [corrupt(val_x[i::step][:16, 0], kind, 3, rng)[:, None] for i, kind in enumerate(CALIBRATION_CORRUPTIONS)]
     calibration = np.concatenate([clean, *bad]).astype(np.float32)
     corrupted_scores, _ = score_batches(scorer, np.concatenate(bad))
     rows = cfg.size
@@ -97,9 +128,60 @@ def train_conv_ae(train_images: np.ndarray, val_images: np.ndarray, model_config
                      "corrupted": ScoreStats.of(corrupted_scores)},
         trained_on=dict(trained_on or {}, images=int(len(train_x)), val_images=int(len(val_x)),
                         epochs=result.epochs_run, best_epoch=result.best_epoch + 1,
-                        stopped_early=result.stopped_early),
+                        stopped_early=result.stopped_early, score_head=head),
         window=0, horizon=0, stride=1,
         # drift reference per feature = per row: the row's mean pixel value per image
         drift_reference=drift_reference_from(train_x[:, 0].mean(axis=2)),
     )
     return ConvAeRun(scorer, cfg, result, val_scores, threshold, method, calibration, card_fields)
+
+
+def _encodings_of(scorer: Any, images: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Feature statistics and bottleneck codes of raw-pixel images, float64."""
+    torch = require_torch()
+    stats, codes = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32))
+            maps, code = scorer.model.stages(xb * scorer.pixel_scale)
+            stats.append(scorer.feature_stats(maps).double().numpy())
+            codes.append(code.double().numpy())
+    return np.concatenate(stats), np.concatenate(codes)
+
+
+def _components_of(scorer: Any, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    torch = require_torch()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32))
+            out.append(scorer.components(xb)[0].double().numpy())
+    return np.concatenate(out)
+
+
+def fit_score_head(scorer: Any, train_x: np.ndarray, val_x: np.ndarray) -> dict[str, Any]:
+    """Fit the two densities on ``train_x`` and standardize each test on ``val_x`` (both clean, raw pixels).
+
+    The densities are fitted on the training images and the tests
+    standardized on validation images the network never trained on: a
+    Mahalanobis distance is smaller on the points it was fitted on, and
+    the autoencoder reconstructs its training images better, so
+    training-set statistics would put clean test images in the tail.
+    Returns a summary for the card's ``trained_on``.
+    """
+    torch = require_torch()
+    scorer.eval()
+    stats, codes = _encodings_of(scorer, train_x)
+    features, code = fit_whitening(stats), fit_whitening(codes)
+    t = lambda a: torch.from_numpy(np.asarray(a)).float()  # noqa: E731
+    k = len(scorer.COMPONENTS)
+    scorer.set_head(feature_mean=t(features.mean), feature_whitening=t(features.matrix), code_mean=t(code.mean),
+                    code_whitening=t(code.matrix), component_mean=torch.zeros(k), component_std=torch.ones(k))
+    raw = _components_of(scorer, val_x)
+    mean, std = raw.mean(axis=0), np.maximum(raw.std(axis=0), 1e-6)
+    scorer.set_head(component_mean=t(mean), component_std=t(std))
+    return {"components": list(scorer.COMPONENTS), "density_images": features.n,
+            "density_dims": [int(len(features.mean)), int(len(code.mean))],
+            "ledoit_wolf_shrinkage": [round(features.shrinkage, 4), round(code.shrinkage, 4)],
+            "standardized_on": int(len(val_x)),
+            "clean_mean": [round(float(v), 4) for v in mean], "clean_std": [round(float(v), 4) for v in std]}

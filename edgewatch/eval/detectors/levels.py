@@ -100,9 +100,7 @@ def write_model(out: str | os.PathLike[str], config: LevelsConfig | None = None)
 
     config = config or LevelsConfig()
     model = build_graph()
-    for k, v in make_card(config).to_props().items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
+    make_card(config).write_into(model)
     out = Path(out)
     with replacing(out, suffix=".onnx") as tmp:
         onnx.save(model, str(tmp))

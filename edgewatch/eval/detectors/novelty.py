@@ -192,9 +192,7 @@ def write_model(out: str | os.PathLike[str], config: NoveltyConfig | None = None
 
     config = config or NoveltyConfig()
     model = build_graph(config, window_aux=levels is not None)
-    for k, v in make_card(config, levels=levels).to_props().items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
+    make_card(config, levels=levels).write_into(model)
     out = Path(out)
     with replacing(out, suffix=".onnx") as tmp:
         onnx.save(model, str(tmp))

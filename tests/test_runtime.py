@@ -27,7 +27,7 @@ from edgewatch.agent.runtime import ModelRuntime, Overrides, load_runtime
 from edgewatch.agent.sources import Item, Kind, ReplaySource
 from edgewatch.agent.swap import ModelFileWatcher, model_message
 from edgewatch.cli import main
-from edgewatch.contract import DriftReference
+from edgewatch.contract import DriftReference, Quantization
 from edgewatch.errors import BadModelFile, BadOverride
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
@@ -111,6 +111,14 @@ def test_thresholds_far_from_the_cards_statistics_load_with_a_warning(tmp_path: 
         assert any(said in r.getMessage() for r in caplog.records)
     assert load_runtime(write_model(tmp_path / "ok.onnx", make_card(window=5, threshold=0.25))).warnings == []
 
+
+
+def test_a_dynamic_int8_file_loads_with_a_warning_that_its_scores_depend_on_the_batch(tmp_path: Path) -> None:
+    card = make_card(window=5, quantization=Quantization.DYNAMIC_INT8)
+    rt = load_runtime(write_model(tmp_path / "dyn.onnx", card))
+    assert len(rt.warnings) == 1 and "depends on the other windows of its batch" in rt.warnings[0]
+    for q in (Quantization.NONE, Quantization.UNROLLED_INT8, Quantization.STATIC_QDQ_INT8):
+        assert load_runtime(write_model(tmp_path / f"{q.value}.onnx", make_card(window=5, quantization=q))).warnings == []
 
 class Recorder:
     """A sink that keeps events in memory and remembers being closed."""

@@ -39,7 +39,7 @@ import numpy as np
 from edgewatch.agent.episodes import EpisodeTracker
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.postprocess import PostProcessor, make_postprocessor, state_bytes
-from edgewatch.contract import ModelCard
+from edgewatch.contract import ModelCard, Quantization
 from edgewatch.errors import BadModelFile, BadOverride
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,8 @@ class ModelRuntime:
             except BadModelFile as exc:
                 raise BadModelFile(f"{where}: {exc}") from None
         try:
-            runtime = cls(model, o, d, stride, threshold, k, n, threshold_warnings(card, threshold))
+            runtime = cls(model, o, d, stride, threshold, k, n,
+                          threshold_warnings(card, threshold) + isolation_warnings(card))
         except BadModelFile as exc:
             raise BadModelFile(f"{where}: {exc}") from None
         except (ValueError, TypeError) as exc:
@@ -214,6 +215,21 @@ def threshold_warnings(card: ModelCard, threshold: float) -> list[str]:
         out.append(f"threshold {threshold:.6g} is far above every score in the card's statistics (largest "
                    f"{top:.6g}, on {', '.join(sorted(stats))}): it may never alert")
     return out
+
+
+def isolation_warnings(card: ModelCard) -> list[str]:
+    """A warning for a file whose scores depend on which windows share its ONNX Runtime call.
+
+    Dynamic int8 picks its activation scales from each call's whole input, so
+    one stream's absurd value moves every other stream's score in that batch.
+    Files made before export checked batch invariance can still be like this;
+    they load (an operator may have nothing else yet) but say so.
+    """
+    if card.quantization is not Quantization.DYNAMIC_INT8:
+        return []
+    return ["quantized with dynamic int8: a window's score depends on the other windows of its batch, so one "
+            "stream's extreme values can raise every other stream's scores; re-export it with 'edgewatch export "
+            "onnx' (fp32 or --quantize unrolled pass the batch-invariance check)"]
 
 
 def dry_run(runtime: ModelRuntime) -> None:

@@ -140,7 +140,9 @@ class FleetMember:
         now = time.time()
         store = self.receiver.store if self.receiver else None
         live = store.slots["live"] if store else None
-        model = live.to_status() if live is not None and live.sha256 == a.model.sha256 else dict(self.start_model)
+        pending = self.receiver.pending if self.receiver else None
+        entry = next((e for e in (live, pending) if e is not None and e.sha256 == a.model.sha256), None)
+        model = entry.to_status() if entry is not None else dict(self.start_model)
         model["sha256"] = a.model.sha256
         model["family"] = a.card.family
         prev = store.slots["previous"] if store else None

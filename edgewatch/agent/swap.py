@@ -185,6 +185,9 @@ class MqttModelReceiver:
         self.max_bytes = max_bytes
         self.accepted = 0
         self.refused = 0
+        # the entry of a swap queued but maybe not yet recorded in the store, so a status written in
+        # between names the new model's note and time, not the start's
+        self.pending: StoredModel | None = None
         self.last_outcome: dict[str, Any] | None = None
         self._lock = threading.Lock()  # one model change at a time (this thread, and promote-if checks)
         self._latest: bytes | None = None
@@ -327,12 +330,16 @@ class MqttModelReceiver:
             self.store.slots["shadow"] = entry
             log.info("model %s (%s) from MQTT runs in shadow", msg.name, sha[:12])
             return self._applied("model_shadow", sha, info, msg.id)
-        if not offer(self.agent, path, sha, origin="mqtt", trust=self.trust, data=data, info=info):
-            self._drop_unused(path, existed)
-            self.refused += 1
-            self.last_outcome = {"event": "model_refused", "time": iso(), "sha256": sha, **info}
-            return False
-        self._new_live(entry)
+        self.pending = entry
+        try:
+            if not offer(self.agent, path, sha, origin="mqtt", trust=self.trust, data=data, info=info):
+                self._drop_unused(path, existed)
+                self.refused += 1
+                self.last_outcome = {"event": "model_refused", "time": iso(), "sha256": sha, **info}
+                return False
+            self._new_live(entry)
+        finally:
+            self.pending = None
         return self._applied("model_swapped", sha, info, msg.id)
 
     def _rollback(self, message_id: str, info: dict[str, Any]) -> bool:
@@ -343,14 +350,19 @@ class MqttModelReceiver:
             data = Path(prev.path).read_bytes()
         except OSError as exc:
             return self._refuse(f"rollback: previous model {prev.path} unreadable: {exc.strerror}", prev.sha256, info)
-        if not offer(self.agent, Path(prev.path), prev.sha256, origin="mqtt", trust=self.trust, data=data,
-                     info=info):
-            self.refused += 1
-            self.last_outcome = {"event": "model_refused", "time": iso(), "sha256": prev.sha256, **info}
-            return False
-        current = self.store.slots["live"]
-        self.store.slots["live"] = replace(prev, since=iso(), message_id=message_id)
-        self.store.slots["previous"] = current
+        entry = replace(prev, since=iso(), message_id=message_id)
+        self.pending = entry
+        try:
+            if not offer(self.agent, Path(prev.path), prev.sha256, origin="mqtt", trust=self.trust, data=data,
+                         info=info):
+                self.refused += 1
+                self.last_outcome = {"event": "model_refused", "time": iso(), "sha256": prev.sha256, **info}
+                return False
+            current = self.store.slots["live"]
+            self.store.slots["live"] = entry
+            self.store.slots["previous"] = current
+        finally:
+            self.pending = None
         return self._applied("model_swapped", prev.sha256, info, message_id)
 
     def promote(self, why: str = "", message_id: str | None = None) -> bool:

@@ -63,8 +63,12 @@ def test_keygen_sign_verify_cli(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert os.stat(key).st_mode & 0o777 == 0o600 and os.stat(f"{key}.pub").st_mode & 0o777 == 0o644
     assert b"PRIVATE KEY" in key.read_bytes() and b"PUBLIC KEY" in Path(f"{key}.pub").read_bytes()
-    assert runner.invoke(main, ["model", "keygen", "-o", str(key)]).exit_code == 1  # no silent overwrite
+    assert runner.invoke(main, ["model", "keygen", "-o", str(key)]).exit_code == 4  # no silent overwrite (BadKey)
     model = write_model(tmp_path / "m.onnx", make_card(window=5))
+    (tmp_path / "junk.pub").write_text("not a key\n")
+    for bad in (tmp_path / "missing.pub", tmp_path / "junk.pub"):  # a key that cannot be read is bad input
+        res = runner.invoke(main, ["model", "verify", str(model), "--trust-key", str(bad)])
+        assert res.exit_code == 4 and str(bad) in res.output, res.output
     signed = tmp_path / "signed.onnx"
     res = runner.invoke(main, ["model", "sign", str(model), "--key", str(key), "-o", str(signed),
                                "--signer", "release-ci"])

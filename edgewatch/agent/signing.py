@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 from edgewatch.digests import sha256
 from edgewatch.agent.onnx_wire import ModelBytes, metadata_record
 from edgewatch.contract import SIGNATURE_KEY
-from edgewatch.errors import BadModelFile, EdgewatchError, MissingExtra, UntrustedModel
+from edgewatch.errors import BadInput, BadModelFile, MissingExtra, UntrustedModel
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -76,7 +76,7 @@ def _crypto() -> SimpleNamespace:
                            Ed25519PrivateKey=ed25519.Ed25519PrivateKey, Ed25519PublicKey=ed25519.Ed25519PublicKey)
 
 
-class BadKey(EdgewatchError):
+class BadKey(BadInput):
     """A key file is missing, unreadable or not an Ed25519 key."""
 
 

@@ -62,15 +62,6 @@ class DriftEvent:
         return {"event": "drift", **asdict(self)}
 
 
-def ref_cdf(x: np.ndarray, knots: np.ndarray, probs: np.ndarray, left: bool = False) -> np.ndarray:
-    """The reference CDF at ``x`` (right-continuous, or its left limit when ``left``).
-
-    Linear between quantiles; repeated quantiles (a point mass) become a jump.
-    """
-    j = np.searchsorted(knots, x, side="left" if left else "right")
-    return _interp(x, j, knots, probs)
-
-
 def _interp(x: np.ndarray, j: np.ndarray, knots: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """CDF through ``knots`` given each point's knot index ``j`` (any shape; knots along axis 0)."""
     q = knots.shape[0]

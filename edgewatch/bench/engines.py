@@ -86,11 +86,6 @@ def interleaved_medians(fns: Mapping[str, Callable[[], object]], rounds: int = 7
     return {name: Timing(statistics.median(v), v) for name, v in per_round.items()}
 
 
-def speedup(slow: Timing, fast: Timing) -> float:
-    """How many times faster ``fast`` is than ``slow`` (median against median)."""
-    return slow.median / fast.median
-
-
 def max_abs_score_diff(model: ExportedModel, n: int = 16) -> dict[Engine, float]:
     """Largest score difference of each ONNX file from PyTorch on ``n`` samples (a sanity check)."""
     import torch

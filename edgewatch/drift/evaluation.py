@@ -14,7 +14,6 @@ corrupted (gaussian noise, brightness, severities 1-5, by
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -24,12 +23,6 @@ from edgewatch.drift.classifier import ClassifierConfig, classifier_test
 from edgewatch.drift.encoders import ReductionConfig, reduce_pair
 from edgewatch.drift.ks import ks_test
 from edgewatch.errors import MissingExtra
-
-
-class DemoData(str, enum.Enum):
-    TABLE = "table"
-    MNIST = "mnist"
-    FASHION_MNIST = "fashion-mnist"
 
 
 @dataclass

@@ -24,8 +24,8 @@ with ``script=True``):
   of the absolute error per feature.
 
 Scores are in scaled units (the model's own), so thresholds do not depend
-on the sensor's range. :func:`make_scorer` picks one by :class:`ScoreKind`,
-and :data:`SCORE_TEXT` holds the sentence that goes in the card's ``score``.
+on the sensor's range. :data:`SCORE_TEXT` holds, for each :class:`ScoreKind`,
+the sentence that goes in the card's ``score``.
 """
 
 from __future__ import annotations
@@ -122,16 +122,6 @@ class ForecastScorer(nn.Module):
         err = self.model(context).reshape_as(target) - target
         score = torch.sqrt(torch.sum(err * err, dim=[1, 2]))
         return score, torch.mean(torch.abs(err), dim=1)
-
-
-def make_scorer(kind: ScoreKind, model: nn.Module, scaler: InputScaler, horizon: int = 0) -> nn.Module:
-    """The scorer of ``kind`` around ``model`` (which works in scaled units)."""
-    kind = ScoreKind(kind)
-    if kind is ScoreKind.RECONSTRUCTION_MSE:
-        return ReconstructionScorer(model, scaler)
-    if kind is ScoreKind.RECONSTRUCTION_MAX_STEP:
-        return MaxStepReconstructionScorer(model, scaler)
-    return ForecastScorer(model, scaler, horizon)
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -240,18 +241,26 @@ class SimulatorServer:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        if self._outlet is not None:
-            await self._outlet.open([eq.name for eq in self._streams])
-            log.info("simulator serving %s (%s stream(s) at %g Hz)", self.url, self.config.streams, self.config.rate)
-            self._ready.set()
-            try:
-                await self._run_producer()
-            finally:
-                self._report(final=True)
-                self._finished.set()
-                await self._outlet.close()
-                log.info("simulator stopped after %d messages", self.messages_sent)
-            return
+        close = await (self._open_outlet() if self._outlet is not None else self._open_websocket())
+        what = "serving" if self._outlet is not None else "listening on"
+        log.info("simulator %s %s (%s stream(s) at %g Hz)", what, self.url, self.config.streams, self.config.rate)
+        self._ready.set()
+        try:
+            await self._run_producer()
+        finally:
+            self._report(final=True)
+            self._finished.set()
+            await close()
+            log.info("simulator stopped after %d messages", self.messages_sent)
+
+    async def _open_outlet(self) -> Callable[[], Awaitable[None]]:
+        """Open the protocol outlet (--serve); returns how to close it."""
+        assert self._outlet is not None
+        await self._outlet.open([eq.name for eq in self._streams])
+        return self._outlet.close
+
+    async def _open_websocket(self) -> Callable[[], Awaitable[None]]:
+        """Listen for websocket clients; returns how to stop listening."""
         from websockets.asyncio.server import serve
 
         try:
@@ -265,17 +274,13 @@ class SimulatorServer:
                 "choose another --port, or --port 0 for a free one"
             ) from exc
         self.port = server.sockets[0].getsockname()[1]
-        log.info("simulator listening on %s (%s stream(s) at %g Hz)", self.url, self.config.streams, self.config.rate)
-        self._ready.set()
-        try:
-            await self._run_producer()
-        finally:
-            self._report(final=True)
-            self._finished.set()
+
+        async def close() -> None:
             server.close()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 5)
-            log.info("simulator stopped after %d messages", self.messages_sent)
+
+        return close
 
     async def _run_producer(self) -> None:
         assert self._stop is not None

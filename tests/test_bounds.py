@@ -13,6 +13,7 @@ from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.runtime import MAX_STREAMS_CAP, load_runtime
 from edgewatch.agent.sources import Item, Kind
+from edgewatch.agent.sinks import MemorySink
 from edgewatch.agent.ui.server import UiOptions, start_ui
 from tests.modelkit import make_card, write_model
 
@@ -26,16 +27,6 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> ScoringModel:
 def _msg(stream: str, value: float = 0.5) -> Item:
     return Item(Kind.RAW, "gw", json.dumps({"stream": stream, "values": [value] * 4}), time.time())
 
-
-class Keep:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def send(self, event: dict) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
 
 
 def test_twenty_thousand_stream_ids_hold_at_most_the_default(model: ScoringModel) -> None:
@@ -64,7 +55,7 @@ def test_default_max_streams_follows_what_a_stream_of_the_model_costs(tmp_path: 
 
 
 def test_idle_streams_are_evicted_after_the_ttl_and_their_slots_reused(model: ScoringModel) -> None:
-    sink = Keep()
+    sink = MemorySink()
     agent = Agent(model, [sink], AgentOptions(drift_every=0, stream_ttl=30.0, max_streams=5))
     agent.process([_msg(f"s{i}") for i in range(5) for _ in range(3)] + [_msg("s0", 3.0)])
     assert [e["event"] for e in sink.events] == ["start"]

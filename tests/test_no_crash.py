@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from edgewatch.agent.engine import SCORE_CAP, Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.parsing import Measurement, parse_message
-from edgewatch.agent.sinks import JsonlSink, StdoutSink
+from edgewatch.agent.sinks import JsonlSink, MemorySink, StdoutSink
 from edgewatch.agent.sources import Item, Kind, ReplaySource
 from edgewatch.agent.ui.server import LiveView
 from tests.modelkit import make_card, write_model
@@ -51,20 +51,10 @@ def _starts_have_ends(kinds_by_stream: dict[str, list[str]]) -> None:
         assert kinds == ["start", "end"] * (len(kinds) // 2), (stream, kinds)
 
 
-class Keep:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def send(self, event: dict) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
-
 
 @pytest.mark.parametrize("ts", [1e300, -1e300, "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", 1e20])
 def test_absurd_timestamps_on_a_faults_first_rows_are_bad_input(model: ScoringModel, ts: object) -> None:
-    sink = Keep()
+    sink = MemorySink()
     agent = Agent(model, [sink], AgentOptions(drift_every=0))
     normal = [_raw([0.5] * 4, 1000.0 + i) for i in range(10)]
     fault = [_raw([3.0] * 4, ts)] * 3 + [_raw([3.0] * 4, 1020.0 + i) for i in range(5)]
@@ -107,7 +97,7 @@ def test_nan_and_inf_replay_cells_are_counted_like_live_input(model: ScoringMode
     lines[8] = "0.5,0.5,0.5,0.5,1e300"
     lines[9] = "0.5,0.5,0.5,1e39,109"
     csv.write_text("\n".join(lines) + "\n")
-    sink = Keep()
+    sink = MemorySink()
     agent = Agent(model, [sink], AgentOptions(drift_every=0))
     agent.add_source(ReplaySource(csv, ["a", "b", "c", "d"]))
     summary = agent.run(duration=30)
@@ -135,7 +125,7 @@ message = st.one_of(measurement.map(lambda m: json.dumps(m)), json_value.map(lam
                                                                   HealthCheck.too_slow])
 @given(st.lists(message, min_size=1, max_size=120), st.integers(1, 40))
 def test_property_any_json_any_number_the_agent_runs_on(model: ScoringModel, msgs: list, batch: int) -> None:
-    sink = Keep()
+    sink = MemorySink()
     agent = Agent(model, [sink], AgentOptions(drift_every=0, stride=1))
     items = [Item(Kind.RAW, "src", m, time.time()) for m in msgs]
     for lo in range(0, len(items), batch):

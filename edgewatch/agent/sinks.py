@@ -15,7 +15,7 @@ from typing import IO, Any, Protocol
 from edgewatch.agent.events import dumps
 from edgewatch.errors import EdgewatchError
 
-__all__ = ["Sink", "StdoutSink", "JsonlSink", "make_sink", "dumps"]
+__all__ = ["Sink", "StdoutSink", "JsonlSink", "MemorySink", "make_sink", "dumps"]
 
 
 class Sink(Protocol):
@@ -36,6 +36,19 @@ class StdoutSink:
 
     def close(self) -> None:
         self.stream.flush()
+
+
+class MemorySink:
+    """Keeps every event in a list: for an agent embedded in Python code, benchmarks and tests."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def send(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        pass
 
 
 class JsonlSink:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgewatch.agent.sinks import MemorySink
 from edgewatch.bench.models import Engine
 from edgewatch.contract import ModelCard, Quantization
 from edgewatch.errors import require_torch
@@ -107,7 +108,7 @@ def decision_agreement(paths: dict[Engine, Path], rows: int = 20_000, seed: int 
     over = {e: m.score_many(windows).scores > card.threshold for e, m in models.items()}
     starts: dict[Engine, set[int]] = {}
     for engine, model in models.items():
-        sink = _Collect()
+        sink = MemorySink()
         agent = Agent(model, [sink], AgentOptions(agent_id="bench", drift_every=0))
         items = [Item(Kind.MEASUREMENT, "eq-0", Measurement(row.tolist(), float(i)), float(i))
                  for i, row in enumerate(values)]
@@ -136,12 +137,3 @@ def _matched(a: list[int], b: list[int], tolerance: int) -> int:
     return n
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def send(self, event: dict) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass

@@ -339,3 +339,13 @@ def test_agent_check_accepts_ours_and_refuses_others(tmp_path: Path, model_path:
     junk.write_bytes(b"not a model")
     bad = CliRunner().invoke(main, ["agent", "check", str(junk)])
     assert bad.exit_code == 3 and "not a readable ONNX model" in bad.output
+
+
+def test_top_features_rank_by_error_with_ties_in_feature_order() -> None:
+    from edgewatch.agent.events import top_features
+
+    got = top_features(np.array([1.0, np.nan, 3.0, 1.0, np.inf, -np.inf], np.float32), list("abcdef"), top=4)
+    assert [g["feature"] for g in got] == ["e", "c", "a", "d"]  # inf is the largest, NaN and -inf count as 0
+    assert got[0]["error"] == float(np.finfo(np.float64).max) and got[0]["share"] == 1.0 and got[1]["share"] == 0.0
+    got = top_features([0.2, 0.6, 0.2], ["x", "y", "z"], top=3)
+    assert [(g["feature"], g["share"]) for g in got] == [("y", 0.6), ("x", 0.2), ("z", 0.2)]

@@ -15,6 +15,8 @@ so the ratio there is three times the one reported here.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -80,7 +82,7 @@ def test_agent_with_and_without_the_drift_watch(benchmark) -> None:  # noqa: ANN
     """The end-to-end figure: the agent's own batching, 100 streams, stride 3, the shipped S0 model.
 
     The same 30,000 raw JSON messages go through ``Agent.process`` with the
-    drift watch on (the agent's defaults) and off, interleaved, CPU time.
+    drift watch on (the agent's defaults) and off, interleaved batch by batch, CPU time.
     """
     import json
     from pathlib import Path
@@ -95,20 +97,35 @@ def test_agent_with_and_without_the_drift_watch(benchmark) -> None:  # noqa: ANN
     items = [Item(Kind.RAW, "s", json.dumps({"stream": f"eq-{i % 100}", "values": [round(v, 5) for v in row]}), 0.0)
              for i, row in enumerate(values)]
 
-    def run(drift: bool):  # noqa: ANN202
+    def agent(drift: bool) -> Agent:
+        return Agent(model, [], AgentOptions(drift_every=512 if drift else 0))
+
+    def run(drift: bool):  # noqa: ANN202 - a whole pass, for pytest-benchmark's own figure
         def go() -> None:
-            agent = Agent(model, [], AgentOptions(drift_every=512 if drift else 0))
+            a = agent(drift)
             for lo in range(0, len(items), 1024):
-                agent.process(items[lo:lo + 1024])
+                a.process(items[lo:lo + 1024])
         return go
 
-    timings = interleaved_medians({"off": run(False), "on": run(True)}, rounds=ROUNDS)
-    ratio = timings["on"].median / timings["off"].median
+    # Interleaved batch by batch (which agent goes first alternates): a change in the shared machine's
+    # speed then hits both alike, where whole-run medians of a few rounds moved by +-8 % here
+    agents = {"off": agent(False), "on": agent(True)}
+    cpu = {"off": 0.0, "on": 0.0}
+    batches = [items[lo:lo + 1024] for lo in range(0, len(items), 1024)]
+    for rnd in range(ROUNDS):
+        for b, batch in enumerate(batches):
+            order = ("off", "on") if (rnd + b) % 2 == 0 else ("on", "off")
+            for name in order:
+                c0 = time.process_time()
+                agents[name].process(batch)
+                if rnd > 0:  # the first pass creates the streams' state
+                    cpu[name] += time.process_time() - c0
+    ratio = cpu["on"] / cpu["off"]
     benchmark.pedantic(run(True), rounds=3, iterations=1)
-    benchmark.extra_info.update({"messages": len(items), "streams": 100, "stride": 3,
-                                 "seconds_without_drift": round(timings["off"].median, 4),
-                                 "seconds_with_drift": round(timings["on"].median, 4),
+    benchmark.extra_info.update({"messages": len(items) * (ROUNDS - 1), "streams": 100, "stride": 3,
+                                 "seconds_without_drift": round(cpu["off"], 4),
+                                 "seconds_with_drift": round(cpu["on"], 4),
                                  "drift_slowdown": round(ratio - 1, 4)})
-    print(f"\nagent, 100 streams, stride 3, S0 int8: {len(items)} messages in {timings['off'].median:.3f} s "
-          f"without the drift watch, {timings['on'].median:.3f} s with it -> +{(ratio - 1):.1%}")
+    print(f"\nagent, 100 streams, stride 3, shipped S0: {len(items) * (ROUNDS - 1)} messages in {cpu['off']:.3f} s "
+          f"CPU without the drift watch, {cpu['on']:.3f} s with it -> {(ratio - 1):+.1%}")
     assert ratio < 1.05, f"the drift watch slows the agent by {ratio - 1:.1%} (target < 5 %)"

@@ -36,9 +36,12 @@ def test_torch_loop(benchmark, s0, tmp_path: Path, streams: int) -> None:
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     loop = sorted(loops, key=lambda r: r.cpu_us_per_message)[ROUNDS // 2]
-    agent_us = sorted(a.cpu_us_per_message for a in agents)[ROUNDS // 2]
+    agent = sorted(agents, key=lambda a: a.cpu_us_per_message)[ROUNDS // 2]
     benchmark.group = "pytorch loop"
     benchmark.extra_info.update({"suite": "torch_loop", **asdict(loop), "rounds": ROUNDS,
-                                 "agent_cpu_us_per_message": agent_us})
+                                 "agent_cpu_us_per_message": agent.cpu_us_per_message,
+                                 "agent_model_cpu_us_per_window": agent.model_cpu_us_per_window,
+                                 "agent_windows_per_message": agent.windows / agent.messages})
     assert loop.messages == N_MESSAGES and loop.streams == streams
     assert loop.windows == pytest.approx(N_MESSAGES / 3, rel=0.05)  # each stream's first window waits 10 rows
+    assert 0 < loop.model_cpu_us_per_window and 0 < agent.model_cpu_us_per_window < agent.cpu_us_per_message * 3.5

@@ -67,6 +67,39 @@ def test_parse_refuses_bad_input_with_its_reason(raw, reason) -> None:
     assert parse_message(raw, 4) is reason
 
 
+_TRICKY = [
+    "\ufeff[1,2,3,4]", b"\xef\xbb\xbf[1,2,3,4]",  # a byte-order mark
+    '{"values": [1,2,3,4], "values": [5,6,7,8]}',  # a repeated key: the last one counts
+    '["\\ud800", 1, 2, 3]', '{"values": [1,2,3,4], "stream": "\\ud800"}',  # a lone surrogate
+    "[1,2,3,18446744073709551616]", "[1,2,3,-9223372036854775809]", "[1,2,3,9223372036854775807]",
+    "[1,2,3,4] ", " [1,2,3,4]", "[1,2,3,4]x", "[1,2,3,4][1]", "[1,2,3,-0.0]", "[1,2,3,4e-400]",
+    '{"values": 1}', '{"value": [1,2,3,4], "time": "2015-08-11T12:07:00Z"}', '{"values": [1,2,3,4], "stream": 1e400}',
+    '{"values": [1,2,3,4], "stream": ""}', '{"values": [1,2,3,4], "stream": false}', "[1,2,3,4", "",
+    "[" * 1100 + "]" * 1100, b"[1,2,3,4\x00]", memoryview(b"[1,2,3,4]"), bytearray(b"[1,2,3,4]"),
+]
+
+
+@pytest.mark.parametrize("raw", _TRICKY)
+def test_the_fast_decoder_gives_what_the_stdlib_gives(raw) -> None:
+    """orjson decodes the valid messages (a fifth of the time); every message gets the stdlib's answer."""
+    from edgewatch.agent import parsing
+
+    assert parsing._fast_loads is not None, "orjson is a base dependency: the agent's hot path uses it"
+    assert parse_message(raw, 4) == parsing._parse_slowly(raw, 4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(
+                        st.sampled_from(["values", "v", "ts", "stream", "t", "x"]), kids, max_size=4),
+                    max_leaves=12))
+def test_the_fast_decoder_agrees_on_any_json(obj) -> None:
+    from edgewatch.agent import parsing
+
+    raw = json.dumps(obj)  # NaN and Infinity appear as the literals the stdlib writes
+    assert parse_message(raw, 4) == parsing._parse_slowly(raw, 4)
+
+
 _FEATURES = ("cpu", "memory", "traffic", "fan")
 
 
@@ -306,3 +339,13 @@ def test_agent_check_accepts_ours_and_refuses_others(tmp_path: Path, model_path:
     junk.write_bytes(b"not a model")
     bad = CliRunner().invoke(main, ["agent", "check", str(junk)])
     assert bad.exit_code == 3 and "not a readable ONNX model" in bad.output
+
+
+def test_top_features_rank_by_error_with_ties_in_feature_order() -> None:
+    from edgewatch.agent.events import top_features
+
+    got = top_features(np.array([1.0, np.nan, 3.0, 1.0, np.inf, -np.inf], np.float32), list("abcdef"), top=4)
+    assert [g["feature"] for g in got] == ["e", "c", "a", "d"]  # inf is the largest, NaN and -inf count as 0
+    assert got[0]["error"] == float(np.finfo(np.float64).max) and got[0]["share"] == 1.0 and got[1]["share"] == 0.0
+    got = top_features([0.2, 0.6, 0.2], ["x", "y", "z"], top=3)
+    assert [(g["feature"], g["share"]) for g in got] == [("y", 0.6), ("x", 0.2), ("z", 0.2)]

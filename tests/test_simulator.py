@@ -163,6 +163,22 @@ def test_rate_is_roughly_right() -> None:
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
 
 
+def test_send_time_stamps_messages_when_they_leave() -> None:
+    """--send-time: ts is the sending moment (up to this process receiving it), not the schedule's slot."""
+    with SimulatorServer(ServerConfig(rate=200, with_time=True, send_time=True)) as server:
+        ws = websocket.create_connection(server.url, timeout=5)
+        got = []
+        for _ in range(100):
+            msg = json.loads(ws.recv())
+            got.append((msg["ts"], time.time(), msg["seq"]))
+        ws.close()
+    ts, received, seqs = (np.array(c) for c in zip(*got))
+    assert np.all(ts <= received + 1e-3) and np.all(received - ts < 1.0)
+    assert np.all(np.diff(ts) >= 0) and list(seqs) == list(range(seqs[0], seqs[0] + 100))
+    # the schedule's clock would space them exactly 1/rate apart; send times share a tick's moment
+    assert not np.allclose(np.diff(ts), 1 / 200, rtol=0, atol=1e-5)
+
+
 def test_live_stream_equals_the_offline_series_and_writes_truth(tmp_path: Path) -> None:
     truth = tmp_path / "truth.jsonl"
     rate, count = 250.0, 600

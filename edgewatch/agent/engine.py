@@ -416,6 +416,7 @@ class Agent:
         msg_seq: list[int] = []
         good = 0
         bad: dict[BadReason, int] = {}
+        slots_of, seqs, push, learning = self._slots, self._seq, windows.push, self.learner is not None
         for kind, source, payload, received in items:
             if kind == Kind.RAW:
                 m = parse_message(payload, n_features, max_bytes)  # type: ignore[arg-type]
@@ -439,7 +440,7 @@ class Agent:
                 continue
             else:
                 continue
-            slot = self._slots.get(m.stream or source)
+            slot = slots_of.get(m.stream or source)
             if slot is None:
                 slot = self._slot(m.stream or source, source)
                 if slot is None:
@@ -447,11 +448,11 @@ class Agent:
                     continue
             good += 1
             last_seen[slot] = now
-            seq = self._seq[slot]
-            self._seq[slot] = seq + 1
+            seq = seqs[slot]
+            seqs[slot] = seq + 1
             ts = m.ts if m.ts is not None else received
-            due = windows.push(slot, m.values)
-            if self.learner is not None and slot not in self._slot_runtime and not self._learn(slot, m.values):
+            due = push(slot, m.values)
+            if learning and slot not in self._slot_runtime and not self._learn(slot, m.values):
                 due = False  # still learning: the row fills its window, nothing is scored
             if due:
                 due_x.append(windows.latest(slot).copy())
@@ -510,7 +511,8 @@ class Agent:
 
     def _score_with(self, rt: ModelRuntime, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]
                     ) -> list[ScoredWindow]:
-        out: list[ScoredWindow] = []
+        out: list[ScoredWindow] = []  # for the observers (the UI) only
+        want_view = bool(self.observers)
         step = min(self.options.max_batch, SCORE_BATCH)
         for lo in range(0, len(due_x), step):
             x = np.stack(due_x[lo:lo + step])
@@ -523,12 +525,14 @@ class Agent:
             scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux))
             if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
                 self.shadow.score(x, slots, meta, scores, self._stream_names, rt.threshold)
-            over = scores > rt.threshold
+            # Python floats and bools once per batch: indexing NumPy arrays per window costs more
+            score_list, over_list = scores.tolist(), (scores > rt.threshold).tolist()
+            update, names = rt.tracker.update, self._stream_names
             for i, (slot, ts, seq) in enumerate(meta):
-                s = float(scores[i])
-                o = bool(over[i])
-                out.append(ScoredWindow(slot, self._stream_names[slot], ts, seq, s, o))
-                tr = rt.tracker.update(slot, o, s, ts, seq)
+                s, o = score_list[i], over_list[i]
+                if want_view:
+                    out.append(ScoredWindow(slot, names[slot], ts, seq, s, o))
+                tr = update(slot, o, s, ts, seq)
                 if tr is not None:
                     self._emit(self._alert(tr, batch.feature_error[i], runtime=rt))
         self.summary.windows += len(due_x)

@@ -112,16 +112,28 @@ def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, 
         "model": _model(model),
     }
     if feature_error is not None and len(features):
-        fe = np.nan_to_num(np.asarray(feature_error, dtype=np.float64), nan=0.0, posinf=np.finfo(np.float64).max,
-                           neginf=0.0)
-        order = np.argsort(-fe)[:top]
-        total = float(fe.sum())
-        total = total if math.isfinite(total) and total > 0 else 1.0
-        event["top_features"] = [{"feature": features[j], "error": number(fe[j], 6),
-                                  "share": number(fe[j] / total, 4)} for j in order]
+        event["top_features"] = top_features(feature_error, features, top)
     if reason:
         event["reason"] = reason
     return event
+
+
+def top_features(feature_error: np.ndarray | Sequence[float], features: Sequence[str], top: int = 3
+                 ) -> list[dict[str, Any]]:
+    """The ``top`` features by error, with their share of the total (NaN counts as 0, +inf as the largest).
+
+    Plain Python on a list: an event names a handful of features, and NumPy's
+    per-call overhead on arrays this small was most of an alert's cost.
+    """
+    fe = [0.0 if v != v or v == -math.inf else (_FLOAT_MAX if v == math.inf else v)
+          for v in np.asarray(feature_error, dtype=np.float64).reshape(-1).tolist()]
+    order = sorted(range(len(fe)), key=lambda j: -fe[j])[:top]  # stable: ties keep feature order
+    total = sum(fe)
+    total = total if math.isfinite(total) and total > 0 else 1.0
+    return [{"feature": features[j], "error": number(fe[j], 6), "share": number(fe[j] / total, 4)} for j in order]
+
+
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel, now: float) -> dict[str, Any]:

@@ -66,11 +66,35 @@ def _nan_const(name: str) -> float:
 # one decoder for every message: json.loads(..., parse_constant=...) builds a new one per call
 _DECODE = json.JSONDecoder(parse_constant=_nan_const).decode
 
+try:  # a compiled decoder: a fifth of the stdlib's time per message (the agent's largest cost after the model)
+    from orjson import JSONDecodeError as _FastError
+    from orjson import loads as _fast_loads
+except ImportError:  # not installed: the stdlib decoder alone, same results
+    _fast_loads = None
+
 
 def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MAX_BYTES) -> Measurement | BadReason:
-    """Parse one message for a model with ``n_features`` inputs."""
+    """Parse one message for a model with ``n_features`` inputs.
+
+    Valid messages go through orjson when it is installed; whatever it
+    refuses (bad UTF-8, ``NaN`` literals, integers past 64 bits, nesting
+    past 1024) is decoded again by the stdlib decoder, so the reason given
+    is the same with or without it.
+    """
     if len(raw) > max_bytes:
         return BadReason.TOO_LARGE
+    if _fast_loads is not None:
+        try:
+            obj = _fast_loads(raw)
+        except (_FastError, TypeError):
+            pass
+        else:
+            return _measurement(obj, n_features)
+    return _parse_slowly(raw, n_features)
+
+
+def _parse_slowly(raw: str | bytes, n_features: int) -> Measurement | BadReason:
+    """:func:`parse_message` with the stdlib decoder only (what gives a refused message its reason)."""
     if isinstance(raw, (bytes, bytearray, memoryview)):
         try:
             raw = bytes(raw).decode("utf-8")
@@ -86,29 +110,46 @@ def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MA
 def _measurement(obj: object, n_features: int) -> Measurement | BadReason:
     """A decoded message as a measurement: the rules of :func:`parse_message` after JSON decoding."""
     ts = stream = None
-    if isinstance(obj, dict):
-        values = _first(obj, _VALUE_KEYS)
+    if type(obj) is dict:
+        values = obj.get("values")
         if values is None:
-            return BadReason.NO_VALUES
-        raw_ts = _first(obj, _TIME_KEYS)
-        if raw_ts is not None:
-            ts = _timestamp(raw_ts)
-            if ts is None:
-                return BadReason.BAD_TIMESTAMP
-        stream = obj.get("stream")
-        if stream is not None:
-            if isinstance(stream, (int, float)) and not isinstance(stream, bool):
-                stream = str(stream)
-            if not isinstance(stream, str) or not stream or len(stream) > _MAX_STREAM_ID:
+            values = _first(obj, _VALUE_KEYS)
+            if values is None:
+                return BadReason.NO_VALUES
+        if len(obj) > 1 + ("stream" in obj):  # keys beside values and stream: look for a time
+            raw_ts = _first(obj, _TIME_KEYS)
+            if raw_ts is not None:
+                ts = _timestamp(raw_ts)
+                if ts is None:
+                    return BadReason.BAD_TIMESTAMP
+        if len(obj) > 1:
+            stream = obj.get("stream")
+            if stream is not None and type(stream) is not str:
+                if isinstance(stream, (int, float)) and not isinstance(stream, bool):
+                    stream = str(stream)
+                else:
+                    return BadReason.BAD_STREAM
+            if stream is not None and (not stream or len(stream) > _MAX_STREAM_ID):
                 return BadReason.BAD_STREAM
     else:
         values = obj
-    if isinstance(values, (int, float)) and not isinstance(values, bool):
-        values = [values]
-    if not isinstance(values, list):
-        return BadReason.WRONG_TYPE
+    if type(values) is not list:
+        if isinstance(values, (int, float)) and not isinstance(values, bool):
+            values = [values]
+        else:
+            return BadReason.WRONG_TYPE
     if len(values) != n_features:
         return BadReason.WRONG_ARITY
+    # hot path: JSON floats within float32 (a NaN or an infinity fails the comparison too)
+    for v in values:
+        if type(v) is not float or not -FLOAT32_MAX <= v <= FLOAT32_MAX:
+            checked = _checked(values)
+            return checked if type(checked) is BadReason else Measurement(checked, ts, stream)
+    return Measurement(values, ts, stream)
+
+
+def _checked(values: list) -> list[float] | BadReason:
+    """The slow path of :func:`_measurement`: integers become floats, anything else gets its reason."""
     out: list[float] = []
     for v in values:
         if type(v) is float:
@@ -125,7 +166,7 @@ def _measurement(obj: object, n_features: int) -> Measurement | BadReason:
         if not -FLOAT32_MAX <= f <= FLOAT32_MAX:
             return BadReason.OVERFLOW
         out.append(f)
-    return Measurement(out, ts, stream)
+    return out
 
 
 def check_values(values: list[float], n_features: int) -> BadReason | None:

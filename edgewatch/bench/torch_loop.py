@@ -38,6 +38,7 @@ class TorchLoop:
     cpu_seconds: float
     cpu_us_per_message: float
     max_rss_mib: float  # the process's VmHWM at the end
+    model_cpu_us_per_window: float = 0.0  # inside the scorer calls only (tensor building excluded)
 
 
 def run_loop(checkpoint: Path, messages: Path, window: int = 10, stride: int = 3, batch: int = 64) -> dict:
@@ -57,9 +58,14 @@ def run_loop(checkpoint: Path, messages: Path, window: int = 10, stride: int = 3
     counts: dict[object, int] = {}
     pending: list[list[list[float]]] = []
     n_messages = n_windows = over = 0
+    model_cpu = 0.0
 
     def score() -> int:
-        s, _ = scorer(torch.tensor(pending, dtype=torch.float32))
+        nonlocal model_cpu
+        x = torch.tensor(pending, dtype=torch.float32)
+        m0 = time.process_time()
+        s, _ = scorer(x)
+        model_cpu += time.process_time() - m0
         pending.clear()
         return int((s > threshold).sum())
 
@@ -87,7 +93,7 @@ def run_loop(checkpoint: Path, messages: Path, window: int = 10, stride: int = 3
     cpu = time.process_time() - c0
     return {"streams": len(windows), "messages": n_messages, "windows": n_windows, "over": over,
             "cpu_seconds": cpu, "cpu_us_per_message": 1e6 * cpu / max(n_messages, 1),
-            "max_rss_mib": _hwm_kib() / 1024}
+            "max_rss_mib": _hwm_kib() / 1024, "model_cpu_us_per_window": 1e6 * model_cpu / max(n_windows, 1)}
 
 
 def _hwm_kib() -> int:

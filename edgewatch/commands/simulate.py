@@ -72,6 +72,9 @@ messages; a fault cut short by the end of the stream has "truncated": true.
 @click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent equipments on one socket; messages then carry \"stream\": \"eq-<i>\".")
 @click.option("--with-time", is_flag=True, help='Send {"ts", "seq", "values"} objects instead of bare arrays.')
+@click.option("--send-time", is_flag=True,
+              help="With --with-time: ts is when each message is sent, not its slot in the schedule "
+                   "(for measuring delivery delay; the sender may wake a millisecond or more late).")
 @click.option("--faults", "fault_mode", type=click.Choice(["none", "random", "schedule"]), default=None,
               help="Fault source [default: schedule if --fault/--schedule is given, else none].")
 @click.option("--fault", "fault_specs", multiple=True, metavar="TYPE@START[:DUR][:FEATURES]",
@@ -94,7 +97,7 @@ messages; a fault cut short by the end of the stream has "truncated": true.
                    "stdout then names the agent's --source that reads it.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not log client connections and faults.")
 def simulate(port: int, host: str, rate: float, duration: float | None, count: int | None, seed: int,
-             streams: int, with_time: bool, fault_mode: str | None, fault_specs: tuple[str, ...],
+             streams: int, with_time: bool, send_time: bool, fault_mode: str | None, fault_specs: tuple[str, ...],
              schedule_file: Path | None, fault_every: float, truth_path: Path | None,
              record_path: Path | None, start_time: float | None, period: int, quiet: bool,
              serve: str | None = None) -> None:
@@ -138,7 +141,8 @@ def simulate(port: int, host: str, rate: float, duration: float | None, count: i
                    + (f", {len(truth)} faults to {truth_path}" if truth_path else ""), err=True)
         return
 
-    config = ServerConfig(host=host, port=port, rate=rate, streams=streams, with_time=with_time, count=count,
+    config = ServerConfig(host=host, port=port, rate=rate, streams=streams, with_time=with_time or send_time,
+                          send_time=send_time, count=count,
                           duration=duration, seed=seed, faults=mode, schedule=tuple(specs),
                           fault_every=fault_every, truth_path=truth_path, signal=signal_config)
     if not quiet:

@@ -62,6 +62,9 @@ class ServerConfig:
     rate: float = 20.0
     streams: int = 1
     with_time: bool = False
+    # ts = the moment a message goes on the wire, not its slot in the schedule: what a delivery-delay
+    # measurement needs (the event loop wakes up to a millisecond or more after a slot is due)
+    send_time: bool = False
     count: int | None = None
     duration: float | None = None
     seed: int = 0
@@ -343,6 +346,8 @@ class SimulatorServer:
             if n > 0:
                 first = self.sequence
                 ts = self._clock.many(first, n) if with_time or self._outlet is not None else None
+                if ts is not None and self.config.send_time:
+                    ts = np.full(n, time.time())
                 for index, eq in enumerate(self._streams):
                     if self._outlet is not None:
                         await self._outlet.emit(index, eq.name, eq.take(n), first, ts)

@@ -98,9 +98,9 @@ class ImageScorer(nn.Module):
 
     A reconstruction error sees only what *adds* detail (noise, stripes):
     a blurred or flattened image is easier to reconstruct than a clean one
-    (blur scored AUROC 0.13 on Fashion-MNIST). So the score is the largest
-    of five standardized tests, each asking a different question of the
-    same forward pass:
+    (blur scored AUROC 0.13 on Fashion-MNIST). So the score combines
+    five standardized tests (a soft maximum, below), each asking a
+    different question of the same forward pass:
 
     ``reconstruction``  log of the per-image MSE (high = unusual);
     ``features``        log of the squared Mahalanobis distance of the encoder's
@@ -128,8 +128,12 @@ class ImageScorer(nn.Module):
     Each is turned into a z-score with the mean and standard deviation it has
     on clean *validation* images (held out from the density fits and the
     nearest-neighbour banks, so in-sample shrinkage does not leak in), and
-    the score is their maximum: a union of tests, each on a common scale, so
-    one test that fires is not diluted by the others. The scaling to 0–1 and
+    the score is their soft maximum ``T·log Σ exp(z/T)`` (``T = 2``): where
+    one test fires it is that test's z (plus at most ``T·log 5``), so one
+    test is not diluted by four quiet ones as in a sum; where several are
+    moderately unusual together (an occluded garment: odd code, odd layout,
+    higher error) their evidence adds up, which the plain maximum threw away.
+    The scaling to 0–1 and
     every fitted constant live here as buffers, so the exported graph takes
     raw pixels and the agent needs nothing else. ``feature_error`` stays the
     MSE of each pixel row (where the reconstruction failed); for an image
@@ -187,6 +191,7 @@ class ImageScorer(nn.Module):
 
 LAYOUT_POOL = 4  # the layout test averages LAYOUT_POOL x LAYOUT_POOL pixel cells
 BLOCK = 8  # the statistics test's DCT block side (JPEG's, MPEG's)
+COMBINE_TEMPERATURE = 2.0  # T of the soft maximum T·log Σ exp(z/T) that combines the tests' z-scores
 
 
 def dct_matrix(n: int = BLOCK) -> torch.Tensor:
@@ -238,6 +243,7 @@ class ScoreHead(nn.Module):
         self.register_buffer("dct", dct_matrix())
         self.register_buffer("component_mean", torch.zeros(n_components, dtype=f64))
         self.register_buffer("component_std", torch.ones(n_components, dtype=f64))
+        self.register_buffer("temperature", torch.tensor(COMBINE_TEMPERATURE, dtype=f64))
 
     @staticmethod
     def feature_stats(maps: list[torch.Tensor]) -> torch.Tensor:
@@ -295,14 +301,18 @@ class ScoreHead(nn.Module):
     def forward(self, scaled: torch.Tensor, maps: list[torch.Tensor], code: torch.Tensor,
                 recon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raw, rows = self.components(scaled, maps, code, recon)
-        z = (raw - self.component_mean) / self.component_std
-        return z.max(dim=1).values.float(), rows
+        return self.combine((raw - self.component_mean) / self.component_std).float(), rows
+
+    def combine(self, z: torch.Tensor) -> torch.Tensor:
+        """The soft maximum ``T·log Σ exp(z/T)`` of the z-scores ``[B, K]``, shifted by the largest (no overflow)."""
+        top = z.max(dim=1, keepdim=True).values
+        return top[:, 0] + self.temperature * torch.log(torch.exp((z - top) / self.temperature).sum(dim=1))
 
 
 def build_scorer(config: dict[str, Any], state_dict: dict[str, Any]) -> nn.Module:
     """The export-ready scorer from a checkpoint's config and state."""
     cfg = ConvAeConfig(**config)
-    if "score_head.code_bank_t" not in state_dict:
+    if not {"score_head.code_bank_t", "score_head.temperature"} <= set(state_dict):
         raise BadInput("this conv-ae checkpoint predates the five-test image score (reconstruction, features, "
                        "code, layout, statistics); fit the current head on its weights in minutes with "
                        "'edgewatch train conv-ae --epochs 0 --init-from CHECKPOINT' (same dataset options)")

@@ -342,7 +342,8 @@ def _agent_sections(results: dict[str, Any]) -> list[str]:
     lat = results.get("latency")
     if lat:
         lines += ["", "## Message-to-alert latency", "",
-                  f"Simulator (`--with-time --send-time`, {lat['rate_hz']:,.0f} msg/s) and agent (`--sink stdout --k 1 --n 1`, "
+                  f"Simulator (`--with-time --send-time`, {lat['rate_hz']:,.0f} msg/s) and agent "
+                  "(`--sink stdout --k 1 --n 1`, "
                   f"threshold at the median nominal score so alerts are frequent) as two processes on loopback "
                   f"websocket, {lat['seconds']:.0f} s, {lat['events']} alert events: p50 **{lat['p50_ms']:.1f} ms**, "
                   f"p90 {lat['p90_ms']:.1f} ms, p99 **{lat['p99_ms']:.1f} ms**, max {lat['max_ms']:.1f} ms "

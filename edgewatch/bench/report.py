@@ -277,7 +277,10 @@ def _agent_sections(results: dict[str, Any]) -> list[str]:
                   "One torch thread, `json.loads` per message, a `deque` window per stream, stride-3 windows of "
                   "10 scored in batches of 64 under `torch.inference_mode()`, no episodes, no sinks; its own "
                   "process (peak RSS from VmHWM).", "",
-                  "| streams | messages | CPU µs/message | messages per CPU-second | peak RSS | agent's speed-up (same messages, alternating rounds) | network alone, µs/window: PyTorch / ORT in the agent | agent: network / rest, µs/message | ceiling |",
+                  "| streams | messages | CPU µs/message | messages per CPU-second | peak RSS "
+                  "| agent's speed-up (same messages, alternating rounds) "
+                  "| network alone, µs/window: PyTorch / ORT in the agent | agent: network / rest, µs/message "
+                  "| ceiling |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for t in loops:
             agent_us = _agent_us_beside(results, t, t["streams"])

@@ -83,10 +83,11 @@ def command(data_dir: Path | None, dataset: str, out: Path, max_train: int, val_
         click.echo(f"no training epochs: autoencoder weights from {init_from}")
     head = run.card_fields["trained_on"]["score_head"]
     dims, shrink = head["density_dims"], head["ledoit_wolf_shrinkage"]
-    click.echo(f"score head: Gaussians of {dims[0]} feature statistics and the {dims[1]}-d code on "
+    click.echo(f"score head: Gaussians of {dims[0]} feature statistics and {dims[1]} image statistics on "
                f"{head['density_images']} training images (Ledoit-Wolf shrinkage {shrink[0]:.4f}, {shrink[1]:.4f}); "
-               f"tests {', '.join(head['components'])} standardized on {head['standardized_on']} clean "
-               f"validation images")
+               f"nearest-neighbour banks of {head['bank_images']} training codes ({head['bank_dims'][0]}-d) and "
+               f"layouts ({head['bank_dims'][1]}-d); tests {', '.join(head['components'])} standardized on "
+               f"{head['standardized_on']} clean validation images")
     stats = run.card_fields["score_stats"]
     click.echo(f"clean validation score: mean {stats['normal'].mean:.5f}, p99 {stats['normal'].p99:.5f}; "
                f"corrupted calibration images: mean {stats['corrupted'].mean:.5f}")

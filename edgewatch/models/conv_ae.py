@@ -10,9 +10,9 @@ sigmoid. Pixels are scaled to 0–1 inside the exported graph.
 Score and per-feature error (the contract's ``feature_error``): the
 features of an image model are its 28 pixel rows (``row00`` … ``row27``);
 ``feature_error[b, r]`` is the mean squared error of row ``r``. The score
-is the largest of four standardized tests (reconstruction error, feature
-and code densities, amount of detail; see :class:`ImageScorer`), so it sees what
-adds detail and what removes it.
+is the largest of five standardized tests (reconstruction error, feature
+density, nearest training code and layout, image statistics; see
+:class:`ImageScorer`), so it sees what adds detail and what removes it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from edgewatch.errors import BadInput
 from edgewatch.models import ExportSpec
 
 FAMILY = "conv-ae"
-EXPORT = ExportSpec(quantization=Quantization.STATIC_QDQ_INT8, script=False)
+EXPORT = ExportSpec(quantization=Quantization.NONE, script=False)
 
 
 @dataclass
@@ -99,59 +99,82 @@ class ImageScorer(nn.Module):
     A reconstruction error sees only what *adds* detail (noise, stripes):
     a blurred or flattened image is easier to reconstruct than a clean one
     (blur scored AUROC 0.13 on Fashion-MNIST). So the score is the largest
-    of three standardized tests, each asking a different question of the
-    same forward pass (four, in fact):
+    of five standardized tests, each asking a different question of the
+    same forward pass:
 
     ``reconstruction``  log of the per-image MSE (high = unusual);
     ``features``        log of the squared Mahalanobis distance of the encoder's
                         feature statistics (mean and standard deviation of every
                         channel of the three conv stages) under a Gaussian fitted
                         on the training images: a density, so it is unusual in
-                        either direction, and joint, so a shirt with a shirt's
-                        shape but a sneaker's edge energy is unusual too;
-    ``code``            the same for the 256-d bottleneck code, which keeps the
-                        layout the channel statistics average away (occlusion,
-                        rotation);
-    ``detail``          log of the input's mean squared pixel gradient, two-sided
-                        (|z|): too little detail (blur, low contrast, low
-                        resolution) or too much.
+                        either direction;
+    ``code``            log of the squared distance from the 256-d bottleneck code
+                        to its nearest training image's code: the training set
+                        holds ten kinds of garment (or digit), which one Gaussian
+                        blurs into one blob; the nearest neighbour keeps each
+                        mode (what is where: occlusion, rotation);
+    ``layout``          the same in pixel space, on the image average-pooled over
+                        4×4 cells (7×7 cells for 28×28, the grid of the encoder's
+                        last stage): where the mass is, independent of the network;
+    ``statistics``      log of the squared Mahalanobis distance of model-free
+                        image statistics (log mean |d|^p, p = ½, 1, 2, 4, of five
+                        first and second pixel differences, and the log mean
+                        energy of each of the 64 coefficients of the 8×8 block
+                        DCT, the block grid of image and video codecs) under a
+                        Gaussian of the training images: the amount and the shape
+                        of fine detail, in either direction (blur, low contrast,
+                        pixelation, block compression; noise, stripes).
 
     Each is turned into a z-score with the mean and standard deviation it has
-    on clean *validation* images (held out from the density fit, so the
-    in-sample shrinkage of the distance does not leak in), and the score is
-    their maximum: a union of tests, each on a common scale, so one test
-    that fires is not diluted by the others (their sum was worse on every
-    detail-removing corruption). The scaling to 0–1 and every fitted
-    constant live here as buffers, so the exported graph takes raw pixels
-    and the agent needs nothing else. ``feature_error`` stays the MSE of each
-    pixel row (where the reconstruction failed); for an image flagged by the
-    ``features`` or ``detail`` test alone it points at no row in particular.
+    on clean *validation* images (held out from the density fits and the
+    nearest-neighbour banks, so in-sample shrinkage does not leak in), and
+    the score is their maximum: a union of tests, each on a common scale, so
+    one test that fires is not diluted by the others. The scaling to 0–1 and
+    every fitted constant live here as buffers, so the exported graph takes
+    raw pixels and the agent needs nothing else. ``feature_error`` stays the
+    MSE of each pixel row (where the reconstruction failed); for an image
+    flagged by another test alone it points at no row in particular.
 
     Until :meth:`set_head` is called the head's buffers are neutral (identity
-    whitening, z = raw value), which is what training needs.
+    whitening, one all-zero bank entry, z = raw value), which is what training
+    and random-weight benchmarks need.
     """
 
-    COMPONENTS = ("reconstruction", "features", "code", "detail")
+    COMPONENTS = ("reconstruction", "features", "code", "layout", "statistics")
 
-    def __init__(self, model: ConvAutoencoder, pixel_scale: float = 1.0 / 255.0) -> None:
+    def __init__(self, model: ConvAutoencoder, pixel_scale: float = 1.0 / 255.0, bank_size: int = 1) -> None:
         super().__init__()
         self.model = model
         self.register_buffer("pixel_scale", torch.tensor(pixel_scale, dtype=torch.float32))
-        self.score_head = ScoreHead(2 * sum(model.cfg.channels), model.cfg.dense[-1], len(self.COMPONENTS))
+        self.score_head = ScoreHead(2 * sum(model.cfg.channels), model.cfg.dense[-1], model.cfg.size,
+                                    len(self.COMPONENTS), bank_size)
 
     def set_head(self, **buffers: torch.Tensor) -> None:
-        """Install fitted constants of the head by buffer name (densities, standardization)."""
+        """Install fitted constants of the head by buffer name (densities, banks, standardization)."""
         head = self.score_head
         with torch.no_grad():
             for name, value in buffers.items():
-                getattr(head, name).copy_(value)
+                old = getattr(head, name)
+                if old.shape == value.shape:
+                    old.copy_(value)
+                else:  # a nearest-neighbour bank: its size is the number of training images
+                    setattr(head, name, value.to(old.dtype).clone())
 
     @staticmethod
     def feature_stats(maps: list[torch.Tensor]) -> torch.Tensor:
         return ScoreHead.feature_stats(maps)
 
+    def encodings(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the head's densities and banks are fitted on, for raw-pixel images ``x``."""
+        scaled = x * self.pixel_scale
+        maps, code = self.model.stages(scaled)
+        head = self.score_head
+        x = scaled.double()
+        return {"features": head.feature_stats([h.double() for h in maps]), "code": code.double(),
+                "layout": head.layout(x), "statistics": head.image_statistics(x)}
+
     def components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw values of the tests ``[B, 4]`` (before standardization) and the per-row error."""
+        """Raw values of the tests ``[B, 5]`` (float64, before standardization) and the per-row error."""
         scaled = x * self.pixel_scale
         maps, code = self.model.stages(scaled)
         return self.score_head.components(scaled, maps, code, self.model.decode(code))
@@ -162,6 +185,25 @@ class ImageScorer(nn.Module):
         return self.score_head(scaled, maps, code, self.model.decode(code))
 
 
+LAYOUT_POOL = 4  # the layout test averages LAYOUT_POOL x LAYOUT_POOL pixel cells
+BLOCK = 8  # the statistics test's DCT block side (JPEG's, MPEG's)
+
+
+def dct_matrix(n: int = BLOCK) -> torch.Tensor:
+    """The orthonormal DCT-II matrix ``[n, n]`` (row u = frequency u): coefficients are ``C @ block @ C.T``."""
+    k = torch.arange(n, dtype=torch.float64)
+    c = torch.sqrt(torch.tensor(2.0 / n, dtype=torch.float64)) * torch.cos(
+        torch.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n))
+    c[0] /= torch.sqrt(torch.tensor(2.0, dtype=torch.float64))
+    return c
+
+
+def _nearest_sq(q: torch.Tensor, bank_t: torch.Tensor, bank_sq: torch.Tensor) -> torch.Tensor:
+    """Squared distance from each row of ``q [B, D]`` to its nearest column of ``bank_t [D, N]``."""
+    d2 = q.pow(2).sum(dim=1, keepdim=True) - 2.0 * (q @ bank_t) + bank_sq
+    return d2.min(dim=1).values.clamp_min(0.0)
+
+
 class ScoreHead(nn.Module):
     """The arithmetic from (input, feature maps, reconstruction) to the score, with its fitted constants.
 
@@ -169,17 +211,33 @@ class ScoreHead(nn.Module):
     (``/score_head/...``): static quantization leaves them, and the layers
     whose maps they read, in fp32 (see
     :func:`edgewatch.export.quantize.score_tail_nodes`).
+
+    Its arithmetic runs in float64: a nearest-neighbour distance written as
+    ``|q|² − 2·q·b + |b|²`` (one MatMul against the whole bank) cancels
+    most of its digits, and ONNX Runtime's fp32 MatMul rounds a row
+    differently depending on how many rows it multiplies at once: in fp32
+    the layout test moved by 3e-5 between a batch of one and of 128, which
+    the export's batch-invariance check refuses. In float64 that rounding
+    is ~1e-16 and disappears in the fp32 score.
     """
 
-    def __init__(self, n_stats: int, n_code: int, n_components: int) -> None:
+    def __init__(self, n_stats: int, n_code: int, size: int, n_components: int, bank_size: int = 1) -> None:
         super().__init__()
-        self.register_buffer("feature_mean", torch.zeros(n_stats))
-        self.register_buffer("feature_whitening", torch.eye(n_stats))
-        self.register_buffer("code_mean", torch.zeros(n_code))
-        self.register_buffer("code_whitening", torch.eye(n_code))
-        self.register_buffer("component_mean", torch.zeros(n_components))
-        self.register_buffer("component_std", torch.ones(n_components))
-        self.register_buffer("two_sided", torch.tensor([0.0] * (n_components - 1) + [1.0]))
+        n_image = 5 * 4 + BLOCK * BLOCK
+        n_layout = (size // LAYOUT_POOL) ** 2
+        self.size = size
+        f64 = torch.float64
+        self.register_buffer("feature_mean", torch.zeros(n_stats, dtype=f64))
+        self.register_buffer("feature_whitening", torch.eye(n_stats, dtype=f64))
+        self.register_buffer("code_bank_t", torch.zeros(n_code, bank_size, dtype=f64))
+        self.register_buffer("code_bank_sq", torch.zeros(bank_size, dtype=f64))
+        self.register_buffer("layout_bank_t", torch.zeros(n_layout, bank_size, dtype=f64))
+        self.register_buffer("layout_bank_sq", torch.zeros(bank_size, dtype=f64))
+        self.register_buffer("image_mean", torch.zeros(n_image, dtype=f64))
+        self.register_buffer("image_whitening", torch.eye(n_image, dtype=f64))
+        self.register_buffer("dct", dct_matrix())
+        self.register_buffer("component_mean", torch.zeros(n_components, dtype=f64))
+        self.register_buffer("component_std", torch.ones(n_components, dtype=f64))
 
     @staticmethod
     def feature_stats(maps: list[torch.Tensor]) -> torch.Tensor:
@@ -191,31 +249,63 @@ class ScoreHead(nn.Module):
             stds.append(torch.sqrt((h - m[:, :, None, None]).pow(2).mean(dim=(2, 3)) + 1e-12))
         return torch.cat(means + stds, dim=1)
 
-    def components(self, scaled: torch.Tensor, maps: list[torch.Tensor], code: torch.Tensor,
-                   recon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = (recon - scaled).pow(2).mean(dim=3)[:, 0]
-        distance = ((self.feature_stats(maps) - self.feature_mean) @ self.feature_whitening).pow(2).sum(dim=1)
-        code_distance = ((code - self.code_mean) @ self.code_whitening).pow(2).sum(dim=1)
+    def layout(self, scaled: torch.Tensor) -> torch.Tensor:
+        """``[B, (S/4)²]``: the image averaged over 4×4 pixel cells."""
+        n, k = self.size // LAYOUT_POOL, LAYOUT_POOL
+        return scaled.reshape(-1, n, k, n, k).mean(dim=(2, 4)).reshape(-1, n * n)
+
+    def image_statistics(self, scaled: torch.Tensor) -> torch.Tensor:
+        """``[B, 84]``: log moments of pixel differences, log energy of each 8×8 block-DCT coefficient.
+
+        The blocks start at the top-left corner (where a codec's grid is);
+        an image whose side is not a multiple of 8 is edge-padded, as codecs do.
+        """
         dx = scaled[:, :, :, 1:] - scaled[:, :, :, :-1]
         dy = scaled[:, :, 1:, :] - scaled[:, :, :-1, :]
-        detail = dx.pow(2).mean(dim=(1, 2, 3)) + dy.pow(2).mean(dim=(1, 2, 3))
-        raw = torch.stack([rows.mean(dim=1), distance, code_distance, detail], dim=1)
+        dxx = dx[:, :, :, 1:] - dx[:, :, :, :-1]
+        dyy = dy[:, :, 1:, :] - dy[:, :, :-1, :]
+        diag = scaled[:, :, 1:, 1:] - scaled[:, :, :-1, :-1]
+        moments = []
+        for d in (dx, dy, dxx, dyy, diag):
+            a = d.abs().flatten(1)
+            sq = a * a
+            for m in (torch.sqrt(a + 1e-12), a, sq, sq * sq):
+                moments.append(torch.log(m.mean(dim=1) + 1e-8))
+        pad = -self.size % BLOCK
+        padded = F.pad(scaled, (0, pad, 0, pad), mode="replicate") if pad else scaled
+        nb = (self.size + pad) // BLOCK
+        blocks = padded.reshape(-1, nb, BLOCK, nb, BLOCK).permute(0, 1, 3, 2, 4)
+        coeffs = self.dct @ blocks @ self.dct.T
+        energy = torch.log(coeffs.pow(2).mean(dim=(1, 2)).reshape(-1, BLOCK * BLOCK) + 1e-6)
+        return torch.cat([torch.stack(moments, dim=1), energy], dim=1)
+
+    def components(self, scaled: torch.Tensor, maps: list[torch.Tensor], code: torch.Tensor,
+                   recon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw tests ``[B, 5]`` (float64) and the per-row reconstruction error ``[B, S]`` (fp32)."""
+        rows = (recon - scaled).pow(2).mean(dim=3)[:, 0]
+        x = scaled.double()
+        stats = self.feature_stats([h.double() for h in maps])
+        features = ((stats - self.feature_mean) @ self.feature_whitening).pow(2).sum(dim=1)
+        nearest_code = _nearest_sq(code.double(), self.code_bank_t, self.code_bank_sq)
+        nearest_layout = _nearest_sq(self.layout(x), self.layout_bank_t, self.layout_bank_sq)
+        image = ((self.image_statistics(x) - self.image_mean) @ self.image_whitening).pow(2).sum(dim=1)
+        raw = torch.stack([rows.double().mean(dim=1), features, nearest_code, nearest_layout, image], dim=1)
         return torch.log(raw + 1e-8), rows
 
     def forward(self, scaled: torch.Tensor, maps: list[torch.Tensor], code: torch.Tensor,
                 recon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raw, rows = self.components(scaled, maps, code, recon)
         z = (raw - self.component_mean) / self.component_std
-        z = z + self.two_sided * (torch.abs(z) - z)
-        return z.max(dim=1).values, rows
+        return z.max(dim=1).values.float(), rows
 
 
 def build_scorer(config: dict[str, Any], state_dict: dict[str, Any]) -> nn.Module:
     """The export-ready scorer from a checkpoint's config and state."""
     cfg = ConvAeConfig(**config)
-    scorer = ImageScorer(ConvAutoencoder(cfg))
-    if "score_head.feature_whitening" not in state_dict:
-        raise BadInput("this conv-ae checkpoint predates the combined image score (reconstruction, "
-                       "feature density, detail); train it again with 'edgewatch train conv-ae'")
+    if "score_head.code_bank_t" not in state_dict:
+        raise BadInput("this conv-ae checkpoint predates the five-test image score (reconstruction, features, "
+                       "code, layout, statistics); fit the current head on its weights in minutes with "
+                       "'edgewatch train conv-ae --epochs 0 --init-from CHECKPOINT' (same dataset options)")
+    scorer = ImageScorer(ConvAutoencoder(cfg), bank_size=int(state_dict["score_head.code_bank_t"].shape[1]))
     scorer.load_state_dict(state_dict)
     return scorer.eval()

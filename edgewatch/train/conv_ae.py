@@ -32,10 +32,11 @@ from edgewatch.train.loop import TrainConfig, TrainResult, fit
 CALIBRATION_CORRUPTIONS = (Corruption.GAUSSIAN_NOISE, Corruption.OCCLUSION, Corruption.STRIPES,
                            Corruption.BLUR, Corruption.LOW_CONTRAST, Corruption.PIXELATE)
 
-SCORE_TEXT = ("max of four z-scores against clean validation images: log reconstruction MSE (pixels 0-1), "
-              "log Mahalanobis distances (Gaussians fitted on the training images) of the conv stages' channel "
-              "means and stds and of the bottleneck code, |z| of the log mean squared pixel gradient (too "
-              "little or too much detail); "
+SCORE_TEXT = ("max of five z-scores against clean validation images: log reconstruction MSE (pixels 0-1), "
+              "log Mahalanobis distance (Gaussian fitted on the training images) of the conv stages' channel "
+              "means and stds, log squared distance to the nearest training image's bottleneck code and "
+              "4x4-pooled layout, log Mahalanobis distance of image statistics (moments of pixel differences, "
+              "8x8 block-DCT energies: detail lost or added); "
               "feature_error is the reconstruction MSE of each pixel row")
 
 
@@ -107,7 +108,7 @@ def train_conv_ae(train_images: np.ndarray, val_images: np.ndarray, model_config
         result = TrainResult()
     model.eval()
     scorer = ImageScorer(model).eval()
-    head = fit_score_head(scorer, train_x, val_x)
+    head = fit_score_head(scorer, train_x, val_x, seed=tcfg.seed)
     val_scores, _ = score_batches(scorer, val_x)
     threshold = float(val_scores.mean() + sigmas * val_scores.std())
     method = f"mean + {sigmas:g}*std of the combined score on {len(val_x)} clean validation images"
@@ -136,17 +137,19 @@ def train_conv_ae(train_images: np.ndarray, val_images: np.ndarray, model_config
     return ConvAeRun(scorer, cfg, result, val_scores, threshold, method, calibration, card_fields)
 
 
-def _encodings_of(scorer: Any, images: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Feature statistics and bottleneck codes of raw-pixel images, float64."""
+BANK_LIMIT = 8192  # nearest-neighbour banks keep at most this many training images (seeded sample)
+
+
+def _encodings_of(scorer: Any, images: np.ndarray, batch_size: int = 512) -> dict[str, np.ndarray]:
+    """What the head is fitted on (:meth:`ImageScorer.encodings`) for raw-pixel images, float64."""
     torch = require_torch()
-    stats, codes = [], []
+    parts: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32))
-            maps, code = scorer.model.stages(xb * scorer.pixel_scale)
-            stats.append(scorer.feature_stats(maps).double().numpy())
-            codes.append(code.double().numpy())
-    return np.concatenate(stats), np.concatenate(codes)
+            for name, value in scorer.encodings(xb).items():
+                parts.setdefault(name, []).append(value.double().numpy())
+    return {name: np.concatenate(v) for name, v in parts.items()}
 
 
 def _components_of(scorer: Any, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
@@ -159,29 +162,38 @@ def _components_of(scorer: Any, images: np.ndarray, batch_size: int = 512) -> np
     return np.concatenate(out)
 
 
-def fit_score_head(scorer: Any, train_x: np.ndarray, val_x: np.ndarray) -> dict[str, Any]:
-    """Fit the two densities on ``train_x`` and standardize each test on ``val_x`` (both clean, raw pixels).
+def fit_score_head(scorer: Any, train_x: np.ndarray, val_x: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """Fit the densities and banks on ``train_x``, standardize each test on ``val_x`` (both clean, raw pixels).
 
-    The densities are fitted on the training images and the tests
-    standardized on validation images the network never trained on: a
-    Mahalanobis distance is smaller on the points it was fitted on, and
+    The densities and nearest-neighbour banks come from the training
+    images and the tests are standardized on validation images the network
+    never trained on: a Mahalanobis distance is smaller on the points it
+    was fitted on, a nearest-neighbour distance is zero on its own bank, and
     the autoencoder reconstructs its training images better, so
     training-set statistics would put clean test images in the tail.
     Returns a summary for the card's ``trained_on``.
     """
     torch = require_torch()
     scorer.eval()
-    stats, codes = _encodings_of(scorer, train_x)
-    features, code = fit_whitening(stats), fit_whitening(codes)
-    t = lambda a: torch.from_numpy(np.asarray(a)).float()  # noqa: E731
+    enc = _encodings_of(scorer, train_x)
+    features, image = fit_whitening(enc["features"]), fit_whitening(enc["statistics"])
+    keep = np.arange(len(train_x))
+    if len(keep) > BANK_LIMIT:
+        keep = np.sort(np.random.default_rng(seed).choice(len(keep), BANK_LIMIT, replace=False))
+    code_bank, layout_bank = enc["code"][keep], enc["layout"][keep]
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
     k = len(scorer.COMPONENTS)
-    scorer.set_head(feature_mean=t(features.mean), feature_whitening=t(features.matrix), code_mean=t(code.mean),
-                    code_whitening=t(code.matrix), component_mean=torch.zeros(k), component_std=torch.ones(k))
+    scorer.set_head(feature_mean=t(features.mean), feature_whitening=t(features.matrix),
+                    image_mean=t(image.mean), image_whitening=t(image.matrix),
+                    code_bank_t=t(code_bank.T), code_bank_sq=t((code_bank ** 2).sum(axis=1)),
+                    layout_bank_t=t(layout_bank.T), layout_bank_sq=t((layout_bank ** 2).sum(axis=1)),
+                    component_mean=t(np.zeros(k)), component_std=t(np.ones(k)))
     raw = _components_of(scorer, val_x)
     mean, std = raw.mean(axis=0), np.maximum(raw.std(axis=0), 1e-6)
     scorer.set_head(component_mean=t(mean), component_std=t(std))
     return {"components": list(scorer.COMPONENTS), "density_images": features.n,
-            "density_dims": [int(len(features.mean)), int(len(code.mean))],
-            "ledoit_wolf_shrinkage": [round(features.shrinkage, 4), round(code.shrinkage, 4)],
+            "density_dims": [int(len(features.mean)), int(len(image.mean))],
+            "ledoit_wolf_shrinkage": [round(features.shrinkage, 4), round(image.shrinkage, 4)],
+            "bank_images": int(len(keep)), "bank_dims": [int(code_bank.shape[1]), int(layout_bank.shape[1])],
             "standardized_on": int(len(val_x)),
             "clean_mean": [round(float(v), 4) for v in mean], "clean_std": [round(float(v), 4) for v in std]}

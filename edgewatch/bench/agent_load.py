@@ -15,7 +15,7 @@
 * :func:`alert_latency`: the simulator and the agent as two processes on
   loopback websocket; every alert line is timestamped when it arrives on
   the agent's stdout and compared with the send time carried in the
-  message (the simulator's ``--with-time`` mode).
+  message (the simulator's ``--with-time --send-time`` mode: the moment it was sent).
 
 Runs without torch (the agent's own imports only).
 """
@@ -366,8 +366,9 @@ def alert_latency(model_path: Path, rate: float = 1000.0, seconds: float = 10.0,
     """
     threshold = nominal_median_threshold(model_path) if threshold is None else threshold
     port = free_port()
-    sim = subprocess.Popen(edgewatch_command() + ["simulate", "--port", str(port), "--rate", f"{rate:g}",
-                                                  "--with-time", "--send-time", "--duration", f"{seconds + warmup + 5:g}", "-q"],
+    # --send-time: ts is when the simulator sends a message, so its own lateness is not counted
+    sim = subprocess.Popen(edgewatch_command() + ["simulate", "--port", str(port), "--rate", f"{rate:g}", "--with-time",
+                                                  "--send-time", "--duration", f"{seconds + warmup + 5:g}", "-q"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     agent = None
     try:

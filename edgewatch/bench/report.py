@@ -277,7 +277,10 @@ def _agent_sections(results: dict[str, Any]) -> list[str]:
                   "One torch thread, `json.loads` per message, a `deque` window per stream, stride-3 windows of "
                   "10 scored in batches of 64 under `torch.inference_mode()`, no episodes, no sinks; its own "
                   "process (peak RSS from VmHWM).", "",
-                  "| streams | messages | CPU µs/message | messages per CPU-second | peak RSS | agent's speed-up (same messages, alternating rounds) | network alone, µs/window: PyTorch / ORT in the agent | agent: network / rest, µs/message | ceiling |",
+                  "| streams | messages | CPU µs/message | messages per CPU-second | peak RSS "
+                  "| agent's speed-up (same messages, alternating rounds) "
+                  "| network alone, µs/window: PyTorch / ORT in the agent | agent: network / rest, µs/message "
+                  "| ceiling |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for t in loops:
             agent_us = _agent_us_beside(results, t, t["streams"])
@@ -342,7 +345,8 @@ def _agent_sections(results: dict[str, Any]) -> list[str]:
     lat = results.get("latency")
     if lat:
         lines += ["", "## Message-to-alert latency", "",
-                  f"Simulator (`--with-time`, {lat['rate_hz']:,.0f} msg/s) and agent (`--sink stdout --k 1 --n 1`, "
+                  f"Simulator (`--with-time --send-time`, {lat['rate_hz']:,.0f} msg/s) and agent "
+                  "(`--sink stdout --k 1 --n 1`, "
                   f"threshold at the median nominal score so alerts are frequent) as two processes on loopback "
                   f"websocket, {lat['seconds']:.0f} s, {lat['events']} alert events: p50 **{lat['p50_ms']:.1f} ms**, "
                   f"p90 {lat['p90_ms']:.1f} ms, p99 **{lat['p99_ms']:.1f} ms**, max {lat['max_ms']:.1f} ms "

@@ -32,7 +32,7 @@ def test_nearest_distance_is_the_brute_force_minimum_and_zero_on_the_bank() -> N
 def test_dct_is_orthonormal_and_block_energy_sees_what_jpeg_and_blur_remove() -> None:
     c = dct_matrix()
     assert torch.allclose(c @ c.T, torch.eye(8, dtype=torch.float64), atol=1e-12)
-    head = ScoreHead(n_stats=4, n_code=2, size=28, n_components=5)
+    head = ScoreHead(n_stats=4, n_code=2, size=28, n_components=6)
     clean = torch.from_numpy(_texture(16, 1)[:, None] / 255.0).double()
     stats = head.image_statistics(clean)
     assert stats.shape == (16, 84) and torch.isfinite(stats).all()
@@ -57,8 +57,11 @@ def test_fitted_head_scores_clean_images_low_and_a_block_flattened_image_high() 
     with torch.no_grad():
         clean = scorer(torch.from_numpy(_texture(40, 5)[:, None]))[0]
         jpeg = scorer(torch.from_numpy(corrupt(_texture(40, 5), Corruption.JPEG, 5, np.random.default_rng(0))[:, None]))[0]
+        low = scorer(torch.from_numpy(corrupt(_texture(40, 5), Corruption.LOW_CONTRAST, 5,
+                                              np.random.default_rng(0))[:, None]))[0]
     assert clean.dtype == torch.float32
     assert float((jpeg > torch.quantile(clean, 0.9)).float().mean()) > 0.9
+    assert float((low > torch.quantile(clean, 0.9)).float().mean()) > 0.9  # less detail scores high too
     # the bank's size travels in the state dict: a checkpoint rebuilds the same scorer
     rebuilt = build_scorer(scorer.model.cfg.to_dict(), scorer.state_dict())
     with torch.no_grad():
@@ -73,11 +76,11 @@ def test_a_checkpoint_of_the_older_head_is_refused_with_the_refit_command() -> N
 
 
 def test_soft_maximum_is_the_firing_test_alone_and_adds_up_agreeing_ones() -> None:
-    """T·log Σ exp(z/T): one large z passes through, five equal ones gain T·log 5, huge ones stay finite."""
-    head = ScoreHead(n_stats=4, n_code=2, size=28, n_components=5)
+    """T·log Σ exp(z/T): one large z passes through, six equal ones gain T·log 6, huge ones stay finite."""
+    head = ScoreHead(n_stats=4, n_code=2, size=28, n_components=6)
     t = float(head.temperature)
-    z = torch.tensor([[30.0, 0.0, 0.0, 0.0, 0.0], [2.0] * 5, [1e6, -1e6, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    z = torch.tensor([[30.0, 0.0, 0.0, 0.0, 0.0, 0.0], [2.0] * 6, [1e6, -1e6, 0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
     soft = head.combine(z)
     assert abs(float(soft[0]) - 30.0) < 1e-5
-    assert abs(float(soft[1]) - (2.0 + t * np.log(5))) < 1e-9
+    assert abs(float(soft[1]) - (2.0 + t * np.log(6))) < 1e-9
     assert float(soft[2]) == 1e6

@@ -10,8 +10,8 @@ sigmoid. Pixels are scaled to 0–1 inside the exported graph.
 Score and per-feature error (the contract's ``feature_error``): the
 features of an image model are its 28 pixel rows (``row00`` … ``row27``);
 ``feature_error[b, r]`` is the mean squared error of row ``r``. The score
-is the largest of five standardized tests (reconstruction error, feature
-density, nearest training code and layout, image statistics; see
+is a soft maximum of six standardized tests (reconstruction error, feature
+density, nearest training code and layout, image statistics, amount of detail; see
 :class:`ImageScorer`), so it sees what adds detail and what removes it.
 """
 
@@ -99,7 +99,7 @@ class ImageScorer(nn.Module):
     A reconstruction error sees only what *adds* detail (noise, stripes):
     a blurred or flattened image is easier to reconstruct than a clean one
     (blur scored AUROC 0.13 on Fashion-MNIST). So the score combines
-    five standardized tests (a soft maximum, below), each asking a
+    six standardized tests (a soft maximum, below), each asking a
     different question of the same forward pass:
 
     ``reconstruction``  log of the per-image MSE (high = unusual);
@@ -123,14 +123,20 @@ class ImageScorer(nn.Module):
                         DCT, the block grid of image and video codecs) under a
                         Gaussian of the training images: the amount and the shape
                         of fine detail, in either direction (blur, low contrast,
-                        pixelation, block compression; noise, stripes).
+                        pixelation, block compression; noise, stripes);
+    ``detail``          log of the input's mean squared pixel gradient, two-sided
+                        (|z|): the one direction of the statistics above that
+                        most detail-removing corruptions move along, tested on its
+                        own because a shift along one axis is diluted among the 84
+                        of the Gaussian (at severity 1 on unused training images it
+                        lifted low contrast 0.940 → 0.983, defocus 0.961 → 0.981).
 
     Each is turned into a z-score with the mean and standard deviation it has
     on clean *validation* images (held out from the density fits and the
     nearest-neighbour banks, so in-sample shrinkage does not leak in), and
     the score is their soft maximum ``T·log Σ exp(z/T)`` (``T = 2``): where
-    one test fires it is that test's z (plus at most ``T·log 5``), so one
-    test is not diluted by four quiet ones as in a sum; where several are
+    one test fires it is that test's z (plus at most ``T·log 6``), so one
+    test is not diluted by five quiet ones as in a sum; where several are
     moderately unusual together (an occluded garment: odd code, odd layout,
     higher error) their evidence adds up, which the plain maximum threw away.
     The scaling to 0–1 and
@@ -144,7 +150,7 @@ class ImageScorer(nn.Module):
     and random-weight benchmarks need.
     """
 
-    COMPONENTS = ("reconstruction", "features", "code", "layout", "statistics")
+    COMPONENTS = ("reconstruction", "features", "code", "layout", "statistics", "detail")
 
     def __init__(self, model: ConvAutoencoder, pixel_scale: float = 1.0 / 255.0, bank_size: int = 1) -> None:
         super().__init__()
@@ -178,7 +184,7 @@ class ImageScorer(nn.Module):
                 "layout": head.layout(x), "statistics": head.image_statistics(x)}
 
     def components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw values of the tests ``[B, 5]`` (float64, before standardization) and the per-row error."""
+        """Raw values of the tests ``[B, 6]`` (float64, before standardization) and the per-row error."""
         scaled = x * self.pixel_scale
         maps, code = self.model.stages(scaled)
         return self.score_head.components(scaled, maps, code, self.model.decode(code))
@@ -243,6 +249,7 @@ class ScoreHead(nn.Module):
         self.register_buffer("dct", dct_matrix())
         self.register_buffer("component_mean", torch.zeros(n_components, dtype=f64))
         self.register_buffer("component_std", torch.ones(n_components, dtype=f64))
+        self.register_buffer("two_sided", torch.tensor([0.0] * (n_components - 1) + [1.0], dtype=f64))
         self.register_buffer("temperature", torch.tensor(COMBINE_TEMPERATURE, dtype=f64))
 
     @staticmethod
@@ -287,7 +294,7 @@ class ScoreHead(nn.Module):
 
     def components(self, scaled: torch.Tensor, maps: list[torch.Tensor], code: torch.Tensor,
                    recon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw tests ``[B, 5]`` (float64) and the per-row reconstruction error ``[B, S]`` (fp32)."""
+        """Raw tests ``[B, 6]`` (float64) and the per-row reconstruction error ``[B, S]`` (fp32)."""
         rows = (recon - scaled).pow(2).mean(dim=3)[:, 0]
         x = scaled.double()
         stats = self.feature_stats([h.double() for h in maps])
@@ -295,13 +302,18 @@ class ScoreHead(nn.Module):
         nearest_code = _nearest_sq(code.double(), self.code_bank_t, self.code_bank_sq)
         nearest_layout = _nearest_sq(self.layout(x), self.layout_bank_t, self.layout_bank_sq)
         image = ((self.image_statistics(x) - self.image_mean) @ self.image_whitening).pow(2).sum(dim=1)
-        raw = torch.stack([rows.double().mean(dim=1), features, nearest_code, nearest_layout, image], dim=1)
+        dx = x[:, :, :, 1:] - x[:, :, :, :-1]
+        dy = x[:, :, 1:, :] - x[:, :, :-1, :]
+        detail = dx.pow(2).mean(dim=(1, 2, 3)) + dy.pow(2).mean(dim=(1, 2, 3))
+        raw = torch.stack([rows.double().mean(dim=1), features, nearest_code, nearest_layout, image, detail], dim=1)
         return torch.log(raw + 1e-8), rows
 
     def forward(self, scaled: torch.Tensor, maps: list[torch.Tensor], code: torch.Tensor,
                 recon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raw, rows = self.components(scaled, maps, code, recon)
-        return self.combine((raw - self.component_mean) / self.component_std).float(), rows
+        z = (raw - self.component_mean) / self.component_std
+        z = z + self.two_sided * (torch.abs(z) - z)
+        return self.combine(z).float(), rows
 
     def combine(self, z: torch.Tensor) -> torch.Tensor:
         """The soft maximum ``T·log Σ exp(z/T)`` of the z-scores ``[B, K]``, shifted by the largest (no overflow)."""
@@ -312,9 +324,9 @@ class ScoreHead(nn.Module):
 def build_scorer(config: dict[str, Any], state_dict: dict[str, Any]) -> nn.Module:
     """The export-ready scorer from a checkpoint's config and state."""
     cfg = ConvAeConfig(**config)
-    if not {"score_head.code_bank_t", "score_head.temperature"} <= set(state_dict):
-        raise BadInput("this conv-ae checkpoint predates the five-test image score (reconstruction, features, "
-                       "code, layout, statistics); fit the current head on its weights in minutes with "
+    if not {"score_head.code_bank_t", "score_head.temperature", "score_head.two_sided"} <= set(state_dict):
+        raise BadInput("this conv-ae checkpoint predates the six-test image score (reconstruction, features, "
+                       "code, layout, statistics, detail); fit the current head on its weights in minutes with "
                        "'edgewatch train conv-ae --epochs 0 --init-from CHECKPOINT' (same dataset options)")
     scorer = ImageScorer(ConvAutoencoder(cfg), bank_size=int(state_dict["score_head.code_bank_t"].shape[1]))
     scorer.load_state_dict(state_dict)

@@ -56,7 +56,8 @@ def test_fitted_head_scores_clean_images_low_and_a_block_flattened_image_high() 
     assert scorer.score_head.code_bank_t.shape == (16, 120)
     with torch.no_grad():
         clean = scorer(torch.from_numpy(_texture(40, 5)[:, None]))[0]
-        jpeg = scorer(torch.from_numpy(corrupt(_texture(40, 5), Corruption.JPEG, 5, np.random.default_rng(0))[:, None]))[0]
+        jpeg = scorer(torch.from_numpy(corrupt(_texture(40, 5), Corruption.JPEG, 5,
+                                               np.random.default_rng(0))[:, None]))[0]
         low = scorer(torch.from_numpy(corrupt(_texture(40, 5), Corruption.LOW_CONTRAST, 5,
                                               np.random.default_rng(0))[:, None]))[0]
     assert clean.dtype == torch.float32
@@ -65,7 +66,8 @@ def test_fitted_head_scores_clean_images_low_and_a_block_flattened_image_high() 
     # the bank's size travels in the state dict: a checkpoint rebuilds the same scorer
     rebuilt = build_scorer(scorer.model.cfg.to_dict(), scorer.state_dict())
     with torch.no_grad():
-        assert torch.equal(rebuilt(torch.from_numpy(_texture(4, 6)[:, None]))[0], scorer(torch.from_numpy(_texture(4, 6)[:, None]))[0])
+        probe = torch.from_numpy(_texture(4, 6)[:, None])
+        assert torch.equal(rebuilt(probe)[0], scorer(probe)[0])
 
 
 def test_a_checkpoint_of_the_older_head_is_refused_with_the_refit_command() -> None:

@@ -32,7 +32,8 @@ from edgewatch.train.loop import TrainConfig, TrainResult, fit
 CALIBRATION_CORRUPTIONS = (Corruption.GAUSSIAN_NOISE, Corruption.OCCLUSION, Corruption.STRIPES,
                            Corruption.BLUR, Corruption.LOW_CONTRAST, Corruption.PIXELATE)
 
-SCORE_TEXT = ("soft maximum T*log(sum(exp(z/T))), T = 2, of six z-scores against clean validation images: log reconstruction MSE (pixels 0-1), "
+SCORE_TEXT = ("soft maximum T*log(sum(exp(z/T))), T = 2, of six z-scores against clean validation images: "
+              "log reconstruction MSE (pixels 0-1), "
               "log Mahalanobis distance (Gaussian fitted on the training images) of the conv stages' channel "
               "means and stds, log squared distance to the nearest training image's bottleneck code and "
               "4x4-pooled layout, log Mahalanobis distance of image statistics (moments of pixel differences, "

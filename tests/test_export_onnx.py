@@ -270,3 +270,21 @@ def test_cli_export_with_calibration_csv_and_threshold_override(checkpoint: Path
     res = CliRunner().invoke(main, ["export", "onnx", str(checkpoint), "-o", str(tmp_path / "w.onnx"),
                                     "--calibration-data", str(wrong)])
     assert res.exit_code == 4 and "columns" in res.output
+
+
+def test_cli_export_of_a_checkpoint_from_another_version_exits_3_with_the_reason(checkpoint: Path,
+                                                                                  tmp_path: Path) -> None:
+    """A checkpoint whose tensors do not fit this code's modules is a wrong model file, not a traceback."""
+    from edgewatch.train.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    state = dict(ckpt.state_dict)
+    state["score_head.extra"] = torch.zeros(3)  # what a newer score head would carry
+    name = next(k for k, v in state.items() if getattr(v, "ndim", 0) == 2)
+    state[name] = torch.zeros(state[name].shape[0] + 1, state[name].shape[1])  # a layer of another size
+    other = save_checkpoint(tmp_path / "other.pt", ckpt.family, ckpt.config, state, ckpt.card_fields,
+                            ckpt.calibration)
+    res = CliRunner().invoke(main, ["export", "onnx", str(other), "-o", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 3, res.output
+    assert "does not fit this version's lstm-ae model" in res.output and "score_head.extra" in res.output
+    assert name in res.output and not (tmp_path / "m.onnx").exists()

@@ -45,12 +45,12 @@ def run_loop(checkpoint: Path, messages: Path, window: int = 10, stride: int = 3
     """The loop itself (inside the child process); returns the figures as a dict."""
     import torch
 
-    from edgewatch.models import family_module
+    from edgewatch.models import scorer_from_checkpoint
     from edgewatch.train.checkpoint import card_from_fields, load_checkpoint
 
     torch.set_num_threads(1)
     ck = load_checkpoint(checkpoint)
-    scorer = family_module(ck.family).build_scorer(ck.config, ck.state_dict).eval()
+    scorer = scorer_from_checkpoint(ck.family, ck.config, ck.state_dict, what=str(checkpoint)).eval()
     threshold = card_from_fields(ck.card_fields, "none").threshold
     with torch.inference_mode():
         scorer(torch.zeros(batch, window, len(ck.card_fields["features"])))  # warm-up, outside the timing

@@ -48,7 +48,7 @@ def command(checkpoint: Path, output: Path, quantize: str, calibration_data: Pat
     from edgewatch.contract import Quantization
     from edgewatch.errors import BadInput
     from edgewatch.export.onnx import export_family, export_model
-    from edgewatch.models import family_module
+    from edgewatch.models import family_module, scorer_from_checkpoint
     from edgewatch.train.checkpoint import card_from_fields, load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
@@ -80,7 +80,7 @@ def command(checkpoint: Path, output: Path, quantize: str, calibration_data: Pat
                            f"{card.features}")
         windows = sliding_windows(series.values, card.window, max(1, card.stride))
         calibration = np.ascontiguousarray(windows[:: max(1, len(windows) // 1024)][:1024])
-    scorer = family.build_scorer(ckpt.config, ckpt.state_dict)
+    scorer = scorer_from_checkpoint(ckpt.family, ckpt.config, ckpt.state_dict, what=str(checkpoint))
     click.echo(f"exporting {ckpt.family} from {checkpoint} with {quantization.value} quantization ...")
     if choice is QuantizeChoice.AUTO:
         report = export_family(scorer, card, output, family.EXPORT, calibration=calibration,

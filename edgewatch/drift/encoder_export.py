@@ -24,14 +24,14 @@ ENCODER_OUTPUT = "features"
 def export_conv_encoder(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
     """Write the encoder of a conv-ae checkpoint to ``out`` (ONNX, dynamic batch), atomically."""
     torch = require_torch()
-    from edgewatch.models.conv_ae import build_scorer
+    from edgewatch.models import scorer_from_checkpoint
     from edgewatch.train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     if ckpt.family != "conv-ae":
         raise BadModelFile(f"{checkpoint} is a {ckpt.family!r} checkpoint; only conv-ae has an image "
                            "encoder to export (train one with 'edgewatch train conv-ae')")
-    scorer = build_scorer(dict(ckpt.config), ckpt.state_dict)
+    scorer = scorer_from_checkpoint(ckpt.family, dict(ckpt.config), ckpt.state_dict, what=str(checkpoint))
     size = scorer.model.cfg.size
 
     class _Encoder(torch.nn.Module):

@@ -30,10 +30,12 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from edgewatch.contract import Quantization
-from edgewatch.errors import BadInput
+from typing import Any
 
-__all__ = ["ExportSpec", "family_module"]
+from edgewatch.contract import Quantization
+from edgewatch.errors import BadInput, BadModelFile
+
+__all__ = ["ExportSpec", "family_module", "scorer_from_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,26 @@ def family_module(name: str) -> ModuleType:
             raise BadInput(f"model family {name!r} ({module_name}) does not define {attr}; "
                            "see edgewatch/models/__init__.py for what a family provides")
     return module
+
+
+def scorer_from_checkpoint(family: str, config: dict[str, Any], state_dict: dict[str, Any], what: str = "") -> Any:
+    """The family's export-ready scorer from a checkpoint's config and weights.
+
+    A checkpoint written by another version of a family (a score head with
+    more tests, a layer of another size) does not fit the modules this
+    code builds; torch then raises a RuntimeError listing missing,
+    unexpected and mis-sized tensors. That is a wrong model file, said as
+    one: BadModelFile (exit 3) with torch's list, not a traceback.
+    """
+    module = family_module(family)
+    try:
+        return module.build_scorer(config, state_dict)
+    except RuntimeError as exc:
+        if "state_dict" not in str(exc):
+            raise
+        detail = " ".join(str(exc).split())
+        raise BadModelFile(f"{what or 'the checkpoint'} does not fit this version's {family} model "
+                           f"(made by another edgewatch version? retrain it): {detail[:600]}") from None
 
 
 def known_families() -> list[str]:

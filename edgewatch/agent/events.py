@@ -118,6 +118,9 @@ def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, 
     return event
 
 
+_FLOAT_MAX = float(np.finfo(np.float64).max)  # what +inf counts as in a feature's error
+
+
 def top_features(feature_error: np.ndarray | Sequence[float], features: Sequence[str], top: int = 3
                  ) -> list[dict[str, Any]]:
     """The ``top`` features by error, with their share of the total (NaN counts as 0, +inf as the largest).
@@ -131,9 +134,6 @@ def top_features(feature_error: np.ndarray | Sequence[float], features: Sequence
     total = sum(fe)
     total = total if math.isfinite(total) and total > 0 else 1.0
     return [{"feature": features[j], "error": number(fe[j], 6), "share": number(fe[j] / total, 4)} for j in order]
-
-
-_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel, now: float) -> dict[str, Any]:

@@ -345,9 +345,9 @@ class SimulatorServer:
                 n = min(n, limit - self.sequence)
             if n > 0:
                 first = self.sequence
-                ts = self._clock.many(first, n) if with_time or self._outlet is not None else None
-                if ts is not None and self.config.send_time:
-                    ts = np.full(n, time.time())
+                ts = None
+                if with_time or self._outlet is not None:
+                    ts = np.full(n, time.time()) if self.config.send_time else self._clock.many(first, n)
                 for index, eq in enumerate(self._streams):
                     if self._outlet is not None:
                         await self._outlet.emit(index, eq.name, eq.take(n), first, ts)

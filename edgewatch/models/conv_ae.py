@@ -170,10 +170,6 @@ class ImageScorer(nn.Module):
                 else:  # a nearest-neighbour bank: its size is the number of training images
                     setattr(head, name, value.to(old.dtype).clone())
 
-    @staticmethod
-    def feature_stats(maps: list[torch.Tensor]) -> torch.Tensor:
-        return ScoreHead.feature_stats(maps)
-
     def encodings(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the head's densities and banks are fitted on, for raw-pixel images ``x``."""
         scaled = x * self.pixel_scale

@@ -2,7 +2,8 @@
 
 Images go in as raw pixels 0–255; the scorer scales them to 0–1 inside
 the graph. After the autoencoder is trained, its score head is fitted
-(:func:`fit_score_head`): the Gaussians of the feature statistics and the code on the
+(:func:`fit_score_head`): the Gaussians of the feature and image
+statistics and the nearest-neighbour banks of codes and layouts on the
 training images, then each test's mean and spread on the clean validation
 images. The threshold is ``mean + k·std`` (``k = 3``) of the combined
 score on those validation images, so it is set without ever seeing a

@@ -87,7 +87,8 @@ def command(data_dir: Path | None, dataset: str, out: Path, max_train: int, val_
                f"{head['density_images']} training images (Ledoit-Wolf shrinkage {shrink[0]:.4f}, {shrink[1]:.4f}); "
                f"nearest-neighbour banks of {head['bank_images']} training codes ({head['bank_dims'][0]}-d) and "
                f"layouts ({head['bank_dims'][1]}-d); tests {', '.join(head['components'])} standardized on "
-               f"{head['standardized_on']} clean validation images")
+               f"{head['standardized_on']} clean validation images"
+               + "".join(f" ({name}: fixed scale)" for name in head.get("fixed_scale", [])))
     stats = run.card_fields["score_stats"]
     click.echo(f"clean validation score: mean {stats['normal'].mean:.5f}, p99 {stats['normal'].p99:.5f}; "
                f"corrupted calibration images: mean {stats['corrupted'].mean:.5f}")

@@ -10,13 +10,15 @@ sigmoid. Pixels are scaled to 0–1 inside the exported graph.
 Score and per-feature error (the contract's ``feature_error``): the
 features of an image model are its 28 pixel rows (``row00`` … ``row27``);
 ``feature_error[b, r]`` is the mean squared error of row ``r``. The score
-is a soft maximum of six standardized tests (reconstruction error, feature
-density, nearest training code and layout, image statistics, amount of detail; see
-:class:`ImageScorer`), so it sees what adds detail and what removes it.
+is a soft maximum of seven standardized tests (reconstruction error, feature
+density, nearest training code and layout, image statistics, amount of
+detail, flat patches; see :class:`ImageScorer`), so it sees what adds detail
+and what removes it, over the whole image or in one place.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,7 +31,8 @@ from edgewatch.errors import BadInput
 from edgewatch.models import ExportSpec
 
 FAMILY = "conv-ae"
-EXPORT = ExportSpec(quantization=Quantization.NONE, script=False)
+# static int8 with 7-bit weights: batch-invariant (see edgewatch.export.quantize), the file half the size of fp32
+EXPORT = ExportSpec(quantization=Quantization.STATIC_QDQ_INT8, script=False)
 
 
 @dataclass
@@ -99,7 +102,7 @@ class ImageScorer(nn.Module):
     A reconstruction error sees only what *adds* detail (noise, stripes):
     a blurred or flattened image is easier to reconstruct than a clean one
     (blur scored AUROC 0.13 on Fashion-MNIST). So the score combines
-    six standardized tests (a soft maximum, below), each asking a
+    seven standardized tests (a soft maximum, below), each asking a
     different question of the same forward pass:
 
     ``reconstruction``  log of the per-image MSE (high = unusual);
@@ -129,14 +132,24 @@ class ImageScorer(nn.Module):
                         most detail-removing corruptions move along, tested on its
                         own because a shift along one axis is diluted among the 84
                         of the Gaussian (at severity 1 on unused training images it
-                        lifted low contrast 0.940 → 0.983, defocus 0.961 → 0.981).
+                        lifted low contrast 0.940 → 0.983, defocus 0.961 → 0.981);
+    ``flat``            log(1 + the number of 7×7 windows, wholly inside the image,
+                        whose pixels lie within one grey level of each other and
+                        above the black background): detail removed in *one place*
+                        (a saturated or stuck region of the sensor, a sticker or a
+                        finger on the lens). The image-wide tests above average it
+                        away: a white square on a light shirt changes little of the
+                        image's statistics, its code or its layout, yet on
+                        Fashion-MNIST no clean validation image and 1 of 2,000
+                        unused training images holds such a window.
 
     Each is turned into a z-score with the mean and standard deviation it has
     on clean *validation* images (held out from the density fits and the
-    nearest-neighbour banks, so in-sample shrinkage does not leak in), and
+    nearest-neighbour banks, so in-sample shrinkage does not leak in; the flat
+    count has a fixed scale instead, :attr:`FIXED_STANDARDIZATION`), and
     the score is their soft maximum ``T·log Σ exp(z/T)`` (``T = 2``): where
-    one test fires it is that test's z (plus at most ``T·log 6``), so one
-    test is not diluted by five quiet ones as in a sum; where several are
+    one test fires it is that test's z (plus at most ``T·log 7``), so one
+    test is not diluted by six quiet ones as in a sum; where several are
     moderately unusual together (an occluded garment: odd code, odd layout,
     higher error) their evidence adds up, which the plain maximum threw away.
     The scaling to 0–1 and
@@ -150,14 +163,21 @@ class ImageScorer(nn.Module):
     and random-weight benchmarks need.
     """
 
-    COMPONENTS = ("reconstruction", "features", "code", "layout", "statistics", "detail")
+    COMPONENTS = ("reconstruction", "features", "code", "layout", "statistics", "detail", "flat")
+    TWO_SIDED = frozenset({"detail"})  # tests unusual in both directions: |z|
+    # Tests whose z is not standardized on the validation images. The flat count is 0 on every clean
+    # image, so it has no spread to divide by (one flat window in a validation image would set it,
+    # and with it the threshold). Its z is 3·log2(1 + n): one flat window is z = 3, about as rare as
+    # one such window is in clean images (3 of 2,000 unused MNIST images, 1 of 2,000 Fashion-MNIST
+    # images: a one-sided 3σ tail is 0.13 %), and each doubling of the flat area adds 3.
+    FIXED_STANDARDIZATION = {"flat": (0.0, math.log(2.0) / 3.0)}
 
     def __init__(self, model: ConvAutoencoder, pixel_scale: float = 1.0 / 255.0, bank_size: int = 1) -> None:
         super().__init__()
         self.model = model
         self.register_buffer("pixel_scale", torch.tensor(pixel_scale, dtype=torch.float32))
         self.score_head = ScoreHead(2 * sum(model.cfg.channels), model.cfg.dense[-1], model.cfg.size,
-                                    len(self.COMPONENTS), bank_size)
+                                    [c in self.TWO_SIDED for c in self.COMPONENTS], bank_size, pixel_scale)
 
     def set_head(self, **buffers: torch.Tensor) -> None:
         """Install fitted constants of the head by buffer name (densities, banks, standardization)."""
@@ -172,28 +192,27 @@ class ImageScorer(nn.Module):
 
     def encodings(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the head's densities and banks are fitted on, for raw-pixel images ``x``."""
-        scaled = x * self.pixel_scale
-        maps, code = self.model.stages(scaled)
+        maps, code = self.model.stages(x * self.pixel_scale)
         head = self.score_head
-        x = scaled.double()
+        x = head.pixels(x)
         return {"features": head.feature_stats([h.double() for h in maps]), "code": code.double(),
                 "layout": head.layout(x), "statistics": head.image_statistics(x)}
 
     def components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw values of the tests ``[B, 6]`` (float64, before standardization) and the per-row error."""
-        scaled = x * self.pixel_scale
-        maps, code = self.model.stages(scaled)
-        return self.score_head.components(scaled, maps, code, self.model.decode(code))
+        """Raw values of the tests ``[B, 7]`` (float64, before standardization) and the per-row error."""
+        maps, code = self.model.stages(x * self.pixel_scale)
+        return self.score_head.components(x, maps, code, self.model.decode(code))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scaled = x * self.pixel_scale
-        maps, code = self.model.stages(scaled)
-        return self.score_head(scaled, maps, code, self.model.decode(code))
+        maps, code = self.model.stages(x * self.pixel_scale)
+        return self.score_head(x, maps, code, self.model.decode(code))
 
 
 LAYOUT_POOL = 4  # the layout test averages LAYOUT_POOL x LAYOUT_POOL pixel cells
 BLOCK = 8  # the statistics test's DCT block side (JPEG's, MPEG's)
 COMBINE_TEMPERATURE = 2.0  # T of the soft maximum T·log Σ exp(z/T) that combines the tests' z-scores
+FLAT_WINDOW = 7  # the flat test's window side, pixels
+FLAT_RANGE = 1.5 / 255.0  # "flat": max − min of the window within one grey level (1/255, plus rounding)
 
 
 def dct_matrix(n: int = BLOCK) -> torch.Tensor:
@@ -228,8 +247,11 @@ class ScoreHead(nn.Module):
     is ~1e-16 and disappears in the fp32 score.
     """
 
-    def __init__(self, n_stats: int, n_code: int, size: int, n_components: int, bank_size: int = 1) -> None:
+    def __init__(self, n_stats: int, n_code: int, size: int, two_sided: list[bool], bank_size: int = 1,
+                 pixel_scale: float = 1.0 / 255.0) -> None:
         super().__init__()
+        n_components = len(two_sided)
+        self.register_buffer("pixel_scale", torch.tensor(pixel_scale, dtype=torch.float64))
         n_image = 5 * 4 + BLOCK * BLOCK
         n_layout = (size // LAYOUT_POOL) ** 2
         self.size = size
@@ -245,7 +267,7 @@ class ScoreHead(nn.Module):
         self.register_buffer("dct", dct_matrix())
         self.register_buffer("component_mean", torch.zeros(n_components, dtype=f64))
         self.register_buffer("component_std", torch.ones(n_components, dtype=f64))
-        self.register_buffer("two_sided", torch.tensor([0.0] * (n_components - 1) + [1.0], dtype=f64))
+        self.register_buffer("two_sided", torch.tensor([float(t) for t in two_sided], dtype=f64))
         self.register_buffer("temperature", torch.tensor(COMBINE_TEMPERATURE, dtype=f64))
 
     @staticmethod
@@ -288,11 +310,35 @@ class ScoreHead(nn.Module):
         energy = torch.log(coeffs.pow(2).mean(dim=(1, 2)).reshape(-1, BLOCK * BLOCK) + 1e-6)
         return torch.cat([torch.stack(moments, dim=1), energy], dim=1)
 
-    def components(self, scaled: torch.Tensor, maps: list[torch.Tensor], code: torch.Tensor,
+    @staticmethod
+    def flat_windows(scaled: torch.Tensor) -> torch.Tensor:
+        """``[B]`` (float64): the FLAT_WINDOW² windows inside the image that are flat and brighter than black.
+
+        Max and min pooling are exact, so the count does not depend on the
+        batch; black is excluded because it is the background of
+        these datasets (a flat black margin is normal).
+        """
+        top = F.max_pool2d(scaled, FLAT_WINDOW, stride=1)
+        bottom = -F.max_pool2d(-scaled, FLAT_WINDOW, stride=1)
+        flat = ((top - bottom) <= FLAT_RANGE) & (bottom > FLAT_RANGE)
+        return flat.double().flatten(1).sum(dim=1)
+
+    def pixels(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw pixels → 0–1 in float64, the head's own copy of the input.
+
+        Not the network's scaled input: static quantization puts int8
+        Quantize/Dequantize on that tensor for the first convolution, and
+        every reader of it would see the rounded pixels (the model-free
+        tests moved by up to 29 z on a test model whose pixels are not
+        whole grey levels).
+        """
+        return raw.double() * self.pixel_scale
+
+    def components(self, raw: torch.Tensor, maps: list[torch.Tensor], code: torch.Tensor,
                    recon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw tests ``[B, 6]`` (float64) and the per-row reconstruction error ``[B, S]`` (fp32)."""
-        rows = (recon - scaled).pow(2).mean(dim=3)[:, 0]
-        x = scaled.double()
+        """Raw tests ``[B, 7]`` (float64) and the per-row reconstruction error ``[B, S]`` (fp32), from raw pixels."""
+        x = self.pixels(raw)
+        rows = (recon.double() - x).pow(2).mean(dim=3)[:, 0]
         stats = self.feature_stats([h.double() for h in maps])
         features = ((stats - self.feature_mean) @ self.feature_whitening).pow(2).sum(dim=1)
         nearest_code = _nearest_sq(code.double(), self.code_bank_t, self.code_bank_sq)
@@ -301,13 +347,14 @@ class ScoreHead(nn.Module):
         dx = x[:, :, :, 1:] - x[:, :, :, :-1]
         dy = x[:, :, 1:, :] - x[:, :, :-1, :]
         detail = dx.pow(2).mean(dim=(1, 2, 3)) + dy.pow(2).mean(dim=(1, 2, 3))
-        raw = torch.stack([rows.double().mean(dim=1), features, nearest_code, nearest_layout, image, detail], dim=1)
-        return torch.log(raw + 1e-8), rows
+        tests = torch.stack([rows.mean(dim=1), features, nearest_code, nearest_layout, image, detail], dim=1)
+        flat = torch.log1p(self.flat_windows(x))  # a count: log(1 + n), 0 on clean images
+        return torch.cat([torch.log(tests + 1e-8), flat[:, None]], dim=1), rows.float()
 
-    def forward(self, scaled: torch.Tensor, maps: list[torch.Tensor], code: torch.Tensor,
+    def forward(self, raw: torch.Tensor, maps: list[torch.Tensor], code: torch.Tensor,
                 recon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raw, rows = self.components(scaled, maps, code, recon)
-        z = (raw - self.component_mean) / self.component_std
+        tests, rows = self.components(raw, maps, code, recon)
+        z = (tests - self.component_mean) / self.component_std
         z = z + self.two_sided * (torch.abs(z) - z)
         return self.combine(z).float(), rows
 
@@ -320,9 +367,12 @@ class ScoreHead(nn.Module):
 def build_scorer(config: dict[str, Any], state_dict: dict[str, Any]) -> nn.Module:
     """The export-ready scorer from a checkpoint's config and state."""
     cfg = ConvAeConfig(**config)
-    if not {"score_head.code_bank_t", "score_head.temperature", "score_head.two_sided"} <= set(state_dict):
-        raise BadInput("this conv-ae checkpoint predates the six-test image score (reconstruction, features, "
-                       "code, layout, statistics, detail); fit the current head on its weights in minutes with "
+    tests = ImageScorer.COMPONENTS
+    std = state_dict.get("score_head.component_std")
+    if (not {"score_head.code_bank_t", "score_head.temperature", "score_head.two_sided"} <= set(state_dict)
+            or std is None or tuple(std.shape) != (len(tests),)):
+        raise BadInput(f"this conv-ae checkpoint predates the {len(tests)}-test image score ({', '.join(tests)}); "
+                       "fit the current head on its weights in minutes with "
                        "'edgewatch train conv-ae --epochs 0 --init-from CHECKPOINT' (same dataset options)")
     scorer = ImageScorer(ConvAutoencoder(cfg), bank_size=int(state_dict["score_head.code_bank_t"].shape[1]))
     scorer.load_state_dict(state_dict)

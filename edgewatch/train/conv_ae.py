@@ -33,12 +33,13 @@ from edgewatch.train.loop import TrainConfig, TrainResult, fit
 CALIBRATION_CORRUPTIONS = (Corruption.GAUSSIAN_NOISE, Corruption.OCCLUSION, Corruption.STRIPES,
                            Corruption.BLUR, Corruption.LOW_CONTRAST, Corruption.PIXELATE)
 
-SCORE_TEXT = ("soft maximum T*log(sum(exp(z/T))), T = 2, of six z-scores against clean validation images: "
+SCORE_TEXT = ("soft maximum T*log(sum(exp(z/T))), T = 2, of seven z-scores against clean validation images: "
               "log reconstruction MSE (pixels 0-1), "
               "log Mahalanobis distance (Gaussian fitted on the training images) of the conv stages' channel "
               "means and stds, log squared distance to the nearest training image's bottleneck code and "
               "4x4-pooled layout, log Mahalanobis distance of image statistics (moments of pixel differences, "
-              "8x8 block-DCT energies), |z| of the log mean squared pixel gradient (detail lost or added); "
+              "8x8 block-DCT energies), |z| of the log mean squared pixel gradient (detail lost or added), "
+              "log(1 + number of flat non-black 7x7 windows) (detail lost in one place); "
               "feature_error is the reconstruction MSE of each pixel row")
 
 
@@ -192,10 +193,13 @@ def fit_score_head(scorer: Any, train_x: np.ndarray, val_x: np.ndarray, seed: in
                     component_mean=t(np.zeros(k)), component_std=t(np.ones(k)))
     raw = _components_of(scorer, val_x)
     mean, std = raw.mean(axis=0), np.maximum(raw.std(axis=0), 1e-6)
+    for name, (m, sd) in scorer.FIXED_STANDARDIZATION.items():
+        k_fixed = scorer.COMPONENTS.index(name)
+        mean[k_fixed], std[k_fixed] = m, sd
     scorer.set_head(component_mean=t(mean), component_std=t(std))
     return {"components": list(scorer.COMPONENTS), "density_images": features.n,
             "density_dims": [int(len(features.mean)), int(len(image.mean))],
             "ledoit_wolf_shrinkage": [round(features.shrinkage, 4), round(image.shrinkage, 4)],
             "bank_images": int(len(keep)), "bank_dims": [int(code_bank.shape[1]), int(layout_bank.shape[1])],
-            "standardized_on": int(len(val_x)),
+            "standardized_on": int(len(val_x)), "fixed_scale": sorted(scorer.FIXED_STANDARDIZATION),
             "clean_mean": [round(float(v), 4) for v in mean], "clean_std": [round(float(v), 4) for v in std]}

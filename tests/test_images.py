@@ -105,7 +105,7 @@ def test_unknown_corruption_lists_the_valid_names() -> None:
 
 @pytest.fixture(scope="module")
 def conv_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny conv-AE trained on blobs and exported by the CLI (fp32, its family default)."""
+    """A tiny conv-AE trained on blobs and exported by the CLI (static int8, its family default)."""
     from edgewatch.models.conv_ae import ConvAeConfig
     from edgewatch.train.checkpoint import save_checkpoint
     from edgewatch.train.conv_ae import default_train_config, train_conv_ae

@@ -31,7 +31,7 @@ from edgewatch.errors import BadInput
 from edgewatch.models import ExportSpec
 
 FAMILY = "conv-ae"
-# static int8 with 7-bit weights: batch-invariant (see edgewatch.export.quantize), the file half the size of fp32
+# static int8, u8 activations and 7-bit s8 weights: batch-invariant (edgewatch.export.quantize), half fp32's size
 EXPORT = ExportSpec(quantization=Quantization.STATIC_QDQ_INT8, script=False)
 
 
@@ -324,13 +324,15 @@ class ScoreHead(nn.Module):
         return flat.double().flatten(1).sum(dim=1)
 
     def pixels(self, raw: torch.Tensor) -> torch.Tensor:
-        """Raw pixels → 0–1 in float64, the head's own copy of the input.
+        """Raw pixels → 0–1 in float64: the head's own copy of the input, not the network's.
 
-        Not the network's scaled input: static quantization puts int8
-        Quantize/Dequantize on that tensor for the first convolution, and
-        every reader of it would see the rounded pixels (the model-free
-        tests moved by up to 29 z on a test model whose pixels are not
-        whole grey levels).
+        The model-free tests need pixels no quantizer has rounded: static
+        QDQ puts one Quantize/Dequantize pair on a tensor that a quantized
+        node reads and routes every reader through it (the statistics test
+        moved by up to 29 z on a test model whose pixels are not whole grey
+        levels), which :func:`edgewatch.export.quantize.score_tail_nodes`
+        prevents for the tensors the head reads; and their differences and
+        moments want float64.
         """
         return raw.double() * self.pixel_scale
 

@@ -285,19 +285,24 @@ class ScoreHead(nn.Module):
         n, k = self.size // LAYOUT_POOL, LAYOUT_POOL
         return scaled.reshape(-1, n, k, n, k).mean(dim=(2, 4)).reshape(-1, n * n)
 
-    def image_statistics(self, scaled: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def pixel_differences(scaled: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The horizontal, vertical, two second and diagonal pixel differences (statistics and detail tests)."""
+        dx = scaled[:, :, :, 1:] - scaled[:, :, :, :-1]
+        dy = scaled[:, :, 1:, :] - scaled[:, :, :-1, :]
+        return (dx, dy, dx[:, :, :, 1:] - dx[:, :, :, :-1], dy[:, :, 1:, :] - dy[:, :, :-1, :],
+                scaled[:, :, 1:, 1:] - scaled[:, :, :-1, :-1])
+
+    def image_statistics(self, scaled: torch.Tensor,
+                         differences: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
         """``[B, 84]``: log moments of pixel differences, log energy of each 8×8 block-DCT coefficient.
 
         The blocks start at the top-left corner (where a codec's grid is);
         an image whose side is not a multiple of 8 is edge-padded, as codecs do.
+        ``differences`` are :meth:`pixel_differences` of ``scaled`` when the caller has them.
         """
-        dx = scaled[:, :, :, 1:] - scaled[:, :, :, :-1]
-        dy = scaled[:, :, 1:, :] - scaled[:, :, :-1, :]
-        dxx = dx[:, :, :, 1:] - dx[:, :, :, :-1]
-        dyy = dy[:, :, 1:, :] - dy[:, :, :-1, :]
-        diag = scaled[:, :, 1:, 1:] - scaled[:, :, :-1, :-1]
         moments = []
-        for d in (dx, dy, dxx, dyy, diag):
+        for d in differences or self.pixel_differences(scaled):
             a = d.abs().flatten(1)
             sq = a * a
             for m in (torch.sqrt(a + 1e-12), a, sq, sq * sq):
@@ -345,9 +350,9 @@ class ScoreHead(nn.Module):
         features = ((stats - self.feature_mean) @ self.feature_whitening).pow(2).sum(dim=1)
         nearest_code = _nearest_sq(code.double(), self.code_bank_t, self.code_bank_sq)
         nearest_layout = _nearest_sq(self.layout(x), self.layout_bank_t, self.layout_bank_sq)
-        image = ((self.image_statistics(x) - self.image_mean) @ self.image_whitening).pow(2).sum(dim=1)
-        dx = x[:, :, :, 1:] - x[:, :, :, :-1]
-        dy = x[:, :, 1:, :] - x[:, :, :-1, :]
+        differences = self.pixel_differences(x)
+        image = ((self.image_statistics(x, differences) - self.image_mean) @ self.image_whitening).pow(2).sum(dim=1)
+        dx, dy = differences[:2]
         detail = dx.pow(2).mean(dim=(1, 2, 3)) + dy.pow(2).mean(dim=(1, 2, 3))
         tests = torch.stack([rows.mean(dim=1), features, nearest_code, nearest_layout, image, detail], dim=1)
         flat = torch.log1p(self.flat_windows(x))  # a count: log(1 + n), 0 on clean images

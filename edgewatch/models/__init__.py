@@ -29,7 +29,6 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-
 from typing import Any
 
 from edgewatch.contract import Quantization

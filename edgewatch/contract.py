@@ -110,11 +110,25 @@ class Decision:
     """Defaults for turning scores into episodes; the agent may override them.
 
     An episode starts when ``k`` of the last ``n`` scored windows are over the
-    threshold and ends when none of the last ``n`` are.
+    threshold and ends after ``m`` scored windows in a row under it. ``m``
+    None (every card written before it existed) means ``n``: the episode
+    ends when none of the last ``n`` are over. It is written to the card
+    only when set, so a file without hysteresis still reads in older agents.
     """
 
     k: int = 2
     n: int = 3
+    m: int | None = None
+
+    @property
+    def close_after(self) -> int:
+        return self.n if self.m is None else self.m
+
+    def to_dict(self) -> dict[str, int]:
+        out = {"k": self.k, "n": self.n}
+        if self.m is not None:
+            out["m"] = self.m
+        return out
 
 
 @dataclass
@@ -289,6 +303,10 @@ class ModelCard:
                                 f"for {self.n_features} features")
         if not 1 <= self.decision.k <= self.decision.n:
             problems.append(f"decision needs 1 <= k <= n, got k={self.decision.k} n={self.decision.n}")
+        if self.decision.m is not None and (isinstance(self.decision.m, bool) or not isinstance(self.decision.m, int)
+                                            or self.decision.m < 1):
+            problems.append(f"decision m (quiet windows before an episode ends) must be an integer >= 1, "
+                            f"got {self.decision.m!r}")
         columns = self.aux_columns()
         problems += self.postprocess.problems(columns)
         from edgewatch.agent.postprocess import spec_problems  # each kind's schema; lazy: it imports this module
@@ -309,7 +327,7 @@ class ModelCard:
                 continue  # no aux: written as before, so older readers keep reading the file
             if isinstance(value, enum.Enum):
                 text = value.value
-            elif isinstance(value, PostProcess):
+            elif isinstance(value, (PostProcess, Decision)):
                 text = json.dumps(value.to_dict(), separators=(",", ":"))
             elif isinstance(value, str):
                 text = value

@@ -62,6 +62,7 @@ class AgentOptions:
     threshold: float | None = None
     k: int | None = None
     n: int | None = None
+    close_after: int | None = None  # quiet windows before an episode ends (the card's m)
     agent_id: str = field(default_factory=socket.gethostname)
     max_batch: int = 1024
     queue_size: int = 1024
@@ -77,7 +78,7 @@ class AgentOptions:
     stream_ttl: float | None = DEFAULT_STREAM_TTL  # evict streams idle this long (None/0: never)
 
     def overrides(self) -> Overrides:
-        return Overrides(stride=self.stride, threshold=self.threshold, k=self.k, n=self.n)
+        return Overrides(stride=self.stride, threshold=self.threshold, k=self.k, n=self.n, m=self.close_after)
 
     def drift_settings(self) -> DriftSettings:
         return DriftSettings(every=self.drift_every, sample=self.drift_sample, keep_every=self.drift_keep_every,

@@ -53,7 +53,7 @@ def _settings_from(card: ModelCard) -> dict[str, object]:
         m = re.match(r"^([0-9.eE+-]+) x the ([0-9.eE+-]+) quantile", card.threshold_method)
         if m:
             out["factor"], out["quantile"] = float(m.group(1)), float(m.group(2))
-        out["k"], out["n"] = card.decision.k, card.decision.n
+        out["k"], out["n"], out["m"] = card.decision.k, card.decision.n, card.decision.m
     return out
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgewatch.agent.episodes import EpisodeTracker
+from edgewatch.agent.episodes import MAX_M, EpisodeTracker
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.postprocess import PostProcessor, make_postprocessor, state_bytes
 from edgewatch.contract import ModelCard, Quantization
@@ -63,6 +63,7 @@ class Overrides:
     threshold: float | None = None
     k: int | None = None
     n: int | None = None
+    m: int | None = None  # quiet windows before an episode ends (``--close-after``)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class ModelRuntime:
     """
 
     def __init__(self, model: ScoringModel, overrides: Overrides, drift_settings: DriftSettings,
-                 stride: int, threshold: float, k: int, n: int, warnings: list[str]) -> None:
+                 stride: int, threshold: float, k: int, n: int, warnings: list[str], m: int | None = None) -> None:
         self.model = model
         self.card: ModelCard = model.card
         self.overrides = overrides
@@ -94,9 +95,10 @@ class ModelRuntime:
         self.threshold = threshold
         self.k = k
         self.n = n
+        self.m = n if m is None else m
         self.warnings = warnings
         self.post: PostProcessor = make_postprocessor(self.card.postprocess)
-        self.tracker = EpisodeTracker(k, n)
+        self.tracker = EpisodeTracker(k, n, self.m)
         self.drift = self._drift_watch()
 
     @property
@@ -134,7 +136,7 @@ class ModelRuntime:
     def fresh(self) -> ModelRuntime:
         """The same model and settings with new, empty per-stream state."""
         return ModelRuntime(self.model, self.overrides, self.drift_settings, self.stride, self.threshold,
-                            self.k, self.n, list(self.warnings))
+                            self.k, self.n, list(self.warnings), self.m)
 
     @classmethod
     def build(cls, model: ScoringModel, overrides: Overrides | None = None,
@@ -147,7 +149,7 @@ class ModelRuntime:
         if not card.is_time_series:
             raise BadModelFile(f"{where} scores images (sample shape {card.sample_shape}), not streams; "
                                "use 'edgewatch score' for image sets")
-        stride, threshold, k, n = resolve(card, o)
+        stride, threshold, k, n, m = resolve(card, o)
         if card.drift_reference is not None:
             from edgewatch.drift.reference import check_reference
 
@@ -157,7 +159,7 @@ class ModelRuntime:
                 raise BadModelFile(f"{where}: {exc}") from None
         try:
             runtime = cls(model, o, d, stride, threshold, k, n,
-                          threshold_warnings(card, threshold) + isolation_warnings(card))
+                          threshold_warnings(card, threshold) + isolation_warnings(card), m)
         except BadModelFile as exc:
             raise BadModelFile(f"{where}: {exc}") from None
         except (ValueError, TypeError) as exc:
@@ -168,8 +170,13 @@ class ModelRuntime:
         return runtime
 
 
-def resolve(card: ModelCard, o: Overrides) -> tuple[int, float, int, int]:
-    """Stride, threshold, k and n from the card and the overrides; BadOverride when they contradict it."""
+def resolve(card: ModelCard, o: Overrides) -> tuple[int, float, int, int, int]:
+    """Stride, threshold, k, n and m from the card and the overrides; BadOverride when they contradict it.
+
+    ``m`` (quiet windows before an episode ends) is the override, else the
+    card's, else ``n`` -- also when ``--n`` alone is given to a card without
+    its own ``m``, so an old card keeps its "none of the last n" rule.
+    """
     stride = card.stride if o.stride is None else int(o.stride)
     if stride < 1:
         raise BadOverride(f"stride {stride}: it must be at least 1")
@@ -191,7 +198,10 @@ def resolve(card: ModelCard, o: Overrides) -> tuple[int, float, int, int]:
                           f"needs 1 <= k <= n{hint}")
     if n > MAX_N:
         raise BadOverride(f"n = {n}: at most {MAX_N} recent windows can be counted")
-    return stride, threshold, k, n
+    m = o.m if o.m is not None else card.decision.m if card.decision.m is not None else n
+    if not 1 <= int(m) <= MAX_M:
+        raise BadOverride(f"--close-after {m}: an episode ends after between 1 and {MAX_M} quiet windows")
+    return stride, threshold, k, n, int(m)
 
 
 def threshold_warnings(card: ModelCard, threshold: float) -> list[str]:

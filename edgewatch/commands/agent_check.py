@@ -40,7 +40,8 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
         + (f"; window {card.window}, horizon {card.horizon}, stride {card.stride}" if card.window else ""),
         f"  score         {card.score}",
         f"  threshold     {card.threshold:.6g}: {card.threshold_method}",
-        f"  episodes      start when {card.decision.k} of the last {card.decision.n} scored windows are over",
+        f"  episodes      start when {card.decision.k} of the last {card.decision.n} scored windows are over, "
+        f"end after {card.decision.close_after} in a row are not",
         f"  post-process  {card.postprocess.kind}",
         f"  drift check   {'reference of ' + str(card.drift_reference.n) + ' rows' if card.drift_reference else 'none'}",
         f"  trained on    {json.dumps(card.trained_on, default=str)[:200]}",

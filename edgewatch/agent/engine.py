@@ -581,6 +581,8 @@ class Agent:
     def _drift_event(self, ev: Any) -> dict[str, Any]:
         if ev.features:
             self.metrics.drift.inc()
+            if ev.reason:
+                log.warning("stream %s: %s", self._stream_names[ev.slot], ev.reason)
         return events.drift_event(ev, agent=self.options.agent_id, stream=self._stream_names[ev.slot],
                                   model=self.model, now=time.time())
 

@@ -74,6 +74,7 @@ class DriftSettings:
     sample: int = 512  # inputs kept per stream for the KS check
     keep_every: int = 10  # keep every n-th input, so the sample spans n x sample messages
     min_statistic: float = 0.25  # and a KS distance at least this large
+    range_rows: int = 120  # each stream's first rows checked against the training range (0: not)
 
 
 class ModelRuntime:
@@ -114,9 +115,11 @@ class ModelRuntime:
         if ref is None or d.every <= 0:
             return None
         from edgewatch.agent.drift_watch import DriftWatch
+        from edgewatch.agent.range_check import range_check_for
 
         return DriftWatch(ref, self.card.features, sample_size=d.sample, check_every=d.every,
-                          keep_every=d.keep_every, min_statistic=d.min_statistic, min_sample=d.sample)
+                          keep_every=d.keep_every, min_statistic=d.min_statistic, min_sample=d.sample,
+                          first_rows=range_check_for(self.card, d.range_rows))
 
     def stream_bytes(self) -> int:
         """Memory one stream can take with this model (windows, drift sample, post-process state), bytes.
@@ -126,7 +129,7 @@ class ModelRuntime:
         """
         f = self.card.n_features
         windows = 2 * self.window * f * 4
-        drift = self.drift_settings.sample * f * 4 + 32 if self.drift is not None else 0
+        drift = self.drift_settings.sample * f * 4 + 12 * f + 40 if self.drift is not None else 0
         return windows + drift + state_bytes(self.card.postprocess) + STREAM_OVERHEAD
 
     def default_max_streams(self, budget: int = STREAM_MEMORY_BUDGET) -> int:

@@ -129,7 +129,8 @@ def make_detector(out: Path) -> None:
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
               show_default="../shared/datasets/skab", help="The SKAB folder (data/<group>/<n>.csv).")
 @click.option("--family", "families", multiple=True, default=("pca",), show_default=True,
-              help="A family recipe to run (repeatable): pca, pca-all, conv1d-ae, conv1d-ae-fast, lstm-ae (docs/skab.md).")
+              help="A family recipe to run (repeatable): fit (edgewatch fit on the 400 rows, no options), pca, pca-all, "
+                   "conv1d-ae, conv1d-ae-fast, lstm-ae (docs/skab.md).")
 @click.option("--groups", multiple=True, help="Only these SKAB groups (repeatable), e.g. valve1.")
 @click.option("--predictions-out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write DIR/<group>/<n>.csv (header 'datetime;anomaly', one 0/1 row per test row); with "
@@ -187,7 +188,13 @@ def skab(data: Path | None, families: tuple[str, ...], groups: tuple[str, ...], 
         click.echo(f"plot of {plot_key} written to {plot_experiment(file, run, results[0].family, plot_out)}")
     if out:
         doc = {r.family: {"groups": {g or "total": {"f1": r.binary(g).f1, "far": r.binary(g).far,
-                                                    "mar": r.binary(g).mar}
+                                                    "mar": r.binary(g).mar, "faults": r.episodes(g).faults,
+                                                    "caught": r.episodes(g).caught,
+                                                    "opened_inside": r.episodes(g).opened_inside,
+                                                    "false_episodes": r.episodes(g).false_episodes,
+                                                    "false_per_hour": r.episodes(g).false_per_hour,
+                                                    "episodes_per_fault": r.episodes(g).episodes_per_fault,
+                                                    "median_delay_s": r.episodes(g).median_delay}
                                      for g in r.groups + [None]},
                           "nab": r.nab, "seconds": r.seconds} for r in results}
         tmp = out.with_name(out.name + ".tmp")

@@ -1,0 +1,122 @@
+"""``edgewatch fit``, start to end: read, screen, choose, check on the held-out part, fit, write, report.
+
+The order matters and is the same for every data set: features are
+screened on all the normal data; the settings follow from the data's
+shape by principle (:mod:`edgewatch.fit.choosing`); the held-out last
+quarter is scored by a model fitted on the rest, for the report; then the
+model is fitted on all rows and written, its scores checked against ONNX
+Runtime before the file is kept (``train/pca.py``), and signed last.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgewatch.errors import BadInput
+from edgewatch.fit.choosing import HoldoutResult, choose_recipe, holdout_check
+from edgewatch.fit.normal_data import Fill, NormalData, read_normal_data
+from edgewatch.fit.report import FitReport, feature_ranges
+from edgewatch.fit.screening import Drifting, Use, operating_modes, screen_features
+
+
+class Family(str, enum.Enum):
+    AUTO = "auto"  # pca; the univariate detector for one feature
+    PCA = "pca"
+
+
+@dataclass
+class FitOptions:
+    """What a user may say; every field is a flag of ``edgewatch fit`` and every default is the principle."""
+
+    time_column: str | None = None
+    columns: list[str] | None = None
+    ignore: list[str] = field(default_factory=list)
+    fill: Fill = Fill.LAST
+    drifting: Drifting = Drifting.RATE
+    window: int | None = None
+    family: Family = Family.AUTO
+    key: Path | None = None  # a private key from 'edgewatch model keygen': the file is signed with it
+    signer: str | None = None
+
+
+Echo = Callable[[str], None]
+
+
+def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
+              options: FitOptions | None = None, echo: Echo | None = None) -> FitReport:
+    """Turn CSV files of normal operation into the model file ``out``; returns the report (also echoed)."""
+    opts = options or FitOptions()
+    say: Echo = echo or (lambda _line: None)
+    started = time.perf_counter()
+    out = Path(out)
+    if opts.key is not None:
+        from edgewatch.agent.signing import load_private_key
+
+        private = load_private_key(opts.key)  # a wrong key fails before the work, not after
+    data = read_normal_data(paths, time_column=opts.time_column, columns=opts.columns, ignore=opts.ignore,
+                            fill=opts.fill, progress=lambda f, n: say(f"reading {Path(f).name}: {n:,} rows"))
+    if len(data.features) == 1 and opts.family is Family.AUTO:
+        from edgewatch.fit.univariate import fit_univariate
+
+        report = fit_univariate(data, out, opts, started)
+        for line in report.lines():
+            say(line)
+        return report
+    choices = screen_features(data.features, data.segments, opts.drifting)
+    recipe = choose_recipe(data, choices, opts.window)
+    model_data = data.select(recipe.features)
+    if data.rows >= 200_000:
+        say(f"checking the held-out last quarter ({data.rows // 4:,} rows) ...")
+    holdout = holdout_check(model_data, recipe)
+    report = _fit_and_write(model_data, data, choices, recipe, holdout, out)
+    levels = [f for f in recipe.features if f not in recipe.rates]
+    if levels:
+        report.modes = operating_modes(levels, model_data.select(levels).segments, recipe.window)
+    if report.modes is not None:
+        report.warnings.append(report.modes.describe())
+    if holdout.episodes:
+        report.warnings.append(
+            f"the held-out last quarter of the normal data raised {holdout.episodes} episode(s) with a model of the "
+            "first three quarters: the normal data is not one steady state (a slow change, or a state seen only at "
+            "the end); more normal data covering every state the machine runs in makes fewer false alarms")
+    if opts.key is not None:
+        from edgewatch.agent.signing import read_signature, sign_bytes
+        from edgewatch.files import write_bytes
+
+        write_bytes(out, sign_bytes(out.read_bytes(), private, signer=opts.signer, source=str(out)))
+        sig = read_signature(out.read_bytes(), str(out))
+        report.signed_by = f"{sig.signer!r} (key {sig.key_id})" if sig else ""
+    report.bytes = out.stat().st_size
+    report.elapsed = time.perf_counter() - started
+    for line in report.lines():
+        say(line)
+    return report
+
+
+def _fit_and_write(model_data: NormalData, data: NormalData, choices: list, recipe, holdout: HoldoutResult,
+                   out: Path) -> FitReport:
+    from edgewatch.train.pca import fit_pca, write_pca_model
+
+    fit = fit_pca(model_data.segments, recipe.features, recipe.pca_config())
+    trained_on = {"data": [Path(f).name for f in data.notes.files], "by": "edgewatch fit",
+                  "holdout_false_episodes": holdout.episodes,
+                  "left_out": {c.name: c.reason for c in choices if c.use is Use.LEFT_OUT}}
+    if holdout.seconds:
+        trained_on["holdout_seconds"] = round(holdout.seconds, 3)
+    write_pca_model(fit, out, trained_on)
+    ranges = feature_ranges(model_data.values(), choices, recipe.features, np.asarray(fit.scaler.scale),
+                            fit.basis, fit.threshold)
+    return FitReport(str(out), "pca", data.rows, data.seconds, data.step, data.notes, choices, recipe,
+                     fit.threshold, fit.components, holdout, ranges)
+
+
+def check_paths(paths: Sequence[str | os.PathLike[str]]) -> None:
+    if not paths:
+        raise BadInput("no data given: name one or more CSV files of normal operation, or a folder of them")

@@ -5,7 +5,7 @@ time column sniffed). Here the files become one table of features:
 
 * features are the numeric columns every file has (``columns`` chooses
   them, ``ignore`` drops some); text columns and labels are never
-  features, and a column mostly blank is left out;
+  features, and a column blank in more than 90 % of its rows is left out;
 * rows a label column marks anomalous (``anomaly`` = 1) are not normal
   operation and are dropped;
 * a blank or NaN cell is filled from the last value of its column
@@ -34,7 +34,7 @@ from edgewatch.errors import BadInput
 from edgewatch.wire.csv_table import CsvTable, read_csv_table, sniff_layout
 
 GAP_STEPS = 10  # a time gap longer than this many typical steps cuts the data
-MOSTLY_EMPTY = 0.5  # a column with more missing cells than this share is left out
+MOSTLY_EMPTY = 0.9  # a column with more missing cells than this share is left out
 
 
 class Fill(str, enum.Enum):

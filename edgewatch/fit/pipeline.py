@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
-from edgewatch.fit.choosing import HoldoutResult, choose_recipe, holdout_check
+from edgewatch.fit.choosing import DEFAULT_WINDOW, HoldoutResult, choose_recipe, holdout_check
 from edgewatch.fit.normal_data import Fill, NormalData, read_normal_data
 from edgewatch.fit.report import FitReport, feature_ranges
-from edgewatch.fit.screening import Drifting, Use, operating_modes, screen_features
+from edgewatch.fit.screening import TREND_LIMIT, Drifting, Use, operating_modes, screen_features
 
 
 class Family(str, enum.Enum):
@@ -70,17 +70,17 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
             say(line)
         return report
     choices = screen_features(data.features, data.segments, opts.drifting)
+    measured = [c.name for c in choices if c.use is not Use.LEFT_OUT or c.trend > TREND_LIMIT]
+    modes = operating_modes(measured, data.select(measured).segments, DEFAULT_WINDOW) if measured else None
     recipe = choose_recipe(data, choices, opts.window)
     model_data = data.select(recipe.features)
     if data.rows >= 200_000:
         say(f"checking the held-out last quarter ({data.rows // 4:,} rows) ...")
     holdout = holdout_check(model_data, recipe)
     report = _fit_and_write(model_data, data, choices, recipe, holdout, out)
-    levels = [f for f in recipe.features if f not in recipe.rates]
-    if levels:
-        report.modes = operating_modes(levels, model_data.select(levels).segments, recipe.window)
-    if report.modes is not None:
-        report.warnings.append(report.modes.describe())
+    report.modes = modes
+    if modes is not None:
+        report.warnings.append(modes.describe())
     if holdout.episodes:
         report.warnings.append(
             f"the held-out last quarter of the normal data raised {holdout.episodes} episode(s) with a model of the "

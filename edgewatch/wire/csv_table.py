@@ -57,6 +57,7 @@ SAMPLE_LINES = 64
 MS_EPOCH_ABOVE = 1e11  # a number time above this is epoch milliseconds
 ENCODING = "utf-8-sig"  # a byte-order mark (Excel's "CSV UTF-8") is dropped
 _DAY_FIRST = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
 
 
@@ -157,6 +158,15 @@ def parse_times(cells: Sequence[str]) -> np.ndarray:
     """A column of time cells as epoch seconds; a vectorised path for plain ISO times, else one by one."""
     if not cells:
         return np.zeros(0)
+    try:
+        numbers = np.array(cells, dtype=np.float64)
+    except ValueError:
+        pass
+    else:
+        numbers[~np.isfinite(numbers)] = math.nan
+        return np.where(np.abs(numbers) > MS_EPOCH_ABOVE, numbers / 1000.0, numbers)
+    if not _ISO_DATE.match(cells[0].strip()):
+        return np.array([parse_time(c) for c in cells], dtype=np.float64)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # numpy warns (and drops it) on a zone suffix: take the slow path

@@ -244,7 +244,7 @@ def test_subset_scorer_ignores_a_channel_and_exports() -> None:
     rng = np.random.default_rng(0)
     x = (np.sin(np.arange(120)[:, None] / 5 + np.arange(3)) + 0.05 * rng.normal(size=(120, 3))).astype(np.float32)
     x[:, 2] += np.linspace(0, 50, 120, dtype=np.float32)  # a drifting channel the model must not see
-    run = train_window_ae(Conv1dAutoencoder(2, (8, 4)), "conv1d-ae", x, ["a", "b", "slow"],
+    run = train_window_ae(lambda n: Conv1dAutoencoder(n, (8, 4)), "conv1d-ae", x, ["a", "b", "slow"],
                           WindowAeConfig(window=8, ignore=["slow"], train=TrainConfig(epochs=1, progress=False)))
     assert isinstance(run.scorer, SubsetScorer)
     w = torch.from_numpy(np.ascontiguousarray(x[None, :8]))

@@ -43,7 +43,7 @@ def command(data: Path, rows: int | None, window: int, epochs: int, patience: in
     cfg = WindowAeConfig(window=window, factor=factor, train=TrainConfig(
         epochs=epochs, batch_size=32, lr=1e-3, lr_gamma=1.0, patience=patience, seed=seed, progress=not quiet,
         desc=FAMILY))
-    run = train_window_ae(Conv1dAutoencoder(len(series.features)), FAMILY, series.values, series.features, cfg,
+    run = train_window_ae(Conv1dAutoencoder, FAMILY, series.values, series.features, cfg,
                           trained_on={"data": str(data)})
     h = run.history
     click.echo(f"trained {h.epochs_run} epochs in {h.seconds:.1f} s on {len(series.values)} rows; "

@@ -87,7 +87,7 @@ def _torch_ae(family: str, build: Callable[[int], Any], window: int, train: dict
         skip = [f for f in ignore if f in features]
         cfg = WindowAeConfig(window=window, factor=factor, k=k, n=n, ignore=skip,
                              train=TrainConfig(**train, seed=seed, progress=False, desc=family))
-        run = train_window_ae(build(len(features) - len(skip)), family, values, features, cfg,
+        run = train_window_ae(build, family, values, features, cfg,
                               trained_on={"data": f"SKAB {file.key}, first {rows} rows"})
         # parity on 96 windows (64 normal, 32 far over): export checks each one alone too, and that
         # dominated the per-file time with the default 320

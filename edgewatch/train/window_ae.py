@@ -13,7 +13,7 @@ Fails with :class:`BadInput` when the rows give fewer than 10 windows.
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,9 +79,14 @@ class WindowAeRun:
         return card_from_fields(self.card_fields, quantization)
 
 
-def train_window_ae(model: nn.Module, family: str, values: np.ndarray, features: list[str], cfg: WindowAeConfig,
-                    trained_on: dict[str, Any] | None = None) -> WindowAeRun:
-    """Train ``model`` (scaled windows in, reconstructions out) on ``values [T, F]`` and calibrate it."""
+def train_window_ae(build: Callable[[int], nn.Module], family: str, values: np.ndarray, features: list[str],
+                    cfg: WindowAeConfig, trained_on: dict[str, Any] | None = None) -> WindowAeRun:
+    """Train ``build(n_features_seen)`` (scaled windows in, reconstructions out) on ``values [T, F]``; calibrate it.
+
+    The module is built here, after the seed is set: built by the caller
+    before, its initial weights came from torch's unseeded global generator,
+    and four ``train conv1d-ae --seed 0`` runs gave four thresholds.
+    """
     x = np.asarray(values, dtype=np.float32)
     if x.ndim != 2 or x.shape[1] != len(features):
         raise BadInput(f"data of shape {x.shape} does not match {len(features)} feature names")
@@ -93,6 +98,7 @@ def train_window_ae(model: nn.Module, family: str, values: np.ndarray, features:
         raise BadInput(f"ignore {cfg.ignore}: must name some, not all, of the features {features}")
     cols = [i for i, f in enumerate(features) if f not in cfg.ignore]
     seed_everything(cfg.train.seed)
+    model = build(len(cols))
     scaler = fit_standard(x)
     sub = fit_standard(x[:, cols])
     scaled = torch.from_numpy(np.ascontiguousarray(sliding_windows(apply_scaler(sub, x[:, cols]), cfg.window, 1)))
@@ -113,8 +119,7 @@ def train_window_ae(model: nn.Module, family: str, values: np.ndarray, features:
         "threshold_method": f"{cfg.factor:g} x the {cfg.quantile:g} quantile of the training windows' scores",
         "score_stats": {"normal": ScoreStats.of(scores)},
         "trained_on": {"rows": int(len(x)), "windows": int(len(raw)), "epochs": history.epochs_run,
-                       "seed": cfg.train.seed, "ignore": list(cfg.ignore), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                       **(trained_on or {})},
+                       "seed": cfg.train.seed, "ignore": list(cfg.ignore), **(trained_on or {})},
         "window": cfg.window, "horizon": 0, "stride": cfg.score_stride, "decision": Decision(cfg.k, cfg.n),
         "drift_reference": drift_reference_from(x),
     }

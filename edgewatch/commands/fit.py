@@ -35,13 +35,16 @@ Examples:
                                       "warming up): score its rate, leave it out, or keep its level.")
 @click.option("--window", type=click.IntRange(min=3), default=None,
               help="Rows per window (default: 10, fewer for short data).")
+@click.option("--rows", type=click.IntRange(min=1), default=None,
+              help="Only the first ROWS rows of each file are normal operation (e.g. SKAB's 400).")
 @click.option("--key", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Sign the file with this private key ('edgewatch model keygen'); agents started with "
                    "--trust-key run only signed files.")
 @click.option("--signer", default=None, help="Who signs, as agents will show it (default user@host).")
 @click.option("-q", "--quiet", is_flag=True, help="Only the line saying what was written.")
 def command(data: tuple[Path, ...], out: Path, time_column: str | None, columns: str | None, ignore: tuple[str, ...],
-            fill: str, drifting: str, window: int | None, key: Path | None, signer: str | None, quiet: bool) -> None:
+            fill: str, drifting: str, window: int | None, rows: int | None, key: Path | None, signer: str | None,
+            quiet: bool) -> None:
     """Fit a model of normal operation from CSV files (or folders of them) and write a checked model file.
 
     DATA is what the machine does when nothing is wrong: one or more CSV
@@ -60,7 +63,7 @@ def command(data: tuple[Path, ...], out: Path, time_column: str | None, columns:
     options = FitOptions(time_column=time_column,
                          columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
                          ignore=list(ignore), fill=Fill(fill), drifting=Drifting(drifting), window=window,
-                         key=key, signer=signer)
+                         rows=rows, key=key, signer=signer)
     report = fit_model(list(data), out, options, echo=None if quiet else click.echo)
     if quiet:
         click.echo(f"wrote {report.out} ({report.bytes:,} bytes) in {report.elapsed:.1f} s")

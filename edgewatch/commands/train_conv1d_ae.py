@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from edgewatch.train.pca import PcaConfig
+
 
 @click.command("conv1d-ae")
 @click.option("--data", "data", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -15,8 +17,9 @@ import click
               help="Rows per window (a multiple of 4).")
 @click.option("--epochs", default=100, show_default=True, help="Upper bound; early stopping usually ends sooner.")
 @click.option("--patience", default=5, show_default=True, help="Epochs without validation improvement.")
-@click.option("--factor", default=1.5, show_default=True,
-              help="Threshold = FACTOR x the 0.99 quantile of the training windows' scores.")
+@click.option("--factor", default=PcaConfig.factor, show_default=True,
+              help="Threshold = FACTOR x the 0.99 quantile of the training windows' scores (the pca family's rule; "
+                   "SKAB's own Conv-AE uses 1.5).")
 @click.option("--seed", default=0, show_default=True,
               help="Seed of the weight initialisation and the batch shuffling (random, NumPy and torch).")
 @click.option("-o", "--output", default=Path("checkpoints/conv1d-ae.pt"), show_default=True,

@@ -147,7 +147,9 @@ class HoldoutResult:
         if self.episodes == 0:
             bound = (f"; with none in {_duration(self.seconds)}, fewer than {self.bound_per_day:.3g} a day at "
                      "95 % confidence" if self.seconds else "")
-            return f"0 false episodes in the held-out last {span}{bound}"
+            short = (" (the held-out part is short: more normal data gives a sharper estimate)"
+                     if self.bound_per_day is not None and self.bound_per_day > 24 else "")
+            return f"0 false episodes in the held-out last {span}{bound}{short}"
         rate = f", about {self.per_day:.3g} a day" if self.per_day is not None else ""
         led = ", ".join(f"{f} ({n})" for f, n in sorted(self.features.items(), key=lambda kv: -kv[1]))
         return f"{self.episodes} false episode(s) in the held-out last {span}{rate}; led by {led}"

@@ -141,8 +141,11 @@ def csv_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
 
 def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: str | None = None,
                      columns: Sequence[str] | None = None, ignore: Sequence[str] = (), fill: Fill = Fill.LAST,
-                     progress: Callable[[str, int], None] | None = None) -> NormalData:
+                     rows: int | None = None, progress: Callable[[str, int], None] | None = None) -> NormalData:
     """Read, choose the features, fill or drop gaps, order by time and cut at gaps; see the module docstring.
+
+    ``rows``: only the first rows of each file (SKAB's protocol: the first
+    400 rows of an experiment are its normal part).
 
     Fails with :class:`BadInput` when a named column is missing or not
     numeric, when the files do not share their feature columns, or when no
@@ -152,7 +155,8 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
     tables: list[CsvTable] = []
     for path in csv_files(paths):
         layout = sniff_layout(path, time_column)
-        table = read_csv_table(path, layout, progress=(lambda n, p=path: progress(str(p), n)) if progress else None)
+        table = read_csv_table(path, layout, max_rows=rows,
+                               progress=(lambda n, p=path: progress(str(p), n)) if progress else None)
         tables.append(table)
         notes.files.append(str(path))
         notes.layouts.append(f"{path.name}: {table.rows:,} rows; {layout.describe()}")

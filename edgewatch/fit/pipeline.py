@@ -41,6 +41,7 @@ class FitOptions:
     fill: Fill = Fill.LAST
     drifting: Drifting = Drifting.RATE
     window: int | None = None
+    rows: int | None = None  # only the first rows of each file
     family: Family = Family.AUTO
     key: Path | None = None  # a private key from 'edgewatch model keygen': the file is signed with it
     signer: str | None = None
@@ -61,7 +62,7 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
 
         private = load_private_key(opts.key)  # a wrong key fails before the work, not after
     data = read_normal_data(paths, time_column=opts.time_column, columns=opts.columns, ignore=opts.ignore,
-                            fill=opts.fill, progress=lambda f, n: say(f"reading {Path(f).name}: {n:,} rows"))
+                            fill=opts.fill, rows=opts.rows, progress=lambda f, n: say(f"reading {Path(f).name}: {n:,} rows"))
     if len(data.features) == 1 and opts.family is Family.AUTO:
         from edgewatch.fit.univariate import fit_univariate
 

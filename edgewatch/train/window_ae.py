@@ -4,8 +4,9 @@ The recipe SKAB's baselines follow, for any reconstruction module over
 ``[B, window, F]``: a standard scaler fitted on the training rows, windows
 every row, the last ``val_fraction`` of them held out for early stopping,
 MSE; threshold = ``factor`` x the ``quantile`` of the training windows'
-scores (SKAB's LSTM-AE and Conv-AE use 1.5 x the 99th percentile of the
-training residuals). Used by ``edgewatch train conv1d-ae`` and by the
+scores: 3 x the 99th percentile by default, the rule of the pca family
+(chosen on SKAB across its two groups, docs/skab.md), so the families'
+thresholds mean the same (SKAB's own LSTM-AE and Conv-AE use 1.5 x). Used by ``edgewatch train conv1d-ae`` and by the
 torch families of ``edgewatch eval skab``.
 
 Fails with :class:`BadInput` when the rows give fewer than 10 windows.
@@ -26,6 +27,7 @@ from edgewatch.drift.reference import drift_reference_from
 from edgewatch.errors import BadInput
 from edgewatch.export.scoring import SCORE_TEXT, InputScaler, ReconstructionScorer, ScoreKind, score_batches
 from edgewatch.train.loop import TrainConfig, TrainResult, fit, seed_everything
+from edgewatch.train.pca import PcaConfig
 from edgewatch.train.scaling import apply_scaler, fit_standard
 from edgewatch.train.windowing import sliding_windows
 
@@ -56,7 +58,7 @@ class WindowAeConfig:
     window: int = 32
     val_fraction: float = 0.1
     quantile: float = 0.99
-    factor: float = 1.5
+    factor: float = PcaConfig.factor
     k: int = 1
     n: int = 1
     score_stride: int = 1

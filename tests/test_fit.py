@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from edgewatch.agent.model import ScoringModel
 from edgewatch.cli import main
-from edgewatch.fit.pipeline import FitOptions, fit_model
+from edgewatch.fit.pipeline import Family, FitOptions, fit_model
 from edgewatch.fit.screening import Drifting, operating_modes, screen_features, trend_statistic
 from tests.plantkit import FEATURES, pump_rows, write_pump_csv
 from tests.test_agent_without_torch import BLOCKER
@@ -192,3 +192,45 @@ def test_one_feature_gets_the_univariate_detector(tmp_path: Path) -> None:
 def test_fit_options_default_is_the_principle() -> None:
     assert FitOptions().drifting is Drifting.RATE and FitOptions().window is None
     assert FEATURES[4] == "temperature"
+
+
+def test_the_torch_rule_needs_fewer_false_episodes_and_a_margin_of_faults() -> None:
+    from edgewatch.fit.torch_family import Trial, better
+
+    pca = Trial("pca", 0, 14, 20)
+    assert better(Trial("conv1d-ae", 0, 16, 20), pca)
+    assert not better(Trial("conv1d-ae", 0, 15, 20), pca)  # 1 of 20 is not measurably better
+    assert not better(Trial("conv1d-ae", 1, 20, 20), pca)  # more false episodes
+    assert not better(Trial("conv1d-ae", 0, 0, 0), Trial("pca", 0, 0, 0))
+
+
+def test_auto_tries_conv1d_ae_when_torch_is_installed_and_the_data_is_long(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from edgewatch.fit import torch_family
+
+    path = write_pump_csv(tmp_path / "long.csv", pump_rows(torch_family.MIN_ROWS, seed=11))
+    lines: list[str] = []
+    report = fit_model([path], tmp_path / "m.onnx", echo=lines.append)
+    note = report.family_note
+    assert "pca caught" in note and "conv1d-ae caught" in note and "measurably better" in note
+    won = "not measurably better" not in note
+    assert report.family == ("conv1d-ae" if won else "pca") == ScoringModel(tmp_path / "m.onnx").card.family
+    short = fit_model([write_pump_csv(tmp_path / "s.csv", pump_rows(1200, seed=11))], tmp_path / "s.onnx")
+    assert "conv1d-ae not tried: 1,200 rows" in short.family_note and short.family == "pca"
+
+
+def test_family_conv1d_ae_on_request_runs_in_the_agent(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    path = write_pump_csv(tmp_path / "n.csv", pump_rows(1500, seed=12))
+    report = fit_model([path], tmp_path / "c.onnx", FitOptions(family=Family.CONV1D_AE))
+    card = ScoringModel(tmp_path / "c.onnx").card
+    assert report.family == card.family == "conv1d-ae" and card.decision.m == 60 and card.window == 32
+    assert card.trained_on["ignore"] == ["temperature"]  # scored by its rate in pca: the autoencoder leaves it out
+    out = tmp_path / "a.jsonl"
+    today = write_pump_csv(tmp_path / "t.csv", pump_rows(900, seed=13, fault=(500, 600), start_row=1500),
+                           start_row=1500)
+    res = CliRunner().invoke(main, ["agent", "run", "--model", str(tmp_path / "c.onnx"), "--source",
+                                    f"replay:{today}", "--sink", f"jsonl:{out}", "-q"])
+    assert res.exit_code == 0, res.output
+    starts = [e for e in _events(out) if e["event"] == "start"]
+    assert len(starts) >= 1 and any(480 <= e["seq"] <= 620 for e in starts)

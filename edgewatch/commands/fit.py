@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgewatch.fit.normal_data import Fill
+from edgewatch.fit.pipeline import Family
 from edgewatch.fit.screening import Drifting
 
 EPILOG = """\b
@@ -37,14 +38,17 @@ Examples:
               help="Rows per window (default: 10, fewer for short data).")
 @click.option("--rows", type=click.IntRange(min=1), default=None,
               help="Only the first ROWS rows of each file are normal operation (e.g. SKAB's 400).")
+@click.option("--family", type=click.Choice([f.value for f in Family]), default=Family.AUTO.value, show_default=True,
+              help="auto: pca, or conv1d-ae when torch is installed, the data has 5,000 rows or more and it is "
+                   "measurably better on the held-out part; one feature gets the univariate detector.")
 @click.option("--key", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Sign the file with this private key ('edgewatch model keygen'); agents started with "
                    "--trust-key run only signed files.")
 @click.option("--signer", default=None, help="Who signs, as agents will show it (default user@host).")
 @click.option("-q", "--quiet", is_flag=True, help="Only the line saying what was written.")
 def command(data: tuple[Path, ...], out: Path, time_column: str | None, columns: str | None, ignore: tuple[str, ...],
-            fill: str, drifting: str, window: int | None, rows: int | None, key: Path | None, signer: str | None,
-            quiet: bool) -> None:
+            fill: str, drifting: str, window: int | None, rows: int | None, family: str, key: Path | None,
+            signer: str | None, quiet: bool) -> None:
     """Fit a model of normal operation from CSV files (or folders of them) and write a checked model file.
 
     DATA is what the machine does when nothing is wrong: one or more CSV
@@ -63,7 +67,7 @@ def command(data: tuple[Path, ...], out: Path, time_column: str | None, columns:
     options = FitOptions(time_column=time_column,
                          columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
                          ignore=list(ignore), fill=Fill(fill), drifting=Drifting(drifting), window=window,
-                         rows=rows, key=key, signer=signer)
+                         rows=rows, family=Family(family), key=key, signer=signer)
     report = fit_model(list(data), out, options, echo=None if quiet else click.echo)
     if quiet:
         click.echo(f"wrote {report.out} ({report.bytes:,} bytes) in {report.elapsed:.1f} s")

@@ -94,13 +94,13 @@ class FitReport:
             list(self.notes.mostly_empty) + list(self.notes.ignored)
         if left:
             out.append(f"anything in {', '.join(left)} (left out)")
-        levels = [fr for fr in self.ranges if fr.use is Use.LEVEL]
+        levels = [fr for fr in self.ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change)]
         if levels:
             parts = ", ".join(f"{fr.name} {fr.smallest_change:.3g} ({fr.smallest_change / fr.std:.2g} std)"
                               if fr.std > 0 else f"{fr.name} {fr.smallest_change:.3g}" for fr in levels)
             out.append(f"a sustained change of one feature alone smaller than: {parts}; a one-row spike must be "
                        f"about {self.recipe.window} times larger (it is averaged over the window)")
-        rates = [fr for fr in self.ranges if fr.use is Use.RATE]
+        rates = [fr for fr in self.ranges if fr.use is Use.RATE and np.isfinite(fr.smallest_change)]
         if rates:
             unit = "per second" if self.step else "per row"
             per = 1.0 / self.step if self.step else 1.0
@@ -159,7 +159,7 @@ def feature_ranges(values: np.ndarray, choices: list[FeatureChoice], features: l
     for j, name in enumerate(features):
         x = values[:, j]
         norm = float(np.linalg.norm(basis[j])) * float(scale[j])
-        change = float(np.sqrt(threshold) / norm) if norm > 0 else float("inf")
+        change = float(np.sqrt(threshold) / norm) if norm > 0 else float("nan")  # nan: not a pca basis
         p01, p99 = np.quantile(x, [0.01, 0.99])
         out.append(FeatureRange(name, use[name], float(p01), float(p99), float(x.min()), float(x.max()), change,
                                 float(x.std())))

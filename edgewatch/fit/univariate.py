@@ -12,7 +12,6 @@ one place to follow it (``edgewatch.eval.detectors``).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +21,6 @@ from edgewatch.files import replacing
 
 if TYPE_CHECKING:
     from edgewatch.fit.normal_data import NormalData
-    from edgewatch.fit.pipeline import FitOptions
     from edgewatch.fit.report import FitReport
 
 
@@ -34,7 +32,7 @@ def passthrough_graph(props: dict[str, str]) -> bytes:
                        {"axes12": int64([1, 2]), "axis2": int64([2])}, props, graph_name="edgewatch-univariate")
 
 
-def fit_univariate(data: NormalData, out: Path, options: FitOptions, started: float) -> FitReport:
+def fit_univariate(data: NormalData, out: Path) -> FitReport:
     from edgewatch.agent.model import ScoringModel
     from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig, make_card
     from edgewatch.fit.choosing import HoldoutResult, Recipe
@@ -47,12 +45,6 @@ def fit_univariate(data: NormalData, out: Path, options: FitOptions, started: fl
     with replacing(out, suffix=".onnx") as tmp:
         tmp.write_bytes(passthrough_graph(card.to_props()))
         ScoringModel(tmp)  # ONNX Runtime loads it and the card validates before the file is kept
-    if options.key is not None:
-        from edgewatch.agent.signing import load_private_key, sign_bytes
-        from edgewatch.files import write_bytes
-
-        write_bytes(out, sign_bytes(out.read_bytes(), load_private_key(options.key), signer=options.signer,
-                                    source=str(out)))
     choice = FeatureChoice(feature, Use.LEVEL, "the only feature: a univariate detector that learns each stream "
                                                "online (novelty of its recent shape, levels never seen)")
     recipe = Recipe([feature], [], 1, 1, 1, 1, why={
@@ -61,6 +53,4 @@ def fit_univariate(data: NormalData, out: Path, options: FitOptions, started: fl
     report = FitReport(str(out), card.family, data.rows, data.seconds, data.step, data.notes, [choice], recipe,
                        card.threshold, 0, HoldoutResult(0, None, 0, skipped="the detector learns online"), [])
     report.family_note = " (one feature: NAB's univariate detector, settings from NAB, not from this data)"
-    report.bytes = out.stat().st_size
-    report.elapsed = time.perf_counter() - started
     return report

@@ -61,6 +61,7 @@ class WindowAeConfig:
     factor: float = PcaConfig.factor
     k: int = 1
     n: int = 1
+    m: int | None = None  # quiet windows before an episode ends (None: when none of the last n are over)
     score_stride: int = 1
     ignore: list[str] = field(default_factory=list)  # features the model does not see (feature_error 0)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=100, batch_size=32, lr=1e-3, lr_gamma=1.0,
@@ -122,7 +123,7 @@ def train_window_ae(build: Callable[[int], nn.Module], family: str, values: np.n
         "score_stats": {"normal": ScoreStats.of(scores)},
         "trained_on": {"rows": int(len(x)), "windows": int(len(raw)), "epochs": history.epochs_run,
                        "seed": cfg.train.seed, "ignore": list(cfg.ignore), **(trained_on or {})},
-        "window": cfg.window, "horizon": 0, "stride": cfg.score_stride, "decision": Decision(cfg.k, cfg.n),
+        "window": cfg.window, "horizon": 0, "stride": cfg.score_stride, "decision": Decision(cfg.k, cfg.n, cfg.m),
         "drift_reference": drift_reference_from(x),
     }
     return WindowAeRun(scorer, card_fields, calibration, history, threshold)

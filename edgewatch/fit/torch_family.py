@@ -18,7 +18,8 @@ rows (or the recipe's close time, if longer), one at a time. The family
 that wins is fitted on all rows. The conv1d-ae reads the recipe's
 features; those pca scores by their rate it cannot take (it sees levels),
 so it leaves them out of its score. Windows of 32 rows, as its own
-``train conv1d-ae``; one seed (0), one file.
+``train conv1d-ae``; one seed (0), one file. On long data it trains on at
+most ``MAX_ROWS`` rows, in blocks spread over the whole span.
 
 Imports torch only when called.
 """
@@ -36,6 +37,8 @@ from edgewatch.fit.choosing import Recipe
 from edgewatch.fit.normal_data import NormalData
 
 MIN_ROWS = 5000
+MAX_ROWS = 50_000  # trained on at most this many rows, in blocks spread over the data (minutes, not hours)
+BLOCK_ROWS = 2_000
 MARGIN = 0.10
 SHIFT_STD = 3.0
 FAULT_ROWS = 60
@@ -63,8 +66,18 @@ class Trial:
                 "episode(s)")
 
 
+def _spread(segments: list[np.ndarray]) -> list[np.ndarray]:
+    """At most MAX_ROWS rows in blocks of BLOCK_ROWS spread evenly over the data, every segment kept apart."""
+    total = sum(len(s) for s in segments)
+    if total <= MAX_ROWS:
+        return segments
+    blocks = [s[a:a + BLOCK_ROWS] for s in segments for a in range(0, len(s), BLOCK_ROWS)]
+    keep = np.linspace(0, len(blocks) - 1, MAX_ROWS // BLOCK_ROWS).round().astype(int)
+    return [blocks[i] for i in sorted(set(keep.tolist()))]
+
+
 def fit_conv1d(data: NormalData, recipe: Recipe, out: Path) -> Path:
-    """Train the conv1d-ae on ``data`` (segments joined) and export it (fp32, checked by the exporter)."""
+    """Train the conv1d-ae on ``data`` (at most MAX_ROWS rows) and export it (fp32, checked by the exporter)."""
     import torch
 
     from edgewatch.contract import Quantization
@@ -77,7 +90,7 @@ def fit_conv1d(data: NormalData, recipe: Recipe, out: Path) -> Path:
     cfg = WindowAeConfig(window=WINDOW, k=recipe.k, n=recipe.n, m=recipe.m, ignore=list(recipe.rates),
                          train=TrainConfig(epochs=30, batch_size=64, lr=1e-3, lr_gamma=1.0, patience=5, seed=0,
                                            progress=False, desc=FAMILY))
-    run = train_window_ae(Conv1dAutoencoder, FAMILY, data.values(), recipe.features, cfg,
+    run = train_window_ae(Conv1dAutoencoder, FAMILY, _spread(data.segments), recipe.features, cfg,
                           trained_on={"by": "edgewatch fit"})
     export_model(run.scorer, run.card(Quantization.NONE), out, quantization=Quantization.NONE,
                  calibration=np.concatenate([run.calibration[:64], run.calibration[-32:]]))
@@ -94,9 +107,9 @@ def trial(family: str, model: Path, head: NormalData, tail: NormalData, recipe: 
     for i, seg in enumerate(tail.segments):
         if len(seg) >= runtime.window:
             false += len(run_series(runtime, seg, tail.times[i] if tail.times else None).episodes)
-    seg = max(tail.segments, key=len)
     length = max(FAULT_ROWS, recipe.m)
     start = runtime.window + recipe.m
+    seg = max(tail.segments, key=len)[:2 * start + length]  # the rows around one fault are enough
     caught = faults = 0
     if len(seg) >= start + length:
         std = head.values().std(axis=0)

@@ -146,6 +146,20 @@ def window_weights(window: int, features: Sequence[str], rates: Sequence[str]) -
     return np.stack([slope if f in rates else np.full(window, 1.0 / window) for f in features], axis=1)
 
 
+def window_features(scaled: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``[rows - window + 1, F]``: each window's weighted sum of its scaled rows, one offset at a time.
+
+    Why not an einsum over a sliding view: that materialised ``[windows, F,
+    window]`` (640 MB for a million rows of eight features).
+    """
+    w = len(weights)
+    n = len(scaled) - w + 1
+    out = np.zeros((n, scaled.shape[1]))
+    for t in range(w):
+        out += scaled[t:t + n] * weights[t]
+    return out
+
+
 def _segments(values: np.ndarray | Sequence[np.ndarray], n_features: int) -> list[np.ndarray]:
     parts = [values] if isinstance(values, np.ndarray) else list(values)
     out = [np.asarray(p, dtype=np.float64) for p in parts]
@@ -179,8 +193,8 @@ def fit_pca(values: np.ndarray | Sequence[np.ndarray], features: list[str], conf
     mean, std = x.mean(axis=0), x.std(axis=0)
     scale = np.where(std > 1e-12, 1.0 / np.where(std > 1e-12, std, 1.0), 1.0)
     weights = window_weights(cfg.window, features, cfg.rates)
-    feats = np.concatenate([np.einsum("nft,tf->nf", sliding_window_view((p - mean) * scale, cfg.window, axis=0),
-                                      weights) for p in parts if len(p) >= cfg.window])[:, used]
+    feats = np.concatenate([window_features((p - mean) * scale, weights) for p in parts
+                            if len(p) >= cfg.window])[:, used]
     center_u = feats.mean(axis=0)
     dev = feats - center_u
     lam, vec = np.linalg.eigh(np.cov(dev, rowvar=False).reshape(n_used, -1))

@@ -82,18 +82,22 @@ class WindowAeRun:
         return card_from_fields(self.card_fields, quantization)
 
 
-def train_window_ae(build: Callable[[int], nn.Module], family: str, values: np.ndarray, features: list[str],
-                    cfg: WindowAeConfig, trained_on: dict[str, Any] | None = None) -> WindowAeRun:
+def train_window_ae(build: Callable[[int], nn.Module], family: str, values: np.ndarray | list[np.ndarray],
+                    features: list[str], cfg: WindowAeConfig, trained_on: dict[str, Any] | None = None) -> WindowAeRun:
     """Train ``build(n_features_seen)`` (scaled windows in, reconstructions out) on ``values [T, F]``; calibrate it.
 
-    The module is built here, after the seed is set: built by the caller
+    ``values`` may be a list of segments: windows never span two. The
+    module is built here, after the seed is set: built by the caller
     before, its initial weights came from torch's unseeded global generator,
     and four ``train conv1d-ae --seed 0`` runs gave four thresholds.
     """
-    x = np.asarray(values, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != len(features):
-        raise BadInput(f"data of shape {x.shape} does not match {len(features)} feature names")
-    raw = np.ascontiguousarray(sliding_windows(x, cfg.window, 1))
+    parts = [np.asarray(v, dtype=np.float32) for v in (values if isinstance(values, list) else [values])]
+    if any(p.ndim != 2 or p.shape[1] != len(features) for p in parts):
+        raise BadInput(f"data of shape {[p.shape for p in parts]} does not match {len(features)} feature names")
+    x = np.concatenate(parts)
+    parts = [p for p in parts if len(p) >= cfg.window]
+    raw = np.ascontiguousarray(np.concatenate([sliding_windows(p, cfg.window, 1) for p in parts])) if parts \
+        else np.zeros((0, cfg.window, len(features)), np.float32)
     if len(raw) < 10:
         raise BadInput(f"{len(x)} rows give {len(raw)} windows of {cfg.window}; need at least 10")
     unknown = sorted(set(cfg.ignore) - set(features))
@@ -104,7 +108,8 @@ def train_window_ae(build: Callable[[int], nn.Module], family: str, values: np.n
     model = build(len(cols))
     scaler = fit_standard(x)
     sub = fit_standard(x[:, cols])
-    scaled = torch.from_numpy(np.ascontiguousarray(sliding_windows(apply_scaler(sub, x[:, cols]), cfg.window, 1)))
+    scaled = torch.from_numpy(np.ascontiguousarray(np.concatenate(
+        [sliding_windows(apply_scaler(sub, p[:, cols]), cfg.window, 1) for p in parts])))
     n_val = max(1, int(len(scaled) * cfg.val_fraction)) if cfg.val_fraction > 0 else 0
     train_x, val_x = (scaled[:-n_val], scaled[-n_val:]) if n_val else (scaled, None)
     history = fit(model, train_x, cfg.train, val_inputs=val_x)

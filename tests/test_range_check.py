@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from edgewatch.agent.range_check import FirstRowsRange
 from edgewatch.cli import main
 from edgewatch.data.skab import default_skab_dir
-from edgewatch.fit.pipeline import fit_model
+from edgewatch.fit.pipeline import Family, FitOptions, fit_model
 from tests.plantkit import pump_rows, write_pump_csv
 
 SKAB = default_skab_dir()
@@ -70,7 +70,7 @@ def test_first_rows_range_counts_blocks_and_fires_once() -> None:
 @pytest.mark.skipif(not (SKAB / "data" / "valve1").is_dir(), reason=f"SKAB not found at {SKAB}")
 def test_anomaly_free_model_on_a_valve_experiment_says_it_is_the_wrong_model(tmp_path: Path) -> None:
     model = tmp_path / "free.onnx"
-    fit_model([SKAB / "data" / "anomaly-free" / "anomaly-free.csv"], model)
+    fit_model([SKAB / "data" / "anomaly-free" / "anomaly-free.csv"], model, FitOptions(family=Family.PCA))
     valve = SKAB / "data" / "valve1" / "1.csv"
     events, _ = _run_agent(model, f"replay:{valve}?sep=;&time=datetime", tmp_path, 120)
     drift = [e for e in events if e["event"] == "drift" and e["check"] == "range"]

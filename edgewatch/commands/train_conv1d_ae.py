@@ -43,6 +43,8 @@ def command(data: Path, rows: int | None, window: int, epochs: int, patience: in
     if window % 4:
         raise BadInput(f"--window {window} is not a multiple of 4 (the encoder halves the length twice)")
     series = read_series_csv(data, rows)
+    for note in series.notes:
+        click.echo(f"note: {note}", err=True)
     cfg = WindowAeConfig(window=window, factor=factor, train=TrainConfig(
         epochs=epochs, batch_size=32, lr=1e-3, lr_gamma=1.0, patience=patience, seed=seed, progress=not quiet,
         desc=FAMILY))

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_table import CsvTable, read_csv_table, sniff_layout
+from edgewatch.wire.csv_table import CsvTable, fill_forward, read_csv_table, sniff_layout
 
 GAP_STEPS = 10  # a time gap longer than this many typical steps cuts the data
 MOSTLY_EMPTY = 0.9  # a column with more missing cells than this share is left out
@@ -265,16 +265,11 @@ def _fill(x: np.ndarray, t: np.ndarray | None, features: list[str], fill: Fill, 
     if not missing.any():
         return x, t
     if fill is Fill.LAST:
-        idx = np.where(~missing, np.arange(len(x))[:, None], 0)
-        np.maximum.accumulate(idx, axis=0, out=idx)
-        filled = x[idx, np.arange(x.shape[1])]
-        before_first = np.isnan(filled)  # nothing to take the last value from
-        for j, f in enumerate(features):
-            n = int((missing[:, j] & ~before_first[:, j]).sum())
+        x, counts = fill_forward(x)
+        for f, n in zip(features, counts.tolist()):
             if n:
                 notes.filled[f] = notes.filled.get(f, 0) + n
-        x = filled
-        missing = before_first
+        missing = np.isnan(x)  # before a column's first value: nothing to take the last value from
     keep = ~missing.any(axis=1)
     notes.dropped_rows += int((~keep).sum())
     return x[keep], (t[keep] if t is not None else None)

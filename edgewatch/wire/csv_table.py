@@ -109,6 +109,23 @@ class CsvTable:
         return self.layout.path
 
 
+def fill_forward(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each NaN of ``[rows, F]`` takes the last value above it in its column: (filled, cells filled per column).
+
+    Cells before a column's first value stay NaN (nothing to hold). The
+    rule a plant's export needs (a sensor logged every third second leaves
+    two blanks in three) and the agent's for a missing value.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(x)
+    if not missing.any():
+        return x, np.zeros(x.shape[1], dtype=np.int64)
+    idx = np.where(~missing, np.arange(len(x))[:, None], 0)
+    np.maximum.accumulate(idx, axis=0, out=idx)
+    filled = x[idx, np.arange(x.shape[1])]
+    return filled, (missing & ~np.isnan(filled)).sum(axis=0)
+
+
 def is_missing(cell: str) -> bool:
     return cell.strip().lower() in MISSING
 

@@ -230,7 +230,8 @@ def fit_pca(values: np.ndarray | Sequence[np.ndarray], features: list[str], conf
 def pca_card(fit: PcaFit, trained_on: dict[str, Any] | None = None) -> ModelCard:
     cfg = fit.config
     ignored = f"; ignores {', '.join(cfg.ignore)}" if cfg.ignore else ""
-    rates = f"; {', '.join(cfg.rates)} by their slope over the window" if cfg.rates else ""
+    rates = (f"; {', '.join(cfg.rates)} by {'its' if len(cfg.rates) == 1 else 'their'} slope over the window"
+             if cfg.rates else "")
     levels = [j for j, f in enumerate(fit.features) if f not in cfg.ignore and f not in cfg.rates]
     low, high = fit.training.min(axis=0), fit.training.max(axis=0)
     return ModelCard(

@@ -143,9 +143,9 @@ class HoldoutResult:
     def describe(self) -> str:
         if self.skipped:
             return f"not checked: {self.skipped}"
-        span = (f"{_duration(self.seconds)} ({self.rows:,} rows)" if self.seconds else f"{self.rows:,} rows")
+        span = (f"{duration_text(self.seconds)} ({self.rows:,} rows)" if self.seconds else f"{self.rows:,} rows")
         if self.episodes == 0:
-            bound = (f"; with none in {_duration(self.seconds)}, fewer than {self.bound_per_day:.3g} a day at "
+            bound = (f"; with none in {duration_text(self.seconds)}, fewer than {self.bound_per_day:.3g} a day at "
                      "95 % confidence" if self.seconds else "")
             short = (" (the held-out part is short: more normal data gives a sharper estimate)"
                      if self.bound_per_day is not None and self.bound_per_day > 24 else "")
@@ -155,7 +155,7 @@ class HoldoutResult:
         return f"{self.episodes} false episode(s) in the held-out last {span}{rate}; led by {led}"
 
 
-def _duration(seconds: float | None) -> str:
+def duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     if seconds < 120:

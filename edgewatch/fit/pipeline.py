@@ -103,8 +103,7 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
 
         say("training conv1d-ae on all the normal data ...")
         fit_conv1d(model_data, recipe, out)
-        if torch_trial is not None:
-            holdout = HoldoutResult(holdout.rows, holdout.seconds, torch_trial.false_episodes)
+        holdout = HoldoutResult(holdout.rows, holdout.seconds, torch_trial.false_episodes)
         report = _report(model_data, data, choices, recipe, holdout, out, None)
     else:
         report = _fit_and_write(model_data, data, choices, recipe, holdout, out)
@@ -129,7 +128,9 @@ def _choose_family(data: NormalData, recipe: Recipe, asked: Family, say: Echo
         return Family.PCA, " (--family pca)", None
     if asked is Family.CONV1D_AE:
         require_torch()
-        return Family.CONV1D_AE, " (--family conv1d-ae)", None
+        say("training conv1d-ae on the first three quarters to check it on the last ...")
+        head, tail = data.split(HOLDOUT)
+        return Family.CONV1D_AE, " (--family conv1d-ae)", tf.held_out_trial(head, tail, recipe)
     if not tf.torch_installed():
         return Family.PCA, "", None
     if data.rows < tf.MIN_ROWS:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgewatch.fit.choosing import HoldoutResult, Recipe
+from edgewatch.fit.choosing import HoldoutResult, Recipe, duration_text
 from edgewatch.fit.normal_data import ReadNotes
 from edgewatch.fit.screening import FeatureChoice, ModeFinding, Use
 
@@ -53,7 +53,7 @@ class FitReport:
     def lines(self) -> list[str]:
         out = [f"read      {line}" for line in self.notes.layouts]
         out += [f"          {line}" for line in _reading_notes(self.notes)]
-        span = f" ({_span(self.seconds_of_data)} at one row every {self.step:.3g} s)" if self.step else ""
+        span = f" ({duration_text(self.seconds_of_data)} at one row every {self.step:.3g} s)" if self.step else ""
         out.append(f"normal    {self.rows:,} rows{span}")
         out.append("features")
         for c in self.choices:
@@ -108,19 +108,13 @@ class FitReport:
             out.append(f"the level of {', '.join(fr.name for fr in rates)}: only how fast it changes (a change of "
                        f"pace smaller than {parts} is not seen)")
         if self.seconds_of_data:
-            out.append(f"changes slower than the {_span(self.seconds_of_data)} of normal data, and operating points "
+            out.append(f"changes slower than the {duration_text(self.seconds_of_data)} of normal data, and operating points "
                        "that are not in it (they will be flagged, or trip the agent's range check)")
         else:
             out.append("changes slower than the normal data's span, and operating points that are not in it")
         out.append("a change in the shape of a signal that keeps each feature's window mean (a vibration "
                    "spectrum at equal RMS)")
         return out
-
-
-def _span(seconds: float | None) -> str:
-    from edgewatch.fit.choosing import _duration
-
-    return _duration(seconds)
 
 
 def _reading_notes(n: ReadNotes) -> list[str]:

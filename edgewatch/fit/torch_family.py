@@ -132,8 +132,12 @@ def better(candidate: Trial, default: Trial) -> bool:
     return candidate.caught >= default.caught + MARGIN * candidate.faults
 
 
+def held_out_trial(head: NormalData, tail: NormalData, recipe: Recipe) -> Trial:
+    """The conv1d-ae fitted on ``head``, tried on ``tail``."""
+    with tempfile.TemporaryDirectory(prefix="edgewatch-fit-torch-") as tmp:
+        return trial("conv1d-ae", fit_conv1d(head, recipe, Path(tmp) / "conv1d.onnx"), head, tail, recipe)
+
+
 def compare(head: NormalData, tail: NormalData, recipe: Recipe, pca_model: Path) -> tuple[Trial, Trial]:
     """(pca, conv1d-ae) on the held-out rows, each fitted on ``head``."""
-    with tempfile.TemporaryDirectory(prefix="edgewatch-fit-torch-") as tmp:
-        conv = fit_conv1d(head, recipe, Path(tmp) / "conv1d.onnx")
-        return trial("pca", pca_model, head, tail, recipe), trial("conv1d-ae", conv, head, tail, recipe)
+    return trial("pca", pca_model, head, tail, recipe), held_out_trial(head, tail, recipe)

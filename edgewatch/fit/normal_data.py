@@ -12,8 +12,8 @@ time column sniffed). Here the files become one table of features:
   (``Fill.LAST``, the default: sensors logged at different rates leave
   blanks) or its row is dropped (``Fill.DROP``); rows before a column's
   first value are dropped either way;
-* rows are put in time order, and the data is cut into segments at every
-  file boundary and every gap in time longer than ``GAP_STEPS`` typical
+* rows (and files) are put in time order, and the data is cut into
+  segments at every file boundary and every gap in time longer than ``GAP_STEPS`` typical
   steps, so that no window of the model spans two stretches that were not
   one.
 
@@ -190,6 +190,9 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
             if len(part):
                 segments.append(part)
                 seg_times.append(pt if pt is not None else np.zeros(0))
+    if has_times:  # files in time order too, whatever their names: the held-out part is the latest
+        order = sorted(range(len(segments)), key=lambda i: float(seg_times[i][0]))
+        segments, seg_times = [segments[i] for i in order], [seg_times[i] for i in order]
     segments_kept = [s for s in segments if len(s)]
     if not segments_kept:
         raise BadInput("no complete row of normal data is left after dropping rows with missing values or "

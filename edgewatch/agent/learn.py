@@ -48,6 +48,7 @@ def _settings_from(card: ModelCard) -> dict[str, object]:
     out: dict[str, object] = {"window": card.window}
     if card.family == "pca":
         out["ignore"] = [f for f in card.trained_on.get("ignore", []) if f in card.features]
+        out["rates"] = [f for f in card.trained_on.get("rates", []) if f in card.features]
         if isinstance(card.trained_on.get("variance"), (int, float)):
             out["variance"] = float(card.trained_on["variance"])
         m = re.match(r"^([0-9.eE+-]+) x the ([0-9.eE+-]+) quantile", card.threshold_method)

@@ -32,13 +32,12 @@ class SeriesRun:
     scores: np.ndarray  # [rows] float64, NaN where no window was scored
     threshold: float
 
-    def flags(self, rows: int, until: str = "last_over") -> np.ndarray:
-        """0/1 per row: inside an episode, from its first window over the threshold to its last one
-        (``until="last_over"``) or to the row where the agent closed it (``until="end"``)."""
+    def flags(self, rows: int) -> np.ndarray:
+        """0/1 per row: inside an episode, from its first window over the threshold to its last one (the
+        ``last_over_seq`` of the agent's ``end`` event), not to the quiet windows that closed it."""
         out = np.zeros(rows, dtype=np.int8)
         for ep in self.episodes:
-            stop = ep.last_over_seq + 1 if until == "last_over" else (ep.end_seq if ep.end_seq is not None else rows)
-            out[ep.start_seq:max(stop, ep.start_seq + 1)] = 1
+            out[ep.start_seq:ep.last_over_seq + 1] = 1
         return out
 
 

@@ -60,7 +60,7 @@ class ModelStore:
         self.slots: dict[str, StoredModel | None] = dict.fromkeys(SLOTS)
         self.last_message_id: str | None = None
         self.release: ReleaseMark | None = None
-        self._save_lock = threading.Lock()  # the model-topic and the file-watch threads both record
+        self._lock = threading.RLock()  # the model-topic and the file-watch threads both record
         self._load()
 
     def _load(self) -> None:
@@ -87,7 +87,7 @@ class ModelStore:
 
     def save(self, prune: bool = True) -> None:
         """Write the state; ``prune`` also deletes the files no slot names (not while a new one waits for its slot)."""
-        with self._save_lock:
+        with self._lock:
             obj: dict[str, Any] = {slot: asdict(m) if m else None for slot, m in self.slots.items()}
             obj["last_message_id"] = self.last_message_id
             obj["release"] = self.release.to_json() if self.release else None
@@ -99,12 +99,15 @@ class ModelStore:
         """OlderRelease when the file ``sha256`` of ``release`` is below the highest this agent has run."""
         check_not_older(self.release, release, sha256, source, how)
 
-    def ran(self, release: int, sha256: str) -> None:
-        """Record that the model ``sha256`` runs as ``release``: the mark moves up, never down."""
-        mark = self.release
-        if mark is None or release > mark.release or (release == mark.release and sha256 != mark.sha256):
-            self.release = ReleaseMark.now(release, sha256)
-            self.save(prune=False)
+    def admit(self, release: int, sha256: str, source: str, how: str = "") -> None:
+        """:meth:`check_release`, then record that ``sha256`` runs as ``release`` (the mark moves up, never
+        down), in one step; OSError when the record cannot be written (the model must not run then)."""
+        with self._lock:
+            check_not_older(self.release, release, sha256, source, how)
+            mark = self.release
+            if mark is None or release > mark.release or (release == mark.release and sha256 != mark.sha256):
+                self.release = ReleaseMark.now(release, sha256)
+                self.save(prune=False)
 
     def _prune(self) -> None:
         keep = {Path(m.path).name for m in self.slots.values() if m}

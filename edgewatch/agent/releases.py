@@ -96,9 +96,8 @@ def admit_at_start(store: ModelStore, verified: Verified, sha256: str, path: str
     """The ``--model`` an agent starts with: OlderRelease (exit 3) when below the store's mark, else the
     mark moves to it, so a later start cannot go back either."""
     s = verified.signature
-    store.check_release(s.release, sha256, f"--model {path}", f", signed by {s.signer!r} at {s.signed_at}")
     try:
-        store.ran(s.release, sha256)
+        store.admit(s.release, sha256, f"--model {path}", f", signed by {s.signer!r} at {s.signed_at}")
     except OSError as exc:
         raise EdgewatchError(f"cannot record the release of --model {path} in {store.state_path}: {exc.strerror}; "
                              "give --spool-dir a folder this agent may write") from None

@@ -84,18 +84,18 @@ def offer(agent: Agent, path: Path, expected_sha256: str | None, origin: str,
         sha = hashlib.sha256(data).hexdigest()
         if expected_sha256 and expected_sha256.lower() != sha:
             raise BadModelFile(f"{path} has sha256 {sha}, expected {expected_sha256.lower()}")
-        release = None
+        order = None  # (release, how it is told) when releases are ordered: keys, and a store to keep the mark
         if verified is not None and store is not None:
             s = verified.signature
-            release = s.release if granted is None else granted
-            store.check_release(release, sha, str(path), " (granted by a signed rollback)" if granted is not None
-                                else f", signed by {s.signer!r} at {s.signed_at}")
+            order = ((s.release, f", signed by {s.signer!r} at {s.signed_at}") if granted is None
+                     else (granted, " (granted by a signed rollback)"))
+            store.check_release(order[0], sha, str(path), order[1])  # before the work of loading it
         # built from the very bytes checked: a file swapped in between cannot slip past
         runtime = agent.load_candidate(path, expected_sha256=sha, data=data)
         if runtime.sha256 == agent.model.sha256:
             return False
-        if release is not None:
-            store.ran(release, sha)  # before the swap: a mark that cannot be kept refuses the model
+        if order is not None and store is not None:  # again, and recorded: a mark that cannot be kept refuses it
+            store.admit(order[0], sha, str(path), order[1])
         agent.swap_runtime(runtime, info)
         if verified is not None:
             log.info("model %s %s", path, verified.describe())
@@ -429,8 +429,7 @@ class MqttModelReceiver:
         try:
             if self.trust.keys:  # the mark may have moved past it while it ran in shadow
                 release = self._release_of(entry)
-                self.store.check_release(release, scorer.sha256, f"promote: the shadow model {scorer.sha256[:12]}")
-                self.store.ran(release, scorer.sha256)
+                self.store.admit(release, scorer.sha256, f"promote: the shadow model {scorer.sha256[:12]}")
                 entry = replace(entry, release=release)
             self.agent.swap_runtime(runtime, info)
         except (BadModelFile, OSError) as exc:

@@ -15,7 +15,7 @@ everything in that object but the signature itself, so it binds:
 * ``card_sha256``: SHA-256 of the canonical JSON (sorted keys, no spaces,
   ASCII) of *all* other ``metadata_props`` entries, ours and other tools';
 * ``release``: the release number the signer gave it (default the signing
-  time in nanoseconds), which orders a key's files so an agent can refuse
+  time in nanoseconds), which orders signed files so an agent can refuse
   an older one replayed over a newer (:mod:`edgewatch.agent.releases`).
   Files signed in format 1, before releases existed, carry none and count
   as release 0; a ``release`` written into such an entry is not signed and

@@ -239,6 +239,7 @@ def test_an_older_release_is_refused_from_the_topic_and_at_start(fleet: Fleet) -
     again.write_bytes(sign_bytes(v1.read_bytes(), load_private_key(key), signer="ci"))
     res = fleet.cli("model", "publish", str(again), "--agent", "a1", "--note", "v1, signed again")
     assert res.exit_code == 0 and "a1: swapped in" in res.output, res.output
+    assert f"release {read_signature(again.read_bytes()).release})" in res.output  # the operator sees which
     fleet.stop("a1")
 
     # a restart cannot bring v2 back: run without --model-topic, --model is what would run

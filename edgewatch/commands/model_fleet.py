@@ -96,7 +96,7 @@ def _check_model(path: Path, data: bytes, allow_unsigned: bool, trust_keys: tupl
     if trust_keys:
         return verify_bytes(data, load_trust_keys(trust_keys), str(path)).describe()
     check_digests(data, str(path))
-    return f"signed by {sig.signer!r}, key {sig.key_id}"
+    return f"signed by {sig.signer!r}, key {sig.key_id}, {sig.describe_release()}"
 
 
 def _report(op: Operator, targets: list[str], message_id: str, wait: float, started: float) -> None:

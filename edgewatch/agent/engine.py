@@ -340,8 +340,11 @@ class Agent:
         self._source_streams.setdefault(source, set()).add(slot)
         return slot
 
-    def _reset_source(self, source: str) -> None:
-        for slot in self._source_streams.get(source, ()):
+    def _reset_source(self, source: str, streams: tuple[str, ...] | None = None) -> None:
+        """Reset the windows of every stream of ``source``, or only of ``streams`` (a Sparkplug death)."""
+        slots = self._source_streams.get(source, ()) if streams is None else \
+            [self._slots[s] for s in streams if s in self._slots]
+        for slot in slots:
             self.windows.reset(slot)
             self.tracker.reset(slot)
             self.post.reset(slot)
@@ -435,8 +438,9 @@ class Agent:
                 bad[payload] = bad.get(payload, 0) + 1  # type: ignore[index]
                 continue
             elif kind == Kind.RESET:
-                self._reset_source(source)
-                self.metrics.reconnects.labels(source).inc()
+                self._reset_source(source, payload)  # type: ignore[arg-type]
+                if payload is None:
+                    self.metrics.reconnects.labels(source).inc()
                 continue
             else:
                 continue

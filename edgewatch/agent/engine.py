@@ -122,6 +122,7 @@ class RunSummary:
     seconds: float = 0.0
     nonfinite_scores: dict[str, int] = field(default_factory=dict)  # windows whose score was nan/inf, by kind
     evicted_streams: int = 0
+    delivery: dict[str, int] = field(default_factory=dict)  # spooling sinks' counts (MqttSink.delivery), summed
 
 
 class Agent:
@@ -711,4 +712,8 @@ class Agent:
                 sink.close()
             except Exception:
                 log.exception("closing sink %s failed", type(sink).__name__)
+            delivery = getattr(sink, "delivery", None)
+            if delivery is not None:
+                for key, n in delivery().items():
+                    self.summary.delivery[key] = self.summary.delivery.get(key, 0) + n
 

@@ -9,12 +9,12 @@ measurements need is read: ``Payload.timestamp`` (1), ``metrics`` (2),
 properties, datasets, templates) are skipped by their wire type, so a
 payload that carries them still decodes.
 
-:class:`SparkplugDecoder` keeps what Sparkplug leaves implicit: the
-alias -> name map from each edge node's birth certificates (NBIRTH,
-DBIRTH) and the last value of every metric, because data messages carry
-only the metrics that changed (report by exception). A measurement is the
-model's features, by metric name, after each birth or data message that
-touched one of them.
+:class:`SparkplugDecoder` keeps what Sparkplug leaves implicit, per edge
+node and device from its birth certificate (NBIRTH, DBIRTH) to its death
+(NDEATH, DDEATH) or next birth: the aliases it declared and the last value
+of every feature, because data messages carry only the metrics that
+changed (report by exception). A measurement is the model's features, by
+metric name, after each birth or data message that touched one of them.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def test_a_drifting_feature_is_found_by_its_own_noise() -> None:
     t = np.arange(400.0)
     steady = 5 + rng.normal(0, 1, 400)
     warming = 60 + 0.01 * t + rng.normal(0, 0.02, 400)  # moves 2.7, its noise is 0.02
-    assert trend_statistic([steady[:, None]][0].T) < 1.0 or trend_statistic([steady]) < 1.0
+    assert trend_statistic([steady]) < 1.0
     assert trend_statistic([warming]) > 50
     choices = screen_features(["a", "w", "c", "n"], [np.stack([steady, warming, np.full(400, 3.0), t], axis=1)])
     assert [c.use.value for c in choices] == ["level", "rate", "left out", "left out"]

@@ -77,11 +77,6 @@ class CsvLayout:
     def separator_name(self) -> str:
         return {"\t": "tab", ",": "','", ";": "';'", "|": "'|'"}[self.separator]
 
-    def value_columns(self) -> list[str]:
-        """Every column that may hold a feature: not the time column, not a label."""
-        skip = {self.time_column, *self.label_columns}
-        return [c for c in self.header if c not in skip]
-
     def describe(self) -> str:
         time = (f"time column '{self.time_column}'" + ("" if self.time_named else " (its cells are dates)")
                 if self.time_column else "no time column")

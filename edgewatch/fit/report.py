@@ -57,8 +57,7 @@ class FitReport:
         out.append(f"normal    {self.rows:,} rows{span}")
         out.append("features")
         for c in self.choices:
-            word = {Use.LEVEL: "level", Use.RATE: "rate", Use.LEFT_OUT: "left out"}[c.use]
-            out.append(f"  {word:9s} {c.name:24s} {c.reason}")
+            out.append(f"  {c.use.value:9s} {c.name:24s} {c.reason}")
         for name, example in self.notes.text_columns.items():
             out.append(f"  {'left out':9s} {name:24s} text, not a number (e.g. {example!r})")
         for name, share in self.notes.mostly_empty.items():

@@ -88,7 +88,6 @@ class MqttSink:
         self._acks: deque[int] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> spool number
         self._handed = 0  # highest spool number handed to paho this run
-        self._extra = _extra_metrics(metrics)
         self._update_depth()
         # what the status says; the fleet's StatusReporter replaces it with the full status
         self.status_payload: Callable[[str], bytes] = lambda state: minimal_status(o.agent_id, state)
@@ -215,9 +214,8 @@ class MqttSink:
         self._reported_depth = self.spool.depth
         if self.metrics is not None:
             self.metrics.spool_depth.set(self.spool.depth)
-        if self._extra:
-            self._extra["dropped"].set(self.spool.dropped)
-            self._extra["errors"].set(self.publish_errors)
+            self.metrics.spool_dropped.set(self.spool.dropped)
+            self.metrics.publish_errors.set(self.publish_errors)
 
     @property
     def connected(self) -> bool:
@@ -265,21 +263,4 @@ class MqttSink:
             log.warning("%d alert(s) left in the spool %s; they are sent at the next start",
                         self.spool.depth, self.spool.dir)
         self.spool.close()
-
-
-def _extra_metrics(metrics: Any) -> dict[str, Any]:
-    if getattr(metrics, "registry", None) is None:
-        return {}
-    from prometheus_client import Gauge
-
-    try:
-        return {
-            "dropped": Gauge("edgewatch_spool_dropped", "Spooled alerts dropped because the spool was full",
-                             registry=metrics.registry),
-            "errors": Gauge("edgewatch_mqtt_publish_errors", "MQTT publishes refused by paho or the broker",
-                            registry=metrics.registry),
-        }
-    except ValueError:  # a second MQTT sink on the same registry
-        return {}
-
 

@@ -80,23 +80,28 @@ class MqttSource(Source):
         """paho's thread: decode, queue (blocking when the agent is behind); False = not taken, no ack."""
         if not self._taking.is_set():
             return False
-        topic = msg.topic
-        if topic.startswith(SPARKPLUG_PREFIX):
-            item = self._sparkplug_item(topic, msg.payload)
-            if item is None:
-                return True  # a death certificate, a command, a birth that is not yet complete
-        else:
-            m = parse_payload(msg.payload, self.features, self.max_message_bytes)
-            if type(m) is Measurement:
-                if m.stream is None:
-                    m.stream = topic
-                item = Item(Kind.MEASUREMENT, self.name, m, time.time())
-            else:
-                item = Item(Kind.BAD, self.name, m, time.time())
+        try:
+            item = self._item(msg)
+        except Exception as exc:  # one message must never cost the others: counted, skipped, acknowledged
+            return self.bad_reading(BadReason.BAD_REPLY, f"reading a message on {msg.topic!r} raised "
+                                    f"{type(exc).__name__}: {exc}")
+        if item is None:
+            return True  # a death certificate, a command, a birth that is not yet complete
         if not self._put(item):
             return False
         self.received += 1
         return True
+
+    def _item(self, msg: Any) -> Item | None:
+        topic = msg.topic
+        if topic.startswith(SPARKPLUG_PREFIX):
+            return self._sparkplug_item(topic, msg.payload)
+        m = parse_payload(msg.payload, self.features, self.max_message_bytes)
+        if type(m) is Measurement:
+            if m.stream is None:
+                m.stream = topic
+            return Item(Kind.MEASUREMENT, self.name, m, time.time())
+        return Item(Kind.BAD, self.name, m, time.time())
 
     def _sparkplug_item(self, topic: str, payload: bytes) -> Item | None:
         if self._sparkplug is None:

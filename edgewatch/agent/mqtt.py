@@ -135,7 +135,9 @@ class MqttSink:
 
     def _on_connect(self) -> None:
         self.publish_status("online")
-        log.info("MQTT sink %s ready (spool depth %d)", self.base, self.spool.depth)
+        quiet = self.connection.takeover.taken_over  # said once by the connection, not at every kick
+        log.log(logging.DEBUG if quiet else logging.INFO, "MQTT sink %s ready (spool depth %d)", self.base,
+                self.spool.depth)
         self._wake.set()
 
     def publish_status(self, state: str = "online") -> Any:
@@ -156,7 +158,8 @@ class MqttSink:
 
     def _on_disconnect(self) -> None:
         if not self._closing.is_set():
-            log.warning("MQTT sink %s: alerts wait in the spool until the broker is back", self.base)
+            log.log(logging.DEBUG if self.connection.takeover.taken_over else logging.WARNING,
+                    "MQTT sink %s: alerts wait in the spool until the broker is back", self.base)
 
     def _on_publish(self, mid: int, refused: bool) -> None:
         # called with paho's out-message lock held: only hand the mid over to the sender thread

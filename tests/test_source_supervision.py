@@ -89,7 +89,7 @@ def test_a_source_that_keeps_dying_is_given_up_and_named(model_path: Path) -> No
     agent.add_source(Flaky(failures=0, name="healthy"))
     runner = _run(agent)
     try:
-        assert wait_until(lambda: broken.runs == FAST.limit and agent.metrics.sources_up._value.get() == 1)
+        assert wait_until(lambda: broken.runs == FAST.limit and agent.metrics.sources_running._value.get() == 1)
         windows = agent.summary.windows
         assert wait_until(lambda: agent.summary.windows > windows + 10)
         assert runner.is_alive()  # one source given up: the others still count, the agent goes on

@@ -68,7 +68,7 @@ METRICS: dict[str, MetricSpec] = {
     "reconnects": MetricSpec("edgewatch_source_reconnects", _C, "Source reconnections", ("source",)),
     "source_restarts": MetricSpec("edgewatch_source_restarts", _C, "Source threads that died and were started "
                                   "again by the agent", ("source",)),
-    "sources_up": MetricSpec("edgewatch_sources_running", _G, "Sources running now (not ended, not waiting "
+    "sources_running": MetricSpec("edgewatch_sources_running", _G, "Sources running now (not ended, not waiting "
                              "for a restart)"),
     "model_swaps": MetricSpec("edgewatch_model_swaps", _C, "Model files swapped in (or refused)", ("result",)),
     "latency": MetricSpec("edgewatch_inference_seconds", _H, "Time of one batched ONNX Runtime call",

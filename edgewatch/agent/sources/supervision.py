@@ -141,5 +141,5 @@ class SourceSupervisor:
         return {s.name: life.why for s in self.sources if (life := self._lives[id(s)]).why is not None}
 
     def _count_up(self) -> None:
-        self.metrics.sources_up.set(sum(1 for life in self._lives.values()
+        self.metrics.sources_running.set(sum(1 for life in self._lives.values()
                                         if not life.ended and life.restart_at is None))

@@ -71,7 +71,7 @@ class SourceSupervisor:
     def start_all(self) -> None:
         for src in self.sources:
             src.start(self.queue)
-        self._count_up()
+        self._report_running()
 
     def stop_all(self) -> None:
         """Tell every source to stop; a restart that was waiting will not happen (that source has ended)."""
@@ -82,11 +82,11 @@ class SourceSupervisor:
             if life.restart_at is not None:
                 life.restart_at = None
                 life.ended = True
-        self._count_up()
+        self._report_running()
 
     def ended(self, src: Source) -> None:
         self._lives[id(src)].ended = True
-        self._count_up()
+        self._report_running()
 
     def failed(self, src: Source, why: str) -> None:
         """A source's thread ended without being told to: restart it later, or give it up (logged either way)."""
@@ -109,7 +109,7 @@ class SourceSupervisor:
             life.restart_at = now + delay
             log.error("source %s died (%s); restarting it in %.1fs (%d death(s) in %gs; given up at %d)",
                       src.name, why, delay, len(life.deaths), self.policy.window, self.policy.limit)
-        self._count_up()
+        self._report_running()
 
     def tick(self) -> None:
         """Start the sources whose restart is due (cheap when none waits)."""
@@ -126,7 +126,7 @@ class SourceSupervisor:
             self.restarts += 1
             self.metrics.source_restarts.labels(src.name).inc()
             log.warning("source %s started again (restart %d of this agent)", src.name, self.restarts)
-            self._count_up()
+            self._report_running()
 
     @property
     def all_ended(self) -> bool:
@@ -140,6 +140,6 @@ class SourceSupervisor:
         """The sources that ended unexpectedly, by name, with why."""
         return {s.name: life.why for s in self.sources if (life := self._lives[id(s)]).why is not None}
 
-    def _count_up(self) -> None:
+    def _report_running(self) -> None:
         self.metrics.sources_running.set(sum(1 for life in self._lives.values()
-                                        if not life.ended and life.restart_at is None))
+                                             if not life.ended and life.restart_at is None))

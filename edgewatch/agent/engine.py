@@ -128,6 +128,7 @@ class RunSummary:
     source_failures: dict[str, str] = field(default_factory=dict)  # sources that ended unexpectedly: why
     # what ended the run: "sources" (every source ended), "stop" (request_stop, a signal), "duration", "messages"
     ended_by: str = ""
+    delivery: dict[str, int] = field(default_factory=dict)  # spooling sinks' counts (MqttSink.delivery), summed
 
 
 class Agent:
@@ -346,8 +347,11 @@ class Agent:
         self._source_streams.setdefault(source, set()).add(slot)
         return slot
 
-    def _reset_source(self, source: str) -> None:
-        for slot in self._source_streams.get(source, ()):
+    def _reset_source(self, source: str, streams: tuple[str, ...] | None = None) -> None:
+        """Reset the windows of every stream of ``source``, or only of ``streams`` (a Sparkplug death)."""
+        slots = self._source_streams.get(source, ()) if streams is None else \
+            [self._slots[s] for s in streams if s in self._slots]
+        for slot in slots:
             self.windows.reset(slot)
             self.tracker.reset(slot)
             self.post.reset(slot)
@@ -439,8 +443,9 @@ class Agent:
                 bad[payload] = bad.get(payload, 0) + 1  # type: ignore[index]
                 continue
             elif kind == Kind.RESET:
-                self._reset_source(source)
-                self.metrics.reconnects.labels(source).inc()
+                self._reset_source(source, payload)  # type: ignore[arg-type]
+                if payload is None:
+                    self.metrics.reconnects.labels(source).inc()
                 continue
             else:
                 continue
@@ -746,4 +751,8 @@ class Agent:
                 sink.close()
             except Exception:
                 log.exception("closing sink %s failed", type(sink).__name__)
+            delivery = getattr(sink, "delivery", None)
+            if delivery is not None:
+                for key, n in delivery().items():
+                    self.summary.delivery[key] = self.summary.delivery.get(key, 0) + n
 

@@ -62,7 +62,8 @@ METRICS: dict[str, MetricSpec] = {
     "ui_refused": MetricSpec("edgewatch_ui_clients_refused", _C,
                              "Live-page event streams refused past --ui-max-clients"),
     "spool_depth": MetricSpec("edgewatch_spool_depth", _G, "Alerts waiting on disk for the broker"),
-    "spool_dropped": MetricSpec("edgewatch_spool_dropped", _G, "Spooled alerts dropped because the spool was full"),
+    "spool_dropped": MetricSpec("edgewatch_spool_dropped", _G, "Alerts dropped this run: the spool was full (the "
+                                "oldest), or its disk refused writes and its memory queue was full (the newest)"),
     "publish_errors": MetricSpec("edgewatch_mqtt_publish_errors", _G,
                                  "MQTT publishes refused by paho or the broker"),
     "reconnects": MetricSpec("edgewatch_source_reconnects", _C, "Source reconnections", ("source",)),

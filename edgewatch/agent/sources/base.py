@@ -34,7 +34,8 @@ BAD_LOG_INTERVAL = 60.0  # seconds between two log lines of a source about the s
 class Kind:
     RAW = 0  # payload: str | bytes, to be parsed
     MEASUREMENT = 1  # payload: Measurement, already parsed (replay)
-    RESET = 2  # payload: None; the source reconnected, its streams' windows are stale
+    RESET = 2  # payload: None (the source reconnected: its streams' windows are stale) or a tuple of the
+    # stream ids whose windows are stale (a Sparkplug node or device died or was born again)
     END = 3  # payload: the Source; it finished as it should (told to stop, or the end of its input)
     BAD = 4  # payload: BadReason; refused before parsing (a binary websocket frame, a bad Modbus reply)
     FAILED = 5  # payload: SourceFailure; its thread ended without being told to (the agent restarts it)

@@ -44,6 +44,7 @@ class ReplaySource(Source):
         self.finite = not loop  # a replay that does not loop ends, cleanly, at the end of its file
         self.name = stream or f"replay:{self.path.name}"
         self.rows_sent = 0
+        self._next_t = 0.0  # when the next row is due (monotonic), with a rate
         if len(sep) != 1:
             raise BadInput(f"replay file {self.path}: sep must be one character, got {sep!r}")
         self.sep = sep

@@ -110,11 +110,25 @@ class Decision:
     """Defaults for turning scores into episodes; the agent may override them.
 
     An episode starts when ``k`` of the last ``n`` scored windows are over the
-    threshold and ends when none of the last ``n`` are.
+    threshold and ends after ``m`` scored windows in a row under it. ``m``
+    None (every card written before it existed) means ``n``: the episode
+    ends when none of the last ``n`` are over. It is written to the card
+    only when set, so a file without hysteresis still reads in older agents.
     """
 
     k: int = 2
     n: int = 3
+    m: int | None = None
+
+    @property
+    def close_after(self) -> int:
+        return self.n if self.m is None else self.m
+
+    def to_dict(self) -> dict[str, int]:
+        out = {"k": self.k, "n": self.n}
+        if self.m is not None:
+            out["m"] = self.m
+        return out
 
 
 @dataclass
@@ -231,6 +245,9 @@ class ModelCard:
     postprocess: PostProcess = field(default_factory=PostProcess)
     drift_reference: DriftReference | None = None
     aux: list[str] = field(default_factory=list)  # columns of the graph's aux output: "name" or "name[n]"
+    # [low, high] of each feature whose *level* the score relies on, in raw units (the agent's first-minute
+    # check that the data is what the model was made for); None: every feature, from the drift reference
+    training_range: dict[str, list[float]] | None = None
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -289,6 +306,12 @@ class ModelCard:
                                 f"for {self.n_features} features")
         if not 1 <= self.decision.k <= self.decision.n:
             problems.append(f"decision needs 1 <= k <= n, got k={self.decision.k} n={self.decision.n}")
+        if self.decision.m is not None and (isinstance(self.decision.m, bool) or not isinstance(self.decision.m, int)
+                                            or self.decision.m < 1):
+            problems.append(f"decision m (quiet windows before an episode ends) must be an integer >= 1, "
+                            f"got {self.decision.m!r}")
+        if self.training_range is not None:
+            problems += _range_problems(self.training_range, self.features)
         columns = self.aux_columns()
         problems += self.postprocess.problems(columns)
         from edgewatch.agent.postprocess import spec_problems  # each kind's schema; lazy: it imports this module
@@ -305,11 +328,11 @@ class ModelCard:
         out: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "aux" and not value:
-                continue  # no aux: written as before, so older readers keep reading the file
+            if (f.name == "aux" and not value) or (f.name == "training_range" and value is None):
+                continue  # not used: written as before, so older readers keep reading the file
             if isinstance(value, enum.Enum):
                 text = value.value
-            elif isinstance(value, PostProcess):
+            elif isinstance(value, (PostProcess, Decision)):
                 text = json.dumps(value.to_dict(), separators=(",", ":"))
             elif isinstance(value, str):
                 text = value
@@ -370,6 +393,21 @@ class ModelCard:
 
 
 _STRING_FIELDS = {"family", "score", "threshold_method", "task", "quantization"}
+
+
+def _range_problems(ranges: Any, features: list[str]) -> list[str]:
+    if not isinstance(ranges, Mapping):
+        return [f"training_range must map features to [low, high], got {type(ranges).__name__}"]
+    out = []
+    unknown = sorted(set(ranges) - set(features))
+    if unknown:
+        out.append(f"training_range names {unknown}, which are not features")
+    for name, pair in ranges.items():
+        ok = (isinstance(pair, (list, tuple)) and len(pair) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair))
+        if not ok or pair[0] > pair[1]:
+            out.append(f"training_range of {name!r} must be [low, high] with finite low <= high, got {pair!r}")
+    return out
 
 
 def _parse_field(name: str, text: str) -> Any:

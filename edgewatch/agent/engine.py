@@ -63,6 +63,7 @@ class AgentOptions:
     threshold: float | None = None
     k: int | None = None
     n: int | None = None
+    close_after: int | None = None  # quiet windows before an episode ends (the card's m)
     agent_id: str = field(default_factory=socket.gethostname)
     max_batch: int = 1024
     queue_size: int = 1024
@@ -79,7 +80,7 @@ class AgentOptions:
     source_restart: RestartPolicy = field(default_factory=RestartPolicy)  # for sources whose thread died
 
     def overrides(self) -> Overrides:
-        return Overrides(stride=self.stride, threshold=self.threshold, k=self.k, n=self.n)
+        return Overrides(stride=self.stride, threshold=self.threshold, k=self.k, n=self.n, m=self.close_after)
 
     def drift_settings(self) -> DriftSettings:
         return DriftSettings(every=self.drift_every, sample=self.drift_sample, keep_every=self.drift_keep_every,
@@ -607,6 +608,8 @@ class Agent:
     def _drift_event(self, ev: Any) -> dict[str, Any]:
         if ev.features:
             self.metrics.drift.inc()
+            if ev.reason:
+                log.warning("stream %s: %s", self._stream_names[ev.slot], ev.reason)
         return events.drift_event(ev, agent=self.options.agent_id, stream=self._stream_names[ev.slot],
                                   model=self.model, now=time.time())
 

@@ -112,6 +112,7 @@ def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, 
             "duration_s": None if ep.end_ts is None else number(ep.end_ts - ep.start_ts, 6),
             "peak_score": number(ep.peak_score, 6), "peak_seq": ep.peak_seq,
             "windows_over": ep.windows_over,
+            "last_over_ts": number(ep.last_over_ts), "last_over_seq": ep.last_over_seq,
         },
         "model": _model(model),
     }

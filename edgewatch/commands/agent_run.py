@@ -95,6 +95,9 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.option("--k", "k", type=click.IntRange(min=1), default=None,
               help="Episode starts when k of the last n scored windows are over the threshold.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=None, help="See --k.")
+@click.option("--close-after", "close_after", type=click.IntRange(min=1), default=None, metavar="M",
+              help="Episode ends after M scored windows in a row under the threshold (default: the model "
+                   "file's; files without one close when none of the last N are over).")
 @click.option("--agent-id", default=None, help="Name of this agent in alerts and MQTT topics (default: hostname).")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--max-messages", type=int, default=None, help="Stop after this many messages.")
@@ -163,7 +166,8 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
               show_default=True, help="Folder of the learned models and buffers, kept across restarts (no pickle).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr at the end.")
 def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...], sinks: tuple[str, ...],
-            stride: int | None, threshold: float | None, k: int | None, n: int | None, agent_id: str | None,
+            stride: int | None, threshold: float | None, k: int | None, n: int | None, close_after: int | None,
+            agent_id: str | None,
             duration: float | None, max_messages: int | None, idle_timeout: float, spool_dir: Path,
             summary_json: Path | None, quiet: bool,
             ui: str | None = None, record_run: Path | None = None, mqtt_username: str | None = None,
@@ -181,7 +185,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
 
     Every --stride-th measurement of a stream, its last WINDOW measurements are
     scored; an episode opens when K of the last N scored windows exceed the
-    threshold and closes when none of the last N do. Runs without torch.
+    threshold and closes after M scored windows in a row under it (the model
+    file's --close-after; N when it has none). Runs without torch.
     """
     from edgewatch.agent.ops import setup_logging
 
@@ -206,7 +211,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         store = ModelStore(spool_dir / "models")
     if model_topic:
         resumed = resume_live(store, trust, actual)
-    options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n, max_streams=max_streams,
+    options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n, close_after=close_after,
+                           max_streams=max_streams,
                            stream_ttl=stream_ttl or None)
     if learn_rows:
         options.drift_every = 0  # each stream's normal is its own: the template's drift reference is not it

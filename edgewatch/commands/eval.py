@@ -129,7 +129,8 @@ def make_detector(out: Path) -> None:
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
               show_default="../shared/datasets/skab", help="The SKAB folder (data/<group>/<n>.csv).")
 @click.option("--family", "families", multiple=True, default=("pca",), show_default=True,
-              help="A family recipe to run (repeatable): pca, pca-all, conv1d-ae, conv1d-ae-fast, lstm-ae (docs/skab.md).")
+              help="A family recipe to run (repeatable): fit (edgewatch fit on the 400 rows, no options), pca, pca-all, "
+                   "conv1d-ae, conv1d-ae-fast, lstm-ae (docs/skab.md).")
 @click.option("--groups", multiple=True, help="Only these SKAB groups (repeatable), e.g. valve1.")
 @click.option("--predictions-out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write DIR/<group>/<n>.csv (header 'datetime;anomaly', one 0/1 row per test row); with "
@@ -187,10 +188,52 @@ def skab(data: Path | None, families: tuple[str, ...], groups: tuple[str, ...], 
         click.echo(f"plot of {plot_key} written to {plot_experiment(file, run, results[0].family, plot_out)}")
     if out:
         doc = {r.family: {"groups": {g or "total": {"f1": r.binary(g).f1, "far": r.binary(g).far,
-                                                    "mar": r.binary(g).mar}
+                                                    "mar": r.binary(g).mar, "faults": r.episodes(g).faults,
+                                                    "caught": r.episodes(g).caught,
+                                                    "opened_inside": r.episodes(g).opened_inside,
+                                                    "false_episodes": r.episodes(g).false_episodes,
+                                                    "false_per_hour": r.episodes(g).false_per_hour,
+                                                    "episodes_per_fault": r.episodes(g).episodes_per_fault,
+                                                    "median_delay_s": r.episodes(g).median_delay}
                                      for g in r.groups + [None]},
                           "nab": r.nab, "seconds": r.seconds} for r in results}
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
         tmp.replace(out)
         click.echo(f"results written to {out}")
+
+
+@eval_group.command("csv")
+@click.option("--model", "model", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The model file (from 'edgewatch fit', 'train' or 'export').")
+@click.option("--data", "data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A CSV file with the model's feature columns and a 0/1 label column.")
+@click.option("--label-column", default="anomaly", show_default=True, help="The 0/1 column: 1 marks anomalous rows.")
+@click.option("--time-column", default=None, metavar="NAME",
+              help="The time column, when it is not found by its name or its dates (delays are then in seconds).")
+@click.option("--skip", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Rows at the start that are run but not scored (those the model was fitted on).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON.")
+def csv_cmd(model: Path, data: Path, label_column: str, time_column: str | None, skip: int, out: Path | None) -> None:
+    """Score a model file against your own labels, as the agent would run it on the file.
+
+    Prints point-wise F1, FAR and MAR, whether each labelled segment was
+    caught and after what delay, and the false episodes per day of normal
+    operation.
+    """
+    import json
+
+    from edgewatch.contract import to_plain
+    from edgewatch.eval.csv_runner import evaluate_csv
+
+    result = evaluate_csv(model, data, label_column, time_column, skip)
+    click.echo("\n".join(result.lines()))
+    if out:
+        b, e = result.binary, result.episodes
+        doc = {"f1": b.f1, "far": b.far, "mar": b.mar, "faults": e.faults, "caught": e.caught,
+               "false_episodes": e.false_episodes, "false_per_day": e.false_per_day if result.has_times else None,
+               "episodes_per_fault": e.episodes_per_fault, "segments": to_plain(result.segments)}
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=1, allow_nan=True) + "\n", encoding="utf-8")
+        tmp.replace(out)
+        click.echo(f"figures written to {out}")

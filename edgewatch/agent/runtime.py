@@ -157,7 +157,7 @@ class ModelRuntime:
                 raise BadModelFile(f"{where}: {exc}") from None
         try:
             runtime = cls(model, o, d, stride, threshold, k, n,
-                          threshold_warnings(card, threshold) + isolation_warnings(card))
+                          card.format_warnings + threshold_warnings(card, threshold) + isolation_warnings(card))
         except BadModelFile as exc:
             raise BadModelFile(f"{where}: {exc}") from None
         except (ValueError, TypeError) as exc:

@@ -49,7 +49,7 @@ from edgewatch.agent.engine import DEFAULT_STREAM_TTL
 from edgewatch.agent.ops import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
 from edgewatch.errors import BadInput
 
-SECRET_FLAGS = frozenset({"mqtt-password"})
+SECRETS = {"mqtt-password": "EDGEWATCH_MQTT_PASSWORD"}  # flags --print-config leaves out -> where to give them
 
 
 class ConfigError(BadInput):
@@ -199,6 +199,7 @@ class AgentConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> AgentConfig:
+        """Build from a config file of either form (module docstring); ConfigError says what is wrong."""
         return cls.from_flags(read_config(path), source=str(path))
 
     @classmethod
@@ -228,19 +229,18 @@ class AgentConfig:
         withheld = []
         for flag, spec in FIELDS.items():
             value = getattr(getattr(self, spec.section), spec.name)
-            if flag in SECRET_FLAGS and not secrets:
+            if flag in SECRETS and not secrets:
                 if value is not None:
                     withheld.append(flag)
                 continue
             if value is not None:
                 doc.setdefault(spec.section, {})[spec.key] = _plain(value)
         head = ["# edgewatch agent run --config THIS-FILE reproduces the run that printed it."]
-        head += [f"# {flag} is not written here: give it in ${_ENV.get(flag, 'its flag')} or add it to this file."
+        head += [f"# {flag} is not written here: give it in ${SECRETS[flag]} or add it to this file."
                  for flag in withheld]
         return "\n".join(head) + "\n\n" + tomli_w.dumps(doc)
 
 
-_ENV = {"mqtt-password": "EDGEWATCH_MQTT_PASSWORD"}
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(AgentConfig)}  # type: ignore[misc]
 
 

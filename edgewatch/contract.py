@@ -315,8 +315,8 @@ class ModelCard:
         """Refuse a card that cannot describe a working model, saying why."""
         problems: list[str] = []
         if self.format_version < FORMAT_VERSION:
-            problems.append(f"format version {self.format_version}: read older cards with from_props, which "
-                            "upgrades them")
+            problems.append(f"format version {self.format_version} is older than this edgewatch's "
+                            f"({FORMAT_VERSION}); ModelCard.from_props upgrades older cards")
         if not self.features:
             problems.append("no feature names")
         if self.window < 0 or self.horizon < 0 or self.stride < 1:

@@ -28,7 +28,7 @@ ROOT = "edgewatch"
 SOURCE = Path(__file__).resolve().parents[1] / ROOT
 
 # The layers, bottom first (docs/architecture.md, "Arrows"): a package imports only packages of lower
-# layers; packages of one layer do not import each other. Nodes marked "phase B" go away in the moves.
+# layers; packages of one layer do not import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("digests", "files", "accuracy"),
@@ -64,7 +64,7 @@ class Import:
     path: str  # file, relative to the repository
     line: int
     text: str  # the statement as written
-    lazy: bool  # inside a function or class body, or under ``if TYPE_CHECKING``
+    lazy: bool  # inside a function, or under ``if TYPE_CHECKING``
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.text}{'  (lazy)' if self.lazy else ''}"
@@ -143,12 +143,12 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 
 def _walk(tree: ast.AST) -> Iterator[tuple[ast.AST, bool]]:
-    """Every node with whether it runs only later (function or class body) or never (TYPE_CHECKING)."""
+    """Every node with whether it runs only later (in a function) or never (under TYPE_CHECKING)."""
     stack: list[tuple[ast.AST, bool]] = [(tree, False)]
     while stack:
         node, lazy = stack.pop()
         yield node, lazy
-        inner = lazy or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))
+        inner = lazy or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             stack += [(child, True) for child in node.body] + [(child, inner) for child in node.orelse]
             continue

@@ -32,7 +32,7 @@ RICH = {
     "source": ["ws://10.0.0.5:9000/", {"url": "opcua://10.0.0.7:4840", "stream": "pump-1",
                                        "nodes": {"cpu": "ns=2;s=Pump1.Cpu", "fan": "ns=2;i=1002"}}],
     "idle-timeout": 4.0, "sink": ["stdout", "mqtt://broker:1883/plant"], "spool-dir": "/var/spool/ew",
-    "spool-max-mb": 1.5, "max-streams": 500, "stream-ttl": 0.0, "mqtt-username": "press-7",
+    "spool-max-mb": 1.5, "spool-memory-mb": 0.5, "max-streams": 500, "stream-ttl": 0.0, "mqtt-username": "press-7",
     "mqtt-password": "s3cret", "mqtt-ca-file": "/etc/ca.pem", "mqtt-cert-file": "/etc/c.pem",
     "mqtt-key-file": "/etc/c.key", "mqtt-tls-insecure": True, "mqtt-keepalive": 15, "agent-id": "press-7",
     "model-topic": False, "status-interval": 2.0, "shadow-report-interval": 5.0, "metrics": "127.0.0.1:9108",
@@ -58,7 +58,7 @@ def replay_run(tmp_path: Path) -> tuple[Path, list[str]]:
 
 def test_every_flag_of_agent_run_is_one_setting_with_the_same_default(monkeypatch: pytest.MonkeyPatch) -> None:
     options = {f for f in map(long_flag, run_command.params) if f and f not in NOT_SETTINGS}
-    assert len(options) == 43 and options == set(FIELDS), "each flag of agent run is a field of AgentConfig"
+    assert len(options) == 44 and options == set(FIELDS), "each flag of agent run is a field of AgentConfig"
     monkeypatch.delenv("EDGEWATCH_MQTT_USERNAME", raising=False)
     monkeypatch.delenv("EDGEWATCH_MQTT_PASSWORD", raising=False)
     ctx = run_command.make_context("run", ["--model", "m.onnx", "--source", "stdin"])

@@ -99,6 +99,7 @@ class SinksSettings:
     urls: tuple[str, ...] = setting("sink", ("stdout",))
     spool_dir: Path = setting("spool-dir", Path("spool"))
     spool_max_mb: float = setting("spool-max-mb", 64.0, minimum=0.1)
+    spool_memory_mb: float = setting("spool-memory-mb", 4.0, minimum=0)
 
 
 @dataclass(frozen=True)

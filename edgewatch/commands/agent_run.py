@@ -19,6 +19,7 @@ from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.ops import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
 from edgewatch.agent.model_store import ModelStore
+from edgewatch.agent.releases import admit_at_start
 from edgewatch.agent.runtime import ModelRuntime
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sinks import make_sink
@@ -58,8 +59,8 @@ Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on P
 Fleet (status, model publish/rollback/shadow/promote, topics): docs/fleet.md.
 Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure,
 2 usage error, 3 bad model file (not edgewatch, corrupt, sha256 mismatch, not signed by a
---trust-key or changed after signing), 4 bad input file
-(replay CSV does not fit the model, bad config file), 6 missing optional dependency.
+--trust-key or changed after signing, a release older than one it has run),
+4 bad input file (replay CSV does not fit the model, bad config file), 6 missing optional dependency.
 On live streams a message of the wrong arity is bad input: counted, skipped, never fatal.
 """
 
@@ -78,7 +79,8 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
               help="Refuse the model file unless its sha256 matches (pins it: excludes --watch-model, --model-topic).")
 @click.option("--trust-key", "trust_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Run only models signed by this public key (repeatable): at start, on --watch-model and "
-                   "from --model-topic. Make keys with 'edgewatch model keygen'.")
+                   "from --model-topic, and none of a release older than one it has run (kept in "
+                   "SPOOL_DIR/models). Make keys with 'edgewatch model keygen'.")
 @click.option("--allow-unsigned-models", is_flag=True,
               help="Without --trust-key, accept unsigned models from --model-topic (closed test brokers only: "
                    "anyone who may publish there then decides what this agent alerts on).")
@@ -206,8 +208,9 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         log.info("model %s %s", model_path, verified.describe())
     store = None
     resumed = None
-    if model_topic:
+    if model_topic or trust.keys:  # with --trust-key it also keeps the highest release run (no rollback by replay)
         store = ModelStore(spool_dir / "models")
+    if model_topic:
         resumed = resume_live(store, trust, actual)
     options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n, max_streams=max_streams,
                            stream_ttl=stream_ttl or None)
@@ -226,6 +229,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             refused_at_start = (f"stored live model cannot run: {exc}", sha)
             log.error("not resuming model %s from the model store (%s); starting with --model", sha[:12], exc)
     if runtime is None:
+        if verified is not None and store is not None:  # exit 3 when older than a release it has run
+            admit_at_start(store, verified, actual, model_path)
         runtime = start_runtime(model_path, options, data)
     model = runtime.model
     metrics = AgentMetrics(exported=bool(metrics_addr))
@@ -350,7 +355,8 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
     if watch_model:
         from edgewatch.agent.swap import ModelFileWatcher
 
-        closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust).start().close)
+        closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust,
+                                        store=store).start().close)
     # no MQTT sink was made unless its module (and paho) got imported: do not import them for nothing
     mqtt_module = sys.modules.get("edgewatch.agent.mqtt")
     mqtt = [s for s in agent.sinks if isinstance(s, mqtt_module.MqttSink)] if mqtt_module else []

@@ -22,6 +22,12 @@ Everything else lives in ``metadata_props`` under keys prefixed
 and mappings are JSON. Unknown ``edgewatch.*`` keys are refused (a misspelt
 key would otherwise be silently ignored), keys of other tools are kept.
 
+Files outlive the code that wrote them. A card of an older format version
+is brought to the current one by the steps of :data:`UPGRADES` before it is
+read; a card of a newer version is read as far as this version knows it,
+with a warning naming what was left out, and refused only when what is
+left cannot run (a field missing, a post-process kind unknown).
+
 This module imports neither torch nor onnx: the agent reads cards too.
 """
 
@@ -33,7 +39,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from edgewatch.errors import BadModelFile
 
@@ -50,6 +56,44 @@ AUX_INPUT_PREFIX = "aux:"  # a post-process input: ``aux:<name>``, a column (or 
 MAX_KIND = "max"  # the composite post-process kind
 
 _AUX_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)(?:\[([1-9][0-9]*)\])?$")
+
+Props = dict[str, str]  # a card's ``edgewatch.*`` properties, prefix removed
+
+
+def _unchanged(props: Props) -> Props:
+    return props
+
+
+# Every format version this edgewatch reads -> the step that turns a card of that version into one of the
+# next version (the current version's step changes nothing). A format change adds the new version with
+# ``_unchanged`` and gives the old one its real step, so a card of any version passes every later step.
+UPGRADES: dict[int, Callable[[Props], Props]] = {1: _unchanged}
+
+
+def upgrade(props: Props, source: str = "model") -> tuple[Props, list[str]]:
+    """A card's properties in the current format, and warnings for what a newer format had beyond it.
+
+    BadModelFile for a version that is not a whole number or is older than
+    any this edgewatch reads.
+    """
+    text = props.get("format_version", str(FORMAT_VERSION))
+    try:
+        version = int(text)
+    except ValueError:
+        raise BadModelFile(f"{source} has model format version {text!r}, not a whole number") from None
+    if version > FORMAT_VERSION:
+        known = {f.name for f in dataclasses.fields(ModelCard)}
+        extra = sorted(set(props) - known)
+        return {k: v for k, v in props.items() if k in known}, [
+            f"model format version {version} is newer than this edgewatch's ({FORMAT_VERSION}): read as "
+            f"version {FORMAT_VERSION}" + (f", ignoring {extra}" if extra else "") + "; upgrade edgewatch to "
+            "read all of it"]
+    if version not in UPGRADES:
+        raise BadModelFile(f"{source} has model format version {version}; this edgewatch reads versions "
+                           f"{min(UPGRADES)} to {FORMAT_VERSION}: re-export it")
+    for step in range(version, FORMAT_VERSION + 1):
+        props = UPGRADES[step](dict(props))
+    return {**props, "format_version": str(FORMAT_VERSION)}, []
 
 
 class Task(str, enum.Enum):
@@ -253,6 +297,7 @@ class ModelCard:
     def __post_init__(self) -> None:
         self.task = Task(self.task)
         self.quantization = Quantization(self.quantization)
+        self.format_warnings: list[str] = []  # set by from_props for a newer format; not serialised
         self.validate()
 
     @property
@@ -286,8 +331,9 @@ class ModelCard:
     def validate(self) -> None:
         """Refuse a card that cannot describe a working model, saying why."""
         problems: list[str] = []
-        if self.format_version != FORMAT_VERSION:
-            problems.append(f"format version {self.format_version} (this edgewatch reads {FORMAT_VERSION})")
+        if self.format_version < FORMAT_VERSION:
+            problems.append(f"format version {self.format_version} is older than this edgewatch's "
+                            f"({FORMAT_VERSION}); ModelCard.from_props upgrades older cards")
         if not self.features:
             problems.append("no feature names")
         if self.window < 0 or self.horizon < 0 or self.stride < 1:
@@ -363,6 +409,7 @@ class ModelCard:
             hint = f" (its metadata keys: {', '.join(others)})" if others else " (it has no metadata)"
             raise BadModelFile(f"{source} is not an edgewatch model: no '{PREFIX}*' metadata{hint}. "
                                "Export one with 'edgewatch export onnx'.")
+        ours, notes = upgrade(ours, source)
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(ours) - set(known))
         if unknown:
@@ -372,20 +419,21 @@ class ModelCard:
                          if n not in ours and f.default is dataclasses.MISSING
                          and f.default_factory is dataclasses.MISSING)  # type: ignore[misc]
         if missing:
-            raise BadModelFile(f"{source} lacks edgewatch metadata {missing}")
-        version = ours.get("format_version", str(FORMAT_VERSION))
-        if version != str(FORMAT_VERSION):
-            raise BadModelFile(f"{source} has model format version {version}; this edgewatch reads "
-                               f"version {FORMAT_VERSION}: re-export it or upgrade edgewatch")
+            raise BadModelFile(f"{source} lacks edgewatch metadata {missing}" + (f" ({notes[0]})" if notes else ""))
         kwargs: dict[str, Any] = {}
         try:
             for name, text in ours.items():
                 kwargs[name] = _parse_field(name, text)
-            return cls(**kwargs)
-        except BadModelFile:
+            card = cls(**kwargs)
+        except BadModelFile as exc:
+            if notes:
+                raise BadModelFile(f"{exc} ({notes[0]})") from None
             raise
         except (ValueError, TypeError, KeyError) as exc:
-            raise BadModelFile(f"{source} has malformed edgewatch metadata: {exc}") from exc
+            raise BadModelFile(f"{source} has malformed edgewatch metadata: {exc}"
+                               + (f" ({notes[0]})" if notes else "")) from exc
+        card.format_warnings = notes
+        return card
 
     def with_overrides(self, **changes: Any) -> ModelCard:
         """A copy with some fields replaced (for command-line overrides)."""

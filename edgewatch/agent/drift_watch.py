@@ -29,8 +29,7 @@ NumPy and SciPy only: no torch, no onnx.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -60,10 +59,6 @@ class DriftEvent:
     @property
     def drifted(self) -> bool:
         return bool(self.features)
-
-    def to_json_dict(self) -> dict[str, Any]:
-        """The check's outcome as plain data; the agent emits it via :func:`edgewatch.agent.events.drift_event`."""
-        return {"event": "drift", **asdict(self)}
 
 
 def _interp(x: np.ndarray, j: np.ndarray, knots: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -359,15 +354,6 @@ class DriftWatch:
                                   check="range", reason=found.reason(), outside=found.outside))
             self._drifting[found.slot] = tuple(found.features)
         return out
-
-    def check(self, slot: int) -> DriftEvent | None:
-        """KS-test one stream now; ``None`` when it has fewer than ``MIN_SAMPLE`` inputs."""
-        x = self.sample(slot)
-        if x.shape[0] < MIN_SAMPLE:
-            return None
-        self._since[slot] = 0
-        self.checks_run += 1
-        return self._event(slot, x, self._statistics(x))
 
     def due_events(self) -> list[DriftEvent]:
         """Check every stream that saw ``check_every`` messages since its last check; return the changes.

@@ -36,7 +36,7 @@ def dumps(event: dict[str, Any]) -> str:
     try:
         return json.dumps(event, separators=(",", ":"), allow_nan=False, default=_default)
     except ValueError:  # a NaN/inf that a builder did not clean (an observer's own field, say)
-        return json.dumps(_finite(event), separators=(",", ":"), allow_nan=False, default=_default)
+        return json.dumps(finite(event), separators=(",", ":"), allow_nan=False, default=_default)
 
 
 def _default(value: Any) -> Any:
@@ -48,15 +48,16 @@ def _default(value: Any) -> Any:
         return str(value)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity (in dicts, lists, tuples, NumPy scalars) as None, for strict JSON."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     if isinstance(value, np.generic):
-        return _finite(value.item())
+        return finite(value.item())
     return value
 
 
@@ -147,7 +148,7 @@ def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel,
     """``drift`` when a stream starts drifting (or in other features), ``drift_end`` when it is back."""
     event: dict[str, Any] = {"event": "drift" if ev.features else "drift_end", "agent": agent, "stream": stream,
                              "time": iso(now), "ts": now, "model": _model(model)}
-    event.update(_finite({k: v for k, v in asdict(ev).items() if k != "slot"}))
+    event.update(finite({k: v for k, v in asdict(ev).items() if k != "slot"}))
     return event
 
 

@@ -162,7 +162,7 @@ class ModelRuntime:
                 raise BadModelFile(f"{where}: {exc}") from None
         try:
             runtime = cls(model, o, d, stride, threshold, k, n,
-                          threshold_warnings(card, threshold) + isolation_warnings(card), m)
+                          card.format_warnings + threshold_warnings(card, threshold) + isolation_warnings(card), m)
         except BadModelFile as exc:
             raise BadModelFile(f"{where}: {exc}") from None
         except (ValueError, TypeError) as exc:

@@ -13,7 +13,7 @@ import click
 
 from edgewatch import digests
 from edgewatch.agent.broker import Connections
-from edgewatch.agent.config import load_into_context
+from edgewatch.agent.config import AgentConfig, load_into_context
 from edgewatch.agent.engine import DEFAULT_STREAM_TTL, Agent, AgentOptions, RunSummary
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
@@ -70,7 +70,11 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.command("run", epilog=EPILOG)
 @click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=load_into_context,
-              help="TOML file with the same settings as the flags (flag names as keys); flags win.")
+              help="TOML file with the same settings as the flags (see --print-config); a flag on the command "
+                   "line replaces that one setting of the file.")
+@click.option("--print-config", is_flag=True,
+              help="Print this run's settings (flags and --config merged) as TOML and exit without running; "
+                   "--config with that file reproduces the run (the MQTT password is left out).")
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="edgewatch ONNX model file.")
 @click.option("--model-sha256", default=None,
@@ -180,7 +184,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             mqtt_keepalive: int | None = None, learn_rows: int | None = None,
             learn_state: Path = Path("edgewatch-learned"), ready_grace: float = DEFAULT_READY_GRACE,
             ready_max_silence: float = DEFAULT_READY_MAX_SILENCE, max_streams: int | None = None,
-            stream_ttl: float = DEFAULT_STREAM_TTL, ui_max_clients: int = 16, spool_memory_mb: float = 4.0) -> None:
+            stream_ttl: float = DEFAULT_STREAM_TTL, ui_max_clients: int = 16, spool_memory_mb: float = 4.0,
+            print_config: bool = False) -> None:
     """Score live streams with a model file and send an alert per anomalous episode.
 
     Every --stride-th measurement of a stream, its last WINDOW measurements are
@@ -190,6 +195,9 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     """
     from edgewatch.agent.ops import setup_logging
 
+    if print_config:
+        click.echo(AgentConfig.from_command(click.get_current_context()).to_toml(), nl=False)
+        return
     setup_logging(log_json, log_level)
     if model_sha256 and (watch_model or model_topic):
         raise click.UsageError("--model-sha256 pins the model, so it excludes --watch-model and --model-topic "

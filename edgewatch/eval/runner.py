@@ -18,6 +18,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from edgewatch.agent.events import finite
 from edgewatch.data.nab import CostProfile, NabFile, load_corpus, read_profiles
 from edgewatch.errors import BadInput
 from edgewatch.eval import metrics
@@ -149,17 +150,7 @@ class EvalResult:
 
     def to_json(self) -> str:
         """Strict JSON: a threshold of +inf (never fire) or a NaN category score becomes null."""
-        return json.dumps(_finite(asdict(self)), indent=1, allow_nan=False)
-
-
-def _finite(value):  # noqa: ANN001, ANN202
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+        return json.dumps(finite(asdict(self)), indent=1, allow_nan=False)
 
 
 def point_metrics(files: Sequence[NabFile], scores: Sequence[np.ndarray]) -> PointMetrics | None:

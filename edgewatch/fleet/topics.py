@@ -7,10 +7,8 @@ mosquitto, bridged ones, or a clustered broker. Every JSON payload carries
 not know (it says so) rather than guess, and ignores unknown fields, so
 fields can be added within a version.
 
-``PREFIX/AGENT/`` + :data:`STATUS` (retained), :data:`ALERTS`, :data:`DRIFT`,
-:data:`EVENTS`, :data:`MODEL` (retained, operator to agent),
-:data:`COMMAND` (operator to agent, not retained), :data:`SHADOW`
-(retained, the latest shadow report).
+The topic names themselves are spelled in :mod:`edgewatch.mqtt.topics`
+(``PREFIX/AGENT/`` + status, alerts, drift, events, model, command, shadow).
 """
 
 from __future__ import annotations
@@ -26,15 +24,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgewatch.mqtt.topics import Topics, TopicKind
+
 CONTRACT_VERSION = 1
 
-STATUS = "status"
-ALERTS = "alerts"
-DRIFT = "drift"
-EVENTS = "events"
-MODEL = "model"
-COMMAND = "command"
-SHADOW = "shadow"
+STATUS = TopicKind.STATUS
+ALERTS = TopicKind.ALERTS
+DRIFT = TopicKind.DRIFT
+EVENTS = TopicKind.EVENTS
+MODEL = TopicKind.MODEL
+COMMAND = TopicKind.COMMAND
+SHADOW = TopicKind.SHADOW
 
 # what an agent does with a model-topic message
 INSTALL = "install"
@@ -51,16 +51,12 @@ class ContractError(ValueError):
 
 
 def topic(prefix: str, agent: str, kind: str) -> str:
-    return f"{prefix.strip('/')}/{agent}/{kind}".lstrip("/")
+    return Topics(prefix, agent).topic(kind)
 
 
 def agent_of(prefix: str, topic_name: str) -> str | None:
     """The agent id in ``PREFIX/AGENT/kind``, None when the topic is not of that form."""
-    head = prefix.strip("/") + "/" if prefix.strip("/") else ""
-    if not topic_name.startswith(head):
-        return None
-    parts = topic_name[len(head):].split("/")
-    return parts[0] if len(parts) == 2 and parts[0] else None
+    return Topics.every_agent(prefix).agent_of(topic_name)
 
 
 def iso(ts: float | None = None) -> str:

@@ -27,6 +27,7 @@ TODAY_AGAINST_LAYERS = {
     ("contract", "agent"): "post-process parameter schemas: beside the card",
     ("data", "agent"): "the simulator's broker connection and Sparkplug encoder: into mqtt/ and wire/",
     ("fleet", "agent"): "fleet/operator.py's broker connection: into edgewatch/mqtt/",
+    ("fit", "eval"): "the univariate detector's card builder (fit/univariate.py): into numpy_models/",
     ("train", "drift"): "drift_reference_from: beside the card",
     ("train", "eval"): "rnn_ae's best-F1 threshold: eval/metrics.py becomes edgewatch/accuracy.py",
 }

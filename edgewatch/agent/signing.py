@@ -22,7 +22,7 @@ everything in that object but the signature itself, so it binds:
   is ignored.
 
 Why this form: it is computed from the raw bytes with a small wire-format
-reader (:mod:`edgewatch.agent.onnx_wire`), so the agent verifies without the
+reader (:mod:`edgewatch.wire.onnx_read`), so the agent verifies without the
 ``onnx`` package or protobuf classes, and signing never re-serializes the
 graph (it appends one record), so the signed bytes are the shipped bytes.
 Metadata is hashed as a set of key/value pairs rather than bytes, so the
@@ -60,7 +60,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from edgewatch.digests import sha256
-from edgewatch.agent.onnx_wire import ModelBytes, metadata_record
+from edgewatch.wire.onnx_read import ModelBytes, metadata_record
 from edgewatch.contract import SIGNATURE_KEY
 from edgewatch.errors import BadInput, BadModelFile, MissingExtra, UntrustedModel
 

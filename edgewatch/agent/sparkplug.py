@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement
-from edgewatch.protowire import DecodeError, encode_varint, key, len_field, read_varint
+from edgewatch.wire.protobuf import DecodeError, encode_varint, key, len_field, read_varint
 
 # Sparkplug B DataType enum values
 INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64, FLOAT, DOUBLE, BOOLEAN, STRING = range(1, 13)

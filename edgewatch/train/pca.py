@@ -62,7 +62,7 @@ from edgewatch.contract import (
 )
 from edgewatch.drift.reference import drift_reference_from
 from edgewatch.errors import BadInput, BadModelFile
-from edgewatch.export.onnx_writer import Node, float32, int64, model_bytes
+from edgewatch.wire.onnx_write import Node, float32, int64, model_bytes
 
 FAMILY = "pca"
 MAX_PARITY_REL_ERR = 1e-3

@@ -1,8 +1,8 @@
 """The protobuf wire format's primitives, shared by the codecs edgewatch writes by hand.
 
 Three formats are read or written without generated protobuf classes:
-ONNX files (``agent/onnx_wire.py`` reads them and appends signatures on
-an install without the ``onnx`` package; ``export/onnx_writer.py`` writes
+ONNX files (``wire/onnx_read.py`` reads them and appends signatures on
+an install without the ``onnx`` package; ``wire/onnx_write.py`` writes
 the torch-free families) and Sparkplug B payloads (``agent/sparkplug.py``).
 The protobuf package would be a dependency the agent needs for nothing
 else. Wire types and varints follow protobuf's published encoding.

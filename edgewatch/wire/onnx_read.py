@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from edgewatch.errors import BadModelFile
-from edgewatch.protowire import I32, I64, LEN, VARINT, len_field
-from edgewatch.protowire import read_varint as _varint
+from edgewatch.wire.protobuf import I32, I64, LEN, VARINT, len_field
+from edgewatch.wire.protobuf import read_varint as _varint
 
 MODEL_GRAPH = 7
 MODEL_METADATA_PROPS = 14

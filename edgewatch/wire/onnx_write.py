@@ -24,8 +24,8 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 
-from edgewatch.protowire import len_field as _bytes
-from edgewatch.protowire import varint_field as _int
+from edgewatch.wire.protobuf import len_field as _bytes
+from edgewatch.wire.protobuf import varint_field as _int
 
 IR_VERSION = 8  # the IR version that goes with opset 17
 OPSET = 17

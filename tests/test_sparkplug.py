@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgewatch.agent.parsing import BadReason, Measurement
-from edgewatch.agent.sparkplug import (DOUBLE, FLOAT, INT16, INT32, UINT32, Reset, SparkplugDecoder,
+from edgewatch.agent.sources.sparkplug import (DOUBLE, FLOAT, INT16, INT32, UINT32, Reset, SparkplugDecoder,
                                        decode_payload, encode_metric, encode_payload)
 
 FEATURES = ["cpu", "memory", "traffic", "fan"]

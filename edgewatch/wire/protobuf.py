@@ -3,7 +3,7 @@
 Three formats are read or written without generated protobuf classes:
 ONNX files (``wire/onnx_read.py`` reads them and appends signatures on
 an install without the ``onnx`` package; ``wire/onnx_write.py`` writes
-the torch-free families) and Sparkplug B payloads (``agent/sparkplug.py``).
+the torch-free families) and Sparkplug B payloads (``agent/sources/sparkplug.py``).
 The protobuf package would be a dependency the agent needs for nothing
 else. Wire types and varints follow protobuf's published encoding.
 """

@@ -14,7 +14,7 @@ by the model's feature names (see :func:`~edgewatch.agent.parsing.parse_payload`
 Every payload, JSON or Sparkplug, is ``too_large`` past ``max_bytes`` (the
 agent's message limit unless the source sets its own). A Sparkplug death, or
 a birth that replaces a session, resets that node's or device's windows like
-a reconnect (see :class:`~edgewatch.agent.sparkplug.SparkplugDecoder` for
+a reconnect (see :class:`~edgewatch.agent.sources.sparkplug.SparkplugDecoder` for
 the bounds of its alias tables).
 
 The subscription is QoS 1 in a persistent session: messages published
@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_payload
-from edgewatch.agent.sparkplug import DEFAULT_MAX_ALIASES, DEFAULT_MAX_NODES, SparkplugDecoder
+from edgewatch.agent.sources.sparkplug import DEFAULT_MAX_ALIASES, DEFAULT_MAX_NODES, SparkplugDecoder
 from edgewatch.agent.sources.base import Item, Kind, Source, SourceConfigError, SourceContext, SourceSpec
 from edgewatch.agent.sources.registry import register
 

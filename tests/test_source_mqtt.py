@@ -138,7 +138,7 @@ def test_messages_published_while_the_agent_is_away_arrive_after(tmp_path: Path,
 
 
 def test_sparkplug_b_births_aliases_and_data(tmp_path: Path, broker) -> None:
-    from edgewatch.agent.sources.sparkplug import encode_metric, encode_payload
+    from edgewatch.wire.sparkplug import encode_metric, encode_payload
 
     agent = _agent(tmp_path, "spb")
     src = make_source(f"mqtt://{broker.host}:{broker.port}/spBv1.0/plant/%23", FEATURES, agent_id="spb")
@@ -171,7 +171,7 @@ def test_sparkplug_death_rebirth_bounds_and_unknown_messages(tmp_path: Path, bro
     """The default form (no source settings): a death and a rebirth reset the device's windows, a dead
     device's aliases are unknown until its birth, an oversized birth is too_large, odd types are counted."""
     from edgewatch.agent.sinks import MemorySink
-    from edgewatch.agent.sources.sparkplug import encode_metric, encode_payload
+    from edgewatch.wire.sparkplug import encode_metric, encode_payload
 
     sink = MemorySink()
     agent = Agent(ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, k=1, n=1))), [sink],
@@ -218,7 +218,7 @@ def test_sparkplug_death_rebirth_bounds_and_unknown_messages(tmp_path: Path, bro
 
 
 def test_sparkplug_bounds_set_on_the_source(tmp_path: Path, broker) -> None:
-    from edgewatch.agent.sources.sparkplug import encode_metric, encode_payload
+    from edgewatch.wire.sparkplug import encode_metric, encode_payload
 
     agent = _agent(tmp_path, "spbound")
     src = make_source(f"mqtt://{broker.host}:{broker.port}/spBv1.0/%23?sparkplug_max_nodes=2"
@@ -275,7 +275,7 @@ def test_two_million_aliases_over_100_births_grow_rss_by_less_than_40_mib(tmp_pa
     import sys
     import urllib.request
 
-    from edgewatch.agent.sources.sparkplug import encode_metric, encode_payload
+    from edgewatch.wire.sparkplug import encode_metric, encode_payload
     from tests.conftest import free_port
 
     model = write_model(tmp_path / "m.onnx", make_card(window=5))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgewatch.agent.broker import STABLE_SECONDS, TAKEOVER_SECONDS, TAKEOVER_SESSIONS, TakeoverWatch
+from edgewatch.mqtt.connection import STABLE_SECONDS, TAKEOVER_SECONDS, TAKEOVER_SESSIONS, TakeoverWatch
 from tests.modelkit import make_card, write_model
 
 SAID = "another client is most likely connected with the same client id"

@@ -40,7 +40,7 @@ from typing import Any, Callable
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
-from edgewatch.agent.broker import (BrokerConnection, BrokerOptions, Connections, MqttConfigError, _safe,
+from edgewatch.mqtt.connection import (BrokerConnection, BrokerOptions, Connections, MqttConfigError, _safe,
                                     client_id_for, parse_broker_url)
 from edgewatch.agent.events import dumps
 from edgewatch.agent.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
@@ -58,7 +58,7 @@ ERROR_LOG_INTERVAL = 60.0
 
 @dataclass
 class MqttOptions:
-    """What the sink publishes where; how to reach the broker is :class:`~edgewatch.agent.broker.BrokerOptions`."""
+    """What the sink publishes where; how to reach the broker is :class:`~edgewatch.mqtt.connection.BrokerOptions`."""
 
     prefix: str = "edgewatch"
     agent_id: str = "edgewatch"

@@ -74,7 +74,7 @@ def make_sink(spec: str, agent_id: str, spool_dir: Path | None = None, connectio
               **mqtt_options: Any) -> Sink:
     """Build a sink from its command-line form: ``stdout``, ``jsonl:FILE`` or ``mqtt://host:port/prefix``.
 
-    ``connections`` (:class:`~edgewatch.agent.broker.Connections`) lets an MQTT
+    ``connections`` (:class:`~edgewatch.mqtt.connection.Connections`) lets an MQTT
     sink share its broker connection with MQTT sources and the model receiver.
     """
     if spec in ("stdout", "-"):

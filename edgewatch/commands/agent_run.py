@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from edgewatch import digests
-from edgewatch.agent.broker import Connections
+from edgewatch.mqtt.connection import Connections
 from edgewatch.agent.config import AgentConfig, load_into_context
 from edgewatch.agent.engine import DEFAULT_STREAM_TTL, Agent, AgentOptions, RunSummary
 from edgewatch.agent.metrics import AgentMetrics

@@ -76,7 +76,7 @@ def source_url_for(url: str, stream: int = 0, streams: int = 1) -> str:
 
 class MqttOutlet:
     def __init__(self, url: str) -> None:
-        from edgewatch.agent.broker import BrokerConnection, parse_broker_url
+        from edgewatch.mqtt.connection import BrokerConnection, parse_broker_url
 
         self.url = url
         query = dict(parse_qsl(urlsplit(url).query))

@@ -2,7 +2,7 @@
 
 Only the topic contract (:mod:`edgewatch.fleet.topics`) is used, so this
 works through any broker that speaks MQTT 3.1.1. The connection is the
-agent's own :class:`~edgewatch.agent.broker.BrokerConnection` with a clean
+agent's own :class:`~edgewatch.mqtt.connection.BrokerConnection` with a clean
 session and a random client id, so an operator command leaves no session
 behind on the broker.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 from paho.mqtt.enums import MQTTErrorCode
 
-from edgewatch.agent.broker import BrokerConnection, parse_broker_url
+from edgewatch.mqtt.connection import BrokerConnection, parse_broker_url
 from edgewatch.errors import EdgewatchError
 from edgewatch.fleet import topics
 from edgewatch.fleet.status import AgentStatus, read_status

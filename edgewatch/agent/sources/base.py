@@ -221,5 +221,5 @@ class SourceContext:
     idle_timeout: float = 10.0
     max_message_bytes: int = DEFAULT_MAX_BYTES
     mqtt_options: dict[str, Any] = field(default_factory=dict)  # --mqtt-* flags (login, TLS)
-    connections: Any = None  # edgewatch.agent.broker.Connections, shared with the MQTT sink
+    connections: Any = None  # edgewatch.mqtt.connection.Connections, shared with the MQTT sink
 

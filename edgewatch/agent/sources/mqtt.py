@@ -66,7 +66,7 @@ class MqttSource(Source):
         self._taking = threading.Event()
 
     def run(self) -> None:
-        from edgewatch.agent.broker import BrokerConnection
+        from edgewatch.mqtt.connection import BrokerConnection
 
         conn = self._connections.acquire(self.broker) if self._connections else BrokerConnection(self.broker)
         self._taking.set()
@@ -132,7 +132,7 @@ class MqttSource(Source):
 def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
     """``mqtt[s]://[user:pass@]host[:port]/topic-filter[?qos=1]``; keys (query or TOML): qos, max_bytes,
     sparkplug_max_nodes, sparkplug_max_aliases and any ``mqtt-*`` option."""
-    from edgewatch.agent.broker import BROKER_FIELDS, client_id_for, parse_broker_url
+    from edgewatch.mqtt.connection import BROKER_FIELDS, client_id_for, parse_broker_url
 
     settings = spec.checked((BROKER_FIELDS - {"host", "port", "client_id"}) | {"qos"} | set(LIMITS))
     try:

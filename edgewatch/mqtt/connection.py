@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from edgewatch.errors import EdgewatchError
 
-if TYPE_CHECKING:  # paho is imported when a connection is made (edgewatch.agent.paho_client)
+if TYPE_CHECKING:  # paho is imported when a connection is made (edgewatch.mqtt.client)
     import paho.mqtt.client as paho
 
 log = logging.getLogger("edgewatch.agent.mqtt")
@@ -176,7 +176,7 @@ class BrokerConnection:
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
         from paho.mqtt.matcher import MQTTMatcher
 
-        from edgewatch.agent.paho_client import CallbackAPIVersion, _Client, paho
+        from edgewatch.mqtt.client import CallbackAPIVersion, _Client, paho
 
         self._matcher = MQTTMatcher()
         self._routes: dict[bytes, list[MessageHandler]] = {}  # raw topic -> handlers, cleared on (un)subscribe

@@ -1,6 +1,6 @@
 """paho's client class as the broker connection uses it (imported only when a connection is made).
 
-Kept apart from :mod:`edgewatch.agent.broker` so that an agent without an
+Kept apart from :mod:`edgewatch.mqtt.connection` so that an agent without an
 MQTT sink or source never imports paho, ssl and urllib.request (about
 3 MiB of resident memory; docs/platform.md).
 """
@@ -14,7 +14,7 @@ from typing import Any, Callable
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from edgewatch.agent.broker import _describe
+from edgewatch.mqtt.connection import _describe
 
 __all__ = ["CallbackAPIVersion", "_Client", "paho"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgewatch.fleet.topics import status_state
+from edgewatch.mqtt.payloads import status_state
 from edgewatch.agent.config import ConfigError, read_config, to_default_map
 from edgewatch.agent.model import file_sha256
 from edgewatch.agent.ops import JsonLogFormatter, parse_addr

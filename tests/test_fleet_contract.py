@@ -8,42 +8,42 @@ import numpy as np
 import pytest
 
 from edgewatch.agent.shadow import PromotionRule, ShadowScorer, format_report, parse_duration
-from edgewatch.fleet import topics
+from edgewatch.mqtt import payloads
 from edgewatch.fleet.status import format_table, read_status
 
 
 def test_model_messages_round_trip_and_old_form(tmp_path) -> None:  # noqa: ANN001
     f = tmp_path / "m.onnx"
     f.write_bytes(b"\x08\x07abc")
-    msg = topics.install_message(f, note="v2", shadow=True, promote_if="alerts_differ<=1,after=5m")
-    back = topics.ModelMessage.from_payload(msg.to_payload())
+    msg = payloads.install_message(f, note="v2", shadow=True, promote_if="alerts_differ<=1,after=5m")
+    back = payloads.ModelMessage.from_payload(msg.to_payload())
     assert back == msg
     old = b'{"sha256": "%s", "name": "m.onnx", "onnx_b64": "CAdhYmM="}' % msg.sha256.encode()
-    legacy = topics.ModelMessage.from_payload(old)
+    legacy = payloads.ModelMessage.from_payload(old)
     assert (legacy.action, legacy.id, legacy.data, legacy.shadow) == ("install", msg.sha256, f.read_bytes(), False)
-    rb = topics.ModelMessage.from_payload(topics.action_message("rollback", note="bad").to_payload())
+    rb = payloads.ModelMessage.from_payload(payloads.action_message("rollback", note="bad").to_payload())
     assert rb.action == "rollback" and rb.data is None and rb.note == "bad" and rb.grant is None
     grant = {"format": "edgewatch-rollback/1", "agent": "a1", "sha256": "ab" * 32, "release": 7}
-    signed = topics.action_message("rollback", sha256="ab" * 32, grant=grant, message_id="m1")
-    assert topics.ModelMessage.from_payload(signed.to_payload()) == signed  # carried as it is, read by the agent
-    assert b'"grant"' not in topics.action_message("promote").to_payload()
+    signed = payloads.action_message("rollback", sha256="ab" * 32, grant=grant, message_id="m1")
+    assert payloads.ModelMessage.from_payload(signed.to_payload()) == signed  # carried as it is, read by the agent
+    assert b'"grant"' not in payloads.action_message("promote").to_payload()
     for bad, why in ((b'{"v": 2, "action": "install"}', "contract version 2"),
                      (b'{"action": "explode"}', "not one of"), (b"[1]", "not a JSON object"),
                      (b'{"sha256": "00"}', "onnx_b64"), (b'{"action": "rollback", "grant": "yes"}', "grant")):
-        with pytest.raises(topics.ContractError, match=why):
-            topics.ModelMessage.from_payload(bad)
+        with pytest.raises(payloads.ContractError, match=why):
+            payloads.ModelMessage.from_payload(bad)
 
 
 def test_topics() -> None:
-    assert topics.topic("plant/1", "a", "status") == "plant/1/a/status"
-    assert topics.agent_of("plant/1", "plant/1/a/status") == "a"
-    assert topics.agent_of("plant/1", "plant/2/a/status") is None
-    assert topics.agent_of("plant/1", "plant/1/a/b/status") is None
+    assert payloads.topic("plant/1", "a", "status") == "plant/1/a/status"
+    assert payloads.agent_of("plant/1", "plant/1/a/status") == "a"
+    assert payloads.agent_of("plant/1", "plant/2/a/status") is None
+    assert payloads.agent_of("plant/1", "plant/1/a/b/status") is None
 
 
 def test_status_reading_and_staleness() -> None:
     now = time.time()
-    fresh = topics.dumps({"v": 1, "agent": "a", "state": "online", "ts": now - 2, "interval_s": 5,
+    fresh = payloads.dumps({"v": 1, "agent": "a", "state": "online", "ts": now - 2, "interval_s": 5,
                           "stale_after_s": 35, "model": {"sha256": "ab" * 32, "note": "v3", "since": "t"},
                           "bad": 4, "messages_per_s": 12.5, "previous_model": {"sha256": "cd" * 32}})
     row = read_status("a", fresh, now)
@@ -51,7 +51,7 @@ def test_status_reading_and_staleness() -> None:
     assert row.previous_sha256 == "cd" * 32  # what 'model rollback --key' signs for
     stale = read_status("a", fresh, now, now=now + 60)
     assert stale.state == "offline" and "no status for 62 s" in stale.reason
-    will = read_status("b", topics.offline_will("b"), now)
+    will = read_status("b", payloads.offline_will("b"), now)
     assert will.state == "offline" and "last will" in will.reason and will.model_sha256 is None
     assert read_status("c", b"online", now).state == "online"  # an agent of the first versions
     assert read_status("d", b'{"v": 9, "state": "online"}', now).state == "unknown"
@@ -124,7 +124,7 @@ def test_shadow_scorer_compares_episodes_and_scores() -> None:
     assert report["promote_if"]["holds"] is False and "more than 0" in report["promote_if"]["why"]
     text = format_report(report)
     assert "1 differ" in text and "only live   s1" in text, text
-    topics.dumps(report)  # always serializable (no NaN)
+    payloads.dumps(report)  # always serializable (no NaN)
 
 
 def test_publish_checks_the_file_before_it_connects(tmp_path) -> None:  # noqa: ANN001

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgewatch.fleet.topics import status_state
+from edgewatch.mqtt.payloads import status_state
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.mqtt import MqttConfigError, MqttSink
 

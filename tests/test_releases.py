@@ -31,7 +31,7 @@ from edgewatch.agent.swap import ModelFileWatcher, MqttModelReceiver
 from edgewatch.cli import main
 from edgewatch.contract import SIGNATURE_KEY
 from edgewatch.errors import UntrustedModel
-from edgewatch.fleet import topics
+from edgewatch.mqtt import payloads
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
 
@@ -287,10 +287,10 @@ class _Fleet:
         self._thread.start()
 
     def install(self, path: Path, shadow: bool = False) -> bool:
-        return self.receiver.handle(topics.install_message(path, shadow=shadow).to_payload())
+        return self.receiver.handle(payloads.install_message(path, shadow=shadow).to_payload())
 
     def action(self, action: str, **fields) -> bool:  # noqa: ANN003
-        return self.receiver.handle(topics.action_message(action, **fields).to_payload())
+        return self.receiver.handle(payloads.action_message(action, **fields).to_payload())
 
     def runs(self, path: Path) -> bool:
         return wait_until(lambda: self.agent.model.sha256 == file_sha256(path))

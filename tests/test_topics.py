@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgewatch.agent.mqtt import topic_for
-from edgewatch.fleet import topics as contract
+from edgewatch.mqtt import payloads as contract
 from edgewatch.mqtt.topics import ANY_AGENT, TopicError, TopicKind, Topics
 
 FLEET_DOC = Path(__file__).resolve().parents[1] / "docs" / "fleet.md"

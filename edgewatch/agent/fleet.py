@@ -15,7 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from edgewatch.fleet import topics
+from edgewatch.mqtt import payloads
 
 if TYPE_CHECKING:
     from edgewatch.agent.engine import Agent
@@ -36,7 +36,7 @@ class FleetMember:
         self.status_interval = status_interval
         self.shadow_interval = shadow_interval
         self.keepalive = sink.connection.options.keepalive
-        self.start_model = {"sha256": agent.model.sha256, "note": "", "since": topics.iso(agent.started_at),
+        self.start_model = {"sha256": agent.model.sha256, "note": "", "since": payloads.iso(agent.started_at),
                             "origin": "start"}
         self.last_alert: dict[str, Any] | None = None
         self._rate_at = (time.monotonic(), agent.summary.messages)
@@ -48,7 +48,7 @@ class FleetMember:
         self._wake = threading.Event()
         agent.event_listeners.append(self.on_event)
         sink.status_payload = self.status_payload
-        self.command_topic = sink.connection.subscribe(f"{sink.base}/{topics.COMMAND}", self._on_command)
+        self.command_topic = sink.connection.subscribe(f"{sink.base}/{payloads.COMMAND}", self._on_command)
         self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
         self._thread.start()
         sink.publish_status("online")
@@ -67,15 +67,15 @@ class FleetMember:
 
     def _on_command(self, msg: Any) -> None:
         try:
-            obj = topics.loads(msg.payload, "command")
-        except topics.ContractError as exc:
+            obj = payloads.loads(msg.payload, "command")
+        except payloads.ContractError as exc:
             log.warning("fleet command refused: %s", exc)
             return
-        if obj.get("command") == topics.SHADOW_REPORT:
+        if obj.get("command") == payloads.SHADOW_REPORT:
             self._requests.append(str(obj.get("id") or ""))
             self._wake.set()
         else:
-            log.warning("fleet command %r unknown (this agent knows %s)", obj.get("command"), list(topics.COMMANDS))
+            log.warning("fleet command %r unknown (this agent knows %s)", obj.get("command"), list(payloads.COMMANDS))
 
     # -- the thread --------------------------------------------------------------------
 
@@ -123,9 +123,9 @@ class FleetMember:
                 return
         else:
             body = scorer.report(self.agent.model.sha256)
-        report = {"v": topics.CONTRACT_VERSION, "agent": self.agent.options.agent_id, "time": topics.iso(),
+        report = {"v": payloads.CONTRACT_VERSION, "agent": self.agent.options.agent_id, "time": payloads.iso(),
                   **({"request_id": request_id} if request_id is not None else {}), **body}
-        self.sink.connection.publish(f"{self.sink.base}/{topics.SHADOW}", topics.dumps(report), qos=1, retain=True)
+        self.sink.connection.publish(f"{self.sink.base}/{payloads.SHADOW}", payloads.dumps(report), qos=1, retain=True)
 
     # -- the status payload --------------------------------------------------------------
 
@@ -151,11 +151,11 @@ class FleetMember:
             entry = store.slots["shadow"] if store else None
             shadow = {**(entry.to_status() if entry else {}), "sha256": a.shadow.sha256}
         status = {
-            "v": topics.CONTRACT_VERSION, "agent": a.options.agent_id, "state": state,
-            "time": topics.iso(now), "ts": now, "interval_s": self.status_interval, "keepalive_s": self.keepalive,
+            "v": payloads.CONTRACT_VERSION, "agent": a.options.agent_id, "state": state,
+            "time": payloads.iso(now), "ts": now, "interval_s": self.status_interval, "keepalive_s": self.keepalive,
             # three missed statuses, and never later than the broker's last will would say it
             "stale_after_s": min(3 * self.status_interval, self.status_interval + 1.5 * self.keepalive),
-            "started_at": topics.iso(a.started_at), "uptime_s": round(now - a.started_at, 1),
+            "started_at": payloads.iso(a.started_at), "uptime_s": round(now - a.started_at, 1),
             "model": model, "previous_model": prev.to_status() if prev else None, "shadow": shadow,
             "last_model_outcome": self.receiver.last_outcome if self.receiver else None,
             "messages": messages, "messages_per_s": round(self._rate, 2),
@@ -163,7 +163,7 @@ class FleetMember:
             "streams": len(a.streams), "open_episodes": len(a.tracker.open_slots()),
             "last_alert": self.last_alert, "spool_depth": self.sink.spool.depth,
         }
-        return topics.dumps(status)
+        return payloads.dumps(status)
 
     def close(self) -> None:
         self._stop.set()

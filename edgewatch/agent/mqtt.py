@@ -44,7 +44,7 @@ from edgewatch.mqtt.connection import (BrokerConnection, BrokerOptions, Connecti
                                     client_id_for, parse_broker_url)
 from edgewatch.agent.events import dumps
 from edgewatch.agent.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
-from edgewatch.fleet.topics import minimal_status, offline_will
+from edgewatch.mqtt.payloads import minimal_status, offline_will
 
 log = logging.getLogger(__name__)
 

@@ -235,7 +235,7 @@ class ShadowScorer:
 
 
 def _plain(ep: dict[str, Any]) -> dict[str, Any]:
-    from edgewatch.fleet.topics import iso
+    from edgewatch.mqtt.payloads import iso
 
     return {"stream": ep["stream"], "start": iso(ep["start_ts"]),
             "end": None if ep["end_ts"] is None else iso(ep["end_ts"]),

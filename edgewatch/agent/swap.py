@@ -16,7 +16,7 @@ a change that stays put for one more poll is loaded. Replace the file
 atomically (write a temporary file beside it, then ``mv``/rename).
 
 **MQTT** (``--model-topic``): ``PREFIX/AGENT/model``, retained, QoS 1, a model
-message of the fleet contract (:class:`~edgewatch.fleet.topics.ModelMessage`:
+message of the fleet contract (:class:`~edgewatch.mqtt.payloads.ModelMessage`:
 install live or in shadow, rollback, promote; the first form, a JSON object
 ``{"sha256", "name", "onnx_b64"}`` from :func:`model_message`, is a live
 install). For an install, in this order, before anything touches the disk: the message size against the limit
@@ -54,7 +54,7 @@ from edgewatch.agent.releases import RollbackGrant
 from edgewatch.agent.shadow import PromotionRule, ShadowScorer
 from edgewatch.agent.signing import TrustPolicy, read_signature
 from edgewatch.errors import BadModelFile, EdgewatchError
-from edgewatch.fleet.topics import INSTALL, PROMOTE, ROLLBACK, ContractError, ModelMessage, iso
+from edgewatch.mqtt.payloads import INSTALL, PROMOTE, ROLLBACK, ContractError, ModelMessage, iso
 
 if TYPE_CHECKING:
     from edgewatch.agent.engine import Agent

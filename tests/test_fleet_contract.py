@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 import pytest
 
 from edgewatch.agent.shadow import PromotionRule, ShadowScorer, format_report, parse_duration
-from edgewatch.mqtt import payloads
 from edgewatch.fleet.status import format_table, read_status
+from edgewatch.mqtt import payloads
+from edgewatch.mqtt.topics import Topics
+from edgewatch.wire.json import dumps
 
 
 def test_model_messages_round_trip_and_old_form(tmp_path) -> None:  # noqa: ANN001
@@ -35,17 +38,17 @@ def test_model_messages_round_trip_and_old_form(tmp_path) -> None:  # noqa: ANN0
 
 
 def test_topics() -> None:
-    assert payloads.topic("plant/1", "a", "status") == "plant/1/a/status"
-    assert payloads.agent_of("plant/1", "plant/1/a/status") == "a"
-    assert payloads.agent_of("plant/1", "plant/2/a/status") is None
-    assert payloads.agent_of("plant/1", "plant/1/a/b/status") is None
+    assert Topics("plant/1", "a").topic("status") == "plant/1/a/status"
+    assert Topics.every_agent("plant/1").agent_of("plant/1/a/status") == "a"
+    assert Topics.every_agent("plant/1").agent_of("plant/2/a/status") is None
+    assert Topics.every_agent("plant/1").agent_of("plant/1/a/b/status") is None
 
 
 def test_status_reading_and_staleness() -> None:
     now = time.time()
-    fresh = payloads.dumps({"v": 1, "agent": "a", "state": "online", "ts": now - 2, "interval_s": 5,
-                          "stale_after_s": 35, "model": {"sha256": "ab" * 32, "note": "v3", "since": "t"},
-                          "bad": 4, "messages_per_s": 12.5, "previous_model": {"sha256": "cd" * 32}})
+    fresh = dumps({"v": 1, "agent": "a", "state": "online", "ts": now - 2, "interval_s": 5,
+                   "stale_after_s": 35, "model": {"sha256": "ab" * 32, "note": "v3", "since": "t"},
+                   "bad": 4, "messages_per_s": 12.5, "previous_model": {"sha256": "cd" * 32}}).encode()
     row = read_status("a", fresh, now)
     assert (row.state, row.model_sha256, row.note, row.bad) == ("online", "ab" * 32, "v3", 4)
     assert row.previous_sha256 == "cd" * 32  # what 'model rollback --key' signs for
@@ -124,7 +127,7 @@ def test_shadow_scorer_compares_episodes_and_scores() -> None:
     assert report["promote_if"]["holds"] is False and "more than 0" in report["promote_if"]["why"]
     text = format_report(report)
     assert "1 differ" in text and "only live   s1" in text, text
-    payloads.dumps(report)  # always serializable (no NaN)
+    json.dumps(report, allow_nan=False)  # always serializable (no NaN)
 
 
 def test_publish_checks_the_file_before_it_connects(tmp_path) -> None:  # noqa: ANN001

@@ -155,10 +155,10 @@ def test_tls_with_client_certificate_and_password(make_broker, collector, pki: P
 
 
 def test_events_are_routed_to_their_topics() -> None:
-    from edgewatch.agent.mqtt import topic_for
+    from edgewatch.mqtt.topics import Topics
 
-    base = "plant/a1"
-    assert [topic_for({"event": e}, base) for e in ("start", "end", "drift", "drift_end", "model", "model_refused")] \
+    topics, base = Topics("plant", "a1"), "plant/a1"
+    assert [topics.for_event({"event": e}) for e in ("start", "end", "drift", "drift_end", "model", "model_refused")] \
         == [f"{base}/alerts"] * 2 + [f"{base}/drift"] * 2 + [f"{base}/events"] * 2
 
 

@@ -56,7 +56,7 @@ def test_verified_tls_delivers(tls_broker, collector, pki: Path, tmp_path: Path)
 def test_failed_verification_is_logged_with_its_reason_once(tls_broker, tmp_path: Path,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     other = _ca(tmp_path / "other", "not-the-broker-ca")
-    caplog.set_level(logging.WARNING, logger="edgewatch.agent.mqtt")
+    caplog.set_level(logging.WARNING, logger="edgewatch.mqtt")
     sink = MqttSink.from_url(f"mqtts://{tls_broker.host}:{tls_broker.port}/tls", agent_id="bad",
                              spool_dir=tmp_path / "spool", ca_file=str(other / "ca.pem"), reconnect_min=0.1,
                              reconnect_max=0.2, drain_timeout=0.2)

@@ -25,10 +25,11 @@ from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel, file_sha256
 from edgewatch.agent.runtime import ModelRuntime, Overrides, load_runtime
 from edgewatch.agent.sources import Item, Kind, ReplaySource
-from edgewatch.agent.swap import ModelFileWatcher, model_message
+from edgewatch.agent.swap import ModelFileWatcher
 from edgewatch.cli import main
 from edgewatch.contract import DriftReference, Quantization
 from edgewatch.errors import BadModelFile, BadOverride
+from edgewatch.mqtt.payloads import install_message
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
 
@@ -179,7 +180,7 @@ def test_retained_bad_model_on_the_broker_does_not_kill_a_restart(bad_models, br
 
     live = write_model(tmp_path / "live.onnx", make_card(window=5, threshold=0.5))
     topic = "rt/r1/model"
-    publish.single(topic, model_message(bad_models["unknown parameter"]), qos=1, retain=True,
+    publish.single(topic, install_message(bad_models["unknown parameter"]).to_payload(), qos=1, retain=True,
                    hostname=broker.host, port=broker.port)
     csv = tmp_path / "x.csv"
     csv.write_text("a,b,c,d\n" + "0.5,0.5,0.5,0.5\n" * 300)

@@ -22,9 +22,10 @@ from edgewatch.agent.mqtt import MqttSink
 from edgewatch.agent.signing import (TrustPolicy, generate_keypair, load_private_key, load_public_key,
                                      sign_bytes, verify_bytes)
 from edgewatch.agent.sources import ReplaySource
-from edgewatch.agent.swap import ModelFileWatcher, MqttModelReceiver, model_message
+from edgewatch.agent.swap import ModelFileWatcher, MqttModelReceiver
 from edgewatch.cli import main
 from edgewatch.errors import UntrustedModel
+from edgewatch.mqtt.payloads import install_message
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
 
@@ -222,16 +223,16 @@ def test_mqtt_models_verified_before_disk(tmp_path: Path, keys: dict, broker, co
         other = _sign(v2u, keys["other"], tmp_path / "v2o.onnx")
         oversize = json.dumps({"sha256": "0" * 64, "name": "big.onnx",
                                "onnx_b64": base64.b64encode(os.urandom(60_000)).decode()}).encode()
-        bad = [("unsigned", model_message(v2u)), ("wrong key", model_message(other)),
-               ("card", model_message(_edit(v2, tmp_path / "t.onnx", threshold="1e30"))),
-               ("graph", model_message(_edit(v2, tmp_path / "g.onnx", graph=True))),
+        bad = [("unsigned", install_message(v2u).to_payload()), ("wrong key", install_message(other).to_payload()),
+               ("card", install_message(_edit(v2, tmp_path / "t.onnx", threshold="1e30")).to_payload()),
+               ("graph", install_message(_edit(v2, tmp_path / "g.onnx", graph=True)).to_payload()),
                ("oversize", oversize)]
         for i, (_name, payload) in enumerate(bad):
             send(payload)
             assert wait_until(lambda: receiver.refused == i + 1), _name
             assert agent.model.sha256 == file_sha256(live)
             assert list(models.glob("*.onnx")) == [], f"{_name} left a file behind"
-        send(model_message(v2))
+        send(install_message(v2).to_payload())
         assert wait_until(lambda: agent.model.sha256 == file_sha256(v2))
         assert agent.threshold == 0.3
         # the new model, and the one it replaced (kept for a rollback)
@@ -254,7 +255,7 @@ def test_mqtt_without_trust_key_needs_explicit_opt_in(tmp_path: Path, broker, co
     live = write_model(tmp_path / "live.onnx", make_card(window=5, threshold=0.5))
     v2 = write_model(tmp_path / "v2.onnx", make_card(window=5, threshold=0.3))
     topic = "optin/a1/model"
-    publish.single(topic, model_message(v2), qos=1, retain=True, hostname=broker.host, port=broker.port)
+    publish.single(topic, install_message(v2).to_payload(), qos=1, retain=True, hostname=broker.host, port=broker.port)
     events = collector(broker, "optin/a1/events", client_id="c-optin", persistent=False)
     try:
         outcomes = {}

@@ -17,7 +17,8 @@ from edgewatch.agent.model import ScoringModel, file_sha256
 from edgewatch.agent.mqtt import MqttSink
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sources import ReplaySource
-from edgewatch.agent.swap import ModelFileWatcher, MqttModelReceiver, model_message
+from edgewatch.agent.swap import ModelFileWatcher, MqttModelReceiver
+from edgewatch.mqtt.payloads import install_message
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
 
@@ -106,7 +107,7 @@ def test_mqtt_model_topic_swaps_and_refuses(tmp_path: Path, broker, collector) -
     try:
         assert wait_until(lambda: sink.connected and agent.summary.messages > 100)
         # a damaged message: the sha256 in the header does not match the file
-        header = json.loads(model_message(v2))
+        header = json.loads(install_message(v2).to_payload())
         header["onnx_b64"] = base64.b64encode(v2.read_bytes()[:-10]).decode()
         publish.single(topic, json.dumps(header), qos=1, retain=True, hostname=broker.host, port=broker.port)
         assert wait_until(lambda: receiver.refused == 1)
@@ -115,7 +116,7 @@ def test_mqtt_model_topic_swaps_and_refuses(tmp_path: Path, broker, collector) -
         assert wait_until(lambda: receiver.refused == 2)
         assert agent.model.sha256 == file_sha256(live)
         # the good one, retained, as a fleet would ship it
-        publish.single(topic, model_message(v2), qos=1, retain=True, hostname=broker.host, port=broker.port)
+        publish.single(topic, install_message(v2).to_payload(), qos=1, retain=True, hostname=broker.host, port=broker.port)
         assert wait_until(lambda: agent.model.sha256 == hashlib.sha256(v2.read_bytes()).hexdigest())
         assert receiver.accepted == 1 and agent.threshold == 0.3
         assert (tmp_path / "models" / f"{file_sha256(v2)}.onnx").exists()

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from edgewatch.agent.mqtt import topic_for
-from edgewatch.mqtt import payloads as contract
 from edgewatch.mqtt.topics import ANY_AGENT, TopicError, TopicKind, Topics
 
 FLEET_DOC = Path(__file__).resolve().parents[1] / "docs" / "fleet.md"
@@ -37,18 +35,15 @@ def test_events_go_where_the_sink_sends_them() -> None:
                         ("model_swapped", t.events), ("model_refused", t.events), (None, t.events)]:
         event = {"event": kind}
         assert t.for_event(event) == topic
-        assert topic_for(event, t.base) == topic  # the MQTT sink's own spelling, until it uses Topics
 
 
 def test_the_operator_side_reads_and_writes_the_same_names() -> None:
     every = Topics.every_agent("plant1")
     assert every.status == "plant1/+/status" and every.agent_id == ANY_AGENT
-    assert contract.topic("plant1", "+", contract.STATUS) == every.status
-    assert contract.topic("/plant1/", "press-7", contract.MODEL) == Topics("plant1", "press-7").model
-    assert f"{Topics('p', 'a').base}/{contract.COMMAND}" == "p/a/command"  # the agent's f-string users
-    for name in ("plant1/press-7/status", "plant1/press-7", "plant1/press-7/x/status", "other/press-7/status",
-                 "plant1//status"):
-        assert every.agent_of(name) == contract.agent_of("plant1", name)
+    assert Topics("/plant1/", "press-7").model == "plant1/press-7/model"
+    assert Topics("p", "a").command == "p/a/command"
+    for name in ("plant1/press-7", "plant1/press-7/x/status", "other/press-7/status", "plant1//status"):
+        assert every.agent_of(name) is None
     assert every.agent_of("plant1/press-7/status") == "press-7" and every.agent_of("plant1/press-7") is None
 
 

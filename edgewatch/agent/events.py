@@ -1,84 +1,31 @@
-"""Every event the agent emits is built here, and serialised by :func:`dumps`.
+"""Every event the agent emits is built here; sinks serialise it with :func:`edgewatch.wire.json.dumps`.
 
 Why one module: a consumer (MQTT subscriber, JSONL reader, the live page)
-must be able to rely on the shape of each kind, and every event must
-serialise as strict JSON (``allow_nan=False``) whatever the data did, so
-an episode's ``end`` can never become unsendable after its ``start`` went
-out. Numbers that are not finite become ``null`` here, times outside what
-``datetime`` can show become ``null``; nothing raises.
+must be able to rely on the shape of each kind. Numbers that are not
+finite become ``null`` here, times outside what ``datetime`` can show
+become ``null`` (:mod:`edgewatch.wire.json`); nothing raises.
 
 Kinds: ``start`` / ``end`` (an anomalous episode; QoS-1 alerts with an
-idempotent ``id``), ``drift`` / ``drift_end``, ``model`` (a model was
-swapped in), ``model_refused`` (a candidate model was refused; the running
-one stays).
+idempotent ``id``), ``drift`` / ``drift_end``, and the model events of the
+fleet contract (docs/fleet.md): ``model_swapped``, ``model_shadow``,
+``model_refused`` (the running model stays), ``model_unchanged``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from edgewatch import digests
+from edgewatch.wire.json import finite, iso, number
 
 if TYPE_CHECKING:
     from edgewatch.agent.drift_watch import DriftEvent
     from edgewatch.agent.episodes import Transition
     from edgewatch.agent.model import ScoringModel
-
-
-def dumps(event: dict[str, Any]) -> str:
-    """Strict JSON of an event; a non-finite number anywhere becomes ``null`` rather than an error."""
-    try:
-        return json.dumps(event, separators=(",", ":"), allow_nan=False, default=_default)
-    except ValueError:  # a NaN/inf that a builder did not clean (an observer's own field, say)
-        return json.dumps(finite(event), separators=(",", ":"), allow_nan=False, default=_default)
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.bool_)):
-        return value.item()
-    try:
-        return number(float(value))
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every NaN and infinity (in dicts, lists, tuples, NumPy scalars) as None, for strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    if isinstance(value, np.generic):
-        return finite(value.item())
-    return value
-
-
-def number(value: float | None, digits: int | None = None) -> float | None:
-    """A JSON-safe number: ``None`` for None, NaN and infinities, else (optionally rounded) float."""
-    if value is None:
-        return None
-    f = float(value)
-    if not math.isfinite(f):
-        return None
-    return round(f, digits) if digits is not None else f
-
-
-def iso(ts: float | None) -> str | None:
-    """ISO 8601 UTC time of epoch seconds, or None when ``datetime`` cannot show it (never raises)."""
-    if ts is None:
-        return None
-    try:
-        return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def _model(model: ScoringModel) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from edgewatch.mqtt import payloads
+from edgewatch.wire.json import dumps, iso, iso_now
 
 if TYPE_CHECKING:
     from edgewatch.agent.engine import Agent
@@ -36,7 +37,7 @@ class FleetMember:
         self.status_interval = status_interval
         self.shadow_interval = shadow_interval
         self.keepalive = sink.connection.options.keepalive
-        self.start_model = {"sha256": agent.model.sha256, "note": "", "since": payloads.iso(agent.started_at),
+        self.start_model = {"sha256": agent.model.sha256, "note": "", "since": iso(agent.started_at),
                             "origin": "start"}
         self.last_alert: dict[str, Any] | None = None
         self._rate_at = (time.monotonic(), agent.summary.messages)
@@ -48,7 +49,7 @@ class FleetMember:
         self._wake = threading.Event()
         agent.event_listeners.append(self.on_event)
         sink.status_payload = self.status_payload
-        self.command_topic = sink.connection.subscribe(f"{sink.base}/{payloads.COMMAND}", self._on_command)
+        self.command_topic = sink.connection.subscribe(sink.topics.command, self._on_command)
         self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
         self._thread.start()
         sink.publish_status("online")
@@ -123,9 +124,9 @@ class FleetMember:
                 return
         else:
             body = scorer.report(self.agent.model.sha256)
-        report = {"v": payloads.CONTRACT_VERSION, "agent": self.agent.options.agent_id, "time": payloads.iso(),
+        report = {"v": payloads.CONTRACT_VERSION, "agent": self.agent.options.agent_id, "time": iso_now(),
                   **({"request_id": request_id} if request_id is not None else {}), **body}
-        self.sink.connection.publish(f"{self.sink.base}/{payloads.SHADOW}", payloads.dumps(report), qos=1, retain=True)
+        self.sink.connection.publish(self.sink.topics.shadow, dumps(report).encode(), qos=1, retain=True)
 
     # -- the status payload --------------------------------------------------------------
 
@@ -152,10 +153,10 @@ class FleetMember:
             shadow = {**(entry.to_status() if entry else {}), "sha256": a.shadow.sha256}
         status = {
             "v": payloads.CONTRACT_VERSION, "agent": a.options.agent_id, "state": state,
-            "time": payloads.iso(now), "ts": now, "interval_s": self.status_interval, "keepalive_s": self.keepalive,
+            "time": iso(now), "ts": now, "interval_s": self.status_interval, "keepalive_s": self.keepalive,
             # three missed statuses, and never later than the broker's last will would say it
             "stale_after_s": min(3 * self.status_interval, self.status_interval + 1.5 * self.keepalive),
-            "started_at": payloads.iso(a.started_at), "uptime_s": round(now - a.started_at, 1),
+            "started_at": iso(a.started_at), "uptime_s": round(now - a.started_at, 1),
             "model": model, "previous_model": prev.to_status() if prev else None, "shadow": shadow,
             "last_model_outcome": self.receiver.last_outcome if self.receiver else None,
             "messages": messages, "messages_per_s": round(self._rate, 2),
@@ -163,7 +164,7 @@ class FleetMember:
             "streams": len(a.streams), "open_episodes": len(a.tracker.open_slots()),
             "last_alert": self.last_alert, "spool_depth": self.sink.spool.depth,
         }
-        return payloads.dumps(status)
+        return dumps(status).encode()
 
     def close(self) -> None:
         self._stop.set()

@@ -42,14 +42,15 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from edgewatch.mqtt.connection import (BrokerConnection, BrokerOptions, Connections, MqttConfigError, _safe,
                                     client_id_for, parse_broker_url)
-from edgewatch.agent.events import dumps
 from edgewatch.agent.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
 from edgewatch.mqtt.payloads import minimal_status, offline_will
+from edgewatch.mqtt.topics import Topics
+from edgewatch.wire.json import dumps
 
 log = logging.getLogger(__name__)
 
 
-__all__ = ["MqttConfigError", "MqttOptions", "MqttSink", "topic_for"]
+__all__ = ["MqttConfigError", "MqttOptions", "MqttSink"]
 
 UNDELIVERABLE_AFTER = 5.0  # seconds without the broker before /readyz says alerts_undeliverable
 SENDER_RETRY_MAX = 10.0  # seconds between attempts of a sender that keeps failing
@@ -69,15 +70,6 @@ class MqttOptions:
 SINK_FIELDS = frozenset(f.name for f in fields(MqttOptions))
 
 
-def topic_for(event: dict[str, Any], base: str) -> str:
-    kind = event.get("event")
-    if kind in ("start", "end"):
-        return f"{base}/alerts"
-    if kind in ("drift", "drift_end"):
-        return f"{base}/drift"
-    return f"{base}/events"
-
-
 class MqttSink:
     """Spool-backed MQTT publisher; see the module docstring for topics and semantics."""
 
@@ -87,8 +79,9 @@ class MqttSink:
         self.options = o = options
         self.connection = connection
         self._connections = connections  # who to release the connection to (None: this sink owns it)
-        self.base = f"{o.prefix.strip('/')}/{o.agent_id}".lstrip("/")
-        self.status_topic = f"{self.base}/status"
+        self.topics = Topics(o.prefix, o.agent_id)
+        self.base = self.topics.base
+        self.status_topic = self.topics.status
         self.spool = Spool(Path(spool_dir), max_bytes=spool_max_bytes, memory_max_bytes=spool_memory_bytes)
         self.metrics = metrics
         self.sent = 0  # events taken by send() this run
@@ -194,7 +187,7 @@ class MqttSink:
 
     def send(self, event: dict[str, Any]) -> None:
         """Durably queue one event (fsync; in memory while the disk refuses), then let the sender publish it."""
-        record = topic_for(event, self.base).encode() + b"\n" + dumps(event).encode()
+        record = self.topics.for_event(event).encode() + b"\n" + dumps(event).encode()
         self.sent += 1
         self.spool.append(record)
         self._update_depth()

@@ -235,7 +235,7 @@ class ShadowScorer:
 
 
 def _plain(ep: dict[str, Any]) -> dict[str, Any]:
-    from edgewatch.mqtt.payloads import iso
+    from edgewatch.wire.json import iso
 
     return {"stream": ep["stream"], "start": iso(ep["start_ts"]),
             "end": None if ep["end_ts"] is None else iso(ep["end_ts"]),

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from edgewatch.agent.events import dumps
+from edgewatch.wire.json import dumps
 from edgewatch.errors import EdgewatchError
 
-__all__ = ["Sink", "StdoutSink", "JsonlSink", "MemorySink", "make_sink", "dumps"]
+__all__ = ["Sink", "StdoutSink", "JsonlSink", "MemorySink", "make_sink"]
 
 
 class Sink(Protocol):

@@ -18,8 +18,7 @@ atomically (write a temporary file beside it, then ``mv``/rename).
 **MQTT** (``--model-topic``): ``PREFIX/AGENT/model``, retained, QoS 1, a model
 message of the fleet contract (:class:`~edgewatch.mqtt.payloads.ModelMessage`:
 install live or in shadow, rollback, promote; the first form, a JSON object
-``{"sha256", "name", "onnx_b64"}`` from :func:`model_message`, is a live
-install). For an install, in this order, before anything touches the disk: the message size against the limit
+``{"sha256", "name", "onnx_b64"}``, is a live install). For an install, in this order, before anything touches the disk: the message size against the limit
 (``--max-model-mb``), the JSON, the sha256 against the bytes, the
 :class:`~edgewatch.agent.signing.TrustPolicy` (signed by a trusted key, or
 unsigned allowed explicitly). Only then is the file written to ``models/``
@@ -37,9 +36,7 @@ going back takes a signed rollback or a re-signed file.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -54,7 +51,8 @@ from edgewatch.agent.releases import RollbackGrant
 from edgewatch.agent.shadow import PromotionRule, ShadowScorer
 from edgewatch.agent.signing import TrustPolicy, read_signature
 from edgewatch.errors import BadModelFile, EdgewatchError
-from edgewatch.mqtt.payloads import INSTALL, PROMOTE, ROLLBACK, ContractError, ModelMessage, iso
+from edgewatch.mqtt.payloads import INSTALL, PROMOTE, ROLLBACK, ContractError, ModelMessage
+from edgewatch.wire.json import iso, iso_now
 
 if TYPE_CHECKING:
     from edgewatch.agent.engine import Agent
@@ -174,13 +172,6 @@ class ModelFileWatcher:
         self._stop.set()
 
 
-def model_message(path: str | os.PathLike[str]) -> bytes:
-    """The payload to publish (retained) on ``PREFIX/AGENT/model`` to ship a model file."""
-    data = Path(path).read_bytes()
-    return json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "name": Path(path).name,
-                       "onnx_b64": base64.b64encode(data).decode("ascii")}).encode()
-
-
 class MqttModelReceiver:
     """Takes model messages (fleet contract v1) from the retained ``PREFIX/AGENT/model`` topic.
 
@@ -225,7 +216,7 @@ class MqttModelReceiver:
             self.store.save()
         self._resume_shadow()
         self.connection = sink.connection
-        self.topic = self.connection.subscribe(f"{sink.base}/model", self._on_message)
+        self.topic = self.connection.subscribe(sink.topics.model, self._on_message)
 
     def _resume_shadow(self) -> None:
         """After a restart, the model that was in shadow goes on in shadow (its retained message was applied)."""
@@ -276,12 +267,12 @@ class MqttModelReceiver:
     def _refuse(self, reason: str, sha: str | None, info: dict[str, Any]) -> bool:
         self.refused += 1
         self.agent.refuse_model(reason, sha256=sha, origin="mqtt", info=info)
-        self.last_outcome = {"event": "model_refused", "time": iso(), "sha256": sha, "reason": reason, **info}
+        self.last_outcome = {"event": "model_refused", "time": iso_now(), "sha256": sha, "reason": reason, **info}
         return False
 
     def _applied(self, event: str, sha: str, info: dict[str, Any], message_id: str | None) -> bool:
         self.accepted += 1
-        self.last_outcome = {"event": event, "time": iso(), "sha256": sha, **info}
+        self.last_outcome = {"event": event, "time": iso_now(), "sha256": sha, **info}
         if message_id:
             self.store.last_message_id = message_id
         self.store.save()
@@ -343,7 +334,7 @@ class MqttModelReceiver:
         path = self.store.path_for(sha)
         existed = path.exists()
         self.store.put(sha, data)
-        entry = StoredModel(sha, str(path), msg.note, iso(), "mqtt", msg.id, msg.promote_if,
+        entry = StoredModel(sha, str(path), msg.note, iso_now(), "mqtt", msg.id, msg.promote_if,
                             verified.signature.release if verified is not None else None)
         if msg.shadow:
             try:
@@ -363,7 +354,7 @@ class MqttModelReceiver:
                          store=self.store):
                 self._drop_unused(path, existed)
                 self.refused += 1
-                self.last_outcome = {"event": "model_refused", "time": iso(), "sha256": sha, **info}
+                self.last_outcome = {"event": "model_refused", "time": iso_now(), "sha256": sha, **info}
                 return False
             self._new_live(entry)
         finally:
@@ -397,13 +388,13 @@ class MqttModelReceiver:
             data = Path(prev.path).read_bytes()
         except OSError as exc:
             return self._refuse(f"rollback: previous model {prev.path} unreadable: {exc.strerror}", prev.sha256, info)
-        entry = replace(prev, since=iso(), message_id=msg.id, release=granted if granted is not None else prev.release)
+        entry = replace(prev, since=iso_now(), message_id=msg.id, release=granted if granted is not None else prev.release)
         self.pending = entry
         try:
             if not offer(self.agent, Path(prev.path), prev.sha256, origin="mqtt", trust=self.trust, data=data,
                          info=info, store=self.store, granted=granted):
                 self.refused += 1
-                self.last_outcome = {"event": "model_refused", "time": iso(), "sha256": prev.sha256, **info}
+                self.last_outcome = {"event": "model_refused", "time": iso_now(), "sha256": prev.sha256, **info}
                 return False
             current = self.store.slots["live"]
             self.store.slots["live"] = entry
@@ -436,7 +427,7 @@ class MqttModelReceiver:
             return self._refuse(str(exc), scorer.sha256, info)
         scorer.promoted = True
         self.agent.set_shadow(None)
-        self._new_live(replace(entry, since=iso(), promote_if=None))
+        self._new_live(replace(entry, since=iso_now(), promote_if=None))
         self.store.slots["shadow"] = None
         log.info("shadow model %s promoted to live %s", scorer.sha256[:12], info.get("why", ""))
         return self._applied("model_swapped", scorer.sha256, info, message_id)

@@ -10,8 +10,9 @@ import click
 
 from edgewatch.commands.fleet_options import broker_options, pop_broker
 from edgewatch.errors import EdgewatchError
-from edgewatch.mqtt import payloads
 from edgewatch.fleet.status import fleet_rows, format_table
+from edgewatch.mqtt import payloads
+from edgewatch.mqtt.topics import Topics
 
 
 @click.command("status")
@@ -67,7 +68,7 @@ def shadow_report(agents: tuple[str, ...], wait: float, as_json: bool, **broker:
         asked = payloads.new_id()
 
         def take(msg: Any) -> None:
-            agent = payloads.agent_of(op.prefix, msg.topic)
+            agent = op.every.agent_of(msg.topic)
             try:
                 obj = payloads.loads(msg.payload, "shadow report")
             except payloads.ContractError:
@@ -75,7 +76,7 @@ def shadow_report(agents: tuple[str, ...], wait: float, as_json: bool, **broker:
             if agent in targets and obj.get("request_id") == asked:
                 reports[agent] = obj
 
-        op.conn.subscribe(payloads.topic(op.prefix, "+", payloads.SHADOW), take)
+        op.conn.subscribe(op.every.shadow, take)
         time.sleep(0.2)
         op.send_command(targets, payloads.SHADOW_REPORT, message_id=asked)
         deadline = time.monotonic() + wait
@@ -112,8 +113,9 @@ def forget(agents: tuple[str, ...], **broker: Any) -> None:
         with op._lock:
             online = [a for a in agents if a in op.statuses and payloads.status_state(op.statuses[a][0]) == "online"]
         for agent in agents:
-            for kind in (payloads.STATUS, payloads.MODEL, payloads.SHADOW):
-                info = op.conn.publish(payloads.topic(op.prefix, agent, kind), b"", qos=1, retain=True)
+            topics = Topics(op.prefix, agent)
+            for topic in (topics.status, topics.model, topics.shadow):
+                info = op.conn.publish(topic, b"", qos=1, retain=True)
                 info.wait_for_publish(10)
         click.echo(f"forgot {len(agents)} agent(s) under {op.prefix!r}")
         if online:

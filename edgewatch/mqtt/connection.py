@@ -27,7 +27,7 @@ from edgewatch.errors import EdgewatchError
 if TYPE_CHECKING:  # paho is imported when a connection is made (edgewatch.mqtt.client)
     import paho.mqtt.client as paho
 
-log = logging.getLogger("edgewatch.agent.mqtt")
+log = logging.getLogger(__name__)
 
 ERROR_LOG_INTERVAL = 60.0
 TAKEOVER_SESSIONS = 3  # sessions in a row that the broker closed within TAKEOVER_SECONDS of accepting them
@@ -189,7 +189,7 @@ class BrokerConnection:
         self._error_logged_at: float | None = None
         self.client = client = _Client(self._connect_failed, CallbackAPIVersion.VERSION2, client_id=o.client_id[:64],
                                        protocol=paho.MQTTv311, clean_session=o.clean_session, manual_ack=True)
-        paho_log = logging.getLogger("edgewatch.agent.paho")
+        paho_log = logging.getLogger("edgewatch.mqtt.paho")
         if paho_log.isEnabledFor(logging.DEBUG):  # otherwise it repeats every failed reconnect at ERROR
             client.enable_logger(paho_log)
         if o.username:

@@ -1,4 +1,4 @@
-"""The fleet's MQTT topic layout and payloads: a versioned public contract (docs/fleet.md).
+"""The fleet's MQTT payloads: a versioned public contract (docs/fleet.md).
 
 Agents and the operator side (``edgewatch model publish``, ``edgewatch
 fleet status``) meet only here, so both work through any MQTT broker: one
@@ -7,8 +7,9 @@ mosquitto, bridged ones, or a clustered broker. Every JSON payload carries
 not know (it says so) rather than guess, and ignores unknown fields, so
 fields can be added within a version.
 
-The topic names themselves are spelled in :mod:`edgewatch.mqtt.topics`
-(``PREFIX/AGENT/`` + status, alerts, drift, events, model, command, shadow).
+The topic names are spelled in :mod:`edgewatch.mqtt.topics` (``PREFIX/AGENT/``
++ status, alerts, drift, events, model, command, shadow); JSON text and
+times are :mod:`edgewatch.wire.json`'s, so events and payloads read alike.
 """
 
 from __future__ import annotations
@@ -20,21 +21,12 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgewatch.mqtt.topics import Topics, TopicKind
+from edgewatch.wire.json import dumps, iso, iso_now
 
 CONTRACT_VERSION = 1
-
-STATUS = TopicKind.STATUS
-ALERTS = TopicKind.ALERTS
-DRIFT = TopicKind.DRIFT
-EVENTS = TopicKind.EVENTS
-MODEL = TopicKind.MODEL
-COMMAND = TopicKind.COMMAND
-SHADOW = TopicKind.SHADOW
 
 # what an agent does with a model-topic message
 INSTALL = "install"
@@ -48,23 +40,6 @@ COMMANDS = (SHADOW_REPORT,)
 
 class ContractError(ValueError):
     """A payload that does not follow the contract (the message says which rule)."""
-
-
-def topic(prefix: str, agent: str, kind: str) -> str:
-    return Topics(prefix, agent).topic(kind)
-
-
-def agent_of(prefix: str, topic_name: str) -> str | None:
-    """The agent id in ``PREFIX/AGENT/kind``, None when the topic is not of that form."""
-    return Topics.every_agent(prefix).agent_of(topic_name)
-
-
-def iso(ts: float | None = None) -> str:
-    return datetime.fromtimestamp(time.time() if ts is None else ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def dumps(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False, default=str).encode()
 
 
 def loads(payload: bytes, what: str) -> dict[str, Any]:
@@ -119,7 +94,7 @@ class ModelMessage:
             out["sha256"] = self.sha256
         if self.action == ROLLBACK and self.grant is not None:
             out["grant"] = self.grant
-        return dumps(out)
+        return dumps(out).encode()
 
     @classmethod
     def from_payload(cls, payload: bytes) -> ModelMessage:
@@ -159,13 +134,13 @@ def new_id() -> str:
 def install_message(path: str | os.PathLike[str], note: str = "", shadow: bool = False,
                     promote_if: str | None = None) -> ModelMessage:
     data = Path(path).read_bytes()
-    return ModelMessage(INSTALL, new_id(), iso(), note, hashlib.sha256(data).hexdigest(), Path(path).name, data,
+    return ModelMessage(INSTALL, new_id(), iso_now(), note, hashlib.sha256(data).hexdigest(), Path(path).name, data,
                         shadow, promote_if)
 
 
 def action_message(action: str, note: str = "", sha256: str | None = None, grant: dict[str, Any] | None = None,
                    message_id: str | None = None) -> ModelMessage:
-    return ModelMessage(action, message_id or new_id(), iso(), note, sha256, grant=grant)
+    return ModelMessage(action, message_id or new_id(), iso_now(), note, sha256, grant=grant)
 
 
 # -- status --------------------------------------------------------------------------------
@@ -173,13 +148,14 @@ def action_message(action: str, note: str = "", sha256: str | None = None, grant
 
 def offline_will(agent: str) -> bytes:
     """The last will: what the broker says for an agent whose connection died without a goodbye."""
-    return dumps({"v": CONTRACT_VERSION, "agent": agent, "state": "offline", "reason": "connection lost (last will)"})
+    return dumps({"v": CONTRACT_VERSION, "agent": agent, "state": "offline", "reason": "connection lost (last will)"}
+                 ).encode()
 
 
 def minimal_status(agent: str, state: str) -> bytes:
     """The status of an agent without a StatusReporter (tests, embedders): state and time only."""
     now = time.time()
-    return dumps({"v": CONTRACT_VERSION, "agent": agent, "state": state, "time": iso(now), "ts": now})
+    return dumps({"v": CONTRACT_VERSION, "agent": agent, "state": state, "time": iso(now), "ts": now}).encode()
 
 
 def status_state(payload: bytes) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgewatch import contract
+from edgewatch.contract import card as contract
 from edgewatch.agent.engine import Agent
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.runtime import ModelRuntime

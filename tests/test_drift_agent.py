@@ -11,7 +11,7 @@ from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.parsing import Measurement
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.data.simulator import FEATURES, simulate_series
-from edgewatch.drift.reference import drift_reference_from
+from edgewatch.contract.drift_reference import drift_reference_from
 from tests.modelkit import make_card, write_model
 
 

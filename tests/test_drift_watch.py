@@ -11,7 +11,7 @@ from scipy import stats
 
 from edgewatch.agent.drift_watch import DriftWatch, ks_pvalue, ks_statistic_vs_quantiles
 from edgewatch.contract import DriftReference, ModelCard, Scaler
-from edgewatch.drift.reference import drift_reference_from
+from edgewatch.contract.drift_reference import drift_reference_from
 from edgewatch.errors import BadInput, BadModelFile
 
 FEATURES = ["load", "temp", "step", "noise"]
@@ -163,7 +163,7 @@ class _Block:
 sys.meta_path.insert(0, _Block())
 import numpy as np
 from edgewatch.agent.drift_watch import DriftWatch
-from edgewatch.drift.reference import drift_reference_from
+from edgewatch.contract.drift_reference import drift_reference_from
 rng = np.random.default_rng(0)
 watch = DriftWatch(drift_reference_from(rng.normal(size=(1000, 2))), ['a', 'b'], 64, 64)
 watch.observe_many(np.zeros(64, dtype=int), rng.normal(size=(64, 2)) + [0.0, 2.0])

@@ -35,7 +35,7 @@ import numpy as np
 
 from edgewatch.agent.range_check import FirstRowsRange
 from edgewatch.contract import DriftReference
-from edgewatch.drift.reference import check_reference
+from edgewatch.contract.drift_reference import check_reference
 from edgewatch.errors import BadInput
 
 MIN_SAMPLE = 20  # below this the KS p-value means little; such streams are not checked

@@ -154,7 +154,7 @@ class ModelRuntime:
                                "use 'edgewatch score' for image sets")
         stride, threshold, k, n, m = resolve(card, o)
         if card.drift_reference is not None:
-            from edgewatch.drift.reference import check_reference
+            from edgewatch.contract.drift_reference import check_reference
 
             try:
                 check_reference(card.drift_reference, card.n_features)

@@ -60,7 +60,7 @@ from edgewatch.contract import (
     ScoreStats,
     Task,
 )
-from edgewatch.drift.reference import drift_reference_from
+from edgewatch.contract.drift_reference import drift_reference_from
 from edgewatch.errors import BadInput, BadModelFile
 from edgewatch.wire.onnx_write import Node, float32, int64, model_bytes
 

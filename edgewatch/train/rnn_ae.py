@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgewatch.contract import ScoreStats, Task
-from edgewatch.drift.reference import drift_reference_from
+from edgewatch.contract.drift_reference import drift_reference_from
 from edgewatch.errors import BadInput, require_torch
 from edgewatch.eval.metrics import BestF1, auc_pr, best_f1
 from edgewatch.export.scoring import (SCORE_TEXT, InputScaler, MaxStepReconstructionScorer, ScoreKind,

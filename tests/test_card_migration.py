@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgewatch.contract import card as contract
 from edgewatch.agent.engine import Agent
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.runtime import ModelRuntime
 from edgewatch.agent.sinks import MemorySink
 from edgewatch.agent.sources import Item, Kind
-from edgewatch.contract import FORMAT_VERSION, UPGRADES, ModelCard, upgrade
+from edgewatch.contract import FORMAT_VERSION, PREFIX, UPGRADES, ModelCard, migration, upgrade
 from edgewatch.errors import BadModelFile
 from tests.modelkit import make_card, write_model
 
@@ -29,7 +28,7 @@ from tests.modelkit import make_card, write_model
 def test_todays_table_reads_todays_cards_unchanged() -> None:
     assert set(UPGRADES) == set(range(min(UPGRADES), FORMAT_VERSION + 1)), "a step for every version read"
     card = make_card(window=5)
-    props = {k[len(contract.PREFIX):]: v for k, v in card.to_props().items()}
+    props = {k[len(PREFIX):]: v for k, v in card.to_props().items()}
     assert upgrade(dict(props)) == (props, [])
     assert ModelCard.from_props(card.to_props()) == card
 
@@ -52,12 +51,12 @@ def test_an_older_card_is_upgraded_by_each_later_step(tmp_path: Path, monkeypatc
         p["threshold_method"] = p["threshold_method"].replace("F1-best", "best F1")
         return p
 
-    monkeypatch.setattr(contract, "FORMAT_VERSION", 3)
-    monkeypatch.setattr(contract, "UPGRADES", {1: v1_to_v2, 2: v2_to_v3, 3: contract._unchanged})
+    monkeypatch.setattr(migration, "FORMAT_VERSION", 3)
+    monkeypatch.setattr(migration, "UPGRADES", {1: v1_to_v2, 2: v2_to_v3, 3: migration._unchanged})
     card = ScoringModel(path).card  # the agent's own loading path
     assert applied == [1, 2] and card.format_version == 3 and card.format_warnings == []
     assert card.threshold_method == written.threshold_method and card.threshold == written.threshold
-    monkeypatch.setattr(contract, "UPGRADES", {2: v2_to_v3, 3: contract._unchanged})  # version 1 dropped
+    monkeypatch.setattr(migration, "UPGRADES", {2: v2_to_v3, 3: migration._unchanged})  # version 1 dropped
     with pytest.raises(BadModelFile, match="format version 1; this edgewatch reads versions 2 to 3: re-export"):
         ScoringModel(path)
 

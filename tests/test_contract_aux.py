@@ -10,8 +10,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.postprocess import Levels, LevelsParams, Likelihood, LikelihoodParams, make_postprocessor
+from edgewatch.agent.postprocess import Levels, Likelihood, make_postprocessor
 from edgewatch.contract import AUX_OUTPUT, INPUT_NAME, ModelCard, PostProcess
+from edgewatch.contract.postprocess import LevelsParams, LikelihoodParams
 from edgewatch.errors import BadModelFile
 from tests.modelkit import make_card
 

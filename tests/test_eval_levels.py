@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgewatch.agent.postprocess import Levels, LevelsParams, make_postprocessor
+from edgewatch.agent.postprocess import Levels, make_postprocessor
+from edgewatch.contract.postprocess import LevelsParams
 from edgewatch.contract import PostProcess
 from edgewatch.errors import BadModelFile
 from edgewatch.eval.detectors import levels

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from edgewatch.agent.postprocess import Identity, Likelihood, LikelihoodParams, make_postprocessor
+from edgewatch.agent.postprocess import Identity, Likelihood, make_postprocessor
+from edgewatch.contract.postprocess import LikelihoodParams
 from edgewatch.contract import PostProcess
 from edgewatch.errors import BadModelFile
 

@@ -20,12 +20,9 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 # today's arrows against the layers, each with why it exists and how phase B removes it (docs/architecture.md)
 TODAY_AGAINST_LAYERS = {
-    ("agent", "drift"): "runtime/drift_watch check the card's drift reference: it moves beside the card",
     ("agent", "train"): "--learn fits pca: pca moves to edgewatch/numpy_models/",
     ("commands", "cli"): "lazy_group/LazyGroup: into edgewatch/commands/groups.py",
-    ("contract", "agent"): "post-process parameter schemas: beside the card",
     ("fit", "eval"): "the univariate detector's card builder (fit/univariate.py): into numpy_models/",
-    ("train", "drift"): "drift_reference_from: beside the card",
     ("train", "eval"): "rnn_ae's best-F1 threshold: eval/metrics.py becomes edgewatch/accuracy.py",
 }
 

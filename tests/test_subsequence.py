@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgewatch.agent.postprocess import make_postprocessor, spec_problems
-from edgewatch.agent.subsequence import Novelty, NoveltyParams
+from edgewatch.agent.postprocess import make_postprocessor
+from edgewatch.agent.subsequence import Novelty
+from edgewatch.contract.postprocess import NoveltyParams, spec_problems
 from edgewatch.contract import PostProcess
 from edgewatch.errors import BadModelFile
 from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig, reference_scores

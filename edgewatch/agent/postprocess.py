@@ -10,7 +10,8 @@ score that does not beat the recent maximum is damped.
 
 NumPy and the standard library only (this runs in the agent).
 
-Parameters of ``likelihood`` (all optional, defaults in :class:`LikelihoodParams`):
+Parameters of ``likelihood`` (all optional, defaults in
+:class:`~edgewatch.contract.postprocess.LikelihoodParams`):
 
 ``short``       rows in the short-term mean of the raw score (10)
 ``long``        rows of history the distribution is estimated on (8640)
@@ -34,7 +35,7 @@ alert per event). Memory per stream is bounded: at most ``range_rows``
 buffered values until the range is frozen, then at most ``cap`` remembered
 levels (an unseen level beyond the cap is still reported, not remembered).
 A stream constant over its range rows has no scale and never fires.
-Parameters (defaults in :class:`LevelsParams`): ``bins`` (8, contextOSE's
+Parameters (defaults in :class:`~edgewatch.contract.postprocess.LevelsParams`): ``bins`` (8, contextOSE's
 3 bits), ``range_rows`` (384), ``rest`` (100), ``cap`` (4096).
 
 The ``novelty`` kind (its own module, :mod:`edgewatch.agent.subsequence`)
@@ -58,12 +59,12 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
-from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from edgewatch.contract import AUX_INPUT_PREFIX, MAX_KIND, SCORE_INPUT, PostProcess
+from edgewatch.contract.postprocess import (AUX_INPUT_PREFIX, MAX_KIND, SCHEMAS, SCORE_INPUT, LevelsParams,
+                                            LikelihoodParams, PostProcess, spec_problems)
 from edgewatch.errors import BadModelFile
 
 _LOG_FLOOR = math.log(1e-10)
@@ -119,81 +120,6 @@ class _PerStream:
                 st = streams[slot] = self._new_state()
             out[i] = self._one(st, x)
         return out
-
-
-class KindParams:
-    """Base of a post-process kind's parameter schema: a dataclass owned by that kind.
-
-    :meth:`from_dict` is strict, like alibi-detect's saving schemas: an
-    unknown name (a typo such as ``shrot``), a value that is not a finite
-    number, or one out of range is refused with :class:`BadModelFile`, so a
-    misspelt card fails when it is read, never inside the scoring loop.
-    """
-
-    def problems(self) -> list[str]:
-        """What is out of range (empty when fine); each kind says its own limits."""
-        return []
-
-    def state_bytes(self) -> int:
-        """Memory one stream's state can reach, in bytes (an upper estimate; sizes --max-streams)."""
-        return 0
-
-    @classmethod
-    def from_dict(cls, params: Mapping[str, Any], kind: str = "") -> Any:
-        kind = kind or getattr(cls, "KIND", cls.__name__)
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise BadModelFile(f"{kind} post-process has unknown parameters {unknown}; known: {sorted(known)}")
-        bad = sorted(k for k, v in params.items()
-                     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v))
-        if bad:
-            raise BadModelFile(f"{kind} post-process parameters {bad} are not finite numbers: "
-                               f"{ {k: params[k] for k in bad} }")
-        p = cls(**{k: float(v) for k, v in params.items()})
-        problems = p.problems()
-        if problems:
-            raise BadModelFile(f"{kind} post-process parameters out of range: {'; '.join(problems)} ({p})")
-        return p
-
-
-@dataclass
-class NoParams(KindParams):
-    """The ``none`` kind takes no parameters."""
-
-    KIND = "none"
-
-
-@dataclass
-class LikelihoodParams(KindParams):
-    KIND = "likelihood"
-    short: float = 10
-    long: float = 8640
-    learning: float = 150
-    reestimate: float = 100
-    min_std: float = 0.05
-    refractory: float = 0
-    damp: float = 0.5
-    certain: float = 0
-    alert: float = 0
-    hold: float = 0
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.short < 1 or self.long < self.short or self.long > 10**7:
-            out.append("need 1 <= short <= long <= 1e7")
-        if self.learning < 0 or self.reestimate < 1 or self.min_std <= 0:
-            out.append("need learning >= 0, reestimate >= 1, min_std > 0")
-        if self.refractory < 0 or self.refractory > 10**7 or not 0 <= self.damp <= 1:
-            out.append("need 0 <= refractory <= 1e7 and 0 <= damp <= 1")
-        if self.certain < 0 or self.alert < 0 or self.hold < 0:
-            out.append("need certain, alert, hold >= 0")
-        return out
-
-    def state_bytes(self) -> int:
-        # the history as a growing array of doubles: measured 124 KiB per stream at long=8640 (~15 bytes a
-        # value with the allocator's slack; a deque of floats took 385 KiB); short and refractory deques ~45
-        return int(15 * self.long + 45 * (self.short + max(self.refractory, 1))) + 512
 
 
 def log_likelihood(likelihood: float) -> float:
@@ -279,24 +205,6 @@ class Likelihood(_PerStream):
         elif p.alert and value >= p.alert:
             st.held = int(p.hold)
         return value
-
-
-@dataclass
-class LevelsParams(KindParams):
-    KIND = "levels"
-    bins: float = 8
-    range_rows: float = 384
-    rest: float = 100
-    cap: float = 4096
-
-    def problems(self) -> list[str]:
-        if self.bins < 1 or self.range_rows < 1 or self.range_rows > 10**7 or self.rest < 0 or self.cap < 1:
-            return ["need bins >= 1, 1 <= range_rows <= 1e7, rest >= 0, cap >= 1"]
-        return []
-
-    def state_bytes(self) -> int:
-        # the first range_rows values as Python floats, then up to cap remembered levels in a set
-        return int(45 * self.range_rows + 70 * min(self.cap, 4 * self.bins + 64)) + 512
 
 
 class _LevelStream:
@@ -397,52 +305,22 @@ class MaxOf:
         return part.update_many(flat_slots, flat)[ends]
 
 
-@dataclass(frozen=True)
-class KindSpec:
-    """One registered post-process kind: its parameter schema and how to build it from parsed parameters."""
-
-    name: str
-    params: type[KindParams]
-    build: Callable[[Any], PostProcessor]
+KINDS: dict[str, Callable[[Any], PostProcessor]] = {}  # kind -> builder from its parsed parameters
 
 
-KINDS: dict[str, KindSpec] = {}
-
-
-def register_kind(name: str, params: type[KindParams], build: Callable[[Any], PostProcessor]) -> None:
-    """Add a post-process kind (its name in the card, its parameter dataclass, its builder)."""
+def register_kind(name: str, build: Callable[[Any], PostProcessor]) -> None:
+    """Add the implementation of a post-process kind whose schema the contract defines (its SCHEMAS)."""
     if name == MAX_KIND:
         raise ValueError(f"{MAX_KIND!r} is the composite kind and cannot be replaced")
-    KINDS[name] = KindSpec(name, params, build)
+    if name not in SCHEMAS:
+        raise ValueError(f"post-process kind {name!r} has no parameter schema in edgewatch.contract.postprocess")
+    KINDS[name] = build
 
 
-register_kind("none", NoParams, lambda _p: Identity())
-register_kind("likelihood", LikelihoodParams, Likelihood)
-register_kind("levels", LevelsParams, Levels)
+register_kind("none", lambda _p: Identity())
+register_kind("likelihood", Likelihood)
+register_kind("levels", Levels)
 import edgewatch.agent.subsequence  # noqa: E402,F401 - registers the "novelty" kind (its own module)
-
-
-def spec_problems(spec: PostProcess) -> list[str]:
-    """What keeps a card's post-process from running (unknown kind or parameter, out of range), or []."""
-    if spec.kind == MAX_KIND:
-        return [p for part in spec.parts for p in spec_problems(part)]
-    kind = KINDS.get(spec.kind)
-    if kind is None:
-        return [f"unknown post-process kind {spec.kind!r}: this edgewatch knows "
-                f"{', '.join(repr(k) for k in [*KINDS, MAX_KIND])}"]
-    try:
-        kind.params.from_dict(dict(spec.params), spec.kind)
-    except BadModelFile as exc:
-        return [str(exc)]
-    return []
-
-
-def state_bytes(spec: PostProcess) -> int:
-    """Per-stream memory estimate of a (valid) post-process: the sum over a 'max' step's parts."""
-    if spec.kind == MAX_KIND:
-        return sum(state_bytes(part) for part in spec.parts) + 128
-    kind = KINDS[spec.kind]
-    return kind.params.from_dict(dict(spec.params), spec.kind).state_bytes()
 
 
 def make_postprocessor(spec: PostProcess) -> PostProcessor:
@@ -469,5 +347,8 @@ def make_postprocessor(spec: PostProcess) -> PostProcessor:
     problems = spec_problems(spec)
     if problems:
         raise BadModelFile("; ".join(problems))
-    kind = KINDS[spec.kind]
-    return kind.build(kind.params.from_dict(dict(spec.params), spec.kind))
+    build = KINDS.get(spec.kind)
+    if build is None:
+        raise BadModelFile(f"post-process kind {spec.kind!r} is in the contract but this agent cannot run it; "
+                           "upgrade edgewatch")
+    return build(SCHEMAS[spec.kind].from_dict(dict(spec.params), spec.kind))

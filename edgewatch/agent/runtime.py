@@ -38,8 +38,9 @@ import numpy as np
 
 from edgewatch.agent.episodes import MAX_M, EpisodeTracker
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.postprocess import PostProcessor, make_postprocessor, state_bytes
+from edgewatch.agent.postprocess import PostProcessor, make_postprocessor
 from edgewatch.contract import ModelCard, Quantization
+from edgewatch.contract.postprocess import state_bytes
 from edgewatch.errors import BadModelFile, BadOverride
 
 log = logging.getLogger(__name__)

@@ -29,34 +29,12 @@ NumPy and the standard library only (this runs in the agent).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from edgewatch.agent.postprocess import Likelihood, LikelihoodParams, _PerStream, _Stream, register_kind
-
-
-@dataclass
-class NoveltyParams(LikelihoodParams):
-    """The likelihood's parameters (same names and defaults) plus the subsequence ``m`` and ``span``."""
-
-    KIND = "novelty"
-    m: float = 48
-    span: float = 384
-
-    def problems(self) -> list[str]:
-        out = super().problems()
-        if self.m < 1 or self.span < 2 * self.m or self.span > 100_000:
-            out.append("need m >= 1 and 2*m <= span <= 100000")
-        return out
-
-    def state_bytes(self) -> int:
-        return super().state_bytes() + 16 * int(self.span) + 128  # plus the 2 x span buffer of doubles
-
-    def likelihood(self) -> LikelihoodParams:
-        names = {f.name for f in fields(LikelihoodParams)}
-        return LikelihoodParams(**{k: v for k, v in vars(self).items() if k in names})
+from edgewatch.agent.postprocess import Likelihood, _PerStream, _Stream, register_kind
+from edgewatch.contract.postprocess import NoveltyParams
 
 
 class _NoveltyStream:
@@ -101,4 +79,4 @@ class Novelty(_PerStream):
         return self.lik._one(st.lik, self.distance(st.buf[st.n - span:st.n]))
 
 
-register_kind("novelty", NoveltyParams, Novelty)
+register_kind("novelty", Novelty)

@@ -22,11 +22,8 @@ Everything else lives in ``metadata_props`` under keys prefixed
 and mappings are JSON. Unknown ``edgewatch.*`` keys are refused (a misspelt
 key would otherwise be silently ignored), keys of other tools are kept.
 
-Files outlive the code that wrote them. A card of an older format version
-is brought to the current one by the steps of :data:`UPGRADES` before it is
-read; a card of a newer version is read as far as this version knows it,
-with a warning naming what was left out, and refused only when what is
-left cannot run (a field missing, a post-process kind unknown).
+Files outlive the code that wrote them: :mod:`edgewatch.contract.migration`
+brings a card of another format version to this one before it is read.
 
 This module imports neither torch nor onnx: the agent reads cards too.
 """
@@ -39,62 +36,24 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
+from edgewatch.contract import migration
+from edgewatch.contract.drift_reference import DriftReference
+from edgewatch.contract.migration import FORMAT_VERSION
+from edgewatch.contract.plain import to_plain
+from edgewatch.contract.postprocess import PostProcess, spec_problems
 from edgewatch.errors import BadModelFile
 
 PREFIX = "edgewatch."
 # the signature entry (see edgewatch.agent.signing) is about the card, not part of it
 SIGNATURE_KEY = PREFIX + "signature"
-FORMAT_VERSION = 1
 INPUT_NAME = "x"
 SCORE_OUTPUT = "score"
 FEATURE_ERROR_OUTPUT = "feature_error"
 AUX_OUTPUT = "aux"
-SCORE_INPUT = "score"  # a post-process input: the graph's score
-AUX_INPUT_PREFIX = "aux:"  # a post-process input: ``aux:<name>``, a column (or group) of the aux output
-MAX_KIND = "max"  # the composite post-process kind
 
 _AUX_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)(?:\[([1-9][0-9]*)\])?$")
-
-Props = dict[str, str]  # a card's ``edgewatch.*`` properties, prefix removed
-
-
-def _unchanged(props: Props) -> Props:
-    return props
-
-
-# Every format version this edgewatch reads -> the step that turns a card of that version into one of the
-# next version (the current version's step changes nothing). A format change adds the new version with
-# ``_unchanged`` and gives the old one its real step, so a card of any version passes every later step.
-UPGRADES: dict[int, Callable[[Props], Props]] = {1: _unchanged}
-
-
-def upgrade(props: Props, source: str = "model") -> tuple[Props, list[str]]:
-    """A card's properties in the current format, and warnings for what a newer format had beyond it.
-
-    BadModelFile for a version that is not a whole number or is older than
-    any this edgewatch reads.
-    """
-    text = props.get("format_version", str(FORMAT_VERSION))
-    try:
-        version = int(text)
-    except ValueError:
-        raise BadModelFile(f"{source} has model format version {text!r}, not a whole number") from None
-    if version > FORMAT_VERSION:
-        known = {f.name for f in dataclasses.fields(ModelCard)}
-        extra = sorted(set(props) - known)
-        return {k: v for k, v in props.items() if k in known}, [
-            f"model format version {version} is newer than this edgewatch's ({FORMAT_VERSION}): read as "
-            f"version {FORMAT_VERSION}" + (f", ignoring {extra}" if extra else "") + "; upgrade edgewatch to "
-            "read all of it"]
-    if version not in UPGRADES:
-        raise BadModelFile(f"{source} has model format version {version}; this edgewatch reads versions "
-                           f"{min(UPGRADES)} to {FORMAT_VERSION}: re-export it")
-    for step in range(version, FORMAT_VERSION + 1):
-        props = UPGRADES[step](dict(props))
-    return {**props, "format_version": str(FORMAT_VERSION)}, []
-
 
 class Task(str, enum.Enum):
     RECONSTRUCT = "reconstruct"
@@ -176,98 +135,6 @@ class Decision:
 
 
 @dataclass
-class PostProcess:
-    """An optional stateful step between the graph's score and the threshold.
-
-    ``kind`` is ``"none"``, ``"likelihood"`` (the score becomes the Gaussian
-    tail likelihood of its short-term mean against its long-term
-    distribution, as in Numenta's anomaly likelihood), ``"levels"``
-    (value-level novelty) or ``"max"``. Parameters are free per kind and
-    validated when the card is read (see below).
-
-    ``input`` says what a step reads: the graph's ``score`` or a column of
-    the ``aux`` output, ``aux:<name>``. A ``max`` step has no parameters of
-    its own; it runs each of its ``parts`` on its input and outputs their
-    maximum, so one file can carry detectors whose alerts are OR-ed (with
-    one alert level, the maximum is over the level iff any part is).
-    Each kind's parameters are checked against that kind's own schema (a
-    dataclass in :mod:`edgewatch.agent.postprocess`) when the card is read.
-    """
-
-    kind: str = "none"
-    params: dict[str, float] = field(default_factory=dict)
-    input: str = SCORE_INPUT
-    parts: list[PostProcess] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.parts = [p if isinstance(p, PostProcess) else PostProcess.from_dict(p) for p in self.parts]
-        self.aux_columns: dict[str, slice] = {}  # bound by the card that holds this step; not serialised
-
-    def bind_aux(self, columns: Mapping[str, slice]) -> None:
-        """Tell this step (and its parts) where the card's aux names lie, so the agent can read them."""
-        self.aux_columns = dict(columns)
-        for part in self.parts:
-            part.bind_aux(columns)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain form for the card; fields at their defaults are left out so older readers still read it."""
-        out: dict[str, Any] = {"kind": self.kind, "params": to_plain(self.params)}
-        if self.input != SCORE_INPUT:
-            out["input"] = self.input
-        if self.parts:
-            out["parts"] = [p.to_dict() for p in self.parts]
-        return out
-
-    @classmethod
-    def from_dict(cls, value: Mapping[str, Any]) -> PostProcess:
-        if not isinstance(value, Mapping):
-            raise TypeError(f"a post-process must be a mapping, got {type(value).__name__}")
-        unknown = sorted(set(value) - {"kind", "params", "input", "parts"})
-        if unknown:
-            raise ValueError(f"post-process has unknown keys {unknown}")
-        return cls(value.get("kind", "none"), dict(value.get("params", {})), value.get("input", SCORE_INPUT),
-                   [cls.from_dict(p) for p in value.get("parts", [])])
-
-    def problems(self, aux: Mapping[str, slice]) -> list[str]:
-        """What is wrong with this step given the card's aux columns (empty when fine)."""
-        out: list[str] = []
-        if self.input != SCORE_INPUT:
-            name = self.input[len(AUX_INPUT_PREFIX):] if self.input.startswith(AUX_INPUT_PREFIX) else None
-            if name is None:
-                out.append(f"post-process input {self.input!r} is neither '{SCORE_INPUT}' nor "
-                           f"'{AUX_INPUT_PREFIX}<name>'")
-            elif name not in aux:
-                out.append(f"post-process input {self.input!r} names no aux column (the card's aux: "
-                           f"{sorted(aux) or 'none'})")
-        if self.kind == MAX_KIND:
-            if not self.parts:
-                out.append("a 'max' post-process needs at least one part")
-            if self.params:
-                out.append(f"a 'max' post-process takes no parameters, got {sorted(self.params)}")
-            if self.input != SCORE_INPUT:
-                out.append("a 'max' post-process reads no input itself: give each part its input")
-            for part in self.parts:
-                out += part.problems(aux)
-        elif self.parts:
-            out.append(f"only a 'max' post-process has parts, not {self.kind!r}")
-        return out
-
-
-@dataclass
-class DriftReference:
-    """Per-feature reference for the agent's running KS check.
-
-    ``quantiles[f]`` are evenly spaced quantiles (0 to 1) of feature ``f`` in
-    the training data, in raw units: a compact stand-in for the sample.
-    """
-
-    n: int
-    quantiles: list[list[float]]
-    mean: list[float]
-    std: list[float]
-
-
-@dataclass
 class ModelCard:
     """Everything the agent needs besides the graph, stored in metadata_props."""
 
@@ -331,9 +198,9 @@ class ModelCard:
     def validate(self) -> None:
         """Refuse a card that cannot describe a working model, saying why."""
         problems: list[str] = []
-        if self.format_version < FORMAT_VERSION:
+        if self.format_version < migration.FORMAT_VERSION:
             problems.append(f"format version {self.format_version} is older than this edgewatch's "
-                            f"({FORMAT_VERSION}); ModelCard.from_props upgrades older cards")
+                            f"({migration.FORMAT_VERSION}); ModelCard.from_props upgrades older cards")
         if not self.features:
             problems.append("no feature names")
         if self.window < 0 or self.horizon < 0 or self.stride < 1:
@@ -360,8 +227,6 @@ class ModelCard:
             problems += _range_problems(self.training_range, self.features)
         columns = self.aux_columns()
         problems += self.postprocess.problems(columns)
-        from edgewatch.agent.postprocess import spec_problems  # each kind's schema; lazy: it imports this module
-
         problems += spec_problems(self.postprocess)
         self.postprocess.bind_aux(columns)
         if problems:
@@ -409,7 +274,7 @@ class ModelCard:
             hint = f" (its metadata keys: {', '.join(others)})" if others else " (it has no metadata)"
             raise BadModelFile(f"{source} is not an edgewatch model: no '{PREFIX}*' metadata{hint}. "
                                "Export one with 'edgewatch export onnx'.")
-        ours, notes = upgrade(ours, source)
+        ours, notes = migration.upgrade(ours, source)
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(ours) - set(known))
         if unknown:
@@ -472,19 +337,4 @@ def _parse_field(name: str, text: str) -> Any:
         return PostProcess.from_dict(value)
     if name == "drift_reference":
         return None if value is None else DriftReference(**value)
-    return value
-
-
-def to_plain(value: Any) -> Any:
-    """``value`` as JSON-ready data: dataclasses, mappings, enums and NumPy values become plain ones."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    if hasattr(value, "tolist") and callable(value.tolist):  # NumPy arrays and scalars
-        return value.tolist()
     return value

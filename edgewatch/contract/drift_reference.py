@@ -13,10 +13,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgewatch.contract import DriftReference
-from edgewatch.errors import BadInput
+from dataclasses import dataclass
+
+from edgewatch.errors import BadInput, BadModelFile
 
 N_QUANTILES = 101
+
+
+@dataclass
+class DriftReference:
+    """Per-feature reference for the agent's running KS check.
+
+    ``quantiles[f]`` are evenly spaced quantiles (0 to 1) of feature ``f`` in
+    the training data, in raw units: a compact stand-in for the sample.
+    """
+
+    n: int
+    quantiles: list[list[float]]
+    mean: list[float]
+    std: list[float]
 
 
 def drift_reference_from(values: np.ndarray, n_quantiles: int = N_QUANTILES) -> DriftReference:
@@ -63,7 +78,5 @@ def check_reference(reference: DriftReference, n_features: int) -> None:
                 problems.append(f"feature {f}: quantiles must be >= 2 finite, non-decreasing values")
                 break
     if problems:
-        from edgewatch.errors import BadModelFile
-
         raise BadModelFile("unusable drift reference: " + "; ".join(problems)
                            + ". Re-export the model so it carries a reference from its training data.")

@@ -74,8 +74,8 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig) -> np.ndar
     """The same detector from the graph-side NumPy statistic, to check the file when it is written."""
     from numpy.lib.stride_tricks import sliding_window_view
 
-    from edgewatch.agent.postprocess import Levels, LevelsParams, Likelihood
-    from edgewatch.agent.subsequence import NoveltyParams
+    from edgewatch.agent.postprocess import Levels, Likelihood
+    from edgewatch.contract.postprocess import LevelsParams, NoveltyParams
     from edgewatch.eval.detectors.novelty import NoveltyConfig, novelty_scores
 
     x = np.asarray(values, dtype=np.float32).astype(np.float64)

@@ -20,10 +20,10 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 # today's arrows against the layers, each with why it exists and how phase B removes it (docs/architecture.md)
 TODAY_AGAINST_LAYERS = {
-    ("agent", "train"): "--learn fits pca: pca moves to edgewatch/numpy_models/",
     ("commands", "cli"): "lazy_group/LazyGroup: into edgewatch/commands/groups.py",
     ("fit", "eval"): "the univariate detector's card builder (fit/univariate.py): into numpy_models/",
     ("train", "eval"): "rnn_ae's best-F1 threshold: eval/metrics.py becomes edgewatch/accuracy.py",
+    ("numpy_models", "agent"): "pca's load check through agent.model: a plain ONNX Runtime session",
 }
 
 

@@ -91,7 +91,7 @@ def test_onnx_writer_output_is_valid_onnx(tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx")
     data = write_skab_file(tmp_path / "0.csv", seed=2)
     from edgewatch.train.csv_series import read_series_csv
-    from edgewatch.train.pca import PcaConfig, train_pca
+    from edgewatch.numpy_models.pca import PcaConfig, train_pca
 
     series = read_series_csv(data, 400)
     train_pca(series.values, series.features, tmp_path / "m.onnx", PcaConfig(window=5, ignore=["Temperature"]))

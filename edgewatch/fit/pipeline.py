@@ -5,7 +5,7 @@ screened on all the normal data; the settings follow from the data's
 shape by principle (:mod:`edgewatch.fit.choosing`); the held-out last
 quarter is scored by a model fitted on the rest, for the report; then the
 model is fitted on all rows and written, its scores checked against ONNX
-Runtime before the file is kept (``train/pca.py``), and signed last.
+Runtime before the file is kept (``numpy_models/pca.py``), and signed last.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _choose_family(data: NormalData, recipe: Recipe, asked: Family, say: Echo
         return Family.PCA, f" (conv1d-ae not tried: {data.rows:,} rows, it needs {tf.MIN_ROWS:,})", None
     say("torch is installed: trying conv1d-ae against pca on the held-out last quarter ...")
     head, tail = data.split(HOLDOUT)
-    from edgewatch.train.pca import fit_pca, write_pca_model
+    from edgewatch.numpy_models.pca import fit_pca, write_pca_model
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-fit-") as tmp:
         pca_head = write_pca_model(fit_pca(head.segments, recipe.features, recipe.pca_config()),
@@ -170,7 +170,7 @@ def _report(model_data: NormalData, data: NormalData, choices: list, recipe: Rec
 
 def _fit_and_write(model_data: NormalData, data: NormalData, choices: list, recipe: Recipe,
                    holdout: HoldoutResult, out: Path) -> FitReport:
-    from edgewatch.train.pca import fit_pca, write_pca_model
+    from edgewatch.numpy_models.pca import fit_pca, write_pca_model
 
     fit = fit_pca(model_data.segments, recipe.features, recipe.pca_config())
     trained_on = {"data": [Path(f).name for f in data.notes.files], "by": "edgewatch fit",

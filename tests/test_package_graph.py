@@ -23,7 +23,6 @@ TODAY_AGAINST_LAYERS = {
     ("commands", "cli"): "lazy_group/LazyGroup: into edgewatch/commands/groups.py",
     ("fit", "eval"): "the univariate detector's card builder (fit/univariate.py): into numpy_models/",
     ("train", "eval"): "rnn_ae's best-F1 threshold: eval/metrics.py becomes edgewatch/accuracy.py",
-    ("numpy_models", "agent"): "pca's load check through agent.model: a plain ONNX Runtime session",
 }
 
 

@@ -62,6 +62,7 @@ from edgewatch.contract import (
 )
 from edgewatch.contract.drift_reference import drift_reference_from
 from edgewatch.errors import BadInput, BadModelFile
+from edgewatch.files import replacing
 from edgewatch.wire.onnx_write import Node, float32, int64, model_bytes
 
 FAMILY = "pca"
@@ -282,24 +283,34 @@ def graph_bytes(fit: PcaFit, card: ModelCard) -> bytes:
 
 def write_pca_model(fit: PcaFit, out: str | os.PathLike[str], trained_on: dict[str, Any] | None = None) -> Path:
     """Write the model file; before it is kept, ONNX Runtime loads it and its scores match NumPy's."""
-    from edgewatch.agent.model import ScoringModel
-    from edgewatch.files import replacing
-
     card = pca_card(fit, trained_on)
     data = graph_bytes(fit, card)
     out = Path(out)
     with replacing(out, suffix=".onnx") as tmp:
         tmp.write_bytes(data)
-        model = ScoringModel(tmp)
         rows = fit.training
         windows = sliding_window_view(rows, fit.config.window, axis=0).transpose(0, 2, 1)[:256]
         probe = np.concatenate([windows, windows + np.std(rows, axis=0)])  # both sides of the threshold
         ref, _ = fit.score_windows(probe)
-        got = model.score_many(probe).scores
+        got = _onnx_scores(data, probe)
         err = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-3)))
         if err > MAX_PARITY_REL_ERR:
             raise BadModelFile(f"pca export: ONNX Runtime scores differ from NumPy by {err:.3g} (relative)")
     return out
+
+
+def _onnx_scores(data: bytes, windows: np.ndarray) -> np.ndarray:
+    """The file's scores by ONNX Runtime (one thread, CPU): what the agent will compute from it."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        return session.run([SCORE_OUTPUT], {INPUT_NAME: windows.astype(np.float32)})[0]
+    except Exception as exc:  # ORT raises its own exception types
+        raise BadModelFile(f"pca export: ONNX Runtime cannot run the written graph: {exc}") from exc
 
 
 def train_pca(values: np.ndarray | Sequence[np.ndarray], features: list[str], out: str | os.PathLike[str],

@@ -60,7 +60,7 @@ def test_rnn_ae_finds_scaled_segments_far_above_chance() -> None:
 @pytest.mark.skipif(not MNIST_TEST.is_file(), reason=f"MNIST test images absent ({MNIST_TEST}); set EDGEWATCH_DATASETS")
 def test_conv_ae_scores_noisy_digits_higher() -> None:
     """S2 reduced: a few hundred MNIST digits, a narrower net; noise, blur and low contrast must stand out."""
-    from edgewatch.eval.metrics import auroc
+    from edgewatch.accuracy import auroc
     from edgewatch.data.corrupt import Corruption, corrupt
     from edgewatch.data.images import read_idx
     from edgewatch.export.scoring import score_batches

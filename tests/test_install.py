@@ -155,7 +155,7 @@ def test_commands_that_need_an_extra_say_which(installed: Installed, elsewhere: 
     assert corrupt.returncode == 6, corrupt.stderr[-2000:]
     assert "pip install 'edgewatch[images]'" in corrupt.stderr
     metric = installed.python("from edgewatch.errors import MissingExtra\n"
-                              "from edgewatch.eval.metrics import auroc\n"
+                              "from edgewatch.accuracy import auroc\n"
                               "try:\n    auroc([0.1, 0.9], [0, 1])\n"
                               "except MissingExtra as e:\n    print(e.extra, e)\n", elsewhere)
     assert metric.stdout.startswith("eval "), metric.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgewatch.eval.metrics import (auc_pr, best_f1, f1_at, f1_report, point_adjust, range_auc_pr, regions,
+from edgewatch.accuracy import (auc_pr, best_f1, f1_at, f1_report, point_adjust, range_auc_pr, regions,
                                     vus_pr)
 
 
@@ -97,7 +97,7 @@ def test_point_adjustment_flatters_random_scores() -> None:
 def test_auroc_matches_sklearn_with_ties() -> None:
     from sklearn.metrics import roc_auc_score
 
-    from edgewatch.eval.metrics import auroc
+    from edgewatch.accuracy import auroc
 
     rng = np.random.default_rng(3)
     scores = np.round(rng.normal(size=300), 1)  # rounding makes ties

@@ -22,7 +22,6 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 TODAY_AGAINST_LAYERS = {
     ("commands", "cli"): "lazy_group/LazyGroup: into edgewatch/commands/groups.py",
     ("fit", "eval"): "the univariate detector's card builder (fit/univariate.py): into numpy_models/",
-    ("train", "eval"): "rnn_ae's best-F1 threshold: eval/metrics.py becomes edgewatch/accuracy.py",
 }
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from edgewatch.wire.json import finite
 from edgewatch.data.nab import CostProfile, NabFile, load_corpus, read_profiles
 from edgewatch.errors import BadInput
-from edgewatch.eval import metrics
+from edgewatch import accuracy as metrics
 from edgewatch.eval.nab_score import ProfileResult, nab_score
 from edgewatch.files import replacing
 

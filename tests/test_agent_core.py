@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.episodes import EpisodeTracker
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.parsing import BadReason, Measurement, parse_message, parse_payload
+from edgewatch.agent.sources.parsing import BadReason, Measurement, parse_message, parse_payload
 from edgewatch.agent.sinks import StdoutSink
 from edgewatch.agent.sources import Item, Kind, ReplaySource
 from edgewatch.agent.windows import StreamWindows
@@ -82,7 +82,7 @@ _TRICKY = [
 @pytest.mark.parametrize("raw", _TRICKY)
 def test_the_fast_decoder_gives_what_the_stdlib_gives(raw) -> None:
     """orjson decodes the valid messages (a fifth of the time); every message gets the stdlib's answer."""
-    from edgewatch.agent import parsing
+    from edgewatch.agent.sources import parsing
 
     assert parsing._fast_loads is not None, "orjson is a base dependency: the agent's hot path uses it"
     assert parse_message(raw, 4) == parsing._parse_slowly(raw, 4)
@@ -94,7 +94,7 @@ def test_the_fast_decoder_gives_what_the_stdlib_gives(raw) -> None:
                         st.sampled_from(["values", "v", "ts", "stream", "t", "x"]), kids, max_size=4),
                     max_leaves=12))
 def test_the_fast_decoder_agrees_on_any_json(obj) -> None:
-    from edgewatch.agent import parsing
+    from edgewatch.agent.sources import parsing
 
     raw = json.dumps(obj)  # NaN and Infinity appear as the literals the stdlib writes
     assert parse_message(raw, 4) == parsing._parse_slowly(raw, 4)

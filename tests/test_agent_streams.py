@@ -61,7 +61,7 @@ def test_120_streams_in_one_agent_are_scored_in_batched_calls(tmp_path: Path) ->
 
 
 def test_the_due_windows_of_all_streams_in_a_batch_go_to_one_call(tmp_path: Path) -> None:
-    from edgewatch.agent.parsing import Measurement
+    from edgewatch.agent.sources.parsing import Measurement
     from edgewatch.agent.sources import Item, Kind
 
     model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, threshold=10.0)))

@@ -8,7 +8,7 @@ from scipy.stats import kstwo
 
 from edgewatch.agent.drift_watch import DriftWatch, kolmogorov_isf, kolmogorov_sf, ks_statistics
 from edgewatch.agent.engine import Agent, AgentOptions
-from edgewatch.agent.parsing import Measurement
+from edgewatch.agent.sources.parsing import Measurement
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.data.simulator import FEATURES, simulate_series
 from edgewatch.contract.drift_reference import drift_reference_from

@@ -18,7 +18,7 @@ import pytest
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.parsing import Measurement
+from edgewatch.agent.sources.parsing import Measurement
 from edgewatch.agent.runtime import ModelRuntime
 from edgewatch.agent.sinks import MemorySink
 from edgewatch.agent.sources import Item, Kind

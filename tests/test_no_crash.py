@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from edgewatch.agent.engine import SCORE_CAP, Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.parsing import Measurement, parse_message
+from edgewatch.agent.sources.parsing import Measurement, parse_message
 from edgewatch.agent.sinks import JsonlSink, MemorySink, StdoutSink
 from edgewatch.agent.sources import Item, Kind, ReplaySource
 from edgewatch.agent.ui.server import LiveView

@@ -104,7 +104,7 @@ _json = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | s
 def test_flat_objects_parse_to_a_measurement_or_a_reason(obj: dict) -> None:
     import json
 
-    from edgewatch.agent.parsing import BadReason, Measurement, parse_payload
+    from edgewatch.agent.sources.parsing import BadReason, Measurement, parse_payload
 
     out = parse_payload(json.dumps(obj), FEATURES)
     assert isinstance(out, (Measurement, BadReason))

@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgewatch.agent.parsing import BadReason, Measurement
+from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.sparkplug import Reset, SparkplugDecoder
 from edgewatch.wire.sparkplug import DOUBLE, FLOAT, INT16, INT32, UINT32, decode_payload, encode_metric, encode_payload
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.parsing import Measurement
+from edgewatch.agent.sources.parsing import Measurement
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.agent.ui.server import Ring, UiOptions, parse_address, start_ui
 from edgewatch.errors import BadInput

@@ -15,7 +15,7 @@ import pytest
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.parsing import BadReason
+from edgewatch.agent.sources.parsing import BadReason
 from edgewatch.agent.sources import Backoff, Item, Kind, WebSocketSource
 from edgewatch.data.simulator_server import ServerConfig, SimulatorServer
 from tests.modelkit import make_card, write_model

@@ -29,7 +29,7 @@ from edgewatch.agent import events
 from edgewatch.agent.episodes import EpisodeTracker, Transition
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
+from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
                                      sane_timestamp)
 from edgewatch.agent.postprocess import PostProcessor
 from edgewatch.agent.runtime import CandidateCheck, DriftSettings, ModelRuntime, Overrides, load_runtime

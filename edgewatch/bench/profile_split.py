@@ -17,7 +17,7 @@ import pstats
 from pathlib import Path
 
 STAGE_FILES: dict[str, tuple[str, ...]] = {
-    "parse": ("agent/parsing.py", "json/decoder.py", "json/__init__.py"),
+    "parse": ("agent/sources/parsing.py", "json/decoder.py", "json/__init__.py"),
     "windows": ("agent/windows.py",),
     "model": ("agent/model.py",),
     "post-process": ("agent/postprocess.py",),

@@ -93,7 +93,7 @@ def decision_agreement(paths: dict[Engine, Path], rows: int = 20_000, seed: int 
     """int8 against fp32 on a simulated stream with random faults, window by window and alert by alert."""
     from edgewatch.agent.engine import Agent, AgentOptions
     from edgewatch.agent.model import ScoringModel
-    from edgewatch.agent.parsing import Measurement
+    from edgewatch.agent.sources.parsing import Measurement
     from edgewatch.agent.sources import Item, Kind
     from edgewatch.data.faults import RandomFaults
     from edgewatch.data.simulator import simulate_series

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgewatch.agent.parsing import iso_to_epoch
+from edgewatch.agent.sources.parsing import iso_to_epoch
 from edgewatch.errors import BadInput
 
 

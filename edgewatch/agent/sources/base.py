@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason
+from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason
 from edgewatch.errors import BadInput, EdgewatchError
 
 log = logging.getLogger(__name__)

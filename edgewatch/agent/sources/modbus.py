@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgewatch.agent.parsing import BadReason, Measurement
+from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceConfigError, SourceContext,
                                           SourceSpec)
 from edgewatch.agent.sources.registry import register

@@ -9,7 +9,7 @@ Stream id: the message's topic, unless a JSON payload names a ``stream``;
 for Sparkplug B (topics ``spBv1.0/GROUP/NDATA|DDATA|NBIRTH|DBIRTH/NODE[/DEVICE]``)
 the topic without its message type, so a device's births and data are one
 stream. JSON payloads: an array, ``{"values": [...]}``, or a flat object keyed
-by the model's feature names (see :func:`~edgewatch.agent.parsing.parse_payload`).
+by the model's feature names (see :func:`~edgewatch.agent.sources.parsing.parse_payload`).
 
 Every payload, JSON or Sparkplug, is ``too_large`` past ``max_bytes`` (the
 agent's message limit unless the source sets its own). A Sparkplug death, or
@@ -31,7 +31,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_payload
+from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_payload
 from edgewatch.agent.sources.sparkplug import DEFAULT_MAX_ALIASES, DEFAULT_MAX_NODES, SparkplugDecoder
 from edgewatch.agent.sources.base import Item, Kind, Source, SourceConfigError, SourceContext, SourceSpec
 from edgewatch.agent.sources.registry import register

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from edgewatch.agent.parsing import BadReason, Measurement
+from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceConfigError, SourceContext,
                                           SourceSpec)
 from edgewatch.agent.sources.registry import register

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement
+from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement
 from edgewatch.wire.protobuf import DecodeError
 from edgewatch.wire.sparkplug import TEXT_TYPES, Metric, decode_payload
 

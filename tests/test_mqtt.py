@@ -12,7 +12,7 @@ import pytest
 
 from edgewatch.mqtt.payloads import status_state
 from edgewatch.agent.metrics import AgentMetrics
-from edgewatch.agent.mqtt import MqttConfigError, MqttSink
+from edgewatch.agent.sinks.mqtt import MqttConfigError, MqttSink
 
 
 def _alert(i: int, kind: str = "start") -> dict:
@@ -44,7 +44,7 @@ def test_last_will_when_the_agent_dies(broker, collector, tmp_path: Path) -> Non
     sub = collector(broker, "lw/+/status", client_id="c-will", persistent=False)
     code = f"""
 import time
-from edgewatch.agent.mqtt import MqttSink
+from edgewatch.agent.sinks.mqtt import MqttSink
 s = MqttSink.from_url('mqtt://{broker.host}:{broker.port}/lw', agent_id='dies', spool_dir={str(tmp_path)!r},
                       keepalive=1)
 time.sleep(60)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgewatch.agent.spool import Spool
+from edgewatch.agent.sinks.spool import Spool
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
 

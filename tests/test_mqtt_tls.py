@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgewatch.agent.mqtt import MqttSink
+from edgewatch.agent.sinks.mqtt import MqttSink
 from edgewatch.commands.agent_run import mqtt_options_from_flags
 from tests.test_mqtt import _openssl
 

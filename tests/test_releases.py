@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel, file_sha256
 from edgewatch.agent.model_store import ModelStore
-from edgewatch.agent.mqtt import MqttSink
+from edgewatch.agent.sinks.mqtt import MqttSink
 from edgewatch.wire.onnx_read import ModelBytes, metadata_record
 from edgewatch.agent.releases import RollbackGrant, admit_at_start
 from edgewatch.agent.signing import (FORMAT_V1, Signature, TrustPolicy, digests, generate_keypair, key_id,

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel, file_sha256
-from edgewatch.agent.mqtt import MqttSink
+from edgewatch.agent.sinks.mqtt import MqttSink
 from edgewatch.agent.signing import (TrustPolicy, generate_keypair, load_private_key, load_public_key,
                                      sign_bytes, verify_bytes)
 from edgewatch.agent.sources import ReplaySource

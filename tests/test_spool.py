@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from edgewatch.agent.spool import RETRY_MAX, Spool
+from edgewatch.agent.sinks.spool import RETRY_MAX, Spool
 from tests.conftest import fill
 
 
@@ -82,7 +82,7 @@ def test_a_full_disk_keeps_records_in_memory_and_writes_them_when_space_returns(
     s = Spool(disk / "spool", segment_bytes=16 * 1024, memory_max_bytes=40 * 1000)
     filler = fill(disk, leave=8192)
     payloads = [(b"%05d" % i) + b"a" * 995 for i in range(60)]  # 1 KiB records: ~8 fit, 40 wait in memory
-    with caplog.at_level(logging.WARNING, "edgewatch.agent.spool"):
+    with caplog.at_level(logging.WARNING, "edgewatch.agent.sinks.spool"):
         numbers = [s.append(p) for p in payloads]
     assert not s.writable and s.write_error == "No space left on device"
     kept = [n for n in numbers if n is not None]

@@ -14,7 +14,7 @@ import paho.mqtt.publish as publish
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel, file_sha256
-from edgewatch.agent.mqtt import MqttSink
+from edgewatch.agent.sinks.mqtt import MqttSink
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sources import ReplaySource
 from edgewatch.agent.swap import ModelFileWatcher, MqttModelReceiver

@@ -20,7 +20,7 @@ from edgewatch.wire.json import dumps, iso, iso_now
 
 if TYPE_CHECKING:
     from edgewatch.agent.engine import Agent
-    from edgewatch.agent.mqtt import MqttSink
+    from edgewatch.agent.sinks.mqtt import MqttSink
     from edgewatch.agent.swap import MqttModelReceiver
 
 log = logging.getLogger(__name__)

@@ -56,7 +56,7 @@ from edgewatch.wire.json import iso, iso_now
 
 if TYPE_CHECKING:
     from edgewatch.agent.engine import Agent
-    from edgewatch.agent.mqtt import MqttSink
+    from edgewatch.agent.sinks.mqtt import MqttSink
 
 log = logging.getLogger(__name__)
 

@@ -368,7 +368,7 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
         closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust,
                                         store=store).start().close)
     # no MQTT sink was made unless its module (and paho) got imported: do not import them for nothing
-    mqtt_module = sys.modules.get("edgewatch.agent.mqtt")
+    mqtt_module = sys.modules.get("edgewatch.agent.sinks.mqtt")
     mqtt = [s for s in agent.sinks if isinstance(s, mqtt_module.MqttSink)] if mqtt_module else []
     receiver = None
     if model_topic:

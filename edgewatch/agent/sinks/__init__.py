@@ -82,7 +82,7 @@ def make_sink(spec: str, agent_id: str, spool_dir: Path | None = None, connectio
     if spec.startswith("jsonl:"):
         return JsonlSink(spec[len("jsonl:"):])
     if spec.startswith(("mqtt://", "mqtts://")):
-        from edgewatch.agent.mqtt import MqttSink
+        from edgewatch.agent.sinks.mqtt import MqttSink
 
         return MqttSink.from_url(spec, agent_id=agent_id, spool_dir=spool_dir, connections=connections,
                                  **mqtt_options)

@@ -10,7 +10,7 @@ Topics (``PREFIX`` from the URL, ``AGENT`` the agent id)::
                           will when the agent dies without saying goodbye
     PREFIX/AGENT/model    (subscribed, see :mod:`edgewatch.agent.swap`) a retained new model file
 
-Every event is first written to the :class:`~edgewatch.agent.spool.Spool`
+Every event is first written to the :class:`~edgewatch.agent.sinks.spool.Spool`
 and only leaves it when the broker's PUBACK comes back, so a dead broker or
 a killed agent loses nothing: delivery is at least once, in order, and the
 ``id`` field lets subscribers drop the rare duplicate. ``send`` never waits
@@ -42,7 +42,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from edgewatch.mqtt.connection import (BrokerConnection, BrokerOptions, Connections, MqttConfigError, _safe,
                                     client_id_for, parse_broker_url)
-from edgewatch.agent.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
+from edgewatch.agent.sinks.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
 from edgewatch.mqtt.payloads import minimal_status, offline_will
 from edgewatch.mqtt.topics import Topics
 from edgewatch.wire.json import dumps

@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edgewatch.mqtt.connection import Connections
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.sinks import make_sink
+from edgewatch.agent.sinks import SinkContext, make_sink
 from edgewatch.agent.sources import make_source
 from edgewatch.agent.swap import MqttModelReceiver
 from tests.modelkit import make_card, write_model
@@ -81,7 +81,8 @@ def test_payload_forms_wildcards_and_bad_input(tmp_path: Path, broker) -> None:
 def test_sink_source_and_model_receiver_share_one_connection(tmp_path: Path, broker) -> None:
     connections = Connections()
     url = f"mqtt://{broker.host}:{broker.port}"
-    sink = make_sink(f"{url}/shared", "one", spool_dir=tmp_path / "spool", connections=connections)
+    sink = make_sink(f"{url}/shared",
+                     SinkContext(agent_id="one", spool_dir=tmp_path / "spool", connections=connections))
     agent = _agent(tmp_path, "one", [sink])
     src = make_source(f"{url}/in/%23", FEATURES, agent_id="one", connections=connections)
     agent.add_source(src)

@@ -22,7 +22,7 @@ from edgewatch.agent.model_store import ModelStore
 from edgewatch.agent.releases import admit_at_start
 from edgewatch.agent.runtime import ModelRuntime
 from edgewatch.agent.signing import TrustPolicy
-from edgewatch.agent.sinks import make_sink
+from edgewatch.agent.sinks import SinkContext, make_sink
 from edgewatch.agent.sources import make_source, schemes
 from edgewatch.agent.sources.base import SourcesFailed
 from edgewatch.errors import BadModelFile, BadOverride
@@ -250,12 +250,12 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     closers: list[Callable[[], None]] = []
     connections = Connections()  # one per broker, shared by MQTT sinks, sources and the model receiver
     try:
+        sink_context = SinkContext(agent_id=options.agent_id, spool_dir=spool_dir,
+                                   spool_max_bytes=int(spool_max_mb * 2**20),
+                                   spool_memory_bytes=int(spool_memory_mb * 2**20), metrics=metrics,
+                                   mqtt_options=mqtt_options, connections=connections)
         for spec in sinks:
-            built_sinks.append(make_sink(spec, agent_id=options.agent_id, spool_dir=spool_dir,
-                                         spool_max_bytes=int(spool_max_mb * 2**20), metrics=metrics,
-                                         spool_memory_bytes=int(spool_memory_mb * 2**20),
-                                         connections=connections,
-                                         **(mqtt_options if spec.startswith(("mqtt://", "mqtts://")) else {})))
+            built_sinks.append(make_sink(spec, sink_context))
         learner = None
         if learn_rows:
             from edgewatch.agent.learn import StreamLearner

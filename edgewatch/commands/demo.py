@@ -19,7 +19,7 @@ import click
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.sinks import make_sink
+from edgewatch.agent.sinks import SinkContext, make_sink
 from edgewatch.agent.sources import WebSocketSource, make_source
 from edgewatch.errors import BadModelFile
 
@@ -153,8 +153,9 @@ def demo(model_path: Path | None, rate: float, stride: int | None, seed: int, si
                           schedule=tuple(schedule), truth_path=truth_path)
     console = _Console()
     options = AgentOptions(stride=stride, agent_id="demo")
-    all_sinks = [console, make_sink(f"jsonl:{workdir / 'alerts.jsonl'}", "demo")]
-    all_sinks += [make_sink(s, "demo", spool_dir=workdir / "spool") for s in sinks]
+    context = SinkContext(agent_id="demo", spool_dir=workdir / "spool")
+    all_sinks = [console, make_sink(f"jsonl:{workdir / 'alerts.jsonl'}", context)]
+    all_sinks += [make_sink(s, context) for s in sinks]
     agent = Agent(model, all_sinks, options)
     card = model.card
     seconds = count / rate

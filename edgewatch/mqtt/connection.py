@@ -468,6 +468,20 @@ class Connections:
             conn.close()
 
 
+def published(info: paho.MQTTMessageInfo, queued: bool = False) -> bool:
+    """Whether paho took a publish; with ``queued``, also one held for the reconnect (``NO_CONN``)."""
+    from paho.mqtt.enums import MQTTErrorCode
+
+    return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (queued and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN)
+
+
+def publish_error(info: paho.MQTTMessageInfo) -> str:
+    """paho's words for why a publish was not taken."""
+    from paho.mqtt.client import error_string
+
+    return error_string(info.rc)
+
+
 def client_id_for(agent_id: str) -> str:
     return _safe(f"edgewatch-{agent_id}")[:64]
 

@@ -15,7 +15,6 @@ times are :mod:`edgewatch.wire.json`'s, so events and payloads read alike.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgewatch import digests
 from edgewatch.wire.json import dumps, iso, iso_now
 
 CONTRACT_VERSION = 1
@@ -134,7 +134,7 @@ def new_id() -> str:
 def install_message(path: str | os.PathLike[str], note: str = "", shadow: bool = False,
                     promote_if: str | None = None) -> ModelMessage:
     data = Path(path).read_bytes()
-    return ModelMessage(INSTALL, new_id(), iso_now(), note, hashlib.sha256(data).hexdigest(), Path(path).name, data,
+    return ModelMessage(INSTALL, new_id(), iso_now(), note, digests.sha256(data).hexdigest(), Path(path).name, data,
                         shadow, promote_if)
 
 

@@ -1,89 +1,25 @@
-"""Where alert events go: stdout, a JSONL file, an MQTT broker.
+"""Where alert events go: one registry of sinks keyed by ``--sink`` scheme, like the sources.
 
-A sink takes plain dict events (see :mod:`edgewatch.agent.events`) and must
-not raise for a delivery failure it can recover from: the MQTT sink spools
-to disk instead. ``close()`` flushes what it holds.
+``stdout`` (:mod:`.stdout`), ``jsonl:FILE`` (:mod:`.jsonl`),
+``mqtt://`` / ``mqtts://`` (:mod:`.mqtt`, spooled on disk by :mod:`.spool`
+until the broker's PUBACK); :class:`MemorySink` (:mod:`.memory`) for an agent
+embedded in Python code. Each module registers its factory with
+:func:`register`; a new kind of sink is one module with one ``@register``
+and one line below. Importing this package imports no network library:
+paho is imported when an MQTT sink connects.
+
+A sink takes plain dict events (:mod:`edgewatch.agent.events`) and must not
+raise for a delivery failure it can recover from. Sinks may import the
+agent's events, :mod:`edgewatch.mqtt` and :mod:`edgewatch.wire`; never the
+engine, the sources or the lifecycle.
 """
 
-from __future__ import annotations
+from edgewatch.agent.sinks import jsonl, mqtt, stdout  # noqa: F401 - they register
+from edgewatch.agent.sinks.base import Sink, SinkConfigError, SinkContext
+from edgewatch.agent.sinks.jsonl import JsonlSink
+from edgewatch.agent.sinks.memory import MemorySink
+from edgewatch.agent.sinks.registry import make_sink, register, scheme_of, schemes
+from edgewatch.agent.sinks.stdout import StdoutSink
 
-import os
-import sys
-from pathlib import Path
-from typing import IO, Any, Protocol
-
-from edgewatch.wire.json import dumps
-from edgewatch.errors import EdgewatchError
-
-__all__ = ["Sink", "StdoutSink", "JsonlSink", "MemorySink", "make_sink"]
-
-
-class Sink(Protocol):
-    def send(self, event: dict[str, Any]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class StdoutSink:
-    """One JSON line per event on standard output, flushed at once."""
-
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        self.stream = stream or sys.stdout
-
-    def send(self, event: dict[str, Any]) -> None:
-        self.stream.write(dumps(event) + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.flush()
-
-
-class MemorySink:
-    """Keeps every event in a list: for an agent embedded in Python code, benchmarks and tests."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def send(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
-
-
-class JsonlSink:
-    """Appends events to a file; each line is flushed and fsynced, so a crash loses none."""
-
-    def __init__(self, path: str | Path, fsync: bool = True) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("a", encoding="utf-8")
-        self.fsync = fsync
-
-    def send(self, event: dict[str, Any]) -> None:
-        self._fh.write(dumps(event) + "\n")
-        self._fh.flush()
-        if self.fsync:
-            os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        self._fh.close()
-
-
-def make_sink(spec: str, agent_id: str, spool_dir: Path | None = None, connections: Any = None,
-              **mqtt_options: Any) -> Sink:
-    """Build a sink from its command-line form: ``stdout``, ``jsonl:FILE`` or ``mqtt://host:port/prefix``.
-
-    ``connections`` (:class:`~edgewatch.mqtt.connection.Connections`) lets an MQTT
-    sink share its broker connection with MQTT sources and the model receiver.
-    """
-    if spec in ("stdout", "-"):
-        return StdoutSink()
-    if spec.startswith("jsonl:"):
-        return JsonlSink(spec[len("jsonl:"):])
-    if spec.startswith(("mqtt://", "mqtts://")):
-        from edgewatch.agent.sinks.mqtt import MqttSink
-
-        return MqttSink.from_url(spec, agent_id=agent_id, spool_dir=spool_dir, connections=connections,
-                                 **mqtt_options)
-    raise EdgewatchError(f"unknown sink {spec!r}: use stdout, jsonl:FILE or mqtt://host:port/prefix")
+__all__ = ["JsonlSink", "MemorySink", "Sink", "SinkConfigError", "SinkContext", "StdoutSink", "make_sink",
+           "register", "scheme_of", "schemes"]

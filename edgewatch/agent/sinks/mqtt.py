@@ -37,12 +37,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
-
-from edgewatch.mqtt.connection import (BrokerConnection, BrokerOptions, Connections, MqttConfigError, _safe,
-                                    client_id_for, parse_broker_url)
+from edgewatch.agent.sinks.base import SinkContext
+from edgewatch.agent.sinks.registry import register
 from edgewatch.agent.sinks.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
+from edgewatch.mqtt.connection import (BrokerConnection, BrokerOptions, Connections, MqttConfigError, _safe,
+                                       client_id_for, parse_broker_url, publish_error, published)
 from edgewatch.mqtt.payloads import minimal_status, offline_will
 from edgewatch.mqtt.topics import Topics
 from edgewatch.wire.json import dumps
@@ -134,10 +133,6 @@ class MqttSink:
                    spool_memory_bytes=spool_memory_bytes)
 
     @property
-    def client(self) -> paho.Client:
-        return self.connection.client
-
-    @property
     def last_error(self) -> str | None:
         """Why the broker connection's last attempt failed (None once connected)."""
         return self.connection.last_error
@@ -163,8 +158,8 @@ class MqttSink:
                 log.exception("building the MQTT status failed")
                 return None
             info = self.connection.publish(self.status_topic, payload, qos=1, retain=True)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            log.warning("MQTT status %r not queued: %s", state, paho.error_string(info.rc))
+        if not published(info, queued=True):
+            log.warning("MQTT status %r not queued: %s", state, publish_error(info))
             return None
         return info
 
@@ -231,10 +226,10 @@ class MqttSink:
         for number, record in self.spool.pending(after=self._handed, limit=room):
             topic, _, payload = record.partition(b"\n")
             info = self.connection.publish(topic.decode(), payload, qos=1)
-            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            if not published(info, queued=True):
                 # not queued by paho: leave it in the spool and try again on the next wake-up
                 self.publish_errors += 1
-                log.warning("MQTT publish of spool record %d failed: %s", number, paho.error_string(info.rc))
+                log.warning("MQTT publish of spool record %d failed: %s", number, publish_error(info))
                 break
             # NO_CONN: paho keeps it queued and sends it after the reconnect, in order
             self._inflight[info.mid] = number
@@ -308,7 +303,7 @@ class MqttSink:
         self._update_depth()
         if conn.connected:
             info = self.publish_status("offline")
-            if info is not None and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if info is not None and published(info):
                 try:
                     info.wait_for_publish(timeout=2.0)
                 except (RuntimeError, ValueError) as exc:
@@ -321,3 +316,11 @@ class MqttSink:
         if self.spool.depth:
             log.warning("%d alert(s) left in the spool %s; they are sent at the next start",
                         self.spool.depth, self.spool.dir)
+
+
+@register("mqtt", "mqtts", form="mqtt[s]://HOST:PORT/PREFIX")
+def _build(url: str, context: SinkContext) -> MqttSink:
+    return MqttSink.from_url(url, agent_id=context.agent_id, spool_dir=context.spool_dir,
+                             spool_max_bytes=context.spool_max_bytes, metrics=context.metrics,
+                             connections=context.connections, spool_memory_bytes=context.spool_memory_bytes,
+                             **context.mqtt_options)

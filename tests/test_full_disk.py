@@ -129,3 +129,53 @@ def test_full_disk_with_metrics_and_readyz(tmp_path: Path, make_broker, collecto
 
 def test_full_disk_in_the_default_form(tmp_path: Path, make_broker, collector, small_tmpfs) -> None:
     _run_through_a_full_disk(tmp_path, make_broker, collector, small_tmpfs, metrics=False)
+
+
+def _jsonl_sink_on_a_full_disk(tmp_path: Path, small_tmpfs, metrics: bool) -> None:  # noqa: ANN001
+    """A jsonl: sink whose disk is full: events counted as dropped, logged once, the stdout sink goes on."""
+    disk = small_tmpfs(1 * 2**20)
+    out = disk / "alerts.jsonl"
+    out.write_text("")
+    filler = fill(disk, leave=0)
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.1))
+    port = free_port()
+    cmd = [sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model), "--source", "stdin",
+           "--sink", f"jsonl:{out}", "--sink", "stdout", "--stride", "1", "--k", "1", "--n", "1"]
+    if metrics:
+        cmd += ["--metrics", f"127.0.0.1:{port}"]
+    stdout = (tmp_path / "stdout.jsonl").open("w")
+    stderr = (tmp_path / "agent.err").open("w")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, text=True)
+    try:
+        proc.stdin.write(_rows(10, 1_700_000_000.0))
+        proc.stdin.flush()
+        assert wait_until(lambda: len(_jsonl(tmp_path / "stdout.jsonl")) == 20, 60), "stdout did not get every event"
+        if metrics:
+            assert wait_until(lambda: _health(port)[1].get("ready_reason") == "sink_unwritable", 20), _health(port)
+            assert 'edgewatch_sink_dropped_total{sink="jsonl"} 20.0' in _get(port, "/metrics")
+        filler.unlink()
+        proc.stdin.write(_rows(1, 1_700_100_000.0))
+        proc.stdin.flush()
+        assert wait_until(lambda: len(_jsonl(out)) == 2, 30), "writing did not resume once the disk had room"
+        if metrics:
+            assert wait_until(lambda: _health(port)[0] == 200, 20), _health(port)
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        stdout.close()
+        stderr.close()
+    err = (tmp_path / "agent.err").read_text()
+    assert "Traceback" not in err, err[-3000:]
+    assert err.count(f"event not written to {out}: No space left on device") == 1, err[-3000:]
+    assert "takes writes again (20 event(s) could not be written)" in err
+    assert "20 event(s) could not be written to" in err  # said again when the agent stops
+    assert [e["id"] for e in _jsonl(out)] == [e["id"] for e in _jsonl(tmp_path / "stdout.jsonl")][-2:]
+
+
+def test_a_jsonl_sink_on_a_full_disk_with_metrics(tmp_path: Path, small_tmpfs) -> None:
+    _jsonl_sink_on_a_full_disk(tmp_path, small_tmpfs, metrics=True)
+
+
+def test_a_jsonl_sink_on_a_full_disk_in_the_default_form(tmp_path: Path, small_tmpfs) -> None:
+    _jsonl_sink_on_a_full_disk(tmp_path, small_tmpfs, metrics=False)

@@ -64,6 +64,8 @@ METRICS: dict[str, MetricSpec] = {
     "spool_depth": MetricSpec("edgewatch_spool_depth", _G, "Alerts waiting on disk for the broker"),
     "spool_dropped": MetricSpec("edgewatch_spool_dropped", _G, "Alerts dropped this run: the spool was full (the "
                                 "oldest), or its disk refused writes and its memory queue was full (the newest)"),
+    "sink_dropped": MetricSpec("edgewatch_sink_dropped", _C, "Events a sink could not keep (a JSONL file whose "
+                               "disk refused the write), by sink", ("sink",)),
     "publish_errors": MetricSpec("edgewatch_mqtt_publish_errors", _G,
                                  "MQTT publishes refused by paho or the broker"),
     "reconnects": MetricSpec("edgewatch_source_reconnects", _C, "Source reconnections", ("source",)),

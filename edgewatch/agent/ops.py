@@ -45,7 +45,7 @@ def parse_addr(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
 DEFAULT_READY_GRACE = 30.0
 DEFAULT_READY_MAX_SILENCE = 60.0
 STUCK_AFTER = 10.0  # seconds without a turn of the loop
-SINK_REASONS = ("spool_unwritable", "alerts_undeliverable")  # most serious first
+SINK_REASONS = ("sink_unwritable", "spool_unwritable", "alerts_undeliverable")  # most serious first
 
 
 def health(agent: Agent, ready_grace: float = DEFAULT_READY_GRACE,
@@ -56,7 +56,8 @@ def health(agent: Agent, ready_grace: float = DEFAULT_READY_GRACE,
     needs a live agent whose alerts can be kept and sent, that has received
     a message and, unless ``ready_max_silence`` is 0, one within that many
     seconds; ``ready_reason`` says why not, the first that applies of:
-    ``stuck``, ``stopping``, ``spool_unwritable`` (the spool's disk refuses
+    ``stuck``, ``stopping``, ``sink_unwritable`` (a JSONL sink's disk refuses
+    writes: its events are dropped), ``spool_unwritable`` (the spool's disk refuses
     writes: alerts wait in memory, and past its bound are dropped),
     ``alerts_undeliverable`` (no broker for a while: alerts wait in the
     spool), ``starting`` (no message yet, within ``ready_grace`` of the

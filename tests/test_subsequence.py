@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgewatch.agent.postprocess import make_postprocessor
-from edgewatch.agent.subsequence import Novelty
+from edgewatch.agent.postprocess.novelty import Novelty
 from edgewatch.contract.postprocess import NoveltyParams, spec_problems
 from edgewatch.contract import PostProcess
 from edgewatch.errors import BadModelFile

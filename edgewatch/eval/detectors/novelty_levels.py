@@ -2,7 +2,7 @@
 
 The graph only passes each value through (window 1); the card's
 post-process is ``max(novelty(score), levels(score))``: the ``novelty``
-kind (:mod:`edgewatch.agent.subsequence`: nearest-neighbour distance of
+kind (:mod:`edgewatch.agent.postprocess.novelty`: nearest-neighbour distance of
 the last 48 values within the last 384, then Numenta's likelihood, one
 alert per event) and the ``levels`` kind (a value reaching a level never
 seen in the stream, contextOSE's first context). Why not the distance in

@@ -33,7 +33,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from edgewatch.agent.postprocess import Likelihood, _PerStream, _Stream, register_kind
+from edgewatch.agent.postprocess.base import Likelihood, _PerStream, _Stream, register_kind
 from edgewatch.contract.postprocess import NoveltyParams
 
 

@@ -38,7 +38,7 @@ A stream constant over its range rows has no scale and never fires.
 Parameters (defaults in :class:`~edgewatch.contract.postprocess.LevelsParams`): ``bins`` (8, contextOSE's
 3 bits), ``range_rows`` (384), ``rest`` (100), ``cap`` (4096).
 
-The ``novelty`` kind (its own module, :mod:`edgewatch.agent.subsequence`)
+The ``novelty`` kind (its own module, :mod:`edgewatch.agent.postprocess.novelty`)
 keeps each stream's last values and feeds a subsequence nearest-neighbour
 distance to the ``likelihood`` step, so a file with a pass-through graph
 can carry a detector that needs history without waiting for a long window.
@@ -320,7 +320,7 @@ def register_kind(name: str, build: Callable[[Any], PostProcessor]) -> None:
 register_kind("none", lambda _p: Identity())
 register_kind("likelihood", Likelihood)
 register_kind("levels", Levels)
-import edgewatch.agent.subsequence  # noqa: E402,F401 - registers the "novelty" kind (its own module)
+import edgewatch.agent.postprocess.novelty  # noqa: E402,F401 - registers the "novelty" kind (its own module)
 
 
 def make_postprocessor(spec: PostProcess) -> PostProcessor:

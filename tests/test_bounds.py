@@ -119,7 +119,7 @@ def test_likelihood_history_ring_keeps_what_a_deque_kept_in_the_same_order() -> 
 
     import numpy as np
 
-    from edgewatch.agent.postprocess.base import _Stream
+    from edgewatch.agent.postprocess.likelihood import _Stream
     from edgewatch.contract.postprocess import LikelihoodParams
 
     rng = np.random.default_rng(3)

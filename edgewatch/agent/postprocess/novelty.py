@@ -33,7 +33,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from edgewatch.agent.postprocess.base import Likelihood, _PerStream, _Stream, register_kind
+from edgewatch.agent.postprocess.base import PerStream
+from edgewatch.agent.postprocess.likelihood import Likelihood, _Stream
 from edgewatch.contract.postprocess import NoveltyParams
 
 
@@ -46,7 +47,7 @@ class _NoveltyStream:
         self.lik = lik
 
 
-class Novelty(_PerStream):
+class Novelty(PerStream):
     """Per stream: nearest-neighbour distance of the last ``m`` values within ``span``, then the likelihood."""
 
     def __init__(self, params: NoveltyParams) -> None:
@@ -78,5 +79,3 @@ class Novelty(_PerStream):
             return 0.0
         return self.lik._one(st.lik, self.distance(st.buf[st.n - span:st.n]))
 
-
-register_kind("novelty", Novelty)

@@ -17,7 +17,7 @@ import pytest
 from edgewatch.mqtt.payloads import status_state
 from edgewatch.agent.config import ConfigError, read_config, to_default_map
 from edgewatch.agent.model import file_sha256
-from edgewatch.agent.ops import JsonLogFormatter, parse_addr
+from edgewatch.agent.ops.server import JsonLogFormatter, parse_addr
 from edgewatch.commands.agent_run import command as run_command
 from edgewatch.data.simulator_server import ServerConfig, SimulatorServer
 from tests.conftest import free_port
@@ -184,7 +184,7 @@ def test_example_config_and_unit_are_consistent() -> None:
 def test_live_and_ready_are_told_apart(tmp_path: Path) -> None:
     from edgewatch.agent.engine import Agent, AgentOptions
     from edgewatch.agent.model import ScoringModel
-    from edgewatch.agent.ops import OpsServer
+    from edgewatch.agent.ops.server import OpsServer
     from edgewatch.agent.sources import Item, Kind
 
     agent = Agent(ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=3))), [],

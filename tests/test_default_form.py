@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from edgewatch.agent.metrics import METRICS, AgentMetrics, Unexported
+from edgewatch.agent.ops.metrics import METRICS, AgentMetrics, Unexported
 from tests.conftest import free_port
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgewatch.mqtt.payloads import status_state
-from edgewatch.agent.metrics import AgentMetrics
+from edgewatch.agent.ops.metrics import AgentMetrics
 from edgewatch.agent.sinks.mqtt import MqttConfigError, MqttSink
 
 

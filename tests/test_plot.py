@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources.parsing import Measurement
-from edgewatch.agent.recorder import RunRecorder
+from edgewatch.agent.ops.recorder import RunRecorder
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.cli import main
 from edgewatch.data.faults import FEATURES, FaultSpec

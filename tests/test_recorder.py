@@ -13,7 +13,7 @@ import pytest
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources.parsing import Measurement
-from edgewatch.agent.recorder import RunRecorder
+from edgewatch.agent.ops.recorder import RunRecorder
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.data.faults import FEATURES, FaultSpec
 from edgewatch.data.simulator import simulate_series

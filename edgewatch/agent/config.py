@@ -46,7 +46,7 @@ from typing import Any, Mapping
 import click
 
 from edgewatch.agent.engine import DEFAULT_STREAM_TTL
-from edgewatch.agent.ops import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
+from edgewatch.agent.ops.server import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
 from edgewatch.errors import BadInput
 
 SECRETS = {"mqtt-password": "EDGEWATCH_MQTT_PASSWORD"}  # flags --print-config leaves out -> where to give them

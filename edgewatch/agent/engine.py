@@ -27,7 +27,7 @@ import numpy as np
 
 from edgewatch.agent import events
 from edgewatch.agent.episodes import EpisodeTracker, Transition
-from edgewatch.agent.metrics import AgentMetrics
+from edgewatch.agent.ops.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
                                      sane_timestamp)

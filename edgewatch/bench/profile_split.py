@@ -24,7 +24,7 @@ STAGE_FILES: dict[str, tuple[str, ...]] = {
     "episodes": ("agent/episodes.py",),
     "drift watch": ("agent/drift_watch.py", "drift/"),
     "sinks": ("agent/sinks.py", "agent/events.py", "bench/agent_load.py"),
-    "engine loop": ("agent/engine.py", "agent/runtime.py", "agent/metrics.py"),
+    "engine loop": ("agent/engine.py", "agent/runtime.py", "agent/ops/metrics.py"),
 }
 STAGES = tuple(STAGE_FILES)
 

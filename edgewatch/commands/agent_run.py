@@ -15,9 +15,9 @@ from edgewatch import digests
 from edgewatch.mqtt.connection import Connections
 from edgewatch.agent.config import AgentConfig, load_into_context
 from edgewatch.agent.engine import DEFAULT_STREAM_TTL, Agent, AgentOptions, RunSummary
-from edgewatch.agent.metrics import AgentMetrics
+from edgewatch.agent.ops.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.ops import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
+from edgewatch.agent.ops.server import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
 from edgewatch.agent.model_store import ModelStore
 from edgewatch.agent.releases import admit_at_start
 from edgewatch.agent.runtime import ModelRuntime
@@ -193,7 +193,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     threshold and closes after M scored windows in a row under it (the model
     file's --close-after; N when it has none). Runs without torch.
     """
-    from edgewatch.agent.ops import setup_logging
+    from edgewatch.agent.ops.server import setup_logging
 
     if print_config:
         click.echo(AgentConfig.from_command(click.get_current_context()).to_toml(), nl=False)
@@ -355,7 +355,7 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
                       ready: tuple[float, float] = (DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE)
                       ) -> list[Callable[[], None]]:
     """Start /metrics + health, systemd notify/watchdog, model swaps, the fleet status; returns what stops them."""
-    from edgewatch.agent.ops import OpsServer, SystemdNotifier
+    from edgewatch.agent.ops.server import OpsServer, SystemdNotifier
 
     closers: list[Callable[[], None]] = []
     if metrics_addr:
@@ -408,7 +408,7 @@ def attach_page_and_record(agent: Agent, ui: str | None, record_run: Path | None
         click.echo(f"live page on {server.url}", err=True)
         closers.append(server.stop)
     if record_run:
-        from edgewatch.agent.recorder import RunRecorder
+        from edgewatch.agent.ops.recorder import RunRecorder
 
         closers.append(RunRecorder.for_agent(agent, record_run).close)
 

@@ -17,7 +17,8 @@ import pytest
 from edgewatch.mqtt.payloads import status_state
 from edgewatch.agent.config import ConfigError, read_config, to_default_map
 from edgewatch.agent.model import file_sha256
-from edgewatch.agent.ops.server import JsonLogFormatter, parse_addr
+from edgewatch.agent.ops.address import parse_address
+from edgewatch.agent.ops.logs import JsonLogFormatter
 from edgewatch.commands.agent_run import command as run_command
 from edgewatch.data.simulator_server import ServerConfig, SimulatorServer
 from tests.conftest import free_port
@@ -160,8 +161,8 @@ def test_unknown_config_key_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_small_pieces() -> None:
-    assert parse_addr("0.0.0.0:9108") == ("0.0.0.0", 9108)
-    assert parse_addr(":9108") == ("127.0.0.1", 9108) and parse_addr("9108") == ("127.0.0.1", 9108)
+    assert parse_address("0.0.0.0:9108") == ("0.0.0.0", 9108)
+    assert parse_address(":9108") == ("127.0.0.1", 9108) and parse_address("9108") == ("127.0.0.1", 9108)
     import logging
 
     line = JsonLogFormatter().format(logging.LogRecord("x", logging.WARNING, "f", 1, "a %s", ("b",), None))

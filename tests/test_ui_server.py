@@ -17,7 +17,8 @@ from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources.parsing import Measurement
 from edgewatch.agent.sources import Item, Kind
-from edgewatch.agent.ui.server import Ring, UiOptions, parse_address, start_ui
+from edgewatch.agent.ops.address import parse_address
+from edgewatch.agent.ui.server import Ring, UiOptions, start_ui
 from edgewatch.errors import BadInput
 from tests.modelkit import make_card, write_model
 

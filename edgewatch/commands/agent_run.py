@@ -193,7 +193,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     threshold and closes after M scored windows in a row under it (the model
     file's --close-after; N when it has none). Runs without torch.
     """
-    from edgewatch.agent.ops.server import setup_logging
+    from edgewatch.agent.ops.logs import setup_logging
 
     if print_config:
         click.echo(AgentConfig.from_command(click.get_current_context()).to_toml(), nl=False)
@@ -355,7 +355,8 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
                       ready: tuple[float, float] = (DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE)
                       ) -> list[Callable[[], None]]:
     """Start /metrics + health, systemd notify/watchdog, model swaps, the fleet status; returns what stops them."""
-    from edgewatch.agent.ops.server import OpsServer, SystemdNotifier
+    from edgewatch.agent.ops.server import OpsServer
+    from edgewatch.agent.ops.systemd import SystemdNotifier
 
     closers: list[Callable[[], None]] = []
     if metrics_addr:

@@ -1,4 +1,4 @@
-"""Running the agent as a service: metrics/health HTTP, JSON logs, systemd notify + watchdog.
+"""``--metrics``: Prometheus ``/metrics`` and the health endpoints ``/livez``, ``/readyz`` (``/healthz``).
 
 All standard library plus prometheus-client: an edge box needs nothing else.
 """
@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from edgewatch.agent.ops.address import parse_address
 from edgewatch.errors import EdgewatchError
 
 if TYPE_CHECKING:
@@ -25,21 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class OpsError(EdgewatchError):
-    """The metrics address cannot be used: give --metrics HOST:PORT with a free port."""
-
-
-def parse_addr(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` or ``PORT`` (loopback unless a host is given)."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "", text
-    try:
-        number = int(port)
-    except ValueError:
-        raise OpsError(f"bad address {text!r}: use HOST:PORT, e.g. 127.0.0.1:9108") from None
-    if not 0 <= number <= 65535:
-        raise OpsError(f"bad port in {text!r}")
-    return (host.strip("[]") or default_host), number
+    """The metrics address cannot be served (taken, not ours): give --metrics HOST:PORT with a free port."""
 
 
 DEFAULT_READY_GRACE = 30.0
@@ -114,7 +98,7 @@ class OpsServer:
     def __init__(self, agent: Agent, addr: str, ready_grace: float = DEFAULT_READY_GRACE,
                  ready_max_silence: float = DEFAULT_READY_MAX_SILENCE) -> None:
         self.agent = agent
-        host, port = parse_addr(addr)
+        host, port = parse_address(addr, "--metrics")
         from http.server import ThreadingHTTPServer  # here, not at the top: see AgentMetrics
 
         handler = _handler_for(agent, ready_grace, ready_max_silence)
@@ -168,89 +152,3 @@ def _handler_for(agent: Agent, ready_grace: float, ready_max_silence: float) -> 
             pass
 
     return Handler
-
-
-# -- logs ---------------------------------------------------------------------------
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (+ exception), for log shippers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def setup_logging(json_lines: bool, level: str = "info") -> None:
-    """Logs go to stderr (stdout carries alerts); replaces handlers set earlier."""
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter() if json_lines else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
-
-
-# -- systemd ------------------------------------------------------------------------
-
-
-class SystemdNotifier:
-    """sd_notify over the NOTIFY_SOCKET datagram socket, without libsystemd.
-
-    With ``WatchdogSec=`` in the unit, systemd sets WATCHDOG_USEC; we then send
-    ``WATCHDOG=1`` at half that period, but only while the agent loop turns
-    (its heartbeat is recent), so a wedged loop gets restarted.
-    """
-
-    def __init__(self) -> None:
-        self.address = os.environ.get("NOTIFY_SOCKET")
-        usec = os.environ.get("WATCHDOG_USEC")
-        self.watchdog_s = int(usec) / 1e6 if usec and usec.isdigit() else None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.address)
-
-    def notify(self, state: str) -> bool:
-        if not self.address:
-            return False
-        addr = self.address
-        if addr.startswith("@"):
-            addr = "\0" + addr[1:]
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-                s.sendto(state.encode(), addr)
-            return True
-        except OSError as exc:
-            log.warning("sd_notify %r failed: %s", state, exc)
-            return False
-
-    def start_watchdog(self, agent: Agent) -> None:
-        if not (self.address and self.watchdog_s):
-            return
-        period = self.watchdog_s / 2
-
-        def beat() -> None:
-            while not self._stop.wait(period):
-                if time.monotonic() - agent.heartbeat < self.watchdog_s:
-                    self.notify("WATCHDOG=1")
-                else:
-                    log.error("agent loop has not turned for %.1fs; not feeding the watchdog",
-                              time.monotonic() - agent.heartbeat)
-
-        self._thread = threading.Thread(target=beat, name="sd-watchdog", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()

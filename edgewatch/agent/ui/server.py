@@ -26,7 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from edgewatch.errors import BadInput, EdgewatchError
+from edgewatch.agent.ops.address import parse_address
+from edgewatch.errors import EdgewatchError
 
 log = logging.getLogger("edgewatch.agent.ui")
 
@@ -293,21 +294,6 @@ class LiveView:
                 "span": self.options.span_seconds, "fps": self.options.fps, "model": self.model_info}
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (or ``:PORT``, or ``PORT``) → (host, port); host defaults to 127.0.0.1."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "", text
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        number = int(port)
-    except ValueError:
-        number = -1
-    if not 0 <= number <= 65535:
-        raise BadInput(f"--ui wants ADDR:PORT such as 127.0.0.1:8080, got {text!r}")
-    return host, number
-
-
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -476,7 +462,7 @@ class UiServer:
 
 def start_ui(agent: Any, address: str, options: UiOptions | None = None) -> UiServer:
     """Attach a :class:`LiveView` to ``agent`` and serve the page on ``address`` (``HOST:PORT``)."""
-    host, port = parse_address(address)
+    host, port = parse_address(address, "--ui")
     view = LiveView(agent.features, agent.threshold, options, title=f"edgewatch · {agent.options.agent_id}")
     card = agent.card
     view.model_info = {"family": card.family, "window": agent.window, "stride": agent.stride,

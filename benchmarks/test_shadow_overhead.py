@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.shadow import ShadowScorer
+from edgewatch.agent.lifecycle.shadow import ShadowScorer
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.bench.engines import interleaved_medians
 from edgewatch.data.simulator import simulate_series

@@ -56,7 +56,7 @@ def test_agent_runs_with_torch_blocked(tmp_path: Path) -> None:
 
 
 def test_signed_models_verify_with_torch_and_onnx_blocked(tmp_path: Path) -> None:
-    from edgewatch.agent.signing import generate_keypair, load_private_key, sign_bytes
+    from edgewatch.agent.lifecycle.signing import generate_keypair, load_private_key, sign_bytes
 
     generate_keypair(tmp_path / "k")
     model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.1))

@@ -68,7 +68,7 @@ def test_fit_in_the_default_form_with_torch_blocked_then_the_agent_raises_one_ep
 
 def test_fit_with_flags(plant: dict[str, Path]) -> None:
     pytest.importorskip("cryptography")
-    from edgewatch.agent.signing import generate_keypair, load_trust_keys, verify_bytes
+    from edgewatch.agent.lifecycle.signing import generate_keypair, load_trust_keys, verify_bytes
 
     key = generate_keypair(plant["dir"] / "release.key")
     out = plant["dir"] / "flags.onnx"

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgewatch.agent.model import file_sha256
-from edgewatch.agent.signing import generate_keypair, load_private_key, sign_bytes
+from edgewatch.agent.lifecycle.signing import generate_keypair, load_private_key, sign_bytes
 from edgewatch.cli import main
 from tests.modelkit import make_card, write_model
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from edgewatch.agent.shadow import PromotionRule, ShadowScorer, format_report, parse_duration
+from edgewatch.agent.lifecycle.shadow import PromotionRule, ShadowScorer, format_report, parse_duration
 from edgewatch.fleet.status import format_table, read_status
 from edgewatch.mqtt import payloads
 from edgewatch.mqtt.topics import Topics
@@ -134,7 +134,7 @@ def test_publish_checks_the_file_before_it_connects(tmp_path) -> None:  # noqa: 
     """No broker listens on the URL: every refusal here happens before a connection is tried."""
     from click.testing import CliRunner
 
-    from edgewatch.agent.signing import generate_keypair, load_private_key, sign_bytes
+    from edgewatch.agent.lifecycle.signing import generate_keypair, load_private_key, sign_bytes
     from edgewatch.cli import main
     from tests.modelkit import make_card, write_model
 

@@ -20,14 +20,14 @@ from click.testing import CliRunner
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel, file_sha256
-from edgewatch.agent.model_store import ModelStore
+from edgewatch.agent.lifecycle.store import ModelStore
 from edgewatch.agent.sinks.mqtt import MqttSink
 from edgewatch.wire.onnx_read import ModelBytes, metadata_record
-from edgewatch.agent.releases import RollbackGrant, admit_at_start
-from edgewatch.agent.signing import (FORMAT_V1, Signature, TrustPolicy, digests, generate_keypair, key_id,
+from edgewatch.agent.lifecycle.releases import RollbackGrant, admit_at_start
+from edgewatch.agent.lifecycle.signing import (FORMAT_V1, Signature, TrustPolicy, digests, generate_keypair, key_id,
                                      load_private_key, load_public_key, read_signature, sign_bytes, verify_bytes)
 from edgewatch.agent.sources import ReplaySource
-from edgewatch.agent.swap import ModelFileWatcher, MqttModelReceiver
+from edgewatch.agent.lifecycle.receiver import ModelFileWatcher, MqttModelReceiver
 from edgewatch.cli import main
 from edgewatch.contract import SIGNATURE_KEY
 from edgewatch.errors import UntrustedModel

@@ -25,7 +25,7 @@ from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel, file_sha256
 from edgewatch.agent.runtime import ModelRuntime, Overrides, load_runtime
 from edgewatch.agent.sources import Item, Kind, ReplaySource
-from edgewatch.agent.swap import ModelFileWatcher
+from edgewatch.agent.lifecycle.receiver import ModelFileWatcher
 from edgewatch.cli import main
 from edgewatch.contract import DriftReference, Quantization
 from edgewatch.errors import BadModelFile, BadOverride
@@ -265,7 +265,7 @@ def test_eval_model_detector_runs_the_agents_runtime(bad_models, tmp_path: Path)
 
 def test_a_stored_live_model_that_cannot_run_falls_back_to_the_model_flag(bad_models, broker,
                                                                           tmp_path: Path) -> None:
-    from edgewatch.agent.model_store import ModelStore, StoredModel
+    from edgewatch.agent.lifecycle.store import ModelStore, StoredModel
 
     live = write_model(tmp_path / "live.onnx", make_card(window=5, threshold=0.5))
     bad = bad_models["drift reference"]

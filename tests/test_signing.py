@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel, file_sha256
 from edgewatch.agent.sinks.mqtt import MqttSink
-from edgewatch.agent.signing import (TrustPolicy, generate_keypair, load_private_key, load_public_key,
+from edgewatch.agent.lifecycle.signing import (TrustPolicy, generate_keypair, load_private_key, load_public_key,
                                      sign_bytes, verify_bytes)
 from edgewatch.agent.sources import ReplaySource
-from edgewatch.agent.swap import ModelFileWatcher, MqttModelReceiver
+from edgewatch.agent.lifecycle.receiver import ModelFileWatcher, MqttModelReceiver
 from edgewatch.cli import main
 from edgewatch.errors import UntrustedModel
 from edgewatch.mqtt.payloads import install_message

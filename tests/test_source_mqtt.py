@@ -16,7 +16,7 @@ from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sinks import SinkContext, make_sink
 from edgewatch.agent.sources import make_source
-from edgewatch.agent.swap import MqttModelReceiver
+from edgewatch.agent.lifecycle.receiver import MqttModelReceiver
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
 

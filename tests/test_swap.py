@@ -15,9 +15,9 @@ import paho.mqtt.publish as publish
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel, file_sha256
 from edgewatch.agent.sinks.mqtt import MqttSink
-from edgewatch.agent.signing import TrustPolicy
+from edgewatch.agent.lifecycle.signing import TrustPolicy
 from edgewatch.agent.sources import ReplaySource
-from edgewatch.agent.swap import ModelFileWatcher, MqttModelReceiver
+from edgewatch.agent.lifecycle.receiver import ModelFileWatcher, MqttModelReceiver
 from edgewatch.mqtt.payloads import install_message
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until

@@ -33,7 +33,7 @@ from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, BadReason, Measu
                                      sane_timestamp)
 from edgewatch.agent.postprocess import PostProcessor
 from edgewatch.agent.runtime import CandidateCheck, DriftSettings, ModelRuntime, Overrides, load_runtime
-from edgewatch.agent.shadow import ShadowScorer
+from edgewatch.agent.lifecycle.shadow import ShadowScorer
 from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
 from edgewatch.agent.sources.supervision import RestartPolicy, SourceSupervisor

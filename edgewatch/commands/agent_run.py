@@ -18,10 +18,10 @@ from edgewatch.agent.engine import DEFAULT_STREAM_TTL, Agent, AgentOptions, RunS
 from edgewatch.agent.ops.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.ops.server import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
-from edgewatch.agent.model_store import ModelStore
-from edgewatch.agent.releases import admit_at_start
+from edgewatch.agent.lifecycle.store import ModelStore
+from edgewatch.agent.lifecycle.releases import admit_at_start
 from edgewatch.agent.runtime import ModelRuntime
-from edgewatch.agent.signing import TrustPolicy
+from edgewatch.agent.lifecycle.signing import TrustPolicy
 from edgewatch.agent.sinks import SinkContext, make_sink
 from edgewatch.agent.sources import make_source, schemes
 from edgewatch.agent.sources.base import SourcesFailed
@@ -364,7 +364,7 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
         click.echo(f"metrics on {ops.url}/metrics, health on {ops.url}/livez and {ops.url}/readyz", err=True)
         closers.append(ops.close)
     if watch_model:
-        from edgewatch.agent.swap import ModelFileWatcher
+        from edgewatch.agent.lifecycle.receiver import ModelFileWatcher
 
         closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust,
                                         store=store).start().close)
@@ -373,7 +373,7 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
     mqtt = [s for s in agent.sinks if isinstance(s, mqtt_module.MqttSink)] if mqtt_module else []
     receiver = None
     if model_topic:
-        from edgewatch.agent.swap import MAX_MODEL_BYTES, MqttModelReceiver
+        from edgewatch.agent.lifecycle.receiver import MAX_MODEL_BYTES, MqttModelReceiver
 
         if not mqtt:
             raise click.UsageError("--model-topic needs an MQTT sink (--sink mqtt://host:port/prefix)")
@@ -381,7 +381,7 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
                                      max_bytes=max_model_bytes or MAX_MODEL_BYTES, store=store)
         closers.append(receiver.close)
     if mqtt:
-        from edgewatch.agent.fleet import FleetMember
+        from edgewatch.agent.lifecycle.fleet_member import FleetMember
 
         member = FleetMember(agent, mqtt[0], receiver, status_interval=status_interval,
                              shadow_interval=shadow_interval)

@@ -87,7 +87,7 @@ def shadow_report(agents: tuple[str, ...], wait: float, as_json: bool, **broker:
     if as_json:
         click.echo(json.dumps([{"agent": a, **reports[a]} for a in sorted(reports)], indent=2))
     else:
-        from edgewatch.agent.shadow import format_report
+        from edgewatch.agent.lifecycle.shadow import format_report
 
         for agent in sorted(reports):
             click.echo(f"== {agent}\n{format_report(reports[agent])}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from edgewatch.agent.signing import MAX_RELEASE
+from edgewatch.agent.lifecycle.signing import MAX_RELEASE
 from edgewatch.commands.fleet_options import broker_options, pop_broker
 from edgewatch.errors import EdgewatchError, UntrustedModel
 from edgewatch.mqtt import payloads
@@ -53,7 +53,7 @@ def publish(model_path: Path, agents: tuple[str, ...], shadow: bool, note: str, 
     swap it in (or run it in shadow) and report; this command prints each
     agent's outcome. Exit 1 when an agent refused it.
     """
-    from edgewatch.agent.shadow import PromotionRule
+    from edgewatch.agent.lifecycle.shadow import PromotionRule
 
     if promote_if and not shadow:
         raise click.UsageError("--promote-if needs --shadow (it says when a shadow model becomes live)")
@@ -82,7 +82,7 @@ def publish(model_path: Path, agents: tuple[str, ...], shadow: bool, note: str, 
 def _check_model(path: Path, data: bytes, allow_unsigned: bool, trust_keys: tuple[Path, ...]) -> str:
     from edgewatch.agent.model import ScoringModel
     from edgewatch.agent.runtime import ModelRuntime
-    from edgewatch.agent.signing import check_digests, load_trust_keys, read_signature, verify_bytes
+    from edgewatch.agent.lifecycle.signing import check_digests, load_trust_keys, read_signature, verify_bytes
 
     model = ScoringModel(path, data=data)  # an edgewatch model the agent can load (exit 3 with the reason if not)
     if model.card.is_time_series:
@@ -183,8 +183,8 @@ def rollback(agents: tuple[str, ...], note: str, key_path: Path | None, release:
     re-sign the old file ('edgewatch model sign', a new release) and
     publish it.
     """
-    from edgewatch.agent.releases import RollbackGrant
-    from edgewatch.agent.signing import load_private_key
+    from edgewatch.agent.lifecycle.releases import RollbackGrant
+    from edgewatch.agent.lifecycle.signing import load_private_key
 
     if (release is not None or signer is not None) and key_path is None:
         raise click.UsageError("--release and --signer sign the rollback: they need --key")

@@ -46,7 +46,7 @@ from edgewatch.contract.postprocess import PostProcess, spec_problems
 from edgewatch.errors import BadModelFile
 
 PREFIX = "edgewatch."
-# the signature entry (see edgewatch.agent.signing) is about the card, not part of it
+# the signature entry (see edgewatch.agent.lifecycle.signing) is about the card, not part of it
 SIGNATURE_KEY = PREFIX + "signature"
 INPUT_NAME = "x"
 SCORE_OUTPUT = "score"

@@ -62,7 +62,7 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
     out = Path(out)
     private = None
     if opts.key is not None:
-        from edgewatch.agent.signing import load_private_key
+        from edgewatch.agent.lifecycle.signing import load_private_key
 
         private = load_private_key(opts.key)  # a wrong key fails before the work, not after
     data = read_normal_data(paths, time_column=opts.time_column, columns=opts.columns, ignore=opts.ignore,
@@ -75,7 +75,7 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
     else:
         report = _fit_multivariate(data, out, opts, say)
     if private is not None:
-        from edgewatch.agent.signing import read_signature, sign_bytes
+        from edgewatch.agent.lifecycle.signing import read_signature, sign_bytes
         from edgewatch.files import write_bytes
 
         write_bytes(out, sign_bytes(out.read_bytes(), private, signer=opts.signer, source=str(out)))

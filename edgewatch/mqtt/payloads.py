@@ -67,7 +67,7 @@ class ModelMessage:
     applied, so the retained copy it gets again after a restart is not
     applied twice (a rollback stays rolled back). ``grant`` (rollback): the
     signed permission, as JSON, that agents with trusted keys require to go
-    back (``edgewatch.agent.releases.RollbackGrant``); carried, not read, here.
+    back (``edgewatch.agent.lifecycle.releases.RollbackGrant``); carried, not read, here.
     """
 
     action: str

@@ -8,7 +8,7 @@ Topics (``PREFIX`` from the URL, ``AGENT`` the agent id)::
     PREFIX/AGENT/status   retained JSON status with "state" online/offline (fleet contract v1,
                           docs/fleet.md); the broker publishes an "offline" status as the last
                           will when the agent dies without saying goodbye
-    PREFIX/AGENT/model    (subscribed, see :mod:`edgewatch.agent.swap`) a retained new model file
+    PREFIX/AGENT/model    (subscribed, see :mod:`edgewatch.agent.lifecycle.receiver`) a retained new model file
 
 Every event is first written to the :class:`~edgewatch.agent.sinks.spool.Spool`
 and only leaves it when the broker's PUBACK comes back, so a dead broker or

@@ -21,7 +21,7 @@ from edgewatch.wire.json import dumps, iso, iso_now
 if TYPE_CHECKING:
     from edgewatch.agent.engine import Agent
     from edgewatch.agent.sinks.mqtt import MqttSink
-    from edgewatch.agent.swap import MqttModelReceiver
+    from edgewatch.agent.lifecycle.receiver import MqttModelReceiver
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 A signature alone says *who* made a file, not *when*: anyone able to write
 the watched file or publish on the model topic could bring back any model
 the key ever signed (a weaker one, one with a threshold since corrected).
-So every signature carries a ``release`` number (:mod:`edgewatch.agent.signing`;
+So every signature carries a ``release`` number (:mod:`edgewatch.agent.lifecycle.signing`;
 by default the signing time in nanoseconds, or ``edgewatch model sign
 --release N``), and an agent with ``--trust-key`` keeps the highest release
 it has run, the :class:`ReleaseMark`, in its model store
@@ -35,14 +35,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from edgewatch.agent.signing import (TrustedKey, Verified, canonical_json, check_signed, default_release,
+from edgewatch.agent.lifecycle.signing import (TrustedKey, Verified, canonical_json, check_signed, default_release,
                                      default_signer, key_id, release_number, utc_text)
 from edgewatch.errors import EdgewatchError, UntrustedModel
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from edgewatch.agent.model_store import ModelStore
+    from edgewatch.agent.lifecycle.store import ModelStore
 
 GRANT_FORMAT = "edgewatch-rollback/1"
 

@@ -20,7 +20,7 @@ message of the fleet contract (:class:`~edgewatch.mqtt.payloads.ModelMessage`:
 install live or in shadow, rollback, promote; the first form, a JSON object
 ``{"sha256", "name", "onnx_b64"}``, is a live install). For an install, in this order, before anything touches the disk: the message size against the limit
 (``--max-model-mb``), the JSON, the sha256 against the bytes, the
-:class:`~edgewatch.agent.signing.TrustPolicy` (signed by a trusted key, or
+:class:`~edgewatch.agent.lifecycle.signing.TrustPolicy` (signed by a trusted key, or
 unsigned allowed explicitly). Only then is the file written to ``models/``
 under the spool directory and loaded from there; a file the loader refuses
 is deleted again, so a refusal leaves nothing behind. A retained message
@@ -30,7 +30,7 @@ Every path (start, file, MQTT) checks the trust policy on the very bytes it
 then loads, by sha256, so a file swapped between the check and the load is
 refused rather than run unchecked. With trusted keys, every path also
 refuses a release older than the highest this agent has run, kept in its
-:class:`~edgewatch.agent.model_store.ModelStore` (:mod:`edgewatch.agent.releases`);
+:class:`~edgewatch.agent.lifecycle.store.ModelStore` (:mod:`edgewatch.agent.lifecycle.releases`);
 going back takes a signed rollback or a re-signed file.
 """
 
@@ -46,10 +46,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgewatch.agent import events
-from edgewatch.agent.model_store import ModelStore, StoredModel
-from edgewatch.agent.releases import RollbackGrant
-from edgewatch.agent.shadow import PromotionRule, ShadowScorer
-from edgewatch.agent.signing import TrustPolicy, read_signature
+from edgewatch.agent.lifecycle.store import ModelStore, StoredModel
+from edgewatch.agent.lifecycle.releases import RollbackGrant
+from edgewatch.agent.lifecycle.shadow import PromotionRule, ShadowScorer
+from edgewatch.agent.lifecycle.signing import TrustPolicy, read_signature
 from edgewatch.errors import BadModelFile, EdgewatchError
 from edgewatch.mqtt.payloads import INSTALL, PROMOTE, ROLLBACK, ContractError, ModelMessage
 from edgewatch.wire.json import iso, iso_now
@@ -178,7 +178,7 @@ class MqttModelReceiver:
     ``install`` (live, or in shadow), ``rollback`` (to the previous model,
     kept on disk) and ``promote`` (the shadow model becomes live); the
     models and the id of the last message applied live in a
-    :class:`~edgewatch.agent.model_store.ModelStore`. ``trust`` decides
+    :class:`~edgewatch.agent.lifecycle.store.ModelStore`. ``trust`` decides
     which files may run (default: none unsigned, see :class:`TrustPolicy`);
     ``max_bytes`` bounds the model file, and its base64 message, before
     anything is decoded or written. paho has the message in memory by then:

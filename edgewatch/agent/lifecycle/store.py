@@ -5,7 +5,7 @@ after every change, so a restarted agent knows which model it ran (and
 resumes it rather than the older ``--model`` it was started with), which
 one ``rollback`` returns to, which model-topic message it applied last
 (the retained copy it receives again after a restart is not applied twice),
-and the highest signed release it has run (:mod:`edgewatch.agent.releases`:
+and the highest signed release it has run (:mod:`edgewatch.agent.lifecycle.releases`:
 with ``--trust-key``, so a restart cannot bring back an older file).
 Files no slot refers to are deleted; nothing else in the folder is touched.
 """
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgewatch.agent.releases import ReleaseMark, check_not_older
+from edgewatch.agent.lifecycle.releases import ReleaseMark, check_not_older
 from edgewatch.errors import EdgewatchError
 from edgewatch.files import write_bytes
 

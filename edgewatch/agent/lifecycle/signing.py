@@ -16,7 +16,7 @@ everything in that object but the signature itself, so it binds:
   ASCII) of *all* other ``metadata_props`` entries, ours and other tools';
 * ``release``: the release number the signer gave it (default the signing
   time in nanoseconds), which orders signed files so an agent can refuse
-  an older one replayed over a newer (:mod:`edgewatch.agent.releases`).
+  an older one replayed over a newer (:mod:`edgewatch.agent.lifecycle.releases`).
   Files signed in format 1, before releases existed, carry none and count
   as release 0; a ``release`` written into such an entry is not signed and
   is ignored.

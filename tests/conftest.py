@@ -235,3 +235,12 @@ def collector() -> Iterator:
     yield make
     for c in made:
         c.close()
+
+
+def live_page(agent: Any, address: str = "127.0.0.1:0", options: Any = None) -> Any:
+    """The agent's live page served at ``address``, fed through ``agent.subscribe`` as ``assemble`` feeds it."""
+    from edgewatch.agent.ui.server import LiveView, start_ui
+
+    view = LiveView.of(agent, options)
+    agent.subscribe(view.on_event, view.on_batch)
+    return start_ui(view, address)

@@ -215,7 +215,7 @@ def test_bad_messages_are_counted_by_reason_and_skipped(model_path: Path) -> Non
     agent.process([Item(Kind.RAW, "s", r, 0.0) for r in raws] + [Item(Kind.BAD, "s", BadReason.BINARY, 0.0)])
     assert agent.summary.messages == 7
     assert agent.summary.bad == {"not_json": 1, "wrong_arity": 1, "non_finite": 1, "binary": 2}
-    assert agent._seq == [2]
+    assert agent.table.seq == [2]
 
 
 @settings(max_examples=25, deadline=None)
@@ -237,7 +237,8 @@ def test_batched_scoring_equals_one_by_one(tmp_path_factory, msgs, stride) -> No
             def on_event(self, event):
                 pass
 
-        agent.observers.append(Rec())
+        observer = Rec()
+        agent.subscribe(observer.on_event, observer.on_batch)
         for b in batches:
             agent.process(b)
         return got

@@ -9,10 +9,13 @@ import threading
 import time
 from pathlib import Path
 
-from edgewatch.agent.engine import SCORE_BATCH, Agent, AgentOptions, BatchView
+import numpy as np
+
+from edgewatch.agent.engine import SCORE_BATCH, Agent, AgentOptions
+from edgewatch.agent.events import BatchView
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sinks import StdoutSink
-from edgewatch.agent.sources import WebSocketSource
+from edgewatch.agent.sources import Item, Kind, WebSocketSource
 from edgewatch.data.faults import FaultSpec
 from edgewatch.data.simulator_server import ServerConfig, SimulatorServer
 from tests.modelkit import make_card, write_model
@@ -35,7 +38,7 @@ def test_120_streams_in_one_agent_are_scored_in_batched_calls(tmp_path: Path) ->
     model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, threshold=10.0)))
     agent = Agent(model, [], AgentOptions(stride=1, drift_every=0))
     seen = BatchSizes()
-    agent.observers.append(seen)
+    agent.subscribe(seen.on_event, seen.on_batch)
     with SimulatorServer(ServerConfig(rate=25, streams=120, seed=1)) as server:
         src = WebSocketSource(server.url)
         agent.add_source(src)
@@ -67,7 +70,7 @@ def test_the_due_windows_of_all_streams_in_a_batch_go_to_one_call(tmp_path: Path
     model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, threshold=10.0)))
     agent = Agent(model, [], AgentOptions(stride=1, drift_every=0))
     seen = BatchSizes()
-    agent.observers.append(seen)
+    agent.subscribe(seen.on_event, seen.on_batch)
     fill = [Item(Kind.MEASUREMENT, "src", Measurement([0.5] * 4, stream=f"eq-{i}"), 0.0)
             for _ in range(4) for i in range(120)]
     agent.process(fill)  # four rows per stream: no window is due yet
@@ -118,3 +121,39 @@ def test_alert_carries_stream_time_score_threshold_features_and_model_sha(tmp_pa
     ends = [e for e in alerts if e["event"] == "end"]
     assert ends and ends[0]["episode"]["duration_s"] >= 0
     assert len({e["id"] for e in alerts}) == len(alerts)
+
+
+def test_a_reconnect_resets_the_state_of_a_learned_streams_own_model(tmp_path: Path) -> None:
+    """--learn: a stream scored by the model it learned forgets its past on a reconnect, as every stream does.
+
+    The reconnect used to reset the template model's state for that slot, so the learned model's
+    episode tracker still counted the window over the threshold from before the reconnect: k = 2 of
+    n = 3 were then met by one window before and one after it, and an episode opened across the gap.
+    """
+    from edgewatch.agent.learn import StreamLearner
+
+    template = ScoringModel(write_model(tmp_path / "t.onnx", make_card(window=5, threshold=0.1)))
+    options = AgentOptions(stride=1, k=2, n=3, drift_every=0)
+    learner = StreamLearner(tmp_path / "learned", template.card, 60, options.overrides())
+    events: list[dict] = []
+    agent = Agent(template, [], options, learner=learner)
+    agent.subscribe(on_event=events.append)
+    rng = np.random.default_rng(0)
+    normal = [0.5, 0.5, 0.5, 0.5]
+
+    def rows(values: list[list[float]]) -> list[Item]:
+        return [Item(Kind.RAW, "src", json.dumps({"stream": "s", "values": v}), 0.0) for v in values]
+
+    agent.process(rows((0.5 + 0.01 * rng.standard_normal((60, 4))).tolist()))  # learns its own pca
+    agent.process(rows([normal] * 5))
+    slot = agent.table.slots["s"]
+    own = agent.table.runtimes[slot]
+    assert own is not agent.runtime and own.tracker.k == 2 and own.tracker.n == 3
+    agent.process(rows([[50.0, 50.0, 50.0, 50.0]]))  # one window over the threshold: 1 of 3, no episode yet
+    assert own.tracker._tracks[slot].history != 0 and events == []
+    agent.process([Item(Kind.RESET, "src", None, 0.0)])  # the source reconnected
+    assert own.tracker._tracks[slot].history == 0 and agent.windows.count[slot] == 0
+    agent.process(rows([normal] * 5 + [[50.0, 50.0, 50.0, 50.0]]))  # a full window again, then one over
+    assert [e["event"] for e in events] == [], "the window over before the reconnect still counted"
+    agent.process(rows([[50.0, 50.0, 50.0, 50.0]]))  # a second one after it: now 2 of 3
+    assert [e["event"] for e in events] == ["start"]

@@ -93,7 +93,8 @@ def test_websocket_garbage_end_to_end(model: ScoringModel, caplog: pytest.LogCap
         def on_event(self, event: dict) -> None:
             pass
 
-    agent.observers.append(Count())
+    observer = Count()
+    agent.subscribe(observer.on_event, observer.on_batch)
     with caplog.at_level(logging.WARNING, logger="edgewatch.agent"):
         try:
             agent.run(duration=30, max_messages=len(frames))
@@ -150,7 +151,8 @@ def test_generated_garbage_never_crashes_and_every_good_message_is_scored(model:
         def on_event(self, event: dict) -> None:
             pass
 
-    agent.observers.append(Count())
+    observer = Count()
+    agent.subscribe(observer.on_event, observer.on_batch)
     items = [Item(Kind.RAW, "s", r, 0.0) for r in raws]
     for lo in range(0, len(items), batch):
         agent.process(items[lo:lo + batch])

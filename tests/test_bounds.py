@@ -14,7 +14,8 @@ from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.runtime import MAX_STREAMS_CAP, load_runtime
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.agent.sinks import MemorySink
-from edgewatch.agent.ui.server import UiOptions, start_ui
+from edgewatch.agent.ui.server import UiOptions
+from tests.conftest import live_page
 from tests.modelkit import make_card, write_model
 
 
@@ -73,7 +74,7 @@ def test_idle_streams_are_evicted_after_the_ttl_and_their_slots_reused(model: Sc
 def test_live_page_clients_are_capped_with_a_counted_refusal(model: ScoringModel) -> None:
     agent = Agent(model, [], AgentOptions(drift_every=0))
     agent.process([_msg("s0") for _ in range(5)])
-    server = start_ui(agent, "127.0.0.1:0", UiOptions(max_clients=2))
+    server = live_page(agent, "127.0.0.1:0", UiOptions(max_clients=2))
     conns = []  # the responses: each holds its open event stream (dropping one closes it)
     try:
         for _ in range(2):
@@ -104,7 +105,7 @@ def test_a_connection_that_sends_nothing_does_not_hold_a_thread(model: ScoringMo
     import socket
 
     agent = Agent(model, [], AgentOptions(drift_every=0))
-    server = start_ui(agent, "127.0.0.1:0", UiOptions(socket_timeout=0.3))
+    server = live_page(agent, "127.0.0.1:0", UiOptions(socket_timeout=0.3))
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
             t0 = time.monotonic()

@@ -51,9 +51,10 @@ def _agent_events(values: np.ndarray, reference_values: np.ndarray) -> list[tupl
 
         def on_event(self, event) -> None:  # noqa: ANN001
             if event["event"].startswith("drift"):
-                events.append((event["event"], agent._seq[0]))
+                events.append((event["event"], agent.table.seq[0]))
 
-    agent.observers.append(Rec())
+    observer = Rec()
+    agent.subscribe(observer.on_event, observer.on_batch)
     items = [Item(Kind.MEASUREMENT, "eq", Measurement(row.tolist()), float(i)) for i, row in enumerate(values)]
     for lo in range(0, len(items), 500):
         agent.process(items[lo:lo + 500])

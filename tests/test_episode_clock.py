@@ -65,7 +65,7 @@ def test_a_model_swap_and_an_idle_stream_end_episodes_on_the_streams_clock(model
     agent = Agent(ScoringModel(model_path), [sink], AgentOptions(drift_every=0, stream_ttl=60.0))
     agent.process(_items("p", T0, [0.5] * 4 + [2.5] * 4) + _items("q", T0 + 7, [0.5] * 4 + [2.5] * 5))
     assert [(e["event"], e["stream"]) for e in sink.events] == [("start", "p"), ("start", "q")]
-    agent.swap_runtime(ModelRuntime.build(ScoringModel(model_path), agent.options.overrides()))
+    agent.queue_model(ModelRuntime.build(ScoringModel(model_path), agent.options.overrides()))
     agent.process([])
     ends = [e for e in sink.events if e["event"] == "end"]
     assert [(e["stream"], e["reason"]) for e in ends] == [("p", "model swapped"), ("q", "model swapped")]

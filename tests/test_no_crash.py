@@ -72,7 +72,7 @@ def test_overflowing_score_still_makes_a_sendable_start_and_end_everywhere(model
     jsonl = tmp_path / "alerts.jsonl"
     view = LiveView(model.card.features, 0.5)
     agent = Agent(model, [StdoutSink(out), JsonlSink(jsonl, fsync=False)], AgentOptions(drift_every=0))
-    agent.observers.append(view)
+    agent.subscribe(view.on_event, view.on_batch)
     rows = [[0.5] * 4] * 8 + [[1e20, 0.5, 0.5, 0.5]] * 6 + [[0.5] * 4] * 8  # (1e20)^2 is inf in float32
     agent.process([_raw(r) for r in rows] + [_raw([1e39, 0, 0, 0])])
     agent.close()

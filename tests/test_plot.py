@@ -31,6 +31,7 @@ def record(tmp_path: Path, values: np.ndarray, ts: np.ndarray, stream: str = "eq
     agent = Agent(ScoringModel(write_model(tmp_path / "square.onnx", card)), [], AgentOptions(drift_every=0))
     path = tmp_path / "run.jsonl"
     rec = RunRecorder.for_agent(agent, path)
+    agent.subscribe(rec.on_event, rec.on_batch)
     items = [Item(Kind.MEASUREMENT, "t", Measurement(v.tolist(), float(t), stream), float(t))
              for v, t in zip(values, ts)]
     for lo in range(0, len(items), 50):

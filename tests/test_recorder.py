@@ -50,8 +50,10 @@ def test_recorded_run_reads_back_what_the_agent_saw(tmp_path: Path, model: Scori
         def on_event(self, event) -> None:  # noqa: ANN001
             pass
 
-    agent.observers.append(Collect())
+    observer = Collect()
+    agent.subscribe(observer.on_event, observer.on_batch)
     rec = RunRecorder.for_agent(agent, tmp_path / "run.jsonl")
+    agent.subscribe(rec.on_event, rec.on_batch)
     feed(agent, series.values, series.timestamps, "eq-0")
     rec.close()
 
@@ -77,6 +79,7 @@ def test_recorded_run_reads_back_what_the_agent_saw(tmp_path: Path, model: Scori
 def test_threshold_changes_and_many_streams_are_kept(tmp_path: Path, model: ScoringModel) -> None:
     agent = Agent(model, [], AgentOptions(drift_every=0))
     rec = RunRecorder.for_agent(agent, tmp_path / "run.jsonl")
+    agent.subscribe(rec.on_event, rec.on_batch)
     rng = np.random.default_rng(0)
     values = rng.uniform(0.4, 0.6, size=(40, 4))
     ts = 10.0 + np.arange(40) / 20
@@ -97,6 +100,7 @@ def test_record_is_flushed_while_running_and_survives_a_cut(tmp_path: Path, mode
     path = tmp_path / "run.jsonl"
     agent = Agent(model, [], AgentOptions(drift_every=0))
     rec = RunRecorder.for_agent(agent, path, flush_seconds=0.0)
+    agent.subscribe(rec.on_event, rec.on_batch)
     series = simulate_series(50, seed=1, start_ts=5.0)
     feed(agent, series.values, series.timestamps, "x")
     # readable before close: the flush interval bounds what a hard kill loses

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.lifecycle.accept import Gate
 from edgewatch.agent.model import ScoringModel, file_sha256
 from edgewatch.agent.lifecycle.store import ModelStore
 from edgewatch.agent.sinks.mqtt import MqttSink
@@ -27,7 +28,8 @@ from edgewatch.agent.lifecycle.releases import RollbackGrant, admit_at_start
 from edgewatch.agent.lifecycle.signing import (FORMAT_V1, Signature, TrustPolicy, digests, generate_keypair, key_id,
                                      load_private_key, load_public_key, read_signature, sign_bytes, verify_bytes)
 from edgewatch.agent.sources import ReplaySource
-from edgewatch.agent.lifecycle.receiver import ModelFileWatcher, MqttModelReceiver
+from edgewatch.agent.lifecycle.file_watch import ModelFileWatcher
+from edgewatch.agent.lifecycle.receiver import MqttModelReceiver
 from edgewatch.cli import main
 from edgewatch.contract import SIGNATURE_KEY
 from edgewatch.errors import UntrustedModel
@@ -224,7 +226,7 @@ def test_files_signed_before_releases_run_until_a_release_has(tmp_path: Path, ke
     assert store.release.release == 0
     agent = Agent(ScoringModel(live), [], AgentOptions(stride=1, drift_every=0))
     agent.add_source(ReplaySource(_replay(tmp_path), FEATURES, rate=2000, loop=True))
-    watcher = ModelFileWatcher(agent, live, interval=0.05, trust=trust, store=store)
+    watcher = ModelFileWatcher(agent, live, Gate.for_agent(agent, trust, store), interval=0.05)
     runner = threading.Thread(target=agent.run)
     runner.start()
     try:
@@ -250,7 +252,7 @@ def test_without_trust_keys_nothing_changes(tmp_path: Path, keys: dict) -> None:
     shutil.copyfile(new, live)
     agent = Agent(ScoringModel(live), [], AgentOptions(stride=1, drift_every=0))
     agent.add_source(ReplaySource(_replay(tmp_path), FEATURES, rate=2000, loop=True))
-    watcher = ModelFileWatcher(agent, live, interval=0.05)
+    watcher = ModelFileWatcher(agent, live, Gate.for_agent(agent), interval=0.05)
     runner = threading.Thread(target=agent.run)
     runner.start()
     try:
@@ -279,10 +281,11 @@ class _Fleet:
         self.store = ModelStore(tmp / "models")
         if trust.keys:
             admit_at_start(self.store, trust.check(live.read_bytes(), "start", str(live)), file_sha256(live), live)
-        self.receiver = MqttModelReceiver(self.agent, self.sink, tmp / "models", trust=trust, store=self.store)
+        self.receiver = MqttModelReceiver(self.agent, self.sink.connection, self.sink.topics,
+                                          Gate.for_agent(self.agent, trust, self.store))
         self.reasons: list[str] = []
-        self.agent.event_listeners.append(
-            lambda e: self.reasons.append(e["reason"]) if e["event"] == "model_refused" else None)
+        self.agent.subscribe(on_event=lambda e: self.reasons.append(e["reason"]) if e["event"] == "model_refused"
+                             else None)
         self._thread = threading.Thread(target=self.agent.run)
         self._thread.start()
 

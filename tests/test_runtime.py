@@ -22,10 +22,11 @@ import pytest
 from click.testing import CliRunner
 
 from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.lifecycle.accept import Candidate, Gate, Origin, accept
 from edgewatch.agent.model import ScoringModel, file_sha256
 from edgewatch.agent.runtime import ModelRuntime, Overrides, load_runtime
 from edgewatch.agent.sources import Item, Kind, ReplaySource
-from edgewatch.agent.lifecycle.receiver import ModelFileWatcher
+from edgewatch.agent.lifecycle.file_watch import ModelFileWatcher
 from edgewatch.cli import main
 from edgewatch.contract import DriftReference, Quantization
 from edgewatch.errors import BadModelFile, BadOverride
@@ -148,7 +149,7 @@ def test_watched_file_that_cannot_run_is_refused_and_the_old_model_keeps_scoring
     csv.write_text("a,b,c,d\n" + "0.5,0.5,0.5,0.6\n" * 50 + "3,3,3,3\n" * 10 + "0.5,0.5,0.5,0.6\n" * 50)
     src = ReplaySource(csv, FEATURES, rate=3000, loop=True)
     agent.add_source(src)
-    watcher = ModelFileWatcher(agent, live, interval=0.05)
+    watcher = ModelFileWatcher(agent, live, Gate.for_agent(agent), interval=0.05)
     runner = threading.Thread(target=agent.run)
     runner.start()
     n_by_k = write_model(tmp_path / "n2.onnx", make_card(window=5, k=2, n=2))  # --k 3 > its n
@@ -225,7 +226,8 @@ def test_run_closes_sinks_and_ends_episodes_on_every_exit_path(tmp_path: Path) -
     model = write_model(tmp_path / "m.onnx", make_card(window=2, threshold=0.5, k=1, n=1))
     sink = Recorder()
     agent = Agent(ScoringModel(model), [sink], AgentOptions(drift_every=0))
-    agent.observers.append(Boom())
+    observer = Boom()
+    agent.subscribe(observer.on_event, observer.on_batch)
     agent.queue.put(Item(Kind.RAW, "s", "[3, 3, 3, 3]", time.time()))
     agent.queue.put(Item(Kind.RAW, "s", "[3, 3, 3, 3]", time.time()))
 
@@ -293,7 +295,7 @@ def test_a_swapped_in_model_carries_its_threshold_warning_in_the_model_event(tmp
     odd = write_model(tmp_path / "odd.onnx", make_card(window=5, threshold=1e30))
     sink = Recorder()
     agent = Agent(ScoringModel(live), [sink], AgentOptions(drift_every=0))
-    agent.swap_runtime(agent.load_candidate(odd))
+    accept(agent, Candidate(odd, Origin.FILE), Gate.for_agent(agent))
     agent.process([Item(Kind.RAW, "s", "[0.5, 0.5, 0.5, 0.5]", time.time())])
     event = next(e for e in sink.events if e["event"] == "model_swapped")
     assert event["sha256"] == file_sha256(odd) and "far above every score" in event["warnings"][0]

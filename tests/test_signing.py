@@ -17,12 +17,15 @@ import pytest
 from click.testing import CliRunner
 
 from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.lifecycle.accept import Gate, Verdict
+from edgewatch.agent.lifecycle.store import ModelStore
 from edgewatch.agent.model import ScoringModel, file_sha256
 from edgewatch.agent.sinks.mqtt import MqttSink
 from edgewatch.agent.lifecycle.signing import (TrustPolicy, generate_keypair, load_private_key, load_public_key,
                                      sign_bytes, verify_bytes)
 from edgewatch.agent.sources import ReplaySource
-from edgewatch.agent.lifecycle.receiver import ModelFileWatcher, MqttModelReceiver
+from edgewatch.agent.lifecycle.file_watch import ModelFileWatcher
+from edgewatch.agent.lifecycle.receiver import MqttModelReceiver
 from edgewatch.cli import main
 from edgewatch.errors import UntrustedModel
 from edgewatch.mqtt.payloads import install_message
@@ -172,10 +175,9 @@ def test_watched_file_must_stay_signed(tmp_path: Path, keys: dict) -> None:
                tmp_path / "v2.onnx")
     agent = Agent(ScoringModel(live), [], AgentOptions(stride=1, drift_every=0))
     agent.add_source(ReplaySource(_replay(tmp_path), ["a", "b", "c", "d"], rate=2000, loop=True))
-    watcher = ModelFileWatcher(agent, live, interval=0.05,
-                               trust=TrustPolicy.from_files([keys["pub"]]))
+    watcher = ModelFileWatcher(agent, live, Gate.for_agent(agent, TrustPolicy.from_files([keys["pub"]])),
+                               interval=0.05)
     refused: list[str] = []
-    agent.refuse_model = lambda reason, sha256=None, origin="file", info=None: refused.append(reason)  # type: ignore
     runner = threading.Thread(target=agent.run)
     runner.start()
     try:
@@ -185,7 +187,9 @@ def test_watched_file_must_stay_signed(tmp_path: Path, keys: dict) -> None:
             tmp = live.with_name("live.new")
             tmp.write_bytes(path.read_bytes())
             os.replace(tmp, live)
-            watcher.check()
+            outcome = watcher.check()
+            if outcome is not None and outcome.verdict is Verdict.REFUSED:
+                refused.append(outcome.reason)
             assert len(refused) == i + 1
             assert agent.threshold == 0.5
         assert "is not signed" in refused[0] and "card" in refused[1] and "graph" in refused[2]
@@ -209,7 +213,8 @@ def test_mqtt_models_verified_before_disk(tmp_path: Path, keys: dict, broker, co
     agent.add_source(ReplaySource(_replay(tmp_path), ["a", "b", "c", "d"], rate=1000, loop=True))
     events = collector(broker, "trust/t1/events", client_id="c-trust", persistent=False)
     models = tmp_path / "models"
-    receiver = MqttModelReceiver(agent, sink, models, trust=TrustPolicy.from_files([keys["pub"]]),
+    receiver = MqttModelReceiver(agent, sink.connection, sink.topics,
+                                 Gate.for_agent(agent, TrustPolicy.from_files([keys["pub"]]), ModelStore(models)),
                                  max_bytes=20_000)
     runner = threading.Thread(target=agent.run)
     runner.start()

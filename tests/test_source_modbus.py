@@ -74,7 +74,7 @@ def test_polls_types_scale_and_bad_values(tmp_path: Path) -> None:
                  "registers": {"fan": "104:u32", "cpu": "100:u16:0.1", "memory": "101:f32", "traffic": "103:i16"}}
         agent, src, runner = _agent(tmp_path, table)
         rows = Rows()
-        agent.observers.append(rows)
+        agent.subscribe(rows.on_event, rows.on_batch)
         try:
             assert wait_until(lambda: src.measurements >= 3)
             server.exception_code = 2  # illegal data address
@@ -189,7 +189,7 @@ def test_wrong_short_and_garbled_replies_are_counted_never_data(tmp_path: Path) 
     agent, src, runner = _agent(tmp_path, url)
     src.backoff.base = 0.05
     rows = Rows()
-    agent.observers.append(rows)
+    agent.subscribe(rows.on_event, rows.on_batch)
     try:
         assert wait_until(lambda: len(server.sent) >= 4 + len(BAD_SCRIPT))
         scored = agent.summary.windows

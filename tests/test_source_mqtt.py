@@ -11,6 +11,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edgewatch.agent.lifecycle.accept import Gate
+from edgewatch.agent.lifecycle.store import ModelStore
 from edgewatch.mqtt.connection import Connections
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
@@ -86,7 +88,8 @@ def test_sink_source_and_model_receiver_share_one_connection(tmp_path: Path, bro
     agent = _agent(tmp_path, "one", [sink])
     src = make_source(f"{url}/in/%23", FEATURES, agent_id="one", connections=connections)
     agent.add_source(src)
-    receiver = MqttModelReceiver(agent, sink, tmp_path / "models")
+    receiver = MqttModelReceiver(agent, sink.connection, sink.topics,
+                                 Gate.for_agent(agent, store=ModelStore(tmp_path / "models")))
     runner = _run(agent)
     pub = Publisher(broker)
     try:

@@ -161,7 +161,8 @@ def test_an_explicit_node_map_from_the_config(tmp_path: Path, opc: OpcUaServer) 
         def on_event(self, event: dict) -> None:
             pass
 
-    agent.observers.append(Rows())
+    observer = Rows()
+    agent.subscribe(observer.on_event, observer.on_batch)
     agent.add_source(src)
     runner = threading.Thread(target=agent.run, daemon=True)
     runner.start()

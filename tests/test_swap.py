@@ -13,11 +13,14 @@ from pathlib import Path
 import paho.mqtt.publish as publish
 
 from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.lifecycle.accept import Gate
+from edgewatch.agent.lifecycle.store import ModelStore
 from edgewatch.agent.model import ScoringModel, file_sha256
 from edgewatch.agent.sinks.mqtt import MqttSink
 from edgewatch.agent.lifecycle.signing import TrustPolicy
 from edgewatch.agent.sources import ReplaySource
-from edgewatch.agent.lifecycle.receiver import ModelFileWatcher, MqttModelReceiver
+from edgewatch.agent.lifecycle.file_watch import ModelFileWatcher
+from edgewatch.agent.lifecycle.receiver import MqttModelReceiver
 from edgewatch.mqtt.payloads import install_message
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
@@ -58,10 +61,10 @@ def test_file_watch_swaps_good_models_and_refuses_bad_ones(tmp_path: Path) -> No
     first_sha = file_sha256(live)
     agent = Agent(ScoringModel(live), [], AgentOptions(stride=1, drift_every=0))
     seen = Events()
-    agent.observers.append(seen)
+    agent.subscribe(seen.on_event, seen.on_batch)
     src = ReplaySource(_replay(tmp_path), ["a", "b", "c", "d"], rate=2000, loop=True)
     agent.add_source(src)
-    watcher = ModelFileWatcher(agent, live, interval=0.05).start()
+    watcher = ModelFileWatcher(agent, live, Gate.for_agent(agent), interval=0.05).start()
     runner = threading.Thread(target=agent.run)
     runner.start()
     try:
@@ -100,7 +103,8 @@ def test_mqtt_model_topic_swaps_and_refuses(tmp_path: Path, broker, collector) -
     src = ReplaySource(_replay(tmp_path), ["a", "b", "c", "d"], rate=1000, loop=True)
     agent.add_source(src)
     events = collector(broker, "fleet/m1/events", client_id="c-swap", persistent=False)
-    receiver = MqttModelReceiver(agent, sink, tmp_path / "models", trust=TrustPolicy(allow_unsigned_remote=True))
+    receiver = MqttModelReceiver(agent, sink.connection, sink.topics, Gate.for_agent(
+        agent, TrustPolicy(allow_unsigned_remote=True), ModelStore(tmp_path / "models")))
     runner = threading.Thread(target=agent.run)
     runner.start()
     topic = "fleet/m1/model"

@@ -17,10 +17,10 @@ import pytest
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources import WebSocketSource
-from edgewatch.agent.ui.server import start_ui
 from edgewatch.data.faults import FEATURES, FaultSpec
 from edgewatch.data.simulator_server import ServerConfig, SimulatorServer
 from edgewatch.plot.browser import HeadlessChromium, find_chromium
+from tests.conftest import live_page
 from tests.modelkit import make_card, write_model
 
 pytestmark = [pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed"),
@@ -44,7 +44,7 @@ def test_bars_are_green_before_the_fault_and_red_during_it(tmp_path: Path) -> No
     with SimulatorServer(config) as sim:
         agent = Agent(model, [], AgentOptions(drift_every=0, agent_id="browser-test"))
         agent.add_source(WebSocketSource(sim.url))
-        ui = start_ui(agent, "127.0.0.1:0")
+        ui = live_page(agent, "127.0.0.1:0")
         runner = threading.Thread(target=agent.run, kwargs={"duration": 120}, daemon=True)
         runner.start()
         try:

@@ -18,8 +18,9 @@ from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources.parsing import Measurement
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.agent.ops.address import parse_address
-from edgewatch.agent.ui.server import Ring, UiOptions, start_ui
+from edgewatch.agent.ui.server import Ring, UiOptions
 from edgewatch.errors import BadInput
+from tests.conftest import live_page
 from tests.modelkit import make_card, write_model
 
 FEATURES = ["cpu", "memory", "traffic", "fan"]
@@ -90,7 +91,7 @@ def read_events(port: int, path: str, until: int, events: list[tuple[str, dict]]
 
 
 def test_event_stream_sends_only_the_picked_stream(agent: Agent) -> None:
-    server = start_ui(agent, "127.0.0.1:0")
+    server = live_page(agent, "127.0.0.1:0")
     try:
         streams = [f"eq-{i}" for i in range(30)]
         feed(agent, streams, 40, hot=range(20, 30))
@@ -127,10 +128,10 @@ def test_event_stream_sends_only_the_picked_stream(agent: Agent) -> None:
 
 
 def test_rings_bound_memory_per_stream(agent: Agent) -> None:
-    server = start_ui(agent, "127.0.0.1:0", UiOptions(history=100, windows=50))
+    server = live_page(agent, "127.0.0.1:0", UiOptions(history=100, windows=50))
     try:
         feed(agent, ["a", "b"], 1000)
-        view = agent.observers[0]
+        view = server.view
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         conn.request("GET", "/api/frame?stream=b")
         frame = json.loads(conn.getresponse().read())
@@ -144,7 +145,7 @@ def test_rings_bound_memory_per_stream(agent: Agent) -> None:
 
 
 def test_page_is_self_contained_and_served(agent: Agent) -> None:
-    server = start_ui(agent, "127.0.0.1:0")
+    server = live_page(agent, "127.0.0.1:0")
     try:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         bodies = {}
@@ -168,11 +169,11 @@ def test_page_is_self_contained_and_served(agent: Agent) -> None:
 
 
 def test_ui_port_in_use_is_a_clear_error(agent: Agent) -> None:
-    server = start_ui(agent, "127.0.0.1:0")
+    server = live_page(agent, "127.0.0.1:0")
     try:
         from edgewatch.errors import EdgewatchError
 
         with pytest.raises(EdgewatchError, match="choose another --ui"):
-            start_ui(agent, f"127.0.0.1:{server.port}")
+            live_page(agent, f"127.0.0.1:{server.port}")
     finally:
         server.stop()

@@ -14,7 +14,8 @@ fleet contract (docs/fleet.md): ``model_swapped``, ``model_shadow``,
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -126,3 +127,58 @@ def model_refused_event(*, agent: str, now: float, origin: str, reason: str, sha
 def model_unchanged_event(*, agent: str, now: float, sha256: str, **info: Any) -> dict[str, Any]:
     """A model message named the model that already runs: nothing changed (``info``: the message's note...)."""
     return {"event": "model_unchanged", "agent": agent, "time": iso(now), "sha256": sha256, **info}
+
+
+# -- what subscribers get -----------------------------------------------------------------
+
+
+@dataclass
+class ScoredWindow:
+    """One window the agent scored: its stream, time and sequence number, decision score, over or not."""
+
+    slot: int
+    stream: str
+    ts: float
+    seq: int
+    score: float
+    over: bool
+
+
+@dataclass
+class BatchView:
+    """What one processed batch contained, for batch subscribers (the live page, the run recorder)."""
+
+    streams: list[str]
+    ts: list[float]
+    seq: list[int]
+    values: np.ndarray  # [messages, n_features]
+    scored: list[ScoredWindow]
+    threshold: float
+
+
+@dataclass
+class Subscribers:
+    """Who gets the agent's events (``on_event``) and batch views (``on_batch``), besides the sinks.
+
+    Two lists because a batch view costs the hot path (every message's row
+    is kept for it), so the agent builds one only while somebody subscribed
+    to batches; events are few.
+    """
+
+    on_event: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    on_batch: list[Callable[[BatchView], None]] = field(default_factory=list)
+
+    def add(self, on_event: Callable[[dict[str, Any]], None] | None = None,
+            on_batch: Callable[[BatchView], None] | None = None) -> Callable[[], None]:
+        """Subscribe either or both; returns what unsubscribes them."""
+        if on_event is not None:
+            self.on_event.append(on_event)
+        if on_batch is not None:
+            self.on_batch.append(on_batch)
+
+        def remove() -> None:
+            if on_event is not None and on_event in self.on_event:
+                self.on_event.remove(on_event)
+            if on_batch is not None and on_batch in self.on_batch:
+                self.on_batch.remove(on_batch)
+        return remove

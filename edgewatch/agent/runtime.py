@@ -122,6 +122,12 @@ class ModelRuntime:
                           keep_every=d.keep_every, min_statistic=d.min_statistic, min_sample=d.sample,
                           first_rows=range_check_for(self.card, d.range_rows))
 
+    def check_fits(self, running: ModelRuntime) -> None:
+        """Refuse (BadModelFile) to take over from ``running`` when this model reads other features."""
+        if self.card.features != running.card.features:
+            raise BadModelFile(f"{self.model.path} reads features {self.card.features}, the running model "
+                               f"reads {running.card.features}: refusing to swap")
+
     def stream_bytes(self) -> int:
         """Memory one stream can take with this model (windows, drift sample, post-process state), bytes.
 

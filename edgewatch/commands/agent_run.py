@@ -18,6 +18,7 @@ from edgewatch.agent.engine import DEFAULT_STREAM_TTL, Agent, AgentOptions, RunS
 from edgewatch.agent.ops.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.ops.server import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
+from edgewatch.agent.lifecycle.accept import Gate, Origin, refuse
 from edgewatch.agent.lifecycle.store import ModelStore
 from edgewatch.agent.lifecycle.releases import admit_at_start
 from edgewatch.agent.runtime import ModelRuntime
@@ -263,7 +264,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             learner = StreamLearner(learn_state, runtime.card, learn_rows, options.overrides())
         agent = Agent(runtime, built_sinks, options, metrics=metrics, learner=learner)
         if refused_at_start is not None:
-            agent.refuse_model(refused_at_start[0], sha256=refused_at_start[1], origin="store")
+            refuse(agent, refused_at_start[0], refused_at_start[1], Origin.STORE)
         for spec in sources:
             agent.add_source(make_source(spec, model.card.features, idle_timeout=idle_timeout,
                                          agent_id=options.agent_id, mqtt_options=mqtt_options,
@@ -364,10 +365,10 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
         click.echo(f"metrics on {ops.url}/metrics, health on {ops.url}/livez and {ops.url}/readyz", err=True)
         closers.append(ops.close)
     if watch_model:
-        from edgewatch.agent.lifecycle.receiver import ModelFileWatcher
+        from edgewatch.agent.lifecycle.file_watch import ModelFileWatcher
 
-        closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust,
-                                        store=store).start().close)
+        closers.append(ModelFileWatcher(agent, agent.model.path, Gate.for_agent(agent, trust, store),
+                                        interval=watch_interval).start().close)
     # no MQTT sink was made unless its module (and paho) got imported: do not import them for nothing
     mqtt_module = sys.modules.get("edgewatch.agent.sinks.mqtt")
     mqtt = [s for s in agent.sinks if isinstance(s, mqtt_module.MqttSink)] if mqtt_module else []
@@ -377,14 +378,16 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
 
         if not mqtt:
             raise click.UsageError("--model-topic needs an MQTT sink (--sink mqtt://host:port/prefix)")
-        receiver = MqttModelReceiver(agent, mqtt[0], spool_dir / "models", trust=trust,
-                                     max_bytes=max_model_bytes or MAX_MODEL_BYTES, store=store)
+        receiver = MqttModelReceiver(agent, mqtt[0].connection, mqtt[0].topics,
+                                     Gate.for_agent(agent, trust, store or ModelStore(spool_dir / "models")),
+                                     max_bytes=max_model_bytes or MAX_MODEL_BYTES)
         closers.append(receiver.close)
     if mqtt:
         from edgewatch.agent.lifecycle.fleet_member import FleetMember
 
         member = FleetMember(agent, mqtt[0], receiver, status_interval=status_interval,
                              shadow_interval=shadow_interval)
+        agent.subscribe(on_event=member.on_event)
         closers.append(member.close)
     notifier = SystemdNotifier()
     if notifier.enabled:
@@ -403,15 +406,19 @@ def attach_page_and_record(agent: Agent, ui: str | None, record_run: Path | None
     """Start the live page (--ui) and the run recorder (--record-run); returns what stops them."""
     closers: list[Callable[[], None]] = []
     if ui:
-        from edgewatch.agent.ui.server import UiOptions, start_ui
+        from edgewatch.agent.ui.server import LiveView, UiOptions, start_ui
 
-        server = start_ui(agent, ui, UiOptions(max_clients=ui_max_clients))
+        view = LiveView.of(agent, UiOptions(max_clients=ui_max_clients))
+        agent.subscribe(view.on_event, view.on_batch)
+        server = start_ui(view, ui)
         click.echo(f"live page on {server.url}", err=True)
         closers.append(server.stop)
     if record_run:
         from edgewatch.agent.ops.recorder import RunRecorder
 
-        closers.append(RunRecorder.for_agent(agent, record_run).close)
+        rec = RunRecorder.for_agent(agent, record_run)
+        agent.subscribe(rec.on_event, rec.on_batch)
+        closers.append(rec.close)
 
     def close() -> None:
         for c in closers:

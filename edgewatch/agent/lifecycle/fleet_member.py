@@ -47,7 +47,6 @@ class FleetMember:
         self._requests: list[str] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
-        agent.event_listeners.append(self.on_event)
         sink.status_payload = self.status_payload
         self.command_topic = sink.connection.subscribe(sink.topics.command, self._on_command)
         self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)

@@ -36,8 +36,8 @@ RUN_FORMAT = 1
 
 
 class RunRecorder:
-    """Agent observer that appends every message, scored window and event to a JSONL file (after what
-    earlier runs wrote there)."""
+    """Appends every message, scored window and event to a JSONL file (after what earlier runs wrote
+    there); an agent subscriber."""
 
     def __init__(self, path: str | Path, features: list[str], threshold: float, *,
                  flush_seconds: float = 1.0, messages: bool = True, meta: dict[str, Any] | None = None) -> None:
@@ -62,12 +62,11 @@ class RunRecorder:
 
     @classmethod
     def for_agent(cls, agent: Any, path: str | Path, **kwargs: Any) -> RunRecorder:
-        """A recorder whose header names the agent's model, window and stride; attached to the agent."""
+        """A recorder whose header names the agent's model, window and stride; feed it with
+        ``agent.subscribe(rec.on_event, rec.on_batch)``."""
         meta = {"window": agent.window, "stride": agent.stride, "agent": agent.options.agent_id,
                 "model": {"family": agent.card.family, "sha256": agent.model.sha256}}
-        rec = cls(path, agent.features, agent.threshold, meta=meta, **kwargs)
-        agent.observers.append(rec)
-        return rec
+        return cls(path, agent.features, agent.threshold, meta=meta, **kwargs)
 
     def _write(self, text: str) -> None:
         if self._out is not None:

@@ -119,7 +119,7 @@ class StreamTrace:
 
 
 class LiveView:
-    """Agent observer that keeps bounded recent data per stream for the live page.
+    """Keeps bounded recent data per stream for the live page (an agent subscriber).
 
     Thread-safe: the agent loop writes, HTTP threads read, both under one
     short lock.
@@ -138,7 +138,17 @@ class LiveView:
         self.untraced = 0  # streams not shown because max_streams were traced already
         self.clients = 0  # event streams open now
         self.refused_clients = 0
-        self.metrics: Any = None  # the agent's AgentMetrics, when attached by start_ui
+        self.metrics: Any = None  # the agent's AgentMetrics (LiveView.of)
+
+    @classmethod
+    def of(cls, agent: Any, options: UiOptions | None = None) -> LiveView:
+        """The page of ``agent``'s features, threshold and model; feed it with
+        ``agent.subscribe(view.on_event, view.on_batch)``."""
+        view = cls(agent.features, agent.threshold, options, title=f"edgewatch · {agent.options.agent_id}")
+        view.model_info = {"family": agent.card.family, "window": agent.window, "stride": agent.stride,
+                           "sha256": agent.model.sha256[:12]}
+        view.metrics = agent.metrics
+        return view
 
     # -- the agent side (hot path) -------------------------------------------------
 
@@ -460,13 +470,7 @@ class UiServer:
         self.stop()
 
 
-def start_ui(agent: Any, address: str, options: UiOptions | None = None) -> UiServer:
-    """Attach a :class:`LiveView` to ``agent`` and serve the page on ``address`` (``HOST:PORT``)."""
+def start_ui(view: LiveView, address: str) -> UiServer:
+    """Serve ``view``'s page on ``address`` (``HOST:PORT``); the view gets its data from ``agent.subscribe``."""
     host, port = parse_address(address, "--ui")
-    view = LiveView(agent.features, agent.threshold, options, title=f"edgewatch · {agent.options.agent_id}")
-    card = agent.card
-    view.model_info = {"family": card.family, "window": agent.window, "stride": agent.stride,
-                       "sha256": agent.model.sha256[:12]}
-    view.metrics = getattr(agent, "metrics", None)
-    agent.observers.append(view)
     return UiServer(view, host, port).start()

@@ -14,6 +14,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import click
 import pytest
 
 from edgewatch.agent.config import (FIELDS, AgentConfig, ConfigError, flags_of_document, long_flag,
@@ -36,7 +37,7 @@ RICH = {
     "spool-max-mb": 1.5, "spool-memory-mb": 0.5, "max-streams": 500, "stream-ttl": 0.0, "mqtt-username": "press-7",
     "mqtt-password": "s3cret", "mqtt-ca-file": "/etc/ca.pem", "mqtt-cert-file": "/etc/c.pem",
     "mqtt-key-file": "/etc/c.key", "mqtt-tls-insecure": True, "mqtt-keepalive": 15, "agent-id": "press-7",
-    "model-topic": False, "status-interval": 2.0, "shadow-report-interval": 5.0, "metrics": "127.0.0.1:9108",
+    "fleet-broker": "mqtt://broker:1883/fleet", "model-topic": False, "status-interval": 2.0, "shadow-report-interval": 5.0, "metrics": "127.0.0.1:9108",
     "ready-grace": 1.0, "ready-max-silence": 0.0, "log-json": True, "log-level": "warning", "learn": 50,
     "learn-state": "learned", "ui": "127.0.0.1:8080", "ui-max-clients": 2, "duration": 9.5,
     "max-messages": 1000, "summary-json": "s.json", "record-run": "run.jsonl", "quiet": True,
@@ -60,6 +61,13 @@ def replay_run(tmp_path: Path) -> tuple[Path, list[str]]:
 def test_every_flag_of_agent_run_is_one_setting_with_the_same_default(monkeypatch: pytest.MonkeyPatch) -> None:
     options = {f for f in map(long_flag, run_command.params) if f and f not in NOT_SETTINGS}
     assert options == set(FIELDS), "each flag of agent run is a field of AgentConfig (agent/config.py)"
+    for param in run_command.params:  # the options are made from the fields: defaults and ranges alike
+        spec = FIELDS.get(long_flag(param) or "")
+        if spec is not None:
+            default = tuple(param.default) if param.multiple else param.default
+            assert default == spec.default and bool(param.help), spec.flag
+            if isinstance(param.type, (click.IntRange, click.FloatRange)):
+                assert (param.type.min, param.type.max) == (spec.minimum, spec.maximum), spec.flag
     monkeypatch.delenv("EDGEWATCH_MQTT_USERNAME", raising=False)
     monkeypatch.delenv("EDGEWATCH_MQTT_PASSWORD", raising=False)
     ctx = run_command.make_context("run", ["--model", "m.onnx", "--source", "stdin"])

@@ -143,7 +143,7 @@ def test_config_refuses_unknown_keys_and_maps_sections(tmp_path: Path) -> None:
     p = tmp_path / "c.toml"
     p.write_text('model = "m.onnx"\nsink = "stdout"\n[mqtt]\nusername = "u"\nca_file = "/ca.pem"\n')
     dm = to_default_map(run_command, read_config(p))
-    assert dm == {"model_path": "m.onnx", "sinks": ["stdout"], "mqtt_username": "u", "mqtt_ca_file": "/ca.pem"}
+    assert dm == {"model": "m.onnx", "sink": ["stdout"], "mqtt_username": "u", "mqtt_ca_file": "/ca.pem"}
     p.write_text('modle = "m.onnx"\n')
     with pytest.raises(ConfigError, match="unknown setting.*modle"):
         to_default_map(run_command, read_config(p))
@@ -171,12 +171,12 @@ def test_small_pieces() -> None:
 
 def test_example_config_and_unit_are_consistent() -> None:
     dm = to_default_map(run_command, read_config(ROOT / "deploy" / "agent.example.toml"))
-    assert dm["sources"] == ["ws://10.0.0.5:9000/"] and dm["log_json"] is True and dm["metrics_addr"]
+    assert dm["source"] == ["ws://10.0.0.5:9000/"] and dm["log_json"] is True and dm["metrics"]
     unit = (ROOT / "deploy" / "edgewatch-agent.service").read_text()
     assert "Type=notify" in unit and "WatchdogSec=" in unit and "Restart=on-failure" in unit
     assert "--config /etc/edgewatch/agent.toml" in unit
     # example configs bind to loopback only: an example copied as is must not open the agent to the network
-    assert dm["metrics_addr"].startswith("127.0.0.1:") and dm["stream_ttl"] == 3600
+    assert dm["metrics"].startswith("127.0.0.1:") and dm["stream_ttl"] == 3600
     for example in [ROOT / "deploy" / "agent.example.toml", ROOT / "README.md", ROOT / "docs" / "agent.md",
                     ROOT / "edgewatch" / "agent" / "config.py"]:
         assert "0.0.0.0" not in example.read_text(), example

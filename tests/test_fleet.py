@@ -257,3 +257,50 @@ def test_an_older_release_is_refused_from_the_topic_and_at_start(fleet: Fleet) -
     res = CliRunner().invoke(main, ["agent", "run", "--model", str(again), "--source", f"replay:{fleet.csv}",
                                     "--trust-key", str(fleet.pub), "--spool-dir", str(spool), "-q"])
     assert res.exit_code == 0, res.output
+
+
+def test_the_fleet_broker_needs_no_mqtt_sink(fleet: Fleet) -> None:
+    """--fleet-broker: status, last will and the model topic on a broker the alerts do not go to.
+
+    Before, --model-topic needed an MQTT sink: the receiver and the fleet member reached the broker and
+    the topic prefix through it. Here alerts go to a file, and the fleet works the same.
+    """
+    v1 = fleet.model("v1", threshold=0.5)
+    v2 = fleet.model("v2", threshold=0.3)
+    alerts = fleet.tmp / "a3.jsonl"
+    log = open(fleet.tmp / "a3.log", "a")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(v1), "--source",
+         f"replay:{fleet.csv}?rate=200&loop=1", "--stride", "1", "--agent-id", "a3", "--sink", f"jsonl:{alerts}",
+         "--fleet-broker", fleet.url, "--model-topic", "--trust-key", str(fleet.pub), "--status-interval", "0.5",
+         "--mqtt-keepalive", "2", "--spool-dir", str(fleet.tmp / "spool-a3"), "-q"],
+        stdout=subprocess.DEVNULL, stderr=log, cwd=fleet.tmp, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    fleet.procs["a3"] = proc
+    try:
+        rows = fleet.wait_status(lambda r: r.get("a3", {}).get("state") == "online", 60)
+        assert rows["a3"]["model_sha256"] == file_sha256(v1), (fleet.tmp / "a3.log").read_text()[-3000:]
+        assert rows["a3"]["status"]["spool_depth"] == 0  # no MQTT sink: nothing spooled
+        res = fleet.cli("model", "publish", str(v2), "--agent", "a3", "--note", "v2 via the fleet broker")
+        assert res.exit_code == 0 and "a3: swapped in" in res.output, res.output
+        rows = fleet.wait_status(lambda r: r["a3"]["model_sha256"] == file_sha256(v2), 30)
+        assert rows["a3"]["model_sha256"] == file_sha256(v2) and rows["a3"]["note"] == "v2 via the fleet broker"
+        events = [json.loads(line)["event"] for line in alerts.read_text().splitlines()]
+        assert "model_swapped" in events  # the file sink gets the fleet's model events too
+        proc.send_signal(signal.SIGKILL)  # no goodbye: the broker's last will says offline
+        rows = fleet.wait_status(lambda r: r["a3"]["state"] == "offline", 15)
+        assert rows["a3"]["state"] == "offline" and "last will" in rows["a3"]["reason"], rows["a3"]
+    finally:
+        proc.kill()
+        proc.wait()
+        fleet.procs.pop("a3", None)
+        log.close()
+
+
+def test_model_topic_without_a_broker_is_a_usage_error(tmp_path: Path) -> None:
+    model = write_model(tmp_path / "m.onnx", make_card(window=5))
+    proc = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
+                           "--source", "stdin", "--model-topic", "--allow-unsigned-models"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path, input="")
+    assert proc.returncode == 2, proc.stderr
+    assert "--model-topic needs the fleet's MQTT broker" in proc.stderr
+    assert "--fleet-broker" in proc.stderr and "--sink mqtt://" in proc.stderr

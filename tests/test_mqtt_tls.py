@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from edgewatch.agent.sinks.mqtt import MqttSink
-from edgewatch.commands.agent_run import mqtt_options_from_flags
+from edgewatch.agent.assemble import broker_options
+from edgewatch.agent.config import MqttSettings
 from tests.test_mqtt import _openssl
 
 ALERT = {"event": "start", "id": "tls-1", "stream": "s", "score": 1.0, "threshold": 0.5}
@@ -75,7 +76,7 @@ def test_failed_verification_is_logged_with_its_reason_once(tls_broker, tmp_path
 def test_insecure_mode_from_the_cli_flags(tls_broker, collector, pki: Path, tmp_path: Path) -> None:
     sub = collector(tls_broker, "tls/#", client_id="c-insecure", persistent=False,
                     tls={"ca_certs": str(pki / "ca.pem")})
-    opts = mqtt_options_from_flags(None, None, None, None, None, tls_insecure=True)
+    opts = broker_options(MqttSettings(tls_insecure=True))
     sink = MqttSink.from_url(f"mqtts://{tls_broker.host}:{tls_broker.port}/tls", agent_id="insecure",
                              spool_dir=tmp_path, **opts)
     assert sink.connection.options.tls and sink.connection.options.tls_insecure

@@ -491,8 +491,7 @@ class Agent:
         return events.episode_event(tr, agent=self.options.agent_id, stream=self.table.names[tr.slot],
                                     threshold=rt.threshold, model=rt.model, now=now,
                                     features=self.features, feature_error=feature_error,
-                                    top=self.options.top_features, reason=reason,
-                                    closed_at=now if reason else None)
+                                    top=self.options.top_features, reason=reason)
 
     def _close_episode(self, rt: ModelRuntime, slot: int, reason: str) -> None:
         """End ``slot``'s open episode for ``reason`` (not its data), at its last message's time.

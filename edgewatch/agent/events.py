@@ -35,11 +35,12 @@ def _model(model: ScoringModel) -> dict[str, Any]:
 
 def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, model: ScoringModel,
                   now: float, features: Sequence[str] = (), feature_error: np.ndarray | None = None,
-                  top: int = 3, reason: str | None = None, closed_at: float | None = None) -> dict[str, Any]:
+                  top: int = 3, reason: str | None = None) -> dict[str, Any]:
     """``start`` or ``end`` of an anomalous episode; ``id`` is the same for a redelivery of the same event.
 
-    ``closed_at``: the agent's wall-clock time when it ended the episode for ``reason`` (stopping, a model
-    swap, an idle stream) rather than by its data; the episode's times stay those of the stream's messages.
+    ``reason``: why the agent ended the episode (stopping, a model swap, an idle stream) rather than its
+    data; then ``closed_at`` is ``now``, the agent's wall-clock time, while the episode's times stay those
+    of the stream's messages.
     """
     ep = tr.episode
     start = tr.kind == "start"
@@ -69,8 +70,7 @@ def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, 
         event["top_features"] = top_features(feature_error, features, top)
     if reason:
         event["reason"] = reason
-    if closed_at is not None:
-        event["closed_at"] = iso(closed_at)
+        event["closed_at"] = iso(now)
     return event
 
 

@@ -27,6 +27,9 @@ from edgewatch.errors import EdgewatchError
 if TYPE_CHECKING:  # paho is imported when a connection is made (edgewatch.mqtt.client)
     import paho.mqtt.client as paho
 
+    from edgewatch.mqtt.status import StatusPublisher
+    from edgewatch.mqtt.topics import Topics
+
 log = logging.getLogger(__name__)
 
 ERROR_LOG_INTERVAL = 60.0
@@ -187,6 +190,7 @@ class BrokerConnection:
         self.failed_connects = 0
         self.takeover = TakeoverWatch()
         self._error_logged_at: float | None = None
+        self._statuses: dict[str, StatusPublisher] = {}
         self.client = client = _Client(self._connect_failed, CallbackAPIVersion.VERSION2, client_id=o.client_id[:64],
                                        protocol=paho.MQTTv311, clean_session=o.clean_session, manual_ack=True)
         paho_log = logging.getLogger("edgewatch.mqtt.paho")
@@ -220,6 +224,17 @@ class BrokerConnection:
             client.tls_insecure_set(True)
 
     # -- registration ------------------------------------------------------------------
+
+    def status_publisher(self, topics: Topics) -> StatusPublisher:
+        """The one publisher of ``topics``' retained status on this connection (made on first use, which
+        sets the last will: before :meth:`start`, or it takes effect at the next connect)."""
+        from edgewatch.mqtt.status import StatusPublisher
+
+        with self._lock:
+            held = self._statuses.get(topics.status)
+            if held is None:
+                held = self._statuses[topics.status] = StatusPublisher(self, topics)
+        return held
 
     def set_will(self, topic: str, payload: bytes, qos: int = 1, retain: bool = True) -> None:
         """The broker publishes this if the connection dies without a goodbye (taken at the next connect)."""
@@ -318,13 +333,21 @@ class BrokerConnection:
         """paho's publish; check ``rc`` (``NO_CONN`` means queued, sent after the reconnect)."""
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
-    def close(self) -> None:
-        """Disconnect cleanly (no last will) and stop paho's thread."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Disconnect cleanly (no last will) and stop paho's thread.
+
+        Waits up to ``timeout`` for the broker to see the DISCONNECT: paho's
+        thread, stopped at once, could drop it unsent, and the broker would
+        then publish the last will over the "offline" status just published.
+        """
         if self._closing.is_set():
             return
         self._closing.set()
         try:
             self.client.disconnect()
+            deadline = time.monotonic() + timeout
+            while self._connected.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
         finally:
             self.client.loop_stop()
         self._connected.clear()

@@ -87,17 +87,39 @@ class Candidate:
     granted: int | None = None  # the release a signed rollback gives it in place of its own
     info: Mapping[str, Any] = field(default_factory=dict)  # the fleet message's id, action, note: into the event
     keep: Callable[[bytes], Path] | None = None  # writes the checked bytes to disk, returns where (MQTT)
+    label: str = ""  # how messages name it ("--model PATH", "model 'x.onnx' (ab12...) from MQTT"); default the path
+
+    @property
+    def name(self) -> str:
+        return self.label or str(self.path)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A candidate's bytes that passed size, sha256, trust and release, not yet built into a runtime."""
+
+    candidate: Candidate
+    data: bytes
+    sha256: str
+    verified: Verified | None
+    release: int | None  # the signed release it would run as (trusted keys and a store only)
+    release_how: str  # how the release is told in messages: ", signed by ... at ..." or " (granted ...)"
 
 
 @dataclass(frozen=True)
 class Admitted:
-    """A candidate that passed every check: its runtime, and the release it runs as (trusted keys only)."""
+    """A candidate that passed every check, built: its runtime, and the release it runs as (trusted keys only)."""
 
+    checked: Checked
     runtime: ModelRuntime
-    sha256: str
-    release: int | None
-    release_how: str  # how the release is told in messages: ", signed by ... at ..." or " (granted ...)"
-    verified: Verified | None
+
+    @property
+    def sha256(self) -> str:
+        return self.checked.sha256
+
+    @property
+    def release(self) -> int | None:
+        return self.checked.release
 
 
 @dataclass(frozen=True)
@@ -135,9 +157,12 @@ class Gate:
 
     def admit(self, candidate: Candidate, running: ModelRuntime | None = None) -> Admitted:
         """Every check of the module docstring, in its order; BadModelFile (or BadOverride) says which failed."""
+        return self.build(self.check(candidate), running)
+
+    def check(self, candidate: Candidate) -> Checked:
+        """Size, sha256, trust (once) and release: what needs no runtime. BadModelFile says which failed."""
         c = candidate
         data = c.data if c.data is not None else _read(c.path)
-        source = str(c.path)
         if self.max_bytes is not None and len(data) > self.max_bytes:
             raise BadModelFile(f"model file of {len(data)} bytes is over the limit of {self.max_bytes} bytes "
                                f"(--max-model-mb); nothing was written")
@@ -148,27 +173,34 @@ class Gate:
                                    "transit?")
             raise BadModelFile(f"model file {c.path} has sha256 {sha}, expected {c.sha256.lower()}: refusing to "
                                "load it")
-        verified = self.trust.check(data, Origin.MQTT.value if c.origin.remote else c.origin.value, source)
+        verified = self.trust.check(data, Origin.MQTT.value if c.origin.remote else c.origin.value, c.name)
         release, how = None, ""
         if verified is not None and self.store is not None:  # releases are ordered: before the work of loading
             s = verified.signature
             release, how = ((s.release, f", signed by {s.signer!r} at {s.signed_at}") if c.granted is None
                             else (c.granted, " (granted by a signed rollback)"))
-            self.store.check_release(release, sha, source, how)
-        path = c.keep(data) if c.keep is not None else c.path
+            self.store.check_release(release, sha, c.name, how)
+        return Checked(c, data, sha, verified, release, how)
+
+    def build(self, checked: Checked, running: ModelRuntime | None = None) -> Admitted:
+        """The runtime of checked bytes (kept on disk first when the candidate says where), which must read
+        ``running``'s features; BadModelFile (or BadOverride) when its card cannot run here."""
+        c = checked.candidate
+        path = c.keep(checked.data) if c.keep is not None else c.path
         # built from the very bytes checked: a file swapped in between cannot slip past
-        runtime = ModelRuntime.build(ScoringModel(path, expected_sha256=sha, data=data), self.overrides,
-                                     self.drift_settings)
+        runtime = ModelRuntime.build(ScoringModel(path, expected_sha256=checked.sha256, data=checked.data),
+                                     self.overrides, self.drift_settings)
         if running is not None:
             runtime.check_fits(running)
-        if verified is not None:
-            log.info("model %s %s", path, verified.describe())
-        return Admitted(runtime, sha, release, how, verified)
+        if checked.verified is not None:
+            log.info("model %s %s", path, checked.verified.describe())
+        return Admitted(checked, runtime)
 
-    def record(self, admitted: Admitted, source: str) -> None:
+    def record(self, admitted: Admitted) -> None:
         """Move the release mark to a model that is about to run (OSError: the mark cannot be kept)."""
-        if admitted.release is not None and self.store is not None:
-            self.store.admit(admitted.release, admitted.sha256, source, admitted.release_how)
+        c = admitted.checked
+        if c.release is not None and self.store is not None:
+            self.store.admit(c.release, c.sha256, c.candidate.name, c.release_how)
 
 
 def accept(agent: Agent, candidate: Candidate, gate: Gate) -> Outcome:
@@ -188,7 +220,7 @@ def accept(agent: Agent, candidate: Candidate, gate: Gate) -> Outcome:
             return Outcome(Verdict.SHADOW, admitted.sha256, runtime=runtime, release=admitted.release)
         if admitted.sha256 == agent.model.sha256:
             return Outcome(Verdict.UNCHANGED, admitted.sha256, runtime=runtime, release=admitted.release)
-        gate.record(admitted, str(c.path))  # a mark that cannot be kept refuses the model
+        gate.record(admitted)  # a mark that cannot be kept refuses the model
         agent.queue_model(runtime, dict(c.info))
     except (EdgewatchError, OSError) as exc:
         return refuse(agent, str(exc), c.sha256, c.origin, c.info)

@@ -1,11 +1,15 @@
 """The agent's side of the fleet contract (docs/fleet.md): retained status, commands, shadow reports.
 
-One thread per agent with an MQTT sink: it publishes the retained status
-every ``status_interval`` seconds (and right after a model change), answers
+One thread per agent with a fleet broker (``--fleet-broker``, or the
+first MQTT sink's): it publishes the retained status every
+``status_interval`` seconds (and right after a model change), answers
 ``shadow_report`` commands, publishes a shadow report every
 ``shadow_interval`` seconds while a model is in shadow, and checks the
 shadow's ``--promote-if`` rule once a second. It only reads the agent's
-counters, so the scoring loop never waits for it.
+counters, so the scoring loop never waits for it. It is given the broker
+connection and the agent's :class:`~edgewatch.mqtt.topics.Topics`, and the
+status publisher of those topics (shared with an MQTT sink on them, whose
+status then is this one's).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edgewatch.mqtt import payloads
@@ -20,23 +25,37 @@ from edgewatch.wire.json import dumps, iso, iso_now
 
 if TYPE_CHECKING:
     from edgewatch.agent.engine import Agent
-    from edgewatch.agent.sinks.mqtt import MqttSink
     from edgewatch.agent.lifecycle.receiver import MqttModelReceiver
+    from edgewatch.mqtt.connection import BrokerConnection
+    from edgewatch.mqtt.status import StatusPublisher
+    from edgewatch.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 
+MODEL_EVENTS = frozenset({"model_swapped", "model_shadow", "model_refused", "model_unchanged"})
+
 
 class FleetMember:
-    """See the module docstring; ``receiver`` is the model-topic receiver when ``--model-topic`` is on."""
+    """See the module docstring; ``receiver`` is the model-topic receiver when ``--model-topic`` is on,
+    ``spool_depth`` says how many alerts wait in the MQTT sinks' spools (for the status).
 
-    def __init__(self, agent: Agent, sink: MqttSink, receiver: MqttModelReceiver | None = None,
-                 status_interval: float = 10.0, shadow_interval: float = 60.0) -> None:
+    ``publish_events``: publish the model events (``model_swapped``, ``model_refused`` ...: the outcomes
+    ``edgewatch model publish`` waits for) on the events topic, for a fleet broker no MQTT sink sends
+    events to. They are not spooled: an outcome the broker misses shows in the next status.
+    """
+
+    def __init__(self, agent: Agent, connection: BrokerConnection, topics: Topics, status: StatusPublisher,
+                 receiver: MqttModelReceiver | None = None, intervals: tuple[float, float] = (10.0, 60.0),
+                 spool_depth: Callable[[], int] = lambda: 0, publish_events: bool = False) -> None:
         self.agent = agent
-        self.sink = sink
+        self.connection = connection
+        self.topics = topics
+        self.status = status
         self.receiver = receiver
-        self.status_interval = status_interval
-        self.shadow_interval = shadow_interval
-        self.keepalive = sink.connection.options.keepalive
+        self.status_interval, self.shadow_interval = intervals
+        self.spool_depth = spool_depth
+        self.publish_events = publish_events
+        self.keepalive = connection.options.keepalive
         self.start_model = {"sha256": agent.model.sha256, "note": "", "since": iso(agent.started_at),
                             "origin": "start"}
         self.last_alert: dict[str, Any] | None = None
@@ -47,11 +66,11 @@ class FleetMember:
         self._requests: list[str] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
-        sink.status_payload = self.status_payload
-        self.command_topic = sink.connection.subscribe(sink.topics.command, self._on_command)
+        status.payload = self.status_payload
+        self.command_topic = connection.subscribe(topics.command, self._on_command)
         self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
         self._thread.start()
-        sink.publish_status("online")
+        status.publish("online")
 
     # -- the agent's events (its loop thread): keep it cheap --------------------------
 
@@ -60,8 +79,10 @@ class FleetMember:
         if kind in ("start", "end"):
             self.last_alert = {"time": event.get("time"), "stream": event.get("stream"), "event": kind,
                                "id": event.get("id")}
-        elif kind in ("model_swapped", "model_shadow", "model_refused", "model_unchanged"):
+        elif kind in MODEL_EVENTS:
             self._wake.set()  # status right away
+            if self.publish_events:  # the operator waits for it there (no MQTT sink sends it)
+                self.connection.publish(self.topics.events, dumps(event).encode(), qos=1)
 
     # -- commands (paho's thread) ------------------------------------------------------
 
@@ -111,7 +132,7 @@ class FleetMember:
         if outcome is not self._seen_outcome:
             self._seen_outcome, woke = outcome, True
         if woke or now >= next_status:
-            self.sink.publish_status("online")
+            self.status.publish("online")
 
     def publish_shadow_report(self, request_id: str | None) -> None:
         scorer = self.agent.shadow
@@ -125,7 +146,7 @@ class FleetMember:
             body = scorer.report(self.agent.model.sha256)
         report = {"v": payloads.CONTRACT_VERSION, "agent": self.agent.options.agent_id, "time": iso_now(),
                   **({"request_id": request_id} if request_id is not None else {}), **body}
-        self.sink.connection.publish(self.sink.topics.shadow, dumps(report).encode(), qos=1, retain=True)
+        self.connection.publish(self.topics.shadow, dumps(report).encode(), qos=1, retain=True)
 
     # -- the status payload --------------------------------------------------------------
 
@@ -161,7 +182,7 @@ class FleetMember:
             "messages": messages, "messages_per_s": round(self._rate, 2),
             "bad": sum(a.summary.bad.values()), "bad_by_reason": dict(a.summary.bad),
             "streams": len(a.streams), "open_episodes": len(a.tracker.open_slots()),
-            "last_alert": self.last_alert, "spool_depth": self.sink.spool.depth,
+            "last_alert": self.last_alert, "spool_depth": self.spool_depth(),
         }
         return dumps(status).encode()
 
@@ -169,4 +190,5 @@ class FleetMember:
         self._stop.set()
         self._wake.set()
         self._thread.join(5)
-        self.sink.connection.unsubscribe(self.command_topic)
+        self.connection.unsubscribe(self.command_topic, keep_session=True)  # no packet races the DISCONNECT
+        self.status.close()

@@ -326,7 +326,7 @@ class MqttModelReceiver:
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
-        self.connection.unsubscribe(self.topic)
+        self.connection.unsubscribe(self.topic, keep_session=True)
 
 
 def _claimed_release(data: bytes) -> int | None:

@@ -18,8 +18,8 @@ from edgewatch.agent.sinks import jsonl, mqtt, stdout  # noqa: F401 - they regis
 from edgewatch.agent.sinks.base import Sink, SinkConfigError, SinkContext
 from edgewatch.agent.sinks.jsonl import JsonlSink
 from edgewatch.agent.sinks.memory import MemorySink
-from edgewatch.agent.sinks.registry import make_sink, register, scheme_of, schemes
+from edgewatch.agent.sinks.registry import forms, make_sink, register, scheme_of, schemes
 from edgewatch.agent.sinks.stdout import StdoutSink
 
-__all__ = ["JsonlSink", "MemorySink", "Sink", "SinkConfigError", "SinkContext", "StdoutSink", "make_sink",
-           "register", "scheme_of", "schemes"]
+__all__ = ["JsonlSink", "MemorySink", "Sink", "SinkConfigError", "SinkContext", "StdoutSink", "forms",
+           "make_sink", "register", "scheme_of", "schemes"]

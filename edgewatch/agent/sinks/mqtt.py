@@ -1,14 +1,17 @@
 """The MQTT sink: alerts at QoS 1 through an on-disk spool, a retained status with a last will.
 
-Topics (``PREFIX`` from the URL, ``AGENT`` the agent id)::
+Topics (``PREFIX`` from the URL, ``AGENT`` the agent id; spelled by
+:class:`~edgewatch.mqtt.topics.Topics`)::
 
     PREFIX/AGENT/alerts   episode start/end events, QoS 1, JSON, each with an ``id``
     PREFIX/AGENT/drift    drift and drift_end events, QoS 1, JSON
     PREFIX/AGENT/events   other agent events (model swapped or refused), QoS 1, JSON
     PREFIX/AGENT/status   retained JSON status with "state" online/offline (fleet contract v1,
-                          docs/fleet.md); the broker publishes an "offline" status as the last
-                          will when the agent dies without saying goodbye
-    PREFIX/AGENT/model    (subscribed, see :mod:`edgewatch.agent.lifecycle.receiver`) a retained new model file
+                          docs/fleet.md, :mod:`edgewatch.mqtt.status`); the broker publishes an
+                          "offline" status as the last will when the agent dies without saying goodbye
+
+The fleet's own topics (model, command, shadow) are the fleet member's and
+the model receiver's (:mod:`edgewatch.agent.lifecycle`), on the fleet broker.
 
 Every event is first written to the :class:`~edgewatch.agent.sinks.spool.Spool`
 and only leaves it when the broker's PUBACK comes back, so a dead broker or
@@ -35,14 +38,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgewatch.agent.sinks.base import SinkContext
 from edgewatch.agent.sinks.registry import register
 from edgewatch.agent.sinks.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
 from edgewatch.mqtt.connection import (BrokerConnection, BrokerOptions, Connections, MqttConfigError, _safe,
                                        client_id_for, parse_broker_url, publish_error, published)
-from edgewatch.mqtt.payloads import minimal_status, offline_will
 from edgewatch.mqtt.topics import Topics
 from edgewatch.wire.json import dumps
 
@@ -80,7 +82,6 @@ class MqttSink:
         self._connections = connections  # who to release the connection to (None: this sink owns it)
         self.topics = Topics(o.prefix, o.agent_id)
         self.base = self.topics.base
-        self.status_topic = self.topics.status
         self.spool = Spool(Path(spool_dir), max_bytes=spool_max_bytes, memory_max_bytes=spool_memory_bytes)
         self.metrics = metrics
         self.sent = 0  # events taken by send() this run
@@ -91,15 +92,13 @@ class MqttSink:
         self._error_logged: float | None = None
         self._wake = threading.Event()
         self._closing = threading.Event()
-        self._status_lock = threading.Lock()
         self._stop_sender = False
         self._acks: deque[int] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> spool number
         self._handed = 0  # highest spool number handed to paho this run
         self._update_depth()
-        # what the status says; the fleet's StatusReporter replaces it with the full status
-        self.status_payload: Callable[[str], bytes] = lambda state: minimal_status(o.agent_id, state)
-        connection.set_will(self.status_topic, offline_will(o.agent_id), qos=1, retain=True)
+        # the retained status and last will; a fleet member on the same topics shares it (and its payload)
+        self.status = connection.status_publisher(self.topics)
         connection.on_connect(self._on_connect)
         connection.on_disconnect(self._on_disconnect)
         connection.on_publish(self._on_publish)
@@ -141,27 +140,10 @@ class MqttSink:
 
     def _on_connect(self) -> None:
         self._down_since = None
-        self.publish_status("online")
         quiet = self.connection.takeover.taken_over  # said once by the connection, not at every kick
         log.log(logging.DEBUG if quiet else logging.INFO, "MQTT sink %s ready (spool depth %d)", self.base,
                 self.spool.depth)
         self._wake.set()
-
-    def publish_status(self, state: str = "online") -> Any:
-        """Publish the retained status now (paho's info, or None when it could not be built or queued)."""
-        with self._status_lock:  # an "online" from another thread never lands after the final "offline"
-            if state == "online" and self._closing.is_set():
-                return None
-            try:
-                payload = self.status_payload(state)
-            except Exception:  # a status that cannot be built must not stop the connection
-                log.exception("building the MQTT status failed")
-                return None
-            info = self.connection.publish(self.status_topic, payload, qos=1, retain=True)
-        if not published(info, queued=True):
-            log.warning("MQTT status %r not queued: %s", state, publish_error(info))
-            return None
-        return info
 
     def _on_disconnect(self) -> None:
         if self._down_since is None:
@@ -301,14 +283,7 @@ class MqttSink:
         self._sender.join(2.0)
         self.spool.close()  # before the summary: what never reached the disk is counted as dropped
         self._update_depth()
-        if conn.connected:
-            info = self.publish_status("offline")
-            if info is not None and published(info):
-                try:
-                    info.wait_for_publish(timeout=2.0)
-                except (RuntimeError, ValueError) as exc:
-                    log.warning("MQTT status 'offline' not confirmed: %s", exc)
-        # without a goodbye the broker publishes the last will ("offline") when it notices
+        self.status.close()  # "offline"; without a goodbye the broker publishes the last will when it notices
         if self._connections is not None:
             self._connections.release(conn)
         else:

@@ -28,6 +28,11 @@ def schemes() -> list[str]:
     return sorted(_FACTORIES)
 
 
+def forms() -> list[str]:
+    """How each kind of sink is written on the command line (``jsonl:FILE``, ...)."""
+    return list(dict.fromkeys(_FORMS[s] for s in schemes()))
+
+
 def scheme_of(url: str) -> str:
     """``stdout`` / ``-`` -> ``stdout``, ``jsonl:a.jsonl`` -> ``jsonl``, ``mqtt://h/p`` -> ``mqtt``."""
     if url in ("-", "stdout"):
@@ -40,6 +45,5 @@ def make_sink(url: str, context: SinkContext | None = None) -> Sink:
     """Build a sink from its ``--sink`` form; SinkConfigError names the known forms for an unknown one."""
     factory = _FACTORIES.get(scheme_of(url))
     if factory is None:
-        forms = ", ".join(dict.fromkeys(_FORMS[s] for s in schemes()))
-        raise SinkConfigError(f"unknown sink {url!r}: use {forms}")
+        raise SinkConfigError(f"unknown sink {url!r}: use {', '.join(forms())}")
     return factory(url, context or SinkContext())

@@ -11,7 +11,7 @@ The agent imports the layers below it only (docs/architecture.md): errors,
 digests, files, accuracy, contract, wire, mqtt, numpy_models; never train,
 export, models, fleet, data or eval, and torch nowhere (a test runs it with
 torch blocked). paho, ssl, prometheus_client and asyncio load only when a
-flag needs them (tests/test_agent_imports.py).
+flag needs them (tests/agent/test_imports.py).
 """
 
 from __future__ import annotations

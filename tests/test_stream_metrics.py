@@ -89,10 +89,12 @@ def test_evicted_streams_leave_the_scrape_and_their_slot_starts_from_zero(model:
 
 
 def test_series_keep_the_last_window_of_a_slot_and_nothing_without_metrics() -> None:
-    from edgewatch.agent.score_scale import ScoreScale
+    from edgewatch.agent.score_scale import SCORE_CAP, ScoreScale
 
     series = StreamSeries()
-    series.scored(np.array([3, 1, 3]), np.array([0.2, 0.4, 0.6]), ScoreScale(0.0, 0.2))
+    series.scored([3, 1, 3], [0.2, 0.4, 0.6], ScoreScale(0.0, 0.2))
     assert series.read(3) == (2, pytest.approx(3.0)) and series.read(1) == (1, pytest.approx(2.0))
     assert series.read(0)[0] == 0 and np.isnan(series.read(0)[1]) and series.read(99)[0] == 0
+    series.scored([1], [1e300], ScoreScale(0.0, 1e-300))  # an infinite anomaly_score is read as the cap
+    assert series.read(1) == (2, SCORE_CAP)
     assert isinstance(AgentMetrics(exported=False).stream_series, UnexportedStreams)

@@ -565,11 +565,11 @@ class Agent:
             self.metrics.batch_size.observe(len(x))
             slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
             scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux))
-            self.metrics.stream_series.scored(slots, scores, rt.scale)
             if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
                 self.shadow.score(x, slots, meta, scores, self._stream_names, rt.threshold)
             # Python floats and bools once per batch: indexing NumPy arrays per window costs more
             score_list, over_list = scores.tolist(), (scores > rt.threshold).tolist()
+            self.metrics.stream_series.scored(slots.tolist(), score_list, rt.scale)
             anomaly_list = rt.scale.scores(scores).tolist() if want_view else None
             update, names = rt.tracker.update, self._stream_names
             for i, (slot, ts, seq) in enumerate(meta):

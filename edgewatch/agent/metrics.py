@@ -22,11 +22,12 @@ sensor ids cannot blow up Prometheus's series count.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from edgewatch.agent.score_scale import SCORE_CAP
 
 if TYPE_CHECKING:
     from edgewatch.agent.engine import Agent
@@ -124,46 +125,49 @@ STREAM_SERIES: dict[str, MetricSpec] = {
 class StreamSeries:
     """Windows scored and the last anomaly_score per stream slot, updated once per scored batch.
 
-    The loop writes and a scrape reads without a lock: a scrape may see one
-    batch half added, never a broken number (a NumPy element is one store).
+    Plain lists and float arithmetic: a batch holds at most a few dozen
+    windows, and NumPy's per-call cost (``np.add.at``, a clip) was most of
+    the update; measured in benchmarks/test_agent_throughput.py. The loop
+    writes and a scrape reads without a lock: a scrape may see one batch
+    half added, never a broken number.
     """
 
     def __init__(self) -> None:
-        self.windows = np.zeros(0, dtype=np.int64)
-        self.anomaly = np.zeros(0, dtype=np.float64)
+        self.windows: list[int] = []
+        self.anomaly: list[float] = []
 
-    def scored(self, slots: np.ndarray, scores: np.ndarray, scale: ScoreScale) -> None:
+    def scored(self, slots: list[int], scores: list[float], scale: ScoreScale) -> None:
         """Count one batch's windows of ``slots`` (in order) and keep each slot's last anomaly_score."""
-        if not len(slots):
+        if not slots:
             return
-        top = int(slots.max()) + 1
-        if top > len(self.windows):
-            grow = max(top, 2 * len(self.windows), 8) - len(self.windows)
-            self.windows = np.concatenate([self.windows, np.zeros(grow, dtype=np.int64)])
-            self.anomaly = np.concatenate([self.anomaly, np.full(grow, np.nan)])
-        np.add.at(self.windows, slots, 1)
-        last = self.anomaly
-        for slot, value in zip(slots.tolist(), scale.scores(scores).tolist()):
-            last[slot] = value  # in order: the last window of a slot wins
+        windows, last = self.windows, self.anomaly
+        grow = max(slots) + 1 - len(windows)
+        if grow > 0:
+            windows.extend([0] * grow)
+            last.extend([math.nan] * grow)
+        origin, factor = scale.origin, scale.sensitivity / scale.span
+        for slot, score in zip(slots, scores):
+            windows[slot] += 1
+            last[slot] = (score - origin) * factor
 
     def forget(self, slot: int) -> None:
         """The stream of ``slot`` was dropped: its slot starts again from nothing for the next stream."""
         if slot < len(self.windows):
             self.windows[slot] = 0
-            self.anomaly[slot] = np.nan
+            self.anomaly[slot] = math.nan
 
     def read(self, slot: int) -> tuple[int, float]:
-        """(windows scored, last anomaly_score or NaN) of ``slot``."""
-        windows, anomaly = self.windows, self.anomaly  # the loop may replace both while growing
-        if slot < min(len(windows), len(anomaly)):
-            return int(windows[slot]), float(anomaly[slot])
-        return 0, float("nan")
+        """(windows scored, last anomaly_score within +-SCORE_CAP, or NaN) of ``slot``."""
+        if slot < min(len(self.windows), len(self.anomaly)):
+            value = self.anomaly[slot]
+            return self.windows[slot], value if value != value else max(-SCORE_CAP, min(SCORE_CAP, value))
+        return 0, math.nan
 
 
 class UnexportedStreams:
     """The per-stream series when nobody scrapes them: the loop's calls do nothing."""
 
-    def scored(self, slots: np.ndarray, scores: np.ndarray, scale: ScoreScale) -> None:
+    def scored(self, slots: list[int], scores: list[float], scale: ScoreScale) -> None:
         pass
 
     def forget(self, slot: int) -> None:

@@ -77,6 +77,7 @@ class ModelSettings:
     threshold: float | None = setting("threshold")
     k: int | None = setting("k", minimum=1)
     n: int | None = setting("n", minimum=1)
+    close_after: int | None = setting("close-after", minimum=1)
     trust_keys: tuple[Path, ...] = setting("trust-key", ())
     allow_unsigned: bool = setting("allow-unsigned-models", False)
     max_mb: float = setting("max-model-mb", 64.0, minimum=0.01)

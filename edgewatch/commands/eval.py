@@ -7,6 +7,9 @@ from pathlib import Path
 import click
 
 from edgewatch.data.nab import default_nab_dir
+from edgewatch.eval.perturb import NAMES as PERTURBATIONS
+
+DEFAULT_DETECTOR = "novelty-levels"
 
 
 @click.group("eval", help="Evaluate detectors: NAB score (three profiles), AUC-PR, VUS-PR, F1 beside "
@@ -34,7 +37,7 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 
 @eval_group.command("nab")
 @_data_option
-@click.option("--detector", default="novelty-levels", show_default=True,
+@click.option("--detector", default=DEFAULT_DETECTOR, show_default=True,
               help="null, random, windowed-gaussian, novelty, levels, novelty-levels (one file carrying "
                    "both: alert when either alerts; what 'eval make-detector' writes), novelty-levels-pair (the "
                    "two as separate files, the distance in a graph, for comparison), or model:PATH.onnx (any edgewatch model file of one "
@@ -48,21 +51,32 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @click.option("--stride", default=1, show_default=True, help="Score every n-th row (model files only).")
 @click.option("--loco", is_flag=True,
               help="Also cross-validate the default detector's settings: for each category, choose them (and the "
-                   "threshold) on the other three from a 12-point grid and score it; prints the leave-one-"
-                   "category-out score beside the in-sample one (about 3 minutes of CPU).")
+                   "threshold) on the other three from its small grid and score it; prints the leave-one-"
+                   "category-out score, the mean and the worst held-out category beside the in-sample one.")
+@click.option("--lofo", is_flag=True,
+              help="The same, leaving one FILE out at a time (25 folds): the worst held-out file beside the mean.")
+@click.option("--perturb", "perturbations", multiple=True, metavar="NAME|all",
+              help="Also score the detector on perturbed copies of the folder (labels mapped by timestamp): "
+                   f"{', '.join(PERTURBATIONS)}, or 'all'; prints one row per copy and the mean and worst. "
+                   "Repeatable.")
 def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, categories: tuple[str, ...],
-        seed: int, stride: int, loco: bool) -> None:
+        seed: int, stride: int, loco: bool, lofo: bool, perturbations: tuple[str, ...]) -> None:
     """Run a detector online over every NAB file and print its NAB scores.
 
     Each row is scored from the rows before it only; the threshold is then
     optimised per profile over the whole corpus, as NAB does.
     """
     from edgewatch.eval.detectors.registry import resolve
+    from edgewatch.eval.loco import Grouping
     from edgewatch.eval.runner import run_nab, save_scores
 
     if loco:
-        _loco(data, detector, list(categories), stride)
+        _cross_validate(data, detector, list(categories), stride, Grouping.CATEGORY)
+    if lofo:
+        _cross_validate(data, detector, list(categories), stride, Grouping.FILE)
     det = resolve(detector, seed=seed, stride=stride)
+    if perturbations:
+        _robustness(data, det, list(categories), perturbations)
     result, scores = run_nab(data, det, list(categories) or None)
     _report(result, out)
     if scores_out:
@@ -70,20 +84,31 @@ def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, ca
         click.echo(f"scores written to {scores_out}")
 
 
-def _loco(data: Path, detector: str, categories: list[str], stride: int) -> None:
+def _cross_validate(data: Path, detector: str, categories: list[str], stride: int, grouping) -> None:  # noqa: ANN001
     from edgewatch.data.nab import load_corpus, read_profiles
     from edgewatch.errors import BadInput
     from edgewatch.eval import loco
 
-    if detector != "novelty-levels" or stride != 1:
-        raise BadInput("--loco cross-validates the settings of the default detector (novelty-levels, stride 1); "
+    flag = "--loco" if grouping is loco.Grouping.CATEGORY else "--lofo"
+    if detector != DEFAULT_DETECTOR or stride != 1:
+        raise BadInput(f"{flag} cross-validates the settings of the default detector ({DEFAULT_DETECTOR}, stride 1); "
                        "drop --detector/--stride")
     files = load_corpus(data, categories or None)
-    if len({f.category for f in files}) < 2:
-        raise BadInput("--loco needs at least two categories")
+    if len({grouping.of(f) for f in files}) < 2:
+        raise BadInput(f"{flag} needs at least two {'categories' if flag == '--loco' else 'files'}")
     grid = loco.default_grid()
-    result = loco.choose(files, loco.grid_scores(files, grid), read_profiles(data))
-    click.echo(loco.format_loco(result, default=loco.default_point().name))
+    result = loco.choose(files, loco.grid_scores(files, grid), read_profiles(data), grouping)
+    click.echo(loco.format_loco(result, default=loco.default_point().name, grouping=grouping))
+    click.echo("")
+
+
+def _robustness(data: Path, det, categories: list[str], perturbations: tuple[str, ...]) -> None:  # noqa: ANN001
+    from edgewatch.data.nab import load_corpus, read_profiles
+    from edgewatch.eval.robustness import format_robustness, robustness
+
+    names = PERTURBATIONS if "all" in perturbations else list(dict.fromkeys(perturbations))
+    rows = robustness(load_corpus(data, categories or None), read_profiles(data), det, names)
+    click.echo(format_robustness(rows, det.name))
     click.echo("")
 
 

@@ -139,28 +139,30 @@ def choose(files: Sequence[NabFile], scores: Mapping[str, Sequence[np.ndarray]],
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One setting of the default detector: the novelty shape length, its hold, the levels' range rows."""
+    """One setting of the default detector: its top span (m = span / 8, the likelihood's rows in proportion),
+    the shortest span of its ladder (0 = one span) and the levels' range rows."""
 
-    m: int
-    hold: int
+    span: int
+    min_span: int
     range_rows: int
 
     @property
     def name(self) -> str:
-        return f"m{self.m}-hold{self.hold}-range{self.range_rows}"
+        return f"span{self.span}-from{self.min_span}-range{self.range_rows}"
 
 
 def default_grid() -> list[GridPoint]:
-    """The 12 settings LOCO chooses among; everything else keeps its principled value (module docstring
-    of :mod:`edgewatch.eval.detectors.novelty`). Kept small on purpose: see this module's docstring."""
-    return [GridPoint(m, hold, rr) for m in (16, 32, 48) for hold in (100, 200) for rr in (256, 384)]
+    """The 8 settings LOCO chooses among (the fourth-round default is span384-from0-range256); everything else
+    keeps its principled value (:mod:`edgewatch.eval.detectors.novelty_levels`). Kept small on purpose: see
+    this module's docstring."""
+    return [GridPoint(span, lo, rr) for span in (384, 1536) for lo in (0, 48) for rr in (256, 384)]
 
 
 def config(point: GridPoint):  # noqa: ANN201 - a NoveltyLevelsConfig
-    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig
+    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig, novelty_params
 
     c = NoveltyLevelsConfig()
-    c.novelty = {**c.novelty, "m": point.m, "hold": point.hold}
+    c.novelty = novelty_params(point.span, point.min_span, c.novelty["ratio"])
     c.levels = {**c.levels, "range_rows": point.range_rows}
     return c
 
@@ -170,7 +172,7 @@ def default_point() -> GridPoint:
     from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig
 
     c = NoveltyLevelsConfig()
-    return GridPoint(int(c.novelty["m"]), int(c.novelty["hold"]), int(c.levels["range_rows"]))
+    return GridPoint(int(c.novelty["span"]), int(c.novelty["min_span"]), int(c.levels["range_rows"]))
 
 
 def grid_scores(files: Sequence[NabFile], grid: Sequence[GridPoint],

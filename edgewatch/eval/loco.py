@@ -229,7 +229,7 @@ def format_loco(result: LocoResult, default: str | None = None, grouping: Groupi
     lines.append(f"{'':28s} " + " ".join(f"{_SHORT.get(p, p):>9s}" for p in profiles))
     lines.append(f"{'in-sample (best candidate)':28s} " + " ".join(f"{lp.in_sample:9.2f}" for lp in result.profiles))
     lines.append(f"{short + ' (pooled held-out parts)':28s} " + " ".join(f"{lp.loco:9.2f}" for lp in result.profiles))
-    lines.append(f"{short + ' mean of held-out ' + what + 's':28s} "
+    lines.append(f"{short + ' mean of held-out ' + ('categories' if what == 'category' else 'files'):28s} "
                  + " ".join(f"{lp.fold_mean:9.2f}" for lp in result.profiles))
     lines.append(f"{short + ' worst held-out ' + what:28s} "
                  + " ".join(f"{(lp.worst.score if lp.worst else math.nan):9.2f}" for lp in result.profiles))

@@ -55,7 +55,7 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
                    "category-out score, the mean and the worst held-out category beside the in-sample one.")
 @click.option("--lofo", is_flag=True,
               help="The same, leaving one FILE out at a time (25 folds): the worst held-out file beside the mean.")
-@click.option("--perturb", "perturbations", multiple=True, metavar="NAME|all",
+@click.option("--perturb", "perturbations", multiple=True, type=click.Choice([*PERTURBATIONS, "all"]),
               help="Also score the detector on perturbed copies of the folder (labels mapped by timestamp): "
                    f"{', '.join(PERTURBATIONS)}, or 'all'; prints one row per copy and the mean and worst. "
                    "Repeatable.")

@@ -168,10 +168,13 @@ _MAKERS: dict[Perturbation, Callable[[NabFile], list[NabFile]]] = {
 }
 
 
-def perturb(files: Sequence[NabFile], kind: Perturbation | str) -> list[NabFile]:
-    """The perturbed corpus (keys ``<category>/<file>.csv#<tag>``; the category is kept for LOCO)."""
+def parse(kind: Perturbation | str) -> Perturbation:
     try:
-        kind = Perturbation(kind)
+        return Perturbation(kind)
     except ValueError:
         raise BadInput(f"unknown perturbation {kind!r}: use one of {', '.join(NAMES)}") from None
-    return [g for f in files for g in _MAKERS[kind](f)]
+
+
+def perturb(files: Sequence[NabFile], kind: Perturbation | str) -> list[NabFile]:
+    """The perturbed corpus (keys ``<category>/<file>.csv#<tag>``; the category is kept for LOCO)."""
+    return [g for f in files for g in _MAKERS[parse(kind)](f)]

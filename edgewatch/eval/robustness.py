@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from edgewatch.data.nab import CostProfile, NabFile
-from edgewatch.eval.perturb import Perturbation, perturb
+from edgewatch.eval.perturb import Perturbation, parse, perturb
 from edgewatch.eval.runner import Detector, run_files
 
 _SHORT = {"standard": "standard", "reward_low_FP_rate": "low FP", "reward_low_FN_rate": "low FN"}
@@ -40,9 +40,9 @@ def robustness(files: Sequence[NabFile], profiles: Sequence[CostProfile], detect
     and filled, so a caller can keep the scores of a slow detector."""
     from edgewatch.eval.runner import score_corpus
 
+    kinds = [parse(k) for k in perturbations]  # all names checked before any work
     rows = []
-    for kind in perturbations:
-        kind = Perturbation(kind)
+    for kind in kinds:
         copy = perturb(files, kind)
         have = (cached or {}).get(kind.value)
         if have is not None and all(f.key in have for f in copy):

@@ -152,7 +152,8 @@ class _Art:
         nw[nw == 0] = 0.001
         feat = em.sum(axis=1) / nw
         e = len(f) - 1
-        energy = (em[:, e] + em[:, -1]) / (w[:, e] + w[:, -1])
+        den = w[:, e] + w[:, -1]
+        energy = np.divide(em[:, e] + em[:, -1], den, out=np.ones_like(den), where=den > 0)
         match = feat ** 3 * energy ** 2
         best = int(np.argmax(match))
         top, top_e = float(match[best]), float(energy[best])
@@ -167,14 +168,13 @@ class _Art:
 
 
 class _ResonanceStream:
-    __slots__ = ("first", "lo", "span", "i", "ds", "ma", "bins", "n_ds", "fwin", "art", "feats", "last_anomaly",
+    __slots__ = ("first", "lo", "span", "ds", "ma", "bins", "n_ds", "fwin", "art", "feats", "last_anomaly",
                  "last_sim", "last_rho", "mask_cat", "no_new", "sims", "diffs", "sim_sum", "anomaly_sims")
 
     def __init__(self, p: ResonanceParams) -> None:
         self.first: list[float] | None = []  # learning values, then None
         self.lo = 0.0
         self.span = 0.0
-        self.i = 0  # rows seen since learning ended (for the downsampling phase)
         self.ds: list[float] = []
         self.ma = 0.0
         self.bins = np.zeros(int(p.levels) + 1, dtype=np.int64)

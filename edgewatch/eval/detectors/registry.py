@@ -19,6 +19,7 @@ class BuiltIn(str, enum.Enum):
     NOVELTY_LEVELS = "novelty-levels"
     FOURTH_ROUND = "fourth-round"
     NOVELTY_LEVELS_PAIR = "novelty-levels-pair"
+    RESONANCE = "resonance"
 
 
 NAMES = [b.value for b in BuiltIn]
@@ -36,7 +37,8 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
     span), kept to compare on every table; ``novelty-levels-pair`` is the
     fourth round as two separate files (the distance in a 384-row graph, the
     levels on their own), equal to ``fourth-round`` up to the graph's
-    float32 distances.
+    float32 distances; ``resonance`` is the ARTime-like post-process
+    (:mod:`edgewatch.agent.resonance`), kept for comparison.
     """
     from edgewatch.eval.runner import MaxEnsemble, ModelDetector
 
@@ -53,7 +55,7 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
         return RandomDetector(seed)
     if which is BuiltIn.WINDOWED_GAUSSIAN:
         return WindowedGaussianDetector()
-    from edgewatch.eval.detectors import levels, novelty, novelty_levels
+    from edgewatch.eval.detectors import levels, novelty, novelty_levels, resonance
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:  # sessions hold the graphs
         if which in (BuiltIn.NOVELTY_LEVELS, BuiltIn.FOURTH_ROUND):
@@ -62,6 +64,10 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
             one = ModelDetector(novelty_levels.write_model(Path(tmp) / f"{which.value}.onnx", config), stride=stride)
             one.name = which.value
             return one
+        if which is BuiltIn.RESONANCE:
+            art = ModelDetector(resonance.write_model(Path(tmp) / "resonance.onnx"), stride=stride)
+            art.name = which.value
+            return art
         nov = ModelDetector(novelty.write_model(Path(tmp) / "novelty.onnx"), stride=stride)
         lev = ModelDetector(levels.write_model(Path(tmp) / "levels.onnx"), stride=stride)
     nov.name, lev.name = "novelty", "levels"

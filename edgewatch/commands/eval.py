@@ -38,10 +38,10 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @eval_group.command("nab")
 @_data_option
 @click.option("--detector", default=DEFAULT_DETECTOR, show_default=True,
-              help="null, random, windowed-gaussian, novelty, levels, novelty-levels (one file carrying "
-                   "both: alert when either alerts; what 'eval make-detector' writes), novelty-levels-pair (the "
-                   "two as separate files, the distance in a graph, for comparison), or model:PATH.onnx (any edgewatch model file of one "
-                   "feature, run as the agent runs it).")
+              help="null, random, windowed-gaussian, novelty, levels, novelty-levels (the default: one file "
+                   "carrying both, alert when either alerts; what 'eval make-detector' writes), fourth-round (the "
+                   "previous default), novelty-levels-pair (the fourth round as two files), resonance (ARTime-"
+                   "like), or model:PATH.onnx (any edgewatch model file of one feature, run as the agent runs it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")
 @click.option("--scores-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also keep every file's scores (.npz) to re-score later with 'eval scores'.")
@@ -133,16 +133,18 @@ def scores_cmd(data: Path, scores: Path, out: Path | None) -> None:
 @eval_group.command("make-detector")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("models/nab-best.onnx"), show_default=True,
-              help="The model file: a pass-through graph; novelty and levels post-processes, combined by their max.")
+              help="The model file: a pass-through graph; novelty (stepped span) and levels post-processes, "
+                   "combined by their max.")
 def make_detector(out: Path) -> None:
-    """Write the best NAB detector as ONE model file (no training needed).
+    """Write the default univariate (NAB) detector as ONE model file (no training needed).
 
     The graph passes each value through; the card's post-process is the
-    maximum of 'novelty' (the likelihood of the distance between the last
-    48 values and the nearest earlier stretch within 384 rows) and 'levels'
-    (a value on a level never seen in the stream), so the file alerts when
-    either alerts. Run it with 'edgewatch agent run --model FILE --stride 1',
-    or check it with 'edgewatch eval nab --detector model:FILE'.
+    maximum of 'novelty' (the likelihood of the distance between the
+    latest stretch and the nearest earlier one, on a span that grows with
+    the stream's history from 48 to 1536 rows) and 'levels' (a value on a
+    level never seen in the stream), so the file alerts when either
+    alerts. Run it with 'edgewatch agent run --model FILE --stride 1', or
+    check it with 'edgewatch eval nab --detector model:FILE'.
     """
     from edgewatch.eval.detectors import novelty_levels
 

@@ -1,4 +1,4 @@
-"""Leave-one-category-out (LOCO) choice of the NAB detector's settings.
+"""Leave-one-category-out (LOCO) and leave-one-file-out (LOFO) choice of the NAB detector's settings.
 
 Why: the NAB folder here holds 4 of NAB's 7 categories, and the other 3
 are scored outside the project. A setting chosen because it scores best
@@ -10,6 +10,10 @@ chosen on the other three, then that category is scored with them; the
 four held-out parts are summed and normalised like one NAB corpus. The
 figure printed beside the in-sample one is that sum, so a grid that only
 fits the folder shows a gap.
+
+Each fold's held-out part is also normalised on its own, so the worst
+held-out category (or file) is reported beside the pooled and mean
+figures: a design that wins on average by one category's files shows it.
 
 When it fails: with four categories a fold can pick a setting because of
 one category's few windows, so read the chosen settings per fold, not

@@ -1,28 +1,31 @@
-"""The default NAB detector as one model file: subsequence novelty and value levels, alert when either alerts.
+"""The default univariate detector as one model file: subsequence novelty and value levels, alert when either does.
 
 The graph only passes each value through (window 1); the card's
 post-process is ``max(novelty(score), levels(score))``: the ``novelty``
-kind (:mod:`edgewatch.agent.subsequence`: nearest-neighbour distance of
-the last 48 values within the last 384, then Numenta's likelihood, one
-alert per event) and the ``levels`` kind (a value reaching a level never
-seen in the stream, contextOSE's first context). Why not the distance in
-the graph, as the first rounds had it: then the agent scores nothing
-before the 384-row window is full, and the levels step, which knows its
-range after 256 rows, was silent until row 383 (docs/eval.md: that alone
-was worth 2.4 points in-sample and in leave-one-category-out).
+kind (:mod:`edgewatch.agent.subsequence`: Numenta's likelihood of the
+nearest-neighbour distance of the latest stretch within a span that grows
+with the stream's history, 48 rows doubling to 1536, shape length span/8;
+one alert per event) and the ``levels`` kind (a value reaching a level
+never seen in the stream, contextOSE's first context). The history lives
+in the post-process, so each part speaks as soon as it can: the novelty
+from row 67, the levels from row 256.
 
-Settings. On principle: the 384-row span (the shortest that sees a daily
-cycle at 5-minute steps and still speaks early), Numenta's likelihood
-history (8640) and re-estimation (100), 100 learning rows, contextOSE's 8
-levels, one alert per event. Chosen by leave-one-category-out
-(:mod:`edgewatch.eval.loco`, ``edgewatch eval nab --loco``) from a
-12-point grid: the shape length ``m`` (16/32/48), the hold after an alert
-(100/200) and the levels' range rows (256/384); every fold chose
-m 48, hold 200, range 256 for the standard profile.
+Settings. On principle: shape length span / 8 and the likelihood's
+learning / hold / refractory rows in proportion to the span (100 / 200 /
+30 per 384 rows, the fourth round's values, chosen then by leave-one-
+category-out), Numenta's likelihood history (8640) and re-estimation
+(100), contextOSE's 8 levels, one alert per event. Chosen on the 25 NAB
+files and their perturbed copies (``edgewatch eval nab --perturb all``,
+docs/eval.md, fifth round): the ladder (bottom 48, ratio 2, top 1536).
+:func:`fourth_round` is the previous default (one 384-row span).
+
+:func:`build_model` is what ``edgewatch fit`` calls for a single-feature
+series: nothing to train, a card naming the feature.
 
 Fails where both parts fail: a shape change that stays within the known
 range and resembles some earlier stretch (art_daily_nojump), a slow drift,
-a period longer than 384 rows.
+bursts that are ordinary for the stream but rarer than its span, a
+stream whose first 256 rows are not typical of it.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.ops import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
 from edgewatch.agent.model_store import ModelStore
+from edgewatch.agent.releases import admit_at_start
 from edgewatch.agent.runtime import ModelRuntime
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sinks import make_sink
@@ -58,8 +59,8 @@ Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on P
 Fleet (status, model publish/rollback/shadow/promote, topics): docs/fleet.md.
 Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure,
 2 usage error, 3 bad model file (not edgewatch, corrupt, sha256 mismatch, not signed by a
---trust-key or changed after signing), 4 bad input file
-(replay CSV does not fit the model, bad config file), 6 missing optional dependency.
+--trust-key or changed after signing, a release older than one it has run),
+4 bad input file (replay CSV does not fit the model, bad config file), 6 missing optional dependency.
 On live streams a message of the wrong arity is bad input: counted, skipped, never fatal.
 """
 
@@ -74,7 +75,8 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
               help="Refuse the model file unless its sha256 matches (pins it: excludes --watch-model, --model-topic).")
 @click.option("--trust-key", "trust_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Run only models signed by this public key (repeatable): at start, on --watch-model and "
-                   "from --model-topic. Make keys with 'edgewatch model keygen'.")
+                   "from --model-topic, and none of a release older than one it has run (kept in "
+                   "SPOOL_DIR/models). Make keys with 'edgewatch model keygen'.")
 @click.option("--allow-unsigned-models", is_flag=True,
               help="Without --trust-key, accept unsigned models from --model-topic (closed test brokers only: "
                    "anyone who may publish there then decides what this agent alerts on).")
@@ -115,6 +117,9 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.option("--mqtt-tls-insecure", is_flag=True, help="Do not verify the broker's certificate (testing only).")
 @click.option("--spool-max-mb", type=click.FloatRange(min=0.1), default=64.0, show_default=True,
               help="Spool bound; when full the OLDEST undelivered alerts are dropped and counted.")
+@click.option("--spool-memory-mb", type=click.FloatRange(min=0), default=4.0, show_default=True,
+              help="Alerts kept in memory while the spool's disk refuses writes (full, read-only); past it "
+                   "new alerts are dropped and counted in edgewatch_spool_dropped.")
 @click.option("--metrics", "metrics_addr", default=None, metavar="ADDR:PORT",
               help="Serve Prometheus /metrics and JSON /livez, /readyz (and /healthz) here, e.g. 127.0.0.1:9108.")
 @click.option("--ready-grace", type=click.FloatRange(min=0), default=DEFAULT_READY_GRACE, show_default=True,
@@ -169,7 +174,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             mqtt_keepalive: int | None = None, learn_rows: int | None = None,
             learn_state: Path = Path("edgewatch-learned"), ready_grace: float = DEFAULT_READY_GRACE,
             ready_max_silence: float = DEFAULT_READY_MAX_SILENCE, max_streams: int | None = None,
-            stream_ttl: float = DEFAULT_STREAM_TTL, ui_max_clients: int = 16) -> None:
+            stream_ttl: float = DEFAULT_STREAM_TTL, ui_max_clients: int = 16, spool_memory_mb: float = 4.0) -> None:
     """Score live streams with a model file and send an alert per anomalous episode.
 
     Every --stride-th measurement of a stream, its last WINDOW measurements are
@@ -195,8 +200,9 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         log.info("model %s %s", model_path, verified.describe())
     store = None
     resumed = None
-    if model_topic:
+    if model_topic or trust.keys:  # with --trust-key it also keeps the highest release run (no rollback by replay)
         store = ModelStore(spool_dir / "models")
+    if model_topic:
         resumed = resume_live(store, trust, actual)
     options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n, max_streams=max_streams,
                            stream_ttl=stream_ttl or None)
@@ -215,6 +221,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             refused_at_start = (f"stored live model cannot run: {exc}", sha)
             log.error("not resuming model %s from the model store (%s); starting with --model", sha[:12], exc)
     if runtime is None:
+        if verified is not None and store is not None:  # exit 3 when older than a release it has run
+            admit_at_start(store, verified, actual, model_path)
         runtime = start_runtime(model_path, options, data)
     model = runtime.model
     metrics = AgentMetrics(exported=bool(metrics_addr))
@@ -229,6 +237,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         for spec in sinks:
             built_sinks.append(make_sink(spec, agent_id=options.agent_id, spool_dir=spool_dir,
                                          spool_max_bytes=int(spool_max_mb * 2**20), metrics=metrics,
+                                         spool_memory_bytes=int(spool_memory_mb * 2**20),
                                          connections=connections,
                                          **(mqtt_options if spec.startswith(("mqtt://", "mqtts://")) else {})))
         learner = None
@@ -338,7 +347,8 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
     if watch_model:
         from edgewatch.agent.swap import ModelFileWatcher
 
-        closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust).start().close)
+        closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust,
+                                        store=store).start().close)
     # no MQTT sink was made unless its module (and paho) got imported: do not import them for nothing
     mqtt_module = sys.modules.get("edgewatch.agent.mqtt")
     mqtt = [s for s in agent.sinks if isinstance(s, mqtt_module.MqttSink)] if mqtt_module else []
@@ -393,7 +403,8 @@ def attach_page_and_record(agent: Agent, ui: str | None, record_run: Path | None
 def summary_dict(summary: RunSummary) -> dict:
     return {"messages": summary.messages, "bad": summary.bad, "windows": summary.windows,
             "events": summary.events, "streams": summary.streams, "seconds": round(summary.seconds, 3),
-            "nonfinite_scores": summary.nonfinite_scores, "evicted_streams": summary.evicted_streams}
+            "nonfinite_scores": summary.nonfinite_scores, "evicted_streams": summary.evicted_streams,
+            "delivery": summary.delivery}
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -403,5 +414,9 @@ def print_summary(summary: RunSummary) -> None:
              f"bad {bad}, windows scored {summary.windows}, events {summary.events or {}}"]
     if bad:
         lines.append("bad input by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.bad.items())))
+    if summary.delivery:
+        d = summary.delivery
+        lines.append(f"MQTT events: sent {d['sent']}, delivered {d['delivered']}, dropped {d['dropped']}, "
+                     f"waiting in the spool {d['waiting']}")
     click.echo("\n".join(lines), err=True)
     sys.stderr.flush()

@@ -94,7 +94,9 @@ class ModelMessage:
 
     ``id`` is unique per publish: an agent remembers the last one it
     applied, so the retained copy it gets again after a restart is not
-    applied twice (a rollback stays rolled back).
+    applied twice (a rollback stays rolled back). ``grant`` (rollback): the
+    signed permission, as JSON, that agents with trusted keys require to go
+    back (``edgewatch.agent.releases.RollbackGrant``); carried, not read, here.
     """
 
     action: str
@@ -106,6 +108,7 @@ class ModelMessage:
     data: bytes | None = None  # install: the model file
     shadow: bool = False
     promote_if: str | None = None
+    grant: dict[str, Any] | None = None
 
     def to_payload(self) -> bytes:
         out: dict[str, Any] = {"v": CONTRACT_VERSION, "action": self.action, "id": self.id,
@@ -118,6 +121,8 @@ class ModelMessage:
                 out["promote_if"] = self.promote_if
         elif self.sha256:
             out["sha256"] = self.sha256
+        if self.action == ROLLBACK and self.grant is not None:
+            out["grant"] = self.grant
         return dumps(out)
 
     @classmethod
@@ -134,8 +139,11 @@ class ModelMessage:
         note = str(obj.get("note") or "")[:500]
         if action != INSTALL:
             sha = obj.get("sha256")
+            grant = obj.get("grant") if action == ROLLBACK else None
+            if grant is not None and not isinstance(grant, dict):
+                raise ContractError(f"rollback message 'grant' is {type(grant).__name__}, not a JSON object")
             return cls(action, str(obj.get("id") or f"{action}:{obj.get('published_at')}"),
-                       str(obj.get("published_at") or ""), note, str(sha).lower() if sha else None)
+                       str(obj.get("published_at") or ""), note, str(sha).lower() if sha else None, grant=grant)
         try:
             sha = str(obj["sha256"]).lower()
             data = base64.b64decode(obj["onnx_b64"], validate=True)
@@ -159,8 +167,9 @@ def install_message(path: str | os.PathLike[str], note: str = "", shadow: bool =
                         shadow, promote_if)
 
 
-def action_message(action: str, note: str = "", sha256: str | None = None) -> ModelMessage:
-    return ModelMessage(action, new_id(), iso(), note, sha256)
+def action_message(action: str, note: str = "", sha256: str | None = None, grant: dict[str, Any] | None = None,
+                   message_id: str | None = None) -> ModelMessage:
+    return ModelMessage(action, message_id or new_id(), iso(), note, sha256, grant=grant)
 
 
 # -- status --------------------------------------------------------------------------------

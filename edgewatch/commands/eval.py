@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edgewatch.data.nab import default_nab_dir
 from edgewatch.eval.perturb import NAMES as PERTURBATIONS
+
+if TYPE_CHECKING:
+    from edgewatch.eval.loco import Grouping
+    from edgewatch.eval.runner import Detector
 
 DEFAULT_DETECTOR = "novelty-levels"
 
@@ -84,7 +89,7 @@ def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, ca
         click.echo(f"scores written to {scores_out}")
 
 
-def _cross_validate(data: Path, detector: str, categories: list[str], stride: int, grouping) -> None:  # noqa: ANN001
+def _cross_validate(data: Path, detector: str, categories: list[str], stride: int, grouping: Grouping) -> None:
     from edgewatch.data.nab import load_corpus, read_profiles
     from edgewatch.errors import BadInput
     from edgewatch.eval import loco
@@ -102,7 +107,7 @@ def _cross_validate(data: Path, detector: str, categories: list[str], stride: in
     click.echo("")
 
 
-def _robustness(data: Path, det, categories: list[str], perturbations: tuple[str, ...]) -> None:  # noqa: ANN001
+def _robustness(data: Path, det: Detector, categories: list[str], perturbations: tuple[str, ...]) -> None:
     from edgewatch.data.nab import load_corpus, read_profiles
     from edgewatch.eval.robustness import format_robustness, robustness
 

@@ -167,3 +167,19 @@ def test_one_file_nab_best_scores_on_the_nab_folder(tmp_path: Path) -> None:
     assert got["reward_low_FN_rate"] == pytest.approx(82.86, abs=0.01)
     result, _ = run_nab(NAB, resolve("fourth-round"), progress=False)  # the previous default, by name
     assert [round(p.score, 2) for p in result.profiles] == [75.90, 68.01, 81.37]
+
+
+def test_build_model_for_one_named_feature(tmp_path: Path) -> None:
+    """What ``edgewatch fit`` calls for a single-feature series: the default detector with the feature's name."""
+    import onnx
+
+    from edgewatch.agent.model import ScoringModel
+    from edgewatch.eval.detectors import novelty_levels
+
+    model = novelty_levels.build_model(feature="temperature", data="plant.csv, column temperature")
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    card = ScoringModel(tmp_path / "m.onnx").card
+    assert card.features == ["temperature"] and card.trained_on["data"] == "plant.csv, column temperature"
+    assert card.postprocess.parts[0].params == novelty_levels.NoveltyLevelsConfig().novelty
+    path = novelty_levels.write_model(tmp_path / "w.onnx", feature="temperature")  # checked when written
+    assert ScoringModel(path).card.features == ["temperature"]

@@ -74,8 +74,17 @@ class NoveltyParams(LikelihoodParams):
         return out
 
     def state_bytes(self) -> int:
-        # the 2 x (span + 1) buffer of doubles; at most two rungs (likelihood and squared distances) live at once
-        return 2 * super().state_bytes() + 16 * (int(self.span) + 1) + 16 * int(self.span) + 256
+        # at most two rungs live at once: the longest started and the one below it, which is dropped once the
+        # longer one speaks, so its likelihood history holds at most (its span + the longer one's learning)
+        # values; plus the 2 x (span + 1) buffer and both rungs' squared distances, as doubles
+        steps = self.ladder()
+        top = self.likelihood().state_bytes()
+        if len(steps) > 1:
+            (m1, s1), (m2, s2) = steps[-2], steps[-1]
+            lower = self.likelihood(s1 / s2)
+            lower.long = min(lower.long, s1 + self.likelihood().learning)
+            top += lower.state_bytes() + 8 * (s1 - 2 * m1 + 1)
+        return top + 16 * (int(self.span) + 1) + 8 * (int(self.span) - 2 * int(self.m) + 1) + 256
 
     def likelihood(self, share: float = 1.0) -> LikelihoodParams:
         """The likelihood's parameters; for a step of ``share`` of the span, its rows scaled by that share."""

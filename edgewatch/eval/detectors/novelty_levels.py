@@ -78,14 +78,16 @@ def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "
         family=FAMILY, task=Task.RECONSTRUCT, sample_shape=[1, 1], features=[feature],
         scaler=Scaler.identity(1),
         score="the current value; the post-process is the maximum of 'novelty' (likelihood of the RMS distance "
-              "between the last m values and the nearest earlier m values within the last span) and 'levels' "
-              "(1.0 when the value reaches a level never seen in the stream), both per stream",
+              "between the last m values and the nearest earlier m values within the last span; the span steps "
+              "from min_span up to span as the stream's history grows, m in proportion) and 'levels' (1.0 when "
+              "the value reaches a level never seen in the stream), both per stream",
         threshold=config.threshold,
         threshold_method="likelihood alert level (log-likelihood 0.5 = likelihood 0.99999); levels gives 0 or 1",
         score_stats={}, quantization=Quantization.NONE,
         trained_on={"data": data or "none: both parts learn each stream online",
-                    "tuned_on": "NAB subset (25 files): m, hold and range_rows by leave-one-category-out "
-                                "(edgewatch eval nab --loco), the rest on principle"},
+                    "tuned_on": "NAB subset (25 files) and its perturbed copies (edgewatch eval nab --perturb "
+                                "all): the span ladder; m/span, the likelihood's rows per span and range_rows by "
+                                "leave-one-category-out on the 25 files (fourth round); the rest on principle"},
         window=1, horizon=0, stride=1, decision=Decision(k=1, n=1), postprocess=post)
 
 

@@ -86,8 +86,12 @@ def _model(model: ScoringModel) -> dict[str, Any]:
 
 def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, model: ScoringModel,
                   now: float, features: Sequence[str] = (), feature_error: np.ndarray | None = None,
-                  top: int = 3, reason: str | None = None) -> dict[str, Any]:
-    """``start`` or ``end`` of an anomalous episode; ``id`` is the same for a redelivery of the same event."""
+                  top: int = 3, reason: str | None = None, closed_at: float | None = None) -> dict[str, Any]:
+    """``start`` or ``end`` of an anomalous episode; ``id`` is the same for a redelivery of the same event.
+
+    ``closed_at``: the agent's wall-clock time when it ended the episode for ``reason`` (stopping, a model
+    swap, an idle stream) rather than by its data; the episode's times stay those of the stream's messages.
+    """
     ep = tr.episode
     start = tr.kind == "start"
     ident = digests.sha1(f"{agent}|{stream}|{ep.start_ts!r}|{ep.start_seq}|{tr.kind}".encode()).hexdigest()[:20]
@@ -115,6 +119,8 @@ def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, 
         event["top_features"] = top_features(feature_error, features, top)
     if reason:
         event["reason"] = reason
+    if closed_at is not None:
+        event["closed_at"] = iso(closed_at)
     return event
 
 

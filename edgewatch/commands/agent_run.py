@@ -24,6 +24,7 @@ from edgewatch.agent.runtime import ModelRuntime
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sinks import make_sink
 from edgewatch.agent.sources import make_source, schemes
+from edgewatch.agent.sources.base import SourcesFailed
 from edgewatch.errors import BadModelFile, BadOverride
 
 log = logging.getLogger("edgewatch.agent")
@@ -57,7 +58,8 @@ Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on P
          drift on .../drift, other events on .../events, QoS 1, spooled to disk until the broker's
          PUBACK: at-least-once, dedupe by the alert "id"; retained JSON .../status, online/offline).
 Fleet (status, model publish/rollback/shadow/promote, topics): docs/fleet.md.
-Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure,
+Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure (also: every
+source ended and one of them unexpectedly, e.g. a source that died 5 times in 10 minutes),
 2 usage error, 3 bad model file (not edgewatch, corrupt, sha256 mismatch, not signed by a
 --trust-key or changed after signing, a release older than one it has run),
 4 bad input file (replay CSV does not fit the model, bad config file), 6 missing optional dependency.
@@ -287,6 +289,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         summary_json.write_text(json.dumps(summary_dict(summary), indent=2))
     if not quiet:
         print_summary(summary)
+    if summary.ended_by == "sources" and summary.source_failures:
+        raise SourcesFailed(summary.source_failures, len(sources))
 
 
 def start_runtime(model_path: Path, options: AgentOptions, data: bytes) -> ModelRuntime:
@@ -404,7 +408,8 @@ def summary_dict(summary: RunSummary) -> dict:
     return {"messages": summary.messages, "bad": summary.bad, "windows": summary.windows,
             "events": summary.events, "streams": summary.streams, "seconds": round(summary.seconds, 3),
             "nonfinite_scores": summary.nonfinite_scores, "evicted_streams": summary.evicted_streams,
-            "delivery": summary.delivery}
+            "source_restarts": summary.source_restarts, "source_failures": summary.source_failures,
+            "ended_by": summary.ended_by, "delivery": summary.delivery}
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -414,6 +419,8 @@ def print_summary(summary: RunSummary) -> None:
              f"bad {bad}, windows scored {summary.windows}, events {summary.events or {}}"]
     if bad:
         lines.append("bad input by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.bad.items())))
+    if summary.source_restarts:
+        lines.append(f"source restarts {summary.source_restarts}")
     if summary.delivery:
         d = summary.delivery
         lines.append(f"MQTT events: sent {d['sent']}, delivered {d['delivered']}, dropped {d['dropped']}, "

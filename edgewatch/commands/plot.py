@@ -34,6 +34,9 @@ title counts the truth intervals an alert overlapped and the alerts that overlap
               help="NAB labels/combined_windows.json; needs --nab-key.")
 @click.option("--nab-key", default=None, help="The series in the NAB windows file, e.g. realTraffic/TravelTime_451.csv.")
 @click.option("--stream", default=None, help="Which stream to draw [default: the first in the run].")
+@click.option("--run", "run_number", type=int, default=None,
+              help="The agent appends a run at every start: draw only this one (1 the first, -1 the last) "
+                   "[default: all, as one timeline, restarts marked].")
 @click.option("--last", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Only the last SECONDS of the run.")
 @click.option("--log-score", is_flag=True, help="Score axis in log scale (when faults dwarf nominal scores).")
@@ -42,7 +45,7 @@ title counts the truth intervals an alert overlapped and the alerts that overlap
 @click.option("--dpi", type=int, default=100, show_default=True)
 def plot(run_file: Path, output: Path | None, truth: Path | None, nab_windows: Path | None, nab_key: str | None,
          stream: str | None, last: float | None, log_score: bool, title: str | None, size: tuple[float, float],
-         dpi: int) -> None:
+         dpi: int, run_number: int | None = None) -> None:
     """Plot a run recorded with `edgewatch agent run --record-run RUN_FILE`.
 
     Draws the signals, the score bars against the threshold and the alert
@@ -61,7 +64,7 @@ def plot(run_file: Path, output: Path | None, truth: Path | None, nab_windows: P
         intervals = read_fault_truth(truth)
     elif nab_windows:
         intervals = read_nab_windows(nab_windows, nab_key or "")
-    run = read_run(run_file)
+    run = read_run(run_file, run_number)
     if run.skipped_lines:
         click.echo(f"note: skipped {run.skipped_lines} unreadable line(s) (a run cut short?)", err=True)
     out = output or run_file.with_suffix(".png")

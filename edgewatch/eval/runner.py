@@ -184,10 +184,14 @@ def score_corpus(files: Sequence[NabFile], scores: Sequence[np.ndarray], profile
 def run_nab(root: str | os.PathLike[str], detector: Detector, categories: list[str] | None = None,
             progress: bool = True) -> tuple[EvalResult, dict[str, np.ndarray]]:
     """Score every file of the folder with the detector, then the whole corpus."""
+    return run_files(load_corpus(root, categories), read_profiles(root), detector, progress)
+
+
+def run_files(files: Sequence[NabFile], profiles: Sequence[CostProfile], detector: Detector,
+              progress: bool = True) -> tuple[EvalResult, dict[str, np.ndarray]]:
+    """Score the given files (a corpus, or a perturbed copy of one) with the detector, then as one corpus."""
     from tqdm import tqdm
 
-    files = load_corpus(root, categories)
-    profiles = read_profiles(root)
     scores: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()
     for f in tqdm(files, desc=f"NAB {detector.name}", unit="file", disable=not progress):

@@ -9,9 +9,9 @@ out. Numbers that are not finite become ``null`` here, times outside what
 
 Kinds: ``start`` / ``end`` (an anomalous episode; QoS-1 alerts with an
 idempotent ``id``, the raw ``score`` and ``threshold`` beside
-``anomaly_score``, where 1.0 is the threshold for every family), ``drift`` / ``drift_end``, ``model`` (a model was
-swapped in), ``model_refused`` (a candidate model was refused; the running
-one stays).
+``anomaly_score``, where 1.0 is the threshold for every family),
+``drift`` / ``drift_end``, ``model`` (a model was swapped in),
+``model_refused`` (a candidate model was refused; the running one stays).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ see docs/platform.md).
 
 Per-stream series (:data:`STREAM_SERIES`) are not updated per message:
 the loop adds one batch's windows and anomaly scores to a
-:class:`StreamSeries` (per slot, NumPy), and :class:`StreamCollector`
+:class:`StreamSeries` (per stream slot), and :class:`StreamCollector`
 reads it with the agent's stream table when Prometheus scrapes. At most
 ``--metrics-max-streams`` streams get their own ``stream`` label; the
 others are folded into ``stream="_other"`` and counted, so a fleet of

@@ -7,13 +7,13 @@ Short keys keep a 20 Hz day near 100 MB instead of several hundred:
     {"run": 1, "features": [...], "threshold": 0.01, "window": 20, "stride": 3, "ranges": [[lo, hi], ...], ...}
     {"m": "eq-0", "t": 1723.45, "q": 17, "v": [0.41, 0.52, 0.33, 0.4]}                 a message
     {"w": "eq-0", "t": 1723.45, "q": 17, "s": 0.0123, "a": 1.21, "o": 1}               a scored window
+    {"th": 0.02}                                                                       the threshold changed
+    {"e": {"event": "start", ...}}                                                     an event as sent to sinks
 
 The header's ``ranges`` are each feature's training range from the card
 (null where it has none; :mod:`edgewatch.agent.feature_ranges`); a window's
 ``s`` is its score, ``a`` its anomaly_score (1 = the threshold), ``o`` 1
 when it was over.
-    {"th": 0.02}                                                                       the threshold changed
-    {"e": {"event": "start", ...}}                                                     an event as sent to sinks
 
 Writes are buffered and flushed at least every ``flush_seconds`` (and at
 close), so an agent killed hard loses at most that much of the record and

@@ -36,7 +36,6 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -88,18 +87,13 @@ class ScoreScale:
         out = (np.asarray(raw, dtype=np.float64) - self.origin) * (self.sensitivity / self.span)
         return np.clip(out, -SCORE_CAP, SCORE_CAP, out=out)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain form for run records and the live page."""
-        return {"origin": self.origin, "threshold": self.threshold, "sensitivity": self.sensitivity,
-                "basis": self.basis.value}
-
     def describe(self) -> str:
         """One line for logs and ``agent check``: what 0 and 1 are on this model's scale."""
         zero = {ScaleOrigin.NORMAL_MEDIAN: "the median score on normal data",
                 ScaleOrigin.POSTPROCESS_ZERO: "the post-process's 'nothing unusual'",
                 ScaleOrigin.ZERO: "a score of 0",
                 ScaleOrigin.UNIT_BELOW_THRESHOLD: "one unit below the threshold"}[self.basis]
-        text = (f"anomaly_score 0 at score {self.origin:.6g} ({zero}), 1 at the threshold {self.threshold:.6g}")
+        text = f"anomaly_score 0 at score {self.origin:.6g} ({zero}), 1 at the threshold {self.threshold:.6g}"
         if self.sensitivity != 1.0:
             text += f"; sensitivity {self.sensitivity:g}: alerts above score {self.level:.6g}"
         return text

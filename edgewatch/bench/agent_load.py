@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.errors import EdgewatchError
@@ -97,8 +98,11 @@ class Throughput:
 
 
 def throughput(model_path: Path, streams: int, n_messages: int = 60_000, stride: int = 3,
-               options: AgentOptions | None = None) -> Throughput:
-    """Messages per second through :meth:`Agent.process` for ``streams`` streams of raw JSON."""
+               options: AgentOptions | None = None, metrics: AgentMetrics | None = None) -> Throughput:
+    """Messages per second through :meth:`Agent.process` for ``streams`` streams of raw JSON.
+
+    ``metrics``: the agent's metrics (default: exported, as the Agent makes them when given none).
+    """
     model = ScoringModel(model_path)
     model_cpu = [0.0]
     score_many = model.score_many
@@ -113,7 +117,7 @@ def throughput(model_path: Path, streams: int, n_messages: int = 60_000, stride:
     model.score_many = timed  # type: ignore[method-assign]
     opts = options or AgentOptions(agent_id="bench")
     opts.stride = stride
-    agent = Agent(model, [CountingSink()], opts)
+    agent = Agent(model, [CountingSink()], opts, metrics=metrics)
     warm = raw_messages(max(20 * streams, 2048), streams, seed=1)
     items = raw_messages(n_messages, streams, seed=2)
     batch = opts.max_batch

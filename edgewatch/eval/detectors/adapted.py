@@ -104,8 +104,10 @@ class AdaptedDetector:
 
     name = "novelty-levels-adapted"
 
-    def __init__(self, config: NoveltyLevelsConfig | None = None, counts: bool = True, in_time: bool = True) -> None:
+    def __init__(self, config: NoveltyLevelsConfig | None = None, counts: bool = True, in_time: bool = True,
+                 stride: int = 1) -> None:
         self.config = config or NoveltyLevelsConfig()
+        self.stride = stride
         self.counts = counts
         self.in_time = in_time
         self._files: dict[tuple[int, int], object] = {}
@@ -125,7 +127,8 @@ class AdaptedDetector:
             config = replace(self.config, levels={**self.config.levels, "range_rows": rows},
                              novelty={**self.config.novelty, "m": m})
             with tempfile.TemporaryDirectory(prefix="edgewatch-adapted-") as tmp:
-                self._files[rows, m] = ModelDetector(write_model(Path(tmp) / "adapted.onnx", config, check=False))
+                self._files[rows, m] = ModelDetector(write_model(Path(tmp) / "adapted.onnx", config, check=False),
+                                                 stride=self.stride)
         return self._files[rows, m]
 
     def score_series(self, values: np.ndarray, key: str = "", times: np.ndarray | None = None) -> np.ndarray:

@@ -62,7 +62,7 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
     from edgewatch.eval.detectors import adapted, levels, novelty, novelty_levels, resonance
 
     if which is BuiltIn.NOVELTY_LEVELS_ADAPTED:
-        return adapted.AdaptedDetector()
+        return adapted.AdaptedDetector(stride=stride)
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:  # sessions hold the graphs
         if which in (BuiltIn.NOVELTY_LEVELS, BuiltIn.FOURTH_ROUND):

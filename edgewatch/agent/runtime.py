@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.agent.episodes import EpisodeTracker
+from edgewatch.agent.isolation import check_isolation
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.postprocess import PostProcessor, make_postprocessor, state_bytes
 from edgewatch.contract import ModelCard, Quantization
@@ -163,6 +164,7 @@ class ModelRuntime:
         except (ValueError, TypeError) as exc:
             raise BadModelFile(f"{where}: its card cannot run: {exc}") from exc
         dry_run(runtime)
+        check_isolation(model)  # on this machine's int8 kernels: BadModelFile when one window moves another
         for w in runtime.warnings:
             log.warning("%s: %s", where, w)
         return runtime

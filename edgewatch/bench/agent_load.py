@@ -30,6 +30,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,9 +98,37 @@ class Throughput:
     model_cpu_us_per_window: float = 0.0  # CPU time inside the ONNX Runtime calls, per scored window
 
 
+@contextmanager
+def score_batch(windows: int | None) -> Iterator[None]:
+    """The agent's windows per ONNX Runtime call set to ``windows`` for a while (None: unchanged).
+
+    Only to reproduce an earlier agent beside today's in one run (the fp32
+    agent scored 16 windows a call before issue 28): the agent itself has one
+    batch size, ``edgewatch.agent.engine.SCORE_BATCH``.
+    """
+    from edgewatch.agent import engine
+
+    previous = engine.SCORE_BATCH
+    engine.SCORE_BATCH = windows or previous
+    try:
+        yield
+    finally:
+        engine.SCORE_BATCH = previous
+
+
 def throughput(model_path: Path, streams: int, n_messages: int = 60_000, stride: int = 3,
-               options: AgentOptions | None = None) -> Throughput:
-    """Messages per second through :meth:`Agent.process` for ``streams`` streams of raw JSON."""
+               options: AgentOptions | None = None, windows_per_call: int | None = None) -> Throughput:
+    """Messages per second through :meth:`Agent.process` for ``streams`` streams of raw JSON.
+
+    ``windows_per_call``: score that many windows per ONNX Runtime call
+    instead of the agent's own batch (see :func:`score_batch`).
+    """
+    with score_batch(windows_per_call):
+        return _throughput(model_path, streams, n_messages, stride, options)
+
+
+def _throughput(model_path: Path, streams: int, n_messages: int, stride: int,
+                options: AgentOptions | None) -> Throughput:
     model = ScoringModel(model_path)
     model_cpu = [0.0]
     score_many = model.score_many
@@ -252,6 +282,9 @@ def agent_rss(model_path: Path, rows: int = 20_000, rate: float = 4000.0, timeou
         header = "cpu,memory,traffic,fan"
         np.savetxt(csv_path, data, delimiter=",", header=header, comments="", fmt="%.5f")
         summary = Path(tmp) / "summary.json"
+        from edgewatch.bench.memory import drop_cached_libraries
+
+        drop_cached_libraries()  # see edgewatch.bench.memory: cached library pages inflate RSS
         cmd = edgewatch_command() + ["agent", "run", "--model", str(model_path),
                                      "--source", f"replay:{csv_path}?rate={rate:g}",
                                      "--sink", f"jsonl:{Path(tmp) / 'alerts.jsonl'}",
@@ -422,10 +455,12 @@ def alert_latency(model_path: Path, rate: float = 1000.0, seconds: float = 10.0,
 
 
 def machine() -> dict[str, object]:
-    """What the figures were measured on: CPU model, cores, library versions."""
+    """What the figures were measured on: CPU model, its int8 kernel path, cores, library versions, load."""
     import platform
 
     import onnxruntime
+
+    from edgewatch.agent.isolation import int8_kernel_path
 
     cpu = "unknown"
     try:
@@ -433,7 +468,8 @@ def machine() -> dict[str, object]:
             cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    info: dict[str, object] = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    info: dict[str, object] = {"cpu": cpu, "int8_path": int8_kernel_path(), "cores": os.cpu_count(),
+                               "python": platform.python_version(),
                                "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
                                "platform": platform.platform()}
     try:

@@ -132,6 +132,42 @@ def make_broker(tmp_path: Path) -> Iterator:
     for b in made:
         b.stop()
 
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator:
+    """Factory: a tmpfs of ``size`` bytes mounted for this test (root only; skipped with the reason if
+    mounting is not permitted), unmounted at the end."""
+    mounted: list[Path] = []
+
+    def mount(size: int) -> Path:
+        where = tmp_path / f"tmpfs{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs to fill ({done.stderr.strip() or done.returncode}); "
+                        "these tests need root (CI runs them as root)")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def fill(directory: Path, leave: int = 0) -> Path:
+    """Fill the file system of ``directory`` with one file, up to ``leave`` bytes (whole 4 KiB pages) free."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError:
+            pass
+    if leave:
+        os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler
+
+
 class Collector:
     """Subscribes to ``topic`` (wildcards fine) with a persistent session, so nothing is missed
     while it or the broker is away; call ``close()`` at the end."""

@@ -167,6 +167,164 @@ def test_sparkplug_b_births_aliases_and_data(tmp_path: Path, broker) -> None:
     assert agent.summary.windows == 3  # birth + 6 data = 7 rows, window 5
 
 
+def test_sparkplug_death_rebirth_bounds_and_unknown_messages(tmp_path: Path, broker) -> None:
+    """The default form (no source settings): a death and a rebirth reset the device's windows, a dead
+    device's aliases are unknown until its birth, an oversized birth is too_large, odd types are counted."""
+    from edgewatch.agent.sinks import MemorySink
+    from edgewatch.agent.sparkplug import encode_metric, encode_payload
+
+    sink = MemorySink()
+    agent = Agent(ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, k=1, n=1))), [sink],
+                  AgentOptions(stride=1, drift_every=0, agent_id="spd"))
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/spBv1.0/%23", FEATURES, agent_id="spd")
+    agent.add_source(src)
+    runner = _run(agent)
+    pub = Publisher(broker)
+    birth = encode_payload([encode_metric(f, 0.5, alias=i + 1) for i, f in enumerate(FEATURES)])
+
+    def data(value: float) -> bytes:
+        return encode_payload([encode_metric(None, value, alias=2)])
+    try:
+        assert wait_until(lambda: src.connects == 1)
+        time.sleep(0.2)
+        pub.send("spBv1.0/p/DBIRTH/gw/pump", birth)
+        for _ in range(3):
+            pub.send("spBv1.0/p/DDATA/gw/pump", data(1e19))  # far out: any window holding it alerts
+        pub.send("spBv1.0/p/DDEATH/gw/pump", encode_payload([]))
+        pub.send("spBv1.0/p/DDATA/gw/pump", data(0.5))  # dead: its aliases mean nothing now
+        pub.send("spBv1.0/p/DBIRTH/gw/pump", birth)
+        for _ in range(4):
+            pub.send("spBv1.0/p/DDATA/gw/pump", data(0.5))
+        # a rebirth without a death (the host asked for one) starts a new window too
+        pub.send("spBv1.0/p/DBIRTH/gw/pump", birth)
+        for _ in range(3):
+            pub.send("spBv1.0/p/DDATA/gw/pump", data(0.5))
+        big = encode_payload([encode_metric(f"m{i}", float(i), alias=10 + i) for i in range(100_000)])
+        assert len(big) > 2_000_000
+        pub.send("spBv1.0/p/DBIRTH/gw/huge", big)
+        pub.send("spBv1.0/p/NFOO/gw", birth)
+        pub.send("spBv1.0/p/DDATA/gw", birth)  # a device message without a device
+        pub.send("spBv1.0/p/NCMD/gw", encode_payload([]))  # a command: not a measurement, not bad either
+        pub.send("spBv1.0/STATE/host", b'{"online": true}')
+        assert wait_until(lambda: agent.summary.messages == 17)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.close()
+    assert agent.summary.bad == {"unknown_alias": 1, "too_large": 1, "unknown_message": 2}
+    # birth + 3 rows (no window of 5), death; birth + 4 rows: one window; rebirth + 3 rows: none
+    assert agent.summary.windows == 1 and sink.events == []
+    assert agent.metrics.reconnects.labels(src.name)._value.get() == 0  # a device's death is no reconnect
+
+
+def test_sparkplug_bounds_set_on_the_source(tmp_path: Path, broker) -> None:
+    from edgewatch.agent.sparkplug import encode_metric, encode_payload
+
+    agent = _agent(tmp_path, "spbound")
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/spBv1.0/%23?sparkplug_max_nodes=2"
+                      "&sparkplug_max_aliases=104&max_bytes=4096", FEATURES, agent_id="spbound")
+    agent.add_source(src)
+    runner = _run(agent)
+    pub = Publisher(broker)
+
+    def birth(others: int) -> bytes:
+        return encode_payload([encode_metric(f, 0.5, alias=i + 1) for i, f in enumerate(FEATURES)]
+                              + [encode_metric(f"x{k}", 1, alias=10 + k) for k in range(others)])
+    try:
+        assert wait_until(lambda: src.connects == 1)
+        time.sleep(0.2)
+        pub.send("spBv1.0/p/NBIRTH/n1", birth(100))  # 104 aliases: at the bound
+        pub.send("spBv1.0/p/DBIRTH/n1/d1", birth(0))  # 4 more for n1: past it
+        pub.send("spBv1.0/p/NBIRTH/n2", birth(0))
+        pub.send("spBv1.0/p/NBIRTH/n3", birth(0))  # a third session
+        pub.send("spBv1.0/p/NBIRTH/n4", birth(400))  # over 4096 bytes
+        pub.send("spBv1.0/p/NDEATH/n2", encode_payload([]))
+        pub.send("spBv1.0/p/NBIRTH/n3", birth(0))  # room again
+        assert wait_until(lambda: agent.summary.messages == 6)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.close()
+    assert agent.summary.bad == {"too_many_aliases": 1, "too_many_nodes": 1, "too_large": 1}
+    assert src.sparkplug.sessions == 2 and src.sparkplug.aliases == 108
+
+
+def test_sparkplug_settings_are_checked() -> None:
+    from edgewatch.agent.sources.base import SourceConfigError
+
+    for query in ("sparkplug_max_nodes=0", "sparkplug_max_aliases=many", "max_bytes=-1", "sparkplug_max_node=5"):
+        try:
+            make_source(f"mqtt://127.0.0.1:1/spBv1.0/%23?{query}", FEATURES)
+        except SourceConfigError as exc:
+            assert query.split("=")[0] in str(exc)
+        else:
+            raise AssertionError(f"{query} was accepted")
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_two_million_aliases_over_100_births_grow_rss_by_less_than_40_mib(tmp_path: Path, broker) -> None:
+    """100 NBIRTHs of 20,000 aliases each (4 of them features), from 100 edge nodes, into an agent process;
+    the source's bounds are raised so that every birth is held. RSS of the agent, /proc, before and after."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from edgewatch.agent.sparkplug import encode_metric, encode_payload
+    from tests.conftest import free_port
+
+    model = write_model(tmp_path / "m.onnx", make_card(window=5))
+    port = free_port()
+    url = (f"mqtt://{broker.host}:{broker.port}/spBv1.0/%23?max_bytes=1048576&sparkplug_max_aliases=20000"
+           "&sparkplug_max_nodes=200")
+    proc = subprocess.Popen([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
+                             "--source", url, "--agent-id", "sprss", "--metrics", f"127.0.0.1:{port}", "-q",
+                             "--log-level", "warning"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+
+    def counter(name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+    birth = encode_payload([encode_metric(f, 0.5, alias=i + 1) for i, f in enumerate(FEATURES)]
+                           + [encode_metric(f"sensor/{k}", 1.0, alias=100 + k) for k in range(19_996)])
+    assert len(birth) < 2**20
+    pub = Publisher(broker)
+    try:
+        assert wait_until(lambda: _can(lambda: counter("edgewatch_messages_total") == 0), 30)
+        time.sleep(0.5)  # the SUBACK
+        pub.send("spBv1.0/warm/NBIRTH/n", birth)  # code paths and buffers in use once before measuring
+        assert wait_until(lambda: _can(lambda: counter("edgewatch_messages_total") == 1), 30)
+        time.sleep(0.5)
+        before = _rss_kib(proc.pid)
+        for i in range(100):
+            pub.send(f"spBv1.0/plant/NBIRTH/node{i}", birth)
+        assert wait_until(lambda: _can(lambda: counter("edgewatch_messages_total") == 101), 60)
+        time.sleep(0.5)
+        after = _rss_kib(proc.pid)
+        assert counter("edgewatch_bad_messages_total") == 0  # every birth was held
+    finally:
+        pub.close()
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    grown = (after - before) / 1024
+    print(f"RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB (+{grown:.1f}) for 2,000,000 aliases")
+    assert proc.returncode == 0, err[-2000:]
+    assert grown < 40, f"RSS grew {grown:.1f} MiB"
+
+
+def _can(check) -> bool:  # noqa: ANN001 - the agent's /metrics may not listen yet
+    try:
+        return bool(check())
+    except OSError:
+        return False
+
+
 from tests.test_mqtt_tls import pki, tls_broker  # noqa: E402,F401 - fixtures: a CA and a TLS mosquitto
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
-from edgewatch.agent.spool import Spool
+from edgewatch.agent.spool import RETRY_MAX, Spool
+from tests.conftest import fill
 
 
 def test_records_survive_reopen_until_acked(tmp_path: Path) -> None:
@@ -63,3 +66,62 @@ def test_delivered_segments_are_deleted(tmp_path: Path) -> None:
     for n in numbers:
         s.ack(n)
     assert len(list(tmp_path.glob("seg-*.log"))) == 1 and s.depth == 0
+
+
+def _flush_soon(s: Spool) -> bool:
+    deadline = time.monotonic() + RETRY_MAX + 2
+    while time.monotonic() < deadline:
+        if s.flush():
+            return True
+        time.sleep(0.05)
+    return s.flush()
+
+
+def test_a_full_disk_keeps_records_in_memory_and_writes_them_when_space_returns(small_tmpfs, caplog) -> None:
+    disk = small_tmpfs(256 * 1024)
+    s = Spool(disk / "spool", segment_bytes=16 * 1024, memory_max_bytes=40 * 1000)
+    filler = fill(disk, leave=8192)
+    payloads = [(b"%05d" % i) + b"a" * 995 for i in range(60)]  # 1 KiB records: ~8 fit, 40 wait in memory
+    with caplog.at_level(logging.WARNING, "edgewatch.agent.spool"):
+        numbers = [s.append(p) for p in payloads]
+    assert not s.writable and s.write_error == "No space left on device"
+    kept = [n for n in numbers if n is not None]
+    assert s.in_memory == 40 and len(kept) == 60 - s.dropped and s.dropped == 12
+    assert numbers[-12:] == [None] * 12  # the newest went: the older may already be on their way
+    # one line per kind of trouble (at most one a minute), no traceback
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and "cannot be written" in messages[0] and "dropped a new one" in messages[1]
+    assert not any(r.exc_info for r in caplog.records)
+    # deliverable from memory like any pending record, in order
+    assert [n for n, _ in s.pending()] == kept
+    filler.unlink()
+    assert _flush_soon(s) and s.writable and s.in_memory == 0
+    assert s.append(b"after") == 61
+    s.close()
+    again = Spool(disk / "spool")
+    assert [p for _, p in again.pending()] == payloads[:48] + [b"after"]  # nothing torn, nothing reordered
+
+
+def test_acks_on_a_full_disk_neither_raise_nor_lose_their_place(small_tmpfs) -> None:
+    disk = small_tmpfs(128 * 1024)
+    s = Spool(disk / "spool", segment_bytes=8192)
+    numbers = [s.append(b"r" * 1000) for _ in range(30)]
+    filler = fill(disk)
+    s.ack_many(numbers[:5])  # "acked" cannot be rewritten: kept in memory
+    assert s.depth == 25
+    s.ack_many(numbers[5:20])  # whole segments are delivered now: deleting them makes room
+    assert s.depth == 10
+    filler.unlink()
+    s.flush()
+    s.close()
+    assert [n for n, _ in Spool(disk / "spool").pending()] == numbers[20:]
+
+
+def test_records_left_in_memory_at_close_are_counted(small_tmpfs) -> None:
+    disk = small_tmpfs(64 * 1024)
+    s = Spool(disk / "spool")
+    fill(disk)
+    assert [s.append(b"x" * 100) for _ in range(3)] == [1, 2, 3]
+    assert s.in_memory == 3 and s.dropped == 0
+    s.close()
+    assert s.dropped == 3 and s.depth == 0

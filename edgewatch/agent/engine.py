@@ -122,6 +122,7 @@ class RunSummary:
     seconds: float = 0.0
     nonfinite_scores: dict[str, int] = field(default_factory=dict)  # windows whose score was nan/inf, by kind
     evicted_streams: int = 0
+    delivery: dict[str, int] = field(default_factory=dict)  # spooling sinks' counts (MqttSink.delivery), summed
 
 
 class Agent:
@@ -340,8 +341,11 @@ class Agent:
         self._source_streams.setdefault(source, set()).add(slot)
         return slot
 
-    def _reset_source(self, source: str) -> None:
-        for slot in self._source_streams.get(source, ()):
+    def _reset_source(self, source: str, streams: tuple[str, ...] | None = None) -> None:
+        """Reset the windows of every stream of ``source``, or only of ``streams`` (a Sparkplug death)."""
+        slots = self._source_streams.get(source, ()) if streams is None else \
+            [self._slots[s] for s in streams if s in self._slots]
+        for slot in slots:
             self.windows.reset(slot)
             self.tracker.reset(slot)
             self.post.reset(slot)
@@ -435,8 +439,9 @@ class Agent:
                 bad[payload] = bad.get(payload, 0) + 1  # type: ignore[index]
                 continue
             elif kind == Kind.RESET:
-                self._reset_source(source)
-                self.metrics.reconnects.labels(source).inc()
+                self._reset_source(source, payload)  # type: ignore[arg-type]
+                if payload is None:
+                    self.metrics.reconnects.labels(source).inc()
                 continue
             else:
                 continue
@@ -707,4 +712,8 @@ class Agent:
                 sink.close()
             except Exception:
                 log.exception("closing sink %s failed", type(sink).__name__)
+            delivery = getattr(sink, "delivery", None)
+            if delivery is not None:
+                for key, n in delivery().items():
+                    self.summary.delivery[key] = self.summary.delivery.get(key, 0) + n
 

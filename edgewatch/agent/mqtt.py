@@ -16,6 +16,14 @@ a killed agent loses nothing: delivery is at least once, in order, and the
 ``id`` field lets subscribers drop the rare duplicate. ``send`` never waits
 for the network; a sender thread feeds paho at most ``max_inflight`` records
 at a time, and paho resends those itself after a reconnect.
+
+A disk that refuses the spool's writes does not lose alerts either: they
+wait in the spool's bounded memory queue, are published from there, and
+reach the disk when it takes writes again; only past that queue is an alert
+dropped, counted in ``edgewatch_spool_dropped``. No error (an OSError of the
+disk, a paho failure) ends the sender thread: it logs at most once a minute
+and retries with backoff. :meth:`MqttSink.not_ready_reason` tells
+``/readyz`` while alerts cannot be stored or sent.
 """
 
 from __future__ import annotations
@@ -35,13 +43,17 @@ from paho.mqtt.enums import MQTTErrorCode
 from edgewatch.agent.broker import (BrokerConnection, BrokerOptions, Connections, MqttConfigError, _safe,
                                     client_id_for, parse_broker_url)
 from edgewatch.agent.events import dumps
-from edgewatch.agent.spool import DEFAULT_MAX_BYTES, Spool
+from edgewatch.agent.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
 from edgewatch.fleet.topics import minimal_status, offline_will
 
 log = logging.getLogger(__name__)
 
 
 __all__ = ["MqttConfigError", "MqttOptions", "MqttSink", "topic_for"]
+
+UNDELIVERABLE_AFTER = 5.0  # seconds without the broker before /readyz says alerts_undeliverable
+SENDER_RETRY_MAX = 10.0  # seconds between attempts of a sender that keeps failing
+ERROR_LOG_INTERVAL = 60.0
 
 
 @dataclass
@@ -71,16 +83,20 @@ class MqttSink:
 
     def __init__(self, options: MqttOptions, spool_dir: str | os.PathLike[str], connection: BrokerConnection,
                  spool_max_bytes: int = DEFAULT_MAX_BYTES, metrics: Any = None,
-                 connections: Connections | None = None) -> None:
+                 connections: Connections | None = None, spool_memory_bytes: int = DEFAULT_MEMORY_BYTES) -> None:
         self.options = o = options
         self.connection = connection
         self._connections = connections  # who to release the connection to (None: this sink owns it)
         self.base = f"{o.prefix.strip('/')}/{o.agent_id}".lstrip("/")
         self.status_topic = f"{self.base}/status"
-        self.spool = Spool(Path(spool_dir), max_bytes=spool_max_bytes)
+        self.spool = Spool(Path(spool_dir), max_bytes=spool_max_bytes, memory_max_bytes=spool_memory_bytes)
         self.metrics = metrics
+        self.sent = 0  # events taken by send() this run
         self.published = 0  # PUBACKs received this run
         self.publish_errors = 0
+        self.sender_errors = 0  # failed turns of the sender thread (each retried)
+        self._down_since: float | None = time.monotonic()  # None while connected
+        self._error_logged: float | None = None
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._status_lock = threading.Lock()
@@ -103,7 +119,8 @@ class MqttSink:
     @classmethod
     def from_url(cls, url: str, agent_id: str, spool_dir: str | os.PathLike[str] | None = None,
                  spool_max_bytes: int = DEFAULT_MAX_BYTES, metrics: Any = None,
-                 connections: Connections | None = None, **options: Any) -> MqttSink:
+                 connections: Connections | None = None, spool_memory_bytes: int = DEFAULT_MEMORY_BYTES,
+                 **options: Any) -> MqttSink:
         """``mqtt://[user:pass@]host[:port]/prefix`` (``mqtts://`` turns TLS on, port 8883).
 
         ``options`` are broker options (login, TLS, see :class:`BrokerOptions`) and
@@ -121,7 +138,8 @@ class MqttSink:
         if spool_dir is None:
             spool_dir = Path("spool")
         return cls(opts, Path(spool_dir) / _safe(f"{broker.host}_{broker.port}_{opts.prefix}"), connection,
-                   spool_max_bytes=spool_max_bytes, metrics=metrics, connections=connections)
+                   spool_max_bytes=spool_max_bytes, metrics=metrics, connections=connections,
+                   spool_memory_bytes=spool_memory_bytes)
 
     @property
     def client(self) -> paho.Client:
@@ -135,6 +153,7 @@ class MqttSink:
     # -- connection events (paho's network thread) ---------------------------------------
 
     def _on_connect(self) -> None:
+        self._down_since = None
         self.publish_status("online")
         log.info("MQTT sink %s ready (spool depth %d)", self.base, self.spool.depth)
         self._wake.set()
@@ -156,6 +175,8 @@ class MqttSink:
         return info
 
     def _on_disconnect(self) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
         if not self._closing.is_set():
             log.warning("MQTT sink %s: alerts wait in the spool until the broker is back", self.base)
 
@@ -170,35 +191,59 @@ class MqttSink:
     # -- the sink ------------------------------------------------------------------
 
     def send(self, event: dict[str, Any]) -> None:
-        """Durably queue one event (fsync), then let the sender thread publish it."""
+        """Durably queue one event (fsync; in memory while the disk refuses), then let the sender publish it."""
         record = topic_for(event, self.base).encode() + b"\n" + dumps(event).encode()
+        self.sent += 1
         self.spool.append(record)
         self._update_depth()
         self._wake.set()
 
     def _send_loop(self) -> None:
+        delay = 0.0
         while True:
-            self._wake.wait(0.5)
+            self._wake.wait(delay or 0.5)
             self._wake.clear()
-            self._take_acks()
             if self._stop_sender:
+                self._take_acks_logged()
                 return
-            if not self.connection.connected:
-                continue
-            room = self.options.max_inflight - len(self._inflight)
-            if room <= 0:
-                continue
-            for number, record in self.spool.pending(after=self._handed, limit=room):
-                topic, _, payload = record.partition(b"\n")
-                info = self.connection.publish(topic.decode(), payload, qos=1)
-                if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                    # not queued by paho: leave it in the spool and try again on the next wake-up
-                    self.publish_errors += 1
-                    log.warning("MQTT publish of spool record %d failed: %s", number, paho.error_string(info.rc))
-                    break
-                # NO_CONN: paho keeps it queued and sends it after the reconnect, in order
-                self._inflight[info.mid] = number
-                self._handed = number
+            try:
+                self._send_turn()
+                delay = 0.0
+            except Exception as exc:  # a full disk, a paho error: this thread must outlive them all
+                self.sender_errors += 1
+                delay = min(SENDER_RETRY_MAX, max(0.5, delay * 2))
+                now = time.monotonic()
+                if self._error_logged is None or now - self._error_logged >= ERROR_LOG_INTERVAL:
+                    self._error_logged = now
+                    log.error("MQTT sink %s: sending failed: %s: %s; retrying every %.1fs at most (%d failure(s); "
+                              "logged at most once a minute)", self.base, type(exc).__name__, exc, delay,
+                              self.sender_errors)
+
+    def _take_acks_logged(self) -> None:
+        try:
+            self._take_acks()
+        except Exception as exc:
+            log.error("MQTT sink %s: recording the last acknowledgements failed: %s", self.base, exc)
+
+    def _send_turn(self) -> None:
+        self._take_acks()
+        self.spool.flush()  # what waits in memory, once the disk takes it (the spool backs off by itself)
+        if not self.connection.connected:
+            return
+        room = self.options.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        for number, record in self.spool.pending(after=self._handed, limit=room):
+            topic, _, payload = record.partition(b"\n")
+            info = self.connection.publish(topic.decode(), payload, qos=1)
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                # not queued by paho: leave it in the spool and try again on the next wake-up
+                self.publish_errors += 1
+                log.warning("MQTT publish of spool record %d failed: %s", number, paho.error_string(info.rc))
+                break
+            # NO_CONN: paho keeps it queued and sends it after the reconnect, in order
+            self._inflight[info.mid] = number
+            self._handed = number
 
     def _take_acks(self) -> None:
         numbers = []
@@ -222,6 +267,22 @@ class MqttSink:
     @property
     def connected(self) -> bool:
         return self.connection.connected
+
+    def not_ready_reason(self) -> str | None:
+        """Why alerts cannot be kept or sent now: ``spool_unwritable`` (the disk refuses the spool's writes;
+        alerts wait in memory), ``alerts_undeliverable`` (no broker for UNDELIVERABLE_AFTER seconds); else None."""
+        if not self.spool.writable:
+            return "spool_unwritable"
+        down = self._down_since
+        if down is not None and time.monotonic() - down >= UNDELIVERABLE_AFTER:
+            return "alerts_undeliverable"
+        return None
+
+    def delivery(self) -> dict[str, int]:
+        """This run's counts: events ``sent`` to the sink, ``delivered`` (PUBACK), ``dropped`` (never to be
+        delivered), ``waiting`` in the spool for the next start (also older runs' events)."""
+        return {"sent": self.sent, "delivered": self.published, "dropped": self.spool.dropped,
+                "waiting": self.spool.depth}
 
     def wait_delivered(self, timeout: float) -> bool:
         """Block until the spool is empty (every event acknowledged) or ``timeout`` passes."""
@@ -249,6 +310,8 @@ class MqttSink:
         self._stop_sender = True
         self._wake.set()
         self._sender.join(2.0)
+        self.spool.close()  # before the summary: what never reached the disk is counted as dropped
+        self._update_depth()
         if conn.connected:
             info = self.publish_status("offline")
             if info is not None and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -264,7 +327,6 @@ class MqttSink:
         if self.spool.depth:
             log.warning("%d alert(s) left in the spool %s; they are sent at the next start",
                         self.spool.depth, self.spool.dir)
-        self.spool.close()
 
 
 def _extra_metrics(metrics: Any) -> dict[str, Any]:
@@ -274,7 +336,8 @@ def _extra_metrics(metrics: Any) -> dict[str, Any]:
 
     try:
         return {
-            "dropped": Gauge("edgewatch_spool_dropped", "Spooled alerts dropped because the spool was full",
+            "dropped": Gauge("edgewatch_spool_dropped", "Alerts dropped this run: the spool was full (the "
+                             "oldest), or its disk refused writes and its memory queue was full (the newest)",
                              registry=metrics.registry),
             "errors": Gauge("edgewatch_mqtt_publish_errors", "MQTT publishes refused by paho or the broker",
                             registry=metrics.registry),

@@ -45,27 +45,35 @@ def parse_addr(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
 DEFAULT_READY_GRACE = 30.0
 DEFAULT_READY_MAX_SILENCE = 60.0
 STUCK_AFTER = 10.0  # seconds without a turn of the loop
+SINK_REASONS = ("spool_unwritable", "alerts_undeliverable")  # most serious first
 
 
 def health(agent: Agent, ready_grace: float = DEFAULT_READY_GRACE,
            ready_max_silence: float = DEFAULT_READY_MAX_SILENCE) -> dict[str, Any]:
-    """What the health endpoints answer: live (the loop turns) and ready (data is coming in).
+    """What the health endpoints answer: live (the loop turns) and ready (data comes in, alerts go out).
 
     ``status`` is the liveness (``ok``, ``stuck``, ``stopping``). ``ready``
-    needs a live agent that has received a message and, unless
-    ``ready_max_silence`` is 0, one within that many seconds;
-    ``ready_reason`` says why not: ``starting`` (no message yet, within
-    ``ready_grace`` of the start), ``no_data`` (none yet, after it),
-    ``silent`` (none for ``ready_max_silence``), ``stuck``, ``stopping``.
+    needs a live agent whose alerts can be kept and sent, that has received
+    a message and, unless ``ready_max_silence`` is 0, one within that many
+    seconds; ``ready_reason`` says why not, the first that applies of:
+    ``stuck``, ``stopping``, ``spool_unwritable`` (the spool's disk refuses
+    writes: alerts wait in memory, and past its bound are dropped),
+    ``alerts_undeliverable`` (no broker for a while: alerts wait in the
+    spool), ``starting`` (no message yet, within ``ready_grace`` of the
+    start), ``no_data`` (none yet, after it), ``silent`` (none for
+    ``ready_max_silence``).
     """
     now = time.time()
-    depth = sum(getattr(getattr(s, "spool", None), "depth", 0) for s in agent.sinks)
+    spools = [s.spool for s in agent.sinks if hasattr(s, "spool")]
+    sink_reasons = [r for r in (s.not_ready_reason() for s in agent.sinks if hasattr(s, "not_ready_reason")) if r]
     last = agent.last_message_at
     loop_age = time.monotonic() - agent.heartbeat
     status = "stopping" if agent.stopping else ("ok" if loop_age < STUCK_AFTER else "stuck")
     uptime = now - agent.started_at
     if status != "ok":
         reason = status
+    elif sink_reasons:
+        reason = min(sink_reasons, key=SINK_REASONS.index)
     elif last is None:
         reason = "starting" if uptime < ready_grace else "no_data"
     elif ready_max_silence and now - last > ready_max_silence:
@@ -86,7 +94,10 @@ def health(agent: Agent, ready_grace: float = DEFAULT_READY_GRACE,
         "messages": agent.summary.messages,
         "windows": agent.summary.windows,
         "streams": len(agent.streams),
-        "spool_depth": depth,
+        "spool_depth": sum(sp.depth for sp in spools),
+        "spool_in_memory": sum(sp.in_memory for sp in spools),
+        "spool_dropped": sum(sp.dropped for sp in spools),
+        "spool_error": next((sp.write_error for sp in spools if sp.write_error), None),
     }
 
 

@@ -41,6 +41,9 @@ class BadReason(str, enum.Enum):
     # field protocols (edgewatch.agent.sources): the same counter, one reason each
     BAD_PAYLOAD = "bad_payload"  # a binary payload (Sparkplug B protobuf) that does not decode
     UNKNOWN_ALIAS = "unknown_alias"  # Sparkplug data naming a metric alias no birth certificate defined
+    UNKNOWN_MESSAGE = "unknown_message"  # a spBv1.0 topic that is no Sparkplug B message type or layout
+    TOO_MANY_NODES = "too_many_nodes"  # a Sparkplug node or device past the source's sparkplug_max_nodes
+    TOO_MANY_ALIASES = "too_many_aliases"  # a Sparkplug birth past sparkplug_max_aliases for its edge node
     BAD_STATUS = "bad_status"  # an OPC UA value whose status code is not Good
     TIMEOUT = "timeout"  # a polled device (Modbus) did not answer in time
     EXCEPTION_RESPONSE = "exception_response"  # a Modbus exception code instead of registers

@@ -115,6 +115,9 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.option("--mqtt-tls-insecure", is_flag=True, help="Do not verify the broker's certificate (testing only).")
 @click.option("--spool-max-mb", type=click.FloatRange(min=0.1), default=64.0, show_default=True,
               help="Spool bound; when full the OLDEST undelivered alerts are dropped and counted.")
+@click.option("--spool-memory-mb", type=click.FloatRange(min=0), default=4.0, show_default=True,
+              help="Alerts kept in memory while the spool's disk refuses writes (full, read-only); past it "
+                   "new alerts are dropped and counted in edgewatch_spool_dropped.")
 @click.option("--metrics", "metrics_addr", default=None, metavar="ADDR:PORT",
               help="Serve Prometheus /metrics and JSON /livez, /readyz (and /healthz) here, e.g. 127.0.0.1:9108.")
 @click.option("--ready-grace", type=click.FloatRange(min=0), default=DEFAULT_READY_GRACE, show_default=True,
@@ -169,7 +172,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             mqtt_keepalive: int | None = None, learn_rows: int | None = None,
             learn_state: Path = Path("edgewatch-learned"), ready_grace: float = DEFAULT_READY_GRACE,
             ready_max_silence: float = DEFAULT_READY_MAX_SILENCE, max_streams: int | None = None,
-            stream_ttl: float = DEFAULT_STREAM_TTL, ui_max_clients: int = 16) -> None:
+            stream_ttl: float = DEFAULT_STREAM_TTL, ui_max_clients: int = 16, spool_memory_mb: float = 4.0) -> None:
     """Score live streams with a model file and send an alert per anomalous episode.
 
     Every --stride-th measurement of a stream, its last WINDOW measurements are
@@ -229,6 +232,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         for spec in sinks:
             built_sinks.append(make_sink(spec, agent_id=options.agent_id, spool_dir=spool_dir,
                                          spool_max_bytes=int(spool_max_mb * 2**20), metrics=metrics,
+                                         spool_memory_bytes=int(spool_memory_mb * 2**20),
                                          connections=connections,
                                          **(mqtt_options if spec.startswith(("mqtt://", "mqtts://")) else {})))
         learner = None
@@ -393,7 +397,8 @@ def attach_page_and_record(agent: Agent, ui: str | None, record_run: Path | None
 def summary_dict(summary: RunSummary) -> dict:
     return {"messages": summary.messages, "bad": summary.bad, "windows": summary.windows,
             "events": summary.events, "streams": summary.streams, "seconds": round(summary.seconds, 3),
-            "nonfinite_scores": summary.nonfinite_scores, "evicted_streams": summary.evicted_streams}
+            "nonfinite_scores": summary.nonfinite_scores, "evicted_streams": summary.evicted_streams,
+            "delivery": summary.delivery}
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -403,5 +408,9 @@ def print_summary(summary: RunSummary) -> None:
              f"bad {bad}, windows scored {summary.windows}, events {summary.events or {}}"]
     if bad:
         lines.append("bad input by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.bad.items())))
+    if summary.delivery:
+        d = summary.delivery
+        lines.append(f"MQTT events: sent {d['sent']}, delivered {d['delivered']}, dropped {d['dropped']}, "
+                     f"waiting in the spool {d['waiting']}")
     click.echo("\n".join(lines), err=True)
     sys.stderr.flush()

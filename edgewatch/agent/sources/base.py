@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 class Kind:
     RAW = 0  # payload: str | bytes, to be parsed
     MEASUREMENT = 1  # payload: Measurement, already parsed (replay)
-    RESET = 2  # payload: None; the source reconnected, its streams' windows are stale
+    RESET = 2  # payload: None (the source reconnected: its streams' windows are stale) or a tuple of the
+    # stream ids whose windows are stale (a Sparkplug node or device died or was born again)
     END = 3  # payload: None; the source is finished for good
     BAD = 4  # payload: BadReason; refused before parsing (a binary websocket frame)
 

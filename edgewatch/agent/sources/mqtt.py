@@ -11,6 +11,12 @@ the topic without its message type, so a device's births and data are one
 stream. JSON payloads: an array, ``{"values": [...]}``, or a flat object keyed
 by the model's feature names (see :func:`~edgewatch.agent.parsing.parse_payload`).
 
+Every payload, JSON or Sparkplug, is ``too_large`` past ``max_bytes`` (the
+agent's message limit unless the source sets its own). A Sparkplug death, or
+a birth that replaces a session, resets that node's or device's windows like
+a reconnect (see :class:`~edgewatch.agent.sparkplug.SparkplugDecoder` for
+the bounds of its alias tables).
+
 The subscription is QoS 1 in a persistent session: messages published
 while the agent is away (restart, network cut) wait at the broker and
 arrive after the reconnect; a message read while the agent stops is left
@@ -25,20 +31,26 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgewatch.agent.parsing import BadReason, Measurement, parse_payload
+from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_payload
+from edgewatch.agent.sparkplug import DEFAULT_MAX_ALIASES, DEFAULT_MAX_NODES, SparkplugDecoder
 from edgewatch.agent.sources.base import Item, Kind, Source, SourceConfigError, SourceContext, SourceSpec
 from edgewatch.agent.sources.registry import register
 
 log = logging.getLogger("edgewatch.agent.sources")
 
 SPARKPLUG_PREFIX = "spBv1.0/"
+# per-source limits (URL query or TOML keys); max_bytes defaults to the agent's message limit
+LIMITS = {"max_bytes": DEFAULT_MAX_BYTES, "sparkplug_max_nodes": DEFAULT_MAX_NODES,
+          "sparkplug_max_aliases": DEFAULT_MAX_ALIASES}
 
 
 class MqttSource(Source):
     """Subscribes to one topic filter on a shared broker connection; see the module docstring."""
 
     def __init__(self, name: str, broker: Any, topic_filter: str, features: list[str], qos: int = 1,
-                 connections: Any = None, max_message_bytes: int = 64 * 1024) -> None:
+                 connections: Any = None, max_message_bytes: int = DEFAULT_MAX_BYTES,
+                 sparkplug_max_nodes: int = DEFAULT_MAX_NODES, sparkplug_max_aliases: int = DEFAULT_MAX_ALIASES
+                 ) -> None:
         super().__init__()
         self.name = name
         self.broker = broker  # BrokerOptions
@@ -49,7 +61,8 @@ class MqttSource(Source):
         self.received = 0  # messages handed to the agent (good and bad)
         self.connects = 0
         self._connections = connections
-        self._sparkplug: Any = None  # SparkplugDecoder, built on the first spBv1.0 message
+        self.sparkplug = SparkplugDecoder(self.features, max_bytes=max_message_bytes, max_nodes=sparkplug_max_nodes,
+                                          max_aliases=sparkplug_max_aliases)
         self._taking = threading.Event()
 
     def run(self) -> None:
@@ -81,48 +94,51 @@ class MqttSource(Source):
         if not self._taking.is_set():
             return False
         topic = msg.topic
+        now = time.time()
         if topic.startswith(SPARKPLUG_PREFIX):
-            item = self._sparkplug_item(topic, msg.payload)
-            if item is None:
-                return True  # a death certificate, a command, a birth that is not yet complete
+            items = self._sparkplug_items(topic, msg.payload, now)
         else:
             m = parse_payload(msg.payload, self.features, self.max_message_bytes)
             if type(m) is Measurement:
                 if m.stream is None:
                     m.stream = topic
-                item = Item(Kind.MEASUREMENT, self.name, m, time.time())
+                items = [Item(Kind.MEASUREMENT, self.name, m, now)]
             else:
-                item = Item(Kind.BAD, self.name, m, time.time())
-        if not self._put(item):
-            return False
-        self.received += 1
-        return True
+                items = [Item(Kind.BAD, self.name, m, now)]
+        for item in items:
+            if not self._put(item):
+                return False
+            if item.kind != Kind.RESET:
+                self.received += 1
+        return True  # also a message that means nothing here: a command, a death, a birth not yet complete
 
-    def _sparkplug_item(self, topic: str, payload: bytes) -> Item | None:
-        if self._sparkplug is None:
-            from edgewatch.agent.sparkplug import SparkplugDecoder
-
-            self._sparkplug = SparkplugDecoder(self.features)
-        out = self._sparkplug.decode(topic, payload)
-        if out is None:
-            return None
-        if isinstance(out, BadReason):
-            return Item(Kind.BAD, self.name, out, time.time())
-        return Item(Kind.MEASUREMENT, self.name, out, time.time())
+    def _sparkplug_items(self, topic: str, payload: bytes, now: float) -> list[Item]:
+        out = []
+        for d in self.sparkplug.decode(topic, payload):
+            if isinstance(d, BadReason):
+                out.append(Item(Kind.BAD, self.name, d, now))
+            elif isinstance(d, Measurement):
+                out.append(Item(Kind.MEASUREMENT, self.name, d, now))
+            else:  # a death or a new birth: the agent resets these streams' windows
+                out.append(Item(Kind.RESET, self.name, d.streams, now))
+        return out
 
 
 @register("mqtt", "mqtts")
 def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
-    """``mqtt[s]://[user:pass@]host[:port]/topic-filter[?qos=1]``; TOML keys: qos and any ``mqtt-*`` option."""
+    """``mqtt[s]://[user:pass@]host[:port]/topic-filter[?qos=1]``; keys (query or TOML): qos, max_bytes,
+    sparkplug_max_nodes, sparkplug_max_aliases and any ``mqtt-*`` option."""
     from edgewatch.agent.broker import BROKER_FIELDS, client_id_for, parse_broker_url
 
-    settings = spec.checked((BROKER_FIELDS - {"host", "port", "client_id"}) | {"qos"})
+    settings = spec.checked((BROKER_FIELDS - {"host", "port", "client_id"}) | {"qos"} | set(LIMITS))
     try:
         qos = int(settings.pop("qos", 1))
     except ValueError:
         qos = -1
     if qos not in (0, 1, 2):
         raise SourceConfigError(f"source {spec.name!r}: qos must be 0, 1 or 2")
+    limits = {key: _positive(spec.name, key, settings.pop(key, default))
+              for key, default in {**LIMITS, "max_bytes": ctx.max_message_bytes}.items()}
     options = {**ctx.mqtt_options, **settings}
     broker, path = parse_broker_url(spec.url.split("?", 1)[0], client_id=client_id_for(ctx.agent_id), **options)
     fragment = urlsplit(spec.url).fragment
@@ -138,4 +154,15 @@ def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
                                 "'#' only the last (write '#' as %23 in a URL)")
     name = f"{'mqtts' if broker.tls else 'mqtt'}://{broker.host}:{broker.port}/{topic_filter}"
     return MqttSource(name, broker, topic_filter, ctx.features, qos=qos, connections=ctx.connections,
-                      max_message_bytes=ctx.max_message_bytes)
+                      max_message_bytes=limits["max_bytes"], sparkplug_max_nodes=limits["sparkplug_max_nodes"],
+                      sparkplug_max_aliases=limits["sparkplug_max_aliases"])
+
+
+def _positive(source: str, key: str, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise SourceConfigError(f"source {source!r}: {key} must be a whole number of at least 1 (got {value!r})")
+    return number

@@ -1,9 +1,9 @@
 """LSTMs as ONNX Runtime's fused int8 ``DynamicQuantizeLSTM``, made stream-isolated with sentinel units.
 
-Why: ``DynamicQuantizeLSTM`` is ONNX Runtime's fastest LSTM on a CPU
-without fp32 headroom (measured on the 2-core AMD EPYC, AVX2, S0 model,
-one thread: 75 µs per window at 16 windows a call against 121 for the
-fp32 ``LSTM`` and 111 for the unrolled int8 form; docs/benchmarks.md),
+Why: ``DynamicQuantizeLSTM`` is ONNX Runtime's fastest LSTM (measured on the
+2-core AMD EPYC, AVX2, trained S0 model, one thread, per window at 32
+windows a call: 71 µs against 99 for the fp32 ``LSTM``, 81 for the unrolled
+int8 form and 177 for PyTorch eager; docs/benchmarks.md),
 but it quantizes the left operand of each of its GEMMs with a range taken
 from that operand, per call: the input projection from every step of every
 window of the call, each recurrent step from the hidden states of every
@@ -20,7 +20,8 @@ How, for each LSTM layer of hidden size H (:func:`add_sentinels`):
   gate biases i, f, o = :data:`SATURATE` and cell-gate bias +SATURATE for
   one, -SATURATE for the other. In float32 their gates are exactly 1 and
   +-1, so ``c_t = +-t`` and ``h_t = +-tanh(t)``: the largest |h| any unit can
-  reach at step t (``|c_t| <= |c_{t-1}| + 1`` for every unit). The recurrent
+  reach at step t (``|c_t| <= |c_{t-1}| + 1`` for every unit; up to ORT's
+  rounding, see below). The recurrent
   GEMM of step t reads ``h_{t-1}``, so its range is ``+-tanh(t - 1)`` whatever
   the windows hold; the next layer's input GEMM reads every step, so its
   range is ``+-tanh(T)``;
@@ -53,12 +54,16 @@ windows: 99.72 % and 99.65 %). The Linear head stays fp32
 When it fails: ORT's tanh in the LSTM is an approximation that is not
 monotone in its last bits and reaches 1 + 2^-23: measured on this AMD EPYC
 with crafted units, a unit whose i, f, o and cell gates all saturate at
-every step can exceed a sentinel by up to 2 ulps, which moves the range by
-2.4e-7 relative for the whole call. Only such fully saturated units can
-get there; the export's isolation check and the agent's load-time check
-(:mod:`edgewatch.agent.isolation`) run extreme companions (100, 1e6,
-+-1e20, +-inf, NaN, whole windows at the clip's ends) against every file
-on the machine at hand.
+every step can exceed a sentinel by up to 2 ulps, which would move a range
+by 2.4e-7 relative for the whole call. Only units that saturate like a
+sentinel get near it, so the export measures the headroom (:func:`headroom`:
+the least gap between a sentinel and any real unit's |h|, on the calibration
+windows, 512 windows at random corners of the clip range and windows all
+NaN, +-inf or 0) and refuses the form below :data:`MIN_HEADROOM` (the S0
+model: 0.0013, the bottleneck's last steps); ``--quantize auto`` then
+exports fp32. The export's isolation check and the agent's load-time check
+(:mod:`edgewatch.agent.isolation`) then run extreme companions (100, 1e6,
++-1e20, +-inf, NaN) against the file, the latter on the machine that runs it.
 """
 
 from __future__ import annotations

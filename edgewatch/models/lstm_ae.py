@@ -17,14 +17,14 @@ Export: plain tracing, then the sentinel int8 form
 ``DynamicQuantizeLSTM`` with two sentinel units per layer that fix its
 per-call ranges, so a window's score does not depend on its batch), fp32
 when that form fails parity or isolation. Measured on the 2-core AMD EPYC
-(Zen 3, AVX2, no VNNI), trained S0 weights, one thread, CPU time per
-window at batch 1 / 16 / 64: PyTorch eager 1146 / 204 / 138 µs, fp32
-``LSTM`` 291 / 95 / 88, sentinel int8 157 / 68 / 63, plain dynamic int8
-(batch-dependent, refused) 152 / 66 / 59; the unrolled int8 form
-(:mod:`edgewatch.export.unroll`) was slower than the sentinel form at
-every batch (1000 / 111 / 80 µs, random weights, same run conditions).
-Decisions against fp32 on simulator windows: 99.99 % nominal, 99.7 %
-faulty (docs/benchmarks.md).
+(Zen 3, AVX2, no VNNI), the benchmark's trained S0 weights, one thread,
+interleaved rounds, CPU time per window at batch 1 / 16 / 32 / 64: PyTorch
+eager 1040 / 198 / 177 / 159 µs, fp32 ``LSTM`` 279 / 91 / 99 / 93, sentinel
+int8 150 / 70 / 71 / 72, the unrolled int8 form
+(:mod:`edgewatch.export.unroll`) 513 / 87 / 81 / 71, plain dynamic int8
+(batch-dependent, refused) 154 / 65 / 64 / 65 (``edgewatch bench``, load
+3.7). Decisions against fp32 on simulator windows with the shipped
+weights: 99.96 % nominal, 99.65 % faulty (models/README.md).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from edgewatch.models import ExportSpec
 
 FAMILY = "lstm-ae"
 EXPORT = ExportSpec(quantization=Quantization.SENTINEL_INT8, script=False, fallback=Quantization.NONE,
-                    why=("ORT's fused int8 LSTM, stream-isolated by sentinel units: 1.4x fp32 at 16 windows a call, 1.9x "
-                         "at 1 (AMD EPYC, AVX2)"))
+                    why=("ORT's fused int8 LSTM, stream-isolated by sentinel units: 1.4x fp32 at the agent's 32 "
+                         "windows a call, 1.9x at 1 (AMD EPYC, AVX2)"))
 
 
 class LstmAutoencoder(nn.Module):

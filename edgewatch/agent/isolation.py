@@ -20,6 +20,7 @@ model on the 2-core AMD EPYC: a few milliseconds (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -45,7 +46,21 @@ class IsolationCheck:
 
 
 def check_isolation(model: "ScoringModel") -> IsolationCheck:  # noqa: F821
-    """Raise :class:`BadModelFile` when a window's result moves with its batch companions on this machine."""
+    """Raise :class:`BadModelFile` when a window's result moves with its batch companions on this machine.
+
+    Also when the graph cannot score the companions at all (ONNX Runtime's
+    own error, as the reason): an agent must be able to score any window.
+    """
+    try:
+        return _check(model)
+    except BadModelFile:
+        raise
+    except Exception as exc:  # ORT raises its own exception types
+        raise BadModelFile(f"{model.path}: the isolation check could not score windows with extreme values: "
+                           f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
+
+
+def _check(model: "ScoringModel") -> IsolationCheck:  # noqa: F821
     c0 = time.thread_time()
     probes = probe_windows(model.card, N_PROBES)
     companions = extreme_companions(probes)
@@ -129,11 +144,7 @@ def int8_kernel_path(cpuinfo: str | None = None) -> str:
     (``avx512bw``), AVX2; arm64: i8mm, NEON dot product (``asimddp``), NEON.
     """
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-                cpuinfo = fh.read()
-        except OSError:
-            return "unknown"
+        cpuinfo = _cpuinfo()
     flags: set[str] = set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -145,3 +156,12 @@ def int8_kernel_path(cpuinfo: str | None = None) -> str:
         if needs <= flags:
             return path
     return "SSE" if "sse4_1" in flags else "unknown"
+
+
+@functools.cache
+def _cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""

@@ -42,10 +42,10 @@
   refused (nothing to do).
 * ``Quantization.UNROLLED_INT8``: every LSTM unrolled into int8
   ``MatMulIntegerToFloat`` gates with fixed hidden-state scales
-  (:mod:`edgewatch.export.unroll`): batch-invariant too, slower than the
-  sentinel form at every batch size measured (about 500 nodes at window 10
-  cost more than their arithmetic at small batches); a file with no LSTM
-  is refused.
+  (:mod:`edgewatch.export.unroll`): batch-invariant too, 3.4x slower than
+  the sentinel form at batch 1 and slower up to 32 windows a call, level at
+  64 (about 500 nodes at window 10 cost more than their arithmetic at small
+  batches); a file with no LSTM is refused.
 * ``Quantization.NONE``: the file is copied unchanged.
 
 :func:`quantized_op_counts` counts the quantized nodes in a file, so a

@@ -72,7 +72,7 @@ def test_s0_forms(benchmark, s0, batch: int) -> None:
     timings = benchmark.pedantic(interleaved_medians, args=(fns,),
                                  kwargs={"rounds": 5 if QUICK else 9, "round_seconds": 0.05}, rounds=1, iterations=1)
     benchmark.group = "s0 forms (interleaved)"
-    benchmark.extra_info.update({"suite": "s0_forms", "batch": batch,
+    benchmark.extra_info.update({"suite": "s0_forms", "batch": batch, "agent_batch": SCORE_BATCH,
                                  "us_per_window": {k: 1e6 * v.median / batch for k, v in timings.items()}})
     assert set(timings) == set(fns) and all(v.median > 0 for v in timings.values())
 

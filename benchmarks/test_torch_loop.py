@@ -3,10 +3,11 @@
 One set of alternating rounds, all on the very messages the agent
 throughput benchmark feeds (100 streams, same seed and count): the loop
 (:mod:`edgewatch.bench.torch_loop`, its own process) with the agent's
-windows per call and with 64, the agent with the shipped sentinel int8
-file, and the fp32 agent as it ran before issue 28 (fp32 file, 16 windows
-a call). The report divides these figures, and the network alone (timed
-inside each engine's calls) by each other.
+windows per call and with 64, then the agent with the shipped sentinel int8
+file and the fp32 agent as it ran before issue 28 (fp32 file, 16 windows a
+call), these two taking turns batch by batch in one process. The report
+divides these figures, and the network alone (timed inside each engine's
+calls) by each other.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from edgewatch.agent.engine import SCORE_BATCH
-from edgewatch.bench.agent_load import raw_messages, throughput
+from edgewatch.bench.agent_load import interleaved_agents, raw_messages
 from edgewatch.bench.models import Engine
 from edgewatch.bench.torch_loop import torch_loop, write_messages
 
@@ -35,10 +36,12 @@ def test_agent_vs_torch_loop(benchmark, s0, tmp_path: Path) -> None:
     def run() -> None:
         for _ in range(ROUNDS):
             runs["loop_agent_batch"].append(torch_loop(s0.checkpoint, messages, batch=SCORE_BATCH))
-            runs["agent"].append(throughput(s0.shipped, STREAMS, N_MESSAGES))
+            agents = interleaved_agents({"agent": (s0.shipped, None),
+                                         "agent_fp32": (s0.paths[Engine.ORT_FP32], FP32_BEFORE)},
+                                        STREAMS, N_MESSAGES)
+            runs["agent"].append(agents["agent"])
+            runs["agent_fp32"].append(agents["agent_fp32"])
             runs["loop_64"].append(torch_loop(s0.checkpoint, messages, batch=64))
-            runs["agent_fp32"].append(throughput(s0.paths[Engine.ORT_FP32], STREAMS, N_MESSAGES,
-                                                 windows_per_call=FP32_BEFORE))
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     med = {k: {f: statistics.median(getattr(r, f) for r in v)

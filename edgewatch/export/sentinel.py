@@ -2,8 +2,8 @@
 
 Why: ``DynamicQuantizeLSTM`` is ONNX Runtime's fastest LSTM (measured on the
 2-core AMD EPYC, AVX2, trained S0 model, one thread, per window at 32
-windows a call: 71 µs against 99 for the fp32 ``LSTM``, 81 for the unrolled
-int8 form and 177 for PyTorch eager; docs/benchmarks.md),
+windows a call: 65 µs against 90 for the fp32 ``LSTM``, 77 for the unrolled
+int8 form and 158 for PyTorch eager; docs/benchmarks.md),
 but it quantizes the left operand of each of its GEMMs with a range taken
 from that operand, per call: the input projection from every step of every
 window of the call, each recurrent step from the hidden states of every

@@ -19,11 +19,11 @@ per-call ranges, so a window's score does not depend on its batch), fp32
 when that form fails parity or isolation. Measured on the 2-core AMD EPYC
 (Zen 3, AVX2, no VNNI), the benchmark's trained S0 weights, one thread,
 interleaved rounds, CPU time per window at batch 1 / 16 / 32 / 64: PyTorch
-eager 1040 / 198 / 177 / 159 µs, fp32 ``LSTM`` 279 / 91 / 99 / 93, sentinel
-int8 150 / 70 / 71 / 72, the unrolled int8 form
-(:mod:`edgewatch.export.unroll`) 513 / 87 / 81 / 71, plain dynamic int8
-(batch-dependent, refused) 154 / 65 / 64 / 65 (``edgewatch bench``, load
-3.7). Decisions against fp32 on simulator windows with the shipped
+eager 1030 / 184 / 158 / 149 µs, fp32 ``LSTM`` 273 / 85 / 90 / 89, sentinel
+int8 147 / 64 / 65 / 64, the unrolled int8 form
+(:mod:`edgewatch.export.unroll`) 514 / 82 / 77 / 68, plain dynamic int8
+(batch-dependent, refused) 152 / 61 / 61 / 62 (``edgewatch bench``, load
+6.4 to 2.5). Decisions against fp32 on simulator windows with the shipped
 weights: 99.96 % nominal, 99.65 % faulty (models/README.md).
 """
 

@@ -72,6 +72,7 @@ main = LazyGroup(
     help="Anomaly detection next to the equipment: train, export to ONNX, run the agent.",
     lazy={
         "simulate": C + "simulate:simulate",
+        "fit": C + "fit:command",
         "train": C + "train:train",
         "export": C + "export:export",
         "agent": C + "agent:agent",

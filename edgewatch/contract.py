@@ -22,6 +22,12 @@ Everything else lives in ``metadata_props`` under keys prefixed
 and mappings are JSON. Unknown ``edgewatch.*`` keys are refused (a misspelt
 key would otherwise be silently ignored), keys of other tools are kept.
 
+Files outlive the code that wrote them. A card of an older format version
+is brought to the current one by the steps of :data:`UPGRADES` before it is
+read; a card of a newer version is read as far as this version knows it,
+with a warning naming what was left out, and refused only when what is
+left cannot run (a field missing, a post-process kind unknown).
+
 This module imports neither torch nor onnx: the agent reads cards too.
 """
 
@@ -33,7 +39,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from edgewatch.errors import BadModelFile
 
@@ -50,6 +56,44 @@ AUX_INPUT_PREFIX = "aux:"  # a post-process input: ``aux:<name>``, a column (or 
 MAX_KIND = "max"  # the composite post-process kind
 
 _AUX_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)(?:\[([1-9][0-9]*)\])?$")
+
+Props = dict[str, str]  # a card's ``edgewatch.*`` properties, prefix removed
+
+
+def _unchanged(props: Props) -> Props:
+    return props
+
+
+# Every format version this edgewatch reads -> the step that turns a card of that version into one of the
+# next version (the current version's step changes nothing). A format change adds the new version with
+# ``_unchanged`` and gives the old one its real step, so a card of any version passes every later step.
+UPGRADES: dict[int, Callable[[Props], Props]] = {1: _unchanged}
+
+
+def upgrade(props: Props, source: str = "model") -> tuple[Props, list[str]]:
+    """A card's properties in the current format, and warnings for what a newer format had beyond it.
+
+    BadModelFile for a version that is not a whole number or is older than
+    any this edgewatch reads.
+    """
+    text = props.get("format_version", str(FORMAT_VERSION))
+    try:
+        version = int(text)
+    except ValueError:
+        raise BadModelFile(f"{source} has model format version {text!r}, not a whole number") from None
+    if version > FORMAT_VERSION:
+        known = {f.name for f in dataclasses.fields(ModelCard)}
+        extra = sorted(set(props) - known)
+        return {k: v for k, v in props.items() if k in known}, [
+            f"model format version {version} is newer than this edgewatch's ({FORMAT_VERSION}): read as "
+            f"version {FORMAT_VERSION}" + (f", ignoring {extra}" if extra else "") + "; upgrade edgewatch to "
+            "read all of it"]
+    if version not in UPGRADES:
+        raise BadModelFile(f"{source} has model format version {version}; this edgewatch reads versions "
+                           f"{min(UPGRADES)} to {FORMAT_VERSION}: re-export it")
+    for step in range(version, FORMAT_VERSION + 1):
+        props = UPGRADES[step](dict(props))
+    return {**props, "format_version": str(FORMAT_VERSION)}, []
 
 
 class Task(str, enum.Enum):
@@ -112,11 +156,25 @@ class Decision:
     """Defaults for turning scores into episodes; the agent may override them.
 
     An episode starts when ``k`` of the last ``n`` scored windows are over the
-    threshold and ends when none of the last ``n`` are.
+    threshold and ends after ``m`` scored windows in a row under it. ``m``
+    None (every card written before it existed) means ``n``: the episode
+    ends when none of the last ``n`` are over. It is written to the card
+    only when set, so a file without hysteresis still reads in older agents.
     """
 
     k: int = 2
     n: int = 3
+    m: int | None = None
+
+    @property
+    def close_after(self) -> int:
+        return self.n if self.m is None else self.m
+
+    def to_dict(self) -> dict[str, int]:
+        out = {"k": self.k, "n": self.n}
+        if self.m is not None:
+            out["m"] = self.m
+        return out
 
 
 @dataclass
@@ -233,6 +291,9 @@ class ModelCard:
     postprocess: PostProcess = field(default_factory=PostProcess)
     drift_reference: DriftReference | None = None
     aux: list[str] = field(default_factory=list)  # columns of the graph's aux output: "name" or "name[n]"
+    # [low, high] of each feature whose *level* the score relies on, in raw units (the agent's first-minute
+    # check that the data is what the model was made for); None: every feature, from the drift reference
+    training_range: dict[str, list[float]] | None = None
     # [lo, hi]: the graph clips its network's input to this range, in scaled units (after the scaler); the
     # score still reads the unclipped input. None: nothing is clipped
     input_clip: list[float] | None = None
@@ -241,6 +302,7 @@ class ModelCard:
     def __post_init__(self) -> None:
         self.task = Task(self.task)
         self.quantization = Quantization(self.quantization)
+        self.format_warnings: list[str] = []  # set by from_props for a newer format; not serialised
         self.validate()
 
     @property
@@ -274,8 +336,9 @@ class ModelCard:
     def validate(self) -> None:
         """Refuse a card that cannot describe a working model, saying why."""
         problems: list[str] = []
-        if self.format_version != FORMAT_VERSION:
-            problems.append(f"format version {self.format_version} (this edgewatch reads {FORMAT_VERSION})")
+        if self.format_version < FORMAT_VERSION:
+            problems.append(f"format version {self.format_version} is older than this edgewatch's "
+                            f"({FORMAT_VERSION}); ModelCard.from_props upgrades older cards")
         if not self.features:
             problems.append("no feature names")
         if self.window < 0 or self.horizon < 0 or self.stride < 1:
@@ -294,6 +357,12 @@ class ModelCard:
                                 f"for {self.n_features} features")
         if not 1 <= self.decision.k <= self.decision.n:
             problems.append(f"decision needs 1 <= k <= n, got k={self.decision.k} n={self.decision.n}")
+        if self.decision.m is not None and (isinstance(self.decision.m, bool) or not isinstance(self.decision.m, int)
+                                            or self.decision.m < 1):
+            problems.append(f"decision m (quiet windows before an episode ends) must be an integer >= 1, "
+                            f"got {self.decision.m!r}")
+        if self.training_range is not None:
+            problems += _range_problems(self.training_range, self.features)
         if self.input_clip is not None and not (
                 len(self.input_clip) == 2 and all(math.isfinite(v) for v in self.input_clip)
                 and self.input_clip[0] < self.input_clip[1]):
@@ -314,11 +383,11 @@ class ModelCard:
         out: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if (f.name == "aux" and not value) or (f.name == "input_clip" and value is None):
+            if (f.name == "aux" and not value) or (f.name in ("training_range", "input_clip") and value is None):
                 continue  # not used: written as before, so older readers keep reading the file
             if isinstance(value, enum.Enum):
                 text = value.value
-            elif isinstance(value, PostProcess):
+            elif isinstance(value, (PostProcess, Decision)):
                 text = json.dumps(value.to_dict(), separators=(",", ":"))
             elif isinstance(value, str):
                 text = value
@@ -349,6 +418,7 @@ class ModelCard:
             hint = f" (its metadata keys: {', '.join(others)})" if others else " (it has no metadata)"
             raise BadModelFile(f"{source} is not an edgewatch model: no '{PREFIX}*' metadata{hint}. "
                                "Export one with 'edgewatch export onnx'.")
+        ours, notes = upgrade(ours, source)
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(ours) - set(known))
         if unknown:
@@ -358,20 +428,21 @@ class ModelCard:
                          if n not in ours and f.default is dataclasses.MISSING
                          and f.default_factory is dataclasses.MISSING)  # type: ignore[misc]
         if missing:
-            raise BadModelFile(f"{source} lacks edgewatch metadata {missing}")
-        version = ours.get("format_version", str(FORMAT_VERSION))
-        if version != str(FORMAT_VERSION):
-            raise BadModelFile(f"{source} has model format version {version}; this edgewatch reads "
-                               f"version {FORMAT_VERSION}: re-export it or upgrade edgewatch")
+            raise BadModelFile(f"{source} lacks edgewatch metadata {missing}" + (f" ({notes[0]})" if notes else ""))
         kwargs: dict[str, Any] = {}
         try:
             for name, text in ours.items():
                 kwargs[name] = _parse_field(name, text)
-            return cls(**kwargs)
-        except BadModelFile:
+            card = cls(**kwargs)
+        except BadModelFile as exc:
+            if notes:
+                raise BadModelFile(f"{exc} ({notes[0]})") from None
             raise
         except (ValueError, TypeError, KeyError) as exc:
-            raise BadModelFile(f"{source} has malformed edgewatch metadata: {exc}") from exc
+            raise BadModelFile(f"{source} has malformed edgewatch metadata: {exc}"
+                               + (f" ({notes[0]})" if notes else "")) from exc
+        card.format_warnings = notes
+        return card
 
     def with_overrides(self, **changes: Any) -> ModelCard:
         """A copy with some fields replaced (for command-line overrides)."""
@@ -379,6 +450,21 @@ class ModelCard:
 
 
 _STRING_FIELDS = {"family", "score", "threshold_method", "task", "quantization"}
+
+
+def _range_problems(ranges: Any, features: list[str]) -> list[str]:
+    if not isinstance(ranges, Mapping):
+        return [f"training_range must map features to [low, high], got {type(ranges).__name__}"]
+    out = []
+    unknown = sorted(set(ranges) - set(features))
+    if unknown:
+        out.append(f"training_range names {unknown}, which are not features")
+    for name, pair in ranges.items():
+        ok = (isinstance(pair, (list, tuple)) and len(pair) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair))
+        if not ok or pair[0] > pair[1]:
+            out.append(f"training_range of {name!r} must be [low, high] with finite low <= high, got {pair!r}")
+    return out
 
 
 def _parse_field(name: str, text: str) -> Any:

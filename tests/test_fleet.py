@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgewatch.agent.model import file_sha256
-from edgewatch.agent.signing import generate_keypair, load_private_key, sign_bytes
+from edgewatch.agent.signing import generate_keypair, load_private_key, read_signature, sign_bytes
 from edgewatch.cli import main
 from tests.modelkit import make_card, write_model
 
@@ -127,7 +127,10 @@ def test_publish_refuse_rollback_restart_and_kill(fleet: Fleet) -> None:
     assert "is not signed" in rows["a1"]["status"]["last_model_outcome"]["reason"]
     assert rows["a1"]["model_sha256"] == file_sha256(v2)
 
+    # going back is a signed act: agents with --trust-key refuse an unsigned rollback (an older release)
     res = fleet.cli("model", "rollback", "--agent", "a1")
+    assert res.exit_code == 1 and "a1: REFUSED" in res.output and "--key" in res.output, res.output
+    res = fleet.cli("model", "rollback", "--agent", "a1", "--key", str(fleet.tmp / "release"))
     assert res.exit_code == 0 and "a1: swapped in" in res.output, res.output
     rows = fleet.wait_status(lambda r: r["a1"]["model_sha256"] == file_sha256(v1))
     assert rows["a1"]["model_sha256"] == file_sha256(v1) and rows["a2"]["model_sha256"] == file_sha256(v2)
@@ -166,7 +169,6 @@ def test_publish_refuse_rollback_restart_and_kill(fleet: Fleet) -> None:
 def test_shadow_report_and_promotion(fleet: Fleet, collector) -> None:  # noqa: ANN001
     live = fleet.model("live", threshold=0.5)  # never crosses: the faults score 0.0625
     keen = fleet.model("keen", threshold=0.05, k=1, n=1)  # opens an episode on every fault
-    twin = fleet.model("twin", threshold=0.5001)  # another file with the live model's decisions
     reports = collector(fleet.broker, f"{fleet.prefix}/a3/shadow", client_id="c-shadow", persistent=False)
     fleet.start("a3", live)
     fleet.wait_status(lambda r: r.get("a3", {}).get("state") == "online" and r["a3"]["model_sha256"], 90)
@@ -203,8 +205,9 @@ def test_shadow_report_and_promotion(fleet: Fleet, collector) -> None:  # noqa: 
     assert res.exit_code == 1 and "a3: REFUSED" in res.output and "window 8" in res.output, res.output
 
     # a shadow that agrees is promoted by its rule, and the report says why
-    res = fleet.cli("model", "rollback", "--agent", "a3")
+    res = fleet.cli("model", "rollback", "--agent", "a3", "--key", str(fleet.tmp / "release"))
     assert res.exit_code == 0, res.output
+    twin = fleet.model("twin", threshold=0.5001)  # the live model's decisions; signed after the rollback's release
     res = fleet.cli("model", "publish", str(twin), "--shadow", "--note", "twin", "--promote-if",
                     "alerts_differ<=0,after=1s")
     assert res.exit_code == 0, res.output
@@ -212,3 +215,45 @@ def test_shadow_report_and_promotion(fleet: Fleet, collector) -> None:  # noqa: 
     outcome = rows["a3"]["status"]["last_model_outcome"]
     assert rows["a3"]["model_sha256"] == file_sha256(twin), rows["a3"]
     assert outcome["action"] == "promote" and "rule 'alerts_differ<=0,after=1s' holds" in outcome["why"]
+
+
+def test_an_older_release_is_refused_from_the_topic_and_at_start(fleet: Fleet) -> None:
+    v1 = fleet.model("v1", threshold=0.5)
+    v2 = fleet.model("v2", threshold=0.3)  # signed after v1: a newer release
+    fleet.start("a1", v2)
+    fleet.wait_status(lambda r: r.get("a1", {}).get("state") == "online" and r["a1"]["model_sha256"], 90)
+    key = str(fleet.tmp / "release")
+    res = fleet.cli("model", "rollback", "--agent", "a1", "--key", key)  # nothing to go back to yet
+    assert res.exit_code == 1 and "a1: not sent: its status names no previous model" in res.output, res.output
+    assert fleet.cli("model", "rollback", "--release", "5").exit_code == 2  # a release is signed: needs --key
+    for extra in ((), ("--shadow",)):  # what anyone able to publish on the model topic could replay
+        res = fleet.cli("model", "publish", str(v1), "--agent", "a1", *extra)
+        assert res.exit_code == 1 and "a1: REFUSED" in res.output and "older than release" in res.output, res.output
+    rows = fleet.wait_status(lambda r: (r["a1"]["status"].get("last_model_outcome") or {}).get("shadow") is True)
+    assert rows["a1"]["model_sha256"] == file_sha256(v2) and rows["a1"]["shadow_sha256"] is None
+    assert rows["a1"]["status"]["model"]["release"] == read_signature(v2.read_bytes()).release
+    assert "older than release" in rows["a1"]["status"]["last_model_outcome"]["reason"]
+
+    # going back on purpose: the old file, signed again, is a new release
+    again = fleet.tmp / "v1-again.onnx"
+    again.write_bytes(sign_bytes(v1.read_bytes(), load_private_key(key), signer="ci"))
+    res = fleet.cli("model", "publish", str(again), "--agent", "a1", "--note", "v1, signed again")
+    assert res.exit_code == 0 and "a1: swapped in" in res.output, res.output
+    assert f"release {read_signature(again.read_bytes()).release})" in res.output  # the operator sees which
+    fleet.stop("a1")
+
+    # a restart cannot bring v2 back: run without --model-topic, --model is what would run
+    spool = fleet.tmp / "spool-a1"
+    res = CliRunner().invoke(main, ["agent", "run", "--model", str(v2), "--source", f"replay:{fleet.csv}",
+                                    "--trust-key", str(fleet.pub), "--spool-dir", str(spool), "-q"])
+    assert res.exit_code == 3 and f"--model {v2} is release" in res.output, res.output
+    assert "older than release" in res.output and "edgewatch model sign" in res.output
+    # with --model-topic the store's live model is resumed; when its file is gone, --model v2 is refused, not run
+    for stored in (spool / "models").glob("*.onnx"):
+        stored.unlink()
+    assert fleet.start("a1", v2).wait(60) == 3
+    fleet.procs.pop("a1")
+    assert "older than release" in (fleet.tmp / "a1.log").read_text()
+    res = CliRunner().invoke(main, ["agent", "run", "--model", str(again), "--source", f"replay:{fleet.csv}",
+                                    "--trust-key", str(fleet.pub), "--spool-dir", str(spool), "-q"])
+    assert res.exit_code == 0, res.output

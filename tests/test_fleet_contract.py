@@ -22,10 +22,14 @@ def test_model_messages_round_trip_and_old_form(tmp_path) -> None:  # noqa: ANN0
     legacy = topics.ModelMessage.from_payload(old)
     assert (legacy.action, legacy.id, legacy.data, legacy.shadow) == ("install", msg.sha256, f.read_bytes(), False)
     rb = topics.ModelMessage.from_payload(topics.action_message("rollback", note="bad").to_payload())
-    assert rb.action == "rollback" and rb.data is None and rb.note == "bad"
+    assert rb.action == "rollback" and rb.data is None and rb.note == "bad" and rb.grant is None
+    grant = {"format": "edgewatch-rollback/1", "agent": "a1", "sha256": "ab" * 32, "release": 7}
+    signed = topics.action_message("rollback", sha256="ab" * 32, grant=grant, message_id="m1")
+    assert topics.ModelMessage.from_payload(signed.to_payload()) == signed  # carried as it is, read by the agent
+    assert b'"grant"' not in topics.action_message("promote").to_payload()
     for bad, why in ((b'{"v": 2, "action": "install"}', "contract version 2"),
                      (b'{"action": "explode"}', "not one of"), (b"[1]", "not a JSON object"),
-                     (b'{"sha256": "00"}', "onnx_b64")):
+                     (b'{"sha256": "00"}', "onnx_b64"), (b'{"action": "rollback", "grant": "yes"}', "grant")):
         with pytest.raises(topics.ContractError, match=why):
             topics.ModelMessage.from_payload(bad)
 
@@ -41,9 +45,10 @@ def test_status_reading_and_staleness() -> None:
     now = time.time()
     fresh = topics.dumps({"v": 1, "agent": "a", "state": "online", "ts": now - 2, "interval_s": 5,
                           "stale_after_s": 35, "model": {"sha256": "ab" * 32, "note": "v3", "since": "t"},
-                          "bad": 4, "messages_per_s": 12.5})
+                          "bad": 4, "messages_per_s": 12.5, "previous_model": {"sha256": "cd" * 32}})
     row = read_status("a", fresh, now)
     assert (row.state, row.model_sha256, row.note, row.bad) == ("online", "ab" * 32, "v3", 4)
+    assert row.previous_sha256 == "cd" * 32  # what 'model rollback --key' signs for
     stale = read_status("a", fresh, now, now=now + 60)
     assert stale.state == "offline" and "no status for 62 s" in stale.reason
     will = read_status("b", topics.offline_will("b"), now)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +115,50 @@ def test_not_a_run_file_is_refused_with_a_hint(tmp_path: Path) -> None:
     p.write_text(json.dumps({"event": "start"}) + "\n")
     with pytest.raises(BadInput, match="--record-run"):
         read_run(p)
+
+
+def _replay(path: Path, start: float, n: int = 40, hot: range = range(0)) -> Path:
+    rows = [f"{start + i / 10:.1f}," + ",".join(["1.5" if i in hot else "0.5"] * 4) for i in range(n)]
+    path.write_text("timestamp," + ",".join(FEATURES) + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_a_restarted_agent_appends_its_run_and_plot_reads_every_run(tmp_path: Path) -> None:
+    """The README's form, run twice on one --record-run file: nothing of the first run is lost."""
+    model = write_model(tmp_path / "m.onnx", make_card(window=10, features=list(FEATURES), threshold=THRESHOLD,
+                                                       stride=2, k=2, n=3))
+    record = tmp_path / "run.jsonl"
+
+    def agent(csv: Path) -> None:
+        proc = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
+                               "--source", f"replay:{csv}", "--record-run", str(record)],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    agent(_replay(tmp_path / "a.csv", 1000.0, hot=range(20, 30)))
+    with open(record, "a") as fh:
+        fh.write('{"m":"x","t":1003.0,"q":5')  # the first agent was killed mid-line
+    agent(_replay(tmp_path / "b.csv", 2000.0))
+    run = read_run(record)
+    assert run.runs == 2 and run.skipped_lines == 1
+    stream = run.streams["replay:a.csv"], run.streams["replay:b.csv"]
+    assert [len(s.t) for s in stream] == [40, 40] and run.restarts == [2000.0]
+    assert len(stream[0].episodes) == 1 and not stream[1].episodes
+    last = read_run(record, -1)
+    assert last.runs == 1 and list(last.streams) == ["replay:b.csv"] and last.skipped_lines == 0
+    assert list(read_run(record, 1).streams) == ["replay:a.csv"]
+    with pytest.raises(BadInput, match="holds 2 run"):
+        read_run(record, 3)
+    plot = subprocess.run([sys.executable, "-m", "edgewatch.cli", "plot", str(record), "-o", str(tmp_path / "p.png"),
+                           "--stream", "replay:a.csv"], capture_output=True, text=True, timeout=120)
+    assert plot.returncode == 0 and (tmp_path / "p.png").stat().st_size > 10_000, plot.stderr
+    assert "skipped 1 unreadable line" in plot.stderr
+
+
+def test_runs_of_other_features_are_read_one_at_a_time(tmp_path: Path, model: ScoringModel) -> None:
+    path = tmp_path / "run.jsonl"
+    RunRecorder(path, ["a", "b"], 0.1).close()
+    RunRecorder(path, ["x", "y", "z"], 0.2).close()
+    with pytest.raises(BadInput, match="--run N"):
+        read_run(path)
+    assert read_run(path, 2).features == ["x", "y", "z"] and read_run(path, 2).threshold == 0.2

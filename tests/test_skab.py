@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgewatch.cli import main
+from edgewatch.data.skab import default_skab_dir
 from edgewatch.eval.skab_score import Binary, changepoints_of, nab_file, nab_scores, seconds_of
 from tests.test_agent_without_torch import BLOCKER
 
@@ -139,6 +140,49 @@ def test_mini_eval_and_predictions_files(tmp_path: Path) -> None:
         assert flags[400:].tolist() == pred.tolist()
 
 
+def test_fit_family_predictions_are_the_agents_episodes_start_to_last_window_over(tmp_path: Path) -> None:
+    root = tmp_path / "skab"
+    src = write_skab_file(root / "data" / "valve1" / "0.csv", seed=6, rows=900, fault=(550, 700))
+    res = CliRunner().invoke(main, ["eval", "skab", "--data", str(root), "--family", "fit", "--quiet",
+                                    "--predictions-out", str(tmp_path / "pred"), "--models-out", str(tmp_path / "m"),
+                                    "--out", str(tmp_path / "figures.json")])
+    assert res.exit_code == 0, res.output
+    model = tmp_path / "m" / "fit" / "valve1" / "0.onnx"
+    alerts = tmp_path / "alerts.jsonl"
+    run = CliRunner().invoke(main, ["agent", "run", "--model", str(model), "--source",
+                                    f"replay:{src}?sep=;&time=datetime", "--sink", f"jsonl:{alerts}"])
+    assert run.exit_code == 0, run.output
+    flags = np.zeros(900, dtype=np.int8)
+    ends = [json.loads(line) for line in alerts.read_text().splitlines() if '"end"' in line]
+    for ev in ends:
+        flags[ev["episode"]["start_seq"]:ev["episode"]["last_over_seq"] + 1] = 1
+    from edgewatch.eval.skab_runner import read_predictions
+
+    _, pred = read_predictions(tmp_path / "pred" / "valve1" / "0.csv")
+    assert flags[400:].tolist() == pred.tolist()
+    figures = json.loads((tmp_path / "figures.json").read_text())["fit"]["groups"]["total"]
+    assert figures["caught"] == figures["faults"] == 1 and figures["false_episodes"] == 0
+    assert len(ends) == 1 and "episodes" in res.output and "ep/fault" in res.output
+
+
+@pytest.mark.needs_datasets
+@pytest.mark.skipif(not (default_skab_dir() / "data" / "valve1").is_dir(), reason="SKAB not found")
+def test_fit_as_a_user_meets_the_episode_targets_on_the_shared_files() -> None:
+    """Issue 26's realistic protocol: 'edgewatch fit' on each file's first 400 rows, no options; the agent's
+    runtime on the whole file. At least 90 % of faults caught, at most 2 false episodes per hour of normal test
+    rows and 2 episodes per caught fault, in each group."""
+    from edgewatch.data.skab import load_skab
+    from edgewatch.eval.skab_families import resolve
+    from edgewatch.eval.skab_runner import run_family
+
+    result = run_family(load_skab(default_skab_dir()), resolve("fit"), progress=False)
+    for group in ("valve1", "other"):
+        e = result.episodes(group)
+        assert e.caught_share >= 0.9, (group, e)
+        assert e.false_per_hour <= 2.0, (group, e)
+        assert e.episodes_per_fault <= 2.0, (group, e)
+
+
 def _episodes(path: Path, rows: int) -> np.ndarray:
     flags = np.zeros(rows, dtype=np.int8)
     for line in path.read_text().splitlines():
@@ -200,7 +244,7 @@ def test_subset_scorer_ignores_a_channel_and_exports() -> None:
     rng = np.random.default_rng(0)
     x = (np.sin(np.arange(120)[:, None] / 5 + np.arange(3)) + 0.05 * rng.normal(size=(120, 3))).astype(np.float32)
     x[:, 2] += np.linspace(0, 50, 120, dtype=np.float32)  # a drifting channel the model must not see
-    run = train_window_ae(Conv1dAutoencoder(2, (8, 4)), "conv1d-ae", x, ["a", "b", "slow"],
+    run = train_window_ae(lambda n: Conv1dAutoencoder(n, (8, 4)), "conv1d-ae", x, ["a", "b", "slow"],
                           WindowAeConfig(window=8, ignore=["slow"], train=TrainConfig(epochs=1, progress=False)))
     assert isinstance(run.scorer, SubsetScorer)
     w = torch.from_numpy(np.ascontiguousarray(x[None, :8]))

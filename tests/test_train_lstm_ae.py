@@ -177,15 +177,22 @@ def test_minmax_scaler_maps_the_training_range_to_unit_and_survives_constant_fea
     assert s.offset == [0.0, 2.0, 5.0] and s.scale == [1.0, 0.5, 1.0]
 
 
-def test_csv_reader_ignores_the_time_column_and_refuses_text(tmp_path: Path) -> None:
+def test_csv_reader_ignores_the_time_column_leaves_text_out_and_fills_blanks(tmp_path: Path) -> None:
     good = tmp_path / "g.csv"
     good.write_text("Timestamp,a,b\n1,0.1,0.2\n2,0.3,0.4\n")
     s = read_series_csv(good)
-    assert s.features == ["a", "b"]
+    assert s.features == ["a", "b"] and s.notes == []
     np.testing.assert_allclose(s.values, [[0.1, 0.2], [0.3, 0.4]])
+    plant = tmp_path / "p.csv"
+    plant.write_text("Time Stamp;a;state;b\n1;;RUN;2,5\n2;0,5;RUN;\n3;0,7;STOP;3,0\n")
+    s = read_series_csv(plant)
+    assert s.features == ["a", "b"]
+    np.testing.assert_allclose(s.values, [[0.5, 2.5], [0.7, 3.0]])
+    assert s.notes == ["left out text column 'state' (e.g. 'RUN')", "filled 1 b blank cell(s) from the last value",
+                       "dropped 1 row(s) before every column had a value"]
     bad = tmp_path / "b.csv"
-    bad.write_text("a,b\n0.1,x\n")
-    with pytest.raises(BadInput, match="numeric"):
+    bad.write_text("a,b\nx,y\n")
+    with pytest.raises(BadInput, match="no numeric feature column"):
         read_series_csv(bad)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.parsing import BadReason
 from edgewatch.agent.sources import Backoff, Item, Kind, WebSocketSource
 from edgewatch.data.simulator_server import ServerConfig, SimulatorServer
 from tests.modelkit import make_card, write_model
@@ -91,9 +92,11 @@ def test_backoff_is_exponential_jittered_and_capped() -> None:
 
 
 class SilentServer:
-    """Accepts the websocket handshake, then never sends anything nor answers pings (a half-open peer)."""
+    """Accepts the websocket handshake, then sends ``send`` (nothing by default) and never anything more nor
+    answers pings (a half-open peer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, send: bytes = b"") -> None:
+        self.send = send
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen()
@@ -118,7 +121,7 @@ class SilentServer:
                        if line.lower().startswith(b"sec-websocket-key"))
             accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
             conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + self.send)
             self.conns.append(conn)
             self.accepted += 1
 
@@ -139,6 +142,26 @@ def test_dead_connection_is_detected_and_reopened() -> None:
         src.stop()
         src.join(5)
         silent.close()
+
+
+def test_a_frame_that_breaks_the_protocol_is_counted_and_the_connection_made_again() -> None:
+    row = b"[0.5, 0.5, 0.5, 0.5]"
+    broken = SilentServer(send=bytes([0x81, len(row)]) + row + b"\x83\x00")  # a text frame, then opcode 3
+    q: __import__("queue").Queue = __import__("queue").Queue()
+    src = WebSocketSource(f"ws://127.0.0.1:{broken.port}/", idle_timeout=5.0, backoff=Backoff(base=0.02, cap=0.1))
+    src.start(q)
+    try:
+        assert wait_until(lambda: src.connects >= 3, 10)
+    finally:
+        src.stop()
+        src.join(5)
+        broken.close()
+    items = list(q.queue)
+    raw = [it for it in items if it.kind == Kind.RAW]
+    bad = [it.payload for it in items if it.kind == Kind.BAD]
+    assert len(raw) >= 3 and all(it.payload == row for it in raw)
+    assert len(bad) >= 2 and set(bad) == {BadReason.BAD_REPLY}
+    assert not any(it.kind == Kind.FAILED for it in items)
 
 
 def test_idle_but_alive_connection_is_kept() -> None:

@@ -30,6 +30,10 @@ if TYPE_CHECKING:  # paho is imported when a connection is made (edgewatch.agent
 log = logging.getLogger("edgewatch.agent.mqtt")
 
 ERROR_LOG_INTERVAL = 60.0
+TAKEOVER_SESSIONS = 3  # sessions in a row that the broker closed within TAKEOVER_SECONDS of accepting them
+TAKEOVER_SECONDS = 10.0
+TAKEOVER_RECONNECT_MIN = 2.0  # seconds before reconnecting while a takeover lasts (was reconnect_min, 0.2)
+STABLE_SECONDS = 60.0  # a session this long ends the takeover
 
 # returns False to leave a QoS 1 message unacknowledged (the broker sends it again next session)
 MessageHandler = Callable[["paho.MQTTMessage"], "bool | None"]
@@ -101,6 +105,51 @@ def parse_broker_url(url: str, client_id: str, **options: Any) -> tuple[BrokerOp
     return opts, unquote(parts.path)
 
 
+@dataclass
+class TakeoverWatch:
+    """Tells a session taken over by another client with the same id from an ordinary lost connection.
+
+    MQTT 3.1.1 gives the older client no reason when the broker closes its
+    connection for a newer one with its client id (MQTT 5 would send reason
+    0x8E, session taken over); what shows it is the rhythm. Two agents with
+    one ``--agent-id`` on mosquitto 2: each connection accepted, then closed
+    by the broker about 0.2 s later, the other agent in turn, 149 reconnects
+    in 40 s. So: ``TAKEOVER_SESSIONS`` connections in a row ended by the
+    broker within ``TAKEOVER_SECONDS``, with no failed attempt between them,
+    are taken for a takeover until a session lasts ``STABLE_SECONDS``. A
+    broker that closes every session for another reason (a packet it
+    refuses) shows the same rhythm: the log line names that possibility.
+    """
+
+    short: int = 0  # sessions in a row that ended soon after they began
+    kicks: int = 0  # sessions lost while the takeover lasted
+    taken_over: bool = False
+    since: float | None = None  # when the current session began (monotonic)
+
+    def began(self, now: float) -> None:
+        self.since = now
+
+    def attempt_failed(self) -> None:
+        """A connection that could not be made: the broker or the network is down, not another client."""
+        self.short = 0
+
+    def ended(self, now: float) -> str | None:
+        """A session the broker (or the network) ended: "takeover" the first time the rhythm shows,
+        "stable" when a long session ended one, None otherwise."""
+        lasted = now - self.since if self.since is not None else float("inf")
+        self.since = None
+        if lasted >= STABLE_SECONDS and self.taken_over:
+            self.taken_over, self.short = False, 0
+            return "stable"
+        self.short = self.short + 1 if lasted < TAKEOVER_SECONDS else 0
+        if self.taken_over:
+            self.kicks += 1
+        elif self.short >= TAKEOVER_SESSIONS:
+            self.taken_over, self.kicks = True, self.short
+            return "takeover"
+        return None
+
+
 class BrokerConnection:
     """One paho client to one broker: connects in the background and reconnects forever.
 
@@ -136,6 +185,7 @@ class BrokerConnection:
         self._on_publish: list[Callable[[int, bool], None]] = []
         self.last_error: str | None = None  # why the last connection attempt failed
         self.failed_connects = 0
+        self.takeover = TakeoverWatch()
         self._error_logged_at: float | None = None
         self.client = client = _Client(self._connect_failed, CallbackAPIVersion.VERSION2, client_id=o.client_id[:64],
                                        protocol=paho.MQTTv311, clean_session=o.clean_session, manual_ack=True)
@@ -287,6 +337,7 @@ class BrokerConnection:
             return
         self._error_logged_at = None  # a later failure is news again
         self.connects += 1
+        self.takeover.began(time.monotonic())
         with self._lock:
             # a subscribe() racing this callback either lands in the snapshot or sees the flag set: never
             # neither (that lost the model topic now and then when it was subscribed right at start)
@@ -294,7 +345,8 @@ class BrokerConnection:
             self._connected.set()
         for topic_filter, (qos, _) in subs:
             self._subscribe_one(topic_filter, qos)
-        log.info("MQTT connected to %s (connection %d, session %s)", self.options.address, self.connects,
+        log.log(logging.DEBUG if self.takeover.taken_over else logging.INFO,
+                 "MQTT connected to %s (connection %d, session %s)", self.options.address, self.connects,
                  "resumed" if getattr(flags, "session_present", False) else "new")
         for cb in list(self._on_connect):
             self._call(cb)
@@ -303,14 +355,39 @@ class BrokerConnection:
         was = self._connected.is_set()
         self._connected.clear()
         if was and not self._closing.is_set():
-            log.warning("MQTT connection to %s lost (%s); reconnecting", self.options.address, reason)
+            self._lost(reason)
             for cb in list(self._on_disconnect):
                 self._call(cb)
+
+    def _lost(self, reason: Any) -> None:
+        """Say why the connection went: once for a session taken over, else once per loss."""
+        o = self.options
+        verdict = self.takeover.ended(time.monotonic())
+        if verdict == "takeover":
+            log.error("MQTT %s: the broker closed this agent's connection %d times in a row within %gs of "
+                      "accepting it: another client is most likely connected with the same client id %r "
+                      "(two agents with the same --agent-id?), and the broker drops the older session each "
+                      "time the other connects. Give every agent a unique --agent-id. (If no other client "
+                      "uses that id, the broker is refusing something this agent sends: see the broker's log.) "
+                      "Reconnecting every %gs meanwhile; this is logged once.", o.address, self.takeover.short,
+                      TAKEOVER_SECONDS, o.client_id, TAKEOVER_RECONNECT_MIN)
+            self.client.reconnect_delay_set(min_delay=max(o.reconnect_min, TAKEOVER_RECONNECT_MIN),  # type: ignore[arg-type]
+                                            max_delay=max(o.reconnect_max, TAKEOVER_RECONNECT_MIN))  # type: ignore[arg-type]
+        elif verdict == "stable":
+            log.warning("MQTT connection to %s lost (%s) after holding %gs or more: the session is no longer "
+                        "taken over (%d sessions were); reconnecting", o.address, reason, STABLE_SECONDS,
+                        self.takeover.kicks)
+            self.client.reconnect_delay_set(min_delay=o.reconnect_min, max_delay=o.reconnect_max)  # type: ignore[arg-type]
+        elif self.takeover.taken_over:
+            log.debug("MQTT connection to %s lost again (%s): session taken over", o.address, reason)
+        else:
+            log.warning("MQTT connection to %s lost (%s); reconnecting", o.address, reason)
 
     def _connect_failed(self, reason: str) -> None:
         """Say why the broker cannot be reached (TLS verify, refused, DNS...), at most once a minute."""
         self.last_error = reason
         self.failed_connects += 1
+        self.takeover.attempt_failed()
         if self._closing.is_set():
             return
         now = time.monotonic()

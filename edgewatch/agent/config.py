@@ -1,38 +1,365 @@
-"""``--config agent.toml``: the same settings as the command-line flags, from a file.
+"""``--config agent.toml`` and ``--print-config``: the settings of ``edgewatch agent run`` as data.
 
-Keys are the long flag names with dashes or underscores (``model``,
-``source``, ``sink``, ``mqtt-username``, ``metrics`` …); repeatable flags
-take a list. A flag given on the command line wins over the file. Unknown
-keys are refused, so a misspelt setting cannot be silently ignored::
+:class:`AgentConfig` holds every setting of a run in typed sections
+(``model``, ``sources``, ``sinks``, ``streams``, ``mqtt``, ``fleet``, ``ops``,
+``learn``, ``ui``, ``run``); each field names the one flag it comes from.
+A config file is read into flag names, so a file and the command line meet
+in one key space and a flag given on the command line replaces that one
+setting of the file, never a whole table. Two file forms are read:
 
-    model = "/var/lib/edgewatch/equipment-lstm-ae.onnx"
-    source = ["ws://10.0.0.5:9000/"]
-    sink = ["mqtt://broker.local:1883/plant1"]
-    agent-id = "press-7"
-    metrics = "127.0.0.1:9108"
-    log-json = true
+* sections (what ``--print-config`` writes)::
 
-Sections are allowed for readability and are flattened with their name as a
-prefix: ``[mqtt] username = "x"`` is ``mqtt-username``.
+      [model]
+      path = "/var/lib/edgewatch/equipment-lstm-ae.onnx"
+      stride = 3
+
+      [sources]
+      urls = ["ws://10.0.0.5:9000/"]
+
+      [mqtt]
+      username = "press-7"
+
+* the first form, flag names as keys (dashes or underscores), where a
+  table's name is a prefix (``[mqtt] username`` is ``mqtt-username``) and
+  ``[[source]]`` tables are sources::
+
+      model = "/var/lib/edgewatch/equipment-lstm-ae.onnx"
+      source = ["ws://10.0.0.5:9000/"]
+      agent-id = "press-7"
+
+Unknown keys are refused with the known ones listed, so a misspelt
+setting cannot be silently ignored. ``--print-config`` leaves the MQTT
+password out (a printed config gets pasted into tickets); give it in
+``$EDGEWATCH_MQTT_PASSWORD`` or add it to the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import click
 
+from edgewatch.agent.engine import DEFAULT_STREAM_TTL
+from edgewatch.agent.ops import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
 from edgewatch.errors import BadInput
+
+SECRETS = {"mqtt-password": "EDGEWATCH_MQTT_PASSWORD"}  # flags --print-config leaves out -> where to give them
 
 
 class ConfigError(BadInput):
-    """The config file cannot be read or names a setting that does not exist."""
+    """The config file cannot be read (exit 4)."""
+
+
+class BadSetting(ConfigError):
+    """A setting that does not exist, is given twice, or has a wrong value: a usage error (exit 2) at the CLI."""
+
+
+def setting(flag: str, default: Any = None, *, minimum: float | None = None, maximum: float | None = None,
+            choices: tuple[str, ...] = ()) -> Any:
+    """A config field: the flag it comes from, its default and its allowed range (checked on build)."""
+    return field(default=default, metadata={"flag": flag, "minimum": minimum, "maximum": maximum,
+                                            "choices": choices})
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model file runs, what may replace it, and run-time overrides of its card (None: the file's)."""
+
+    path: Path | None = setting("model")
+    sha256: str | None = setting("model-sha256")
+    stride: int | None = setting("stride", minimum=1)
+    threshold: float | None = setting("threshold")
+    k: int | None = setting("k", minimum=1)
+    n: int | None = setting("n", minimum=1)
+    close_after: int | None = setting("close-after", minimum=1)
+    trust_keys: tuple[Path, ...] = setting("trust-key", ())
+    allow_unsigned: bool = setting("allow-unsigned-models", False)
+    max_mb: float = setting("max-model-mb", 64.0, minimum=0.01)
+    watch: bool = setting("watch-model", False)
+    watch_interval: float = setting("watch-interval", 2.0, minimum=0.05)
+
+
+@dataclass(frozen=True)
+class SourcesSettings:
+    """Where measurements come from: URLs, or tables with ``url`` and the protocol's keys (docs/sources.md)."""
+
+    urls: tuple[str | dict[str, Any], ...] = setting("source", ())
+    idle_timeout: float = setting("idle-timeout", 10.0)
+
+
+@dataclass(frozen=True)
+class SinksSettings:
+    """Where events go, and where undelivered MQTT events wait."""
+
+    urls: tuple[str, ...] = setting("sink", ("stdout",))
+    spool_dir: Path = setting("spool-dir", Path("spool"))
+    spool_max_mb: float = setting("spool-max-mb", 64.0, minimum=0.1)
+    spool_memory_mb: float = setting("spool-memory-mb", 4.0, minimum=0)
+
+
+@dataclass(frozen=True)
+class StreamsSettings:
+    """How many streams are held at once (None: what fits the unit's memory) and for how long (0: forever)."""
+
+    max: int | None = setting("max-streams", minimum=1)
+    ttl: float = setting("stream-ttl", DEFAULT_STREAM_TTL, minimum=0)
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """Login and TLS for every broker the agent talks to (sinks, sources, model topic)."""
+
+    username: str | None = setting("mqtt-username")
+    password: str | None = setting("mqtt-password")
+    ca_file: str | None = setting("mqtt-ca-file")
+    cert_file: str | None = setting("mqtt-cert-file")
+    key_file: str | None = setting("mqtt-key-file")
+    tls_insecure: bool = setting("mqtt-tls-insecure", False)
+    keepalive: int | None = setting("mqtt-keepalive", minimum=1, maximum=65535)
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """This agent's name and its side of the fleet topics (docs/fleet.md)."""
+
+    agent_id: str | None = setting("agent-id")  # None: the host name
+    model_topic: bool = setting("model-topic", False)
+    status_interval: float = setting("status-interval", 10.0, minimum=0.1)
+    shadow_report_interval: float = setting("shadow-report-interval", 60.0, minimum=0.1)
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    """Running as a service: metrics and health endpoints, logs."""
+
+    metrics: str | None = setting("metrics")
+    ready_grace: float = setting("ready-grace", DEFAULT_READY_GRACE, minimum=0)
+    ready_max_silence: float = setting("ready-max-silence", DEFAULT_READY_MAX_SILENCE, minimum=0)
+    log_json: bool = setting("log-json", False)
+    log_level: str = setting("log-level", "info", choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class LearnSettings:
+    """Per-stream models learnt on the device (``--learn N``; None: off)."""
+
+    rows: int | None = setting("learn", minimum=2)
+    state: Path = setting("learn-state", Path("edgewatch-learned"))
+
+
+@dataclass(frozen=True)
+class UiSettings:
+    """The live page (None: not served)."""
+
+    address: str | None = setting("ui")
+    max_clients: int = setting("ui-max-clients", 16, minimum=1)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """When the run stops and what it leaves behind."""
+
+    duration: float | None = setting("duration")
+    max_messages: int | None = setting("max-messages")
+    summary_json: Path | None = setting("summary-json")
+    record_run: Path | None = setting("record-run")
+    quiet: bool = setting("quiet", False)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Every setting of one ``agent run``; built alike from flags and files, printable back as TOML."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    sources: SourcesSettings = field(default_factory=SourcesSettings)
+    sinks: SinksSettings = field(default_factory=SinksSettings)
+    streams: StreamsSettings = field(default_factory=StreamsSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
+    ops: OpsSettings = field(default_factory=OpsSettings)
+    learn: LearnSettings = field(default_factory=LearnSettings)
+    ui: UiSettings = field(default_factory=UiSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+
+    @classmethod
+    def from_flags(cls, values: Mapping[str, Any], source: str = "flags") -> AgentConfig:
+        """Build from settings keyed by flag name (``mqtt-username``); absent ones keep their defaults."""
+        unknown = sorted(set(values) - set(FIELDS))
+        if unknown:
+            raise BadSetting(f"{source}: unknown setting(s) {unknown}; known: {sorted(FIELDS)}")
+        sections: dict[str, dict[str, Any]] = {}
+        for flag, value in values.items():
+            spec = FIELDS[flag]
+            sections.setdefault(spec.section, {})[spec.name] = spec.convert(value, source)
+        return cls(**{s.name: SECTIONS[s.name](**sections.get(s.name, {})) for s in dataclasses.fields(cls)})
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> AgentConfig:
+        """Build from a config file of either form (module docstring); ConfigError says what is wrong."""
+        return cls.from_flags(read_config(path), source=str(path))
+
+    @classmethod
+    def from_command(cls, ctx: click.Context) -> AgentConfig:
+        """The settings of a parsed ``agent run`` (flags, environment and ``--config`` merged by click)."""
+        values = {}
+        for param in ctx.command.params:
+            flag = long_flag(param)
+            if flag in FIELDS and param.name in ctx.params:
+                values[flag] = ctx.params[param.name]
+        return cls.from_flags(values, source="command line")
+
+    def to_flags(self) -> dict[str, Any]:
+        """Every setting keyed by flag name (the inverse of :meth:`from_flags`)."""
+        return {flag: getattr(getattr(self, spec.section), spec.name) for flag, spec in FIELDS.items()}
+
+    def to_toml(self, secrets: bool = False) -> str:
+        """The TOML that reproduces this config (``--config`` reads it back to an equal one).
+
+        Unset settings (None) are left out: they mean "the model file's" or
+        "off". Without ``secrets`` the MQTT password is left out and a
+        comment says so.
+        """
+        import tomli_w
+
+        doc: dict[str, dict[str, Any]] = {}
+        withheld = []
+        for flag, spec in FIELDS.items():
+            value = getattr(getattr(self, spec.section), spec.name)
+            if flag in SECRETS and not secrets:
+                if value is not None:
+                    withheld.append(flag)
+                continue
+            if value is not None:
+                doc.setdefault(spec.section, {})[spec.key] = _plain(value)
+        head = ["# edgewatch agent run --config THIS-FILE reproduces the run that printed it."]
+        head += [f"# {flag} is not written here: give it in ${SECRETS[flag]} or add it to this file."
+                 for flag in withheld]
+        return "\n".join(head) + "\n\n" + tomli_w.dumps(doc)
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(AgentConfig)}  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One setting: its section, field, TOML key within the section, flag, type and range."""
+
+    section: str
+    name: str
+    flag: str
+    type: Any
+    minimum: float | None
+    maximum: float | None
+    choices: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return self.name.replace("_", "-")
+
+    @property
+    def where(self) -> str:
+        return f"[{self.section}] {self.key} (--{self.flag})"
+
+    def convert(self, value: Any, source: str) -> Any:
+        """``value`` as this field's type, checked against its range; ConfigError saying which setting."""
+        try:
+            out = _as(self.type, value)
+        except (TypeError, ValueError) as exc:
+            raise BadSetting(f"{source}: {self.where}: {exc}") from None
+        if out is None:
+            return None
+        if self.choices and out not in self.choices:
+            raise BadSetting(f"{source}: {self.where} is {out!r}; one of {list(self.choices)}")
+        if (self.minimum is not None and out < self.minimum) or (self.maximum is not None and out > self.maximum):
+            bounds = " and ".join(x for x in (f">= {self.minimum:g}" if self.minimum is not None else "",
+                                              f"<= {self.maximum:g}" if self.maximum is not None else "") if x)
+            raise BadSetting(f"{source}: {self.where} is {out!r}; it must be {bounds}")
+        return out
+
+
+def _as(kind: Any, value: Any) -> Any:
+    """Coerce a flag's or a TOML file's value to the field's annotated type, strictly (no str -> int)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        others = [a for a in args if a is not type(None)]
+        for a in others:
+            try:
+                return _as(a, value)
+            except (TypeError, ValueError):
+                continue
+        raise TypeError(f"expected {' or '.join(_name(a) for a in others)}, got {value!r}")
+    if origin is tuple:
+        items = [value] if isinstance(value, (str, dict, Path)) else list(value)
+        return tuple(_as(args[0], v) for v in items)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"expected a number, got {value!r}")
+        return float(value)
+    if kind is Path:
+        if not isinstance(value, (str, Path)):
+            raise TypeError(f"expected a path, got {value!r}")
+        return Path(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {value!r}")
+        return value
+    if origin is dict or kind is dict:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a table, got {value!r}")
+        return dict(value)
+    raise TypeError(f"no conversion to {kind!r}")  # pragma: no cover - a field of a type added without one
+
+
+def _name(kind: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}.get(
+        kind, "a table" if typing.get_origin(kind) is dict else str(kind))
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as TOML-writable data."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _field_specs() -> dict[str, FieldSpec]:
+    out: dict[str, FieldSpec] = {}
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            m = f.metadata
+            out[m["flag"]] = FieldSpec(section, f.name, m["flag"], hints[f.name], m["minimum"], m["maximum"],
+                                       m["choices"])
+    return out
+
+
+FIELDS: dict[str, FieldSpec] = _field_specs()  # by flag name
+_BY_KEY: dict[tuple[str, str], str] = {(s.section, s.key): flag for flag, s in FIELDS.items()}
+
+
+# -- reading files --------------------------------------------------------------------------------
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    """The file's settings, flattened, with keys in flag form (``mqtt-username``)."""
+    """The file's settings keyed by flag name (``mqtt-username``), from either form (module docstring)."""
     path = Path(path)
     try:
         with path.open("rb") as fh:
@@ -41,22 +368,70 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    flat: dict[str, Any] = {}
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    return flags_of_document(data, source=str(path))
+
+
+def flags_of_document(data: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """A parsed TOML document's settings keyed by flag name; unknown keys and settings given twice refused."""
+    out: dict[str, Any] = {}
+    unknown: list[str] = []
+
+    def put(flag: str | None, value: Any, where: str) -> None:
+        if flag is None or flag not in FIELDS:
+            unknown.append(where)
+        elif flag in out:
+            raise BadSetting(f"{source}: --{flag} is set twice (again by {where})")
+        else:
+            out[flag] = value
+
     for key, value in data.items():
+        name = _norm(key)
         if isinstance(value, dict):
             for sub, v in value.items():
-                flat[_flag(f"{key}-{sub}")] = v
-        else:
-            flat[_flag(key)] = value
-    return flat
+                put(_table_flag(name, _norm(sub)), v, f"[{key}] {sub}")
+        else:  # the first form: a flag name (``[[source]]`` tables are the list of the flag ``source``)
+            put(name, value, key)
+    if unknown:
+        raise BadSetting(f"{source}: unknown setting(s) {unknown}; known: {known_keys()}")
+    return out
 
 
-def _flag(key: str) -> str:
+def _table_flag(table: str, key: str) -> str | None:
+    """The flag of ``[table] key``: a section's own key, else the first form's ``table-key`` flag."""
+    flag = _BY_KEY.get((table, key))
+    if flag is not None:
+        return flag
+    prefixed = f"{table}-{key}"
+    return prefixed if prefixed in FIELDS else None
+
+
+def _norm(key: str) -> str:
     return key.strip().lower().replace("_", "-")
 
 
+def known_keys() -> list[str]:
+    """The keys of the sectioned form, as ``section.key``, for error messages."""
+    return [f"{s.section}.{s.key}" for s in FIELDS.values()]
+
+
+def long_flag(param: click.Parameter) -> str | None:
+    """``--mqtt-username`` -> ``mqtt-username``; None for arguments and options with no long form."""
+    if not isinstance(param, click.Option):
+        return None
+    return next((opt[2:] for opt in param.opts if opt.startswith("--")), None)
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
 def to_default_map(command: click.Command, settings: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Map flag-named settings onto the command's parameter names (click's ``default_map``)."""
+    """Map flag-named settings onto the command's parameter names (click's ``default_map``).
+
+    Each setting becomes the default of its own option only, so a flag on
+    the command line replaces that one setting and keeps the rest of the file.
+    """
     by_flag: dict[str, click.Parameter] = {}
     for param in command.params:
         if not isinstance(param, click.Option):
@@ -64,9 +439,9 @@ def to_default_map(command: click.Command, settings: dict[str, Any], source: str
         for opt in param.opts + param.secondary_opts:
             if opt.startswith("--"):
                 by_flag[opt[2:]] = param
-    unknown = sorted(k for k in settings if k not in by_flag or k == "config")
+    unknown = sorted(k for k in settings if k not in by_flag or k in ("config", "print-config"))
     if unknown:
-        raise ConfigError(f"{source}: unknown setting(s) {unknown}; known: {sorted(set(by_flag) - {'config'})}")
+        raise BadSetting(f"{source}: unknown setting(s) {unknown}; known: {known_keys()}")
     out: dict[str, Any] = {}
     for key, value in settings.items():
         param = by_flag[key]
@@ -81,10 +456,9 @@ def to_default_map(command: click.Command, settings: dict[str, Any], source: str
 def load_into_context(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """Click callback for an eager ``--config``: the file's settings become the defaults."""
     if value:
-        settings = read_config(value)
         try:
-            default_map = to_default_map(ctx.command, settings, source=str(value))
-        except ConfigError as exc:
+            default_map = to_default_map(ctx.command, read_config(value), source=str(value))
+        except BadSetting as exc:
             raise click.BadParameter(str(exc), ctx=ctx, param=_param) from exc
         ctx.default_map = {**(ctx.default_map or {}), **default_map}
     return value

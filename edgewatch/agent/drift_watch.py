@@ -29,11 +29,11 @@ NumPy and SciPy only: no torch, no onnx.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgewatch.agent.range_check import FirstRowsRange
 from edgewatch.contract import DriftReference
 from edgewatch.drift.reference import check_reference
 from edgewatch.errors import BadInput
@@ -52,14 +52,13 @@ class DriftEvent:
     alpha: float  # the Bonferroni-corrected level each p-value was compared with
     n: int  # inputs in the recent sample
     n_reference: int
+    check: str = "ks"  # or "range": a stream's first rows outside the training range (agent/range_check.py)
+    reason: str = ""
+    outside: dict[str, dict[str, float]] = field(default_factory=dict)  # range: feature -> value, low, high...
 
     @property
     def drifted(self) -> bool:
         return bool(self.features)
-
-    def to_json_dict(self) -> dict[str, Any]:
-        """The check's outcome as plain data; the agent emits it via :func:`edgewatch.agent.events.drift_event`."""
-        return {"event": "drift", **asdict(self)}
 
 
 def _interp(x: np.ndarray, j: np.ndarray, knots: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -172,7 +171,8 @@ class DriftWatch:
 
     def __init__(self, reference: DriftReference, features: list[str], sample_size: int = 512,
                  check_every: int = 512, alpha: float = 0.05, keep_every: int = 1,
-                 min_statistic: float = 0.0, min_sample: int = MIN_SAMPLE, max_slots: int | None = None) -> None:
+                 min_statistic: float = 0.0, min_sample: int = MIN_SAMPLE, max_slots: int | None = None,
+                 first_rows: FirstRowsRange | None = None) -> None:
         check_reference(reference, len(features))
         if sample_size < MIN_SAMPLE:
             raise ValueError(f"sample_size must be at least {MIN_SAMPLE}")
@@ -205,6 +205,7 @@ class DriftWatch:
         self._critical_cache: dict[int, float] = {}
         self._drifting: dict[int, tuple[str, ...]] = {}  # streams whose last check found drift
         self._slack = self.check_every  # rows that can arrive before any stream is due
+        self.first_rows = first_rows  # each stream's first rows against the training range
 
     # -- feeding ---------------------------------------------------------------------
 
@@ -242,6 +243,8 @@ class DriftWatch:
             return
         if slots.dtype.kind not in "iu" or slots.ndim != 1:
             slots = slots.astype(np.intp).ravel()
+        if self.first_rows is not None and slots.min() >= 0:
+            self.first_rows.observe(slots, rows)
         if n == 1:
             slot = int(slots[0])
             if slot < 0:
@@ -308,6 +311,8 @@ class DriftWatch:
         if 0 <= slot < self._pos.size:
             self._pos[slot] = 0
             self._counters[slot] = 0
+        if self.first_rows is not None:
+            self.first_rows.reset(slot)
 
     def sample(self, slot: int) -> np.ndarray:
         """The stream's recent sample ``[m, n_features]`` (order not meaningful)."""
@@ -339,14 +344,16 @@ class DriftWatch:
                           p_value={n: float(v) for n, v in zip(self.features, p)},
                           alpha=self.alpha_corrected, n=int(x.shape[0]), n_reference=int(self.reference.n))
 
-    def check(self, slot: int) -> DriftEvent | None:
-        """KS-test one stream now; ``None`` when it has fewer than ``MIN_SAMPLE`` inputs."""
-        x = self.sample(slot)
-        if x.shape[0] < MIN_SAMPLE:
-            return None
-        self._since[slot] = 0
-        self.checks_run += 1
-        return self._event(slot, x, self._statistics(x))
+    def _range_events(self) -> list[DriftEvent]:
+        if self.first_rows is None or not self.first_rows.findings:
+            return []
+        out = []
+        for found in self.first_rows.take():
+            out.append(DriftEvent(slot=found.slot, features=list(found.features), statistic={}, p_value={},
+                                  alpha=self.alpha_corrected, n=found.n, n_reference=int(self.reference.n),
+                                  check="range", reason=found.reason(), outside=found.outside))
+            self._drifting[found.slot] = tuple(found.features)
+        return out
 
     def due_events(self) -> list[DriftEvent]:
         """Check every stream that saw ``check_every`` messages since its last check; return the changes.
@@ -356,10 +363,13 @@ class DriftWatch:
         event with no ``features``): one episode of drift is two events, not
         one per check. A quiet check costs a sort per feature; p-values are
         computed only when a statistic passes the cached critical value.
+        Streams whose first rows left the training range come first (one
+        ``check="range"`` event each; a later KS check that finds nothing
+        ends it with ``drift_end``).
         """
+        events = self._range_events()
         if self._slack > 0 or not self._since.size:
-            return []  # no stream can have reached check_every yet: skip the scan
-        events = []
+            return events  # no stream can have reached check_every yet: skip the scan
         for slot in np.flatnonzero(self._since >= self.check_every):
             slot = int(slot)
             x = self.sample(slot)

@@ -36,6 +36,7 @@ from edgewatch.agent.runtime import CandidateCheck, DriftSettings, ModelRuntime,
 from edgewatch.agent.shadow import ShadowScorer
 from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
+from edgewatch.agent.sources.supervision import RestartPolicy, SourceSupervisor
 from edgewatch.agent.windows import StreamWindows
 from edgewatch.contract import ModelCard
 from edgewatch.errors import BadModelFile
@@ -62,6 +63,7 @@ class AgentOptions:
     threshold: float | None = None
     k: int | None = None
     n: int | None = None
+    close_after: int | None = None  # quiet windows before an episode ends (the card's m)
     agent_id: str = field(default_factory=socket.gethostname)
     max_batch: int = 1024
     queue_size: int = 1024
@@ -75,9 +77,10 @@ class AgentOptions:
     # MemoryMax=512M with the model given at start (ModelRuntime.default_max_streams: 10,000 for S0)
     max_streams: int | None = None
     stream_ttl: float | None = DEFAULT_STREAM_TTL  # evict streams idle this long (None/0: never)
+    source_restart: RestartPolicy = field(default_factory=RestartPolicy)  # for sources whose thread died
 
     def overrides(self) -> Overrides:
-        return Overrides(stride=self.stride, threshold=self.threshold, k=self.k, n=self.n)
+        return Overrides(stride=self.stride, threshold=self.threshold, k=self.k, n=self.n, m=self.close_after)
 
     def drift_settings(self) -> DriftSettings:
         return DriftSettings(every=self.drift_every, sample=self.drift_sample, keep_every=self.drift_keep_every,
@@ -122,6 +125,10 @@ class RunSummary:
     seconds: float = 0.0
     nonfinite_scores: dict[str, int] = field(default_factory=dict)  # windows whose score was nan/inf, by kind
     evicted_streams: int = 0
+    source_restarts: int = 0
+    source_failures: dict[str, str] = field(default_factory=dict)  # sources that ended unexpectedly: why
+    # what ended the run: "sources" (every source ended), "stop" (request_stop, a signal), "duration", "messages"
+    ended_by: str = ""
     delivery: dict[str, int] = field(default_factory=dict)  # spooling sinks' counts (MqttSink.delivery), summed
 
 
@@ -153,6 +160,7 @@ class Agent:
         self._stream_names: list[str | None] = []  # by slot; None = a free slot
         self._seq: list[int] = []
         self._last_seen: list[float] = []  # monotonic time of each slot's last message
+        self._last_ts: list[float] = []  # the time (its own, or when received) of each slot's last message
         self._free: list[int] = []
         self._streams_seen = 0
         self._last_sweep = time.monotonic()
@@ -308,9 +316,7 @@ class Agent:
         # close open episodes: their scores came from another model
         now = time.time()
         for slot in self.tracker.open_slots():
-            tr = self.tracker.close(slot, now, self._seq[slot])
-            if tr:
-                self._emit(self._alert(tr, reason="model swapped"))
+            self._close_episode(self.runtime, slot, "model swapped")
         self._install(runtime)
         self.metrics.model_swaps.labels("ok").inc()
         self._emit({**events.model_event(agent=self.options.agent_id, now=now, previous=old, model=runtime.model,
@@ -334,6 +340,7 @@ class Agent:
                 self._stream_names.append(stream)
                 self._seq.append(0)
                 self._last_seen.append(0.0)
+                self._last_ts.append(0.0)
                 self.windows.ensure(slot)
             self._slots[stream] = slot
             self._streams_seen += 1
@@ -365,12 +372,9 @@ class Agent:
         now = time.monotonic() if now is None else now
         self._last_sweep = now
         idle = [slot for name, slot in self._slots.items() if now - self._last_seen[slot] >= ttl]
-        wall = time.time()
         for slot in idle:
             rt = self._slot_runtime.pop(slot, self.runtime)  # a learned stream has its own runtime
-            tr = rt.tracker.close(slot, wall, self._seq[slot])
-            if tr:
-                self._emit(self._alert(tr, reason="stream idle", runtime=rt))
+            self._close_episode(rt, slot, "stream idle")
             self.windows.reset(slot)
             rt.tracker.forget(slot)
             rt.post.reset(slot)
@@ -421,6 +425,7 @@ class Agent:
         good = 0
         bad: dict[BadReason, int] = {}
         slots_of, seqs, push, learning = self._slots, self._seq, windows.push, self.learner is not None
+        last_ts = self._last_ts
         for kind, source, payload, received in items:
             if kind == Kind.RAW:
                 m = parse_message(payload, n_features, max_bytes)  # type: ignore[arg-type]
@@ -456,6 +461,7 @@ class Agent:
             seq = seqs[slot]
             seqs[slot] = seq + 1
             ts = m.ts if m.ts is not None else received
+            last_ts[slot] = ts
             due = push(slot, m.values)
             if learning and slot not in self._slot_runtime and not self._learn(slot, m.values):
                 due = False  # still learning: the row fills its window, nothing is scored
@@ -577,14 +583,33 @@ class Agent:
     def _alert(self, tr: Transition, feature_error: np.ndarray | None = None, reason: str | None = None,
                runtime: ModelRuntime | None = None) -> dict[str, Any]:
         rt = runtime or self.runtime
+        now = time.time()
         return events.episode_event(tr, agent=self.options.agent_id, stream=self._stream_names[tr.slot],
-                                    threshold=rt.threshold, model=rt.model, now=time.time(),
+                                    threshold=rt.threshold, model=rt.model, now=now,
                                     features=self.features, feature_error=feature_error,
-                                    top=self.options.top_features, reason=reason)
+                                    top=self.options.top_features, reason=reason,
+                                    closed_at=now if reason else None)
+
+    def _close_episode(self, rt: ModelRuntime, slot: int, reason: str) -> None:
+        """End ``slot``'s open episode for ``reason`` (not its data), at its last message's time.
+
+        Why that time and not the wall clock: the episode's start is a
+        message's time too, and a replay of last year's data would otherwise
+        get a duration of a year; the wall time goes in ``closed_at``. Never
+        before the episode's start (a stream whose clock went backwards).
+        """
+        ep = rt.tracker.open_episode(slot)
+        if ep is None:
+            return
+        tr = rt.tracker.close(slot, max(self._last_ts[slot], ep.start_ts), self._seq[slot])
+        if tr:
+            self._emit(self._alert(tr, reason=reason, runtime=rt))
 
     def _drift_event(self, ev: Any) -> dict[str, Any]:
         if ev.features:
             self.metrics.drift.inc()
+            if ev.reason:
+                log.warning("stream %s: %s", self._stream_names[ev.slot], ev.reason)
         return events.drift_event(ev, agent=self.options.agent_id, stream=self._stream_names[ev.slot],
                                   model=self.model, now=time.time())
 
@@ -629,11 +654,14 @@ class Agent:
         """Run until every source has ended, ``duration`` passed, or :meth:`request_stop`.
 
         However it ends (also by an exception), sources are stopped, open
-        episodes get their ``end`` and the sinks are closed (flushed).
+        episodes get their ``end`` and the sinks are closed (flushed). A
+        source whose thread dies is started again (:mod:`.sources.supervision`);
+        one that ended unexpectedly is in ``summary.source_failures``.
         """
         t0 = time.monotonic()
+        supervisor = SourceSupervisor(self.sources, self.queue, self.metrics, self.options.source_restart)
         try:
-            self._loop(t0, duration, max_messages)
+            self._loop(t0, duration, max_messages, supervisor)
         finally:
             for src in self.sources:
                 src.stop()
@@ -646,27 +674,39 @@ class Agent:
                 self.close()
             self.summary.streams = self._streams_seen
             self.summary.seconds = time.monotonic() - t0
+            self.summary.source_restarts = supervisor.restarts
+            self.summary.source_failures = supervisor.failures()
         return self.summary
 
-    def _loop(self, t0: float, duration: float | None, max_messages: int | None) -> None:
-        for src in self.sources:
-            src.start(self.queue)
-        ended = 0
+    def _stop_reason(self, t0: float, duration: float | None, max_messages: int | None) -> str | None:
+        if self._stop.is_set():
+            return "stop"
+        if duration is not None and time.monotonic() - t0 >= duration:
+            return "duration"
+        if max_messages is not None and self.summary.messages >= max_messages:
+            return "messages"
+        return None
+
+    def _loop(self, t0: float, duration: float | None, max_messages: int | None,
+              supervisor: SourceSupervisor) -> None:
+        supervisor.start_all()
         stopping = False
         q = self.queue
         limit = self.options.max_batch
         while True:
             self.heartbeat = time.monotonic()
-            if not stopping and (self._stop.is_set()
-                                 or (duration is not None and time.monotonic() - t0 >= duration)
-                                 or (max_messages is not None and self.summary.messages >= max_messages)):
-                stopping = True
-                for src in self.sources:
-                    src.stop()
+            if not stopping:
+                reason = self._stop_reason(t0, duration, max_messages)
+                if reason is not None:
+                    stopping = True
+                    self.summary.ended_by = reason
+                    supervisor.stop_all()
+                else:
+                    supervisor.tick()
             try:
                 first = q.get(timeout=0.1)
             except queue.Empty:
-                if stopping and ended >= len(self.sources):
+                if stopping and supervisor.all_ended:
                     break
                 if self._pending is not None or self._pending_shadow is not None:
                     self._apply_pending_model()
@@ -679,22 +719,24 @@ class Agent:
                     items.append(q.get_nowait())
             except queue.Empty:
                 pass
-            ended += sum(1 for it in items if it.kind == Kind.END)
+            for it in items:
+                if it.kind == Kind.END:
+                    supervisor.ended(it.payload)  # type: ignore[arg-type]
+                elif it.kind == Kind.FAILED:
+                    supervisor.failed(*it.payload)  # type: ignore[misc]
             self.process(items)
-            if ended >= len(self.sources) and q.empty():
+            if supervisor.all_ended and q.empty():
                 if not stopping:
                     stopping = True
-                if all(not (s._thread and s._thread.is_alive()) for s in self.sources):
+                    self.summary.ended_by = "sources"
+                if supervisor.threads_done:
                     break
 
     def close_episodes(self, reason: str) -> None:
         """Send an ``end`` for every open episode, so no consumer waits forever for one."""
-        now = time.time()
         for rt in [self.runtime, *{id(r): r for r in self._slot_runtime.values()}.values()]:
             for slot in rt.tracker.open_slots():
-                tr = rt.tracker.close(slot, now, self._seq[slot])
-                if tr:
-                    self._emit(self._alert(tr, reason=reason, runtime=rt))
+                self._close_episode(rt, slot, reason)
         if self.learner is not None:
             self.learner.save()
 

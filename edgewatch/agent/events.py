@@ -36,7 +36,7 @@ def dumps(event: dict[str, Any]) -> str:
     try:
         return json.dumps(event, separators=(",", ":"), allow_nan=False, default=_default)
     except ValueError:  # a NaN/inf that a builder did not clean (an observer's own field, say)
-        return json.dumps(_finite(event), separators=(",", ":"), allow_nan=False, default=_default)
+        return json.dumps(finite(event), separators=(",", ":"), allow_nan=False, default=_default)
 
 
 def _default(value: Any) -> Any:
@@ -48,15 +48,16 @@ def _default(value: Any) -> Any:
         return str(value)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity (in dicts, lists, tuples, NumPy scalars) as None, for strict JSON."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     if isinstance(value, np.generic):
-        return _finite(value.item())
+        return finite(value.item())
     return value
 
 
@@ -86,8 +87,12 @@ def _model(model: ScoringModel) -> dict[str, Any]:
 
 def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, model: ScoringModel,
                   now: float, features: Sequence[str] = (), feature_error: np.ndarray | None = None,
-                  top: int = 3, reason: str | None = None) -> dict[str, Any]:
-    """``start`` or ``end`` of an anomalous episode; ``id`` is the same for a redelivery of the same event."""
+                  top: int = 3, reason: str | None = None, closed_at: float | None = None) -> dict[str, Any]:
+    """``start`` or ``end`` of an anomalous episode; ``id`` is the same for a redelivery of the same event.
+
+    ``closed_at``: the agent's wall-clock time when it ended the episode for ``reason`` (stopping, a model
+    swap, an idle stream) rather than by its data; the episode's times stay those of the stream's messages.
+    """
     ep = tr.episode
     start = tr.kind == "start"
     ident = digests.sha1(f"{agent}|{stream}|{ep.start_ts!r}|{ep.start_seq}|{tr.kind}".encode()).hexdigest()[:20]
@@ -108,6 +113,7 @@ def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, 
             "duration_s": None if ep.end_ts is None else number(ep.end_ts - ep.start_ts, 6),
             "peak_score": number(ep.peak_score, 6), "peak_seq": ep.peak_seq,
             "windows_over": ep.windows_over,
+            "last_over_ts": number(ep.last_over_ts), "last_over_seq": ep.last_over_seq,
         },
         "model": _model(model),
     }
@@ -115,6 +121,8 @@ def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, 
         event["top_features"] = top_features(feature_error, features, top)
     if reason:
         event["reason"] = reason
+    if closed_at is not None:
+        event["closed_at"] = iso(closed_at)
     return event
 
 
@@ -140,7 +148,7 @@ def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel,
     """``drift`` when a stream starts drifting (or in other features), ``drift_end`` when it is back."""
     event: dict[str, Any] = {"event": "drift" if ev.features else "drift_end", "agent": agent, "stream": stream,
                              "time": iso(now), "ts": now, "model": _model(model)}
-    event.update(_finite({k: v for k, v in asdict(ev).items() if k != "slot"}))
+    event.update(finite({k: v for k, v in asdict(ev).items() if k != "slot"}))
     return event
 
 

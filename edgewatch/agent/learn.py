@@ -48,12 +48,13 @@ def _settings_from(card: ModelCard) -> dict[str, object]:
     out: dict[str, object] = {"window": card.window}
     if card.family == "pca":
         out["ignore"] = [f for f in card.trained_on.get("ignore", []) if f in card.features]
+        out["rates"] = [f for f in card.trained_on.get("rates", []) if f in card.features]
         if isinstance(card.trained_on.get("variance"), (int, float)):
             out["variance"] = float(card.trained_on["variance"])
         m = re.match(r"^([0-9.eE+-]+) x the ([0-9.eE+-]+) quantile", card.threshold_method)
         if m:
             out["factor"], out["quantile"] = float(m.group(1)), float(m.group(2))
-        out["k"], out["n"] = card.decision.k, card.decision.n
+        out["k"], out["n"], out["m"] = card.decision.k, card.decision.n, card.decision.m
     return out
 
 

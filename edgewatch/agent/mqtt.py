@@ -104,7 +104,6 @@ class MqttSink:
         self._acks: deque[int] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> spool number
         self._handed = 0  # highest spool number handed to paho this run
-        self._extra = _extra_metrics(metrics)
         self._update_depth()
         # what the status says; the fleet's StatusReporter replaces it with the full status
         self.status_payload: Callable[[str], bytes] = lambda state: minimal_status(o.agent_id, state)
@@ -155,7 +154,9 @@ class MqttSink:
     def _on_connect(self) -> None:
         self._down_since = None
         self.publish_status("online")
-        log.info("MQTT sink %s ready (spool depth %d)", self.base, self.spool.depth)
+        quiet = self.connection.takeover.taken_over  # said once by the connection, not at every kick
+        log.log(logging.DEBUG if quiet else logging.INFO, "MQTT sink %s ready (spool depth %d)", self.base,
+                self.spool.depth)
         self._wake.set()
 
     def publish_status(self, state: str = "online") -> Any:
@@ -178,7 +179,8 @@ class MqttSink:
         if self._down_since is None:
             self._down_since = time.monotonic()
         if not self._closing.is_set():
-            log.warning("MQTT sink %s: alerts wait in the spool until the broker is back", self.base)
+            log.log(logging.DEBUG if self.connection.takeover.taken_over else logging.WARNING,
+                    "MQTT sink %s: alerts wait in the spool until the broker is back", self.base)
 
     def _on_publish(self, mid: int, refused: bool) -> None:
         # called with paho's out-message lock held: only hand the mid over to the sender thread
@@ -260,9 +262,8 @@ class MqttSink:
         self._reported_depth = self.spool.depth
         if self.metrics is not None:
             self.metrics.spool_depth.set(self.spool.depth)
-        if self._extra:
-            self._extra["dropped"].set(self.spool.dropped)
-            self._extra["errors"].set(self.publish_errors)
+            self.metrics.spool_dropped.set(self.spool.dropped)
+            self.metrics.publish_errors.set(self.publish_errors)
 
     @property
     def connected(self) -> bool:
@@ -327,22 +328,3 @@ class MqttSink:
         if self.spool.depth:
             log.warning("%d alert(s) left in the spool %s; they are sent at the next start",
                         self.spool.depth, self.spool.dir)
-
-
-def _extra_metrics(metrics: Any) -> dict[str, Any]:
-    if getattr(metrics, "registry", None) is None:
-        return {}
-    from prometheus_client import Gauge
-
-    try:
-        return {
-            "dropped": Gauge("edgewatch_spool_dropped", "Alerts dropped this run: the spool was full (the "
-                             "oldest), or its disk refused writes and its memory queue was full (the newest)",
-                             registry=metrics.registry),
-            "errors": Gauge("edgewatch_mqtt_publish_errors", "MQTT publishes refused by paho or the broker",
-                            registry=metrics.registry),
-        }
-    except ValueError:  # a second MQTT sink on the same registry
-        return {}
-
-

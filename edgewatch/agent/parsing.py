@@ -47,6 +47,9 @@ class BadReason(str, enum.Enum):
     BAD_STATUS = "bad_status"  # an OPC UA value whose status code is not Good
     TIMEOUT = "timeout"  # a polled device (Modbus) did not answer in time
     EXCEPTION_RESPONSE = "exception_response"  # a Modbus exception code instead of registers
+    # a reply or reading a source could not use: a Modbus reply with another function code or register count
+    # than asked, bytes that do not decode, or any error raised while reading one message
+    BAD_REPLY = "bad_reply"
 
 
 @dataclass(slots=True)

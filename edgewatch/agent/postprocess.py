@@ -420,6 +420,7 @@ register_kind("none", NoParams, lambda _p: Identity())
 register_kind("likelihood", LikelihoodParams, Likelihood)
 register_kind("levels", LevelsParams, Levels)
 import edgewatch.agent.subsequence  # noqa: E402,F401 - registers the "novelty" kind (its own module)
+import edgewatch.agent.resonance  # noqa: E402,F401 - registers the "resonance" kind (its own module)
 
 
 def spec_problems(spec: PostProcess) -> list[str]:

@@ -14,6 +14,11 @@ Writes are buffered and flushed at least every ``flush_seconds`` (and at
 close), so an agent killed hard loses at most that much of the record and
 a reader tailing the file sees it grow. The hot path formats strings only;
 no JSON encoder runs per message.
+
+A restarted agent appends to the file: each run begins with its own header
+line, so a service's restarts never erase what it recorded before (``edgewatch
+plot`` reads a file of several runs, :func:`edgewatch.plot.run_file.read_run`).
+A line cut short by a hard kill is ended before the next run's header.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ RUN_FORMAT = 1
 
 
 class RunRecorder:
-    """Agent observer that appends every message, scored window and event to a JSONL file."""
+    """Agent observer that appends every message, scored window and event to a JSONL file (after what
+    earlier runs wrote there)."""
 
     def __init__(self, path: str | Path, features: list[str], threshold: float, *,
                  flush_seconds: float = 1.0, messages: bool = True, meta: dict[str, Any] | None = None) -> None:
@@ -42,14 +48,15 @@ class RunRecorder:
         self.lines = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._out: IO[str] | None = open(self.path, "w", buffering=1 << 16)
+            cut = _ends_mid_line(self.path)
+            self._out: IO[str] | None = open(self.path, "a", buffering=1 << 16)
         except OSError as exc:
             raise EdgewatchError(f"cannot write the run record {self.path} ({exc.strerror}); "
                                  "pick another --record-run file") from exc
         header = {"run": RUN_FORMAT, "features": list(features), "threshold": self.threshold,
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         header.update(meta or {})
-        self._write(json.dumps(header, separators=(",", ":")) + "\n")
+        self._write(("\n" if cut else "") + json.dumps(header, separators=(",", ":")) + "\n")
         self._out.flush()
         self._last_flush = time.monotonic()
 
@@ -116,6 +123,19 @@ class RunRecorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """True when ``path`` holds a last line without its newline (the previous run was killed mid-write)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, 2)
+            return fh.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
 
 
 def _num(x: float) -> str:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgewatch.agent.episodes import EpisodeTracker
+from edgewatch.agent.episodes import MAX_M, EpisodeTracker
 from edgewatch.agent.isolation import check_isolation
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.postprocess import PostProcessor, make_postprocessor, state_bytes
@@ -64,6 +64,7 @@ class Overrides:
     threshold: float | None = None
     k: int | None = None
     n: int | None = None
+    m: int | None = None  # quiet windows before an episode ends (``--close-after``)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class DriftSettings:
     sample: int = 512  # inputs kept per stream for the KS check
     keep_every: int = 10  # keep every n-th input, so the sample spans n x sample messages
     min_statistic: float = 0.25  # and a KS distance at least this large
+    range_rows: int = 120  # each stream's first rows checked against the training range (0: not)
 
 
 class ModelRuntime:
@@ -85,7 +87,7 @@ class ModelRuntime:
     """
 
     def __init__(self, model: ScoringModel, overrides: Overrides, drift_settings: DriftSettings,
-                 stride: int, threshold: float, k: int, n: int, warnings: list[str]) -> None:
+                 stride: int, threshold: float, k: int, n: int, warnings: list[str], m: int | None = None) -> None:
         self.model = model
         self.card: ModelCard = model.card
         self.overrides = overrides
@@ -95,9 +97,10 @@ class ModelRuntime:
         self.threshold = threshold
         self.k = k
         self.n = n
+        self.m = n if m is None else m
         self.warnings = warnings
         self.post: PostProcessor = make_postprocessor(self.card.postprocess)
-        self.tracker = EpisodeTracker(k, n)
+        self.tracker = EpisodeTracker(k, n, self.m)
         self.drift = self._drift_watch()
 
     @property
@@ -113,9 +116,11 @@ class ModelRuntime:
         if ref is None or d.every <= 0:
             return None
         from edgewatch.agent.drift_watch import DriftWatch
+        from edgewatch.agent.range_check import range_check_for
 
         return DriftWatch(ref, self.card.features, sample_size=d.sample, check_every=d.every,
-                          keep_every=d.keep_every, min_statistic=d.min_statistic, min_sample=d.sample)
+                          keep_every=d.keep_every, min_statistic=d.min_statistic, min_sample=d.sample,
+                          first_rows=range_check_for(self.card, d.range_rows))
 
     def stream_bytes(self) -> int:
         """Memory one stream can take with this model (windows, drift sample, post-process state), bytes.
@@ -125,7 +130,7 @@ class ModelRuntime:
         """
         f = self.card.n_features
         windows = 2 * self.window * f * 4
-        drift = self.drift_settings.sample * f * 4 + 32 if self.drift is not None else 0
+        drift = self.drift_settings.sample * f * 4 + 12 * f + 40 if self.drift is not None else 0
         return windows + drift + state_bytes(self.card.postprocess) + STREAM_OVERHEAD
 
     def default_max_streams(self, budget: int = STREAM_MEMORY_BUDGET) -> int:
@@ -135,7 +140,7 @@ class ModelRuntime:
     def fresh(self) -> ModelRuntime:
         """The same model and settings with new, empty per-stream state."""
         return ModelRuntime(self.model, self.overrides, self.drift_settings, self.stride, self.threshold,
-                            self.k, self.n, list(self.warnings))
+                            self.k, self.n, list(self.warnings), self.m)
 
     @classmethod
     def build(cls, model: ScoringModel, overrides: Overrides | None = None,
@@ -148,7 +153,7 @@ class ModelRuntime:
         if not card.is_time_series:
             raise BadModelFile(f"{where} scores images (sample shape {card.sample_shape}), not streams; "
                                "use 'edgewatch score' for image sets")
-        stride, threshold, k, n = resolve(card, o)
+        stride, threshold, k, n, m = resolve(card, o)
         if card.drift_reference is not None:
             from edgewatch.drift.reference import check_reference
 
@@ -158,7 +163,7 @@ class ModelRuntime:
                 raise BadModelFile(f"{where}: {exc}") from None
         try:
             runtime = cls(model, o, d, stride, threshold, k, n,
-                          threshold_warnings(card, threshold) + isolation_warnings(card))
+                          card.format_warnings + threshold_warnings(card, threshold) + isolation_warnings(card), m)
         except BadModelFile as exc:
             raise BadModelFile(f"{where}: {exc}") from None
         except (ValueError, TypeError) as exc:
@@ -170,8 +175,13 @@ class ModelRuntime:
         return runtime
 
 
-def resolve(card: ModelCard, o: Overrides) -> tuple[int, float, int, int]:
-    """Stride, threshold, k and n from the card and the overrides; BadOverride when they contradict it."""
+def resolve(card: ModelCard, o: Overrides) -> tuple[int, float, int, int, int]:
+    """Stride, threshold, k, n and m from the card and the overrides; BadOverride when they contradict it.
+
+    ``m`` (quiet windows before an episode ends) is the override, else the
+    card's, else ``n`` -- also when ``--n`` alone is given to a card without
+    its own ``m``, so an old card keeps its "none of the last n" rule.
+    """
     stride = card.stride if o.stride is None else int(o.stride)
     if stride < 1:
         raise BadOverride(f"stride {stride}: it must be at least 1")
@@ -193,7 +203,10 @@ def resolve(card: ModelCard, o: Overrides) -> tuple[int, float, int, int]:
                           f"needs 1 <= k <= n{hint}")
     if n > MAX_N:
         raise BadOverride(f"n = {n}: at most {MAX_N} recent windows can be counted")
-    return stride, threshold, k, n
+    m = o.m if o.m is not None else card.decision.m if card.decision.m is not None else n
+    if not 1 <= int(m) <= MAX_M:
+        raise BadOverride(f"--close-after {m}: an episode ends after between 1 and {MAX_M} quiet windows")
+    return stride, threshold, k, n, int(m)
 
 
 def threshold_warnings(card: ModelCard, threshold: float) -> list[str]:

@@ -5,15 +5,21 @@ public keys (``--trust-key``) runs only files signed by one of them.
 
 **What is signed.** The signature sits in the file itself, as one more
 ``metadata_props`` entry, :data:`~edgewatch.contract.SIGNATURE_KEY`, whose
-value is a JSON object (format, key id, signer, time, two digests and the
-signature). The Ed25519 signature covers the canonical JSON of everything in
-that object but the signature itself, so it binds:
+value is a JSON object (format, key id, signer, time, release, two digests
+and the signature). The Ed25519 signature covers the canonical JSON of
+everything in that object but the signature itself, so it binds:
 
 * ``graph_sha256``: SHA-256 of every top-level ``ModelProto`` record other
   than ``metadata_props``, as raw bytes in file order (graph, initializers,
   opset imports, IR version, producer, functions);
 * ``card_sha256``: SHA-256 of the canonical JSON (sorted keys, no spaces,
-  ASCII) of *all* other ``metadata_props`` entries, ours and other tools'.
+  ASCII) of *all* other ``metadata_props`` entries, ours and other tools';
+* ``release``: the release number the signer gave it (default the signing
+  time in nanoseconds), which orders signed files so an agent can refuse
+  an older one replayed over a newer (:mod:`edgewatch.agent.releases`).
+  Files signed in format 1, before releases existed, carry none and count
+  as release 0; a ``release`` written into such an entry is not signed and
+  is ignored.
 
 Why this form: it is computed from the raw bytes with a small wire-format
 reader (:mod:`edgewatch.agent.onnx_wire`), so the agent verifies without the
@@ -45,8 +51,9 @@ import getpass
 import json
 import os
 import socket
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -60,7 +67,9 @@ from edgewatch.errors import BadInput, BadModelFile, MissingExtra, UntrustedMode
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-FORMAT = "edgewatch-model-signature/1"
+FORMAT = "edgewatch-model-signature/2"
+FORMAT_V1 = "edgewatch-model-signature/1"  # read only: no release inside, ordered as release 0
+MAX_RELEASE = 2**63 - 1  # fits every JSON reader's 64-bit integer; signing time in ns reaches it in 2262
 PASSPHRASE_ENV = "EDGEWATCH_KEY_PASSPHRASE"
 
 
@@ -180,6 +189,18 @@ def load_trust_keys(paths: Sequence[str | os.PathLike[str]]) -> tuple[TrustedKey
     return tuple(keys.values())
 
 
+def default_release() -> int:
+    """The signing time in nanoseconds: later signatures are newer releases without anyone counting."""
+    return time.time_ns()
+
+
+def release_number(value: object) -> int:
+    """``value`` as a release number (an int from 1 to :data:`MAX_RELEASE`); ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RELEASE:
+        raise ValueError(f"release {value!r} is not a whole number from 1 to {MAX_RELEASE}")
+    return value
+
+
 @dataclass(frozen=True)
 class Signature:
     """The content of the signature entry; :meth:`message` is what the Ed25519 signature covers."""
@@ -190,31 +211,42 @@ class Signature:
     graph_sha256: str
     card_sha256: str
     signature: bytes = b""
+    release: int = 0
+    format: str = FORMAT
+
+    def signed_fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": self.format, "key_id": self.key_id, "signer": self.signer,
+                               "signed_at": self.signed_at, "graph_sha256": self.graph_sha256,
+                               "card_sha256": self.card_sha256}
+        if self.format != FORMAT_V1:
+            out["release"] = self.release
+        return out
 
     def message(self) -> bytes:
-        return _canonical({"format": FORMAT, "key_id": self.key_id, "signer": self.signer,
-                           "signed_at": self.signed_at, "graph_sha256": self.graph_sha256,
-                           "card_sha256": self.card_sha256})
+        return canonical_json(self.signed_fields())
 
     def to_prop(self) -> str:
-        return json.dumps({"format": FORMAT, "key_id": self.key_id, "signer": self.signer,
-                           "signed_at": self.signed_at, "graph_sha256": self.graph_sha256,
-                           "card_sha256": self.card_sha256,
-                           "signature": base64.b64encode(self.signature).decode("ascii")}, sort_keys=True)
+        return json.dumps({**self.signed_fields(), "signature": base64.b64encode(self.signature).decode("ascii")},
+                          sort_keys=True)
 
     @classmethod
     def from_prop(cls, text: str, source: str) -> Signature:
         try:
             obj = json.loads(text)
-            if obj.get("format") != FORMAT:
-                raise ValueError(f"unknown signature format {obj.get('format')!r} (this edgewatch reads {FORMAT})")
+            fmt = obj.get("format")
+            if fmt not in (FORMAT, FORMAT_V1):
+                raise ValueError(f"unknown signature format {fmt!r} (this edgewatch reads {FORMAT} and {FORMAT_V1})")
             sig = base64.b64decode(obj["signature"], validate=True)
             fields = {k: obj[k] for k in ("key_id", "signer", "signed_at", "graph_sha256", "card_sha256")}
             if not all(isinstance(v, str) for v in fields.values()):
                 raise ValueError("signature fields must be strings")
-            return cls(signature=sig, **fields)
+            release = 0 if fmt == FORMAT_V1 else release_number(obj["release"])
+            return cls(signature=sig, release=release, format=fmt, **fields)
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
             raise UntrustedModel(f"{source}: its signature entry is damaged: {exc}") from None
+
+    def describe_release(self) -> str:
+        return f"release {self.release}" + (" (signed before releases existed)" if self.format == FORMAT_V1 else "")
 
 
 @dataclass(frozen=True)
@@ -226,11 +258,12 @@ class Verified:
 
     def describe(self) -> str:
         s = self.signature
-        return (f"signed by {s.signer!r} with key {s.key_id} (trusted: {self.key.source}) at {s.signed_at}; "
-                "graph and card unchanged since")
+        return (f"signed by {s.signer!r} with key {s.key_id} (trusted: {self.key.source}) at {s.signed_at}, "
+                f"{s.describe_release()}; graph and card unchanged since")
 
 
-def _canonical(obj: Any) -> bytes:
+def canonical_json(obj: Any) -> bytes:
+    """The bytes a signature covers: sorted keys, no spaces, ASCII."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
@@ -252,11 +285,19 @@ def _split(parsed: ModelBytes, source: str) -> tuple[dict[str, str], list[tuple[
 def digests(parsed: ModelBytes, source: str) -> tuple[str, str]:
     """(graph_sha256, card_sha256) of a parsed file, as :class:`Signature` defines them."""
     card, _ = _split(parsed, source)
-    return sha256(parsed.body()).hexdigest(), sha256(_canonical(card)).hexdigest()
+    return sha256(parsed.body()).hexdigest(), sha256(canonical_json(card)).hexdigest()
 
 
-def sign_bytes(data: bytes, private: Ed25519PrivateKey, signer: str | None = None, source: str = "model") -> bytes:
-    """The file ``data`` with a signature entry (an earlier one is replaced); the rest stays byte for byte."""
+def utc_text(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sign_bytes(data: bytes, private: Ed25519PrivateKey, signer: str | None = None, source: str = "model",
+               release: int | None = None) -> bytes:
+    """The file ``data`` with a signature entry (an earlier one is replaced); the rest stays byte for byte.
+
+    ``release`` orders it among the key's files (default: now, in ns); ValueError when out of range.
+    """
     parsed = ModelBytes.parse(data, source)
     external = parsed.external_tensors()
     if external:
@@ -264,9 +305,10 @@ def sign_bytes(data: bytes, private: Ed25519PrivateKey, signer: str | None = Non
                            "the file cannot cover; save it as one file")
     _, old = _split(parsed, source)
     graph_sha, card_sha = digests(parsed, source)
-    unsigned = Signature(key_id(private.public_key()), signer or default_signer(),
-                         datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), graph_sha, card_sha)
-    signed = Signature(**{**unsigned.__dict__, "signature": private.sign(unsigned.message())})
+    now = default_release()
+    unsigned = Signature(key_id(private.public_key()), signer or default_signer(), utc_text(now), graph_sha,
+                         card_sha, release=release_number(now if release is None else release))
+    signed = replace(unsigned, signature=private.sign(unsigned.message()))
     return parsed.without({start for _, start in old}) + metadata_record(SIGNATURE_KEY, signed.to_prop())
 
 
@@ -296,21 +338,29 @@ def verify_bytes(data: bytes, keys: Sequence[TrustedKey], source: str = "model")
     if len(entries) > 1:
         raise UntrustedModel(f"{source} carries {len(entries)} signature entries; a signed file has one")
     sig = Signature.from_prop(entries[0][0], source)
-    key = next((k for k in keys if k.key_id == sig.key_id), None)
-    if key is None:
-        raise UntrustedModel(f"{source} is signed by {sig.signer!r} with key {sig.key_id}, which is not a "
-                             f"trusted key ({_key_list(keys)})")
-    try:
-        key.public.verify(sig.signature, sig.message())
-    except _crypto().InvalidSignature:
-        raise UntrustedModel(f"{source}: the signature of key {sig.key_id} does not match its signed fields "
-                             "(the signature entry was edited or forged)") from None
+    key = check_signed(keys, sig.key_id, sig.signer, sig.signature, sig.message(), source)
     _check_unchanged(parsed, sig, source)
     external = parsed.external_tensors()
     if external:
         raise UntrustedModel(f"{source} keeps tensors {external[:3]} in external files, which its signature "
                              "does not cover")
     return Verified(sig, key)
+
+
+def check_signed(keys: Sequence[TrustedKey], signed_by: str, signer: str, signature: bytes, message: bytes,
+                 source: str) -> TrustedKey:
+    """The trusted key ``signed_by`` names, once ``signature`` over ``message`` is checked against it;
+    UntrustedModel naming ``source`` when the key is not trusted or the signature does not match."""
+    key = next((k for k in keys if k.key_id == signed_by), None)
+    if key is None:
+        raise UntrustedModel(f"{source} is signed by {signer!r} with key {signed_by}, which is not a "
+                             f"trusted key ({_key_list(keys)})")
+    try:
+        key.public.verify(signature, message)
+    except _crypto().InvalidSignature:
+        raise UntrustedModel(f"{source}: the signature of key {signed_by} does not match its signed fields "
+                             "(the signature entry was edited or forged)") from None
+    return key
 
 
 def _check_unchanged(parsed: ModelBytes, sig: Signature, source: str) -> None:

@@ -29,7 +29,10 @@ equal to the running model is ignored, so restarts are quiet.
 
 Every path (start, file, MQTT) checks the trust policy on the very bytes it
 then loads, by sha256, so a file swapped between the check and the load is
-refused rather than run unchecked.
+refused rather than run unchecked. With trusted keys, every path also
+refuses a release older than the highest this agent has run, kept in its
+:class:`~edgewatch.agent.model_store.ModelStore` (:mod:`edgewatch.agent.releases`);
+going back takes a signed rollback or a re-signed file.
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ from typing import TYPE_CHECKING, Any
 
 from edgewatch.agent import events
 from edgewatch.agent.model_store import ModelStore, StoredModel
+from edgewatch.agent.releases import RollbackGrant
 from edgewatch.agent.shadow import PromotionRule, ShadowScorer
-from edgewatch.agent.signing import TrustPolicy
+from edgewatch.agent.signing import TrustPolicy, read_signature
 from edgewatch.errors import BadModelFile, EdgewatchError
 from edgewatch.fleet.topics import INSTALL, PROMOTE, ROLLBACK, ContractError, ModelMessage, iso
 
@@ -63,9 +67,15 @@ MAX_MODEL_BYTES = 64 * 2**20
 
 
 def offer(agent: Agent, path: Path, expected_sha256: str | None, origin: str,
-          trust: TrustPolicy | None = None, data: bytes | None = None, info: dict[str, Any] | None = None) -> bool:
+          trust: TrustPolicy | None = None, data: bytes | None = None, info: dict[str, Any] | None = None,
+          store: ModelStore | None = None, granted: int | None = None) -> bool:
     """Check ``path`` (its bytes ``data`` when already read) against ``trust``, load it and queue it
-    for the agent; on any failure refuse it. True when accepted."""
+    for the agent; on any failure refuse it. True when accepted.
+
+    With trusted keys and a ``store``, a release below the store's mark is
+    refused and an accepted one moves the mark; ``granted`` is the release a
+    signed rollback gives the file in place of its own.
+    """
     trust = trust or TrustPolicy()
     try:
         if data is None:
@@ -74,10 +84,18 @@ def offer(agent: Agent, path: Path, expected_sha256: str | None, origin: str,
         sha = hashlib.sha256(data).hexdigest()
         if expected_sha256 and expected_sha256.lower() != sha:
             raise BadModelFile(f"{path} has sha256 {sha}, expected {expected_sha256.lower()}")
+        order = None  # (release, how it is told) when releases are ordered: keys, and a store to keep the mark
+        if verified is not None and store is not None:
+            s = verified.signature
+            order = ((s.release, f", signed by {s.signer!r} at {s.signed_at}") if granted is None
+                     else (granted, " (granted by a signed rollback)"))
+            store.check_release(order[0], sha, str(path), order[1])  # before the work of loading it
         # built from the very bytes checked: a file swapped in between cannot slip past
         runtime = agent.load_candidate(path, expected_sha256=sha, data=data)
         if runtime.sha256 == agent.model.sha256:
             return False
+        if order is not None and store is not None:  # again, and recorded: a mark that cannot be kept refuses it
+            store.admit(order[0], sha, str(path), order[1])
         agent.swap_runtime(runtime, info)
         if verified is not None:
             log.info("model %s %s", path, verified.describe())
@@ -102,10 +120,11 @@ class ModelFileWatcher:
     """Polls the model path and offers a changed file to the agent."""
 
     def __init__(self, agent: Agent, path: str | os.PathLike[str], interval: float = 1.0,
-                 trust: TrustPolicy | None = None) -> None:
+                 trust: TrustPolicy | None = None, store: ModelStore | None = None) -> None:
         self.agent = agent
         self.path = Path(path)
         self.trust = trust or TrustPolicy()
+        self.store = store  # with trusted keys: refuses a release older than its mark
         self.interval = interval
         self.accepted = 0
         self.refused = 0
@@ -146,7 +165,7 @@ class ModelFileWatcher:
         if sha == self._seen_sha:
             return
         self._seen_sha = sha
-        if offer(self.agent, self.path, sha, origin="file", trust=self.trust, data=data):
+        if offer(self.agent, self.path, sha, origin="file", trust=self.trust, data=data, store=self.store):
             self.accepted += 1
         else:
             self.refused += 1
@@ -198,8 +217,11 @@ class MqttModelReceiver:
         self._thread.start()
         live = self.store.slots["live"]
         if live is None or live.sha256 != agent.model.sha256:  # started with --model: that is the live one
+            mark = self.store.release
             self.store.slots["live"] = StoredModel(agent.model.sha256, str(agent.model.path), "",
-                                                   iso(agent.started_at), "start")
+                                                   iso(agent.started_at), "start",
+                                                   release=mark.release if mark and mark.sha256 == agent.model.sha256
+                                                   else None)
             self.store.save()
         self._resume_shadow()
         self.connection = sink.connection
@@ -283,7 +305,7 @@ class MqttModelReceiver:
             if msg.action == INSTALL:
                 return self._install(msg, info)
             if msg.action == ROLLBACK:
-                return self._rollback(msg.id, info)
+                return self._rollback(msg, info)
             return self._promote(msg.id, info, msg.sha256)
 
     def _install(self, msg: ModelMessage, info: dict[str, Any]) -> bool:
@@ -310,14 +332,19 @@ class MqttModelReceiver:
                 rule = PromotionRule.parse(msg.promote_if)
             except ValueError as exc:
                 return self._refuse(f"--promote-if: {exc}", sha, info)
+        source = f"model {msg.name!r} ({sha[:12]}) from MQTT"
         try:
-            self.trust.check(data, "mqtt", f"model {msg.name!r} ({sha[:12]}) from MQTT")
+            verified = self.trust.check(data, "mqtt", source)
+            if verified is not None:  # a shadow older than the mark could never be promoted: refuse it now
+                s = verified.signature
+                self.store.check_release(s.release, sha, source, f", signed by {s.signer!r} at {s.signed_at}")
         except BadModelFile as exc:
             return self._refuse(str(exc), sha, info)
         path = self.store.path_for(sha)
         existed = path.exists()
         self.store.put(sha, data)
-        entry = StoredModel(sha, str(path), msg.note, iso(), "mqtt", msg.id, msg.promote_if)
+        entry = StoredModel(sha, str(path), msg.note, iso(), "mqtt", msg.id, msg.promote_if,
+                            verified.signature.release if verified is not None else None)
         if msg.shadow:
             try:
                 runtime = self.agent.load_candidate(path, expected_sha256=sha, data=data)
@@ -332,7 +359,8 @@ class MqttModelReceiver:
             return self._applied("model_shadow", sha, info, msg.id)
         self.pending = entry
         try:
-            if not offer(self.agent, path, sha, origin="mqtt", trust=self.trust, data=data, info=info):
+            if not offer(self.agent, path, sha, origin="mqtt", trust=self.trust, data=data, info=info,
+                         store=self.store):
                 self._drop_unused(path, existed)
                 self.refused += 1
                 self.last_outcome = {"event": "model_refused", "time": iso(), "sha256": sha, **info}
@@ -342,19 +370,38 @@ class MqttModelReceiver:
             self.pending = None
         return self._applied("model_swapped", sha, info, msg.id)
 
-    def _rollback(self, message_id: str, info: dict[str, Any]) -> bool:
+    def _rollback(self, msg: ModelMessage, info: dict[str, Any]) -> bool:
+        """Back to the previous model; with trusted keys only by a signed grant, which gives it a new release."""
         prev = self.store.get("previous")
         if prev is None:
-            return self._refuse("rollback: no previous model is kept on this agent", None, info)
+            return self._refuse("rollback: no previous model is kept on this agent", msg.sha256, info)
+        if msg.sha256 and msg.sha256 != prev.sha256:
+            return self._refuse(f"rollback to {msg.sha256[:12]}: this agent's previous model is {prev.sha256[:12]}",
+                                msg.sha256, info)
+        granted = None
+        if self.trust.keys:
+            if msg.grant is None:
+                return self._refuse("rollback: this agent runs only signed releases (--trust-key), and going back "
+                                    "is a new release: send it signed ('edgewatch model rollback --key KEY')",
+                                    prev.sha256, info)
+            try:
+                grant = RollbackGrant.from_json(msg.grant, "rollback")
+                grant.verify(self.trust.keys, self.agent.options.agent_id, "rollback")
+            except BadModelFile as exc:
+                return self._refuse(str(exc), prev.sha256, info)
+            if grant.sha256 != prev.sha256:
+                return self._refuse(f"rollback: the grant is for model {grant.sha256[:12]}, this agent's previous "
+                                    f"model is {prev.sha256[:12]}", prev.sha256, info)
+            granted = grant.release
         try:
             data = Path(prev.path).read_bytes()
         except OSError as exc:
             return self._refuse(f"rollback: previous model {prev.path} unreadable: {exc.strerror}", prev.sha256, info)
-        entry = replace(prev, since=iso(), message_id=message_id)
+        entry = replace(prev, since=iso(), message_id=msg.id, release=granted if granted is not None else prev.release)
         self.pending = entry
         try:
             if not offer(self.agent, Path(prev.path), prev.sha256, origin="mqtt", trust=self.trust, data=data,
-                         info=info):
+                         info=info, store=self.store, granted=granted):
                 self.refused += 1
                 self.last_outcome = {"event": "model_refused", "time": iso(), "sha256": prev.sha256, **info}
                 return False
@@ -363,7 +410,7 @@ class MqttModelReceiver:
             self.store.slots["previous"] = current
         finally:
             self.pending = None
-        return self._applied("model_swapped", prev.sha256, info, message_id)
+        return self._applied("model_swapped", prev.sha256, info, msg.id)
 
     def promote(self, why: str = "", message_id: str | None = None) -> bool:
         """Make the shadow model live (``--promote-if`` calls this; so does a ``promote`` message)."""
@@ -378,17 +425,29 @@ class MqttModelReceiver:
         if sha and sha != scorer.sha256:
             return self._refuse(f"promote: the shadow model is {scorer.sha256[:12]}, not {sha[:12]}", sha, info)
         runtime = scorer.runtime.fresh()  # its own episodes were never sent: start from empty state
+        entry = self.store.slots["shadow"] or StoredModel(scorer.sha256, str(runtime.model.path), scorer.note)
         try:
+            if self.trust.keys:  # the mark may have moved past it while it ran in shadow
+                release = self._release_of(entry)
+                self.store.admit(release, scorer.sha256, f"promote: the shadow model {scorer.sha256[:12]}")
+                entry = replace(entry, release=release)
             self.agent.swap_runtime(runtime, info)
-        except BadModelFile as exc:
+        except (BadModelFile, OSError) as exc:
             return self._refuse(str(exc), scorer.sha256, info)
         scorer.promoted = True
         self.agent.set_shadow(None)
-        entry = self.store.slots["shadow"] or StoredModel(scorer.sha256, str(runtime.model.path), scorer.note)
         self._new_live(replace(entry, since=iso(), promote_if=None))
         self.store.slots["shadow"] = None
         log.info("shadow model %s promoted to live %s", scorer.sha256[:12], info.get("why", ""))
         return self._applied("model_swapped", scorer.sha256, info, message_id)
+
+    @staticmethod
+    def _release_of(entry: StoredModel) -> int:
+        """The stored model's release (read from its file when the store predates releases)."""
+        if entry.release is not None:
+            return entry.release
+        sig = read_signature(Path(entry.path).read_bytes(), entry.path)
+        return sig.release if sig is not None else 0
 
     def _new_live(self, entry: StoredModel) -> None:
         current = self.store.slots["live"]

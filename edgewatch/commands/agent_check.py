@@ -40,9 +40,11 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
         + (f"; window {card.window}, horizon {card.horizon}, stride {card.stride}" if card.window else ""),
         f"  score         {card.score}",
         f"  threshold     {card.threshold:.6g}: {card.threshold_method}",
-        f"  episodes      start when {card.decision.k} of the last {card.decision.n} scored windows are over",
+        f"  episodes      start when {card.decision.k} of the last {card.decision.n} scored windows are over, "
+        f"end after {card.decision.close_after} in a row are not",
         f"  post-process  {card.postprocess.kind}",
         f"  drift check   {'reference of ' + str(card.drift_reference.n) + ' rows' if card.drift_reference else 'none'}",
+        f"  range check   {_range_line(card)}",
         f"  trained on    {json.dumps(card.trained_on, default=str)[:200]}",
     ]
     for name, stats in card.score_stats.items():
@@ -52,3 +54,13 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
                      f"{runtime.default_max_streams()}")
         lines += [f"  warning       {w}" for w in runtime.warnings]
     click.echo("\n".join(lines))
+
+
+def _range_line(card) -> str:  # noqa: ANN001 - a ModelCard
+    """What each stream's first messages are compared with (agent/range_check.py)."""
+    if card.drift_reference is None:
+        return "none (no drift reference)"
+    if card.training_range is None:
+        return "first 120 messages against every feature's training span (drift reference)"
+    return (f"first 120 messages against the training range of {len(card.training_range)} feature(s) scored by "
+            f"level: {', '.join(card.training_range)}")

@@ -13,16 +13,18 @@ import click
 
 from edgewatch import digests
 from edgewatch.agent.broker import Connections
-from edgewatch.agent.config import load_into_context
+from edgewatch.agent.config import AgentConfig, load_into_context
 from edgewatch.agent.engine import DEFAULT_STREAM_TTL, Agent, AgentOptions, RunSummary
 from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.ops import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
 from edgewatch.agent.model_store import ModelStore
+from edgewatch.agent.releases import admit_at_start
 from edgewatch.agent.runtime import ModelRuntime
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sinks import make_sink
 from edgewatch.agent.sources import make_source, schemes
+from edgewatch.agent.sources.base import SourcesFailed
 from edgewatch.errors import BadModelFile, BadOverride
 
 log = logging.getLogger("edgewatch.agent")
@@ -56,10 +58,11 @@ Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on P
          drift on .../drift, other events on .../events, QoS 1, spooled to disk until the broker's
          PUBACK: at-least-once, dedupe by the alert "id"; retained JSON .../status, online/offline).
 Fleet (status, model publish/rollback/shadow/promote, topics): docs/fleet.md.
-Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure,
+Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure (also: every
+source ended and one of them unexpectedly, e.g. a source that died 5 times in 10 minutes),
 2 usage error, 3 bad model file (not edgewatch, corrupt, sha256 mismatch, not signed by a
---trust-key or changed after signing), 4 bad input file
-(replay CSV does not fit the model, bad config file), 6 missing optional dependency.
+--trust-key or changed after signing, a release older than one it has run),
+4 bad input file (replay CSV does not fit the model, bad config file), 6 missing optional dependency.
 On live streams a message of the wrong arity is bad input: counted, skipped, never fatal.
 """
 
@@ -67,14 +70,19 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.command("run", epilog=EPILOG)
 @click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=load_into_context,
-              help="TOML file with the same settings as the flags (flag names as keys); flags win.")
+              help="TOML file with the same settings as the flags (see --print-config); a flag on the command "
+                   "line replaces that one setting of the file.")
+@click.option("--print-config", is_flag=True,
+              help="Print this run's settings (flags and --config merged) as TOML and exit without running; "
+                   "--config with that file reproduces the run (the MQTT password is left out).")
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="edgewatch ONNX model file.")
 @click.option("--model-sha256", default=None,
               help="Refuse the model file unless its sha256 matches (pins it: excludes --watch-model, --model-topic).")
 @click.option("--trust-key", "trust_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Run only models signed by this public key (repeatable): at start, on --watch-model and "
-                   "from --model-topic. Make keys with 'edgewatch model keygen'.")
+                   "from --model-topic, and none of a release older than one it has run (kept in "
+                   "SPOOL_DIR/models). Make keys with 'edgewatch model keygen'.")
 @click.option("--allow-unsigned-models", is_flag=True,
               help="Without --trust-key, accept unsigned models from --model-topic (closed test brokers only: "
                    "anyone who may publish there then decides what this agent alerts on).")
@@ -91,6 +99,9 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
 @click.option("--k", "k", type=click.IntRange(min=1), default=None,
               help="Episode starts when k of the last n scored windows are over the threshold.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=None, help="See --k.")
+@click.option("--close-after", "close_after", type=click.IntRange(min=1), default=None, metavar="M",
+              help="Episode ends after M scored windows in a row under the threshold (default: the model "
+                   "file's; files without one close when none of the last N are over).")
 @click.option("--agent-id", default=None, help="Name of this agent in alerts and MQTT topics (default: hostname).")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--max-messages", type=int, default=None, help="Stop after this many messages.")
@@ -159,7 +170,8 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
               show_default=True, help="Folder of the learned models and buffers, kept across restarts (no pickle).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr at the end.")
 def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...], sinks: tuple[str, ...],
-            stride: int | None, threshold: float | None, k: int | None, n: int | None, agent_id: str | None,
+            stride: int | None, threshold: float | None, k: int | None, n: int | None, close_after: int | None,
+            agent_id: str | None,
             duration: float | None, max_messages: int | None, idle_timeout: float, spool_dir: Path,
             summary_json: Path | None, quiet: bool,
             ui: str | None = None, record_run: Path | None = None, mqtt_username: str | None = None,
@@ -172,15 +184,20 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             mqtt_keepalive: int | None = None, learn_rows: int | None = None,
             learn_state: Path = Path("edgewatch-learned"), ready_grace: float = DEFAULT_READY_GRACE,
             ready_max_silence: float = DEFAULT_READY_MAX_SILENCE, max_streams: int | None = None,
-            stream_ttl: float = DEFAULT_STREAM_TTL, ui_max_clients: int = 16, spool_memory_mb: float = 4.0) -> None:
+            stream_ttl: float = DEFAULT_STREAM_TTL, ui_max_clients: int = 16, spool_memory_mb: float = 4.0,
+            print_config: bool = False) -> None:
     """Score live streams with a model file and send an alert per anomalous episode.
 
     Every --stride-th measurement of a stream, its last WINDOW measurements are
     scored; an episode opens when K of the last N scored windows exceed the
-    threshold and closes when none of the last N do. Runs without torch.
+    threshold and closes after M scored windows in a row under it (the model
+    file's --close-after; N when it has none). Runs without torch.
     """
     from edgewatch.agent.ops import setup_logging
 
+    if print_config:
+        click.echo(AgentConfig.from_command(click.get_current_context()).to_toml(), nl=False)
+        return
     setup_logging(log_json, log_level)
     if model_sha256 and (watch_model or model_topic):
         raise click.UsageError("--model-sha256 pins the model, so it excludes --watch-model and --model-topic "
@@ -198,10 +215,12 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         log.info("model %s %s", model_path, verified.describe())
     store = None
     resumed = None
-    if model_topic:
+    if model_topic or trust.keys:  # with --trust-key it also keeps the highest release run (no rollback by replay)
         store = ModelStore(spool_dir / "models")
+    if model_topic:
         resumed = resume_live(store, trust, actual)
-    options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n, max_streams=max_streams,
+    options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n, close_after=close_after,
+                           max_streams=max_streams,
                            stream_ttl=stream_ttl or None)
     if learn_rows:
         options.drift_every = 0  # each stream's normal is its own: the template's drift reference is not it
@@ -218,6 +237,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             refused_at_start = (f"stored live model cannot run: {exc}", sha)
             log.error("not resuming model %s from the model store (%s); starting with --model", sha[:12], exc)
     if runtime is None:
+        if verified is not None and store is not None:  # exit 3 when older than a release it has run
+            admit_at_start(store, verified, actual, model_path)
         runtime = start_runtime(model_path, options, data)
     model = runtime.model
     metrics = AgentMetrics(exported=bool(metrics_addr))
@@ -282,6 +303,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         summary_json.write_text(json.dumps(summary_dict(summary), indent=2))
     if not quiet:
         print_summary(summary)
+    if summary.ended_by == "sources" and summary.source_failures:
+        raise SourcesFailed(summary.source_failures, len(sources))
 
 
 def start_runtime(model_path: Path, options: AgentOptions, data: bytes) -> ModelRuntime:
@@ -342,7 +365,8 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
     if watch_model:
         from edgewatch.agent.swap import ModelFileWatcher
 
-        closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust).start().close)
+        closers.append(ModelFileWatcher(agent, agent.model.path, interval=watch_interval, trust=trust,
+                                        store=store).start().close)
     # no MQTT sink was made unless its module (and paho) got imported: do not import them for nothing
     mqtt_module = sys.modules.get("edgewatch.agent.mqtt")
     mqtt = [s for s in agent.sinks if isinstance(s, mqtt_module.MqttSink)] if mqtt_module else []
@@ -398,7 +422,8 @@ def summary_dict(summary: RunSummary) -> dict:
     return {"messages": summary.messages, "bad": summary.bad, "windows": summary.windows,
             "events": summary.events, "streams": summary.streams, "seconds": round(summary.seconds, 3),
             "nonfinite_scores": summary.nonfinite_scores, "evicted_streams": summary.evicted_streams,
-            "delivery": summary.delivery}
+            "source_restarts": summary.source_restarts, "source_failures": summary.source_failures,
+            "ended_by": summary.ended_by, "delivery": summary.delivery}
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -408,6 +433,8 @@ def print_summary(summary: RunSummary) -> None:
              f"bad {bad}, windows scored {summary.windows}, events {summary.events or {}}"]
     if bad:
         lines.append("bad input by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.bad.items())))
+    if summary.source_restarts:
+        lines.append(f"source restarts {summary.source_restarts}")
     if summary.delivery:
         d = summary.delivery
         lines.append(f"MQTT events: sent {d['sent']}, delivered {d['delivered']}, dropped {d['dropped']}, "

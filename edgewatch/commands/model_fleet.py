@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from edgewatch.agent.signing import MAX_RELEASE
 from edgewatch.commands.fleet_options import broker_options, pop_broker
 from edgewatch.errors import EdgewatchError, UntrustedModel
 from edgewatch.fleet import topics
@@ -93,7 +96,7 @@ def _check_model(path: Path, data: bytes, allow_unsigned: bool, trust_keys: tupl
     if trust_keys:
         return verify_bytes(data, load_trust_keys(trust_keys), str(path)).describe()
     check_digests(data, str(path))
-    return f"signed by {sig.signer!r}, key {sig.key_id}"
+    return f"signed by {sig.signer!r}, key {sig.key_id}, {sig.describe_release()}"
 
 
 def _report(op: Operator, targets: list[str], message_id: str, wait: float, started: float) -> None:
@@ -127,18 +130,31 @@ def _online(op: Operator, agent: str) -> bool:
     return held is not None and topics.status_state(held[0]) == "online"
 
 
-def _action(action: str, agents: tuple[str, ...], note: str, wait: float, broker: dict[str, Any]) -> None:
-    message = topics.action_message(action, note=note)
+def _action(action: str, agents: tuple[str, ...], note: str, wait: float, broker: dict[str, Any],
+            per_agent: Callable[[Operator, str, str], topics.ModelMessage | str] | None = None) -> None:
+    """Send ``action`` to each agent; ``per_agent`` builds an agent's own message, or says why it gets none."""
+    message_id = topics.new_id()
     op = pop_broker(broker)
     try:
         targets = op.targets(agents)
         op.watch_status()
         op.watch_events()
         time.sleep(0.2)
+        messages: dict[str, topics.ModelMessage] = {}
+        for agent in targets:
+            built = (per_agent(op, agent, message_id) if per_agent
+                     else topics.action_message(action, note=note, message_id=message_id))
+            if isinstance(built, str):
+                click.echo(f"  {agent}: not sent: {built}")
+            else:
+                messages[agent] = built
         started = time.monotonic()
-        op.send_model_message(targets, message)
-        click.echo(f"sent {action} to {len(targets)} agent(s) under {op.prefix!r}")
-        _report(op, targets, message.id, wait, started)
+        op.send_model_messages(messages)
+        click.echo(f"sent {action} to {len(messages)} agent(s) under {op.prefix!r}")
+        _report(op, list(messages), message_id, wait, started)
+        if len(messages) < len(targets):
+            raise EdgewatchError(f"{len(targets) - len(messages)} agent(s) were not sent the {action} "
+                                 "(see the reasons above)")
     finally:
         op.close()
 
@@ -147,10 +163,47 @@ def _action(action: str, agents: tuple[str, ...], note: str, wait: float, broker
 @broker_options
 @_agents_option
 @click.option("--note", default="", help="Why (shown in the agents' events).")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Sign the rollback with this private key, as a new release: agents with --trust-key go back "
+                   "only so (an unsigned rollback could be a replayed old release).")
+@click.option("--release", type=click.IntRange(min=1, max=MAX_RELEASE), default=None,
+              help="With --key: the release it gives the previous model (default: now, in nanoseconds).")
+@click.option("--to", "to_sha256", default=None, metavar="SHA256",
+              help="The model to return to (default: each agent's previous model, from its status); an agent "
+                   "whose previous model is another refuses.")
+@click.option("--signer", default=None, help="With --key: who signs (default user@host).")
 @_wait_option
-def rollback(agents: tuple[str, ...], note: str, wait: float, **broker: Any) -> None:
-    """Return each agent to its previous model (which it keeps on disk)."""
-    _action(topics.ROLLBACK, agents, note, wait, broker)
+def rollback(agents: tuple[str, ...], note: str, key_path: Path | None, release: int | None,
+             to_sha256: str | None, signer: str | None, wait: float, **broker: Any) -> None:
+    """Return each agent to its previous model (which it keeps on disk).
+
+    Agents started with --trust-key never go back to an older release on
+    their own: give --key, and each agent gets a grant, signed, to run its
+    previous model (named by sha256) as a new release, for it alone. Or
+    re-sign the old file ('edgewatch model sign', a new release) and
+    publish it.
+    """
+    from edgewatch.agent.releases import RollbackGrant
+    from edgewatch.agent.signing import load_private_key
+
+    if (release is not None or signer is not None) and key_path is None:
+        raise click.UsageError("--release and --signer sign the rollback: they need --key")
+    if to_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", to_sha256):
+        raise click.BadParameter("a sha256 is 64 hex digits", param_hint="--to")
+    private = load_private_key(key_path) if key_path else None  # a wrong key fails before the broker is asked
+
+    def message(op: Operator, agent: str, message_id: str) -> topics.ModelMessage | str:
+        status = op.status_of(agent)
+        sha = to_sha256.lower() if to_sha256 else (status.previous_sha256 if status else None)
+        grant = None
+        if private is not None:
+            if sha is None:
+                return "its status names no previous model to sign a rollback to (name one with --to)"
+            grant = RollbackGrant.sign(private, agent, sha, release, signer).to_json()
+        return topics.action_message(topics.ROLLBACK, note=note, sha256=sha if to_sha256 or grant else None,
+                                     grant=grant, message_id=message_id)
+
+    _action(topics.ROLLBACK, agents, note, wait, broker, message)
 
 
 @click.command("promote")

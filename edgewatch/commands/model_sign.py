@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from edgewatch.agent.signing import (generate_keypair, load_private_key, load_trust_keys, read_signature,
-                                     sign_bytes, verify_bytes)
+from edgewatch.agent.signing import (MAX_RELEASE, generate_keypair, load_private_key, load_trust_keys,
+                                     read_signature, sign_bytes, verify_bytes)
 from edgewatch.errors import BadModelFile
 from edgewatch.files import write_bytes
 
@@ -34,18 +34,24 @@ def keygen(output: Path, force: bool) -> None:
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Signed model file to write (may be MODEL itself).")
 @click.option("--signer", default=None, help="Who signs, as verify and the agent will show it (default user@host).")
-def sign(model_path: Path, key_path: Path, output: Path, signer: str | None) -> None:
-    """Sign MODEL's graph and whole card; any later edit of either makes agents refuse it.
+@click.option("--release", type=click.IntRange(min=1, max=MAX_RELEASE), default=None,
+              help="Release number signed into the file (default: the signing time in nanoseconds). Agents with "
+                   "--trust-key refuse a release lower than one they have run; number every release yourself "
+                   "or never (a small number is older than any default one).")
+def sign(model_path: Path, key_path: Path, output: Path, signer: str | None, release: int | None) -> None:
+    """Sign MODEL's graph and whole card as a new release; any later edit of either makes agents refuse it.
 
     Sign last: quantizing, converting or re-saving the file afterwards may
-    change its bytes and so invalidate the signature.
+    change its bytes and so invalidate the signature. Re-signing an older
+    file makes it a new release: the way to bring it back to agents that
+    have run a newer one (see also 'edgewatch model rollback --key').
     """
     private = load_private_key(key_path)
-    data = sign_bytes(model_path.read_bytes(), private, signer=signer, source=str(model_path))
+    data = sign_bytes(model_path.read_bytes(), private, signer=signer, source=str(model_path), release=release)
     write_bytes(output, data)
     sig = read_signature(data, str(output))
     assert sig is not None
-    click.echo(f"signed {output} as {sig.signer!r} with key {sig.key_id}")
+    click.echo(f"signed {output} as {sig.signer!r} with key {sig.key_id}, release {sig.release}")
 
 
 @click.command("verify")
@@ -53,7 +59,7 @@ def sign(model_path: Path, key_path: Path, output: Path, signer: str | None) -> 
 @click.option("--trust-key", "trust_keys", multiple=True, required=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Trusted public key (repeatable).")
 def verify(model_path: Path, trust_keys: tuple[Path, ...]) -> None:
-    """Say who signed MODEL, or exit 3 with the reason it would be refused.
+    """Say who signed MODEL and its release, or exit 3 with the reason it would be refused.
 
     Refused: unsigned, signed by a key not given with --trust-key, or its card
     or graph changed after signing.

@@ -13,6 +13,7 @@ Examples:
   edgewatch agent run --model models/equipment-lstm-ae.onnx --source ws://127.0.0.1:8765/ \\
       --record-run run.jsonl --duration 120
   edgewatch plot run.jsonl -o run.png --truth truth.jsonl
+  edgewatch plot pump-run.jsonl -o pump.png --truth pump-today.csv --truth-column anomaly
   edgewatch plot nab-run.jsonl -o nab.png --nab-windows ../shared/datasets/nab/labels/combined_windows.json \\
       --nab-key realTraffic/TravelTime_451.csv --log-score
 
@@ -29,20 +30,29 @@ title counts the truth intervals an alert overlapped and the alerts that overlap
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PNG to write [default: RUN_FILE with .png].")
 @click.option("--truth", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="The simulator's fault file (edgewatch simulate --truth FILE).")
+              help="The simulator's fault file (edgewatch simulate --truth FILE), or with --truth-column a CSV "
+                   "file with a 0/1 column (the file that was replayed).")
+@click.option("--truth-column", default=None, metavar="NAME",
+              help="Draw the rows of the --truth CSV where this column is 1 (e.g. anomaly).")
+@click.option("--truth-time-column", default=None, metavar="NAME",
+              help="The time column of the --truth CSV, when it is not found by its name or its dates.")
 @click.option("--nab-windows", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="NAB labels/combined_windows.json; needs --nab-key.")
 @click.option("--nab-key", default=None, help="The series in the NAB windows file, e.g. realTraffic/TravelTime_451.csv.")
 @click.option("--stream", default=None, help="Which stream to draw [default: the first in the run].")
+@click.option("--run", "run_number", type=int, default=None,
+              help="The agent appends a run at every start: draw only this one (1 the first, -1 the last) "
+                   "[default: all, as one timeline, restarts marked].")
 @click.option("--last", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Only the last SECONDS of the run.")
 @click.option("--log-score", is_flag=True, help="Score axis in log scale (when faults dwarf nominal scores).")
 @click.option("--title", default=None, help="Title line above the counts.")
 @click.option("--size", nargs=2, type=float, default=(12.0, 6.5), show_default=True, help="Figure size in inches.")
 @click.option("--dpi", type=int, default=100, show_default=True)
-def plot(run_file: Path, output: Path | None, truth: Path | None, nab_windows: Path | None, nab_key: str | None,
+def plot(run_file: Path, output: Path | None, truth: Path | None, truth_column: str | None,
+         truth_time_column: str | None, nab_windows: Path | None, nab_key: str | None,
          stream: str | None, last: float | None, log_score: bool, title: str | None, size: tuple[float, float],
-         dpi: int) -> None:
+         dpi: int, run_number: int | None = None) -> None:
     """Plot a run recorded with `edgewatch agent run --record-run RUN_FILE`.
 
     Draws the signals, the score bars against the threshold and the alert
@@ -56,12 +66,18 @@ def plot(run_file: Path, output: Path | None, truth: Path | None, nab_windows: P
         raise click.UsageError("give either --truth or --nab-windows, not both")
     if bool(nab_windows) != bool(nab_key):
         raise click.UsageError("--nab-windows and --nab-key go together")
+    if (truth_column or truth_time_column) and not truth:
+        raise click.UsageError("--truth-column names a column of the --truth CSV file: give --truth DATA.csv too")
     intervals = None
-    if truth:
+    if truth and truth_column:
+        from edgewatch.plot.truth_column import read_truth_column
+
+        intervals = read_truth_column(truth, truth_column, truth_time_column)
+    elif truth:
         intervals = read_fault_truth(truth)
     elif nab_windows:
         intervals = read_nab_windows(nab_windows, nab_key or "")
-    run = read_run(run_file)
+    run = read_run(run_file, run_number)
     if run.skipped_lines:
         click.echo(f"note: skipped {run.skipped_lines} unreadable line(s) (a run cut short?)", err=True)
     out = output or run_file.with_suffix(".png")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from edgewatch.train.pca import PcaConfig
+
 
 @click.command("conv1d-ae")
 @click.option("--data", "data", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -15,8 +17,9 @@ import click
               help="Rows per window (a multiple of 4).")
 @click.option("--epochs", default=100, show_default=True, help="Upper bound; early stopping usually ends sooner.")
 @click.option("--patience", default=5, show_default=True, help="Epochs without validation improvement.")
-@click.option("--factor", default=1.5, show_default=True,
-              help="Threshold = FACTOR x the 0.99 quantile of the training windows' scores.")
+@click.option("--factor", default=PcaConfig.factor, show_default=True,
+              help="Threshold = FACTOR x the 0.99 quantile of the training windows' scores (the pca family's rule; "
+                   "SKAB's own Conv-AE uses 1.5).")
 @click.option("--seed", default=0, show_default=True,
               help="Seed of the weight initialisation and the batch shuffling (random, NumPy and torch).")
 @click.option("-o", "--output", default=Path("checkpoints/conv1d-ae.pt"), show_default=True,
@@ -40,10 +43,12 @@ def command(data: Path, rows: int | None, window: int, epochs: int, patience: in
     if window % 4:
         raise BadInput(f"--window {window} is not a multiple of 4 (the encoder halves the length twice)")
     series = read_series_csv(data, rows)
+    for note in series.notes:
+        click.echo(f"note: {note}", err=True)
     cfg = WindowAeConfig(window=window, factor=factor, train=TrainConfig(
         epochs=epochs, batch_size=32, lr=1e-3, lr_gamma=1.0, patience=patience, seed=seed, progress=not quiet,
         desc=FAMILY))
-    run = train_window_ae(Conv1dAutoencoder(len(series.features)), FAMILY, series.values, series.features, cfg,
+    run = train_window_ae(Conv1dAutoencoder, FAMILY, series.values, series.features, cfg,
                           trained_on={"data": str(data)})
     h = run.history
     click.echo(f"trained {h.epochs_run} epochs in {h.seconds:.1f} s on {len(series.values)} rows; "

@@ -62,6 +62,8 @@ def command(data: Path, window: int, stride: int, score_stride: int, epochs: int
     from edgewatch.train.lstm_ae import LstmAeConfig, train_lstm_ae
 
     series = read_series_csv(data, max_rows)
+    for note in series.notes:
+        click.echo(f"note: {note}", err=True)
     if not 5 <= window <= 50:
         click.echo(f"note: window {window} is outside 5-50, the range this model was designed for", err=True)
     cfg = LstmAeConfig(

@@ -14,8 +14,9 @@ _D = PcaConfig()
 
 @click.command("pca")
 @click.option("--data", "data", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Normal rows: an edgewatch CSV (header of feature names, optional timestamp column) or a "
-                   "SKAB file as it is (';'-separated; its datetime, anomaly and changepoint columns are ignored).")
+              help="Normal rows: a CSV with a header (separator, decimal mark and time column are found; text "
+                   "columns are left out, blanks take the last value), e.g. a SKAB file as it is. 'edgewatch fit' "
+                   "chooses every setting below from the data.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("pca.onnx"),
               show_default=True, help="The model file to write (ready for 'edgewatch agent run --model').")
 @click.option("--rows", type=click.IntRange(min=1), default=None,
@@ -33,9 +34,12 @@ _D = PcaConfig()
 @click.option("--k", "k", default=_D.k, show_default=True, type=click.IntRange(min=1),
               help="The card's decision: an episode starts when K of the last N windows are over.")
 @click.option("--n", "n", default=_D.n, show_default=True, type=click.IntRange(min=1),
-              help="See --k; it closes when none of the last N are over.")
+              help="See --k; without --close-after it closes when none of the last N are over.")
+@click.option("--close-after", "close_after", default=None, type=click.IntRange(min=1), metavar="M",
+              help="The card's decision: an episode ends after M scored windows in a row under the threshold "
+                   "(edgewatch fit chooses a minute's worth).")
 def command(data: Path, out: Path, rows: int | None, window: int, variance: float, quantile: float, factor: float,
-            ignore: tuple[str, ...], k: int, n: int) -> None:
+            ignore: tuple[str, ...], k: int, n: int, close_after: int | None) -> None:
     """Fit PCA T²+Q on normal rows with NumPy and write the ONNX model file directly.
 
     Runs on the base install (no torch, no onnx package): the graph is
@@ -47,7 +51,10 @@ def command(data: Path, out: Path, rows: int | None, window: int, variance: floa
 
     started = time.perf_counter()
     series = read_series_csv(data, rows)
-    cfg = PcaConfig(window=window, variance=variance, quantile=quantile, factor=factor, ignore=list(ignore), k=k, n=n)
+    for note in series.notes:
+        click.echo(f"note: {note}", err=True)
+    cfg = PcaConfig(window=window, variance=variance, quantile=quantile, factor=factor, ignore=list(ignore), k=k, n=n,
+                    m=close_after)
     fit = train_pca(series.values, series.features, out, cfg, trained_on={"data": str(data)})
     click.echo(f"fitted pca on {fit.rows} rows x {len(fit.features)} features: {fit.components} T² components, "
                f"window {window}; threshold {fit.threshold:.4g} ({factor:g} x the {quantile:g} quantile)")

@@ -18,6 +18,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from edgewatch.agent.events import finite
 from edgewatch.data.nab import CostProfile, NabFile, load_corpus, read_profiles
 from edgewatch.errors import BadInput
 from edgewatch.eval import metrics
@@ -149,17 +150,7 @@ class EvalResult:
 
     def to_json(self) -> str:
         """Strict JSON: a threshold of +inf (never fire) or a NaN category score becomes null."""
-        return json.dumps(_finite(asdict(self)), indent=1, allow_nan=False)
-
-
-def _finite(value):  # noqa: ANN001, ANN202
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+        return json.dumps(finite(asdict(self)), indent=1, allow_nan=False)
 
 
 def point_metrics(files: Sequence[NabFile], scores: Sequence[np.ndarray]) -> PointMetrics | None:
@@ -193,10 +184,14 @@ def score_corpus(files: Sequence[NabFile], scores: Sequence[np.ndarray], profile
 def run_nab(root: str | os.PathLike[str], detector: Detector, categories: list[str] | None = None,
             progress: bool = True) -> tuple[EvalResult, dict[str, np.ndarray]]:
     """Score every file of the folder with the detector, then the whole corpus."""
+    return run_files(load_corpus(root, categories), read_profiles(root), detector, progress)
+
+
+def run_files(files: Sequence[NabFile], profiles: Sequence[CostProfile], detector: Detector,
+              progress: bool = True) -> tuple[EvalResult, dict[str, np.ndarray]]:
+    """Score the given files (a corpus, or a perturbed copy of one) with the detector, then as one corpus."""
     from tqdm import tqdm
 
-    files = load_corpus(root, categories)
-    profiles = read_profiles(root)
     scores: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()
     for f in tqdm(files, desc=f"NAB {detector.name}", unit="file", disable=not progress):

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgewatch.data.skab import TRAIN_ROWS, SkabFile
 from edgewatch.errors import BadInput
+from edgewatch.eval.episode_score import EpisodeCounts, score_episodes
 from edgewatch.eval.skab_families import SkabFamily
 from edgewatch.eval.skab_score import Binary, nab_scores, seconds_of
 from edgewatch.files import replacing
@@ -33,7 +34,6 @@ LEADERBOARD: list[tuple[str, float, float, float]] = [
     ("LSTM-AE", 0.74, 29.96, 25.92), ("T-squared", 0.66, 19.21, 42.6), ("LSTM-VAE", 0.56, 9.13, 55.03),
     ("Vanilla LSTM", 0.54, 12.54, 59.53), ("Vanilla AE", 0.39, 2.59, 75.15), ("Isolation forest", 0.29, 2.56, 82.89),
 ]
-SCORE_BATCH = 512
 
 
 @dataclass
@@ -44,6 +44,7 @@ class FileRun:
     scores: np.ndarray  # [all rows] float64, NaN where the agent scores nothing
     threshold: float
     seconds: float
+    episodes: EpisodeCounts = field(default_factory=EpisodeCounts)
 
 
 @dataclass
@@ -60,6 +61,13 @@ class FamilyResult:
                 total = total + Binary.of(r.predicted, r.truth)
         return total
 
+    def episodes(self, group: str | None = None) -> EpisodeCounts:
+        total = EpisodeCounts()
+        for r in self.runs:
+            if group is None or r.key.split("/")[0] == group:
+                total = total + r.episodes
+        return total
+
     @property
     def groups(self) -> list[str]:
         return sorted({r.key.split("/")[0] for r in self.runs}, key=lambda g: (g != "valve1", g))
@@ -68,44 +76,33 @@ class FamilyResult:
 def agent_flags(model_path: str | os.PathLike[str], values: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Run a model file over one stream through the agent's runtime: (in-episode 0/1, score, threshold).
 
-    Rows the agent does not score (before the first full window, between
-    strides) have a NaN score; their flag is the episode state the agent
-    holds at that row.
+    A row is flagged from an episode's first window over the threshold to
+    its last one (the ``last_over_seq`` of the agent's ``end`` event; with a
+    1-of-1 card that is where the agent ends it). Rows the agent does not
+    score (before the first full window, between strides) have a NaN score.
     """
-    from numpy.lib.stride_tricks import sliding_window_view
+    run = agent_run(model_path, values)
+    return run.flags(len(values)), run.scores, run.threshold
 
+
+def agent_run(model_path: str | os.PathLike[str], values: np.ndarray, times: np.ndarray | None = None,
+              features: list[str] | None = None):  # noqa: ANN201 - agent.offline.SeriesRun
+    """The agent's episodes and scores for one stream (drift checks off: they raise no episodes).
+
+    ``features`` names the columns of ``values``; the model reads its own
+    features among them by name (as the replay source does), so a model that
+    left some out still runs on the whole file.
+    """
+    from edgewatch.agent.offline import run_series
     from edgewatch.agent.runtime import DriftSettings, Overrides, load_runtime
 
     runtime = load_runtime(model_path, Overrides(), drift_settings=DriftSettings(every=0))
-    model = runtime.model
-    x = np.ascontiguousarray(values, dtype=np.float32)
-    n, w = len(x), runtime.window
-    flags = np.zeros(n, dtype=np.int8)
-    scores = np.full(n, np.nan)
-    threshold = float(runtime.threshold)
-    if n < w:
-        return flags, scores, threshold
-    ends = np.arange(w - 1, n, runtime.stride)
-    windows = sliding_window_view(x, w, axis=0).transpose(0, 2, 1)[ends - (w - 1)]
-    batches = [model.score_many(windows[a:a + SCORE_BATCH]) for a in range(0, len(windows), SCORE_BATCH)]
-    raw = np.concatenate([b.scores for b in batches])
-    aux = None if batches[0].aux is None else np.concatenate([b.aux for b in batches])
-    s = np.asarray(runtime.post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux), dtype=np.float64)
-    tracker = runtime.tracker
-    start = None
-    for seq, score in zip(ends.tolist(), s.tolist()):
-        tr = tracker.update(0, score > threshold, score, float(seq), seq)
-        if tr is None:
-            continue
-        if tr.kind == "start":
-            start = tr.episode.start_seq
-        else:
-            flags[start:tr.episode.end_seq] = 1
-            start = None
-    if start is not None:  # the agent closes an open episode when the stream ends
-        flags[start:] = 1
-    scores[ends] = s
-    return flags, scores, threshold
+    if features is not None and runtime.features != features:
+        missing = [f for f in runtime.features if f not in features]
+        if missing:
+            raise BadInput(f"{model_path} reads {missing}, which the data does not have (it has {features})")
+        values = values[:, [features.index(f) for f in runtime.features]]
+    return run_series(runtime, values, times)
 
 
 def run_family(files: Sequence[SkabFile], family: SkabFamily, seed: int = 0, progress: bool = True,
@@ -123,10 +120,13 @@ def run_family(files: Sequence[SkabFile], family: SkabFamily, seed: int = 0, pro
             out = base / f.group / f"{f.name}.onnx"
             out.parent.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
-            family.fit(f.values[:split], f.features, out, seed, f.key)
-            flags, scores, thr = agent_flags(out, f.values)
-            result.runs.append(FileRun(f.key, flags[split:], f.anomaly[split:].copy(), scores, thr,
-                                       time.perf_counter() - started))
+            family.fit(f, split, out, seed)
+            times = seconds_of(f.datetimes)
+            run = agent_run(out, f.values, times, f.features)
+            flags = run.flags(len(f.values))
+            counts = score_episodes([(e.start_seq, e.last_over_seq) for e in run.episodes], f.anomaly, times, split)
+            result.runs.append(FileRun(f.key, flags[split:], f.anomaly[split:].copy(), run.scores, run.threshold,
+                                       time.perf_counter() - started, counts))
     result.seconds = time.perf_counter() - t0
     by_key = {f.key: f for f in files}
     result.nab = nab_scores([(seconds_of(by_key[r.key].datetimes[TRAIN_ROWS:]), by_key[r.key].changepoint[TRAIN_ROWS:],
@@ -178,7 +178,27 @@ def format_table(results: Sequence[FamilyResult], files: int, rows: int) -> str:
         every = Binary.of(np.ones_like(truth), truth)
         lines.append(f"{'flag every row':28s} {'total':8s} {every.f1:5.3f} {every.far:7.2f} {every.mar:7.2f}")
     lines.append("-" * len(head))
+    lines += format_episodes(results)
+    lines.append("-" * len(head))
     lines.append("published leaderboard (SKAB README, all 34 files incl. held-back valve2):")
     for name, f1, far, mar in LEADERBOARD:
         lines.append(f"{name:28s} {'total':8s} {f1:5.2f} {far:7.2f} {mar:7.2f}")
     return "\n".join(lines)
+
+
+def format_episodes(results: Sequence[FamilyResult]) -> list[str]:
+    """Per group: faults caught, false episodes per hour of normal test rows, episodes per fault, delay."""
+    head = (f"{'episodes':28s} {'group':8s} {'caught':>11s} {'inside':>6s} {'false':>5s} {'per h':>6s} "
+            f"{'ep/fault':>8s} {'delay s':>7s}")
+    lines = [head]
+    for res in results:
+        for g in res.groups + [None]:
+            e = res.episodes(g)
+            lines.append(f"{res.family if g is None else '':28s} {g or 'total':8s} "
+                         f"{f'{e.caught}/{e.faults}':>6s} {100 * e.caught_share:3.0f}% {e.opened_inside:6d} "
+                         f"{e.false_episodes:5d} {e.false_per_hour:6.2f} {e.episodes_per_fault:8.2f} "
+                         f"{e.median_delay:7.0f}")
+    lines.append("(caught: an episode overlaps the fault; inside: one opened within it; false: episodes overlapping "
+                 "no fault, per hour of normal test rows; delay: median from the fault's start to the first "
+                 "overlapping episode)")
+    return lines

@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,6 +27,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from edgewatch.agent.broker import BrokerConnection, parse_broker_url
 from edgewatch.errors import EdgewatchError
 from edgewatch.fleet import topics
+from edgewatch.fleet.status import AgentStatus, read_status
 
 DISCOVER_SECONDS = 1.5  # retained messages come right after the SUBACK; this is ample on a LAN
 
@@ -108,6 +109,12 @@ class Operator:
         with self._lock:
             return sorted(self.statuses)
 
+    def status_of(self, agent: str) -> AgentStatus | None:
+        """The agent's last status as read so far (after :meth:`discover`), None when it has none."""
+        with self._lock:
+            held = self.statuses.get(agent)
+        return read_status(agent, *held) if held is not None else None
+
     def targets(self, agents: Sequence[str]) -> list[str]:
         """The named agents, or every agent found; either way the statuses are read (who is online)."""
         found = self.discover()
@@ -123,10 +130,14 @@ class Operator:
     def send_model_message(self, agents: Iterable[str], message: topics.ModelMessage, timeout: float = 30.0
                            ) -> list[str]:
         """Publish ``message`` retained, QoS 1, to each agent's model topic; returns the agents it reached."""
-        payload = message.to_payload()
+        return self.send_model_messages(dict.fromkeys(agents, message), timeout)
+
+    def send_model_messages(self, messages: Mapping[str, topics.ModelMessage], timeout: float = 30.0) -> list[str]:
+        """Publish each agent its own message (a signed rollback names the agent) as :meth:`send_model_message`."""
         infos = []
-        for agent in agents:
-            info = self.conn.publish(topics.topic(self.prefix, agent, topics.MODEL), payload, qos=1, retain=True)
+        for agent, message in messages.items():
+            info = self.conn.publish(topics.topic(self.prefix, agent, topics.MODEL), message.to_payload(), qos=1,
+                                     retain=True)
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 raise FleetError(f"publish to {agent} failed: {info.rc}")
             infos.append((agent, info))

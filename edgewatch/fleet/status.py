@@ -30,6 +30,7 @@ class AgentStatus:
     age_s: float | None = None
     reason: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    previous_sha256: str | None = None  # what a rollback returns it to
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "raw"}
@@ -55,6 +56,7 @@ def read_status(agent: str, payload: bytes, received_at: float, now: float | Non
     except topics.ContractError as exc:
         return AgentStatus(agent, "unknown", reason=str(exc))
     model = obj.get("model") or {}
+    previous = obj.get("previous_model") or {}
     shadow = obj.get("shadow") or {}
     last = obj.get("last_alert") or {}
     ts = obj.get("ts")
@@ -69,7 +71,7 @@ def read_status(agent: str, payload: bytes, received_at: float, now: float | Non
         obj.get("uptime_s"), obj.get("messages_per_s"), bad if isinstance(bad, int) else None,
         obj.get("open_episodes"),
         f"{last.get('time')} {last.get('stream')}" if last else None, obj.get("spool_depth"), obj.get("v"),
-        round(age, 1), reason, obj)
+        round(age, 1), reason, obj, previous.get("sha256"))
 
 
 def fleet_rows(statuses: dict[str, tuple[bytes, float]], now: float | None = None) -> list[AgentStatus]:

@@ -7,10 +7,8 @@ mosquitto, bridged ones, or a clustered broker. Every JSON payload carries
 not know (it says so) rather than guess, and ignores unknown fields, so
 fields can be added within a version.
 
-``PREFIX/AGENT/`` + :data:`STATUS` (retained), :data:`ALERTS`, :data:`DRIFT`,
-:data:`EVENTS`, :data:`MODEL` (retained, operator to agent),
-:data:`COMMAND` (operator to agent, not retained), :data:`SHADOW`
-(retained, the latest shadow report).
+The topic names themselves are spelled in :mod:`edgewatch.mqtt.topics`
+(``PREFIX/AGENT/`` + status, alerts, drift, events, model, command, shadow).
 """
 
 from __future__ import annotations
@@ -26,15 +24,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgewatch.mqtt.topics import Topics, TopicKind
+
 CONTRACT_VERSION = 1
 
-STATUS = "status"
-ALERTS = "alerts"
-DRIFT = "drift"
-EVENTS = "events"
-MODEL = "model"
-COMMAND = "command"
-SHADOW = "shadow"
+STATUS = TopicKind.STATUS
+ALERTS = TopicKind.ALERTS
+DRIFT = TopicKind.DRIFT
+EVENTS = TopicKind.EVENTS
+MODEL = TopicKind.MODEL
+COMMAND = TopicKind.COMMAND
+SHADOW = TopicKind.SHADOW
 
 # what an agent does with a model-topic message
 INSTALL = "install"
@@ -51,16 +51,12 @@ class ContractError(ValueError):
 
 
 def topic(prefix: str, agent: str, kind: str) -> str:
-    return f"{prefix.strip('/')}/{agent}/{kind}".lstrip("/")
+    return Topics(prefix, agent).topic(kind)
 
 
 def agent_of(prefix: str, topic_name: str) -> str | None:
     """The agent id in ``PREFIX/AGENT/kind``, None when the topic is not of that form."""
-    head = prefix.strip("/") + "/" if prefix.strip("/") else ""
-    if not topic_name.startswith(head):
-        return None
-    parts = topic_name[len(head):].split("/")
-    return parts[0] if len(parts) == 2 and parts[0] else None
+    return Topics.every_agent(prefix).agent_of(topic_name)
 
 
 def iso(ts: float | None = None) -> str:
@@ -94,7 +90,9 @@ class ModelMessage:
 
     ``id`` is unique per publish: an agent remembers the last one it
     applied, so the retained copy it gets again after a restart is not
-    applied twice (a rollback stays rolled back).
+    applied twice (a rollback stays rolled back). ``grant`` (rollback): the
+    signed permission, as JSON, that agents with trusted keys require to go
+    back (``edgewatch.agent.releases.RollbackGrant``); carried, not read, here.
     """
 
     action: str
@@ -106,6 +104,7 @@ class ModelMessage:
     data: bytes | None = None  # install: the model file
     shadow: bool = False
     promote_if: str | None = None
+    grant: dict[str, Any] | None = None
 
     def to_payload(self) -> bytes:
         out: dict[str, Any] = {"v": CONTRACT_VERSION, "action": self.action, "id": self.id,
@@ -118,6 +117,8 @@ class ModelMessage:
                 out["promote_if"] = self.promote_if
         elif self.sha256:
             out["sha256"] = self.sha256
+        if self.action == ROLLBACK and self.grant is not None:
+            out["grant"] = self.grant
         return dumps(out)
 
     @classmethod
@@ -134,8 +135,11 @@ class ModelMessage:
         note = str(obj.get("note") or "")[:500]
         if action != INSTALL:
             sha = obj.get("sha256")
+            grant = obj.get("grant") if action == ROLLBACK else None
+            if grant is not None and not isinstance(grant, dict):
+                raise ContractError(f"rollback message 'grant' is {type(grant).__name__}, not a JSON object")
             return cls(action, str(obj.get("id") or f"{action}:{obj.get('published_at')}"),
-                       str(obj.get("published_at") or ""), note, str(sha).lower() if sha else None)
+                       str(obj.get("published_at") or ""), note, str(sha).lower() if sha else None, grant=grant)
         try:
             sha = str(obj["sha256"]).lower()
             data = base64.b64decode(obj["onnx_b64"], validate=True)
@@ -159,8 +163,9 @@ def install_message(path: str | os.PathLike[str], note: str = "", shadow: bool =
                         shadow, promote_if)
 
 
-def action_message(action: str, note: str = "", sha256: str | None = None) -> ModelMessage:
-    return ModelMessage(action, new_id(), iso(), note, sha256)
+def action_message(action: str, note: str = "", sha256: str | None = None, grant: dict[str, Any] | None = None,
+                   message_id: str | None = None) -> ModelMessage:
+    return ModelMessage(action, message_id or new_id(), iso(), note, sha256, grant=grant)
 
 
 # -- status --------------------------------------------------------------------------------

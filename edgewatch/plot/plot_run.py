@@ -112,6 +112,9 @@ def plot_run(run: Run, output: str | Path, truth: list[Interval] | None = None,
         for k, i in enumerate(truth_here):
             ax.axvspan(x(max(i.start, t0)), x(min(i.end, t1)), facecolor="none", edgecolor=TRUTH_COLOR,
                        hatch="///", lw=0.8, label="ground truth" if k == 0 and ax is ax_score else None)
+        for k, r in enumerate(r for r in run.restarts if t0 <= r <= t1):
+            ax.axvline(x(r), color="#555555", ls=":", lw=1.0,
+                       label="agent restarted" if k == 0 and ax is ax_score else None)
     ymax = ax_sig.get_ylim()[1]
     for i in truth_here:
         ax_sig.annotate(i.label, (x(max(i.start, t0)), ymax), xytext=(2, -10), textcoords="offset points",
@@ -159,6 +162,8 @@ def plot_run(run: Run, output: str | Path, truth: list[Interval] | None = None,
     found = agreement(episodes, truth_here, t1) if truth is not None else None
     parts = [f"stream {s.name}", f"{len(t)} messages", f"{len(wt)} scored windows",
              f"{int(over.sum())} over", f"{len(episodes)} alert episode(s)"]
+    if run.runs > 1:
+        parts.append(f"{run.runs} runs")
     if found is not None:
         parts.append(f"truth caught {found.caught}/{found.truth}, false episodes {found.false_episodes}")
     model = run.header.get("model") or {}

@@ -1,8 +1,9 @@
 """Reading what ``--record-run`` wrote, and the ground truth to lay beside it.
 
-The run file is the format documented in :mod:`edgewatch.agent.recorder`.
-A run cut short (agent killed mid-line) still reads: a broken last line is
-counted and skipped. Truth comes from the simulator's fault JSONL or from
+The run file is the format documented in :mod:`edgewatch.agent.recorder`:
+one run per start of the agent, appended, each from its header line. A run
+cut short (agent killed mid-line) still reads: a broken line is counted and
+skipped. Truth comes from the simulator's fault JSONL or from
 NAB's label windows; both become :class:`Interval` lists in epoch seconds.
 """
 
@@ -54,7 +55,7 @@ class StreamRun:
 
 @dataclass
 class Run:
-    """A whole recorded run: the header, each stream, and the thresholds in force over time."""
+    """A recorded run (or several runs of one file read as one timeline): header, streams, thresholds."""
 
     header: dict[str, Any]
     features: list[str]
@@ -62,6 +63,8 @@ class Run:
     thresholds: list[tuple[float, float]]  # (from ts, threshold), first from -inf
     events: list[dict[str, Any]] = field(default_factory=list)
     skipped_lines: int = 0
+    runs: int = 1  # how many runs (header lines) were read
+    restarts: list[float] = field(default_factory=list)  # the time of the first record of each later run
 
     @property
     def threshold(self) -> float:
@@ -81,66 +84,134 @@ class _Acc:
         self.episodes: list[Interval] = []
 
 
-def read_run(path: str | Path) -> Run:
-    """Parse a run file; BadInput when it is not one (with what it looks like instead)."""
+def _header(line: str, first: bool = False) -> dict[str, Any] | None:
+    """The header a line holds, if any. After the first line only the recorder's own form counts (it starts
+    with ``{"run":``), so the other lines are not parsed twice."""
+    if not first and not line.startswith('{"run":'):
+        return None
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return rec if isinstance(rec, dict) and "run" in rec else None
+
+
+def count_runs(path: str | Path) -> int:
+    """How many runs a run file holds (the agent appends one at every start)."""
+    with open(path) as fh:
+        return sum(1 for n, line in enumerate(fh) if _header(line, first=n == 0) is not None)
+
+
+def read_run(path: str | Path, run: int | None = None) -> Run:
+    """Parse a run file; BadInput when it is not one (with what it looks like instead).
+
+    ``--record-run`` appends a run at every start of the agent. ``run``
+    picks one (1 the first, -1 the last); None reads them all as one
+    timeline (a restart is a gap), which needs the same features in each:
+    otherwise BadInput says to pick one.
+    """
     path = Path(path)
     try:
         fh = open(path)
     except OSError as exc:
         raise BadInput(f"cannot read the run file {path} ({exc.strerror})") from exc
     with fh:
-        first = fh.readline()
-        try:
-            header = json.loads(first)
-        except json.JSONDecodeError:
-            header = None
-        if not isinstance(header, dict) or "run" not in header:
+        header = _header(fh.readline(), first=True)
+        if header is None:
             raise BadInput(f"{path} is not an edgewatch run record (its first line has no \"run\" header); "
                            "make one with: edgewatch agent run ... --record-run FILE.jsonl")
-        features = list(header.get("features") or [])
-        thresholds: list[tuple[float, float]] = [(-np.inf, float(header.get("threshold", np.nan)))]
-        pending_threshold: float | None = None
-        acc: dict[str, _Acc] = {}
-        events: list[dict[str, Any]] = []
-        skipped = 0
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                skipped += 1
+        want = None
+        if run is not None:
+            total = count_runs(path)
+            want = run if run > 0 else total + 1 + run
+            if not 1 <= want <= total:
+                raise BadInput(f"{path} holds {total} run(s): --run takes 1 to {total} (or -1 for the last), "
+                               f"not {run}")
+        return _parse(path, fh, header, want)
+
+
+def _parse(path: Path, fh: Any, header: dict[str, Any], want: int | None) -> Run:
+    features = list(header.get("features") or [])
+    thresholds: list[tuple[float, float]] = [(-np.inf, float(header.get("threshold", np.nan)))]
+    pending_threshold: float | None = None
+    acc: dict[str, _Acc] = {}
+    events: list[dict[str, Any]] = []
+    skipped = 0
+    number = 1  # the run the lines belong to
+    restarts: list[float] = []
+    restarted = False  # a new run began and its first record's time is not known yet
+    picked: dict[str, Any] | None = header if want in (None, 1) else None
+    for line in fh:
+        later = _header(line)
+        if later is not None:
+            number += 1
+            if want is not None:
+                if number == want:
+                    picked, features = later, list(later.get("features") or [])
+                    thresholds = [(-np.inf, float(later.get("threshold", np.nan)))]
+                elif number > want:
+                    break
                 continue
-            if "m" in rec:
-                a = acc.get(rec["m"]) or acc.setdefault(rec["m"], _Acc())
-                a.t.append(rec["t"])
-                a.q.append(rec["q"])
-                a.v.append([np.nan if x is None else x for x in rec["v"]])
-            elif "w" in rec:
-                a = acc.get(rec["w"]) or acc.setdefault(rec["w"], _Acc())
-                if pending_threshold is not None:
-                    thresholds.append((rec["t"], pending_threshold))
-                    pending_threshold = None
-                a.wt.append(rec["t"])
-                a.wq.append(rec["q"])
-                a.ws.append(np.nan if rec["s"] is None else rec["s"])
-                a.wo.append(rec["o"])
-            elif "th" in rec:
-                pending_threshold = float(rec["th"])
-            elif "e" in rec:
-                ev = rec["e"]
-                events.append(ev)
-                _episode(acc, ev)
-            else:
-                skipped += 1
+            if list(later.get("features") or []) != features:
+                raise BadInput(f"{path}: run {number} reads features {later.get('features')}, run 1 reads "
+                               f"{features}; plot one run at a time with --run N")
+            _close_open(acc, "alert (open when the agent stopped)")
+            pending_threshold = float(later.get("threshold", np.nan))
+            restarted = True
+            continue
+        if want is not None and number != want:
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            skipped += 1
+            continue
+        if not isinstance(rec, dict):
+            skipped += 1
+            continue
+        if restarted and ("m" in rec or "w" in rec):
+            restarts.append(float(rec["t"]))
+            restarted = False
+        if "m" in rec:
+            a = acc.get(rec["m"]) or acc.setdefault(rec["m"], _Acc())
+            a.t.append(rec["t"])
+            a.q.append(rec["q"])
+            a.v.append([np.nan if x is None else x for x in rec["v"]])
+        elif "w" in rec:
+            a = acc.get(rec["w"]) or acc.setdefault(rec["w"], _Acc())
+            if pending_threshold is not None:
+                thresholds.append((rec["t"], pending_threshold))
+                pending_threshold = None
+            a.wt.append(rec["t"])
+            a.wq.append(rec["q"])
+            a.ws.append(np.nan if rec["s"] is None else rec["s"])
+            a.wo.append(rec["o"])
+        elif "th" in rec:
+            pending_threshold = float(rec["th"])
+        elif "e" in rec:
+            ev = rec["e"]
+            events.append(ev)
+            _episode(acc, ev)
+        else:
+            skipped += 1
+    _close_open(acc, "alert (open at end of run)")
     streams = {}
     for name, a in acc.items():
         f = len(features) or (len(a.v[0]) if a.v else 0)
-        for start in a.open.values():
-            a.episodes.append(Interval(start, np.nan, "alert (open at end of run)", name))
         streams[name] = StreamRun(
             name, np.asarray(a.t, float), np.asarray(a.q, np.int64), np.asarray(a.v, float).reshape(-1, f),
             np.asarray(a.wt, float), np.asarray(a.wq, np.int64), np.asarray(a.ws, float),
             np.asarray(a.wo, bool), sorted(a.episodes, key=lambda e: e.start))
-    return Run(header, features, streams, thresholds, events, skipped)
+    return Run(picked or header, features, streams, thresholds, events, skipped,
+               runs=number if want is None else 1, restarts=restarts)
+
+
+def _close_open(acc: dict[str, _Acc], label: str) -> None:
+    """Episodes whose end was never recorded (an agent killed hard) end where their run did: unknown, NaN."""
+    for name, a in acc.items():
+        for start in a.open.values():
+            a.episodes.append(Interval(start, np.nan, label, name))
+        a.open.clear()
 
 
 def _episode(acc: dict[str, _Acc], ev: dict[str, Any]) -> None:

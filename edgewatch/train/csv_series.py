@@ -1,25 +1,25 @@
-"""Reading a multivariate series from a CSV file with a header row.
+"""Reading a multivariate series from a CSV file for the ``train`` and ``export`` commands.
 
-Every column is a numeric feature except a time column named
-``timestamp``, ``time``, ``ts``, ``datetime`` or ``date`` (any case) and the
-label columns ``anomaly`` and ``changepoint`` (SKAB's), which are ignored:
-models see values only, in row order. The separator is ``,`` unless the
-header holds ``;`` and no ``,`` (a SKAB file as it is).
+The file is read by :mod:`edgewatch.wire.csv_table`, as ``edgewatch fit``
+reads it: the separator, decimal mark and time column are sniffed, label
+columns (``anomaly``, ``changepoint``) are never features. Every numeric
+column is a feature, in file order; text columns are left out and blank
+cells take the last value of their column, both said in ``notes`` for the
+command to print (the training commands refused them before, so a plant's
+export failed at the first text column or blank). Rows before every
+column has a value are dropped. Models see values only, in row order.
 """
 
 from __future__ import annotations
 
-import csv
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgewatch.errors import BadInput
-
-TIME_COLUMNS = frozenset({"timestamp", "time", "ts", "datetime", "date"})
-LABEL_COLUMNS = frozenset({"anomaly", "changepoint"})
+from edgewatch.wire.csv_table import fill_forward, read_csv_table
 
 
 @dataclass
@@ -27,31 +27,27 @@ class Series:
     features: list[str]
     values: np.ndarray  # [T, F] float32
     source: str
+    notes: list[str] = field(default_factory=list)  # what reading did that the user should know
 
 
 def read_series_csv(path: str | os.PathLike[str], max_rows: int | None = None) -> Series:
-    """Read feature columns as float32 ``[T, F]``; fail clearly on text, NaN or an empty file."""
+    """Feature columns as float32 ``[T, F]``; fails clearly when no numeric column or no complete row is left."""
     src = Path(path)
     if not src.is_file():
         raise BadInput(f"data file {src} does not exist (record one with 'edgewatch simulate --record {src}')")
-    with src.open(newline="") as fh:
-        first = fh.readline()
-    sep = ";" if ";" in first and "," not in first else ","
-    header = next(csv.reader([first], delimiter=sep), None)
-    if not header:
-        raise BadInput(f"{src} is empty; expected a header row of feature names")
-    names = [h.strip() for h in header]
-    keep = [i for i, n in enumerate(names) if n.lower() not in TIME_COLUMNS | LABEL_COLUMNS]
-    if not keep:
-        raise BadInput(f"{src} has no feature columns besides time (header: {names})")
-    try:
-        values = np.loadtxt(src, delimiter=sep, skiprows=1, usecols=keep, dtype=np.float32,
-                            max_rows=max_rows, ndmin=2)
-    except ValueError as exc:
-        raise BadInput(f"{src}: feature columns {[names[i] for i in keep]} must be numeric: {exc}") from exc
-    if len(values) == 0:
-        raise BadInput(f"{src} has a header but no rows")
-    if not np.isfinite(values).all():
-        bad = int((~np.isfinite(values)).any(axis=1).sum())
-        raise BadInput(f"{src}: {bad} rows hold NaN or inf values; clean or drop them first")
-    return Series([names[i] for i in keep], values, str(src))
+    table = read_csv_table(src, max_rows=max_rows)
+    features = list(table.numeric)
+    if not features:
+        raise BadInput(f"{src} has no numeric feature column (header: {table.layout.header}; text: "
+                       f"{sorted(table.text_columns) or 'none'})")
+    notes = [f"left out text column {name!r} (e.g. {example!r})" for name, example in table.text_columns.items()]
+    x, filled = fill_forward(np.stack([table.numeric[f] for f in features], axis=1))
+    if filled.any():
+        notes.append("filled " + ", ".join(f"{n:,} {f}" for f, n in zip(features, filled.tolist()) if n)
+                     + " blank cell(s) from the last value")
+    complete = ~np.isnan(x).any(axis=1)
+    if not complete.any():
+        raise BadInput(f"{src}: no row has a value in every feature column {features}")
+    if not complete.all():
+        notes.append(f"dropped {int((~complete).sum()):,} row(s) before every column had a value")
+    return Series(features, x[complete].astype(np.float32), str(src), notes)

@@ -26,7 +26,6 @@ now exports fp32 for stream isolation, see :mod:`edgewatch.models.lstm_ae`).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -129,7 +128,6 @@ def train_lstm_ae(values: np.ndarray, features: list[str], config: LstmAeConfig,
             "latent": cfg.latent,
             "seed": cfg.train.seed,
             "denoise": cfg.train.input_noise,
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
         "window": cfg.window,
         "horizon": 0,

@@ -26,10 +26,17 @@ same way for every file (SKAB's own LSTM-AE rule is 1.5 x the 99th
 percentile). The defaults were chosen on SKAB by cross-validation across
 its two groups (docs/skab.md).
 
+Features named in ``rates`` enter by their *rate* instead of their level:
+the least-squares slope of the window's standardised rows (one more
+weight vector in the same affine map, so the graph stays a MatMul). Why:
+a temperature that warms through the whole normal period leaves any range
+the training rows saw, but the pace of its warming stays comparable;
+``edgewatch fit`` turns such features into rates (docs/fit.md).
+
 Where it does badly: anything that keeps the window's mean (a change of
 vibration spectrum at equal RMS, a single-row spike diluted by the
 window), and features whose normal range is wider than what the training
-rows saw (slow temperatures): name those in ``ignore``.
+rows saw (slow temperatures): name those in ``ignore`` or ``rates``.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -70,8 +77,10 @@ class PcaConfig:
     quantile: float = 0.99
     factor: float = 3.0  # threshold = factor * quantile of the training windows' scores
     ignore: list[str] = field(default_factory=list)  # features left out of the score (still in the input)
+    rates: list[str] = field(default_factory=list)  # features scored by their slope over the window
     k: int = 1  # the card's decision: an episode when k of the last n windows are over
     n: int = 1
+    m: int | None = None  # ... and it ends after m quiet windows (None: when none of the last n are over)
 
     def check(self, features: list[str]) -> None:
         problems = []
@@ -85,9 +94,17 @@ class PcaConfig:
             problems.append(f"factor {self.factor} must be > 0")
         if not 1 <= self.k <= self.n:
             problems.append(f"decision needs 1 <= k <= n (k={self.k}, n={self.n})")
-        unknown = sorted(set(self.ignore) - set(features))
-        if unknown:
-            problems.append(f"ignored features {unknown} are not among the data's features {features}")
+        if self.m is not None and self.m < 1:
+            problems.append(f"decision needs m >= 1 (m={self.m})")
+        for what, names in (("ignored", self.ignore), ("rate", self.rates)):
+            unknown = sorted(set(names) - set(features))
+            if unknown:
+                problems.append(f"{what} features {unknown} are not among the data's features {features}")
+        both = sorted(set(self.ignore) & set(self.rates))
+        if both:
+            problems.append(f"features {both} are both ignored and scored by their rate")
+        if self.rates and self.window < 3:
+            problems.append(f"a rate needs a window of at least 3 rows (window {self.window})")
         if len(set(features) - set(self.ignore)) == 0:
             problems.append("every feature is ignored")
         if problems:
@@ -101,13 +118,14 @@ class PcaFit:
     features: list[str]
     config: PcaConfig
     scaler: Scaler
-    center: np.ndarray  # [F] mean of the training window means, scaled units (0 for ignored features)
-    basis: np.ndarray  # [F, m] score = ||(mean(s) - center) @ basis||^2
-    feature_scale: np.ndarray  # [F] 1 / std of each feature's window mean (0 for ignored)
+    center: np.ndarray  # [F] mean of the training window features, scaled units (0 for ignored features)
+    basis: np.ndarray  # [F, m] score = ||(window features - center) @ basis||^2
+    feature_scale: np.ndarray  # [F] 1 / std of each window feature (0 for ignored)
     components: int
     threshold: float
     train_scores: np.ndarray
     training: np.ndarray  # the raw training rows [T, F] (the card's drift reference and the parity probe)
+    weights: np.ndarray  # [window, F] a window's feature f is sum_t weights[t, f] * scaled row t
 
     @property
     def rows(self) -> int:
@@ -116,36 +134,70 @@ class PcaFit:
     def score_windows(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The graph's (score, feature_error) in NumPy, for raw windows ``[B, window, F]`` (the parity reference)."""
         s = (np.asarray(windows, dtype=np.float64) - self.scaler.offset) * np.asarray(self.scaler.scale)
-        d = s.mean(axis=1) - self.center
+        d = np.einsum("btf,tf->bf", s, self.weights) - self.center
         u = d @ self.basis
         return (u * u).sum(axis=1), (d * self.feature_scale) ** 2
 
 
-def fit_pca(values: np.ndarray, features: list[str], config: PcaConfig | None = None) -> PcaFit:
+def window_weights(window: int, features: Sequence[str], rates: Sequence[str]) -> np.ndarray:
+    """``[window, F]``: 1/window (the mean) for a level, the least-squares slope per row for a rate."""
+    t = np.arange(window, dtype=np.float64) - (window - 1) / 2
+    slope = t / max(float((t * t).sum()), 1e-300)
+    return np.stack([slope if f in rates else np.full(window, 1.0 / window) for f in features], axis=1)
+
+
+def window_features(scaled: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``[rows - window + 1, F]``: each window's weighted sum of its scaled rows, one offset at a time.
+
+    Why not an einsum over a sliding view: that materialised ``[windows, F,
+    window]`` (640 MB for a million rows of eight features).
+    """
+    w = len(weights)
+    n = len(scaled) - w + 1
+    out = np.zeros((n, scaled.shape[1]))
+    for t in range(w):
+        out += scaled[t:t + n] * weights[t]
+    return out
+
+
+def _segments(values: np.ndarray | Sequence[np.ndarray], n_features: int) -> list[np.ndarray]:
+    parts = [values] if isinstance(values, np.ndarray) else list(values)
+    out = [np.asarray(p, dtype=np.float64) for p in parts]
+    for p in out:
+        if p.ndim != 2 or p.shape[1] != n_features:
+            raise BadInput(f"pca: data of shape {p.shape} for {n_features} features")
+    return out
+
+
+def fit_pca(values: np.ndarray | Sequence[np.ndarray], features: list[str], config: PcaConfig | None = None
+            ) -> PcaFit:
     """Fit the scaler, the components and the threshold on ``values [T, F]`` (raw units, normal rows).
 
-    Fails with :class:`BadInput` on non-finite values or fewer windows than
-    the covariance needs (``T - window + 1 >= used features + 2``).
+    ``values`` may also be a list of segments (separate files, or parts
+    cut at a gap in time): windows never span two segments. Fails with
+    :class:`BadInput` on non-finite values or fewer windows than the
+    covariance needs (windows >= used features + 2).
     """
     cfg = config or PcaConfig()
-    x = np.asarray(values, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != len(features):
-        raise BadInput(f"pca: data of shape {x.shape} for {len(features)} features")
+    parts = _segments(values, len(features))
     cfg.check(list(features))
+    x = np.concatenate(parts) if parts else np.zeros((0, len(features)))
     if not np.isfinite(x).all():
         raise BadInput("pca: the training rows hold NaN or inf values")
     used = np.array([f not in cfg.ignore for f in features])
-    n_windows = len(x) - cfg.window + 1
-    if n_windows < int(used.sum()) + 2:
-        raise BadInput(f"pca: {len(x)} rows give {max(n_windows, 0)} windows of {cfg.window}; "
-                       f"need at least {int(used.sum()) + 2} for {int(used.sum())} features")
+    n_used = int(used.sum())
+    n_windows = sum(max(len(p) - cfg.window + 1, 0) for p in parts)
+    if n_windows < n_used + 2:
+        raise BadInput(f"pca: {len(x)} rows give {n_windows} windows of {cfg.window}; "
+                       f"need at least {n_used + 2} for {n_used} features")
     mean, std = x.mean(axis=0), x.std(axis=0)
     scale = np.where(std > 1e-12, 1.0 / np.where(std > 1e-12, std, 1.0), 1.0)
-    s = (x - mean) * scale
-    means = sliding_window_view(s[:, used], cfg.window, axis=0).mean(axis=-1)  # [n_windows, F_used]
-    center_u = means.mean(axis=0)
-    dev = means - center_u
-    lam, vec = np.linalg.eigh(np.cov(dev, rowvar=False).reshape(int(used.sum()), -1))
+    weights = window_weights(cfg.window, features, cfg.rates)
+    feats = np.concatenate([window_features((p - mean) * scale, weights) for p in parts
+                            if len(p) >= cfg.window])[:, used]
+    center_u = feats.mean(axis=0)
+    dev = feats - center_u
+    lam, vec = np.linalg.eigh(np.cov(dev, rowvar=False).reshape(n_used, -1))
     order = np.argsort(lam)[::-1]
     lam, vec = np.clip(lam[order], 0.0, None), vec[:, order]
     keep = lam > max(lam[0], 1e-12) * 1e-9
@@ -172,35 +224,50 @@ def fit_pca(values: np.ndarray, features: list[str], config: PcaConfig | None = 
     train_scores = ((dev @ basis_u) ** 2).sum(axis=1)
     threshold = cfg.factor * float(np.quantile(train_scores, cfg.quantile))
     scaler = Scaler("standard", [float(v) for v in mean], [float(v) for v in scale])
-    return PcaFit(list(features), cfg, scaler, center, basis, fscale, k, threshold, train_scores, x)
+    return PcaFit(list(features), cfg, scaler, center, basis, fscale, k, threshold, train_scores, x, weights)
 
 
 def pca_card(fit: PcaFit, trained_on: dict[str, Any] | None = None) -> ModelCard:
     cfg = fit.config
     ignored = f"; ignores {', '.join(cfg.ignore)}" if cfg.ignore else ""
+    rates = (f"; {', '.join(cfg.rates)} by {'its' if len(cfg.rates) == 1 else 'their'} slope over the window"
+             if cfg.rates else "")
+    levels = [j for j, f in enumerate(fit.features) if f not in cfg.ignore and f not in cfg.rates]
+    low, high = fit.training.min(axis=0), fit.training.max(axis=0)
     return ModelCard(
         family=FAMILY, task=Task.RECONSTRUCT, sample_shape=[cfg.window, len(fit.features)],
         features=list(fit.features), scaler=fit.scaler,
         score=(f"Hotelling T2 over {fit.components} principal components plus Q (SPE) of the mean of the "
                f"window's standardised rows, each in units of its {cfg.quantile:g} quantile on the training "
-               f"windows{ignored}"),
+               f"windows{ignored}{rates}"),
         threshold=float(fit.threshold),
         threshold_method=f"{cfg.factor:g} x the {cfg.quantile:g} quantile of the training windows' scores",
         score_stats={"normal": ScoreStats.of(fit.train_scores)}, quantization=Quantization.NONE,
         trained_on={"rows": fit.rows, "family": FAMILY, "window": cfg.window, "variance": cfg.variance,
-                    "components": fit.components, "ignore": list(cfg.ignore), **(trained_on or {})},
-        window=cfg.window, horizon=0, stride=1, decision=Decision(cfg.k, cfg.n),
+                    "components": fit.components, "ignore": list(cfg.ignore),
+                    **({"rates": list(cfg.rates)} if cfg.rates else {}), **(trained_on or {})},
+        window=cfg.window, horizon=0, stride=1, decision=Decision(cfg.k, cfg.n, cfg.m),
         drift_reference=drift_reference_from(fit.training),
+        training_range={fit.features[j]: [float(low[j]), float(high[j])] for j in levels},
     )
 
 
 def graph_bytes(fit: PcaFit, card: ModelCard) -> bytes:
     """The scoring graph with the card in its metadata (ONNX opset 17, float32, dynamic batch)."""
     w, f = fit.config.window, len(fit.features)
+    init = {"offset": float32(fit.scaler.offset), "scale": float32(fit.scaler.scale),
+            "center": float32(fit.center), "basis": float32(fit.basis),
+            "feature_scale": float32(fit.feature_scale), "sum_axis": int64([1])}
+    if fit.config.rates:  # levels and slopes: one weighted sum over the window
+        init["weights"] = float32(fit.weights)
+        summary = [Node("Mul", ["scaled", "weights"], ["weighted"]),
+                   Node("ReduceSum", ["weighted", "sum_axis"], ["window_mean"], {"keepdims": 0})]
+    else:
+        summary = [Node("ReduceMean", ["scaled"], ["window_mean"], {"axes": [1], "keepdims": 0})]
     nodes = [
         Node("Sub", [INPUT_NAME, "offset"], ["shifted"]),
         Node("Mul", ["shifted", "scale"], ["scaled"]),
-        Node("ReduceMean", ["scaled"], ["window_mean"], {"axes": [1], "keepdims": 0}),
+        *summary,
         Node("Sub", ["window_mean", "center"], ["deviation"]),
         Node("MatMul", ["deviation", "basis"], ["projected"]),
         Node("Mul", ["projected", "projected"], ["squares"]),
@@ -208,9 +275,6 @@ def graph_bytes(fit: PcaFit, card: ModelCard) -> bytes:
         Node("Mul", ["deviation", "feature_scale"], ["standardised"]),
         Node("Mul", ["standardised", "standardised"], [FEATURE_ERROR_OUTPUT]),
     ]
-    init = {"offset": float32(fit.scaler.offset), "scale": float32(fit.scaler.scale),
-            "center": float32(fit.center), "basis": float32(fit.basis),
-            "feature_scale": float32(fit.feature_scale), "sum_axis": int64([1])}
     return model_bytes(nodes, {INPUT_NAME: ["batch", w, f]},
                        {SCORE_OUTPUT: ["batch"], FEATURE_ERROR_OUTPUT: ["batch", f]}, init, card.to_props(),
                        graph_name="edgewatch-pca")
@@ -238,7 +302,7 @@ def write_pca_model(fit: PcaFit, out: str | os.PathLike[str], trained_on: dict[s
     return out
 
 
-def train_pca(values: np.ndarray, features: list[str], out: str | os.PathLike[str],
+def train_pca(values: np.ndarray | Sequence[np.ndarray], features: list[str], out: str | os.PathLike[str],
               config: PcaConfig | None = None, trained_on: dict[str, Any] | None = None) -> PcaFit:
     """Fit on ``values`` and write the model file ``out`` (what ``edgewatch train pca`` and ``--learn`` do)."""
     fit = fit_pca(values, features, config)

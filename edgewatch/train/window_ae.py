@@ -4,8 +4,9 @@ The recipe SKAB's baselines follow, for any reconstruction module over
 ``[B, window, F]``: a standard scaler fitted on the training rows, windows
 every row, the last ``val_fraction`` of them held out for early stopping,
 MSE; threshold = ``factor`` x the ``quantile`` of the training windows'
-scores (SKAB's LSTM-AE and Conv-AE use 1.5 x the 99th percentile of the
-training residuals). Used by ``edgewatch train conv1d-ae`` and by the
+scores: 3 x the 99th percentile by default, the rule of the pca family
+(chosen on SKAB across its two groups, docs/skab.md), so the families'
+thresholds mean the same (SKAB's own LSTM-AE and Conv-AE use 1.5 x). Used by ``edgewatch train conv1d-ae`` and by the
 torch families of ``edgewatch eval skab``.
 
 Fails with :class:`BadInput` when the rows give fewer than 10 windows.
@@ -13,7 +14,7 @@ Fails with :class:`BadInput` when the rows give fewer than 10 windows.
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from edgewatch.drift.reference import drift_reference_from
 from edgewatch.errors import BadInput
 from edgewatch.export.scoring import SCORE_TEXT, InputScaler, ReconstructionScorer, ScoreKind, score_batches
 from edgewatch.train.loop import TrainConfig, TrainResult, fit, seed_everything
+from edgewatch.train.pca import PcaConfig
 from edgewatch.train.scaling import apply_scaler, fit_standard
 from edgewatch.train.windowing import sliding_windows
 
@@ -56,9 +58,10 @@ class WindowAeConfig:
     window: int = 32
     val_fraction: float = 0.1
     quantile: float = 0.99
-    factor: float = 1.5
+    factor: float = PcaConfig.factor
     k: int = 1
     n: int = 1
+    m: int | None = None  # quiet windows before an episode ends (None: when none of the last n are over)
     score_stride: int = 1
     ignore: list[str] = field(default_factory=list)  # features the model does not see (feature_error 0)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=100, batch_size=32, lr=1e-3, lr_gamma=1.0,
@@ -79,13 +82,22 @@ class WindowAeRun:
         return card_from_fields(self.card_fields, quantization)
 
 
-def train_window_ae(model: nn.Module, family: str, values: np.ndarray, features: list[str], cfg: WindowAeConfig,
-                    trained_on: dict[str, Any] | None = None) -> WindowAeRun:
-    """Train ``model`` (scaled windows in, reconstructions out) on ``values [T, F]`` and calibrate it."""
-    x = np.asarray(values, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != len(features):
-        raise BadInput(f"data of shape {x.shape} does not match {len(features)} feature names")
-    raw = np.ascontiguousarray(sliding_windows(x, cfg.window, 1))
+def train_window_ae(build: Callable[[int], nn.Module], family: str, values: np.ndarray | list[np.ndarray],
+                    features: list[str], cfg: WindowAeConfig, trained_on: dict[str, Any] | None = None) -> WindowAeRun:
+    """Train ``build(n_features_seen)`` (scaled windows in, reconstructions out) on ``values [T, F]``; calibrate it.
+
+    ``values`` may be a list of segments: windows never span two. The
+    module is built here, after the seed is set: built by the caller
+    before, its initial weights came from torch's unseeded global generator,
+    and four ``train conv1d-ae --seed 0`` runs gave four thresholds.
+    """
+    parts = [np.asarray(v, dtype=np.float32) for v in (values if isinstance(values, list) else [values])]
+    if any(p.ndim != 2 or p.shape[1] != len(features) for p in parts):
+        raise BadInput(f"data of shape {[p.shape for p in parts]} does not match {len(features)} feature names")
+    x = np.concatenate(parts)
+    parts = [p for p in parts if len(p) >= cfg.window]
+    raw = np.ascontiguousarray(np.concatenate([sliding_windows(p, cfg.window, 1) for p in parts])) if parts \
+        else np.zeros((0, cfg.window, len(features)), np.float32)
     if len(raw) < 10:
         raise BadInput(f"{len(x)} rows give {len(raw)} windows of {cfg.window}; need at least 10")
     unknown = sorted(set(cfg.ignore) - set(features))
@@ -93,9 +105,11 @@ def train_window_ae(model: nn.Module, family: str, values: np.ndarray, features:
         raise BadInput(f"ignore {cfg.ignore}: must name some, not all, of the features {features}")
     cols = [i for i, f in enumerate(features) if f not in cfg.ignore]
     seed_everything(cfg.train.seed)
+    model = build(len(cols))
     scaler = fit_standard(x)
     sub = fit_standard(x[:, cols])
-    scaled = torch.from_numpy(np.ascontiguousarray(sliding_windows(apply_scaler(sub, x[:, cols]), cfg.window, 1)))
+    scaled = torch.from_numpy(np.ascontiguousarray(np.concatenate(
+        [sliding_windows(apply_scaler(sub, p[:, cols]), cfg.window, 1) for p in parts])))
     n_val = max(1, int(len(scaled) * cfg.val_fraction)) if cfg.val_fraction > 0 else 0
     train_x, val_x = (scaled[:-n_val], scaled[-n_val:]) if n_val else (scaled, None)
     history = fit(model, train_x, cfg.train, val_inputs=val_x)
@@ -113,9 +127,8 @@ def train_window_ae(model: nn.Module, family: str, values: np.ndarray, features:
         "threshold_method": f"{cfg.factor:g} x the {cfg.quantile:g} quantile of the training windows' scores",
         "score_stats": {"normal": ScoreStats.of(scores)},
         "trained_on": {"rows": int(len(x)), "windows": int(len(raw)), "epochs": history.epochs_run,
-                       "seed": cfg.train.seed, "ignore": list(cfg.ignore), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                       **(trained_on or {})},
-        "window": cfg.window, "horizon": 0, "stride": cfg.score_stride, "decision": Decision(cfg.k, cfg.n),
+                       "seed": cfg.train.seed, "ignore": list(cfg.ignore), **(trained_on or {})},
+        "window": cfg.window, "horizon": 0, "stride": cfg.score_stride, "decision": Decision(cfg.k, cfg.n, cfg.m),
         "drift_reference": drift_reference_from(x),
     }
     return WindowAeRun(scorer, card_fields, calibration, history, threshold)

@@ -5,6 +5,11 @@ bounded queue that the agent loop drains. A full queue blocks the source,
 which is the back-pressure we want (a replay slows down, a websocket peer
 sees TCP push back, an MQTT broker holds its messages) instead of
 unbounded memory.
+
+A source ends only when told to (or, for a replay or stdin, at the end of
+its input). A reading it cannot use is handed on as a BAD item with its
+reason (:meth:`Source.bad_reading`); a thread that dies anyway sends a
+FAILED item, and the agent starts it again (:mod:`.supervision`).
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from edgewatch.agent.parsing import DEFAULT_MAX_BYTES
-from edgewatch.errors import BadInput
+from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason
+from edgewatch.errors import BadInput, EdgewatchError
 
 log = logging.getLogger(__name__)
+
+BAD_LOG_INTERVAL = 60.0  # seconds between two log lines of a source about the same kind of bad reading
 
 
 class Kind:
@@ -29,8 +36,9 @@ class Kind:
     MEASUREMENT = 1  # payload: Measurement, already parsed (replay)
     RESET = 2  # payload: None (the source reconnected: its streams' windows are stale) or a tuple of the
     # stream ids whose windows are stale (a Sparkplug node or device died or was born again)
-    END = 3  # payload: None; the source is finished for good
-    BAD = 4  # payload: BadReason; refused before parsing (a binary websocket frame)
+    END = 3  # payload: the Source; it finished as it should (told to stop, or the end of its input)
+    BAD = 4  # payload: BadReason; refused before parsing (a binary websocket frame, a bad Modbus reply)
+    FAILED = 5  # payload: SourceFailure; its thread ended without being told to (the agent restarts it)
 
 
 class Item(NamedTuple):
@@ -40,15 +48,37 @@ class Item(NamedTuple):
     received: float
 
 
+class SourceFailure(NamedTuple):
+    source: Source
+    why: str
+
+
+class SourcesFailed(EdgewatchError):
+    """Every source has ended and at least one ended unexpectedly (exit 1); the message names which and why."""
+
+    def __init__(self, failures: dict[str, str], n_sources: int) -> None:
+        clean = n_sources - len(failures)
+        super().__init__("every source has ended; " + "; ".join(f"{n}: {w}" for n, w in failures.items())
+                         + (f" ({clean} other source(s) reached the end of their input)" if clean else "")
+                         + ". The agent stops with exit 1 so that its service manager starts it again")
+        self.failures = failures
+
+
 class Source:
-    """Base: a named producer thread; ``stop()`` must make ``run`` return soon."""
+    """Base: a named producer thread; ``stop()`` must make ``run`` return soon.
+
+    ``run`` may be called again after it failed (the agent restarts a
+    source whose thread died), so it must (re)open what it reads itself.
+    """
 
     name: str = "source"
+    finite = False  # True: its input can end (replay, stdin), and reaching that end is a clean END
 
     def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.queue: queue.Queue[Item] | None = None
+        self._bad_logged: dict[BadReason, float] = {}
 
     def start(self, q: queue.Queue[Item]) -> None:
         self.queue = q
@@ -56,12 +86,23 @@ class Source:
         self._thread.start()
 
     def _main(self) -> None:
+        why = None
         try:
             self.run()
-        except Exception:  # a source bug must not take the agent down silently
-            log.exception("source %s failed", self.name)
-        finally:
-            self._put(Item(Kind.END, self.name, None, time.time()), force=True)
+        except Exception as exc:  # a source bug must not take the agent down, nor end silently
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.error("source %s failed: %s", self.name, why, exc_info=True)
+        else:
+            if not (self.stopping or self.finite):
+                why = "its reader returned although nobody asked it to stop"
+        if why is None:
+            self._put(Item(Kind.END, self.name, self, time.time()), force=True)
+        else:
+            self._put(Item(Kind.FAILED, self.name, SourceFailure(self, why), time.time()), force=True)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def run(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -76,6 +117,21 @@ class Source:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    def bad_reading(self, reason: BadReason, detail: str) -> bool:
+        """Hand the agent one reading it cannot use (counted as ``reason``) and say why (:meth:`_note_bad`).
+        False when the agent is stopping."""
+        self._note_bad(reason, detail)
+        return self._put(Item(Kind.BAD, self.name, reason, time.time()))
+
+    def _note_bad(self, reason: BadReason, detail: str) -> None:
+        """Log what was wrong with a reading, at most once a minute per reason (the agent counts them all)."""
+        now = time.monotonic()
+        last = self._bad_logged.get(reason)
+        if last is None or now - last >= BAD_LOG_INTERVAL:
+            self._bad_logged[reason] = now
+            log.warning("source %s: %s (counted as %s; logged at most once a minute)", self.name, detail,
+                        reason.value)
 
     def _put(self, item: Item, force: bool = False) -> bool:
         """Put with back-pressure, giving up only when asked to stop."""

@@ -15,11 +15,15 @@ with one register spec per feature, in the model's order; ``TYPE`` is
     registers = { cpu = "0:u16:0.01", memory = "1:u16:0.01", traffic = "2:f32", fan = "4:i16:0.1:-5" }
 
 All registers are read in as few requests as fit (at most 125 registers
-each). Bad input: an exception response (``exception_response``, by code in
-``exceptions_by_code``), no answer within ``timeout`` (``timeout``), an f32
-that is NaN or infinite (``non_finite``). Three timeouts in a row, or a
-lost connection, drop the connection; it is opened again with jittered
-backoff, forever, and the stream's windows reset (a gap).
+each). Every reply is checked against its request before a word of it is
+used. Bad input: an exception response (``exception_response``, by code in
+``exceptions_by_code``), a reply with another function code or register
+count than asked, or bytes that do not decode as one (``bad_reply``, by
+kind in ``bad_replies``), no answer within ``timeout`` (``timeout``), an
+f32 that is NaN or infinite (``non_finite``). Three timeouts in a row, a
+reply that does not decode (the byte stream may be out of step), or a lost
+connection drop the connection; it is opened again with jittered backoff,
+forever, and the stream's windows reset (a gap).
 """
 
 from __future__ import annotations
@@ -134,7 +138,9 @@ class ModbusSource(Source):
         self.measurements = 0
         self.timeouts = 0
         self.exceptions_by_code: dict[int, int] = {}
+        self.bad_replies: dict[str, int] = {}  # by kind: function_code, register_count, undecodable, error
         self.last_error: str | None = None
+        self._reply_bytes = 0  # bytes received for the request in flight (pymodbus's packet trace)
 
     def run(self) -> None:
         require_pymodbus()
@@ -142,7 +148,8 @@ class ModbusSource(Source):
 
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # it logs every timeout; we count them
         while not self.stopping:
-            client = ModbusTcpClient(self.host, port=self.port, timeout=self.timeout, retries=0)
+            client = ModbusTcpClient(self.host, port=self.port, timeout=self.timeout, retries=0,
+                                     trace_packet=self._trace)
             try:
                 if not client.connect():
                     self._failed(f"cannot connect to {self.host}:{self.port}")
@@ -163,37 +170,57 @@ class ModbusSource(Source):
         self.last_error = reason
         self._stop.wait(self.backoff.next_delay())
 
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        if not sending:
+            self._reply_bytes += len(data)
+        return data
+
     def _poll(self, client: Any) -> None:
         from pymodbus.exceptions import ConnectionException, ModbusIOException
 
         read = client.read_holding_registers if self.table == "holding" else client.read_input_registers
+        function = 3 if self.table == "holding" else 4
         next_t = time.monotonic()
         timeouts_in_row = 0
         while not self.stopping:
             self.polls += 1
             words: dict[int, int] = {}
             outcome: BadReason | None = None
+            resync = None  # why the connection must be dropped: its byte stream may be out of step
             try:
                 for start, count in self.reads:
+                    self._reply_bytes = 0
                     rr = read(start, count=count, device_id=self.unit)
-                    if rr.isError():
-                        code = int(getattr(rr, "exception_code", 0) or 0)
-                        self.exceptions_by_code[code] = self.exceptions_by_code.get(code, 0) + 1
-                        outcome = BadReason.EXCEPTION_RESPONSE
+                    outcome = self._check(rr, function, count)
+                    if outcome is not None:
                         break
                     words.update(zip(range(start, start + count), rr.registers))
                 timeouts_in_row = 0
-            except ModbusIOException:  # no answer in time
-                self.timeouts += 1
-                timeouts_in_row += 1
-                outcome = BadReason.TIMEOUT
-            except (ConnectionException, OSError) as exc:
+            except ConnectionException as exc:
                 self._failed(f"connection lost ({exc})")
                 return
+            except ModbusIOException as exc:
+                if self._reply_bytes:  # bytes came, but not a reply pymodbus could read
+                    outcome = self._bad_reply("undecodable", f"{self._reply_bytes} byte(s) that are not a Modbus "
+                                              f"reply ({exc})")
+                    resync = "a reply that does not decode"
+                else:  # no answer in time
+                    self.timeouts += 1
+                    timeouts_in_row += 1
+                    outcome = BadReason.TIMEOUT
+            except OSError as exc:
+                self._failed(f"connection lost ({exc})")
+                return
+            except Exception as exc:  # whatever else a reply nobody foresaw makes the library raise
+                outcome = self._bad_reply("error", f"reading a reply raised {type(exc).__name__}: {exc}")
+                resync = f"{type(exc).__name__} while reading a reply"
             now = time.time()
             if outcome is None:
                 outcome = self._measure(words, now)
             if outcome is not None and not self._put(Item(Kind.BAD, self.name, outcome, now)):
+                return
+            if resync is not None:
+                self._failed(f"{resync}, so the connection is dropped")
                 return
             if timeouts_in_row >= TIMEOUTS_BEFORE_RECONNECT:
                 self._failed(f"{timeouts_in_row} requests in a row got no answer within {self.timeout}s")
@@ -204,6 +231,29 @@ class ModbusSource(Source):
                 self._stop.wait(delay)
             else:
                 next_t = time.monotonic()  # behind (a slow device): do not burst to catch up
+
+    def _check(self, rr: Any, function: int, count: int) -> BadReason | None:
+        """None when ``rr`` answers a read of ``count`` registers with ``function``; else why not (counted)."""
+        fc = int(getattr(rr, "function_code", -1))
+        if rr.isError():
+            if fc & 0x7F != function:
+                return self._bad_reply("function_code", f"exception reply 0x{fc:02x} to a function {function} "
+                                       "request")
+            code = int(getattr(rr, "exception_code", 0) or 0)
+            self.exceptions_by_code[code] = self.exceptions_by_code.get(code, 0) + 1
+            return BadReason.EXCEPTION_RESPONSE
+        if fc != function:
+            return self._bad_reply("function_code", f"a reply with function code {fc} to a function {function} "
+                                   "request")
+        got = len(getattr(rr, "registers", None) or ())
+        if got != count:
+            return self._bad_reply("register_count", f"{got} register(s) in a reply to a read of {count}")
+        return None
+
+    def _bad_reply(self, kind: str, detail: str) -> BadReason:
+        self.bad_replies[kind] = self.bad_replies.get(kind, 0) + 1
+        self._note_bad(BadReason.BAD_REPLY, f"bad reply: {detail}")
+        return BadReason.BAD_REPLY
 
     def _measure(self, words: dict[int, int], now: float) -> BadReason | None:
         values = []

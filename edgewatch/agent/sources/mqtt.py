@@ -93,24 +93,28 @@ class MqttSource(Source):
         """paho's thread: decode, queue (blocking when the agent is behind); False = not taken, no ack."""
         if not self._taking.is_set():
             return False
-        topic = msg.topic
         now = time.time()
-        if topic.startswith(SPARKPLUG_PREFIX):
-            items = self._sparkplug_items(topic, msg.payload, now)
-        else:
-            m = parse_payload(msg.payload, self.features, self.max_message_bytes)
-            if type(m) is Measurement:
-                if m.stream is None:
-                    m.stream = topic
-                items = [Item(Kind.MEASUREMENT, self.name, m, now)]
-            else:
-                items = [Item(Kind.BAD, self.name, m, now)]
+        try:
+            items = self._items(msg.topic, msg.payload, now)
+        except Exception as exc:  # one message must never cost the others: counted, skipped, acknowledged
+            return self.bad_reading(BadReason.BAD_REPLY, f"reading a message on {msg.topic!r} raised "
+                                    f"{type(exc).__name__}: {exc}")
         for item in items:
             if not self._put(item):
                 return False
             if item.kind != Kind.RESET:
                 self.received += 1
         return True  # also a message that means nothing here: a command, a death, a birth not yet complete
+
+    def _items(self, topic: str, payload: bytes, now: float) -> list[Item]:
+        if topic.startswith(SPARKPLUG_PREFIX):
+            return self._sparkplug_items(topic, payload, now)
+        m = parse_payload(payload, self.features, self.max_message_bytes)
+        if type(m) is Measurement:
+            if m.stream is None:
+                m.stream = topic
+            return [Item(Kind.MEASUREMENT, self.name, m, now)]
+        return [Item(Kind.BAD, self.name, m, now)]
 
     def _sparkplug_items(self, topic: str, payload: bytes, now: float) -> list[Item]:
         out = []

@@ -197,6 +197,12 @@ class OpcUaSource(Source):
     # -- asyncua's subscription handler (the event loop's thread) -----------------------
 
     def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        try:
+            self._take(node, val, data)
+        except Exception as exc:  # asyncua would log it (silenced) and go on: count it instead
+            self.bad_reading(BadReason.BAD_REPLY, f"a notification raised {type(exc).__name__}: {exc}")
+
+    def _take(self, node: Any, val: Any, data: Any) -> None:
         import asyncio
 
         j = self._handles.get(node.nodeid)
@@ -226,6 +232,12 @@ class OpcUaSource(Source):
         pending, self._pending = self._pending, {}
         if not pending:
             return
+        try:
+            self._flush_pending(pending)
+        except Exception as exc:  # one odd value must not end the session: that measurement is counted
+            self.bad_reading(BadReason.BAD_REPLY, f"a notification set raised {type(exc).__name__}: {exc}")
+
+    def _flush_pending(self, pending: dict[int, tuple[Any, float | None, str | None]]) -> None:
         reason: BadReason | None = None
         ts = None
         values = list(self._last)
@@ -240,7 +252,11 @@ class OpcUaSource(Source):
             if isinstance(val, bool):
                 f = float(val)
             elif isinstance(val, (int, float)):
-                f = float(val)
+                try:
+                    f = float(val)
+                except OverflowError:  # an integer no float holds (UInt64 cannot be, a BigInteger could)
+                    reason = reason or BadReason.OVERFLOW
+                    continue
                 if not math.isfinite(f):
                     reason = reason or BadReason.NON_FINITE
                     continue

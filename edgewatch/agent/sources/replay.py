@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote
 
-from edgewatch.agent.parsing import Measurement, iso_to_epoch
+from edgewatch.agent.parsing import BadReason, Measurement, iso_to_epoch
 from edgewatch.agent.sources.base import Item, Kind, Source, SourceContext, SourceSpec
 from edgewatch.agent.sources.registry import register
 from edgewatch.errors import BadInput
@@ -41,8 +41,10 @@ class ReplaySource(Source):
         self.features = features
         self.rate = rate
         self.loop = loop
+        self.finite = not loop  # a replay that does not loop ends, cleanly, at the end of its file
         self.name = stream or f"replay:{self.path.name}"
         self.rows_sent = 0
+        self._next_t = 0.0  # when the next row is due (monotonic), with a rate
         if len(sep) != 1:
             raise BadInput(f"replay file {self.path}: sep must be one character, got {sep!r}")
         self.sep = sep
@@ -75,36 +77,43 @@ class ReplaySource(Source):
         return time_col, rest
 
     def run(self) -> None:
-        time_col, cols = self.columns
         period = 1.0 / self.rate if self.rate else 0.0
-        next_t = time.monotonic()
+        self._next_t = time.monotonic()
         while True:
-            with self.path.open(newline="") as fh:
+            # a byte that is not UTF-8 becomes U+FFFD: that cell is then not a number, counted like one
+            with self.path.open(newline="", errors="replace") as fh:
                 reader = csv.reader(fh, delimiter=self.sep)
                 next(reader, None)
-                for row in reader:
-                    if self.stopping:
-                        return
-                    if not row:
-                        continue
+                while not self.stopping:
                     try:
-                        values = [float(row[i]) for i in cols]
-                        ts = _csv_time(row[time_col]) if time_col is not None else None
-                    except (ValueError, IndexError):
-                        # hand the raw text to the parser so it is counted like any bad message
-                        self._put(Item(Kind.RAW, self.name, self.sep.join(row), time.time()))
+                        row = next(reader)
+                    except StopIteration:
+                        break
+                    except csv.Error as exc:  # e.g. a field past the csv module's limit: that row only
+                        self.bad_reading(BadReason.BAD_REPLY, f"{self.path.name} line {reader.line_num}: {exc}")
                         continue
-                    if period:
-                        next_t += period
-                        delay = next_t - time.monotonic()
-                        if delay > 0:
-                            self._stop.wait(delay)
-                    if not self._put(Item(Kind.MEASUREMENT, self.name, Measurement(values, ts),
-                                          time.time())):
+                    if row and not self._send_row(row, period):
                         return
-                    self.rows_sent += 1
-            if not self.loop:
+            if not self.loop or self.stopping:
                 return
+
+    def _send_row(self, row: list[str], period: float) -> bool:
+        """Queue one CSV row (a bad one as raw text, so the parser counts it); False when stopping."""
+        time_col, cols = self.columns
+        try:
+            values = [float(row[i]) for i in cols]
+            ts = _csv_time(row[time_col]) if time_col is not None else None
+        except (ValueError, IndexError, OverflowError):
+            return self._put(Item(Kind.RAW, self.name, self.sep.join(row), time.time()))
+        if period:
+            self._next_t += period
+            delay = self._next_t - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+        if not self._put(Item(Kind.MEASUREMENT, self.name, Measurement(values, ts), time.time())):
+            return False
+        self.rows_sent += 1
+        return True
 
 
 def _csv_time(text: str) -> float | None:

@@ -4,24 +4,42 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import BinaryIO
 
+from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason
 from edgewatch.agent.sources.base import Item, Kind, Source, SourceContext, SourceSpec
 from edgewatch.agent.sources.registry import register
 
 
 class StdinSource(Source):
-    """One message per line on standard input (JSON array or object)."""
+    """One message per line on standard input (JSON array or object); its end is a clean end.
+
+    Read as bytes, at most ``max_bytes`` a line: text that is not UTF-8 is
+    bad input (``binary``, judged by the parser) rather than a decoding
+    error that would end the source, and a line without end cannot fill
+    the memory (``too_large``, skipped up to its newline).
+    """
 
     name = "stdin"
+    finite = True
 
-    def __init__(self, stream=None) -> None:  # noqa: ANN001
+    def __init__(self, stream: BinaryIO | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         super().__init__()
-        self.stream = stream or sys.stdin
+        self.stream = stream
+        self.max_bytes = max_bytes
 
     def run(self) -> None:
-        for line in self.stream:
-            if self.stopping:
+        stream = self.stream if self.stream is not None else sys.stdin.buffer
+        limit = self.max_bytes + 2  # a line of max_bytes and its "\r\n"
+        while not self.stopping:
+            line = stream.readline(limit)
+            if not line:
                 return
+            if len(line) == limit and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):  # the rest of this line, never held whole
+                    line = stream.readline(limit)
+                self._put(Item(Kind.BAD, self.name, BadReason.TOO_LARGE, time.time()))
+                continue
             line = line.strip()
             if line:
                 self._put(Item(Kind.RAW, self.name, line, time.time()))
@@ -30,4 +48,4 @@ class StdinSource(Source):
 @register("stdin")
 def build(spec: SourceSpec, ctx: SourceContext) -> StdinSource:
     spec.refuse_options()
-    return StdinSource()
+    return StdinSource(max_bytes=ctx.max_message_bytes)

@@ -101,7 +101,12 @@ class WebSocketSource(Source):
                 except Exception:
                     return
                 continue
-            except Exception as exc:  # closed, reset, protocol error
+            except (websocket.WebSocketProtocolException, websocket.WebSocketPayloadException) as exc:
+                # a frame that breaks the protocol: counted, and the connection (out of step now) made again
+                self.bad_reading(BadReason.BAD_REPLY, f"a frame that breaks the websocket protocol ({exc}); "
+                                 "reconnecting")
+                return
+            except Exception as exc:  # closed, reset
                 if not self.stopping:
                     log.info("websocket %s: connection lost (%s)", self.url, exc or type(exc).__name__)
                 return

@@ -1,0 +1,155 @@
+"""The wrong model says so within a minute: each stream's first rows against the card's training range.
+
+A model fitted at one operating point and run at another scores every
+window as anomalous, and the KS drift check only speaks after hundreds of
+messages (SKAB: a pca file fitted on the anomaly-free run, mean flow 125,
+replayed on a valve experiment at flow 32 flagged 725 of 725 rows as one
+episode, with no warning). So the first ``rows`` messages of every stream
+(120 by default) are compared, in blocks of ``block`` rows, with the range
+each feature had in training (``ModelCard.training_range``: the features
+whose level the score uses; without it, every feature's 0-100 % quantiles
+of the drift reference). The range is widened by a quarter of its width on
+each side (and a millionth of its magnitude, so that a feature constant in
+training is not flagged by float rounding). When more than half of a
+block's rows of a feature lie outside, the stream gets one ``drift`` event
+with ``check: "range"``, the features, how far their recent mean lies from
+the range in training standard deviations, and a sentence saying so.
+
+Why blocks and a majority, not a single row: one spike is the detector's
+business; a stream whose recent rows *mostly* sit where the model never
+saw data is the operator's (another machine, another unit, another mode).
+It fires at most once per stream; the running KS check takes over later.
+
+NumPy only; per stream it keeps two small arrays for the first rows and
+nothing after them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgewatch.contract import ModelCard
+
+BLOCK = 30
+ROWS = 120
+WIDEN = 0.25  # of the training range's width, on each side
+REASON_FEATURES = 3
+
+
+@dataclass
+class RangeFinding:
+    """One stream whose recent rows sit outside the training range."""
+
+    slot: int
+    features: list[str]
+    outside: dict[str, dict[str, float]] = field(default_factory=dict)  # feature -> value, low, high, std_away, share
+    n: int = 0  # rows in the block
+
+    def reason(self) -> str:
+        parts = []
+        for name in self.features[:REASON_FEATURES]:
+            o = self.outside[name]
+            side = "above" if o["value"] > o["high"] else "below"
+            parts.append(f"{name} at {o['value']:.4g} is {o['std_away']:.3g} training std {side} its training "
+                         f"range {o['low']:.4g}..{o['high']:.4g} ({o['share']:.0%} of the last {self.n} rows "
+                         "outside)")
+        more = len(self.features) - REASON_FEATURES
+        tail = f"; and {more} more feature(s)" if more > 0 else ""
+        return ("the data is not what the model was made for: " + "; ".join(parts) + tail
+                + ". Is it another machine or operating point? Fit a model on normal data from this one "
+                  "(edgewatch fit).")
+
+
+class FirstRowsRange:
+    """Counts, per stream, the first ``rows`` rows outside the widened training range, block by block."""
+
+    def __init__(self, features: list[str], low: np.ndarray, high: np.ndarray, std: np.ndarray,
+                 watched: np.ndarray, rows: int = ROWS, block: int = BLOCK) -> None:
+        if block < 1 or rows < block:
+            raise ValueError(f"need 1 <= block <= rows, got block={block}, rows={rows}")
+        self.features = list(features)
+        low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+        slack = WIDEN * (high - low) + 1e-6 * np.maximum(np.abs(low), np.abs(high)) + 1e-12
+        self.low, self.high = low - slack, high + slack
+        self.range_low, self.range_high = low, high
+        self.std = np.where(np.asarray(std, dtype=np.float64) > 0, std, np.maximum(high - low, 1e-12))
+        self.watched = np.asarray(watched, dtype=bool)
+        self.rows, self.block = int(rows), int(block)
+        f = len(self.features)
+        self._count = np.zeros(0, dtype=np.int64)  # rows seen per slot (stops at rows)
+        self._outside = np.zeros((0, f), dtype=np.int32)
+        self._sum = np.zeros((0, f))
+        self.findings: list[RangeFinding] = []
+
+    def _grow(self, slot: int) -> None:
+        extra = max(slot + 1, 2 * self._count.size, 4) - self._count.size
+        self._count = np.concatenate([self._count, np.zeros(extra, dtype=np.int64)])
+        self._outside = np.concatenate([self._outside, np.zeros((extra, self._outside.shape[1]), np.int32)])
+        self._sum = np.concatenate([self._sum, np.zeros((extra, self._sum.shape[1]))])
+
+    def observe(self, slots: np.ndarray, rows: np.ndarray) -> None:
+        """Feed accepted rows (``[n, F]``) of ``slots`` in arrival order; cheap once streams are past their rows."""
+        if slots.size == 0:
+            return
+        top = int(slots.max())
+        if top >= self._count.size:
+            self._grow(top)
+        if (self._count[slots] >= self.rows).all():
+            return
+        for slot, row in zip(slots.tolist(), rows):
+            if self._count[slot] >= self.rows or not np.isfinite(row).all():
+                continue
+            self._outside[slot] += (row < self.low) | (row > self.high)
+            self._sum[slot] += row
+            self._count[slot] += 1
+            if self._count[slot] % self.block == 0:
+                self._end_block(slot)
+
+    def _end_block(self, slot: int) -> None:
+        share = self._outside[slot] / self.block
+        mean = self._sum[slot] / self.block
+        self._outside[slot] = 0
+        self._sum[slot] = 0.0
+        hit = np.flatnonzero(self.watched & (share > 0.5))
+        if hit.size == 0:
+            return
+        self._count[slot] = self.rows  # one finding per stream
+        away = np.where(mean > self.range_high, mean - self.range_high, self.range_low - mean) / self.std
+        order = hit[np.argsort(-away[hit])]
+        self.findings.append(RangeFinding(
+            slot, [self.features[j] for j in order],
+            {self.features[j]: {"value": float(mean[j]), "low": float(self.range_low[j]),
+                                "high": float(self.range_high[j]), "std_away": float(away[j]),
+                                "share": float(share[j])} for j in order}, self.block))
+
+    def reset(self, slot: int) -> None:
+        """A stream that reconnected is checked again from its next row."""
+        if 0 <= slot < self._count.size:
+            self._count[slot] = 0
+            self._outside[slot] = 0
+            self._sum[slot] = 0.0
+
+    def take(self) -> list[RangeFinding]:
+        out, self.findings = self.findings, []
+        return out
+
+
+def range_check_for(card: ModelCard, rows: int = ROWS) -> FirstRowsRange | None:
+    """The check a card asks for: its training range, else every feature's span in the drift reference."""
+    ref = card.drift_reference
+    if ref is None or rows <= 0:
+        return None
+    low = np.array([q[0] for q in ref.quantiles], dtype=np.float64)
+    high = np.array([q[-1] for q in ref.quantiles], dtype=np.float64)
+    watched = np.ones(card.n_features, dtype=bool)
+    if card.training_range is not None:
+        watched = np.array([f in card.training_range for f in card.features])
+        for j, f in enumerate(card.features):
+            if f in card.training_range:
+                low[j], high[j] = card.training_range[f]
+    if not watched.any():
+        return None
+    return FirstRowsRange(card.features, low, high, np.asarray(ref.std, dtype=np.float64), watched,
+                          rows=rows, block=min(BLOCK, rows))

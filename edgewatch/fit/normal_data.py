@@ -1,0 +1,278 @@
+"""From the files a user calls "normal operation" to clean segments of numbers, saying what was done.
+
+Reading is :mod:`edgewatch.wire.csv_table`'s (separator, decimal mark and
+time column sniffed). Here the files become one table of features:
+
+* features are the numeric columns every file has (``columns`` chooses
+  them, ``ignore`` drops some); text columns and labels are never
+  features, and a column blank in more than 90 % of its rows is left out;
+* rows a label column marks anomalous (``anomaly`` = 1) are not normal
+  operation and are dropped;
+* a blank or NaN cell is filled from the last value of its column
+  (``Fill.LAST``, the default: sensors logged at different rates leave
+  blanks) or its row is dropped (``Fill.DROP``); rows before a column's
+  first value are dropped either way;
+* rows (and files) are put in time order, and the data is cut into
+  segments at every file boundary and every gap in time longer than ``GAP_STEPS`` typical
+  steps, so that no window of the model spans two stretches that were not
+  one.
+
+Every count is kept in :class:`ReadNotes` for the report.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgewatch.errors import BadInput
+from edgewatch.wire.csv_table import CsvTable, fill_forward, read_csv_table, sniff_layout
+
+GAP_STEPS = 10  # a time gap longer than this many typical steps cuts the data
+MOSTLY_EMPTY = 0.9  # a column with more missing cells than this share is left out
+
+
+class Fill(str, enum.Enum):
+    LAST = "last"  # a missing cell takes the last value of its column
+    DROP = "drop"  # a row with a missing cell is dropped
+
+
+@dataclass
+class ReadNotes:
+    """What reading did, in counts, for the report."""
+
+    files: list[str] = field(default_factory=list)
+    layouts: list[str] = field(default_factory=list)  # one line per file: separator, time column
+    rows_read: int = 0
+    text_columns: dict[str, str] = field(default_factory=dict)  # name -> example cell
+    label_columns: list[str] = field(default_factory=list)
+    labelled_rows: int = 0  # rows a label marks anomalous, dropped
+    mostly_empty: dict[str, float] = field(default_factory=dict)  # name -> share missing, left out
+    ignored: list[str] = field(default_factory=list)  # by the user
+    filled: dict[str, int] = field(default_factory=dict)  # feature -> cells filled from the last value
+    bad_cells: dict[str, int] = field(default_factory=dict)  # feature -> text cells in a numeric column
+    dropped_rows: int = 0  # rows with a missing cell that could not be filled, or dropped by Fill.DROP
+    bad_times: int = 0  # rows whose time could not be read, dropped
+    out_of_order: int = 0  # rows that were not in time order (the data was sorted)
+    reversed_order: bool = False  # the export was newest first
+    gaps: int = 0
+    ragged: int = 0  # lines with a different number of fields, skipped
+
+
+@dataclass
+class NormalData:
+    """Clean normal operation: segments of ``[rows, F]`` float64 in time order, with their times."""
+
+    features: list[str]
+    segments: list[np.ndarray]
+    times: list[np.ndarray] | None  # epoch seconds per segment, or None when the files have no time
+    notes: ReadNotes
+
+    @property
+    def rows(self) -> int:
+        return sum(len(s) for s in self.segments)
+
+    @property
+    def step(self) -> float | None:
+        """The typical time between rows (median), in seconds; None without times."""
+        if not self.times:
+            return None
+        steps = np.concatenate([np.diff(t) for t in self.times if len(t) > 1] or [np.zeros(0)])
+        steps = steps[steps > 0]
+        return float(np.median(steps)) if steps.size else None
+
+    @property
+    def seconds(self) -> float | None:
+        step = self.step
+        return None if step is None else self.rows * step
+
+    def values(self) -> np.ndarray:
+        return np.concatenate(self.segments)
+
+    def select(self, features: Sequence[str]) -> NormalData:
+        idx = [self.features.index(f) for f in features]
+        return NormalData(list(features), [s[:, idx] for s in self.segments], self.times, self.notes)
+
+    def split(self, holdout: float) -> tuple[NormalData, NormalData]:
+        """(first part, last ``holdout`` share of the rows), in time order; a segment may be cut in two."""
+        cut = int(round(self.rows * (1.0 - holdout)))
+        head: list[np.ndarray] = []
+        tail: list[np.ndarray] = []
+        head_t: list[np.ndarray] = []
+        tail_t: list[np.ndarray] = []
+        at = 0
+        for i, seg in enumerate(self.segments):
+            t = self.times[i] if self.times else None
+            a = min(max(cut - at, 0), len(seg))
+            if a:
+                head.append(seg[:a])
+                head_t.append(t[:a] if t is not None else None)
+            if a < len(seg):
+                tail.append(seg[a:])
+                tail_t.append(t[a:] if t is not None else None)
+            at += len(seg)
+        times = self.times is not None
+        return (NormalData(self.features, head, head_t if times else None, self.notes),
+                NormalData(self.features, tail, tail_t if times else None, self.notes))
+
+
+def csv_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The CSV files named, a folder standing for its ``*.csv`` files in name order."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() == ".csv" and q.is_file())
+            if not found:
+                raise BadInput(f"folder {p} holds no .csv file")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise BadInput(f"{p} does not exist")
+    if not out:
+        raise BadInput("no data given: name one or more CSV files or a folder of them")
+    return out
+
+
+def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: str | None = None,
+                     columns: Sequence[str] | None = None, ignore: Sequence[str] = (), fill: Fill = Fill.LAST,
+                     rows: int | None = None, progress: Callable[[str, int], None] | None = None) -> NormalData:
+    """Read, choose the features, fill or drop gaps, order by time and cut at gaps; see the module docstring.
+
+    ``rows``: only the first rows of each file (SKAB's protocol: the first
+    400 rows of an experiment are its normal part).
+
+    Fails with :class:`BadInput` when a named column is missing or not
+    numeric, when the files do not share their feature columns, or when no
+    row or no feature is left (the message says which and why).
+    """
+    notes = ReadNotes()
+    tables: list[CsvTable] = []
+    for path in csv_files(paths):
+        layout = sniff_layout(path, time_column)
+        table = read_csv_table(path, layout, max_rows=rows,
+                               progress=(lambda n, p=path: progress(str(p), n)) if progress else None)
+        tables.append(table)
+        notes.files.append(str(path))
+        notes.layouts.append(f"{path.name}: {table.rows:,} rows; {layout.describe()}")
+        notes.rows_read += table.rows
+        notes.ragged += table.ragged
+        notes.bad_times += table.bad_times
+        notes.text_columns.update(table.text_columns)
+        for name in table.labels:
+            if name not in notes.label_columns:
+                notes.label_columns.append(name)
+    features = _choose_features(tables, columns, ignore, notes)
+    has_times = all(t.times is not None for t in tables)
+    segments: list[np.ndarray] = []
+    seg_times: list[np.ndarray] = []
+    for table in tables:
+        x = np.stack([table.numeric[f] for f in features], axis=1)
+        for name, count in table.bad.items():
+            if name in features:
+                notes.bad_cells[name] = notes.bad_cells.get(name, 0) + count
+        keep = np.ones(len(x), dtype=bool)
+        for label in table.labels.values():
+            anomalous = label > 0.5
+            notes.labelled_rows += int(anomalous.sum())
+            keep &= ~anomalous
+        t = table.times if has_times else None
+        if t is not None:
+            keep &= np.isfinite(t)
+        x, t = x[keep], (t[keep] if t is not None else None)
+        for part, pt in _time_order(x, t, notes):
+            part, pt = _fill(part, pt, features, fill, notes)
+            if len(part):
+                segments.append(part)
+                seg_times.append(pt if pt is not None else np.zeros(0))
+    if has_times:  # files in time order too, whatever their names: the held-out part is the latest
+        order = sorted(range(len(segments)), key=lambda i: float(seg_times[i][0]))
+        segments, seg_times = [segments[i] for i in order], [seg_times[i] for i in order]
+    segments_kept = [s for s in segments if len(s)]
+    if not segments_kept:
+        raise BadInput("no complete row of normal data is left after dropping rows with missing values or "
+                       "labelled anomalous; check the files (or give --fill last)")
+    return NormalData(features, segments_kept, seg_times if has_times else None, notes)
+
+
+def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, ignore: Sequence[str],
+                     notes: ReadNotes) -> list[str]:
+    first = tables[0]
+    numeric = [c for c in first.numeric]
+    for t in tables[1:]:
+        missing = [c for c in numeric if c not in t.numeric]
+        if missing and columns is None:
+            raise BadInput(f"{t.path} lacks the numeric columns {missing} that {first.path} has; give the same "
+                           "columns in every file, or choose the features with --columns")
+    everywhere = [c for c in numeric if all(c in t.numeric for t in tables)]
+    if columns:
+        unknown = [c for c in columns if not any(c in t.layout.header for t in tables)]
+        if unknown:
+            raise BadInput(f"--columns {unknown}: no such column; the files have {first.layout.header}")
+        text = [c for c in columns if c not in everywhere]
+        if text:
+            raise BadInput(f"--columns {text}: not numeric in every file (text or labels); numeric columns: "
+                           f"{everywhere}")
+        chosen = list(columns)
+    else:
+        chosen = everywhere
+    unknown = [c for c in ignore if c not in first.layout.header]
+    if unknown:
+        raise BadInput(f"--ignore {unknown}: no such column; the files have {first.layout.header}")
+    notes.ignored = [c for c in ignore if c in chosen]
+    chosen = [c for c in chosen if c not in ignore]
+    rows = sum(t.rows for t in tables)
+    for c in list(chosen):
+        share = sum(int(np.isnan(t.numeric[c]).sum()) for t in tables) / max(rows, 1)
+        if share > MOSTLY_EMPTY and not columns:
+            notes.mostly_empty[c] = share
+            chosen.remove(c)
+    if not chosen:
+        raise BadInput("no numeric feature column is left (text columns: "
+                       f"{sorted(notes.text_columns) or 'none'}, mostly empty: {sorted(notes.mostly_empty) or 'none'}"
+                       f", ignored: {list(ignore) or 'none'}); the header: {first.layout.header}")
+    return chosen
+
+
+def _time_order(x: np.ndarray, t: np.ndarray | None, notes: ReadNotes
+                ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """The rows in time order, cut at long gaps; a newest-first export is turned around."""
+    if t is None or len(t) < 2:
+        return [(x, t)]
+    d = np.diff(t)
+    if (d <= 0).all() and (d < 0).any():
+        notes.reversed_order = True
+        x, t = x[::-1], t[::-1]
+        d = np.diff(t)
+    if (d < 0).any():
+        notes.out_of_order += int((d < 0).sum())
+        order = np.argsort(t, kind="stable")
+        x, t = x[order], t[order]
+        d = np.diff(t)
+    positive = d[d > 0]
+    if positive.size == 0:
+        return [(x, t)]
+    cuts = np.flatnonzero(d > GAP_STEPS * float(np.median(positive))) + 1
+    notes.gaps += len(cuts)
+    return list(zip(np.split(x, cuts), np.split(t, cuts)))
+
+
+def _fill(x: np.ndarray, t: np.ndarray | None, features: list[str], fill: Fill, notes: ReadNotes
+          ) -> tuple[np.ndarray, np.ndarray | None]:
+    missing = np.isnan(x)
+    if not missing.any():
+        return x, t
+    if fill is Fill.LAST:
+        x, counts = fill_forward(x)
+        for f, n in zip(features, counts.tolist()):
+            if n:
+                notes.filled[f] = notes.filled.get(f, 0) + n
+        missing = np.isnan(x)  # before a column's first value: nothing to take the last value from
+    keep = ~missing.any(axis=1)
+    notes.dropped_rows += int((~keep).sum())
+    return x[keep], (t[keep] if t is not None else None)

@@ -1,0 +1,182 @@
+"""``edgewatch fit``, start to end: read, screen, choose, check on the held-out part, fit, write, report.
+
+The order matters and is the same for every data set: features are
+screened on all the normal data; the settings follow from the data's
+shape by principle (:mod:`edgewatch.fit.choosing`); the held-out last
+quarter is scored by a model fitted on the rest, for the report; then the
+model is fitted on all rows and written, its scores checked against ONNX
+Runtime before the file is kept (``train/pca.py``), and signed last.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgewatch.errors import require_torch
+from edgewatch.fit.choosing import DEFAULT_WINDOW, HOLDOUT, HoldoutResult, Recipe, choose_recipe, holdout_check
+from edgewatch.fit.normal_data import Fill, NormalData, read_normal_data
+from edgewatch.fit.report import FitReport, feature_ranges
+from edgewatch.fit.screening import TREND_LIMIT, Drifting, Use, operating_modes, screen_features
+from edgewatch.fit.torch_family import Trial
+
+
+class Family(str, enum.Enum):
+    AUTO = "auto"  # pca, or conv1d-ae when measurably better (fit/torch_family.py); one feature: univariate
+    PCA = "pca"
+    CONV1D_AE = "conv1d-ae"
+
+
+@dataclass
+class FitOptions:
+    """What a user may say; every field is a flag of ``edgewatch fit`` and every default is the principle."""
+
+    time_column: str | None = None
+    columns: list[str] | None = None
+    ignore: list[str] = field(default_factory=list)
+    fill: Fill = Fill.LAST
+    drifting: Drifting = Drifting.RATE
+    window: int | None = None
+    rows: int | None = None  # only the first rows of each file
+    family: Family = Family.AUTO
+    key: Path | None = None  # a private key from 'edgewatch model keygen': the file is signed with it
+    signer: str | None = None
+
+
+Echo = Callable[[str], None]
+
+
+def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
+              options: FitOptions | None = None, echo: Echo | None = None) -> FitReport:
+    """Turn CSV files of normal operation into the model file ``out``; returns the report (also echoed)."""
+    opts = options or FitOptions()
+    say: Echo = echo or (lambda _line: None)
+    started = time.perf_counter()
+    out = Path(out)
+    private = None
+    if opts.key is not None:
+        from edgewatch.agent.signing import load_private_key
+
+        private = load_private_key(opts.key)  # a wrong key fails before the work, not after
+    data = read_normal_data(paths, time_column=opts.time_column, columns=opts.columns, ignore=opts.ignore,
+                            fill=opts.fill, rows=opts.rows,
+                            progress=lambda f, n: say(f"reading {Path(f).name}: {n:,} rows"))
+    if len(data.features) == 1 and opts.family is Family.AUTO:
+        from edgewatch.fit.univariate import fit_univariate
+
+        report = fit_univariate(data, out)
+    else:
+        report = _fit_multivariate(data, out, opts, say)
+    if private is not None:
+        from edgewatch.agent.signing import read_signature, sign_bytes
+        from edgewatch.files import write_bytes
+
+        write_bytes(out, sign_bytes(out.read_bytes(), private, signer=opts.signer, source=str(out)))
+        sig = read_signature(out.read_bytes(), str(out))
+        report.signed_by = f"{sig.signer!r} (key {sig.key_id})" if sig else ""
+    report.bytes = out.stat().st_size
+    report.elapsed = time.perf_counter() - started
+    for line in report.lines():
+        say(line)
+    return report
+
+
+def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) -> FitReport:
+    choices = screen_features(data.features, data.segments, opts.drifting)
+    measured = [c.name for c in choices if c.use is not Use.LEFT_OUT or c.trend > TREND_LIMIT]
+    modes = operating_modes(measured, data.select(measured).segments, DEFAULT_WINDOW) if measured else None
+    recipe = choose_recipe(data, choices, opts.window)
+    model_data = data.select(recipe.features)
+    if data.rows >= 200_000:
+        say(f"checking the held-out last quarter ({data.rows // 4:,} rows) ...")
+    holdout = holdout_check(model_data, recipe)
+    family, note, torch_trial = _choose_family(model_data, recipe, opts.family, say)
+    if family is Family.CONV1D_AE:
+        from edgewatch.fit.torch_family import fit_conv1d
+
+        say("training conv1d-ae on all the normal data ...")
+        fit_conv1d(model_data, recipe, out)
+        holdout = HoldoutResult(holdout.rows, holdout.seconds, torch_trial.false_episodes)
+        report = _report(model_data, data, choices, recipe, holdout, out, None)
+    else:
+        report = _fit_and_write(model_data, data, choices, recipe, holdout, out)
+    report.family_note = note
+    report.modes = modes
+    if modes is not None:
+        report.warnings.append(modes.describe())
+    if holdout.episodes:
+        report.warnings.append(
+            f"the held-out last quarter of the normal data raised {holdout.episodes} episode(s) with a model of the "
+            "first three quarters: the normal data is not one steady state (a slow change, or a state seen only at "
+            "the end); more normal data covering every state the machine runs in makes fewer false alarms")
+    return report
+
+
+def _choose_family(data: NormalData, recipe: Recipe, asked: Family, say: Echo
+                   ) -> tuple[Family, str, Trial | None]:
+    """pca, unless conv1d-ae is asked for, or installed, given enough rows and measurably better held out."""
+    from edgewatch.fit import torch_family as tf
+
+    if asked is Family.PCA:
+        return Family.PCA, " (--family pca)", None
+    if asked is Family.CONV1D_AE:
+        require_torch()
+        say("training conv1d-ae on the first three quarters to check it on the last ...")
+        head, tail = data.split(HOLDOUT)
+        return Family.CONV1D_AE, " (--family conv1d-ae)", tf.held_out_trial(head, tail, recipe)
+    if not tf.torch_installed():
+        return Family.PCA, "", None
+    if data.rows < tf.MIN_ROWS:
+        return Family.PCA, f" (conv1d-ae not tried: {data.rows:,} rows, it needs {tf.MIN_ROWS:,})", None
+    say("torch is installed: trying conv1d-ae against pca on the held-out last quarter ...")
+    head, tail = data.split(HOLDOUT)
+    from edgewatch.train.pca import fit_pca, write_pca_model
+
+    with tempfile.TemporaryDirectory(prefix="edgewatch-fit-") as tmp:
+        pca_head = write_pca_model(fit_pca(head.segments, recipe.features, recipe.pca_config()),
+                                   Path(tmp) / "pca.onnx")
+        pca, conv = tf.compare(head, tail, recipe, pca_head)
+    won = tf.better(conv, pca)
+    verdict = "measurably better" if won else "not measurably better"
+    note = f" (held out: {pca.describe()}; {conv.describe()}: {verdict})"
+    return (Family.CONV1D_AE if won else Family.PCA), note, conv
+
+
+def _report(model_data: NormalData, data: NormalData, choices: list, recipe: Recipe, holdout: HoldoutResult,
+            out: Path, fit) -> FitReport:  # noqa: ANN001 - train.pca.PcaFit or None (torch family)
+    values = model_data.values()
+    if fit is not None:
+        ranges = feature_ranges(values, choices, recipe.features, np.asarray(fit.scaler.scale), fit.basis,
+                                fit.threshold)
+        return FitReport(str(out), "pca", data.rows, data.seconds, data.step, data.notes, choices, recipe,
+                         fit.threshold, fit.components, holdout, ranges)
+    from edgewatch.agent.model import ScoringModel
+
+    card = ScoringModel(out).card
+    ranges = feature_ranges(values, choices, recipe.features, np.zeros(len(recipe.features)),
+                            np.zeros((len(recipe.features), 1)), card.threshold)
+    recipe.why["window"] = f"{card.window} rows (the conv1d-ae's own window)"
+    recipe.why["threshold"] = card.threshold_method
+    return FitReport(str(out), card.family, data.rows, data.seconds, data.step, data.notes, choices, recipe,
+                     card.threshold, 0, holdout, ranges)
+
+
+def _fit_and_write(model_data: NormalData, data: NormalData, choices: list, recipe: Recipe,
+                   holdout: HoldoutResult, out: Path) -> FitReport:
+    from edgewatch.train.pca import fit_pca, write_pca_model
+
+    fit = fit_pca(model_data.segments, recipe.features, recipe.pca_config())
+    trained_on = {"data": [Path(f).name for f in data.notes.files], "by": "edgewatch fit",
+                  "holdout_false_episodes": holdout.episodes,
+                  "left_out": {c.name: c.reason for c in choices if c.use is Use.LEFT_OUT}}
+    if holdout.seconds:
+        trained_on["holdout_seconds"] = round(holdout.seconds, 3)
+    write_pca_model(fit, out, trained_on)
+    return _report(model_data, data, choices, recipe, holdout, out, fit)

@@ -1,0 +1,159 @@
+"""The plain report of a fit: what was read, what the model uses and why, what it expects and cannot see.
+
+Written for the person who will be woken by its alerts, not for the one
+who wrote it: every left-out feature has its reason, the false-alarm
+estimate says on how much data it rests, and the blind spots are listed
+in the units of the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgewatch.fit.choosing import HoldoutResult, Recipe, duration_text
+from edgewatch.fit.normal_data import ReadNotes
+from edgewatch.fit.screening import FeatureChoice, ModeFinding, Use
+
+
+@dataclass
+class FeatureRange:
+    name: str
+    use: Use
+    p01: float
+    p99: float
+    low: float
+    high: float
+    smallest_change: float  # a sustained change of this feature alone that crosses the threshold (raw units)
+    std: float
+
+
+@dataclass
+class FitReport:
+    out: str
+    family: str
+    rows: int
+    seconds_of_data: float | None
+    step: float | None
+    notes: ReadNotes
+    choices: list[FeatureChoice]
+    recipe: Recipe
+    threshold: float
+    components: int
+    holdout: HoldoutResult
+    ranges: list[FeatureRange]
+    modes: ModeFinding | None = None
+    warnings: list[str] = field(default_factory=list)
+    family_note: str = ""
+    signed_by: str = ""
+    bytes: int = 0
+    elapsed: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"read      {line}" for line in self.notes.layouts]
+        out += [f"          {line}" for line in _reading_notes(self.notes)]
+        span = f" ({duration_text(self.seconds_of_data)} at one row every {self.step:.3g} s)" if self.step else ""
+        out.append(f"normal    {self.rows:,} rows{span}")
+        out.append("features")
+        for c in self.choices:
+            out.append(f"  {c.use.value:9s} {c.name:24s} {c.reason}")
+        for name, example in self.notes.text_columns.items():
+            out.append(f"  {'left out':9s} {name:24s} text, not a number (e.g. {example!r})")
+        for name, share in self.notes.mostly_empty.items():
+            out.append(f"  {'left out':9s} {name:24s} {share:.0%} of its cells are blank")
+        for name in self.notes.ignored:
+            out.append(f"  {'left out':9s} {name:24s} --ignore")
+        for name in self.notes.label_columns:
+            out.append(f"  {'label':9s} {name:24s} not a feature" + (
+                f"; its {self.notes.labelled_rows:,} rows marked anomalous were left out of the normal data"
+                if self.notes.labelled_rows else ""))
+        r = self.recipe
+        parts = f"; {self.components} principal component(s)" if self.components else ""
+        out.append(f"model     {self.family}{self.family_note}; {r.why['window']}{parts}")
+        out.append(f"          threshold {self.threshold:.4g}: {r.why['threshold']}")
+        out.append(f"          {r.why['debounce']}")
+        out.append(f"expected  {self.holdout.describe()}")
+        if self.ranges:
+            out.append("range     the operating range learnt (1st..99th percentile; min..max):")
+        for fr in self.ranges:
+            out.append(f"  {fr.name:24s} {fr.p01:.4g} .. {fr.p99:.4g}   ({fr.low:.4g} .. {fr.high:.4g})"
+                       + ("   (scored by its rate)" if fr.use is Use.RATE else ""))
+        out.append("cannot see")
+        out += [f"  - {line}" for line in self.blind_spots()]
+        for w in self.warnings:
+            out.append(f"WARNING   {w}")
+        sign = f", signed by {self.signed_by}" if self.signed_by else ""
+        out.append(f"wrote     {self.out} ({self.bytes:,} bytes{sign}) in {self.elapsed:.1f} s")
+        return out
+
+    def blind_spots(self) -> list[str]:
+        out = []
+        left = [c.name for c in self.choices if c.use is Use.LEFT_OUT] + list(self.notes.text_columns) + \
+            list(self.notes.mostly_empty) + list(self.notes.ignored)
+        if left:
+            out.append(f"anything in {', '.join(left)} (left out)")
+        levels = [fr for fr in self.ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change)]
+        if levels:
+            parts = ", ".join(f"{fr.name} {fr.smallest_change:.3g} ({fr.smallest_change / fr.std:.2g} std)"
+                              if fr.std > 0 else f"{fr.name} {fr.smallest_change:.3g}" for fr in levels)
+            out.append(f"a sustained change of one feature alone smaller than: {parts}; a one-row spike must be "
+                       f"about {self.recipe.window} times larger (it is averaged over the window)")
+        rates = [fr for fr in self.ranges if fr.use is Use.RATE and np.isfinite(fr.smallest_change)]
+        if rates:
+            unit = "per second" if self.step else "per row"
+            per = 1.0 / self.step if self.step else 1.0
+            parts = ", ".join(f"{fr.name} {fr.smallest_change * per:.3g} {unit}" for fr in rates)
+            out.append(f"the level of {', '.join(fr.name for fr in rates)}: only how fast it changes (a change of "
+                       f"pace smaller than {parts} is not seen)")
+        if self.seconds_of_data:
+            out.append(f"changes slower than the {duration_text(self.seconds_of_data)} of normal data, and operating points "
+                       "that are not in it (they will be flagged, or trip the agent's range check)")
+        else:
+            out.append("changes slower than the normal data's span, and operating points that are not in it")
+        out.append("a change in the shape of a signal that keeps each feature's window mean (a vibration "
+                   "spectrum at equal RMS)")
+        return out
+
+
+def _reading_notes(n: ReadNotes) -> list[str]:
+    out = []
+    if n.filled:
+        out.append("filled " + ", ".join(f"{v:,} {k}" for k, v in n.filled.items()) + " blank cell(s) from the "
+                   "last value")
+    if n.bad_cells:
+        out.append("text in numeric columns, read as blank: " + ", ".join(f"{k} {v:,}" for k, v in n.bad_cells.items()))
+    if n.dropped_rows:
+        out.append(f"dropped {n.dropped_rows:,} row(s) with a blank no earlier value could fill")
+    if n.bad_times:
+        out.append(f"dropped {n.bad_times:,} row(s) whose time could not be read")
+    if n.reversed_order:
+        out.append("the rows were newest first: turned around")
+    if n.out_of_order:
+        out.append(f"{n.out_of_order:,} row(s) out of time order: sorted by time")
+    if n.gaps:
+        out.append(f"{n.gaps} gap(s) in time: windows do not span them")
+    if n.ragged:
+        out.append(f"skipped {n.ragged:,} line(s) with another number of fields than the header")
+    return out
+
+
+def feature_ranges(values: np.ndarray, choices: list[FeatureChoice], features: list[str], scale: np.ndarray,
+                   basis: np.ndarray, threshold: float) -> list[FeatureRange]:
+    """Per model feature: its learnt range and the smallest sustained change alone that crosses the threshold.
+
+    The score of a window whose feature ``f`` alone moved by ``d`` (raw
+    units, every row) is ``(d * scale_f)^2 * ||basis_f||^2`` more than a
+    centred window's, so ``d = sqrt(threshold) / (scale_f * ||basis_f||)``;
+    for a rate feature the same holds for its slope per row.
+    """
+    use = {c.name: c.use for c in choices}
+    out = []
+    for j, name in enumerate(features):
+        x = values[:, j]
+        norm = float(np.linalg.norm(basis[j])) * float(scale[j])
+        change = float(np.sqrt(threshold) / norm) if norm > 0 else float("nan")  # nan: not a pca basis
+        p01, p99 = np.quantile(x, [0.01, 0.99])
+        out.append(FeatureRange(name, use[name], float(p01), float(p99), float(x.min()), float(x.max()), change,
+                                float(x.std())))
+    return out

@@ -1,0 +1,198 @@
+"""Which features a model of normal operation can rely on, and how; and whether "normal" is one state.
+
+Decided from the normal data itself, by principle, with the reason kept
+for the report:
+
+* **constant** (one value throughout): no normal spread to learn; left out.
+* **counter** (rises or falls by the same step every row: a row index, an
+  operating-hours counter): not a measurement; left out.
+* **drifting** (warms up, runs down: its level moves through the normal
+  period): the mean of its last third differs from the mean of its first
+  third by more than ``TREND_LIMIT`` times its own short-term noise (the
+  row-to-row variation, ``sqrt(mean(diff²) / 2)``). Such a feature leaves
+  any range the normal data shows while the machine is still normal, so
+  its level would raise false alarms; it is scored by its *rate* (its
+  slope over the window) instead, or left out (``Drifting``). Why five:
+  with white noise of the same size the two means differ by about 0.12
+  noise units at 400 rows, and a window-mean model already alarms on
+  sustained shifts of one or two noise units; a level that moved five has
+  moved as far as a fault would. On SKAB's 30 files (first 400 rows) the
+  statistic's median is 3.9 for the motor temperature and 6.7 for the
+  fluid's, 0.1-0.5 for the other sensors (docs/fit.md).
+
+``operating_modes`` looks for distinct operating points: windows of the
+normal data that fall into two groups far apart (2-means on the window
+means, the groups more than ``MODE_SEPARATION`` pooled standard
+deviations apart along the line joining them, the smaller holding at least
+5 % of the windows; a steady trend splits at about 3.5). A model fitted on
+both calls both normal and cannot tell a switch between them from a
+fault; fitted on one, it flags the other. ``edgewatch fit`` warns and
+says where each group lies. A step between two operating points also
+moves the level between the first and last thirds, so the features that
+step are scored by their rate like drifting ones: their level is not a
+stable reference either way. (Keeping such steps as levels was tried:
+on SKAB's other/13, whose first 160 rows run at another flow, it added a
+false episode, and it makes the model blind to a level change inside
+either mode; docs/fit.md.) The check runs on every measured feature,
+drifting ones included, so the warning still comes.
+
+NumPy only.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+TREND_LIMIT = 5.0
+MODE_SEPARATION = 6.0
+MODE_MIN_SHARE = 0.05
+
+
+class Use(str, enum.Enum):
+    LEVEL = "level"
+    RATE = "rate"
+    LEFT_OUT = "left out"
+
+
+class Drifting(str, enum.Enum):
+    """What to do with a drifting feature."""
+
+    RATE = "rate"  # score its slope over the window
+    LEAVE_OUT = "leave-out"
+    KEEP = "keep"  # score its level anyway
+
+
+@dataclass
+class FeatureChoice:
+    name: str
+    use: Use
+    reason: str
+    trend: float = 0.0  # the level change first -> last third, in short-term noise units
+
+
+def _noise(segments: list[np.ndarray]) -> float:
+    d = np.concatenate([np.diff(s) for s in segments if len(s) > 1] or [np.zeros(1)])
+    return float(np.sqrt(np.mean(d * d) / 2.0))
+
+
+def trend_statistic(segments: list[np.ndarray]) -> float:
+    """|mean(last third) - mean(first third)| / short-term noise, over the segments in time order."""
+    x = np.concatenate(segments)
+    third = max(len(x) // 3, 1)
+    noise = _noise(segments)
+    change = abs(float(x[-third:].mean() - x[:third].mean()))
+    if noise <= 0.0:
+        return 0.0 if change == 0.0 else float("inf")
+    return change / noise
+
+
+def _is_counter(segments: list[np.ndarray]) -> bool:
+    d = np.concatenate([np.diff(s) for s in segments if len(s) > 1] or [np.zeros(0)])
+    if d.size < 2 or not (np.all(d > 0) or np.all(d < 0)):
+        return False
+    return float(np.ptp(d)) <= 1e-9 * max(abs(float(d.mean())), 1e-300)
+
+
+def screen_features(features: list[str], segments: list[np.ndarray], drifting: Drifting = Drifting.RATE
+                    ) -> list[FeatureChoice]:
+    """One choice per feature, with its reason (see the module docstring)."""
+    out = []
+    for j, name in enumerate(features):
+        cols = [s[:, j] for s in segments]
+        x = np.concatenate(cols)
+        lo, hi = float(x.min()), float(x.max())
+        if hi - lo <= 1e-12 * max(abs(lo), abs(hi), 1.0):
+            out.append(FeatureChoice(name, Use.LEFT_OUT, f"constant ({lo:.6g}) in the normal data: no normal "
+                                                         "spread to learn"))
+            continue
+        if _is_counter(cols):
+            out.append(FeatureChoice(name, Use.LEFT_OUT, "a counter (the same step every row, like a row "
+                                                         "number): not a measurement"))
+            continue
+        t = trend_statistic(cols)
+        if t > TREND_LIMIT and drifting is not Drifting.KEEP:
+            why = (f"drifts through the normal data: its level moved {t:.1f} times its short-term noise from the "
+                   "first to the last third")
+            if drifting is Drifting.RATE:
+                out.append(FeatureChoice(name, Use.RATE, why + "; scored by its rate (slope over the window), "
+                                                               "not its level", t))
+            else:
+                out.append(FeatureChoice(name, Use.LEFT_OUT, why, t))
+            continue
+        out.append(FeatureChoice(name, Use.LEVEL, "steady in the normal data" if t <= TREND_LIMIT else
+                                 f"drifts ({t:.1f} x its noise) but kept by --drifting keep", t))
+    return out
+
+
+@dataclass
+class Mode:
+    share: float
+    first_row: int  # of the windows in the group, in the normal data's row numbering
+    last_row: int
+    centre: dict[str, float] = field(default_factory=dict)  # feature -> mean raw value
+
+
+@dataclass
+class ModeFinding:
+    separation: float  # pooled standard deviations between the two groups
+    modes: list[Mode]
+    features: list[str]  # the features that differ most, first
+
+    def describe(self) -> str:
+        a, b = self.modes
+        parts = ", ".join(f"{f} {a.centre[f]:.4g} vs {b.centre[f]:.4g}" for f in self.features[:3])
+        return (f"the normal data holds two distinct operating points, {self.separation:.0f} standard deviations "
+                f"apart: rows {a.first_row}-{a.last_row} ({a.share:.0%} of the windows) and rows "
+                f"{b.first_row}-{b.last_row} ({b.share:.0%}); {parts}. The model calls both normal and cannot "
+                "tell a switch between them from a fault. If one of them is a fault or a stop, remove those rows; "
+                "if the machine runs at other points too, add data from them.")
+
+
+def operating_modes(features: list[str], segments: list[np.ndarray], window: int) -> ModeFinding | None:
+    """Two groups of window means far apart (see the module docstring), or None."""
+    parts, rows = [], []
+    at = 0
+    for s in segments:
+        if len(s) >= window:
+            parts.append(sliding_window_view(s, window, axis=0).mean(axis=-1))
+            rows.append(at + np.arange(len(s) - window + 1))
+        at += len(s)
+    if not parts:
+        return None
+    m = np.concatenate(parts)
+    row = np.concatenate(rows)
+    if len(m) < 20:
+        return None
+    sd = m.std(axis=0)
+    z = (m - m.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    _, _, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
+    group = (z @ vt[0]) > np.median(z @ vt[0])
+    for _ in range(20):
+        if group.all() or not group.any():
+            return None
+        c1, c0 = z[group].mean(axis=0), z[~group].mean(axis=0)
+        new = ((z - c1) ** 2).sum(axis=1) < ((z - c0) ** 2).sum(axis=1)
+        if (new == group).all():
+            break
+        group = new
+    if group.all() or not group.any():
+        return None
+    c1, c0 = z[group].mean(axis=0), z[~group].mean(axis=0)
+    u = (c1 - c0) / max(float(np.linalg.norm(c1 - c0)), 1e-300)
+    p = z @ u
+    pooled = np.sqrt((p[group].var() * group.sum() + p[~group].var() * (~group).sum()) / len(p))
+    separation = float(abs(p[group].mean() - p[~group].mean()) / max(pooled, 1e-300))
+    share = float(min(group.mean(), 1 - group.mean()))
+    if separation < MODE_SEPARATION or share < MODE_MIN_SHARE:
+        return None
+    order = np.argsort(-np.abs(c1 - c0))
+    modes = []
+    for g in (~group, group):
+        modes.append(Mode(float(g.mean()), int(row[g].min()), int(row[g].max() + window - 1),
+                          {f: float(m[g, j].mean()) for j, f in enumerate(features)}))
+    modes.sort(key=lambda md: md.first_row)
+    return ModeFinding(separation, modes, [features[j] for j in order])

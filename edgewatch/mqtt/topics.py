@@ -1,0 +1,122 @@
+"""The public topic layout, spelled once: ``PREFIX/AGENT/<kind>`` (docs/fleet.md, contract version 1).
+
+An agent publishes on its own topics and reads its ``model`` and
+``command`` topics; the operator's tools subscribe to every agent's with
+the one-level wildcard as the agent id (:meth:`Topics.every_agent`). Both
+build their names from a :class:`Topics` value, so a topic cannot be
+spelled two ways. What the payloads hold is :mod:`edgewatch.fleet.topics`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from edgewatch.errors import EdgewatchError
+
+ANY_AGENT = "+"  # the agent id of a subscription to every agent's topic of a kind
+
+ALERT_EVENTS = frozenset({"start", "end"})
+DRIFT_EVENTS = frozenset({"drift", "drift_end"})
+
+
+class TopicKind(enum.StrEnum):
+    """The last level of an agent's topic: what travels on it."""
+
+    STATUS = "status"  # agent -> all, retained: online/offline and counters; the last will says offline
+    ALERTS = "alerts"  # agent -> all: episode start/end
+    DRIFT = "drift"  # agent -> all: drift/drift_end
+    EVENTS = "events"  # agent -> all: every other event (model swapped, shadow, refused, unchanged)
+    MODEL = "model"  # operator -> agent, retained: install, rollback, promote
+    COMMAND = "command"  # operator -> agent: e.g. shadow_report
+    SHADOW = "shadow"  # agent -> all, retained: the latest shadow report
+
+
+class TopicError(EdgewatchError, ValueError):
+    """A prefix or agent id that cannot be part of an MQTT topic name (the message says which character)."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topics of one agent (or, with :data:`ANY_AGENT`, the filters matching every agent's).
+
+    ``prefix`` is the path of the agent's MQTT sink URL, slashes at its ends
+    dropped (it may be empty); ``agent_id`` is one topic level, so it holds
+    neither ``/`` nor the wildcards ``+`` and ``#``. Fails with
+    :class:`TopicError` otherwise: a publish to such a name would be refused
+    by paho or land where no reader looks.
+    """
+
+    prefix: str
+    agent_id: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", self.prefix.strip("/"))
+        if "#" in self.prefix or "+" in self.prefix:
+            raise TopicError(f"MQTT topic prefix {self.prefix!r} holds a wildcard (+ or #); agents publish there")
+        if self.agent_id != ANY_AGENT:
+            bad = sorted(set(self.agent_id) & {"/", "+", "#", "\0"})
+            if not self.agent_id or bad:
+                raise TopicError(f"agent id {self.agent_id!r} cannot be one MQTT topic level"
+                                 + (f": it holds {' '.join(bad)!s}" if bad else ": it is empty")
+                                 + "; give --agent-id a name without / + #")
+
+    @classmethod
+    def every_agent(cls, prefix: str) -> Topics:
+        """Subscription filters for a kind of topic of every agent under ``prefix``."""
+        return cls(prefix, ANY_AGENT)
+
+    @property
+    def base(self) -> str:
+        """``PREFIX/AGENT`` (just ``AGENT`` with an empty prefix)."""
+        return f"{self.prefix}/{self.agent_id}" if self.prefix else self.agent_id
+
+    def topic(self, kind: TopicKind | str) -> str:
+        return f"{self.base}/{TopicKind(kind).value}"
+
+    @property
+    def status(self) -> str:
+        return self.topic(TopicKind.STATUS)
+
+    @property
+    def alerts(self) -> str:
+        return self.topic(TopicKind.ALERTS)
+
+    @property
+    def drift(self) -> str:
+        return self.topic(TopicKind.DRIFT)
+
+    @property
+    def events(self) -> str:
+        return self.topic(TopicKind.EVENTS)
+
+    @property
+    def model(self) -> str:
+        return self.topic(TopicKind.MODEL)
+
+    @property
+    def command(self) -> str:
+        return self.topic(TopicKind.COMMAND)
+
+    @property
+    def shadow(self) -> str:
+        return self.topic(TopicKind.SHADOW)
+
+    def for_event(self, event: Mapping[str, Any]) -> str:
+        """Where an agent event goes: episodes on ``alerts``, drift on ``drift``, anything else on ``events``."""
+        kind = event.get("event")
+        if kind in ALERT_EVENTS:
+            return self.alerts
+        if kind in DRIFT_EVENTS:
+            return self.drift
+        return self.events
+
+    def agent_of(self, topic_name: str) -> str | None:
+        """The agent id in ``PREFIX/AGENT/kind`` under this prefix; None for a topic of another form."""
+        head = f"{self.prefix}/" if self.prefix else ""
+        if not topic_name.startswith(head):
+            return None
+        parts = topic_name[len(head):].split("/")
+        return parts[0] if len(parts) == 2 and parts[0] else None

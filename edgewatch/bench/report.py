@@ -135,7 +135,8 @@ def check_targets(results: dict[str, Any]) -> list[Target]:
     else:
         out.append(Target(name, "≥ 2.5×", "not run", None))
     if split:
-        for run, goal, what in (("loop_agent_batch", 1.5, f"at the agent's batch ({b})"), ("loop_64", 1.2, "at batch 64")):
+        for run, goal, what in (("loop_agent_batch", 1.5, f"at the agent's batch ({b})"),
+                                ("loop_64", 1.2, "at batch 64")):
             v = split[run]["cpu_us_per_message"] / split["agent"]["cpu_us_per_message"]
             out.append(_ratio_target(f"whole agent vs plain PyTorch loop {what}, messages per CPU-second, 100 streams",
                                      goal, v, f"{v:.2f}× ({1e6 / split['agent']['cpu_us_per_message']:,.0f} vs "
@@ -182,8 +183,8 @@ def check_targets(results: dict[str, Any]) -> list[Target]:
     name = "sentinel int8 vs fp32 decisions (trained S0), nominal and faulty simulator windows"
     if ag:
         worst = min(ag["nominal_agreement"], ag["faulty_agreement"])
-        out.append(Target(name, "≥ 99.5 % each", f"{ag['nominal_agreement']:.2%} of {ag['nominal_windows']:,} nominal, "
-                          f"{ag['faulty_agreement']:.2%} of {ag['faulty_windows']:,} faulty; alerts "
+        out.append(Target(name, "≥ 99.5 % each", f"{ag['nominal_agreement']:.2%} of {ag['nominal_windows']:,} "
+                          f"nominal, {ag['faulty_agreement']:.2%} of {ag['faulty_windows']:,} faulty; alerts "
                           f"{ag['alerts_int8']} vs {ag['alerts_fp32']}", worst >= 0.995,
                           "" if worst >= 0.995 else f"short by {0.995 - worst:.2%}"))
     else:

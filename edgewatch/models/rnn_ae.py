@@ -29,8 +29,8 @@ FAMILY = "rnn-ae"
 # script=True: the autoregressive decoder must become an ONNX Loop (docs/families.md)
 EXPORT = ExportSpec(quantization=Quantization.NONE, script=True,
                     why=("not int8: ONNX Runtime has no int8 GRU and the decoder's MatMuls sit inside a Loop, which "
-                         "dynamic int8 does not enter (0 nodes quantized); static int8 reaches only the few nodes outside "
-                         "it"))
+                         "dynamic int8 does not enter (0 nodes quantized); static int8 reaches only the few nodes "
+                         "outside it"))
 
 
 @dataclass

@@ -133,8 +133,8 @@ class _TimedAgent:
     def __init__(self, model_path: Path, stride: int, options: AgentOptions | None,
                  windows_per_call: int | None = None) -> None:
         model = ScoringModel(model_path)
-        self.model_cpu = 0.0
-        self.cpu = 0.0
+        self.model_cpu = self.cpu = 0.0
+        self.windows0 = 0
         self.windows_per_call = windows_per_call
         score_many = model.score_many
 

@@ -3,7 +3,9 @@
 Why: ONNX Runtime's only int8 LSTM is ``DynamicQuantizeLSTM``, which picks
 the activation scale from the whole input tensor of each call, so a
 window's score depends on the other windows of its batch (one window
-holding 100 among 127 normal ones put all 127 over the threshold). The
+holding 100 among 127 normal ones put all 127 over the threshold; the
+sentinel form, :mod:`edgewatch.export.sentinel`, now fixes those ranges and
+is faster, so this form stays as ``--quantize unrolled`` for comparison). The
 window length is static in every edgewatch file, so the loop over time
 can be unrolled and every gate written as a ``MatMulIntegerToFloat``
 whose activation scale is *fixed* in the file: the MatMuls read hidden

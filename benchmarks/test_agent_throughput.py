@@ -72,3 +72,34 @@ def test_hot_path_profile(benchmark, s0) -> None:
     benchmark.extra_info.update({"suite": "agent_profile", "streams": 100, "messages": len(items),
                                  "top": rows, "stages": stages})
     assert abs(sum(stages.values()) - 1) < 1e-6 and stages["model"] > 0 and stages["parse"] > 0
+
+
+@pytest.mark.parametrize("kind", ["trivial", "s0"])
+def test_per_stream_metrics_cost(benchmark, s0, trivial_model: Path, kind: str) -> None:
+    """What the per-stream Prometheus series cost the hot path, 100 streams, in alternating rounds:
+    no --metrics (stand-ins), --metrics without and with the per-stream table (windows, last anomaly_score)."""
+    from edgewatch.agent.metrics import AgentMetrics, UnexportedStreams
+
+    def metrics(variant: str) -> AgentMetrics:
+        m = AgentMetrics(exported=variant != "off")
+        if variant == "agent-wide":
+            m.stream_series = UnexportedStreams()
+        return m
+
+    rounds = 5
+    per_cpu_s: dict[str, list[float]] = {"off": [], "agent-wide": [], "per-stream": []}
+
+    def run() -> None:
+        for _ in range(rounds):
+            for variant in per_cpu_s:
+                t = throughput(_model_path(kind, s0, trivial_model), 100, N_MESSAGES // 3, metrics=metrics(variant))
+                per_cpu_s[variant].append(1e6 / t.cpu_us_per_message)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    med = {k: sorted(v)[len(v) // 2] for k, v in per_cpu_s.items()}
+    benchmark.group = "per-stream metrics cost"
+    benchmark.extra_info.update({"suite": "per_stream_metrics_cost", "model": kind, "streams": 100,
+                                 "rounds": rounds, "messages_per_cpu_s": med,
+                                 "per_stream_vs_agent_wide": med["per-stream"] / med["agent-wide"],
+                                 "per_stream_vs_off": med["per-stream"] / med["off"]})
+    assert all(len(v) == rounds for v in per_cpu_s.values())

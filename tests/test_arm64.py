@@ -84,10 +84,10 @@ def _split(event: dict, feature_errors: bool) -> tuple[dict, list[float]]:
 
     Top features are keyed by name: two features whose shares agree to rounding may swap ranks.
     """
-    rest = {k: v for k, v in event.items() if k not in ("score", "top_features")}
+    rest = {k: v for k, v in event.items() if k not in ("score", "anomaly_score", "top_features")}
     rest["episode"] = {k: v for k, v in event["episode"].items() if k != "peak_score"}
     top = sorted(event.get("top_features", []), key=lambda f: f["feature"])
-    scores = [event["score"], event["episode"]["peak_score"]]
+    scores = [event["score"], event["anomaly_score"], event["episode"]["peak_score"]]
     if feature_errors:  # near-equal per-feature errors under dynamic int8 swap places between CPUs
         rest["top_features"] = [f["feature"] for f in top]
         scores += [x for f in top for x in (f["error"], f["share"])]

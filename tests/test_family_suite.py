@@ -256,6 +256,20 @@ print(json.dumps({{"scores": b.scores.tolist(), "fe_shape": list(b.feature_error
     np.testing.assert_allclose(scores, want, rtol=rtol, atol=1e-4)
 
 
+def test_anomaly_score_is_0_on_typical_normal_data_and_1_at_the_threshold(exported: tuple, tiny: Tiny) -> None:
+    """One scale for every family: the agent's anomaly_score puts the same decisions at 1 as the raw threshold."""
+    from edgewatch.agent.score_scale import ScaleOrigin, scale_for
+
+    path, _ = exported
+    model = ScoringModel(path)
+    card = model.card
+    scale = scale_for(card, card.threshold)
+    assert scale.basis is ScaleOrigin.NORMAL_MEDIAN  # each family records its normal scores, below its threshold
+    assert scale.score(card.score_stats["normal"].p50) == 0.0 and scale.score(card.threshold) == 1.0
+    scores = model.score_many(load_checkpoint(tiny.checkpoint).calibration[:256]).scores.astype(np.float64)
+    np.testing.assert_array_equal(scale.scores(scores) > 1, scores > card.threshold)
+
+
 def test_export_checked_batch_invariance(exported: tuple, tiny: Tiny) -> None:
     """A window's score is the same alone or beside any windows, extreme ones included (stream isolation)."""
     path, report = exported

@@ -46,7 +46,9 @@ from typing import Any, Mapping
 import click
 
 from edgewatch.agent.engine import DEFAULT_STREAM_TTL
+from edgewatch.agent.metrics import DEFAULT_METRICS_MAX_STREAMS
 from edgewatch.agent.ops import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
+from edgewatch.agent.score_scale import MAX_SENSITIVITY, MIN_SENSITIVITY
 from edgewatch.errors import BadInput
 
 SECRETS = {"mqtt-password": "EDGEWATCH_MQTT_PASSWORD"}  # flags --print-config leaves out -> where to give them
@@ -75,6 +77,7 @@ class ModelSettings:
     sha256: str | None = setting("model-sha256")
     stride: int | None = setting("stride", minimum=1)
     threshold: float | None = setting("threshold")
+    sensitivity: float = setting("sensitivity", 1.0, minimum=MIN_SENSITIVITY, maximum=MAX_SENSITIVITY)
     k: int | None = setting("k", minimum=1)
     n: int | None = setting("n", minimum=1)
     close_after: int | None = setting("close-after", minimum=1)
@@ -139,6 +142,7 @@ class OpsSettings:
     """Running as a service: metrics and health endpoints, logs."""
 
     metrics: str | None = setting("metrics")
+    metrics_max_streams: int = setting("metrics-max-streams", DEFAULT_METRICS_MAX_STREAMS, minimum=0)
     ready_grace: float = setting("ready-grace", DEFAULT_READY_GRACE, minimum=0)
     ready_max_silence: float = setting("ready-max-silence", DEFAULT_READY_MAX_SILENCE, minimum=0)
     log_json: bool = setting("log-json", False)

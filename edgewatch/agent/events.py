@@ -8,9 +8,10 @@ out. Numbers that are not finite become ``null`` here, times outside what
 ``datetime`` can show become ``null``; nothing raises.
 
 Kinds: ``start`` / ``end`` (an anomalous episode; QoS-1 alerts with an
-idempotent ``id``), ``drift`` / ``drift_end``, ``model`` (a model was
-swapped in), ``model_refused`` (a candidate model was refused; the running
-one stays).
+idempotent ``id``, the raw ``score`` and ``threshold`` beside
+``anomaly_score``, where 1.0 is the threshold for every family),
+``drift`` / ``drift_end``, ``model`` (a model was swapped in),
+``model_refused`` (a candidate model was refused; the running one stays).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from edgewatch.agent.drift_watch import DriftEvent
     from edgewatch.agent.episodes import Transition
     from edgewatch.agent.model import ScoringModel
+    from edgewatch.agent.score_scale import ScoreScale
 
 
 def dumps(event: dict[str, Any]) -> str:
@@ -85,10 +87,15 @@ def _model(model: ScoringModel) -> dict[str, Any]:
     return {"sha256": model.sha256, "family": model.card.family}
 
 
-def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, model: ScoringModel,
-                  now: float, features: Sequence[str] = (), feature_error: np.ndarray | None = None,
-                  top: int = 3, reason: str | None = None, closed_at: float | None = None) -> dict[str, Any]:
+def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, scale: ScoreScale,
+                  model: ScoringModel, now: float, features: Sequence[str] = (),
+                  feature_error: np.ndarray | None = None, top: int = 3, reason: str | None = None,
+                  closed_at: float | None = None) -> dict[str, Any]:
     """``start`` or ``end`` of an anomalous episode; ``id`` is the same for a redelivery of the same event.
+
+    ``score`` is the episode's peak score in the model's units, ``threshold``
+    the score it alerts above, and ``anomaly_score`` the peak on ``scale``
+    (1.0 = the threshold for every family).
 
     ``closed_at``: the agent's wall-clock time when it ended the episode for ``reason`` (stopping, a model
     swap, an idle stream) rather than by its data; the episode's times stay those of the stream's messages.
@@ -107,6 +114,7 @@ def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, 
         "seq": ep.start_seq if start else ep.end_seq,
         "score": number(ep.peak_score, 6),
         "threshold": number(threshold),
+        "anomaly_score": number(scale.score(ep.peak_score), 6),
         "episode": {
             "start_ts": number(ep.start_ts), "start_seq": ep.start_seq,
             "end_ts": number(ep.end_ts), "end_seq": ep.end_seq,

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.errors import EdgewatchError
@@ -118,20 +119,24 @@ def score_batch(windows: int | None) -> Iterator[None]:
 
 
 def throughput(model_path: Path, streams: int, n_messages: int = 60_000, stride: int = 3,
-               options: AgentOptions | None = None, windows_per_call: int | None = None) -> Throughput:
+               options: AgentOptions | None = None, windows_per_call: int | None = None,
+               metrics: AgentMetrics | None = None) -> Throughput:
     """Messages per second through :meth:`Agent.process` for ``streams`` streams of raw JSON.
 
     ``windows_per_call``: score that many windows per ONNX Runtime call
-    instead of the agent's own batch (see :func:`score_batch`).
+    instead of the agent's own batch (see :func:`score_batch`). ``metrics``:
+    the agent's metrics (default: exported, as the Agent makes them when
+    given none).
     """
-    return interleaved_agents({"one": (model_path, windows_per_call)}, streams, n_messages, stride, options)["one"]
+    return interleaved_agents({"one": (model_path, windows_per_call)}, streams, n_messages, stride, options,
+                              metrics)["one"]
 
 
 class _TimedAgent:
     """An agent on a model whose ONNX Runtime calls are timed (CPU), with its own windows per call."""
 
     def __init__(self, model_path: Path, stride: int, options: AgentOptions | None,
-                 windows_per_call: int | None = None) -> None:
+                 windows_per_call: int | None = None, metrics: AgentMetrics | None = None) -> None:
         model = ScoringModel(model_path)
         self.model_cpu = self.cpu = 0.0
         self.windows0 = 0
@@ -148,7 +153,7 @@ class _TimedAgent:
         model.score_many = timed  # type: ignore[method-assign]
         opts = options or AgentOptions(agent_id="bench")
         opts.stride = stride
-        self.agent = Agent(model, [CountingSink()], opts)
+        self.agent = Agent(model, [CountingSink()], opts, metrics=metrics)
 
     def process(self, items: list[Item]) -> None:
         with score_batch(self.windows_per_call):
@@ -168,15 +173,20 @@ class _TimedAgent:
 
 
 def interleaved_agents(models: dict[str, tuple[Path, int | None]], streams: int, n_messages: int = 60_000,
-                       stride: int = 3, options: AgentOptions | None = None) -> dict[str, Throughput]:
+                       stride: int = 3, options: AgentOptions | None = None,
+                       metrics: AgentMetrics | None = None) -> dict[str, Throughput]:
     """Several agents (model file, windows per call) on the same messages, in turns batch by batch.
 
     Why turns: on a shared machine the speed moves by 15 % from one second
     to the next; agents that take turns every drained batch (the order
     alternating) see the same machine, so their ratio holds where whole runs
     one after the other did not (measured: 1.00x to 1.29x between rounds).
+    ``metrics`` is for one agent only (a Prometheus registry takes each
+    series once).
     """
-    timed = {name: _TimedAgent(path, stride, options and dataclasses.replace(options), per_call)
+    if metrics is not None and len(models) > 1:
+        raise ValueError("one AgentMetrics serves one agent: give metrics with a single model")
+    timed = {name: _TimedAgent(path, stride, options and dataclasses.replace(options), per_call, metrics)
              for name, (path, per_call) in models.items()}
     batch = next(iter(timed.values())).agent.options.max_batch
     warm = raw_messages(max(20 * streams, 2048), streams, seed=1)

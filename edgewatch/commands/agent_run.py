@@ -15,12 +15,13 @@ from edgewatch import digests
 from edgewatch.agent.broker import Connections
 from edgewatch.agent.config import AgentConfig, load_into_context
 from edgewatch.agent.engine import DEFAULT_STREAM_TTL, Agent, AgentOptions, RunSummary
-from edgewatch.agent.metrics import AgentMetrics
+from edgewatch.agent.metrics import DEFAULT_METRICS_MAX_STREAMS, AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.ops import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
 from edgewatch.agent.model_store import ModelStore
 from edgewatch.agent.releases import admit_at_start
 from edgewatch.agent.runtime import ModelRuntime
+from edgewatch.agent.score_scale import MAX_SENSITIVITY, MIN_SENSITIVITY
 from edgewatch.agent.signing import TrustPolicy
 from edgewatch.agent.sinks import make_sink
 from edgewatch.agent.sources import make_source, schemes
@@ -95,7 +96,13 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
               help="Where alert events go (repeatable).")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
               help="Score every n-th point's window (default: the model file's, 3 for S0).")
-@click.option("--threshold", type=float, default=None, help="Override the model file's calibrated threshold.")
+@click.option("--threshold", type=float, default=None,
+              help="Override the model file's calibrated threshold, in the model's own score units.")
+@click.option("--sensitivity", type=click.FloatRange(min=MIN_SENSITIVITY, max=MAX_SENSITIVITY), default=1.0,
+              show_default=True,
+              help="Multiplies anomaly_score (0 = typical normal data, 1 = the threshold; docs/operators.md); "
+                   "windows alert above 1, so 2 alerts at half the distance to the threshold, 0.5 at twice it. "
+                   "The same meaning for every model family.")
 @click.option("--k", "k", type=click.IntRange(min=1), default=None,
               help="Episode starts when k of the last n scored windows are over the threshold.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=None, help="See --k.")
@@ -131,6 +138,10 @@ On live streams a message of the wrong arity is bad input: counted, skipped, nev
                    "new alerts are dropped and counted in edgewatch_spool_dropped.")
 @click.option("--metrics", "metrics_addr", default=None, metavar="ADDR:PORT",
               help="Serve Prometheus /metrics and JSON /livez, /readyz (and /healthz) here, e.g. 127.0.0.1:9108.")
+@click.option("--metrics-max-streams", type=click.IntRange(min=0), default=DEFAULT_METRICS_MAX_STREAMS,
+              show_default=True,
+              help="Streams with their own series in /metrics (edgewatch_anomaly_score{stream}, ...); the "
+                   'others are summed up as stream="_other" and counted in edgewatch_streams_aggregated.')
 @click.option("--ready-grace", type=click.FloatRange(min=0), default=DEFAULT_READY_GRACE, show_default=True,
               help="Seconds after start in which no message yet reads as 'starting' (then 'no_data'); /readyz "
                    "is 503 either way until the first message.")
@@ -185,7 +196,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
             learn_state: Path = Path("edgewatch-learned"), ready_grace: float = DEFAULT_READY_GRACE,
             ready_max_silence: float = DEFAULT_READY_MAX_SILENCE, max_streams: int | None = None,
             stream_ttl: float = DEFAULT_STREAM_TTL, ui_max_clients: int = 16, spool_memory_mb: float = 4.0,
-            print_config: bool = False) -> None:
+            print_config: bool = False, sensitivity: float = 1.0,
+            metrics_max_streams: int = DEFAULT_METRICS_MAX_STREAMS) -> None:
     """Score live streams with a model file and send an alert per anomalous episode.
 
     Every --stride-th measurement of a stream, its last WINDOW measurements are
@@ -220,7 +232,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     if model_topic:
         resumed = resume_live(store, trust, actual)
     options = AgentOptions(stride=stride, threshold=threshold, k=k, n=n, close_after=close_after,
-                           max_streams=max_streams,
+                           sensitivity=sensitivity, max_streams=max_streams,
                            stream_ttl=stream_ttl or None)
     if learn_rows:
         options.drift_every = 0  # each stream's normal is its own: the template's drift reference is not it
@@ -271,7 +283,8 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
         closers = attach_operations(agent, metrics_addr, watch_model, watch_interval, model_topic, spool_dir,
                                     trust=trust, max_model_bytes=int(max_model_mb * 2**20), store=store,
                                     status_interval=status_interval, shadow_interval=shadow_report_interval,
-                                    ready=(ready_grace, ready_max_silence))
+                                    ready=(ready_grace, ready_max_silence),
+                                    metrics_max_streams=metrics_max_streams)
         close_page_and_record = attach_page_and_record(agent, ui, record_run,  # --ui, --record-run
                                                        ui_max_clients=ui_max_clients)
     except BaseException:  # e.g. the --ui port is taken: still flush and close what was opened
@@ -285,6 +298,7 @@ def command(model_path: Path, model_sha256: str | None, sources: tuple[str, ...]
     log.info("model %s (%s, window %d, stride %d, threshold %.6g, sha256 %s); at most %d streams (~%.1f KiB "
              "each)", model_path, card.family, card.window, agent.stride, agent.threshold, model.sha256[:12],
              agent.max_streams, runtime.stream_bytes() / 1024)
+    log.info("%s", runtime.scale.describe())
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("signal %d: stopping (draining queued messages, flushing sinks)", signum)
@@ -352,14 +366,15 @@ def attach_operations(agent: Agent, metrics_addr: str | None, watch_model: bool,
                       model_topic: bool, spool_dir: Path, trust: TrustPolicy | None = None,
                       max_model_bytes: int | None = None, store: ModelStore | None = None,
                       status_interval: float = 10.0, shadow_interval: float = 60.0,
-                      ready: tuple[float, float] = (DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE)
-                      ) -> list[Callable[[], None]]:
+                      ready: tuple[float, float] = (DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE),
+                      metrics_max_streams: int = DEFAULT_METRICS_MAX_STREAMS) -> list[Callable[[], None]]:
     """Start /metrics + health, systemd notify/watchdog, model swaps, the fleet status; returns what stops them."""
     from edgewatch.agent.ops import OpsServer, SystemdNotifier
 
     closers: list[Callable[[], None]] = []
     if metrics_addr:
-        ops = OpsServer(agent, metrics_addr, ready_grace=ready[0], ready_max_silence=ready[1])
+        ops = OpsServer(agent, metrics_addr, ready_grace=ready[0], ready_max_silence=ready[1],
+                        max_streams=metrics_max_streams)
         click.echo(f"metrics on {ops.url}/metrics, health on {ops.url}/livez and {ops.url}/readyz", err=True)
         closers.append(ops.close)
     if watch_model:

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.agent.episodes import MAX_M, EpisodeTracker
+from edgewatch.agent.isolation import check_isolation
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.postprocess import PostProcessor, make_postprocessor, state_bytes
 from edgewatch.agent.score_scale import check_sensitivity, scale_for
@@ -183,6 +184,7 @@ class ModelRuntime:
         except (ValueError, TypeError) as exc:
             raise BadModelFile(f"{where}: its card cannot run: {exc}") from exc
         dry_run(runtime)
+        check_isolation(model)  # on this machine's int8 kernels: BadModelFile when one window moves another
         for w in runtime.warnings:
             log.warning("%s: %s", where, w)
         return runtime

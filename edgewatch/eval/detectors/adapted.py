@@ -32,7 +32,7 @@ and the ones before it only.
 
 Fails when: a stream's first 16 timestamps are not typical (a gap, a
 burst of retransmissions), an integer-valued measurement (speeds in
-whole km/h) is taken for counts (measured: -0.03 to -0.07 on four such
+whole mph) is taken for counts (measured: -0.03 to -0.07 on four such
 NAB files), or a stream without timestamps is replayed faster than real
 time (its arrival times then say nothing; rows are used when no interval
 can be told).
@@ -134,4 +134,3 @@ class AdaptedDetector:
     def score_series(self, values: np.ndarray, key: str = "", times: np.ndarray | None = None) -> np.ndarray:
         x = anscombe(values) if self.counts and looks_like_counts(values) else values
         return self.model_for(*self.settings(times)).score_series(x, key)
-

@@ -40,9 +40,10 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
     levels on their own), equal to ``fourth-round`` up to the graph's
     float32 distances; ``resonance`` is the ARTime-like post-process
     (:mod:`edgewatch.agent.resonance`), kept for comparison;
-    ``novelty-levels-adapted`` is the default with the levels' range in the
-    stream's time and counts stabilised (:mod:`edgewatch.eval.detectors.adapted`,
-    eval-side until the agent's post-process sees message times).
+    ``novelty-levels-adapted`` is the default with the levels' range and the
+    shape length in each stream's time and counts stabilised
+    (:mod:`edgewatch.eval.detectors.adapted`, evaluation only until the
+    agent's post-process sees message times).
     """
     from edgewatch.eval.runner import MaxEnsemble, ModelDetector
 

@@ -92,7 +92,7 @@ def test_model_file_and_ensemble_run_like_the_agent(tmp_path: Path) -> None:
     class Half:
         name = "half"
 
-        def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
+        def score_series(self, values: np.ndarray, key: str = "", times: np.ndarray | None = None) -> np.ndarray:
             return np.full(len(values), 0.5)
 
     both = MaxEnsemble("both", [det, Half()]).score_series(x)

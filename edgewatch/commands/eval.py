@@ -46,7 +46,9 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
               help="null, random, windowed-gaussian, novelty, levels, novelty-levels (the default: one file "
                    "carrying both, alert when either alerts; what 'eval make-detector' writes), fourth-round (the "
                    "previous default), novelty-levels-pair (the fourth round as two files), resonance (ARTime-"
-                   "like), or model:PATH.onnx (any edgewatch model file of one feature, run as the agent runs it).")
+                   "like), novelty-levels-adapted (the default with the levels' range and the shape length in each "
+                   "stream's own time and counts stabilised: evaluation only, the agent cannot run it yet), or "
+                   "model:PATH.onnx (any edgewatch model file of one feature, run as the agent runs it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")
 @click.option("--scores-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also keep every file's scores (.npz) to re-score later with 'eval scores'.")

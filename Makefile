@@ -29,7 +29,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # mosquitto (MQTT tests), chromium (live page test), qemu-user-static (the agent on arm64,
-# tests/system/test_arm64.py) and systemd (systemd-analyze verifies the unit, tests/system/test_deploy.py),
+# tests/system/test_arm64.py), systemd (systemd-analyze verifies the unit, tests/system/test_deploy.py) and
+# prometheus + prometheus-alertmanager (a real scrape, rule and alert API, tests/agent/ops/test_prometheus.py),
 # only when missing. The arm64 Python and its wheels are fetched by the test itself into
 # ~/.cache/edgewatch-arm64 ($$EDGEWATCH_ARM64_CACHE), once.
 system-deps:
@@ -38,6 +39,8 @@ system-deps:
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v qemu-aarch64-static >/dev/null 2>&1 || missing="$$missing qemu-user-static"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from edgewatch.bench.agent_load import paced_cpu_share, streams_per_core, throughput
-from edgewatch.bench.models import Engine
 
 from .conftest import QUICK
 
 
 def test_streams_per_core(benchmark, s0) -> None:
-    path = s0.paths[Engine.ORT_FP32]
+    path = s0.shipped
 
     def measure() -> dict:
         cost = throughput(path, 100, 30_000 if QUICK else 60_000)

@@ -4,14 +4,19 @@ Each benchmark times one call scoring one batch; the report divides by
 the batch for per-window figures. ``test_engine_ratios`` also times the
 three engines *interleaved* (A, B, C, A, B, C ...) at batch 1, so that the
 ratios the targets are judged on are not skewed by a slow spell of the
-shared machine hitting one engine only.
+shared machine hitting one engine only. ``test_s0_forms`` times every form
+of the trained S0 network the same way at batch 1, 16, 32 and 64, and
+``test_isolation_check_cost`` what the agent's load-time check costs.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from edgewatch.bench.engines import engine_runner, interleaved_medians, max_abs_score_diff
+from edgewatch.agent.engine import SCORE_BATCH
+from edgewatch.agent.isolation import check_isolation
+from edgewatch.agent.model import ScoringModel
+from edgewatch.bench.engines import engine_runner, interleaved_medians, max_abs_score_diff, s0_form_runners
 from edgewatch.bench.models import BENCH_MODELS, Engine
 from edgewatch.contract import Quantization
 from edgewatch.models import family_module
@@ -58,3 +63,31 @@ def test_engine_ratios(benchmark, models, name: str) -> None:
         "max_abs_score_diff": {k.value: v for k, v in diffs.items()}})
     # the fp32 file must score what PyTorch scores; anything else would make the timing meaningless
     assert diffs[Engine.ORT_FP32] < 1e-3
+
+
+@pytest.mark.parametrize("batch", sorted({1, 16, SCORE_BATCH, 64}))
+def test_s0_forms(benchmark, s0, batch: int) -> None:
+    """The trained S0 network alone in each form, interleaved rounds (the issue's table, on this CPU)."""
+    fns = s0_form_runners(s0, batch)
+    timings = benchmark.pedantic(interleaved_medians, args=(fns,),
+                                 kwargs={"rounds": 5 if QUICK else 9, "round_seconds": 0.05}, rounds=1, iterations=1)
+    benchmark.group = "s0 forms (interleaved)"
+    benchmark.extra_info.update({"suite": "s0_forms", "batch": batch, "agent_batch": SCORE_BATCH,
+                                 "us_per_window": {k: 1e6 * v.median / batch for k, v in timings.items()}})
+    assert set(timings) == set(fns) and all(v.median > 0 for v in timings.values())
+
+
+def test_isolation_check_cost(benchmark, s0) -> None:
+    """CPU time of the agent's load-time isolation check on the S0 files (it runs at every model load)."""
+    models = {"sentinel-int8": ScoringModel(s0.shipped), "fp32": ScoringModel(s0.paths[Engine.ORT_FP32])}
+    for m in models.values():
+        check_isolation(m)  # first calls allocate
+    got = {name: [check_isolation(m) for _ in range(5)] for name, m in models.items()}
+    benchmark.pedantic(check_isolation, args=(models["sentinel-int8"],), rounds=3, iterations=1)
+    benchmark.group = "isolation check"
+    benchmark.extra_info.update({
+        "suite": "isolation_check", "int8_path": got["fp32"][0].int8_path, "calls": got["fp32"][0].calls,
+        "windows": got["fp32"][0].windows,
+        "cpu_ms": {k: sorted(r.cpu_ms for r in v)[len(v) // 2] for k, v in got.items()},
+        "max_rel_diff": {k: max(r.max_rel_diff for r in v) for k, v in got.items()}})
+    assert all(r.max_rel_diff <= 1e-5 for v in got.values() for r in v)

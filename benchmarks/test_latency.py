@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from edgewatch.bench.agent_load import alert_latency
-from edgewatch.bench.models import Engine
 
 from .conftest import QUICK
 
 
 def test_alert_latency(benchmark, s0) -> None:
-    result = benchmark.pedantic(alert_latency, args=(s0.paths[Engine.ORT_FP32],),
+    result = benchmark.pedantic(alert_latency, args=(s0.shipped,),
                                 kwargs={"rate": 1000.0, "seconds": 5.0 if QUICK else 20.0},
                                 rounds=1, iterations=1)
     benchmark.group = "alert latency"

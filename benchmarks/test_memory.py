@@ -7,14 +7,13 @@ from pathlib import Path
 
 from edgewatch.bench.agent_load import agent_rss, stream_memory
 from edgewatch.bench.memory import agent_memory, first_score_latency
-from edgewatch.bench.models import Engine
 
 from .conftest import QUICK
 
 
 def test_agent_rss(benchmark, s0) -> None:
     rows = 8_000 if QUICK else 20_000
-    result = benchmark.pedantic(agent_rss, args=(s0.paths[Engine.ORT_FP32],), kwargs={"rows": rows},
+    result = benchmark.pedantic(agent_rss, args=(s0.shipped,), kwargs={"rows": rows},
                                 rounds=1, iterations=1)
     benchmark.group = "agent memory"
     benchmark.extra_info.update({"suite": "agent_rss", **asdict(result)})
@@ -25,7 +24,7 @@ def test_agent_rss(benchmark, s0) -> None:
 def test_memory_per_stream(benchmark, s0) -> None:
     """What one more stream costs with the S0 model (window, drift sample): sizes --max-streams."""
     streams = 2_000 if QUICK else 9_800
-    result = benchmark.pedantic(stream_memory, args=(s0.paths[Engine.ORT_FP32],), kwargs={"streams": streams},
+    result = benchmark.pedantic(stream_memory, args=(s0.shipped,), kwargs={"streams": streams},
                                 rounds=1, iterations=1)
     benchmark.group = "agent memory"
     benchmark.extra_info.update({"suite": "stream_memory", **asdict(result)})

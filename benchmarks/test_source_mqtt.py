@@ -30,7 +30,6 @@ from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources import make_source
 from edgewatch.wire.sparkplug import encode_metric, encode_payload
 from edgewatch.bench.agent_load import CountingSink
-from edgewatch.bench.models import Engine
 
 from .conftest import QUICK
 
@@ -120,7 +119,7 @@ def trivial_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("model", ["trivial", "s0-int8"])
 @pytest.mark.parametrize("form", ["json", "sparkplug"])
 def test_mqtt_source_intake(benchmark, s0, trivial_model: Path, mosquitto, form: str, model: str) -> None:
-    path = trivial_model if model == "trivial" else s0.paths[Engine.ORT_INT8]
+    path = trivial_model if model == "trivial" else s0.shipped
     result = benchmark.pedantic(intake, args=(path, mosquitto, form, N_MESSAGES, f"bench-{form}-{model}"),
                                 rounds=1, iterations=1)
     benchmark.group = "mqtt source intake"

@@ -6,6 +6,12 @@ fixture ``broker`` makes sure it is running again when the next test starts.
 ``make_broker`` starts extra brokers with their own configuration lines
 (TLS, passwords). Brokers persist retained messages and sessions, so a
 persistent subscriber sees everything across a broker restart.
+
+``make_prometheus`` (a Prometheus scraping given targets with given rule
+files, one-second intervals) and ``alertmanager`` run the Debian packages
+``prometheus`` and ``prometheus-alertmanager`` on free loopback ports;
+each is stopped at the end of its test, and a test is skipped when the
+package is missing (``make system-deps`` installs it).
 """
 
 from __future__ import annotations
@@ -244,3 +250,177 @@ def live_page(agent: Any, address: str = "127.0.0.1:0", options: Any = None) -> 
     view = LiveView.of(agent, options)
     agent.subscribe(view.on_event, view.on_batch)
     return start_ui(view, address)
+# -- Prometheus and Alertmanager (Debian packages prometheus, prometheus-alertmanager) ---------------------------
+
+PROMETHEUS = shutil.which("prometheus")
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+def _http_json(url: str, body: Any = None, timeout: float = 5.0) -> Any:
+    """GET (or POST ``body`` as JSON to) ``url`` and decode the JSON answer."""
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        text = r.read()
+    return json.loads(text) if text else None
+
+
+class _Server:
+    """A server process on a fixed free loopback port, ready when ``/-/ready`` answers 200; same port on restart."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path) -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def args(self) -> list[str]:  # pragma: no cover - each server says its own
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30.0) -> _Server:
+        import urllib.request
+
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        self._log = open(self.dir / f"{self.name}.log", "ab")
+        self.proc = subprocess.Popen(self.args(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self.dir)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} was not ready on {self.url} within {timeout}s: {self.log()[-2000:]}")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s: no process outlives its test."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        p = self.dir / f"{self.name}.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+
+class Prometheus(_Server):
+    """Prometheus scraping ``targets`` (``HOST:PORT``) and evaluating ``rule_files``, both every ``interval``."""
+
+    name = "prometheus"
+
+    def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path] = (), interval: str = "1s") -> None:
+        missing = [str(p) for p in rule_files if not Path(p).is_file()]
+        if missing:  # Prometheus reads a rule_files glob that matches nothing as no rules, silently
+            raise FileNotFoundError(f"rule file(s) not found: {missing}")
+        super().__init__(workdir)
+        self.config = self.dir / "prometheus.yml"
+        self.config.write_text(json.dumps({  # JSON is YAML
+            "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
+            "rule_files": [str(p) for p in rule_files],
+            "scrape_configs": [{"job_name": "edgewatch", "static_configs": [{"targets": list(targets)}]}],
+        }, indent=1))
+
+    def args(self) -> list[str]:
+        return [PROMETHEUS, f"--config.file={self.config}", f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address={self.host}:{self.port}", "--log.level=warn"]
+
+    def api(self, path: str, **params: str) -> Any:
+        """``/api/v1/<path>``'s ``data`` (RuntimeError with Prometheus's reason when it is not a success)."""
+        from urllib.parse import urlencode
+
+        try:
+            got = _http_json(f"{self.url}/api/v1/{path}" + (f"?{urlencode(params)}" if params else ""))
+        except Exception as exc:  # an HTTP 400 carries Prometheus's reason in its body
+            body = exc.read().decode(errors="replace") if hasattr(exc, "read") else str(exc)
+            raise RuntimeError(f"prometheus {path} {params}: {body}") from exc
+        if got.get("status") != "success":
+            raise RuntimeError(f"prometheus {path} {params}: {got}")
+        return got["data"]
+
+    def query(self, expr: str) -> list[dict]:
+        """An instant query's result vector."""
+        return self.api("query", query=expr)["result"]
+
+    def alerts(self) -> list[dict]:
+        """The active (pending or firing) alerts of the rules."""
+        return self.api("alerts")["alerts"]
+
+
+class Alertmanager(_Server):
+    """Alertmanager with one route to a receiver that sends nothing, clustering off, quick grouping."""
+
+    name = "alertmanager"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.config = self.dir / "alertmanager.yml"
+        self.config.write_text(json.dumps({
+            "route": {"receiver": "null", "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
+            "receivers": [{"name": "null"}],
+        }, indent=1))
+
+    def args(self) -> list[str]:
+        return [ALERTMANAGER, f"--config.file={self.config}", f"--storage.path={self.dir / 'data'}",
+                f"--web.listen-address={self.host}:{self.port}", "--cluster.listen-address=", "--log.level=warn"]
+
+    def post(self, alerts: list[dict]) -> None:
+        """``POST /api/v2/alerts``, as Prometheus and the agent's sink send them."""
+        _http_json(self.url + "/api/v2/alerts", alerts)
+
+    def alerts(self) -> list[dict]:
+        """``GET /api/v2/alerts``: the alerts it holds that have not ended."""
+        return _http_json(self.url + "/api/v2/alerts")
+
+
+@pytest.fixture
+def make_prometheus(tmp_path: Path) -> Iterator:
+    """Factory: ``make_prometheus(targets, rule_files)`` starts a Prometheus; all are stopped after the test."""
+    made: list[Prometheus] = []
+
+    def make(targets: list[str], rule_files: list[Path] = (), interval: str = "1s") -> Prometheus:
+        if PROMETHEUS is None:
+            pytest.skip("prometheus is not installed (apt-get install prometheus; make system-deps)")
+        p = Prometheus(tmp_path / f"prometheus{len(made)}", targets, rule_files, interval)
+        made.append(p)
+        return p.start()
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
+    """A running Alertmanager on a free loopback port, stopped after the test (``restart()`` keeps the port)."""
+    if ALERTMANAGER is None:
+        pytest.skip("alertmanager is not installed (apt-get install prometheus-alertmanager; make system-deps)")
+    am = Alertmanager(tmp_path / "alertmanager").start()
+    yield am
+    am.stop()

@@ -125,6 +125,7 @@ def assemble(config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> Assembly:
     log.info("model %s (%s, window %d, stride %d, threshold %.6g, sha256 %s); at most %d streams (~%.1f KiB "
              "each)", agent.model.path, agent.card.family, agent.window, agent.stride, agent.threshold,
              agent.model.sha256[:12], agent.max_streams, agent.runtime.stream_bytes() / 1024)
+    log.info("%s", agent.runtime.scale.describe())
     return assembly
 
 
@@ -132,7 +133,7 @@ def agent_options(config: AgentConfig) -> AgentOptions:
     """The agent's run-time choices from the config (None: the model file's)."""
     m = config.model
     options = AgentOptions(stride=m.stride, threshold=m.threshold, k=m.k, n=m.n, close_after=m.close_after,
-                           max_streams=config.streams.max, stream_ttl=config.streams.ttl or None)
+                           sensitivity=m.sensitivity, max_streams=config.streams.max, stream_ttl=config.streams.ttl or None)
     if config.learn.rows:
         options.drift_every = 0  # each stream's normal is its own: the template's drift reference is not it
     if config.fleet.agent_id:
@@ -236,7 +237,8 @@ def _operations(assembly: Assembly) -> None:
     if ops.metrics:
         from edgewatch.agent.ops.server import OpsServer
 
-        server = OpsServer(agent, ops.metrics, ready_grace=ops.ready_grace, ready_max_silence=ops.ready_max_silence)
+        server = OpsServer(agent, ops.metrics, ready_grace=ops.ready_grace, ready_max_silence=ops.ready_max_silence,
+                           max_streams=ops.metrics_max_streams)
         assembly.urls["metrics"] = server.url
         closers.append(server.close)
     from edgewatch.agent.ops.systemd import SystemdNotifier

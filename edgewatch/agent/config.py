@@ -46,7 +46,9 @@ from typing import Any, Mapping
 import click
 
 from edgewatch.agent.engine import DEFAULT_STREAM_TTL
+from edgewatch.agent.ops.metrics import DEFAULT_METRICS_MAX_STREAMS
 from edgewatch.agent.ops.server import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
+from edgewatch.agent.score_scale import MAX_SENSITIVITY, MIN_SENSITIVITY
 from edgewatch.errors import BadInput
 
 SECRETS = {"mqtt-password": "EDGEWATCH_MQTT_PASSWORD"}
@@ -88,6 +90,10 @@ class ModelSettings:
     stride: int | None = setting("stride", minimum=1,
                                  help="Score every n-th point's window (default: the model file's, 3 for S0).")
     threshold: float | None = setting("threshold", help="Override the model file's calibrated threshold.")
+    sensitivity: float = setting("sensitivity", 1.0, minimum=MIN_SENSITIVITY, maximum=MAX_SENSITIVITY,
+                                 help="Multiplies anomaly_score (0 = typical normal data, 1 = the threshold; "
+                                      "docs/operators.md); windows alert above 1, so 2 alerts at half the distance "
+                                      "to the threshold, 0.5 at twice it. The same meaning for every model family.")
     k: int | None = setting("k", minimum=1,
                             help="Episode starts when k of the last n scored windows are over the threshold.")
     n: int | None = setting("n", minimum=1, help="See --k.")
@@ -202,6 +208,10 @@ class OpsSettings:
     metrics: str | None = setting("metrics", metavar="ADDR:PORT",
                                   help="Serve Prometheus /metrics and JSON /livez, /readyz (and /healthz) here, e.g. "
                                        "127.0.0.1:9108.")
+    metrics_max_streams: int = setting("metrics-max-streams", DEFAULT_METRICS_MAX_STREAMS, minimum=0,
+                                       help="Streams with their own series in /metrics (edgewatch_anomaly_score"
+                                            "{{stream}}, ...); the others are summed up as stream=\"_other\" and "
+                                            "counted in edgewatch_streams_aggregated.")
     ready_grace: float = setting("ready-grace", DEFAULT_READY_GRACE, minimum=0,
                                  help="Seconds after start in which no message yet reads as 'starting' (then "
                                       "'no_data'); /readyz is 503 either way until the first message.")

@@ -6,9 +6,11 @@ finite become ``null`` here, times outside what ``datetime`` can show
 become ``null`` (:mod:`edgewatch.wire.json`); nothing raises.
 
 Kinds: ``start`` / ``end`` (an anomalous episode; QoS-1 alerts with an
-idempotent ``id``), ``drift`` / ``drift_end``, and the model events of the
-fleet contract (docs/fleet.md): ``model_swapped``, ``model_shadow``,
-``model_refused`` (the running model stays), ``model_unchanged``.
+idempotent ``id``, the raw ``score`` and ``threshold`` beside
+``anomaly_score``, where 1.0 is the threshold for every family),
+``drift`` / ``drift_end``, and the model events of the fleet contract
+(docs/fleet.md): ``model_swapped``, ``model_shadow``, ``model_refused``
+(the running model stays), ``model_unchanged``.
 """
 
 from __future__ import annotations
@@ -27,16 +29,22 @@ if TYPE_CHECKING:
     from edgewatch.agent.drift_watch import DriftEvent
     from edgewatch.agent.episodes import Transition
     from edgewatch.agent.model import ScoringModel
+    from edgewatch.agent.score_scale import ScoreScale
 
 
 def _model(model: ScoringModel) -> dict[str, Any]:
     return {"sha256": model.sha256, "family": model.card.family}
 
 
-def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, model: ScoringModel,
-                  now: float, features: Sequence[str] = (), feature_error: np.ndarray | None = None,
-                  top: int = 3, reason: str | None = None) -> dict[str, Any]:
+def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, scale: ScoreScale,
+                  model: ScoringModel, now: float, features: Sequence[str] = (),
+                  feature_error: np.ndarray | None = None, top: int = 3, reason: str | None = None
+                  ) -> dict[str, Any]:
     """``start`` or ``end`` of an anomalous episode; ``id`` is the same for a redelivery of the same event.
+
+    ``score`` is the episode's peak score in the model's units, ``threshold``
+    the score it alerts above, and ``anomaly_score`` the peak on ``scale``
+    (1.0 = the threshold for every family).
 
     ``reason``: why the agent ended the episode (stopping, a model swap, an idle stream) rather than its
     data; then ``closed_at`` is ``now``, the agent's wall-clock time, while the episode's times stay those
@@ -56,6 +64,7 @@ def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, 
         "seq": ep.start_seq if start else ep.end_seq,
         "score": number(ep.peak_score, 6),
         "threshold": number(threshold),
+        "anomaly_score": number(scale.score(ep.peak_score), 6),
         "episode": {
             "start_ts": number(ep.start_ts), "start_seq": ep.start_seq,
             "end_ts": number(ep.end_ts), "end_seq": ep.end_seq,
@@ -142,6 +151,7 @@ class ScoredWindow:
     seq: int
     score: float
     over: bool
+    anomaly: float = float("nan")  # anomaly_score (agent/score_scale.py)
 
 
 @dataclass

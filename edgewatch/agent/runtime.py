@@ -2,8 +2,9 @@
 
 :mod:`edgewatch.contract` says what a file *says*; a :class:`ModelRuntime`
 says what it *means* here, built from (model file, run-time overrides): the
-resolved window, stride, threshold and k/n, the post-processor, the
-episode tracker and the drift watch. Everything that could stop the
+resolved window, stride, threshold and k/n, the anomaly_score scale
+(:mod:`edgewatch.agent.score_scale`), the post-processor, the episode
+tracker and the drift watch. Everything that could stop the
 scoring loop is tried while building (the post-process is built and fed a
 dry-run batch of the graph's own output, the drift reference is checked
 against the features, k/n and the threshold are checked), so building
@@ -37,8 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.agent.episodes import MAX_M, EpisodeTracker
+from edgewatch.agent.isolation import check_isolation
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.postprocess import PostProcessor, make_postprocessor
+from edgewatch.agent.score_scale import check_sensitivity, scale_for
 from edgewatch.contract import ModelCard, Quantization
 from edgewatch.contract.postprocess import state_bytes
 from edgewatch.errors import BadModelFile, BadOverride
@@ -65,6 +68,7 @@ class Overrides:
     k: int | None = None
     n: int | None = None
     m: int | None = None  # quiet windows before an episode ends (``--close-after``)
+    sensitivity: float = 1.0  # scales anomaly_score; the agent alerts above 1 (agent/score_scale.py)
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class ModelRuntime:
         self.drift_settings = drift_settings
         self.window = self.card.window
         self.stride = stride
-        self.threshold = threshold
+        self.set_threshold(threshold)
         self.k = k
         self.n = n
         self.m = n if m is None else m
@@ -106,6 +110,17 @@ class ModelRuntime:
     @property
     def features(self) -> list[str]:
         return self.card.features
+
+    def set_threshold(self, threshold: float) -> None:
+        """Take ``threshold`` in ``--threshold``'s raw meaning: the 1.0 of anomaly_score moves there.
+
+        ``self.threshold`` is then the score the agent alerts above: this
+        threshold at sensitivity 1, else where the sensitivity puts
+        anomaly_score 1 (:mod:`edgewatch.agent.score_scale`).
+        """
+        self.model_threshold = float(threshold)
+        self.scale = scale_for(self.card, self.model_threshold, self.overrides.sensitivity)
+        self.threshold = self.scale.level
 
     @property
     def sha256(self) -> str:
@@ -145,7 +160,7 @@ class ModelRuntime:
 
     def fresh(self) -> ModelRuntime:
         """The same model and settings with new, empty per-stream state."""
-        return ModelRuntime(self.model, self.overrides, self.drift_settings, self.stride, self.threshold,
+        return ModelRuntime(self.model, self.overrides, self.drift_settings, self.stride, self.model_threshold,
                             self.k, self.n, list(self.warnings), self.m)
 
     @classmethod
@@ -160,6 +175,7 @@ class ModelRuntime:
             raise BadModelFile(f"{where} scores images (sample shape {card.sample_shape}), not streams; "
                                "use 'edgewatch score' for image sets")
         stride, threshold, k, n, m = resolve(card, o)
+        check_sensitivity(o.sensitivity)
         if card.drift_reference is not None:
             from edgewatch.contract.drift_reference import check_reference
 
@@ -175,6 +191,7 @@ class ModelRuntime:
         except (ValueError, TypeError) as exc:
             raise BadModelFile(f"{where}: its card cannot run: {exc}") from exc
         dry_run(runtime)
+        check_isolation(model)  # on this machine's int8 kernels: BadModelFile when one window moves another
         for w in runtime.warnings:
             log.warning("%s: %s", where, w)
         return runtime

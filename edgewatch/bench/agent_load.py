@@ -22,6 +22,7 @@ Runs without torch (the agent's own imports only).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -30,12 +31,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.ops.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.errors import EdgewatchError
@@ -96,38 +100,108 @@ class Throughput:
     model_cpu_us_per_window: float = 0.0  # CPU time inside the ONNX Runtime calls, per scored window
 
 
+@contextmanager
+def score_batch(windows: int | None) -> Iterator[None]:
+    """The agent's windows per ONNX Runtime call set to ``windows`` for a while (None: unchanged).
+
+    Only to reproduce an earlier agent beside today's in one run (the fp32
+    agent scored 16 windows a call before issue 28): the agent itself has one
+    batch size, ``edgewatch.agent.engine.SCORE_BATCH``.
+    """
+    from edgewatch.agent import engine
+
+    previous = engine.SCORE_BATCH
+    engine.SCORE_BATCH = windows or previous
+    try:
+        yield
+    finally:
+        engine.SCORE_BATCH = previous
+
+
 def throughput(model_path: Path, streams: int, n_messages: int = 60_000, stride: int = 3,
-               options: AgentOptions | None = None) -> Throughput:
-    """Messages per second through :meth:`Agent.process` for ``streams`` streams of raw JSON."""
-    model = ScoringModel(model_path)
-    model_cpu = [0.0]
-    score_many = model.score_many
+               options: AgentOptions | None = None, windows_per_call: int | None = None,
+               metrics: AgentMetrics | None = None) -> Throughput:
+    """Messages per second through :meth:`Agent.process` for ``streams`` streams of raw JSON.
 
-    def timed(samples: np.ndarray):  # noqa: ANN202 - the model's own call, timed
-        c = time.process_time()
-        try:
-            return score_many(samples)
-        finally:
-            model_cpu[0] += time.process_time() - c
+    ``windows_per_call``: score that many windows per ONNX Runtime call
+    instead of the agent's own batch (see :func:`score_batch`). ``metrics``:
+    the agent's metrics (default: exported, as the Agent makes them when
+    given none).
+    """
+    return interleaved_agents({"one": (model_path, windows_per_call)}, streams, n_messages, stride, options,
+                              metrics)["one"]
 
-    model.score_many = timed  # type: ignore[method-assign]
-    opts = options or AgentOptions(agent_id="bench")
-    opts.stride = stride
-    agent = Agent(model, [CountingSink()], opts)
+
+class _TimedAgent:
+    """An agent on a model whose ONNX Runtime calls are timed (CPU), with its own windows per call."""
+
+    def __init__(self, model_path: Path, stride: int, options: AgentOptions | None,
+                 windows_per_call: int | None = None, metrics: AgentMetrics | None = None) -> None:
+        model = ScoringModel(model_path)
+        self.model_cpu = self.cpu = 0.0
+        self.windows0 = 0
+        self.windows_per_call = windows_per_call
+        score_many = model.score_many
+
+        def timed(samples: np.ndarray):  # noqa: ANN202 - the model's own call, timed
+            c = time.process_time()
+            try:
+                return score_many(samples)
+            finally:
+                self.model_cpu += time.process_time() - c
+
+        model.score_many = timed  # type: ignore[method-assign]
+        opts = options or AgentOptions(agent_id="bench")
+        opts.stride = stride
+        self.agent = Agent(model, [CountingSink()], opts, metrics=metrics)
+
+    def process(self, items: list[Item]) -> None:
+        with score_batch(self.windows_per_call):
+            c = time.process_time()
+            self.agent.process(items)
+            self.cpu += time.process_time() - c
+
+    def reset(self) -> None:
+        self.cpu = self.model_cpu = 0.0
+        self.windows0 = self.agent.summary.windows
+
+    def result(self, streams: int, messages: int, seconds: float) -> Throughput:
+        windows = self.agent.summary.windows - self.windows0
+        return Throughput(streams, messages, windows, seconds, self.cpu, messages / seconds,
+                          1e6 * self.cpu / messages, self.agent.stride, self.agent.window,
+                          1e6 * self.model_cpu / max(windows, 1))
+
+
+def interleaved_agents(models: dict[str, tuple[Path, int | None]], streams: int, n_messages: int = 60_000,
+                       stride: int = 3, options: AgentOptions | None = None,
+                       metrics: AgentMetrics | None = None) -> dict[str, Throughput]:
+    """Several agents (model file, windows per call) on the same messages, in turns batch by batch.
+
+    Why turns: on a shared machine the speed moves by 15 % from one second
+    to the next; agents that take turns every drained batch (the order
+    alternating) see the same machine, so their ratio holds where whole runs
+    one after the other did not (measured: 1.00x to 1.29x between rounds).
+    ``metrics`` is for one agent only (a Prometheus registry takes each
+    series once).
+    """
+    if metrics is not None and len(models) > 1:
+        raise ValueError("one AgentMetrics serves one agent: give metrics with a single model")
+    timed = {name: _TimedAgent(path, stride, options and dataclasses.replace(options), per_call, metrics)
+             for name, (path, per_call) in models.items()}
+    batch = next(iter(timed.values())).agent.options.max_batch
     warm = raw_messages(max(20 * streams, 2048), streams, seed=1)
     items = raw_messages(n_messages, streams, seed=2)
-    batch = opts.max_batch
-    for lo in range(0, len(warm), batch):
-        agent.process(warm[lo:lo + batch])
-    windows0 = agent.summary.windows
-    model_cpu[0] = 0.0
-    c0, t0 = time.process_time(), time.perf_counter()
-    for lo in range(0, len(items), batch):
-        agent.process(items[lo:lo + batch])
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    windows = agent.summary.windows - windows0
-    return Throughput(streams, len(items), windows, seconds, cpu, len(items) / seconds, 1e6 * cpu / len(items),
-                      agent.stride, agent.window, 1e6 * model_cpu[0] / max(windows, 1))
+    for t in timed.values():
+        for lo in range(0, len(warm), batch):
+            t.process(warm[lo:lo + batch])
+        t.reset()
+    order = list(timed.values())
+    t0 = time.perf_counter()
+    for k, lo in enumerate(range(0, len(items), batch)):
+        for t in order if k % 2 == 0 else order[::-1]:
+            t.process(items[lo:lo + batch])
+    seconds = (time.perf_counter() - t0) / len(timed)
+    return {name: t.result(streams, len(items), seconds) for name, t in timed.items()}
 
 
 def streams_per_core(cpu_us_per_message: float, rate_hz: float = 20.0, cpu_share: float = 0.5) -> int:
@@ -252,6 +326,9 @@ def agent_rss(model_path: Path, rows: int = 20_000, rate: float = 4000.0, timeou
         header = "cpu,memory,traffic,fan"
         np.savetxt(csv_path, data, delimiter=",", header=header, comments="", fmt="%.5f")
         summary = Path(tmp) / "summary.json"
+        from edgewatch.bench.memory import drop_cached_libraries
+
+        drop_cached_libraries()  # see edgewatch.bench.memory: cached library pages inflate RSS
         cmd = edgewatch_command() + ["agent", "run", "--model", str(model_path),
                                      "--source", f"replay:{csv_path}?rate={rate:g}",
                                      "--sink", f"jsonl:{Path(tmp) / 'alerts.jsonl'}",
@@ -422,10 +499,12 @@ def alert_latency(model_path: Path, rate: float = 1000.0, seconds: float = 10.0,
 
 
 def machine() -> dict[str, object]:
-    """What the figures were measured on: CPU model, cores, library versions."""
+    """What the figures were measured on: CPU model, its int8 kernel path, cores, library versions, load."""
     import platform
 
     import onnxruntime
+
+    from edgewatch.agent.isolation import int8_kernel_path
 
     cpu = "unknown"
     try:
@@ -433,7 +512,8 @@ def machine() -> dict[str, object]:
             cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    info: dict[str, object] = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    info: dict[str, object] = {"cpu": cpu, "int8_path": int8_kernel_path(), "cores": os.cpu_count(),
+                               "python": platform.python_version(),
                                "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
                                "platform": platform.platform()}
     try:

@@ -100,3 +100,36 @@ def max_abs_score_diff(model: ExportedModel, n: int = 16) -> dict[Engine, float]
         got = ScoringModel(model.paths[engine]).score_many(x).scores
         out[engine] = float(np.max(np.abs(got - ref)))
     return out
+
+
+def s0_form_runners(s0: "S0Files", batch: int) -> dict[str, Callable[[], object]]:  # noqa: F821
+    """Callables scoring one batch of nominal windows with each form of a trained S0 model, and PyTorch.
+
+    The forms: fp32 ``LSTM``, sentinel int8 (ships), unrolled int8, plain
+    dynamic int8 (batch-dependent, timed only to show what isolation costs).
+    """
+    import torch
+
+    from edgewatch.agent.model import ScoringModel
+    from edgewatch.data.simulator import Simulator
+    from edgewatch.models import scorer_from_checkpoint
+    from edgewatch.train.checkpoint import load_checkpoint
+
+    torch.set_num_threads(1)
+    rows = Simulator.nominal(3 * batch + 10, seed=5).astype(np.float32)
+    x = np.stack([rows[i:i + 10] for i in range(0, 3 * batch, 3)])
+    ck = load_checkpoint(s0.checkpoint)
+    scorer = scorer_from_checkpoint(ck.family, ck.config, ck.state_dict).eval()
+    xt = torch.from_numpy(x)
+
+    def run_torch() -> object:
+        with torch.inference_mode():
+            return scorer(xt)
+
+    files = {"ort-fp32": s0.paths[Engine.ORT_FP32], "sentinel-int8": s0.shipped,
+             "unrolled-int8": s0.unrolled_int8, "dynamic-int8 (not isolated)": s0.dynamic_int8}
+    out: dict[str, Callable[[], object]] = {"torch-eager": run_torch}
+    for name, path in files.items():
+        model = ScoringModel(path, threads=1)
+        out[name] = lambda model=model: model.score_many(x)
+    return out

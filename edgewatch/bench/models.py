@@ -65,7 +65,7 @@ def _lstm(window: int) -> BenchModel:
     feats = ("cpu", "memory", "traffic", "fan")
     return BenchModel(f"lstm-ae-w{window}", "lstm-ae",
                       {"n_features": 4, "window": window, "hidden": 160, "latent": 60},
-                      (window, 4), Quantization.UNROLLED_INT8, window=window, features=feats)
+                      (window, 4), Quantization.SENTINEL_INT8, window=window, features=feats)
 
 
 BENCH_MODELS: tuple[BenchModel, ...] = (
@@ -77,6 +77,9 @@ BENCH_MODELS: tuple[BenchModel, ...] = (
                features=("value",)),
     BenchModel("rnn-ae", "rnn-ae", {"window": 100, "n_features": 1, "hidden": 64, "layers": 1},
                (100, 1), Quantization.DYNAMIC_INT8, window=100, features=("value",)),
+    BenchModel("conv1d-ae", "conv1d-ae", {"n_features": 8, "window": 32, "channels": [32, 16], "kernel": 7,
+                                          "dropout": 0.2},
+               (32, 8), Quantization.STATIC_QDQ_INT8, window=32, features=tuple(f"s{i}" for i in range(8))),
     BenchModel("conv-ae", "conv-ae", {"size": 28, "channels": [16, 32, 64], "dense": [1024, 256],
                                       "upsample": "bilinear"},
                (1, 28, 28), Quantization.STATIC_QDQ_INT8, features=tuple(f"row{r:02d}" for r in range(28))),
@@ -101,6 +104,10 @@ def _fresh_scorer(spec: BenchModel):  # noqa: ANN202 - a torch module
         from edgewatch.models.lstm_ae import build_model
 
         return ReconstructionScorer(build_model(cfg), InputScaler.identity(spec.n_features))
+    if spec.family == "conv1d-ae":
+        from edgewatch.models.conv1d_ae import build_model as build_conv1d
+
+        return ReconstructionScorer(build_conv1d(cfg), InputScaler.identity(spec.n_features))
     if spec.family == "deepant":
         from edgewatch.models.deepant import DeepAnt, DeepAntConfig
 

@@ -67,10 +67,11 @@ def run_benchmarks(config: BenchConfig) -> dict[str, Path]:
         env["EDGEWATCH_BENCH_CACHE"] = str(Path(config.cache).resolve())
     env.setdefault("PYTHONPATH", "")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(suites.parent), env["PYTHONPATH"]) if p)
+    load_at_start = list(os.getloadavg())
     proc = subprocess.run(pytest_command(config, raw, suites), cwd=suites.parent, env=env)
     if not raw.is_file():
         raise EdgewatchError(f"the benchmark suites failed before writing results (pytest exit {proc.returncode})")
-    paths = write_report(raw, out, machine())
+    paths = write_report(raw, out, {**machine(), "load_average_start": load_at_start})
     paths["raw"] = raw
     if proc.returncode != 0:
         raise EdgewatchError(f"some benchmarks failed (pytest exit {proc.returncode}); the report in {out} "

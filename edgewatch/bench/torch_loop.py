@@ -9,11 +9,14 @@ window collected into batches of ``batch`` and scored under
 episodes, no sinks, no drift watch: the least a working loop does.
 
 It runs as its own process (``python -m edgewatch.bench.torch_loop
-CHECKPOINT MESSAGES.jsonl``) reading the messages line by line, so its
-peak resident memory (``VmHWM``) is that of a torch process doing the
-job, and prints one JSON line: messages, windows, CPU seconds of the loop
-(model loaded and warmed up before), peak RSS. Train/benchmark time only:
-imports torch.
+CHECKPOINT MESSAGES.jsonl [BATCH]``, ``-`` for standard input) reading the
+messages line by line, so its peak resident memory (``VmHWM``) is that of
+a torch process doing the job, and prints one JSON line: messages,
+windows, CPU seconds of the loop (model loaded and warmed up before),
+peak RSS. Run whole (imports, model load and all), it is the plain
+PyTorch script of the whole-process comparison
+(:mod:`edgewatch.bench.whole_process`). Train/benchmark time only: imports
+torch.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import subprocess
 import sys
 import time
 from collections import deque
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from edgewatch.errors import EdgewatchError
 
@@ -39,6 +44,7 @@ class TorchLoop:
     cpu_us_per_message: float
     max_rss_mib: float  # the process's VmHWM at the end
     model_cpu_us_per_window: float = 0.0  # inside the scorer calls only (tensor building excluded)
+    batch: int = 64  # windows per scorer call
 
 
 def run_loop(checkpoint: Path, messages: Path, window: int = 10, stride: int = 3, batch: int = 64) -> dict:
@@ -70,7 +76,7 @@ def run_loop(checkpoint: Path, messages: Path, window: int = 10, stride: int = 3
         return int((s > threshold).sum())
 
     c0 = time.process_time()
-    with torch.inference_mode(), open(messages, encoding="utf-8") as fh:
+    with torch.inference_mode(), _lines(messages) as fh:
         for line in fh:
             obj = json.loads(line)
             if isinstance(obj, dict):
@@ -93,7 +99,13 @@ def run_loop(checkpoint: Path, messages: Path, window: int = 10, stride: int = 3
     cpu = time.process_time() - c0
     return {"streams": len(windows), "messages": n_messages, "windows": n_windows, "over": over,
             "cpu_seconds": cpu, "cpu_us_per_message": 1e6 * cpu / max(n_messages, 1),
-            "max_rss_mib": _hwm_kib() / 1024, "model_cpu_us_per_window": 1e6 * model_cpu / max(n_windows, 1)}
+            "max_rss_mib": _hwm_kib() / 1024, "model_cpu_us_per_window": 1e6 * model_cpu / max(n_windows, 1),
+            "batch": batch}
+
+
+def _lines(messages: Path) -> AbstractContextManager[IO[str]]:
+    """The messages file, or standard input for ``-``."""
+    return nullcontext(sys.stdin) if str(messages) == "-" else open(messages, encoding="utf-8")
 
 
 def _hwm_kib() -> int:
@@ -109,14 +121,22 @@ def write_messages(path: Path, items: list) -> Path:  # noqa: ANN001 - agent_loa
     return path
 
 
-def torch_loop(checkpoint: Path, messages: Path, timeout: float = 600.0) -> TorchLoop:
-    """Run the loop in a child process on ``messages`` (JSONL) and return its figures."""
-    proc = subprocess.run([sys.executable, "-m", "edgewatch.bench.torch_loop", str(checkpoint), str(messages)],
-                          capture_output=True, text=True, timeout=timeout)
+def loop_command(checkpoint: Path, messages: Path | str, batch: int = 64) -> list[str]:
+    return [sys.executable, "-m", "edgewatch.bench.torch_loop", str(checkpoint), str(messages), str(batch)]
+
+
+def torch_loop(checkpoint: Path, messages: Path, batch: int = 64, timeout: float = 600.0) -> TorchLoop:
+    """Run the loop in a child process on ``messages`` (JSONL), ``batch`` windows a call; its figures."""
+    from edgewatch.bench.memory import drop_cached_libraries
+
+    drop_cached_libraries()  # as for the agent's memory figures: the RSS ratio compares like with like
+    proc = subprocess.run(loop_command(checkpoint, messages, batch), capture_output=True, text=True,
+                          timeout=timeout)
     if proc.returncode != 0:
         raise EdgewatchError(f"the PyTorch loop failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
     return TorchLoop(**json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-if __name__ == "__main__":  # the child process of torch_loop()
-    print(json.dumps(run_loop(Path(sys.argv[1]), Path(sys.argv[2]))))
+if __name__ == "__main__":  # the child process of torch_loop() and of the whole-process comparison
+    batch = int(sys.argv[3]) if len(sys.argv) > 3 else 64
+    print(json.dumps(run_loop(Path(sys.argv[1]), Path(sys.argv[2]), batch=batch)))

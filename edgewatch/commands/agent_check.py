@@ -50,6 +50,7 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
     for name, stats in card.score_stats.items():
         lines.append(f"  scores {name:<7}p50 {stats.p50:.4g}  p99 {stats.p99:.4g}  max {stats.max:.4g}  (n {stats.n})")
     if runtime is not None:
+        lines.append(f"  scale         {runtime.scale.describe()}")
         lines.append(f"  streams       ~{runtime.stream_bytes() / 1024:.1f} KiB each; default --max-streams "
                      f"{runtime.default_max_streams()}")
         lines += [f"  warning       {w}" for w in runtime.warnings]

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edgewatch.data.nab import default_nab_dir
+from edgewatch.eval.perturb import NAMES as PERTURBATIONS
+
+if TYPE_CHECKING:
+    from edgewatch.eval.loco import Grouping
+    from edgewatch.eval.runner import Detector
+
+DEFAULT_DETECTOR = "novelty-levels"
 
 
 @click.group("eval", help="Evaluate detectors: NAB score (three profiles), AUC-PR, VUS-PR, F1 beside "
@@ -34,11 +42,13 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 
 @eval_group.command("nab")
 @_data_option
-@click.option("--detector", default="novelty-levels", show_default=True,
-              help="null, random, windowed-gaussian, novelty, levels, novelty-levels (one file carrying "
-                   "both: alert when either alerts; what 'eval make-detector' writes), novelty-levels-pair (the "
-                   "two as separate files, the distance in a graph, for comparison), or model:PATH.onnx (any edgewatch model file of one "
-                   "feature, run as the agent runs it).")
+@click.option("--detector", default=DEFAULT_DETECTOR, show_default=True,
+              help="null, random, windowed-gaussian, novelty, levels, novelty-levels (the default: one file "
+                   "carrying both, alert when either alerts; what 'eval make-detector' writes), fourth-round (the "
+                   "previous default), novelty-levels-pair (the fourth round as two files), resonance (ARTime-"
+                   "like), novelty-levels-adapted (the default with the levels' range and the shape length in each "
+                   "stream's own time and counts stabilised: evaluation only, the agent cannot run it yet), or "
+                   "model:PATH.onnx (any edgewatch model file of one feature, run as the agent runs it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")
 @click.option("--scores-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also keep every file's scores (.npz) to re-score later with 'eval scores'.")
@@ -48,21 +58,32 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @click.option("--stride", default=1, show_default=True, help="Score every n-th row (model files only).")
 @click.option("--loco", is_flag=True,
               help="Also cross-validate the default detector's settings: for each category, choose them (and the "
-                   "threshold) on the other three from a 12-point grid and score it; prints the leave-one-"
-                   "category-out score beside the in-sample one (about 3 minutes of CPU).")
+                   "threshold) on the other three from its small grid and score it; prints the leave-one-"
+                   "category-out score, the mean and the worst held-out category beside the in-sample one.")
+@click.option("--lofo", is_flag=True,
+              help="The same, leaving one FILE out at a time (25 folds): the worst held-out file beside the mean.")
+@click.option("--perturb", "perturbations", multiple=True, type=click.Choice([*PERTURBATIONS, "all"]),
+              help="Also score the detector on perturbed copies of the folder (labels mapped by timestamp): "
+                   f"{', '.join(PERTURBATIONS)}, or 'all'; prints one row per copy and the mean and worst. "
+                   "Repeatable.")
 def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, categories: tuple[str, ...],
-        seed: int, stride: int, loco: bool) -> None:
+        seed: int, stride: int, loco: bool, lofo: bool, perturbations: tuple[str, ...]) -> None:
     """Run a detector online over every NAB file and print its NAB scores.
 
     Each row is scored from the rows before it only; the threshold is then
     optimised per profile over the whole corpus, as NAB does.
     """
     from edgewatch.eval.detectors.registry import resolve
+    from edgewatch.eval.loco import Grouping
     from edgewatch.eval.runner import run_nab, save_scores
 
     if loco:
-        _loco(data, detector, list(categories), stride)
+        _cross_validate(data, detector, list(categories), stride, Grouping.CATEGORY)
+    if lofo:
+        _cross_validate(data, detector, list(categories), stride, Grouping.FILE)
     det = resolve(detector, seed=seed, stride=stride)
+    if perturbations:
+        _robustness(data, det, list(categories), perturbations)
     result, scores = run_nab(data, det, list(categories) or None)
     _report(result, out)
     if scores_out:
@@ -70,20 +91,31 @@ def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, ca
         click.echo(f"scores written to {scores_out}")
 
 
-def _loco(data: Path, detector: str, categories: list[str], stride: int) -> None:
+def _cross_validate(data: Path, detector: str, categories: list[str], stride: int, grouping: Grouping) -> None:
     from edgewatch.data.nab import load_corpus, read_profiles
     from edgewatch.errors import BadInput
     from edgewatch.eval import loco
 
-    if detector != "novelty-levels" or stride != 1:
-        raise BadInput("--loco cross-validates the settings of the default detector (novelty-levels, stride 1); "
+    flag = "--loco" if grouping is loco.Grouping.CATEGORY else "--lofo"
+    if detector != DEFAULT_DETECTOR or stride != 1:
+        raise BadInput(f"{flag} cross-validates the settings of the default detector ({DEFAULT_DETECTOR}, stride 1); "
                        "drop --detector/--stride")
     files = load_corpus(data, categories or None)
-    if len({f.category for f in files}) < 2:
-        raise BadInput("--loco needs at least two categories")
+    if len({grouping.of(f) for f in files}) < 2:
+        raise BadInput(f"{flag} needs at least two {'categories' if flag == '--loco' else 'files'}")
     grid = loco.default_grid()
-    result = loco.choose(files, loco.grid_scores(files, grid), read_profiles(data))
-    click.echo(loco.format_loco(result, default=loco.default_point().name))
+    result = loco.choose(files, loco.grid_scores(files, grid), read_profiles(data), grouping)
+    click.echo(loco.format_loco(result, default=loco.default_point().name, grouping=grouping))
+    click.echo("")
+
+
+def _robustness(data: Path, det: Detector, categories: list[str], perturbations: tuple[str, ...]) -> None:
+    from edgewatch.data.nab import load_corpus, read_profiles
+    from edgewatch.eval.robustness import format_robustness, robustness
+
+    names = PERTURBATIONS if "all" in perturbations else list(dict.fromkeys(perturbations))
+    rows = robustness(load_corpus(data, categories or None), read_profiles(data), det, names)
+    click.echo(format_robustness(rows, det.name))
     click.echo("")
 
 
@@ -108,16 +140,18 @@ def scores_cmd(data: Path, scores: Path, out: Path | None) -> None:
 @eval_group.command("make-detector")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("models/nab-best.onnx"), show_default=True,
-              help="The model file: a pass-through graph; novelty and levels post-processes, combined by their max.")
+              help="The model file: a pass-through graph; novelty (stepped span) and levels post-processes, "
+                   "combined by their max.")
 def make_detector(out: Path) -> None:
-    """Write the best NAB detector as ONE model file (no training needed).
+    """Write the default univariate (NAB) detector as ONE model file (no training needed).
 
     The graph passes each value through; the card's post-process is the
-    maximum of 'novelty' (the likelihood of the distance between the last
-    48 values and the nearest earlier stretch within 384 rows) and 'levels'
-    (a value on a level never seen in the stream), so the file alerts when
-    either alerts. Run it with 'edgewatch agent run --model FILE --stride 1',
-    or check it with 'edgewatch eval nab --detector model:FILE'.
+    maximum of 'novelty' (the likelihood of the distance between the
+    latest stretch and the nearest earlier one, on a span that grows with
+    the stream's history from 48 to 1536 rows) and 'levels' (a value on a
+    level never seen in the stream), so the file alerts when either
+    alerts. Run it with 'edgewatch agent run --model FILE --stride 1', or
+    check it with 'edgewatch eval nab --detector model:FILE'.
     """
     from edgewatch.eval.detectors import novelty_levels
 

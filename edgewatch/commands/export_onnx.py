@@ -15,6 +15,7 @@ class QuantizeChoice(str, enum.Enum):
     DYNAMIC = "dynamic"
     STATIC = "static"
     UNROLLED = "unrolled"
+    SENTINEL = "sentinel"
 
 
 @click.command("onnx")
@@ -23,10 +24,11 @@ class QuantizeChoice(str, enum.Enum):
               help="Model file to write (only written when the parity check passes).")
 @click.option("--quantize", "quantize", default=QuantizeChoice.AUTO.value, show_default=True,
               type=click.Choice([c.value for c in QuantizeChoice]),
-              help="auto = the family's measured best (lstm-ae: none, i.e. fp32); static = QDQ int8 calibrated on "
-                   "the calibration samples; unrolled = LSTMs as int8 MatMuls with fixed scales. Every "
-                   "file must score a window the same alone and in any batch, so dynamic int8 is refused "
-                   "where it quantizes anything.")
+              help="auto = the family's measured best, fp32 when it fails parity or isolation (lstm-ae: "
+                   "sentinel); sentinel = ONNX Runtime's int8 LSTM with sentinel units fixing its ranges; "
+                   "static = QDQ int8 calibrated on the calibration samples; unrolled = LSTMs as int8 MatMuls "
+                   "with fixed scales. Every file must score a window the same alone and in any batch, so "
+                   "dynamic int8 is refused where it quantizes anything.")
 @click.option("--calibration-data", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV (same columns as training) to cut calibration/parity windows from, instead of "
                    "the samples stored in the checkpoint (time-series families only).")
@@ -60,6 +62,7 @@ def command(checkpoint: Path, output: Path, quantize: str, calibration_data: Pat
         QuantizeChoice.DYNAMIC: Quantization.DYNAMIC_INT8,
         QuantizeChoice.STATIC: Quantization.STATIC_QDQ_INT8,
         QuantizeChoice.UNROLLED: Quantization.UNROLLED_INT8,
+        QuantizeChoice.SENTINEL: Quantization.SENTINEL_INT8,
     }[choice]
     card = card_from_fields(ckpt.card_fields, quantization)
     if threshold is not None:

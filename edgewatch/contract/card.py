@@ -65,6 +65,8 @@ class Quantization(str, enum.Enum):
     DYNAMIC_INT8 = "dynamic-int8"
     STATIC_QDQ_INT8 = "static-qdq-int8"
     UNROLLED_INT8 = "unrolled-int8"  # LSTMs unrolled into int8 MatMuls with fixed scales (export/unroll.py)
+    # ORT's fused int8 LSTM with two sentinel units per layer fixing its per-call ranges (export/sentinel.py)
+    SENTINEL_INT8 = "sentinel-int8"
 
 
 @dataclass
@@ -159,6 +161,9 @@ class ModelCard:
     # [low, high] of each feature whose *level* the score relies on, in raw units (the agent's first-minute
     # check that the data is what the model was made for); None: every feature, from the drift reference
     training_range: dict[str, list[float]] | None = None
+    # [lo, hi]: the graph clips its network's input to this range, in scaled units (after the scaler); the
+    # score still reads the unclipped input. None: nothing is clipped
+    input_clip: list[float] | None = None
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -225,6 +230,10 @@ class ModelCard:
                             f"got {self.decision.m!r}")
         if self.training_range is not None:
             problems += _range_problems(self.training_range, self.features)
+        if self.input_clip is not None and not (
+                len(self.input_clip) == 2 and all(math.isfinite(v) for v in self.input_clip)
+                and self.input_clip[0] < self.input_clip[1]):
+            problems.append(f"input_clip {self.input_clip} is not [lo, hi] with finite lo < hi")
         columns = self.aux_columns()
         problems += self.postprocess.problems(columns)
         problems += spec_problems(self.postprocess)
@@ -239,7 +248,7 @@ class ModelCard:
         out: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if (f.name == "aux" and not value) or (f.name == "training_range" and value is None):
+            if (f.name == "aux" and not value) or (f.name in ("training_range", "input_clip") and value is None):
                 continue  # not used: written as before, so older readers keep reading the file
             if isinstance(value, enum.Enum):
                 text = value.value

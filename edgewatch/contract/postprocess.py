@@ -201,23 +201,99 @@ class NoveltyParams(LikelihoodParams):
     KIND = "novelty"
     m: float = 48
     span: float = 384
+    min_span: float = 0  # 0: one span; else the shortest span of the ladder (see the module docstring)
+    ratio: float = 2  # each span of the ladder is this many times the one below
 
     def problems(self) -> list[str]:
         out = super().problems()
         if self.m < 1 or self.span < 2 * self.m or self.span > 100_000:
             out.append("need m >= 1 and 2*m <= span <= 100000")
+        if self.min_span and not 4 <= self.min_span <= self.span:
+            out.append("need min_span 0 (one span) or 4 <= min_span <= span")
+        if not 1.5 <= self.ratio <= 64:
+            out.append("need 1.5 <= ratio <= 64")
         return out
 
     def state_bytes(self) -> int:
-        return super().state_bytes() + 16 * int(self.span) + 128  # plus the 2 x span buffer of doubles
+        # at most two rungs live at once: the longest started and the one below it, which is dropped once the
+        # longer one speaks, so its likelihood history holds at most (its span + the longer one's learning)
+        # values; plus the 2 x (span + 1) buffer and both rungs' squared distances, as doubles
+        steps = self.ladder()
+        top = self.likelihood().state_bytes()
+        if len(steps) > 1:
+            (m1, s1), (m2, s2) = steps[-2], steps[-1]
+            lower = self.likelihood(s1 / s2)
+            lower.long = min(lower.long, s1 + self.likelihood().learning)
+            top += lower.state_bytes() + 8 * (s1 - 2 * m1 + 1)
+        return top + 16 * (int(self.span) + 1) + 8 * (int(self.span) - 2 * int(self.m) + 1) + 256
 
-    def likelihood(self) -> LikelihoodParams:
+    def likelihood(self, share: float = 1.0) -> LikelihoodParams:
+        """The likelihood's parameters; for a step of ``share`` of the span, its rows scaled by that share."""
         names = {f.name for f in fields(LikelihoodParams)}
-        return LikelihoodParams(**{k: v for k, v in vars(self).items() if k in names})
+        p = LikelihoodParams(**{k: v for k, v in vars(self).items() if k in names})
+        if share < 1.0:
+            p.learning = max(min(p.learning, 20.0), round(p.learning * share))
+            p.hold = round(p.hold * share)
+            p.refractory = max(min(p.refractory, 3.0), round(p.refractory * share))
+        return p
+
+    def ladder(self) -> list[tuple[int, int]]:
+        """The (m, span) steps, shortest first: span, span / ratio, ... down to ``min_span`` (0: span alone)."""
+        span, m = int(self.span), int(self.m)
+        steps = [(m, span)]
+        k = span / self.ratio
+        while self.min_span and k >= self.min_span - 1e-9:
+            steps.append((max(1, round(m * k / span)), int(round(k))))
+            k /= self.ratio
+        return steps[::-1]
+
+
+_WINDOWS_PER_LEARNING = 13  # ARTime: the learning period holds 13 feature windows of downsampled values
+
+
+@dataclass
+class ResonanceParams(KindParams):
+    """Learning rows and the few constants of the method (ARTime's values)."""
+
+    KIND = "resonance"
+    learning: float = 600
+    window: float = 8
+    levels: float = 80
+    chomp: float = 0.075
+    margin: float = 0.5
+    spike: float = 0.1
+    initial_rho: float = 0.8
+    cap: float = 1024
+
+    def problems(self) -> list[str]:
+        out = []
+        w = int(self.window)
+        if w < 2 or w & (w - 1) or w > 64:
+            out.append("window must be a power of two in 2..64 (the Haar transform)")
+        if self.learning < 2 * self.window or self.learning > 10**6:
+            out.append("need 2 * window <= learning <= 1e6")
+        if self.levels < 2 or self.levels > 10_000 or not 0 <= self.chomp < 1 or not 0 <= self.spike < 1:
+            out.append("need 2 <= levels <= 10000, 0 <= chomp < 1, 0 <= spike < 1")
+        if not 0 <= self.margin <= 10 or not 0 < self.initial_rho < 1 or self.cap < 16 or self.cap > 10**5:
+            out.append("need 0 <= margin <= 10, 0 < initial_rho < 1, 16 <= cap <= 1e5")
+        return out
+
+    @property
+    def step(self) -> int:
+        return max(1, int(self.learning) // (int(self.window) * _WINDOWS_PER_LEARNING))
+
+    @property
+    def trend(self) -> int:
+        """Downsampled steps in the learning period (ARTime's trend window)."""
+        return int(self.learning) // self.step
+
+    def state_bytes(self) -> int:
+        return int(8 * self.learning + 2 * 8 * 4 * self.window * self.cap + 8 * self.trend * 3 + 8 * self.levels) + 2048
 
 
 # the kinds this format defines, by name; a new kind adds its schema here
-SCHEMAS: dict[str, type[KindParams]] = {p.KIND: p for p in (NoParams, LikelihoodParams, LevelsParams, NoveltyParams)}
+SCHEMAS: dict[str, type[KindParams]] = {p.KIND: p for p in (NoParams, LikelihoodParams, LevelsParams, NoveltyParams,
+                                                                   ResonanceParams)}
 
 
 def spec_problems(spec: PostProcess) -> list[str]:

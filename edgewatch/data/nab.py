@@ -60,6 +60,10 @@ class NabFile:
     def probation(self) -> int:
         return probationary_length(len(self.values))
 
+    def seconds(self) -> np.ndarray:
+        """Each row's time in seconds since the epoch (what an agent's messages carry)."""
+        return self.timestamps.astype("datetime64[s]").astype(np.float64)
+
     def labels(self) -> np.ndarray:
         """0/1 per row: inside an anomaly window or not (for the point-wise metrics)."""
         out = np.zeros(len(self.values), dtype=np.int8)

@@ -1,4 +1,4 @@
-"""Leave-one-category-out (LOCO) choice of the NAB detector's settings.
+"""Leave-one-category-out (LOCO) and leave-one-file-out (LOFO) choice of the NAB detector's settings.
 
 Why: the NAB folder here holds 4 of NAB's 7 categories, and the other 3
 are scored outside the project. A setting chosen because it scores best
@@ -11,6 +11,10 @@ four held-out parts are summed and normalised like one NAB corpus. The
 figure printed beside the in-sample one is that sum, so a grid that only
 fits the folder shows a gap.
 
+Each fold's held-out part is also normalised on its own, so the worst
+held-out category (or file) is reported beside the pooled and mean
+figures: a design that wins on average by one category's files shows it.
+
 When it fails: with four categories a fold can pick a setting because of
 one category's few windows, so read the chosen settings per fold, not
 only the total; a grid of many near-equal points makes the in-sample
@@ -20,6 +24,8 @@ figure optimistic and the LOCO figure noisy (a 180-point grid scored
 
 from __future__ import annotations
 
+import enum
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +37,29 @@ from edgewatch.data.nab import CostProfile, NabFile
 from edgewatch.eval.nab_score import RowRewards, file_score, normalise, row_rewards, sweep
 
 
+class Grouping(str, enum.Enum):
+    """What one fold holds out: a NAB category (LOCO) or one file (LOFO)."""
+
+    CATEGORY = "category"
+    FILE = "file"
+
+    def of(self, f: NabFile) -> str:
+        return f.category if self is Grouping.CATEGORY else f.key
+
+
 @dataclass
 class Fold:
-    """One held-out category: what was chosen on the others and what it scored there (raw NAB points)."""
+    """One held-out group: what was chosen on the others and what it scored there (raw and normalised NAB points).
 
-    category: str
+    ``score`` is NaN for a group without windows (only false positives can be scored there; ``raw`` says
+    what they cost)."""
+
+    held_out: str
     chosen: str
     threshold: float
     raw: float
+    windows: int = 0
+    score: float = math.nan
 
 
 @dataclass
@@ -47,9 +68,21 @@ class LocoProfile:
 
     profile: str
     in_sample_choice: str
-    in_sample: float  # normalised, settings and threshold chosen on all categories
+    in_sample: float  # normalised, settings and threshold chosen on all groups
     loco: float  # normalised sum of the held-out parts
     folds: list[Fold] = field(default_factory=list)
+
+    @property
+    def worst(self) -> Fold | None:
+        """The held-out group with windows that scored lowest (normalised), or None."""
+        scored = [f for f in self.folds if f.windows]
+        return min(scored, key=lambda f: f.score) if scored else None
+
+    @property
+    def fold_mean(self) -> float:
+        """Mean of the held-out groups' normalised scores (groups with windows), beside the pooled figure."""
+        scored = [f.score for f in self.folds if f.windows]
+        return float(np.mean(scored)) if scored else math.nan
 
 
 @dataclass
@@ -71,11 +104,12 @@ def _best(names: Sequence[str], scores: Mapping[str, Sequence[np.ndarray]], idx:
 
 
 def choose(files: Sequence[NabFile], scores: Mapping[str, Sequence[np.ndarray]],
-           profiles: Sequence[CostProfile]) -> LocoResult:
-    """LOCO over candidates whose per-file scores are given (``scores[name][i]`` for ``files[i]``).
+           profiles: Sequence[CostProfile], grouping: Grouping = Grouping.CATEGORY) -> LocoResult:
+    """Leave-one-group-out over candidates whose per-file scores are given (``scores[name][i]`` for ``files[i]``).
 
     A candidate is a whole detector (settings); the threshold is part of the
-    choice, as an operator would have to fix it before seeing the category.
+    choice, as an operator would have to fix it before seeing the held-out
+    category (LOCO) or file (LOFO).
     """
     if not scores:
         raise ValueError("no candidates to choose from")
@@ -86,7 +120,7 @@ def choose(files: Sequence[NabFile], scores: Mapping[str, Sequence[np.ndarray]],
     rewards = [row_rewards(len(f.values), f.windows) for f in files]
     n_windows = sum(r.n_windows for r in rewards)
     every = list(range(len(files)))
-    categories = sorted({f.category for f in files})
+    groups = sorted({grouping.of(f) for f in files})
     table = {name: {} for name in names}
     out = []
     for p in profiles:
@@ -95,12 +129,13 @@ def choose(files: Sequence[NabFile], scores: Mapping[str, Sequence[np.ndarray]],
             table[name][p.name] = normalise(raw, n_windows, p)
         in_name, _, in_raw = _best(names, scores, every, rewards, p)
         folds = []
-        for cat in categories:
-            train = [i for i in every if files[i].category != cat]
-            test = [i for i in every if files[i].category == cat]
+        for group in groups:
+            train = [i for i in every if grouping.of(files[i]) != group]
+            test = [i for i in every if grouping.of(files[i]) == group]
             name, thr, _ = _best(names, scores, train, rewards, p)
             raw = sum(file_score(scores[name][i], rewards[i], p, thr) for i in test)
-            folds.append(Fold(cat, name, thr, raw))
+            w = sum(rewards[i].n_windows for i in test)
+            folds.append(Fold(group, name, thr, raw, w, normalise(raw, w, p) if w else math.nan))
         out.append(LocoProfile(p.name, in_name, normalise(in_raw, n_windows, p),
                                normalise(sum(f.raw for f in folds), n_windows, p), folds))
     return LocoResult(table, out)
@@ -108,28 +143,30 @@ def choose(files: Sequence[NabFile], scores: Mapping[str, Sequence[np.ndarray]],
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One setting of the default detector: the novelty shape length, its hold, the levels' range rows."""
+    """One setting of the default detector: its top span (m = span / 8, the likelihood's rows in proportion),
+    the shortest span of its ladder (0 = one span) and the levels' range rows."""
 
-    m: int
-    hold: int
+    span: int
+    min_span: int
     range_rows: int
 
     @property
     def name(self) -> str:
-        return f"m{self.m}-hold{self.hold}-range{self.range_rows}"
+        return f"span{self.span}-from{self.min_span}-range{self.range_rows}"
 
 
 def default_grid() -> list[GridPoint]:
-    """The 12 settings LOCO chooses among; everything else keeps its principled value (module docstring
-    of :mod:`edgewatch.eval.detectors.novelty`). Kept small on purpose: see this module's docstring."""
-    return [GridPoint(m, hold, rr) for m in (16, 32, 48) for hold in (100, 200) for rr in (256, 384)]
+    """The 8 settings LOCO chooses among (the fourth-round default is span384-from0-range256); everything else
+    keeps its principled value (:mod:`edgewatch.eval.detectors.novelty_levels`). Kept small on purpose: see
+    this module's docstring."""
+    return [GridPoint(span, lo, rr) for span in (384, 1536) for lo in (0, 48) for rr in (256, 384)]
 
 
 def config(point: GridPoint):  # noqa: ANN201 - a NoveltyLevelsConfig
-    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig
+    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig, novelty_params
 
     c = NoveltyLevelsConfig()
-    c.novelty = {**c.novelty, "m": point.m, "hold": point.hold}
+    c.novelty = novelty_params(point.span, point.min_span, c.novelty["ratio"])
     c.levels = {**c.levels, "range_rows": point.range_rows}
     return c
 
@@ -139,7 +176,7 @@ def default_point() -> GridPoint:
     from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig
 
     c = NoveltyLevelsConfig()
-    return GridPoint(int(c.novelty["m"]), int(c.novelty["hold"]), int(c.levels["range_rows"]))
+    return GridPoint(int(c.novelty["span"]), int(c.novelty["min_span"]), int(c.levels["range_rows"]))
 
 
 def grid_scores(files: Sequence[NabFile], grid: Sequence[GridPoint],
@@ -167,26 +204,39 @@ def grid_scores(files: Sequence[NabFile], grid: Sequence[GridPoint],
 _SHORT = {"standard": "standard", "reward_low_FP_rate": "low FP", "reward_low_FN_rate": "low FN"}
 
 
-def format_loco(result: LocoResult, default: str | None = None) -> str:
-    """The grid's in-sample scores, each fold's choice and the in-sample vs LOCO line per profile."""
+def format_loco(result: LocoResult, default: str | None = None, grouping: Grouping = Grouping.CATEGORY,
+                folds: bool = True) -> str:
+    """The candidates' in-sample scores, each fold's choice, and the in-sample, pooled cross-validated, mean and
+    worst held-out figures per profile."""
     profiles = [p.profile for p in result.profiles]
+    short = "LOCO" if grouping is Grouping.CATEGORY else "LOFO"
+    what = "category" if grouping is Grouping.CATEGORY else "file"
     head = f"{'setting':28s} " + " ".join(f"{_SHORT.get(p, p):>9s}" for p in profiles)
-    lines = ["in-sample NAB scores of the grid (settings and threshold chosen on all 25 files)", head,
+    lines = ["in-sample NAB scores of the candidates (settings and threshold chosen on all files)", head,
              "-" * len(head)]
     for name, row in result.candidates.items():
         mark = "  <- default" if name == default else ""
         lines.append(f"{name:28s} " + " ".join(f"{row[p]:9.2f}" for p in profiles) + mark)
     lines.append("")
-    lines.append("leave-one-category-out: settings and threshold chosen on three categories, the fourth scored")
+    lines.append(f"leave-one-{what}-out: settings and threshold chosen without the held-out {what}, which is then "
+                 "scored (normalised; '-' = no windows, raw = its false-positive cost)")
     for lp in result.profiles:
         lines.append(f"{_SHORT.get(lp.profile, lp.profile)}:")
-        for f in lp.folds:
-            lines.append(f"  held out {f.category:22s} chose {f.chosen:24s} threshold {f.threshold:.4f} "
-                         f"raw {f.raw:+.2f}")
+        for f in lp.folds if folds else []:
+            norm = f"{f.score:7.2f}" if f.windows else "      -"
+            lines.append(f"  held out {f.held_out:44s} chose {f.chosen:24s} threshold {f.threshold:.4f} "
+                         f"raw {f.raw:+7.2f} score {norm}")
+        worst = lp.worst
+        if worst is not None:
+            lines.append(f"  worst held-out {what}: {worst.held_out} {worst.score:.2f}")
     lines.append("")
     lines.append(f"{'':28s} " + " ".join(f"{_SHORT.get(p, p):>9s}" for p in profiles))
-    lines.append(f"{'in-sample (best of grid)':28s} " + " ".join(f"{lp.in_sample:9.2f}" for lp in result.profiles))
-    lines.append(f"{'LOCO (cross-validated)':28s} " + " ".join(f"{lp.loco:9.2f}" for lp in result.profiles))
+    lines.append(f"{'in-sample (best candidate)':28s} " + " ".join(f"{lp.in_sample:9.2f}" for lp in result.profiles))
+    lines.append(f"{short + ' (pooled held-out parts)':28s} " + " ".join(f"{lp.loco:9.2f}" for lp in result.profiles))
+    lines.append(f"{short + ' mean of held-out ' + ('categories' if what == 'category' else 'files'):28s} "
+                 + " ".join(f"{lp.fold_mean:9.2f}" for lp in result.profiles))
+    lines.append(f"{short + ' worst held-out ' + what:28s} "
+                 + " ".join(f"{(lp.worst.score if lp.worst else math.nan):9.2f}" for lp in result.profiles))
     lines.append("in-sample choice: " + ", ".join(f"{_SHORT.get(lp.profile, lp.profile)} {lp.in_sample_choice}"
                                                    for lp in result.profiles))
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """Running a detector online over a NAB folder and scoring what it says.
 
-A detector here is anything with ``score_series(values, key) -> scores``
-that scores row ``i`` from rows ``<= i`` only (the built-in ones, or an
+A detector here is anything with ``score_series(values, key, times) ->
+scores`` (``times``: each row's timestamp in seconds, or None) that scores
+row ``i`` from rows ``<= i`` only (the built-in ones, or an
 edgewatch model file run exactly as the agent runs it: windows through the
 ONNX graph, then the card's post-process per stream). The runner does not
 trust that promise blindly: :func:`check_online` tests it on a prefix.
@@ -29,8 +30,8 @@ from edgewatch.files import replacing
 class Detector(Protocol):
     name: str
 
-    def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
-        """Scores of every row, each computed from that row and the ones before it."""
+    def score_series(self, values: np.ndarray, key: str = "", times: np.ndarray | None = None) -> np.ndarray:
+        """Scores of every row, each computed from that row and the ones before it (and their times)."""
         ...
 
 
@@ -59,7 +60,8 @@ class ModelDetector:
         self.window = self.runtime.window
         self.stride = self.runtime.stride
 
-    def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
+    def score_series(self, values: np.ndarray, key: str = "", times: np.ndarray | None = None) -> np.ndarray:
+        """As the agent scores a stream; ``times`` are not used, because its post-process does not see them."""
         return self.post_scores(values, self.graph_outputs(values))
 
     def graph_outputs(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -111,16 +113,18 @@ class MaxEnsemble:
         self.name = name
         self.members = list(members)
 
-    def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
-        return np.max([np.asarray(m.score_series(values, key), dtype=np.float64) for m in self.members], axis=0)
+    def score_series(self, values: np.ndarray, key: str = "", times: np.ndarray | None = None) -> np.ndarray:
+        return np.max([np.asarray(m.score_series(values, key, times), dtype=np.float64) for m in self.members],
+                      axis=0)
 
 
-def check_online(detector: Detector, values: np.ndarray, key: str = "", cut: int | None = None) -> bool:
+def check_online(detector: Detector, values: np.ndarray, key: str = "", cut: int | None = None,
+                 times: np.ndarray | None = None) -> bool:
     """True when scoring a prefix gives the same scores as scoring the whole series."""
     values = np.asarray(values)
     cut = len(values) // 2 if cut is None else cut
-    whole = np.asarray(detector.score_series(values, key))[:cut]
-    part = np.asarray(detector.score_series(values[:cut], key))
+    whole = np.asarray(detector.score_series(values, key, times))[:cut]
+    part = np.asarray(detector.score_series(values[:cut], key, None if times is None else times[:cut]))
     return bool(np.allclose(whole, part, rtol=1e-5, atol=1e-6))
 
 
@@ -184,14 +188,18 @@ def score_corpus(files: Sequence[NabFile], scores: Sequence[np.ndarray], profile
 def run_nab(root: str | os.PathLike[str], detector: Detector, categories: list[str] | None = None,
             progress: bool = True) -> tuple[EvalResult, dict[str, np.ndarray]]:
     """Score every file of the folder with the detector, then the whole corpus."""
+    return run_files(load_corpus(root, categories), read_profiles(root), detector, progress)
+
+
+def run_files(files: Sequence[NabFile], profiles: Sequence[CostProfile], detector: Detector,
+              progress: bool = True) -> tuple[EvalResult, dict[str, np.ndarray]]:
+    """Score the given files (a corpus, or a perturbed copy of one) with the detector, then as one corpus."""
     from tqdm import tqdm
 
-    files = load_corpus(root, categories)
-    profiles = read_profiles(root)
     scores: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()
     for f in tqdm(files, desc=f"NAB {detector.name}", unit="file", disable=not progress):
-        sc = np.asarray(detector.score_series(f.values, f.key), dtype=np.float64)
+        sc = np.asarray(detector.score_series(f.values, f.key, f.seconds()), dtype=np.float64)
         if sc.shape != f.values.shape or not np.all(np.isfinite(sc)):
             raise BadInput(f"detector {detector.name} gave {sc.shape} scores (finite: "
                            f"{bool(np.all(np.isfinite(sc)))}) for {len(f.values)} rows of {f.key}")

@@ -9,11 +9,14 @@ window holding 100 among 128 put all 127 normal windows over the
 threshold). fp32 and static int8 quantize or compute each value on its own.
 
 :func:`check_batch_invariance` scores calibration windows mixed with
-windows holding extreme values (100, 1e6, 1e20, -1e20 in one cell, or the
-whole window at 1e6) alone, in one batch of the agent's size, and in random
-compositions of random sizes, and compares every window's score and
+windows holding extreme values (100, 1e6, +-1e20, +-inf or NaN, in one cell
+or in the whole window) alone, in one batch of the agent's size, and in
+random compositions of random sizes, and compares every window's score and
 feature error with its score alone. Export refuses a file that fails
-(:class:`BatchDependentScores`, exit 3 like any bad model file).
+(:class:`BatchDependentScores`, exit 3 like any bad model file). NaN and
+inf matter for forms that take ranges from the data: an all-NaN window
+made the sentinel form's first-layer range NaN for the whole call until
+NaN was replaced before the clip (:mod:`edgewatch.export.sentinel`).
 """
 
 from __future__ import annotations
@@ -22,13 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgewatch.agent.isolation import EXTREME_VALUES, MAX_REL_DIFF, rel_per_row
 from edgewatch.errors import BadModelFile
 
-MAX_REL_DIFF = 1e-5
 # batches checked at export: at least this many windows, more if the agent's batch is larger (an agent
 # built with another batch size, or eval scoring 512 at a time, must not find a file that depends on it)
 CHECK_BATCH = 128
-EXTREME_VALUES = (100.0, 1e6, 1e20, -1e20)
 N_COMPOSITIONS = 12
 
 
@@ -46,13 +48,14 @@ class Invariance:
 
 
 def extreme_windows(samples: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` copies of calibration windows, each with one cell set to an extreme value (some wholly)."""
+    """``n`` copies of calibration windows with extreme values: each value in one cell, then in every cell."""
     picks = samples[rng.integers(0, len(samples), n)].copy()
     flat = picks.reshape(n, -1)
+    k = len(EXTREME_VALUES)
     for i in range(n):
-        value = EXTREME_VALUES[i % len(EXTREME_VALUES)]
-        if i % (len(EXTREME_VALUES) + 1) == len(EXTREME_VALUES):
-            flat[i] = 1e6
+        value = EXTREME_VALUES[i % k]
+        if (i // k) % 2:
+            flat[i] = value
         else:
             flat[i, rng.integers(0, flat.shape[1])] = value
     return picks
@@ -80,28 +83,18 @@ def check_batch_invariance(model: "ScoringModel", samples: np.ndarray, max_batch
         diff = max(_rel_diff(ref_s[idx], got.scores), _rel_diff(ref_f[idx], got.feature_error))
         worst = max(worst, diff)
         if diff > MAX_REL_DIFF:
-            bad = int(np.argmax(_rel_per_row(ref_s[idx], got.scores)))
+            bad = int(np.argmax(rel_per_row(ref_s[idx], got.scores)))
             raise BatchDependentScores(
                 f"{what}: a window's score depends on the other windows of its call (relative difference "
                 f"{diff:.3g} in a batch of {len(idx)}, allowed {MAX_REL_DIFF:g}; window {int(idx[bad])} "
                 f"scored {float(ref_s[idx][bad]):.6g} alone and {float(got.scores[bad]):.6g} in the batch). "
                 f"One stream's data would change other streams' alerts. Dynamic int8 picks its scales per "
-                f"call: export with --quantize none or a static quantization; no file was written.")
+                f"call: export with --quantize auto (the family's isolated form), none or static; no file "
+                f"was written.")
     return Invariance(len(pool), n_extreme, len(compositions), max_batch, worst)
-
-
-def _rel_per_row(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
-    ref = np.asarray(ref, np.float64).reshape(len(ref), -1)
-    got = np.asarray(got, np.float64).reshape(len(got), -1)
-    finite = np.isfinite(ref) & np.isfinite(got)
-    same_special = ~finite & ((ref == got) | (np.isnan(ref) & np.isnan(got)))
-    with np.errstate(invalid="ignore", over="ignore"):
-        rel = np.abs(got - ref) / np.maximum(np.maximum(np.abs(ref), np.abs(got)), 1e-30)
-    rel = np.where(finite, rel, np.where(same_special, 0.0, np.inf))
-    return rel.max(axis=1) if rel.size else np.zeros(len(ref))
 
 
 def _rel_diff(ref: np.ndarray, got: np.ndarray) -> float:
     """Largest relative difference; non-finite values must match exactly (inf with inf, NaN with NaN)."""
-    rows = _rel_per_row(ref, got)
+    rows = rel_per_row(ref, got)
     return float(rows.max()) if rows.size else 0.0

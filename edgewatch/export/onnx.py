@@ -68,6 +68,8 @@ class ExportReport:
     # the check was skipped (benchmark files kept for comparison only)
     invariance: Invariance | None = None
     fallback_from: str = ""  # why the family's first choice of quantization was not used (export_family)
+    detail: str = ""  # what the quantization needed to know or check (the sentinel form's range and headroom)
+    why: str = ""  # the family's reason for its choice of quantization (ExportSpec.why), with --quantize auto
 
     def lines(self) -> list[str]:
         """The report as short lines for a terminal."""
@@ -76,6 +78,8 @@ class ExportReport:
             f"wrote {self.path} ({self.size_bytes / 1024:.1f} KiB) in {self.export_seconds:.2f} s",
             f"quantization: {self.quantization.value}; quantized nodes: {self.n_quantized_nodes} ({ops})"
             + (f" -- fallback: {self.fallback_from}" if self.fallback_from else ""),
+            *([f"why {self.quantization.value}: {self.why}"] if self.why and not self.fallback_from else []),
+            *([self.detail] if self.detail else []),
             f"parity vs PyTorch on {self.n_parity_samples} calibration samples "
             f"({self.n_over_threshold} over the threshold): max rel. score error {self.max_rel_err:.3g}, "
             f"mean {self.mean_rel_err:.3g}, decision agreement {self.decision_agreement:.2%}",
@@ -113,7 +117,8 @@ def export_model(scorer: nn.Module, card: ModelCard, out: str | os.PathLike[str]
         quantized = Path(tmpdir) / "quantized.onnx"
         final = Path(tmpdir) / out.name
         _export_fp32(scorer, torch.from_numpy(calib[:2].copy()), fp32, script)
-        quantize_file(fp32, quantized, quantization, calib)
+        done = quantize_file(fp32, quantized, quantization, calib)
+        card = dataclasses.replace(card, **done.card)
         _write_metadata(quantized, final, card)
         ops = quantized_op_counts(final)
         if quantization is not Quantization.NONE and not ops:
@@ -140,7 +145,7 @@ def export_model(scorer: nn.Module, card: ModelCard, out: str | os.PathLike[str]
         max_rel_err=parity.max_rel_err, mean_rel_err=parity.mean_rel_err,
         decision_agreement=parity.decision_agreement, n_parity_samples=parity.n,
         n_over_threshold=parity.n_over_threshold, export_seconds=time.perf_counter() - started,
-        size_bytes=out.stat().st_size, invariance=invariance)
+        size_bytes=out.stat().st_size, invariance=invariance, detail=done.detail)
 
 
 def export_family(scorer: nn.Module, card: ModelCard, out: str | os.PathLike[str], spec: "ExportSpec", *,  # noqa: F821
@@ -152,8 +157,10 @@ def export_family(scorer: nn.Module, card: ModelCard, out: str | os.PathLike[str
     choice was not kept.
     """
     try:
-        return export_model(scorer, card, out, quantization=spec.quantization, calibration=calibration,
-                            script=spec.script, min_agreement=min_agreement)
+        report = export_model(scorer, card, out, quantization=spec.quantization, calibration=calibration,
+                              script=spec.script, min_agreement=min_agreement)
+        report.why = spec.why
+        return report
     except (ParityFailed, BatchDependentScores) as exc:
         if spec.fallback is None:
             raise

@@ -34,10 +34,18 @@
   difference of exactly 0 on both, with 100 % of decisions kept and a
   mean score change of 8·10⁻⁴ against fp32; u8·s8 is the faster
   (batch 1: 6.5 vs 8.2 ms). The check still runs on every export.
+* ``Quantization.SENTINEL_INT8``: every LSTM becomes ONNX Runtime's fused
+  ``DynamicQuantizeLSTM`` with two sentinel units that fix its per-call
+  ranges, and the first layer's input clipped to a range the card records
+  (:mod:`edgewatch.export.sentinel`): the LSTM family's choice, the fastest
+  stream-isolated form measured (docs/benchmarks.md). A file with no LSTM is
+  refused (nothing to do).
 * ``Quantization.UNROLLED_INT8``: every LSTM unrolled into int8
   ``MatMulIntegerToFloat`` gates with fixed hidden-state scales
-  (:mod:`edgewatch.export.unroll`): int8 speed with batch-invariant scores.
-  Best for the LSTM family; a file with no LSTM is refused (nothing to do).
+  (:mod:`edgewatch.export.unroll`): batch-invariant too, 3.4x slower than
+  the sentinel form at batch 1 and slower up to 32 windows a call, level at
+  64 (about 500 nodes at window 10 cost more than their arithmetic at small
+  batches); a file with no LSTM is refused.
 * ``Quantization.NONE``: the file is copied unchanged.
 
 :func:`quantized_op_counts` counts the quantized nodes in a file, so a
@@ -52,7 +60,9 @@ import shutil
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
@@ -67,26 +77,45 @@ QUANTIZED_OP_TYPES = frozenset({
 })
 
 
+@dataclass
+class Quantized:
+    """What quantizing wrote besides the file: card fields the graph now needs, and a line for the report."""
+
+    card: dict[str, Any] = field(default_factory=dict)  # ModelCard fields (the sentinel form's ``input_clip``)
+    detail: str = ""
+
+
 def quantize_file(src: Path, dst: Path, quantization: Quantization,
-                  calibration: np.ndarray | None = None, batch_size: int = 32) -> None:
+                  calibration: np.ndarray | None = None, batch_size: int = 32) -> Quantized:
     """Write the quantized version of ``src`` to ``dst`` (metadata_props are kept)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     quantization = Quantization(quantization)
     if quantization is Quantization.NONE:
         shutil.copyfile(src, dst)
-        return
+        return Quantized()
     if quantization is Quantization.UNROLLED_INT8:
         from edgewatch.export.unroll import unroll_lstm_file
 
         if unroll_lstm_file(src, dst, calibration=calibration) == 0:
             raise BadInput("unrolled int8 quantizes LSTM layers and this model has none: use another --quantize")
-        return
+        return Quantized()
+    if quantization is Quantization.SENTINEL_INT8:
+        from edgewatch.export.sentinel import sentinel_lstm_file
+
+        if calibration is None or len(calibration) == 0:
+            raise BadInput("sentinel int8 sets its input range from calibration samples: train a checkpoint that "
+                           "stores them or pass --calibration-data")
+        with _quiet_preprocess_hint():
+            form = sentinel_lstm_file(src, dst, calibration)
+        if form.layers == 0:
+            raise BadInput("sentinel int8 quantizes LSTM layers and this model has none: use another --quantize")
+        return Quantized({"input_clip": list(form.input_clip)}, form.line())
     with _quiet_preprocess_hint():
         if quantization is Quantization.DYNAMIC_INT8:
             quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
                              nodes_to_exclude=output_layer_nodes(src))
-            return
+            return Quantized()
         if calibration is None or len(calibration) == 0:
             raise BadInput("static int8 quantization needs calibration samples: train a checkpoint that "
                            "stores them or pass --calibration-data")
@@ -95,6 +124,7 @@ def quantize_file(src: Path, dst: Path, quantization: Quantization,
                         weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
                         nodes_to_exclude=score_tail_nodes(src),
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    return Quantized()
 
 
 WEIGHTED_OP_TYPES = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "LSTM", "GRU", "RNN", "Loop"})

@@ -3,7 +3,9 @@
 Why: ONNX Runtime's only int8 LSTM is ``DynamicQuantizeLSTM``, which picks
 the activation scale from the whole input tensor of each call, so a
 window's score depends on the other windows of its batch (one window
-holding 100 among 127 normal ones put all 127 over the threshold). The
+holding 100 among 127 normal ones put all 127 over the threshold; the
+sentinel form, :mod:`edgewatch.export.sentinel`, now fixes those ranges and
+is faster, so this form stays as ``--quantize unrolled`` for comparison). The
 window length is static in every edgewatch file, so the loop over time
 can be unrolled and every gate written as a ``MatMulIntegerToFloat``
 whose activation scale is *fixed* in the file: the MatMuls read hidden
@@ -45,6 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadModelFile
+from edgewatch.export.lstm_nodes import (PASSTHROUGH, check_supported, constant, drop_unused,
+                                            static_steps)
 
 
 def unroll_lstm_file(src: Path, dst: Path, int8: bool = True, calibration: np.ndarray | None = None) -> int:
@@ -94,10 +98,6 @@ def hidden_ranges(model: "onnx.ModelProto", calibration: np.ndarray) -> dict[str
     return out
 
 
-# ops that move values without changing them: an LSTM output stays within [-1, 1] through them
-_PASSTHROUGH = frozenset({"Squeeze", "Unsqueeze", "Transpose", "Reshape", "Identity", "Flatten"})
-
-
 def unroll_lstm(model: "onnx.ModelProto", int8: bool = True,  # noqa: F821 - onnx is imported lazily
                 ranges: dict[str, float] | None = None) -> int:
     """Replace the LSTM nodes of ``model``'s main graph in place; returns how many were replaced.
@@ -113,7 +113,6 @@ def unroll_lstm(model: "onnx.ModelProto", int8: bool = True,  # noqa: F821 - onn
     however extreme, exact.
     """
     import onnx
-    from onnx import numpy_helper
 
     graph = model.graph
     inferred = onnx.shape_inference.infer_shapes(model)
@@ -128,13 +127,13 @@ def unroll_lstm(model: "onnx.ModelProto", int8: bool = True,  # noqa: F821 - onn
     for node in graph.node:
         if node.op_type != "LSTM":
             new_nodes.append(node)
-            if node.op_type in _PASSTHROUGH and node.input and node.input[0] in bounded:
+            if node.op_type in PASSTHROUGH and node.input and node.input[0] in bounded:
                 bounded.update(node.output)
             continue
         count += 1
-        steps = _static_steps(node, shapes)
-        weights = [_constant(name, inits, consts, numpy_helper) for name in node.input[1:4]]
-        _check_supported(node, producers)
+        steps = static_steps(node, shapes)
+        weights = [constant(name, inits, consts) for name in node.input[1:4]]
+        check_supported(node, producers)
         builder = _Layer(node.name or f"lstm{count}", steps, *weights, int8=int8)
         outputs = list(node.output) + [""] * (3 - len(node.output))
         bounded_input = node.input[0] in bounded
@@ -147,7 +146,7 @@ def unroll_lstm(model: "onnx.ModelProto", int8: bool = True,  # noqa: F821 - onn
     if count:
         del graph.node[:]
         graph.node.extend(new_nodes)
-        _drop_unused(graph)
+        drop_unused(graph)
         if int8 and not any(o.domain == "com.microsoft" for o in model.opset_import):
             model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     return count
@@ -156,54 +155,6 @@ def unroll_lstm(model: "onnx.ModelProto", int8: bool = True,  # noqa: F821 - onn
 def _own_range(ranges: dict[str, float] | None, node: "onnx.NodeProto") -> float:  # noqa: F821
     """An unbounded input (measurements) is fp32 in the graph, so only the layer's own states count."""
     return (ranges or {}).get(node.name + "#own", (ranges or {}).get(node.name, 1.0))
-
-
-def _static_steps(node: "onnx.NodeProto", shapes: dict) -> int:  # noqa: F821
-    shape = shapes.get(node.input[0])
-    dim = shape.dim[0] if shape is not None and len(shape.dim) == 3 else None
-    if dim is None or not dim.HasField("dim_value"):
-        raise BadModelFile(f"LSTM node {node.name!r}: its sequence length is not static, so it cannot be "
-                           "unrolled (export with a static window)")
-    return int(dim.dim_value)
-
-
-def _constant(name: str, inits: dict, consts: dict, numpy_helper) -> np.ndarray | None:  # noqa: ANN001
-    if not name:
-        return None
-    if name in inits:
-        return numpy_helper.to_array(inits[name]).astype(np.float32)
-    if name in consts:
-        return numpy_helper.to_array(consts[name].attribute[0].t).astype(np.float32)
-    raise BadModelFile(f"LSTM weight {name!r} is not a constant of the graph; cannot unroll it")
-
-
-def _check_supported(node: "onnx.NodeProto", producers: dict) -> None:  # noqa: F821
-    from onnx import helper, numpy_helper
-
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    direction = attrs.get("direction", b"forward")
-    problems = []
-    if direction not in (b"forward", "forward"):
-        problems.append(f"direction {direction!r}")
-    for name in ("activations", "clip", "input_forget"):
-        if attrs.get(name) not in (None, 0, [b"Sigmoid", b"Tanh", b"Tanh"]):
-            problems.append(f"{name}={attrs[name]!r}")
-    if attrs.get("layout", 0) != 0:
-        problems.append("layout=1")
-    extra = list(node.input[4:])
-    if len(extra) > 0 and extra[0]:
-        problems.append("sequence lengths")
-    if len(extra) > 3 and extra[3]:
-        problems.append("peepholes")
-    for state in extra[1:3]:
-        src = producers.get(state) if state else None
-        zero = src is not None and src.op_type == "ConstantOfShape" and all(
-            not numpy_helper.to_array(a.t).any() for a in src.attribute)
-        if state and not zero:
-            problems.append(f"an initial state {state!r} that is not zeros")
-    if problems:
-        raise BadModelFile(f"LSTM node {node.name!r} has {', '.join(problems)}; only forward LSTMs as "
-                           "torch exports nn.LSTM can be unrolled")
 
 
 # a hidden state in [-1, 1] as uint8: q = round(h / scale) + 128
@@ -328,33 +279,3 @@ class _Layer:
         if yc_out:
             nodes.append(helper.make_node("Identity", [c], [yc_out], name=f"{p}/Y_c"))
         return nodes
-
-
-def _drop_unused(graph: "onnx.GraphProto") -> None:  # noqa: F821
-    """Remove nodes and initializers nothing reads any more (the old LSTM weights, the zero states)."""
-    needed = {o.name for o in graph.output}
-    keep = []
-    for node in reversed(list(graph.node)):
-        if any(o in needed for o in node.output) or node.op_type in ("Loop", "If", "Scan"):
-            keep.append(node)
-            needed.update(i for i in node.input if i)
-            needed.update(_subgraph_inputs(node))
-    keep.reverse()
-    del graph.node[:]
-    graph.node.extend(keep)
-    inits = [t for t in graph.initializer if t.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-
-
-def _subgraph_inputs(node: "onnx.NodeProto") -> set[str]:  # noqa: F821
-    from onnx import AttributeProto
-
-    names: set[str] = set()
-    for attr in node.attribute:
-        graphs = [attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs)
-        for g in graphs:
-            for n in g.node:
-                names.update(i for i in n.input if i)
-                names.update(_subgraph_inputs(n))
-    return names

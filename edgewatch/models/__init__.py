@@ -46,6 +46,7 @@ class ExportSpec:
     # what --quantize auto exports instead when ``quantization`` fails the parity check (a small model
     # whose threshold sits among many scores loses decisions to int8 rounding); None: fail
     fallback: Quantization | None = None
+    why: str = ""  # the measured reason for ``quantization``, printed by the export (why not int8, for fp32)
 
 
 def family_module(name: str) -> ModuleType:

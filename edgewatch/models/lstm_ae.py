@@ -12,20 +12,19 @@ step instead of 60 per window): the model reconstructs short windows very
 well and fails on shapes it never saw (spikes, frozen sensors, overload),
 which is what an error score needs.
 
-Export: fp32, plain tracing (no scripting). Dynamic int8
-(``DynamicQuantizeLSTM``) was faster but picks its activation scale per
-ONNX Runtime call, so one stream's absurd window moved every other
-stream's score (:mod:`edgewatch.export.invariance` now refuses it). The
-batch-invariant int8 form, ``--quantize unrolled``
-(:mod:`edgewatch.export.unroll`: the LSTMs unrolled into int8 MatMuls
-with fixed scales, parity 99.8 % on the shipped model), measured on a
-2-core AMD EPYC (Zen 3, AVX2, no VNNI), CPU time per window, fp32 /
-unrolled int8 / dynamic int8: batch 128: 128 / 112 / 110 µs (88 vs 135
-for fp32 in a quieter run); batch 32, the agent's batch: 163 / 153 / 117
-µs; batch 1: 0.36 / 1.1 / 0.26 ms a call (the unrolled graph's ~480 nodes
-cost more than its arithmetic). At the agent's batch it gains about 7 %
-and loses 3x at batch 1, where latency is decided, so fp32 ships: exact
-(parity 100 %) and 5x PyTorch eager at batch 1.
+Export: plain tracing, then the sentinel int8 form
+(:mod:`edgewatch.export.sentinel`: ONNX Runtime's fused
+``DynamicQuantizeLSTM`` with two sentinel units per layer that fix its
+per-call ranges, so a window's score does not depend on its batch), fp32
+when that form fails parity or isolation. Measured on the 2-core AMD EPYC
+(Zen 3, AVX2, no VNNI), the benchmark's trained S0 weights, one thread,
+interleaved rounds, CPU time per window at batch 1 / 16 / 32 / 64: PyTorch
+eager 1030 / 184 / 158 / 149 µs, fp32 ``LSTM`` 273 / 85 / 90 / 89, sentinel
+int8 147 / 64 / 65 / 64, the unrolled int8 form
+(:mod:`edgewatch.export.unroll`) 514 / 82 / 77 / 68, plain dynamic int8
+(batch-dependent, refused) 152 / 61 / 61 / 62 (``edgewatch bench``, load
+6.4 to 2.5). Decisions against fp32 on simulator windows with the shipped
+weights: 99.96 % nominal, 99.65 % faulty (models/README.md).
 """
 
 from __future__ import annotations
@@ -39,7 +38,9 @@ from edgewatch.export.scoring import InputScaler, ReconstructionScorer
 from edgewatch.models import ExportSpec
 
 FAMILY = "lstm-ae"
-EXPORT = ExportSpec(quantization=Quantization.NONE, script=False)
+EXPORT = ExportSpec(quantization=Quantization.SENTINEL_INT8, script=False, fallback=Quantization.NONE,
+                    why=("ORT's fused int8 LSTM, stream-isolated by sentinel units: 1.4x fp32 at the agent's 32 "
+                         "windows a call, 1.9x at 1 (AMD EPYC, AVX2)"))
 
 
 class LstmAutoencoder(nn.Module):

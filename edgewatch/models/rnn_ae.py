@@ -26,10 +26,11 @@ from edgewatch.contract import Quantization
 from edgewatch.models import ExportSpec
 
 FAMILY = "rnn-ae"
-# script=True: the autoregressive decoder must become an ONNX Loop. fp32, measured
-# (docs/families.md): dynamic int8 quantizes no node (GRU stays fp32, the decoder's Gemms sit
-# inside the Loop body), static QDQ only the few nodes outside the loop; the file is ~20 KiB.
-EXPORT = ExportSpec(quantization=Quantization.NONE, script=True)
+# script=True: the autoregressive decoder must become an ONNX Loop (docs/families.md)
+EXPORT = ExportSpec(quantization=Quantization.NONE, script=True,
+                    why=("not int8: ONNX Runtime has no int8 GRU and the decoder's MatMuls sit inside a Loop, which "
+                         "dynamic int8 does not enter (0 nodes quantized); static int8 reaches only the few nodes "
+                         "outside it"))
 
 
 @dataclass

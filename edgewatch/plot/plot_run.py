@@ -1,8 +1,12 @@
-"""A PNG of one stream of a recorded run: signals, score bars, threshold, alerts and the truth.
+"""A PNG of one stream of a recorded run: signals, anomaly_score bars, alerts and the truth.
 
 The picture an operator checks a detector with: did the red bars and the
 shaded alert episodes land on the faults (hatched), and what did the
-signals do there. matplotlib with the Agg backend, so it runs headless.
+signals do there. Each feature has its own lane with its training range
+shaded (a voltage of 230 beside a vibration of 0.03 would otherwise hide
+the vibration), the bars are anomaly_score with its 1.0 line, and each
+alert episode is annotated with the features that contributed most at its
+start. matplotlib with the Agg backend, so it runs headless.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +76,19 @@ def pick_stream(run: Run, name: str | None) -> StreamRun:
 def plot_run(run: Run, output: str | Path, truth: list[Interval] | None = None,
              options: PlotOptions | None = None) -> Agreement | None:
     """Draw one stream of ``run`` to ``output`` (PNG); returns the alert/truth agreement when truth is given."""
+    import matplotlib.pyplot as plt
+
+    fig, found = draw_run(run, truth, options)
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, bbox_inches="tight")
+    plt.close(fig)
+    return found
+
+
+def draw_run(run: Run, truth: list[Interval] | None = None,
+             options: PlotOptions | None = None) -> tuple[Any, Agreement | None]:
+    """The figure of :func:`plot_run` (one lane per feature, then anomaly_score) and the agreement, unsaved."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,13 +116,17 @@ def plot_run(run: Run, output: str | Path, truth: list[Interval] | None = None,
         def x(v: np.ndarray | float) -> np.ndarray | float:
             return np.asarray(v, float) - t0
 
-    fig, (ax_sig, ax_score) = plt.subplots(2, 1, sharex=True, figsize=(opts.width, opts.height), dpi=opts.dpi,
-                                           gridspec_kw={"height_ratios": [3, 2], "hspace": 0.08})
     features = run.features or [f"f{i}" for i in range(values.shape[1])]
-    for j in range(values.shape[1]):
-        ax_sig.plot(x(t), values[:, j], lw=0.9, color=SIGNAL_COLORS[j % len(SIGNAL_COLORS)], label=features[j])
+    ranges = run.ranges if run.features else [None] * values.shape[1]
+    n = max(1, values.shape[1])
+    fig, axes = plt.subplots(n + 1, 1, sharex=True, figsize=(opts.width, opts.height), dpi=opts.dpi,
+                             gridspec_kw={"height_ratios": [1.0] * n + [max(2.5, 0.6 * n)], "hspace": 0.08})
+    lanes, ax_score = list(axes[:-1]), axes[-1]
+    for j, ax in enumerate(lanes):
+        if j < values.shape[1]:
+            _lane(ax, x(t), values[:, j], features[j], ranges[j], SIGNAL_COLORS[j % len(SIGNAL_COLORS)])
 
-    for ax in (ax_sig, ax_score):
+    for ax in axes:
         for k, e in enumerate(episodes):
             end = t1 if np.isnan(e.end) else e.end
             ax.axvspan(x(max(e.start, t0)), x(min(end, t1)), color=ALERT_COLOR, alpha=0.13, lw=0,
@@ -115,41 +137,23 @@ def plot_run(run: Run, output: str | Path, truth: list[Interval] | None = None,
         for k, r in enumerate(r for r in run.restarts if t0 <= r <= t1):
             ax.axvline(x(r), color="#555555", ls=":", lw=1.0,
                        label="agent restarted" if k == 0 and ax is ax_score else None)
-    ymax = ax_sig.get_ylim()[1]
     for i in truth_here:
-        ax_sig.annotate(i.label, (x(max(i.start, t0)), ymax), xytext=(2, -10), textcoords="offset points",
-                        fontsize=8, color="#8a5a00", va="top")
+        lanes[0].annotate(i.label, (x(max(i.start, t0)), 1.0), xycoords=("data", "axes fraction"),
+                          xytext=(2, -3), textcoords="offset points", fontsize=7, color="#8a5a00", va="top")
 
-    # score bars: green under, red over; thin lines when there are too many for bars to be visible
-    colors = np.where(over, OVER_COLOR, OK_COLOR)
-    xs = np.asarray(x(wt), float)
-    base = 0.0
-    if opts.log_score:
-        ax_score.set_yscale("log")
-        positive = scores[scores > 0]
-        base = float(positive.min()) / 2 if len(positive) else 1e-6
-    if len(wt) > MAX_BARS or len(wt) < 2:
-        ax_score.vlines(xs, base, scores, colors=colors, lw=0.8)
-    else:
-        width = float(np.median(np.diff(xs))) * 0.8
-        ax_score.bar(xs, scores - base, bottom=base, width=width, color=colors, lw=0)
-    th_x = [x(t0)]
-    th_y = [run.thresholds[0][1]]
-    for ts, value in run.thresholds[1:]:
-        if ts <= t1:
-            th_x += [x(max(ts, t0))] * 2
-            th_y += [th_y[-1], value]
-    th_x.append(x(t1))
-    th_y.append(th_y[-1])
-    ax_score.plot(th_x, th_y, color="black", ls="--", lw=1.2, label=f"threshold {run.threshold:.4g}")
-    ax_score.bar([np.nan], [np.nan], color=OK_COLOR, label="score under")
-    ax_score.bar([np.nan], [np.nan], color=OVER_COLOR, label="score over")
-
-    ax_sig.set_ylabel("signals")
-    ax_score.set_ylabel("score" + (" (log)" if opts.log_score else ""))
-    ax_sig.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
+    anomaly = None if s.anomaly is None else s.anomaly[wkeep]
+    if anomaly is not None:
+        _anomaly_bars(ax_score, np.asarray(x(wt), float), anomaly, over, opts.log_score, run.threshold)
+    else:  # a run file from before anomaly_score: the raw score and its threshold
+        _raw_bars(ax_score, np.asarray(x(wt), float), scores, over, opts.log_score, run, x, t0, t1)
+    for k, e in enumerate(e for e in episodes if e.features and e.start >= t0):
+        text = ", ".join(f"{name} {share:.0%}" for name, share in e.features)
+        ax_score.annotate(text, (x(e.start), 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2 - 9 * (k % 3)),
+                          textcoords="offset points", fontsize=7, color="#8b1a1a", va="top")
+    ax_score.bar([np.nan], [np.nan], color=OK_COLOR, label="under the threshold")
+    ax_score.bar([np.nan], [np.nan], color=OVER_COLOR, label="over the threshold")
     ax_score.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
-    for ax in (ax_sig, ax_score):
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.margins(x=0.005)
     if as_dates:
@@ -168,12 +172,72 @@ def plot_run(run: Run, output: str | Path, truth: list[Interval] | None = None,
         parts.append(f"truth caught {found.caught}/{found.truth}, false episodes {found.false_episodes}")
     model = run.header.get("model") or {}
     head = opts.title or f"edgewatch run · {model.get('family', 'model')}"
-    ax_sig.set_title(head + "\n" + " · ".join(parts), fontsize=10)
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
-    return found
+    lanes[0].set_title(head + "\n" + " · ".join(parts), fontsize=10)
+    return fig, found
+
+
+def _lane(ax: Any, xs: Any, values: np.ndarray, name: str, span: tuple[float, float] | None, color: str) -> None:
+    """One feature in its own lane; its training range shaded, so a value outside it stands out."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.plot(xs, values, lw=0.9, color=color)
+    finite = values[np.isfinite(values)]
+    lo, hi = (span if span is not None else (np.inf, -np.inf))
+    if finite.size:
+        lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    if not np.isfinite([lo, hi]).all():
+        lo, hi = 0.0, 1.0
+    pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 0.5
+    ax.set_ylim(lo - pad, hi + pad)
+    if span is not None:
+        ax.axhspan(span[0], span[1], color="#6b7280", alpha=0.12, lw=0)
+        ax.set_yticks(sorted({span[0], span[1]}))
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(2))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}"))
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8, color=color)
+
+
+def _anomaly_bars(ax: Any, xs: np.ndarray, anomaly: np.ndarray, over: np.ndarray, log: bool,
+                  threshold: float) -> None:
+    """anomaly_score bars with the 1.0 line; ``log``: a symmetric log axis (linear within +-1)."""
+    _bars(ax, xs, anomaly, over, 0.0)
+    if log:
+        ax.set_yscale("symlog", linthresh=1.0)
+    ax.axhline(1.0, color="black", ls="--", lw=1.2, label=f"1 = the threshold (score {threshold:.4g})")
+    ax.set_ylabel("anomaly_score" + (" (symlog)" if log else ""))
+
+
+def _raw_bars(ax: Any, xs: np.ndarray, scores: np.ndarray, over: np.ndarray, log: bool, run: Run, x: Any,
+              t0: float, t1: float) -> None:
+    """The score in the model's units and its threshold over time (run files without anomaly_score)."""
+    base = 0.0
+    if log:
+        ax.set_yscale("log")
+        positive = scores[scores > 0]
+        base = float(positive.min()) / 2 if len(positive) else 1e-6
+    _bars(ax, xs, scores, over, base)
+    th_x = [x(t0)]
+    th_y = [run.thresholds[0][1]]
+    for ts, value in run.thresholds[1:]:
+        if ts <= t1:
+            th_x += [x(max(ts, t0))] * 2
+            th_y += [th_y[-1], value]
+    th_x.append(x(t1))
+    th_y.append(th_y[-1])
+    ax.plot(th_x, th_y, color="black", ls="--", lw=1.2, label=f"threshold {run.threshold:.4g}")
+    ax.set_ylabel("score" + (" (log)" if log else ""))
+
+
+def _bars(ax: Any, xs: np.ndarray, heights: np.ndarray, over: np.ndarray, base: float) -> None:
+    """Green under, red over; thin lines when there are too many for bars to be visible."""
+    colors = np.where(over, OVER_COLOR, OK_COLOR)
+    if len(xs) > MAX_BARS or len(xs) < 2:
+        ax.vlines(xs, base, heights, colors=colors, lw=0.8)
+    else:
+        width = float(np.median(np.diff(xs))) * 0.8
+        ax.bar(xs, heights - base, bottom=base, width=width, color=colors, lw=0)
 
 
 def _to_dt(v: np.ndarray | float) -> np.ndarray:

@@ -22,12 +22,17 @@ from edgewatch.errors import BadInput
 
 @dataclass
 class Interval:
-    """A span of time ``[start, end)`` in epoch seconds with what it is (fault type, "anomaly window")."""
+    """A span of time ``[start, end)`` in epoch seconds with what it is (fault type, "anomaly window").
+
+    ``features``: for an alert episode, the features that contributed most
+    at its start, with their share of the error (from the ``start`` event).
+    """
 
     start: float
     end: float
     label: str
     stream: str | None = None
+    features: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -43,6 +48,7 @@ class StreamRun:
     scores: np.ndarray
     over: np.ndarray  # bool
     episodes: list[Interval]
+    anomaly: np.ndarray | None = None  # anomaly_score per window (None: a run file written before it existed)
 
     @property
     def start(self) -> float:
@@ -70,6 +76,16 @@ class Run:
     def threshold(self) -> float:
         return self.thresholds[-1][1]
 
+    @property
+    def ranges(self) -> list[tuple[float, float] | None]:
+        """Each feature's training range from the header (None where the card had none, or an older file)."""
+        given = self.header.get("ranges") or []
+        out: list[tuple[float, float] | None] = []
+        for j in range(len(self.features)):
+            r = given[j] if j < len(given) else None
+            out.append((float(r[0]), float(r[1])) if isinstance(r, list) and len(r) == 2 else None)
+        return out
+
 
 class _Acc:
     def __init__(self) -> None:
@@ -79,8 +95,9 @@ class _Acc:
         self.wt: list[float] = []
         self.wq: list[int] = []
         self.ws: list[float] = []
+        self.wa: list[float] = []
         self.wo: list[int] = []
-        self.open: dict[Any, float] = {}
+        self.open: dict[Any, tuple[float, list[tuple[str, float]]]] = {}
         self.episodes: list[Interval] = []
 
 
@@ -185,6 +202,8 @@ def _parse(path: Path, fh: Any, header: dict[str, Any], want: int | None) -> Run
             a.wt.append(rec["t"])
             a.wq.append(rec["q"])
             a.ws.append(np.nan if rec["s"] is None else rec["s"])
+            anomaly = rec.get("a")
+            a.wa.append(np.nan if anomaly is None else anomaly)
             a.wo.append(rec["o"])
         elif "th" in rec:
             pending_threshold = float(rec["th"])
@@ -201,7 +220,8 @@ def _parse(path: Path, fh: Any, header: dict[str, Any], want: int | None) -> Run
         streams[name] = StreamRun(
             name, np.asarray(a.t, float), np.asarray(a.q, np.int64), np.asarray(a.v, float).reshape(-1, f),
             np.asarray(a.wt, float), np.asarray(a.wq, np.int64), np.asarray(a.ws, float),
-            np.asarray(a.wo, bool), sorted(a.episodes, key=lambda e: e.start))
+            np.asarray(a.wo, bool), sorted(a.episodes, key=lambda e: e.start),
+            np.asarray(a.wa, float) if a.wa and not np.isnan(a.wa).all() else None)
     return Run(picked or header, features, streams, thresholds, events, skipped,
                runs=number if want is None else 1, restarts=restarts)
 
@@ -209,8 +229,8 @@ def _parse(path: Path, fh: Any, header: dict[str, Any], want: int | None) -> Run
 def _close_open(acc: dict[str, _Acc], label: str) -> None:
     """Episodes whose end was never recorded (an agent killed hard) end where their run did: unknown, NaN."""
     for name, a in acc.items():
-        for start in a.open.values():
-            a.episodes.append(Interval(start, np.nan, label, name))
+        for start, features in a.open.values():
+            a.episodes.append(Interval(start, np.nan, label, name, features))
         a.open.clear()
 
 
@@ -222,12 +242,14 @@ def _episode(acc: dict[str, _Acc], ev: dict[str, Any]) -> None:
     ep = ev.get("episode") or {}
     key = (ep.get("start_ts"), ep.get("start_seq"))
     if kind == "start":
-        a.open[key] = float(ep.get("start_ts", ev.get("ts")))
+        features = [(str(f.get("feature")), float(f.get("share") or 0.0)) for f in ev.get("top_features") or []
+                    if isinstance(f, dict)]
+        a.open[key] = (float(ep.get("start_ts", ev.get("ts"))), features)
     else:
-        start = a.open.pop(key, ep.get("start_ts"))
+        start, features = a.open.pop(key, (ep.get("start_ts"), []))
         end = ep.get("end_ts", ev.get("ts"))
         if start is not None and end is not None:
-            a.episodes.append(Interval(float(start), float(end), "alert", stream))
+            a.episodes.append(Interval(float(start), float(end), "alert", stream, features))
 
 
 def read_fault_truth(path: str | Path) -> list[Interval]:
@@ -242,8 +264,9 @@ def read_fault_truth(path: str | Path) -> list[Interval]:
             continue
         try:
             rec = json.loads(line)
+            named = ", ".join(rec.get("features") or [])
             out.append(Interval(float(rec["start_ts"]), float(rec["end_ts"]),
-                                f"{rec['fault']} ({', '.join(rec.get('features', []))})", rec.get("stream")))
+                                f"{rec['fault']} ({named})" if named else str(rec["fault"]), rec.get("stream")))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise BadInput(f"{path}:{n} is not a simulator fault record ({exc}); expected the JSONL "
                            "written by: edgewatch simulate --truth FILE") from exc

@@ -336,6 +336,8 @@ def test_agent_check_accepts_ours_and_refuses_others(tmp_path: Path, model_path:
 
     ok = CliRunner().invoke(main, ["agent", "check", str(model_path)])
     assert ok.exit_code == 0 and "the agent accepts it" in ok.output and "threshold     0.1" in ok.output
+    assert "scale         anomaly_score 0 at score 0.01 (the median score on normal data), 1 at the threshold 0.1" \
+        in ok.output
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
     bad = CliRunner().invoke(main, ["agent", "check", str(junk)])

@@ -126,11 +126,17 @@ def test_eviction_overflow_and_the_live_page_with_and_without_metrics(model: Pat
         assert wait_until(lambda: sum(len(f["w"]["s"]) for f in reader.frames()) >= 19 or proc.poll() is not None)
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # still running
         assert max(s for f in reader.frames() for s in f["w"]["s"]) > 1e38  # the page shows the capped score
+        assert max(a for f in reader.frames() for a in f["w"]["a"]) > 1e38  # and its anomaly_score, capped too
         if with_metrics:
             text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
             assert _metric(text, "edgewatch_streams_evicted_total") == 1
             assert _metric(text, "edgewatch_ui_clients") == 1
             assert _metric(text, 'edgewatch_nonfinite_scores_total{kind="inf"}') >= 1
+            # per-stream series under the default --metrics-max-streams: the evicted stream a is gone
+            assert _metric(text, 'edgewatch_stream_windows_total{stream="b"}') >= 19
+            assert _metric(text, 'edgewatch_stream_windows_total{stream="a"}') is None
+            assert _metric(text, 'edgewatch_anomaly_score{stream="b"}') < 1  # its last window is calm again
+            assert _metric(text, "edgewatch_streams_aggregated") == 0
         proc.stdin.write(_row([0.5] * 4, "b"))
         proc.stdin.close()
         assert proc.wait(60) == 0
@@ -143,6 +149,7 @@ def test_eviction_overflow_and_the_live_page_with_and_without_metrics(model: Pat
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
     events = [json.loads(line) for line in out.splitlines()]
     assert [(e["event"], e["stream"]) for e in events] == [("start", "b"), ("end", "b")], err[-3000:]
+    assert all(e["anomaly_score"] > 1 and e["score"] > e["threshold"] == 0.5 for e in events)
     assert events[0]["score"] > 1e38 and "reason" not in events[1]  # the data ended it, not the stop
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["evicted_streams"] == 1 and summary["nonfinite_scores"]["inf"] >= 1

@@ -75,12 +75,12 @@ def _newer(tmp_path: Path, name: str, **changes: str | None) -> Path:
 
 def test_a_newer_card_runs_with_a_warning_naming_what_was_left_out(tmp_path: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
-    path = _newer(tmp_path, "v-next.onnx", input_clip="[-10, 10]")
+    path = _newer(tmp_path, "v-next.onnx", input_gain="[-10, 10]")
     model = ScoringModel(path)
     assert model.card.format_version == FORMAT_VERSION + 1
     assert model.card.format_warnings == [
         f"model format version {FORMAT_VERSION + 1} is newer than this edgewatch's ({FORMAT_VERSION}): read as "
-        f"version {FORMAT_VERSION}, ignoring ['input_clip']; upgrade edgewatch to read all of it"]
+        f"version {FORMAT_VERSION}, ignoring ['input_gain']; upgrade edgewatch to read all of it"]
     with caplog.at_level(logging.WARNING, logger="edgewatch"):
         runtime = ModelRuntime.build(model)
     assert runtime.warnings[0] == model.card.format_warnings[0]

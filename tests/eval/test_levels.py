@@ -93,7 +93,7 @@ def test_model_file_and_ensemble_run_like_the_agent(tmp_path: Path) -> None:
     class Half:
         name = "half"
 
-        def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
+        def score_series(self, values: np.ndarray, key: str = "", times: np.ndarray | None = None) -> np.ndarray:
             return np.full(len(values), 0.5)
 
     both = MaxEnsemble("both", [det, Half()]).score_series(x)
@@ -109,7 +109,7 @@ def test_make_detector_writes_one_file_the_agent_runs_like_the_pair(tmp_path: Pa
     from edgewatch.agent.sinks import StdoutSink
     from edgewatch.agent.sources import ReplaySource
     from edgewatch.commands.eval import eval_group
-    from edgewatch.eval.detectors import novelty
+    from edgewatch.eval.detectors import novelty, novelty_levels
 
     res = CliRunner().invoke(eval_group, ["make-detector", "-o", str(tmp_path / "d.onnx")])
     assert res.exit_code == 0, res.output
@@ -124,15 +124,19 @@ def test_make_detector_writes_one_file_the_agent_runs_like_the_pair(tmp_path: Pa
     x = 10 + np.sin(np.arange(n) * 2 * np.pi / 48) + rng.normal(0, 0.05, n)
     x[700:760] = 10 + rng.normal(0, 0.05, 60)  # flat: a new shape inside the known range
     x[1000:] += np.linspace(0, 6, n - 1000)
+    # the fourth-round file (one 384-row span) equals the graph-based pair it replaced
     pair = MaxEnsemble("pair", [ModelDetector(novelty.write_model(tmp_path / "pair" / "n.onnx")),
                                 ModelDetector(levels.write_model(tmp_path / "pair" / "l.onnx"))])
     want = pair.score_series(x)  # the distance from the 384-row graph, in float32
-    one = ModelDetector(tmp_path / "d.onnx")
-    got = one.score_series(x)
+    fourth = ModelDetector(novelty_levels.write_model(tmp_path / "pair" / "4.onnx", novelty_levels.fourth_round()))
+    got = fourth.score_series(x)
     np.testing.assert_allclose(got, want, atol=1e-4)
     assert np.array_equal(got >= 0.5, want >= 0.5)
-    assert (got == 1.0).any() and ((got > 0.5) & (got < 1.0)).any()  # both steps alert somewhere
-    want = got
+    # the default's stepped span speaks from row 67 (span 48 + 20 learning rows); the fourth round's first
+    # output is its levels step's, from row 256
+    want = ModelDetector(tmp_path / "d.onnx").score_series(x)
+    assert not want[:67].any() and (want[67:256] > 0).any() and not got[:256].any()
+    assert (want == 1.0).any() and ((want > 0.5) & (want < 1.0)).any()  # both steps alert somewhere
 
     csv_path = tmp_path / "s.csv"
     csv_path.write_text("timestamp,value\n" + "".join(f"{1000 + i},{v!r}\n" for i, v in enumerate(x.tolist())))
@@ -159,6 +163,24 @@ def test_one_file_nab_best_scores_on_the_nab_folder(tmp_path: Path) -> None:
     path = novelty_levels.write_model(tmp_path / "nab-best.onnx")
     result, _ = run_nab(NAB, resolve(f"model:{path}"), progress=False)
     got = {p.profile: p.score for p in result.profiles}
-    assert got["standard"] == pytest.approx(75.90, abs=0.01)
-    assert got["reward_low_FP_rate"] == pytest.approx(68.01, abs=0.01)
-    assert got["reward_low_FN_rate"] == pytest.approx(81.37, abs=0.01)
+    assert got["standard"] == pytest.approx(78.13, abs=0.01)
+    assert got["reward_low_FP_rate"] == pytest.approx(71.70, abs=0.01)
+    assert got["reward_low_FN_rate"] == pytest.approx(82.86, abs=0.01)
+    result, _ = run_nab(NAB, resolve("fourth-round"), progress=False)  # the previous default, by name
+    assert [round(p.score, 2) for p in result.profiles] == [75.90, 68.01, 81.37]
+
+
+def test_build_model_for_one_named_feature(tmp_path: Path) -> None:
+    """What ``edgewatch fit`` calls for a single-feature series: the default detector with the feature's name."""
+    import onnx
+
+    from edgewatch.agent.model import ScoringModel
+    from edgewatch.eval.detectors import novelty_levels
+
+    model = novelty_levels.build_model(feature="temperature", data="plant.csv, column temperature")
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    card = ScoringModel(tmp_path / "m.onnx").card
+    assert card.features == ["temperature"] and card.trained_on["data"] == "plant.csv, column temperature"
+    assert card.postprocess.parts[0].params == novelty_levels.NoveltyLevelsConfig().novelty
+    path = novelty_levels.write_model(tmp_path / "w.onnx", feature="temperature")  # checked when written
+    assert ScoringModel(path).card.features == ["temperature"]

@@ -219,7 +219,9 @@ def test_metadata_round_trips_through_the_model_file(tiny: Tiny, exported: tuple
     path, report = exported
     ck = load_checkpoint(tiny.checkpoint)
     card = ScoringModel(path).card
-    assert card == card_from_fields(ck.card_fields, report.quantization)
+    # the sentinel form records the range it clips the network's input to; nothing else adds to the card
+    assert (card.input_clip is not None) == (report.quantization is Quantization.SENTINEL_INT8)
+    assert card == card_from_fields(ck.card_fields, report.quantization).with_overrides(input_clip=card.input_clip)
     assert card.drift_reference is not None and len(card.drift_reference.quantiles) == card.n_features
 
 
@@ -252,6 +254,20 @@ print(json.dumps({{"scores": b.scores.tolist(), "fe_shape": list(b.feature_error
     want, _ = score_batches(tiny.scorer, samples)
     rtol = 1e-3 if ScoringModel(path).card.quantization is Quantization.NONE else 0.5
     np.testing.assert_allclose(scores, want, rtol=rtol, atol=1e-4)
+
+
+def test_anomaly_score_is_0_on_typical_normal_data_and_1_at_the_threshold(exported: tuple, tiny: Tiny) -> None:
+    """One scale for every family: the agent's anomaly_score puts the same decisions at 1 as the raw threshold."""
+    from edgewatch.agent.score_scale import ScaleOrigin, scale_for
+
+    path, _ = exported
+    model = ScoringModel(path)
+    card = model.card
+    scale = scale_for(card, card.threshold)
+    assert scale.basis is ScaleOrigin.NORMAL_MEDIAN  # each family records its normal scores, below its threshold
+    assert scale.score(card.score_stats["normal"].p50) == 0.0 and scale.score(card.threshold) == 1.0
+    scores = model.score_many(load_checkpoint(tiny.checkpoint).calibration[:256]).scores.astype(np.float64)
+    np.testing.assert_array_equal(scale.scores(scores) > 1, scores > card.threshold)
 
 
 def test_export_checked_batch_invariance(exported: tuple, tiny: Tiny) -> None:

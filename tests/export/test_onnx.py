@@ -76,7 +76,7 @@ def test_fp32_export_scores_like_torch_and_carries_the_card(checkpoint: Path, tm
 
 def test_dynamic_int8_is_refused_because_a_windows_score_depends_on_its_batch(checkpoint: Path,
                                                                                tmp_path: Path) -> None:
-    with pytest.raises(BatchDependentScores, match="depends on the other windows of its call.*--quantize none"):
+    with pytest.raises(BatchDependentScores, match="depends on the other windows of its call.*--quantize auto"):
         export(checkpoint, tmp_path / "q.onnx", Quantization.DYNAMIC_INT8)
     assert list(tmp_path.iterdir()) == []
 
@@ -113,6 +113,54 @@ def test_unrolled_int8_replaces_the_lstms_by_int8_matmuls_and_stays_batch_invari
     assert model.card.quantization is Quantization.UNROLLED_INT8 and model.card == card
     ref, _ = score_batches(scorer, ckpt.calibration)
     assert np.median(np.abs(model.score_many(ckpt.calibration).scores - ref) / ref) < 0.1
+
+
+def test_sentinel_int8_is_orts_fused_int8_lstm_and_a_wild_window_moves_only_its_own_row(checkpoint: Path,
+                                                                                           tmp_path: Path) -> None:
+    ckpt, scorer, card, report = export(checkpoint, tmp_path / "s.onnx", Quantization.SENTINEL_INT8)
+    assert report.quantized_ops == {"DynamicQuantizeLSTM": 3}
+    nodes = [n for n in onnx.load(str(report.path)).graph.node if n.op_type == "DynamicQuantizeLSTM"]
+    hidden = [next(a.i for a in n.attribute if a.name == "hidden_size") for n in nodes]
+    assert hidden == [24 + 2, 8 + 2, 24 + 2]  # two sentinel units per layer
+    assert report.decision_agreement >= 0.99 and report.n_over_threshold > 0
+    assert report.invariance is not None and report.invariance.max_rel_diff <= MAX_REL_DIFF
+    text = "\n".join(report.lines())
+    assert "input clipped to [" in text and "below the sentinels" in text
+    model = ScoringModel(report.path)
+    lo, hi = model.card.input_clip
+    assert lo < 0 and hi > 1  # the min-max scaled training range [0, 1] lies inside, with room
+    assert model.card == card.with_overrides(input_clip=[lo, hi])
+    x = ckpt.calibration[:8].copy()
+    alone = model.score_many(x).scores
+    wild = x.copy()
+    wild[3, 4, 1] = 1e6  # clipped for the network, but the score compares the raw value
+    wild[5] = np.nan
+    wild[6, 0, 0] = np.inf
+    got = model.score_many(wild).scores
+    keep = [0, 1, 2, 4, 7]
+    np.testing.assert_allclose(got[keep], alone[keep], rtol=MAX_REL_DIFF, atol=0)
+    assert got[3] > 1e6 * card.threshold and np.isnan(got[5]) and not np.isfinite(got[6])
+
+
+def test_a_unit_saturating_like_a_sentinel_is_refused_and_auto_exports_fp32(checkpoint: Path,
+                                                                            tmp_path: Path) -> None:
+    """A real unit as large as the sentinels could move a call's range by ONNX Runtime's rounding: refused."""
+    ckpt = load_checkpoint(checkpoint)
+    family = family_module(ckpt.family)
+    state = dict(ckpt.state_dict)
+    bias = state["model.encoder.bias_ih_l0"].clone()
+    hidden = bias.numel() // 4
+    bias[[0, hidden, 2 * hidden, 3 * hidden]] = 60.0  # unit 0: input, forget, cell and output gates saturated
+    state["model.encoder.bias_ih_l0"] = bias
+    scorer = family.build_scorer(ckpt.config, state)
+    card = card_from_fields(ckpt.card_fields, Quantization.SENTINEL_INT8)
+    with pytest.raises(BatchDependentScores, match="comes within .* of its layer's sentinels"):
+        export_model(scorer, card, tmp_path / "s.onnx", quantization=Quantization.SENTINEL_INT8,
+                     calibration=ckpt.calibration, min_agreement=0.0)
+    report = export_family(scorer, card, tmp_path / "a.onnx", family.EXPORT, calibration=ckpt.calibration,
+                           min_agreement=0.0)
+    assert report.quantization is Quantization.NONE and "sentinel-int8 refused" in report.fallback_from
+    assert not (tmp_path / "s.onnx").exists()
 
 
 def test_auto_falls_back_to_the_familys_second_choice_when_a_check_fails(checkpoint: Path, tmp_path: Path) -> None:
@@ -203,9 +251,9 @@ def test_cli_export_prints_parity_and_writes_an_agent_readable_file(checkpoint: 
     out = tmp_path / "cli.onnx"
     res = CliRunner().invoke(main, ["export", "onnx", str(checkpoint), "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert "none quantization" in res.output and "decision agreement" in res.output
-    assert "batch invariance" in res.output
-    assert ScoringModel(out).card.quantization is Quantization.NONE
+    assert "sentinel-int8 quantization" in res.output and "decision agreement" in res.output
+    assert "batch invariance" in res.output and "why sentinel-int8: " in res.output
+    assert ScoringModel(out).card.quantization is Quantization.SENTINEL_INT8
     refused = CliRunner().invoke(main, ["export", "onnx", str(checkpoint), "-o", str(tmp_path / "d.onnx"),
                                         "--quantize", "dynamic"])
     assert refused.exit_code == 3 and "depends on the other windows" in refused.output

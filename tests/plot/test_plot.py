@@ -123,3 +123,52 @@ def test_truth_matches_streams_by_name_or_single_equipment(tmp_path: Path) -> No
     p.write_text("not json\n")
     with pytest.raises(BadInput, match="simulate --truth"):
         read_fault_truth(p)
+
+
+def test_lanes_scale_each_feature_to_its_training_range_and_episodes_name_their_features(tmp_path: Path) -> None:
+    """Voltage (~230) beside vibration (~0.03): each in its own lane with its training band; the drop of the
+    vibration shows in its lane, the bars are anomaly_score with its 1.0 line, the episode names the feature."""
+    import matplotlib.pyplot as plt
+
+    from edgewatch.plot.plot_run import draw_run
+    from edgewatch.plot.run_file import read_run
+
+    features = ["voltage", "vibration"]
+    ranges = {"voltage": [225.0, 235.0], "vibration": [0.028, 0.032]}
+    card = make_card(window=5, features=features, threshold=0.5, k=2, n=3, training_range=ranges)
+    card.scaler.offset, card.scaler.scale = [230.0, 0.03], [1 / 5.0, 1 / 0.002]  # each range's half-width -> 1
+    agent = Agent(ScoringModel(write_model(tmp_path / "m.onnx", card)), [], AgentOptions(drift_every=0))
+    path = tmp_path / "run.jsonl"
+    rec = RunRecorder.for_agent(agent, path)
+    rng = np.random.default_rng(0)
+    rows = np.column_stack([230 + rng.normal(0, 1.5, 120), 0.03 + rng.normal(0, 0.0005, 120)])
+    rows[60:80, 1] = 0.02  # the vibration drops out of its range
+    agent.process([Item(Kind.MEASUREMENT, "t", Measurement(r.tolist(), 1000.0 + i, "pump"), 1000.0 + i)
+                   for i, r in enumerate(rows)])
+    agent.close_episodes("end of test")
+    rec.close()
+
+    run = read_run(path)
+    s = run.streams["pump"]
+    assert run.ranges == [(225.0, 235.0), (0.028, 0.032)]
+    scale = agent.runtime.scale
+    np.testing.assert_allclose(s.anomaly, [scale.score(v) for v in s.scores], rtol=1e-4, atol=1e-5)
+    assert (s.over == (s.anomaly > 1)).all() and s.over.any()
+    (episode,) = s.episodes
+    assert episode.features[0][0] == "vibration" and episode.features[0][1] > 0.9
+
+    fig, _ = draw_run(run)
+    try:
+        *lanes, score = fig.axes
+        assert [ax.get_ylabel() for ax in lanes] == features
+        for ax, (lo, hi) in zip(lanes, run.ranges):
+            (band,) = [p for p in ax.patches if p.get_alpha() == 0.12]  # the training range, in data units
+            assert (band.get_y(), band.get_y() + band.get_height()) == pytest.approx((lo, hi))
+            assert ax.get_ylim()[0] < lo and ax.get_ylim()[1] > hi
+        assert lanes[1].get_ylim()[0] < 0.021  # the drop is inside its lane, not clipped away
+        assert lanes[0].get_ylim()[1] - lanes[0].get_ylim()[0] < 20  # voltage keeps its own scale
+        assert score.get_ylabel() == "anomaly_score"
+        assert any(list(line.get_ydata()) == [1.0, 1.0] for line in score.get_lines())
+        assert any(t.get_text().startswith("vibration ") for t in score.texts)
+    finally:
+        plt.close(fig)

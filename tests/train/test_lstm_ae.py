@@ -235,6 +235,7 @@ def test_denoising_noise_touches_inputs_only() -> None:
 
 def test_family_lookup_maps_dashes_and_names_the_known_families() -> None:
     module = family_module("lstm-ae")
-    assert module.EXPORT.quantization.value == "none" and not module.EXPORT.script
+    assert module.EXPORT.quantization.value == "sentinel-int8" and module.EXPORT.fallback.value == "none"
+    assert not module.EXPORT.script and module.EXPORT.why
     with pytest.raises(BadInput, match="unknown model family 'no-such'.*lstm-ae"):
         family_module("no-such")

@@ -4,11 +4,16 @@ One line per message and one per scored window, so a plot can show the
 signals, the score bars and the alerts exactly as the agent saw them.
 Short keys keep a 20 Hz day near 100 MB instead of several hundred:
 
-    {"run": 1, "features": [...], "threshold": 0.01, "window": 20, "stride": 3, ...}   header, first line
+    {"run": 1, "features": [...], "threshold": 0.01, "window": 20, "stride": 3, "ranges": [[lo, hi], ...], ...}
     {"m": "eq-0", "t": 1723.45, "q": 17, "v": [0.41, 0.52, 0.33, 0.4]}                 a message
-    {"w": "eq-0", "t": 1723.45, "q": 17, "s": 0.0123, "o": 1}                          a scored window (o: over)
+    {"w": "eq-0", "t": 1723.45, "q": 17, "s": 0.0123, "a": 1.21, "o": 1}               a scored window
     {"th": 0.02}                                                                       the threshold changed
     {"e": {"event": "start", ...}}                                                     an event as sent to sinks
+
+The header's ``ranges`` are each feature's training range from the card
+(null where it has none; :mod:`edgewatch.agent.feature_ranges`); a window's
+``s`` is its score, ``a`` its anomaly_score (1 = the threshold), ``o`` 1
+when it was over.
 
 Writes are buffered and flushed at least every ``flush_seconds`` (and at
 close), so an agent killed hard loses at most that much of the record and
@@ -30,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from edgewatch.agent.feature_ranges import feature_ranges
 from edgewatch.errors import EdgewatchError
 
 RUN_FORMAT = 1
@@ -65,7 +71,8 @@ class RunRecorder:
         """A recorder whose header names the agent's model, window and stride; feed it with
         ``agent.subscribe(rec.on_event, rec.on_batch)``."""
         meta = {"window": agent.window, "stride": agent.stride, "agent": agent.options.agent_id,
-                "model": {"family": agent.card.family, "sha256": agent.model.sha256}}
+                "model": {"family": agent.card.family, "sha256": agent.model.sha256},
+                "ranges": feature_ranges(agent.card)}
         return cls(path, agent.features, agent.threshold, meta=meta, **kwargs)
 
     def _write(self, text: str) -> None:
@@ -89,7 +96,7 @@ class RunRecorder:
                 parts.append(f'{{"m":{name},"t":{ts:.6f},"q":{seq},"v":[{",".join(_num(x) for x in row)}]}}\n')
         for sw in view.scored:
             parts.append(f'{{"w":{json.dumps(sw.stream)},"t":{sw.ts:.6f},"q":{sw.seq},'
-                         f'"s":{_num(sw.score)},"o":{1 if sw.over else 0}}}\n')
+                         f'"s":{_num(sw.score)},"a":{_num(sw.anomaly)},"o":{1 if sw.over else 0}}}\n')
         self.lines += len(parts)
         self._write("".join(parts))
         self._maybe_flush()

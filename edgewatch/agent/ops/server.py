@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from edgewatch.agent.ops.address import parse_address
+from edgewatch.agent.ops.metrics import DEFAULT_METRICS_MAX_STREAMS
 from edgewatch.errors import EdgewatchError
 
 if TYPE_CHECKING:
@@ -89,6 +90,10 @@ def health(agent: Agent, ready_grace: float = DEFAULT_READY_GRACE,
 class OpsServer:
     """``/metrics`` (Prometheus text) and the health endpoints (JSON; 200 when the answer is yes, else 503).
 
+    ``/metrics`` holds the agent-wide metrics and the per-stream series of
+    at most ``max_streams`` streams (``--metrics-max-streams``; the others
+    as ``stream="_other"``).
+
     ``/livez`` and ``/healthz``: is the loop turning (restart the agent when
     not). ``/readyz`` and ``/healthz?ready``: is it scoring data (see
     :func:`health`; alert on this, do not restart on it: a quiet sensor is
@@ -96,7 +101,8 @@ class OpsServer:
     """
 
     def __init__(self, agent: Agent, addr: str, ready_grace: float = DEFAULT_READY_GRACE,
-                 ready_max_silence: float = DEFAULT_READY_MAX_SILENCE) -> None:
+                 ready_max_silence: float = DEFAULT_READY_MAX_SILENCE,
+                 max_streams: int = DEFAULT_METRICS_MAX_STREAMS) -> None:
         self.agent = agent
         host, port = parse_address(addr, "--metrics")
         from http.server import ThreadingHTTPServer  # here, not at the top: see AgentMetrics
@@ -109,6 +115,7 @@ class OpsServer:
                            ) from exc
         self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
+        agent.metrics.watch_streams(agent, max_streams)  # per-stream series, read when scraped
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="ops-http", daemon=True)
         self._thread.start()

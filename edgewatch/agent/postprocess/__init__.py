@@ -3,7 +3,8 @@
 One module per kind: ``none`` (:mod:`.none`), ``likelihood`` (:mod:`.likelihood`,
 Numenta's anomaly likelihood), ``levels`` (:mod:`.levels`, value-level
 novelty), ``novelty`` (:mod:`.novelty`, subsequence distance then the
-likelihood) and ``max`` (:mod:`.max`, several parts in one file). Each
+likelihood), ``resonance`` (:mod:`.resonance`, ARTime-like, kept for
+comparison) and ``max`` (:mod:`.max`, several parts in one file). Each
 kind's parameter schema is the contract's (:mod:`edgewatch.contract.postprocess`);
 :class:`PostProcessor` and :class:`PerStream` (:mod:`.base`) are the public
 base; :func:`make_postprocessor` (:mod:`.registry`) builds a card's step.
@@ -20,12 +21,14 @@ from edgewatch.agent.postprocess.likelihood import Likelihood, log_likelihood
 from edgewatch.agent.postprocess.max import MaxOf
 from edgewatch.agent.postprocess.none import Identity
 from edgewatch.agent.postprocess.novelty import Novelty
+from edgewatch.agent.postprocess.resonance import Resonance
 from edgewatch.agent.postprocess.registry import KINDS, make_postprocessor, register_kind
 
 register_kind("none", lambda _params: Identity())
 register_kind("likelihood", Likelihood)
 register_kind("levels", Levels)
 register_kind("novelty", Novelty)
+register_kind("resonance", Resonance)
 
-__all__ = ["KINDS", "Identity", "Levels", "Likelihood", "MaxOf", "Novelty", "PerStream", "PostProcessor",
+__all__ = ["KINDS", "Identity", "Levels", "Likelihood", "MaxOf", "Novelty", "PerStream", "PostProcessor", "Resonance",
            "log_likelihood", "make_postprocessor", "register_kind"]

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from edgewatch.agent.feature_ranges import feature_ranges
 from edgewatch.agent.ops.address import parse_address
 from edgewatch.errors import EdgewatchError
 
@@ -106,16 +107,33 @@ class Ring:
 class StreamTrace:
     """What the page shows of one stream: signal rows, scored windows, alert episodes."""
 
-    __slots__ = ("rows", "windows", "episodes", "episode_version", "open_episode", "last_score", "last_over")
+    __slots__ = ("rows", "windows", "episodes", "episode_version", "open_episode", "last_score", "last_anomaly",
+                 "last_over")
 
     def __init__(self, options: UiOptions, n_features: int) -> None:
         self.rows = Ring(options.history, 2 + n_features)  # ts, seq, values...
-        self.windows = Ring(options.windows, 4)  # ts, seq, score, over
-        self.episodes: list[list[float | None]] = []  # [start_ts, end_ts or None, peak]
+        self.windows = Ring(options.windows, 5)  # ts, seq, score, over, anomaly_score
+        self.episodes: list[Episode] = []
         self.episode_version = 0
         self.open_episode = False
         self.last_score = float("nan")
+        self.last_anomaly = float("nan")
         self.last_over = False
+
+
+@dataclass
+class Episode:
+    """An alert episode as the page lists it; ``features`` are the top features of its start event."""
+
+    start: float | None
+    end: float | None
+    peak: float | None
+    anomaly: float | None
+    features: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "peak": self.peak, "anomaly": self.anomaly,
+                "features": self.features}
 
 
 class LiveView:
@@ -126,11 +144,12 @@ class LiveView:
     """
 
     def __init__(self, features: list[str], threshold: float, options: UiOptions | None = None,
-                 title: str = "edgewatch") -> None:
+                 title: str = "edgewatch", ranges: list[tuple[float, float] | None] | None = None) -> None:
         self.options = options or UiOptions()
         self.features = list(features)
         self.threshold = float(threshold)
         self.title = title
+        self.ranges = list(ranges) if ranges is not None else [None] * len(self.features)
         self.model_info: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._traces: dict[str, StreamTrace] = {}
@@ -144,9 +163,10 @@ class LiveView:
     def of(cls, agent: Any, options: UiOptions | None = None) -> LiveView:
         """The page of ``agent``'s features, threshold and model; feed it with
         ``agent.subscribe(view.on_event, view.on_batch)``."""
-        view = cls(agent.features, agent.threshold, options, title=f"edgewatch · {agent.options.agent_id}")
+        view = cls(agent.features, agent.threshold, options, title=f"edgewatch · {agent.options.agent_id}",
+                   ranges=feature_ranges(agent.card))
         view.model_info = {"family": agent.card.family, "window": agent.window, "stride": agent.stride,
-                           "sha256": agent.model.sha256[:12]}
+                           "sha256": agent.model.sha256[:12], "sensitivity": agent.runtime.scale.sensitivity}
         view.metrics = agent.metrics
         return view
 
@@ -192,43 +212,47 @@ class LiveView:
                         if tr is not None:
                             tr.rows.extend(rows[idx])
             if scored:
-                w = np.array([(sw.ts, sw.seq, sw.score, 1.0 if sw.over else 0.0) for sw in scored])
+                w = np.array([(sw.ts, sw.seq, sw.score, 1.0 if sw.over else 0.0, sw.anomaly) for sw in scored])
                 if all(sw.stream == scored[0].stream for sw in scored):
                     tr = self._trace(scored[0].stream)
                     if tr is not None:
                         tr.windows.extend(w)
-                        tr.last_score, tr.last_over = scored[-1].score, scored[-1].over
+                        last = scored[-1]
+                        tr.last_score, tr.last_anomaly, tr.last_over = last.score, last.anomaly, last.over
                 else:
                     for i, sw in enumerate(scored):
                         tr = self._trace(sw.stream)
                         if tr is not None:
                             tr.windows.extend(w[i:i + 1])
-                            tr.last_score, tr.last_over = sw.score, sw.over
+                            tr.last_score, tr.last_anomaly, tr.last_over = sw.score, sw.anomaly, sw.over
 
     def on_event(self, event: dict[str, Any]) -> None:
-        """Mark alert episodes (start opens a band, end closes it)."""
+        """Mark alert episodes (start opens a band, end closes it) with the features that started them."""
         kind = event.get("event")
         stream = event.get("stream")
         if kind not in ("start", "end") or not isinstance(stream, str):
             return
         ep = event.get("episode") or {}
+        peak, anomaly = ep.get("peak_score"), event.get("anomaly_score")
         with self._lock:
             tr = self._trace(stream)
             if tr is None:
                 return
             if kind == "start":
-                tr.episodes.append([ep.get("start_ts", event.get("ts")), None, ep.get("peak_score")])
+                features = [{"feature": f.get("feature"), "share": f.get("share")}
+                            for f in event.get("top_features") or []]
+                tr.episodes.append(Episode(ep.get("start_ts", event.get("ts")), None, peak, anomaly, features))
                 del tr.episodes[: -self.options.episodes]
                 tr.open_episode = True
             else:
                 start = ep.get("start_ts")
                 for rec in reversed(tr.episodes):
-                    if rec[1] is None and (start is None or rec[0] == start):
-                        rec[1], rec[2] = ep.get("end_ts", event.get("ts")), ep.get("peak_score")
+                    if rec.end is None and (start is None or rec.start == start):
+                        rec.end, rec.peak, rec.anomaly = ep.get("end_ts", event.get("ts")), peak, anomaly
                         break
                 else:  # the start fell out of the kept history: show the end anyway
-                    tr.episodes.append([start, ep.get("end_ts", event.get("ts")), ep.get("peak_score")])
-                tr.open_episode = any(rec[1] is None for rec in tr.episodes)
+                    tr.episodes.append(Episode(start, ep.get("end_ts", event.get("ts")), peak, anomaly, []))
+                tr.open_episode = any(rec.end is None for rec in tr.episodes)
             tr.episode_version += 1
 
     # -- the HTTP side -------------------------------------------------------------
@@ -239,10 +263,11 @@ class LiveView:
             out = []
             for name in self._order:
                 tr = self._traces[name]
-                score = tr.last_score
+                score, anomaly = tr.last_score, tr.last_anomaly
                 out.append({"name": name, "messages": tr.rows.total, "windows": tr.windows.total,
                             "alert": tr.open_episode, "over": tr.last_over,
-                            "score": None if score != score else round(score, 6)})
+                            "score": None if score != score else round(score, 6),
+                            "anomaly": None if anomaly != anomaly else round(anomaly, 4)})
             return out
 
     def first_stream(self) -> str | None:
@@ -258,7 +283,7 @@ class LiveView:
             rows = tr.rows.since(cursor[0])
             wins = tr.windows.since(cursor[1])
             new_cursor = (tr.rows.total, tr.windows.total, tr.episode_version)
-            episodes = [list(e) for e in tr.episodes] if tr.episode_version != cursor[2] else None
+            episodes = [e.to_json() for e in tr.episodes] if tr.episode_version != cursor[2] else None
             threshold = self.threshold
         if not len(rows) and not len(wins) and episodes is None:
             return None, new_cursor
@@ -269,10 +294,11 @@ class LiveView:
             "q": rows[:, 1].astype(np.int64).tolist(),
             "v": np.round(rows[:, 2:].T, 5).tolist(),
             "w": {"t": np.round(wins[:, 0], 3).tolist(), "q": wins[:, 1].astype(np.int64).tolist(),
-                  "s": [float(f"{s:.6g}") for s in wins[:, 2]], "o": wins[:, 3].astype(np.int8).tolist()},
+                  "s": [float(f"{s:.6g}") for s in wins[:, 2]], "o": wins[:, 3].astype(np.int8).tolist(),
+                  "a": [None if a != a else float(f"{a:.5g}") for a in wins[:, 4]]},
         }
         if episodes is not None:
-            out["episodes"] = [{"start": e[0], "end": e[1], "peak": e[2]} for e in episodes]
+            out["episodes"] = episodes
         return out, new_cursor
 
     def open_client(self) -> bool:
@@ -300,7 +326,7 @@ class LiveView:
     def meta(self) -> dict[str, Any]:
         with self._lock:
             threshold = self.threshold
-        return {"title": self.title, "features": self.features, "threshold": threshold,
+        return {"title": self.title, "features": self.features, "ranges": self.ranges, "threshold": threshold,
                 "span": self.options.span_seconds, "fps": self.options.fps, "model": self.model_info}
 
 

@@ -18,7 +18,7 @@ import numpy as np
 class NullDetector:
     name = "null"
 
-    def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
+    def score_series(self, values: np.ndarray, key: str = "", times: np.ndarray | None = None) -> np.ndarray:
         return np.full(len(values), 0.5)
 
 
@@ -28,7 +28,7 @@ class RandomDetector:
     def __init__(self, seed: int = 42) -> None:
         self.seed = seed
 
-    def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
+    def score_series(self, values: np.ndarray, key: str = "", times: np.ndarray | None = None) -> np.ndarray:
         rng = random.Random(self.seed)
         return np.array([rng.uniform(0.0, 1.0) for _ in range(len(values))])
 
@@ -42,7 +42,7 @@ class WindowedGaussianDetector:
         self.window = window
         self.step = step
 
-    def score_series(self, values: np.ndarray, key: str = "") -> np.ndarray:
+    def score_series(self, values: np.ndarray, key: str = "", times: np.ndarray | None = None) -> np.ndarray:
         x = np.asarray(values, dtype=np.float64)
         n = len(x)
         i = np.arange(n)

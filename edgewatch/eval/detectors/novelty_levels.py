@@ -1,28 +1,31 @@
-"""The default NAB detector as one model file: subsequence novelty and value levels, alert when either alerts.
+"""The default univariate detector as one model file: subsequence novelty and value levels, alert when either does.
 
 The graph only passes each value through (window 1); the card's
 post-process is ``max(novelty(score), levels(score))``: the ``novelty``
-kind (:mod:`edgewatch.agent.postprocess.novelty`: nearest-neighbour distance of
-the last 48 values within the last 384, then Numenta's likelihood, one
-alert per event) and the ``levels`` kind (a value reaching a level never
-seen in the stream, contextOSE's first context). Why not the distance in
-the graph, as the first rounds had it: then the agent scores nothing
-before the 384-row window is full, and the levels step, which knows its
-range after 256 rows, was silent until row 383 (docs/eval.md: that alone
-was worth 2.4 points in-sample and in leave-one-category-out).
+kind (:mod:`edgewatch.agent.postprocess.novelty`: Numenta's likelihood of the
+nearest-neighbour distance of the latest stretch within a span that grows
+with the stream's history, 48 rows doubling to 1536, shape length span/8;
+one alert per event) and the ``levels`` kind (a value reaching a level
+never seen in the stream, contextOSE's first context). The history lives
+in the post-process, so each part speaks as soon as it can: the novelty
+from row 67, the levels from row 256.
 
-Settings. On principle: the 384-row span (the shortest that sees a daily
-cycle at 5-minute steps and still speaks early), Numenta's likelihood
-history (8640) and re-estimation (100), 100 learning rows, contextOSE's 8
-levels, one alert per event. Chosen by leave-one-category-out
-(:mod:`edgewatch.eval.loco`, ``edgewatch eval nab --loco``) from a
-12-point grid: the shape length ``m`` (16/32/48), the hold after an alert
-(100/200) and the levels' range rows (256/384); every fold chose
-m 48, hold 200, range 256 for the standard profile.
+Settings. On principle: shape length span / 8 and the likelihood's
+learning / hold / refractory rows in proportion to the span (100 / 200 /
+30 per 384 rows, the fourth round's values, chosen then by leave-one-
+category-out), Numenta's likelihood history (8640) and re-estimation
+(100), contextOSE's 8 levels, one alert per event. Chosen on the 25 NAB
+files and their perturbed copies (``edgewatch eval nab --perturb all``,
+docs/eval.md, fifth round): the ladder (bottom 48, ratio 2, top 1536).
+:func:`fourth_round` is the previous default (one 384-row span).
+
+:func:`build_model` is what ``edgewatch fit`` calls for a single-feature
+series: nothing to train, a card naming the feature.
 
 Fails where both parts fail: a shape change that stays within the known
 range and resembles some earlier stretch (art_daily_nojump), a slow drift,
-a period longer than 384 rows.
+bursts that are ordinary for the stream but rarer than its span, a
+stream whose first 256 rows are not typical of it.
 """
 
 from __future__ import annotations
@@ -40,38 +43,62 @@ from edgewatch.files import replacing
 FAMILY = "novelty-levels"
 
 
+# The likelihood's rows per 384 rows of span (learning, hold, refractory): the fourth round's values, which a
+# longer or shorter span scales in proportion (one alert per event of a length in proportion to the span).
+PER_384 = {"learning": 100, "hold": 200, "refractory": 30}
+
+
+def novelty_params(span: int, min_span: int = 0, ratio: float = 2) -> dict[str, float]:
+    """The ``novelty`` part for a top span: m = span / 8 and the likelihood's rows in proportion to the span."""
+    share = span / 384
+    return {"m": span // 8, "span": span, "min_span": min_span, "ratio": ratio, "short": 1, "long": 8640,
+            "reestimate": 100, "min_std": 1e-9, "damp": 0.5, "alert": 0.5,
+            **{k: round(v * share) for k, v in PER_384.items()}}
+
+
 @dataclass
 class NoveltyLevelsConfig:
-    """Parameters of the two post-process parts; the graph has none."""
+    """Parameters of the two post-process parts; the graph has none. The defaults are the shipped detector."""
 
-    novelty: dict[str, float] = field(default_factory=lambda: {
-        "m": 48, "span": 384, "short": 1, "long": 8640, "learning": 100, "reestimate": 100, "min_std": 1e-9,
-        "refractory": 30, "damp": 0.5, "alert": 0.5, "hold": 200})
+    novelty: dict[str, float] = field(default_factory=lambda: novelty_params(1536, 48, 2))
     levels: dict[str, float] = field(default_factory=lambda: {"bins": 8, "range_rows": 256, "rest": 100,
                                                               "cap": 4096})
     threshold: float = 0.5  # the likelihood's alert level (0.99999); levels outputs 0 or 1
 
 
-def make_card(config: NoveltyLevelsConfig, feature: str = "value") -> ModelCard:
+def fourth_round() -> NoveltyLevelsConfig:
+    """The previous default (one 384-row span, m 48, hold 200): kept to compare on every table."""
+    return NoveltyLevelsConfig(novelty=novelty_params(384))
+
+
+def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "") -> ModelCard:
     post = PostProcess(MAX_KIND, parts=[PostProcess("novelty", dict(config.novelty)),
                                         PostProcess("levels", dict(config.levels))])
     return ModelCard(
         family=FAMILY, task=Task.RECONSTRUCT, sample_shape=[1, 1], features=[feature],
         scaler=Scaler.identity(1),
         score="the current value; the post-process is the maximum of 'novelty' (likelihood of the RMS distance "
-              "between the last m values and the nearest earlier m values within the last span) and 'levels' "
-              "(1.0 when the value reaches a level never seen in the stream), both per stream",
+              "between the last m values and the nearest earlier m values within the last span; the span steps "
+              "from min_span up to span as the stream's history grows, m in proportion) and 'levels' (1.0 when "
+              "the value reaches a level never seen in the stream), both per stream",
         threshold=config.threshold,
         threshold_method="likelihood alert level (log-likelihood 0.5 = likelihood 0.99999); levels gives 0 or 1",
         score_stats={}, quantization=Quantization.NONE,
-        trained_on={"data": "none: both parts learn each stream online",
-                    "tuned_on": "NAB subset (25 files): m, hold and range_rows by leave-one-category-out "
-                                "(edgewatch eval nab --loco), the rest on principle"},
+        trained_on={"data": data or "none: both parts learn each stream online",
+                    "tuned_on": "NAB subset (25 files) and its perturbed copies (edgewatch eval nab --perturb "
+                                "all): the span ladder; m/span, the likelihood's rows per span and range_rows by "
+                                "leave-one-category-out on the 25 files (fourth round); the rest on principle"},
         window=1, horizon=0, stride=1, decision=Decision(k=1, n=1), postprocess=post)
 
 
 def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig) -> np.ndarray:
-    """The same detector from the graph-side NumPy statistic, to check the file when it is written."""
+    """The same detector from the graph-side NumPy statistic, rung by rung, to check the file when it is written.
+
+    Independent of the post-process's row-by-row updates: each rung's
+    distance comes from :func:`~edgewatch.eval.detectors.novelty.novelty_scores`
+    on whole windows, its own likelihood runs from its first full window, and
+    a rung's output is used from the row it speaks until the next one speaks.
+    """
     from numpy.lib.stride_tricks import sliding_window_view
 
     from edgewatch.agent.postprocess import Levels, Likelihood
@@ -80,32 +107,63 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig) -> np.ndar
 
     x = np.asarray(values, dtype=np.float32).astype(np.float64)
     p = NoveltyParams.from_dict(config.novelty)
-    span, m = int(p.span), int(p.m)
     out = np.zeros(len(x))
-    if len(x) >= span:
-        d = novelty_scores(sliding_window_view(x, span), NoveltyConfig(window=span, scales=[(span, m)]))
-        out[span - 1:] = Likelihood(p.likelihood()).update_many(np.zeros(len(d), dtype=np.int64), d)
+    rungs = []
+    for m, span in p.ladder():
+        lik = p.likelihood(span / int(p.span))
+        got = np.zeros(len(x))
+        if len(x) >= span:
+            windows = sliding_window_view(x, span)
+            d = np.concatenate([novelty_scores(windows[a:a + 64], NoveltyConfig(window=span, scales=[(span, m)]))
+                                for a in range(0, len(windows), 64)])
+            got[span - 1:] = Likelihood(lik).update_many(np.zeros(len(d), dtype=np.int64), d)
+        rungs.append((span - 1 + int(lik.learning), got))
+    for k, (speaks, got) in enumerate(rungs):
+        until = rungs[k + 1][0] if k + 1 < len(rungs) else len(x)
+        out[speaks:until] = got[speaks:until]
     lev = Levels(LevelsParams.from_dict(config.levels)).update_many(np.zeros(len(x), dtype=np.int64), x)
     return np.maximum(out, lev)
 
 
-def write_model(out: str | os.PathLike[str], config: NoveltyLevelsConfig | None = None, check: bool = True) -> Path:
-    """Write the file (temporary file, then rename); with ``check``, run it and compare with the reference."""
+def build_model(config: NoveltyLevelsConfig | None = None, feature: str = "value", data: str = ""):  # noqa: ANN201
+    """The default univariate detector as an ONNX model (graph + card) for one feature, nothing written.
+
+    What ``edgewatch fit`` uses for a single-feature series: no training is
+    needed (both parts learn each stream online), so only the feature's name
+    and, for the card, a word on the data are taken. Returns an
+    ``onnx.ModelProto``; save it with :func:`write_model` (checked) or ``onnx.save``.
+    """
+    config = config or NoveltyLevelsConfig()
+    model = build_graph()
+    make_card(config, feature, data).write_into(model)
+    return model
+
+
+def _check_series() -> np.ndarray:
+    """A seeded daily-like cycle long enough for every rung of the ladder, with a new shape and new levels."""
+    rng = np.random.default_rng(0)
+    n = 2400
+    x = 100 + 10 * np.sin(np.arange(n) * 2 * np.pi / 96) + rng.normal(0, 1, n)
+    x[2150:2210] += 25
+    x[700:740] += 6  # a milder one for the shorter rungs
+    return x
+
+
+def write_model(out: str | os.PathLike[str], config: NoveltyLevelsConfig | None = None, check: bool = True,
+                feature: str = "value", data: str = "") -> Path:
+    """Write the file (temporary file, then rename); with ``check``, run it as the agent would and compare it
+    with :func:`reference_scores` (refused with RuntimeError if they differ)."""
     import onnx
 
     config = config or NoveltyLevelsConfig()
-    model = build_graph()
-    make_card(config).write_into(model)
+    model = build_model(config, feature, data)
     out = Path(out)
     with replacing(out, suffix=".onnx") as tmp:
         onnx.save(model, str(tmp))
         if check:
             from edgewatch.eval.runner import ModelDetector
 
-            rng = np.random.default_rng(0)
-            n = 1200
-            x = 100 + 10 * np.sin(np.arange(n) * 2 * np.pi / 96) + rng.normal(0, 1, n)
-            x[900:960] += 25  # a new shape and new levels
+            x = _check_series()
             got = ModelDetector(tmp).score_series(x)
             want = reference_scores(x, config)
             if not np.allclose(got, want, rtol=1e-6, atol=1e-6) or not (want >= config.threshold).any():

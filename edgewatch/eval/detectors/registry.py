@@ -17,7 +17,10 @@ class BuiltIn(str, enum.Enum):
     NOVELTY = "novelty"
     LEVELS = "levels"
     NOVELTY_LEVELS = "novelty-levels"
+    FOURTH_ROUND = "fourth-round"
     NOVELTY_LEVELS_PAIR = "novelty-levels-pair"
+    RESONANCE = "resonance"
+    NOVELTY_LEVELS_ADAPTED = "novelty-levels-adapted"
 
 
 NAMES = [b.value for b in BuiltIn]
@@ -30,10 +33,17 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
     model files and run from there, so their figures are those of the files
     ``edgewatch eval make-detector`` writes. ``novelty-levels`` is the one
     file carrying both (a pass-through graph; its post-process is the maximum
-    of the ``novelty`` and ``levels`` kinds); ``novelty-levels-pair`` is the
-    maximum of the two separate files (the distance in a 384-row graph, the
-    levels on their own), kept to check the one file against (equal up to
-    the graph's float32 distances).
+    of the ``novelty`` kind, its span stepped from 48 to 1536 rows, and the
+    ``levels`` kind); ``fourth-round`` is the previous default (one 384-row
+    span), kept to compare on every table; ``novelty-levels-pair`` is the
+    fourth round as two separate files (the distance in a 384-row graph, the
+    levels on their own), equal to ``fourth-round`` up to the graph's
+    float32 distances; ``resonance`` is the ARTime-like post-process
+    (:mod:`edgewatch.agent.postprocess.resonance`), kept for comparison;
+    ``novelty-levels-adapted`` is the default with the levels' range and the
+    shape length in each stream's time and counts stabilised
+    (:mod:`edgewatch.eval.detectors.adapted`, evaluation only until the
+    agent's post-process sees message times).
     """
     from edgewatch.eval.runner import MaxEnsemble, ModelDetector
 
@@ -50,13 +60,22 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
         return RandomDetector(seed)
     if which is BuiltIn.WINDOWED_GAUSSIAN:
         return WindowedGaussianDetector()
-    from edgewatch.eval.detectors import levels, novelty, novelty_levels
+    from edgewatch.eval.detectors import adapted, levels, novelty, novelty_levels, resonance
+
+    if which is BuiltIn.NOVELTY_LEVELS_ADAPTED:
+        return adapted.AdaptedDetector(stride=stride)
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:  # sessions hold the graphs
-        if which is BuiltIn.NOVELTY_LEVELS:
-            one = ModelDetector(novelty_levels.write_model(Path(tmp) / "nab-best.onnx"), stride=stride)
-            one.name = "novelty-levels"
+        if which in (BuiltIn.NOVELTY_LEVELS, BuiltIn.FOURTH_ROUND):
+            config = novelty_levels.NoveltyLevelsConfig() if which is BuiltIn.NOVELTY_LEVELS \
+                else novelty_levels.fourth_round()
+            one = ModelDetector(novelty_levels.write_model(Path(tmp) / f"{which.value}.onnx", config), stride=stride)
+            one.name = which.value
             return one
+        if which is BuiltIn.RESONANCE:
+            art = ModelDetector(resonance.write_model(Path(tmp) / "resonance.onnx"), stride=stride)
+            art.name = which.value
+            return art
         nov = ModelDetector(novelty.write_model(Path(tmp) / "novelty.onnx"), stride=stride)
         lev = ModelDetector(levels.write_model(Path(tmp) / "levels.onnx"), stride=stride)
     nov.name, lev.name = "novelty", "levels"

@@ -2,13 +2,16 @@
 
 Simulator (websocket, two equipments) → agent in-process (WebSocketSource,
 the square test model whose score is far over the threshold during an
-overload and under it otherwise) → live page → Chromium. The bars' colours
-are read from the SVG the page drew.
+overload and under it otherwise; its card holds each feature's training
+range) → live page → Chromium. The bars' colours, the 1.0 line of
+anomaly_score, the feature lanes with their training band and the
+episode table's features are read from what the page drew.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources import WebSocketSource
 from edgewatch.data.faults import FEATURES, FaultSpec
+from edgewatch.data.simulator import simulate_series
 from edgewatch.data.simulator_server import ServerConfig, SimulatorServer
 from edgewatch.plot.browser import HeadlessChromium, find_chromium
 from tests.conftest import live_page
@@ -32,11 +36,17 @@ FAULT_AT = 200  # messages: 5 s into the stream
 GREEN, RED = "#2e9e44", "#d62728"
 
 BARS_JS = """[...document.querySelectorAll('#scores rect.bar')]
-  .map(r => [parseFloat(r.dataset.ts), r.getAttribute('fill'), r.dataset.over])"""
+  .map(r => [parseFloat(r.dataset.ts), r.getAttribute('fill'), r.dataset.over, parseFloat(r.dataset.anomaly)])"""
+LANES_JS = """[...document.querySelectorAll('#signals g.lane')].map(g => {
+  const r = g.querySelector('rect.range'); return [parseFloat(r.dataset.low), parseFloat(r.dataset.high),
+  parseFloat(g.dataset.hi)]; })"""
 
 
 def test_bars_are_green_before_the_fault_and_red_during_it(tmp_path: Path) -> None:
-    card = make_card(window=WINDOW, features=list(FEATURES), threshold=0.15, stride=2, k=2, n=3)
+    nominal = simulate_series(2000, seed=4).values
+    ranges = {f: [float(nominal[:, j].min()), float(nominal[:, j].max())] for j, f in enumerate(FEATURES)}
+    card = make_card(window=WINDOW, features=list(FEATURES), threshold=0.15, stride=2, k=2, n=3,
+                     training_range=ranges)
     model = ScoringModel(write_model(tmp_path / "square.onnx", card))
     truth_path = tmp_path / "truth.jsonl"
     config = ServerConfig(rate=RATE, streams=2, with_time=True, faults="schedule",
@@ -65,8 +75,17 @@ def test_bars_are_green_before_the_fault_and_red_during_it(tmp_path: Path) -> No
                 bands = browser.evaluate("[...document.querySelectorAll('#scores rect.episode')]"
                                          ".map(r => [parseFloat(r.dataset.start), r.dataset.end])")
                 assert any(fault["start_ts"] <= s < fault["end_ts"] for s, _ in bands), bands
-                assert browser.evaluate("document.querySelector('#scores line.threshold').dataset.threshold") == "0.15"
+                line = browser.evaluate("(l => [l.dataset.threshold, l.dataset.score])"
+                                        "(document.querySelector('#scores line.threshold'))")
+                assert line == ["1", "0.15"]  # the 1.0 line of anomaly_score is the raw threshold 0.15
                 assert browser.evaluate("document.querySelectorAll('#signals polyline.signal').length") == 4
+                # one lane per feature with its training band; the overload (all features near 1) lies above it
+                lanes = browser.evaluate(LANES_JS)
+                assert [round(lo, 6) for lo, _, _ in lanes] == [round(ranges[f][0], 6) for f in FEATURES]
+                assert all(top > high for _, high, top in lanes), lanes
+                features = browser.evaluate("[...document.querySelectorAll('#episodes td.features')]"
+                                            ".map(td => td.textContent)")
+                assert features and all(re.search(r"(cpu|memory|traffic|fan) \d+%", f) for f in features), features
                 shot = browser.screenshot(tmp_path / "live-page.png")
                 assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -106,10 +125,10 @@ def _wait_truth(path: Path) -> dict[str, dict]:
 
 def _assert_colours(bars: list[list], fault: dict) -> None:
     start, end = fault["start_ts"], fault["end_ts"]
-    before = [fill for ts, fill, _ in bars if ts < start]
+    before = [fill for ts, fill, *_ in bars if ts < start]
     # windows entirely inside the overload (the window needs WINDOW messages to fill up)
-    during = [fill for ts, fill, _ in bars if start + (WINDOW + 2) / RATE <= ts < end]
+    during = [fill for ts, fill, *_ in bars if start + (WINDOW + 2) / RATE <= ts < end]
     assert len(before) >= 10 and len(during) >= 10, (len(before), len(during))
     assert set(before) == {GREEN}, "bars before the fault must all be green"
     assert set(during) == {RED}, "bars during the fault must all be red"
-    assert all((fill == RED) == (over == "1") for _, fill, over in bars)
+    assert all((fill == RED) == (over == "1") == (anomaly > 1) for _, fill, over, anomaly in bars)

@@ -120,6 +120,14 @@ def test_event_stream_sends_only_the_picked_stream(agent: Agent) -> None:
         over = dict(zip(first["w"]["q"], first["w"]["o"]))
         assert all(over[q] == 1 for q in range(24, 30)) and all(over[q] == 0 for q in range(4, 20))
         assert len(first["episodes"]) == 1 and first["episodes"][0]["start"] >= 100 + 20 / 20
+        # anomaly_score beside each raw score (1 = the threshold), and the features that started the episode
+        scale = agent.runtime.scale
+        assert all(o == (a > 1) for a, o in zip(first["w"]["a"], first["w"]["o"]))
+        assert first["w"]["a"] == pytest.approx([scale.score(v) for v in first["w"]["s"]], rel=1e-4, abs=1e-4)
+        episode = first["episodes"][0]
+        assert episode["anomaly"] > 1 and {f["feature"] for f in episode["features"]} <= set(FEATURES)
+        assert len(episode["features"]) == 3 and sum(f["share"] for f in episode["features"]) <= 1.0001
+        assert meta["ranges"] == [None] * 4  # the test card's standard scaler records no training span
         # later frames carry only what is new
         later = [q for f in frames[1:] for q in f["q"]]
         assert later == list(range(40, 40 + len(later)))
@@ -177,3 +185,18 @@ def test_ui_port_in_use_is_a_clear_error(agent: Agent) -> None:
             live_page(agent, f"127.0.0.1:{server.port}")
     finally:
         server.stop()
+
+
+def test_feature_ranges_come_from_what_the_card_records_of_the_training_span() -> None:
+    """training_range first, then the drift reference's 0-100 % quantiles, then a min-max scaler; else None."""
+    from edgewatch.agent.feature_ranges import feature_ranges
+    from edgewatch.contract import DriftReference, Scaler
+
+    ref = DriftReference(n=10, quantiles=[[0.0, 0.5, 1.0], [10.0, 20.0, 30.0], [-1.0, 0.0, 1.0], [5.0, 6.0, 7.0]],
+                         mean=[0.5, 20, 0, 6], std=[0.3, 5, 0.5, 0.5])
+    card = make_card(window=5, features=FEATURES, drift_reference=ref, training_range={"cpu": [0.2, 0.8]})
+    assert feature_ranges(card) == [(0.2, 0.8), (10.0, 30.0), (-1.0, 1.0), (5.0, 7.0)]
+    minmax = make_card(window=5, features=FEATURES, scaler=Scaler("minmax", [0.0, 1.0, 2.0, 3.0],
+                                                                   [1.0, 0.5, 0.25, 0.0]))
+    assert feature_ranges(minmax) == [(0.0, 1.0), (1.0, 3.0), (2.0, 6.0), None]  # scale 0: no span
+    assert feature_ranges(make_card(window=5, features=FEATURES)) == [None] * 4  # a standard scaler says no span

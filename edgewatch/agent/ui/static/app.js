@@ -10,7 +10,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   meta: null, stream: null, source: null, streams: [], connected: false,
   span: 60, log: false, dirty: false, threshold: null,
-  t: [], q: [], v: [], w: { t: [], q: [], s: [], o: [] }, episodes: [],
+  t: [], q: [], v: [], w: { t: [], q: [], s: [], o: [], a: [] }, episodes: [],
   frames: 0, lastFrame: 0,
 };
 window.edgewatch = state; // for the curious (and for the browser test)
@@ -32,8 +32,8 @@ function connect(stream) {
     state.threshold = state.meta.threshold;
     $("title").textContent = state.meta.title || "edgewatch";
     const m = state.meta.model || {};
-    $("model").textContent = m.family ? `model ${m.family} · window ${m.window} · stride ${m.stride} · sha256 ${m.sha256}` : "";
-    legend();
+    $("model").textContent = m.family ? `model ${m.family} · window ${m.window} · stride ${m.stride} · ` +
+      `sensitivity ${m.sensitivity} · sha256 ${m.sha256}` : "";
   });
   es.addEventListener("select", (e) => {
     const s = JSON.parse(e.data).stream;
@@ -46,7 +46,7 @@ function connect(stream) {
 }
 
 function resetData() {
-  state.t = []; state.q = []; state.v = []; state.w = { t: [], q: [], s: [], o: [] }; state.episodes = [];
+  state.t = []; state.q = []; state.v = []; state.w = { t: [], q: [], s: [], o: [], a: [] }; state.episodes = [];
   schedule();
 }
 
@@ -55,7 +55,7 @@ function addFrame(f) {
   state.threshold = f.threshold;
   push(state.t, f.t); push(state.q, f.q);
   f.v.forEach((col, i) => { if (!state.v[i]) state.v[i] = []; push(state.v[i], col); });
-  for (const k of ["t", "q", "s", "o"]) push(state.w[k], f.w[k]);
+  for (const k of ["t", "q", "s", "o", "a"]) push(state.w[k], f.w[k]);
   if (f.episodes) state.episodes = f.episodes;
   trim();
   state.frames++; state.lastFrame = performance.now();
@@ -78,7 +78,7 @@ function trim() {
   let i = 0; while (i < state.t.length && state.t[i] < keepFrom) i++;
   if (i > 0) { state.t.splice(0, i); state.q.splice(0, i); state.v.forEach((c) => c.splice(0, i)); }
   let j = 0; while (j < state.w.t.length && state.w.t[j] < keepFrom) j++;
-  if (j > 0) for (const k of ["t", "q", "s", "o"]) state.w[k].splice(0, j);
+  if (j > 0) for (const k of ["t", "q", "s", "o", "a"]) state.w[k].splice(0, j);
 }
 
 function last(a, dflt) { return a.length ? a[a.length - 1] : dflt; }
@@ -105,11 +105,6 @@ function status() {
   el.className = "status " + (cur && cur.alert ? "alert" : "live");
   el.textContent = `live · ${state.streams.length} stream(s)` + (alerting ? ` · ${alerting} alerting` : "") +
     (cur ? ` · ${cur.messages} msgs` : "");
-}
-
-function legend() {
-  const f = (state.meta && state.meta.features) || [];
-  $("legend").innerHTML = f.map((name, i) => `<li><i style="background:${COLORS[i % COLORS.length]}"></i>${esc(name)}</li>`).join("");
 }
 
 function esc(s) {
@@ -174,8 +169,9 @@ function render() {
   renderScores(x0, x1);
   renderEpisodes();
   const info = $("scoreinfo");
-  const s = last(state.w.s, null);
-  info.textContent = `threshold ${fmt(state.threshold)}` + (s == null ? "" : ` · last score ${fmt(s)}`);
+  const a = last(state.w.a, null), s = last(state.w.s, null);
+  info.textContent = `1 = score ${fmt(state.threshold)}` +
+    (a == null ? "" : ` · last anomaly_score ${fmt(a)} (score ${fmt(s)})`);
 }
 
 function empty(svg) {
@@ -183,68 +179,95 @@ function empty(svg) {
   svg.innerHTML = `<text class="empty" x="${g.w / 2}" y="${g.h / 2}" text-anchor="middle">waiting for data…</text>`;
 }
 
+// Each feature in its own lane, scaled so that its training range (from the model card) fills the same
+// band: a value outside the shaded band is outside anything the model was trained on.
 function renderSignals(x0, x1) {
   const svg = $("signals");
+  const n = Math.max(1, state.v.length || ((state.meta && state.meta.features) || []).length);
+  svg.style.height = Math.max(240, 12 + 46 * n) + "px";
   const g = size(svg);
   const { w, h } = g;
   const X = (t) => (g.l + (t - x0) / (x1 - x0) * (w - g.l - g.r)).toFixed(1);
-  let lo = 0, hi = 1;
   let i0 = 0; while (i0 < state.t.length && state.t[i0] < x0) i0++;
-  for (const col of state.v) for (let i = i0; i < col.length; i++) { if (col[i] < lo) lo = col[i]; if (col[i] > hi) hi = col[i]; }
-  const Y = (y) => (h - g.b - (y - lo) / (hi - lo || 1) * (h - g.b - g.t)).toFixed(1);
-  let out = episodesSvg(x0, x1, X, g.t, h - g.b);
-  for (let k = 0; k <= 4; k++) {
-    const y = lo + (hi - lo) * k / 4;
-    out += `<line class="grid" x1="${g.l}" x2="${w - g.r}" y1="${Y(y)}" y2="${Y(y)}"/>` +
-      `<text x="${g.l - 4}" y="${Y(y)}" dy="4" text-anchor="end">${fmt(y)}</text>`;
-  }
-  out += xAxis(g, x0, x1, X, h, g.b);
-  state.v.forEach((col, k) => {
+  const ranges = (state.meta && state.meta.ranges) || [];
+  const names = (state.meta && state.meta.features) || [];
+  const laneH = (h - g.b - g.t) / n;
+  let out = episodesSvg(x0, x1, X, g.t, h - g.b) + xAxis(g, x0, x1, X, h, g.b);
+  for (let k = 0; k < n; k++) {
+    const col = state.v[k] || [];
+    const r = ranges[k];
+    let lo = r ? r[0] : Infinity, hi = r ? r[1] : -Infinity;
+    for (let i = i0; i < col.length; i++) { if (col[i] < lo) lo = col[i]; if (col[i] > hi) hi = col[i]; }
+    if (!isFinite(lo)) { lo = 0; hi = 1; }
+    const pad = (hi - lo) * 0.06 || Math.abs(hi) * 0.05 || 0.5;
+    lo -= pad; hi += pad;
+    const top = g.t + k * laneH, bottom = top + laneH - 4;
+    const Y = (y) => (bottom - (y - lo) / (hi - lo) * (bottom - top)).toFixed(1);
+    out += `<g class="lane" data-feature="${k}" data-lo="${lo}" data-hi="${hi}">`;
+    if (r) out += `<rect class="range" x="${g.l}" y="${Y(r[1])}" width="${w - g.l - g.r}"` +
+      ` height="${Math.max(0.5, Y(r[0]) - Y(r[1])).toFixed(1)}" data-low="${r[0]}" data-high="${r[1]}"/>`;
+    out += `<line class="grid" x1="${g.l}" x2="${w - g.r}" y1="${bottom.toFixed(1)}" y2="${bottom.toFixed(1)}"/>`;
+    const tick = r ? [r[0], r[1]] : [lo + pad, hi - pad];
+    for (const y of tick) out += `<text x="${g.l - 4}" y="${Y(y)}" dy="4" text-anchor="end">${fmt(y)}</text>`;
+    const color = COLORS[k % COLORS.length];
+    const v = col.length ? col[col.length - 1] : null;
+    out += `<text class="lane-name" x="${g.l + 6}" y="${(top + 11).toFixed(1)}" style="fill:${color}">` +
+      `${esc(names[k] || "f" + k)}${v == null ? "" : " " + fmt(v)}</text>`;
     let pts = "";
     for (let i = i0; i < col.length; i++) pts += X(state.t[i]) + "," + Y(col[i]) + " ";
-    out += `<polyline class="signal" data-feature="${k}" stroke="${COLORS[k % COLORS.length]}" points="${pts}"/>`;
-  });
+    out += `<polyline class="signal" data-feature="${k}" stroke="${color}" points="${pts}"/></g>`;
+  }
   svg.innerHTML = out;
 }
+
+// "log" is a symmetric log, sign(y) * log10(1 + |y|): close to linear between normal data (0) and the
+// threshold (1), logarithmic far above, so a fault a thousand times over does not flatten the rest.
+function symlog(y) { return Math.sign(y) * Math.log10(1 + Math.abs(y)); }
 
 function renderScores(x0, x1) {
   const svg = $("scores");
   const g = size(svg);
   const { w, h } = g;
   const X = (t) => g.l + (t - x0) / (x1 - x0) * (w - g.l - g.r);
-  const wt = state.w.t, ws = state.w.s, wo = state.w.o;
+  const wt = state.w.t, wa = state.w.a, wo = state.w.o;
   let i0 = 0; while (i0 < wt.length && wt[i0] < x0) i0++;
-  const thr = state.threshold;
-  let hi = thr * 1.5;
-  for (let i = i0; i < ws.length; i++) if (ws[i] > hi) hi = ws[i];
-  hi *= 1.05;
-  let Y;
-  const bottom = h - g.b;
-  if (state.log) {
-    let lo = thr / 100;
-    for (let i = i0; i < ws.length; i++) if (ws[i] > 0 && ws[i] < lo) lo = ws[i];
-    const l0 = Math.log10(lo), l1 = Math.log10(hi);
-    Y = (y) => bottom - (Math.log10(Math.max(y, lo)) - l0) / (l1 - l0 || 1) * (bottom - g.t);
-  } else {
-    Y = (y) => bottom - y / (hi || 1) * (bottom - g.t);
+  const f = state.log ? symlog : (y) => y;
+  let lo = 0, hi = 1.5;
+  for (let i = i0; i < wa.length; i++) {
+    if (wa[i] == null) continue;
+    if (wa[i] > hi) hi = wa[i];
+    if (wa[i] < lo) lo = wa[i];
   }
+  const f0 = f(lo), f1 = f(hi) + (f(hi) - f0) * 0.05;
+  const bottom = h - g.b;
+  const Y = (y) => bottom - (f(y) - f0) / (f1 - f0 || 1) * (bottom - g.t);
   let out = episodesSvg(x0, x1, X, g.t, bottom);
-  const ticks = state.log ? [hi / 1.05, thr, thr / 10] : [0, hi / 2.1, hi / 1.05];
+  const ticks = [0, 1];
+  if (hi > 2) ticks.push(state.log ? Math.pow(10, Math.floor(Math.log10(hi))) : hi);
+  if (lo < -0.5) ticks.push(lo);
   for (const y of ticks) out += `<line class="grid" x1="${g.l}" x2="${w - g.r}" y1="${Y(y)}" y2="${Y(y)}"/>` +
     `<text x="${g.l - 4}" y="${Y(y)}" dy="4" text-anchor="end">${fmt(y)}</text>`;
   out += xAxis(g, x0, x1, X, h, g.b);
   // bar width: the typical gap between scored windows, so bars touch at most
   let gap = wt.length > 1 ? (wt[wt.length - 1] - wt[Math.max(i0, 0)]) / Math.max(1, wt.length - 1 - i0) : 1;
   const bw = Math.max(1, Math.min(24, 0.8 * gap / (x1 - x0) * (w - g.l - g.r)));
+  const base = Y(0);
   for (let i = i0; i < wt.length; i++) {
-    const x = X(wt[i]) - bw / 2, y = Y(ws[i]);
+    const a = wa[i] == null ? 0 : wa[i];
+    const x = X(wt[i]) - bw / 2, y = Y(a);
     const over = wo[i] === 1;
-    out += `<rect class="bar ${over ? "over" : "ok"}" x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${bw.toFixed(1)}"` +
-      ` height="${Math.max(0.5, bottom - y).toFixed(1)}" fill="${over ? OVER : OK}"` +
-      ` data-ts="${wt[i]}" data-seq="${state.w.q[i]}" data-score="${ws[i]}" data-over="${over ? 1 : 0}"/>`;
+    out += `<rect class="bar ${over ? "over" : "ok"}" x="${x.toFixed(1)}" y="${Math.min(y, base).toFixed(1)}"` +
+      ` width="${bw.toFixed(1)}" height="${Math.max(0.5, Math.abs(base - y)).toFixed(1)}" fill="${over ? OVER : OK}"` +
+      ` data-ts="${wt[i]}" data-seq="${state.w.q[i]}" data-anomaly="${wa[i]}" data-score="${state.w.s[i]}"` +
+      ` data-over="${over ? 1 : 0}"/>`;
   }
-  out += `<line class="threshold" x1="${g.l}" x2="${w - g.r}" y1="${Y(thr)}" y2="${Y(thr)}" data-threshold="${thr}"/>`;
+  out += `<line class="threshold" x1="${g.l}" x2="${w - g.r}" y1="${Y(1)}" y2="${Y(1)}" data-threshold="1"` +
+    ` data-score="${state.threshold}"/>`;
   svg.innerHTML = out;
+}
+
+function featuresText(list) {
+  return (list || []).map((f) => `${f.feature} ${f.share == null ? "" : Math.round(100 * f.share) + "%"}`).join(" · ");
 }
 
 function renderEpisodes() {
@@ -252,10 +275,11 @@ function renderEpisodes() {
     const open = e.end == null;
     const dur = open ? "" : (e.end - e.start).toFixed(1) + " s";
     return `<tr><td>${clock(e.start)}</td><td class="${open ? "open" : ""}">${open ? "ongoing" : clock(e.end)}</td>` +
-      `<td>${dur}</td><td>${e.peak == null ? "" : fmt(e.peak)}</td></tr>`;
+      `<td>${dur}</td><td>${e.anomaly == null ? "" : fmt(e.anomaly)}</td>` +
+      `<td class="features">${esc(featuresText(e.features))}</td></tr>`;
   }).join("");
   const body = document.querySelector("#episodes tbody");
-  const html = rows || `<tr><td colspan="4">none in the kept history</td></tr>`;
+  const html = rows || `<tr><td colspan="5">none in the kept history</td></tr>`;
   if (body.dataset.html !== html) { body.innerHTML = html; body.dataset.html = html; }
 }
 

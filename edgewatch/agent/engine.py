@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -34,11 +35,12 @@ from edgewatch.agent.postprocess import PostProcessor
 from edgewatch.agent.runtime import DriftSettings, ModelRuntime, Overrides
 from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
+from edgewatch.agent.sources.columns import parse_columns
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
                                              sane_timestamp)
 from edgewatch.agent.sources.supervision import RestartPolicy, SourceSupervisor
 from edgewatch.agent.streams import StreamTable
-from edgewatch.agent.windows import StreamWindows
+from edgewatch.agent.windows import StreamWindows, group_by_slot
 from edgewatch.contract import ModelCard
 
 log = logging.getLogger("edgewatch.agent")
@@ -348,6 +350,8 @@ class Agent:
         ttl = self.options.stream_ttl
         if ttl and now - self._last_sweep >= min(1.0, ttl / 2):
             self.evict_idle(now)
+        if self.learner is None and not table.runtimes and self._process_columns(items, now):
+            return
         want_view = bool(self.subscribers.on_batch)  # they get every message; the drift watch only rows
         want_rows = want_view or self.drift is not None
         due_x: list[np.ndarray] = []
@@ -408,6 +412,52 @@ class Agent:
                 if want_view:
                     msg_ts.append(ts)
                     msg_seq.append(seq)
+        self._finish_batch(good, bad, due_x, due_meta, msg_slots, msg_rows, msg_ts, msg_seq)
+
+    def _process_columns(self, items: list[Item], now: float) -> bool:
+        """A batch of clean raw messages of held streams, column-wise; False (nothing done) for any other batch.
+
+        What :meth:`process` does message by message, with the same
+        results: parse (:func:`parse_columns`), per-slot counters once per
+        stream, windows appended in bulk (:meth:`StreamWindows.push_many`).
+        A bad message, a new stream, another item kind or a learning agent
+        send the batch the message-by-message way, which gives every bad
+        message its reason and every new stream its slot in arrival order.
+        """
+        if set(map(itemgetter(0), items)) != {Kind.RAW}:
+            return False
+        cols = parse_columns(list(map(itemgetter(2), items)), self.card.n_features, self.options.max_message_bytes)
+        if cols is None:
+            return False
+        table = self.table
+        slot_list = list(map(table.slots.get, cols.streams or list(map(itemgetter(1), items))))
+        if None in slot_list:
+            return False
+        slots = np.array(slot_list, dtype=np.intp)
+        groups = group_by_slot(slots)
+        due, x = table.windows.push_many(cols.values, groups)
+        received = list(map(itemgetter(3), items))
+        seqs, last_seen, last_ts = table.seq, table.last_seen, table.last_ts
+        distinct = groups.slots.tolist()
+        first_seq = np.array([seqs[s] for s in distinct], dtype=np.int64)
+        counts = groups.counts.tolist()
+        for s, k, last in zip(distinct, counts, groups.order[groups.starts + groups.counts - 1].tolist()):
+            seqs[s] += k
+            last_seen[s] = now
+            last_ts[s] = received[last]
+        seq = np.empty(slots.size, dtype=np.int64)
+        seq[groups.order] = np.repeat(first_seq, groups.counts) + groups.rank
+        due_list = due.tolist()
+        due_meta = list(zip(slots[due].tolist(), [received[i] for i in due_list], seq[due].tolist()))
+        view = bool(self.subscribers.on_batch)
+        self._finish_batch(len(items), {}, x, due_meta, slots, cols.values, received if view else [],
+                           seq.tolist() if view else [])
+        return True
+
+    def _finish_batch(self, good: int, bad: dict[BadReason, int], due_x: list[np.ndarray] | np.ndarray,
+                      due_meta: list[tuple[int, float, int]], msg_slots: list[int] | np.ndarray,
+                      msg_rows: list[list[float]] | np.ndarray, msg_ts: list[float], msg_seq: list[int]) -> None:
+        """Count a parsed batch, score its due windows, feed the drift watch and the batch subscribers."""
         n_bad = sum(bad.values())
         if good or n_bad:
             self.last_message_at = time.time()
@@ -415,14 +465,15 @@ class Agent:
         self.metrics.messages.inc(good + n_bad)
         if bad:
             self._count_bad(bad)
-        scored = self._score(due_x, due_meta) if due_x else []
-        if self.drift is not None and msg_slots:
+        scored = self._score(due_x, due_meta) if len(due_meta) else []
+        if self.drift is not None and len(msg_slots):
             self.drift.observe_many(np.asarray(msg_slots), np.asarray(msg_rows, dtype=np.float64))
             for ev in self.drift.due_events():
                 self._emit(self._drift_event(ev))
-        if want_view and (msg_slots or scored):
-            view = BatchView([table.names[s] for s in msg_slots], msg_ts, msg_seq,
-                             np.asarray(msg_rows, dtype=np.float32).reshape(-1, n_features), scored,
+        if self.subscribers.on_batch and (len(msg_slots) or scored):
+            names = self.table.names
+            view = BatchView([names[s] for s in np.asarray(msg_slots, dtype=np.intp).tolist()], msg_ts, msg_seq,
+                             np.asarray(msg_rows, dtype=np.float32).reshape(-1, self.card.n_features), scored,
                              self.threshold)
             for on_batch in self.subscribers.on_batch:
                 on_batch(view)
@@ -440,7 +491,7 @@ class Agent:
             self.table.runtimes[slot] = rt
         return False
 
-    def _score(self, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]) -> list[ScoredWindow]:
+    def _score(self, due_x: list[np.ndarray] | np.ndarray, due_meta: list[tuple[int, float, int]]) -> list[ScoredWindow]:
         own = self.table.runtimes
         if not own:
             return self._score_with(self.runtime, due_x, due_meta)
@@ -455,13 +506,13 @@ class Agent:
             out += self._score_with(rt, xs, metas)
         return out
 
-    def _score_with(self, rt: ModelRuntime, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]
+    def _score_with(self, rt: ModelRuntime, due_x: list[np.ndarray] | np.ndarray, due_meta: list[tuple[int, float, int]]
                     ) -> list[ScoredWindow]:
         out: list[ScoredWindow] = []  # for the batch subscribers (the live page, the recorder) only
         want_view = bool(self.subscribers.on_batch)
         step = min(self.options.max_batch, SCORE_BATCH)
         for lo in range(0, len(due_x), step):
-            x = np.stack(due_x[lo:lo + step])
+            x = due_x[lo:lo + step] if isinstance(due_x, np.ndarray) else np.stack(due_x[lo:lo + step])
             meta = due_meta[lo:lo + step]
             t0 = time.perf_counter()
             batch = rt.model.score_many(x)

@@ -13,6 +13,7 @@ streams, in a single ONNX Runtime call.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import socket
 import threading
@@ -508,34 +509,46 @@ class Agent:
 
     def _score_with(self, rt: ModelRuntime, due_x: list[np.ndarray] | np.ndarray, due_meta: list[tuple[int, float, int]]
                     ) -> list[ScoredWindow]:
-        out: list[ScoredWindow] = []  # for the batch subscribers (the live page, the recorder) only
-        want_view = bool(self.subscribers.on_batch)
-        step = min(self.options.max_batch, SCORE_BATCH)
-        for lo in range(0, len(due_x), step):
-            x = due_x[lo:lo + step] if isinstance(due_x, np.ndarray) else np.stack(due_x[lo:lo + step])
-            meta = due_meta[lo:lo + step]
+        """Score a batch's due windows in calls of at most SCORE_BATCH (equal parts), then decide on all at once.
+
+        Why decide once: post-process, threshold, per-stream series and the
+        k-of-n tracker cost the same per call whatever the call's size, and a
+        drained batch makes a dozen calls; their order per stream is kept.
+        """
+        n = len(due_meta)
+        parts = -(-n // min(self.options.max_batch, SCORE_BATCH))
+        bounds = [n * i // parts for i in range(parts + 1)]
+        got: list[Any] = []
+        for lo, hi in zip(bounds, bounds[1:]):
+            x = due_x[lo:hi] if isinstance(due_x, np.ndarray) else np.stack(due_x[lo:hi])
             t0 = time.perf_counter()
-            batch = rt.model.score_many(x)
+            got.append(rt.model.score_many(x))
             self.metrics.latency.observe(time.perf_counter() - t0)
-            self.metrics.batch_size.observe(len(x))
-            slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
-            scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux))
-            if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
-                self.shadow.score(x, slots, meta, scores, self.table.names, rt.threshold)
-            # Python floats and bools once per batch: indexing NumPy arrays per window costs more
-            score_list, over_list = scores.tolist(), (scores > rt.threshold).tolist()
-            self.metrics.stream_series.scored(slots.tolist(), score_list, rt.scale)
-            anomaly_list = rt.scale.scores(scores).tolist() if want_view else None
-            update, names = rt.tracker.update, self.table.names
-            for i, (slot, ts, seq) in enumerate(meta):
-                s, o = score_list[i], over_list[i]
-                if anomaly_list is not None:
-                    out.append(ScoredWindow(slot, names[slot], ts, seq, s, o, anomaly_list[i]))
-                tr = update(slot, o, s, ts, seq)
-                if tr is not None:
-                    self._emit(self._alert(tr, batch.feature_error[i], runtime=rt))
-        self.summary.windows += len(due_x)
-        self.metrics.windows.inc(len(due_x))
+            self.metrics.batch_size.observe(hi - lo)
+        if parts == 1:
+            raw, feature_error, aux = got[0].scores, got[0].feature_error, got[0].aux
+        else:
+            raw = np.concatenate([g.scores for g in got])
+            feature_error = np.concatenate([g.feature_error for g in got])
+            aux = None if got[0].aux is None else np.concatenate([g.aux for g in got])
+        slot_list, ts_list, seq_list = (list(c) for c in zip(*due_meta))
+        slots = np.array(slot_list, dtype=np.int64)
+        scores = self._finite_scores(rt.post.update_many(slots, raw, aux))
+        if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
+            x = due_x if isinstance(due_x, np.ndarray) else np.stack(due_x)
+            self.shadow.score(x, slots, due_meta, scores, self.table.names, rt.threshold)
+        # Python floats and bools once per batch: indexing NumPy arrays per window costs more
+        score_list, over_list = scores.tolist(), (scores > rt.threshold).tolist()
+        self.metrics.stream_series.scored(slot_list, score_list, rt.scale)
+        out: list[ScoredWindow] = []  # for the batch subscribers (the live page, the recorder) only
+        if self.subscribers.on_batch:
+            names = self.table.names
+            out = [ScoredWindow(slot, names[slot], ts, seq, s, o, a) for slot, ts, seq, s, o, a
+                   in zip(slot_list, ts_list, seq_list, score_list, over_list, rt.scale.scores(scores).tolist())]
+        for i, tr in rt.tracker.update_many(slot_list, over_list, score_list, ts_list, seq_list):
+            self._emit(self._alert(tr, feature_error[i], runtime=rt))
+        self.summary.windows += n
+        self.metrics.windows.inc(n)
         return out
 
     def _finite_scores(self, scores: np.ndarray) -> np.ndarray:
@@ -546,6 +559,8 @@ class Agent:
         JSON on every sink (an episode's end must never be unsendable).
         """
         scores = np.asarray(scores, dtype=np.float64)
+        if math.isfinite(float(scores.sum())):  # one sum is cheaper than a mask (an overflowing sum: the mask)
+            return scores
         bad = ~np.isfinite(scores)
         if not bad.any():
             return scores

@@ -98,6 +98,28 @@ class EpisodeTracker:
             return Transition("end", slot, ep)
         return None
 
+    def update_many(self, slots: list[int], over: list[bool], scores: list[float], ts: list[float],
+                    seq: list[int]) -> list[tuple[int, Transition]]:
+        """:meth:`update` for a batch of scored windows in order; the transitions with their window's index.
+
+        Why not one :meth:`update` per window: most windows are under the
+        threshold on a stream with nothing counted and no episode, and such
+        a window changes nothing that is ever read (its quiet count matters
+        only inside an episode, and the next window over resets it), so it
+        is passed over without a call.
+        """
+        tracks, update = self._tracks, self.update
+        out: list[tuple[int, Transition]] = []
+        for i, slot in enumerate(slots):
+            if not over[i]:
+                tr = tracks.get(slot)
+                if tr is None or (not tr.history and tr.episode is None):
+                    continue
+            t = update(slot, over[i], scores[i], ts[i], seq[i])
+            if t is not None:
+                out.append((i, t))
+        return out
+
     def open_episode(self, slot: int) -> Episode | None:
         tr = self._tracks.get(slot)
         return tr.episode if tr else None

@@ -62,16 +62,17 @@ def parse_columns(payloads: Sequence[str | bytes], n_features: int, max_bytes: i
             values, streams = list(map(_values, objs)), list(map(_stream, objs))
         except KeyError:
             return None
-        if set(map(type, streams)) != {str} or set(map(type, values)) != {list}:
+        if set(map(type, streams)) != {str}:
             return None
         lengths = list(map(len, streams))
         if min(lengths) < 1 or max(lengths) > _MAX_STREAM_ID:
             return None
     else:
         return None
+    # values of another type than list fail the second test: a string or an object yields no floats
     if set(map(len, values)) != {n_features} or set(map(type, chain.from_iterable(values))) != {float}:
         return None
-    array = np.array(values, dtype=np.float64)
+    array = np.fromiter(chain.from_iterable(values), dtype=np.float64, count=len(values) * n_features)
     if not np.abs(array).max() <= FLOAT32_MAX:  # also false for a NaN
         return None
-    return Columns(array, streams)
+    return Columns(array.reshape(len(values), n_features), streams)

@@ -51,11 +51,12 @@ DEFAULT_STREAM_TTL = 3600.0  # seconds without a message before a stream's state
 # a score the graph could not give as a finite number (inputs near float32's limit) is reported as this,
 # and counts as over the threshold: it is as anomalous as a score can be
 SCORE_CAP = float(np.finfo(np.float32).max)
-# Windows per ONNX Runtime call. Measured with the S0 model (fp32, window 10, one thread, CPU time):
-# 123 µs per window at 16 windows a call, 134 at 32, 126 at 128 (184 at 8); ORT's working memory grows
-# with the call and its arena keeps the peak, so 16 (was 128) keeps the agent's peak low: 16 and a
-# 1024-item queue (was 4096) took 2.6 MiB off, 32 instead of 128 took 7.4 (docs/platform.md).
-SCORE_BATCH = 32  # since issue 28, for the int8 S0: 5 % less CPU than 16, 70.4 MiB peak (docs/platform.md)
+# Most windows per ONNX Runtime call; a batch's due windows are split into equal parts of at most this.
+# The int8 S0 costs 63-70 µs per window from 16 windows a call up (its LSTM kernel's work per window does
+# not shrink with the call), PyTorch eager 165-190 at 16 and 150-165 at 32: the network is 2.6-3.2x
+# PyTorch at 16 and 2.4-2.5x at 32, while the whole agent differs by 1-3 % since it decides once per
+# drained batch (docs/benchmarks.md, issue 28). Smaller calls also keep ORT's arena, and the peak, low.
+SCORE_BATCH = 16
 
 
 @dataclass

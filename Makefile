@@ -29,8 +29,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # mosquitto (MQTT tests), chromium (live page test), qemu-user-static (the agent on arm64,
-# tests/test_arm64.py), systemd (systemd-analyze verifies the unit, tests/test_deploy.py) and
-# prometheus + prometheus-alertmanager (a real scrape, rule and alert API, tests/test_prometheus.py),
+# tests/system/test_arm64.py), systemd (systemd-analyze verifies the unit, tests/system/test_deploy.py) and
+# prometheus + prometheus-alertmanager (a real scrape, rule and alert API, tests/agent/ops/test_prometheus.py),
 # only when missing. The arm64 Python and its wheels are fetched by the test itself into
 # ~/.cache/edgewatch-arm64 ($$EDGEWATCH_ARM64_CACHE), once.
 system-deps:
@@ -53,7 +53,7 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest
 
 test-arm64: $(STAMP) system-deps
-	$(PY) -m pytest tests/test_arm64.py -rA
+	$(PY) -m pytest tests/system/test_arm64.py -rA
 
 bench: $(STAMP)
 	$(VENV)/bin/edgewatch bench --out bench-results

@@ -78,7 +78,7 @@ def test_hot_path_profile(benchmark, s0) -> None:
 def test_per_stream_metrics_cost(benchmark, s0, trivial_model: Path, kind: str) -> None:
     """What the per-stream Prometheus series cost the hot path, 100 streams, in alternating rounds:
     no --metrics (stand-ins), --metrics without and with the per-stream table (windows, last anomaly_score)."""
-    from edgewatch.agent.metrics import AgentMetrics, UnexportedStreams
+    from edgewatch.agent.ops.metrics import AgentMetrics, UnexportedStreams
 
     def metrics(variant: str) -> AgentMetrics:
         m = AgentMetrics(exported=variant != "off")

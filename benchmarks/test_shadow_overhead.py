@@ -14,8 +14,9 @@ import json
 from pathlib import Path
 
 from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.lifecycle.accept import Candidate, Gate, Origin
+from edgewatch.agent.lifecycle.shadow import ShadowScorer
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.shadow import ShadowScorer
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.bench.engines import interleaved_medians
 from edgewatch.data.simulator import simulate_series
@@ -37,8 +38,9 @@ def test_agent_with_and_without_a_shadow_model(benchmark) -> None:  # noqa: ANN0
         def go() -> None:
             agent = Agent(model, [], AgentOptions(drift_every=0))
             if shadow:
-                scorer = ShadowScorer(agent.load_candidate(MODEL), agent.threshold, note="bench")
-                agent.set_shadow(scorer)
+                runtime = Gate.for_agent(agent).admit(Candidate(MODEL, Origin.FILE), agent.runtime).runtime
+                scorer = ShadowScorer(runtime, agent.threshold, note="bench")
+                agent.queue_shadow(scorer)
                 shadows.append(scorer)
             for lo in range(0, len(items), 1024):
                 agent.process(items[lo:lo + 1024])

@@ -28,7 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources import make_source
-from edgewatch.agent.sparkplug import encode_metric, encode_payload
+from edgewatch.wire.sparkplug import encode_metric, encode_payload
 from edgewatch.bench.agent_load import CountingSink
 
 from .conftest import QUICK

@@ -243,6 +243,13 @@ def collector() -> Iterator:
         c.close()
 
 
+def live_page(agent: Any, address: str = "127.0.0.1:0", options: Any = None) -> Any:
+    """The agent's live page served at ``address``, fed through ``agent.subscribe`` as ``assemble`` feeds it."""
+    from edgewatch.agent.ui.server import LiveView, start_ui
+
+    view = LiveView.of(agent, options)
+    agent.subscribe(view.on_event, view.on_batch)
+    return start_ui(view, address)
 # -- Prometheus and Alertmanager (Debian packages prometheus, prometheus-alertmanager) ---------------------------
 
 PROMETHEUS = shutil.which("prometheus")
@@ -329,6 +336,9 @@ class Prometheus(_Server):
     name = "prometheus"
 
     def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path] = (), interval: str = "1s") -> None:
+        missing = [str(p) for p in rule_files if not Path(p).is_file()]
+        if missing:  # Prometheus reads a rule_files glob that matches nothing as no rules, silently
+            raise FileNotFoundError(f"rule file(s) not found: {missing}")
         super().__init__(workdir)
         self.config = self.dir / "prometheus.yml"
         self.config.write_text(json.dumps({  # JSON is YAML

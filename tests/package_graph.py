@@ -32,7 +32,7 @@ SOURCE = Path(__file__).resolve().parents[1] / ROOT
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("digests", "files", "accuracy"),
-    ("contract", "wire", "protowire"),  # protowire: phase B, into wire/
+    ("contract", "wire"),
     ("mqtt",),
     ("numpy_models",),
     ("agent", "fleet", "data"),

@@ -22,7 +22,8 @@ from collections import deque
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view as swv
 
-from edgewatch.agent.postprocess import Levels, LevelsParams, Likelihood, LikelihoodParams
+from edgewatch.agent.postprocess import Levels, Likelihood
+from edgewatch.contract.postprocess import LevelsParams, LikelihoodParams
 from edgewatch.data.nab import STANDARD_PROFILES, load_corpus
 from edgewatch.eval import loco
 from edgewatch.eval.nab_score import normalise, row_rewards, sweep

@@ -46,12 +46,13 @@ from typing import Any, Mapping
 import click
 
 from edgewatch.agent.engine import DEFAULT_STREAM_TTL
-from edgewatch.agent.metrics import DEFAULT_METRICS_MAX_STREAMS
-from edgewatch.agent.ops import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
+from edgewatch.agent.ops.metrics import DEFAULT_METRICS_MAX_STREAMS
+from edgewatch.agent.ops.server import DEFAULT_READY_GRACE, DEFAULT_READY_MAX_SILENCE
 from edgewatch.agent.score_scale import MAX_SENSITIVITY, MIN_SENSITIVITY
 from edgewatch.errors import BadInput
 
-SECRETS = {"mqtt-password": "EDGEWATCH_MQTT_PASSWORD"}  # flags --print-config leaves out -> where to give them
+SECRETS = {"mqtt-password": "EDGEWATCH_MQTT_PASSWORD"}
+MQTT_SCHEMES = ("mqtt", "mqtts")  # flags --print-config leaves out -> where to give them
 
 
 class ConfigError(BadInput):
@@ -62,118 +63,203 @@ class BadSetting(ConfigError):
     """A setting that does not exist, is given twice, or has a wrong value: a usage error (exit 2) at the CLI."""
 
 
-def setting(flag: str, default: Any = None, *, minimum: float | None = None, maximum: float | None = None,
-            choices: tuple[str, ...] = ()) -> Any:
-    """A config field: the flag it comes from, its default and its allowed range (checked on build)."""
-    return field(default=default, metadata={"flag": flag, "minimum": minimum, "maximum": maximum,
-                                            "choices": choices})
+# what a field's metadata may say besides its flag: the checks on its value and how its option is shown
+SETTING_KEYS = {"help": "", "minimum": None, "maximum": None, "choices": (), "metavar": None, "short": None,
+                "envvar": None, "path": None, "required": False}
+
+
+def setting(flag: str, default: Any = None, **meta: Any) -> Any:
+    """A config field: the flag it comes from, its default, and :data:`SETTING_KEYS` (its range, help...).
+
+    ``path`` is ``"file"`` or ``"dir"`` for a field naming one; ``required``
+    makes the option required on the command line (a config file may give it).
+    """
+    unknown = set(meta) - set(SETTING_KEYS)
+    if unknown:
+        raise TypeError(f"setting {flag!r}: unknown keys {sorted(unknown)}")
+    return field(default=default, metadata={"flag": flag, **SETTING_KEYS, **meta})
 
 
 @dataclass(frozen=True)
 class ModelSettings:
     """Which model file runs, what may replace it, and run-time overrides of its card (None: the file's)."""
 
-    path: Path | None = setting("model")
-    sha256: str | None = setting("model-sha256")
-    stride: int | None = setting("stride", minimum=1)
-    threshold: float | None = setting("threshold")
-    sensitivity: float = setting("sensitivity", 1.0, minimum=MIN_SENSITIVITY, maximum=MAX_SENSITIVITY)
-    k: int | None = setting("k", minimum=1)
-    n: int | None = setting("n", minimum=1)
-    close_after: int | None = setting("close-after", minimum=1)
-    trust_keys: tuple[Path, ...] = setting("trust-key", ())
-    allow_unsigned: bool = setting("allow-unsigned-models", False)
-    max_mb: float = setting("max-model-mb", 64.0, minimum=0.01)
-    watch: bool = setting("watch-model", False)
-    watch_interval: float = setting("watch-interval", 2.0, minimum=0.05)
+    path: Path | None = setting("model", path="file", required=True, help="edgewatch ONNX model file.")
+    sha256: str | None = setting("model-sha256", help="Refuse the model file unless its sha256 matches (pins it: "
+                                 "excludes --watch-model, --model-topic).")
+    stride: int | None = setting("stride", minimum=1,
+                                 help="Score every n-th point's window (default: the model file's, 3 for S0).")
+    threshold: float | None = setting("threshold", help="Override the model file's calibrated threshold.")
+    sensitivity: float = setting("sensitivity", 1.0, minimum=MIN_SENSITIVITY, maximum=MAX_SENSITIVITY,
+                                 help="Multiplies anomaly_score (0 = typical normal data, 1 = the threshold; "
+                                      "docs/operators.md); windows alert above 1, so 2 alerts at half the distance "
+                                      "to the threshold, 0.5 at twice it. The same meaning for every model family.")
+    k: int | None = setting("k", minimum=1,
+                            help="Episode starts when k of the last n scored windows are over the threshold.")
+    n: int | None = setting("n", minimum=1, help="See --k.")
+    close_after: int | None = setting("close-after", minimum=1, metavar="M",
+                                      help="Episode ends after M scored windows in a row under the threshold "
+                                           "(default: the model file's; files without one close when none of the "
+                                           "last N are over).")
+    trust_keys: tuple[Path, ...] = setting("trust-key", (), path="file",
+                                           help="Run only models signed by this public key (repeatable): at start, "
+                                                "on --watch-model and from --model-topic, and none of a release "
+                                                "older than one it has run (kept in SPOOL_DIR/models). Make keys "
+                                                "with 'edgewatch model keygen'.")
+    allow_unsigned: bool = setting("allow-unsigned-models", False,
+                                   help="Without --trust-key, accept unsigned models from --model-topic (closed "
+                                        "test brokers only: anyone who may publish there then decides what this "
+                                        "agent alerts on).")
+    max_mb: float = setting("max-model-mb", 64.0, minimum=0.01,
+                            help="Largest model file accepted from --model-topic; bigger messages are refused "
+                                 "before anything is written.")
+    watch: bool = setting("watch-model", False, help="Poll the --model file and swap in a new version (replace it "
+                                                     "atomically: write, then rename).")
+    watch_interval: float = setting("watch-interval", 2.0, minimum=0.05, help="Seconds between polls of --watch-model.")
 
 
 @dataclass(frozen=True)
 class SourcesSettings:
     """Where measurements come from: URLs, or tables with ``url`` and the protocol's keys (docs/sources.md)."""
 
-    urls: tuple[str | dict[str, Any], ...] = setting("source", ())
-    idle_timeout: float = setting("idle-timeout", 10.0)
+    urls: tuple[str | dict[str, Any], ...] = setting("source", (), required=True,
+                                                     help="Where measurements come from (repeatable): "
+                                                          "{source_schemes}.")
+    idle_timeout: float = setting("idle-timeout", 10.0, help="Seconds of websocket silence before a ping; twice "
+                                                             "that and it reconnects.")
 
 
 @dataclass(frozen=True)
 class SinksSettings:
     """Where events go, and where undelivered MQTT events wait."""
 
-    urls: tuple[str, ...] = setting("sink", ("stdout",))
-    spool_dir: Path = setting("spool-dir", Path("spool"))
-    spool_max_mb: float = setting("spool-max-mb", 64.0, minimum=0.1)
-    spool_memory_mb: float = setting("spool-memory-mb", 4.0, minimum=0)
+    urls: tuple[str, ...] = setting("sink", ("stdout",), help="Where alert events go (repeatable): "
+                                                             "{sink_forms}.")
+    spool_dir: Path = setting("spool-dir", Path("spool"), path="dir",
+                              help="Where undelivered MQTT alerts wait on disk (and, with --model-topic or "
+                                   "--trust-key, the model store: SPOOL_DIR/models).")
+    spool_max_mb: float = setting("spool-max-mb", 64.0, minimum=0.1,
+                                  help="Spool bound; when full the OLDEST undelivered alerts are dropped and counted.")
+    spool_memory_mb: float = setting("spool-memory-mb", 4.0, minimum=0,
+                                     help="Alerts kept in memory while the spool's disk refuses writes (full, "
+                                          "read-only); past it new alerts are dropped and counted in "
+                                          "edgewatch_spool_dropped.")
 
 
 @dataclass(frozen=True)
 class StreamsSettings:
     """How many streams are held at once (None: what fits the unit's memory) and for how long (0: forever)."""
 
-    max: int | None = setting("max-streams", minimum=1)
-    ttl: float = setting("stream-ttl", DEFAULT_STREAM_TTL, minimum=0)
+    max: int | None = setting("max-streams", minimum=1,
+                              help="Streams held at once; messages of further stream ids are bad input, "
+                                   "too_many_streams. Default: what fits the unit's MemoryMax=512M with this model "
+                                   "(10,000 for S0 at ~10 KiB each; ~2,000 with a likelihood post-process at ~124 "
+                                   "KiB each).")
+    ttl: float = setting("stream-ttl", DEFAULT_STREAM_TTL, minimum=0,
+                         help="Seconds without a message after which a stream's state is dropped (its open episode "
+                              "ended first), freeing its place; 0 keeps streams forever.")
 
 
 @dataclass(frozen=True)
 class MqttSettings:
-    """Login and TLS for every broker the agent talks to (sinks, sources, model topic)."""
+    """Login and TLS for every broker the agent talks to (sinks, sources, the fleet broker)."""
 
-    username: str | None = setting("mqtt-username")
-    password: str | None = setting("mqtt-password")
-    ca_file: str | None = setting("mqtt-ca-file")
-    cert_file: str | None = setting("mqtt-cert-file")
-    key_file: str | None = setting("mqtt-key-file")
-    tls_insecure: bool = setting("mqtt-tls-insecure", False)
-    keepalive: int | None = setting("mqtt-keepalive", minimum=1, maximum=65535)
+    username: str | None = setting("mqtt-username", envvar="EDGEWATCH_MQTT_USERNAME", help="MQTT login name.")
+    password: str | None = setting("mqtt-password", envvar="EDGEWATCH_MQTT_PASSWORD",
+                                   help="MQTT password (better from $EDGEWATCH_MQTT_PASSWORD or the config file "
+                                        "than the command line).")
+    ca_file: str | None = setting("mqtt-ca-file", path="file",
+                                  help="CA certificate(s) to verify the broker; turns TLS on.")
+    cert_file: str | None = setting("mqtt-cert-file", path="file",
+                                    help="Client certificate for brokers that require one; turns TLS on.")
+    key_file: str | None = setting("mqtt-key-file", path="file", help="Key of --mqtt-cert-file.")
+    tls_insecure: bool = setting("mqtt-tls-insecure", False, help="Do not verify the broker's certificate "
+                                                                  "(testing only).")
+    keepalive: int | None = setting("mqtt-keepalive", minimum=1, maximum=65535,
+                                    help="MQTT keepalive in seconds (default 30): the broker declares the agent "
+                                         "offline (last will) 1.5 keepalives after its last packet.")
 
 
 @dataclass(frozen=True)
 class FleetSettings:
     """This agent's name and its side of the fleet topics (docs/fleet.md)."""
 
-    agent_id: str | None = setting("agent-id")  # None: the host name
-    model_topic: bool = setting("model-topic", False)
-    status_interval: float = setting("status-interval", 10.0, minimum=0.1)
-    shadow_report_interval: float = setting("shadow-report-interval", 60.0, minimum=0.1)
+    agent_id: str | None = setting("agent-id", help="Name of this agent in alerts and MQTT topics (default: "
+                                                    "hostname).")  # None: the host name
+    broker: str | None = setting("fleet-broker", metavar="mqtt[s]://HOST:PORT/PREFIX",
+                                 help="Where this agent's fleet topics are (retained status, --model-topic, "
+                                      "commands, shadow reports): PREFIX/AGENT-ID/... on this broker. Default: the "
+                                      "first MQTT sink's URL; without either there is no fleet status.")
+    model_topic: bool = setting("model-topic", False,
+                                help="Take new model files from the retained MQTT topic PREFIX/AGENT-ID/model of "
+                                     "the fleet broker (--fleet-broker, or the first MQTT sink).")
+    status_interval: float = setting("status-interval", 10.0, minimum=0.1,
+                                     help="Seconds between retained status publishes on PREFIX/AGENT-ID/status "
+                                          "(docs/fleet.md).")
+    shadow_report_interval: float = setting("shadow-report-interval", 60.0, minimum=0.1,
+                                            help="Seconds between shadow reports on PREFIX/AGENT-ID/shadow while a "
+                                                 "model runs in shadow.")
 
 
 @dataclass(frozen=True)
 class OpsSettings:
     """Running as a service: metrics and health endpoints, logs."""
 
-    metrics: str | None = setting("metrics")
-    metrics_max_streams: int = setting("metrics-max-streams", DEFAULT_METRICS_MAX_STREAMS, minimum=0)
-    ready_grace: float = setting("ready-grace", DEFAULT_READY_GRACE, minimum=0)
-    ready_max_silence: float = setting("ready-max-silence", DEFAULT_READY_MAX_SILENCE, minimum=0)
-    log_json: bool = setting("log-json", False)
-    log_level: str = setting("log-level", "info", choices=("debug", "info", "warning", "error"))
+    metrics: str | None = setting("metrics", metavar="ADDR:PORT",
+                                  help="Serve Prometheus /metrics and JSON /livez, /readyz (and /healthz) here, e.g. "
+                                       "127.0.0.1:9108.")
+    metrics_max_streams: int = setting("metrics-max-streams", DEFAULT_METRICS_MAX_STREAMS, minimum=0,
+                                       help="Streams with their own series in /metrics (edgewatch_anomaly_score"
+                                            "{{stream}}, ...); the others are summed up as stream=\"_other\" and "
+                                            "counted in edgewatch_streams_aggregated.")
+    ready_grace: float = setting("ready-grace", DEFAULT_READY_GRACE, minimum=0,
+                                 help="Seconds after start in which no message yet reads as 'starting' (then "
+                                      "'no_data'); /readyz is 503 either way until the first message.")
+    ready_max_silence: float = setting("ready-max-silence", DEFAULT_READY_MAX_SILENCE, minimum=0,
+                                       help="/readyz answers 503 'silent' when no message came for this many seconds "
+                                            "(0: never).")
+    log_json: bool = setting("log-json", False, help="Log one JSON object per line on stderr.")
+    log_level: str = setting("log-level", "info", choices=("debug", "info", "warning", "error"),
+                             help="Log verbosity (logs go to stderr, alerts to the sinks).")
 
 
 @dataclass(frozen=True)
 class LearnSettings:
     """Per-stream models learnt on the device (``--learn N``; None: off)."""
 
-    rows: int | None = setting("learn", minimum=2)
-    state: Path = setting("learn-state", Path("edgewatch-learned"))
+    rows: int | None = setting("learn", minimum=2, metavar="N",
+                               help="Each stream learns its own pca model on its first N messages, then is scored "
+                                    "with it (the --model file names the features, the window and, if it is a pca "
+                                    "file, its settings).")
+    state: Path = setting("learn-state", Path("edgewatch-learned"), path="dir",
+                          help="Folder of the learned models and buffers, kept across restarts (no pickle).")
 
 
 @dataclass(frozen=True)
 class UiSettings:
     """The live page (None: not served)."""
 
-    address: str | None = setting("ui")
-    max_clients: int = setting("ui-max-clients", 16, minimum=1)
+    address: str | None = setting("ui", metavar="ADDR:PORT",
+                                  help="Serve the live page (signals, green/red score bars, alerts) here, e.g. "
+                                       "127.0.0.1:8080.")
+    max_clients: int = setting("ui-max-clients", 16, minimum=1,
+                               help="Live-page browsers served at once; more get HTTP 503, counted in "
+                                    "edgewatch_ui_clients_refused_total.")
 
 
 @dataclass(frozen=True)
 class RunSettings:
     """When the run stops and what it leaves behind."""
 
-    duration: float | None = setting("duration")
-    max_messages: int | None = setting("max-messages")
-    summary_json: Path | None = setting("summary-json")
-    record_run: Path | None = setting("record-run")
-    quiet: bool = setting("quiet", False)
+    duration: float | None = setting("duration", help="Stop after this many seconds.")
+    max_messages: int | None = setting("max-messages", help="Stop after this many messages.")
+    summary_json: Path | None = setting("summary-json", path="file",
+                                        help="Write the run's counters (messages, bad by reason, windows, events) "
+                                             "to this file.")
+    record_run: Path | None = setting("record-run", path="file",
+                                      help="Record every message, scored window and event to this JSONL file (for "
+                                           "edgewatch plot).")
+    quiet: bool = setting("quiet", False, short="-q", help="No summary on stderr at the end.")
 
 
 @dataclass(frozen=True)
@@ -218,6 +304,29 @@ class AgentConfig:
                 values[flag] = ctx.params[param.name]
         return cls.from_flags(values, source="command line")
 
+    def fleet_broker(self) -> str | None:
+        """Where the fleet topics are: ``--fleet-broker``, else the first MQTT sink's URL (None: no fleet)."""
+        if self.fleet.broker:
+            return self.fleet.broker
+        return next((url for url in self.sinks.urls if url.split(":", 1)[0].lower() in MQTT_SCHEMES), None)
+
+    def problems(self) -> list[str]:
+        """What this combination of settings cannot do, each saying what to do instead; empty when fine."""
+        m, f = self.model, self.fleet
+        out = []
+        if m.sha256 and (m.watch or f.model_topic):
+            out.append("--model-sha256 pins the model, so it excludes --watch-model and --model-topic (to control "
+                       "which models may replace it, sign them and give --trust-key)")
+        if m.allow_unsigned and m.trust_keys:
+            out.append("--allow-unsigned-models contradicts --trust-key: with trusted keys every model must be "
+                       "signed")
+        if f.broker and f.broker.split(":", 1)[0].lower() not in MQTT_SCHEMES:
+            out.append(f"--fleet-broker {f.broker!r}: use mqtt://HOST:PORT/PREFIX or mqtts://HOST:PORT/PREFIX")
+        if f.model_topic and self.fleet_broker() is None:
+            out.append("--model-topic needs the fleet's MQTT broker: give --fleet-broker mqtt://HOST:PORT/PREFIX, "
+                       "or an MQTT sink (--sink mqtt://HOST:PORT/PREFIX), whose broker it then is")
+        return out
+
     def to_flags(self) -> dict[str, Any]:
         """Every setting keyed by flag name (the inverse of :meth:`from_flags`)."""
         return {flag: getattr(getattr(self, spec.section), spec.name) for flag, spec in FIELDS.items()}
@@ -252,15 +361,26 @@ SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fiel
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One setting: its section, field, TOML key within the section, flag, type and range."""
+    """One setting: its section, field, TOML key within the section, flag, type, default and metadata."""
 
     section: str
     name: str
     flag: str
     type: Any
-    minimum: float | None
-    maximum: float | None
-    choices: tuple[str, ...]
+    default: Any
+    meta: Mapping[str, Any]
+
+    @property
+    def minimum(self) -> float | None:
+        return self.meta["minimum"]
+
+    @property
+    def maximum(self) -> float | None:
+        return self.meta["maximum"]
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return self.meta["choices"]
 
     @property
     def key(self) -> str:
@@ -349,9 +469,8 @@ def _field_specs() -> dict[str, FieldSpec]:
     for section, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            m = f.metadata
-            out[m["flag"]] = FieldSpec(section, f.name, m["flag"], hints[f.name], m["minimum"], m["maximum"],
-                                       m["choices"])
+            out[f.metadata["flag"]] = FieldSpec(section, f.name, f.metadata["flag"], hints[f.name], f.default,
+                                                f.metadata)
     return out
 
 
@@ -466,3 +585,55 @@ def load_into_context(ctx: click.Context, _param: click.Parameter, value: str | 
             raise click.BadParameter(str(exc), ctx=ctx, param=_param) from exc
         ctx.default_map = {**(ctx.default_map or {}), **default_map}
     return value
+
+
+class SourceParam(click.ParamType):
+    """A --source URL, or from a config file a ``[[source]]`` table (url = ... plus protocol keys)."""
+
+    name = "URL"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        if isinstance(value, (dict, str)):
+            return value
+        self.fail(f"{value!r} is neither a URL nor a table with url = ...", param, ctx)
+
+
+def click_options(**fill: str) -> list[click.Option]:
+    """One click option per setting, in the order of the sections: flag, type, range, default, help.
+
+    Why generated: the flags, the config file and ``--print-config`` are the
+    same fields, so they cannot drift apart. ``fill`` completes the help
+    texts' ``{placeholders}`` (the source schemes and sink forms, which their
+    registries know).
+    """
+    return [_option(spec, fill) for spec in FIELDS.values()]
+
+
+def _option(spec: FieldSpec, fill: Mapping[str, str]) -> click.Option:
+    m = spec.meta
+    names = [f"--{spec.flag}"] + ([m["short"]] if m["short"] else [])
+    kind = spec.type
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    multiple = typing.get_origin(kind) is tuple
+    if multiple:
+        kind = typing.get_args(kind)[0]
+    extra: dict[str, Any] = {}
+    if kind is bool:
+        extra["is_flag"] = True
+    elif m["path"]:
+        extra["type"] = click.Path(dir_okay=m["path"] != "file", file_okay=m["path"] != "dir",
+                                   path_type=Path if kind is Path else None)
+    elif m["choices"]:
+        extra["type"] = click.Choice(list(m["choices"]))
+    elif kind in (int, float):
+        ranged = click.IntRange if kind is int else click.FloatRange
+        extra["type"] = ranged(min=m["minimum"], max=m["maximum"]) if (m["minimum"], m["maximum"]) != (None, None) \
+            else kind
+    elif typing.get_origin(kind) in (typing.Union, types.UnionType):  # a URL or a table: --source
+        extra["type"] = SourceParam()
+    default = spec.default
+    show = default not in (None, False, ())
+    return click.Option(names, default=default, multiple=multiple, required=m["required"], metavar=m["metavar"],
+                        envvar=m["envvar"], show_default=show, help=m["help"].format(**fill) if fill else m["help"],
+                        **extra)

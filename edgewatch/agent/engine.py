@@ -20,26 +20,26 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from edgewatch.agent import events
 from edgewatch.agent.episodes import EpisodeTracker, Transition
-from edgewatch.agent.metrics import AgentMetrics
+from edgewatch.agent.events import BatchView, ScoredWindow, Subscribers
+from edgewatch.agent.lifecycle.shadow import ShadowScorer
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
-                                     sane_timestamp)
+from edgewatch.agent.ops.metrics import AgentMetrics
 from edgewatch.agent.postprocess import PostProcessor
-from edgewatch.agent.runtime import CandidateCheck, DriftSettings, ModelRuntime, Overrides, load_runtime
-from edgewatch.agent.shadow import ShadowScorer
+from edgewatch.agent.runtime import DriftSettings, ModelRuntime, Overrides
 from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
+from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
+                                             sane_timestamp)
 from edgewatch.agent.sources.supervision import RestartPolicy, SourceSupervisor
+from edgewatch.agent.streams import StreamTable
 from edgewatch.agent.windows import StreamWindows
 from edgewatch.contract import ModelCard
-from edgewatch.errors import BadModelFile
 
 log = logging.getLogger("edgewatch.agent")
 
@@ -89,17 +89,6 @@ class AgentOptions:
                              min_statistic=self.drift_min_statistic)
 
 
-@dataclass
-class ScoredWindow:
-    slot: int
-    stream: str
-    ts: float
-    seq: int
-    score: float
-    over: bool
-    anomaly: float = float("nan")  # anomaly_score (agent/score_scale.py)
-
-
 @dataclass(frozen=True)
 class StreamState:
     """One held stream as a metrics scrape sees it (:meth:`Agent.stream_states`)."""
@@ -108,24 +97,6 @@ class StreamState:
     name: str
     age: float  # seconds since its last message
     alerting: bool  # in an open episode
-
-
-@dataclass
-class BatchView:
-    """What one processed batch contained, for observers (live page, run recorder)."""
-
-    streams: list[str]
-    ts: list[float]
-    seq: list[int]
-    values: np.ndarray  # [messages, n_features]
-    scored: list[ScoredWindow]
-    threshold: float
-
-
-class Observer(Protocol):
-    def on_batch(self, view: BatchView) -> None: ...
-
-    def on_event(self, event: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -150,35 +121,24 @@ class Agent:
 
     Given a :class:`ScoringModel`, the runtime is built from it and the
     options' overrides (:class:`BadModelFile` / :class:`BadOverride` when it
-    cannot run). ``model_checks`` are run on every candidate model offered
-    later (see :meth:`load_candidate`).
+    cannot run). Who else receives its events and batches is said once, by
+    :meth:`subscribe` (the assembly calls it for the live page, the run
+    recorder and the fleet member); which model runs next, by
+    :meth:`queue_model` (the lifecycle's ``accept`` calls it).
     """
 
     def __init__(self, model: ScoringModel | ModelRuntime, sinks: list[Sink], options: AgentOptions | None = None,
-                 metrics: AgentMetrics | None = None, model_checks: list[CandidateCheck] | None = None,
-                 learner: Any = None) -> None:
+                 metrics: AgentMetrics | None = None, learner: Any = None) -> None:
         self.options = options or AgentOptions()
         self.learner = learner  # a StreamLearner (agent/learn.py): each stream learns and runs its own model
-        self._slot_runtime: dict[int, ModelRuntime] = {}
         self.metrics = metrics or AgentMetrics()
         self.sinks = list(sinks)
-        self.model_checks: list[CandidateCheck] = list(model_checks or [])
-        self.observers: list[Observer] = []
-        # called with every emitted event only (no per-batch view, which costs the hot path)
-        self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.subscribers = Subscribers()
         self.sources: list[Source] = []
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=self.options.queue_size)
         self.summary = RunSummary()
-        self._slots: dict[str, int] = {}
-        self._stream_names: list[str | None] = []  # by slot; None = a free slot
-        self._seq: list[int] = []
-        self._last_seen: list[float] = []  # monotonic time of each slot's last message
-        self._last_ts: list[float] = []  # the time (its own, or when received) of each slot's last message
-        self._free: list[int] = []
-        self._streams_seen = 0
         self._last_sweep = time.monotonic()
         self._nonfinite_logged = 0.0
-        self._source_streams: dict[str, set[int]] = {}
         self._bad_logged: dict[BadReason, float] = {}
         self._stop = threading.Event()
         self._swap_lock = threading.Lock()
@@ -192,9 +152,8 @@ class Agent:
         self.heartbeat = time.monotonic()  # the loop's last turn; a watchdog checks it is recent
         if isinstance(model, ScoringModel):
             model = ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings())
-        self.windows: StreamWindows | None = None
-        self.max_streams = self.options.max_streams or model.default_max_streams()
-        self._install(model)
+        self.runtime = model
+        self.table = StreamTable(model, self.options.max_streams or model.default_max_streams())
 
     # -- model ---------------------------------------------------------------------
 
@@ -246,67 +205,40 @@ class Agent:
     def drift(self):  # noqa: ANN201 - DriftWatch | None
         return self.runtime.drift
 
-    def _install(self, runtime: ModelRuntime) -> None:
-        card = runtime.card
-        old = self.windows
-        if old is not None and old.window == runtime.window and old.n_features == card.n_features:
-            old.stride = runtime.stride  # a swapped-in model of the same shape continues on the same windows
-        else:
-            self.windows = StreamWindows(runtime.window, card.n_features, runtime.stride,
-                                         capacity=max(8, len(self._seq)), max_capacity=self.max_streams)
-        if runtime.drift is not None:
-            runtime.drift.max_slots = self.max_streams  # slots are reused: the sample buffers need no more
-        self.runtime = runtime
+    @property
+    def max_streams(self) -> int:
+        return self.table.max_streams
 
-    def load_candidate(self, path: str | Path, expected_sha256: str | None = None,
-                       data: bytes | None = None) -> ModelRuntime:
-        """Build a runtime for a candidate file with this agent's overrides and checks, ready to swap.
+    @property
+    def windows(self) -> StreamWindows:
+        return self.table.windows
 
-        ``data``: the file's bytes when the caller already read (and checked)
-        them; the runtime is then built from those very bytes. Fails
-        (BadModelFile, BadOverride) with the reason when it cannot run here,
-        including when it does not read this agent's features.
+    def subscribe(self, on_event: Callable[[dict[str, Any]], None] | None = None,
+                  on_batch: Callable[[BatchView], None] | None = None) -> Callable[[], None]:
+        """Call ``on_event`` with every event the sinks get, ``on_batch`` with every processed batch.
+
+        Both run in the loop's thread and must be quick; what they raise ends
+        the run (a bug, not data). A batch view costs the hot path, so it is
+        built only while someone subscribed to batches. Returns the call that
+        ends the subscription.
         """
-        if data is None:
-            runtime = load_runtime(path, self.options.overrides(), expected_sha256=expected_sha256,
-                                   checks=self.model_checks, drift_settings=self.options.drift_settings())
-        else:
-            for check in self.model_checks:
-                check(Path(path), data)
-            runtime = ModelRuntime.build(ScoringModel(path, expected_sha256=expected_sha256, data=data),
-                                         self.options.overrides(), self.options.drift_settings())
-        self._check_fits(runtime)
-        return runtime
+        return self.subscribers.add(on_event, on_batch)
 
-    def _check_fits(self, runtime: ModelRuntime) -> None:
-        if runtime.card.features != self.card.features:
-            raise BadModelFile(f"{runtime.model.path} reads features {runtime.card.features}, the running model "
-                               f"reads {self.card.features}: refusing to swap")
-
-    def swap_runtime(self, runtime: ModelRuntime, info: dict[str, Any] | None = None) -> None:
-        """Queue a built runtime; it takes over between two batches, so no message is dropped.
+    def queue_model(self, runtime: ModelRuntime, info: dict[str, Any] | None = None) -> None:
+        """Run ``runtime`` from the next batch on (no message is dropped); it must read the same features.
 
         ``info`` (the fleet's message id, action, note) goes into the ``model_swapped`` event.
         """
-        self._check_fits(runtime)
+        runtime.check_fits(self.runtime)
         with self._swap_lock:
             self._pending = (runtime, dict(info or {}))
 
-    def set_shadow(self, scorer: ShadowScorer | None, info: dict[str, Any] | None = None) -> None:
-        """Queue a shadow scorer (None ends shadow scoring); applied between two batches like a swap."""
+    def queue_shadow(self, scorer: ShadowScorer | None, info: dict[str, Any] | None = None) -> None:
+        """Score beside the live model with ``scorer`` from the next batch on (None ends shadow scoring)."""
         if scorer is not None:
             scorer.check_fits(scorer.runtime, self.runtime)
         with self._swap_lock:
             self._pending_shadow = (scorer, dict(info or {}))
-
-    def refuse_model(self, reason: str, sha256: str | None = None, origin: str = "file",
-                     info: dict[str, Any] | None = None) -> None:
-        """Record a model that was offered and refused (metric, log, event); the running one stays."""
-        self.metrics.model_swaps.labels("refused").inc()
-        log.error("new model refused (%s), keeping %s: %s", origin, self.model.sha256[:12], reason)
-        self.post_event({**events.model_refused_event(agent=self.options.agent_id, now=time.time(), origin=origin,
-                                                      reason=reason, sha256=sha256, running=self.model),
-                         **(info or {})})
 
     def post_event(self, event: dict[str, Any]) -> None:
         """Hand an event from another thread to the loop, which sends it to the sinks (thread-safe)."""
@@ -316,7 +248,7 @@ class Agent:
         while self._posted:
             self._emit(self._posted.popleft())
 
-    def _apply_pending_model(self) -> None:
+    def _apply_pending(self) -> None:
         with self._swap_lock:
             pending, self._pending = self._pending, None
             shadow, self._pending_shadow = self._pending_shadow, None
@@ -334,7 +266,8 @@ class Agent:
         now = time.time()
         for slot in self.tracker.open_slots():
             self._close_episode(self.runtime, slot, "model swapped")
-        self._install(runtime)
+        self.runtime = runtime
+        self.table.install(runtime)
         self.metrics.model_swaps.labels("ok").inc()
         self._emit({**events.model_event(agent=self.options.agent_id, now=now, previous=old, model=runtime.model,
                                          warnings=runtime.warnings), **info})
@@ -342,39 +275,17 @@ class Agent:
 
     # -- streams -------------------------------------------------------------------
 
-    def _slot(self, stream: str, source: str) -> int | None:
-        """The slot of a new stream (a freed one if any), or None past ``max_streams``."""
-        slot = self._slots.get(stream)
-        if slot is None:
-            if len(self._slots) >= self.max_streams:
-                return None
-            if self._free:
-                slot = self._free.pop()
-                self._stream_names[slot] = stream
-                self._seq[slot] = 0
-            else:
-                slot = len(self._stream_names)
-                self._stream_names.append(stream)
-                self._seq.append(0)
-                self._last_seen.append(0.0)
-                self._last_ts.append(0.0)
-                self.windows.ensure(slot)
-            self._slots[stream] = slot
-            self._streams_seen += 1
-            self.metrics.streams.set(len(self._slots))
-        self._source_streams.setdefault(source, set()).add(slot)
+    def _new_stream(self, stream: str, source: str) -> int | None:
+        """The slot of a stream not held yet, or None past ``max_streams``."""
+        slot = self.table.add(stream, source)
+        if slot is not None:
+            self.metrics.streams.set(len(self.table))
         return slot
 
     def _reset_source(self, source: str, streams: tuple[str, ...] | None = None) -> None:
-        """Reset the windows of every stream of ``source``, or only of ``streams`` (a Sparkplug death)."""
-        slots = self._source_streams.get(source, ()) if streams is None else \
-            [self._slots[s] for s in streams if s in self._slots]
-        for slot in slots:
-            self.windows.reset(slot)
-            self.tracker.reset(slot)
-            self.post.reset(slot)
-            if self.drift is not None:
-                self.drift.reset(slot)
+        """Reset the streams of ``source``, or only ``streams`` (a Sparkplug death): it reconnected."""
+        for slot in self.table.of_source(source, streams):
+            self.table.reset(slot)
 
     def evict_idle(self, now: float | None = None) -> int:
         """Drop the state of streams without a message for ``stream_ttl`` seconds; returns how many.
@@ -388,33 +299,23 @@ class Agent:
             return 0
         now = time.monotonic() if now is None else now
         self._last_sweep = now
-        idle = [slot for name, slot in self._slots.items() if now - self._last_seen[slot] >= ttl]
+        idle = self.table.idle(now, ttl)
         for slot in idle:
-            rt = self._slot_runtime.pop(slot, self.runtime)  # a learned stream has its own runtime
-            self._close_episode(rt, slot, "stream idle")
-            self.windows.reset(slot)
-            rt.tracker.forget(slot)
-            rt.post.reset(slot)
+            self._close_episode(self.table.runtime_of(slot), slot, "stream idle")
+            self.table.release(slot)
             self.metrics.stream_series.forget(slot)
-            if rt.drift is not None:
-                rt.drift.reset(slot)
-            del self._slots[self._stream_names[slot]]  # type: ignore[arg-type]
-            self._stream_names[slot] = None
-            for slots in self._source_streams.values():
-                slots.discard(slot)
-            self._free.append(slot)
         if idle:
+            held = len(self.table)
             self.summary.evicted_streams += len(idle)
-            self.metrics.streams.set(len(self._slots))
+            self.metrics.streams.set(held)
             self.metrics.evicted_streams.inc(len(idle))
-            log.info("dropped %d stream(s) idle for %gs or more (--stream-ttl); %d held", len(idle), ttl,
-                     len(self._slots))
+            log.info("dropped %d stream(s) idle for %gs or more (--stream-ttl); %d held", len(idle), ttl, held)
         return len(idle)
 
     @property
     def streams(self) -> list[str]:
         """The streams held now (evicted ones are gone until they send again)."""
-        return [n for n in self._stream_names if n is not None]
+        return self.table.held
 
     def stream_states(self) -> list[StreamState]:
         """Every held stream's age and alert state, for a metrics scrape (another thread).
@@ -424,7 +325,8 @@ class Agent:
         up at the next scrape.
         """
         now = time.monotonic()
-        names, seen, own = list(self._stream_names), list(self._last_seen), dict(self._slot_runtime)
+        t = self.table
+        names, seen, own = list(t.names), list(t.last_seen), dict(t.runtimes)
         return [StreamState(slot, name, now - seen[slot],
                             own.get(slot, self.runtime).tracker.open_episode(slot) is not None)
                 for slot, name in enumerate(names) if name is not None and slot < len(seen)]
@@ -434,18 +336,19 @@ class Agent:
     def process(self, items: list[Item]) -> None:
         """Handle one batch of items from the sources, in order."""
         if self._pending is not None or self._pending_shadow is not None:
-            self._apply_pending_model()
+            self._apply_pending()
         if self._posted:
             self._emit_posted()
         n_features = self.card.n_features
         max_bytes = self.options.max_message_bytes
-        windows = self.windows
-        last_seen = self._last_seen
+        table = self.table
+        windows = table.windows
+        last_seen = table.last_seen
         now = time.monotonic()
         ttl = self.options.stream_ttl
         if ttl and now - self._last_sweep >= min(1.0, ttl / 2):
             self.evict_idle(now)
-        want_view = bool(self.observers)  # observers get every message; the drift watch only rows
+        want_view = bool(self.subscribers.on_batch)  # they get every message; the drift watch only rows
         want_rows = want_view or self.drift is not None
         due_x: list[np.ndarray] = []
         due_meta: list[tuple[int, float, int]] = []
@@ -455,8 +358,8 @@ class Agent:
         msg_seq: list[int] = []
         good = 0
         bad: dict[BadReason, int] = {}
-        slots_of, seqs, push, learning = self._slots, self._seq, windows.push, self.learner is not None
-        last_ts = self._last_ts
+        slots_of, seqs, push, learning = table.slots, table.seq, windows.push, self.learner is not None
+        last_ts, own_runtime = table.last_ts, table.runtimes
         for kind, source, payload, received in items:
             if kind == Kind.RAW:
                 m = parse_message(payload, n_features, max_bytes)  # type: ignore[arg-type]
@@ -483,7 +386,7 @@ class Agent:
                 continue
             slot = slots_of.get(m.stream or source)
             if slot is None:
-                slot = self._slot(m.stream or source, source)
+                slot = self._new_stream(m.stream or source, source)
                 if slot is None:
                     bad[BadReason.TOO_MANY_STREAMS] = bad.get(BadReason.TOO_MANY_STREAMS, 0) + 1
                     continue
@@ -494,7 +397,7 @@ class Agent:
             ts = m.ts if m.ts is not None else received
             last_ts[slot] = ts
             due = push(slot, m.values)
-            if learning and slot not in self._slot_runtime and not self._learn(slot, m.values):
+            if learning and slot not in own_runtime and not self._learn(slot, m.values):
                 due = False  # still learning: the row fills its window, nothing is scored
             if due:
                 due_x.append(windows.latest(slot).copy())
@@ -518,31 +421,32 @@ class Agent:
             for ev in self.drift.due_events():
                 self._emit(self._drift_event(ev))
         if want_view and (msg_slots or scored):
-            view = BatchView([self._stream_names[s] for s in msg_slots], msg_ts, msg_seq,
+            view = BatchView([table.names[s] for s in msg_slots], msg_ts, msg_seq,
                              np.asarray(msg_rows, dtype=np.float32).reshape(-1, n_features), scored,
                              self.threshold)
-            for obs in self.observers:
-                obs.on_batch(view)
+            for on_batch in self.subscribers.on_batch:
+                on_batch(view)
 
     def _learn(self, slot: int, values: list[float]) -> bool:
         """A learning stream's row: True when the stream has a model from the state folder (the row scores);
         else the row goes to the learner, and once it fits, later rows score with the stream's own model."""
-        stream = self._stream_names[slot]
+        stream = self.table.names[slot]
         rt = self.learner.runtime(stream)
         if rt is not None:
-            self._slot_runtime[slot] = rt
+            self.table.runtimes[slot] = rt
             return True
         rt = self.learner.observe(stream, values)
         if rt is not None:
-            self._slot_runtime[slot] = rt
+            self.table.runtimes[slot] = rt
         return False
 
     def _score(self, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]) -> list[ScoredWindow]:
-        if not self._slot_runtime:
+        own = self.table.runtimes
+        if not own:
             return self._score_with(self.runtime, due_x, due_meta)
         groups: dict[int, tuple[ModelRuntime, list[np.ndarray], list[tuple[int, float, int]]]] = {}
         for x, meta in zip(due_x, due_meta):
-            rt = self._slot_runtime.get(meta[0], self.runtime)
+            rt = own.get(meta[0], self.runtime)
             group = groups.setdefault(id(rt), (rt, [], []))
             group[1].append(x)
             group[2].append(meta)
@@ -553,8 +457,8 @@ class Agent:
 
     def _score_with(self, rt: ModelRuntime, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]
                     ) -> list[ScoredWindow]:
-        out: list[ScoredWindow] = []  # for the observers (the UI) only
-        want_view = bool(self.observers)
+        out: list[ScoredWindow] = []  # for the batch subscribers (the live page, the recorder) only
+        want_view = bool(self.subscribers.on_batch)
         step = min(self.options.max_batch, SCORE_BATCH)
         for lo in range(0, len(due_x), step):
             x = np.stack(due_x[lo:lo + step])
@@ -566,12 +470,12 @@ class Agent:
             slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
             scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux))
             if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
-                self.shadow.score(x, slots, meta, scores, self._stream_names, rt.threshold)
+                self.shadow.score(x, slots, meta, scores, self.table.names, rt.threshold)
             # Python floats and bools once per batch: indexing NumPy arrays per window costs more
             score_list, over_list = scores.tolist(), (scores > rt.threshold).tolist()
             self.metrics.stream_series.scored(slots.tolist(), score_list, rt.scale)
             anomaly_list = rt.scale.scores(scores).tolist() if want_view else None
-            update, names = rt.tracker.update, self._stream_names
+            update, names = rt.tracker.update, self.table.names
             for i, (slot, ts, seq) in enumerate(meta):
                 s, o = score_list[i], over_list[i]
                 if anomaly_list is not None:
@@ -617,11 +521,11 @@ class Agent:
                runtime: ModelRuntime | None = None) -> dict[str, Any]:
         rt = runtime or self.runtime
         now = time.time()
-        return events.episode_event(tr, agent=self.options.agent_id, stream=self._stream_names[tr.slot],
+        return events.episode_event(tr, agent=self.options.agent_id, stream=self.table.names[tr.slot],
                                     threshold=rt.threshold, scale=rt.scale, model=rt.model, now=now,
-                                    features=self.features, feature_error=feature_error,
-                                    top=self.options.top_features, reason=reason,
-                                    closed_at=now if reason else None)
+                                    contributions=None if feature_error is None or not self.features else
+                                    events.top_features(feature_error, self.features, self.options.top_features),
+                                    reason=reason)
 
     def _close_episode(self, rt: ModelRuntime, slot: int, reason: str) -> None:
         """End ``slot``'s open episode for ``reason`` (not its data), at its last message's time.
@@ -634,7 +538,7 @@ class Agent:
         ep = rt.tracker.open_episode(slot)
         if ep is None:
             return
-        tr = rt.tracker.close(slot, max(self._last_ts[slot], ep.start_ts), self._seq[slot])
+        tr = rt.tracker.close(slot, max(self.table.last_ts[slot], ep.start_ts), self.table.seq[slot])
         if tr:
             self._emit(self._alert(tr, reason=reason, runtime=rt))
 
@@ -642,8 +546,8 @@ class Agent:
         if ev.features:
             self.metrics.drift.inc()
             if ev.reason:
-                log.warning("stream %s: %s", self._stream_names[ev.slot], ev.reason)
-        return events.drift_event(ev, agent=self.options.agent_id, stream=self._stream_names[ev.slot],
+                log.warning("stream %s: %s", self.table.names[ev.slot], ev.reason)
+        return events.drift_event(ev, agent=self.options.agent_id, stream=self.table.names[ev.slot],
                                   model=self.model, now=time.time())
 
     def _emit(self, event: dict[str, Any]) -> None:
@@ -658,10 +562,8 @@ class Agent:
                 sink.send(event)
             except Exception:  # one broken sink must not silence the others
                 log.exception("sink %s failed to take an event", type(sink).__name__)
-        for obs in self.observers:
-            obs.on_event(event)
-        for listen in self.event_listeners:
-            listen(event)
+        for on_event in self.subscribers.on_event:
+            on_event(event)
 
     def _count_bad(self, bad: dict[BadReason, int]) -> None:
         now = time.monotonic()
@@ -705,7 +607,7 @@ class Agent:
                 self._emit_posted()
             finally:
                 self.close()
-            self.summary.streams = self._streams_seen
+            self.summary.streams = self.table.seen
             self.summary.seconds = time.monotonic() - t0
             self.summary.source_restarts = supervisor.restarts
             self.summary.source_failures = supervisor.failures()
@@ -742,7 +644,7 @@ class Agent:
                 if stopping and supervisor.all_ended:
                     break
                 if self._pending is not None or self._pending_shadow is not None:
-                    self._apply_pending_model()
+                    self._apply_pending()
                 if self._posted:
                     self._emit_posted()
                 continue
@@ -767,7 +669,7 @@ class Agent:
 
     def close_episodes(self, reason: str) -> None:
         """Send an ``end`` for every open episode, so no consumer waits forever for one."""
-        for rt in [self.runtime, *{id(r): r for r in self._slot_runtime.values()}.values()]:
+        for rt in [self.runtime, *{id(r): r for r in self.table.runtimes.values()}.values()]:
             for slot in rt.tracker.open_slots():
                 self._close_episode(rt, slot, reason)
         if self.learner is not None:

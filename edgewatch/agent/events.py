@@ -1,86 +1,35 @@
-"""Every event the agent emits is built here, and serialised by :func:`dumps`.
+"""Every event the agent emits is built here; sinks serialise it with :func:`edgewatch.wire.json.dumps`.
 
 Why one module: a consumer (MQTT subscriber, JSONL reader, the live page)
-must be able to rely on the shape of each kind, and every event must
-serialise as strict JSON (``allow_nan=False``) whatever the data did, so
-an episode's ``end`` can never become unsendable after its ``start`` went
-out. Numbers that are not finite become ``null`` here, times outside what
-``datetime`` can show become ``null``; nothing raises.
+must be able to rely on the shape of each kind. Numbers that are not
+finite become ``null`` here, times outside what ``datetime`` can show
+become ``null`` (:mod:`edgewatch.wire.json`); nothing raises.
 
 Kinds: ``start`` / ``end`` (an anomalous episode; QoS-1 alerts with an
 idempotent ``id``, the raw ``score`` and ``threshold`` beside
 ``anomaly_score``, where 1.0 is the threshold for every family),
-``drift`` / ``drift_end``, ``model`` (a model was swapped in),
-``model_refused`` (a candidate model was refused; the running one stays).
+``drift`` / ``drift_end``, and the model events of the fleet contract
+(docs/fleet.md): ``model_swapped``, ``model_shadow``, ``model_refused``
+(the running model stays), ``model_unchanged``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict
-from datetime import datetime, timezone
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from edgewatch import digests
+from edgewatch.wire.json import finite, iso, number
 
 if TYPE_CHECKING:
-    from edgewatch.agent.drift_watch import DriftEvent
+    from edgewatch.agent.watch.drift_watch import DriftEvent
     from edgewatch.agent.episodes import Transition
     from edgewatch.agent.model import ScoringModel
     from edgewatch.agent.score_scale import ScoreScale
-
-
-def dumps(event: dict[str, Any]) -> str:
-    """Strict JSON of an event; a non-finite number anywhere becomes ``null`` rather than an error."""
-    try:
-        return json.dumps(event, separators=(",", ":"), allow_nan=False, default=_default)
-    except ValueError:  # a NaN/inf that a builder did not clean (an observer's own field, say)
-        return json.dumps(finite(event), separators=(",", ":"), allow_nan=False, default=_default)
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.bool_)):
-        return value.item()
-    try:
-        return number(float(value))
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every NaN and infinity (in dicts, lists, tuples, NumPy scalars) as None, for strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    if isinstance(value, np.generic):
-        return finite(value.item())
-    return value
-
-
-def number(value: float | None, digits: int | None = None) -> float | None:
-    """A JSON-safe number: ``None`` for None, NaN and infinities, else (optionally rounded) float."""
-    if value is None:
-        return None
-    f = float(value)
-    if not math.isfinite(f):
-        return None
-    return round(f, digits) if digits is not None else f
-
-
-def iso(ts: float | None) -> str | None:
-    """ISO 8601 UTC time of epoch seconds, or None when ``datetime`` cannot show it (never raises)."""
-    if ts is None:
-        return None
-    try:
-        return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def _model(model: ScoringModel) -> dict[str, Any]:
@@ -88,17 +37,18 @@ def _model(model: ScoringModel) -> dict[str, Any]:
 
 
 def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, scale: ScoreScale,
-                  model: ScoringModel, now: float, features: Sequence[str] = (),
-                  feature_error: np.ndarray | None = None, top: int = 3, reason: str | None = None,
-                  closed_at: float | None = None) -> dict[str, Any]:
+                  model: ScoringModel, now: float, contributions: list[dict[str, Any]] | None = None,
+                  reason: str | None = None) -> dict[str, Any]:
     """``start`` or ``end`` of an anomalous episode; ``id`` is the same for a redelivery of the same event.
 
     ``score`` is the episode's peak score in the model's units, ``threshold``
     the score it alerts above, and ``anomaly_score`` the peak on ``scale``
-    (1.0 = the threshold for every family).
+    (1.0 = the threshold for every family). ``contributions``: the
+    features that contributed most (:func:`top_features`), as ``top_features``.
 
-    ``closed_at``: the agent's wall-clock time when it ended the episode for ``reason`` (stopping, a model
-    swap, an idle stream) rather than by its data; the episode's times stay those of the stream's messages.
+    ``reason``: why the agent ended the episode (stopping, a model swap, an idle stream) rather than its
+    data; then ``closed_at`` is ``now``, the agent's wall-clock time, while the episode's times stay those
+    of the stream's messages.
     """
     ep = tr.episode
     start = tr.kind == "start"
@@ -125,12 +75,11 @@ def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, 
         },
         "model": _model(model),
     }
-    if feature_error is not None and len(features):
-        event["top_features"] = top_features(feature_error, features, top)
+    if contributions is not None:
+        event["top_features"] = contributions
     if reason:
         event["reason"] = reason
-    if closed_at is not None:
-        event["closed_at"] = iso(closed_at)
+        event["closed_at"] = iso(now)
     return event
 
 
@@ -187,3 +136,59 @@ def model_refused_event(*, agent: str, now: float, origin: str, reason: str, sha
 def model_unchanged_event(*, agent: str, now: float, sha256: str, **info: Any) -> dict[str, Any]:
     """A model message named the model that already runs: nothing changed (``info``: the message's note...)."""
     return {"event": "model_unchanged", "agent": agent, "time": iso(now), "sha256": sha256, **info}
+
+
+# -- what subscribers get -----------------------------------------------------------------
+
+
+@dataclass
+class ScoredWindow:
+    """One window the agent scored: its stream, time and sequence number, decision score, over or not."""
+
+    slot: int
+    stream: str
+    ts: float
+    seq: int
+    score: float
+    over: bool
+    anomaly: float = float("nan")  # anomaly_score (agent/score_scale.py)
+
+
+@dataclass
+class BatchView:
+    """What one processed batch contained, for batch subscribers (the live page, the run recorder)."""
+
+    streams: list[str]
+    ts: list[float]
+    seq: list[int]
+    values: np.ndarray  # [messages, n_features]
+    scored: list[ScoredWindow]
+    threshold: float
+
+
+@dataclass
+class Subscribers:
+    """Who gets the agent's events (``on_event``) and batch views (``on_batch``), besides the sinks.
+
+    Two lists because a batch view costs the hot path (every message's row
+    is kept for it), so the agent builds one only while somebody subscribed
+    to batches; events are few.
+    """
+
+    on_event: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    on_batch: list[Callable[[BatchView], None]] = field(default_factory=list)
+
+    def add(self, on_event: Callable[[dict[str, Any]], None] | None = None,
+            on_batch: Callable[[BatchView], None] | None = None) -> Callable[[], None]:
+        """Subscribe either or both; returns what unsubscribes them."""
+        if on_event is not None:
+            self.on_event.append(on_event)
+        if on_batch is not None:
+            self.on_batch.append(on_batch)
+
+        def remove() -> None:
+            if on_event is not None and on_event in self.on_event:
+                self.on_event.remove(on_event)
+            if on_batch is not None and on_batch in self.on_batch:
+                self.on_batch.remove(on_batch)
+        return remove

@@ -62,7 +62,7 @@ class StreamLearner:
     """Per-stream models learned on the first ``rows`` messages, kept in ``state_dir``."""
 
     def __init__(self, state_dir: str | Path, template: ModelCard, rows: int, overrides: Overrides | None = None) -> None:
-        from edgewatch.train.pca import PcaConfig
+        from edgewatch.numpy_models.pca import PcaConfig
 
         if rows < 2:
             raise BadInput(f"--learn {rows}: need at least 2 rows per stream")
@@ -125,7 +125,7 @@ class StreamLearner:
         A fit that fails (a stream constant on every feature, say) is logged
         and the stream keeps learning on its next N rows: never fatal.
         """
-        from edgewatch.train.pca import train_pca
+        from edgewatch.numpy_models.pca import train_pca
 
         buf = self.buffers.setdefault(stream, [])
         buf.append([float(v) for v in values])

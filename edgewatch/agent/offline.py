@@ -5,7 +5,7 @@ need what the agent *would have sent* for a series they already hold in
 memory: the same strided windows through the ONNX graph, the card's
 post-process, the threshold and the episode tracker, without sources,
 sinks or threads. Keeping it beside the runtime means they cannot drift
-apart from ``edgewatch agent run``; ``tests/test_skab.py`` replays a file
+apart from ``edgewatch agent run``; ``tests/eval/test_skab.py`` replays a file
 through the real agent and compares.
 
 NumPy and ONNX Runtime only.

@@ -40,9 +40,10 @@ import numpy as np
 from edgewatch.agent.episodes import MAX_M, EpisodeTracker
 from edgewatch.agent.isolation import check_isolation
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.postprocess import PostProcessor, make_postprocessor, state_bytes
+from edgewatch.agent.postprocess import PostProcessor, make_postprocessor
 from edgewatch.agent.score_scale import check_sensitivity, scale_for
 from edgewatch.contract import ModelCard, Quantization
+from edgewatch.contract.postprocess import state_bytes
 from edgewatch.errors import BadModelFile, BadOverride
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class Overrides:
 
 @dataclass(frozen=True)
 class DriftSettings:
-    """How the running drift check samples a stream (see :class:`~edgewatch.agent.drift_watch.DriftWatch`)."""
+    """How the running drift check samples a stream (see :class:`~edgewatch.agent.watch.drift_watch.DriftWatch`)."""
 
     every: int = 512  # messages per stream between checks; 0 turns drift checks off
     sample: int = 512  # inputs kept per stream for the KS check
@@ -129,12 +130,18 @@ class ModelRuntime:
         ref, d = self.card.drift_reference, self.drift_settings
         if ref is None or d.every <= 0:
             return None
-        from edgewatch.agent.drift_watch import DriftWatch
-        from edgewatch.agent.range_check import range_check_for
+        from edgewatch.agent.watch.drift_watch import DriftWatch
+        from edgewatch.agent.watch.range_check import range_check_for
 
         return DriftWatch(ref, self.card.features, sample_size=d.sample, check_every=d.every,
                           keep_every=d.keep_every, min_statistic=d.min_statistic, min_sample=d.sample,
                           first_rows=range_check_for(self.card, d.range_rows))
+
+    def check_fits(self, running: ModelRuntime) -> None:
+        """Refuse (BadModelFile) to take over from ``running`` when this model reads other features."""
+        if self.card.features != running.card.features:
+            raise BadModelFile(f"{self.model.path} reads features {self.card.features}, the running model "
+                               f"reads {running.card.features}: refusing to swap")
 
     def stream_bytes(self) -> int:
         """Memory one stream can take with this model (windows, drift sample, post-process state), bytes.
@@ -170,7 +177,7 @@ class ModelRuntime:
         stride, threshold, k, n, m = resolve(card, o)
         check_sensitivity(o.sensitivity)
         if card.drift_reference is not None:
-            from edgewatch.drift.reference import check_reference
+            from edgewatch.contract.drift_reference import check_reference
 
             try:
                 check_reference(card.drift_reference, card.n_features)

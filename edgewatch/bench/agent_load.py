@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.agent.engine import Agent, AgentOptions
-from edgewatch.agent.metrics import AgentMetrics
+from edgewatch.agent.ops.metrics import AgentMetrics
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.errors import EdgewatchError

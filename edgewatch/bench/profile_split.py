@@ -17,14 +17,14 @@ import pstats
 from pathlib import Path
 
 STAGE_FILES: dict[str, tuple[str, ...]] = {
-    "parse": ("agent/parsing.py", "json/decoder.py", "json/__init__.py"),
+    "parse": ("agent/sources/parsing.py", "json/decoder.py", "json/__init__.py"),
     "windows": ("agent/windows.py",),
     "model": ("agent/model.py",),
-    "post-process": ("agent/postprocess.py",),
+    "post-process": ("agent/postprocess/",),
     "episodes": ("agent/episodes.py",),
-    "drift watch": ("agent/drift_watch.py", "drift/"),
-    "sinks": ("agent/sinks.py", "agent/events.py", "bench/agent_load.py"),
-    "engine loop": ("agent/engine.py", "agent/runtime.py", "agent/metrics.py"),
+    "drift watch": ("agent/watch/drift_watch.py", "drift/"),
+    "sinks": ("agent/sinks/", "agent/events.py", "bench/agent_load.py"),
+    "engine loop": ("agent/engine.py", "agent/streams.py", "agent/runtime.py", "agent/score_scale.py", "agent/ops/metrics.py"),
 }
 STAGES = tuple(STAGE_FILES)
 

@@ -128,7 +128,7 @@ def decision_agreement(paths: dict[Engine, Path], rows: int = 20_000, seeds: tup
     """int8 against fp32: window decisions on nominal and on faulty simulator windows, and alerts."""
     from edgewatch.agent.engine import Agent, AgentOptions
     from edgewatch.agent.model import ScoringModel
-    from edgewatch.agent.parsing import Measurement
+    from edgewatch.agent.sources.parsing import Measurement
     from edgewatch.agent.sources import Item, Kind
     from edgewatch.data.faults import RandomFaults
     from edgewatch.data.simulator import simulate_series

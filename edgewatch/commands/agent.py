@@ -1,6 +1,6 @@
 """``edgewatch agent``: the streaming scorer that runs next to the equipment."""
 
-from edgewatch.cli import lazy_group
+from edgewatch.commands.groups import lazy_group
 
 agent = lazy_group(
     "agent",

@@ -1,6 +1,6 @@
 """``edgewatch data``: generate and transform data sets."""
 
-from edgewatch.cli import lazy_group
+from edgewatch.commands.groups import lazy_group
 
 data = lazy_group(
     "data",

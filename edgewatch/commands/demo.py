@@ -19,7 +19,7 @@ import click
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.sinks import make_sink
+from edgewatch.agent.sinks import SinkContext, make_sink
 from edgewatch.agent.sources import WebSocketSource, make_source
 from edgewatch.errors import BadModelFile
 
@@ -131,7 +131,7 @@ def demo(model_path: Path | None, rate: float, stride: int | None, seed: int, si
     With --out DIR the run is recorded too: draw it with
     'edgewatch plot DIR/run.jsonl -o run.png --truth DIR/truth.jsonl'.
     """
-    from edgewatch.commands.agent_run import attach_page_and_record
+    from edgewatch.agent.assemble import record_run, serve_page
     from edgewatch.data.simulator_server import FaultMode, ServerConfig, SimulatorServer
     from edgewatch.eval.fault_match import format_scorecard, match_episodes
 
@@ -153,8 +153,9 @@ def demo(model_path: Path | None, rate: float, stride: int | None, seed: int, si
                           schedule=tuple(schedule), truth_path=truth_path)
     console = _Console()
     options = AgentOptions(stride=stride, agent_id="demo")
-    all_sinks = [console, make_sink(f"jsonl:{workdir / 'alerts.jsonl'}", "demo")]
-    all_sinks += [make_sink(s, "demo", spool_dir=workdir / "spool") for s in sinks]
+    context = SinkContext(agent_id="demo", spool_dir=workdir / "spool")
+    all_sinks = [console, make_sink(f"jsonl:{workdir / 'alerts.jsonl'}", context)]
+    all_sinks += [make_sink(s, context) for s in sinks]
     agent = Agent(model, all_sinks, options)
     card = model.card
     seconds = count / rate
@@ -162,7 +163,10 @@ def demo(model_path: Path | None, rate: float, stride: int | None, seed: int, si
                f"threshold {agent.threshold:.4g}: {card.threshold_method})")
     click.echo(f"simulator: {count} messages at {rate:g} Hz ({seconds:.0f} s), faults: "
                + ", ".join(f"{s.type.value}@{s.start / rate:.0f}s" for s in schedule))
-    close_page = attach_page_and_record(agent, ui, workdir / "run.jsonl" if out else None)
+    page = serve_page(agent, ui) if ui else None
+    if page is not None:
+        click.echo(f"live page on {page.url}", err=True)
+    recorder = record_run(agent, workdir / "run.jsonl") if out else None
     local_broker = None
     try:
         if protocol == "websocket":
@@ -184,7 +188,10 @@ def demo(model_path: Path | None, rate: float, stride: int | None, seed: int, si
                 agent.add_source(source_obj)
                 agent.run(duration=seconds + 1.5)
     finally:
-        close_page()
+        if page is not None:
+            page.stop()
+        if recorder is not None:
+            recorder.close()
         if local_broker is not None:
             local_broker.stop()
     truth = [json.loads(line) for line in truth_path.read_text().splitlines() if line.strip()]

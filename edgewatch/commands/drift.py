@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from edgewatch.cli import LazyGroup
+from edgewatch.commands.groups import LazyGroup
 
 
 class _DriftGroup(LazyGroup):

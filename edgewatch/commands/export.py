@@ -1,6 +1,6 @@
 """``edgewatch export``: turn a training checkpoint into a model file."""
 
-from edgewatch.cli import lazy_group
+from edgewatch.commands.groups import lazy_group
 
 export = lazy_group(
     "export",

@@ -1,6 +1,6 @@
 """``edgewatch fleet``: the operator's view of the agents under one MQTT prefix."""
 
-from edgewatch.cli import lazy_group
+from edgewatch.commands.groups import lazy_group
 
 fleet = lazy_group(
     "fleet",

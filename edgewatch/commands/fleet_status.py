@@ -10,8 +10,9 @@ import click
 
 from edgewatch.commands.fleet_options import broker_options, pop_broker
 from edgewatch.errors import EdgewatchError
-from edgewatch.fleet import topics
 from edgewatch.fleet.status import fleet_rows, format_table
+from edgewatch.mqtt import payloads
+from edgewatch.mqtt.topics import Topics
 
 
 @click.command("status")
@@ -64,20 +65,20 @@ def shadow_report(agents: tuple[str, ...], wait: float, as_json: bool, **broker:
     reports: dict[str, dict[str, Any]] = {}
     try:
         targets = op.targets(agents)
-        asked = topics.new_id()
+        asked = payloads.new_id()
 
         def take(msg: Any) -> None:
-            agent = topics.agent_of(op.prefix, msg.topic)
+            agent = op.every.agent_of(msg.topic)
             try:
-                obj = topics.loads(msg.payload, "shadow report")
-            except topics.ContractError:
+                obj = payloads.loads(msg.payload, "shadow report")
+            except payloads.ContractError:
                 return
             if agent in targets and obj.get("request_id") == asked:
                 reports[agent] = obj
 
-        op.conn.subscribe(topics.topic(op.prefix, "+", topics.SHADOW), take)
+        op.conn.subscribe(op.every.shadow, take)
         time.sleep(0.2)
-        op.send_command(targets, topics.SHADOW_REPORT, message_id=asked)
+        op.send_command(targets, payloads.SHADOW_REPORT, message_id=asked)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and len(reports) < len(targets):
             time.sleep(0.05)
@@ -86,7 +87,7 @@ def shadow_report(agents: tuple[str, ...], wait: float, as_json: bool, **broker:
     if as_json:
         click.echo(json.dumps([{"agent": a, **reports[a]} for a in sorted(reports)], indent=2))
     else:
-        from edgewatch.agent.shadow import format_report
+        from edgewatch.agent.lifecycle.shadow import format_report
 
         for agent in sorted(reports):
             click.echo(f"== {agent}\n{format_report(reports[agent])}")
@@ -110,10 +111,11 @@ def forget(agents: tuple[str, ...], **broker: Any) -> None:
     try:
         op.discover()
         with op._lock:
-            online = [a for a in agents if a in op.statuses and topics.status_state(op.statuses[a][0]) == "online"]
+            online = [a for a in agents if a in op.statuses and payloads.status_state(op.statuses[a][0]) == "online"]
         for agent in agents:
-            for kind in (topics.STATUS, topics.MODEL, topics.SHADOW):
-                info = op.conn.publish(topics.topic(op.prefix, agent, kind), b"", qos=1, retain=True)
+            topics = Topics(op.prefix, agent)
+            for topic in (topics.status, topics.model, topics.shadow):
+                info = op.conn.publish(topic, b"", qos=1, retain=True)
                 info.wait_for_publish(10)
         click.echo(f"forgot {len(agents)} agent(s) under {op.prefix!r}")
         if online:

@@ -1,6 +1,6 @@
 """``edgewatch model``: sign and verify model files (and, for a fleet, ship them over MQTT)."""
 
-from edgewatch.cli import lazy_group
+from edgewatch.commands.groups import lazy_group
 
 model = lazy_group(
     "model",

@@ -10,10 +10,10 @@ from typing import Any
 
 import click
 
-from edgewatch.agent.signing import MAX_RELEASE
+from edgewatch.agent.lifecycle.signing import MAX_RELEASE
 from edgewatch.commands.fleet_options import broker_options, pop_broker
 from edgewatch.errors import EdgewatchError, UntrustedModel
-from edgewatch.fleet import topics
+from edgewatch.mqtt import payloads
 from edgewatch.fleet.operator import Operator, Outcome
 
 DONE = ("model_swapped", "model_shadow", "model_refused", "model_unchanged")
@@ -53,7 +53,7 @@ def publish(model_path: Path, agents: tuple[str, ...], shadow: bool, note: str, 
     swap it in (or run it in shadow) and report; this command prints each
     agent's outcome. Exit 1 when an agent refused it.
     """
-    from edgewatch.agent.shadow import PromotionRule
+    from edgewatch.agent.lifecycle.shadow import PromotionRule
 
     if promote_if and not shadow:
         raise click.UsageError("--promote-if needs --shadow (it says when a shadow model becomes live)")
@@ -64,7 +64,7 @@ def publish(model_path: Path, agents: tuple[str, ...], shadow: bool, note: str, 
             raise click.BadParameter(str(exc), param_hint="--promote-if") from None
     data = model_path.read_bytes()
     described = _check_model(model_path, data, allow_unsigned, trust_keys)
-    message = topics.install_message(model_path, note=note, shadow=shadow, promote_if=promote_if)
+    message = payloads.install_message(model_path, note=note, shadow=shadow, promote_if=promote_if)
     op = pop_broker(broker)
     try:
         targets = op.targets(agents)
@@ -82,7 +82,7 @@ def publish(model_path: Path, agents: tuple[str, ...], shadow: bool, note: str, 
 def _check_model(path: Path, data: bytes, allow_unsigned: bool, trust_keys: tuple[Path, ...]) -> str:
     from edgewatch.agent.model import ScoringModel
     from edgewatch.agent.runtime import ModelRuntime
-    from edgewatch.agent.signing import check_digests, load_trust_keys, read_signature, verify_bytes
+    from edgewatch.agent.lifecycle.signing import check_digests, load_trust_keys, read_signature, verify_bytes
 
     model = ScoringModel(path, data=data)  # an edgewatch model the agent can load (exit 3 with the reason if not)
     if model.card.is_time_series:
@@ -127,23 +127,23 @@ def _report(op: Operator, targets: list[str], message_id: str, wait: float, star
 def _online(op: Operator, agent: str) -> bool:
     with op._lock:
         held = op.statuses.get(agent)
-    return held is not None and topics.status_state(held[0]) == "online"
+    return held is not None and payloads.status_state(held[0]) == "online"
 
 
 def _action(action: str, agents: tuple[str, ...], note: str, wait: float, broker: dict[str, Any],
-            per_agent: Callable[[Operator, str, str], topics.ModelMessage | str] | None = None) -> None:
+            per_agent: Callable[[Operator, str, str], payloads.ModelMessage | str] | None = None) -> None:
     """Send ``action`` to each agent; ``per_agent`` builds an agent's own message, or says why it gets none."""
-    message_id = topics.new_id()
+    message_id = payloads.new_id()
     op = pop_broker(broker)
     try:
         targets = op.targets(agents)
         op.watch_status()
         op.watch_events()
         time.sleep(0.2)
-        messages: dict[str, topics.ModelMessage] = {}
+        messages: dict[str, payloads.ModelMessage] = {}
         for agent in targets:
             built = (per_agent(op, agent, message_id) if per_agent
-                     else topics.action_message(action, note=note, message_id=message_id))
+                     else payloads.action_message(action, note=note, message_id=message_id))
             if isinstance(built, str):
                 click.echo(f"  {agent}: not sent: {built}")
             else:
@@ -183,8 +183,8 @@ def rollback(agents: tuple[str, ...], note: str, key_path: Path | None, release:
     re-sign the old file ('edgewatch model sign', a new release) and
     publish it.
     """
-    from edgewatch.agent.releases import RollbackGrant
-    from edgewatch.agent.signing import load_private_key
+    from edgewatch.agent.lifecycle.releases import RollbackGrant
+    from edgewatch.agent.lifecycle.signing import load_private_key
 
     if (release is not None or signer is not None) and key_path is None:
         raise click.UsageError("--release and --signer sign the rollback: they need --key")
@@ -192,7 +192,7 @@ def rollback(agents: tuple[str, ...], note: str, key_path: Path | None, release:
         raise click.BadParameter("a sha256 is 64 hex digits", param_hint="--to")
     private = load_private_key(key_path) if key_path else None  # a wrong key fails before the broker is asked
 
-    def message(op: Operator, agent: str, message_id: str) -> topics.ModelMessage | str:
+    def message(op: Operator, agent: str, message_id: str) -> payloads.ModelMessage | str:
         status = op.status_of(agent)
         sha = to_sha256.lower() if to_sha256 else (status.previous_sha256 if status else None)
         grant = None
@@ -200,10 +200,10 @@ def rollback(agents: tuple[str, ...], note: str, key_path: Path | None, release:
             if sha is None:
                 return "its status names no previous model to sign a rollback to (name one with --to)"
             grant = RollbackGrant.sign(private, agent, sha, release, signer).to_json()
-        return topics.action_message(topics.ROLLBACK, note=note, sha256=sha if to_sha256 or grant else None,
+        return payloads.action_message(payloads.ROLLBACK, note=note, sha256=sha if to_sha256 or grant else None,
                                      grant=grant, message_id=message_id)
 
-    _action(topics.ROLLBACK, agents, note, wait, broker, message)
+    _action(payloads.ROLLBACK, agents, note, wait, broker, message)
 
 
 @click.command("promote")
@@ -213,4 +213,4 @@ def rollback(agents: tuple[str, ...], note: str, key_path: Path | None, release:
 @_wait_option
 def promote(agents: tuple[str, ...], note: str, wait: float, **broker: Any) -> None:
     """Make each agent's shadow model its live model (the live one becomes the previous)."""
-    _action(topics.PROMOTE, agents, note, wait, broker)
+    _action(payloads.PROMOTE, agents, note, wait, broker)

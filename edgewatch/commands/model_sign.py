@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgewatch.agent.signing import (MAX_RELEASE, generate_keypair, load_private_key, load_trust_keys,
+from edgewatch.agent.lifecycle.signing import (MAX_RELEASE, generate_keypair, load_private_key, load_trust_keys,
                                      read_signature, sign_bytes, verify_bytes)
 from edgewatch.errors import BadModelFile
 from edgewatch.files import write_bytes

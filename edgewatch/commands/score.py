@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 from edgewatch.errors import BadInput
-from edgewatch.eval.metrics import auroc
+from edgewatch.accuracy import auroc
 
 
 def read_lines(path: Path) -> list[str]:

@@ -1,6 +1,6 @@
 """``edgewatch train FAMILY``: one subcommand per model family."""
 
-from edgewatch.cli import lazy_group
+from edgewatch.commands.groups import lazy_group
 
 train = lazy_group(
     "train",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgewatch.train.pca import PcaConfig
+from edgewatch.numpy_models.pca import PcaConfig
 
 
 @click.command("conv1d-ae")

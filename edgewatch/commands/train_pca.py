@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgewatch.train.pca import PcaConfig
+from edgewatch.numpy_models.pca import PcaConfig
 
 _D = PcaConfig()
 
@@ -47,7 +47,7 @@ def command(data: Path, out: Path, rows: int | None, window: int, variance: floa
     kept.
     """
     from edgewatch.train.csv_series import read_series_csv
-    from edgewatch.train.pca import train_pca
+    from edgewatch.numpy_models.pca import train_pca
 
     started = time.perf_counter()
     series = read_series_csv(data, rows)

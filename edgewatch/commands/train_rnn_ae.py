@@ -33,7 +33,7 @@ def command(data: Path, out: Path, window: int, stride: int, hidden: int, epochs
     data only, never from the test labels.
     """
     from edgewatch.data.synth import load_synth
-    from edgewatch.eval.metrics import f1_at
+    from edgewatch.accuracy import f1_at
     from edgewatch.models.rnn_ae import RnnAeConfig
     from edgewatch.train.checkpoint import save_checkpoint
     from edgewatch.train.rnn_ae import default_train_config, evaluate_windows, train_rnn_ae

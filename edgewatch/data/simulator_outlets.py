@@ -76,7 +76,7 @@ def source_url_for(url: str, stream: int = 0, streams: int = 1) -> str:
 
 class MqttOutlet:
     def __init__(self, url: str) -> None:
-        from edgewatch.agent.broker import BrokerConnection, parse_broker_url
+        from edgewatch.mqtt.connection import BrokerConnection, parse_broker_url
 
         self.url = url
         query = dict(parse_qsl(urlsplit(url).query))
@@ -98,7 +98,7 @@ class MqttOutlet:
         if not self.conn.connected:
             raise BadInput(f"--serve {self.url}: no MQTT broker answers there ({self.conn.last_error})")
         if self.sparkplug:
-            from edgewatch.agent.sparkplug import encode_payload
+            from edgewatch.wire.sparkplug import encode_payload
 
             group, _, node = (self.topic.split("/") + ["sim"])[:3]
             self.group, self.node = group, node or "sim"
@@ -114,7 +114,7 @@ class MqttOutlet:
     async def emit(self, index: int, stream: str, values: np.ndarray, first: int, ts: np.ndarray) -> None:
         rows = np.round(values, 5).tolist()
         if self.sparkplug:
-            from edgewatch.agent.sparkplug import encode_metric, encode_payload
+            from edgewatch.wire.sparkplug import encode_metric, encode_payload
 
             for i, row in enumerate(rows):
                 ms = int(ts[i] * 1000)

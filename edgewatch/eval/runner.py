@@ -19,10 +19,10 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from edgewatch.agent.events import finite
+from edgewatch.wire.json import finite
 from edgewatch.data.nab import CostProfile, NabFile, load_corpus, read_profiles
 from edgewatch.errors import BadInput
-from edgewatch.eval import metrics
+from edgewatch import accuracy as metrics
 from edgewatch.eval.nab_score import ProfileResult, nab_score
 from edgewatch.files import replacing
 

@@ -46,7 +46,7 @@ class SkabFamily:
 
 def _pca(ignore: tuple[str, ...]) -> Fit:
     def fit(file: SkabFile, rows: int, out: Path, seed: int) -> None:
-        from edgewatch.train.pca import PcaConfig, train_pca
+        from edgewatch.numpy_models.pca import PcaConfig, train_pca
 
         features = file.features
         train_pca(file.values[:rows], features, out, PcaConfig(ignore=[f for f in ignore if f in features]),

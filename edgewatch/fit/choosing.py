@@ -68,7 +68,7 @@ class Recipe:
     why: dict[str, str] = field(default_factory=dict)
 
     def pca_config(self):  # noqa: ANN201 - train.pca.PcaConfig, imported lazily
-        from edgewatch.train.pca import PcaConfig
+        from edgewatch.numpy_models.pca import PcaConfig
 
         return PcaConfig(window=self.window, quantile=self.quantile, factor=self.factor, rates=list(self.rates),
                          k=self.k, n=self.n, m=self.m)
@@ -171,7 +171,7 @@ def holdout_check(data: NormalData, recipe: Recipe, holdout: float = HOLDOUT) ->
     """Fit on the first rows, run the last ``holdout`` through the agent's runtime, count the episodes."""
     from edgewatch.agent.offline import run_series
     from edgewatch.agent.runtime import DriftSettings, Overrides, load_runtime
-    from edgewatch.train.pca import fit_pca, write_pca_model
+    from edgewatch.numpy_models.pca import fit_pca, write_pca_model
 
     head, tail = data.split(holdout)
     held = sum(max(len(s) - recipe.window + 1, 0) for s in tail.segments)

@@ -5,7 +5,7 @@ screened on all the normal data; the settings follow from the data's
 shape by principle (:mod:`edgewatch.fit.choosing`); the held-out last
 quarter is scored by a model fitted on the rest, for the report; then the
 model is fitted on all rows and written, its scores checked against ONNX
-Runtime before the file is kept (``train/pca.py``), and signed last.
+Runtime before the file is kept (``numpy_models/pca.py``), and signed last.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
     out = Path(out)
     private = None
     if opts.key is not None:
-        from edgewatch.agent.signing import load_private_key
+        from edgewatch.agent.lifecycle.signing import load_private_key
 
         private = load_private_key(opts.key)  # a wrong key fails before the work, not after
     data = read_normal_data(paths, time_column=opts.time_column, columns=opts.columns, ignore=opts.ignore,
@@ -75,7 +75,7 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
     else:
         report = _fit_multivariate(data, out, opts, say)
     if private is not None:
-        from edgewatch.agent.signing import read_signature, sign_bytes
+        from edgewatch.agent.lifecycle.signing import read_signature, sign_bytes
         from edgewatch.files import write_bytes
 
         write_bytes(out, sign_bytes(out.read_bytes(), private, signer=opts.signer, source=str(out)))
@@ -137,7 +137,7 @@ def _choose_family(data: NormalData, recipe: Recipe, asked: Family, say: Echo
         return Family.PCA, f" (conv1d-ae not tried: {data.rows:,} rows, it needs {tf.MIN_ROWS:,})", None
     say("torch is installed: trying conv1d-ae against pca on the held-out last quarter ...")
     head, tail = data.split(HOLDOUT)
-    from edgewatch.train.pca import fit_pca, write_pca_model
+    from edgewatch.numpy_models.pca import fit_pca, write_pca_model
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-fit-") as tmp:
         pca_head = write_pca_model(fit_pca(head.segments, recipe.features, recipe.pca_config()),
@@ -170,7 +170,7 @@ def _report(model_data: NormalData, data: NormalData, choices: list, recipe: Rec
 
 def _fit_and_write(model_data: NormalData, data: NormalData, choices: list, recipe: Recipe,
                    holdout: HoldoutResult, out: Path) -> FitReport:
-    from edgewatch.train.pca import fit_pca, write_pca_model
+    from edgewatch.numpy_models.pca import fit_pca, write_pca_model
 
     fit = fit_pca(model_data.segments, recipe.features, recipe.pca_config())
     trained_on = {"data": [Path(f).name for f in data.notes.files], "by": "edgewatch fit",

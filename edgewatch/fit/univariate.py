@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgewatch.contract import FEATURE_ERROR_OUTPUT, INPUT_NAME, SCORE_OUTPUT
-from edgewatch.export.onnx_writer import Node, int64, model_bytes
+from edgewatch.wire.onnx_write import Node, int64, model_bytes
 from edgewatch.files import replacing
 
 if TYPE_CHECKING:

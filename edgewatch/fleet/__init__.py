@@ -1,1 +1,1 @@
-"""The fleet: many agents, one MQTT topic contract (:mod:`edgewatch.fleet.topics`), the operator's tools."""
+"""The fleet: many agents, one MQTT topic contract (:mod:`edgewatch.mqtt.payloads`), the operator's tools."""

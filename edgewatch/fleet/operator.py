@@ -1,8 +1,8 @@
 """The operator's side of the fleet: publish, roll back and promote models; read the agents' status.
 
-Only the topic contract (:mod:`edgewatch.fleet.topics`) is used, so this
+Only the topic contract (:mod:`edgewatch.mqtt.topics`, :mod:`edgewatch.mqtt.payloads`) is used, so this
 works through any broker that speaks MQTT 3.1.1. The connection is the
-agent's own :class:`~edgewatch.agent.broker.BrokerConnection` with a clean
+agent's own :class:`~edgewatch.mqtt.connection.BrokerConnection` with a clean
 session and a random client id, so an operator command leaves no session
 behind on the broker.
 
@@ -24,10 +24,12 @@ from typing import Any
 
 from paho.mqtt.enums import MQTTErrorCode
 
-from edgewatch.agent.broker import BrokerConnection, parse_broker_url
 from edgewatch.errors import EdgewatchError
-from edgewatch.fleet import topics
 from edgewatch.fleet.status import AgentStatus, read_status
+from edgewatch.mqtt import payloads
+from edgewatch.mqtt.connection import BrokerConnection, parse_broker_url
+from edgewatch.mqtt.topics import Topics
+from edgewatch.wire.json import dumps, iso_now
 
 DISCOVER_SECONDS = 1.5  # retained messages come right after the SUBACK; this is ample on a LAN
 
@@ -50,6 +52,7 @@ class Operator:
     def __init__(self, url: str, connect_timeout: float = 10.0, **broker_options: Any) -> None:
         options, path = parse_broker_url(url, client_id=f"edgewatch-op-{uuid.uuid4().hex[:12]}", **broker_options)
         self.prefix = path.strip("/") or "edgewatch"
+        self.every = Topics.every_agent(self.prefix)  # filters over every agent's topics
         self.conn = BrokerConnection(replace(options, clean_session=True))
         self.conn.start()
         if not self.conn.wait_connected(connect_timeout):
@@ -68,7 +71,7 @@ class Operator:
             return
 
         def take(msg: Any) -> None:
-            agent = topics.agent_of(self.prefix, msg.topic)
+            agent = self.every.agent_of(msg.topic)
             if agent is not None:
                 with self._lock:
                     if msg.payload:
@@ -76,14 +79,14 @@ class Operator:
                     else:
                         self.statuses.pop(agent, None)  # a cleared retained status: the agent was removed
 
-        self._status_filter = self.conn.subscribe(topics.topic(self.prefix, "+", topics.STATUS), take)
+        self._status_filter = self.conn.subscribe(self.every.status, take)
 
     def watch_events(self) -> None:
         if self._events_filter:
             return
 
         def take(msg: Any) -> None:
-            agent = topics.agent_of(self.prefix, msg.topic)
+            agent = self.every.agent_of(msg.topic)
             try:
                 event = json.loads(msg.payload)
             except (ValueError, UnicodeDecodeError):
@@ -92,7 +95,7 @@ class Operator:
                 with self._lock:
                     self._events.append((agent, event, time.monotonic()))
 
-        self._events_filter = self.conn.subscribe(topics.topic(self.prefix, "+", topics.EVENTS), take)
+        self._events_filter = self.conn.subscribe(self.every.events, take)
 
     def discover(self, seconds: float = DISCOVER_SECONDS) -> list[str]:
         """The agents with a retained status under the prefix."""
@@ -127,16 +130,16 @@ class Operator:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def send_model_message(self, agents: Iterable[str], message: topics.ModelMessage, timeout: float = 30.0
+    def send_model_message(self, agents: Iterable[str], message: payloads.ModelMessage, timeout: float = 30.0
                            ) -> list[str]:
         """Publish ``message`` retained, QoS 1, to each agent's model topic; returns the agents it reached."""
         return self.send_model_messages(dict.fromkeys(agents, message), timeout)
 
-    def send_model_messages(self, messages: Mapping[str, topics.ModelMessage], timeout: float = 30.0) -> list[str]:
+    def send_model_messages(self, messages: Mapping[str, payloads.ModelMessage], timeout: float = 30.0) -> list[str]:
         """Publish each agent its own message (a signed rollback names the agent) as :meth:`send_model_message`."""
         infos = []
         for agent, message in messages.items():
-            info = self.conn.publish(topics.topic(self.prefix, agent, topics.MODEL), message.to_payload(), qos=1,
+            info = self.conn.publish(Topics(self.prefix, agent).model, message.to_payload(), qos=1,
                                      retain=True)
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 raise FleetError(f"publish to {agent} failed: {info.rc}")
@@ -158,11 +161,11 @@ class Operator:
         Agents answer with it as ``request_id``: pass ``message_id`` when the
         answers are listened for before the command goes out.
         """
-        message_id = message_id or topics.new_id()
-        payload = topics.dumps({"v": topics.CONTRACT_VERSION, "command": command, "id": message_id,
-                                "time": topics.iso(), **fields})
+        message_id = message_id or payloads.new_id()
+        payload = dumps({"v": payloads.CONTRACT_VERSION, "command": command, "id": message_id,
+                         "time": iso_now(), **fields}).encode()
         for agent in agents:
-            self.conn.publish(topics.topic(self.prefix, agent, topics.COMMAND), payload, qos=1, retain=False)
+            self.conn.publish(Topics(self.prefix, agent).command, payload, qos=1, retain=False)
         return message_id
 
     def outcomes(self, agents: Sequence[str], message_id: str, timeout: float, since: float,

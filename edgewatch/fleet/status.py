@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgewatch.fleet import topics
+from edgewatch.mqtt import payloads
 
 
 @dataclass
@@ -48,12 +48,12 @@ def read_status(agent: str, payload: bytes, received_at: float, now: float | Non
     will (1.5 keepalives) arrives.
     """
     now = time.time() if now is None else now
-    state = topics.status_state(payload)
+    state = payloads.status_state(payload)
     if state is None:
         return AgentStatus(agent, "unknown", reason="status payload does not follow the contract")
     try:
-        obj = topics.loads(payload, "status") if payload[:1] == b"{" else {"state": state}
-    except topics.ContractError as exc:
+        obj = payloads.loads(payload, "status") if payload[:1] == b"{" else {"state": state}
+    except payloads.ContractError as exc:
         return AgentStatus(agent, "unknown", reason=str(exc))
     model = obj.get("model") or {}
     previous = obj.get("previous_model") or {}

@@ -4,7 +4,7 @@ An agent publishes on its own topics and reads its ``model`` and
 ``command`` topics; the operator's tools subscribe to every agent's with
 the one-level wildcard as the agent id (:meth:`Topics.every_agent`). Both
 build their names from a :class:`Topics` value, so a topic cannot be
-spelled two ways. What the payloads hold is :mod:`edgewatch.fleet.topics`.
+spelled two ways. What the payloads hold is :mod:`edgewatch.mqtt.payloads`.
 """
 
 from __future__ import annotations

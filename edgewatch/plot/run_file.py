@@ -1,6 +1,6 @@
 """Reading what ``--record-run`` wrote, and the ground truth to lay beside it.
 
-The run file is the format documented in :mod:`edgewatch.agent.recorder`:
+The run file is the format documented in :mod:`edgewatch.agent.ops.recorder`:
 one run per start of the agent, appended, each from its header line. A run
 cut short (agent killed mid-line) still reads: a broken line is counted and
 skipped. Truth comes from the simulator's fault JSONL or from
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgewatch.agent.parsing import iso_to_epoch
+from edgewatch.agent.sources.parsing import iso_to_epoch
 from edgewatch.errors import BadInput
 
 

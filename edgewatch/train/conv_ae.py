@@ -21,7 +21,7 @@ import numpy as np
 
 from edgewatch.contract import Scaler, ScoreStats, Task
 from edgewatch.data.corrupt import Corruption, corrupt
-from edgewatch.drift.reference import drift_reference_from
+from edgewatch.contract.drift_reference import drift_reference_from
 from edgewatch.errors import BadInput, require_torch
 from edgewatch.export.scoring import score_batches
 from edgewatch.models.conv_ae import FAMILY, ConvAeConfig, ConvAutoencoder, ImageScorer

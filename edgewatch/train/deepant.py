@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgewatch.contract import ScoreStats, Task
-from edgewatch.drift.reference import drift_reference_from
+from edgewatch.contract.drift_reference import drift_reference_from
 from edgewatch.errors import BadInput, require_torch
 from edgewatch.export.scoring import SCORE_TEXT, ForecastScorer, InputScaler, ScoreKind, score_batches
 from edgewatch.models.deepant import FAMILY, DeepAnt, DeepAntConfig

@@ -3,7 +3,7 @@
 Evaluation is per window (windows of 100 steps every 10, the family's own
 sampling): a window is anomalous when it holds at least one labelled step,
 its score is the max over time of the per-step MSE. Best F1 is searched
-between the 50th and 99th score percentiles (:func:`edgewatch.eval.metrics.best_f1`);
+between the 50th and 99th score percentiles (:func:`edgewatch.accuracy.best_f1`);
 the anomalous regions are the flagged windows merged into step ranges.
 
 The model-file threshold is set from nominal data only (``mean + k·std``
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from edgewatch.contract import ScoreStats, Task
-from edgewatch.drift.reference import drift_reference_from
+from edgewatch.contract.drift_reference import drift_reference_from
 from edgewatch.errors import BadInput, require_torch
-from edgewatch.eval.metrics import BestF1, auc_pr, best_f1
+from edgewatch.accuracy import BestF1, auc_pr, best_f1
 from edgewatch.export.scoring import (SCORE_TEXT, InputScaler, MaxStepReconstructionScorer, ScoreKind,
                                       score_batches)
 from edgewatch.models.rnn_ae import FAMILY, RnnAeConfig, RnnAutoencoder

@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from edgewatch.contract import Decision, ModelCard, Quantization, ScoreStats, Task
-from edgewatch.drift.reference import drift_reference_from
+from edgewatch.contract.drift_reference import drift_reference_from
 from edgewatch.errors import BadInput
 from edgewatch.export.scoring import SCORE_TEXT, InputScaler, ReconstructionScorer, ScoreKind, score_batches
 from edgewatch.train.loop import TrainConfig, TrainResult, fit, seed_everything
-from edgewatch.train.pca import PcaConfig
+from edgewatch.numpy_models.pca import PcaConfig
 from edgewatch.train.scaling import apply_scaler, fit_standard
 from edgewatch.train.windowing import sliding_windows
 

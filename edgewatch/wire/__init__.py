@@ -1,8 +1,13 @@
-"""File formats and codecs: how bytes on disk or on the wire become numbers.
+"""File formats and codecs: how bytes on disk or on the wire become numbers, and back.
 
 What lives here is read by the training side (``edgewatch fit``) and the
-agent alike, so both read a file the same way: :mod:`csv_table` (the CSV
-files plants export). Modules here import the standard library and NumPy
-only, never ``edgewatch.agent``, ``train``, ``export`` or ``data``, so the
-agent may import them.
+agent alike, so both read a file the same way:
+
+* :mod:`csv_table`: the CSV files plants export;
+* :mod:`protobuf`: the protobuf wire primitives the hand-written codecs share;
+* :mod:`onnx_read`: an ONNX file's metadata and graph spans without the ``onnx`` package (signatures);
+* :mod:`onnx_write`: small ONNX graphs as bytes without torch or ``onnx`` (the NumPy-fitted families).
+
+Modules here import the standard library, NumPy and :mod:`edgewatch.errors`
+only, never another edgewatch package, so everything above may import them.
 """

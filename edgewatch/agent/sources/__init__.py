@@ -7,7 +7,7 @@
 when such a source is built, so the base install runs without them.
 
 Every source names itself by its URL without login or query, reports bad
-input as a :class:`~edgewatch.agent.parsing.BadReason` item (counted in
+input as a :class:`~edgewatch.agent.sources.parsing.BadReason` item (counted in
 ``edgewatch_bad_messages_total{reason}``) and a reconnect as a RESET item
 (``edgewatch_source_reconnects_total{source}``, the source's windows reset).
 """

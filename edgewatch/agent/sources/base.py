@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason
+from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason
 from edgewatch.errors import BadInput, EdgewatchError
 
 log = logging.getLogger(__name__)
@@ -221,5 +221,5 @@ class SourceContext:
     idle_timeout: float = 10.0
     max_message_bytes: int = DEFAULT_MAX_BYTES
     mqtt_options: dict[str, Any] = field(default_factory=dict)  # --mqtt-* flags (login, TLS)
-    connections: Any = None  # edgewatch.agent.broker.Connections, shared with the MQTT sink
+    connections: Any = None  # edgewatch.mqtt.connection.Connections, shared with the MQTT sink
 

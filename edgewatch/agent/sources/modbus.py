@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgewatch.agent.parsing import BadReason, Measurement
+from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceConfigError, SourceContext,
                                           SourceSpec)
 from edgewatch.agent.sources.registry import register
@@ -116,21 +116,31 @@ def plan_reads(registers: list[Register]) -> list[tuple[int, int]]:
     return [(lo, hi - lo) for lo, hi in reads]
 
 
+@dataclass(frozen=True)
+class Polling:
+    """How a unit is read: every ``interval`` seconds, from which table, in which word order, how patiently."""
+
+    interval: float = 1.0
+    table: str = "holding"  # or "input"
+    word_order: str = "big"  # of 32-bit values over two registers
+    timeout: float = 1.0
+
+
 class ModbusSource(Source):
     """Polls one unit's registers at ``interval``; see the module docstring."""
 
     def __init__(self, name: str, host: str, port: int, unit: int, registers: list[Register],
-                 interval: float = 1.0, table: str = "holding", word_order: str = "big", timeout: float = 1.0,
-                 stream: str | None = None, backoff: Backoff | None = None) -> None:
+                 polling: Polling | None = None, stream: str | None = None, backoff: Backoff | None = None) -> None:
         super().__init__()
+        p = polling or Polling()
         self.name = name
         self.host, self.port, self.unit = host, port, unit
         self.registers = registers
         self.reads = plan_reads(registers)
-        self.interval = interval
-        self.table = table
-        self.word_order = word_order
-        self.timeout = timeout
+        self.interval = p.interval
+        self.table = p.table
+        self.word_order = p.word_order
+        self.timeout = p.timeout
         self.stream = stream or name
         self.backoff = backoff or Backoff(base=0.2, cap=10.0)
         self.connects = 0
@@ -308,5 +318,4 @@ def build(spec: SourceSpec, ctx: SourceContext) -> ModbusSource:
     port = parts.port or 502
     shown = f"[{host}]" if ":" in host else host
     return ModbusSource(f"modbus://{shown}:{port}/{int(unit_text)}", host, port, int(unit_text), registers,
-                        interval=interval, table=table, word_order=word_order, timeout=timeout,
-                        stream=settings.get("stream"))
+                        Polling(interval, table, word_order, timeout), stream=settings.get("stream"))

@@ -9,12 +9,12 @@ Stream id: the message's topic, unless a JSON payload names a ``stream``;
 for Sparkplug B (topics ``spBv1.0/GROUP/NDATA|DDATA|NBIRTH|DBIRTH/NODE[/DEVICE]``)
 the topic without its message type, so a device's births and data are one
 stream. JSON payloads: an array, ``{"values": [...]}``, or a flat object keyed
-by the model's feature names (see :func:`~edgewatch.agent.parsing.parse_payload`).
+by the model's feature names (see :func:`~edgewatch.agent.sources.parsing.parse_payload`).
 
 Every payload, JSON or Sparkplug, is ``too_large`` past ``max_bytes`` (the
 agent's message limit unless the source sets its own). A Sparkplug death, or
 a birth that replaces a session, resets that node's or device's windows like
-a reconnect (see :class:`~edgewatch.agent.sparkplug.SparkplugDecoder` for
+a reconnect (see :class:`~edgewatch.agent.sources.sparkplug.SparkplugDecoder` for
 the bounds of its alias tables).
 
 The subscription is QoS 1 in a persistent session: messages published
@@ -31,8 +31,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_payload
-from edgewatch.agent.sparkplug import DEFAULT_MAX_ALIASES, DEFAULT_MAX_NODES, SparkplugDecoder
+from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_payload
+from edgewatch.agent.sources.sparkplug import DEFAULT_MAX_ALIASES, DEFAULT_MAX_NODES, SparkplugDecoder
 from edgewatch.agent.sources.base import Item, Kind, Source, SourceConfigError, SourceContext, SourceSpec
 from edgewatch.agent.sources.registry import register
 
@@ -66,7 +66,7 @@ class MqttSource(Source):
         self._taking = threading.Event()
 
     def run(self) -> None:
-        from edgewatch.agent.broker import BrokerConnection
+        from edgewatch.mqtt.connection import BrokerConnection
 
         conn = self._connections.acquire(self.broker) if self._connections else BrokerConnection(self.broker)
         self._taking.set()
@@ -132,7 +132,7 @@ class MqttSource(Source):
 def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
     """``mqtt[s]://[user:pass@]host[:port]/topic-filter[?qos=1]``; keys (query or TOML): qos, max_bytes,
     sparkplug_max_nodes, sparkplug_max_aliases and any ``mqtt-*`` option."""
-    from edgewatch.agent.broker import BROKER_FIELDS, client_id_for, parse_broker_url
+    from edgewatch.mqtt.connection import BROKER_FIELDS, client_id_for, parse_broker_url
 
     settings = spec.checked((BROKER_FIELDS - {"host", "port", "client_id"}) | {"qos"} | set(LIMITS))
     try:

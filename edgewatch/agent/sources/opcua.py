@@ -35,12 +35,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from edgewatch.agent.parsing import BadReason, Measurement
+from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceConfigError, SourceContext,
                                           SourceSpec)
 from edgewatch.agent.sources.registry import register
@@ -64,27 +65,38 @@ def require_asyncua():  # noqa: ANN201 - the asyncua module
     return asyncua
 
 
+@dataclass(frozen=True)
+class OpcUaSession:
+    """How a source talks to its server: sampling interval, timeout, login, security, application URI."""
+
+    interval: float = 1.0
+    timeout: float = 4.0
+    username: str | None = None
+    password: str | None = None
+    security: str | None = None  # "Basic256Sha256,Sign[AndEncrypt],CERT,KEY[,SERVER_CERT]"
+    application_uri: str = APPLICATION_URI
+
+
 class OpcUaSource(Source):
     """One OPC UA object (its feature variables) as one stream; see the module docstring."""
 
     def __init__(self, name: str, endpoint: str, features: list[str], browse_path: list[str] | None = None,
-                 nodes: dict[str, str] | None = None, interval: float = 1.0, stream: str | None = None,
-                 username: str | None = None, password: str | None = None, security: str | None = None,
-                 timeout: float = 4.0, backoff: Backoff | None = None,
-                 application_uri: str = APPLICATION_URI) -> None:
+                 nodes: dict[str, str] | None = None, stream: str | None = None,
+                 session: OpcUaSession | None = None, backoff: Backoff | None = None) -> None:
         super().__init__()
-        self.application_uri = application_uri
+        s = session or OpcUaSession()
+        self.application_uri = s.application_uri
         self.name = name
         self.endpoint = endpoint
         self.features = list(features)
         self.browse_path = browse_path
         self.nodes = nodes
-        self.interval = interval
+        self.interval = s.interval
         self.stream = stream or name
-        self.username = username
-        self.password = password
-        self.security = security
-        self.timeout = timeout
+        self.username = s.username
+        self.password = s.password
+        self.security = s.security
+        self.timeout = s.timeout
         self.backoff = backoff or Backoff(base=0.2, cap=10.0)
         self.connects = 0  # sessions with a working subscription
         self.measurements = 0
@@ -336,7 +348,6 @@ def build(spec: SourceSpec, ctx: SourceContext) -> OpcUaSource:
     endpoint = f"opc.tcp://{host}:{parts.port or 4840}"
     stream = settings.get("stream")
     name = f"opcua://{host}:{parts.port or 4840}" + (parts.path if browse else f"/{stream}" if stream else "")
-    return OpcUaSource(name, endpoint, ctx.features, browse_path=browse, nodes=nodes, interval=interval,
-                       stream=stream, username=username, password=password,
-                       security=security or None, timeout=timeout,
-                       application_uri=str(settings.get("application_uri", APPLICATION_URI)))
+    return OpcUaSource(name, endpoint, ctx.features, browse_path=browse, nodes=nodes, stream=stream,
+                       session=OpcUaSession(interval, timeout, username, password, security or None,
+                                            str(settings.get("application_uri", APPLICATION_URI))))

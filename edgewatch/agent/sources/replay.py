@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote
 
-from edgewatch.agent.parsing import BadReason, Measurement, iso_to_epoch
+from edgewatch.agent.sources.parsing import BadReason, Measurement, iso_to_epoch
 from edgewatch.agent.sources.base import Item, Kind, Source, SourceContext, SourceSpec
 from edgewatch.agent.sources.registry import register
 from edgewatch.errors import BadInput

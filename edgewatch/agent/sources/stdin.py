@@ -6,7 +6,7 @@ import sys
 import time
 from typing import BinaryIO
 
-from edgewatch.agent.parsing import DEFAULT_MAX_BYTES, BadReason
+from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason
 from edgewatch.agent.sources.base import Item, Kind, Source, SourceContext, SourceSpec
 from edgewatch.agent.sources.registry import register
 

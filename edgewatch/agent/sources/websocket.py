@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from edgewatch.agent.parsing import BadReason
+from edgewatch.agent.sources.parsing import BadReason
 from edgewatch.agent.sources.base import Backoff, Item, Kind, Source, SourceContext, SourceSpec
 from edgewatch.agent.sources.registry import register
 

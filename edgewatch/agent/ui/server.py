@@ -26,8 +26,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from edgewatch.agent.feature_ranges import feature_ranges
-from edgewatch.errors import BadInput, EdgewatchError
+from edgewatch.agent.watch.feature_ranges import feature_ranges
+from edgewatch.agent.ops.address import parse_address
+from edgewatch.errors import EdgewatchError
 
 log = logging.getLogger("edgewatch.agent.ui")
 
@@ -136,7 +137,7 @@ class Episode:
 
 
 class LiveView:
-    """Agent observer that keeps bounded recent data per stream for the live page.
+    """Keeps bounded recent data per stream for the live page (an agent subscriber).
 
     Thread-safe: the agent loop writes, HTTP threads read, both under one
     short lock.
@@ -156,7 +157,18 @@ class LiveView:
         self.untraced = 0  # streams not shown because max_streams were traced already
         self.clients = 0  # event streams open now
         self.refused_clients = 0
-        self.metrics: Any = None  # the agent's AgentMetrics, when attached by start_ui
+        self.metrics: Any = None  # the agent's AgentMetrics (LiveView.of)
+
+    @classmethod
+    def of(cls, agent: Any, options: UiOptions | None = None) -> LiveView:
+        """The page of ``agent``'s features, threshold and model; feed it with
+        ``agent.subscribe(view.on_event, view.on_batch)``."""
+        view = cls(agent.features, agent.threshold, options, title=f"edgewatch · {agent.options.agent_id}",
+                   ranges=feature_ranges(agent.card))
+        view.model_info = {"family": agent.card.family, "window": agent.window, "stride": agent.stride,
+                           "sha256": agent.model.sha256[:12], "sensitivity": agent.runtime.scale.sensitivity}
+        view.metrics = agent.metrics
+        return view
 
     # -- the agent side (hot path) -------------------------------------------------
 
@@ -316,21 +328,6 @@ class LiveView:
             threshold = self.threshold
         return {"title": self.title, "features": self.features, "ranges": self.ranges, "threshold": threshold,
                 "span": self.options.span_seconds, "fps": self.options.fps, "model": self.model_info}
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (or ``:PORT``, or ``PORT``) → (host, port); host defaults to 127.0.0.1."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "", text
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        number = int(port)
-    except ValueError:
-        number = -1
-    if not 0 <= number <= 65535:
-        raise BadInput(f"--ui wants ADDR:PORT such as 127.0.0.1:8080, got {text!r}")
-    return host, number
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -499,14 +496,7 @@ class UiServer:
         self.stop()
 
 
-def start_ui(agent: Any, address: str, options: UiOptions | None = None) -> UiServer:
-    """Attach a :class:`LiveView` to ``agent`` and serve the page on ``address`` (``HOST:PORT``)."""
-    host, port = parse_address(address)
-    card = agent.card
-    view = LiveView(agent.features, agent.threshold, options, title=f"edgewatch · {agent.options.agent_id}",
-                    ranges=feature_ranges(card))
-    view.model_info = {"family": card.family, "window": agent.window, "stride": agent.stride,
-                       "sha256": agent.model.sha256[:12], "sensitivity": agent.runtime.scale.sensitivity}
-    view.metrics = getattr(agent, "metrics", None)
-    agent.observers.append(view)
+def start_ui(view: LiveView, address: str) -> UiServer:
+    """Serve ``view``'s page on ``address`` (``HOST:PORT``); the view gets its data from ``agent.subscribe``."""
+    host, port = parse_address(address, "--ui")
     return UiServer(view, host, port).start()

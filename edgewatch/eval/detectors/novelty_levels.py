@@ -2,7 +2,7 @@
 
 The graph only passes each value through (window 1); the card's
 post-process is ``max(novelty(score), levels(score))``: the ``novelty``
-kind (:mod:`edgewatch.agent.subsequence`: Numenta's likelihood of the
+kind (:mod:`edgewatch.agent.postprocess.novelty`: Numenta's likelihood of the
 nearest-neighbour distance of the latest stretch within a span that grows
 with the stream's history, 48 rows doubling to 1536, shape length span/8;
 one alert per event) and the ``levels`` kind (a value reaching a level
@@ -101,8 +101,8 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig) -> np.ndar
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
-    from edgewatch.agent.postprocess import Levels, LevelsParams, Likelihood
-    from edgewatch.agent.subsequence import NoveltyParams
+    from edgewatch.agent.postprocess import Levels, Likelihood
+    from edgewatch.contract.postprocess import LevelsParams, NoveltyParams
     from edgewatch.eval.detectors.novelty import NoveltyConfig, novelty_scores
 
     x = np.asarray(values, dtype=np.float32).astype(np.float64)

@@ -39,7 +39,7 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
     fourth round as two separate files (the distance in a 384-row graph, the
     levels on their own), equal to ``fourth-round`` up to the graph's
     float32 distances; ``resonance`` is the ARTime-like post-process
-    (:mod:`edgewatch.agent.resonance`), kept for comparison;
+    (:mod:`edgewatch.agent.postprocess.resonance`), kept for comparison;
     ``novelty-levels-adapted`` is the default with the levels' range and the
     shape length in each stream's time and counts stabilised
     (:mod:`edgewatch.eval.detectors.adapted`, evaluation only until the

@@ -1,4 +1,4 @@
-"""The ARTime-like detector (:mod:`edgewatch.agent.resonance`) as a model file, for comparison on every table.
+"""The ARTime-like detector (:mod:`edgewatch.agent.postprocess.resonance`) as a model file, for comparison on every table.
 
 Why it is not the default: written causally (the range learnt on the
 first ``learning`` rows instead of the file's min/max, a fixed learning

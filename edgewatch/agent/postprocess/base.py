@@ -1,0 +1,53 @@
+"""The public base of the post-process kinds: what a step is, and the per-stream plumbing most share."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class PostProcessor(Protocol):
+    """Turns raw scores into decision scores; state is kept per integer stream slot."""
+
+    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
+        """Feed scores in arrival order (``slots[i]`` is the stream of ``scores[i]``, ``aux[i]`` its aux row)."""
+        ...
+
+    def reset(self, slot: int) -> None:
+        """Forget a stream (it reconnected, or its window was reset)."""
+        ...
+
+
+class PerStream:
+    """The public base of a stateful kind: one state per stream slot, scores taken one by one in arrival order.
+
+    A kind defines ``_new_state()`` (a stream's empty state) and ``_one(state, x)`` (the output for one raw
+    score); ``update_many`` and ``reset`` come from here.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[int, object] = {}
+
+    def _new_state(self) -> object:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _one(self, st, x: float) -> float:  # noqa: ANN001 - the subclass's state type
+        raise NotImplementedError
+
+    def reset(self, slot: int) -> None:
+        self._streams.pop(int(slot), None)
+
+    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
+        slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
+        raw = np.asarray(scores, dtype=np.float64).ravel()
+        if slots.shape != raw.shape:
+            raise ValueError(f"{slots.size} slots for {raw.size} scores")
+        out = np.empty(raw.size)
+        streams = self._streams
+        for i, (slot, x) in enumerate(zip(slots.tolist(), raw.tolist())):
+            st = streams.get(slot)
+            if st is None:
+                st = streams[slot] = self._new_state()
+            out[i] = self._one(st, x)
+        return out

@@ -1,0 +1,73 @@
+"""The ``levels`` kind: a value-level novelty per stream (the first level of a contextOSE-like detector).
+
+It reads the graph's score as the stream's current value. It learns the
+value range on the first ``range_rows`` rows, then freezes it so that a
+level keeps its meaning; the range is cut into ``bins`` equal levels
+(values outside it get levels beyond, unclipped). The output is 1.0 when a
+value falls on a level never seen before in that stream, else 0.0; after
+such an output the next ``rest`` rows stay 0 (one alert per event). Memory
+per stream is bounded: at most ``range_rows`` buffered values until the
+range is frozen, then at most ``cap`` remembered levels (an unseen level
+beyond the cap is still reported, not remembered). A stream constant over
+its range rows has no scale and never fires. Parameters (defaults in
+:class:`~edgewatch.contract.postprocess.LevelsParams`): ``bins`` (8,
+contextOSE's 3 bits), ``range_rows`` (384), ``rest`` (100), ``cap`` (4096).
+"""
+
+from __future__ import annotations
+
+import math
+
+from edgewatch.agent.postprocess.base import PerStream
+from edgewatch.contract.postprocess import LevelsParams
+
+
+class _LevelStream:
+    __slots__ = ("first", "lo", "step", "seen", "quiet")
+
+    def __init__(self) -> None:
+        self.first: list[float] | None = []  # values until the range is frozen, then None
+        self.lo = 0.0
+        self.step = 0.0  # width of one level; 0 = no scale
+        self.seen: set[int] = set()
+        self.quiet = 0  # rows of rest left
+
+
+class Levels(PerStream):
+    """Value-level novelty per stream: 1.0 when the value reaches a level never seen, then a rest."""
+
+    def __init__(self, params: LevelsParams) -> None:
+        super().__init__()
+        self.p = params
+
+    def _new_state(self) -> _LevelStream:
+        return _LevelStream()
+
+    def _level(self, st: _LevelStream, x: float) -> int:
+        return 0 if st.step <= 0 else math.floor((x - st.lo) / st.step)
+
+    def _one(self, st: _LevelStream, x: float) -> float:
+        p = self.p
+        if not math.isfinite(x):
+            return 0.0
+        if st.first is not None:  # learning the range
+            st.first.append(x)
+            if len(st.first) >= p.range_rows:
+                lo, hi = min(st.first), max(st.first)
+                st.lo, st.step = lo, (hi - lo) / p.bins
+                for v in st.first:
+                    if len(st.seen) < p.cap:
+                        st.seen.add(self._level(st, v))
+                st.first = None
+            return 0.0
+        level = self._level(st, x)
+        new = level not in st.seen
+        if new and len(st.seen) < p.cap:
+            st.seen.add(level)
+        if st.quiet > 0:
+            st.quiet -= 1
+            return 0.0
+        if new:
+            st.quiet = int(p.rest)
+            return 1.0
+        return 0.0

@@ -1,0 +1,25 @@
+"""Where alert events go: one registry of sinks keyed by ``--sink`` scheme, like the sources.
+
+``stdout`` (:mod:`.stdout`), ``jsonl:FILE`` (:mod:`.jsonl`),
+``mqtt://`` / ``mqtts://`` (:mod:`.mqtt`, spooled on disk by :mod:`.spool`
+until the broker's PUBACK); :class:`MemorySink` (:mod:`.memory`) for an agent
+embedded in Python code. Each module registers its factory with
+:func:`register`; a new kind of sink is one module with one ``@register``
+and one line below. Importing this package imports no network library:
+paho is imported when an MQTT sink connects.
+
+A sink takes plain dict events (:mod:`edgewatch.agent.events`) and must not
+raise for a delivery failure it can recover from. Sinks may import the
+agent's events, :mod:`edgewatch.mqtt` and :mod:`edgewatch.wire`; never the
+engine, the sources or the lifecycle.
+"""
+
+from edgewatch.agent.sinks import jsonl, mqtt, stdout  # noqa: F401 - they register
+from edgewatch.agent.sinks.base import Sink, SinkConfigError, SinkContext
+from edgewatch.agent.sinks.jsonl import JsonlSink
+from edgewatch.agent.sinks.memory import MemorySink
+from edgewatch.agent.sinks.registry import forms, make_sink, register, scheme_of, schemes
+from edgewatch.agent.sinks.stdout import StdoutSink
+
+__all__ = ["JsonlSink", "MemorySink", "Sink", "SinkConfigError", "SinkContext", "StdoutSink", "forms",
+           "make_sink", "register", "scheme_of", "schemes"]

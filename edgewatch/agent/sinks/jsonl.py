@@ -1,0 +1,94 @@
+"""``jsonl:FILE``: events appended to a file, one JSON line each.
+
+Each line is written, and fsynced, before ``send`` returns, so a crash
+loses none. A disk that refuses a write (full, read-only, an I/O error)
+does not stop the agent and does not silence the other sinks: the event is
+counted as dropped (``edgewatch_sink_dropped_total{sink="jsonl"}``), a
+partly written line is cut off so that the file stays one JSON object per
+line, the failure is logged at most once a minute (with the count, without
+a traceback), and ``/readyz`` says ``sink_unwritable`` until a write
+succeeds again. There is no queue: the MQTT sink's spool is where alerts
+wait for a disk; this file is a local record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from edgewatch.agent.sinks.base import SinkContext
+from edgewatch.agent.sinks.registry import register
+from edgewatch.wire.json import dumps
+
+log = logging.getLogger(__name__)
+
+LOG_INTERVAL = 60.0
+
+
+class JsonlSink:
+    """Appends events to a file; see the module docstring for what a refused write does."""
+
+    def __init__(self, path: str | Path, fsync: bool = True, metrics: Any = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._size = os.fstat(self._fd).st_size  # the end of the last whole line
+        self.fsync = fsync
+        self.metrics = metrics
+        self.written = 0
+        self.dropped = 0  # events this run that could not be written
+        self.write_error: str | None = None  # why the last write failed; None once one succeeds
+        self._logged: float | None = None
+
+    def send(self, event: dict[str, Any]) -> None:
+        if self._fd is None:
+            return
+        data = (dumps(event) + "\n").encode()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            self._refused(exc)
+            return
+        self._size += len(data)
+        self.written += 1
+        if self.write_error is not None:
+            log.warning("%s takes writes again (%d event(s) could not be written)", self.path, self.dropped)
+            self.write_error = None
+
+    def _refused(self, exc: OSError) -> None:
+        self.dropped += 1
+        self.write_error = exc.strerror or str(exc)
+        if self.metrics is not None:
+            self.metrics.sink_dropped.labels("jsonl").inc()
+        try:
+            os.ftruncate(self._fd, self._size)  # type: ignore[arg-type]  # no half line before the next one
+        except OSError:
+            pass
+        now = time.monotonic()
+        if self._logged is None or now - self._logged >= LOG_INTERVAL:
+            self._logged = now
+            log.error("event not written to %s: %s (%d dropped so far; the next events are tried again; logged "
+                      "at most once a minute)", self.path, self.write_error, self.dropped)
+
+    def not_ready_reason(self) -> str | None:
+        """``sink_unwritable`` while the file's disk refuses writes, else None (``/readyz``)."""
+        return "sink_unwritable" if self.write_error is not None else None
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        if self.dropped:
+            log.warning("%d event(s) could not be written to %s this run", self.dropped, self.path)
+
+
+@register("jsonl", form="jsonl:FILE")
+def _build(url: str, context: SinkContext) -> JsonlSink:
+    return JsonlSink(url[len("jsonl:"):], metrics=context.metrics)

@@ -1,0 +1,82 @@
+"""The drift reference a model file carries: a compact summary of its training data.
+
+The agent cannot ship the training set, so each feature is kept as 101 evenly
+spaced quantiles (0 %, 1 %, ... 100 %) plus its size, mean and std. That is
+enough to rebuild the reference CDF to within one percent and to run a KS
+test against it (see :mod:`edgewatch.agent.watch.drift_watch`).
+
+NumPy only: the training code calls :func:`drift_reference_from`, and the
+agent reads the result; neither side needs torch here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dataclasses import dataclass
+
+from edgewatch.errors import BadInput, BadModelFile
+
+N_QUANTILES = 101
+
+
+@dataclass
+class DriftReference:
+    """Per-feature reference for the agent's running KS check.
+
+    ``quantiles[f]`` are evenly spaced quantiles (0 to 1) of feature ``f`` in
+    the training data, in raw units: a compact stand-in for the sample.
+    """
+
+    n: int
+    quantiles: list[list[float]]
+    mean: list[float]
+    std: list[float]
+
+
+def drift_reference_from(values: np.ndarray, n_quantiles: int = N_QUANTILES) -> DriftReference:
+    """Summarise training inputs ``[n, n_features]`` (raw units) for the running KS check.
+
+    Time-series training windows should be passed as their distinct time
+    steps (``[steps, n_features]``), not as overlapping windows, so that each
+    measurement counts once and ``n`` is honest: the KS test uses it.
+    Non-finite rows are dropped; fails with :class:`BadInput` when fewer than
+    two finite rows remain.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise BadInput(f"drift reference needs a [n, n_features] array, got shape {x.shape}; "
+                       "flatten windows to their time steps first")
+    x = x[np.isfinite(x).all(axis=1)]
+    if x.shape[0] < 2:
+        raise BadInput("drift reference needs at least two finite rows of training data")
+    if n_quantiles < 2:
+        raise ValueError("n_quantiles must be at least 2")
+    probs = np.linspace(0.0, 1.0, n_quantiles)
+    q = np.quantile(x, probs, axis=0).T  # [F, Q]
+    return DriftReference(
+        n=int(x.shape[0]),
+        quantiles=[[float(v) for v in row] for row in q],
+        mean=[float(v) for v in x.mean(axis=0)],
+        std=[float(v) for v in x.std(axis=0)],
+    )
+
+
+def check_reference(reference: DriftReference, n_features: int) -> None:
+    """Refuse a reference that cannot be compared with ``n_features`` inputs, saying why."""
+    problems = []
+    if reference.n < 2:
+        problems.append(f"n={reference.n} (needs at least 2)")
+    if len(reference.quantiles) != n_features:
+        problems.append(f"{len(reference.quantiles)} quantile rows for {n_features} features")
+    else:
+        for f, row in enumerate(reference.quantiles):
+            arr = np.asarray(row, dtype=np.float64)
+            if arr.size < 2 or not np.isfinite(arr).all() or np.any(np.diff(arr) < 0):
+                problems.append(f"feature {f}: quantiles must be >= 2 finite, non-decreasing values")
+                break
+    if problems:
+        raise BadModelFile("unusable drift reference: " + "; ".join(problems)
+                           + ". Re-export the model so it carries a reference from its training data.")

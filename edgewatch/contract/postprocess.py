@@ -1,0 +1,318 @@
+"""What a card says about post-processing: the step spec and each kind's parameter schema.
+
+A :class:`PostProcess` is an optional stateful step between the graph's
+score and the threshold; its parameters are checked against the schema of
+its kind (a dataclass of :data:`SCHEMAS`) when the card is read, so a
+misspelt parameter fails there, never inside the scoring loop. What each
+kind computes is :mod:`edgewatch.agent.postprocess`; what the parameters
+mean is said there, kind by kind. A new kind adds its schema to :data:`SCHEMAS`
+and its implementation to the agent's post-process package.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from edgewatch.contract.plain import to_plain
+from edgewatch.errors import BadModelFile
+
+SCORE_INPUT = "score"  # a post-process input: the graph's score
+AUX_INPUT_PREFIX = "aux:"  # a post-process input: ``aux:<name>``, a column (or group) of the aux output
+MAX_KIND = "max"  # the composite post-process kind
+
+
+@dataclass
+class PostProcess:
+    """An optional stateful step between the graph's score and the threshold.
+
+    ``kind`` is ``"none"``, ``"likelihood"`` (the score becomes the Gaussian
+    tail likelihood of its short-term mean against its long-term
+    distribution, as in Numenta's anomaly likelihood), ``"levels"``
+    (value-level novelty) or ``"max"``. Parameters are free per kind and
+    validated when the card is read (see below).
+
+    ``input`` says what a step reads: the graph's ``score`` or a column of
+    the ``aux`` output, ``aux:<name>``. A ``max`` step has no parameters of
+    its own; it runs each of its ``parts`` on its input and outputs their
+    maximum, so one file can carry detectors whose alerts are OR-ed (with
+    one alert level, the maximum is over the level iff any part is).
+    Each kind's parameters are checked against that kind's own schema (a
+    dataclass of :data:`SCHEMAS`) when the card is read.
+    """
+
+    kind: str = "none"
+    params: dict[str, float] = field(default_factory=dict)
+    input: str = SCORE_INPUT
+    parts: list[PostProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.parts = [p if isinstance(p, PostProcess) else PostProcess.from_dict(p) for p in self.parts]
+        self.aux_columns: dict[str, slice] = {}  # bound by the card that holds this step; not serialised
+
+    def bind_aux(self, columns: Mapping[str, slice]) -> None:
+        """Tell this step (and its parts) where the card's aux names lie, so the agent can read them."""
+        self.aux_columns = dict(columns)
+        for part in self.parts:
+            part.bind_aux(columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form for the card; fields at their defaults are left out so older readers still read it."""
+        out: dict[str, Any] = {"kind": self.kind, "params": to_plain(self.params)}
+        if self.input != SCORE_INPUT:
+            out["input"] = self.input
+        if self.parts:
+            out["parts"] = [p.to_dict() for p in self.parts]
+        return out
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> PostProcess:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"a post-process must be a mapping, got {type(value).__name__}")
+        unknown = sorted(set(value) - {"kind", "params", "input", "parts"})
+        if unknown:
+            raise ValueError(f"post-process has unknown keys {unknown}")
+        return cls(value.get("kind", "none"), dict(value.get("params", {})), value.get("input", SCORE_INPUT),
+                   [cls.from_dict(p) for p in value.get("parts", [])])
+
+    def problems(self, aux: Mapping[str, slice]) -> list[str]:
+        """What is wrong with this step given the card's aux columns (empty when fine)."""
+        out: list[str] = []
+        if self.input != SCORE_INPUT:
+            name = self.input[len(AUX_INPUT_PREFIX):] if self.input.startswith(AUX_INPUT_PREFIX) else None
+            if name is None:
+                out.append(f"post-process input {self.input!r} is neither '{SCORE_INPUT}' nor "
+                           f"'{AUX_INPUT_PREFIX}<name>'")
+            elif name not in aux:
+                out.append(f"post-process input {self.input!r} names no aux column (the card's aux: "
+                           f"{sorted(aux) or 'none'})")
+        if self.kind == MAX_KIND:
+            if not self.parts:
+                out.append("a 'max' post-process needs at least one part")
+            if self.params:
+                out.append(f"a 'max' post-process takes no parameters, got {sorted(self.params)}")
+            if self.input != SCORE_INPUT:
+                out.append("a 'max' post-process reads no input itself: give each part its input")
+            for part in self.parts:
+                out += part.problems(aux)
+        elif self.parts:
+            out.append(f"only a 'max' post-process has parts, not {self.kind!r}")
+        return out
+
+
+class KindParams:
+    """Base of a post-process kind's parameter schema: a dataclass owned by that kind.
+
+    :meth:`from_dict` is strict, like alibi-detect's saving schemas: an
+    unknown name (a typo such as ``shrot``), a value that is not a finite
+    number, or one out of range is refused with :class:`BadModelFile`, so a
+    misspelt card fails when it is read, never inside the scoring loop.
+    """
+
+    def problems(self) -> list[str]:
+        """What is out of range (empty when fine); each kind says its own limits."""
+        return []
+
+    def state_bytes(self) -> int:
+        """Memory one stream's state can reach, in bytes (an upper estimate; sizes --max-streams)."""
+        return 0
+
+    @classmethod
+    def from_dict(cls, params: Mapping[str, Any], kind: str = "") -> Any:
+        kind = kind or getattr(cls, "KIND", cls.__name__)
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise BadModelFile(f"{kind} post-process has unknown parameters {unknown}; known: {sorted(known)}")
+        bad = sorted(k for k, v in params.items()
+                     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v))
+        if bad:
+            raise BadModelFile(f"{kind} post-process parameters {bad} are not finite numbers: "
+                               f"{ {k: params[k] for k in bad} }")
+        p = cls(**{k: float(v) for k, v in params.items()})
+        problems = p.problems()
+        if problems:
+            raise BadModelFile(f"{kind} post-process parameters out of range: {'; '.join(problems)} ({p})")
+        return p
+
+
+@dataclass
+class NoParams(KindParams):
+    """The ``none`` kind takes no parameters."""
+
+    KIND = "none"
+
+
+@dataclass
+class LikelihoodParams(KindParams):
+    KIND = "likelihood"
+    short: float = 10
+    long: float = 8640
+    learning: float = 150
+    reestimate: float = 100
+    min_std: float = 0.05
+    refractory: float = 0
+    damp: float = 0.5
+    certain: float = 0
+    alert: float = 0
+    hold: float = 0
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.short < 1 or self.long < self.short or self.long > 10**7:
+            out.append("need 1 <= short <= long <= 1e7")
+        if self.learning < 0 or self.reestimate < 1 or self.min_std <= 0:
+            out.append("need learning >= 0, reestimate >= 1, min_std > 0")
+        if self.refractory < 0 or self.refractory > 10**7 or not 0 <= self.damp <= 1:
+            out.append("need 0 <= refractory <= 1e7 and 0 <= damp <= 1")
+        if self.certain < 0 or self.alert < 0 or self.hold < 0:
+            out.append("need certain, alert, hold >= 0")
+        return out
+
+    def state_bytes(self) -> int:
+        # the history as a growing array of doubles: measured 124 KiB per stream at long=8640 (~15 bytes a
+        # value with the allocator's slack; a deque of floats took 385 KiB); short and refractory deques ~45
+        return int(15 * self.long + 45 * (self.short + max(self.refractory, 1))) + 512
+
+
+@dataclass
+class LevelsParams(KindParams):
+    KIND = "levels"
+    bins: float = 8
+    range_rows: float = 384
+    rest: float = 100
+    cap: float = 4096
+
+    def problems(self) -> list[str]:
+        if self.bins < 1 or self.range_rows < 1 or self.range_rows > 10**7 or self.rest < 0 or self.cap < 1:
+            return ["need bins >= 1, 1 <= range_rows <= 1e7, rest >= 0, cap >= 1"]
+        return []
+
+    def state_bytes(self) -> int:
+        # the first range_rows values as Python floats, then up to cap remembered levels in a set
+        return int(45 * self.range_rows + 70 * min(self.cap, 4 * self.bins + 64)) + 512
+
+
+@dataclass
+class NoveltyParams(LikelihoodParams):
+    """The likelihood's parameters (same names and defaults) plus the subsequence ``m`` and ``span``."""
+
+    KIND = "novelty"
+    m: float = 48
+    span: float = 384
+    min_span: float = 0  # 0: one span; else the shortest span of the ladder (see the module docstring)
+    ratio: float = 2  # each span of the ladder is this many times the one below
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if self.m < 1 or self.span < 2 * self.m or self.span > 100_000:
+            out.append("need m >= 1 and 2*m <= span <= 100000")
+        if self.min_span and not 4 <= self.min_span <= self.span:
+            out.append("need min_span 0 (one span) or 4 <= min_span <= span")
+        if not 1.5 <= self.ratio <= 64:
+            out.append("need 1.5 <= ratio <= 64")
+        return out
+
+    def state_bytes(self) -> int:
+        # at most two rungs live at once: the longest started and the one below it, which is dropped once the
+        # longer one speaks, so its likelihood history holds at most (its span + the longer one's learning)
+        # values; plus the 2 x (span + 1) buffer and both rungs' squared distances, as doubles
+        steps = self.ladder()
+        top = self.likelihood().state_bytes()
+        if len(steps) > 1:
+            (m1, s1), (m2, s2) = steps[-2], steps[-1]
+            lower = self.likelihood(s1 / s2)
+            lower.long = min(lower.long, s1 + self.likelihood().learning)
+            top += lower.state_bytes() + 8 * (s1 - 2 * m1 + 1)
+        return top + 16 * (int(self.span) + 1) + 8 * (int(self.span) - 2 * int(self.m) + 1) + 256
+
+    def likelihood(self, share: float = 1.0) -> LikelihoodParams:
+        """The likelihood's parameters; for a step of ``share`` of the span, its rows scaled by that share."""
+        names = {f.name for f in fields(LikelihoodParams)}
+        p = LikelihoodParams(**{k: v for k, v in vars(self).items() if k in names})
+        if share < 1.0:
+            p.learning = max(min(p.learning, 20.0), round(p.learning * share))
+            p.hold = round(p.hold * share)
+            p.refractory = max(min(p.refractory, 3.0), round(p.refractory * share))
+        return p
+
+    def ladder(self) -> list[tuple[int, int]]:
+        """The (m, span) steps, shortest first: span, span / ratio, ... down to ``min_span`` (0: span alone)."""
+        span, m = int(self.span), int(self.m)
+        steps = [(m, span)]
+        k = span / self.ratio
+        while self.min_span and k >= self.min_span - 1e-9:
+            steps.append((max(1, round(m * k / span)), int(round(k))))
+            k /= self.ratio
+        return steps[::-1]
+
+
+_WINDOWS_PER_LEARNING = 13  # ARTime: the learning period holds 13 feature windows of downsampled values
+
+
+@dataclass
+class ResonanceParams(KindParams):
+    """Learning rows and the few constants of the method (ARTime's values)."""
+
+    KIND = "resonance"
+    learning: float = 600
+    window: float = 8
+    levels: float = 80
+    chomp: float = 0.075
+    margin: float = 0.5
+    spike: float = 0.1
+    initial_rho: float = 0.8
+    cap: float = 1024
+
+    def problems(self) -> list[str]:
+        out = []
+        w = int(self.window)
+        if w < 2 or w & (w - 1) or w > 64:
+            out.append("window must be a power of two in 2..64 (the Haar transform)")
+        if self.learning < 2 * self.window or self.learning > 10**6:
+            out.append("need 2 * window <= learning <= 1e6")
+        if self.levels < 2 or self.levels > 10_000 or not 0 <= self.chomp < 1 or not 0 <= self.spike < 1:
+            out.append("need 2 <= levels <= 10000, 0 <= chomp < 1, 0 <= spike < 1")
+        if not 0 <= self.margin <= 10 or not 0 < self.initial_rho < 1 or self.cap < 16 or self.cap > 10**5:
+            out.append("need 0 <= margin <= 10, 0 < initial_rho < 1, 16 <= cap <= 1e5")
+        return out
+
+    @property
+    def step(self) -> int:
+        return max(1, int(self.learning) // (int(self.window) * _WINDOWS_PER_LEARNING))
+
+    @property
+    def trend(self) -> int:
+        """Downsampled steps in the learning period (ARTime's trend window)."""
+        return int(self.learning) // self.step
+
+    def state_bytes(self) -> int:
+        return int(8 * self.learning + 2 * 8 * 4 * self.window * self.cap + 8 * self.trend * 3 + 8 * self.levels) + 2048
+
+
+# the kinds this format defines, by name; a new kind adds its schema here
+SCHEMAS: dict[str, type[KindParams]] = {p.KIND: p for p in (NoParams, LikelihoodParams, LevelsParams, NoveltyParams,
+                                                                   ResonanceParams)}
+
+
+def spec_problems(spec: PostProcess) -> list[str]:
+    """What keeps a card's post-process from running (unknown kind or parameter, out of range), or []."""
+    if spec.kind == MAX_KIND:
+        return [p for part in spec.parts for p in spec_problems(part)]
+    schema = SCHEMAS.get(spec.kind)
+    if schema is None:
+        return [f"unknown post-process kind {spec.kind!r}: this edgewatch knows "
+                f"{', '.join(repr(k) for k in [*SCHEMAS, MAX_KIND])}"]
+    try:
+        schema.from_dict(dict(spec.params), spec.kind)
+    except BadModelFile as exc:
+        return [str(exc)]
+    return []
+
+
+def state_bytes(spec: PostProcess) -> int:
+    """Per-stream memory estimate of a (valid) post-process: the sum over a 'max' step's parts."""
+    if spec.kind == MAX_KIND:
+        return sum(state_bytes(part) for part in spec.parts) + 128
+    return SCHEMAS[spec.kind].from_dict(dict(spec.params), spec.kind).state_bytes()

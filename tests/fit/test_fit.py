@@ -1,0 +1,236 @@
+"""edgewatch fit: a plant's CSV of normal operation to a checked model file, as the README runs it and with flags."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgewatch.agent.model import ScoringModel
+from edgewatch.cli import main
+from edgewatch.fit.pipeline import Family, FitOptions, fit_model
+from edgewatch.fit.screening import Drifting, operating_modes, screen_features, trend_statistic
+from tests.plantkit import FEATURES, pump_rows, write_pump_csv
+from tests.agent.test_without_torch import BLOCKER
+
+FAULT = (1500, 1700)
+
+
+@pytest.fixture
+def plant(tmp_path: Path) -> dict[str, Path]:
+    """An hour of normal operation as a European export, and a later hour with one fault, as a plain CSV."""
+    normal = write_pump_csv(tmp_path / "normal.csv", pump_rows(3600, seed=1), european=True, blanks=True)
+    today = write_pump_csv(tmp_path / "today.csv", pump_rows(2400, seed=2, fault=FAULT, start_row=3600),
+                           start_row=3600)
+    return {"normal": normal, "today": today, "dir": tmp_path}
+
+
+def _events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_fit_in_the_default_form_with_torch_blocked_then_the_agent_raises_one_episode(plant: dict[str, Path]) -> None:
+    out = plant["dir"] / "pump.onnx"
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, "fit", str(plant["normal"]), "-o", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=plant["dir"])
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY=\n" in proc.stderr, proc.stderr
+    report = proc.stdout
+    assert "separator ';', decimal comma, time column 'Time Stamp'" in report
+    assert "filled 2,400 pressure blank cell(s) from the last value" in report
+    assert "rate      temperature" in report and "drifts through the normal data" in report
+    assert "left out  state" in report and "text, not a number" in report
+    assert "0 false episodes in the held-out last 15 min (900 rows)" in report
+    assert "cannot see" in report and f"wrote     {out}" in report
+    card = ScoringModel(out).card
+    assert card.features == ["flow", "pressure", "current", "vibration", "temperature", "voltage"]
+    assert card.trained_on["rates"] == ["temperature"] and "temperature" not in card.training_range
+    assert (card.window, card.decision.k, card.decision.n, card.decision.m) == (10, 5, 10, 60)
+    alerts = plant["dir"] / "alerts.jsonl"
+    run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(out), "--source",
+                          f"replay:{plant['today']}", "--sink", f"jsonl:{alerts}", "-q"],
+                         capture_output=True, text=True, timeout=120, cwd=plant["dir"])
+    assert run.returncode == 0, run.stderr
+    events = _events(alerts)
+    starts = [e for e in events if e["event"] == "start"]
+    ends = [e for e in events if e["event"] == "end"]
+    assert len(starts) == len(ends) == 1, events
+    assert FAULT[0] <= starts[0]["seq"] <= FAULT[0] + 10
+    assert FAULT[1] - 1 <= ends[0]["episode"]["last_over_seq"] <= FAULT[1] + 10
+    assert starts[0]["top_features"][0]["feature"] in ("flow", "current")
+    assert not [e for e in events if e["event"] == "drift"]
+
+
+def test_fit_with_flags(plant: dict[str, Path]) -> None:
+    pytest.importorskip("cryptography")
+    from edgewatch.agent.lifecycle.signing import generate_keypair, load_trust_keys, verify_bytes
+
+    key = generate_keypair(plant["dir"] / "release.key")
+    out = plant["dir"] / "flags.onnx"
+    res = CliRunner().invoke(main, ["fit", str(plant["normal"]), "-o", str(out), "--columns",
+                                    "flow,current,temperature,pressure", "--ignore", "pressure", "--fill", "drop",
+                                    "--drifting", "leave-out", "--window", "6", "--time-column", "Time Stamp",
+                                    "--key", str(plant["dir"] / "release.key"), "--signer", "test"])
+    assert res.exit_code == 0, res.output
+    card = ScoringModel(out).card
+    assert card.features == ["flow", "current"] and card.window == 6 and card.decision.k == 3
+    assert "left out  temperature" in res.output and "left out  pressure                 --ignore" in res.output
+    assert "signed by 'test'" in res.output
+    assert verify_bytes(out.read_bytes(), load_trust_keys([key.source])).signature.signer == "test"
+    quiet = CliRunner().invoke(main, ["fit", str(plant["normal"]), "-o", str(out), "-q"])
+    assert quiet.exit_code == 0 and quiet.output.startswith(f"wrote {out}") and "features" not in quiet.output
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: [d / "missing.csv"], "does not exist"),
+    (lambda d: [write_pump_csv(d / "short.csv", pump_rows(40, seed=3))], "too few for"),
+    (lambda d: [d / "text.csv"], "no numeric feature column"),
+    (lambda d: [write_pump_csv(d / "a.csv", pump_rows(500, seed=3)),
+                write_pump_csv(d / "b.csv", pump_rows(500, seed=3)[:, :4])], "lacks the numeric columns"),
+])
+def test_fit_refuses_what_it_cannot_use_with_the_reason(tmp_path: Path, setup, message: str) -> None:  # noqa: ANN001
+    (tmp_path / "text.csv").write_text("time,state\n2024-01-01 00:00:00,RUN\n2024-01-01 00:00:01,STOP\n")
+    res = CliRunner().invoke(main, ["fit", *map(str, setup(tmp_path)), "-o", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 4, res.output
+    assert message in res.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_fit_reads_a_folder_and_keeps_windows_inside_each_file(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    write_pump_csv(folder / "1-monday.csv", pump_rows(1200, seed=4), start_row=0)
+    write_pump_csv(folder / "2-tuesday.csv", pump_rows(1200, seed=5, start_row=90000), start_row=90000)
+    lines: list[str] = []
+    report = fit_model([folder], tmp_path / "m.onnx", echo=lines.append)
+    text = "\n".join(lines)
+    assert "1-monday.csv: 1,200 rows" in text and "2-tuesday.csv: 1,200 rows" in text
+    assert report.rows == 2400
+    assert ScoringModel(tmp_path / "m.onnx").card.trained_on["data"] == ["1-monday.csv", "2-tuesday.csv"]
+
+
+def test_labelled_rows_are_not_normal_operation(tmp_path: Path) -> None:
+    x = pump_rows(1200, seed=6, fault=(600, 700))
+    labels = np.zeros(1200)
+    labels[600:700] = 1
+    path = write_pump_csv(tmp_path / "l.csv", x, labels=labels)
+    lines: list[str] = []
+    report = fit_model([path], tmp_path / "m.onnx", echo=lines.append)
+    assert report.rows == 1100
+    assert any("its 100 rows marked anomalous were left out" in line for line in lines)
+
+
+def test_a_drifting_feature_is_found_by_its_own_noise() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(400.0)
+    steady = 5 + rng.normal(0, 1, 400)
+    warming = 60 + 0.01 * t + rng.normal(0, 0.02, 400)  # moves 2.7, its noise is 0.02
+    assert trend_statistic([steady]) < 1.0
+    assert trend_statistic([warming]) > 50
+    choices = screen_features(["a", "w", "c", "n"], [np.stack([steady, warming, np.full(400, 3.0), t], axis=1)])
+    assert [c.use.value for c in choices] == ["level", "rate", "left out", "left out"]
+    assert "constant" in choices[2].reason and "counter" in choices[3].reason
+    kept = screen_features(["w"], [warming[:, None]], Drifting.KEEP)
+    assert kept[0].use.value == "level"
+
+
+def test_two_operating_points_are_warned_about(tmp_path: Path) -> None:
+    x = np.concatenate([pump_rows(1500, seed=7), pump_rows(1500, seed=8, operating_point=0.5, start_row=1500)])
+    path = write_pump_csv(tmp_path / "two.csv", x)
+    report = fit_model([path], tmp_path / "m.onnx")
+    assert report.modes is not None and "two distinct operating points" in report.warnings[0]
+    assert report.modes.features[0] in ("flow", "current")
+    one = fit_model([write_pump_csv(tmp_path / "one.csv", pump_rows(3000, seed=7))], tmp_path / "n.onnx")
+    assert one.modes is None
+
+
+def test_no_operating_points_found_in_noise() -> None:
+    rng = np.random.default_rng(1)
+    assert operating_modes(["a", "b"], [rng.normal(size=(2000, 2))], 10) is None
+
+
+def test_the_held_out_part_counts_the_episodes_a_changed_end_would_raise(tmp_path: Path) -> None:
+    x = pump_rows(3000, seed=9)
+    x[2400:, 3] += 0.05  # the vibration level steps up for the last fifth of the "normal" data
+    report = fit_model([write_pump_csv(tmp_path / "step.csv", x)], tmp_path / "m.onnx")
+    assert report.holdout.episodes >= 1 and "vibration" in report.holdout.features
+    assert any("held-out last quarter" in w for w in report.warnings)
+
+
+def test_smallest_change_in_the_report_is_where_the_score_crosses_the_threshold(plant: dict[str, Path]) -> None:
+    out = plant["dir"] / "m.onnx"
+    report = fit_model([plant["normal"]], out)
+    model = ScoringModel(out)
+    card = model.card
+    centre = np.asarray(card.scaler.offset, dtype=np.float64)
+    for fr in report.ranges:
+        if fr.use.value != "level":
+            continue
+        j = card.features.index(fr.name)
+        base = np.broadcast_to(centre, (card.window, len(centre))).copy()
+        offset = model.score_many(base[None].astype(np.float32)).scores[0]
+        shifted = base.copy()
+        shifted[:, j] += fr.smallest_change
+        score = model.score_many(shifted[None].astype(np.float32)).scores[0]
+        # the centre of the training windows is the mean row; the change alone adds the threshold
+        assert score - offset == pytest.approx(card.threshold, rel=0.02, abs=0.02 * card.threshold)
+
+
+def test_one_feature_gets_the_univariate_detector(tmp_path: Path) -> None:
+    path = write_pump_csv(tmp_path / "uni.csv", pump_rows(800, seed=10)[:, :1], text=False)
+    lines: list[str] = []
+    fit_model([path], tmp_path / "u.onnx", echo=lines.append)
+    card = ScoringModel(tmp_path / "u.onnx").card
+    assert card.family == "novelty-levels" and card.features == ["flow"]
+    assert any("one feature" in line for line in lines)
+
+
+def test_fit_options_default_is_the_principle() -> None:
+    assert FitOptions().drifting is Drifting.RATE and FitOptions().window is None
+    assert FEATURES[4] == "temperature"
+
+
+def test_the_torch_rule_needs_fewer_false_episodes_and_a_margin_of_faults() -> None:
+    from edgewatch.fit.torch_family import Trial, better
+
+    pca = Trial("pca", 0, 14, 20)
+    assert better(Trial("conv1d-ae", 0, 16, 20), pca)
+    assert not better(Trial("conv1d-ae", 0, 15, 20), pca)  # 1 of 20 is not measurably better
+    assert not better(Trial("conv1d-ae", 1, 20, 20), pca)  # more false episodes
+    assert not better(Trial("conv1d-ae", 0, 0, 0), Trial("pca", 0, 0, 0))
+
+
+def test_auto_tries_conv1d_ae_when_torch_is_installed_and_the_data_is_long(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from edgewatch.fit import torch_family
+
+    path = write_pump_csv(tmp_path / "long.csv", pump_rows(torch_family.MIN_ROWS, seed=11))
+    lines: list[str] = []
+    report = fit_model([path], tmp_path / "m.onnx", echo=lines.append)
+    note = report.family_note
+    assert "pca caught" in note and "conv1d-ae caught" in note and "measurably better" in note
+    won = "not measurably better" not in note
+    assert report.family == ("conv1d-ae" if won else "pca") == ScoringModel(tmp_path / "m.onnx").card.family
+    short = fit_model([write_pump_csv(tmp_path / "s.csv", pump_rows(1200, seed=11))], tmp_path / "s.onnx")
+    assert "conv1d-ae not tried: 1,200 rows" in short.family_note and short.family == "pca"
+
+
+def test_family_conv1d_ae_on_request_runs_in_the_agent(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    path = write_pump_csv(tmp_path / "n.csv", pump_rows(1500, seed=12))
+    report = fit_model([path], tmp_path / "c.onnx", FitOptions(family=Family.CONV1D_AE))
+    card = ScoringModel(tmp_path / "c.onnx").card
+    assert report.family == card.family == "conv1d-ae" and card.decision.m == 60 and card.window == 32
+    assert card.trained_on["ignore"] == ["temperature"]  # scored by its rate in pca: the autoencoder leaves it out
+    out = tmp_path / "a.jsonl"
+    today = write_pump_csv(tmp_path / "t.csv", pump_rows(900, seed=13, fault=(500, 600), start_row=1500),
+                           start_row=1500)
+    res = CliRunner().invoke(main, ["agent", "run", "--model", str(tmp_path / "c.onnx"), "--source",
+                                    f"replay:{today}", "--sink", f"jsonl:{out}", "-q"])
+    assert res.exit_code == 0, res.output
+    starts = [e for e in _events(out) if e["event"] == "start"]
+    assert len(starts) >= 1 and any(480 <= e["seq"] <= 620 for e in starts)

@@ -7,7 +7,9 @@ here asks which family it runs.
 
 Sources put items on one queue; the loop drains up to ``max_batch`` of them
 at a time and scores every window that fell due in that batch, across all
-streams, in a single ONNX Runtime call.
+streams, in as few ONNX Runtime calls as ``SCORE_BATCH`` allows. A batch of
+clean JSON messages of held streams (the usual traffic) is handled column-wise
+in NumPy; any other batch message by message, with the same results.
 """
 
 from __future__ import annotations
@@ -493,7 +495,8 @@ class Agent:
             self.table.runtimes[slot] = rt
         return False
 
-    def _score(self, due_x: list[np.ndarray] | np.ndarray, due_meta: list[tuple[int, float, int]]) -> list[ScoredWindow]:
+    def _score(self, due_x: list[np.ndarray] | np.ndarray, due_meta: list[tuple[int, float, int]]
+               ) -> list[ScoredWindow]:
         own = self.table.runtimes
         if not own:
             return self._score_with(self.runtime, due_x, due_meta)

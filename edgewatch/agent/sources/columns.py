@@ -14,7 +14,8 @@ with the same values and stream (no ``ts``, no integers to convert, no
 other keys); anything else, one bad message included, gives ``None`` and
 the whole batch goes through :func:`parse_message`, which gives each
 message its reason. A batch with bad input therefore costs what it cost
-before; a clean one about a tenth (docs/benchmarks.md).
+before; a clean one costs one decoder call per message and a few passes in
+C over the batch (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -92,10 +92,12 @@ class FirstRowsRange:
     def observe(self, slots: np.ndarray, rows: np.ndarray) -> None:
         """Feed accepted rows (``[n, F]``) of ``slots`` in arrival order; cheap once streams are past their rows.
 
-        Column-wise: each slot's rows are summed with cumulative sums, and
-        only the blocks that end in this batch are judged one by one, in the
-        order their last rows arrived (a stream's finding stops its count,
-        so a later block of it in the same batch is not judged).
+        Column-wise: each slot's rows are summed in segments that end where
+        a block ends, and only the blocks that end in this batch are judged
+        one by one, in the order their last rows arrived (a stream's finding
+        stops its count, so a later block of it in the same batch is not
+        judged). Row by row it cost most of the agent's time while streams
+        were in their first rows.
         """
         if slots.size == 0:
             return

@@ -24,10 +24,10 @@ fleet broker that is also a sink's shares its connection and its status.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgewatch.agent.config import MQTT_SCHEMES, AgentConfig, BadSetting, MqttSettings
 from edgewatch.agent.engine import Agent, AgentOptions, RunSummary
@@ -38,7 +38,7 @@ from edgewatch.agent.lifecycle.store import ModelStore
 from edgewatch.agent.ops.metrics import AgentMetrics
 from edgewatch.agent.ops.recorder import RunRecorder
 from edgewatch.agent.runtime import ModelRuntime
-from edgewatch.agent.sinks import Sink, SinkContext, make_sink, scheme_of
+from edgewatch.agent.sinks import Sink, SinkContext, make_sink, scheme_of, url_of
 from edgewatch.agent.sources import make_source
 from edgewatch.errors import BadOverride, EdgewatchError
 from edgewatch.mqtt.connection import Connections
@@ -111,8 +111,8 @@ def assemble(config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> Assembly:
 
             closers.append(ModelFileWatcher(agent, agent.model.path, gate,
                                             interval=config.model.watch_interval).start().close)
-        _fleet(assembly, gate, context, [s for url, s in zip(config.sinks.urls, sinks)
-                                         if scheme_of(url) in MQTT_SCHEMES])
+        _fleet(assembly, gate, context, [s for spec, s in zip(config.sinks.urls, sinks)
+                                         if scheme_of(url_of(spec)) in MQTT_SCHEMES])
         if config.ui.address:
             server = serve_page(agent, config.ui.address, config.ui.max_clients)
             assembly.urls["live page"] = server.url
@@ -212,7 +212,7 @@ def _start_runtime(config: AgentConfig, gate: Gate) -> tuple[ModelRuntime, tuple
         raise BadOverride(f"{exc} (model file {path})") from None
 
 
-def _sinks(urls: Sequence[str], context: SinkContext) -> list[Sink]:
+def _sinks(urls: Sequence[str | Mapping[str, Any]], context: SinkContext) -> list[Sink]:
     built: list[Sink] = []
     try:
         for url in urls:

@@ -133,8 +133,9 @@ class SourcesSettings:
 class SinksSettings:
     """Where events go, and where undelivered MQTT events wait."""
 
-    urls: tuple[str, ...] = setting("sink", ("stdout",), help="Where alert events go (repeatable): "
-                                                             "{sink_forms}.")
+    urls: tuple[str | dict[str, Any], ...] = setting("sink", ("stdout",),
+                                                     help="Where alert events go (repeatable): {sink_forms} "
+                                                          "(docs/operators.md, \"Where the alerts go\").")
     spool_dir: Path = setting("spool-dir", Path("spool"), path="dir",
                               help="Where undelivered MQTT alerts wait on disk (and, with --model-topic or "
                                    "--trust-key, the model store: SPOOL_DIR/models).")
@@ -308,7 +309,8 @@ class AgentConfig:
         """Where the fleet topics are: ``--fleet-broker``, else the first MQTT sink's URL (None: no fleet)."""
         if self.fleet.broker:
             return self.fleet.broker
-        return next((url for url in self.sinks.urls if url.split(":", 1)[0].lower() in MQTT_SCHEMES), None)
+        urls = (spec if isinstance(spec, str) else str(spec.get("url", "")) for spec in self.sinks.urls)
+        return next((url for url in urls if url.split(":", 1)[0].lower() in MQTT_SCHEMES), None)
 
     def problems(self) -> list[str]:
         """What this combination of settings cannot do, each saying what to do instead; empty when fine."""

@@ -168,7 +168,7 @@ def labels_of(settings: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-@register("alertmanager", "alertmanagers", form="alertmanager[s]://HOST[:PORT][?resend=SECONDS]")
+@register("alertmanager", "alertmanagers", form="alertmanager[s]://HOST[:PORT]")
 def _build(spec: SinkSpec, context: SinkContext) -> AlertmanagerSink:
     parts = urlsplit(spec.url)
     if not parts.hostname:

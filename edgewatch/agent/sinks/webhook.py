@@ -63,7 +63,7 @@ def split_url(url: str) -> tuple[str, list[tuple[str, str]]]:
     return urlunsplit(parts._replace(query=urlencode(theirs))), ours
 
 
-@register("http", "https", form="http[s]://HOST[:PORT]/PATH[?header=Name:Value&token_file=PATH]")
+@register("http", "https", form="http[s]://HOST[:PORT]/PATH")
 def _build(spec: SinkSpec, context: SinkContext) -> WebhookSink:
     target, ours = split_url(spec.url)
     settings = SinkSpec(url="?" + urlencode(ours), scheme=spec.scheme, options=spec.options).settings(

@@ -120,3 +120,51 @@ class Topics:
             return None
         parts = topic_name[len(head):].split("/")
         return parts[0] if len(parts) == 2 and parts[0] else None
+
+
+SPARKPLUG_NAMESPACE = "spBv1.0"
+
+
+class SparkplugKind(enum.StrEnum):
+    """A Sparkplug B message type (the third topic level), Sparkplug 3.0 "Topic Namespace"."""
+
+    NBIRTH = "NBIRTH"
+    NDEATH = "NDEATH"
+    NDATA = "NDATA"
+    NCMD = "NCMD"
+    DBIRTH = "DBIRTH"
+    DDEATH = "DDEATH"
+    DDATA = "DDATA"
+    DCMD = "DCMD"
+
+
+@dataclass(frozen=True)
+class SparkplugTopics:
+    """The topics of one Sparkplug B edge node: ``spBv1.0/GROUP/KIND/NODE[/DEVICE]``.
+
+    Group, node and device ids are one topic level each; the spec also bars
+    ``+`` and ``#``. TopicError says which id holds what.
+    """
+
+    group: str
+    node: str
+
+    def __post_init__(self) -> None:
+        for what, value in (("group", self.group), ("edge node", self.node)):
+            bad = sorted(set(value) & {"/", "+", "#", "\0"})
+            if not value or bad:
+                raise TopicError(f"Sparkplug {what} id {value!r} cannot be one topic level"
+                                 + (f": it holds {' '.join(bad)}" if bad else ": it is empty")
+                                 + "; write sparkplug://HOST:PORT/GROUP/NODE")
+
+    def node_topic(self, kind: SparkplugKind) -> str:
+        return f"{SPARKPLUG_NAMESPACE}/{self.group}/{kind.value}/{self.node}"
+
+    def device_topic(self, kind: SparkplugKind, device: str) -> str:
+        return f"{SPARKPLUG_NAMESPACE}/{self.group}/{kind.value}/{self.node}/{device}"
+
+    @staticmethod
+    def device_id(stream: str) -> str:
+        """A stream id as a device id: ``/``, ``+``, ``#`` become ``_`` (a stream id may hold them)."""
+        out = "".join("_" if c in "/+#\0" else c for c in stream)
+        return out or "_"

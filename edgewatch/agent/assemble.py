@@ -98,6 +98,9 @@ def assemble(config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> Assembly:
         sinks = _sinks(config.sinks.urls, context)
         agent = Agent(runtime, [*extra_sinks, *sinks], options, metrics, learner=learner)
         closers.append(agent.close)
+        for sink in sinks:
+            if hasattr(sink, "on_batch"):  # a sink that follows every scored window (Sparkplug's anomaly_score)
+                agent.subscribe(on_batch=sink.on_batch)
         if refused is not None:
             refuse(agent, refused[0], refused[1], Origin.STORE)
         for spec in config.sources.urls:

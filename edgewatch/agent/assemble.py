@@ -258,7 +258,8 @@ def _operations(assembly: Assembly) -> None:
 
 
 def _fleet(assembly: Assembly, gate: Gate, context: SinkContext, mqtt_sinks: list[Sink]) -> None:
-    """The agent's side of the fleet on the fleet broker: status, ``--model-topic``, commands, shadow reports."""
+    """The agent's side of the fleet on the fleet broker: status, ``--model-topic``, commands, shadow reports,
+    ``--ha-discovery``."""
     config, agent, closers = assembly.config, assembly.agent, assembly.closers
     url = config.fleet_broker()
     if url is None:
@@ -286,6 +287,14 @@ def _fleet(assembly: Assembly, gate: Gate, context: SinkContext, mqtt_sinks: lis
                          publish_events=not covered)
     agent.subscribe(on_event=member.on_event)
     closers.append(member.close)
+    if config.fleet.ha_discovery:
+        from edgewatch.agent.sinks.home_assistant import HomeAssistantDiscovery
+        from edgewatch.mqtt.topics import HomeAssistantTopics
+
+        ha = HomeAssistantDiscovery(connection, topics, HomeAssistantTopics(config.fleet.ha_discovery_prefix),
+                                    agent.card.family)
+        agent.subscribe(on_event=ha.on_event, on_batch=ha.on_batch)
+        closers.append(ha.close)
     connection.start()
 
 

@@ -197,6 +197,12 @@ class FleetSettings:
     status_interval: float = setting("status-interval", 10.0, minimum=0.1,
                                      help="Seconds between retained status publishes on PREFIX/AGENT-ID/status "
                                           "(docs/fleet.md).")
+    ha_discovery: bool = setting("ha-discovery", False,
+                                 help="Announce every stream to Home Assistant on the fleet broker: a problem "
+                                      "binary sensor (ON during an alert episode) and an anomaly_score sensor, "
+                                      "available while the agent's status is online (docs/agent.md).")
+    ha_discovery_prefix: str = setting("ha-discovery-prefix", "homeassistant",
+                                       help="Home Assistant's MQTT discovery prefix.")
     shadow_report_interval: float = setting("shadow-report-interval", 60.0, minimum=0.1,
                                             help="Seconds between shadow reports on PREFIX/AGENT-ID/shadow while a "
                                                  "model runs in shadow.")
@@ -327,6 +333,9 @@ class AgentConfig:
         if f.model_topic and self.fleet_broker() is None:
             out.append("--model-topic needs the fleet's MQTT broker: give --fleet-broker mqtt://HOST:PORT/PREFIX, "
                        "or an MQTT sink (--sink mqtt://HOST:PORT/PREFIX), whose broker it then is")
+        if f.ha_discovery and self.fleet_broker() is None:
+            out.append("--ha-discovery needs an MQTT broker: give --fleet-broker mqtt://HOST:PORT/PREFIX, or an "
+                       "MQTT sink (--sink mqtt://HOST:PORT/PREFIX), whose broker it then is")
         return out
 
     def to_flags(self) -> dict[str, Any]:

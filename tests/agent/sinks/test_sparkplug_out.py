@@ -225,3 +225,30 @@ def test_seq_wraps_after_255_and_bdseq_after_255(tmp_path: Path, broker, collect
 def test_bad_urls_are_refused(tmp_path: Path, url: str, says: str) -> None:
     with pytest.raises(SinkConfigError, match=says):
         make_sink(url, SinkContext(spool_dir=tmp_path))
+
+
+def test_a_table_with_interval_and_deadband_limits_the_score_updates(tmp_path: Path, broker, collector) -> None:
+    from edgewatch.agent.events import BatchView, ScoredWindow
+
+    sub = collector(broker, "spBv1.0/db/#", client_id="c-db", persistent=False)
+    sink = make_sink({"url": f"sparkplug://{broker.host}:{broker.port}/db/n2", "interval": 0.1, "deadband": 0.5},
+                     SinkContext(spool_dir=tmp_path))
+
+    def scored(value: float) -> None:
+        sink.on_batch(BatchView(["s"], [0.0], [1], None, [ScoredWindow(0, "s", 0.0, 1, value, value > 1, value)],
+                                threshold=0.5))
+
+    def score_updates() -> list[float]:
+        return [m["value"] for k, msg in node_messages(sub, "n2") if k == "DDATA/s" for m in msg["metrics"]]
+
+    try:
+        scored(0.2)
+        assert wait_until(lambda: "DBIRTH/s" in kinds(node_messages(sub, "n2")), 10)
+        assert metric(dict(node_messages(sub, "n2"))["DBIRTH/s"], "anomaly_score")["value"] == 0.2
+        for value in (0.3, 0.5, 0.69):  # within the deadband of 0.2: no DDATA
+            scored(value)
+            assert not wait_until(lambda: score_updates(), 0.3)
+        scored(0.8)
+        assert wait_until(lambda: score_updates() == [0.8], 5)
+    finally:
+        sink.close()

@@ -131,13 +131,14 @@ class SourcesSettings:
 
 @dataclass(frozen=True)
 class SinksSettings:
-    """Where events go, and where undelivered MQTT events wait."""
+    """Where events go, and where undelivered events wait."""
 
     urls: tuple[str | dict[str, Any], ...] = setting("sink", ("stdout",),
                                                      help="Where alert events go (repeatable): {sink_forms} "
                                                           "(docs/operators.md, \"Where the alerts go\").")
     spool_dir: Path = setting("spool-dir", Path("spool"), path="dir",
-                              help="Where undelivered MQTT alerts wait on disk (and, with --model-topic or "
+                              help="Where undelivered alerts of the MQTT, webhook and Alertmanager sinks wait on "
+                                   "disk, one folder per sink (also Sparkplug's bdSeq and, with --model-topic or "
                                    "--trust-key, the model store: SPOOL_DIR/models).")
     spool_max_mb: float = setting("spool-max-mb", 64.0, minimum=0.1,
                                   help="Spool bound; when full the OLDEST undelivered alerts are dropped and counted.")

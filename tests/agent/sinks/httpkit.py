@@ -20,8 +20,9 @@ Script = Callable[[int, dict], "int | tuple[str, float]"]
 class Receiver:
     """Records every POST (path, headers, JSON body, the status it answered); ``script(n, body)`` answers."""
 
-    def __init__(self, script: Script | None = None, port: int | None = None) -> None:
+    def __init__(self, script: Script | None = None, port: int | None = None, pki: Path | None = None) -> None:
         self.port = port or free_port()
+        self.pki = pki  # serve HTTPS with pki/server.pem (tests/agent/sinks/test_mqtt_tls.py's pki fixture)
         self.script = script or (lambda n, body: 200)
         self.requests: list[dict] = []
         self._lock = threading.Lock()
@@ -29,7 +30,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.pki else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> Receiver:
         receiver = self
@@ -58,6 +59,12 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.pki is not None:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.pki / "server.pem", self.pki / "server.key")
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self

@@ -15,6 +15,7 @@ import pytest
 
 from edgewatch.agent.sinks import SinkConfigError, SinkContext, make_sink
 from tests.agent.sinks.httpkit import FAULT, NORMAL, FedAgent, Receiver
+from tests.agent.sinks.test_mqtt_tls import pki  # noqa: F401 - a fixture
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
 
@@ -144,16 +145,25 @@ def test_bad_settings_are_refused(tmp_path: Path, url: str, says: str) -> None:
         make_sink(url, SinkContext(spool_dir=tmp_path))
 
 
-def test_alertmanagers_posts_over_tls(tmp_path: Path) -> None:
-    """``alertmanagers://`` speaks TLS: against a plain HTTP port the handshake fails and is counted as tls."""
-    server = Receiver().start()
-    sink = make_sink(f"alertmanagers://127.0.0.1:{server.port}?retry_min=0.1&timeout=2",
-                     SinkContext(spool_dir=tmp_path))
+def test_alertmanagers_posts_over_verified_tls(tmp_path: Path, pki: Path) -> None:
+    """``alertmanagers://`` with ``ca_file`` delivers to an HTTPS server; without the CA the handshake fails,
+    is counted as ``tls`` and retried (the alert waits in the spool)."""
+    server = Receiver(pki=pki).start()
+    start = {"event": "start", "agent": "a", "stream": "s", "episode": {"start_ts": 1.0, "start_seq": 1}}
+    unverified = make_sink(f"alertmanagers://127.0.0.1:{server.port}?retry_min=0.1&timeout=2",
+                           SinkContext(spool_dir=tmp_path / "a"))
     try:
-        assert sink.sender.poster.https
-        sink.send({"event": "start", "agent": "a", "stream": "s", "episode": {"start_ts": 1.0, "start_seq": 1}})
-        assert wait_until(lambda: sink.sender.failures, 10)
-        assert set(sink.sender.failures) <= {"tls", "connection"} and not server.accepted()
+        unverified.send(start)
+        assert wait_until(lambda: unverified.sender.failures["tls"] >= 1, 10)
+        assert not server.accepted() and unverified.delivery()["waiting"] == 1
     finally:
-        sink.close()
+        unverified.close()
+    verified = make_sink(f"alertmanagers://127.0.0.1:{server.port}?ca_file={pki / 'ca.pem'}",
+                         SinkContext(spool_dir=tmp_path / "b"))
+    try:
+        verified.send(start)
+        assert wait_until(lambda: server.accepted(), 10)
+        assert server.accepted()[0][0]["labels"]["stream"] == "s" and not verified.sender.failures
+    finally:
+        verified.close()
         server.stop()

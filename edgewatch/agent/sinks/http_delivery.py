@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from edgewatch import digests
 from edgewatch.agent.sinks.base import SinkConfigError
 from edgewatch.agent.sinks.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
 
@@ -200,7 +201,8 @@ class HttpDelivery:
         self.delivered = 0
         self.parked = 0
         self._failing_since: float | None = None
-        self._delay = 0.0
+        self._delay = 0.0  # the last backoff
+        self._retry_at = 0.0  # monotonic time of the next try after a failure
         self._logged: dict[str, float] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -214,7 +216,11 @@ class HttpDelivery:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self._delay or 1.0)
+            wait = self._retry_at - time.monotonic()
+            if wait > 0:
+                self._stop.wait(wait)  # a backoff: new alerts do not cut it short
+            else:
+                self._wake.wait(1.0)
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -222,7 +228,7 @@ class HttpDelivery:
                 self._turn()
             except Exception as exc:  # a disk error of the spool, a bug: this thread outlives it
                 self._count("error", repr(exc))
-                self._delay = self._backoff()
+                self._back_off()
 
     def _turn(self) -> None:
         self.spool.flush()
@@ -239,7 +245,7 @@ class HttpDelivery:
                 continue
             self._failed(answer)
             if answer.retryable:
-                self._delay = self._backoff(answer.retry_after)
+                self._back_off(answer.retry_after)
                 return
             self._park(record, answer)
             self.spool.ack(number)
@@ -247,17 +253,16 @@ class HttpDelivery:
             answer = self.idle()
             if answer is not None and not answer.ok:
                 self._failed(answer)
-                self._delay = self._backoff(answer.retry_after)
-                return
-            if answer is not None:
+                self._back_off(answer.retry_after)
+            elif answer is not None:
                 self._recovered()
-        self._delay = 0.0
 
     def _recovered(self) -> None:
         if self._failing_since is not None:
             log.info("%s sink %s takes deliveries again", self.name, self.poster.options.url)
         self._failing_since = None
         self._delay = 0.0
+        self._retry_at = 0.0
 
     def _failed(self, answer: Answer) -> None:
         if self._failing_since is None:
@@ -276,12 +281,12 @@ class HttpDelivery:
                       "spool (logged at most once a minute per status)", self.name, self.poster.options.url, status,
                       f": {detail}" if detail else "", sum(self.failures.values()), self.spool.depth)
 
-    def _backoff(self, retry_after: float | None = None) -> float:
+    def _back_off(self, retry_after: float | None = None) -> None:
+        """The next try after ``retry_min`` doubling to ``retry_max`` (80-100 %: senders do not march in step)."""
         o = self.poster.options
-        delay = min(o.retry_max, max(o.retry_min, self._delay * 2))
-        if retry_after is not None:
-            delay = min(o.retry_max, max(delay, retry_after))
-        return delay * random.uniform(0.8, 1.0)
+        self._delay = min(o.retry_max, max(o.retry_min, self._delay * 2))
+        delay = self._delay if retry_after is None else min(o.retry_max, max(self._delay, retry_after))
+        self._retry_at = time.monotonic() + delay * random.uniform(0.8, 1.0)
 
     def _park(self, record: bytes, answer: Answer) -> None:
         self.parked += 1
@@ -340,8 +345,6 @@ class HttpDelivery:
 
 def spool_dir_for(root: Path, kind: str, url: str) -> Path:
     """One spool per sink: ``SPOOL_DIR/<kind>-<host>_<port>-<hash of the URL>``, stable across restarts."""
-    from edgewatch import digests
-
     parts = urlsplit(url)
     tag = digests.sha1(url.encode()).hexdigest()[:10]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{parts.hostname}_{parts.port or ''}")

@@ -17,7 +17,8 @@ code is ours):
   when it is first scored;
 * DDATA when a value changed: ``anomaly`` at once with each episode start
   and end, ``anomaly_score`` at most every ``interval`` seconds (default 1)
-  and only when it moved by ``deadband`` (default 0.01) or more;
+  and only when it moved by ``deadband`` (default 0.01) or more,
+  ``threshold`` when a new model brings another;
 * ``seq`` 0 in each NBIRTH, then one more (mod 256) in every message after it;
 * ``bdSeq`` one more (mod 256) at every MQTT CONNECT, kept on disk
   (``SPOOL_DIR/sparkplug-GROUP-NODE/bdseq``) so a restarted agent does not
@@ -73,6 +74,7 @@ class Device:
     score: float | None = None
     threshold: float | None = None
     sent_score: float | None = None
+    sent_threshold: float | None = None
     born: bool = False
 
     def alias(self, index: int) -> int:
@@ -181,7 +183,7 @@ class SparkplugSink:
             encode_metric(name, value, alias=device.alias(i), datatype=kind, timestamp=now)
             for i, ((name, kind), value) in enumerate(zip(DEVICE_METRICS, values))])
         device.born = True
-        device.sent_score = device.score
+        device.sent_score, device.sent_threshold = device.score, device.threshold
 
     def _device(self, stream: str) -> Device:
         name = SparkplugTopics.device_id(stream)
@@ -207,6 +209,10 @@ class SparkplugSink:
                                          or (anomaly is not None and device.score != device.sent_score)):
             metrics.append(encode_metric(None, device.score, alias=device.alias(1), datatype=DOUBLE, timestamp=now))
             device.sent_score = device.score
+        if device.threshold is not None and device.threshold != device.sent_threshold:  # a new model
+            metrics.append(encode_metric(None, device.threshold, alias=device.alias(2), datatype=DOUBLE,
+                                         timestamp=now))
+            device.sent_threshold = device.threshold
         if metrics:
             self._publish(self.topics.device_topic(SparkplugKind.DDATA, device.name), metrics)
 

@@ -9,6 +9,7 @@ over a real socket; the default form (``--sink http://...`` alone) and a
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,19 @@ headers = {{ X-Plant = "north" }}
     assert [e["event"] for e in server.accepted()] == ["start", "end"]
     headers = server.requests[0]["headers"]
     assert headers["X-Plant"] == "north" and headers["Authorization"] == "Bearer from-a-file"
+
+
+def test_new_events_do_not_cut_a_backoff_short(tmp_path: Path) -> None:
+    """A receiver that is down gets one try per backoff, not one per new alert."""
+    sink = make_sink(f"http://127.0.0.1:{Receiver().port}/x?retry_min=1&retry_max=1",
+                     SinkContext(spool_dir=tmp_path))
+    try:
+        sink.send(_event(0))
+        assert wait_until(lambda: sink.sender.failures["connection"] == 1, 10)
+        for i in range(1, 30):
+            sink.send(_event(i))
+            time.sleep(0.02)
+        assert sink.sender.failures["connection"] <= 2  # 0.6 s of alerts inside a 0.8-1 s backoff
+    finally:
+        sink.close()
+    assert sink.delivery()["waiting"] == 30

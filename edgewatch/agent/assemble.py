@@ -98,6 +98,10 @@ def assemble(config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> Assembly:
         sinks = _sinks(config.sinks.urls, context)
         agent = Agent(runtime, [*extra_sinks, *sinks], options, metrics, learner=learner)
         closers.append(agent.close)
+        spools = [s.spool for s in sinks if hasattr(s, "spool")]
+        if spools:  # every sink's spool, read when Prometheus scrapes (MQTT's sink alone set them before)
+            metrics.spool_depth.set_function(lambda: sum(sp.depth for sp in spools))
+            metrics.spool_dropped.set_function(lambda: sum(sp.dropped for sp in spools))
         for sink in sinks:
             if hasattr(sink, "on_batch"):  # a sink that follows every scored window (Sparkplug's anomaly_score)
                 agent.subscribe(on_batch=sink.on_batch)

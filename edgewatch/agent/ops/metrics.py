@@ -84,7 +84,8 @@ METRICS: dict[str, MetricSpec] = {
     "ui_clients": MetricSpec("edgewatch_ui_clients", _G, "Live-page event streams open now"),
     "ui_refused": MetricSpec("edgewatch_ui_clients_refused", _C,
                              "Live-page event streams refused past --ui-max-clients"),
-    "spool_depth": MetricSpec("edgewatch_spool_depth", _G, "Alerts waiting on disk for the broker"),
+    "spool_depth": MetricSpec("edgewatch_spool_depth", _G, "Alerts waiting on disk for the broker or the HTTP "
+                              "receiver (every sink's spool)"),
     "spool_dropped": MetricSpec("edgewatch_spool_dropped", _G, "Alerts dropped this run: the spool was full (the "
                                 "oldest), or its disk refused writes and its memory queue was full (the newest)"),
     "sink_dropped": MetricSpec("edgewatch_sink_dropped", _C, "Events a sink could not keep (a JSONL file whose "
@@ -236,6 +237,9 @@ class Unexported:
         pass
 
     def observe(self, value: float) -> None:
+        pass
+
+    def set_function(self, f: Any) -> None:
         pass
 
 

@@ -219,3 +219,28 @@ def test_new_events_do_not_cut_a_backoff_short(tmp_path: Path) -> None:
     finally:
         sink.close()
     assert sink.delivery()["waiting"] == 30
+
+
+def test_metrics_show_the_waiting_alerts_and_the_failures_by_status(model: Path, tmp_path: Path) -> None:
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    down = Receiver()  # never started: connection refused
+    agent = FedAgent(model, "--sink", f"{down.url}/hook", "--metrics", f"127.0.0.1:{port}", cwd=tmp_path)
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return r.read().decode()
+        except OSError:
+            return ""
+
+    try:
+        _episode(agent)
+        assert wait_until(lambda: "edgewatch_spool_depth 2.0" in scrape(), 30), scrape()[-3000:]
+        text = scrape()
+        assert 'edgewatch_sink_http_failures_total{sink="webhook",status="connection"}' in text
+    finally:
+        agent.kill()

@@ -270,8 +270,10 @@ def _looks_like_times(cells: list[str]) -> bool:
     return all(math.isfinite(parse_time(c)) for c in present)
 
 
-def sniff_layout(path: str | Path, time_column: str | None = None) -> CsvLayout:
+def sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None) -> CsvLayout:
     """Find separator, decimal mark, time and label columns from the header and the first lines.
+
+    ``separator`` given (one character) is taken as it is instead of sniffed.
 
     Fails with :class:`BadInput` when the file is missing, empty, has a
     repeated column name, or lacks the time column it was told to use (the
@@ -286,7 +288,9 @@ def sniff_layout(path: str | Path, time_column: str | None = None) -> CsvLayout:
         raise BadInput(f"{src} is not UTF-8 text ({exc.reason} at byte {exc.start}); export it as CSV UTF-8") from None
     if not lines:
         raise BadInput(f"{src} is empty; expected a header row of column names")
-    sep = _sniff_separator(lines)
+    if separator is not None and len(separator) != 1:
+        raise BadInput(f"{src}: a separator is one character, got {separator!r}")
+    sep = separator or _sniff_separator(lines)
     rows = list(csv.reader(lines, delimiter=sep))
     header = [h.strip() for h in rows[0]]
     dupes = sorted({h for h in header if header.count(h) > 1})

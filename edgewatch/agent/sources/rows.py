@@ -204,10 +204,31 @@ class RowAssembler:
         Present values are kept for later rows even when this one is skipped.
         """
         st = self._state(stream)
+        if not self._take_cells(st, cells, at):
+            return BadReason.STALE_FEATURE
+        return self._complete(stream, st, at, ts)
+
+    def hold(self, stream: str, cells: Sequence[object], at: float) -> None:
+        """Keep the present values of a row that is refused for another reason (they may be held later)."""
+        self._take_cells(self._state(stream), cells, at)
+
+    def reset(self, stream: str) -> None:
+        """Forget what the stream holds (a new session of a source: its next row needs every feature)."""
+        self._streams.pop(stream, None)
+
+    def forget(self, stream: str, j: int) -> None:
+        """Feature ``j`` has no usable value now (a bad status): it is not held, the next rows need a new one."""
+        st = self._state(stream)
+        st.values[j] = math.nan
+        st.at[j] = -math.inf
+        st.gaps[j].clear()
+
+    def _take_cells(self, st: _StreamState, cells: Sequence[object], at: float) -> bool:
+        ok = True
         for j, v in enumerate(cells):
             if v is not MISSING and not self._take(st, j, v, at):  # type: ignore[arg-type]
-                return BadReason.STALE_FEATURE
-        return self._complete(stream, st, at, ts)
+                ok = False
+        return ok
 
     def keyed(self, obj: dict, stream: str, at: float, ts: float | None = None) -> Measurement | BadReason:
         """A JSON object keyed by feature name (other keys ignored): its row, or why it has none."""

@@ -17,7 +17,9 @@ time, and makes rows out of them by one set of rules:
   a TOML key) applies to every feature. Unset, each feature may be held for
   :data:`HOLD_INTERVALS` of *its own* sampling intervals (the median of its
   last :data:`GAP_HISTORY` gaps; before it has two values, the stream's row
-  interval): one or two lost messages are bridged, a sensor that has missed
+  interval; before the stream has made two rows, without limit, as ``fit``
+  fills a blank from the value above): one or two lost messages are
+  bridged, a sensor that has missed
   three updates in a row no longer stands for the present, and a slow
   sensor (a temperature every minute beside a pressure every second) is
   held for as long as it normally goes quiet.
@@ -162,11 +164,9 @@ class RowAssembler:
         if self.max_age is not None:
             return self.max_age
         st = self._streams.get(stream)
-        if st is None:
-            return 0.0
-        gaps = st.gaps[j] or st.row_gaps
+        gaps = st.gaps[j] or st.row_gaps if st is not None else None
         if not gaps:
-            return 0.0
+            return math.inf
         ordered = sorted(gaps)
         return HOLD_INTERVALS * ordered[len(ordered) // 2]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 

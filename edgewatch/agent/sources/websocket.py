@@ -152,10 +152,11 @@ class WebSocketSource(Source):
 @register("ws", "wss")
 def build(spec: SourceSpec, ctx: SourceContext) -> WebSocketSource:
     """``ws://host:port/path`` or ``wss://...``; the URL (without a login) names the source and its stream."""
-    parts = urlsplit(spec.url)
+    url, parts = spec.url, urlsplit(spec.url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     max_age = next((v for k, v in query if k == "max_age"), None)
-    url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "max_age"])))
+    if max_age is not None:  # ours, not the server's: taken out (any other query goes to the server as it is)
+        url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "max_age"])))
     unknown = sorted(set(spec.options) - {"max_age"})
     if unknown:
         raise SourceConfigError(f"source {spec.name!r} takes no settings besides url and max_age (got {unknown})")

@@ -586,8 +586,9 @@ class Agent:
 
     def add_source(self, source: Source) -> None:
         self.sources.append(source)
-        if source.rows is not None:
-            self._rows[source.name] = source.rows
+        rows = getattr(source, "rows", None)  # an embedder's own source need not have one
+        if rows is not None:
+            self._rows[source.name] = rows
 
     def _keyed_row(self, raw: str | bytes, source: str, received: float) -> Measurement | BadReason:
         """A raw line that is an object keyed by feature name, through its source's row assembler."""

@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -53,6 +54,15 @@ SPARKPLUG_PREFIX = "spBv1.0/"
 # per-source limits (URL query or TOML keys); max_bytes defaults to the agent's message limit
 LIMITS = {"max_bytes": DEFAULT_MAX_BYTES, "sparkplug_max_nodes": DEFAULT_MAX_NODES,
           "sparkplug_max_aliases": DEFAULT_MAX_ALIASES}
+
+
+@dataclass(frozen=True)
+class MqttLimits:
+    """What one source's data may grow to: a payload's bytes, Sparkplug nodes and aliases (the keys of LIMITS)."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    sparkplug_max_nodes: int = DEFAULT_MAX_NODES
+    sparkplug_max_aliases: int = DEFAULT_MAX_ALIASES
 STREAM, FEATURE = "{stream}", "{feature}"
 
 
@@ -90,21 +100,22 @@ class MqttSource(Source):
     """Subscribes to one topic filter on a shared broker connection; see the module docstring."""
 
     def __init__(self, name: str, broker: Any, topic_filter: str, features: list[str], qos: int = 1,
-                 connections: Any = None, max_message_bytes: int = DEFAULT_MAX_BYTES,
-                 sparkplug_max_nodes: int = DEFAULT_MAX_NODES, sparkplug_max_aliases: int = DEFAULT_MAX_ALIASES,
-                 template: TopicTemplate | None = None, rows: RowAssembler | None = None) -> None:
+                 connections: Any = None, limits: MqttLimits | None = None, template: TopicTemplate | None = None,
+                 rows: RowAssembler | None = None) -> None:
         super().__init__()
         self.name = name
         self.broker = broker  # BrokerOptions
         self.topic_filter = topic_filter
         self.features = list(features)
         self.qos = qos
-        self.max_message_bytes = max_message_bytes
+        limits = limits or MqttLimits()
+        self.max_message_bytes = limits.max_bytes
         self.received = 0  # messages handed to the agent (good and bad)
         self.connects = 0
         self._connections = connections
-        self.sparkplug = SparkplugDecoder(self.features, max_bytes=max_message_bytes, max_nodes=sparkplug_max_nodes,
-                                          max_aliases=sparkplug_max_aliases)
+        self.sparkplug = SparkplugDecoder(self.features, max_bytes=limits.max_bytes,
+                                          max_nodes=limits.sparkplug_max_nodes,
+                                          max_aliases=limits.sparkplug_max_aliases)
         self._taking = threading.Event()
         self.template = template
         self.rows = rows or RowAssembler(self.features)
@@ -214,8 +225,7 @@ def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
                                 "'#' only the last (write '#' as %23 in a URL)")
     name = f"{'mqtts' if broker.tls else 'mqtt'}://{broker.host}:{broker.port}/{topic_filter}"
     return MqttSource(name, broker, topic_filter, ctx.features, qos=qos, connections=ctx.connections,
-                      max_message_bytes=limits["max_bytes"], sparkplug_max_nodes=limits["sparkplug_max_nodes"],
-                      sparkplug_max_aliases=limits["sparkplug_max_aliases"], template=template,
+                      limits=MqttLimits(**limits), template=template,
                       rows=row_assembler(spec.name, ctx.features, max_age))
 
 

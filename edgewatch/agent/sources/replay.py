@@ -58,7 +58,7 @@ class ReplaySource(Source):
         self.rows_sent = 0
         self.rows = rows or RowAssembler(features)
         self._next_t = 0.0  # when the next row is due (monotonic), with a rate
-        self.layout: CsvLayout = sniff_layout(self.path, time_column, sep)
+        self.layout: CsvLayout = sniff_layout(self.path, time_column, sep, errors="replace")
         self.columns = self._pick_columns(self.layout, columns)
 
     def _pick_columns(self, layout: CsvLayout, columns: list[str] | None) -> tuple[int | None, list[int]]:

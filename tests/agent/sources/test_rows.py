@@ -136,7 +136,8 @@ def _start(agent: Agent) -> threading.Thread:
 
 
 @pytest.mark.parametrize("max_age", [None, "30s"])
-def test_one_topic_per_sensor_with_a_topic_template(tmp_path: Path, broker, max_age: str | None) -> None:
+def test_one_topic_per_sensor_with_a_topic_template(tmp_path: Path, make_broker, max_age: str | None) -> None:
+    broker = make_broker().start()  # its own: another test's retained status on plant/... would be a reading here
     agent, _ = _agent(tmp_path)
     query = f"?max_age={max_age}" if max_age else ""  # the default form, and the limit set on the URL
     src = make_source(f"mqtt://{broker.host}:{broker.port}/plant/{{stream}}/{{feature}}{query}", FEATURES,
@@ -172,7 +173,8 @@ def test_one_topic_per_sensor_with_a_topic_template(tmp_path: Path, broker, max_
     assert agent.table.last_ts[agent.table.slots["pump-2"]] == pytest.approx(t0 + 5)
 
 
-def test_a_feature_that_stops_is_counted_stale_on_mqtt(tmp_path: Path, broker) -> None:
+def test_a_feature_that_stops_is_counted_stale_on_mqtt(tmp_path: Path, make_broker) -> None:
+    broker = make_broker().start()
     agent, _ = _agent(tmp_path)
     src = make_source(f"mqtt://{broker.host}:{broker.port}/site/{{stream}}/{{feature}}", FEATURES, agent_id="rows")
     agent.add_source(src)

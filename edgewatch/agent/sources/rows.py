@@ -49,11 +49,11 @@ from collections.abc import Sequence
 
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, BadReason, Measurement, parse_object,
                                              parse_reading)
+from edgewatch.wire.csv_table import MISSING as MISSING_TEXT  # what a plant writes for "no value", as fit reads it
 
 HOLD_INTERVALS = 3.0  # a value stands for the present for this many of its feature's sampling intervals
 GAP_HISTORY = 9  # gaps kept per feature for the median sampling interval
 DEFAULT_MAX_STREAMS = 10_000
-MISSING_TEXT = frozenset({"", "nan", "null", "none", "na", "n/a"})  # text a plant writes for "no value"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -88,7 +88,8 @@ def parse_max_age(value: object) -> float | None:
 def cell_value(value: object) -> float | _Missing | BadReason:
     """One feature's value as a plant writes it: a number, a number as text, or "no value" (:data:`MISSING`).
 
-    ``null``, ``""``, ``"NaN"`` and a NaN are missing (held); infinity is
+    ``null``, a NaN and the texts a CSV cell is missing with (``""``,
+    ``"NaN"``, ``"null"``, ``"NA"``, ``"-"``...) are missing (held); infinity is
     ``non_finite``, beyond float32 ``overflow``, a bool, text or a nested
     value ``not_number``: the rules of the agent's parser.
     """

@@ -36,6 +36,7 @@ from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
                                              sane_timestamp)
+from edgewatch.agent.sources.rows import RowAssembler
 from edgewatch.agent.sources.supervision import RestartPolicy, SourceSupervisor
 from edgewatch.agent.streams import StreamTable
 from edgewatch.agent.windows import StreamWindows
@@ -149,6 +150,8 @@ class Agent:
         self._closed = False
         self.started_at = time.time()
         self.last_message_at: float | None = None  # wall time of the last message (good or bad)
+        self.last_row_at: float | None = None  # wall time of the last message that was not refused
+        self._rows: dict[str, RowAssembler] = {}  # per source: objects keyed by feature name, on raw lines
         self.heartbeat = time.monotonic()  # the loop's last turn; a watchdog checks it is recent
         if isinstance(model, ScoringModel):
             model = ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings())
@@ -363,6 +366,8 @@ class Agent:
         for kind, source, payload, received in items:
             if kind == Kind.RAW:
                 m = parse_message(payload, n_features, max_bytes)  # type: ignore[arg-type]
+                if m is BadReason.NO_VALUES:
+                    m = self._keyed_row(payload, source, received)  # type: ignore[arg-type]
                 if type(m) is not Measurement:
                     bad[m] = bad.get(m, 0) + 1  # type: ignore[index]
                     continue
@@ -411,6 +416,8 @@ class Agent:
         n_bad = sum(bad.values())
         if good or n_bad:
             self.last_message_at = time.time()
+            if good:
+                self.last_row_at = self.last_message_at
         self.summary.messages += good + n_bad
         self.metrics.messages.inc(good + n_bad)
         if bad:
@@ -580,6 +587,16 @@ class Agent:
 
     def add_source(self, source: Source) -> None:
         self.sources.append(source)
+        rows = getattr(source, "rows", None)  # an embedder's own source need not have one
+        if rows is not None:
+            self._rows[source.name] = rows
+
+    def _keyed_row(self, raw: str | bytes, source: str, received: float) -> Measurement | BadReason:
+        """A raw line that is an object keyed by feature name, through its source's row assembler."""
+        rows = self._rows.get(source)
+        if rows is None:
+            rows = self._rows[source] = RowAssembler(self.features)
+        return rows.keyed_message(raw, source, received, self.options.max_message_bytes)
 
     def request_stop(self) -> None:
         """Stop reading; what is already queued is still processed (safe from a signal handler)."""

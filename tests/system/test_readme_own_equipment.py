@@ -91,7 +91,7 @@ def _publish(client: paho.Client, stream: str, ts: np.ndarray, x: np.ndarray, wi
 def test_the_readme_path_from_a_plant_csv_to_alerts_over_mqtt(plant_files: Path, make_broker, collector) -> None:
     commands = readme_commands()
     assert len(commands) <= 5, "the README promises at most five commands"
-    assert commands[0] == ["pip", "install", "edgewatch"]  # this checkout is installed in the test's venv instead
+    assert commands[0] == ["pip", "install", "./edgewatch"]  # this checkout is installed in the test's venv instead
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "edgewatch").exists()
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -56,19 +56,49 @@ def novelty_params(span: int, min_span: int = 0, ratio: float = 2) -> dict[str, 
             **{k: round(v * share) for k, v in PER_384.items()}}
 
 
+# NAB's 5-minute interval: the rows chosen on its files (256 range rows, a 192-row top shape) read as time
+REFERENCE_SECONDS = 300.0
+# what each part decides per stream from its first rows: counts from 48 values, the interval from 16
+SAMPLING = {"count_rows": 48, "interval_rows": 16}
+
+
+def in_time(novelty: dict[str, float], levels: dict[str, float], range_min: int = 48,
+            range_max: int = 1536) -> tuple[dict[str, float], dict[str, float]]:
+    """The two parts with their row lengths read as time at :data:`REFERENCE_SECONDS` and counts stabilised.
+
+    The levels' range becomes ``range_rows`` intervals of the stream's own
+    time, within ``range_min`` .. ``range_max`` rows (the default ladder's
+    shortest and longest spans); the top shape length becomes ``m``
+    intervals of its time when the stream is coarser (never more than
+    ``m`` rows). Streams without times keep the rows.
+    """
+    return ({**novelty, **SAMPLING, "m_seconds": novelty["m"] * REFERENCE_SECONDS},
+            {**levels, **SAMPLING, "range_seconds": levels["range_rows"] * REFERENCE_SECONDS,
+             "range_min": range_min, "range_max": range_max})
+
+
+def _default_parts() -> tuple[dict[str, float], dict[str, float]]:
+    return in_time(novelty_params(1536, 48, 2), {"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096})
+
+
 @dataclass
 class NoveltyLevelsConfig:
     """Parameters of the two post-process parts; the graph has none. The defaults are the shipped detector."""
 
-    novelty: dict[str, float] = field(default_factory=lambda: novelty_params(1536, 48, 2))
-    levels: dict[str, float] = field(default_factory=lambda: {"bins": 8, "range_rows": 256, "rest": 100,
-                                                              "cap": 4096})
+    novelty: dict[str, float] = field(default_factory=lambda: _default_parts()[0])
+    levels: dict[str, float] = field(default_factory=lambda: _default_parts()[1])
     threshold: float = 0.5  # the likelihood's alert level (0.99999); levels outputs 0 or 1
 
 
+def fifth_round() -> NoveltyLevelsConfig:
+    """The fifth round's default (the same ladder, every length in rows, no counts): kept to compare."""
+    return NoveltyLevelsConfig(novelty=novelty_params(1536, 48, 2),
+                               levels={"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096})
+
+
 def fourth_round() -> NoveltyLevelsConfig:
-    """The previous default (one 384-row span, m 48, hold 200): kept to compare on every table."""
-    return NoveltyLevelsConfig(novelty=novelty_params(384))
+    """The fourth round's default (one 384-row span, m 48, hold 200, lengths in rows): kept to compare."""
+    return NoveltyLevelsConfig(novelty=novelty_params(384), levels=fifth_round().levels)
 
 
 def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "") -> ModelCard:
@@ -91,22 +121,37 @@ def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "
         window=1, horizon=0, stride=1, decision=Decision(k=1, n=1), postprocess=post)
 
 
-def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig) -> np.ndarray:
+def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.ndarray | None = None) -> np.ndarray:
     """The same detector from the graph-side NumPy statistic, rung by rung, to check the file when it is written.
 
-    Independent of the post-process's row-by-row updates: each rung's
-    distance comes from :func:`~edgewatch.eval.detectors.novelty.novelty_scores`
+    Independent of the post-process's row-by-row updates and of its
+    buffering of a stream's first rows: the stream's sampling is decided
+    once (by the agent's rule, :func:`edgewatch.agent.postprocess.sampling.decide`),
+    the lengths it gives are fixed, a count series is transformed whole;
+    each rung's distance comes from :func:`~edgewatch.eval.detectors.novelty.novelty_scores`
     on whole windows, its own likelihood runs from its first full window, and
     a rung's output is used from the row it speaks until the next one speaks.
     """
+    from dataclasses import replace as with_
+
     from numpy.lib.stride_tricks import sliding_window_view
 
     from edgewatch.agent.postprocess import Levels, Likelihood
+    from edgewatch.agent.postprocess.sampling import anscombe, decide
     from edgewatch.contract.postprocess import LevelsParams, NoveltyParams
     from edgewatch.eval.detectors.novelty import NoveltyConfig, novelty_scores
 
     x = np.asarray(values, dtype=np.float32).astype(np.float64)
     p = NoveltyParams.from_dict(config.novelty)
+    lp = LevelsParams.from_dict(config.levels)
+    rows = max(p.sampling_rows(), lp.sampling_rows())
+    t = np.full(len(x), np.nan) if times is None else np.asarray(times, dtype=np.float64)
+    seen = decide(x[:rows].tolist(), t[:rows].tolist(), p)
+    if rows and len(x) >= rows and seen.counts:
+        x = np.array([anscombe(v) for v in x.tolist()])
+    interval = seen.interval if len(x) >= rows else None
+    p = with_(p, m=float(p.m_for(interval)), m_seconds=0.0, count_rows=0.0)
+    lp = with_(lp, range_rows=float(lp.rows_for(interval)), range_seconds=0.0, count_rows=0.0)
     out = np.zeros(len(x))
     rungs = []
     for m, span in p.ladder():
@@ -121,7 +166,7 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig) -> np.ndar
     for k, (speaks, got) in enumerate(rungs):
         until = rungs[k + 1][0] if k + 1 < len(rungs) else len(x)
         out[speaks:until] = got[speaks:until]
-    lev = Levels(LevelsParams.from_dict(config.levels)).update_many(np.zeros(len(x), dtype=np.int64), x)
+    lev = Levels(lp).update_many(np.zeros(len(x), dtype=np.int64), x)
     return np.maximum(out, lev)
 
 
@@ -164,8 +209,10 @@ def write_model(out: str | os.PathLike[str], config: NoveltyLevelsConfig | None 
             from edgewatch.eval.runner import ModelDetector
 
             x = _check_series()
-            got = ModelDetector(tmp).score_series(x)
-            want = reference_scores(x, config)
-            if not np.allclose(got, want, rtol=1e-6, atol=1e-6) or not (want >= config.threshold).any():
-                raise RuntimeError("the written novelty-levels file disagrees with its NumPy reference")
+            det = ModelDetector(tmp)
+            for times in (None, 1.7e9 + 3600.0 * np.arange(len(x))):  # rows; an hourly stream's own time
+                got = det.score_series(x, times=times)
+                want = reference_scores(x, config, times)
+                if not np.allclose(got, want, rtol=1e-6, atol=1e-6) or not (want >= config.threshold).any():
+                    raise RuntimeError("the written novelty-levels file disagrees with its NumPy reference")
     return out

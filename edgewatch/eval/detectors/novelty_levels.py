@@ -8,16 +8,29 @@ with the stream's history, 48 rows doubling to 1536, shape length span/8;
 one alert per event) and the ``levels`` kind (a value reaching a level
 never seen in the stream, contextOSE's first context). The history lives
 in the post-process, so each part speaks as soon as it can: the novelty
-from row 67, the levels from row 256.
+from row 67, the levels once their range is known.
+
+Per stream, from its first 48 rows (the post-process decides, in the
+agent as in evaluation; :mod:`edgewatch.agent.postprocess.sampling`): the
+levels' range is learnt over 76,800 s of the stream's own time (256 rows
+at NAB's 5 minutes; 48 to 1,536 rows), the top shape length is 16 hours
+of its time when it is coarser than 5 minutes (192 rows at most), and a
+stream whose first 48 values are non-negative integers is read through
+Anscombe's transform. A stream without timestamps keeps the rows.
+docs/eval.md (sixth and seventh rounds) has the figures.
 
 Settings. On principle: shape length span / 8 and the likelihood's
 learning / hold / refractory rows in proportion to the span (100 / 200 /
 30 per 384 rows, the fourth round's values, chosen then by leave-one-
 category-out), Numenta's likelihood history (8640) and re-estimation
-(100), contextOSE's 8 levels, one alert per event. Chosen on the 25 NAB
-files and their perturbed copies (``edgewatch eval nab --perturb all``,
-docs/eval.md, fifth round): the ladder (bottom 48, ratio 2, top 1536).
-:func:`fourth_round` is the previous default (one 384-row span).
+(100), contextOSE's 8 levels, one alert per event, Anscombe's 3/8; the
+lengths in time are the rows chosen on NAB read at its 5-minute
+interval. Chosen on the 25 NAB files and their perturbed copies
+(``edgewatch eval nab --perturb all``, docs/eval.md, fifth and sixth
+rounds): the ladder (bottom 48, ratio 2, top 1536), which lengths follow
+time (the range and the shape, not the spans), the count rule.
+:func:`fifth_round` (every length in rows, no counts) and
+:func:`fourth_round` (one 384-row span) are the previous defaults.
 
 :func:`build_model` is what ``edgewatch fit`` calls for a single-feature
 series: nothing to train, a card naming the feature.
@@ -25,7 +38,9 @@ series: nothing to train, a card naming the feature.
 Fails where both parts fail: a shape change that stays within the known
 range and resembles some earlier stretch (art_daily_nojump), a slow drift,
 bursts that are ordinary for the stream but rarer than its span, a
-stream whose first 256 rows are not typical of it.
+stream whose first rows are not typical of it (its first 16 intervals
+decide its lengths, its first 48 values whether it is counts: an
+integer-valued measurement is taken for counts).
 """
 
 from __future__ import annotations
@@ -110,14 +125,17 @@ def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "
         score="the current value; the post-process is the maximum of 'novelty' (likelihood of the RMS distance "
               "between the last m values and the nearest earlier m values within the last span; the span steps "
               "from min_span up to span as the stream's history grows, m in proportion) and 'levels' (1.0 when "
-              "the value reaches a level never seen in the stream), both per stream",
+              "the value reaches a level never seen in the stream), both per stream; with m_seconds, "
+              "range_seconds and count_rows each stream's first rows set m and the levels' range from its "
+              "sampling interval and tell whether it is counts (then read through Anscombe's transform)",
         threshold=config.threshold,
         threshold_method="likelihood alert level (log-likelihood 0.5 = likelihood 0.99999); levels gives 0 or 1",
         score_stats={}, quantization=Quantization.NONE,
         trained_on={"data": data or "none: both parts learn each stream online",
                     "tuned_on": "NAB subset (25 files) and its perturbed copies (edgewatch eval nab --perturb "
-                                "all): the span ladder; m/span, the likelihood's rows per span and range_rows by "
-                                "leave-one-category-out on the 25 files (fourth round); the rest on principle"},
+                                "all): the span ladder, which lengths follow time, the count rule; m/span, the "
+                                "likelihood's rows per span and range_rows by leave-one-category-out on the 25 "
+                                "files (fourth round), read as time at 5 minutes; the rest on principle"},
         window=1, horizon=0, stride=1, decision=Decision(k=1, n=1), postprocess=post)
 
 

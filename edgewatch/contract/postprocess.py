@@ -306,7 +306,8 @@ class NoveltyParams(SamplingParams, LikelihoodParams):
             lower = self.likelihood(s1 / s2)
             lower.long = min(lower.long, s1 + self.likelihood().learning)
             top += lower.state_bytes() + 8 * (s1 - 2 * m1 + 1)
-        return top + 16 * (int(self.span) + 1) + 8 * (int(self.span) - 2 * int(self.m) + 1) + 256
+        m = 1 if self.uses_time() else int(self.m)  # a stream's shape length can be as short as one row
+        return top + 16 * (int(self.span) + 1) + 8 * (int(self.span) - 2 * m + 1) + 90 * self.sampling_rows() + 256
 
     def likelihood(self, share: float = 1.0) -> LikelihoodParams:
         """The likelihood's parameters; for a step of ``share`` of the span, its rows scaled by that share."""

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from edgewatch.agent.drift_watch import DriftWatch
+from edgewatch.agent.watch.drift_watch import DriftWatch
 from edgewatch.agent.model import ScoringModel
 from edgewatch.bench.engines import interleaved_medians
 from edgewatch.bench.models import Engine

@@ -524,8 +524,9 @@ class Agent:
         now = time.time()
         return events.episode_event(tr, agent=self.options.agent_id, stream=self.table.names[tr.slot],
                                     threshold=rt.threshold, scale=rt.scale, model=rt.model, now=now,
-                                    features=self.features, feature_error=feature_error,
-                                    top=self.options.top_features, reason=reason)
+                                    contributions=None if feature_error is None or not self.features else
+                                    events.top_features(feature_error, self.features, self.options.top_features),
+                                    reason=reason)
 
     def _close_episode(self, rt: ModelRuntime, slot: int, reason: str) -> None:
         """End ``slot``'s open episode for ``reason`` (not its data), at its last message's time.

@@ -26,7 +26,7 @@ from edgewatch import digests
 from edgewatch.wire.json import finite, iso, number
 
 if TYPE_CHECKING:
-    from edgewatch.agent.drift_watch import DriftEvent
+    from edgewatch.agent.watch.drift_watch import DriftEvent
     from edgewatch.agent.episodes import Transition
     from edgewatch.agent.model import ScoringModel
     from edgewatch.agent.score_scale import ScoreScale
@@ -37,14 +37,14 @@ def _model(model: ScoringModel) -> dict[str, Any]:
 
 
 def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, scale: ScoreScale,
-                  model: ScoringModel, now: float, features: Sequence[str] = (),
-                  feature_error: np.ndarray | None = None, top: int = 3, reason: str | None = None
-                  ) -> dict[str, Any]:
+                  model: ScoringModel, now: float, contributions: list[dict[str, Any]] | None = None,
+                  reason: str | None = None) -> dict[str, Any]:
     """``start`` or ``end`` of an anomalous episode; ``id`` is the same for a redelivery of the same event.
 
     ``score`` is the episode's peak score in the model's units, ``threshold``
     the score it alerts above, and ``anomaly_score`` the peak on ``scale``
-    (1.0 = the threshold for every family).
+    (1.0 = the threshold for every family). ``contributions``: the
+    features that contributed most (:func:`top_features`), as ``top_features``.
 
     ``reason``: why the agent ended the episode (stopping, a model swap, an idle stream) rather than its
     data; then ``closed_at`` is ``now``, the agent's wall-clock time, while the episode's times stay those
@@ -75,8 +75,8 @@ def episode_event(tr: Transition, *, agent: str, stream: str, threshold: float, 
         },
         "model": _model(model),
     }
-    if feature_error is not None and len(features):
-        event["top_features"] = top_features(feature_error, features, top)
+    if contributions is not None:
+        event["top_features"] = contributions
     if reason:
         event["reason"] = reason
         event["closed_at"] = iso(now)

@@ -73,7 +73,7 @@ class Overrides:
 
 @dataclass(frozen=True)
 class DriftSettings:
-    """How the running drift check samples a stream (see :class:`~edgewatch.agent.drift_watch.DriftWatch`)."""
+    """How the running drift check samples a stream (see :class:`~edgewatch.agent.watch.drift_watch.DriftWatch`)."""
 
     every: int = 512  # messages per stream between checks; 0 turns drift checks off
     sample: int = 512  # inputs kept per stream for the KS check
@@ -130,8 +130,8 @@ class ModelRuntime:
         ref, d = self.card.drift_reference, self.drift_settings
         if ref is None or d.every <= 0:
             return None
-        from edgewatch.agent.drift_watch import DriftWatch
-        from edgewatch.agent.range_check import range_check_for
+        from edgewatch.agent.watch.drift_watch import DriftWatch
+        from edgewatch.agent.watch.range_check import range_check_for
 
         return DriftWatch(ref, self.card.features, sample_size=d.sample, check_every=d.every,
                           keep_every=d.keep_every, min_statistic=d.min_statistic, min_sample=d.sample,

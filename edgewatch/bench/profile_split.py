@@ -22,7 +22,7 @@ STAGE_FILES: dict[str, tuple[str, ...]] = {
     "model": ("agent/model.py",),
     "post-process": ("agent/postprocess/",),
     "episodes": ("agent/episodes.py",),
-    "drift watch": ("agent/drift_watch.py", "drift/"),
+    "drift watch": ("agent/watch/drift_watch.py", "drift/"),
     "sinks": ("agent/sinks/", "agent/events.py", "bench/agent_load.py"),
     "engine loop": ("agent/engine.py", "agent/streams.py", "agent/runtime.py", "agent/score_scale.py", "agent/ops/metrics.py"),
 }

@@ -58,7 +58,7 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
 
 
 def _range_line(card) -> str:  # noqa: ANN001 - a ModelCard
-    """What each stream's first messages are compared with (agent/range_check.py)."""
+    """What each stream's first messages are compared with (agent/watch/range_check.py)."""
     if card.drift_reference is None:
         return "none (no drift reference)"
     if card.training_range is None:

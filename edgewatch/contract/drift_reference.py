@@ -3,7 +3,7 @@
 The agent cannot ship the training set, so each feature is kept as 101 evenly
 spaced quantiles (0 %, 1 %, ... 100 %) plus its size, mean and std. That is
 enough to rebuild the reference CDF to within one percent and to run a KS
-test against it (see :mod:`edgewatch.agent.drift_watch`).
+test against it (see :mod:`edgewatch.agent.watch.drift_watch`).
 
 NumPy only: the training code calls :func:`drift_reference_from`, and the
 agent reads the result; neither side needs torch here.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import kstwo
 
-from edgewatch.agent.drift_watch import DriftWatch, kolmogorov_isf, kolmogorov_sf, ks_statistics
+from edgewatch.agent.watch.drift_watch import DriftWatch, kolmogorov_isf, kolmogorov_sf, ks_statistics
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.sources.parsing import Measurement
 from edgewatch.agent.sources import Item, Kind

@@ -140,6 +140,7 @@ def test_lanes_scale_each_feature_to_its_training_range_and_episodes_name_their_
     agent = Agent(ScoringModel(write_model(tmp_path / "m.onnx", card)), [], AgentOptions(drift_every=0))
     path = tmp_path / "run.jsonl"
     rec = RunRecorder.for_agent(agent, path)
+    agent.subscribe(rec.on_event, rec.on_batch)
     rng = np.random.default_rng(0)
     rows = np.column_stack([230 + rng.normal(0, 1.5, 120), 0.03 + rng.normal(0, 0.0005, 120)])
     rows[60:80, 1] = 0.02  # the vibration drops out of its range

@@ -11,7 +11,7 @@ Short keys keep a 20 Hz day near 100 MB instead of several hundred:
     {"e": {"event": "start", ...}}                                                     an event as sent to sinks
 
 The header's ``ranges`` are each feature's training range from the card
-(null where it has none; :mod:`edgewatch.agent.feature_ranges`); a window's
+(null where it has none; :mod:`edgewatch.agent.watch.feature_ranges`); a window's
 ``s`` is its score, ``a`` its anomaly_score (1 = the threshold), ``o`` 1
 when it was over.
 
@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from edgewatch.agent.feature_ranges import feature_ranges
+from edgewatch.agent.watch.feature_ranges import feature_ranges
 from edgewatch.errors import EdgewatchError
 
 RUN_FORMAT = 1

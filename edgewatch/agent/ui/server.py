@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from edgewatch.agent.feature_ranges import feature_ranges
+from edgewatch.agent.watch.feature_ranges import feature_ranges
 from edgewatch.agent.ops.address import parse_address
 from edgewatch.errors import EdgewatchError
 

@@ -189,7 +189,7 @@ def test_ui_port_in_use_is_a_clear_error(agent: Agent) -> None:
 
 def test_feature_ranges_come_from_what_the_card_records_of_the_training_span() -> None:
     """training_range first, then the drift reference's 0-100 % quantiles, then a min-max scaler; else None."""
-    from edgewatch.agent.feature_ranges import feature_ranges
+    from edgewatch.agent.watch.feature_ranges import feature_ranges
     from edgewatch.contract import DriftReference, Scaler
 
     ref = DriftReference(n=10, quantiles=[[0.0, 0.5, 1.0], [10.0, 20.0, 30.0], [-1.0, 0.0, 1.0], [5.0, 6.0, 7.0]],

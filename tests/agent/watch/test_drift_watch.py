@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from edgewatch.agent.drift_watch import DriftWatch, ks_pvalue, ks_statistic_vs_quantiles
+from edgewatch.agent.watch.drift_watch import DriftWatch, ks_pvalue, ks_statistic_vs_quantiles
 from edgewatch.contract import DriftReference, ModelCard, Scaler
 from edgewatch.contract.drift_reference import drift_reference_from
 from edgewatch.errors import BadInput, BadModelFile
@@ -162,7 +162,7 @@ class _Block:
         return None
 sys.meta_path.insert(0, _Block())
 import numpy as np
-from edgewatch.agent.drift_watch import DriftWatch
+from edgewatch.agent.watch.drift_watch import DriftWatch
 from edgewatch.contract.drift_reference import drift_reference_from
 rng = np.random.default_rng(0)
 watch = DriftWatch(drift_reference_from(rng.normal(size=(1000, 2))), ['a', 'b'], 64, 64)

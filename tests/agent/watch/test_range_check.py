@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgewatch.agent.range_check import FirstRowsRange
+from edgewatch.agent.watch.range_check import FirstRowsRange
 from edgewatch.cli import main
 from edgewatch.data.skab import default_skab_dir
 from edgewatch.fit.pipeline import Family, FitOptions, fit_model

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgewatch.agent.range_check import FirstRowsRange
+from edgewatch.agent.watch.range_check import FirstRowsRange
 from edgewatch.contract import DriftReference
 from edgewatch.contract.drift_reference import check_reference
 from edgewatch.errors import BadInput
@@ -52,7 +52,7 @@ class DriftEvent:
     alpha: float  # the Bonferroni-corrected level each p-value was compared with
     n: int  # inputs in the recent sample
     n_reference: int
-    check: str = "ks"  # or "range": a stream's first rows outside the training range (agent/range_check.py)
+    check: str = "ks"  # or "range": a stream's first rows outside the training range (agent/watch/range_check.py)
     reason: str = ""
     outside: dict[str, dict[str, float]] = field(default_factory=dict)  # range: feature -> value, low, high...
 

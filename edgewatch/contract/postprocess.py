@@ -286,7 +286,7 @@ class NoveltyParams(SamplingParams, LikelihoodParams):
 
     def first_output_row(self) -> int:
         """The 0-based row of the first output that can differ from 0 (the shortest rung's first)."""
-        m, span = self.ladder()[0]
+        span = self.ladder()[0][1]
         return span - 1 + int(self.likelihood(span / self.span).learning)
 
     def m_for(self, interval: float | None) -> int:

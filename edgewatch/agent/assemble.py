@@ -24,10 +24,10 @@ fleet broker that is also a sink's shares its connection and its status.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgewatch.agent.config import MQTT_SCHEMES, AgentConfig, BadSetting, MqttSettings
 from edgewatch.agent.engine import Agent, AgentOptions, RunSummary
@@ -38,7 +38,7 @@ from edgewatch.agent.lifecycle.store import ModelStore
 from edgewatch.agent.ops.metrics import AgentMetrics
 from edgewatch.agent.ops.recorder import RunRecorder
 from edgewatch.agent.runtime import ModelRuntime
-from edgewatch.agent.sinks import Sink, SinkContext, make_sink, scheme_of
+from edgewatch.agent.sinks import Sink, SinkContext, make_sink, scheme_of, url_of
 from edgewatch.agent.sources import make_source
 from edgewatch.errors import BadOverride, EdgewatchError
 from edgewatch.mqtt.connection import Connections
@@ -98,6 +98,13 @@ def assemble(config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> Assembly:
         sinks = _sinks(config.sinks.urls, context)
         agent = Agent(runtime, [*extra_sinks, *sinks], options, metrics, learner=learner)
         closers.append(agent.close)
+        spools = [s.spool for s in sinks if hasattr(s, "spool")]
+        if spools:  # every sink's spool, read when Prometheus scrapes (MQTT's sink alone set them before)
+            metrics.spool_depth.set_function(lambda: sum(sp.depth for sp in spools))
+            metrics.spool_dropped.set_function(lambda: sum(sp.dropped for sp in spools))
+        for sink in sinks:
+            if hasattr(sink, "on_batch"):  # a sink that follows every scored window (Sparkplug's anomaly_score)
+                agent.subscribe(on_batch=sink.on_batch)
         if refused is not None:
             refuse(agent, refused[0], refused[1], Origin.STORE)
         for spec in config.sources.urls:
@@ -111,8 +118,8 @@ def assemble(config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> Assembly:
 
             closers.append(ModelFileWatcher(agent, agent.model.path, gate,
                                             interval=config.model.watch_interval).start().close)
-        _fleet(assembly, gate, context, [s for url, s in zip(config.sinks.urls, sinks)
-                                         if scheme_of(url) in MQTT_SCHEMES])
+        _fleet(assembly, gate, context, [s for spec, s in zip(config.sinks.urls, sinks)
+                                         if scheme_of(url_of(spec)) in MQTT_SCHEMES])
         if config.ui.address:
             server = serve_page(agent, config.ui.address, config.ui.max_clients)
             assembly.urls["live page"] = server.url
@@ -212,7 +219,7 @@ def _start_runtime(config: AgentConfig, gate: Gate) -> tuple[ModelRuntime, tuple
         raise BadOverride(f"{exc} (model file {path})") from None
 
 
-def _sinks(urls: Sequence[str], context: SinkContext) -> list[Sink]:
+def _sinks(urls: Sequence[str | Mapping[str, Any]], context: SinkContext) -> list[Sink]:
     built: list[Sink] = []
     try:
         for url in urls:
@@ -255,7 +262,8 @@ def _operations(assembly: Assembly) -> None:
 
 
 def _fleet(assembly: Assembly, gate: Gate, context: SinkContext, mqtt_sinks: list[Sink]) -> None:
-    """The agent's side of the fleet on the fleet broker: status, ``--model-topic``, commands, shadow reports."""
+    """The agent's side of the fleet on the fleet broker: status, ``--model-topic``, commands, shadow reports,
+    ``--ha-discovery``."""
     config, agent, closers = assembly.config, assembly.agent, assembly.closers
     url = config.fleet_broker()
     if url is None:
@@ -283,6 +291,14 @@ def _fleet(assembly: Assembly, gate: Gate, context: SinkContext, mqtt_sinks: lis
                          publish_events=not covered)
     agent.subscribe(on_event=member.on_event)
     closers.append(member.close)
+    if config.fleet.ha_discovery:
+        from edgewatch.agent.sinks.home_assistant import HomeAssistantDiscovery
+        from edgewatch.mqtt.topics import HomeAssistantTopics
+
+        ha = HomeAssistantDiscovery(connection, topics, HomeAssistantTopics(config.fleet.ha_discovery_prefix),
+                                    agent.card.family)
+        agent.subscribe(on_event=ha.on_event, on_batch=ha.on_batch)
+        closers.append(ha.close)
     connection.start()
 
 

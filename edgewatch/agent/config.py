@@ -131,12 +131,14 @@ class SourcesSettings:
 
 @dataclass(frozen=True)
 class SinksSettings:
-    """Where events go, and where undelivered MQTT events wait."""
+    """Where events go, and where undelivered events wait."""
 
-    urls: tuple[str, ...] = setting("sink", ("stdout",), help="Where alert events go (repeatable): "
-                                                             "{sink_forms}.")
+    urls: tuple[str | dict[str, Any], ...] = setting("sink", ("stdout",),
+                                                     help="Where alert events go (repeatable): {sink_forms} "
+                                                          "(docs/operators.md, \"Where the alerts go\").")
     spool_dir: Path = setting("spool-dir", Path("spool"), path="dir",
-                              help="Where undelivered MQTT alerts wait on disk (and, with --model-topic or "
+                              help="Where undelivered alerts of the MQTT, webhook and Alertmanager sinks wait on "
+                                   "disk, one folder per sink (also Sparkplug's bdSeq and, with --model-topic or "
                                    "--trust-key, the model store: SPOOL_DIR/models).")
     spool_max_mb: float = setting("spool-max-mb", 64.0, minimum=0.1,
                                   help="Spool bound; when full the OLDEST undelivered alerts are dropped and counted.")
@@ -196,6 +198,12 @@ class FleetSettings:
     status_interval: float = setting("status-interval", 10.0, minimum=0.1,
                                      help="Seconds between retained status publishes on PREFIX/AGENT-ID/status "
                                           "(docs/fleet.md).")
+    ha_discovery: bool = setting("ha-discovery", False,
+                                 help="Announce every stream to Home Assistant on the fleet broker: a problem "
+                                      "binary sensor (ON during an alert episode) and an anomaly_score sensor, "
+                                      "available while the agent's status is online (docs/agent.md).")
+    ha_discovery_prefix: str = setting("ha-discovery-prefix", "homeassistant",
+                                       help="Home Assistant's MQTT discovery prefix.")
     shadow_report_interval: float = setting("shadow-report-interval", 60.0, minimum=0.1,
                                             help="Seconds between shadow reports on PREFIX/AGENT-ID/shadow while a "
                                                  "model runs in shadow.")
@@ -308,7 +316,8 @@ class AgentConfig:
         """Where the fleet topics are: ``--fleet-broker``, else the first MQTT sink's URL (None: no fleet)."""
         if self.fleet.broker:
             return self.fleet.broker
-        return next((url for url in self.sinks.urls if url.split(":", 1)[0].lower() in MQTT_SCHEMES), None)
+        urls = (spec if isinstance(spec, str) else str(spec.get("url", "")) for spec in self.sinks.urls)
+        return next((url for url in urls if url.split(":", 1)[0].lower() in MQTT_SCHEMES), None)
 
     def problems(self) -> list[str]:
         """What this combination of settings cannot do, each saying what to do instead; empty when fine."""
@@ -325,6 +334,9 @@ class AgentConfig:
         if f.model_topic and self.fleet_broker() is None:
             out.append("--model-topic needs the fleet's MQTT broker: give --fleet-broker mqtt://HOST:PORT/PREFIX, "
                        "or an MQTT sink (--sink mqtt://HOST:PORT/PREFIX), whose broker it then is")
+        if f.ha_discovery and self.fleet_broker() is None:
+            out.append("--ha-discovery needs an MQTT broker: give --fleet-broker mqtt://HOST:PORT/PREFIX, or an "
+                       "MQTT sink (--sink mqtt://HOST:PORT/PREFIX), whose broker it then is")
         return out
 
     def to_flags(self) -> dict[str, Any]:

@@ -39,6 +39,12 @@ Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop
 Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on PREFIX/AGENT-ID/alerts,
          drift on .../drift, other events on .../events, QoS 1, spooled to disk until the broker's
          PUBACK: at-least-once, dedupe by the alert "id"; retained JSON .../status, online/offline).
+         http[s]://HOST/PATH (each event POSTed as JSON; header=Name:Value, token_file=PATH),
+         alertmanager[s]://HOST:PORT (one Alertmanager alert per episode, re-sent while open, endsAt
+         when it closes); both spooled to disk until a 2xx, see docs/agent.md "Webhooks and
+         Alertmanager"; sparkplug://HOST:PORT/GROUP/NODE (a Sparkplug B edge node, one device
+         per stream: anomaly, anomaly_score, threshold; docs/agent.md "Sparkplug B out");
+         in a config file also [[sink]] tables (url = ... plus the sink's keys).
 Fleet:   status, model publish/rollback/shadow/promote and their topics on --fleet-broker (default:
          the first MQTT sink's broker and prefix), see docs/fleet.md.
 Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure (also: every

@@ -10,6 +10,7 @@ spelled two ways. What the payloads hold is :mod:`edgewatch.mqtt.payloads`.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,10 @@ class Topics:
     def shadow(self) -> str:
         return self.topic(TopicKind.SHADOW)
 
+    def stream_state(self, stream_id: str) -> str:
+        """``PREFIX/AGENT/streams/ID/state``: one stream's retained state for Home Assistant (``--ha-discovery``)."""
+        return f"{self.base}/streams/{stream_id}/state"
+
     def for_event(self, event: Mapping[str, Any]) -> str:
         """Where an agent event goes: episodes on ``alerts``, drift on ``drift``, anything else on ``events``."""
         kind = event.get("event")
@@ -120,3 +125,90 @@ class Topics:
             return None
         parts = topic_name[len(head):].split("/")
         return parts[0] if len(parts) == 2 and parts[0] else None
+
+
+SPARKPLUG_NAMESPACE = "spBv1.0"
+
+
+class SparkplugKind(enum.StrEnum):
+    """A Sparkplug B message type (the third topic level), Sparkplug 3.0 "Topic Namespace"."""
+
+    NBIRTH = "NBIRTH"
+    NDEATH = "NDEATH"
+    NDATA = "NDATA"
+    NCMD = "NCMD"
+    DBIRTH = "DBIRTH"
+    DDEATH = "DDEATH"
+    DDATA = "DDATA"
+    DCMD = "DCMD"
+
+
+@dataclass(frozen=True)
+class SparkplugTopics:
+    """The topics of one Sparkplug B edge node: ``spBv1.0/GROUP/KIND/NODE[/DEVICE]``.
+
+    Group, node and device ids are one topic level each; the spec also bars
+    ``+`` and ``#``. TopicError says which id holds what.
+    """
+
+    group: str
+    node: str
+
+    def __post_init__(self) -> None:
+        for what, value in (("group", self.group), ("edge node", self.node)):
+            bad = sorted(set(value) & {"/", "+", "#", "\0"})
+            if not value or bad:
+                raise TopicError(f"Sparkplug {what} id {value!r} cannot be one topic level"
+                                 + (f": it holds {' '.join(bad)}" if bad else ": it is empty")
+                                 + "; write sparkplug://HOST:PORT/GROUP/NODE")
+
+    def node_topic(self, kind: SparkplugKind) -> str:
+        return f"{SPARKPLUG_NAMESPACE}/{self.group}/{kind.value}/{self.node}"
+
+    def device_topic(self, kind: SparkplugKind, device: str) -> str:
+        return f"{SPARKPLUG_NAMESPACE}/{self.group}/{kind.value}/{self.node}/{device}"
+
+    @staticmethod
+    def device_id(stream: str) -> str:
+        """A stream id as a device id: ``/``, ``+``, ``#`` become ``_`` (a stream id may hold them)."""
+        out = "".join("_" if c in "/+#\0" else c for c in stream)
+        return out or "_"
+
+
+DEFAULT_HA_PREFIX = "homeassistant"
+
+
+class HaComponent(enum.StrEnum):
+    """The Home Assistant entity kinds the agent announces."""
+
+    BINARY_SENSOR = "binary_sensor"
+    SENSOR = "sensor"
+
+
+@dataclass(frozen=True)
+class HomeAssistantTopics:
+    """Home Assistant's MQTT discovery topics: ``PREFIX/COMPONENT/NODE/OBJECT/config`` and ``PREFIX/status``.
+
+    Home Assistant accepts only letters, digits, ``_`` and ``-`` in the node
+    and object ids: :meth:`ha_id` makes one of an agent or stream id.
+    """
+
+    prefix: str = DEFAULT_HA_PREFIX
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", self.prefix.strip("/"))
+        if not self.prefix or "#" in self.prefix or "+" in self.prefix:
+            raise TopicError(f"Home Assistant discovery prefix {self.prefix!r}: give a topic without + or # "
+                             f"(default {DEFAULT_HA_PREFIX})")
+
+    def config(self, component: HaComponent, node_id: str, object_id: str) -> str:
+        return f"{self.prefix}/{component.value}/{self.ha_id(node_id)}/{self.ha_id(object_id)}/config"
+
+    @property
+    def birth(self) -> str:
+        """Where Home Assistant says ``online`` when it starts: discovery configs are sent again then."""
+        return f"{self.prefix}/status"
+
+    @staticmethod
+    def ha_id(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]", "_", text) or "_"

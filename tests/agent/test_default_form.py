@@ -188,19 +188,21 @@ def test_watch_model_without_trust_keys_or_metrics(model: Path, tmp_path: Path) 
     live = tmp_path / "live.onnx"
     live.write_bytes(model.read_bytes())
     proc = _agent(live, "--source", "stdin", "--watch-model", "--watch-interval", "0.1", cwd=tmp_path)
-    out = Drain(proc.stdout)
+    out, err = Drain(proc.stdout), Drain(proc.stderr)
     newer = write_model(tmp_path / "new.onnx", make_card(window=4, threshold=0.9, k=2, n=3))
     sha = hashlib.sha256(newer.read_bytes()).hexdigest()
     try:
         proc.stdin.write(_row([0.5] * 4, "s") * 5)
         proc.stdin.flush()
-        time.sleep(1.0)
+        # the start's log line comes after the watcher has looked at the file: a swap from then on is a swap
+        assert wait_until(lambda: b"at most" in err.text or proc.poll() is not None, timeout=60)
         os.replace(newer, live)  # replaced atomically, as the flag's help says
         assert wait_until(lambda: b"model_swapped" in out.text or proc.poll() is not None)
     finally:
         proc.stdin.close()
         code = proc.wait(60)
-    assert code == 0, proc.stderr.read().decode()[-3000:]
+    err.join(10)
+    assert code == 0, err.text.decode()[-3000:]
     out.join(10)
     events = [json.loads(line) for line in out.text.splitlines()]
     assert [(e["event"], e["sha256"]) for e in events] == [("model_swapped", sha)]

@@ -84,11 +84,17 @@ METRICS: dict[str, MetricSpec] = {
     "ui_clients": MetricSpec("edgewatch_ui_clients", _G, "Live-page event streams open now"),
     "ui_refused": MetricSpec("edgewatch_ui_clients_refused", _C,
                              "Live-page event streams refused past --ui-max-clients"),
-    "spool_depth": MetricSpec("edgewatch_spool_depth", _G, "Alerts waiting on disk for the broker"),
+    "spool_depth": MetricSpec("edgewatch_spool_depth", _G, "Alerts waiting on disk for the broker or the HTTP "
+                              "receiver (every sink's spool)"),
     "spool_dropped": MetricSpec("edgewatch_spool_dropped", _G, "Alerts dropped this run: the spool was full (the "
                                 "oldest), or its disk refused writes and its memory queue was full (the newest)"),
     "sink_dropped": MetricSpec("edgewatch_sink_dropped", _C, "Events a sink could not keep (a JSONL file whose "
                                "disk refused the write), by sink", ("sink",)),
+    "sink_http_failures": MetricSpec("edgewatch_sink_http_failures", _C, "HTTP deliveries of the webhook and "
+                                     "Alertmanager sinks that failed, by sink and status (an HTTP code, timeout, "
+                                     "connection, tls)", ("sink", "status")),
+    "sink_parked": MetricSpec("edgewatch_sink_parked", _C, "Events an HTTP sink's receiver refused for good (a 4xx "
+                              "other than 408/429): kept in the sink's rejected.jsonl, not retried", ("sink",)),
     "publish_errors": MetricSpec("edgewatch_mqtt_publish_errors", _G,
                                  "MQTT publishes refused by paho or the broker"),
     "reconnects": MetricSpec("edgewatch_source_reconnects", _C, "Source reconnections", ("source",)),
@@ -231,6 +237,9 @@ class Unexported:
         pass
 
     def observe(self, value: float) -> None:
+        pass
+
+    def set_function(self, f: Any) -> None:
         pass
 
 

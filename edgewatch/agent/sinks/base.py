@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
 
 from edgewatch.agent.sinks.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES
 from edgewatch.errors import EdgewatchError
@@ -39,3 +40,28 @@ class SinkContext:
     metrics: Any = None  # AgentMetrics
     mqtt_options: dict[str, Any] = field(default_factory=dict)  # --mqtt-* flags (login, TLS)
     connections: Any = None  # edgewatch.mqtt.connection.Connections, shared with MQTT sources and the fleet
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    """One ``--sink``: its URL and, from a TOML ``[[sink]]`` table, the keys beside ``url``."""
+
+    url: str
+    scheme: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self, repeatable: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """The URL's query keys, then the table's (dashes as underscores; the table wins).
+
+        A key in ``repeatable`` (``header``) is a list of every value given in
+        the query (``?header=A:1&header=B:2``); the others keep the last.
+        """
+        merged: dict[str, Any] = {}
+        for key, value in parse_qsl(urlsplit(self.url).query, keep_blank_values=True):
+            key = key.replace("-", "_")
+            if key in repeatable:
+                merged.setdefault(key, []).append(value)
+            else:
+                merged[key] = value
+        merged.update({k.replace("-", "_"): v for k, v in self.options.items()})
+        return merged

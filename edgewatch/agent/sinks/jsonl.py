@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgewatch.agent.sinks.base import SinkContext
-from edgewatch.agent.sinks.registry import register
+from edgewatch.agent.sinks.base import SinkContext, SinkSpec
+from edgewatch.agent.sinks.registry import no_options, register
 from edgewatch.wire.json import dumps
 
 log = logging.getLogger(__name__)
@@ -90,5 +90,6 @@ class JsonlSink:
 
 
 @register("jsonl", form="jsonl:FILE")
-def _build(url: str, context: SinkContext) -> JsonlSink:
-    return JsonlSink(url[len("jsonl:"):], metrics=context.metrics)
+def _build(spec: SinkSpec, context: SinkContext) -> JsonlSink:
+    no_options(spec)
+    return JsonlSink(spec.url[len("jsonl:"):], metrics=context.metrics)

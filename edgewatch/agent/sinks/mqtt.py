@@ -40,7 +40,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from edgewatch.agent.sinks.base import SinkContext
+from edgewatch.agent.sinks.base import SinkContext, SinkSpec
 from edgewatch.agent.sinks.registry import register
 from edgewatch.agent.sinks.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
 from edgewatch.mqtt.connection import (BrokerConnection, BrokerOptions, Connections, MqttConfigError, _safe,
@@ -294,8 +294,10 @@ class MqttSink:
 
 
 @register("mqtt", "mqtts", form="mqtt[s]://HOST:PORT/PREFIX")
-def _build(url: str, context: SinkContext) -> MqttSink:
-    return MqttSink.from_url(url, agent_id=context.agent_id, spool_dir=context.spool_dir,
+def _build(spec: SinkSpec, context: SinkContext) -> MqttSink:
+    """A ``[[sink]]`` table's keys (``max_inflight``, ``keepalive``...) beside ``url`` win over the [mqtt] settings."""
+    options = {**context.mqtt_options, **{k.replace("-", "_"): v for k, v in spec.options.items()}}
+    return MqttSink.from_url(spec.url, agent_id=context.agent_id, spool_dir=context.spool_dir,
                              spool_max_bytes=context.spool_max_bytes, metrics=context.metrics,
                              connections=context.connections, spool_memory_bytes=context.spool_memory_bytes,
-                             **context.mqtt_options)
+                             **options)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from edgewatch.agent.sinks.base import SinkContext
-from edgewatch.agent.sinks.registry import register
+from edgewatch.agent.sinks.base import SinkContext, SinkSpec
+from edgewatch.agent.sinks.registry import no_options, register
 from edgewatch.wire.json import dumps
 
 
@@ -25,5 +25,6 @@ class StdoutSink:
 
 
 @register("stdout", form="stdout")
-def _build(_url: str, _context: SinkContext) -> StdoutSink:
+def _build(spec: SinkSpec, _context: SinkContext) -> StdoutSink:
+    no_options(spec)
     return StdoutSink()

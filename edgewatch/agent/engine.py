@@ -475,7 +475,8 @@ class Agent:
             self.metrics.latency.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(x))
             slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
-            scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux))
+            times = np.fromiter((m[1] for m in meta), dtype=np.float64, count=len(meta))
+            scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux, times))
             if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
                 self.shadow.score(x, slots, meta, scores, self.table.names, rt.threshold)
             # Python floats and bools once per batch: indexing NumPy arrays per window costs more

@@ -41,6 +41,7 @@ from edgewatch.agent.sources import Item, Kind, Source
 from edgewatch.agent.sources.columns import parse_columns
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
                                              sane_timestamp)
+from edgewatch.agent.sources.rows import RowAssembler
 from edgewatch.agent.sources.supervision import RestartPolicy, SourceSupervisor
 from edgewatch.agent.streams import StreamTable
 from edgewatch.agent.windows import StreamWindows, group_by_slot
@@ -155,6 +156,8 @@ class Agent:
         self._closed = False
         self.started_at = time.time()
         self.last_message_at: float | None = None  # wall time of the last message (good or bad)
+        self.last_row_at: float | None = None  # wall time of the last message that was not refused
+        self._rows: dict[str, RowAssembler] = {}  # per source: objects keyed by feature name, on raw lines
         self.heartbeat = time.monotonic()  # the loop's last turn; a watchdog checks it is recent
         if isinstance(model, ScoringModel):
             model = ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings())
@@ -371,6 +374,8 @@ class Agent:
         for kind, source, payload, received in items:
             if kind == Kind.RAW:
                 m = parse_message(payload, n_features, max_bytes)  # type: ignore[arg-type]
+                if m is BadReason.NO_VALUES:
+                    m = self._keyed_row(payload, source, received)  # type: ignore[arg-type]
                 if type(m) is not Measurement:
                     bad[m] = bad.get(m, 0) + 1  # type: ignore[index]
                     continue
@@ -465,6 +470,8 @@ class Agent:
         n_bad = sum(bad.values())
         if good or n_bad:
             self.last_message_at = time.time()
+            if good:
+                self.last_row_at = self.last_message_at
         self.summary.messages += good + n_bad
         self.metrics.messages.inc(good + n_bad)
         if bad:
@@ -537,7 +544,8 @@ class Agent:
             aux = None if got[0].aux is None else np.concatenate([g.aux for g in got])
         slot_list, ts_list, seq_list = (list(c) for c in zip(*due_meta))
         slots = np.array(slot_list, dtype=np.int64)
-        scores = self._finite_scores(rt.post.update_many(slots, raw, aux))
+        times = np.array(ts_list, dtype=np.float64)
+        scores = self._finite_scores(rt.post.update_many(slots, raw, aux, times))
         if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
             x = due_x if isinstance(due_x, np.ndarray) else np.stack(due_x)
             self.shadow.score(x, slots, due_meta, scores, self.table.names, rt.threshold)
@@ -650,6 +658,16 @@ class Agent:
 
     def add_source(self, source: Source) -> None:
         self.sources.append(source)
+        rows = getattr(source, "rows", None)  # an embedder's own source need not have one
+        if rows is not None:
+            self._rows[source.name] = rows
+
+    def _keyed_row(self, raw: str | bytes, source: str, received: float) -> Measurement | BadReason:
+        """A raw line that is an object keyed by feature name, through its source's row assembler."""
+        rows = self._rows.get(source)
+        if rows is None:
+            rows = self._rows[source] = RowAssembler(self.features)
+        return rows.keyed_message(raw, source, received, self.options.max_message_bytes)
 
     def request_stop(self) -> None:
         """Stop reading; what is already queued is still processed (safe from a signal handler)."""

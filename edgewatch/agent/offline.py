@@ -60,7 +60,8 @@ def run_series(runtime: ModelRuntime, values: np.ndarray, times: np.ndarray | No
     batches = [rt.model.score_many(windows[a:a + SCORE_BATCH]) for a in range(0, len(windows), SCORE_BATCH)]
     raw = np.concatenate([b.scores for b in batches])
     aux = None if batches[0].aux is None else np.concatenate([b.aux for b in batches])
-    s = np.asarray(rt.post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux), dtype=np.float64)
+    s = np.asarray(rt.post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux,
+                                       None if times is None else ts[ends]), dtype=np.float64)
     s = np.where(np.isnan(s), np.inf, s)  # as the agent: a score it cannot read is over any threshold
     scores[ends] = s
     episodes: list[Episode] = []

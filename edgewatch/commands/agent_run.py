@@ -29,13 +29,18 @@ Examples:
   edgewatch agent run --model models/equipment-lstm-ae.onnx --source ws://127.0.0.1:8765/ --stride 3
   edgewatch agent run --model m.onnx --source replay:data.csv?rate=100 --sink jsonl:alerts.jsonl
   edgewatch agent run --model m.onnx --source ws://10.0.0.5:9000/ --sink mqtt://broker:1883/plant1
+  edgewatch agent run --model pump.onnx --source "mqtt://broker:1883/plant/{stream}/{feature}"
   edgewatch agent run --config /etc/edgewatch/agent.toml
 
 \b
-Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop=1], stdin,
-         mqtt[s]://HOST:PORT/TOPIC-FILTER (+ and # as %23; JSON or Sparkplug B),
+Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop=1] (separator, decimal
+         comma, time column sniffed; the model's features by column name), stdin,
+         mqtt[s]://HOST:PORT/TOPIC-FILTER (+ and # as %23; JSON or Sparkplug B), or a topic template
+         mqtt://HOST:PORT/plant/{stream}/{feature} (one topic per sensor: 12.5 or {"value": v, "ts": t}),
          opcua://HOST:PORT/Objects/2:Name[?interval=S], modbus://HOST:PORT/UNIT?registers=...;
          in a config file also [[source]] tables (url = ... plus protocol keys), see docs/sources.md.
+         Every source takes a JSON object keyed by feature name; a missing value is held from the
+         stream's last one up to ?max_age=DURATION (default: 3 of its sampling intervals).
 Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on PREFIX/AGENT-ID/alerts,
          drift on .../drift, other events on .../events, QoS 1, spooled to disk until the broker's
          PUBACK: at-least-once, dedupe by the alert "id"; retained JSON .../status, online/offline).

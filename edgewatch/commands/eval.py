@@ -44,11 +44,11 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @_data_option
 @click.option("--detector", default=DEFAULT_DETECTOR, show_default=True,
               help="null, random, windowed-gaussian, novelty, levels, novelty-levels (the default: one file "
-                   "carrying both, alert when either alerts; what 'eval make-detector' writes), fourth-round (the "
-                   "previous default), novelty-levels-pair (the fourth round as two files), resonance (ARTime-"
-                   "like), novelty-levels-adapted (the default with the levels' range and the shape length in each "
-                   "stream's own time and counts stabilised: evaluation only, the agent cannot run it yet), or "
-                   "model:PATH.onnx (any edgewatch model file of one feature, run as the agent runs it).")
+                   "carrying both, alert when either alerts, lengths in each stream's own time and counts "
+                   "stabilised; what 'eval make-detector' writes), fifth-round (the same with every length in rows, "
+                   "no counts), fourth-round (one 384-row span), novelty-levels-pair (the fourth round as two "
+                   "files), resonance (ARTime-like), or model:PATH.onnx (any edgewatch model file of one feature, "
+                   "run as the agent runs it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")
 @click.option("--scores-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also keep every file's scores (.npz) to re-score later with 'eval scores'.")
@@ -141,7 +141,7 @@ def scores_cmd(data: Path, scores: Path, out: Path | None) -> None:
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("models/nab-best.onnx"), show_default=True,
               help="The model file: a pass-through graph; novelty (stepped span) and levels post-processes, "
-                   "combined by their max.")
+                   "combined by their max, adapted per stream from its first 48 rows.")
 def make_detector(out: Path) -> None:
     """Write the default univariate (NAB) detector as ONE model file (no training needed).
 
@@ -150,8 +150,11 @@ def make_detector(out: Path) -> None:
     latest stretch and the nearest earlier one, on a span that grows with
     the stream's history from 48 to 1536 rows) and 'levels' (a value on a
     level never seen in the stream), so the file alerts when either
-    alerts. Run it with 'edgewatch agent run --model FILE --stride 1', or
-    check it with 'edgewatch eval nab --detector model:FILE'.
+    alerts. Each stream's first 48 rows set its lengths from its own
+    sampling interval (the messages' timestamps, else their arrival) and
+    tell whether it holds counts. Run it with 'edgewatch agent run --model
+    FILE --stride 1', or check it with 'edgewatch eval nab --detector
+    model:FILE'.
     """
     from edgewatch.eval.detectors import novelty_levels
 

@@ -177,42 +177,123 @@ class LikelihoodParams(KindParams):
 
 
 @dataclass
-class LevelsParams(KindParams):
+class SamplingParams:
+    """What a kind decides per stream from the stream's first rows (all off by default: an older file's meaning).
+
+    ``count_rows`` > 0: a stream whose first ``count_rows`` values are all
+    non-negative integers is taken for counts, and the kind reads
+    Anscombe's ``2 sqrt(x + 3/8)`` of each value instead. ``interval_rows``:
+    the stream's sampling interval is the median of its first
+    ``interval_rows`` positive intervals between rows' times, used by the
+    kind's ``*_seconds`` parameters. A stream's outputs are 0 while its
+    first rows are buffered, so a kind checks that its first output comes
+    no earlier.
+    """
+
+    count_rows: float = 0
+    interval_rows: float = 16
+
+    def uses_time(self) -> bool:
+        """True when a length of this kind is given in seconds (a subclass says which)."""
+        return False
+
+    def sampling_rows(self) -> int:
+        """Rows buffered per stream before the decision (0: the kind does not adapt)."""
+        timed = int(self.interval_rows) + 1 if self.uses_time() else 0
+        return max(int(self.count_rows), timed)
+
+    def sampling_problems(self) -> list[str]:
+        if not 0 <= self.count_rows <= 10_000 or not 1 <= self.interval_rows <= 10_000:
+            return ["need 0 <= count_rows <= 10000 and 1 <= interval_rows <= 10000"]
+        return []
+
+
+@dataclass
+class LevelsParams(SamplingParams, KindParams):
+    """``range_seconds`` > 0: the range is learnt over that much of the stream's own time, in rows
+    ``round(range_seconds / interval)`` within ``[range_min, range_max]`` (``range_rows`` when the
+    stream's interval cannot be told)."""
+
     KIND = "levels"
     bins: float = 8
     range_rows: float = 384
     rest: float = 100
     cap: float = 4096
+    range_seconds: float = 0
+    range_min: float = 48
+    range_max: float = 1536
+
+    def uses_time(self) -> bool:
+        return self.range_seconds > 0
 
     def problems(self) -> list[str]:
+        out = self.sampling_problems()
         if self.bins < 1 or self.range_rows < 1 or self.range_rows > 10**7 or self.rest < 0 or self.cap < 1:
-            return ["need bins >= 1, 1 <= range_rows <= 1e7, rest >= 0, cap >= 1"]
-        return []
+            out.append("need bins >= 1, 1 <= range_rows <= 1e7, rest >= 0, cap >= 1")
+        if self.range_seconds < 0 or not 1 <= self.range_min <= self.range_max <= 10**7:
+            out.append("need range_seconds >= 0 and 1 <= range_min <= range_max <= 1e7")
+        first = min(self.range_rows, self.range_min) if self.uses_time() else self.range_rows
+        if self.sampling_rows() > first:
+            out.append(f"the first {self.sampling_rows()} rows are buffered to decide the stream's sampling, but the "
+                       f"range can be frozen after {int(first)}: need range_rows and range_min >= those rows")
+        return out
+
+    def rows_for(self, interval: float | None) -> int:
+        """The range rows of a stream sampled every ``interval`` seconds (None: not known)."""
+        if not self.uses_time() or interval is None:
+            return int(self.range_rows)
+        return int(min(max(round(self.range_seconds / interval), self.range_min), self.range_max))
 
     def state_bytes(self) -> int:
         # the first range_rows values as Python floats, then up to cap remembered levels in a set
-        return int(45 * self.range_rows + 70 * min(self.cap, 4 * self.bins + 64)) + 512
+        rows = max(self.range_rows, self.range_max) if self.uses_time() else self.range_rows
+        return int(45 * rows + 70 * min(self.cap, 4 * self.bins + 64) + 90 * self.sampling_rows()) + 512
 
 
 @dataclass
-class NoveltyParams(LikelihoodParams):
-    """The likelihood's parameters (same names and defaults) plus the subsequence ``m`` and ``span``."""
+class NoveltyParams(SamplingParams, LikelihoodParams):
+    """The likelihood's parameters (same names and defaults) plus the subsequence ``m`` and ``span``.
+
+    ``m_seconds`` > 0: the top shape length is that much of the stream's
+    own time, ``round(m_seconds / interval)`` rows, at most ``m`` (``m``
+    when the interval cannot be told); the spans stay in rows.
+    """
 
     KIND = "novelty"
     m: float = 48
     span: float = 384
     min_span: float = 0  # 0: one span; else the shortest span of the ladder (see the module docstring)
     ratio: float = 2  # each span of the ladder is this many times the one below
+    m_seconds: float = 0
+
+    def uses_time(self) -> bool:
+        return self.m_seconds > 0
 
     def problems(self) -> list[str]:
-        out = super().problems()
+        out = super().problems() + self.sampling_problems()
         if self.m < 1 or self.span < 2 * self.m or self.span > 100_000:
             out.append("need m >= 1 and 2*m <= span <= 100000")
         if self.min_span and not 4 <= self.min_span <= self.span:
             out.append("need min_span 0 (one span) or 4 <= min_span <= span")
         if not 1.5 <= self.ratio <= 64:
             out.append("need 1.5 <= ratio <= 64")
+        if self.m_seconds < 0:
+            out.append("need m_seconds >= 0")
+        if not out and self.sampling_rows() > self.first_output_row():
+            out.append(f"the first {self.sampling_rows()} rows are buffered to decide the stream's sampling, but "
+                       f"the shortest span speaks from row {self.first_output_row()}: buffer fewer rows")
         return out
+
+    def first_output_row(self) -> int:
+        """The 0-based row of the first output that can differ from 0 (the shortest rung's first)."""
+        span = self.ladder()[0][1]
+        return span - 1 + int(self.likelihood(span / self.span).learning)
+
+    def m_for(self, interval: float | None) -> int:
+        """The top shape length of a stream sampled every ``interval`` seconds (None: not known)."""
+        if not self.uses_time() or interval is None:
+            return int(self.m)
+        return int(max(1, min(self.m, round(self.m_seconds / interval))))
 
     def state_bytes(self) -> int:
         # at most two rungs live at once: the longest started and the one below it, which is dropped once the
@@ -225,7 +306,8 @@ class NoveltyParams(LikelihoodParams):
             lower = self.likelihood(s1 / s2)
             lower.long = min(lower.long, s1 + self.likelihood().learning)
             top += lower.state_bytes() + 8 * (s1 - 2 * m1 + 1)
-        return top + 16 * (int(self.span) + 1) + 8 * (int(self.span) - 2 * int(self.m) + 1) + 256
+        m = 1 if self.uses_time() else int(self.m)  # a stream's shape length can be as short as one row
+        return top + 16 * (int(self.span) + 1) + 8 * (int(self.span) - 2 * m + 1) + 90 * self.sampling_rows() + 256
 
     def likelihood(self, share: float = 1.0) -> LikelihoodParams:
         """The likelihood's parameters; for a step of ``share`` of the span, its rows scaled by that share."""

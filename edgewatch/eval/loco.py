@@ -144,7 +144,8 @@ def choose(files: Sequence[NabFile], scores: Mapping[str, Sequence[np.ndarray]],
 @dataclass(frozen=True)
 class GridPoint:
     """One setting of the default detector: its top span (m = span / 8, the likelihood's rows in proportion),
-    the shortest span of its ladder (0 = one span) and the levels' range rows."""
+    the shortest span of its ladder (0 = one span) and the levels' range rows (read as time at 5 minutes, as
+    the default reads them)."""
 
     span: int
     min_span: int
@@ -163,11 +164,11 @@ def default_grid() -> list[GridPoint]:
 
 
 def config(point: GridPoint):  # noqa: ANN201 - a NoveltyLevelsConfig
-    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig, novelty_params
+    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig, fifth_round, in_time, novelty_params
 
     c = NoveltyLevelsConfig()
-    c.novelty = novelty_params(point.span, point.min_span, c.novelty["ratio"])
-    c.levels = {**c.levels, "range_rows": point.range_rows}
+    c.novelty, c.levels = in_time(novelty_params(point.span, point.min_span, c.novelty["ratio"]),
+                                  {**fifth_round().levels, "range_rows": point.range_rows})
     return c
 
 
@@ -197,7 +198,7 @@ def grid_scores(files: Sequence[NabFile], grid: Sequence[GridPoint],
         for f in tqdm(files, desc="LOCO grid", unit="file", disable=not progress):
             graph = dets[0].graph_outputs(f.values)  # one pass-through graph for all points
             for point, det in zip(grid, dets):
-                out[point.name].append(det.post_scores(f.values, graph))
+                out[point.name].append(det.post_scores(f.values, graph, f.seconds()))
     return out
 
 

@@ -61,8 +61,8 @@ class ModelDetector:
         self.stride = self.runtime.stride
 
     def score_series(self, values: np.ndarray, key: str = "", times: np.ndarray | None = None) -> np.ndarray:
-        """As the agent scores a stream; ``times`` are not used, because its post-process does not see them."""
-        return self.post_scores(values, self.graph_outputs(values))
+        """As the agent scores a stream; each scored row's time goes to the post-process, as the agent's does."""
+        return self.post_scores(values, self.graph_outputs(values), times)
 
     def graph_outputs(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The rows the agent scores (stride 1: every row from the first full window) and the graph's
@@ -81,9 +81,10 @@ class ModelDetector:
         aux = None if batches[0].aux is None else np.concatenate([b.aux for b in batches])
         return ends, raw, aux
 
-    def post_scores(self, values: np.ndarray, outputs: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> np.ndarray:
+    def post_scores(self, values: np.ndarray, outputs: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+                    times: np.ndarray | None = None) -> np.ndarray:
         """Every row's decision score from graph outputs (possibly another file's with the same graph),
-        through the post-process the agent would build from this file's card."""
+        through the post-process the agent would build from this file's card (``times``: each row's, or None)."""
         ends, raw, aux = outputs
         n, w = len(values), self.window
         out = np.zeros(n)
@@ -91,7 +92,8 @@ class ModelDetector:
             return out
         # each series starts from an empty state, like a new stream
         post = self.runtime.fresh().post
-        out[ends] = post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux)
+        at = None if times is None else np.asarray(times, dtype=np.float64)[ends]
+        out[ends] = post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux, at)
         if self.stride > 1:  # hold each score until the next scored row, as an operator sees it
             idx = np.maximum.accumulate(np.where(np.isin(np.arange(n), ends), np.arange(n), 0))
             out = out[idx]

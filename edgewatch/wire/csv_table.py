@@ -218,9 +218,9 @@ def _numeric_column(cells: list[str], decimal: str) -> tuple[np.ndarray, int, in
     return values, missing, bad, example
 
 
-def _read_lines(path: Path, limit: int) -> list[str]:
+def _read_lines(path: Path, limit: int, errors: str = "strict") -> list[str]:
     out = []
-    with path.open(encoding=ENCODING, newline="") as fh:
+    with path.open(encoding=ENCODING, newline="", errors=errors) as fh:
         for line in fh:
             if line.strip():
                 out.append(line)
@@ -229,10 +229,24 @@ def _read_lines(path: Path, limit: int) -> list[str]:
     return out
 
 
+def _split(lines: list[str], sep: str) -> list[list[str]]:
+    """The sample's rows; when the csv module refuses one (a field past its size limit), the others alone."""
+    try:
+        return list(csv.reader(lines, delimiter=sep))
+    except csv.Error:
+        out = []
+        for line in lines:
+            try:
+                out.extend(csv.reader([line], delimiter=sep))
+            except csv.Error:
+                continue
+        return out
+
+
 def _sniff_separator(lines: list[str]) -> str:
     best, best_fields = ",", 1
     for sep in SEPARATORS:
-        rows = list(csv.reader(lines, delimiter=sep))
+        rows = _split(lines, sep)
         width = len(rows[0])
         if width < 2:
             continue
@@ -270,8 +284,14 @@ def _looks_like_times(cells: list[str]) -> bool:
     return all(math.isfinite(parse_time(c)) for c in present)
 
 
-def sniff_layout(path: str | Path, time_column: str | None = None) -> CsvLayout:
+def sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None,
+                 errors: str = "strict") -> CsvLayout:
     """Find separator, decimal mark, time and label columns from the header and the first lines.
+
+    ``separator`` given (one character) is taken as it is instead of sniffed.
+    ``errors="replace"`` reads bytes that are not UTF-8 as U+FFFD (the
+    agent's replay: such a cell is then counted as not a number) instead of
+    refusing the file.
 
     Fails with :class:`BadInput` when the file is missing, empty, has a
     repeated column name, or lacks the time column it was told to use (the
@@ -281,13 +301,15 @@ def sniff_layout(path: str | Path, time_column: str | None = None) -> CsvLayout:
     if not src.is_file():
         raise BadInput(f"{src} does not exist or is not a file")
     try:
-        lines = _read_lines(src, SAMPLE_LINES)
+        lines = _read_lines(src, SAMPLE_LINES, errors)
     except UnicodeDecodeError as exc:
         raise BadInput(f"{src} is not UTF-8 text ({exc.reason} at byte {exc.start}); export it as CSV UTF-8") from None
     if not lines:
         raise BadInput(f"{src} is empty; expected a header row of column names")
-    sep = _sniff_separator(lines)
-    rows = list(csv.reader(lines, delimiter=sep))
+    if separator is not None and len(separator) != 1:
+        raise BadInput(f"{src}: a separator is one character, got {separator!r}")
+    sep = separator or _sniff_separator(lines)
+    rows = _split(lines, sep)
     header = [h.strip() for h in rows[0]]
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:

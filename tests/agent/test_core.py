@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.episodes import EpisodeTracker
 from edgewatch.agent.model import ScoringModel
-from edgewatch.agent.sources.parsing import BadReason, Measurement, parse_message, parse_payload
+from edgewatch.agent.sources.parsing import BadReason, Measurement, parse_message
+from edgewatch.agent.sources.rows import RowAssembler
 from edgewatch.agent.sinks import StdoutSink
 from edgewatch.agent.sources import Item, Kind, ReplaySource
 from edgewatch.agent.windows import StreamWindows
@@ -103,23 +104,34 @@ def test_the_fast_decoder_agrees_on_any_json(obj) -> None:
 _FEATURES = ("cpu", "memory", "traffic", "fan")
 
 
+def _keyed(raw: str) -> Measurement | BadReason:
+    """A first message of a stream, keyed by feature name (nothing held yet)."""
+    return RowAssembler(_FEATURES).keyed_message(raw, "s", 1000.0)
+
+
 @pytest.mark.parametrize("last, reason", [
-    ("NaN", BadReason.NON_FINITE), ("1e999", BadReason.NON_FINITE),
-    ("9" * 400, BadReason.OVERFLOW), ("1e39", BadReason.OVERFLOW), ("-1e39", BadReason.OVERFLOW),
-    ('"0.4"', BadReason.NOT_NUMBER), ("true", BadReason.NOT_NUMBER), ("null", BadReason.NOT_NUMBER),
+    ("1e999", BadReason.NON_FINITE), ("9" * 400, BadReason.OVERFLOW), ("1e39", BadReason.OVERFLOW),
+    ("-1e39", BadReason.OVERFLOW), ("true", BadReason.NOT_NUMBER), ('"high"', BadReason.NOT_NUMBER),
+    ("[1]", BadReason.NOT_NUMBER),
 ])
 def test_flat_feature_objects_follow_the_same_value_rules(last: str, reason: BadReason) -> None:
     flat = '{"cpu": 0.1, "memory": 0.2, "traffic": 0.3, "fan": %s}' % last
-    assert parse_payload(flat, _FEATURES) is reason
-    assert parse_payload("[0.1, 0.2, 0.3, %s]" % last, _FEATURES) is reason
+    assert _keyed(flat) is reason
+    if last not in ('"high"', "[1]"):
+        assert parse_message("[0.1, 0.2, 0.3, %s]" % last, 4) is reason
+
+
+@pytest.mark.parametrize("last", ["null", "NaN", '""', '"NaN"', '"nan"'])
+def test_a_missing_value_in_a_first_row_is_missing_feature(last: str) -> None:
+    assert _keyed('{"cpu": 0.1, "memory": 0.2, "traffic": 0.3, "fan": %s}' % last) is BadReason.MISSING_FEATURE
 
 
 def test_flat_feature_objects_carry_time_and_stream() -> None:
-    flat = '{"fan": 4, "traffic": 3, "memory": 2, "cpu": 1, "other": "x", "ts": 1700000000.5, "stream": 7}'
-    assert parse_payload(flat, _FEATURES) == Measurement([1.0, 2.0, 3.0, 4.0], 1700000000.5, "7")
-    assert parse_payload('{"cpu": 1, "memory": 2, "traffic": 3}', _FEATURES) is BadReason.WRONG_ARITY
-    assert parse_payload('{"cpu": 1, "memory": 2, "traffic": 3, "fan": 4, "ts": "soon"}',
-                         _FEATURES) is BadReason.BAD_TIMESTAMP
+    flat = '{"fan": 4, "traffic": 3, "memory": 2, "cpu": "1", "other": "x", "ts": 1700000000.5, "stream": 7}'
+    assert _keyed(flat) == Measurement([1.0, 2.0, 3.0, 4.0], 1700000000.5, "7")
+    assert _keyed('{"cpu": 1, "memory": 2, "traffic": 3}') is BadReason.MISSING_FEATURE
+    assert _keyed('{"other": 1}') is BadReason.NO_VALUES
+    assert _keyed('{"cpu": 1, "memory": 2, "traffic": 3, "fan": 4, "ts": "soon"}') is BadReason.BAD_TIMESTAMP
 
 
 @settings(max_examples=500, deadline=None)

@@ -134,12 +134,14 @@ def test_make_detector_writes_one_file_the_agent_runs_like_the_pair(tmp_path: Pa
     assert np.array_equal(got >= 0.5, want >= 0.5)
     # the default's stepped span speaks from row 67 (span 48 + 20 learning rows); the fourth round's first
     # output is its levels step's, from row 256
-    want = ModelDetector(tmp_path / "d.onnx").score_series(x)
+    ts = 1.7e9 + 300.0 * np.arange(n)  # a 5-minute stream: the default's lengths in time are its rows
+    want = ModelDetector(tmp_path / "d.onnx").score_series(x, times=ts)
+    np.testing.assert_array_equal(want, ModelDetector(tmp_path / "d.onnx").score_series(x))  # no times: rows
     assert not want[:67].any() and (want[67:256] > 0).any() and not got[:256].any()
     assert (want == 1.0).any() and ((want > 0.5) & (want < 1.0)).any()  # both steps alert somewhere
 
     csv_path = tmp_path / "s.csv"
-    csv_path.write_text("timestamp,value\n" + "".join(f"{1000 + i},{v!r}\n" for i, v in enumerate(x.tolist())))
+    csv_path.write_text("timestamp,value\n" + "".join(f"{t:.0f},{v!r}\n" for t, v in zip(ts.tolist(), x.tolist())))
     out = io.StringIO()
     agent = Agent(ScoringModel(tmp_path / "d.onnx"), [StdoutSink(out)],
                   AgentOptions(stride=1, k=1, n=1, drift_every=0))
@@ -163,10 +165,12 @@ def test_one_file_nab_best_scores_on_the_nab_folder(tmp_path: Path) -> None:
     path = novelty_levels.write_model(tmp_path / "nab-best.onnx")
     result, _ = run_nab(NAB, resolve(f"model:{path}"), progress=False)
     got = {p.profile: p.score for p in result.profiles}
-    assert got["standard"] == pytest.approx(78.13, abs=0.01)
-    assert got["reward_low_FP_rate"] == pytest.approx(71.70, abs=0.01)
-    assert got["reward_low_FN_rate"] == pytest.approx(82.86, abs=0.01)
-    result, _ = run_nab(NAB, resolve("fourth-round"), progress=False)  # the previous default, by name
+    assert got["standard"] == pytest.approx(78.68, abs=0.01)  # the sixth round's candidate, now in the agent
+    assert got["reward_low_FP_rate"] == pytest.approx(72.10, abs=0.01)
+    assert got["reward_low_FN_rate"] == pytest.approx(83.22, abs=0.01)
+    result, _ = run_nab(NAB, resolve("fifth-round"), progress=False)  # the previous defaults, by name
+    assert [round(p.score, 2) for p in result.profiles] == [78.13, 71.70, 82.86]
+    result, _ = run_nab(NAB, resolve("fourth-round"), progress=False)
     assert [round(p.score, 2) for p in result.profiles] == [75.90, 68.01, 81.37]
 
 

@@ -157,7 +157,8 @@ class ShadowScorer:
         t0 = time.perf_counter()
         rt = self.runtime
         batch = rt.model.score_many(x)
-        scores = rt.post.update_many(slots, batch.scores, batch.aux)
+        times = np.fromiter((m[1] for m in meta), dtype=np.float64, count=len(meta))
+        scores = rt.post.update_many(slots, batch.scores, batch.aux, times)
         over = scores > rt.threshold
         for i, (slot, ts, seq) in enumerate(meta):
             tr = rt.tracker.update(int(slot), bool(over[i]), float(scores[i]), ts, seq)

@@ -47,7 +47,10 @@ def health(agent: Agent, ready_grace: float = DEFAULT_READY_GRACE,
     ``alerts_undeliverable`` (no broker for a while: alerts wait in the
     spool), ``starting`` (no message yet, within ``ready_grace`` of the
     start), ``no_data`` (none yet, after it), ``silent`` (none for
-    ``ready_max_silence``).
+    ``ready_max_silence``), ``refused`` (messages arrive, but for
+    ``ready_grace`` seconds every one was bad input: nothing reaches the
+    model; ``ready_detail`` names the reasons counted so far, e.g. per-sensor
+    topics read without a topic template are all ``wrong_arity``).
     """
     now = time.time()
     spools = [s.spool for s in agent.sinks if hasattr(s, "spool")]
@@ -64,13 +67,22 @@ def health(agent: Agent, ready_grace: float = DEFAULT_READY_GRACE,
         reason = "starting" if uptime < ready_grace else "no_data"
     elif ready_max_silence and now - last > ready_max_silence:
         reason = "silent"
+    elif now - (agent.last_row_at or agent.started_at) > ready_grace:
+        reason = "refused"
     else:
         reason = "ok"
+    detail = None
+    if reason == "refused":
+        worst = sorted(agent.summary.bad.items(), key=lambda kv: -kv[1])[:3]
+        since = "since the start" if agent.last_row_at is None else f"for {now - agent.last_row_at:.0f} s"
+        detail = (f"messages arrive but every one was refused {since}; bad input so far: "
+                  + ", ".join(f"{k} {n}" for k, n in worst) + " (see docs/sources.md for the forms each source takes)")
     return {
         "status": status,
         "live": status == "ok",
         "ready": reason == "ok",
         "ready_reason": reason,
+        "ready_detail": detail,
         "agent": agent.options.agent_id,
         "model_sha256": agent.model.sha256,
         "model_family": agent.card.family,

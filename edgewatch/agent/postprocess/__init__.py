@@ -7,7 +7,10 @@ likelihood), ``resonance`` (:mod:`.resonance`, ARTime-like, kept for
 comparison) and ``max`` (:mod:`.max`, several parts in one file). Each
 kind's parameter schema is the contract's (:mod:`edgewatch.contract.postprocess`);
 :class:`PostProcessor` and :class:`PerStream` (:mod:`.base`) are the public
-base; :func:`make_postprocessor` (:mod:`.registry`) builds a card's step.
+base; :class:`~.sampling.SampledPerStream` (:mod:`.sampling`) the base of a
+kind that decides lengths or a transform per stream from its first rows
+and their times (``novelty`` and ``levels``, when the card asks);
+:func:`make_postprocessor` (:mod:`.registry`) builds a card's step.
 The kinds are registered here, by this package, in one list: a new kind is
 a schema in the contract, a module here and one line below.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from itertools import repeat
 from typing import Protocol
 
 import numpy as np
@@ -10,8 +12,10 @@ import numpy as np
 class PostProcessor(Protocol):
     """Turns raw scores into decision scores; state is kept per integer stream slot."""
 
-    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
-        """Feed scores in arrival order (``slots[i]`` is the stream of ``scores[i]``, ``aux[i]`` its aux row)."""
+    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None,
+                    times: np.ndarray | None = None) -> np.ndarray:
+        """Feed scores in arrival order (``slots[i]`` is the stream of ``scores[i]``, ``aux[i]`` its aux row,
+        ``times[i]`` its window's time in seconds: the message's timestamp, else its arrival; None: unknown)."""
         ...
 
     def reset(self, slot: int) -> None:
@@ -23,7 +27,8 @@ class PerStream:
     """The public base of a stateful kind: one state per stream slot, scores taken one by one in arrival order.
 
     A kind defines ``_new_state()`` (a stream's empty state) and ``_one(state, x)`` (the output for one raw
-    score); ``update_many`` and ``reset`` come from here.
+    score), or ``_one_at(state, x, t)`` when it reads the row's time (NaN when unknown);
+    ``update_many`` and ``reset`` come from here.
     """
 
     def __init__(self) -> None:
@@ -35,19 +40,24 @@ class PerStream:
     def _one(self, st, x: float) -> float:  # noqa: ANN001 - the subclass's state type
         raise NotImplementedError
 
+    def _one_at(self, st, x: float, t: float) -> float:  # noqa: ANN001 - the subclass's state type
+        return self._one(st, x)
+
     def reset(self, slot: int) -> None:
         self._streams.pop(int(slot), None)
 
-    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
+    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None,
+                    times: np.ndarray | None = None) -> np.ndarray:
         slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
         raw = np.asarray(scores, dtype=np.float64).ravel()
         if slots.shape != raw.shape:
             raise ValueError(f"{slots.size} slots for {raw.size} scores")
+        ts = repeat(math.nan) if times is None else np.asarray(times, dtype=np.float64).ravel().tolist()
         out = np.empty(raw.size)
-        streams = self._streams
-        for i, (slot, x) in enumerate(zip(slots.tolist(), raw.tolist())):
+        streams, one = self._streams, self._one_at
+        for i, (slot, x, t) in enumerate(zip(slots.tolist(), raw.tolist(), ts)):
             st = streams.get(slot)
             if st is None:
                 st = streams[slot] = self._new_state()
-            out[i] = self._one(st, x)
+            out[i] = one(st, x, t)
         return out

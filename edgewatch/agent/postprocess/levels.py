@@ -12,20 +12,28 @@ beyond the cap is still reported, not remembered). A stream constant over
 its range rows has no scale and never fires. Parameters (defaults in
 :class:`~edgewatch.contract.postprocess.LevelsParams`): ``bins`` (8,
 contextOSE's 3 bits), ``range_rows`` (384), ``rest`` (100), ``cap`` (4096).
+
+Per stream (:mod:`.sampling`, off unless the card asks): ``range_seconds``
+learns the range over that much of the stream's own time (rows within
+``range_min`` .. ``range_max``), and ``count_rows`` reads a count stream
+through Anscombe's transform. Why: 256 rows are 21 hours at 5 minutes but
+10.7 days hourly, after an hourly stream's first anomalies (docs/eval.md,
+sixth round).
 """
 
 from __future__ import annotations
 
 import math
 
-from edgewatch.agent.postprocess.base import PerStream
+from edgewatch.agent.postprocess.sampling import SampledPerStream, Sampling
 from edgewatch.contract.postprocess import LevelsParams
 
 
 class _LevelStream:
-    __slots__ = ("first", "lo", "step", "seen", "quiet")
+    __slots__ = ("range_rows", "first", "lo", "step", "seen", "quiet")
 
-    def __init__(self) -> None:
+    def __init__(self, range_rows: int) -> None:
+        self.range_rows = range_rows
         self.first: list[float] | None = []  # values until the range is frozen, then None
         self.lo = 0.0
         self.step = 0.0  # width of one level; 0 = no scale
@@ -33,15 +41,15 @@ class _LevelStream:
         self.quiet = 0  # rows of rest left
 
 
-class Levels(PerStream):
+class Levels(SampledPerStream):
     """Value-level novelty per stream: 1.0 when the value reaches a level never seen, then a rest."""
 
     def __init__(self, params: LevelsParams) -> None:
-        super().__init__()
+        super().__init__(params)
         self.p = params
 
-    def _new_state(self) -> _LevelStream:
-        return _LevelStream()
+    def _state_for(self, sampling: Sampling) -> _LevelStream:
+        return _LevelStream(self.p.rows_for(sampling.interval))
 
     def _level(self, st: _LevelStream, x: float) -> int:
         return 0 if st.step <= 0 else math.floor((x - st.lo) / st.step)
@@ -52,7 +60,7 @@ class Levels(PerStream):
             return 0.0
         if st.first is not None:  # learning the range
             st.first.append(x)
-            if len(st.first) >= p.range_rows:
+            if len(st.first) >= st.range_rows:
                 lo, hi = min(st.first), max(st.first)
                 st.lo, st.step = lo, (hi - lo) / p.bins
                 for v in st.first:

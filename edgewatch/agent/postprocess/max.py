@@ -7,7 +7,8 @@ stream's first scored row, all n values in order and then only the group's
 last value on each later row. Why: a step that must see every row
 (``levels`` learns its range on the first rows) then sees the rows of the
 first window too, which the agent never scores on their own; with stride 1
-it sees exactly the stream.
+it sees exactly the stream. The group's values on a first row all get
+that row's time (the earlier values' own times are not known).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class MaxOf:
         for part, _ in self.parts:
             part.reset(slot)
 
-    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
+    def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None,
+                    times: np.ndarray | None = None) -> np.ndarray:
         slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
         raw = np.asarray(scores, dtype=np.float64).ravel()
         if slots.shape != raw.shape:
@@ -44,21 +46,23 @@ class MaxOf:
         out = np.zeros(raw.size)
         for part, cols in self.parts:
             if cols is None:
-                got = part.update_many(slots, raw)
+                got = part.update_many(slots, raw, times=times)
             else:
                 if aux is None:
                     raise ValueError("this post-process reads the graph's aux output, but no aux was given")
-                got = self._run_on_aux(part, slots, aux[:, cols], first)
+                got = self._run_on_aux(part, slots, aux[:, cols], first, times)
             np.maximum(out, got, out=out)
         return out
 
     @staticmethod
-    def _run_on_aux(part: PostProcessor, slots: np.ndarray, values: np.ndarray, first: np.ndarray) -> np.ndarray:
+    def _run_on_aux(part: PostProcessor, slots: np.ndarray, values: np.ndarray, first: np.ndarray,
+                    times: np.ndarray | None) -> np.ndarray:
         if values.shape[1] == 1:
-            return part.update_many(slots, values[:, 0])
+            return part.update_many(slots, values[:, 0], times=times)
         # a group: the whole group on a stream's first row, its last value afterwards
         counts = np.where(first, values.shape[1], 1)
         ends = np.cumsum(counts) - 1
         flat_slots = np.repeat(slots, counts)
         flat = np.concatenate([values[i] if first[i] else values[i, -1:] for i in range(len(slots))])
-        return part.update_many(flat_slots, flat)[ends]
+        flat_times = None if times is None else np.repeat(np.asarray(times, dtype=np.float64).ravel(), counts)
+        return part.update_many(flat_slots, flat, times=flat_times)[ends]

@@ -36,6 +36,13 @@ learns nothing. Memory per stream: ``span`` floats plus the likelihood's
 history. Cost per value: one ``(span - 2m + 1) x m`` array difference
 (about 14,000 multiply-adds at the defaults).
 
+Per stream (:mod:`.sampling`, off unless the card asks): ``m_seconds``
+sets the top shape length from the stream's own interval (at most ``m``
+rows; the rungs below keep the ladder's proportion), and ``count_rows``
+reads a count stream through Anscombe's transform. Why: the top rung's
+192 rows are 16 hours at 5 minutes but 8 days hourly, where an anomaly of
+a few hours is diluted (docs/eval.md, sixth round). The spans stay in rows.
+
 Fails when: a stream's period is longer than ``span`` (ordinary parts of
 the cycle look new), or a drift is slow (each stretch resembles the one
 before). A non-finite value is skipped (output 0, not remembered).
@@ -45,12 +52,13 @@ NumPy and the standard library only (this runs in the agent).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from edgewatch.agent.postprocess.base import PerStream
 from edgewatch.agent.postprocess.likelihood import Likelihood, _Stream
+from edgewatch.agent.postprocess.sampling import SampledPerStream, Sampling
 from edgewatch.contract.postprocess import NoveltyParams
 
 
@@ -77,9 +85,10 @@ class _Rung:
 
 
 class _NoveltyStream:
-    __slots__ = ("buf", "n", "seen", "rungs", "rung")
+    __slots__ = ("steps", "buf", "n", "seen", "rungs", "rung")
 
-    def __init__(self, span: int, rungs: list[_Rung]) -> None:
+    def __init__(self, steps: list[_Step], span: int, rungs: list[_Rung]) -> None:
+        self.steps = steps  # the ladder for this stream's shape length
         self.buf = np.zeros(2 * (span + 1))  # the last span + 1 values end at buf[n - 1] (shifted down when full)
         self.n = 0  # values in buf
         self.seen = 0  # finite values of the stream so far
@@ -87,7 +96,7 @@ class _NoveltyStream:
         self.rung = 0  # the lowest rung still computed
 
 
-class Novelty(PerStream):
+class Novelty(SampledPerStream):
     """Per stream: nearest-neighbour distance of the last ``m`` values within ``span`` (stepped), then the likelihood.
 
     The squared distances to every earlier stretch are kept per lag and
@@ -97,13 +106,22 @@ class Novelty(PerStream):
     """
 
     def __init__(self, params: NoveltyParams) -> None:
-        super().__init__()
+        super().__init__(params)
         self.p = params
         self.span = int(params.span)
-        self.steps = [_Step(m, k, Likelihood(params.likelihood(k / self.span))) for m, k in params.ladder()]
+        self._ladders: dict[int, list[_Step]] = {}  # top shape length -> its ladder, shared by the streams
+        self.steps = self._ladder_for(int(params.m))
 
-    def _new_state(self) -> _NoveltyStream:
-        return _NoveltyStream(self.span, [_Rung(s.lik._new_state()) for s in self.steps])
+    def _ladder_for(self, m: int) -> list[_Step]:
+        steps = self._ladders.get(m)
+        if steps is None:
+            p = replace(self.p, m=float(m))
+            steps = self._ladders[m] = [_Step(mk, k, Likelihood(p.likelihood(k / self.span))) for mk, k in p.ladder()]
+        return steps
+
+    def _state_for(self, sampling: Sampling) -> _NoveltyStream:
+        steps = self._ladder_for(self.p.m_for(sampling.interval))
+        return _NoveltyStream(steps, self.span, [_Rung(s.lik._new_state()) for s in steps])
 
     @staticmethod
     def _from_scratch(window: np.ndarray, m: int) -> np.ndarray:
@@ -140,7 +158,7 @@ class Novelty(PerStream):
 
     def _ladder(self, st: _NoveltyStream, row: int) -> float:
         out = 0.0
-        steps = self.steps
+        steps = st.steps
         for k in range(st.rung, len(steps)):
             step, rung = steps[k], st.rungs[k]
             if row < step.span - 1:

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason
+from edgewatch.agent.sources.rows import RowAssembler, parse_max_age
 from edgewatch.errors import BadInput, EdgewatchError
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,9 @@ class Source:
         self._thread: threading.Thread | None = None
         self.queue: queue.Queue[Item] | None = None
         self._bad_logged: dict[BadReason, float] = {}
+        # how this source's rows are assembled (held values, staleness); the agent's loop uses it for the
+        # objects keyed by feature name on raw lines (stdin, websocket), the source itself for the rest
+        self.rows: RowAssembler | None = None
 
     def start(self, q: queue.Queue[Item]) -> None:
         self.queue = q
@@ -167,6 +171,14 @@ class SourceConfigError(BadInput):
     """A --source URL or its TOML table cannot work; the message names what to change."""
 
 
+def row_assembler(source: str, features: list[str], max_age: object = None) -> RowAssembler:
+    """The source's :class:`RowAssembler` with its ``max_age`` setting; SourceConfigError when it is no duration."""
+    try:
+        return RowAssembler(features, parse_max_age(max_age))
+    except ValueError as exc:
+        raise SourceConfigError(f"source {source!r}: {exc}") from None
+
+
 @dataclass
 class SourceSpec:
     """One ``--source``: its URL and, from a TOML ``[[source]]`` table, the keys beside ``url``."""
@@ -189,11 +201,6 @@ class SourceSpec:
         if unknown:
             raise SourceConfigError(f"source {self.name!r}: unknown setting(s) {unknown}; known: {sorted(known)}")
         return settings
-
-    def refuse_options(self) -> None:
-        """For sources whose URL is all there is (ws, stdin): a TOML table may hold only ``url``."""
-        if self.options:
-            raise SourceConfigError(f"source {self.name!r} takes no settings besides url (got {sorted(self.options)})")
 
     @property
     def name(self) -> str:

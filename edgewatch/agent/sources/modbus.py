@@ -20,7 +20,10 @@ used. Bad input: an exception response (``exception_response``, by code in
 ``exceptions_by_code``), a reply with another function code or register
 count than asked, or bytes that do not decode as one (``bad_reply``, by
 kind in ``bad_replies``), no answer within ``timeout`` (``timeout``), an
-f32 that is NaN or infinite (``non_finite``). Three timeouts in a row, a
+infinite f32 (``non_finite``). An f32 that is NaN is a missing value, held
+from the register's last value by the rules of every source (:mod:`.rows`:
+up to ``max_age``, by default three polling intervals; then
+``stale_feature``). Three timeouts in a row, a
 reply that does not decode (the byte stream may be out of step), or a lost
 connection drop the connection; it is opened again with jittered backoff,
 forever, and the stream's windows reset (a gap).
@@ -37,14 +40,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgewatch.agent.sources.parsing import BadReason, Measurement
+from edgewatch.agent.sources.rows import RowAssembler, cell_value
 from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceConfigError, SourceContext,
-                                          SourceSpec)
+                                          SourceSpec, row_assembler)
 from edgewatch.agent.sources.registry import register
 from edgewatch.errors import MissingExtra
 
 log = logging.getLogger("edgewatch.agent.sources")
 
-SETTINGS = frozenset({"registers", "interval", "table", "word_order", "timeout", "stream"})
+SETTINGS = frozenset({"registers", "interval", "table", "word_order", "timeout", "stream", "max_age"})
 WIDTH = {"u16": 1, "i16": 1, "u32": 2, "i32": 2, "f32": 2}
 MAX_READ = 125  # registers per request (the protocol's limit)
 TIMEOUTS_BEFORE_RECONNECT = 3
@@ -130,7 +134,8 @@ class ModbusSource(Source):
     """Polls one unit's registers at ``interval``; see the module docstring."""
 
     def __init__(self, name: str, host: str, port: int, unit: int, registers: list[Register],
-                 polling: Polling | None = None, stream: str | None = None, backoff: Backoff | None = None) -> None:
+                 polling: Polling | None = None, stream: str | None = None, backoff: Backoff | None = None,
+                 rows: RowAssembler | None = None) -> None:
         super().__init__()
         p = polling or Polling()
         self.name = name
@@ -142,6 +147,7 @@ class ModbusSource(Source):
         self.word_order = p.word_order
         self.timeout = p.timeout
         self.stream = stream or name
+        self.rows = rows or RowAssembler([str(r.address) for r in registers])
         self.backoff = backoff or Backoff(base=0.2, cap=10.0)
         self.connects = 0
         self.polls = 0
@@ -266,14 +272,17 @@ class ModbusSource(Source):
         return BadReason.BAD_REPLY
 
     def _measure(self, words: dict[int, int], now: float) -> BadReason | None:
-        values = []
+        cells = []
         for r in self.registers:
-            v = r.decode([words[a] for a in range(r.address, r.address + r.width)], self.word_order)
-            if not math.isfinite(v):
-                return BadReason.NON_FINITE
-            values.append(v)
+            v = cell_value(r.decode([words[a] for a in range(r.address, r.address + r.width)], self.word_order))
+            if type(v) is BadReason:
+                return v
+            cells.append(v)
+        m = self.rows.row(self.stream, cells, now, now)
+        if type(m) is not Measurement:
+            return m
         self.measurements += 1
-        self._put(Item(Kind.MEASUREMENT, self.name, Measurement(values, now, self.stream), now))
+        self._put(Item(Kind.MEASUREMENT, self.name, m, now))
         return None
 
 
@@ -317,5 +326,6 @@ def build(spec: SourceSpec, ctx: SourceContext) -> ModbusSource:
     host = parts.hostname
     port = parts.port or 502
     shown = f"[{host}]" if ":" in host else host
-    return ModbusSource(f"modbus://{shown}:{port}/{int(unit_text)}", host, port, int(unit_text), registers,
-                        Polling(interval, table, word_order, timeout), stream=settings.get("stream"))
+    name = f"modbus://{shown}:{port}/{int(unit_text)}"
+    return ModbusSource(name, host, port, int(unit_text), registers, Polling(interval, table, word_order, timeout),
+                        stream=settings.get("stream"), rows=row_assembler(name, ctx.features, settings.get("max_age")))

@@ -9,7 +9,16 @@ Stream id: the message's topic, unless a JSON payload names a ``stream``;
 for Sparkplug B (topics ``spBv1.0/GROUP/NDATA|DDATA|NBIRTH|DBIRTH/NODE[/DEVICE]``)
 the topic without its message type, so a device's births and data are one
 stream. JSON payloads: an array, ``{"values": [...]}``, or a flat object keyed
-by the model's feature names (see :func:`~edgewatch.agent.sources.parsing.parse_payload`).
+by the model's feature names (a missing one held, see :mod:`.rows`).
+
+A topic template names the levels that carry the stream and the feature:
+``mqtt://HOST:PORT/plant/{stream}/{feature}`` subscribes to ``plant/+/+``;
+``plant/pump-7/Pressure`` is then the feature ``Pressure`` of the stream
+``pump-7``, its payload a bare number (``12.5``, ``"12.5"``) or ``{"value":
+12.5, "ts": ...}`` (``timestamp`` too). Without ``{stream}`` the stream is
+the topic without its feature level. Rows are assembled per stream by the
+rules of :mod:`.rows` (``max_age`` their staleness limit); a topic naming
+no feature of the model is ``unknown_feature``.
 
 Every payload, JSON or Sparkplug, is ``too_large`` past ``max_bytes`` (the
 agent's message limit unless the source sets its own). A Sparkplug death, or
@@ -28,12 +37,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_payload
+from edgewatch.agent.sources.base import (Item, Kind, Source, SourceConfigError, SourceContext, SourceSpec,
+                                          row_assembler)
+from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_message
+from edgewatch.agent.sources.rows import RowAssembler
 from edgewatch.agent.sources.sparkplug import DEFAULT_MAX_ALIASES, DEFAULT_MAX_NODES, SparkplugDecoder
-from edgewatch.agent.sources.base import Item, Kind, Source, SourceConfigError, SourceContext, SourceSpec
 from edgewatch.agent.sources.registry import register
 
 log = logging.getLogger("edgewatch.agent.sources")
@@ -44,26 +56,69 @@ LIMITS = {"max_bytes": DEFAULT_MAX_BYTES, "sparkplug_max_nodes": DEFAULT_MAX_NOD
           "sparkplug_max_aliases": DEFAULT_MAX_ALIASES}
 
 
+@dataclass(frozen=True)
+class MqttLimits:
+    """What one source's data may grow to: a payload's bytes, Sparkplug nodes and aliases (the keys of LIMITS)."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    sparkplug_max_nodes: int = DEFAULT_MAX_NODES
+    sparkplug_max_aliases: int = DEFAULT_MAX_ALIASES
+STREAM, FEATURE = "{stream}", "{feature}"
+
+
+class TopicTemplate(NamedTuple):
+    """Which levels of a topic name the stream and the feature (``plant/{stream}/{feature}``)."""
+
+    levels: int
+    stream: int | None
+    feature: int
+
+    @classmethod
+    def parse(cls, source: str, template: str) -> TopicTemplate | None:
+        """None for a plain topic filter; SourceConfigError for a template that cannot work."""
+        levels = template.split("/")
+        if not any("{" in lv or "}" in lv for lv in levels):
+            return None
+        bad = [lv for lv in levels if ("{" in lv or "}" in lv) and lv not in (STREAM, FEATURE)]
+        if bad or levels.count(FEATURE) != 1 or levels.count(STREAM) > 1 or "#" in levels:
+            raise SourceConfigError(f"source {source!r}: a topic template has one whole level {FEATURE}, at most "
+                                    f"one {STREAM}, and no '#' (e.g. plant/{STREAM}/{FEATURE}); got {template!r}")
+        return cls(len(levels), levels.index(STREAM) if STREAM in levels else None, levels.index(FEATURE))
+
+    def split(self, topic: str) -> tuple[str, str] | None:
+        """(stream, feature) of a topic the filter matched, or None when its levels do not fit."""
+        parts = topic.split("/")
+        if len(parts) != self.levels:
+            return None
+        feature = parts[self.feature]
+        if self.stream is not None:
+            return parts[self.stream], feature
+        return "/".join(p for i, p in enumerate(parts) if i != self.feature), feature
+
+
 class MqttSource(Source):
     """Subscribes to one topic filter on a shared broker connection; see the module docstring."""
 
     def __init__(self, name: str, broker: Any, topic_filter: str, features: list[str], qos: int = 1,
-                 connections: Any = None, max_message_bytes: int = DEFAULT_MAX_BYTES,
-                 sparkplug_max_nodes: int = DEFAULT_MAX_NODES, sparkplug_max_aliases: int = DEFAULT_MAX_ALIASES
-                 ) -> None:
+                 connections: Any = None, limits: MqttLimits | None = None, template: TopicTemplate | None = None,
+                 rows: RowAssembler | None = None) -> None:
         super().__init__()
         self.name = name
         self.broker = broker  # BrokerOptions
         self.topic_filter = topic_filter
         self.features = list(features)
         self.qos = qos
-        self.max_message_bytes = max_message_bytes
+        limits = limits or MqttLimits()
+        self.max_message_bytes = limits.max_bytes
         self.received = 0  # messages handed to the agent (good and bad)
         self.connects = 0
         self._connections = connections
-        self.sparkplug = SparkplugDecoder(self.features, max_bytes=max_message_bytes, max_nodes=sparkplug_max_nodes,
-                                          max_aliases=sparkplug_max_aliases)
+        self.sparkplug = SparkplugDecoder(self.features, max_bytes=limits.max_bytes,
+                                          max_nodes=limits.sparkplug_max_nodes,
+                                          max_aliases=limits.sparkplug_max_aliases)
         self._taking = threading.Event()
+        self.template = template
+        self.rows = rows or RowAssembler(self.features)
 
     def run(self) -> None:
         from edgewatch.mqtt.connection import BrokerConnection
@@ -109,7 +164,15 @@ class MqttSource(Source):
     def _items(self, topic: str, payload: bytes, now: float) -> list[Item]:
         if topic.startswith(SPARKPLUG_PREFIX):
             return self._sparkplug_items(topic, payload, now)
-        m = parse_payload(payload, self.features, self.max_message_bytes)
+        if self.template is not None:
+            where = self.template.split(topic)
+            if where is None:  # another layout under the same wildcards: no feature named where it should be
+                return [Item(Kind.BAD, self.name, BadReason.UNKNOWN_FEATURE, now)]
+            out = self.rows.reading(payload, where[0], where[1], now, self.max_message_bytes)
+            return [Item(Kind.MEASUREMENT if type(r) is Measurement else Kind.BAD, self.name, r, now) for r in out]
+        m = parse_message(payload, len(self.features), self.max_message_bytes)
+        if m is BadReason.NO_VALUES:
+            m = self.rows.keyed_message(payload, topic, now, self.max_message_bytes)
         if type(m) is Measurement:
             if m.stream is None:
                 m.stream = topic
@@ -130,11 +193,12 @@ class MqttSource(Source):
 
 @register("mqtt", "mqtts")
 def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
-    """``mqtt[s]://[user:pass@]host[:port]/topic-filter[?qos=1]``; keys (query or TOML): qos, max_bytes,
-    sparkplug_max_nodes, sparkplug_max_aliases and any ``mqtt-*`` option."""
+    """``mqtt[s]://[user:pass@]host[:port]/topic-filter-or-template[?qos=1]``; keys (query or TOML): qos,
+    max_bytes, max_age, sparkplug_max_nodes, sparkplug_max_aliases and any ``mqtt-*`` option."""
     from edgewatch.mqtt.connection import BROKER_FIELDS, client_id_for, parse_broker_url
 
-    settings = spec.checked((BROKER_FIELDS - {"host", "port", "client_id"}) | {"qos"} | set(LIMITS))
+    settings = spec.checked((BROKER_FIELDS - {"host", "port", "client_id"}) | {"qos", "max_age"} | set(LIMITS))
+    max_age = settings.pop("max_age", None)
     try:
         qos = int(settings.pop("qos", 1))
     except ValueError:
@@ -152,14 +216,17 @@ def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
     if not topic_filter:
         raise SourceConfigError(f"source {spec.name!r} names no topic: use mqtt://host:port/TOPIC-FILTER "
                                 "(e.g. plant/+/metrics or spBv1.0/%23)")
+    template = TopicTemplate.parse(spec.name, topic_filter)
+    if template is not None:
+        topic_filter = "/".join("+" if lv in (STREAM, FEATURE) else lv for lv in topic_filter.split("/"))
     levels = topic_filter.split("/")
     if any(("+" in lv or "#" in lv) and len(lv) > 1 for lv in levels) or "#" in levels[:-1]:
         raise SourceConfigError(f"bad MQTT topic filter {topic_filter!r}: '+' and '#' must be whole levels, "
                                 "'#' only the last (write '#' as %23 in a URL)")
     name = f"{'mqtts' if broker.tls else 'mqtt'}://{broker.host}:{broker.port}/{topic_filter}"
     return MqttSource(name, broker, topic_filter, ctx.features, qos=qos, connections=ctx.connections,
-                      max_message_bytes=limits["max_bytes"], sparkplug_max_nodes=limits["sparkplug_max_nodes"],
-                      sparkplug_max_aliases=limits["sparkplug_max_aliases"])
+                      limits=MqttLimits(**limits), template=template,
+                      rows=row_assembler(spec.name, ctx.features, max_age))
 
 
 def _positive(source: str, key: str, value: Any) -> int:

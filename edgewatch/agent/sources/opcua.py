@@ -18,10 +18,14 @@ layouts name each feature's node in a TOML ``[[source]]`` table::
     application-uri = "urn:edgewatch:agent"   # as in the client certificate (the default)
 
 One subscription with the given publishing interval; each notification
-set the server publishes is one measurement of the object (a stream per
-object; a variable that did not change keeps its last value). A value
-whose status is not Good is ``bad_status`` (by status name in
-``bad_status_by_name``), a string ``not_number``, NaN ``non_finite``.
+set the server publishes is one row of the object (a stream per object),
+made by the row assembler of every source (:mod:`.rows`): a variable that
+did not change keeps its last value, for as long as the subscription
+lives unless ``max_age`` (seconds or ``10s``; a data-change subscription
+only reports changes, so there is no default limit) says otherwise; a
+NaN value is missing, held the same way. A value whose status is not
+Good is ``bad_status`` (by status name in ``bad_status_by_name``) and is
+not held; text that is no number ``not_number``, infinity ``non_finite``.
 
 Reconnect: a lost connection (server restart, network, a server that
 stops answering its keepalive) is dropped, and a new session and
@@ -41,10 +45,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceConfigError, SourceContext,
-                                          SourceSpec)
+                                          SourceSpec, row_assembler)
+from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.registry import register
+from edgewatch.agent.sources.rows import MISSING, RowAssembler, cell_value
 from edgewatch.errors import MissingExtra
 
 if TYPE_CHECKING:
@@ -53,7 +58,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edgewatch.agent.sources")
 
 SETTINGS = frozenset({"interval", "nodes", "stream", "security", "certificate", "private_key",
-                      "server_certificate", "username", "password", "timeout", "application_uri"})
+                      "server_certificate", "username", "password", "timeout", "application_uri", "max_age"})
 APPLICATION_URI = "urn:edgewatch:agent"  # what the client certificate's subject alternative name should carry
 
 
@@ -82,7 +87,8 @@ class OpcUaSource(Source):
 
     def __init__(self, name: str, endpoint: str, features: list[str], browse_path: list[str] | None = None,
                  nodes: dict[str, str] | None = None, stream: str | None = None,
-                 session: OpcUaSession | None = None, backoff: Backoff | None = None) -> None:
+                 session: OpcUaSession | None = None, backoff: Backoff | None = None,
+                 rows: RowAssembler | None = None) -> None:
         super().__init__()
         s = session or OpcUaSession()
         self.application_uri = s.application_uri
@@ -104,7 +110,7 @@ class OpcUaSource(Source):
         self.bad_status_by_name: dict[str, int] = {}
         self.last_error: str | None = None
         self.channel_security = ""  # the last session's policy and mode, e.g. "Basic256Sha256,SignAndEncrypt"
-        self._last: list[float | None] = [None] * len(self.features)
+        self.rows = rows or RowAssembler(self.features, max_age=math.inf)
         self._pending: dict[int, tuple[Any, float | None, str | None]] = {}
         self._flush_scheduled = False
         self._handles: dict[Any, int] = {}  # node -> feature index
@@ -173,7 +179,7 @@ class OpcUaSource(Source):
             await sub.subscribe_data_change([node for _, node in nodes])
             if self.connects:
                 self._put(Item(Kind.RESET, self.name, None, time.time()))
-            self._last = [None] * len(self.features)
+            self.rows.reset(self.stream)  # a new session: a new series, its values and times its own
             self.connects += 1
             self.per_session.append(0)
             self.backoff.reset()
@@ -252,40 +258,33 @@ class OpcUaSource(Source):
     def _flush_pending(self, pending: dict[int, tuple[Any, float | None, str | None]]) -> None:
         reason: BadReason | None = None
         ts = None
-        values = list(self._last)
+        cells: list[object] = [MISSING] * len(self.features)
         for j, (val, t, bad) in pending.items():
             if t is not None:
                 ts = t if ts is None else max(ts, t)
             if bad is not None:
                 self.bad_status_by_name[bad] = self.bad_status_by_name.get(bad, 0) + 1
                 reason = reason or BadReason.BAD_STATUS
-                values[j] = None  # a bad value is not the variable's last good value
+                self.rows.forget(self.stream, j)  # a bad value is not the variable's last good value
                 continue
-            if isinstance(val, bool):
-                f = float(val)
-            elif isinstance(val, (int, float)):
-                try:
-                    f = float(val)
-                except OverflowError:  # an integer no float holds (UInt64 cannot be, a BigInteger could)
-                    reason = reason or BadReason.OVERFLOW
-                    continue
-                if not math.isfinite(f):
-                    reason = reason or BadReason.NON_FINITE
-                    continue
-            else:
-                reason = reason or BadReason.NOT_NUMBER
+            v = cell_value(float(val) if isinstance(val, bool) else val)
+            if type(v) is BadReason:
+                reason = reason or v
                 continue
-            values[j] = f
-        self._last = values
-        if reason is None and any(v is None for v in values):
-            reason = BadReason.WRONG_ARITY
-        if reason is not None:
-            self._put(Item(Kind.BAD, self.name, reason, time.time()))
+            cells[j] = v
+        at = ts if ts is not None else time.time()
+        if reason is None:
+            m = self.rows.row(self.stream, cells, at, ts)
+        else:
+            self.rows.hold(self.stream, cells, at)
+            m = reason
+        if type(m) is not Measurement:
+            self._put(Item(Kind.BAD, self.name, m, time.time()))
             return
         self.measurements += 1
         if self.per_session:
             self.per_session[-1] += 1
-        self._put(Item(Kind.MEASUREMENT, self.name, Measurement(values, ts, self.stream), time.time()))  # type: ignore[arg-type]
+        self._put(Item(Kind.MEASUREMENT, self.name, m, time.time()))
 
 
 def parse_browse_path(path: str) -> list[str]:
@@ -348,6 +347,7 @@ def build(spec: SourceSpec, ctx: SourceContext) -> OpcUaSource:
     endpoint = f"opc.tcp://{host}:{parts.port or 4840}"
     stream = settings.get("stream")
     name = f"opcua://{host}:{parts.port or 4840}" + (parts.path if browse else f"/{stream}" if stream else "")
+    rows = row_assembler(name, ctx.features, settings["max_age"]) if "max_age" in settings else None
     return OpcUaSource(name, endpoint, ctx.features, browse_path=browse, nodes=nodes, stream=stream,
                        session=OpcUaSession(interval, timeout, username, password, security or None,
-                                            str(settings.get("application_uri", APPLICATION_URI))))
+                                            str(settings.get("application_uri", APPLICATION_URI))), rows=rows)

@@ -3,9 +3,12 @@
 Accepted forms: a JSON array of numbers (``[0.1, 0.2, 0.3, 0.4]``) or an
 object ``{"values": [...], "ts": <epoch seconds or ISO time>, "stream": "id"}``
 (``ts`` and ``stream`` optional; ``v``/``value`` accepted for ``values``,
-``t``/``time``/``timestamp`` for ``ts``). Anything else is *bad input*: it is
-returned as a :class:`BadReason`, never raised, because the agent must not
-crash on data.
+``t``/``time``/``timestamp`` for ``ts``). Two more forms are decoded here
+and made into rows by :mod:`edgewatch.agent.sources.rows`: an object keyed
+by the model's feature names (:func:`parse_object`), and one feature's
+reading on a topic of its own (:func:`parse_reading`). Anything else is
+*bad input*: it is returned as a :class:`BadReason`, never raised, because
+the agent must not crash on data.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -50,6 +52,10 @@ class BadReason(str, enum.Enum):
     # a reply or reading a source could not use: a Modbus reply with another function code or register count
     # than asked, bytes that do not decode, or any error raised while reading one message
     BAD_REPLY = "bad_reply"
+    # rows assembled from values that arrive apart or with gaps (edgewatch.agent.sources.rows)
+    MISSING_FEATURE = "missing_feature"  # a feature with no value on this stream yet: the row is skipped
+    STALE_FEATURE = "stale_feature"  # a feature's last value older than max_age, or a value out of order
+    UNKNOWN_FEATURE = "unknown_feature"  # a topic or message naming a feature the model does not have
 
 
 @dataclass(slots=True)
@@ -237,23 +243,88 @@ def iso_to_epoch(text: str) -> float:
     return dt.timestamp()
 
 
-def parse_payload(raw: str | bytes, features: Sequence[str], max_bytes: int = DEFAULT_MAX_BYTES
-                  ) -> Measurement | BadReason:
-    """:func:`parse_message`, plus flat objects keyed by the model's feature names.
+def _decode(raw: str | bytes, max_bytes: int) -> object:
+    """The JSON value of a message, or the reason it has none (the stdlib decoder's reasons)."""
+    if len(raw) > max_bytes:
+        return BadReason.TOO_LARGE
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(raw)
+        except (_FastError, TypeError):
+            pass
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            return BadReason.BINARY
+    try:
+        return _DECODE(raw)
+    except (ValueError, RecursionError):
+        return BadReason.NOT_JSON
 
-    ``{"cpu": 0.3, "memory": 0.5, "traffic": 0.2, "fan": 0.6}``: keys that are
-    not features are ignored (``ts`` and ``stream`` still count), a missing
-    feature is ``wrong_arity``. Objects with a ``values`` field keep their
-    meaning, so the forms never clash.
+
+def _time_and_stream(obj: dict) -> tuple[float | None, str | None] | BadReason:
+    ts = stream = None
+    raw_ts = _first(obj, _TIME_KEYS)
+    if raw_ts is not None:
+        ts = _timestamp(raw_ts)
+        if ts is None:
+            return BadReason.BAD_TIMESTAMP
+    raw_stream = obj.get("stream")
+    if raw_stream is not None:
+        if type(raw_stream) is str:
+            stream = raw_stream
+        elif isinstance(raw_stream, (int, float)) and not isinstance(raw_stream, bool):
+            stream = str(raw_stream)
+        else:
+            return BadReason.BAD_STREAM
+        if not stream or len(stream) > _MAX_STREAM_ID:
+            return BadReason.BAD_STREAM
+    return ts, stream
+
+
+def parse_object(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES
+                 ) -> tuple[dict, float | None, str | None] | BadReason:
+    """A message that is one JSON object: (the object, its time, its stream), with the reasons of :func:`parse_message`.
+
+    For the object keyed by feature name (``{"flow": 12.5, "pressure": 2.1,
+    "ts": ...}``) that :mod:`.rows` turns into a row.
     """
-    m = parse_message(raw, len(features), max_bytes)
-    if m is not BadReason.NO_VALUES:
-        return m
-    obj = _DECODE(bytes(raw).decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw)
-    for name in features:
-        if name not in obj:
-            return BadReason.WRONG_ARITY
-    # NO_VALUES: no "values"/"v"/"value" holds anything, so this one can carry the features' values
-    obj["values"] = [obj[name] for name in features]
-    return _measurement(obj, len(features))
+    obj = _decode(raw, max_bytes)
+    if type(obj) is BadReason:
+        return obj
+    if type(obj) is not dict:
+        return BadReason.WRONG_TYPE
+    meta = _time_and_stream(obj)
+    if type(meta) is BadReason:
+        return meta
+    return obj, meta[0], meta[1]  # type: ignore[index]
 
+
+def parse_reading(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[object, float | None] | BadReason:
+    """One feature's message (a topic per sensor): (its value as sent, its time).
+
+    ``12.5``, ``"12.5"``, ``null``, or ``{"value": 12.5, "ts": ...}`` (also
+    ``v``; ``timestamp``, ``time`` or ``t`` for the time). The value is
+    judged by :func:`edgewatch.agent.sources.rows.cell_value`.
+    """
+    obj = _decode(raw, max_bytes)
+    if type(obj) is BadReason:
+        return obj
+    if type(obj) is dict:
+        if "value" in obj:
+            value = obj["value"]
+        elif "v" in obj:
+            value = obj["v"]
+        else:
+            return BadReason.NO_VALUES
+        raw_ts = _first(obj, _TIME_KEYS)
+        ts = None
+        if raw_ts is not None:
+            ts = _timestamp(raw_ts)
+            if ts is None:
+                return BadReason.BAD_TIMESTAMP
+        return value, ts
+    if type(obj) is list:
+        return BadReason.WRONG_TYPE
+    return obj, None

@@ -56,7 +56,8 @@ def make_source(spec: str | Mapping[str, Any], features: Sequence[str], idle_tim
     factory = _FACTORIES.get(parsed.scheme)
     if factory is None:
         raise SourceConfigError(f"unknown source {parsed.url!r}: the schemes are {', '.join(schemes())} "
-                                "(ws://host:port/path, replay:FILE.csv[?rate=HZ], stdin, mqtt://host:port/topic, "
+                                "(ws://host:port/path, replay:FILE.csv[?rate=HZ], stdin, mqtt://host:port/topic or "
+                                "mqtt://host:port/plant/{stream}/{feature}, "
                                 "opcua://host:port/Objects/2:Name, modbus://host:port/unit?registers=...)")
     ctx = SourceContext(features=list(features), idle_timeout=idle_timeout, **context)
     return factory(parsed, ctx)

@@ -1,39 +1,51 @@
-"""``replay:FILE.csv[?rate=HZ&loop=1&sep=;&time=COL&columns=A,B,...]``: a CSV file played back as a stream.
+"""``replay:FILE.csv[?rate=HZ&loop=1&columns=A,B,...&max_age=10s]``: a CSV file played back as a stream.
 
-The dialect options let a benchmark file play as it is: ``sep`` the field
-separator (``;`` for SKAB; ``tab`` for a tab), ``time`` the name of the
-time column (ISO times like SKAB's ``2020-03-09 10:14:33`` are read as UTC,
-numbers as epoch seconds), ``columns`` the feature columns in the model's
-order. Label columns (``anomaly``, ``changepoint``) are never features.
+The file is read the way ``edgewatch fit`` reads it
+(:mod:`edgewatch.wire.csv_table`): separator, decimal comma and time column
+sniffed, so a SKAB file (``;``, a ``datetime`` column) or a European export
+replays with no options. ``sep`` (``;``, ``tab``...) and ``time`` (a column
+name) say them when the sniffing guesses wrong. The model's features are
+taken from the columns of the same names, whatever their order and
+whatever else the file holds (``fit`` may have left columns out); when the
+names differ, ``columns`` names the file's columns for the model's features,
+in the model's order. A file whose header names none of the features and
+has exactly as many other columns as the model has features is read by
+position. Label columns (``anomaly``, ``changepoint``) are never features.
+
+A blank, ``NaN`` or ``null`` cell is held from the column's last value (the
+rules of :mod:`.rows`; without a time column the staleness limit counts
+rows, so ``max_age=3`` holds a value for three rows); text in a number cell
+is ``not_number``, a short line ``wrong_arity``, an unreadable time
+``bad_timestamp``.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import time
 from pathlib import Path
 from urllib.parse import unquote
 
-from edgewatch.agent.sources.parsing import BadReason, Measurement, iso_to_epoch
-from edgewatch.agent.sources.base import Item, Kind, Source, SourceContext, SourceSpec
+from edgewatch.agent.sources.base import Item, Kind, Source, SourceContext, SourceSpec, row_assembler
+from edgewatch.agent.sources.parsing import BadReason, Measurement, sane_timestamp
 from edgewatch.agent.sources.registry import register
+from edgewatch.agent.sources.rows import RowAssembler, cell_value
 from edgewatch.errors import BadInput
+from edgewatch.wire.csv_table import ENCODING, CsvLayout, parse_number, parse_time, sniff_layout
 
 
 class ReplaySource(Source):
     """Replays a CSV file: header row, numeric feature columns, an optional time column.
 
     ``rate`` None replays as fast as the agent takes it; otherwise rows are
-    paced at ``rate`` per second. Column names must match the model's
-    features when a header names them all; extra columns are ignored.
+    paced at ``rate`` per second. See the module docstring for how columns
+    are chosen and cells read.
     """
 
-    TIME_COLUMNS = ("timestamp", "time", "ts", "t", "datetime")
-    LABEL_COLUMNS = ("anomaly", "changepoint")
-
     def __init__(self, path: str | Path, features: list[str], rate: float | None = None,
-                 stream: str | None = None, loop: bool = False, sep: str = ",", time_column: str | None = None,
-                 columns: list[str] | None = None) -> None:
+                 stream: str | None = None, loop: bool = False, sep: str | None = None, time_column: str | None = None,
+                 columns: list[str] | None = None, rows: RowAssembler | None = None) -> None:
         super().__init__()
         self.path = Path(path)
         if not self.path.is_file():
@@ -44,45 +56,42 @@ class ReplaySource(Source):
         self.finite = not loop  # a replay that does not loop ends, cleanly, at the end of its file
         self.name = stream or f"replay:{self.path.name}"
         self.rows_sent = 0
+        self.rows = rows or RowAssembler(features)
         self._next_t = 0.0  # when the next row is due (monotonic), with a rate
-        if len(sep) != 1:
-            raise BadInput(f"replay file {self.path}: sep must be one character, got {sep!r}")
-        self.sep = sep
-        with self.path.open(newline="") as fh:
-            header = next(csv.reader(fh, delimiter=sep), None)
-        if not header:
-            raise BadInput(f"replay file {self.path} is empty")
-        self.columns = self._pick_columns([h.strip() for h in header], time_column, columns)
+        self.layout: CsvLayout = sniff_layout(self.path, time_column, sep, errors="replace")
+        self.columns = self._pick_columns(self.layout, columns)
 
-    def _pick_columns(self, header: list[str], time_column: str | None = None,
-                      columns: list[str] | None = None) -> tuple[int | None, list[int]]:
-        if time_column is not None:
-            if time_column not in header:
-                raise BadInput(f"replay file {self.path} has no time column {time_column!r} (columns {header})")
-            time_col: int | None = header.index(time_column)
-        else:
-            time_col = next((i for i, h in enumerate(header) if h.lower() in self.TIME_COLUMNS), None)
+    def _pick_columns(self, layout: CsvLayout, columns: list[str] | None) -> tuple[int | None, list[int]]:
+        header = layout.header
+        time_col = header.index(layout.time_column) if layout.time_column is not None else None
         if columns is not None:
             missing = [c for c in columns if c not in header]
             if missing or len(columns) != len(self.features):
-                raise BadInput(f"replay file {self.path}: columns {columns} must name {len(self.features)} columns "
-                               f"of {header} (missing: {missing or 'none'}), in the model's order {self.features}")
+                raise BadInput(f"replay file {self.path}: ?columns= must name {len(self.features)} of its columns "
+                               f"{header}, one for each of the model's features {self.features} in that order "
+                               f"(got {columns}; not in the file: {missing or 'none'})")
             return time_col, [header.index(c) for c in columns]
         if all(f in header for f in self.features):
             return time_col, [header.index(f) for f in self.features]
-        rest = [i for i in range(len(header)) if i != time_col and header[i].lower() not in self.LABEL_COLUMNS]
-        if len(rest) != len(self.features):
-            raise BadInput(f"replay file {self.path} has columns {header}; the model needs "
-                           f"{len(self.features)} features {self.features}")
-        return time_col, rest
+        rest = [i for i in range(len(header)) if i != time_col and header[i] not in layout.label_columns]
+        if not any(f in header for f in self.features) and len(rest) == len(self.features):
+            return time_col, rest
+        missing = [f for f in self.features if f not in header]
+        example = ",".join(missing[:1] + [f for f in self.features if f in header][:1])
+        raise BadInput(f"replay file {self.path} ({layout.describe()}) has the columns {header}; the model needs "
+                       f"{len(self.features)} features {self.features}, and {missing} are not among them. Rename "
+                       f"those columns, or map the file's columns to the model's features in the model's order with "
+                       f"?columns=A,B,... (replay:{self.path}?columns={example},...); a wrongly sniffed separator or "
+                       "time column is set with ?sep=; and ?time=NAME")
 
     def run(self) -> None:
         period = 1.0 / self.rate if self.rate else 0.0
         self._next_t = time.monotonic()
+        index = 0
         while True:
             # a byte that is not UTF-8 becomes U+FFFD: that cell is then not a number, counted like one
-            with self.path.open(newline="", errors="replace") as fh:
-                reader = csv.reader(fh, delimiter=self.sep)
+            with self.path.open(encoding=ENCODING, newline="", errors="replace") as fh:
+                reader = csv.reader(fh, delimiter=self.layout.separator)
                 next(reader, None)
                 while not self.stopping:
                     try:
@@ -92,46 +101,57 @@ class ReplaySource(Source):
                     except csv.Error as exc:  # e.g. a field past the csv module's limit: that row only
                         self.bad_reading(BadReason.BAD_REPLY, f"{self.path.name} line {reader.line_num}: {exc}")
                         continue
-                    if row and not self._send_row(row, period):
+                    if not row or not any(c.strip() for c in row):
+                        continue
+                    index += 1
+                    if not self._send_row(row, float(index), period):
                         return
             if not self.loop or self.stopping:
                 return
 
-    def _send_row(self, row: list[str], period: float) -> bool:
-        """Queue one CSV row (a bad one as raw text, so the parser counts it); False when stopping."""
+    def _row(self, row: list[str], index: float) -> Measurement | BadReason:
         time_col, cols = self.columns
-        try:
-            values = [float(row[i]) for i in cols]
-            ts = _csv_time(row[time_col]) if time_col is not None else None
-        except (ValueError, IndexError, OverflowError):
-            return self._put(Item(Kind.RAW, self.name, self.sep.join(row), time.time()))
+        decimal = self.layout.decimal
+        cells: list[object] = []
+        for i in cols:
+            if i >= len(row):
+                return BadReason.WRONG_ARITY
+            try:
+                v = cell_value(parse_number(row[i], decimal))
+            except ValueError:
+                return BadReason.NOT_NUMBER
+            if type(v) is BadReason:
+                return v
+            cells.append(v)
+        ts = None
+        if time_col is not None and time_col < len(row) and row[time_col].strip():
+            ts = parse_time(row[time_col])
+            if not (math.isfinite(ts) and sane_timestamp(ts)):
+                return BadReason.BAD_TIMESTAMP
+        return self.rows.row(self.name, cells, ts if ts is not None else index, ts)
+
+    def _send_row(self, row: list[str], index: float, period: float) -> bool:
+        """Queue one CSV row, or the reason it is bad; False when stopping."""
+        m = self._row(row, index)
+        if type(m) is not Measurement:
+            return self._put(Item(Kind.BAD, self.name, m, time.time()))
         if period:
             self._next_t += period
             delay = self._next_t - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)
-        if not self._put(Item(Kind.MEASUREMENT, self.name, Measurement(values, ts), time.time())):
+        if not self._put(Item(Kind.MEASUREMENT, self.name, m, time.time())):
             return False
         self.rows_sent += 1
         return True
-
-
-def _csv_time(text: str) -> float | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return iso_to_epoch(text)
 
 
 @register("replay")
 def build(spec: SourceSpec, ctx: SourceContext) -> ReplaySource:
     path, _, query = spec.url[len("replay:"):].partition("?")
     opts = {k: unquote(v) for k, v in (p.split("=", 1) for p in query.split("&") if "=" in p)}
-    opts.update({k: str(v) for k, v in spec.options.items()})
-    known = {"rate", "loop", "stream", "sep", "time", "columns"}
+    opts.update({k.replace("-", "_"): str(v) for k, v in spec.options.items()})
+    known = {"rate", "loop", "stream", "sep", "time", "columns", "max_age"}
     unknown = set(opts) - known
     if unknown:
         raise BadInput(f"replay source {spec.url!r}: unknown option(s) {sorted(unknown)}; known: "
@@ -140,8 +160,9 @@ def build(spec: SourceSpec, ctx: SourceContext) -> ReplaySource:
         rate = float(opts["rate"]) if "rate" in opts else None
     except ValueError:
         raise BadInput(f"replay source {spec.url!r}: rate must be a number of rows per second") from None
-    sep = opts.get("sep", ",")
+    sep = opts.get("sep") or None
     columns = [c.strip() for c in opts["columns"].split(",")] if opts.get("columns") else None
     return ReplaySource(path, ctx.features, rate=rate, stream=opts.get("stream"),
                         loop=opts.get("loop", "").lower() in ("1", "true", "yes"),
-                        sep="\t" if sep.lower() == "tab" else sep, time_column=opts.get("time"), columns=columns)
+                        sep="\t" if sep and sep.lower() == "tab" else sep, time_column=opts.get("time"),
+                        columns=columns, rows=row_assembler(spec.name, ctx.features, opts.get("max_age")))

@@ -1,4 +1,9 @@
-"""``stdin`` or ``-``: one JSON message per line on standard input."""
+"""``stdin`` or ``-``: one JSON message per line on standard input.
+
+A line is an array, ``{"values": [...]}``, or an object keyed by feature
+name (rows assembled by :mod:`.rows`; a TOML ``[[source]]`` table may set
+``max_age``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import time
 from typing import BinaryIO
 
 from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason
-from edgewatch.agent.sources.base import Item, Kind, Source, SourceContext, SourceSpec
+from edgewatch.agent.sources.base import Item, Kind, Source, SourceContext, SourceSpec, row_assembler
 from edgewatch.agent.sources.registry import register
 
 
@@ -47,5 +52,7 @@ class StdinSource(Source):
 
 @register("stdin")
 def build(spec: SourceSpec, ctx: SourceContext) -> StdinSource:
-    spec.refuse_options()
-    return StdinSource(max_bytes=ctx.max_message_bytes)
+    settings = spec.checked({"max_age"})
+    source = StdinSource(max_bytes=ctx.max_message_bytes)
+    source.rows = row_assembler(source.name, ctx.features, settings.get("max_age"))
+    return source

@@ -1,4 +1,9 @@
-"""``ws://`` and ``wss://``: a websocket client that reconnects forever."""
+"""``ws://`` and ``wss://``: a websocket client that reconnects forever.
+
+A frame is an array, ``{"values": [...]}``, or an object keyed by feature
+name (rows assembled by :mod:`.rows`). ``max_age`` (``?max_age=10s``, taken
+out of the URL before it is opened, or a TOML key) sets their staleness limit.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,10 @@ import logging
 import time
 
 from edgewatch.agent.sources.parsing import BadReason
-from edgewatch.agent.sources.base import Backoff, Item, Kind, Source, SourceContext, SourceSpec
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceConfigError, SourceContext,
+                                          SourceSpec, row_assembler)
 from edgewatch.agent.sources.registry import register
 
 log = logging.getLogger("edgewatch.agent.sources")
@@ -144,5 +152,14 @@ class WebSocketSource(Source):
 @register("ws", "wss")
 def build(spec: SourceSpec, ctx: SourceContext) -> WebSocketSource:
     """``ws://host:port/path`` or ``wss://...``; the URL (without a login) names the source and its stream."""
-    spec.refuse_options()
-    return WebSocketSource(spec.url, idle_timeout=ctx.idle_timeout)
+    url, parts = spec.url, urlsplit(spec.url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    max_age = next((v for k, v in query if k == "max_age"), None)
+    if max_age is not None:  # ours, not the server's: taken out (any other query goes to the server as it is)
+        url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "max_age"])))
+    unknown = sorted(set(spec.options) - {"max_age"})
+    if unknown:
+        raise SourceConfigError(f"source {spec.name!r} takes no settings besides url and max_age (got {unknown})")
+    source = WebSocketSource(url, idle_timeout=ctx.idle_timeout)
+    source.rows = row_assembler(source.name, ctx.features, spec.options.get("max_age", max_age))
+    return source

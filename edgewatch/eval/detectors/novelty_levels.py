@@ -8,16 +8,29 @@ with the stream's history, 48 rows doubling to 1536, shape length span/8;
 one alert per event) and the ``levels`` kind (a value reaching a level
 never seen in the stream, contextOSE's first context). The history lives
 in the post-process, so each part speaks as soon as it can: the novelty
-from row 67, the levels from row 256.
+from row 67, the levels once their range is known.
+
+Per stream, from its first 48 rows (the post-process decides, in the
+agent as in evaluation; :mod:`edgewatch.agent.postprocess.sampling`): the
+levels' range is learnt over 76,800 s of the stream's own time (256 rows
+at NAB's 5 minutes; 48 to 1,536 rows), the top shape length is 16 hours
+of its time when it is coarser than 5 minutes (192 rows at most), and a
+stream whose first 48 values are non-negative integers is read through
+Anscombe's transform. A stream without timestamps keeps the rows.
+docs/eval.md (sixth and seventh rounds) has the figures.
 
 Settings. On principle: shape length span / 8 and the likelihood's
 learning / hold / refractory rows in proportion to the span (100 / 200 /
 30 per 384 rows, the fourth round's values, chosen then by leave-one-
 category-out), Numenta's likelihood history (8640) and re-estimation
-(100), contextOSE's 8 levels, one alert per event. Chosen on the 25 NAB
-files and their perturbed copies (``edgewatch eval nab --perturb all``,
-docs/eval.md, fifth round): the ladder (bottom 48, ratio 2, top 1536).
-:func:`fourth_round` is the previous default (one 384-row span).
+(100), contextOSE's 8 levels, one alert per event, Anscombe's 3/8; the
+lengths in time are the rows chosen on NAB read at its 5-minute
+interval. Chosen on the 25 NAB files and their perturbed copies
+(``edgewatch eval nab --perturb all``, docs/eval.md, fifth and sixth
+rounds): the ladder (bottom 48, ratio 2, top 1536), which lengths follow
+time (the range and the shape, not the spans), the count rule.
+:func:`fifth_round` (every length in rows, no counts) and
+:func:`fourth_round` (one 384-row span) are the previous defaults.
 
 :func:`build_model` is what ``edgewatch fit`` calls for a single-feature
 series: nothing to train, a card naming the feature.
@@ -25,7 +38,9 @@ series: nothing to train, a card naming the feature.
 Fails where both parts fail: a shape change that stays within the known
 range and resembles some earlier stretch (art_daily_nojump), a slow drift,
 bursts that are ordinary for the stream but rarer than its span, a
-stream whose first 256 rows are not typical of it.
+stream whose first rows are not typical of it (its first 16 intervals
+decide its lengths, its first 48 values whether it is counts: an
+integer-valued measurement is taken for counts).
 """
 
 from __future__ import annotations
@@ -56,19 +71,49 @@ def novelty_params(span: int, min_span: int = 0, ratio: float = 2) -> dict[str, 
             **{k: round(v * share) for k, v in PER_384.items()}}
 
 
+# NAB's 5-minute interval: the rows chosen on its files (256 range rows, a 192-row top shape) read as time
+REFERENCE_SECONDS = 300.0
+# what each part decides per stream from its first rows: counts from 48 values, the interval from 16
+SAMPLING = {"count_rows": 48, "interval_rows": 16}
+
+
+def in_time(novelty: dict[str, float], levels: dict[str, float], range_min: int = 48,
+            range_max: int = 1536) -> tuple[dict[str, float], dict[str, float]]:
+    """The two parts with their row lengths read as time at :data:`REFERENCE_SECONDS` and counts stabilised.
+
+    The levels' range becomes ``range_rows`` intervals of the stream's own
+    time, within ``range_min`` .. ``range_max`` rows (the default ladder's
+    shortest and longest spans); the top shape length becomes ``m``
+    intervals of its time when the stream is coarser (never more than
+    ``m`` rows). Streams without times keep the rows.
+    """
+    return ({**novelty, **SAMPLING, "m_seconds": novelty["m"] * REFERENCE_SECONDS},
+            {**levels, **SAMPLING, "range_seconds": levels["range_rows"] * REFERENCE_SECONDS,
+             "range_min": range_min, "range_max": range_max})
+
+
+def _default_parts() -> tuple[dict[str, float], dict[str, float]]:
+    return in_time(novelty_params(1536, 48, 2), {"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096})
+
+
 @dataclass
 class NoveltyLevelsConfig:
     """Parameters of the two post-process parts; the graph has none. The defaults are the shipped detector."""
 
-    novelty: dict[str, float] = field(default_factory=lambda: novelty_params(1536, 48, 2))
-    levels: dict[str, float] = field(default_factory=lambda: {"bins": 8, "range_rows": 256, "rest": 100,
-                                                              "cap": 4096})
+    novelty: dict[str, float] = field(default_factory=lambda: _default_parts()[0])
+    levels: dict[str, float] = field(default_factory=lambda: _default_parts()[1])
     threshold: float = 0.5  # the likelihood's alert level (0.99999); levels outputs 0 or 1
 
 
+def fifth_round() -> NoveltyLevelsConfig:
+    """The fifth round's default (the same ladder, every length in rows, no counts): kept to compare."""
+    return NoveltyLevelsConfig(novelty=novelty_params(1536, 48, 2),
+                               levels={"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096})
+
+
 def fourth_round() -> NoveltyLevelsConfig:
-    """The previous default (one 384-row span, m 48, hold 200): kept to compare on every table."""
-    return NoveltyLevelsConfig(novelty=novelty_params(384))
+    """The fourth round's default (one 384-row span, m 48, hold 200, lengths in rows): kept to compare."""
+    return NoveltyLevelsConfig(novelty=novelty_params(384), levels=fifth_round().levels)
 
 
 def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "") -> ModelCard:
@@ -80,33 +125,51 @@ def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "
         score="the current value; the post-process is the maximum of 'novelty' (likelihood of the RMS distance "
               "between the last m values and the nearest earlier m values within the last span; the span steps "
               "from min_span up to span as the stream's history grows, m in proportion) and 'levels' (1.0 when "
-              "the value reaches a level never seen in the stream), both per stream",
+              "the value reaches a level never seen in the stream), both per stream; with m_seconds, "
+              "range_seconds and count_rows each stream's first rows set m and the levels' range from its "
+              "sampling interval and tell whether it is counts (then read through Anscombe's transform)",
         threshold=config.threshold,
         threshold_method="likelihood alert level (log-likelihood 0.5 = likelihood 0.99999); levels gives 0 or 1",
         score_stats={}, quantization=Quantization.NONE,
         trained_on={"data": data or "none: both parts learn each stream online",
                     "tuned_on": "NAB subset (25 files) and its perturbed copies (edgewatch eval nab --perturb "
-                                "all): the span ladder; m/span, the likelihood's rows per span and range_rows by "
-                                "leave-one-category-out on the 25 files (fourth round); the rest on principle"},
+                                "all): the span ladder, which lengths follow time, the count rule; m/span, the "
+                                "likelihood's rows per span and range_rows by leave-one-category-out on the 25 "
+                                "files (fourth round), read as time at 5 minutes; the rest on principle"},
         window=1, horizon=0, stride=1, decision=Decision(k=1, n=1), postprocess=post)
 
 
-def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig) -> np.ndarray:
+def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.ndarray | None = None) -> np.ndarray:
     """The same detector from the graph-side NumPy statistic, rung by rung, to check the file when it is written.
 
-    Independent of the post-process's row-by-row updates: each rung's
-    distance comes from :func:`~edgewatch.eval.detectors.novelty.novelty_scores`
+    Independent of the post-process's row-by-row updates and of its
+    buffering of a stream's first rows: the stream's sampling is decided
+    once (by the agent's rule, :func:`edgewatch.agent.postprocess.sampling.decide`),
+    the lengths it gives are fixed, a count series is transformed whole;
+    each rung's distance comes from :func:`~edgewatch.eval.detectors.novelty.novelty_scores`
     on whole windows, its own likelihood runs from its first full window, and
     a rung's output is used from the row it speaks until the next one speaks.
     """
+    from dataclasses import replace as with_
+
     from numpy.lib.stride_tricks import sliding_window_view
 
     from edgewatch.agent.postprocess import Levels, Likelihood
+    from edgewatch.agent.postprocess.sampling import anscombe, decide
     from edgewatch.contract.postprocess import LevelsParams, NoveltyParams
     from edgewatch.eval.detectors.novelty import NoveltyConfig, novelty_scores
 
     x = np.asarray(values, dtype=np.float32).astype(np.float64)
     p = NoveltyParams.from_dict(config.novelty)
+    lp = LevelsParams.from_dict(config.levels)
+    rows = max(p.sampling_rows(), lp.sampling_rows())
+    t = np.full(len(x), np.nan) if times is None else np.asarray(times, dtype=np.float64)
+    seen = decide(x[:rows].tolist(), t[:rows].tolist(), p)
+    if rows and len(x) >= rows and seen.counts:
+        x = np.array([anscombe(v) for v in x.tolist()])
+    interval = seen.interval if len(x) >= rows else None
+    p = with_(p, m=float(p.m_for(interval)), m_seconds=0.0, count_rows=0.0)
+    lp = with_(lp, range_rows=float(lp.rows_for(interval)), range_seconds=0.0, count_rows=0.0)
     out = np.zeros(len(x))
     rungs = []
     for m, span in p.ladder():
@@ -121,7 +184,7 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig) -> np.ndar
     for k, (speaks, got) in enumerate(rungs):
         until = rungs[k + 1][0] if k + 1 < len(rungs) else len(x)
         out[speaks:until] = got[speaks:until]
-    lev = Levels(LevelsParams.from_dict(config.levels)).update_many(np.zeros(len(x), dtype=np.int64), x)
+    lev = Levels(lp).update_many(np.zeros(len(x), dtype=np.int64), x)
     return np.maximum(out, lev)
 
 
@@ -164,8 +227,10 @@ def write_model(out: str | os.PathLike[str], config: NoveltyLevelsConfig | None 
             from edgewatch.eval.runner import ModelDetector
 
             x = _check_series()
-            got = ModelDetector(tmp).score_series(x)
-            want = reference_scores(x, config)
-            if not np.allclose(got, want, rtol=1e-6, atol=1e-6) or not (want >= config.threshold).any():
-                raise RuntimeError("the written novelty-levels file disagrees with its NumPy reference")
+            det = ModelDetector(tmp)
+            for times in (None, 1.7e9 + 3600.0 * np.arange(len(x))):  # rows; an hourly stream's own time
+                got = det.score_series(x, times=times)
+                want = reference_scores(x, config, times)
+                if not np.allclose(got, want, rtol=1e-6, atol=1e-6) or not (want >= config.threshold).any():
+                    raise RuntimeError("the written novelty-levels file disagrees with its NumPy reference")
     return out

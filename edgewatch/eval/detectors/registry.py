@@ -17,10 +17,10 @@ class BuiltIn(str, enum.Enum):
     NOVELTY = "novelty"
     LEVELS = "levels"
     NOVELTY_LEVELS = "novelty-levels"
+    FIFTH_ROUND = "fifth-round"
     FOURTH_ROUND = "fourth-round"
     NOVELTY_LEVELS_PAIR = "novelty-levels-pair"
     RESONANCE = "resonance"
-    NOVELTY_LEVELS_ADAPTED = "novelty-levels-adapted"
 
 
 NAMES = [b.value for b in BuiltIn]
@@ -34,16 +34,16 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
     ``edgewatch eval make-detector`` writes. ``novelty-levels`` is the one
     file carrying both (a pass-through graph; its post-process is the maximum
     of the ``novelty`` kind, its span stepped from 48 to 1536 rows, and the
-    ``levels`` kind); ``fourth-round`` is the previous default (one 384-row
-    span), kept to compare on every table; ``novelty-levels-pair`` is the
-    fourth round as two separate files (the distance in a 384-row graph, the
-    levels on their own), equal to ``fourth-round`` up to the graph's
-    float32 distances; ``resonance`` is the ARTime-like post-process
-    (:mod:`edgewatch.agent.postprocess.resonance`), kept for comparison;
-    ``novelty-levels-adapted`` is the default with the levels' range and the
-    shape length in each stream's time and counts stabilised
-    (:mod:`edgewatch.eval.detectors.adapted`, evaluation only until the
-    agent's post-process sees message times).
+    ``levels`` kind, each with its lengths in the stream's own time and
+    counts stabilised, decided per stream from its first 48 rows);
+    ``fifth-round`` is the same file with every length in rows and no
+    counts (the fifth round's default), ``fourth-round`` the one before (one
+    384-row span), both kept to compare on every table;
+    ``novelty-levels-pair`` is the fourth round as two separate files (the
+    distance in a 384-row graph, the levels on their own), equal to
+    ``fourth-round`` up to the graph's float32 distances; ``resonance`` is
+    the ARTime-like post-process (:mod:`edgewatch.agent.postprocess.resonance`),
+    kept for comparison.
     """
     from edgewatch.eval.runner import MaxEnsemble, ModelDetector
 
@@ -60,15 +60,13 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
         return RandomDetector(seed)
     if which is BuiltIn.WINDOWED_GAUSSIAN:
         return WindowedGaussianDetector()
-    from edgewatch.eval.detectors import adapted, levels, novelty, novelty_levels, resonance
-
-    if which is BuiltIn.NOVELTY_LEVELS_ADAPTED:
-        return adapted.AdaptedDetector(stride=stride)
+    from edgewatch.eval.detectors import levels, novelty, novelty_levels, resonance
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:  # sessions hold the graphs
-        if which in (BuiltIn.NOVELTY_LEVELS, BuiltIn.FOURTH_ROUND):
-            config = novelty_levels.NoveltyLevelsConfig() if which is BuiltIn.NOVELTY_LEVELS \
-                else novelty_levels.fourth_round()
+        rounds = {BuiltIn.NOVELTY_LEVELS: novelty_levels.NoveltyLevelsConfig,
+                  BuiltIn.FIFTH_ROUND: novelty_levels.fifth_round, BuiltIn.FOURTH_ROUND: novelty_levels.fourth_round}
+        if which in rounds:
+            config = rounds[which]()
             one = ModelDetector(novelty_levels.write_model(Path(tmp) / f"{which.value}.onnx", config), stride=stride)
             one.name = which.value
             return one

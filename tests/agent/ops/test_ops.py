@@ -209,3 +209,34 @@ def test_live_and_ready_are_told_apart(tmp_path: Path) -> None:
         assert answer("/livez") == (503, "stuck") and answer("/readyz") == (503, "stuck")
     finally:
         ops.close()
+
+
+def test_readyz_is_not_ready_when_every_message_is_refused(tmp_path: Path) -> None:
+    from edgewatch.agent.engine import Agent, AgentOptions
+    from edgewatch.agent.model import ScoringModel
+    from edgewatch.agent.ops.server import OpsServer
+    from edgewatch.agent.sources import Item, Kind
+
+    agent = Agent(ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=3))), [],
+                  AgentOptions(drift_every=0))
+    ops = OpsServer(agent, "127.0.0.1:0", ready_grace=30.0, ready_max_silence=60.0)
+    try:
+        def answer() -> tuple[int, dict]:
+            code, body = _get(ops.url + "/readyz")
+            return code, json.loads(body)
+
+        per_sensor = [Item(Kind.RAW, "plant/pump-7/Pressure", '{"ts": 1, "value": 2.5}', time.time())] * 50
+        agent.process(per_sensor)
+        assert answer()[1]["ready_reason"] == "ok"  # within the grace period: it may still be starting up
+        agent.started_at -= 31
+        code, h = answer()
+        assert (code, h["ready_reason"]) == (503, "refused")
+        assert "every one was refused since the start" in h["ready_detail"] and "wrong_arity 50" in h["ready_detail"]
+        agent.process([Item(Kind.RAW, "s", "[0.5, 0.5, 0.5, 0.5]", time.time())])
+        assert answer()[0] == 200 and answer()[1]["ready_detail"] is None
+        agent.last_row_at -= 31  # rows stopped being usable 31 s ago, messages still arrive
+        agent.process(per_sensor)
+        code, h = answer()
+        assert (code, h["ready_reason"]) == (503, "refused") and "for 31 s" in h["ready_detail"]
+    finally:
+        ops.close()

@@ -81,6 +81,9 @@ def test_polls_types_scale_and_bad_values(tmp_path: Path) -> None:
             assert wait_until(lambda: agent.summary.bad.get("exception_response", 0) >= 2)
             server.exception_code = None
             server.set_registers(101, encode_value(math.nan, "f32", word_order="little"), table="input")
+            # a NaN register is a missing value: held for three polling intervals, then stale_feature
+            assert wait_until(lambda: agent.summary.bad.get("stale_feature", 0) >= 2)
+            server.set_registers(101, encode_value(math.inf, "f32", word_order="little"), table="input")
             assert wait_until(lambda: agent.summary.bad.get("non_finite", 0) >= 2)
             server.set_registers(101, encode_value(1.5, "f32", word_order="little"), table="input")
             seen = src.measurements

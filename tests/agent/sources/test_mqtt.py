@@ -64,20 +64,21 @@ def test_payload_forms_wildcards_and_bad_input(tmp_path: Path, broker) -> None:
             pub.send("plant/p1/m", json.dumps([0.5, 0.5, 0.5, 0.5]))
             pub.send("plant/p2/m", json.dumps({"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5, "unit": "x"}))
             pub.send("plant/p3/m", json.dumps({"values": [0.5] * 4, "stream": "named"}))
-        pub.send("plant/p1/m", json.dumps({"a": 0.5, "b": 0.5, "c": 0.5}))  # d missing
-        pub.send("plant/p1/m", json.dumps({"a": "0.5", "b": 0.5, "c": 0.5, "d": 1}))
+        pub.send("plant/p1/m", json.dumps({"a": 0.5, "b": 0.5, "c": 0.5}))  # d missing, never seen keyed on p1
+        pub.send("plant/p2/m", json.dumps({"a": 0.5, "b": 0.5, "c": 0.5, "d": None}))  # d held from p2's last
+        pub.send("plant/p1/m", json.dumps({"a": "0.5", "b": 0.5, "c": 0.5, "d": 1}))  # a number as text
         pub.send("plant/p1/m", b"[0.5, NaN, 0.5, 0.5]")
         pub.send("plant/p1/m", b"\xff\xfe")
         pub.send("plant/p1/other", json.dumps([9, 9, 9, 9]))  # outside the filter
-        assert wait_until(lambda: agent.summary.messages == 22)
+        assert wait_until(lambda: agent.summary.messages == 23)
     finally:
         agent.request_stop()
         runner.join(10)
         pub.close()
     assert sorted(agent.streams) == ["named", "plant/p1/m", "plant/p2/m"]
-    assert agent.summary.bad == {"wrong_arity": 1, "not_number": 1, "non_finite": 1, "binary": 1}
-    assert agent.summary.windows == 3 * 2  # 6 rows per stream, window 5, stride 1
-    assert agent.metrics.bad_messages.labels("wrong_arity")._value.get() == 1
+    assert agent.summary.bad == {"missing_feature": 1, "non_finite": 1, "binary": 1}
+    assert agent.summary.windows == 3 + 3 + 2  # 7, 7 and 6 rows, window 5, stride 1
+    assert agent.metrics.bad_messages.labels("missing_feature")._value.get() == 1
 
 
 def test_sink_source_and_model_receiver_share_one_connection(tmp_path: Path, broker) -> None:

@@ -62,7 +62,9 @@ def test_notification_sets_and_bad_values(tmp_path: Path, opc: OpcUaServer) -> N
         assert wait_until(lambda: src.measurements == 4)
         opc.write("Pump2", {"memory": "high"})
         assert wait_until(lambda: agent.summary.bad.get("not_number") == 1)
-        opc.write("Pump2", {"memory": math.nan})
+        opc.write("Pump2", {"memory": math.nan})  # a missing value: held from 0.2 (the row assembler's rule)
+        assert wait_until(lambda: src.measurements == 5)
+        opc.write("Pump2", {"memory": math.inf})
         assert wait_until(lambda: agent.summary.bad.get("non_finite") == 1)
     finally:
         agent.request_stop()
@@ -70,8 +72,8 @@ def test_notification_sets_and_bad_values(tmp_path: Path, opc: OpcUaServer) -> N
     assert src.bad_status_by_name == {"BadSensorFailure": 1}
     assert src.channel_security == "None,None"
     assert agent.streams == [f"{opc.url}/Objects/2:Pump2"]
-    assert agent.summary.messages == 4 + 3
-    assert agent.summary.windows == 4 - WINDOW + 1
+    assert agent.summary.messages == 5 + 3
+    assert agent.summary.windows == 5 - WINDOW + 1
 
 
 def test_twenty_server_restarts_resubscribe_every_time(tmp_path: Path, opc: OpcUaServer) -> None:

@@ -103,13 +103,15 @@ _json = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | s
 @given(st.dictionaries(st.sampled_from(FEATURES + ["ts", "stream", "x"]), _json, max_size=7))
 def test_flat_objects_parse_to_a_measurement_or_a_reason(obj: dict) -> None:
     import json
+    import math
 
-    from edgewatch.agent.sources.parsing import BadReason, Measurement, parse_payload
+    from edgewatch.agent.sources.parsing import BadReason, Measurement
+    from edgewatch.agent.sources.rows import RowAssembler
 
-    out = parse_payload(json.dumps(obj), FEATURES)
+    out = RowAssembler(FEATURES).keyed_message(json.dumps(obj), "s", 1000.0)
     assert isinstance(out, (Measurement, BadReason))
-    if isinstance(out, Measurement) and "values" not in obj:
-        assert out.values == [float(obj[f]) for f in FEATURES]
-    if any(f not in obj for f in FEATURES) and "values" not in obj:
-        assert out in (BadReason.WRONG_ARITY, BadReason.NO_VALUES, BadReason.NOT_NUMBER, BadReason.NON_FINITE,
+    if isinstance(out, Measurement):
+        assert out.values == [float(obj[f]) for f in FEATURES] and all(math.isfinite(v) for v in out.values)
+    if any(f not in obj for f in FEATURES):  # a first row: nothing to hold
+        assert out in (BadReason.MISSING_FEATURE, BadReason.NO_VALUES, BadReason.NOT_NUMBER, BadReason.NON_FINITE,
                        BadReason.BAD_TIMESTAMP, BadReason.BAD_STREAM, BadReason.OVERFLOW)

@@ -165,4 +165,4 @@ def test_a_csv_row_the_csv_module_refuses_is_counted_and_the_replay_goes_on(mode
     agent.add_source(ReplaySource(csv, ["a", "b", "c", "d"]))
     summary = agent.run(duration=60)
     assert summary.ended_by == "sources" and summary.source_failures == {}
-    assert summary.bad == {"bad_reply": 1, "not_json": 1} and summary.messages == 12
+    assert summary.bad == {"bad_reply": 1, "not_number": 1} and summary.messages == 12  # the \xff cell

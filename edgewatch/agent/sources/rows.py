@@ -1,0 +1,298 @@
+"""Rows out of values that arrive one feature at a time, or with gaps: the one row assembler of every source.
+
+Plants rarely send the model's row in one piece. A broker carries one topic
+per sensor (``plant/pump-7/Pressure`` with ``12.5`` or ``{"value": 12.5,
+"ts": ...}``); a historian's row has a blank where a sensor was not logged;
+an OPC UA server only notifies the variables that changed. A
+:class:`RowAssembler` keeps, per stream, each feature's last value and its
+time, and makes rows out of them by one set of rules:
+
+* **Holding.** A feature missing from a row (no message, ``null``, ``""``,
+  ``"NaN"``, a missing key, a blank cell) takes the stream's last value of
+  that feature if it is at most ``max_age`` seconds older than the row.
+  Otherwise the row is skipped and counted: ``missing_feature`` when the
+  feature has never had a value on this stream, ``stale_feature`` when its
+  last value is too old (the sensor stopped reporting).
+* **The staleness limit.** ``max_age`` set on the source (``?max_age=10s``,
+  a TOML key) applies to every feature. Unset, each feature may be held for
+  :data:`HOLD_INTERVALS` of *its own* sampling intervals (the median of its
+  last :data:`GAP_HISTORY` gaps; before it has two values, the stream's row
+  interval; before the stream has made two rows, without limit, as ``fit``
+  fills a blank from the value above): one or two lost messages are
+  bridged, a sensor that has missed
+  three updates in a row no longer stands for the present, and a slow
+  sensor (a temperature every minute beside a pressure every second) is
+  held for as long as it normally goes quiet.
+* **When a row is made from single-feature messages** (:meth:`RowAssembler.feature`):
+  as soon as every feature has reported since the last row, or when a
+  feature reports again before that (its previous value then belongs to
+  the row being assembled, which is made first, the features that did not
+  report held). So a publisher that sends all its sensors each tick gives
+  one row per tick with no delay, and one that lost a message gives the
+  row one message later instead of never.
+* **Time.** A value's time is its ``ts`` when it carries one, else when the
+  source received it (a CSV replay without a time column counts rows). A
+  row's time is the newest of its fresh values. A value older than the
+  feature's held value arrived out of order: ``stale_feature``, skipped.
+
+Streams are kept in least-recently-used order, at most ``max_streams``; the
+oldest stream's held values are dropped past that (they are a cache: at
+worst its next row needs every feature again).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+
+from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, BadReason, Measurement, parse_object,
+                                             parse_reading)
+from edgewatch.wire.csv_table import MISSING as MISSING_TEXT  # what a plant writes for "no value", as fit reads it
+
+HOLD_INTERVALS = 3.0  # a value stands for the present for this many of its feature's sampling intervals
+GAP_HISTORY = 9  # gaps kept per feature for the median sampling interval
+DEFAULT_MAX_STREAMS = 10_000
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class _Missing:
+    """The value a message or a cell gives for "no value" (held if it can be)."""
+
+
+MISSING = _Missing()
+
+
+def parse_max_age(value: object) -> float | None:
+    """``"10s"``, ``"500ms"``, ``"2m"``, ``"1h"`` or a number of seconds; ``"auto"``/None: per-feature default.
+
+    Raises ValueError with the accepted forms for anything else.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"max_age {value!r} is not a duration: write 10s, 500ms, 2m, 1h, a number of "
+                             "seconds, or auto")
+        seconds = float(match.group(1)) * _UNIT[match.group(2)]
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"max_age must be a positive duration (got {value!r})")
+    return seconds
+
+
+def cell_value(value: object) -> float | _Missing | BadReason:
+    """One feature's value as a plant writes it: a number, a number as text, or "no value" (:data:`MISSING`).
+
+    ``null``, a NaN and the texts a CSV cell is missing with (``""``,
+    ``"NaN"``, ``"null"``, ``"NA"``, ``"-"``...) are missing (held); infinity is
+    ``non_finite``, beyond float32 ``overflow``, a bool, text or a nested
+    value ``not_number``: the rules of the agent's parser.
+    """
+    if type(value) is float:
+        f = value
+    elif value is None:
+        return MISSING
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.lower() in MISSING_TEXT:
+            return MISSING
+        try:
+            f = float(text)
+        except ValueError:
+            return BadReason.NOT_NUMBER
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            f = float(value)
+        except OverflowError:
+            return BadReason.OVERFLOW
+    else:
+        return BadReason.NOT_NUMBER
+    if math.isnan(f):
+        return MISSING
+    if math.isinf(f):
+        return BadReason.NON_FINITE
+    if not -FLOAT32_MAX <= f <= FLOAT32_MAX:
+        return BadReason.OVERFLOW
+    return f
+
+
+class _StreamState:
+    __slots__ = ("values", "at", "gaps", "fresh", "row_ts", "last_row_at", "row_gaps")
+
+    def __init__(self, n: int) -> None:
+        self.values: list[float] = [math.nan] * n
+        self.at: list[float] = [-math.inf] * n  # when each value was taken (-inf: never)
+        self.gaps: list[deque[float]] = [deque(maxlen=GAP_HISTORY) for _ in range(n)]
+        self.fresh: set[int] = set()  # features reported since the last row (single-feature messages)
+        self.row_ts: float | None = None  # the newest ts among the fresh values
+        self.last_row_at: float | None = None
+        self.row_gaps: deque[float] = deque(maxlen=GAP_HISTORY)
+
+
+class RowAssembler:
+    """Per stream, each feature's last value; rows from keyed objects or from single-feature messages.
+
+    One assembler is used by one thread (a source's, or the agent loop's
+    for the raw lines of stdin and websockets); see the module docstring
+    for the rules.
+    """
+
+    def __init__(self, features: Sequence[str], max_age: float | None = None,
+                 max_streams: int = DEFAULT_MAX_STREAMS) -> None:
+        self.features = list(features)
+        self.index = {name: j for j, name in enumerate(self.features)}
+        self.max_age = max_age
+        self.max_streams = max_streams
+        self._streams: OrderedDict[str, _StreamState] = OrderedDict()
+
+    def _state(self, stream: str) -> _StreamState:
+        st = self._streams.get(stream)
+        if st is None:
+            st = self._streams[stream] = _StreamState(len(self.features))
+            if len(self._streams) > self.max_streams:
+                self._streams.popitem(last=False)
+        else:
+            self._streams.move_to_end(stream)
+        return st
+
+    def limit(self, stream: str, j: int) -> float:
+        """How old feature ``j``'s held value may be, in seconds (the module docstring's rule)."""
+        if self.max_age is not None:
+            return self.max_age
+        st = self._streams.get(stream)
+        gaps = st.gaps[j] or st.row_gaps if st is not None else None
+        if not gaps:
+            return math.inf
+        ordered = sorted(gaps)
+        return HOLD_INTERVALS * ordered[len(ordered) // 2]
+
+    def _take(self, st: _StreamState, j: int, value: float, at: float) -> bool:
+        """Record one value; False when it is older than the one held (out of order)."""
+        prev = st.at[j]
+        if at < prev:
+            return False
+        if prev != -math.inf:
+            st.gaps[j].append(at - prev)
+        st.values[j] = value
+        st.at[j] = at
+        return True
+
+    def _complete(self, stream: str, st: _StreamState, at: float, ts: float | None,
+                  fresh: set[int] | None = None) -> Measurement | BadReason:
+        """The row at time ``at`` from the held values, or why it cannot be made."""
+        values = st.values
+        for j, t in enumerate(st.at):
+            if t == at or (fresh is not None and j in fresh):
+                continue
+            if t == -math.inf:
+                return BadReason.MISSING_FEATURE
+            if at - t > self.limit(stream, j):
+                return BadReason.STALE_FEATURE
+        if st.last_row_at is not None and at > st.last_row_at:
+            st.row_gaps.append(at - st.last_row_at)
+        st.last_row_at = at
+        return Measurement(list(values), ts, stream)
+
+    def row(self, stream: str, cells: Sequence[object], at: float, ts: float | None = None
+            ) -> Measurement | BadReason:
+        """A whole row (``cells`` in the model's feature order, :data:`MISSING` where there is no value).
+
+        Present values are kept for later rows even when this one is skipped.
+        """
+        st = self._state(stream)
+        if not self._take_cells(st, cells, at):
+            return BadReason.STALE_FEATURE
+        return self._complete(stream, st, at, ts)
+
+    def hold(self, stream: str, cells: Sequence[object], at: float) -> None:
+        """Keep the present values of a row that is refused for another reason (they may be held later)."""
+        self._take_cells(self._state(stream), cells, at)
+
+    def reset(self, stream: str) -> None:
+        """Forget what the stream holds (a new session of a source: its next row needs every feature)."""
+        self._streams.pop(stream, None)
+
+    def forget(self, stream: str, j: int) -> None:
+        """Feature ``j`` has no usable value now (a bad status): it is not held, the next rows need a new one."""
+        st = self._state(stream)
+        st.values[j] = math.nan
+        st.at[j] = -math.inf
+        st.gaps[j].clear()
+
+    def _take_cells(self, st: _StreamState, cells: Sequence[object], at: float) -> bool:
+        ok = True
+        for j, v in enumerate(cells):
+            if v is not MISSING and not self._take(st, j, v, at):  # type: ignore[arg-type]
+                ok = False
+        return ok
+
+    def keyed(self, obj: dict, stream: str, at: float, ts: float | None = None) -> Measurement | BadReason:
+        """A JSON object keyed by feature name (other keys ignored): its row, or why it has none."""
+        cells: list[object] = []
+        for name in self.features:
+            v = cell_value(obj.get(name))
+            if type(v) is BadReason:
+                return v
+            cells.append(v)
+        return self.row(stream, cells, at, ts)
+
+    def keyed_message(self, raw: str | bytes, stream: str, received: float, max_bytes: int = DEFAULT_MAX_BYTES
+                      ) -> Measurement | BadReason:
+        """A message holding one object keyed by feature name; ``no_values`` when it names no feature at all.
+
+        Its ``stream`` key, else ``stream``, names the stream; its time is
+        its ``ts`` (or ``timestamp``...), else ``received``.
+        """
+        parsed = parse_object(raw, max_bytes)
+        if type(parsed) is BadReason:
+            return parsed
+        obj, ts, named = parsed  # type: ignore[misc]
+        if not any(name in obj for name in self.features):
+            return BadReason.NO_VALUES
+        return self.keyed(obj, named or stream, ts if ts is not None else received, ts)
+
+    def reading(self, raw: str | bytes, stream: str, name: str, received: float,
+                max_bytes: int = DEFAULT_MAX_BYTES) -> list[Measurement | BadReason]:
+        """One feature's message (:func:`~edgewatch.agent.sources.parsing.parse_reading`): the rows it completes."""
+        if name not in self.index:
+            return [BadReason.UNKNOWN_FEATURE]
+        parsed = parse_reading(raw, max_bytes)
+        if type(parsed) is BadReason:
+            return [parsed]
+        value, ts = parsed  # type: ignore[misc]
+        return self.feature(stream, name, value, ts if ts is not None else received, ts)
+
+    def feature(self, stream: str, name: str, value: object, at: float, ts: float | None = None
+                ) -> list[Measurement | BadReason]:
+        """One feature's value; the rows (or reasons) it completes, in order: none, one, or two."""
+        j = self.index.get(name)
+        if j is None:
+            return [BadReason.UNKNOWN_FEATURE]
+        v = cell_value(value)
+        if type(v) is BadReason:
+            return [v]
+        st = self._state(stream)
+        out: list[Measurement | BadReason] = []
+        if j in st.fresh:  # it reports again: the row being assembled is made first
+            out.append(self._flush(stream, st))
+        if v is MISSING:
+            return out
+        if not self._take(st, j, v, at):  # type: ignore[arg-type]
+            out.append(BadReason.STALE_FEATURE)
+            return out
+        st.fresh.add(j)
+        if ts is not None and (st.row_ts is None or ts > st.row_ts):
+            st.row_ts = ts
+        if len(st.fresh) == len(self.features):
+            out.append(self._flush(stream, st))
+        return out
+
+    def _flush(self, stream: str, st: _StreamState) -> Measurement | BadReason:
+        fresh, ts = st.fresh, st.row_ts
+        st.fresh, st.row_ts = set(), None
+        return self._complete(stream, st, max(st.at[j] for j in fresh), ts, fresh)

@@ -1,0 +1,85 @@
+"""``replay:`` reads the files ``edgewatch fit`` reads, with no query options: separator, decimal comma and time
+column sniffed (wire/csv_table.py), the model's features taken by name; an error about columns names the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.sinks.memory import MemorySink
+from edgewatch.agent.sources import make_source
+from edgewatch.contract import Scaler
+from edgewatch.errors import BadInput
+from tests.modelkit import make_card, write_model
+from tests.plantkit import pump_rows, write_pump_csv
+
+FEATURES = ["Pressure", "Current", "Volume Flow RateRMS"]  # fit left Accelerometer1RMS out
+
+
+def _skab_like(path: Path, rows: int = 40, decimal_comma: bool = False) -> Path:
+    head = "datetime;Accelerometer1RMS;Current;Pressure;Temperature;Volume Flow RateRMS;anomaly;changepoint"
+    lines = [head]
+    for i in range(rows):
+        cells = ["0.027", "0.87", "0.054711" if i != 20 else "4.5", "75.5", "32.0"]
+        if decimal_comma:
+            cells = [c.replace(".", ",") for c in cells]
+        lines.append(f"2020-03-09 10:{14 + i // 60:02d}:{i % 60:02d};" + ";".join(cells) + ";0;0")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _run(tmp_path: Path, url: str) -> tuple[Agent, MemorySink]:
+    card = make_card(window=3, features=FEATURES, threshold=1.0, k=1, n=1,
+                     scaler=Scaler("standard", [0.054711, 0.87, 32.0], [1.0, 1.0, 1.0]))  # normal rows score 0
+    agent = Agent(ScoringModel(write_model(tmp_path / "m.onnx", card)), [sink := MemorySink()],
+                  AgentOptions(stride=1, drift_every=0))
+    agent.add_source(make_source(url, FEATURES))
+    agent.run(duration=30)
+    return agent, sink
+
+
+@pytest.mark.parametrize("decimal_comma", [False, True])
+def test_a_semicolon_file_with_a_datetime_column_replays_with_no_query(tmp_path: Path, decimal_comma: bool) -> None:
+    csv = _skab_like(tmp_path / "1.csv", decimal_comma=decimal_comma)
+    agent, sink = _run(tmp_path, f"replay:{csv}")
+    assert agent.summary.messages == 40 and agent.summary.bad == {}
+    assert agent.summary.windows == 38
+    start = next(e for e in sink.events if e["event"] == "start")
+    assert start["ts"] == pytest.approx(1583748860.0)  # 2020-03-09 10:14:20 UTC: the time column was read
+    assert start["top_features"][0]["feature"] == "Pressure"  # by name, not by position
+
+
+def test_the_sniffing_can_be_overruled_on_the_url(tmp_path: Path) -> None:
+    csv = _skab_like(tmp_path / "1.csv")
+    agent, _ = _run(tmp_path, f"replay:{csv}?sep=;&time=datetime")
+    assert agent.summary.messages == 40 and agent.summary.bad == {}
+
+
+def test_a_european_plant_export_replays_with_no_query(tmp_path: Path) -> None:
+    x = pump_rows(30, seed=1)
+    csv = write_pump_csv(tmp_path / "pump.csv", x, european=True, blanks=True)  # ';', 1,5, 'Time Stamp', blanks
+    features = ["flow", "pressure", "current"]
+    card = make_card(window=3, features=features, offset=0.0, threshold=1e9)
+    agent = Agent(ScoringModel(write_model(tmp_path / "p.onnx", card)), [], AgentOptions(stride=1, drift_every=0))
+    agent.add_source(make_source(f"replay:{csv}", features))
+    summary = agent.run(duration=30)
+    # pressure is blank two rows in three: held from the row above (one second old, its interval three)
+    assert summary.messages == 30 and summary.bad == {} and summary.windows == 28
+
+
+def test_an_error_about_columns_names_what_the_model_wants_what_the_file_has_and_the_fix(tmp_path: Path) -> None:
+    csv = tmp_path / "other.csv"
+    csv.write_text("datetime;Pressure;Current;Flow\n2020-03-09 10:14:33;1;2;3\n")
+    with pytest.raises(BadInput) as err:
+        make_source(f"replay:{csv}", FEATURES)
+    text = str(err.value)
+    assert "['datetime', 'Pressure', 'Current', 'Flow']" in text  # what the file has, split by its ';'
+    assert str(FEATURES) in text and "['Volume Flow RateRMS'] are not among them" in text
+    assert f"replay:{csv}?columns=Volume Flow RateRMS,Pressure,..." in text and "?sep=" in text
+    agent, _ = _run(tmp_path, f"replay:{csv}?columns=Pressure,Current,Flow")  # the fix it names works
+    assert agent.summary.messages == 1 and agent.summary.bad == {}
+    with pytest.raises(BadInput, match=r"\?columns= must name 3 of its columns"):
+        make_source(f"replay:{csv}?columns=Pressure,Flow", FEATURES)

@@ -1,0 +1,110 @@
+"""The default univariate detector (``edgewatch eval make-detector``): lengths in each stream's time and counts
+stabilised, decided per stream by the agent's post-process."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.sinks import StdoutSink
+from edgewatch.agent.sources import ReplaySource
+from edgewatch.cli import main
+from edgewatch.eval.detectors import novelty_levels
+from edgewatch.eval.detectors.registry import resolve
+from edgewatch.eval.runner import ModelDetector, check_online
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _series(n: int, seed: int) -> np.ndarray:
+    """NAB-like: a daily cycle of 96 rows with noise, a burst and a level shift late in the stream."""
+    rng = np.random.default_rng(seed)
+    x = 100 + 10 * np.sin(np.arange(n) * 2 * np.pi / 96) + rng.normal(0, 1, n)
+    x[n // 2:n // 2 + 20] += 30
+    x[int(n * 0.8):] += 25
+    return x
+
+
+def _counts(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = rng.poisson(10 + 5 * np.sin(np.arange(n) * 2 * np.pi / 96)).astype(np.float64)
+    c[int(n * 0.7):int(n * 0.7) + 6] += 60
+    return c
+
+
+def _starts(scores: np.ndarray) -> list[int]:
+    over = scores > 0.5
+    return [i for i in np.flatnonzero(over).tolist() if i == 0 or not over[i - 1]]
+
+
+def test_make_detector_writes_the_adapted_default_in_its_default_place(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    res = CliRunner().invoke(main, ["eval", "make-detector"])  # the README's form: models/nab-best.onnx
+    assert res.exit_code == 0, res.output
+    path = tmp_path / "models" / "nab-best.onnx"
+    assert "wrote models/nab-best.onnx" in res.output
+    card = ScoringModel(path).card
+    novelty, levels = card.postprocess.parts
+    assert (novelty.kind, levels.kind) == ("novelty", "levels")
+    assert novelty.params["m_seconds"] == 192 * 300 and novelty.params["m"] == 192
+    assert levels.params["range_seconds"] == 256 * 300 and levels.params["range_rows"] == 256
+    assert (levels.params["range_min"], levels.params["range_max"]) == (48, 1536)
+    assert novelty.params["count_rows"] == levels.params["count_rows"] == 48
+    assert novelty.params["interval_rows"] == levels.params["interval_rows"] == 16
+    # the shipped file is what the command writes
+    assert path.read_bytes() == (ROOT / "models" / "nab-best.onnx").read_bytes()
+    older = ScoringModel(novelty_levels.write_model(tmp_path / "5.onnx", novelty_levels.fifth_round())).card
+    assert "m_seconds" not in older.postprocess.parts[0].params  # the fifth round's file: rows only
+
+
+def test_the_default_file_through_the_agent_adapts_each_replayed_stream(tmp_path: Path) -> None:
+    """Three replayed streams in one agent: 5-minute levels, the same values hourly, hourly counts. Each
+    stream's alerts are those of the file run on that stream alone with its times; the hourly one differs
+    from the same values at 5 minutes."""
+    path = ROOT / "models" / "nab-best.onnx"
+    n = 1400
+    streams = {"five": (_series(n, 1), 300.0), "hourly": (_series(n, 1), 3600.0), "counts": (_counts(n, 2), 3600.0)}
+    agent_out = io.StringIO()
+    agent = Agent(ScoringModel(path), [StdoutSink(agent_out)], AgentOptions(stride=1, k=1, n=1, drift_every=0))
+    det = ModelDetector(path)
+    want: dict[str, list[int]] = {}
+    for name, (x, step) in streams.items():
+        ts = 1.7e9 + step * np.arange(n)
+        csv = tmp_path / f"{name}.csv"
+        csv.write_text("timestamp,value\n" + "".join(f"{t:.0f},{v!r}\n" for t, v in zip(ts.tolist(), x.tolist())))
+        agent.add_source(ReplaySource(csv, ["value"]))
+        scores = det.score_series(x, name, ts)
+        assert check_online(det, x, name, cut=40, times=ts)  # a cut inside the 48 decision rows
+        want[f"replay:{name}.csv"] = _starts(scores)
+    agent.run(duration=120)
+    got: dict[str, list[int]] = {k: [] for k in want}
+    for event in map(json.loads, agent_out.getvalue().splitlines()):
+        if event["event"] == "start":
+            got[event["stream"]].append(event["seq"])
+    assert got == want
+    assert all(got.values())
+    assert got["replay:five.csv"] != got["replay:hourly.csv"]  # same values, another interval
+    rows = _starts(det.score_series(streams["hourly"][0]))  # no times: the rows, as a 5-minute stream
+    assert rows == got["replay:five.csv"]
+    counts = streams["counts"][0]
+    plain = ModelDetector(novelty_levels.write_model(tmp_path / "5.onnx", novelty_levels.fifth_round()))
+    assert _starts(plain.score_series(counts)) != got["replay:counts.csv"]  # Anscombe and the hourly lengths
+
+
+def test_the_previous_defaults_stay_by_name() -> None:
+    assert resolve("fifth-round").name == "fifth-round" and resolve("fourth-round").name == "fourth-round"
+    x = _series(700, 3)
+    ts = 1.7e9 + 3600.0 * np.arange(len(x))
+    fifth = resolve("fifth-round")
+    np.testing.assert_array_equal(fifth.score_series(x, "s", ts), fifth.score_series(x, "s"))  # reads no time
+    default = resolve("novelty-levels")
+    assert not np.array_equal(default.score_series(x, "s", ts), default.score_series(x, "s"))

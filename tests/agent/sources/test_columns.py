@@ -43,8 +43,10 @@ def test_columns_accept_only_what_parse_message_accepts_the_same(batch) -> None:
         return
     assert all(type(m) is Measurement and m.ts is None for m in one_by_one)
     np.testing.assert_array_equal(cols.values, np.array([m.values for m in one_by_one], dtype=np.float64))
-    assert cols.streams == (None if cols.streams is None else [m.stream for m in one_by_one])
-    assert cols.streams is not None or all(m.stream is None for m in one_by_one)
+    if cols.streams is None:
+        assert all(m.stream is None for m in one_by_one)
+    else:
+        assert cols.streams == [m.stream for m in one_by_one]
 
 
 @pytest.mark.parametrize("with_stream", [False, True])

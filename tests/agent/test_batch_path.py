@@ -57,7 +57,7 @@ def test_update_many_equals_update_one_by_one(windows, k: int, extra: int) -> No
     slots = [s for s, _ in windows]
     over = [o for _, o in windows]
     scores = [float(i) if o else 0.0 for i, (_, o) in enumerate(windows)]
-    got = bulk.update_many(slots, over, scores, [float(i) for i in range(len(windows))], list(range(len(windows))))
+    got = list(bulk.update_many(slots, over, scores, [float(i) for i in range(len(windows))], list(range(len(windows)))))
     want = [(i, t) for i, (s, o) in enumerate(windows) if (t := single.update(s, o, scores[i], float(i), i))]
     assert [(i, t.kind, t.slot, t.episode) for i, t in got] == [(i, t.kind, t.slot, t.episode) for i, t in want]
     assert sorted(bulk.open_slots()) == sorted(single.open_slots())
@@ -117,3 +117,17 @@ def test_the_agent_decides_the_same_either_way(tmp_path: Path, form: str) -> Non
     assert fast.table.names == slow.table.names
     for slot in range(len(fast.table.names)):
         np.testing.assert_array_equal(fast.windows.latest(slot), slow.windows.latest(slot))
+
+
+@pytest.mark.parametrize("per_message", [False, True])
+def test_an_episode_that_starts_and_ends_in_one_batch_is_sent_as_it_was_at_each_step(tmp_path: Path,
+                                                                                      per_message: bool) -> None:
+    """The start event is built before the windows after it are counted: no end, the peak so far."""
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=3, threshold=0.3, k=2, n=3)))
+    rows = [[0.5] * F] * 10 + [[2.5, 0.5, 0.5, 0.5]] * 6 + [[4.5, 0.5, 0.5, 0.5]] * 3 + [[0.5] * F] * 12
+    items = [Item(Kind.RAW, "s", json.dumps(r), 1000.0 + i) for i, r in enumerate(rows)]
+    fast, events = _run(model, [items[:10], items[10:]], per_message)
+    assert [e["event"] for e in events] == ["start", "end"]
+    start, end = (e["episode"] for e in events)
+    assert start["end_ts"] is None and start["duration_s"] is None
+    assert start["windows_over"] < end["windows_over"] and start["peak_score"] < end["peak_score"]

@@ -5,7 +5,7 @@ the batch for per-window figures. ``test_engine_ratios`` also times the
 three engines *interleaved* (A, B, C, A, B, C ...) at batch 1, so that the
 ratios the targets are judged on are not skewed by a slow spell of the
 shared machine hitting one engine only. ``test_s0_forms`` times every form
-of the trained S0 network the same way at batch 1, 16, 32 and 64, and
+of the trained S0 network the same way at batch 1, 16, the agent's (``SCORE_BATCH``) and 64, and
 ``test_isolation_check_cost`` what the agent's load-time check costs.
 """
 

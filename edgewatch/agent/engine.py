@@ -7,12 +7,15 @@ here asks which family it runs.
 
 Sources put items on one queue; the loop drains up to ``max_batch`` of them
 at a time and scores every window that fell due in that batch, across all
-streams, in a single ONNX Runtime call.
+streams, in as few ONNX Runtime calls as ``SCORE_BATCH`` allows. A batch of
+clean JSON messages of held streams (the usual traffic) is handled column-wise
+in NumPy; any other batch message by message, with the same results.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import socket
 import threading
@@ -20,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -34,12 +38,13 @@ from edgewatch.agent.postprocess import PostProcessor
 from edgewatch.agent.runtime import DriftSettings, ModelRuntime, Overrides
 from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
+from edgewatch.agent.sources.columns import parse_columns
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
                                              sane_timestamp)
 from edgewatch.agent.sources.rows import RowAssembler
 from edgewatch.agent.sources.supervision import RestartPolicy, SourceSupervisor
 from edgewatch.agent.streams import StreamTable
-from edgewatch.agent.windows import StreamWindows
+from edgewatch.agent.windows import StreamWindows, group_by_slot
 from edgewatch.contract import ModelCard
 
 log = logging.getLogger("edgewatch.agent")
@@ -49,11 +54,12 @@ DEFAULT_STREAM_TTL = 3600.0  # seconds without a message before a stream's state
 # a score the graph could not give as a finite number (inputs near float32's limit) is reported as this,
 # and counts as over the threshold: it is as anomalous as a score can be
 SCORE_CAP = float(np.finfo(np.float32).max)
-# Windows per ONNX Runtime call. Measured with the S0 model (fp32, window 10, one thread, CPU time):
-# 123 µs per window at 16 windows a call, 134 at 32, 126 at 128 (184 at 8); ORT's working memory grows
-# with the call and its arena keeps the peak, so 16 (was 128) keeps the agent's peak low: 16 and a
-# 1024-item queue (was 4096) took 2.6 MiB off, 32 instead of 128 took 7.4 (docs/platform.md).
-SCORE_BATCH = 32  # since issue 28, for the int8 S0: 5 % less CPU than 16, 70.4 MiB peak (docs/platform.md)
+# Most windows per ONNX Runtime call; a batch's due windows are split into equal parts of at most this.
+# The int8 S0 costs 63-70 µs per window from 16 windows a call up (its LSTM kernel's work per window does
+# not shrink with the call), PyTorch eager 165-190 at 16 and 150-165 at 32: the network is 2.6-3.2x
+# PyTorch at 16 and 2.4-2.5x at 32, while the whole agent differs by 1-3 % since it decides once per
+# drained batch (docs/benchmarks.md, issue 28). Smaller calls also keep ORT's arena, and the peak, low.
+SCORE_BATCH = 16
 
 
 @dataclass
@@ -351,6 +357,8 @@ class Agent:
         ttl = self.options.stream_ttl
         if ttl and now - self._last_sweep >= min(1.0, ttl / 2):
             self.evict_idle(now)
+        if self.learner is None and not table.runtimes and self._process_columns(items, now):
+            return
         want_view = bool(self.subscribers.on_batch)  # they get every message; the drift watch only rows
         want_rows = want_view or self.drift is not None
         due_x: list[np.ndarray] = []
@@ -413,6 +421,52 @@ class Agent:
                 if want_view:
                     msg_ts.append(ts)
                     msg_seq.append(seq)
+        self._finish_batch(good, bad, due_x, due_meta, msg_slots, msg_rows, msg_ts, msg_seq)
+
+    def _process_columns(self, items: list[Item], now: float) -> bool:
+        """A batch of clean raw messages of held streams, column-wise; False (nothing done) for any other batch.
+
+        What :meth:`process` does message by message, with the same
+        results: parse (:func:`parse_columns`), per-slot counters once per
+        stream, windows appended in bulk (:meth:`StreamWindows.push_many`).
+        A bad message, a new stream, another item kind or a learning agent
+        send the batch the message-by-message way, which gives every bad
+        message its reason and every new stream its slot in arrival order.
+        """
+        if set(map(itemgetter(0), items)) != {Kind.RAW}:
+            return False
+        cols = parse_columns(list(map(itemgetter(2), items)), self.card.n_features, self.options.max_message_bytes)
+        if cols is None:
+            return False
+        table = self.table
+        slot_list = list(map(table.slots.get, cols.streams or list(map(itemgetter(1), items))))
+        if None in slot_list:
+            return False
+        slots = np.array(slot_list, dtype=np.intp)
+        groups = group_by_slot(slots)
+        due, x = table.windows.push_many(cols.values, groups)
+        received = list(map(itemgetter(3), items))
+        seqs, last_seen, last_ts = table.seq, table.last_seen, table.last_ts
+        distinct = groups.slots.tolist()
+        first_seq = np.array([seqs[s] for s in distinct], dtype=np.int64)
+        counts = groups.counts.tolist()
+        for s, k, last in zip(distinct, counts, groups.order[groups.starts + groups.counts - 1].tolist()):
+            seqs[s] += k
+            last_seen[s] = now
+            last_ts[s] = received[last]
+        seq = np.empty(slots.size, dtype=np.int64)
+        seq[groups.order] = np.repeat(first_seq, groups.counts) + groups.rank
+        due_list = due.tolist()
+        due_meta = list(zip(slots[due].tolist(), [received[i] for i in due_list], seq[due].tolist()))
+        view = bool(self.subscribers.on_batch)
+        self._finish_batch(len(items), {}, x, due_meta, slots, cols.values, received if view else [],
+                           seq.tolist() if view else [])
+        return True
+
+    def _finish_batch(self, good: int, bad: dict[BadReason, int], due_x: list[np.ndarray] | np.ndarray,
+                      due_meta: list[tuple[int, float, int]], msg_slots: list[int] | np.ndarray,
+                      msg_rows: list[list[float]] | np.ndarray, msg_ts: list[float], msg_seq: list[int]) -> None:
+        """Count a parsed batch, score its due windows, feed the drift watch and the batch subscribers."""
         n_bad = sum(bad.values())
         if good or n_bad:
             self.last_message_at = time.time()
@@ -422,14 +476,15 @@ class Agent:
         self.metrics.messages.inc(good + n_bad)
         if bad:
             self._count_bad(bad)
-        scored = self._score(due_x, due_meta) if due_x else []
-        if self.drift is not None and msg_slots:
+        scored = self._score(due_x, due_meta) if len(due_meta) else []
+        if self.drift is not None and len(msg_slots):
             self.drift.observe_many(np.asarray(msg_slots), np.asarray(msg_rows, dtype=np.float64))
             for ev in self.drift.due_events():
                 self._emit(self._drift_event(ev))
-        if want_view and (msg_slots or scored):
-            view = BatchView([table.names[s] for s in msg_slots], msg_ts, msg_seq,
-                             np.asarray(msg_rows, dtype=np.float32).reshape(-1, n_features), scored,
+        if self.subscribers.on_batch and (len(msg_slots) or scored):
+            names = self.table.names
+            view = BatchView([names[s] for s in np.asarray(msg_slots, dtype=np.intp).tolist()], msg_ts, msg_seq,
+                             np.asarray(msg_rows, dtype=np.float32).reshape(-1, self.card.n_features), scored,
                              self.threshold)
             for on_batch in self.subscribers.on_batch:
                 on_batch(view)
@@ -447,7 +502,8 @@ class Agent:
             self.table.runtimes[slot] = rt
         return False
 
-    def _score(self, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]) -> list[ScoredWindow]:
+    def _score(self, due_x: list[np.ndarray] | np.ndarray, due_meta: list[tuple[int, float, int]]
+               ) -> list[ScoredWindow]:
         own = self.table.runtimes
         if not own:
             return self._score_with(self.runtime, due_x, due_meta)
@@ -462,37 +518,49 @@ class Agent:
             out += self._score_with(rt, xs, metas)
         return out
 
-    def _score_with(self, rt: ModelRuntime, due_x: list[np.ndarray], due_meta: list[tuple[int, float, int]]
+    def _score_with(self, rt: ModelRuntime, due_x: list[np.ndarray] | np.ndarray, due_meta: list[tuple[int, float, int]]
                     ) -> list[ScoredWindow]:
-        out: list[ScoredWindow] = []  # for the batch subscribers (the live page, the recorder) only
-        want_view = bool(self.subscribers.on_batch)
-        step = min(self.options.max_batch, SCORE_BATCH)
-        for lo in range(0, len(due_x), step):
-            x = np.stack(due_x[lo:lo + step])
-            meta = due_meta[lo:lo + step]
+        """Score a batch's due windows in calls of at most SCORE_BATCH (equal parts), then decide on all at once.
+
+        Why decide once: post-process, threshold, per-stream series and the
+        k-of-n tracker cost the same per call whatever the call's size, and a
+        drained batch makes a dozen calls; their order per stream is kept.
+        """
+        n = len(due_meta)
+        parts = -(-n // min(self.options.max_batch, SCORE_BATCH))
+        bounds = [n * i // parts for i in range(parts + 1)]
+        got: list[Any] = []
+        for lo, hi in zip(bounds, bounds[1:]):
+            x = due_x[lo:hi] if isinstance(due_x, np.ndarray) else np.stack(due_x[lo:hi])
             t0 = time.perf_counter()
-            batch = rt.model.score_many(x)
+            got.append(rt.model.score_many(x))
             self.metrics.latency.observe(time.perf_counter() - t0)
-            self.metrics.batch_size.observe(len(x))
-            slots = np.fromiter((m[0] for m in meta), dtype=np.int64, count=len(meta))
-            times = np.fromiter((m[1] for m in meta), dtype=np.float64, count=len(meta))
-            scores = self._finite_scores(rt.post.update_many(slots, batch.scores, batch.aux, times))
-            if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
-                self.shadow.score(x, slots, meta, scores, self.table.names, rt.threshold)
-            # Python floats and bools once per batch: indexing NumPy arrays per window costs more
-            score_list, over_list = scores.tolist(), (scores > rt.threshold).tolist()
-            self.metrics.stream_series.scored(slots.tolist(), score_list, rt.scale)
-            anomaly_list = rt.scale.scores(scores).tolist() if want_view else None
-            update, names = rt.tracker.update, self.table.names
-            for i, (slot, ts, seq) in enumerate(meta):
-                s, o = score_list[i], over_list[i]
-                if anomaly_list is not None:
-                    out.append(ScoredWindow(slot, names[slot], ts, seq, s, o, anomaly_list[i]))
-                tr = update(slot, o, s, ts, seq)
-                if tr is not None:
-                    self._emit(self._alert(tr, batch.feature_error[i], runtime=rt))
-        self.summary.windows += len(due_x)
-        self.metrics.windows.inc(len(due_x))
+            self.metrics.batch_size.observe(hi - lo)
+        if parts == 1:
+            raw, feature_error, aux = got[0].scores, got[0].feature_error, got[0].aux
+        else:
+            raw = np.concatenate([g.scores for g in got])
+            feature_error = np.concatenate([g.feature_error for g in got])
+            aux = None if got[0].aux is None else np.concatenate([g.aux for g in got])
+        slot_list, ts_list, seq_list = (list(c) for c in zip(*due_meta))
+        slots = np.array(slot_list, dtype=np.int64)
+        times = np.array(ts_list, dtype=np.float64)
+        scores = self._finite_scores(rt.post.update_many(slots, raw, aux, times))
+        if self.shadow is not None and rt is self.runtime:  # one more batched call on the same windows
+            x = due_x if isinstance(due_x, np.ndarray) else np.stack(due_x)
+            self.shadow.score(x, slots, due_meta, scores, self.table.names, rt.threshold)
+        # Python floats and bools once per batch: indexing NumPy arrays per window costs more
+        score_list, over_list = scores.tolist(), (scores > rt.threshold).tolist()
+        self.metrics.stream_series.scored(slot_list, score_list, rt.scale)
+        out: list[ScoredWindow] = []  # for the batch subscribers (the live page, the recorder) only
+        if self.subscribers.on_batch:
+            names = self.table.names
+            out = [ScoredWindow(slot, names[slot], ts, seq, s, o, a) for slot, ts, seq, s, o, a
+                   in zip(slot_list, ts_list, seq_list, score_list, over_list, rt.scale.scores(scores).tolist())]
+        for i, tr in rt.tracker.update_many(slot_list, over_list, score_list, ts_list, seq_list):
+            self._emit(self._alert(tr, feature_error[i], runtime=rt))
+        self.summary.windows += n
+        self.metrics.windows.inc(n)
         return out
 
     def _finite_scores(self, scores: np.ndarray) -> np.ndarray:
@@ -503,6 +571,8 @@ class Agent:
         JSON on every sink (an episode's end must never be unsendable).
         """
         scores = np.asarray(scores, dtype=np.float64)
+        if math.isfinite(float(scores.sum())):  # one sum is cheaper than a mask (an overflowing sum: the mask)
+            return scores
         bad = ~np.isfinite(scores)
         if not bad.any():
             return scores

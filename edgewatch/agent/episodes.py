@@ -16,6 +16,7 @@ episode, while opening stays as quick as ``k`` of ``n`` (docs/fit.md).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 MAX_M = 10**6  # quiet windows before an episode closes: a bound that no sane setting reaches
@@ -97,6 +98,28 @@ class EpisodeTracker:
             tr.history = 0  # the closed episode's windows do not count towards the next one
             return Transition("end", slot, ep)
         return None
+
+    def update_many(self, slots: list[int], over: list[bool], scores: list[float], ts: list[float],
+                    seq: list[int]) -> Iterator[tuple[int, Transition]]:
+        """:meth:`update` for a batch of scored windows in order; yields each transition with its window's index.
+
+        Why not one :meth:`update` per window: most windows are under the
+        threshold on a stream with nothing counted and no episode, and such
+        a window changes nothing that is ever read (its quiet count matters
+        only inside an episode, and the next window over resets it), so it
+        is passed over without a call. A generator, because a transition's
+        episode changes with the windows after it: handle (emit) each one
+        before asking for the next, as :meth:`update` one by one would.
+        """
+        tracks, update = self._tracks, self.update
+        for i, slot in enumerate(slots):
+            if not over[i]:
+                tr = tracks.get(slot)
+                if tr is None or (not tr.history and tr.episode is None):
+                    continue
+            t = update(slot, over[i], scores[i], ts[i], seq[i])
+            if t is not None:
+                yield i, t
 
     def open_episode(self, slot: int) -> Episode | None:
         tr = self._tracks.get(slot)

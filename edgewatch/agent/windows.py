@@ -8,7 +8,29 @@ path to two row writes per message and no allocation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class SlotGroups:
+    """A batch's messages grouped by slot, arrival order kept inside each group (see :func:`group_by_slot`)."""
+
+    order: np.ndarray  # batch positions, sorted by slot (stable)
+    slots: np.ndarray  # the distinct slots, ascending
+    starts: np.ndarray  # where each slot's messages begin in ``order``
+    counts: np.ndarray  # messages of each slot
+    group: np.ndarray  # per position of ``order``: the index of its slot in ``slots``
+    rank: np.ndarray  # per position of ``order``: how many of its slot's messages came before it in the batch
+
+
+def group_by_slot(slots: np.ndarray) -> SlotGroups:
+    """Group a batch's message slots, so that per-stream state is updated once per stream and batch."""
+    order = np.argsort(slots, kind="stable")
+    distinct, starts, counts = np.unique(slots[order], return_index=True, return_counts=True)
+    group = np.repeat(np.arange(distinct.size), counts)
+    return SlotGroups(order, distinct, starts, counts, group, np.arange(slots.size) - starts[group])
 
 
 class StreamWindows:
@@ -70,3 +92,44 @@ class StreamWindows:
         if slot < self.capacity:
             self._pos[slot] = 0
             self.count[slot] = 0
+
+    def push_many(self, rows: np.ndarray, groups: SlotGroups) -> tuple[np.ndarray, np.ndarray]:
+        """Append a batch's rows (``[n, F]``, in batch order) of held slots at once; the due windows.
+
+        Returns the batch positions whose row made a window due (ascending)
+        and those windows (``[d, window, F]``, a copy), exactly what
+        :meth:`push` and :meth:`latest` give message by message: each
+        window is the slot's last ``window - 1`` rows before the batch
+        followed by its rows in the batch, cut at the due row.
+        """
+        w, stride = self.window, self.stride
+        held = w - 1
+        slots = groups.slots.tolist()
+        pos = np.array([self._pos[s] for s in slots], dtype=np.intp)
+        count = np.array([self.count[s] for s in slots], dtype=np.int64)
+        by_slot = rows[groups.order].astype(np.float32, copy=False)
+        n = np.repeat(count, groups.counts) + groups.rank + 1  # rows of the stream once this one is in
+        due = np.flatnonzero((n >= w) & ((n - w) % stride == 0))
+        x = np.empty((0, w, self.n_features), dtype=np.float32)
+        if due.size:
+            # the rows before the batch, oldest first, then the batch's rows: one table to gather from
+            before = self._buf[groups.slots[:, None], pos[:, None] + 1 + np.arange(held)]
+            table = np.concatenate([before.reshape(-1, self.n_features), by_slot])
+            g, r = groups.group[due], groups.rank[due]
+            at = r[:, None] + np.arange(w)  # positions in the slot's rows-before-then-batch sequence
+            index = np.where(at < held, g[:, None] * held + at,
+                             held * len(slots) + groups.starts[g][:, None] + at - held)
+            x = table[index]
+        last = groups.rank >= np.repeat(groups.counts - w, groups.counts)  # older rows would be overwritten
+        sl = groups.slots[groups.group[last]]
+        at = (np.repeat(pos, groups.counts)[last] + groups.rank[last]) % w
+        self._buf[sl, at] = by_slot[last]
+        self._buf[sl, at + w] = by_slot[last]
+        for s, p, c, k in zip(slots, pos.tolist(), count.tolist(), groups.counts.tolist()):
+            self._pos[s] = (p + k) % w
+            self.count[s] = c + k
+        if not due.size:
+            return due, x
+        batch_pos = groups.order[due]
+        back = np.argsort(batch_pos, kind="stable")
+        return batch_pos[back], x[back]

@@ -2,6 +2,7 @@
 
 ``edgewatch bench`` runs the pytest-benchmark suites in ``benchmarks/`` and
 turns their JSON into a Markdown report and a chart (:mod:`edgewatch.bench.report`).
-The measuring code lives here so the suites, the report and the CI floor
-test (``tests/system/test_bench_floors.py``) share it.
+The measuring code lives here so the suites and the report share it.
+Speed is never asserted in the tests (a shared machine moves by 2×): it is
+measured here, in benchmarks, and judged in the report.
 """

@@ -1,7 +1,7 @@
 """The agent's per-message cost split into its stages, from one cProfile run.
 
-Stages are named by the module that holds them (parse: ``parsing.py`` and
-the json decoder; windows: ``windows.py``; model: ``model.py`` and the ONNX
+Stages are named by the module that holds them (parse: ``parsing.py``,
+``columns.py`` and the json decoder; windows: ``windows.py``; model: ``model.py`` and the ONNX
 Runtime call; post-process, episodes, drift watch, sinks, events; the rest
 is the engine loop). Built-in and NumPy functions have no module of ours,
 so their own time goes to the stage of whoever called them (in proportion
@@ -17,7 +17,7 @@ import pstats
 from pathlib import Path
 
 STAGE_FILES: dict[str, tuple[str, ...]] = {
-    "parse": ("agent/sources/parsing.py", "json/decoder.py", "json/__init__.py"),
+    "parse": ("agent/sources/parsing.py", "agent/sources/columns.py", "json/decoder.py", "json/__init__.py"),
     "windows": ("agent/windows.py",),
     "model": ("agent/model.py",),
     "post-process": ("agent/postprocess/",),

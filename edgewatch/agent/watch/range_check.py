@@ -90,7 +90,15 @@ class FirstRowsRange:
         self._sum = np.concatenate([self._sum, np.zeros((extra, self._sum.shape[1]))])
 
     def observe(self, slots: np.ndarray, rows: np.ndarray) -> None:
-        """Feed accepted rows (``[n, F]``) of ``slots`` in arrival order; cheap once streams are past their rows."""
+        """Feed accepted rows (``[n, F]``) of ``slots`` in arrival order; cheap once streams are past their rows.
+
+        Column-wise: each slot's rows are summed in segments that end where
+        a block ends, and only the blocks that end in this batch are judged
+        one by one, in the order their last rows arrived (a stream's finding
+        stops its count, so a later block of it in the same batch is not
+        judged). Row by row it cost most of the agent's time while streams
+        were in their first rows.
+        """
         if slots.size == 0:
             return
         top = int(slots.max())
@@ -98,24 +106,55 @@ class FirstRowsRange:
             self._grow(top)
         if (self._count[slots] >= self.rows).all():
             return
-        for slot, row in zip(slots.tolist(), rows):
-            if self._count[slot] >= self.rows or not np.isfinite(row).all():
-                continue
-            self._outside[slot] += (row < self.low) | (row > self.high)
-            self._sum[slot] += row
-            self._count[slot] += 1
-            if self._count[slot] % self.block == 0:
-                self._end_block(slot)
+        at = np.flatnonzero((self._count[slots] < self.rows) & np.isfinite(rows).all(axis=1))
+        if at.size == 0:
+            return
+        at = at[np.argsort(slots[at], kind="stable")]  # by slot, arrival order kept
+        distinct, starts, counts = np.unique(slots[at], return_index=True, return_counts=True)
+        group = np.repeat(np.arange(distinct.size), counts)
+        rank = np.arange(at.size) - starts[group]
+        before = self._count[distinct]
+        taken = rank < (self.rows - before)[group]  # a stream's rows past ``rows`` are not counted
+        at, group, rank = at[taken], group[taken], rank[taken]
+        if at.size == 0:
+            return
+        x = rows[at].astype(np.float64)
+        mask = ((x < self.low) | (x > self.high)).astype(np.int64)
+        self._count[distinct] = before + np.bincount(group, minlength=distinct.size)
+        # segments: each slot's rows cut after every row that ends a block; summed each on its own
+        ends = (before[group] + rank + 1) % self.block == 0
+        cut = np.flatnonzero(np.concatenate([[True], (group[1:] != group[:-1]) | ends[:-1]]))
+        seg_out, seg_tot = np.add.reduceat(mask, cut, axis=0), np.add.reduceat(x, cut, axis=0)
+        seg_group = group[cut]
+        opens = np.concatenate([[True], seg_group[1:] != seg_group[:-1]])  # a slot's first segment: add its carry
+        seg_out[opens] += self._outside[distinct]
+        seg_tot[opens] += self._sum[distinct]
+        seg_end = np.concatenate([cut[1:], [at.size]]) - 1
+        complete = ends[seg_end]
+        closes = np.concatenate([seg_group[1:] != seg_group[:-1], [True]])  # a slot's last segment
+        carry = closes & ~complete
+        self._outside[distinct] = 0
+        self._sum[distinct] = 0.0
+        self._outside[distinct[seg_group[carry]]] = seg_out[carry]
+        self._sum[distinct[seg_group[carry]]] = seg_tot[carry]
+        stopped: set[int] = set()
+        done = np.flatnonzero(complete)
+        for k in done[np.argsort(at[seg_end[done]], kind="stable")].tolist():  # in the order the blocks ended
+            slot = int(distinct[seg_group[k]])
+            if slot not in stopped and self._judge(slot, seg_out[k], seg_tot[k]):
+                stopped.add(slot)
+        for slot in stopped:  # one finding per stream
+            self._count[slot] = self.rows
+            self._outside[slot] = 0
+            self._sum[slot] = 0.0
 
-    def _end_block(self, slot: int) -> None:
-        share = self._outside[slot] / self.block
-        mean = self._sum[slot] / self.block
-        self._outside[slot] = 0
-        self._sum[slot] = 0.0
+    def _judge(self, slot: int, outside: np.ndarray, total: np.ndarray) -> bool:
+        """A finished block of ``slot``: a finding when most of its rows of a watched feature lay outside."""
+        share = outside / self.block
+        mean = total / self.block
         hit = np.flatnonzero(self.watched & (share > 0.5))
         if hit.size == 0:
-            return
-        self._count[slot] = self.rows  # one finding per stream
+            return False
         away = np.where(mean > self.range_high, mean - self.range_high, self.range_low - mean) / self.std
         order = hit[np.argsort(-away[hit])]
         self.findings.append(RangeFinding(
@@ -123,6 +162,7 @@ class FirstRowsRange:
             {self.features[j]: {"value": float(mean[j]), "low": float(self.range_low[j]),
                                 "high": float(self.range_high[j]), "std_away": float(away[j]),
                                 "share": float(share[j])} for j in order}, self.block))
+        return True
 
     def reset(self, slot: int) -> None:
         """A stream that reconnected is checked again from its next row."""

@@ -9,6 +9,8 @@ Alertmanager is down wait in the spool and arrive in order when it is back.
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,12 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _ours(am, stream: str = "pump-1") -> list[dict]:
     return [a for a in am.alerts() if a["labels"].get("alertname") == "EdgewatchEpisode"
             and a["labels"].get("stream") == stream]
+
+
+def _starts(alert: dict) -> float:
+    """An alert's ``startsAt`` (RFC 3339, nanoseconds and all) in seconds since the epoch."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", alert["startsAt"]).replace("Z", "+00:00")
+    return datetime.fromisoformat(text).timestamp()
 
 
 def test_the_default_form_lists_an_open_episode_and_resolves_it(model: Path, tmp_path: Path, alertmanager) -> None:
@@ -85,12 +93,13 @@ def test_alerts_wait_in_the_spool_while_alertmanager_is_down(model: Path, tmp_pa
         alertmanager.stop()
         agent.rows(FAULT, 6)
         agent.rows(NORMAL, 10)
+        between = agent.t  # episode 1 started before this row's time, episode 2 after it
         agent.rows(FAULT, 6)
         assert wait_until(lambda: list((tmp_path / "spool").glob("alertmanager-*/seg-*.log")), 30)
         alertmanager.start()
-        assert wait_until(lambda: _ours(alertmanager), 30)
-        listed = _ours(alertmanager)
-        assert len(listed) == 1  # episode 1 arrived with its endsAt: resolved, not listed
+        # the spool delivers in order: start 1 (listed), end 1 (resolved), start 2 (listed from then on)
+        assert wait_until(lambda: [_starts(a) > between for a in _ours(alertmanager)] == [True], 30), \
+            _ours(alertmanager)
         code, _out, err = agent.finish()
     finally:
         agent.kill()

@@ -38,8 +38,8 @@ from urllib.parse import urlsplit
 
 from edgewatch import digests
 from edgewatch.agent.sinks.base import SinkConfigError, SinkContext, SinkSpec
-from edgewatch.agent.sinks.http_delivery import (HTTP_KEYS, Answer, HttpDelivery, HttpPoster, as_float,
-                                                 http_options, refuse_unknown, spool_dir_for)
+from edgewatch.agent.sinks.http_delivery import (HTTP_KEYS, Answer, HttpPoster, SpooledHttpSink, as_float,
+                                                 http_options, refuse_unknown)
 from edgewatch.agent.sinks.registry import register
 from edgewatch.wire.json import dumps, iso
 
@@ -50,7 +50,7 @@ OWN_KEYS = ("resend", "alertname", "label", "labels")
 LABEL_NAME_FIRST = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 
 
-class AlertmanagerSink:
+class AlertmanagerSink(SpooledHttpSink):
     """Episodes as Alertmanager alerts; see the module docstring."""
 
     def __init__(self, poster: HttpPoster, context: SinkContext, resend: float = DEFAULT_RESEND,
@@ -62,11 +62,7 @@ class AlertmanagerSink:
         self._lock = threading.Lock()
         self._next_resend = time.monotonic() + resend
         self.resent = 0  # posts of open alerts this run
-        self.sender = HttpDelivery("alertmanager", poster, spool_dir_for(context.spool_dir, "alertmanager",
-                                                                         poster.options.url),
-                                   metrics=context.metrics, spool_max_bytes=context.spool_max_bytes,
-                                   spool_memory_bytes=context.spool_memory_bytes, idle=self._resend_open)
-        self.spool = self.sender.spool
+        super().__init__("alertmanager", poster, context, idle=self._resend_open)
 
     def send(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -134,17 +130,6 @@ class AlertmanagerSink:
         with self._lock:
             return len(self._open)
 
-    def not_ready_reason(self) -> str | None:
-        return self.sender.not_ready_reason()
-
-    def delivery(self) -> dict[str, int]:
-        return self.sender.delivery()
-
-    def wait_delivered(self, timeout: float) -> bool:
-        return self.sender.wait_delivered(timeout)
-
-    def close(self) -> None:
-        self.sender.close()
 
 
 def labels_of(settings: dict[str, Any]) -> dict[str, str]:

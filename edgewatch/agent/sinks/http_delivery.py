@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgewatch import digests
-from edgewatch.agent.sinks.base import SinkConfigError
+from edgewatch.agent.sinks.base import SinkConfigError, SinkContext
 from edgewatch.agent.sinks.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
 
 log = logging.getLogger(__name__)
@@ -409,3 +409,28 @@ HTTP_KEYS = ("header", "headers", "token_file", "timeout", "retry_min", "retry_m
 def refuse_unknown(url: str, settings: dict[str, Any], known: tuple[str, ...]) -> None:
     if settings:
         raise SinkConfigError(f"sink {url!r}: unknown setting(s) {sorted(settings)}; known: {sorted(known)}")
+
+
+class SpooledHttpSink:
+    """What every HTTP sink shares: its :class:`HttpDelivery` (spool and sender thread) and the sink
+    protocol's delivery side, answered by it. A subclass says what it posts (``send``) and, if it re-posts
+    while the spool is idle, ``idle``."""
+
+    def __init__(self, name: str, poster: HttpPoster, context: SinkContext,
+                 idle: Callable[[], Answer | None] | None = None) -> None:
+        self.sender = HttpDelivery(name, poster, spool_dir_for(context.spool_dir, name, poster.options.url),
+                                   metrics=context.metrics, spool_max_bytes=context.spool_max_bytes,
+                                   spool_memory_bytes=context.spool_memory_bytes, idle=idle)
+        self.spool = self.sender.spool
+
+    def not_ready_reason(self) -> str | None:
+        return self.sender.not_ready_reason()
+
+    def delivery(self) -> dict[str, int]:
+        return self.sender.delivery()
+
+    def wait_delivered(self, timeout: float) -> bool:
+        return self.sender.wait_delivered(timeout)
+
+    def close(self) -> None:
+        self.sender.close()

@@ -21,37 +21,21 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from edgewatch.agent.sinks.base import SinkContext, SinkSpec
-from edgewatch.agent.sinks.http_delivery import (HTTP_KEYS, HttpDelivery, HttpOptions, HttpPoster, http_options,
-                                                 refuse_unknown, spool_dir_for)
+from edgewatch.agent.sinks.http_delivery import (HTTP_KEYS, HttpOptions, HttpPoster, SpooledHttpSink, http_options,
+                                                 refuse_unknown)
 from edgewatch.agent.sinks.registry import register
 from edgewatch.wire.json import dumps
 
 
-class WebhookSink:
+class WebhookSink(SpooledHttpSink):
     """Spooled JSON POSTs of every event; see the module docstring."""
 
     def __init__(self, options: HttpOptions, context: SinkContext) -> None:
         self.options = options
-        self.sender = HttpDelivery("webhook", HttpPoster(options), spool_dir_for(context.spool_dir, "webhook",
-                                                                                    options.url),
-                                      metrics=context.metrics, spool_max_bytes=context.spool_max_bytes,
-                                      spool_memory_bytes=context.spool_memory_bytes)
-        self.spool = self.sender.spool
+        super().__init__("webhook", HttpPoster(options), context)
 
     def send(self, event: dict[str, Any]) -> None:
         self.sender.append(dumps(event).encode())
-
-    def not_ready_reason(self) -> str | None:
-        return self.sender.not_ready_reason()
-
-    def delivery(self) -> dict[str, int]:
-        return self.sender.delivery()
-
-    def wait_delivered(self, timeout: float) -> bool:
-        return self.sender.wait_delivered(timeout)
-
-    def close(self) -> None:
-        self.sender.close()
 
 
 def split_url(url: str) -> tuple[str, list[tuple[str, str]]]:

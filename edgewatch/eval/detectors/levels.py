@@ -96,11 +96,16 @@ def make_card(config: LevelsConfig, feature: str = "value") -> ModelCard:
 
 def write_model(out: str | os.PathLike[str], config: LevelsConfig | None = None) -> Path:
     """Write the detector as a model file (temporary file, then rename)."""
+    return write_passthrough(out, make_card(config or LevelsConfig()))
+
+
+def write_passthrough(out: str | os.PathLike[str], card: ModelCard) -> Path:
+    """The pass-through graph (:func:`build_graph`) with ``card`` as a model file (temporary file, then rename):
+    every detector whose work is all in its post-process."""
     import onnx
 
-    config = config or LevelsConfig()
     model = build_graph()
-    make_card(config).write_into(model)
+    card.write_into(model)
     out = Path(out)
     with replacing(out, suffix=".onnx") as tmp:
         onnx.save(model, str(tmp))

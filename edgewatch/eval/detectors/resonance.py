@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgewatch.contract import Decision, ModelCard, PostProcess, Quantization, Scaler, Task
-from edgewatch.eval.detectors.levels import build_graph
-from edgewatch.files import replacing
+from edgewatch.eval.detectors.levels import write_passthrough
 
 FAMILY = "resonance"
 
@@ -48,12 +47,4 @@ def make_card(config: ResonanceConfig, feature: str = "value") -> ModelCard:
 
 def write_model(out: str | os.PathLike[str], config: ResonanceConfig | None = None) -> Path:
     """Write the detector as a model file (temporary file, then rename)."""
-    import onnx
-
-    config = config or ResonanceConfig()
-    model = build_graph()
-    make_card(config).write_into(model)
-    out = Path(out)
-    with replacing(out, suffix=".onnx") as tmp:
-        onnx.save(model, str(tmp))
-    return out
+    return write_passthrough(out, make_card(config or ResonanceConfig()))

@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.contract import MAX_KIND, Decision, ModelCard, PostProcess, Quantization, Scaler, Task
+from edgewatch.contract.postprocess import Tail
 from edgewatch.eval.detectors.levels import build_graph
 from edgewatch.files import replacing
 
@@ -63,12 +64,15 @@ FAMILY = "novelty-levels"
 PER_384 = {"learning": 100, "hold": 200, "refractory": 30}
 
 
-def novelty_params(span: int, min_span: int = 0, ratio: float = 2) -> dict[str, float]:
-    """The ``novelty`` part for a top span: m = span / 8 and the likelihood's rows in proportion to the span."""
+def novelty_params(span: int, min_span: int = 0, ratio: float = 2, tail: Tail = Tail.GAUSSIAN) -> dict[str, float]:
+    """The ``novelty`` part for a top span: m = span / 8 and the likelihood's rows in proportion to the span.
+
+    ``tail`` Gaussian writes no ``tail`` parameter (the files of the rounds before the eighth)."""
     share = span / 384
-    return {"m": span // 8, "span": span, "min_span": min_span, "ratio": ratio, "short": 1, "long": 8640,
-            "reestimate": 100, "min_std": 1e-9, "damp": 0.5, "alert": 0.5,
-            **{k: round(v * share) for k, v in PER_384.items()}}
+    out = {"m": span // 8, "span": span, "min_span": min_span, "ratio": ratio, "short": 1, "long": 8640,
+           "reestimate": 100, "min_std": 1e-9, "damp": 0.5, "alert": 0.5,
+           **{k: round(v * share) for k, v in PER_384.items()}}
+    return out if tail is Tail.GAUSSIAN else {**out, "tail": int(tail)}
 
 
 # NAB's 5-minute interval: the rows chosen on its files (256 range rows, a 192-row top shape) read as time
@@ -92,8 +96,8 @@ def in_time(novelty: dict[str, float], levels: dict[str, float], range_min: int 
              "range_min": range_min, "range_max": range_max})
 
 
-def _default_parts() -> tuple[dict[str, float], dict[str, float]]:
-    return in_time(novelty_params(1536, 48, 2), {"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096})
+def _default_parts(tail: Tail = Tail.STUDENT) -> tuple[dict[str, float], dict[str, float]]:
+    return in_time(novelty_params(1536, 48, 2, tail), {"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096})
 
 
 @dataclass
@@ -103,6 +107,12 @@ class NoveltyLevelsConfig:
     novelty: dict[str, float] = field(default_factory=lambda: _default_parts()[0])
     levels: dict[str, float] = field(default_factory=lambda: _default_parts()[1])
     threshold: float = 0.5  # the likelihood's alert level (0.99999); levels outputs 0 or 1
+
+
+def seventh_round() -> NoveltyLevelsConfig:
+    """The seventh round's default (the same file with the likelihood's Gaussian tail): kept to compare."""
+    novelty, levels = _default_parts(Tail.GAUSSIAN)
+    return NoveltyLevelsConfig(novelty=novelty, levels=levels)
 
 
 def fifth_round() -> NoveltyLevelsConfig:

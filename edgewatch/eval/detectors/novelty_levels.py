@@ -17,20 +17,27 @@ at NAB's 5 minutes; 48 to 1,536 rows), the top shape length is 16 hours
 of its time when it is coarser than 5 minutes (192 rows at most), and a
 stream whose first 48 values are non-negative integers is read through
 Anscombe's transform. A stream without timestamps keeps the rows.
-docs/eval.md (sixth and seventh rounds) has the figures.
+docs/eval.md (sixth and seventh rounds) has the figures. The novelty's
+likelihood reads each distance through Student's predictive tail of the
+rung's history (``tail`` 1, eighth round): a rung's first alarms need
+more evidence while it has learnt from a few dozen distances, which
+costs little once it has thousands.
 
 Settings. On principle: shape length span / 8 and the likelihood's
 learning / hold / refractory rows in proportion to the span (100 / 200 /
 30 per 384 rows, the fourth round's values, chosen then by leave-one-
 category-out), Numenta's likelihood history (8640) and re-estimation
-(100), contextOSE's 8 levels, one alert per event, Anscombe's 3/8; the
+(100), contextOSE's 8 levels, one alert per event, Anscombe's 3/8,
+Student's predictive tail (n - 1 degrees of freedom of a rung's n
+remembered distances, nothing chosen); the
 lengths in time are the rows chosen on NAB read at its 5-minute
 interval. Chosen on the 25 NAB files and their perturbed copies
 (``edgewatch eval nab --perturb all``, docs/eval.md, fifth and sixth
 rounds): the ladder (bottom 48, ratio 2, top 1536), which lengths follow
 time (the range and the shape, not the spans), the count rule.
-:func:`fifth_round` (every length in rows, no counts) and
-:func:`fourth_round` (one 384-row span) are the previous defaults.
+:func:`seventh_round` (the Gaussian tail), :func:`fifth_round` (every
+length in rows, no counts) and :func:`fourth_round` (one 384-row span)
+are the previous defaults.
 
 :func:`build_model` is what ``edgewatch fit`` calls for a single-feature
 series: nothing to train, a card naming the feature.

@@ -100,7 +100,7 @@ def test_student_tail_follows_scipy_within_the_stated_error() -> None:
 def test_student_tail_is_strict_while_the_history_is_short_and_gaussian_once_it_is_long() -> None:
     rng = np.random.default_rng(7)
     x = np.abs(rng.normal(1.0, 0.1, 3000))
-    x[60] += 0.3  # about 4.5 deviations of the first 40 values: rare, but 40 values cannot tell how rare
+    x[60] += 0.3  # 3 deviations of the generator, about 4.3 of the first 40 values: 40 values cannot tell how rare
     x[2900] += 0.45
     slots = np.zeros(x.size, int)
     params = {"learning": 40, "short": 1, "min_std": 1e-9}

@@ -632,7 +632,7 @@ class Agent:
             if ev.reason:
                 log.warning("stream %s: %s", self.table.names[ev.slot], ev.reason)
         return events.drift_event(ev, agent=self.options.agent_id, stream=self.table.names[ev.slot],
-                                  model=self.model, now=time.time())
+                                  model=self.model, ts=self.table.last_ts[ev.slot], now=time.time())
 
     def _emit(self, event: dict[str, Any]) -> None:
         kind = event.get("event", "?")

@@ -101,10 +101,15 @@ def top_features(feature_error: np.ndarray | Sequence[float], features: Sequence
     return [{"feature": features[j], "error": number(fe[j], 6), "share": number(fe[j] / total, 4)} for j in order]
 
 
-def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel, now: float) -> dict[str, Any]:
-    """``drift`` when a stream starts drifting (or in other features), ``drift_end`` when it is back."""
+def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel, ts: float,
+                now: float) -> dict[str, Any]:
+    """``drift`` when a stream starts drifting (or in other features), ``drift_end`` when it is back.
+
+    On the stream's clock like an alert (``ts``: its last message time, so a
+    replay of 2015 data drifts in 2015); ``checked_at`` is the agent's wall time.
+    """
     event: dict[str, Any] = {"event": "drift" if ev.features else "drift_end", "agent": agent, "stream": stream,
-                             "time": iso(now), "ts": now, "model": _model(model)}
+                             "time": iso(ts), "ts": ts, "checked_at": iso(now), "model": _model(model)}
     event.update(finite({k: v for k, v in asdict(ev).items() if k != "slot"}))
     return event
 

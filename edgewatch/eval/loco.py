@@ -164,10 +164,12 @@ def default_grid() -> list[GridPoint]:
 
 
 def config(point: GridPoint):  # noqa: ANN201 - a NoveltyLevelsConfig
+    from edgewatch.contract.postprocess import Tail
     from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig, fifth_round, in_time, novelty_params
 
     c = NoveltyLevelsConfig()
-    c.novelty, c.levels = in_time(novelty_params(point.span, point.min_span, c.novelty["ratio"]),
+    c.novelty, c.levels = in_time(novelty_params(point.span, point.min_span, c.novelty["ratio"],
+                                                 Tail(int(c.novelty.get("tail", Tail.GAUSSIAN)))),
                                   {**fifth_round().levels, "range_rows": point.range_rows})
     return c
 

@@ -17,20 +17,27 @@ at NAB's 5 minutes; 48 to 1,536 rows), the top shape length is 16 hours
 of its time when it is coarser than 5 minutes (192 rows at most), and a
 stream whose first 48 values are non-negative integers is read through
 Anscombe's transform. A stream without timestamps keeps the rows.
-docs/eval.md (sixth and seventh rounds) has the figures.
+docs/eval.md (sixth and seventh rounds) has the figures. The novelty's
+likelihood reads each distance through Student's predictive tail of the
+rung's history (``tail`` 1, eighth round): a rung's first alarms need
+more evidence while it has learnt from a few dozen distances, which
+costs little once it has thousands.
 
 Settings. On principle: shape length span / 8 and the likelihood's
 learning / hold / refractory rows in proportion to the span (100 / 200 /
 30 per 384 rows, the fourth round's values, chosen then by leave-one-
 category-out), Numenta's likelihood history (8640) and re-estimation
-(100), contextOSE's 8 levels, one alert per event, Anscombe's 3/8; the
+(100), contextOSE's 8 levels, one alert per event, Anscombe's 3/8,
+Student's predictive tail (n - 1 degrees of freedom of a rung's n
+remembered distances, nothing chosen); the
 lengths in time are the rows chosen on NAB read at its 5-minute
 interval. Chosen on the 25 NAB files and their perturbed copies
 (``edgewatch eval nab --perturb all``, docs/eval.md, fifth and sixth
 rounds): the ladder (bottom 48, ratio 2, top 1536), which lengths follow
 time (the range and the shape, not the spans), the count rule.
-:func:`fifth_round` (every length in rows, no counts) and
-:func:`fourth_round` (one 384-row span) are the previous defaults.
+:func:`seventh_round` (the Gaussian tail), :func:`fifth_round` (every
+length in rows, no counts) and :func:`fourth_round` (one 384-row span)
+are the previous defaults.
 
 :func:`build_model` is what ``edgewatch fit`` calls for a single-feature
 series: nothing to train, a card naming the feature.
@@ -52,6 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.contract import MAX_KIND, Decision, ModelCard, PostProcess, Quantization, Scaler, Task
+from edgewatch.contract.postprocess import Tail
 from edgewatch.eval.detectors.levels import build_graph
 from edgewatch.files import replacing
 
@@ -63,12 +71,15 @@ FAMILY = "novelty-levels"
 PER_384 = {"learning": 100, "hold": 200, "refractory": 30}
 
 
-def novelty_params(span: int, min_span: int = 0, ratio: float = 2) -> dict[str, float]:
-    """The ``novelty`` part for a top span: m = span / 8 and the likelihood's rows in proportion to the span."""
+def novelty_params(span: int, min_span: int = 0, ratio: float = 2, tail: Tail = Tail.GAUSSIAN) -> dict[str, float]:
+    """The ``novelty`` part for a top span: m = span / 8 and the likelihood's rows in proportion to the span.
+
+    ``tail`` Gaussian writes no ``tail`` parameter (the files of the rounds before the eighth)."""
     share = span / 384
-    return {"m": span // 8, "span": span, "min_span": min_span, "ratio": ratio, "short": 1, "long": 8640,
-            "reestimate": 100, "min_std": 1e-9, "damp": 0.5, "alert": 0.5,
-            **{k: round(v * share) for k, v in PER_384.items()}}
+    out = {"m": span // 8, "span": span, "min_span": min_span, "ratio": ratio, "short": 1, "long": 8640,
+           "reestimate": 100, "min_std": 1e-9, "damp": 0.5, "alert": 0.5,
+           **{k: round(v * share) for k, v in PER_384.items()}}
+    return out if tail is Tail.GAUSSIAN else {**out, "tail": int(tail)}
 
 
 # NAB's 5-minute interval: the rows chosen on its files (256 range rows, a 192-row top shape) read as time
@@ -92,8 +103,8 @@ def in_time(novelty: dict[str, float], levels: dict[str, float], range_min: int 
              "range_min": range_min, "range_max": range_max})
 
 
-def _default_parts() -> tuple[dict[str, float], dict[str, float]]:
-    return in_time(novelty_params(1536, 48, 2), {"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096})
+def _default_parts(tail: Tail = Tail.STUDENT) -> tuple[dict[str, float], dict[str, float]]:
+    return in_time(novelty_params(1536, 48, 2, tail), {"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096})
 
 
 @dataclass
@@ -103,6 +114,12 @@ class NoveltyLevelsConfig:
     novelty: dict[str, float] = field(default_factory=lambda: _default_parts()[0])
     levels: dict[str, float] = field(default_factory=lambda: _default_parts()[1])
     threshold: float = 0.5  # the likelihood's alert level (0.99999); levels outputs 0 or 1
+
+
+def seventh_round() -> NoveltyLevelsConfig:
+    """The seventh round's default (the same file with the likelihood's Gaussian tail): kept to compare."""
+    novelty, levels = _default_parts(Tail.GAUSSIAN)
+    return NoveltyLevelsConfig(novelty=novelty, levels=levels)
 
 
 def fifth_round() -> NoveltyLevelsConfig:

@@ -165,7 +165,8 @@ def default_grid() -> list[GridPoint]:
 
 def config(point: GridPoint):  # noqa: ANN201 - a NoveltyLevelsConfig
     from edgewatch.contract.postprocess import Tail
-    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig, fifth_round, in_time, novelty_params
+    from edgewatch.eval.detectors.novelty_levels import fifth_round
+    from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, in_time, novelty_params
 
     c = NoveltyLevelsConfig()
     c.novelty, c.levels = in_time(novelty_params(point.span, point.min_span, c.novelty["ratio"],
@@ -176,7 +177,7 @@ def config(point: GridPoint):  # noqa: ANN201 - a NoveltyLevelsConfig
 
 def default_point() -> GridPoint:
     """The grid point the shipped default is (what ``edgewatch eval make-detector`` writes)."""
-    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig
+    from edgewatch.numpy_models.univariate import NoveltyLevelsConfig
 
     c = NoveltyLevelsConfig()
     return GridPoint(int(c.novelty["span"]), int(c.novelty["min_span"]), int(c.levels["range_rows"]))

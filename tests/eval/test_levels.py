@@ -177,14 +177,12 @@ def test_one_file_nab_best_scores_on_the_nab_folder(tmp_path: Path) -> None:
 
 
 def test_build_model_for_one_named_feature(tmp_path: Path) -> None:
-    """What ``edgewatch fit`` calls for a single-feature series: the default detector with the feature's name."""
-    import onnx
-
+    """What ``edgewatch fit`` writes for a single-feature series: the default detector with the feature's name."""
     from edgewatch.agent.model import ScoringModel
     from edgewatch.eval.detectors import novelty_levels
+    from edgewatch.numpy_models.univariate import detector_bytes
 
-    model = novelty_levels.build_model(feature="temperature", data="plant.csv, column temperature")
-    onnx.save(model, str(tmp_path / "m.onnx"))
+    (tmp_path / "m.onnx").write_bytes(detector_bytes(feature="temperature", data="plant.csv, column temperature"))
     card = ScoringModel(tmp_path / "m.onnx").card
     assert card.features == ["temperature"] and card.trained_on["data"] == "plant.csv, column temperature"
     assert card.postprocess.parts[0].params == novelty_levels.NoveltyLevelsConfig().novelty

@@ -91,7 +91,8 @@ def in_time(novelty: dict[str, float], levels: dict[str, float], range_min: int 
              "range_min": range_min, "range_max": range_max})
 
 
-def default_parts(tail: Tail = Tail.STUDENT, edges: Edges = Edges.SYMMETRIC) -> tuple[dict[str, float], dict[str, float]]:
+def default_parts(tail: Tail = Tail.STUDENT,
+                  edges: Edges = Edges.SYMMETRIC) -> tuple[dict[str, float], dict[str, float]]:
     """The two parts of the default; ``edges`` from the minimum writes no ``edges`` parameter (the files
     before the ninth round)."""
     levels = {"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096}

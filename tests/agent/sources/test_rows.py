@@ -213,8 +213,11 @@ def test_objects_keyed_by_feature_on_stdin_as_the_readme_runs_it(tmp_path: Path)
 def test_objects_keyed_by_feature_on_a_websocket(tmp_path: Path) -> None:
     from websockets.sync.server import serve
 
-    frames = [json.dumps({"b": 0.5, "a": 0.5, "d": 0.5, "c": 0.5, "quality": "good"}),
-              json.dumps({"a": 0.5, "b": 0.5, "c": None, "d": 0.5}), json.dumps({"a": 0.5, "b": 0.5, "d": 0.5}),
+    # each object carries its time: c is held on the messages' clock (1 and 2 s old, within 3 of the 1 s rows),
+    # not on arrival times microseconds apart, which a loaded machine stretches past 3 such intervals
+    frames = [json.dumps({"b": 0.5, "a": 0.5, "d": 0.5, "c": 0.5, "quality": "good", "ts": 100}),
+              json.dumps({"a": 0.5, "b": 0.5, "c": None, "d": 0.5, "ts": 101}),
+              json.dumps({"a": 0.5, "b": 0.5, "d": 0.5, "ts": 102}),
               json.dumps([0.5, 0.5, 0.5, 0.5]), json.dumps({"values": [0.5, 0.5]}), json.dumps({"other": 1})]
 
     def handler(ws) -> None:  # noqa: ANN001

@@ -530,11 +530,16 @@ class Agent:
         parts = -(-n // min(self.options.max_batch, SCORE_BATCH))
         bounds = [n * i // parts for i in range(parts + 1)]
         got: list[Any] = []
+        seconds: list[float] = []
         for lo, hi in zip(bounds, bounds[1:]):
             x = due_x[lo:hi] if isinstance(due_x, np.ndarray) else np.stack(due_x[lo:hi])
             t0 = time.perf_counter()
             got.append(rt.model.score_many(x))
-            self.metrics.latency.observe(time.perf_counter() - t0)
+            seconds.append(time.perf_counter() - t0)
+        # observed after the calls: right after one, the histograms' objects are out of the CPU's caches
+        # (measured 8.8 µs a call against 3.3 back to back)
+        for s, lo, hi in zip(seconds, bounds, bounds[1:]):
+            self.metrics.latency.observe(s)
             self.metrics.batch_size.observe(hi - lo)
         if parts == 1:
             raw, feature_error, aux = got[0].scores, got[0].feature_error, got[0].aux

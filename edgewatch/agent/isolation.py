@@ -53,14 +53,12 @@ def check_isolation(model: "ScoringModel") -> IsolationCheck:  # noqa: F821
     own error, as the reason): an agent must be able to score any window.
     """
     try:
-        check = _check(model)
+        return _check(model)
     except BadModelFile:
         raise
     except Exception as exc:  # ORT raises its own exception types
         raise BadModelFile(f"{model.path}: the isolation check could not score windows with extreme values: "
                            f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
-    model.release_arena()  # the check's calls are larger than the agent's
-    return check
 
 
 def _check(model: "ScoringModel") -> IsolationCheck:  # noqa: F821

@@ -122,14 +122,6 @@ class ScoringModel:
         return ScoreBatch(np.asarray(got[0], dtype=np.float32).reshape(-1), np.asarray(got[1], dtype=np.float32),
                           aux)
 
-    def release_arena(self) -> None:
-        """Give back the ONNX Runtime arena memory that no call of one window needs (its chunks are kept
-        between calls). After the load-time isolation check, whose calls of up to 33 windows leave the
-        arena larger than the agent's calls of 16 need: 0.8 MiB of the S0 agent's resident memory."""
-        shrink = ort.RunOptions()
-        shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        self.session.run(self._outputs, {INPUT_NAME: np.zeros((1, *self.sample_shape), np.float32)}, shrink)
-
     def score_one(self, sample: np.ndarray) -> tuple[float, np.ndarray]:
         batch = self.score_many(np.asarray(sample)[None])
         return float(batch.scores[0]), batch.feature_error[0]

@@ -244,12 +244,10 @@ def collector() -> Iterator:
 
 
 def live_page(agent: Any, address: str = "127.0.0.1:0", options: Any = None) -> Any:
-    """The agent's live page served at ``address``, fed through ``agent.subscribe`` as ``assemble`` feeds it."""
-    from edgewatch.agent.ui.server import LiveView, start_ui
+    """The agent's live page served at ``address`` by ``assemble``'s own wiring."""
+    from edgewatch.agent.assemble import serve_page
 
-    view = LiveView.of(agent, options)
-    agent.subscribe(view.on_event, view.on_batch)
-    return start_ui(view, address)
+    return serve_page(agent, address, options=options)
 # -- Prometheus and Alertmanager (Debian packages prometheus, prometheus-alertmanager) ---------------------------
 
 PROMETHEUS = shutil.which("prometheus")

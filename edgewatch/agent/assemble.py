@@ -44,7 +44,7 @@ from edgewatch.errors import BadOverride, EdgewatchError
 from edgewatch.mqtt.connection import Connections
 
 if TYPE_CHECKING:
-    from edgewatch.agent.ui.server import UiServer
+    from edgewatch.agent.ui.server import UiOptions, UiServer
 
 log = logging.getLogger("edgewatch.agent")
 
@@ -102,9 +102,10 @@ def assemble(config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> Assembly:
         if spools:  # every sink's spool, read when Prometheus scrapes (MQTT's sink alone set them before)
             metrics.spool_depth.set_function(lambda: sum(sp.depth for sp in spools))
             metrics.spool_dropped.set_function(lambda: sum(sp.dropped for sp in spools))
-        for sink in sinks:
-            if hasattr(sink, "on_batch"):  # a sink that follows every scored window (Sparkplug's anomaly_score)
-                agent.subscribe(on_batch=sink.on_batch)
+        for sink in sinks:  # a sink that follows every scored window (Sparkplug's anomaly_score) or dropped streams
+            on_batch, on_forget = getattr(sink, "on_batch", None), getattr(sink, "on_forget", None)
+            if on_batch is not None or on_forget is not None:
+                agent.subscribe(on_batch=on_batch, on_forget=on_forget)
         if refused is not None:
             refuse(agent, refused[0], refused[1], Origin.STORE)
         for spec in config.sources.urls:
@@ -158,12 +159,13 @@ def broker_options(mqtt: MqttSettings) -> dict:
     return out
 
 
-def serve_page(agent: Agent, address: str, max_clients: int = 16) -> UiServer:
-    """The live page of ``agent`` on ``address``, subscribed to its events and batches."""
+def serve_page(agent: Agent, address: str, max_clients: int = 16, options: UiOptions | None = None) -> UiServer:
+    """The live page of ``agent`` on ``address``, subscribed to its events, batches and dropped streams
+    (``options``, when given, instead of the defaults with ``max_clients``)."""
     from edgewatch.agent.ui.server import LiveView, UiOptions, start_ui
 
-    view = LiveView.of(agent, UiOptions(max_clients=max_clients))
-    agent.subscribe(view.on_event, view.on_batch)
+    view = LiveView.of(agent, options or UiOptions(max_clients=max_clients))
+    agent.subscribe(view.on_event, view.on_batch, view.on_forget)
     return start_ui(view, address)
 
 
@@ -297,7 +299,7 @@ def _fleet(assembly: Assembly, gate: Gate, context: SinkContext, mqtt_sinks: lis
 
         ha = HomeAssistantDiscovery(connection, topics, HomeAssistantTopics(config.fleet.ha_discovery_prefix),
                                     agent.card.family)
-        agent.subscribe(on_event=ha.on_event, on_batch=ha.on_batch)
+        agent.subscribe(on_event=ha.on_event, on_batch=ha.on_batch, on_forget=ha.on_forget)
         closers.append(ha.close)
     connection.start()
 

@@ -222,15 +222,18 @@ class Agent:
         return self.table.windows
 
     def subscribe(self, on_event: Callable[[dict[str, Any]], None] | None = None,
-                  on_batch: Callable[[BatchView], None] | None = None) -> Callable[[], None]:
-        """Call ``on_event`` with every event the sinks get, ``on_batch`` with every processed batch.
+                  on_batch: Callable[[BatchView], None] | None = None,
+                  on_forget: Callable[[list[str]], None] | None = None) -> Callable[[], None]:
+        """Call ``on_event`` with every event the sinks get, ``on_batch`` with every processed batch,
+        ``on_forget`` with the names of the streams each ``--stream-ttl`` sweep dropped.
 
-        Both run in the loop's thread and must be quick; what they raise ends
+        All run in the loop's thread and must be quick; what they raise ends
         the run (a bug, not data). A batch view costs the hot path, so it is
-        built only while someone subscribed to batches. Returns the call that
-        ends the subscription.
+        built only while someone subscribed to batches. A dropped stream's
+        open episode has ended (its ``end`` event went out) before
+        ``on_forget`` hears of it. Returns the call that ends the subscription.
         """
-        return self.subscribers.add(on_event, on_batch)
+        return self.subscribers.add(on_event, on_batch, on_forget)
 
     def queue_model(self, runtime: ModelRuntime, info: dict[str, Any] | None = None) -> None:
         """Run ``runtime`` from the next batch on (no message is dropped); it must read the same features.
@@ -308,11 +311,14 @@ class Agent:
         now = time.monotonic() if now is None else now
         self._last_sweep = now
         idle = self.table.idle(now, ttl)
+        names = [str(self.table.names[slot]) for slot in idle]
         for slot in idle:
             self._close_episode(self.table.runtime_of(slot), slot, "stream idle")
             self.table.release(slot)
             self.metrics.stream_series.forget(slot)
         if idle:
+            for forget in self.subscribers.on_forget:
+                forget(names)
             held = len(self.table)
             self.summary.evicted_streams += len(idle)
             self.metrics.streams.set(held)
@@ -636,7 +642,7 @@ class Agent:
             if ev.reason:
                 log.warning("stream %s: %s", self.table.names[ev.slot], ev.reason)
         return events.drift_event(ev, agent=self.options.agent_id, stream=self.table.names[ev.slot],
-                                  model=self.model, now=time.time())
+                                  model=self.model, ts=self.table.last_ts[ev.slot], now=time.time())
 
     def _emit(self, event: dict[str, Any]) -> None:
         kind = event.get("event", "?")

@@ -101,10 +101,15 @@ def top_features(feature_error: np.ndarray | Sequence[float], features: Sequence
     return [{"feature": features[j], "error": number(fe[j], 6), "share": number(fe[j] / total, 4)} for j in order]
 
 
-def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel, now: float) -> dict[str, Any]:
-    """``drift`` when a stream starts drifting (or in other features), ``drift_end`` when it is back."""
+def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel, ts: float,
+                now: float) -> dict[str, Any]:
+    """``drift`` when a stream starts drifting (or in other features), ``drift_end`` when it is back.
+
+    On the stream's clock like an alert (``ts``: its last message time, so a
+    replay of 2015 data drifts in 2015); ``checked_at`` is the agent's wall time.
+    """
     event: dict[str, Any] = {"event": "drift" if ev.features else "drift_end", "agent": agent, "stream": stream,
-                             "time": iso(now), "ts": now, "model": _model(model)}
+                             "time": iso(ts), "ts": ts, "checked_at": iso(now), "model": _model(model)}
     event.update(finite({k: v for k, v in asdict(ev).items() if k != "slot"}))
     return event
 
@@ -168,27 +173,32 @@ class BatchView:
 
 @dataclass
 class Subscribers:
-    """Who gets the agent's events (``on_event``) and batch views (``on_batch``), besides the sinks.
+    """Who gets the agent's events (``on_event``), batch views (``on_batch``) and evicted streams' names
+    (``on_forget``), besides the sinks.
 
-    Two lists because a batch view costs the hot path (every message's row
+    Separate lists because a batch view costs the hot path (every message's row
     is kept for it), so the agent builds one only while somebody subscribed
-    to batches; events are few.
+    to batches; events are few. ``on_forget`` lets a follower that keeps
+    something per stream (the live page's traces, a Sparkplug device, a Home
+    Assistant entity) drop it when the agent drops the stream, so its memory
+    is bounded like the agent's whatever ids come and go.
     """
 
     on_event: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     on_batch: list[Callable[[BatchView], None]] = field(default_factory=list)
+    on_forget: list[Callable[[list[str]], None]] = field(default_factory=list)
 
     def add(self, on_event: Callable[[dict[str, Any]], None] | None = None,
-            on_batch: Callable[[BatchView], None] | None = None) -> Callable[[], None]:
-        """Subscribe either or both; returns what unsubscribes them."""
-        if on_event is not None:
-            self.on_event.append(on_event)
-        if on_batch is not None:
-            self.on_batch.append(on_batch)
+            on_batch: Callable[[BatchView], None] | None = None,
+            on_forget: Callable[[list[str]], None] | None = None) -> Callable[[], None]:
+        """Subscribe any of the three; returns what unsubscribes them."""
+        pairs = ((self.on_event, on_event), (self.on_batch, on_batch), (self.on_forget, on_forget))
+        for subscribed, callback in pairs:
+            if callback is not None:
+                subscribed.append(callback)  # type: ignore[arg-type]
 
         def remove() -> None:
-            if on_event is not None and on_event in self.on_event:
-                self.on_event.remove(on_event)
-            if on_batch is not None and on_batch in self.on_batch:
-                self.on_batch.remove(on_batch)
+            for subscribed, callback in pairs:
+                if callback is not None and callback in subscribed:
+                    subscribed.remove(callback)  # type: ignore[arg-type]
         return remove

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from scipy.stats import kstwo
@@ -34,7 +36,11 @@ def test_discrete_feature_against_a_float32_reference() -> None:
     assert d[0] < 0.08  # same distribution: 0.4 is not pushed past the knot float32(0.4)
 
 
-def _agent_events(values: np.ndarray, reference_values: np.ndarray) -> list[tuple[str, int]]:
+T0 = 1_400_000_000.0  # the rows' own clock: May 2014, 1 s apart
+
+
+def _agent_events(values: np.ndarray, reference_values: np.ndarray, seen: list[dict] | None = None
+                  ) -> list[tuple[str, int]]:
     import tempfile
     from pathlib import Path
 
@@ -52,10 +58,12 @@ def _agent_events(values: np.ndarray, reference_values: np.ndarray) -> list[tupl
         def on_event(self, event) -> None:  # noqa: ANN001
             if event["event"].startswith("drift"):
                 events.append((event["event"], agent.table.seq[0]))
+                if seen is not None:
+                    seen.append(event)
 
     observer = Rec()
     agent.subscribe(observer.on_event, observer.on_batch)
-    items = [Item(Kind.MEASUREMENT, "eq", Measurement(row.tolist()), float(i)) for i, row in enumerate(values)]
+    items = [Item(Kind.MEASUREMENT, "eq", Measurement(row.tolist(), T0 + i), float(i)) for i, row in enumerate(values)]
     for lo in range(0, len(items), 500):
         agent.process(items[lo:lo + 500])
     return events
@@ -67,9 +75,13 @@ def test_defaults_stay_quiet_on_unseen_equipment_and_catch_a_shift() -> None:
         assert _agent_events(simulate_series(20_000, seed=seed).values, training) == []
     shifted = simulate_series(30_000, seed=7).values.copy()
     shifted[10_000:, 1] = np.clip(shifted[10_000:, 1] + 0.1, 0, 1)  # memory reads 0.1 higher
-    events = _agent_events(shifted, training)
+    seen: list[dict] = []
+    events = _agent_events(shifted, training, seen)
     assert [e for e, _ in events] == ["drift"]  # one event for one drift, not one per check
     assert 10_000 < events[0][1] < 16_000
+    # on the stream's clock, like an alert: its last row (seq counts from 1), in 2014; the agent's time apart
+    assert seen[0]["ts"] == T0 + events[0][1] - 1 and seen[0]["time"].startswith("2014-05-")
+    assert seen[0]["checked_at"][:4] == time.strftime("%Y", time.gmtime())
 
 
 def test_a_drift_that_ends_reports_its_end() -> None:

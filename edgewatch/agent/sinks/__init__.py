@@ -15,7 +15,8 @@ when an HTTP sink is built.
 A sink takes plain dict events (:mod:`edgewatch.agent.events`) and must not
 raise for a delivery failure it can recover from. A sink with an
 ``on_batch(view)`` method is also subscribed to the agent's batches by
-``assemble`` (Sparkplug's ``anomaly_score`` follows every scored window). Sinks may import the
+``assemble`` (Sparkplug's ``anomaly_score`` follows every scored window), and its
+``on_forget(streams)``, if it has one, to the streams the agent drops. Sinks may import the
 agent's events, :mod:`edgewatch.mqtt` and :mod:`edgewatch.wire`; never the
 engine, the sources or the lifecycle.
 """

@@ -157,6 +157,13 @@ class HomeAssistantDiscovery:
                 if math.isfinite(w.anomaly):
                     s.score = float(w.anomaly)
 
+    def on_forget(self, streams: list[str]) -> None:
+        """Stop following streams the agent dropped (``--stream-ttl``); their entities keep the last,
+        retained state, which the episode's end has already set to OK."""
+        with self._lock:
+            for stream in streams:
+                self.streams.pop(stream, None)
+
     def _loop(self) -> None:
         while not self._stop.wait(INTERVAL):
             try:

@@ -25,7 +25,9 @@ code is ours):
   reuse the last session's; the CONNECT's will is NDEATH with that bdSeq,
   published by the broker when the agent dies, and by the agent itself
   before a clean disconnect;
-* an NCMD ``Node Control/Rebirth`` = true: NBIRTH and every DBIRTH again.
+* an NCMD ``Node Control/Rebirth`` = true: NBIRTH and every DBIRTH again;
+* DDEATH for a stream the agent dropped after ``--stream-ttl`` idle (its
+  episode, if one was open, ended first); if it sends again it is born again.
 
 Births and data are QoS 0, not retained, the NDEATH will QoS 1; the MQTT
 session is clean, as the spec asks. Nothing is spooled: Sparkplug carries
@@ -242,6 +244,15 @@ class SparkplugSink:
                 if math.isfinite(w.anomaly):
                     device.score = float(w.anomaly)
                 device.threshold = float(view.threshold)
+
+    def on_forget(self, streams: list[str]) -> None:
+        """DDEATH for each dropped stream that was born, and forget it: the node's births and memory
+        then hold only the streams the agent holds."""
+        with self._lock:
+            for stream in streams:
+                device = self.devices.pop(SparkplugTopics.device_id(stream), None)
+                if device is not None and device.born and self._online:
+                    self._publish(self.topics.device_topic(SparkplugKind.DDEATH, device.name), [])
 
     def _data_loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -162,7 +162,7 @@ class LiveView:
     @classmethod
     def of(cls, agent: Any, options: UiOptions | None = None) -> LiveView:
         """The page of ``agent``'s features, threshold and model; feed it with
-        ``agent.subscribe(view.on_event, view.on_batch)``."""
+        ``agent.subscribe(view.on_event, view.on_batch, view.on_forget)``."""
         view = cls(agent.features, agent.threshold, options, title=f"edgewatch · {agent.options.agent_id}",
                    ranges=feature_ranges(agent.card))
         view.model_info = {"family": agent.card.family, "window": agent.window, "stride": agent.stride,
@@ -254,6 +254,14 @@ class LiveView:
                     tr.episodes.append(Episode(start, ep.get("end_ts", event.get("ts")), peak, anomaly, []))
                 tr.open_episode = any(rec.end is None for rec in tr.episodes)
             tr.episode_version += 1
+
+    def on_forget(self, streams: list[str]) -> None:
+        """Drop the traces of streams the agent dropped (``--stream-ttl``): their places go to streams
+        that send now, so a long run whose stream ids come and go never stops showing new ones."""
+        with self._lock:
+            for stream in streams:
+                if self._traces.pop(stream, None) is not None:
+                    self._order.remove(stream)
 
     # -- the HTTP side -------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,31 @@ def test_without_a_broker_it_is_a_usage_error(model: Path, tmp_path: Path) -> No
     proc = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model), "--source", "stdin",
                            "--ha-discovery"], input=b"", capture_output=True, cwd=tmp_path)
     assert proc.returncode == 2 and b"--ha-discovery needs an MQTT broker" in proc.stderr
+
+
+def test_a_stream_the_agent_drops_is_no_longer_announced(model: Path, tmp_path: Path, broker, collector) -> None:
+    sub = collector(broker, "#", client_id="c-ha-ttl", persistent=False)
+    agent = FedAgent(model, "--sink", f"mqtt://{broker.host}:{broker.port}/ttl", "--ha-discovery",
+                     "--agent-id", "press-9", "--stream-ttl", "3", cwd=tmp_path)
+    config = "homeassistant/binary_sensor/press-9/{}/config".format
+
+    def while_pump_2_sends(predicate) -> bool:  # pump-2 never pauses long enough to be dropped
+        def step() -> bool:
+            agent.rows(NORMAL, 1, stream="pump-2")
+            return predicate()
+        return wait_until(step, 30, poll=0.1)
+
+    try:
+        agent.rows(NORMAL, 8, stream="pump-1")
+        agent.rows(NORMAL, 8, stream="pump-2")
+        assert while_pump_2_sends(lambda: _retained(sub, config("pump-1")) and _retained(sub, config("pump-2")))
+
+        def restarted_ha_hears_of_pump_2_alone() -> bool:
+            """Home Assistant's birth makes the agent announce every stream it follows again: both until
+            pump-1's TTL is up, pump-2 alone after."""
+            sub.client.publish("homeassistant/status", b"online", qos=1)
+            time.sleep(0.3)
+            return len(_retained(sub, config("pump-2"))) >= len(_retained(sub, config("pump-1"))) + 2
+        assert while_pump_2_sends(restarted_ha_hears_of_pump_2_alone)
+    finally:
+        agent.kill()

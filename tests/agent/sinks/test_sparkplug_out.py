@@ -252,3 +252,35 @@ def test_a_table_with_interval_and_deadband_limits_the_score_updates(tmp_path: P
         assert wait_until(lambda: score_updates() == [0.8], 5)
     finally:
         sink.close()
+
+
+def test_a_stream_the_agent_drops_gets_a_ddeath_and_a_new_birth_when_it_sends_again(
+        model: Path, tmp_path: Path, broker, collector) -> None:
+    sub = collector(broker, "spBv1.0/ttl/#", client_id="c-ttl", persistent=False)
+    url = f"sparkplug://{broker.host}:{broker.port}/ttl/edge3"
+    agent = FedAgent(model, "--sink", url, "--stream-ttl", "3", cwd=tmp_path)  # margin for a loaded CI
+    seen = lambda: kinds(node_messages(sub, "edge3"))  # noqa: E731
+
+    def while_pump_2_sends(predicate) -> bool:  # pump-2 never pauses long enough to be dropped
+        def step() -> bool:
+            agent.rows(NORMAL, 1, stream="pump-2")
+            return predicate()
+        return wait_until(step, 30, poll=0.1)
+
+    try:
+        agent.rows(NORMAL, 8, stream="pump-1")
+        agent.rows(NORMAL, 8, stream="pump-2")
+        assert while_pump_2_sends(lambda: {"DBIRTH/pump-1", "DBIRTH/pump-2"} <= set(seen()))
+        assert while_pump_2_sends(lambda: "DDEATH/pump-1" in seen())  # pump-1 silent past its TTL
+        assert "DDEATH/pump-2" not in seen()
+        death = dict(node_messages(sub, "edge3"))["DDEATH/pump-1"]
+        assert death["metrics"] == [] and death["timestamp"]
+
+        agent.rows(NORMAL, 8, stream="pump-1")  # back: born again, with its metrics
+        assert while_pump_2_sends(lambda: seen().count("DBIRTH/pump-1") == 2)
+        assert "DDEATH/pump-2" not in seen()
+        code, _out, err = agent.finish()
+    finally:
+        agent.kill()
+    assert code == 0, err[-3000:]
+    check_seq(node_messages(sub, "edge3"))

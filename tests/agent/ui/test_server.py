@@ -6,6 +6,7 @@ import http.client
 import json
 import re
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,20 @@ def test_rings_bound_memory_per_stream(agent: Agent) -> None:
         listed = json.loads(conn.getresponse().read())["streams"]
         assert [(s["name"], s["messages"]) for s in listed] == [("a", 1000), ("b", 1000)]
         assert view._traces["a"].rows.data.shape == (100, 6)
+    finally:
+        server.stop()
+
+
+def test_streams_the_agent_drops_give_their_places_to_new_ones(agent: Agent) -> None:
+    server = live_page(agent, "127.0.0.1:0", UiOptions(max_streams=2))
+    try:
+        feed(agent, ["a", "b", "c"], 10)
+        view = server.view
+        assert [s["name"] for s in view.streams()] == ["a", "b"] and view.untraced > 0  # c: no place
+        assert agent.evict_idle(time.monotonic() + 10 * agent.options.stream_ttl) == 3
+        assert view.streams() == []
+        feed(agent, ["c"], 10, start=10)
+        assert [(s["name"], s["messages"]) for s in view.streams()] == [("c", 10)]
     finally:
         server.stop()
 

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -438,21 +439,19 @@ class Agent:
         send the batch the message-by-message way, which gives every bad
         message its reason and every new stream its slot in arrival order.
         """
-        if not items:
+        if set(map(itemgetter(0), items)) != {Kind.RAW}:
             return False
-        kinds, sources, payloads, received = zip(*items)  # one pass over the items, not one per field
-        if set(kinds) != {Kind.RAW}:
-            return False
-        cols = parse_columns(payloads, self.card.n_features, self.options.max_message_bytes)
+        cols = parse_columns(list(map(itemgetter(2), items)), self.card.n_features, self.options.max_message_bytes)
         if cols is None:
             return False
         table = self.table
-        slot_list = list(map(table.slots.get, cols.streams or sources))
+        slot_list = list(map(table.slots.get, cols.streams or list(map(itemgetter(1), items))))
         if None in slot_list:
             return False
         slots = np.array(slot_list, dtype=np.intp)
         groups = group_by_slot(slots)
         due, x = table.windows.push_many(cols.values, groups)
+        received = list(map(itemgetter(3), items))
         seqs, last_seen, last_ts = table.seq, table.last_seen, table.last_ts
         distinct = groups.slots.tolist()
         first_seq = np.array([seqs[s] for s in distinct], dtype=np.int64)
@@ -466,7 +465,7 @@ class Agent:
         due_list = due.tolist()
         due_meta = list(zip(slots[due].tolist(), [received[i] for i in due_list], seq[due].tolist()))
         view = bool(self.subscribers.on_batch)
-        self._finish_batch(len(items), {}, x, due_meta, slots, cols.values, list(received) if view else [],
+        self._finish_batch(len(items), {}, x, due_meta, slots, cols.values, received if view else [],
                            seq.tolist() if view else [], groups.order)
         return True
 

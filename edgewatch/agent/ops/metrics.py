@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from edgewatch.agent.score_scale import SCORE_CAP
 
@@ -58,8 +56,6 @@ class MetricSpec:
     def build(self, registry: Any) -> Any:
         import prometheus_client
 
-        if self.kind is MetricKind.HISTOGRAM:
-            return BatchHistogram(self, registry)
         cls = getattr(prometheus_client, self.kind.value)
         extra = {"buckets": self.buckets} if self.buckets else {}
         return cls(self.name, self.help, list(self.labels), registry=registry, **extra)
@@ -70,50 +66,6 @@ class MetricSpec:
 
         cls = CounterMetricFamily if self.kind is MetricKind.COUNTER else GaugeMetricFamily
         return cls(self.name, self.help, labels=list(self.labels))
-
-
-class BatchHistogram:
-    """A Prometheus histogram (no labels) that takes a drained batch's observations in one NumPy pass.
-
-    Why not ``prometheus_client.Histogram``: the loop observes every ONNX
-    Runtime call's time and size, about 20 calls per drained batch, and a
-    locked update per value cost 4-9 µs each (measured: 235 µs per batch of
-    1,024 messages right after the calls). Counts are kept per bucket and
-    read at scrape time; a scrape during an update may see one batch half
-    added, never a broken number.
-    """
-
-    def __init__(self, spec: MetricSpec, registry: Any) -> None:
-        if spec.labels or not spec.buckets:
-            raise ValueError(f"{spec.name}: a BatchHistogram has buckets and no labels")
-        self.spec = spec
-        self._bounds = np.asarray(spec.buckets, dtype=np.float64)
-        self._counts = np.zeros(self._bounds.size + 1, dtype=np.int64)  # the last: over every bound (+Inf)
-        self._sum = 0.0
-        registry.register(self)
-
-    def observe(self, value: float) -> None:
-        self.observe_many([value])
-
-    def observe_many(self, values: Sequence[float] | np.ndarray) -> None:
-        v = np.asarray(values, dtype=np.float64)
-        # bucket ``le`` holds the values at most its bound: the first bound >= v
-        self._counts += np.bincount(np.searchsorted(self._bounds, v, side="left"), minlength=self._counts.size)
-        self._sum += float(v.sum())
-
-    def describe(self) -> Iterator[Any]:
-        from prometheus_client.core import HistogramMetricFamily
-
-        yield HistogramMetricFamily(self.spec.name, self.spec.help)
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import HistogramMetricFamily
-        from prometheus_client.utils import floatToGoString
-
-        total = np.cumsum(self._counts).tolist()
-        les = [floatToGoString(b) for b in self._bounds.tolist()] + ["+Inf"]
-        yield HistogramMetricFamily(self.spec.name, self.spec.help, buckets=list(zip(les, total)),
-                                    sum_value=self._sum)
 
 
 _C, _G, _H = MetricKind.COUNTER, MetricKind.GAUGE, MetricKind.HISTOGRAM
@@ -285,9 +237,6 @@ class Unexported:
         pass
 
     def observe(self, value: float) -> None:
-        pass
-
-    def observe_many(self, values: Sequence[float] | np.ndarray) -> None:
         pass
 
     def set_function(self, f: Any) -> None:

@@ -18,9 +18,7 @@ from tests import package_graph as pg
 DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 # arrows still against the layers, each with why it exists and how it goes (docs/architecture.md)
-TODAY_AGAINST_LAYERS = {
-    ("fit", "eval"): "the univariate detector's card builder (fit/univariate.py): into numpy_models/",
-}
+TODAY_AGAINST_LAYERS: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +33,8 @@ def _listing(arrows: dict) -> str:
 def test_no_cycle_and_no_forbidden_arrow(edges: dict) -> None:
     """No cycle between packages and no forbidden arrow, with the arrows still listed above set aside.
 
-    The one listed today, fit -> eval (fit/univariate.py builds its card with
-    eval/detectors, which issue 29 is rewriting), closes the only cycle left,
-    eval <-> fit; it goes when that builder moves to numpy_models/.
+    None is listed today: the last, fit -> eval (the univariate detector's
+    card), went when its builder moved to numpy_models/univariate.py.
     """
     kept = {a: {b: imps for b, imps in targets.items() if (a, b) not in TODAY_AGAINST_LAYERS}
             for a, targets in edges.items()}

@@ -45,10 +45,11 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @click.option("--detector", default=DEFAULT_DETECTOR, show_default=True,
               help="null, random, windowed-gaussian, novelty, levels, novelty-levels (the default: one file "
                    "carrying both, alert when either alerts, lengths in each stream's own time and counts "
-                   "stabilised; what 'eval make-detector' writes), fifth-round (the same with every length in rows, "
-                   "no counts), fourth-round (one 384-row span), novelty-levels-pair (the fourth round as two "
-                   "files), resonance (ARTime-like), or model:PATH.onnx (any edgewatch model file of one feature, "
-                   "run as the agent runs it).")
+                   "stabilised, Student's predictive tail; what 'eval make-detector' writes), seventh-round (the same "
+                   "with the Gaussian tail), fifth-round (the same with every length in rows, no counts), "
+                   "fourth-round (one 384-row span), novelty-levels-pair (the fourth round as two files), resonance "
+                   "(ARTime-like), or model:PATH.onnx (any edgewatch model file of one feature, run as the agent "
+                   "runs it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")
 @click.option("--scores-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also keep every file's scores (.npz) to re-score later with 'eval scores'.")
@@ -148,7 +149,8 @@ def make_detector(out: Path) -> None:
     The graph passes each value through; the card's post-process is the
     maximum of 'novelty' (the likelihood of the distance between the
     latest stretch and the nearest earlier one, on a span that grows with
-    the stream's history from 48 to 1536 rows) and 'levels' (a value on a
+    the stream's history from 48 to 1536 rows, read through Student's
+    predictive tail so a short history alerts less) and 'levels' (a value on a
     level never seen in the stream), so the file alerts when either
     alerts. Each stream's first 48 rows set its lengths from its own
     sampling interval (the messages' timestamps, else their arrival) and

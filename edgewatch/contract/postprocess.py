@@ -11,6 +11,7 @@ and its implementation to the agent's post-process package.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
@@ -144,6 +145,20 @@ class NoParams(KindParams):
     KIND = "none"
 
 
+class Tail(enum.IntEnum):
+    """How the ``likelihood`` kind reads a short-term mean against its history (the ``tail`` parameter).
+
+    ``GAUSSIAN``: the Gaussian tail of the history's mean and deviation
+    (Numenta's). ``STUDENT``: the predictive tail of one more value given
+    the n values of the history, Student's t with n - 1 degrees of freedom
+    and scale ``s * sqrt(1 + 1/n)``: as strict as the history is short
+    (docs/eval.md, eighth round), the Gaussian's once the history is long.
+    """
+
+    GAUSSIAN = 0
+    STUDENT = 1
+
+
 @dataclass
 class LikelihoodParams(KindParams):
     KIND = "likelihood"
@@ -157,9 +172,12 @@ class LikelihoodParams(KindParams):
     certain: float = 0
     alert: float = 0
     hold: float = 0
+    tail: float = float(Tail.GAUSSIAN)
 
     def problems(self) -> list[str]:
         out = []
+        if self.tail not in {t.value for t in Tail}:
+            out.append(f"tail must be one of {', '.join(f'{t.value} ({t.name.lower()})' for t in Tail)}")
         if self.short < 1 or self.long < self.short or self.long > 10**7:
             out.append("need 1 <= short <= long <= 1e7")
         if self.learning < 0 or self.reestimate < 1 or self.min_std <= 0:

@@ -164,17 +164,20 @@ def default_grid() -> list[GridPoint]:
 
 
 def config(point: GridPoint):  # noqa: ANN201 - a NoveltyLevelsConfig
-    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig, fifth_round, in_time, novelty_params
+    from edgewatch.contract.postprocess import Tail
+    from edgewatch.eval.detectors.novelty_levels import fifth_round
+    from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, in_time, novelty_params
 
     c = NoveltyLevelsConfig()
-    c.novelty, c.levels = in_time(novelty_params(point.span, point.min_span, c.novelty["ratio"]),
+    c.novelty, c.levels = in_time(novelty_params(point.span, point.min_span, c.novelty["ratio"],
+                                                 Tail(int(c.novelty.get("tail", Tail.GAUSSIAN)))),
                                   {**fifth_round().levels, "range_rows": point.range_rows})
     return c
 
 
 def default_point() -> GridPoint:
     """The grid point the shipped default is (what ``edgewatch eval make-detector`` writes)."""
-    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig
+    from edgewatch.numpy_models.univariate import NoveltyLevelsConfig
 
     c = NoveltyLevelsConfig()
     return GridPoint(int(c.novelty["span"]), int(c.novelty["min_span"]), int(c.levels["range_rows"]))

@@ -6,8 +6,8 @@ graph; in the card, the maximum of a subsequence-novelty likelihood and a
 new-level step, both learning each stream online: docs/eval.md). ``fit``
 writes that detector with the user's feature name. Its settings come from
 NAB, not from the user's data: the normal data is only checked and
-reported here. When the univariate detector is rebuilt, this module is the
-one place to follow it (``edgewatch.eval.detectors``).
+reported here. The file is built in :mod:`edgewatch.numpy_models.univariate`,
+the one builder ``eval`` uses too.
 """
 
 from __future__ import annotations
@@ -15,26 +15,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgewatch.contract import FEATURE_ERROR_OUTPUT, INPUT_NAME, SCORE_OUTPUT
-from edgewatch.wire.onnx_write import Node, int64, model_bytes
 from edgewatch.files import replacing
+from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, make_card, passthrough_graph
 
 if TYPE_CHECKING:
     from edgewatch.fit.normal_data import NormalData
     from edgewatch.fit.report import FitReport
 
 
-def passthrough_graph(props: dict[str, str]) -> bytes:
-    """``x [B, 1, 1]`` -> ``score [B]`` and ``feature_error [B, 1]``, both the value itself."""
-    nodes = [Node("Squeeze", [INPUT_NAME, "axes12"], [SCORE_OUTPUT]),
-             Node("Squeeze", [INPUT_NAME, "axis2"], [FEATURE_ERROR_OUTPUT])]
-    return model_bytes(nodes, {INPUT_NAME: ["batch", 1, 1]}, {SCORE_OUTPUT: ["batch"], FEATURE_ERROR_OUTPUT: ["batch", 1]},
-                       {"axes12": int64([1, 2]), "axis2": int64([2])}, props, graph_name="edgewatch-univariate")
-
-
 def fit_univariate(data: NormalData, out: Path) -> FitReport:
     from edgewatch.agent.model import ScoringModel
-    from edgewatch.eval.detectors.novelty_levels import NoveltyLevelsConfig, make_card
     from edgewatch.fit.choosing import HoldoutResult, Recipe
     from edgewatch.fit.report import FitReport
     from edgewatch.fit.screening import FeatureChoice, Use

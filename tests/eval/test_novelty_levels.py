@@ -60,10 +60,14 @@ def test_make_detector_writes_the_adapted_default_in_its_default_place(tmp_path:
     assert (levels.params["range_min"], levels.params["range_max"]) == (48, 1536)
     assert novelty.params["count_rows"] == levels.params["count_rows"] == 48
     assert novelty.params["interval_rows"] == levels.params["interval_rows"] == 16
+    assert novelty.params["tail"] == 1 and "tail" not in levels.params  # Student's predictive tail (eighth round)
     # the shipped file is what the command writes
     assert path.read_bytes() == (ROOT / "models" / "nab-best.onnx").read_bytes()
     older = ScoringModel(novelty_levels.write_model(tmp_path / "5.onnx", novelty_levels.fifth_round())).card
     assert "m_seconds" not in older.postprocess.parts[0].params  # the fifth round's file: rows only
+    seventh = ScoringModel(novelty_levels.write_model(tmp_path / "7.onnx", novelty_levels.seventh_round())).card
+    assert seventh.postprocess.parts[0].params == {k: v for k, v in novelty.params.items() if k != "tail"}
+    assert seventh.postprocess.parts[1].params == levels.params
 
 
 def test_the_default_file_through_the_agent_adapts_each_replayed_stream(tmp_path: Path) -> None:
@@ -102,9 +106,29 @@ def test_the_default_file_through_the_agent_adapts_each_replayed_stream(tmp_path
 
 def test_the_previous_defaults_stay_by_name() -> None:
     assert resolve("fifth-round").name == "fifth-round" and resolve("fourth-round").name == "fourth-round"
+    assert resolve("seventh-round").name == "seventh-round"
     x = _series(700, 3)
     ts = 1.7e9 + 3600.0 * np.arange(len(x))
     fifth = resolve("fifth-round")
     np.testing.assert_array_equal(fifth.score_series(x, "s", ts), fifth.score_series(x, "s"))  # reads no time
     default = resolve("novelty-levels")
     assert not np.array_equal(default.score_series(x, "s", ts), default.score_series(x, "s"))
+
+
+def test_the_student_tail_alerts_less_on_short_histories_than_the_seventh_round() -> None:
+    """Early rows are where the two differ: a rung's t tail of a few dozen learnt distances is stricter; once
+    the rungs have long histories, both alert on the same rows. Six seeded cycles with heavy-tailed noise."""
+    new, old = resolve("novelty-levels"), resolve("seventh-round")
+    early = {"new": 0, "old": 0}
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        x = 100 + 10 * np.sin(np.arange(2400) * 2 * np.pi / 96) + rng.standard_t(3, 2400)
+        x[1500:1520] += 30
+        ts = 1.7e9 + 300.0 * np.arange(len(x))
+        a, b = new.score_series(x, "s", ts), old.score_series(x, "s", ts)
+        assert np.all(a[:67] == 0.0)
+        early["new"] += int((a[67:600] >= 0.5).sum())
+        early["old"] += int((b[67:600] >= 0.5).sum())
+        later = _starts(a[1200:])
+        assert later == _starts(b[1200:]) and any(300 <= i < 320 for i in later)  # the burst at 1500, in both
+    assert early["new"] < early["old"]

@@ -31,12 +31,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from edgewatch.contract import (
-    FEATURE_ERROR_OUTPUT,
-    INPUT_NAME,
-    SCORE_OUTPUT,
     Decision,
     ModelCard,
     PostProcess,
@@ -44,7 +39,7 @@ from edgewatch.contract import (
     Scaler,
     Task,
 )
-from edgewatch.files import replacing
+from edgewatch.numpy_models.univariate import write_passthrough
 
 FAMILY = "levels"
 
@@ -56,27 +51,6 @@ class LevelsConfig:
     params: dict[str, float] = field(default_factory=lambda: {"bins": 8, "range_rows": 256, "rest": 100,
                                                               "cap": 4096})
     threshold: float = 0.5
-
-
-def build_graph():  # noqa: ANN201 - returns onnx.ModelProto
-    """``x`` [B, 1, 1] -> ``score`` [B] = the value, ``feature_error`` [B, 1] = the value."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    inits = [numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes12"),
-             numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2")]
-    nodes = [helper.make_node("Squeeze", [INPUT_NAME, "axes12"], [SCORE_OUTPUT]),
-             helper.make_node("Squeeze", [INPUT_NAME, "axis2"], [FEATURE_ERROR_OUTPUT])]
-    graph = helper.make_graph(
-        nodes, "edgewatch_levels",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 1, 1])],
-        [helper.make_tensor_value_info(SCORE_OUTPUT, TensorProto.FLOAT, ["batch"]),
-         helper.make_tensor_value_info(FEATURE_ERROR_OUTPUT, TensorProto.FLOAT, ["batch", 1])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgewatch")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
 
 
 def make_card(config: LevelsConfig, feature: str = "value") -> ModelCard:
@@ -97,16 +71,3 @@ def make_card(config: LevelsConfig, feature: str = "value") -> ModelCard:
 def write_model(out: str | os.PathLike[str], config: LevelsConfig | None = None) -> Path:
     """Write the detector as a model file (temporary file, then rename)."""
     return write_passthrough(out, make_card(config or LevelsConfig()))
-
-
-def write_passthrough(out: str | os.PathLike[str], card: ModelCard) -> Path:
-    """The pass-through graph (:func:`build_graph`) with ``card`` as a model file (temporary file, then rename):
-    every detector whose work is all in its post-process."""
-    import onnx
-
-    model = build_graph()
-    card.write_into(model)
-    out = Path(out)
-    with replacing(out, suffix=".onnx") as tmp:
-        onnx.save(model, str(tmp))
-    return out

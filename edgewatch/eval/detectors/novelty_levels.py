@@ -17,23 +17,33 @@ at NAB's 5 minutes; 48 to 1,536 rows), the top shape length is 16 hours
 of its time when it is coarser than 5 minutes (192 rows at most), and a
 stream whose first 48 values are non-negative integers is read through
 Anscombe's transform. A stream without timestamps keeps the rows.
-docs/eval.md (sixth and seventh rounds) has the figures.
+docs/eval.md (sixth and seventh rounds) has the figures. The novelty's
+likelihood reads each distance through Student's predictive tail of the
+rung's history (``tail`` 1, eighth round): a rung's first alarms need
+more evidence while it has learnt from a few dozen distances, which
+costs little once it has thousands.
 
 Settings. On principle: shape length span / 8 and the likelihood's
 learning / hold / refractory rows in proportion to the span (100 / 200 /
 30 per 384 rows, the fourth round's values, chosen then by leave-one-
 category-out), Numenta's likelihood history (8640) and re-estimation
-(100), contextOSE's 8 levels, one alert per event, Anscombe's 3/8; the
+(100), contextOSE's 8 levels, one alert per event, Anscombe's 3/8,
+Student's predictive tail (n - 1 degrees of freedom of a rung's n
+remembered distances, nothing chosen); the
 lengths in time are the rows chosen on NAB read at its 5-minute
 interval. Chosen on the 25 NAB files and their perturbed copies
 (``edgewatch eval nab --perturb all``, docs/eval.md, fifth and sixth
 rounds): the ladder (bottom 48, ratio 2, top 1536), which lengths follow
 time (the range and the shape, not the spans), the count rule.
-:func:`fifth_round` (every length in rows, no counts) and
-:func:`fourth_round` (one 384-row span) are the previous defaults.
+:func:`seventh_round` (the Gaussian tail), :func:`fifth_round` (every
+length in rows, no counts) and :func:`fourth_round` (one 384-row span)
+are the previous defaults.
 
-:func:`build_model` is what ``edgewatch fit`` calls for a single-feature
-series: nothing to train, a card naming the feature.
+The file itself (pass-through graph and card) is built in
+:mod:`edgewatch.numpy_models.univariate`, below ``fit`` and ``eval``:
+``edgewatch fit`` writes it for a single-feature series (nothing to
+train, a card naming the feature), this module keeps the settings' story,
+the earlier rounds and the NumPy reference that checks a written file.
 
 Fails where both parts fail: a shape change that stays within the known
 range and resembles some earlier stretch (art_daily_nojump), a slow drift,
@@ -46,63 +56,18 @@ integer-valued measurement is taken for counts).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgewatch.contract import MAX_KIND, Decision, ModelCard, PostProcess, Quantization, Scaler, Task
-from edgewatch.eval.detectors.levels import build_graph
+from edgewatch.contract.postprocess import Tail
 from edgewatch.files import replacing
+from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, default_parts, detector_bytes, novelty_params
 
-FAMILY = "novelty-levels"
-
-
-# The likelihood's rows per 384 rows of span (learning, hold, refractory): the fourth round's values, which a
-# longer or shorter span scales in proportion (one alert per event of a length in proportion to the span).
-PER_384 = {"learning": 100, "hold": 200, "refractory": 30}
-
-
-def novelty_params(span: int, min_span: int = 0, ratio: float = 2) -> dict[str, float]:
-    """The ``novelty`` part for a top span: m = span / 8 and the likelihood's rows in proportion to the span."""
-    share = span / 384
-    return {"m": span // 8, "span": span, "min_span": min_span, "ratio": ratio, "short": 1, "long": 8640,
-            "reestimate": 100, "min_std": 1e-9, "damp": 0.5, "alert": 0.5,
-            **{k: round(v * share) for k, v in PER_384.items()}}
-
-
-# NAB's 5-minute interval: the rows chosen on its files (256 range rows, a 192-row top shape) read as time
-REFERENCE_SECONDS = 300.0
-# what each part decides per stream from its first rows: counts from 48 values, the interval from 16
-SAMPLING = {"count_rows": 48, "interval_rows": 16}
-
-
-def in_time(novelty: dict[str, float], levels: dict[str, float], range_min: int = 48,
-            range_max: int = 1536) -> tuple[dict[str, float], dict[str, float]]:
-    """The two parts with their row lengths read as time at :data:`REFERENCE_SECONDS` and counts stabilised.
-
-    The levels' range becomes ``range_rows`` intervals of the stream's own
-    time, within ``range_min`` .. ``range_max`` rows (the default ladder's
-    shortest and longest spans); the top shape length becomes ``m``
-    intervals of its time when the stream is coarser (never more than
-    ``m`` rows). Streams without times keep the rows.
-    """
-    return ({**novelty, **SAMPLING, "m_seconds": novelty["m"] * REFERENCE_SECONDS},
-            {**levels, **SAMPLING, "range_seconds": levels["range_rows"] * REFERENCE_SECONDS,
-             "range_min": range_min, "range_max": range_max})
-
-
-def _default_parts() -> tuple[dict[str, float], dict[str, float]]:
-    return in_time(novelty_params(1536, 48, 2), {"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096})
-
-
-@dataclass
-class NoveltyLevelsConfig:
-    """Parameters of the two post-process parts; the graph has none. The defaults are the shipped detector."""
-
-    novelty: dict[str, float] = field(default_factory=lambda: _default_parts()[0])
-    levels: dict[str, float] = field(default_factory=lambda: _default_parts()[1])
-    threshold: float = 0.5  # the likelihood's alert level (0.99999); levels outputs 0 or 1
+def seventh_round() -> NoveltyLevelsConfig:
+    """The seventh round's default (the same file with the likelihood's Gaussian tail): kept to compare."""
+    novelty, levels = default_parts(Tail.GAUSSIAN)
+    return NoveltyLevelsConfig(novelty=novelty, levels=levels)
 
 
 def fifth_round() -> NoveltyLevelsConfig:
@@ -114,29 +79,6 @@ def fifth_round() -> NoveltyLevelsConfig:
 def fourth_round() -> NoveltyLevelsConfig:
     """The fourth round's default (one 384-row span, m 48, hold 200, lengths in rows): kept to compare."""
     return NoveltyLevelsConfig(novelty=novelty_params(384), levels=fifth_round().levels)
-
-
-def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "") -> ModelCard:
-    post = PostProcess(MAX_KIND, parts=[PostProcess("novelty", dict(config.novelty)),
-                                        PostProcess("levels", dict(config.levels))])
-    return ModelCard(
-        family=FAMILY, task=Task.RECONSTRUCT, sample_shape=[1, 1], features=[feature],
-        scaler=Scaler.identity(1),
-        score="the current value; the post-process is the maximum of 'novelty' (likelihood of the RMS distance "
-              "between the last m values and the nearest earlier m values within the last span; the span steps "
-              "from min_span up to span as the stream's history grows, m in proportion) and 'levels' (1.0 when "
-              "the value reaches a level never seen in the stream), both per stream; with m_seconds, "
-              "range_seconds and count_rows each stream's first rows set m and the levels' range from its "
-              "sampling interval and tell whether it is counts (then read through Anscombe's transform)",
-        threshold=config.threshold,
-        threshold_method="likelihood alert level (log-likelihood 0.5 = likelihood 0.99999); levels gives 0 or 1",
-        score_stats={}, quantization=Quantization.NONE,
-        trained_on={"data": data or "none: both parts learn each stream online",
-                    "tuned_on": "NAB subset (25 files) and its perturbed copies (edgewatch eval nab --perturb "
-                                "all): the span ladder, which lengths follow time, the count rule; m/span, the "
-                                "likelihood's rows per span and range_rows by leave-one-category-out on the 25 "
-                                "files (fourth round), read as time at 5 minutes; the rest on principle"},
-        window=1, horizon=0, stride=1, decision=Decision(k=1, n=1), postprocess=post)
 
 
 def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.ndarray | None = None) -> np.ndarray:
@@ -188,20 +130,6 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.
     return np.maximum(out, lev)
 
 
-def build_model(config: NoveltyLevelsConfig | None = None, feature: str = "value", data: str = ""):  # noqa: ANN201
-    """The default univariate detector as an ONNX model (graph + card) for one feature, nothing written.
-
-    What ``edgewatch fit`` uses for a single-feature series: no training is
-    needed (both parts learn each stream online), so only the feature's name
-    and, for the card, a word on the data are taken. Returns an
-    ``onnx.ModelProto``; save it with :func:`write_model` (checked) or ``onnx.save``.
-    """
-    config = config or NoveltyLevelsConfig()
-    model = build_graph()
-    make_card(config, feature, data).write_into(model)
-    return model
-
-
 def _check_series() -> np.ndarray:
     """A seeded daily-like cycle long enough for every rung of the ladder, with a new shape and new levels."""
     rng = np.random.default_rng(0)
@@ -216,13 +144,10 @@ def write_model(out: str | os.PathLike[str], config: NoveltyLevelsConfig | None 
                 feature: str = "value", data: str = "") -> Path:
     """Write the file (temporary file, then rename); with ``check``, run it as the agent would and compare it
     with :func:`reference_scores` (refused with RuntimeError if they differ)."""
-    import onnx
-
     config = config or NoveltyLevelsConfig()
-    model = build_model(config, feature, data)
     out = Path(out)
     with replacing(out, suffix=".onnx") as tmp:
-        onnx.save(model, str(tmp))
+        tmp.write_bytes(detector_bytes(config, feature, data))
         if check:
             from edgewatch.eval.runner import ModelDetector
 

@@ -17,6 +17,7 @@ class BuiltIn(str, enum.Enum):
     NOVELTY = "novelty"
     LEVELS = "levels"
     NOVELTY_LEVELS = "novelty-levels"
+    SEVENTH_ROUND = "seventh-round"
     FIFTH_ROUND = "fifth-round"
     FOURTH_ROUND = "fourth-round"
     NOVELTY_LEVELS_PAIR = "novelty-levels-pair"
@@ -35,8 +36,10 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
     file carrying both (a pass-through graph; its post-process is the maximum
     of the ``novelty`` kind, its span stepped from 48 to 1536 rows, and the
     ``levels`` kind, each with its lengths in the stream's own time and
-    counts stabilised, decided per stream from its first 48 rows);
-    ``fifth-round`` is the same file with every length in rows and no
+    counts stabilised, decided per stream from its first 48 rows, and the
+    novelty's likelihood read through Student's predictive tail);
+    ``seventh-round`` is the same file with the Gaussian tail (the seventh
+    round's default), ``fifth-round`` the same with every length in rows and no
     counts (the fifth round's default), ``fourth-round`` the one before (one
     384-row span), both kept to compare on every table;
     ``novelty-levels-pair`` is the fourth round as two separate files (the
@@ -64,6 +67,7 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:  # sessions hold the graphs
         rounds = {BuiltIn.NOVELTY_LEVELS: novelty_levels.NoveltyLevelsConfig,
+                  BuiltIn.SEVENTH_ROUND: novelty_levels.seventh_round,
                   BuiltIn.FIFTH_ROUND: novelty_levels.fifth_round, BuiltIn.FOURTH_ROUND: novelty_levels.fourth_round}
         if which in rounds:
             config = rounds[which]()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgewatch.contract import Decision, ModelCard, PostProcess, Quantization, Scaler, Task
-from edgewatch.eval.detectors.levels import write_passthrough
+from edgewatch.numpy_models.univariate import write_passthrough
 
 FAMILY = "resonance"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import subprocess
 import sys
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgewatch.agent.postprocess import Identity, Likelihood, make_postprocessor
-from edgewatch.contract.postprocess import LikelihoodParams
+from edgewatch.contract.postprocess import KindParams, LikelihoodParams
 from edgewatch.contract import PostProcess
 from edgewatch.errors import BadModelFile
 
@@ -76,3 +78,48 @@ def test_postprocess_does_not_import_torch_or_onnx() -> None:
             "print(sorted(m for m in ('torch', 'onnx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_student_tail_follows_scipy_within_the_stated_error() -> None:
+    """Wallace's approximation against the exact t tail, in the kind's output units, from 19 degrees of freedom."""
+    special = pytest.importorskip("scipy.special")
+    from edgewatch.agent.postprocess.likelihood import log_likelihood, student_as_normal
+
+    for dof in (19, 50, 400, 8639):
+        for t in np.linspace(0.1, 40.0, 400):
+            exact = float(special.stdtr(dof, -t))
+            if exact < 1e-12:
+                break
+            z = student_as_normal(float(t), dof)
+            approx = 0.5 * math.erfc(z / math.sqrt(2.0))
+            assert abs(log_likelihood(1 - approx) - log_likelihood(1 - exact)) < 0.006, (dof, t)
+    assert student_as_normal(3.0, 0) == 0.0  # one value: no spread, nothing unusual
+    assert student_as_normal(-2.0, 30) == -student_as_normal(2.0, 30) < 0
+
+
+def test_student_tail_is_strict_while_the_history_is_short_and_gaussian_once_it_is_long() -> None:
+    rng = np.random.default_rng(7)
+    x = np.abs(rng.normal(1.0, 0.1, 3000))
+    x[60] += 0.3  # 3 deviations of the generator, about 4.3 of the first 40 values: 40 values cannot tell how rare
+    x[2900] += 0.45
+    slots = np.zeros(x.size, int)
+    params = {"learning": 40, "short": 1, "min_std": 1e-9}
+    gauss = make_postprocessor(PostProcess("likelihood", params)).update_many(slots, x)
+    student = make_postprocessor(PostProcess("likelihood", {**params, "tail": 1})).update_many(slots, x)
+    assert np.all(student <= gauss + 1e-12)
+    assert gauss[60] >= 0.5 > student[60]  # the Gaussian calls it 1 in 100,000 after 40 values; the t does not
+    assert student[2900] >= 0.5 and abs(student[2900] - gauss[2900]) < 0.01  # after 2,900 values they agree
+    assert np.all(student[:40] == 0.0)
+
+
+def test_tail_is_checked_and_an_older_reader_refuses_it() -> None:
+    with pytest.raises(BadModelFile, match="tail must be one of 0 \\(gaussian\\), 1 \\(student\\)"):
+        make_postprocessor(PostProcess("likelihood", {"tail": 2}))
+    # a reader whose schema predates the parameter (the same fields without 'tail') refuses a card that sets it,
+    # with the reason; a card without it means the Gaussian tail, as before
+    older = dataclasses.make_dataclass("LikelihoodParams", [(f.name, float, f.default)
+                                                            for f in dataclasses.fields(LikelihoodParams)
+                                                            if f.name != "tail"], bases=(KindParams,))
+    with pytest.raises(BadModelFile, match="unknown parameters \\['tail'\\]"):
+        older.from_dict({"learning": 20, "tail": 1}, "likelihood")
+    assert Likelihood(LikelihoodParams.from_dict({"learning": 20})).student is False

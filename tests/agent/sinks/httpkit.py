@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.conftest import free_port
+from tests.waiting import wait_until
 
 # one scripted answer: an HTTP status, or ("sleep", seconds) to answer 200 only after the client gave up
 Script = Callable[[int, dict], "int | tuple[str, float]"]
@@ -98,6 +99,14 @@ class FedAgent:
             self.t += 1.0
             self.proc.stdin.write((json.dumps({"values": values, "stream": stream, "ts": self.t}) + "\n").encode())
         self.proc.stdin.flush()
+
+    def while_sending(self, stream: str, predicate: Callable[[], object], timeout: float = 30.0) -> bool:
+        """Wait for ``predicate`` while ``stream`` keeps sending a normal row every 0.1 s, so that of the
+        streams only the silent ones pass their ``--stream-ttl``."""
+        def step() -> object:
+            self.rows(NORMAL, 1, stream=stream)
+            return predicate()
+        return wait_until(step, timeout, poll=0.1)
 
     def finish(self, timeout: float = 60.0) -> tuple[int, str, str]:
         """End of input: the agent closes its episodes, drains its sinks and exits."""

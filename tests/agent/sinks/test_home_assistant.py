@@ -137,16 +137,11 @@ def test_a_stream_the_agent_drops_is_no_longer_announced(model: Path, tmp_path: 
                      "--agent-id", "press-9", "--stream-ttl", "3", cwd=tmp_path)
     config = "homeassistant/binary_sensor/press-9/{}/config".format
 
-    def while_pump_2_sends(predicate) -> bool:  # pump-2 never pauses long enough to be dropped
-        def step() -> bool:
-            agent.rows(NORMAL, 1, stream="pump-2")
-            return predicate()
-        return wait_until(step, 30, poll=0.1)
-
     try:
         agent.rows(NORMAL, 8, stream="pump-1")
         agent.rows(NORMAL, 8, stream="pump-2")
-        assert while_pump_2_sends(lambda: _retained(sub, config("pump-1")) and _retained(sub, config("pump-2")))
+        assert agent.while_sending("pump-2", lambda: _retained(sub, config("pump-1"))
+                                   and _retained(sub, config("pump-2")))
 
         def restarted_ha_hears_of_pump_2_alone() -> bool:
             """Home Assistant's birth makes the agent announce every stream it follows again: both until
@@ -154,6 +149,6 @@ def test_a_stream_the_agent_drops_is_no_longer_announced(model: Path, tmp_path: 
             sub.client.publish("homeassistant/status", b"online", qos=1)
             time.sleep(0.3)
             return len(_retained(sub, config("pump-2"))) >= len(_retained(sub, config("pump-1"))) + 2
-        assert while_pump_2_sends(restarted_ha_hears_of_pump_2_alone)
+        assert agent.while_sending("pump-2", restarted_ha_hears_of_pump_2_alone)
     finally:
         agent.kill()

@@ -261,23 +261,17 @@ def test_a_stream_the_agent_drops_gets_a_ddeath_and_a_new_birth_when_it_sends_ag
     agent = FedAgent(model, "--sink", url, "--stream-ttl", "3", cwd=tmp_path)  # margin for a loaded CI
     seen = lambda: kinds(node_messages(sub, "edge3"))  # noqa: E731
 
-    def while_pump_2_sends(predicate) -> bool:  # pump-2 never pauses long enough to be dropped
-        def step() -> bool:
-            agent.rows(NORMAL, 1, stream="pump-2")
-            return predicate()
-        return wait_until(step, 30, poll=0.1)
-
     try:
         agent.rows(NORMAL, 8, stream="pump-1")
         agent.rows(NORMAL, 8, stream="pump-2")
-        assert while_pump_2_sends(lambda: {"DBIRTH/pump-1", "DBIRTH/pump-2"} <= set(seen()))
-        assert while_pump_2_sends(lambda: "DDEATH/pump-1" in seen())  # pump-1 silent past its TTL
+        assert agent.while_sending("pump-2", lambda: {"DBIRTH/pump-1", "DBIRTH/pump-2"} <= set(seen()))
+        assert agent.while_sending("pump-2", lambda: "DDEATH/pump-1" in seen())  # pump-1 silent past its TTL
         assert "DDEATH/pump-2" not in seen()
         death = dict(node_messages(sub, "edge3"))["DDEATH/pump-1"]
         assert death["metrics"] == [] and death["timestamp"]
 
         agent.rows(NORMAL, 8, stream="pump-1")  # back: born again, with its metrics
-        assert while_pump_2_sends(lambda: seen().count("DBIRTH/pump-1") == 2)
+        assert agent.while_sending("pump-2", lambda: seen().count("DBIRTH/pump-1") == 2)
         assert "DDEATH/pump-2" not in seen()
         code, _out, err = agent.finish()
     finally:

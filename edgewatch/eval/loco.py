@@ -165,13 +165,12 @@ def default_grid() -> list[GridPoint]:
 
 def config(point: GridPoint):  # noqa: ANN201 - a NoveltyLevelsConfig
     from edgewatch.contract.postprocess import Tail
-    from edgewatch.eval.detectors.novelty_levels import fifth_round
     from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, in_time, novelty_params
 
     c = NoveltyLevelsConfig()
     c.novelty, c.levels = in_time(novelty_params(point.span, point.min_span, c.novelty["ratio"],
                                                  Tail(int(c.novelty.get("tail", Tail.GAUSSIAN)))),
-                                  {**fifth_round().levels, "range_rows": point.range_rows})
+                                  {**c.levels, "range_rows": point.range_rows})  # in_time re-derives the rest
     return c
 
 

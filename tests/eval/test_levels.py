@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgewatch.agent.postprocess import Levels, make_postprocessor
-from edgewatch.contract.postprocess import LevelsParams
+from edgewatch.contract.postprocess import KindParams, LevelsParams
 from edgewatch.contract import PostProcess
 from edgewatch.errors import BadModelFile
 from edgewatch.eval.detectors import levels
@@ -74,6 +75,36 @@ def test_constant_start_and_bad_parameters() -> None:
         make_postprocessor(PostProcess("levels", {"bits": 3}))
     with pytest.raises(BadModelFile, match="out of range"):
         LevelsParams.from_dict({"bins": 0})
+
+
+def test_symmetric_edges_need_a_levels_margin_below_the_range_as_above_it() -> None:
+    """``edges`` 1: a stream and its negative get the same alarms; absent, any new minimum is a new level."""
+    x = noisy(4, 400)
+    x[:2] = 0.0, 1.0  # the range rows span [0, 1]: one level is 0.125
+    x[150], x[200] = -0.05, 1.05  # just beyond either end: within a level's margin
+    x[300], x[360] = -0.2, 1.2  # more than a level beyond
+    slots = np.zeros(400, int)
+    old = post(range_rows=100, rest=10).update_many(slots, x)
+    assert np.flatnonzero(old).tolist() == [150, 300, 360]  # the minimum has no margin, the maximum has one
+    sym = post(range_rows=100, rest=10, edges=1).update_many(slots, x)
+    assert np.flatnonzero(sym).tolist() == [300, 360]
+    np.testing.assert_array_equal(post(range_rows=100, rest=10, edges=1).update_many(slots, -x), sym)
+    assert not np.array_equal(post(range_rows=100, rest=10).update_many(slots, -x), old)
+    walk = np.cumsum(np.random.default_rng(5).normal(0, 1, 3000))  # wanders to new levels on both sides
+    a = post(range_rows=200, edges=1).update_many(np.zeros(3000, int), walk)
+    np.testing.assert_array_equal(post(range_rows=200, edges=1).update_many(np.zeros(3000, int), -walk), a)
+    assert a.sum() >= 3
+
+
+def test_edges_are_checked_and_an_older_reader_refuses_them() -> None:
+    with pytest.raises(BadModelFile, match="edges must be one of 0 \\(from_minimum\\), 1 \\(symmetric\\)"):
+        make_postprocessor(PostProcess("levels", {"edges": 2}))
+    older = dataclasses.make_dataclass("LevelsParams", [(f.name, float, f.default)
+                                                        for f in dataclasses.fields(LevelsParams)
+                                                        if f.name != "edges"], bases=(KindParams,))
+    with pytest.raises(BadModelFile, match="unknown parameters \\['edges'\\]"):
+        older.from_dict({"bins": 8, "edges": 1}, "levels")
+    assert post().symmetric is False and post(edges=1).symmetric is True  # absent: from the minimum, as before
 
 
 def test_model_file_and_ensemble_run_like_the_agent(tmp_path: Path) -> None:
@@ -165,10 +196,12 @@ def test_one_file_nab_best_scores_on_the_nab_folder(tmp_path: Path) -> None:
     path = novelty_levels.write_model(tmp_path / "nab-best.onnx")
     result, _ = run_nab(NAB, resolve(f"model:{path}"), progress=False)
     got = {p.profile: p.score for p in result.profiles}
-    assert got["standard"] == pytest.approx(78.80, abs=0.01)  # the eighth round: Student's predictive tail
-    assert got["reward_low_FP_rate"] == pytest.approx(72.36, abs=0.01)
-    assert got["reward_low_FN_rate"] == pytest.approx(83.30, abs=0.01)
-    result, _ = run_nab(NAB, resolve("seventh-round"), progress=False)  # the previous defaults, by name
+    assert got["standard"] == pytest.approx(79.23, abs=0.01)  # the ninth round: symmetric edges of the levels
+    assert got["reward_low_FP_rate"] == pytest.approx(73.21, abs=0.01)
+    assert got["reward_low_FN_rate"] == pytest.approx(83.59, abs=0.01)
+    result, _ = run_nab(NAB, resolve("eighth-round"), progress=False)  # the previous defaults, by name
+    assert [round(p.score, 2) for p in result.profiles] == [78.80, 72.36, 83.30]
+    result, _ = run_nab(NAB, resolve("seventh-round"), progress=False)
     assert [round(p.score, 2) for p in result.profiles] == [78.68, 72.10, 83.22]
     result, _ = run_nab(NAB, resolve("fifth-round"), progress=False)
     assert [round(p.score, 2) for p in result.profiles] == [78.13, 71.70, 82.86]

@@ -43,6 +43,10 @@ def test_loco_chooses_on_the_other_categories_and_shows_the_gap() -> None:
 
 def test_default_is_a_point_of_the_grid_and_bad_inputs_are_refused() -> None:
     assert loco.default_point() in loco.default_grid()
+    from edgewatch.numpy_models.univariate import NoveltyLevelsConfig
+
+    shipped, point = NoveltyLevelsConfig(), loco.config(loco.default_point())  # the grid scores the shipped file
+    assert (point.novelty, point.levels) == (shipped.novelty, shipped.levels)
     assert len({p.name for p in loco.default_grid()}) == 8
     assert loco.GridPoint(384, 0, 256) in loco.default_grid()  # the fourth-round default is a candidate
     with pytest.raises(ValueError):

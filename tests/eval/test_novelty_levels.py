@@ -61,13 +61,17 @@ def test_make_detector_writes_the_adapted_default_in_its_default_place(tmp_path:
     assert novelty.params["count_rows"] == levels.params["count_rows"] == 48
     assert novelty.params["interval_rows"] == levels.params["interval_rows"] == 16
     assert novelty.params["tail"] == 1 and "tail" not in levels.params  # Student's predictive tail (eighth round)
+    assert levels.params["edges"] == 1 and "edges" not in novelty.params  # symmetric edges (ninth round)
     # the shipped file is what the command writes
     assert path.read_bytes() == (ROOT / "models" / "nab-best.onnx").read_bytes()
     older = ScoringModel(novelty_levels.write_model(tmp_path / "5.onnx", novelty_levels.fifth_round())).card
     assert "m_seconds" not in older.postprocess.parts[0].params  # the fifth round's file: rows only
+    eighth = ScoringModel(novelty_levels.write_model(tmp_path / "8.onnx", novelty_levels.eighth_round())).card
+    assert eighth.postprocess.parts[0].params == novelty.params
+    assert eighth.postprocess.parts[1].params == {k: v for k, v in levels.params.items() if k != "edges"}
     seventh = ScoringModel(novelty_levels.write_model(tmp_path / "7.onnx", novelty_levels.seventh_round())).card
     assert seventh.postprocess.parts[0].params == {k: v for k, v in novelty.params.items() if k != "tail"}
-    assert seventh.postprocess.parts[1].params == levels.params
+    assert seventh.postprocess.parts[1].params == eighth.postprocess.parts[1].params
 
 
 def test_the_default_file_through_the_agent_adapts_each_replayed_stream(tmp_path: Path) -> None:
@@ -106,7 +110,7 @@ def test_the_default_file_through_the_agent_adapts_each_replayed_stream(tmp_path
 
 def test_the_previous_defaults_stay_by_name() -> None:
     assert resolve("fifth-round").name == "fifth-round" and resolve("fourth-round").name == "fourth-round"
-    assert resolve("seventh-round").name == "seventh-round"
+    assert resolve("seventh-round").name == "seventh-round" and resolve("eighth-round").name == "eighth-round"
     x = _series(700, 3)
     ts = 1.7e9 + 3600.0 * np.arange(len(x))
     fifth = resolve("fifth-round")
@@ -118,7 +122,7 @@ def test_the_previous_defaults_stay_by_name() -> None:
 def test_the_student_tail_alerts_less_on_short_histories_than_the_seventh_round() -> None:
     """Early rows are where the two differ: a rung's t tail of a few dozen learnt distances is stricter; once
     the rungs have long histories, both alert on the same rows. Six seeded cycles with heavy-tailed noise."""
-    new, old = resolve("novelty-levels"), resolve("seventh-round")
+    new, old = resolve("eighth-round"), resolve("seventh-round")
     early = {"new": 0, "old": 0}
     for seed in range(6):
         rng = np.random.default_rng(seed)
@@ -131,4 +135,23 @@ def test_the_student_tail_alerts_less_on_short_histories_than_the_seventh_round(
         early["old"] += int((b[67:600] >= 0.5).sum())
         later = _starts(a[1200:])
         assert later == _starts(b[1200:]) and any(300 <= i < 320 for i in later)  # the burst at 1500, in both
+    assert early["new"] < early["old"]
+
+
+def test_symmetric_edges_raise_fewer_early_level_alarms_than_the_eighth_round() -> None:
+    """The ninth round against the eighth on six seeded daily cycles with heavy-tailed noise: fewer new-level
+    alarms (output 1.0) in a stream's first 1,200 rows, where a new minimum by a hair was one; a deep dip
+    late in the stream still alerts in both, and the default raises no late alarm the eighth round did not."""
+    new, old = resolve("novelty-levels"), resolve("eighth-round")
+    early = {"new": 0, "old": 0}
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        x = 100 + 10 * np.sin(np.arange(2400) * 2 * np.pi / 288) + rng.standard_t(3, 2400)
+        x[1800:1830] -= 40
+        ts = 1.7e9 + 300.0 * np.arange(len(x))
+        a, b = new.score_series(x, "s", ts), old.score_series(x, "s", ts)
+        early["new"] += int((a[:1200] == 1.0).sum())
+        early["old"] += int((b[:1200] == 1.0).sum())
+        later = _starts(a[1700:])
+        assert 100 in later and set(later) <= set(_starts(b[1700:]))
     assert early["new"] < early["old"]

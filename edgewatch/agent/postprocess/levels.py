@@ -11,7 +11,10 @@ range is frozen, then at most ``cap`` remembered levels (an unseen level
 beyond the cap is still reported, not remembered). A stream constant over
 its range rows has no scale and never fires. Parameters (defaults in
 :class:`~edgewatch.contract.postprocess.LevelsParams`): ``bins`` (8,
-contextOSE's 3 bits), ``range_rows`` (384), ``rest`` (100), ``cap`` (4096).
+contextOSE's 3 bits), ``range_rows`` (384), ``rest`` (100), ``cap`` (4096),
+``edges`` (:class:`~edgewatch.contract.postprocess.Edges`; absent: levels
+counted from the minimum, so any new minimum is a new level while a new
+maximum needs a level's margin; ``edges`` 1 gives both sides the margin).
 
 Per stream (:mod:`.sampling`, off unless the card asks): ``range_seconds``
 learns the range over that much of the stream's own time (rows within
@@ -26,7 +29,7 @@ from __future__ import annotations
 import math
 
 from edgewatch.agent.postprocess.sampling import SampledPerStream, Sampling
-from edgewatch.contract.postprocess import LevelsParams
+from edgewatch.contract.postprocess import Edges, LevelsParams
 
 
 class _LevelStream:
@@ -47,12 +50,17 @@ class Levels(SampledPerStream):
     def __init__(self, params: LevelsParams) -> None:
         super().__init__(params)
         self.p = params
+        self.symmetric = Edges(int(params.edges)) is Edges.SYMMETRIC
 
     def _state_for(self, sampling: Sampling) -> _LevelStream:
         return _LevelStream(self.p.rows_for(sampling.interval))
 
     def _level(self, st: _LevelStream, x: float) -> int:
-        return 0 if st.step <= 0 else math.floor((x - st.lo) / st.step)
+        if st.step <= 0:
+            return 0
+        if self.symmetric and x < st.lo:  # the mirror of the top: level -k from k levels below the minimum
+            return -math.floor((st.lo - x) / st.step)
+        return math.floor((x - st.lo) / st.step)
 
     def _one(self, st: _LevelStream, x: float) -> float:
         p = self.p

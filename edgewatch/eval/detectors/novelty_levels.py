@@ -21,7 +21,10 @@ docs/eval.md (sixth and seventh rounds) has the figures. The novelty's
 likelihood reads each distance through Student's predictive tail of the
 rung's history (``tail`` 1, eighth round): a rung's first alarms need
 more evidence while it has learnt from a few dozen distances, which
-costs little once it has thousands.
+costs little once it has thousands. The levels beyond the range are
+counted outward from each end (``edges`` 1, ninth round): a new minimum
+needs a level's margin as a new maximum always did, so a stream's first
+ordinary new minima are no longer alarms.
 
 Settings. On principle: shape length span / 8 and the likelihood's
 learning / hold / refractory rows in proportion to the span (100 / 200 /
@@ -29,13 +32,15 @@ learning / hold / refractory rows in proportion to the span (100 / 200 /
 category-out), Numenta's likelihood history (8640) and re-estimation
 (100), contextOSE's 8 levels, one alert per event, Anscombe's 3/8,
 Student's predictive tail (n - 1 degrees of freedom of a rung's n
-remembered distances, nothing chosen); the
+remembered distances, nothing chosen), the same margin below the range
+as above it (sign symmetry, nothing chosen); the
 lengths in time are the rows chosen on NAB read at its 5-minute
 interval. Chosen on the 25 NAB files and their perturbed copies
 (``edgewatch eval nab --perturb all``, docs/eval.md, fifth and sixth
 rounds): the ladder (bottom 48, ratio 2, top 1536), which lengths follow
 time (the range and the shape, not the spans), the count rule.
-:func:`seventh_round` (the Gaussian tail), :func:`fifth_round` (every
+:func:`eighth_round` (levels counted from the minimum),
+:func:`seventh_round` (and the Gaussian tail), :func:`fifth_round` (every
 length in rows, no counts) and :func:`fourth_round` (one 384-row span)
 are the previous defaults.
 
@@ -60,13 +65,20 @@ from pathlib import Path
 
 import numpy as np
 
-from edgewatch.contract.postprocess import Tail
+from edgewatch.contract.postprocess import Edges, Tail
 from edgewatch.files import replacing
 from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, default_parts, detector_bytes, novelty_params
 
+def eighth_round() -> NoveltyLevelsConfig:
+    """The eighth round's default (the same file with the levels counted from the range's minimum): kept to
+    compare."""
+    novelty, levels = default_parts(Tail.STUDENT, Edges.FROM_MINIMUM)
+    return NoveltyLevelsConfig(novelty=novelty, levels=levels)
+
+
 def seventh_round() -> NoveltyLevelsConfig:
-    """The seventh round's default (the same file with the likelihood's Gaussian tail): kept to compare."""
-    novelty, levels = default_parts(Tail.GAUSSIAN)
+    """The seventh round's default (the eighth's with the likelihood's Gaussian tail): kept to compare."""
+    novelty, levels = default_parts(Tail.GAUSSIAN, Edges.FROM_MINIMUM)
     return NoveltyLevelsConfig(novelty=novelty, levels=levels)
 
 

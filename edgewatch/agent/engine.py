@@ -466,13 +466,17 @@ class Agent:
         due_meta = list(zip(slots[due].tolist(), [received[i] for i in due_list], seq[due].tolist()))
         view = bool(self.subscribers.on_batch)
         self._finish_batch(len(items), {}, x, due_meta, slots, cols.values, received if view else [],
-                           seq.tolist() if view else [])
+                           seq.tolist() if view else [], groups.order)
         return True
 
     def _finish_batch(self, good: int, bad: dict[BadReason, int], due_x: list[np.ndarray] | np.ndarray,
                       due_meta: list[tuple[int, float, int]], msg_slots: list[int] | np.ndarray,
-                      msg_rows: list[list[float]] | np.ndarray, msg_ts: list[float], msg_seq: list[int]) -> None:
-        """Count a parsed batch, score its due windows, feed the drift watch and the batch subscribers."""
+                      msg_rows: list[list[float]] | np.ndarray, msg_ts: list[float], msg_seq: list[int],
+                      slot_order: np.ndarray | None = None) -> None:
+        """Count a parsed batch, score its due windows, feed the drift watch and the batch subscribers.
+
+        ``slot_order``: ``msg_slots``' stable argsort, when the batch was grouped by slot already.
+        """
         n_bad = sum(bad.values())
         if good or n_bad:
             self.last_message_at = time.time()
@@ -484,7 +488,7 @@ class Agent:
             self._count_bad(bad)
         scored = self._score(due_x, due_meta) if len(due_meta) else []
         if self.drift is not None and len(msg_slots):
-            self.drift.observe_many(np.asarray(msg_slots), np.asarray(msg_rows, dtype=np.float64))
+            self.drift.observe_many(np.asarray(msg_slots), np.asarray(msg_rows, dtype=np.float64), slot_order)
             for ev in self.drift.due_events():
                 self._emit(self._drift_event(ev))
         if self.subscribers.on_batch and (len(msg_slots) or scored):
@@ -536,11 +540,16 @@ class Agent:
         parts = -(-n // min(self.options.max_batch, SCORE_BATCH))
         bounds = [n * i // parts for i in range(parts + 1)]
         got: list[Any] = []
+        seconds: list[float] = []
         for lo, hi in zip(bounds, bounds[1:]):
             x = due_x[lo:hi] if isinstance(due_x, np.ndarray) else np.stack(due_x[lo:hi])
             t0 = time.perf_counter()
             got.append(rt.model.score_many(x))
-            self.metrics.latency.observe(time.perf_counter() - t0)
+            seconds.append(time.perf_counter() - t0)
+        # observed after the calls: right after one, the histograms' objects are out of the CPU's caches
+        # (measured 8.8 µs a call against 3.3 back to back)
+        for s, lo, hi in zip(seconds, bounds, bounds[1:]):
+            self.metrics.latency.observe(s)
             self.metrics.batch_size.observe(hi - lo)
         if parts == 1:
             raw, feature_error, aux = got[0].scores, got[0].feature_error, got[0].aux

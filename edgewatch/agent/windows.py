@@ -102,34 +102,38 @@ class StreamWindows:
         window is the slot's last ``window - 1`` rows before the batch
         followed by its rows in the batch, cut at the due row.
         """
-        w, stride = self.window, self.stride
+        w, stride, nf = self.window, self.stride, self.n_features
         held = w - 1
         slots = groups.slots.tolist()
         pos = np.array([self._pos[s] for s in slots], dtype=np.intp)
         count = np.array([self.count[s] for s in slots], dtype=np.int64)
-        by_slot = rows[groups.order].astype(np.float32, copy=False)
+        by_slot = np.take(np.asarray(rows, dtype=np.float32), groups.order, axis=0)
         n = np.repeat(count, groups.counts) + groups.rank + 1  # rows of the stream once this one is in
         due = np.flatnonzero((n >= w) & ((n - w) % stride == 0))
-        x = np.empty((0, w, self.n_features), dtype=np.float32)
+        first = groups.slots * (2 * w)  # each slot's first row in the buffer seen as rows
+        x = np.empty((0, w, nf), dtype=np.float32)
         if due.size:
             # the rows before the batch, oldest first, then the batch's rows: one table to gather from
-            before = self._buf[groups.slots[:, None], pos[:, None] + 1 + np.arange(held)]
-            table = np.concatenate([before.reshape(-1, self.n_features), by_slot])
+            before = np.take(self._buf.reshape(-1, nf), (first + pos + 1)[:, None] + np.arange(held), axis=0)
+            table = np.concatenate([before.reshape(-1, nf), by_slot])
             g, r = groups.group[due], groups.rank[due]
             at = r[:, None] + np.arange(w)  # positions in the slot's rows-before-then-batch sequence
             index = np.where(at < held, g[:, None] * held + at,
                              held * len(slots) + groups.starts[g][:, None] + at - held)
-            x = table[index]
+            x = np.take(table, index, axis=0)
         last = groups.rank >= np.repeat(groups.counts - w, groups.counts)  # older rows would be overwritten
-        sl = groups.slots[groups.group[last]]
-        at = (np.repeat(pos, groups.counts)[last] + groups.rank[last]) % w
-        self._buf[sl, at] = by_slot[last]
-        self._buf[sl, at + w] = by_slot[last]
-        for s, p, c, k in zip(slots, pos.tolist(), count.tolist(), groups.counts.tolist()):
-            self._pos[s] = (p + k) % w
-            self.count[s] = c + k
+        dest = first[groups.group[last]] + (np.repeat(pos, groups.counts)[last] + groups.rank[last]) % w
+        # whole rows as single items: NumPy's fancy writes of 1-D items are several times faster than of rows
+        as_rows = np.dtype((np.void, by_slot.itemsize * nf))
+        buf_rows = self._buf.reshape(-1, nf).view(as_rows).reshape(-1)
+        new_rows = np.ascontiguousarray(by_slot[last]).view(as_rows).reshape(-1)
+        buf_rows[dest] = new_rows
+        buf_rows[dest + w] = new_rows
+        for s, p, c in zip(slots, ((pos + groups.counts) % w).tolist(), (count + groups.counts).tolist()):
+            self._pos[s] = p
+            self.count[s] = c
         if not due.size:
             return due, x
         batch_pos = groups.order[due]
         back = np.argsort(batch_pos, kind="stable")
-        return batch_pos[back], x[back]
+        return batch_pos[back], np.take(x, back, axis=0)

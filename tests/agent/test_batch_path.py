@@ -48,6 +48,22 @@ def test_push_many_equals_push_one_by_one(window: int, stride: int, batches: lis
             np.testing.assert_array_equal(bulk.latest(slot), single.latest(slot))
 
 
+@pytest.mark.parametrize("features", [1, 7])
+def test_push_many_moves_whole_rows_of_any_width(features: int) -> None:
+    """push_many writes each row as one item of the row's width; rows of 1 and 7 values land as push puts them."""
+    rng = np.random.default_rng(features)
+    bulk, single = StreamWindows(5, features, 2, capacity=3), StreamWindows(5, features, 2, capacity=3)
+    for _ in range(6):
+        slots = rng.integers(0, 3, size=int(rng.integers(1, 20)))
+        rows = rng.normal(size=(slots.size, features))
+        due, x = bulk.push_many(rows, group_by_slot(slots))
+        want = [single.latest(int(s)).copy() for s, row in zip(slots, rows) if single.push(int(s), row)]
+        assert len(due) == len(want) and x.shape == (len(want), 5, features)
+        np.testing.assert_array_equal(x, np.array(want, dtype=np.float32).reshape(x.shape))
+        for slot in range(3):
+            np.testing.assert_array_equal(bulk.latest(slot), single.latest(slot))
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.booleans()), min_size=1, max_size=60), st.integers(1, 3),
        st.integers(1, 3))

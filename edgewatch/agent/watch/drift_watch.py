@@ -225,13 +225,14 @@ class DriftWatch:
         self._seen = self._counters[:, 1]  # rows observed since reset (for keep_every)
         self._since = self._counters[:, 2]  # rows observed since the last check
 
-    def observe_many(self, slots: np.ndarray, rows: np.ndarray) -> None:
+    def observe_many(self, slots: np.ndarray, rows: np.ndarray, order: np.ndarray | None = None) -> None:
         """Record one batch of accepted inputs: ``rows[i]`` (``[n_features]``) came from ``slots[i]``.
 
         Rows of one slot are taken in batch order. Non-finite rows are
         ignored (the agent should have refused them already). Called for
         every batch, so the usual cases (one row; one row per stream) take
-        a short path.
+        a short path. ``order``: ``slots``' stable argsort, when the caller
+        has it already (the agent's column-wise batches): one sort less.
         """
         rows = np.asarray(rows, dtype=np.float64)
         slots = np.asarray(slots)
@@ -256,7 +257,7 @@ class DriftWatch:
             return
         if not math.isfinite(float(rows.sum())):  # one sum is cheaper than a per-row mask
             finite = np.isfinite(rows).all(axis=1)
-            slots, rows = slots[finite], rows[finite]
+            slots, rows, order = slots[finite], rows[finite], None
             if slots.size == 0:
                 return
         try:
@@ -273,7 +274,8 @@ class DriftWatch:
             self._pos[slots] = (where + 1) % self.sample_size
             self._counters[slots] += 1
             return
-        order = np.argsort(slots, kind="stable")
+        if order is None:
+            order = np.argsort(slots, kind="stable")
         self._observe_grouped(slots[order], rows[order])
 
     def _observe_grouped(self, s: np.ndarray, r: np.ndarray) -> None:

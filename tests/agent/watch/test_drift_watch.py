@@ -139,6 +139,23 @@ def test_batched_observation_equals_one_by_one(reference: DriftReference) -> Non
             assert np.array_equal(np.sort(a, axis=0), np.sort(expected, axis=0))
 
 
+def test_a_batch_sorted_by_its_caller_is_kept_the_same(reference: DriftReference) -> None:
+    """The agent's column path hands over the slot order it computed; the samples are those of no order."""
+    rng = np.random.default_rng(7)
+    slots = rng.integers(0, 5, size=300)
+    rows = nominal(rng, 300)
+    for keep_every in (1, 3):
+        plain = DriftWatch(reference, FEATURES, sample_size=32, keep_every=keep_every)
+        ordered = DriftWatch(reference, FEATURES, sample_size=32, keep_every=keep_every)
+        for start in range(0, 300, 37):
+            part = slots[start:start + 37]
+            plain.observe_many(part, rows[start:start + 37])
+            ordered.observe_many(part, rows[start:start + 37], np.argsort(part, kind="stable"))
+        for s in range(5):
+            assert plain.sample(s).shape[0] > 0
+            assert np.array_equal(plain.sample(s), ordered.sample(s))
+
+
 def test_reset_bad_rows_and_bad_shapes(reference: DriftReference) -> None:
     watch = DriftWatch(reference, FEATURES, sample_size=32, check_every=10)
     rows = nominal(np.random.default_rng(7), 40)

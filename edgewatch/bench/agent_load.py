@@ -308,6 +308,30 @@ class MemoryWatch:
             self._thread.join(2.0)
 
 
+def run_watched(cmd: list[str], what: str, timeout: float, stdin: Path | None = None) -> tuple[str, MemoryWatch]:
+    """Run ``cmd`` to its end (``stdin`` a file, else nothing) while a :class:`MemoryWatch` samples it.
+
+    Returns its stdout and the watch. ``what`` names the run in the
+    EdgewatchError raised when it outlasts ``timeout`` (it is killed) or
+    exits non-zero (with the end of its stderr): a benchmark that measured
+    a failed run would report the failure's memory and time.
+    """
+    with open(stdin, "rb") if stdin is not None else open(os.devnull, "rb") as fh:
+        proc = subprocess.Popen(cmd, stdin=fh, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        watch = MemoryWatch(proc.pid).start()
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise EdgewatchError(f"{what} did not finish in {timeout:.0f} s") from None
+        finally:
+            watch.stop()
+    if proc.returncode != 0:
+        raise EdgewatchError(f"{what} failed (exit {proc.returncode}): {err.decode(errors='replace').strip()[-500:]}")
+    return out.decode(errors="replace"), watch
+
+
 @dataclass
 class Rss:
     max_rss_mib: float  # largest sampled VmRSS
@@ -335,18 +359,7 @@ def agent_rss(model_path: Path, rows: int = 20_000, rate: float = 4000.0, timeou
                                      "--spool-dir", str(Path(tmp) / "spool"),
                                      "--summary-json", str(summary), "-q"]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        watch = MemoryWatch(proc.pid).start()
-        try:
-            _, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise EdgewatchError(f"the agent did not finish replaying {rows} rows in {timeout:.0f} s") from None
-        finally:
-            watch.stop()
-        if proc.returncode != 0:
-            raise EdgewatchError(f"edgewatch agent run failed (exit {proc.returncode}): {err.strip()[-500:]}")
+        _, watch = run_watched(cmd, f"edgewatch agent run replaying {rows} rows", timeout)
         messages = json.loads(summary.read_text())["messages"]
         return Rss(watch.max_rss_kib / 1024, watch.hwm_kib / 1024, watch.samples, time.perf_counter() - t0,
                    messages, watch.torch_mapped)

@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import resource
 import statistics
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgewatch.bench.agent_load import MemoryWatch, edgewatch_command
+from edgewatch.bench.agent_load import edgewatch_command, run_watched
 from edgewatch.bench.torch_loop import loop_command
 from edgewatch.errors import EdgewatchError
 
@@ -61,23 +60,11 @@ def run_process(cmd: list[str], stdin: Path, timeout: float) -> tuple[ProcessRun
     """Run ``cmd`` with ``stdin`` as its input; its whole CPU time, wall time, peak RSS and stdout."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    with open(stdin, "rb") as fh:
-        proc = subprocess.Popen(cmd, stdin=fh, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        watch = MemoryWatch(proc.pid, interval=0.05).start()
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise EdgewatchError(f"{cmd[0]} did not finish in {timeout:.0f} s") from None
-        finally:
-            watch.stop()
+    out, watch = run_watched(cmd, " ".join(cmd[:4]) + " ...", timeout, stdin=stdin)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise EdgewatchError(f"{' '.join(cmd[:4])} ... failed (exit {proc.returncode}): {err.decode()[-500:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return ProcessRun(cpu, wall, max(watch.hwm_kib, watch.max_rss_kib) / 1024), out.decode()
+    return ProcessRun(cpu, wall, max(watch.hwm_kib, watch.max_rss_kib) / 1024), out
 
 
 def whole_processes(model: Path, checkpoint: Path, messages: Path, n_messages: int, streams: int,

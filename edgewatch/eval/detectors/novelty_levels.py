@@ -71,6 +71,7 @@ from edgewatch.contract.postprocess import Edges, Handover, Tail
 from edgewatch.files import replacing
 from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, default_parts, detector_bytes, novelty_params
 
+
 def ninth_round() -> NoveltyLevelsConfig:
     """The ninth round's default (the same file with each rung's hold starting afresh): kept to compare."""
     novelty, levels = default_parts(Tail.STUDENT, Edges.SYMMETRIC, Handover.FRESH)
@@ -111,7 +112,7 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.
     each rung's distance comes from :func:`~edgewatch.eval.detectors.novelty.novelty_scores`
     on whole windows, its own likelihood runs from its first full window, and
     a rung's output is used from the row it speaks until the next one speaks
-(with ``handover`` 1, starting with the rows of hold the rung before it had left).
+    (with ``handover`` 1, its likelihood starting there with the hold the rung before had left).
     """
     from dataclasses import replace as with_
 

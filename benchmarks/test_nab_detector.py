@@ -10,8 +10,8 @@ up to 1536 rows; its lengths follow the stream's interval and a count
 stream is read through Anscombe's transform, so it is measured on a
 5-minute stream, an hourly one (a top shape of 16 rows: the distances are
 recomputed from scratch every 16 rows instead of 192) and a 5-minute
-count stream. The eighth-round file (levels counted from the range's
-minimum), the seventh-round file (the Gaussian likelihood tail), the
+count stream. The ninth-round file (each rung's hold afresh), the
+eighth-round file (levels counted from the range's minimum), the seventh-round file (the Gaussian likelihood tail), the
 fifth-round file (every length in rows) and the
 fourth-round one (one 384-row span, distances recomputed over the span on
 every row) run beside it. The messages measured come after the longest
@@ -70,7 +70,8 @@ def previous(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from edgewatch.eval.detectors import novelty_levels
 
     tmp = tmp_path_factory.mktemp("nab")
-    return {"eighth_round": novelty_levels.write_model(tmp / "eighth-round.onnx", novelty_levels.eighth_round()),
+    return {"ninth_round": novelty_levels.write_model(tmp / "ninth-round.onnx", novelty_levels.ninth_round()),
+            "eighth_round": novelty_levels.write_model(tmp / "eighth-round.onnx", novelty_levels.eighth_round()),
             "seventh_round": novelty_levels.write_model(tmp / "seventh-round.onnx", novelty_levels.seventh_round()),
             "fifth_round": novelty_levels.write_model(tmp / "fifth-round.onnx", novelty_levels.fifth_round()),
             "fourth_round": novelty_levels.write_model(tmp / "fourth-round.onnx", novelty_levels.fourth_round())}
@@ -84,6 +85,8 @@ def test_nab_detector_cost_per_message(benchmark, previous: dict[str, Path]) -> 
         got["default"] = _cpu_us_per_message(default)
         got["default_hourly"] = _cpu_us_per_message(default, step=3600.0)
         got["default_counts"] = _cpu_us_per_message(default, counts=True)
+        got["ninth_round"] = _cpu_us_per_message(previous["ninth_round"])
+        got["ninth_round_hourly"] = _cpu_us_per_message(previous["ninth_round"], step=3600.0)
         got["eighth_round"] = _cpu_us_per_message(previous["eighth_round"])
         got["seventh_round"] = _cpu_us_per_message(previous["seventh_round"])
         got["fifth_round"] = _cpu_us_per_message(previous["fifth_round"])
@@ -94,6 +97,7 @@ def test_nab_detector_cost_per_message(benchmark, previous: dict[str, Path]) -> 
     benchmark.extra_info.update({"suite": "nab_detector", "messages": N_MESSAGES,
                                  **{f"{k}_cpu_us_per_message": v for k, v in got.items()},
                                  "ratio": got["default"] / got["fourth_round"],
+                                 "ratio_to_ninth_round": got["default"] / got["ninth_round"],
                                  "ratio_to_eighth_round": got["default"] / got["eighth_round"],
                                  "ratio_to_seventh_round": got["default"] / got["seventh_round"],
                                  "ratio_to_fifth_round": got["default"] / got["fifth_round"]})

@@ -45,9 +45,10 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
 @click.option("--detector", default=DEFAULT_DETECTOR, show_default=True,
               help="null, random, windowed-gaussian, novelty, levels, novelty-levels (the default: one file "
                    "carrying both, alert when either alerts, lengths in each stream's own time and counts "
-                   "stabilised, Student's predictive tail, a level's margin beyond either end of the range; what "
-                   "'eval make-detector' writes), eighth-round (the same with the levels counted from the range's "
-                   "minimum), seventh-round (that with the Gaussian tail), fifth-round (the same with every length "
+                   "stabilised, Student's predictive tail, a level's margin beyond either end of the range, a "
+                   "longer rung keeping the hold of the one it replaces; what 'eval make-detector' writes), "
+                   "ninth-round (the same with each rung's hold afresh), eighth-round (that with the levels counted "
+                   "from the range's minimum), seventh-round (that with the Gaussian tail), fifth-round (the same with every length "
                    "in rows, no counts), "
                    "fourth-round (one 384-row span), novelty-levels-pair (the fourth round as two files), resonance "
                    "(ARTime-like), or model:PATH.onnx (any edgewatch model file of one feature, run as the agent "

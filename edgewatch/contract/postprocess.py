@@ -289,6 +289,21 @@ class LevelsParams(SamplingParams, KindParams):
         return int(45 * rows + 70 * min(self.cap, 4 * self.bins + 64) + 90 * self.sampling_rows()) + 512
 
 
+class Handover(enum.IntEnum):
+    """What a longer rung of the ``novelty`` kind's ladder takes from the one it replaces (``handover``).
+
+    ``FRESH``: nothing, its likelihood starts without a hold (the files
+    before the tenth round). ``HOLD``: the rows of hold left on the rung
+    it replaces, so an event that alarmed on the shorter rung is not
+    alarmed again because the rung changed (one alert per event). Why: on a
+    coarse stream the rungs take over while a stream's first days are
+    scored, and each takeover could re-alarm (docs/eval.md, tenth round).
+    """
+
+    FRESH = 0
+    HOLD = 1
+
+
 @dataclass
 class NoveltyParams(SamplingParams, LikelihoodParams):
     """The likelihood's parameters (same names and defaults) plus the subsequence ``m`` and ``span``.
@@ -304,12 +319,15 @@ class NoveltyParams(SamplingParams, LikelihoodParams):
     min_span: float = 0  # 0: one span; else the shortest span of the ladder (see the module docstring)
     ratio: float = 2  # each span of the ladder is this many times the one below
     m_seconds: float = 0
+    handover: float = float(Handover.FRESH)  # :class:`Handover` (absent: fresh)
 
     def uses_time(self) -> bool:
         return self.m_seconds > 0
 
     def problems(self) -> list[str]:
         out = super().problems() + self.sampling_problems()
+        if self.handover not in {h.value for h in Handover}:
+            out.append(f"handover must be one of {', '.join(f'{h.value} ({h.name.lower()})' for h in Handover)}")
         if self.m < 1 or self.span < 2 * self.m or self.span > 100_000:
             out.append("need m >= 1 and 2*m <= span <= 100000")
         if self.min_span and not 4 <= self.min_span <= self.span:

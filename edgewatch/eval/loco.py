@@ -168,8 +168,9 @@ def config(point: GridPoint):  # noqa: ANN201 - a NoveltyLevelsConfig
     from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, in_time, novelty_params
 
     c = NoveltyLevelsConfig()
-    c.novelty, c.levels = in_time(novelty_params(point.span, point.min_span, c.novelty["ratio"],
-                                                 Tail(int(c.novelty.get("tail", Tail.GAUSSIAN)))),
+    lengths = novelty_params(point.span, point.min_span, c.novelty["ratio"],
+                             Tail(int(c.novelty.get("tail", Tail.GAUSSIAN))))
+    c.novelty, c.levels = in_time({**c.novelty, **lengths},  # every other parameter of the default kept
                                   {**c.levels, "range_rows": point.range_rows})  # in_time re-derives the rest
     return c
 

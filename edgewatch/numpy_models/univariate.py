@@ -29,7 +29,7 @@ from edgewatch.contract import (
     Scaler,
     Task,
 )
-from edgewatch.contract.postprocess import Edges, Tail
+from edgewatch.contract.postprocess import Edges, Handover, Tail
 from edgewatch.files import replacing
 from edgewatch.wire.onnx_write import Node, int64, model_bytes
 
@@ -91,14 +91,17 @@ def in_time(novelty: dict[str, float], levels: dict[str, float], range_min: int 
              "range_min": range_min, "range_max": range_max})
 
 
-def default_parts(tail: Tail = Tail.STUDENT,
-                  edges: Edges = Edges.SYMMETRIC) -> tuple[dict[str, float], dict[str, float]]:
+def default_parts(tail: Tail = Tail.STUDENT, edges: Edges = Edges.SYMMETRIC,
+                  handover: Handover = Handover.HOLD) -> tuple[dict[str, float], dict[str, float]]:
     """The two parts of the default; ``edges`` from the minimum writes no ``edges`` parameter (the files
-    before the ninth round)."""
+    before the ninth round), a fresh ``handover`` no ``handover`` (those before the tenth)."""
     levels = {"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096}
     if edges is not Edges.FROM_MINIMUM:
         levels["edges"] = int(edges)
-    return in_time(novelty_params(1536, 48, 2, tail), levels)
+    novelty = novelty_params(1536, 48, 2, tail)
+    if handover is not Handover.FRESH:
+        novelty["handover"] = int(handover)
+    return in_time(novelty, levels)
 
 
 @dataclass
@@ -120,7 +123,7 @@ def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "
               "between the last m values and the nearest earlier m values within the last span; the span steps "
               "from min_span up to span as the stream's history grows, m in proportion) and 'levels' (1.0 when "
               "the value reaches a level never seen in the stream; with edges 1 a new extreme needs a level's margin "
-              "on either side), both per stream; with m_seconds, "
+              "on either side; with handover 1 a longer rung keeps the hold of the one it replaces), both per stream; with m_seconds, "
               "range_seconds and count_rows each stream's first rows set m and the levels' range from its "
               "sampling interval and tell whether it is counts (then read through Anscombe's transform)",
         threshold=config.threshold,

@@ -62,15 +62,20 @@ def test_make_detector_writes_the_adapted_default_in_its_default_place(tmp_path:
     assert novelty.params["interval_rows"] == levels.params["interval_rows"] == 16
     assert novelty.params["tail"] == 1 and "tail" not in levels.params  # Student's predictive tail (eighth round)
     assert levels.params["edges"] == 1 and "edges" not in novelty.params  # symmetric edges (ninth round)
+    assert novelty.params["handover"] == 1 and "handover" not in levels.params  # the hold carried (tenth round)
     # the shipped file is what the command writes
     assert path.read_bytes() == (ROOT / "models" / "nab-best.onnx").read_bytes()
     older = ScoringModel(novelty_levels.write_model(tmp_path / "5.onnx", novelty_levels.fifth_round())).card
     assert "m_seconds" not in older.postprocess.parts[0].params  # the fifth round's file: rows only
+    ninth = ScoringModel(novelty_levels.write_model(tmp_path / "9.onnx", novelty_levels.ninth_round())).card
+    assert ninth.postprocess.parts[0].params == {k: v for k, v in novelty.params.items() if k != "handover"}
+    assert ninth.postprocess.parts[1].params == levels.params
     eighth = ScoringModel(novelty_levels.write_model(tmp_path / "8.onnx", novelty_levels.eighth_round())).card
-    assert eighth.postprocess.parts[0].params == novelty.params
+    assert eighth.postprocess.parts[0].params == ninth.postprocess.parts[0].params
     assert eighth.postprocess.parts[1].params == {k: v for k, v in levels.params.items() if k != "edges"}
     seventh = ScoringModel(novelty_levels.write_model(tmp_path / "7.onnx", novelty_levels.seventh_round())).card
-    assert seventh.postprocess.parts[0].params == {k: v for k, v in novelty.params.items() if k != "tail"}
+    assert seventh.postprocess.parts[0].params == {k: v for k, v in ninth.postprocess.parts[0].params.items()
+                                                   if k != "tail"}
     assert seventh.postprocess.parts[1].params == eighth.postprocess.parts[1].params
 
 
@@ -111,6 +116,7 @@ def test_the_default_file_through_the_agent_adapts_each_replayed_stream(tmp_path
 def test_the_previous_defaults_stay_by_name() -> None:
     assert resolve("fifth-round").name == "fifth-round" and resolve("fourth-round").name == "fourth-round"
     assert resolve("seventh-round").name == "seventh-round" and resolve("eighth-round").name == "eighth-round"
+    assert resolve("ninth-round").name == "ninth-round"
     x = _series(700, 3)
     ts = 1.7e9 + 3600.0 * np.arange(len(x))
     fifth = resolve("fifth-round")
@@ -155,3 +161,25 @@ def test_symmetric_edges_raise_fewer_early_level_alarms_than_the_eighth_round() 
         later = _starts(a[1700:])
         assert 100 in later and set(later) <= set(_starts(b[1700:]))
     assert early["new"] < early["old"]
+
+
+def test_a_rung_taking_over_keeps_the_hold_instead_of_alarming_again() -> None:
+    """The tenth round against the ninth on six seeded hourly daily cycles with a burst at rows 234-245, across
+    the row (241) where the 192-row rung takes over from the 96-row one: the same outputs before it, fewer
+    alarms on the burst after it (the ninth round alarmed again at the takeover on some seeds), and the
+    agent's file equals the NumPy reference that carries the hold rung by rung."""
+    new, old = resolve("novelty-levels"), resolve("ninth-round")
+    config = novelty_levels.NoveltyLevelsConfig()
+    burst = {"new": 0, "old": 0}
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        x = 100 + 10 * np.sin(np.arange(400) * 2 * np.pi / 24) + rng.normal(0, 1, 400)
+        x[234:246] += 8 * np.sin(np.arange(12) * np.pi / 3)
+        ts = 1.7e9 + 3600.0 * np.arange(len(x))
+        a, b = new.score_series(x, "s", ts), old.score_series(x, "s", ts)
+        np.testing.assert_array_equal(a[:241], b[:241])
+        np.testing.assert_allclose(a, novelty_levels.reference_scores(x, config, ts), rtol=1e-6, atol=1e-6)
+        assert any(230 <= i <= 246 for i in _starts(a))  # the burst still alerts (one seed a row before it)
+        burst["new"] += sum(234 <= i < 266 for i in _starts(a))
+        burst["old"] += sum(234 <= i < 266 for i in _starts(b))
+    assert burst["new"] < burst["old"]

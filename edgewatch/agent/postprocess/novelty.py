@@ -43,6 +43,13 @@ reads a count stream through Anscombe's transform. Why: the top rung's
 192 rows are 16 hours at 5 minutes but 8 days hourly, where an anomaly of
 a few hours is diluted (docs/eval.md, sixth round). The spans stay in rows.
 
+With ``handover`` 1 (:class:`~edgewatch.contract.postprocess.Handover`) a
+rung that takes over starts with the rows of hold left on the rung it
+replaces. Why: on a short or coarse stream the takeovers fall in the
+scored rows, and a fresh rung alarmed again on the event the one before
+had just alarmed on (docs/eval.md, tenth round: hourly copies 58.84 →
+62.00).
+
 Fails when: a stream's period is longer than ``span`` (ordinary parts of
 the cycle look new), or a drift is slow (each stretch resembles the one
 before). A non-finite value is skipped (output 0, not remembered).
@@ -59,7 +66,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from edgewatch.agent.postprocess.likelihood import Likelihood, _Stream
 from edgewatch.agent.postprocess.sampling import SampledPerStream, Sampling
-from edgewatch.contract.postprocess import NoveltyParams
+from edgewatch.contract.postprocess import Handover, NoveltyParams
 
 
 class _Step:
@@ -111,6 +118,7 @@ class Novelty(SampledPerStream):
         self.span = int(params.span)
         self._ladders: dict[int, list[_Step]] = {}  # top shape length -> its ladder, shared by the streams
         self.steps = self._ladder_for(int(params.m))
+        self.carry_hold = Handover(int(params.handover)) is Handover.HOLD
 
     def _ladder_for(self, m: int) -> list[_Step]:
         steps = self._ladders.get(m)
@@ -164,6 +172,8 @@ class Novelty(SampledPerStream):
             if row < step.span - 1:
                 break
             assert rung is not None
+            if self.carry_hold and row == step.speaks and k > st.rung:
+                rung.lik.held = max(rung.lik.held, st.rungs[st.rung].lik.held)
             d2 = float(np.min(self._squared(st, step, rung)))
             value = step.lik._one(rung.lik, math.sqrt(max(d2, 0.0) / step.m))
             if row >= step.speaks:

@@ -33,13 +33,15 @@ category-out), Numenta's likelihood history (8640) and re-estimation
 (100), contextOSE's 8 levels, one alert per event, Anscombe's 3/8,
 Student's predictive tail (n - 1 degrees of freedom of a rung's n
 remembered distances, nothing chosen), the same margin below the range
-as above it (sign symmetry, nothing chosen); the
+as above it (sign symmetry, nothing chosen), a rung taking over keeps
+the hold left on the one it replaces (one alert per event, nothing
+chosen); the
 lengths in time are the rows chosen on NAB read at its 5-minute
 interval. Chosen on the 25 NAB files and their perturbed copies
 (``edgewatch eval nab --perturb all``, docs/eval.md, fifth and sixth
 rounds): the ladder (bottom 48, ratio 2, top 1536), which lengths follow
 time (the range and the shape, not the spans), the count rule.
-:func:`eighth_round` (levels counted from the minimum),
+:func:`ninth_round` (each rung's hold afresh), :func:`eighth_round` (and levels counted from the minimum),
 :func:`seventh_round` (and the Gaussian tail), :func:`fifth_round` (every
 length in rows, no counts) and :func:`fourth_round` (one 384-row span)
 are the previous defaults.
@@ -65,20 +67,27 @@ from pathlib import Path
 
 import numpy as np
 
-from edgewatch.contract.postprocess import Edges, Tail
+from edgewatch.contract.postprocess import Edges, Handover, Tail
 from edgewatch.files import replacing
 from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, default_parts, detector_bytes, novelty_params
 
+
+def ninth_round() -> NoveltyLevelsConfig:
+    """The ninth round's default (the same file with each rung's hold starting afresh): kept to compare."""
+    novelty, levels = default_parts(Tail.STUDENT, Edges.SYMMETRIC, Handover.FRESH)
+    return NoveltyLevelsConfig(novelty=novelty, levels=levels)
+
+
 def eighth_round() -> NoveltyLevelsConfig:
-    """The eighth round's default (the same file with the levels counted from the range's minimum): kept to
+    """The eighth round's default (the ninth's with the levels counted from the range's minimum): kept to
     compare."""
-    novelty, levels = default_parts(Tail.STUDENT, Edges.FROM_MINIMUM)
+    novelty, levels = default_parts(Tail.STUDENT, Edges.FROM_MINIMUM, Handover.FRESH)
     return NoveltyLevelsConfig(novelty=novelty, levels=levels)
 
 
 def seventh_round() -> NoveltyLevelsConfig:
     """The seventh round's default (the eighth's with the likelihood's Gaussian tail): kept to compare."""
-    novelty, levels = default_parts(Tail.GAUSSIAN, Edges.FROM_MINIMUM)
+    novelty, levels = default_parts(Tail.GAUSSIAN, Edges.FROM_MINIMUM, Handover.FRESH)
     return NoveltyLevelsConfig(novelty=novelty, levels=levels)
 
 
@@ -102,7 +111,8 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.
     the lengths it gives are fixed, a count series is transformed whole;
     each rung's distance comes from :func:`~edgewatch.eval.detectors.novelty.novelty_scores`
     on whole windows, its own likelihood runs from its first full window, and
-    a rung's output is used from the row it speaks until the next one speaks.
+    a rung's output is used from the row it speaks until the next one speaks
+    (with ``handover`` 1, its likelihood starting there with the hold the rung before had left).
     """
     from dataclasses import replace as with_
 
@@ -126,15 +136,24 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.
     lp = with_(lp, range_rows=float(lp.rows_for(interval)), range_seconds=0.0, count_rows=0.0)
     out = np.zeros(len(x))
     rungs = []
+    carry = Handover(int(p.handover)) is Handover.HOLD
+    held_left = np.zeros(len(x), dtype=np.int64)  # the speaking rung's rows of hold left after each row
     for m, span in p.ladder():
         lik = p.likelihood(span / int(p.span))
-        got = np.zeros(len(x))
+        speaks = span - 1 + int(lik.learning)
+        got, held = np.zeros(len(x)), np.zeros(len(x), dtype=np.int64)
         if len(x) >= span:
             windows = sliding_window_view(x, span)
             d = np.concatenate([novelty_scores(windows[a:a + 64], NoveltyConfig(window=span, scales=[(span, m)]))
                                 for a in range(0, len(windows), 64)])
-            got[span - 1:] = Likelihood(lik).update_many(np.zeros(len(d), dtype=np.int64), d)
-        rungs.append((span - 1 + int(lik.learning), got))
+            one, st = Likelihood(lik), Likelihood(lik)._new_state()
+            for i, v in enumerate(d.tolist(), start=span - 1):
+                if carry and rungs and i == speaks:
+                    st.held = max(st.held, int(held_left[i]))
+                got[i] = one._one(st, v)
+                held[i] = st.held
+        held_left[speaks:] = held[speaks:]
+        rungs.append((speaks, got))
     for k, (speaks, got) in enumerate(rungs):
         until = rungs[k + 1][0] if k + 1 < len(rungs) else len(x)
         out[speaks:until] = got[speaks:until]

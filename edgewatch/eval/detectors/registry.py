@@ -17,6 +17,7 @@ class BuiltIn(str, enum.Enum):
     NOVELTY = "novelty"
     LEVELS = "levels"
     NOVELTY_LEVELS = "novelty-levels"
+    NINTH_ROUND = "ninth-round"
     EIGHTH_ROUND = "eighth-round"
     SEVENTH_ROUND = "seventh-round"
     FIFTH_ROUND = "fifth-round"
@@ -39,9 +40,11 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
     ``levels`` kind, each with its lengths in the stream's own time and
     counts stabilised, decided per stream from its first 48 rows, and the
     novelty's likelihood read through Student's predictive tail, a new
-    extreme a level beyond the range on either side); ``eighth-round`` is
-    the same file with the levels counted from the range's minimum (the
-    eighth round's default), ``seventh-round`` that with the Gaussian tail
+    extreme a level beyond the range on either side, a longer rung keeping
+    the hold of the one it replaces); ``ninth-round`` is the same file with
+    each rung's hold afresh (the ninth round's default), ``eighth-round``
+    that with the levels counted from the range's minimum (the eighth
+    round's), ``seventh-round`` that with the Gaussian tail
     (the seventh round's), ``fifth-round`` the same with every length in rows and no
     counts (the fifth round's default), ``fourth-round`` the one before (one
     384-row span), both kept to compare on every table;
@@ -70,6 +73,7 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:  # sessions hold the graphs
         rounds = {BuiltIn.NOVELTY_LEVELS: novelty_levels.NoveltyLevelsConfig,
+                  BuiltIn.NINTH_ROUND: novelty_levels.ninth_round,
                   BuiltIn.EIGHTH_ROUND: novelty_levels.eighth_round,
                   BuiltIn.SEVENTH_ROUND: novelty_levels.seventh_round,
                   BuiltIn.FIFTH_ROUND: novelty_levels.fifth_round, BuiltIn.FOURTH_ROUND: novelty_levels.fourth_round}

@@ -118,3 +118,19 @@ def test_row_by_row_distances_do_not_drift_at_large_levels() -> None:
         if i >= 400 and i % 37 == 0:
             exact = nov._from_scratch(st.buf[st.n - step.span:st.n], step.m)
             np.testing.assert_allclose(rung.d2, exact, rtol=1e-6, atol=1e-6)
+
+
+def test_handover_is_checked_and_an_older_reader_refuses_it() -> None:
+    import dataclasses
+
+    from edgewatch.contract.postprocess import KindParams
+
+    with pytest.raises(BadModelFile, match="handover must be one of 0 \\(fresh\\), 1 \\(hold\\)"):
+        make_postprocessor(PostProcess("novelty", {"m": 4, "span": 32, "handover": 2}))
+    older = dataclasses.make_dataclass("NoveltyParams", [(f.name, float, f.default)
+                                                         for f in dataclasses.fields(NoveltyParams)
+                                                         if f.name != "handover"], bases=(KindParams,))
+    with pytest.raises(BadModelFile, match="unknown parameters \\['handover'\\]"):
+        older.from_dict({"m": 4, "span": 32, "handover": 1}, "novelty")
+    assert make_postprocessor(PostProcess("novelty", {"m": 4, "span": 32})).carry_hold is False  # absent: fresh
+    assert make_postprocessor(PostProcess("novelty", {"m": 4, "span": 32, "handover": 1})).carry_hold is True

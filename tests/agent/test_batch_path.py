@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.episodes import EpisodeTracker
 from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.sinks import MemorySink
 from edgewatch.agent.sources import Item, Kind
 from edgewatch.agent.windows import StreamWindows, group_by_slot
 from tests.modelkit import make_card, write_model
@@ -79,19 +80,8 @@ def test_update_many_equals_update_one_by_one(windows, k: int, extra: int) -> No
     assert sorted(bulk.open_slots()) == sorted(single.open_slots())
 
 
-class _Events:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def send(self, event: dict) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
-
-
 def _run(model: ScoringModel, batches: list[list[Item]], per_message: bool) -> tuple[Agent, list[dict]]:
-    sink = _Events()
+    sink = MemorySink()
     agent = Agent(model, [sink], AgentOptions(agent_id="t", stride=2, drift_every=0))
     for batch in batches:
         # a reset of no stream changes nothing, and sends the batch the message-by-message way

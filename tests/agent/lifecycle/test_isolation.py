@@ -23,6 +23,7 @@ torch = pytest.importorskip("torch")
 from edgewatch.agent.engine import Agent, AgentOptions  # noqa: E402
 from edgewatch.agent.isolation import MAX_REL_DIFF, check_isolation, int8_kernel_path  # noqa: E402
 from edgewatch.agent.model import ScoringModel, file_sha256  # noqa: E402
+from edgewatch.agent.sinks import MemorySink  # noqa: E402
 from edgewatch.agent.sources import ReplaySource  # noqa: E402
 from edgewatch.agent.lifecycle.accept import Gate  # noqa: E402
 from edgewatch.agent.lifecycle.file_watch import ModelFileWatcher  # noqa: E402
@@ -84,22 +85,11 @@ def test_the_agent_refuses_it_at_start_with_exit_3(files: dict[str, Path], tmp_p
             assert "Traceback" not in proc.stderr
 
 
-class _Events:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def send(self, event: dict) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
-
-
 def test_a_swap_to_it_is_refused_and_the_running_model_keeps_scoring(files: dict[str, Path], tmp_path: Path) -> None:
     live = tmp_path / "live.onnx"
     live.write_bytes(files["sentinel"].read_bytes())
     first = file_sha256(live)
-    sink = _Events()
+    sink = MemorySink()
     agent = Agent(ScoringModel(live), [sink], AgentOptions(drift_every=0))
     csv = tmp_path / "loop.csv"
     csv.write_text(",".join(FEATURES) + "\n" + "0.5,0.4,0.6,0.5\n" * 200)

@@ -138,6 +138,13 @@ class KindParams:
         return p
 
 
+def choice_problems(name: str, value: float, choices: type[enum.IntEnum]) -> list[str]:
+    """A parameter that names one of ``choices`` by its number: empty when it does, else why not (with the list)."""
+    if value in {c.value for c in choices}:
+        return []
+    return [f"{name} must be one of {', '.join(f'{c.value} ({c.name.lower()})' for c in choices)}"]
+
+
 @dataclass
 class NoParams(KindParams):
     """The ``none`` kind takes no parameters."""
@@ -175,9 +182,7 @@ class LikelihoodParams(KindParams):
     tail: float = float(Tail.GAUSSIAN)
 
     def problems(self) -> list[str]:
-        out = []
-        if self.tail not in {t.value for t in Tail}:
-            out.append(f"tail must be one of {', '.join(f'{t.value} ({t.name.lower()})' for t in Tail)}")
+        out = choice_problems("tail", self.tail, Tail)
         if self.short < 1 or self.long < self.short or self.long > 10**7:
             out.append("need 1 <= short <= long <= 1e7")
         if self.learning < 0 or self.reestimate < 1 or self.min_std <= 0:
@@ -264,9 +269,7 @@ class LevelsParams(SamplingParams, KindParams):
         return self.range_seconds > 0
 
     def problems(self) -> list[str]:
-        out = self.sampling_problems()
-        if self.edges not in {e.value for e in Edges}:
-            out.append(f"edges must be one of {', '.join(f'{e.value} ({e.name.lower()})' for e in Edges)}")
+        out = self.sampling_problems() + choice_problems("edges", self.edges, Edges)
         if self.bins < 1 or self.range_rows < 1 or self.range_rows > 10**7 or self.rest < 0 or self.cap < 1:
             out.append("need bins >= 1, 1 <= range_rows <= 1e7, rest >= 0, cap >= 1")
         if self.range_seconds < 0 or not 1 <= self.range_min <= self.range_max <= 10**7:
@@ -325,9 +328,7 @@ class NoveltyParams(SamplingParams, LikelihoodParams):
         return self.m_seconds > 0
 
     def problems(self) -> list[str]:
-        out = super().problems() + self.sampling_problems()
-        if self.handover not in {h.value for h in Handover}:
-            out.append(f"handover must be one of {', '.join(f'{h.value} ({h.name.lower()})' for h in Handover)}")
+        out = super().problems() + self.sampling_problems() + choice_problems("handover", self.handover, Handover)
         if self.m < 1 or self.span < 2 * self.m or self.span > 100_000:
             out.append("need m >= 1 and 2*m <= span <= 100000")
         if self.min_span and not 4 <= self.min_span <= self.span:

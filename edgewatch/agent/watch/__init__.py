@@ -10,5 +10,6 @@ running two-sample KS test against the card's drift reference
 feature from the card, for those checks and for the live page and the run
 record, which draw each feature against it.
 
-NumPy and the contract only.
+NumPy, the contract and the agent's grouping of a batch by stream
+(:func:`edgewatch.agent.windows.group_by_slot`) only.
 """

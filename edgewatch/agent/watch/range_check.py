@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgewatch.agent.windows import group_by_slot
 from edgewatch.contract import ModelCard
 
 BLOCK = 30
@@ -109,10 +110,8 @@ class FirstRowsRange:
         at = np.flatnonzero((self._count[slots] < self.rows) & np.isfinite(rows).all(axis=1))
         if at.size == 0:
             return
-        at = at[np.argsort(slots[at], kind="stable")]  # by slot, arrival order kept
-        distinct, starts, counts = np.unique(slots[at], return_index=True, return_counts=True)
-        group = np.repeat(np.arange(distinct.size), counts)
-        rank = np.arange(at.size) - starts[group]
+        g = group_by_slot(slots[at])  # by slot, arrival order kept
+        at, distinct, group, rank = at[g.order], g.slots, g.group, g.rank
         before = self._count[distinct]
         taken = rank < (self.rows - before)[group]  # a stream's rows past ``rows`` are not counted
         at, group, rank = at[taken], group[taken], rank[taken]

@@ -48,9 +48,8 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
                    "stabilised, Student's predictive tail, a level's margin beyond either end of the range, a "
                    "longer rung keeping the hold of the one it replaces; what 'eval make-detector' writes), "
                    "ninth-round (the same with each rung's hold afresh), eighth-round (that with the levels counted "
-                   "from the range's minimum), seventh-round (that with the Gaussian tail), fifth-round (the same with every length "
-                   "in rows, no counts), "
-                   "fourth-round (one 384-row span), novelty-levels-pair (the fourth round as two files), resonance "
+                   "from the range's minimum), seventh-round (that with the Gaussian tail), fifth-round (the same "
+                   "with every length in rows, no counts), fourth-round (one 384-row span), novelty-levels-pair (the fourth round as two files), resonance "
                    "(ARTime-like), or model:PATH.onnx (any edgewatch model file of one feature, run as the agent "
                    "runs it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")

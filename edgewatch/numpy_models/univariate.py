@@ -39,8 +39,9 @@ def passthrough_graph(props: dict[str, str]) -> bytes:
     the graph of every detector whose work is all in its post-process."""
     nodes = [Node("Squeeze", [INPUT_NAME, "axes12"], [SCORE_OUTPUT]),
              Node("Squeeze", [INPUT_NAME, "axis2"], [FEATURE_ERROR_OUTPUT])]
-    return model_bytes(nodes, {INPUT_NAME: ["batch", 1, 1]}, {SCORE_OUTPUT: ["batch"], FEATURE_ERROR_OUTPUT: ["batch", 1]},
-                       {"axes12": int64([1, 2]), "axis2": int64([2])}, props, graph_name="edgewatch-passthrough")
+    outputs = {SCORE_OUTPUT: ["batch"], FEATURE_ERROR_OUTPUT: ["batch", 1]}
+    return model_bytes(nodes, {INPUT_NAME: ["batch", 1, 1]}, outputs, {"axes12": int64([1, 2]), "axis2": int64([2])},
+                       props, graph_name="edgewatch-passthrough")
 
 
 def write_passthrough(out: str | os.PathLike[str], card: ModelCard) -> Path:
@@ -123,8 +124,8 @@ def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "
               "between the last m values and the nearest earlier m values within the last span; the span steps "
               "from min_span up to span as the stream's history grows, m in proportion) and 'levels' (1.0 when "
               "the value reaches a level never seen in the stream; with edges 1 a new extreme needs a level's margin "
-              "on either side; with handover 1 a longer rung keeps the hold of the one it replaces), both per stream; with m_seconds, "
-              "range_seconds and count_rows each stream's first rows set m and the levels' range from its "
+              "on either side; with handover 1 a longer rung keeps the hold of the one it replaces), both per "
+              "stream; with m_seconds, range_seconds and count_rows each stream's first rows set m and the levels' range from its "
               "sampling interval and tell whether it is counts (then read through Anscombe's transform)",
         threshold=config.threshold,
         threshold_method="likelihood alert level (log-likelihood 0.5 = likelihood 0.99999); levels gives 0 or 1",

@@ -146,7 +146,8 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.
             windows = sliding_window_view(x, span)
             d = np.concatenate([novelty_scores(windows[a:a + 64], NoveltyConfig(window=span, scales=[(span, m)]))
                                 for a in range(0, len(windows), 64)])
-            one, st = Likelihood(lik), Likelihood(lik)._new_state()
+            one = Likelihood(lik)
+            st = one._new_state()
             for i, v in enumerate(d.tolist(), start=span - 1):
                 if carry and rungs and i == speaks:
                     st.held = max(st.held, int(held_left[i]))

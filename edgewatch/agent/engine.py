@@ -681,7 +681,7 @@ class Agent:
         """A raw line that is an object keyed by feature name, through its source's row assembler."""
         rows = self._rows.get(source)
         if rows is None:
-            rows = self._rows[source] = RowAssembler(self.features)
+            rows = self._rows[source] = RowAssembler(self.features, source=source)
         return rows.keyed_message(raw, source, received, self.options.max_message_bytes)
 
     def request_stop(self) -> None:

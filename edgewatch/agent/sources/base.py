@@ -174,7 +174,7 @@ class SourceConfigError(BadInput):
 def row_assembler(source: str, features: list[str], max_age: object = None) -> RowAssembler:
     """The source's :class:`RowAssembler` with its ``max_age`` setting; SourceConfigError when it is no duration."""
     try:
-        return RowAssembler(features, parse_max_age(max_age))
+        return RowAssembler(features, parse_max_age(max_age), source=source)
     except ValueError as exc:
         raise SourceConfigError(f"source {source!r}: {exc}") from None
 

@@ -12,10 +12,13 @@ stream. JSON payloads: an array, ``{"values": [...]}``, or a flat object keyed
 by the model's feature names (a missing one held, see :mod:`.rows`).
 
 A topic template names the levels that carry the stream and the feature:
-``mqtt://HOST:PORT/plant/{stream}/{feature}`` subscribes to ``plant/+/+``;
+``mqtt://HOST:PORT/plant/{stream}/{feature}`` subscribes to ``plant/+/#``;
 ``plant/pump-7/Pressure`` is then the feature ``Pressure`` of the stream
-``pump-7``, its payload a bare number (``12.5``, ``"12.5"``) or ``{"value":
-12.5, "ts": ...}`` (``timestamp`` too). Without ``{stream}`` the stream is
+``pump-7``. A ``{feature}`` at the end takes every level from there (hence
+the ``#``): ``plant/pump-7/Pump1/Flow`` is the feature ``Pump1/Flow``. The
+level names a feature as :mod:`.feature_names` matches it (``pressure_bar``
+for ``Pressure (bar)``). The payload is a bare number (``12.5``, ``"12.5"``,
+``12,5``) or ``{"value": 12.5, "ts": ...}`` (``timestamp`` too). Without ``{stream}`` the stream is
 the topic without its feature level. Rows are assembled per stream by the
 rules of :mod:`.rows` (``max_age`` their staleness limit); a topic naming
 no feature of the model is ``unknown_feature``.
@@ -73,6 +76,17 @@ class TopicTemplate(NamedTuple):
     stream: int | None
     feature: int
 
+    @property
+    def tail(self) -> bool:
+        """The feature is the last level: it takes every level from there on (a tag such as ``Pump1/Flow``)."""
+        return self.feature == self.levels - 1
+
+    def topic_filter(self, template: str) -> str:
+        """The filter to subscribe to: ``+`` for the stream level, ``+`` or (last) ``#`` for the feature."""
+        levels = template.split("/")
+        return "/".join("#" if i == self.feature and self.tail else "+" if lv in (STREAM, FEATURE) else lv
+                        for i, lv in enumerate(levels))
+
     @classmethod
     def parse(cls, source: str, template: str) -> TopicTemplate | None:
         """None for a plain topic filter; SourceConfigError for a template that cannot work."""
@@ -88,12 +102,14 @@ class TopicTemplate(NamedTuple):
     def split(self, topic: str) -> tuple[str, str] | None:
         """(stream, feature) of a topic the filter matched, or None when its levels do not fit."""
         parts = topic.split("/")
-        if len(parts) != self.levels:
+        if len(parts) != self.levels and not (self.tail and len(parts) > self.levels):
             return None
-        feature = parts[self.feature]
+        feature = "/".join(parts[self.feature:]) if self.tail else parts[self.feature]
+        if not feature:
+            return None
         if self.stream is not None:
             return parts[self.stream], feature
-        return "/".join(p for i, p in enumerate(parts) if i != self.feature), feature
+        return "/".join(p for i, p in enumerate(parts[:self.levels]) if i != self.feature), feature
 
 
 class MqttSource(Source):
@@ -218,7 +234,7 @@ def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
                                 "(e.g. plant/+/metrics or spBv1.0/%23)")
     template = TopicTemplate.parse(spec.name, topic_filter)
     if template is not None:
-        topic_filter = "/".join("+" if lv in (STREAM, FEATURE) else lv for lv in topic_filter.split("/"))
+        topic_filter = template.topic_filter(topic_filter)
     levels = topic_filter.split("/")
     if any(("+" in lv or "#" in lv) and len(lv) > 1 for lv in levels) or "#" in levels[:-1]:
         raise SourceConfigError(f"bad MQTT topic filter {topic_filter!r}: '+' and '#' must be whole levels, "

@@ -47,6 +47,7 @@ from urllib.parse import unquote, urlsplit
 
 from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceConfigError, SourceContext,
                                           SourceSpec, row_assembler)
+from edgewatch.agent.sources.feature_names import FeatureNames
 from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.registry import register
 from edgewatch.agent.sources.rows import MISSING, RowAssembler, cell_value
@@ -200,17 +201,21 @@ class OpcUaSource(Source):
         if self.nodes is not None:
             return [(self.features.index(f), client.get_node(nid)) for f, nid in self.nodes.items()]
         obj = await client.nodes.root.get_child(self.browse_path)
-        found: dict[str, Any] = {}
+        names = FeatureNames(self.features, self.name)
+        found: dict[int, Any] = {}
+        seen: list[str] = []
         for child in await obj.get_children():
             name = (await child.read_browse_name()).Name
-            if name in self.features and name not in found:
-                found[name] = child
-        missing = [f for f in self.features if f not in found]
+            seen.append(name)
+            j = names.resolve(name)
+            if j is not None and (j not in found or name == self.features[j]):  # an exact name wins
+                found[j] = child
+        missing = [f for j, f in enumerate(self.features) if j not in found]
         if missing:
             raise SourceConfigError(f"the object at {'/'.join(self.browse_path or [])} has no variable(s) "
-                                    f"named {missing} (it has {sorted(found)}): name them as the model's "
+                                    f"named {missing} (it has {sorted(seen)[:50]}): name them as the model's "
                                     "features, or map nodes in the config (nodes = {feature = \"ns=2;s=...\"})")
-        return [(self.features.index(f), node) for f, node in found.items()]
+        return sorted(found.items())
 
     # -- asyncua's subscription handler (the event loop's thread) -----------------------
 

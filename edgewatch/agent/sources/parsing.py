@@ -46,7 +46,7 @@ class BadReason(str, enum.Enum):
     UNKNOWN_MESSAGE = "unknown_message"  # a spBv1.0 topic that is no Sparkplug B message type or layout
     TOO_MANY_NODES = "too_many_nodes"  # a Sparkplug node or device past the source's sparkplug_max_nodes
     TOO_MANY_ALIASES = "too_many_aliases"  # a Sparkplug birth past sparkplug_max_aliases for its edge node
-    BAD_STATUS = "bad_status"  # an OPC UA value whose status code is not Good
+    BAD_STATUS = "bad_status"  # an OPC UA value whose status code is not Good; a reading whose quality is "bad"
     TIMEOUT = "timeout"  # a polled device (Modbus) did not answer in time
     EXCEPTION_RESPONSE = "exception_response"  # a Modbus exception code instead of registers
     # a reply or reading a source could not use: a Modbus reply with another function code or register count
@@ -67,6 +67,8 @@ class Measurement:
 
 _VALUE_KEYS = ("values", "v", "value")
 _TIME_KEYS = ("ts", "t", "time", "timestamp")
+_QUALITY_KEYS = ("quality", "q")
+META_KEYS = frozenset((*_TIME_KEYS, "stream"))  # keys of an object keyed by feature name that are no feature
 _MAX_STREAM_ID = 200
 
 
@@ -296,11 +298,20 @@ def parse_object(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES
 def parse_reading(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[object, float | None] | BadReason:
     """One feature's message (a topic per sensor): (its value as sent, its time).
 
-    ``12.5``, ``"12.5"``, ``null``, or ``{"value": 12.5, "ts": ...}`` (also
+    ``12.5``, ``"12.5"``, ``12,5`` (text that is not JSON but one short token,
+    judged as a number as text), ``null``, or ``{"value": 12.5, "ts": ...}`` (also
     ``v``; ``timestamp``, ``time`` or ``t`` for the time). The value is
-    judged by :func:`edgewatch.agent.sources.rows.cell_value`.
+    judged by :func:`edgewatch.agent.sources.rows.cell_value`. A ``quality``
+    (or ``q``) that is text starting with ``bad`` makes it ``bad_status``;
+    a number there is left alone, because gateways disagree on what one
+    means (OPC DA's 192 and OPC UA's 0 are both Good).
     """
     obj = _decode(raw, max_bytes)
+    if obj is BadReason.NOT_JSON:
+        text = _bare_text(raw)
+        if text is None:
+            return obj
+        return text, None
     if type(obj) is BadReason:
         return obj
     if type(obj) is dict:
@@ -310,6 +321,9 @@ def parse_reading(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple
             value = obj["v"]
         else:
             return BadReason.NO_VALUES
+        quality = _first(obj, _QUALITY_KEYS)
+        if type(quality) is str and quality.strip().lower().startswith("bad"):
+            return BadReason.BAD_STATUS
         raw_ts = _first(obj, _TIME_KEYS)
         ts = None
         if raw_ts is not None:
@@ -320,3 +334,19 @@ def parse_reading(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple
     if type(obj) is list:
         return BadReason.WRONG_TYPE
     return obj, None
+
+
+_BARE_MAX = 40  # characters of a payload that is one number as text (12,5 or -1.5e3), not JSON
+
+
+def _bare_text(raw: str | bytes) -> str | None:
+    """A payload that is a single short token of text (``12,5``: not JSON), or None for anything else."""
+    if len(raw) > _BARE_MAX:
+        return None
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        try:
+            raw = bytes(raw).decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    text = raw.strip()
+    return text if text and not any(c.isspace() for c in text) else None

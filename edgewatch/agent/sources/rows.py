@@ -35,6 +35,22 @@ time, and makes rows out of them by one set of rules:
   row's time is the newest of its fresh values. A value older than the
   feature's held value arrived out of order: ``stale_feature``, skipped.
 
+**Names.** A name on the wire (a key, a topic level) stands for the feature
+:class:`~edgewatch.agent.sources.feature_names.FeatureNames` matches it to:
+the same name, or the one feature whose name matches ignoring case, spaces,
+``_ - . /``, URL escapes and a unit in brackets.
+
+**No row for a while.** When a stream's messages have made no row for
+:data:`NO_ROW_WARN_AFTER` seconds, the log says which features it lacks
+(never received, or too old) and which names it received that are no
+feature, once a minute per stream (at most :data:`NO_ROW_WARNINGS` lines a
+minute per source): a feed whose names do not match the model is said
+within a minute, not only counted.
+
+**Clocks.** A value whose own time is more than :data:`CLOCK_WARN_AFTER`
+from its arrival is used as it is, and the log says so (a local time sent
+without an offset is read as UTC, and alerts would carry a time hours off).
+
 Streams are kept in least-recently-used order, at most ``max_streams``; the
 oldest stream's held values are dropped past that (they are a cache: at
 worst its next row needs every feature again).
@@ -42,18 +58,29 @@ worst its next row needs every feature again).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 
-from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, BadReason, Measurement, parse_object,
-                                             parse_reading)
+from edgewatch.agent.sources.feature_names import FeatureNames
+
+from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, META_KEYS, BadReason, Measurement,
+                                             parse_object, parse_reading)
 from edgewatch.wire.csv_table import MISSING as MISSING_TEXT  # what a plant writes for "no value", as fit reads it
 
 HOLD_INTERVALS = 3.0  # a value stands for the present for this many of its feature's sampling intervals
 GAP_HISTORY = 9  # gaps kept per feature for the median sampling interval
 DEFAULT_MAX_STREAMS = 10_000
+NO_ROW_WARN_AFTER = 30.0  # seconds of messages without a row before the log says what is lacking
+NO_ROW_WARN_EVERY = 60.0  # seconds between two such lines about one stream
+NO_ROW_WARNINGS = 10  # such lines a minute per source at most (10,000 broken streams must not flood the log)
+CLOCK_WARN_AFTER = 600.0  # seconds between a message's own time and its arrival that are worth a warning
+MAX_STRANGERS = 20  # names that are no feature, kept per stream for that line
+
+log = logging.getLogger("edgewatch.agent.sources")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -89,7 +116,10 @@ def cell_value(value: object) -> float | _Missing | BadReason:
     """One feature's value as a plant writes it: a number, a number as text, or "no value" (:data:`MISSING`).
 
     ``null``, a NaN and the texts a CSV cell is missing with (``""``,
-    ``"NaN"``, ``"null"``, ``"NA"``, ``"-"``...) are missing (held); infinity is
+    ``"NaN"``, ``"null"``, ``"NA"``, ``"-"``...) are missing (held); a text with one
+    comma and no point has a decimal comma (``"12,5"`` is 12.5: a thousands
+    separator would need a point or a second group, ``"1,234.5"``, and is
+    refused); infinity is
     ``non_finite``, beyond float32 ``overflow``, a bool, text or a nested
     value ``not_number``: the rules of the agent's parser.
     """
@@ -104,7 +134,12 @@ def cell_value(value: object) -> float | _Missing | BadReason:
         try:
             f = float(text)
         except ValueError:
-            return BadReason.NOT_NUMBER
+            if text.count(",") != 1 or "." in text:
+                return BadReason.NOT_NUMBER
+            try:  # a decimal comma ("12,5"), as European historians and HMIs write numbers
+                f = float(text.replace(",", "."))
+            except ValueError:
+                return BadReason.NOT_NUMBER
     elif isinstance(value, int) and not isinstance(value, bool):
         try:
             f = float(value)
@@ -122,7 +157,8 @@ def cell_value(value: object) -> float | _Missing | BadReason:
 
 
 class _StreamState:
-    __slots__ = ("values", "at", "gaps", "fresh", "row_ts", "last_row_at", "row_gaps")
+    __slots__ = ("values", "at", "gaps", "fresh", "row_ts", "last_row_at", "row_gaps", "waiting_since",
+                 "warned_at", "strangers")
 
     def __init__(self, n: int) -> None:
         self.values: list[float] = [math.nan] * n
@@ -132,6 +168,9 @@ class _StreamState:
         self.row_ts: float | None = None  # the newest ts among the fresh values
         self.last_row_at: float | None = None
         self.row_gaps: deque[float] = deque(maxlen=GAP_HISTORY)
+        self.waiting_since: float | None = None  # monotonic time of the first message since the last row
+        self.warned_at = -math.inf
+        self.strangers: dict[str, None] = {}  # names received that are no feature (ordered, bounded)
 
 
 class RowAssembler:
@@ -143,9 +182,13 @@ class RowAssembler:
     """
 
     def __init__(self, features: Sequence[str], max_age: float | None = None,
-                 max_streams: int = DEFAULT_MAX_STREAMS) -> None:
+                 max_streams: int = DEFAULT_MAX_STREAMS, source: str = "") -> None:
         self.features = list(features)
-        self.index = {name: j for j, name in enumerate(self.features)}
+        self.source = source
+        self.names = FeatureNames(self.features, source)
+        self.index = self.names.exact
+        self._warnings: deque[float] = deque(maxlen=NO_ROW_WARNINGS)
+        self._clock_warned_at = -math.inf
         self.max_age = max_age
         self.max_streams = max_streams
         self._streams: OrderedDict[str, _StreamState] = OrderedDict()
@@ -206,8 +249,8 @@ class RowAssembler:
         """
         st = self._state(stream)
         if not self._take_cells(st, cells, at):
-            return BadReason.STALE_FEATURE
-        return self._complete(stream, st, at, ts)
+            return self._waits(stream, st, BadReason.STALE_FEATURE)
+        return self._waits(stream, st, self._complete(stream, st, at, ts))
 
     def hold(self, stream: str, cells: Sequence[object], at: float) -> None:
         """Keep the present values of a row that is refused for another reason (they may be held later)."""
@@ -232,14 +275,39 @@ class RowAssembler:
         return ok
 
     def keyed(self, obj: dict, stream: str, at: float, ts: float | None = None) -> Measurement | BadReason:
-        """A JSON object keyed by feature name (other keys ignored): its row, or why it has none."""
-        cells: list[object] = []
-        for name in self.features:
-            v = cell_value(obj.get(name))
+        """A JSON object keyed by feature name (other keys ignored): its row, or why it has none.
+
+        A key that is not a feature's exact name fills the feature it
+        matches (module docstring, **Names**) unless that feature has its
+        exact key too.
+        """
+        cells: list[object] = [obj.get(name) for name in self.features]
+        if len(obj) > sum(c is not None for c in cells):
+            self._matched(obj, cells, stream)
+        for j, raw in enumerate(cells):
+            v = cell_value(raw)
             if type(v) is BadReason:
                 return v
-            cells.append(v)
+            cells[j] = v
         return self.row(stream, cells, at, ts)
+
+    def _matched(self, obj: dict, cells: list[object], stream: str) -> bool:
+        """Fill ``cells`` from the keys that are no exact feature name; note the others; True if any matched."""
+        found = False
+        strangers = None
+        for key, raw in obj.items():
+            if key in self.index or key in META_KEYS:
+                continue
+            j = self.names.resolve(key)
+            if j is None:
+                strangers = strangers or []
+                strangers.append(key)
+            elif cells[j] is None:
+                cells[j] = raw
+                found = True
+        if strangers:
+            self._strangers(self._state(stream), strangers)
+        return found
 
     def keyed_message(self, raw: str | bytes, stream: str, received: float, max_bytes: int = DEFAULT_MAX_BYTES
                       ) -> Measurement | BadReason:
@@ -252,25 +320,39 @@ class RowAssembler:
         if type(parsed) is BadReason:
             return parsed
         obj, ts, named = parsed  # type: ignore[misc]
-        if not any(name in obj for name in self.features):
-            return BadReason.NO_VALUES
-        return self.keyed(obj, named or stream, ts if ts is not None else received, ts)
+        stream = named or stream
+        if ts is not None:
+            self._check_clock(stream, ts, received)
+        if not any(name in obj for name in self.features) and not self._matched(obj, [None] * len(self.features),
+                                                                                stream):
+            return self._waits(stream, self._state(stream), BadReason.NO_VALUES)
+        return self.keyed(obj, stream, ts if ts is not None else received, ts)
 
     def reading(self, raw: str | bytes, stream: str, name: str, received: float,
                 max_bytes: int = DEFAULT_MAX_BYTES) -> list[Measurement | BadReason]:
         """One feature's message (:func:`~edgewatch.agent.sources.parsing.parse_reading`): the rows it completes."""
-        if name not in self.index:
-            return [BadReason.UNKNOWN_FEATURE]
+        if self.names.resolve(name) is None:
+            st = self._state(stream)
+            self._strangers(st, [name])
+            return [self._waits(stream, st, BadReason.UNKNOWN_FEATURE)]
         parsed = parse_reading(raw, max_bytes)
         if type(parsed) is BadReason:
+            if parsed is BadReason.BAD_STATUS:  # not the sensor's present value, and its last one is no longer
+                self.forget(stream, self.names.resolve(name))  # type: ignore[arg-type]
             return [parsed]
         value, ts = parsed  # type: ignore[misc]
-        return self.feature(stream, name, value, ts if ts is not None else received, ts)
+        if ts is not None:
+            self._check_clock(stream, ts, received)
+        out = self.feature(stream, name, value, ts if ts is not None else received, ts)
+        st = self._state(stream)
+        for r in out or [None]:
+            self._waits(stream, st, r)
+        return out
 
     def feature(self, stream: str, name: str, value: object, at: float, ts: float | None = None
                 ) -> list[Measurement | BadReason]:
         """One feature's value; the rows (or reasons) it completes, in order: none, one, or two."""
-        j = self.index.get(name)
+        j = self.names.resolve(name)
         if j is None:
             return [BadReason.UNKNOWN_FEATURE]
         v = cell_value(value)
@@ -296,3 +378,65 @@ class RowAssembler:
         fresh, ts = st.fresh, st.row_ts
         st.fresh, st.row_ts = set(), None
         return self._complete(stream, st, max(st.at[j] for j in fresh), ts, fresh)
+
+    def _check_clock(self, stream: str, ts: float, received: float) -> None:
+        """Say (once every 10 minutes per source) when messages' times are far from this machine's clock.
+
+        The usual cause is a local time without an offset, which is read as
+        UTC: alerts would then carry times hours away from the plant's.
+        """
+        off = ts - received
+        if abs(off) < CLOCK_WARN_AFTER:
+            return
+        now = time.monotonic()
+        if now - self._clock_warned_at < 600.0:
+            return
+        self._clock_warned_at = now
+        log.warning("source %s: stream %r sends times %.0f s %s this machine's clock (%s). A time without an "
+                    "offset is read as UTC: send an offset (2024-05-01T08:00:00+02:00), 'Z' or epoch seconds or "
+                    "milliseconds; or set this machine's clock. Old data replayed on purpose needs none of this "
+                    "(logged at most every 10 minutes)",
+                    self.source or "?", stream, abs(off), "ahead of" if off > 0 else "behind",
+                    f"{off / 3600:+.2f} h")
+
+    def _strangers(self, st: _StreamState, names: list[str]) -> None:
+        for name in names:
+            if len(st.strangers) < MAX_STRANGERS:
+                st.strangers[name] = None
+
+    def _waits(self, stream: str, st: _StreamState, result: object) -> object:
+        """Note whether a message made a row (None: none yet, nothing wrong); log what lacks after a while."""
+        now = time.monotonic()
+        if type(result) is Measurement:
+            st.waiting_since = None
+            return result
+        if st.waiting_since is None:
+            st.waiting_since = now
+        elif (now - st.waiting_since >= NO_ROW_WARN_AFTER and now - st.warned_at >= NO_ROW_WARN_EVERY
+              and (len(self._warnings) < NO_ROW_WARNINGS or now - self._warnings[0] >= 60.0)):
+            st.warned_at = now
+            self._warnings.append(now)
+            log.warning("%s", self.lacking(stream, now - st.waiting_since))
+        return result
+
+    def lacking(self, stream: str, seconds: float) -> str:
+        """What a stream that makes no row lacks, and what to do about it (the no-row warning's text)."""
+        st = self._streams.get(stream)
+        never = [f for f, t in zip(self.features, st.at) if t == -math.inf] if st else list(self.features)
+        newest = max(st.at) if st else -math.inf
+        stale = [f"{f} ({newest - t:.0f} s old, limit {self.limit(stream, j):.3g} s)"
+                 for j, (f, t) in enumerate(zip(self.features, st.at if st else []))
+                 if t != -math.inf and newest - t > self.limit(stream, j)]
+        strangers = list(st.strangers) if st else []
+        parts = [f"source {self.source or '?'}: stream {stream!r} has made no row for {seconds:.0f} s of messages"]
+        if never:
+            parts.append(f"never received: {never}")
+        if stale:
+            parts.append(f"too old: {stale}")
+        if strangers:
+            parts.append(f"received names that are no feature of the model: {strangers}"
+                         + ("..." if len(strangers) >= MAX_STRANGERS else ""))
+        parts.append(f"the model's features are {self.features}. Publish each under its name (case, spaces, "
+                     "'_', '-', '.', '/' and a unit in brackets may differ when only one feature matches)"
+                     + ("; for a sensor that reports rarely, raise the source's ?max_age=" if stale else ""))
+        return "; ".join(parts)

@@ -5,7 +5,8 @@ Sparkplug leaves implicit is kept here, per edge node and device from its
 birth certificate (NBIRTH, DBIRTH) to its death (NDEATH, DDEATH) or next
 birth: the aliases it declared and the last value of every feature,
 because data messages carry only the metrics that changed (report by
-exception). A measurement is the model's features, by metric name, after
+exception). A measurement is the model's features, by metric name (or the
+one feature a metric's name matches, :mod:`.feature_names`), after
 each birth or data message that touched one of them.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgewatch.agent.sources.feature_names import FeatureNames
 from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement
 from edgewatch.wire.protobuf import DecodeError
 from edgewatch.wire.sparkplug import TEXT_TYPES, Metric, decode_payload
@@ -91,7 +93,7 @@ class SparkplugDecoder:
         self.max_bytes = max_bytes
         self.max_nodes = max_nodes
         self.max_aliases = max_aliases
-        self._index = {f: i for i, f in enumerate(features)}
+        self._names = FeatureNames(features)
         self._sessions: dict[str, _Session] = {}  # stream -> session
         self._node_streams: dict[str, set[str]] = {}  # node stream -> its streams holding a session (itself too)
 
@@ -179,7 +181,7 @@ class SparkplugDecoder:
         for m in metrics:
             if m.alias is None or m.name is None:
                 continue
-            j = self._index.get(m.name)
+            j = self._names.resolve(m.name)
             if j is None:
                 others.append(m.alias)
             else:
@@ -195,7 +197,7 @@ class SparkplugDecoder:
         latest_ms = None
         for m in metrics:
             if m.name is not None:
-                j = self._index.get(m.name)
+                j = self._names.resolve(m.name)
             elif m.alias is not None:
                 j = session.feature_aliases.get(m.alias)
                 if j is None and not session.declares(m.alias):

@@ -114,7 +114,7 @@ def test_source_settings_are_checked() -> None:
     with pytest.raises(SourceConfigError, match="one whole level"):
         make_source("mqtt://127.0.0.1:1883/plant/{stream}", FEATURES)
     src = make_source("mqtt://127.0.0.1:1883/plant/{stream}/{feature}", FEATURES)
-    assert src.topic_filter == "plant/+/+" and src.rows.max_age is None
+    assert src.topic_filter == "plant/+/#" and src.rows.max_age is None
     assert make_source({"url": "stdin", "max_age": "10s"}, FEATURES).rows.max_age == 10.0
     ws = make_source("ws://127.0.0.1:9/feed?max_age=2s&x=1", FEATURES)
     assert ws.url == "ws://127.0.0.1:9/feed?x=1" and ws.rows.max_age == 2.0
@@ -155,20 +155,20 @@ def test_one_topic_per_sensor_with_a_topic_template(tmp_path: Path, make_broker,
                 pub.send(f"plant/pump-2/{f}", json.dumps({"value": str(0.5), "ts": t0 + i}) if j % 2 else
                          json.dumps({"timestamp": t0 + i + 0.01 * j, "value": 0.5}))
         pub.send("plant/pump-1/Pressure", b"2.5")  # a sensor the model does not know
-        pub.send("plant/pump-1/extra/level", b"1")  # outside the filter
+        pub.send("plant/pump-1/extra/level", b"1")  # a deeper topic: the feature "extra/level", also unknown
         for f in "abc":  # pump-2 loses d's message at t0+5 ...
             pub.send(f"plant/pump-2/{f}", json.dumps({"value": 0.5, "ts": t0 + 5}))
         pub.send("plant/pump-2/a", json.dumps({"value": 0.5, "ts": t0 + 6}))  # ... its row is made, d held
         for f in "abc":  # pump-3 never sends d
             pub.send(f"plant/pump-3/{f}", b"0.5")
         pub.send("plant/pump-3/a", b"0.5")
-        assert wait_until(lambda: agent.summary.messages == 5 + 6 + 1 + 1)
+        assert wait_until(lambda: agent.summary.messages == 5 + 6 + 2 + 1)
     finally:
         agent.request_stop()
         runner.join(10)
         pub.close()
     assert sorted(agent.streams) == ["pump-1", "pump-2"]
-    assert agent.summary.bad == {"unknown_feature": 1, "missing_feature": 1}
+    assert agent.summary.bad == {"unknown_feature": 2, "missing_feature": 1}
     assert agent.summary.windows == 3 + 4  # 5 and 6 rows, window 3
     assert agent.table.last_ts[agent.table.slots["pump-2"]] == pytest.approx(t0 + 5)
 

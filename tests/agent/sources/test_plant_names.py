@@ -1,0 +1,241 @@
+"""A live feed spelled the way the plant spells it, against a model whose features are a historian's CSV headers
+(agent/sources/feature_names.py, the name and no-row rules of agent/sources/rows.py): a real mosquitto, a real
+websocket server, and stdin through the installed command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.sinks.memory import MemorySink
+from edgewatch.agent.sources import make_source, rows as rows_module
+from edgewatch.agent.sources.feature_names import FeatureNames
+from edgewatch.agent.sources.parsing import BadReason
+from edgewatch.agent.sources.rows import RowAssembler, cell_value
+from tests.agent.sources.test_mqtt import Publisher
+from tests.modelkit import make_card, write_model
+from tests.waiting import wait_until
+
+HEADERS = ["Volume Flow RateRMS", "Temperature", "Pressure (bar)", "FIT-101.PV", "Pump1/Flow"]
+
+
+# -- the rules --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("wire", "feature"), [
+    ("Volume Flow RateRMS", "Volume Flow RateRMS"), ("volume_flow_raterms", "Volume Flow RateRMS"),
+    ("VOLUME-FLOW-RATERMS", "Volume Flow RateRMS"), ("Volume%20Flow%20RateRMS", "Volume Flow RateRMS"),
+    ("temperature", "Temperature"), ("Temperature [degC]", "Temperature"), ("Pressure", "Pressure (bar)"),
+    ("pressure_bar", "Pressure (bar)"), ("Pressure (bar)", "Pressure (bar)"), ("fit-101-pv", "FIT-101.PV"),
+    ("FIT_101_PV", "FIT-101.PV"), ("pump1_flow", "Pump1/Flow"), ("Pump1%2FFlow", "Pump1/Flow"),
+    ("Pump1/Flow", "Pump1/Flow")])
+def test_a_name_stands_for_the_one_feature_it_matches(wire: str, feature: str) -> None:
+    names = FeatureNames(HEADERS)
+    assert names.resolve(wire) == HEADERS.index(feature)
+
+
+@pytest.mark.parametrize("wire", ["Volume Flow", "Pressure2", "FIT-102.PV", "pump", ""])
+def test_a_name_that_matches_no_feature_stands_for_none(wire: str) -> None:
+    assert FeatureNames(HEADERS).resolve(wire) is None
+
+
+def test_two_features_one_name_could_be_are_never_guessed(caplog: pytest.LogCaptureFixture) -> None:
+    names = FeatureNames(["Flow A", "flow_a", "Pressure (bar)", "Pressure (psi)"], source="s")
+    with caplog.at_level(logging.INFO, "edgewatch.agent.sources"):
+        assert names.resolve("Flow A") == 0 and names.resolve("flow_a") == 1  # the exact names still work
+        assert names.resolve("FLOW-A") is None
+        assert names.resolve("pressure") is None
+        assert names.resolve("FLOW-A") is None
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2  # once per name
+    assert "'FLOW-A' could be any of the features ['Flow A', 'flow_a']" in said[0]
+    assert "['Pressure (bar)', 'Pressure (psi)']" in said[1]
+
+
+@pytest.mark.parametrize(("text", "value"), [("12,5", 12.5), (" -0,25 ", -0.25), ("1e3", 1000.0), ("12.5", 12.5)])
+def test_a_decimal_comma_is_read(text: str, value: float) -> None:
+    assert cell_value(text) == value
+
+
+@pytest.mark.parametrize("text", ["1,234.5", "1,2,3", "12,5 bar", ","])
+def test_other_commas_are_not_numbers(text: str) -> None:
+    assert cell_value(text) is BadReason.NOT_NUMBER
+
+
+def test_a_keyed_object_fills_features_from_matching_keys_and_keeps_exact_keys_first() -> None:
+    rows = RowAssembler(HEADERS)
+    obj = {"volume flow raterms": 1, "temperature": "2,5", "Pressure": 3, "fit-101.pv": 4, "pump1_flow": 5,
+           "Pump1/Flow": 6, "Vibration": 7, "ts": 100}
+    assert rows.keyed(obj, "p", 0.0).values == [1.0, 2.5, 3.0, 4.0, 6.0]
+
+
+def test_a_stream_without_rows_is_explained(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    monkeypatch.setattr(rows_module, "NO_ROW_WARN_AFTER", 0.05)
+    rows = RowAssembler(HEADERS, source="mqtt://b/plant/+/#")
+    with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+        for _ in range(3):
+            for name in HEADERS[:4]:
+                rows.reading(b"1.5", "p1", name, time.time())
+            rows.reading(b"1.5", "p1", "Pump1-Flw", time.time())  # a typo: Pump1/Flow never reports
+            time.sleep(0.06)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1  # once a minute per stream
+    assert "stream 'p1' has made no row" in said[0]
+    assert "never received: ['Pump1/Flow']" in said[0] and "no feature of the model: ['Pump1-Flw']" in said[0]
+    assert str(HEADERS) in said[0] and "Publish each under its name" in said[0]
+
+
+def test_a_reading_of_bad_quality_is_counted_and_not_held() -> None:
+    rows = RowAssembler(["a", "b"])
+    assert rows.reading(b'{"value": 1, "quality": "good"}', "p", "a", 100.0) == []
+    assert rows.reading(b'{"v": 2, "q": 192}', "p", "b", 100.0)[0].values == [1.0, 2.0]
+    assert rows.reading(b'{"value": 7, "quality": "Bad_SensorFailure"}', "p", "a", 101.0) == [BadReason.BAD_STATUS]
+    assert rows.reading(b"3", "p", "b", 101.0) == []
+    assert rows.reading(b"4", "p", "b", 102.0) == [BadReason.MISSING_FEATURE]  # a is not held from before
+
+
+def test_times_far_from_the_clock_are_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    rows = RowAssembler(["a"], source="s")
+    now = time.time()
+    with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+        rows.reading(b'{"value": 1, "ts": 100}', "p", "a", 100.5)  # its own clock is fine
+        for i in range(3):  # a local time one hour ahead of UTC, sent without an offset
+            naive = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now + 3600 + i))
+            rows.reading(json.dumps({"value": 1, "ts": naive}).encode(), "p", "a", now + i)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "3600 s ahead of this machine's clock (+1.00 h)" in said[0]
+    assert "send an offset" in said[0]
+
+
+# -- on the sources ---------------------------------------------------------------------------------------------
+
+
+def _agent(tmp_path: Path) -> Agent:
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=3, features=HEADERS)))
+    return Agent(model, [MemorySink()], AgentOptions(stride=1, drift_every=0, agent_id="names"))
+
+
+def _start(agent: Agent) -> threading.Thread:
+    t = threading.Thread(target=agent.run, daemon=True)
+    t.start()
+    return t
+
+
+SPELLINGS = {  # stream -> how it names the model's features on its topics, and how it writes a value
+    "lower": ([h.lower().replace(" ", "_") for h in HEADERS], lambda v, t: json.dumps(v)),
+    "escaped": ([quote(h, safe="") for h in HEADERS], lambda v, t: json.dumps({"value": v, "quality": "good"})),
+    "dashes": ([h.replace(" ", "-").replace("/", "-") for h in HEADERS],
+               lambda v, t: json.dumps({"v": v, "q": 192, "t": int(t * 1000)})),
+    "comma": (HEADERS, lambda v, t: f"{v}".replace(".", ",")),  # a bare text payload with a decimal comma
+}
+
+
+@pytest.mark.parametrize("query", ["", "?max_age=10s"])
+def test_topics_spelled_as_the_plant_spells_them_make_rows(tmp_path: Path, make_broker, query: str,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    broker = make_broker().start()
+    agent = _agent(tmp_path)
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/plant/{{stream}}/{{feature}}{query}", HEADERS,
+                      agent_id="names")
+    agent.add_source(src)
+    runner = _start(agent)
+    pub = Publisher(broker)
+    try:
+        with caplog.at_level(logging.INFO, "edgewatch.agent.sources"):
+            assert wait_until(lambda: src.connects == 1)
+            time.sleep(0.2)
+            for i in range(4):
+                for stream, (names, payload) in SPELLINGS.items():
+                    for name in names:  # "Pump1/Flow" is two topic levels on the "comma" stream
+                        pub.send(f"plant/{stream}/{name}", payload(0.5, 1_700_000_000 + i))
+            pub.send("plant/lower/vibration", b"0.5")  # a sensor the model does not know
+            assert wait_until(lambda: agent.summary.messages == 4 * len(SPELLINGS) + 1)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.close()
+    assert sorted(agent.streams) == sorted(SPELLINGS)
+    assert agent.summary.bad == {"unknown_feature": 1}
+    assert agent.summary.windows == 2 * len(SPELLINGS)
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "'pressure_(bar)' taken as the feature 'Pressure (bar)'" in said
+    assert "'Volume-Flow-RateRMS' taken as the feature 'Volume Flow RateRMS'" in said
+
+
+def test_keyed_objects_with_other_spellings_on_a_websocket(tmp_path: Path) -> None:
+    from websockets.sync.server import serve
+
+    keys = ["volume flow raterms", "TEMPERATURE", "Pressure", "fit_101_pv", "Pump1 Flow"]
+    frames = [json.dumps({**dict(zip(keys, ["0,5"] * 5)), "unit": "bar", "ts": 100 + i}) for i in range(4)]
+    frames.append(json.dumps({"flow": 1, "temp": 2, "ts": 104}))  # nothing the model knows
+
+    def handler(ws) -> None:  # noqa: ANN001
+        for frame in frames:
+            ws.send(frame)
+        time.sleep(30)
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        agent = _agent(tmp_path)
+        agent.add_source(make_source(f"ws://127.0.0.1:{server.socket.getsockname()[1]}/feed", HEADERS))
+        runner = _start(agent)
+        try:
+            assert wait_until(lambda: agent.summary.messages == 5)
+        finally:
+            agent.request_stop()
+            runner.join(10)
+            server.shutdown()
+    assert agent.summary.bad == {"no_values": 1}
+    assert agent.summary.windows == 2
+
+
+def _edgewatch() -> str:
+    return str(Path(sys.executable).parent / "edgewatch")
+
+
+def test_keyed_objects_with_other_spellings_on_stdin_as_the_readme_runs_it(tmp_path: Path) -> None:
+    model = write_model(tmp_path / "m.onnx", make_card(window=3, features=HEADERS))
+    keys = ["volume_flow_raterms", "temperature", "pressure (bar)", "fit-101.pv", "pump1/flow"]
+    lines = [{**dict(zip(keys, [0.5] * 5)), "ts": 100 + i} for i in range(3)]
+    lines += [{**dict(zip(keys, ["3,0"] * 5)), "ts": 103 + i} for i in range(3)]
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    run = subprocess.run([_edgewatch(), "agent", "run", "--model", str(model), "--source", "stdin"],
+                         input=text, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["start", "end"] and events[0]["ts"] == 103
+    assert "'pump1/flow' taken as the feature 'Pump1/Flow'" in run.stderr and "bad 0," in run.stderr
+
+
+@pytest.mark.slow
+def test_a_feed_whose_names_all_miss_is_said_within_a_minute(tmp_path: Path) -> None:
+    """The default form: stdin, no options, the default delay (NO_ROW_WARN_AFTER, 30 s)."""
+    model = write_model(tmp_path / "m.onnx", make_card(window=3, features=HEADERS))
+    proc = subprocess.Popen([_edgewatch(), "agent", "run", "--model", str(model), "--source", "stdin"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < rows_module.NO_ROW_WARN_AFTER + 3:
+            proc.stdin.write(json.dumps({"Volume Flow Rate": 1, "Temp": 2, "PT-101": 3}) + "\n")
+            proc.stdin.flush()
+            time.sleep(0.5)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = [ln for ln in err.splitlines() if "has made no row" in ln]
+    assert len(lines) == 1, err
+    assert "never received: " + str(HEADERS) in lines[0]
+    assert "no feature of the model: ['Volume Flow Rate', 'Temp', 'PT-101']" in lines[0]
+    assert "no_values" in err

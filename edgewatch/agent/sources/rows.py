@@ -189,6 +189,7 @@ class RowAssembler:
         self.index = self.names.exact
         self._warnings: deque[float] = deque(maxlen=NO_ROW_WARNINGS)
         self._clock_warned_at = -math.inf
+        self._told: set[str] = set()  # names that are no feature, said once each (MAX_STRANGERS of them)
         self.max_age = max_age
         self.max_streams = max_streams
         self._streams: OrderedDict[str, _StreamState] = OrderedDict()
@@ -282,7 +283,7 @@ class RowAssembler:
         exact key too.
         """
         cells: list[object] = [obj.get(name) for name in self.features]
-        if len(obj) > sum(c is not None for c in cells):
+        if None in cells:  # a feature without its exact key (or null): another key may name it
             self._matched(obj, cells, stream)
         for j, raw in enumerate(cells):
             v = cell_value(raw)
@@ -334,6 +335,11 @@ class RowAssembler:
         if self.names.resolve(name) is None:
             st = self._state(stream)
             self._strangers(st, [name])
+            if len(self._told) < MAX_STRANGERS and name not in self._told:
+                self._told.add(name)
+                log.info("source %s: %r (stream %r) is no feature of the model %s: its readings are counted as "
+                         "unknown_feature and skipped (said once per name)", self.source or "?", name, stream,
+                         self.features)
             return [self._waits(stream, st, BadReason.UNKNOWN_FEATURE)]
         parsed = parse_reading(raw, max_bytes)
         if type(parsed) is BadReason:

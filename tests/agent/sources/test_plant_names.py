@@ -171,6 +171,7 @@ def test_topics_spelled_as_the_plant_spells_them_make_rows(tmp_path: Path, make_
     said = "\n".join(r.getMessage() for r in caplog.records)
     assert "'pressure_(bar)' taken as the feature 'Pressure (bar)'" in said
     assert "'Volume-Flow-RateRMS' taken as the feature 'Volume Flow RateRMS'" in said
+    assert "'vibration' (stream 'lower') is no feature of the model" in said
 
 
 def test_keyed_objects_with_other_spellings_on_a_websocket(tmp_path: Path) -> None:

@@ -350,9 +350,10 @@ class RowAssembler:
         if ts is not None:
             self._check_clock(stream, ts, received)
         out = self.feature(stream, name, value, ts if ts is not None else received, ts)
-        st = self._state(stream)
-        for r in out or [None]:
-            self._waits(stream, st, r)
+        st = self._streams.get(stream)
+        if st is not None:
+            for r in out or (None,):
+                self._waits(stream, st, r)
         return out
 
     def feature(self, stream: str, name: str, value: object, at: float, ts: float | None = None
@@ -412,14 +413,17 @@ class RowAssembler:
 
     def _waits(self, stream: str, st: _StreamState, result: object) -> object:
         """Note whether a message made a row (None: none yet, nothing wrong); log what lacks after a while."""
-        now = time.monotonic()
         if type(result) is Measurement:
             st.waiting_since = None
             return result
         if st.waiting_since is None:
-            st.waiting_since = now
-        elif (now - st.waiting_since >= NO_ROW_WARN_AFTER and now - st.warned_at >= NO_ROW_WARN_EVERY
-              and (len(self._warnings) < NO_ROW_WARNINGS or now - self._warnings[0] >= 60.0)):
+            st.waiting_since = time.monotonic()
+            return result
+        if result is None:  # a reading that completes no row yet: nothing is wrong so far
+            return result
+        now = time.monotonic()
+        if (now - st.waiting_since >= NO_ROW_WARN_AFTER and now - st.warned_at >= NO_ROW_WARN_EVERY
+                and (len(self._warnings) < NO_ROW_WARNINGS or now - self._warnings[0] >= 60.0)):
             st.warned_at = now
             self._warnings.append(now)
             log.warning("%s", self.lacking(stream, now - st.waiting_since))

@@ -107,7 +107,7 @@ def test_a_reading_of_bad_quality_is_counted_and_not_held() -> None:
 
 def test_times_far_from_the_clock_are_said_once(caplog: pytest.LogCaptureFixture) -> None:
     rows = RowAssembler(["a"], source="s")
-    now = time.time()
+    now = float(int(time.time()))  # whole seconds: the naive text below has no fraction
     with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
         rows.reading(b'{"value": 1, "ts": 100}', "p", "a", 100.5)  # its own clock is fine
         for i in range(3):  # a local time one hour ahead of UTC, sent without an offset

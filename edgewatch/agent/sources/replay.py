@@ -6,8 +6,9 @@ sniffed, so a SKAB file (``;``, a ``datetime`` column) or a European export
 replays with no options. ``sep`` (``;``, ``tab``...) and ``time`` (a column
 name) say them when the sniffing guesses wrong. The model's features are
 taken from the columns of the same names, whatever their order and
-whatever else the file holds (``fit`` may have left columns out); when the
-names differ, ``columns`` names the file's columns for the model's features,
+whatever else the file holds (``fit`` may have left columns out), or of
+names that match one feature only (:mod:`.feature_names`: case, spaces,
+``_ - . /``, a unit in brackets); when the names differ more, ``columns`` names the file's columns for the model's features,
 in the model's order. A file whose header names none of the features and
 has exactly as many other columns as the model has features is read by
 position. Label columns (``anomaly``, ``changepoint``) are never features.
@@ -28,6 +29,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from edgewatch.agent.sources.base import Item, Kind, Source, SourceContext, SourceSpec, row_assembler
+from edgewatch.agent.sources.feature_names import FeatureNames
 from edgewatch.agent.sources.parsing import BadReason, Measurement, sane_timestamp
 from edgewatch.agent.sources.registry import register
 from edgewatch.agent.sources.rows import RowAssembler, cell_value
@@ -71,18 +73,29 @@ class ReplaySource(Source):
                                f"{header}, one for each of the model's features {self.features} in that order "
                                f"(got {columns}; not in the file: {missing or 'none'})")
             return time_col, [header.index(c) for c in columns]
-        if all(f in header for f in self.features):
-            return time_col, [header.index(f) for f in self.features]
+        picked = self._by_name(header, time_col)
+        if len(picked) == len(self.features):
+            return time_col, [picked[j] for j in range(len(self.features))]
         rest = [i for i in range(len(header)) if i != time_col and header[i] not in layout.label_columns]
-        if not any(f in header for f in self.features) and len(rest) == len(self.features):
+        if not picked and len(rest) == len(self.features):
             return time_col, rest
-        missing = [f for f in self.features if f not in header]
+        missing = [f for j, f in enumerate(self.features) if j not in picked]
         example = ",".join(missing[:1] + [f for f in self.features if f in header][:1])
         raise BadInput(f"replay file {self.path} ({layout.describe()}) has the columns {header}; the model needs "
                        f"{len(self.features)} features {self.features}, and {missing} are not among them. Rename "
                        f"those columns, or map the file's columns to the model's features in the model's order with "
                        f"?columns=A,B,... (replay:{self.path}?columns={example},...); a wrongly sniffed separator or "
                        "time column is set with ?sep=; and ?time=NAME")
+
+    def _by_name(self, header: list[str], time_col: int | None) -> dict[int, int]:
+        """Feature index -> column, by the name rule of :mod:`.feature_names` (an exact header wins)."""
+        names = FeatureNames(self.features, self.name)
+        picked: dict[int, int] = {}
+        for i, h in enumerate(header):
+            j = names.resolve(h) if i != time_col else None
+            if j is not None and (j not in picked or h == self.features[j]):
+                picked[j] = i
+        return picked
 
     def run(self) -> None:
         period = 1.0 / self.rate if self.rate else 0.0

@@ -240,3 +240,18 @@ def test_a_feed_whose_names_all_miss_is_said_within_a_minute(tmp_path: Path) -> 
     assert "never received: " + str(HEADERS) in lines[0]
     assert "no feature of the model: ['Volume Flow Rate', 'Temp', 'PT-101']" in lines[0]
     assert "no_values" in err
+
+
+def test_a_replay_takes_columns_by_the_name_rule(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    csv = tmp_path / "export.csv"
+    header = "Time;FIT-101-PV;pump1_flow;VOLUME FLOW RATERMS;Temperature [C];pressure_bar;Volume Flow RateRMS"
+    csv.write_text("\n".join([header] + [f"2024-05-01 08:00:{i:02d};0,5;0,5;9;0,5;0,5;0,5" for i in range(6)]) + "\n")
+    agent = _agent(tmp_path)
+    with caplog.at_level(logging.INFO, "edgewatch.agent.sources"):
+        agent.add_source(make_source(f"replay:{csv}", HEADERS))  # the default form: no options
+        summary = agent.run(duration=30)
+    assert summary.messages == 6 and summary.bad == {} and summary.windows == 4
+    assert all(e["event"] != "start" for e in agent.sinks[0].events)  # the exact column, 0.5, not the 9s
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "'pressure_bar' taken as the feature 'Pressure (bar)'" in said
+

@@ -193,7 +193,18 @@ class MqttSource(Source):
             if m.stream is None:
                 m.stream = topic
             return [Item(Kind.MEASUREMENT, self.name, m, now)]
+        if m is BadReason.WRONG_ARITY and len(self.features) > 1:
+            self._note_bad(m, self._arity_advice(topic, payload))
         return [Item(Kind.BAD, self.name, m, now)]
+
+    def _arity_advice(self, topic: str, payload: bytes) -> str:
+        """What a plain filter receiving one sensor per topic should be instead (a topic template)."""
+        levels = topic.split("/")
+        template = "/".join(levels[:-2] + ["{stream}", "{feature}"]) if len(levels) > 1 else "{feature}"
+        return (f"{topic!r} carried {bytes(payload[:40])!r}, not a row of the model's {len(self.features)} "
+                f"features {self.features}; if the plant publishes one topic per sensor, name the topic levels "
+                f"that carry the machine and the sensor: --source \"mqtt://{self.broker.host}:{self.broker.port}/"
+                f"{template}\"")
 
     def _sparkplug_items(self, topic: str, payload: bytes, now: float) -> list[Item]:
         out = []

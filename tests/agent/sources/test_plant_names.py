@@ -255,3 +255,28 @@ def test_a_replay_takes_columns_by_the_name_rule(tmp_path: Path, caplog: pytest.
     said = "\n".join(r.getMessage() for r in caplog.records)
     assert "'pressure_bar' taken as the feature 'Pressure (bar)'" in said
 
+
+def test_sensor_topics_under_a_plain_filter_get_the_template_advice(tmp_path: Path, make_broker,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    broker = make_broker().start()
+    agent = _agent(tmp_path)
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/plant/%23", HEADERS, agent_id="names")
+    agent.add_source(src)
+    runner = _start(agent)
+    pub = Publisher(broker)
+    try:
+        with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+            assert wait_until(lambda: src.connects == 1)
+            time.sleep(0.2)
+            for name in HEADERS[:3]:
+                pub.send(f"plant/pump-7/{name}", b"12.5")
+            assert wait_until(lambda: agent.summary.messages == 3)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.close()
+    assert agent.summary.bad == {"wrong_arity": 3}
+    said = [r.getMessage() for r in caplog.records if "carried" in r.getMessage()]
+    assert len(said) == 1  # once a minute
+    assert f'--source "mqtt://{broker.host}:{broker.port}/plant/{{stream}}/{{feature}}"' in said[0]
+

@@ -66,7 +66,6 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 
 from edgewatch.agent.sources.feature_names import FeatureNames
-
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, META_KEYS, BadReason, Measurement,
                                              parse_object, parse_reading)
 from edgewatch.wire.csv_table import MISSING as MISSING_TEXT  # what a plant writes for "no value", as fit reads it
@@ -282,9 +281,17 @@ class RowAssembler:
         matches (module docstring, **Names**) unless that feature has its
         exact key too.
         """
+        return self._keyed_row(self._cells(obj, stream)[0], stream, at, ts)
+
+    def _cells(self, obj: dict, stream: str) -> tuple[list[object], bool]:
+        """(the object's value of each feature, None where it has none; whether any key named a feature)."""
         cells: list[object] = [obj.get(name) for name in self.features]
+        named = len(cells) > cells.count(None) or any(name in obj for name in self.features)
         if None in cells:  # a feature without its exact key (or null): another key may name it
-            self._matched(obj, cells, stream)
+            named = self._matched(obj, cells, stream) or named
+        return cells, named
+
+    def _keyed_row(self, cells: list[object], stream: str, at: float, ts: float | None) -> Measurement | BadReason:
         for j, raw in enumerate(cells):
             v = cell_value(raw)
             if type(v) is BadReason:
@@ -293,7 +300,7 @@ class RowAssembler:
         return self.row(stream, cells, at, ts)
 
     def _matched(self, obj: dict, cells: list[object], stream: str) -> bool:
-        """Fill ``cells`` from the keys that are no exact feature name; note the others; True if any matched."""
+        """Fill ``cells`` from the keys that are no exact feature name; note the others; True if any matched one."""
         found = False
         strangers = None
         for key, raw in obj.items():
@@ -303,9 +310,10 @@ class RowAssembler:
             if j is None:
                 strangers = strangers or []
                 strangers.append(key)
-            elif cells[j] is None:
-                cells[j] = raw
+            else:
                 found = True
+                if cells[j] is None:
+                    cells[j] = raw
         if strangers:
             self._strangers(self._state(stream), strangers)
         return found
@@ -324,10 +332,10 @@ class RowAssembler:
         stream = named or stream
         if ts is not None:
             self._check_clock(stream, ts, received)
-        if not any(name in obj for name in self.features) and not self._matched(obj, [None] * len(self.features),
-                                                                                stream):
+        cells, named = self._cells(obj, stream)
+        if not named:
             return self._waits(stream, self._state(stream), BadReason.NO_VALUES)
-        return self.keyed(obj, stream, ts if ts is not None else received, ts)
+        return self._keyed_row(cells, stream, ts if ts is not None else received, ts)
 
     def reading(self, raw: str | bytes, stream: str, name: str, received: float,
                 max_bytes: int = DEFAULT_MAX_BYTES) -> list[Measurement | BadReason]:

@@ -178,3 +178,27 @@ def test_an_explicit_node_map_from_the_config(tmp_path: Path, opc: OpcUaServer) 
     assert agent.streams == ["mapped"] and src.name == f"opcua://127.0.0.1:{opc.port}/mapped"
     with pytest.raises(Exception, match="nodes must map every feature"):
         make_source({"url": f"opcua://127.0.0.1:{opc.port}", "nodes": {"cpu": "ns=2;i=1"}}, FEATURES)
+
+
+def test_browse_names_spelled_otherwise_than_the_features(tmp_path: Path, opc: OpcUaServer) -> None:
+    """The server's variables are cpu, memory, traffic, fan; the model was fitted on a historian's headers."""
+    headers = ["CPU", "Memory (MB)", "Traffic", "FAN"]
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=WINDOW, features=headers)))
+    agent = Agent(model, [], AgentOptions(stride=1, drift_every=0, agent_id="opc"))
+    src = make_source(f"{opc.url}/Objects/2:Pump1?interval=0.1", headers)  # the default form otherwise
+    agent.add_source(src)
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    try:
+        assert wait_until(lambda: src.measurements == 1)
+        opc.write("Pump1", {"cpu": 0.2, "memory": 0.2, "traffic": 0.2, "fan": 0.2})
+        assert wait_until(lambda: src.measurements >= 2)
+        opc.write("Pump1", {"cpu": 0.1, "memory": 0.7, "traffic": 0.3, "fan": 0.4})  # the window is full now
+        slot = agent.table.slots[f"{opc.url}/Objects/2:Pump1"]
+        # each variable in the feature it matches (CPU, Memory (MB), Traffic, FAN)
+        assert wait_until(lambda: agent.table.windows.latest(slot)[-1].tolist() == pytest.approx([0.1, 0.7, 0.3, 0.4]))
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert agent.summary.bad == {}
+

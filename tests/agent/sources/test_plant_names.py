@@ -280,3 +280,16 @@ def test_sensor_topics_under_a_plain_filter_get_the_template_advice(tmp_path: Pa
     assert len(said) == 1  # once a minute
     assert f'--source "mqtt://{broker.host}:{broker.port}/plant/{{stream}}/{{feature}}"' in said[0]
 
+
+
+def test_sparkplug_metrics_named_as_the_gateway_names_them() -> None:
+    from edgewatch.agent.sources.sparkplug import SparkplugDecoder
+    from edgewatch.wire.sparkplug import encode_metric, encode_payload
+
+    d = SparkplugDecoder(HEADERS)
+    metrics = ["Volume_Flow_RateRMS", "temperature", "Pressure", "FIT-101/PV", "Pump1/Flow", "Node Control/Rebirth"]
+    birth = encode_payload([encode_metric(m, 0.5 + i, alias=i + 1) for i, m in enumerate(metrics)], timestamp=1_000)
+    (first,) = d.decode("spBv1.0/plant/DBIRTH/gw1/pump1", birth)
+    assert first.values == [0.5, 1.5, 2.5, 3.5, 4.5]
+    (changed,) = d.decode("spBv1.0/plant/DDATA/gw1/pump1", encode_payload([encode_metric(None, 9.0, alias=3)]))
+    assert changed.values == [0.5, 1.5, 9.0, 3.5, 4.5]

@@ -39,7 +39,7 @@ def name_key(name: str) -> str:
 
 
 def unitless_key(name: str) -> str:
-    """Tier 3's form: the key of the name without a trailing unit in brackets (``"Pressure (bar)"`` -> ``"pressure"``)."""
+    """Tier 3's form: the key without a trailing unit in brackets (``"Pressure (bar)"`` -> ``"pressure"``)."""
     text = unquote(name)
     bare = _UNIT.sub("", text)
     return name_key(bare or text)

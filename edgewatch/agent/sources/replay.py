@@ -8,10 +8,10 @@ name) say them when the sniffing guesses wrong. The model's features are
 taken from the columns of the same names, whatever their order and
 whatever else the file holds (``fit`` may have left columns out), or of
 names that match one feature only (:mod:`.feature_names`: case, spaces,
-``_ - . /``, a unit in brackets); when the names differ more, ``columns`` names the file's columns for the model's features,
-in the model's order. A file whose header names none of the features and
-has exactly as many other columns as the model has features is read by
-position. Label columns (``anomaly``, ``changepoint``) are never features.
+``_ - . /``, a unit in brackets); when the names differ more, ``columns``
+names the file's columns for the model's features, in the model's order.
+A file whose header names none of the features and has exactly as many
+other columns as the model has features is read by position. Label columns (``anomaly``, ``changepoint``) are never features.
 
 A blank, ``NaN`` or ``null`` cell is held from the column's last value (the
 rules of :mod:`.rows`; without a time column the staleness limit counts

@@ -91,11 +91,6 @@ def test_empty_and_headless_files_are_refused(tmp_path: Path) -> None:
         sniff_layout(_write(tmp_path / "e.csv", ""))
     with pytest.raises(BadInput, match="no rows"):
         read_csv_table(_write(tmp_path / "h.csv", "a,b\n"))
-    with pytest.raises(BadInput, match="more than once"):
-        sniff_layout(_write(tmp_path / "d.csv", "a,a\n1,2\n"))
-    with pytest.raises(BadInput, match="not UTF-8"):
-        (tmp_path / "l.csv").write_bytes("a;b\n\xe9t\xe9;1\n".encode("latin-1"))
-        sniff_layout(tmp_path / "l.csv")
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -32,7 +32,8 @@ from edgewatch.agent.sources.parsing import BadReason, Measurement, sane_timesta
 from edgewatch.agent.sources.registry import register
 from edgewatch.agent.sources.rows import RowAssembler, cell_value
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_table import ENCODING, CsvLayout, parse_number, parse_time, sniff_layout
+from edgewatch.wire.csv_table import CsvLayout, iter_rows, parse_number, sniff_layout
+from edgewatch.wire.csv_times import LocalClock, parse_time
 
 
 class ReplaySource(Source):
@@ -58,7 +59,8 @@ class ReplaySource(Source):
         self.rows_sent = 0
         self.rows = rows or RowAssembler(features)
         self._next_t = 0.0  # when the next row is due (monotonic), with a rate
-        self.layout: CsvLayout = sniff_layout(self.path, time_column, sep, errors="replace")
+        self.layout: CsvLayout = sniff_layout(self.path, time_column, sep)
+        self._clock = LocalClock()
         self.columns = self._pick_columns(self.layout, columns)
 
     def _pick_columns(self, layout: CsvLayout, columns: list[str] | None) -> tuple[int | None, list[int]]:
@@ -73,7 +75,8 @@ class ReplaySource(Source):
             return time_col, [header.index(c) for c in columns]
         if all(f in header for f in self.features):
             return time_col, [header.index(f) for f in self.features]
-        rest = [i for i in range(len(header)) if i != time_col and header[i] not in layout.label_columns]
+        rest = [i for i in range(len(header)) if i != time_col and header[i] != layout.date_column
+                and header[i] not in layout.label_columns]
         if not any(f in header for f in self.features) and len(rest) == len(self.features):
             return time_col, rest
         missing = [f for f in self.features if f not in header]
@@ -89,43 +92,40 @@ class ReplaySource(Source):
         self._next_t = time.monotonic()
         index = 0
         while True:
-            # a byte that is not UTF-8 becomes U+FFFD: that cell is then not a number, counted like one
-            with self.path.open(encoding=ENCODING, newline="", errors="replace") as fh:
-                reader = csv.reader(fh, delimiter=self.layout.separator)
-                next(reader, None)
-                while not self.stopping:
-                    try:
-                        row = next(reader)
-                    except StopIteration:
-                        break
-                    except csv.Error as exc:  # e.g. a field past the csv module's limit: that row only
-                        self.bad_reading(BadReason.BAD_REPLY, f"{self.path.name} line {reader.line_num}: {exc}")
-                        continue
-                    if not row or not any(c.strip() for c in row):
-                        continue
-                    index += 1
-                    if not self._send_row(row, float(index), period):
-                        return
+            self._clock = LocalClock()
+            for _, row in iter_rows(self.layout, on_error=self._refused):
+                if self.stopping:
+                    return
+                index += 1
+                if not self._send_row(row, float(index), period):
+                    return
             if not self.loop or self.stopping:
                 return
 
+    def _refused(self, line: int, exc: csv.Error) -> None:
+        """A line the csv module cannot split (a field past its size limit): that line only."""
+        self.bad_reading(BadReason.BAD_REPLY, f"{self.path.name} line {line}: {exc}")
+
     def _row(self, row: list[str], index: float) -> Measurement | BadReason:
         time_col, cols = self.columns
-        decimal = self.layout.decimal
+        lay = self.layout
         cells: list[object] = []
         for i in cols:
             if i >= len(row):
                 return BadReason.WRONG_ARITY
             try:
-                v = cell_value(parse_number(row[i], decimal))
+                v = cell_value(parse_number(row[i], lay.decimal, lay.thousands))
             except ValueError:
                 return BadReason.NOT_NUMBER
             if type(v) is BadReason:
                 return v
             cells.append(v)
         ts = None
-        if time_col is not None and time_col < len(row) and row[time_col].strip():
-            ts = parse_time(row[time_col])
+        text = lay.time_text(row).strip() if time_col is not None else ""
+        if text:
+            ts = parse_time(text, lay.date_order)
+            if lay.naive_times:
+                ts = self._clock(ts)
             if not (math.isfinite(ts) and sane_timestamp(ts)):
                 return BadReason.BAD_TIMESTAMP
         return self.rows.row(self.name, cells, ts if ts is not None else index, ts)

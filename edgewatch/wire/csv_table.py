@@ -467,8 +467,9 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
         raise BadInput(f"{src}: its header row names no column; expected a first row of column names")
     decimal, thousands = _sniff_decimal(body, sep)
     n_units = _unit_rows(header, body, decimal, thousands)
-    units = {name: body[k][j].strip() for k in range(n_units) for j, name in enumerate(header)
-             if j < len(body[k]) and body[k][j].strip() and not _looks_like_times([body[k][j]])}
+    units = {name: ", ".join(c for k in range(n_units) if (c := (body[k][j] if j < len(body[k]) else "").strip()))
+             for j, name in enumerate(header)}
+    units = {name: text for name, text in units.items() if text}
     body = body[n_units:]
     decimal, thousands = _sniff_decimal(body, sep)
     columns = {name: [r[j] for r in body if j < len(r)] for j, name in enumerate(header)}

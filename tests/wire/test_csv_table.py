@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,101 @@ def test_any_bytes_either_read_or_refused_with_bad_input(tmp_path: Path, data: b
     assert table.rows >= 1
     for values in table.numeric.values():
         assert len(values) == table.rows
+
+
+def _rows(n: int = 30, sep: str = ",", time=lambda i: f"2024-03-04 08:00:{i:02d}") -> list[str]:  # noqa: ANN001
+    return [sep.join([time(i), f"{4.2 + 0.01 * (i % 3):.2f}", f"{31 + 0.1 * (i % 5):.1f}"]) for i in range(n)]
+
+
+def test_excel_sep_line_a_title_and_comment_lines_above_the_header(tmp_path: Path) -> None:
+    excel = _write(tmp_path / "x.csv", "sep=;\r\n" + "\r\n".join(["time;p;q"] + _rows(sep=";")) + "\r\n")
+    historian = _write(tmp_path / "h.csv", "# Exported by PlantHistorian 7.2\nSite: Plant A, Line 3\n\n"
+                       + "\n".join(["time,p,q"] + _rows()) + "\n# end of export\n")
+    for path, skipped in ((excel, 1), (historian, 2)):
+        table = read_csv_table(path)
+        assert table.layout.header == ["time", "p", "q"] and table.layout.time_column == "time"
+        assert table.rows == 30 and table.ragged == 0 and table.bad_times == 0
+        assert table.numeric["p"][1] == pytest.approx(4.21)
+        assert f"{skipped} line(s) above the header skipped" in table.layout.describe()
+
+
+def test_a_row_of_units_under_the_header_is_not_data(tmp_path: Path) -> None:
+    path = _write(tmp_path / "u.csv", "\n".join(["Timestamp,Pressure,Flow", ",bar,m3/h", "Description,Discharge,Main line"]
+                                              + _rows()) + "\n")
+    table = read_csv_table(path)
+    assert table.layout.unit_rows == 2 and table.layout.units["Pressure"] == "bar, Discharge"
+    assert table.rows == 30 and table.bad == {} and table.bad_times == 0 and list(table.numeric) == ["Pressure", "Flow"]
+    assert "2 row(s) of units or descriptions under the header, not data: Timestamp [Description], Pressure [bar, Discharge]" in table.layout.describe()
+
+
+def test_a_latin1_file_is_read_and_said_even_when_its_first_lines_are_ascii(tmp_path: Path) -> None:
+    text = "\n".join(["Time;Temp [°C];Vib [µm]"] + _rows(sep=";")) + "\n"
+    (tmp_path / "l.csv").write_bytes(text.encode("cp1252"))
+    late = "\n".join(["time,p,q"] + _rows(200)) + "\n2024-03-04 08:04:00,1.0,2.0,\n"
+    (tmp_path / "late.csv").write_bytes(late.replace(",2.0,", ",2.0,caf\xe9").encode("latin-1"))
+    table = read_csv_table(tmp_path / "l.csv")
+    assert list(table.numeric) == ["Temp [°C]", "Vib [µm]"] and table.rows == 30
+    assert "not UTF-8 (byte 0xb0 on line 1): read as Windows-1252 (Latin-1), where it is '°'" in table.layout.describe()
+    late_table = read_csv_table(tmp_path / "late.csv")
+    assert late_table.rows == 200 and late_table.ragged == 1 and "line 202" in late_table.layout.describe()
+
+
+@pytest.mark.parametrize("sep, cells, decimal, thousands", [
+    (",", ['"1,234.5"', '"12,001.25"'], ".", ","),
+    (";", ["1.234,5", "12.001,25"], ",", "."),
+])
+def test_thousands_marks(tmp_path: Path, sep: str, cells: list[str], decimal: str, thousands: str) -> None:
+    lines = [sep.join(["time", "p", "q"])] + [sep.join([f"2024-03-04 08:00:{i:02d}", cells[i % 2], "7"])
+                                             for i in range(10)]
+    table = read_csv_table(_write(tmp_path / "t.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.decimal, table.layout.thousands) == (decimal, thousands)
+    assert table.numeric["p"][:2].tolist() == [1234.5, 12001.25] and table.bad == {}
+
+
+def test_date_and_time_columns_are_joined(tmp_path: Path) -> None:
+    lines = ["Date,Time,p"] + [f"2024-03-04,23:59:{58 + i:02d},1" if i < 2 else f"2024-03-05,00:00:{i - 2:02d},1"
+                               for i in range(6)]
+    table = read_csv_table(_write(tmp_path / "d.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.date_column, table.layout.time_column) == ("Date", "Time")
+    assert list(table.numeric) == ["p"] and table.text_columns == {}
+    assert np.diff(table.times).tolist() == [1.0] * 5
+    assert "time from the columns 'Date' and 'Time'" in table.layout.describe()
+
+
+@pytest.mark.parametrize("first, order, guessed", [
+    (lambda i: f"13/03/2024 23:59:{i:02d}", "day-first", False),
+    (lambda i: f"03/13/2024 11:59:{i:02d} PM", "month-first", False),
+    (lambda i: f"03/04/2024 08:00:{i:02d} AM", "month-first", True),  # AM/PM: the US order
+    (lambda i: f"03/04/2024 08:00:{i:02d}", "day-first", True),
+])
+def test_slash_dates_day_or_month_first_as_the_file_tells(tmp_path: Path, first, order: str, guessed: bool) -> None:  # noqa: ANN001
+    table = read_csv_table(_write(tmp_path / "s.csv", "\n".join(["Timestamp,p,q"] + _rows(time=first)) + "\n"))
+    assert table.layout.date_order.value == order and table.layout.date_order_guessed is guessed
+    assert table.bad_times == 0 and np.diff(table.times).tolist() == [1.0] * 29
+    day = {"day-first": 3, "month-first": 4}[order] if guessed else 13  # 03/04: 3 April or March 4
+    assert datetime.fromtimestamp(table.times[0], timezone.utc).day == day
+
+
+def test_a_date_late_in_the_file_decides_the_order(tmp_path: Path) -> None:
+    rows = _rows(100, time=lambda i: f"{i // 60 + 1:02d}/03/2024 00:{i % 60:02d}:00")
+    rows += _rows(1, time=lambda i: "13/03/2024 00:00:00")
+    assert sniff_layout(_write(tmp_path / "l.csv", "\n".join(["time,p,q"] + rows) + "\n")).date_order.value == "day-first"
+
+
+def test_a_daylight_saving_fall_back_in_wall_clock_times_runs_on(tmp_path: Path) -> None:
+    clock = [f"2024-10-27 02:{m:02d}:00" for m in range(30, 60, 5)] + [f"2024-10-27 02:{m:02d}:00" for m in range(0, 30, 5)]
+    table = read_csv_table(_write(tmp_path / "d.csv", "\n".join(["time,p,q"] + _rows(12, time=lambda i: clock[i]))
+                                  + "\n"))
+    assert table.clock_changes == 1 and np.diff(table.times).tolist() == [300.0] * 11
+    zoned = [c.replace(" ", "T") + ("+02:00" if i < 6 else "+01:00") for i, c in enumerate(clock)]
+    table = read_csv_table(_write(tmp_path / "z.csv", "\n".join(["time,p,q"] + _rows(12, time=lambda i: zoned[i]))
+                                  + "\n"))
+    assert table.clock_changes == 0 and np.diff(table.times).tolist() == [300.0] * 11
+
+
+def test_trailing_separators_and_blank_or_repeated_names(tmp_path: Path) -> None:
+    lines = ["time;Value;Value;;Current;"] + [f"2024-03-04 08:00:{i:02d};1;2;3;4;" for i in range(5)]
+    table = read_csv_table(_write(tmp_path / "r.csv", "\n".join(lines) + "\n"))
+    assert table.layout.header == ["time", "Value", "Value_2", "column 4", "Current"]
+    assert table.numeric["Value_2"].tolist() == [2.0] * 5 and table.ragged == 0
+    assert "'Value' -> 'Value_2'" in table.layout.describe()

@@ -6,6 +6,8 @@ for the report:
 * **constant** (one value throughout): no normal spread to learn; left out.
 * **counter** (rises or falls by the same step every row: a row index, an
   operating-hours counter): not a measurement; left out.
+* **copy** (the same value as an earlier feature in every row: a tag
+  exported twice): left out, or the model would weigh that sensor twice.
 * **drifting** (warms up, runs down: its level moves through the normal
   period): the mean of its last third differs from the mean of its first
   third by more than ``TREND_LIMIT`` times its own short-term noise (the
@@ -42,6 +44,7 @@ NumPy only.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,9 +104,15 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
                     ) -> list[FeatureChoice]:
     """One choice per feature, with its reason (see the module docstring)."""
     out = []
+    seen: dict[bytes, tuple[str, np.ndarray]] = {}
     for j, name in enumerate(features):
         cols = [s[:, j] for s in segments]
         x = np.concatenate(cols)
+        key = hashlib.sha1(x.tobytes()).digest()
+        if key in seen and np.array_equal(seen[key][1], x):
+            out.append(FeatureChoice(name, Use.LEFT_OUT, f"a copy of {seen[key][0]} (the same value in every row)"))
+            continue
+        seen[key] = (name, x)
         lo, hi = float(x.min()), float(x.max())
         if hi - lo <= 1e-12 * max(abs(lo), abs(hi), 1.0):
             out.append(FeatureChoice(name, Use.LEFT_OUT, f"constant ({lo:.6g}) in the normal data: no normal "

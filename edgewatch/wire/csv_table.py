@@ -29,8 +29,10 @@ lines:
   (quoted) or ``1.234,5``;
 * the time column: the one named by the caller, else a column named like
   a time (``timestamp``, ``time``, ``ts``, ``datetime``, ``date``, in any
-  case and with spaces or underscores: ``Time Stamp``, ``_time``), else the
-  first column whose cells are all dates; a column of times of day is
+  case and with spaces or underscores: ``Time Stamp``, ``_time``), else a
+  column with ``time``, ``date``, ``stamp``, ``zeit`` or ``datum`` in its
+  name whose cells are dates or epoch numbers (Ignition's ``t_stamp``),
+  else the first column whose cells are all dates; a column of times of day is
   joined to a column of dates (``Date``, ``Time``); whether ``04/03/2024``
   is day- or month-first is read from the file's dates (see
   :mod:`csv_times`);
@@ -64,6 +66,8 @@ from edgewatch.wire.csv_times import (TIME_OF_DAY, DateOrder, LocalClock, has_ha
 
 SEPARATORS = (",", ";", "\t", "|")
 TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date")  # compared without case, spaces or underscores
+TIME_NAME_PARTS = ("time", "date", "stamp", "zeit", "datum")  # in a name whose cells are times or epoch numbers
+EPOCH_RANGE = (1e8, 1e13)  # numbers read as epoch seconds or milliseconds: 1973 to 2286
 LABEL_NAMES = ("anomaly", "changepoint")
 MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"})  # compared in lower case
 SAMPLE_LINES = 64
@@ -381,6 +385,15 @@ def _looks_like_times(cells: list[str]) -> bool:
     return all(math.isfinite(parse_time(c)) for c in present)
 
 
+def _epochs(cells: list[str]) -> bool:
+    present = _present(cells)
+    try:
+        values = [float(c) for c in present]
+    except ValueError:
+        return False
+    return bool(values) and all(EPOCH_RANGE[0] <= v <= EPOCH_RANGE[1] for v in values)
+
+
 def _times_of_day(cells: list[str]) -> bool:
     present = _present(cells)
     return bool(present) and all(TIME_OF_DAY.match(c.strip()) for c in present)
@@ -482,6 +495,9 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
         chosen: str | None = time_column
     else:
         chosen = next((name for plain in TIME_NAMES for name in header if _plain(name) == plain), None)
+        if chosen is None:  # t_stamp, TimeStampUTC, Zeitstempel: a time in the name and times or epochs in the cells
+            chosen = next((name for name in header if any(part in _plain(name) for part in TIME_NAME_PARTS)
+                           and (_looks_like_times(columns[name]) or _epochs(columns[name]))), None)
         if chosen is None:
             chosen = next((name for name in header if name not in labels and _looks_like_times(columns[name])), None)
             named = chosen is None

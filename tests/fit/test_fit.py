@@ -304,3 +304,14 @@ def test_family_conv1d_ae_on_request_runs_in_the_agent(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     starts = [e for e in _events(out) if e["event"] == "start"]
     assert len(starts) >= 1 and any(480 <= e["seq"] <= 620 for e in starts)
+
+
+def test_a_column_exported_twice_is_left_out_as_a_copy(tmp_path: Path) -> None:
+    x = pump_rows(1200, seed=13)
+    path = write_pump_csv(tmp_path / "twice.csv", np.concatenate([x, x[:, 1:2]], axis=1), text=False)
+    text = path.read_text().replace("temperature,voltage\n", "temperature,voltage,pressure_copy\n", 1)
+    path.write_text(text)
+    res = CliRunner().invoke(main, ["fit", str(path), "-o", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output
+    assert "left out  pressure_copy            a copy of pressure (the same value in every row)" in res.output
+    assert "pressure_copy" not in ScoringModel(tmp_path / "m.onnx").card.features

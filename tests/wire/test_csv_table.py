@@ -36,7 +36,7 @@ def test_european_export_with_decimal_commas_and_a_byte_order_mark(tmp_path: Pat
     path = _write(tmp_path / "de.csv", "\ufeff" + text)
     layout = sniff_layout(path)
     assert layout.separator == ";" and layout.decimal == ","
-    assert layout.time_column == "Zeitstempel" and not layout.time_named  # found by its dates
+    assert layout.time_column == "Zeitstempel"  # "zeit" in its name, dates in its cells
     table = read_csv_table(path, layout)
     assert table.numeric["Druck"].tolist() == [1.25, 1.5]
     assert table.times[1] - table.times[0] == 1.0
@@ -204,3 +204,12 @@ def test_trailing_separators_and_blank_or_repeated_names(tmp_path: Path) -> None
     assert table.layout.header == ["time", "Value", "Value_2", "column 4", "Current"]
     assert table.numeric["Value_2"].tolist() == [2.0] * 5 and table.ragged == 0
     assert "'Value' -> 'Value_2'" in table.layout.describe()
+
+
+def test_a_time_column_named_in_part_with_epoch_milliseconds(tmp_path: Path) -> None:
+    lines = ["t_stamp,Pressure"] + [f"{1709539200000 + 1000 * i},{4.2 + 0.01 * i:.2f}" for i in range(20)]
+    table = read_csv_table(_write(tmp_path / "ignition.csv", "\n".join(lines) + "\n"))
+    assert table.layout.time_column == "t_stamp" and list(table.numeric) == ["Pressure"]
+    assert table.times[0] == 1709539200.0 and np.diff(table.times).tolist() == [1.0] * 19
+    plain = read_csv_table(_write(tmp_path / "counter.csv", "step,Pressure\n" + "".join(f"{i},1\n" for i in range(5))))
+    assert plain.layout.time_column is None  # a number column is a time only when its name says so

@@ -54,7 +54,7 @@ import codecs
 import csv
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -257,27 +257,25 @@ def _sniff_encoding(path: Path) -> tuple[str, str | None]:
             return "utf-16", None
         fh.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")()
-        consumed = lines = 0
+        lines = 0
         bad: tuple[int, int] | None = None
         while chunk := fh.read(1 << 20):
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as exc:
-                at = max(exc.start - len(decoder.getstate()[0]), 0)
+                at = max(exc.start - (len(exc.object) - len(chunk)), 0)  # exc.object: held bytes + chunk
                 bad = (chunk[at] if at < len(chunk) else chunk[-1], lines + chunk.count(b"\n", 0, at) + 1)
                 break
-            consumed += len(chunk)
             lines += chunk.count(b"\n")
         if bad is None:
-            try:
-                decoder.decode(b"", final=True)
+            pending = decoder.getstate()[0]  # a character cut off by the end of the file
+            if not pending:
                 return ENCODING, None
-            except UnicodeDecodeError:
-                bad = (0, lines + 1)
+            bad = (pending[0], lines + 1)
         fh.seek(0)
         latin1 = any(_LATIN1_ONLY.search(chunk) for chunk in iter(lambda: fh.read(1 << 20), b""))
     encoding = "latin-1" if latin1 else "cp1252"
-    char = bytes([bad[0]]).decode(encoding) if bad[0] else "?"
+    char = bytes([bad[0]]).decode(encoding)
     return encoding, (f"not UTF-8 (byte 0x{bad[0]:02x} on line {bad[1]}): read as "
                       f"{'Latin-1' if latin1 else 'Windows-1252 (Latin-1)'}, where it is {char!r}")
 

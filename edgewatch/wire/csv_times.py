@@ -19,7 +19,7 @@ import enum
 import math
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
 import numpy as np
@@ -128,7 +128,7 @@ def parse_times(cells: Sequence[str], order: DateOrder = DateOrder.DAY_FIRST) ->
         return np.array([parse_time(c, order) for c in cells], dtype=np.float64)
 
 
-def sniff_date_order(cells: Sequence[str]) -> DateOrder | None:
+def sniff_date_order(cells: Iterable[str]) -> DateOrder | None:
     """Day- or month-first from the cells: a first field over 12 is a day, a second over 12 is one; None: undecided.
 
     Only ``/`` and ``-`` dates are undecided: a dotted date is day-first

@@ -1,8 +1,10 @@
 """``replay:FILE.csv[?rate=HZ&loop=1&columns=A,B,...&max_age=10s]``: a CSV file played back as a stream.
 
 The file is read the way ``edgewatch fit`` reads it
-(:mod:`edgewatch.wire.csv_table`): separator, decimal comma and time column
-sniffed, so a SKAB file (``;``, a ``datetime`` column) or a European export
+(:mod:`edgewatch.wire.csv_table`, rows through its ``iter_rows`` and times
+through ``CsvLayout.time_text`` and :mod:`edgewatch.wire.csv_times`):
+encoding, separator, header, unit rows, decimal and thousands marks and
+time column sniffed, so a SKAB file (``;``, a ``datetime`` column) or a European export
 replays with no options. ``sep`` (``;``, ``tab``...) and ``time`` (a column
 name) say them when the sniffing guesses wrong. The model's features are
 taken from the columns of the same names, whatever their order and

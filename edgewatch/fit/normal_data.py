@@ -167,6 +167,9 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         notes.clock_changes += table.clock_changes
         if table.times is not None and table.bad_times == table.rows:
             raise BadInput(_unreadable_times(table))
+        long = _long_format(table)
+        if long:
+            raise BadInput(long)
         notes.text_columns.update(table.text_columns)
         for name in table.labels:
             if name not in notes.label_columns:
@@ -202,6 +205,32 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         raise BadInput("no complete row of normal data is left after dropping rows with missing values or "
                        "labelled anomalous; check the files (or give --fill last)")
     return NormalData(features, segments_kept, seg_times if has_times else None, notes)
+
+
+def _long_format(table: CsvTable) -> str | None:
+    """The fix for a historian's long export (one row per tag and time), or None when the file is not one.
+
+    Read as it is, its value column is one feature mixing every tag: a
+    model of nothing. Told by a text column of a few names whose count
+    times the distinct times is about the number of rows.
+    """
+    if table.times is None or len(table.numeric) > 2:
+        return None
+    times = table.times[np.isfinite(table.times)]
+    distinct = len(np.unique(times))
+    if distinct == 0 or distinct > 0.6 * len(times):
+        return None
+    for name, tags in table.text_values.items():
+        if 2 <= len(tags) < 50 and 0.5 <= len(tags) * distinct / max(len(times), 1) <= 2.0:
+            value = next(iter(table.numeric), "Value")
+            time = table.layout.time_column
+            shown = ", ".join(tags[:5]) + (", ..." if len(tags) > 5 else "")
+            return (f"{table.path} is a long export: one row per tag and time (column '{name}' names {len(tags)} "
+                    f"tags: {shown}; '{value}' holds their values). A model needs one column per sensor: export it "
+                    f"wide from the historian, or pivot it (a spreadsheet's pivot table with '{time}' as rows, "
+                    f"'{name}' as columns and '{value}' as values; pandas: df.pivot_table(index='{time}', "
+                    f"columns='{name}', values='{value}'))")
+    return None
 
 
 def _unreadable_times(table: CsvTable) -> str:

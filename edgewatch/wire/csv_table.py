@@ -73,6 +73,7 @@ MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"}) 
 SAMPLE_LINES = 64
 HEAD_LINES = 16  # lines above the header (an export's title, a "sep=;" line) looked through
 MAX_UNIT_ROWS = 3  # rows of units or descriptions under the header
+DISTINCT_TEXTS = 50  # distinct text cells kept per column (a tag name column of a long export, a state column)
 ENCODING = "utf-8-sig"  # a byte-order mark (Excel's "CSV UTF-8") is dropped
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
 _DECIMAL_DOT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
@@ -164,6 +165,7 @@ class CsvTable:
     bad_times: int = 0
     clock_changes: int = 0  # daylight-saving fall-backs in wall-clock times (the times run on through them)
     time_example: str = ""  # a time cell, for a message when none could be read
+    text_values: dict[str, list[str]] = field(default_factory=dict)  # text column -> its distinct cells (some)
 
     @property
     def path(self) -> Path:
@@ -216,9 +218,12 @@ def is_number(cell: str, decimal: str = ".", thousands: str | None = None) -> bo
         return False
 
 
-def _numeric_column(cells: list[str], decimal: str, thousands: str | None = None
-                    ) -> tuple[np.ndarray, int, int, str | None]:
-    """(values, missing cells, bad cells, an example of text) -- fast when the column is clean."""
+def _numeric_column(cells: list[str], decimal: str, thousands: str | None = None,
+                    texts: set[str] | None = None) -> tuple[np.ndarray, int, int, str | None]:
+    """(values, missing cells, bad cells, an example of text) -- fast when the column is clean.
+
+    ``texts`` collects the distinct text cells, up to ``DISTINCT_TEXTS``.
+    """
     if decimal == ".":
         try:
             values = np.array(cells, dtype=np.float64)
@@ -237,6 +242,8 @@ def _numeric_column(cells: list[str], decimal: str, thousands: str | None = None
             values[i] = math.nan
             bad += 1
             example = example or cell.strip()
+            if texts is not None and len(texts) < DISTINCT_TEXTS:
+                texts.add(cell.strip())
             continue
         if not math.isfinite(v):
             missing += 1
@@ -608,6 +615,7 @@ class _Chunks:
         self.missing = [0] * width
         self.bad = [0] * width
         self.example: list[str | None] = [None] * width
+        self.texts: list[set[str]] = [set() for _ in range(width)]
         self.times: list[np.ndarray] = []
         self.time_example = ""
 
@@ -624,7 +632,7 @@ class _Chunks:
                 self.time_example = self.time_example or next((c for c in cells if c.strip()), "")
                 self.times.append(parse_times(cells, lay.date_order))
                 continue
-            values, n_missing, n_bad, example = _numeric_column(columns[j], lay.decimal, lay.thousands)
+            values, n_missing, n_bad, example = _numeric_column(columns[j], lay.decimal, lay.thousands, self.texts[j])
             self.values[j].append(values)
             self.missing[j] += n_missing
             self.bad[j] += n_bad
@@ -657,5 +665,6 @@ class _Chunks:
                 if self.bad[j]:
                     bad[name] = self.bad[j]
         bad_times = int(np.isnan(times).sum()) if times is not None else 0
+        text_values = {name: sorted(self.texts[lay.header.index(name)]) for name in text}
         return CsvTable(lay, numeric, times, labels, text, missing, bad, rows, ragged, bad_times, changes,
-                        self.time_example)
+                        self.time_example, text_values)

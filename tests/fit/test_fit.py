@@ -92,12 +92,17 @@ def test_fit_with_flags(plant: dict[str, Path]) -> None:
     (lambda d: [write_pump_csv(d / "short.csv", pump_rows(40, seed=3))], "too few for"),
     (lambda d: [d / "text.csv"], "no numeric feature column"),
     (lambda d: [d / "clock.csv"], "no time in the time column 'Time' could be read (e.g. '08:00:00')"),
+    (lambda d: [d / "long.csv"], "is a long export: one row per tag and time (column 'Tag' names 3 tags: P1.flow, "
+                                 "P1.pressure, P1.temp; 'Value' holds their values)"),
     (lambda d: [write_pump_csv(d / "a.csv", pump_rows(500, seed=3)),
                 write_pump_csv(d / "b.csv", pump_rows(500, seed=3)[:, :4])], "lacks the numeric columns"),
 ])
 def test_fit_refuses_what_it_cannot_use_with_the_reason(tmp_path: Path, setup, message: str) -> None:  # noqa: ANN001
     (tmp_path / "text.csv").write_text("time,state\n2024-01-01 00:00:00,RUN\n2024-01-01 00:00:01,STOP\n")
     (tmp_path / "clock.csv").write_text("Time,p,q\n" + "".join(f"08:00:{i:02d},1,{i}\n" for i in range(60)))
+    (tmp_path / "long.csv").write_text("Tag,Timestamp,Value\n" + "".join(
+        f"P1.{tag},2024-03-04 08:{i // 60:02d}:{i % 60:02d},{v + 0.01 * (i % 7)}\n"
+        for tag, v in (("flow", 31.0), ("pressure", 4.2), ("temp", 61.0)) for i in range(300)))
     res = CliRunner().invoke(main, ["fit", *map(str, setup(tmp_path)), "-o", str(tmp_path / "m.onnx")])
     assert res.exit_code == 4, res.output
     assert message in res.output

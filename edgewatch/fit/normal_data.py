@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_table import CsvTable, fill_forward, read_csv_table, sniff_layout
+from edgewatch.wire.csv_table import CsvTable, fill_forward, long_format, read_csv_table, read_long, sniff_layout
 
 GAP_STEPS = 10  # a time gap longer than this many typical steps cuts the data
 MOSTLY_EMPTY = 0.9  # a column with more missing cells than this share is left out
@@ -59,6 +59,7 @@ class ReadNotes:
     dropped_rows: int = 0  # rows with a missing cell that could not be filled, or dropped by Fill.DROP
     bad_times: int = 0  # rows whose time could not be read, dropped
     clock_changes: int = 0  # daylight-saving fall-backs the times were run on through
+    long_exports: list[str] = field(default_factory=list)  # files read as one row per tag and time, pivoted
     out_of_order: int = 0  # rows that were not in time order (the data was sorted)
     reversed_order: bool = False  # the export was newest first
     gaps: int = 0
@@ -158,6 +159,12 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         layout = sniff_layout(path, time_column)
         table = read_csv_table(path, layout, max_rows=rows,
                                progress=(lambda n, p=path: progress(str(p), n)) if progress else None)
+        long = long_format(table)
+        if long is not None:
+            table = read_long(layout, long)
+            notes.long_exports.append(f"{path.name}: a long export (one row per tag and time): one column per "
+                                      f"'{long.tag_column}' ({len(long.tags)}), values from '{long.value_column}', "
+                                      f"one row per time ({table.rows:,})")
         tables.append(table)
         notes.files.append(str(path))
         notes.layouts.append(f"{path.name}: {table.rows:,} rows; {layout.describe()}")
@@ -167,9 +174,6 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         notes.clock_changes += table.clock_changes
         if table.times is not None and table.bad_times == table.rows:
             raise BadInput(_unreadable_times(table))
-        long = _long_format(table)
-        if long:
-            raise BadInput(long)
         notes.text_columns.update(table.text_columns)
         for name in table.labels:
             if name not in notes.label_columns:
@@ -205,32 +209,6 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         raise BadInput("no complete row of normal data is left after dropping rows with missing values or "
                        "labelled anomalous; check the files (or give --fill last)")
     return NormalData(features, segments_kept, seg_times if has_times else None, notes)
-
-
-def _long_format(table: CsvTable) -> str | None:
-    """The fix for a historian's long export (one row per tag and time), or None when the file is not one.
-
-    Read as it is, its value column is one feature mixing every tag: a
-    model of nothing. Told by a text column of a few names whose count
-    times the distinct times is about the number of rows.
-    """
-    if table.times is None or len(table.numeric) > 2:
-        return None
-    times = table.times[np.isfinite(table.times)]
-    distinct = len(np.unique(times))
-    if distinct == 0 or distinct > 0.6 * len(times):
-        return None
-    for name, tags in table.text_values.items():
-        if 2 <= len(tags) < 50 and 0.5 <= len(tags) * distinct / max(len(times), 1) <= 2.0:
-            value = next(iter(table.numeric), "Value")
-            time = table.layout.time_column
-            shown = ", ".join(tags[:5]) + (", ..." if len(tags) > 5 else "")
-            return (f"{table.path} is a long export: one row per tag and time (column '{name}' names {len(tags)} "
-                    f"tags: {shown}; '{value}' holds their values). A model needs one column per sensor: export it "
-                    f"wide from the historian, or pivot it (a spreadsheet's pivot table with '{time}' as rows, "
-                    f"'{name}' as columns and '{value}' as values; pandas: df.pivot_table(index='{time}', "
-                    f"columns='{name}', values='{value}'))")
-    return None
 
 
 def _unreadable_times(table: CsvTable) -> str:

@@ -92,17 +92,12 @@ def test_fit_with_flags(plant: dict[str, Path]) -> None:
     (lambda d: [write_pump_csv(d / "short.csv", pump_rows(40, seed=3))], "too few for"),
     (lambda d: [d / "text.csv"], "no numeric feature column"),
     (lambda d: [d / "clock.csv"], "no time in the time column 'Time' could be read (e.g. '08:00:00')"),
-    (lambda d: [d / "long.csv"], "is a long export: one row per tag and time (column 'Tag' names 3 tags: P1.flow, "
-                                 "P1.pressure, P1.temp; 'Value' holds their values)"),
     (lambda d: [write_pump_csv(d / "a.csv", pump_rows(500, seed=3)),
                 write_pump_csv(d / "b.csv", pump_rows(500, seed=3)[:, :4])], "lacks the numeric columns"),
 ])
 def test_fit_refuses_what_it_cannot_use_with_the_reason(tmp_path: Path, setup, message: str) -> None:  # noqa: ANN001
     (tmp_path / "text.csv").write_text("time,state\n2024-01-01 00:00:00,RUN\n2024-01-01 00:00:01,STOP\n")
     (tmp_path / "clock.csv").write_text("Time,p,q\n" + "".join(f"08:00:{i:02d},1,{i}\n" for i in range(60)))
-    (tmp_path / "long.csv").write_text("Tag,Timestamp,Value\n" + "".join(
-        f"P1.{tag},2024-03-04 08:{i // 60:02d}:{i % 60:02d},{v + 0.01 * (i % 7)}\n"
-        for tag, v in (("flow", 31.0), ("pressure", 4.2), ("temp", 61.0)) for i in range(300)))
     res = CliRunner().invoke(main, ["fit", *map(str, setup(tmp_path)), "-o", str(tmp_path / "m.onnx")])
     assert res.exit_code == 4, res.output
     assert message in res.output
@@ -320,3 +315,26 @@ def test_a_column_exported_twice_is_left_out_as_a_copy(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "left out  pressure_copy            a copy of pressure (the same value in every row)" in res.output
     assert "pressure_copy" not in ScoringModel(tmp_path / "m.onnx").card.features
+
+
+def test_a_historians_long_export_is_pivoted_one_column_per_tag_and_replays_the_same(tmp_path: Path) -> None:
+    x = pump_rows(900, seed=14)
+    path = tmp_path / "history.csv"
+    lines = ["Tag,Timestamp,Value,Quality"] + [
+        f"P1.{name},2024-03-04 08:{i // 60:02d}:{i % 60:02d},{x[i, j]:.5f},192"
+        for j, name in enumerate(FEATURES) for i in range(900) if not (name == "pressure" and i % 3)]
+    path.write_text("\n".join(lines) + "\n")  # tag after tag, pressure logged every third second
+    out = tmp_path / "m.onnx"
+    res = CliRunner().invoke(main, ["fit", str(path), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert ("a long export (one row per tag and time): one column per 'Tag' (6), values from 'Value', one row per "
+            "time (900)") in res.output
+    assert "filled 600 P1.pressure blank cell(s) from the last value" in res.output
+    assert ScoringModel(out).card.features == [f"P1.{n}" for n in sorted(FEATURES)]
+    alerts = tmp_path / "alerts.jsonl"
+    run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(out), "--source",
+                          f"replay:{path}", "--sink", f"jsonl:{alerts}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "messages 900 " in run.stderr + run.stdout and "bad 0" in run.stderr + run.stdout
+    assert _events(alerts) == []

@@ -13,6 +13,9 @@ names differ, ``columns`` names the file's columns for the model's features,
 in the model's order. A file whose header names none of the features and
 has exactly as many other columns as the model has features is read by
 position. Label columns (``anomaly``, ``changepoint``) are never features.
+A historian's long export (one row per tag and time) whose tags name the
+model's features is read whole and pivoted as ``fit`` pivots it
+(:func:`edgewatch.wire.csv_table.read_long`), then played in time order.
 
 A blank, ``NaN`` or ``null`` cell is held from the column's last value (the
 rules of :mod:`.rows`; without a time column the staleness limit counts
@@ -34,7 +37,8 @@ from edgewatch.agent.sources.parsing import BadReason, Measurement, sane_timesta
 from edgewatch.agent.sources.registry import register
 from edgewatch.agent.sources.rows import RowAssembler, cell_value
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_table import CsvLayout, iter_rows, parse_number, sniff_layout
+from edgewatch.wire.csv_table import (CsvLayout, CsvTable, iter_rows, long_format, parse_number, read_csv_table,
+                                      read_long, sniff_layout)
 from edgewatch.wire.csv_times import LocalClock, parse_time
 
 
@@ -63,7 +67,10 @@ class ReplaySource(Source):
         self._next_t = 0.0  # when the next row is due (monotonic), with a rate
         self.layout: CsvLayout = sniff_layout(self.path, time_column, sep)
         self._clock = LocalClock()
-        self.columns = self._pick_columns(self.layout, columns)
+        self.wide: CsvTable | None = None  # a long export (one row per tag and time), pivoted as fit pivots it
+        if columns is None and not all(f in self.layout.header for f in features):
+            self.wide = _pivoted(self.layout, features)
+        self.columns = (None, []) if self.wide is not None else self._pick_columns(self.layout, columns)
 
     def _pick_columns(self, layout: CsvLayout, columns: list[str] | None) -> tuple[int | None, list[int]]:
         header = layout.header
@@ -92,17 +99,34 @@ class ReplaySource(Source):
     def run(self) -> None:
         period = 1.0 / self.rate if self.rate else 0.0
         self._next_t = time.monotonic()
-        index = 0
+        index = [0]  # rows sent so far, over every loop: the row time of a file with no time column
         while True:
             self._clock = LocalClock()
-            for _, row in iter_rows(self.layout, on_error=self._refused):
-                if self.stopping:
-                    return
-                index += 1
-                if not self._send_row(row, float(index), period):
-                    return
+            if not (self._send_wide(self.wide, period) if self.wide is not None else self._send_file(period, index)):
+                return
             if not self.loop or self.stopping:
                 return
+
+    def _send_file(self, period: float, index: list[int]) -> bool:
+        """The file's rows as they come; False when stopping."""
+        for _, row in iter_rows(self.layout, on_error=self._refused):
+            if self.stopping:
+                return False
+            index[0] += 1
+            if not self._send_row(row, float(index[0]), period):
+                return False
+        return True
+
+    def _send_wide(self, wide: CsvTable, period: float) -> bool:
+        """The pivoted rows of a long export, in time order; False when stopping."""
+        columns = [wide.numeric[f] for f in self.features]
+        for i, ts in enumerate(wide.times.tolist() if wide.times is not None else []):
+            if self.stopping:
+                return False
+            m = self.rows.row(self.name, [cell_value(float(c[i])) for c in columns], ts, ts)
+            if not self._send(m, period):
+                return False
+        return True
 
     def _refused(self, line: int, exc: csv.Error) -> None:
         """A line the csv module cannot split (a field past its size limit): that line only."""
@@ -134,7 +158,9 @@ class ReplaySource(Source):
 
     def _send_row(self, row: list[str], index: float, period: float) -> bool:
         """Queue one CSV row, or the reason it is bad; False when stopping."""
-        m = self._row(row, index)
+        return self._send(self._row(row, index), period)
+
+    def _send(self, m: Measurement | BadReason, period: float) -> bool:
         if type(m) is not Measurement:
             return self._put(Item(Kind.BAD, self.name, m, time.time()))
         if period:
@@ -146,6 +172,17 @@ class ReplaySource(Source):
             return False
         self.rows_sent += 1
         return True
+
+
+def _pivoted(layout: CsvLayout, features: list[str]) -> CsvTable | None:
+    """The file pivoted when it is a long export naming every feature as a tag (read whole, as fit reads it)."""
+    try:
+        long = long_format(read_csv_table(layout.path, layout))
+    except BadInput:
+        return None
+    if long is None or not all(f in long.tags for f in features):
+        return None
+    return read_long(layout, long)
 
 
 @register("replay")

@@ -9,6 +9,15 @@ from typing import Protocol
 import numpy as np
 
 
+def flat_batch(slots: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's stream slots (int64) and raw scores (float64), flat; unequal lengths are the caller's bug."""
+    slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
+    raw = np.asarray(scores, dtype=np.float64).ravel()
+    if slots.shape != raw.shape:
+        raise ValueError(f"{slots.size} slots for {raw.size} scores")
+    return slots, raw
+
+
 class PostProcessor(Protocol):
     """Turns raw scores into decision scores; state is kept per integer stream slot."""
 
@@ -48,10 +57,7 @@ class PerStream:
 
     def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None,
                     times: np.ndarray | None = None) -> np.ndarray:
-        slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
-        raw = np.asarray(scores, dtype=np.float64).ravel()
-        if slots.shape != raw.shape:
-            raise ValueError(f"{slots.size} slots for {raw.size} scores")
+        slots, raw = flat_batch(slots, scores)
         ts = repeat(math.nan) if times is None else np.asarray(times, dtype=np.float64).ravel().tolist()
         out = np.empty(raw.size)
         streams, one = self._streams, self._one_at

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgewatch.agent.postprocess.base import PostProcessor
+from edgewatch.agent.postprocess.base import PostProcessor, flat_batch
 
 
 class MaxOf:
@@ -32,10 +32,7 @@ class MaxOf:
 
     def update_many(self, slots: np.ndarray, scores: np.ndarray, aux: np.ndarray | None = None,
                     times: np.ndarray | None = None) -> np.ndarray:
-        slots = np.asarray(slots).astype(np.int64, copy=False).ravel()
-        raw = np.asarray(scores, dtype=np.float64).ravel()
-        if slots.shape != raw.shape:
-            raise ValueError(f"{slots.size} slots for {raw.size} scores")
+        slots, raw = flat_batch(slots, scores)
         if aux is not None:
             aux = np.asarray(aux, dtype=np.float64).reshape(len(raw), -1)
         first = np.zeros(raw.size, dtype=bool)

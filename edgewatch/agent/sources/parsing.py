@@ -102,21 +102,21 @@ def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MA
             pass
         else:
             return _measurement(obj, n_features)
-    return _parse_slowly(raw, n_features)
+    obj = _decode_slowly(raw)
+    return obj if type(obj) is BadReason else _measurement(obj, n_features)
 
 
-def _parse_slowly(raw: str | bytes, n_features: int) -> Measurement | BadReason:
-    """:func:`parse_message` with the stdlib decoder only (what gives a refused message its reason)."""
+def _decode_slowly(raw: str | bytes) -> object:
+    """The stdlib decoder's JSON value, or its reason for having none (what gives a refused message its reason)."""
     if isinstance(raw, (bytes, bytearray, memoryview)):
         try:
             raw = bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
             return BadReason.BINARY
     try:
-        obj = _DECODE(raw)
+        return _DECODE(raw)
     except (ValueError, RecursionError):
         return BadReason.NOT_JSON
-    return _measurement(obj, n_features)
 
 
 def _measurement(obj: object, n_features: int) -> Measurement | BadReason:
@@ -252,15 +252,7 @@ def _decode(raw: str | bytes, max_bytes: int) -> object:
             return _fast_loads(raw)
         except (_FastError, TypeError):
             pass
-    if isinstance(raw, (bytes, bytearray, memoryview)):
-        try:
-            raw = bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            return BadReason.BINARY
-    try:
-        return _DECODE(raw)
-    except (ValueError, RecursionError):
-        return BadReason.NOT_JSON
+    return _decode_slowly(raw)
 
 
 def _time_and_stream(obj: dict) -> tuple[float | None, str | None] | BadReason:

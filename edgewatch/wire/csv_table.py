@@ -77,8 +77,8 @@ DISTINCT_TEXTS = 50  # distinct text cells kept per column (a tag name column of
 ENCODING = "utf-8-sig"  # a byte-order mark (Excel's "CSV UTF-8") is dropped
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
 _DECIMAL_DOT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
-_GROUPED = {",": re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"),  # 1,234.5: thousands ',' decimal '.'
-            ".": re.compile(r"^[+-]?\d{1,3}(?:\.\d{3})+(?:,\d+)?$")}  # 1.234,5: thousands '.' decimal ','
+_GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,234.5: thousands ',' decimal '.'
+            ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$")}  # 1.234,5: thousands '.' decimal ','
 _SEP_LINE = re.compile(r'^"?sep=(.)"?$', re.IGNORECASE)  # Excel's first line naming the separator
 _LATIN1_ONLY = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")  # bytes Windows-1252 leaves undefined
 
@@ -329,6 +329,8 @@ def _header_at(rows: list[list[str]], first: int) -> tuple[int, int, float]:
 
     Rows above it (an export's title, a "Site: ..." line) and comment rows
     are narrower; a comment row as wide as the data is a header (``#Time``).
+    A row found so that holds a number is data under a header too short
+    for it: the first row stays the header.
     """
     widths = [_width(r) for r in rows[first:]]
     counts: dict[int, int] = {}
@@ -336,9 +338,12 @@ def _header_at(rows: list[list[str]], first: int) -> tuple[int, int, float]:
         counts[w] = counts.get(w, 0) + 1
     mode = max(counts, key=lambda w: (counts[w], w))
     h = next(i for i, w in enumerate(widths) if w >= mode) + first
+    if h > first and any(re.match(r"\s*[+-]?\d", c) for c in rows[h]):
+        h = first  # the first row as wide as most holds numbers: data under a short header, not under a title
+    width = _width(rows[h])
     below = [r for r in rows[h + 1:] if not _is_comment(r)]
-    agree = sum(1 for r in below if _width(r) == mode or len(r) == len(rows[h]))
-    return h, mode, agree / len(below) if below else 1.0
+    agree = sum(1 for r in below if _width(r) == width or len(r) == len(rows[h]))
+    return h, width, agree / len(below) if below else 1.0
 
 
 def _sniff_separator(rows_by_sep: dict[str, list[list[str]]], first: int) -> str:
@@ -359,14 +364,16 @@ def _sniff_separator(rows_by_sep: dict[str, list[list[str]]], first: int) -> str
 def _sniff_decimal(rows: list[list[str]], separator: str) -> tuple[str, str | None]:
     """(decimal mark, thousands mark or None) from the cells' majority."""
     cells = [c.strip() for r in rows for c in r]
-    grouped = {mark: sum(1 for c in cells if pattern.match(c)) for mark, pattern in _GROUPED.items()}
     if separator == ",":
-        return ".", ("," if grouped[","] else None)  # a quoted "1,234.5"
-    comma = sum(1 for c in cells if _DECIMAL_COMMA.match(c)) + grouped["."]
-    dot = sum(1 for c in cells if _DECIMAL_DOT.match(c)) + grouped[","]
+        return ".", ("," if any(_GROUPED[","].match(c) for c in cells) else None)  # a quoted "1,234.5"
+    # only 1.234,5 or 1.234.567 tell: 1.234 (or 0,125) is a decimal number in one convention or the other
+    sure = {mark: sum(1 for c in cells if pattern.match(c) and (c.count(mark) > 1 or len(set(c) & {",", "."}) == 2))
+            for mark, pattern in _GROUPED.items()}
+    comma = sum(1 for c in cells if _DECIMAL_COMMA.match(c)) + sure["."]
+    dot = sum(1 for c in cells if _DECIMAL_DOT.match(c)) + sure[","]
     decimal = "," if comma > dot else "."
     thousands = "." if decimal == "," else ","
-    return decimal, (thousands if grouped[thousands] else None)
+    return decimal, (thousands if sure[thousands] else None)
 
 
 def _plain(name: str) -> str:

@@ -233,3 +233,17 @@ def test_a_long_export_is_found_and_pivoted_whatever_its_row_order(tmp_path: Pat
     status = _write(tmp_path / "status.csv", "time,p,state\n" + "".join(
         f"2024-03-04 08:00:{i:02d},{i},{'ON' if i % 2 else 'OFF'}\n" for i in range(20)))
     assert long_format(read_csv_table(status)) is None  # one row per time: a state column, not tags
+
+
+@pytest.mark.parametrize("cell, decimal, value", [("0,125", ",", 0.125), ("1,250", ",", 1.25), ("12.345", ".", 12.345)])
+def test_three_decimals_are_not_taken_for_thousands(tmp_path: Path, cell: str, decimal: str, value: float) -> None:
+    lines = ["time;p"] + [f"2024-03-04 08:00:{i:02d};{cell}" for i in range(10)]
+    table = read_csv_table(_write(tmp_path / "d.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.decimal, table.layout.thousands) == (decimal, None)
+    assert table.numeric["p"][0] == value
+
+
+def test_a_header_one_name_short_stays_the_header(tmp_path: Path) -> None:
+    lines = ["time,p,q"] + [f"2024-03-04 08:00:{i:02d},1,2,3" for i in range(10)]
+    with pytest.raises(BadInput, match="no rows"):  # every row is ragged: said, not read under data as names
+        read_csv_table(_write(tmp_path / "short.csv", "\n".join(lines) + "\n"))

@@ -6,10 +6,12 @@ graph; in the card, the maximum of a subsequence-novelty likelihood and a
 new-level step, both learning each stream online: docs/eval.md). ``fit``
 writes that detector with the user's feature name. Its settings come from
 NAB, not from the user's data: the normal data is only run through it, as
-the agent would from its first row, and its episodes reported (a
-single-feature file replayed through the agent raised 3 in 33 minutes of
-normal data while the report said "not checked"), with the alternative. The file is built in :mod:`edgewatch.numpy_models.univariate`,
-the one builder ``eval`` uses too.
+the agent would from its first row, and its episodes counted. When it
+raises any, ``fit`` fits pca instead if pca's held-out check is quiet
+(:func:`edgewatch.fit.pipeline.fit_model`): a single-sensor pump file with
+a load cycle gave this detector 3 episodes in 33 minutes of normal data
+while the report said "not checked". The file is built in
+:mod:`edgewatch.numpy_models.univariate`, the one builder ``eval`` uses too.
 """
 
 from __future__ import annotations

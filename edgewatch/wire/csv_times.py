@@ -82,8 +82,8 @@ def _rewrite(text: str, order: DateOrder) -> str:
 def parse_time(cell: str, order: DateOrder = DateOrder.DAY_FIRST) -> float:
     """One time cell as epoch seconds (the formats of the module docstring); NaN when unreadable."""
     text = cell.strip()
-    if not text or text.lower() in ("nan", "null", "none", "na", "n/a", "-"):
-        return math.nan
+    if not text:
+        return math.nan  # "NaN" is NaN below; "null", "-" and other blanks fail to parse: NaN too
     try:
         value = float(text)
     except ValueError:

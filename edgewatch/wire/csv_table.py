@@ -61,8 +61,8 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_times import (TIME_OF_DAY, DateOrder, LocalClock, has_half_day, is_naive, needs_date_order,
-                                      parse_time, parse_times, sniff_date_order)
+from edgewatch.wire.csv_times import (TIME_OF_DAY, DateOrder, LocalClock, has_half_day, is_excel_days, is_naive,
+                                      needs_date_order, parse_time, parse_times, sniff_date_order)
 
 SEPARATORS = (",", ";", "\t", "|")
 TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date")  # compared without case, spaces or underscores
@@ -104,6 +104,7 @@ class CsvLayout:
     date_order: DateOrder = DateOrder.DAY_FIRST
     date_order_guessed: bool = False  # no date in the file says which of day and month comes first
     naive_times: bool = False  # times without a zone: wall-clock times, run on through a clock change
+    excel_days: bool = False  # the time column holds Excel's serial days (45355.5), not epoch seconds
     renamed: dict[str, str] = field(default_factory=dict)  # new name -> the header's (repeated or blank)
 
     @property
@@ -122,6 +123,8 @@ class CsvLayout:
                 time += f" (dates read {self.date_order.value}: no day above 12 in the file tells)"
             elif self.date_order is DateOrder.MONTH_FIRST:
                 time += " (dates month-first)"
+            if self.excel_days:
+                time += " (Excel serial days)"
         decimal = ", decimal comma" if self.decimal == "," else ""
         thousands = f", thousands mark {self.thousands!r}" if self.thousands else ""
         parts = [f"separator {self.separator_name}{decimal}{thousands}, {time}, {len(self.header)} columns"]
@@ -509,7 +512,8 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
         chosen = next((name for plain in TIME_NAMES for name in header if _plain(name) == plain), None)
         if chosen is None:  # t_stamp, TimeStampUTC, Zeitstempel: a time in the name and times or epochs in the cells
             chosen = next((name for name in header if any(part in _plain(name) for part in TIME_NAME_PARTS)
-                           and (_looks_like_times(columns[name]) or _epochs(columns[name]))), None)
+                           and (_looks_like_times(columns[name]) or _epochs(columns[name])
+                                or is_excel_days(_present(columns[name])))), None)
         if chosen is None:
             chosen = next((name for name in header if name not in labels and _looks_like_times(columns[name])), None)
             named = chosen is None
@@ -526,6 +530,8 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
     if chosen is None:
         return layout
     sample = [layout.time_text(r) for r in body]
+    if is_excel_days(_present(sample)):
+        return replace(layout, excel_days=True)
     layout = replace(layout, naive_times=is_naive(sample))
     if not needs_date_order(sample):
         return layout
@@ -637,7 +643,7 @@ class _Chunks:
                     dates = columns[lay.header.index(lay.date_column)]
                     cells = [f"{d.strip()} {t.strip()}" for d, t in zip(dates, cells)]
                 self.time_example = self.time_example or next((c for c in cells if c.strip()), "")
-                self.times.append(parse_times(cells, lay.date_order))
+                self.times.append(parse_times(cells, lay.date_order, lay.excel_days))
                 continue
             values, n_missing, n_bad, example = _numeric_column(columns[j], lay.decimal, lay.thousands, self.texts[j])
             self.values[j].append(values)
@@ -723,7 +729,7 @@ def read_long(layout: CsvLayout, long: LongFormat) -> CsvTable:
         if max(tag_j, value_j) >= len(row):
             ragged += 1
             continue
-        ts = parse_time(layout.time_text(row), layout.date_order)
+        ts = parse_time(layout.time_text(row), layout.date_order, layout.excel_days)
         stamps.append(clock(ts) if clock else ts)
         names.append(row[tag_j].strip())
         try:

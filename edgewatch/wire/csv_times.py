@@ -5,7 +5,8 @@ offset; none means UTC), ``2020/03/09 …``, numeric dates with the day or
 the month first (``09.03.2020``, ``13/03/2024``, ``03/13/2024 11:59:59
 PM``, a two-digit year is 20xx), English month names (``04-Mar-2024``),
 or numbers as epoch seconds (above 1e11 they are read as milliseconds: 1e11
-s is the year 5138). A date and a time of day in two columns are joined
+s is the year 5138), or as Excel's serial days when a whole column is
+(:func:`is_excel_days`). A date and a time of day in two columns are joined
 by the caller before parsing. An unreadable time is NaN.
 
 ``13/03/2024`` is day-first and ``03/13/2024`` month-first whatever the
@@ -25,6 +26,8 @@ from datetime import datetime, timezone
 import numpy as np
 
 MS_EPOCH_ABOVE = 1e11  # a number time above this is epoch milliseconds
+EXCEL_DAYS = (20000.0, 80000.0)  # a time column of numbers all in this range is Excel's serial days (1954..2119)
+EXCEL_EPOCH_DAY = 25569.0  # Excel's serial day of 1970-01-01
 FALL_BACK = (-3660.0, -1800.0)  # a step back by this much in naive local times is a daylight-saving change
 
 
@@ -79,11 +82,17 @@ def _rewrite(text: str, order: DateOrder) -> str:
     return text
 
 
-def parse_time(cell: str, order: DateOrder = DateOrder.DAY_FIRST) -> float:
-    """One time cell as epoch seconds (the formats of the module docstring); NaN when unreadable."""
+def parse_time(cell: str, order: DateOrder = DateOrder.DAY_FIRST, excel_days: bool = False) -> float:
+    """One time cell as epoch seconds (the formats of the module docstring); NaN when unreadable.
+
+    ``excel_days``: a number is Excel's serial day (45355.5 = 2024-03-04
+    12:00), as :func:`is_excel_days` decides for a whole column.
+    """
     text = cell.strip()
     if not text:
         return math.nan  # "NaN" is NaN below; "null", "-" and other blanks fail to parse: NaN too
+    if excel_days:
+        text = text.replace(",", ".")  # a European Excel writes 45355,5
     try:
         value = float(text)
     except ValueError:
@@ -91,6 +100,8 @@ def parse_time(cell: str, order: DateOrder = DateOrder.DAY_FIRST) -> float:
     else:
         if not math.isfinite(value):
             return math.nan
+        if excel_days:
+            return (value - EXCEL_EPOCH_DAY) * 86400.0
         return value / 1000.0 if abs(value) > MS_EPOCH_ABOVE else value
     try:
         dt = datetime.fromisoformat(_rewrite(text, order).replace("Z", "+00:00"))
@@ -104,19 +115,22 @@ def parse_time(cell: str, order: DateOrder = DateOrder.DAY_FIRST) -> float:
         return math.nan
 
 
-def parse_times(cells: Sequence[str], order: DateOrder = DateOrder.DAY_FIRST) -> np.ndarray:
+def parse_times(cells: Sequence[str], order: DateOrder = DateOrder.DAY_FIRST, excel_days: bool = False
+                ) -> np.ndarray:
     """A column of time cells as epoch seconds; a vectorised path for plain ISO times, else one by one."""
     if not cells:
         return np.zeros(0)
     try:
-        numbers = np.array(cells, dtype=np.float64)
+        numbers = np.array([c.replace(",", ".") for c in cells] if excel_days else cells, dtype=np.float64)
     except ValueError:
         pass
     else:
         numbers[~np.isfinite(numbers)] = math.nan
+        if excel_days:
+            return (numbers - EXCEL_EPOCH_DAY) * 86400.0
         return np.where(np.abs(numbers) > MS_EPOCH_ABOVE, numbers / 1000.0, numbers)
     if not _ISO_DATE.match(cells[0].strip()):
-        return np.array([parse_time(c, order) for c in cells], dtype=np.float64)
+        return np.array([parse_time(c, order, excel_days) for c in cells], dtype=np.float64)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # numpy warns (and drops it) on a zone suffix: take the slow path
@@ -125,7 +139,18 @@ def parse_times(cells: Sequence[str], order: DateOrder = DateOrder.DAY_FIRST) ->
             raise ValueError("missing times")
         return stamps.astype(np.int64).astype(np.float64) / 1e6
     except (ValueError, TypeError, UserWarning, DeprecationWarning):
-        return np.array([parse_time(c, order) for c in cells], dtype=np.float64)
+        return np.array([parse_time(c, order, excel_days) for c in cells], dtype=np.float64)
+
+
+def is_excel_days(cells: Sequence[str]) -> bool:
+    """Numbers all within :data:`EXCEL_DAYS`, not all whole: Excel's serial date-times (a time column left in
+    "General" format). As epoch seconds they would all fall on 1970-01-01, a row every second or less apart."""
+    try:
+        values = [float(c.strip().replace(",", ".")) for c in cells if c.strip()]
+    except ValueError:
+        return False
+    return (bool(values) and all(EXCEL_DAYS[0] <= v <= EXCEL_DAYS[1] for v in values)
+            and any(v != int(v) for v in values))
 
 
 def sniff_date_order(cells: Iterable[str]) -> DateOrder | None:

@@ -247,3 +247,14 @@ def test_a_header_one_name_short_stays_the_header(tmp_path: Path) -> None:
     lines = ["time,p,q"] + [f"2024-03-04 08:00:{i:02d},1,2,3" for i in range(10)]
     with pytest.raises(BadInput, match="no rows"):  # every row is ragged: said, not read under data as names
         read_csv_table(_write(tmp_path / "short.csv", "\n".join(lines) + "\n"))
+
+
+@pytest.mark.parametrize("sep, cell", [(",", "{:.8f}"), (";", "{:.8f}")])
+def test_excel_serial_days_in_a_time_column(tmp_path: Path, sep: str, cell: str) -> None:
+    days = [45355.5 + i / 86400 for i in range(10)]  # 2024-03-04 12:00:00 and on, a second apart
+    texts = [cell.format(d) if sep == "," else cell.format(d).replace(".", ",") for d in days]
+    lines = [f"Datum{sep}p"] + [f"{t}{sep}{'1,5' if sep == ';' else '1.5'}" for t in texts]
+    table = read_csv_table(_write(tmp_path / "x.csv", "\n".join(lines) + "\n"))
+    assert table.layout.time_column == "Datum" and table.layout.excel_days
+    assert table.times[0] == pytest.approx(1709553600.0, abs=1e-3) and list(table.numeric) == ["p"]
+    assert np.diff(table.times) == pytest.approx(np.ones(9), abs=1e-3)

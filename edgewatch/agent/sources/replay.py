@@ -149,7 +149,7 @@ class ReplaySource(Source):
         ts = None
         text = lay.time_text(row).strip() if time_col is not None else ""
         if text:
-            ts = parse_time(text, lay.date_order)
+            ts = parse_time(text, lay.date_order, lay.excel_days)
             if lay.naive_times:
                 ts = self._clock(ts)
             if not (math.isfinite(ts) and sane_timestamp(ts)):

@@ -105,6 +105,11 @@ def _exports() -> dict[str, tuple[str, str]]:
             t[:10], t[11:], f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
         "US dates": (lines("Timestamp,p,q", lambda i, t, p, q: [
             f"03/13/2024 11:{i:02d}:00 PM", f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
+        "Excel serial days": (lines("Datum;p;q", lambda i, t, p, q: [
+            f"{45355 + (8 * 3600 + i) / 86400:.8f}".replace(".", ","), f"{p:.2f}".replace(".", ","),
+            f"{q:.1f}".replace(".", ",")], ";"), "utf-8"),
+        "month names": (lines("Timestamp,p,q", lambda i, t, p, q: [f"04-Mar-2024 08:00:{i:02d}", f"{p:.2f}",
+                                                                   f"{q:.1f}"]), "utf-8"),
         "daylight saving": (lines("time,p,q", lambda i, t, p, q: [clock[i], f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
         "trailing separators, # comment": (lines("time;p;q;", lambda i, t, p, q: [
             t, f"{p:.2f}", f"{q:.1f}", ""], ";") + "# end of export\n", "utf-8"),

@@ -338,3 +338,18 @@ def test_a_historians_long_export_is_pivoted_one_column_per_tag_and_replays_the_
     assert run.returncode == 0, run.stderr
     assert "messages 900 " in run.stderr + run.stdout and "bad 0" in run.stderr + run.stdout
     assert _events(alerts) == []
+
+
+def test_counters_too_fine_for_float32_are_left_out_with_the_figures(tmp_path: Path) -> None:
+    x = pump_rows(1200, seed=15)
+    hours = 12345.0 + np.arange(1200) / 3600.0
+    energy = 1234567.8 + np.cumsum(np.abs(x[:, 2]) * 0.4 / 3600.0)
+    path = write_pump_csv(tmp_path / "meters.csv", x, text=False)
+    lines = path.read_text().splitlines()
+    lines = [lines[0] + ",RunHours,Energy_kWh"] + [f"{row},{h:.2f},{e:.1f}" for row, h, e in zip(lines[1:], hours, energy)]
+    path.write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(main, ["fit", str(path), "-o", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output  # kept, these columns failed the export's parity check (exit 3)
+    for name in ("RunHours", "Energy_kWh"):
+        assert f"left out  {name:24s} too fine for the agent's 32-bit numbers" in res.output
+    assert ScoringModel(tmp_path / "m.onnx").card.features == FEATURES

@@ -1,7 +1,9 @@
 """The times plants write in a CSV file, as epoch seconds: the formats, the date order, the clock changes.
 
-Read here: ISO 8601 (``2020-03-09 10:14:33``, ``T``, fractions, ``Z`` or an
-offset; none means UTC), ``2020/03/09 …``, numeric dates with the day or
+Read here: ISO 8601 (``2020-03-09 10:14:33``, ``T``, fractions after ``.``
+or ``,``, ``Z`` or an offset; none means UTC), a zone name of
+:data:`ZONE_HOURS` after the time (``UTC``, ``CEST``, ``EST``),
+``2020/03/09 …``, ``2020.03.09 …``, numeric dates with the day or
 the month first (``09.03.2020``, ``13/03/2024``, ``03/13/2024 11:59:59
 PM``, a two-digit year is 20xx), English month names (``04-Mar-2024``),
 or numbers as epoch seconds (above 1e11 they are read as milliseconds: 1e11
@@ -44,7 +46,12 @@ _MONTH_NAME = re.compile(r"^(\d{1,2})[- ]([A-Za-z]{3})[a-z]*[- ,]+(\d{4})(?:[ T,
 _MONTHS = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
                                            "nov", "dec"))}
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
-_ZONED = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+ZONE_HOURS = {"UTC": 0, "GMT": 0, "WET": 0, "WEST": 1, "BST": 1, "CET": 1, "CEST": 2, "MEZ": 1, "MESZ": 2,
+              "EET": 2, "EEST": 3, "MSK": 3, "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11, "EST": -5, "EDT": -4,
+              "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7}  # unambiguous names only (not IST)
+_ZONE_NAME = re.compile(r"^(.*(?:\d|[AaPp]\.?[Mm]\.?))\s*\b([A-Z]{3,4})$")
+_ZONED = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|\s(?:" + "|".join(ZONE_HOURS) + "))$")
+_COMMA_FRACTION = re.compile(r"(:\d{2}),(\d+)")  # 08:00:00,250 (ISO allows the comma)
 TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[AaPp]\.?[Mm]\.?)?$")
 
 
@@ -62,6 +69,13 @@ def _iso(y: int, mo: int, d: int, hh: str | None, mm: str | None, ss: str | None
 
 def _rewrite(text: str, order: DateOrder) -> str:
     """A date written another way than ISO, rewritten as ISO; ValueError when it cannot be."""
+    text = _COMMA_FRACTION.sub(r"\1.\2", text)
+    zone = _ZONE_NAME.match(text)
+    if zone:
+        if zone.group(2) not in ZONE_HOURS:
+            raise ValueError(f"time zone {zone.group(2)!r} not known")
+        hours = ZONE_HOURS[zone.group(2)]
+        return _rewrite(zone.group(1), order) + f"{'+' if hours >= 0 else '-'}{abs(hours):02d}:00"
     m = _NUMERIC_DATE.match(text) or _NUMERIC_DATE_24H.match(text)
     if m:
         groups = m.groups()
@@ -77,7 +91,7 @@ def _rewrite(text: str, order: DateOrder) -> str:
         if mo is None:
             raise ValueError("not a month")
         return _iso(int(y), mo, int(d), hh, mm, ss, frac, None)
-    if len(text) >= 10 and text[4] == "/" and text[7] == "/":
+    if len(text) >= 10 and text[4] == text[7] and text[4] in "/.":  # 2020/03/09, 2024.03.04
         return text[:4] + "-" + text[5:7] + "-" + text[8:]
     return text
 

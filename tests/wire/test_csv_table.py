@@ -258,3 +258,20 @@ def test_excel_serial_days_in_a_time_column(tmp_path: Path, sep: str, cell: str)
     assert table.layout.time_column == "Datum" and table.layout.excel_days
     assert table.times[0] == pytest.approx(1709553600.0, abs=1e-3) and list(table.numeric) == ["p"]
     assert np.diff(table.times) == pytest.approx(np.ones(9), abs=1e-3)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2024-03-04 08:00:00 UTC", 1709539200.0), ("2024-10-27 02:30:00 CEST", 1729989000.0),
+    ("2024-10-27 02:30:00 CET", 1729992600.0), ("03/13/2024 11:59:59 PM EST", 1710392399.0),
+    ("2024.03.04 08:00:00", 1709539200.0), ("04.03.2024 08:00:00,250", 1709539200.25),
+    ("04-Mar-2024 08:00:00", 1709539200.0), ("03/13/24 11:59 PM", 1710374340.0)])
+def test_more_time_formats_plants_write(text: str, expected: float) -> None:
+    assert parse_time(text) == pytest.approx(expected)
+
+
+def test_zone_names_are_not_wall_clock_times(tmp_path: Path) -> None:
+    stamps = [f"2024-10-27 02:{m:02d}:00 CEST" for m in range(30, 60, 10)] + [f"2024-10-27 02:{m:02d}:00 CET"
+                                                                          for m in range(0, 30, 10)]
+    table = read_csv_table(_write(tmp_path / "z.csv", "time,p\n" + "".join(f"{s},1\n" for s in stamps)))
+    assert not table.layout.naive_times and table.clock_changes == 0
+    assert np.diff(table.times).tolist() == [600.0] * 5

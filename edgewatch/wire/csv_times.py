@@ -42,7 +42,8 @@ _NUMERIC_DATE = re.compile(r"^(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})"
                            r"(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?\s*([AaPp])\.?[Mm]\.?)?$")
 _NUMERIC_DATE_24H = re.compile(r"^(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})"
                                r"(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?$")
-_MONTH_NAME = re.compile(r"^(\d{1,2})[- ]([A-Za-z]{3})[a-z]*[- ,]+(\d{4})(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?$")
+_MONTH_NAME = re.compile(r"^(\d{1,2})[- ]([A-Za-z]{3})[a-z]*[- ,]+(\d{4})"
+                         r"(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?$")
 _MONTHS = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
                                            "nov", "dec"))}
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")

@@ -239,8 +239,8 @@ def _us_scada(path: Path, x: np.ndarray) -> Path:
     (_us_scada, ["time column 'Timestamp' (dates month-first)", "thousands mark ','",
                  "1 line(s) above the header skipped", "Flow [gpm]"]),
 ])
-def test_exports_as_plants_write_them_fit_and_replay_in_the_default_form(tmp_path: Path, write, says: list[str]  # noqa: ANN001
-                                                                         ) -> None:
+def test_exports_as_plants_write_them_fit_and_replay_in_the_default_form(tmp_path: Path, write,  # noqa: ANN001
+                                                                         says: list[str]) -> None:
     path = write(tmp_path / "export.csv", pump_rows(1200, seed=12))
     out = tmp_path / "m.onnx"
     res = CliRunner().invoke(main, ["fit", str(path), "-o", str(out)])
@@ -346,7 +346,8 @@ def test_counters_too_fine_for_float32_are_left_out_with_the_figures(tmp_path: P
     energy = 1234567.8 + np.cumsum(np.abs(x[:, 2]) * 0.4 / 3600.0)
     path = write_pump_csv(tmp_path / "meters.csv", x, text=False)
     lines = path.read_text().splitlines()
-    lines = [lines[0] + ",RunHours,Energy_kWh"] + [f"{row},{h:.2f},{e:.1f}" for row, h, e in zip(lines[1:], hours, energy)]
+    lines = [lines[0] + ",RunHours,Energy_kWh"] + [f"{row},{h:.2f},{e:.1f}"
+                                                   for row, h, e in zip(lines[1:], hours, energy)]
     path.write_text("\n".join(lines) + "\n")
     res = CliRunner().invoke(main, ["fit", str(path), "-o", str(tmp_path / "m.onnx")])
     assert res.exit_code == 0, res.output  # kept, these columns failed the export's parity check (exit 3)

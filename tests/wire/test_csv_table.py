@@ -126,12 +126,13 @@ def test_excel_sep_line_a_title_and_comment_lines_above_the_header(tmp_path: Pat
 
 
 def test_a_row_of_units_under_the_header_is_not_data(tmp_path: Path) -> None:
-    path = _write(tmp_path / "u.csv", "\n".join(["Timestamp,Pressure,Flow", ",bar,m3/h", "Description,Discharge,Main line"]
-                                              + _rows()) + "\n")
+    head = ["Timestamp,Pressure,Flow", ",bar,m3/h", "Description,Discharge,Main line"]
+    path = _write(tmp_path / "u.csv", "\n".join(head + _rows()) + "\n")
     table = read_csv_table(path)
     assert table.layout.unit_rows == 2 and table.layout.units["Pressure"] == "bar, Discharge"
     assert table.rows == 30 and table.bad == {} and table.bad_times == 0 and list(table.numeric) == ["Pressure", "Flow"]
-    assert "2 row(s) of units or descriptions under the header, not data: Timestamp [Description], Pressure [bar, Discharge]" in table.layout.describe()
+    assert ("2 row(s) of units or descriptions under the header, not data: Timestamp [Description], "
+            "Pressure [bar, Discharge]") in table.layout.describe()
 
 
 def test_a_latin1_file_is_read_and_said_even_when_its_first_lines_are_ascii(tmp_path: Path) -> None:
@@ -141,7 +142,8 @@ def test_a_latin1_file_is_read_and_said_even_when_its_first_lines_are_ascii(tmp_
     (tmp_path / "late.csv").write_bytes(late.replace(",2.0,", ",2.0,caf\xe9").encode("latin-1"))
     table = read_csv_table(tmp_path / "l.csv")
     assert list(table.numeric) == ["Temp [°C]", "Vib [µm]"] and table.rows == 30
-    assert "not UTF-8 (byte 0xb0 on line 1): read as Windows-1252 (Latin-1), where it is '°'" in table.layout.describe()
+    note = "not UTF-8 (byte 0xb0 on line 1): read as Windows-1252 (Latin-1), where it is '°'"
+    assert note in table.layout.describe()
     late_table = read_csv_table(tmp_path / "late.csv")
     assert late_table.rows == 200 and late_table.ragged == 1 and "line 202" in late_table.layout.describe()
 
@@ -174,7 +176,8 @@ def test_date_and_time_columns_are_joined(tmp_path: Path) -> None:
     (lambda i: f"03/04/2024 08:00:{i:02d} AM", "month-first", True),  # AM/PM: the US order
     (lambda i: f"03/04/2024 08:00:{i:02d}", "day-first", True),
 ])
-def test_slash_dates_day_or_month_first_as_the_file_tells(tmp_path: Path, first, order: str, guessed: bool) -> None:  # noqa: ANN001
+def test_slash_dates_day_or_month_first_as_the_file_tells(tmp_path: Path, first, order: str,  # noqa: ANN001
+                                                          guessed: bool) -> None:
     table = read_csv_table(_write(tmp_path / "s.csv", "\n".join(["Timestamp,p,q"] + _rows(time=first)) + "\n"))
     assert table.layout.date_order.value == order and table.layout.date_order_guessed is guessed
     assert table.bad_times == 0 and np.diff(table.times).tolist() == [1.0] * 29
@@ -185,11 +188,12 @@ def test_slash_dates_day_or_month_first_as_the_file_tells(tmp_path: Path, first,
 def test_a_date_late_in_the_file_decides_the_order(tmp_path: Path) -> None:
     rows = _rows(100, time=lambda i: f"{i // 60 + 1:02d}/03/2024 00:{i % 60:02d}:00")
     rows += _rows(1, time=lambda i: "13/03/2024 00:00:00")
-    assert sniff_layout(_write(tmp_path / "l.csv", "\n".join(["time,p,q"] + rows) + "\n")).date_order.value == "day-first"
+    layout = sniff_layout(_write(tmp_path / "l.csv", "\n".join(["time,p,q"] + rows) + "\n"))
+    assert layout.date_order.value == "day-first"
 
 
 def test_a_daylight_saving_fall_back_in_wall_clock_times_runs_on(tmp_path: Path) -> None:
-    clock = [f"2024-10-27 02:{m:02d}:00" for m in range(30, 60, 5)] + [f"2024-10-27 02:{m:02d}:00" for m in range(0, 30, 5)]
+    clock = [f"2024-10-27 02:{m:02d}:00" for m in (*range(30, 60, 5), *range(0, 30, 5))]
     table = read_csv_table(_write(tmp_path / "d.csv", "\n".join(["time,p,q"] + _rows(12, time=lambda i: clock[i]))
                                   + "\n"))
     assert table.clock_changes == 1 and np.diff(table.times).tolist() == [300.0] * 11
@@ -220,8 +224,9 @@ def test_a_long_export_is_found_and_pivoted_whatever_its_row_order(tmp_path: Pat
     cells = [(tag, f"2024-03-04 08:00:{i:02d}", f"{v + i}") for i in range(20) for tag, v in (("a", 1), ("b", 100))]
     tables = []
     for name, order in (("time-major", cells), ("tag-blocks", sorted(cells))):
-        path = _write(tmp_path / f"{name}.csv", "TagName,DateTime,Value\n" + "".join(f"{t},{s},{v}\n" for t, s, v in
-                                                                                    order if (t, s[-2:]) != ("b", "05")))
+        kept = [c for c in order if (c[0], c[1][-2:]) != ("b", "05")]  # b has no value at 08:00:05
+        text = "TagName,DateTime,Value\n" + "".join(f"{t},{s},{v}\n" for t, s, v in kept)
+        path = _write(tmp_path / f"{name}.csv", text)
         table = read_csv_table(path)
         long = long_format(table)
         assert long == LongFormat("TagName", "Value", ["a", "b"])

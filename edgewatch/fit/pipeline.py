@@ -72,15 +72,6 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
         from edgewatch.fit.univariate import fit_univariate
 
         report = fit_univariate(data, out)
-        if report.holdout.episodes:  # it alerts on data the user calls normal: pca, if it does not
-            alerts = report.holdout.episodes
-            level = _fit_multivariate(data, out, opts, say)
-            if level.holdout.episodes == 0:
-                report = level
-                report.family_note = (f" (one feature: NAB's univariate detector raised {alerts} episode(s) on this "
-                                      "normal data, the window level none held out)")
-            else:
-                report = fit_univariate(data, out)
     else:
         report = _fit_multivariate(data, out, opts, say)
     if private is not None:

@@ -194,15 +194,22 @@ def test_one_feature_gets_the_univariate_detector_when_it_is_quiet_on_the_normal
     assert any("0 false episodes in all 50 min (3,000 rows) of the normal data" in line for line in lines)
 
 
-def test_one_feature_that_the_univariate_detector_alerts_on_gets_the_window_level(tmp_path: Path) -> None:
+def test_one_feature_keeps_the_univariate_detector_says_what_it_raised_and_pca_is_the_quiet_choice(
+        tmp_path: Path) -> None:
+    """Issue 29: fit picks the univariate detector for one feature; its episodes on the normal data are reported,
+    and ``--family pca`` (named in the warning) gives the window-level model, quiet on that data."""
     path = write_pump_csv(tmp_path / "uni.csv", pump_rows(800, seed=10)[:, :1], text=False)
     out = tmp_path / "u.onnx"
     res = CliRunner().invoke(main, ["fit", str(path), "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert ScoringModel(out).card.family == "pca"
-    assert "NAB's univariate detector raised" in res.output and "the window level none held out" in res.output
+    assert ScoringModel(out).card.family == "novelty-levels"
+    assert "false episode(s) in all" in res.output and "--family pca" in res.output, res.output
+    quiet = tmp_path / "p.onnx"
+    res = CliRunner().invoke(main, ["fit", str(path), "-o", str(quiet), "--family", "pca"])
+    assert res.exit_code == 0, res.output
+    assert ScoringModel(quiet).card.family == "pca"
     alerts = tmp_path / "alerts.jsonl"
-    run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(out), "--source",
+    run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(quiet), "--source",
                           f"replay:{path}", "--sink", f"jsonl:{alerts}", "-q"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 0, run.stderr

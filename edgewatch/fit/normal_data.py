@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_table import CsvTable, fill_forward, long_format, read_csv_table, read_long, sniff_layout
+from edgewatch.wire.csv_long import long_format, read_long
+from edgewatch.wire.csv_table import CsvTable, fill_forward, read_csv_table, sniff_layout
 
 GAP_STEPS = 10  # a time gap longer than this many typical steps cuts the data
 MOSTLY_EMPTY = 0.9  # a column with more missing cells than this share is left out

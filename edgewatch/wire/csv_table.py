@@ -379,7 +379,8 @@ def _sniff_decimal(rows: list[list[str]], separator: str) -> tuple[str, str | No
     return decimal, (thousands if sure[thousands] else None)
 
 
-def _plain(name: str) -> str:
+def plain_name(name: str) -> str:
+    """A column name compared without case, spaces, underscores or dashes (``Time Stamp`` = ``time_stamp``)."""
     return re.sub(r"[\s_\-]", "", name.lower())
 
 
@@ -509,9 +510,9 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
                            f"separator {sep!r}: {header}")
         chosen: str | None = time_column
     else:
-        chosen = next((name for plain in TIME_NAMES for name in header if _plain(name) == plain), None)
+        chosen = next((name for plain in TIME_NAMES for name in header if plain_name(name) == plain), None)
         if chosen is None:  # t_stamp, TimeStampUTC, Zeitstempel: a time in the name and times or epochs in the cells
-            chosen = next((name for name in header if any(part in _plain(name) for part in TIME_NAME_PARTS)
+            chosen = next((name for name in header if any(part in plain_name(name) for part in TIME_NAME_PARTS)
                            and (_looks_like_times(columns[name]) or _epochs(columns[name])
                                 or is_excel_days(_present(columns[name])))), None)
         if chosen is None:
@@ -681,71 +682,3 @@ class _Chunks:
         text_values = {name: sorted(self.texts[lay.header.index(name)]) for name in text}
         return CsvTable(lay, numeric, times, labels, text, missing, bad, rows, ragged, bad_times, changes,
                         self.time_example, text_values)
-
-
-VALUE_NAMES = ("value", "val", "pv", "wert", "valeur")  # the value column of a long export, compared plainly
-
-
-@dataclass(frozen=True)
-class LongFormat:
-    """A historian's long export: one row per tag and time, the tag named in one column, its value in another."""
-
-    tag_column: str
-    value_column: str
-    tags: list[str]
-
-
-def long_format(table: CsvTable) -> LongFormat | None:
-    """Whether ``table`` is a long export, told by a text column of 2 to 49 names whose count times the
-    distinct times is about the number of rows (with at most two numeric columns); None when not.
-
-    Read as it is, its value column would be one feature mixing every tag.
-    """
-    if table.times is None or not table.numeric or len(table.numeric) > 2:
-        return None
-    times = table.times[np.isfinite(table.times)]
-    distinct = len(np.unique(times))
-    if distinct == 0 or distinct > 0.6 * len(times):
-        return None
-    for name, tags in table.text_values.items():
-        if 2 <= len(tags) < DISTINCT_TEXTS and 0.5 <= len(tags) * distinct / len(times) <= 2.0:
-            numeric = list(table.numeric)
-            value = next((c for c in numeric if _plain(c) in VALUE_NAMES), None)
-            value = value or next((c for c in numeric if np.nanstd(table.numeric[c]) > 0), numeric[0])
-            return LongFormat(name, value, tags)
-    return None
-
-
-def read_long(layout: CsvLayout, long: LongFormat) -> CsvTable:
-    """A long export as one column per tag, one row per distinct time in time order; a tag with no value at
-    a time is NaN there (filled by the caller as any blank). Reads the file once more, row by row."""
-    tag_j, value_j = layout.header.index(long.tag_column), layout.header.index(long.value_column)
-    clock = LocalClock() if layout.naive_times else None
-    stamps: list[float] = []
-    names: list[str] = []
-    values: list[float] = []
-    bad = ragged = 0
-    for _, row in iter_rows(layout, on_error=lambda line, exc: None):
-        if max(tag_j, value_j) >= len(row):
-            ragged += 1
-            continue
-        ts = parse_time(layout.time_text(row), layout.date_order, layout.excel_days)
-        stamps.append(clock(ts) if clock else ts)
-        names.append(row[tag_j].strip())
-        try:
-            values.append(parse_number(row[value_j], layout.decimal, layout.thousands))
-        except ValueError:
-            values.append(math.nan)
-            bad += 1
-    t = np.array(stamps)
-    ok = np.isfinite(t)
-    times, at = np.unique(t[ok], return_inverse=True)
-    index = {tag: k for k, tag in enumerate(long.tags)}
-    wide = np.full((len(times), len(long.tags)), np.nan)
-    col = np.array([index.get(n, -1) for n in names])[ok]
-    known = col >= 0
-    wide[at[known], col[known]] = np.array(values)[ok][known]  # a repeated (time, tag): the last row wins
-    numeric = {tag: wide[:, k] for k, tag in enumerate(long.tags)}
-    missing = {tag: int(np.isnan(wide[:, k]).sum()) for k, tag in enumerate(long.tags)}
-    return CsvTable(layout, numeric, times, {}, {}, missing, {long.value_column: bad} if bad else {}, len(times),
-                    ragged, int((~ok).sum()), clock.changes if clock else 0)

@@ -15,7 +15,7 @@ has exactly as many other columns as the model has features is read by
 position. Label columns (``anomaly``, ``changepoint``) are never features.
 A historian's long export (one row per tag and time) whose tags name the
 model's features is read whole and pivoted as ``fit`` pivots it
-(:func:`edgewatch.wire.csv_table.read_long`), then played in time order.
+(:func:`edgewatch.wire.csv_long.read_long`), then played in time order.
 
 A blank, ``NaN`` or ``null`` cell is held from the column's last value (the
 rules of :mod:`.rows`; without a time column the staleness limit counts
@@ -37,8 +37,8 @@ from edgewatch.agent.sources.parsing import BadReason, Measurement, sane_timesta
 from edgewatch.agent.sources.registry import register
 from edgewatch.agent.sources.rows import RowAssembler, cell_value
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_table import (CsvLayout, CsvTable, iter_rows, long_format, parse_number, read_csv_table,
-                                      read_long, sniff_layout)
+from edgewatch.wire.csv_long import long_format, read_long
+from edgewatch.wire.csv_table import CsvLayout, CsvTable, iter_rows, parse_number, read_csv_table, sniff_layout
 from edgewatch.wire.csv_times import LocalClock, parse_time
 
 

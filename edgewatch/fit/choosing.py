@@ -126,6 +126,7 @@ class HoldoutResult:
     episodes: int
     features: dict[str, int] = field(default_factory=dict)  # feature -> episodes it led
     skipped: str = ""  # why there was no hold-out check
+    whole: bool = False  # all the normal data was run, not a held-out part (a detector that learns online)
 
     @property
     def per_day(self) -> float | None:
@@ -144,15 +145,17 @@ class HoldoutResult:
         if self.skipped:
             return f"not checked: {self.skipped}"
         span = (f"{duration_text(self.seconds)} ({self.rows:,} rows)" if self.seconds else f"{self.rows:,} rows")
+        where = (f"in all {span} of the normal data, learning online from its first row" if self.whole
+                 else f"in the held-out last {span}")
         if self.episodes == 0:
             bound = (f"; with none in {duration_text(self.seconds)}, fewer than {self.bound_per_day:.3g} a day at "
                      "95 % confidence" if self.seconds else "")
             short = (" (the held-out part is short: more normal data gives a sharper estimate)"
                      if self.bound_per_day is not None and self.bound_per_day > 24 else "")
-            return f"0 false episodes in the held-out last {span}{bound}{short}"
+            return f"0 false episodes {where}{bound}{short}"
         rate = f", about {self.per_day:.3g} a day" if self.per_day is not None else ""
         led = ", ".join(f"{f} ({n})" for f, n in sorted(self.features.items(), key=lambda kv: -kv[1]))
-        return f"{self.episodes} false episode(s) in the held-out last {span}{rate}; led by {led}"
+        return f"{self.episodes} false episode(s) {where}{rate}; led by {led}"
 
 
 def duration_text(seconds: float | None) -> str:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
+from edgewatch.wire.csv_long import long_format, read_long
 from edgewatch.wire.csv_table import CsvTable, fill_forward, read_csv_table, sniff_layout
 
 GAP_STEPS = 10  # a time gap longer than this many typical steps cuts the data
@@ -58,6 +59,8 @@ class ReadNotes:
     bad_cells: dict[str, int] = field(default_factory=dict)  # feature -> text cells in a numeric column
     dropped_rows: int = 0  # rows with a missing cell that could not be filled, or dropped by Fill.DROP
     bad_times: int = 0  # rows whose time could not be read, dropped
+    clock_changes: int = 0  # daylight-saving fall-backs the times were run on through
+    long_exports: list[str] = field(default_factory=list)  # files read as one row per tag and time, pivoted
     out_of_order: int = 0  # rows that were not in time order (the data was sorted)
     reversed_order: bool = False  # the export was newest first
     gaps: int = 0
@@ -157,12 +160,21 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         layout = sniff_layout(path, time_column)
         table = read_csv_table(path, layout, max_rows=rows,
                                progress=(lambda n, p=path: progress(str(p), n)) if progress else None)
+        long = long_format(table)
+        if long is not None:
+            table = read_long(layout, long)
+            notes.long_exports.append(f"{path.name}: a long export (one row per tag and time): one column per "
+                                      f"'{long.tag_column}' ({len(long.tags)}), values from '{long.value_column}', "
+                                      f"one row per time ({table.rows:,})")
         tables.append(table)
         notes.files.append(str(path))
         notes.layouts.append(f"{path.name}: {table.rows:,} rows; {layout.describe()}")
         notes.rows_read += table.rows
         notes.ragged += table.ragged
         notes.bad_times += table.bad_times
+        notes.clock_changes += table.clock_changes
+        if table.times is not None and table.bad_times == table.rows:
+            raise BadInput(_unreadable_times(table))
         notes.text_columns.update(table.text_columns)
         for name in table.labels:
             if name not in notes.label_columns:
@@ -198,6 +210,16 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         raise BadInput("no complete row of normal data is left after dropping rows with missing values or "
                        "labelled anomalous; check the files (or give --fill last)")
     return NormalData(features, segments_kept, seg_times if has_times else None, notes)
+
+
+def _unreadable_times(table: CsvTable) -> str:
+    lay = table.layout
+    column = (f"the columns '{lay.date_column}' and '{lay.time_column}'" if lay.date_column
+              else f"the time column '{lay.time_column}'")
+    return (f"{table.path}: no time in {column} could be read (e.g. {table.time_example!r}). Times read: "
+            "2024-03-09 10:14:33 (T, Z or an offset allowed), 09.03.2024, 13/03/2024 or 03/13/2024 with an "
+            "optional AM/PM, 04-Mar-2024, epoch seconds or milliseconds, or a Date and a Time column. Name the "
+            "right column with --time-column NAME, or export the times in one of these forms")
 
 
 def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, ignore: Sequence[str],

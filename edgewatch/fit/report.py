@@ -127,6 +127,10 @@ def _reading_notes(n: ReadNotes) -> list[str]:
         out.append(f"dropped {n.dropped_rows:,} row(s) with a blank no earlier value could fill")
     if n.bad_times:
         out.append(f"dropped {n.bad_times:,} row(s) whose time could not be read")
+    out += n.long_exports
+    if n.clock_changes:
+        out.append(f"the clocks went back an hour {n.clock_changes} time(s) (daylight saving; the times have no zone): "
+                   "the times run on through it instead of repeating that hour")
     if n.reversed_order:
         out.append("the rows were newest first: turned around")
     if n.out_of_order:

@@ -6,6 +6,14 @@ for the report:
 * **constant** (one value throughout): no normal spread to learn; left out.
 * **counter** (rises or falls by the same step every row: a row index, an
   operating-hours counter): not a measurement; left out.
+* **copy** (the same value as an earlier feature in every row: a tag
+  exported twice): left out, or the model would weigh that sensor twice.
+* **too fine for float32** (its 32-bit rounding, which the agent and the
+  model file compute in, exceeds ``FLOAT32_SHARE`` of its short-term
+  noise: a running-hours counter at 12,345.67 that moves 0.01 at a time, a
+  meter's total at 1,234,567.8): left out, with the figures. Kept, such a
+  column failed the model's export parity check (exit 3) or would be
+  scored on rounding noise.
 * **drifting** (warms up, runs down: its level moves through the normal
   period): the mean of its last third differs from the mean of its first
   third by more than ``TREND_LIMIT`` times its own short-term noise (the
@@ -42,12 +50,14 @@ NumPy only.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 TREND_LIMIT = 5.0
+FLOAT32_SHARE = 0.01  # float32 rounding above this share of a feature's noise hides what fit saw from the agent
 MODE_SEPARATION = 6.0
 MODE_MIN_SHARE = 0.05
 
@@ -101,9 +111,15 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
                     ) -> list[FeatureChoice]:
     """One choice per feature, with its reason (see the module docstring)."""
     out = []
+    seen: dict[bytes, tuple[str, np.ndarray]] = {}
     for j, name in enumerate(features):
         cols = [s[:, j] for s in segments]
         x = np.concatenate(cols)
+        key = hashlib.sha1(x.tobytes()).digest()
+        if key in seen and np.array_equal(seen[key][1], x):
+            out.append(FeatureChoice(name, Use.LEFT_OUT, f"a copy of {seen[key][0]} (the same value in every row)"))
+            continue
+        seen[key] = (name, x)
         lo, hi = float(x.min()), float(x.max())
         if hi - lo <= 1e-12 * max(abs(lo), abs(hi), 1.0):
             out.append(FeatureChoice(name, Use.LEFT_OUT, f"constant ({lo:.6g}) in the normal data: no normal "
@@ -112,6 +128,15 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
         if _is_counter(cols):
             out.append(FeatureChoice(name, Use.LEFT_OUT, "a counter (the same step every row, like a row "
                                                          "number): not a measurement"))
+            continue
+        noise = _noise(cols)
+        rounding = float(np.max(np.abs(x - x.astype(np.float32))))
+        if rounding > FLOAT32_SHARE * noise:
+            out.append(FeatureChoice(name, Use.LEFT_OUT, f"too fine for the agent's 32-bit numbers: at {hi:.8g} they "
+                                                         f"round by up to {rounding:.2g}, against a row-to-row noise "
+                                                         f"of {noise:.2g}: a running-hours counter or a meter's "
+                                                         "total? To watch it, export its rate (the power, not the "
+                                                         "energy) as a column"))
             continue
         t = trend_statistic(cols)
         if t > TREND_LIMIT and drifting is not Drifting.KEEP:

@@ -4,6 +4,8 @@ What lives here is read by the training side (``edgewatch fit``) and the
 agent alike, so both read a file the same way:
 
 * :mod:`csv_table`: the CSV files plants export;
+* :mod:`csv_long`: a historian's long export (one row per tag and time) as one column per tag;
+* :mod:`csv_times`: the times written in them (formats, day or month first, clock changes);
 * :mod:`protobuf`: the protobuf wire primitives the hand-written codecs share;
 * :mod:`onnx_read`: an ONNX file's metadata and graph spans without the ``onnx`` package (signatures);
 * :mod:`onnx_write`: small ONNX graphs as bytes without torch or ``onnx`` (the NumPy-fitted families).

@@ -12,53 +12,75 @@ file the same way (the reading rules live only here).
 What is sniffed (:func:`sniff_layout`), from the header and the first
 lines:
 
-* the separator: of ``,``, ``;``, tab and ``|``, the one that splits the
-  header into the most fields with the same count on (nearly) every line;
+* the encoding: UTF-8 (a byte-order mark dropped) when the whole file is
+  UTF-8, UTF-16 with its byte-order mark (Excel's "Unicode text"), else
+  Windows-1252/Latin-1, said in the layout's description;
+* the separator: Excel's ``sep=;`` first line, else of ``,``, ``;``, tab
+  and ``|`` the one that finds the header on the first line and splits it
+  into the most fields with the same count on (nearly) every line;
+* the header: the first row as wide as most rows; a title or comment
+  lines above it are skipped, as are rows under it that name units or
+  describe the columns (no number where the data has numbers), and blank
+  or ``#`` lines anywhere. A separator at the end of every line adds no
+  column; a blank or repeated name is made unique (``column 4``,
+  ``Value_2``) and the renaming said;
 * the decimal mark: ``,`` when the separator is not ``,`` and numbers are
-  written ``12,5``;
+  written ``12,5``; a thousands mark when numbers are written ``1,234.5``
+  (quoted) or ``1.234,5``;
 * the time column: the one named by the caller, else a column named like
   a time (``timestamp``, ``time``, ``ts``, ``datetime``, ``date``, in any
-  case and with spaces or underscores: ``Time Stamp``, ``_time``), else the
-  first column whose cells are all dates;
+  case and with spaces or underscores: ``Time Stamp``, ``_time``), else a
+  column with ``time``, ``date``, ``stamp``, ``zeit`` or ``datum`` in its
+  name whose cells are dates or epoch numbers (Ignition's ``t_stamp``),
+  else the first column whose cells are all dates; a column of times of day is
+  joined to a column of dates (``Date``, ``Time``); whether ``04/03/2024``
+  is day- or month-first is read from the file's dates (see
+  :mod:`csv_times`);
 * label columns (``anomaly``, ``changepoint``): never features.
 
 Cells that are blank, ``NaN``, ``null``, ``NA`` or ``-`` are *missing*
 (NaN). A column is numeric when at least half of its present cells are
 numbers; its other cells are then NaN and counted as ``bad``; a column
 where most cells are text is a *text column*, reported with an example
-and left out. Times: ISO 8601 (``2020-03-09 10:14:33``, ``T``, fractions,
-``Z`` or an offset; none means UTC), ``2020/03/09 …``, day-first
-``09.03.2020 10:14:33``, or numbers as epoch seconds (above 1e11 they are
-read as milliseconds: 1e11 s is the year 5138). An unreadable time is NaN.
+and left out. Times are read by :mod:`csv_times`; wall-clock times with no
+zone run on through a daylight-saving fall-back. An unreadable time is NaN.
 
 NumPy and the standard library only: the agent may import this module.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 import re
-import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgewatch.errors import BadInput
+from edgewatch.wire.csv_times import (TIME_OF_DAY, DateOrder, LocalClock, has_half_day, is_excel_days, is_naive,
+                                      needs_date_order, parse_time, parse_times, sniff_date_order)
 
 SEPARATORS = (",", ";", "\t", "|")
 TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date")  # compared without case, spaces or underscores
+TIME_NAME_PARTS = ("time", "date", "stamp", "zeit", "datum")  # in a name whose cells are times or epoch numbers
+EPOCH_RANGE = (1e8, 1e13)  # numbers read as epoch seconds or milliseconds: 1973 to 2286
 LABEL_NAMES = ("anomaly", "changepoint")
 MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"})  # compared in lower case
 SAMPLE_LINES = 64
-MS_EPOCH_ABOVE = 1e11  # a number time above this is epoch milliseconds
+HEAD_LINES = 16  # lines above the header (an export's title, a "sep=;" line) looked through
+MAX_UNIT_ROWS = 3  # rows of units or descriptions under the header
+DISTINCT_TEXTS = 50  # distinct text cells kept per column (a tag name column of a long export, a state column)
 ENCODING = "utf-8-sig"  # a byte-order mark (Excel's "CSV UTF-8") is dropped
-_DAY_FIRST = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?$")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
+_DECIMAL_DOT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
+_GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,234.5: thousands ',' decimal '.'
+            ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$")}  # 1.234,5: thousands '.' decimal ','
+_SEP_LINE = re.compile(r'^"?sep=(.)"?$', re.IGNORECASE)  # Excel's first line naming the separator
+_LATIN1_ONLY = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")  # bytes Windows-1252 leaves undefined
 
 
 @dataclass(frozen=True)
@@ -72,16 +94,62 @@ class CsvLayout:
     time_column: str | None
     label_columns: list[str] = field(default_factory=list)
     time_named: bool = True  # False: the time column was found by its content, not by its name
+    encoding: str = ENCODING
+    encoding_note: str | None = None  # why the file is not read as UTF-8
+    header_row: int = 0  # non-blank rows above the header (a title, comments, "sep=;")
+    unit_rows: int = 0  # rows under the header that name units or describe the columns, not data
+    units: dict[str, str] = field(default_factory=dict)  # column -> its unit (or description)
+    thousands: str | None = None  # the thousands mark of numbers written 1,234.5 or 1.234,5
+    date_column: str | None = None  # a date column the time-of-day column is joined to
+    date_order: DateOrder = DateOrder.DAY_FIRST
+    date_order_guessed: bool = False  # no date in the file says which of day and month comes first
+    naive_times: bool = False  # times without a zone: wall-clock times, run on through a clock change
+    excel_days: bool = False  # the time column holds Excel's serial days (45355.5), not epoch seconds
+    renamed: dict[str, str] = field(default_factory=dict)  # new name -> the header's (repeated or blank)
 
     @property
     def separator_name(self) -> str:
         return {"\t": "tab", ",": "','", ";": "';'", "|": "'|'"}[self.separator]
 
     def describe(self) -> str:
-        time = (f"time column '{self.time_column}'" + ("" if self.time_named else " (its cells are dates)")
-                if self.time_column else "no time column")
+        if self.date_column:
+            time = f"time from the columns '{self.date_column}' and '{self.time_column}'"
+        elif self.time_column:
+            time = f"time column '{self.time_column}'" + ("" if self.time_named else " (its cells are dates)")
+        else:
+            time = "no time column"
+        if self.date_column or self.time_column:
+            if self.date_order_guessed:
+                time += f" (dates read {self.date_order.value}: no day above 12 in the file tells)"
+            elif self.date_order is DateOrder.MONTH_FIRST:
+                time += " (dates month-first)"
+            if self.excel_days:
+                time += " (Excel serial days)"
         decimal = ", decimal comma" if self.decimal == "," else ""
-        return f"separator {self.separator_name}{decimal}, {time}, {len(self.header)} columns"
+        thousands = f", thousands mark {self.thousands!r}" if self.thousands else ""
+        parts = [f"separator {self.separator_name}{decimal}{thousands}, {time}, {len(self.header)} columns"]
+        if self.encoding_note:
+            parts.append(self.encoding_note)
+        if self.header_row:
+            parts.append(f"{self.header_row} line(s) above the header skipped")
+        if self.unit_rows:
+            shown = ", ".join(f"{k} [{v}]" for k, v in list(self.units.items())[:4])
+            more = ", ..." if len(self.units) > 4 else ""
+            parts.append(f"{self.unit_rows} row(s) of units or descriptions under the header, not data: {shown}{more}")
+        if self.renamed:
+            parts.append("renamed: " + ", ".join(f"'{old}' -> '{new}'" for new, old in self.renamed.items()))
+        return "; ".join(parts)
+
+    def time_text(self, row: Sequence[str]) -> str:
+        """The time cell of ``row`` (the date and the time of day joined when they are two columns); '' if none."""
+        if self.time_column is None:
+            return ""
+        j = self.header.index(self.time_column)
+        cell = row[j] if j < len(row) else ""
+        if self.date_column is not None:
+            d = self.header.index(self.date_column)
+            cell = (row[d] if d < len(row) else "").strip() + " " + cell.strip()
+        return cell
 
 
 @dataclass
@@ -98,6 +166,9 @@ class CsvTable:
     rows: int
     ragged: int = 0  # lines with another number of fields than the header (skipped)
     bad_times: int = 0
+    clock_changes: int = 0  # daylight-saving fall-backs in wall-clock times (the times run on through them)
+    time_example: str = ""  # a time cell, for a message when none could be read
+    text_values: dict[str, list[str]] = field(default_factory=dict)  # text column -> its distinct cells (some)
 
     @property
     def path(self) -> Path:
@@ -125,73 +196,37 @@ def is_missing(cell: str) -> bool:
     return cell.strip().lower() in MISSING
 
 
-def parse_number(cell: str, decimal: str = ".") -> float:
-    """One cell as a float: NaN when missing; ValueError when it is text."""
+def parse_number(cell: str, decimal: str = ".", thousands: str | None = None) -> float:
+    """One cell as a float: NaN when missing; ValueError when it is text.
+
+    With a ``thousands`` mark, ``1,234.5`` (or ``1.234,5``) is read only
+    when its groups are of three digits; ``1,2345`` stays text.
+    """
     text = cell.strip()
     if text.lower() in MISSING:
         return math.nan
+    if thousands is not None and thousands in text:
+        if not _GROUPED[thousands].match(text):
+            raise ValueError(f"{text!r}: not a number grouped by {thousands!r}")
+        text = text.replace(thousands, "")
     if decimal == ",":
         text = text.replace(",", ".")
     return float(text)
 
 
-def parse_time(cell: str) -> float:
-    """One time cell as epoch seconds (the formats of the module docstring); NaN when unreadable."""
-    text = cell.strip()
-    if not text or text.lower() in MISSING:
-        return math.nan
+def is_number(cell: str, decimal: str = ".", thousands: str | None = None) -> bool:
     try:
-        value = float(text)
+        return math.isfinite(parse_number(cell, decimal, thousands))
     except ValueError:
-        pass
-    else:
-        if not math.isfinite(value):
-            return math.nan
-        return value / 1000.0 if abs(value) > MS_EPOCH_ABOVE else value
-    m = _DAY_FIRST.match(text)
-    if m:
-        d, mo, y, hh, mm, ss, frac = m.groups()
-        text = f"{y}-{int(mo):02d}-{int(d):02d}T{int(hh or 0):02d}:{mm or '00'}:{ss or '00'}{frac or ''}"
-    elif len(text) >= 10 and text[4] == "/" and text[7] == "/":
-        text = text[:4] + "-" + text[5:7] + "-" + text[8:]
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return math.nan
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    try:
-        return dt.timestamp()
-    except (OverflowError, OSError, ValueError):
-        return math.nan
+        return False
 
 
-def parse_times(cells: Sequence[str]) -> np.ndarray:
-    """A column of time cells as epoch seconds; a vectorised path for plain ISO times, else one by one."""
-    if not cells:
-        return np.zeros(0)
-    try:
-        numbers = np.array(cells, dtype=np.float64)
-    except ValueError:
-        pass
-    else:
-        numbers[~np.isfinite(numbers)] = math.nan
-        return np.where(np.abs(numbers) > MS_EPOCH_ABOVE, numbers / 1000.0, numbers)
-    if not _ISO_DATE.match(cells[0].strip()):
-        return np.array([parse_time(c) for c in cells], dtype=np.float64)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # numpy warns (and drops it) on a zone suffix: take the slow path
-            stamps = np.array([c.strip() for c in cells], dtype="datetime64[us]")
-        if np.isnat(stamps).any():
-            raise ValueError("missing times")
-        return stamps.astype(np.int64).astype(np.float64) / 1e6
-    except (ValueError, TypeError, UserWarning, DeprecationWarning):
-        return np.array([parse_time(c) for c in cells], dtype=np.float64)
+def _numeric_column(cells: list[str], decimal: str, thousands: str | None = None,
+                    texts: set[str] | None = None) -> tuple[np.ndarray, int, int, str | None]:
+    """(values, missing cells, bad cells, an example of text) -- fast when the column is clean.
 
-
-def _numeric_column(cells: list[str], decimal: str) -> tuple[np.ndarray, int, int, str | None]:
-    """(values, missing cells, bad cells, an example of text) -- fast when the column is clean."""
+    ``texts`` collects the distinct text cells, up to ``DISTINCT_TEXTS``.
+    """
     if decimal == ".":
         try:
             values = np.array(cells, dtype=np.float64)
@@ -205,11 +240,13 @@ def _numeric_column(cells: list[str], decimal: str) -> tuple[np.ndarray, int, in
     example = None
     for i, cell in enumerate(cells):
         try:
-            v = parse_number(cell, decimal)
+            v = parse_number(cell, decimal, thousands)
         except ValueError:
             values[i] = math.nan
             bad += 1
             example = example or cell.strip()
+            if texts is not None and len(texts) < DISTINCT_TEXTS:
+                texts.add(cell.strip())
             continue
         if not math.isfinite(v):
             missing += 1
@@ -218,9 +255,44 @@ def _numeric_column(cells: list[str], decimal: str) -> tuple[np.ndarray, int, in
     return values, missing, bad, example
 
 
-def _read_lines(path: Path, limit: int, errors: str = "strict") -> list[str]:
+def _sniff_encoding(path: Path) -> tuple[str, str | None]:
+    """UTF-8 (a BOM dropped), UTF-16 with its BOM, else Windows-1252 (Latin-1 where 1252 has no character).
+
+    The whole file is checked: a Latin-1 "°" in row 90,000 of an otherwise
+    ASCII export would stop the read there. Any bytes decode in Latin-1, so
+    the second answer never fails; the note says what was read and where.
+    """
+    with path.open("rb") as fh:
+        if fh.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+            return "utf-16", None
+        fh.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        lines = 0
+        bad: tuple[int, int] | None = None
+        while chunk := fh.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                at = max(exc.start - (len(exc.object) - len(chunk)), 0)  # exc.object: held bytes + chunk
+                bad = (chunk[at] if at < len(chunk) else chunk[-1], lines + chunk.count(b"\n", 0, at) + 1)
+                break
+            lines += chunk.count(b"\n")
+        if bad is None:
+            pending = decoder.getstate()[0]  # a character cut off by the end of the file
+            if not pending:
+                return ENCODING, None
+            bad = (pending[0], lines + 1)
+        fh.seek(0)
+        latin1 = any(_LATIN1_ONLY.search(chunk) for chunk in iter(lambda: fh.read(1 << 20), b""))
+    encoding = "latin-1" if latin1 else "cp1252"
+    char = bytes([bad[0]]).decode(encoding)
+    return encoding, (f"not UTF-8 (byte 0x{bad[0]:02x} on line {bad[1]}): read as "
+                      f"{'Latin-1' if latin1 else 'Windows-1252 (Latin-1)'}, where it is {char!r}")
+
+
+def _read_lines(path: Path, limit: int, encoding: str) -> list[str]:
     out = []
-    with path.open(encoding=ENCODING, newline="", errors=errors) as fh:
+    with path.open(encoding=encoding, newline="", errors="replace") as fh:
         for line in fh:
             if line.strip():
                 out.append(line)
@@ -243,36 +315,81 @@ def _split(lines: list[str], sep: str) -> list[list[str]]:
         return out
 
 
-def _sniff_separator(lines: list[str]) -> str:
-    best, best_fields = ",", 1
-    for sep in SEPARATORS:
-        rows = _split(lines, sep)
-        width = len(rows[0])
-        if width < 2:
+def _width(row: list[str]) -> int:
+    """Fields up to the last one that is not blank (a separator at the end of a line adds none)."""
+    n = len(row)
+    while n and not row[n - 1].strip():
+        n -= 1
+    return n
+
+
+def _is_comment(row: list[str]) -> bool:
+    return bool(row) and row[0].lstrip().startswith("#")
+
+
+def _header_at(rows: list[list[str]], first: int) -> tuple[int, int, float]:
+    """(header row, its width, share of the rows under it as wide): the header is the first row as wide as most.
+
+    Rows above it (an export's title, a "Site: ..." line) and comment rows
+    are narrower; a comment row as wide as the data is a header (``#Time``).
+    A row found so that holds a number is data under a header too short
+    for it: the first row stays the header.
+    """
+    widths = [_width(r) for r in rows[first:]]
+    counts: dict[int, int] = {}
+    for w in widths:
+        counts[w] = counts.get(w, 0) + 1
+    mode = max(counts, key=lambda w: (counts[w], w))
+    h = next(i for i, w in enumerate(widths) if w >= mode) + first
+    if h > first and any(re.match(r"\s*[+-]?\d", c) for c in rows[h]):
+        h = first  # the first row as wide as most holds numbers: data under a short header, not under a title
+    width = _width(rows[h])
+    below = [r for r in rows[h + 1:] if not _is_comment(r)]
+    agree = sum(1 for r in below if _width(r) == width or len(r) == len(rows[h]))
+    return h, width, agree / len(below) if below else 1.0
+
+
+def _sniff_separator(rows_by_sep: dict[str, list[list[str]]], first: int) -> str:
+    """The separator that finds the header on the first line and splits it widest (then the one finding it soonest)."""
+    best, best_score = ",", (False, 1, 0)
+    for sep, rows in rows_by_sep.items():
+        if len(rows) <= first:
             continue
-        agree = sum(1 for r in rows[1:] if len(r) == width)
-        if rows[1:] and agree < 0.9 * len(rows[1:]):
+        h, width, agree = _header_at(rows, first)
+        if width < 2 or agree < 0.9:
             continue
-        if width > best_fields:
-            best, best_fields = sep, width
+        score = (h == first, width, -h)
+        if score > best_score:
+            best, best_score = sep, score
     return best
 
 
-def _sniff_decimal(rows: list[list[str]], separator: str) -> str:
-    if separator == ",":
-        return "."
+def _sniff_decimal(rows: list[list[str]], separator: str) -> tuple[str, str | None]:
+    """(decimal mark, thousands mark or None) from the cells' majority."""
     cells = [c.strip() for r in rows for c in r]
-    comma = sum(1 for c in cells if _DECIMAL_COMMA.match(c))
-    dot = sum(1 for c in cells if re.match(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$", c))
-    return "," if comma > dot else "."
+    if separator == ",":
+        return ".", ("," if any(_GROUPED[","].match(c) for c in cells) else None)  # a quoted "1,234.5"
+    # only 1.234,5 or 1.234.567 tell: 1.234 (or 0,125) is a decimal number in one convention or the other
+    sure = {mark: sum(1 for c in cells if pattern.match(c) and (c.count(mark) > 1 or len(set(c) & {",", "."}) == 2))
+            for mark, pattern in _GROUPED.items()}
+    comma = sum(1 for c in cells if _DECIMAL_COMMA.match(c)) + sure["."]
+    dot = sum(1 for c in cells if _DECIMAL_DOT.match(c)) + sure[","]
+    decimal = "," if comma > dot else "."
+    thousands = "." if decimal == "," else ","
+    return decimal, (thousands if sure[thousands] else None)
 
 
-def _plain(name: str) -> str:
+def plain_name(name: str) -> str:
+    """A column name compared without case, spaces, underscores or dashes (``Time Stamp`` = ``time_stamp``)."""
     return re.sub(r"[\s_\-]", "", name.lower())
 
 
+def _present(cells: list[str]) -> list[str]:
+    return [c for c in cells if not is_missing(c)]
+
+
 def _looks_like_times(cells: list[str]) -> bool:
-    present = [c for c in cells if not is_missing(c)]
+    present = _present(cells)
     if not present:
         return False
     for c in present:
@@ -284,38 +401,108 @@ def _looks_like_times(cells: list[str]) -> bool:
     return all(math.isfinite(parse_time(c)) for c in present)
 
 
-def sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None,
-                 errors: str = "strict") -> CsvLayout:
-    """Find separator, decimal mark, time and label columns from the header and the first lines.
+def _epochs(cells: list[str]) -> bool:
+    present = _present(cells)
+    try:
+        values = [float(c) for c in present]
+    except ValueError:
+        return False
+    return bool(values) and all(EPOCH_RANGE[0] <= v <= EPOCH_RANGE[1] for v in values)
 
-    ``separator`` given (one character) is taken as it is instead of sniffed.
-    ``errors="replace"`` reads bytes that are not UTF-8 as U+FFFD (the
-    agent's replay: such a cell is then counted as not a number) instead of
-    refusing the file.
 
-    Fails with :class:`BadInput` when the file is missing, empty, has a
-    repeated column name, or lacks the time column it was told to use (the
-    message lists the columns it has).
+def _times_of_day(cells: list[str]) -> bool:
+    present = _present(cells)
+    return bool(present) and all(TIME_OF_DAY.match(c.strip()) for c in present)
+
+
+def _dates_only(cells: list[str]) -> bool:
+    present = _present(cells)
+    return bool(present) and all(":" not in c for c in present) and _looks_like_times(present)
+
+
+def _unit_rows(header: list[str], body: list[list[str]], decimal: str, thousands: str | None) -> int:
+    """How many rows under the header name units or describe columns: no number where the data has numbers."""
+    k = 0
+    while k < MAX_UNIT_ROWS and len(body) > k + 1:
+        rest = body[k + 1:]
+        numeric = []
+        for j in range(len(header)):
+            present = _present([r[j] for r in rest if j < len(r)])
+            if present and sum(is_number(c, decimal, thousands) for c in present) * 2 >= len(present):
+                numeric.append(j)
+        cells = [body[k][j].strip() if j < len(body[k]) else "" for j in numeric]
+        if not numeric or all(is_missing(c) for c in cells) or any(is_number(c, decimal, thousands) for c in cells):
+            break
+        k += 1
+    return k
+
+
+def _names(row: list[str], body: list[list[str]]) -> tuple[list[str], dict[str, str]]:
+    """The header's names: trailing blank columns dropped, other blank names and repeats made unique."""
+    names = [h.strip() for h in row]
+    if names:
+        names[0] = names[0].lstrip("#").strip() if names[0].startswith("#") else names[0]
+    while names and not names[-1] and all(len(r) < len(names) or not r[len(names) - 1].strip() for r in body):
+        names.pop()
+    renamed: dict[str, str] = {}
+    seen: set[str] = set(n for n in names if n and names.count(n) == 1)
+    for j, name in enumerate(names):
+        if name and names.count(name) == 1:
+            continue
+        base = name or f"column {j + 1}"
+        new, k = base, 1
+        while new in seen:
+            k += 1
+            new = f"{base}_{k}"
+        seen.add(new)
+        if new != name:
+            renamed[new] = name
+        names[j] = new
+    return names, renamed
+
+
+def sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None) -> CsvLayout:
+    """Find the encoding, separator, header, decimal mark, time and label columns from the first lines.
+
+    ``separator`` given (one character) is taken as it is instead of
+    sniffed, as is Excel's ``sep=;`` first line. Fails with
+    :class:`BadInput` when the file is missing or empty, or lacks the time
+    column it was told to use (the message lists the columns it has).
     """
     src = Path(path)
     if not src.is_file():
         raise BadInput(f"{src} does not exist or is not a file")
-    try:
-        lines = _read_lines(src, SAMPLE_LINES, errors)
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{src} is not UTF-8 text ({exc.reason} at byte {exc.start}); export it as CSV UTF-8") from None
-    if not lines:
-        raise BadInput(f"{src} is empty; expected a header row of column names")
     if separator is not None and len(separator) != 1:
         raise BadInput(f"{src}: a separator is one character, got {separator!r}")
-    sep = separator or _sniff_separator(lines)
+    encoding, encoding_note = _sniff_encoding(src)
+    lines = _read_lines(src, SAMPLE_LINES + HEAD_LINES, encoding)
+    if not lines:
+        raise BadInput(f"{src} is empty; expected a header row of column names")
+    first = 0
+    told = _SEP_LINE.match(lines[0].strip())
+    if told:
+        first = 1
+        separator = separator or told.group(1)
+    sep = separator or _sniff_separator({s: _split(lines, s) for s in SEPARATORS}, first)
     rows = _split(lines, sep)
-    header = [h.strip() for h in rows[0]]
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise BadInput(f"{src}: the header names {dupes} more than once; rename them so each column has one name")
-    decimal = _sniff_decimal(rows[1:], sep)
-    labels = [h for h in header if h.lower() in LABEL_NAMES]
+    if len(rows) <= first:
+        raise BadInput(f"{src} has no header row of column names under its 'sep=' line")
+    h = _header_at(rows, first)[0] if len(rows) > first + 1 else first
+    if h > first + HEAD_LINES:
+        h = first
+    body = [r for r in rows[h + 1:SAMPLE_LINES + h + 1] if not _is_comment(r)]
+    header, renamed = _names(rows[h], body)
+    if not header:
+        raise BadInput(f"{src}: its header row names no column; expected a first row of column names")
+    decimal, thousands = _sniff_decimal(body, sep)
+    n_units = _unit_rows(header, body, decimal, thousands)
+    units = {name: ", ".join(c for k in range(n_units) if (c := (body[k][j] if j < len(body[k]) else "").strip()))
+             for j, name in enumerate(header)}
+    units = {name: text for name, text in units.items() if text}
+    body = body[n_units:]
+    decimal, thousands = _sniff_decimal(body, sep)
+    columns = {name: [r[j] for r in body if j < len(r)] for j, name in enumerate(header)}
+    labels = [name for name in header if name.lower() in LABEL_NAMES]
     named = True
     if time_column is not None:
         if time_column not in header:
@@ -323,25 +510,69 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
                            f"separator {sep!r}: {header}")
         chosen: str | None = time_column
     else:
-        chosen = next((h for name in TIME_NAMES for h in header if _plain(h) == name), None)
+        chosen = next((name for plain in TIME_NAMES for name in header if plain_name(name) == plain), None)
+        if chosen is None:  # t_stamp, TimeStampUTC, Zeitstempel: a time in the name and times or epochs in the cells
+            chosen = next((name for name in header if any(part in plain_name(name) for part in TIME_NAME_PARTS)
+                           and (_looks_like_times(columns[name]) or _epochs(columns[name])
+                                or is_excel_days(_present(columns[name])))), None)
         if chosen is None:
-            body = rows[1:]
-            for j, h in enumerate(header):
-                column = [r[j] for r in body if j < len(r)]
-                if h not in labels and _looks_like_times(column):
-                    chosen, named = h, False
-                    break
-    return CsvLayout(src, sep, decimal, header, chosen, labels, named)
+            chosen = next((name for name in header if name not in labels and _looks_like_times(columns[name])), None)
+            named = chosen is None
+    date_column = None
+    if chosen is not None:
+        if _times_of_day(columns[chosen]):
+            date_column = next((n for n in header if n != chosen and _dates_only(columns[n])), None)
+        elif _dates_only(columns[chosen]):
+            clock = next((n for n in header if n != chosen and _times_of_day(columns[n])), None)
+            if clock is not None:
+                chosen, date_column = clock, chosen
+    layout = CsvLayout(src, sep, decimal, header, chosen, labels, named, encoding, encoding_note, h,
+                       n_units, units, thousands, date_column, renamed=renamed)
+    if chosen is None:
+        return layout
+    sample = [layout.time_text(r) for r in body]
+    if is_excel_days(_present(sample)):
+        return replace(layout, excel_days=True)
+    layout = replace(layout, naive_times=is_naive(sample))
+    if not needs_date_order(sample):
+        return layout
+    order = sniff_date_order(sample)
+    if order is None:
+        order = sniff_date_order(layout.time_text(r) for _, r in iter_rows(layout))  # the sample did not tell
+    if order is None:
+        return replace(layout, date_order=DateOrder.MONTH_FIRST if has_half_day(sample) else DateOrder.DAY_FIRST,
+                       date_order_guessed=True)
+    return replace(layout, date_order=order)
 
 
-def iter_rows(layout: CsvLayout) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of every non-blank line after the header, as the layout splits them."""
-    with layout.path.open(encoding=ENCODING, newline="") as fh:
+def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | None = None
+              ) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every data line: after the header and its unit rows, blank and ``#`` lines skipped.
+
+    A line the csv module refuses (a field past its size limit) goes to
+    ``on_error`` and is skipped; without ``on_error`` it is a :class:`BadInput`.
+    """
+    with layout.path.open(encoding=layout.encoding, newline="", errors="replace") as fh:
         reader = csv.reader(fh, delimiter=layout.separator)
-        next(reader, None)
-        for row in reader:
-            if row and any(c.strip() for c in row):
-                yield reader.line_num, row
+        skip = layout.header_row + 1 + layout.unit_rows
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                if on_error is None:
+                    raise BadInput(f"{layout.path} line {reader.line_num}: {exc}") from None
+                on_error(reader.line_num, exc)
+                continue
+            if not row or not any(c.strip() for c in row):
+                continue
+            if skip:
+                skip -= 1
+                continue
+            if _is_comment(row):
+                continue
+            yield reader.line_num, row
 
 
 CHUNK_ROWS = 100_000  # rows held as text at a time: a million rows of ten columns as strings took 740 MB
@@ -362,9 +593,10 @@ def read_csv_table(path: str | Path, layout: CsvLayout | None = None, *, time_co
     width = len(lay.header)
     chunks = _Chunks(lay)
     columns: list[list[str]] = [[] for _ in range(width)]
+    refused = [0]
     ragged = 0
     n = 0
-    for _, row in iter_rows(lay):
+    for _, row in iter_rows(lay, on_error=lambda line, exc: refused.__setitem__(0, refused[0] + 1)):
         if len(row) != width:
             if len(row) < width or any(c.strip() for c in row[width:]):
                 ragged += 1
@@ -384,7 +616,7 @@ def read_csv_table(path: str | Path, layout: CsvLayout | None = None, *, time_co
         chunks.add(columns)
     if n == 0:
         raise BadInput(f"{lay.path} has a header but no rows of data")
-    return chunks.table(n, ragged)
+    return chunks.table(n, ragged + refused[0])
 
 
 class _Chunks:
@@ -397,14 +629,24 @@ class _Chunks:
         self.missing = [0] * width
         self.bad = [0] * width
         self.example: list[str | None] = [None] * width
+        self.texts: list[set[str]] = [set() for _ in range(width)]
         self.times: list[np.ndarray] = []
+        self.time_example = ""
 
     def add(self, columns: list[list[str]]) -> None:
-        for j, name in enumerate(self.layout.header):
-            if name == self.layout.time_column:
-                self.times.append(parse_times(columns[j]))
+        lay = self.layout
+        for j, name in enumerate(lay.header):
+            if name == lay.date_column:
                 continue
-            values, n_missing, n_bad, example = _numeric_column(columns[j], self.layout.decimal)
+            if name == lay.time_column:
+                cells = columns[j]
+                if lay.date_column is not None:
+                    dates = columns[lay.header.index(lay.date_column)]
+                    cells = [f"{d.strip()} {t.strip()}" for d, t in zip(dates, cells)]
+                self.time_example = self.time_example or next((c for c in cells if c.strip()), "")
+                self.times.append(parse_times(cells, lay.date_order, lay.excel_days))
+                continue
+            values, n_missing, n_bad, example = _numeric_column(columns[j], lay.decimal, lay.thousands, self.texts[j])
             self.values[j].append(values)
             self.missing[j] += n_missing
             self.bad[j] += n_bad
@@ -418,8 +660,13 @@ class _Chunks:
         missing: dict[str, int] = {}
         bad: dict[str, int] = {}
         times = np.concatenate(self.times) if self.times else None
+        changes = 0
+        if times is not None and lay.naive_times:
+            clock = LocalClock()
+            times = clock.run_on(times)
+            changes = clock.changes
         for j, name in enumerate(lay.header):
-            if name == lay.time_column:
+            if name in (lay.time_column, lay.date_column):
                 continue
             values = np.concatenate(self.values[j])
             if name in lay.label_columns:
@@ -432,4 +679,6 @@ class _Chunks:
                 if self.bad[j]:
                     bad[name] = self.bad[j]
         bad_times = int(np.isnan(times).sum()) if times is not None else 0
-        return CsvTable(lay, numeric, times, labels, text, missing, bad, rows, ragged, bad_times)
+        text_values = {name: sorted(self.texts[lay.header.index(name)]) for name in text}
+        return CsvTable(lay, numeric, times, labels, text, missing, bad, rows, ragged, bad_times, changes,
+                        self.time_example, text_values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -90,11 +91,13 @@ def test_fit_with_flags(plant: dict[str, Path]) -> None:
     (lambda d: [d / "missing.csv"], "does not exist"),
     (lambda d: [write_pump_csv(d / "short.csv", pump_rows(40, seed=3))], "too few for"),
     (lambda d: [d / "text.csv"], "no numeric feature column"),
+    (lambda d: [d / "clock.csv"], "no time in the time column 'Time' could be read (e.g. '08:00:00')"),
     (lambda d: [write_pump_csv(d / "a.csv", pump_rows(500, seed=3)),
                 write_pump_csv(d / "b.csv", pump_rows(500, seed=3)[:, :4])], "lacks the numeric columns"),
 ])
 def test_fit_refuses_what_it_cannot_use_with_the_reason(tmp_path: Path, setup, message: str) -> None:  # noqa: ANN001
     (tmp_path / "text.csv").write_text("time,state\n2024-01-01 00:00:00,RUN\n2024-01-01 00:00:01,STOP\n")
+    (tmp_path / "clock.csv").write_text("Time,p,q\n" + "".join(f"08:00:{i:02d},1,{i}\n" for i in range(60)))
     res = CliRunner().invoke(main, ["fit", *map(str, setup(tmp_path)), "-o", str(tmp_path / "m.onnx")])
     assert res.exit_code == 4, res.output
     assert message in res.output
@@ -180,13 +183,87 @@ def test_smallest_change_in_the_report_is_where_the_score_crosses_the_threshold(
         assert score - offset == pytest.approx(card.threshold, rel=0.02, abs=0.02 * card.threshold)
 
 
-def test_one_feature_gets_the_univariate_detector(tmp_path: Path) -> None:
-    path = write_pump_csv(tmp_path / "uni.csv", pump_rows(800, seed=10)[:, :1], text=False)
+def test_one_feature_gets_the_univariate_detector_when_it_is_quiet_on_the_normal_data(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = write_pump_csv(tmp_path / "uni.csv", 5.0 + 0.1 * rng.standard_normal((3000, 1)), text=False)
     lines: list[str] = []
     fit_model([path], tmp_path / "u.onnx", echo=lines.append)
     card = ScoringModel(tmp_path / "u.onnx").card
     assert card.family == "novelty-levels" and card.features == ["flow"]
     assert any("one feature" in line for line in lines)
+    assert any("0 false episodes in all 50 min (3,000 rows) of the normal data" in line for line in lines)
+
+
+def test_one_feature_keeps_the_univariate_detector_says_what_it_raised_and_pca_is_the_quiet_choice(
+        tmp_path: Path) -> None:
+    """Issue 29: fit picks the univariate detector for one feature; its episodes on the normal data are reported,
+    and ``--family pca`` (named in the warning) gives the window-level model, quiet on that data."""
+    path = write_pump_csv(tmp_path / "uni.csv", pump_rows(800, seed=10)[:, :1], text=False)
+    out = tmp_path / "u.onnx"
+    res = CliRunner().invoke(main, ["fit", str(path), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert ScoringModel(out).card.family == "novelty-levels"
+    assert "false episode(s) in all" in res.output and "--family pca" in res.output, res.output
+    quiet = tmp_path / "p.onnx"
+    res = CliRunner().invoke(main, ["fit", str(path), "-o", str(quiet), "--family", "pca"])
+    assert res.exit_code == 0, res.output
+    assert ScoringModel(quiet).card.family == "pca"
+    alerts = tmp_path / "alerts.jsonl"
+    run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(quiet), "--source",
+                          f"replay:{path}", "--sink", f"jsonl:{alerts}", "-q"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert _events(alerts) == []
+
+
+def _european_historian(path: Path, x: np.ndarray) -> Path:
+    """Windows-1252, Excel's sep line, Date and Time columns, a units row, decimal commas, thousands dots."""
+    lines = ["sep=;", "Datum;Zeit;Durchfluss;Druck;Strom;Vibration;Temperatur;Spannung", ";;m³/h;bar;A;mm/s;°C;V"]
+    for i, row in enumerate(x):
+        when = datetime(2024, 3, 13, 23, 50) + timedelta(seconds=i)
+        cells = [f"{row[0] * 10:,.2f}".replace(",", " ").replace(".", ",").replace(" ", ".")]
+        cells += [f"{v:.5f}".replace(".", ",") for v in row[1:]]
+        lines.append(";".join([when.strftime("%d.%m.%Y"), when.strftime("%H:%M:%S"), *cells]))
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    return path
+
+
+def _us_scada(path: Path, x: np.ndarray) -> Path:
+    """A title, a units row, US times with AM/PM, quoted thousands, a separator at each line's end, a comment."""
+    lines = ["Line 3 pump report", "Timestamp,Flow,Pressure,Current,Vibration,Temperature,Voltage,",
+             ",gpm,psi,A,in/s,F,V,"]
+    for i, row in enumerate(x):
+        when = datetime(2024, 3, 13, 23, 50) + timedelta(seconds=i)
+        cells = [f'"{row[0] * 10:,.2f}"'] + [f"{v:.5f}" for v in row[1:]]
+        lines.append(",".join([when.strftime("%m/%d/%Y %I:%M:%S %p"), *cells, ""]))
+    path.write_text("\n".join(lines) + "\n# end of export\n")
+    return path
+
+
+@pytest.mark.parametrize("write, says", [
+    (_european_historian, ["time from the columns 'Datum' and 'Zeit'", "thousands mark '.'", "Windows-1252",
+                           "1 line(s) above the header skipped", "Durchfluss [m³/h]"]),
+    (_us_scada, ["time column 'Timestamp' (dates month-first)", "thousands mark ','",
+                 "1 line(s) above the header skipped", "Flow [gpm]"]),
+])
+def test_exports_as_plants_write_them_fit_and_replay_in_the_default_form(tmp_path: Path, write,  # noqa: ANN001
+                                                                         says: list[str]) -> None:
+    path = write(tmp_path / "export.csv", pump_rows(1200, seed=12))
+    out = tmp_path / "m.onnx"
+    res = CliRunner().invoke(main, ["fit", str(path), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    for text in says:
+        assert text in res.output, res.output
+    assert "normal    1,200 rows (20 min at one row every 1 s)" in res.output
+    assert "text in numeric columns" not in res.output and "left out" not in res.output.split("model")[0]
+    assert len(ScoringModel(out).card.features) == 6
+    alerts = tmp_path / "alerts.jsonl"
+    run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(out), "--source",
+                          f"replay:{path}", "--sink", f"jsonl:{alerts}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "messages 1200 " in run.stderr + run.stdout and "bad 0" in run.stderr + run.stdout
+    assert _events(alerts) == []
 
 
 def test_fit_options_default_is_the_principle() -> None:
@@ -234,3 +311,53 @@ def test_family_conv1d_ae_on_request_runs_in_the_agent(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     starts = [e for e in _events(out) if e["event"] == "start"]
     assert len(starts) >= 1 and any(480 <= e["seq"] <= 620 for e in starts)
+
+
+def test_a_column_exported_twice_is_left_out_as_a_copy(tmp_path: Path) -> None:
+    x = pump_rows(1200, seed=13)
+    path = write_pump_csv(tmp_path / "twice.csv", np.concatenate([x, x[:, 1:2]], axis=1), text=False)
+    text = path.read_text().replace("temperature,voltage\n", "temperature,voltage,pressure_copy\n", 1)
+    path.write_text(text)
+    res = CliRunner().invoke(main, ["fit", str(path), "-o", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output
+    assert "left out  pressure_copy            a copy of pressure (the same value in every row)" in res.output
+    assert "pressure_copy" not in ScoringModel(tmp_path / "m.onnx").card.features
+
+
+def test_a_historians_long_export_is_pivoted_one_column_per_tag_and_replays_the_same(tmp_path: Path) -> None:
+    x = pump_rows(900, seed=14)
+    path = tmp_path / "history.csv"
+    lines = ["Tag,Timestamp,Value,Quality"] + [
+        f"P1.{name},2024-03-04 08:{i // 60:02d}:{i % 60:02d},{x[i, j]:.5f},192"
+        for j, name in enumerate(FEATURES) for i in range(900) if not (name == "pressure" and i % 3)]
+    path.write_text("\n".join(lines) + "\n")  # tag after tag, pressure logged every third second
+    out = tmp_path / "m.onnx"
+    res = CliRunner().invoke(main, ["fit", str(path), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert ("a long export (one row per tag and time): one column per 'Tag' (6), values from 'Value', one row per "
+            "time (900)") in res.output
+    assert "filled 600 P1.pressure blank cell(s) from the last value" in res.output
+    assert ScoringModel(out).card.features == [f"P1.{n}" for n in sorted(FEATURES)]
+    alerts = tmp_path / "alerts.jsonl"
+    run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(out), "--source",
+                          f"replay:{path}", "--sink", f"jsonl:{alerts}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "messages 900 " in run.stderr + run.stdout and "bad 0" in run.stderr + run.stdout
+    assert _events(alerts) == []
+
+
+def test_counters_too_fine_for_float32_are_left_out_with_the_figures(tmp_path: Path) -> None:
+    x = pump_rows(1200, seed=15)
+    hours = 12345.0 + np.arange(1200) / 3600.0
+    energy = 1234567.8 + np.cumsum(np.abs(x[:, 2]) * 0.4 / 3600.0)
+    path = write_pump_csv(tmp_path / "meters.csv", x, text=False)
+    lines = path.read_text().splitlines()
+    lines = [lines[0] + ",RunHours,Energy_kWh"] + [f"{row},{h:.2f},{e:.1f}"
+                                                   for row, h, e in zip(lines[1:], hours, energy)]
+    path.write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(main, ["fit", str(path), "-o", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output  # kept, these columns failed the export's parity check (exit 3)
+    for name in ("RunHours", "Energy_kWh"):
+        assert f"left out  {name:24s} too fine for the agent's 32-bit numbers" in res.output
+    assert ScoringModel(tmp_path / "m.onnx").card.features == FEATURES

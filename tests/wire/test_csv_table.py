@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_table import parse_time, parse_times, read_csv_table, sniff_layout
+from edgewatch.wire.csv_table import read_csv_table, sniff_layout
+from edgewatch.wire.csv_times import parse_time, parse_times
 
 
 def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -35,7 +37,7 @@ def test_european_export_with_decimal_commas_and_a_byte_order_mark(tmp_path: Pat
     path = _write(tmp_path / "de.csv", "\ufeff" + text)
     layout = sniff_layout(path)
     assert layout.separator == ";" and layout.decimal == ","
-    assert layout.time_column == "Zeitstempel" and not layout.time_named  # found by its dates
+    assert layout.time_column == "Zeitstempel"  # "zeit" in its name, dates in its cells
     table = read_csv_table(path, layout)
     assert table.numeric["Druck"].tolist() == [1.25, 1.5]
     assert table.times[1] - table.times[0] == 1.0
@@ -91,11 +93,6 @@ def test_empty_and_headless_files_are_refused(tmp_path: Path) -> None:
         sniff_layout(_write(tmp_path / "e.csv", ""))
     with pytest.raises(BadInput, match="no rows"):
         read_csv_table(_write(tmp_path / "h.csv", "a,b\n"))
-    with pytest.raises(BadInput, match="more than once"):
-        sniff_layout(_write(tmp_path / "d.csv", "a,a\n1,2\n"))
-    with pytest.raises(BadInput, match="not UTF-8"):
-        (tmp_path / "l.csv").write_bytes("a;b\n\xe9t\xe9;1\n".encode("latin-1"))
-        sniff_layout(tmp_path / "l.csv")
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -110,3 +107,156 @@ def test_any_bytes_either_read_or_refused_with_bad_input(tmp_path: Path, data: b
     assert table.rows >= 1
     for values in table.numeric.values():
         assert len(values) == table.rows
+
+
+def _rows(n: int = 30, sep: str = ",", time=lambda i: f"2024-03-04 08:00:{i:02d}") -> list[str]:  # noqa: ANN001
+    return [sep.join([time(i), f"{4.2 + 0.01 * (i % 3):.2f}", f"{31 + 0.1 * (i % 5):.1f}"]) for i in range(n)]
+
+
+def test_excel_sep_line_a_title_and_comment_lines_above_the_header(tmp_path: Path) -> None:
+    excel = _write(tmp_path / "x.csv", "sep=;\r\n" + "\r\n".join(["time;p;q"] + _rows(sep=";")) + "\r\n")
+    historian = _write(tmp_path / "h.csv", "# Exported by PlantHistorian 7.2\nSite: Plant A, Line 3\n\n"
+                       + "\n".join(["time,p,q"] + _rows()) + "\n# end of export\n")
+    for path, skipped in ((excel, 1), (historian, 2)):
+        table = read_csv_table(path)
+        assert table.layout.header == ["time", "p", "q"] and table.layout.time_column == "time"
+        assert table.rows == 30 and table.ragged == 0 and table.bad_times == 0
+        assert table.numeric["p"][1] == pytest.approx(4.21)
+        assert f"{skipped} line(s) above the header skipped" in table.layout.describe()
+
+
+def test_a_row_of_units_under_the_header_is_not_data(tmp_path: Path) -> None:
+    head = ["Timestamp,Pressure,Flow", ",bar,m3/h", "Description,Discharge,Main line"]
+    path = _write(tmp_path / "u.csv", "\n".join(head + _rows()) + "\n")
+    table = read_csv_table(path)
+    assert table.layout.unit_rows == 2 and table.layout.units["Pressure"] == "bar, Discharge"
+    assert table.rows == 30 and table.bad == {} and table.bad_times == 0 and list(table.numeric) == ["Pressure", "Flow"]
+    assert ("2 row(s) of units or descriptions under the header, not data: Timestamp [Description], "
+            "Pressure [bar, Discharge]") in table.layout.describe()
+
+
+def test_a_latin1_file_is_read_and_said_even_when_its_first_lines_are_ascii(tmp_path: Path) -> None:
+    text = "\n".join(["Time;Temp [°C];Vib [µm]"] + _rows(sep=";")) + "\n"
+    (tmp_path / "l.csv").write_bytes(text.encode("cp1252"))
+    late = "\n".join(["time,p,q"] + _rows(200)) + "\n2024-03-04 08:04:00,1.0,2.0,\n"
+    (tmp_path / "late.csv").write_bytes(late.replace(",2.0,", ",2.0,caf\xe9").encode("latin-1"))
+    table = read_csv_table(tmp_path / "l.csv")
+    assert list(table.numeric) == ["Temp [°C]", "Vib [µm]"] and table.rows == 30
+    note = "not UTF-8 (byte 0xb0 on line 1): read as Windows-1252 (Latin-1), where it is '°'"
+    assert note in table.layout.describe()
+    late_table = read_csv_table(tmp_path / "late.csv")
+    assert late_table.rows == 200 and late_table.ragged == 1 and "line 202" in late_table.layout.describe()
+
+
+@pytest.mark.parametrize("sep, cells, decimal, thousands", [
+    (",", ['"1,234.5"', '"12,001.25"'], ".", ","),
+    (";", ["1.234,5", "12.001,25"], ",", "."),
+])
+def test_thousands_marks(tmp_path: Path, sep: str, cells: list[str], decimal: str, thousands: str) -> None:
+    lines = [sep.join(["time", "p", "q"])] + [sep.join([f"2024-03-04 08:00:{i:02d}", cells[i % 2], "7"])
+                                             for i in range(10)]
+    table = read_csv_table(_write(tmp_path / "t.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.decimal, table.layout.thousands) == (decimal, thousands)
+    assert table.numeric["p"][:2].tolist() == [1234.5, 12001.25] and table.bad == {}
+
+
+def test_date_and_time_columns_are_joined(tmp_path: Path) -> None:
+    lines = ["Date,Time,p"] + [f"2024-03-04,23:59:{58 + i:02d},1" if i < 2 else f"2024-03-05,00:00:{i - 2:02d},1"
+                               for i in range(6)]
+    table = read_csv_table(_write(tmp_path / "d.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.date_column, table.layout.time_column) == ("Date", "Time")
+    assert list(table.numeric) == ["p"] and table.text_columns == {}
+    assert np.diff(table.times).tolist() == [1.0] * 5
+    assert "time from the columns 'Date' and 'Time'" in table.layout.describe()
+
+
+@pytest.mark.parametrize("first, order, guessed", [
+    (lambda i: f"13/03/2024 23:59:{i:02d}", "day-first", False),
+    (lambda i: f"03/13/2024 11:59:{i:02d} PM", "month-first", False),
+    (lambda i: f"03/04/2024 08:00:{i:02d} AM", "month-first", True),  # AM/PM: the US order
+    (lambda i: f"03/04/2024 08:00:{i:02d}", "day-first", True),
+])
+def test_slash_dates_day_or_month_first_as_the_file_tells(tmp_path: Path, first, order: str,  # noqa: ANN001
+                                                          guessed: bool) -> None:
+    table = read_csv_table(_write(tmp_path / "s.csv", "\n".join(["Timestamp,p,q"] + _rows(time=first)) + "\n"))
+    assert table.layout.date_order.value == order and table.layout.date_order_guessed is guessed
+    assert table.bad_times == 0 and np.diff(table.times).tolist() == [1.0] * 29
+    day = {"day-first": 3, "month-first": 4}[order] if guessed else 13  # 03/04: 3 April or March 4
+    assert datetime.fromtimestamp(table.times[0], timezone.utc).day == day
+
+
+def test_a_date_late_in_the_file_decides_the_order(tmp_path: Path) -> None:
+    rows = _rows(100, time=lambda i: f"{i // 60 + 1:02d}/03/2024 00:{i % 60:02d}:00")
+    rows += _rows(1, time=lambda i: "13/03/2024 00:00:00")
+    layout = sniff_layout(_write(tmp_path / "l.csv", "\n".join(["time,p,q"] + rows) + "\n"))
+    assert layout.date_order.value == "day-first"
+
+
+def test_a_daylight_saving_fall_back_in_wall_clock_times_runs_on(tmp_path: Path) -> None:
+    clock = [f"2024-10-27 02:{m:02d}:00" for m in (*range(30, 60, 5), *range(0, 30, 5))]
+    table = read_csv_table(_write(tmp_path / "d.csv", "\n".join(["time,p,q"] + _rows(12, time=lambda i: clock[i]))
+                                  + "\n"))
+    assert table.clock_changes == 1 and np.diff(table.times).tolist() == [300.0] * 11
+    zoned = [c.replace(" ", "T") + ("+02:00" if i < 6 else "+01:00") for i, c in enumerate(clock)]
+    table = read_csv_table(_write(tmp_path / "z.csv", "\n".join(["time,p,q"] + _rows(12, time=lambda i: zoned[i]))
+                                  + "\n"))
+    assert table.clock_changes == 0 and np.diff(table.times).tolist() == [300.0] * 11
+
+
+def test_trailing_separators_and_blank_or_repeated_names(tmp_path: Path) -> None:
+    lines = ["time;Value;Value;;Current;"] + [f"2024-03-04 08:00:{i:02d};1;2;3;4;" for i in range(5)]
+    table = read_csv_table(_write(tmp_path / "r.csv", "\n".join(lines) + "\n"))
+    assert table.layout.header == ["time", "Value", "Value_2", "column 4", "Current"]
+    assert table.numeric["Value_2"].tolist() == [2.0] * 5 and table.ragged == 0
+    assert "'Value' -> 'Value_2'" in table.layout.describe()
+
+
+def test_a_time_column_named_in_part_with_epoch_milliseconds(tmp_path: Path) -> None:
+    lines = ["t_stamp,Pressure"] + [f"{1709539200000 + 1000 * i},{4.2 + 0.01 * i:.2f}" for i in range(20)]
+    table = read_csv_table(_write(tmp_path / "ignition.csv", "\n".join(lines) + "\n"))
+    assert table.layout.time_column == "t_stamp" and list(table.numeric) == ["Pressure"]
+    assert table.times[0] == 1709539200.0 and np.diff(table.times).tolist() == [1.0] * 19
+    plain = read_csv_table(_write(tmp_path / "counter.csv", "step,Pressure\n" + "".join(f"{i},1\n" for i in range(5))))
+    assert plain.layout.time_column is None  # a number column is a time only when its name says so
+
+
+@pytest.mark.parametrize("cell, decimal, value", [("0,125", ",", 0.125), ("1,250", ",", 1.25), ("12.345", ".", 12.345)])
+def test_three_decimals_are_not_taken_for_thousands(tmp_path: Path, cell: str, decimal: str, value: float) -> None:
+    lines = ["time;p"] + [f"2024-03-04 08:00:{i:02d};{cell}" for i in range(10)]
+    table = read_csv_table(_write(tmp_path / "d.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.decimal, table.layout.thousands) == (decimal, None)
+    assert table.numeric["p"][0] == value
+
+
+def test_a_header_one_name_short_stays_the_header(tmp_path: Path) -> None:
+    lines = ["time,p,q"] + [f"2024-03-04 08:00:{i:02d},1,2,3" for i in range(10)]
+    with pytest.raises(BadInput, match="no rows"):  # every row is ragged: said, not read under data as names
+        read_csv_table(_write(tmp_path / "short.csv", "\n".join(lines) + "\n"))
+
+
+@pytest.mark.parametrize("sep, cell", [(",", "{:.8f}"), (";", "{:.8f}")])
+def test_excel_serial_days_in_a_time_column(tmp_path: Path, sep: str, cell: str) -> None:
+    days = [45355.5 + i / 86400 for i in range(10)]  # 2024-03-04 12:00:00 and on, a second apart
+    texts = [cell.format(d) if sep == "," else cell.format(d).replace(".", ",") for d in days]
+    lines = [f"Datum{sep}p"] + [f"{t}{sep}{'1,5' if sep == ';' else '1.5'}" for t in texts]
+    table = read_csv_table(_write(tmp_path / "x.csv", "\n".join(lines) + "\n"))
+    assert table.layout.time_column == "Datum" and table.layout.excel_days
+    assert table.times[0] == pytest.approx(1709553600.0, abs=1e-3) and list(table.numeric) == ["p"]
+    assert np.diff(table.times) == pytest.approx(np.ones(9), abs=1e-3)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2024-03-04 08:00:00 UTC", 1709539200.0), ("2024-10-27 02:30:00 CEST", 1729989000.0),
+    ("2024-10-27 02:30:00 CET", 1729992600.0), ("03/13/2024 11:59:59 PM EST", 1710392399.0),
+    ("2024.03.04 08:00:00", 1709539200.0), ("04.03.2024 08:00:00,250", 1709539200.25),
+    ("04-Mar-2024 08:00:00", 1709539200.0), ("03/13/24 11:59 PM", 1710374340.0)])
+def test_more_time_formats_plants_write(text: str, expected: float) -> None:
+    assert parse_time(text) == pytest.approx(expected)
+
+
+def test_zone_names_are_not_wall_clock_times(tmp_path: Path) -> None:
+    stamps = [f"2024-10-27 02:{m:02d}:00 CEST" for m in range(30, 60, 10)] + [f"2024-10-27 02:{m:02d}:00 CET"
+                                                                          for m in range(0, 30, 10)]
+    table = read_csv_table(_write(tmp_path / "z.csv", "time,p\n" + "".join(f"{s},1\n" for s in stamps)))
+    assert not table.layout.naive_times and table.clock_changes == 0
+    assert np.diff(table.times).tolist() == [600.0] * 5

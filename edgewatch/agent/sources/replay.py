@@ -1,8 +1,10 @@
 """``replay:FILE.csv[?rate=HZ&loop=1&columns=A,B,...&max_age=10s]``: a CSV file played back as a stream.
 
 The file is read the way ``edgewatch fit`` reads it
-(:mod:`edgewatch.wire.csv_table`): separator, decimal comma and time column
-sniffed, so a SKAB file (``;``, a ``datetime`` column) or a European export
+(:mod:`edgewatch.wire.csv_table`, rows through its ``iter_rows`` and times
+through ``CsvLayout.time_text`` and :mod:`edgewatch.wire.csv_times`):
+encoding, separator, header, unit rows, decimal and thousands marks and
+time column sniffed, so a SKAB file (``;``, a ``datetime`` column) or a European export
 replays with no options. ``sep`` (``;``, ``tab``...) and ``time`` (a column
 name) say them when the sniffing guesses wrong. The model's features are
 taken from the columns of the same names, whatever their order and
@@ -11,7 +13,11 @@ names that match one feature only (:mod:`.feature_names`: case, spaces,
 ``_ - . /``, a unit in brackets); when the names differ more, ``columns``
 names the file's columns for the model's features, in the model's order.
 A file whose header names none of the features and has exactly as many
-other columns as the model has features is read by position. Label columns (``anomaly``, ``changepoint``) are never features.
+other columns as the model has features is read by position. Label
+columns (``anomaly``, ``changepoint``) are never features. A historian's
+long export (one row per tag and time) whose tags name the model's features
+is read whole and pivoted as ``fit`` pivots it
+(:func:`edgewatch.wire.csv_long.read_long`), then played in time order.
 
 A blank, ``NaN`` or ``null`` cell is held from the column's last value (the
 rules of :mod:`.rows`; without a time column the staleness limit counts
@@ -34,7 +40,9 @@ from edgewatch.agent.sources.parsing import BadReason, Measurement, sane_timesta
 from edgewatch.agent.sources.registry import register
 from edgewatch.agent.sources.rows import RowAssembler, cell_value
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_table import ENCODING, CsvLayout, parse_number, parse_time, sniff_layout
+from edgewatch.wire.csv_long import long_format, read_long
+from edgewatch.wire.csv_table import CsvLayout, CsvTable, iter_rows, parse_number, read_csv_table, sniff_layout
+from edgewatch.wire.csv_times import LocalClock, parse_time
 
 
 class ReplaySource(Source):
@@ -60,8 +68,12 @@ class ReplaySource(Source):
         self.rows_sent = 0
         self.rows = rows or RowAssembler(features)
         self._next_t = 0.0  # when the next row is due (monotonic), with a rate
-        self.layout: CsvLayout = sniff_layout(self.path, time_column, sep, errors="replace")
-        self.columns = self._pick_columns(self.layout, columns)
+        self.layout: CsvLayout = sniff_layout(self.path, time_column, sep)
+        self._clock = LocalClock()
+        self.wide: CsvTable | None = None  # a long export (one row per tag and time), pivoted as fit pivots it
+        if columns is None and not all(f in self.layout.header for f in features):
+            self.wide = _pivoted(self.layout, features)
+        self.columns = (None, []) if self.wide is not None else self._pick_columns(self.layout, columns)
 
     def _pick_columns(self, layout: CsvLayout, columns: list[str] | None) -> tuple[int | None, list[int]]:
         header = layout.header
@@ -73,10 +85,11 @@ class ReplaySource(Source):
                                f"{header}, one for each of the model's features {self.features} in that order "
                                f"(got {columns}; not in the file: {missing or 'none'})")
             return time_col, [header.index(c) for c in columns]
-        picked = self._by_name(header, time_col)
+        picked = self._by_name(header, time_col, layout.date_column)
         if len(picked) == len(self.features):
             return time_col, [picked[j] for j in range(len(self.features))]
-        rest = [i for i in range(len(header)) if i != time_col and header[i] not in layout.label_columns]
+        rest = [i for i in range(len(header)) if i != time_col and header[i] != layout.date_column
+                and header[i] not in layout.label_columns]
         if not picked and len(rest) == len(self.features):
             return time_col, rest
         missing = [f for j, f in enumerate(self.features) if j not in picked]
@@ -87,12 +100,12 @@ class ReplaySource(Source):
                        f"?columns=A,B,... (replay:{self.path}?columns={example},...); a wrongly sniffed separator or "
                        "time column is set with ?sep=; and ?time=NAME")
 
-    def _by_name(self, header: list[str], time_col: int | None) -> dict[int, int]:
+    def _by_name(self, header: list[str], time_col: int | None, date_column: str | None) -> dict[int, int]:
         """Feature index -> column, by the name rule of :mod:`.feature_names` (an exact header wins)."""
         names = FeatureNames(self.features, self.name)
         picked: dict[int, int] = {}
         for i, h in enumerate(header):
-            j = names.resolve(h) if i != time_col else None
+            j = names.resolve(h) if i != time_col and h != date_column else None
             if j is not None and (j not in picked or h == self.features[j]):
                 picked[j] = i
         return picked
@@ -100,52 +113,68 @@ class ReplaySource(Source):
     def run(self) -> None:
         period = 1.0 / self.rate if self.rate else 0.0
         self._next_t = time.monotonic()
-        index = 0
+        index = [0]  # rows sent so far, over every loop: the row time of a file with no time column
         while True:
-            # a byte that is not UTF-8 becomes U+FFFD: that cell is then not a number, counted like one
-            with self.path.open(encoding=ENCODING, newline="", errors="replace") as fh:
-                reader = csv.reader(fh, delimiter=self.layout.separator)
-                next(reader, None)
-                while not self.stopping:
-                    try:
-                        row = next(reader)
-                    except StopIteration:
-                        break
-                    except csv.Error as exc:  # e.g. a field past the csv module's limit: that row only
-                        self.bad_reading(BadReason.BAD_REPLY, f"{self.path.name} line {reader.line_num}: {exc}")
-                        continue
-                    if not row or not any(c.strip() for c in row):
-                        continue
-                    index += 1
-                    if not self._send_row(row, float(index), period):
-                        return
+            self._clock = LocalClock()
+            if not (self._send_wide(self.wide, period) if self.wide is not None else self._send_file(period, index)):
+                return
             if not self.loop or self.stopping:
                 return
 
+    def _send_file(self, period: float, index: list[int]) -> bool:
+        """The file's rows as they come; False when stopping."""
+        for _, row in iter_rows(self.layout, on_error=self._refused):
+            if self.stopping:
+                return False
+            index[0] += 1
+            if not self._send_row(row, float(index[0]), period):
+                return False
+        return True
+
+    def _send_wide(self, wide: CsvTable, period: float) -> bool:
+        """The pivoted rows of a long export, in time order; False when stopping."""
+        columns = [wide.numeric[f] for f in self.features]
+        for i, ts in enumerate(wide.times.tolist() if wide.times is not None else []):
+            if self.stopping:
+                return False
+            m = self.rows.row(self.name, [cell_value(float(c[i])) for c in columns], ts, ts)
+            if not self._send(m, period):
+                return False
+        return True
+
+    def _refused(self, line: int, exc: csv.Error) -> None:
+        """A line the csv module cannot split (a field past its size limit): that line only."""
+        self.bad_reading(BadReason.BAD_REPLY, f"{self.path.name} line {line}: {exc}")
+
     def _row(self, row: list[str], index: float) -> Measurement | BadReason:
         time_col, cols = self.columns
-        decimal = self.layout.decimal
+        lay = self.layout
         cells: list[object] = []
         for i in cols:
             if i >= len(row):
                 return BadReason.WRONG_ARITY
             try:
-                v = cell_value(parse_number(row[i], decimal))
+                v = cell_value(parse_number(row[i], lay.decimal, lay.thousands))
             except ValueError:
                 return BadReason.NOT_NUMBER
             if type(v) is BadReason:
                 return v
             cells.append(v)
         ts = None
-        if time_col is not None and time_col < len(row) and row[time_col].strip():
-            ts = parse_time(row[time_col])
+        text = lay.time_text(row).strip() if time_col is not None else ""
+        if text:
+            ts = parse_time(text, lay.date_order, lay.excel_days)
+            if lay.naive_times:
+                ts = self._clock(ts)
             if not (math.isfinite(ts) and sane_timestamp(ts)):
                 return BadReason.BAD_TIMESTAMP
         return self.rows.row(self.name, cells, ts if ts is not None else index, ts)
 
     def _send_row(self, row: list[str], index: float, period: float) -> bool:
         """Queue one CSV row, or the reason it is bad; False when stopping."""
-        m = self._row(row, index)
+        return self._send(self._row(row, index), period)
+
+    def _send(self, m: Measurement | BadReason, period: float) -> bool:
         if type(m) is not Measurement:
             return self._put(Item(Kind.BAD, self.name, m, time.time()))
         if period:
@@ -157,6 +186,17 @@ class ReplaySource(Source):
             return False
         self.rows_sent += 1
         return True
+
+
+def _pivoted(layout: CsvLayout, features: list[str]) -> CsvTable | None:
+    """The file pivoted when it is a long export naming every feature as a tag (read whole, as fit reads it)."""
+    try:
+        long = long_format(read_csv_table(layout.path, layout))
+    except BadInput:
+        return None
+    if long is None or not all(f in long.tags for f in features):
+        return None
+    return read_long(layout, long)
 
 
 @register("replay")

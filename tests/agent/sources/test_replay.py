@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgewatch.agent.engine import Agent, AgentOptions
@@ -83,3 +84,58 @@ def test_an_error_about_columns_names_what_the_model_wants_what_the_file_has_and
     assert agent.summary.messages == 1 and agent.summary.bad == {}
     with pytest.raises(BadInput, match=r"\?columns= must name 3 of its columns"):
         make_source(f"replay:{csv}?columns=Pressure,Flow", FEATURES)
+
+
+def _exports() -> dict[str, tuple[str, str]]:
+    """Exports fit reads since the walk-through of session 4: (text, encoding), 24 rows of p and q each."""
+    rows = [(f"2024-03-04 08:00:{i:02d}", 4.2 + 0.01 * i, 1200.5 + i) for i in range(24)]
+    clock = [f"2024-10-27 02:{m:02d}:00" for m in range(0, 60, 5)] * 2  # the fall-back repeats 02:00..02:55
+
+    def lines(header: str, fmt, sep: str = ",") -> str:  # noqa: ANN001
+        return "\n".join([header] + [sep.join(fmt(i, t, p, q)) for i, (t, p, q) in enumerate(rows)]) + "\n"
+
+    return {
+        "excel sep line, decimal comma": ("sep=;\r\n" + lines("Zeit;p;q", lambda i, t, p, q: [
+            t, f"{p:.2f}".replace(".", ","), f"{q:.1f}".replace(".", ",")], ";").replace("\n", "\r\n"), "utf-8"),
+        "title and units rows": ("Line 3 export\n" + lines("time,p,q\n,bar,l/h", lambda i, t, p, q: [
+            t, f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
+        "latin-1": (lines("Zeit;p [°C];q [µm]", lambda i, t, p, q: [t, f"{p:.2f}", f"{q:.1f}"], ";"), "cp1252"),
+        "thousands": (lines("time,p,q", lambda i, t, p, q: [t, f"{p:.2f}", f'"{q:,.1f}"']), "utf-8"),
+        "date and time columns": (lines("Date,Time,p,q", lambda i, t, p, q: [
+            t[:10], t[11:], f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
+        "US dates": (lines("Timestamp,p,q", lambda i, t, p, q: [
+            f"03/13/2024 11:{i:02d}:00 PM", f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
+        "Excel serial days": (lines("Datum;p;q", lambda i, t, p, q: [
+            f"{45355 + (8 * 3600 + i) / 86400:.8f}".replace(".", ","), f"{p:.2f}".replace(".", ","),
+            f"{q:.1f}".replace(".", ",")], ";"), "utf-8"),
+        "month names": (lines("Timestamp,p,q", lambda i, t, p, q: [f"04-Mar-2024 08:00:{i:02d}", f"{p:.2f}",
+                                                                   f"{q:.1f}"]), "utf-8"),
+        "daylight saving": (lines("time,p,q", lambda i, t, p, q: [clock[i], f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
+        "trailing separators, # comment": (lines("time;p;q;", lambda i, t, p, q: [
+            t, f"{p:.2f}", f"{q:.1f}", ""], ";") + "# end of export\n", "utf-8"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_exports()))
+def test_the_replay_reads_each_export_as_fit_reads_it(tmp_path: Path, name: str) -> None:
+    import queue
+
+    from edgewatch.agent.sources.base import Kind
+    from edgewatch.wire.csv_table import read_csv_table
+
+    text, encoding = _exports()[name]
+    path = tmp_path / "export.csv"
+    path.write_bytes(text.encode(encoding))
+    table = read_csv_table(path)
+    features = list(table.numeric)
+    assert [f[0] for f in features] == ["p", "q"] and table.rows == 24 and table.bad_times == 0 and table.bad == {}
+    source = make_source(f"replay:{path}", features)
+    q: queue.Queue = queue.Queue()
+    source.start(q)
+    source.join(10)
+    items = [q.get_nowait() for _ in range(q.qsize())]
+    rows = [i.payload for i in items if i.kind == Kind.MEASUREMENT]
+    assert [i for i in items if i.kind == Kind.BAD] == []
+    assert np.array([r.values for r in rows]) == pytest.approx(np.stack([table.numeric[f] for f in features], 1))
+    assert [r.ts for r in rows] == pytest.approx(table.times.tolist())
+    assert np.all(np.diff(table.times) > 0)

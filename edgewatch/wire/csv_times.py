@@ -1,0 +1,248 @@
+"""The times plants write in a CSV file, as epoch seconds: the formats, the date order, the clock changes.
+
+Read here: ISO 8601 (``2020-03-09 10:14:33``, ``T``, fractions after ``.``
+or ``,``, ``Z`` or an offset; none means UTC), a zone name of
+:data:`ZONE_HOURS` after the time (``UTC``, ``CEST``, ``EST``),
+``2020/03/09 …``, ``2020.03.09 …``, numeric dates with the day or
+the month first (``09.03.2020``, ``13/03/2024``, ``03/13/2024 11:59:59
+PM``, a two-digit year is 20xx), English month names (``04-Mar-2024``),
+or numbers as epoch seconds (above 1e11 they are read as milliseconds: 1e11
+s is the year 5138), or as Excel's serial days when a whole column is
+(:func:`is_excel_days`). A date and a time of day in two columns are joined
+by the caller before parsing. An unreadable time is NaN.
+
+``13/03/2024`` is day-first and ``03/13/2024`` month-first whatever the
+caller says; only a date whose two first fields are both 12 or less needs
+:class:`DateOrder`, which :mod:`csv_table` decides once per file.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+
+import numpy as np
+
+MS_EPOCH_ABOVE = 1e11  # a number time above this is epoch milliseconds
+EXCEL_DAYS = (20000.0, 80000.0)  # a time column of numbers all in this range is Excel's serial days (1954..2119)
+EXCEL_EPOCH_DAY = 25569.0  # Excel's serial day of 1970-01-01
+FALL_BACK = (-3660.0, -1800.0)  # a step back by this much in naive local times is a daylight-saving change
+
+
+class DateOrder(str, enum.Enum):
+    DAY_FIRST = "day-first"  # 13/03/2024: most of the world
+    MONTH_FIRST = "month-first"  # 03/13/2024: the US
+
+
+_NUMERIC_DATE = re.compile(r"^(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})"
+                           r"(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?\s*([AaPp])\.?[Mm]\.?)?$")
+_NUMERIC_DATE_24H = re.compile(r"^(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})"
+                               r"(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?$")
+_MONTH_NAME = re.compile(r"^(\d{1,2})[- ]([A-Za-z]{3})[a-z]*[- ,]+(\d{4})"
+                         r"(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?$")
+_MONTHS = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
+                                           "nov", "dec"))}
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+# zone names with one meaning; CST (US or China), BST (UK or Bangladesh), IST (India, Ireland, Israel) are not read
+ZONE_HOURS = {"UTC": 0, "GMT": 0, "WET": 0, "WEST": 1, "CET": 1, "CEST": 2, "MEZ": 1, "MESZ": 2, "EET": 2,
+              "EEST": 3, "MSK": 3, "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11, "EST": -5, "EDT": -4, "MST": -7,
+              "MDT": -6, "PST": -8, "PDT": -7}
+_ZONE_NAME = re.compile(r"^(.*(?:\d|[AaPp]\.?[Mm]\.?))\s*\b([A-Z]{3,4})$")
+_ZONED = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|\s(?:" + "|".join(ZONE_HOURS) + "))$")
+_COMMA_FRACTION = re.compile(r"(:\d{2}),(\d+)")  # 08:00:00,250 (ISO allows the comma)
+TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[AaPp]\.?[Mm]\.?)?$")
+
+
+def _iso(y: int, mo: int, d: int, hh: str | None, mm: str | None, ss: str | None, frac: str | None,
+         half: str | None) -> str:
+    hour = int(hh or 0)
+    if half:
+        if not 1 <= hour <= 12:
+            raise ValueError("an AM/PM hour is 1..12")
+        hour = hour % 12 + (12 if half.lower() == "p" else 0)
+    if y < 100:
+        y += 2000
+    return f"{y:04d}-{mo:02d}-{d:02d}T{hour:02d}:{mm or '00'}:{ss or '00'}{frac or ''}"
+
+
+def _rewrite(text: str, order: DateOrder) -> str:
+    """A date written another way than ISO, rewritten as ISO; ValueError when it cannot be."""
+    text = _COMMA_FRACTION.sub(r"\1.\2", text)
+    zone = _ZONE_NAME.match(text)
+    if zone:
+        if zone.group(2) not in ZONE_HOURS:
+            raise ValueError(f"time zone {zone.group(2)!r} not known")
+        hours = ZONE_HOURS[zone.group(2)]
+        return _rewrite(zone.group(1), order) + f"{'+' if hours >= 0 else '-'}{abs(hours):02d}:00"
+    m = _NUMERIC_DATE.match(text) or _NUMERIC_DATE_24H.match(text)
+    if m:
+        groups = m.groups()
+        a, sep, b, y = int(groups[0]), groups[1], int(groups[2]), int(groups[3])
+        day_first = sep == "." or a > 12 or (b <= 12 and order is DateOrder.DAY_FIRST)
+        d, mo = (a, b) if day_first else (b, a)
+        half = groups[8] if len(groups) > 8 else None
+        return _iso(y, mo, d, groups[4], groups[5], groups[6], groups[7], half)
+    m = _MONTH_NAME.match(text)
+    if m:
+        d, name, y, hh, mm, ss, frac = m.groups()
+        mo = _MONTHS.get(name.lower())
+        if mo is None:
+            raise ValueError("not a month")
+        return _iso(int(y), mo, int(d), hh, mm, ss, frac, None)
+    if len(text) >= 10 and text[4] == text[7] and text[4] in "/.":  # 2020/03/09, 2024.03.04
+        return text[:4] + "-" + text[5:7] + "-" + text[8:]
+    return text
+
+
+def parse_time(cell: str, order: DateOrder = DateOrder.DAY_FIRST, excel_days: bool = False) -> float:
+    """One time cell as epoch seconds (the formats of the module docstring); NaN when unreadable.
+
+    ``excel_days``: a number is Excel's serial day (45355.5 = 2024-03-04
+    12:00), as :func:`is_excel_days` decides for a whole column.
+    """
+    text = cell.strip()
+    if not text:
+        return math.nan  # "NaN" is NaN below; "null", "-" and other blanks fail to parse: NaN too
+    if excel_days:
+        text = text.replace(",", ".")  # a European Excel writes 45355,5
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(value):
+            return math.nan
+        if excel_days:
+            return (value - EXCEL_EPOCH_DAY) * 86400.0
+        return value / 1000.0 if abs(value) > MS_EPOCH_ABOVE else value
+    try:
+        dt = datetime.fromisoformat(_rewrite(text, order).replace("Z", "+00:00"))
+    except ValueError:
+        return math.nan
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    try:
+        return dt.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return math.nan
+
+
+def parse_times(cells: Sequence[str], order: DateOrder = DateOrder.DAY_FIRST, excel_days: bool = False
+                ) -> np.ndarray:
+    """A column of time cells as epoch seconds; a vectorised path for plain ISO times, else one by one."""
+    if not cells:
+        return np.zeros(0)
+    try:
+        numbers = np.array([c.replace(",", ".") for c in cells] if excel_days else cells, dtype=np.float64)
+    except ValueError:
+        pass
+    else:
+        numbers[~np.isfinite(numbers)] = math.nan
+        if excel_days:
+            return (numbers - EXCEL_EPOCH_DAY) * 86400.0
+        return np.where(np.abs(numbers) > MS_EPOCH_ABOVE, numbers / 1000.0, numbers)
+    if not _ISO_DATE.match(cells[0].strip()):
+        return np.array([parse_time(c, order, excel_days) for c in cells], dtype=np.float64)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy warns (and drops it) on a zone suffix: take the slow path
+            stamps = np.array([c.strip() for c in cells], dtype="datetime64[us]")
+        if np.isnat(stamps).any():
+            raise ValueError("missing times")
+        return stamps.astype(np.int64).astype(np.float64) / 1e6
+    except (ValueError, TypeError, UserWarning, DeprecationWarning):
+        return np.array([parse_time(c, order, excel_days) for c in cells], dtype=np.float64)
+
+
+def is_excel_days(cells: Sequence[str]) -> bool:
+    """Numbers all within :data:`EXCEL_DAYS`, not all whole: Excel's serial date-times (a time column left in
+    "General" format). As epoch seconds they would all fall on 1970-01-01, a row every second or less apart."""
+    try:
+        values = [float(c.strip().replace(",", ".")) for c in cells if c.strip()]
+    except ValueError:
+        return False
+    return (bool(values) and all(EXCEL_DAYS[0] <= v <= EXCEL_DAYS[1] for v in values)
+            and any(v != int(v) for v in values))
+
+
+def sniff_date_order(cells: Iterable[str]) -> DateOrder | None:
+    """Day- or month-first from the cells: a first field over 12 is a day, a second over 12 is one; None: undecided.
+
+    Only ``/`` and ``-`` dates are undecided: a dotted date is day-first
+    (``09.03.2020``) and ISO is year-first.
+    """
+    for cell in cells:
+        m = _NUMERIC_DATE.match(cell.strip()) or _NUMERIC_DATE_24H.match(cell.strip())
+        if not m or m.group(2) == ".":
+            continue
+        if int(m.group(1)) > 12:
+            return DateOrder.DAY_FIRST
+        if int(m.group(3)) > 12:
+            return DateOrder.MONTH_FIRST
+    return None
+
+
+def needs_date_order(cells: Sequence[str]) -> bool:
+    """Whether the cells hold ``/`` or ``-`` dates with the day and month in either order."""
+    return any((m := _NUMERIC_DATE.match(c.strip()) or _NUMERIC_DATE_24H.match(c.strip())) and m.group(2) != "."
+               for c in cells)
+
+
+def has_half_day(cells: Sequence[str]) -> bool:
+    """AM/PM times: the US writes the month first, so an undecided date order is month-first."""
+    return any(re.search(r"\d\s*[AaPp]\.?[Mm]\.?$", c.strip()) for c in cells)
+
+
+def is_naive(cells: Sequence[str]) -> bool:
+    """Times written without a zone (local wall-clock times, read as UTC): a daylight-saving change shows in them."""
+    present = [c.strip() for c in cells if c.strip()]
+    if not present:
+        return False
+    try:
+        float(present[0])
+        return False  # epoch numbers
+    except ValueError:
+        return not any(_ZONED.search(c) for c in present)
+
+
+class LocalClock:
+    """Naive local times made to run on through a daylight-saving fall-back, row by row.
+
+    When the clocks go back an hour, a wall-clock export repeats that hour;
+    read as UTC its times step back by an hour less one sampling step.
+    Sorting would interleave the two hours, and the agent would take the
+    second as late messages. Each such step back (30 to 61 minutes) adds an
+    hour to every later time, so the times run on; a spring-forward leaves
+    an hour's gap, which needs nothing. Fails to notice a fall-back hidden
+    in a gap of the data longer than 30 minutes.
+    """
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+        self.last = math.nan
+        self.changes = 0
+
+    def __call__(self, ts: float) -> float:
+        if not math.isfinite(ts):
+            return ts
+        t = ts + self.shift
+        if math.isfinite(self.last) and FALL_BACK[0] <= t - self.last <= FALL_BACK[1]:
+            self.shift += 3600.0
+            self.changes += 1
+            t += 3600.0
+        self.last = t
+        return t
+
+    def run_on(self, times: np.ndarray) -> np.ndarray:
+        """A whole column through :meth:`__call__` (a loop only when some step back is in range)."""
+        finite = times[np.isfinite(times)]
+        d = np.diff(finite)
+        if not ((d >= FALL_BACK[0]) & (d <= FALL_BACK[1])).any():
+            if finite.size:
+                self.last = float(finite[-1]) + self.shift
+            return times + self.shift
+        return np.array([self(float(t)) for t in times], dtype=np.float64)

@@ -77,6 +77,7 @@ NO_ROW_WARN_AFTER = 30.0  # seconds of messages without a row before the log say
 NO_ROW_WARN_EVERY = 60.0  # seconds between two such lines about one stream
 NO_ROW_WARNINGS = 10  # such lines a minute per source at most (10,000 broken streams must not flood the log)
 CLOCK_WARN_AFTER = 600.0  # seconds between a message's own time and its arrival that are worth a warning
+SLOW_FEATURE_RATIO = 3.0  # a feature's sampling interval over the rows' that is worth a warning
 MAX_STRANGERS = 20  # names that are no feature, kept per stream for that line
 
 log = logging.getLogger("edgewatch.agent.sources")
@@ -188,6 +189,7 @@ class RowAssembler:
         self.index = self.names.exact
         self._warnings: deque[float] = deque(maxlen=NO_ROW_WARNINGS)
         self._clock_warned_at = -math.inf
+        self._rate_checked: set[int] = set()  # features whose sampling interval was compared with the rows'
         self._told: set[str] = set()  # names that are no feature, said once each (MAX_STRANGERS of them)
         self.max_age = max_age
         self.max_streams = max_streams
@@ -220,7 +222,10 @@ class RowAssembler:
         if at < prev:
             return False
         if prev != -math.inf:
-            st.gaps[j].append(at - prev)
+            gaps = st.gaps[j]
+            gaps.append(at - prev)
+            if len(gaps) == GAP_HISTORY and j not in self._rate_checked:
+                self._check_rate(st, j)
         st.values[j] = value
         st.at[j] = at
         return True
@@ -413,6 +418,21 @@ class RowAssembler:
                     "(logged at most every 10 minutes)",
                     self.source or "?", stream, abs(off), "ahead of" if off > 0 else "behind",
                     f"{off / 3600:+.2f} h")
+
+    def _check_rate(self, st: _StreamState, j: int) -> None:
+        """Once per feature: say when it reports much more slowly than rows are made (most rows hold it)."""
+        if len(st.row_gaps) < GAP_HISTORY // 2:
+            return
+        self._rate_checked.add(j)
+        own = sorted(st.gaps[j])[GAP_HISTORY // 2]
+        rows = sorted(st.row_gaps)[len(st.row_gaps) // 2]
+        if rows > 0 and own >= SLOW_FEATURE_RATIO * rows:
+            name = self.features[j]
+            log.warning("source %s: %r reports every %.3g s, rows are made every %.3g s: most rows hold its last "
+                        "value, so a window holds few of its values. A model fitted on data that logged it every "
+                        "row may alert on it; fit on data recorded as the plant publishes it, or leave it out "
+                        "(edgewatch fit --ignore %r). Said once per feature", self.source or "?", name, own, rows,
+                        name)
 
     def _strangers(self, st: _StreamState, names: list[str]) -> None:
         for name in names:

@@ -118,6 +118,20 @@ def test_times_far_from_the_clock_are_said_once(caplog: pytest.LogCaptureFixture
     assert "send an offset" in said[0]
 
 
+def test_a_sensor_ten_times_slower_than_the_rows_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    rows = RowAssembler(["flow", "temperature"], source="s")
+    with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+        made = []
+        for i in range(120):
+            made += rows.feature("p", "flow", 1.0, float(i))
+            if i % 10 == 0:
+                made += rows.feature("p", "temperature", 60.0, i + 0.5)
+    assert sum(type(m) is not BadReason for m in made) > 100  # it is held between its readings
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "'temperature' reports every 10 s, rows are made every 1 s" in said[0]
+    assert "--ignore 'temperature'" in said[0]
+
+
 # -- on the sources ---------------------------------------------------------------------------------------------
 
 

@@ -321,9 +321,10 @@ def parse_reading(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple
             value = obj["v"]
         else:
             return BadReason.NO_VALUES
-        quality = _first(obj, _QUALITY_KEYS)
-        if type(quality) is str and quality.strip().lower().startswith("bad"):
-            return BadReason.BAD_STATUS
+        if len(obj) > 2:  # more than a value and a time: perhaps a quality
+            quality = _first(obj, _QUALITY_KEYS)
+            if type(quality) is str and quality.strip().lower().startswith("bad"):
+                return BadReason.BAD_STATUS
         raw_ts = _first(obj, _TIME_KEYS)
         ts = None
         if raw_ts is not None:

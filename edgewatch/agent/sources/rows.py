@@ -168,7 +168,7 @@ class _StreamState:
         self.row_ts: float | None = None  # the newest ts among the fresh values
         self.last_row_at: float | None = None
         self.row_gaps: deque[float] = deque(maxlen=GAP_HISTORY)
-        self.waiting_since: float | None = None  # monotonic time of the first message since the last row
+        self.waiting_since: float | None = None  # wall-clock time of the first message since the last row
         self.warned_at = -math.inf
         self.strangers: dict[str, None] = {}  # names received that are no feature (ordered, bounded)
 
@@ -335,7 +335,7 @@ class RowAssembler:
             return parsed
         obj, ts, named = parsed  # type: ignore[misc]
         stream = named or stream
-        if ts is not None:
+        if ts is not None and abs(ts - received) >= CLOCK_WARN_AFTER:
             self._check_clock(stream, ts, received)
         cells, named = self._cells(obj, stream)
         if not named:
@@ -345,7 +345,10 @@ class RowAssembler:
     def reading(self, raw: str | bytes, stream: str, name: str, received: float,
                 max_bytes: int = DEFAULT_MAX_BYTES) -> list[Measurement | BadReason]:
         """One feature's message (:func:`~edgewatch.agent.sources.parsing.parse_reading`): the rows it completes."""
-        if self.names.resolve(name) is None:
+        j = self.index.get(name)
+        if j is None:
+            j = self.names.resolve(name)
+        if j is None:
             st = self._state(stream)
             self._strangers(st, [name])
             if len(self._told) < MAX_STRANGERS and name not in self._told:
@@ -353,20 +356,25 @@ class RowAssembler:
                 log.info("source %s: %r (stream %r) is no feature of the model %s: its readings are counted as "
                          "unknown_feature and skipped (said once per name)", self.source or "?", name, stream,
                          self.features)
-            return [self._waits(stream, st, BadReason.UNKNOWN_FEATURE)]
+            return [self._waits(stream, st, BadReason.UNKNOWN_FEATURE, received)]
         parsed = parse_reading(raw, max_bytes)
         if type(parsed) is BadReason:
             if parsed is BadReason.BAD_STATUS:  # not the sensor's present value, and its last one is no longer
-                self.forget(stream, self.names.resolve(name))  # type: ignore[arg-type]
+                self.forget(stream, j)
             return [parsed]
         value, ts = parsed  # type: ignore[misc]
-        if ts is not None:
+        if ts is not None and abs(ts - received) >= CLOCK_WARN_AFTER:
             self._check_clock(stream, ts, received)
-        out = self.feature(stream, name, value, ts if ts is not None else received, ts)
-        st = self._streams.get(stream)
-        if st is not None:
-            for r in out or (None,):
-                self._waits(stream, st, r)
+        st = self._state(stream)
+        out = self._feature(stream, st, j, value, ts if ts is not None else received, ts)
+        if not out:  # no row yet
+            if st.waiting_since is None:
+                st.waiting_since = received
+        elif len(out) == 1 and type(out[0]) is Measurement:
+            st.waiting_since = None
+        else:
+            for r in out:
+                self._waits(stream, st, r, received)
         return out
 
     def feature(self, stream: str, name: str, value: object, at: float, ts: float | None = None
@@ -375,10 +383,13 @@ class RowAssembler:
         j = self.names.resolve(name)
         if j is None:
             return [BadReason.UNKNOWN_FEATURE]
+        return self._feature(stream, self._state(stream), j, value, at, ts)
+
+    def _feature(self, stream: str, st: _StreamState, j: int, value: object, at: float, ts: float | None
+                 ) -> list[Measurement | BadReason]:
         v = cell_value(value)
         if type(v) is BadReason:
             return [v]
-        st = self._state(stream)
         out: list[Measurement | BadReason] = []
         if j in st.fresh:  # it reports again: the row being assembled is made first
             out.append(self._flush(stream, st))
@@ -406,12 +417,9 @@ class RowAssembler:
         UTC: alerts would then carry times hours away from the plant's.
         """
         off = ts - received
-        if abs(off) < CLOCK_WARN_AFTER:
+        if abs(off) < CLOCK_WARN_AFTER or received - self._clock_warned_at < 600.0:
             return
-        now = time.monotonic()
-        if now - self._clock_warned_at < 600.0:
-            return
-        self._clock_warned_at = now
+        self._clock_warned_at = received
         log.warning("source %s: stream %r sends times %.0f s %s this machine's clock (%s). A time without an "
                     "offset is read as UTC: send an offset (2024-05-01T08:00:00+02:00), 'Z' or epoch seconds or "
                     "milliseconds; or set this machine's clock. Old data replayed on purpose needs none of this "
@@ -439,17 +447,16 @@ class RowAssembler:
             if len(st.strangers) < MAX_STRANGERS:
                 st.strangers[name] = None
 
-    def _waits(self, stream: str, st: _StreamState, result: object) -> object:
-        """Note whether a message made a row (None: none yet, nothing wrong); log what lacks after a while."""
+    def _waits(self, stream: str, st: _StreamState, result: object, now: float | None = None) -> object:
+        """Note whether a message made a row; log what lacks after a while (``now``: wall-clock seconds)."""
         if type(result) is Measurement:
             st.waiting_since = None
             return result
+        if now is None:
+            now = time.time()
         if st.waiting_since is None:
-            st.waiting_since = time.monotonic()
+            st.waiting_since = now
             return result
-        if result is None:  # a reading that completes no row yet: nothing is wrong so far
-            return result
-        now = time.monotonic()
         if (now - st.waiting_since >= NO_ROW_WARN_AFTER and now - st.warned_at >= NO_ROW_WARN_EVERY
                 and (len(self._warnings) < NO_ROW_WARNINGS or now - self._warnings[0] >= 60.0)):
             st.warned_at = now

@@ -321,7 +321,7 @@ def parse_reading(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple
             value = obj["v"]
         else:
             return BadReason.NO_VALUES
-        if len(obj) > 2:  # more than a value and a time: perhaps a quality
+        if len(obj) > 1:  # more than a value: perhaps a quality
             quality = _first(obj, _QUALITY_KEYS)
             if type(quality) is str and quality.strip().lower().startswith("bad"):
                 return BadReason.BAD_STATUS

@@ -57,13 +57,14 @@ def _keyed_items(x: np.ndarray) -> list[Item]:
         obj = {"stream": f"eq-{i % STREAMS}", "ts": 1_700_000_000 + i // STREAMS, **dict(zip(FEATURES, row.tolist()))}
         if i % 7 == 3 and i >= STREAMS:  # not on a stream's first row: nothing to hold yet
             obj["memory"] = None
-        out.append(Item(Kind.RAW, "bench", json.dumps(obj), 0.0))
+        out.append(Item(Kind.RAW, "bench", json.dumps(obj), float(obj["ts"])))  # received when sent
     return out
 
 
-def _readings(x: np.ndarray) -> list[tuple[str, str, bytes]]:
-    return [(f"eq-{i % STREAMS}", f, json.dumps({"value": v, "ts": 1_700_000_000 + i // STREAMS}).encode())
-            for i, row in enumerate(x) for f, v in zip(FEATURES, row.tolist())]
+def _readings(x: np.ndarray) -> list[tuple[str, str, bytes, float]]:
+    """(stream, feature, payload, received): received when it was sent, as a live source receives it."""
+    return [(f"eq-{i % STREAMS}", f, json.dumps({"value": v, "ts": 1_700_000_000 + i // STREAMS}).encode(),
+             1_700_000_000.0 + i // STREAMS) for i, row in enumerate(x) for f, v in zip(FEATURES, row.tolist())]
 
 
 def _cpu_per_message(model: Path, form: str, payload: list) -> float:
@@ -72,8 +73,8 @@ def _cpu_per_message(model: Path, form: str, payload: list) -> float:
     if form == "per-feature":
         rows = RowAssembler(FEATURES)
         items: list[Item] = []
-        for stream, feature, raw in payload:
-            for m in rows.reading(raw, stream, feature, 0.0):
+        for stream, feature, raw, received in payload:
+            for m in rows.reading(raw, stream, feature, received):
                 items.append(Item(Kind.MEASUREMENT if type(m) is Measurement else Kind.BAD, "bench", m, 0.0))
             if len(items) >= BATCH:
                 agent.process(items)

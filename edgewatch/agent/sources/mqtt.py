@@ -18,8 +18,8 @@ A topic template names the levels that carry the stream and the feature:
 the ``#``): ``plant/pump-7/Pump1/Flow`` is the feature ``Pump1/Flow``. The
 level names a feature as :mod:`.feature_names` matches it (``pressure_bar``
 for ``Pressure (bar)``). The payload is a bare number (``12.5``, ``"12.5"``,
-``12,5``) or ``{"value": 12.5, "ts": ...}`` (``timestamp`` too). Without ``{stream}`` the stream is
-the topic without its feature level. Rows are assembled per stream by the
+``12,5``) or ``{"value": 12.5, "ts": ...}`` (``timestamp`` too). Without
+``{stream}`` the stream is the topic without its feature level. Rows are assembled per stream by the
 rules of :mod:`.rows` (``max_age`` their staleness limit); a topic naming
 no feature of the model is ``unknown_feature``.
 

@@ -23,6 +23,7 @@ from edgewatch.wire.json import finite
 from edgewatch.data.nab import CostProfile, NabFile, load_corpus, read_profiles
 from edgewatch.errors import BadInput
 from edgewatch import accuracy as metrics
+from edgewatch.eval.false_episodes import FalseEpisodes, false_episodes
 from edgewatch.eval.nab_score import ProfileResult, nab_score
 from edgewatch.files import replacing
 
@@ -153,6 +154,7 @@ class EvalResult:
     profiles: list[ProfileResult]
     points: PointMetrics | None = None
     categories: dict[str, dict[str, int]] = field(default_factory=dict)  # files, windows per category
+    false_episodes: FalseEpisodes | None = None  # at the standard profile's threshold
 
     def to_json(self) -> str:
         """Strict JSON: a threshold of +inf (never fire) or a NaN category score becomes null."""
@@ -183,8 +185,10 @@ def score_corpus(files: Sequence[NabFile], scores: Sequence[np.ndarray], profile
         c = cats.setdefault(f.category, {"files": 0, "windows": 0})
         c["files"] += 1
         c["windows"] += len(f.windows)
+    standard = next((p for p in prof if p.profile == "standard"), prof[0])
     return EvalResult(detector, len(files), sum(len(f.values) for f in files), sum(len(f.windows) for f in files),
-                      seconds, prof, point_metrics(files, scores), cats)
+                      seconds, prof, point_metrics(files, scores), cats,
+                      false_episodes(files, scores, standard.threshold))
 
 
 def run_nab(root: str | os.PathLike[str], detector: Detector, categories: list[str] | None = None,
@@ -236,6 +240,9 @@ def format_table(result: EvalResult) -> str:
         m = result.points
         lines.append(f"point-wise, scored rows: AUC-PR {m.auc_pr:.3f}  VUS-PR {m.vus_pr:.3f}  "
                      f"F1 {m.f1:.3f} (P {m.precision:.3f} R {m.recall:.3f})  point-adjusted F1 {m.pa_f1:.3f}")
+    if result.false_episodes:
+        fe = result.false_episodes
+        lines.append(fe.line(f" (standard threshold {fe.threshold:.4g}, probation included)"))
     return "\n".join(lines)
 
 

@@ -82,8 +82,8 @@ def format_robustness(rows: Sequence[RobustRow], detector: str) -> str:
     lines.append(f"{'mean (perturbed)':28s} " + " ".join(f"{m[0]:9.2f}" for m in means))
     lines.append(f"{'worst (perturbed)':28s} " + " ".join(f"{m[1]:9.2f}" for m in means)
                  + (f"   ({means[0][2]} in {_SHORT.get(profiles[0], profiles[0])})" if means else ""))
-    lines.extend(format_false_episodes(rows))
-    return "\n".join(lines)
+    episodes = format_false_episodes(rows)
+    return "\n".join(lines + ([""] + episodes if episodes else []))
 
 
 def format_false_episodes(rows: Sequence[RobustRow]) -> list[str]:

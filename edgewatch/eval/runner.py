@@ -66,21 +66,12 @@ class ModelDetector:
         return self.post_scores(values, self.graph_outputs(values), times)
 
     def graph_outputs(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The rows the agent scores (stride 1: every row from the first full window) and the graph's
-        ``score`` and ``aux`` there; kept apart so that post-processes can be compared on one graph run."""
-        from numpy.lib.stride_tricks import sliding_window_view
+        """The rows the agent scores and the graph's ``score`` and ``aux`` there (the agent's own
+        :func:`~edgewatch.agent.offline.graph_outputs`); kept apart so that post-processes can be compared on
+        one graph run."""
+        from edgewatch.agent.offline import graph_outputs
 
-        x = np.asarray(values, dtype=np.float32)
-        n, w = len(x), self.window
-        if n < w:
-            return np.zeros(0, dtype=np.int64), np.zeros(0), None
-        ends = np.arange(w - 1, n, self.stride)
-        windows = sliding_window_view(x, w)[ends - (w - 1)]
-        step = 512  # bounded memory: a graph may expand each window (the novelty graph by ~30x)
-        batches = [self.model.score_many(windows[a:a + step, :, None]) for a in range(0, len(windows), step)]
-        raw = np.concatenate([b.scores for b in batches])
-        aux = None if batches[0].aux is None else np.concatenate([b.aux for b in batches])
-        return ends, raw, aux
+        return graph_outputs(self.model, np.asarray(values).reshape(-1, 1), self.window, self.stride)
 
     def post_scores(self, values: np.ndarray, outputs: tuple[np.ndarray, np.ndarray, np.ndarray | None],
                     times: np.ndarray | None = None) -> np.ndarray:

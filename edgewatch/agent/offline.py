@@ -19,6 +19,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from edgewatch.agent.episodes import Episode
+from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.runtime import ModelRuntime
 
 SCORE_BATCH = 512
@@ -41,6 +42,24 @@ class SeriesRun:
         return out
 
 
+def graph_outputs(model: ScoringModel, values: np.ndarray, window: int, stride: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The rows the agent scores (every ``stride``-th from the first full window) and the graph's ``score`` and
+    ``aux`` there, for ``values [rows, F]``; apart from the post-process so that ``eval``'s settings grid can run
+    several post-processes on one graph pass. Scored in calls of ``SCORE_BATCH`` windows: a graph may expand each
+    window (the novelty graph by about 30x), so memory stays bounded."""
+    x = np.ascontiguousarray(values, dtype=np.float32)
+    n = len(x)
+    if n < window:
+        return np.zeros(0, dtype=np.int64), np.zeros(0), None
+    ends = np.arange(window - 1, n, stride)
+    windows = sliding_window_view(x, window, axis=0).transpose(0, 2, 1)[ends - (window - 1)]
+    batches = [model.score_many(windows[a:a + SCORE_BATCH]) for a in range(0, len(windows), SCORE_BATCH)]
+    raw = np.concatenate([b.scores for b in batches])
+    aux = None if batches[0].aux is None else np.concatenate([b.aux for b in batches])
+    return ends, raw, aux
+
+
 def run_series(runtime: ModelRuntime, values: np.ndarray, times: np.ndarray | None = None) -> SeriesRun:
     """Score ``values [rows, F]`` (raw units, the card's feature order) with a fresh copy of ``runtime``.
 
@@ -49,17 +68,12 @@ def run_series(runtime: ModelRuntime, values: np.ndarray, times: np.ndarray | No
     closed there, as the agent closes open episodes when a stream ends.
     """
     rt = runtime.fresh()
-    x = np.ascontiguousarray(values, dtype=np.float32)
-    n, w = len(x), rt.window
+    n = len(values)
     scores = np.full(n, np.nan)
-    if n < w:
+    if n < rt.window:
         return SeriesRun([], scores, float(rt.threshold))
     ts = np.arange(n, dtype=np.float64) if times is None else np.asarray(times, dtype=np.float64)
-    ends = np.arange(w - 1, n, rt.stride)
-    windows = sliding_window_view(x, w, axis=0).transpose(0, 2, 1)[ends - (w - 1)]
-    batches = [rt.model.score_many(windows[a:a + SCORE_BATCH]) for a in range(0, len(windows), SCORE_BATCH)]
-    raw = np.concatenate([b.scores for b in batches])
-    aux = None if batches[0].aux is None else np.concatenate([b.aux for b in batches])
+    ends, raw, aux = graph_outputs(rt.model, values, rt.window, rt.stride)
     s = np.asarray(rt.post.update_many(np.zeros(len(raw), dtype=np.int64), raw, aux,
                                        None if times is None else ts[ends]), dtype=np.float64)
     s = np.where(np.isnan(s), np.inf, s)  # as the agent: a score it cannot read is over any threshold

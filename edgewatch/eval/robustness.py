@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from edgewatch.data.nab import CostProfile, NabFile
+from edgewatch.eval.false_episodes import FalseEpisodes
 from edgewatch.eval.perturb import Perturbation, parse, perturb
 from edgewatch.eval.runner import Detector, run_files
 
@@ -31,6 +32,7 @@ class RobustRow:
     windows: int
     scores: dict[str, float] = field(default_factory=dict)  # profile -> normalised NAB score
     seconds: float = 0.0
+    false_episodes: FalseEpisodes | None = None  # at the copy's own standard threshold
 
 
 def robustness(files: Sequence[NabFile], profiles: Sequence[CostProfile], detector: Detector,
@@ -52,7 +54,8 @@ def robustness(files: Sequence[NabFile], profiles: Sequence[CostProfile], detect
             if cached is not None:
                 cached[kind.value] = scores
         rows.append(RobustRow(kind.value, result.files, result.windows,
-                              {p.profile: p.score for p in result.profiles}, result.seconds))
+                              {p.profile: p.score for p in result.profiles}, result.seconds,
+                              result.false_episodes))
     return rows
 
 
@@ -79,4 +82,19 @@ def format_robustness(rows: Sequence[RobustRow], detector: str) -> str:
     lines.append(f"{'mean (perturbed)':28s} " + " ".join(f"{m[0]:9.2f}" for m in means))
     lines.append(f"{'worst (perturbed)':28s} " + " ".join(f"{m[1]:9.2f}" for m in means)
                  + (f"   ({means[0][2]} in {_SHORT.get(profiles[0], profiles[0])})" if means else ""))
-    return "\n".join(lines)
+    episodes = format_false_episodes(rows)
+    return "\n".join(lines + ([""] + episodes if episodes else []))
+
+
+def format_false_episodes(rows: Sequence[RobustRow]) -> list[str]:
+    """One line per copy, false episodes a stream-day on normal rows (edgewatch.eval.false_episodes), then the
+    mean and worst over the perturbed copies; every line starts with the figure's name, not a copy's."""
+    have = [(r.perturbation, r.false_episodes) for r in rows if r.false_episodes is not None]
+    lines = [fe.line(f", {name} copy (its standard threshold {fe.threshold:.4g})") for name, fe in have]
+    pert = [(name, fe) for name, fe in have if name != Perturbation.NONE.value]
+    if pert:
+        name, worst = max(pert, key=lambda p: p[1].first_day)
+        lines.append(f"false episodes a stream-day on normal rows, perturbed copies: mean first day "
+                     f"{np.mean([fe.first_day for _, fe in pert]):.2f}, after {np.mean([fe.after for _, fe in pert]):.2f}; "
+                     f"worst first day {worst.first_day:.2f} ({name})")
+    return lines

@@ -23,6 +23,7 @@ from edgewatch.wire.json import finite
 from edgewatch.data.nab import CostProfile, NabFile, load_corpus, read_profiles
 from edgewatch.errors import BadInput
 from edgewatch import accuracy as metrics
+from edgewatch.eval.false_episodes import FalseEpisodes, false_episodes
 from edgewatch.eval.nab_score import ProfileResult, nab_score
 from edgewatch.files import replacing
 
@@ -65,21 +66,12 @@ class ModelDetector:
         return self.post_scores(values, self.graph_outputs(values), times)
 
     def graph_outputs(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The rows the agent scores (stride 1: every row from the first full window) and the graph's
-        ``score`` and ``aux`` there; kept apart so that post-processes can be compared on one graph run."""
-        from numpy.lib.stride_tricks import sliding_window_view
+        """The rows the agent scores and the graph's ``score`` and ``aux`` there (the agent's own
+        :func:`~edgewatch.agent.offline.graph_outputs`); kept apart so that post-processes can be compared on
+        one graph run."""
+        from edgewatch.agent.offline import graph_outputs
 
-        x = np.asarray(values, dtype=np.float32)
-        n, w = len(x), self.window
-        if n < w:
-            return np.zeros(0, dtype=np.int64), np.zeros(0), None
-        ends = np.arange(w - 1, n, self.stride)
-        windows = sliding_window_view(x, w)[ends - (w - 1)]
-        step = 512  # bounded memory: a graph may expand each window (the novelty graph by ~30x)
-        batches = [self.model.score_many(windows[a:a + step, :, None]) for a in range(0, len(windows), step)]
-        raw = np.concatenate([b.scores for b in batches])
-        aux = None if batches[0].aux is None else np.concatenate([b.aux for b in batches])
-        return ends, raw, aux
+        return graph_outputs(self.model, np.asarray(values).reshape(-1, 1), self.window, self.stride)
 
     def post_scores(self, values: np.ndarray, outputs: tuple[np.ndarray, np.ndarray, np.ndarray | None],
                     times: np.ndarray | None = None) -> np.ndarray:
@@ -153,6 +145,7 @@ class EvalResult:
     profiles: list[ProfileResult]
     points: PointMetrics | None = None
     categories: dict[str, dict[str, int]] = field(default_factory=dict)  # files, windows per category
+    false_episodes: FalseEpisodes | None = None  # at the standard profile's threshold
 
     def to_json(self) -> str:
         """Strict JSON: a threshold of +inf (never fire) or a NaN category score becomes null."""
@@ -183,8 +176,10 @@ def score_corpus(files: Sequence[NabFile], scores: Sequence[np.ndarray], profile
         c = cats.setdefault(f.category, {"files": 0, "windows": 0})
         c["files"] += 1
         c["windows"] += len(f.windows)
+    standard = next((p for p in prof if p.profile == "standard"), prof[0])
     return EvalResult(detector, len(files), sum(len(f.values) for f in files), sum(len(f.windows) for f in files),
-                      seconds, prof, point_metrics(files, scores), cats)
+                      seconds, prof, point_metrics(files, scores), cats,
+                      false_episodes(files, scores, standard.threshold))
 
 
 def run_nab(root: str | os.PathLike[str], detector: Detector, categories: list[str] | None = None,
@@ -236,6 +231,9 @@ def format_table(result: EvalResult) -> str:
         m = result.points
         lines.append(f"point-wise, scored rows: AUC-PR {m.auc_pr:.3f}  VUS-PR {m.vus_pr:.3f}  "
                      f"F1 {m.f1:.3f} (P {m.precision:.3f} R {m.recall:.3f})  point-adjusted F1 {m.pa_f1:.3f}")
+    if result.false_episodes:
+        fe = result.false_episodes
+        lines.append(fe.line(f" (standard threshold {fe.threshold:.4g}, probation included)"))
     return "\n".join(lines)
 
 

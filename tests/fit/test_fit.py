@@ -35,6 +35,17 @@ def _events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def _replay(model: Path, data: Path, cwd: Path, *flags: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """``agent run --model MODEL --source replay:DATA`` as the README runs it, torch blocked: the process and
+    the events it wrote."""
+    alerts = cwd / "alerts.jsonl"
+    run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(model), "--source",
+                          f"replay:{data}", "--sink", f"jsonl:{alerts}", *flags],
+                         capture_output=True, text=True, timeout=120, cwd=cwd)
+    assert run.returncode == 0, run.stderr
+    return run, _events(alerts)
+
+
 def test_fit_in_the_default_form_with_torch_blocked_then_the_agent_raises_one_episode(plant: dict[str, Path]) -> None:
     out = plant["dir"] / "pump.onnx"
     proc = subprocess.run([sys.executable, "-c", BLOCKER, "fit", str(plant["normal"]), "-o", str(out)],
@@ -52,12 +63,7 @@ def test_fit_in_the_default_form_with_torch_blocked_then_the_agent_raises_one_ep
     assert card.features == ["flow", "pressure", "current", "vibration", "temperature", "voltage"]
     assert card.trained_on["rates"] == ["temperature"] and "temperature" not in card.training_range
     assert (card.window, card.decision.k, card.decision.n, card.decision.m) == (10, 5, 10, 60)
-    alerts = plant["dir"] / "alerts.jsonl"
-    run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(out), "--source",
-                          f"replay:{plant['today']}", "--sink", f"jsonl:{alerts}", "-q"],
-                         capture_output=True, text=True, timeout=120, cwd=plant["dir"])
-    assert run.returncode == 0, run.stderr
-    events = _events(alerts)
+    _, events = _replay(out, plant["today"], plant["dir"], "-q")
     starts = [e for e in events if e["event"] == "start"]
     ends = [e for e in events if e["event"] == "end"]
     assert len(starts) == len(ends) == 1, events
@@ -208,12 +214,7 @@ def test_one_feature_keeps_the_univariate_detector_says_what_it_raised_and_pca_i
     res = CliRunner().invoke(main, ["fit", str(path), "-o", str(quiet), "--family", "pca"])
     assert res.exit_code == 0, res.output
     assert ScoringModel(quiet).card.family == "pca"
-    alerts = tmp_path / "alerts.jsonl"
-    run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(quiet), "--source",
-                          f"replay:{path}", "--sink", f"jsonl:{alerts}", "-q"],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
-    assert _events(alerts) == []
+    assert _replay(quiet, path, tmp_path, "-q")[1] == []
 
 
 def _european_historian(path: Path, x: np.ndarray) -> Path:
@@ -257,13 +258,9 @@ def test_exports_as_plants_write_them_fit_and_replay_in_the_default_form(tmp_pat
     assert "normal    1,200 rows (20 min at one row every 1 s)" in res.output
     assert "text in numeric columns" not in res.output and "left out" not in res.output.split("model")[0]
     assert len(ScoringModel(out).card.features) == 6
-    alerts = tmp_path / "alerts.jsonl"
-    run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(out), "--source",
-                          f"replay:{path}", "--sink", f"jsonl:{alerts}"],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
+    run, events = _replay(out, path, tmp_path)
     assert "messages 1200 " in run.stderr + run.stdout and "bad 0" in run.stderr + run.stdout
-    assert _events(alerts) == []
+    assert events == []
 
 
 def test_fit_options_default_is_the_principle() -> None:
@@ -338,13 +335,9 @@ def test_a_historians_long_export_is_pivoted_one_column_per_tag_and_replays_the_
             "time (900)") in res.output
     assert "filled 600 P1.pressure blank cell(s) from the last value" in res.output
     assert ScoringModel(out).card.features == [f"P1.{n}" for n in sorted(FEATURES)]
-    alerts = tmp_path / "alerts.jsonl"
-    run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(out), "--source",
-                          f"replay:{path}", "--sink", f"jsonl:{alerts}"],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
+    run, events = _replay(out, path, tmp_path)
     assert "messages 900 " in run.stderr + run.stdout and "bad 0" in run.stderr + run.stdout
-    assert _events(alerts) == []
+    assert events == []
 
 
 def test_counters_too_fine_for_float32_are_left_out_with_the_figures(tmp_path: Path) -> None:

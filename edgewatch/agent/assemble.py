@@ -141,7 +141,8 @@ def agent_options(config: AgentConfig) -> AgentOptions:
     """The agent's run-time choices from the config (None: the model file's)."""
     m = config.model
     options = AgentOptions(stride=m.stride, threshold=m.threshold, k=m.k, n=m.n, close_after=m.close_after,
-                           sensitivity=m.sensitivity, max_streams=config.streams.max, stream_ttl=config.streams.ttl or None)
+                           sensitivity=m.sensitivity, quiet_start=m.quiet_start, max_streams=config.streams.max,
+                           stream_ttl=config.streams.ttl or None)
     if config.learn.rows:
         options.drift_every = 0  # each stream's normal is its own: the template's drift reference is not it
     if config.fleet.agent_id:

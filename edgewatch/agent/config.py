@@ -97,6 +97,12 @@ class ModelSettings:
     k: int | None = setting("k", minimum=1,
                             help="Episode starts when k of the last n scored windows are over the threshold.")
     n: int | None = setting("n", minimum=1, help="See --k.")
+    quiet_start: float = setting("quiet-start", 0.0, minimum=0, metavar="SECONDS",
+                                 help="Hold each stream's episodes for its first SECONDS of its own time (the "
+                                      "data's timestamps), while a detector that learns online learns it: "
+                                      "counted in edgewatch_episodes_held, not sent. 86400 spares NAB's default "
+                                      "its first-day false alarms and misses a first-day fault (docs/eval.md). "
+                                      "Default 0: none held.")
     close_after: int | None = setting("close-after", minimum=1, metavar="M",
                                       help="Episode ends after M scored windows in a row under the threshold "
                                            "(default: the model file's; files without one close when none of the "

@@ -72,6 +72,7 @@ class AgentOptions:
     n: int | None = None
     close_after: int | None = None  # quiet windows before an episode ends (the card's m)
     sensitivity: float = 1.0  # anomaly_score's multiplier; windows alert above anomaly_score 1
+    quiet_start: float = 0.0  # seconds of each stream's own time whose episodes are held, counted (0: none)
     agent_id: str = field(default_factory=socket.gethostname)
     max_batch: int = 1024
     queue_size: int = 1024
@@ -89,7 +90,7 @@ class AgentOptions:
 
     def overrides(self) -> Overrides:
         return Overrides(stride=self.stride, threshold=self.threshold, k=self.k, n=self.n, m=self.close_after,
-                         sensitivity=self.sensitivity)
+                         sensitivity=self.sensitivity, quiet_start=self.quiet_start)
 
     def drift_settings(self) -> DriftSettings:
         return DriftSettings(every=self.drift_every, sample=self.drift_sample, keep_every=self.drift_keep_every,
@@ -121,6 +122,7 @@ class RunSummary:
     # what ended the run: "sources" (every source ended), "stop" (request_stop, a signal), "duration", "messages"
     ended_by: str = ""
     delivery: dict[str, int] = field(default_factory=dict)  # spooling sinks' counts (MqttSink.delivery), summed
+    episodes_held: int = 0  # episodes not sent: their stream was in its --quiet-start
 
 
 class Agent:
@@ -574,6 +576,10 @@ class Agent:
                    in zip(slot_list, ts_list, seq_list, score_list, over_list, rt.scale.scores(scores).tolist())]
         for i, tr in rt.tracker.update_many(slot_list, over_list, score_list, ts_list, seq_list):
             self._emit(self._alert(tr, feature_error[i], runtime=rt))
+        if rt.tracker.held:
+            held = rt.tracker.take_held()
+            self.summary.episodes_held += held
+            self.metrics.episodes_held.inc(held)
         self.summary.windows += n
         self.metrics.windows.inc(n)
         return out

@@ -12,6 +12,14 @@ Why a separate ``m``: a fault's score rarely stays over the threshold for
 its whole length; on SKAB a 1-of-1 rule turned one 394-s valve fault into
 29 episodes. Closing only after a quiet minute makes one fault one
 episode, while opening stays as quick as ``k`` of ``n`` (docs/fit.md).
+
+A quiet start (``--quiet-start``, off by default) holds a stream's
+episodes for its first seconds of its own time (window timestamps): a
+detector that learns each stream online, as NAB's default does, is nine
+times as likely to raise a false episode on a stream's first day as on a
+later one (docs/eval.md, twelfth round). Held episodes are counted, never
+sent; when the quiet start ends, the windows it held do not count towards
+the first episode after it, as if the detector had not spoken before.
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ class _Track:
     episode: Episode | None = None
     first_over_ts: float = 0.0
     first_over_seq: int = 0
+    born: float | None = None  # the stream's first window time while its quiet start lasts, else None
+    held_open: bool = False  # a held episode is open (quiet start): it ends as an episode would, unsent
 
 
 @dataclass
@@ -53,11 +63,18 @@ class Transition:
 
 @dataclass
 class EpisodeTracker:
-    """k-of-n to open, m quiet windows to close, per stream slot (``m`` None: ``n``)."""
+    """k-of-n to open, m quiet windows to close, per stream slot (``m`` None: ``n``).
+
+    ``quiet_start`` > 0: a stream's episodes are held (counted in ``held``,
+    not returned) until its windows' time is that many seconds past its
+    first window's.
+    """
 
     k: int = 2
     n: int = 3
     m: int | None = None
+    quiet_start: float = 0.0
+    held: int = 0  # episodes held in quiet starts, not yet taken by :meth:`take_held`
     _tracks: dict[int, _Track] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,13 +84,21 @@ class EpisodeTracker:
             self.m = self.n
         if not 1 <= self.m <= MAX_M:
             raise ValueError(f"need 1 <= m <= {MAX_M}, got m={self.m}")
+        if not 0 <= self.quiet_start < float("inf"):
+            raise ValueError(f"need a quiet start of 0 or more seconds, got {self.quiet_start}")
         self._mask = (1 << self.n) - 1
 
     def update(self, slot: int, over: bool, score: float, ts: float, seq: int) -> Transition | None:
         """Record one scored window; return the start or end it causes, if any."""
         tr = self._tracks.get(slot)
         if tr is None:
-            tr = self._tracks[slot] = _Track()
+            tr = self._tracks[slot] = _Track(born=ts if self.quiet_start else None)
+        if tr.born is not None:
+            if ts - tr.born < self.quiet_start:
+                self._hold(tr, over)
+                return None
+            # the quiet start is over: what it held does not count towards the first episode
+            tr.born, tr.held_open, tr.history, tr.quiet = None, False, 0, 0
         # remember where the first of the currently counted "over" windows began,
         # so an episode starts at its first bad window, not at the k-th
         if over and tr.history == 0:
@@ -99,6 +124,22 @@ class EpisodeTracker:
             return Transition("end", slot, ep)
         return None
 
+    def _hold(self, tr: _Track, over: bool) -> None:
+        """One window in a quiet start: the k-of-n and m rules run as usual, their episode is counted, not sent."""
+        tr.history = ((tr.history << 1) | int(over)) & self._mask
+        tr.quiet = 0 if over else tr.quiet + 1
+        if tr.held_open:
+            if tr.quiet >= self.m:
+                tr.held_open, tr.history = False, 0
+        elif over and tr.history.bit_count() >= self.k:
+            tr.held_open = True
+            self.held += 1
+
+    def take_held(self) -> int:
+        """Episodes held since the last call (the agent adds them to its summary and metrics)."""
+        held, self.held = self.held, 0
+        return held
+
     def update_many(self, slots: list[int], over: list[bool], scores: list[float], ts: list[float],
                     seq: list[int]) -> Iterator[tuple[int, Transition]]:
         """:meth:`update` for a batch of scored windows in order; yields each transition with its window's index.
@@ -111,11 +152,15 @@ class EpisodeTracker:
         episode changes with the windows after it: handle (emit) each one
         before asking for the next, as :meth:`update` one by one would.
         """
-        tracks, update = self._tracks, self.update
+        tracks, update, quiet_start = self._tracks, self.update, self.quiet_start
         for i, slot in enumerate(slots):
             if not over[i]:
                 tr = tracks.get(slot)
-                if tr is None or (not tr.history and tr.episode is None):
+                if tr is None:
+                    if quiet_start:  # a quiet start runs from the stream's first window, over or not
+                        tracks[slot] = _Track(born=ts[i])
+                    continue
+                if not tr.history and tr.episode is None and not tr.held_open:
                     continue
             t = update(slot, over[i], scores[i], ts[i], seq[i])
             if t is not None:
@@ -126,10 +171,17 @@ class EpisodeTracker:
         return tr.episode if tr else None
 
     def reset(self, slot: int) -> None:
-        """Drop a stream's history; an open episode is left to :meth:`close`."""
+        """Drop a stream's history; an open episode is left to :meth:`close`.
+
+        With a quiet start, a stream without an open episode starts a new
+        one at its next window: its detector's state was reset with it, so
+        it learns the stream again.
+        """
         tr = self._tracks.get(slot)
         if tr:
             tr.history = 0
+            if self.quiet_start and tr.episode is None:
+                del self._tracks[slot]
 
     def forget(self, slot: int) -> None:
         """Drop a stream entirely (it was evicted); close an open episode first."""

@@ -69,6 +69,7 @@ class Overrides:
     n: int | None = None
     m: int | None = None  # quiet windows before an episode ends (``--close-after``)
     sensitivity: float = 1.0  # scales anomaly_score; the agent alerts above 1 (agent/score_scale.py)
+    quiet_start: float = 0.0  # seconds of each stream's own time whose episodes are held (``--quiet-start``)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class ModelRuntime:
         self.m = n if m is None else m
         self.warnings = warnings
         self.post: PostProcessor = make_postprocessor(self.card.postprocess)
-        self.tracker = EpisodeTracker(k, n, self.m)
+        self.tracker = EpisodeTracker(k, n, self.m, quiet_start=overrides.quiet_start)
         self.drift = self._drift_watch()
 
     @property
@@ -228,6 +229,8 @@ def resolve(card: ModelCard, o: Overrides) -> tuple[int, float, int, int, int]:
     m = o.m if o.m is not None else card.decision.m if card.decision.m is not None else n
     if not 1 <= int(m) <= MAX_M:
         raise BadOverride(f"--close-after {m}: an episode ends after between 1 and {MAX_M} quiet windows")
+    if not 0 <= o.quiet_start < math.inf:
+        raise BadOverride(f"--quiet-start {o.quiet_start}: give 0 or more seconds")
     return stride, threshold, k, n, int(m)
 
 

@@ -126,7 +126,7 @@ def summary_dict(summary: RunSummary) -> dict:
             "events": summary.events, "streams": summary.streams, "seconds": round(summary.seconds, 3),
             "nonfinite_scores": summary.nonfinite_scores, "evicted_streams": summary.evicted_streams,
             "source_restarts": summary.source_restarts, "source_failures": summary.source_failures,
-            "ended_by": summary.ended_by, "delivery": summary.delivery}
+            "ended_by": summary.ended_by, "delivery": summary.delivery, "episodes_held": summary.episodes_held}
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -136,6 +136,8 @@ def print_summary(summary: RunSummary) -> None:
              f"bad {bad}, windows scored {summary.windows}, events {summary.events or {}}"]
     if bad:
         lines.append("bad input by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.bad.items())))
+    if summary.episodes_held:
+        lines.append(f"episodes held in streams' quiet start (--quiet-start), not sent: {summary.episodes_held}")
     if summary.source_restarts:
         lines.append(f"source restarts {summary.source_restarts}")
     if summary.delivery:

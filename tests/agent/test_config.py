@@ -28,7 +28,7 @@ NOT_SETTINGS = {"config", "print-config", "help"}
 # every kind of value a setting can hold, none at its default
 RICH = {
     "model": "models/m.onnx", "model-sha256": "ab" * 32, "stride": 2, "threshold": 0.3, "k": 1, "n": 2,
-    "close-after": 4, "sensitivity": 2.0, "metrics-max-streams": 5,
+    "close-after": 4, "sensitivity": 2.0, "quiet-start": 86400.0, "metrics-max-streams": 5,
     "trust-key": ["keys/a.pub", "keys/b.pub"], "allow-unsigned-models": False, "max-model-mb": 8.0,
     "watch-model": True, "watch-interval": 0.5,
     "source": ["ws://10.0.0.5:9000/", {"url": "opcua://10.0.0.7:4840", "stream": "pump-1",

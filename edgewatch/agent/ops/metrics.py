@@ -76,6 +76,8 @@ METRICS: dict[str, MetricSpec] = {
     "bad_messages": MetricSpec("edgewatch_bad_messages", _C, "Messages skipped, by reason", ("reason",)),
     "windows": MetricSpec("edgewatch_windows_scored", _C, "Windows scored"),
     "alerts": MetricSpec("edgewatch_alerts", _C, "Alert events emitted, by kind", ("kind",)),
+    "episodes_held": MetricSpec("edgewatch_episodes_held", _C, "Episodes not sent: their stream was in its "
+                                "first --quiet-start seconds"),
     "drift": MetricSpec("edgewatch_drift_events", _C, "Drift events emitted"),
     "streams": MetricSpec("edgewatch_streams", _G, "Streams held now (at most --max-streams)"),
     "evicted_streams": MetricSpec("edgewatch_streams_evicted", _C, "Streams dropped after --stream-ttl idle"),

@@ -69,8 +69,11 @@ def _report(result, out: Path | None) -> None:  # noqa: ANN001
               help="Also score the detector on perturbed copies of the folder (labels mapped by timestamp): "
                    f"{', '.join(PERTURBATIONS)}, or 'all'; prints one row per copy and the mean and worst. "
                    "Repeatable.")
+@click.option("--quiet-start", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+              help="Score the detector as 'agent run --quiet-start SECONDS' alerts with it: silent for each file's "
+                   "first SECONDS of its own time (86400: its first day). Not with --loco/--lofo.")
 def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, categories: tuple[str, ...],
-        seed: int, stride: int, loco: bool, lofo: bool, perturbations: tuple[str, ...]) -> None:
+        seed: int, stride: int, loco: bool, lofo: bool, perturbations: tuple[str, ...], quiet_start: float) -> None:
     """Run a detector online over every NAB file and print its NAB scores.
 
     Each row is scored from the rows before it only; the threshold is then
@@ -78,13 +81,18 @@ def nab(data: Path, detector: str, out: Path | None, scores_out: Path | None, ca
     """
     from edgewatch.eval.detectors.registry import resolve
     from edgewatch.eval.loco import Grouping
-    from edgewatch.eval.runner import run_nab, save_scores
+    from edgewatch.eval.runner import QuietStart, run_nab, save_scores
 
+    if quiet_start and (loco or lofo):
+        raise click.UsageError("--quiet-start scores one detector; --loco/--lofo choose the settings of the "
+                               "default without it (a quiet first day is inside NAB's probation on the 25 files)")
     if loco:
         _cross_validate(data, detector, list(categories), stride, Grouping.CATEGORY)
     if lofo:
         _cross_validate(data, detector, list(categories), stride, Grouping.FILE)
     det = resolve(detector, seed=seed, stride=stride)
+    if quiet_start:
+        det = QuietStart(det, quiet_start)
     if perturbations:
         _robustness(data, det, list(categories), perturbations)
     result, scores = run_nab(data, det, list(categories) or None)

@@ -96,5 +96,6 @@ def format_false_episodes(rows: Sequence[RobustRow]) -> list[str]:
         name, worst = max(pert, key=lambda p: p[1].first_day)
         lines.append(f"false episodes a stream-day on normal rows, perturbed copies: mean first day "
                      f"{np.mean([fe.first_day for _, fe in pert]):.2f}, after {np.mean([fe.after for _, fe in pert]):.2f}; "
-                     f"worst first day {worst.first_day:.2f} ({name})")
+                     + (f"worst first day {worst.first_day:.2f} ({name})" if worst.first_day > 0
+                        else "no copy had one on a first day"))
     return lines

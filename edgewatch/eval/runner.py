@@ -112,6 +112,31 @@ class MaxEnsemble:
                       axis=0)
 
 
+class QuietStart:
+    """A detector that says nothing (0) for each series' first ``seconds`` of its own time.
+
+    It is what the agent's ``--quiet-start`` sends for a card that opens an
+    episode on one window over (k = n = 1, as NAB's default): a held
+    window counts as under, and after the quiet start the tracker is a
+    fresh one (:mod:`edgewatch.agent.episodes`). Scores of NAB's detectors
+    lie in [0, 1], so 0 is under every threshold the scorer tries.
+    """
+
+    def __init__(self, detector: Detector, seconds: float) -> None:
+        if not 0 <= seconds < float("inf"):
+            raise BadInput(f"a quiet start of {seconds} s: give 0 or more seconds")
+        self.detector, self.seconds = detector, float(seconds)
+        self.name = f"{detector.name}, quiet start {seconds:g} s"
+
+    def score_series(self, values: np.ndarray, key: str = "", times: np.ndarray | None = None) -> np.ndarray:
+        scores = np.array(self.detector.score_series(values, key, times), dtype=np.float64)
+        if times is None:
+            raise BadInput(f"{key}: a quiet start needs the rows' times")
+        t = np.asarray(times, dtype=np.float64)
+        scores[t - t[0] < self.seconds] = 0.0
+        return scores
+
+
 def check_online(detector: Detector, values: np.ndarray, key: str = "", cut: int | None = None,
                  times: np.ndarray | None = None) -> bool:
     """True when scoring a prefix gives the same scores as scoring the whole series."""

@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from edgewatch.data.nab import STANDARD_PROFILES, NabFile
+from edgewatch.errors import BadInput
 from edgewatch.eval.false_episodes import episode_starts, false_episodes, normal_rows
 from edgewatch.eval.robustness import format_robustness, robustness
-from edgewatch.eval.runner import format_table, run_files
+from edgewatch.eval.runner import QuietStart, format_table, run_files
 from tests.eval.test_runner import small_nab  # noqa: F401  (fixture)
 
 STEP = 300  # 5-minute rows: 288 a day
@@ -90,6 +91,24 @@ def test_the_corpus_result_carries_the_figure_at_the_standard_threshold() -> Non
     assert json.loads(result.to_json())["false_episodes"]["streams"][0]["first_day"] == expected.streams[0].first_day
 
 
+def test_a_quiet_start_silences_each_streams_first_day_and_nothing_after() -> None:
+    f = _file()
+    quiet = QuietStart(KnownDetector(), 86_400)
+    got = quiet.score_series(f.values, f.key, f.seconds())
+    want = _known_scores()
+    assert not got[:288].any() and np.array_equal(got[288:], want[288:])
+    s, = false_episodes([f], [got], 0.5).streams
+    assert (s.first_day, s.after) == (0, 3)
+    assert quiet.name == "known, quiet start 86400 s"
+    # each quarter of the quarters copy is a new stream: its own first day is silenced
+    rows = robustness([f], STANDARD_PROFILES, quiet, ["quarters"], progress=False)
+    fe = rows[0].false_episodes
+    assert fe is not None and len(fe.streams) == 4 and fe.first_day == 0.0
+    assert format_robustness(rows, quiet.name).splitlines()[-1].endswith("no copy had one on a first day")
+    with pytest.raises(BadInput, match="times"):
+        quiet.score_series(f.values, f.key, None)
+
+
 def test_the_robustness_table_gives_a_line_per_copy() -> None:
     rows = robustness([_file()], STANDARD_PROFILES, KnownDetector(), ["none", "quarters"], progress=False)
     text = format_robustness(rows, "known")
@@ -99,7 +118,9 @@ def test_the_robustness_table_gives_a_line_per_copy() -> None:
     fe = rows[1].false_episodes
     assert fe is not None and len(fe.streams) == 4  # each quarter is a new stream with its own first day
     assert f"first day {fe.first_day:.2f}, after {fe.after:.2f}" in quarters
-    assert lines[-1].endswith(f"worst first day {fe.first_day:.2f} (quarters)")
+    # the worst copy is named only when some copy had a false episode on a first day
+    want = f"worst first day {fe.first_day:.2f} (quarters)" if fe.first_day else "no copy had one on a first day"
+    assert lines[-1].endswith(want)
 
 
 @pytest.mark.needs_datasets
@@ -116,3 +137,9 @@ def test_the_default_command_prints_the_figure(small_nab: Path) -> None:  # noqa
     assert res.exit_code == 0, res.output
     assert any(ln.startswith("false episodes") and "hourly copy (its standard threshold" in ln
                for ln in res.output.splitlines())
+
+    res = CliRunner().invoke(eval_group, ["nab", "--data", str(small_nab), "--quiet-start", "86400"])
+    assert res.exit_code == 0, res.output
+    assert "quiet start 86400 s" in res.output and "first day 0.00" in res.output
+    res = CliRunner().invoke(eval_group, ["nab", "--data", str(small_nab), "--quiet-start", "86400", "--loco"])
+    assert res.exit_code == 2 and "--loco/--lofo" in res.output

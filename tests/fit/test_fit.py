@@ -210,6 +210,9 @@ def test_one_feature_keeps_the_univariate_detector_says_what_it_raised_and_pca_i
     assert res.exit_code == 0, res.output
     assert ScoringModel(out).card.family == "novelty-levels"
     assert "false episode(s) in all" in res.output and "--family pca" in res.output, res.output
+    # 800 s of data is all the stream's first day: each of its episodes is one a quiet start would hold
+    raised = int(res.output.split("the detector raised ")[1].split()[0])
+    assert f"{raised} of them came on the stream's first day" in " ".join(res.output.split()), res.output
     quiet = tmp_path / "p.onnx"
     res = CliRunner().invoke(main, ["fit", str(path), "-o", str(quiet), "--family", "pca"])
     assert res.exit_code == 0, res.output

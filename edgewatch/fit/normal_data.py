@@ -165,7 +165,7 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
             table = read_long(layout, long)
             notes.long_exports.append(f"{path.name}: a long export (one row per tag and time): one column per "
                                       f"'{long.tag_column}' ({len(long.tags)}), values from '{long.value_column}', "
-                                      f"one row per time ({table.rows:,})")
+                                      f"one row per time ({table.rows:,})" + _grid_note(table))
         tables.append(table)
         notes.files.append(str(path))
         notes.layouts.append(f"{path.name}: {table.rows:,} rows; {layout.describe()}")
@@ -210,6 +210,13 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         raise BadInput("no complete row of normal data is left after dropping rows with missing values or "
                        "labelled anomalous; check the files (or give --fill last)")
     return NormalData(features, segments_kept, seg_times if has_times else None, notes)
+
+
+def _grid_note(table: CsvTable) -> str:
+    if table.grid_step is None:
+        return ""
+    return (f"; the tags have their own times, so each is held on a grid of their typical step "
+            f"({table.grid_step:g} s), the last value in each step")
 
 
 def _unreadable_times(table: CsvTable) -> str:

@@ -61,13 +61,14 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
+from edgewatch.wire.csv_files import described, open_bytes, open_text
 from edgewatch.wire.csv_times import (TIME_OF_DAY, DateOrder, LocalClock, has_half_day, is_excel_days, is_naive,
                                       needs_date_order, parse_time, parse_times, sniff_date_order)
 
 SEPARATORS = (",", ";", "\t", "|")
 TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date")  # compared without case, spaces or underscores
 TIME_NAME_PARTS = ("time", "date", "stamp", "zeit", "datum")  # in a name whose cells are times or epoch numbers
-EPOCH_RANGE = (1e8, 1e13)  # numbers read as epoch seconds or milliseconds: 1973 to 2286
+EPOCH_RANGE = (1e8, 1e19)  # numbers read as epoch seconds, ms, us or ns: from 1973
 LABEL_NAMES = ("anomaly", "changepoint")
 MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"})  # compared in lower case
 SAMPLE_LINES = 64
@@ -106,6 +107,7 @@ class CsvLayout:
     naive_times: bool = False  # times without a zone: wall-clock times, run on through a clock change
     excel_days: bool = False  # the time column holds Excel's serial days (45355.5), not epoch seconds
     renamed: dict[str, str] = field(default_factory=dict)  # new name -> the header's (repeated or blank)
+    packed: str = ""  # how the file was unpacked ("gzip-compressed", "read from the zip member 'a.csv'")
 
     @property
     def separator_name(self) -> str:
@@ -128,6 +130,8 @@ class CsvLayout:
         decimal = ", decimal comma" if self.decimal == "," else ""
         thousands = f", thousands mark {self.thousands!r}" if self.thousands else ""
         parts = [f"separator {self.separator_name}{decimal}{thousands}, {time}, {len(self.header)} columns"]
+        if self.packed:
+            parts.append(self.packed)
         if self.encoding_note:
             parts.append(self.encoding_note)
         if self.header_row:
@@ -169,6 +173,7 @@ class CsvTable:
     clock_changes: int = 0  # daylight-saving fall-backs in wall-clock times (the times run on through them)
     time_example: str = ""  # a time cell, for a message when none could be read
     text_values: dict[str, list[str]] = field(default_factory=dict)  # text column -> its distinct cells (some)
+    grid_step: float | None = None  # a long export whose tags have their own times, put on a grid this wide (s)
 
     @property
     def path(self) -> Path:
@@ -262,10 +267,10 @@ def _sniff_encoding(path: Path) -> tuple[str, str | None]:
     ASCII export would stop the read there. Any bytes decode in Latin-1, so
     the second answer never fails; the note says what was read and where.
     """
-    with path.open("rb") as fh:
+    with open_bytes(path) as fh:
         if fh.read(2) in (b"\xff\xfe", b"\xfe\xff"):
             return "utf-16", None
-        fh.seek(0)
+    with open_bytes(path) as fh:
         decoder = codecs.getincrementaldecoder("utf-8")()
         lines = 0
         bad: tuple[int, int] | None = None
@@ -282,7 +287,7 @@ def _sniff_encoding(path: Path) -> tuple[str, str | None]:
             if not pending:
                 return ENCODING, None
             bad = (pending[0], lines + 1)
-        fh.seek(0)
+    with open_bytes(path) as fh:
         latin1 = any(_LATIN1_ONLY.search(chunk) for chunk in iter(lambda: fh.read(1 << 20), b""))
     encoding = "latin-1" if latin1 else "cp1252"
     char = bytes([bad[0]]).decode(encoding)
@@ -292,7 +297,7 @@ def _sniff_encoding(path: Path) -> tuple[str, str | None]:
 
 def _read_lines(path: Path, limit: int, encoding: str) -> list[str]:
     out = []
-    with path.open(encoding=encoding, newline="", errors="replace") as fh:
+    with open_text(path, encoding) as fh:
         for line in fh:
             if line.strip():
                 out.append(line)
@@ -323,8 +328,15 @@ def _width(row: list[str]) -> int:
     return n
 
 
+ANNOTATIONS = ("#group", "#datatype", "#default")  # InfluxDB 2's annotated CSV: rows as wide as the header, never it
+
+
 def _is_comment(row: list[str]) -> bool:
     return bool(row) and row[0].lstrip().startswith("#")
+
+
+def _is_annotation(row: list[str]) -> bool:
+    return bool(row) and row[0].strip().lower() in ANNOTATIONS
 
 
 def _header_at(rows: list[list[str]], first: int) -> tuple[int, int, float]:
@@ -335,7 +347,7 @@ def _header_at(rows: list[list[str]], first: int) -> tuple[int, int, float]:
     A row found so that holds a number is data under a header too short
     for it: the first row stays the header.
     """
-    widths = [_width(r) for r in rows[first:]]
+    widths = [0 if _is_annotation(r) else _width(r) for r in rows[first:]]
     counts: dict[int, int] = {}
     for w in widths:
         counts[w] = counts.get(w, 0) + 1
@@ -527,7 +539,7 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
             if clock is not None:
                 chosen, date_column = clock, chosen
     layout = CsvLayout(src, sep, decimal, header, chosen, labels, named, encoding, encoding_note, h,
-                       n_units, units, thousands, date_column, renamed=renamed)
+                       n_units, units, thousands, date_column, renamed=renamed, packed=described(src))
     if chosen is None:
         return layout
     sample = [layout.time_text(r) for r in body]
@@ -552,7 +564,7 @@ def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | No
     A line the csv module refuses (a field past its size limit) goes to
     ``on_error`` and is skipped; without ``on_error`` it is a :class:`BadInput`.
     """
-    with layout.path.open(encoding=layout.encoding, newline="", errors="replace") as fh:
+    with open_text(layout.path, layout.encoding) as fh:
         reader = csv.reader(fh, delimiter=layout.separator)
         skip = layout.header_row + 1 + layout.unit_rows
         while True:

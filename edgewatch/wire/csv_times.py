@@ -6,9 +6,9 @@ or ``,``, ``Z`` or an offset; none means UTC), a zone name of
 ``2020/03/09 …``, ``2020.03.09 …``, numeric dates with the day or
 the month first (``09.03.2020``, ``13/03/2024``, ``03/13/2024 11:59:59
 PM``, a two-digit year is 20xx), English month names (``04-Mar-2024``),
-or numbers as epoch seconds (above 1e11 they are read as milliseconds: 1e11
-s is the year 5138), or as Excel's serial days when a whole column is
-(:func:`is_excel_days`). A date and a time of day in two columns are joined
+or numbers as epoch seconds (above 1e11 milliseconds, 1e14 microseconds,
+1e17 nanoseconds: each bound, read in the coarser unit, is the year 5138),
+or as Excel's serial days when a whole column is (:func:`is_excel_days`). A date and a time of day in two columns are joined
 by the caller before parsing. An unreadable time is NaN.
 
 ``13/03/2024`` is day-first and ``03/13/2024`` month-first whatever the
@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 MS_EPOCH_ABOVE = 1e11  # a number time above this is epoch milliseconds
+EPOCH_UNITS = ((1e17, 1e9), (1e14, 1e6), (MS_EPOCH_ABOVE, 1e3))  # above: nanoseconds, microseconds, milliseconds
 EXCEL_DAYS = (20000.0, 80000.0)  # a time column of numbers all in this range is Excel's serial days (1954..2119)
 EXCEL_EPOCH_DAY = 25569.0  # Excel's serial day of 1970-01-01
 FALL_BACK = (-3660.0, -1800.0)  # a step back by this much in naive local times is a daylight-saving change
@@ -118,7 +119,7 @@ def parse_time(cell: str, order: DateOrder = DateOrder.DAY_FIRST, excel_days: bo
             return math.nan
         if excel_days:
             return (value - EXCEL_EPOCH_DAY) * 86400.0
-        return value / 1000.0 if abs(value) > MS_EPOCH_ABOVE else value
+        return float(epoch_seconds(np.array([value]))[0])
     try:
         dt = datetime.fromisoformat(_rewrite(text, order).replace("Z", "+00:00"))
     except ValueError:
@@ -144,7 +145,7 @@ def parse_times(cells: Sequence[str], order: DateOrder = DateOrder.DAY_FIRST, ex
         numbers[~np.isfinite(numbers)] = math.nan
         if excel_days:
             return (numbers - EXCEL_EPOCH_DAY) * 86400.0
-        return np.where(np.abs(numbers) > MS_EPOCH_ABOVE, numbers / 1000.0, numbers)
+        return epoch_seconds(numbers)
     if not _ISO_DATE.match(cells[0].strip()):
         return np.array([parse_time(c, order, excel_days) for c in cells], dtype=np.float64)
     try:
@@ -156,6 +157,18 @@ def parse_times(cells: Sequence[str], order: DateOrder = DateOrder.DAY_FIRST, ex
         return stamps.astype(np.int64).astype(np.float64) / 1e6
     except (ValueError, TypeError, UserWarning, DeprecationWarning):
         return np.array([parse_time(c, order, excel_days) for c in cells], dtype=np.float64)
+
+
+def epoch_seconds(numbers: np.ndarray) -> np.ndarray:
+    """Epoch numbers as seconds: above 1e17 nanoseconds (InfluxDB 1.x, pandas), above 1e14 microseconds,
+    above 1e11 milliseconds (JavaScript, Grafana, Node-RED); each bound, read in the coarser unit, is the year 5138."""
+    out = numbers.astype(np.float64, copy=True)
+    size = np.abs(out)
+    for above, per_second in EPOCH_UNITS:
+        hit = size > above
+        out[hit] = numbers[hit] / per_second
+        size[hit] = 0.0
+    return out
 
 
 def is_excel_days(cells: Sequence[str]) -> bool:

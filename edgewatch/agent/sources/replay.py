@@ -194,7 +194,7 @@ def _pivoted(layout: CsvLayout, features: list[str]) -> CsvTable | None:
         long = long_format(read_csv_table(layout.path, layout))
     except BadInput:
         return None
-    if long is None or not all(f in long.tags for f in features):
+    if long is None or not all(f in [long.names.get(t, t) for t in long.tags] for f in features):
         return None
     return read_long(layout, long)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO
 
@@ -50,7 +51,7 @@ def packing(path: Path) -> str:
         try:
             with zipfile.ZipFile(path) as z:
                 return "zip:" + _zip_member(path, z)
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise BadInput(f"{path} starts like a zip archive but cannot be opened as one ({exc})") from None
     if head == OLE_MAGIC:
         raise BadInput(f"{path} is an old Excel workbook (.xls) or another Office file, not a CSV file: {SAVE_AS_CSV}")
@@ -58,15 +59,16 @@ def packing(path: Path) -> str:
 
 
 def open_bytes(path: Path) -> IO[bytes]:
-    """The file's content as a binary stream, unpacked from gzip or a one-CSV zip (see :func:`packing`)."""
+    """The file's content as a binary stream, unpacked from gzip or a one-CSV zip (see :func:`packing`).
+
+    A damaged archive (cut short, a bad checksum) raises :class:`BadInput` when read, not a zlib error.
+    """
     kind = packing(path)
     if kind == "gzip":
-        return gzip.open(path, "rb")
+        return io.BufferedReader(_Guarded(gzip.open(path, "rb"), path, "gzip"))
     if kind.startswith("zip:"):
         z = zipfile.ZipFile(path)
-        member = z.open(kind[4:])
-        member.close = _closing(member.close, z.close)  # type: ignore[method-assign]
-        return member
+        return io.BufferedReader(_Guarded(z.open(kind[4:]), path, "zip", z))
     return path.open("rb")
 
 
@@ -75,11 +77,29 @@ def open_text(path: Path, encoding: str) -> IO[str]:
     return io.TextIOWrapper(open_bytes(path), encoding=encoding, errors="replace", newline="")
 
 
-def _closing(*closers):  # noqa: ANN001, ANN202 - close the member, then its archive
-    def close() -> None:
-        for c in closers:
-            c()
-    return close
+class _Guarded(io.RawIOBase):
+    """An unpacking stream whose errors are :class:`BadInput` saying which file; closing it closes its archive."""
+
+    def __init__(self, inner: IO[bytes], path: Path, kind: str, archive: zipfile.ZipFile | None = None) -> None:
+        super().__init__()
+        self.inner, self.path, self.kind, self.archive = inner, path, kind, archive
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001 - a writable buffer
+        try:
+            return self.inner.readinto(buffer)  # type: ignore[attr-defined]
+        except (EOFError, OSError, zlib.error, zipfile.BadZipFile) as exc:
+            raise BadInput(f"{self.path}: its {self.kind} content is damaged ({exc}); unpack it with another tool "
+                           "or export the file again") from None
+
+    def close(self) -> None:
+        if not self.closed:
+            self.inner.close()
+            if self.archive is not None:
+                self.archive.close()
+        super().close()
 
 
 def described(path: Path) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgewatch.wire.csv_table import DISTINCT_TEXTS, CsvLayout, CsvTable, iter_rows, parse_number, plain_name
+from edgewatch.wire.csv_table import DISTINCT_TEXTS, CsvLayout, CsvTable, iter_rows, plain_name
 from edgewatch.wire.csv_times import LocalClock, parse_time
 
 
@@ -125,7 +125,7 @@ def read_long(layout: CsvLayout, long: LongFormat) -> CsvTable:
         stamps.append(clock(ts) if clock else ts)
         names.append(_tag(row[tag_j], bool(long.names)))
         try:
-            values.append(parse_number(row[value_j], layout.decimal, layout.thousands))
+            values.append(layout.number(row[value_j], long.value_column))
         except ValueError:
             values.append(math.nan)
             bad += 1

@@ -80,6 +80,7 @@ _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
 _DECIMAL_DOT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
 _GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,234.5: thousands ',' decimal '.'
             ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$")}  # 1.234,5: thousands '.' decimal ','
+_CELL_UNIT = re.compile(r"^([+-]?\d[\d.,]*(?:[eE][+-]?\d+)?)\s*([^\d\s:/.,+-][^:]{0,11})$")  # 4.21 bar, 45 %
 _SEP_LINE = re.compile(r'^"?sep=(.)"?$', re.IGNORECASE)  # Excel's first line naming the separator
 _LATIN1_ONLY = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")  # bytes Windows-1252 leaves undefined
 
@@ -108,6 +109,7 @@ class CsvLayout:
     excel_days: bool = False  # the time column holds Excel's serial days (45355.5), not epoch seconds
     renamed: dict[str, str] = field(default_factory=dict)  # new name -> the header's (repeated or blank)
     packed: str = ""  # how the file was unpacked ("gzip-compressed", "read from the zip member 'a.csv'")
+    cell_units: dict[str, str] = field(default_factory=dict)  # column -> the unit written after each number
 
     @property
     def separator_name(self) -> str:
@@ -140,9 +142,17 @@ class CsvLayout:
             shown = ", ".join(f"{k} [{v}]" for k, v in list(self.units.items())[:4])
             more = ", ..." if len(self.units) > 4 else ""
             parts.append(f"{self.unit_rows} row(s) of units or descriptions under the header, not data: {shown}{more}")
+        if self.cell_units:
+            shown = ", ".join(f"{k} [{v}]" for k, v in list(self.cell_units.items())[:5])
+            more = ", ..." if len(self.cell_units) > 5 else ""
+            parts.append(f"a unit after the numbers in {len(self.cell_units)} column(s), dropped: {shown}{more}")
         if self.renamed:
             parts.append("renamed: " + ", ".join(f"'{old}' -> '{new}'" for new, old in self.renamed.items()))
         return "; ".join(parts)
+
+    def number(self, cell: str, column: str) -> float:
+        """A cell of ``column`` as :func:`parse_number` reads it in this file (its marks and its unit)."""
+        return parse_number(cell, self.decimal, self.thousands, self.cell_units.get(column))
 
     def time_text(self, row: Sequence[str]) -> str:
         """The time cell of ``row`` (the date and the time of day joined when they are two columns); '' if none."""
@@ -201,15 +211,18 @@ def is_missing(cell: str) -> bool:
     return cell.strip().lower() in MISSING
 
 
-def parse_number(cell: str, decimal: str = ".", thousands: str | None = None) -> float:
+def parse_number(cell: str, decimal: str = ".", thousands: str | None = None, unit: str | None = None) -> float:
     """One cell as a float: NaN when missing; ValueError when it is text.
 
     With a ``thousands`` mark, ``1,234.5`` (or ``1.234,5``) is read only
-    when its groups are of three digits; ``1,2345`` stays text.
+    when its groups are of three digits; ``1,2345`` stays text. With a
+    ``unit``, a cell written ``4.21 bar`` is read as 4.21.
     """
     text = cell.strip()
     if text.lower() in MISSING:
         return math.nan
+    if unit and text.endswith(unit):
+        text = text[:-len(unit)].rstrip()
     if thousands is not None and thousands in text:
         if not _GROUPED[thousands].match(text):
             raise ValueError(f"{text!r}: not a number grouped by {thousands!r}")
@@ -227,12 +240,12 @@ def is_number(cell: str, decimal: str = ".", thousands: str | None = None) -> bo
 
 
 def _numeric_column(cells: list[str], decimal: str, thousands: str | None = None,
-                    texts: set[str] | None = None) -> tuple[np.ndarray, int, int, str | None]:
+                    texts: set[str] | None = None, unit: str | None = None) -> tuple[np.ndarray, int, int, str | None]:
     """(values, missing cells, bad cells, an example of text) -- fast when the column is clean.
 
     ``texts`` collects the distinct text cells, up to ``DISTINCT_TEXTS``.
     """
-    if decimal == ".":
+    if decimal == "." and not unit:
         try:
             values = np.array(cells, dtype=np.float64)
             bad_value = ~np.isfinite(values)
@@ -245,7 +258,7 @@ def _numeric_column(cells: list[str], decimal: str, thousands: str | None = None
     example = None
     for i, cell in enumerate(cells):
         try:
-            v = parse_number(cell, decimal, thousands)
+            v = parse_number(cell, decimal, thousands, unit)
         except ValueError:
             values[i] = math.nan
             bad += 1
@@ -432,6 +445,25 @@ def _dates_only(cells: list[str]) -> bool:
     return bool(present) and all(":" not in c for c in present) and _looks_like_times(present)
 
 
+def _cell_units(header: list[str], body: list[list[str]]) -> dict[str, str]:
+    """Columns whose cells are a number and one same unit (``4.21 bar``, ``45 %``: Grafana's "formatted data")."""
+    out: dict[str, str] = {}
+    for j, name in enumerate(header):
+        present = _present([r[j] for r in body if j < len(r)])
+        found = [m.group(2).strip() for c in present if (m := _CELL_UNIT.match(c.strip()))]
+        if present and len(found) >= 0.9 * len(present) and len(set(found)) == 1:
+            out[name] = found[0]
+    return out
+
+
+def _without_units(header: list[str], body: list[list[str]], units: dict[str, str]) -> list[list[str]]:
+    if not units:
+        return body
+    strip = {j: units[name] for j, name in enumerate(header) if name in units}
+    return [[c.strip()[:-len(strip[j])].rstrip() if j in strip and c.strip().endswith(strip[j]) else c
+             for j, c in enumerate(r)] for r in body]
+
+
 def _unit_rows(header: list[str], body: list[list[str]], decimal: str, thousands: str | None) -> int:
     """How many rows under the header name units or describe columns: no number where the data has numbers."""
     k = 0
@@ -506,6 +538,8 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
     header, renamed = _names(rows[h], body)
     if not header:
         raise BadInput(f"{src}: its header row names no column; expected a first row of column names")
+    cell_units = _cell_units(header, body)
+    body = _without_units(header, body, cell_units)
     decimal, thousands = _sniff_decimal(body, sep)
     n_units = _unit_rows(header, body, decimal, thousands)
     units = {name: ", ".join(c for k in range(n_units) if (c := (body[k][j] if j < len(body[k]) else "").strip()))
@@ -539,7 +573,8 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
             if clock is not None:
                 chosen, date_column = clock, chosen
     layout = CsvLayout(src, sep, decimal, header, chosen, labels, named, encoding, encoding_note, h,
-                       n_units, units, thousands, date_column, renamed=renamed, packed=described(src))
+                       n_units, units, thousands, date_column, renamed=renamed, packed=described(src),
+                       cell_units=cell_units)
     if chosen is None:
         return layout
     sample = [layout.time_text(r) for r in body]
@@ -658,7 +693,8 @@ class _Chunks:
                 self.time_example = self.time_example or next((c for c in cells if c.strip()), "")
                 self.times.append(parse_times(cells, lay.date_order, lay.excel_days))
                 continue
-            values, n_missing, n_bad, example = _numeric_column(columns[j], lay.decimal, lay.thousands, self.texts[j])
+            values, n_missing, n_bad, example = _numeric_column(columns[j], lay.decimal, lay.thousands, self.texts[j],
+                                                                lay.cell_units.get(name))
             self.values[j].append(values)
             self.missing[j] += n_missing
             self.bad[j] += n_bad

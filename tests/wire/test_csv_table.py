@@ -260,3 +260,30 @@ def test_zone_names_are_not_wall_clock_times(tmp_path: Path) -> None:
     table = read_csv_table(_write(tmp_path / "z.csv", "time,p\n" + "".join(f"{s},1\n" for s in stamps)))
     assert not table.layout.naive_times and table.clock_changes == 0
     assert np.diff(table.times).tolist() == [600.0] * 5
+
+
+@pytest.mark.parametrize("scale", [1, 1_000, 1_000_000, 1_000_000_000])
+def test_epoch_seconds_milli_micro_and_nanoseconds(tmp_path: Path, scale: int) -> None:
+    # InfluxDB 1.x writes nanoseconds: before, they were read as milliseconds (a row every 1,000 s, year 55000)
+    t0 = 1709539200
+    text = "time,flow,pressure\n" + "".join(f"{(t0 + i) * scale},{120 + i},{4 + i}\n" for i in range(20))
+    table = read_csv_table(_write(tmp_path / "epoch.csv", text))
+    assert table.layout.time_column == "time" and table.times[0] == pytest.approx(t0)
+    assert np.diff(table.times) == pytest.approx(np.ones(19))
+    assert parse_time(str(t0 * scale)) == pytest.approx(t0)
+    named = read_csv_table(_write(tmp_path / "t_stamp.csv", text.replace("time,", "t_stamp,")))
+    assert named.layout.time_column == "t_stamp" and "t_stamp" not in named.numeric
+
+
+def test_a_unit_written_after_each_number_is_dropped(tmp_path: Path) -> None:
+    # Grafana's "formatted data" CSV: before, every column was text and fit had no feature left
+    text = '"Time","flow","pressure","load"\n' + "".join(
+        f'"2024-03-04 08:00:{i:02d}","{120 + i}.5 m³/h","{4 + i / 100:.2f} bar","{40 + i} %"\n' for i in range(20))
+    table = read_csv_table(_write(tmp_path / "grafana.csv", text))
+    assert table.layout.cell_units == {"flow": "m³/h", "pressure": "bar", "load": "%"}
+    assert list(table.numeric) == ["flow", "pressure", "load"] and table.bad == {}
+    assert table.numeric["flow"][2] == 122.5 and table.numeric["load"][19] == 59
+    assert "a unit after the numbers in 3 column(s), dropped: flow [m³/h]" in table.layout.describe()
+    de = read_csv_table(_write(tmp_path / "de.csv", "Zeit;Druck\n" + "".join(
+        f"04.03.2024 08:00:{i:02d};{4 + i},5 bar\n" for i in range(20))))
+    assert de.layout.decimal == "," and de.numeric["Druck"][1] == 5.5

@@ -41,7 +41,7 @@ from edgewatch.agent.sources.registry import register
 from edgewatch.agent.sources.rows import RowAssembler, cell_value
 from edgewatch.errors import BadInput
 from edgewatch.wire.csv_long import long_format, read_long
-from edgewatch.wire.csv_table import CsvLayout, CsvTable, iter_rows, parse_number, read_csv_table, sniff_layout
+from edgewatch.wire.csv_table import CsvLayout, CsvTable, iter_rows, read_csv_table, sniff_layout
 from edgewatch.wire.csv_times import LocalClock, parse_time
 
 
@@ -154,7 +154,7 @@ class ReplaySource(Source):
             if i >= len(row):
                 return BadReason.WRONG_ARITY
             try:
-                v = cell_value(parse_number(row[i], lay.decimal, lay.thousands))
+                v = cell_value(lay.number(row[i], lay.header[i]))
             except ValueError:
                 return BadReason.NOT_NUMBER
             if type(v) is BadReason:

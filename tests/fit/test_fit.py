@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -357,3 +357,39 @@ def test_counters_too_fine_for_float32_are_left_out_with_the_figures(tmp_path: P
     for name in ("RunHours", "Energy_kWh"):
         assert f"left out  {name:24s} too fine for the agent's 32-bit numbers" in res.output
     assert ScoringModel(tmp_path / "m.onnx").card.features == FEATURES
+
+
+def _home_assistant(path: Path, x: np.ndarray, seed: int, start_row: int = 0) -> Path:
+    """Home Assistant's history CSV: entity_id, state, last_changed; each sensor's state written at its own time
+    (jittered around a 2-s step), 'unavailable' now and then."""
+    rng = np.random.default_rng(seed)
+    lines = ["entity_id,state,last_changed"]
+    for j, name in enumerate(FEATURES):
+        for i in range(len(x)):
+            when = START_HA + timedelta(seconds=2 * (start_row + i) + float(rng.uniform(0, 1.5)))
+            state = "unavailable" if rng.random() < 0.003 else f"{x[i, j]:.4f}"
+            lines.append(f"sensor.pump_{name},{state},{when.isoformat(timespec='milliseconds')}Z")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+START_HA = datetime(2024, 3, 4, 8, 0, 0)
+
+
+def test_a_home_assistant_history_fits_in_the_default_form_and_the_replay_raises_the_fault(tmp_path: Path) -> None:
+    # before: no two sensors share a time, the file was not seen as a long export, and fit made a one-feature
+    # model of 'state' mixing every sensor
+    normal = _home_assistant(tmp_path / "history.csv", pump_rows(2400, seed=21), seed=1)
+    today = _home_assistant(tmp_path / "today.csv", pump_rows(1800, seed=22, fault=(900, 1100), start_row=2400),
+                            seed=2, start_row=2400)
+    out = tmp_path / "m.onnx"
+    res = CliRunner().invoke(main, ["fit", str(normal), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "one column per 'entity_id' (6), values from 'state'" in res.output
+    assert "the tags have their own times, so each is held on a grid of their typical step" in res.output
+    card = ScoringModel(out).card
+    assert card.features == [f"sensor.pump_{n}" for n in sorted(FEATURES)]
+    _, events = _replay(out, today, tmp_path, "-q")
+    starts = [e for e in events if e["event"] == "start"]
+    fault_ts = (START_HA + timedelta(seconds=2 * (2400 + 900))).replace(tzinfo=timezone.utc).timestamp()
+    assert len(starts) == 1 and fault_ts - 4 <= starts[0]["ts"] <= fault_ts + 40, events

@@ -393,3 +393,20 @@ def test_a_home_assistant_history_fits_in_the_default_form_and_the_replay_raises
     starts = [e for e in events if e["event"] == "start"]
     fault_ts = (START_HA + timedelta(seconds=2 * (2400 + 900))).replace(tzinfo=timezone.utc).timestamp()
     assert len(starts) == 1 and fault_ts - 4 <= starts[0]["ts"] <= fault_ts + 40, events
+
+
+def test_many_constant_columns_are_reported_on_one_line(tmp_path: Path) -> None:
+    # a wide export of 40 spare channels at one value each: before, 40 'left out' lines buried the features
+    x = pump_rows(600, seed=23)
+    spare = [f"AUX_{j:03d}" for j in range(40)]
+    lines = [",".join(["timestamp", *FEATURES, *spare])] + [
+        ",".join([f"2024-03-04 08:{i // 60:02d}:{i % 60:02d}", *(f"{v:.5f}" for v in row),
+                  *(f"{j + 0.5}" for j in range(40))]) for i, row in enumerate(x)]
+    path = tmp_path / "wide.csv"
+    path.write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(main, ["fit", str(path), "-o", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output
+    assert ("left out  40 constant columns (one value each in the normal data: no normal spread to learn): "
+            "AUX_000, AUX_001") in res.output and "(32 more)" in res.output
+    assert "AUX_039" not in res.output.split("model")[0]
+    assert ScoringModel(tmp_path / "m.onnx").card.features == FEATURES

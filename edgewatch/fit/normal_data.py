@@ -35,6 +35,7 @@ from edgewatch.wire.csv_long import long_format, read_long
 from edgewatch.wire.csv_table import CsvTable, fill_forward, read_csv_table, sniff_layout
 
 GAP_STEPS = 10  # a time gap longer than this many typical steps cuts the data
+FOLDER_FILES = (".csv", ".csv.gz", ".tsv")  # a folder's files that are read (a day's export rotated into gzip)
 MOSTLY_EMPTY = 0.9  # a column with more missing cells than this share is left out
 
 
@@ -125,13 +126,13 @@ class NormalData:
 
 
 def csv_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """The CSV files named, a folder standing for its ``*.csv`` files in name order."""
+    """The CSV files named, a folder standing for its ``*.csv``, ``*.csv.gz`` and ``*.tsv`` files in name order."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix.lower() == ".csv" and q.is_file())
+            found = sorted(q for q in p.iterdir() if q.name.lower().endswith(FOLDER_FILES) and q.is_file())
             if not found:
-                raise BadInput(f"folder {p} holds no .csv file")
+                raise BadInput(f"folder {p} holds no .csv, .csv.gz or .tsv file")
             out += found
         elif p.is_file():
             out.append(p)

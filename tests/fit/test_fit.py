@@ -410,3 +410,17 @@ def test_many_constant_columns_are_reported_on_one_line(tmp_path: Path) -> None:
             "AUX_000, AUX_001") in res.output and "(32 more)" in res.output
     assert "AUX_039" not in res.output.split("model")[0]
     assert ScoringModel(tmp_path / "m.onnx").card.features == FEATURES
+
+
+def test_a_folder_of_daily_exports_some_rotated_into_gzip_is_read_whole(tmp_path: Path) -> None:
+    import gzip
+
+    folder = tmp_path / "exports"
+    write_pump_csv(folder / "1-monday.csv", pump_rows(900, seed=4), start_row=0)
+    tuesday = write_pump_csv(folder / "2-tuesday.csv", pump_rows(900, seed=5, start_row=90000), start_row=90000)
+    (folder / "2-tuesday.csv.gz").write_bytes(gzip.compress(tuesday.read_bytes()))
+    tuesday.unlink()
+    lines: list[str] = []
+    report = fit_model([folder], tmp_path / "m.onnx", echo=lines.append)
+    assert "2-tuesday.csv.gz: 900 rows" in "\n".join(lines) and "gzip-compressed" in "\n".join(lines)
+    assert report.rows == 1800

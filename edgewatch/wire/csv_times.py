@@ -5,7 +5,8 @@ or ``,``, ``Z`` or an offset; none means UTC), a zone name of
 :data:`ZONE_HOURS` after the time (``UTC``, ``CEST``, ``EST``),
 ``2020/03/09 …``, ``2020.03.09 …``, numeric dates with the day or
 the month first (``09.03.2020``, ``13/03/2024``, ``03/13/2024 11:59:59
-PM``, a two-digit year is 20xx), English month names (``04-Mar-2024``),
+PM``, a two-digit year is 20xx), English month names (``04-Mar-2024``,
+Java's ``Mon Mar 04 08:00:00 CET 2024``),
 or numbers as epoch seconds (above 1e11 milliseconds, 1e14 microseconds,
 1e17 nanoseconds: each bound, read in the coarser unit, is the year 5138),
 or as Excel's serial days when a whole column is (:func:`is_excel_days`). A date and a time of day in two columns are joined
@@ -48,6 +49,8 @@ _MONTH_NAME = re.compile(r"^(\d{1,2})[- ]([A-Za-z]{3})[a-z]*[- ,]+(\d{4})"
 _MONTHS = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
                                            "nov", "dec"))}
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_JAVA_DATE = re.compile(r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+([A-Za-z]{3})\s+(\d{1,2})\s+(\d{1,2}:\d{2}:\d{2})\s+"
+                        r"([A-Z]{3,4})\s+(\d{4})$")  # Java's Date.toString(): Mon Mar 04 08:00:00 CET 2024
 # zone names with one meaning; CST (US or China), BST (UK or Bangladesh), IST (India, Ireland, Israel) are not read
 ZONE_HOURS = {"UTC": 0, "GMT": 0, "WET": 0, "WEST": 1, "CET": 1, "CEST": 2, "MEZ": 1, "MESZ": 2, "EET": 2,
               "EEST": 3, "MSK": 3, "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11, "EST": -5, "EDT": -4, "MST": -7,
@@ -73,6 +76,10 @@ def _iso(y: int, mo: int, d: int, hh: str | None, mm: str | None, ss: str | None
 def _rewrite(text: str, order: DateOrder) -> str:
     """A date written another way than ISO, rewritten as ISO; ValueError when it cannot be."""
     text = _COMMA_FRACTION.sub(r"\1.\2", text)
+    java = _JAVA_DATE.match(text)
+    if java:
+        mon, day, clock, zone, year = java.groups()
+        text = f"{day}-{mon}-{year} {clock} {zone}"
     zone = _ZONE_NAME.match(text)
     if zone:
         if zone.group(2) not in ZONE_HOURS:
@@ -183,11 +190,13 @@ def is_excel_days(cells: Sequence[str]) -> bool:
 
 
 def sniff_date_order(cells: Iterable[str]) -> DateOrder | None:
-    """Day- or month-first from the cells: a first field over 12 is a day, a second over 12 is one; None: undecided.
+    """Day- or month-first from the cells: a first field over 12 is a day, a second over 12 is one; else the
+    order in which the file's successive dates lie closer together (:func:`_order_by_sequence`); None: undecided.
 
     Only ``/`` and ``-`` dates are undecided: a dotted date is day-first
     (``09.03.2020``) and ISO is year-first.
     """
+    dates: list[tuple[int, int, int]] = []  # distinct dates, as first seen
     for cell in cells:
         m = _NUMERIC_DATE.match(cell.strip()) or _NUMERIC_DATE_24H.match(cell.strip())
         if not m or m.group(2) == ".":
@@ -196,7 +205,32 @@ def sniff_date_order(cells: Iterable[str]) -> DateOrder | None:
             return DateOrder.DAY_FIRST
         if int(m.group(3)) > 12:
             return DateOrder.MONTH_FIRST
-    return None
+        date = (int(m.group(1)), int(m.group(3)), int(m.group(4)))
+        if (not dates or dates[-1] != date) and len(dates) < SEQUENCE_DATES and date not in dates[-3:]:
+            dates.append(date)
+    return _order_by_sequence(dates)
+
+
+SEQUENCE_DATES = 400  # distinct dates compared for the order
+
+
+def _order_by_sequence(dates: list[tuple[int, int, int]]) -> DateOrder | None:
+    """The order under which the days a log runs through follow each other (4, 5, 6 March rather than 3 April,
+    3 May, 3 June): the total of the steps between successive distinct dates, at most half the other's."""
+    if len(dates) < 2:
+        return None
+    totals = {}
+    for order in DateOrder:
+        days = []
+        for a, b, y in dates:
+            d, mo = (a, b) if order is DateOrder.DAY_FIRST else (b, a)
+            try:
+                days.append(datetime(y + 2000 if y < 100 else y, mo, d).toordinal())
+            except ValueError:
+                return None
+        totals[order] = sum(abs(x - w) for w, x in zip(days, days[1:]))
+    first, second = sorted(totals, key=totals.__getitem__)
+    return first if 2 * totals[first] <= totals[second] else None
 
 
 def needs_date_order(cells: Sequence[str]) -> bool:
@@ -219,7 +253,7 @@ def is_naive(cells: Sequence[str]) -> bool:
         float(present[0])
         return False  # epoch numbers
     except ValueError:
-        return not any(_ZONED.search(c) for c in present)
+        return not any(_ZONED.search(c) or _JAVA_DATE.match(c) for c in present)
 
 
 class LocalClock:

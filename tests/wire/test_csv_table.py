@@ -287,3 +287,25 @@ def test_a_unit_written_after_each_number_is_dropped(tmp_path: Path) -> None:
     de = read_csv_table(_write(tmp_path / "de.csv", "Zeit;Druck\n" + "".join(
         f"04.03.2024 08:00:{i:02d};{4 + i},5 bar\n" for i in range(20))))
     assert de.layout.decimal == "," and de.numeric["Druck"][1] == 5.5
+
+
+def test_javas_date_to_string_is_a_time(tmp_path: Path) -> None:
+    # Ignition's system.dataset.toCSV writes Date.toString(): before, the column was text and the file had no time
+    text = "t_stamp,flow\n" + "".join(f"Mon Mar 04 08:00:{i:02d} CET 2024,{120 + i}\n" for i in range(20))
+    table = read_csv_table(_write(tmp_path / "ignition.csv", text))
+    assert table.layout.time_column == "t_stamp" and not table.layout.naive_times
+    assert table.times[0] == datetime(2024, 3, 4, 7, 0, tzinfo=timezone.utc).timestamp()
+    assert parse_time("Tue Jan 05 11:29:49 PST 2021") == datetime(2021, 1, 5, 19, 29, 49, tzinfo=timezone.utc).timestamp()
+
+
+def test_the_date_order_is_read_from_the_days_a_log_runs_through(tmp_path: Path) -> None:
+    # a US Excel log of 4 to 6 March at one row a minute: no day above 12 tells; read day-first (the guess) its
+    # times jumped a month at each midnight (3 April, 3 May...) and fit cut the data at each jump
+    cells = [datetime(2024, 3, 4, 20, 0) + (datetime(2024, 1, 1, 0, 30) - datetime(2024, 1, 1)) * i for i in range(80)]
+    text = "Date/Time,flow\n" + "".join(f"{t.month}/{t.day}/{t.year} {t.hour}:{t.minute:02d},{i}\n"
+                                        for i, t in enumerate(cells))
+    table = read_csv_table(_write(tmp_path / "us.csv", text))
+    assert table.layout.date_order.value == "month-first" and not table.layout.date_order_guessed
+    assert np.diff(table.times).tolist() == [1800.0] * 79
+    one_day = "Date/Time,flow\n" + "".join(f"3/4/2024 8:{i:02d},{i}\n" for i in range(20))
+    assert read_csv_table(_write(tmp_path / "one.csv", one_day)).layout.date_order_guessed  # nothing tells

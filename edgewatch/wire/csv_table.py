@@ -110,6 +110,7 @@ class CsvLayout:
     renamed: dict[str, str] = field(default_factory=dict)  # new name -> the header's (repeated or blank)
     packed: str = ""  # how the file was unpacked ("gzip-compressed", "read from the zip member 'a.csv'")
     cell_units: dict[str, str] = field(default_factory=dict)  # column -> the unit written after each number
+    ms_column: str | None = None  # milliseconds of the time in a column of their own (FactoryTalk's Millitm)
 
     @property
     def separator_name(self) -> str:
@@ -122,6 +123,8 @@ class CsvLayout:
             time = f"time column '{self.time_column}'" + ("" if self.time_named else " (its cells are dates)")
         else:
             time = "no time column"
+        if self.ms_column:
+            time += f" with the milliseconds in '{self.ms_column}'"
         if self.date_column or self.time_column:
             if self.date_order_guessed:
                 time += f" (dates read {self.date_order.value}: no day above 12 in the file tells)"
@@ -158,11 +161,21 @@ class CsvLayout:
         """The time cell of ``row`` (the date and the time of day joined when they are two columns); '' if none."""
         if self.time_column is None:
             return ""
-        j = self.header.index(self.time_column)
-        cell = row[j] if j < len(row) else ""
+        def at(column: str | None) -> str:
+            if column is None:
+                return ""
+            j = self.header.index(column)
+            return row[j] if j < len(row) else ""
+
+        return self.joined(at(self.time_column), at(self.date_column), at(self.ms_column))
+
+    def joined(self, time: str, date: str = "", ms: str = "") -> str:
+        """A time cell with the date column's cell before it and the milliseconds column's after it (if any)."""
+        cell = time
         if self.date_column is not None:
-            d = self.header.index(self.date_column)
-            cell = (row[d] if d < len(row) else "").strip() + " " + cell.strip()
+            cell = date.strip() + " " + time.strip()
+        if self.ms_column is not None and ms.strip().isdigit() and "." not in cell and int(ms) < 1000:
+            cell = f"{cell.strip()}.{int(ms):03d}"
         return cell
 
 
@@ -445,6 +458,22 @@ def _dates_only(cells: list[str]) -> bool:
     return bool(present) and all(":" not in c for c in present) and _looks_like_times(present)
 
 
+MS_NAMES = ("millitm", "ms", "msec", "millis", "millisecond", "milliseconds")  # compared plainly
+
+
+def _ms_column(layout: CsvLayout, columns: dict[str, list[str]]) -> str | None:
+    """A column of whole milliseconds 0..999 beside a time written to the second (FactoryTalk's ``Millitm``)."""
+    times = _present(columns[layout.time_column]) if layout.time_column else []
+    if not times or any("." in t for t in times) or not all(":" in t for t in times):
+        return None
+    for name in layout.header:
+        if plain_name(name) in MS_NAMES and name not in (layout.time_column, layout.date_column):
+            cells = _present(columns[name])
+            if cells and all(c.strip().isdigit() and int(c) < 1000 for c in cells):
+                return name
+    return None
+
+
 def _cell_units(header: list[str], body: list[list[str]]) -> dict[str, str]:
     """Columns whose cells are a number and one same unit (``4.21 bar``, ``45 %``: Grafana's "formatted data")."""
     out: dict[str, str] = {}
@@ -577,6 +606,7 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
                        cell_units=cell_units)
     if chosen is None:
         return layout
+    layout = replace(layout, ms_column=_ms_column(layout, columns))
     sample = [layout.time_text(r) for r in body]
     if is_excel_days(_present(sample)):
         return replace(layout, excel_days=True)
@@ -683,13 +713,15 @@ class _Chunks:
     def add(self, columns: list[list[str]]) -> None:
         lay = self.layout
         for j, name in enumerate(lay.header):
-            if name == lay.date_column:
+            if name in (lay.date_column, lay.ms_column):
                 continue
             if name == lay.time_column:
                 cells = columns[j]
-                if lay.date_column is not None:
-                    dates = columns[lay.header.index(lay.date_column)]
-                    cells = [f"{d.strip()} {t.strip()}" for d, t in zip(dates, cells)]
+                if lay.date_column is not None or lay.ms_column is not None:
+                    blank = [""] * len(cells)
+                    dates = columns[lay.header.index(lay.date_column)] if lay.date_column else blank
+                    ms = columns[lay.header.index(lay.ms_column)] if lay.ms_column else blank
+                    cells = [lay.joined(t, d, m) for t, d, m in zip(cells, dates, ms)]
                 self.time_example = self.time_example or next((c for c in cells if c.strip()), "")
                 self.times.append(parse_times(cells, lay.date_order, lay.excel_days))
                 continue
@@ -714,7 +746,7 @@ class _Chunks:
             times = clock.run_on(times)
             changes = clock.changes
         for j, name in enumerate(lay.header):
-            if name in (lay.time_column, lay.date_column):
+            if name in (lay.time_column, lay.date_column, lay.ms_column):
                 continue
             values = np.concatenate(self.values[j])
             if name in lay.label_columns:

@@ -309,3 +309,12 @@ def test_the_date_order_is_read_from_the_days_a_log_runs_through(tmp_path: Path)
     assert np.diff(table.times).tolist() == [1800.0] * 79
     one_day = "Date/Time,flow\n" + "".join(f"3/4/2024 8:{i:02d},{i}\n" for i in range(20))
     assert read_csv_table(_write(tmp_path / "one.csv", one_day)).layout.date_order_guessed  # nothing tells
+
+
+def test_a_milliseconds_column_is_part_of_the_time(tmp_path: Path) -> None:
+    # FactoryTalk's Date, Time, Millitm at 200 ms: before, Millitm was a feature and five rows shared each time
+    text = "Date,Time,Millitm,flow\n" + "".join(f"2024-03-04,08:00:{i // 5:02d},{i % 5 * 200},{i}\n" for i in range(20))
+    table = read_csv_table(_write(tmp_path / "ft.csv", text))
+    assert table.layout.ms_column == "Millitm" and list(table.numeric) == ["flow"]
+    assert np.diff(table.times) == pytest.approx([0.2] * 19)
+    assert "with the milliseconds in 'Millitm'" in table.layout.describe()

@@ -120,6 +120,9 @@ def _exports() -> dict[str, tuple[str, str]]:
             str((1709539200 + i) * 1_000_000), f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
         "epoch nanoseconds": (lines("time,p,q", lambda i, t, p, q: [
             str((1709539200 + i) * 1_000_000_000), f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
+        "milliseconds column": ("Date,Time,Millitm,p,q\n" + "".join(
+            f"03/04/2024,08:00:{i // 5:02d},{i % 5 * 200},{p:.2f},{q:.1f}\n" for i, (t, p, q) in enumerate(rows)),
+            "utf-8"),
         "units in cells": (lines("Time,p,q", lambda i, t, p, q: [t, f"{p:.2f} bar", f'"{q:.1f} m³/h"']), "utf-8"),
     }
 

@@ -91,6 +91,7 @@ def test_factorytalk_tag_indices_are_named_from_the_tagname_file_beside_the_log(
     long, wide = _wide(path)
     assert long is not None and (long.tag_column, long.value_column) == ("TagIndex", "Value")
     assert list(wide.numeric) == ["TagIndex 0", "TagIndex 1"] and wide.numeric["TagIndex 1"][5] == 9
-    _write(tmp_path / "log (Tagname).csv", "Tagname,TTagIndex,TType,TDataType\nPump\\Flow,0,1,2\nPump\\Pressure,1,1,2\n")
+    _write(tmp_path / "log (Tagname).csv",
+           "Tagname,TTagIndex,TType,TDataType\nPump\\Flow,0,1,2\nPump\\Pressure,1,1,2\n")
     long, wide = _wide(path)
     assert list(wide.numeric) == ["Pump\\Flow", "Pump\\Pressure"] and wide.rows == 20

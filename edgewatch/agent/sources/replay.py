@@ -22,9 +22,8 @@ is read whole and pivoted as ``fit`` pivots it
 A blank, ``NaN`` or ``null`` cell is held from the column's last value (the
 rules of :mod:`.rows`; without a time column the staleness limit counts
 rows, so ``max_age=3`` holds a value for three rows); text in a number cell
-is counted as ``not_number`` and the column's last value held (as ``fit`` reads it: one
-"I/O Timeout" in a PI export no longer drops the row's other values), a short line
-``wrong_arity``, an unreadable time ``bad_timestamp``.
+is ``not_number``, a short line ``wrong_arity``, an unreadable time
+``bad_timestamp``.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from edgewatch.agent.sources.base import Item, Kind, Source, SourceContext, Sour
 from edgewatch.agent.sources.feature_names import FeatureNames
 from edgewatch.agent.sources.parsing import BadReason, Measurement, sane_timestamp
 from edgewatch.agent.sources.registry import register
-from edgewatch.agent.sources.rows import MISSING, RowAssembler, cell_value
+from edgewatch.agent.sources.rows import RowAssembler, cell_value
 from edgewatch.errors import BadInput
 from edgewatch.wire.csv_long import long_format, read_long
 from edgewatch.wire.csv_table import CsvLayout, CsvTable, iter_rows, read_csv_table, sniff_layout
@@ -156,10 +155,8 @@ class ReplaySource(Source):
                 return BadReason.WRONG_ARITY
             try:
                 v = cell_value(lay.number(row[i], lay.header[i]))
-            except ValueError:  # a historian's state ("I/O Timeout", "Bad"): held, as fit reads it, and counted
-                self.bad_reading(BadReason.NOT_NUMBER, f"{self.path.name}: {row[i].strip()!r} in "
-                                                       f"'{lay.header[i]}' is not a number; its last value held")
-                v = MISSING
+            except ValueError:
+                return BadReason.NOT_NUMBER
             if type(v) is BadReason:
                 return v
             cells.append(v)

@@ -201,29 +201,3 @@ def test_the_replay_pivots_each_long_export_as_fit_does(tmp_path: Path, name: st
     held = np.array([[np.nan if v is None else v for v in r.values] for r in rows], dtype=float)
     ok = np.isfinite(held).all(axis=1)
     assert ok.sum() >= 22 and held[ok] == pytest.approx(data.values()[ok])
-
-
-def test_a_historians_state_text_in_a_number_cell_is_held_and_counted_not_the_whole_row_dropped(
-        tmp_path: Path) -> None:
-    # an OSIsoft PI export with "I/O Timeout" in one tag for five rows: before, those rows were dropped whole,
-    # the other tags' values with them; fit reads such a cell as a blank filled from the last value
-    import queue
-
-    from edgewatch.agent.sources.base import Kind
-
-    lines = ["Timestamp,PUMP1.FLOW.PV,PUMP1.PRESSURE.PV"] + [
-        f"04-Mar-2024 08:00:{i:02d},{'I/O Timeout' if 5 <= i < 10 else 120 + i},{4 + i / 100:.2f}" for i in range(24)]
-    path = tmp_path / "pi.csv"
-    path.write_text("\n".join(lines) + "\n")
-    source = make_source(f"replay:{path}", ["PUMP1.FLOW.PV", "PUMP1.PRESSURE.PV"])
-    q: queue.Queue = queue.Queue()
-    source.start(q)
-    source.join(10)
-    items = [q.get_nowait() for _ in range(q.qsize())]
-    rows = [i.payload for i in items if i.kind == Kind.MEASUREMENT]
-    assert [i.payload.value for i in items if i.kind == Kind.BAD].count("not_number") == 5
-    # held for three sampling steps (the agent's staleness limit for every source), then the rows wait for it
-    seconds = [int(r.ts - rows[0].ts) for r in rows]
-    assert seconds == [s for s in range(24) if s not in (8, 9)]
-    assert [r.values[0] for r in rows[4:9]] == [124, 124, 124, 124, 130]
-    assert rows[7].values[1] == pytest.approx(4.07)

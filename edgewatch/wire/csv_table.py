@@ -462,16 +462,15 @@ MS_NAMES = ("millitm", "ms", "msec", "millis", "millisecond", "milliseconds")  #
 
 
 def _ms_column(layout: CsvLayout, columns: dict[str, list[str]]) -> str | None:
-    """A column of whole milliseconds 0..999 beside a time written to the second (FactoryTalk's ``Millitm``)."""
+    """A column of whole milliseconds 0..999 right after a time written to the second (FactoryTalk's
+    ``Millitm``); elsewhere a column named ``ms`` may be a measurement."""
     times = _present(columns[layout.time_column]) if layout.time_column else []
     if not times or any("." in t for t in times) or not all(":" in t for t in times):
         return None
-    for name in layout.header:
-        if plain_name(name) in MS_NAMES and name not in (layout.time_column, layout.date_column):
-            cells = _present(columns[name])
-            if cells and all(c.strip().isdigit() and int(c) < 1000 for c in cells):
-                return name
-    return None
+    at = layout.header.index(layout.time_column) + 1 if layout.time_column else len(layout.header)
+    name = layout.header[at] if at < len(layout.header) else ""
+    cells = _present(columns[name]) if plain_name(name) in MS_NAMES else []
+    return name if cells and all(c.strip().isdigit() and int(c) < 1000 for c in cells) else None
 
 
 def _cell_units(header: list[str], body: list[list[str]]) -> dict[str, str]:

@@ -319,3 +319,6 @@ def test_a_milliseconds_column_is_part_of_the_time(tmp_path: Path) -> None:
     assert table.layout.ms_column == "Millitm" and list(table.numeric) == ["flow"]
     assert np.diff(table.times) == pytest.approx([0.2] * 19)
     assert "with the milliseconds in 'Millitm'" in table.layout.describe()
+    speed = "Date,Time,flow,MS\n" + "".join(f"2024-03-04,08:00:{i:02d},{i},{900 + i}\n" for i in range(20))
+    table = read_csv_table(_write(tmp_path / "speed.csv", speed))  # a motor speed 'MS', not beside the time
+    assert table.layout.ms_column is None and list(table.numeric) == ["flow", "MS"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgewatch.wire.csv_table import DISTINCT_TEXTS, CsvLayout, CsvTable, iter_rows, plain_name
+from edgewatch.wire.csv_table import DISTINCT_TEXTS, TIME_NAME_PARTS, CsvLayout, CsvTable, iter_rows, plain_name
 from edgewatch.wire.csv_times import LocalClock, parse_time
 
 
@@ -66,13 +66,26 @@ def long_format(table: CsvTable) -> LongFormat | None:
         return None
     named_value = next((c for c in numeric if plain_name(c) in VALUE_NAMES), None)
     for name, tags in _tag_columns(table):
-        by_name = plain_name(name) in TAG_NAMES and named_value is not None and name != named_value
+        others = [c for c in numeric if c not in (name, named_value)]
+        by_name = (plain_name(name) in TAG_NAMES and named_value is not None and name != named_value
+                   and all(_beside_values(c, table.numeric[c], len(tags)) for c in others))
         by_count = (len(numeric) <= 2 and distinct <= 0.6 * len(times)
                     and 0.5 <= len(tags) * distinct / len(times) <= 2.0)
         if by_name or by_count:
             value = named_value or next((c for c in numeric if np.nanstd(table.numeric[c]) > 0), numeric[0])
             return LongFormat(name, value, tags, _tag_names(table, name, tags))
     return None
+
+
+def _beside_values(name: str, values: np.ndarray, tags: int) -> bool:
+    """A numeric column a long export holds beside its values: another form of the time (WinCC's ``Time_ms``),
+    a quality code or a flag (one value), or an id per tag (whole numbers, no more of them than tags:
+    Kepware's ``_NUMERICID``, InfluxDB's ``table``); a column that varies more is a measurement, and the file
+    is a wide export with a name column."""
+    if any(part in plain_name(name) for part in TIME_NAME_PARTS):
+        return True
+    v = np.unique(values[np.isfinite(values)])
+    return len(v) <= 1 or (len(v) <= tags and bool((v == np.round(v)).all()))
 
 
 def _tag_columns(table: CsvTable) -> list[tuple[str, list[str]]]:

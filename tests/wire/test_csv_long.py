@@ -95,3 +95,11 @@ def test_factorytalk_tag_indices_are_named_from_the_tagname_file_beside_the_log(
            "Tagname,TTagIndex,TType,TDataType\nPump\\Flow,0,1,2\nPump\\Pressure,1,1,2\n")
     long, wide = _wide(path)
     assert list(wide.numeric) == ["Pump\\Flow", "Pump\\Pressure"] and wide.rows == 20
+
+
+def test_a_wide_export_with_a_name_and_a_value_column_is_not_pivoted(tmp_path: Path) -> None:
+    # a batch log: the product's name, a 'Value' and a pressure measured every row; pivoted on 'Name', the
+    # pressure would be lost and the values split by product
+    text = "Timestamp,Name,Value,Pressure\n" + "".join(
+        f"2024-03-04 08:00:{i:02d},{'A' if i < 10 else 'B'},{i},{4 + i / 10}\n" for i in range(20))
+    assert long_format(read_csv_table(_write(tmp_path / "batch.csv", text))) is None

@@ -35,6 +35,7 @@ from edgewatch.wire.csv_long import long_format, read_long
 from edgewatch.wire.csv_table import CsvTable, fill_forward, read_csv_table, sniff_layout
 
 GAP_STEPS = 10  # a time gap longer than this many typical steps cuts the data
+FOLDER_FILES = (".csv", ".csv.gz", ".tsv")  # a folder's files that are read (a day's export rotated into gzip)
 MOSTLY_EMPTY = 0.9  # a column with more missing cells than this share is left out
 
 
@@ -125,13 +126,13 @@ class NormalData:
 
 
 def csv_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """The CSV files named, a folder standing for its ``*.csv`` files in name order."""
+    """The CSV files named, a folder standing for its ``*.csv``, ``*.csv.gz`` and ``*.tsv`` files in name order."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix.lower() == ".csv" and q.is_file())
+            found = sorted(q for q in p.iterdir() if q.name.lower().endswith(FOLDER_FILES) and q.is_file())
             if not found:
-                raise BadInput(f"folder {p} holds no .csv file")
+                raise BadInput(f"folder {p} holds no .csv, .csv.gz or .tsv file")
             out += found
         elif p.is_file():
             out.append(p)
@@ -165,7 +166,7 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
             table = read_long(layout, long)
             notes.long_exports.append(f"{path.name}: a long export (one row per tag and time): one column per "
                                       f"'{long.tag_column}' ({len(long.tags)}), values from '{long.value_column}', "
-                                      f"one row per time ({table.rows:,})")
+                                      f"one row per time ({table.rows:,})" + _grid_note(table))
         tables.append(table)
         notes.files.append(str(path))
         notes.layouts.append(f"{path.name}: {table.rows:,} rows; {layout.describe()}")
@@ -210,6 +211,13 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         raise BadInput("no complete row of normal data is left after dropping rows with missing values or "
                        "labelled anomalous; check the files (or give --fill last)")
     return NormalData(features, segments_kept, seg_times if has_times else None, notes)
+
+
+def _grid_note(table: CsvTable) -> str:
+    if table.grid_step is None:
+        return ""
+    return (f"; the tags have their own times, so each is held on a grid of their typical step "
+            f"({table.grid_step:g} s), the last value in each step")
 
 
 def _unreadable_times(table: CsvTable) -> str:

@@ -56,8 +56,14 @@ class FitReport:
         span = f" ({duration_text(self.seconds_of_data)} at one row every {self.step:.3g} s)" if self.step else ""
         out.append(f"normal    {self.rows:,} rows{span}")
         out.append("features")
+        constant = [c.name for c in self.choices if c.use is Use.LEFT_OUT and c.reason.startswith("constant (")]
+        many = len(constant) > MANY_CONSTANT
         for c in self.choices:
-            out.append(f"  {c.use.value:9s} {c.name:24s} {c.reason}")
+            if not (many and c.name in constant):
+                out.append(f"  {c.use.value:9s} {c.name:24s} {c.reason}")
+        if many:  # a wide export of spare channels: one line, not hundreds
+            out.append(f"  {'left out':9s} {len(constant)} constant columns (one value each in the normal data: no "
+                       f"normal spread to learn): {_some(constant)}")
         for name, example in self.notes.text_columns.items():
             out.append(f"  {'left out':9s} {name:24s} text, not a number (e.g. {example!r})")
         for name, share in self.notes.mostly_empty.items():
@@ -92,7 +98,7 @@ class FitReport:
         left = [c.name for c in self.choices if c.use is Use.LEFT_OUT] + list(self.notes.text_columns) + \
             list(self.notes.mostly_empty) + list(self.notes.ignored)
         if left:
-            out.append(f"anything in {', '.join(left)} (left out)")
+            out.append(f"anything in {_some(left) if len(left) > MANY_CONSTANT else ', '.join(left)} (left out)")
         levels = [fr for fr in self.ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change)]
         if levels:
             parts = ", ".join(f"{fr.name} {fr.smallest_change:.3g} ({fr.smallest_change / fr.std:.2g} std)"
@@ -161,3 +167,10 @@ def feature_ranges(values: np.ndarray, choices: list[FeatureChoice], features: l
         out.append(FeatureRange(name, use[name], float(p01), float(p99), float(x.min()), float(x.max()), change,
                                 float(x.std())))
     return out
+
+
+MANY_CONSTANT = 10  # more constant columns than this are listed on one line
+
+
+def _some(names: list[str], shown: int = 8) -> str:
+    return ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")

@@ -11,16 +11,20 @@ NumPy and the standard library only: the agent may import this module.
 
 from __future__ import annotations
 
+import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgewatch.wire.csv_table import DISTINCT_TEXTS, CsvLayout, CsvTable, iter_rows, parse_number, plain_name
+from edgewatch.wire.csv_table import DISTINCT_TEXTS, TIME_NAME_PARTS, CsvLayout, CsvTable, iter_rows, plain_name
 from edgewatch.wire.csv_times import LocalClock, parse_time
 
 
-VALUE_NAMES = ("value", "val", "pv", "wert", "valeur")  # the value column of a long export, compared plainly
+VALUE_NAMES = ("value", "val", "pv", "wert", "valeur", "varvalue", "state", "payload")  # compared plainly
+TAG_NAMES = ("tag", "tagname", "tagpath", "path", "name", "entityid", "field", "series", "varname", "topic", "metric",
+             "signal", "sensor", "itemid", "pointname", "tagindex")  # a tag column by its name, compared plainly
+TAG_FILE = "*(Tagname).csv"  # FactoryTalk's table of tag names beside its data log: Tagname, TTagIndex
 
 
 @dataclass(frozen=True)
@@ -30,32 +34,96 @@ class LongFormat:
     tag_column: str
     value_column: str
     tags: list[str]
+    names: dict[str, str] = field(default_factory=dict)  # a tag as written (a FactoryTalk TagIndex) -> its name
 
 
 def long_format(table: CsvTable) -> LongFormat | None:
-    """Whether ``table`` is a long export, told by a text column of 2 to 49 names whose count times the
-    distinct times is about the number of rows (with at most two numeric columns); None when not.
+    """Whether ``table`` is a long export; None when not.
+
+    Told by a tag column of 2 to 49 names and a value column, either
+
+    * any text column whose count of names times the distinct times is
+      about the number of rows, with at most two numeric columns holding
+      numbers (the value; a quality code), or
+    * a column named like a tag (``Tag``, ``_NAME``, ``entity_id``,
+      ``VarName``, ``topic``, ``_field``, FactoryTalk's ``TagIndex``...)
+      and a value column named like one (``Value``, ``VarValue``, ``state``,
+      ``payload``), whatever else the file holds (WinCC's ``Validity`` and
+      ``Time_ms``, Kepware's ``_NUMERICID`` and ``_QUALITY``) and whether
+      or not the tags share their times (Home Assistant and Node-RED
+      write each value at its own time).
 
     Read as it is, its value column would be one feature mixing every tag.
     """
-    if table.times is None or not table.numeric or len(table.numeric) > 2:
+    if table.times is None:
+        return None
+    numeric = [c for c, v in table.numeric.items() if np.isfinite(v).any()]
+    if not numeric:
         return None
     times = table.times[np.isfinite(table.times)]
     distinct = len(np.unique(times))
-    if distinct == 0 or distinct > 0.6 * len(times):
+    if distinct == 0:
         return None
-    for name, tags in table.text_values.items():
-        if 2 <= len(tags) < DISTINCT_TEXTS and 0.5 <= len(tags) * distinct / len(times) <= 2.0:
-            numeric = list(table.numeric)
-            value = next((c for c in numeric if plain_name(c) in VALUE_NAMES), None)
-            value = value or next((c for c in numeric if np.nanstd(table.numeric[c]) > 0), numeric[0])
-            return LongFormat(name, value, tags)
+    named_value = next((c for c in numeric if plain_name(c) in VALUE_NAMES), None)
+    for name, tags in _tag_columns(table):
+        others = [c for c in numeric if c not in (name, named_value)]
+        by_name = (plain_name(name) in TAG_NAMES and named_value is not None and name != named_value
+                   and all(_beside_values(c, table.numeric[c], len(tags)) for c in others))
+        by_count = (len(numeric) <= 2 and distinct <= 0.6 * len(times)
+                    and 0.5 <= len(tags) * distinct / len(times) <= 2.0)
+        if by_name or by_count:
+            value = named_value or next((c for c in numeric if np.nanstd(table.numeric[c]) > 0), numeric[0])
+            return LongFormat(name, value, tags, _tag_names(table, name, tags))
     return None
 
 
+def _beside_values(name: str, values: np.ndarray, tags: int) -> bool:
+    """A numeric column a long export holds beside its values: another form of the time (WinCC's ``Time_ms``),
+    a quality code or a flag (one value), or an id per tag (whole numbers, no more of them than tags:
+    Kepware's ``_NUMERICID``, InfluxDB's ``table``); a column that varies more is a measurement, and the file
+    is a wide export with a name column."""
+    if any(part in plain_name(name) for part in TIME_NAME_PARTS):
+        return True
+    v = np.unique(values[np.isfinite(values)])
+    return len(v) <= 1 or (len(v) <= tags and bool((v == np.round(v)).all()))
+
+
+def _tag_columns(table: CsvTable) -> list[tuple[str, list[str]]]:
+    """(column, its distinct tags): text columns of 2 to 49 names, and a numeric ``TagIndex`` of whole numbers."""
+    out = [(name, tags) for name, tags in table.text_values.items() if 2 <= len(tags) < DISTINCT_TEXTS]
+    for name, values in table.numeric.items():
+        if plain_name(name) == "tagindex":
+            v = np.unique(values[np.isfinite(values)])
+            if 2 <= len(v) < DISTINCT_TEXTS and (v == np.round(v)).all():
+                out.append((name, [str(int(x)) for x in v]))
+    return out
+
+
+def _tag_names(table: CsvTable, column: str, tags: list[str]) -> dict[str, str]:
+    """FactoryTalk's tag indices named from the ``(Tagname).csv`` file beside the log, else ``TagIndex 3``."""
+    if column not in table.numeric:
+        return {}
+    names = {t: f"{column} {t}" for t in tags}
+    for path in sorted(table.path.parent.glob(TAG_FILE)):
+        try:
+            with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+                rows = list(csv.DictReader(fh))
+        except (OSError, csv.Error):
+            continue
+        found = {r.get("TTagIndex", "").strip(): r.get("Tagname", "").strip() for r in rows}
+        if all(found.get(t) for t in tags):
+            return {t: found[t] for t in tags}
+    return names
+
+
 def read_long(layout: CsvLayout, long: LongFormat) -> CsvTable:
-    """A long export as one column per tag, one row per distinct time in time order; a tag with no value at
-    a time is NaN there (filled by the caller as any blank). Reads the file once more, row by row."""
+    """A long export as one column per tag, one row per time in time order; a tag with no value at a time is
+    NaN there (filled by the caller as any blank). Reads the file once more, row by row.
+
+    When the tags do not share their times (each value written when it came, as Home Assistant and
+    Node-RED do), the times are put on a grid of the tags' own typical step (:func:`_grid`). A tag with
+    no number at any readable time is left out.
+    """
     tag_j, value_j = layout.header.index(long.tag_column), layout.header.index(long.value_column)
     clock = LocalClock() if layout.naive_times else None
     stamps: list[float] = []
@@ -68,21 +136,52 @@ def read_long(layout: CsvLayout, long: LongFormat) -> CsvTable:
             continue
         ts = parse_time(layout.time_text(row), layout.date_order, layout.excel_days)
         stamps.append(clock(ts) if clock else ts)
-        names.append(row[tag_j].strip())
+        names.append(_tag(row[tag_j], bool(long.names)))
         try:
-            values.append(parse_number(row[value_j], layout.decimal, layout.thousands))
+            values.append(layout.number(row[value_j], long.value_column))
         except ValueError:
             values.append(math.nan)
             bad += 1
     t = np.array(stamps)
-    ok = np.isfinite(t)
-    times, at = np.unique(t[ok], return_inverse=True)
     index = {tag: k for k, tag in enumerate(long.tags)}
+    col = np.array([index.get(n, -1) for n in names], dtype=np.int64)
+    ok = np.isfinite(t)
+    known = ok & (col >= 0)
+    step = None
+    if len(np.unique(t[known])) > 0.6 * int(known.sum()):
+        step = _grid_step(t[known], col[known])
+    if step is not None:
+        t = np.where(ok, np.floor((t - np.nanmin(t[known])) / step) * step + np.nanmin(t[known]), np.nan)
+    times, at = np.unique(t[ok], return_inverse=True)
     wide = np.full((len(times), len(long.tags)), np.nan)
-    col = np.array([index.get(n, -1) for n in names])[ok]
-    known = col >= 0
-    wide[at[known], col[known]] = np.array(values)[ok][known]  # a repeated (time, tag): the last row wins
-    numeric = {tag: wide[:, k] for k, tag in enumerate(long.tags)}
-    missing = {tag: int(np.isnan(wide[:, k]).sum()) for k, tag in enumerate(long.tags)}
+    here = known[ok]
+    order = np.argsort(np.array(stamps)[ok][here], kind="stable")  # a repeated (time, tag): the latest value wins
+    wide[at[here][order], col[ok][here][order]] = np.array(values)[ok][here][order]
+    kept = [k for k in range(len(long.tags)) if np.isfinite(wide[:, k]).any()]
+    label = [long.names.get(tag, tag) for tag in long.tags]
+    numeric = {label[k]: wide[:, k] for k in kept}
+    missing = {label[k]: int(np.isnan(wide[:, k]).sum()) for k in kept}
     return CsvTable(layout, numeric, times, {}, {}, missing, {long.value_column: bad} if bad else {}, len(times),
-                    ragged, int((~ok).sum()), clock.changes if clock else 0)
+                    ragged, int((~ok).sum()), clock.changes if clock else 0, grid_step=step)
+
+
+def _tag(cell: str, index: bool) -> str:
+    """A tag as :class:`LongFormat` lists it (a TagIndex ``3.0`` as ``3``)."""
+    text = cell.strip()
+    if index:
+        try:
+            return str(int(float(text)))
+        except ValueError:
+            return text
+    return text
+
+
+def _grid_step(t: np.ndarray, col: np.ndarray) -> float | None:
+    """The tags' typical step (the median of each tag's median step), for times no two tags share."""
+    steps = []
+    for k in np.unique(col):
+        d = np.diff(np.sort(t[col == k]))
+        d = d[d > 0]
+        if d.size:
+            steps.append(float(np.median(d)))
+    return float(np.median(steps)) if steps else None

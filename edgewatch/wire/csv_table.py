@@ -61,13 +61,14 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
+from edgewatch.wire.csv_files import described, open_bytes, open_text
 from edgewatch.wire.csv_times import (TIME_OF_DAY, DateOrder, LocalClock, has_half_day, is_excel_days, is_naive,
                                       needs_date_order, parse_time, parse_times, sniff_date_order)
 
 SEPARATORS = (",", ";", "\t", "|")
 TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date")  # compared without case, spaces or underscores
 TIME_NAME_PARTS = ("time", "date", "stamp", "zeit", "datum")  # in a name whose cells are times or epoch numbers
-EPOCH_RANGE = (1e8, 1e13)  # numbers read as epoch seconds or milliseconds: 1973 to 2286
+EPOCH_RANGE = (1e8, 1e19)  # numbers read as epoch seconds, ms, us or ns: from 1973
 LABEL_NAMES = ("anomaly", "changepoint")
 MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"})  # compared in lower case
 SAMPLE_LINES = 64
@@ -79,6 +80,7 @@ _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
 _DECIMAL_DOT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
 _GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,234.5: thousands ',' decimal '.'
             ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$")}  # 1.234,5: thousands '.' decimal ','
+_CELL_UNIT = re.compile(r"^([+-]?\d[\d.,]*(?:[eE][+-]?\d+)?)\s*([^\d\s:/.,+-][^:]{0,11})$")  # 4.21 bar, 45 %
 _SEP_LINE = re.compile(r'^"?sep=(.)"?$', re.IGNORECASE)  # Excel's first line naming the separator
 _LATIN1_ONLY = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")  # bytes Windows-1252 leaves undefined
 
@@ -106,6 +108,9 @@ class CsvLayout:
     naive_times: bool = False  # times without a zone: wall-clock times, run on through a clock change
     excel_days: bool = False  # the time column holds Excel's serial days (45355.5), not epoch seconds
     renamed: dict[str, str] = field(default_factory=dict)  # new name -> the header's (repeated or blank)
+    packed: str = ""  # how the file was unpacked ("gzip-compressed", "read from the zip member 'a.csv'")
+    cell_units: dict[str, str] = field(default_factory=dict)  # column -> the unit written after each number
+    ms_column: str | None = None  # milliseconds of the time in a column of their own (FactoryTalk's Millitm)
 
     @property
     def separator_name(self) -> str:
@@ -118,6 +123,8 @@ class CsvLayout:
             time = f"time column '{self.time_column}'" + ("" if self.time_named else " (its cells are dates)")
         else:
             time = "no time column"
+        if self.ms_column:
+            time += f" with the milliseconds in '{self.ms_column}'"
         if self.date_column or self.time_column:
             if self.date_order_guessed:
                 time += f" (dates read {self.date_order.value}: no day above 12 in the file tells)"
@@ -128,6 +135,8 @@ class CsvLayout:
         decimal = ", decimal comma" if self.decimal == "," else ""
         thousands = f", thousands mark {self.thousands!r}" if self.thousands else ""
         parts = [f"separator {self.separator_name}{decimal}{thousands}, {time}, {len(self.header)} columns"]
+        if self.packed:
+            parts.append(self.packed)
         if self.encoding_note:
             parts.append(self.encoding_note)
         if self.header_row:
@@ -136,19 +145,37 @@ class CsvLayout:
             shown = ", ".join(f"{k} [{v}]" for k, v in list(self.units.items())[:4])
             more = ", ..." if len(self.units) > 4 else ""
             parts.append(f"{self.unit_rows} row(s) of units or descriptions under the header, not data: {shown}{more}")
+        if self.cell_units:
+            shown = ", ".join(f"{k} [{v}]" for k, v in list(self.cell_units.items())[:5])
+            more = ", ..." if len(self.cell_units) > 5 else ""
+            parts.append(f"a unit after the numbers in {len(self.cell_units)} column(s), dropped: {shown}{more}")
         if self.renamed:
             parts.append("renamed: " + ", ".join(f"'{old}' -> '{new}'" for new, old in self.renamed.items()))
         return "; ".join(parts)
+
+    def number(self, cell: str, column: str) -> float:
+        """A cell of ``column`` as :func:`parse_number` reads it in this file (its marks and its unit)."""
+        return parse_number(cell, self.decimal, self.thousands, self.cell_units.get(column))
 
     def time_text(self, row: Sequence[str]) -> str:
         """The time cell of ``row`` (the date and the time of day joined when they are two columns); '' if none."""
         if self.time_column is None:
             return ""
-        j = self.header.index(self.time_column)
-        cell = row[j] if j < len(row) else ""
+        def at(column: str | None) -> str:
+            if column is None:
+                return ""
+            j = self.header.index(column)
+            return row[j] if j < len(row) else ""
+
+        return self.joined(at(self.time_column), at(self.date_column), at(self.ms_column))
+
+    def joined(self, time: str, date: str = "", ms: str = "") -> str:
+        """A time cell with the date column's cell before it and the milliseconds column's after it (if any)."""
+        cell = time
         if self.date_column is not None:
-            d = self.header.index(self.date_column)
-            cell = (row[d] if d < len(row) else "").strip() + " " + cell.strip()
+            cell = date.strip() + " " + time.strip()
+        if self.ms_column is not None and ms.strip().isdigit() and "." not in cell and int(ms) < 1000:
+            cell = f"{cell.strip()}.{int(ms):03d}"
         return cell
 
 
@@ -169,6 +196,7 @@ class CsvTable:
     clock_changes: int = 0  # daylight-saving fall-backs in wall-clock times (the times run on through them)
     time_example: str = ""  # a time cell, for a message when none could be read
     text_values: dict[str, list[str]] = field(default_factory=dict)  # text column -> its distinct cells (some)
+    grid_step: float | None = None  # a long export whose tags have their own times, put on a grid this wide (s)
 
     @property
     def path(self) -> Path:
@@ -196,15 +224,18 @@ def is_missing(cell: str) -> bool:
     return cell.strip().lower() in MISSING
 
 
-def parse_number(cell: str, decimal: str = ".", thousands: str | None = None) -> float:
+def parse_number(cell: str, decimal: str = ".", thousands: str | None = None, unit: str | None = None) -> float:
     """One cell as a float: NaN when missing; ValueError when it is text.
 
     With a ``thousands`` mark, ``1,234.5`` (or ``1.234,5``) is read only
-    when its groups are of three digits; ``1,2345`` stays text.
+    when its groups are of three digits; ``1,2345`` stays text. With a
+    ``unit``, a cell written ``4.21 bar`` is read as 4.21.
     """
     text = cell.strip()
     if text.lower() in MISSING:
         return math.nan
+    if unit and text.endswith(unit):
+        text = text[:-len(unit)].rstrip()
     if thousands is not None and thousands in text:
         if not _GROUPED[thousands].match(text):
             raise ValueError(f"{text!r}: not a number grouped by {thousands!r}")
@@ -222,12 +253,12 @@ def is_number(cell: str, decimal: str = ".", thousands: str | None = None) -> bo
 
 
 def _numeric_column(cells: list[str], decimal: str, thousands: str | None = None,
-                    texts: set[str] | None = None) -> tuple[np.ndarray, int, int, str | None]:
+                    texts: set[str] | None = None, unit: str | None = None) -> tuple[np.ndarray, int, int, str | None]:
     """(values, missing cells, bad cells, an example of text) -- fast when the column is clean.
 
     ``texts`` collects the distinct text cells, up to ``DISTINCT_TEXTS``.
     """
-    if decimal == ".":
+    if decimal == "." and not unit:
         try:
             values = np.array(cells, dtype=np.float64)
             bad_value = ~np.isfinite(values)
@@ -240,7 +271,7 @@ def _numeric_column(cells: list[str], decimal: str, thousands: str | None = None
     example = None
     for i, cell in enumerate(cells):
         try:
-            v = parse_number(cell, decimal, thousands)
+            v = parse_number(cell, decimal, thousands, unit)
         except ValueError:
             values[i] = math.nan
             bad += 1
@@ -262,10 +293,10 @@ def _sniff_encoding(path: Path) -> tuple[str, str | None]:
     ASCII export would stop the read there. Any bytes decode in Latin-1, so
     the second answer never fails; the note says what was read and where.
     """
-    with path.open("rb") as fh:
+    with open_bytes(path) as fh:
         if fh.read(2) in (b"\xff\xfe", b"\xfe\xff"):
             return "utf-16", None
-        fh.seek(0)
+    with open_bytes(path) as fh:
         decoder = codecs.getincrementaldecoder("utf-8")()
         lines = 0
         bad: tuple[int, int] | None = None
@@ -282,7 +313,7 @@ def _sniff_encoding(path: Path) -> tuple[str, str | None]:
             if not pending:
                 return ENCODING, None
             bad = (pending[0], lines + 1)
-        fh.seek(0)
+    with open_bytes(path) as fh:
         latin1 = any(_LATIN1_ONLY.search(chunk) for chunk in iter(lambda: fh.read(1 << 20), b""))
     encoding = "latin-1" if latin1 else "cp1252"
     char = bytes([bad[0]]).decode(encoding)
@@ -292,7 +323,7 @@ def _sniff_encoding(path: Path) -> tuple[str, str | None]:
 
 def _read_lines(path: Path, limit: int, encoding: str) -> list[str]:
     out = []
-    with path.open(encoding=encoding, newline="", errors="replace") as fh:
+    with open_text(path, encoding) as fh:
         for line in fh:
             if line.strip():
                 out.append(line)
@@ -323,8 +354,15 @@ def _width(row: list[str]) -> int:
     return n
 
 
+ANNOTATIONS = ("#group", "#datatype", "#default")  # InfluxDB 2's annotated CSV: rows as wide as the header, never it
+
+
 def _is_comment(row: list[str]) -> bool:
     return bool(row) and row[0].lstrip().startswith("#")
+
+
+def _is_annotation(row: list[str]) -> bool:
+    return bool(row) and row[0].strip().lower() in ANNOTATIONS
 
 
 def _header_at(rows: list[list[str]], first: int) -> tuple[int, int, float]:
@@ -335,7 +373,7 @@ def _header_at(rows: list[list[str]], first: int) -> tuple[int, int, float]:
     A row found so that holds a number is data under a header too short
     for it: the first row stays the header.
     """
-    widths = [_width(r) for r in rows[first:]]
+    widths = [0 if _is_annotation(r) else _width(r) for r in rows[first:]]
     counts: dict[int, int] = {}
     for w in widths:
         counts[w] = counts.get(w, 0) + 1
@@ -420,6 +458,40 @@ def _dates_only(cells: list[str]) -> bool:
     return bool(present) and all(":" not in c for c in present) and _looks_like_times(present)
 
 
+MS_NAMES = ("millitm", "ms", "msec", "millis", "millisecond", "milliseconds")  # compared plainly
+
+
+def _ms_column(layout: CsvLayout, columns: dict[str, list[str]]) -> str | None:
+    """A column of whole milliseconds 0..999 right after a time written to the second (FactoryTalk's
+    ``Millitm``); elsewhere a column named ``ms`` may be a measurement."""
+    times = _present(columns[layout.time_column]) if layout.time_column else []
+    if not times or any("." in t for t in times) or not all(":" in t for t in times):
+        return None
+    at = layout.header.index(layout.time_column) + 1 if layout.time_column else len(layout.header)
+    name = layout.header[at] if at < len(layout.header) else ""
+    cells = _present(columns[name]) if plain_name(name) in MS_NAMES else []
+    return name if cells and all(c.strip().isdigit() and int(c) < 1000 for c in cells) else None
+
+
+def _cell_units(header: list[str], body: list[list[str]]) -> dict[str, str]:
+    """Columns whose cells are a number and one same unit (``4.21 bar``, ``45 %``: Grafana's "formatted data")."""
+    out: dict[str, str] = {}
+    for j, name in enumerate(header):
+        present = _present([r[j] for r in body if j < len(r)])
+        found = [m.group(2).strip() for c in present if (m := _CELL_UNIT.match(c.strip()))]
+        if present and len(found) >= 0.9 * len(present) and len(set(found)) == 1:
+            out[name] = found[0]
+    return out
+
+
+def _without_units(header: list[str], body: list[list[str]], units: dict[str, str]) -> list[list[str]]:
+    if not units:
+        return body
+    strip = {j: units[name] for j, name in enumerate(header) if name in units}
+    return [[c.strip()[:-len(strip[j])].rstrip() if j in strip and c.strip().endswith(strip[j]) else c
+             for j, c in enumerate(r)] for r in body]
+
+
 def _unit_rows(header: list[str], body: list[list[str]], decimal: str, thousands: str | None) -> int:
     """How many rows under the header name units or describe columns: no number where the data has numbers."""
     k = 0
@@ -494,6 +566,8 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
     header, renamed = _names(rows[h], body)
     if not header:
         raise BadInput(f"{src}: its header row names no column; expected a first row of column names")
+    cell_units = _cell_units(header, body)
+    body = _without_units(header, body, cell_units)
     decimal, thousands = _sniff_decimal(body, sep)
     n_units = _unit_rows(header, body, decimal, thousands)
     units = {name: ", ".join(c for k in range(n_units) if (c := (body[k][j] if j < len(body[k]) else "").strip()))
@@ -527,9 +601,11 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
             if clock is not None:
                 chosen, date_column = clock, chosen
     layout = CsvLayout(src, sep, decimal, header, chosen, labels, named, encoding, encoding_note, h,
-                       n_units, units, thousands, date_column, renamed=renamed)
+                       n_units, units, thousands, date_column, renamed=renamed, packed=described(src),
+                       cell_units=cell_units)
     if chosen is None:
         return layout
+    layout = replace(layout, ms_column=_ms_column(layout, columns))
     sample = [layout.time_text(r) for r in body]
     if is_excel_days(_present(sample)):
         return replace(layout, excel_days=True)
@@ -552,7 +628,7 @@ def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | No
     A line the csv module refuses (a field past its size limit) goes to
     ``on_error`` and is skipped; without ``on_error`` it is a :class:`BadInput`.
     """
-    with layout.path.open(encoding=layout.encoding, newline="", errors="replace") as fh:
+    with open_text(layout.path, layout.encoding) as fh:
         reader = csv.reader(fh, delimiter=layout.separator)
         skip = layout.header_row + 1 + layout.unit_rows
         while True:
@@ -636,17 +712,20 @@ class _Chunks:
     def add(self, columns: list[list[str]]) -> None:
         lay = self.layout
         for j, name in enumerate(lay.header):
-            if name == lay.date_column:
+            if name in (lay.date_column, lay.ms_column):
                 continue
             if name == lay.time_column:
                 cells = columns[j]
-                if lay.date_column is not None:
-                    dates = columns[lay.header.index(lay.date_column)]
-                    cells = [f"{d.strip()} {t.strip()}" for d, t in zip(dates, cells)]
+                if lay.date_column is not None or lay.ms_column is not None:
+                    blank = [""] * len(cells)
+                    dates = columns[lay.header.index(lay.date_column)] if lay.date_column else blank
+                    ms = columns[lay.header.index(lay.ms_column)] if lay.ms_column else blank
+                    cells = [lay.joined(t, d, m) for t, d, m in zip(cells, dates, ms)]
                 self.time_example = self.time_example or next((c for c in cells if c.strip()), "")
                 self.times.append(parse_times(cells, lay.date_order, lay.excel_days))
                 continue
-            values, n_missing, n_bad, example = _numeric_column(columns[j], lay.decimal, lay.thousands, self.texts[j])
+            values, n_missing, n_bad, example = _numeric_column(columns[j], lay.decimal, lay.thousands, self.texts[j],
+                                                                lay.cell_units.get(name))
             self.values[j].append(values)
             self.missing[j] += n_missing
             self.bad[j] += n_bad
@@ -666,7 +745,7 @@ class _Chunks:
             times = clock.run_on(times)
             changes = clock.changes
         for j, name in enumerate(lay.header):
-            if name in (lay.time_column, lay.date_column):
+            if name in (lay.time_column, lay.date_column, lay.ms_column):
                 continue
             values = np.concatenate(self.values[j])
             if name in lay.label_columns:

@@ -3,13 +3,14 @@
 Read here: ISO 8601 (``2020-03-09 10:14:33``, ``T``, fractions after ``.``
 or ``,``, ``Z`` or an offset; none means UTC), a zone name of
 :data:`ZONE_HOURS` after the time (``UTC``, ``CEST``, ``EST``),
-``2020/03/09 …``, ``2020.03.09 …``, numeric dates with the day or
-the month first (``09.03.2020``, ``13/03/2024``, ``03/13/2024 11:59:59
-PM``, a two-digit year is 20xx), English month names (``04-Mar-2024``),
-or numbers as epoch seconds (above 1e11 they are read as milliseconds: 1e11
-s is the year 5138), or as Excel's serial days when a whole column is
-(:func:`is_excel_days`). A date and a time of day in two columns are joined
-by the caller before parsing. An unreadable time is NaN.
+``2020/03/09 …``, ``2020.03.09 …``, numeric dates with the day or the
+month first (``09.03.2020``, ``13/03/2024``, ``03/13/2024 11:59:59 PM``,
+a two-digit year is 20xx), English month names (``04-Mar-2024``; Java's
+``Mon Mar 04 08:00:00 CET 2024``), or numbers as epoch seconds (above
+1e11 milliseconds, 1e14 microseconds, 1e17 nanoseconds: each bound, read
+in the coarser unit, is the year 5138), or as Excel's serial days when a
+whole column is (:func:`is_excel_days`). A date and a time of day in two
+columns are joined by the caller before parsing. An unreadable time is NaN.
 
 ``13/03/2024`` is day-first and ``03/13/2024`` month-first whatever the
 caller says; only a date whose two first fields are both 12 or less needs
@@ -28,6 +29,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 MS_EPOCH_ABOVE = 1e11  # a number time above this is epoch milliseconds
+EPOCH_UNITS = ((1e17, 1e9), (1e14, 1e6), (MS_EPOCH_ABOVE, 1e3))  # above: nanoseconds, microseconds, milliseconds
 EXCEL_DAYS = (20000.0, 80000.0)  # a time column of numbers all in this range is Excel's serial days (1954..2119)
 EXCEL_EPOCH_DAY = 25569.0  # Excel's serial day of 1970-01-01
 FALL_BACK = (-3660.0, -1800.0)  # a step back by this much in naive local times is a daylight-saving change
@@ -47,6 +49,8 @@ _MONTH_NAME = re.compile(r"^(\d{1,2})[- ]([A-Za-z]{3})[a-z]*[- ,]+(\d{4})"
 _MONTHS = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
                                            "nov", "dec"))}
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_JAVA_DATE = re.compile(r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+([A-Za-z]{3})\s+(\d{1,2})\s+(\d{1,2}:\d{2}:\d{2})\s+"
+                        r"([A-Z]{3,4})\s+(\d{4})$")  # Java's Date.toString(): Mon Mar 04 08:00:00 CET 2024
 # zone names with one meaning; CST (US or China), BST (UK or Bangladesh), IST (India, Ireland, Israel) are not read
 ZONE_HOURS = {"UTC": 0, "GMT": 0, "WET": 0, "WEST": 1, "CET": 1, "CEST": 2, "MEZ": 1, "MESZ": 2, "EET": 2,
               "EEST": 3, "MSK": 3, "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11, "EST": -5, "EDT": -4, "MST": -7,
@@ -72,6 +76,10 @@ def _iso(y: int, mo: int, d: int, hh: str | None, mm: str | None, ss: str | None
 def _rewrite(text: str, order: DateOrder) -> str:
     """A date written another way than ISO, rewritten as ISO; ValueError when it cannot be."""
     text = _COMMA_FRACTION.sub(r"\1.\2", text)
+    java = _JAVA_DATE.match(text)
+    if java:
+        mon, day, clock, zone, year = java.groups()
+        text = f"{day}-{mon}-{year} {clock} {zone}"
     zone = _ZONE_NAME.match(text)
     if zone:
         if zone.group(2) not in ZONE_HOURS:
@@ -118,7 +126,7 @@ def parse_time(cell: str, order: DateOrder = DateOrder.DAY_FIRST, excel_days: bo
             return math.nan
         if excel_days:
             return (value - EXCEL_EPOCH_DAY) * 86400.0
-        return value / 1000.0 if abs(value) > MS_EPOCH_ABOVE else value
+        return float(epoch_seconds(np.array([value]))[0])
     try:
         dt = datetime.fromisoformat(_rewrite(text, order).replace("Z", "+00:00"))
     except ValueError:
@@ -144,7 +152,7 @@ def parse_times(cells: Sequence[str], order: DateOrder = DateOrder.DAY_FIRST, ex
         numbers[~np.isfinite(numbers)] = math.nan
         if excel_days:
             return (numbers - EXCEL_EPOCH_DAY) * 86400.0
-        return np.where(np.abs(numbers) > MS_EPOCH_ABOVE, numbers / 1000.0, numbers)
+        return epoch_seconds(numbers)
     if not _ISO_DATE.match(cells[0].strip()):
         return np.array([parse_time(c, order, excel_days) for c in cells], dtype=np.float64)
     try:
@@ -156,6 +164,18 @@ def parse_times(cells: Sequence[str], order: DateOrder = DateOrder.DAY_FIRST, ex
         return stamps.astype(np.int64).astype(np.float64) / 1e6
     except (ValueError, TypeError, UserWarning, DeprecationWarning):
         return np.array([parse_time(c, order, excel_days) for c in cells], dtype=np.float64)
+
+
+def epoch_seconds(numbers: np.ndarray) -> np.ndarray:
+    """Epoch numbers as seconds: above 1e17 nanoseconds (InfluxDB 1.x, pandas), above 1e14 microseconds,
+    above 1e11 milliseconds (JavaScript, Grafana, Node-RED); each bound, read in the coarser unit, is the year 5138."""
+    out = numbers.astype(np.float64, copy=True)
+    size = np.abs(out)
+    for above, per_second in EPOCH_UNITS:
+        hit = size > above
+        out[hit] = numbers[hit] / per_second
+        size[hit] = 0.0
+    return out
 
 
 def is_excel_days(cells: Sequence[str]) -> bool:
@@ -170,11 +190,13 @@ def is_excel_days(cells: Sequence[str]) -> bool:
 
 
 def sniff_date_order(cells: Iterable[str]) -> DateOrder | None:
-    """Day- or month-first from the cells: a first field over 12 is a day, a second over 12 is one; None: undecided.
+    """Day- or month-first from the cells: a first field over 12 is a day, a second over 12 is one; else the
+    order in which the file's successive dates lie closer together (:func:`_order_by_sequence`); None: undecided.
 
     Only ``/`` and ``-`` dates are undecided: a dotted date is day-first
     (``09.03.2020``) and ISO is year-first.
     """
+    dates: list[tuple[int, int, int]] = []  # distinct dates, as first seen
     for cell in cells:
         m = _NUMERIC_DATE.match(cell.strip()) or _NUMERIC_DATE_24H.match(cell.strip())
         if not m or m.group(2) == ".":
@@ -183,7 +205,32 @@ def sniff_date_order(cells: Iterable[str]) -> DateOrder | None:
             return DateOrder.DAY_FIRST
         if int(m.group(3)) > 12:
             return DateOrder.MONTH_FIRST
-    return None
+        date = (int(m.group(1)), int(m.group(3)), int(m.group(4)))
+        if (not dates or dates[-1] != date) and len(dates) < SEQUENCE_DATES and date not in dates[-3:]:
+            dates.append(date)
+    return _order_by_sequence(dates)
+
+
+SEQUENCE_DATES = 400  # distinct dates compared for the order
+
+
+def _order_by_sequence(dates: list[tuple[int, int, int]]) -> DateOrder | None:
+    """The order under which the days a log runs through follow each other (4, 5, 6 March rather than 3 April,
+    3 May, 3 June): the total of the steps between successive distinct dates, at most half the other's."""
+    if len(dates) < 2:
+        return None
+    totals = {}
+    for order in DateOrder:
+        days = []
+        for a, b, y in dates:
+            d, mo = (a, b) if order is DateOrder.DAY_FIRST else (b, a)
+            try:
+                days.append(datetime(y + 2000 if y < 100 else y, mo, d).toordinal())
+            except ValueError:
+                return None
+        totals[order] = sum(abs(x - w) for w, x in zip(days, days[1:]))
+    first, second = sorted(totals, key=totals.__getitem__)
+    return first if 2 * totals[first] <= totals[second] else None
 
 
 def needs_date_order(cells: Sequence[str]) -> bool:
@@ -206,7 +253,7 @@ def is_naive(cells: Sequence[str]) -> bool:
         float(present[0])
         return False  # epoch numbers
     except ValueError:
-        return not any(_ZONED.search(c) for c in present)
+        return not any(_ZONED.search(c) or _JAVA_DATE.match(c) for c in present)
 
 
 class LocalClock:

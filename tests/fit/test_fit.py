@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -357,3 +357,70 @@ def test_counters_too_fine_for_float32_are_left_out_with_the_figures(tmp_path: P
     for name in ("RunHours", "Energy_kWh"):
         assert f"left out  {name:24s} too fine for the agent's 32-bit numbers" in res.output
     assert ScoringModel(tmp_path / "m.onnx").card.features == FEATURES
+
+
+def _home_assistant(path: Path, x: np.ndarray, seed: int, start_row: int = 0) -> Path:
+    """Home Assistant's history CSV: entity_id, state, last_changed; each sensor's state written at its own time
+    (jittered around a 2-s step), 'unavailable' now and then."""
+    rng = np.random.default_rng(seed)
+    lines = ["entity_id,state,last_changed"]
+    for j, name in enumerate(FEATURES):
+        for i in range(len(x)):
+            when = START_HA + timedelta(seconds=2 * (start_row + i) + float(rng.uniform(0, 1.5)))
+            state = "unavailable" if rng.random() < 0.003 else f"{x[i, j]:.4f}"
+            lines.append(f"sensor.pump_{name},{state},{when.isoformat(timespec='milliseconds')}Z")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+START_HA = datetime(2024, 3, 4, 8, 0, 0)
+
+
+def test_a_home_assistant_history_fits_in_the_default_form_and_the_replay_raises_the_fault(tmp_path: Path) -> None:
+    # before: no two sensors share a time, the file was not seen as a long export, and fit made a one-feature
+    # model of 'state' mixing every sensor
+    normal = _home_assistant(tmp_path / "history.csv", pump_rows(2400, seed=21), seed=1)
+    today = _home_assistant(tmp_path / "today.csv", pump_rows(1800, seed=22, fault=(900, 1100), start_row=2400),
+                            seed=2, start_row=2400)
+    out = tmp_path / "m.onnx"
+    res = CliRunner().invoke(main, ["fit", str(normal), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "one column per 'entity_id' (6), values from 'state'" in res.output
+    assert "the tags have their own times, so each is held on a grid of their typical step" in res.output
+    card = ScoringModel(out).card
+    assert card.features == [f"sensor.pump_{n}" for n in sorted(FEATURES)]
+    _, events = _replay(out, today, tmp_path, "-q")
+    starts = [e for e in events if e["event"] == "start"]
+    fault_ts = (START_HA + timedelta(seconds=2 * (2400 + 900))).replace(tzinfo=timezone.utc).timestamp()
+    assert len(starts) == 1 and fault_ts - 4 <= starts[0]["ts"] <= fault_ts + 40, events
+
+
+def test_many_constant_columns_are_reported_on_one_line(tmp_path: Path) -> None:
+    # a wide export of 40 spare channels at one value each: before, 40 'left out' lines buried the features
+    x = pump_rows(600, seed=23)
+    spare = [f"AUX_{j:03d}" for j in range(40)]
+    lines = [",".join(["timestamp", *FEATURES, *spare])] + [
+        ",".join([f"2024-03-04 08:{i // 60:02d}:{i % 60:02d}", *(f"{v:.5f}" for v in row),
+                  *(f"{j + 0.5}" for j in range(40))]) for i, row in enumerate(x)]
+    path = tmp_path / "wide.csv"
+    path.write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(main, ["fit", str(path), "-o", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output
+    assert ("left out  40 constant columns (one value each in the normal data: no normal spread to learn): "
+            "AUX_000, AUX_001") in res.output and "(32 more)" in res.output
+    assert "AUX_039" not in res.output.split("model")[0]
+    assert ScoringModel(tmp_path / "m.onnx").card.features == FEATURES
+
+
+def test_a_folder_of_daily_exports_some_rotated_into_gzip_is_read_whole(tmp_path: Path) -> None:
+    import gzip
+
+    folder = tmp_path / "exports"
+    write_pump_csv(folder / "1-monday.csv", pump_rows(900, seed=4), start_row=0)
+    tuesday = write_pump_csv(folder / "2-tuesday.csv", pump_rows(900, seed=5, start_row=90000), start_row=90000)
+    (folder / "2-tuesday.csv.gz").write_bytes(gzip.compress(tuesday.read_bytes()))
+    tuesday.unlink()
+    lines: list[str] = []
+    report = fit_model([folder], tmp_path / "m.onnx", echo=lines.append)
+    assert "2-tuesday.csv.gz: 900 rows" in "\n".join(lines) and "gzip-compressed" in "\n".join(lines)
+    assert report.rows == 1800

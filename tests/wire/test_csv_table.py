@@ -260,3 +260,65 @@ def test_zone_names_are_not_wall_clock_times(tmp_path: Path) -> None:
     table = read_csv_table(_write(tmp_path / "z.csv", "time,p\n" + "".join(f"{s},1\n" for s in stamps)))
     assert not table.layout.naive_times and table.clock_changes == 0
     assert np.diff(table.times).tolist() == [600.0] * 5
+
+
+@pytest.mark.parametrize("scale", [1, 1_000, 1_000_000, 1_000_000_000])
+def test_epoch_seconds_milli_micro_and_nanoseconds(tmp_path: Path, scale: int) -> None:
+    # InfluxDB 1.x writes nanoseconds: before, they were read as milliseconds (a row every 1,000 s, year 55000)
+    t0 = 1709539200
+    text = "time,flow,pressure\n" + "".join(f"{(t0 + i) * scale},{120 + i},{4 + i}\n" for i in range(20))
+    table = read_csv_table(_write(tmp_path / "epoch.csv", text))
+    assert table.layout.time_column == "time" and table.times[0] == pytest.approx(t0)
+    assert np.diff(table.times) == pytest.approx(np.ones(19))
+    assert parse_time(str(t0 * scale)) == pytest.approx(t0)
+    named = read_csv_table(_write(tmp_path / "t_stamp.csv", text.replace("time,", "t_stamp,")))
+    assert named.layout.time_column == "t_stamp" and "t_stamp" not in named.numeric
+
+
+def test_a_unit_written_after_each_number_is_dropped(tmp_path: Path) -> None:
+    # Grafana's "formatted data" CSV: before, every column was text and fit had no feature left
+    text = '"Time","flow","pressure","load"\n' + "".join(
+        f'"2024-03-04 08:00:{i:02d}","{120 + i}.5 m³/h","{4 + i / 100:.2f} bar","{40 + i} %"\n' for i in range(20))
+    table = read_csv_table(_write(tmp_path / "grafana.csv", text))
+    assert table.layout.cell_units == {"flow": "m³/h", "pressure": "bar", "load": "%"}
+    assert list(table.numeric) == ["flow", "pressure", "load"] and table.bad == {}
+    assert table.numeric["flow"][2] == 122.5 and table.numeric["load"][19] == 59
+    assert "a unit after the numbers in 3 column(s), dropped: flow [m³/h]" in table.layout.describe()
+    de = read_csv_table(_write(tmp_path / "de.csv", "Zeit;Druck\n" + "".join(
+        f"04.03.2024 08:00:{i:02d};{4 + i},5 bar\n" for i in range(20))))
+    assert de.layout.decimal == "," and de.numeric["Druck"][1] == 5.5
+
+
+def test_javas_date_to_string_is_a_time(tmp_path: Path) -> None:
+    # Ignition's system.dataset.toCSV writes Date.toString(): before, the column was text and the file had no time
+    text = "t_stamp,flow\n" + "".join(f"Mon Mar 04 08:00:{i:02d} CET 2024,{120 + i}\n" for i in range(20))
+    table = read_csv_table(_write(tmp_path / "ignition.csv", text))
+    assert table.layout.time_column == "t_stamp" and not table.layout.naive_times
+    assert table.times[0] == datetime(2024, 3, 4, 7, 0, tzinfo=timezone.utc).timestamp()
+    pst = datetime(2021, 1, 5, 19, 29, 49, tzinfo=timezone.utc).timestamp()
+    assert parse_time("Tue Jan 05 11:29:49 PST 2021") == pst
+
+
+def test_the_date_order_is_read_from_the_days_a_log_runs_through(tmp_path: Path) -> None:
+    # a US Excel log of 4 to 6 March at one row a minute: no day above 12 tells; read day-first (the guess) its
+    # times jumped a month at each midnight (3 April, 3 May...) and fit cut the data at each jump
+    cells = [datetime(2024, 3, 4, 20, 0) + (datetime(2024, 1, 1, 0, 30) - datetime(2024, 1, 1)) * i for i in range(80)]
+    text = "Date/Time,flow\n" + "".join(f"{t.month}/{t.day}/{t.year} {t.hour}:{t.minute:02d},{i}\n"
+                                        for i, t in enumerate(cells))
+    table = read_csv_table(_write(tmp_path / "us.csv", text))
+    assert table.layout.date_order.value == "month-first" and not table.layout.date_order_guessed
+    assert np.diff(table.times).tolist() == [1800.0] * 79
+    one_day = "Date/Time,flow\n" + "".join(f"3/4/2024 8:{i:02d},{i}\n" for i in range(20))
+    assert read_csv_table(_write(tmp_path / "one.csv", one_day)).layout.date_order_guessed  # nothing tells
+
+
+def test_a_milliseconds_column_is_part_of_the_time(tmp_path: Path) -> None:
+    # FactoryTalk's Date, Time, Millitm at 200 ms: before, Millitm was a feature and five rows shared each time
+    text = "Date,Time,Millitm,flow\n" + "".join(f"2024-03-04,08:00:{i // 5:02d},{i % 5 * 200},{i}\n" for i in range(20))
+    table = read_csv_table(_write(tmp_path / "ft.csv", text))
+    assert table.layout.ms_column == "Millitm" and list(table.numeric) == ["flow"]
+    assert np.diff(table.times) == pytest.approx([0.2] * 19)
+    assert "with the milliseconds in 'Millitm'" in table.layout.describe()
+    speed = "Date,Time,flow,MS\n" + "".join(f"2024-03-04,08:00:{i:02d},{i},{900 + i}\n" for i in range(20))
+    table = read_csv_table(_write(tmp_path / "speed.csv", speed))  # a motor speed 'MS', not beside the time
+    assert table.layout.ms_column is None and list(table.numeric) == ["flow", "MS"]

@@ -41,7 +41,7 @@ from edgewatch.agent.sources.registry import register
 from edgewatch.agent.sources.rows import RowAssembler, cell_value
 from edgewatch.errors import BadInput
 from edgewatch.wire.csv_long import long_format, read_long
-from edgewatch.wire.csv_table import CsvLayout, CsvTable, iter_rows, parse_number, read_csv_table, sniff_layout
+from edgewatch.wire.csv_table import CsvLayout, CsvTable, iter_rows, read_csv_table, sniff_layout
 from edgewatch.wire.csv_times import LocalClock, parse_time
 
 
@@ -85,11 +85,11 @@ class ReplaySource(Source):
                                f"{header}, one for each of the model's features {self.features} in that order "
                                f"(got {columns}; not in the file: {missing or 'none'})")
             return time_col, [header.index(c) for c in columns]
-        picked = self._by_name(header, time_col, layout.date_column)
+        picked = self._by_name(header, time_col, (layout.date_column, layout.ms_column))
         if len(picked) == len(self.features):
             return time_col, [picked[j] for j in range(len(self.features))]
-        rest = [i for i in range(len(header)) if i != time_col and header[i] != layout.date_column
-                and header[i] not in layout.label_columns]
+        rest = [i for i in range(len(header)) if i != time_col
+                and header[i] not in (layout.date_column, layout.ms_column, *layout.label_columns)]
         if not picked and len(rest) == len(self.features):
             return time_col, rest
         missing = [f for j, f in enumerate(self.features) if j not in picked]
@@ -100,12 +100,12 @@ class ReplaySource(Source):
                        f"?columns=A,B,... (replay:{self.path}?columns={example},...); a wrongly sniffed separator or "
                        "time column is set with ?sep=; and ?time=NAME")
 
-    def _by_name(self, header: list[str], time_col: int | None, date_column: str | None) -> dict[int, int]:
+    def _by_name(self, header: list[str], time_col: int | None, time_parts: tuple[str | None, ...]) -> dict[int, int]:
         """Feature index -> column, by the name rule of :mod:`.feature_names` (an exact header wins)."""
         names = FeatureNames(self.features, self.name)
         picked: dict[int, int] = {}
         for i, h in enumerate(header):
-            j = names.resolve(h) if i != time_col and h != date_column else None
+            j = names.resolve(h) if i != time_col and h not in time_parts else None
             if j is not None and (j not in picked or h == self.features[j]):
                 picked[j] = i
         return picked
@@ -154,7 +154,7 @@ class ReplaySource(Source):
             if i >= len(row):
                 return BadReason.WRONG_ARITY
             try:
-                v = cell_value(parse_number(row[i], lay.decimal, lay.thousands))
+                v = cell_value(lay.number(row[i], lay.header[i]))
             except ValueError:
                 return BadReason.NOT_NUMBER
             if type(v) is BadReason:
@@ -194,7 +194,7 @@ def _pivoted(layout: CsvLayout, features: list[str]) -> CsvTable | None:
         long = long_format(read_csv_table(layout.path, layout))
     except BadInput:
         return None
-    if long is None or not all(f in long.tags for f in features):
+    if long is None or not all(f in [long.names.get(t, t) for t in long.tags] for f in features):
         return None
     return read_long(layout, long)
 

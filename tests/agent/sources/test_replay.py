@@ -113,7 +113,33 @@ def _exports() -> dict[str, tuple[str, str]]:
         "daylight saving": (lines("time,p,q", lambda i, t, p, q: [clock[i], f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
         "trailing separators, # comment": (lines("time;p;q;", lambda i, t, p, q: [
             t, f"{p:.2f}", f"{q:.1f}", ""], ";") + "# end of export\n", "utf-8"),
+        # the second walk-through (wire/csv_files.py, epoch units, units in cells)
+        "gzip": (lines("time,p,q", lambda i, t, p, q: [t, f"{p:.2f}", f"{q:.1f}"]), "gzip"),
+        "zip of one csv": (lines("time,p,q", lambda i, t, p, q: [t, f"{p:.2f}", f"{q:.1f}"]), "zip"),
+        "epoch microseconds": (lines("time,p,q", lambda i, t, p, q: [
+            str((1709539200 + i) * 1_000_000), f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
+        "epoch nanoseconds": (lines("time,p,q", lambda i, t, p, q: [
+            str((1709539200 + i) * 1_000_000_000), f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
+        "milliseconds column": ("Date,Time,Millitm,p,q\n" + "".join(
+            f"03/04/2024,08:00:{i // 5:02d},{i % 5 * 200},{p:.2f},{q:.1f}\n" for i, (t, p, q) in enumerate(rows)),
+            "utf-8"),
+        "units in cells": (lines("Time,p,q", lambda i, t, p, q: [t, f"{p:.2f} bar", f'"{q:.1f} m³/h"']), "utf-8"),
     }
+
+
+def _packed(text: str, encoding: str) -> bytes:
+    import gzip
+    import io
+    import zipfile
+
+    if encoding == "gzip":
+        return gzip.compress(text.encode())
+    if encoding == "zip":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("export.csv", text)
+        return buf.getvalue()
+    return text.encode(encoding)
 
 
 @pytest.mark.parametrize("name", list(_exports()))
@@ -125,7 +151,7 @@ def test_the_replay_reads_each_export_as_fit_reads_it(tmp_path: Path, name: str)
 
     text, encoding = _exports()[name]
     path = tmp_path / "export.csv"
-    path.write_bytes(text.encode(encoding))
+    path.write_bytes(_packed(text, encoding))
     table = read_csv_table(path)
     features = list(table.numeric)
     assert [f[0] for f in features] == ["p", "q"] and table.rows == 24 and table.bad_times == 0 and table.bad == {}
@@ -139,3 +165,39 @@ def test_the_replay_reads_each_export_as_fit_reads_it(tmp_path: Path, name: str)
     assert np.array([r.values for r in rows]) == pytest.approx(np.stack([table.numeric[f] for f in features], 1))
     assert [r.ts for r in rows] == pytest.approx(table.times.tolist())
     assert np.all(np.diff(table.times) > 0)
+
+
+def _long_exports() -> dict[str, str]:
+    """Long exports of the second walk-through: the tags on their own times (Home Assistant) and FactoryTalk's
+    tag indices named from its (Tagname).csv file."""
+    hass = ["entity_id,state,last_changed"] + [
+        f"sensor.{tag},{'unknown' if i == 9 else v + i},2024-03-04T08:{i // 6:02d}:{i % 6 * 10 + lag:04.1f}Z"
+        for tag, v, lag in (("p", 4, 1.5), ("q", 1200, 7.25)) for i in range(24)]
+    ftalk = ["Date,Time,Millitm,TagIndex,Value,Status,Marker"] + [
+        f"03/04/2024,08:00:{i:02d},0,{k},{v + i},," for i in range(24) for k, v in enumerate((4, 1200))]
+    return {"own times": "\n".join(hass) + "\n", "tag indices": "\n".join(ftalk) + "\n"}
+
+
+@pytest.mark.parametrize("name", list(_long_exports()))
+def test_the_replay_pivots_each_long_export_as_fit_does(tmp_path: Path, name: str) -> None:
+    import queue
+
+    from edgewatch.agent.sources.base import Kind
+    from edgewatch.fit.normal_data import read_normal_data
+
+    path = tmp_path / "log.csv"
+    path.write_text(_long_exports()[name])
+    (tmp_path / "log (Tagname).csv").write_text("Tagname,TTagIndex,TType,TDataType\np,0,1,2\nq,1,1,2\n")
+    data = read_normal_data([path])
+    assert [f.split(".")[-1] for f in data.features] == ["p", "q"] and data.notes.long_exports
+    source = make_source(f"replay:{path}", data.features)
+    q: queue.Queue = queue.Queue()
+    source.start(q)
+    source.join(10)
+    items = [q.get_nowait() for _ in range(q.qsize())]
+    rows = [i.payload for i in items if i.kind == Kind.MEASUREMENT]
+    assert len(rows) == data.rows == 24
+    assert [r.ts for r in rows] == pytest.approx(np.concatenate(data.times).tolist())
+    held = np.array([[np.nan if v is None else v for v in r.values] for r in rows], dtype=float)
+    ok = np.isfinite(held).all(axis=1)
+    assert ok.sum() >= 22 and held[ok] == pytest.approx(data.values()[ok])

@@ -140,9 +140,11 @@ def print_summary(summary: RunSummary) -> None:
         lines.append(f"episodes held in streams' quiet start (--quiet-start), not sent: {summary.episodes_held}")
     if summary.source_restarts:
         lines.append(f"source restarts {summary.source_restarts}")
-    if summary.delivery:
+    if summary.delivery:  # every spooling sink's counts, summed: MQTT, webhook, Alertmanager
         d = summary.delivery
-        lines.append(f"MQTT events: sent {d['sent']}, delivered {d['delivered']}, dropped {d['dropped']}, "
+        parked = f", parked (refused by the receiver) {d['parked']}" if d.get("parked") else ""
+        lines.append(f"events through the spool (MQTT, webhook, Alertmanager sinks): sent {d['sent']}, "
+                     f"delivered {d['delivered']}{parked}, dropped {d['dropped']}, "
                      f"waiting in the spool {d['waiting']}")
     click.echo("\n".join(lines), err=True)
     sys.stderr.flush()

@@ -14,10 +14,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from edgewatch.agent.sinks.home_assistant import HomeAssistantDiscovery
+from edgewatch.mqtt.connection import BrokerConnection, BrokerOptions
 from edgewatch.mqtt.payloads import status_state
+from edgewatch.mqtt.topics import HomeAssistantTopics, Topics
 from tests.agent.sinks.httpkit import FAULT, NORMAL, FedAgent
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
@@ -152,3 +156,51 @@ def test_a_stream_the_agent_drops_is_no_longer_announced(model: Path, tmp_path: 
         assert agent.while_sending("pump-2", restarted_ha_hears_of_pump_2_alone)
     finally:
         agent.kill()
+
+
+def _scored(*windows: tuple[str, float]) -> SimpleNamespace:
+    """A scored batch as the agent hands it to on_batch: each window's stream and anomaly_score."""
+    return SimpleNamespace(scored=[SimpleNamespace(stream=s, anomaly=a) for s, a in windows])
+
+
+def test_a_stop_leaves_the_last_windows_score_retained(broker, collector) -> None:
+    """States go out at most once a second; a stop within that second (a replay ends in less) still sends
+    the last one, not the score of the batch before the episode's end."""
+    conn = BrokerConnection(BrokerOptions(host=broker.host, port=broker.port, client_id="ha-flush",
+                                          clean_session=True)).start()
+    assert conn.wait_connected(10)
+    ha = HomeAssistantDiscovery(conn, Topics("flush", "press-1"), HomeAssistantTopics(), "pca")
+    try:
+        ha.on_batch(_scored(("pump-1", 0.1)))
+        ha.on_event({"event": "start", "stream": "pump-1", "anomaly_score": 150.0})
+        ha.on_event({"event": "end", "stream": "pump-1", "anomaly_score": 150.0})
+        ha.on_batch(_scored(("pump-1", 0.5), ("pump-1", 0.02)))
+        ha.close()  # at once: the state loop's next turn is a second away
+    finally:
+        conn.close()
+    state = "flush/press-1/streams/pump-1/state"
+    late = collector(broker, state, client_id="c-ha-flush", persistent=False)
+    assert wait_until(lambda: _retained(late, state), 10)
+    assert json.loads(_retained(late, state)[-1]) == {"problem": "OFF", "anomaly_score": 0.02}
+
+
+def test_after_a_fault_and_the_end_of_input_the_retained_state_is_normal(model: Path, tmp_path: Path, broker,
+                                                                         collector) -> None:
+    """The default form: rows, a fault, normal rows, end of input; Home Assistant is left with OFF and the
+    last window's anomaly_score, below 1."""
+    agent = FedAgent(model, "--sink", "stdout", "--sink", f"mqtt://{broker.host}:{broker.port}/eoi",
+                     "--ha-discovery", "--agent-id", "press-5", cwd=tmp_path)
+    try:
+        agent.rows(NORMAL, 8)
+        agent.rows(FAULT, 6)
+        agent.rows(NORMAL, 10)
+        code, out, err = agent.finish()
+    finally:
+        agent.kill()
+    assert code == 0, err[-3000:]
+    assert [json.loads(line)["event"] for line in out.splitlines()] == ["start", "end"]
+    state = "eoi/press-5/streams/pump-1/state"
+    late = collector(broker, state, client_id="c-ha-eoi", persistent=False)
+    assert wait_until(lambda: _retained(late, state), 10)
+    last = json.loads(_retained(late, state)[-1])
+    assert last["problem"] == "OFF" and last["anomaly_score"] < 1, last

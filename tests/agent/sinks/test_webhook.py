@@ -244,3 +244,23 @@ def test_metrics_show_the_waiting_alerts_and_the_failures_by_status(model: Path,
         assert 'edgewatch_sink_http_failures_total{sink="webhook",status="connection"}' in text
     finally:
         agent.kill()
+
+
+def test_the_run_summary_counts_a_parked_event_and_names_no_mqtt(model: Path, tmp_path: Path) -> None:
+    """A webhook-only agent's summary: the receiver's 400 shows as parked (it said "MQTT events: sent 3,
+    delivered 2" with the parked one nowhere)."""
+    server = Receiver(lambda n, body: 400 if n == 0 else 200).start()
+    agent = FedAgent(model, "--sink", f"{server.url}/hook?retry_min=0.05", cwd=tmp_path)
+    try:
+        agent.rows(NORMAL, 6)
+        agent.rows(FAULT, 4)
+        agent.rows(NORMAL, 8)
+        code, _out, err = agent.finish()
+    finally:
+        agent.kill()
+        server.stop()
+    assert code == 0, err[-3000:]
+    assert [r["status"] for r in server.requests] == [400, 200]  # the start parked, the end delivered
+    summary = err.strip().splitlines()[-1]
+    assert summary.startswith("events through the spool ("), summary
+    assert "sent 2, delivered 1, parked (refused by the receiver) 1, dropped 0" in summary, summary

@@ -19,7 +19,9 @@ the ``#``): ``plant/pump-7/Pump1/Flow`` is the feature ``Pump1/Flow``. The
 level names a feature as :mod:`.feature_names` matches it (``pressure_bar``
 for ``Pressure (bar)``). The payload is a bare number (``12.5``, ``"12.5"``,
 ``12,5``) or ``{"value": 12.5, "ts": ...}`` (``timestamp`` too). Without
-``{stream}`` the stream is the topic without its feature level. Rows are assembled per stream by the
+``{stream}`` the stream is the topic without its feature level; with it and
+other levels written ``+``, those levels and the ``{stream}`` level, joined by
+``/`` (``site/+/{stream}/{feature}``: ``site-a/pump-7``). Rows are assembled per stream by the
 rules of :mod:`.rows` (``max_age`` their staleness limit); a topic naming
 no feature of the model is ``unknown_feature``.
 
@@ -75,6 +77,7 @@ class TopicTemplate(NamedTuple):
     levels: int
     stream: int | None
     feature: int
+    wild: tuple[int, ...] = ()  # the levels written '+': part of the stream id (site/+/{stream}/{feature})
 
     @property
     def tail(self) -> bool:
@@ -97,7 +100,8 @@ class TopicTemplate(NamedTuple):
         if bad or levels.count(FEATURE) != 1 or levels.count(STREAM) > 1 or "#" in levels:
             raise SourceConfigError(f"source {source!r}: a topic template has one whole level {FEATURE}, at most "
                                     f"one {STREAM}, and no '#' (e.g. plant/{STREAM}/{FEATURE}); got {template!r}")
-        return cls(len(levels), levels.index(STREAM) if STREAM in levels else None, levels.index(FEATURE))
+        return cls(len(levels), levels.index(STREAM) if STREAM in levels else None, levels.index(FEATURE),
+                   tuple(i for i, lv in enumerate(levels) if lv == "+"))
 
     def split(self, topic: str) -> tuple[str, str] | None:
         """(stream, feature) of a topic the filter matched, or None when its levels do not fit."""
@@ -108,6 +112,8 @@ class TopicTemplate(NamedTuple):
         if not feature:
             return None
         if self.stream is not None:
+            if self.wild:  # site-a/pump-7 and site-b/pump-7 are two machines, not one stream pump-7
+                return "/".join(parts[i] for i in sorted((*self.wild, self.stream))), feature
             return parts[self.stream], feature
         return "/".join(p for i, p in enumerate(parts[:self.levels]) if i != self.feature), feature
 

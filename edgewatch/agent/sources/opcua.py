@@ -202,19 +202,29 @@ class OpcUaSource(Source):
             return [(self.features.index(f), client.get_node(nid)) for f, nid in self.nodes.items()]
         obj = await client.nodes.root.get_child(self.browse_path)
         names = FeatureNames(self.features, self.name)
-        found: dict[int, Any] = {}
+        candidates: dict[int, list[tuple[str, Any]]] = {}
         seen: list[str] = []
         for child in await obj.get_children():
             name = (await child.read_browse_name()).Name
             seen.append(name)
             j = names.resolve(name)
-            if j is not None and (j not in found or name == self.features[j]):  # an exact name wins
-                found[j] = child
+            if j is not None:
+                candidates.setdefault(j, []).append((name, child))
+        found: dict[int, Any] = {}
+        twice: dict[str, list[str]] = {}
+        for j, matches in candidates.items():
+            exact = [child for name, child in matches if name == self.features[j]]
+            if exact or len(matches) == 1:  # an exact name wins; two others are never a guess (browse order)
+                found[j] = exact[0] if exact else matches[0][1]
+            else:
+                twice[self.features[j]] = sorted(name for name, _ in matches)
         missing = [f for j, f in enumerate(self.features) if j not in found]
         if missing:
+            which = f"; {twice} each match more than one variable" if twice else ""
             raise SourceConfigError(f"the object at {'/'.join(self.browse_path or [])} has no variable(s) "
-                                    f"named {missing} (it has {sorted(seen)[:50]}): name them as the model's "
-                                    "features, or map nodes in the config (nodes = {feature = \"ns=2;s=...\"})")
+                                    f"named {missing} (it has {sorted(seen)[:50]}{which}): name them as the "
+                                    "model's features, or map nodes in the config (nodes = {feature = "
+                                    "\"ns=2;s=...\"})")
         return sorted(found.items())
 
     # -- asyncua's subscription handler (the event loop's thread) -----------------------

@@ -65,7 +65,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 
-from edgewatch.agent.sources.feature_names import FeatureNames
+from edgewatch.agent.sources.feature_names import CONTESTED, FeatureNames
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, META_KEYS, BadReason, Measurement,
                                              parse_object, parse_reading)
 from edgewatch.wire.csv_table import MISSING as MISSING_TEXT  # what a plant writes for "no value", as fit reads it
@@ -82,6 +82,9 @@ MAX_STRANGERS = 20  # names that are no feature, kept per stream for that line
 
 log = logging.getLogger("edgewatch.agent.sources")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+# "1,234" is 1234 in an English export and 1.234 in a European one: one to three digits (no leading 0) and a
+# comma before exactly three is refused rather than read a thousand times off
+_THOUSANDS = re.compile(r"^[+-]?[1-9]\d{0,2},\d{3}$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
@@ -117,9 +120,10 @@ def cell_value(value: object) -> float | _Missing | BadReason:
 
     ``null``, a NaN and the texts a CSV cell is missing with (``""``,
     ``"NaN"``, ``"null"``, ``"NA"``, ``"-"``...) are missing (held); a text with one
-    comma and no point has a decimal comma (``"12,5"`` is 12.5: a thousands
-    separator would need a point or a second group, ``"1,234.5"``, and is
-    refused); infinity is
+    comma and no point has a decimal comma (``"12,5"`` is 12.5, ``"0,125"``
+    0.125), except where the comma could as well separate thousands
+    (``"1,234"``, ``"-12,500"``: ``not_number``, never a value a thousand times
+    off; so is ``"1,234.5"``); infinity is
     ``non_finite``, beyond float32 ``overflow``, a bool, text or a nested
     value ``not_number``: the rules of the agent's parser.
     """
@@ -134,7 +138,7 @@ def cell_value(value: object) -> float | _Missing | BadReason:
         try:
             f = float(text)
         except ValueError:
-            if text.count(",") != 1 or "." in text:
+            if text.count(",") != 1 or "." in text or _THOUSANDS.match(text):
                 return BadReason.NOT_NUMBER
             try:  # a decimal comma ("12,5"), as European historians and HMIs write numbers
                 f = float(text.replace(",", "."))
@@ -158,7 +162,7 @@ def cell_value(value: object) -> float | _Missing | BadReason:
 
 class _StreamState:
     __slots__ = ("values", "at", "gaps", "fresh", "row_ts", "last_row_at", "row_gaps", "waiting_since",
-                 "warned_at", "strangers")
+                 "warned_at", "strangers", "owners")
 
     def __init__(self, n: int) -> None:
         self.values: list[float] = [math.nan] * n
@@ -171,6 +175,7 @@ class _StreamState:
         self.waiting_since: float | None = None  # wall-clock time of the first message since the last row
         self.warned_at = -math.inf
         self.strangers: dict[str, None] = {}  # names received that are no feature (ordered, bounded)
+        self.owners: dict[int, object] = {}  # feature -> the other spelling feeding it (FeatureNames.claim)
 
 
 class RowAssembler:
@@ -267,10 +272,14 @@ class RowAssembler:
 
     def forget(self, stream: str, j: int) -> None:
         """Feature ``j`` has no usable value now (a bad status): it is not held, the next rows need a new one."""
-        st = self._state(stream)
+        self.forget_value(self._state(stream), j)
+
+    @staticmethod
+    def forget_value(st: _StreamState, j: int) -> None:
         st.values[j] = math.nan
         st.at[j] = -math.inf
         st.gaps[j].clear()
+        st.fresh.discard(j)
 
     def _take_cells(self, st: _StreamState, cells: Sequence[object], at: float) -> bool:
         ok = True
@@ -305,9 +314,15 @@ class RowAssembler:
         return self.row(stream, cells, at, ts)
 
     def _matched(self, obj: dict, cells: list[object], stream: str) -> bool:
-        """Fill ``cells`` from the keys that are no exact feature name; note the others; True if any matched one."""
+        """Fill ``cells`` from the keys that are no exact feature name; note the others; True if any matched one.
+
+        A feature's exact key wins; two other keys of one feature fill it with neither
+        (:meth:`FeatureNames.claim`, the stream's owners: in one object or across objects).
+        """
         found = False
         strangers = None
+        filled = None
+        st = self._state(stream)
         for key, raw in obj.items():
             if key in self.index or key in META_KEYS:
                 continue
@@ -317,10 +332,16 @@ class RowAssembler:
                 strangers.append(key)
             else:
                 found = True
-                if cells[j] is None:
+                if self.features[j] not in obj and self.names.claim(st.owners, j, key) is not None:
                     cells[j] = raw
+                    filled = filled or []
+                    filled.append((j, key))
+        if filled:
+            for j, key in filled:
+                if st.owners.get(j) != key:  # a later key of the object contested it
+                    cells[j] = None
         if strangers:
-            self._strangers(self._state(stream), strangers)
+            self._strangers(st, strangers)
         return found
 
     def keyed_message(self, raw: str | bytes, stream: str, received: float, max_bytes: int = DEFAULT_MAX_BYTES
@@ -345,11 +366,17 @@ class RowAssembler:
     def reading(self, raw: str | bytes, stream: str, name: str, received: float,
                 max_bytes: int = DEFAULT_MAX_BYTES) -> list[Measurement | BadReason]:
         """One feature's message (:func:`~edgewatch.agent.sources.parsing.parse_reading`): the rows it completes."""
+        st = self._state(stream)
         j = self.index.get(name)
         if j is None:
             j = self.names.resolve(name)
+            if j is not None:
+                j = self._spelled(st, j, name)  # None: another name feeds that feature (logged there)
+                if j is None:
+                    return [self._waits(stream, st, BadReason.UNKNOWN_FEATURE, received)]
+        elif st.owners:  # another spelling fed it: the exact name takes the feature over
+            self.names.claim(st.owners, j, name)
         if j is None:
-            st = self._state(stream)
             self._strangers(st, [name])
             if len(self._told) < MAX_STRANGERS and name not in self._told:
                 self._told.add(name)
@@ -365,7 +392,6 @@ class RowAssembler:
         value, ts = parsed  # type: ignore[misc]
         if ts is not None and abs(ts - received) >= CLOCK_WARN_AFTER:
             self._check_clock(stream, ts, received)
-        st = self._state(stream)
         out = self._feature(stream, st, j, value, ts if ts is not None else received, ts)
         if not out:  # no row yet
             if st.waiting_since is None:
@@ -376,6 +402,15 @@ class RowAssembler:
             for r in out:
                 self._waits(stream, st, r, received)
         return out
+
+    def _spelled(self, st: _StreamState, j: int, name: str) -> int | None:
+        """``j`` when the other spelling ``name`` may feed feature ``j`` on this stream (FeatureNames.claim)."""
+        if j not in st.owners and st.at[j] != -math.inf:  # its exact name has fed it (a spelling would own it)
+            st.owners[j] = self.features[j]
+        taken = self.names.claim(st.owners, j, name)
+        if taken is None and st.owners[j] is CONTESTED and st.at[j] != -math.inf:
+            self.forget_value(st, j)  # its held value came by one of the two: it is not held
+        return taken
 
     def feature(self, stream: str, name: str, value: object, at: float, ts: float | None = None
                 ) -> list[Measurement | BadReason]:

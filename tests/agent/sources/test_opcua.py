@@ -202,3 +202,27 @@ def test_browse_names_spelled_otherwise_than_the_features(tmp_path: Path, opc: O
         runner.join(10)
     assert agent.summary.bad == {}
 
+
+
+def test_two_variables_matching_one_feature_are_refused_not_taken_in_browse_order(tmp_path: Path,
+                                                                                   opc: OpcUaServer) -> None:
+    """An object with Temp [°C] and Temp [°F] for a model fitted with Temp: which one is a guess, so neither."""
+    async def add() -> None:
+        obj = await opc.server.nodes.objects.add_object(opc.ns, "Twins")
+        for name, value in (("Temp [°C]", 20.0), ("Temp [°F]", 68.0), ("cpu", 0.5)):
+            await obj.add_variable(opc.ns, name, value)
+
+    opc.call(add())
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=WINDOW, features=["Temp", "CPU"])))
+    agent = Agent(model, [], AgentOptions(stride=1, drift_every=0, agent_id="opc"))
+    src = make_source(f"{opc.url}/Objects/2:Twins?interval=0.1", ["Temp", "CPU"])
+    agent.add_source(src)
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    try:
+        assert wait_until(lambda: src.last_error is not None or src.measurements > 0)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert src.measurements == 0
+    assert "{'Temp': ['Temp [°C]', 'Temp [°F]']} each match more than one variable" in str(src.last_error)

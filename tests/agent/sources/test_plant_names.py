@@ -307,3 +307,162 @@ def test_sparkplug_metrics_named_as_the_gateway_names_them() -> None:
     assert first.values == [0.5, 1.5, 2.5, 3.5, 4.5]
     (changed,) = d.decode("spBv1.0/plant/DDATA/gw1/pump1", encode_payload([encode_metric(None, 9.0, alias=3)]))
     assert changed.values == [0.5, 1.5, 9.0, 3.5, 4.5]
+
+
+# -- what must not be taken for what (a review of the rules above) -------------------------------------------------
+
+
+@pytest.mark.parametrize(("features", "wire"), [
+    (["Temp [°C]"], "Temp [°F]"), (["Pressure (bar)"], "Pressure (psi)"), (["Flow (Line 1)"], "Flow (Line 2)"),
+    (["TT-1-10"], "TT-11-0"), (["TT_11_0"], "TT-1-10"), (["Level 1.5 m"], "Level 15 m")])
+def test_another_unit_or_number_is_another_quantity(features: list[str], wire: str) -> None:
+    """A reading in °F, psi, of line 2 or of tag 11-0 is never fed into the feature in °C, bar, line 1, 1-10."""
+    assert FeatureNames(features).resolve(wire) is None
+
+
+@pytest.mark.parametrize(("features", "wire"), [
+    (["Temp"], "Temp [°F]"), (["Temp [°C]"], "temp"), (["Temp [°C]"], "temp_(°C)"), (["TT-1-10"], "tt_1_10"),
+    (["Level 1.5 m"], "level_1_5_m")])
+def test_a_unit_on_one_side_or_the_same_digits_still_match(features: list[str], wire: str) -> None:
+    assert FeatureNames(features).resolve(wire) == 0
+
+
+def test_another_unit_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, "edgewatch.agent.sources"):
+        assert FeatureNames(["Pressure (bar)"], source="s").resolve("Pressure (psi)") is None
+    assert "'Pressure (psi)' differs from the feature 'Pressure (bar)' in its bracketed part" in caplog.text
+
+
+@pytest.mark.parametrize("text", ["1,234", "-12,500", "+999,000", "1,000"])
+def test_a_comma_that_may_separate_thousands_is_not_a_guess(text: str) -> None:
+    """'1,234' is 1234 in an English export and 1.234 in a European one: refused, never 1000x off."""
+    assert cell_value(text) is BadReason.NOT_NUMBER
+
+
+@pytest.mark.parametrize(("text", "value"), [("0,125", 0.125), ("1,5", 1.5), ("12,50", 12.5), ("1234,5", 1234.5),
+                                             ("1234,567", 1234.567), ("-0,001", -0.001)])
+def test_a_comma_that_cannot_separate_thousands_is_decimal(text: str, value: float) -> None:
+    assert cell_value(text) == value
+
+
+@pytest.mark.parametrize("payload", [
+    {"v": 1, "q": False},  # Kepware IoT Gateway
+    {"value": 1, "quality": 0x80340000},  # OPC UA BadNodeIdUnknown as a status code
+    {"value": 1, "quality": -2138308608},  # OPC UA BadSensorFailure (0x808C0000) read as a signed int32
+    {"value": 1, "quality": "BAD"}, {"value": 1, "quality": "invalid"}, {"value": 1, "quality": "Offline"},
+    {"value": 1, "quality": "schlecht"}, {"value": 1, "quality": "Ungültig"}, {"value": 1, "quality": "mauvaise"}])
+def test_bad_quality_in_other_forms_is_bad_status(payload: dict) -> None:
+    from edgewatch.agent.sources.parsing import parse_reading
+
+    assert parse_reading(json.dumps(payload).encode()) is BadReason.BAD_STATUS
+
+
+@pytest.mark.parametrize("quality", [True, 192, 0, 1, 64, 0x40000000, "good", "Good_LocalOverride", "uncertain",
+                                     "gut", None, 1.5, [1]])
+def test_good_or_ambiguous_quality_keeps_the_value(quality: object) -> None:
+    from edgewatch.agent.sources.parsing import parse_reading
+
+    assert parse_reading(json.dumps({"value": 1.5, "q": quality}).encode()) == (1.5, None)
+
+
+def test_two_spellings_of_one_feature_on_a_stream_feed_neither(caplog: pytest.LogCaptureFixture) -> None:
+    """A gateway publishing Temp [°C] and Temp [°F] beside each other: the feature Temp would take turns."""
+    for first, second in (("Temp [°C]", "Temp [°F]"), ("Temp [°F]", "Temp [°C]")):  # order changes nothing
+        rows = RowAssembler(["Temp", "Flow"], source="s")
+        with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+            out = []
+            for t in range(4):
+                out += rows.reading(b"20", "p", first, 100.0 + t)
+                out += rows.reading(b"68", "p", second, 100.0 + t)
+                out += rows.reading(b"1", "p", "Flow", 100.0 + t)
+        made = [m.values for m in out if type(m) is not BadReason]
+        assert made == []  # the first spelling's value is dropped when the second comes
+        assert out.count(BadReason.UNKNOWN_FEATURE) == 7
+        assert f"{first!r} and {second!r} both match the feature 'Temp'" in caplog.text
+        later = rows.reading(b"20", "p", "Temp", 200.0) + rows.reading(b"1", "p", "Flow", 200.0)
+        assert [m.values for m in later if type(m) is not BadReason] == [[20.0, 1.0]]  # the exact name feeds it
+        assert rows.reading(b"68", "p", second, 201.0) == [BadReason.UNKNOWN_FEATURE]
+        caplog.clear()
+    other = RowAssembler(["Temp", "Flow"])  # another stream's spelling is its own affair
+    assert other.reading(b"20", "p1", "temp", 1.0) == [] and other.reading(b"21", "p2", "TEMP", 1.0) == []
+    assert other.reading(b"1", "p1", "Flow", 1.0)[0].values == [20.0, 1.0]
+
+
+def test_an_exact_topic_then_another_spelling_keeps_the_exact_one() -> None:
+    rows = RowAssembler(["Temp", "Flow"])
+    assert rows.reading(b"20", "p", "Temp", 1.0) == []
+    assert rows.reading(b"68", "p", "temp", 1.0) == [BadReason.UNKNOWN_FEATURE]
+    assert rows.reading(b"1", "p", "Flow", 1.0)[0].values == [20.0, 1.0]
+
+
+def test_two_keys_of_one_feature_in_an_object_fill_neither() -> None:
+    rows = RowAssembler(["Temp", "Flow"])
+    assert rows.keyed({"Temp [°C]": 20, "Temp [°F]": 68, "Flow": 1}, "p", 0.0) is BadReason.MISSING_FEATURE
+    assert rows.keyed({"Temp [°F]": 68, "Temp [°C]": 20, "Flow": 1}, "q", 0.0) is BadReason.MISSING_FEATURE
+    assert rows.keyed({"Temp": 21, "Temp [°F]": 68, "Flow": 1}, "r", 0.0).values == [21.0, 1.0]
+
+
+def test_two_sparkplug_metrics_of_one_feature_feed_neither() -> None:
+    from edgewatch.agent.sources.sparkplug import SparkplugDecoder
+    from edgewatch.wire.sparkplug import encode_metric, encode_payload
+
+    d = SparkplugDecoder(["Temp", "Flow"])
+    birth = encode_payload([encode_metric("Temp [°C]", 20.0, alias=1), encode_metric("Temp [°F]", 68.0, alias=2),
+                            encode_metric("Flow", 1.0, alias=3)], timestamp=1_000)
+    assert d.decode("spBv1.0/plant/DBIRTH/gw1/pump1", birth) == [BadReason.WRONG_ARITY]  # Temp fed by neither
+    assert d.decode("spBv1.0/plant/DDATA/gw1/pump1", encode_payload([encode_metric(None, 69.0, alias=2)])) == [
+    ]  # alias 2 is declared, and feeds no feature
+    by_name = SparkplugDecoder(["Temp", "Flow"])  # data naming its metrics, no birth
+    first = encode_payload([encode_metric("temp [°C]", 20.0), encode_metric("Flow", 1.0)])
+    (m,) = by_name.decode("spBv1.0/plant/DDATA/gw1/pump2", first)
+    assert m.values == [20.0, 1.0]
+    both = encode_payload([encode_metric("temp [°F]", 68.0), encode_metric("Flow", 2.0)])
+    assert by_name.decode("spBv1.0/plant/DDATA/gw1/pump2", both)[0].values == [20.0, 2.0]  # °F never fed Temp
+    exact = encode_payload([encode_metric("Temp [°F]", 69.0), encode_metric("Temp", 21.0)])
+    assert by_name.decode("spBv1.0/plant/DDATA/gw1/pump2", exact)[0].values == [21.0, 2.0]
+
+
+def test_bad_quality_while_a_row_is_assembled_makes_no_row_with_a_hole() -> None:
+    """a reports, then a bad quality for a, then b: the row lacks a (missing), it is not [NaN, b]."""
+    rows = RowAssembler(["a", "b"])
+    assert rows.reading(b"1", "p", "a", 100.0) == []
+    assert rows.reading(b'{"value": 7, "quality": "bad"}', "p", "a", 100.5) == [BadReason.BAD_STATUS]
+    out = rows.reading(b"2", "p", "b", 101.0) + rows.reading(b"3", "p", "b", 102.0)
+    assert all(type(m) is BadReason for m in out), out
+
+
+def test_a_template_with_a_wildcard_beside_the_stream_keeps_two_sites_apart(tmp_path: Path, make_broker) -> None:
+    """site/+/{stream}/{feature}: pump-7 of site-a and pump-7 of site-b are two machines, not one stream."""
+    broker = make_broker().start()
+    agent = _agent(tmp_path)
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/site/+/{{stream}}/{{feature}}", HEADERS, agent_id="names")
+    agent.add_source(src)
+    runner = _start(agent)
+    pub = Publisher(broker)
+    try:
+        assert wait_until(lambda: src.connects == 1)
+        time.sleep(0.2)
+        for i in range(3):
+            for site, value in (("site-a", "0.5"), ("site-b", "9.5")):
+                for name in HEADERS:
+                    pub.send(f"site/{site}/pump-7/{name}", value)
+        assert wait_until(lambda: agent.summary.messages == 6)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.close()
+    assert sorted(agent.streams) == ["site-a/pump-7", "site-b/pump-7"]
+    assert agent.summary.bad == {} and agent.summary.windows == 2
+
+
+def test_template_levels_and_streams() -> None:
+    from edgewatch.agent.sources.mqtt import TopicTemplate
+
+    t = TopicTemplate.parse("s", "site/+/{stream}/{feature}")
+    assert t.topic_filter("site/+/{stream}/{feature}") == "site/+/+/#"
+    assert t.split("site/a/pump-7/Pump1/Flow") == ("a/pump-7", "Pump1/Flow")
+    assert t.split("site/a/pump-7") is None and t.split("site/a/pump-7/") is None
+    bare = TopicTemplate.parse("s", "plant/{stream}/{feature}")
+    assert bare.split("plant/pump-7/Flow") == ("pump-7", "Flow")  # no wildcard: the stream level alone, as before
+    inner = TopicTemplate.parse("s", "+/{feature}/{stream}")
+    assert inner.topic_filter("+/{feature}/{stream}") == "+/+/+" and inner.split("a/Flow/p7") == ("a/p7", "Flow")

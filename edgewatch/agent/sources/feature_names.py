@@ -45,7 +45,8 @@ _DROPPED = re.compile(r"[\s_\-./()\[\]]+")
 _BETWEEN_DIGITS = re.compile(r"(?<=\d)[\s_\-./()\[\]]+(?=\d)")  # kept as one mark: TT-1-10 is not TT-11-0
 _UNIT = re.compile(r"\s*[(\[][^()\[\]]*[)\]]\s*$")
 MAX_TOLD = 100  # features whose two spellings were logged, per source
-MAX_CACHED = 4096  # names remembered (an endless stream of new names costs a recomputation each, not memory)
+MAX_CACHED = 4096  # names remembered; past it, the names that matched no feature are forgotten
+MAX_NAME = 256  # characters of a name worth remembering (a topic level may be 64 KiB long)
 
 
 def name_key(name: str) -> str:
@@ -95,10 +96,16 @@ class FeatureNames:
         j = self._cache.get(name, -1)
         if j != -1:
             return j
-        first = len(self._cache) < MAX_CACHED  # a name not cached is matched (and logged) each time: do not log
-        j = self._match(name, first)
-        if first:
-            self._cache[name] = j
+        if len(name) > MAX_NAME:  # not remembered (memory), not logged (each time), still matched
+            return self._match(name, False)
+        cache = self._cache
+        if len(cache) >= MAX_CACHED:
+            # a flood of new names (ids or times in a topic level): forget it, not the names in use, so these are
+            # matched once per round rather than on every message, and each new mapping is still logged
+            kept = {k: v for k, v in cache.items() if v is not None}
+            self._cache = cache = kept if len(kept) < MAX_CACHED // 2 else dict(self.exact)
+        j = self._match(name, True)
+        cache[name] = j
         return j
 
     def _match(self, name: str, say: bool) -> int | None:

@@ -466,3 +466,29 @@ def test_template_levels_and_streams() -> None:
     assert bare.split("plant/pump-7/Flow") == ("pump-7", "Flow")  # no wildcard: the stream level alone, as before
     inner = TopicTemplate.parse("s", "+/{feature}/{stream}")
     assert inner.topic_filter("+/{feature}/{stream}") == "+/+/+" and inner.split("a/Flow/p7") == ("a/p7", "Flow")
+
+
+def test_a_flood_of_new_names_does_not_silence_or_slow_the_names_in_use(caplog: pytest.LogCaptureFixture,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A topic level carrying ids or times fills the name cache; a spelling seen after it is still logged once
+    and matched once, not on every message."""
+    from edgewatch.agent.sources import feature_names
+
+    names = FeatureNames(HEADERS, source="s")
+    for i in range(feature_names.MAX_CACHED + 10):
+        assert names.resolve(f"event-{i}") is None
+    calls = []
+    match = names._match
+    monkeypatch.setattr(names, "_match", lambda name, say: calls.append(name) or match(name, say))
+    with caplog.at_level(logging.INFO, "edgewatch.agent.sources"):
+        for _ in range(3):
+            assert names.resolve("temperature") == 1
+    assert calls == ["temperature"]
+    assert "'temperature' taken as the feature 'Temperature'" in caplog.text
+
+
+def test_a_long_name_is_not_kept_whole() -> None:
+    rows = RowAssembler(["a"])
+    rows.reading(b"1", "p", "x" * 60_000, 1.0)
+    assert [len(n) for n in rows._streams["p"].strangers] == [rows_module.STRANGER_CHARS]
+    assert "x" * 60_000 not in rows.names._cache

@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 from edgewatch.agent.sources.base import (Item, Kind, Source, SourceConfigError, SourceContext, SourceSpec,
                                           row_assembler)
 from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_message
-from edgewatch.agent.sources.rows import RowAssembler
+from edgewatch.agent.sources.rows import CLOCK_WARN_AFTER, RowAssembler
 from edgewatch.agent.sources.sparkplug import DEFAULT_MAX_ALIASES, DEFAULT_MAX_NODES, SparkplugDecoder
 from edgewatch.agent.sources.registry import register
 
@@ -140,7 +140,7 @@ class MqttSource(Source):
                                           max_aliases=limits.sparkplug_max_aliases)
         self._taking = threading.Event()
         self.template = template
-        self.rows = rows or RowAssembler(self.features)
+        self.rows = rows or RowAssembler(self.features, source=name)
 
     def run(self) -> None:
         from edgewatch.mqtt.connection import BrokerConnection
@@ -195,6 +195,8 @@ class MqttSource(Source):
         m = parse_message(payload, len(self.features), self.max_message_bytes)
         if m is BadReason.NO_VALUES:
             m = self.rows.keyed_message(payload, topic, now, self.max_message_bytes)
+        elif type(m) is Measurement and m.ts is not None and abs(m.ts - now) >= CLOCK_WARN_AFTER:
+            self.rows.check_clock(m.stream or topic, m.ts, now)
         if type(m) is Measurement:
             if m.stream is None:
                 m.stream = topic
@@ -218,6 +220,8 @@ class MqttSource(Source):
             if isinstance(d, BadReason):
                 out.append(Item(Kind.BAD, self.name, d, now))
             elif isinstance(d, Measurement):
+                if d.ts is not None and abs(d.ts - now) >= CLOCK_WARN_AFTER:
+                    self.rows.check_clock(d.stream or topic, d.ts, now)
                 out.append(Item(Kind.MEASUREMENT, self.name, d, now))
             else:  # a death or a new birth: the agent resets these streams' windows
                 out.append(Item(Kind.RESET, self.name, d.streams, now))

@@ -50,7 +50,7 @@ from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceCon
 from edgewatch.agent.sources.feature_names import FeatureNames
 from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.registry import register
-from edgewatch.agent.sources.rows import MISSING, RowAssembler, cell_value
+from edgewatch.agent.sources.rows import CLOCK_WARN_AFTER, MISSING, RowAssembler, cell_value
 from edgewatch.errors import MissingExtra
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class OpcUaSource(Source):
         self.bad_status_by_name: dict[str, int] = {}
         self.last_error: str | None = None
         self.channel_security = ""  # the last session's policy and mode, e.g. "Basic256Sha256,SignAndEncrypt"
-        self.rows = rows or RowAssembler(self.features, max_age=math.inf)
+        self.rows = rows or RowAssembler(self.features, max_age=math.inf, source=self.name)
         self._pending: dict[int, tuple[Any, float | None, str | None]] = {}
         self._flush_scheduled = False
         self._handles: dict[Any, int] = {}  # node -> feature index
@@ -287,7 +287,11 @@ class OpcUaSource(Source):
                 reason = reason or v
                 continue
             cells[j] = v
-        at = ts if ts is not None else time.time()
+        now = time.time()
+        # a server whose clock is off; not the session's first set, whose times are when each value last changed
+        if ts is not None and abs(ts - now) >= CLOCK_WARN_AFTER and self.per_session and self.per_session[-1]:
+            self.rows.check_clock(self.stream, ts, now)
+        at = ts if ts is not None else now
         if reason is None:
             m = self.rows.row(self.stream, cells, at, ts)
         else:

@@ -358,7 +358,7 @@ class RowAssembler:
         obj, ts, named = parsed  # type: ignore[misc]
         stream = named or stream
         if ts is not None and abs(ts - received) >= CLOCK_WARN_AFTER:
-            self._check_clock(stream, ts, received)
+            self.check_clock(stream, ts, received)
         cells, named = self._cells(obj, stream)
         if not named:
             return self._waits(stream, self._state(stream), BadReason.NO_VALUES)
@@ -392,7 +392,7 @@ class RowAssembler:
             return [parsed]
         value, ts = parsed  # type: ignore[misc]
         if ts is not None and abs(ts - received) >= CLOCK_WARN_AFTER:
-            self._check_clock(stream, ts, received)
+            self.check_clock(stream, ts, received)
         out = self._feature(stream, st, j, value, ts if ts is not None else received, ts)
         if not out:  # no row yet
             if st.waiting_since is None:
@@ -446,11 +446,14 @@ class RowAssembler:
         st.fresh, st.row_ts = set(), None
         return self._complete(stream, st, max(st.at[j] for j in fresh), ts, fresh)
 
-    def _check_clock(self, stream: str, ts: float, received: float) -> None:
+    def check_clock(self, stream: str, ts: float, received: float) -> None:
         """Say (once every 10 minutes per source) when messages' times are far from this machine's clock.
 
         The usual cause is a local time without an offset, which is read as
-        UTC: alerts would then carry times hours away from the plant's.
+        UTC: alerts would then carry times hours away from the plant's. Called
+        here for the rows assembled here, and by the sources for the rows they
+        make themselves (a JSON array or ``values`` on MQTT, Sparkplug, OPC UA),
+        only when ``abs(ts - received) >= CLOCK_WARN_AFTER`` (one comparison a message).
         """
         off = ts - received
         if abs(off) < CLOCK_WARN_AFTER or received - self._clock_warned_at < 600.0:

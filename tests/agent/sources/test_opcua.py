@@ -226,3 +226,29 @@ def test_two_variables_matching_one_feature_are_refused_not_taken_in_browse_orde
         runner.join(10)
     assert src.measurements == 0
     assert "{'Temp': ['Temp [°C]', 'Temp [°F]']} each match more than one variable" in str(src.last_error)
+
+
+def test_a_server_clock_two_hours_behind_is_said(tmp_path: Path, opc: OpcUaServer,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    from datetime import datetime, timedelta, timezone
+
+    from asyncua import ua
+
+    agent, src, runner = _agent(tmp_path, f"{opc.url}/Objects/2:Pump1?interval=0.1")
+    try:
+        with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+            assert wait_until(lambda: src.measurements == 1)  # the first set: its times are when values changed
+            assert "this machine's clock" not in caplog.text
+
+            async def write_late() -> None:
+                late = datetime.now(timezone.utc) - timedelta(hours=2)
+                for f in FEATURES:
+                    dv = ua.DataValue(ua.Variant(0.3, ua.VariantType.Double), SourceTimestamp=late)
+                    await opc.server.write_attribute_value(opc.vars[("Pump1", f)].nodeid, dv)
+            opc.call(write_late())
+            assert wait_until(lambda: "this machine's clock" in caplog.text)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert "sends times 7200 s behind this machine's clock (-2.00 h)" in caplog.text

@@ -492,3 +492,37 @@ def test_a_long_name_is_not_kept_whole() -> None:
     rows.reading(b"1", "p", "x" * 60_000, 1.0)
     assert [len(n) for n in rows._streams["p"].strangers] == [rows_module.STRANGER_CHARS]
     assert "x" * 60_000 not in rows.names._cache
+
+
+def test_a_clock_an_hour_off_is_said_for_rows_the_assembler_does_not_make(tmp_path: Path, make_broker,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """{"values": [...], "ts": local time without an offset} and Sparkplug payloads on MQTT: said as for topics."""
+    from edgewatch.wire.sparkplug import encode_metric, encode_payload
+
+    broker = make_broker().start()
+    agent = _agent(tmp_path)
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/%23", HEADERS, agent_id="names")
+    agent.add_source(src)
+    runner = _start(agent)
+    pub = Publisher(broker)
+    try:
+        with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+            assert wait_until(lambda: src.connects == 1)
+            time.sleep(0.2)
+            naive = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 3600))
+            for _ in range(3):
+                pub.send("plant/pump-7", json.dumps({"values": [0.5] * 5, "ts": naive}))
+            assert wait_until(lambda: agent.summary.messages == 3)
+            said = [r.getMessage() for r in caplog.records if "this machine's clock" in r.getMessage()]
+            assert len(said) == 1 and "'plant/pump-7' sends times" in said[0] and "ahead of" in said[0]
+            src.rows._clock_warned_at = -float("inf")  # said at most every 10 minutes: here, again at once
+            metrics = [encode_metric(h, 0.5, alias=i + 1) for i, h in enumerate(HEADERS)]
+            late = int((time.time() - 7200) * 1000)
+            pub.send("spBv1.0/plant/DBIRTH/gw1/pump1", encode_payload(metrics, timestamp=late))
+            assert wait_until(lambda: agent.summary.messages == 4)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.close()
+    said = [r.getMessage() for r in caplog.records if "this machine's clock" in r.getMessage()]
+    assert len(said) == 2 and "'spBv1.0/plant/gw1/pump1' sends times 7200 s behind" in said[1]

@@ -137,7 +137,7 @@ class MqttSource(Source):
         self._connections = connections
         self.sparkplug = SparkplugDecoder(self.features, max_bytes=limits.max_bytes,
                                           max_nodes=limits.sparkplug_max_nodes,
-                                          max_aliases=limits.sparkplug_max_aliases)
+                                          max_aliases=limits.sparkplug_max_aliases, source=name)
         self._taking = threading.Event()
         self.template = template
         self.rows = rows or RowAssembler(self.features, source=name)

@@ -112,6 +112,7 @@ class OpcUaSource(Source):
         self.last_error: str | None = None
         self.channel_security = ""  # the last session's policy and mode, e.g. "Basic256Sha256,SignAndEncrypt"
         self.rows = rows or RowAssembler(self.features, max_age=math.inf, source=self.name)
+        self.rows.by_exception = True  # a subscription notifies changes only
         self._pending: dict[int, tuple[Any, float | None, str | None]] = {}
         self._flush_scheduled = False
         self._handles: dict[Any, int] = {}  # node -> feature index

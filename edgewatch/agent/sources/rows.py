@@ -196,6 +196,9 @@ class RowAssembler:
         self._warnings: deque[float] = deque(maxlen=NO_ROW_WARNINGS)
         self._clock_warned_at = -math.inf
         self._rate_checked: set[int] = set()  # features whose sampling interval was compared with the rows'
+        # values come only when they change (OPC UA's monitored items): a long gap is a steady value held
+        # exactly, not a sensor sampled slowly, and the slow-sensor line would be false advice
+        self.by_exception = False
         self._told: set[str] = set()  # names that are no feature, said once each (MAX_STRANGERS of them)
         self.max_age = max_age
         self.max_streams = max_streams
@@ -230,7 +233,7 @@ class RowAssembler:
         if prev != -math.inf:
             gaps = st.gaps[j]
             gaps.append(at - prev)
-            if len(gaps) == GAP_HISTORY and j not in self._rate_checked:
+            if len(gaps) == GAP_HISTORY and j not in self._rate_checked and not self.by_exception:
                 self._check_rate(st, j)
         st.values[j] = value
         st.at[j] = at
@@ -478,7 +481,8 @@ class RowAssembler:
             log.warning("source %s: %r reports every %.3g s, rows are made every %.3g s: most rows hold its last "
                         "value, so a window holds few of its values. A model fitted on data that logged it every "
                         "row may alert on it; fit on data recorded as the plant publishes it, or leave it out "
-                        "(edgewatch fit --ignore %r). Said once per feature", self.source or "?", name, own, rows,
+                        "(edgewatch fit --ignore %r); a sensor published only when its value changes needs none "
+                        "of this. Said once per feature", self.source or "?", name, own, rows,
                         name)
 
     def _strangers(self, st: _StreamState, names: list[str]) -> None:

@@ -89,12 +89,12 @@ class SparkplugDecoder:
     """
 
     def __init__(self, features: list[str], max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_nodes: int = DEFAULT_MAX_NODES, max_aliases: int = DEFAULT_MAX_ALIASES) -> None:
+                 max_nodes: int = DEFAULT_MAX_NODES, max_aliases: int = DEFAULT_MAX_ALIASES, source: str = "") -> None:
         self.features = list(features)
         self.max_bytes = max_bytes
         self.max_nodes = max_nodes
         self.max_aliases = max_aliases
-        self._names = FeatureNames(features)
+        self._names = FeatureNames(features, source)  # its log lines name the source
         self._sessions: dict[str, _Session] = {}  # stream -> session
         self._node_streams: dict[str, set[str]] = {}  # node stream -> its streams holding a session (itself too)
 

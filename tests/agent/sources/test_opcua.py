@@ -252,3 +252,26 @@ def test_a_server_clock_two_hours_behind_is_said(tmp_path: Path, opc: OpcUaServe
         agent.request_stop()
         runner.join(10)
     assert "sends times 7200 s behind this machine's clock (-2.00 h)" in caplog.text
+
+
+def test_a_variable_that_changes_rarely_is_no_slow_sensor(tmp_path: Path, opc: OpcUaServer,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """OPC UA notifies changes only: fan, changed every 4th set, is held exactly, not sampled slowly."""
+    import logging
+
+    agent, src, runner = _agent(tmp_path, f"{opc.url}/Objects/2:Pump1?interval=0.05")
+    try:
+        with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+            assert wait_until(lambda: src.measurements == 1)
+            for i in range(48):
+                values = {"cpu": 0.1 + i / 100, "memory": 0.2, "traffic": 0.3 + i / 100}
+                if i % 4 == 0:
+                    values["fan"] = 0.4 + i / 100
+                opc.write("Pump1", values)
+                n = src.measurements
+                assert wait_until(lambda: src.measurements > n)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert "reports every" not in caplog.text
+    assert src.rows._rate_checked == set()  # not compared at all

@@ -89,7 +89,8 @@ class SparkplugDecoder:
     """
 
     def __init__(self, features: list[str], max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_nodes: int = DEFAULT_MAX_NODES, max_aliases: int = DEFAULT_MAX_ALIASES, source: str = "") -> None:
+                 max_nodes: int = DEFAULT_MAX_NODES, max_aliases: int = DEFAULT_MAX_ALIASES,
+                 source: str = "") -> None:
         self.features = list(features)
         self.max_bytes = max_bytes
         self.max_nodes = max_nodes

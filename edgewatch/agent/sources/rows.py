@@ -38,7 +38,9 @@ time, and makes rows out of them by one set of rules:
 **Names.** A name on the wire (a key, a topic level) stands for the feature
 :class:`~edgewatch.agent.sources.feature_names.FeatureNames` matches it to:
 the same name, or the one feature whose name matches ignoring case, spaces,
-``_ - . /``, URL escapes and a unit in brackets.
+``_ - . /``, URL escapes and a unit in brackets on one side. Two names of
+one feature on one stream feed it with neither (its exact name excepted),
+whichever came first: two tags must not take turns in one feature.
 
 **No row for a while.** When a stream's messages have made no row for
 :data:`NO_ROW_WARN_AFTER` seconds, the log says which features it lacks

@@ -43,7 +43,8 @@ log = logging.getLogger("edgewatch.agent.sources")
 
 _DROPPED = re.compile(r"[\s_\-./()\[\]]+")
 _BETWEEN_DIGITS = re.compile(r"(?<=\d)[\s_\-./()\[\]]+(?=\d)")  # kept as one mark: TT-1-10 is not TT-11-0
-_UNIT = re.compile(r"\s*[(\[][^()\[\]]*[)\]]\s*$")
+# a unit in brackets at the end; brackets holding a number alone are an index (Flow (2), the second flow meter)
+_UNIT = re.compile(r"\s*[(\[](?![\d\s.,]*[)\]])[^()\[\]]*[)\]]\s*$")
 MAX_TOLD = 100  # features whose two spellings were logged, per source
 MAX_CACHED = 4096  # names remembered; past it, the names that matched no feature are forgotten
 MAX_NAME = 256  # characters of a name worth remembering (a topic level may be 64 KiB long)

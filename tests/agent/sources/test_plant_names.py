@@ -526,3 +526,15 @@ def test_a_clock_an_hour_off_is_said_for_rows_the_assembler_does_not_make(tmp_pa
         pub.close()
     said = [r.getMessage() for r in caplog.records if "this machine's clock" in r.getMessage()]
     assert len(said) == 2 and "'spBv1.0/plant/gw1/pump1' sends times 7200 s behind" in said[1]
+
+
+@pytest.mark.parametrize(("features", "wire"), [(["Flow"], "Flow (2)"), (["Flow"], "Flow [2]"), (["Flow (2)"], "flow"),
+                                                (["Pump [1]"], "Pump")])
+def test_a_number_in_brackets_is_an_index_not_a_unit(features: list[str], wire: str) -> None:
+    """Flow (2), the second flow meter, is not the model's Flow; the model's Flow (2) is not a plant's Flow."""
+    assert FeatureNames(features).resolve(wire) is None
+
+
+def test_a_number_in_brackets_still_matches_its_own_spellings() -> None:
+    names = FeatureNames(["Flow (2)", "Flow (1)", "Temp (%)"])
+    assert [names.resolve(w) for w in ("flow_2", "FLOW [1]", "temp", "Temp")] == [0, 1, 2, 2]

@@ -18,6 +18,8 @@ first that gives an answer wins:
    ``Temp [°C]`` is ``Temp``, but ``Pressure (psi)`` is never
    ``Pressure (bar)`` nor ``Temp [°F]`` ``Temp [°C]`` (another unit, or
    another bracketed part, ``Flow (Line 2)``, is another quantity).
+   Brackets holding a number alone are an index, not a unit: ``Flow (2)``
+   is never ``Flow``.
 
 A name whose key two features share is never guessed: it means no feature
 (``unknown_feature`` where the source counts that) and the log says which

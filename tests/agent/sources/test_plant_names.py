@@ -538,3 +538,15 @@ def test_a_number_in_brackets_is_an_index_not_a_unit(features: list[str], wire: 
 def test_a_number_in_brackets_still_matches_its_own_spellings() -> None:
     names = FeatureNames(["Flow (2)", "Flow (1)", "Temp (%)"])
     assert [names.resolve(w) for w in ("flow_2", "FLOW [1]", "temp", "Temp")] == [0, 1, 2, 2]
+
+
+def test_the_no_row_line_is_bounded_per_source_over_many_streams(caplog: pytest.LogCaptureFixture) -> None:
+    """200 machines sending a name the model lacks for 3 minutes: 10 lines a minute at most, every minute."""
+    rows = RowAssembler(["a", "b"], source="s")
+    with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+        for second in range(180):
+            for k in range(200):
+                rows.reading(b"1", f"m{k}", "c", 1_000.0 + second)
+    said = [r for r in caplog.records if "has made no row" in r.getMessage()]
+    per_minute = [sum(1 for r in said if f"for {s}" in r.getMessage()) for s in ("30 s", "90 s", "150 s")]
+    assert 20 <= len(said) <= 30 and per_minute[0] == 10, per_minute

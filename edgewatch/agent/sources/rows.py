@@ -202,6 +202,7 @@ class RowAssembler:
         # exactly, not a sensor sampled slowly, and the slow-sensor line would be false advice
         self.by_exception = False
         self._told: set[str] = set()  # names that are no feature, said once each (MAX_STRANGERS of them)
+        self._said_thousands = False
         self.max_age = max_age
         self.max_streams = max_streams
         self._streams: OrderedDict[str, _StreamState] = OrderedDict()
@@ -315,9 +316,20 @@ class RowAssembler:
         for j, raw in enumerate(cells):
             v = cell_value(raw)
             if type(v) is BadReason:
+                if v is BadReason.NOT_NUMBER:
+                    self._refused(j, raw)
                 return v
             cells[j] = v
         return self.row(stream, cells, at, ts)
+
+    def _refused(self, j: int, raw: object) -> None:
+        """Say once per source why a number with a thousands-like comma is ``not_number`` (the refusal path only)."""
+        if not self._said_thousands and type(raw) is str and _THOUSANDS.match(raw.strip()):
+            self._said_thousands = True
+            log.warning("source %s: %r for %r could be %s or %s (a comma before three digits may separate "
+                        "thousands or decimals): such values are counted not_number, never guessed. Send a point "
+                        "as the decimal separator, no thousands separator (said once)", self.source or "?", raw,
+                        self.features[j], raw.strip().replace(",", "."), raw.strip().replace(",", ""))
 
     def _matched(self, obj: dict, cells: list[object], stream: str) -> bool:
         """Fill ``cells`` from the keys that are no exact feature name; note the others; True if any matched one.
@@ -430,6 +442,8 @@ class RowAssembler:
                  ) -> list[Measurement | BadReason]:
         v = cell_value(value)
         if type(v) is BadReason:
+            if v is BadReason.NOT_NUMBER:
+                self._refused(j, value)
             return [v]
         out: list[Measurement | BadReason] = []
         if j in st.fresh:  # it reports again: the row being assembled is made first

@@ -550,3 +550,13 @@ def test_the_no_row_line_is_bounded_per_source_over_many_streams(caplog: pytest.
     said = [r for r in caplog.records if "has made no row" in r.getMessage()]
     per_minute = [sum(1 for r in said if f"for {s}" in r.getMessage()) for s in ("30 s", "90 s", "150 s")]
     assert 20 <= len(said) <= 30 and per_minute[0] == 10, per_minute
+
+
+def test_a_thousands_like_comma_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    rows = RowAssembler(["a", "b"], source="s")
+    with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+        assert rows.reading(b"1,234", "p", "a", 1.0) == [BadReason.NOT_NUMBER]
+        assert rows.reading(b'"12,500"', "p", "b", 1.0) == [BadReason.NOT_NUMBER]
+        assert rows.keyed({"a": "1,000", "b": 1}, "q", 2.0) is BadReason.NOT_NUMBER
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "'1,234' for 'a' could be 1.234 or 1234" in said[0]

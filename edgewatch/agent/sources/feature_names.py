@@ -48,7 +48,7 @@ _BETWEEN_DIGITS = re.compile(r"(?<=\d)[\s_\-./()\[\]]+(?=\d)")  # kept as one ma
 # a unit in brackets at the end; brackets holding a number alone are an index (Flow (2), the second flow meter)
 _UNIT = re.compile(r"\s*[(\[](?![\d\s.,]*[)\]])[^()\[\]]*[)\]]\s*$")
 MAX_TOLD = 100  # features whose two spellings were logged, per source
-MAX_CACHED = 4096  # names remembered; past it, the names that matched no feature are forgotten
+MAX_CACHED = 4096  # names remembered beside the exact ones; past it, those that matched no feature are forgotten
 MAX_NAME = 256  # characters of a name worth remembering (a topic level may be 64 KiB long)
 
 
@@ -102,11 +102,11 @@ class FeatureNames:
         if len(name) > MAX_NAME:  # not remembered (memory), not logged (each time), still matched
             return self._match(name, False)
         cache = self._cache
-        if len(cache) >= MAX_CACHED:
+        if len(cache) >= len(self.exact) + MAX_CACHED:
             # a flood of new names (ids or times in a topic level): forget it, not the names in use, so these are
             # matched once per round rather than on every message, and each new mapping is still logged
             kept = {k: v for k, v in cache.items() if v is not None}
-            self._cache = cache = kept if len(kept) < MAX_CACHED // 2 else dict(self.exact)
+            self._cache = cache = kept if len(kept) < len(self.exact) + MAX_CACHED // 2 else dict(self.exact)
         j = self._match(name, True)
         cache[name] = j
         return j

@@ -14,6 +14,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
@@ -560,3 +562,22 @@ def test_a_thousands_like_comma_is_said_once(caplog: pytest.LogCaptureFixture) -
         assert rows.keyed({"a": "1,000", "b": 1}, "q", 2.0) is BadReason.NOT_NUMBER
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "'1,234' for 'a' could be 1.234 or 1234" in said[0]
+
+
+_PIECES = st.sampled_from(["Temp", "temp", " [°C]", " [°F]", "(2)", "_", "-", ".", "/", "%2F", "%", "1", "10", ",",
+                           "Flow", "Pressure (bar)", "(psi)", "[", ")", "\u00a0", "ß", "İ", "q", "ts"])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(names=st.lists(st.lists(_PIECES, max_size=5).map("".join), min_size=1, max_size=6),
+       payload=st.one_of(st.binary(max_size=30), st.sampled_from([b"1,234", b"12,5", b'{"v": 1, "q": false}',
+                                                                   b'{"value": "0,5", "quality": -1}', b"null"])))
+def test_any_name_and_payload_gives_a_reason_or_a_row_never_an_error(names: list[str], payload: bytes) -> None:
+    features = ["Temp [°C]", "Temp", "Flow (2)", "Pressure (bar)", "TT-1-10"]
+    rows = RowAssembler(features, source="s")
+    for i, name in enumerate(names):
+        for m in rows.reading(payload, "p", name, 100.0 + i):
+            assert type(m) is BadReason or len(m.values) == len(features)
+    assert rows.keyed_message(json.dumps({n: payload.decode("latin-1") for n in names}), "p", 200.0) is not None
+    j = FeatureNames(features).resolve(names[0])
+    assert j is None or 0 <= j < len(features)

@@ -267,8 +267,8 @@ def test_a_variable_that_changes_rarely_is_no_slow_sensor(tmp_path: Path, opc: O
                 values = {"cpu": 0.1 + i / 100, "memory": 0.2, "traffic": 0.3 + i / 100}
                 if i % 4 == 0:
                     values["fan"] = 0.4 + i / 100
-                opc.write("Pump1", values)
                 n = src.measurements
+                opc.write("Pump1", values)
                 assert wait_until(lambda: src.measurements > n)
     finally:
         agent.request_stop()

@@ -19,7 +19,9 @@ the ``#``): ``plant/pump-7/Pump1/Flow`` is the feature ``Pump1/Flow``. The
 level names a feature as :mod:`.feature_names` matches it (``pressure_bar``
 for ``Pressure (bar)``). The payload is a bare number (``12.5``, ``"12.5"``,
 ``12,5``) or ``{"value": 12.5, "ts": ...}`` (``timestamp`` too). Without
-``{stream}`` the stream is the topic without its feature level. Rows are assembled per stream by the
+``{stream}`` the stream is the topic without its feature level; with it and
+other levels written ``+``, those levels and the ``{stream}`` level, joined by
+``/`` (``site/+/{stream}/{feature}``: ``site-a/pump-7``). Rows are assembled per stream by the
 rules of :mod:`.rows` (``max_age`` their staleness limit); a topic naming
 no feature of the model is ``unknown_feature``.
 
@@ -47,7 +49,7 @@ from urllib.parse import urlsplit
 from edgewatch.agent.sources.base import (Item, Kind, Source, SourceConfigError, SourceContext, SourceSpec,
                                           row_assembler)
 from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_message
-from edgewatch.agent.sources.rows import RowAssembler
+from edgewatch.agent.sources.rows import CLOCK_WARN_AFTER, RowAssembler
 from edgewatch.agent.sources.sparkplug import DEFAULT_MAX_ALIASES, DEFAULT_MAX_NODES, SparkplugDecoder
 from edgewatch.agent.sources.registry import register
 
@@ -75,6 +77,7 @@ class TopicTemplate(NamedTuple):
     levels: int
     stream: int | None
     feature: int
+    wild: tuple[int, ...] = ()  # the levels written '+': part of the stream id (site/+/{stream}/{feature})
 
     @property
     def tail(self) -> bool:
@@ -97,7 +100,8 @@ class TopicTemplate(NamedTuple):
         if bad or levels.count(FEATURE) != 1 or levels.count(STREAM) > 1 or "#" in levels:
             raise SourceConfigError(f"source {source!r}: a topic template has one whole level {FEATURE}, at most "
                                     f"one {STREAM}, and no '#' (e.g. plant/{STREAM}/{FEATURE}); got {template!r}")
-        return cls(len(levels), levels.index(STREAM) if STREAM in levels else None, levels.index(FEATURE))
+        return cls(len(levels), levels.index(STREAM) if STREAM in levels else None, levels.index(FEATURE),
+                   tuple(i for i, lv in enumerate(levels) if lv == "+"))
 
     def split(self, topic: str) -> tuple[str, str] | None:
         """(stream, feature) of a topic the filter matched, or None when its levels do not fit."""
@@ -108,6 +112,8 @@ class TopicTemplate(NamedTuple):
         if not feature:
             return None
         if self.stream is not None:
+            if self.wild:  # site-a/pump-7 and site-b/pump-7 are two machines, not one stream pump-7
+                return "/".join(parts[i] for i in sorted((*self.wild, self.stream))), feature
             return parts[self.stream], feature
         return "/".join(p for i, p in enumerate(parts[:self.levels]) if i != self.feature), feature
 
@@ -131,10 +137,10 @@ class MqttSource(Source):
         self._connections = connections
         self.sparkplug = SparkplugDecoder(self.features, max_bytes=limits.max_bytes,
                                           max_nodes=limits.sparkplug_max_nodes,
-                                          max_aliases=limits.sparkplug_max_aliases)
+                                          max_aliases=limits.sparkplug_max_aliases, source=name)
         self._taking = threading.Event()
         self.template = template
-        self.rows = rows or RowAssembler(self.features)
+        self.rows = rows or RowAssembler(self.features, source=name)
 
     def run(self) -> None:
         from edgewatch.mqtt.connection import BrokerConnection
@@ -189,6 +195,8 @@ class MqttSource(Source):
         m = parse_message(payload, len(self.features), self.max_message_bytes)
         if m is BadReason.NO_VALUES:
             m = self.rows.keyed_message(payload, topic, now, self.max_message_bytes)
+        elif type(m) is Measurement and m.ts is not None and abs(m.ts - now) >= CLOCK_WARN_AFTER:
+            self.rows.check_clock(m.stream or topic, m.ts, now)
         if type(m) is Measurement:
             if m.stream is None:
                 m.stream = topic
@@ -212,6 +220,8 @@ class MqttSource(Source):
             if isinstance(d, BadReason):
                 out.append(Item(Kind.BAD, self.name, d, now))
             elif isinstance(d, Measurement):
+                if d.ts is not None and abs(d.ts - now) >= CLOCK_WARN_AFTER:
+                    self.rows.check_clock(d.stream or topic, d.ts, now)
                 out.append(Item(Kind.MEASUREMENT, self.name, d, now))
             else:  # a death or a new birth: the agent resets these streams' windows
                 out.append(Item(Kind.RESET, self.name, d.streams, now))

@@ -50,7 +50,7 @@ from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceCon
 from edgewatch.agent.sources.feature_names import FeatureNames
 from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.registry import register
-from edgewatch.agent.sources.rows import MISSING, RowAssembler, cell_value
+from edgewatch.agent.sources.rows import CLOCK_WARN_AFTER, MISSING, RowAssembler, cell_value
 from edgewatch.errors import MissingExtra
 
 if TYPE_CHECKING:
@@ -111,7 +111,8 @@ class OpcUaSource(Source):
         self.bad_status_by_name: dict[str, int] = {}
         self.last_error: str | None = None
         self.channel_security = ""  # the last session's policy and mode, e.g. "Basic256Sha256,SignAndEncrypt"
-        self.rows = rows or RowAssembler(self.features, max_age=math.inf)
+        self.rows = rows or RowAssembler(self.features, max_age=math.inf, source=self.name)
+        self.rows.by_exception = True  # a subscription notifies changes only
         self._pending: dict[int, tuple[Any, float | None, str | None]] = {}
         self._flush_scheduled = False
         self._handles: dict[Any, int] = {}  # node -> feature index
@@ -202,19 +203,29 @@ class OpcUaSource(Source):
             return [(self.features.index(f), client.get_node(nid)) for f, nid in self.nodes.items()]
         obj = await client.nodes.root.get_child(self.browse_path)
         names = FeatureNames(self.features, self.name)
-        found: dict[int, Any] = {}
+        candidates: dict[int, list[tuple[str, Any]]] = {}
         seen: list[str] = []
         for child in await obj.get_children():
             name = (await child.read_browse_name()).Name
             seen.append(name)
             j = names.resolve(name)
-            if j is not None and (j not in found or name == self.features[j]):  # an exact name wins
-                found[j] = child
+            if j is not None:
+                candidates.setdefault(j, []).append((name, child))
+        found: dict[int, Any] = {}
+        twice: dict[str, list[str]] = {}
+        for j, matches in candidates.items():
+            exact = [child for name, child in matches if name == self.features[j]]
+            if exact or len(matches) == 1:  # an exact name wins; two others are never a guess (browse order)
+                found[j] = exact[0] if exact else matches[0][1]
+            else:
+                twice[self.features[j]] = sorted(name for name, _ in matches)
         missing = [f for j, f in enumerate(self.features) if j not in found]
         if missing:
+            which = f"; {twice} each match more than one variable" if twice else ""
             raise SourceConfigError(f"the object at {'/'.join(self.browse_path or [])} has no variable(s) "
-                                    f"named {missing} (it has {sorted(seen)[:50]}): name them as the model's "
-                                    "features, or map nodes in the config (nodes = {feature = \"ns=2;s=...\"})")
+                                    f"named {missing} (it has {sorted(seen)[:50]}{which}): name them as the "
+                                    "model's features, or map nodes in the config (nodes = {feature = "
+                                    "\"ns=2;s=...\"})")
         return sorted(found.items())
 
     # -- asyncua's subscription handler (the event loop's thread) -----------------------
@@ -277,7 +288,11 @@ class OpcUaSource(Source):
                 reason = reason or v
                 continue
             cells[j] = v
-        at = ts if ts is not None else time.time()
+        now = time.time()
+        # a server whose clock is off; not the session's first set, whose times are when each value last changed
+        if ts is not None and abs(ts - now) >= CLOCK_WARN_AFTER and self.per_session and self.per_session[-1]:
+            self.rows.check_clock(self.stream, ts, now)
+        at = ts if ts is not None else now
         if reason is None:
             m = self.rows.row(self.stream, cells, at, ts)
         else:

@@ -302,9 +302,7 @@ def parse_reading(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple
     judged as a number as text), ``null``, or ``{"value": 12.5, "ts": ...}`` (also
     ``v``; ``timestamp``, ``time`` or ``t`` for the time). The value is
     judged by :func:`edgewatch.agent.sources.rows.cell_value`. A ``quality``
-    (or ``q``) that is text starting with ``bad`` makes it ``bad_status``;
-    a number there is left alone, because gateways disagree on what one
-    means (OPC DA's 192 and OPC UA's 0 are both Good).
+    (or ``q``) that :func:`bad_quality` calls bad makes it ``bad_status``.
     """
     obj = _decode(raw, max_bytes)
     if obj is BadReason.NOT_JSON:
@@ -323,7 +321,7 @@ def parse_reading(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple
             return BadReason.NO_VALUES
         if len(obj) > 1:  # more than a value: perhaps a quality
             quality = _first(obj, _QUALITY_KEYS)
-            if type(quality) is str and quality.strip().lower().startswith("bad"):
+            if quality is not None and bad_quality(quality):
                 return BadReason.BAD_STATUS
         raw_ts = _first(obj, _TIME_KEYS)
         ts = None
@@ -335,6 +333,33 @@ def parse_reading(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple
     if type(obj) is list:
         return BadReason.WRONG_TYPE
     return obj, None
+
+
+# quality texts that say the value is not the sensor's present value (compared casefolded, after a prefix "bad")
+_BAD_WORDS = frozenset(("invalid", "error", "fault", "failure", "offline", "stale", "not connected",
+                        "schlecht", "ungültig", "mauvais", "mauvaise", "invalide", "malo", "mala", "inválido"))
+
+
+def bad_quality(quality: object) -> bool:
+    """Whether a reading's ``quality`` says its value is not to be used.
+
+    Text: starting with ``bad`` in any case (``Bad_SensorFailure``, OPC UA's
+    ``BadCommunicationError``), or one of a few words for it, English or not
+    (``invalid``, ``offline``, ``schlecht``, ``ungültig``, ``mauvais``...).
+    ``false`` (Kepware's IoT Gateway writes ``"q": false``). A number: an
+    OPC UA status code of Bad severity (``0x80000000`` and up, or the same
+    32 bits read as a negative int32). Any other number is left alone, because
+    gateways disagree on what one means: OPC DA's and Sparkplug's 192 and OPC
+    UA's 0 are Good, OPC DA's 0 is Bad, and some gateways write 1 for good.
+    """
+    if quality is False:
+        return True
+    if type(quality) is int:
+        return 0x80000000 <= quality <= 0xFFFFFFFF or -0x80000000 <= quality < 0
+    if type(quality) is str:
+        text = quality.strip().casefold()
+        return text.startswith("bad") or text in _BAD_WORDS
+    return False
 
 
 _BARE_MAX = 40  # characters of a payload that is one number as text (12,5 or -1.5e3), not JSON

@@ -38,7 +38,9 @@ time, and makes rows out of them by one set of rules:
 **Names.** A name on the wire (a key, a topic level) stands for the feature
 :class:`~edgewatch.agent.sources.feature_names.FeatureNames` matches it to:
 the same name, or the one feature whose name matches ignoring case, spaces,
-``_ - . /``, URL escapes and a unit in brackets.
+``_ - . /``, URL escapes and a unit in brackets on one side. Two names of
+one feature on one stream feed it with neither (its exact name excepted),
+whichever came first: two tags must not take turns in one feature.
 
 **No row for a while.** When a stream's messages have made no row for
 :data:`NO_ROW_WARN_AFTER` seconds, the log says which features it lacks
@@ -65,7 +67,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 
-from edgewatch.agent.sources.feature_names import FeatureNames
+from edgewatch.agent.sources.feature_names import CONTESTED, FeatureNames
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, META_KEYS, BadReason, Measurement,
                                              parse_object, parse_reading)
 from edgewatch.wire.csv_table import MISSING as MISSING_TEXT  # what a plant writes for "no value", as fit reads it
@@ -79,9 +81,13 @@ NO_ROW_WARNINGS = 10  # such lines a minute per source at most (10,000 broken st
 CLOCK_WARN_AFTER = 600.0  # seconds between a message's own time and its arrival that are worth a warning
 SLOW_FEATURE_RATIO = 3.0  # a feature's sampling interval over the rows' that is worth a warning
 MAX_STRANGERS = 20  # names that are no feature, kept per stream for that line
+STRANGER_CHARS = 100  # characters kept of each (20 names x 10,000 streams of 64 KiB topic levels would be 13 GB)
 
 log = logging.getLogger("edgewatch.agent.sources")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+# "1,234" is 1234 in an English export and 1.234 in a European one: one to three digits (no leading 0) and a
+# comma before exactly three is refused rather than read a thousand times off
+_THOUSANDS = re.compile(r"^[+-]?[1-9]\d{0,2},\d{3}$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
@@ -117,9 +123,10 @@ def cell_value(value: object) -> float | _Missing | BadReason:
 
     ``null``, a NaN and the texts a CSV cell is missing with (``""``,
     ``"NaN"``, ``"null"``, ``"NA"``, ``"-"``...) are missing (held); a text with one
-    comma and no point has a decimal comma (``"12,5"`` is 12.5: a thousands
-    separator would need a point or a second group, ``"1,234.5"``, and is
-    refused); infinity is
+    comma and no point has a decimal comma (``"12,5"`` is 12.5, ``"0,125"``
+    0.125), except where the comma could as well separate thousands
+    (``"1,234"``, ``"-12,500"``: ``not_number``, never a value a thousand times
+    off; so is ``"1,234.5"``); infinity is
     ``non_finite``, beyond float32 ``overflow``, a bool, text or a nested
     value ``not_number``: the rules of the agent's parser.
     """
@@ -134,7 +141,7 @@ def cell_value(value: object) -> float | _Missing | BadReason:
         try:
             f = float(text)
         except ValueError:
-            if text.count(",") != 1 or "." in text:
+            if text.count(",") != 1 or "." in text or _THOUSANDS.match(text):
                 return BadReason.NOT_NUMBER
             try:  # a decimal comma ("12,5"), as European historians and HMIs write numbers
                 f = float(text.replace(",", "."))
@@ -158,7 +165,7 @@ def cell_value(value: object) -> float | _Missing | BadReason:
 
 class _StreamState:
     __slots__ = ("values", "at", "gaps", "fresh", "row_ts", "last_row_at", "row_gaps", "waiting_since",
-                 "warned_at", "strangers")
+                 "warned_at", "strangers", "owners")
 
     def __init__(self, n: int) -> None:
         self.values: list[float] = [math.nan] * n
@@ -171,6 +178,7 @@ class _StreamState:
         self.waiting_since: float | None = None  # wall-clock time of the first message since the last row
         self.warned_at = -math.inf
         self.strangers: dict[str, None] = {}  # names received that are no feature (ordered, bounded)
+        self.owners: dict[int, object] = {}  # feature -> the other spelling feeding it (FeatureNames.claim)
 
 
 class RowAssembler:
@@ -190,7 +198,11 @@ class RowAssembler:
         self._warnings: deque[float] = deque(maxlen=NO_ROW_WARNINGS)
         self._clock_warned_at = -math.inf
         self._rate_checked: set[int] = set()  # features whose sampling interval was compared with the rows'
+        # values come only when they change (OPC UA's monitored items): a long gap is a steady value held
+        # exactly, not a sensor sampled slowly, and the slow-sensor line would be false advice
+        self.by_exception = False
         self._told: set[str] = set()  # names that are no feature, said once each (MAX_STRANGERS of them)
+        self._said_thousands = False
         self.max_age = max_age
         self.max_streams = max_streams
         self._streams: OrderedDict[str, _StreamState] = OrderedDict()
@@ -224,7 +236,7 @@ class RowAssembler:
         if prev != -math.inf:
             gaps = st.gaps[j]
             gaps.append(at - prev)
-            if len(gaps) == GAP_HISTORY and j not in self._rate_checked:
+            if len(gaps) == GAP_HISTORY and j not in self._rate_checked and not self.by_exception:
                 self._check_rate(st, j)
         st.values[j] = value
         st.at[j] = at
@@ -267,10 +279,14 @@ class RowAssembler:
 
     def forget(self, stream: str, j: int) -> None:
         """Feature ``j`` has no usable value now (a bad status): it is not held, the next rows need a new one."""
-        st = self._state(stream)
+        self.forget_value(self._state(stream), j)
+
+    @staticmethod
+    def forget_value(st: _StreamState, j: int) -> None:
         st.values[j] = math.nan
         st.at[j] = -math.inf
         st.gaps[j].clear()
+        st.fresh.discard(j)
 
     def _take_cells(self, st: _StreamState, cells: Sequence[object], at: float) -> bool:
         ok = True
@@ -300,14 +316,31 @@ class RowAssembler:
         for j, raw in enumerate(cells):
             v = cell_value(raw)
             if type(v) is BadReason:
+                if v is BadReason.NOT_NUMBER:
+                    self._refused(j, raw)
                 return v
             cells[j] = v
         return self.row(stream, cells, at, ts)
 
+    def _refused(self, j: int, raw: object) -> None:
+        """Say once per source why a number with a thousands-like comma is ``not_number`` (the refusal path only)."""
+        if not self._said_thousands and type(raw) is str and _THOUSANDS.match(raw.strip()):
+            self._said_thousands = True
+            log.warning("source %s: %r for %r could be %s or %s (a comma before three digits may separate "
+                        "thousands or decimals): such values are counted not_number, never guessed. Send a point "
+                        "as the decimal separator, no thousands separator (said once)", self.source or "?", raw,
+                        self.features[j], raw.strip().replace(",", "."), raw.strip().replace(",", ""))
+
     def _matched(self, obj: dict, cells: list[object], stream: str) -> bool:
-        """Fill ``cells`` from the keys that are no exact feature name; note the others; True if any matched one."""
+        """Fill ``cells`` from the keys that are no exact feature name; note the others; True if any matched one.
+
+        A feature's exact key wins; two other keys of one feature fill it with neither
+        (:meth:`FeatureNames.claim`, the stream's owners: in one object or across objects).
+        """
         found = False
         strangers = None
+        filled = None
+        st = self._state(stream)
         for key, raw in obj.items():
             if key in self.index or key in META_KEYS:
                 continue
@@ -317,10 +350,16 @@ class RowAssembler:
                 strangers.append(key)
             else:
                 found = True
-                if cells[j] is None:
+                if self.features[j] not in obj and self.names.claim(st.owners, j, key) is not None:
                     cells[j] = raw
+                    filled = filled or []
+                    filled.append((j, key))
+        if filled:
+            for j, key in filled:
+                if st.owners.get(j) != key:  # a later key of the object contested it
+                    cells[j] = None
         if strangers:
-            self._strangers(self._state(stream), strangers)
+            self._strangers(st, strangers)
         return found
 
     def keyed_message(self, raw: str | bytes, stream: str, received: float, max_bytes: int = DEFAULT_MAX_BYTES
@@ -336,7 +375,7 @@ class RowAssembler:
         obj, ts, named = parsed  # type: ignore[misc]
         stream = named or stream
         if ts is not None and abs(ts - received) >= CLOCK_WARN_AFTER:
-            self._check_clock(stream, ts, received)
+            self.check_clock(stream, ts, received)
         cells, named = self._cells(obj, stream)
         if not named:
             return self._waits(stream, self._state(stream), BadReason.NO_VALUES)
@@ -345,11 +384,17 @@ class RowAssembler:
     def reading(self, raw: str | bytes, stream: str, name: str, received: float,
                 max_bytes: int = DEFAULT_MAX_BYTES) -> list[Measurement | BadReason]:
         """One feature's message (:func:`~edgewatch.agent.sources.parsing.parse_reading`): the rows it completes."""
+        st = self._state(stream)
         j = self.index.get(name)
         if j is None:
             j = self.names.resolve(name)
+            if j is not None:
+                j = self._spelled(st, j, name)  # None: another name feeds that feature (logged there)
+                if j is None:
+                    return [self._waits(stream, st, BadReason.UNKNOWN_FEATURE, received)]
+        elif st.owners:  # another spelling fed it: the exact name takes the feature over
+            self.names.claim(st.owners, j, name)
         if j is None:
-            st = self._state(stream)
             self._strangers(st, [name])
             if len(self._told) < MAX_STRANGERS and name not in self._told:
                 self._told.add(name)
@@ -364,8 +409,7 @@ class RowAssembler:
             return [parsed]
         value, ts = parsed  # type: ignore[misc]
         if ts is not None and abs(ts - received) >= CLOCK_WARN_AFTER:
-            self._check_clock(stream, ts, received)
-        st = self._state(stream)
+            self.check_clock(stream, ts, received)
         out = self._feature(stream, st, j, value, ts if ts is not None else received, ts)
         if not out:  # no row yet
             if st.waiting_since is None:
@@ -376,6 +420,15 @@ class RowAssembler:
             for r in out:
                 self._waits(stream, st, r, received)
         return out
+
+    def _spelled(self, st: _StreamState, j: int, name: str) -> int | None:
+        """``j`` when the other spelling ``name`` may feed feature ``j`` on this stream (FeatureNames.claim)."""
+        if j not in st.owners and st.at[j] != -math.inf:  # its exact name has fed it (a spelling would own it)
+            st.owners[j] = self.features[j]
+        taken = self.names.claim(st.owners, j, name)
+        if taken is None and st.owners[j] is CONTESTED and st.at[j] != -math.inf:
+            self.forget_value(st, j)  # its held value came by one of the two: it is not held
+        return taken
 
     def feature(self, stream: str, name: str, value: object, at: float, ts: float | None = None
                 ) -> list[Measurement | BadReason]:
@@ -389,6 +442,8 @@ class RowAssembler:
                  ) -> list[Measurement | BadReason]:
         v = cell_value(value)
         if type(v) is BadReason:
+            if v is BadReason.NOT_NUMBER:
+                self._refused(j, value)
             return [v]
         out: list[Measurement | BadReason] = []
         if j in st.fresh:  # it reports again: the row being assembled is made first
@@ -410,11 +465,14 @@ class RowAssembler:
         st.fresh, st.row_ts = set(), None
         return self._complete(stream, st, max(st.at[j] for j in fresh), ts, fresh)
 
-    def _check_clock(self, stream: str, ts: float, received: float) -> None:
+    def check_clock(self, stream: str, ts: float, received: float) -> None:
         """Say (once every 10 minutes per source) when messages' times are far from this machine's clock.
 
         The usual cause is a local time without an offset, which is read as
-        UTC: alerts would then carry times hours away from the plant's.
+        UTC: alerts would then carry times hours away from the plant's. Called
+        here for the rows assembled here, and by the sources for the rows they
+        make themselves (a JSON array or ``values`` on MQTT, Sparkplug, OPC UA),
+        only when ``abs(ts - received) >= CLOCK_WARN_AFTER`` (one comparison a message).
         """
         off = ts - received
         if abs(off) < CLOCK_WARN_AFTER or received - self._clock_warned_at < 600.0:
@@ -439,13 +497,14 @@ class RowAssembler:
             log.warning("source %s: %r reports every %.3g s, rows are made every %.3g s: most rows hold its last "
                         "value, so a window holds few of its values. A model fitted on data that logged it every "
                         "row may alert on it; fit on data recorded as the plant publishes it, or leave it out "
-                        "(edgewatch fit --ignore %r). Said once per feature", self.source or "?", name, own, rows,
+                        "(edgewatch fit --ignore %r); a sensor published only when its value changes needs none "
+                        "of this. Said once per feature", self.source or "?", name, own, rows,
                         name)
 
     def _strangers(self, st: _StreamState, names: list[str]) -> None:
         for name in names:
             if len(st.strangers) < MAX_STRANGERS:
-                st.strangers[name] = None
+                st.strangers[name[:STRANGER_CHARS]] = None  # whoever publishes chooses the length
 
     def _waits(self, stream: str, st: _StreamState, result: object, now: float | None = None) -> object:
         """Note whether a message made a row; log what lacks after a while (``now``: wall-clock seconds)."""

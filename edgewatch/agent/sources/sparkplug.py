@@ -56,6 +56,7 @@ class _Session:
     last: list[float | None]
     feature_aliases: dict[int, int] = field(default_factory=dict)  # alias -> feature index
     other_aliases: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    owners: dict[int, object] = field(default_factory=dict)  # feature -> the metric name feeding it
 
     @property
     def n_aliases(self) -> int:
@@ -88,12 +89,13 @@ class SparkplugDecoder:
     """
 
     def __init__(self, features: list[str], max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_nodes: int = DEFAULT_MAX_NODES, max_aliases: int = DEFAULT_MAX_ALIASES) -> None:
+                 max_nodes: int = DEFAULT_MAX_NODES, max_aliases: int = DEFAULT_MAX_ALIASES,
+                 source: str = "") -> None:
         self.features = list(features)
         self.max_bytes = max_bytes
         self.max_nodes = max_nodes
         self.max_aliases = max_aliases
-        self._names = FeatureNames(features)
+        self._names = FeatureNames(features, source)  # its log lines name the source
         self._sessions: dict[str, _Session] = {}  # stream -> session
         self._node_streams: dict[str, set[str]] = {}  # node stream -> its streams holding a session (itself too)
 
@@ -178,26 +180,37 @@ class SparkplugDecoder:
     def _birth(self, node_stream: str, stream: str, metrics: list[Metric]) -> BadReason | None:
         features: dict[int, int] = {}
         others: list[int] = []
+        owners: dict[int, object] = {}
+        named: list[tuple[int, int, str]] = []
         for m in metrics:
             if m.alias is None or m.name is None:
                 continue
             j = self._names.resolve(m.name)
-            if j is None:
+            if j is None or self._names.claim(owners, j, m.name) is None:
                 others.append(m.alias)
             else:
-                features[m.alias] = j
+                named.append((m.alias, j, m.name))
+        for alias, j, name in named:  # two metrics matching one feature: its exact name, else neither
+            if owners[j] == name:
+                features[alias] = j
+            else:
+                others.append(alias)
         held = sum(self._sessions[s].n_aliases for s in self._node_streams.get(node_stream, ()))
         if held + len(features) + len(others) > self.max_aliases:
             return BadReason.TOO_MANY_ALIASES
-        return self._hold(stream, _Session([None] * len(self.features), features, _sorted_aliases(others)))
+        return self._hold(stream, _Session([None] * len(self.features), features, _sorted_aliases(others), owners))
 
     def _update(self, stream: str, session: _Session, metrics: list[Metric], ts_ms: int | None
                 ) -> Measurement | BadReason | None:
-        update: list[tuple[int, float]] = []
+        update: list[tuple[int, float, str | None]] = []  # feature, value, the name it came by
         latest_ms = None
+        named = False
         for m in metrics:
             if m.name is not None:
                 j = self._names.resolve(m.name)
+                if j is not None:
+                    j = self._names.claim(session.owners, j, m.name)
+                    named = True
             elif m.alias is not None:
                 j = session.feature_aliases.get(m.alias)
                 if j is None and not session.declares(m.alias):
@@ -212,9 +225,12 @@ class SparkplugDecoder:
             f = float(v)  # type: ignore[arg-type]
             if not math.isfinite(f):
                 return BadReason.NON_FINITE
-            update.append((j, f))
+            update.append((j, f, m.name))
             if m.timestamp is not None:
                 latest_ms = m.timestamp if latest_ms is None else max(latest_ms, m.timestamp)
+        if named:  # a later metric of this message may have contested an earlier one's feature
+            owners = session.owners
+            update = [(j, f, n) for j, f, n in update if n is None or owners.get(j) == n]
         if not update:
             return None
         if stream not in self._sessions:
@@ -222,7 +238,7 @@ class SparkplugDecoder:
             if refused is not None:
                 return refused
         last = session.last
-        for j, f in update:
+        for j, f, _ in update:
             last[j] = f
         if any(v is None for v in last):
             return BadReason.WRONG_ARITY

@@ -202,3 +202,76 @@ def test_browse_names_spelled_otherwise_than_the_features(tmp_path: Path, opc: O
         runner.join(10)
     assert agent.summary.bad == {}
 
+
+
+def test_two_variables_matching_one_feature_are_refused_not_taken_in_browse_order(tmp_path: Path,
+                                                                                   opc: OpcUaServer) -> None:
+    """An object with Temp [°C] and Temp [°F] for a model fitted with Temp: which one is a guess, so neither."""
+    async def add() -> None:
+        obj = await opc.server.nodes.objects.add_object(opc.ns, "Twins")
+        for name, value in (("Temp [°C]", 20.0), ("Temp [°F]", 68.0), ("cpu", 0.5)):
+            await obj.add_variable(opc.ns, name, value)
+
+    opc.call(add())
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=WINDOW, features=["Temp", "CPU"])))
+    agent = Agent(model, [], AgentOptions(stride=1, drift_every=0, agent_id="opc"))
+    src = make_source(f"{opc.url}/Objects/2:Twins?interval=0.1", ["Temp", "CPU"])
+    agent.add_source(src)
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    try:
+        assert wait_until(lambda: src.last_error is not None or src.measurements > 0)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert src.measurements == 0
+    assert "{'Temp': ['Temp [°C]', 'Temp [°F]']} each match more than one variable" in str(src.last_error)
+
+
+def test_a_server_clock_two_hours_behind_is_said(tmp_path: Path, opc: OpcUaServer,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    from datetime import datetime, timedelta, timezone
+
+    from asyncua import ua
+
+    agent, src, runner = _agent(tmp_path, f"{opc.url}/Objects/2:Pump1?interval=0.1")
+    try:
+        with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+            assert wait_until(lambda: src.measurements == 1)  # the first set: its times are when values changed
+            assert "this machine's clock" not in caplog.text
+
+            async def write_late() -> None:
+                late = datetime.now(timezone.utc) - timedelta(hours=2)
+                for f in FEATURES:
+                    dv = ua.DataValue(ua.Variant(0.3, ua.VariantType.Double), SourceTimestamp=late)
+                    await opc.server.write_attribute_value(opc.vars[("Pump1", f)].nodeid, dv)
+            opc.call(write_late())
+            assert wait_until(lambda: "this machine's clock" in caplog.text)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert "sends times 7200 s behind this machine's clock (-2.00 h)" in caplog.text
+
+
+def test_a_variable_that_changes_rarely_is_no_slow_sensor(tmp_path: Path, opc: OpcUaServer,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """OPC UA notifies changes only: fan, changed every 4th set, is held exactly, not sampled slowly."""
+    import logging
+
+    agent, src, runner = _agent(tmp_path, f"{opc.url}/Objects/2:Pump1?interval=0.05")
+    try:
+        with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+            assert wait_until(lambda: src.measurements == 1)
+            for i in range(48):
+                values = {"cpu": 0.1 + i / 100, "memory": 0.2, "traffic": 0.3 + i / 100}
+                if i % 4 == 0:
+                    values["fan"] = 0.4 + i / 100
+                n = src.measurements
+                opc.write("Pump1", values)
+                assert wait_until(lambda: src.measurements > n)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+    assert "reports every" not in caplog.text
+    assert src.rows._rate_checked == set()  # not compared at all

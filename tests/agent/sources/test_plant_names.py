@@ -14,6 +14,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
@@ -307,3 +309,275 @@ def test_sparkplug_metrics_named_as_the_gateway_names_them() -> None:
     assert first.values == [0.5, 1.5, 2.5, 3.5, 4.5]
     (changed,) = d.decode("spBv1.0/plant/DDATA/gw1/pump1", encode_payload([encode_metric(None, 9.0, alias=3)]))
     assert changed.values == [0.5, 1.5, 9.0, 3.5, 4.5]
+
+
+# -- what must not be taken for what (a review of the rules above) -------------------------------------------------
+
+
+@pytest.mark.parametrize(("features", "wire"), [
+    (["Temp [°C]"], "Temp [°F]"), (["Pressure (bar)"], "Pressure (psi)"), (["Flow (Line 1)"], "Flow (Line 2)"),
+    (["TT-1-10"], "TT-11-0"), (["TT_11_0"], "TT-1-10"), (["Level 1.5 m"], "Level 15 m")])
+def test_another_unit_or_number_is_another_quantity(features: list[str], wire: str) -> None:
+    """A reading in °F, psi, of line 2 or of tag 11-0 is never fed into the feature in °C, bar, line 1, 1-10."""
+    assert FeatureNames(features).resolve(wire) is None
+
+
+@pytest.mark.parametrize(("features", "wire"), [
+    (["Temp"], "Temp [°F]"), (["Temp [°C]"], "temp"), (["Temp [°C]"], "temp_(°C)"), (["TT-1-10"], "tt_1_10"),
+    (["Level 1.5 m"], "level_1_5_m")])
+def test_a_unit_on_one_side_or_the_same_digits_still_match(features: list[str], wire: str) -> None:
+    assert FeatureNames(features).resolve(wire) == 0
+
+
+def test_another_unit_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, "edgewatch.agent.sources"):
+        assert FeatureNames(["Pressure (bar)"], source="s").resolve("Pressure (psi)") is None
+    assert "'Pressure (psi)' differs from the feature 'Pressure (bar)' in its bracketed part" in caplog.text
+
+
+@pytest.mark.parametrize("text", ["1,234", "-12,500", "+999,000", "1,000"])
+def test_a_comma_that_may_separate_thousands_is_not_a_guess(text: str) -> None:
+    """'1,234' is 1234 in an English export and 1.234 in a European one: refused, never 1000x off."""
+    assert cell_value(text) is BadReason.NOT_NUMBER
+
+
+@pytest.mark.parametrize(("text", "value"), [("0,125", 0.125), ("1,5", 1.5), ("12,50", 12.5), ("1234,5", 1234.5),
+                                             ("1234,567", 1234.567), ("-0,001", -0.001)])
+def test_a_comma_that_cannot_separate_thousands_is_decimal(text: str, value: float) -> None:
+    assert cell_value(text) == value
+
+
+@pytest.mark.parametrize("payload", [
+    {"v": 1, "q": False},  # Kepware IoT Gateway
+    {"value": 1, "quality": 0x80340000},  # OPC UA BadNodeIdUnknown as a status code
+    {"value": 1, "quality": -2138308608},  # OPC UA BadSensorFailure (0x808C0000) read as a signed int32
+    {"value": 1, "quality": "BAD"}, {"value": 1, "quality": "invalid"}, {"value": 1, "quality": "Offline"},
+    {"value": 1, "quality": "schlecht"}, {"value": 1, "quality": "Ungültig"}, {"value": 1, "quality": "mauvaise"}])
+def test_bad_quality_in_other_forms_is_bad_status(payload: dict) -> None:
+    from edgewatch.agent.sources.parsing import parse_reading
+
+    assert parse_reading(json.dumps(payload).encode()) is BadReason.BAD_STATUS
+
+
+@pytest.mark.parametrize("quality", [True, 192, 0, 1, 64, 0x40000000, "good", "Good_LocalOverride", "uncertain",
+                                     "gut", None, 1.5, [1]])
+def test_good_or_ambiguous_quality_keeps_the_value(quality: object) -> None:
+    from edgewatch.agent.sources.parsing import parse_reading
+
+    assert parse_reading(json.dumps({"value": 1.5, "q": quality}).encode()) == (1.5, None)
+
+
+def test_two_spellings_of_one_feature_on_a_stream_feed_neither(caplog: pytest.LogCaptureFixture) -> None:
+    """A gateway publishing Temp [°C] and Temp [°F] beside each other: the feature Temp would take turns."""
+    for first, second in (("Temp [°C]", "Temp [°F]"), ("Temp [°F]", "Temp [°C]")):  # order changes nothing
+        rows = RowAssembler(["Temp", "Flow"], source="s")
+        with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+            out = []
+            for t in range(4):
+                out += rows.reading(b"20", "p", first, 100.0 + t)
+                out += rows.reading(b"68", "p", second, 100.0 + t)
+                out += rows.reading(b"1", "p", "Flow", 100.0 + t)
+        made = [m.values for m in out if type(m) is not BadReason]
+        assert made == []  # the first spelling's value is dropped when the second comes
+        assert out.count(BadReason.UNKNOWN_FEATURE) == 7
+        assert f"{first!r} and {second!r} both match the feature 'Temp'" in caplog.text
+        later = rows.reading(b"20", "p", "Temp", 200.0) + rows.reading(b"1", "p", "Flow", 200.0)
+        assert [m.values for m in later if type(m) is not BadReason] == [[20.0, 1.0]]  # the exact name feeds it
+        assert rows.reading(b"68", "p", second, 201.0) == [BadReason.UNKNOWN_FEATURE]
+        caplog.clear()
+    other = RowAssembler(["Temp", "Flow"])  # another stream's spelling is its own affair
+    assert other.reading(b"20", "p1", "temp", 1.0) == [] and other.reading(b"21", "p2", "TEMP", 1.0) == []
+    assert other.reading(b"1", "p1", "Flow", 1.0)[0].values == [20.0, 1.0]
+
+
+def test_an_exact_topic_then_another_spelling_keeps_the_exact_one() -> None:
+    rows = RowAssembler(["Temp", "Flow"])
+    assert rows.reading(b"20", "p", "Temp", 1.0) == []
+    assert rows.reading(b"68", "p", "temp", 1.0) == [BadReason.UNKNOWN_FEATURE]
+    assert rows.reading(b"1", "p", "Flow", 1.0)[0].values == [20.0, 1.0]
+
+
+def test_two_keys_of_one_feature_in_an_object_fill_neither() -> None:
+    rows = RowAssembler(["Temp", "Flow"])
+    assert rows.keyed({"Temp [°C]": 20, "Temp [°F]": 68, "Flow": 1}, "p", 0.0) is BadReason.MISSING_FEATURE
+    assert rows.keyed({"Temp [°F]": 68, "Temp [°C]": 20, "Flow": 1}, "q", 0.0) is BadReason.MISSING_FEATURE
+    assert rows.keyed({"Temp": 21, "Temp [°F]": 68, "Flow": 1}, "r", 0.0).values == [21.0, 1.0]
+
+
+def test_two_sparkplug_metrics_of_one_feature_feed_neither() -> None:
+    from edgewatch.agent.sources.sparkplug import SparkplugDecoder
+    from edgewatch.wire.sparkplug import encode_metric, encode_payload
+
+    d = SparkplugDecoder(["Temp", "Flow"])
+    birth = encode_payload([encode_metric("Temp [°C]", 20.0, alias=1), encode_metric("Temp [°F]", 68.0, alias=2),
+                            encode_metric("Flow", 1.0, alias=3)], timestamp=1_000)
+    assert d.decode("spBv1.0/plant/DBIRTH/gw1/pump1", birth) == [BadReason.WRONG_ARITY]  # Temp fed by neither
+    assert d.decode("spBv1.0/plant/DDATA/gw1/pump1", encode_payload([encode_metric(None, 69.0, alias=2)])) == [
+    ]  # alias 2 is declared, and feeds no feature
+    by_name = SparkplugDecoder(["Temp", "Flow"])  # data naming its metrics, no birth
+    first = encode_payload([encode_metric("temp [°C]", 20.0), encode_metric("Flow", 1.0)])
+    (m,) = by_name.decode("spBv1.0/plant/DDATA/gw1/pump2", first)
+    assert m.values == [20.0, 1.0]
+    both = encode_payload([encode_metric("temp [°F]", 68.0), encode_metric("Flow", 2.0)])
+    assert by_name.decode("spBv1.0/plant/DDATA/gw1/pump2", both)[0].values == [20.0, 2.0]  # °F never fed Temp
+    exact = encode_payload([encode_metric("Temp [°F]", 69.0), encode_metric("Temp", 21.0)])
+    assert by_name.decode("spBv1.0/plant/DDATA/gw1/pump2", exact)[0].values == [21.0, 2.0]
+
+
+def test_bad_quality_while_a_row_is_assembled_makes_no_row_with_a_hole() -> None:
+    """a reports, then a bad quality for a, then b: the row lacks a (missing), it is not [NaN, b]."""
+    rows = RowAssembler(["a", "b"])
+    assert rows.reading(b"1", "p", "a", 100.0) == []
+    assert rows.reading(b'{"value": 7, "quality": "bad"}', "p", "a", 100.5) == [BadReason.BAD_STATUS]
+    out = rows.reading(b"2", "p", "b", 101.0) + rows.reading(b"3", "p", "b", 102.0)
+    assert all(type(m) is BadReason for m in out), out
+
+
+def test_a_template_with_a_wildcard_beside_the_stream_keeps_two_sites_apart(tmp_path: Path, make_broker) -> None:
+    """site/+/{stream}/{feature}: pump-7 of site-a and pump-7 of site-b are two machines, not one stream."""
+    broker = make_broker().start()
+    agent = _agent(tmp_path)
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/site/+/{{stream}}/{{feature}}", HEADERS, agent_id="names")
+    agent.add_source(src)
+    runner = _start(agent)
+    pub = Publisher(broker)
+    try:
+        assert wait_until(lambda: src.connects == 1)
+        time.sleep(0.2)
+        for i in range(3):
+            for site, value in (("site-a", "0.5"), ("site-b", "9.5")):
+                for name in HEADERS:
+                    pub.send(f"site/{site}/pump-7/{name}", value)
+        assert wait_until(lambda: agent.summary.messages == 6)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.close()
+    assert sorted(agent.streams) == ["site-a/pump-7", "site-b/pump-7"]
+    assert agent.summary.bad == {} and agent.summary.windows == 2
+
+
+def test_template_levels_and_streams() -> None:
+    from edgewatch.agent.sources.mqtt import TopicTemplate
+
+    t = TopicTemplate.parse("s", "site/+/{stream}/{feature}")
+    assert t.topic_filter("site/+/{stream}/{feature}") == "site/+/+/#"
+    assert t.split("site/a/pump-7/Pump1/Flow") == ("a/pump-7", "Pump1/Flow")
+    assert t.split("site/a/pump-7") is None and t.split("site/a/pump-7/") is None
+    bare = TopicTemplate.parse("s", "plant/{stream}/{feature}")
+    assert bare.split("plant/pump-7/Flow") == ("pump-7", "Flow")  # no wildcard: the stream level alone, as before
+    inner = TopicTemplate.parse("s", "+/{feature}/{stream}")
+    assert inner.topic_filter("+/{feature}/{stream}") == "+/+/+" and inner.split("a/Flow/p7") == ("a/p7", "Flow")
+
+
+def test_a_flood_of_new_names_does_not_silence_or_slow_the_names_in_use(caplog: pytest.LogCaptureFixture,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A topic level carrying ids or times fills the name cache; a spelling seen after it is still logged once
+    and matched once, not on every message."""
+    from edgewatch.agent.sources import feature_names
+
+    names = FeatureNames(HEADERS, source="s")
+    for i in range(feature_names.MAX_CACHED + 10):
+        assert names.resolve(f"event-{i}") is None
+    calls = []
+    match = names._match
+    monkeypatch.setattr(names, "_match", lambda name, say: calls.append(name) or match(name, say))
+    with caplog.at_level(logging.INFO, "edgewatch.agent.sources"):
+        for _ in range(3):
+            assert names.resolve("temperature") == 1
+    assert calls == ["temperature"]
+    assert "'temperature' taken as the feature 'Temperature'" in caplog.text
+
+
+def test_a_long_name_is_not_kept_whole() -> None:
+    rows = RowAssembler(["a"])
+    rows.reading(b"1", "p", "x" * 60_000, 1.0)
+    assert [len(n) for n in rows._streams["p"].strangers] == [rows_module.STRANGER_CHARS]
+    assert "x" * 60_000 not in rows.names._cache
+
+
+def test_a_clock_an_hour_off_is_said_for_rows_the_assembler_does_not_make(tmp_path: Path, make_broker,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """{"values": [...], "ts": local time without an offset} and Sparkplug payloads on MQTT: said as for topics."""
+    from edgewatch.wire.sparkplug import encode_metric, encode_payload
+
+    broker = make_broker().start()
+    agent = _agent(tmp_path)
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/%23", HEADERS, agent_id="names")
+    agent.add_source(src)
+    runner = _start(agent)
+    pub = Publisher(broker)
+    try:
+        with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+            assert wait_until(lambda: src.connects == 1)
+            time.sleep(0.2)
+            naive = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 3600))
+            for _ in range(3):
+                pub.send("plant/pump-7", json.dumps({"values": [0.5] * 5, "ts": naive}))
+            assert wait_until(lambda: agent.summary.messages == 3)
+            said = [r.getMessage() for r in caplog.records if "this machine's clock" in r.getMessage()]
+            assert len(said) == 1 and "'plant/pump-7' sends times" in said[0] and "ahead of" in said[0]
+            src.rows._clock_warned_at = -float("inf")  # said at most every 10 minutes: here, again at once
+            metrics = [encode_metric(h, 0.5, alias=i + 1) for i, h in enumerate(HEADERS)]
+            late = int((time.time() - 7200) * 1000)
+            pub.send("spBv1.0/plant/DBIRTH/gw1/pump1", encode_payload(metrics, timestamp=late))
+            assert wait_until(lambda: agent.summary.messages == 4)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.close()
+    said = [r.getMessage() for r in caplog.records if "this machine's clock" in r.getMessage()]
+    assert len(said) == 2 and "'spBv1.0/plant/gw1/pump1' sends times 7200 s behind" in said[1]
+
+
+@pytest.mark.parametrize(("features", "wire"), [(["Flow"], "Flow (2)"), (["Flow"], "Flow [2]"), (["Flow (2)"], "flow"),
+                                                (["Pump [1]"], "Pump")])
+def test_a_number_in_brackets_is_an_index_not_a_unit(features: list[str], wire: str) -> None:
+    """Flow (2), the second flow meter, is not the model's Flow; the model's Flow (2) is not a plant's Flow."""
+    assert FeatureNames(features).resolve(wire) is None
+
+
+def test_a_number_in_brackets_still_matches_its_own_spellings() -> None:
+    names = FeatureNames(["Flow (2)", "Flow (1)", "Temp (%)"])
+    assert [names.resolve(w) for w in ("flow_2", "FLOW [1]", "temp", "Temp")] == [0, 1, 2, 2]
+
+
+def test_the_no_row_line_is_bounded_per_source_over_many_streams(caplog: pytest.LogCaptureFixture) -> None:
+    """200 machines sending a name the model lacks for 3 minutes: 10 lines a minute at most, every minute."""
+    rows = RowAssembler(["a", "b"], source="s")
+    with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+        for second in range(180):
+            for k in range(200):
+                rows.reading(b"1", f"m{k}", "c", 1_000.0 + second)
+    said = [r for r in caplog.records if "has made no row" in r.getMessage()]
+    per_minute = [sum(1 for r in said if f"for {s}" in r.getMessage()) for s in ("30 s", "90 s", "150 s")]
+    assert 20 <= len(said) <= 30 and per_minute[0] == 10, per_minute
+
+
+def test_a_thousands_like_comma_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    rows = RowAssembler(["a", "b"], source="s")
+    with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+        assert rows.reading(b"1,234", "p", "a", 1.0) == [BadReason.NOT_NUMBER]
+        assert rows.reading(b'"12,500"', "p", "b", 1.0) == [BadReason.NOT_NUMBER]
+        assert rows.keyed({"a": "1,000", "b": 1}, "q", 2.0) is BadReason.NOT_NUMBER
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "'1,234' for 'a' could be 1.234 or 1234" in said[0]
+
+
+_PIECES = st.sampled_from(["Temp", "temp", " [°C]", " [°F]", "(2)", "_", "-", ".", "/", "%2F", "%", "1", "10", ",",
+                           "Flow", "Pressure (bar)", "(psi)", "[", ")", "\u00a0", "ß", "İ", "q", "ts"])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(names=st.lists(st.lists(_PIECES, max_size=5).map("".join), min_size=1, max_size=6),
+       payload=st.one_of(st.binary(max_size=30), st.sampled_from([b"1,234", b"12,5", b'{"v": 1, "q": false}',
+                                                                   b'{"value": "0,5", "quality": -1}', b"null"])))
+def test_any_name_and_payload_gives_a_reason_or_a_row_never_an_error(names: list[str], payload: bytes) -> None:
+    features = ["Temp [°C]", "Temp", "Flow (2)", "Pressure (bar)", "TT-1-10"]
+    rows = RowAssembler(features, source="s")
+    for i, name in enumerate(names):
+        for m in rows.reading(payload, "p", name, 100.0 + i):
+            assert type(m) is BadReason or len(m.values) == len(features)
+    assert rows.keyed_message(json.dumps({n: payload.decode("latin-1") for n in names}), "p", 200.0) is not None
+    j = FeatureNames(features).resolve(names[0])
+    assert j is None or 0 <= j < len(features)

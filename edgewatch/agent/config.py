@@ -29,8 +29,8 @@ setting of the file, never a whole table. Two file forms are read:
 
 Unknown keys are refused with the known ones listed, so a misspelt
 setting cannot be silently ignored. ``--print-config`` leaves the MQTT
-password out (a printed config gets pasted into tickets); give it in
-``$EDGEWATCH_MQTT_PASSWORD`` or add it to the file.
+password out, and the password of any URL (a printed config gets pasted
+into tickets); give it in ``$EDGEWATCH_MQTT_PASSWORD`` or add it to the file.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -100,7 +101,7 @@ class ModelSettings:
     quiet_start: float = setting("quiet-start", 0.0, minimum=0, metavar="SECONDS",
                                  help="Hold each stream's episodes for its first SECONDS of its own time (the "
                                       "data's timestamps), while a detector that learns online learns it: "
-                                      "counted in edgewatch_episodes_held, not sent. 86400 spares NAB's default "
+                                      "counted in edgewatch_episodes_held_total, not sent. 86400 spares NAB's default "
                                       "its first-day false alarms and misses a first-day fault (docs/eval.md). "
                                       "Default 0: none held.")
     close_after: int | None = setting("close-after", minimum=1, metavar="M",
@@ -360,6 +361,7 @@ class AgentConfig:
 
         doc: dict[str, dict[str, Any]] = {}
         withheld = []
+        in_urls: list[str] = []
         for flag, spec in FIELDS.items():
             value = getattr(getattr(self, spec.section), spec.name)
             if flag in SECRETS and not secrets:
@@ -367,11 +369,37 @@ class AgentConfig:
                     withheld.append(flag)
                 continue
             if value is not None:
-                doc.setdefault(spec.section, {})[spec.key] = _plain(value)
+                plain = _plain(value)
+                if not secrets:
+                    plain = _without_passwords(plain, flag, in_urls)
+                doc.setdefault(spec.section, {})[spec.key] = plain
         head = ["# edgewatch agent run --config THIS-FILE reproduces the run that printed it."]
         head += [f"# {flag} is not written here: give it in ${SECRETS[flag]} or add it to this file."
                  for flag in withheld]
+        head += [f"# the password in a --{flag} URL is not written here: give it in $EDGEWATCH_MQTT_PASSWORD or "
+                 "add it to the URL in this file." for flag in dict.fromkeys(in_urls)]
         return "\n".join(head) + "\n\n" + tomli_w.dumps(doc)
+
+
+def _without_passwords(value: Any, flag: str, found: list[str]) -> Any:
+    """``value`` with the password of every URL in it left out (``mqtt://u:pw@h`` -> ``mqtt://u@h``).
+
+    Why: a printed config gets pasted into tickets, and a password written
+    into a source or sink URL is as secret as ``--mqtt-password``. ``found``
+    gets ``flag`` once per URL whose password was left out.
+    """
+    if isinstance(value, list):
+        return [_without_passwords(v, flag, found) for v in value]
+    if isinstance(value, dict):
+        return {k: _without_passwords(v, flag, found) if k == "url" else v for k, v in value.items()}
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    found.append(flag)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(AgentConfig)}  # type: ignore[misc]

@@ -86,6 +86,14 @@ def test_flags_to_config_to_toml_and_back_are_equal() -> None:
     assert "s3cret" not in text and "$EDGEWATCH_MQTT_PASSWORD" in text
     assert AgentConfig.from_flags(flags_of_document(tomllib.loads(text))) == AgentConfig.from_flags(
         {**RICH, "mqtt-password": None})
+    # nor is a password written into a URL (the login name stays), and the file says so
+    urls = AgentConfig.from_flags({**RICH, "sink": ["stdout", "mqtts://press-7:hunter2@broker:8883/plant"],
+                                   "fleet-broker": "mqtt://ops:pw2@broker:1883/fleet"})
+    text = urls.to_toml()
+    assert "hunter2" not in text and "pw2" not in text, text
+    assert "mqtts://press-7@broker:8883/plant" in text and "mqtt://ops@broker:1883/fleet" in text
+    assert "the password in a --sink URL" in text and "the password in a --fleet-broker URL" in text
+    assert "hunter2" in urls.to_toml(secrets=True)
     # the defaults alone round-trip too (None settings are left out of the file)
     assert AgentConfig.from_flags(flags_of_document(tomllib.loads(AgentConfig().to_toml()))) == AgentConfig()
 

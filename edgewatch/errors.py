@@ -8,6 +8,8 @@ Every message says what to do next.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class EdgewatchError(Exception):
     """Base class: catch this to handle any edgewatch failure."""
@@ -36,13 +38,26 @@ class NotCalibrated(EdgewatchError):
     """A threshold or score statistics are needed but were never computed."""
 
 
+def install_hint(extra: str) -> str:
+    """The pip command that adds ``extra`` to this installation.
+
+    Why not ``pip install 'edgewatch[extra]'``: edgewatch is not on PyPI,
+    and that name there would fetch somebody else's package. From a
+    checkout (pyproject.toml beside the package) the command names it.
+    """
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file():
+        return f"pip install -e '{root}[{extra}]'"
+    return f"pip install 'edgewatch-<version>-py3-none-any.whl[{extra}]' (the wheel this edgewatch came from)"
+
+
 class MissingExtra(EdgewatchError, ImportError):
     """An optional dependency is not installed."""
 
     def __init__(self, module: str, extra: str = "train") -> None:
         super().__init__(
             f"{module!r} is needed for this command but is not installed; "
-            f"install it with: pip install 'edgewatch[{extra}]'"
+            f"install it with: {install_hint(extra)}"
         )
         self.module = module
         self.extra = extra

@@ -86,4 +86,4 @@ def test_cryptography_is_needed_only_with_trust_keys(tmp_path: Path) -> None:
     trusting = subprocess.run(run + ["--trust-key", str(tmp_path / "k.pub")], capture_output=True, text=True,
                               timeout=120, cwd=tmp_path)
     assert trusting.returncode == 6, trusting.stderr
-    assert "pip install 'edgewatch[trust]'" in trusting.stderr
+    assert "pip install -e '" in trusting.stderr and "[trust]'" in trusting.stderr  # the checkout, not PyPI

@@ -148,15 +148,15 @@ def test_commands_that_need_an_extra_say_which(installed: Installed, elsewhere: 
     drift = installed.run("drift", "--reference", "ref.csv", "--current", "cur.csv", "--classifier", "none",
                           cwd=elsewhere)
     assert drift.returncode == 6, drift.stderr[-2000:]
-    assert "pip install 'edgewatch[drift]'" in drift.stderr
+    assert "pip install" in drift.stderr and "[drift]'" in drift.stderr
     np.save(elsewhere / "img.npy", rng.integers(0, 255, size=(4, 28, 28)).astype(np.uint8))
     corrupt = installed.run("data", "corrupt", "--images", "img.npy", "--corruption", "blur", "-o",
                             str(elsewhere / "mix.npy"), cwd=elsewhere)
     assert corrupt.returncode == 6, corrupt.stderr[-2000:]
-    assert "pip install 'edgewatch[images]'" in corrupt.stderr
+    assert "pip install '" in corrupt.stderr and "[images]'" in corrupt.stderr
     metric = installed.python("from edgewatch.errors import MissingExtra\n"
                               "from edgewatch.accuracy import auroc\n"
                               "try:\n    auroc([0.1, 0.9], [0, 1])\n"
                               "except MissingExtra as e:\n    print(e.extra, e)\n", elsewhere)
     assert metric.stdout.startswith("eval "), metric.stderr
-    assert "pip install 'edgewatch[eval]'" in metric.stdout
+    assert "pip install '" in metric.stdout and "[eval]'" in metric.stdout

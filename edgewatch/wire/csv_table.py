@@ -70,7 +70,13 @@ TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date")  # compared without
 TIME_NAME_PARTS = ("time", "date", "stamp", "zeit", "datum")  # in a name whose cells are times or epoch numbers
 EPOCH_RANGE = (1e8, 1e19)  # numbers read as epoch seconds, ms, us or ns: from 1973
 LABEL_NAMES = ("anomaly", "changepoint")
-MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"})  # compared in lower case
+# "no value" (compared in lower case): blanks, and the states historians write in a number cell when the sensor
+# gave none (OSIsoft PI's system digital states, Home Assistant's unavailable/unknown). Not PI's "Over Range" /
+# "Under Range": those say the value is beyond the instrument, which a detector should see, not have held over.
+NO_VALUE_STATES = frozenset({"bad", "bad input", "i/o timeout", "shutdown", "calc failed", "calc timeout",
+                             "comm fail", "scan off", "scan timeout", "no data", "no sample", "no result",
+                             "pt created", "out of serv", "intf shut", "not connect", "unavailable", "unknown"})
+MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"}) | NO_VALUE_STATES
 SAMPLE_LINES = 64
 HEAD_LINES = 16  # lines above the header (an export's title, a "sep=;" line) looked through
 MAX_UNIT_ROWS = 3  # rows of units or descriptions under the header

@@ -67,6 +67,9 @@ class ReplaySource(Source):
         self.name = stream or f"replay:{self.path.name}"
         self.rows_sent = 0
         self.rows = rows or RowAssembler(features)
+        # a column logged slower than the rows (blank between readings) is held as fit filled it for the model:
+        # the slow-sensor line, advice for live feeds the model was not fitted on, would be false here
+        self.rows.by_exception = True
         self._next_t = 0.0  # when the next row is due (monotonic), with a rate
         self.layout: CsvLayout = sniff_layout(self.path, time_column, sep)
         self._clock = LocalClock()
@@ -103,11 +106,19 @@ class ReplaySource(Source):
     def _by_name(self, header: list[str], time_col: int | None, time_parts: tuple[str | None, ...]) -> dict[int, int]:
         """Feature index -> column, by the name rule of :mod:`.feature_names` (an exact header wins)."""
         names = FeatureNames(self.features, self.name)
-        picked: dict[int, int] = {}
+        found: dict[int, list[int]] = {}
         for i, h in enumerate(header):
             j = names.resolve(h) if i != time_col and h not in time_parts else None
-            if j is not None and (j not in picked or h == self.features[j]):
-                picked[j] = i
+            if j is not None:
+                found.setdefault(j, []).append(i)
+        picked: dict[int, int] = {}
+        for j, cols in found.items():
+            exact = [i for i in cols if header[i] == self.features[j]]
+            if not exact and len(cols) > 1:  # two spellings, perhaps two units: neither is a guess to make
+                raise BadInput(f"replay file {self.path}: the columns {[header[i] for i in cols]} all match the "
+                               f"model's feature {self.features[j]!r}; name the one to take with ?columns= (the "
+                               f"model's features in order: {self.features})")
+            picked[j] = (exact or cols)[0]
         return picked
 
     def run(self) -> None:

@@ -3,6 +3,7 @@ column sniffed (wire/csv_table.py), the model's features taken by name; an error
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,51 @@ def test_an_error_about_columns_names_what_the_model_wants_what_the_file_has_and
     assert agent.summary.messages == 1 and agent.summary.bad == {}
     with pytest.raises(BadInput, match=r"\?columns= must name 3 of its columns"):
         make_source(f"replay:{csv}?columns=Pressure,Flow", FEATURES)
+
+
+def test_two_columns_that_both_match_a_feature_are_refused_with_the_fix(tmp_path: Path) -> None:
+    """Another export of the plant's historian: 'Pressure [bar]' and 'Pressure [psi]' both match 'Pressure'."""
+    csv = tmp_path / "two.csv"
+    csv.write_text("datetime,Pressure [bar],Pressure [psi],Current,Volume Flow RateRMS\n"
+                   "2020-03-09 10:14:33,0.054711,0.79,0.87,32.0\n")
+    with pytest.raises(BadInput, match=r"\['Pressure \[bar\]', 'Pressure \[psi\]'\] all match .*'Pressure'.*"
+                                       r"\?columns="):
+        make_source(f"replay:{csv}", FEATURES)
+    # an exact header among them wins, as on live sources
+    csv.write_text("datetime,Pressure [psi],Pressure,Current,Volume Flow RateRMS\n"
+                   "2020-03-09 10:14:33,0.79,0.054711,0.87,32.0\n")
+    agent, sink = _run(tmp_path, f"replay:{csv}")
+    assert agent.summary.messages == 1 and agent.summary.bad == {} and not sink.events
+
+
+def test_a_historians_no_value_states_are_held_as_blanks_not_rows_skipped(tmp_path: Path) -> None:
+    """PI writes 'I/O Timeout', 'Shutdown' in a number cell when a tag has no value: the row's other tags go on
+    (fit reads the same cells as blanks); other text in a number cell still refuses its row."""
+    lines = ["datetime,Pressure,Current,Volume Flow RateRMS"]
+    for i in range(20):
+        pressure = "I/O Timeout" if 5 <= i < 12 else "Shutdown" if i == 12 else "0.054711"
+        lines.append(f"2020-03-09 10:14:{i:02d},{pressure},0.87,{'on' if i == 15 else '32.0'}")
+    csv = tmp_path / "pi.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    agent, _ = _run(tmp_path, f"replay:{csv}?max_age=60s")
+    assert agent.summary.messages == 20 and agent.summary.bad == {"not_number": 1}
+    assert agent.summary.windows == 19 - 2  # every row but the 'on' one makes a window (window 3)
+
+
+def test_a_column_logged_slower_than_the_rows_is_held_without_live_feed_advice(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Fit fills the blanks of a slow column from its last reading, so the model saw it held: no slow-sensor line."""
+    lines = ["datetime,Pressure,Current,Volume Flow RateRMS"]
+    for i in range(120):
+        lines.append(f"2020-03-09 10:{14 + i // 60:02d}:{i % 60:02d},0.054711,0.87,{'32.0' if i % 10 == 0 else ''}")
+    csv = tmp_path / "slow.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
+        agent, _ = _run(tmp_path, f"replay:{csv}")
+    # until the column's second reading tells its interval, it is held for three row intervals (rows 4-9 wait)
+    assert agent.summary.messages == 120 and agent.summary.bad == {"stale_feature": 6}
+    assert agent.summary.windows == 120 - 6 - 2
+    assert "reports every" not in caplog.text
 
 
 def _exports() -> dict[str, tuple[str, str]]:

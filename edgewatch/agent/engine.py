@@ -758,11 +758,15 @@ class Agent:
                     self._emit_posted()
                 continue
             items = [first]
+            take = limit if max_messages is None else min(limit, max(1, max_messages - self.summary.messages))
             try:
-                while len(items) < limit:
+                while len(items) < take:
                     items.append(q.get_nowait())
             except queue.Empty:
                 pass
+            if max_messages is not None and self.summary.messages >= max_messages:
+                # --max-messages N scores N messages, not N and a batch (what is still queued is left unread)
+                items = [it for it in items if it.kind in (Kind.END, Kind.FAILED)]
             for it in items:
                 if it.kind == Kind.END:
                     supervisor.ended(it.payload)  # type: ignore[arg-type]

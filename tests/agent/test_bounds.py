@@ -130,3 +130,23 @@ def test_likelihood_history_ring_keeps_what_a_deque_kept_in_the_same_order() -> 
             st.remember(float(v))
             ref.append(float(v))
             assert np.array_equal(st.past(), np.fromiter(ref, dtype=np.float64))  # same values, oldest first
+
+
+@pytest.mark.parametrize("source", ["replay", "stdin"])
+def test_max_messages_reads_exactly_that_many(tmp_path: Path, source: str) -> None:
+    """``--max-messages 20`` as the CLI runs it: it read a whole batch before (304 rows of a replay, 200 of 200
+    stdin lines)."""
+    import subprocess
+    import sys
+
+    path = write_model(tmp_path / "m.onnx", make_card(window=3, threshold=0.5, k=1, n=1))
+    lines = [json.dumps({"stream": "s", "values": [0.5] * 4}) for _ in range(200)]
+    csv = tmp_path / "r.csv"
+    csv.write_text("ts,a,b,c,d\n" + "".join(f"{1000 + i},0.5,0.5,0.5,0.5\n" for i in range(400)))
+    url = f"replay:{csv}" if source == "replay" else "stdin"
+    run = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(path), "--source",
+                          url, "--max-messages", "20", "--summary-json", str(tmp_path / "s.json"), "-q"],
+                         input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["messages"] == 20 and summary["ended_by"] == "messages", summary

@@ -88,6 +88,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 # "1,234" is 1234 in an English export and 1.234 in a European one: one to three digits (no leading 0) and a
 # comma before exactly three is refused rather than read a thousand times off
 _THOUSANDS = re.compile(r"^[+-]?[1-9]\d{0,2},\d{3}$")
+# commas that can only separate thousands: two groups or more, or one and a decimal point ("1,234,567", "1,234.5")
+_GROUPED = re.compile(r"^[+-]?[1-9]\d{0,2}(?:(?:,\d{3}){2,}(?:\.\d+)?|,\d{3}\.\d+)$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
@@ -165,7 +167,7 @@ def cell_value(value: object) -> float | _Missing | BadReason:
 
 class _StreamState:
     __slots__ = ("values", "at", "gaps", "fresh", "row_ts", "last_row_at", "row_gaps", "waiting_since",
-                 "warned_at", "strangers", "owners")
+                 "warned_at", "strangers", "owners", "comma")
 
     def __init__(self, n: int) -> None:
         self.values: list[float] = [math.nan] * n
@@ -179,6 +181,7 @@ class _StreamState:
         self.warned_at = -math.inf
         self.strangers: dict[str, None] = {}  # names received that are no feature (ordered, bounded)
         self.owners: dict[int, object] = {}  # feature -> the other spelling feeding it (FeatureNames.claim)
+        self.comma = ""  # what a comma in this stream's numbers is, once a value told: "decimal" or "thousands"
 
 
 class RowAssembler:
@@ -315,6 +318,8 @@ class RowAssembler:
     def _keyed_row(self, cells: list[object], stream: str, at: float, ts: float | None) -> Measurement | BadReason:
         for j, raw in enumerate(cells):
             v = cell_value(raw)
+            if type(raw) is str and "," in raw:
+                v = self._comma(self._state(stream), raw, v)
             if type(v) is BadReason:
                 if v is BadReason.NOT_NUMBER:
                     self._refused(j, raw)
@@ -322,13 +327,36 @@ class RowAssembler:
             cells[j] = v
         return self.row(stream, cells, at, ts)
 
+    @staticmethod
+    def _comma(st: _StreamState, raw: str, v: float | _Missing | BadReason) -> float | _Missing | BadReason:
+        """``raw``'s value once the stream's own numbers told what its commas are; learns it from them.
+
+        ``"12,5"`` (read as a decimal comma) says decimal, ``"1,234,567"`` or
+        ``"1,234.5"`` says thousands; until one of them came, ``"1,234"`` stays
+        ``not_number`` (:meth:`_refused` says why). Per stream: one broker
+        carries gateways of both kinds.
+        """
+        text = raw.strip()
+        if type(v) is float:
+            st.comma = st.comma or "decimal"
+            return v
+        if v is not BadReason.NOT_NUMBER:
+            return v
+        if _GROUPED.match(text):
+            st.comma = st.comma or "thousands"
+            return cell_value(float(text.replace(",", "")))
+        if st.comma and _THOUSANDS.match(text):
+            return cell_value(float(text.replace(",", "." if st.comma == "decimal" else "")))
+        return v
+
     def _refused(self, j: int, raw: object) -> None:
         """Say once per source why a number with a thousands-like comma is ``not_number`` (the refusal path only)."""
         if not self._said_thousands and type(raw) is str and _THOUSANDS.match(raw.strip()):
             self._said_thousands = True
             log.warning("source %s: %r for %r could be %s or %s (a comma before three digits may separate "
-                        "thousands or decimals): such values are counted not_number, never guessed. Send a point "
-                        "as the decimal separator, no thousands separator (said once)", self.source or "?", raw,
+                        "thousands or decimals): counted not_number until the stream sends a number that tells "
+                        "(12,5 or 0,125: decimal; 1,234,567 or 1,234.5: thousands). Better: send a point as the "
+                        "decimal separator, no thousands separator (said once)", self.source or "?", raw,
                         self.features[j], raw.strip().replace(",", "."), raw.strip().replace(",", ""))
 
     def _matched(self, obj: dict, cells: list[object], stream: str) -> bool:
@@ -441,6 +469,8 @@ class RowAssembler:
     def _feature(self, stream: str, st: _StreamState, j: int, value: object, at: float, ts: float | None
                  ) -> list[Measurement | BadReason]:
         v = cell_value(value)
+        if type(value) is str and "," in value:
+            v = self._comma(st, value, v)
         if type(v) is BadReason:
             if v is BadReason.NOT_NUMBER:
                 self._refused(j, value)

@@ -581,3 +581,21 @@ def test_any_name_and_payload_gives_a_reason_or_a_row_never_an_error(names: list
     assert rows.keyed_message(json.dumps({n: payload.decode("latin-1") for n in names}), "p", 200.0) is not None
     j = FeatureNames(features).resolve(names[0])
     assert j is None or 0 <= j < len(features)
+
+
+def test_a_streams_own_numbers_tell_what_its_commas_are() -> None:
+    """A European gateway writing three decimals ('4,215') was refused for good; a value only a decimal comma can
+    be ('0,125') tells, and from then on its stream reads '4,215' as 4.215. An English one ('1,234,567') tells
+    thousands. Each stream learns its own: one broker carries gateways of both kinds."""
+    rows = RowAssembler(["a", "b"], source="s")
+    assert rows.reading(b'"4,215"', "eu", "a", 1.0) == [BadReason.NOT_NUMBER]  # not yet known
+    assert rows.reading(b'"0,125"', "eu", "b", 1.0) == []  # a decimal comma, the only reading
+    assert [list(m.values) for m in rows.reading(b'"4,215"', "eu", "a", 2.0)] == [[4.215, 0.125]]
+    assert rows.keyed({"a": "1,234,567", "b": 1}, "us", 3.0).values == [1234567.0, 1.0]
+    assert rows.keyed({"a": "4,215", "b": 1}, "us", 4.0).values == [4215.0, 1.0]
+    assert rows.keyed({"a": "1,234.5", "b": "2,000"}, "us2", 5.0).values == [1234.5, 2000.0]
+    # a stream that never told stays refused, whatever the others said
+    assert rows.keyed({"a": "4,215", "b": 1}, "other", 6.0) is BadReason.NOT_NUMBER
+    # what a stream learnt first holds: a later "1,234,567" on the European one is read as thousands (the only
+    # reading), without turning its "4,215" into 4215
+    assert rows.keyed({"a": "1,234,567", "b": "4,215"}, "eu", 7.0).values == [1234567.0, 4.215]

@@ -5,9 +5,12 @@ measurements need is read: ``Payload.timestamp`` (1), ``metrics`` (2),
 ``seq`` (3) and, per ``Metric``, ``name`` (1), ``alias`` (2), ``timestamp`` (3),
 ``datatype`` (4), ``is_null`` (7) and the scalar values ``int_value`` (10),
 ``long_value`` (11), ``float_value`` (12), ``double_value`` (13),
-``boolean_value`` (14), ``string_value`` (15). Other fields (metadata,
-properties, datasets, templates) are skipped by their wire type, so a
-payload that carries them still decodes. The encoder writes the same
+``boolean_value`` (14), ``string_value`` (15), and of ``properties`` (9) the
+``Quality`` property alone (Ignition's, an int32: 192 good, a value with
+its top bit set Bad or Error, as Ignition itself decodes it; Cirrus Link
+leaves it out when it is good). Other fields (metadata, other properties,
+datasets, templates) are skipped by their wire type, so a payload that
+carries them still decodes. The encoder writes the same
 fields: the simulator publishes Sparkplug B with it, and tests do.
 
 What the messages mean over time (births, aliases, deaths) is the agent's
@@ -62,6 +65,12 @@ class Metric:
     datatype: int = 0
     is_null: bool = False
     value: object = None
+    quality: int | None = None  # the Quality property as an int32, when the metric carries one
+
+    @property
+    def bad_quality(self) -> bool:
+        """True when its Quality says Bad or Error (the int32's sign bit, as for OPC UA status codes)."""
+        return self.quality is not None and self.quality < 0
 
 
 def decode_payload(buf: bytes) -> tuple[int | None, int | None, list[Metric]]:
@@ -104,11 +113,30 @@ def _metric(buf: bytes) -> Metric:
             m.value = bool(value)
         elif field == 15 and wire == 2:
             m.value = value.decode("utf-8", "replace")  # type: ignore[union-attr]
+        elif field == 9 and wire == 2:
+            m.quality = _quality(value)  # type: ignore[arg-type]
     bits = _SIGNED_BITS.get(m.datatype)
     if bits and isinstance(m.value, int) and not isinstance(m.value, bool):
         v = m.value & ((1 << bits) - 1)  # int_value holds the two's complement in a uint32
         m.value = v - (1 << bits) if v >> (bits - 1) else v
     return m
+
+
+def _quality(buf: bytes) -> int | None:
+    """The ``Quality`` entry of a PropertySet (keys 1, values 2, paired in order) as an int32, or None."""
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    for field, wire, value in _fields(buf):
+        if wire == 2 and field in (1, 2):
+            (keys if field == 1 else values).append(value)  # type: ignore[arg-type]
+    for k, v in zip(keys, values):
+        if k.lower() == b"quality":
+            for field, wire, value in _fields(v):
+                if field in (3, 4) and wire == 0:  # int_value (uint32 on the wire), long_value
+                    q = int(value) & 0xFFFFFFFF  # type: ignore[call-overload]
+                    return q - (1 << 32) if q >> 31 else q
+            return None
+    return None
 
 
 # -- encoding (the simulator and tests publish Sparkplug B too) ----------------------------
@@ -127,8 +155,9 @@ def _put_bytes(out: bytearray, field: int, data: bytes) -> None:
 
 
 def encode_metric(name: str | None, value: object, alias: int | None = None, datatype: int | None = None,
-                  timestamp: int | None = None) -> bytes:
-    """One Metric: floats as Double, bools as Boolean, ints as Int64, str as String, None as is_null."""
+                  timestamp: int | None = None, quality: int | None = None) -> bytes:
+    """One Metric: floats as Double, bools as Boolean, ints as Int64, str as String, None as is_null;
+    ``quality`` as Ignition's ``Quality`` property (an Int32)."""
     out = bytearray()
     if name is not None:
         _put_bytes(out, 1, name.encode())
@@ -163,6 +192,16 @@ def encode_metric(name: str | None, value: object, alias: int | None = None, dat
         out += _F64.pack(float(value))  # type: ignore[arg-type]
     else:
         _put_bytes(out, 15, str(value).encode())
+    if quality is not None:
+        prop = bytearray()
+        _put_key(prop, 1, 0)
+        _put_varint(prop, INT32)  # PropertyValue.type
+        _put_key(prop, 3, 0)
+        _put_varint(prop, quality & 0xFFFFFFFF)
+        props = bytearray()
+        _put_bytes(props, 1, b"Quality")
+        _put_bytes(props, 2, bytes(prop))
+        _put_bytes(out, 9, bytes(props))
     return bytes(out)
 
 

@@ -203,6 +203,7 @@ class SparkplugDecoder:
     def _update(self, stream: str, session: _Session, metrics: list[Metric], ts_ms: int | None
                 ) -> Measurement | BadReason | None:
         update: list[tuple[int, float, str | None]] = []  # feature, value, the name it came by
+        bad: list[int] = []  # features whose Quality says Bad: their held value is no longer the sensor's
         latest_ms = None
         named = False
         for m in metrics:
@@ -219,6 +220,9 @@ class SparkplugDecoder:
                 continue
             if j is None:
                 continue
+            if m.bad_quality:
+                bad.append(j)
+                continue
             v = m.value
             if m.is_null or v is None or m.datatype in TEXT_TYPES or isinstance(v, (str, bytes)):
                 return BadReason.NOT_NUMBER
@@ -231,6 +235,11 @@ class SparkplugDecoder:
         if named:  # a later metric of this message may have contested an earlier one's feature
             owners = session.owners
             update = [(j, f, n) for j, f, n in update if n is None or owners.get(j) == n]
+        if bad:
+            for j in bad:
+                session.last[j] = None
+            if not update:
+                return BadReason.BAD_STATUS
         if not update:
             return None
         if stream not in self._sessions:
@@ -240,6 +249,8 @@ class SparkplugDecoder:
         last = session.last
         for j, f, _ in update:
             last[j] = f
+        if bad:
+            return BadReason.BAD_STATUS
         if any(v is None for v in last):
             return BadReason.WRONG_ARITY
         ms = latest_ms if latest_ms is not None else ts_ms

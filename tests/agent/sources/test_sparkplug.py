@@ -60,6 +60,24 @@ def test_aliases_from_births_and_report_by_exception() -> None:
     assert d.decode("spBv1.0/plant/DCMD/gw1/pump1", encode_payload([])) == []
 
 
+def test_a_metric_whose_quality_says_bad_is_no_longer_held() -> None:
+    """Ignition's Quality property (an int32; its sign bit set is Bad or Error, 192 good; left out when good):
+    a sensor gone bad kept feeding the model its last value, as if it still read that."""
+    bad_q, good_q = -2147483136, 192  # 0x80000200 as Ignition sends a Bad quality; legacy Good
+    _, _, (metric,) = decode_payload(encode_payload([encode_metric("fan", 0.5, quality=bad_q)]))
+    assert metric.quality == bad_q and metric.bad_quality and metric.value == 0.5
+    d = SparkplugDecoder(FEATURES)
+    birth = encode_payload([encode_metric(f, 0.5, alias=i + 1, quality=good_q) for i, f in enumerate(FEATURES)])
+    assert _one(d.decode("spBv1.0/p/DBIRTH/gw/pump", birth)).values == [0.5] * 4  # 192 is good
+    went_bad = encode_payload([encode_metric(None, 0.9, alias=1), encode_metric(None, 0.5, alias=4, quality=bad_q)])
+    assert _one(d.decode("spBv1.0/p/DDATA/gw/pump", went_bad)) is BadReason.BAD_STATUS
+    # the other metrics of that message were taken; the bad one holds nothing until it reports good again
+    assert _one(d.decode("spBv1.0/p/DDATA/gw/pump", encode_payload([encode_metric(None, 0.8, alias=2)]))) \
+        is BadReason.WRONG_ARITY
+    back = _one(d.decode("spBv1.0/p/DDATA/gw/pump", encode_payload([encode_metric(None, 0.7, alias=4)])))
+    assert back.values == [0.9, 0.8, 0.5, 0.7]
+
+
 def test_death_ends_the_session_and_a_rebirth_resets_the_stream() -> None:
     d = SparkplugDecoder(FEATURES)
     birth = encode_payload([encode_metric(f, 0.5, alias=i + 1) for i, f in enumerate(FEATURES)])

@@ -41,7 +41,7 @@ from edgewatch.agent.sources import Item, Kind, Source
 from edgewatch.agent.sources.columns import parse_columns
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
                                              sane_timestamp)
-from edgewatch.agent.sources.rows import RowAssembler
+from edgewatch.agent.sources.rows import CLOCK_WARN_AFTER, RowAssembler
 from edgewatch.agent.sources.supervision import RestartPolicy, SourceSupervisor
 from edgewatch.agent.streams import StreamTable
 from edgewatch.agent.windows import StreamWindows, group_by_slot
@@ -384,6 +384,8 @@ class Agent:
                 m = parse_message(payload, n_features, max_bytes)  # type: ignore[arg-type]
                 if m is BadReason.NO_VALUES:
                     m = self._keyed_row(payload, source, received)  # type: ignore[arg-type]
+                elif type(m) is Measurement and m.ts is not None and abs(m.ts - received) >= CLOCK_WARN_AFTER:
+                    self._rows_of(source).check_clock(m.stream or source, m.ts, received)
                 if type(m) is not Measurement:
                     bad[m] = bad.get(m, 0) + 1  # type: ignore[index]
                     continue
@@ -685,10 +687,14 @@ class Agent:
 
     def _keyed_row(self, raw: str | bytes, source: str, received: float) -> Measurement | BadReason:
         """A raw line that is an object keyed by feature name, through its source's row assembler."""
+        return self._rows_of(source).keyed_message(raw, source, received, self.options.max_message_bytes)
+
+    def _rows_of(self, source: str) -> RowAssembler:
+        """The row assembler of a source whose raw lines the loop parses (stdin, websockets): its rules, its logs."""
         rows = self._rows.get(source)
         if rows is None:
             rows = self._rows[source] = RowAssembler(self.features, source=source)
-        return rows.keyed_message(raw, source, received, self.options.max_message_bytes)
+        return rows
 
     def request_stop(self) -> None:
         """Stop reading; what is already queued is still processed (safe from a signal handler)."""

@@ -599,3 +599,16 @@ def test_a_streams_own_numbers_tell_what_its_commas_are() -> None:
     # what a stream learnt first holds: a later "1,234,567" on the European one is read as thousands (the only
     # reading), without turning its "4,215" into 4215
     assert rows.keyed({"a": "1,234,567", "b": "4,215"}, "eu", 7.0).values == [1234567.0, 4.215]
+
+
+def test_a_clock_an_hour_off_is_said_for_arrays_on_stdin(tmp_path: Path) -> None:
+    """``{"values": [...], "ts": local time}`` lines on stdin, as the README pipes them: said once, like MQTT's."""
+    model = write_model(tmp_path / "m.onnx", make_card(window=2, features=HEADERS, threshold=1e9))
+    naive = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 3600))
+    lines = [json.dumps({"stream": "pump-7", "values": [0.5] * 5, "ts": naive}) for _ in range(5)]
+    run = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model), "--source",
+                          "stdin", "-q"], input="\n".join(lines) + "\n", capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    said = [line for line in run.stderr.splitlines() if "this machine's clock" in line]
+    assert len(said) == 1 and "'pump-7' sends times" in said[0] and "ahead of" in said[0], run.stderr

@@ -5,15 +5,26 @@ spaced quantiles (0 %, 1 %, ... 100 %) plus its size, mean and std. That is
 enough to rebuild the reference CDF to within one percent and to run a KS
 test against it (see :mod:`edgewatch.agent.watch.drift_watch`).
 
+A feature whose level the model does not read (one it scores by its rate,
+the slope over the window, because its level moves through normal data:
+a warming temperature; or one it ignores) is named in ``unchecked`` with
+the reason. The agent leaves it out of the level KS test and the first-rows
+range check: judged by its level, the very data the model was fitted on
+drifts (replaying it raised ``drift`` on the warming temperature), and a
+change of its rate is the model's own business (its score reads the rate).
+Files written before ``unchecked`` existed read as an empty one: every
+feature is checked, as before.
+
 NumPy only: the training code calls :func:`drift_reference_from`, and the
 agent reads the result; neither side needs torch here.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from dataclasses import dataclass
+import numpy as np
 
 from edgewatch.errors import BadInput, BadModelFile
 
@@ -32,16 +43,28 @@ class DriftReference:
     quantiles: list[list[float]]
     mean: list[float]
     std: list[float]
+    # feature -> why its level is not tested (the model reads its rate, or not at all); {} in older files
+    unchecked: dict[str, str] = field(default_factory=dict)
+
+    def checked(self, features: list[str]) -> list[int]:
+        """Indices of ``features`` whose level the running checks compare with this reference."""
+        return [j for j, name in enumerate(features) if name not in self.unchecked]
 
 
-def drift_reference_from(values: np.ndarray, n_quantiles: int = N_QUANTILES) -> DriftReference:
+RATE_REASON = "the model reads its rate (slope over the window), not its level, which moves through normal data"
+IGNORED_REASON = "the score ignores it"
+
+
+def drift_reference_from(values: np.ndarray, n_quantiles: int = N_QUANTILES,
+                         unchecked: Mapping[str, str] | None = None) -> DriftReference:
     """Summarise training inputs ``[n, n_features]`` (raw units) for the running KS check.
 
     Time-series training windows should be passed as their distinct time
     steps (``[steps, n_features]``), not as overlapping windows, so that each
     measurement counts once and ``n`` is honest: the KS test uses it.
     Non-finite rows are dropped; fails with :class:`BadInput` when fewer than
-    two finite rows remain.
+    two finite rows remain. ``unchecked``: feature name -> why the agent
+    should not test its level (see the module docstring).
     """
     x = np.asarray(values, dtype=np.float64)
     if x.ndim == 1:
@@ -61,12 +84,27 @@ def drift_reference_from(values: np.ndarray, n_quantiles: int = N_QUANTILES) -> 
         quantiles=[[float(v) for v in row] for row in q],
         mean=[float(v) for v in x.mean(axis=0)],
         std=[float(v) for v in x.std(axis=0)],
+        unchecked={str(k): str(v) for k, v in (unchecked or {}).items()},
     )
 
 
-def check_reference(reference: DriftReference, n_features: int) -> None:
-    """Refuse a reference that cannot be compared with ``n_features`` inputs, saying why."""
+def unchecked_reasons(features: Sequence[str], rates: Sequence[str] = (), ignored: Sequence[str] = ()
+                      ) -> dict[str, str]:
+    """``unchecked`` for a model that reads ``rates`` by their slope and ``ignored`` not at all."""
+    out = {f: RATE_REASON for f in features if f in rates}
+    out.update({f: IGNORED_REASON for f in features if f in ignored})
+    return out
+
+
+def check_reference(reference: DriftReference, n_features: int, features: list[str] | None = None) -> None:
+    """Refuse a reference that cannot be compared with ``n_features`` inputs (named ``features``), saying why."""
     problems = []
+    unchecked = reference.unchecked
+    if not isinstance(unchecked, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in unchecked.items()):
+        problems.append(f"unchecked must map feature names to reasons, got {unchecked!r}")
+    elif features is not None and set(unchecked) - set(features):
+        problems.append(f"unchecked names {sorted(set(unchecked) - set(features))}, which are not features")
     if reference.n < 2:
         problems.append(f"n={reference.n} (needs at least 2)")
     if len(reference.quantiles) != n_features:

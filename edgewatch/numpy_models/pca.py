@@ -60,7 +60,7 @@ from edgewatch.contract import (
     ScoreStats,
     Task,
 )
-from edgewatch.contract.drift_reference import drift_reference_from
+from edgewatch.contract.drift_reference import drift_reference_from, unchecked_reasons
 from edgewatch.errors import BadInput, BadModelFile
 from edgewatch.files import replacing
 from edgewatch.wire.onnx_write import Node, float32, int64, model_bytes
@@ -248,7 +248,8 @@ def pca_card(fit: PcaFit, trained_on: dict[str, Any] | None = None) -> ModelCard
                     "components": fit.components, "ignore": list(cfg.ignore),
                     **({"rates": list(cfg.rates)} if cfg.rates else {}), **(trained_on or {})},
         window=cfg.window, horizon=0, stride=1, decision=Decision(cfg.k, cfg.n, cfg.m),
-        drift_reference=drift_reference_from(fit.training),
+        drift_reference=drift_reference_from(fit.training,
+                                             unchecked=unchecked_reasons(fit.features, cfg.rates, cfg.ignore)),
         training_range={fit.features[j]: [float(low[j]), float(high[j])] for j in levels},
     )
 

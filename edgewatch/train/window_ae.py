@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from edgewatch.contract import Decision, ModelCard, Quantization, ScoreStats, Task
-from edgewatch.contract.drift_reference import drift_reference_from
+from edgewatch.contract.drift_reference import drift_reference_from, unchecked_reasons
 from edgewatch.errors import BadInput
 from edgewatch.export.scoring import SCORE_TEXT, InputScaler, ReconstructionScorer, ScoreKind, score_batches
 from edgewatch.train.loop import TrainConfig, TrainResult, fit, seed_everything
@@ -129,6 +129,6 @@ def train_window_ae(build: Callable[[int], nn.Module], family: str, values: np.n
         "trained_on": {"rows": int(len(x)), "windows": int(len(raw)), "epochs": history.epochs_run,
                        "seed": cfg.train.seed, "ignore": list(cfg.ignore), **(trained_on or {})},
         "window": cfg.window, "horizon": 0, "stride": cfg.score_stride, "decision": Decision(cfg.k, cfg.n, cfg.m),
-        "drift_reference": drift_reference_from(x),
+        "drift_reference": drift_reference_from(x, unchecked=unchecked_reasons(features, ignored=cfg.ignore)),
     }
     return WindowAeRun(scorer, card_fields, calibration, history, threshold)

@@ -8,7 +8,12 @@ bounded ring buffer per stream (cheap, vectorised), and asks
 ``check_every`` new messages since their last check are tested.
 
 The test is a Kolmogorov-Smirnov test per feature with a Bonferroni
-correction (drift when any ``p < alpha / n_features``). The reference is a
+correction (drift when any ``p < alpha / n_checked``). Features the
+reference names in ``unchecked`` (the model reads their rate, not their
+level, or ignores them) are left out: their level moves through the normal
+data, so testing it flagged the model's own training data (replaying the
+normal file of ``edgewatch fit`` raised ``drift`` on its warming
+temperature). The log says so once, when the watch is built. The reference is a
 set of quantiles, not a sample, so the statistic is taken against the
 piecewise-linear CDF through those quantiles (exact at each quantile, within
 one percent between them; point masses such as a constant feature are kept
@@ -28,6 +33,7 @@ NumPy and SciPy only: no torch, no onnx.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -37,6 +43,8 @@ from edgewatch.agent.watch.range_check import FirstRowsRange
 from edgewatch.contract import DriftReference
 from edgewatch.contract.drift_reference import check_reference
 from edgewatch.errors import BadInput
+
+log = logging.getLogger("edgewatch.agent")
 
 MIN_SAMPLE = 20  # below this the KS p-value means little; such streams are not checked
 
@@ -173,7 +181,7 @@ class DriftWatch:
                  check_every: int = 512, alpha: float = 0.05, keep_every: int = 1,
                  min_statistic: float = 0.0, min_sample: int = MIN_SAMPLE, max_slots: int | None = None,
                  first_rows: FirstRowsRange | None = None) -> None:
-        check_reference(reference, len(features))
+        check_reference(reference, len(features), list(features))
         if sample_size < MIN_SAMPLE:
             raise ValueError(f"sample_size must be at least {MIN_SAMPLE}")
         if check_every < 1 or keep_every < 1:
@@ -186,13 +194,17 @@ class DriftWatch:
         self.check_every = int(check_every)
         self.keep_every = int(keep_every)
         self.alpha = float(alpha)
-        self.alpha_corrected = self.alpha / len(self.features)
+        # the features whose level is tested: the KS test reads only these columns of the sample
+        self._checked = np.asarray(reference.checked(self.features), dtype=np.intp)
+        self.checked_features = [self.features[j] for j in self._checked]
+        self._all_checked = len(self.checked_features) == len(self.features)
+        self.alpha_corrected = self.alpha / max(1, len(self.checked_features))
         # A feature drifts when its KS p-value is under alpha_corrected AND its
         # statistic is at least min_statistic: with hundreds of correlated
         # inputs, significance alone also flags harmless differences.
         self.min_statistic = float(min_statistic)
         self.min_sample = max(MIN_SAMPLE, min(int(min_sample), self.sample_size))
-        self._knots = np.asarray(reference.quantiles, dtype=np.float64).T.copy()  # [Q, F]
+        self._knots = np.asarray(reference.quantiles, dtype=np.float64).T[:, self._checked].copy()  # [Q, checked]
         self._n_features = len(self.features)
         # float32: the KS test compares at float32 precision anyway (see ks_statistics), and the sample
         # is most of a stream's memory (512 x n_features values)
@@ -206,6 +218,9 @@ class DriftWatch:
         self._drifting: dict[int, tuple[str, ...]] = {}  # streams whose last check found drift
         self._slack = self.check_every  # rows that can arrive before any stream is due
         self.first_rows = first_rows  # each stream's first rows against the training range
+        if reference.unchecked:
+            log.info("drift check: not testing the level of %s",
+                     "; ".join(f"{name}: {why}" for name, why in reference.unchecked.items()))
 
     # -- feeding ---------------------------------------------------------------------
 
@@ -326,7 +341,8 @@ class DriftWatch:
     # -- checking --------------------------------------------------------------------
 
     def _statistics(self, x: np.ndarray) -> np.ndarray:
-        return ks_statistics(x, self._knots)
+        """KS distance per checked feature (``self.checked_features`` order)."""
+        return ks_statistics(x if self._all_checked else x[:, self._checked], self._knots)
 
     def _critical(self, n: int) -> float:
         """The KS statistic above which ``p < alpha_corrected`` at sample size ``n`` (cached)."""
@@ -339,11 +355,12 @@ class DriftWatch:
 
     def _event(self, slot: int, x: np.ndarray, d: np.ndarray) -> DriftEvent:
         p = ks_pvalue(d, x.shape[0], self.reference.n)
-        drifted = [name for name, pv, dv in zip(self.features, p, d)
+        names = self.checked_features
+        drifted = [name for name, pv, dv in zip(names, p, d)
                    if pv < self.alpha_corrected and dv >= self.min_statistic]
         return DriftEvent(slot=int(slot), features=drifted,
-                          statistic={n: float(v) for n, v in zip(self.features, d)},
-                          p_value={n: float(v) for n, v in zip(self.features, p)},
+                          statistic={n: float(v) for n, v in zip(names, d)},
+                          p_value={n: float(v) for n, v in zip(names, p)},
                           alpha=self.alpha_corrected, n=int(x.shape[0]), n_reference=int(self.reference.n))
 
     def _range_events(self) -> list[DriftEvent]:
@@ -370,8 +387,8 @@ class DriftWatch:
         ends it with ``drift_end``).
         """
         events = self._range_events()
-        if self._slack > 0 or not self._since.size:
-            return events  # no stream can have reached check_every yet: skip the scan
+        if self._slack > 0 or not self._since.size or not self._checked.size:
+            return events  # no stream can have reached check_every yet (or no feature is tested): skip the scan
         for slot in np.flatnonzero(self._since >= self.check_every):
             slot = int(slot)
             x = self.sample(slot)

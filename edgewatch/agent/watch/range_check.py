@@ -8,7 +8,9 @@ episode, with no warning). So the first ``rows`` messages of every stream
 (120 by default) are compared, in blocks of ``block`` rows, with the range
 each feature had in training (``ModelCard.training_range``: the features
 whose level the score uses; without it, every feature's 0-100 % quantiles
-of the drift reference). The range is widened by a quarter of its width on
+of the drift reference), less those the reference names ``unchecked``
+(read by their rate, or not at all: their level in the first rows says
+nothing about the model). The range is widened by a quarter of its width on
 each side (and a millionth of its magnitude, so that a feature constant in
 training is not flagged by float rounding). When more than half of a
 block's rows of a feature lie outside, the stream gets one ``drift`` event
@@ -176,15 +178,18 @@ class FirstRowsRange:
 
 
 def range_check_for(card: ModelCard, rows: int = ROWS) -> FirstRowsRange | None:
-    """The check a card asks for: its training range, else every feature's span in the drift reference."""
+    """The check a card asks for: its training range, else every feature's span in the drift reference.
+
+    Features the reference names ``unchecked`` are not watched.
+    """
     ref = card.drift_reference
     if ref is None or rows <= 0:
         return None
     low = np.array([q[0] for q in ref.quantiles], dtype=np.float64)
     high = np.array([q[-1] for q in ref.quantiles], dtype=np.float64)
-    watched = np.ones(card.n_features, dtype=bool)
+    watched = np.array([f not in ref.unchecked for f in card.features])  # not a feature read by its rate
     if card.training_range is not None:
-        watched = np.array([f in card.training_range for f in card.features])
+        watched &= np.array([f in card.training_range for f in card.features])
         for j, f in enumerate(card.features):
             if f in card.training_range:
                 low[j], high[j] = card.training_range[f]

@@ -252,7 +252,7 @@ class ModelCard:
                 continue  # not used: written as before, so older readers keep reading the file
             if isinstance(value, enum.Enum):
                 text = value.value
-            elif isinstance(value, (PostProcess, Decision)):
+            elif isinstance(value, (PostProcess, Decision, DriftReference)):
                 text = json.dumps(value.to_dict(), separators=(",", ":"))
             elif isinstance(value, str):
                 text = value

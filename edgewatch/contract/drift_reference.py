@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from edgewatch.contract.plain import to_plain
 from edgewatch.errors import BadInput, BadModelFile
 
 N_QUANTILES = 101
@@ -49,6 +51,14 @@ class DriftReference:
     def checked(self, features: list[str]) -> list[int]:
         """Indices of ``features`` whose level the running checks compare with this reference."""
         return [j for j, name in enumerate(features) if name not in self.unchecked]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card's JSON; without ``unchecked`` when it is empty, so agents older than it still read the file."""
+        out: dict[str, Any] = {"n": self.n, "quantiles": to_plain(self.quantiles), "mean": to_plain(self.mean),
+                               "std": to_plain(self.std)}
+        if self.unchecked:
+            out["unchecked"] = dict(self.unchecked)
+        return out
 
 
 RATE_REASON = "the model reads its rate (slope over the window), not its level, which moves through normal data"

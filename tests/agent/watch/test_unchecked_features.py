@@ -60,6 +60,17 @@ def test_the_reason_round_trips_through_the_card(data: np.ndarray) -> None:
     assert back == ref
 
 
+def test_a_reference_with_nothing_unchecked_is_written_as_before(data: np.ndarray) -> None:
+    """Agents older than ``unchecked`` refuse a reference that has it: a model with no rate or ignored feature
+    must not carry it, so a fleet of older agents still takes such files."""
+    ref = drift_reference_from(data)
+    written = json.loads(card_with(ref).to_props()["edgewatch.drift_reference"])
+    assert list(written) == ["n", "quantiles", "mean", "std"]
+    with_rates = drift_reference_from(data, unchecked=unchecked_reasons(FEATURES, rates=["temp"]))
+    assert json.loads(card_with(with_rates).to_props()["edgewatch.drift_reference"])["unchecked"] == {
+        "temp": RATE_REASON}
+
+
 def test_a_reference_without_unchecked_reads_as_before(data: np.ndarray) -> None:
     """An older file's reference JSON has no ``unchecked``: it loads, and every feature is tested."""
     props = card_with(drift_reference_from(data)).to_props()

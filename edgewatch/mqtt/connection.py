@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -38,7 +39,6 @@ TAKEOVER_SECONDS = 10.0
 TAKEOVER_RECONNECT_MIN = 2.0  # seconds before reconnecting while a takeover lasts (was reconnect_min, 0.2)
 STABLE_SECONDS = 60.0  # a session this long ends the takeover
 CLOSE_DRAIN_SECONDS = 5.0  # at most this long, on close, for the broker to acknowledge what is in flight
-EARLY_ACK_SECONDS = 10.0  # an acknowledgement no publish() claimed within this long was a QoS 0 one
 
 # returns False to leave a QoS 1 message unacknowledged (the broker sends it again next session)
 MessageHandler = Callable[["paho.MQTTMessage"], "bool | None"]
@@ -188,11 +188,13 @@ class BrokerConnection:
         self._on_connect: list[Callable[[], None]] = []
         self._on_disconnect: list[Callable[[], None]] = []
         self._on_publish: list[Callable[[int, bool], None]] = []
-        self._unacked: set[int] = set()  # mids of QoS >= 1 publishes the broker has not acknowledged yet
-        # acknowledged before publish() could note them (paho's thread won the race), with when; QoS 0
-        # publishes land here too (paho calls on_publish once they are written) and age out
-        self._acked_early: dict[int, float] = {}
-        self._acked = threading.Condition(threading.Lock())
+        # in-flight bookkeeping: mids of QoS >= 1 publishes not acknowledged yet, noted under _inflight_lock
+        # together with paho's publish; paho's thread only appends acknowledged mids to _acks (it holds its
+        # out-lock then: taking ours there could deadlock), and they are struck off under the lock
+        self._unacked: set[int] = set()
+        self._acks: deque[int] = deque()
+        self._ack_seen = threading.Event()
+        self._inflight_lock = threading.Lock()
         self.last_error: str | None = None  # why the last connection attempt failed
         self.failed_connects = 0
         self.takeover = TakeoverWatch()
@@ -342,18 +344,24 @@ class BrokerConnection:
         A QoS >= 1 message paho took is counted in :attr:`in_flight` until the
         broker acknowledges it, so that :meth:`close` can wait for it.
         """
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        if qos and published(info, queued=True):
-            # not under paho's call: its thread holds its out-lock when it takes ours (_published_cb)
-            with self._acked:
-                if self._acked_early.pop(info.mid, None) is None:
-                    self._unacked.add(info.mid)
+        with self._inflight_lock:  # the acknowledgement cannot be struck off before the mid is noted
+            info = self.client.publish(topic, payload, qos=qos, retain=retain)
+            if qos and published(info, queued=True):
+                self._unacked.add(info.mid)
+            self._strike_acks()  # also those of QoS 0 publishes (paho reports them written): keeps _acks short
         return info
+
+    def _strike_acks(self) -> None:
+        """Strike acknowledged mids off the in-flight set (with ``_inflight_lock`` held)."""
+        acks, unacked = self._acks, self._unacked
+        while acks:
+            unacked.discard(acks.popleft())
 
     @property
     def in_flight(self) -> int:
         """QoS >= 1 messages published through :meth:`publish` that the broker has not acknowledged yet."""
-        with self._acked:
+        with self._inflight_lock:
+            self._strike_acks()
             return len(self._unacked)
 
     def wait_acknowledged(self, timeout: float) -> bool:
@@ -363,12 +371,12 @@ class BrokerConnection:
         then goes out after a reconnect, which a closing connection will not see.
         """
         deadline = time.monotonic() + timeout
-        with self._acked:
-            while self._unacked:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._connected.is_set():
-                    return False
-                self._acked.wait(min(left, 0.05))
+        while self.in_flight:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._connected.is_set():
+                return False
+            self._ack_seen.wait(min(left, 0.05))
+            self._ack_seen.clear()
         return True
 
     def close(self, timeout: float = 2.0, drain: float = CLOSE_DRAIN_SECONDS) -> None:
@@ -471,18 +479,8 @@ class BrokerConnection:
 
     def _published_cb(self, _client: paho.Client, _userdata: Any, mid: int, reason: Any, _props: Any) -> None:
         refused = bool(getattr(reason, "is_failure", False))
-        with self._acked:
-            if mid in self._unacked:
-                self._unacked.discard(mid)
-                if not self._unacked:
-                    self._acked.notify_all()
-            else:
-                now = time.monotonic()
-                early = self._acked_early
-                early.pop(mid, None)  # re-inserted at the end: the oldest stay first
-                early[mid] = now
-                while early and now - next(iter(early.values())) > EARLY_ACK_SECONDS:
-                    del early[next(iter(early))]
+        self._acks.append(mid)
+        self._ack_seen.set()
         for cb in self._on_publish:
             try:
                 cb(mid, refused)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -37,6 +38,7 @@ TAKEOVER_SESSIONS = 3  # sessions in a row that the broker closed within TAKEOVE
 TAKEOVER_SECONDS = 10.0
 TAKEOVER_RECONNECT_MIN = 2.0  # seconds before reconnecting while a takeover lasts (was reconnect_min, 0.2)
 STABLE_SECONDS = 60.0  # a session this long ends the takeover
+CLOSE_DRAIN_SECONDS = 5.0  # at most this long, on close, for the broker to acknowledge what is in flight
 
 # returns False to leave a QoS 1 message unacknowledged (the broker sends it again next session)
 MessageHandler = Callable[["paho.MQTTMessage"], "bool | None"]
@@ -186,6 +188,13 @@ class BrokerConnection:
         self._on_connect: list[Callable[[], None]] = []
         self._on_disconnect: list[Callable[[], None]] = []
         self._on_publish: list[Callable[[int, bool], None]] = []
+        # in-flight bookkeeping: mids of QoS >= 1 publishes not acknowledged yet, noted under _inflight_lock
+        # together with paho's publish; paho's thread only appends acknowledged mids to _acks (it holds its
+        # out-lock then: taking ours there could deadlock), and they are struck off under the lock
+        self._unacked: set[int] = set()
+        self._acks: deque[int] = deque()
+        self._ack_seen = threading.Event()
+        self._inflight_lock = threading.Lock()
         self.last_error: str | None = None  # why the last connection attempt failed
         self.failed_connects = 0
         self.takeover = TakeoverWatch()
@@ -330,20 +339,68 @@ class BrokerConnection:
         return self._connected.wait(timeout)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> paho.MQTTMessageInfo:
-        """paho's publish; check ``rc`` (``NO_CONN`` means queued, sent after the reconnect)."""
-        return self.client.publish(topic, payload, qos=qos, retain=retain)
+        """paho's publish; check ``rc`` (``NO_CONN`` means queued, sent after the reconnect).
 
-    def close(self, timeout: float = 2.0) -> None:
-        """Disconnect cleanly (no last will) and stop paho's thread.
+        A QoS >= 1 message paho took is counted in :attr:`in_flight` until the
+        broker acknowledges it, so that :meth:`close` can wait for it.
+        """
+        with self._inflight_lock:  # the acknowledgement cannot be struck off before the mid is noted
+            info = self.client.publish(topic, payload, qos=qos, retain=retain)
+            if qos and published(info, queued=True):
+                self._unacked.add(info.mid)
+            self._strike_acks()  # also those of QoS 0 publishes (paho reports them written): keeps _acks short
+        return info
 
-        Waits up to ``timeout`` for the broker to see the DISCONNECT: paho's
-        thread, stopped at once, could drop it unsent, and the broker would
-        then publish the last will over the "offline" status just published.
+    def _strike_acks(self) -> None:
+        """Strike acknowledged mids off the in-flight set (with ``_inflight_lock`` held)."""
+        acks, unacked = self._acks, self._unacked
+        while acks:
+            unacked.discard(acks.popleft())
+
+    @property
+    def in_flight(self) -> int:
+        """QoS >= 1 messages published through :meth:`publish` that the broker has not acknowledged yet."""
+        with self._inflight_lock:
+            self._strike_acks()
+            return len(self._unacked)
+
+    def wait_acknowledged(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` while connected for every in-flight QoS >= 1 publish to be acknowledged.
+
+        Returns at once (False) when the connection is down: what paho holds
+        then goes out after a reconnect, which a closing connection will not see.
+        """
+        deadline = time.monotonic() + timeout
+        while self.in_flight:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._connected.is_set():
+                return False
+            self._ack_seen.wait(min(left, 0.05))
+            self._ack_seen.clear()
+        return True
+
+    def close(self, timeout: float = 2.0, drain: float = CLOSE_DRAIN_SECONDS) -> None:
+        """Wait for in-flight publishes, disconnect cleanly (no last will) and stop paho's thread.
+
+        First waits up to ``drain`` seconds, while connected, for the broker
+        to acknowledge every QoS >= 1 publish still in flight. Why: paho's
+        DISCONNECT goes out right behind the last PUBLISH and paho then closes
+        its socket with the broker's PUBACKs unread; a socket closed with
+        unread data sends a TCP reset, and the broker dropped what it had not
+        read yet (mosquitto 2.0.11 logs "disconnected due to out of memory"):
+        20 QoS 1 messages published then closed at once lost some in 24 of 30
+        tries. With the wait, 0 of 30. Then waits up to ``timeout`` for the
+        broker to see the DISCONNECT: paho's thread, stopped at once, could drop
+        it unsent, and the broker would then publish the last will over the
+        "offline" status just published.
         """
         if self._closing.is_set():
             return
         self._closing.set()
         try:
+            if not self.wait_acknowledged(drain) and self._connected.is_set():
+                log.warning("MQTT %s: %d publish(es) not acknowledged within %gs of closing; closing anyway",
+                            self.options.address, self.in_flight, drain)
             self.client.disconnect()
             deadline = time.monotonic() + timeout
             while self._connected.is_set() and time.monotonic() < deadline:
@@ -422,6 +479,8 @@ class BrokerConnection:
 
     def _published_cb(self, _client: paho.Client, _userdata: Any, mid: int, reason: Any, _props: Any) -> None:
         refused = bool(getattr(reason, "is_failure", False))
+        self._acks.append(mid)
+        self._ack_seen.set()
         for cb in self._on_publish:
             try:
                 cb(mid, refused)

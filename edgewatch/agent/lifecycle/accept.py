@@ -215,7 +215,8 @@ def accept(agent: Agent, candidate: Candidate, gate: Gate) -> Outcome:
         runtime = admitted.runtime
         if c.shadow:
             agent.queue_shadow(ShadowScorer(runtime, agent.threshold, note=str(c.info.get("note") or ""),
-                                            rule=c.rule, message_id=c.info.get("message_id")), dict(c.info))
+                                            rule=c.rule, message_id=c.info.get("message_id"), agent=agent),
+                               dict(c.info))
             log.info("model %s (%s) from %s runs in shadow", c.path, admitted.sha256[:12], c.origin.value)
             return Outcome(Verdict.SHADOW, admitted.sha256, runtime=runtime, release=admitted.release)
         if admitted.sha256 == agent.model.sha256:

@@ -15,6 +15,15 @@ of the other overlaps in time), and the Pearson correlation of the two
 post-processed scores. Episode lists are bounded (the most recent
 :data:`MAX_EPISODES` of each model); the counts are not.
 
+Both models' episodes are counted alike: an episode counts for a model
+when that model had it open at any time while the shadow scored. The
+shadow's tracker starts empty, so a fault already in progress becomes a
+shadow episode once k of n of its windows are over; the live model's
+episodes open when the shadow's first batch is scored are taken from the
+live tracker at that moment, with their real start (before: only live
+``start`` events after it counted, so a fault in progress read "live 0,
+shadow 1; 1 differ"). Each model's open episodes reach to now.
+
 ``--promote-if "alerts_differ<=N,after=DURATION"`` promotes the shadow
 model when it has been in shadow at least DURATION and at most N episodes
 differ; the report says which rule held and why. Until DURATION has passed
@@ -29,14 +38,23 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from edgewatch.errors import BadModelFile
 
 if TYPE_CHECKING:
+    from edgewatch.agent.episodes import EpisodeTracker
     from edgewatch.agent.runtime import ModelRuntime
+
+
+class LiveAgent(Protocol):
+    """What the scorer reads of the agent: its live model's episode tracker (agent/engine.py's Agent)."""
+
+    @property
+    def tracker(self) -> EpisodeTracker: ...
+
 
 MAX_EPISODES = 500
 
@@ -90,12 +108,17 @@ class _Episodes:
     """The episodes one model opened, per stream, most recent last."""
 
     opened: int = 0
+    carried: int = 0  # of ``opened``: already open when the shadow began (live model only)
     items: deque = field(default_factory=lambda: deque(maxlen=MAX_EPISODES))
     open_now: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def start(self, stream: str, ts: float, score: float) -> None:
+    def start(self, stream: str, ts: float, score: float, carried: bool = False) -> None:
+        """An episode opened (``carried``: it was already open when the shadow began)."""
         self.opened += 1
         ep = {"stream": stream, "start_ts": ts, "end_ts": None, "peak_score": score}
+        if carried:
+            self.carried += 1
+            ep["open_at_start"] = True
         self.open_now[stream] = ep
         self.items.append(ep)
 
@@ -118,7 +141,7 @@ class ShadowScorer:
 
     def __init__(self, runtime: ModelRuntime, live_threshold: float, note: str = "",
                  rule: PromotionRule | None = None, message_id: str | None = None,
-                 started: float | None = None) -> None:
+                 started: float | None = None, agent: LiveAgent | None = None) -> None:
         self.runtime = runtime
         self.live_threshold = live_threshold
         self.note = note
@@ -133,6 +156,7 @@ class ShadowScorer:
         self._sums = np.zeros(6)  # n, sx, sy, sxx, syy, sxy of (live, shadow) decision scores, finite pairs
         self.live = _Episodes()
         self.shadow = _Episodes()
+        self._agent = agent  # read once, in the loop's thread, at the first batch (then None)
 
     @property
     def sha256(self) -> str:
@@ -154,6 +178,8 @@ class ShadowScorer:
         ``live_threshold`` its threshold now: the live model may be swapped while this one is in shadow)."""
         if live_threshold is not None:
             self.live_threshold = live_threshold
+        if self._agent is not None:
+            self._carry_open_live(streams)
         t0 = time.perf_counter()
         rt = self.runtime
         batch = rt.model.score_many(x)
@@ -177,6 +203,24 @@ class ShadowScorer:
         a, b = live[ok], shadow[ok]
         self._sums += (a.size, a.sum(), b.sum(), (a * a).sum(), (b * b).sum(), (a * b).sum())
         self.seconds += time.perf_counter() - t0
+
+    def _carry_open_live(self, streams: list[str]) -> None:
+        """Count the live model's episodes open now, as the shadow starts scoring (see the module docstring).
+
+        Called from :meth:`score`, in the agent loop's thread and before the
+        live tracker takes this batch: the live ``start`` events of this batch
+        on come through :meth:`on_live_event`, and an open episode's ``end``
+        closes the one recorded here.
+        """
+        agent, self._agent = self._agent, None
+        if agent is None:
+            return
+        tracker = agent.tracker
+        for slot in tracker.open_slots():
+            ep = tracker.open_episode(slot)
+            name = streams[slot] if slot < len(streams) else None
+            if ep is not None and name is not None:
+                self.live.start(name, ep.start_ts, ep.peak_score, carried=True)
 
     def on_live_event(self, event: dict[str, Any]) -> None:
         """The live model's alerts (start/end), to compare episodes."""
@@ -217,7 +261,7 @@ class ShadowScorer:
         corr = self.correlation()
         out: dict[str, Any] = {
             "live": {"sha256": live_sha256, "threshold": self.live_threshold, "windows_over": self.over_live,
-                     "episodes": self.live.opened},
+                     "episodes": self.live.opened, "open_at_start": self.live.carried},
             "shadow": {"sha256": self.sha256, "threshold": self.runtime.threshold, "windows_over": self.over_shadow,
                        "episodes": self.shadow.opened, "note": self.note},
             "windows": self.windows,
@@ -238,10 +282,18 @@ class ShadowScorer:
 def _plain(ep: dict[str, Any]) -> dict[str, Any]:
     from edgewatch.wire.json import iso
 
-    return {"stream": ep["stream"], "start": iso(ep["start_ts"]),
-            "end": None if ep["end_ts"] is None else iso(ep["end_ts"]),
-            "peak_score": None if ep["peak_score"] is None or not math.isfinite(ep["peak_score"])
-            else round(float(ep["peak_score"]), 6)}
+    out = {"stream": ep["stream"], "start": iso(ep["start_ts"]),
+           "end": None if ep["end_ts"] is None else iso(ep["end_ts"]),
+           "peak_score": None if ep["peak_score"] is None or not math.isfinite(ep["peak_score"])
+           else round(float(ep["peak_score"]), 6)}
+    if ep.get("open_at_start"):
+        out["open_at_start"] = True
+    return out
+
+
+def _carried(live: dict[str, Any]) -> str:
+    n = live.get("open_at_start") or 0  # absent from the reports of older agents
+    return f" ({n} open when the shadow began)" if n else ""
 
 
 def format_report(r: dict[str, Any]) -> str:
@@ -251,11 +303,12 @@ def format_report(r: dict[str, Any]) -> str:
              f"{str(live.get('sha256'))[:12]} for {r.get('since_s', 0):.0f} s, {r.get('windows', 0)} windows",
              f"  over threshold: live {live.get('windows_over')} (thr {live.get('threshold')}), shadow "
              f"{shadow.get('windows_over')} (thr {shadow.get('threshold')})",
-             f"  episodes: live {live.get('episodes')}, shadow {shadow.get('episodes')}; "
+             f"  episodes: live {live.get('episodes')}{_carried(live)}, shadow {shadow.get('episodes')}; "
              f"{r.get('alerts_differ')} differ; score correlation {r.get('score_correlation')}"]
     for key, who in (("only_live", "only live"), ("only_shadow", "only shadow")):
         for e in r.get(key, []):
-            lines.append(f"    {who:<11} {e['stream']}  {e['start']} .. {e['end'] or 'open'}")
+            lines.append(f"    {who:<11} {e['stream']}  {e['start']} .. {e['end'] or 'open'}"
+                         + ("  (open when the shadow began)" if e.get("open_at_start") else ""))
     if r.get("promote_if"):
         p = r["promote_if"]
         lines.append(f"  promote-if {p['rule']!r}: {'holds' if p['holds'] else 'not yet'}: {p['why']}")

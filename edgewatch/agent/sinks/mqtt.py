@@ -281,13 +281,15 @@ class MqttSink:
         self._stop_sender = True
         self._wake.set()
         self._sender.join(2.0)
-        self.spool.close()  # before the summary: what never reached the disk is counted as dropped
-        self._update_depth()
         self.status.close()  # "offline"; without a goodbye the broker publishes the last will when it notices
         if self._connections is not None:
             self._connections.release(conn)
         else:
-            conn.close()
+            conn.close()  # waits (bounded) for the broker to acknowledge what is in flight
+        # the acknowledgements that came while the connection drained: recorded, not sent again at the next start
+        self._take_acks_logged()
+        self.spool.close()  # before the summary: what never reached the disk is counted as dropped
+        self._update_depth()
         if self.spool.depth:
             log.warning("%d alert(s) left in the spool %s; they are sent at the next start",
                         self.spool.depth, self.spool.dir)

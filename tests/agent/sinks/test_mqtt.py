@@ -82,6 +82,38 @@ def test_broker_down_then_back_delivers_the_spool_in_order(broker, collector, tm
     sink.close()
 
 
+def test_an_alert_acknowledged_while_the_connection_drains_is_not_sent_again(broker, collector,
+                                                                              tmp_path: Path) -> None:
+    """A broker that stalls at stop and acknowledges during the connection's drain: the spool records it.
+
+    Before, the spool closed before the connection drained: the alert stayed spooled although the broker had it,
+    and the next start sent it again (a duplicate with the same id).
+    """
+    import signal
+    import threading
+
+    url = f"mqtt://{broker.host}:{broker.port}/dr"
+    sub = collector(broker, "dr/a5/alerts", client_id="c-dr", persistent=False)
+    sink = MqttSink.from_url(url, agent_id="a5", spool_dir=tmp_path, drain_timeout=0.3)
+    assert sink.connection.wait_connected(10)
+    broker.proc.send_signal(signal.SIGSTOP)  # connected, but nothing is read or acknowledged
+    resume = threading.Timer(1.0, broker.proc.send_signal, (signal.SIGCONT,))
+    try:
+        sink.send(_alert(0))
+        resume.start()  # the broker wakes while the sink's close waits on the connection
+        sink.close()
+    finally:
+        resume.join()
+        broker.proc.send_signal(signal.SIGCONT)
+    assert sub.wait_for(lambda c: [e["id"] for e in c.events()] == ["id-0"], 10)
+    assert sink.spool.depth == 0
+    again = MqttSink.from_url(url, agent_id="a5", spool_dir=tmp_path)
+    assert again.wait_delivered(10)
+    again.close()
+    time.sleep(0.5)
+    assert [e["id"] for e in sub.events()] == ["id-0"]  # once
+
+
 def test_spool_outlives_the_sink(broker, collector, tmp_path: Path) -> None:
     """Alerts spooled while the broker was unreachable go out from the next sink on the same spool."""
     url = f"mqtt://{broker.host}:{broker.port}/rs"

@@ -27,6 +27,16 @@ for the report:
   moved as far as a fault would. On SKAB's 30 files (first 400 rows) the
   statistic's median is 3.9 for the motor temperature and 6.7 for the
   fluid's, 0.1-0.5 for the other sensors (docs/fit.md).
+  A level that moved that far has drifted only when it also moved by more
+  than ``SPREAD_LIMIT`` (one) of its own standard deviations over all the
+  normal data: a steady drift moves its thirds' means about 2.3 standard
+  deviations apart, a step between two operating points about 2, while a
+  level that wanders to and fro (a load, the day's ambient temperature)
+  over a range the normal data covers many times moves them well under
+  one. Such a wandering level is a stable reference, and scoring it by its
+  rate would lose its correlation with the others (a compressor's current
+  following its load: a blocked inlet, flow down and current up, went
+  unseen with the current scored by its rate).
 
 ``operating_modes`` looks for distinct operating points: windows of the
 normal data that fall into two groups far apart (2-means on the window
@@ -57,6 +67,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 TREND_LIMIT = 5.0
+SPREAD_LIMIT = 1.0  # ... and by more than this many of its standard deviations over all the normal data
 FLOAT32_SHARE = 0.01  # float32 rounding above this share of a feature's noise hides what fit saw from the agent
 MODE_SEPARATION = 6.0
 MODE_MIN_SHARE = 0.05
@@ -87,6 +98,15 @@ class FeatureChoice:
 def _noise(segments: list[np.ndarray]) -> float:
     d = np.concatenate([np.diff(s) for s in segments if len(s) > 1] or [np.zeros(1)])
     return float(np.sqrt(np.mean(d * d) / 2.0))
+
+
+def spread_share(segments: list[np.ndarray]) -> float:
+    """|mean(last third) - mean(first third)| / the feature's standard deviation over all the normal data."""
+    x = np.concatenate(segments)
+    third = max(len(x) // 3, 1)
+    sd = float(x.std())
+    change = abs(float(x[-third:].mean() - x[:third].mean()))
+    return change / sd if sd > 0 else 0.0
 
 
 def trend_statistic(segments: list[np.ndarray]) -> float:
@@ -139,6 +159,10 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
                                                          "energy) as a column"))
             continue
         t = trend_statistic(cols)
+        if t > TREND_LIMIT and spread_share(cols) <= SPREAD_LIMIT:  # wanders to and fro over a range it covers
+            out.append(FeatureChoice(name, Use.LEVEL, f"steady in the normal data (its level wanders {t:.1f} times "
+                                     "its short-term noise, over a range the normal data covers again and again)"))
+            continue
         if t > TREND_LIMIT and drifting is not Drifting.KEEP:
             why = (f"drifts through the normal data: its level moved {t:.1f} times its short-term noise from the "
                    "first to the last third")

@@ -1,0 +1,83 @@
+"""edgewatch fit on machine behaviour a plant shows in normal operation (the third walk-through, docs/fit.md).
+
+Each test generates a small seeded plant file of one behaviour and checks
+what fit chose for it, through ``fit_model`` as ``edgewatch fit`` runs it
+in the default form.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edgewatch.agent.offline import run_series
+from edgewatch.agent.runtime import DriftSettings, Overrides, load_runtime
+from edgewatch.fit.pipeline import Family, FitOptions, fit_model
+from edgewatch.fit.screening import Use
+
+T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
+
+
+def _write(path: Path, cols: dict[str, np.ndarray], step: float = 1.0, fmt: str = "{:.6g}") -> Path:
+    names = list(cols)
+    n = len(cols[names[0]])
+    lines = ["timestamp," + ",".join(names)]
+    for i in range(n):
+        t = (T0 + timedelta(seconds=i * step)).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(t + "," + ",".join(fmt.format(cols[k][i]) for k in names))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _slow(rng: np.random.Generator, n: int, sd: float, a: float) -> np.ndarray:
+    """A level wandering to and fro (first-order low-pass of white noise), of standard deviation ``sd``."""
+    e = rng.normal(0, 1, n)
+    y = np.empty(n)
+    acc = 0.0
+    for i, v in enumerate(e):
+        acc += a * (v - acc)
+        y[i] = acc
+    return y / y.std() * sd
+
+
+def _compressor(rng: np.random.Generator, n: int, blocked: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """A compressor at one row a minute whose load wanders: flow and current follow it, together; the current
+    also follows the day's ambient temperature."""
+    load = 0.8 + _slow(rng, n, 0.05, 0.02)
+    ambient = 15 + 8 * np.sin(2 * np.pi * (np.arange(n) / 1440 - 0.35))
+    flow = 12 * load + rng.normal(0, 0.15, n)
+    current = 55 * load + 0.3 * ambient + rng.normal(0, 0.4, n)
+    if blocked is not None:
+        flow, current = flow - 2.5 * blocked, current + 6.0 * blocked
+    return {"ambient": ambient + rng.normal(0, 0.2, n), "flow": flow, "current": current, "pressure": 7.5 + rng.normal(0, 0.03, n),
+            "vibration": 1.1 + rng.normal(0, 0.05, n)}
+
+
+def test_a_level_wandering_over_a_range_it_covers_again_and_again_stays_a_level(tmp_path: Path) -> None:
+    """Before: the ambient temperature (two days of its daily cycle) moved 'more than five times its noise' from the
+    first to the last third and was scored by its rate, and with it any level that follows the day (a
+    compressor's current): their correlation with the others was lost. A blocked inlet (flow down, current up)
+    is one episode."""
+    rng = np.random.default_rng(8)
+    normal = _write(tmp_path / "normal.csv", _compressor(rng, 2880), step=60.0)
+    report = fit_model([normal], tmp_path / "c.onnx", FitOptions(family=Family.PCA))
+    uses = {c.name: c.use for c in report.choices}
+    assert uses == {"ambient": Use.LEVEL, "flow": Use.LEVEL, "current": Use.LEVEL, "pressure": Use.LEVEL, "vibration": Use.LEVEL}, uses
+    m = 600
+    blocked = np.clip((np.arange(m) - 300) / 30, 0, 1)
+    today = _compressor(np.random.default_rng(8), m, blocked)
+    runtime = load_runtime(tmp_path / "c.onnx", Overrides(), drift_settings=DriftSettings(every=0))
+    x = np.stack([today[f] for f in report.recipe.features], axis=1)
+    episodes = run_series(runtime, x, T0.timestamp() + 60.0 * np.arange(m)).episodes
+    assert len(episodes) == 1 and 300 <= episodes[0].start_seq <= 340, episodes
+
+
+def test_a_steady_drift_is_still_scored_by_its_rate(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    n = 3000
+    cols = {"flow": 40 + rng.normal(0, 0.3, n), "temperature": 20 + 15 * np.arange(n) / n + rng.normal(0, 0.1, n),
+            "current": 18 + rng.normal(0, 0.1, n)}
+    report = fit_model([_write(tmp_path / "n.csv", cols)], tmp_path / "m.onnx", FitOptions(family=Family.PCA))
+    assert {c.name: c.use for c in report.choices}["temperature"] is Use.RATE

@@ -187,22 +187,32 @@ class Mode:
 
 @dataclass
 class ModeFinding:
-    separation: float  # pooled standard deviations between the two groups
+    separation: float  # pooled standard deviations between the two closest groups
     modes: list[Mode]
     features: list[str]  # the features that differ most, first
 
     def describe(self) -> str:
-        a, b = self.modes
-        parts = ", ".join(f"{f} {a.centre[f]:.4g} vs {b.centre[f]:.4g}" for f in self.features[:3])
-        return (f"the normal data holds two distinct operating points, {self.separation:.0f} standard deviations "
-                f"apart: rows {a.first_row}-{a.last_row} ({a.share:.0%} of the windows) and rows "
-                f"{b.first_row}-{b.last_row} ({b.share:.0%}); {parts}. The model calls both normal and cannot "
-                "tell a switch between them from a fault. If one of them is a fault or a stop, remove those rows; "
-                "if the machine runs at other points too, add data from them.")
+        count = {2: "two", 3: "three", 4: "four"}.get(len(self.modes), str(len(self.modes)))
+        groups = "; ".join(f"rows {md.first_row}-{md.last_row} ({md.share:.0%} of the windows): "
+                           + ", ".join(f"{f} {md.centre[f]:.4g}" for f in self.features[:3]) for md in self.modes)
+        return (f"the normal data holds {count} distinct operating points, at least {self.separation:.0f} standard "
+                f"deviations apart: {groups}. The model calls each of them normal and cannot tell a switch between "
+                "them from a fault; a point not among them is flagged. If one of them is a fault or a stop, remove "
+                "those rows; if the machine runs at other points too, add data from them.")
+
+
+MAX_MODES = 4
 
 
 def operating_modes(features: list[str], segments: list[np.ndarray], window: int) -> ModeFinding | None:
-    """Two groups of window means far apart (see the module docstring), or None."""
+    """Two to ``MAX_MODES`` groups of window means far apart (see the module docstring), or None.
+
+    The most groups whose every pair is more than ``MODE_SEPARATION`` pooled
+    standard deviations apart, each holding ``MODE_MIN_SHARE`` of the windows.
+    More groups than there are splits a group, or a steady trend, into parts
+    about 3.5 apart, under the limit; fewer merges two points and pools their
+    spread (three speeds were one point and the rest, 4 apart: no warning).
+    """
     parts, rows = [], []
     at = 0
     for s in segments:
@@ -218,30 +228,47 @@ def operating_modes(features: list[str], segments: list[np.ndarray], window: int
         return None
     sd = m.std(axis=0)
     z = (m - m.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    for k in range(MAX_MODES, 1, -1):
+        label = _k_means(z, k)
+        if label is None:
+            continue
+        groups = [label == g for g in range(k)]
+        if min(g.mean() for g in groups) < MODE_MIN_SHARE:
+            continue
+        pairs = [(_separation(z, groups[i], groups[j]), i, j) for i in range(k) for j in range(i + 1, k)]
+        closest = min(pairs)
+        if closest[0] < MODE_SEPARATION:
+            continue
+        centres = np.stack([z[g].mean(axis=0) for g in groups])
+        order = np.argsort(-np.ptp(centres, axis=0))
+        modes = [Mode(float(g.mean()), int(row[g].min()), int(row[g].max() + window - 1),
+                      {f: float(m[g, j].mean()) for j, f in enumerate(features)}) for g in groups]
+        modes.sort(key=lambda md: md.first_row)
+        return ModeFinding(closest[0], modes, [features[j] for j in order])
+    return None
+
+
+def _k_means(z: np.ndarray, k: int, rounds: int = 30) -> np.ndarray | None:
+    """Lloyd's k-means started from ``k`` equal slices of the first principal component (deterministic, and a
+    short excursion of a few windows does not seed a group of its own); None when a group empties."""
     _, _, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
-    group = (z @ vt[0]) > np.median(z @ vt[0])
-    for _ in range(20):
-        if group.all() or not group.any():
+    pc = z @ vt[0]
+    label = np.searchsorted(np.quantile(pc, np.arange(1, k) / k), pc)
+    for _ in range(rounds):
+        if np.bincount(label, minlength=k).min() == 0:
             return None
-        c1, c0 = z[group].mean(axis=0), z[~group].mean(axis=0)
-        new = ((z - c1) ** 2).sum(axis=1) < ((z - c0) ** 2).sum(axis=1)
-        if (new == group).all():
+        c = np.stack([z[label == g].mean(axis=0) for g in range(k)])
+        new = np.argmin(((z[:, None, :] - c[None]) ** 2).sum(axis=2), axis=1)
+        if (new == label).all():
             break
-        group = new
-    if group.all() or not group.any():
-        return None
-    c1, c0 = z[group].mean(axis=0), z[~group].mean(axis=0)
-    u = (c1 - c0) / max(float(np.linalg.norm(c1 - c0)), 1e-300)
-    p = z @ u
-    pooled = np.sqrt((p[group].var() * group.sum() + p[~group].var() * (~group).sum()) / len(p))
-    separation = float(abs(p[group].mean() - p[~group].mean()) / max(pooled, 1e-300))
-    share = float(min(group.mean(), 1 - group.mean()))
-    if separation < MODE_SEPARATION or share < MODE_MIN_SHARE:
-        return None
-    order = np.argsort(-np.abs(c1 - c0))
-    modes = []
-    for g in (~group, group):
-        modes.append(Mode(float(g.mean()), int(row[g].min()), int(row[g].max() + window - 1),
-                          {f: float(m[g, j].mean()) for j, f in enumerate(features)}))
-    modes.sort(key=lambda md: md.first_row)
-    return ModeFinding(separation, modes, [features[j] for j in order])
+        label = new
+    return label
+
+
+def _separation(z: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """The two groups' distance along the line joining their centres, in their pooled standard deviation."""
+    ca, cb = z[a].mean(axis=0), z[b].mean(axis=0)
+    u = (ca - cb) / max(float(np.linalg.norm(ca - cb)), 1e-300)
+    pa, pb = z[a] @ u, z[b] @ u
+    pooled = np.sqrt((pa.var() * len(pa) + pb.var() * len(pb)) / (len(pa) + len(pb)))
+    return float(abs(pa.mean() - pb.mean()) / max(pooled, 1e-300))

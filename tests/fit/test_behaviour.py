@@ -81,3 +81,28 @@ def test_a_steady_drift_is_still_scored_by_its_rate(tmp_path: Path) -> None:
             "current": 18 + rng.normal(0, 0.1, n)}
     report = fit_model([_write(tmp_path / "n.csv", cols)], tmp_path / "m.onnx", FitOptions(family=Family.PCA))
     assert {c.name: c.use for c in report.choices}["temperature"] is Use.RATE
+
+
+def _three_speeds(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """A pump run at 1000, 1500 and 2000 rpm in blocks of 30 rows (one row every 10 s)."""
+    speed = np.repeat(rng.choice([1000.0, 1500.0, 2000.0], n // 30 + 1), 30)[:n]
+    r = speed / 1500
+    return {"speed": speed + rng.normal(0, 3, n), "flow": 40 * r + rng.normal(0, 0.4, n),
+            "pressure": 4 * r ** 2 + rng.normal(0, 0.04, n), "current": 6 + 12 * r ** 3 + rng.normal(0, 0.15, n)}
+
+
+def test_three_operating_points_are_each_named_in_the_warning(tmp_path: Path) -> None:
+    """Before: 2-means split them into one speed and the other two, whose pooled spread put them 4 standard
+    deviations apart, under the limit: no warning, and the report never said which speeds the model knows."""
+    normal = _write(tmp_path / "n.csv", _three_speeds(np.random.default_rng(5), 3000), step=10.0)
+    report = fit_model([normal], tmp_path / "m.onnx", FitOptions(family=Family.PCA))
+    assert report.modes is not None and len(report.modes.modes) == 3
+    speeds = sorted(round(md.centre["speed"], -2) for md in report.modes.modes)
+    assert speeds == [1000, 1500, 2000], speeds
+    assert "three distinct operating points" in report.warnings[0]
+
+
+def test_one_steady_state_has_no_operating_points(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    normal = _write(tmp_path / "n.csv", _compressor(rng, 3000), step=1.0)
+    assert fit_model([normal], tmp_path / "m.onnx", FitOptions(family=Family.PCA)).modes is None

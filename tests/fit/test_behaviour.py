@@ -106,3 +106,20 @@ def test_one_steady_state_has_no_operating_points(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     normal = _write(tmp_path / "n.csv", _compressor(rng, 3000), step=1.0)
     assert fit_model([normal], tmp_path / "m.onnx", FitOptions(family=Family.PCA)).modes is None
+
+
+def test_the_report_says_a_frozen_sensor_is_seen_only_through_the_others(tmp_path: Path) -> None:
+    """A current sensor frozen at its last value while a pump ran on at a steady point raised nothing
+    (walk-through: two kinds of plant), and the report did not list it among what the model cannot see. With a
+    load that wanders, the same freeze breaks the current's link with the flow and is caught, as the line says."""
+    rng = np.random.default_rng(4)
+    normal = _write(tmp_path / "n.csv", _compressor(rng, 3000), step=1.0)
+    report = fit_model([normal], tmp_path / "m.onnx", FitOptions(family=Family.PCA))
+    assert any(line.startswith("a sensor frozen at a normal value") and "when they move" in line
+               for line in report.blind_spots())
+    today = _compressor(np.random.default_rng(6), 1200)
+    today["current"][600:] = today["current"][600]
+    runtime = load_runtime(tmp_path / "m.onnx", Overrides(), drift_settings=DriftSettings(every=0))
+    x = np.stack([today[f] for f in report.recipe.features], axis=1)
+    episodes = run_series(runtime, x, T0.timestamp() + np.arange(1200.0)).episodes
+    assert len(episodes) == 1 and episodes[0].start_seq >= 600, episodes

@@ -142,8 +142,11 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
         seen[key] = (name, x)
         lo, hi = float(x.min()), float(x.max())
         if hi - lo <= 1e-12 * max(abs(lo), abs(hi), 1.0):
+            coarse = ("; if it is a coarse reading that sat on one step (a whole °C, a 0.1 bar step), nothing it "
+                      "does is watched: export it with more decimals, or add normal data in which it moves"
+                      if lo == round(lo, 1) and lo != 0.0 else "")  # 0: a spare channel, most often
             out.append(FeatureChoice(name, Use.LEFT_OUT, f"constant ({lo:.6g}) in the normal data: no normal "
-                                                         "spread to learn"))
+                                                         f"spread to learn{coarse}"))
             continue
         if _is_counter(cols):
             out.append(FeatureChoice(name, Use.LEFT_OUT, "a counter (the same step every row, like a row "

@@ -123,3 +123,16 @@ def test_the_report_says_a_frozen_sensor_is_seen_only_through_the_others(tmp_pat
     x = np.stack([today[f] for f in report.recipe.features], axis=1)
     episodes = run_series(runtime, x, T0.timestamp() + np.arange(1200.0)).episodes
     assert len(episodes) == 1 and episodes[0].start_seq >= 600, episodes
+
+
+def test_a_coarse_reading_that_sat_on_one_step_is_named_with_what_to_do(tmp_path: Path) -> None:
+    """A motor temperature logged as a whole °C read 57 for four hours: left out as constant, and the report did
+    not say that an overheating motor is then not watched, nor what to do."""
+    rng = np.random.default_rng(9)
+    cols = _compressor(rng, 2000)
+    cols["motor_temp"] = np.round(57 + rng.normal(0, 0.1, 2000))
+    cols["spare"] = np.full(2000, 0.123)  # a spare channel's fixed reading is not a coarse step
+    report = fit_model([_write(tmp_path / "n.csv", cols)], tmp_path / "m.onnx", FitOptions(family=Family.PCA))
+    why = {c.name: c.reason for c in report.choices}
+    assert why["motor_temp"].startswith("constant (57)") and "export it with more decimals" in why["motor_temp"]
+    assert why["spare"].startswith("constant (0.123)") and "decimals" not in why["spare"]

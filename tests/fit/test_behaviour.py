@@ -51,7 +51,8 @@ def _compressor(rng: np.random.Generator, n: int, blocked: np.ndarray | None = N
     current = 55 * load + 0.3 * ambient + rng.normal(0, 0.4, n)
     if blocked is not None:
         flow, current = flow - 2.5 * blocked, current + 6.0 * blocked
-    return {"ambient": ambient + rng.normal(0, 0.2, n), "flow": flow, "current": current, "pressure": 7.5 + rng.normal(0, 0.03, n),
+    return {"ambient": ambient + rng.normal(0, 0.2, n), "flow": flow, "current": current,
+            "pressure": 7.5 + rng.normal(0, 0.03, n),
             "vibration": 1.1 + rng.normal(0, 0.05, n)}
 
 
@@ -64,7 +65,7 @@ def test_a_level_wandering_over_a_range_it_covers_again_and_again_stays_a_level(
     normal = _write(tmp_path / "normal.csv", _compressor(rng, 2880), step=60.0)
     report = fit_model([normal], tmp_path / "c.onnx", FitOptions(family=Family.PCA))
     uses = {c.name: c.use for c in report.choices}
-    assert uses == {"ambient": Use.LEVEL, "flow": Use.LEVEL, "current": Use.LEVEL, "pressure": Use.LEVEL, "vibration": Use.LEVEL}, uses
+    assert set(uses.values()) == {Use.LEVEL} and len(uses) == 5, uses
     m = 600
     blocked = np.clip((np.arange(m) - 300) / 30, 0, 1)
     today = _compressor(np.random.default_rng(8), m, blocked)

@@ -251,21 +251,31 @@ def operating_modes(features: list[str], segments: list[np.ndarray], window: int
     return None
 
 
+MODE_SAMPLE = 20_000  # windows k-means runs on (every n-th; overlapping windows repeat each other)
+
+
 def _k_means(z: np.ndarray, k: int, rounds: int = 30) -> np.ndarray | None:
     """Lloyd's k-means started from ``k`` equal slices of the first principal component (deterministic, and a
-    short excursion of a few windows does not seed a group of its own); None when a group empties."""
-    _, _, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
-    pc = z @ vt[0]
+    short excursion of a few windows does not seed a group of its own); None when a group empties. Fitted on
+    at most ``MODE_SAMPLE`` evenly spaced windows, then every window goes to its nearest centre."""
+    sample = z[::max(len(z) // MODE_SAMPLE, 1)]
+    _, _, vt = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
+    pc = sample @ vt[0]
     label = np.searchsorted(np.quantile(pc, np.arange(1, k) / k), pc)
     for _ in range(rounds):
         if np.bincount(label, minlength=k).min() == 0:
             return None
-        c = np.stack([z[label == g].mean(axis=0) for g in range(k)])
-        new = np.argmin(((z[:, None, :] - c[None]) ** 2).sum(axis=2), axis=1)
+        c = np.stack([sample[label == g].mean(axis=0) for g in range(k)])
+        new = _nearest(sample, c)
         if (new == label).all():
             break
         label = new
-    return label
+    label = _nearest(z, c)
+    return None if np.bincount(label, minlength=k).min() == 0 else label
+
+
+def _nearest(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return np.argmin((centres * centres).sum(axis=1)[None] - 2.0 * z @ centres.T, axis=1)
 
 
 def _separation(z: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:

@@ -200,8 +200,9 @@ class ModeFinding:
                            + ", ".join(f"{f} {md.centre[f]:.4g}" for f in self.features[:3]) for md in self.modes)
         return (f"the normal data holds {count} distinct operating points, at least {self.separation:.0f} standard "
                 f"deviations apart: {groups}. The model calls each of them normal and cannot tell a switch between "
-                "them from a fault; a point not among them is flagged. If one of them is a fault or a stop, remove "
-                "those rows; if the machine runs at other points too, add data from them.")
+                "them from a fault; a point not among them is flagged. If one of them is a fault, remove those rows; "
+                "keep stops and start-ups that are part of normal operation (without them every stop is an alert); "
+                "if the machine runs at other points too, add data from them.")
 
 
 MAX_MODES = 4

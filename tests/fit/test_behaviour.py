@@ -137,3 +137,17 @@ def test_a_coarse_reading_that_sat_on_one_step_is_named_with_what_to_do(tmp_path
     why = {c.name: c.reason for c in report.choices}
     assert why["motor_temp"].startswith("constant (57)") and "export it with more decimals" in why["motor_temp"]
     assert why["spare"].startswith("constant (0.123)") and "decimals" not in why["spare"]
+
+
+def test_stops_in_the_normal_data_are_an_operating_point_to_keep(tmp_path: Path) -> None:
+    """A pump that stops (every sensor near zero) is warned about as two operating points; the warning used to
+    say 'if one of them is a stop, remove those rows', and a model fitted without its stops alerts at each."""
+    rng = np.random.default_rng(11)
+    n = 4000
+    on = (np.arange(n) // 500) % 3 != 2  # 1000 s running, 500 s stopped
+    cols = _compressor(rng, n)
+    for k in ("flow", "current", "pressure", "vibration"):
+        cols[k] = np.where(on, cols[k], rng.normal(0, 0.01, n))
+    report = fit_model([_write(tmp_path / "n.csv", cols)], tmp_path / "m.onnx", FitOptions(family=Family.PCA))
+    assert report.modes is not None and len(report.modes.modes) == 2
+    assert "keep stops and start-ups" in report.warnings[0] and "or a stop" not in report.warnings[0]

@@ -119,6 +119,12 @@ class FitReport:
             out.append("changes slower than the normal data's span, and operating points that are not in it")
         out.append("a change in the shape of a signal that keeps each feature's window mean (a vibration "
                    "spectrum at equal RMS)")
+        if len(self.ranges) > 1:
+            out.append("a sensor frozen at a normal value (stuck, or its gateway repeating the last reading): its "
+                       "window mean stays normal, so only its broken link with the others shows, when they move "
+                       "by more than their noise")
+        else:
+            out.append("a sensor frozen at a normal value (stuck, or its gateway repeating the last reading)")
         return out
 
 

@@ -27,6 +27,16 @@ for the report:
   moved as far as a fault would. On SKAB's 30 files (first 400 rows) the
   statistic's median is 3.9 for the motor temperature and 6.7 for the
   fluid's, 0.1-0.5 for the other sensors (docs/fit.md).
+  A level that moved that far has drifted only when it also moved by more
+  than ``SPREAD_LIMIT`` (one) of its own standard deviations over all the
+  normal data: a steady drift moves its thirds' means about 2.3 standard
+  deviations apart, a step between two operating points about 2, while a
+  level that wanders to and fro (a load, the day's ambient temperature)
+  over a range the normal data covers many times moves them well under
+  one. Such a wandering level is a stable reference, and scoring it by its
+  rate would lose its correlation with the others (a compressor's current
+  following its load: a blocked inlet, flow down and current up, went
+  unseen with the current scored by its rate).
 
 ``operating_modes`` looks for distinct operating points: windows of the
 normal data that fall into two groups far apart (2-means on the window
@@ -57,6 +67,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 TREND_LIMIT = 5.0
+SPREAD_LIMIT = 1.0  # ... and by more than this many of its standard deviations over all the normal data
 FLOAT32_SHARE = 0.01  # float32 rounding above this share of a feature's noise hides what fit saw from the agent
 MODE_SEPARATION = 6.0
 MODE_MIN_SHARE = 0.05
@@ -87,6 +98,15 @@ class FeatureChoice:
 def _noise(segments: list[np.ndarray]) -> float:
     d = np.concatenate([np.diff(s) for s in segments if len(s) > 1] or [np.zeros(1)])
     return float(np.sqrt(np.mean(d * d) / 2.0))
+
+
+def spread_share(segments: list[np.ndarray]) -> float:
+    """|mean(last third) - mean(first third)| / the feature's standard deviation over all the normal data."""
+    x = np.concatenate(segments)
+    third = max(len(x) // 3, 1)
+    sd = float(x.std())
+    change = abs(float(x[-third:].mean() - x[:third].mean()))
+    return change / sd if sd > 0 else 0.0
 
 
 def trend_statistic(segments: list[np.ndarray]) -> float:
@@ -122,8 +142,11 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
         seen[key] = (name, x)
         lo, hi = float(x.min()), float(x.max())
         if hi - lo <= 1e-12 * max(abs(lo), abs(hi), 1.0):
+            coarse = ("; if it is a coarse reading that sat on one step (a whole °C, a 0.1 bar step), nothing it "
+                      "does is watched: export it with more decimals, or add normal data in which it moves"
+                      if lo == round(lo, 1) and lo != 0.0 else "")  # 0: a spare channel, most often
             out.append(FeatureChoice(name, Use.LEFT_OUT, f"constant ({lo:.6g}) in the normal data: no normal "
-                                                         "spread to learn"))
+                                                         f"spread to learn{coarse}"))
             continue
         if _is_counter(cols):
             out.append(FeatureChoice(name, Use.LEFT_OUT, "a counter (the same step every row, like a row "
@@ -139,6 +162,10 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
                                                          "energy) as a column"))
             continue
         t = trend_statistic(cols)
+        if t > TREND_LIMIT and spread_share(cols) <= SPREAD_LIMIT:  # wanders to and fro over a range it covers
+            out.append(FeatureChoice(name, Use.LEVEL, f"steady in the normal data (its level wanders {t:.1f} times "
+                                     "its short-term noise, over a range the normal data covers again and again)"))
+            continue
         if t > TREND_LIMIT and drifting is not Drifting.KEEP:
             why = (f"drifts through the normal data: its level moved {t:.1f} times its short-term noise from the "
                    "first to the last third")
@@ -163,22 +190,33 @@ class Mode:
 
 @dataclass
 class ModeFinding:
-    separation: float  # pooled standard deviations between the two groups
+    separation: float  # pooled standard deviations between the two closest groups
     modes: list[Mode]
     features: list[str]  # the features that differ most, first
 
     def describe(self) -> str:
-        a, b = self.modes
-        parts = ", ".join(f"{f} {a.centre[f]:.4g} vs {b.centre[f]:.4g}" for f in self.features[:3])
-        return (f"the normal data holds two distinct operating points, {self.separation:.0f} standard deviations "
-                f"apart: rows {a.first_row}-{a.last_row} ({a.share:.0%} of the windows) and rows "
-                f"{b.first_row}-{b.last_row} ({b.share:.0%}); {parts}. The model calls both normal and cannot "
-                "tell a switch between them from a fault. If one of them is a fault or a stop, remove those rows; "
+        count = {2: "two", 3: "three", 4: "four"}.get(len(self.modes), str(len(self.modes)))
+        groups = "; ".join(f"rows {md.first_row}-{md.last_row} ({md.share:.0%} of the windows): "
+                           + ", ".join(f"{f} {md.centre[f]:.4g}" for f in self.features[:3]) for md in self.modes)
+        return (f"the normal data holds {count} distinct operating points, at least {self.separation:.0f} standard "
+                f"deviations apart: {groups}. The model calls each of them normal and cannot tell a switch between "
+                "them from a fault; a point not among them is flagged. If one of them is a fault, remove those rows; "
+                "keep stops and start-ups that are part of normal operation (without them every stop is an alert); "
                 "if the machine runs at other points too, add data from them.")
 
 
+MAX_MODES = 4
+
+
 def operating_modes(features: list[str], segments: list[np.ndarray], window: int) -> ModeFinding | None:
-    """Two groups of window means far apart (see the module docstring), or None."""
+    """Two to ``MAX_MODES`` groups of window means far apart (see the module docstring), or None.
+
+    The most groups whose every pair is more than ``MODE_SEPARATION`` pooled
+    standard deviations apart, each holding ``MODE_MIN_SHARE`` of the windows.
+    More groups than there are splits a group, or a steady trend, into parts
+    about 3.5 apart, under the limit; fewer merges two points and pools their
+    spread (three speeds were one point and the rest, 4 apart: no warning).
+    """
     parts, rows = [], []
     at = 0
     for s in segments:
@@ -194,30 +232,57 @@ def operating_modes(features: list[str], segments: list[np.ndarray], window: int
         return None
     sd = m.std(axis=0)
     z = (m - m.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    _, _, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
-    group = (z @ vt[0]) > np.median(z @ vt[0])
-    for _ in range(20):
-        if group.all() or not group.any():
+    for k in range(MAX_MODES, 1, -1):
+        label = _k_means(z, k)
+        if label is None:
+            continue
+        groups = [label == g for g in range(k)]
+        if min(g.mean() for g in groups) < MODE_MIN_SHARE:
+            continue
+        pairs = [(_separation(z, groups[i], groups[j]), i, j) for i in range(k) for j in range(i + 1, k)]
+        closest = min(pairs)
+        if closest[0] < MODE_SEPARATION:
+            continue
+        centres = np.stack([z[g].mean(axis=0) for g in groups])
+        order = np.argsort(-np.ptp(centres, axis=0))
+        modes = [Mode(float(g.mean()), int(row[g].min()), int(row[g].max() + window - 1),
+                      {f: float(m[g, j].mean()) for j, f in enumerate(features)}) for g in groups]
+        modes.sort(key=lambda md: md.first_row)
+        return ModeFinding(closest[0], modes, [features[j] for j in order])
+    return None
+
+
+MODE_SAMPLE = 20_000  # windows k-means runs on (every n-th; overlapping windows repeat each other)
+
+
+def _k_means(z: np.ndarray, k: int, rounds: int = 30) -> np.ndarray | None:
+    """Lloyd's k-means started from ``k`` equal slices of the first principal component (deterministic, and a
+    short excursion of a few windows does not seed a group of its own); None when a group empties. Fitted on
+    at most ``MODE_SAMPLE`` evenly spaced windows, then every window goes to its nearest centre."""
+    sample = z[::max(len(z) // MODE_SAMPLE, 1)]
+    _, _, vt = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
+    pc = sample @ vt[0]
+    label = np.searchsorted(np.quantile(pc, np.arange(1, k) / k), pc)
+    for _ in range(rounds):
+        if np.bincount(label, minlength=k).min() == 0:
             return None
-        c1, c0 = z[group].mean(axis=0), z[~group].mean(axis=0)
-        new = ((z - c1) ** 2).sum(axis=1) < ((z - c0) ** 2).sum(axis=1)
-        if (new == group).all():
+        c = np.stack([sample[label == g].mean(axis=0) for g in range(k)])
+        new = _nearest(sample, c)
+        if (new == label).all():
             break
-        group = new
-    if group.all() or not group.any():
-        return None
-    c1, c0 = z[group].mean(axis=0), z[~group].mean(axis=0)
-    u = (c1 - c0) / max(float(np.linalg.norm(c1 - c0)), 1e-300)
-    p = z @ u
-    pooled = np.sqrt((p[group].var() * group.sum() + p[~group].var() * (~group).sum()) / len(p))
-    separation = float(abs(p[group].mean() - p[~group].mean()) / max(pooled, 1e-300))
-    share = float(min(group.mean(), 1 - group.mean()))
-    if separation < MODE_SEPARATION or share < MODE_MIN_SHARE:
-        return None
-    order = np.argsort(-np.abs(c1 - c0))
-    modes = []
-    for g in (~group, group):
-        modes.append(Mode(float(g.mean()), int(row[g].min()), int(row[g].max() + window - 1),
-                          {f: float(m[g, j].mean()) for j, f in enumerate(features)}))
-    modes.sort(key=lambda md: md.first_row)
-    return ModeFinding(separation, modes, [features[j] for j in order])
+        label = new
+    label = _nearest(z, c)
+    return None if np.bincount(label, minlength=k).min() == 0 else label
+
+
+def _nearest(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return np.argmin((centres * centres).sum(axis=1)[None] - 2.0 * z @ centres.T, axis=1)
+
+
+def _separation(z: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """The two groups' distance along the line joining their centres, in their pooled standard deviation."""
+    ca, cb = z[a].mean(axis=0), z[b].mean(axis=0)
+    u = (ca - cb) / max(float(np.linalg.norm(ca - cb)), 1e-300)
+    pa, pb = z[a] @ u, z[b] @ u
+    pooled = np.sqrt((pa.var() * len(pa) + pb.var() * len(pb)) / (len(pa) + len(pb)))
+    return float(abs(pa.mean() - pb.mean()) / max(pooled, 1e-300))

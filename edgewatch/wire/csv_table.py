@@ -86,7 +86,8 @@ _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
 _DECIMAL_DOT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
 _GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,234.5: thousands ',' decimal '.'
             ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$")}  # 1.234,5: thousands '.' decimal ','
-_CELL_UNIT = re.compile(r"^([+-]?\d[\d.,]*(?:[eE][+-]?\d+)?)\s*([^\d\s:/.,+-][^:]{0,11})$")  # 4.21 bar, 45 %
+# 4.21 bar, 45 %; never an exponent ("1.2034e+05", a totaliser written with %g, is a number, not 1.2034 "e+05")
+_CELL_UNIT = re.compile(r"^([+-]?\d[\d.,]*(?:[eE][+-]?\d+)?)\s*(?![eE][+-]?\d+$)([^\d\s:/.,+-][^:]{0,11})$")
 _SEP_LINE = re.compile(r'^"?sep=(.)"?$', re.IGNORECASE)  # Excel's first line naming the separator
 _LATIN1_ONLY = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")  # bytes Windows-1252 leaves undefined
 

@@ -289,6 +289,15 @@ def test_a_unit_written_after_each_number_is_dropped(tmp_path: Path) -> None:
     assert de.layout.decimal == "," and de.numeric["Druck"][1] == 5.5
 
 
+def test_numbers_in_scientific_notation_keep_their_exponent(tmp_path: Path) -> None:
+    # a totaliser logged with %g: one exponent in every cell was taken for a unit ('e+05'), values 1e5 times off
+    text = "time,total,flow\n" + "".join(f"2024-03-04 08:00:{i:02d},{120340 + 7 * i:.4e},{1.5e-3 * (1 + i % 3):g}\n"
+                                         for i in range(20))
+    table = read_csv_table(_write(tmp_path / "g.csv", text))
+    assert table.layout.cell_units == {} and table.bad == {}
+    assert table.numeric["total"][0] == 120340.0 and table.numeric["flow"][1] == 0.003
+
+
 def test_javas_date_to_string_is_a_time(tmp_path: Path) -> None:
     # Ignition's system.dataset.toCSV writes Date.toString(): before, the column was text and the file had no time
     text = "t_stamp,flow\n" + "".join(f"Mon Mar 04 08:00:{i:02d} CET 2024,{120 + i}\n" for i in range(20))

@@ -135,6 +135,29 @@ class FeatureNames:
                 return j
         return None
 
+    def pick(self, names: Sequence[str | None]) -> tuple[dict[int, int], dict[int, list[int]]]:
+        """Names seen all at once (a file's header, an object's variables): which one feeds each feature.
+
+        Returns feature -> the position of its name in ``names``, and
+        feature -> the positions of two or more other spellings, none of
+        them its exact name, which therefore feed it neither (the rule of
+        :meth:`claim`, for names that come in no order). A None is skipped.
+        """
+        found: dict[int, list[int]] = {}
+        for i, name in enumerate(names):
+            j = None if name is None else self.resolve(name)
+            if j is not None:
+                found.setdefault(j, []).append(i)
+        picked: dict[int, int] = {}
+        contested: dict[int, list[int]] = {}
+        for j, at in found.items():
+            exact = [i for i in at if names[i] == self.features[j]]
+            if exact or len(at) == 1:
+                picked[j] = (exact or at)[0]
+            else:
+                contested[j] = at
+        return picked, contested
+
     def claim(self, owners: dict[int, object], j: int, name: str) -> int | None:
         """``j`` when ``name`` may feed feature ``j`` on the stream whose ``owners`` these are, else None.
 

@@ -202,23 +202,12 @@ class OpcUaSource(Source):
         if self.nodes is not None:
             return [(self.features.index(f), client.get_node(nid)) for f, nid in self.nodes.items()]
         obj = await client.nodes.root.get_child(self.browse_path)
-        names = FeatureNames(self.features, self.name)
-        candidates: dict[int, list[tuple[str, Any]]] = {}
-        seen: list[str] = []
-        for child in await obj.get_children():
-            name = (await child.read_browse_name()).Name
-            seen.append(name)
-            j = names.resolve(name)
-            if j is not None:
-                candidates.setdefault(j, []).append((name, child))
-        found: dict[int, Any] = {}
-        twice: dict[str, list[str]] = {}
-        for j, matches in candidates.items():
-            exact = [child for name, child in matches if name == self.features[j]]
-            if exact or len(matches) == 1:  # an exact name wins; two others are never a guess (browse order)
-                found[j] = exact[0] if exact else matches[0][1]
-            else:
-                twice[self.features[j]] = sorted(name for name, _ in matches)
+        children = await obj.get_children()
+        seen = [(await child.read_browse_name()).Name for child in children]
+        # an exact name wins; two other spellings of one feature are never a guess (browse order)
+        picked, contested = FeatureNames(self.features, self.name).pick(seen)
+        found = {j: children[i] for j, i in picked.items()}
+        twice = {self.features[j]: sorted(seen[i] for i in at) for j, at in contested.items()}
         missing = [f for j, f in enumerate(self.features) if j not in found]
         if missing:
             which = f"; {twice} each match more than one variable" if twice else ""

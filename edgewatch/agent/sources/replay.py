@@ -105,20 +105,12 @@ class ReplaySource(Source):
 
     def _by_name(self, header: list[str], time_col: int | None, time_parts: tuple[str | None, ...]) -> dict[int, int]:
         """Feature index -> column, by the name rule of :mod:`.feature_names` (an exact header wins)."""
-        names = FeatureNames(self.features, self.name)
-        found: dict[int, list[int]] = {}
-        for i, h in enumerate(header):
-            j = names.resolve(h) if i != time_col and h not in time_parts else None
-            if j is not None:
-                found.setdefault(j, []).append(i)
-        picked: dict[int, int] = {}
-        for j, cols in found.items():
-            exact = [i for i in cols if header[i] == self.features[j]]
-            if not exact and len(cols) > 1:  # two spellings, perhaps two units: neither is a guess to make
-                raise BadInput(f"replay file {self.path}: the columns {[header[i] for i in cols]} all match the "
-                               f"model's feature {self.features[j]!r}; name the one to take with ?columns= (the "
-                               f"model's features in order: {self.features})")
-            picked[j] = (exact or cols)[0]
+        names = [None if i == time_col or h in time_parts else h for i, h in enumerate(header)]
+        picked, contested = FeatureNames(self.features, self.name).pick(names)
+        for j, cols in contested.items():  # two spellings, perhaps two units: neither is a guess to make
+            raise BadInput(f"replay file {self.path}: the columns {[header[i] for i in cols]} all match the "
+                           f"model's feature {self.features[j]!r}; name the one to take with ?columns= (the "
+                           f"model's features in order: {self.features})")
         return picked
 
     def run(self) -> None:

@@ -67,11 +67,6 @@ class Metric:
     value: object = None
     quality: int | None = None  # the Quality property as an int32, when the metric carries one
 
-    @property
-    def bad_quality(self) -> bool:
-        """True when its Quality says Bad or Error (the int32's sign bit, as for OPC UA status codes)."""
-        return self.quality is not None and self.quality < 0
-
 
 def decode_payload(buf: bytes) -> tuple[int | None, int | None, list[Metric]]:
     """(timestamp ms, seq, metrics) of a Sparkplug B payload; DecodeError when it is not one."""

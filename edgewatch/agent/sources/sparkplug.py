@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgewatch.agent.sources.feature_names import FeatureNames
-from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement
+from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, bad_quality
 from edgewatch.wire.protobuf import DecodeError
 from edgewatch.wire.sparkplug import TEXT_TYPES, Metric, decode_payload
 
@@ -220,7 +220,7 @@ class SparkplugDecoder:
                 continue
             if j is None:
                 continue
-            if m.bad_quality:
+            if m.quality is not None and bad_quality(m.quality):  # the sign bit: Bad or Error, as OPC UA's
                 bad.append(j)
                 continue
             v = m.value
@@ -235,13 +235,10 @@ class SparkplugDecoder:
         if named:  # a later metric of this message may have contested an earlier one's feature
             owners = session.owners
             update = [(j, f, n) for j, f, n in update if n is None or owners.get(j) == n]
-        if bad:
-            for j in bad:
-                session.last[j] = None
-            if not update:
-                return BadReason.BAD_STATUS
+        for j in bad:
+            session.last[j] = None
         if not update:
-            return None
+            return BadReason.BAD_STATUS if bad else None
         if stream not in self._sessions:
             refused = self._hold(stream, session)
             if refused is not None:

@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgewatch.agent.sources.parsing import BadReason, Measurement
+from edgewatch.agent.sources.parsing import BadReason, Measurement, bad_quality
 from edgewatch.agent.sources.sparkplug import Reset, SparkplugDecoder
 from edgewatch.wire.sparkplug import DOUBLE, FLOAT, INT16, INT32, UINT32, decode_payload, encode_metric, encode_payload
 
@@ -65,7 +65,7 @@ def test_a_metric_whose_quality_says_bad_is_no_longer_held() -> None:
     a sensor gone bad kept feeding the model its last value, as if it still read that."""
     bad_q, good_q = -2147483136, 192  # 0x80000200 as Ignition sends a Bad quality; legacy Good
     _, _, (metric,) = decode_payload(encode_payload([encode_metric("fan", 0.5, quality=bad_q)]))
-    assert metric.quality == bad_q and metric.bad_quality and metric.value == 0.5
+    assert metric.quality == bad_q and bad_quality(metric.quality) and metric.value == 0.5
     d = SparkplugDecoder(FEATURES)
     birth = encode_payload([encode_metric(f, 0.5, alias=i + 1, quality=good_q) for i, f in enumerate(FEATURES)])
     assert _one(d.decode("spBv1.0/p/DBIRTH/gw/pump", birth)).values == [0.5] * 4  # 192 is good

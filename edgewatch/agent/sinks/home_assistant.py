@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +42,6 @@ log = logging.getLogger(__name__)
 
 INTERVAL = 1.0  # seconds between anomaly_score state updates of a stream, at most
 DEADBAND = 0.01  # anomaly_score change that is worth a state update
-CLOSE_TIMEOUT = 2.0  # seconds a stop waits for the broker to take the last states
 
 
 @dataclass
@@ -114,18 +112,17 @@ class HomeAssistantDiscovery:
         if msg.payload == b"online":
             self._announce_all()
 
-    def _state(self, s: _Stream) -> Any:
-        """Publish ``s``'s state (paho's message info), or None when not connected (sent at the next connect)."""
+    def _state(self, s: _Stream) -> None:
+        """Publish ``s``'s state; nothing when not connected (it is sent at the next connect)."""
         if not self.connection.connected:
-            return None
+            return
         if not s.announced:
             self._announce(s)
         payload = {"problem": "ON" if s.problem else "OFF",
                    "anomaly_score": None if s.score is None else round(s.score, 4)}
-        info = self.connection.publish(self.topics.stream_state(HomeAssistantTopics.ha_id(s.stream)),
-                                       json.dumps(payload).encode(), qos=1, retain=True)
+        self.connection.publish(self.topics.stream_state(HomeAssistantTopics.ha_id(s.stream)),
+                                json.dumps(payload).encode(), qos=1, retain=True)
         s.sent = (s.problem, s.score)
-        return info
 
     def _due(self, s: _Stream) -> bool:
         if s.sent is None:
@@ -168,17 +165,15 @@ class HomeAssistantDiscovery:
             for stream in streams:
                 self.streams.pop(stream, None)
 
-    def _flush(self) -> list[Any]:
-        """Publish every state that changed since it was last sent; their message infos."""
-        infos: list[Any] = []
+    def _flush(self) -> None:
+        """Publish every state that changed since it was last sent."""
         try:
             with self._lock:
                 for s in list(self.streams.values()):
                     if self._due(s):
-                        infos.append(self._state(s))
+                        self._state(s)
         except Exception:  # a paho error must not end the thread, nor the agent's stop
             log.exception("Home Assistant discovery: publishing a state failed")
-        return [i for i in infos if i is not None]
 
     def _loop(self) -> None:
         while not self._stop.wait(INTERVAL):
@@ -191,15 +186,10 @@ class HomeAssistantDiscovery:
         stopped within a second of its last scored windows (a replay ends in
         well under one) left the score of the batch before an episode's end
         retained: a pump replay stopped with anomaly_score 149.7 in Home
-        Assistant, ten hours of normal rows after its fault. Why the wait for
-        the broker's PUBACK: a QoS 1 publish right before the connection's
-        DISCONNECT was lost in 14 of 30 tries (paho 2.2, mosquitto 2.0).
+        Assistant, ten hours of normal rows after its fault. The broker's
+        acknowledgement of these last states is waited for where every QoS 1
+        publish's is, when the connection closes (``BrokerConnection.close``).
         """
         self._stop.set()
         self._thread.join(INTERVAL + 1.0)
-        deadline = time.monotonic() + CLOSE_TIMEOUT
-        for info in self._flush():
-            try:
-                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            except (RuntimeError, ValueError):  # the connection went: the state follows at the next start
-                break
+        self._flush()

@@ -47,9 +47,7 @@ def fit_univariate(data: NormalData, out: Path) -> FitReport:
     recipe = Recipe([feature], [], 1, 1, 1, 1, why={
         "window": "one value at a time; the detector keeps its own history (the last 384 values)",
         "threshold": card.threshold_method, "debounce": "one alert per event (the detector holds after an alert)"})
-    episodes = _episodes_on(data, out)
-    # what --quiet-start 86400 would leave: the first day of each stream is when it learns (docs/eval.md)
-    after_day = _episodes_on(data, out, quiet_start=86400.0) if episodes and data.times else None
+    episodes, first_day = _episodes_on(data, out)
     checked = HoldoutResult(data.rows, data.seconds, episodes, {feature: episodes} if episodes else {}, whole=True)
     report = FitReport(str(out), card.family, data.rows, data.seconds, data.step, data.notes, [choice], recipe,
                        card.threshold, 0, checked, [])
@@ -59,18 +57,24 @@ def fit_univariate(data: NormalData, out: Path) -> FitReport:
             f"the detector raised {episodes} episode(s) on this normal data: it learns online and alarms on what is "
             "new to the stream (a shape or level not seen before), so expect about as many on live data like it. "
             "For a quieter model that sees only sustained shifts of the level: --family pca"
-            + (f". {episodes - after_day} of them came on the stream's first day, while it learned: 'agent run "
-               "--quiet-start 86400' holds those (and a fault on that day)" if after_day is not None and
-               after_day < episodes else ""))
+            + (f". {first_day} of them came on the stream's first day, while it learned: 'agent run "
+               "--quiet-start 86400' holds those (and a fault on that day)" if first_day else ""))
     return report
 
 
-def _episodes_on(data: NormalData, model: Path, quiet_start: float = 0.0) -> int:
-    """The episodes the agent raises on the normal data, each segment a fresh stream, as a replay would
-    (with ``agent run --quiet-start`` when ``quiet_start``)."""
+def _episodes_on(data: NormalData, model: Path) -> tuple[int, int]:
+    """The episodes the agent raises on the normal data, each segment a fresh stream, as a replay would; and how
+    many of them start on a segment's first day (its first 86,400 s: what ``--quiet-start 86400`` holds; 0 when
+    the data has no times)."""
     from edgewatch.agent.offline import run_series
     from edgewatch.agent.runtime import DriftSettings, Overrides, load_runtime
 
-    runtime = load_runtime(model, Overrides(quiet_start=quiet_start), drift_settings=DriftSettings(every=0))
-    return sum(len(run_series(runtime, seg, data.times[i] if data.times else None).episodes)
-               for i, seg in enumerate(data.segments))
+    runtime = load_runtime(model, Overrides(), drift_settings=DriftSettings(every=0))
+    total = first_day = 0
+    for i, seg in enumerate(data.segments):
+        times = data.times[i] if data.times else None
+        episodes = run_series(runtime, seg, times).episodes
+        total += len(episodes)
+        if times is not None and len(times):
+            first_day += sum(ep.start_ts - float(times[0]) < 86400.0 for ep in episodes)
+    return total, first_day

@@ -100,21 +100,24 @@ def _noise(segments: list[np.ndarray]) -> float:
     return float(np.sqrt(np.mean(d * d) / 2.0))
 
 
-def spread_share(segments: list[np.ndarray]) -> float:
-    """|mean(last third) - mean(first third)| / the feature's standard deviation over all the normal data."""
+def _level_change(segments: list[np.ndarray]) -> tuple[np.ndarray, float]:
+    """The segments joined in time order, and |mean(last third) - mean(first third)| of them."""
     x = np.concatenate(segments)
     third = max(len(x) // 3, 1)
+    return x, abs(float(x[-third:].mean() - x[:third].mean()))
+
+
+def spread_share(segments: list[np.ndarray]) -> float:
+    """|mean(last third) - mean(first third)| / the feature's standard deviation over all the normal data."""
+    x, change = _level_change(segments)
     sd = float(x.std())
-    change = abs(float(x[-third:].mean() - x[:third].mean()))
     return change / sd if sd > 0 else 0.0
 
 
 def trend_statistic(segments: list[np.ndarray]) -> float:
     """|mean(last third) - mean(first third)| / short-term noise, over the segments in time order."""
-    x = np.concatenate(segments)
-    third = max(len(x) // 3, 1)
+    _, change = _level_change(segments)
     noise = _noise(segments)
-    change = abs(float(x[-third:].mean() - x[:third].mean()))
     if noise <= 0.0:
         return 0.0 if change == 0.0 else float("inf")
     return change / noise

@@ -120,8 +120,10 @@ def test_a_prefix_of_its_own_on_the_fleet_broker(model: Path, tmp_path: Path, br
                      "--ha-discovery-prefix", "ha", "--agent-id", "press-8", cwd=tmp_path)
     try:
         agent.rows(NORMAL, 8)
-        assert wait_until(lambda: _retained(sub, "ha/binary_sensor/press-8/pump-1/config"), 30)
-        config = json.loads(_retained(sub, "ha/sensor/press-8/pump-1/config")[-1])
+        binary, sensor = "ha/binary_sensor/press-8/pump-1/config", "ha/sensor/press-8/pump-1/config"
+        # both, as the other tests wait: the sensor's config is published right after the binary sensor's
+        assert wait_until(lambda: _retained(sub, binary) and _retained(sub, sensor), 30)
+        config = json.loads(_retained(sub, sensor)[-1])
         assert config["state_topic"] == "fleet/press-8/streams/pump-1/state"
         code, _out, err = agent.finish()
     finally:

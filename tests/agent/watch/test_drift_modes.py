@@ -10,6 +10,7 @@ weighted by its own time in each (edgewatch/contract/drift_reference.py).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,3 +184,26 @@ def test_a_malformed_modes_entry_is_refused_saying_why(with_modes: DriftReferenc
     breakage(plain["modes"])
     with pytest.raises(BadModelFile, match=says):
         DriftWatch(DriftReference.from_dict(plain), FEATURES)
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[3] / "models").glob("*.onnx")) + sorted(
+    (Path(__file__).resolve().parents[3] / "edgewatch" / "shipped_models").glob("*.onnx"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_model_files_load_and_check_the_whole_distribution_as_before(path: Path) -> None:
+    from edgewatch.agent.model import ScoringModel
+
+    card = ScoringModel(path).card
+    ref = card.drift_reference
+    if ref is None:  # a file without one (nab-best.onnx) still loads, and has no drift check
+        assert card.features
+        return
+    assert ref.modes is None and "modes" not in ref.to_dict()
+    watch = DriftWatch(ref, card.features, sample_size=256, check_every=256)
+    sample = np.asarray(ref.mean) + np.asarray(ref.std) * np.random.default_rng(9).standard_normal((256, card.n_features))
+    watch.observe_many(np.zeros(256, dtype=int), sample + np.asarray(ref.std))  # one std up: a drift
+    events = watch.due_events()
+    assert len(events) == 1 and events[0].modes is None and events[0].n_reference == ref.n
+    knots = np.asarray(ref.quantiles).T[:, watch._checked]
+    assert list(events[0].statistic.values()) == ks_statistics(sample + np.asarray(ref.std), knots).tolist()

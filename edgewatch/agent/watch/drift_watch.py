@@ -22,6 +22,13 @@ at the effective size ``n_e = n m / (n + m)`` where ``n`` is the reference
 size and ``m`` the recent sample, as ``scipy.stats.ks_2samp(mode="asymp")``
 does. With a large reference this becomes the one-sample test.
 
+A reference with operating points (``modes``: a pump that runs and stops)
+is used point by point: each row of the recent sample goes to its nearest
+point, and the sample is tested against the mixture of the points' own
+quantiles weighted by its share in each, so a two-hour stop is compared
+with the training data's stops (tested against the whole mix it raised
+``drift`` on every long stop of normal operation).
+
 When it misleads: KS assumes independent draws. Consecutive measurements of
 a slow or cyclic signal are not; a window of 512 consecutive points covering
 part of a load cycle differs from the whole-cycle training distribution

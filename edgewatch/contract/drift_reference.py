@@ -47,6 +47,7 @@ from edgewatch.errors import BadInput, BadModelFile
 
 N_QUANTILES = 101
 MODE_ROUNDS = 30  # Lloyd rounds when the operating points' centres are refined on rows (they settle in a few)
+MODE_SAMPLE = 100_000  # rows the refinement runs on (evenly spaced); every row is then assigned for the quantiles
 
 
 @dataclass
@@ -203,18 +204,19 @@ def drift_modes_from(x: np.ndarray, features: list[str], centres: Sequence[Mappi
     if len(centres) < 2 or not cols:
         return None
     a = x[:, cols]
+    part = a[::max(len(a) // MODE_SAMPLE, 1)]
     c = np.array([[float(md[features[j]]) for j in cols] for md in centres])
-    spread = a.std(axis=0)
+    spread = part.std(axis=0)
     spread = np.where(spread > 0, spread, 1.0)
     s = spread
-    label = nearest_mode(a, c, s)
+    label = nearest_mode(part, c, s)
     for _ in range(MODE_ROUNDS):
         if np.bincount(label, minlength=len(c)).min() < 2:
             return None
-        c = np.stack([a[label == k].mean(axis=0) for k in range(len(c))])
-        within = np.sqrt(((a - c[label]) ** 2).mean(axis=0))
+        c = np.stack([part[label == k].mean(axis=0) for k in range(len(c))])
+        within = np.sqrt(((part - c[label]) ** 2).mean(axis=0))
         s = np.where(within > 0, within, spread)
-        new = nearest_mode(a, c, s)
+        new = nearest_mode(part, c, s)
         if (new == label).all():
             break
         label = new

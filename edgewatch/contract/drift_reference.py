@@ -34,11 +34,10 @@ agent reads the result; neither side needs torch here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import math
 
 import numpy as np
 
@@ -75,6 +74,12 @@ class DriftModes:
 
     def problems(self, n_features: int, features: list[str] | None) -> list[str]:
         """Why these modes cannot be used with ``n_features`` inputs named ``features`` (none: usable)."""
+        try:
+            return self._problems(n_features, features)
+        except (TypeError, ValueError) as exc:  # a value of the wrong kind (a number where a list belongs)
+            return [f"modes are malformed: {exc}"]
+
+    def _problems(self, n_features: int, features: list[str] | None) -> list[str]:
         k, a = len(self.centre), len(self.features)
         out = []
         if k < 2 or len(self.n) != k or len(self.quantiles) != k:

@@ -178,6 +178,7 @@ def test_modes_round_trip_through_the_card_and_older_references_read_without_the
     (lambda m: m.update(features=["flow", "pressure", "humidity"]), "which are not features"),
     (lambda m: m.update(quantiles=m["quantiles"][:1]), "at least two centres"),
     (lambda m: m["quantiles"][0][1].reverse(), "non-decreasing"),
+    (lambda m: m.update(centre=3.0), "malformed"),
 ])
 def test_a_malformed_modes_entry_is_refused_saying_why(with_modes: DriftReference, breakage, says: str) -> None:  # noqa: ANN001
     plain = json.loads(json.dumps(with_modes.to_dict()))

@@ -81,6 +81,8 @@ def test_fit_writes_the_operating_points_it_reports_into_the_drift_reference(fit
     assert set(DRIVEN) <= set(ref.modes.features)
     running = int(np.argmax([c[ref.modes.features.index("flow")] for c in ref.modes.centre]))
     assert ref.modes.n[running] == pytest.approx(14_400, abs=100)  # 4 of the 6 hours ran
+    said = edgewatch(fitted["dir"], "agent", "check", str(fitted["model"])).stdout
+    assert f"drift check   reference of 21600 rows in 2 operating points ({ref.modes.n[0]}, {ref.modes.n[1]} rows" in said
 
 
 def test_hours_of_normal_stops_and_runs_raise_no_drift(fitted: dict) -> None:

@@ -107,10 +107,13 @@ def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel,
 
     On the stream's clock like an alert (``ts``: its last message time, so a
     replay of 2015 data drifts in 2015); ``checked_at`` is the agent's wall time.
+    ``modes``: the recent sample's share in each operating point of the
+    reference, when it has them (the KS test's mixture weights).
     """
     event: dict[str, Any] = {"event": "drift" if ev.features else "drift_end", "agent": agent, "stream": stream,
                              "time": iso(ts), "ts": ts, "checked_at": iso(now), "model": _model(model)}
-    event.update(finite({k: v for k, v in asdict(ev).items() if k != "slot"}))
+    # modes: only when the reference has operating points, so other models' events keep their keys
+    event.update(finite({k: v for k, v in asdict(ev).items() if k != "slot" and not (k == "modes" and v is None)}))
     return event
 
 

@@ -43,7 +43,7 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
         f"  episodes      start when {card.decision.k} of the last {card.decision.n} scored windows are over, "
         f"end after {card.decision.close_after} in a row are not",
         f"  post-process  {card.postprocess.kind}",
-        f"  drift check   {'reference of ' + str(card.drift_reference.n) + ' rows' if card.drift_reference else 'none'}",
+        f"  drift check   {_drift_line(card)}",
         f"  range check   {_range_line(card)}",
         f"  trained on    {json.dumps(card.trained_on, default=str)[:200]}",
     ]
@@ -55,6 +55,17 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
                      f"{runtime.default_max_streams()}")
         lines += [f"  warning       {w}" for w in runtime.warnings]
     click.echo("\n".join(lines))
+
+
+def _drift_line(card) -> str:  # noqa: ANN001 - a ModelCard
+    """What the running KS check compares a stream with (docs/drift.md)."""
+    ref = card.drift_reference
+    if ref is None:
+        return "none"
+    if ref.modes is None:
+        return f"reference of {ref.n} rows"
+    return (f"reference of {ref.n} rows in {len(ref.modes.n)} operating points ({', '.join(map(str, ref.modes.n))} "
+            f"rows, told apart by {', '.join(ref.modes.features)}): each stream against the points it ran in")
 
 
 def _range_line(card) -> str:  # noqa: ANN001 - a ModelCard

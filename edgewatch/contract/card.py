@@ -345,5 +345,5 @@ def _parse_field(name: str, text: str) -> Any:
     if name == "postprocess":
         return PostProcess.from_dict(value)
     if name == "drift_reference":
-        return None if value is None else DriftReference(**value)
+        return None if value is None else DriftReference.from_dict(value)
     return value

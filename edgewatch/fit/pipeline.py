@@ -24,7 +24,7 @@ from edgewatch.errors import require_torch
 from edgewatch.fit.choosing import DEFAULT_WINDOW, HOLDOUT, HoldoutResult, Recipe, choose_recipe, holdout_check
 from edgewatch.fit.normal_data import Fill, NormalData, read_normal_data
 from edgewatch.fit.report import FitReport, feature_ranges
-from edgewatch.fit.screening import TREND_LIMIT, Drifting, Use, operating_modes, screen_features
+from edgewatch.fit.screening import TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, screen_features
 from edgewatch.fit.torch_family import Trial
 
 
@@ -102,11 +102,11 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
         from edgewatch.fit.torch_family import fit_conv1d
 
         say("training conv1d-ae on all the normal data ...")
-        fit_conv1d(model_data, recipe, out)
+        fit_conv1d(model_data, recipe, out, _centres(modes))
         holdout = HoldoutResult(holdout.rows, holdout.seconds, torch_trial.false_episodes)
         report = _report(model_data, data, choices, recipe, holdout, out, None)
     else:
-        report = _fit_and_write(model_data, data, choices, recipe, holdout, out)
+        report = _fit_and_write(model_data, data, choices, recipe, holdout, out, _centres(modes))
     report.family_note = note
     report.modes = modes
     if modes is not None:
@@ -117,6 +117,12 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
             "first three quarters: the normal data is not one steady state (a slow change, or a state seen only at "
             "the end); more normal data covering every state the machine runs in makes fewer false alarms")
     return report
+
+
+def _centres(modes: ModeFinding | None) -> list[dict[str, float]] | None:
+    """The operating points' levels for the drift reference: the agent then compares a stream that runs in one of
+    them (a long stop) with that point's own data, not with the mix of all (docs/drift.md)."""
+    return [dict(md.centre) for md in modes.modes] if modes is not None else None
 
 
 def _choose_family(data: NormalData, recipe: Recipe, asked: Family, say: Echo
@@ -169,7 +175,7 @@ def _report(model_data: NormalData, data: NormalData, choices: list, recipe: Rec
 
 
 def _fit_and_write(model_data: NormalData, data: NormalData, choices: list, recipe: Recipe,
-                   holdout: HoldoutResult, out: Path) -> FitReport:
+                   holdout: HoldoutResult, out: Path, drift_modes: list[dict[str, float]] | None = None) -> FitReport:
     from edgewatch.numpy_models.pca import fit_pca, write_pca_model
 
     fit = fit_pca(model_data.segments, recipe.features, recipe.pca_config())
@@ -178,5 +184,5 @@ def _fit_and_write(model_data: NormalData, data: NormalData, choices: list, reci
                   "left_out": {c.name: c.reason for c in choices if c.use is Use.LEFT_OUT}}
     if holdout.seconds:
         trained_on["holdout_seconds"] = round(holdout.seconds, 3)
-    write_pca_model(fit, out, trained_on)
+    write_pca_model(fit, out, trained_on, drift_modes)
     return _report(model_data, data, choices, recipe, holdout, out, fit)

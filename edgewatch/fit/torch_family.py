@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,8 +77,12 @@ def _spread(segments: list[np.ndarray]) -> list[np.ndarray]:
     return [blocks[i] for i in sorted(set(keep.tolist()))]
 
 
-def fit_conv1d(data: NormalData, recipe: Recipe, out: Path) -> Path:
-    """Train the conv1d-ae on ``data`` (at most MAX_ROWS rows) and export it (fp32, checked by the exporter)."""
+def fit_conv1d(data: NormalData, recipe: Recipe, out: Path,
+               drift_modes: Sequence[Mapping[str, float]] | None = None) -> Path:
+    """Train the conv1d-ae on ``data`` (at most MAX_ROWS rows) and export it (fp32, checked by the exporter).
+
+    ``drift_modes``: the operating points its drift reference tells apart (see ``drift_reference_from``).
+    """
     import torch
 
     from edgewatch.contract import Quantization
@@ -91,7 +96,7 @@ def fit_conv1d(data: NormalData, recipe: Recipe, out: Path) -> Path:
                          train=TrainConfig(epochs=30, batch_size=64, lr=1e-3, lr_gamma=1.0, patience=5, seed=0,
                                            progress=False, desc=FAMILY))
     run = train_window_ae(Conv1dAutoencoder, FAMILY, _spread(data.segments), recipe.features, cfg,
-                          trained_on={"by": "edgewatch fit"})
+                          trained_on={"by": "edgewatch fit"}, drift_modes=drift_modes)
     export_model(run.scorer, run.card(Quantization.NONE), out, quantization=Quantization.NONE,
                  calibration=np.concatenate([run.calibration[:64], run.calibration[-32:]]))
     return out

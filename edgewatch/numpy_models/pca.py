@@ -44,7 +44,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -228,7 +228,9 @@ def fit_pca(values: np.ndarray | Sequence[np.ndarray], features: list[str], conf
     return PcaFit(list(features), cfg, scaler, center, basis, fscale, k, threshold, train_scores, x, weights)
 
 
-def pca_card(fit: PcaFit, trained_on: dict[str, Any] | None = None) -> ModelCard:
+def pca_card(fit: PcaFit, trained_on: dict[str, Any] | None = None,
+             drift_modes: Sequence[Mapping[str, float]] | None = None) -> ModelCard:
+    """The card of ``fit``; ``drift_modes``: the operating points the drift reference tells apart (feature -> level)."""
     cfg = fit.config
     ignored = f"; ignores {', '.join(cfg.ignore)}" if cfg.ignore else ""
     rates = (f"; {', '.join(cfg.rates)} by {'its' if len(cfg.rates) == 1 else 'their'} slope over the window"
@@ -249,7 +251,8 @@ def pca_card(fit: PcaFit, trained_on: dict[str, Any] | None = None) -> ModelCard
                     **({"rates": list(cfg.rates)} if cfg.rates else {}), **(trained_on or {})},
         window=cfg.window, horizon=0, stride=1, decision=Decision(cfg.k, cfg.n, cfg.m),
         drift_reference=drift_reference_from(fit.training,
-                                             unchecked=unchecked_reasons(fit.features, cfg.rates, cfg.ignore)),
+                                             unchecked=unchecked_reasons(fit.features, cfg.rates, cfg.ignore),
+                                             features=fit.features, modes=drift_modes),
         training_range={fit.features[j]: [float(low[j]), float(high[j])] for j in levels},
     )
 
@@ -282,9 +285,10 @@ def graph_bytes(fit: PcaFit, card: ModelCard) -> bytes:
                        graph_name="edgewatch-pca")
 
 
-def write_pca_model(fit: PcaFit, out: str | os.PathLike[str], trained_on: dict[str, Any] | None = None) -> Path:
+def write_pca_model(fit: PcaFit, out: str | os.PathLike[str], trained_on: dict[str, Any] | None = None,
+                    drift_modes: Sequence[Mapping[str, float]] | None = None) -> Path:
     """Write the model file; before it is kept, ONNX Runtime loads it and its scores match NumPy's."""
-    card = pca_card(fit, trained_on)
+    card = pca_card(fit, trained_on, drift_modes)
     data = graph_bytes(fit, card)
     out = Path(out)
     with replacing(out, suffix=".onnx") as tmp:

@@ -14,7 +14,7 @@ Fails with :class:`BadInput` when the rows give fewer than 10 windows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,13 +83,16 @@ class WindowAeRun:
 
 
 def train_window_ae(build: Callable[[int], nn.Module], family: str, values: np.ndarray | list[np.ndarray],
-                    features: list[str], cfg: WindowAeConfig, trained_on: dict[str, Any] | None = None) -> WindowAeRun:
+                    features: list[str], cfg: WindowAeConfig, trained_on: dict[str, Any] | None = None,
+                    drift_modes: Sequence[Mapping[str, float]] | None = None) -> WindowAeRun:
     """Train ``build(n_features_seen)`` (scaled windows in, reconstructions out) on ``values [T, F]``; calibrate it.
 
     ``values`` may be a list of segments: windows never span two. The
     module is built here, after the seed is set: built by the caller
     before, its initial weights came from torch's unseeded global generator,
     and four ``train conv1d-ae --seed 0`` runs gave four thresholds.
+    ``drift_modes``: the operating points the drift reference tells apart
+    (feature -> level, one mapping each), when the caller found them.
     """
     parts = [np.asarray(v, dtype=np.float32) for v in (values if isinstance(values, list) else [values])]
     if any(p.ndim != 2 or p.shape[1] != len(features) for p in parts):
@@ -129,6 +132,7 @@ def train_window_ae(build: Callable[[int], nn.Module], family: str, values: np.n
         "trained_on": {"rows": int(len(x)), "windows": int(len(raw)), "epochs": history.epochs_run,
                        "seed": cfg.train.seed, "ignore": list(cfg.ignore), **(trained_on or {})},
         "window": cfg.window, "horizon": 0, "stride": cfg.score_stride, "decision": Decision(cfg.k, cfg.n, cfg.m),
-        "drift_reference": drift_reference_from(x, unchecked=unchecked_reasons(features, ignored=cfg.ignore)),
+        "drift_reference": drift_reference_from(x, unchecked=unchecked_reasons(features, ignored=cfg.ignore),
+                                                features=features, modes=drift_modes),
     }
     return WindowAeRun(scorer, card_fields, calibration, history, threshold)

@@ -22,6 +22,13 @@ at the effective size ``n_e = n m / (n + m)`` where ``n`` is the reference
 size and ``m`` the recent sample, as ``scipy.stats.ks_2samp(mode="asymp")``
 does. With a large reference this becomes the one-sample test.
 
+A reference with operating points (``modes``: a pump that runs and stops)
+is used point by point: each row of the recent sample goes to its nearest
+point, and the sample is tested against the mixture of the points' own
+quantiles weighted by its share in each, so a two-hour stop is compared
+with the training data's stops (tested against the whole mix it raised
+``drift`` on every long stop of normal operation).
+
 When it misleads: KS assumes independent draws. Consecutive measurements of
 a slow or cyclic signal are not; a window of 512 consecutive points covering
 part of a load cycle differs from the whole-cycle training distribution
@@ -63,6 +70,8 @@ class DriftEvent:
     check: str = "ks"  # or "range": a stream's first rows outside the training range (agent/watch/range_check.py)
     reason: str = ""
     outside: dict[str, dict[str, float]] = field(default_factory=dict)  # range: feature -> value, low, high...
+    # ks against a reference with operating points: the recent sample's share in each (the mixture's weights)
+    modes: list[float] | None = None
 
     @property
     def drifted(self) -> bool:
@@ -85,10 +94,12 @@ def _take(knots: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return knots[idx] if knots.ndim == 1 else np.take_along_axis(knots, idx, axis=0)
 
 
-def ks_statistics(sample: np.ndarray, knots: np.ndarray) -> np.ndarray:
+def ks_statistics(sample: np.ndarray, knots: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Per column of ``sample`` ``[m, F]``: sup distance between its ECDF and the reference CDF.
 
-    ``knots`` is ``[Q, F]``, evenly spaced quantiles. Both CDFs are monotone
+    ``knots`` is ``[Q, F]``, evenly spaced quantiles; or ``[K, Q, F]``, the
+    quantiles of ``K`` operating points, with ``weights`` ``[K]`` (summing
+    to one): the reference is then their mixture. Both CDFs are monotone
     and the sample's is constant between its points, so the supremum is
     reached at a sample point, from the right or from the left; ties in the
     sample are handled (a discrete feature against a discrete reference).
@@ -98,9 +109,12 @@ def ks_statistics(sample: np.ndarray, knots: np.ndarray) -> np.ndarray:
     # (else a discrete feature's whole level lands on the wrong side of the knot).
     x = np.sort(np.asarray(sample, dtype=np.float32).astype(np.float64), axis=0)
     knots = np.asarray(knots, dtype=np.float32).astype(np.float64)
+    if knots.ndim == 2:
+        knots, weights = knots[None], np.ones(1)
+    elif weights is None or len(weights) != knots.shape[0]:
+        raise ValueError("a mixture reference needs one weight per operating point")
     m, f = x.shape
-    q = knots.shape[0]
-    probs = np.linspace(0.0, 1.0, q)
+    probs = np.linspace(0.0, 1.0, knots.shape[1])
     idx = np.broadcast_to(np.arange(m)[:, None], x.shape)
     new_run = np.ones(x.shape, dtype=bool)
     new_run[1:] = x[1:] != x[:-1]
@@ -108,13 +122,20 @@ def ks_statistics(sample: np.ndarray, knots: np.ndarray) -> np.ndarray:
     run_end[:-1] = new_run[1:]
     first = np.maximum.accumulate(np.where(new_run, idx, 0), axis=0)  # first index of each value's run
     last = np.minimum.accumulate(np.where(run_end, idx, m)[::-1], axis=0)[::-1]  # last index of the run
+    cdf_right = np.zeros(x.shape)
+    cdf_left = np.zeros(x.shape)
     j_right = np.empty(x.shape, dtype=np.intp)
     j_left = np.empty(x.shape, dtype=np.intp)
-    for c in range(f):
-        j_right[:, c] = np.searchsorted(knots[:, c], x[:, c], side="right")
-        j_left[:, c] = np.searchsorted(knots[:, c], x[:, c], side="left")
-    right = np.abs((last + 1) / m - _interp(x, j_right, knots, probs))
-    left = np.abs(first / m - _interp(x, j_left, knots, probs))
+    for w, kn in zip(np.asarray(weights, dtype=np.float64), knots):
+        if w == 0:
+            continue
+        for c in range(f):
+            j_right[:, c] = np.searchsorted(kn[:, c], x[:, c], side="right")
+            j_left[:, c] = np.searchsorted(kn[:, c], x[:, c], side="left")
+        cdf_right += w * _interp(x, j_right, kn, probs)
+        cdf_left += w * _interp(x, j_left, kn, probs)
+    right = np.abs((last + 1) / m - cdf_right)
+    left = np.abs(first / m - cdf_left)
     return np.maximum(right.max(axis=0), left.max(axis=0))
 
 
@@ -205,6 +226,14 @@ class DriftWatch:
         self.min_statistic = float(min_statistic)
         self.min_sample = max(MIN_SAMPLE, min(int(min_sample), self.sample_size))
         self._knots = np.asarray(reference.quantiles, dtype=np.float64).T[:, self._checked].copy()  # [Q, checked]
+        self._modes = reference.modes
+        if self._modes is not None:
+            self._mode_cols = np.asarray([self.features.index(f) for f in self._modes.features], dtype=np.intp)
+            self._mode_knots = np.asarray(self._modes.quantiles, dtype=np.float64)[:, self._checked].transpose(0, 2, 1)
+            self._mode_n = np.asarray(self._modes.n, dtype=np.float64)
+            log.info("drift check: each stream is compared with the %d operating points of the training data it "
+                     "runs in (told apart by %s), weighted by its recent time in each",
+                     len(self._modes.n), ", ".join(self._modes.features))
         self._n_features = len(self.features)
         # float32: the KS test compares at float32 precision anyway (see ks_statistics), and the sample
         # is most of a stream's memory (512 x n_features values)
@@ -214,7 +243,7 @@ class DriftWatch:
         self._counters = np.zeros((0, 3), dtype=np.intp)
         self._views()
         self.checks_run = 0
-        self._critical_cache: dict[int, float] = {}
+        self._critical_cache: dict[tuple[int, int], float] = {}
         self._drifting: dict[int, tuple[str, ...]] = {}  # streams whose last check found drift
         self._slack = self.check_every  # rows that can arrive before any stream is due
         self.first_rows = first_rows  # each stream's first rows against the training range
@@ -340,28 +369,45 @@ class DriftWatch:
 
     # -- checking --------------------------------------------------------------------
 
-    def _statistics(self, x: np.ndarray) -> np.ndarray:
-        """KS distance per checked feature (``self.checked_features`` order)."""
-        return ks_statistics(x if self._all_checked else x[:, self._checked], self._knots)
+    def _statistics(self, x: np.ndarray) -> tuple[np.ndarray, int, list[float] | None]:
+        """KS distance per checked feature (``self.checked_features`` order), the reference's size, the mode shares.
 
-    def _critical(self, n: int) -> float:
+        With operating points the reference is their mixture weighted by
+        the sample's own shares: a sample drawn point by point (stratified)
+        spreads less about it than independent draws would, so the usual
+        p-value is, if anything, conservative. Its size is the one whose
+        variance the mixture's estimate has, ``1 / sum(w_k^2 / n_k)``: the
+        point's own ``n_k`` for a sample in one point, ``n`` for the
+        training shares.
+        """
+        xc = x if self._all_checked else x[:, self._checked]
+        if self._modes is None:
+            return ks_statistics(xc, self._knots), int(self.reference.n), None
+        label = self._modes.assign(x[:, self._mode_cols])
+        w = np.bincount(label, minlength=self._mode_n.size) / x.shape[0]
+        n_ref = max(2, int(round(1.0 / float((w * w / self._mode_n).sum()))))
+        return ks_statistics(xc, self._mode_knots, w), n_ref, [float(v) for v in w]
+
+    def _critical(self, n: int, n_ref: int) -> float:
         """The KS statistic above which ``p < alpha_corrected`` at sample size ``n`` (cached)."""
-        crit = self._critical_cache.get(n)
+        crit = self._critical_cache.get((n, n_ref))
         if crit is None:
-            en = max(1.0, n * self.reference.n / (n + self.reference.n))
+            en = max(1.0, n * n_ref / (n + n_ref))
             crit = kolmogorov_isf(self.alpha_corrected, en)
-            self._critical_cache[n] = crit
+            if len(self._critical_cache) > 4096:  # mode shares vary the reference's size: keep the cache bounded
+                self._critical_cache.clear()
+            self._critical_cache[(n, n_ref)] = crit
         return crit
 
-    def _event(self, slot: int, x: np.ndarray, d: np.ndarray) -> DriftEvent:
-        p = ks_pvalue(d, x.shape[0], self.reference.n)
+    def _event(self, slot: int, x: np.ndarray, d: np.ndarray, n_ref: int, shares: list[float] | None) -> DriftEvent:
+        p = ks_pvalue(d, x.shape[0], n_ref)
         names = self.checked_features
         drifted = [name for name, pv, dv in zip(names, p, d)
                    if pv < self.alpha_corrected and dv >= self.min_statistic]
         return DriftEvent(slot=int(slot), features=drifted,
                           statistic={n: float(v) for n, v in zip(names, d)},
                           p_value={n: float(v) for n, v in zip(names, p)},
-                          alpha=self.alpha_corrected, n=int(x.shape[0]), n_reference=int(self.reference.n))
+                          alpha=self.alpha_corrected, n=int(x.shape[0]), n_reference=n_ref, modes=shares)
 
     def _range_events(self) -> list[DriftEvent]:
         if self.first_rows is None or not self.first_rows.findings:
@@ -396,11 +442,11 @@ class DriftWatch:
                 continue
             self._since[slot] = 0
             self.checks_run += 1
-            d = self._statistics(x)
-            quiet = d.max() < max(self._critical(x.shape[0]) * (1 - 1e-9), self.min_statistic)
+            d, n_ref, shares = self._statistics(x)
+            quiet = d.max() < max(self._critical(x.shape[0], n_ref) * (1 - 1e-9), self.min_statistic)
             if quiet and slot not in self._drifting:
                 continue
-            event = self._event(slot, x, d)
+            event = self._event(slot, x, d, n_ref, shares)
             state = tuple(event.features)
             if state != self._drifting.get(slot, ()):
                 events.append(event)

@@ -1,4 +1,5 @@
-"""edgewatch fit on kinds of plant data the fourth walk-through brought (docs/fit.md): a motor's start-ups.
+"""edgewatch fit on kinds of plant data the fourth walk-through brought (docs/fit.md): a totaliser that resets at
+each shift change, a setpoint with the values that follow it, on/off and mode columns, a motor's start-ups.
 
 Each test writes a small seeded plant file, fits it in the default form (``fit_model`` with no options, as
 ``edgewatch fit normal.csv`` runs; every file stays under the 5,000 rows of the torch trial) and runs new data
@@ -15,6 +16,7 @@ import numpy as np
 from edgewatch.agent.offline import run_series
 from edgewatch.agent.runtime import DriftSettings, Overrides, load_runtime
 from edgewatch.fit.pipeline import fit_model
+from edgewatch.fit.screening import Use, screen_features
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 
@@ -33,6 +35,103 @@ def _episodes(model: Path, cols: dict[str, np.ndarray], features: list[str], ste
     runtime = load_runtime(model, Overrides(), drift_settings=DriftSettings(every=0))
     x = np.stack([cols[f] for f in features], axis=1)
     return run_series(runtime, x, T0.timestamp() + step * np.arange(len(x))).episodes
+
+
+def _transfer_line(rng: np.random.Generator, n: int, resets: tuple[int, ...] = (6, 14, 22)) -> dict[str, np.ndarray]:
+    """A water transfer line at one row a minute; its totaliser is reset at each shift change."""
+    minute = np.arange(n)
+    demand = 1 + 0.25 * np.sin(2 * np.pi * (minute / 1440 - 0.3)) + rng.normal(0, 0.01, n)
+    flow = 40 * demand + rng.normal(0, 0.5, n)
+    total = np.empty(n)
+    acc = 0.0
+    for i in range(n):
+        if i % 60 == 0 and (i // 60) % 24 in resets:
+            acc = 0.0
+        acc += flow[i] / 60.0
+        total[i] = acc
+    return {"flow_m3h": flow, "pressure_bar": 5.5 - 1.2 * (demand - 1) + rng.normal(0, 0.03, n),
+            "current_A": 22 + 14 * demand + rng.normal(0, 0.3, n), "total_m3": total}
+
+
+def test_a_totaliser_reset_at_shift_changes_is_left_out_and_a_missed_reset_raises_nothing(tmp_path: Path) -> None:
+    """Before, the totaliser was a level 'steady in the normal data': a day whose 14:00 reset was skipped took it
+    past anything the normal data showed, and the agent raised an episode for the plant's bookkeeping."""
+    normal = _write(tmp_path / "n.csv", _transfer_line(np.random.default_rng(1), 2880), 60.0)
+    report = fit_model([normal], tmp_path / "m.onnx")
+    total = next(c for c in report.choices if c.name == "total_m3")
+    assert total.use is Use.LEFT_OUT and total.reason.startswith("a totaliser: it only rises (falls back to its "
+                                                                  "start 6 time(s)"), total.reason
+    assert "export that rate (the flow, the power)" in total.reason
+    assert report.recipe.features == ["flow_m3h", "pressure_bar", "current_A"]
+    day = _transfer_line(np.random.default_rng(2), 1440, resets=(6, 22))
+    assert _episodes(tmp_path / "m.onnx", day, report.recipe.features, 60.0) == []
+
+
+def test_a_noisy_level_and_a_step_number_are_not_totalisers() -> None:
+    rng = np.random.default_rng(3)
+    n = 2000
+    rising = np.cumsum(np.abs(rng.normal(0, 1, n))) + rng.normal(0, 2, n)  # rises on the whole, falls now and then
+    phase = np.tile(np.repeat([1.0, 2.0, 3.0, 4.0], 50), n // 200)  # a batch's phase number, starting again
+    sawtooth = np.tile(np.linspace(0, 80, 200), n // 200) + rng.normal(0, 0.3, n)  # a tank filled, emptied
+    choices = screen_features(["rising", "phase", "tank"], [np.stack([rising, phase, sawtooth], axis=1)])
+    assert [c.reason.startswith("a totaliser") for c in choices] == [False, False, False], choices
+    assert choices[1].reason.startswith("a state or setpoint (values 1, 2, 3, 4"), choices[1]
+
+
+def _loop(rng: np.random.Generator, sp: np.ndarray, fouled_from: int | None = None) -> dict[str, np.ndarray]:
+    """A temperature loop at one row every 10 s: a PI controller's output heats the product towards the operator's
+    setpoint, the PV follows with a lag of about 5 minutes; from ``fouled_from`` the exchanger passes 55 % of the
+    heat it did (the output rises to hold the setpoint; at 80 it saturates)."""
+    n = len(sp)
+    pv, op, gains = np.empty(n), np.empty(n), np.ones(n)
+    x, integ = sp[0], (sp[0] - 20) * 0.31
+    for i in range(n):
+        gain = 0.55 if fouled_from is not None and i >= fouled_from else 1.0
+        e = sp[i] - x
+        integ = float(np.clip(integ + e * 0.004, -50, 150))
+        u = float(np.clip(2.0 * e + integ + (sp[i] - 20) * 0.8, 0, 100))
+        x += (20 + gain * u * 0.9 - x) / 30.0 + rng.normal(0, 0.05)
+        pv[i], op[i], gains[i] = x, u, gain
+    return {"TIC101_SP": sp, "TIC101_PV": pv + rng.normal(0, 0.1, n), "TIC101_OP": op + rng.normal(0, 0.3, n),
+            "steam_kgh": 2 + 12 * op / 100 * gains + rng.normal(0, 0.1, n)}
+
+
+def test_a_setpoint_is_a_state_and_the_values_that_follow_it_stay_levels(tmp_path: Path) -> None:
+    """Before, the setpoint stood higher in the last third than in the first, so it and the PV, the output and the
+    steam flow that follow it 'drifted' and were scored by their rates: a fouled exchanger (the output at 80 %
+    where normal is 44 %, the steam flow unchanged) raised two short episodes, at its onset and at the next
+    setpoint step, and nothing for the hours in between. Now one episode from its onset on."""
+    sp = np.repeat([60.0, 70.0, 80.0, 70.0, 80.0], 960)
+    normal = _write(tmp_path / "n.csv", _loop(np.random.default_rng(1), sp), 10.0)
+    report = fit_model([normal], tmp_path / "m.onnx")
+    uses = {c.name: c for c in report.choices}
+    assert uses["TIC101_SP"].reason.startswith("a state or setpoint (values 60, 70, 80, each held 960 rows")
+    assert {c.use for c in report.choices} == {Use.LEVEL}, report.choices
+    day = np.repeat([60.0, 70.0, 60.0], 960)
+    assert _episodes(tmp_path / "m.onnx", _loop(np.random.default_rng(2), day), report.recipe.features, 10.0) == []
+    fouled = _loop(np.random.default_rng(2), day, fouled_from=1200)
+    episodes = _episodes(tmp_path / "m.onnx", fouled, report.recipe.features, 10.0)
+    assert len(episodes) == 1 and 1200 <= episodes[0].start_seq <= 1200 + 90, episodes  # within 15 min
+    assert episodes[0].last_over_seq == len(day) - 1  # it lasts as long as the fault
+
+
+def _compressor_station(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """A mode number (1, 2, 3) and a bypass valve (0/1) set by the control system, the analog values following."""
+    mode = np.repeat(rng.choice([1.0, 2.0, 3.0], n // 400 + 1), 400)[:n]
+    valve = np.repeat(rng.random(n // 150 + 1) < 0.3, 150)[:n].astype(float)
+    load = mode / 4 + 0.25
+    return {"mode": mode, "bypass_valve": valve, "pressure_bar": 6 + 2 * load - 0.8 * valve + rng.normal(0, 0.05, n),
+            "flow_m3min": 30 * load + 6 * valve + rng.normal(0, 0.4, n),
+            "current_A": 40 + 80 * load + 5 * valve + rng.normal(0, 0.8, n)}
+
+
+def test_on_off_and_mode_columns_are_named_as_states(tmp_path: Path) -> None:
+    normal = _write(tmp_path / "n.csv", _compressor_station(np.random.default_rng(4), 4000), 10.0)
+    report = fit_model([normal], tmp_path / "m.onnx")
+    reasons = {c.name: c.reason for c in report.choices}
+    assert reasons["mode"].startswith("a state or setpoint (values 1, 2, 3, each held"), reasons
+    assert reasons["bypass_valve"].startswith("a state or setpoint (values 0, 1, each held"), reasons
+    assert reasons["flow_m3min"].startswith("steady"), reasons
 
 
 def _motor(rng: np.random.Generator, n: int, loose_from: int | None = None) -> dict[str, np.ndarray]:

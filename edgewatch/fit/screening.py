@@ -47,8 +47,10 @@ for the report:
 
 **States and setpoints** (a valve's 0/1, a mode number 1/2/3, an
 operator's setpoint that steps 60, 70, 80: at most ``STATE_VALUES``
-distinct values, each held for stretches, unchanged in at least
-``STATE_STILL`` of the rows) are what the operator or the control system
+distinct values, each held for stretches: unchanged in at least
+``STATE_STILL`` of the rows, most values held ``STATE_HELD`` rows or more
+between changes, where a coarse reading flickers between two values at
+each crossing) are what the operator or the control system
 chose: scored by their level, never by a rate, and the other features'
 level change first -> last third is judged on what the states do not
 explain (each feature less its mean in each combination of states). A
@@ -151,12 +153,18 @@ def _is_counter(segments: list[np.ndarray]) -> bool:
 
 STATE_VALUES = 10  # a state or setpoint column takes at most this many values
 STATE_STILL = 0.9  # ... and is unchanged from one row to the next in at least this share of its rows
+STATE_HELD = 10  # ... and holds a value for this many rows or more between most of its changes
 
 
 def _is_state(segments: list[np.ndarray]) -> bool:
+    """Few values, each held for stretches. A coarse reading (whole degrees) also takes few values, but where it
+    crosses from one to the next its noise flickers it back and forth: most of its runs are a row or two."""
     x = np.concatenate(segments)
     d = np.concatenate([np.diff(s) for s in segments if len(s) > 1] or [np.zeros(0)])
-    return d.size >= 20 and float(np.mean(d == 0)) >= STATE_STILL and len(np.unique(x)) <= STATE_VALUES
+    if d.size < 20 or float(np.mean(d == 0)) < STATE_STILL or len(np.unique(x)) > STATE_VALUES:
+        return False
+    runs = np.concatenate([np.diff(np.flatnonzero(np.diff(s) != 0)) for s in segments if len(s) > 1] or [[]])
+    return runs.size == 0 or float(np.median(runs)) >= STATE_HELD
 
 
 def _state_text(x: np.ndarray) -> str:

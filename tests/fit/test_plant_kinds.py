@@ -78,6 +78,18 @@ def test_a_noisy_level_and_a_step_number_are_not_totalisers() -> None:
     assert choices[1].reason.startswith("a state or setpoint (values 1, 2, 3, 4"), choices[1]
 
 
+def test_a_coarse_reading_that_warms_is_not_a_state() -> None:
+    """Whole degrees take few values and hold them, as a setpoint does, but flicker at each crossing: a motor
+    warming from 55 to 58 degrees stays a drifting feature scored by its rate, not a level it will leave."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    temperature = np.round(55 + 3 * np.arange(n) / n + rng.normal(0, 0.05, n))
+    flow = 40 + rng.normal(0, 0.3, n)
+    choices = screen_features(["temperature", "flow"], [np.stack([temperature, flow], axis=1)])
+    assert len(np.unique(temperature)) <= 10 and np.mean(np.diff(temperature) == 0) >= 0.9  # few values, held
+    assert choices[0].use is Use.RATE, choices[0]
+
+
 def _loop(rng: np.random.Generator, sp: np.ndarray, fouled_from: int | None = None) -> dict[str, np.ndarray]:
     """A temperature loop at one row every 10 s: a PI controller's output heats the product towards the operator's
     setpoint, the PV follows with a lag of about 5 minutes; from ``fouled_from`` the exchanger passes 55 % of the

@@ -99,9 +99,10 @@ def choose_recipe(data: NormalData, choices: list[FeatureChoice], window: int | 
         w = DEFAULT_WINDOW
         while w > MIN_WINDOW and _windows(train_rows, w) < need:
             w -= 1
+        lasts = f" ({duration_text(w * data.step)})" if data.step else ""  # at a row an hour, 10 rows are 10 h
         why["window"] = (f"{w} rows: the window mean averages the row-to-row noise while a fault fills it within "
-                         f"{w} rows" + ("" if w == DEFAULT_WINDOW else
-                                        f" (shorter than {DEFAULT_WINDOW}: the data is short)"))
+                         f"{w} rows{lasts}" + ("" if w == DEFAULT_WINDOW else
+                                               f" (shorter than {DEFAULT_WINDOW}: the data is short)"))
     else:
         w = window
         why["window"] = f"{w} rows (--window)"
@@ -159,8 +160,8 @@ def open_after_excursions(data: NormalData, recipe: Recipe, holdout: float = HOL
         f"threshold for up to {most} windows in {n}, brief excursions such as start-ups or "
         f"setpoint steps, so a fault is told from them once it lasts {span})")
     if EXCURSION_MARGIN * most >= k:
-        why["debounce"] += (f"; some excursions of the normal data last longer than {span} (the most an opening "
-                            "waits): they will raise episodes")
+        why["debounce"] += (f"; {span} is the most an opening waits, and the normal data's longest excursions come "
+                            "close to it: longer ones will raise episodes")
     return Recipe(recipe.features, recipe.rates, recipe.window, k, n, m, recipe.factor, recipe.quantile, why)
 
 

@@ -9,6 +9,7 @@ in the units of the data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -148,10 +149,21 @@ def _reading_notes(n: ReadNotes) -> list[str]:
     if n.out_of_order:
         out.append(f"{n.out_of_order:,} row(s) out of time order: sorted by time")
     if n.gaps:
-        out.append(f"{n.gaps} gap(s) in time: windows do not span them")
+        out.append(f"{n.gaps} gap(s) in time: windows do not span them" + _longest_gap(n))
     if n.ragged:
         out.append(f"skipped {n.ragged:,} line(s) with another number of fields than the header")
     return out
+
+
+def _longest_gap(n: ReadNotes) -> str:
+    if n.longest_gap is None:
+        return ""
+    at, length = n.longest_gap
+    start = datetime.fromtimestamp(at, timezone.utc)
+    end = datetime.fromtimestamp(at + length, timezone.utc)
+    return (f"; the longest {duration_text(length)}, from {start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} "
+            "(UTC, or the file's own clock when its times have no zone; a shutdown is fine: the model learns the rows on "
+            "each side)")
 
 
 def feature_ranges(values: np.ndarray, choices: list[FeatureChoice], features: list[str], scale: np.ndarray,

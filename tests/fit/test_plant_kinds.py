@@ -183,3 +183,23 @@ def test_a_motors_start_ups_open_no_episode_and_a_loose_mount_opens_one(tmp_path
     loose = _motor(np.random.default_rng(2), 7200, loose_from=3000)
     episodes = _episodes(tmp_path / "m.onnx", loose, report.recipe.features, 1.0)
     assert episodes and 3000 <= episodes[0].start_seq <= 3000 + report.recipe.n, episodes
+
+
+def test_a_weeks_shutdown_in_the_normal_data_is_named_with_its_length_and_the_window_with_its_time(
+        tmp_path: Path) -> None:
+    """Before, the report said '1 gap(s) in time' of a week's shutdown as of a lost minute, and '10 rows' of a
+    window that, at one row every 15 minutes, is 2.5 hours long."""
+    rng = np.random.default_rng(6)
+    n = 2 * 672
+    load = 1 + 0.2 * np.sin(2 * np.pi * np.arange(n) / 96)
+    cols = {"flow": 50 * load + rng.normal(0, 0.5, n), "current": 30 * load + rng.normal(0, 0.3, n)}
+    path = _write(tmp_path / "n.csv", cols, 900.0)
+    lines = path.read_text().splitlines()
+    shifted = [lines[0]] + lines[1:673] + [
+        (datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S") + timedelta(days=7)).strftime("%Y-%m-%d %H:%M:%S")
+        + line[19:] for line in lines[673:]]
+    path.write_text("\n".join(shifted) + "\n")
+    text = "\n".join(fit_model([path], tmp_path / "m.onnx").lines())
+    assert ("1 gap(s) in time: windows do not span them; the longest 7.0 days, from 2026-03-08 23:45:00 to "
+            "2026-03-16 00:00:00") in text, text
+    assert "a fault fills it within 10 rows (2.5 h)" in text

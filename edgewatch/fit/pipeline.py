@@ -24,7 +24,7 @@ from edgewatch.errors import require_torch
 from edgewatch.fit.choosing import (DEFAULT_WINDOW, HOLDOUT, HoldoutResult, Recipe, choose_recipe, holdout_check,
                                     open_after_excursions)
 from edgewatch.fit.normal_data import Fill, NormalData, read_normal_data
-from edgewatch.fit.report import FitReport, feature_ranges
+from edgewatch.fit.report import FitReport, feature_ranges, wide_states_warning
 from edgewatch.fit.screening import TREND_LIMIT, Drifting, Use, operating_modes, screen_features
 from edgewatch.fit.torch_family import Trial
 
@@ -113,6 +113,9 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
     report.modes = modes
     if modes is not None:
         report.warnings.append(modes.describe())
+    wide = wide_states_warning(report.ranges)
+    if wide:
+        report.warnings.append(wide)
     if holdout.episodes:
         report.warnings.append(
             f"the held-out last quarter of the normal data raised {holdout.episodes} episode(s) with a model of the "

@@ -109,14 +109,27 @@ def choose_recipe(data: NormalData, choices: list[FeatureChoice], window: int | 
     if _windows(train_rows, w) < need:
         raise BadInput(f"{data.rows} rows of normal data are too few for {len(features)} features with a window of "
                        f"{w}: the model needs at least {need} windows in the first {1 - HOLDOUT:.0%} of the rows "
-                       f"(about {need + w - 1 + int(need * HOLDOUT / (1 - HOLDOUT))} rows); record more normal "
-                       "operation, or choose fewer features with --columns")
+                       f"({_rows_needed(need, w)} rows in one stretch{_span(_rows_needed(need, w), data.step)}); "
+                       "record more normal operation, or choose fewer features with --columns")
     n, k = w, math.ceil(w / 2)
     step = data.step
     m = max(n, math.ceil(CLOSE_AFTER_SECONDS / step)) if step else CLOSE_AFTER_WINDOWS * w
     why["debounce"] = _debounce_text(k, n, m, step)
     why["threshold"] = f"{FACTOR:g} x the {QUANTILE:g} quantile of the training windows' scores"
     return Recipe(features, rates, w, k, n, m, why=why)
+
+
+def _rows_needed(windows: int, w: int) -> int:
+    """The fewest rows of one stretch whose first part (before the hold-out) holds ``windows`` windows of ``w``.
+    (It said 'about 31 rows' where 31 still fell short: the hold-out's rounding.)"""
+    rows = math.ceil((windows + w - 1) / (1 - HOLDOUT))
+    while int(round(rows * (1.0 - HOLDOUT))) - w + 1 < windows:
+        rows += 1
+    return rows
+
+
+def _span(rows: int, step: float | None) -> str:
+    return f", {duration_text(rows * step)} at one row every {step:.3g} s" if step else ""
 
 
 def _debounce_text(k: int, n: int, m: int, step: float | None) -> str:

@@ -227,3 +227,22 @@ def test_a_batch_cycle_is_said_to_hide_what_stays_inside_one_phase(tmp_path: Pat
                             "range (level_pct") for w in report.warnings), report.warnings
     steady = _write(tmp_path / "t.csv", _transfer_line(np.random.default_rng(1), 2880), 60.0)
     assert not any("about as large as its whole" in w for w in fit_model([steady], tmp_path / "t.onnx").warnings)
+
+
+def test_too_few_rows_are_refused_with_a_count_that_is_enough(tmp_path: Path) -> None:
+    """Hourly boiler readings: the refusal named 'about 31 rows', and 31 rows were refused again."""
+    import re
+
+    import pytest
+
+    from edgewatch.errors import BadInput
+
+    rng = np.random.default_rng(8)
+    cols = {f"s{j}": rng.normal(10 * (j + 1), 1, 40) for j in range(4)}
+    with pytest.raises(BadInput) as err:
+        fit_model([_write(tmp_path / "a.csv", {k: v[:24] for k, v in cols.items()}, 3600.0)], tmp_path / "a.onnx")
+    rows = int(re.search(r"\((\d+) rows in one stretch, ([\d.]+ h) at one row every", str(err.value)).group(1))
+    with pytest.raises(BadInput):
+        fit_model([_write(tmp_path / "b.csv", {k: v[:rows - 1] for k, v in cols.items()}, 3600.0)], tmp_path / "b.onnx")
+    report = fit_model([_write(tmp_path / "c.csv", {k: v[:rows] for k, v in cols.items()}, 3600.0)], tmp_path / "c.onnx")
+    assert report.rows == rows

@@ -8,13 +8,14 @@ for the report:
   operating-hours counter): not a measurement; left out.
 * **copy** (the same value as an earlier feature in every row: a tag
   exported twice): left out, or the model would weigh that sensor twice.
-* **totaliser** (only rises, in most rows, and falls only back to the
-  bottom of its range now and then: a flow totaliser reset at each shift change, a
-  meter that rolls over): its level counts since the last reset, which
-  no fault moves and a new shift or a rollover changes at will, and its
-  rate is the flow it totals, torn at every reset; left out, with what to
-  export instead. A noisy measurement falls as often as it rises; a step
-  number or a setpoint that climbs and starts again rises in few rows.
+* **totaliser** (only rises, and falls only back to the bottom of its
+  range now and then: a flow totaliser reset at each shift change, a
+  count of pieces made, a meter that rolls over; or rises in most rows
+  and never falls): its level counts since the last reset, which no
+  fault moves and a new shift or a rollover changes at will, and its rate
+  is the flow it totals, torn at every reset; left out, with what to
+  export instead. A noisy measurement falls as often as it rises, and to
+  anywhere in its range; a step number is a state (below).
 * **too fine for float32** (its 32-bit rounding, which the agent and the
   model file compute in, exceeds ``FLOAT32_SHARE`` of its short-term
   noise: a running-hours counter at 12,345.67 that moves 0.01 at a time, a
@@ -185,20 +186,27 @@ def _unexplained(cols: list[np.ndarray], states: list[list[np.ndarray]]) -> list
     return np.split(r, np.cumsum([len(c) for c in cols])[:-1])
 
 
-TOTALISER_RISING = 0.5  # a totaliser rises in at least this share of its rows (a state or step number: few)
-TOTALISER_RESET = 0.1  # ... and falls only to the bottom tenth of its range (a reset to zero, a rollover)
+TOTALISER_RISING = 0.5  # one that never falls rises in at least this share of its rows (a staircase: few)
+TOTALISER_RESET = 0.1  # one that falls falls only to the bottom tenth of its range (a reset to zero, a rollover)
 
 
 def _resets(segments: list[np.ndarray]) -> int | None:
-    """How many times a column that only rises fell back (0: it never did); None when it is not such a column."""
+    """How many times a column that only rises fell back (0: it never did); None when it is not such a column.
+
+    A column that falls, only ever to the bottom of its range, may rise in few rows (a count of pieces made, a
+    few a minute); one that never falls must rise in most rows to be told from a staircase (a setpoint raised
+    step by step)."""
     rows = [s for s in segments if len(s) > 1]
     d = np.concatenate([np.diff(s) for s in rows] or [np.zeros(0)])
     after = np.concatenate([s[1:][np.diff(s) < 0] for s in rows] or [np.zeros(0)])
     x = np.concatenate(segments)
     span = float(np.ptp(x)) if x.size else 0.0
-    if d.size < 20 or span <= 0.0 or float(np.mean(d > 0)) < TOTALISER_RISING:
+    rises = int(np.count_nonzero(d > 0))
+    if d.size < 20 or span <= 0.0 or rises < 3 or after.size * 10 > rises:
         return None
-    if after.size and float(after.max()) > float(x.min()) + TOTALISER_RESET * span:
+    if not after.size:
+        return 0 if rises >= TOTALISER_RISING * d.size else None
+    if float(after.max()) > float(x.min()) + TOTALISER_RESET * span:
         return None  # it falls to other values than its start: a measurement
     return int(after.size)
 
@@ -250,7 +258,8 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
             out.append(FeatureChoice(name, Use.LEFT_OUT, f"a totaliser: it only rises ({when}), so its level "
                                                          "counts since the last reset, which no fault moves, and "
                                                          "its rate is torn at every reset. To watch what it totals, "
-                                                         "export that rate (the flow, the power) as a column"))
+                                                         "export that rate (the flow, the power, the pieces a "
+                                                         "minute) as a column"))
             continue
         own = _unexplained(cols, states)
         t = trend_statistic(own)

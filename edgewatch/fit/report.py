@@ -163,8 +163,8 @@ def _longest_gap(n: ReadNotes) -> str:
     start = datetime.fromtimestamp(at, timezone.utc)
     end = datetime.fromtimestamp(at + length, timezone.utc)
     return (f"; the longest {duration_text(length)}, from {start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} "
-            "(UTC, or the file's own clock when its times have no zone; a shutdown is fine: the model learns the rows on "
-            "each side)")
+            "(UTC, or the file's own clock when its times have no zone; a shutdown is fine: the model learns the "
+            "rows on each side)")
 
 
 def feature_ranges(values: np.ndarray, choices: list[FeatureChoice], features: list[str], scale: np.ndarray,

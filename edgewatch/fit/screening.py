@@ -175,15 +175,20 @@ def _state_text(x: np.ndarray) -> str:
             "average): scored by its level; the others' level changes are judged on what it does not explain")
 
 
-def _unexplained(cols: list[np.ndarray], states: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """``cols`` less its mean in each combination of the states' values (row by row, segments kept)."""
+def _state_key(states: list[list[np.ndarray]]) -> np.ndarray | None:
+    """Per row, the number of its combination of the states' values (None without states)."""
     if not states:
+        return None
+    return np.unique(np.stack([np.concatenate(s) for s in states], axis=1), axis=0, return_inverse=True)[1].ravel()
+
+
+def _unexplained(cols: list[np.ndarray], key: np.ndarray | None) -> list[np.ndarray]:
+    """``cols`` less its mean in each combination of the states' values (row by row, segments kept)."""
+    if key is None:
         return cols
-    key = np.unique(np.stack([np.concatenate(s) for s in states], axis=1), axis=0, return_inverse=True)[1].ravel()
     x = np.concatenate(cols)
     means = np.bincount(key, weights=x) / np.bincount(key)
-    r = x - means[key]
-    return np.split(r, np.cumsum([len(c) for c in cols])[:-1])
+    return np.split(x - means[key], np.cumsum([len(c) for c in cols])[:-1])
 
 
 TOTALISER_RISING = 0.5  # one that never falls rises in at least this share of its rows (a staircase: few)
@@ -218,7 +223,7 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
     seen: dict[bytes, tuple[str, np.ndarray]] = {}
     state = [j for j in range(len(features)) if np.ptp(np.concatenate([s[:, j] for s in segments])) > 0
              and _is_state([s[:, j] for s in segments])]
-    states = [[s[:, j] for s in segments] for j in state]
+    combo = _state_key([[s[:, j] for s in segments] for j in state])
     for j, name in enumerate(features):
         cols = [s[:, j] for s in segments]
         x = np.concatenate(cols)
@@ -261,7 +266,7 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
                                                          "export that rate (the flow, the power, the pieces a "
                                                          "minute) as a column"))
             continue
-        own = _unexplained(cols, states)
+        own = _unexplained(cols, combo)
         t = trend_statistic(own)
         if t > TREND_LIMIT and spread_share(own) <= SPREAD_LIMIT:  # wanders to and fro over a range it covers
             out.append(FeatureChoice(name, Use.LEVEL, f"steady in the normal data (its level wanders {t:.1f} times "

@@ -65,6 +65,7 @@ class ReadNotes:
     out_of_order: int = 0  # rows that were not in time order (the data was sorted)
     reversed_order: bool = False  # the export was newest first
     gaps: int = 0
+    longest_gap: tuple[float, float] | None = None  # (epoch s of its last row before, its length in s)
     ragged: int = 0  # lines with a different number of fields, skipped
 
 
@@ -289,6 +290,10 @@ def _time_order(x: np.ndarray, t: np.ndarray | None, notes: ReadNotes
         return [(x, t)]
     cuts = np.flatnonzero(d > GAP_STEPS * float(np.median(positive))) + 1
     notes.gaps += len(cuts)
+    if len(cuts):  # a week's shutdown is told apart from a lost minute by its length
+        c = int(cuts[np.argmax(d[cuts - 1])])
+        if notes.longest_gap is None or float(d[c - 1]) > notes.longest_gap[1]:
+            notes.longest_gap = (float(t[c - 1]), float(d[c - 1]))
     return list(zip(np.split(x, cuts), np.split(t, cuts)))
 
 

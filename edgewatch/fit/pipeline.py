@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import require_torch
-from edgewatch.fit.choosing import DEFAULT_WINDOW, HOLDOUT, HoldoutResult, Recipe, choose_recipe, holdout_check
+from edgewatch.fit.choosing import (DEFAULT_WINDOW, HOLDOUT, HoldoutResult, Recipe, choose_recipe, holdout_check,
+                                    open_after_excursions)
 from edgewatch.fit.normal_data import Fill, NormalData, read_normal_data
-from edgewatch.fit.report import FitReport, feature_ranges
+from edgewatch.fit.report import FitReport, feature_ranges, wide_states_warning
 from edgewatch.fit.screening import TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, screen_features
 from edgewatch.fit.torch_family import Trial
 
@@ -94,6 +95,7 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
     modes = operating_modes(measured, data.select(measured).segments, DEFAULT_WINDOW) if measured else None
     recipe = choose_recipe(data, choices, opts.window)
     model_data = data.select(recipe.features)
+    recipe = open_after_excursions(model_data, recipe)
     if data.rows >= 200_000:
         say(f"checking the held-out last quarter ({data.rows // 4:,} rows) ...")
     holdout = holdout_check(model_data, recipe)
@@ -111,6 +113,9 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
     report.modes = modes
     if modes is not None:
         report.warnings.append(modes.describe())
+    wide = wide_states_warning(report.ranges)
+    if wide:
+        report.warnings.append(wide)
     if holdout.episodes:
         report.warnings.append(
             f"the held-out last quarter of the normal data raised {holdout.episodes} episode(s) with a model of the "

@@ -9,6 +9,7 @@ in the units of the data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -27,6 +28,7 @@ class FeatureRange:
     high: float
     smallest_change: float  # a sustained change of this feature alone that crosses the threshold (raw units)
     std: float
+    noise: float = 0.0  # short-term (row-to-row) noise, sqrt(mean(diff^2) / 2)
 
 
 @dataclass
@@ -148,10 +150,21 @@ def _reading_notes(n: ReadNotes) -> list[str]:
     if n.out_of_order:
         out.append(f"{n.out_of_order:,} row(s) out of time order: sorted by time")
     if n.gaps:
-        out.append(f"{n.gaps} gap(s) in time: windows do not span them")
+        out.append(f"{n.gaps} gap(s) in time: windows do not span them" + _longest_gap(n))
     if n.ragged:
         out.append(f"skipped {n.ragged:,} line(s) with another number of fields than the header")
     return out
+
+
+def _longest_gap(n: ReadNotes) -> str:
+    if n.longest_gap is None:
+        return ""
+    at, length = n.longest_gap
+    start = datetime.fromtimestamp(at, timezone.utc)
+    end = datetime.fromtimestamp(at + length, timezone.utc)
+    return (f"; the longest {duration_text(length)}, from {start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} "
+            "(UTC, or the file's own clock when its times have no zone; a shutdown is fine: the model learns the "
+            "rows on each side)")
 
 
 def feature_ranges(values: np.ndarray, choices: list[FeatureChoice], features: list[str], scale: np.ndarray,
@@ -170,9 +183,33 @@ def feature_ranges(values: np.ndarray, choices: list[FeatureChoice], features: l
         norm = float(np.linalg.norm(basis[j])) * float(scale[j])
         change = float(np.sqrt(threshold) / norm) if norm > 0 else float("nan")  # nan: not a pca basis
         p01, p99 = np.quantile(x, [0.01, 0.99])
+        d = np.diff(x)
         out.append(FeatureRange(name, use[name], float(p01), float(p99), float(x.min()), float(x.max()), change,
-                                float(x.std())))
+                                float(x.std()), float(np.sqrt(np.mean(d * d) / 2.0)) if d.size else 0.0))
     return out
+
+
+WIDE_NOISE = 10.0  # the smallest change seen, in short-term noise units, above which ...
+WIDE_RANGE = 0.5  # ... and in shares of the feature's 1st..99th percentile range: the model sees only the extremes
+
+
+def wide_states_warning(ranges: list[FeatureRange]) -> str | None:
+    """A warning when most level features are seen only once they change by half their normal range or more,
+    and by many times their noise: the normal data moves between states far apart (a batch's fill, heat, hold
+    and drain), one model of all of them spans them all, and a fault inside one state goes unseen (walk-through:
+    a batch tank's level falling 8 % in the hold, where the model needed 71 %). On short steady data the
+    smallest change is a few noise units, and no warning comes."""
+    levels = [fr for fr in ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change) and fr.p99 > fr.p01]
+    wide = [fr for fr in levels if fr.smallest_change >= WIDE_NOISE * fr.noise
+            and fr.smallest_change >= WIDE_RANGE * (fr.p99 - fr.p01)]
+    if not levels or len(wide) * 2 <= len(levels):
+        return None
+    shown = ", ".join(f"{fr.name} {fr.smallest_change:.3g} of its {fr.p01:.4g}..{fr.p99:.4g}" for fr in wide[:4])
+    return ("the model sees a feature's change only when it is about as large as its whole normal range ("
+            f"{shown}): the normal data moves between states far apart (a batch cycle's phases, runs and stops), "
+            "and a fault inside one state that stays within that range is not seen. This model catches what leaves "
+            "the normal states altogether; for what matters inside one phase, watch that phase's own data (a model "
+            "fitted on its rows alone flags the other phases)")
 
 
 MANY_CONSTANT = 10  # more constant columns than this are listed on one line

@@ -8,6 +8,14 @@ for the report:
   operating-hours counter): not a measurement; left out.
 * **copy** (the same value as an earlier feature in every row: a tag
   exported twice): left out, or the model would weigh that sensor twice.
+* **totaliser** (only rises, and falls only back to the bottom of its
+  range now and then: a flow totaliser reset at each shift change, a
+  count of pieces made, a meter that rolls over; or rises in most rows
+  and never falls): its level counts since the last reset, which no
+  fault moves and a new shift or a rollover changes at will, and its rate
+  is the flow it totals, torn at every reset; left out, with what to
+  export instead. A noisy measurement falls as often as it rises, and to
+  anywhere in its range; a step number is a state (below).
 * **too fine for float32** (its 32-bit rounding, which the agent and the
   model file compute in, exceeds ``FLOAT32_SHARE`` of its short-term
   noise: a running-hours counter at 12,345.67 that moves 0.01 at a time, a
@@ -37,6 +45,20 @@ for the report:
   rate would lose its correlation with the others (a compressor's current
   following its load: a blocked inlet, flow down and current up, went
   unseen with the current scored by its rate).
+
+**States and setpoints** (a valve's 0/1, a mode number 1/2/3, an
+operator's setpoint that steps 60, 70, 80: at most ``STATE_VALUES``
+distinct values, each held for stretches: unchanged in at least
+``STATE_STILL`` of the rows, most values held ``STATE_HELD`` rows or more
+between changes, where a coarse reading flickers between two values at
+each crossing) are what the operator or the control system
+chose: scored by their level, never by a rate, and the other features'
+level change first -> last third is judged on what the states do not
+explain (each feature less its mean in each combination of states). A
+process value that follows its setpoint to another level is not drifting
+(before, a temperature loop's PV, output and steam flow became rates when
+the setpoint stood higher in the last third than in the first: a fouled
+exchanger, the output at 80 % for the 44 % of normal, went unseen).
 
 ``operating_modes`` looks for distinct operating points: windows of the
 normal data that fall into two groups far apart (2-means on the window
@@ -130,11 +152,78 @@ def _is_counter(segments: list[np.ndarray]) -> bool:
     return float(np.ptp(d)) <= 1e-9 * max(abs(float(d.mean())), 1e-300)
 
 
+STATE_VALUES = 10  # a state or setpoint column takes at most this many values
+STATE_STILL = 0.9  # ... and is unchanged from one row to the next in at least this share of its rows
+STATE_HELD = 10  # ... and holds a value for this many rows or more between most of its changes
+
+
+def _is_state(segments: list[np.ndarray]) -> bool:
+    """Few values, each held for stretches. A coarse reading (whole degrees) also takes few values, but where it
+    crosses from one to the next its noise flickers it back and forth: most of its runs are a row or two."""
+    x = np.concatenate(segments)
+    d = np.concatenate([np.diff(s) for s in segments if len(s) > 1] or [np.zeros(0)])
+    if d.size < 20 or float(np.mean(d == 0)) < STATE_STILL or len(np.unique(x)) > STATE_VALUES:
+        return False
+    runs = np.concatenate([np.diff(np.flatnonzero(np.diff(s) != 0)) for s in segments if len(s) > 1] or [[]])
+    return runs.size == 0 or float(np.median(runs)) >= STATE_HELD
+
+
+def _state_text(x: np.ndarray) -> str:
+    values = np.unique(x)
+    held = len(x) / max(int(np.count_nonzero(np.diff(x))) + 1, 1)
+    return (f"a state or setpoint (values {', '.join(f'{v:.6g}' for v in values)}, each held {held:.0f} rows on "
+            "average): scored by its level; the others' level changes are judged on what it does not explain")
+
+
+def _state_key(states: list[list[np.ndarray]]) -> np.ndarray | None:
+    """Per row, the number of its combination of the states' values (None without states)."""
+    if not states:
+        return None
+    return np.unique(np.stack([np.concatenate(s) for s in states], axis=1), axis=0, return_inverse=True)[1].ravel()
+
+
+def _unexplained(cols: list[np.ndarray], key: np.ndarray | None) -> list[np.ndarray]:
+    """``cols`` less its mean in each combination of the states' values (row by row, segments kept)."""
+    if key is None:
+        return cols
+    x = np.concatenate(cols)
+    means = np.bincount(key, weights=x) / np.bincount(key)
+    return np.split(x - means[key], np.cumsum([len(c) for c in cols])[:-1])
+
+
+TOTALISER_RISING = 0.5  # one that never falls rises in at least this share of its rows (a staircase: few)
+TOTALISER_RESET = 0.1  # one that falls falls only to the bottom tenth of its range (a reset to zero, a rollover)
+
+
+def _resets(segments: list[np.ndarray]) -> int | None:
+    """How many times a column that only rises fell back (0: it never did); None when it is not such a column.
+
+    A column that falls, only ever to the bottom of its range, may rise in few rows (a count of pieces made, a
+    few a minute); one that never falls must rise in most rows to be told from a staircase (a setpoint raised
+    step by step)."""
+    rows = [s for s in segments if len(s) > 1]
+    d = np.concatenate([np.diff(s) for s in rows] or [np.zeros(0)])
+    after = np.concatenate([s[1:][np.diff(s) < 0] for s in rows] or [np.zeros(0)])
+    x = np.concatenate(segments)
+    span = float(np.ptp(x)) if x.size else 0.0
+    rises = int(np.count_nonzero(d > 0))
+    if d.size < 20 or span <= 0.0 or rises < 3 or after.size * 10 > rises:
+        return None
+    if not after.size:
+        return 0 if rises >= TOTALISER_RISING * d.size else None
+    if float(after.max()) > float(x.min()) + TOTALISER_RESET * span:
+        return None  # it falls to other values than its start: a measurement
+    return int(after.size)
+
+
 def screen_features(features: list[str], segments: list[np.ndarray], drifting: Drifting = Drifting.RATE
                     ) -> list[FeatureChoice]:
     """One choice per feature, with its reason (see the module docstring)."""
     out = []
     seen: dict[bytes, tuple[str, np.ndarray]] = {}
+    state = [j for j in range(len(features)) if np.ptp(np.concatenate([s[:, j] for s in segments])) > 0
+             and _is_state([s[:, j] for s in segments])]
+    combo = _state_key([[s[:, j] for s in segments] for j in state])
     for j, name in enumerate(features):
         cols = [s[:, j] for s in segments]
         x = np.concatenate(cols)
@@ -164,8 +253,22 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
                                                          "total? To watch it, export its rate (the power, not the "
                                                          "energy) as a column"))
             continue
-        t = trend_statistic(cols)
-        if t > TREND_LIMIT and spread_share(cols) <= SPREAD_LIMIT:  # wanders to and fro over a range it covers
+        if j in state:
+            out.append(FeatureChoice(name, Use.LEVEL, _state_text(x)))
+            continue
+        resets = _resets(cols)
+        if resets is not None:
+            when = (f"falls back to its start {resets} time(s), a shift change or a rollover" if resets else
+                    "never falls")
+            out.append(FeatureChoice(name, Use.LEFT_OUT, f"a totaliser: it only rises ({when}), so its level "
+                                                         "counts since the last reset, which no fault moves, and "
+                                                         "its rate is torn at every reset. To watch what it totals, "
+                                                         "export that rate (the flow, the power, the pieces a "
+                                                         "minute) as a column"))
+            continue
+        own = _unexplained(cols, combo)
+        t = trend_statistic(own)
+        if t > TREND_LIMIT and spread_share(own) <= SPREAD_LIMIT:  # wanders to and fro over a range it covers
             out.append(FeatureChoice(name, Use.LEVEL, f"steady in the normal data (its level wanders {t:.1f} times "
                                      "its short-term noise, over a range the normal data covers again and again)"))
             continue

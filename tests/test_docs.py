@@ -33,17 +33,18 @@ def _text(page: str) -> str:
     return (DOCS / f"{page}.md").read_text(encoding="utf-8")
 
 
-def command_lines(text: str) -> list[str]:
-    """``edgewatch ...`` lines of the fenced blocks (continuations joined) and of inline code spans."""
-    lines: list[str] = []
+def command_lines(text: str) -> list[tuple[str, bool]]:
+    """``edgewatch ...`` lines of the fenced blocks (continuations joined; meant to be run as shown: True) and
+    of inline code spans (a command named in a sentence, often without its required options: False)."""
+    lines: list[tuple[str, bool]] = []
     for block in re.findall(r"^```[a-z]*\n(.*?)^```", text, re.S | re.M):
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             line = line.strip().removeprefix("$ ")
             for part in re.split(r"&&|;|\|", line.split(" #")[0]):
                 if part.strip().startswith("edgewatch "):
-                    lines.append(" ".join(part.strip().rstrip("&").split()))
-    lines += [" ".join(span.split()) for span in re.findall(r"`(edgewatch [^`]+)`", text)]
+                    lines.append((" ".join(part.strip().rstrip("&").split()), True))
+    lines += [(" ".join(span.split()), False) for span in re.findall(r"`(edgewatch [^`]+)`", text)]
     return lines
 
 
@@ -83,16 +84,22 @@ def options_of(command: click.Command) -> set[str]:
 @pytest.mark.parametrize("page", PAGES)
 def test_every_command_line_of_a_page_names_options_its_command_has(page: str) -> None:
     checked, wrong = 0, []
-    for line in command_lines(_text(page)):
+    for line, runnable in command_lines(_text(page)):
         found = resolve(_words(line))
         if found is None:
             continue
         command, rest = found
         known = options_of(command)
+        given = set()
         for word in rest:
             flag = word.strip("[]").split("=")[0]
             if re.fullmatch(r"--?[a-zA-Z][\w-]*", flag) and flag not in known:
                 wrong.append(f"{flag} in {line!r}")
+            given.add(flag)
+        shortened = not runnable or "..." in line or "…" in line or "--config" in given or "--help" in given
+        for param in command.params:  # a line copied as shown must run: its required options are there
+            if isinstance(param, click.Option) and param.required and not shortened and not given & set(param.opts):
+                wrong.append(f"{param.opts[0]} (required) missing from {line!r}")
         checked += 1
     assert not wrong, f"docs/{page}.md names options its commands do not have: {wrong}"
     assert checked or page in ("architecture", "platform"), f"no command line found in docs/{page}.md"
@@ -102,8 +109,9 @@ def test_the_command_line_reader_sees_what_it_should() -> None:
     text = ("```sh\nedgewatch agent run --model m.onnx \\\n    --bogus 1 &\n# edgewatch fleet status --nope\n```\n"
             "and `edgewatch model sign m.onnx --key k -o s.onnx`.\n")
     lines = command_lines(text)
-    assert lines == ["edgewatch agent run --model m.onnx --bogus 1", "edgewatch model sign m.onnx --key k -o s.onnx"]
-    command, rest = resolve(_words(lines[0]))
+    assert lines == [("edgewatch agent run --model m.onnx --bogus 1", True),
+                     ("edgewatch model sign m.onnx --key k -o s.onnx", False)]
+    command, rest = resolve(_words(lines[0][0]))
     assert "--bogus" in rest and "--bogus" not in options_of(command) and "--model" in options_of(command)
 
 

@@ -96,11 +96,14 @@ class ReplaySource(Source):
         if not picked and len(rest) == len(self.features):
             return time_col, rest
         missing = [f for j, f in enumerate(self.features) if j not in picked]
-        example = ",".join(missing[:1] + [f for f in self.features if f in header][:1])
+        # the whole ?columns= in the model's order, the missing ones to fill in: a partial list that began with a
+        # missing feature (not a column of the file) was refused when copied
+        example = ",".join(f"<column for {f}>" if j not in picked else header[picked[j]]
+                           for j, f in enumerate(self.features))
         raise BadInput(f"replay file {self.path} ({layout.describe()}) has the columns {header}; the model needs "
                        f"{len(self.features)} features {self.features}, and {missing} are not among them. Rename "
                        f"those columns, or map the file's columns to the model's features in the model's order with "
-                       f"?columns=A,B,... (replay:{self.path}?columns={example},...); a wrongly sniffed separator or "
+                       f"?columns=A,B,... (replay:{self.path}?columns={example}); a wrongly sniffed separator or "
                        "time column is set with ?sep=; and ?time=NAME")
 
     def _by_name(self, header: list[str], time_col: int | None, time_parts: tuple[str | None, ...]) -> dict[int, int]:

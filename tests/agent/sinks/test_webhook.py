@@ -145,6 +145,9 @@ def test_a_receiver_that_is_down_gets_the_spool_in_order_after_an_agent_restart(
     ("http://127.0.0.1:1/x?header=NoColon", "Name:Value"),
     ("http://127.0.0.1:1/x?token_file=/nonexistent/token", "/nonexistent/token"),
     ("http:///x", "host"),
+    ("http://u:secret@127.0.0.1:80a/x", r"sink http://127\.0\.0\.1:80a/x: the port after '127.0.0.1' must be a number"),
+    ("alertmanager://127.0.0.1:9o93", "port after '127.0.0.1' must be a number"),
+    ("sparkplug://127.0.0.1:99999/plant1/press-7", "port after '127.0.0.1' must be a number"),
 ])
 def test_bad_settings_are_refused_with_what_to_do(tmp_path: Path, url: str, says: str) -> None:
     with pytest.raises(SinkConfigError, match=says):

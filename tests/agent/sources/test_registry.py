@@ -91,6 +91,27 @@ def test_a_missing_extra_exits_6_with_the_install_line(tmp_path: Path) -> None:
         assert "pip install" in run.stderr and f"[{extra}]'" in run.stderr
 
 
+@pytest.mark.parametrize("url", ["ws://u:secret@127.0.0.1:abc/", "mqtt://127.0.0.1:1883;/plant/%23",
+                                 "opcua://127.0.0.1:99999/Objects/2:Pump1",
+                                 "modbus://127.0.0.1:x/1?registers=0:u16,1:u16,2:u16,3:u16"])
+def test_a_port_that_is_no_port_stops_the_start_with_the_fix_and_no_traceback(tmp_path: Path, url: str) -> None:
+    """A typo in a port ended the agent with urllib's traceback (mqtt, opcua, modbus; exit 1), or a websocket
+    retried it forever; now it is a refused --source (exit 4) that names the URL without its login."""
+    import subprocess
+    import sys
+
+    from tests.modelkit import make_card, write_model
+
+    with pytest.raises(SourceConfigError, match="must be a number from 0 to 65535"):
+        make_source(url, FEATURES)
+    model = write_model(tmp_path / "m.onnx", make_card(window=2))
+    run = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model), "--source",
+                          url, "--duration", "5", "-q"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 4, run.stderr
+    assert "must be a number from 0 to 65535" in run.stderr and "Traceback" not in run.stderr
+    assert "secret" not in run.stderr
+
+
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 

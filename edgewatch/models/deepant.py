@@ -20,10 +20,11 @@ from edgewatch.contract import Quantization
 from edgewatch.models import ExportSpec
 
 FAMILY = "deepant"
-# measured in docs/families.md (a decision changed on TravelTime_451); the fp32 file is only 25 KiB
+# measured in docs/families.md (two decisions changed on TravelTime_451); the fp32 file is only 25 KiB
 EXPORT = ExportSpec(quantization=Quantization.NONE, script=False,
                     why=("not int8: the forecast error is a few int8 steps of the signal's range (static int8 moved "
-                         "scores ~130 % and two decisions on TravelTime_451), and int8 was slower at batch 1 (59 vs 49 us, AMD EPYC)"))
+                         "scores ~130 % and two decisions on TravelTime_451), and int8 was slower at batch 1 "
+                         "(59 vs 49 us, AMD EPYC)"))
 
 
 @dataclass

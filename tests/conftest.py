@@ -190,6 +190,7 @@ class Collector:
             self.client.tls_set(**login["tls"])
         self.topic = topic
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.on_disconnect = lambda *a: self.connected.clear()
         self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
@@ -200,8 +201,14 @@ class Collector:
 
     def _on_connect(self, client, userdata, flags, reason, props) -> None:  # noqa: ANN001
         if not reason.is_failure:
-            client.subscribe(self.topic, qos=1)
-            time.sleep(0.05)
+            client.subscribe(self.topic, qos=1)  # connected once the broker has it: see _on_subscribe
+
+    def _on_subscribe(self, client, userdata, mid, reasons, props) -> None:  # noqa: ANN001
+        # Why the SUBACK: paho writes the SUBSCRIBE only after on_connect returns, so a test that went on at
+        # the connect could stop the broker before it had the subscription (the full-disk test does at once):
+        # the persistent session then held none, and what the agent delivered before this subscriber came
+        # back and subscribed again was lost to it
+        if not any(getattr(r, "is_failure", False) for r in reasons):
             self.connected.set()
 
     def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001

@@ -291,7 +291,11 @@ class MqttSink:
         if self.spool.depth and not conn.connected:
             # a short run (end of input at once) may stop before the first connect: give it the drain time
             while not conn.wait_connected(min(0.05, max(0.0, deadline - time.monotonic()))):
-                if time.monotonic() >= deadline or not conn.answering:
+                if time.monotonic() >= deadline:
+                    break
+                if not conn.answering:
+                    log.warning("MQTT sink %s: the broker has not answered the connection for %.1fs; stopping "
+                                "without waiting for it", self.base, conn.silence)
                     break
         if conn.connected:
             self._drain(deadline)

@@ -97,3 +97,33 @@ def test_a_stop_on_a_hung_broker_leaves_what_it_did_not_take_in_the_spool(tmp_pa
         f"missing {set(emitted) - {e['id'] for e in sub.events()}}"
     assert list(dict.fromkeys(e["id"] for e in sub.events())) == emitted
     assert json.loads(summary2.read_text())["delivery"]["waiting"] == 0
+
+
+def test_a_stop_before_a_hung_broker_ever_answered_keeps_every_alert(tmp_path: Path, make_broker) -> None:
+    """Hung from the start: the TCP connection is accepted (the kernel's backlog), the CONNACK never comes."""
+    broker = make_broker().start()
+    broker.proc.send_signal(signal.SIGSTOP)
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.1))
+    seen, summary = tmp_path / "seen.jsonl", tmp_path / "summary.json"
+    log = (tmp_path / "agent.err").open("w")
+    proc = _agent(tmp_path, model, broker, seen, summary, log)
+    try:
+        proc.stdin.write(_rows(5, 1_700_000_000.0))
+        proc.stdin.close()
+        try:
+            proc.wait(60)  # a hang check, not a speed claim
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the agent did not stop within 60 s of the end of its input") from None
+    finally:
+        proc.kill()
+        log.close()
+        broker.proc.send_signal(signal.SIGCONT)
+    err = (tmp_path / "agent.err").read_text()
+    assert proc.returncode == 0, err[-3000:]
+    assert json.loads(summary.read_text())["delivery"] == {"sent": 10, "delivered": 0, "dropped": 0, "waiting": 10}
+    spool = Spool(next((tmp_path / "spool").iterdir()))
+    left = [json.loads(record.partition(b"\n")[2])["id"] for _, record in spool.pending()]
+    spool.close()
+    assert left == [e["id"] for e in _jsonl(seen)]
+    assert "the broker has not answered the connection for" in err
+    assert "left in the spool for the next start 10" in err

@@ -203,6 +203,12 @@ class BrokerConnection:
         self._last_answer = 0.0
         self._owed_since = 0.0
         self._attempt_since: float | None = None  # a connection attempt waiting for its CONNACK, since when
+        # SUBACKs: paho's thread only appends the mid (as for PUBACKs); struck off under _lock by the waiter
+        self._sub_mids: dict[int, str] = {}  # SUBSCRIBE mid -> topic filter, this session
+        self._subacks: deque[int] = deque()
+        self._early_subacks: set[int] = set()
+        self._subscribed: set[str] = set()  # filters the broker acknowledged in this session
+        self._suback_seen = threading.Event()
         self.last_error: str | None = None  # why the last connection attempt failed
         self.failed_connects = 0
         self.takeover = TakeoverWatch()
@@ -225,6 +231,7 @@ class BrokerConnection:
         client.on_disconnect = self._disconnected_cb
         client.on_publish = self._published_cb
         client.on_message = self._message_cb
+        client.on_subscribe = self._subscribed_cb
 
     def _set_tls(self, client: paho.Client) -> None:
         import ssl
@@ -291,6 +298,7 @@ class BrokerConnection:
         with self._lock:
             if self._subscriptions.pop(topic_filter, None) is None:
                 return
+            self._subscribed.discard(topic_filter)
             try:
                 del self._matcher[topic_filter]
             except KeyError:
@@ -321,7 +329,9 @@ class BrokerConnection:
             client.ack(msg.mid, msg.qos)
 
     def _subscribe_one(self, topic_filter: str, qos: int) -> None:
-        rc, _ = self.client.subscribe(topic_filter, qos=qos)
+        rc, mid = self.client.subscribe(topic_filter, qos=qos)
+        if mid is not None:
+            self._sub_mids[mid] = topic_filter
         from paho.mqtt.client import error_string
         from paho.mqtt.enums import MQTTErrorCode
 
@@ -492,6 +502,10 @@ class BrokerConnection:
             # a subscribe() racing this callback either lands in the snapshot or sees the flag set: never
             # neither (that lost the model topic now and then when it was subscribed right at start)
             subs = list(self._subscriptions.items())
+            self._subscribed.clear()  # acknowledged again in this session (a clean one has none)
+            self._subacks.clear()
+            self._early_subacks.clear()
+            self._sub_mids.clear()
             self._connected.set()
         for topic_filter, (qos, _) in subs:
             self._subscribe_one(topic_filter, qos)
@@ -560,6 +574,39 @@ class BrokerConnection:
                 cb(mid, refused)
             except Exception:
                 log.exception("MQTT publish listener failed")
+
+    def _subscribed_cb(self, _client: paho.Client, _userdata: Any, mid: int, _reasons: Any, _props: Any) -> None:
+        self._subacks.append(mid)
+        self._suback_seen.set()
+
+    def subscribed(self, topic_filter: str) -> bool:
+        """Whether the broker has acknowledged ``topic_filter``'s subscription in the current session.
+
+        Why: a message published before the broker has the subscription is
+        not kept for it (unless retained); a caller that must not miss one
+        waits for this, not for the connection alone.
+        """
+        with self._lock:
+            early = self._early_subacks  # a SUBACK may come before _subscribe_one has noted its mid
+            while self._subacks:
+                early.add(self._subacks.popleft())
+            for mid in [m for m in early if m in self._sub_mids]:
+                early.discard(mid)
+                filt = self._sub_mids.pop(mid)
+                if filt in self._subscriptions:
+                    self._subscribed.add(filt)
+            return self._connected.is_set() and topic_filter in self._subscribed
+
+    def wait_subscribed(self, topic_filter: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` for :meth:`subscribed` to be true."""
+        deadline = time.monotonic() + timeout
+        while not self.subscribed(topic_filter):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._suback_seen.wait(min(left, 0.05))
+            self._suback_seen.clear()
+        return True
 
     def _call(self, cb: Callable[[], None]) -> None:
         try:

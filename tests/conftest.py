@@ -41,12 +41,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_RESTART_PORTS_HANDED: set[int] = set()
+
+
+def restart_safe_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, for a server a test stops and starts again.
+
+    Why not :func:`free_port`: its ports come from the ephemeral range, and
+    while the server is down the kernel may give that port to any outgoing
+    connection as its source port, even to a client retrying that very port
+    (which then connects to itself); the restart then fails with "Address
+    already in use". A port below the range is taken only by an explicit bind.
+    Probed from an offset of the process id, so that two test sessions on
+    one machine start apart; a port is handed out once per session.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    first, span = 10000, max(1000, low - 10000)
+    start = (os.getpid() * 7919) % span
+    for i in range(span):
+        port = first + (start + i) % span
+        if port in _RESTART_PORTS_HANDED:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _RESTART_PORTS_HANDED.add(port)
+        return port
+    return free_port()
+
+
 class Broker:
     """One mosquitto process with a generated config; same port across restarts."""
 
     def __init__(self, workdir: Path, extra: list[str] | None = None, port: int | None = None) -> None:
         self.host = "127.0.0.1"
-        self.port = port or free_port()
+        self.port = port or restart_safe_port()  # tests stop and start brokers on their port
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "mosquitto.conf"

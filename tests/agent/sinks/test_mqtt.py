@@ -115,6 +115,7 @@ def test_an_alert_acknowledged_while_the_connection_drains_is_not_sent_again(bro
     assert sub.wait_for(lambda c: [e["id"] for e in c.events()] == ["id-0"], 10)
     assert sink.spool.depth == 0
     again = MqttSink.from_url(url, agent_id="a5", spool_dir=tmp_path)
+    assert again.connection.wait_connected(10)  # else it closes before it could send anything, "offline" too
     assert again.wait_delivered(10)
     again.close()
     # the second sink's "offline" comes after anything it sent: once it is here, a duplicate would be too

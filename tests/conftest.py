@@ -41,12 +41,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_RESTART_PORTS_HANDED: set[int] = set()
+
+
+def restart_safe_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, for a server a test stops and starts again.
+
+    Why not :func:`free_port`: its ports come from the ephemeral range, and
+    while the server is down the kernel may give that port to any outgoing
+    connection as its source port, even to a client retrying that very port
+    (which then connects to itself); the restart then fails with "Address
+    already in use". A port below the range is taken only by an explicit bind.
+    Probed from an offset of the process id, so that two test sessions on
+    one machine start apart; a port is handed out once per session.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    first, span = 10000, max(1000, low - 10000)
+    start = (os.getpid() * 7919) % span
+    for i in range(span):
+        port = first + (start + i) % span
+        if port in _RESTART_PORTS_HANDED:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _RESTART_PORTS_HANDED.add(port)
+        return port
+    return free_port()
+
+
 class Broker:
     """One mosquitto process with a generated config; same port across restarts."""
 
     def __init__(self, workdir: Path, extra: list[str] | None = None, port: int | None = None) -> None:
         self.host = "127.0.0.1"
-        self.port = port or free_port()
+        self.port = port or restart_safe_port()  # tests stop and start brokers on their port
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "mosquitto.conf"
@@ -190,6 +224,7 @@ class Collector:
             self.client.tls_set(**login["tls"])
         self.topic = topic
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.on_disconnect = lambda *a: self.connected.clear()
         self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
@@ -200,8 +235,14 @@ class Collector:
 
     def _on_connect(self, client, userdata, flags, reason, props) -> None:  # noqa: ANN001
         if not reason.is_failure:
-            client.subscribe(self.topic, qos=1)
-            time.sleep(0.05)
+            client.subscribe(self.topic, qos=1)  # connected once the broker has it: see _on_subscribe
+
+    def _on_subscribe(self, client, userdata, mid, reasons, props) -> None:  # noqa: ANN001
+        # Why the SUBACK: paho writes the SUBSCRIBE only after on_connect returns, so a test that went on at
+        # the connect could stop the broker before it had the subscription (the full-disk test does at once):
+        # the persistent session then held none, and what the agent delivered before this subscriber came
+        # back and subscribed again was lost to it
+        if not any(getattr(r, "is_failure", False) for r in reasons):
             self.connected.set()
 
     def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001

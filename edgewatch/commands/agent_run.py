@@ -145,6 +145,6 @@ def print_summary(summary: RunSummary) -> None:
         parked = f", parked (refused by the receiver) {d['parked']}" if d.get("parked") else ""
         lines.append(f"events through the spool (MQTT, webhook, Alertmanager sinks): sent {d['sent']}, "
                      f"delivered {d['delivered']}{parked}, dropped {d['dropped']}, "
-                     f"waiting in the spool {d['waiting']}")
+                     f"left in the spool for the next start {d['waiting']}")
     click.echo("\n".join(lines), err=True)
     sys.stderr.flush()

@@ -39,6 +39,9 @@ TAKEOVER_SECONDS = 10.0
 TAKEOVER_RECONNECT_MIN = 2.0  # seconds before reconnecting while a takeover lasts (was reconnect_min, 0.2)
 STABLE_SECONDS = 60.0  # a session this long ends the takeover
 CLOSE_DRAIN_SECONDS = 5.0  # at most this long, on close, for the broker to acknowledge what is in flight
+# on close, a broker that owes acknowledgements and has answered none of them for this long is taken for hung
+# (a mosquitto sent SIGSTOP keeps its TCP connections open: paho notices only after 1.5 keepalives, 45 s)
+CLOSE_SILENCE_SECONDS = 2.0
 
 # returns False to leave a QoS 1 message unacknowledged (the broker sends it again next session)
 MessageHandler = Callable[["paho.MQTTMessage"], "bool | None"]
@@ -195,6 +198,17 @@ class BrokerConnection:
         self._acks: deque[int] = deque()
         self._ack_seen = threading.Event()
         self._inflight_lock = threading.Lock()
+        # when the broker last answered (a PUBACK, a CONNACK) and since when it has owed one (monotonic):
+        # how :attr:`silence` is measured, so that close need not wait the whole drain on a broker that stopped
+        self._last_answer = 0.0
+        self._owed_since = 0.0
+        self._attempt_since: float | None = None  # a connection attempt waiting for its CONNACK, since when
+        # SUBACKs: paho's thread only appends the mid (as for PUBACKs); struck off under _lock by the waiter
+        self._sub_mids: dict[int, str] = {}  # SUBSCRIBE mid -> topic filter, this session
+        self._subacks: deque[int] = deque()
+        self._early_subacks: set[int] = set()
+        self._subscribed: set[str] = set()  # filters the broker acknowledged in this session
+        self._suback_seen = threading.Event()
         self.last_error: str | None = None  # why the last connection attempt failed
         self.failed_connects = 0
         self.takeover = TakeoverWatch()
@@ -212,10 +226,12 @@ class BrokerConnection:
         client.reconnect_delay_set(min_delay=o.reconnect_min, max_delay=o.reconnect_max)  # type: ignore[arg-type]
         client.max_inflight_messages_set(64)
         client.max_queued_messages_set(0)
+        client.on_pre_connect = self._connecting_cb
         client.on_connect = self._connected_cb
         client.on_disconnect = self._disconnected_cb
         client.on_publish = self._published_cb
         client.on_message = self._message_cb
+        client.on_subscribe = self._subscribed_cb
 
     def _set_tls(self, client: paho.Client) -> None:
         import ssl
@@ -282,6 +298,7 @@ class BrokerConnection:
         with self._lock:
             if self._subscriptions.pop(topic_filter, None) is None:
                 return
+            self._subscribed.discard(topic_filter)
             try:
                 del self._matcher[topic_filter]
             except KeyError:
@@ -312,7 +329,9 @@ class BrokerConnection:
             client.ack(msg.mid, msg.qos)
 
     def _subscribe_one(self, topic_filter: str, qos: int) -> None:
-        rc, _ = self.client.subscribe(topic_filter, qos=qos)
+        rc, mid = self.client.subscribe(topic_filter, qos=qos)
+        if mid is not None:
+            self._sub_mids[mid] = topic_filter
         from paho.mqtt.client import error_string
         from paho.mqtt.enums import MQTTErrorCode
 
@@ -345,8 +364,11 @@ class BrokerConnection:
         broker acknowledges it, so that :meth:`close` can wait for it.
         """
         with self._inflight_lock:  # the acknowledgement cannot be struck off before the mid is noted
+            self._strike_acks()
             info = self.client.publish(topic, payload, qos=qos, retain=retain)
             if qos and published(info, queued=True):
+                if not self._unacked:
+                    self._owed_since = time.monotonic()
                 self._unacked.add(info.mid)
             self._strike_acks()  # also those of QoS 0 publishes (paho reports them written): keeps _acks short
         return info
@@ -364,16 +386,58 @@ class BrokerConnection:
             self._strike_acks()
             return len(self._unacked)
 
+    @property
+    def silence(self) -> float:
+        """Seconds the broker has owed an answer without giving any: a PUBACK while connected, or the CONNACK
+        of a connection attempt under way; 0 when it owes none (also while down between attempts).
+
+        Why: a broker that accepts TCP but stopped answering (hung, or a
+        mosquitto sent SIGSTOP) looks connected to paho for 1.5 keepalives;
+        this tells it from a slow one, which still acknowledges something.
+        """
+        now = time.monotonic()
+        if not self._connected.is_set():
+            attempt = self._attempt_since
+            return 0.0 if attempt is None else max(0.0, now - attempt)
+        with self._inflight_lock:
+            self._strike_acks()
+            if not self._unacked:
+                return 0.0
+            since = max(self._owed_since, self._last_answer)
+        return max(0.0, now - since)
+
+    @property
+    def answering(self) -> bool:
+        """False while connected to a broker silent for CLOSE_SILENCE_SECONDS or more (see :attr:`silence`)."""
+        return self.silence < CLOSE_SILENCE_SECONDS
+
     def wait_acknowledged(self, timeout: float) -> bool:
         """Wait up to ``timeout`` while connected for every in-flight QoS >= 1 publish to be acknowledged.
 
         Returns at once (False) when the connection is down: what paho holds
-        then goes out after a reconnect, which a closing connection will not see.
+        then goes out after a reconnect, which a closing connection will not see;
+        and (False) as soon as the broker is not :attr:`answering`: a hung broker
+        would hold the caller the whole ``timeout`` for nothing.
         """
         deadline = time.monotonic() + timeout
         while self.in_flight:
             left = deadline - time.monotonic()
-            if left <= 0 or not self._connected.is_set():
+            if left <= 0 or not self._connected.is_set() or not self.answering:
+                return False
+            self._ack_seen.wait(min(left, 0.05))
+            self._ack_seen.clear()
+        return True
+
+    def wait_published(self, info: paho.MQTTMessageInfo, timeout: float) -> bool:
+        """Wait up to ``timeout`` for one QoS >= 1 publish to be acknowledged, while connected and the broker
+        is :attr:`answering` (paho's ``wait_for_publish`` waits the whole timeout on a hung broker); False at
+        once for a publish paho did not send (queued for a reconnect, or refused)."""
+        if not published(info):
+            return False
+        deadline = time.monotonic() + timeout
+        while not info.is_published():
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._connected.is_set() or not self.answering:
                 return False
             self._ack_seen.wait(min(left, 0.05))
             self._ack_seen.clear()
@@ -389,7 +453,12 @@ class BrokerConnection:
         unread data sends a TCP reset, and the broker dropped what it had not
         read yet (mosquitto 2.0.11 logs "disconnected due to out of memory"):
         20 QoS 1 messages published then closed at once lost some in 24 of 30
-        tries. With the wait, 0 of 30. Then waits up to ``timeout`` for the
+        tries. With the wait, 0 of 30. A broker that has answered nothing for
+        CLOSE_SILENCE_SECONDS while owing acknowledgements (hung: its TCP
+        connection open, nothing read) ends the wait then: before, a stopping
+        agent waited the whole drain on it, and again in each user's own wait
+        (the sink's 5 s, the status' 2 s), 12 s in all; what it did not
+        acknowledge stays in the sinks' spools. Then waits up to ``timeout`` for the
         broker to see the DISCONNECT: paho's thread, stopped at once, could drop
         it unsent, and the broker would then publish the last will over the
         "offline" status just published.
@@ -399,8 +468,14 @@ class BrokerConnection:
         self._closing.set()
         try:
             if not self.wait_acknowledged(drain) and self._connected.is_set():
-                log.warning("MQTT %s: %d publish(es) not acknowledged within %gs of closing; closing anyway",
-                            self.options.address, self.in_flight, drain)
+                silence = self.silence
+                if silence >= CLOSE_SILENCE_SECONDS:
+                    log.warning("MQTT %s: the broker has answered nothing for %.1fs; closing with %d publish(es) "
+                                "not acknowledged (what a sink spooled among them stays in its spool for the next "
+                                "start)", self.options.address, silence, self.in_flight)
+                else:
+                    log.warning("MQTT %s: %d publish(es) not acknowledged within %gs of closing; closing anyway",
+                                self.options.address, self.in_flight, drain)
             self.client.disconnect()
             deadline = time.monotonic() + timeout
             while self._connected.is_set() and time.monotonic() < deadline:
@@ -411,17 +486,26 @@ class BrokerConnection:
 
     # -- paho callbacks ------------------------------------------------------------------
 
+    def _connecting_cb(self, _client: paho.Client, _userdata: Any) -> None:
+        self._attempt_since = time.monotonic()
+
     def _connected_cb(self, client: paho.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
+        self._attempt_since = None
         if reason.is_failure:
             self._connect_failed(f"the broker refused the connection: {reason}")
             return
         self._error_logged_at = None  # a later failure is news again
         self.connects += 1
-        self.takeover.began(time.monotonic())
+        self._last_answer = time.monotonic()  # a CONNACK: and paho sends what is in flight again
+        self.takeover.began(self._last_answer)
         with self._lock:
             # a subscribe() racing this callback either lands in the snapshot or sees the flag set: never
             # neither (that lost the model topic now and then when it was subscribed right at start)
             subs = list(self._subscriptions.items())
+            self._subscribed.clear()  # acknowledged again in this session (a clean one has none)
+            self._subacks.clear()
+            self._early_subacks.clear()
+            self._sub_mids.clear()
             self._connected.set()
         for topic_filter, (qos, _) in subs:
             self._subscribe_one(topic_filter, qos)
@@ -432,6 +516,7 @@ class BrokerConnection:
             self._call(cb)
 
     def _disconnected_cb(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self._attempt_since = None
         was = self._connected.is_set()
         self._connected.clear()
         if was and not self._closing.is_set():
@@ -465,6 +550,7 @@ class BrokerConnection:
 
     def _connect_failed(self, reason: str) -> None:
         """Say why the broker cannot be reached (TLS verify, refused, DNS...), at most once a minute."""
+        self._attempt_since = None
         self.last_error = reason
         self.failed_connects += 1
         self.takeover.attempt_failed()
@@ -479,6 +565,8 @@ class BrokerConnection:
 
     def _published_cb(self, _client: paho.Client, _userdata: Any, mid: int, reason: Any, _props: Any) -> None:
         refused = bool(getattr(reason, "is_failure", False))
+        if mid in self._unacked:  # a PUBACK; paho also reports QoS 0 publishes here, when it wrote them
+            self._last_answer = time.monotonic()
         self._acks.append(mid)
         self._ack_seen.set()
         for cb in self._on_publish:
@@ -486,6 +574,39 @@ class BrokerConnection:
                 cb(mid, refused)
             except Exception:
                 log.exception("MQTT publish listener failed")
+
+    def _subscribed_cb(self, _client: paho.Client, _userdata: Any, mid: int, _reasons: Any, _props: Any) -> None:
+        self._subacks.append(mid)
+        self._suback_seen.set()
+
+    def subscribed(self, topic_filter: str) -> bool:
+        """Whether the broker has acknowledged ``topic_filter``'s subscription in the current session.
+
+        Why: a message published before the broker has the subscription is
+        not kept for it (unless retained); a caller that must not miss one
+        waits for this, not for the connection alone.
+        """
+        with self._lock:
+            early = self._early_subacks  # a SUBACK may come before _subscribe_one has noted its mid
+            while self._subacks:
+                early.add(self._subacks.popleft())
+            for mid in [m for m in early if m in self._sub_mids]:
+                early.discard(mid)
+                filt = self._sub_mids.pop(mid)
+                if filt in self._subscriptions:
+                    self._subscribed.add(filt)
+            return self._connected.is_set() and topic_filter in self._subscribed
+
+    def wait_subscribed(self, topic_filter: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` for :meth:`subscribed` to be true."""
+        deadline = time.monotonic() + timeout
+        while not self.subscribed(topic_filter):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._suback_seen.wait(min(left, 0.05))
+            self._suback_seen.clear()
+        return True
 
     def _call(self, cb: Callable[[], None]) -> None:
         try:

@@ -60,7 +60,9 @@ class StatusPublisher:
     def close(self, timeout: float = 2.0) -> None:
         """Say "offline" (once, whoever closes first) and wait up to ``timeout`` for the broker to take it.
 
-        Without a connection there is no goodbye: the broker publishes the last will when it notices.
+        Without a connection there is no goodbye: the broker publishes the last will when it notices; nor
+        is there a wait on a connected broker that has stopped answering
+        (:attr:`~edgewatch.mqtt.connection.BrokerConnection.answering`).
         """
         from edgewatch.mqtt.connection import published
 
@@ -70,7 +72,4 @@ class StatusPublisher:
             return
         info = self.publish("offline")
         if info is not None and published(info):
-            try:
-                info.wait_for_publish(timeout=timeout)
-            except (RuntimeError, ValueError) as exc:
-                log.warning("MQTT status 'offline' not confirmed: %s", exc)
+            self.connection.wait_published(info, timeout)  # not on a broker that stopped answering

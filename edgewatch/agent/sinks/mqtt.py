@@ -263,10 +263,26 @@ class MqttSink:
             time.sleep(0.02)
         return self.spool.depth == 0 and self._reported_depth == 0
 
+    def _drain(self, deadline: float) -> None:
+        """:meth:`wait_delivered` until ``deadline``, ended early by a broker that does not answer."""
+        while (self.spool.depth or self._reported_depth) and time.monotonic() < deadline:
+            if not self.connection.answering:
+                log.warning("MQTT sink %s: the broker has answered nothing for %.1fs; stopping without waiting "
+                            "for it", self.base, self.connection.silence)
+                return
+            self._wake.set()
+            time.sleep(0.02)
+
     def close(self) -> None:
         """Deliver what the broker can take within ``drain_timeout``, say "offline", disconnect.
 
         What is still spooled stays on disk and goes out at the next start.
+        A broker that stopped answering (it holds the TCP connection and
+        acknowledges nothing: hung, or a mosquitto sent SIGSTOP) ends the
+        drain after CLOSE_SILENCE_SECONDS of silence instead of the whole
+        ``drain_timeout``, and the status and connection then wait for it no
+        more (:attr:`BrokerConnection.answering`): a stop on a hung broker
+        took 12 s before.
         """
         if self._closing.is_set():
             return
@@ -274,9 +290,15 @@ class MqttSink:
         deadline = time.monotonic() + self.options.drain_timeout
         if self.spool.depth and not conn.connected:
             # a short run (end of input at once) may stop before the first connect: give it the drain time
-            conn.wait_connected(self.options.drain_timeout)
+            while not conn.wait_connected(min(0.05, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    break
+                if not conn.answering:
+                    log.warning("MQTT sink %s: the broker has not answered the connection for %.1fs; stopping "
+                                "without waiting for it", self.base, conn.silence)
+                    break
         if conn.connected:
-            self.wait_delivered(max(0.0, deadline - time.monotonic()))
+            self._drain(deadline)
         self._closing.set()
         self._stop_sender = True
         self._wake.set()

@@ -272,10 +272,7 @@ class SparkplugSink:
         with self._lock:
             if self._online:
                 info = self.connection.publish(self.topics.node_topic(SparkplugKind.NDEATH), self._death(), qos=1)
-                try:
-                    info.wait_for_publish(2.0)
-                except (RuntimeError, ValueError):
-                    pass
+                self.connection.wait_published(info, 2.0)  # not on a broker that stopped answering
         self.connection.close()
 
 

@@ -134,6 +134,7 @@ class MqttSource(Source):
         self.max_message_bytes = limits.max_bytes
         self.received = 0  # messages handed to the agent (good and bad)
         self.connects = 0
+        self.connection: Any = None  # the broker connection, once running (its subscribed() says when it counts)
         self._connections = connections
         self.sparkplug = SparkplugDecoder(self.features, max_bytes=limits.max_bytes,
                                           max_nodes=limits.sparkplug_max_nodes,
@@ -146,6 +147,7 @@ class MqttSource(Source):
         from edgewatch.mqtt.connection import BrokerConnection
 
         conn = self._connections.acquire(self.broker) if self._connections else BrokerConnection(self.broker)
+        self.connection = conn
         self._taking.set()
         conn.on_connect(self._on_connect)
         conn.subscribe(self.topic_filter, self._on_message, qos=self.qos)

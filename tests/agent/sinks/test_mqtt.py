@@ -92,15 +92,22 @@ def test_an_alert_acknowledged_while_the_connection_drains_is_not_sent_again(bro
     import signal
     import threading
 
+    from tests.waiting import wait_until
+
     url = f"mqtt://{broker.host}:{broker.port}/dr"
-    sub = collector(broker, "dr/a5/alerts", client_id="c-dr", persistent=False)
+    sub = collector(broker, "dr/a5/#", client_id="c-dr", persistent=False)
     sink = MqttSink.from_url(url, agent_id="a5", spool_dir=tmp_path, drain_timeout=0.3)
     assert sink.connection.wait_connected(10)
     broker.proc.send_signal(signal.SIGSTOP)  # connected, but nothing is read or acknowledged
-    resume = threading.Timer(1.0, broker.proc.send_signal, (signal.SIGCONT,))
+
+    def resume_once_the_sink_gave_up() -> None:  # the broker wakes while the close waits on the connection
+        wait_until(sink._closing.is_set, 60, poll=0.005)
+        broker.proc.send_signal(signal.SIGCONT)
+
+    resume = threading.Thread(target=resume_once_the_sink_gave_up)
     try:
         sink.send(_alert(0))
-        resume.start()  # the broker wakes while the sink's close waits on the connection
+        resume.start()
         sink.close()
     finally:
         resume.join()
@@ -108,9 +115,15 @@ def test_an_alert_acknowledged_while_the_connection_drains_is_not_sent_again(bro
     assert sub.wait_for(lambda c: [e["id"] for e in c.events()] == ["id-0"], 10)
     assert sink.spool.depth == 0
     again = MqttSink.from_url(url, agent_id="a5", spool_dir=tmp_path)
+    assert again.connection.wait_connected(10)  # else it closes before it could send anything, "offline" too
     assert again.wait_delivered(10)
     again.close()
-    time.sleep(0.5)
+    # the second sink's "offline" comes after anything it sent: once it is here, a duplicate would be too
+    def goodbyes(c) -> int:  # noqa: ANN001
+        return sum(1 for t, p, retained in list(c.messages) if t.endswith("a5/status") and not retained
+                   and status_state(p) == "offline")
+
+    assert sub.wait_for(lambda c: goodbyes(c) == 2, 10)
     assert [e["id"] for e in sub.events()] == ["id-0"]  # once
 
 

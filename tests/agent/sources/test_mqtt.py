@@ -357,22 +357,32 @@ def test_mqtts_source_with_the_sinks_tls_options(tmp_path: Path, tls_broker, pki
     assert src.broker.tls and agent.streams == ["secure/a"]
 
 
+def _broker_has_read_what_was_sent(conn) -> None:  # noqa: ANN001
+    """Two SUBSCRIBE round trips on ``conn``: the broker handles a connection's packets in order, and the second
+    SUBSCRIBE goes out after paho read the first SUBACK, so after every PUBACK paho had queued when this began."""
+    for i in range(2):
+        sync = f"sync/{conn.options.client_id}/{i}"
+        conn.subscribe(sync, lambda _msg: None)
+        assert conn.wait_subscribed(sync, 30), "the broker did not acknowledge a subscription"
+        conn.unsubscribe(sync)
+
+
 def test_broker_restart_reconnects_resets_windows_and_loses_nothing_queued(tmp_path: Path, broker) -> None:
     agent = _agent(tmp_path, "brk")
     src = make_source(f"mqtt://{broker.host}:{broker.port}/restart/%23", FEATURES, agent_id="brk")
     agent.add_source(src)
     runner = _run(agent)
     try:
-        assert wait_until(lambda: src.connects == 1)
-        time.sleep(0.2)
+        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))
         pub = Publisher(broker)
         for _ in range(4):
             pub.send("restart/s", json.dumps([0.5] * 4))
         pub.close()
         assert wait_until(lambda: agent.summary.messages == 4)
         # the agent's PUBACKs must reach the broker before it saves the session; one still unread then is
-        # delivered again after the restart (QoS 1 is at least once): 9 messages (failed once in a loaded CI)
-        time.sleep(1.0)
+        # delivered again after the restart (QoS 1 is at least once): 9 messages (failed once in a loaded CI,
+        # with a fixed 1 s wait here)
+        _broker_has_read_what_was_sent(src.connection)
         broker.stop()  # SIGTERM: mosquitto saves the agent's session
         broker.start()
         pub = Publisher(broker)  # published before the agent is back: kept for its session

@@ -54,6 +54,10 @@ DEFAULT_STREAM_TTL = 3600.0  # seconds without a message before a stream's state
 # a score the graph could not give as a finite number (inputs near float32's limit) is reported as this,
 # and counts as over the threshold: it is as anomalous as a score can be
 SCORE_CAP = float(np.finfo(np.float32).max)
+# how long a stop waits for its sources to end once nothing is queued: a source blocked in a read that no
+# stop can interrupt (stdin kept open by the process feeding it) would otherwise hold the agent forever,
+# and its thread is a daemon that ends with the process
+SOURCE_STOP_GRACE = 5.0
 # Most windows per ONNX Runtime call; a batch's due windows are split into equal parts of at most this.
 # The int8 S0 costs 63-70 µs per window from 16 windows a call up (its LSTM kernel's work per window does
 # not shrink with the call), PyTorch eager 165-190 at 16 and 150-165 at 32: the network is 2.6-3.2x
@@ -741,6 +745,7 @@ class Agent:
               supervisor: SourceSupervisor) -> None:
         supervisor.start_all()
         stopping = False
+        stopped_at: float | None = None  # when the agent told its sources to stop
         q = self.queue
         limit = self.options.max_batch
         while True:
@@ -749,6 +754,7 @@ class Agent:
                 reason = self._stop_reason(t0, duration, max_messages)
                 if reason is not None:
                     stopping = True
+                    stopped_at = time.monotonic()
                     self.summary.ended_by = reason
                     supervisor.stop_all()
                 else:
@@ -757,6 +763,10 @@ class Agent:
                 first = q.get(timeout=0.1)
             except queue.Empty:
                 if stopping and supervisor.all_ended:
+                    break
+                if stopped_at is not None and time.monotonic() - stopped_at >= SOURCE_STOP_GRACE:
+                    log.warning("source(s) %s did not end within %.0f s of the stop (blocked in a read); "
+                                "stopping without them", ", ".join(supervisor.running_names()), SOURCE_STOP_GRACE)
                     break
                 if self._pending is not None or self._pending_shadow is not None:
                     self._apply_pending()

@@ -25,7 +25,7 @@ from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.lifecycle.accept import Candidate, Gate, Origin, accept
 from edgewatch.agent.model import ScoringModel, file_sha256
 from edgewatch.agent.runtime import ModelRuntime, Overrides, load_runtime
-from edgewatch.agent.sources import Item, Kind, ReplaySource
+from edgewatch.agent.sources import Item, Kind, ReplaySource, Source
 from edgewatch.agent.lifecycle.file_watch import ModelFileWatcher
 from edgewatch.cli import main
 from edgewatch.contract import DriftReference, Quantization
@@ -300,3 +300,76 @@ def test_a_swapped_in_model_carries_its_threshold_warning_in_the_model_event(tmp
     event = next(e for e in sink.events if e["event"] == "model_swapped")
     assert event["sha256"] == file_sha256(odd) and "far above every score" in event["warnings"][0]
     assert agent.threshold == 1e30
+
+
+def test_sigterm_stops_an_agent_whose_stdin_stays_open(tmp_path: Path) -> None:
+    """A service's stop while the process feeding stdin is still there (the README's stdin form, no
+    options): the stdin reader is blocked in a read no stop can interrupt, and the agent used to wait for
+    it forever. The reader now waits for data a quarter second at a time and sees the stop; the agent
+    closes the open episode and exits cleanly."""
+    import signal
+
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5))
+    proc = subprocess.Popen([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
+                             "--source", "stdin"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        proc.stdin.write("[3, 3, 3, 3]\n" * 20)  # every window far over the threshold: an episode opens
+        proc.stdin.flush()
+        assert wait_until(lambda: any('"start"' in line for line in lines), 60), "no episode opened"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)  # a hang check: our end of the stdin pipe is still open
+        except subprocess.TimeoutExpired:
+            pytest.fail("the agent did not stop on SIGTERM while its stdin stayed open")
+        reader.join(10)
+        err = proc.stderr.read()
+        assert proc.returncode == 0, err
+        assert "did not end within" not in err  # stdin ended by itself, not by the loop's grace
+        ends = [json.loads(line) for line in lines if '"end"' in line]
+        assert len(ends) == 1 and ends[0]["reason"] == "agent stopped", lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class _StuckSource(Source):
+    """A source whose reader never returns, whatever the stop says (a read nothing can interrupt)."""
+
+    name = "stuck"
+
+    def run(self) -> None:
+        threading.Event().wait()
+
+
+def test_a_stop_does_not_wait_for_ever_for_a_source_stuck_in_a_read(tmp_path: Path) -> None:
+    """The loop's grace: a source that cannot see the stop is left behind (its thread is a daemon), the
+    others' messages are scored, the log names it, and the run ends."""
+    from edgewatch.agent.engine import SOURCE_STOP_GRACE
+
+    csv = tmp_path / "x.csv"
+    csv.write_text("a,b,c,d\n" + "0.5,0.5,0.5,0.5\n" * 50)
+    agent = Agent(ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5))), [],
+                  AgentOptions(drift_every=0))
+    agent.add_source(ReplaySource(csv, ["a", "b", "c", "d"]))
+    agent.add_source(_StuckSource())
+    done: list = []
+    runner = threading.Thread(target=lambda: done.append(agent.run()), daemon=True)
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("edgewatch.agent").addHandler(handler)
+    try:
+        runner.start()
+        assert wait_until(lambda: agent.summary.messages == 50, 60)
+        agent.request_stop()
+        runner.join(SOURCE_STOP_GRACE + 60)  # a hang check
+        assert done, "the run never ended"
+        assert done[0].ended_by == "stop" and done[0].messages == 50
+        assert any("source(s) stuck did not end within" in r for r in records), records
+    finally:
+        logging.getLogger("edgewatch.agent").removeHandler(handler)

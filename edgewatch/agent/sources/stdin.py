@@ -7,6 +7,9 @@ name (rows assembled by :mod:`.rows`; a TOML ``[[source]]`` table may set
 
 from __future__ import annotations
 
+import io
+import os
+import select
 import sys
 import time
 from typing import BinaryIO
@@ -14,6 +17,9 @@ from typing import BinaryIO
 from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason
 from edgewatch.agent.sources.base import Item, Kind, Source, SourceContext, SourceSpec, row_assembler
 from edgewatch.agent.sources.registry import register
+
+STOP_POLL = 0.25  # seconds a read waits for data before it looks whether the agent is stopping
+CHUNK = 65536
 
 
 class StdinSource(Source):
@@ -35,6 +41,50 @@ class StdinSource(Source):
 
     def run(self) -> None:
         stream = self.stream if self.stream is not None else sys.stdin.buffer
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):  # an in-memory stream: reads never block
+            self._read_lines(stream)
+        else:
+            self._read_fd(fd)
+
+    def _read_fd(self, fd: int) -> None:
+        """Read the descriptor only when it has data, so a stop is seen while the writer stays silent.
+
+        A blocking ``readline`` could not be interrupted: the agent's stop waited
+        forever for a pipe whose writer was still there (a service's SIGTERM),
+        and leaving the reader behind aborted the interpreter at exit (it held
+        the stdin buffer's lock). Lines are cut here, at most ``max_bytes`` held.
+        """
+        limit = self.max_bytes + 2  # a line of max_bytes and its "\r\n"
+        held = bytearray()
+        skipping = False  # inside a line already counted too_large, until its newline
+        while not self.stopping:
+            ready, _, _ = select.select([fd], [], [], STOP_POLL)
+            if not ready:
+                continue
+            chunk = os.read(fd, CHUNK)
+            if not chunk:
+                break
+            held += chunk
+            while (end := held.find(b"\n")) >= 0:
+                line = bytes(held[:end + 1])
+                del held[:end + 1]
+                if skipping:
+                    skipping = False
+                elif len(line) > limit:
+                    self._put(Item(Kind.BAD, self.name, BadReason.TOO_LARGE, time.time()))
+                else:
+                    self._line(line)
+            if len(held) >= limit and not skipping:
+                self._put(Item(Kind.BAD, self.name, BadReason.TOO_LARGE, time.time()))
+                skipping = True
+            if skipping:
+                held.clear()
+        if held and not skipping and not self.stopping:  # the last line, without its newline
+            self._line(bytes(held))
+
+    def _read_lines(self, stream: BinaryIO) -> None:
         limit = self.max_bytes + 2  # a line of max_bytes and its "\r\n"
         while not self.stopping:
             line = stream.readline(limit)
@@ -45,9 +95,12 @@ class StdinSource(Source):
                     line = stream.readline(limit)
                 self._put(Item(Kind.BAD, self.name, BadReason.TOO_LARGE, time.time()))
                 continue
-            line = line.strip()
-            if line:
-                self._put(Item(Kind.RAW, self.name, line, time.time()))
+            self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        line = line.strip()
+        if line:
+            self._put(Item(Kind.RAW, self.name, line, time.time()))
 
 
 @register("stdin")

@@ -132,6 +132,10 @@ class SourceSupervisor:
     def all_ended(self) -> bool:
         return all(life.ended for life in self._lives.values())
 
+    def running_names(self) -> list[str]:
+        """The sources that have not ended (for the log of a stop that could not wait for them)."""
+        return [s.name for s in self.sources if not self._lives[id(s)].ended]
+
     @property
     def threads_done(self) -> bool:
         return not any(s.alive for s in self.sources)

@@ -309,3 +309,31 @@ def test_the_simulator_answers_a_rebirth_so_an_agent_started_after_it_scores(tmp
             runner.join(10)
     assert unknown >= 1 and outlet.rebirths_asked == 1 and outlet.rebirths == 1
     assert agent.summary.sparkplug_rebirths == 1
+
+
+def test_no_request_for_a_device_whose_birth_was_refused(tmp_path: Path, broker) -> None:
+    """A birth past sparkplug_max_aliases would be refused again: asking would only restart every window of
+    the node's devices. Its data is unknown_alias as before, and nothing is published."""
+    listener = Listener(broker, "spBv1.0/+/NCMD/#")
+    agent = _agent(tmp_path, "rebirth-refused")
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/spBv1.0/big/%23?sparkplug_max_aliases=3", FEATURES,
+                      agent_id="rebirth-refused")
+    agent.add_source(src)
+    runner = _run(agent)
+    node = EdgeNode(broker, "big", "gw1")
+    try:
+        assert wait_until(lambda: src.connects == 1)
+        time.sleep(0.2)
+        node.births()  # seen, and its DBIRTH (4 aliases) refused
+        for _ in range(10):
+            node.data()
+        assert wait_until(lambda: agent.summary.bad == {"too_many_aliases": 1, "unknown_alias": 10}), agent.summary
+        listener.client.publish("spBv1.0/marker/NCMD/m", b"", qos=1).wait_for_publish(5)
+        assert wait_until(lambda: any(m.topic == "spBv1.0/marker/NCMD/m" for m in listener.got))
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        node.close()
+        listener.close()
+    assert [m.topic for m in listener.got] == ["spBv1.0/marker/NCMD/m"] and node.commands == []
+    assert agent.summary.sparkplug_rebirths == 0

@@ -150,6 +150,7 @@ class MqttSource(Source):
                                           max_aliases=limits.sparkplug_max_aliases, source=name)
         self._taking = threading.Event()
         self._conn: Any = None  # the broker connection while running: rebirth requests go out on it
+        self._watched: set[int] = set()  # connections whose loss tells rebirths (a request the broker refused)
         self.rebirths = (RebirthRequests(name, self._publish_rebirth, max_nodes=limits.sparkplug_max_nodes)
                          if rebirth else None)
         self.template = template
@@ -162,6 +163,9 @@ class MqttSource(Source):
         self._conn = conn
         self._taking.set()
         conn.on_connect(self._on_connect)
+        if self.rebirths is not None and id(conn) not in self._watched:  # a restarted source: once per connection
+            self._watched.add(id(conn))
+            conn.on_disconnect(self.rebirths.lost)
         conn.subscribe(self.topic_filter, self._on_message, qos=self.qos)
         conn.start()
         try:

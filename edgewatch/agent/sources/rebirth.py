@@ -33,10 +33,16 @@ How often, and why:
   sent (logged once).
 
 A publish refused by the client (not connected) is logged once per node,
-at warning, with paho's reason; it never stops the source. A publish the
-broker drops (an ACL that denies this agent ``spBv1.0/+/NCMD/+``) cannot
-be seen at QoS 0 under MQTT 3.1.1, so a node that sent no birth within the
-interval after a request is logged once, at warning, naming both causes.
+at warning, with paho's reason; it never stops the source. A broker whose
+ACL denies this agent ``spBv1.0/+/NCMD/+`` answers nothing at QoS 0 under
+MQTT 3.1.1: some drop the request, so a node that sent no birth within the
+interval after a request is logged once, at warning, naming both causes;
+mosquitto 2.0 closes the connection instead (measured with 2.0.11: the
+agent was thrown off and reconnected at every request). The connection is
+shared with the MQTT sink, and every drop restarts the windows and lets
+the broker publish the agent's last will, so a connection lost within
+``DENIED_WITHIN`` seconds of a request (:meth:`RebirthRequests.lost`) turns
+the requests off until the agent restarts, with an error naming the ACL.
 """
 
 from __future__ import annotations
@@ -54,6 +60,9 @@ log = logging.getLogger("edgewatch.agent.sources")
 
 REBIRTH_INTERVAL = 30.0
 REBIRTH_MAX_INTERVAL = 600.0
+# a connection lost this soon after a request was the broker refusing it (mosquitto 2 closes an MQTT 3.1.1
+# client that publishes where its ACL denies); the drop follows the request by milliseconds
+DENIED_WITHIN = 2.0
 
 
 def rebirth_topic(node: str) -> str:
@@ -91,6 +100,8 @@ class RebirthRequests:
         self._asked: OrderedDict[str, _Asked] = OrderedDict()  # node -> its last request, oldest first
         self._said_full = False
         self.sent = 0
+        self.last_sent: float | None = None  # monotonic time of the last request that went out
+        self.denied = False  # the broker closed the connection over a request: no more requests this run
 
     def born(self, node: str) -> None:
         """A birth of the node or one of its devices arrived: the last request (if any) was answered."""
@@ -101,6 +112,8 @@ class RebirthRequests:
     def ask(self, node: str) -> bool:
         """Data of ``node`` (``spBv1.0/GROUP/NODE``) named an alias no held birth declares: ask for a
         rebirth unless one was asked within the node's interval. True when a request went out now."""
+        if self.denied:
+            return False
         now = self._clock()
         asked = self._asked.get(node)
         if asked is None:
@@ -133,10 +146,22 @@ class RebirthRequests:
                             "logged once per node)", self.source, node, topic, why, asked.interval)
             return False
         self.sent += 1
+        self.last_sent = now
         log.log(logging.INFO if first else logging.DEBUG, "source %s: asked edge node %s for a rebirth (%s, "
                 "Node Control/Rebirth): its data names aliases of a birth this agent does not hold",
                 self.source, node, topic)
         return True
+
+    def lost(self) -> None:
+        """The source's broker connection was lost: if right after a request, the broker refused it."""
+        if self.denied or self.last_sent is None or self._clock() - self.last_sent > DENIED_WITHIN:
+            return
+        self.denied = True
+        log.error("source %s: the broker closed the connection within %gs of a Sparkplug rebirth request: its ACL "
+                  "most likely does not let this agent's MQTT user publish to spBv1.0/+/NCMD/+ (mosquitto 2 "
+                  "closes an MQTT 3.1.1 client that publishes where it may not). No more rebirth requests from "
+                  "this source until the agent restarts: allow that topic, or set sparkplug_rebirth=0 and start "
+                  "the agent before the edge nodes", self.source, DENIED_WITHIN)
 
     def _forget_oldest(self, now: float, new: str) -> bool:
         """Make room for ``new``: drop the longest-asked node if it may be asked again anyway."""

@@ -277,6 +277,13 @@ def test_a_node_that_answers_but_still_sends_unknown_aliases_is_asked_less_and_l
     requests.born("spBv1.0/g/n")
     assert ask_at(210 + 240 * 2 + 31)
     assert sent == ["spBv1.0/g/NCMD/n"] * 6 and requests.sent == 6
+    now[0] += 2.5
+    requests.lost()  # a connection lost long after the last request: not the broker refusing it
+    assert not requests.denied
+    assert ask_at(now[0] + 60)
+    now[0] += 0.01
+    requests.lost()  # right after one: the broker closed the connection over it
+    assert requests.denied and not ask_at(now[0] + 3600) and requests.sent == 7
     caplog.set_level(logging.WARNING, logger="edgewatch.agent.sources")
     failing = RebirthRequests("src", lambda _t, _p: "the client is not currently connected", clock=lambda: now[0])
     for t in (0, 30, 60):
@@ -337,3 +344,43 @@ def test_no_request_for_a_device_whose_birth_was_refused(tmp_path: Path, broker)
         listener.close()
     assert [m.topic for m in listener.got] == ["spBv1.0/marker/NCMD/m"] and node.commands == []
     assert agent.summary.sparkplug_rebirths == 0
+
+
+def test_a_broker_that_denies_the_request_turns_requests_off_not_the_source(
+        tmp_path: Path, make_broker, caplog: pytest.LogCaptureFixture) -> None:
+    """mosquitto 2.0 with an ACL that lets clients read spBv1.0/# but not write NCMD closes the agent's
+    connection at the request (MQTT 3.1.1): one reconnect, an error naming the ACL, no more requests (each
+    would drop the connection the sink shares), and the source reads on."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic read spBv1.0/#\n" + "".join(f"topic write spBv1.0/+/{kind}/#\n"
+                                                       for kind in ("NBIRTH", "DBIRTH", "DDATA")))
+    broker = make_broker([f"acl_file {acl}"]).start()
+    caplog.set_level(logging.WARNING, logger="edgewatch.agent.sources")
+    node = EdgeNode(broker, "acl", "gw1")  # would answer, but never hears the request
+    node.births()
+    agent = _agent(tmp_path, "rebirth-acl")
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/spBv1.0/%23", FEATURES, agent_id="rebirth-acl")
+    src.rebirths.interval = src.rebirths.max_interval = 0.2
+    agent.add_source(src)
+    runner = _run(agent)
+    try:
+        assert wait_until(lambda: src.connects == 1)
+
+        def denied() -> bool:
+            node.data()
+            time.sleep(0.02)
+            return src.rebirths.denied and src.connects == 2
+        assert wait_until(denied, timeout=60)
+        seen = agent.summary.messages
+        for _ in range(100):  # 2 s and more: ten intervals in which a request would have been due
+            node.data()
+            time.sleep(0.02)
+        assert wait_until(lambda: agent.summary.messages >= seen + 100)  # the source reads on
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        node.close()
+    assert src.connects == 2 and agent.summary.sparkplug_rebirths == 1  # thrown off once, then no request
+    assert node.commands == [] and agent.summary.windows == 0
+    said = [r.getMessage() for r in caplog.records if "closed the connection within" in r.getMessage()]
+    assert len(said) == 1 and "spBv1.0/+/NCMD/+" in said[0] and "sparkplug_rebirth=0" in said[0]

@@ -127,6 +127,7 @@ class RunSummary:
     ended_by: str = ""
     delivery: dict[str, int] = field(default_factory=dict)  # spooling sinks' counts (MqttSink.delivery), summed
     episodes_held: int = 0  # episodes not sent: their stream was in its --quiet-start
+    sparkplug_rebirths: int = 0  # rebirth requests (NCMD) MQTT sources sent to edge nodes whose births they missed
 
 
 class Agent:
@@ -408,6 +409,10 @@ class Agent:
                 self._reset_source(source, payload)  # type: ignore[arg-type]
                 if payload is None:
                     self.metrics.reconnects.labels(source).inc()
+                continue
+            elif kind == Kind.REBIRTH:
+                self.summary.sparkplug_rebirths += 1
+                self.metrics.sparkplug_rebirths.labels(source).inc()
                 continue
             else:
                 continue

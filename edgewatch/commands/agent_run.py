@@ -35,7 +35,8 @@ Examples:
 \b
 Sources: ws://HOST:PORT/PATH (reconnects forever), replay:FILE.csv[?rate=HZ&loop=1] (separator, decimal
          comma, time column sniffed; the model's features by column name), stdin,
-         mqtt[s]://HOST:PORT/TOPIC-FILTER (+ and # as %23; JSON or Sparkplug B), or a topic template
+         mqtt[s]://HOST:PORT/TOPIC-FILTER (+ and # as %23; JSON or Sparkplug B: asks edge nodes whose
+         births it missed for a rebirth, ?sparkplug_rebirth=0 never publishes), or a topic template
          mqtt://HOST:PORT/plant/{stream}/{feature} (one topic per sensor: 12.5 or {"value": v, "ts": t}),
          opcua://HOST:PORT/Objects/2:Name[?interval=S], modbus://HOST:PORT/UNIT?registers=...;
          in a config file also [[source]] tables (url = ... plus protocol keys), see docs/sources.md.
@@ -126,7 +127,8 @@ def summary_dict(summary: RunSummary) -> dict:
             "events": summary.events, "streams": summary.streams, "seconds": round(summary.seconds, 3),
             "nonfinite_scores": summary.nonfinite_scores, "evicted_streams": summary.evicted_streams,
             "source_restarts": summary.source_restarts, "source_failures": summary.source_failures,
-            "ended_by": summary.ended_by, "delivery": summary.delivery, "episodes_held": summary.episodes_held}
+            "ended_by": summary.ended_by, "delivery": summary.delivery, "episodes_held": summary.episodes_held,
+            "sparkplug_rebirths": summary.sparkplug_rebirths}
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -140,6 +142,8 @@ def print_summary(summary: RunSummary) -> None:
         lines.append(f"episodes held in streams' quiet start (--quiet-start), not sent: {summary.episodes_held}")
     if summary.source_restarts:
         lines.append(f"source restarts {summary.source_restarts}")
+    if summary.sparkplug_rebirths:
+        lines.append(f"Sparkplug rebirth requests sent {summary.sparkplug_rebirths}")
     if summary.delivery:  # every spooling sink's counts, summed: MQTT, webhook, Alertmanager
         d = summary.delivery
         parked = f", parked (refused by the receiver) {d['parked']}" if d.get("parked") else ""

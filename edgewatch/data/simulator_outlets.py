@@ -8,7 +8,9 @@ that protocol's clients read it:
   ``{"ts", "seq", "values"}`` on ``TOPIC`` (with ``--streams K > 1``: on
   ``TOPIC/eq-<i>``); ``?format=sparkplug`` publishes Sparkplug B instead
   (an NBIRTH, a DBIRTH per equipment with aliases and its first measurement, then DDATA by alias on
-  ``spBv1.0/GROUP/DDATA/NODE/eq-<i>``, GROUP and NODE from ``TOPIC``).
+  ``spBv1.0/GROUP/DDATA/NODE/eq-<i>``, GROUP and NODE from ``TOPIC``). Like a real edge node it
+  answers an NCMD ``Node Control/Rebirth`` = true with a new NBIRTH and every DBIRTH (the last
+  values), so an agent started after it gets the aliases it missed.
 * ``opcua://HOST:PORT``: an asyncua server with one object per equipment
   (``Objects/2:eq-0`` ...) holding the variables ``cpu, memory, traffic, fan``;
   each measurement is written to all four, stamped with its time.
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -85,6 +89,8 @@ class MqttOutlet:
         self.topic = path.strip("/") or "edgewatch/sim"
         self.conn = BrokerConnection(options)
         self.published = 0
+        self.rebirths_asked = 0  # NCMD rebirth requests received (Sparkplug)
+        self.rebirths = 0  # answered with NBIRTH and every DBIRTH
 
     async def open(self, streams: list[str]) -> None:
         import asyncio
@@ -102,8 +108,61 @@ class MqttOutlet:
 
             group, _, node = (self.topic.split("/") + ["sim"])[:3]
             self.group, self.node = group, node or "sim"
-            self._publish(f"spBv1.0/{group}/NBIRTH/{self.node}", encode_payload([], seq=0))
-            self._born: set[str] = set()  # a device's birth carries its first measurement
+            self._last: dict[str, list[float]] = {}  # born devices: their last row, for a rebirth's DBIRTH
+            self._seq = 0
+            # an NCMD arrives on paho's thread; the births go out from emit's, so NBIRTH, DBIRTH and
+            # DDATA keep their order on the wire
+            self._rebirth_asked = threading.Event()
+            self.conn.subscribe(f"spBv1.0/{group}/NCMD/{self.node}", self._on_command, qos=0)
+            self._node_birth()
+
+    def _on_command(self, msg: Any) -> bool:
+        """paho's thread: note a rebirth request; :meth:`emit` answers it before its next message."""
+        import struct
+
+        from edgewatch.wire.protobuf import DecodeError
+        from edgewatch.wire.sparkplug import asks_rebirth, decode_payload
+
+        try:
+            _ts, _seq, metrics = decode_payload(msg.payload)
+        except (DecodeError, struct.error) as exc:
+            log.warning("simulator: an NCMD on %s that is no Sparkplug B payload (%s); ignored", msg.topic, exc)
+            return True
+        if asks_rebirth(metrics):
+            log.info("simulator: rebirth asked on %s", msg.topic)
+            self.rebirths_asked += 1
+            self._rebirth_asked.set()
+        return True
+
+    def _next_seq(self) -> int:
+        """Sparkplug's per-node sequence: 0 on the NBIRTH, then one up per message, modulo 256."""
+        self._seq = (self._seq + 1) % 256
+        return self._seq
+
+    def _node_birth(self) -> None:
+        from edgewatch.wire.sparkplug import BOOLEAN, REBIRTH_METRIC, encode_metric, encode_payload
+
+        self._seq = 0
+        now = int(time.time() * 1000)
+        self._publish(f"spBv1.0/{self.group}/NBIRTH/{self.node}", encode_payload(
+            [encode_metric(REBIRTH_METRIC, False, datatype=BOOLEAN)], timestamp=now, seq=0))
+
+    def _device_birth(self, stream: str, row: list[float], ms: int) -> None:
+        from edgewatch.wire.sparkplug import encode_metric, encode_payload
+
+        self._last[stream] = row
+        self._publish(f"spBv1.0/{self.group}/DBIRTH/{self.node}/{stream}", encode_payload(
+            [encode_metric(f, v, alias=j + 1, timestamp=ms) for j, (f, v) in enumerate(zip(FEATURES, row))],
+            timestamp=ms, seq=self._next_seq()))
+
+    def _rebirth(self) -> None:
+        """Answer a rebirth request as an edge node does: a new NBIRTH, then each device's DBIRTH."""
+        self._rebirth_asked.clear()
+        self._node_birth()
+        now = int(time.time() * 1000)
+        for stream, row in list(self._last.items()):
+            self._device_birth(stream, row, now)
+        self.rebirths += 1
 
     def _publish(self, topic: str, payload: bytes) -> None:
         info = self.conn.publish(topic, payload, qos=1)
@@ -116,17 +175,17 @@ class MqttOutlet:
         if self.sparkplug:
             from edgewatch.wire.sparkplug import encode_metric, encode_payload
 
+            if self._rebirth_asked.is_set():
+                self._rebirth()
             for i, row in enumerate(rows):
                 ms = int(ts[i] * 1000)
-                if stream not in self._born:
-                    self._born.add(stream)
-                    self._publish(f"spBv1.0/{self.group}/DBIRTH/{self.node}/{stream}", encode_payload(
-                        [encode_metric(f, v, alias=j + 1, timestamp=ms) for j, (f, v) in enumerate(zip(FEATURES, row))],
-                        timestamp=ms, seq=(first + i) % 256))
+                if stream not in self._last:  # a device's birth carries its first measurement
+                    self._device_birth(stream, row, ms)
                     continue
+                self._last[stream] = row
                 self._publish(f"spBv1.0/{self.group}/DDATA/{self.node}/{stream}", encode_payload(
                     [encode_metric(None, v, alias=j + 1, timestamp=ms) for j, v in enumerate(row)],
-                    timestamp=ms, seq=(first + i) % 256))
+                    timestamp=ms, seq=self._next_seq()))
             return
         topic = self.topic if len(self.streams) == 1 else f"{self.topic}/{stream}"
         for i, row in enumerate(rows):

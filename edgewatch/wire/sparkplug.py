@@ -212,3 +212,19 @@ def encode_payload(metrics: list[bytes], timestamp: int | None = None, seq: int 
         _put_key(out, 3, 0)
         _put_varint(out, seq)
     return bytes(out)
+
+
+# -- rebirth requests (Sparkplug 3.0: an NCMD at QoS 0, not retained, timestamped, no seq) --------
+
+REBIRTH_METRIC = "Node Control/Rebirth"
+
+
+def rebirth_request(now_ms: int) -> bytes:
+    """An NCMD payload asking an edge node for its births again: ``Node Control/Rebirth`` = true (Boolean),
+    the time it was sent, and no sequence number (commands carry none)."""
+    return encode_payload([encode_metric(REBIRTH_METRIC, True, datatype=BOOLEAN)], timestamp=now_ms)
+
+
+def asks_rebirth(metrics: list[Metric]) -> bool:
+    """Whether a command's metrics ask for a rebirth: ``Node Control/Rebirth`` by name, and true."""
+    return any(m.name == REBIRTH_METRIC and m.value is True for m in metrics)

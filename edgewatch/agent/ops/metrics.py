@@ -102,6 +102,9 @@ METRICS: dict[str, MetricSpec] = {
     "reconnects": MetricSpec("edgewatch_source_reconnects", _C, "Source reconnections", ("source",)),
     "source_restarts": MetricSpec("edgewatch_source_restarts", _C, "Source threads that died and were started "
                                   "again by the agent", ("source",)),
+    "sparkplug_rebirths": MetricSpec("edgewatch_sparkplug_rebirths", _C, "Sparkplug rebirth requests (NCMD "
+                                     "Node Control/Rebirth) sent to edge nodes whose births the source "
+                                     "missed, by source", ("source",)),
     "sources_running": MetricSpec("edgewatch_sources_running", _G, "Sources running now (not ended, not waiting "
                              "for a restart)"),
     "model_swaps": MetricSpec("edgewatch_model_swaps", _C, "Model files swapped in (or refused)", ("result",)),

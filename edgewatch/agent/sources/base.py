@@ -40,6 +40,7 @@ class Kind:
     END = 3  # payload: the Source; it finished as it should (told to stop, or the end of its input)
     BAD = 4  # payload: BadReason; refused before parsing (a binary websocket frame, a bad Modbus reply)
     FAILED = 5  # payload: SourceFailure; its thread ended without being told to (the agent restarts it)
+    REBIRTH = 6  # payload: str, the Sparkplug edge node (spBv1.0/GROUP/NODE) just asked for a rebirth; counted
 
 
 class Item(NamedTuple):

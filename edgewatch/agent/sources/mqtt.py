@@ -31,6 +31,12 @@ a birth that replaces a session, resets that node's or device's windows like
 a reconnect (see :class:`~edgewatch.agent.sources.sparkplug.SparkplugDecoder` for
 the bounds of its alias tables).
 
+Sparkplug data naming an alias of a birth the agent does not hold (it
+started after the edge node) asks that node for a rebirth: an NCMD
+``Node Control/Rebirth`` through the source's own broker connection, at
+most once per node per 30 s (:mod:`.rebirth`), unless ``sparkplug_rebirth=0``
+(a read-only listener, or a broker that does not let the agent publish).
+
 The subscription is QoS 1 in a persistent session: messages published
 while the agent is away (restart, network cut) wait at the broker and
 arrive after the reconnect; a message read while the agent stops is left
@@ -49,6 +55,7 @@ from urllib.parse import urlsplit
 from edgewatch.agent.sources.base import (Item, Kind, Source, SourceConfigError, SourceContext, SourceSpec,
                                           row_assembler)
 from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_message
+from edgewatch.agent.sources.rebirth import RebirthRequests
 from edgewatch.agent.sources.rows import CLOCK_WARN_AFTER, RowAssembler
 from edgewatch.agent.sources.sparkplug import DEFAULT_MAX_ALIASES, DEFAULT_MAX_NODES, SparkplugDecoder
 from edgewatch.agent.sources.registry import register
@@ -68,6 +75,9 @@ class MqttLimits:
     max_bytes: int = DEFAULT_MAX_BYTES
     sparkplug_max_nodes: int = DEFAULT_MAX_NODES
     sparkplug_max_aliases: int = DEFAULT_MAX_ALIASES
+
+
+REBIRTH_KEY = "sparkplug_rebirth"  # 1 (default): ask edge nodes whose births the agent missed; 0: never publish
 STREAM, FEATURE = "{stream}", "{feature}"
 
 
@@ -123,7 +133,7 @@ class MqttSource(Source):
 
     def __init__(self, name: str, broker: Any, topic_filter: str, features: list[str], qos: int = 1,
                  connections: Any = None, limits: MqttLimits | None = None, template: TopicTemplate | None = None,
-                 rows: RowAssembler | None = None) -> None:
+                 rows: RowAssembler | None = None, rebirth: bool = True) -> None:
         super().__init__()
         self.name = name
         self.broker = broker  # BrokerOptions
@@ -140,6 +150,10 @@ class MqttSource(Source):
                                           max_nodes=limits.sparkplug_max_nodes,
                                           max_aliases=limits.sparkplug_max_aliases, source=name)
         self._taking = threading.Event()
+        self._conn: Any = None  # the broker connection while running: rebirth requests go out on it
+        self._watched: set[int] = set()  # connections whose loss tells rebirths (a request the broker refused)
+        self.rebirths = (RebirthRequests(name, self._publish_rebirth, max_nodes=limits.sparkplug_max_nodes)
+                         if rebirth else None)
         self.template = template
         self.rows = rows or RowAssembler(self.features, source=name)
 
@@ -148,14 +162,19 @@ class MqttSource(Source):
 
         conn = self._connections.acquire(self.broker) if self._connections else BrokerConnection(self.broker)
         self.connection = conn
+        self._conn = conn
         self._taking.set()
         conn.on_connect(self._on_connect)
+        if self.rebirths is not None and id(conn) not in self._watched:  # a restarted source: once per connection
+            self._watched.add(id(conn))
+            conn.on_disconnect(self.rebirths.lost)
         conn.subscribe(self.topic_filter, self._on_message, qos=self.qos)
         conn.start()
         try:
             self._stop.wait()
         finally:
             self._taking.clear()
+            self._conn = None
             conn.unsubscribe(self.topic_filter, keep_session=True)
             if self._connections:
                 self._connections.release(conn)
@@ -181,7 +200,7 @@ class MqttSource(Source):
         for item in items:
             if not self._put(item):
                 return False
-            if item.kind != Kind.RESET:
+            if item.kind not in (Kind.RESET, Kind.REBIRTH):
                 self.received += 1
         return True  # also a message that means nothing here: a command, a death, a birth not yet complete
 
@@ -221,23 +240,54 @@ class MqttSource(Source):
         for d in self.sparkplug.decode(topic, payload):
             if isinstance(d, BadReason):
                 out.append(Item(Kind.BAD, self.name, d, now))
+                if d is BadReason.UNKNOWN_ALIAS and self.rebirths is not None:
+                    node = self._rebirth_for(topic)
+                    if node is not None and self.rebirths.ask(node):
+                        out.append(Item(Kind.REBIRTH, self.name, node, now))
             elif isinstance(d, Measurement):
                 if d.ts is not None and abs(d.ts - now) >= CLOCK_WARN_AFTER:
                     self.rows.check_clock(d.stream or topic, d.ts, now)
                 out.append(Item(Kind.MEASUREMENT, self.name, d, now))
             else:  # a death or a new birth: the agent resets these streams' windows
                 out.append(Item(Kind.RESET, self.name, d.streams, now))
+        if self.rebirths is not None and "BIRTH/" in topic:  # a node answered, asked or not
+            parts = topic.split("/")
+            if len(parts) >= 4 and parts[2] in ("NBIRTH", "DBIRTH"):
+                self.rebirths.born(f"spBv1.0/{parts[1]}/{parts[3]}")
         return out
+
+    def _rebirth_for(self, topic: str) -> str | None:
+        """The edge node to ask for a rebirth for data on ``topic`` (a DDATA or NDATA the decoder read),
+        or None when its last birth was refused: the same birth would be refused again."""
+        parts = topic.split("/")
+        node = f"spBv1.0/{parts[1]}/{parts[3]}"
+        stream = node if len(parts) == 4 else f"{node}/{parts[4]}"
+        return None if self.sparkplug.birth_refused(stream) else node
+
+    def _publish_rebirth(self, topic: str, payload: bytes) -> str | None:
+        """QoS 0, not retained (Sparkplug's rule for NCMD) on the source's connection; None or why not."""
+        from edgewatch.mqtt.connection import publish_error, published
+
+        conn = self._conn
+        if conn is None:
+            return "the source is not running"
+        try:
+            info = conn.publish(topic, payload, qos=0, retain=False)
+        except Exception as exc:  # paho refusing a topic or a closed client: said, never fatal to the source
+            return f"{type(exc).__name__}: {exc}"
+        return None if published(info) else publish_error(info)
 
 
 @register("mqtt", "mqtts")
 def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
     """``mqtt[s]://[user:pass@]host[:port]/topic-filter-or-template[?qos=1]``; keys (query or TOML): qos,
-    max_bytes, max_age, sparkplug_max_nodes, sparkplug_max_aliases and any ``mqtt-*`` option."""
+    max_bytes, max_age, sparkplug_max_nodes, sparkplug_max_aliases, sparkplug_rebirth and any ``mqtt-*`` option."""
     from edgewatch.mqtt.connection import BROKER_FIELDS, client_id_for, parse_broker_url
 
-    settings = spec.checked((BROKER_FIELDS - {"host", "port", "client_id"}) | {"qos", "max_age"} | set(LIMITS))
+    settings = spec.checked((BROKER_FIELDS - {"host", "port", "client_id"}) | {"qos", "max_age", REBIRTH_KEY}
+                            | set(LIMITS))
     max_age = settings.pop("max_age", None)
+    rebirth = _switch(spec.name, REBIRTH_KEY, settings.pop(REBIRTH_KEY, True))
     try:
         qos = int(settings.pop("qos", 1))
     except ValueError:
@@ -265,7 +315,19 @@ def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
     name = f"{'mqtts' if broker.tls else 'mqtt'}://{broker.host}:{broker.port}/{topic_filter}"
     return MqttSource(name, broker, topic_filter, ctx.features, qos=qos, connections=ctx.connections,
                       limits=MqttLimits(**limits), template=template,
-                      rows=row_assembler(spec.name, ctx.features, max_age))
+                      rows=row_assembler(spec.name, ctx.features, max_age), rebirth=rebirth)
+
+
+def _switch(source: str, key: str, value: Any) -> bool:
+    """An on/off setting: a misspelt value must not silently leave it on (or off)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SourceConfigError(f"source {source!r}: {key} must be 1 or 0 (true/false, yes/no, on/off); got {value!r}")
 
 
 def _positive(source: str, key: str, value: Any) -> int:

@@ -98,6 +98,9 @@ class SparkplugDecoder:
         self._names = FeatureNames(features, source)  # its log lines name the source
         self._sessions: dict[str, _Session] = {}  # stream -> session
         self._node_streams: dict[str, set[str]] = {}  # node stream -> its streams holding a session (itself too)
+        # streams whose last birth was refused (too large, past a bound), oldest first, at most max_nodes: a
+        # rebirth would be refused again, so the source does not ask one for their data (birth_refused)
+        self._refused: dict[str, None] = {}
 
     @property
     def sessions(self) -> int:
@@ -109,6 +112,23 @@ class SparkplugDecoder:
         """Aliases held now, all sessions."""
         return sum(s.n_aliases for s in self._sessions.values())
 
+    def birth_refused(self, stream: str) -> bool:
+        """Whether the last birth of this node or device (``spBv1.0/GROUP/NODE[/DEVICE]``) was refused.
+
+        Why it matters: its data is ``unknown_alias`` like that of a node
+        whose birth the agent missed, but asking it to rebirth would bring
+        the same birth, refused again, and reset the windows of every
+        device of that node for nothing.
+        """
+        return stream in self._refused
+
+    def _note_refused(self, stream: str) -> None:
+        refused = self._refused
+        refused.pop(stream, None)
+        if len(refused) >= self.max_nodes:  # names come from topics: bounded, the oldest forgotten
+            del refused[next(iter(refused))]
+        refused[stream] = None
+
     def decode(self, topic: str, payload: bytes) -> list[Decoded]:
         parts = topic.split("/")
         if len(parts) >= 2 and parts[1] == "STATE":
@@ -119,10 +139,12 @@ class SparkplugDecoder:
         if (parts[0] != "spBv1.0" or kind not in _KINDS or len(parts) != (4 if kind[0] == "N" else 5)
                 or not all(parts)):
             return [BadReason.UNKNOWN_MESSAGE]
-        if len(payload) > self.max_bytes:
-            return [BadReason.TOO_LARGE]
         node_stream = "/".join(("spBv1.0", parts[1], parts[3]))
         stream = node_stream if kind[0] == "N" else f"{node_stream}/{parts[4]}"
+        if len(payload) > self.max_bytes:
+            if kind.endswith("BIRTH"):
+                self._note_refused(stream)
+            return [BadReason.TOO_LARGE]
         if kind == "NDEATH":
             return self._end(self._drop_node(node_stream))
         if kind == "DDEATH":
@@ -135,7 +157,9 @@ class SparkplugDecoder:
             out = self._end(self._drop_node(node_stream) if kind == "NBIRTH" else self._drop(stream))
             refused = self._birth(node_stream, stream, metrics)
             if refused is not None:
+                self._note_refused(stream)
                 return [*out, refused]
+            self._refused.pop(stream, None)
             session = self._sessions[stream]
         else:
             out = []

@@ -61,6 +61,10 @@ class ReadNotes:
     dropped_rows: int = 0  # rows with a missing cell that could not be filled, or dropped by Fill.DROP
     bad_times: int = 0  # rows whose time could not be read, dropped
     clock_changes: int = 0  # daylight-saving fall-backs the times were run on through
+    fall_backs: list[float] = field(default_factory=list)  # wall-clock start of each repeated hour (epoch s)
+    spring_forwards: list[float] = field(default_factory=list)  # wall-clock start of each skipped hour (epoch s)
+    repeated_times: int = 0  # rows with the time of the row before (kept, in file order)
+    first_repeated: float | None = None  # the first such time (epoch s)
     long_exports: list[str] = field(default_factory=list)  # files read as one row per tag and time, pivoted
     out_of_order: int = 0  # rows that were not in time order (the data was sorted)
     reversed_order: bool = False  # the export was newest first
@@ -175,6 +179,8 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         notes.ragged += table.ragged
         notes.bad_times += table.bad_times
         notes.clock_changes += table.clock_changes
+        notes.fall_backs += table.fall_backs
+        notes.spring_forwards += [wall for _, wall in table.spring_forwards]
         if table.times is not None and table.bad_times == table.rows:
             raise BadInput(_unreadable_times(table))
         notes.text_columns.update(table.text_columns)
@@ -199,7 +205,7 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         if t is not None:
             keep &= np.isfinite(t)
         x, t = x[keep], (t[keep] if t is not None else None)
-        for part, pt in _time_order(x, t, notes):
+        for part, pt in _time_order(x, t, notes, [at for at, _ in table.spring_forwards]):
             part, pt = _fill(part, pt, features, fill, notes)
             if len(part):
                 segments.append(part)
@@ -270,9 +276,14 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
     return chosen
 
 
-def _time_order(x: np.ndarray, t: np.ndarray | None, notes: ReadNotes
+def _time_order(x: np.ndarray, t: np.ndarray | None, notes: ReadNotes, spring_forwards: Sequence[float] = ()
                 ) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """The rows in time order, cut at long gaps; a newest-first export is turned around."""
+    """The rows in time order, cut at long gaps; a newest-first export is turned around.
+
+    Rows with equal times keep their file order (a stable sort), none dropped: the file's order is the
+    only order they have. The hour a spring-forward skips is no gap (the rows on each side are one
+    stretch in true time), so it does not cut the data.
+    """
     if t is None or len(t) < 2:
         return [(x, t)]
     d = np.diff(t)
@@ -285,10 +296,16 @@ def _time_order(x: np.ndarray, t: np.ndarray | None, notes: ReadNotes
         order = np.argsort(t, kind="stable")
         x, t = x[order], t[order]
         d = np.diff(t)
+    same = np.flatnonzero(d == 0)
+    if same.size:
+        notes.repeated_times += int(same.size)
+        if notes.first_repeated is None:
+            notes.first_repeated = float(t[same[0]])
     positive = d[d > 0]
     if positive.size == 0:
         return [(x, t)]
     cuts = np.flatnonzero(d > GAP_STEPS * float(np.median(positive))) + 1
+    cuts = cuts[~np.isin(t[cuts], np.asarray(spring_forwards, dtype=np.float64))]
     notes.gaps += len(cuts)
     if len(cuts):  # a week's shutdown is told apart from a lost minute by its length
         c = int(cuts[np.argmax(d[cuts - 1])])

@@ -144,7 +144,16 @@ def _reading_notes(n: ReadNotes) -> list[str]:
     out += n.long_exports
     if n.clock_changes:
         out.append(f"the clocks went back an hour {n.clock_changes} time(s) (daylight saving; the times have no zone): "
-                   "the times run on through it instead of repeating that hour")
+                   f"the times run on through it instead of repeating that hour; the hour from {_wall_clock(n.fall_backs)} "
+                   "comes twice (a clock change to winter time? the export is in local time): its rows are kept in "
+                   "file order, none dropped")
+    if n.spring_forwards:
+        out.append(f"the hour from {_wall_clock(n.spring_forwards)} is missing (a clock change to summer time? the "
+                   "export is in local time): not a gap, the rows on each side are one stretch")
+    if n.repeated_times:
+        first = datetime.fromtimestamp(n.first_repeated or 0.0, timezone.utc)
+        out.append(f"{n.repeated_times:,} row(s) have the same time as the row before (the first at "
+                   f"{first:%Y-%m-%d %H:%M:%S}): kept in file order, none dropped")
     if n.reversed_order:
         out.append("the rows were newest first: turned around")
     if n.out_of_order:
@@ -154,6 +163,12 @@ def _reading_notes(n: ReadNotes) -> list[str]:
     if n.ragged:
         out.append(f"skipped {n.ragged:,} line(s) with another number of fields than the header")
     return out
+
+
+def _wall_clock(times: list[float]) -> str:
+    """Times as the file wrote them (naive wall-clock times are read as UTC), a few of them."""
+    shown = [f"{datetime.fromtimestamp(t, timezone.utc):%Y-%m-%d %H:%M}" for t in times[:3]]
+    return ", ".join(shown) + (f" and {len(times) - 3} more" if len(times) > 3 else "")
 
 
 def _longest_gap(n: ReadNotes) -> str:

@@ -125,7 +125,7 @@ def read_long(layout: CsvLayout, long: LongFormat) -> CsvTable:
     no number at any readable time is left out.
     """
     tag_j, value_j = layout.header.index(long.tag_column), layout.header.index(long.value_column)
-    clock = LocalClock() if layout.naive_times else None
+    clock = LocalClock(one_row_per_time=False) if layout.naive_times else None
     stamps: list[float] = []
     names: list[str] = []
     values: list[float] = []

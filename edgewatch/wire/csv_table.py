@@ -204,6 +204,9 @@ class CsvTable:
     time_example: str = ""  # a time cell, for a message when none could be read
     text_values: dict[str, list[str]] = field(default_factory=dict)  # text column -> its distinct cells (some)
     grid_step: float | None = None  # a long export whose tags have their own times, put on a grid this wide (s)
+    fall_backs: tuple[float, ...] = ()  # wall-clock start of each repeated hour (epoch s as read)
+    spring_forwards: tuple[tuple[float, float], ...] = ()  # per skipped hour: (first time after it in ``times``,
+    #                                                        the hour's wall-clock start as read)
 
     @property
     def path(self) -> Path:
@@ -746,11 +749,9 @@ class _Chunks:
         missing: dict[str, int] = {}
         bad: dict[str, int] = {}
         times = np.concatenate(self.times) if self.times else None
-        changes = 0
+        clock = LocalClock()
         if times is not None and lay.naive_times:
-            clock = LocalClock()
             times = clock.run_on(times)
-            changes = clock.changes
         for j, name in enumerate(lay.header):
             if name in (lay.time_column, lay.date_column, lay.ms_column):
                 continue
@@ -766,5 +767,6 @@ class _Chunks:
                     bad[name] = self.bad[j]
         bad_times = int(np.isnan(times).sum()) if times is not None else 0
         text_values = {name: sorted(self.texts[lay.header.index(name)]) for name in text}
-        return CsvTable(lay, numeric, times, labels, text, missing, bad, rows, ragged, bad_times, changes,
-                        self.time_example, text_values)
+        return CsvTable(lay, numeric, times, labels, text, missing, bad, rows, ragged, bad_times, clock.changes,
+                        self.time_example, text_values, fall_backs=tuple(clock.fall_backs),
+                        spring_forwards=tuple(clock.spring_forwards))

@@ -33,6 +33,8 @@ EPOCH_UNITS = ((1e17, 1e9), (1e14, 1e6), (MS_EPOCH_ABOVE, 1e3))  # above: nanose
 EXCEL_DAYS = (20000.0, 80000.0)  # a time column of numbers all in this range is Excel's serial days (1954..2119)
 EXCEL_EPOCH_DAY = 25569.0  # Excel's serial day of 1970-01-01
 FALL_BACK = (-3660.0, -1800.0)  # a step back by this much in naive local times is a daylight-saving change
+CHANGE_SLACK = 60.0  # s: a step off the sampling step by an hour, within this, is a clock change (at night)
+CHANGE_HOURS = (23, 0, 1, 2, 3)  # wall-clock hours a repeated or skipped hour starts in (00:00 to 03:00 zones)
 
 
 class DateOrder(str, enum.Enum):
@@ -263,33 +265,69 @@ class LocalClock:
     read as UTC its times step back by an hour less one sampling step.
     Sorting would interleave the two hours, and the agent would take the
     second as late messages. Each such step back (30 to 61 minutes) adds an
-    hour to every later time, so the times run on; a spring-forward leaves
-    an hour's gap, which needs nothing. Fails to notice a fall-back hidden
-    in a gap of the data longer than 30 minutes.
+    hour to every later time, so the times run on. At hourly sampling the
+    step back is none: the row after the previous step of an hour carries
+    the same time. That is taken as the repeat only at night
+    (:data:`CHANGE_HOURS`) and only when each time has one row
+    (``one_row_per_time``; a long export has a row per tag at each time,
+    and a file that repeated a time before is taken to write some times
+    twice), so a row written twice at noon stays a repeated time. A spring-forward
+    leaves a jump of an hour more than the step before; it needs no shift
+    (the rows are one stretch in true time) and is recorded, so that
+    ``fit`` does not cut the data there as at a shutdown. Fails to notice a
+    change hidden in a gap of the data.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, one_row_per_time: bool = True) -> None:
+        self.one_row_per_time = one_row_per_time
         self.shift = 0.0
         self.last = math.nan
+        self.step = math.nan  # the last step forward, in the times as read
+        self.repeats = False  # a time came twice that was not a clock change
         self.changes = 0
+        self.fall_backs: list[float] = []  # wall-clock start of each repeated hour, as read
+        self.spring_forwards: list[tuple[float, float]] = []  # (first time after it as returned, wall-clock start)
 
     def __call__(self, ts: float) -> float:
         if not math.isfinite(ts):
             return ts
         t = ts + self.shift
-        if math.isfinite(self.last) and FALL_BACK[0] <= t - self.last <= FALL_BACK[1]:
+        d = t - self.last
+        if math.isfinite(self.last) and (FALL_BACK[0] <= d <= FALL_BACK[1] or self._hourly_repeat(ts, d)):
             self.shift += 3600.0
             self.changes += 1
+            self.fall_backs.append(ts)
             t += 3600.0
+        elif self.one_row_per_time and d > 3600.0 and abs(d - 3600.0 - self.step) <= CHANGE_SLACK \
+                and _night(ts - 3600.0):
+            self.spring_forwards.append((t, ts - 3600.0))
+        elif d == 0:
+            self.repeats = True
+        if d > 0:
+            self.step = d
         self.last = t
         return t
 
+    def _hourly_repeat(self, ts: float, d: float) -> bool:
+        """A repeat at a sampling step too long for a step back in :data:`FALL_BACK` (an hour: no step back)."""
+        return (self.one_row_per_time and not self.repeats and FALL_BACK[1] < d <= 0.0
+                and abs(d + 3600.0 - self.step) <= CHANGE_SLACK and _night(ts))
+
     def run_on(self, times: np.ndarray) -> np.ndarray:
-        """A whole column through :meth:`__call__` (a loop only when some step back is in range)."""
+        """A whole column through :meth:`__call__` (a loop only when some step could be a change)."""
         finite = times[np.isfinite(times)]
         d = np.diff(finite)
-        if not ((d >= FALL_BACK[0]) & (d <= FALL_BACK[1])).any():
+        maybe = (d >= FALL_BACK[0]) & (d <= FALL_BACK[1])
+        if self.one_row_per_time and d.size > 1:
+            maybe[1:] |= np.abs(np.abs(d[1:] - d[:-1]) - 3600.0) <= CHANGE_SLACK
+        if not maybe.any():
             if finite.size:
                 self.last = float(finite[-1]) + self.shift
+                self.step = float(d[d > 0][-1]) if (d > 0).any() else self.step
             return times + self.shift
         return np.array([self(float(t)) for t in times], dtype=np.float64)
+
+
+def _night(ts: float) -> bool:
+    """A wall-clock time (read as UTC) in an hour when clocks change."""
+    return int(ts % 86400.0 // 3600.0) in CHANGE_HOURS

@@ -103,3 +103,12 @@ def test_a_wide_export_with_a_name_and_a_value_column_is_not_pivoted(tmp_path: P
     text = "Timestamp,Name,Value,Pressure\n" + "".join(
         f"2024-03-04 08:00:{i:02d},{'A' if i < 10 else 'B'},{i},{4 + i / 10}\n" for i in range(20))
     assert long_format(read_csv_table(_write(tmp_path / "batch.csv", text))) is None
+
+
+def test_an_hourly_long_export_through_the_night_is_no_clock_change(tmp_path: Path) -> None:
+    # every time has a row per tag: the second tag's row at 02:00 is not the autumn repeat of a wide hourly file
+    text = "Tag,Timestamp,Value\n" + "".join(f"{tag},2024-06-0{1 + h // 24} {h % 24:02d}:00:00,{v + h}\n"
+                                              for h in range(48) for tag, v in (("a", 1), ("b", 100)))
+    table = read_csv_table(_write(tmp_path / "night.csv", text))
+    wide = read_long(table.layout, long_format(table))
+    assert wide.clock_changes == 0 and wide.rows == 48 and np.diff(wide.times).tolist() == [3600.0] * 47

@@ -203,6 +203,20 @@ def test_a_daylight_saving_fall_back_in_wall_clock_times_runs_on(tmp_path: Path)
     assert table.clock_changes == 0 and np.diff(table.times).tolist() == [300.0] * 11
 
 
+def test_at_hourly_sampling_the_repeated_hour_is_a_time_written_twice_at_night_in_a_file_that_does_not_do_so(
+        tmp_path: Path) -> None:
+    hours = [f"2024-10-2{6 + h // 24} {h % 24:02d}:00:00" for h in range(20, 27)] + [
+        f"2024-10-27 {h:02d}:00:00" for h in range(2, 6)]  # 20:00 .. 02:00, 02:00 .. 05:00
+    table = read_csv_table(_write(tmp_path / "h.csv", "\n".join(["time,p,q"] + _rows(11, time=lambda i: hours[i]))
+                                  + "\n"))
+    assert table.clock_changes == 1 and np.diff(table.times).tolist() == [3600.0] * 10
+    assert table.fall_backs == (datetime(2024, 10, 27, 2, tzinfo=timezone.utc).timestamp(),)
+    twice = [h for h in hours for _ in range(2)]  # two rows a time from the start: a file that writes times twice
+    table = read_csv_table(_write(tmp_path / "t.csv", "\n".join(["time,p,q"] + _rows(22, time=lambda i: twice[i]))
+                                  + "\n"))
+    assert table.clock_changes == 0 and table.times[-1] - table.times[0] == 9 * 3600.0
+
+
 def test_trailing_separators_and_blank_or_repeated_names(tmp_path: Path) -> None:
     lines = ["time;Value;Value;;Current;"] + [f"2024-03-04 08:00:{i:02d};1;2;3;4;" for i in range(5)]
     table = read_csv_table(_write(tmp_path / "r.csv", "\n".join(lines) + "\n"))

@@ -137,6 +137,8 @@ def _exports() -> dict[str, tuple[str, str]]:
     """Exports fit reads since the walk-through of session 4: (text, encoding), 24 rows of p and q each."""
     rows = [(f"2024-03-04 08:00:{i:02d}", 4.2 + 0.01 * i, 1200.5 + i) for i in range(24)]
     clock = [f"2024-10-27 02:{m:02d}:00" for m in range(0, 60, 5)] * 2  # the fall-back repeats 02:00..02:55
+    hours = [f"2024-10-2{6 + (20 + h) // 24} {(20 + h) % 24:02d}:00:00" for h in range(7)]  # 20:00 to 02:00
+    hourly = hours + [f"2024-10-27 {h:02d}:00:00" for h in range(2, 19)]  # at a row an hour, 02:00 twice
 
     def lines(header: str, fmt, sep: str = ",") -> str:  # noqa: ANN001
         return "\n".join([header] + [sep.join(fmt(i, t, p, q)) for i, (t, p, q) in enumerate(rows)]) + "\n"
@@ -158,6 +160,8 @@ def _exports() -> dict[str, tuple[str, str]]:
         "month names": (lines("Timestamp,p,q", lambda i, t, p, q: [f"04-Mar-2024 08:00:{i:02d}", f"{p:.2f}",
                                                                    f"{q:.1f}"]), "utf-8"),
         "daylight saving": (lines("time,p,q", lambda i, t, p, q: [clock[i], f"{p:.2f}", f"{q:.1f}"]), "utf-8"),
+        "daylight saving, hourly": (lines("time,p,q", lambda i, t, p, q: [hourly[i], f"{p:.2f}", f"{q:.1f}"]),
+                                    "utf-8"),
         "trailing separators, # comment": (lines("time;p;q;", lambda i, t, p, q: [
             t, f"{p:.2f}", f"{q:.1f}", ""], ";") + "# end of export\n", "utf-8"),
         # the second walk-through (wire/csv_files.py, epoch units, units in cells)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from edgewatch.agent.sinks.base import Sink, SinkConfigError, SinkContext, SinkSpec
+from edgewatch.agent.urls import port_problem
 
 Factory = Callable[[SinkSpec, SinkContext], Sink]
 
@@ -68,23 +68,10 @@ def make_sink(spec: str | Mapping[str, Any], context: SinkContext | None = None)
     factory = _FACTORIES.get(parsed.scheme)
     if factory is None:
         raise SinkConfigError(f"unknown sink {parsed.url!r}: use {', '.join(forms())}")
-    check_port(parsed.url)
+    problem = port_problem(parsed.url)
+    if problem is not None:
+        raise SinkConfigError(f"sink {problem}")
     return factory(parsed, context or SinkContext())
-
-
-def check_port(url: str) -> None:
-    """SinkConfigError for a URL whose port is no number from 0 to 65535, before a sink reads it.
-
-    urllib only complains when ``.port`` is read: the webhook and Alertmanager sinks ended the agent with
-    a traceback; the login is left out of the message.
-    """
-    parts = urlsplit(url)
-    try:
-        parts.port
-    except ValueError:
-        where = parts.netloc.rpartition("@")[2]
-        raise SinkConfigError(f"sink {parts.scheme}://{where}{parts.path}: the port after {parts.hostname!r} "
-                              "must be a number from 0 to 65535") from None
 
 
 def no_options(spec: SinkSpec) -> None:

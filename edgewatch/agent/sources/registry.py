@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from edgewatch.agent.sources.base import Source, SourceConfigError, SourceContext, SourceSpec
+from edgewatch.agent.urls import port_problem
 
 Factory = Callable[[SourceSpec, SourceContext], Source]
 
@@ -60,21 +60,8 @@ def make_source(spec: str | Mapping[str, Any], features: Sequence[str], idle_tim
                                 "(ws://host:port/path, replay:FILE.csv[?rate=HZ], stdin, mqtt://host:port/topic or "
                                 "mqtt://host:port/plant/{stream}/{feature}, "
                                 "opcua://host:port/Objects/2:Name, modbus://host:port/unit?registers=...)")
-    check_port(parsed.url)
+    problem = port_problem(parsed.url)
+    if problem is not None:
+        raise SourceConfigError(f"source {problem}")
     ctx = SourceContext(features=list(features), idle_timeout=idle_timeout, **context)
     return factory(parsed, ctx)
-
-
-def check_port(url: str) -> None:
-    """SourceConfigError for a URL whose port is no number from 0 to 65535: caught at start with the fix.
-
-    urllib only complains when ``.port`` is read, which happened deep inside a source (a traceback,
-    exit 1) or in a websocket's connect loop (retried forever); the login is left out of the message.
-    """
-    parts = urlsplit(url)
-    try:
-        parts.port
-    except ValueError:
-        where = parts.netloc.rpartition("@")[2]
-        raise SourceConfigError(f"source {parts.scheme}://{where}{parts.path}: the port after {parts.hostname!r} "
-                                "must be a number from 0 to 65535") from None

@@ -419,14 +419,7 @@ class BrokerConnection:
         and (False) as soon as the broker is not :attr:`answering`: a hung broker
         would hold the caller the whole ``timeout`` for nothing.
         """
-        deadline = time.monotonic() + timeout
-        while self.in_flight:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._connected.is_set() or not self.answering:
-                return False
-            self._ack_seen.wait(min(left, 0.05))
-            self._ack_seen.clear()
-        return True
+        return self._wait_acks(lambda: not self.in_flight, timeout)
 
     def wait_published(self, info: paho.MQTTMessageInfo, timeout: float) -> bool:
         """Wait up to ``timeout`` for one QoS >= 1 publish to be acknowledged, while connected and the broker
@@ -434,8 +427,13 @@ class BrokerConnection:
         once for a publish paho did not send (queued for a reconnect, or refused)."""
         if not published(info):
             return False
+        return self._wait_acks(info.is_published, timeout)
+
+    def _wait_acks(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait up to ``timeout``, woken by each acknowledgement, for ``done``; False once disconnected or
+        the broker stopped answering."""
         deadline = time.monotonic() + timeout
-        while not info.is_published():
+        while not done():
             left = deadline - time.monotonic()
             if left <= 0 or not self._connected.is_set() or not self.answering:
                 return False

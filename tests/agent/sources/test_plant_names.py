@@ -169,8 +169,7 @@ def test_topics_spelled_as_the_plant_spells_them_make_rows(tmp_path: Path, make_
     pub = Publisher(broker)
     try:
         with caplog.at_level(logging.INFO, "edgewatch.agent.sources"):
-            assert wait_until(lambda: src.connects == 1)
-            time.sleep(0.2)
+            assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))  # the SUBACK
             for i in range(4):
                 for stream, (names, payload) in SPELLINGS.items():
                     for name in names:  # "Pump1/Flow" is two topic levels on the "comma" stream
@@ -282,8 +281,7 @@ def test_sensor_topics_under_a_plain_filter_get_the_template_advice(tmp_path: Pa
     pub = Publisher(broker)
     try:
         with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
-            assert wait_until(lambda: src.connects == 1)
-            time.sleep(0.2)
+            assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))  # the SUBACK
             for name in HEADERS[:3]:
                 pub.send(f"plant/pump-7/{name}", b"12.5")
             assert wait_until(lambda: agent.summary.messages == 3)
@@ -442,8 +440,7 @@ def test_a_template_with_a_wildcard_beside_the_stream_keeps_two_sites_apart(tmp_
     runner = _start(agent)
     pub = Publisher(broker)
     try:
-        assert wait_until(lambda: src.connects == 1)
-        time.sleep(0.2)
+        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))  # the SUBACK
         for i in range(3):
             for site, value in (("site-a", "0.5"), ("site-b", "9.5")):
                 for name in HEADERS:
@@ -509,8 +506,7 @@ def test_a_clock_an_hour_off_is_said_for_rows_the_assembler_does_not_make(tmp_pa
     pub = Publisher(broker)
     try:
         with caplog.at_level(logging.WARNING, "edgewatch.agent.sources"):
-            assert wait_until(lambda: src.connects == 1)
-            time.sleep(0.2)
+            assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))  # the SUBACK
             naive = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 3600))
             for _ in range(3):
                 pub.send("plant/pump-7", json.dumps({"values": [0.5] * 5, "ts": naive}))

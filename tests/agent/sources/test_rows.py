@@ -146,8 +146,7 @@ def test_one_topic_per_sensor_with_a_topic_template(tmp_path: Path, make_broker,
     runner = _start(agent)
     pub = Publisher(broker)
     try:
-        assert wait_until(lambda: src.connects == 1)
-        time.sleep(0.2)  # the SUBACK
+        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))  # the SUBACK
         t0 = 1_700_000_000.0
         for i in range(5):
             for j, f in enumerate(FEATURES):
@@ -181,8 +180,7 @@ def test_a_feature_that_stops_is_counted_stale_on_mqtt(tmp_path: Path, make_brok
     runner = _start(agent)
     pub = Publisher(broker)
     try:
-        assert wait_until(lambda: src.connects == 1)
-        time.sleep(0.2)
+        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))  # the SUBACK
         for i in range(12):
             for f in (FEATURES if i < 4 else "abc"):  # d stops after the fourth tick
                 pub.send(f"site/m1/{f}", json.dumps({"value": 0.5, "ts": 1_700_000_000 + i}))

@@ -179,8 +179,7 @@ def test_with_sparkplug_rebirth_0_the_agent_never_publishes(tmp_path: Path, brok
     agent.add_source(src)
     runner = _run(agent)
     try:
-        assert wait_until(lambda: src.connects == 1)
-        time.sleep(0.2)
+        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))  # the SUBACK
         for _ in range(30):
             node.data()
         assert wait_until(lambda: agent.summary.bad.get("unknown_alias") == 30)
@@ -218,8 +217,7 @@ def test_a_node_that_ignores_the_request_is_asked_at_most_once_per_interval(tmp_
     runner = _run(agent)
     fast = None
     try:
-        assert wait_until(lambda: src.connects == 1)
-        time.sleep(0.2)
+        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))  # the SUBACK
         start = time.monotonic()
         for _ in range(200):  # a stream of unknown aliases: one request per 30 s, not one per message
             deaf.data()
@@ -329,8 +327,7 @@ def test_no_request_for_a_device_whose_birth_was_refused(tmp_path: Path, broker)
     runner = _run(agent)
     node = EdgeNode(broker, "big", "gw1")
     try:
-        assert wait_until(lambda: src.connects == 1)
-        time.sleep(0.2)
+        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))  # the SUBACK
         node.births()  # seen, and its DBIRTH (4 aliases) refused
         for _ in range(10):
             node.data()

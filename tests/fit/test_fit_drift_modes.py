@@ -13,8 +13,6 @@ an edge box (torch blocked: fit chooses pca, in a second).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +20,9 @@ import pytest
 
 from edgewatch.agent.model import ScoringModel
 from edgewatch.contract.drift_reference import drift_reference_from
-from tests.agent.test_without_torch import BLOCKER
 from tests.fit.test_behaviour import _compressor, _write
 from tests.fit.test_fit_drift import drift_events
+from tests.fit.test_fit_drift import run as edgewatch  # edgewatch ARGS as on an edge box (torch blocked)
 
 DRIVEN = ("flow", "current", "pressure", "vibration")  # near zero while the pump is stopped
 TRAINING = [(1800, True), (900, False)] * 8  # 6 h: runs of 30 minutes, stops of 15
@@ -46,13 +44,6 @@ def pump(seed: int, schedule: list[tuple[int, bool]], offset: tuple[str, float, 
     for k in DRIVEN:
         cols[k] = np.where(on, cols[k], rng.normal(0, 0.01, on.size))
     return cols
-
-
-def edgewatch(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-c", BLOCKER, *args], capture_output=True, text=True, timeout=300,
-                          cwd=cwd)
-    assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 def replay(cwd: Path, model: Path, data: Path) -> list[dict]:

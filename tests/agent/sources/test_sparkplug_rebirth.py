@@ -83,6 +83,9 @@ class EdgeNode:
         self.client.loop_stop()
 
 
+MARKER = "spBv1.0/marker/NCMD/m"  # a node nobody runs: only the tests publish there
+
+
 class Listener:
     """Every message on a filter, as a broker's other client sees it."""
 
@@ -94,6 +97,11 @@ class Listener:
         self.client.loop_start()
         self.client.subscribe(topic_filter, qos=1)
         time.sleep(0.2)
+
+    def mark(self) -> None:
+        """Publish a marker and wait for it: whatever the agent published before has then arrived here."""
+        self.client.publish(MARKER, b"", qos=1).wait_for_publish(5)
+        assert wait_until(lambda: any(m.topic == MARKER for m in self.got))
 
     def close(self) -> None:
         self.client.disconnect()
@@ -183,15 +191,13 @@ def test_with_sparkplug_rebirth_0_the_agent_never_publishes(tmp_path: Path, brok
         for _ in range(30):
             node.data()
         assert wait_until(lambda: agent.summary.bad.get("unknown_alias") == 30)
-        # anything the agent had published would be before this marker
-        listener.client.publish("spBv1.0/marker/NCMD/m", b"", qos=1).wait_for_publish(5)
-        assert wait_until(lambda: any(m.topic == "spBv1.0/marker/NCMD/m" for m in listener.got))
+        listener.mark()  # anything the agent had published would be before it
     finally:
         agent.request_stop()
         runner.join(10)
         node.close()
         listener.close()
-    assert [m.topic for m in listener.got] == ["spBv1.0/marker/NCMD/m"]
+    assert [m.topic for m in listener.got] == [MARKER]
     assert node.commands == [] and src.rebirths is None
     assert agent.summary.sparkplug_rebirths == 0 and agent.summary.windows == 0
 
@@ -332,14 +338,13 @@ def test_no_request_for_a_device_whose_birth_was_refused(tmp_path: Path, broker)
         for _ in range(10):
             node.data()
         assert wait_until(lambda: agent.summary.bad == {"too_many_aliases": 1, "unknown_alias": 10}), agent.summary
-        listener.client.publish("spBv1.0/marker/NCMD/m", b"", qos=1).wait_for_publish(5)
-        assert wait_until(lambda: any(m.topic == "spBv1.0/marker/NCMD/m" for m in listener.got))
+        listener.mark()
     finally:
         agent.request_stop()
         runner.join(10)
         node.close()
         listener.close()
-    assert [m.topic for m in listener.got] == ["spBv1.0/marker/NCMD/m"] and node.commands == []
+    assert [m.topic for m in listener.got] == [MARKER] and node.commands == []
     assert agent.summary.sparkplug_rebirths == 0
 
 

@@ -163,17 +163,23 @@ def test_on_off_and_mode_columns_are_named_as_states(tmp_path: Path) -> None:
     assert reasons["flow_m3min"].startswith("steady"), reasons
 
 
-def _motor(rng: np.random.Generator, n: int, loose_from: int | None = None) -> dict[str, np.ndarray]:
-    """A motor at one row a second, run 20-30 min then stopped 2-5 min; each start a 10-s spike of vibration
-    RMS and inrush current while the speed ramps up. From ``loose_from`` a loosened mount adds 40 % of vibration."""
+def _runs(rng: np.random.Generator, n: int, on: tuple[int, int], off: tuple[int, int]) -> tuple[np.ndarray, list[int]]:
+    """1 while running, 0 while stopped, for ``n`` rows of runs and stops of uniform lengths; and the starts."""
     run = np.zeros(n)
     starts = []
     i = 0
     while i < n:
-        on, off = int(rng.uniform(1200, 1800)), int(rng.uniform(120, 300))
-        run[i:i + on] = 1
+        length, pause = int(rng.uniform(*on)), int(rng.uniform(*off))
+        run[i:i + length] = 1
         starts.append(i)
-        i += on + off
+        i += length + pause
+    return run, starts
+
+
+def _motor(rng: np.random.Generator, n: int, loose_from: int | None = None) -> dict[str, np.ndarray]:
+    """A motor at one row a second, run 20-30 min then stopped 2-5 min; each start a 10-s spike of vibration
+    RMS and inrush current while the speed ramps up. From ``loose_from`` a loosened mount adds 40 % of vibration."""
+    run, starts = _runs(rng, n, (1200, 1800), (120, 300))
     vib = 0.05 + run * (1.2 + rng.normal(0, 0.06, n))
     current = run * (30 + rng.normal(0, 0.4, n))
     speed = run * (1480 + rng.normal(0, 2, n))
@@ -268,14 +274,7 @@ def test_too_few_rows_are_refused_with_a_count_that_is_enough(tmp_path: Path) ->
 
 def _pump_motor(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Vibration and current alone, run 10-20 min, stopped 1-4 min; each start a 30-s decaying spike of both."""
-    run = np.zeros(n)
-    starts = []
-    i = 0
-    while i < n:
-        on, off = int(rng.uniform(600, 1200)), int(rng.uniform(60, 240))
-        run[i:i + on] = 1
-        starts.append(i)
-        i += on + off
+    run, starts = _runs(rng, n, (600, 1200), (60, 240))
     vib = 0.05 + run * (2.0 + rng.normal(0, 0.1, n))
     current = run * (45 + rng.normal(0, 0.5, n))
     for s in starts:

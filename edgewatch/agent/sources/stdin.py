@@ -12,6 +12,7 @@ import os
 import select
 import sys
 import time
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason
@@ -40,32 +41,11 @@ class StdinSource(Source):
         self.max_bytes = max_bytes
 
     def run(self) -> None:
-        stream = self.stream if self.stream is not None else sys.stdin.buffer
-        try:
-            fd = stream.fileno()
-        except (AttributeError, OSError, io.UnsupportedOperation):  # an in-memory stream: reads never block
-            self._read_lines(stream)
-        else:
-            self._read_fd(fd)
-
-    def _read_fd(self, fd: int) -> None:
-        """Read the descriptor only when it has data, so a stop is seen while the writer stays silent.
-
-        A blocking ``readline`` could not be interrupted: the agent's stop waited
-        forever for a pipe whose writer was still there (a service's SIGTERM),
-        and leaving the reader behind aborted the interpreter at exit (it held
-        the stdin buffer's lock). Lines are cut here, at most ``max_bytes`` held.
-        """
+        """Cut lines from the input's chunks, at most ``max_bytes`` held (longer ones are ``too_large``)."""
         limit = self.max_bytes + 2  # a line of max_bytes and its "\r\n"
         held = bytearray()
         skipping = False  # inside a line already counted too_large, until its newline
-        while not self.stopping:
-            ready, _, _ = select.select([fd], [], [], STOP_POLL)
-            if not ready:
-                continue
-            chunk = os.read(fd, CHUNK)
-            if not chunk:
-                break
+        for chunk in self._chunks():
             held += chunk
             while (end := held.find(b"\n")) >= 0:
                 line = bytes(held[:end + 1])
@@ -84,18 +64,30 @@ class StdinSource(Source):
         if held and not skipping and not self.stopping:  # the last line, without its newline
             self._line(bytes(held))
 
-    def _read_lines(self, stream: BinaryIO) -> None:
-        limit = self.max_bytes + 2  # a line of max_bytes and its "\r\n"
+    def _chunks(self) -> Iterator[bytes]:
+        """The input's bytes as they come, until its end or the agent's stop.
+
+        A descriptor is read only when it has data, so a stop is seen while the
+        writer stays silent: a blocking ``readline`` could not be interrupted,
+        the agent's stop waited forever for a pipe whose writer was still there
+        (a service's SIGTERM), and leaving the reader behind aborted the
+        interpreter at exit (it held the stdin buffer's lock). An in-memory
+        stream (an embedder's, a test's) never blocks and is read as it is.
+        """
+        stream = self.stream if self.stream is not None else sys.stdin.buffer
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            fd = None
         while not self.stopping:
-            line = stream.readline(limit)
-            if not line:
+            if fd is not None:
+                ready, _, _ = select.select([fd], [], [], STOP_POLL)
+                if not ready:
+                    continue
+            chunk = os.read(fd, CHUNK) if fd is not None else stream.read(CHUNK)
+            if not chunk:
                 return
-            if len(line) == limit and not line.endswith(b"\n"):
-                while line and not line.endswith(b"\n"):  # the rest of this line, never held whole
-                    line = stream.readline(limit)
-                self._put(Item(Kind.BAD, self.name, BadReason.TOO_LARGE, time.time()))
-                continue
-            self._line(line)
+            yield chunk
 
     def _line(self, line: bytes) -> None:
         line = line.strip()

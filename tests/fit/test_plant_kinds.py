@@ -231,12 +231,19 @@ def test_a_weeks_shutdown_in_the_normal_data_is_named_with_its_length_and_the_wi
     assert "a fault fills it within 10 rows (2.5 h)" in text
 
 
-def _batch(rng: np.random.Generator, cycles: int) -> dict[str, np.ndarray]:
-    """A batch tank at one row every 10 s: fill 8 min, heat 12, hold 12, drain 8, each phase's length varying."""
+def _batch(rng: np.random.Generator, cycles: int, leak_from: int | None = None,
+           holds: list[tuple[int, int]] | None = None) -> dict[str, np.ndarray]:
+    """A batch tank at one row every 10 s: fill 8 min, heat 12, hold 12, drain 8, each phase's length varying.
+    From cycle ``leak_from`` a bottom valve leaks: the level falls 8 % through each hold (80 to 72), temperature
+    and heater as usual. ``holds`` receives each hold's first and last row + 1 (the same draws either way)."""
     level, temp, heater = [], [], []
-    for _ in range(cycles):
+    for c in range(cycles):
         fill, heat, hold, drain = (int(rng.normal(m, m * 0.08)) for m in (48, 72, 72, 48))
-        level += list(np.linspace(2, 80, fill)) + [80.0] * (heat + hold) + list(np.linspace(80, 2, drain))
+        top = 72.0 if leak_from is not None and c >= leak_from else 80.0
+        if holds is not None:
+            holds.append((len(level) + fill + heat, len(level) + fill + heat + hold))
+        level += list(np.linspace(2, 80, fill)) + [80.0] * heat + list(np.linspace(80, top, hold)) + \
+            list(np.linspace(top, 2, drain))
         temp += list(np.linspace(30, 25, fill)) + list(np.linspace(25, 85, heat)) + [85.0] * hold + \
             list(np.linspace(85, 30, drain))
         heater += [0.0] * fill + [100.0] * heat + [30.0] * hold + [0.0] * drain
@@ -281,8 +288,10 @@ def test_too_few_rows_are_refused_with_a_count_that_is_enough(tmp_path: Path) ->
     assert report.rows == rows
 
 
-def _pump_motor(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    """Vibration and current alone, run 10-20 min, stopped 1-4 min; each start a 30-s decaying spike of both."""
+def _pump_motor(rng: np.random.Generator, n: int, rise_from: int | None = None, rise: float = 0.3
+                ) -> dict[str, np.ndarray]:
+    """Vibration and current alone, run 10-20 min, stopped 1-4 min; each start a 30-s decaying spike of both.
+    From row ``rise_from`` the running vibration is ``rise`` higher (30 %: 2.0 to 2.6 mm/s), the current as usual."""
     run, starts = _runs(rng, n, (600, 1200), (60, 240))
     vib = 0.05 + run * (2.0 + rng.normal(0, 0.1, n))
     current = run * (45 + rng.normal(0, 0.5, n))
@@ -290,6 +299,8 @@ def _pump_motor(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         k = np.arange(s, min(s + 30, n))
         vib[k] += 4.0 * np.exp(-(k - s) / 7.5)
         current[k] += 200 * np.exp(-(k - s) / 5)
+    if rise_from is not None:
+        vib[rise_from:] += rise * 2.0 * run[rise_from:]
     return {"vib": vib, "amps": current}
 
 

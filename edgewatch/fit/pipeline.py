@@ -135,6 +135,8 @@ def _per_point(data: NormalData, model_data: NormalData, choices: list, measured
     The points are the operating points the warning names (``operating_modes``); without such points, when the
     one model sees a feature only once it moves about its whole normal range (a batch cycle's phases, joined by
     its ramps), the grouping of its windows whose groups lie furthest apart (``phases``)."""
+    from edgewatch.numpy_models.pca import CORE_SHARE
+
     points = _centres(modes)
     found = "operating points"
     if points is None and measured:
@@ -155,6 +157,7 @@ def _per_point(data: NormalData, model_data: NormalData, choices: list, measured
         one.why["points"] = (f"one model: a pca per {found[:-1]} ({len(points)}) raised {checked.episodes} episode(s) "
                              f"on the held-out last quarter, the one model {holdout.episodes}")
         return one, holdout
+    local.why["threshold"] += f" (of each point's steady {CORE_SHARE:.0%}, in units of its own)"
     local.why["points"] = (f"a pca per {found[:-1]} ({len(points)}), each window scored by the one nearest its "
                            f"mean, in units of that point's own normal scores (the held-out last quarter: "
                            f"{checked.episodes} episode(s), the one model {holdout.episodes})")

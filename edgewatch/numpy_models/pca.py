@@ -414,7 +414,8 @@ def pca_card(fit: PcaFit, trained_on: dict[str, Any] | None = None,
                f"window's standardised rows, each in units of its {cfg.quantile:g} quantile on the training "
                f"windows{per}{ignored}{rates}"),
         threshold=float(fit.threshold),
-        threshold_method=f"{cfg.factor:g} x the {cfg.quantile:g} quantile of the training windows' scores",
+        threshold_method=f"{cfg.factor:g} x the {cfg.quantile:g} quantile of the training windows' scores" + (
+            "" if fit.points is None else f" (of each point's steady {CORE_SHARE:.0%}, in units of its own)"),
         score_stats={"normal": ScoreStats.of(fit.train_scores)}, quantization=Quantization.NONE,
         trained_on={"rows": fit.rows, "family": FAMILY, "window": cfg.window, "variance": cfg.variance,
                     "components": fit.components, "ignore": list(cfg.ignore),

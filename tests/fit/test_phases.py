@@ -67,11 +67,12 @@ def test_windows_that_straddle_a_switch_go_over_the_threshold_yet_open_no_episod
     x = np.stack([day[f] for f in report.recipe.features], axis=1)
     runtime = load_runtime(tmp_path / "m.onnx", Overrides(), drift_settings=DriftSettings(every=0))
     windows = np.lib.stride_tricks.sliding_window_view(x, 10, axis=0).transpose(0, 2, 1)
-    scores = np.concatenate([runtime.model.score(windows[a:a + 1000].astype(np.float32))[0]
+    scores = np.concatenate([runtime.model.score_many(windows[a:a + 1000]).scores
                              for a in range(0, len(windows), 1000)])
     running = day["amps"] > 20
     switches = np.flatnonzero(np.diff(running.astype(int)) != 0) + 1
     straddling = np.unique(np.concatenate([np.arange(max(s - 9, 0), s) for s in switches]))
+    assert "ArgMin" in {n.op_type for n in onnx.load(tmp_path / "m.onnx").graph.node}
     assert len(switches) >= 8 and (scores[straddling] > runtime.threshold).any()
     assert _episodes(tmp_path / "m.onnx", day, report.recipe.features, 1.0) == []
 
@@ -107,3 +108,23 @@ def test_the_per_phase_file_runs_through_the_agent_with_torch_blocked(tmp_path: 
               for e in [json.loads(line)] if e["event"] == "start"]
     assert starts and all(e["seq"] >= holds[6][0] for e in starts), (holds[6], starts)
     assert len(starts) >= 5, starts
+
+
+def test_a_model_per_point_with_a_rate_feature_scores_in_onnx_runtime_as_in_numpy(tmp_path: Path) -> None:
+    """A warming temperature scored by its slope beside a run/stop motor: the graph's summary is then a weighted
+    sum, and the points are told by the plain window mean of the levels (the export's parity check, both sides
+    of the threshold, passes; the scores of new windows agree too)."""
+    from edgewatch.agent.model import ScoringModel
+    from edgewatch.numpy_models.pca import PcaConfig
+
+    cols = _pump_motor(np.random.default_rng(11), 4800)
+    rng = np.random.default_rng(12)
+    x = np.stack([cols["vib"], cols["amps"], 40 + np.arange(4800) / 200 + rng.normal(0, 0.1, 4800)], axis=1)
+    points = [{"vib": 2.08, "amps": 46.3}, {"vib": 0.05, "amps": 0.0}]
+    fit = fit_pca([x], ["vib", "amps", "temp"], PcaConfig(rates=["temp"]), points)
+    assert fit.points is not None and fit.points.windows[1] > 300
+    write_pca_model(fit, tmp_path / "r.onnx")
+    new = np.lib.stride_tricks.sliding_window_view(x[::7][:400] * 1.01, 10, axis=0).transpose(0, 2, 1)
+    got = ScoringModel(tmp_path / "r.onnx").score_many(new).scores
+    ref, _ = fit.score_windows(new)
+    assert np.allclose(got, ref, rtol=1e-3, atol=1e-3 * fit.threshold)

@@ -28,7 +28,9 @@ none) or per file:
   over in any such span of the normal data (a few start-ups seen; the
   next ones vary), so those stretches stay quiet and a fault that lasts
   longer still opens one; at most ``OPEN_LIMIT_SECONDS`` (5 min; without
-  times ``OPEN_LIMIT_WINDOWS``), beyond which the report says what stays.
+  times ``OPEN_LIMIT_WINDOWS``) and the 62 windows the agent can count
+  (``k`` of 62 past 31: a model per operating point sees a start-up for
+  up to 35 windows), beyond which the report says what stays.
 
 The held-out part (the last ``holdout`` of the rows, in time order) is
 scored by a model fitted on the rest exactly as the agent would run it;

@@ -33,6 +33,14 @@ a temperature that warms through the whole normal period leaves any range
 the training rows saw, but the pace of its warming stays comparable;
 ``edgewatch fit`` turns such features into rates (docs/fit.md).
 
+Operating points (``points``, as ``edgewatch fit`` finds them): one pca
+over a batch cycle or a motor's runs and stops spreads over the distance
+between the points, and a fault inside one stays inside it. Given two or
+more points, the model is one pca per point (:class:`LocalPoints`), still
+one graph: the window's point by ArgMin over its distances to the
+centres, that point's centre and map by Gather, then the same sum of
+squares (docs/fit.md, "A model per operating point or batch phase").
+
 Where it does badly: anything that keeps the window's mean (a change of
 vibration spectrum at equal RMS, a single-row spike diluted by the
 window), and features whose normal range is wider than what the training

@@ -105,6 +105,7 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
     if family is Family.CONV1D_AE:
         from edgewatch.fit.torch_family import fit_conv1d
 
+        recipe.why.pop("points", None)  # the conv1d-ae is one model of every point
         say("training conv1d-ae on all the normal data ...")
         fit_conv1d(model_data, recipe, out, _centres(modes))
         holdout = HoldoutResult(holdout.rows, holdout.seconds, torch_trial.false_episodes)

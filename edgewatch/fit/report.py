@@ -252,8 +252,8 @@ def wide_states_warning(ranges: list[FeatureRange]) -> str | None:
     if not wide:
         return None
     return ("the model sees a feature's change only when it is about as large as its whole normal range ("
-            f"{_shown(wide)}): the normal data moves between states far apart (a batch cycle's phases, runs and stops), "
-            "and a fault inside one state that stays within that range is not seen. This model catches what leaves "
+            f"{_shown(wide)}): the normal data moves between states far apart (a batch cycle's phases, runs and "
+            "stops), and a fault inside one state that stays within that range is not seen. This model catches what leaves "
             "the normal states altogether; for what matters inside one phase, watch that phase's own data (a model "
             "fitted on its rows alone flags the other phases)")
 

@@ -369,7 +369,7 @@ def _local_fit(fit: PcaFit, parts: list[np.ndarray], points: Sequence[Mapping[st
     label = probe.assign(np.concatenate([window_features(p, mean_w) for p in scaled]))
     n_used = int(used.sum())
     counts = np.bincount(label, minlength=len(centres_z))
-    if counts.min() < n_used + 2:
+    if counts.min() * CORE_SHARE < n_used + 2:  # each point's steady share must still fill its covariance
         return fit
     centers, bases, fscales, comps = np.zeros_like(centres_z), [], np.zeros_like(centres_z), []
     cores = []

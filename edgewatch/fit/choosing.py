@@ -28,7 +28,9 @@ none) or per file:
   over in any such span of the normal data (a few start-ups seen; the
   next ones vary), so those stretches stay quiet and a fault that lasts
   longer still opens one; at most ``OPEN_LIMIT_SECONDS`` (5 min; without
-  times ``OPEN_LIMIT_WINDOWS``), beyond which the report says what stays.
+  times ``OPEN_LIMIT_WINDOWS``) and the 62 windows the agent can count
+  (``k`` of 62 past 31: a model per operating point sees a start-up for
+  up to 35 windows), beyond which the report says what stays.
 
 The held-out part (the last ``holdout`` of the rows, in time order) is
 scored by a model fitted on the rest exactly as the agent would run it;
@@ -78,12 +80,20 @@ class Recipe:
     factor: float = FACTOR
     quantile: float = QUANTILE
     why: dict[str, str] = field(default_factory=dict)
+    points: list[dict[str, float]] | None = None  # operating points (feature -> level): a pca per point
 
     def pca_config(self):  # noqa: ANN201 - train.pca.PcaConfig, imported lazily
         from edgewatch.numpy_models.pca import PcaConfig
 
         return PcaConfig(window=self.window, quantile=self.quantile, factor=self.factor, rates=list(self.rates),
                          k=self.k, n=self.n, m=self.m)
+
+    def fit(self, segments: list[np.ndarray]):  # noqa: ANN201 - numpy_models.pca.PcaFit, imported lazily
+        """The pca of this recipe on ``segments`` (one model, or one per operating point): every fit of
+        ``edgewatch fit`` goes through here, so the hold-out, the opening and the file score alike."""
+        from edgewatch.numpy_models.pca import fit_pca
+
+        return fit_pca(segments, self.features, self.pca_config(), self.points)
 
 
 def choose_recipe(data: NormalData, choices: list[FeatureChoice], window: int | None = None) -> Recipe:
@@ -151,24 +161,24 @@ def open_after_excursions(data: NormalData, recipe: Recipe, holdout: float = HOL
     each: 48 a day on normal data, and the setpoint steps of a temperature
     loop 4 a day.
     """
-    from edgewatch.numpy_models.pca import fit_pca
-
     head, _ = data.split(holdout)
     over: list[np.ndarray] = []
     for part in (head, data):  # the hold-out's model, and the one the file will hold (its excursions differ a bit)
         segs = [s for s in part.segments if len(s) >= recipe.window]
         if segs:
-            fit = fit_pca(segs, recipe.features, recipe.pca_config())
+            fit = recipe.fit(segs)
             over += [_over(fit, s, recipe.window) for s in segs]
     if not over:
         return recipe
+    from edgewatch.agent.runtime import MAX_N
+
     step = data.step
-    limit = max(recipe.k, int(OPEN_LIMIT_SECONDS / step) if step else OPEN_LIMIT_WINDOWS)
+    limit = min(max(recipe.k, int(OPEN_LIMIT_SECONDS / step) if step else OPEN_LIMIT_WINDOWS), MAX_N)
     k, n = recipe.k, recipe.n
     most = _most_over(over, n)
     while EXCURSION_MARGIN * most >= k and k < limit:
         k += 1
-        n = max(recipe.n, 2 * k)
+        n = min(max(recipe.n, 2 * k), MAX_N)  # the agent counts at most MAX_N windows: then k of MAX_N
         most = _most_over(over, n)
     if k == recipe.k:
         return recipe
@@ -182,7 +192,8 @@ def open_after_excursions(data: NormalData, recipe: Recipe, holdout: float = HOL
     if EXCURSION_MARGIN * most >= k:
         why["debounce"] += (f"; {span} is the most an opening waits, and the normal data's longest excursions come "
                             "close to it: longer ones will raise episodes")
-    return Recipe(recipe.features, recipe.rates, recipe.window, k, n, m, recipe.factor, recipe.quantile, why)
+    return Recipe(recipe.features, recipe.rates, recipe.window, k, n, m, recipe.factor, recipe.quantile, why,
+                  recipe.points)
 
 
 def _over(fit, seg: np.ndarray, window: int) -> np.ndarray:  # noqa: ANN001 - numpy_models.pca.PcaFit
@@ -265,14 +276,14 @@ def holdout_check(data: NormalData, recipe: Recipe, holdout: float = HOLDOUT) ->
     """Fit on the first rows, run the last ``holdout`` through the agent's runtime, count the episodes."""
     from edgewatch.agent.offline import run_series
     from edgewatch.agent.runtime import DriftSettings, Overrides, load_runtime
-    from edgewatch.numpy_models.pca import fit_pca, write_pca_model
+    from edgewatch.numpy_models.pca import write_pca_model
 
     head, tail = data.split(holdout)
     held = sum(max(len(s) - recipe.window + 1, 0) for s in tail.segments)
     if held < MIN_HOLDOUT_WINDOWS:
         return HoldoutResult(tail.rows, tail.seconds, 0, skipped=f"the last {holdout:.0%} of the rows hold only "
                                                                   f"{held} windows")
-    fit = fit_pca(head.segments, recipe.features, recipe.pca_config())
+    fit = recipe.fit(head.segments)
     episodes = 0
     led: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="edgewatch-fit-") as tmp:

@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,9 @@ from edgewatch.errors import require_torch
 from edgewatch.fit.choosing import (DEFAULT_WINDOW, HOLDOUT, HoldoutResult, Recipe, choose_recipe, holdout_check,
                                     open_after_excursions)
 from edgewatch.fit.normal_data import Fill, NormalData, read_normal_data
-from edgewatch.fit.report import FitReport, feature_ranges, wide_states_warning
-from edgewatch.fit.screening import TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, screen_features
+from edgewatch.fit.report import FitReport, PointRanges, feature_ranges, wide_states_warning
+from edgewatch.fit.screening import (TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, phases,
+                                     screen_features)
 from edgewatch.fit.torch_family import Trial
 
 
@@ -93,16 +94,18 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
     choices = screen_features(data.features, data.segments, opts.drifting)
     measured = [c.name for c in choices if c.use is not Use.LEFT_OUT or c.trend > TREND_LIMIT]
     modes = operating_modes(measured, data.select(measured).segments, DEFAULT_WINDOW) if measured else None
-    recipe = choose_recipe(data, choices, opts.window)
-    model_data = data.select(recipe.features)
-    recipe = open_after_excursions(model_data, recipe)
+    first = choose_recipe(data, choices, opts.window)
+    model_data = data.select(first.features)
+    recipe = open_after_excursions(model_data, first)
     if data.rows >= 200_000:
         say(f"checking the held-out last quarter ({data.rows // 4:,} rows) ...")
     holdout = holdout_check(model_data, recipe)
+    recipe, holdout = _per_point(data, model_data, choices, measured, modes, first, recipe, holdout)
     family, note, torch_trial = _choose_family(model_data, recipe, opts.family, say)
     if family is Family.CONV1D_AE:
         from edgewatch.fit.torch_family import fit_conv1d
 
+        recipe.why.pop("points", None)  # the conv1d-ae is one model of every point
         say("training conv1d-ae on all the normal data ...")
         fit_conv1d(model_data, recipe, out, _centres(modes))
         holdout = HoldoutResult(holdout.rows, holdout.seconds, torch_trial.false_episodes)
@@ -113,7 +116,7 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
     report.modes = modes
     if modes is not None:
         report.warnings.append(modes.describe())
-    wide = wide_states_warning(report.ranges)
+    wide = report.wide_warning()
     if wide:
         report.warnings.append(wide)
     if holdout.episodes:
@@ -122,6 +125,44 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
             "first three quarters: the normal data is not one steady state (a slow change, or a state seen only at "
             "the end); more normal data covering every state the machine runs in makes fewer false alarms")
     return report
+
+
+def _per_point(data: NormalData, model_data: NormalData, choices: list, measured: list[str],
+               modes: ModeFinding | None, first: Recipe, one: Recipe, holdout: HoldoutResult
+               ) -> tuple[Recipe, HoldoutResult]:
+    """The recipe of a pca per operating point when the data has points and the held-out last quarter raises no
+    more episodes with it than with the one model (``one``, ``holdout``); else those two unchanged.
+
+    The points are the operating points the warning names (``operating_modes``); without such points, when the
+    one model sees a feature only once it moves about its whole normal range (a batch cycle's phases, joined by
+    its ramps), the grouping of its windows whose groups lie furthest apart (``phases``)."""
+    from edgewatch.numpy_models.pca import CORE_SHARE
+
+    points = _centres(modes)
+    found = "operating points"
+    if points is None and measured:
+        fit = one.fit(model_data.segments)
+        ranges = feature_ranges(model_data.values(), choices, one.features, np.asarray(fit.scaler.scale), fit.basis,
+                                fit.threshold)
+        if wide_states_warning(ranges):
+            points = _centres(phases(measured, data.select(measured).segments, one.window))
+            found = "phases"
+    if points is None:
+        return one, holdout
+    local = replace(first, points=points, why=dict(first.why))
+    if local.fit(model_data.segments).points is None:
+        return one, holdout  # the drift reference's rule does not keep them apart, or one holds too few windows
+    local = open_after_excursions(model_data, local)
+    checked = holdout_check(model_data, local)
+    if checked.episodes > holdout.episodes:
+        one.why["points"] = (f"one model: a pca per {found[:-1]} ({len(points)}) raised {checked.episodes} episode(s) "
+                             f"on the held-out last quarter, the one model {holdout.episodes}")
+        return one, holdout
+    local.why["threshold"] += f" (of each point's steady {CORE_SHARE:.0%}, in units of its own)"
+    local.why["points"] = (f"a pca per {found[:-1]} ({len(points)}), each window scored by the one nearest its "
+                           f"mean, in units of that point's own normal scores (the held-out last quarter: "
+                           f"{checked.episodes} episode(s), the one model {holdout.episodes})")
+    return local, checked
 
 
 def _centres(modes: ModeFinding | None) -> list[dict[str, float]] | None:
@@ -148,11 +189,10 @@ def _choose_family(data: NormalData, recipe: Recipe, asked: Family, say: Echo
         return Family.PCA, f" (conv1d-ae not tried: {data.rows:,} rows, it needs {tf.MIN_ROWS:,})", None
     say("torch is installed: trying conv1d-ae against pca on the held-out last quarter ...")
     head, tail = data.split(HOLDOUT)
-    from edgewatch.numpy_models.pca import fit_pca, write_pca_model
+    from edgewatch.numpy_models.pca import write_pca_model
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-fit-") as tmp:
-        pca_head = write_pca_model(fit_pca(head.segments, recipe.features, recipe.pca_config()),
-                                   Path(tmp) / "pca.onnx")
+        pca_head = write_pca_model(recipe.fit(head.segments), Path(tmp) / "pca.onnx")
         pca, conv = tf.compare(head, tail, recipe, pca_head)
     won = tf.better(conv, pca)
     verdict = "measurably better" if won else "not measurably better"
@@ -166,8 +206,15 @@ def _report(model_data: NormalData, data: NormalData, choices: list, recipe: Rec
     if fit is not None:
         ranges = feature_ranges(values, choices, recipe.features, np.asarray(fit.scaler.scale), fit.basis,
                                 fit.threshold)
-        return FitReport(str(out), "pca", data.rows, data.seconds, data.step, data.notes, choices, recipe,
-                         fit.threshold, fit.components, holdout, ranges)
+        report = FitReport(str(out), "pca", data.rows, data.seconds, data.step, data.notes, choices, recipe,
+                           fit.threshold, fit.components, holdout, ranges)
+        if fit.points is not None:
+            seen = fit.smallest_changes()
+            report.points = [PointRanges(levels, [replace(fr, smallest_change=float(seen[k, j]))
+                                                  for j, fr in enumerate(ranges)])
+                             for k, levels in enumerate(fit.points.levels)]
+            report.ranges = [replace(fr, smallest_change=float(seen[:, j].max())) for j, fr in enumerate(ranges)]
+        return report
     from edgewatch.agent.model import ScoringModel
 
     card = ScoringModel(out).card
@@ -181,9 +228,9 @@ def _report(model_data: NormalData, data: NormalData, choices: list, recipe: Rec
 
 def _fit_and_write(model_data: NormalData, data: NormalData, choices: list, recipe: Recipe,
                    holdout: HoldoutResult, out: Path, drift_modes: list[dict[str, float]] | None = None) -> FitReport:
-    from edgewatch.numpy_models.pca import fit_pca, write_pca_model
+    from edgewatch.numpy_models.pca import write_pca_model
 
-    fit = fit_pca(model_data.segments, recipe.features, recipe.pca_config())
+    fit = recipe.fit(model_data.segments)
     trained_on = {"data": [Path(f).name for f in data.notes.files], "by": "edgewatch fit",
                   "holdout_false_episodes": holdout.episodes,
                   "left_out": {c.name: c.reason for c in choices if c.use is Use.LEFT_OUT}}

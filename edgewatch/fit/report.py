@@ -32,6 +32,17 @@ class FeatureRange:
 
 
 @dataclass
+class PointRanges:
+    """One operating point of a per-point model: where it lies, and the smallest change it sees there."""
+
+    levels: dict[str, float]  # the point's centre (raw units), in the features the assignment reads
+    ranges: list[FeatureRange]  # smallest_change: this point's own
+
+    def name(self, number: int) -> str:
+        return f"point {number} (" + ", ".join(f"{f} {v:.4g}" for f, v in list(self.levels.items())[:4]) + ")"
+
+
+@dataclass
 class FitReport:
     out: str
     family: str
@@ -46,6 +57,7 @@ class FitReport:
     holdout: HoldoutResult
     ranges: list[FeatureRange]
     modes: ModeFinding | None = None
+    points: list[PointRanges] = field(default_factory=list)  # a pca per operating point: what each sees
     warnings: list[str] = field(default_factory=list)
     family_note: str = ""
     signed_by: str = ""
@@ -81,6 +93,8 @@ class FitReport:
         out.append(f"model     {self.family}{self.family_note}; {r.why['window']}{parts}")
         out.append(f"          threshold {self.threshold:.4g}: {r.why['threshold']}")
         out.append(f"          {r.why['debounce']}")
+        if "points" in r.why:
+            out.append(f"          {r.why['points']}")
         out.append(f"expected  {self.holdout.describe()}")
         if self.ranges:
             out.append("range     the operating range learnt (1st..99th percentile; min..max):")
@@ -101,12 +115,14 @@ class FitReport:
             list(self.notes.mostly_empty) + list(self.notes.ignored)
         if left:
             out.append(f"anything in {_some(left) if len(left) > MANY_CONSTANT else ', '.join(left)} (left out)")
-        levels = [fr for fr in self.ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change)]
-        if levels:
-            parts = ", ".join(f"{fr.name} {fr.smallest_change:.3g} ({fr.smallest_change / fr.std:.2g} std)"
-                              if fr.std > 0 else f"{fr.name} {fr.smallest_change:.3g}" for fr in levels)
-            out.append(f"a sustained change of one feature alone smaller than: {parts}; a one-row spike must be "
-                       f"about {self.recipe.window} times larger (it is averaged over the window)")
+        for where, ranges in ([("", self.ranges)] if not self.points else
+                              [(f"in {pt.name(i + 1)}, ", pt.ranges) for i, pt in enumerate(self.points)]):
+            levels = [fr for fr in ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change)]
+            if levels:
+                parts = ", ".join(f"{fr.name} {fr.smallest_change:.3g} ({fr.smallest_change / fr.std:.2g} std)"
+                                  if fr.std > 0 else f"{fr.name} {fr.smallest_change:.3g}" for fr in levels)
+                out.append(f"{where}a sustained change of one feature alone smaller than: {parts}; a one-row spike "
+                           f"must be about {self.recipe.window} times larger (it is averaged over the window)")
         rates = [fr for fr in self.ranges if fr.use is Use.RATE and np.isfinite(fr.smallest_change)]
         if rates:
             unit = "per second" if self.step else "per row"
@@ -121,6 +137,9 @@ class FitReport:
             out.append("changes slower than the normal data's span, and operating points that are not in it")
         out.append("a change in the shape of a signal that keeps each feature's window mean (a vibration "
                    "spectrum at equal RMS)")
+        if self.points:
+            out.append("a switch to another of the operating points at the wrong time: each point is normal, "
+                       "whenever it comes")
         if len(self.ranges) > 1:
             out.append("a sensor frozen at a normal value (stuck, or its gateway repeating the last reading): its "
                        "window mean stays normal, so only its broken link with the others shows, when they move "
@@ -128,6 +147,21 @@ class FitReport:
         else:
             out.append("a sensor frozen at a normal value (stuck, or its gateway repeating the last reading)")
         return out
+
+    def wide_warning(self) -> str | None:
+        """The one model's :func:`wide_states_warning`; with a model per point, each point's own, naming the points
+        inside which it still holds (a batch's fill and drain ramps: the level moves through its whole range)."""
+        if not self.points:
+            return wide_states_warning(self.ranges)
+        blind = [(i, wide_features(pt.ranges)) for i, pt in enumerate(self.points)]
+        blind = [(i, w) for i, w in blind if w]
+        if not blind:
+            return None
+        parts = "; ".join(f"{self.points[i].name(i + 1)}: {_shown(w)}" for i, w in blind)
+        return (f"with a model per operating point, a feature's change is still seen only when it is about as large "
+                f"as its whole normal range inside {parts}. Such a point spans a ramp or several states, and a fault "
+                "inside it that stays within that range is not seen; inside the other points the model sees the "
+                "smaller changes listed under 'cannot see'")
 
 
 def _reading_notes(n: ReadNotes) -> list[str]:
@@ -214,17 +248,27 @@ def wide_states_warning(ranges: list[FeatureRange]) -> str | None:
     and drain), one model of all of them spans them all, and a fault inside one state goes unseen (walk-through:
     a batch tank's level falling 8 % in the hold, where the model needed 71 %). On short steady data the
     smallest change is a few noise units, and no warning comes."""
+    wide = wide_features(ranges)
+    if not wide:
+        return None
+    return ("the model sees a feature's change only when it is about as large as its whole normal range ("
+            f"{_shown(wide)}): the normal data moves between states far apart (a batch cycle's phases, runs and "
+            "stops), and a fault inside one state that stays within that range is not seen. This model catches what leaves "
+            "the normal states altogether; for what matters inside one phase, watch that phase's own data (a model "
+            "fitted on its rows alone flags the other phases)")
+
+
+def wide_features(ranges: list[FeatureRange]) -> list[FeatureRange]:
+    """The level features seen only at half their normal range and ten times their noise, when they are most of
+    the level features (else none): the condition of :func:`wide_states_warning`."""
     levels = [fr for fr in ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change) and fr.p99 > fr.p01]
     wide = [fr for fr in levels if fr.smallest_change >= WIDE_NOISE * fr.noise
             and fr.smallest_change >= WIDE_RANGE * (fr.p99 - fr.p01)]
-    if not levels or len(wide) * 2 <= len(levels):
-        return None
-    shown = ", ".join(f"{fr.name} {fr.smallest_change:.3g} of its {fr.p01:.4g}..{fr.p99:.4g}" for fr in wide[:4])
-    return ("the model sees a feature's change only when it is about as large as its whole normal range ("
-            f"{shown}): the normal data moves between states far apart (a batch cycle's phases, runs and stops), "
-            "and a fault inside one state that stays within that range is not seen. This model catches what leaves "
-            "the normal states altogether; for what matters inside one phase, watch that phase's own data (a model "
-            "fitted on its rows alone flags the other phases)")
+    return wide if levels and len(wide) * 2 > len(levels) else []
+
+
+def _shown(wide: list[FeatureRange]) -> str:
+    return ", ".join(f"{fr.name} {fr.smallest_change:.3g} of its {fr.p01:.4g}..{fr.p99:.4g}" for fr in wide[:4])
 
 
 MANY_CONSTANT = 10  # more constant columns than this are listed on one line

@@ -323,6 +323,27 @@ def operating_modes(features: list[str], segments: list[np.ndarray], window: int
     about 3.5 apart, under the limit; fewer merges two points and pools their
     spread (three speeds were one point and the rest, 4 apart: no warning).
     """
+    for finding in _groupings(features, segments, window):
+        if finding.separation >= MODE_SEPARATION:
+            return finding
+    return None
+
+
+def phases(features: list[str], segments: list[np.ndarray], window: int) -> ModeFinding | None:
+    """The grouping of window means (2 to ``MAX_MODES`` groups, each ``MODE_MIN_SHARE`` of the windows) whose
+    closest two groups lie furthest apart, however close; None when no grouping keeps every group.
+
+    For a cycle that moves through its phases without a gap (a batch's fill,
+    heat, hold and drain: its ramps join the points, which lie 5.2-5.4 pooled
+    deviations apart, under ``MODE_SEPARATION``), when the one model of all of
+    it is blind inside each phase; ``edgewatch fit`` keeps a model per phase
+    only when the held-out data says it is no worse (fit/pipeline.py)."""
+    found = list(_groupings(features, segments, window))
+    return max(found, key=lambda f: f.separation) if found else None
+
+
+def _groupings(features: list[str], segments: list[np.ndarray], window: int):  # noqa: ANN202 - Iterator[ModeFinding]
+    """For k = ``MAX_MODES`` down to 2, k-means' groups of the window means, each with ``MODE_MIN_SHARE`` of them."""
     parts, rows = [], []
     at = 0
     for s in segments:
@@ -331,11 +352,11 @@ def operating_modes(features: list[str], segments: list[np.ndarray], window: int
             rows.append(at + np.arange(len(s) - window + 1))
         at += len(s)
     if not parts:
-        return None
+        return
     m = np.concatenate(parts)
     row = np.concatenate(rows)
     if len(m) < 20:
-        return None
+        return
     sd = m.std(axis=0)
     z = (m - m.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
     for k in range(MAX_MODES, 1, -1):
@@ -347,15 +368,12 @@ def operating_modes(features: list[str], segments: list[np.ndarray], window: int
             continue
         pairs = [(_separation(z, groups[i], groups[j]), i, j) for i in range(k) for j in range(i + 1, k)]
         closest = min(pairs)
-        if closest[0] < MODE_SEPARATION:
-            continue
         centres = np.stack([z[g].mean(axis=0) for g in groups])
         order = np.argsort(-np.ptp(centres, axis=0))
         modes = [Mode(float(g.mean()), int(row[g].min()), int(row[g].max() + window - 1),
                       {f: float(m[g, j].mean()) for j, f in enumerate(features)}) for g in groups]
         modes.sort(key=lambda md: md.first_row)
-        return ModeFinding(closest[0], modes, [features[j] for j in order])
-    return None
+        yield ModeFinding(closest[0], modes, [features[j] for j in order])
 
 
 MODE_SAMPLE = 20_000  # windows k-means runs on (every n-th; overlapping windows repeat each other)

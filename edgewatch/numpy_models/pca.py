@@ -33,6 +33,14 @@ a temperature that warms through the whole normal period leaves any range
 the training rows saw, but the pace of its warming stays comparable;
 ``edgewatch fit`` turns such features into rates (docs/fit.md).
 
+Operating points (``points``, as ``edgewatch fit`` finds them): one pca
+over a batch cycle or a motor's runs and stops spreads over the distance
+between the points, and a fault inside one stays inside it. Given two or
+more points, the model is one pca per point (:class:`LocalPoints`), still
+one graph: the window's point by ArgMin over its distances to the
+centres, that point's centre and map by Gather, then the same sum of
+squares (docs/fit.md, "A model per operating point or batch phase").
+
 Where it does badly: anything that keeps the window's mean (a change of
 vibration spectrum at equal RMS, a single-row spike diluted by the
 window), and features whose normal range is wider than what the training
@@ -42,7 +50,7 @@ rows saw (slow temperatures): name those in ``ignore`` or ``rates``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -127,6 +135,7 @@ class PcaFit:
     train_scores: np.ndarray
     training: np.ndarray  # the raw training rows [T, F] (the card's drift reference and the parity probe)
     weights: np.ndarray  # [window, F] a window's feature f is sum_t weights[t, f] * scaled row t
+    points: LocalPoints | None = None  # a model per operating point (None: the one model above)
 
     @property
     def rows(self) -> int:
@@ -135,9 +144,60 @@ class PcaFit:
     def score_windows(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The graph's (score, feature_error) in NumPy, for raw windows ``[B, window, F]`` (the parity reference)."""
         s = (np.asarray(windows, dtype=np.float64) - self.scaler.offset) * np.asarray(self.scaler.scale)
+        if self.points is not None:
+            return self.points.score(s.mean(axis=1), np.einsum("btf,tf->bf", s, self.weights))
         d = np.einsum("btf,tf->bf", s, self.weights) - self.center
         u = d @ self.basis
         return (u * u).sum(axis=1), (d * self.feature_scale) ** 2
+
+    def smallest_changes(self) -> np.ndarray:
+        """``[points, F]``: the sustained change of one feature alone (raw units; per row for a rate) whose window
+        crosses the threshold, in each operating point (one row for the one model); inf where it never does."""
+        bases = self.points.bases if self.points is not None else self.basis[None]
+        norm = np.linalg.norm(bases, axis=2) * np.asarray(self.scaler.scale)[None]
+        with np.errstate(divide="ignore"):
+            return np.where(norm > 0, np.sqrt(self.threshold) / np.where(norm > 0, norm, 1.0), np.inf)
+
+
+@dataclass
+class LocalPoints:
+    """A pca per operating point: each window goes to its nearest point, and that point's own centre, spread and
+    components score it, in units of that point's own ``quantile`` of normal scores, so that the one threshold
+    means the same in every point.
+
+    Why: fitted over a batch cycle or a motor's runs and stops, the one
+    model's spread is the distance between the points, and a fault inside
+    one (a leak in the hold, vibration up 30 % while running) stays inside
+    it. The assignment is the drift reference's rule (``DriftModes``: the
+    nearest centre in units of the pooled within-point spread, over the
+    features whose level the model reads) applied to the window's mean, so
+    the score and the agent's drift check split the data alike. A window
+    that straddles a switch has a mean between two points; it goes to the
+    nearer, and such windows are in that point's training windows too
+    (assigned by the same rule), so the model has seen them.
+    """
+
+    assign_scale: np.ndarray  # [F] window mean of scaled rows * assign_scale + assign_shift = the rule's units
+    assign_shift: np.ndarray  # [F] (0 for features the rule does not read)
+    centres_z: np.ndarray  # [K, F] the points' centres in the rule's units
+    centers: np.ndarray  # [K, F] each point's mean window feature (scaled units)
+    bases: np.ndarray  # [K, F, M] each point's T2 and Q map, divided by the root of its own normal quantile
+    feature_scales: np.ndarray  # [K, F] 1 / each point's spread of each window feature
+    components: list[int]
+    windows: list[int]  # training windows per point
+    levels: list[dict[str, float]]  # each point's centre, raw units, for the report
+    given: list[dict[str, float]]  # the points fit_pca was given (the card's drift reference is built from them)
+
+    def assign(self, window_mean: np.ndarray) -> np.ndarray:
+        """The point of each window from the mean of its scaled rows ``[B, F]`` (the graph's ArgMin)."""
+        z = window_mean * self.assign_scale + self.assign_shift
+        return np.argmin((((z[:, None, :] - self.centres_z[None]) ** 2).sum(axis=2)), axis=1)
+
+    def score(self, window_mean: np.ndarray, summary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = self.assign(window_mean)
+        d = summary - self.centers[k]
+        u = np.einsum("bf,bfm->bm", d, self.bases[k])
+        return (u * u).sum(axis=1), (d * self.feature_scales[k]) ** 2
 
 
 def window_weights(window: int, features: Sequence[str], rates: Sequence[str]) -> np.ndarray:
@@ -170,14 +230,18 @@ def _segments(values: np.ndarray | Sequence[np.ndarray], n_features: int) -> lis
     return out
 
 
-def fit_pca(values: np.ndarray | Sequence[np.ndarray], features: list[str], config: PcaConfig | None = None
-            ) -> PcaFit:
+def fit_pca(values: np.ndarray | Sequence[np.ndarray], features: list[str], config: PcaConfig | None = None,
+            points: Sequence[Mapping[str, float]] | None = None) -> PcaFit:
     """Fit the scaler, the components and the threshold on ``values [T, F]`` (raw units, normal rows).
 
     ``values`` may also be a list of segments (separate files, or parts
     cut at a gap in time): windows never span two segments. Fails with
     :class:`BadInput` on non-finite values or fewer windows than the
-    covariance needs (windows >= used features + 2).
+    covariance needs (windows >= used features + 2). ``points``: the
+    operating points' levels (feature -> raw level, two or more, as
+    ``edgewatch fit`` finds them): a model per point (:class:`LocalPoints`)
+    when the drift reference's rule keeps them apart and each point holds
+    enough windows for its covariance, else the one model.
     """
     cfg = config or PcaConfig()
     parts = _segments(values, len(features))
@@ -225,7 +289,115 @@ def fit_pca(values: np.ndarray | Sequence[np.ndarray], features: list[str], conf
     train_scores = ((dev @ basis_u) ** 2).sum(axis=1)
     threshold = cfg.factor * float(np.quantile(train_scores, cfg.quantile))
     scaler = Scaler("standard", [float(v) for v in mean], [float(v) for v in scale])
-    return PcaFit(list(features), cfg, scaler, center, basis, fscale, k, threshold, train_scores, x, weights)
+    fit = PcaFit(list(features), cfg, scaler, center, basis, fscale, k, threshold, train_scores, x, weights)
+    return _local_fit(fit, parts, points) if points else fit
+
+
+def _components(dev: np.ndarray, cfg: PcaConfig) -> tuple[np.ndarray, int]:
+    """``[F, m]`` T2 over the components holding ``cfg.variance``, plus Q, each over its ``cfg.quantile`` on
+    ``dev`` (centred window features); and how many components (the one model's rule, for one point)."""
+    n = dev.shape[1]
+    lam, vec = np.linalg.eigh(np.cov(dev, rowvar=False).reshape(n, -1))
+    order = np.argsort(lam)[::-1]
+    lam, vec = np.clip(lam[order], 0.0, None), vec[:, order]
+    keep = lam > max(lam[0], 1e-12) * 1e-9
+    share = np.cumsum(lam) / max(lam.sum(), 1e-300)
+    k = int(min(np.searchsorted(share, cfg.variance - 1e-12) + 1, keep.sum()))
+    p = vec[:, :k]
+    t2_basis = p / np.sqrt(lam[:k])
+    t_ref = max(float(np.quantile(((dev @ t2_basis) ** 2).sum(axis=1), cfg.quantile)), 1e-12)
+    blocks = [t2_basis / np.sqrt(t_ref)]
+    if k < n:
+        resid = np.eye(n) - p @ p.T
+        q_ref = max(float(np.quantile(((dev @ resid) ** 2).sum(axis=1), cfg.quantile)), 1e-6 * float(lam.sum()) + 1e-12)
+        blocks.append(resid / np.sqrt(q_ref))
+    return np.concatenate(blocks, axis=1), k
+
+
+SPREAD_FLOOR = 1e-3  # a point's spread of a feature is at least this share of its std over all the normal rows
+CORE_SHARE = 0.9  # a point's model is fitted on this share of its windows, those nearest its centre
+CORE_STEPS = 5
+
+
+def _core(windows: np.ndarray) -> np.ndarray:
+    """The ``CORE_SHARE`` of ``windows`` nearest their own centre by Mahalanobis distance, found by a few
+    concentration steps (those of the minimum covariance determinant estimator).
+
+    Why: a point's windows include brief excursions that are part of normal
+    operation, a motor's start-up spike, the windows that straddle a switch
+    between points. Fitted on all of them, a running motor's spread was its
+    start-ups' and a 30 % rise of its vibration stayed inside it. Left out of
+    the fit they score high; they are brief, and the opening waits them out
+    (``fit.choosing.open_after_excursions``)."""
+    spread = windows.std(axis=0)
+    z = windows / np.where(spread > 1e-12, spread, 1.0)  # features alike; one constant within the point stays 0
+    keep = np.ones(len(z), dtype=bool)
+    for _ in range(CORE_STEPS):
+        own = z[keep]
+        dev = z - own.mean(axis=0)
+        inverse = np.linalg.pinv(np.cov(own, rowvar=False).reshape(z.shape[1], -1), rcond=1e-9, hermitian=True)
+        dist = np.einsum("bf,fg,bg->b", dev, inverse, dev)
+        new = dist <= np.quantile(dist, CORE_SHARE)
+        if (new == keep).all() or new.sum() < z.shape[1] + 2:
+            break
+        keep = new
+    return windows[keep]
+
+
+def _local_fit(fit: PcaFit, parts: list[np.ndarray], points: Sequence[Mapping[str, float]]) -> PcaFit:
+    """``fit`` with a model per operating point (:class:`LocalPoints`), or ``fit`` itself when the points cannot
+    be told apart by the drift reference's rule or one of them holds too few windows for its covariance."""
+    cfg, features = fit.config, fit.features
+    modes = drift_reference_from(fit.training, unchecked=unchecked_reasons(features, cfg.rates, cfg.ignore),
+                                 features=features, modes=points).modes
+    if modes is None:
+        return fit
+    used = np.array([f not in cfg.ignore for f in features])
+    offset, scale = np.asarray(fit.scaler.offset), np.asarray(fit.scaler.scale)
+    a_scale, a_shift = np.zeros(len(features)), np.zeros(len(features))
+    centres_z = np.zeros((len(modes.centre), len(features)))
+    for i, name in enumerate(modes.features):  # z = raw mean / s = (scaled mean / scale + offset) / s
+        j = features.index(name)
+        a_scale[j] = 1.0 / (scale[j] * modes.scale[i])
+        a_shift[j] = offset[j] / modes.scale[i]
+        centres_z[:, j] = np.asarray(modes.centre)[:, i] / modes.scale[i]
+    mean_w = window_weights(cfg.window, features, [])
+    scaled = [(p - offset) * scale for p in parts if len(p) >= cfg.window]
+    summary = np.concatenate([window_features(p, fit.weights) for p in scaled])
+    probe = LocalPoints(a_scale, a_shift, centres_z, np.zeros_like(centres_z), np.zeros((0, 0, 0)),
+                        np.zeros_like(centres_z), [], [], [], [])
+    label = probe.assign(np.concatenate([window_features(p, mean_w) for p in scaled]))
+    n_used = int(used.sum())
+    counts = np.bincount(label, minlength=len(centres_z))
+    if counts.min() * CORE_SHARE < n_used + 2:  # each point's steady share must still fill its covariance
+        return fit
+    centers, bases, fscales, comps = np.zeros_like(centres_z), [], np.zeros_like(centres_z), []
+    cores = []
+    for g in range(len(centres_z)):
+        own = _core(summary[label == g][:, used])
+        centers[g, used] = own.mean(axis=0)
+        dev = own - own.mean(axis=0)
+        spread = dev.std(axis=0)
+        spread = np.maximum(spread, SPREAD_FLOOR)  # a feature still within a point (a stopped motor's 0 A)
+        block, k = _components(dev / spread, cfg)  # each point standardised by its own spread
+        block = block / spread[:, None]
+        core_scores = ((dev @ block) ** 2).sum(axis=1)
+        one_spread = float(((block * spread[:, None]) ** 2).sum(axis=1).max())  # one spread of its closest feature
+        ref = max(float(np.quantile(core_scores, cfg.quantile)), one_spread, 1e-12)  # a still point: not its rounding
+        cores.append(core_scores / ref)
+        full = np.zeros((len(features), block.shape[1]))
+        full[used] = block / np.sqrt(ref)  # in units of this point's own normal quantile
+        bases.append(full)
+        fscales[g, used] = 1.0 / spread
+        comps.append(k)
+    width = max(b.shape[1] for b in bases)
+    stacked = np.stack([np.pad(b, ((0, 0), (0, width - b.shape[1]))) for b in bases])
+    levels = [{f: float(c[i]) for i, f in enumerate(modes.features)} for c in np.asarray(modes.centre)]
+    local = LocalPoints(a_scale, a_shift, centres_z, centers, stacked, fscales, comps,
+                        [int(c) for c in counts], levels, [dict(p) for p in points])
+    train_scores, _ = local.score(np.concatenate([window_features(p, mean_w) for p in scaled]), summary)
+    threshold = cfg.factor * float(np.quantile(np.concatenate(cores), cfg.quantile))
+    return replace(fit, points=local, threshold=threshold, train_scores=train_scores, components=max(comps))
 
 
 def pca_card(fit: PcaFit, trained_on: dict[str, Any] | None = None,
@@ -237,17 +409,25 @@ def pca_card(fit: PcaFit, trained_on: dict[str, Any] | None = None,
              if cfg.rates else "")
     levels = [j for j, f in enumerate(fit.features) if f not in cfg.ignore and f not in cfg.rates]
     low, high = fit.training.min(axis=0), fit.training.max(axis=0)
+    if drift_modes is None and fit.points is not None:
+        drift_modes = fit.points.given  # the score's points and the drift check's are one rule
+    what = (f"Hotelling T2 over {fit.components} principal components plus Q (SPE)" if fit.points is None else
+            f"a pca per operating point ({len(fit.points.components)} points, each window to the nearest by its mean; "
+            f"{', '.join(map(str, fit.points.components))} components): Hotelling T2 plus Q (SPE)")
+    per = "" if fit.points is None else ", then in units of that point's own quantile of its normal scores"
     return ModelCard(
         family=FAMILY, task=Task.RECONSTRUCT, sample_shape=[cfg.window, len(fit.features)],
         features=list(fit.features), scaler=fit.scaler,
-        score=(f"Hotelling T2 over {fit.components} principal components plus Q (SPE) of the mean of the "
+        score=(f"{what} of the mean of the "
                f"window's standardised rows, each in units of its {cfg.quantile:g} quantile on the training "
-               f"windows{ignored}{rates}"),
+               f"windows{per}{ignored}{rates}"),
         threshold=float(fit.threshold),
-        threshold_method=f"{cfg.factor:g} x the {cfg.quantile:g} quantile of the training windows' scores",
+        threshold_method=f"{cfg.factor:g} x the {cfg.quantile:g} quantile of the training windows' scores" + (
+            "" if fit.points is None else f" (of each point's steady {CORE_SHARE:.0%}, in units of its own)"),
         score_stats={"normal": ScoreStats.of(fit.train_scores)}, quantization=Quantization.NONE,
         trained_on={"rows": fit.rows, "family": FAMILY, "window": cfg.window, "variance": cfg.variance,
                     "components": fit.components, "ignore": list(cfg.ignore),
+                    **({"points": len(fit.points.components)} if fit.points is not None else {}),
                     **({"rates": list(cfg.rates)} if cfg.rates else {}), **(trained_on or {})},
         window=cfg.window, horizon=0, stride=1, decision=Decision(cfg.k, cfg.n, cfg.m),
         drift_reference=drift_reference_from(fit.training,
@@ -280,9 +460,49 @@ def graph_bytes(fit: PcaFit, card: ModelCard) -> bytes:
         Node("Mul", ["deviation", "feature_scale"], ["standardised"]),
         Node("Mul", ["standardised", "standardised"], [FEATURE_ERROR_OUTPUT]),
     ]
+    if fit.points is not None:
+        nodes = _local_nodes(fit, init, summary)
     return model_bytes(nodes, {INPUT_NAME: ["batch", w, f]},
                        {SCORE_OUTPUT: ["batch"], FEATURE_ERROR_OUTPUT: ["batch", f]}, init, card.to_props(),
                        graph_name="edgewatch-pca")
+
+
+def _local_nodes(fit: PcaFit, init: dict[str, np.ndarray], summary: list[Node]) -> list[Node]:
+    """The per-point graph (:class:`LocalPoints`): the window's point by ArgMin over its distances to the centres,
+    that point's centre, map and spreads by Gather, then the same sum of squares (one batched MatMul)."""
+    pts = fit.points
+    for key in ("center", "basis", "feature_scale") + (() if fit.config.rates else ("sum_axis",)):
+        del init[key]
+    init.update({"assign_scale": float32(pts.assign_scale), "assign_shift": float32(pts.assign_shift),
+                 "centres_z": float32(pts.centres_z), "centers": float32(pts.centers), "bases": float32(pts.bases),
+                 "feature_scales": float32(pts.feature_scales), "unsqueeze_axes": int64([1]),
+                 "score_axes": int64([1, 2]), "distance_axis": int64([2])})
+    mean = [] if not fit.config.rates else [
+        Node("ReduceMean", ["scaled"], ["level_mean"], {"axes": [1], "keepdims": 0})]
+    level = "level_mean" if fit.config.rates else "window_mean"
+    return [
+        Node("Sub", [INPUT_NAME, "offset"], ["shifted"]),
+        Node("Mul", ["shifted", "scale"], ["scaled"]),
+        *summary,
+        *mean,
+        Node("Mul", [level, "assign_scale"], ["assign_scaled"]),
+        Node("Add", ["assign_scaled", "assign_shift"], ["assign_z"]),
+        Node("Unsqueeze", ["assign_z", "unsqueeze_axes"], ["assign_z3"]),
+        Node("Sub", ["assign_z3", "centres_z"], ["to_centres"]),
+        Node("Mul", ["to_centres", "to_centres"], ["to_centres_sq"]),
+        Node("ReduceSum", ["to_centres_sq", "distance_axis"], ["distances"], {"keepdims": 0}),
+        Node("ArgMin", ["distances"], ["point"], {"axis": 1, "keepdims": 0}),
+        Node("Gather", ["centers", "point"], ["point_center"], {"axis": 0}),
+        Node("Gather", ["bases", "point"], ["point_basis"], {"axis": 0}),
+        Node("Gather", ["feature_scales", "point"], ["point_feature_scale"], {"axis": 0}),
+        Node("Sub", ["window_mean", "point_center"], ["deviation"]),
+        Node("Unsqueeze", ["deviation", "unsqueeze_axes"], ["deviation3"]),
+        Node("MatMul", ["deviation3", "point_basis"], ["projected"]),
+        Node("Mul", ["projected", "projected"], ["squares"]),
+        Node("ReduceSum", ["squares", "score_axes"], [SCORE_OUTPUT], {"keepdims": 0}),
+        Node("Mul", ["deviation", "point_feature_scale"], ["standardised"]),
+        Node("Mul", ["standardised", "standardised"], [FEATURE_ERROR_OUTPUT]),
+    ]
 
 
 def write_pca_model(fit: PcaFit, out: str | os.PathLike[str], trained_on: dict[str, Any] | None = None,

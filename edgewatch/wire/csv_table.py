@@ -118,6 +118,7 @@ class CsvLayout:
     packed: str = ""  # how the file was unpacked ("gzip-compressed", "read from the zip member 'a.csv'")
     cell_units: dict[str, str] = field(default_factory=dict)  # column -> the unit written after each number
     ms_column: str | None = None  # milliseconds of the time in a column of their own (FactoryTalk's Millitm)
+    decimal_note: str | None = None  # the decimal mark was a guess: why
 
     @property
     def separator_name(self) -> str:
@@ -142,6 +143,8 @@ class CsvLayout:
         decimal = ", decimal comma" if self.decimal == "," else ""
         thousands = f", thousands mark {self.thousands!r}" if self.thousands else ""
         parts = [f"separator {self.separator_name}{decimal}{thousands}, {time}, {len(self.header)} columns"]
+        if self.decimal_note:
+            parts.append(self.decimal_note)
         if self.packed:
             parts.append(self.packed)
         if self.encoding_note:
@@ -412,19 +415,80 @@ def _sniff_separator(rows_by_sep: dict[str, list[list[str]]], first: int) -> str
     return best
 
 
-def _sniff_decimal(rows: list[list[str]], separator: str) -> tuple[str, str | None]:
-    """(decimal mark, thousands mark or None) from the cells' majority."""
-    cells = [c.strip() for r in rows for c in r]
-    if separator == ",":
-        return ".", ("," if any(_GROUPED[","].match(c) for c in cells) else None)  # a quoted "1,234.5"
-    # only 1.234,5 or 1.234.567 tell: 1.234 (or 0,125) is a decimal number in one convention or the other
-    sure = {mark: sum(1 for c in cells if pattern.match(c) and (c.count(mark) > 1 or len(set(c) & {",", "."}) == 2))
-            for mark, pattern in _GROUPED.items()}
-    comma = sum(1 for c in cells if _DECIMAL_COMMA.match(c)) + sure["."]
-    dot = sum(1 for c in cells if _DECIMAL_DOT.match(c)) + sure[","]
-    decimal = "," if comma > dot else "."
-    thousands = "." if decimal == "," else ","
-    return decimal, (thousands if sure[thousands] else None)
+_DOT_GROUPS = re.compile(r"^[+-]?[1-9]\d{0,2}\.\d{3}$")  # 1.234: a decimal, or a thousands mark; the cell cannot tell
+_PLAIN_INT = re.compile(r"^[+-]?\d+$")
+
+
+@dataclass
+class _Marks:
+    """What a file's number cells say about its decimal and thousands marks (:func:`_sniff_decimal`)."""
+
+    comma: int = 0  # 12,5
+    dot: int = 0  # 12.5, 0.125, 1234.567: a decimal point for sure
+    dot_groups: int = 0  # 1.234: either
+    sure: dict[str, int] = field(default_factory=lambda: {",": 0, ".": 0})  # 1.234.567, 1.234,5 (or 1,234.5)
+    columns: dict[int, tuple[list[float], list[float]]] = field(default_factory=dict)  # j -> (ints, 1.234 as 1.234)
+
+    def add(self, row: Sequence[str], skip: Sequence[int] = ()) -> None:
+        for j, cell in enumerate(row):
+            c = cell.strip()
+            if j in skip or not c or not c[-1].isdigit():
+                continue
+            if "," in c or "." in c:
+                for mark, pattern in _GROUPED.items():
+                    if pattern.match(c) and (c.count(mark) > 1 or len(set(c) & {",", "."}) == 2):
+                        self.sure[mark] += 1
+                if _DOT_GROUPS.match(c):
+                    self.dot_groups += 1
+                    self.columns.setdefault(j, ([], []))[1].append(float(c))
+                elif _DECIMAL_DOT.match(c):
+                    self.dot += 1
+                elif _DECIMAL_COMMA.match(c):
+                    self.comma += 1
+            elif _PLAIN_INT.match(c) and len(self.columns.get(j, ([], []))[0]) < 10_000:
+                self.columns.setdefault(j, ([], []))[0].append(float(c))
+
+    def decided(self) -> bool:
+        return bool(self.comma or self.dot or self.sure[","] or self.sure["."] or self._one_range() is not None)
+
+    def _one_range(self) -> str | None:
+        """'.' groups thousands when, read so, each column of integers and 1.234 cells is one range (987, 1.012
+        is 987 and 1012, not 987 and 1.012); a decimal when they sit closer read as decimals; None: no column tells."""
+        votes = set()
+        for ints, dotted in self.columns.values():
+            if ints and dotted:
+                p, d = float(np.median(np.abs(ints))) or 1.0, float(np.median(np.abs(dotted)))
+                votes.add("." if abs(math.log(1000.0 * d / p)) < abs(math.log(d / p)) else ",")
+        return votes.pop() if len(votes) == 1 else None
+
+    def decimal(self) -> tuple[str, str | None, str | None]:
+        """(decimal mark, thousands mark or None, a note when nothing in the file told)."""
+        comma = self.comma + self.sure["."]
+        dot = self.dot + self.sure[","]
+        if comma or dot:  # a mark is one thing in one file: with a decimal comma, 1.234 is 1234
+            decimal = "," if comma > dot else "."
+        else:
+            decimal = {".": ",", ",": "."}.get(self._one_range() or "", ".")
+        if decimal == ",":
+            return ",", ("." if self.sure["."] or self.dot_groups else None), None
+        note = None
+        if not dot and self.dot_groups:
+            note = ("'.' read as the decimal mark: every number with a '.' has three digits after it (1.234), "
+                    "which could as well group thousands, and no number in the file tells")
+        return ".", ("," if self.sure[","] else None), note
+
+
+def _sniff_decimal(rows: list[list[str]], separator: str, skip: Sequence[int] = ()) -> _Marks:
+    """The cells' evidence on the marks: only ``1.234,5``, ``1.234.567``, ``12,5`` or ``12.5`` tell by
+    themselves; ``1.234`` is a decimal in one convention and a thousand in the other (see :class:`_Marks`)."""
+    marks = _Marks()
+    if separator == ",":  # a quoted "1,234.5": ',' can only group thousands
+        marks.dot = 1
+        marks.sure[","] = sum(1 for r in rows for c in r if _GROUPED[","].match(c.strip()))
+        return marks
+    for row in rows:
+        marks.add(row, skip)
+    return marks
 
 
 def plain_name(name: str) -> str:
@@ -578,13 +642,12 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
         raise BadInput(f"{src}: its header row names no column; expected a first row of column names")
     cell_units = _cell_units(header, body)
     body = _without_units(header, body, cell_units)
-    decimal, thousands = _sniff_decimal(body, sep)
+    decimal, thousands, _ = _sniff_decimal(body, sep).decimal()
     n_units = _unit_rows(header, body, decimal, thousands)
     units = {name: ", ".join(c for k in range(n_units) if (c := (body[k][j] if j < len(body[k]) else "").strip()))
              for j, name in enumerate(header)}
     units = {name: text for name, text in units.items() if text}
     body = body[n_units:]
-    decimal, thousands = _sniff_decimal(body, sep)
     columns = {name: [r[j] for r in body if j < len(r)] for j, name in enumerate(header)}
     labels = [name for name in header if name.lower() in LABEL_NAMES]
     named = True
@@ -610,9 +673,10 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
             clock = next((n for n in header if n != chosen and _times_of_day(columns[n])), None)
             if clock is not None:
                 chosen, date_column = clock, chosen
-    layout = CsvLayout(src, sep, decimal, header, chosen, labels, named, encoding, encoding_note, h,
-                       n_units, units, thousands, date_column, renamed=renamed, packed=described(src),
+    layout = CsvLayout(src, sep, ".", header, chosen, labels, named, encoding, encoding_note, h,
+                       n_units, units, None, date_column, renamed=renamed, packed=described(src),
                        cell_units=cell_units)
+    layout = _with_marks(layout, body)
     if chosen is None:
         return layout
     layout = replace(layout, ms_column=_ms_column(layout, columns))
@@ -629,6 +693,35 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
         return replace(layout, date_order=DateOrder.MONTH_FIRST if has_half_day(sample) else DateOrder.DAY_FIRST,
                        date_order_guessed=True)
     return replace(layout, date_order=order)
+
+
+def _with_marks(layout: CsvLayout, body: list[list[str]]) -> CsvLayout:
+    """The layout with its decimal and thousands marks: from the sample, else from every row of the file.
+
+    Rows of integers only, or of ``1.234`` cells only, do not tell; a
+    ``987`` or a ``12,5`` in row 90,000 may. The whole file's number cells
+    are then looked through (a regular expression over the text where it
+    holds a '.' or a ',': 0.5 s for 200,000 rows of ten integers with such dates), and its rows split by column only when
+    ``1.234`` cells are all it holds (time columns left out: ``01.05.2024``
+    is a date).
+    """
+    skip = [layout.header.index(c) for c in (layout.time_column, layout.date_column, layout.ms_column) if c]
+    marks = _sniff_decimal(body, layout.separator, skip)
+    if not marks.decided() and layout.separator != ",":
+        marks = _Marks()
+        cell = re.compile(rf"(?:^|(?<=[{re.escape(layout.separator)}\"]))[+-]?\d+[.,][\d.,]*(?=[{re.escape(layout.separator)}\"\r\n]|$)",
+                          re.MULTILINE)
+        with open_text(layout.path, layout.encoding) as fh:
+            while chunk := fh.read(1 << 20):
+                chunk += fh.readline()
+                if "." in chunk or "," in chunk:
+                    marks.add(cell.findall(chunk))
+        if marks.dot_groups and not marks.decided():
+            marks = _Marks()
+            for _, row in iter_rows(layout, on_error=lambda line, exc: None):
+                marks.add(row, skip)
+    decimal, thousands, note = marks.decimal()
+    return replace(layout, decimal=decimal, thousands=thousands, decimal_note=note)
 
 
 def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | None = None

@@ -345,3 +345,42 @@ def test_a_milliseconds_column_is_part_of_the_time(tmp_path: Path) -> None:
     speed = "Date,Time,flow,MS\n" + "".join(f"2024-03-04,08:00:{i:02d},{i},{900 + i}\n" for i in range(20))
     table = read_csv_table(_write(tmp_path / "speed.csv", speed))  # a motor speed 'MS', not beside the time
     assert table.layout.ms_column is None and list(table.numeric) == ["flow", "MS"]
+
+
+def _flows(n: int, low: int = 960, high: int = 1040) -> list[int]:
+    return [low + (i * 37) % (high - low) for i in range(n)]
+
+
+def test_a_dot_in_a_file_of_decimal_commas_groups_thousands(tmp_path: Path) -> None:
+    """987 and 1.012 l/h beside 2,5 bar: 1012, not 1.012 (the flow read a thousand times off, 1 .. 999)."""
+    flows = _flows(40)
+    lines = ["Zeit;Flow;Druck"] + [f"01.05.2024 08:00:{i % 60:02d};{f // 1000}.{f % 1000:03d};2,5" if f >= 1000
+                                   else f"01.05.2024 08:00:{i % 60:02d};{f};2,5" for i, f in enumerate(flows)]
+    table = read_csv_table(_write(tmp_path / "de.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.decimal, table.layout.thousands) == (",", ".")
+    assert table.numeric["Flow"].tolist() == flows and table.numeric["Druck"][0] == 2.5
+
+
+def test_integers_and_dotted_thousands_alone_are_one_range(tmp_path: Path) -> None:
+    """No comma anywhere and a flow straddling 1000 (written 987, 1.012): the reading under which it is one range."""
+    flows = _flows(40)
+    lines = ["Zeit;Flow;Hub"] + [f"2024-05-01 08:00:{i % 60:02d};{f // 1000}.{f % 1000:03d};7" if f >= 1000
+                                 else f"2024-05-01 08:00:{i % 60:02d};{f};7" for i, f in enumerate(flows)]
+    table = read_csv_table(_write(tmp_path / "ints.csv", "\n".join(lines) + "\n"))
+    assert table.layout.thousands == "." and table.numeric["Flow"].tolist() == flows
+
+
+def test_the_marks_are_read_from_the_whole_file_when_the_first_rows_do_not_tell(tmp_path: Path) -> None:
+    lines = ["Zeit;Flow;Hub"] + [f"2024-05-01 08:{i // 60:02d}:{i % 60:02d};{990 + i % 9};7" for i in range(200)]
+    lines += ["2024-05-01 09:00:00;1.003;7", "2024-05-01 09:00:01;2,5;7"]
+    table = read_csv_table(_write(tmp_path / "late.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.decimal, table.layout.thousands) == (",", ".")
+    assert table.numeric["Flow"][-2:].tolist() == [1003.0, 2.5]
+
+
+def test_three_decimals_everywhere_are_a_guess_and_said_so(tmp_path: Path) -> None:
+    lines = ["time;p;q"] + [f"2024-03-04 08:00:{i:02d};1.{200 + i:03d};4" for i in range(30)]
+    table = read_csv_table(_write(tmp_path / "guess.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.decimal, table.layout.thousands) == (".", None) and table.numeric["p"][0] == 1.2
+    assert "'.' read as the decimal mark" in table.layout.describe() and "no number in the file tells" in \
+        table.layout.describe()

@@ -119,6 +119,7 @@ class CsvLayout:
     cell_units: dict[str, str] = field(default_factory=dict)  # column -> the unit written after each number
     ms_column: str | None = None  # milliseconds of the time in a column of their own (FactoryTalk's Millitm)
     decimal_note: str | None = None  # the decimal mark was a guess: why
+    quality: dict[str, str] = field(default_factory=dict)  # value column -> the quality column beside it
 
     @property
     def separator_name(self) -> str:
@@ -159,8 +160,14 @@ class CsvLayout:
             shown = ", ".join(f"{k} [{v}]" for k, v in list(self.cell_units.items())[:5])
             more = ", ..." if len(self.cell_units) > 5 else ""
             parts.append(f"a unit after the numbers in {len(self.cell_units)} column(s), dropped: {shown}{more}")
-        if self.renamed:
-            parts.append("renamed: " + ", ".join(f"'{old}' -> '{new}'" for new, old in self.renamed.items()))
+        if self.quality:
+            shown = ", ".join(f"{k} [{v}]" for k, v in list(self.quality.items())[:4])
+            more = ", ..." if len(self.quality) > 4 else ""
+            parts.append(f"a quality column beside {len(self.quality)} value column(s) (a value of bad quality is a "
+                         f"blank; qualities are not features): {shown}{more}")
+        renamed = {new: old for new, old in self.renamed.items() if new not in self.quality.values()}
+        if renamed:
+            parts.append("renamed: " + ", ".join(f"'{old}' -> '{new}'" for new, old in renamed.items()))
         return "; ".join(parts)
 
     def number(self, cell: str, column: str) -> float:
@@ -178,6 +185,21 @@ class CsvLayout:
             return row[j] if j < len(row) else ""
 
         return self.joined(at(self.time_column), at(self.date_column), at(self.ms_column))
+
+    def not_values(self) -> set[str]:
+        """Columns that are parts of the time or a value's quality: never features, never text to report."""
+        return {c for c in (self.time_column, self.date_column, self.ms_column) if c} | set(self.quality.values())
+
+    def blank_bad(self, row: list[str]) -> list[str]:
+        """``row`` with each value whose quality cell says bad made blank (the rule of :func:`quality_is_bad`)."""
+        for value, quality in self._quality_at:
+            if quality < len(row) and value < len(row) and quality_is_bad(row[quality]):
+                row[value] = ""
+        return row
+
+    @property
+    def _quality_at(self) -> list[tuple[int, int]]:
+        return [(self.header.index(v), self.header.index(q)) for v, q in self.quality.items()]
 
     def joined(self, time: str, date: str = "", ms: str = "") -> str:
         """A time cell with the date column's cell before it and the milliseconds column's after it (if any)."""
@@ -532,6 +554,54 @@ def _dates_only(cells: list[str]) -> bool:
     return bool(present) and all(":" not in c for c in present) and _looks_like_times(present)
 
 
+QUALITY_NAMES = ("quality", "q", "qual", "qc", "status", "validity", "qualitat", "qualitaet", "opcquality")
+_VALUE_SUFFIX = re.compile(r"(value|val|pv|v)$")
+OPC_UA_BAD = 0x80000000  # OPC UA status codes: the two top bits 10 are Bad (0 is Good)
+
+
+def quality_is_bad(cell: str) -> bool:
+    """A quality cell that says the value beside it is not a measurement: ``Bad...`` as text, an OPC DA code
+    whose quality bits are 00 (0..63; 192 is good), an OPC UA status code with the Bad bits (0x80000000)."""
+    text = cell.strip()
+    if not text:
+        return False
+    if text.isdigit():
+        code = int(text)
+        return code >= OPC_UA_BAD if code >= 0x40000000 else code < 64
+    return text.lower().startswith("bad")
+
+
+def _quality_cells(cells: list[str]) -> bool:
+    """Cells a quality column holds: Good / Bad / Uncertain (with a detail), or OPC DA or UA codes (192, 0x80...)."""
+    present = [c.strip() for c in cells if c.strip()]
+    if not present:
+        return False
+    if all(c.isdigit() for c in present):
+        codes = {int(c) for c in present}
+        return any(192 <= c < 256 for c in codes) or (all(c == 0 or c >= 0x40000000 for c in codes)
+                                                        and any(c >= 0x40000000 for c in codes))
+    return all(c.lower().startswith(("good", "bad", "uncertain")) for c in present)
+
+
+def _quality_columns(header: list[str], renamed: dict[str, str], columns: dict[str, list[str]],
+                     decimal: str, thousands: str | None) -> dict[str, str]:
+    """Value column -> its quality column: a column right after a number column, named ``Quality``, ``Q`` or
+    ``Status`` (alone, or after the value's own name: ``FIC101 Quality``, ``FIC101.Q``; PI DataLink and SCADA
+    exports), holding quality words or OPC codes."""
+    out: dict[str, str] = {}
+    for j in range(1, len(header)):
+        value, name = header[j - 1], header[j]
+        own = plain_name(renamed.get(name, name)).strip(".:/")
+        stem = _VALUE_SUFFIX.sub("", plain_name(value)) or plain_name(value)
+        rest = own[len(stem):].strip(".:/") if own.startswith(stem) and own != stem else own
+        if rest not in QUALITY_NAMES or value in out.values() or not _quality_cells(columns[name]):
+            continue
+        present = _present(columns[value])
+        if present and sum(is_number(c, decimal, thousands) for c in present) * 2 >= len(present):
+            out[value] = name
+    return out
+
+
 MS_NAMES = ("millitm", "ms", "msec", "millis", "millisecond", "milliseconds")  # compared plainly
 
 
@@ -677,6 +747,7 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
                        n_units, units, None, date_column, renamed=renamed, packed=described(src),
                        cell_units=cell_units)
     layout = _with_marks(layout, body)
+    layout = replace(layout, quality=_quality_columns(header, renamed, columns, layout.decimal, layout.thousands))
     if chosen is None:
         return layout
     layout = replace(layout, ms_column=_ms_column(layout, columns))
@@ -751,7 +822,7 @@ def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | No
                 continue
             if _is_comment(row):
                 continue
-            yield reader.line_num, row
+            yield reader.line_num, layout.blank_bad(row) if layout.quality else row
 
 
 CHUNK_ROWS = 100_000  # rows held as text at a time: a million rows of ten columns as strings took 740 MB
@@ -814,8 +885,9 @@ class _Chunks:
 
     def add(self, columns: list[list[str]]) -> None:
         lay = self.layout
+        skip = lay.not_values() - {lay.time_column}
         for j, name in enumerate(lay.header):
-            if name in (lay.date_column, lay.ms_column):
+            if name in skip:
                 continue
             if name == lay.time_column:
                 cells = columns[j]
@@ -846,7 +918,7 @@ class _Chunks:
         if times is not None and lay.naive_times:
             times = clock.run_on(times)
         for j, name in enumerate(lay.header):
-            if name in (lay.time_column, lay.date_column, lay.ms_column):
+            if name in lay.not_values():
                 continue
             values = np.concatenate(self.values[j])
             if name in lay.label_columns:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_table import read_csv_table, sniff_layout
+from edgewatch.wire.csv_table import iter_rows, read_csv_table, sniff_layout
 from edgewatch.wire.csv_times import parse_time, parse_times
 
 
@@ -384,3 +384,33 @@ def test_three_decimals_everywhere_are_a_guess_and_said_so(tmp_path: Path) -> No
     assert (table.layout.decimal, table.layout.thousands) == (".", None) and table.numeric["p"][0] == 1.2
     assert "'.' read as the decimal mark" in table.layout.describe() and "no number in the file tells" in \
         table.layout.describe()
+
+
+@pytest.mark.parametrize("names, good, bad", [
+    (["FIC101", "Quality", "PT102", "Quality"], "Good", "Bad"),  # PI DataLink: the value's attributes beside it
+    (["FIC101 Value", "FIC101 Quality", "PT102 Value", "PT102 Quality"], "Good", "Bad Input"),
+    (["FIC101", "FIC101.Q", "PT102", "PT102.Q"], "192", "0"),  # OPC DA quality codes
+])
+def test_a_quality_column_beside_each_value_blanks_bad_values(tmp_path: Path, names: list[str], good: str,
+                                                               bad: str) -> None:
+    """A value of bad quality (written 0 by the export) is a blank, held as any blank; qualities are no features."""
+    lines = ["Timestamp," + ",".join(names)]
+    for i in range(40):
+        flow, q = ("0", bad) if i % 10 == 5 else (f"{1000 + i}.5", good)
+        lines.append(f"2024-05-01 08:00:{i:02d},{flow},{q},2.5,{good}")
+    path = _write(tmp_path / "q.csv", "\n".join(lines) + "\n")
+    table = read_csv_table(path)
+    assert list(table.numeric) == [names[0], names[2]] and table.text_columns == {}
+    assert np.isnan(table.numeric[names[0]][5]) and table.numeric[names[0]][4] == 1004.5
+    assert "a quality column beside 2 value column(s)" in table.layout.describe()
+    assert "renamed" not in table.layout.describe()
+    replayed = [row[1] for _, row in iter_rows(table.layout)]  # the replay's rows: the same blank
+    assert replayed[5] == "" and replayed[4] == "1004.5"
+
+
+def test_a_state_or_a_count_beside_a_value_is_no_quality(tmp_path: Path) -> None:
+    lines = ["time,Flow,Status,Current,Q"] + [f"2024-05-01 08:00:{i:02d},{10 + i},{'Run' if i % 7 else 'Stop'},3,{i % 2}"
+                                              for i in range(30)]
+    table = read_csv_table(_write(tmp_path / "s.csv", "\n".join(lines) + "\n"))
+    assert table.layout.quality == {} and list(table.numeric) == ["Flow", "Current", "Q"]
+    assert "Status" in table.text_columns

@@ -677,6 +677,23 @@ def _names(row: list[str], body: list[list[str]]) -> tuple[list[str], dict[str, 
     return names, renamed
 
 
+def _names_row(first: list[str], header: list[str], renamed: dict[str, str], cell_units: dict[str, str],
+               unit_rows: list[list[str]], body: list[list[str]]
+               ) -> tuple[list[str], dict[str, str], dict[str, str], list[list[str]]]:
+    """Of the header and the rows of units or descriptions under it, the row that names the time column
+    (``Timestamp``) names the columns: exports write tag names, descriptions and units in any order
+    (a description row first made the descriptions the features' names). Returns (names, renamed, the units
+    written in cells by the new names, the other rows)."""
+    rows = [first, *unit_rows]
+    k = next((i for i, r in enumerate(rows) if any(plain_name(c) in TIME_NAMES for c in r)), 0)
+    if k == 0:
+        return header, renamed, cell_units, unit_rows
+    names, new_renamed = _names(rows[k], body)
+    names = names[:len(header)] + [f"column {j + 1}" for j in range(len(names), len(header))]
+    by_index = {header.index(c): u for c, u in cell_units.items()}
+    return names, new_renamed, {names[j]: u for j, u in by_index.items()}, rows[:k] + rows[k + 1:]
+
+
 def sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None) -> CsvLayout:
     """Find the encoding, separator, header, decimal mark, time and label columns from the first lines.
 
@@ -714,9 +731,10 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
     body = _without_units(header, body, cell_units)
     decimal, thousands, _ = _sniff_decimal(body, sep).decimal()
     n_units = _unit_rows(header, body, decimal, thousands)
-    units = {name: ", ".join(c for k in range(n_units) if (c := (body[k][j] if j < len(body[k]) else "").strip()))
+    header, renamed, cell_units, unit_cells = _names_row(rows[h], header, renamed, cell_units, body[:n_units],
+                                                         body[n_units:])
+    units = {name: ", ".join(c for r in unit_cells if (c := (r[j] if j < len(r) else "").strip()))
              for j, name in enumerate(header)}
-    units = {name: text for name, text in units.items() if text}
     body = body[n_units:]
     columns = {name: [r[j] for r in body if j < len(r)] for j, name in enumerate(header)}
     labels = [name for name in header if name.lower() in LABEL_NAMES]
@@ -743,6 +761,7 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
             clock = next((n for n in header if n != chosen and _times_of_day(columns[n])), None)
             if clock is not None:
                 chosen, date_column = clock, chosen
+    units = {name: text for name, text in units.items() if text and name not in (chosen, date_column)}
     layout = CsvLayout(src, sep, ".", header, chosen, labels, named, encoding, encoding_note, h,
                        n_units, units, None, date_column, renamed=renamed, packed=described(src),
                        cell_units=cell_units)

@@ -131,8 +131,8 @@ def test_a_row_of_units_under_the_header_is_not_data(tmp_path: Path) -> None:
     table = read_csv_table(path)
     assert table.layout.unit_rows == 2 and table.layout.units["Pressure"] == "bar, Discharge"
     assert table.rows == 30 and table.bad == {} and table.bad_times == 0 and list(table.numeric) == ["Pressure", "Flow"]
-    assert ("2 row(s) of units or descriptions under the header, not data: Timestamp [Description], "
-            "Pressure [bar, Discharge]") in table.layout.describe()
+    assert ("2 row(s) of units or descriptions under the header, not data: "  # the rows' labels are no unit
+            "Pressure [bar, Discharge], Flow [m3/h, Main line]") in table.layout.describe()
 
 
 def test_a_latin1_file_is_read_and_said_even_when_its_first_lines_are_ascii(tmp_path: Path) -> None:
@@ -414,3 +414,16 @@ def test_a_state_or_a_count_beside_a_value_is_no_quality(tmp_path: Path) -> None
     table = read_csv_table(_write(tmp_path / "s.csv", "\n".join(lines) + "\n"))
     assert table.layout.quality == {} and list(table.numeric) == ["Flow", "Current", "Q"]
     assert "Status" in table.text_columns
+
+
+@pytest.mark.parametrize("order", [("desc", "tag", "unit"), ("unit", "tag"), ("tag", "desc", "unit")])
+def test_the_row_naming_the_time_column_names_the_columns(tmp_path: Path, order: tuple[str, ...]) -> None:
+    """Historians write a tag row, a description row and a unit row in any order: the tags name the features
+    (an MQTT topic carries the tag), whichever row comes first; the other rows are units and descriptions."""
+    rows = {"tag": "Timestamp,FIC101,PT102", "desc": "Description,Discharge flow,Discharge pressure",
+            "unit": "Units,l/h,bar"}
+    lines = [rows[k] for k in order] + [f"2024-05-01 08:00:{i:02d},{1000 + i}.5,2.5" for i in range(20)]
+    table = read_csv_table(_write(tmp_path / "h.csv", "\n".join(lines) + "\n"))
+    assert table.layout.time_column == "Timestamp" and list(table.numeric) == ["FIC101", "PT102"]
+    assert table.rows == 20 and table.numeric["FIC101"][0] == 1000.5
+    assert table.layout.units["PT102"].endswith("bar") and "Timestamp" not in table.layout.units

@@ -120,6 +120,7 @@ class CsvLayout:
     ms_column: str | None = None  # milliseconds of the time in a column of their own (FactoryTalk's Millitm)
     decimal_note: str | None = None  # the decimal mark was a guess: why
     quality: dict[str, str] = field(default_factory=dict)  # value column -> the quality column beside it
+    table_end: tuple[int, str] | None = None  # (line, its text): another table starts there, not read
 
     @property
     def separator_name(self) -> str:
@@ -146,6 +147,8 @@ class CsvLayout:
         parts = [f"separator {self.separator_name}{decimal}{thousands}, {time}, {len(self.header)} columns"]
         if self.decimal_note:
             parts.append(self.decimal_note)
+        if self.table_end:
+            parts.append(f"another table starts on line {self.table_end[0]} ({self.table_end[1]!r}): not read")
         if self.packed:
             parts.append(self.packed)
         if self.encoding_note:
@@ -767,6 +770,7 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
                        cell_units=cell_units)
     layout = _with_marks(layout, body)
     layout = replace(layout, quality=_quality_columns(header, renamed, columns, layout.decimal, layout.thousands))
+    layout = replace(layout, table_end=_table_end(layout, rows[h]))
     if chosen is None:
         return layout
     layout = replace(layout, ms_column=_ms_column(layout, columns))
@@ -814,6 +818,56 @@ def _with_marks(layout: CsvLayout, body: list[list[str]]) -> CsvLayout:
     return replace(layout, decimal=decimal, thousands=thousands, decimal_note=note)
 
 
+def _table_end(layout: CsvLayout, header_row: list[str]) -> tuple[int, str] | None:
+    """Where a second table appended to the file starts: (line, its text), or None.
+
+    Reports append an alarm list or a second machine's table after a blank
+    line. After a blank line, a line whose time cannot be read starts
+    another table (a title, another header; a summary row such as
+    ``Average;...`` too: it is no measurement). A repeat of the header
+    continues the table (exports of several days joined) unless the times
+    under it start before the rows above it end: then it is another table
+    of the same columns (another machine), not read into the first. Files without a time column are
+    not cut. One pass over the raw lines; rows are split only at a blank
+    line or a line starting like the header.
+    """
+    if layout.time_column is None:
+        return None
+    sep, names = layout.separator, [c.strip() for c in header_row]
+    start = names[0] if names else ""
+    skip = layout.header_row + 1 + layout.unit_rows
+    last, blank, repeated = "", False, None
+    def row_of(line: str) -> list[str]:
+        return next(csv.reader([line], delimiter=sep), [])
+    def time_of(line: str) -> float:
+        row = row_of(line)
+        return parse_time(layout.time_text(row), layout.date_order, layout.excel_days) if row else math.nan
+    with open_text(layout.path, layout.encoding) as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip() or (sep == "," and not line.strip(", \r\n")):
+                blank = True
+                continue
+            if skip:
+                skip -= 1
+                continue
+            if line.lstrip().startswith("#"):
+                continue
+            text = line.strip()[:60]
+            if repeated is not None:
+                if time_of(line) < time_of(last):
+                    return repeated
+                repeated = None
+            elif start and line.lstrip('\ufeff"').startswith(start) and [c.strip() for c in row_of(line)] == names:
+                repeated = (number, text)
+                blank = False
+                continue
+            elif blank and last and not math.isfinite(time_of(line)):
+                return number, text
+            blank = False
+            last = line
+    return None
+
+
 def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | None = None
               ) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of every data line: after the header and its unit rows, blank and ``#`` lines skipped.
@@ -824,7 +878,10 @@ def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | No
     with open_text(layout.path, layout.encoding) as fh:
         reader = csv.reader(fh, delimiter=layout.separator)
         skip = layout.header_row + 1 + layout.unit_rows
+        names = [c.strip() for c in layout.header]
         while True:
+            if layout.table_end and reader.line_num >= layout.table_end[0] - 1:
+                return
             try:
                 row = next(reader)
             except StopIteration:
@@ -839,8 +896,8 @@ def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | No
             if skip:
                 skip -= 1
                 continue
-            if _is_comment(row):
-                continue
+            if _is_comment(row) or (row[0].strip() == names[0] and [c.strip() for c in row[:len(names)]] == names):
+                continue  # a repeat of the header: exports joined
             yield reader.line_num, layout.blank_bad(row) if layout.quality else row
 
 

@@ -427,3 +427,26 @@ def test_the_row_naming_the_time_column_names_the_columns(tmp_path: Path, order:
     assert table.layout.time_column == "Timestamp" and list(table.numeric) == ["FIC101", "PT102"]
     assert table.rows == 20 and table.numeric["FIC101"][0] == 1000.5
     assert table.layout.units["PT102"].endswith("bar") and "Timestamp" not in table.layout.units
+
+
+def _pump_lines(n: int, start: int = 0, flow: float = 10.0) -> list[str]:
+    return [f"2024-05-01 08:{(start + i) // 60:02d}:{(start + i) % 60:02d},{flow + i % 3},2.5" for i in range(n)]
+
+
+@pytest.mark.parametrize("appended, rows", [
+    (["", "Alarm log", "Timestamp,Tag,Message", "2024-05-01 08:00:05,PT102,high"], 30),  # another table
+    (["", "Timestamp,Flow,Pressure", *_pump_lines(30, flow=50.0)], 30),  # another machine, the same columns
+    (["", "Timestamp,Flow,Pressure", *_pump_lines(30, start=30)], 60),  # the next day's export joined: read on
+    (["Timestamp,Flow,Pressure", *_pump_lines(30, start=30)], 60),
+])
+def test_a_table_appended_to_the_file_is_not_read_as_data(tmp_path: Path, appended: list[str], rows: int) -> None:
+    """Before: the alarm list's lines were ragged rows, and a second machine's rows were sorted into the first's
+    (its times overlap: taken for a clock change), each row counted as the replay's stale or not_number."""
+    path = _write(tmp_path / "two.csv", "\n".join(["Timestamp,Flow,Pressure", *_pump_lines(30), *appended]) + "\n")
+    table = read_csv_table(path)
+    assert table.rows == rows and table.ragged == 0 and table.bad == {} and table.bad_times == 0
+    assert np.nanmax(table.numeric["Flow"]) == 12.0 and (np.diff(table.times) > 0).all()
+    replayed = list(iter_rows(table.layout))
+    assert len(replayed) == rows
+    said = "another table starts on line 33" in table.layout.describe()
+    assert said == (rows == 30)

@@ -76,7 +76,10 @@ LABEL_NAMES = ("anomaly", "changepoint")
 NO_VALUE_STATES = frozenset({"bad", "bad input", "i/o timeout", "shutdown", "calc failed", "calc timeout",
                              "comm fail", "scan off", "scan timeout", "no data", "no sample", "no result",
                              "pt created", "out of serv", "intf shut", "not connect", "unavailable", "unknown"})
-MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"}) | NO_VALUE_STATES
+# Excel's error values, in a column computed by a formula (a ratio at a standstill: #DIV/0!)
+EXCEL_ERRORS = frozenset({"#div/0!", "#value!", "#ref!", "#name?", "#num!", "#null!", "#spill!", "#calc!",
+                          "#getting_data"})
+MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"}) | NO_VALUE_STATES | EXCEL_ERRORS
 SAMPLE_LINES = 64
 HEAD_LINES = 16  # lines above the header (an export's title, a "sep=;" line) looked through
 MAX_UNIT_ROWS = 3  # rows of units or descriptions under the header
@@ -121,6 +124,7 @@ class CsvLayout:
     decimal_note: str | None = None  # the decimal mark was a guess: why
     quality: dict[str, str] = field(default_factory=dict)  # value column -> the quality column beside it
     table_end: tuple[int, str] | None = None  # (line, its text): another table starts there, not read
+    excel_text: bool = False  # cells written as Excel text formulas, ="08:00:00", to keep Excel from converting them
 
     @property
     def separator_name(self) -> str:
@@ -680,6 +684,12 @@ def _names(row: list[str], body: list[list[str]]) -> tuple[list[str], dict[str, 
     return names, renamed
 
 
+def _unwrapped(row: list[str]) -> list[str]:
+    """Cells written ``="text"`` (Excel's text formula, which exports use to keep a time or a tag as it is)
+    as their text."""
+    return [c[2:-1] if c.startswith('="') and c.endswith('"') else c for c in row]
+
+
 def _names_row(first: list[str], header: list[str], renamed: dict[str, str], cell_units: dict[str, str],
                unit_rows: list[list[str]], body: list[list[str]]
                ) -> tuple[list[str], dict[str, str], dict[str, str], list[list[str]]]:
@@ -721,6 +731,9 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
         separator = separator or told.group(1)
     sep = separator or _sniff_separator({s: _split(lines, s) for s in SEPARATORS}, first)
     rows = _split(lines, sep)
+    excel_text = any(c.startswith('="') for r in rows for c in r)
+    if excel_text:
+        rows = [_unwrapped(r) for r in rows]
     if len(rows) <= first:
         raise BadInput(f"{src} has no header row of column names under its 'sep=' line")
     h = _header_at(rows, first)[0] if len(rows) > first + 1 else first
@@ -767,7 +780,7 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
     units = {name: text for name, text in units.items() if text and name not in (chosen, date_column)}
     layout = CsvLayout(src, sep, ".", header, chosen, labels, named, encoding, encoding_note, h,
                        n_units, units, None, date_column, renamed=renamed, packed=described(src),
-                       cell_units=cell_units)
+                       cell_units=cell_units, excel_text=excel_text)
     layout = _with_marks(layout, body)
     layout = replace(layout, quality=_quality_columns(header, renamed, columns, layout.decimal, layout.thousands))
     layout = replace(layout, table_end=_table_end(layout, rows[h]))
@@ -838,7 +851,8 @@ def _table_end(layout: CsvLayout, header_row: list[str]) -> tuple[int, str] | No
     skip = layout.header_row + 1 + layout.unit_rows
     last, blank, repeated = "", False, None
     def row_of(line: str) -> list[str]:
-        return next(csv.reader([line], delimiter=sep), [])
+        row = next(csv.reader([line], delimiter=sep), [])
+        return _unwrapped(row) if layout.excel_text else row
     def time_of(line: str) -> float:
         row = row_of(line)
         return parse_time(layout.time_text(row), layout.date_order, layout.excel_days) if row else math.nan
@@ -857,7 +871,7 @@ def _table_end(layout: CsvLayout, header_row: list[str]) -> tuple[int, str] | No
                 if time_of(line) < time_of(last):
                     return repeated
                 repeated = None
-            elif start and line.lstrip('\ufeff"').startswith(start) and [c.strip() for c in row_of(line)] == names:
+            elif start and line.lstrip('\ufeff="').startswith(start) and [c.strip() for c in row_of(line)] == names:
                 repeated = (number, text)
                 blank = False
                 continue
@@ -893,6 +907,8 @@ def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | No
                 continue
             if not row or not any(c.strip() for c in row):
                 continue
+            if layout.excel_text:
+                row = _unwrapped(row)
             if skip:
                 skip -= 1
                 continue

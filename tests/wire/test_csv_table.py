@@ -450,3 +450,14 @@ def test_a_table_appended_to_the_file_is_not_read_as_data(tmp_path: Path, append
     assert len(replayed) == rows
     said = "another table starts on line 33" in table.layout.describe()
     assert said == (rows == 30)
+
+
+def test_excel_text_formulas_and_error_values(tmp_path: Path) -> None:
+    """``="2024-05-01 08:00:00"`` (a time kept from Excel's conversion) is the time; ``#DIV/0!`` in a computed
+    column is a blank, held as any blank (before: the file had no time; the replay refused each such row)."""
+    lines = ['="Timestamp",Flow,Efficiency'] + [f'="2024-05-01 08:00:{i:02d}",{10 + i},'
+                                                + ("#DIV/0!" if i % 7 == 3 else f"0.{50 + i}") for i in range(30)]
+    table = read_csv_table(_write(tmp_path / "x.csv", "\n".join(lines) + "\n"))
+    assert table.layout.time_column == "Timestamp" and table.bad_times == 0 and table.times[1] - table.times[0] == 1
+    assert table.bad == {} and table.missing["Efficiency"] == 4 and np.isnan(table.numeric["Efficiency"][3])
+    assert [row[0] for _, row in iter_rows(table.layout)][:2] == ["2024-05-01 08:00:00", "2024-05-01 08:00:01"]

@@ -91,6 +91,7 @@ _GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,2
             ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$")}  # 1.234,5: thousands '.' decimal ','
 # 4.21 bar, 45 %; never an exponent ("1.2034e+05", a totaliser written with %g, is a number, not 1.2034 "e+05")
 _CELL_UNIT = re.compile(r"^([+-]?\d[\d.,]*(?:[eE][+-]?\d+)?)\s*(?![eE][+-]?\d+$)([^\d\s:/.,+-][^:]{0,11})$")
+_DOTTED_CLOCK = re.compile(r"^([01]?\d|2[0-3])\.[0-5]\d\.[0-5]\d(?:\.\d+)?$")  # 08.00.00 (or 08.00.00.250)
 _SEP_LINE = re.compile(r'^"?sep=(.)"?$', re.IGNORECASE)  # Excel's first line naming the separator
 _LATIN1_ONLY = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")  # bytes Windows-1252 leaves undefined
 
@@ -212,7 +213,10 @@ class CsvLayout:
         """A time cell with the date column's cell before it and the milliseconds column's after it (if any)."""
         cell = time
         if self.date_column is not None:
-            cell = date.strip() + " " + time.strip()
+            clock = time.strip()
+            if _DOTTED_CLOCK.match(clock):  # 08.00.00: the clock of Finnish, Italian, Danish exports
+                clock = clock.replace(".", ":", 2)
+            cell = date.strip() + " " + clock
         if self.ms_column is not None and ms.strip().isdigit() and "." not in cell and int(ms) < 1000:
             cell = f"{cell.strip()}.{int(ms):03d}"
         return cell
@@ -551,9 +555,15 @@ def _epochs(cells: list[str]) -> bool:
     return bool(values) and all(EPOCH_RANGE[0] <= v <= EPOCH_RANGE[1] for v in values)
 
 
-def _times_of_day(cells: list[str]) -> bool:
+def _times_of_day(cells: list[str], name: str = "") -> bool:
+    """Times of day: ``08:00:00``, or ``08.00.00`` in a column named a time, not a date (``01.05.24`` is a date)."""
     present = _present(cells)
-    return bool(present) and all(TIME_OF_DAY.match(c.strip()) for c in present)
+    if present and all(TIME_OF_DAY.match(c.strip()) for c in present):
+        return True
+    plain = plain_name(name)
+    return (bool(present) and any(w in plain for w in ("time", "zeit", "uhr", "tid", "ora", "hora"))
+            and not any(w in plain for w in ("date", "datum", "dato", "data", "fecha"))
+            and all(_DOTTED_CLOCK.match(c.strip()) for c in present))
 
 
 def _dates_only(cells: list[str]) -> bool:
@@ -771,10 +781,10 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
             named = chosen is None
     date_column = None
     if chosen is not None:
-        if _times_of_day(columns[chosen]):
+        if _times_of_day(columns[chosen], chosen):
             date_column = next((n for n in header if n != chosen and _dates_only(columns[n])), None)
         elif _dates_only(columns[chosen]):
-            clock = next((n for n in header if n != chosen and _times_of_day(columns[n])), None)
+            clock = next((n for n in header if n != chosen and _times_of_day(columns[n], n)), None)
             if clock is not None:
                 chosen, date_column = clock, chosen
     units = {name: text for name, text in units.items() if text and name not in (chosen, date_column)}

@@ -461,3 +461,15 @@ def test_excel_text_formulas_and_error_values(tmp_path: Path) -> None:
     assert table.layout.time_column == "Timestamp" and table.bad_times == 0 and table.times[1] - table.times[0] == 1
     assert table.bad == {} and table.missing["Efficiency"] == 4 and np.isnan(table.numeric["Efficiency"][3])
     assert [row[0] for _, row in iter_rows(table.layout)][:2] == ["2024-05-01 08:00:00", "2024-05-01 08:00:01"]
+
+
+def test_a_time_of_day_written_with_dots_beside_its_date(tmp_path: Path) -> None:
+    """Finnish, Danish and Italian exports write the clock 08.00.00: before, it was read as a date (8 January
+    2000 in a row with 00 seconds, else nothing) and 2,280 rows in 3,000 were dropped."""
+    lines = ["Date;Time;Flow"] + [f"2024/05/01;08.{i // 60:02d}.{i % 60:02d};{10 + i % 3},5" for i in range(90)]
+    table = read_csv_table(_write(tmp_path / "fi.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.date_column, table.layout.time_column) == ("Date", "Time") and table.bad_times == 0
+    assert table.times[0] == datetime(2024, 5, 1, 8, tzinfo=timezone.utc).timestamp()
+    assert np.diff(table.times).tolist() == [1.0] * 89 and list(table.numeric) == ["Flow"]
+    dated = read_csv_table(_write(tmp_path / "d.csv", "Datum;Wert\n01.05.24;1\n02.05.24;2\n"))
+    assert dated.layout.time_column == "Datum" and dated.layout.date_column is None  # a dotted date stays a date

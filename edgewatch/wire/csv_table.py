@@ -125,6 +125,7 @@ class CsvLayout:
     decimal_note: str | None = None  # the decimal mark was a guess: why
     quality: dict[str, str] = field(default_factory=dict)  # value column -> the quality column beside it
     table_end: tuple[int, str] | None = None  # (line, its text): another table starts there, not read
+    zone: str = ""  # the zone the time column's name gives its naive times: "UTC+01:00" from "Time (UTC+01:00)"
     excel_text: bool = False  # cells written as Excel text formulas, ="08:00:00", to keep Excel from converting them
 
     @property
@@ -140,6 +141,8 @@ class CsvLayout:
             time = "no time column"
         if self.ms_column:
             time += f" with the milliseconds in '{self.ms_column}'"
+        if self.zone:
+            time += f" (times in {self.zone}, from the column's name)"
         if self.date_column or self.time_column:
             if self.date_order_guessed:
                 time += f" (dates read {self.date_order.value}: no day above 12 in the file tells)"
@@ -219,6 +222,8 @@ class CsvLayout:
             cell = date.strip() + " " + clock
         if self.ms_column is not None and ms.strip().isdigit() and "." not in cell and int(ms) < 1000:
             cell = f"{cell.strip()}.{int(ms):03d}"
+        if self.zone and cell.strip() and not is_missing(cell):
+            cell = f"{cell.strip()} {self.zone}"
         return cell
 
 
@@ -694,6 +699,20 @@ def _names(row: list[str], body: list[list[str]]) -> tuple[list[str], dict[str, 
     return names, renamed
 
 
+_NAMED_ZONE = re.compile(r"\b(UTC|GMT)\s*(?:([+-])\s*(\d{1,2})(?::?(\d{2}))?)?(?![\w+-])", re.IGNORECASE)
+
+
+def _zone_of(name: str) -> str:
+    """The zone a time column's name gives: ``Time (UTC+01:00)`` -> ``UTC+01:00``, ``Timestamp [UTC]``,
+    ``TimeStampUTC`` -> ``UTC``; '' when it names none (zone names such as CET are not read: exports
+    labelled so often mean local time with summer time)."""
+    m = _NAMED_ZONE.search(name.replace("_", " ")) or _NAMED_ZONE.search(re.sub(r"(?i)(utc|gmt)", r" \1", name))
+    if not m:
+        return ""
+    _, sign, hours, minutes = m.groups()
+    return "UTC" + (f"{sign}{int(hours):02d}:{minutes or '00'}" if sign else "")
+
+
 def _unwrapped(row: list[str]) -> list[str]:
     """Cells written ``="text"`` (Excel's text formula, which exports use to keep a time or a tag as it is)
     as their text."""
@@ -800,6 +819,10 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
     sample = [layout.time_text(r) for r in body]
     if is_excel_days(_present(sample)):
         return replace(layout, excel_days=True)
+    zone = _zone_of(chosen) or (_zone_of(date_column) if date_column else "")
+    if zone and is_naive(sample) and not _epochs(sample):
+        layout = replace(layout, zone=zone)
+        sample = [layout.time_text(r) for r in body]
     layout = replace(layout, naive_times=is_naive(sample))
     if not needs_date_order(sample):
         return layout
@@ -993,7 +1016,7 @@ class _Chunks:
                 continue
             if name == lay.time_column:
                 cells = columns[j]
-                if lay.date_column is not None or lay.ms_column is not None:
+                if lay.date_column is not None or lay.ms_column is not None or lay.zone:
                     blank = [""] * len(cells)
                     dates = columns[lay.header.index(lay.date_column)] if lay.date_column else blank
                     ms = columns[lay.header.index(lay.ms_column)] if lay.ms_column else blank

@@ -473,3 +473,17 @@ def test_a_time_of_day_written_with_dots_beside_its_date(tmp_path: Path) -> None
     assert np.diff(table.times).tolist() == [1.0] * 89 and list(table.numeric) == ["Flow"]
     dated = read_csv_table(_write(tmp_path / "d.csv", "Datum;Wert\n01.05.24;1\n02.05.24;2\n"))
     assert dated.layout.time_column == "Datum" and dated.layout.date_column is None  # a dotted date stays a date
+
+
+@pytest.mark.parametrize("name, hours", [("Time (UTC+01:00)", 1.0), ("Zeit [UTC+2]", 2.0), ("Time (GMT-5)", -5.0),
+                                         ("Timestamp [UTC]", 0.0), ("TimeStampUTC", 0.0)])
+def test_the_zone_in_the_time_column_s_name(tmp_path: Path, name: str, hours: float) -> None:
+    """Naive times under ``Time (UTC+01:00)`` are an hour ahead of UTC: before, read as UTC (every alert an hour
+    off) and run through the clock-change rules of local wall-clock times, which a fixed offset has none of."""
+    lines = [f"{name},Flow"] + [f"01.05.2024 08:00:{i:02d},{10 + i}" for i in range(20)]
+    table = read_csv_table(_write(tmp_path / "z.csv", "\n".join(lines) + "\n"))
+    utc = datetime(2024, 5, 1, 8, tzinfo=timezone.utc).timestamp() - 3600.0 * hours
+    assert table.times[0] == utc and not table.layout.naive_times
+    row = next(iter_rows(table.layout))[1]
+    assert parse_time(table.layout.time_text(row), table.layout.date_order) == utc  # the replay's reading
+    assert "from the column's name" in table.layout.describe()

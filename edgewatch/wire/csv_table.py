@@ -88,7 +88,8 @@ ENCODING = "utf-8-sig"  # a byte-order mark (Excel's "CSV UTF-8") is dropped
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
 _DECIMAL_DOT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
 _GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,234.5: thousands ',' decimal '.'
-            ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$")}  # 1.234,5: thousands '.' decimal ','
+            ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$"),  # 1.234,5: thousands '.' decimal ','
+            "'": re.compile(r"^[+-]?[1-9]\d{0,2}(?:'\d{3})+(?:\.\d+)?$")}  # 1'234.5: Switzerland's thousands mark
 # 4.21 bar, 45 %; never an exponent ("1.2034e+05", a totaliser written with %g, is a number, not 1.2034 "e+05")
 _CELL_UNIT = re.compile(r"^([+-]?\d[\d.,]*(?:[eE][+-]?\d+)?)\s*(?![eE][+-]?\d+$)([^\d\s:/.,+-][^:]{0,11})$")
 _DOTTED_CLOCK = re.compile(r"^([01]?\d|2[0-3])\.[0-5]\d\.[0-5]\d(?:\.\d+)?$")  # 08.00.00 (or 08.00.00.250)
@@ -464,7 +465,7 @@ class _Marks:
     comma: int = 0  # 12,5
     dot: int = 0  # 12.5, 0.125, 1234.567: a decimal point for sure
     dot_groups: int = 0  # 1.234: either
-    sure: dict[str, int] = field(default_factory=lambda: {",": 0, ".": 0})  # 1.234.567, 1.234,5 (or 1,234.5)
+    sure: dict[str, int] = field(default_factory=lambda: {",": 0, ".": 0, "'": 0})  # 1.234.567, 1.234,5, 1'234
     columns: dict[int, tuple[list[float], list[float]]] = field(default_factory=dict)  # j -> (ints, 1.234 as 1.234)
 
     def add(self, row: Sequence[str], skip: Sequence[int] = ()) -> None:
@@ -472,9 +473,9 @@ class _Marks:
             c = cell.strip()
             if j in skip or not c or not c[-1].isdigit():
                 continue
-            if "," in c or "." in c:
+            if "," in c or "." in c or "'" in c:
                 for mark, pattern in _GROUPED.items():
-                    if pattern.match(c) and (c.count(mark) > 1 or len(set(c) & {",", "."}) == 2):
+                    if pattern.match(c) and (c.count(mark) > 1 or len(set(c) & {",", "."}) == 2 or mark == "'"):
                         self.sure[mark] += 1
                 if _DOT_GROUPS.match(c):
                     self.dot_groups += 1
@@ -487,7 +488,7 @@ class _Marks:
                 self.columns.setdefault(j, ([], []))[0].append(float(c))
 
     def decided(self) -> bool:
-        return bool(self.comma or self.dot or self.sure[","] or self.sure["."] or self._one_range() is not None)
+        return bool(self.comma or self.dot or any(self.sure.values()) or self._one_range() is not None)
 
     def _one_range(self) -> str | None:
         """'.' groups thousands when, read so, each column of integers and 1.234 cells is one range (987, 1.012
@@ -513,7 +514,7 @@ class _Marks:
         if not dot and self.dot_groups:
             note = ("'.' read as the decimal mark: every number with a '.' has three digits after it (1.234), "
                     "which could as well group thousands, and no number in the file tells")
-        return ".", ("," if self.sure[","] else None), note
+        return ".", ("," if self.sure[","] else "'" if self.sure["'"] else None), note
 
 
 def _sniff_decimal(rows: list[list[str]], separator: str, skip: Sequence[int] = ()) -> _Marks:
@@ -849,12 +850,12 @@ def _with_marks(layout: CsvLayout, body: list[list[str]]) -> CsvLayout:
     marks = _sniff_decimal(body, layout.separator, skip)
     if not marks.decided() and layout.separator != ",":
         marks = _Marks()
-        cell = re.compile(rf"(?:^|(?<=[{re.escape(layout.separator)}\"]))[+-]?\d+[.,][\d.,]*(?=[{re.escape(layout.separator)}\"\r\n]|$)",
+        cell = re.compile(rf"(?:^|(?<=[{re.escape(layout.separator)}\"]))[+-]?\d+[.,'][\d.,']*(?=[{re.escape(layout.separator)}\"\r\n]|$)",
                           re.MULTILINE)
         with open_text(layout.path, layout.encoding) as fh:
             while chunk := fh.read(1 << 20):
                 chunk += fh.readline()
-                if "." in chunk or "," in chunk:
+                if "." in chunk or "," in chunk or "'" in chunk:
                     marks.add(cell.findall(chunk))
         if marks.dot_groups and not marks.decided():
             marks = _Marks()

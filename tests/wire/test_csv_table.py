@@ -487,3 +487,10 @@ def test_the_zone_in_the_time_column_s_name(tmp_path: Path, name: str, hours: fl
     row = next(iter_rows(table.layout))[1]
     assert parse_time(table.layout.time_text(row), table.layout.date_order) == utc  # the replay's reading
     assert "from the column's name" in table.layout.describe()
+
+
+def test_swiss_thousands_marks(tmp_path: Path) -> None:
+    """1'008.25 (Switzerland, Liechtenstein): before, the column was text and left out."""
+    lines = ["Zeit;Flow;Druck"] + [f"01.05.2024 08:00:{i:02d};1'0{10 + i}.25;2.5" for i in range(20)]
+    table = read_csv_table(_write(tmp_path / "ch.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.decimal, table.layout.thousands) == (".", "'") and table.numeric["Flow"][0] == 1010.25

@@ -157,7 +157,8 @@ class CsvLayout:
         if self.decimal_note:
             parts.append(self.decimal_note)
         if self.table_end:
-            parts.append(f"another table starts on line {self.table_end[0]} ({self.table_end[1]!r}): not read")
+            parts.append(f"the data ends on line {self.table_end[0]}: from there ({self.table_end[1]!r}) another table "
+                         "or a trailer, not read")
         if self.packed:
             parts.append(self.packed)
         if self.encoding_note:

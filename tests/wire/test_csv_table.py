@@ -448,7 +448,7 @@ def test_a_table_appended_to_the_file_is_not_read_as_data(tmp_path: Path, append
     assert np.nanmax(table.numeric["Flow"]) == 12.0 and (np.diff(table.times) > 0).all()
     replayed = list(iter_rows(table.layout))
     assert len(replayed) == rows
-    said = "another table starts on line 33" in table.layout.describe()
+    said = "the data ends on line 33" in table.layout.describe()
     assert said == (rows == 30)
 
 

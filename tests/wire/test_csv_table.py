@@ -409,8 +409,8 @@ def test_a_quality_column_beside_each_value_blanks_bad_values(tmp_path: Path, na
 
 
 def test_a_state_or_a_count_beside_a_value_is_no_quality(tmp_path: Path) -> None:
-    lines = ["time,Flow,Status,Current,Q"] + [f"2024-05-01 08:00:{i:02d},{10 + i},{'Run' if i % 7 else 'Stop'},3,{i % 2}"
-                                              for i in range(30)]
+    lines = ["time,Flow,Status,Current,Q"] + [
+        f"2024-05-01 08:00:{i:02d},{10 + i},{'Run' if i % 7 else 'Stop'},3,{i % 2}" for i in range(30)]
     table = read_csv_table(_write(tmp_path / "s.csv", "\n".join(lines) + "\n"))
     assert table.layout.quality == {} and list(table.numeric) == ["Flow", "Current", "Q"]
     assert "Status" in table.text_columns
@@ -494,3 +494,23 @@ def test_swiss_thousands_marks(tmp_path: Path) -> None:
     lines = ["Zeit;Flow;Druck"] + [f"01.05.2024 08:00:{i:02d};1'0{10 + i}.25;2.5" for i in range(20)]
     table = read_csv_table(_write(tmp_path / "ch.csv", "\n".join(lines) + "\n"))
     assert (table.layout.decimal, table.layout.thousands) == (".", "'") and table.numeric["Flow"][0] == 1010.25
+
+
+def test_a_time_column_beside_each_tag_is_merged_on_the_times(tmp_path: Path) -> None:
+    """PI DataLink's compressed data of two tags side by side, each on its own times: before, the second tag's
+    values were read beside the first tag's times (its 3rd value, taken at 08:00:10, beside 08:00:02)."""
+    flow = [("04-Mar-2024 08:00:00", "10"), ("04-Mar-2024 08:00:01", "11"), ("04-Mar-2024 08:00:02", "12"),
+            ("04-Mar-2024 08:00:05", "13")]
+    level = [("04-Mar-2024 08:00:00", "1.5"), ("04-Mar-2024 08:00:04", "1.6"), ("04-Mar-2024 08:00:10", "1.7")]
+    lines = ["Flow Time,Flow,Level Time,Level"]
+    for k in range(len(flow)):
+        lines.append(",".join([*flow[k], *(level[k] if k < len(level) else ("", ""))]))
+    table = read_csv_table(_write(tmp_path / "pi.csv", "\n".join(lines) + "\n"))
+    t0 = datetime(2024, 3, 4, 8, tzinfo=timezone.utc).timestamp()
+    assert (table.times - t0).tolist() == [0, 1, 2, 4, 5, 10] and list(table.numeric) == ["Flow", "Level"]
+    assert table.numeric["Flow"].tolist() == [10, 11, 12, 12, 13, 13]
+    assert table.numeric["Level"].tolist() == [1.5, 1.5, 1.5, 1.6, 1.6, 1.7]
+    assert "a time column beside each of 2 tags" in table.layout.describe()
+    rows = [row for _, row in iter_rows(table.layout)]  # the replay's rows
+    assert rows[3] == ["2024-03-04T08:00:04", "12", "1.6"]
+    assert parse_time(table.layout.time_text(rows[3]), table.layout.date_order) == t0 + 4

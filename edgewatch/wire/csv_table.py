@@ -889,11 +889,13 @@ def _table_end(layout: CsvLayout, header_row: list[str]) -> tuple[int, str] | No
     Reports append an alarm list or a second machine's table after a blank
     line. After a blank line, a line whose time cannot be read starts
     another table (a title, another header; a summary row such as
-    ``Average;...`` too: it is no measurement). A repeat of the header
+    ``Average;...`` too: it is no measurement), unless within the next
+    four lines a row as wide as the header runs on in time (a day's marker
+    between days of data: the data goes on). A repeat of the header
     continues the table (exports of several days joined) unless the times
     under it start before the rows above it end: then it is another table
-    of the same columns (another machine), not read into the first. Files without a time column are
-    not cut. One pass over the raw lines; rows are split only at a blank
+    of the same columns (another machine), not read into the first. Files
+    without a time column are not cut. One pass over the raw lines; rows are split only at a blank
     line or a line starting like the header.
     """
     if layout.time_column is None:
@@ -901,7 +903,8 @@ def _table_end(layout: CsvLayout, header_row: list[str]) -> tuple[int, str] | No
     sep, names = layout.separator, [c.strip() for c in header_row]
     start = names[0] if names else ""
     skip = layout.header_row + 1 + layout.unit_rows
-    last, blank, repeated = "", False, None
+    last, blank, repeated, candidate, looked = "", False, None, None, 0
+    width = _width(header_row)
     def row_of(line: str) -> list[str]:
         row = next(csv.reader([line], delimiter=sep), [])
         return _unwrapped(row) if layout.excel_text else row
@@ -919,6 +922,14 @@ def _table_end(layout: CsvLayout, header_row: list[str]) -> tuple[int, str] | No
             if line.lstrip().startswith("#"):
                 continue
             text = line.strip()[:60]
+            if candidate is not None:
+                if _width(row_of(line)) == width and time_of(line) >= time_of(last):
+                    candidate = None  # a marker between days: the data runs on
+                else:
+                    looked += 1
+                    if looked > 3:
+                        return candidate
+                    continue
             if repeated is not None:
                 if time_of(line) < time_of(last):
                     return repeated
@@ -928,10 +939,11 @@ def _table_end(layout: CsvLayout, header_row: list[str]) -> tuple[int, str] | No
                 blank = False
                 continue
             elif blank and last and not math.isfinite(time_of(line)):
-                return number, text
+                candidate, looked, blank = (number, text), 0, False
+                continue
             blank = False
             last = line
-    return None
+    return candidate
 
 
 PAIR_TIME = "Time"  # the time column of the table a file of (time, value) pairs stands for

@@ -438,6 +438,7 @@ def _pump_lines(n: int, start: int = 0, flow: float = 10.0) -> list[str]:
     (["", "Timestamp,Flow,Pressure", *_pump_lines(30, flow=50.0)], 30),  # another machine, the same columns
     (["", "Timestamp,Flow,Pressure", *_pump_lines(30, start=30)], 60),  # the next day's export joined: read on
     (["Timestamp,Flow,Pressure", *_pump_lines(30, start=30)], 60),
+    (["", "Average,11.0,2.5", "Max,12.0,2.5"], 30),  # summary rows after a blank line: no measurements
 ])
 def test_a_table_appended_to_the_file_is_not_read_as_data(tmp_path: Path, appended: list[str], rows: int) -> None:
     """Before: the alarm list's lines were ragged rows, and a second machine's rows were sorted into the first's
@@ -450,6 +451,12 @@ def test_a_table_appended_to_the_file_is_not_read_as_data(tmp_path: Path, append
     assert len(replayed) == rows
     said = "the data ends on line 33" in table.layout.describe()
     assert said == (rows == 30)
+
+
+def test_a_marker_line_between_days_does_not_end_the_data(tmp_path: Path) -> None:
+    lines = ["Timestamp,Flow,Pressure", *_pump_lines(30), "", "Day 2", *_pump_lines(30, start=30)]
+    table = read_csv_table(_write(tmp_path / "days.csv", "\n".join(lines) + "\n"))
+    assert table.layout.table_end is None and table.rows == 60 and table.ragged == 1  # the marker, counted
 
 
 def test_excel_text_formulas_and_error_values(tmp_path: Path) -> None:

@@ -36,7 +36,15 @@ lines:
   joined to a column of dates (``Date``, ``Time``); whether ``04/03/2024``
   is day- or month-first is read from the file's dates (see
   :mod:`csv_times`);
-* label columns (``anomaly``, ``changepoint``): never features.
+* label columns (``anomaly``, ``changepoint``): never features;
+* among a tag row, a description row and a unit row, the one naming the
+  time column names the columns; a zone in the time column's name
+  (``Time (UTC+01:00)``) applies to its naive times; a quality column
+  beside a value (``Quality``, ``FIC101.Q``: Good/Bad, OPC codes) blanks
+  the values of bad quality; a (time, value) pair per tag is read as the
+  table it stands for; a table appended after a blank line is not read;
+  a ``.`` beside decimal commas groups thousands, and when no cell tells,
+  the guess is said.
 
 Cells that are blank, ``NaN``, ``null``, ``NA`` or ``-`` are *missing*
 (NaN). A column is numeric when at least half of its present cells are

@@ -21,6 +21,14 @@ C = "edgewatch.commands."
 main = LazyGroup(
     name="edgewatch",
     help="Anomaly detection next to the equipment: train, export to ONNX, run the agent.",
+    epilog="""\b
+Start here:
+  edgewatch demo                               simulated equipment with faults, the agent, a scorecard (40 s)
+  edgewatch fit pump-normal.csv -o pump.onnx   a model of your own equipment from a CSV of normal operation
+  edgewatch agent run --model pump.onnx --source replay:pump-normal.csv     replay it: expect no alert
+  edgewatch agent run --model pump.onnx --source "mqtt://broker:1883/plant/{stream}/{feature}"
+\b
+Each command's --help says more; README.md "Watch your own equipment" walks through them.""",
     lazy={
         "simulate": C + "simulate:simulate",
         "fit": C + "fit:command",

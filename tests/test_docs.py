@@ -206,3 +206,43 @@ def test_the_doc_urls_of_sources_are_sources() -> None:
         make_source(_loopback(url), S0_FEATURES)
         built += 1
     assert built >= 3
+
+
+def _commands(command: click.Command, path: str = "edgewatch") -> list[tuple[str, click.Command]]:
+    out = [(path, command)]
+    if isinstance(command, click.Group):
+        for name in command.list_commands(click.Context(command)):
+            out += _commands(command.get_command(click.Context(command), name), f"{path} {name}")
+    return out
+
+
+def help_examples(command: click.Command) -> list[str]:
+    """The ``edgewatch ...`` lines of a command's epilog (its examples), continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", command.epilog or "")
+    return [" ".join(line.split()) for line in (line.strip().removeprefix("Then: ") for line in text.splitlines())
+            if line.startswith("edgewatch ")]
+
+
+def test_every_help_example_names_a_command_and_options_that_exist() -> None:
+    """The examples under `--help` are what a newcomer copies next: each names an existing command, options it
+    has, and its required options (the root's "Start here" lines, each group's and command's examples)."""
+    wrong, checked = [], 0
+    for path, command in _commands(main):
+        for line in help_examples(command):
+            words = _words(line.split("  ")[0])  # the root's lines carry a note after two spaces
+            found = resolve(words)
+            if found is None:
+                continue
+            sub, rest = found
+            known = options_of(sub)
+            given = {w.split("=")[0] for w in rest if w.startswith("-")}
+            wrong += [f"{flag} in {line!r} ({path})" for flag in given - known]
+            for param in sub.params:
+                if isinstance(param, click.Option) and param.required and not given & set(param.opts) \
+                        and "--config" not in given:
+                    wrong.append(f"{param.opts[0]} (required) missing from {line!r} ({path})")
+            checked += 1
+    assert not wrong, wrong
+    assert checked >= 25 and help_examples(main), "the root's --help shows where to start"
+    bare = [path for path, c in _commands(main) if isinstance(c, click.Group) and not help_examples(c)]
+    assert not bare, f"every group's --help has examples: {bare}"

@@ -6,4 +6,10 @@ agent = lazy_group(
     "agent",
     "Run the scoring agent (needs only ONNX Runtime and NumPy).",
     {"run": "edgewatch.commands.agent_run:command", "check": "edgewatch.commands.agent_check:command"},
+    epilog="""\b
+Examples:
+  edgewatch agent check pump.onnx
+  edgewatch agent run --model pump.onnx --source replay:pump-today.csv
+  edgewatch agent run --model pump.onnx --source "mqtt://broker:1883/plant/{stream}/{feature}" \\
+      --sink mqtt://broker:1883/edgewatch --agent-id pump-7""",
 )

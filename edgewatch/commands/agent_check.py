@@ -12,7 +12,11 @@ from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.runtime import ModelRuntime
 
 
-@click.command("check")
+@click.command("check", epilog="""\b
+Examples:
+  edgewatch agent check pump.onnx
+  edgewatch agent check /var/lib/edgewatch/models/equipment-lstm-ae.onnx --json
+Then: edgewatch agent run --model pump.onnx --source replay:pump-today.csv""")
 @click.argument("model_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model-sha256", default=None, help="Also refuse the file unless its sha256 matches.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole model card as JSON.")

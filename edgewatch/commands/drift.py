@@ -25,7 +25,10 @@ class _DriftGroup(LazyGroup):
 
 @click.group(cls=_DriftGroup, invoke_without_command=True, lazy={"demo": "edgewatch.commands.drift:demo",
                    "export-encoder": "edgewatch.commands.drift:export_encoder"},
-             context_settings={"show_default": True})
+             context_settings={"show_default": True}, epilog="""\b
+Examples:
+  edgewatch drift --reference last-month.csv --current today.csv
+  edgewatch drift demo --seeds 100 --classifier-seeds 100""")
 @click.option("--reference", "reference", type=click.Path(dir_okay=False), help="Reference batch: CSV table, "
               "or images as idx (.gz) or .npy [N,28,28] / [N,1,28,28] with pixels 0-255.")
 @click.option("--current", "current", type=click.Path(dir_okay=False), help="Current batch, same kind.")

@@ -18,7 +18,11 @@ DEFAULT_DETECTOR = "novelty-levels"
 
 
 @click.group("eval", help="Evaluate detectors: NAB score (three profiles), AUC-PR, VUS-PR, F1 beside "
-                          "point-adjusted F1.")
+                          "point-adjusted F1.", epilog="""\b
+Examples:
+  edgewatch eval csv --model pump.onnx --data pump-labelled.csv
+  edgewatch eval make-detector -o models/nab-best.onnx
+  edgewatch eval nab --data ../shared/datasets/nab --detector model:models/nab-best.onnx""")
 def eval_group() -> None:
     pass
 

@@ -8,4 +8,8 @@ fleet = lazy_group(
     {"status": "edgewatch.commands.fleet_status:status",
      "shadow-report": "edgewatch.commands.fleet_status:shadow_report",
      "forget": "edgewatch.commands.fleet_status:forget"},
+    epilog="""\b
+Example:
+  edgewatch fleet status --broker mqtt://broker:1883/edgewatch
+See docs/fleet.md.""",
 )

@@ -57,6 +57,6 @@ def exit_code_for(exc: BaseException) -> int:
     return 1
 
 
-def lazy_group(name: str, help: str, lazy: dict[str, str]) -> click.Group:
-    """A subcommand group (``train``, ``export`` ...) whose commands load on use."""
-    return LazyGroup(name=name, help=help, lazy=lazy)
+def lazy_group(name: str, help: str, lazy: dict[str, str], epilog: str | None = None) -> click.Group:
+    """A subcommand group (``train``, ``export`` ...) whose commands load on use; ``epilog``: its examples."""
+    return LazyGroup(name=name, help=help, lazy=lazy, epilog=epilog)

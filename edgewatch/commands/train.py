@@ -13,4 +13,9 @@ train = lazy_group(
         "pca": "edgewatch.commands.train_pca:command",
         "conv1d-ae": "edgewatch.commands.train_conv1d_ae:command",
     },
+    epilog="""\b
+Examples (a CSV of your own equipment: 'edgewatch fit' chooses all of this for you):
+  edgewatch train deepant --data ../shared/datasets/nab/data/realTraffic/TravelTime_451.csv -o deepant.ckpt
+  edgewatch train conv-ae --dataset fashion-mnist --max-train 6000 --epochs 12 -o conv-ae.ckpt
+Then: edgewatch export onnx deepant.ckpt -o deepant.onnx""",
 )

@@ -3,9 +3,10 @@
 Read here: ISO 8601 (``2020-03-09 10:14:33``, ``T``, fractions after ``.``
 or ``,``, ``Z`` or an offset; none means UTC), a zone name of
 :data:`ZONE_HOURS` after the time (``UTC``, ``CEST``, ``EST``),
-``2020/03/09 …``, ``2020.03.09 …``, numeric dates with the day or the
-month first (``09.03.2020``, ``13/03/2024``, ``03/13/2024 11:59:59 PM``,
-a two-digit year is 20xx), English month names (``04-Mar-2024``; Java's
+``UTC+01:00`` or ``GMT-5`` after the time (a time column's header may
+name it: :mod:`csv_table` appends it), ``2020/03/09 …``, ``2020.03.09 …``,
+numeric dates with the day or the month first (``09.03.2020``,
+``13/03/2024``, ``03/13/2024 11:59:59 PM``, a two-digit year is 20xx), English month names (``04-Mar-2024``; Java's
 ``Mon Mar 04 08:00:00 CET 2024``), or numbers as epoch seconds (above
 1e11 milliseconds, 1e14 microseconds, 1e17 nanoseconds: each bound, read
 in the coarser unit, is the year 5138), or as Excel's serial days when a
@@ -57,8 +58,9 @@ _JAVA_DATE = re.compile(r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+([A-Za-z]{3})\s+(\d
 ZONE_HOURS = {"UTC": 0, "GMT": 0, "WET": 0, "WEST": 1, "CET": 1, "CEST": 2, "MEZ": 1, "MESZ": 2, "EET": 2,
               "EEST": 3, "MSK": 3, "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11, "EST": -5, "EDT": -4, "MST": -7,
               "MDT": -6, "PST": -8, "PDT": -7}
+_UTC_OFFSET = re.compile(r"^(.*\d)\s*(?:UTC|GMT)(?:([+-])(\d{1,2})(?::?(\d{2}))?)?$")  # ... 08:00:00 UTC+01:00
 _ZONE_NAME = re.compile(r"^(.*(?:\d|[AaPp]\.?[Mm]\.?))\s*\b([A-Z]{3,4})$")
-_ZONED = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|\s(?:" + "|".join(ZONE_HOURS) + "))$")
+_ZONED = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|(?:UTC|GMT)[+-]\d{1,2}(?::?\d{2})?|\s(?:" + "|".join(ZONE_HOURS) + "))$")
 _COMMA_FRACTION = re.compile(r"(:\d{2}),(\d+)")  # 08:00:00,250 (ISO allows the comma)
 TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[AaPp]\.?[Mm]\.?)?$")
 
@@ -82,6 +84,10 @@ def _rewrite(text: str, order: DateOrder) -> str:
     if java:
         mon, day, clock, zone, year = java.groups()
         text = f"{day}-{mon}-{year} {clock} {zone}"
+    offset = _UTC_OFFSET.match(text)
+    if offset:
+        head, sign, hours, minutes = offset.groups()
+        return _rewrite(head, order) + f"{sign or '+'}{int(hours or 0):02d}:{minutes or '00'}"
     zone = _ZONE_NAME.match(text)
     if zone:
         if zone.group(2) not in ZONE_HOURS:

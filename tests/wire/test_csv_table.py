@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_table import read_csv_table, sniff_layout
+from edgewatch.wire.csv_table import iter_rows, read_csv_table, sniff_layout
 from edgewatch.wire.csv_times import parse_time, parse_times
 
 
@@ -131,8 +131,8 @@ def test_a_row_of_units_under_the_header_is_not_data(tmp_path: Path) -> None:
     table = read_csv_table(path)
     assert table.layout.unit_rows == 2 and table.layout.units["Pressure"] == "bar, Discharge"
     assert table.rows == 30 and table.bad == {} and table.bad_times == 0 and list(table.numeric) == ["Pressure", "Flow"]
-    assert ("2 row(s) of units or descriptions under the header, not data: Timestamp [Description], "
-            "Pressure [bar, Discharge]") in table.layout.describe()
+    assert ("2 row(s) of units or descriptions under the header, not data: "  # the rows' labels are no unit
+            "Pressure [bar, Discharge], Flow [m3/h, Main line]") in table.layout.describe()
 
 
 def test_a_latin1_file_is_read_and_said_even_when_its_first_lines_are_ascii(tmp_path: Path) -> None:
@@ -345,3 +345,179 @@ def test_a_milliseconds_column_is_part_of_the_time(tmp_path: Path) -> None:
     speed = "Date,Time,flow,MS\n" + "".join(f"2024-03-04,08:00:{i:02d},{i},{900 + i}\n" for i in range(20))
     table = read_csv_table(_write(tmp_path / "speed.csv", speed))  # a motor speed 'MS', not beside the time
     assert table.layout.ms_column is None and list(table.numeric) == ["flow", "MS"]
+
+
+def _flows(n: int, low: int = 960, high: int = 1040) -> list[int]:
+    return [low + (i * 37) % (high - low) for i in range(n)]
+
+
+def test_a_dot_in_a_file_of_decimal_commas_groups_thousands(tmp_path: Path) -> None:
+    """987 and 1.012 l/h beside 2,5 bar: 1012, not 1.012 (the flow read a thousand times off, 1 .. 999)."""
+    flows = _flows(40)
+    lines = ["Zeit;Flow;Druck"] + [f"01.05.2024 08:00:{i % 60:02d};{f // 1000}.{f % 1000:03d};2,5" if f >= 1000
+                                   else f"01.05.2024 08:00:{i % 60:02d};{f};2,5" for i, f in enumerate(flows)]
+    table = read_csv_table(_write(tmp_path / "de.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.decimal, table.layout.thousands) == (",", ".")
+    assert table.numeric["Flow"].tolist() == flows and table.numeric["Druck"][0] == 2.5
+
+
+def test_integers_and_dotted_thousands_alone_are_one_range(tmp_path: Path) -> None:
+    """No comma anywhere and a flow straddling 1000 (written 987, 1.012): the reading under which it is one range."""
+    flows = _flows(40)
+    lines = ["Zeit;Flow;Hub"] + [f"2024-05-01 08:00:{i % 60:02d};{f // 1000}.{f % 1000:03d};7" if f >= 1000
+                                 else f"2024-05-01 08:00:{i % 60:02d};{f};7" for i, f in enumerate(flows)]
+    table = read_csv_table(_write(tmp_path / "ints.csv", "\n".join(lines) + "\n"))
+    assert table.layout.thousands == "." and table.numeric["Flow"].tolist() == flows
+
+
+def test_the_marks_are_read_from_the_whole_file_when_the_first_rows_do_not_tell(tmp_path: Path) -> None:
+    lines = ["Zeit;Flow;Hub"] + [f"2024-05-01 08:{i // 60:02d}:{i % 60:02d};{990 + i % 9};7" for i in range(200)]
+    lines += ["2024-05-01 09:00:00;1.003;7", "2024-05-01 09:00:01;2,5;7"]
+    table = read_csv_table(_write(tmp_path / "late.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.decimal, table.layout.thousands) == (",", ".")
+    assert table.numeric["Flow"][-2:].tolist() == [1003.0, 2.5]
+
+
+def test_three_decimals_everywhere_are_a_guess_and_said_so(tmp_path: Path) -> None:
+    lines = ["time;p;q"] + [f"2024-03-04 08:00:{i:02d};1.{200 + i:03d};4" for i in range(30)]
+    table = read_csv_table(_write(tmp_path / "guess.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.decimal, table.layout.thousands) == (".", None) and table.numeric["p"][0] == 1.2
+    assert "'.' read as the decimal mark" in table.layout.describe() and "no number in the file tells" in \
+        table.layout.describe()
+
+
+@pytest.mark.parametrize("names, good, bad", [
+    (["FIC101", "Quality", "PT102", "Quality"], "Good", "Bad"),  # PI DataLink: the value's attributes beside it
+    (["FIC101 Value", "FIC101 Quality", "PT102 Value", "PT102 Quality"], "Good", "Bad Input"),
+    (["FIC101", "FIC101.Q", "PT102", "PT102.Q"], "192", "0"),  # OPC DA quality codes
+])
+def test_a_quality_column_beside_each_value_blanks_bad_values(tmp_path: Path, names: list[str], good: str,
+                                                               bad: str) -> None:
+    """A value of bad quality (written 0 by the export) is a blank, held as any blank; qualities are no features."""
+    lines = ["Timestamp," + ",".join(names)]
+    for i in range(40):
+        flow, q = ("0", bad) if i % 10 == 5 else (f"{1000 + i}.5", good)
+        lines.append(f"2024-05-01 08:00:{i:02d},{flow},{q},2.5,{good}")
+    path = _write(tmp_path / "q.csv", "\n".join(lines) + "\n")
+    table = read_csv_table(path)
+    assert list(table.numeric) == [names[0], names[2]] and table.text_columns == {}
+    assert np.isnan(table.numeric[names[0]][5]) and table.numeric[names[0]][4] == 1004.5
+    assert "a quality column beside 2 value column(s)" in table.layout.describe()
+    assert "renamed" not in table.layout.describe()
+    replayed = [row[1] for _, row in iter_rows(table.layout)]  # the replay's rows: the same blank
+    assert replayed[5] == "" and replayed[4] == "1004.5"
+
+
+def test_a_state_or_a_count_beside_a_value_is_no_quality(tmp_path: Path) -> None:
+    lines = ["time,Flow,Status,Current,Q"] + [
+        f"2024-05-01 08:00:{i:02d},{10 + i},{'Run' if i % 7 else 'Stop'},3,{i % 2}" for i in range(30)]
+    table = read_csv_table(_write(tmp_path / "s.csv", "\n".join(lines) + "\n"))
+    assert table.layout.quality == {} and list(table.numeric) == ["Flow", "Current", "Q"]
+    assert "Status" in table.text_columns
+
+
+@pytest.mark.parametrize("order", [("desc", "tag", "unit"), ("unit", "tag"), ("tag", "desc", "unit")])
+def test_the_row_naming_the_time_column_names_the_columns(tmp_path: Path, order: tuple[str, ...]) -> None:
+    """Historians write a tag row, a description row and a unit row in any order: the tags name the features
+    (an MQTT topic carries the tag), whichever row comes first; the other rows are units and descriptions."""
+    rows = {"tag": "Timestamp,FIC101,PT102", "desc": "Description,Discharge flow,Discharge pressure",
+            "unit": "Units,l/h,bar"}
+    lines = [rows[k] for k in order] + [f"2024-05-01 08:00:{i:02d},{1000 + i}.5,2.5" for i in range(20)]
+    table = read_csv_table(_write(tmp_path / "h.csv", "\n".join(lines) + "\n"))
+    assert table.layout.time_column == "Timestamp" and list(table.numeric) == ["FIC101", "PT102"]
+    assert table.rows == 20 and table.numeric["FIC101"][0] == 1000.5
+    assert table.layout.units["PT102"].endswith("bar") and "Timestamp" not in table.layout.units
+
+
+def _pump_lines(n: int, start: int = 0, flow: float = 10.0) -> list[str]:
+    return [f"2024-05-01 08:{(start + i) // 60:02d}:{(start + i) % 60:02d},{flow + i % 3},2.5" for i in range(n)]
+
+
+@pytest.mark.parametrize("appended, rows", [
+    (["", "Alarm log", "Timestamp,Tag,Message", "2024-05-01 08:00:05,PT102,high"], 30),  # another table
+    (["", "Timestamp,Flow,Pressure", *_pump_lines(30, flow=50.0)], 30),  # another machine, the same columns
+    (["", "Timestamp,Flow,Pressure", *_pump_lines(30, start=30)], 60),  # the next day's export joined: read on
+    (["Timestamp,Flow,Pressure", *_pump_lines(30, start=30)], 60),
+    (["", "Average,11.0,2.5", "Max,12.0,2.5"], 30),  # summary rows after a blank line: no measurements
+])
+def test_a_table_appended_to_the_file_is_not_read_as_data(tmp_path: Path, appended: list[str], rows: int) -> None:
+    """Before: the alarm list's lines were ragged rows, and a second machine's rows were sorted into the first's
+    (its times overlap: taken for a clock change), each row counted as the replay's stale or not_number."""
+    path = _write(tmp_path / "two.csv", "\n".join(["Timestamp,Flow,Pressure", *_pump_lines(30), *appended]) + "\n")
+    table = read_csv_table(path)
+    assert table.rows == rows and table.ragged == 0 and table.bad == {} and table.bad_times == 0
+    assert np.nanmax(table.numeric["Flow"]) == 12.0 and (np.diff(table.times) > 0).all()
+    replayed = list(iter_rows(table.layout))
+    assert len(replayed) == rows
+    said = "the data ends on line 33" in table.layout.describe()
+    assert said == (rows == 30)
+
+
+def test_a_marker_line_between_days_does_not_end_the_data(tmp_path: Path) -> None:
+    lines = ["Timestamp,Flow,Pressure", *_pump_lines(30), "", "Day 2", *_pump_lines(30, start=30)]
+    table = read_csv_table(_write(tmp_path / "days.csv", "\n".join(lines) + "\n"))
+    assert table.layout.table_end is None and table.rows == 60 and table.ragged == 1  # the marker, counted
+
+
+def test_excel_text_formulas_and_error_values(tmp_path: Path) -> None:
+    """``="2024-05-01 08:00:00"`` (a time kept from Excel's conversion) is the time; ``#DIV/0!`` in a computed
+    column is a blank, held as any blank (before: the file had no time; the replay refused each such row)."""
+    lines = ['="Timestamp",Flow,Efficiency'] + [f'="2024-05-01 08:00:{i:02d}",{10 + i},'
+                                                + ("#DIV/0!" if i % 7 == 3 else f"0.{50 + i}") for i in range(30)]
+    table = read_csv_table(_write(tmp_path / "x.csv", "\n".join(lines) + "\n"))
+    assert table.layout.time_column == "Timestamp" and table.bad_times == 0 and table.times[1] - table.times[0] == 1
+    assert table.bad == {} and table.missing["Efficiency"] == 4 and np.isnan(table.numeric["Efficiency"][3])
+    assert [row[0] for _, row in iter_rows(table.layout)][:2] == ["2024-05-01 08:00:00", "2024-05-01 08:00:01"]
+
+
+def test_a_time_of_day_written_with_dots_beside_its_date(tmp_path: Path) -> None:
+    """Finnish, Danish and Italian exports write the clock 08.00.00: before, it was read as a date (8 January
+    2000 in a row with 00 seconds, else nothing) and 2,280 rows in 3,000 were dropped."""
+    lines = ["Date;Time;Flow"] + [f"2024/05/01;08.{i // 60:02d}.{i % 60:02d};{10 + i % 3},5" for i in range(90)]
+    table = read_csv_table(_write(tmp_path / "fi.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.date_column, table.layout.time_column) == ("Date", "Time") and table.bad_times == 0
+    assert table.times[0] == datetime(2024, 5, 1, 8, tzinfo=timezone.utc).timestamp()
+    assert np.diff(table.times).tolist() == [1.0] * 89 and list(table.numeric) == ["Flow"]
+    dated = read_csv_table(_write(tmp_path / "d.csv", "Datum;Wert\n01.05.24;1\n02.05.24;2\n"))
+    assert dated.layout.time_column == "Datum" and dated.layout.date_column is None  # a dotted date stays a date
+
+
+@pytest.mark.parametrize("name, hours", [("Time (UTC+01:00)", 1.0), ("Zeit [UTC+2]", 2.0), ("Time (GMT-5)", -5.0),
+                                         ("Timestamp [UTC]", 0.0), ("TimeStampUTC", 0.0)])
+def test_the_zone_in_the_time_column_s_name(tmp_path: Path, name: str, hours: float) -> None:
+    """Naive times under ``Time (UTC+01:00)`` are an hour ahead of UTC: before, read as UTC (every alert an hour
+    off) and run through the clock-change rules of local wall-clock times, which a fixed offset has none of."""
+    lines = [f"{name},Flow"] + [f"01.05.2024 08:00:{i:02d},{10 + i}" for i in range(20)]
+    table = read_csv_table(_write(tmp_path / "z.csv", "\n".join(lines) + "\n"))
+    utc = datetime(2024, 5, 1, 8, tzinfo=timezone.utc).timestamp() - 3600.0 * hours
+    assert table.times[0] == utc and not table.layout.naive_times
+    row = next(iter_rows(table.layout))[1]
+    assert parse_time(table.layout.time_text(row), table.layout.date_order) == utc  # the replay's reading
+    assert "from the column's name" in table.layout.describe()
+
+
+def test_swiss_thousands_marks(tmp_path: Path) -> None:
+    """1'008.25 (Switzerland, Liechtenstein): before, the column was text and left out."""
+    lines = ["Zeit;Flow;Druck"] + [f"01.05.2024 08:00:{i:02d};1'0{10 + i}.25;2.5" for i in range(20)]
+    table = read_csv_table(_write(tmp_path / "ch.csv", "\n".join(lines) + "\n"))
+    assert (table.layout.decimal, table.layout.thousands) == (".", "'") and table.numeric["Flow"][0] == 1010.25
+
+
+def test_a_time_column_beside_each_tag_is_merged_on_the_times(tmp_path: Path) -> None:
+    """PI DataLink's compressed data of two tags side by side, each on its own times: before, the second tag's
+    values were read beside the first tag's times (its 3rd value, taken at 08:00:10, beside 08:00:02)."""
+    flow = [("04-Mar-2024 08:00:00", "10"), ("04-Mar-2024 08:00:01", "11"), ("04-Mar-2024 08:00:02", "12"),
+            ("04-Mar-2024 08:00:05", "13")]
+    level = [("04-Mar-2024 08:00:00", "1.5"), ("04-Mar-2024 08:00:04", "1.6"), ("04-Mar-2024 08:00:10", "1.7")]
+    lines = ["Flow Time,Flow,Level Time,Level"]
+    for k in range(len(flow)):
+        lines.append(",".join([*flow[k], *(level[k] if k < len(level) else ("", ""))]))
+    table = read_csv_table(_write(tmp_path / "pi.csv", "\n".join(lines) + "\n"))
+    t0 = datetime(2024, 3, 4, 8, tzinfo=timezone.utc).timestamp()
+    assert (table.times - t0).tolist() == [0, 1, 2, 4, 5, 10] and list(table.numeric) == ["Flow", "Level"]
+    assert table.numeric["Flow"].tolist() == [10, 11, 12, 12, 13, 13]
+    assert table.numeric["Level"].tolist() == [1.5, 1.5, 1.5, 1.6, 1.6, 1.7]
+    assert "a time column beside each of 2 tags" in table.layout.describe()
+    rows = [row for _, row in iter_rows(table.layout)]  # the replay's rows
+    assert rows[3] == ["2024-03-04T08:00:04", "12", "1.6"]
+    assert parse_time(table.layout.time_text(rows[3]), table.layout.date_order) == t0 + 4

@@ -63,6 +63,8 @@ import csv
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -138,6 +140,7 @@ class CsvLayout:
     table_end: tuple[int, str] | None = None  # (line, its text): another table starts there, not read
     zone: str = ""  # the zone the time column's name gives its naive times: "UTC+01:00" from "Time (UTC+01:00)"
     excel_text: bool = False  # cells written as Excel text formulas, ="08:00:00", to keep Excel from converting them
+    decimal_told: bool = False  # the decimal mark was given (fit's --decimal, the replay's ?decimal=), not sniffed
 
     @property
     def separator_name(self) -> str:
@@ -162,6 +165,8 @@ class CsvLayout:
             if self.excel_days:
                 time += " (Excel serial days)"
         decimal = ", decimal comma" if self.decimal == "," else ""
+        if self.decimal_told:
+            decimal = f", decimal {'comma' if self.decimal == ',' else 'point'} (as given)"
         thousands = f", thousands mark {self.thousands!r}" if self.thousands else ""
         parts = [f"separator {self.separator_name}{decimal}{thousands}, {time}, {len(self.header)} columns"]
         if self.decimal_note:
@@ -529,7 +534,8 @@ class _Marks:
         note = None
         if not dot and self.dot_groups:
             note = ("'.' read as the decimal mark: every number with a '.' has three digits after it (1.234), "
-                    "which could as well group thousands, and no number in the file tells")
+                    "which could as well group thousands, and no number in the file tells; if '.' groups "
+                    "thousands there, say so: edgewatch fit --decimal , (the replay: replay:FILE?decimal=,)")
         return ".", ("," if self.sure[","] else "'" if self.sure["'"] else None), note
 
 
@@ -753,22 +759,31 @@ def _names_row(first: list[str], header: list[str], renamed: dict[str, str], cel
     return names, new_renamed, {names[j]: u for j, u in by_index.items()}, rows[:k] + rows[k + 1:]
 
 
-def sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None) -> CsvLayout:
+def sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None,
+                 decimal: str | None = None) -> CsvLayout:
     """Find the encoding, separator, header, decimal mark, time and label columns from the first lines.
 
     A file of (time, value) column pairs, one per tag, is presented as the
     table it stands for (:func:`_as_pairs`).
 
     ``separator`` given (one character) is taken as it is instead of
-    sniffed, as is Excel's ``sep=;`` first line. Fails with
-    :class:`BadInput` when the file is missing or empty, or lacks the time
-    column it was told to use (the message lists the columns it has).
+    sniffed, as is Excel's ``sep=;`` first line. ``decimal`` given (``.``
+    or ``,``; else the one of :func:`told_decimal`) is the decimal mark,
+    for a file whose numbers cannot tell (``1.234`` only); the other mark
+    then groups thousands. Fails with :class:`BadInput` when the file is
+    missing or empty, lacks the time column it was told to use (the
+    message lists the columns it has), or holds a number the given
+    decimal mark cannot read (the message names it and its line).
     """
-    layout = _sniff_layout(path, time_column, separator)
+    decimal = decimal if decimal is not None else _TOLD_DECIMAL.get()
+    if decimal is not None and decimal not in DECIMALS:
+        raise BadInput(f"{path}: the decimal mark is '.' or ',', got {decimal!r}")
+    layout = _sniff_layout(path, time_column, separator, decimal)
     return layout if time_column is not None else _as_pairs(layout)
 
 
-def _sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None) -> CsvLayout:
+def _sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None,
+                  decimal: str | None = None) -> CsvLayout:
     src = Path(path)
     if not src.is_file():
         raise BadInput(f"{src} does not exist or is not a file")
@@ -799,8 +814,11 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
         raise BadInput(f"{src}: its header row names no column; expected a first row of column names")
     cell_units = _cell_units(header, body)
     body = _without_units(header, body, cell_units)
-    decimal, thousands, _ = _sniff_decimal(body, sep).decimal()
-    n_units = _unit_rows(header, body, decimal, thousands)
+    if decimal is None:
+        sniffed, thousands, _ = _sniff_decimal(body, sep).decimal()
+    else:
+        sniffed, thousands = decimal, "." if decimal == "," else ","
+    n_units = _unit_rows(header, body, sniffed, thousands)
     header, renamed, cell_units, unit_cells = _names_row(rows[h], header, renamed, cell_units, body[:n_units],
                                                          body[n_units:])
     units = {name: ", ".join(c for r in unit_cells if (c := (r[j] if j < len(r) else "").strip()))
@@ -835,7 +853,7 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     layout = CsvLayout(src, sep, ".", header, chosen, labels, named, encoding, encoding_note, h,
                        n_units, units, None, date_column, renamed=renamed, packed=described(src),
                        cell_units=cell_units, excel_text=excel_text)
-    layout = _with_marks(layout, body)
+    layout = _with_marks(layout, body) if decimal is None else _told_marks(layout, body, decimal)
     layout = replace(layout, quality=_quality_columns(header, renamed, columns, layout.decimal, layout.thousands))
     layout = replace(layout, table_end=_table_end(layout, rows[h]))
     if chosen is None:
@@ -858,6 +876,77 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
         return replace(layout, date_order=DateOrder.MONTH_FIRST if has_half_day(sample) else DateOrder.DAY_FIRST,
                        date_order_guessed=True)
     return replace(layout, date_order=order)
+
+
+DECIMALS = (".", ",")  # the decimal marks a user may give (fit's --decimal, the replay's ?decimal=)
+_TOLD_DECIMAL: ContextVar[str | None] = ContextVar("edgewatch_told_decimal", default=None)
+
+
+@contextmanager
+def told_decimal(mark: str | None) -> Iterator[None]:
+    """Within the block, :func:`sniff_layout` reads files with the decimal ``mark`` unless a call gives its own.
+
+    ``edgewatch fit --decimal`` says it so: the fit pipeline calls the
+    reader with no such argument. None: found from the file.
+    """
+    token = _TOLD_DECIMAL.set(mark)
+    try:
+        yield
+    finally:
+        _TOLD_DECIMAL.reset(token)
+
+
+_MARKED_NUMBER = re.compile(r"^[+-]?\d*[.,]\d[\d.,]*(?:[eE][+-]?\d+)?$")  # a number with a '.' or ',' in it
+
+
+def _against(cell: str, decimal: str) -> bool:
+    """Whether ``cell`` cannot be a number written with the ``decimal`` mark: its other mark does not group
+    thousands (``12.5`` with a decimal comma, ``12,5`` with a decimal point)."""
+    other = "." if decimal == "," else ","
+    c = cell.strip()
+    return other in c and bool(_MARKED_NUMBER.match(c)) and not _GROUPED[other].match(c)
+
+
+def _told_marks(layout: CsvLayout, body: list[list[str]], decimal: str) -> CsvLayout:
+    """The layout with the decimal mark it was given; the other mark groups thousands (``1.234,5``; ``1,234.5``,
+    or Switzerland's ``1'234.5`` when the first rows write that).
+
+    A number the given mark cannot read (``12.5`` told ``,``) is a
+    :class:`BadInput` naming it and its line, never a column of text left
+    out or a value read a thousand times off. The file's text is looked
+    through by a regular expression (cells holding a mark); only when one
+    cell may contradict are its rows split, to name the line and to leave
+    time columns (``01.05.2024``) alone.
+    """
+    skip = [layout.header.index(c) for c in (layout.time_column, layout.date_column, layout.ms_column) if c]
+    sample = _sniff_decimal(body, layout.separator, skip) if decimal == "." else _Marks()
+    thousands = "." if decimal == "," else "'" if sample.sure["'"] and not sample.sure[","] else ","
+    told = replace(layout, decimal=decimal, thousands=thousands, decimal_note=None, decimal_told=True)
+    if layout.separator != ",":
+        sep = re.escape(layout.separator)
+        cell = re.compile(rf"(?:^|(?<=[{sep}\"]))[+-]?\d*[.,]\d[\d.,]*(?=[{sep}\"\r\n]|$)", re.MULTILINE)
+        with open_text(layout.path, layout.encoding) as fh:
+            suspect = False
+            while not suspect and (chunk := fh.read(1 << 20)):
+                chunk += fh.readline()
+                suspect = any(_against(c, decimal) for c in set(cell.findall(chunk)))
+        if not suspect:
+            return told
+    for line, row in iter_rows(told, on_error=lambda line, exc: None):
+        for j, c in enumerate(row[:len(told.header)]):
+            name = told.header[j]
+            unit = told.cell_units.get(name)
+            if unit and c.strip().endswith(unit):
+                c = c.strip()[:-len(unit)]
+            if j not in skip and _against(c, decimal):
+                other = "." if decimal == "," else ","
+                raise BadInput(
+                    f"{layout.path} line {line}: {c.strip()!r} in the column {name!r} is no number written with "
+                    f"the decimal mark {decimal!r} that was given ('--decimal {decimal}', '?decimal={decimal}'): "
+                    f"with it, a {other!r} only groups thousands (1{other}234), and there it does not. The file "
+                    f"writes {other!r} as its decimal mark: give '{other}', or leave the option out to have the "
+                    "marks found from the file")
+    return told
 
 
 def _with_marks(layout: CsvLayout, body: list[list[str]]) -> CsvLayout:

@@ -252,3 +252,45 @@ def test_the_replay_pivots_each_long_export_as_fit_does(tmp_path: Path, name: st
     held = np.array([[np.nan if v is None else v for v in r.values] for r in rows], dtype=float)
     ok = np.isfinite(held).all(axis=1)
     assert ok.sum() >= 22 and held[ok] == pytest.approx(data.values()[ok])
+
+
+def _thousands_only(path: Path, extra: str = "") -> Path:
+    """Pressure in mbar written 1.234 (a thousands mark) in every row, the others integers: nothing in the file
+    tells the '.' from a decimal point. Row 20 is the fault (4.500 mbar)."""
+    lines = ["datetime;Pressure;Current;Volume Flow RateRMS"]
+    lines += [f"2020-03-09 10:14:{i:02d};{'4.500' if i == 20 else '1.200'};3;32" for i in range(40)]
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def _run_mbar(tmp_path: Path, url: str) -> tuple[Agent, MemorySink]:
+    card = make_card(window=3, features=FEATURES, threshold=1.0, k=1, n=1,
+                     scaler=Scaler("standard", [1200.0, 3.0, 32.0], [1.0, 1.0, 1.0]))  # fitted on 1200 mbar
+    agent = Agent(ScoringModel(write_model(tmp_path / "m.onnx", card)), [sink := MemorySink()],
+                  AgentOptions(stride=1, drift_every=0))
+    agent.add_source(make_source(url, FEATURES))
+    agent.run(duration=30)
+    return agent, sink
+
+
+def test_the_decimal_mark_given_on_the_url_reads_what_the_file_cannot_tell(tmp_path: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The model was fitted on 1200 mbar (fit --decimal ,). Guessed, 1.200 is 1.2 and every window alerts from
+    the first; given, the one alert is at the fault (row 20)."""
+    csv = _thousands_only(tmp_path / "mbar.csv")
+    with caplog.at_level(logging.WARNING, logger="edgewatch.agent.sources"):
+        _, guessed = _run_mbar(tmp_path, f"replay:{csv}")
+    assert "'.' read as the decimal mark" in caplog.text and "?decimal=," in caplog.text  # the guess, said
+    assert next(e for e in guessed.events if e["event"] == "start")["ts"] == pytest.approx(1583748842.0, abs=0.5)  # row 2
+    agent, told = _run_mbar(tmp_path, f"replay:{csv}?decimal=,")
+    assert agent.summary.messages == 40 and agent.summary.bad == {}
+    starts = [e for e in told.events if e["event"] == "start"]
+    assert len(starts) == 1 and starts[0]["ts"] == pytest.approx(1583748860.0, abs=0.5)  # 10:14:20: the fault
+
+
+def test_a_decimal_mark_the_file_contradicts_or_no_mark_is_refused(tmp_path: Path) -> None:
+    csv = _thousands_only(tmp_path / "mbar.csv", "2020-03-09 10:15:00;12.5;3;32\n")
+    with pytest.raises(BadInput, match=r"line 42: '12\.5' in the column 'Pressure'"):
+        make_source(f"replay:{csv}?decimal=,", FEATURES)
+    with pytest.raises(BadInput, match=r"decimal is '\.' or ','"):
+        make_source(f"replay:{csv}?decimal=;", FEATURES)

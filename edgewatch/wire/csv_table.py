@@ -41,10 +41,12 @@ lines:
   time column names the columns; a zone in the time column's name
   (``Time (UTC+01:00)``) applies to its naive times; a quality column
   beside a value (``Quality``, ``FIC101.Q``: Good/Bad, OPC codes) blanks
-  the values of bad quality; a (time, value) pair per tag is read as the
-  table it stands for; a table appended after a blank line is not read;
+  the values of bad quality, and a value named ``FIC101 Value`` beside its
+  quality or its own time is the tag ``FIC101``; a (time, value) pair per
+  tag is read as the table it stands for; a table appended after a blank line is not read;
   a ``.`` beside decimal commas groups thousands, and when no cell tells,
-  the guess is said.
+  the guess is said (a ``decimal`` given says it instead: fit's
+  ``--decimal``, the replay's ``?decimal=``).
 
 Cells that are blank, ``NaN``, ``null``, ``NA`` or ``-`` are *missing*
 (NaN). A column is numeric when at least half of its present cells are
@@ -647,6 +649,40 @@ def _quality_columns(header: list[str], renamed: dict[str, str], columns: dict[s
     return out
 
 
+_VALUE_WORD = re.compile(r"^(.*?[^\s._:/-])[\s._:/-]+(?:value|val)$", re.IGNORECASE)  # FIC101 Value, FIC101.Val
+
+
+def _tag_names(values: Sequence[str], header: Sequence[str]) -> dict[str, str]:
+    """Value column -> the tag it is named after, for columns named ``<tag> Value`` or ``<tag>.Val``.
+
+    Called for the value of a tag's attributes spelled side by side (its
+    quality, its own time): there ``Value`` is the export's word for the
+    attribute, not part of the tag's name, and the tag is what every live
+    source names (an MQTT topic level, an OPC UA node): a model fitted on
+    ``FIC101 Value`` never matched the topic ``plant/FIC101``. ``PV`` is
+    kept: ``FIC101.PV`` is the control system's parameter (beside ``.SP``
+    and ``.OP``), the item name its OPC server and gateways publish. No
+    rename where the tag is another column's name or two values share it.
+    """
+    found = {v: m.group(1) for v in values if (m := _VALUE_WORD.match(v))}
+    tags = [t for t in found.values()]
+    return {v: t for v, t in found.items() if tags.count(t) == 1 and t not in header}
+
+
+def _named_after_tags(layout: CsvLayout, values: Sequence[str]) -> CsvLayout:
+    """The layout with ``values`` named after their tags (:func:`_tag_names`), the renaming said."""
+    new = _tag_names(values, layout.header)
+    if not new:
+        return layout
+    def name(c: str) -> str:
+        return new.get(c, c)
+    return replace(layout, header=[name(c) for c in layout.header],
+                   quality={name(v): q for v, q in layout.quality.items()},
+                   units={name(c): u for c, u in layout.units.items()},
+                   cell_units={name(c): u for c, u in layout.cell_units.items()},
+                   renamed={**layout.renamed, **{t: layout.renamed.get(v, v) for v, t in new.items()}})
+
+
 MS_NAMES = ("millitm", "ms", "msec", "millis", "millisecond", "milliseconds")  # compared plainly
 
 
@@ -808,7 +844,8 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     h = _header_at(rows, first)[0] if len(rows) > first + 1 else first
     if h > first + HEAD_LINES:
         h = first
-    body = [r for r in rows[h + 1:SAMPLE_LINES + h + 1] if not _is_comment(r)]
+    repeat = [c.strip() for c in rows[h]]  # the header again (exports joined): no data to sniff from
+    body = [r for r in rows[h + 1:SAMPLE_LINES + h + 1] if not _is_comment(r) and [c.strip() for c in r] != repeat]
     header, renamed = _names(rows[h], body)
     if not header:
         raise BadInput(f"{src}: its header row names no column; expected a first row of column names")
@@ -855,6 +892,7 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
                        cell_units=cell_units, excel_text=excel_text)
     layout = _with_marks(layout, body) if decimal is None else _told_marks(layout, body, decimal)
     layout = replace(layout, quality=_quality_columns(header, renamed, columns, layout.decimal, layout.thousands))
+    layout = _named_after_tags(layout, list(layout.quality))
     layout = replace(layout, table_end=_table_end(layout, rows[h]))
     if chosen is None:
         return layout
@@ -1063,9 +1101,10 @@ def _as_pairs(layout: CsvLayout) -> CsvLayout:
                 and sum(is_number(c, layout.decimal, layout.thousands) for c in present) * 2 >= len(present)):
             return layout
     values = [v for _, v in pairs]
-    return replace(layout, header=[PAIR_TIME, *values], time_column=PAIR_TIME, pairs=pairs,
-                   raw_header=tuple(header), units={k: u for k, u in layout.units.items() if k in values},
-                   quality={}, date_column=None, ms_column=None, zone="")
+    table = replace(layout, header=[PAIR_TIME, *values], time_column=PAIR_TIME, pairs=pairs,
+                    raw_header=tuple(header), units={k: u for k, u in layout.units.items() if k in values},
+                    quality={}, date_column=None, ms_column=None, zone="")
+    return _named_after_tags(table, values)
 
 
 def _pair_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | None
@@ -1113,7 +1152,7 @@ def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | No
     with open_text(layout.path, layout.encoding) as fh:
         reader = csv.reader(fh, delimiter=layout.separator)
         skip = layout.header_row + 1 + layout.unit_rows
-        names = [c.strip() for c in layout.header]
+        names = [layout.renamed.get(c, c).strip() for c in layout.header]  # as the file writes its header
         while True:
             if layout.table_end and reader.line_num >= layout.table_end[0] - 1:
                 return

@@ -401,10 +401,10 @@ def test_a_quality_column_beside_each_value_blanks_bad_values(tmp_path: Path, na
         lines.append(f"2024-05-01 08:00:{i:02d},{flow},{q},2.5,{good}")
     path = _write(tmp_path / "q.csv", "\n".join(lines) + "\n")
     table = read_csv_table(path)
-    assert list(table.numeric) == [names[0], names[2]] and table.text_columns == {}
-    assert np.isnan(table.numeric[names[0]][5]) and table.numeric[names[0]][4] == 1004.5
+    assert list(table.numeric) == ["FIC101", "PT102"] and table.text_columns == {}  # the tags (see below)
+    assert np.isnan(table.numeric["FIC101"][5]) and table.numeric["FIC101"][4] == 1004.5
     assert "a quality column beside 2 value column(s)" in table.layout.describe()
-    assert "renamed" not in table.layout.describe()
+    assert ("renamed" in table.layout.describe()) is (names[0] != "FIC101")
     replayed = [row[1] for _, row in iter_rows(table.layout)]  # the replay's rows: the same blank
     assert replayed[5] == "" and replayed[4] == "1004.5"
 
@@ -578,3 +578,30 @@ def test_a_given_decimal_mark_leaves_dotted_dates_alone(tmp_path: Path) -> None:
 def test_a_decimal_mark_other_than_a_point_or_a_comma_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match=r"the decimal mark is '\.' or ','"):
         sniff_layout(_dotted_only(tmp_path / "x.csv"), decimal=";")
+
+
+@pytest.mark.parametrize("names, features", [
+    (["FIC101 Value", "FIC101 Quality", "PT102.Val", "PT102.Q"], ["FIC101", "PT102"]),
+    (["FIC101 Value", "Quality", "PT102_Value", "Quality"], ["FIC101", "PT102"]),
+    (["FIC101.PV", "FIC101.Q", "PT102.PV", "PT102.Q"], ["FIC101.PV", "PT102.PV"]),  # PV: the DCS's parameter
+    (["FIC101 Value", "FIC101 Quality", "FIC101", "Quality"], ["FIC101 Value", "FIC101"]),  # the tag is taken
+])
+def test_a_value_beside_its_quality_is_the_feature_named_after_its_tag(tmp_path: Path, names: list[str],
+                                                                      features: list[str]) -> None:
+    """'FIC101 Value' + 'FIC101 Quality' are two attributes of the tag FIC101, the name the plant's MQTT topics
+    and OPC UA nodes give it (the feature was 'FIC101 Value', which the topic plant/FIC101 never matched)."""
+    lines = ["Timestamp," + ",".join(names)]
+    lines += [f"2024-05-01 08:00:{i:02d},{1000 + i}.5,Good,2.5,Good" for i in range(20)]
+    lines += ["Timestamp," + ",".join(names)]  # a repeat of the header (exports joined) is still no row
+    lines += [f"2024-05-01 08:01:{i:02d},{1000 + i}.5,Good,2.5,Good" for i in range(20)]
+    table = read_csv_table(_write(tmp_path / "q.csv", "\n".join(lines) + "\n"))
+    assert list(table.numeric) == features and table.rows == 40 and table.bad_times == 0
+    if features[0] != names[0]:
+        assert f"'{names[0]}' -> '{features[0]}'" in table.layout.describe()
+
+
+def test_the_value_of_a_time_value_pair_is_named_after_its_tag(tmp_path: Path) -> None:
+    lines = ["FIC101 Time,FIC101 Value,PT102 Time,PT102 Value"]
+    lines += [f"2024-03-04 08:00:{i:02d},{10 + i},2024-03-04 08:00:{i:02d},{1.5 + i}" for i in range(10)]
+    table = read_csv_table(_write(tmp_path / "pi.csv", "\n".join(lines) + "\n"))
+    assert list(table.numeric) == ["FIC101", "PT102"] and table.numeric["PT102"][2] == 3.5

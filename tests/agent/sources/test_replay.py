@@ -294,3 +294,21 @@ def test_a_decimal_mark_the_file_contradicts_or_no_mark_is_refused(tmp_path: Pat
         make_source(f"replay:{csv}?decimal=,", FEATURES)
     with pytest.raises(BadInput, match=r"decimal is '\.' or ','"):
         make_source(f"replay:{csv}?decimal=;", FEATURES)
+
+
+def test_a_value_beside_its_quality_is_replayed_as_its_tag(tmp_path: Path) -> None:
+    """'FIC101 Value','FIC101 Quality': the model's feature is the tag FIC101 (as fit names it, and as the plant's
+    topics plant/{stream}/FIC101 name it); a value of bad quality is a blank, held."""
+    lines = ["Timestamp,FIC101 Value,FIC101 Quality,PT102 Value,PT102 Quality"]
+    lines += [f"2024-05-01 08:00:{i:02d},{'0' if i == 5 else '12.5'},{'Bad' if i == 5 else 'Good'},2.5,Good"
+              for i in range(20)]
+    csv = tmp_path / "q.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    features = ["FIC101", "PT102"]
+    card = make_card(window=3, features=features, threshold=1.0, k=1, n=1,
+                     scaler=Scaler("standard", [12.5, 2.5], [1.0, 1.0]))  # a 0 read as a value would alert
+    agent = Agent(ScoringModel(write_model(tmp_path / "q.onnx", card)), [sink := MemorySink()],
+                  AgentOptions(stride=1, drift_every=0))
+    agent.add_source(make_source(f"replay:{csv}", features))
+    summary = agent.run(duration=30)
+    assert summary.messages == 20 and summary.bad == {} and summary.windows == 18 and not sink.events

@@ -15,6 +15,7 @@ Examples:
   edgewatch fit pump-normal.csv -o pump.onnx
   edgewatch fit exports/ -o pump.onnx --key release.key
   edgewatch fit line3.csv --time-column "Time Stamp" --ignore Setpoint -o line3.onnx
+  edgewatch fit flows-lph.csv --decimal , -o flows.onnx     (1.205 is 1205 there)
   edgewatch agent run --model pump.onnx --source replay:pump-today.csv
 """
 
@@ -50,8 +51,8 @@ Examples:
 @click.option("--signer", default=None, help="Who signs, as agents will show it (default user@host).")
 @click.option("-q", "--quiet", is_flag=True, help="Only the line saying what was written.")
 def command(data: tuple[Path, ...], out: Path, time_column: str | None, decimal: str | None, columns: str | None,
-            ignore: tuple[str, ...], fill: str, drifting: str, window: int | None, rows: int | None, family: str, key: Path | None,
-            signer: str | None, quiet: bool) -> None:
+            ignore: tuple[str, ...], fill: str, drifting: str, window: int | None, rows: int | None, family: str,
+            key: Path | None, signer: str | None, quiet: bool) -> None:
     """Fit a model of normal operation from CSV files (or folders of them) and write a checked model file.
 
     DATA is what the machine does when nothing is wrong: one or more CSV

@@ -492,18 +492,24 @@ class _Marks:
     columns: dict[int, tuple[list[float], list[float]]] = field(default_factory=dict)  # j -> (ints, 1.234 as 1.234)
 
     def add(self, row: Sequence[str], skip: Sequence[int] = ()) -> None:
+        """Count the cells of ``row``. A ``1.234`` cell is tried first: it can be sure of no mark, and in a file of
+        nothing else every cell is one (200,000 rows of ten took 12 s when each was tried for every mark first)."""
+        dot_groups = _DOT_GROUPS.match
         for j, cell in enumerate(row):
             c = cell.strip()
-            if j in skip or not c or not c[-1].isdigit():
+            if not c or not c[-1].isdigit() or j in skip:
                 continue
-            if "," in c or "." in c or "'" in c:
+            if "." in c or "," in c or "'" in c:
+                if dot_groups(c):
+                    self.dot_groups += 1
+                    dotted = self.columns[j][1] if j in self.columns else self.columns.setdefault(j, ([], []))[1]
+                    if len(dotted) < 10_000:
+                        dotted.append(float(c))
+                    continue
                 for mark, pattern in _GROUPED.items():
                     if pattern.match(c) and (c.count(mark) > 1 or len(set(c) & {",", "."}) == 2 or mark == "'"):
                         self.sure[mark] += 1
-                if _DOT_GROUPS.match(c):
-                    self.dot_groups += 1
-                    self.columns.setdefault(j, ([], []))[1].append(float(c))
-                elif _DECIMAL_DOT.match(c):
+                if _DECIMAL_DOT.match(c):
                     self.dot += 1
                 elif _DECIMAL_COMMA.match(c):
                     self.comma += 1

@@ -966,6 +966,10 @@ def _told_marks(layout: CsvLayout, body: list[list[str]], decimal: str) -> CsvLa
     sample = _sniff_decimal(body, layout.separator, skip) if decimal == "." else _Marks()
     thousands = "." if decimal == "," else "'" if sample.sure["'"] and not sample.sure[","] else ","
     told = replace(layout, decimal=decimal, thousands=thousands, decimal_note=None, decimal_told=True)
+    if layout.separator == "," and decimal == ".":  # a ',' within a cell is quoted: none, no contradiction
+        with open_text(layout.path, layout.encoding) as fh:
+            if not any('"' in chunk for chunk in iter(lambda: fh.read(1 << 20), "")):
+                return told
     if layout.separator != ",":
         sep = re.escape(layout.separator)
         cell = re.compile(rf"(?:^|(?<=[{sep}\"]))[+-]?\d*[.,]\d[\d.,]*(?=[{sep}\"\r\n]|$)", re.MULTILINE)

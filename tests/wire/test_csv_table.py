@@ -605,3 +605,12 @@ def test_the_value_of_a_time_value_pair_is_named_after_its_tag(tmp_path: Path) -
     lines += [f"2024-03-04 08:00:{i:02d},{10 + i},2024-03-04 08:00:{i:02d},{1.5 + i}" for i in range(10)]
     table = read_csv_table(_write(tmp_path / "pi.csv", "\n".join(lines) + "\n"))
     assert list(table.numeric) == ["FIC101", "PT102"] and table.numeric["PT102"][2] == 3.5
+
+
+def test_in_a_comma_separated_file_a_given_decimal_point_is_checked_against_its_quoted_cells(tmp_path: Path) -> None:
+    lines = ["time,Flow"] + [f'2024-03-04 08:00:{i:02d},"1,{200 + i:03d}.5"' for i in range(30)]
+    path = _write(tmp_path / "us.csv", "\n".join(lines) + "\n")
+    assert read_csv_table(path, sniff_layout(path, decimal=".")).numeric["Flow"][0] == 1200.5
+    path = _write(tmp_path / "us.csv", "\n".join(lines) + '\n2024-03-04 08:01:00,"12,5"\n')
+    with pytest.raises(BadInput, match=r"line 32: '12,5' in the column 'Flow'"):
+        sniff_layout(path, decimal=".")

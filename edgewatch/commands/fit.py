@@ -58,7 +58,7 @@ def command(data: tuple[Path, ...], out: Path, time_column: str | None, decimal:
     DATA is what the machine does when nothing is wrong: one or more CSV
     files exported from a historian, a SCADA or a logger, in any order of
     columns. The separator, decimal mark and time column are found from the
-    file; text columns are left out; blank cells are filled from the last
+    file (--decimal says the mark when its numbers cannot tell); text columns are left out; blank cells are filled from the last
     value. Features whose level drifts through the data are scored by their
     rate. The window, threshold and debounce follow from the data by fixed
     rules; the last quarter of the rows is held out and scored by a model of

@@ -43,7 +43,8 @@ lines:
   beside a value (``Quality``, ``FIC101.Q``: Good/Bad, OPC codes) blanks
   the values of bad quality, and a value named ``FIC101 Value`` beside its
   quality or its own time is the tag ``FIC101``; a (time, value) pair per
-  tag is read as the table it stands for; a table appended after a blank line is not read;
+  tag is read as the table it stands for; a table appended after a blank
+  line is not read;
   a ``.`` beside decimal commas groups thousands, and when no cell tells,
   the guess is said (a ``decimal`` given says it instead: fit's
   ``--decimal``, the replay's ``?decimal=``).
@@ -671,7 +672,7 @@ def _tag_names(values: Sequence[str], header: Sequence[str]) -> dict[str, str]:
     rename where the tag is another column's name or two values share it.
     """
     found = {v: m.group(1) for v in values if (m := _VALUE_WORD.match(v))}
-    tags = [t for t in found.values()]
+    tags = list(found.values())
     return {v: t for v, t in found.items() if tags.count(t) == 1 and t not in header}
 
 

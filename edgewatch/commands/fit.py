@@ -15,6 +15,7 @@ Examples:
   edgewatch fit pump-normal.csv -o pump.onnx
   edgewatch fit exports/ -o pump.onnx --key release.key
   edgewatch fit line3.csv --time-column "Time Stamp" --ignore Setpoint -o line3.onnx
+  edgewatch fit flows-lph.csv --decimal , -o flows.onnx     (1.205 is 1205 there)
   edgewatch agent run --model pump.onnx --source replay:pump-today.csv
 """
 
@@ -26,6 +27,9 @@ Examples:
 @click.option("--time-column", default=None, metavar="NAME",
               help="The time column, when it is not found by its name (timestamp, time, ts, datetime, date) or "
                    "its dates.")
+@click.option("--decimal", type=click.Choice([".", ","]), default=None,
+              help="The decimal mark of the files' numbers, for a file whose numbers cannot tell (only 1.234: a "
+                   "decimal, or a thousand?); the other mark then groups thousands. Default: found from the file.")
 @click.option("--columns", default=None, metavar="A,B,...",
               help="Only these columns are features (comma-separated). Default: every numeric column.")
 @click.option("--ignore", multiple=True, metavar="COLUMN", help="A column that is not a feature (repeatable).")
@@ -46,15 +50,15 @@ Examples:
                    "--trust-key run only signed files.")
 @click.option("--signer", default=None, help="Who signs, as agents will show it (default user@host).")
 @click.option("-q", "--quiet", is_flag=True, help="Only the line saying what was written.")
-def command(data: tuple[Path, ...], out: Path, time_column: str | None, columns: str | None, ignore: tuple[str, ...],
-            fill: str, drifting: str, window: int | None, rows: int | None, family: str, key: Path | None,
-            signer: str | None, quiet: bool) -> None:
+def command(data: tuple[Path, ...], out: Path, time_column: str | None, decimal: str | None, columns: str | None,
+            ignore: tuple[str, ...], fill: str, drifting: str, window: int | None, rows: int | None, family: str,
+            key: Path | None, signer: str | None, quiet: bool) -> None:
     """Fit a model of normal operation from CSV files (or folders of them) and write a checked model file.
 
     DATA is what the machine does when nothing is wrong: one or more CSV
     files exported from a historian, a SCADA or a logger, in any order of
     columns. The separator, decimal mark and time column are found from the
-    file; text columns are left out; blank cells are filled from the last
+    file (--decimal says the mark when its numbers cannot tell); text columns are left out; blank cells are filled from the last
     value. Features whose level drifts through the data are scored by their
     rate. The window, threshold and debounce follow from the data by fixed
     rules; the last quarter of the rows is held out and scored by a model of
@@ -63,12 +67,14 @@ def command(data: tuple[Path, ...], out: Path, time_column: str | None, columns:
     Runs on the base install (no torch).
     """
     from edgewatch.fit.pipeline import FitOptions, fit_model
+    from edgewatch.wire.csv_table import told_decimal
 
     options = FitOptions(time_column=time_column,
                          columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
                          ignore=list(ignore), fill=Fill(fill), drifting=Drifting(drifting), window=window,
                          rows=rows, family=Family(family), key=key, signer=signer)
-    report = fit_model(list(data), out, options, echo=None if quiet else click.echo)
+    with told_decimal(decimal):  # FitOptions has no field for it: the reader takes it from this block
+        report = fit_model(list(data), out, options, echo=None if quiet else click.echo)
     if quiet:
         click.echo(f"wrote {report.out} ({report.bytes:,} bytes) in {report.elapsed:.1f} s")
     for warning in report.warnings:

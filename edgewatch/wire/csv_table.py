@@ -41,10 +41,13 @@ lines:
   time column names the columns; a zone in the time column's name
   (``Time (UTC+01:00)``) applies to its naive times; a quality column
   beside a value (``Quality``, ``FIC101.Q``: Good/Bad, OPC codes) blanks
-  the values of bad quality; a (time, value) pair per tag is read as the
-  table it stands for; a table appended after a blank line is not read;
+  the values of bad quality, and a value named ``FIC101 Value`` beside its
+  quality or its own time is the tag ``FIC101``; a (time, value) pair per
+  tag is read as the table it stands for; a table appended after a blank
+  line is not read;
   a ``.`` beside decimal commas groups thousands, and when no cell tells,
-  the guess is said.
+  the guess is said (a ``decimal`` given says it instead: fit's
+  ``--decimal``, the replay's ``?decimal=``).
 
 Cells that are blank, ``NaN``, ``null``, ``NA`` or ``-`` are *missing*
 (NaN). A column is numeric when at least half of its present cells are
@@ -63,6 +66,8 @@ import csv
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -138,6 +143,7 @@ class CsvLayout:
     table_end: tuple[int, str] | None = None  # (line, its text): another table starts there, not read
     zone: str = ""  # the zone the time column's name gives its naive times: "UTC+01:00" from "Time (UTC+01:00)"
     excel_text: bool = False  # cells written as Excel text formulas, ="08:00:00", to keep Excel from converting them
+    decimal_told: bool = False  # the decimal mark was given (fit's --decimal, the replay's ?decimal=), not sniffed
 
     @property
     def separator_name(self) -> str:
@@ -162,6 +168,8 @@ class CsvLayout:
             if self.excel_days:
                 time += " (Excel serial days)"
         decimal = ", decimal comma" if self.decimal == "," else ""
+        if self.decimal_told:
+            decimal = f", decimal {'comma' if self.decimal == ',' else 'point'} (as given)"
         thousands = f", thousands mark {self.thousands!r}" if self.thousands else ""
         parts = [f"separator {self.separator_name}{decimal}{thousands}, {time}, {len(self.header)} columns"]
         if self.decimal_note:
@@ -485,18 +493,24 @@ class _Marks:
     columns: dict[int, tuple[list[float], list[float]]] = field(default_factory=dict)  # j -> (ints, 1.234 as 1.234)
 
     def add(self, row: Sequence[str], skip: Sequence[int] = ()) -> None:
+        """Count the cells of ``row``. A ``1.234`` cell is tried first: it can be sure of no mark, and in a file of
+        nothing else every cell is one (200,000 rows of ten took 12 s when each was tried for every mark first)."""
+        dot_groups = _DOT_GROUPS.match
         for j, cell in enumerate(row):
             c = cell.strip()
-            if j in skip or not c or not c[-1].isdigit():
+            if not c or not c[-1].isdigit() or j in skip:
                 continue
-            if "," in c or "." in c or "'" in c:
+            if "." in c or "," in c or "'" in c:
+                if dot_groups(c):
+                    self.dot_groups += 1
+                    dotted = self.columns[j][1] if j in self.columns else self.columns.setdefault(j, ([], []))[1]
+                    if len(dotted) < 10_000:
+                        dotted.append(float(c))
+                    continue
                 for mark, pattern in _GROUPED.items():
                     if pattern.match(c) and (c.count(mark) > 1 or len(set(c) & {",", "."}) == 2 or mark == "'"):
                         self.sure[mark] += 1
-                if _DOT_GROUPS.match(c):
-                    self.dot_groups += 1
-                    self.columns.setdefault(j, ([], []))[1].append(float(c))
-                elif _DECIMAL_DOT.match(c):
+                if _DECIMAL_DOT.match(c):
                     self.dot += 1
                 elif _DECIMAL_COMMA.match(c):
                     self.comma += 1
@@ -529,7 +543,8 @@ class _Marks:
         note = None
         if not dot and self.dot_groups:
             note = ("'.' read as the decimal mark: every number with a '.' has three digits after it (1.234), "
-                    "which could as well group thousands, and no number in the file tells")
+                    "which could as well group thousands, and no number in the file tells; if '.' groups "
+                    "thousands there, say so: edgewatch fit --decimal , (the replay: replay:FILE?decimal=,)")
         return ".", ("," if self.sure[","] else "'" if self.sure["'"] else None), note
 
 
@@ -639,6 +654,40 @@ def _quality_columns(header: list[str], renamed: dict[str, str], columns: dict[s
         if present and sum(is_number(c, decimal, thousands) for c in present) * 2 >= len(present):
             out[value] = name
     return out
+
+
+_VALUE_WORD = re.compile(r"^(.*?[^\s._:/-])[\s._:/-]+(?:value|val)$", re.IGNORECASE)  # FIC101 Value, FIC101.Val
+
+
+def _tag_names(values: Sequence[str], header: Sequence[str]) -> dict[str, str]:
+    """Value column -> the tag it is named after, for columns named ``<tag> Value`` or ``<tag>.Val``.
+
+    Called for the value of a tag's attributes spelled side by side (its
+    quality, its own time): there ``Value`` is the export's word for the
+    attribute, not part of the tag's name, and the tag is what every live
+    source names (an MQTT topic level, an OPC UA node): a model fitted on
+    ``FIC101 Value`` never matched the topic ``plant/FIC101``. ``PV`` is
+    kept: ``FIC101.PV`` is the control system's parameter (beside ``.SP``
+    and ``.OP``), the item name its OPC server and gateways publish. No
+    rename where the tag is another column's name or two values share it.
+    """
+    found = {v: m.group(1) for v in values if (m := _VALUE_WORD.match(v))}
+    tags = list(found.values())
+    return {v: t for v, t in found.items() if tags.count(t) == 1 and t not in header}
+
+
+def _named_after_tags(layout: CsvLayout, values: Sequence[str]) -> CsvLayout:
+    """The layout with ``values`` named after their tags (:func:`_tag_names`), the renaming said."""
+    new = _tag_names(values, layout.header)
+    if not new:
+        return layout
+    def name(c: str) -> str:
+        return new.get(c, c)
+    return replace(layout, header=[name(c) for c in layout.header],
+                   quality={name(v): q for v, q in layout.quality.items()},
+                   units={name(c): u for c, u in layout.units.items()},
+                   cell_units={name(c): u for c, u in layout.cell_units.items()},
+                   renamed={**layout.renamed, **{t: layout.renamed.get(v, v) for v, t in new.items()}})
 
 
 MS_NAMES = ("millitm", "ms", "msec", "millis", "millisecond", "milliseconds")  # compared plainly
@@ -753,22 +802,31 @@ def _names_row(first: list[str], header: list[str], renamed: dict[str, str], cel
     return names, new_renamed, {names[j]: u for j, u in by_index.items()}, rows[:k] + rows[k + 1:]
 
 
-def sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None) -> CsvLayout:
+def sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None,
+                 decimal: str | None = None) -> CsvLayout:
     """Find the encoding, separator, header, decimal mark, time and label columns from the first lines.
 
     A file of (time, value) column pairs, one per tag, is presented as the
     table it stands for (:func:`_as_pairs`).
 
     ``separator`` given (one character) is taken as it is instead of
-    sniffed, as is Excel's ``sep=;`` first line. Fails with
-    :class:`BadInput` when the file is missing or empty, or lacks the time
-    column it was told to use (the message lists the columns it has).
+    sniffed, as is Excel's ``sep=;`` first line. ``decimal`` given (``.``
+    or ``,``; else the one of :func:`told_decimal`) is the decimal mark,
+    for a file whose numbers cannot tell (``1.234`` only); the other mark
+    then groups thousands. Fails with :class:`BadInput` when the file is
+    missing or empty, lacks the time column it was told to use (the
+    message lists the columns it has), or holds a number the given
+    decimal mark cannot read (the message names it and its line).
     """
-    layout = _sniff_layout(path, time_column, separator)
+    decimal = decimal if decimal is not None else _TOLD_DECIMAL.get()
+    if decimal is not None and decimal not in DECIMALS:
+        raise BadInput(f"{path}: the decimal mark is '.' or ',', got {decimal!r}")
+    layout = _sniff_layout(path, time_column, separator, decimal)
     return layout if time_column is not None else _as_pairs(layout)
 
 
-def _sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None) -> CsvLayout:
+def _sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None,
+                  decimal: str | None = None) -> CsvLayout:
     src = Path(path)
     if not src.is_file():
         raise BadInput(f"{src} does not exist or is not a file")
@@ -793,14 +851,18 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     h = _header_at(rows, first)[0] if len(rows) > first + 1 else first
     if h > first + HEAD_LINES:
         h = first
-    body = [r for r in rows[h + 1:SAMPLE_LINES + h + 1] if not _is_comment(r)]
+    repeat = [c.strip() for c in rows[h]]  # the header again (exports joined): no data to sniff from
+    body = [r for r in rows[h + 1:SAMPLE_LINES + h + 1] if not _is_comment(r) and [c.strip() for c in r] != repeat]
     header, renamed = _names(rows[h], body)
     if not header:
         raise BadInput(f"{src}: its header row names no column; expected a first row of column names")
     cell_units = _cell_units(header, body)
     body = _without_units(header, body, cell_units)
-    decimal, thousands, _ = _sniff_decimal(body, sep).decimal()
-    n_units = _unit_rows(header, body, decimal, thousands)
+    if decimal is None:
+        sniffed, thousands, _ = _sniff_decimal(body, sep).decimal()
+    else:
+        sniffed, thousands = decimal, "." if decimal == "," else ","
+    n_units = _unit_rows(header, body, sniffed, thousands)
     header, renamed, cell_units, unit_cells = _names_row(rows[h], header, renamed, cell_units, body[:n_units],
                                                          body[n_units:])
     units = {name: ", ".join(c for r in unit_cells if (c := (r[j] if j < len(r) else "").strip()))
@@ -835,8 +897,9 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     layout = CsvLayout(src, sep, ".", header, chosen, labels, named, encoding, encoding_note, h,
                        n_units, units, None, date_column, renamed=renamed, packed=described(src),
                        cell_units=cell_units, excel_text=excel_text)
-    layout = _with_marks(layout, body)
+    layout = _with_marks(layout, body) if decimal is None else _told_marks(layout, body, decimal)
     layout = replace(layout, quality=_quality_columns(header, renamed, columns, layout.decimal, layout.thousands))
+    layout = _named_after_tags(layout, list(layout.quality))
     layout = replace(layout, table_end=_table_end(layout, rows[h]))
     if chosen is None:
         return layout
@@ -858,6 +921,81 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
         return replace(layout, date_order=DateOrder.MONTH_FIRST if has_half_day(sample) else DateOrder.DAY_FIRST,
                        date_order_guessed=True)
     return replace(layout, date_order=order)
+
+
+DECIMALS = (".", ",")  # the decimal marks a user may give (fit's --decimal, the replay's ?decimal=)
+_TOLD_DECIMAL: ContextVar[str | None] = ContextVar("edgewatch_told_decimal", default=None)
+
+
+@contextmanager
+def told_decimal(mark: str | None) -> Iterator[None]:
+    """Within the block, :func:`sniff_layout` reads files with the decimal ``mark`` unless a call gives its own.
+
+    ``edgewatch fit --decimal`` says it so: the fit pipeline calls the
+    reader with no such argument. None: found from the file.
+    """
+    token = _TOLD_DECIMAL.set(mark)
+    try:
+        yield
+    finally:
+        _TOLD_DECIMAL.reset(token)
+
+
+_MARKED_NUMBER = re.compile(r"^[+-]?\d*[.,]\d[\d.,]*(?:[eE][+-]?\d+)?$")  # a number with a '.' or ',' in it
+
+
+def _against(cell: str, decimal: str) -> bool:
+    """Whether ``cell`` cannot be a number written with the ``decimal`` mark: its other mark does not group
+    thousands (``12.5`` with a decimal comma, ``12,5`` with a decimal point)."""
+    other = "." if decimal == "," else ","
+    c = cell.strip()
+    return other in c and bool(_MARKED_NUMBER.match(c)) and not _GROUPED[other].match(c)
+
+
+def _told_marks(layout: CsvLayout, body: list[list[str]], decimal: str) -> CsvLayout:
+    """The layout with the decimal mark it was given; the other mark groups thousands (``1.234,5``; ``1,234.5``,
+    or Switzerland's ``1'234.5`` when the first rows write that).
+
+    A number the given mark cannot read (``12.5`` told ``,``) is a
+    :class:`BadInput` naming it and its line, never a column of text left
+    out or a value read a thousand times off. The file's text is looked
+    through by a regular expression (cells holding a mark); only when one
+    cell may contradict are its rows split, to name the line and to leave
+    time columns (``01.05.2024``) alone.
+    """
+    skip = [layout.header.index(c) for c in (layout.time_column, layout.date_column, layout.ms_column) if c]
+    sample = _sniff_decimal(body, layout.separator, skip) if decimal == "." else _Marks()
+    thousands = "." if decimal == "," else "'" if sample.sure["'"] and not sample.sure[","] else ","
+    told = replace(layout, decimal=decimal, thousands=thousands, decimal_note=None, decimal_told=True)
+    if layout.separator == "," and decimal == ".":  # a ',' within a cell is quoted: none, no contradiction
+        with open_text(layout.path, layout.encoding) as fh:
+            if not any('"' in chunk for chunk in iter(lambda: fh.read(1 << 20), "")):
+                return told
+    if layout.separator != ",":
+        sep = re.escape(layout.separator)
+        cell = re.compile(rf"(?:^|(?<=[{sep}\"]))[+-]?\d*[.,]\d[\d.,]*(?=[{sep}\"\r\n]|$)", re.MULTILINE)
+        with open_text(layout.path, layout.encoding) as fh:
+            suspect = False
+            while not suspect and (chunk := fh.read(1 << 20)):
+                chunk += fh.readline()
+                suspect = any(_against(c, decimal) for c in set(cell.findall(chunk)))
+        if not suspect:
+            return told
+    for line, row in iter_rows(told, on_error=lambda line, exc: None):
+        for j, c in enumerate(row[:len(told.header)]):
+            name = told.header[j]
+            unit = told.cell_units.get(name)
+            if unit and c.strip().endswith(unit):
+                c = c.strip()[:-len(unit)]
+            if j not in skip and _against(c, decimal):
+                other = "." if decimal == "," else ","
+                raise BadInput(
+                    f"{layout.path} line {line}: {c.strip()!r} in the column {name!r} is no number written with "
+                    f"the decimal mark {decimal!r} that was given ('--decimal {decimal}', '?decimal={decimal}'): "
+                    f"with it, a {other!r} only groups thousands (1{other}234), and there it does not. The file "
+                    f"writes {other!r} as its decimal mark: give '{other}', or leave the option out to have the "
+                    "marks found from the file")
+    return told
 
 
 def _with_marks(layout: CsvLayout, body: list[list[str]]) -> CsvLayout:
@@ -974,9 +1112,10 @@ def _as_pairs(layout: CsvLayout) -> CsvLayout:
                 and sum(is_number(c, layout.decimal, layout.thousands) for c in present) * 2 >= len(present)):
             return layout
     values = [v for _, v in pairs]
-    return replace(layout, header=[PAIR_TIME, *values], time_column=PAIR_TIME, pairs=pairs,
-                   raw_header=tuple(header), units={k: u for k, u in layout.units.items() if k in values},
-                   quality={}, date_column=None, ms_column=None, zone="")
+    table = replace(layout, header=[PAIR_TIME, *values], time_column=PAIR_TIME, pairs=pairs,
+                    raw_header=tuple(header), units={k: u for k, u in layout.units.items() if k in values},
+                    quality={}, date_column=None, ms_column=None, zone="")
+    return _named_after_tags(table, values)
 
 
 def _pair_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | None
@@ -1024,7 +1163,7 @@ def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | No
     with open_text(layout.path, layout.encoding) as fh:
         reader = csv.reader(fh, delimiter=layout.separator)
         skip = layout.header_row + 1 + layout.unit_rows
-        names = [c.strip() for c in layout.header]
+        names = [layout.renamed.get(c, c).strip() for c in layout.header]  # as the file writes its header
         while True:
             if layout.table_end and reader.line_num >= layout.table_end[0] - 1:
                 return

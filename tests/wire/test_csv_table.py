@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_table import iter_rows, read_csv_table, sniff_layout
+from edgewatch.wire.csv_table import iter_rows, read_csv_table, sniff_layout, told_decimal
 from edgewatch.wire.csv_times import parse_time, parse_times
 
 
@@ -400,10 +401,10 @@ def test_a_quality_column_beside_each_value_blanks_bad_values(tmp_path: Path, na
         lines.append(f"2024-05-01 08:00:{i:02d},{flow},{q},2.5,{good}")
     path = _write(tmp_path / "q.csv", "\n".join(lines) + "\n")
     table = read_csv_table(path)
-    assert list(table.numeric) == [names[0], names[2]] and table.text_columns == {}
-    assert np.isnan(table.numeric[names[0]][5]) and table.numeric[names[0]][4] == 1004.5
+    assert list(table.numeric) == ["FIC101", "PT102"] and table.text_columns == {}  # the tags (see below)
+    assert np.isnan(table.numeric["FIC101"][5]) and table.numeric["FIC101"][4] == 1004.5
     assert "a quality column beside 2 value column(s)" in table.layout.describe()
-    assert "renamed" not in table.layout.describe()
+    assert ("renamed" in table.layout.describe()) is (names[0] != "FIC101")
     replayed = [row[1] for _, row in iter_rows(table.layout)]  # the replay's rows: the same blank
     assert replayed[5] == "" and replayed[4] == "1004.5"
 
@@ -521,3 +522,95 @@ def test_a_time_column_beside_each_tag_is_merged_on_the_times(tmp_path: Path) ->
     rows = [row for _, row in iter_rows(table.layout)]  # the replay's rows
     assert rows[3] == ["2024-03-04T08:00:04", "12", "1.6"]
     assert parse_time(table.layout.time_text(rows[3]), table.layout.date_order) == t0 + 4
+
+
+def _dotted_only(path: Path, extra: str = "") -> Path:
+    """A ';' file whose only marked numbers are 1.234: nothing in it tells a decimal point from a thousands mark."""
+    lines = ["time;Flow;Hub"] + [f"2024-03-04 08:00:{i:02d};1.{200 + i:03d};7" for i in range(30)]
+    return _write(path, "\n".join(lines) + "\n" + extra)
+
+
+def test_the_guess_names_the_option_that_says_otherwise(tmp_path: Path) -> None:
+    layout = sniff_layout(_dotted_only(tmp_path / "guess.csv"))
+    assert layout.decimal == "." and not layout.decimal_told
+    assert "edgewatch fit --decimal ," in layout.describe() and "replay:FILE?decimal=," in layout.describe()
+
+
+@pytest.mark.parametrize("decimal, flow, thousands", [(",", 1200.0, "."), (".", 1.2, ",")])
+def test_a_given_decimal_mark_reads_what_the_file_cannot_tell(tmp_path: Path, decimal: str, flow: float,
+                                                              thousands: str) -> None:
+    path = _dotted_only(tmp_path / "told.csv")
+    table = read_csv_table(path, sniff_layout(path, decimal=decimal))
+    assert (table.layout.decimal, table.layout.thousands) == (decimal, thousands)
+    assert table.numeric["Flow"][0] == flow and table.numeric["Hub"][0] == 7
+    assert table.layout.decimal_note is None and "(as given)" in table.layout.describe()
+    with told_decimal(decimal):  # how fit's --decimal reaches the reader
+        assert read_csv_table(path).numeric["Flow"][0] == flow
+    assert read_csv_table(path).numeric["Flow"][0] == 1.2  # outside the block: found from the file
+
+
+def test_with_a_given_decimal_point_a_comma_groups_thousands(tmp_path: Path) -> None:
+    lines = ["time;Flow"] + [f"2024-03-04 08:00:{i:02d};{'1,2' if i % 2 else '9'}{i:02d}{'.5' if i % 3 else ''}"
+                             for i in range(30)]
+    path = _write(tmp_path / "us.csv", "\n".join(lines) + "\n")
+    table = read_csv_table(path, sniff_layout(path, decimal="."))
+    assert table.numeric["Flow"][:4].tolist() == [900, 1201.5, 902.5, 1203]
+
+
+@pytest.mark.parametrize("decimal, cell, column", [(",", "12.5", "Flow"), (".", "12,5", "Hub")])
+def test_a_given_decimal_mark_the_file_contradicts_is_refused_naming_the_cell_and_its_line(
+        tmp_path: Path, decimal: str, cell: str, column: str) -> None:
+    """12.5 cannot be a thousands group: read with a decimal comma it would be text, the column left out."""
+    row = f"2024-03-04 08:01:00;{cell};7\n" if column == "Flow" else f"2024-03-04 08:01:00;1.300;{cell}\n"
+    path = _dotted_only(tmp_path / "mixed.csv", row)
+    with pytest.raises(BadInput, match=rf"line 32: '{re.escape(cell)}' in the column '{column}' .*'{decimal}'"):
+        sniff_layout(path, decimal=decimal)
+    assert sniff_layout(path).decimal == ("." if decimal == "," else ",")  # found from the file, it reads
+
+
+def test_a_given_decimal_mark_leaves_dotted_dates_alone(tmp_path: Path) -> None:
+    lines = ["Datum;Zeit;Flow"] + [f"04.03.2024;08:00:{i:02d};1.{200 + i:03d}" for i in range(30)]
+    path = _write(tmp_path / "de.csv", "\n".join(lines) + "\n")
+    table = read_csv_table(path, sniff_layout(path, decimal=","))
+    assert table.numeric["Flow"][0] == 1200 and table.bad_times == 0
+
+
+def test_a_decimal_mark_other_than_a_point_or_a_comma_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match=r"the decimal mark is '\.' or ','"):
+        sniff_layout(_dotted_only(tmp_path / "x.csv"), decimal=";")
+
+
+@pytest.mark.parametrize("names, features", [
+    (["FIC101 Value", "FIC101 Quality", "PT102.Val", "PT102.Q"], ["FIC101", "PT102"]),
+    (["FIC101 Value", "Quality", "PT102_Value", "Quality"], ["FIC101", "PT102"]),
+    (["FIC101.PV", "FIC101.Q", "PT102.PV", "PT102.Q"], ["FIC101.PV", "PT102.PV"]),  # PV: the DCS's parameter
+    (["FIC101 Value", "FIC101 Quality", "FIC101", "Quality"], ["FIC101 Value", "FIC101"]),  # the tag is taken
+])
+def test_a_value_beside_its_quality_is_the_feature_named_after_its_tag(tmp_path: Path, names: list[str],
+                                                                      features: list[str]) -> None:
+    """'FIC101 Value' + 'FIC101 Quality' are two attributes of the tag FIC101, the name the plant's MQTT topics
+    and OPC UA nodes give it (the feature was 'FIC101 Value', which the topic plant/FIC101 never matched)."""
+    lines = ["Timestamp," + ",".join(names)]
+    lines += [f"2024-05-01 08:00:{i:02d},{1000 + i}.5,Good,2.5,Good" for i in range(20)]
+    lines += ["Timestamp," + ",".join(names)]  # a repeat of the header (exports joined) is still no row
+    lines += [f"2024-05-01 08:01:{i:02d},{1000 + i}.5,Good,2.5,Good" for i in range(20)]
+    table = read_csv_table(_write(tmp_path / "q.csv", "\n".join(lines) + "\n"))
+    assert list(table.numeric) == features and table.rows == 40 and table.bad_times == 0
+    if features[0] != names[0]:
+        assert f"'{names[0]}' -> '{features[0]}'" in table.layout.describe()
+
+
+def test_the_value_of_a_time_value_pair_is_named_after_its_tag(tmp_path: Path) -> None:
+    lines = ["FIC101 Time,FIC101 Value,PT102 Time,PT102 Value"]
+    lines += [f"2024-03-04 08:00:{i:02d},{10 + i},2024-03-04 08:00:{i:02d},{1.5 + i}" for i in range(10)]
+    table = read_csv_table(_write(tmp_path / "pi.csv", "\n".join(lines) + "\n"))
+    assert list(table.numeric) == ["FIC101", "PT102"] and table.numeric["PT102"][2] == 3.5
+
+
+def test_in_a_comma_separated_file_a_given_decimal_point_is_checked_against_its_quoted_cells(tmp_path: Path) -> None:
+    lines = ["time,Flow"] + [f'2024-03-04 08:00:{i:02d},"1,{200 + i:03d}.5"' for i in range(30)]
+    path = _write(tmp_path / "us.csv", "\n".join(lines) + "\n")
+    assert read_csv_table(path, sniff_layout(path, decimal=".")).numeric["Flow"][0] == 1200.5
+    path = _write(tmp_path / "us.csv", "\n".join(lines) + '\n2024-03-04 08:01:00,"12,5"\n')
+    with pytest.raises(BadInput, match=r"line 32: '12,5' in the column 'Flow'"):
+        sniff_layout(path, decimal=".")

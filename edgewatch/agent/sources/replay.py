@@ -1,4 +1,4 @@
-"""``replay:FILE.csv[?rate=HZ&loop=1&columns=A,B,...&max_age=10s]``: a CSV file played back as a stream.
+"""``replay:FILE.csv[?rate=HZ&loop=1&columns=A,B,...&max_age=10s&decimal=,]``: a CSV file played back as a stream.
 
 The file is read the way ``edgewatch fit`` reads it
 (:mod:`edgewatch.wire.csv_table`, rows through its ``iter_rows`` and times
@@ -6,7 +6,10 @@ through ``CsvLayout.time_text`` and :mod:`edgewatch.wire.csv_times`):
 encoding, separator, header, unit rows, decimal and thousands marks and
 time column sniffed, so a SKAB file (``;``, a ``datetime`` column) or a European export
 replays with no options. ``sep`` (``;``, ``tab``...) and ``time`` (a column
-name) say them when the sniffing guesses wrong. The model's features are
+name) say them when the sniffing guesses wrong; ``decimal`` (``.`` or ``,``)
+the decimal mark when the file's numbers cannot tell (``1.234`` only: the
+reader then takes ``.`` for a decimal point and the log says it guessed),
+as ``fit --decimal`` does for the model's file. The model's features are
 taken from the columns of the same names, whatever their order and
 whatever else the file holds (``fit`` may have left columns out), or of
 names that match one feature only (:mod:`.feature_names`: case, spaces,
@@ -29,6 +32,7 @@ is ``not_number``, a short line ``wrong_arity``, an unreadable time
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import time
 from pathlib import Path
@@ -44,6 +48,8 @@ from edgewatch.wire.csv_long import long_format, read_long
 from edgewatch.wire.csv_table import CsvLayout, CsvTable, iter_rows, read_csv_table, sniff_layout
 from edgewatch.wire.csv_times import LocalClock, parse_time
 
+log = logging.getLogger("edgewatch.agent.sources")
+
 
 class ReplaySource(Source):
     """Replays a CSV file: header row, numeric feature columns, an optional time column.
@@ -55,7 +61,8 @@ class ReplaySource(Source):
 
     def __init__(self, path: str | Path, features: list[str], rate: float | None = None,
                  stream: str | None = None, loop: bool = False, sep: str | None = None, time_column: str | None = None,
-                 columns: list[str] | None = None, rows: RowAssembler | None = None) -> None:
+                 columns: list[str] | None = None, rows: RowAssembler | None = None,
+                 decimal: str | None = None) -> None:
         super().__init__()
         self.path = Path(path)
         if not self.path.is_file():
@@ -71,7 +78,9 @@ class ReplaySource(Source):
         # the slow-sensor line, advice for live feeds the model was not fitted on, would be false here
         self.rows.by_exception = True
         self._next_t = 0.0  # when the next row is due (monotonic), with a rate
-        self.layout: CsvLayout = sniff_layout(self.path, time_column, sep)
+        self.layout: CsvLayout = sniff_layout(self.path, time_column, sep, decimal)
+        if self.layout.decimal_note:
+            log.warning("replay %s: %s", self.path, self.layout.decimal_note)
         self._clock = LocalClock()
         self.wide: CsvTable | None = None  # a long export (one row per tag and time), pivoted as fit pivots it
         if columns is None and not all(f in self.layout.header for f in features):
@@ -210,7 +219,7 @@ def build(spec: SourceSpec, ctx: SourceContext) -> ReplaySource:
     path, _, query = spec.url[len("replay:"):].partition("?")
     opts = {k: unquote(v) for k, v in (p.split("=", 1) for p in query.split("&") if "=" in p)}
     opts.update({k.replace("-", "_"): str(v) for k, v in spec.options.items()})
-    known = {"rate", "loop", "stream", "sep", "time", "columns", "max_age"}
+    known = {"rate", "loop", "stream", "sep", "time", "columns", "max_age", "decimal"}
     unknown = set(opts) - known
     if unknown:
         raise BadInput(f"replay source {spec.url!r}: unknown option(s) {sorted(unknown)}; known: "
@@ -220,8 +229,13 @@ def build(spec: SourceSpec, ctx: SourceContext) -> ReplaySource:
     except ValueError:
         raise BadInput(f"replay source {spec.url!r}: rate must be a number of rows per second") from None
     sep = opts.get("sep") or None
+    decimal = opts.get("decimal") or None
+    if decimal not in (None, ".", ","):
+        raise BadInput(f"replay source {spec.url!r}: decimal is '.' or ',' (the decimal mark of the file's numbers), "
+                       f"got {decimal!r}")
     columns = [c.strip() for c in opts["columns"].split(",")] if opts.get("columns") else None
     return ReplaySource(path, ctx.features, rate=rate, stream=opts.get("stream"),
                         loop=opts.get("loop", "").lower() in ("1", "true", "yes"),
                         sep="\t" if sep and sep.lower() == "tab" else sep, time_column=opts.get("time"),
-                        columns=columns, rows=row_assembler(spec.name, ctx.features, opts.get("max_age")))
+                        columns=columns, rows=row_assembler(spec.name, ctx.features, opts.get("max_age")),
+                        decimal=decimal)

@@ -50,7 +50,7 @@ def test_a_semicolon_file_with_a_datetime_column_replays_with_no_query(tmp_path:
     assert agent.summary.messages == 40 and agent.summary.bad == {}
     assert agent.summary.windows == 38
     start = next(e for e in sink.events if e["event"] == "start")
-    assert start["ts"] == pytest.approx(1583748860.0)  # 2020-03-09 10:14:20 UTC: the time column was read
+    assert start["ts"] == pytest.approx(1583748860.0, abs=0.5)  # 2020-03-09 10:14:20 UTC: the time column was read
     assert start["top_features"][0]["feature"] == "Pressure"  # by name, not by position
 
 
@@ -252,3 +252,64 @@ def test_the_replay_pivots_each_long_export_as_fit_does(tmp_path: Path, name: st
     held = np.array([[np.nan if v is None else v for v in r.values] for r in rows], dtype=float)
     ok = np.isfinite(held).all(axis=1)
     assert ok.sum() >= 22 and held[ok] == pytest.approx(data.values()[ok])
+
+
+def _thousands_only(path: Path, extra: str = "") -> Path:
+    """Pressure in mbar written 1.234 (a thousands mark) in every row, the others integers: nothing in the file
+    tells the '.' from a decimal point. Row 20 is the fault (4.500 mbar)."""
+    lines = ["datetime;Pressure;Current;Volume Flow RateRMS"]
+    lines += [f"2020-03-09 10:14:{i:02d};{'4.500' if i == 20 else '1.200'};3;32" for i in range(40)]
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def _run_mbar(tmp_path: Path, url: str) -> tuple[Agent, MemorySink]:
+    card = make_card(window=3, features=FEATURES, threshold=1.0, k=1, n=1,
+                     scaler=Scaler("standard", [1200.0, 3.0, 32.0], [1.0, 1.0, 1.0]))  # fitted on 1200 mbar
+    agent = Agent(ScoringModel(write_model(tmp_path / "m.onnx", card)), [sink := MemorySink()],
+                  AgentOptions(stride=1, drift_every=0))
+    agent.add_source(make_source(url, FEATURES))
+    agent.run(duration=30)
+    return agent, sink
+
+
+def test_the_decimal_mark_given_on_the_url_reads_what_the_file_cannot_tell(tmp_path: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The model was fitted on 1200 mbar (fit --decimal ,). Guessed, 1.200 is 1.2 and every window alerts from
+    the first; given, the one alert is at the fault (row 20)."""
+    csv = _thousands_only(tmp_path / "mbar.csv")
+    with caplog.at_level(logging.WARNING, logger="edgewatch.agent.sources"):
+        _, guessed = _run_mbar(tmp_path, f"replay:{csv}")
+    assert "'.' read as the decimal mark" in caplog.text and "?decimal=," in caplog.text  # the guess, said
+    first = next(e for e in guessed.events if e["event"] == "start")
+    assert first["ts"] == pytest.approx(1583748842.0, abs=0.5)  # 10:14:02, the first full window
+    agent, told = _run_mbar(tmp_path, f"replay:{csv}?decimal=,")
+    assert agent.summary.messages == 40 and agent.summary.bad == {}
+    starts = [e for e in told.events if e["event"] == "start"]
+    assert len(starts) == 1 and starts[0]["ts"] == pytest.approx(1583748860.0, abs=0.5)  # 10:14:20: the fault
+
+
+def test_a_decimal_mark_the_file_contradicts_or_no_mark_is_refused(tmp_path: Path) -> None:
+    csv = _thousands_only(tmp_path / "mbar.csv", "2020-03-09 10:15:00;12.5;3;32\n")
+    with pytest.raises(BadInput, match=r"line 42: '12\.5' in the column 'Pressure'"):
+        make_source(f"replay:{csv}?decimal=,", FEATURES)
+    with pytest.raises(BadInput, match=r"decimal is '\.' or ','"):
+        make_source(f"replay:{csv}?decimal=;", FEATURES)
+
+
+def test_a_value_beside_its_quality_is_replayed_as_its_tag(tmp_path: Path) -> None:
+    """'FIC101 Value','FIC101 Quality': the model's feature is the tag FIC101 (as fit names it, and as the plant's
+    topics plant/{stream}/FIC101 name it); a value of bad quality is a blank, held."""
+    lines = ["Timestamp,FIC101 Value,FIC101 Quality,PT102 Value,PT102 Quality"]
+    lines += [f"2024-05-01 08:00:{i:02d},{'0' if i == 5 else '12.5'},{'Bad' if i == 5 else 'Good'},2.5,Good"
+              for i in range(20)]
+    csv = tmp_path / "q.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    features = ["FIC101", "PT102"]
+    card = make_card(window=3, features=features, threshold=1.0, k=1, n=1,
+                     scaler=Scaler("standard", [12.5, 2.5], [1.0, 1.0]))  # a 0 read as a value would alert
+    agent = Agent(ScoringModel(write_model(tmp_path / "q.onnx", card)), [sink := MemorySink()],
+                  AgentOptions(stride=1, drift_every=0))
+    agent.add_source(make_source(f"replay:{csv}", features))
+    summary = agent.run(duration=30)
+    assert summary.messages == 20 and summary.bad == {} and summary.windows == 18 and not sink.events

@@ -144,6 +144,7 @@ EXPLAINED = {
     "model publish": ["fleet", "agent"], "model rollback": ["fleet", "agent"], "model promote": ["fleet", "agent"],
     "fleet status": ["fleet", "agent"], "fleet shadow-report": ["fleet", "agent"], "fleet forget": ["fleet", "agent"],
     "plot": ["ui", "operators"],
+    "fit": ["fit"],
 }
 
 

@@ -19,7 +19,7 @@ from edgewatch.fit.normal_data import read_normal_data
 from edgewatch.fit.pipeline import fit_model
 from edgewatch.numpy_models.pca import fit_pca, write_pca_model
 from tests.fit.test_fit_drift import run
-from tests.fit.test_plant_kinds import _batch, _episodes, _pump_motor, _transfer_line, _write
+from tests.fit.test_plant_kinds import _batch, _episodes, _pump_motor, _runs, _transfer_line, _write
 
 
 def test_a_leak_in_the_batch_hold_is_caught_in_every_leaking_hold_and_a_normal_day_raises_nothing(
@@ -128,3 +128,37 @@ def test_a_model_per_point_with_a_rate_feature_scores_in_onnx_runtime_as_in_nump
     got = ScoringModel(tmp_path / "r.onnx").score_many(new).scores
     ref, _ = fit.score_windows(new)
     assert np.allclose(got, ref, rtol=1e-3, atol=1e-3 * fit.threshold)
+
+
+def _lagged(x: np.ndarray, rows: int) -> np.ndarray:
+    """``x`` through a first-order lag of ``rows`` rows (a temperature following its heat source)."""
+    out, acc = np.empty_like(x), float(x[0])
+    for i, v in enumerate(x):
+        acc += (v - acc) / rows
+        out[i] = acc
+    return out
+
+
+def _compressor(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """A screw compressor at one row a second, loading and unloading every 30 s to 2 min: current 80 / 30 A, the
+    net pressure rising while loaded and falling while unloaded, the discharge temperature lagging 40 s behind."""
+    load, _ = _runs(rng, n, (30, 120), (30, 120))
+    current = 30 + 50 * load + rng.normal(0, 1.0, n)
+    net = np.cumsum(np.where(load > 0, 0.004, -0.004))
+    return {"current_A": current, "pressure_bar": 7.0 + net - _lagged(net, 300) + rng.normal(0, 0.02, n),
+            "discharge_C": _lagged(75 + 10 * load, 40) + rng.normal(0, 0.2, n)}
+
+
+def test_points_that_switch_faster_than_they_settle_keep_the_one_model_when_the_hold_out_comes_near_an_episode(
+        tmp_path: Path) -> None:
+    """Every window of a compressor loading and unloading every 30 s to 2 min is near a switch, and each phase's
+    model (fitted on its steady core) scored the held-out 20 min up to 4 windows in 10 over the threshold: no
+    episode there, but 7 in a new 2 h (84 a day; the one model none). The per-point model is now kept only when
+    the held-out part stays under its opening by the margin the opening keeps over the fitted rows."""
+    report = fit_model([_write(tmp_path / "c.csv", _compressor(np.random.default_rng(1), 4800), 1.0)],
+                       tmp_path / "c.onnx")
+    assert report.recipe.why["points"].startswith("one model: a pca per phase (2) went over the threshold for up to "
+                                                  "4 windows in 10"), report.recipe.why
+    assert report.recipe.points is None and not report.points
+    day = _compressor(np.random.default_rng(101), 7200)
+    assert _episodes(tmp_path / "c.onnx", day, report.recipe.features, 1.0) == []

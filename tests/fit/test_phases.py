@@ -187,3 +187,35 @@ def test_scoring_the_fitted_windows_per_point_never_copies_a_map_per_window() ->
     tracemalloc.stop()
     assert np.isfinite(scores).all() and len(scores) == 200_000
     assert peak < gathered / 2, (peak, gathered)
+
+
+def _flow_pump(rng: np.random.Generator, n: int, fault_from: int | None = None, fault: str = "") -> dict[str, np.ndarray]:
+    """A pump at one row a second, run 10-20 min (flow 50 m3/h, 40 A, 5 bar), stopped 2-4 min (0, 0, 0.2). From
+    ``fault_from``, while running: 'dry' (flow and pressure at their stopped level, the current still running's)
+    or 'faster' (a speed never seen: flow and current 1.5 times, 7.5 bar)."""
+    run, _ = _runs(rng, n, (600, 1200), (120, 240))
+    flow, amps = run * 50 + rng.normal(0, 0.6, n), run * 40 + rng.normal(0, 0.3, n)
+    bar = 0.2 + run * 4.8 + rng.normal(0, 0.05, n)
+    if fault_from is not None:
+        on = (run == 1) & (np.arange(n) >= fault_from)
+        if fault == "dry":
+            flow[on], bar[on] = rng.normal(0, 0.6, on.sum()), 0.2 + rng.normal(0, 0.05, on.sum())
+        else:
+            flow[on], amps[on], bar[on] = flow[on] * 1.5, amps[on] * 1.5, 7.5 + rng.normal(0, 0.05, on.sum())
+    return {"flow": flow, "amps": amps, "bar": bar}
+
+
+def test_a_point_never_seen_and_a_window_that_looks_like_the_other_point_are_flagged_not_scored_as_normal(
+        tmp_path: Path) -> None:
+    """Each window goes to its nearest point; a window from a speed the normal data never held, or from a pump
+    running dry (flow and pressure those of a stop, the current a run's), must still be flagged by that point's
+    own model, not pass as the nearest point's normal. Both open an episode within the opening after onset."""
+    report = fit_model([_write(tmp_path / "p.csv", _flow_pump(np.random.default_rng(9), 4800), 1.0)],
+                       tmp_path / "p.onnx")
+    assert report.recipe.why["points"].startswith("a pca per operating point (2)"), report.recipe.why
+    features = report.recipe.features
+    assert _episodes(tmp_path / "p.onnx", _flow_pump(np.random.default_rng(109), 7200), features, 1.0) == []
+    for fault in ("dry", "faster"):
+        episodes = _episodes(tmp_path / "p.onnx", _flow_pump(np.random.default_rng(109), 7200, 3600, fault),
+                             features, 1.0)
+        assert episodes and 3600 <= episodes[0].start_seq <= 3600 + report.recipe.n, (fault, episodes)

@@ -229,6 +229,7 @@ class HoldoutResult:
     features: dict[str, int] = field(default_factory=dict)  # feature -> episodes it led
     skipped: str = ""  # why there was no hold-out check
     whole: bool = False  # all the normal data was run, not a held-out part (a detector that learns online)
+    most_over: int = 0  # the most windows over the threshold in any n consecutive held-out windows (n: the opening's)
 
     @property
     def per_day(self) -> float | None:
@@ -286,6 +287,7 @@ def holdout_check(data: NormalData, recipe: Recipe, holdout: float = HOLDOUT) ->
     fit = recipe.fit(head.segments)
     episodes = 0
     led: dict[str, int] = {}
+    over = [_over(fit, seg, recipe.window) for seg in tail.segments if len(seg) >= recipe.window]
     with tempfile.TemporaryDirectory(prefix="edgewatch-fit-") as tmp:
         path = write_pca_model(fit, Path(tmp) / "holdout.onnx")
         runtime = load_runtime(path, Overrides(), drift_settings=DriftSettings(every=0))
@@ -300,4 +302,4 @@ def holdout_check(data: NormalData, recipe: Recipe, holdout: float = HOLDOUT) ->
                 _, fe = fit.score_windows(win)
                 top = recipe.features[int(np.argmax(fe[0]))]
                 led[top] = led.get(top, 0) + 1
-    return HoldoutResult(tail.rows, tail.seconds, episodes, led)
+    return HoldoutResult(tail.rows, tail.seconds, episodes, led, most_over=_most_over(over, recipe.n))

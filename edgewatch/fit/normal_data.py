@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,10 +228,19 @@ def _grid_note(table: CsvTable) -> str:
             f"({table.grid_step:g} s), the last value in each step")
 
 
+_TIME_OF_DAY = re.compile(r"\d{1,2}[:.]\d{2}([:.]\d{2}([.,]\d+)?)?(\s*[AaPp][Mm])?")
+
+
 def _unreadable_times(table: CsvTable) -> str:
     lay = table.layout
     column = (f"the columns '{lay.date_column}' and '{lay.time_column}'" if lay.date_column
               else f"the time column '{lay.time_column}'")
+    example = str(table.time_example or "").strip()
+    if not lay.date_column and _TIME_OF_DAY.fullmatch(example):  # a logger's clock without its calendar
+        return (f"{table.path}: the time column '{lay.time_column}' holds a time of day alone (e.g. {example!r}), "
+                "with no date: the rows cannot be put in order across midnight or told apart from another day's. "
+                "Export the date with it (one column '2024-03-09 10:14:33', or a Date column beside the Time "
+                "column), or name another column with --time-column NAME")
     return (f"{table.path}: no time in {column} could be read (e.g. {table.time_example!r}). Times read: "
             "2024-03-09 10:14:33 (T, Z or an offset allowed), 09.03.2024, 13/03/2024 or 03/13/2024 with an "
             "optional AM/PM, 04-Mar-2024, epoch seconds or milliseconds, or a Date and a Time column. Name the "

@@ -97,13 +97,15 @@ def test_fit_with_flags(plant: dict[str, Path]) -> None:
     (lambda d: [d / "missing.csv"], "does not exist"),
     (lambda d: [write_pump_csv(d / "short.csv", pump_rows(40, seed=3))], "too few for"),
     (lambda d: [d / "text.csv"], "no numeric feature column"),
-    (lambda d: [d / "clock.csv"], "no time in the time column 'Time' could be read (e.g. '08:00:00')"),
+    (lambda d: [d / "clock.csv"], "the time column 'Time' holds a time of day alone (e.g. '08:00:00'), with no date"),
+    (lambda d: [d / "ticks.csv"], "no time in the time column 'Time' could be read (e.g. 'tick 0')"),
     (lambda d: [write_pump_csv(d / "a.csv", pump_rows(500, seed=3)),
                 write_pump_csv(d / "b.csv", pump_rows(500, seed=3)[:, :4])], "lacks the numeric columns"),
 ])
 def test_fit_refuses_what_it_cannot_use_with_the_reason(tmp_path: Path, setup, message: str) -> None:  # noqa: ANN001
     (tmp_path / "text.csv").write_text("time,state\n2024-01-01 00:00:00,RUN\n2024-01-01 00:00:01,STOP\n")
     (tmp_path / "clock.csv").write_text("Time,p,q\n" + "".join(f"08:00:{i:02d},1,{i}\n" for i in range(60)))
+    (tmp_path / "ticks.csv").write_text("Time,p,q\n" + "".join(f"tick {i},1,{i}\n" for i in range(60)))
     res = CliRunner().invoke(main, ["fit", *map(str, setup(tmp_path)), "-o", str(tmp_path / "m.onnx")])
     assert res.exit_code == 4, res.output
     assert message in res.output

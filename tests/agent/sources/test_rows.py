@@ -70,6 +70,43 @@ def test_a_sensor_that_stops_is_held_for_three_of_its_intervals_then_stale() -> 
     assert HOLD_INTERVALS == 3.0
 
 
+def _plant(rows: RowAssembler, times: list[float]) -> list[Measurement | BadReason]:
+    """pressure/flow every tick, temperature every fifth (a slow sensor), each timed by its arrival."""
+    out: list[Measurement | BadReason] = []
+    for i, t in enumerate(times):
+        if i % 5 == 0:
+            out += rows.feature("p", "temperature", 20.0, t)
+        out += rows.feature("p", "pressure", 1.0, t + 0.0001)
+        out += rows.feature("p", "flow", 2.0, t + 0.0002)
+    return out
+
+
+def test_a_backlog_delivered_at_once_does_not_shrink_the_interval_a_value_is_held_for() -> None:
+    rows = RowAssembler(["pressure", "flow", "temperature"])
+    _plant(rows, [float(t) for t in range(60)])  # a tick a second, temperature every 5 s
+    # the link is down for an hour; the broker then delivers the hour's 3,600 ticks within 0.4 s
+    burst = _plant(rows, [3660.0 + i * 0.0001 for i in range(3600)])
+    after = _plant(rows, [3661.0 + t for t in range(60)])  # live again
+    assert (len(burst), len(after)) == (3600, 60)  # a row a tick
+    assert BadReason.STALE_FEATURE not in burst + after
+    assert rows.limit("p", 2) == pytest.approx(15.0, rel=0.01)  # 3 of temperature's 5 s
+    # the rule still holds after it: temperature stops, and the row 16 s after its last value is stale
+    got = [r for t in range(3721, 3740) for r in rows.feature("p", "pressure", 1.0, float(t))
+           + rows.feature("p", "flow", 2.0, t + 0.0002)]
+    assert got.index(BadReason.STALE_FEATURE) > 0 and got[-1] is BadReason.STALE_FEATURE
+
+
+def test_a_sensor_that_reports_faster_is_taken_at_its_new_interval() -> None:
+    rows = RowAssembler(["pressure", "flow", "temperature"])
+    _plant(rows, [float(t) for t in range(60)])
+    assert rows.limit("p", 2) == 15.0
+    for t in range(60, 400):  # temperature now comes every second, like the others
+        rows.feature("p", "temperature", 20.0, float(t))
+        rows.feature("p", "pressure", 1.0, t + 0.0001)
+        rows.feature("p", "flow", 2.0, t + 0.0002)
+    assert rows.limit("p", 2) == pytest.approx(3.0, rel=0.01)
+
+
 def test_a_feature_never_seen_is_missing_and_an_unknown_one_counted() -> None:
     rows = RowAssembler(FEATURES)
     _tick(rows, 0.0, "abc")

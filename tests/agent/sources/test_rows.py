@@ -245,6 +245,27 @@ def test_objects_keyed_by_feature_on_stdin_as_the_readme_runs_it(tmp_path: Path)
     assert "bad 2," in run.stderr and "wrong_arity 1" in run.stderr and "no_values 1" in run.stderr
 
 
+def test_an_infinity_as_pythons_json_writes_it_is_non_finite_and_not_held(tmp_path: Path) -> None:
+    """``json.dumps(float("inf"))`` is ``Infinity``, which the decoder used to turn into a NaN: a missing value,
+    so an overrange sensor stood for its last value; ``"inf"`` as text was ``non_finite`` all along."""
+    rows = RowAssembler(FEATURES)
+    _tick(rows, 0.0)
+    for raw in (b"Infinity", b"-Infinity", b'"inf"', b'{"value": Infinity}'):
+        assert rows.reading(raw, "p", "a", 1.0) == [BadReason.NON_FINITE]
+    assert rows.reading(b"NaN", "p", "a", 1.0) == []  # a NaN is "no value": held
+    model = write_model(tmp_path / "m.onnx", make_card(window=3, features=FEATURES))
+    lines = [{"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5, "ts": 100 + i} for i in range(3)]
+    lines += [{"a": math.inf, "b": 0.5, "c": 0.5, "d": 0.5, "ts": 103}, {"a": -math.inf, "b": 0.5, "ts": 104},
+              {"a": math.nan, "b": 0.5, "c": 0.5, "d": 0.5, "ts": 105}]
+    text = "".join(json.dumps(line) + "\n" for line in lines)  # Infinity, -Infinity, NaN: Python's words
+    assert "Infinity" in text
+    run = subprocess.run([str(Path(sys.executable).parent / "edgewatch"), "agent", "run", "--model", str(model),
+                          "--source", "stdin"], input=text, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "messages 6 " in run.stderr and "bad 2," in run.stderr and "non_finite 2" in run.stderr
+    assert "windows scored 2" in run.stderr  # the rows of 100..102 and 105 (a held from 102)
+
+
 def test_objects_keyed_by_feature_on_a_websocket(tmp_path: Path) -> None:
     from websockets.sync.server import serve
 

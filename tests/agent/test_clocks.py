@@ -66,3 +66,60 @@ def test_a_clock_set_back_during_a_fault_never_ends_it_before_it_began(model: Pa
     assert (start["event"], end["event"]) == ("start", "end") and "reason" not in end  # its data ended it
     assert end["episode"]["end_ts"] >= start["episode"]["start_ts"]
     assert end["episode"]["duration_s"] == 0.0  # unknown, not negative
+
+
+@pytest.mark.parametrize("form", ["keyed", "one topic per sensor"])
+def test_one_message_stamped_a_year_ahead_does_not_silence_its_stream(model: Path, form: str, make_broker) -> None:
+    """A device's clock jumps a year ahead and is put right (or one message's time is corrupt). Rows made from
+    values held per feature judged every later value older than that one, out of order: the stream made no row
+    until the wall clock reached the wrong time, a year later. Its time going back that far is a clock set back."""
+    profile = [0.5] * 12 + PROFILE  # a fault after the bad time, which must still be seen
+    stamps = [T0 + 60 * i for i in range(len(profile))]
+    stamps[5] = T0 + 365 * 86400
+    if form == "keyed":
+        lines = [{"a": v, "b": v, "c": v, "d": v, "ts": ts, "stream": "pump"} for ts, v in zip(stamps, profile)]
+        events, err = _run(model, lines)
+    else:
+        events, err = _per_sensor(model, make_broker().start(), stamps, profile)
+    assert "went back" in err
+    assert [e["event"] for e in events] == ["start", "end"], err[-2000:]
+    assert events[0]["ts"] == T0 + 60 * (12 + 6)  # the fault's first row over the threshold
+
+
+def _per_sensor(model: Path, broker, stamps: list[int], profile: list[float]  # noqa: ANN001
+                ) -> tuple[list[dict], str]:
+    """The same on a real mosquitto, one topic per sensor with its own ts, through the agent in this process."""
+    import logging
+    import threading
+
+    from edgewatch.agent.engine import Agent, AgentOptions
+    from edgewatch.agent.model import ScoringModel
+    from edgewatch.agent.sinks import MemorySink
+    from edgewatch.agent.sources import make_source
+    from tests.agent.sources.test_mqtt import Publisher
+    from tests.waiting import wait_until
+
+    sink = MemorySink()
+    agent = Agent(ScoringModel(model), [sink], AgentOptions(drift_every=0, agent_id="clocks"))
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/plant/{{stream}}/{{feature}}", ["a", "b", "c", "d"],
+                      agent_id="clocks")
+    agent.add_source(src)
+    logs: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logs.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("edgewatch.agent.sources").addHandler(handler)
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    pub = Publisher(broker)
+    try:
+        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))
+        for ts, v in zip(stamps, profile):
+            for name in "abcd":
+                pub.send(f"plant/pump/{name}", json.dumps({"value": v, "ts": ts}))
+        assert wait_until(lambda: agent.summary.messages >= len(profile) - 1)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.close()
+        logging.getLogger("edgewatch.agent.sources").removeHandler(handler)
+    return [e for e in sink.events if e["event"] in ("start", "end")], "\n".join(logs)

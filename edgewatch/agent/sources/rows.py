@@ -43,7 +43,9 @@ time, and makes rows out of them by one set of rules:
 * **Time.** A value's time is its ``ts`` when it carries one, else when the
   source received it (a CSV replay without a time column counts rows). A
   row's time is the newest of its fresh values. A value older than the
-  feature's held value arrived out of order: ``stale_feature``, skipped.
+  feature's held value arrived out of order: ``stale_feature``, skipped;
+  one :data:`CLOCK_WARN_AFTER` or more older than the stream's newest is a
+  clock set back: the stream starts again from it (nothing held), logged.
 
 **Names.** A name on the wire (a key, a topic level) stands for the feature
 :class:`~edgewatch.agent.sources.feature_names.FeatureNames` matches it to:
@@ -256,22 +258,27 @@ class Interval:
 
 
 class _StreamState:
-    __slots__ = ("values", "at", "gaps", "fresh", "row_ts", "last_row_at", "row_gaps", "waiting_since",
+    __slots__ = ("values", "at", "newest", "gaps", "fresh", "row_ts", "last_row_at", "row_gaps", "waiting_since",
                  "warned_at", "strangers", "owners", "comma")
 
     def __init__(self, n: int) -> None:
-        self.values: list[float] = [math.nan] * n
-        self.at: list[float] = [-math.inf] * n  # when each value was taken (-inf: never)
-        self.gaps: list[Interval] = [Interval() for _ in range(n)]
-        self.fresh: set[int] = set()  # features reported since the last row (single-feature messages)
-        self.row_ts: float | None = None  # the newest ts among the fresh values
-        self.last_row_at: float | None = None
-        self.row_gaps = Interval()
+        self.restart(n)
         self.waiting_since: float | None = None  # wall-clock time of the first message since the last row
         self.warned_at = -math.inf
         self.strangers: dict[str, None] = {}  # names received that are no feature (ordered, bounded)
         self.owners: dict[int, object] = {}  # feature -> the other spelling feeding it (FeatureNames.claim)
         self.comma = ""  # what a comma in this stream's numbers is, once a value told: "decimal" or "thousands"
+
+    def restart(self, n: int) -> None:
+        """Nothing held: the stream's values and times start again (what the gateway is, its names, stays)."""
+        self.values: list[float] = [math.nan] * n
+        self.at: list[float] = [-math.inf] * n  # when each value was taken (-inf: never)
+        self.newest = -math.inf  # the newest of them
+        self.gaps: list[Interval] = [Interval() for _ in range(n)]
+        self.fresh: set[int] = set()  # features reported since the last row (single-feature messages)
+        self.row_ts: float | None = None  # the newest ts among the fresh values
+        self.last_row_at: float | None = None
+        self.row_gaps = Interval()
 
 
 class RowAssembler:
@@ -290,6 +297,7 @@ class RowAssembler:
         self.index = self.names.exact
         self._warnings: deque[float] = deque(maxlen=NO_ROW_WARNINGS)
         self._clock_warned_at = -math.inf
+        self._back_warned_at = -math.inf
         self._rate_checked: set[int] = set()  # features whose sampling interval was compared with the rows'
         # values come only when they change (OPC UA's monitored items): a long gap is a steady value held
         # exactly, not a sensor sampled slowly, and the slow-sensor line would be false advice
@@ -333,6 +341,31 @@ class RowAssembler:
             self._check_rate(st, j)
         st.values[j] = value
         st.at[j] = at
+        if at > st.newest:
+            st.newest = at
+        return True
+
+    def _went_back(self, stream: str, st: _StreamState, at: float) -> bool:
+        """Start the stream again when its time goes back :data:`CLOCK_WARN_AFTER` or more; True if it did.
+
+        Why: a value older than the one held is out of order, and skipped; but
+        a time that far back is no late message, it is a clock set back (a
+        device's clock corrected after a jump ahead, a local time at the
+        autumn change). Judged against the held values, every later value
+        would be older and skipped, the stream dead until the wall clock
+        caught up with the wrong time: a year for one message stamped a year
+        ahead.
+        """
+        if not at < st.newest - CLOCK_WARN_AFTER:
+            return False
+        back = st.newest - at
+        st.restart(len(self.features))
+        if time.monotonic() - self._back_warned_at >= 600.0:
+            self._back_warned_at = time.monotonic()
+            log.warning("source %s: the time of stream %r went back %.0f s (%.2f h): a clock set back; what it "
+                        "held is dropped and its rows start again from the values that come now (a value less than "
+                        "%.0f s older than the one held is a late message, counted stale_feature; logged at most "
+                        "every 10 minutes)", self.source or "?", stream, back, back / 3600, CLOCK_WARN_AFTER)
         return True
 
     def _complete(self, stream: str, st: _StreamState, at: float, ts: float | None,
@@ -358,13 +391,16 @@ class RowAssembler:
         Present values are kept for later rows even when this one is skipped.
         """
         st = self._state(stream)
+        self._went_back(stream, st, at)
         if not self._take_cells(st, cells, at):
             return self._waits(stream, st, BadReason.STALE_FEATURE)
         return self._waits(stream, st, self._complete(stream, st, at, ts))
 
     def hold(self, stream: str, cells: Sequence[object], at: float) -> None:
         """Keep the present values of a row that is refused for another reason (they may be held later)."""
-        self._take_cells(self._state(stream), cells, at)
+        st = self._state(stream)
+        self._went_back(stream, st, at)
+        self._take_cells(st, cells, at)
 
     def reset(self, stream: str) -> None:
         """Forget what the stream holds (a new session of a source: its next row needs every feature)."""
@@ -566,10 +602,11 @@ class RowAssembler:
                 self._refused(j, value)
             return [v]
         out: list[Measurement | BadReason] = []
-        if j in st.fresh:  # it reports again: the row being assembled is made first
+        if j in st.fresh or (st.fresh and at < st.newest - CLOCK_WARN_AFTER):  # the row being assembled first
             out.append(self._flush(stream, st))
         if v is MISSING:
             return out
+        self._went_back(stream, st, at)
         if not self._take(st, j, v, at):  # type: ignore[arg-type]
             out.append(BadReason.STALE_FEATURE)
             return out

@@ -44,8 +44,8 @@ time, and makes rows out of them by one set of rules:
   source received it (a CSV replay without a time column counts rows). A
   row's time is the newest of its fresh values. A value older than the
   feature's held value arrived out of order: ``stale_feature``, skipped;
-  one :data:`CLOCK_WARN_AFTER` or more older than the stream's newest is a
-  clock set back: the stream starts again from it (nothing held), logged.
+  one :data:`CLOCK_WARN_AFTER` or more older than it is a clock set back:
+  the stream starts again from it (nothing held), logged.
 
 **Names.** A name on the wire (a key, a topic level) stands for the feature
 :class:`~edgewatch.agent.sources.feature_names.FeatureNames` matches it to:
@@ -353,20 +353,21 @@ class RowAssembler:
             st.newest = at
         return True
 
-    def _went_back(self, stream: str, st: _StreamState, at: float) -> bool:
-        """Start the stream again when its time goes back :data:`CLOCK_WARN_AFTER` or more; True if it did.
+    def _went_back(self, stream: str, st: _StreamState, at: float, features: Sequence[int]) -> None:
+        """Start the stream again when ``at`` is :data:`CLOCK_WARN_AFTER` or more before a held value of ``features``.
 
-        Why: a value older than the one held is out of order, and skipped; but
-        a time that far back is no late message, it is a clock set back (a
-        device's clock corrected after a jump ahead, a local time at the
-        autumn change). Judged against the held values, every later value
-        would be older and skipped, the stream dead until the wall clock
-        caught up with the wrong time: a year for one message stamped a year
-        ahead.
+        Why: a value older than its feature's held one is out of order, and
+        skipped; but a time that far back is no late message, it is a clock
+        set back (a device's clock put right after a jump ahead). Judged
+        against the held values, every later value would be older and
+        skipped, the stream dead until the wall clock caught up with the wrong
+        time: a year for one message stamped a year ahead. Judged per feature,
+        not against the stream's newest value: a tag republished with the time
+        it last changed (a bridge from OPC UA) keeps its own order.
         """
-        if not at < st.newest - CLOCK_WARN_AFTER:
-            return False
-        back = st.newest - at
+        back = max((st.at[j] - at for j in features), default=0.0)
+        if back < CLOCK_WARN_AFTER:
+            return
         st.restart(len(self.features))
         if time.monotonic() - self._back_warned_at >= 600.0:
             self._back_warned_at = time.monotonic()
@@ -374,7 +375,6 @@ class RowAssembler:
                         "held is dropped and its rows start again from the values that come now (a value less than "
                         "%.0f s older than the one held is a late message, counted stale_feature; logged at most "
                         "every 10 minutes)", self.source or "?", stream, back, back / 3600, CLOCK_WARN_AFTER)
-        return True
 
     def _complete(self, stream: str, st: _StreamState, at: float, ts: float | None,
                   fresh: set[int] | None = None) -> Measurement | BadReason:
@@ -399,7 +399,8 @@ class RowAssembler:
         Present values are kept for later rows even when this one is skipped.
         """
         st = self._state(stream)
-        self._went_back(stream, st, at)
+        if at < st.newest - CLOCK_WARN_AFTER:  # else no held value can be that much newer: one comparison a row
+            self._went_back(stream, st, at, [j for j, v in enumerate(cells) if v is not MISSING])
         if not self._take_cells(st, cells, at):
             return self._waits(stream, st, BadReason.STALE_FEATURE)
         return self._waits(stream, st, self._complete(stream, st, at, ts))
@@ -407,7 +408,8 @@ class RowAssembler:
     def hold(self, stream: str, cells: Sequence[object], at: float) -> None:
         """Keep the present values of a row that is refused for another reason (they may be held later)."""
         st = self._state(stream)
-        self._went_back(stream, st, at)
+        if at < st.newest - CLOCK_WARN_AFTER:
+            self._went_back(stream, st, at, [j for j, v in enumerate(cells) if v is not MISSING])
         self._take_cells(st, cells, at)
 
     def reset(self, stream: str) -> None:
@@ -610,11 +612,13 @@ class RowAssembler:
                 self._refused(j, value)
             return [v]
         out: list[Measurement | BadReason] = []
-        if j in st.fresh or (st.fresh and at < st.newest - CLOCK_WARN_AFTER):  # the row being assembled first
+        back = at < st.at[j] - CLOCK_WARN_AFTER  # a clock set back (_went_back)
+        if j in st.fresh or (back and st.fresh):  # the row being assembled is made first
             out.append(self._flush(stream, st))
         if v is MISSING:
             return out
-        self._went_back(stream, st, at)
+        if back:
+            self._went_back(stream, st, at, (j,))
         if not self._take(st, j, v, at):  # type: ignore[arg-type]
             out.append(BadReason.STALE_FEATURE)
             return out

@@ -107,6 +107,21 @@ def test_a_sensor_that_reports_faster_is_taken_at_its_new_interval() -> None:
     assert rows.limit("p", 2) == pytest.approx(3.0, rel=0.01)
 
 
+def test_a_tag_republished_with_the_time_it_last_changed_keeps_its_order() -> None:
+    """A bridge from OPC UA sends a steady tag again and again with the time it last changed (hours ago). That is
+    no clock set back (its own times never go back): with the documented max_age it is held, rows are made."""
+    rows = RowAssembler(["flow", "pressure", "valve"], max_age=parse_max_age("24h"))
+    t0 = 1_700_000_000.0
+    got = []
+    for i in range(20):
+        got += rows.feature("p", "valve", 1.0, t0 - 7200, t0 - 7200)
+        got += rows.feature("p", "flow", 0.5 + i, t0 + i, t0 + i)
+        if i % 2 == 0:  # held in between
+            got += rows.feature("p", "pressure", 2.0, t0 + i, t0 + i)
+    assert all(type(g) is Measurement for g in got), got
+    assert [g.values[0] for g in got] == [0.5 + i for i in range(19)]  # the last row waits for a repeat
+
+
 def test_a_feature_never_seen_is_missing_and_an_unknown_one_counted() -> None:
     rows = RowAssembler(FEATURES)
     _tick(rows, 0.0, "abc")

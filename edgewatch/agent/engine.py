@@ -325,6 +325,8 @@ class Agent:
             self.table.release(slot)
             self.metrics.stream_series.forget(slot)
         if idle:
+            if self.learner is not None:
+                self.learner.forget(names)
             for forget in self.subscribers.on_forget:
                 forget(names)
             held = len(self.table)

@@ -93,7 +93,7 @@ def assemble(config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> Assembly:
         context = SinkContext(agent_id=options.agent_id, spool_dir=config.sinks.spool_dir,
                               spool_max_bytes=int(config.sinks.spool_max_mb * 2**20),
                               spool_memory_bytes=int(config.sinks.spool_memory_mb * 2**20), metrics=metrics,
-                              mqtt_options=broker_options(config.mqtt), connections=connections)
+                              mqtt_options=broker_options(config.mqtt), connections=connections, connect=False)
         learner = _learner(config, runtime, options)
         sinks = _sinks(config.sinks.urls, context)
         agent = Agent(runtime, [*extra_sinks, *sinks], options, metrics, learner=learner)
@@ -119,8 +119,10 @@ def assemble(config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> Assembly:
 
             closers.append(ModelFileWatcher(agent, agent.model.path, gate,
                                             interval=config.model.watch_interval).start().close)
-        _fleet(assembly, gate, context, [s for spec, s in zip(config.sinks.urls, sinks)
-                                         if scheme_of(url_of(spec)) in MQTT_SCHEMES])
+        mqtt_sinks = [s for spec, s in zip(config.sinks.urls, sinks) if scheme_of(url_of(spec)) in MQTT_SCHEMES]
+        _fleet(assembly, gate, context, mqtt_sinks)
+        for sink in mqtt_sinks:  # now that the fleet member has set the status they publish on connect
+            sink.connection.start()  # type: ignore[attr-defined]
         if config.ui.address:
             server = serve_page(agent, config.ui.address, config.ui.max_clients)
             assembly.urls["live page"] = server.url

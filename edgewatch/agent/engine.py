@@ -325,6 +325,8 @@ class Agent:
             self.table.release(slot)
             self.metrics.stream_series.forget(slot)
         if idle:
+            if self.learner is not None:
+                self.learner.forget(names)
             for forget in self.subscribers.on_forget:
                 forget(names)
             held = len(self.table)
@@ -643,12 +645,11 @@ class Agent:
         Why that time and not the wall clock: the episode's start is a
         message's time too, and a replay of last year's data would otherwise
         get a duration of a year; the wall time goes in ``closed_at``. Never
-        before the episode's start (a stream whose clock went backwards).
+        before the episode's start (the tracker's rule: a clock that went backwards).
         """
-        ep = rt.tracker.open_episode(slot)
-        if ep is None:
+        if rt.tracker.open_episode(slot) is None:
             return
-        tr = rt.tracker.close(slot, max(self.table.last_ts[slot], ep.start_ts), self.table.seq[slot])
+        tr = rt.tracker.close(slot, self.table.last_ts[slot], self.table.seq[slot])
         if tr:
             self._emit(self._alert(tr, reason=reason, runtime=rt))
 

@@ -6,7 +6,9 @@ threshold, and *ends* after ``m`` scored windows in a row under it (a
 hysteresis: ``m`` defaults to ``n``, which is "none of the last ``n`` are
 over", the rule of cards that carry no ``m``). Both transitions are
 reported; everything in between only updates the episode's peak and the
-last window over the threshold.
+last window over the threshold. An episode never ends before it started:
+a device whose clock is set back during it (a day, or to 1970 when its
+clock battery dies) gets an end at its start, not a negative duration.
 
 Why a separate ``m``: a fault's score rarely stays over the threshold for
 its whole length; on SKAB a 1-of-1 rule turned one 394-s valve fault into
@@ -118,7 +120,7 @@ class EpisodeTracker:
             if score > ep.peak_score:
                 ep.peak_score, ep.peak_seq = score, seq
         elif tr.quiet >= self.m:
-            ep.end_ts, ep.end_seq = ts, seq
+            ep.end_ts, ep.end_seq = max(ts, ep.start_ts), seq
             tr.episode = None
             tr.history = 0  # the closed episode's windows do not count towards the next one
             return Transition("end", slot, ep)
@@ -193,7 +195,7 @@ class EpisodeTracker:
         if tr is None or tr.episode is None:
             return None
         ep = tr.episode
-        ep.end_ts, ep.end_seq = ts, seq
+        ep.end_ts, ep.end_seq = max(ts, ep.start_ts), seq
         tr.episode = None
         tr.history = 0
         tr.quiet = 0

@@ -147,6 +147,18 @@ class StreamLearner:
                  fit.components, fit.threshold, self.dir / name)
         return self.runtime(stream)
 
+    def forget(self, streams: list[str]) -> None:
+        """Streams the agent dropped (idle past ``--stream-ttl``): their runtimes and learning rows leave memory.
+
+        Why: a loaded runtime is an ONNX Runtime session, ~215 KiB each here; kept for every stream that ever
+        learned, 1,800 streams come and gone held 490 MiB with none left (measured). The model file stays: a
+        stream that comes back loads it again (:meth:`runtime`); one still learning starts its rows again, as
+        its window does.
+        """
+        for stream in streams:
+            self.runtimes.pop(stream, None)
+            self.buffers.pop(stream, None)
+
     def save(self) -> None:
         """Write the buffers of streams still learning and the index (at shutdown)."""
         with replacing(self.dir / BUFFERS, suffix=".npz") as tmp:

@@ -184,6 +184,38 @@ def test_mqtt_sink_with_the_default_agent_id_and_spool(model: Path, tmp_path: Pa
     assert (tmp_path / "spool").is_dir()
 
 
+@pytest.mark.parametrize("sources", [["stdin"], ["stdin", "opcua"]])
+def test_the_first_retained_status_is_the_fleet_members_full_one(model: Path, tmp_path: Path, broker, collector,
+                                                                  sources: list[str]) -> None:
+    """With an MQTT sink the agent is a fleet member: no status of another form comes first.
+
+    Before, the sink's connection published a minimal status (state and time) as soon as it connected, and
+    the fleet member's full one (model, rates, spool) replaced it when the assembly reached it: an operator
+    reading the retained status then, or a tool taking the first one, saw an agent without a model. An OPC
+    UA source (its library is imported while the agent is built, 0.6 s here) made that every time.
+    """
+    urls = [f"opcua://127.0.0.1:{free_port()}/Objects/2:Pump" if s == "opcua" else s for s in sources]
+    prefix = f"plant2-{len(sources)}"  # its own: the other case's retained status must not come first here
+    sub = collector(broker, f"{prefix}/+/status", client_id="c-first-status", persistent=False)
+    # an OPC UA source without its server never ends: the agent stops after stdin's one message
+    stop = ["--max-messages", "1"] if "opcua" in sources else []
+    proc = _agent(model, *[a for url in urls for a in ("--source", url)], *stop,
+                  "--sink", f"mqtt://{broker.host}:{broker.port}/{prefix}", cwd=tmp_path)
+    try:
+        assert sub.wait_for(lambda c: c.on("/status"), 30)
+        proc.stdin.write(_row([0.5] * 4, "pump"))
+        proc.stdin.close()
+        assert proc.wait(60) == 0, proc.stderr.read().decode()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert sub.wait_for(lambda c: any(json.loads(p)["state"] == "offline" for p in c.on("/status")))
+    statuses = [json.loads(p) for p in sub.on("/status")]
+    assert statuses[0]["state"] == "online"
+    assert all("model" in s and "interval_s" in s for s in statuses), statuses
+
+
 def test_watch_model_without_trust_keys_or_metrics(model: Path, tmp_path: Path) -> None:
     live = tmp_path / "live.onnx"
     live.write_bytes(model.read_bytes())

@@ -62,3 +62,36 @@ def test_agent_learns_each_stream_and_keeps_it_across_a_restart(tmp_path: Path) 
     run(data, tmp_path / "s1", tmp_path / "again.jsonl")  # restart with a learned model: scores from the start
     assert sorted((tmp_path / "s1").glob("*.onnx")) == learned
     assert _episodes(tmp_path / "again.jsonl", len(body)).tolist() == flags.tolist()
+
+
+def test_streams_that_come_and_go_do_not_keep_their_learned_models_in_memory(tmp_path: Path) -> None:
+    """--learn with --stream-ttl: 1,800 streams that learned and went idle held 490 MiB with none left, one ONNX
+    Runtime session each (215 KiB here). A dropped stream's model now leaves memory and stays on disk; the
+    stream, when it comes back, is scored with that same model again."""
+    import time
+
+    from edgewatch.agent.engine import Agent, AgentOptions
+    from edgewatch.agent.learn import StreamLearner
+    from edgewatch.agent.model import ScoringModel
+    from edgewatch.agent.sinks import MemorySink
+    from edgewatch.agent.sources import Item, Kind
+    from tests.modelkit import make_card, write_model
+
+    model = ScoringModel(write_model(tmp_path / "t.onnx", make_card(window=4, threshold=0.5)))
+    options = AgentOptions(drift_every=0, stream_ttl=60.0)
+    learner = StreamLearner(tmp_path / "state", model.card, rows=20, overrides=options.overrides())
+    agent = Agent(model, [MemorySink()], options, learner=learner)
+    rng = np.random.default_rng(3)
+
+    def rows(streams: range, n: int) -> list[Item]:
+        return [Item(Kind.RAW, "stdin", json.dumps({"values": rng.normal(0.5, 0.1, 4).tolist(), "stream": f"d{s}"}),
+                     0.0) for _ in range(n) for s in streams]
+
+    agent.process(rows(range(40), 25) + rows(range(40, 50), 10))  # 40 learn and score; 10 are still learning
+    assert len(learner.models) == 40 and agent.summary.windows == 40 * (25 - 20)
+    assert agent.evict_idle(now=time.monotonic() + 3600) == 50
+    assert learner.runtimes == {} and learner.buffers == {}  # what 50 streams gone held: nothing
+    files = sorted(p.name for p in (tmp_path / "state").glob("*.onnx"))
+    agent.process(rows(range(1), 6))  # d0 comes back: a fresh window, then its own model from its file
+    assert agent.summary.windows == 40 * 5 + (6 - 4 + 1)
+    assert sorted(p.name for p in (tmp_path / "state").glob("*.onnx")) == files and list(learner.runtimes) == ["d0"]

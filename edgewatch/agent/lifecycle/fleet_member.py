@@ -70,7 +70,8 @@ class FleetMember:
         self.command_topic = connection.subscribe(topics.command, self._on_command)
         self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
         self._thread.start()
-        status.publish("online")
+        if connection.connected:  # else its connect publishes this status (queued now, it would land after that)
+            status.publish("online")
 
     # -- the agent's events (its loop thread): keep it cheap --------------------------
 

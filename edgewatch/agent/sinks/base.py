@@ -40,6 +40,9 @@ class SinkContext:
     metrics: Any = None  # AgentMetrics
     mqtt_options: dict[str, Any] = field(default_factory=dict)  # --mqtt-* flags (login, TLS)
     connections: Any = None  # edgewatch.mqtt.connection.Connections, shared with MQTT sources and the fleet
+    # False: an MQTT sink leaves its connection unstarted; the assembly starts it once the fleet member has set
+    # the status it shares, so the broker's first retained status is the full one, not a minimal one
+    connect: bool = True
 
 
 @dataclass(frozen=True)

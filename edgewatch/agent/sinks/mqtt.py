@@ -76,7 +76,8 @@ class MqttSink:
 
     def __init__(self, options: MqttOptions, spool_dir: str | os.PathLike[str], connection: BrokerConnection,
                  spool_max_bytes: int = DEFAULT_MAX_BYTES, metrics: Any = None,
-                 connections: Connections | None = None, spool_memory_bytes: int = DEFAULT_MEMORY_BYTES) -> None:
+                 connections: Connections | None = None, spool_memory_bytes: int = DEFAULT_MEMORY_BYTES,
+                 connect: bool = True) -> None:
         self.options = o = options
         self.connection = connection
         self._connections = connections  # who to release the connection to (None: this sink owns it)
@@ -102,7 +103,8 @@ class MqttSink:
         connection.on_connect(self._on_connect)
         connection.on_disconnect(self._on_disconnect)
         connection.on_publish(self._on_publish)
-        connection.start()
+        if connect:  # else whoever wires the connection's other users starts it (SinkContext.connect)
+            connection.start()
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
         self._sender.start()
 
@@ -110,7 +112,7 @@ class MqttSink:
     def from_url(cls, url: str, agent_id: str, spool_dir: str | os.PathLike[str] | None = None,
                  spool_max_bytes: int = DEFAULT_MAX_BYTES, metrics: Any = None,
                  connections: Connections | None = None, spool_memory_bytes: int = DEFAULT_MEMORY_BYTES,
-                 **options: Any) -> MqttSink:
+                 connect: bool = True, **options: Any) -> MqttSink:
         """``mqtt://[user:pass@]host[:port]/prefix`` (``mqtts://`` turns TLS on, port 8883).
 
         ``options`` are broker options (login, TLS, see :class:`BrokerOptions`) and
@@ -129,7 +131,7 @@ class MqttSink:
             spool_dir = Path("spool")
         return cls(opts, Path(spool_dir) / _safe(f"{broker.host}_{broker.port}_{opts.prefix}"), connection,
                    spool_max_bytes=spool_max_bytes, metrics=metrics, connections=connections,
-                   spool_memory_bytes=spool_memory_bytes)
+                   spool_memory_bytes=spool_memory_bytes, connect=connect)
 
     @property
     def last_error(self) -> str | None:
@@ -324,4 +326,4 @@ def _build(spec: SinkSpec, context: SinkContext) -> MqttSink:
     return MqttSink.from_url(spec.url, agent_id=context.agent_id, spool_dir=context.spool_dir,
                              spool_max_bytes=context.spool_max_bytes, metrics=context.metrics,
                              connections=context.connections, spool_memory_bytes=context.spool_memory_bytes,
-                             **options)
+                             connect=context.connect, **options)

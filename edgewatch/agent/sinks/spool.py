@@ -289,7 +289,7 @@ class Spool:
             self.dropped += lost
             self._acked = max(self._acked, next_first - 1)
             log.error("spool %s is full (%d bytes): dropped the oldest %d undelivered record(s) "
-                      "(%d so far); raise --spool-max-bytes or fix the broker connection",
+                      "(%d so far); raise --spool-max-mb or fix the broker connection",
                       self.dir, self.max_bytes, lost, self.dropped)
 
     def pending(self, after: int = 0, limit: int | None = None) -> list[tuple[int, bytes]]:

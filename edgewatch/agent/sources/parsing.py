@@ -3,7 +3,9 @@
 Accepted forms: a JSON array of numbers (``[0.1, 0.2, 0.3, 0.4]``) or an
 object ``{"values": [...], "ts": <epoch seconds or ISO time>, "stream": "id"}``
 (``ts`` and ``stream`` optional; ``v``/``value`` accepted for ``values``,
-``t``/``time``/``timestamp`` for ``ts``). Two more forms are decoded here
+``t``/``time``/``timestamp`` for ``ts``; a number time is epoch seconds, or
+milliseconds, microseconds or nanoseconds by its size, as ``fit`` reads a
+file's). Two more forms are decoded here
 and made into rows by :mod:`edgewatch.agent.sources.rows`: an object keyed
 by the model's feature names (:func:`parse_object`), and one feature's
 reading on a topic of its own (:func:`parse_reading`). Anything else is
@@ -18,6 +20,8 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from edgewatch.wire.csv_times import EPOCH_UNITS
 
 DEFAULT_MAX_BYTES = 64 * 1024
 # timestamps a measurement may carry: 1900-01-01 to 2200-01-01 UTC (anything else is a broken clock or an
@@ -73,8 +77,9 @@ _MAX_STREAM_ID = 200
 
 
 def _nan_const(name: str) -> float:
-    # json accepts NaN/Infinity literals; turn them into a value we then refuse
-    return float("nan")
+    # Python's json writes NaN, Infinity and -Infinity: a NaN is "no value" (held), an infinity non_finite, as the
+    # same words as text are (an overrange a gateway wrote as Infinity was held as the sensor's last value before)
+    return float(name)
 
 
 # one decoder for every message: json.loads(..., parse_constant=...) builds a new one per call
@@ -213,9 +218,23 @@ def _first(obj: dict, keys: tuple[str, ...]) -> object:
 
 
 def _timestamp(value: object) -> float | None:
-    """Epoch seconds of a message's time, or None when it is not a sane time (see :func:`sane_timestamp`)."""
+    """Epoch seconds of a message's time, or None when it is not a sane time (see :func:`sane_timestamp`).
+
+    An epoch number sent as text (``"1700000000"``, as gateways that write every field as a string do) is
+    read as the number, after ISO 8601 (which ``"20240501"`` is).
+    """
     if isinstance(value, bool):
         return None
+    if isinstance(value, str):
+        try:
+            f = iso_to_epoch(value)
+        except (ValueError, OverflowError):
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+        else:
+            return f if sane_timestamp(f) else None
     if isinstance(value, (int, float)):
         try:
             f = float(value)
@@ -223,15 +242,13 @@ def _timestamp(value: object) -> float | None:
             return None
         if not math.isfinite(f):
             return None
-        f = f / 1000.0 if f > 1e11 else f  # milliseconds since the epoch
-    elif isinstance(value, str):
-        try:
-            f = iso_to_epoch(value)
-        except (ValueError, OverflowError):
-            return None
-    else:
-        return None
-    return f if sane_timestamp(f) else None
+        size = abs(f)
+        for above, per_second in EPOCH_UNITS:  # ms (Node-RED), us and ns (Telegraf, InfluxDB) since the epoch
+            if size > above:
+                f /= per_second
+                break
+        return f if sane_timestamp(f) else None
+    return None
 
 
 def iso_to_epoch(text: str) -> float:

@@ -135,6 +135,7 @@ class ReplaySource(Source):
                 return
             if not self.loop or self.stopping:
                 return
+            self.rows.reset(self.name)  # the next pass's times start again: nothing of this one is held or newer
 
     def _send_file(self, period: float, index: list[int]) -> bool:
         """The file's rows as they come; False when stopping."""

@@ -228,6 +228,7 @@ class SparkplugDecoder:
                 ) -> Measurement | BadReason | None:
         update: list[tuple[int, float, str | None]] = []  # feature, value, the name it came by
         bad: list[int] = []  # features whose Quality says Bad: their held value is no longer the sensor's
+        refused: BadReason | None = None  # a metric without a number: counted, the message's others still taken
         latest_ms = None
         named = False
         for m in metrics:
@@ -249,10 +250,12 @@ class SparkplugDecoder:
                 continue
             v = m.value
             if m.is_null or v is None or m.datatype in TEXT_TYPES or isinstance(v, (str, bytes)):
-                return BadReason.NOT_NUMBER
+                refused = refused or BadReason.NOT_NUMBER
+                continue
             f = float(v)  # type: ignore[arg-type]
             if not math.isfinite(f):
-                return BadReason.NON_FINITE
+                refused = refused or BadReason.NON_FINITE
+                continue
             update.append((j, f, m.name))
             if m.timestamp is not None:
                 latest_ms = m.timestamp if latest_ms is None else max(latest_ms, m.timestamp)
@@ -262,7 +265,7 @@ class SparkplugDecoder:
         for j in bad:
             session.last[j] = None
         if not update:
-            return BadReason.BAD_STATUS if bad else None
+            return refused or (BadReason.BAD_STATUS if bad else None)
         if stream not in self._sessions:
             refused = self._hold(stream, session)
             if refused is not None:
@@ -270,6 +273,8 @@ class SparkplugDecoder:
         last = session.last
         for j, f, _ in update:
             last[j] = f
+        if refused is not None:  # report by exception: a value dropped here would stand until it changes again
+            return refused
         if bad:
             return BadReason.BAD_STATUS
         if any(v is None for v in last):

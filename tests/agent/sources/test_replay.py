@@ -4,6 +4,8 @@ column sniffed (wire/csv_table.py), the model's features taken by name; an error
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -313,3 +315,16 @@ def test_a_value_beside_its_quality_is_replayed_as_its_tag(tmp_path: Path) -> No
     agent.add_source(make_source(f"replay:{csv}", features))
     summary = agent.run(duration=30)
     assert summary.messages == 20 and summary.bad == {} and summary.windows == 18 and not sink.events
+
+
+def test_a_looping_replay_with_a_time_column_scores_every_pass(tmp_path: Path) -> None:
+    """``?loop=1`` plays the file again from its first time: the second pass's values are older than the first's,
+    and were all counted stale_feature (out of order), so a looped replay scored its first pass only."""
+    csv = tmp_path / "loop.csv"
+    csv.write_text("timestamp,a,b,c,d\n" + "".join(f"{1_700_000_000 + i},0.5,0.5,0.5,0.5\n" for i in range(20)))
+    model = write_model(tmp_path / "m.onnx", make_card(window=4, features=["a", "b", "c", "d"]))
+    run = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
+                          "--source", f"replay:{csv}?loop=1", "--max-messages", "100"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "messages 100 " in run.stderr and "bad 0," in run.stderr and "windows scored 97" in run.stderr

@@ -70,6 +70,58 @@ def test_a_sensor_that_stops_is_held_for_three_of_its_intervals_then_stale() -> 
     assert HOLD_INTERVALS == 3.0
 
 
+def _plant(rows: RowAssembler, times: list[float]) -> list[Measurement | BadReason]:
+    """pressure/flow every tick, temperature every fifth (a slow sensor), each timed by its arrival."""
+    out: list[Measurement | BadReason] = []
+    for i, t in enumerate(times):
+        if i % 5 == 0:
+            out += rows.feature("p", "temperature", 20.0, t)
+        out += rows.feature("p", "pressure", 1.0, t + 0.0001)
+        out += rows.feature("p", "flow", 2.0, t + 0.0002)
+    return out
+
+
+def test_a_backlog_delivered_at_once_does_not_shrink_the_interval_a_value_is_held_for() -> None:
+    rows = RowAssembler(["pressure", "flow", "temperature"])
+    _plant(rows, [float(t) for t in range(60)])  # a tick a second, temperature every 5 s
+    # the link is down for an hour; the broker then delivers the hour's 3,600 ticks within 0.4 s
+    burst = _plant(rows, [3660.0 + i * 0.0001 for i in range(3600)])
+    after = _plant(rows, [3661.0 + t for t in range(60)])  # live again
+    assert (len(burst), len(after)) == (3600, 60)  # a row a tick
+    assert BadReason.STALE_FEATURE not in burst + after
+    assert rows.limit("p", 2) == pytest.approx(15.0, rel=0.01)  # 3 of temperature's 5 s
+    # the rule still holds after it: temperature stops, and the row 16 s after its last value is stale
+    got = [r for t in range(3721, 3740) for r in rows.feature("p", "pressure", 1.0, float(t))
+           + rows.feature("p", "flow", 2.0, t + 0.0002)]
+    assert got.index(BadReason.STALE_FEATURE) > 0 and got[-1] is BadReason.STALE_FEATURE
+
+
+def test_a_sensor_that_reports_faster_is_taken_at_its_new_interval() -> None:
+    rows = RowAssembler(["pressure", "flow", "temperature"])
+    _plant(rows, [float(t) for t in range(60)])
+    assert rows.limit("p", 2) == 15.0
+    for t in range(60, 400):  # temperature now comes every second, like the others
+        rows.feature("p", "temperature", 20.0, float(t))
+        rows.feature("p", "pressure", 1.0, t + 0.0001)
+        rows.feature("p", "flow", 2.0, t + 0.0002)
+    assert rows.limit("p", 2) == pytest.approx(3.0, rel=0.01)
+
+
+def test_a_tag_republished_with_the_time_it_last_changed_keeps_its_order() -> None:
+    """A bridge from OPC UA sends a steady tag again and again with the time it last changed (hours ago). That is
+    no clock set back (its own times never go back): with the documented max_age it is held, rows are made."""
+    rows = RowAssembler(["flow", "pressure", "valve"], max_age=parse_max_age("24h"))
+    t0 = 1_700_000_000.0
+    got = []
+    for i in range(20):
+        got += rows.feature("p", "valve", 1.0, t0 - 7200, t0 - 7200)
+        got += rows.feature("p", "flow", 0.5 + i, t0 + i, t0 + i)
+        if i % 2 == 0:  # held in between
+            got += rows.feature("p", "pressure", 2.0, t0 + i, t0 + i)
+    assert all(type(g) is Measurement for g in got), got
+    assert [g.values[0] for g in got] == [0.5 + i for i in range(19)]  # the last row waits for a repeat
+
+
 def test_a_feature_never_seen_is_missing_and_an_unknown_one_counted() -> None:
     rows = RowAssembler(FEATURES)
     _tick(rows, 0.0, "abc")
@@ -206,6 +258,27 @@ def test_objects_keyed_by_feature_on_stdin_as_the_readme_runs_it(tmp_path: Path)
     events = [json.loads(line) for line in run.stdout.splitlines()]
     assert [e["event"] for e in events] == ["start", "end"] and events[0]["ts"] == 105
     assert "bad 2," in run.stderr and "wrong_arity 1" in run.stderr and "no_values 1" in run.stderr
+
+
+def test_an_infinity_as_pythons_json_writes_it_is_non_finite_and_not_held(tmp_path: Path) -> None:
+    """``json.dumps(float("inf"))`` is ``Infinity``, which the decoder used to turn into a NaN: a missing value,
+    so an overrange sensor stood for its last value; ``"inf"`` as text was ``non_finite`` all along."""
+    rows = RowAssembler(FEATURES)
+    _tick(rows, 0.0)
+    for raw in (b"Infinity", b"-Infinity", b'"inf"', b'{"value": Infinity}'):
+        assert rows.reading(raw, "p", "a", 1.0) == [BadReason.NON_FINITE]
+    assert rows.reading(b"NaN", "p", "a", 1.0) == []  # a NaN is "no value": held
+    model = write_model(tmp_path / "m.onnx", make_card(window=3, features=FEATURES))
+    lines = [{"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5, "ts": 100 + i} for i in range(3)]
+    lines += [{"a": math.inf, "b": 0.5, "c": 0.5, "d": 0.5, "ts": 103}, {"a": -math.inf, "b": 0.5, "ts": 104},
+              {"a": math.nan, "b": 0.5, "c": 0.5, "d": 0.5, "ts": 105}]
+    text = "".join(json.dumps(line) + "\n" for line in lines)  # Infinity, -Infinity, NaN: Python's words
+    assert "Infinity" in text
+    run = subprocess.run([str(Path(sys.executable).parent / "edgewatch"), "agent", "run", "--model", str(model),
+                          "--source", "stdin"], input=text, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "messages 6 " in run.stderr and "bad 2," in run.stderr and "non_finite 2" in run.stderr
+    assert "windows scored 2" in run.stderr  # the rows of 100..102 and 105 (a held from 102)
 
 
 def test_objects_keyed_by_feature_on_a_websocket(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,6 +77,21 @@ def test_a_metric_whose_quality_says_bad_is_no_longer_held() -> None:
         is BadReason.WRONG_ARITY
     back = _one(d.decode("spBv1.0/p/DDATA/gw/pump", encode_payload([encode_metric(None, 0.7, alias=4)])))
     assert back.values == [0.9, 0.8, 0.5, 0.7]
+
+
+@pytest.mark.parametrize("without", [None, "text", math.nan, math.inf])
+def test_a_metric_without_a_number_does_not_cost_the_messages_others(without: object) -> None:
+    """Report by exception: a DDATA carries what changed. When one of its metrics had no number (null, text, NaN),
+    the whole message was refused, and the others' new values were never taken: the model went on reading a
+    temperature of 20 after the device had reported 80, until the temperature changed again."""
+    d = SparkplugDecoder(FEATURES)
+    birth = encode_payload([encode_metric(f, 0.5, alias=i + 1) for i, f in enumerate(FEATURES)])
+    assert _one(d.decode("spBv1.0/p/DBIRTH/gw/pump", birth)).values == [0.5] * 4
+    mixed = encode_payload([encode_metric(None, 0.8, alias=1), encode_metric(None, without, alias=3)])
+    reason = BadReason.NON_FINITE if isinstance(without, float) else BadReason.NOT_NUMBER
+    assert _one(d.decode("spBv1.0/p/DDATA/gw/pump", mixed)) is reason  # counted
+    later = _one(d.decode("spBv1.0/p/DDATA/gw/pump", encode_payload([encode_metric(None, 0.6, alias=2)])))
+    assert later.values == [0.8, 0.6, 0.5, 0.5]  # the first metric's 0.8 was taken; the third holds its last
 
 
 def test_death_ends_the_session_and_a_rebirth_resets_the_stream() -> None:

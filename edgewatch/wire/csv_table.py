@@ -61,7 +61,6 @@ NumPy and the standard library only: the agent may import this module.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import math
 import re
@@ -74,9 +73,9 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_files import described, open_bytes, open_text
-from edgewatch.wire.csv_times import (TIME_OF_DAY, DateOrder, LocalClock, has_half_day, is_excel_days, is_naive,
-                                      needs_date_order, parse_time, parse_times, sniff_date_order)
+from edgewatch.wire.csv_files import ENCODING, described, open_text, sniff_encoding
+from edgewatch.wire.csv_times import (DOTTED_CLOCK, DateOrder, LocalClock, TIME_OF_DAY, has_half_day, is_excel_days,
+                                      is_naive, needs_date_order, parse_time, parse_times, sniff_date_order)
 
 SEPARATORS = (",", ";", "\t", "|")
 TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date")  # compared without case, spaces or underscores
@@ -97,7 +96,6 @@ SAMPLE_LINES = 64
 HEAD_LINES = 16  # lines above the header (an export's title, a "sep=;" line) looked through
 MAX_UNIT_ROWS = 3  # rows of units or descriptions under the header
 DISTINCT_TEXTS = 50  # distinct text cells kept per column (a tag name column of a long export, a state column)
-ENCODING = "utf-8-sig"  # a byte-order mark (Excel's "CSV UTF-8") is dropped
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
 _DECIMAL_DOT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
 _GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,234.5: thousands ',' decimal '.'
@@ -105,9 +103,7 @@ _GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,2
             "'": re.compile(r"^[+-]?[1-9]\d{0,2}(?:'\d{3})+(?:\.\d+)?$")}  # 1'234.5: Switzerland's thousands mark
 # 4.21 bar, 45 %; never an exponent ("1.2034e+05", a totaliser written with %g, is a number, not 1.2034 "e+05")
 _CELL_UNIT = re.compile(r"^([+-]?\d[\d.,]*(?:[eE][+-]?\d+)?)\s*(?![eE][+-]?\d+$)([^\d\s:/.,+-][^:]{0,11})$")
-_DOTTED_CLOCK = re.compile(r"^([01]?\d|2[0-3])\.[0-5]\d\.[0-5]\d(?:\.\d+)?$")  # 08.00.00 (or 08.00.00.250)
 _SEP_LINE = re.compile(r'^"?sep=(.)"?$', re.IGNORECASE)  # Excel's first line naming the separator
-_LATIN1_ONLY = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")  # bytes Windows-1252 leaves undefined
 
 
 @dataclass(frozen=True)
@@ -242,7 +238,7 @@ class CsvLayout:
         cell = time
         if self.date_column is not None:
             clock = time.strip()
-            if _DOTTED_CLOCK.match(clock):  # 08.00.00: the clock of Finnish, Italian, Danish exports
+            if DOTTED_CLOCK.match(clock):  # 08.00.00: the clock of Finnish, Italian, Danish exports
                 clock = clock.replace(".", ":", 2)
             cell = date.strip() + " " + clock
         if self.ms_column is not None and ms.strip().isdigit() and "." not in cell and int(ms) < 1000:
@@ -360,41 +356,6 @@ def _numeric_column(cells: list[str], decimal: str, thousands: str | None = None
             v = math.nan
         values[i] = v
     return values, missing, bad, example
-
-
-def _sniff_encoding(path: Path) -> tuple[str, str | None]:
-    """UTF-8 (a BOM dropped), UTF-16 with its BOM, else Windows-1252 (Latin-1 where 1252 has no character).
-
-    The whole file is checked: a Latin-1 "°" in row 90,000 of an otherwise
-    ASCII export would stop the read there. Any bytes decode in Latin-1, so
-    the second answer never fails; the note says what was read and where.
-    """
-    with open_bytes(path) as fh:
-        if fh.read(2) in (b"\xff\xfe", b"\xfe\xff"):
-            return "utf-16", None
-    with open_bytes(path) as fh:
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        lines = 0
-        bad: tuple[int, int] | None = None
-        while chunk := fh.read(1 << 20):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                at = max(exc.start - (len(exc.object) - len(chunk)), 0)  # exc.object: held bytes + chunk
-                bad = (chunk[at] if at < len(chunk) else chunk[-1], lines + chunk.count(b"\n", 0, at) + 1)
-                break
-            lines += chunk.count(b"\n")
-        if bad is None:
-            pending = decoder.getstate()[0]  # a character cut off by the end of the file
-            if not pending:
-                return ENCODING, None
-            bad = (pending[0], lines + 1)
-    with open_bytes(path) as fh:
-        latin1 = any(_LATIN1_ONLY.search(chunk) for chunk in iter(lambda: fh.read(1 << 20), b""))
-    encoding = "latin-1" if latin1 else "cp1252"
-    char = bytes([bad[0]]).decode(encoding)
-    return encoding, (f"not UTF-8 (byte 0x{bad[0]:02x} on line {bad[1]}): read as "
-                      f"{'Latin-1' if latin1 else 'Windows-1252 (Latin-1)'}, where it is {char!r}")
 
 
 def _read_lines(path: Path, limit: int, encoding: str) -> list[str]:
@@ -600,7 +561,7 @@ def _times_of_day(cells: list[str], name: str = "") -> bool:
     plain = plain_name(name)
     return (bool(present) and any(w in plain for w in ("time", "zeit", "uhr", "tid", "ora", "hora"))
             and not any(w in plain for w in ("date", "datum", "dato", "data", "fecha"))
-            and all(_DOTTED_CLOCK.match(c.strip()) for c in present))
+            and all(DOTTED_CLOCK.match(c.strip()) for c in present))
 
 
 def _dates_only(cells: list[str]) -> bool:
@@ -832,7 +793,7 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
         raise BadInput(f"{src} does not exist or is not a file")
     if separator is not None and len(separator) != 1:
         raise BadInput(f"{src}: a separator is one character, got {separator!r}")
-    encoding, encoding_note = _sniff_encoding(src)
+    encoding, encoding_note = sniff_encoding(src)
     lines = _read_lines(src, SAMPLE_LINES + HEAD_LINES, encoding)
     if not lines:
         raise BadInput(f"{src} is empty; expected a header row of column names")

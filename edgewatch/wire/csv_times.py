@@ -63,6 +63,7 @@ _ZONE_NAME = re.compile(r"^(.*(?:\d|[AaPp]\.?[Mm]\.?))\s*\b([A-Z]{3,4})$")
 _ZONED = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|(?:UTC|GMT)[+-]\d{1,2}(?::?\d{2})?|\s(?:" + "|".join(ZONE_HOURS) + "))$")
 _COMMA_FRACTION = re.compile(r"(:\d{2}),(\d+)")  # 08:00:00,250 (ISO allows the comma)
 TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[AaPp]\.?[Mm]\.?)?$")
+DOTTED_CLOCK = re.compile(r"^([01]?\d|2[0-3])\.[0-5]\d\.[0-5]\d(?:\.\d+)?$")  # 08.00.00 (or 08.00.00.250)
 
 
 def _iso(y: int, mo: int, d: int, hh: str | None, mm: str | None, ss: str | None, frac: str | None,

@@ -73,6 +73,9 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
+from edgewatch.wire.csv_cells import (GROUPED, MISSING, are_quality_cells, is_missing, is_number, numeric_column,
+                                      parse_number, present_cells, quality_is_bad, units_in_cells, unwrapped,
+                                      without_units)
 from edgewatch.wire.csv_files import ENCODING, described, open_text, sniff_encoding
 from edgewatch.wire.csv_times import (DOTTED_CLOCK, DateOrder, LocalClock, TIME_OF_DAY, has_half_day, is_excel_days,
                                       is_naive, needs_date_order, parse_time, parse_times, sniff_date_order)
@@ -82,27 +85,11 @@ TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date")  # compared without
 TIME_NAME_PARTS = ("time", "date", "stamp", "zeit", "datum")  # in a name whose cells are times or epoch numbers
 EPOCH_RANGE = (1e8, 1e19)  # numbers read as epoch seconds, ms, us or ns: from 1973
 LABEL_NAMES = ("anomaly", "changepoint")
-# "no value" (compared in lower case): blanks, and the states historians write in a number cell when the sensor
-# gave none (OSIsoft PI's system digital states, Home Assistant's unavailable/unknown). Not PI's "Over Range" /
-# "Under Range": those say the value is beyond the instrument, which a detector should see, not have held over.
-NO_VALUE_STATES = frozenset({"bad", "bad input", "i/o timeout", "shutdown", "calc failed", "calc timeout",
-                             "comm fail", "scan off", "scan timeout", "no data", "no sample", "no result",
-                             "pt created", "out of serv", "intf shut", "not connect", "unavailable", "unknown"})
-# Excel's error values, in a column computed by a formula (a ratio at a standstill: #DIV/0!)
-EXCEL_ERRORS = frozenset({"#div/0!", "#value!", "#ref!", "#name?", "#num!", "#null!", "#spill!", "#calc!",
-                          "#getting_data"})
-MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"}) | NO_VALUE_STATES | EXCEL_ERRORS
 SAMPLE_LINES = 64
 HEAD_LINES = 16  # lines above the header (an export's title, a "sep=;" line) looked through
 MAX_UNIT_ROWS = 3  # rows of units or descriptions under the header
-DISTINCT_TEXTS = 50  # distinct text cells kept per column (a tag name column of a long export, a state column)
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
 _DECIMAL_DOT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
-_GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,234.5: thousands ',' decimal '.'
-            ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$"),  # 1.234,5: thousands '.' decimal ','
-            "'": re.compile(r"^[+-]?[1-9]\d{0,2}(?:'\d{3})+(?:\.\d+)?$")}  # 1'234.5: Switzerland's thousands mark
-# 4.21 bar, 45 %; never an exponent ("1.2034e+05", a totaliser written with %g, is a number, not 1.2034 "e+05")
-_CELL_UNIT = re.compile(r"^([+-]?\d[\d.,]*(?:[eE][+-]?\d+)?)\s*(?![eE][+-]?\d+$)([^\d\s:/.,+-][^:]{0,11})$")
 _SEP_LINE = re.compile(r'^"?sep=(.)"?$', re.IGNORECASE)  # Excel's first line naming the separator
 
 
@@ -292,72 +279,6 @@ def fill_forward(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return filled, (missing & ~np.isnan(filled)).sum(axis=0)
 
 
-def is_missing(cell: str) -> bool:
-    return cell.strip().lower() in MISSING
-
-
-def parse_number(cell: str, decimal: str = ".", thousands: str | None = None, unit: str | None = None) -> float:
-    """One cell as a float: NaN when missing; ValueError when it is text.
-
-    With a ``thousands`` mark, ``1,234.5`` (or ``1.234,5``) is read only
-    when its groups are of three digits; ``1,2345`` stays text. With a
-    ``unit``, a cell written ``4.21 bar`` is read as 4.21.
-    """
-    text = cell.strip()
-    if text.lower() in MISSING:
-        return math.nan
-    if unit and text.endswith(unit):
-        text = text[:-len(unit)].rstrip()
-    if thousands is not None and thousands in text:
-        if not _GROUPED[thousands].match(text):
-            raise ValueError(f"{text!r}: not a number grouped by {thousands!r}")
-        text = text.replace(thousands, "")
-    if decimal == ",":
-        text = text.replace(",", ".")
-    return float(text)
-
-
-def is_number(cell: str, decimal: str = ".", thousands: str | None = None) -> bool:
-    try:
-        return math.isfinite(parse_number(cell, decimal, thousands))
-    except ValueError:
-        return False
-
-
-def _numeric_column(cells: list[str], decimal: str, thousands: str | None = None,
-                    texts: set[str] | None = None, unit: str | None = None) -> tuple[np.ndarray, int, int, str | None]:
-    """(values, missing cells, bad cells, an example of text) -- fast when the column is clean.
-
-    ``texts`` collects the distinct text cells, up to ``DISTINCT_TEXTS``.
-    """
-    if decimal == "." and not unit:
-        try:
-            values = np.array(cells, dtype=np.float64)
-            bad_value = ~np.isfinite(values)
-            values[bad_value] = math.nan  # "inf" in an export is a broken cell, not a measurement
-            return values, int(bad_value.sum()), 0, None
-        except ValueError:
-            pass
-    values = np.empty(len(cells))
-    missing = bad = 0
-    example = None
-    for i, cell in enumerate(cells):
-        try:
-            v = parse_number(cell, decimal, thousands, unit)
-        except ValueError:
-            values[i] = math.nan
-            bad += 1
-            example = example or cell.strip()
-            if texts is not None and len(texts) < DISTINCT_TEXTS:
-                texts.add(cell.strip())
-            continue
-        if not math.isfinite(v):
-            missing += 1
-            v = math.nan
-        values[i] = v
-    return values, missing, bad, example
-
-
 def _read_lines(path: Path, limit: int, encoding: str) -> list[str]:
     out = []
     with open_text(path, encoding) as fh:
@@ -468,7 +389,7 @@ class _Marks:
                     if len(dotted) < 10_000:
                         dotted.append(float(c))
                     continue
-                for mark, pattern in _GROUPED.items():
+                for mark, pattern in GROUPED.items():
                     if pattern.match(c) and (c.count(mark) > 1 or len(set(c) & {",", "."}) == 2 or mark == "'"):
                         self.sure[mark] += 1
                 if _DECIMAL_DOT.match(c):
@@ -515,7 +436,7 @@ def _sniff_decimal(rows: list[list[str]], separator: str, skip: Sequence[int] = 
     marks = _Marks()
     if separator == ",":  # a quoted "1,234.5": ',' can only group thousands
         marks.dot = 1
-        marks.sure[","] = sum(1 for r in rows for c in r if _GROUPED[","].match(c.strip()))
+        marks.sure[","] = sum(1 for r in rows for c in r if GROUPED[","].match(c.strip()))
         return marks
     for row in rows:
         marks.add(row, skip)
@@ -527,12 +448,8 @@ def plain_name(name: str) -> str:
     return re.sub(r"[\s_\-]", "", name.lower())
 
 
-def _present(cells: list[str]) -> list[str]:
-    return [c for c in cells if not is_missing(c)]
-
-
 def _looks_like_times(cells: list[str]) -> bool:
-    present = _present(cells)
+    present = present_cells(cells)
     if not present:
         return False
     for c in present:
@@ -545,7 +462,7 @@ def _looks_like_times(cells: list[str]) -> bool:
 
 
 def _epochs(cells: list[str]) -> bool:
-    present = _present(cells)
+    present = present_cells(cells)
     try:
         values = [float(c) for c in present]
     except ValueError:
@@ -555,7 +472,7 @@ def _epochs(cells: list[str]) -> bool:
 
 def _times_of_day(cells: list[str], name: str = "") -> bool:
     """Times of day: ``08:00:00``, or ``08.00.00`` in a column named a time, not a date (``01.05.24`` is a date)."""
-    present = _present(cells)
+    present = present_cells(cells)
     if present and all(TIME_OF_DAY.match(c.strip()) for c in present):
         return True
     plain = plain_name(name)
@@ -565,37 +482,12 @@ def _times_of_day(cells: list[str], name: str = "") -> bool:
 
 
 def _dates_only(cells: list[str]) -> bool:
-    present = _present(cells)
+    present = present_cells(cells)
     return bool(present) and all(":" not in c for c in present) and _looks_like_times(present)
 
 
 QUALITY_NAMES = ("quality", "q", "qual", "qc", "status", "validity", "qualitat", "qualitaet", "opcquality")
 _VALUE_SUFFIX = re.compile(r"(value|val|pv|v)$")
-OPC_UA_BAD = 0x80000000  # OPC UA status codes: the two top bits 10 are Bad (0 is Good)
-
-
-def quality_is_bad(cell: str) -> bool:
-    """A quality cell that says the value beside it is not a measurement: ``Bad...`` as text, an OPC DA code
-    whose quality bits are 00 (0..63; 192 is good), an OPC UA status code with the Bad bits (0x80000000)."""
-    text = cell.strip()
-    if not text:
-        return False
-    if text.isdigit():
-        code = int(text)
-        return code >= OPC_UA_BAD if code >= 0x40000000 else code < 64
-    return text.lower().startswith("bad")
-
-
-def _quality_cells(cells: list[str]) -> bool:
-    """Cells a quality column holds: Good / Bad / Uncertain (with a detail), or OPC DA or UA codes (192, 0x80...)."""
-    present = [c.strip() for c in cells if c.strip()]
-    if not present:
-        return False
-    if all(c.isdigit() for c in present):
-        codes = {int(c) for c in present}
-        return any(192 <= c < 256 for c in codes) or (all(c == 0 or c >= 0x40000000 for c in codes)
-                                                        and any(c >= 0x40000000 for c in codes))
-    return all(c.lower().startswith(("good", "bad", "uncertain")) for c in present)
 
 
 def _quality_columns(header: list[str], renamed: dict[str, str], columns: dict[str, list[str]],
@@ -609,9 +501,9 @@ def _quality_columns(header: list[str], renamed: dict[str, str], columns: dict[s
         own = plain_name(renamed.get(name, name)).strip(".:/")
         stem = _VALUE_SUFFIX.sub("", plain_name(value)) or plain_name(value)
         rest = own[len(stem):].strip(".:/") if own.startswith(stem) and own != stem else own
-        if rest not in QUALITY_NAMES or value in out.values() or not _quality_cells(columns[name]):
+        if rest not in QUALITY_NAMES or value in out.values() or not are_quality_cells(columns[name]):
             continue
-        present = _present(columns[value])
+        present = present_cells(columns[value])
         if present and sum(is_number(c, decimal, thousands) for c in present) * 2 >= len(present):
             out[value] = name
     return out
@@ -657,32 +549,13 @@ MS_NAMES = ("millitm", "ms", "msec", "millis", "millisecond", "milliseconds")  #
 def _ms_column(layout: CsvLayout, columns: dict[str, list[str]]) -> str | None:
     """A column of whole milliseconds 0..999 right after a time written to the second (FactoryTalk's
     ``Millitm``); elsewhere a column named ``ms`` may be a measurement."""
-    times = _present(columns[layout.time_column]) if layout.time_column else []
+    times = present_cells(columns[layout.time_column]) if layout.time_column else []
     if not times or any("." in t for t in times) or not all(":" in t for t in times):
         return None
     at = layout.header.index(layout.time_column) + 1 if layout.time_column else len(layout.header)
     name = layout.header[at] if at < len(layout.header) else ""
-    cells = _present(columns[name]) if plain_name(name) in MS_NAMES else []
+    cells = present_cells(columns[name]) if plain_name(name) in MS_NAMES else []
     return name if cells and all(c.strip().isdigit() and int(c) < 1000 for c in cells) else None
-
-
-def _cell_units(header: list[str], body: list[list[str]]) -> dict[str, str]:
-    """Columns whose cells are a number and one same unit (``4.21 bar``, ``45 %``: Grafana's "formatted data")."""
-    out: dict[str, str] = {}
-    for j, name in enumerate(header):
-        present = _present([r[j] for r in body if j < len(r)])
-        found = [m.group(2).strip() for c in present if (m := _CELL_UNIT.match(c.strip()))]
-        if present and len(found) >= 0.9 * len(present) and len(set(found)) == 1:
-            out[name] = found[0]
-    return out
-
-
-def _without_units(header: list[str], body: list[list[str]], units: dict[str, str]) -> list[list[str]]:
-    if not units:
-        return body
-    strip = {j: units[name] for j, name in enumerate(header) if name in units}
-    return [[c.strip()[:-len(strip[j])].rstrip() if j in strip and c.strip().endswith(strip[j]) else c
-             for j, c in enumerate(r)] for r in body]
 
 
 def _unit_rows(header: list[str], body: list[list[str]], decimal: str, thousands: str | None) -> int:
@@ -692,7 +565,7 @@ def _unit_rows(header: list[str], body: list[list[str]], decimal: str, thousands
         rest = body[k + 1:]
         numeric = []
         for j in range(len(header)):
-            present = _present([r[j] for r in rest if j < len(r)])
+            present = present_cells([r[j] for r in rest if j < len(r)])
             if present and sum(is_number(c, decimal, thousands) for c in present) * 2 >= len(present):
                 numeric.append(j)
         cells = [body[k][j].strip() if j < len(body[k]) else "" for j in numeric]
@@ -738,12 +611,6 @@ def _zone_of(name: str) -> str:
         return ""
     _, sign, hours, minutes = m.groups()
     return "UTC" + (f"{sign}{int(hours):02d}:{minutes or '00'}" if sign else "")
-
-
-def _unwrapped(row: list[str]) -> list[str]:
-    """Cells written ``="text"`` (Excel's text formula, which exports use to keep a time or a tag as it is)
-    as their text."""
-    return [c[2:-1] if c.startswith('="') and c.endswith('"') else c for c in row]
 
 
 def _names_row(first: list[str], header: list[str], renamed: dict[str, str], cell_units: dict[str, str],
@@ -806,7 +673,7 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     rows = _split(lines, sep)
     excel_text = any(c.startswith('="') for r in rows for c in r)
     if excel_text:
-        rows = [_unwrapped(r) for r in rows]
+        rows = [unwrapped(r) for r in rows]
     if len(rows) <= first:
         raise BadInput(f"{src} has no header row of column names under its 'sep=' line")
     h = _header_at(rows, first)[0] if len(rows) > first + 1 else first
@@ -817,8 +684,8 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     header, renamed = _names(rows[h], body)
     if not header:
         raise BadInput(f"{src}: its header row names no column; expected a first row of column names")
-    cell_units = _cell_units(header, body)
-    body = _without_units(header, body, cell_units)
+    cell_units = units_in_cells(header, body)
+    body = without_units(header, body, cell_units)
     if decimal is None:
         sniffed, thousands, _ = _sniff_decimal(body, sep).decimal()
     else:
@@ -842,7 +709,7 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
         if chosen is None:  # t_stamp, TimeStampUTC, Zeitstempel: a time in the name and times or epochs in the cells
             chosen = next((name for name in header if any(part in plain_name(name) for part in TIME_NAME_PARTS)
                            and (_looks_like_times(columns[name]) or _epochs(columns[name])
-                                or is_excel_days(_present(columns[name])))), None)
+                                or is_excel_days(present_cells(columns[name])))), None)
         if chosen is None:
             chosen = next((name for name in header if name not in labels and _looks_like_times(columns[name])), None)
             named = chosen is None
@@ -866,7 +733,7 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
         return layout
     layout = replace(layout, ms_column=_ms_column(layout, columns))
     sample = [layout.time_text(r) for r in body]
-    if is_excel_days(_present(sample)):
+    if is_excel_days(present_cells(sample)):
         return replace(layout, excel_days=True)
     zone = _zone_of(chosen) or (_zone_of(date_column) if date_column else "")
     if zone and is_naive(sample) and not _epochs(sample):
@@ -910,7 +777,7 @@ def _against(cell: str, decimal: str) -> bool:
     thousands (``12.5`` with a decimal comma, ``12,5`` with a decimal point)."""
     other = "." if decimal == "," else ","
     c = cell.strip()
-    return other in c and bool(_MARKED_NUMBER.match(c)) and not _GROUPED[other].match(c)
+    return other in c and bool(_MARKED_NUMBER.match(c)) and not GROUPED[other].match(c)
 
 
 def _told_marks(layout: CsvLayout, body: list[list[str]], decimal: str) -> CsvLayout:
@@ -1014,7 +881,7 @@ def _table_end(layout: CsvLayout, header_row: list[str]) -> tuple[int, str] | No
     width = _width(header_row)
     def row_of(line: str) -> list[str]:
         row = next(csv.reader([line], delimiter=sep), [])
-        return _unwrapped(row) if layout.excel_text else row
+        return unwrapped(row) if layout.excel_text else row
     def time_of(line: str) -> float:
         row = row_of(line)
         return parse_time(layout.time_text(row), layout.date_order, layout.excel_days) if row else math.nan
@@ -1068,7 +935,7 @@ def _as_pairs(layout: CsvLayout) -> CsvLayout:
     columns = {name: [r[j] for r in sample if j < len(r)] for j, name in enumerate(header)}
     pairs = tuple((header[j], header[j + 1]) for j in range(0, len(header), 2))
     for time, value in pairs:
-        present = _present(columns[value])
+        present = present_cells(columns[value])
         if not (_looks_like_times(columns[time]) and present
                 and sum(is_number(c, layout.decimal, layout.thousands) for c in present) * 2 >= len(present)):
             return layout
@@ -1140,7 +1007,7 @@ def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | No
             if not row or not any(c.strip() for c in row):
                 continue
             if layout.excel_text:
-                row = _unwrapped(row)
+                row = unwrapped(row)
             if skip:
                 skip -= 1
                 continue
@@ -1223,7 +1090,7 @@ class _Chunks:
                 self.time_example = self.time_example or next((c for c in cells if c.strip()), "")
                 self.times.append(parse_times(cells, lay.date_order, lay.excel_days))
                 continue
-            values, n_missing, n_bad, example = _numeric_column(columns[j], lay.decimal, lay.thousands, self.texts[j],
+            values, n_missing, n_bad, example = numeric_column(columns[j], lay.decimal, lay.thousands, self.texts[j],
                                                                 lay.cell_units.get(name))
             self.values[j].append(values)
             self.missing[j] += n_missing

@@ -77,17 +77,14 @@ from edgewatch.wire.csv_cells import (GROUPED, MISSING, are_quality_cells, is_mi
                                       parse_number, present_cells, quality_is_bad, units_in_cells, unwrapped,
                                       without_units)
 from edgewatch.wire.csv_files import ENCODING, described, open_text, sniff_encoding
+from edgewatch.wire.csv_header import (HEAD_LINES, LABEL_NAMES, SAMPLE_LINES, TIME_NAMES, TIME_NAME_PARTS,
+                                       count_unit_rows, header_at, header_names, is_comment, names_row, plain_name,
+                                       read_lines, row_width, split_rows)
 from edgewatch.wire.csv_times import (DOTTED_CLOCK, DateOrder, LocalClock, TIME_OF_DAY, has_half_day, is_excel_days,
                                       is_naive, needs_date_order, parse_time, parse_times, sniff_date_order)
 
 SEPARATORS = (",", ";", "\t", "|")
-TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date")  # compared without case, spaces or underscores
-TIME_NAME_PARTS = ("time", "date", "stamp", "zeit", "datum")  # in a name whose cells are times or epoch numbers
 EPOCH_RANGE = (1e8, 1e19)  # numbers read as epoch seconds, ms, us or ns: from 1973
-LABEL_NAMES = ("anomaly", "changepoint")
-SAMPLE_LINES = 64
-HEAD_LINES = 16  # lines above the header (an export's title, a "sep=;" line) looked through
-MAX_UNIT_ROWS = 3  # rows of units or descriptions under the header
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
 _DECIMAL_DOT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
 _SEP_LINE = re.compile(r'^"?sep=(.)"?$', re.IGNORECASE)  # Excel's first line naming the separator
@@ -279,79 +276,13 @@ def fill_forward(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return filled, (missing & ~np.isnan(filled)).sum(axis=0)
 
 
-def _read_lines(path: Path, limit: int, encoding: str) -> list[str]:
-    out = []
-    with open_text(path, encoding) as fh:
-        for line in fh:
-            if line.strip():
-                out.append(line)
-            if len(out) >= limit:
-                break
-    return out
-
-
-def _split(lines: list[str], sep: str) -> list[list[str]]:
-    """The sample's rows; when the csv module refuses one (a field past its size limit), the others alone."""
-    try:
-        return list(csv.reader(lines, delimiter=sep))
-    except csv.Error:
-        out = []
-        for line in lines:
-            try:
-                out.extend(csv.reader([line], delimiter=sep))
-            except csv.Error:
-                continue
-        return out
-
-
-def _width(row: list[str]) -> int:
-    """Fields up to the last one that is not blank (a separator at the end of a line adds none)."""
-    n = len(row)
-    while n and not row[n - 1].strip():
-        n -= 1
-    return n
-
-
-ANNOTATIONS = ("#group", "#datatype", "#default")  # InfluxDB 2's annotated CSV: rows as wide as the header, never it
-
-
-def _is_comment(row: list[str]) -> bool:
-    return bool(row) and row[0].lstrip().startswith("#")
-
-
-def _is_annotation(row: list[str]) -> bool:
-    return bool(row) and row[0].strip().lower() in ANNOTATIONS
-
-
-def _header_at(rows: list[list[str]], first: int) -> tuple[int, int, float]:
-    """(header row, its width, share of the rows under it as wide): the header is the first row as wide as most.
-
-    Rows above it (an export's title, a "Site: ..." line) and comment rows
-    are narrower; a comment row as wide as the data is a header (``#Time``).
-    A row found so that holds a number is data under a header too short
-    for it: the first row stays the header.
-    """
-    widths = [0 if _is_annotation(r) else _width(r) for r in rows[first:]]
-    counts: dict[int, int] = {}
-    for w in widths:
-        counts[w] = counts.get(w, 0) + 1
-    mode = max(counts, key=lambda w: (counts[w], w))
-    h = next(i for i, w in enumerate(widths) if w >= mode) + first
-    if h > first and any(re.match(r"\s*[+-]?\d", c) for c in rows[h]):
-        h = first  # the first row as wide as most holds numbers: data under a short header, not under a title
-    width = _width(rows[h])
-    below = [r for r in rows[h + 1:] if not _is_comment(r)]
-    agree = sum(1 for r in below if _width(r) == width or len(r) == len(rows[h]))
-    return h, width, agree / len(below) if below else 1.0
-
-
 def _sniff_separator(rows_by_sep: dict[str, list[list[str]]], first: int) -> str:
     """The separator that finds the header on the first line and splits it widest (then the one finding it soonest)."""
     best, best_score = ",", (False, 1, 0)
     for sep, rows in rows_by_sep.items():
         if len(rows) <= first:
             continue
-        h, width, agree = _header_at(rows, first)
+        h, width, agree = header_at(rows, first)
         if width < 2 or agree < 0.9:
             continue
         score = (h == first, width, -h)
@@ -441,11 +372,6 @@ def _sniff_decimal(rows: list[list[str]], separator: str, skip: Sequence[int] = 
     for row in rows:
         marks.add(row, skip)
     return marks
-
-
-def plain_name(name: str) -> str:
-    """A column name compared without case, spaces, underscores or dashes (``Time Stamp`` = ``time_stamp``)."""
-    return re.sub(r"[\s_\-]", "", name.lower())
 
 
 def _looks_like_times(cells: list[str]) -> bool:
@@ -558,47 +484,6 @@ def _ms_column(layout: CsvLayout, columns: dict[str, list[str]]) -> str | None:
     return name if cells and all(c.strip().isdigit() and int(c) < 1000 for c in cells) else None
 
 
-def _unit_rows(header: list[str], body: list[list[str]], decimal: str, thousands: str | None) -> int:
-    """How many rows under the header name units or describe columns: no number where the data has numbers."""
-    k = 0
-    while k < MAX_UNIT_ROWS and len(body) > k + 1:
-        rest = body[k + 1:]
-        numeric = []
-        for j in range(len(header)):
-            present = present_cells([r[j] for r in rest if j < len(r)])
-            if present and sum(is_number(c, decimal, thousands) for c in present) * 2 >= len(present):
-                numeric.append(j)
-        cells = [body[k][j].strip() if j < len(body[k]) else "" for j in numeric]
-        if not numeric or all(is_missing(c) for c in cells) or any(is_number(c, decimal, thousands) for c in cells):
-            break
-        k += 1
-    return k
-
-
-def _names(row: list[str], body: list[list[str]]) -> tuple[list[str], dict[str, str]]:
-    """The header's names: trailing blank columns dropped, other blank names and repeats made unique."""
-    names = [h.strip() for h in row]
-    if names:
-        names[0] = names[0].lstrip("#").strip() if names[0].startswith("#") else names[0]
-    while names and not names[-1] and all(len(r) < len(names) or not r[len(names) - 1].strip() for r in body):
-        names.pop()
-    renamed: dict[str, str] = {}
-    seen: set[str] = set(n for n in names if n and names.count(n) == 1)
-    for j, name in enumerate(names):
-        if name and names.count(name) == 1:
-            continue
-        base = name or f"column {j + 1}"
-        new, k = base, 1
-        while new in seen:
-            k += 1
-            new = f"{base}_{k}"
-        seen.add(new)
-        if new != name:
-            renamed[new] = name
-        names[j] = new
-    return names, renamed
-
-
 _NAMED_ZONE = re.compile(r"\b(UTC|GMT)\s*(?:([+-])\s*(\d{1,2})(?::?(\d{2}))?)?(?![\w+-])", re.IGNORECASE)
 
 
@@ -611,23 +496,6 @@ def _zone_of(name: str) -> str:
         return ""
     _, sign, hours, minutes = m.groups()
     return "UTC" + (f"{sign}{int(hours):02d}:{minutes or '00'}" if sign else "")
-
-
-def _names_row(first: list[str], header: list[str], renamed: dict[str, str], cell_units: dict[str, str],
-               unit_rows: list[list[str]], body: list[list[str]]
-               ) -> tuple[list[str], dict[str, str], dict[str, str], list[list[str]]]:
-    """Of the header and the rows of units or descriptions under it, the row that names the time column
-    (``Timestamp``) names the columns: exports write tag names, descriptions and units in any order
-    (a description row first made the descriptions the features' names). Returns (names, renamed, the units
-    written in cells by the new names, the other rows)."""
-    rows = [first, *unit_rows]
-    k = next((i for i, r in enumerate(rows) if any(plain_name(c) in TIME_NAMES for c in r)), 0)
-    if k == 0:
-        return header, renamed, cell_units, unit_rows
-    names, new_renamed = _names(rows[k], body)
-    names = names[:len(header)] + [f"column {j + 1}" for j in range(len(names), len(header))]
-    by_index = {header.index(c): u for c, u in cell_units.items()}
-    return names, new_renamed, {names[j]: u for j, u in by_index.items()}, rows[:k] + rows[k + 1:]
 
 
 def sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None,
@@ -661,7 +529,7 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     if separator is not None and len(separator) != 1:
         raise BadInput(f"{src}: a separator is one character, got {separator!r}")
     encoding, encoding_note = sniff_encoding(src)
-    lines = _read_lines(src, SAMPLE_LINES + HEAD_LINES, encoding)
+    lines = read_lines(src, SAMPLE_LINES + HEAD_LINES, encoding)
     if not lines:
         raise BadInput(f"{src} is empty; expected a header row of column names")
     first = 0
@@ -669,19 +537,19 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     if told:
         first = 1
         separator = separator or told.group(1)
-    sep = separator or _sniff_separator({s: _split(lines, s) for s in SEPARATORS}, first)
-    rows = _split(lines, sep)
+    sep = separator or _sniff_separator({s: split_rows(lines, s) for s in SEPARATORS}, first)
+    rows = split_rows(lines, sep)
     excel_text = any(c.startswith('="') for r in rows for c in r)
     if excel_text:
         rows = [unwrapped(r) for r in rows]
     if len(rows) <= first:
         raise BadInput(f"{src} has no header row of column names under its 'sep=' line")
-    h = _header_at(rows, first)[0] if len(rows) > first + 1 else first
+    h = header_at(rows, first)[0] if len(rows) > first + 1 else first
     if h > first + HEAD_LINES:
         h = first
     repeat = [c.strip() for c in rows[h]]  # the header again (exports joined): no data to sniff from
-    body = [r for r in rows[h + 1:SAMPLE_LINES + h + 1] if not _is_comment(r) and [c.strip() for c in r] != repeat]
-    header, renamed = _names(rows[h], body)
+    body = [r for r in rows[h + 1:SAMPLE_LINES + h + 1] if not is_comment(r) and [c.strip() for c in r] != repeat]
+    header, renamed = header_names(rows[h], body)
     if not header:
         raise BadInput(f"{src}: its header row names no column; expected a first row of column names")
     cell_units = units_in_cells(header, body)
@@ -690,8 +558,8 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
         sniffed, thousands, _ = _sniff_decimal(body, sep).decimal()
     else:
         sniffed, thousands = decimal, "." if decimal == "," else ","
-    n_units = _unit_rows(header, body, sniffed, thousands)
-    header, renamed, cell_units, unit_cells = _names_row(rows[h], header, renamed, cell_units, body[:n_units],
+    n_units = count_unit_rows(header, body, sniffed, thousands)
+    header, renamed, cell_units, unit_cells = names_row(rows[h], header, renamed, cell_units, body[:n_units],
                                                          body[n_units:])
     units = {name: ", ".join(c for r in unit_cells if (c := (r[j] if j < len(r) else "").strip()))
              for j, name in enumerate(header)}
@@ -878,7 +746,7 @@ def _table_end(layout: CsvLayout, header_row: list[str]) -> tuple[int, str] | No
     start = names[0] if names else ""
     skip = layout.header_row + 1 + layout.unit_rows
     last, blank, repeated, candidate, looked = "", False, None, None, 0
-    width = _width(header_row)
+    width = row_width(header_row)
     def row_of(line: str) -> list[str]:
         row = next(csv.reader([line], delimiter=sep), [])
         return unwrapped(row) if layout.excel_text else row
@@ -897,7 +765,7 @@ def _table_end(layout: CsvLayout, header_row: list[str]) -> tuple[int, str] | No
                 continue
             text = line.strip()[:60]
             if candidate is not None:
-                if _width(row_of(line)) == width and time_of(line) >= time_of(last):
+                if row_width(row_of(line)) == width and time_of(line) >= time_of(last):
                     candidate = None  # a marker between days: the data runs on
                 else:
                     looked += 1
@@ -1011,7 +879,7 @@ def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | No
             if skip:
                 skip -= 1
                 continue
-            if _is_comment(row) or (row[0].strip() == names[0] and [c.strip() for c in row[:len(names)]] == names):
+            if is_comment(row) or (row[0].strip() == names[0] and [c.strip() for c in row[:len(names)]] == names):
                 continue  # a repeat of the header: exports joined
             yield reader.line_num, layout.blank_bad(row) if layout.quality else row
 

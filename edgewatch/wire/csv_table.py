@@ -80,11 +80,12 @@ from edgewatch.wire.csv_header import (HEAD_LINES, LABEL_NAMES, SAMPLE_LINES, TI
                                        count_unit_rows, header_at, header_names, is_comment, names_row, plain_name,
                                        read_lines, row_width, split_rows)
 from edgewatch.wire.csv_layout import CsvLayout
-from edgewatch.wire.csv_times import (DOTTED_CLOCK, DateOrder, LocalClock, TIME_OF_DAY, has_half_day, is_excel_days,
-                                      is_naive, needs_date_order, parse_time, parse_times, sniff_date_order)
+from edgewatch.wire.csv_time_column import (are_dates_only, are_epochs, are_times_of_day, find_ms_column,
+                                            looks_like_times, zone_of)
+from edgewatch.wire.csv_times import (DateOrder, LocalClock, has_half_day, is_excel_days, is_naive, needs_date_order,
+                                      parse_time, parse_times, sniff_date_order)
 
 SEPARATORS = (",", ";", "\t", "|")
-EPOCH_RANGE = (1e8, 1e19)  # numbers read as epoch seconds, ms, us or ns: from 1973
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
 _DECIMAL_DOT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
 _SEP_LINE = re.compile(r'^"?sep=(.)"?$', re.IGNORECASE)  # Excel's first line naming the separator
@@ -232,44 +233,6 @@ def _sniff_decimal(rows: list[list[str]], separator: str, skip: Sequence[int] = 
     return marks
 
 
-def _looks_like_times(cells: list[str]) -> bool:
-    present = present_cells(cells)
-    if not present:
-        return False
-    for c in present:
-        try:
-            float(c)
-            return False  # plain numbers are values unless the column is named like a time
-        except ValueError:
-            pass
-    return all(math.isfinite(parse_time(c)) for c in present)
-
-
-def _epochs(cells: list[str]) -> bool:
-    present = present_cells(cells)
-    try:
-        values = [float(c) for c in present]
-    except ValueError:
-        return False
-    return bool(values) and all(EPOCH_RANGE[0] <= v <= EPOCH_RANGE[1] for v in values)
-
-
-def _times_of_day(cells: list[str], name: str = "") -> bool:
-    """Times of day: ``08:00:00``, or ``08.00.00`` in a column named a time, not a date (``01.05.24`` is a date)."""
-    present = present_cells(cells)
-    if present and all(TIME_OF_DAY.match(c.strip()) for c in present):
-        return True
-    plain = plain_name(name)
-    return (bool(present) and any(w in plain for w in ("time", "zeit", "uhr", "tid", "ora", "hora"))
-            and not any(w in plain for w in ("date", "datum", "dato", "data", "fecha"))
-            and all(DOTTED_CLOCK.match(c.strip()) for c in present))
-
-
-def _dates_only(cells: list[str]) -> bool:
-    present = present_cells(cells)
-    return bool(present) and all(":" not in c for c in present) and _looks_like_times(present)
-
-
 QUALITY_NAMES = ("quality", "q", "qual", "qc", "status", "validity", "qualitat", "qualitaet", "opcquality")
 _VALUE_SUFFIX = re.compile(r"(value|val|pv|v)$")
 
@@ -325,35 +288,6 @@ def _named_after_tags(layout: CsvLayout, values: Sequence[str]) -> CsvLayout:
                    units={name(c): u for c, u in layout.units.items()},
                    cell_units={name(c): u for c, u in layout.cell_units.items()},
                    renamed={**layout.renamed, **{t: layout.renamed.get(v, v) for v, t in new.items()}})
-
-
-MS_NAMES = ("millitm", "ms", "msec", "millis", "millisecond", "milliseconds")  # compared plainly
-
-
-def _ms_column(layout: CsvLayout, columns: dict[str, list[str]]) -> str | None:
-    """A column of whole milliseconds 0..999 right after a time written to the second (FactoryTalk's
-    ``Millitm``); elsewhere a column named ``ms`` may be a measurement."""
-    times = present_cells(columns[layout.time_column]) if layout.time_column else []
-    if not times or any("." in t for t in times) or not all(":" in t for t in times):
-        return None
-    at = layout.header.index(layout.time_column) + 1 if layout.time_column else len(layout.header)
-    name = layout.header[at] if at < len(layout.header) else ""
-    cells = present_cells(columns[name]) if plain_name(name) in MS_NAMES else []
-    return name if cells and all(c.strip().isdigit() and int(c) < 1000 for c in cells) else None
-
-
-_NAMED_ZONE = re.compile(r"\b(UTC|GMT)\s*(?:([+-])\s*(\d{1,2})(?::?(\d{2}))?)?(?![\w+-])", re.IGNORECASE)
-
-
-def _zone_of(name: str) -> str:
-    """The zone a time column's name gives: ``Time (UTC+01:00)`` -> ``UTC+01:00``, ``Timestamp [UTC]``,
-    ``TimeStampUTC`` -> ``UTC``; '' when it names none (zone names such as CET are not read: exports
-    labelled so often mean local time with summer time)."""
-    m = _NAMED_ZONE.search(name.replace("_", " ")) or _NAMED_ZONE.search(re.sub(r"(?i)(utc|gmt)", r" \1", name))
-    if not m:
-        return ""
-    _, sign, hours, minutes = m.groups()
-    return "UTC" + (f"{sign}{int(hours):02d}:{minutes or '00'}" if sign else "")
 
 
 def sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None,
@@ -434,17 +368,17 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
         chosen = next((name for plain in TIME_NAMES for name in header if plain_name(name) == plain), None)
         if chosen is None:  # t_stamp, TimeStampUTC, Zeitstempel: a time in the name and times or epochs in the cells
             chosen = next((name for name in header if any(part in plain_name(name) for part in TIME_NAME_PARTS)
-                           and (_looks_like_times(columns[name]) or _epochs(columns[name])
+                           and (looks_like_times(columns[name]) or are_epochs(columns[name])
                                 or is_excel_days(present_cells(columns[name])))), None)
         if chosen is None:
-            chosen = next((name for name in header if name not in labels and _looks_like_times(columns[name])), None)
+            chosen = next((name for name in header if name not in labels and looks_like_times(columns[name])), None)
             named = chosen is None
     date_column = None
     if chosen is not None:
-        if _times_of_day(columns[chosen], chosen):
-            date_column = next((n for n in header if n != chosen and _dates_only(columns[n])), None)
-        elif _dates_only(columns[chosen]):
-            clock = next((n for n in header if n != chosen and _times_of_day(columns[n], n)), None)
+        if are_times_of_day(columns[chosen], chosen):
+            date_column = next((n for n in header if n != chosen and are_dates_only(columns[n])), None)
+        elif are_dates_only(columns[chosen]):
+            clock = next((n for n in header if n != chosen and are_times_of_day(columns[n], n)), None)
             if clock is not None:
                 chosen, date_column = clock, chosen
     units = {name: text for name, text in units.items() if text and name not in (chosen, date_column)}
@@ -457,12 +391,12 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     layout = replace(layout, table_end=_table_end(layout, rows[h]))
     if chosen is None:
         return layout
-    layout = replace(layout, ms_column=_ms_column(layout, columns))
+    layout = replace(layout, ms_column=find_ms_column(layout, columns))
     sample = [layout.time_text(r) for r in body]
     if is_excel_days(present_cells(sample)):
         return replace(layout, excel_days=True)
-    zone = _zone_of(chosen) or (_zone_of(date_column) if date_column else "")
-    if zone and is_naive(sample) and not _epochs(sample):
+    zone = zone_of(chosen) or (zone_of(date_column) if date_column else "")
+    if zone and is_naive(sample) and not are_epochs(sample):
         layout = replace(layout, zone=zone)
         sample = [layout.time_text(r) for r in body]
     layout = replace(layout, naive_times=is_naive(sample))
@@ -662,7 +596,7 @@ def _as_pairs(layout: CsvLayout) -> CsvLayout:
     pairs = tuple((header[j], header[j + 1]) for j in range(0, len(header), 2))
     for time, value in pairs:
         present = present_cells(columns[value])
-        if not (_looks_like_times(columns[time]) and present
+        if not (looks_like_times(columns[time]) and present
                 and sum(is_number(c, layout.decimal, layout.thousands) for c in present) * 2 >= len(present)):
             return layout
     values = [v for _, v in pairs]

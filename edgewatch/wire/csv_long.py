@@ -20,7 +20,8 @@ import numpy as np
 from edgewatch.wire.csv_cells import DISTINCT_TEXTS
 from edgewatch.wire.csv_header import TIME_NAME_PARTS, plain_name
 from edgewatch.wire.csv_layout import CsvLayout
-from edgewatch.wire.csv_table import CsvTable, iter_rows
+from edgewatch.wire.csv_rows import iter_rows
+from edgewatch.wire.csv_table import CsvTable
 from edgewatch.wire.csv_times import LocalClock, parse_time
 
 

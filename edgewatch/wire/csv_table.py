@@ -72,14 +72,15 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_cells import (GROUPED, MISSING, are_quality_cells, is_number, numeric_column, present_cells,
-                                      units_in_cells, unwrapped, without_units)
+from edgewatch.wire.csv_cells import (GROUPED, MISSING, numeric_column, present_cells, units_in_cells, unwrapped,
+                                      without_units)
 from edgewatch.wire.csv_files import described, open_text, sniff_encoding
 from edgewatch.wire.csv_header import (HEAD_LINES, LABEL_NAMES, SAMPLE_LINES, TIME_NAMES, TIME_NAME_PARTS,
                                        count_unit_rows, header_at, header_names, is_comment, names_row, plain_name,
                                        read_lines, split_rows)
 from edgewatch.wire.csv_layout import CsvLayout
 from edgewatch.wire.csv_rows import find_table_end, iter_rows
+from edgewatch.wire.csv_tag_columns import as_pairs, named_after_tags, quality_columns
 from edgewatch.wire.csv_time_column import (are_dates_only, are_epochs, are_times_of_day, find_ms_column,
                                             looks_like_times, zone_of)
 from edgewatch.wire.csv_times import (DateOrder, LocalClock, has_half_day, is_excel_days, is_naive, needs_date_order,
@@ -233,69 +234,12 @@ def _sniff_decimal(rows: list[list[str]], separator: str, skip: Sequence[int] = 
     return marks
 
 
-QUALITY_NAMES = ("quality", "q", "qual", "qc", "status", "validity", "qualitat", "qualitaet", "opcquality")
-_VALUE_SUFFIX = re.compile(r"(value|val|pv|v)$")
-
-
-def _quality_columns(header: list[str], renamed: dict[str, str], columns: dict[str, list[str]],
-                     decimal: str, thousands: str | None) -> dict[str, str]:
-    """Value column -> its quality column: a column right after a number column, named ``Quality``, ``Q`` or
-    ``Status`` (alone, or after the value's own name: ``FIC101 Quality``, ``FIC101.Q``; PI DataLink and SCADA
-    exports), holding quality words or OPC codes."""
-    out: dict[str, str] = {}
-    for j in range(1, len(header)):
-        value, name = header[j - 1], header[j]
-        own = plain_name(renamed.get(name, name)).strip(".:/")
-        stem = _VALUE_SUFFIX.sub("", plain_name(value)) or plain_name(value)
-        rest = own[len(stem):].strip(".:/") if own.startswith(stem) and own != stem else own
-        if rest not in QUALITY_NAMES or value in out.values() or not are_quality_cells(columns[name]):
-            continue
-        present = present_cells(columns[value])
-        if present and sum(is_number(c, decimal, thousands) for c in present) * 2 >= len(present):
-            out[value] = name
-    return out
-
-
-_VALUE_WORD = re.compile(r"^(.*?[^\s._:/-])[\s._:/-]+(?:value|val)$", re.IGNORECASE)  # FIC101 Value, FIC101.Val
-
-
-def _tag_names(values: Sequence[str], header: Sequence[str]) -> dict[str, str]:
-    """Value column -> the tag it is named after, for columns named ``<tag> Value`` or ``<tag>.Val``.
-
-    Called for the value of a tag's attributes spelled side by side (its
-    quality, its own time): there ``Value`` is the export's word for the
-    attribute, not part of the tag's name, and the tag is what every live
-    source names (an MQTT topic level, an OPC UA node): a model fitted on
-    ``FIC101 Value`` never matched the topic ``plant/FIC101``. ``PV`` is
-    kept: ``FIC101.PV`` is the control system's parameter (beside ``.SP``
-    and ``.OP``), the item name its OPC server and gateways publish. No
-    rename where the tag is another column's name or two values share it.
-    """
-    found = {v: m.group(1) for v in values if (m := _VALUE_WORD.match(v))}
-    tags = list(found.values())
-    return {v: t for v, t in found.items() if tags.count(t) == 1 and t not in header}
-
-
-def _named_after_tags(layout: CsvLayout, values: Sequence[str]) -> CsvLayout:
-    """The layout with ``values`` named after their tags (:func:`_tag_names`), the renaming said."""
-    new = _tag_names(values, layout.header)
-    if not new:
-        return layout
-    def name(c: str) -> str:
-        return new.get(c, c)
-    return replace(layout, header=[name(c) for c in layout.header],
-                   quality={name(v): q for v, q in layout.quality.items()},
-                   units={name(c): u for c, u in layout.units.items()},
-                   cell_units={name(c): u for c, u in layout.cell_units.items()},
-                   renamed={**layout.renamed, **{t: layout.renamed.get(v, v) for v, t in new.items()}})
-
-
 def sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None,
                  decimal: str | None = None) -> CsvLayout:
     """Find the encoding, separator, header, decimal mark, time and label columns from the first lines.
 
     A file of (time, value) column pairs, one per tag, is presented as the
-    table it stands for (:func:`_as_pairs`).
+    table it stands for (:func:`as_pairs`).
 
     ``separator`` given (one character) is taken as it is instead of
     sniffed, as is Excel's ``sep=;`` first line. ``decimal`` given (``.``
@@ -310,7 +254,7 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
     if decimal is not None and decimal not in DECIMALS:
         raise BadInput(f"{path}: the decimal mark is '.' or ',', got {decimal!r}")
     layout = _sniff_layout(path, time_column, separator, decimal)
-    return layout if time_column is not None else _as_pairs(layout)
+    return layout if time_column is not None else as_pairs(layout)
 
 
 def _sniff_layout(path: str | Path, time_column: str | None = None, separator: str | None = None,
@@ -386,8 +330,8 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
                        n_units, units, None, date_column, renamed=renamed, packed=described(src),
                        cell_units=cell_units, excel_text=excel_text)
     layout = _with_marks(layout, body) if decimal is None else _told_marks(layout, body, decimal)
-    layout = replace(layout, quality=_quality_columns(header, renamed, columns, layout.decimal, layout.thousands))
-    layout = _named_after_tags(layout, list(layout.quality))
+    layout = replace(layout, quality=quality_columns(header, renamed, columns, layout.decimal, layout.thousands))
+    layout = named_after_tags(layout, list(layout.quality))
     layout = replace(layout, table_end=find_table_end(layout, rows[h]))
     if chosen is None:
         return layout
@@ -515,32 +459,6 @@ def _with_marks(layout: CsvLayout, body: list[list[str]]) -> CsvLayout:
                 marks.add(row, skip)
     decimal, thousands, note = marks.decimal()
     return replace(layout, decimal=decimal, thousands=thousands, decimal_note=note)
-
-
-PAIR_TIME = "Time"  # the time column of the table a file of (time, value) pairs stands for
-
-
-def _as_pairs(layout: CsvLayout) -> CsvLayout:
-    """A file whose columns are (time, value) pairs, one per tag, each tag on its own times (PI DataLink's
-    "Compressed Data" of several tags side by side), as the table it stands for: a ``Time`` column and one
-    column per tag. Read as it is, the first tag's time was the row's, and every other tag's values sat
-    beside times they were not taken at (minutes apart by the end of a day's file)."""
-    header = layout.header
-    if len(header) < 4 or len(header) % 2 or layout.time_column != header[0]:
-        return layout
-    sample = [r for _, (_, r) in zip(range(SAMPLE_LINES), iter_rows(layout, on_error=lambda line, exc: None))]
-    columns = {name: [r[j] for r in sample if j < len(r)] for j, name in enumerate(header)}
-    pairs = tuple((header[j], header[j + 1]) for j in range(0, len(header), 2))
-    for time, value in pairs:
-        present = present_cells(columns[value])
-        if not (looks_like_times(columns[time]) and present
-                and sum(is_number(c, layout.decimal, layout.thousands) for c in present) * 2 >= len(present)):
-            return layout
-    values = [v for _, v in pairs]
-    table = replace(layout, header=[PAIR_TIME, *values], time_column=PAIR_TIME, pairs=pairs,
-                    raw_header=tuple(header), units={k: u for k, u in layout.units.items() if k in values},
-                    quality={}, date_column=None, ms_column=None, zone="")
-    return _named_after_tags(table, values)
 
 
 CHUNK_ROWS = 100_000  # rows held as text at a time: a million rows of ten columns as strings took 740 MB

@@ -36,8 +36,8 @@ DISTINCT_TEXTS = 50  # distinct text cells kept per column (a tag name column of
 
 
 GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,234.5: thousands ',' decimal '.'
-            ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$"),  # 1.234,5: thousands '.' decimal ','
-            "'": re.compile(r"^[+-]?[1-9]\d{0,2}(?:'\d{3})+(?:\.\d+)?$")}  # 1'234.5: Switzerland's thousands mark
+           ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$"),  # 1.234,5: thousands '.' decimal ','
+           "'": re.compile(r"^[+-]?[1-9]\d{0,2}(?:'\d{3})+(?:\.\d+)?$")}  # 1'234.5: Switzerland's thousands mark
 
 
 # 4.21 bar, 45 %; never an exponent ("1.2034e+05", a totaliser written with %g, is a number, not 1.2034 "e+05")
@@ -84,7 +84,7 @@ def is_number(cell: str, decimal: str = ".", thousands: str | None = None) -> bo
 
 
 def numeric_column(cells: list[str], decimal: str, thousands: str | None = None,
-                    texts: set[str] | None = None, unit: str | None = None) -> tuple[np.ndarray, int, int, str | None]:
+                   texts: set[str] | None = None, unit: str | None = None) -> tuple[np.ndarray, int, int, str | None]:
     """(values, missing cells, bad cells, an example of text) -- fast when the column is clean.
 
     ``texts`` collects the distinct text cells, up to ``DISTINCT_TEXTS``.
@@ -162,5 +162,5 @@ def are_quality_cells(cells: list[str]) -> bool:
     if all(c.isdigit() for c in present):
         codes = {int(c) for c in present}
         return any(192 <= c < 256 for c in codes) or (all(c == 0 or c >= 0x40000000 for c in codes)
-                                                        and any(c >= 0x40000000 for c in codes))
+                                                      and any(c >= 0x40000000 for c in codes))
     return all(c.lower().startswith(("good", "bad", "uncertain")) for c in present)

@@ -149,8 +149,8 @@ def count_unit_rows(header: list[str], body: list[list[str]], decimal: str, thou
 
 
 def names_row(first: list[str], header: list[str], renamed: dict[str, str], cell_units: dict[str, str],
-               unit_rows: list[list[str]], body: list[list[str]]
-               ) -> tuple[list[str], dict[str, str], dict[str, str], list[list[str]]]:
+              unit_rows: list[list[str]], body: list[list[str]]
+              ) -> tuple[list[str], dict[str, str], dict[str, str], list[list[str]]]:
     """Of the header and the rows of units or descriptions under it, the row that names the time column
     (``Timestamp``) names the columns: exports write tag names, descriptions and units in any order
     (a description row first made the descriptions the features' names). Returns (names, renamed, the units

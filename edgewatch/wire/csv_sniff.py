@@ -113,7 +113,7 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
         sniffed, thousands = decimal, "." if decimal == "," else ","
     n_units = count_unit_rows(header, body, sniffed, thousands)
     header, renamed, cell_units, unit_cells = names_row(rows[h], header, renamed, cell_units, body[:n_units],
-                                                         body[n_units:])
+                                                        body[n_units:])
     units = {name: ", ".join(c for r in unit_cells if (c := (r[j] if j < len(r) else "").strip()))
              for j, name in enumerate(header)}
     body = body[n_units:]

@@ -198,7 +198,7 @@ class _Chunks:
                 self.times.append(parse_times(cells, lay.date_order, lay.excel_days))
                 continue
             values, n_missing, n_bad, example = numeric_column(columns[j], lay.decimal, lay.thousands, self.texts[j],
-                                                                lay.cell_units.get(name))
+                                                               lay.cell_units.get(name))
             self.values[j].append(values)
             self.missing[j] += n_missing
             self.bad[j] += n_bad

@@ -28,7 +28,7 @@ _VALUE_SUFFIX = re.compile(r"(value|val|pv|v)$")
 
 
 def quality_columns(header: list[str], renamed: dict[str, str], columns: dict[str, list[str]],
-                     decimal: str, thousands: str | None) -> dict[str, str]:
+                    decimal: str, thousands: str | None) -> dict[str, str]:
     """Value column -> its quality column: a column right after a number column, named ``Quality``, ``Q`` or
     ``Status`` (alone, or after the value's own name: ``FIC101 Quality``, ``FIC101.Q``; PI DataLink and SCADA
     exports), holding quality words or OPC codes."""

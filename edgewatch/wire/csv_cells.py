@@ -83,6 +83,14 @@ def is_number(cell: str, decimal: str = ".", thousands: str | None = None) -> bo
         return False
 
 
+def mostly_numbers(cells: list[str], decimal: str = ".", thousands: str | None = None) -> bool:
+    """Whether at least half of the present cells are numbers: the rule that makes a column numeric (its other
+    cells are then bad values, not text), used alike for a value beside its quality, a value beside its own
+    time, and the data under a unit row."""
+    present = present_cells(cells)
+    return bool(present) and sum(is_number(c, decimal, thousands) for c in present) * 2 >= len(present)
+
+
 def numeric_column(cells: list[str], decimal: str, thousands: str | None = None,
                    texts: set[str] | None = None, unit: str | None = None) -> tuple[np.ndarray, int, int, str | None]:
     """(values, missing cells, bad cells, an example of text) -- fast when the column is clean.

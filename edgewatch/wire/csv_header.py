@@ -14,7 +14,7 @@ import csv
 import re
 from pathlib import Path
 
-from edgewatch.wire.csv_cells import is_missing, is_number, present_cells
+from edgewatch.wire.csv_cells import is_missing, is_number, mostly_numbers
 from edgewatch.wire.csv_files import open_text
 
 
@@ -138,8 +138,7 @@ def count_unit_rows(header: list[str], body: list[list[str]], decimal: str, thou
         rest = body[k + 1:]
         numeric = []
         for j in range(len(header)):
-            present = present_cells([r[j] for r in rest if j < len(r)])
-            if present and sum(is_number(c, decimal, thousands) for c in present) * 2 >= len(present):
+            if mostly_numbers([r[j] for r in rest if j < len(r)], decimal, thousands):
                 numeric.append(j)
         cells = [body[k][j].strip() if j < len(body[k]) else "" for j in numeric]
         if not numeric or all(is_missing(c) for c in cells) or any(is_number(c, decimal, thousands) for c in cells):

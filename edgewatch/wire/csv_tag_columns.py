@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from edgewatch.wire.csv_cells import are_quality_cells, is_number, present_cells
+from edgewatch.wire.csv_cells import are_quality_cells, mostly_numbers
 from edgewatch.wire.csv_header import SAMPLE_LINES, plain_name
 from edgewatch.wire.csv_layout import CsvLayout
 from edgewatch.wire.csv_rows import iter_rows
@@ -40,8 +40,7 @@ def quality_columns(header: list[str], renamed: dict[str, str], columns: dict[st
         rest = own[len(stem):].strip(".:/") if own.startswith(stem) and own != stem else own
         if rest not in QUALITY_NAMES or value in out.values() or not are_quality_cells(columns[name]):
             continue
-        present = present_cells(columns[value])
-        if present and sum(is_number(c, decimal, thousands) for c in present) * 2 >= len(present):
+        if mostly_numbers(columns[value], decimal, thousands):
             out[value] = name
     return out
 
@@ -95,9 +94,7 @@ def as_pairs(layout: CsvLayout) -> CsvLayout:
     columns = {name: [r[j] for r in sample if j < len(r)] for j, name in enumerate(header)}
     pairs = tuple((header[j], header[j + 1]) for j in range(0, len(header), 2))
     for time, value in pairs:
-        present = present_cells(columns[value])
-        if not (looks_like_times(columns[time]) and present
-                and sum(is_number(c, layout.decimal, layout.thousands) for c in present) * 2 >= len(present)):
+        if not (looks_like_times(columns[time]) and mostly_numbers(columns[value], layout.decimal, layout.thousands)):
             return layout
     values = [v for _, v in pairs]
     table = replace(layout, header=[PAIR_TIME, *values], time_column=PAIR_TIME, pairs=pairs,

@@ -131,9 +131,14 @@ class CsvLayout:
 
         return self.joined(at(self.time_column), at(self.date_column), at(self.ms_column))
 
+    @property
+    def time_parts(self) -> list[str]:
+        """The columns the time is read from: the time column, and its date and milliseconds columns if any."""
+        return [c for c in (self.time_column, self.date_column, self.ms_column) if c]
+
     def not_values(self) -> set[str]:
         """Columns that are parts of the time or a value's quality: never features, never text to report."""
-        return {c for c in (self.time_column, self.date_column, self.ms_column) if c} | set(self.quality.values())
+        return set(self.time_parts) | set(self.quality.values())
 
     def blank_bad(self, row: list[str]) -> list[str]:
         """``row`` with each value whose quality cell says bad made blank (the rule of :func:`quality_is_bad`)."""

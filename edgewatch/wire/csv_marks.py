@@ -161,7 +161,7 @@ def told_marks(layout: CsvLayout, body: list[list[str]], decimal: str) -> CsvLay
     cell may contradict are its rows split, to name the line and to leave
     time columns (``01.05.2024``) alone.
     """
-    skip = [layout.header.index(c) for c in (layout.time_column, layout.date_column, layout.ms_column) if c]
+    skip = [layout.header.index(c) for c in layout.time_parts]
     sample = sniff_decimal(body, layout.separator, skip) if decimal == "." else _Marks()
     thousands = "." if decimal == "," else "'" if sample.sure["'"] and not sample.sure[","] else ","
     told = replace(layout, decimal=decimal, thousands=thousands, decimal_note=None, decimal_told=True)
@@ -208,7 +208,7 @@ def with_marks(layout: CsvLayout, body: list[list[str]]) -> CsvLayout:
     ``1.234`` cells are all it holds (time columns left out: ``01.05.2024``
     is a date).
     """
-    skip = [layout.header.index(c) for c in (layout.time_column, layout.date_column, layout.ms_column) if c]
+    skip = [layout.header.index(c) for c in layout.time_parts]
     marks = sniff_decimal(body, layout.separator, skip)
     if not marks.decided() and layout.separator != ",":
         marks = _Marks()

@@ -166,18 +166,11 @@ def told_marks(layout: CsvLayout, body: list[list[str]], decimal: str) -> CsvLay
     thousands = "." if decimal == "," else "'" if sample.sure["'"] and not sample.sure[","] else ","
     told = replace(layout, decimal=decimal, thousands=thousands, decimal_note=None, decimal_told=True)
     if layout.separator == "," and decimal == ".":  # a ',' within a cell is quoted: none, no contradiction
-        with open_text(layout.path, layout.encoding) as fh:
-            if not any('"' in chunk for chunk in iter(lambda: fh.read(1 << 20), "")):
-                return told
+        if not any('"' in chunk for chunk in _text_chunks(layout)):
+            return told
     if layout.separator != ",":
-        sep = re.escape(layout.separator)
-        cell = re.compile(rf"(?:^|(?<=[{sep}\"]))[+-]?\d*[.,]\d[\d.,]*(?=[{sep}\"\r\n]|$)", re.MULTILINE)
-        with open_text(layout.path, layout.encoding) as fh:
-            suspect = False
-            while not suspect and (chunk := fh.read(1 << 20)):
-                chunk += fh.readline()
-                suspect = any(_against(c, decimal) for c in set(cell.findall(chunk)))
-        if not suspect:
+        cell = _whole_cells(layout.separator, r"[+-]?\d*[.,]\d[\d.,]*")
+        if not any(_against(c, decimal) for chunk in _text_chunks(layout) for c in set(cell.findall(chunk))):
             return told
     for line, row in iter_rows(told, on_error=lambda line, exc: None):
         for j, c in enumerate(row[:len(told.header)]):
@@ -212,16 +205,29 @@ def with_marks(layout: CsvLayout, body: list[list[str]]) -> CsvLayout:
     marks = sniff_decimal(body, layout.separator, skip)
     if not marks.decided() and layout.separator != ",":
         marks = _Marks()
-        sep = re.escape(layout.separator)
-        cell = re.compile(rf"(?:^|(?<=[{sep}\"]))[+-]?\d+[.,'][\d.,']*(?=[{sep}\"\r\n]|$)", re.MULTILINE)
-        with open_text(layout.path, layout.encoding) as fh:
-            while chunk := fh.read(1 << 20):
-                chunk += fh.readline()
-                if "." in chunk or "," in chunk or "'" in chunk:
-                    marks.add(cell.findall(chunk))
+        cell = _whole_cells(layout.separator, r"[+-]?\d+[.,'][\d.,']*")
+        for chunk in _text_chunks(layout):
+            if "." in chunk or "," in chunk or "'" in chunk:
+                marks.add(cell.findall(chunk))
         if marks.dot_groups and not marks.decided():
             marks = _Marks()
             for _, row in iter_rows(layout, on_error=lambda line, exc: None):
                 marks.add(row, skip)
     decimal, thousands, note = marks.decimal()
     return replace(layout, decimal=decimal, thousands=thousands, decimal_note=note)
+
+
+def _text_chunks(layout: CsvLayout) -> Iterator[str]:
+    """The file's text in pieces of about 1 MiB, each ending at a line's end so that no cell is cut in two: the
+    whole-file passes look through text, not rows (a ','-separated file of 200,000 rows of ten: 0.18 s, where
+    splitting its rows took 1.09 s)."""
+    with open_text(layout.path, layout.encoding) as fh:
+        while chunk := fh.read(1 << 20):
+            yield chunk + fh.readline()
+
+
+def _whole_cells(separator: str, number: str) -> re.Pattern[str]:
+    """A pattern that finds the cells that are all ``number`` in a file's text: between separators, quotes and
+    line ends, never a part of a longer cell."""
+    sep = re.escape(separator)
+    return re.compile(rf"(?:^|(?<=[{sep}\"])){number}(?=[{sep}\"\r\n]|$)", re.MULTILINE)

@@ -65,8 +65,7 @@ def parse_number(cell: str, decimal: str = ".", thousands: str | None = None, un
     text = cell.strip()
     if text.lower() in MISSING:
         return math.nan
-    if unit and text.endswith(unit):
-        text = text[:-len(unit)].rstrip()
+    text = without_unit(text, unit)
     if thousands is not None and thousands in text:
         if not GROUPED[thousands].match(text):
             raise ValueError(f"{text!r}: not a number grouped by {thousands!r}")
@@ -136,12 +135,17 @@ def units_in_cells(header: list[str], body: list[list[str]]) -> dict[str, str]:
     return out
 
 
+def without_unit(cell: str, unit: str | None) -> str:
+    """``cell`` without the ``unit`` written after its number (``4.21 bar``: ``4.21``), else as it is."""
+    text = cell.strip()
+    return text[:-len(unit)].rstrip() if unit and text.endswith(unit) else cell
+
+
 def without_units(header: list[str], body: list[list[str]], units: dict[str, str]) -> list[list[str]]:
     if not units:
         return body
     strip = {j: units[name] for j, name in enumerate(header) if name in units}
-    return [[c.strip()[:-len(strip[j])].rstrip() if j in strip and c.strip().endswith(strip[j]) else c
-             for j, c in enumerate(r)] for r in body]
+    return [[without_unit(c, strip[j]) if j in strip else c for j, c in enumerate(r)] for r in body]
 
 
 def unwrapped(row: list[str]) -> list[str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_cells import GROUPED
+from edgewatch.wire.csv_cells import GROUPED, without_unit
 from edgewatch.wire.csv_files import open_text
 from edgewatch.wire.csv_layout import CsvLayout
 from edgewatch.wire.csv_rows import iter_rows
@@ -175,9 +175,7 @@ def told_marks(layout: CsvLayout, body: list[list[str]], decimal: str) -> CsvLay
     for line, row in iter_rows(told, on_error=lambda line, exc: None):
         for j, c in enumerate(row[:len(told.header)]):
             name = told.header[j]
-            unit = told.cell_units.get(name)
-            if unit and c.strip().endswith(unit):
-                c = c.strip()[:-len(unit)]
+            c = without_unit(c, told.cell_units.get(name))
             if j not in skip and _against(c, decimal):
                 other = "." if decimal == "," else ","
                 raise BadInput(

@@ -93,23 +93,19 @@ class CsvLayout:
         if self.header_row:
             parts.append(f"{self.header_row} line(s) above the header skipped")
         if self.unit_rows:
-            shown = ", ".join(f"{k} [{v}]" for k, v in list(self.units.items())[:4])
-            more = ", ..." if len(self.units) > 4 else ""
-            parts.append(f"{self.unit_rows} row(s) of units or descriptions under the header, not data: {shown}{more}")
+            shown = _some([f"{k} [{v}]" for k, v in self.units.items()], 4)
+            parts.append(f"{self.unit_rows} row(s) of units or descriptions under the header, not data: {shown}")
         if self.cell_units:
-            shown = ", ".join(f"{k} [{v}]" for k, v in list(self.cell_units.items())[:5])
-            more = ", ..." if len(self.cell_units) > 5 else ""
-            parts.append(f"a unit after the numbers in {len(self.cell_units)} column(s), dropped: {shown}{more}")
+            shown = _some([f"{k} [{v}]" for k, v in self.cell_units.items()], 5)
+            parts.append(f"a unit after the numbers in {len(self.cell_units)} column(s), dropped: {shown}")
         if self.pairs:
-            shown = ", ".join(f"{t} + {v}" for t, v in self.pairs[:3])
-            more = ", ..." if len(self.pairs) > 3 else ""
-            parts.append(f"a time column beside each of {len(self.pairs)} tags ({shown}{more}; PI DataLink's "
+            shown = _some([f"{t} + {v}" for t, v in self.pairs], 3)
+            parts.append(f"a time column beside each of {len(self.pairs)} tags ({shown}; PI DataLink's "
                          "compressed data): one row per time of any tag, each tag's value held until its next one")
         if self.quality:
-            shown = ", ".join(f"{k} [{v}]" for k, v in list(self.quality.items())[:4])
-            more = ", ..." if len(self.quality) > 4 else ""
+            shown = _some([f"{k} [{v}]" for k, v in self.quality.items()], 4)
             parts.append(f"a quality column beside {len(self.quality)} value column(s) (a value of bad quality is a "
-                         f"blank; qualities are not features): {shown}{more}")
+                         f"blank; qualities are not features): {shown}")
         renamed = {new: old for new, old in self.renamed.items() if new not in self.quality.values()}
         if renamed:
             parts.append("renamed: " + ", ".join(f"'{old}' -> '{new}'" for new, old in renamed.items()))
@@ -164,3 +160,8 @@ class CsvLayout:
         if self.zone and cell.strip() and not is_missing(cell):
             cell = f"{cell.strip()} {self.zone}"
         return cell
+
+
+def _some(items: list[str], n: int) -> str:
+    """The first ``n`` items, and ``...`` when there are more: a description stays one line for a file of 300 tags."""
+    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")

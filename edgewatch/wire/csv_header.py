@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from edgewatch.wire.csv_cells import is_missing, is_number, mostly_numbers
@@ -42,6 +43,11 @@ ANNOTATIONS = ("#group", "#datatype", "#default")  # InfluxDB 2's annotated CSV:
 def plain_name(name: str) -> str:
     """A column name compared without case, spaces, underscores or dashes (``Time Stamp`` = ``time_stamp``)."""
     return re.sub(r"[\s_\-]", "", name.lower())
+
+
+def columns_of(header: Sequence[str], rows: list[list[str]]) -> dict[str, list[str]]:
+    """The cells under each name of ``header``, column by column (a row too short for a column gives it none)."""
+    return {name: [r[j] for r in rows if j < len(r)] for j, name in enumerate(header)}
 
 
 def read_lines(path: Path, limit: int, encoding: str) -> list[str]:

@@ -18,8 +18,8 @@ from edgewatch.errors import BadInput
 from edgewatch.wire.csv_cells import present_cells, units_in_cells, unwrapped, without_units
 from edgewatch.wire.csv_files import described, sniff_encoding
 from edgewatch.wire.csv_header import (HEAD_LINES, LABEL_NAMES, SAMPLE_LINES, TIME_NAME_PARTS, TIME_NAMES,
-                                       count_unit_rows, header_at, header_names, is_comment, names_row, plain_name,
-                                       read_lines, split_rows)
+                                       columns_of, count_unit_rows, header_at, header_names, is_comment, names_row,
+                                       plain_name, read_lines, split_rows)
 from edgewatch.wire.csv_layout import CsvLayout
 from edgewatch.wire.csv_marks import DECIMALS, TOLD_DECIMAL, sniff_decimal, told_marks, with_marks
 from edgewatch.wire.csv_rows import find_table_end, iter_rows
@@ -117,7 +117,7 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     units = {name: ", ".join(c for r in unit_cells if (c := (r[j] if j < len(r) else "").strip()))
              for j, name in enumerate(header)}
     body = body[n_units:]
-    columns = {name: [r[j] for r in body if j < len(r)] for j, name in enumerate(header)}
+    columns = columns_of(header, body)
     labels = [name for name in header if name.lower() in LABEL_NAMES]
     named = True
     if time_column is not None:

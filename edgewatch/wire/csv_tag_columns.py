@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from edgewatch.wire.csv_cells import are_quality_cells, mostly_numbers
-from edgewatch.wire.csv_header import SAMPLE_LINES, plain_name
+from edgewatch.wire.csv_header import SAMPLE_LINES, columns_of, plain_name
 from edgewatch.wire.csv_layout import CsvLayout
 from edgewatch.wire.csv_rows import iter_rows
 from edgewatch.wire.csv_time_column import looks_like_times
@@ -91,7 +91,7 @@ def as_pairs(layout: CsvLayout) -> CsvLayout:
     if len(header) < 4 or len(header) % 2 or layout.time_column != header[0]:
         return layout
     sample = [r for _, (_, r) in zip(range(SAMPLE_LINES), iter_rows(layout, on_error=lambda line, exc: None))]
-    columns = {name: [r[j] for r in sample if j < len(r)] for j, name in enumerate(header)}
+    columns = columns_of(header, sample)
     pairs = tuple((header[j], header[j + 1]) for j in range(0, len(header), 2))
     for time, value in pairs:
         if not (looks_like_times(columns[time]) and mostly_numbers(columns[value], layout.decimal, layout.thousands)):

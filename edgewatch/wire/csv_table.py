@@ -7,7 +7,7 @@ a sensor logged less often than the others leaves blank cells; text
 columns (a state, an operator's note) sit between the numbers. This module
 reads such a file without being told, and says what it found, so that
 ``edgewatch fit`` can report it and the agent's replay can read the same
-file the same way (the reading rules live only here).
+file the same way (the reading rules live only in these ``csv_*`` modules).
 
 What is sniffed (:func:`sniff_layout`), from the header and the first
 lines:
@@ -55,6 +55,17 @@ numbers; its other cells are then NaN and counted as ``bad``; a column
 where most cells are text is a *text column*, reported with an example
 and left out. Times are read by :mod:`csv_times`; wall-clock times with no
 zone run on through a daylight-saving fall-back. An unreadable time is NaN.
+
+Where each rule lives: :mod:`csv_sniff` (:func:`sniff_layout`, the order
+of the findings) ties together :mod:`csv_files` (packing, encoding),
+:mod:`csv_header` (the header row, its names, unit and description rows),
+:mod:`csv_cells` (missing, numbers, units in cells, Excel's ``="..."``,
+qualities), :mod:`csv_marks` (decimal and thousands marks, given or
+found), :mod:`csv_time_column` (the time column by its cells) and
+:mod:`csv_tag_columns` (quality and (time, value) columns of one tag) in
+one :class:`CsvLayout` (:mod:`csv_layout`); :mod:`csv_rows` yields the
+data rows and finds where the table ends. This module reads the rows into
+columns (:func:`read_csv_table`) and keeps the names callers import.
 
 NumPy and the standard library only: the agent may import this module.
 """

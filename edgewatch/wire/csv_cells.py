@@ -5,7 +5,7 @@ when it looks at the first lines, by :mod:`csv_table` when it converts a
 column, and by the agent's row assembler (:data:`MISSING`), so that
 ``-``, ``Bad Input`` or Excel's ``#DIV/0!`` mean "no value" everywhere.
 
-The standard library and NumPy only: the agent may import this module.
+NumPy and the standard library only: the agent may import this module.
 """
 
 from __future__ import annotations
@@ -22,28 +22,16 @@ import numpy as np
 NO_VALUE_STATES = frozenset({"bad", "bad input", "i/o timeout", "shutdown", "calc failed", "calc timeout",
                              "comm fail", "scan off", "scan timeout", "no data", "no sample", "no result",
                              "pt created", "out of serv", "intf shut", "not connect", "unavailable", "unknown"})
-
-
 # Excel's error values, in a column computed by a formula (a ratio at a standstill: #DIV/0!)
 EXCEL_ERRORS = frozenset({"#div/0!", "#value!", "#ref!", "#name?", "#num!", "#null!", "#spill!", "#calc!",
                           "#getting_data"})
-
-
 MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"}) | NO_VALUE_STATES | EXCEL_ERRORS
-
-
 DISTINCT_TEXTS = 50  # distinct text cells kept per column (a tag name column of a long export, a state column)
-
-
 GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,234.5: thousands ',' decimal '.'
            ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$"),  # 1.234,5: thousands '.' decimal ','
            "'": re.compile(r"^[+-]?[1-9]\d{0,2}(?:'\d{3})+(?:\.\d+)?$")}  # 1'234.5: Switzerland's thousands mark
-
-
 # 4.21 bar, 45 %; never an exponent ("1.2034e+05", a totaliser written with %g, is a number, not 1.2034 "e+05")
 _CELL_UNIT = re.compile(r"^([+-]?\d[\d.,]*(?:[eE][+-]?\d+)?)\s*(?![eE][+-]?\d+$)([^\d\s:/.,+-][^:]{0,11})$")
-
-
 OPC_UA_BAD = 0x80000000  # OPC UA status codes: the two top bits 10 are Bad (0 is Good)
 
 

@@ -5,7 +5,7 @@ names, and write tag names, descriptions and units in rows of their own
 under it in any order; :mod:`csv_sniff` asks this module which row names
 the columns and how many rows under it are not data.
 
-The standard library only (with :mod:`csv_cells`): the agent may import this module.
+NumPy and the standard library only: the agent may import this module.
 """
 
 from __future__ import annotations
@@ -20,23 +20,11 @@ from edgewatch.wire.csv_files import open_text
 
 
 SAMPLE_LINES = 64
-
-
 HEAD_LINES = 16  # lines above the header (an export's title, a "sep=;" line) looked through
-
-
 MAX_UNIT_ROWS = 3  # rows of units or descriptions under the header
-
-
 TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date")  # compared without case, spaces or underscores
-
-
 TIME_NAME_PARTS = ("time", "date", "stamp", "zeit", "datum")  # in a name whose cells are times or epoch numbers
-
-
 LABEL_NAMES = ("anomaly", "changepoint")
-
-
 ANNOTATIONS = ("#group", "#datatype", "#default")  # InfluxDB 2's annotated CSV: rows as wide as the header, never it
 
 

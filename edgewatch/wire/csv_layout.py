@@ -4,8 +4,7 @@ The layout is the one value every reader of the file takes (the table
 reader, the row iterator, the agent's replay), so that a time cell, a
 number cell and a value of bad quality are read one way.
 
-The standard library only (with the cell and time rules of :mod:`csv_cells`
-and :mod:`csv_times`): the agent may import this module.
+NumPy and the standard library only: the agent may import this module.
 """
 
 from __future__ import annotations

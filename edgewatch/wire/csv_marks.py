@@ -7,7 +7,7 @@ number cell of the file (:func:`with_marks`); a mark given (fit's
 ``--decimal``, the replay's ``?decimal=``, or :func:`told_decimal`) is
 checked against the file instead (:func:`told_marks`).
 
-The standard library and NumPy only: the agent may import this module.
+NumPy and the standard library only: the agent may import this module.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from edgewatch.wire.csv_rows import iter_rows
 
 
 DECIMALS = (".", ",")  # the decimal marks a user may give (fit's --decimal, the replay's ?decimal=)
-
-
 TOLD_DECIMAL: ContextVar[str | None] = ContextVar("edgewatch_told_decimal", default=None)
 
 
@@ -49,14 +47,8 @@ def told_decimal(mark: str | None) -> Iterator[None]:
 
 
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
-
-
 _DECIMAL_DOT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
-
-
 _DOT_GROUPS = re.compile(r"^[+-]?[1-9]\d{0,2}\.\d{3}$")  # 1.234: a decimal, or a thousands mark; the cell cannot tell
-
-
 _PLAIN_INT = re.compile(r"^[+-]?\d+$")
 
 

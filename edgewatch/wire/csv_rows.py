@@ -6,7 +6,7 @@ table or a trailer is appended (:func:`find_table_end`, decided once when
 the layout is sniffed). A file of (time, value) pairs per tag yields the
 merged rows of the table it stands for.
 
-The standard library and NumPy only: the agent's replay reads rows through here.
+NumPy and the standard library only: the agent's replay reads rows through here.
 """
 
 from __future__ import annotations

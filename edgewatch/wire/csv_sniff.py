@@ -5,7 +5,7 @@ The order matters and lives only here: the separator before the header,
 the header before the unit rows, the marks before the quality columns,
 the time column before the table's end and the date order.
 
-The standard library only: the agent may import this module.
+NumPy and the standard library only: the agent may import this module.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ from edgewatch.wire.csv_times import (DateOrder, has_half_day, is_excel_days, is
 
 
 SEPARATORS = (",", ";", "\t", "|")
-
-
 _SEP_LINE = re.compile(r'^"?sep=(.)"?$', re.IGNORECASE)  # Excel's first line naming the separator
 
 

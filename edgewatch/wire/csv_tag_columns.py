@@ -5,7 +5,7 @@ PI DataLink and SCADA exports write ``FIC101 Value, FIC101 Quality`` or
 time is the time of its value, and ``Value`` is the export's word for the
 attribute, not part of the tag's name (:func:`named_after_tags`).
 
-The standard library only: the agent may import this module.
+NumPy and the standard library only: the agent may import this module.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from edgewatch.wire.csv_time_column import looks_like_times
 
 
 QUALITY_NAMES = ("quality", "q", "qual", "qc", "status", "validity", "qualitat", "qualitaet", "opcquality")
-
-
 _VALUE_SUFFIX = re.compile(r"(value|val|pv|v)$")
 
 

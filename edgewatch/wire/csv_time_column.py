@@ -4,7 +4,7 @@ milliseconds in a column of their own, a zone in the column's name.
 :mod:`csv_sniff` tries names first (:data:`csv_header.TIME_NAMES`), then these
 tests of the cells; the pairs of :mod:`csv_tag_columns` use them too.
 
-The standard library only: the agent may import this module.
+NumPy and the standard library only: the agent may import this module.
 """
 
 from __future__ import annotations
@@ -19,11 +19,7 @@ from edgewatch.wire.csv_times import DOTTED_CLOCK, TIME_OF_DAY, parse_time
 
 
 EPOCH_RANGE = (1e8, 1e19)  # numbers read as epoch seconds, ms, us or ns: from 1973
-
-
 MS_NAMES = ("millitm", "ms", "msec", "millis", "millisecond", "milliseconds")  # compared plainly
-
-
 _NAMED_ZONE = re.compile(r"\b(UTC|GMT)\s*(?:([+-])\s*(\d{1,2})(?::?(\d{2}))?)?(?![\w+-])", re.IGNORECASE)
 
 

@@ -53,7 +53,7 @@ _PLAIN_INT = re.compile(r"^[+-]?\d+$")
 
 
 @dataclass
-class _Marks:
+class Marks:
     """What a file's number cells say about its decimal and thousands marks (:func:`sniff_decimal`)."""
 
     comma: int = 0  # 12,5
@@ -118,10 +118,10 @@ class _Marks:
         return ".", ("," if self.sure[","] else "'" if self.sure["'"] else None), note
 
 
-def sniff_decimal(rows: list[list[str]], separator: str, skip: Sequence[int] = ()) -> _Marks:
+def sniff_decimal(rows: list[list[str]], separator: str, skip: Sequence[int] = ()) -> Marks:
     """The cells' evidence on the marks: only ``1.234,5``, ``1.234.567``, ``12,5`` or ``12.5`` tell by
-    themselves; ``1.234`` is a decimal in one convention and a thousand in the other (see :class:`_Marks`)."""
-    marks = _Marks()
+    themselves; ``1.234`` is a decimal in one convention and a thousand in the other (see :class:`Marks`)."""
+    marks = Marks()
     if separator == ",":  # a quoted "1,234.5": ',' can only group thousands
         marks.dot = 1
         marks.sure[","] = sum(1 for r in rows for c in r if GROUPED[","].match(c.strip()))
@@ -154,7 +154,7 @@ def told_marks(layout: CsvLayout, body: list[list[str]], decimal: str) -> CsvLay
     time columns (``01.05.2024``) alone.
     """
     skip = [layout.header.index(c) for c in layout.time_parts]
-    sample = sniff_decimal(body, layout.separator, skip) if decimal == "." else _Marks()
+    sample = sniff_decimal(body, layout.separator, skip) if decimal == "." else Marks()
     thousands = "." if decimal == "," else "'" if sample.sure["'"] and not sample.sure[","] else ","
     told = replace(layout, decimal=decimal, thousands=thousands, decimal_note=None, decimal_told=True)
     if layout.separator == "," and decimal == ".":  # a ',' within a cell is quoted: none, no contradiction
@@ -194,13 +194,13 @@ def with_marks(layout: CsvLayout, body: list[list[str]]) -> CsvLayout:
     skip = [layout.header.index(c) for c in layout.time_parts]
     marks = sniff_decimal(body, layout.separator, skip)
     if not marks.decided() and layout.separator != ",":
-        marks = _Marks()
+        marks = Marks()
         cell = _whole_cells(layout.separator, r"[+-]?\d+[.,'][\d.,']*")
         for chunk in _text_chunks(layout):
             if "." in chunk or "," in chunk or "'" in chunk:
                 marks.add(cell.findall(chunk))
         if marks.dot_groups and not marks.decided():
-            marks = _Marks()
+            marks = Marks()
             for _, row in iter_rows(layout, on_error=lambda line, exc: None):
                 marks.add(row, skip)
     decimal, thousands, note = marks.decimal()

@@ -12,8 +12,10 @@ The standard library only: the agent's replay opens files through here too.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -27,6 +29,8 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # an old Excel .xls (and other Office files)
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".dat", ".log")
 SAVE_AS_CSV = ("open it in Excel and save it with File > Save As > 'CSV UTF-8 (Comma delimited) (*.csv)' "
                "(one file per sheet), then give that file")
+ENCODING = "utf-8-sig"  # a byte-order mark (Excel's "CSV UTF-8") is dropped
+_LATIN1_ONLY = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")  # bytes Windows-1252 leaves undefined
 
 
 def _zip_member(path: Path, z: zipfile.ZipFile) -> str:
@@ -106,3 +110,38 @@ def described(path: Path) -> str:
     """How the file was unpacked, for the report ('' when plain)."""
     kind = packing(path)
     return "gzip-compressed" if kind == "gzip" else (f"read from the zip member '{kind[4:]}'" if kind else "")
+
+
+def sniff_encoding(path: Path) -> tuple[str, str | None]:
+    """UTF-8 (a BOM dropped), UTF-16 with its BOM, else Windows-1252 (Latin-1 where 1252 has no character).
+
+    The whole file is checked: a Latin-1 "°" in row 90,000 of an otherwise
+    ASCII export would stop the read there. Any bytes decode in Latin-1, so
+    the second answer never fails; the note says what was read and where.
+    """
+    with open_bytes(path) as fh:
+        if fh.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+            return "utf-16", None
+    with open_bytes(path) as fh:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        lines = 0
+        bad: tuple[int, int] | None = None
+        while chunk := fh.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                at = max(exc.start - (len(exc.object) - len(chunk)), 0)  # exc.object: held bytes + chunk
+                bad = (chunk[at] if at < len(chunk) else chunk[-1], lines + chunk.count(b"\n", 0, at) + 1)
+                break
+            lines += chunk.count(b"\n")
+        if bad is None:
+            pending = decoder.getstate()[0]  # a character cut off by the end of the file
+            if not pending:
+                return ENCODING, None
+            bad = (pending[0], lines + 1)
+    with open_bytes(path) as fh:
+        latin1 = any(_LATIN1_ONLY.search(chunk) for chunk in iter(lambda: fh.read(1 << 20), b""))
+    encoding = "latin-1" if latin1 else "cp1252"
+    char = bytes([bad[0]]).decode(encoding)
+    return encoding, (f"not UTF-8 (byte 0x{bad[0]:02x} on line {bad[1]}): read as "
+                      f"{'Latin-1' if latin1 else 'Windows-1252 (Latin-1)'}, where it is {char!r}")

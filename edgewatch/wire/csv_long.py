@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgewatch.wire.csv_table import DISTINCT_TEXTS, TIME_NAME_PARTS, CsvLayout, CsvTable, iter_rows, plain_name
+from edgewatch.wire.csv_cells import DISTINCT_TEXTS
+from edgewatch.wire.csv_header import TIME_NAME_PARTS, plain_name
+from edgewatch.wire.csv_layout import CsvLayout
+from edgewatch.wire.csv_rows import iter_rows
+from edgewatch.wire.csv_table import CsvTable
 from edgewatch.wire.csv_times import LocalClock, parse_time
 
 

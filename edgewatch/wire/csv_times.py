@@ -4,7 +4,7 @@ Read here: ISO 8601 (``2020-03-09 10:14:33``, ``T``, fractions after ``.``
 or ``,``, ``Z`` or an offset; none means UTC), a zone name of
 :data:`ZONE_HOURS` after the time (``UTC``, ``CEST``, ``EST``),
 ``UTC+01:00`` or ``GMT-5`` after the time (a time column's header may
-name it: :mod:`csv_table` appends it), ``2020/03/09 …``, ``2020.03.09 …``,
+name it: :mod:`csv_layout` appends it), ``2020/03/09 …``, ``2020.03.09 …``,
 numeric dates with the day or the month first (``09.03.2020``,
 ``13/03/2024``, ``03/13/2024 11:59:59 PM``, a two-digit year is 20xx), English month names (``04-Mar-2024``; Java's
 ``Mon Mar 04 08:00:00 CET 2024``), or numbers as epoch seconds (above
@@ -15,7 +15,7 @@ columns are joined by the caller before parsing. An unreadable time is NaN.
 
 ``13/03/2024`` is day-first and ``03/13/2024`` month-first whatever the
 caller says; only a date whose two first fields are both 12 or less needs
-:class:`DateOrder`, which :mod:`csv_table` decides once per file.
+:class:`DateOrder`, which :mod:`csv_sniff` decides once per file.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ _ZONE_NAME = re.compile(r"^(.*(?:\d|[AaPp]\.?[Mm]\.?))\s*\b([A-Z]{3,4})$")
 _ZONED = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|(?:UTC|GMT)[+-]\d{1,2}(?::?\d{2})?|\s(?:" + "|".join(ZONE_HOURS) + "))$")
 _COMMA_FRACTION = re.compile(r"(:\d{2}),(\d+)")  # 08:00:00,250 (ISO allows the comma)
 TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[AaPp]\.?[Mm]\.?)?$")
+DOTTED_CLOCK = re.compile(r"^([01]?\d|2[0-3])\.[0-5]\d\.[0-5]\d(?:\.\d+)?$")  # 08.00.00 (or 08.00.00.250)
 
 
 def _iso(y: int, mo: int, d: int, hh: str | None, mm: str | None, ss: str | None, frac: str | None,

@@ -1,0 +1,84 @@
+"""Which column of a CSV export holds the time, told by its cells: dates, epoch numbers, times of day beside dates,
+milliseconds in a column of their own, a zone in the column's name.
+
+:mod:`csv_sniff` tries names first (:data:`csv_header.TIME_NAMES`), then these
+tests of the cells; the pairs of :mod:`csv_tag_columns` use them too.
+
+NumPy and the standard library only: the agent may import this module.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from edgewatch.wire.csv_cells import present_cells
+from edgewatch.wire.csv_header import plain_name
+from edgewatch.wire.csv_layout import CsvLayout
+from edgewatch.wire.csv_times import DOTTED_CLOCK, TIME_OF_DAY, parse_time
+
+
+EPOCH_RANGE = (1e8, 1e19)  # numbers read as epoch seconds, ms, us or ns: from 1973
+MS_NAMES = ("millitm", "ms", "msec", "millis", "millisecond", "milliseconds")  # compared plainly
+_NAMED_ZONE = re.compile(r"\b(UTC|GMT)\s*(?:([+-])\s*(\d{1,2})(?::?(\d{2}))?)?(?![\w+-])", re.IGNORECASE)
+
+
+def looks_like_times(cells: list[str]) -> bool:
+    present = present_cells(cells)
+    if not present:
+        return False
+    for c in present:
+        try:
+            float(c)
+            return False  # plain numbers are values unless the column is named like a time
+        except ValueError:
+            pass
+    return all(math.isfinite(parse_time(c)) for c in present)
+
+
+def are_epochs(cells: list[str]) -> bool:
+    present = present_cells(cells)
+    try:
+        values = [float(c) for c in present]
+    except ValueError:
+        return False
+    return bool(values) and all(EPOCH_RANGE[0] <= v <= EPOCH_RANGE[1] for v in values)
+
+
+def are_times_of_day(cells: list[str], name: str = "") -> bool:
+    """Times of day: ``08:00:00``, or ``08.00.00`` in a column named a time, not a date (``01.05.24`` is a date)."""
+    present = present_cells(cells)
+    if present and all(TIME_OF_DAY.match(c.strip()) for c in present):
+        return True
+    plain = plain_name(name)
+    return (bool(present) and any(w in plain for w in ("time", "zeit", "uhr", "tid", "ora", "hora"))
+            and not any(w in plain for w in ("date", "datum", "dato", "data", "fecha"))
+            and all(DOTTED_CLOCK.match(c.strip()) for c in present))
+
+
+def are_dates_only(cells: list[str]) -> bool:
+    present = present_cells(cells)
+    return bool(present) and all(":" not in c for c in present) and looks_like_times(present)
+
+
+def find_ms_column(layout: CsvLayout, columns: dict[str, list[str]]) -> str | None:
+    """A column of whole milliseconds 0..999 right after a time written to the second (FactoryTalk's
+    ``Millitm``); elsewhere a column named ``ms`` may be a measurement."""
+    times = present_cells(columns[layout.time_column]) if layout.time_column else []
+    if not times or any("." in t for t in times) or not all(":" in t for t in times):
+        return None
+    at = layout.header.index(layout.time_column) + 1 if layout.time_column else len(layout.header)
+    name = layout.header[at] if at < len(layout.header) else ""
+    cells = present_cells(columns[name]) if plain_name(name) in MS_NAMES else []
+    return name if cells and all(c.strip().isdigit() and int(c) < 1000 for c in cells) else None
+
+
+def zone_of(name: str) -> str:
+    """The zone a time column's name gives: ``Time (UTC+01:00)`` -> ``UTC+01:00``, ``Timestamp [UTC]``,
+    ``TimeStampUTC`` -> ``UTC``; '' when it names none (zone names such as CET are not read: exports
+    labelled so often mean local time with summer time)."""
+    m = _NAMED_ZONE.search(name.replace("_", " ")) or _NAMED_ZONE.search(re.sub(r"(?i)(utc|gmt)", r" \1", name))
+    if not m:
+        return ""
+    _, sign, hours, minutes = m.groups()
+    return "UTC" + (f"{sign}{int(hours):02d}:{minutes or '00'}" if sign else "")

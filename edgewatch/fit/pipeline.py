@@ -50,6 +50,7 @@ class FitOptions:
     family: Family = Family.AUTO
     key: Path | None = None  # a private key from 'edgewatch model keygen': the file is signed with it
     signer: str | None = None
+    decimal: str | None = None  # the files' decimal mark, "." or ",", when their numbers cannot tell (None: found)
 
 
 Echo = Callable[[str], None]
@@ -68,7 +69,7 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
 
         private = load_private_key(opts.key)  # a wrong key fails before the work, not after
     data = read_normal_data(paths, time_column=opts.time_column, columns=opts.columns, ignore=opts.ignore,
-                            fill=opts.fill, rows=opts.rows,
+                            fill=opts.fill, rows=opts.rows, decimal=opts.decimal,
                             progress=lambda f, n: say(f"reading {Path(f).name}: {n:,} rows"))
     if len(data.features) == 1 and opts.family is Family.AUTO:
         from edgewatch.fit.univariate import fit_univariate

@@ -115,11 +115,13 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
         report = _fit_and_write(model_data, data, choices, recipe, holdout, out, _centres(modes))
     report.family_note = note
     report.modes = modes
+    refused = ("" if recipe.points is not None or "points" not in recipe.why else
+               " (a pca per point was tried and not kept: one pca spans them all; the line under 'model' says why)")
     if modes is not None:
-        report.warnings.append(modes.describe())
+        report.warnings.append(modes.describe() + refused)
     wide = report.wide_warning()
     if wide:
-        report.warnings.append(wide)
+        report.warnings.append(wide + refused)
     if holdout.episodes:
         report.warnings.append(
             f"the held-out last quarter of the normal data raised {holdout.episodes} episode(s) with a model of the "
@@ -159,8 +161,10 @@ def _per_point(data: NormalData, model_data: NormalData, choices: list, measured
     if points is None:
         return one, holdout
     local = replace(first, points=points, why=dict(first.why))
-    if local.fit(model_data.segments).points is None:
-        return one, holdout  # the drift reference's rule does not keep them apart, or one holds too few windows
+    tried = local.fit(model_data.segments)
+    if tried.points is None:  # the drift reference's rule does not keep them apart, or one holds too few windows
+        one.why["points"] = f"one model: a pca per {found[:-1]} ({len(points)}) was tried: {tried.one_model_why}"
+        return one, holdout
     local = open_after_excursions(model_data, local)
     checked = holdout_check(model_data, local)
     if checked.episodes > holdout.episodes:

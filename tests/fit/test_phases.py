@@ -160,6 +160,10 @@ def test_points_that_switch_faster_than_they_settle_keep_the_one_model_when_the_
     assert report.recipe.why["points"].startswith("one model: a pca per phase (2) went over the threshold for up to "
                                                   "4 windows in 10"), report.recipe.why
     assert report.recipe.points is None and not report.points
+    assert f"          {report.recipe.why['points']}" in report.lines()
+    assert any(w.startswith("the model sees a feature's change only when") and w.endswith(
+        "(a pca per point was tried and not kept: one pca spans them all; the line under 'model' says why)")
+        for w in report.warnings), report.warnings
     day = _compressor(np.random.default_rng(101), 7200)
     assert _episodes(tmp_path / "c.onnx", day, report.recipe.features, 1.0) == []
 
@@ -219,3 +223,43 @@ def test_a_point_never_seen_and_a_window_that_looks_like_the_other_point_are_fla
         episodes = _episodes(tmp_path / "p.onnx", _flow_pump(np.random.default_rng(109), 7200, 3600, fault),
                              features, 1.0)
         assert episodes and 3600 <= episodes[0].start_seq <= 3600 + report.recipe.n, (fault, episodes)
+
+
+def _short_run_stop(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """A pump at one row a second run 60-100 s, stopped 30-60 s: short data whose window means hold a third group,
+    the windows that straddle a start or a stop."""
+    run, _ = _runs(rng, n, (60, 100), (30, 60))
+    return {"flow": run * 50 + rng.normal(0, 0.6, n), "amps": run * 40 + rng.normal(0, 0.3, n),
+            "bar": 0.2 + run * 4.8 + rng.normal(0, 0.05, n)}
+
+
+def test_a_per_point_model_tried_and_not_kept_is_said_under_model_and_in_the_points_warning(tmp_path: Path) -> None:
+    """Before, when the points the warning named could not be kept apart (here the third is the windows that
+    straddle a start or a stop: no row is in it), the one model was used and the report said nothing, so a user
+    could not know that a fault inside one point is now seen only at the one model's size."""
+    report = fit_model([_write(tmp_path / "s.csv", _short_run_stop(np.random.default_rng(1), 600), 1.0)],
+                       tmp_path / "s.onnx")
+    assert report.recipe.points is None and not report.points
+    said = report.recipe.why["points"]
+    assert said.startswith("one model: a pca per operating point (3) was tried: the drift check's rule, refining "
+                           "the 3 centres on the rows, leaves one of them with fewer than 2 rows"), said
+    lines = report.lines()
+    assert f"          {said}" in lines
+    warning = next(w for w in report.warnings if w.startswith("the normal data holds three distinct operating"))
+    assert warning.endswith("(a pca per point was tried and not kept: one pca spans them all; the line under "
+                            "'model' says why)"), warning
+
+
+def test_a_point_too_small_for_its_covariance_is_named_with_its_windows() -> None:
+    """A stop of 12 rows among 600 of running, eight features: the stop's steady 90 % cannot fill its
+    covariance; the one model is used and says which point and how many windows it had."""
+    rng = np.random.default_rng(5)
+    run = np.ones(600)
+    run[300:312] = 0
+    x = np.stack([run * (10 + j) + rng.normal(0, 0.5, 600) for j in range(8)], axis=1)
+    names = [f"s{j}" for j in range(8)]
+    fit = fit_pca([x], names, None, [dict(zip(names, x[run == 1].mean(axis=0))),
+                                     dict(zip(names, x[run == 0].mean(axis=0)))])
+    assert fit.points is None
+    assert fit.one_model_why.startswith("point 2 (s0 "), fit.one_model_why
+    assert "fewer than the 10 its covariance needs" in fit.one_model_why, fit.one_model_why

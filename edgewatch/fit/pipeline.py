@@ -22,7 +22,7 @@ import numpy as np
 
 from edgewatch.errors import require_torch
 from edgewatch.fit.choosing import (DEFAULT_WINDOW, EXCURSION_MARGIN, HOLDOUT, HoldoutResult, Recipe, choose_recipe,
-                                    holdout_check, open_after_excursions)
+                                    forget_fits, holdout_check, open_after_excursions)
 from edgewatch.fit.normal_data import Fill, NormalData, read_normal_data
 from edgewatch.fit.report import FitReport, PointRanges, feature_ranges, wide_states_warning
 from edgewatch.fit.screening import (TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, phases,
@@ -76,7 +76,10 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
 
         report = fit_univariate(data, out)
     else:
-        report = _fit_multivariate(data, out, opts, say)
+        try:
+            report = _fit_multivariate(data, out, opts, say)
+        finally:
+            forget_fits()
     if private is not None:
         from edgewatch.agent.lifecycle.signing import read_signature, sign_bytes
         from edgewatch.files import write_bytes

@@ -283,3 +283,24 @@ def test_a_point_too_small_for_its_covariance_is_named_with_its_windows() -> Non
     assert fit.points is None
     assert fit.one_model_why.startswith("point 2 (s0 "), fit.one_model_why
     assert "fewer than the 10 its covariance needs" in fit.one_model_why, fit.one_model_why
+
+
+def test_a_per_point_fit_fits_each_distinct_recipe_and_rows_once_and_writes_the_same_file(
+        tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001 - pytest's MonkeyPatch
+    """The check, the opening's two parts, the hold-out and the file asked for the same two fits of the per-point
+    recipe five times (a million rows: 37 s, the one model 17 s). Now each distinct fit is made once (four: the
+    one model and the per-point one, on the first three quarters and on all the rows), and the file is the one
+    every fit made afresh writes."""
+    import edgewatch.fit.choosing as choosing
+    import edgewatch.numpy_models.pca as pca
+
+    normal = _write(tmp_path / "m.csv", _pump_motor(np.random.default_rng(11), 4800), 1.0)
+    made: list[int] = []
+    real = pca.fit_pca
+    monkeypatch.setattr(pca, "fit_pca", lambda *a, **k: made.append(1) or real(*a, **k))
+    report = fit_model([normal], tmp_path / "kept.onnx")
+    assert report.recipe.points is not None and len(made) == 4, len(made)
+    monkeypatch.setattr(choosing, "FITS_KEPT", 0)
+    fit_model([normal], tmp_path / "afresh.onnx")
+    assert len(made) > 8
+    assert (tmp_path / "kept.onnx").read_bytes() == (tmp_path / "afresh.onnx").read_bytes()

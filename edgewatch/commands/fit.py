@@ -67,14 +67,12 @@ def command(data: tuple[Path, ...], out: Path, time_column: str | None, decimal:
     Runs on the base install (no torch).
     """
     from edgewatch.fit.pipeline import FitOptions, fit_model
-    from edgewatch.wire.csv_table import told_decimal
 
     options = FitOptions(time_column=time_column,
                          columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
                          ignore=list(ignore), fill=Fill(fill), drifting=Drifting(drifting), window=window,
-                         rows=rows, family=Family(family), key=key, signer=signer)
-    with told_decimal(decimal):  # FitOptions has no field for it: the reader takes it from this block
-        report = fit_model(list(data), out, options, echo=None if quiet else click.echo)
+                         rows=rows, family=Family(family), key=key, signer=signer, decimal=decimal)
+    report = fit_model(list(data), out, options, echo=None if quiet else click.echo)
     if quiet:
         click.echo(f"wrote {report.out} ({report.bytes:,} bytes) in {report.elapsed:.1f} s")
     for warning in report.warnings:

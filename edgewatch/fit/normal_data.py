@@ -151,11 +151,14 @@ def csv_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
 
 def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: str | None = None,
                      columns: Sequence[str] | None = None, ignore: Sequence[str] = (), fill: Fill = Fill.LAST,
-                     rows: int | None = None, progress: Callable[[str, int], None] | None = None) -> NormalData:
+                     rows: int | None = None, progress: Callable[[str, int], None] | None = None,
+                     decimal: str | None = None) -> NormalData:
     """Read, choose the features, fill or drop gaps, order by time and cut at gaps; see the module docstring.
 
     ``rows``: only the first rows of each file (SKAB's protocol: the first
-    400 rows of an experiment are its normal part).
+    400 rows of an experiment are its normal part). ``decimal``: the
+    files' decimal mark when their numbers cannot tell (``fit --decimal``);
+    None: found from each file.
 
     Fails with :class:`BadInput` when a named column is missing or not
     numeric, when the files do not share their feature columns, or when no
@@ -164,7 +167,7 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
     notes = ReadNotes()
     tables: list[CsvTable] = []
     for path in csv_files(paths):
-        layout = sniff_layout(path, time_column)
+        layout = sniff_layout(path, time_column, decimal=decimal)
         table = read_csv_table(path, layout, max_rows=rows,
                                progress=(lambda n, p=path: progress(str(p), n)) if progress else None)
         long = long_format(table)

@@ -22,7 +22,7 @@ import numpy as np
 
 from edgewatch.errors import require_torch
 from edgewatch.fit.choosing import (DEFAULT_WINDOW, EXCURSION_MARGIN, HOLDOUT, HoldoutResult, Recipe, choose_recipe,
-                                    holdout_check, open_after_excursions)
+                                    forget_fits, holdout_check, open_after_excursions)
 from edgewatch.fit.normal_data import Fill, NormalData, read_normal_data
 from edgewatch.fit.report import FitReport, PointRanges, feature_ranges, wide_states_warning
 from edgewatch.fit.screening import (TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, phases,
@@ -50,6 +50,7 @@ class FitOptions:
     family: Family = Family.AUTO
     key: Path | None = None  # a private key from 'edgewatch model keygen': the file is signed with it
     signer: str | None = None
+    decimal: str | None = None  # the files' decimal mark, "." or ",", when their numbers cannot tell (None: found)
 
 
 Echo = Callable[[str], None]
@@ -68,14 +69,17 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
 
         private = load_private_key(opts.key)  # a wrong key fails before the work, not after
     data = read_normal_data(paths, time_column=opts.time_column, columns=opts.columns, ignore=opts.ignore,
-                            fill=opts.fill, rows=opts.rows,
+                            fill=opts.fill, rows=opts.rows, decimal=opts.decimal,
                             progress=lambda f, n: say(f"reading {Path(f).name}: {n:,} rows"))
     if len(data.features) == 1 and opts.family is Family.AUTO:
         from edgewatch.fit.univariate import fit_univariate
 
         report = fit_univariate(data, out)
     else:
-        report = _fit_multivariate(data, out, opts, say)
+        try:
+            report = _fit_multivariate(data, out, opts, say)
+        finally:
+            forget_fits()
     if private is not None:
         from edgewatch.agent.lifecycle.signing import read_signature, sign_bytes
         from edgewatch.files import write_bytes
@@ -114,11 +118,13 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
         report = _fit_and_write(model_data, data, choices, recipe, holdout, out, _centres(modes))
     report.family_note = note
     report.modes = modes
+    refused = ("" if recipe.points is not None or "points" not in recipe.why else
+               " (a pca per point was tried and not kept: one pca spans them all; the line under 'model' says why)")
     if modes is not None:
-        report.warnings.append(modes.describe())
+        report.warnings.append(modes.describe() + refused)
     wide = report.wide_warning()
     if wide:
-        report.warnings.append(wide)
+        report.warnings.append(wide + refused)
     if holdout.episodes:
         report.warnings.append(
             f"the held-out last quarter of the normal data raised {holdout.episodes} episode(s) with a model of the "
@@ -158,8 +164,10 @@ def _per_point(data: NormalData, model_data: NormalData, choices: list, measured
     if points is None:
         return one, holdout
     local = replace(first, points=points, why=dict(first.why))
-    if local.fit(model_data.segments).points is None:
-        return one, holdout  # the drift reference's rule does not keep them apart, or one holds too few windows
+    tried = local.fit(model_data.segments)
+    if tried.points is None:  # the drift reference's rule does not keep them apart, or one holds too few windows
+        one.why["points"] = f"one model: a pca per {found[:-1]} ({len(points)}) was tried: {tried.one_model_why}"
+        return one, holdout
     local = open_after_excursions(model_data, local)
     checked = holdout_check(model_data, local)
     if checked.episodes > holdout.episodes:

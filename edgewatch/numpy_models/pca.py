@@ -136,6 +136,7 @@ class PcaFit:
     training: np.ndarray  # the raw training rows [T, F] (the card's drift reference and the parity probe)
     weights: np.ndarray  # [window, F] a window's feature f is sum_t weights[t, f] * scaled row t
     points: LocalPoints | None = None  # a model per operating point (None: the one model above)
+    one_model_why: str = ""  # operating points were given yet the one model is used: why (for the report)
 
     @property
     def rows(self) -> int:
@@ -356,10 +357,16 @@ def _local_fit(fit: PcaFit, parts: list[np.ndarray], points: Sequence[Mapping[st
     """``fit`` with a model per operating point (:class:`LocalPoints`), or ``fit`` itself when the points cannot
     be told apart by the drift reference's rule or one of them holds too few windows for its covariance."""
     cfg, features = fit.config, fit.features
-    modes = drift_reference_from(fit.training, unchecked=unchecked_reasons(features, cfg.rates, cfg.ignore),
-                                 features=features, modes=points).modes
+    unchecked = unchecked_reasons(features, cfg.rates, cfg.ignore)
+    modes = drift_reference_from(fit.training, unchecked=unchecked, features=features, modes=points).modes
     if modes is None:
-        return fit
+        named = [f for f in features if f not in unchecked and all(f in p for p in points)]
+        return replace(fit, one_model_why=(
+            "none of the features that tell them apart is scored by its level (a rate or an ignored feature "
+            "assigns no point)" if not named else
+            f"the drift check's rule, refining the {len(points)} centres on the rows, leaves one of them with fewer "
+            "than 2 rows: it does not keep them apart (a point of window means that no row holds alone, such as the "
+            "windows that straddle a start or a stop)"))
     used = np.array([f not in cfg.ignore for f in features])
     offset, scale = np.asarray(fit.scaler.offset), np.asarray(fit.scaler.scale)
     a_scale, a_shift = np.zeros(len(features)), np.zeros(len(features))
@@ -378,7 +385,11 @@ def _local_fit(fit: PcaFit, parts: list[np.ndarray], points: Sequence[Mapping[st
     n_used = int(used.sum())
     counts = np.bincount(label, minlength=len(centres_z))
     if counts.min() * CORE_SHARE < n_used + 2:  # each point's steady share must still fill its covariance
-        return fit
+        small = int(np.argmin(counts))
+        where = ", ".join(f"{f} {v:.4g}" for f, v in list(zip(modes.features, np.asarray(modes.centre)[small]))[:3])
+        return replace(fit, one_model_why=(
+            f"point {small + 1} ({where}) holds {counts[small]} windows, and its steady {CORE_SHARE:.0%} is fewer "
+            f"than the {n_used + 2} its covariance needs"))
     centers, bases, fscales, comps = np.zeros_like(centres_z), [], np.zeros_like(centres_z), []
     cores = []
     for g in range(len(centres_z)):

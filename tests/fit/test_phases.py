@@ -139,14 +139,19 @@ def _lagged(x: np.ndarray, rows: int) -> np.ndarray:
     return out
 
 
-def _compressor(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+def _compressor(rng: np.random.Generator, n: int, hot_from: int | None = None) -> dict[str, np.ndarray]:
     """A screw compressor at one row a second, loading and unloading every 30 s to 2 min: current 80 / 30 A, the
-    net pressure rising while loaded and falling while unloaded, the discharge temperature lagging 40 s behind."""
+    net pressure rising while loaded and falling while unloaded, the discharge temperature lagging 40 s behind.
+    Written at one row every 10 s it is the compressor logged every 10 s (holds of 5-20 min, the temperature
+    lagging 400 s, docs/fit.md). From ``hot_from``: the discharge 4 °C hotter while loaded."""
     load, _ = _runs(rng, n, (30, 120), (30, 120))
     current = 30 + 50 * load + rng.normal(0, 1.0, n)
     net = np.cumsum(np.where(load > 0, 0.004, -0.004))
-    return {"current_A": current, "pressure_bar": 7.0 + net - _lagged(net, 300) + rng.normal(0, 0.02, n),
-            "discharge_C": _lagged(75 + 10 * load, 40) + rng.normal(0, 0.2, n)}
+    pressure = 7.0 + net - _lagged(net, 300) + rng.normal(0, 0.02, n)
+    discharge = _lagged(75 + 10 * load, 40) + rng.normal(0, 0.2, n)
+    if hot_from is not None:
+        discharge[hot_from:] += 4 * load[hot_from:]
+    return {"current_A": current, "pressure_bar": pressure, "discharge_C": discharge}
 
 
 def test_points_that_switch_faster_than_they_settle_keep_the_one_model_when_the_hold_out_comes_near_an_episode(
@@ -160,8 +165,27 @@ def test_points_that_switch_faster_than_they_settle_keep_the_one_model_when_the_
     assert report.recipe.why["points"].startswith("one model: a pca per phase (2) went over the threshold for up to "
                                                   "4 windows in 10"), report.recipe.why
     assert report.recipe.points is None and not report.points
+    assert f"          {report.recipe.why['points']}" in report.lines()
+    assert any(w.startswith("the model sees a feature's change only when") and w.endswith(
+        "(a pca per point was tried and not kept: one pca spans them all; the line under 'model' says why)")
+        for w in report.warnings), report.warnings
     day = _compressor(np.random.default_rng(101), 7200)
     assert _episodes(tmp_path / "c.onnx", day, report.recipe.features, 1.0) == []
+
+
+def test_a_compressor_logged_every_10_s_gets_a_model_per_phase_that_sees_its_discharge_4_degrees_hotter(
+        tmp_path: Path) -> None:
+    """The compressor above logged every 10 s (13 h): its phases are a hot and a cool band of the discharge
+    temperature, each holding loaded and unloaded windows. The one model saw +4 °C while loaded after 7 h on
+    this day (25,110 s); the per-phase model within 15 min. The trade, measured and not fixed (docs/fit.md):
+    new normal days (seeds 101-103) raise 10, 6 and 3 episodes, the one model 0, 0 and 1; the held-out 3.2 h
+    raised none, so no gate on it can tell."""
+    report = fit_model([_write(tmp_path / "c.csv", _compressor(np.random.default_rng(1), 4680), 10.0)],
+                       tmp_path / "c.onnx")
+    assert report.recipe.why["points"].startswith("a pca per phase (2)"), report.recipe.why
+    hot = _compressor(np.random.default_rng(102), 8640, hot_from=4320)
+    episodes = [e for e in _episodes(tmp_path / "c.onnx", hot, report.recipe.features, 10.0) if e.start_seq >= 4320]
+    assert episodes and episodes[0].start_seq - 4320 <= 90, episodes  # 15 min at 10 s
 
 
 def test_scoring_the_fitted_windows_per_point_never_copies_a_map_per_window() -> None:
@@ -219,3 +243,64 @@ def test_a_point_never_seen_and_a_window_that_looks_like_the_other_point_are_fla
         episodes = _episodes(tmp_path / "p.onnx", _flow_pump(np.random.default_rng(109), 7200, 3600, fault),
                              features, 1.0)
         assert episodes and 3600 <= episodes[0].start_seq <= 3600 + report.recipe.n, (fault, episodes)
+
+
+def _short_run_stop(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """A pump at one row a second run 60-100 s, stopped 30-60 s: short data whose window means hold a third group,
+    the windows that straddle a start or a stop."""
+    run, _ = _runs(rng, n, (60, 100), (30, 60))
+    return {"flow": run * 50 + rng.normal(0, 0.6, n), "amps": run * 40 + rng.normal(0, 0.3, n),
+            "bar": 0.2 + run * 4.8 + rng.normal(0, 0.05, n)}
+
+
+def test_a_per_point_model_tried_and_not_kept_is_said_under_model_and_in_the_points_warning(tmp_path: Path) -> None:
+    """Before, when the points the warning named could not be kept apart (here the third is the windows that
+    straddle a start or a stop: no row is in it), the one model was used and the report said nothing, so a user
+    could not know that a fault inside one point is now seen only at the one model's size."""
+    report = fit_model([_write(tmp_path / "s.csv", _short_run_stop(np.random.default_rng(1), 600), 1.0)],
+                       tmp_path / "s.onnx")
+    assert report.recipe.points is None and not report.points
+    said = report.recipe.why["points"]
+    assert said.startswith("one model: a pca per operating point (3) was tried: the drift check's rule, refining "
+                           "the 3 centres on the rows, leaves one of them with fewer than 2 rows"), said
+    lines = report.lines()
+    assert f"          {said}" in lines
+    warning = next(w for w in report.warnings if w.startswith("the normal data holds three distinct operating"))
+    assert warning.endswith("(a pca per point was tried and not kept: one pca spans them all; the line under "
+                            "'model' says why)"), warning
+
+
+def test_a_point_too_small_for_its_covariance_is_named_with_its_windows() -> None:
+    """A stop of 12 rows among 600 of running, eight features: the stop's steady 90 % cannot fill its
+    covariance; the one model is used and says which point and how many windows it had."""
+    rng = np.random.default_rng(5)
+    run = np.ones(600)
+    run[300:312] = 0
+    x = np.stack([run * (10 + j) + rng.normal(0, 0.5, 600) for j in range(8)], axis=1)
+    names = [f"s{j}" for j in range(8)]
+    fit = fit_pca([x], names, None, [dict(zip(names, x[run == 1].mean(axis=0))),
+                                     dict(zip(names, x[run == 0].mean(axis=0)))])
+    assert fit.points is None
+    assert fit.one_model_why.startswith("point 2 (s0 "), fit.one_model_why
+    assert "fewer than the 10 its covariance needs" in fit.one_model_why, fit.one_model_why
+
+
+def test_a_per_point_fit_fits_each_distinct_recipe_and_rows_once_and_writes_the_same_file(
+        tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001 - pytest's MonkeyPatch
+    """The check, the opening's two parts, the hold-out and the file asked for the same two fits of the per-point
+    recipe five times (a million rows: 37 s, the one model 17 s). Now each distinct fit is made once (four: the
+    one model and the per-point one, on the first three quarters and on all the rows), and the file is the one
+    every fit made afresh writes."""
+    import edgewatch.fit.choosing as choosing
+    import edgewatch.numpy_models.pca as pca
+
+    normal = _write(tmp_path / "m.csv", _pump_motor(np.random.default_rng(11), 4800), 1.0)
+    made: list[int] = []
+    real = pca.fit_pca
+    monkeypatch.setattr(pca, "fit_pca", lambda *a, **k: made.append(1) or real(*a, **k))
+    report = fit_model([normal], tmp_path / "kept.onnx")
+    assert report.recipe.points is not None and len(made) == 4, len(made)
+    monkeypatch.setattr(choosing, "FITS_KEPT", 0)
+    fit_model([normal], tmp_path / "afresh.onnx")
+    assert len(made) > 8
+    assert (tmp_path / "kept.onnx").read_bytes() == (tmp_path / "afresh.onnx").read_bytes()

@@ -4,7 +4,7 @@ A cell ``1.234`` is a decimal in one convention and a thousand in the
 other; only ``1.234,5``, ``1.234.567``, ``12,5`` or ``12.5`` tell by
 themselves. The marks are found from the first rows, else from every
 number cell of the file (:func:`with_marks`); a mark given (fit's
-``--decimal``, the replay's ``?decimal=``, or :func:`told_decimal`) is
+``--decimal``, the replay's ``?decimal=``) is
 checked against the file instead (:func:`told_marks`).
 
 NumPy and the standard library only: the agent may import this module.
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -29,21 +27,6 @@ from edgewatch.wire.csv_rows import iter_rows
 
 
 DECIMALS = (".", ",")  # the decimal marks a user may give (fit's --decimal, the replay's ?decimal=)
-TOLD_DECIMAL: ContextVar[str | None] = ContextVar("edgewatch_told_decimal", default=None)
-
-
-@contextmanager
-def told_decimal(mark: str | None) -> Iterator[None]:
-    """Within the block, :func:`sniff_layout` reads files with the decimal ``mark`` unless a call gives its own.
-
-    ``edgewatch fit --decimal`` says it so: the fit pipeline calls the
-    reader with no such argument. None: found from the file.
-    """
-    token = TOLD_DECIMAL.set(mark)
-    try:
-        yield
-    finally:
-        TOLD_DECIMAL.reset(token)
 
 
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")

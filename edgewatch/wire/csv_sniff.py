@@ -21,7 +21,7 @@ from edgewatch.wire.csv_header import (HEAD_LINES, LABEL_NAMES, SAMPLE_LINES, TI
                                        columns_of, count_unit_rows, header_at, header_names, is_comment, names_row,
                                        plain_name, read_lines, split_rows)
 from edgewatch.wire.csv_layout import CsvLayout
-from edgewatch.wire.csv_marks import DECIMALS, TOLD_DECIMAL, sniff_decimal, told_marks, with_marks
+from edgewatch.wire.csv_marks import DECIMALS, sniff_decimal, told_marks, with_marks
 from edgewatch.wire.csv_rows import find_table_end, iter_rows
 from edgewatch.wire.csv_tag_columns import as_pairs, named_after_tags, quality_columns
 from edgewatch.wire.csv_time_column import (are_dates_only, are_epochs, are_times_of_day, find_ms_column,
@@ -58,14 +58,13 @@ def sniff_layout(path: str | Path, time_column: str | None = None, separator: st
 
     ``separator`` given (one character) is taken as it is instead of
     sniffed, as is Excel's ``sep=;`` first line. ``decimal`` given (``.``
-    or ``,``; else the one of :func:`told_decimal`) is the decimal mark,
+    or ``,``; fit's ``--decimal``, the replay's ``?decimal=``) is the decimal mark,
     for a file whose numbers cannot tell (``1.234`` only); the other mark
     then groups thousands. Fails with :class:`BadInput` when the file is
     missing or empty, lacks the time column it was told to use (the
     message lists the columns it has), or holds a number the given
     decimal mark cannot read (the message names it and its line).
     """
-    decimal = decimal if decimal is not None else TOLD_DECIMAL.get()
     if decimal is not None and decimal not in DECIMALS:
         raise BadInput(f"{path}: the decimal mark is '.' or ',', got {decimal!r}")
     layout = _sniff_layout(path, time_column, separator, decimal)

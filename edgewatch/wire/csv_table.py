@@ -81,13 +81,11 @@ import numpy as np
 from edgewatch.errors import BadInput
 from edgewatch.wire.csv_cells import MISSING, numeric_column
 from edgewatch.wire.csv_layout import CsvLayout
-from edgewatch.wire.csv_marks import told_decimal
 from edgewatch.wire.csv_rows import iter_rows
 from edgewatch.wire.csv_sniff import sniff_layout
 from edgewatch.wire.csv_times import LocalClock, parse_times
 
-__all__ = ["CsvLayout", "CsvTable", "MISSING", "fill_forward", "iter_rows", "read_csv_table", "sniff_layout",
-           "told_decimal"]
+__all__ = ["CsvLayout", "CsvTable", "MISSING", "fill_forward", "iter_rows", "read_csv_table", "sniff_layout"]
 
 
 @dataclass

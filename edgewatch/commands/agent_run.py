@@ -87,13 +87,13 @@ def command(ctx: click.Context, print_config: bool, **_settings: Any) -> None:
     threshold and closes after M scored windows in a row under it (the model
     file's --close-after; N when it has none). Runs without torch.
     """
-    signals = StopSignals()  # first: a stop that comes while the agent is built must stop it cleanly too
+    config = AgentConfig.from_command(ctx)
+    if print_config:
+        click.echo(config.to_toml(), nl=False)
+        return
+    signals = StopSignals()  # before anything is opened: a stop while the agent is built must stop it cleanly too
     assembly = None
     try:
-        config = AgentConfig.from_command(ctx)
-        if print_config:
-            click.echo(config.to_toml(), nl=False)
-            return
         from edgewatch.agent.ops.logs import setup_logging
 
         setup_logging(config.ops.log_json, config.ops.log_level)

@@ -96,8 +96,9 @@ def assemble(config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> Assembly:
                               mqtt_options=broker_options(config.mqtt), connections=connections, connect=False)
         learner = _learner(config, runtime, options)
         sinks = _sinks(config.sinks.urls, context)
+        closers.append(lambda: _close_all([s.close for s in sinks]))  # a stop while the agent is built
         agent = Agent(runtime, [*extra_sinks, *sinks], options, metrics, learner=learner)
-        closers.append(agent.close)
+        closers[-1] = agent.close  # the agent owns the sinks now: it closes them once, counting delivery
         spools = [s.spool for s in sinks if hasattr(s, "spool")]
         if spools:  # every sink's spool, read when Prometheus scrapes (MQTT's sink alone set them before)
             metrics.spool_depth.set_function(lambda: sum(sp.depth for sp in spools))

@@ -21,7 +21,8 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -358,7 +359,11 @@ class Agent:
     # -- the hot path --------------------------------------------------------------
 
     def process(self, items: list[Item]) -> None:
-        """Handle one batch of items from the sources, in order."""
+        """Handle one batch of items from the sources, in order; its events share one fsync (:meth:`_one_sync`)."""
+        with self._one_sync():
+            self._process(items)
+
+    def _process(self, items: list[Item]) -> None:
         if self._pending is not None or self._pending_shadow is not None:
             self._apply_pending()
         if self._posted:
@@ -728,8 +733,9 @@ class Agent:
             for src in self.sources:
                 src.join(timeout=2.0)
             try:
-                self.close_episodes("agent stopped")
-                self._emit_posted()
+                with self._one_sync():
+                    self.close_episodes("agent stopped")
+                    self._emit_posted()
             finally:
                 self.close()
             self.summary.streams = self.table.seen
@@ -774,10 +780,10 @@ class Agent:
                     log.warning("source(s) %s did not end within %.0f s of the stop (blocked in a read); "
                                 "stopping without them", ", ".join(supervisor.running_names()), SOURCE_STOP_GRACE)
                     break
-                if self._pending is not None or self._pending_shadow is not None:
-                    self._apply_pending()
-                if self._posted:
-                    self._emit_posted()
+                if self._pending is not None or self._pending_shadow is not None or self._posted:
+                    with self._one_sync():
+                        self._apply_pending()
+                        self._emit_posted()
                 continue
             items = [first]
             take = limit if max_messages is None else min(limit, max(1, max_messages - self.summary.messages))
@@ -801,6 +807,27 @@ class Agent:
                     self.summary.ended_by = "sources"
                 if supervisor.threads_done:
                     break
+
+    @contextmanager
+    def _one_sync(self) -> Iterator[None]:
+        """One loop iteration's events share one fsync in each spooling sink (``begin_group``/``end_group``).
+
+        Each alert was fsynced on its own: 0.14 ms here, 5-10 ms on an SD
+        card, so the 2,500 ends of a model swap held scoring for 12-25 s there.
+        The group ends before the loop goes on, so every event of an
+        iteration is on disk (and only then published) when the next starts.
+        """
+        grouped = [s for s in self.sinks if hasattr(s, "begin_group")]
+        for sink in grouped:
+            sink.begin_group()
+        try:
+            yield
+        finally:
+            for sink in grouped:
+                try:
+                    sink.end_group()
+                except Exception:  # one broken sink must not keep the others' events from their disk
+                    log.exception("sink %s failed to sync its spool", type(sink).__name__)
 
     def close_episodes(self, reason: str) -> None:
         """Send an ``end`` for every open episode, so no consumer waits forever for one."""

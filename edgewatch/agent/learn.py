@@ -15,10 +15,19 @@ file, its settings (ignored features, factor, quantile); its own threshold
 is not used for learned streams.
 
 State (no pickle): ``index.json`` maps each stream to its model file;
-``buffers.npz`` (read with ``allow_pickle=False``) holds the rows of
-streams still learning, written at shutdown. So after a restart a learned
-stream scores from its first full window and a learning one continues
-where it was. A crash loses only the buffers since the last clean stop.
+``learned.jsonl`` notes each stream learned since (one line appended per
+model, folded into the index at a clean stop); ``buffers.npz`` (read with
+``allow_pickle=False``) holds the rows of streams still learning, written
+at shutdown. So after a restart a learned stream scores from its first full
+window and a learning one continues where it was. A crash loses only the
+buffers since the last clean stop.
+
+Why a journal: the index used to be rewritten whole at every newly learned
+stream, so learning S streams wrote O(S^2) bytes: 45 bytes an entry, the
+third hundred streams wrote 1.13 MB of index beside 1.04 MB of model files
+(measured), 10,000 streams would write ~2.3 GB of index. An append is one ``write`` of one line; a kill -9 leaves
+the journal's earlier lines whole, and a line cut short (a full disk) is
+cut off at the next start, as the spool cuts a torn record.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -39,6 +49,7 @@ from edgewatch.files import replacing, write_bytes
 log = logging.getLogger("edgewatch.agent.learn")
 
 INDEX = "index.json"
+JOURNAL = "learned.jsonl"
 BUFFERS = "buffers.npz"
 STATE_VERSION = 1
 
@@ -76,6 +87,7 @@ class StreamLearner:
         self.models: dict[str, str] = {}  # stream -> model file name in the state folder
         self.buffers: dict[str, list[list[float]]] = {}
         self.runtimes: dict[str, object] = {}
+        self._journal: int | None = None  # learned.jsonl, open for appending once a stream has learned
         self._load()
 
     @staticmethod
@@ -84,32 +96,77 @@ class StreamLearner:
 
     def _load(self) -> None:
         index = self.dir / INDEX
-        if not index.is_file():
-            return
-        try:
-            doc = json.loads(index.read_text(encoding="utf-8"))
-            if doc.get("version") != STATE_VERSION or doc.get("features") != self.features:
-                raise BadInput(f"learned state in {self.dir} is for features {doc.get('features')} (version "
-                               f"{doc.get('version')}); this run reads {self.features}: use another --learn-state")
-            if doc.get("rows") != self.rows:
-                log.warning("learned state in %s was made with --learn %s; keeping its models", self.dir, doc.get("rows"))
-            self.models = {str(k): str(v) for k, v in doc.get("models", {}).items()}
-            learning = {str(k): str(v) for k, v in doc.get("learning", {}).items()}
-        except (ValueError, AttributeError) as exc:
-            raise BadInput(f"learned state {index} is not readable: {exc}") from exc
+        learning: dict[str, str] = {}
+        if index.is_file():
+            try:
+                doc = json.loads(index.read_text(encoding="utf-8"))
+                self._check_state(doc, index)
+                if doc.get("rows") != self.rows:
+                    log.warning("learned state in %s was made with --learn %s; keeping its models", self.dir,
+                                doc.get("rows"))
+                self.models = {str(k): str(v) for k, v in doc.get("models", {}).items()}
+                learning = {str(k): str(v) for k, v in doc.get("learning", {}).items()}
+            except (ValueError, AttributeError) as exc:
+                raise BadInput(f"learned state {index} is not readable: {exc}") from exc
+        self.models.update(self._read_journal())
         buffers = self.dir / BUFFERS
         if learning and buffers.is_file():
             with np.load(buffers, allow_pickle=False) as z:
                 for stream, key in learning.items():
-                    if key in z.files:
+                    if key in z.files and stream not in self.models:  # learned after the stop that saved them
                         self.buffers[stream] = np.asarray(z[key], dtype=np.float64).tolist()
-        log.info("learned state from %s: %d streams with models, %d still learning", self.dir, len(self.models),
-                 len(self.buffers))
+        if self.models or self.buffers:
+            log.info("learned state from %s: %d streams with models, %d still learning", self.dir,
+                     len(self.models), len(self.buffers))
+
+    def _check_state(self, doc: dict, where: Path) -> None:
+        if doc.get("version") != STATE_VERSION or doc.get("features") != self.features:
+            raise BadInput(f"learned state in {self.dir} ({where.name}) is for features {doc.get('features')} "
+                           f"(version {doc.get('version')}); this run reads {self.features}: use another "
+                           "--learn-state")
+
+    def _read_journal(self) -> dict[str, str]:
+        """The streams learned since the index was last written whole (a run that did not stop cleanly)."""
+        path = self.dir / JOURNAL
+        if not path.is_file():
+            return {}
+        data = path.read_bytes()
+        whole = data[:data.rfind(b"\n") + 1]
+        if len(whole) < len(data):  # a line cut short: cut it off, or the next append would join it
+            log.warning("learned state %s: a line cut short at its end (%d bytes) is dropped; that stream "
+                        "learns again", path, len(data) - len(whole))
+            with open(path, "r+b") as fh:
+                fh.truncate(len(whole))
+        found: dict[str, str] = {}
+        for n, line in enumerate(whole.splitlines()):
+            try:
+                entry = json.loads(line)
+                if n == 0:
+                    self._check_state(entry, path)
+                    continue
+                found[str(entry["stream"])] = str(entry["model"])
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("learned state %s line %d is not readable (%s); skipped", path, n + 1, exc)
+        return found
+
+    def _note_learned(self, stream: str, name: str) -> None:
+        """One line appended to the journal: a write per learned stream, whatever the number of streams."""
+        if self._journal is None:
+            self._journal = os.open(self.dir / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            if os.fstat(self._journal).st_size == 0:
+                head = {"version": STATE_VERSION, "features": self.features, "rows": self.rows}
+                os.write(self._journal, (json.dumps(head) + "\n").encode("utf-8"))
+        os.write(self._journal, (json.dumps({"stream": stream, "model": name}) + "\n").encode("utf-8"))
 
     def _write_index(self) -> None:
+        """The whole index, atomically; then the journal it now contains goes."""
         doc = {"version": STATE_VERSION, "features": self.features, "rows": self.rows, "models": self.models,
                "learning": {s: self.key(s) for s in self.buffers}}
         write_bytes(self.dir / INDEX, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+        if self._journal is not None:
+            os.close(self._journal)
+            self._journal = None
+        (self.dir / JOURNAL).unlink(missing_ok=True)  # a kill before this line: its entries are read again
 
     def runtime(self, stream: str):  # noqa: ANN201 - ModelRuntime | None
         """The stream's runtime when it has a model (loaded from the state folder on first use)."""
@@ -142,7 +199,7 @@ class StreamLearner:
                       stream, exc, self.rows)
             return None
         self.models[stream] = name
-        self._write_index()
+        self._note_learned(stream, name)
         log.info("stream %s: learned pca on %d rows (%d components, threshold %.4g) -> %s", stream, fit.rows,
                  fit.components, fit.threshold, self.dir / name)
         return self.runtime(stream)
@@ -160,7 +217,7 @@ class StreamLearner:
             self.buffers.pop(stream, None)
 
     def save(self) -> None:
-        """Write the buffers of streams still learning and the index (at shutdown)."""
+        """Write the buffers of streams still learning and the index, which takes in the journal (at shutdown)."""
         with replacing(self.dir / BUFFERS, suffix=".npz") as tmp:
             np.savez(tmp, **{self.key(s): np.asarray(b, dtype=np.float64).reshape(-1, len(self.features))
                              for s, b in self.buffers.items()})

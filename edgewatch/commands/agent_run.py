@@ -91,28 +91,30 @@ def command(ctx: click.Context, print_config: bool, **_settings: Any) -> None:
     if print_config:
         click.echo(config.to_toml(), nl=False)
         return
-    from edgewatch.agent.ops.logs import setup_logging
-
-    setup_logging(config.ops.log_json, config.ops.log_level)
+    signals = StopSignals()  # before anything is opened: a stop while the agent is built must stop it cleanly too
+    assembly = None
     try:
-        assembly = assemble(config)
-    except (BadSetting, BadOverride) as exc:
-        raise click.UsageError(str(exc)) from None
+        from edgewatch.agent.ops.logs import setup_logging
+
+        setup_logging(config.ops.log_json, config.ops.log_level)
+        try:
+            assembly = assemble(config)
+        except (BadSetting, BadOverride) as exc:
+            raise click.UsageError(str(exc)) from None
+        signals.attach(assembly.agent)
+    except StoppedWhileStarting as stop:
+        if assembly is not None:  # it came between the assembly and attach: nothing ran yet
+            assembly.close()
+        import logging
+
+        logging.getLogger("edgewatch.agent").info("signal %d while starting: stopped before reading anything "
+                                                  "(what was opened is closed, the spool kept)", stop.signum)
+        return
     if "metrics" in assembly.urls:
         url = assembly.urls["metrics"]
         click.echo(f"metrics on {url}/metrics, health on {url}/livez and {url}/readyz", err=True)
     if "live page" in assembly.urls:
         click.echo(f"live page on {assembly.urls['live page']}", err=True)
-
-    def _stop(signum: int, _frame: object) -> None:
-        import logging
-
-        logging.getLogger("edgewatch.agent").info("signal %d: stopping (draining queued messages, flushing sinks)",
-                                                  signum)
-        assembly.agent.request_stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     summary = assembly.run()
     if config.run.summary_json:
         config.run.summary_json.write_text(json.dumps(summary_dict(summary), indent=2))
@@ -120,6 +122,49 @@ def command(ctx: click.Context, print_config: bool, **_settings: Any) -> None:
         print_summary(summary)
     if summary.ended_by == "sources" and summary.source_failures:
         raise SourcesFailed(summary.source_failures, len(config.sources.urls))
+
+
+class StoppedWhileStarting(BaseException):
+    """SIGTERM or SIGINT while the agent was being built (a ``docker stop`` or ``systemctl stop`` right after
+    the start). A BaseException, as KeyboardInterrupt is, so no ``except Exception`` of the build takes it:
+    :func:`~edgewatch.agent.assemble.assemble` closes what it opened and the command exits 0, as for any stop."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum} while starting")
+        self.signum = signum
+
+
+class StopSignals:
+    """SIGTERM and SIGINT from the command's first line on, not only once the agent runs.
+
+    Installed after the assembly, as it was, a signal during the build (model
+    load, connections, the fleet member: 0.1 s to seconds) met Python's
+    default: SIGTERM killed the process with nothing closed (exit -15) and
+    SIGINT ended it as a click abort (exit 1). Until :meth:`attach`, the first
+    signal interrupts the build where it is, even in a blocking call, with
+    :class:`StoppedWhileStarting`; then it asks the agent to stop.
+    """
+
+    def __init__(self) -> None:
+        self.agent: Any = None
+        self.interrupted = False
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
+
+    def attach(self, agent: Any) -> None:
+        """From now on a signal is a request to stop the running agent (it drains, ends episodes, flushes)."""
+        self.agent = agent
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        import logging
+
+        if self.agent is not None:
+            logging.getLogger("edgewatch.agent").info("signal %d: stopping (draining queued messages, flushing "
+                                                      "sinks)", signum)
+            self.agent.request_stop()
+        elif not self.interrupted:  # once: a second signal must not interrupt the closing of the first
+            self.interrupted = True
+            raise StoppedWhileStarting(signum)
 
 
 def summary_dict(summary: RunSummary) -> dict:

@@ -95,3 +95,115 @@ def test_streams_that_come_and_go_do_not_keep_their_learned_models_in_memory(tmp
     agent.process(rows(range(1), 6))  # d0 comes back: a fresh window, then its own model from its file
     assert agent.summary.windows == 40 * 5 + (6 - 4 + 1)
     assert sorted(p.name for p in (tmp_path / "state").glob("*.onnx")) == files and list(learner.runtimes) == ["d0"]
+
+
+def _wchar() -> int:
+    """Bytes this process has handed to write() so far (Linux /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no wchar in /proc/self/io")
+
+
+def test_learning_many_streams_writes_a_constant_amount_per_stream(tmp_path: Path) -> None:
+    """The index was rewritten whole at each newly learned stream: the 300th stream wrote 300 entries. Now a
+    stream's learning writes its model file and one journal line, the same for the first and the last."""
+    from edgewatch.agent.learn import StreamLearner
+    from tests.modelkit import make_card
+
+    learner = StreamLearner(tmp_path / "state", make_card(window=2), rows=7)
+    rng = np.random.default_rng(5)
+    written = []
+    for block in range(3):
+        before = _wchar()
+        for s in range(block * 100, block * 100 + 100):
+            for _ in range(7):
+                learner.observe(f"machine-{s:05d}", rng.normal(0.5, 0.1, 4).tolist())
+        written.append(_wchar() - before)
+    assert len(learner.models) == 300
+    assert written[2] < 1.3 * written[0], written  # before: 1.7x (the index grown by 200 entries)
+    assert len((tmp_path / "state" / "learned.jsonl").read_text().splitlines()) == 301  # a head line, then one a stream
+    learner.save()
+    assert not (tmp_path / "state" / "learned.jsonl").exists()  # folded into the index at the stop
+    assert StreamLearner(tmp_path / "state", make_card(window=2), rows=7).models == learner.models
+
+
+def test_learned_models_survive_a_kill_9_while_streams_learn(tmp_path: Path) -> None:
+    """The agent killed (-9) while streams learn one after another, the journal being appended to: the next
+    start knows every stream the log said had learned, and each of its model files is there."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from edgewatch.agent.learn import StreamLearner
+    from tests.modelkit import make_card, write_model
+    from tests.waiting import wait_until
+
+    template = make_card(window=2)
+    model = write_model(tmp_path / "t.onnx", template)
+    state = tmp_path / "state"
+    proc = subprocess.Popen([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
+                             "--learn", "7", "--learn-state", str(state), "--source", "stdin", "--sink",
+                             f"jsonl:{tmp_path / 'out.jsonl'}"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    learned: list[str] = []
+    pattern = re.compile(r"stream (\S+): learned pca")
+
+    def read_log() -> None:
+        for line in proc.stderr:
+            m = pattern.search(line)
+            if m:
+                learned.append(m.group(1))
+
+    threading.Thread(target=read_log, daemon=True).start()
+    rng = np.random.default_rng(11)
+
+    def feed() -> None:
+        try:
+            for s in range(5000):
+                for _ in range(7):
+                    values = rng.normal(0.5, 0.1, 4).round(4).tolist()
+                    proc.stdin.write(json.dumps({"stream": f"m{s}", "a": values[0], "b": values[1],
+                                                 "c": values[2], "d": values[3]}) + "\n")
+                proc.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    try:
+        assert wait_until(lambda: len(learned) >= 200, 120), f"{len(learned)} learned"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        seen = list(learned)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    again = StreamLearner(state, template, rows=7)
+    assert set(seen) <= set(again.models), sorted(set(seen) - set(again.models))[:5]
+    assert all((state / name).is_file() for name in again.models.values())
+    assert again.runtime(seen[-1]) is not None  # and it loads
+
+
+def test_a_journal_line_cut_short_is_dropped_and_the_next_ones_are_whole(tmp_path: Path) -> None:
+    """A write cut short (the disk filled mid-line) leaves half a line at the journal's end: it is cut off at
+    the next start, that stream learns again, and what is appended after it is read back."""
+    from edgewatch.agent.learn import JOURNAL, StreamLearner
+    from tests.modelkit import make_card
+
+    card = make_card(window=2)
+    learner = StreamLearner(tmp_path, card, rows=7)
+    rng = np.random.default_rng(2)
+    for s in ("p1", "p2"):
+        for _ in range(7):
+            learner.observe(s, rng.normal(0.5, 0.1, 4).tolist())
+    journal = tmp_path / JOURNAL
+    with open(journal, "ab") as fh:
+        fh.write(b'{"stream": "p3", "mod')
+    again = StreamLearner(tmp_path, card, rows=7)
+    assert sorted(again.models) == ["p1", "p2"]
+    for _ in range(7):
+        again.observe("p3", rng.normal(0.5, 0.1, 4).tolist())
+    assert sorted(StreamLearner(tmp_path, card, rows=7).models) == ["p1", "p2", "p3"]
+    assert all(json.loads(line) for line in journal.read_text().splitlines())

@@ -206,12 +206,23 @@ class HttpDelivery:
         self._logged: dict[str, float] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._grouped = False
         self._thread = threading.Thread(target=self._loop, name=f"{name}-sender", daemon=True)
         self._thread.start()
 
     def append(self, record: bytes) -> None:
         self.sent += 1
-        self.spool.append(record)
+        self.spool.append(record, sync=not self._grouped)
+        if not self._grouped:
+            self._wake.set()
+
+    def begin_group(self) -> None:
+        """Appends until :meth:`end_group` share one fsync (the agent's loop iteration; see the spool)."""
+        self._grouped = True
+
+    def end_group(self) -> None:
+        self._grouped = False
+        self.spool.sync()
         self._wake.set()
 
     def _loop(self) -> None:
@@ -331,6 +342,7 @@ class HttpDelivery:
         """Deliver what the receiver takes within ``drain_timeout``; the rest stays in the spool for the next start."""
         if self._stop.is_set():
             return
+        self.spool.sync()  # a group left open (the loop ended by an exception): its records are delivered too
         if self.spool.depth and self._failing_since is None:
             self._wake.set()
             self.wait_delivered(self.drain_timeout)
@@ -431,6 +443,12 @@ class SpooledHttpSink:
 
     def wait_delivered(self, timeout: float) -> bool:
         return self.sender.wait_delivered(timeout)
+
+    def begin_group(self) -> None:
+        self.sender.begin_group()
+
+    def end_group(self) -> None:
+        self.sender.end_group()
 
     def close(self) -> None:
         self.sender.close()

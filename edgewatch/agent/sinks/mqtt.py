@@ -97,6 +97,7 @@ class MqttSink:
         self._acks: deque[int] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> spool number
         self._handed = 0  # highest spool number handed to paho this run
+        self._grouped = False  # between begin_group and end_group: appends wait for the group's one fsync
         self._update_depth()
         # the retained status and last will; a fleet member on the same topics shares it (and its payload)
         self.status = connection.status_publisher(self.topics)
@@ -165,11 +166,26 @@ class MqttSink:
     # -- the sink ------------------------------------------------------------------
 
     def send(self, event: dict[str, Any]) -> None:
-        """Durably queue one event (fsync; in memory while the disk refuses), then let the sender publish it."""
+        """Durably queue one event (fsync; in memory while the disk refuses), then let the sender publish it.
+
+        Inside a group (:meth:`begin_group`), the fsync and the sender's turn
+        wait for :meth:`end_group`: one sync for all the group's events.
+        """
         record = self.topics.for_event(event).encode() + b"\n" + dumps(event).encode()
         self.sent += 1
-        self.spool.append(record)
+        self.spool.append(record, sync=not self._grouped)
         self._update_depth()
+        if not self._grouped:
+            self._wake.set()
+
+    def begin_group(self) -> None:
+        """The agent's loop starts an iteration: what it sends is synced once, at :meth:`end_group`."""
+        self._grouped = True
+
+    def end_group(self) -> None:
+        """One fsync for the iteration's events; then they are on disk and the sender may publish them."""
+        self._grouped = False
+        self.spool.sync()
         self._wake.set()
 
     def _send_loop(self) -> None:
@@ -288,6 +304,7 @@ class MqttSink:
         """
         if self._closing.is_set():
             return
+        self.spool.sync()  # a group left open (the loop ended by an exception): its records are delivered too
         conn = self.connection
         deadline = time.monotonic() + self.options.drain_timeout
         if self.spool.depth and not conn.connected:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -274,9 +275,9 @@ def _decode(raw: str | bytes, max_bytes: int) -> object:
     return _decode_slowly(raw)
 
 
-def _time_and_stream(obj: dict) -> tuple[float | None, str | None] | BadReason:
+def _time_and_stream(obj: dict, time_keys: tuple[str, ...]) -> tuple[float | None, str | None] | BadReason:
     ts = stream = None
-    raw_ts = _first(obj, _TIME_KEYS)
+    raw_ts = _first(obj, time_keys)
     if raw_ts is not None:
         ts = _timestamp(raw_ts)
         if ts is None:
@@ -294,19 +295,33 @@ def _time_and_stream(obj: dict) -> tuple[float | None, str | None] | BadReason:
     return ts, stream
 
 
-def parse_object(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES
+def time_keys_beside(features: Iterable[str]) -> tuple[str, ...]:
+    """The keys read as a message's time in an object keyed by these features: those that name no feature.
+
+    A model with a feature ``t`` (a temperature) or ``time`` (a cycle time)
+    gets that key's value as the feature: the model's own names are what its
+    messages are keyed by, and its value read as the time (21.5 s after 1970)
+    set the stream's clock back by decades and its feature was never its own.
+    The other time keys still give the time (``{"t": 21.5, "ts": ...}``).
+    """
+    names = set(features)
+    return tuple(k for k in _TIME_KEYS if k not in names)
+
+
+def parse_object(raw: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES, time_keys: tuple[str, ...] = _TIME_KEYS
                  ) -> tuple[dict, float | None, str | None] | BadReason:
     """A message that is one JSON object: (the object, its time, its stream), with the reasons of :func:`parse_message`.
 
     For the object keyed by feature name (``{"flow": 12.5, "pressure": 2.1,
-    "ts": ...}``) that :mod:`.rows` turns into a row.
+    "ts": ...}``) that :mod:`.rows` turns into a row; ``time_keys`` from
+    :func:`time_keys_beside` the model's features.
     """
     obj = _decode(raw, max_bytes)
     if type(obj) is BadReason:
         return obj
     if type(obj) is not dict:
         return BadReason.WRONG_TYPE
-    meta = _time_and_stream(obj)
+    meta = _time_and_stream(obj, time_keys)
     if type(meta) is BadReason:
         return meta
     return obj, meta[0], meta[1]  # type: ignore[index]

@@ -82,7 +82,7 @@ from collections.abc import Sequence
 
 from edgewatch.agent.sources.feature_names import CONTESTED, FeatureNames
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, META_KEYS, BadReason, Measurement,
-                                             parse_object, parse_reading)
+                                             parse_object, parse_reading, time_keys_beside)
 from edgewatch.wire.csv_table import MISSING as MISSING_TEXT  # what a plant writes for "no value", as fit reads it
 
 HOLD_INTERVALS = 3.0  # a value stands for the present for this many of its feature's sampling intervals
@@ -303,6 +303,7 @@ class RowAssembler:
         self.source = source
         self.names = FeatureNames(self.features, source)
         self.index = self.names.exact
+        self.time_keys = time_keys_beside(self.features)  # a feature named t or time is that feature, not the time
         self._warnings: deque[float] = deque(maxlen=NO_ROW_WARNINGS)
         self._clock_warned_at = -math.inf
         self._back_warned_at = -math.inf
@@ -533,7 +534,7 @@ class RowAssembler:
         Its ``stream`` key, else ``stream``, names the stream; its time is
         its ``ts`` (or ``timestamp``...), else ``received``.
         """
-        parsed = parse_object(raw, max_bytes)
+        parsed = parse_object(raw, max_bytes, self.time_keys)
         if type(parsed) is BadReason:
             return parsed
         obj, ts, named = parsed  # type: ignore[misc]

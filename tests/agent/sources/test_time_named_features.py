@@ -1,0 +1,99 @@
+"""A feature named like a time key (t, time, ts, timestamp) is that feature, not the message's time.
+
+A keyed object ``{"t": 21.5, "p": 3.1}`` for a model whose features are t
+and p used to give the row the time 21.5 s after 1970: the value was taken
+as the feature and as the time, the stream's clock went back decades, and
+a t that moves up and down made rows out of order. The model's own names
+are what its messages are keyed by (docs/sources.md). Real parts: the
+installed command on stdin (the README's form) and mosquitto.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edgewatch.agent.engine import Agent, AgentOptions
+from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.sinks import MemorySink
+from edgewatch.agent.sources import make_source
+from tests.modelkit import make_card, write_model
+from tests.waiting import wait_until
+
+TIME_NAMED = ["t", "time", "ts", "timestamp"]
+
+
+def _lines(rng: np.random.Generator, normal: int, fault: int, extra: dict | None = None) -> list[dict]:
+    """Keyed objects of the four time-named features: normal values that move up and down, then a fault."""
+    out = [{name: round(float(v), 4) for name, v in zip(TIME_NAMED, rng.uniform(0.4, 0.6, 4))} for _ in range(normal)]
+    out += [{name: 3.0 for name in TIME_NAMED} for _ in range(fault)]
+    return [{**o, **(extra or {})} for o in out]
+
+
+def _year(iso: str) -> int:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).year
+
+
+@pytest.mark.parametrize("with_ts", [False, True], ids=["no-other-time", "feature-t-beside-ts"])
+def test_stdin_default_form_reads_time_named_features_as_features(tmp_path: Path, with_ts: bool) -> None:
+    features = TIME_NAMED if not with_ts else ["t", "time", "timestamp", "p"]
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5, features=features))
+    rng = np.random.default_rng(4)
+    if with_ts:  # ts is no feature of this model: it stays the time, and t is a feature beside it
+        rows = [{"t": round(float(v), 4), "time": 0.5, "timestamp": 0.5, "p": 0.5, "ts": 1_700_000_000 + i}
+                for i, v in enumerate(rng.uniform(0.4, 0.6, 30))]
+        rows += [{"t": 3.0, "time": 3.0, "timestamp": 3.0, "p": 3.0, "ts": 1_700_000_030 + i} for i in range(6)]
+    else:
+        rows = _lines(rng, 30, 6)
+    summary = tmp_path / "summary.json"
+    proc = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
+                           "--source", "stdin", "--summary-json", str(summary)],
+                          input="".join(json.dumps(r) + "\n" for r in rows), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(summary.read_text())
+    assert s["bad"] == {} and s["windows"] == len(rows) - 5 + 1, s
+    starts = [json.loads(line) for line in proc.stdout.splitlines() if '"start"' in line]
+    assert len(starts) == 1, proc.stdout
+    if with_ts:
+        assert starts[0]["time"].startswith("2023-11-14"), starts[0]  # the ts key's time
+    else:
+        assert _year(starts[0]["time"]) >= 2026, starts[0]  # received now, not 1970
+
+
+def test_mqtt_json_reads_time_named_features_as_features(tmp_path: Path, broker) -> None:
+    sink = MemorySink()
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5, features=TIME_NAMED)))
+    agent = Agent(model, [sink], AgentOptions(drift_every=0, agent_id="tnamed"))
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/plant/+", TIME_NAMED, agent_id="tnamed")
+    agent.add_source(src)
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="tnamed-pub")
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    rows = _lines(np.random.default_rng(8), 30, 6)
+    try:
+        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))
+        for r in rows:
+            pub.publish("plant/press-1", json.dumps(r), qos=1).wait_for_publish(5)
+        assert wait_until(lambda: agent.summary.messages == len(rows))
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.disconnect()
+        pub.loop_stop()
+    assert agent.summary.bad == {} and agent.summary.windows == len(rows) - 5 + 1, agent.summary.bad
+    starts = [e for e in sink.events if e["event"] == "start"]
+    assert len(starts) == 1 and _year(starts[0]["time"]) >= 2026, starts
+    assert abs(starts[0]["ts"] - time.time()) < 3600  # its clock is the arrival's, not 21 s after 1970

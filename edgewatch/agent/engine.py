@@ -41,7 +41,7 @@ from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
 from edgewatch.agent.sources.columns import parse_columns
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
-                                             sane_timestamp)
+                                             sane_timestamp, value_keys_beside)
 from edgewatch.agent.sources.rows import CLOCK_WARN_AFTER, RowAssembler
 from edgewatch.agent.sources.supervision import RestartPolicy, SourceSupervisor
 from edgewatch.agent.streams import StreamTable
@@ -370,6 +370,7 @@ class Agent:
             self._emit_posted()
         n_features = self.card.n_features
         max_bytes = self.options.max_message_bytes
+        value_keys = value_keys_beside(self.features)  # a feature named v is keyed by name, not the values form
         table = self.table
         windows = table.windows
         last_seen = table.last_seen
@@ -393,7 +394,7 @@ class Agent:
         last_ts, own_runtime = table.last_ts, table.runtimes
         for kind, source, payload, received in items:
             if kind == Kind.RAW:
-                m = parse_message(payload, n_features, max_bytes)  # type: ignore[arg-type]
+                m = parse_message(payload, n_features, max_bytes, value_keys)  # type: ignore[arg-type]
                 if m is BadReason.NO_VALUES:
                     m = self._keyed_row(payload, source, received)  # type: ignore[arg-type]
                 elif type(m) is Measurement and m.ts is not None and abs(m.ts - received) >= CLOCK_WARN_AFTER:

@@ -213,7 +213,7 @@ class MqttSource(Source):
                 return [Item(Kind.BAD, self.name, BadReason.UNKNOWN_FEATURE, now)]
             out = self.rows.reading(payload, where[0], where[1], now, self.max_message_bytes)
             return [Item(Kind.MEASUREMENT if type(r) is Measurement else Kind.BAD, self.name, r, now) for r in out]
-        m = parse_message(payload, len(self.features), self.max_message_bytes)
+        m = parse_message(payload, len(self.features), self.max_message_bytes, self.rows.value_keys)
         if m is BadReason.NO_VALUES:
             m = self.rows.keyed_message(payload, topic, now, self.max_message_bytes)
         elif type(m) is Measurement and m.ts is not None and abs(m.ts - now) >= CLOCK_WARN_AFTER:

@@ -93,8 +93,9 @@ except ImportError:  # not installed: the stdlib decoder alone, same results
     _fast_loads = None
 
 
-def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MAX_BYTES) -> Measurement | BadReason:
-    """Parse one message for a model with ``n_features`` inputs.
+def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MAX_BYTES,
+                  value_keys: tuple[str, ...] = _VALUE_KEYS) -> Measurement | BadReason:
+    """Parse one message for a model with ``n_features`` inputs; ``value_keys`` from :func:`value_keys_beside`.
 
     Valid messages go through orjson when it is installed; whatever it
     refuses (bad UTF-8, ``NaN`` literals, integers past 64 bits, nesting
@@ -109,9 +110,9 @@ def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MA
         except (_FastError, TypeError):
             pass
         else:
-            return _measurement(obj, n_features)
+            return _measurement(obj, n_features, value_keys)
     obj = _decode_slowly(raw)
-    return obj if type(obj) is BadReason else _measurement(obj, n_features)
+    return obj if type(obj) is BadReason else _measurement(obj, n_features, value_keys)
 
 
 def _decode_slowly(raw: str | bytes) -> object:
@@ -127,15 +128,13 @@ def _decode_slowly(raw: str | bytes) -> object:
         return BadReason.NOT_JSON
 
 
-def _measurement(obj: object, n_features: int) -> Measurement | BadReason:
+def _measurement(obj: object, n_features: int, value_keys: tuple[str, ...] = _VALUE_KEYS) -> Measurement | BadReason:
     """A decoded message as a measurement: the rules of :func:`parse_message` after JSON decoding."""
     ts = stream = None
     if type(obj) is dict:
-        values = obj.get("values")
+        values = _first(obj, value_keys)
         if values is None:
-            values = _first(obj, _VALUE_KEYS)
-            if values is None:
-                return BadReason.NO_VALUES
+            return BadReason.NO_VALUES
         if len(obj) > 1 + ("stream" in obj):  # keys beside values and stream: look for a time
             raw_ts = _first(obj, _TIME_KEYS)
             if raw_ts is not None:
@@ -293,6 +292,18 @@ def _time_and_stream(obj: dict, time_keys: tuple[str, ...]) -> tuple[float | Non
         if not stream or len(stream) > _MAX_STREAM_ID:
             return BadReason.BAD_STREAM
     return ts, stream
+
+
+def value_keys_beside(features: Iterable[str]) -> tuple[str, ...]:
+    """The keys read as a message's values (``{"v": [...]}``) for a model with these features: those that name none.
+
+    A model with a feature ``v`` (a voltage) or ``value`` gets
+    ``{"v": 230, "i": 5, ...}`` as the object keyed by its features it is:
+    read as the values form, its 230 was one value for four features and
+    every message was refused ``wrong_arity``.
+    """
+    names = set(features)
+    return tuple(k for k in _VALUE_KEYS if k not in names)
 
 
 def time_keys_beside(features: Iterable[str]) -> tuple[str, ...]:

@@ -82,7 +82,8 @@ from collections.abc import Sequence
 
 from edgewatch.agent.sources.feature_names import CONTESTED, FeatureNames
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, META_KEYS, BadReason, Measurement,
-                                             parse_object, parse_reading, time_keys_beside)
+                                             parse_object, parse_reading, time_keys_beside,
+                                             value_keys_beside)
 from edgewatch.wire.csv_table import MISSING as MISSING_TEXT  # what a plant writes for "no value", as fit reads it
 
 HOLD_INTERVALS = 3.0  # a value stands for the present for this many of its feature's sampling intervals
@@ -304,6 +305,7 @@ class RowAssembler:
         self.names = FeatureNames(self.features, source)
         self.index = self.names.exact
         self.time_keys = time_keys_beside(self.features)  # a feature named t or time is that feature, not the time
+        self.value_keys = value_keys_beside(self.features)  # nor is a feature named v or value the values form
         self._warnings: deque[float] = deque(maxlen=NO_ROW_WARNINGS)
         self._clock_warned_at = -math.inf
         self._back_warned_at = -math.inf

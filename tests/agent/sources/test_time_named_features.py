@@ -97,3 +97,54 @@ def test_mqtt_json_reads_time_named_features_as_features(tmp_path: Path, broker)
     starts = [e for e in sink.events if e["event"] == "start"]
     assert len(starts) == 1 and _year(starts[0]["time"]) >= 2026, starts
     assert abs(starts[0]["ts"] - time.time()) < 3600  # its clock is the arrival's, not 21 s after 1970
+
+
+VALUE_NAMED = ["v", "value", "values", "i"]  # a voltage, a valve position, ...: names the values form also uses
+
+
+def _value_lines(rng: np.random.Generator, normal: int, fault: int) -> list[dict]:
+    out = [{name: round(float(x), 4) for name, x in zip(VALUE_NAMED, rng.uniform(0.4, 0.6, 4))} for _ in range(normal)]
+    return out + [{name: 3.0 for name in VALUE_NAMED} for _ in range(fault)]
+
+
+def test_stdin_default_form_reads_value_named_features_as_features(tmp_path: Path) -> None:
+    """``{"v": 0.5, "value": 0.5, "values": 0.5, "i": 0.5}`` for a model of those four features is the object keyed
+    by them; read as the values form (one value for four features) every line was refused ``wrong_arity``."""
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5, features=VALUE_NAMED))
+    rows = _value_lines(np.random.default_rng(5), 30, 6)
+    summary = tmp_path / "summary.json"
+    proc = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
+                           "--source", "stdin", "--summary-json", str(summary)],
+                          input="".join(json.dumps(r) + "\n" for r in rows), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(summary.read_text())
+    assert s["bad"] == {} and s["windows"] == len(rows) - 5 + 1, s
+    assert len([line for line in proc.stdout.splitlines() if '"start"' in line]) == 1, proc.stdout
+
+
+def test_mqtt_json_reads_value_named_features_as_features(tmp_path: Path, broker) -> None:
+    sink = MemorySink()
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5, features=VALUE_NAMED)))
+    agent = Agent(model, [sink], AgentOptions(drift_every=0, agent_id="vnamed"))
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/plant/+", VALUE_NAMED, agent_id="vnamed")
+    agent.add_source(src)
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="vnamed-pub")
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    rows = _value_lines(np.random.default_rng(9), 30, 6)
+    try:
+        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))
+        for r in rows:
+            pub.publish("plant/press-1", json.dumps(r), qos=1).wait_for_publish(5)
+        pub.publish("plant/press-2", json.dumps([0.5, 0.5, 0.5, 0.5]), qos=1).wait_for_publish(5)  # still a row
+        assert wait_until(lambda: agent.summary.messages == len(rows) + 1)
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.disconnect()
+        pub.loop_stop()
+    assert agent.summary.bad == {} and agent.summary.windows == len(rows) - 5 + 1, agent.summary.bad
+    assert len([e for e in sink.events if e["event"] == "start"]) == 1, sink.events

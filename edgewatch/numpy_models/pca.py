@@ -271,23 +271,7 @@ def fit_pca(values: np.ndarray | Sequence[np.ndarray], features: list[str], conf
                             if len(p) >= cfg.window])[:, used]
     center_u = feats.mean(axis=0)
     dev = feats - center_u
-    lam, vec = np.linalg.eigh(np.cov(dev, rowvar=False).reshape(n_used, -1))
-    order = np.argsort(lam)[::-1]
-    lam, vec = np.clip(lam[order], 0.0, None), vec[:, order]
-    keep = lam > max(lam[0], 1e-12) * 1e-9
-    share = np.cumsum(lam) / max(lam.sum(), 1e-300)
-    k = int(min(np.searchsorted(share, cfg.variance - 1e-12) + 1, keep.sum()))
-    p = vec[:, :k]
-    t2_basis = p / np.sqrt(lam[:k])
-    t2 = ((dev @ t2_basis) ** 2).sum(axis=1)
-    t_ref = max(float(np.quantile(t2, cfg.quantile)), 1e-12)
-    blocks = [t2_basis / np.sqrt(t_ref)]
-    if k < len(lam):
-        resid = np.eye(len(lam)) - p @ p.T
-        q = ((dev @ resid) ** 2).sum(axis=1)
-        q_ref = max(float(np.quantile(q, cfg.quantile)), 1e-6 * float(lam.sum()) + 1e-12)
-        blocks.append(resid / np.sqrt(q_ref))
-    basis_u = np.concatenate(blocks, axis=1)
+    basis_u, k = _components(dev, cfg)
     basis = np.zeros((len(features), basis_u.shape[1]))
     basis[used] = basis_u
     center = np.zeros(len(features))
@@ -304,7 +288,7 @@ def fit_pca(values: np.ndarray | Sequence[np.ndarray], features: list[str], conf
 
 def _components(dev: np.ndarray, cfg: PcaConfig) -> tuple[np.ndarray, int]:
     """``[F, m]`` T2 over the components holding ``cfg.variance``, plus Q, each over its ``cfg.quantile`` on
-    ``dev`` (centred window features); and how many components (the one model's rule, for one point)."""
+    ``dev`` (centred window features); and how many components (the one model's, and each point's)."""
     n = dev.shape[1]
     lam, vec = np.linalg.eigh(np.cov(dev, rowvar=False).reshape(n, -1))
     order = np.argsort(lam)[::-1]

@@ -71,28 +71,35 @@ def test_stdin_default_form_reads_time_named_features_as_features(tmp_path: Path
         assert _year(starts[0]["time"]) >= 2026, starts[0]  # received now, not 1970
 
 
-def test_mqtt_json_reads_time_named_features_as_features(tmp_path: Path, broker) -> None:
+def _through_mqtt(tmp_path: Path, broker, features: list[str], agent_id: str,  # noqa: ANN001
+                  messages: list[tuple[str, object]]) -> tuple[Agent, MemorySink]:
+    """``messages`` (topic, JSON) published to mosquitto, read by an agent on ``plant/+`` with these features."""
     sink = MemorySink()
-    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5, features=TIME_NAMED)))
-    agent = Agent(model, [sink], AgentOptions(drift_every=0, agent_id="tnamed"))
-    src = make_source(f"mqtt://{broker.host}:{broker.port}/plant/+", TIME_NAMED, agent_id="tnamed")
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5, features=features)))
+    agent = Agent(model, [sink], AgentOptions(drift_every=0, agent_id=agent_id))
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/plant/+", features, agent_id=agent_id)
     agent.add_source(src)
     runner = threading.Thread(target=agent.run, daemon=True)
     runner.start()
-    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="tnamed-pub")
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{agent_id}-pub")
     pub.connect(broker.host, broker.port)
     pub.loop_start()
-    rows = _lines(np.random.default_rng(8), 30, 6)
     try:
         assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))
-        for r in rows:
-            pub.publish("plant/press-1", json.dumps(r), qos=1).wait_for_publish(5)
-        assert wait_until(lambda: agent.summary.messages == len(rows))
+        for topic, body in messages:
+            pub.publish(topic, json.dumps(body), qos=1).wait_for_publish(5)
+        assert wait_until(lambda: agent.summary.messages == len(messages))
     finally:
         agent.request_stop()
         runner.join(10)
         pub.disconnect()
         pub.loop_stop()
+    return agent, sink
+
+
+def test_mqtt_json_reads_time_named_features_as_features(tmp_path: Path, broker) -> None:
+    rows = _lines(np.random.default_rng(8), 30, 6)
+    agent, sink = _through_mqtt(tmp_path, broker, TIME_NAMED, "tnamed", [("plant/press-1", r) for r in rows])
     assert agent.summary.bad == {} and agent.summary.windows == len(rows) - 5 + 1, agent.summary.bad
     starts = [e for e in sink.events if e["event"] == "start"]
     assert len(starts) == 1 and _year(starts[0]["time"]) >= 2026, starts
@@ -124,27 +131,8 @@ def test_stdin_default_form_reads_value_named_features_as_features(tmp_path: Pat
 
 
 def test_mqtt_json_reads_value_named_features_as_features(tmp_path: Path, broker) -> None:
-    sink = MemorySink()
-    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5, features=VALUE_NAMED)))
-    agent = Agent(model, [sink], AgentOptions(drift_every=0, agent_id="vnamed"))
-    src = make_source(f"mqtt://{broker.host}:{broker.port}/plant/+", VALUE_NAMED, agent_id="vnamed")
-    agent.add_source(src)
-    runner = threading.Thread(target=agent.run, daemon=True)
-    runner.start()
-    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="vnamed-pub")
-    pub.connect(broker.host, broker.port)
-    pub.loop_start()
     rows = _value_lines(np.random.default_rng(9), 30, 6)
-    try:
-        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))
-        for r in rows:
-            pub.publish("plant/press-1", json.dumps(r), qos=1).wait_for_publish(5)
-        pub.publish("plant/press-2", json.dumps([0.5, 0.5, 0.5, 0.5]), qos=1).wait_for_publish(5)  # still a row
-        assert wait_until(lambda: agent.summary.messages == len(rows) + 1)
-    finally:
-        agent.request_stop()
-        runner.join(10)
-        pub.disconnect()
-        pub.loop_stop()
+    messages = [("plant/press-1", r) for r in rows] + [("plant/press-2", [0.5, 0.5, 0.5, 0.5])]  # still a row
+    agent, sink = _through_mqtt(tmp_path, broker, VALUE_NAMED, "vnamed", messages)
     assert agent.summary.bad == {} and agent.summary.windows == len(rows) - 5 + 1, agent.summary.bad
     assert len([e for e in sink.events if e["event"] == "start"]) == 1, sink.events

@@ -81,8 +81,9 @@ class FitReport:
             if len(group) <= GROUP_MIN:
                 out.append(f"  {c.use.value:9s} {c.name:24s} {c.reason}")
             elif group[0] is c:  # a wide export: one line per verdict, where its first feature stood
-                out.append(f"  {c.use.value:9s} {len(group)} features {_verdict(c)}{_RATE if c.use is Use.RATE else ''}"
-                           f": {_some([g.name for g in group], GROUP_SHOWN, self._listed())}")
+                rate = _RATE if c.use is Use.RATE else ""
+                out.append(f"  {c.use.value:9s} {len(group)} features, each {_verdict(c)}{rate}: "
+                           f"{_some([g.name for g in group], GROUP_SHOWN, self._listed())}")
         if many:  # a wide export of spare channels: one line, not hundreds
             out.append(f"  {'left out':9s} {len(constant)} constant columns (one value each in the normal data: no "
                        f"normal spread to learn): {_some(constant)}")
@@ -148,8 +149,7 @@ class FitReport:
             per = 1.0 / self.step if self.step else 1.0
             parts = _some([f"{fr.name} {fr.smallest_change * per:.3g} {unit}" for fr in rates], *self._cut(rates))
             out.append(f"the level of {_some([fr.name for fr in rates], *self._cut(rates))}: only how fast it "
-                       "changes (a change of "
-                       f"pace smaller than {parts} is not seen)")
+                       f"changes (a change of pace smaller than {parts} is not seen)")
         if self.seconds_of_data:
             out.append(f"changes slower than the {duration_text(self.seconds_of_data)} of normal data, and operating points "
                        "that are not in it (they will be flagged, or trip the agent's range check)")

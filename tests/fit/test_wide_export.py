@@ -46,7 +46,7 @@ def wide(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_features_sharing_a_verdict_take_one_line_with_their_count_and_first_names(wide: dict) -> None:
     lines, names = wide["lines"], wide["names"]
     section = lines[lines.index("features") + 1:next(i for i, x in enumerate(lines) if x.startswith("model "))]
-    steady = [x for x in section if " features steady in the normal data: " in x]
+    steady = [x for x in section if " features, each steady in the normal data: " in x]
     assert len(steady) == 1, section
     count = int(steady[0].split()[1])
     assert count > WIDE_REPORT

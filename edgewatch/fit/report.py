@@ -8,8 +8,10 @@ in the units of the data.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 
@@ -72,9 +74,16 @@ class FitReport:
         out.append("features")
         constant = [c.name for c in self.choices if c.use is Use.LEFT_OUT and c.reason.startswith("constant (")]
         many = len(constant) > MANY_CONSTANT
-        for c in self.choices:
-            if not (many and c.name in constant):
+        shown = [c for c in self.choices if not (many and c.name in constant)]
+        groups = _verdict_groups(shown) if len(self.choices) > WIDE_REPORT else {}
+        for c in shown:
+            group = groups.get((c.use, _verdict(c)), [])
+            if len(group) <= GROUP_MIN:
                 out.append(f"  {c.use.value:9s} {c.name:24s} {c.reason}")
+            elif group[0] is c:  # a wide export: one line per verdict, where its first feature stood
+                rate = _RATE if c.use is Use.RATE else ""
+                out.append(f"  {c.use.value:9s} {len(group)} features, each {_verdict(c)}{rate}: "
+                           f"{_some([g.name for g in group], GROUP_SHOWN, self._listed())}")
         if many:  # a wide export of spare channels: one line, not hundreds
             out.append(f"  {'left out':9s} {len(constant)} constant columns (one value each in the normal data: no "
                        f"normal spread to learn): {_some(constant)}")
@@ -98,9 +107,12 @@ class FitReport:
         out.append(f"expected  {self.holdout.describe()}")
         if self.ranges:
             out.append("range     the operating range learnt (1st..99th percentile; min..max):")
-        for fr in self.ranges:
+        wide = len(self.ranges) > WIDE_REPORT
+        for fr in self.ranges[:GROUP_SHOWN] if wide else self.ranges:
             out.append(f"  {fr.name:24s} {fr.p01:.4g} .. {fr.p99:.4g}   ({fr.low:.4g} .. {fr.high:.4g})"
                        + ("   (scored by its rate)" if fr.use is Use.RATE else ""))
+        if wide:
+            out.append(f"  ... and {len(self.ranges) - GROUP_SHOWN} more{self._listed()}")
         out.append("cannot see")
         out += [f"  - {line}" for line in self.blind_spots()]
         for w in self.warnings:
@@ -108,6 +120,13 @@ class FitReport:
         sign = f", signed by {self.signed_by}" if self.signed_by else ""
         out.append(f"wrote     {self.out} ({self.bytes:,} bytes{sign}) in {self.elapsed:.1f} s")
         return out
+
+    def _listed(self) -> str:
+        return f"; all listed by `edgewatch agent check {Path(self.out).name}`"
+
+    def _cut(self, items: list) -> tuple[int, str]:
+        """How many of a list to name in the report: all of an ordinary file's, the first few of a wide export's."""
+        return (GROUP_SHOWN, self._listed()) if len(self.ranges) > WIDE_REPORT else (len(items), "")
 
     def blind_spots(self) -> list[str]:
         out = []
@@ -119,17 +138,18 @@ class FitReport:
                               [(f"in {pt.name(i + 1)}, ", pt.ranges) for i, pt in enumerate(self.points)]):
             levels = [fr for fr in ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change)]
             if levels:
-                parts = ", ".join(f"{fr.name} {fr.smallest_change:.3g} ({fr.smallest_change / fr.std:.2g} std)"
-                                  if fr.std > 0 else f"{fr.name} {fr.smallest_change:.3g}" for fr in levels)
+                parts = _some([f"{fr.name} {fr.smallest_change:.3g} ({fr.smallest_change / fr.std:.2g} std)"
+                               if fr.std > 0 else f"{fr.name} {fr.smallest_change:.3g}" for fr in levels],
+                              *self._cut(levels))
                 out.append(f"{where}a sustained change of one feature alone smaller than: {parts}; a one-row spike "
                            f"must be about {self.recipe.window} times larger (it is averaged over the window)")
         rates = [fr for fr in self.ranges if fr.use is Use.RATE and np.isfinite(fr.smallest_change)]
         if rates:
             unit = "per second" if self.step else "per row"
             per = 1.0 / self.step if self.step else 1.0
-            parts = ", ".join(f"{fr.name} {fr.smallest_change * per:.3g} {unit}" for fr in rates)
-            out.append(f"the level of {', '.join(fr.name for fr in rates)}: only how fast it changes (a change of "
-                       f"pace smaller than {parts} is not seen)")
+            parts = _some([f"{fr.name} {fr.smallest_change * per:.3g} {unit}" for fr in rates], *self._cut(rates))
+            out.append(f"the level of {_some([fr.name for fr in rates], *self._cut(rates))}: only how fast it "
+                       f"changes (a change of pace smaller than {parts} is not seen)")
         if self.seconds_of_data:
             out.append(f"changes slower than the {duration_text(self.seconds_of_data)} of normal data, and operating points "
                        "that are not in it (they will be flagged, or trip the agent's range check)")
@@ -274,5 +294,24 @@ def _shown(wide: list[FeatureRange]) -> str:
 MANY_CONSTANT = 10  # more constant columns than this are listed on one line
 
 
-def _some(names: list[str], shown: int = 8) -> str:
-    return ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")
+WIDE_REPORT = 20  # with more features than this (a historian export of hundreds of tags) the report groups them:
+GROUP_MIN = 3  # features sharing one verdict, more than this many, take one line
+GROUP_SHOWN = 5  # naming the first few
+_RATE = "; scored by its rate (slope over the window), not its level"
+
+
+def _verdict(c: FeatureChoice) -> str:
+    """The choice's reason without its own figures: 'steady in the normal data' for every steady feature, whatever
+    its level wandered; the features sharing it share one line of a wide report."""
+    return re.split(r" \(|: |; ", c.reason, maxsplit=1)[0]
+
+
+def _verdict_groups(choices: list[FeatureChoice]) -> dict[tuple[Use, str], list[FeatureChoice]]:
+    groups: dict[tuple[Use, str], list[FeatureChoice]] = {}
+    for c in choices:
+        groups.setdefault((c.use, _verdict(c)), []).append(c)
+    return groups
+
+
+def _some(names: list[str], shown: int = 8, where: str = "") -> str:
+    return ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more{where})" if len(names) > shown else "")

@@ -329,7 +329,7 @@ def _core(windows: np.ndarray) -> np.ndarray:
         own = z[keep]
         dev = z - own.mean(axis=0)
         inverse = np.linalg.pinv(np.cov(own, rowvar=False).reshape(z.shape[1], -1), rcond=1e-9, hermitian=True)
-        dist = np.einsum("bf,fg,bg->b", dev, inverse, dev)
+        dist = ((dev @ inverse) * dev).sum(axis=1)  # not a 3-operand einsum: no BLAS, 0.6 s a step at 500 features
         new = dist <= np.quantile(dist, CORE_SHARE)
         if (new == keep).all() or new.sum() < z.shape[1] + 2:
             break

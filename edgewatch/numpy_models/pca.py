@@ -443,39 +443,43 @@ def pca_card(fit: PcaFit, trained_on: dict[str, Any] | None = None,
 def graph_bytes(fit: PcaFit, card: ModelCard) -> bytes:
     """The scoring graph with the card in its metadata (ONNX opset 17, float32, dynamic batch)."""
     w, f = fit.config.window, len(fit.features)
-    init = {"offset": float32(fit.scaler.offset), "scale": float32(fit.scaler.scale),
-            "center": float32(fit.center), "basis": float32(fit.basis),
-            "feature_scale": float32(fit.feature_scale), "sum_axis": int64([1])}
+    init = {"offset": float32(fit.scaler.offset), "scale": float32(fit.scaler.scale)}
+    if fit.points is None:  # the one model's map (a model per point gathers its point's, _local_nodes)
+        init.update({"center": float32(fit.center), "basis": float32(fit.basis),
+                     "feature_scale": float32(fit.feature_scale), "sum_axis": int64([1])})
+    elif fit.config.rates:
+        init["sum_axis"] = int64([1])
     if fit.config.rates:  # levels and slopes: one weighted sum over the window
         init["weights"] = float32(fit.weights)
         summary = [Node("Mul", ["scaled", "weights"], ["weighted"]),
                    Node("ReduceSum", ["weighted", "sum_axis"], ["window_mean"], {"keepdims": 0})]
     else:
         summary = [Node("ReduceMean", ["scaled"], ["window_mean"], {"axes": [1], "keepdims": 0})]
-    nodes = [
-        Node("Sub", [INPUT_NAME, "offset"], ["shifted"]),
-        Node("Mul", ["shifted", "scale"], ["scaled"]),
-        *summary,
+    scored = _local_nodes(fit, init) if fit.points is not None else [
         Node("Sub", ["window_mean", "center"], ["deviation"]),
         Node("MatMul", ["deviation", "basis"], ["projected"]),
         Node("Mul", ["projected", "projected"], ["squares"]),
         Node("ReduceSum", ["squares", "sum_axis"], [SCORE_OUTPUT], {"keepdims": 0}),
-        Node("Mul", ["deviation", "feature_scale"], ["standardised"]),
+    ]
+    feature_scale = "feature_scale" if fit.points is None else "point_feature_scale"
+    nodes = [
+        Node("Sub", [INPUT_NAME, "offset"], ["shifted"]),
+        Node("Mul", ["shifted", "scale"], ["scaled"]),
+        *summary,
+        *scored,
+        Node("Mul", ["deviation", feature_scale], ["standardised"]),
         Node("Mul", ["standardised", "standardised"], [FEATURE_ERROR_OUTPUT]),
     ]
-    if fit.points is not None:
-        nodes = _local_nodes(fit, init, summary)
     return model_bytes(nodes, {INPUT_NAME: ["batch", w, f]},
                        {SCORE_OUTPUT: ["batch"], FEATURE_ERROR_OUTPUT: ["batch", f]}, init, card.to_props(),
                        graph_name="edgewatch-pca")
 
 
-def _local_nodes(fit: PcaFit, init: dict[str, np.ndarray], summary: list[Node]) -> list[Node]:
-    """The per-point graph (:class:`LocalPoints`): the window's point by ArgMin over its distances to the centres,
-    that point's centre, map and spreads by Gather, then the same sum of squares (one batched MatMul)."""
+def _local_nodes(fit: PcaFit, init: dict[str, np.ndarray]) -> list[Node]:
+    """The per-point score (:class:`LocalPoints`) after the window's summary: the window's point by ArgMin over its
+    distances to the centres, that point's centre, map and spreads by Gather, then the same sum of squares (one
+    batched MatMul); its ``deviation`` and ``point_feature_scale`` give the feature errors as the one model's do."""
     pts = fit.points
-    for key in ("center", "basis", "feature_scale") + (() if fit.config.rates else ("sum_axis",)):
-        del init[key]
     init.update({"assign_scale": float32(pts.assign_scale), "assign_shift": float32(pts.assign_shift),
                  "centres_z": float32(pts.centres_z), "centers": float32(pts.centers), "bases": float32(pts.bases),
                  "feature_scales": float32(pts.feature_scales), "unsqueeze_axes": int64([1]),
@@ -484,9 +488,6 @@ def _local_nodes(fit: PcaFit, init: dict[str, np.ndarray], summary: list[Node]) 
         Node("ReduceMean", ["scaled"], ["level_mean"], {"axes": [1], "keepdims": 0})]
     level = "level_mean" if fit.config.rates else "window_mean"
     return [
-        Node("Sub", [INPUT_NAME, "offset"], ["shifted"]),
-        Node("Mul", ["shifted", "scale"], ["scaled"]),
-        *summary,
         *mean,
         Node("Mul", [level, "assign_scale"], ["assign_scaled"]),
         Node("Add", ["assign_scaled", "assign_shift"], ["assign_z"]),
@@ -503,8 +504,6 @@ def _local_nodes(fit: PcaFit, init: dict[str, np.ndarray], summary: list[Node]) 
         Node("MatMul", ["deviation3", "point_basis"], ["projected"]),
         Node("Mul", ["projected", "projected"], ["squares"]),
         Node("ReduceSum", ["squares", "score_axes"], [SCORE_OUTPUT], {"keepdims": 0}),
-        Node("Mul", ["deviation", "point_feature_scale"], ["standardised"]),
-        Node("Mul", ["standardised", "standardised"], [FEATURE_ERROR_OUTPUT]),
     ]
 
 

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 
 from edgewatch import digests
 from edgewatch.agent.sinks.base import SinkConfigError, SinkContext
-from edgewatch.agent.sinks.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
+from edgewatch.agent.sinks.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool, SpooledSender
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: the backoff decides
 
 
-class HttpDelivery:
+class HttpDelivery(SpooledSender):
     """The spool and the sender thread of one HTTP sink; see the module docstring.
 
     ``idle`` is called by the sender thread whenever the spool is empty and
@@ -206,24 +206,12 @@ class HttpDelivery:
         self._logged: dict[str, float] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._grouped = False
         self._thread = threading.Thread(target=self._loop, name=f"{name}-sender", daemon=True)
         self._thread.start()
 
     def append(self, record: bytes) -> None:
         self.sent += 1
-        self.spool.append(record, sync=not self._grouped)
-        if not self._grouped:
-            self._wake.set()
-
-    def begin_group(self) -> None:
-        """Appends until :meth:`end_group` share one fsync (the agent's loop iteration; see the spool)."""
-        self._grouped = True
-
-    def end_group(self) -> None:
-        self._grouped = False
-        self.spool.sync()
-        self._wake.set()
+        self._spooled(record)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -42,7 +42,7 @@ from typing import Any
 
 from edgewatch.agent.sinks.base import SinkContext, SinkSpec
 from edgewatch.agent.sinks.registry import register
-from edgewatch.agent.sinks.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool
+from edgewatch.agent.sinks.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_BYTES, Spool, SpooledSender
 from edgewatch.mqtt.connection import (BrokerConnection, BrokerOptions, Connections, MqttConfigError, _safe,
                                        client_id_for, parse_broker_url, publish_error, published)
 from edgewatch.mqtt.topics import Topics
@@ -71,7 +71,7 @@ class MqttOptions:
 SINK_FIELDS = frozenset(f.name for f in fields(MqttOptions))
 
 
-class MqttSink:
+class MqttSink(SpooledSender):
     """Spool-backed MQTT publisher; see the module docstring for topics and semantics."""
 
     def __init__(self, options: MqttOptions, spool_dir: str | os.PathLike[str], connection: BrokerConnection,
@@ -97,7 +97,6 @@ class MqttSink:
         self._acks: deque[int] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> spool number
         self._handed = 0  # highest spool number handed to paho this run
-        self._grouped = False  # between begin_group and end_group: appends wait for the group's one fsync
         self._update_depth()
         # the retained status and last will; a fleet member on the same topics shares it (and its payload)
         self.status = connection.status_publisher(self.topics)
@@ -173,20 +172,8 @@ class MqttSink:
         """
         record = self.topics.for_event(event).encode() + b"\n" + dumps(event).encode()
         self.sent += 1
-        self.spool.append(record, sync=not self._grouped)
+        self._spooled(record)
         self._update_depth()
-        if not self._grouped:
-            self._wake.set()
-
-    def begin_group(self) -> None:
-        """The agent's loop starts an iteration: what it sends is synced once, at :meth:`end_group`."""
-        self._grouped = True
-
-    def end_group(self) -> None:
-        """One fsync for the iteration's events; then they are on disk and the sender may publish them."""
-        self._grouped = False
-        self.spool.sync()
-        self._wake.set()
 
     def _send_loop(self) -> None:
         delay = 0.0

@@ -451,3 +451,33 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class SpooledSender:
+    """For a sink whose own thread sends what it spools (MQTT, the HTTP sinks): the agent's loop groups the records
+    of one iteration (``begin_group``/``end_group``) so they share one fsync.
+
+    Why the sender waits for the group: a record is handed on only once it
+    is on disk, so a delivered alert was always kept first. The class using
+    it has ``spool`` (a :class:`Spool`) and ``_wake`` (the sender's event).
+    """
+
+    spool: Spool
+    _wake: threading.Event
+    _grouped = False  # between begin_group and end_group: appends wait for the group's one fsync
+
+    def _spooled(self, record: bytes) -> None:
+        """Keep one record: synced now, or with its group; the sender is woken once it is on disk."""
+        self.spool.append(record, sync=not self._grouped)
+        if not self._grouped:
+            self._wake.set()
+
+    def begin_group(self) -> None:
+        """The agent's loop starts an iteration: what it sends is synced once, at :meth:`end_group`."""
+        self._grouped = True
+
+    def end_group(self) -> None:
+        """One fsync for the iteration's records; then they are on disk and the sender may send them."""
+        self._grouped = False
+        self.spool.sync()
+        self._wake.set()

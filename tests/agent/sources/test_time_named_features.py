@@ -40,6 +40,22 @@ def _lines(rng: np.random.Generator, normal: int, fault: int, extra: dict | None
     return [{**o, **(extra or {})} for o in out]
 
 
+def _through_stdin(tmp_path: Path, model: Path, rows: list[dict]) -> list[dict]:
+    """``rows`` as JSON lines to ``agent run --source stdin`` (the README's form): every row read, every window scored
+    (checked here), and its one ``start`` event returned."""
+    summary = tmp_path / "summary.json"
+    proc = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
+                           "--source", "stdin", "--summary-json", str(summary)],
+                          input="".join(json.dumps(r) + "\n" for r in rows), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(summary.read_text())
+    assert s["bad"] == {} and s["windows"] == len(rows) - 5 + 1, s
+    starts = [json.loads(line) for line in proc.stdout.splitlines() if '"start"' in line]
+    assert len(starts) == 1, proc.stdout
+    return starts
+
+
 def _year(iso: str) -> int:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).year
 
@@ -55,16 +71,7 @@ def test_stdin_default_form_reads_time_named_features_as_features(tmp_path: Path
         rows += [{"t": 3.0, "time": 3.0, "timestamp": 3.0, "p": 3.0, "ts": 1_700_000_030 + i} for i in range(6)]
     else:
         rows = _lines(rng, 30, 6)
-    summary = tmp_path / "summary.json"
-    proc = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
-                           "--source", "stdin", "--summary-json", str(summary)],
-                          input="".join(json.dumps(r) + "\n" for r in rows), capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    s = json.loads(summary.read_text())
-    assert s["bad"] == {} and s["windows"] == len(rows) - 5 + 1, s
-    starts = [json.loads(line) for line in proc.stdout.splitlines() if '"start"' in line]
-    assert len(starts) == 1, proc.stdout
+    starts = _through_stdin(tmp_path, model, rows)
     if with_ts:
         assert starts[0]["time"].startswith("2023-11-14"), starts[0]  # the ts key's time
     else:
@@ -118,16 +125,7 @@ def test_stdin_default_form_reads_value_named_features_as_features(tmp_path: Pat
     """``{"v": 0.5, "value": 0.5, "values": 0.5, "i": 0.5}`` for a model of those four features is the object keyed
     by them; read as the values form (one value for four features) every line was refused ``wrong_arity``."""
     model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5, features=VALUE_NAMED))
-    rows = _value_lines(np.random.default_rng(5), 30, 6)
-    summary = tmp_path / "summary.json"
-    proc = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
-                           "--source", "stdin", "--summary-json", str(summary)],
-                          input="".join(json.dumps(r) + "\n" for r in rows), capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    s = json.loads(summary.read_text())
-    assert s["bad"] == {} and s["windows"] == len(rows) - 5 + 1, s
-    assert len([line for line in proc.stdout.splitlines() if '"start"' in line]) == 1, proc.stdout
+    _through_stdin(tmp_path, model, _value_lines(np.random.default_rng(5), 30, 6))
 
 
 def test_mqtt_json_reads_value_named_features_as_features(tmp_path: Path, broker) -> None:

@@ -171,6 +171,8 @@ class Agent:
             model = ModelRuntime.build(model, self.options.overrides(), self.options.drift_settings())
         self.runtime = model
         self.table = StreamTable(model, self.options.max_streams or model.default_max_streams())
+        # a feature named v or value is keyed by name, not the values form; a swap keeps the features (queue_model)
+        self._value_keys = value_keys_beside(self.features)
 
     # -- model ---------------------------------------------------------------------
 
@@ -370,7 +372,7 @@ class Agent:
             self._emit_posted()
         n_features = self.card.n_features
         max_bytes = self.options.max_message_bytes
-        value_keys = value_keys_beside(self.features)  # a feature named v is keyed by name, not the values form
+        value_keys = self._value_keys
         table = self.table
         windows = table.windows
         last_seen = table.last_seen

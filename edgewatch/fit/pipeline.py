@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import require_torch
-from edgewatch.fit.choosing import (DEFAULT_WINDOW, EXCURSION_MARGIN, HOLDOUT, HoldoutResult, Recipe, choose_recipe,
-                                    forget_fits, holdout_check, open_after_excursions)
+from edgewatch.fit.choosing import (DEFAULT_WINDOW, EXCURSION_MARGIN, HOLDOUT, Fitted, HoldoutResult, Recipe,
+                                    choose_recipe, holdout_check, open_after_excursions)
 from edgewatch.fit.normal_data import Fill, NormalData, read_normal_data
 from edgewatch.fit.report import FitReport, PointRanges, feature_ranges, wide_states_warning
 from edgewatch.fit.screening import (TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, phases,
@@ -76,10 +76,7 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
 
         report = fit_univariate(data, out)
     else:
-        try:
-            report = _fit_multivariate(data, out, opts, say)
-        finally:
-            forget_fits()
+        report = _fit_multivariate(data, out, opts, say)
     if private is not None:
         from edgewatch.agent.lifecycle.signing import read_signature, sign_bytes
         from edgewatch.files import write_bytes
@@ -100,12 +97,13 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
     modes = operating_modes(measured, data.select(measured).segments, DEFAULT_WINDOW) if measured else None
     first = choose_recipe(data, choices, opts.window)
     model_data = data.select(first.features)
-    recipe = open_after_excursions(model_data, first)
+    one = open_after_excursions(Fitted(model_data, first))
     if data.rows >= 200_000:
         say(f"checking the held-out last quarter ({data.rows // 4:,} rows) ...")
-    holdout = holdout_check(model_data, recipe)
-    recipe, holdout = _per_point(data, model_data, choices, measured, modes, first, recipe, holdout)
-    family, note, torch_trial = _choose_family(model_data, recipe, opts.family, say)
+    holdout = holdout_check(one)
+    fitted, holdout = _per_point(data, choices, measured, modes, first, one, holdout)
+    recipe = fitted.recipe
+    family, note, torch_trial = _choose_family(fitted, opts.family, say)
     if family is Family.CONV1D_AE:
         from edgewatch.fit.torch_family import fit_conv1d
 
@@ -115,7 +113,7 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
         holdout = HoldoutResult(holdout.rows, holdout.seconds, torch_trial.false_episodes)
         report = _report(model_data, data, choices, recipe, holdout, out, None)
     else:
-        report = _fit_and_write(model_data, data, choices, recipe, holdout, out, _centres(modes))
+        report = _fit_and_write(fitted, data, choices, holdout, out, _centres(modes))
     report.family_note = note
     report.modes = modes
     refused = ("" if recipe.points is not None or "points" not in recipe.why else
@@ -133,9 +131,8 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
     return report
 
 
-def _per_point(data: NormalData, model_data: NormalData, choices: list, measured: list[str],
-               modes: ModeFinding | None, first: Recipe, one: Recipe, holdout: HoldoutResult
-               ) -> tuple[Recipe, HoldoutResult]:
+def _per_point(data: NormalData, choices: list, measured: list[str], modes: ModeFinding | None, first: Recipe,
+               one: Fitted, holdout: HoldoutResult) -> tuple[Fitted, HoldoutResult]:
     """The recipe of a pca per operating point when the data has points and the held-out last quarter raises no
     more episodes with it than with the one model (``one``, ``holdout``), nor comes near one: its longest stretch
     over the threshold there must stay under its opening by the margin the opening keeps over the fitted rows
@@ -155,34 +152,35 @@ def _per_point(data: NormalData, model_data: NormalData, choices: list, measured
     points = _centres(modes)
     found = "operating points"
     if points is None and measured:
-        fit = one.fit(model_data.segments)
-        ranges = feature_ranges(model_data.values(), choices, one.features, np.asarray(fit.scaler.scale), fit.basis,
-                                fit.threshold)
+        fit = one.whole()
+        ranges = feature_ranges(one.data.values(), choices, one.recipe.features, np.asarray(fit.scaler.scale),
+                                fit.basis, fit.threshold)
         if wide_states_warning(ranges):
-            points = _centres(phases(measured, data.select(measured).segments, one.window))
+            points = _centres(phases(measured, data.select(measured).segments, one.recipe.window))
             found = "phases"
     if points is None:
         return one, holdout
-    local = replace(first, points=points, why=dict(first.why))
-    tried = local.fit(model_data.segments)
-    if tried.points is None:  # the drift reference's rule does not keep them apart, or one holds too few windows
-        one.why["points"] = f"one model: a pca per {found[:-1]} ({len(points)}) was tried: {tried.one_model_why}"
+    tried = one.with_points(replace(first, points=points, why=dict(first.why)))
+    why = one.recipe.why
+    if tried.whole().points is None:  # the drift reference's rule does not keep them apart, or a point is too small
+        why["points"] = f"one model: a pca per {found[:-1]} ({len(points)}) was tried: {tried.whole().one_model_why}"
         return one, holdout
-    local = open_after_excursions(model_data, local)
-    checked = holdout_check(model_data, local)
+    local = open_after_excursions(tried)
+    checked = holdout_check(local)
     if checked.episodes > holdout.episodes:
-        one.why["points"] = (f"one model: a pca per {found[:-1]} ({len(points)}) raised {checked.episodes} episode(s) "
-                             f"on the held-out last quarter, the one model {holdout.episodes}")
+        why["points"] = (f"one model: a pca per {found[:-1]} ({len(points)}) raised {checked.episodes} episode(s) "
+                         f"on the held-out last quarter, the one model {holdout.episodes}")
         return one, holdout
-    if EXCURSION_MARGIN * checked.most_over >= local.k:
-        one.why["points"] = (f"one model: a pca per {found[:-1]} ({len(points)}) went over the threshold for up to "
-                             f"{checked.most_over} windows in {local.n} on the held-out last quarter, too close to its "
-                             f"opening ({local.k} of {local.n}) for new data to stay under it")
+    opening = local.recipe
+    if EXCURSION_MARGIN * checked.most_over >= opening.k:
+        why["points"] = (f"one model: a pca per {found[:-1]} ({len(points)}) went over the threshold for up to "
+                         f"{checked.most_over} windows in {opening.n} on the held-out last quarter, too close to its "
+                         f"opening ({opening.k} of {opening.n}) for new data to stay under it")
         return one, holdout
-    local.why["threshold"] += f" (of each point's steady {CORE_SHARE:.0%}, in units of its own)"
-    local.why["points"] = (f"a pca per {found[:-1]} ({len(points)}), each window scored by the one nearest its "
-                           f"mean, in units of that point's own normal scores (the held-out last quarter: "
-                           f"{checked.episodes} episode(s), the one model {holdout.episodes})")
+    opening.why["threshold"] += f" (of each point's steady {CORE_SHARE:.0%}, in units of its own)"
+    opening.why["points"] = (f"a pca per {found[:-1]} ({len(points)}), each window scored by the one nearest its "
+                             f"mean, in units of that point's own normal scores (the held-out last quarter: "
+                             f"{checked.episodes} episode(s), the one model {holdout.episodes})")
     return local, checked
 
 
@@ -192,10 +190,11 @@ def _centres(modes: ModeFinding | None) -> list[dict[str, float]] | None:
     return [dict(md.centre) for md in modes.modes] if modes is not None else None
 
 
-def _choose_family(data: NormalData, recipe: Recipe, asked: Family, say: Echo
-                   ) -> tuple[Family, str, Trial | None]:
+def _choose_family(fitted: Fitted, asked: Family, say: Echo) -> tuple[Family, str, Trial | None]:
     """pca, unless conv1d-ae is asked for, or installed, given enough rows and measurably better held out."""
     from edgewatch.fit import torch_family as tf
+
+    data, recipe = fitted.data, fitted.recipe
 
     if asked is Family.PCA:
         return Family.PCA, " (--family pca)", None
@@ -213,7 +212,7 @@ def _choose_family(data: NormalData, recipe: Recipe, asked: Family, say: Echo
     from edgewatch.numpy_models.pca import write_pca_model
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-fit-") as tmp:
-        pca_head = write_pca_model(recipe.fit(head.segments), Path(tmp) / "pca.onnx")
+        pca_head = write_pca_model(fitted.head(), Path(tmp) / "pca.onnx")
         pca, conv = tf.compare(head, tail, recipe, pca_head)
     won = tf.better(conv, pca)
     verdict = "measurably better" if won else "not measurably better"
@@ -247,15 +246,15 @@ def _report(model_data: NormalData, data: NormalData, choices: list, recipe: Rec
                      card.threshold, 0, holdout, ranges)
 
 
-def _fit_and_write(model_data: NormalData, data: NormalData, choices: list, recipe: Recipe,
-                   holdout: HoldoutResult, out: Path, drift_modes: list[dict[str, float]] | None = None) -> FitReport:
+def _fit_and_write(fitted: Fitted, data: NormalData, choices: list, holdout: HoldoutResult, out: Path,
+                   drift_modes: list[dict[str, float]] | None = None) -> FitReport:
     from edgewatch.numpy_models.pca import write_pca_model
 
-    fit = recipe.fit(model_data.segments)
+    fit = fitted.whole()
     trained_on = {"data": [Path(f).name for f in data.notes.files], "by": "edgewatch fit",
                   "holdout_false_episodes": holdout.episodes,
                   "left_out": {c.name: c.reason for c in choices if c.use is Use.LEFT_OUT}}
     if holdout.seconds:
         trained_on["holdout_seconds"] = round(holdout.seconds, 3)
     write_pca_model(fit, out, trained_on, drift_modes)
-    return _report(model_data, data, choices, recipe, holdout, out, fit)
+    return _report(fitted.data, data, choices, fitted.recipe, holdout, out, fit)

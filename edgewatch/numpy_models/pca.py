@@ -283,7 +283,19 @@ def fit_pca(values: np.ndarray | Sequence[np.ndarray], features: list[str], conf
     threshold = cfg.factor * float(np.quantile(train_scores, cfg.quantile))
     scaler = Scaler("standard", [float(v) for v in mean], [float(v) for v in scale])
     fit = PcaFit(list(features), cfg, scaler, center, basis, fscale, k, threshold, train_scores, x, weights)
-    return _local_fit(fit, parts, points) if points else fit
+    return fit_points(fit, parts, points) if points else fit
+
+
+def fit_points(fit: PcaFit, values: np.ndarray | Sequence[np.ndarray], points: Sequence[Mapping[str, float]]
+               ) -> PcaFit:
+    """``fit``, the one model of ``values`` (as :func:`fit_pca` made it), with a model per operating point when
+    the points can be told apart and each fills its covariance (:class:`LocalPoints`), else ``fit`` itself with the
+    reason in ``one_model_why``.
+
+    Why apart from :func:`fit_pca`: the points' models start from the one model's scaler and window features, and
+    ``edgewatch fit`` has that model already (it tries the one model first, then one per point, on the same rows):
+    fitting the points from it skips a second fit of the one model."""
+    return _local_fit(fit, _segments(values, len(fit.features)), points)
 
 
 def _components(dev: np.ndarray, cfg: PcaConfig) -> tuple[np.ndarray, int]:

@@ -23,7 +23,7 @@ import numpy as np
 from edgewatch.errors import require_torch
 from edgewatch.fit.choosing import (DEFAULT_WINDOW, EXCURSION_MARGIN, HOLDOUT, Fitted, HoldoutResult, Recipe,
                                     choose_recipe, holdout_check, open_after_excursions)
-from edgewatch.fit.normal_data import Fill, NormalData, read_normal_data
+from edgewatch.fit.normal_data import Fill, NormalData, csv_files, read_normal_data
 from edgewatch.fit.report import FitReport, PointRanges, feature_ranges, wide_states_warning
 from edgewatch.fit.screening import (TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, phases,
                                      screen_features)
@@ -55,12 +55,40 @@ class FitOptions:
 
 Echo = Callable[[str], None]
 
+LONG_FIT_VALUES = 1_000_000  # rows x features from which the stages of a fit are told (500 x 12,000: 9-27 s here)
+LONG_READ_BYTES = 10_000_000  # CSV bytes from which reading is told (a 53 MB export: 1.5-4.7 s)
+
+
+@dataclass
+class Progress:
+    """Short lines as the long stages of a fit begin, for the user who waits on a wide or long file (``edgewatch
+    fit`` writes them to stderr: stdout stays the report, piped or not).
+
+    Why only from ``LONG_FIT_VALUES`` values (rows x features): below that a fit ends within a second or two and
+    its report follows at once; lines before it would only push it up. Reading is told from ``LONG_READ_BYTES``
+    and every 100,000 rows, and the torch trial always (it trains for minutes)."""
+
+    tell: Echo
+    long: bool = False  # the data holds LONG_FIT_VALUES values or more (known once it is read)
+
+    def stage(self, line: str) -> None:
+        if self.long:
+            self.tell(line)
+
+    def always(self, line: str) -> None:
+        self.tell(line)
+
 
 def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
-              options: FitOptions | None = None, echo: Echo | None = None) -> FitReport:
-    """Turn CSV files of normal operation into the model file ``out``; returns the report (also echoed)."""
+              options: FitOptions | None = None, echo: Echo | None = None,
+              progress: Echo | None = None) -> FitReport:
+    """Turn CSV files of normal operation into the model file ``out``; returns the report (also echoed).
+
+    ``echo`` gets the report's lines; ``progress`` the lines that tell the stages of a long fit (:class:`Progress`),
+    apart, so that the report stays the same wherever the progress goes."""
     opts = options or FitOptions()
     say: Echo = echo or (lambda _line: None)
+    news = Progress(progress or (lambda _line: None))
     started = time.perf_counter()
     out = Path(out)
     private = None
@@ -68,15 +96,21 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
         from edgewatch.agent.lifecycle.signing import load_private_key
 
         private = load_private_key(opts.key)  # a wrong key fails before the work, not after
-    data = read_normal_data(paths, time_column=opts.time_column, columns=opts.columns, ignore=opts.ignore,
+    files = csv_files(paths)
+    size = sum(f.stat().st_size for f in files)
+    if size >= LONG_READ_BYTES:
+        news.always(f"reading {len(files)} file{'s' if len(files) > 1 else ''} ({size / 1e6:,.0f} MB) ...")
+    data = read_normal_data(files, time_column=opts.time_column, columns=opts.columns, ignore=opts.ignore,
                             fill=opts.fill, rows=opts.rows, decimal=opts.decimal,
-                            progress=lambda f, n: say(f"reading {Path(f).name}: {n:,} rows"))
+                            progress=lambda f, n: news.always(f"reading {Path(f).name}: {n:,} rows"))
+    news.long = data.rows * len(data.features) >= LONG_FIT_VALUES
     if len(data.features) == 1 and opts.family is Family.AUTO:
         from edgewatch.fit.univariate import fit_univariate
 
+        news.stage(f"running the univariate detector over the {data.rows:,} rows as the agent would ...")
         report = fit_univariate(data, out)
     else:
-        report = _fit_multivariate(data, out, opts, say)
+        report = _fit_multivariate(data, out, opts, news)
     if private is not None:
         from edgewatch.agent.lifecycle.signing import read_signature, sign_bytes
         from edgewatch.files import write_bytes
@@ -91,28 +125,32 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
     return report
 
 
-def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) -> FitReport:
+def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progress) -> FitReport:
+    news.stage(f"screening {len(data.features)} features of {data.rows:,} rows ...")
     choices = screen_features(data.features, data.segments, opts.drifting)
     measured = [c.name for c in choices if c.use is not Use.LEFT_OUT or c.trend > TREND_LIMIT]
+    if measured:
+        news.stage("looking for operating points ...")
     modes = operating_modes(measured, data.select(measured).segments, DEFAULT_WINDOW) if measured else None
     first = choose_recipe(data, choices, opts.window)
     model_data = data.select(first.features)
+    news.stage(f"fitting pca ({len(first.features)} features) on the first three quarters and on all the rows ...")
     one = open_after_excursions(Fitted(model_data, first))
-    if data.rows >= 200_000:
-        say(f"checking the held-out last quarter ({data.rows // 4:,} rows) ...")
+    news.stage(f"checking it on the held-out last quarter ({data.split(HOLDOUT)[1].rows:,} rows) ...")
     holdout = holdout_check(one)
-    fitted, holdout = _per_point(data, choices, measured, modes, first, one, holdout)
+    fitted, holdout = _per_point(data, choices, measured, modes, first, one, holdout, news)
     recipe = fitted.recipe
-    family, note, torch_trial = _choose_family(fitted, opts.family, say)
+    family, note, torch_trial = _choose_family(fitted, opts.family, news)
     if family is Family.CONV1D_AE:
         from edgewatch.fit.torch_family import fit_conv1d
 
         recipe.why.pop("points", None)  # the conv1d-ae is one model of every point
-        say("training conv1d-ae on all the normal data ...")
+        news.always("training conv1d-ae on all the normal data ...")
         fit_conv1d(model_data, recipe, out, _centres(modes))
         holdout = HoldoutResult(holdout.rows, holdout.seconds, torch_trial.false_episodes)
         report = _report(model_data, data, choices, recipe, holdout, out, None)
     else:
+        news.stage(f"writing {out.name}, its scores checked against ONNX Runtime ...")
         report = _fit_and_write(fitted, data, choices, holdout, out, _centres(modes))
     report.family_note = note
     report.modes = modes
@@ -132,7 +170,7 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
 
 
 def _per_point(data: NormalData, choices: list, measured: list[str], modes: ModeFinding | None, first: Recipe,
-               one: Fitted, holdout: HoldoutResult) -> tuple[Fitted, HoldoutResult]:
+               one: Fitted, holdout: HoldoutResult, news: Progress) -> tuple[Fitted, HoldoutResult]:
     """The recipe of a pca per operating point when the data has points and the held-out last quarter raises no
     more episodes with it than with the one model (``one``, ``holdout``), nor comes near one: its longest stretch
     over the threshold there must stay under its opening by the margin the opening keeps over the fitted rows
@@ -156,10 +194,12 @@ def _per_point(data: NormalData, choices: list, measured: list[str], modes: Mode
         ranges = feature_ranges(one.data.values(), choices, one.recipe.features, np.asarray(fit.scaler.scale),
                                 fit.basis, fit.threshold)
         if wide_states_warning(ranges):
+            news.stage("looking for a batch's phases ...")
             points = _centres(phases(measured, data.select(measured).segments, one.recipe.window))
             found = "phases"
     if points is None:
         return one, holdout
+    news.stage(f"trying a pca per {found[:-1]} ({len(points)}): fitting, then checking it on the held-out part ...")
     tried = one.with_points(replace(first, points=points, why=dict(first.why)))
     why = one.recipe.why
     if tried.whole().points is None:  # the drift reference's rule does not keep them apart, or a point is too small
@@ -190,7 +230,7 @@ def _centres(modes: ModeFinding | None) -> list[dict[str, float]] | None:
     return [dict(md.centre) for md in modes.modes] if modes is not None else None
 
 
-def _choose_family(fitted: Fitted, asked: Family, say: Echo) -> tuple[Family, str, Trial | None]:
+def _choose_family(fitted: Fitted, asked: Family, news: Progress) -> tuple[Family, str, Trial | None]:
     """pca, unless conv1d-ae is asked for, or installed, given enough rows and measurably better held out."""
     from edgewatch.fit import torch_family as tf
 
@@ -200,14 +240,14 @@ def _choose_family(fitted: Fitted, asked: Family, say: Echo) -> tuple[Family, st
         return Family.PCA, " (--family pca)", None
     if asked is Family.CONV1D_AE:
         require_torch()
-        say("training conv1d-ae on the first three quarters to check it on the last ...")
+        news.always("training conv1d-ae on the first three quarters to check it on the last ...")
         head, tail = data.split(HOLDOUT)
         return Family.CONV1D_AE, " (--family conv1d-ae)", tf.held_out_trial(head, tail, recipe)
     if not tf.torch_installed():
         return Family.PCA, "", None
     if data.rows < tf.MIN_ROWS:
         return Family.PCA, f" (conv1d-ae not tried: {data.rows:,} rows, it needs {tf.MIN_ROWS:,})", None
-    say("torch is installed: trying conv1d-ae against pca on the held-out last quarter ...")
+    news.always("torch is installed: trying conv1d-ae against pca on the held-out last quarter ...")
     head, tail = data.split(HOLDOUT)
     from edgewatch.numpy_models.pca import write_pca_model
 

@@ -6,6 +6,8 @@ shape by principle (:mod:`edgewatch.fit.choosing`); the held-out last
 quarter is scored by a model fitted on the rest, for the report; then the
 model is fitted on all rows and written, its scores checked against ONNX
 Runtime before the file is kept (``numpy_models/pca.py``), and signed last.
+Each recipe is fitted once on the first part and once on all the rows, and
+those fits are handed on from step to step (:class:`~edgewatch.fit.choosing.Fitted`).
 """
 
 from __future__ import annotations

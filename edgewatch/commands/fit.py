@@ -49,7 +49,8 @@ Examples:
               help="Sign the file with this private key ('edgewatch model keygen'); agents started with "
                    "--trust-key run only signed files.")
 @click.option("--signer", default=None, help="Who signs, as agents will show it (default user@host).")
-@click.option("-q", "--quiet", is_flag=True, help="Only the line saying what was written.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Only the line saying what was written (no report, no progress lines on stderr).")
 def command(data: tuple[Path, ...], out: Path, time_column: str | None, decimal: str | None, columns: str | None,
             ignore: tuple[str, ...], fill: str, drifting: str, window: int | None, rows: int | None, family: str,
             key: Path | None, signer: str | None, quiet: bool) -> None:
@@ -72,9 +73,15 @@ def command(data: tuple[Path, ...], out: Path, time_column: str | None, decimal:
                          columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
                          ignore=list(ignore), fill=Fill(fill), drifting=Drifting(drifting), window=window,
                          rows=rows, family=Family(family), key=key, signer=signer, decimal=decimal)
-    report = fit_model(list(data), out, options, echo=None if quiet else click.echo)
+    report = fit_model(list(data), out, options, echo=None if quiet else click.echo,
+                       progress=None if quiet else _progress)
     if quiet:
         click.echo(f"wrote {report.out} ({report.bytes:,} bytes) in {report.elapsed:.1f} s")
     for warning in report.warnings:
         if quiet:
             click.echo(f"WARNING {warning}", err=True)
+
+
+def _progress(line: str) -> None:
+    """A stage of a long fit, on stderr: stdout is the report, which a user may pipe or keep."""
+    click.echo(line, err=True)

@@ -42,7 +42,6 @@ SKAB and split faults into more episodes (docs/fit.md).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -90,44 +89,68 @@ class Recipe:
         return PcaConfig(window=self.window, quantile=self.quantile, factor=self.factor, rates=list(self.rates),
                          k=self.k, n=self.n, m=self.m)
 
-    def fit(self, segments: list[np.ndarray]):  # noqa: ANN201 - numpy_models.pca.PcaFit, imported lazily
-        """The pca of this recipe on ``segments`` (one model, or one per operating point): every fit of
-        ``edgewatch fit`` goes through here, so the hold-out, the opening and the file score alike.
-
-        The same settings on the same rows are fitted once (:data:`_FITS`): the checks, the opening's two
-        parts, the hold-out and the file asked for the same two fits of a per-point recipe five times (a
-        million rows: 37 s, the one model 17 s). Only the debounce (``k``, ``n``, ``m``) may differ, and it
-        is the card's alone."""
-        from edgewatch.numpy_models.pca import fit_pca
-
-        cfg = self.pca_config()
-        key = (tuple(self.features), self.window, tuple(self.rates), self.factor, self.quantile,
-               tuple(tuple(sorted(p.items())) for p in self.points) if self.points else None, _digest(segments))
-        done = _FITS.pop(key, None)
-        if done is None:
-            done = fit_pca(segments, self.features, cfg, self.points)
-        _FITS[key] = done
-        while len(_FITS) > FITS_KEPT:
-            del _FITS[next(iter(_FITS))]
-        return replace(done, config=cfg)
+    def same_model(self, other: Recipe) -> bool:
+        """Whether ``other`` fits the same model: it may differ in the debounce (``k``, ``n``, ``m``) and the reasons
+        alone, which are the card's and not the fit's."""
+        return (self.features, self.rates, self.window, self.factor, self.quantile, self.points) == (
+            other.features, other.rates, other.window, other.factor, other.quantile, other.points)
 
 
-FITS_KEPT = 4  # the head and all the rows, for the one model and the per-point one
-_FITS: dict[tuple, Any] = {}  # the last fits, newest last; emptied at the end of each edgewatch fit (forget_fits)
+class Fitted:
+    """A recipe with its pca fitted on the first part of the normal data (the model the opening and the hold-out
+    score with) and on all of it (the model the file holds), each made when first asked for and then handed on
+    with the recipe, to the checks, the per-point gate and the file.
 
+    Why: those steps need the same two fits of a recipe, and asked for them nine times on a per-point file (a
+    million rows: 37 s). A recipe with operating points starts from the one model's fits of the same rows
+    (:meth:`with_points`, :func:`~edgewatch.numpy_models.pca.fit_points`), so neither is fitted twice. Only the
+    debounce may change along the way (:meth:`with_recipe`); it is set afresh on each fit handed out.
+    """
 
-def forget_fits() -> None:
-    """Drop the fits :meth:`Recipe.fit` keeps (each holds a copy of its rows)."""
-    _FITS.clear()
+    def __init__(self, data: NormalData, recipe: Recipe, holdout: float = HOLDOUT) -> None:
+        self.data = data
+        self.recipe = recipe
+        self.holdout = holdout
+        self._made: dict[str, Any] = {}  # "head" / "whole" -> numpy_models.pca.PcaFit
+        self._one: Fitted | None = None  # the one model's fits, that a recipe with points starts from
 
+    def head(self):  # noqa: ANN201 - numpy_models.pca.PcaFit, imported lazily
+        """The pca of the first part (all but the last ``holdout`` of the rows, in time order)."""
+        return self._fit("head")
 
-def _digest(segments: list[np.ndarray]) -> tuple:
-    h = hashlib.blake2b(digest_size=16)
-    for s in segments:
-        a = np.ascontiguousarray(s, dtype=np.float64)
-        h.update(np.asarray(a.shape, dtype=np.int64).tobytes())
-        h.update(a.tobytes())
-    return len(segments), h.hexdigest()
+    def whole(self):  # noqa: ANN201 - numpy_models.pca.PcaFit
+        """The pca of all the rows: the file's."""
+        return self._fit("whole")
+
+    def with_recipe(self, recipe: Recipe) -> Fitted:
+        """The same fits under ``recipe``, which may differ in its debounce alone."""
+        if not self.recipe.same_model(recipe):
+            raise ValueError("with_recipe: the recipe fits another model (only the debounce may differ)")
+        twin = Fitted(self.data, recipe, self.holdout)
+        twin._made, twin._one = self._made, self._one
+        return twin
+
+    def with_points(self, recipe: Recipe) -> Fitted:
+        """``recipe``, this one's with operating points, fitted from this one's fits of the same rows."""
+        if self.recipe.points is not None or not replace(self.recipe, points=recipe.points).same_model(recipe):
+            raise ValueError("with_points: a recipe with points is fitted from the same recipe without them")
+        local = Fitted(self.data, recipe, self.holdout)
+        local._one = self
+        return local
+
+    def _fit(self, part: str):  # noqa: ANN202 - numpy_models.pca.PcaFit
+        from edgewatch.numpy_models.pca import fit_pca, fit_points
+
+        made = self._made.get(part)
+        if made is None:
+            rows = self.data.split(self.holdout)[0] if part == "head" else self.data
+            r = self.recipe
+            if self._one is not None:
+                made = fit_points(self._one._fit(part), rows.segments, r.points)
+            else:
+                made = fit_pca(rows.segments, r.features, r.pca_config(), r.points)
+            self._made[part] = made
+        return replace(made, config=self.recipe.pca_config())
 
 
 def choose_recipe(data: NormalData, choices: list[FeatureChoice], window: int | None = None) -> Recipe:
@@ -183,8 +206,9 @@ def _debounce_text(k: int, n: int, m: int, step: float | None) -> str:
             "row under it" + ("" if step else " (the data has no time column)"))
 
 
-def open_after_excursions(data: NormalData, recipe: Recipe, holdout: float = HOLDOUT) -> Recipe:
-    """The recipe with an opening that brief excursions of the normal data itself do not reach (module docstring).
+def open_after_excursions(fitted: Fitted) -> Fitted:
+    """The recipe with an opening that brief excursions of the normal data itself do not reach (module docstring),
+    with the same fits.
 
     Scored in-sample by a model of the first part (the hold-out's) and by
     one of all the rows (the file's): an excursion just over the threshold
@@ -195,15 +219,15 @@ def open_after_excursions(data: NormalData, recipe: Recipe, holdout: float = HOL
     each: 48 a day on normal data, and the setpoint steps of a temperature
     loop 4 a day.
     """
-    head, _ = data.split(holdout)
+    data, recipe = fitted.data, fitted.recipe
+    head, _ = data.split(fitted.holdout)
     over: list[np.ndarray] = []
-    for part in (head, data):  # the hold-out's model, and the one the file will hold (its excursions differ a bit)
-        segs = [s for s in part.segments if len(s) >= recipe.window]
+    for part, fit in ((head, fitted.head), (data, fitted.whole)):  # the hold-out's model, and the file's
+        segs = [s for s in part.segments if len(s) >= recipe.window]  # (their excursions differ a bit)
         if segs:
-            fit = recipe.fit(segs)
-            over += [_over(fit, s, recipe.window) for s in segs]
+            over += [_over(fit(), s, recipe.window) for s in segs]
     if not over:
-        return recipe
+        return fitted
     from edgewatch.agent.runtime import MAX_N
 
     step = data.step
@@ -215,7 +239,7 @@ def open_after_excursions(data: NormalData, recipe: Recipe, holdout: float = HOL
         n = min(max(recipe.n, 2 * k), MAX_N)  # the agent counts at most MAX_N windows: then k of MAX_N
         most = _most_over(over, n)
     if k == recipe.k:
-        return recipe
+        return fitted
     m = max(recipe.m, n)
     why = dict(recipe.why)
     span = f"{k * step:.0f} s" if step else f"{k} windows"
@@ -226,8 +250,7 @@ def open_after_excursions(data: NormalData, recipe: Recipe, holdout: float = HOL
     if EXCURSION_MARGIN * most >= k:
         why["debounce"] += (f"; {span} is the most an opening waits, and the normal data's longest excursions come "
                             "close to it: longer ones will raise episodes")
-    return Recipe(recipe.features, recipe.rates, recipe.window, k, n, m, recipe.factor, recipe.quantile, why,
-                  recipe.points)
+    return fitted.with_recipe(replace(recipe, k=k, n=n, m=m, why=why))
 
 
 def _over(fit, seg: np.ndarray, window: int) -> np.ndarray:  # noqa: ANN001 - numpy_models.pca.PcaFit
@@ -307,18 +330,20 @@ def duration_text(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def holdout_check(data: NormalData, recipe: Recipe, holdout: float = HOLDOUT) -> HoldoutResult:
-    """Fit on the first rows, run the last ``holdout`` through the agent's runtime, count the episodes."""
+def holdout_check(fitted: Fitted) -> HoldoutResult:
+    """Run the last ``holdout`` of the rows through the agent's runtime with the model of the first ones, count the
+    episodes."""
     from edgewatch.agent.offline import run_series
     from edgewatch.agent.runtime import DriftSettings, Overrides, load_runtime
     from edgewatch.numpy_models.pca import write_pca_model
 
-    head, tail = data.split(holdout)
+    recipe, holdout = fitted.recipe, fitted.holdout
+    _, tail = fitted.data.split(holdout)
     held = sum(max(len(s) - recipe.window + 1, 0) for s in tail.segments)
     if held < MIN_HOLDOUT_WINDOWS:
         return HoldoutResult(tail.rows, tail.seconds, 0, skipped=f"the last {holdout:.0%} of the rows hold only "
                                                                   f"{held} windows")
-    fit = recipe.fit(head.segments)
+    fit = fitted.head()
     episodes = 0
     led: dict[str, int] = {}
     over = [_over(fit, seg, recipe.window) for seg in tail.segments if len(seg) >= recipe.window]

@@ -6,6 +6,8 @@ shape by principle (:mod:`edgewatch.fit.choosing`); the held-out last
 quarter is scored by a model fitted on the rest, for the report; then the
 model is fitted on all rows and written, its scores checked against ONNX
 Runtime before the file is kept (``numpy_models/pca.py``), and signed last.
+Each recipe is fitted once on the first part and once on all the rows, and
+those fits are handed on from step to step (:class:`~edgewatch.fit.choosing.Fitted`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import require_torch
-from edgewatch.fit.choosing import (DEFAULT_WINDOW, EXCURSION_MARGIN, HOLDOUT, HoldoutResult, Recipe, choose_recipe,
-                                    forget_fits, holdout_check, open_after_excursions)
-from edgewatch.fit.normal_data import Fill, NormalData, read_normal_data
+from edgewatch.fit.choosing import (DEFAULT_WINDOW, EXCURSION_MARGIN, HOLDOUT, Fitted, HoldoutResult, Recipe,
+                                    choose_recipe, holdout_check, open_after_excursions)
+from edgewatch.fit.normal_data import Fill, NormalData, csv_files, read_normal_data
 from edgewatch.fit.report import FitReport, PointRanges, feature_ranges, wide_states_warning
 from edgewatch.fit.screening import (TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, phases,
                                      screen_features)
@@ -55,12 +57,40 @@ class FitOptions:
 
 Echo = Callable[[str], None]
 
+LONG_FIT_VALUES = 1_000_000  # rows x features from which the stages of a fit are told (500 x 12,000: 9-27 s here)
+LONG_READ_BYTES = 10_000_000  # CSV bytes from which reading is told (a 53 MB export: 1.5-4.7 s)
+
+
+@dataclass
+class Progress:
+    """Short lines as the long stages of a fit begin, for the user who waits on a wide or long file (``edgewatch
+    fit`` writes them to stderr: stdout stays the report, piped or not).
+
+    Why only from ``LONG_FIT_VALUES`` values (rows x features): below that a fit ends within a second or two and
+    its report follows at once; lines before it would only push it up. Reading is told from ``LONG_READ_BYTES``
+    and every 100,000 rows, and the torch trial always (it trains for minutes)."""
+
+    tell: Echo
+    long: bool = False  # the data holds LONG_FIT_VALUES values or more (known once it is read)
+
+    def stage(self, line: str) -> None:
+        if self.long:
+            self.tell(line)
+
+    def always(self, line: str) -> None:
+        self.tell(line)
+
 
 def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
-              options: FitOptions | None = None, echo: Echo | None = None) -> FitReport:
-    """Turn CSV files of normal operation into the model file ``out``; returns the report (also echoed)."""
+              options: FitOptions | None = None, echo: Echo | None = None,
+              progress: Echo | None = None) -> FitReport:
+    """Turn CSV files of normal operation into the model file ``out``; returns the report (also echoed).
+
+    ``echo`` gets the report's lines; ``progress`` the lines that tell the stages of a long fit (:class:`Progress`),
+    apart, so that the report stays the same wherever the progress goes."""
     opts = options or FitOptions()
     say: Echo = echo or (lambda _line: None)
+    news = Progress(progress or (lambda _line: None))
     started = time.perf_counter()
     out = Path(out)
     private = None
@@ -68,18 +98,21 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
         from edgewatch.agent.lifecycle.signing import load_private_key
 
         private = load_private_key(opts.key)  # a wrong key fails before the work, not after
-    data = read_normal_data(paths, time_column=opts.time_column, columns=opts.columns, ignore=opts.ignore,
+    files = csv_files(paths)
+    size = sum(f.stat().st_size for f in files)
+    if size >= LONG_READ_BYTES:
+        news.always(f"reading {len(files)} file{'s' if len(files) > 1 else ''} ({size / 1e6:,.0f} MB) ...")
+    data = read_normal_data(files, time_column=opts.time_column, columns=opts.columns, ignore=opts.ignore,
                             fill=opts.fill, rows=opts.rows, decimal=opts.decimal,
-                            progress=lambda f, n: say(f"reading {Path(f).name}: {n:,} rows"))
+                            progress=lambda f, n: news.always(f"reading {Path(f).name}: {n:,} rows"))
+    news.long = data.rows * len(data.features) >= LONG_FIT_VALUES
     if len(data.features) == 1 and opts.family is Family.AUTO:
         from edgewatch.fit.univariate import fit_univariate
 
+        news.stage(f"running the univariate detector over the {data.rows:,} rows as the agent would ...")
         report = fit_univariate(data, out)
     else:
-        try:
-            report = _fit_multivariate(data, out, opts, say)
-        finally:
-            forget_fits()
+        report = _fit_multivariate(data, out, opts, news)
     if private is not None:
         from edgewatch.agent.lifecycle.signing import read_signature, sign_bytes
         from edgewatch.files import write_bytes
@@ -94,28 +127,33 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
     return report
 
 
-def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) -> FitReport:
+def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progress) -> FitReport:
+    news.stage(f"screening {len(data.features)} features of {data.rows:,} rows ...")
     choices = screen_features(data.features, data.segments, opts.drifting)
     measured = [c.name for c in choices if c.use is not Use.LEFT_OUT or c.trend > TREND_LIMIT]
+    if measured:
+        news.stage("looking for operating points ...")
     modes = operating_modes(measured, data.select(measured).segments, DEFAULT_WINDOW) if measured else None
     first = choose_recipe(data, choices, opts.window)
     model_data = data.select(first.features)
-    recipe = open_after_excursions(model_data, first)
-    if data.rows >= 200_000:
-        say(f"checking the held-out last quarter ({data.rows // 4:,} rows) ...")
-    holdout = holdout_check(model_data, recipe)
-    recipe, holdout = _per_point(data, model_data, choices, measured, modes, first, recipe, holdout)
-    family, note, torch_trial = _choose_family(model_data, recipe, opts.family, say)
+    news.stage(f"fitting pca ({len(first.features)} features) on the first three quarters and on all the rows ...")
+    one = open_after_excursions(Fitted(model_data, first))
+    news.stage(f"checking it on the held-out last quarter ({data.split(HOLDOUT)[1].rows:,} rows) ...")
+    holdout = holdout_check(one)
+    fitted, holdout = _per_point(data, choices, measured, modes, first, one, holdout, news)
+    recipe = fitted.recipe
+    family, note, torch_trial = _choose_family(fitted, opts.family, news)
     if family is Family.CONV1D_AE:
         from edgewatch.fit.torch_family import fit_conv1d
 
         recipe.why.pop("points", None)  # the conv1d-ae is one model of every point
-        say("training conv1d-ae on all the normal data ...")
+        news.always("training conv1d-ae on all the normal data ...")
         fit_conv1d(model_data, recipe, out, _centres(modes))
         holdout = HoldoutResult(holdout.rows, holdout.seconds, torch_trial.false_episodes)
         report = _report(model_data, data, choices, recipe, holdout, out, None)
     else:
-        report = _fit_and_write(model_data, data, choices, recipe, holdout, out, _centres(modes))
+        news.stage(f"writing {out.name}, its scores checked against ONNX Runtime ...")
+        report = _fit_and_write(fitted, data, choices, holdout, out, _centres(modes))
     report.family_note = note
     report.modes = modes
     refused = ("" if recipe.points is not None or "points" not in recipe.why else
@@ -133,9 +171,8 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, say: Echo) 
     return report
 
 
-def _per_point(data: NormalData, model_data: NormalData, choices: list, measured: list[str],
-               modes: ModeFinding | None, first: Recipe, one: Recipe, holdout: HoldoutResult
-               ) -> tuple[Recipe, HoldoutResult]:
+def _per_point(data: NormalData, choices: list, measured: list[str], modes: ModeFinding | None, first: Recipe,
+               one: Fitted, holdout: HoldoutResult, news: Progress) -> tuple[Fitted, HoldoutResult]:
     """The recipe of a pca per operating point when the data has points and the held-out last quarter raises no
     more episodes with it than with the one model (``one``, ``holdout``), nor comes near one: its longest stretch
     over the threshold there must stay under its opening by the margin the opening keeps over the fitted rows
@@ -155,34 +192,37 @@ def _per_point(data: NormalData, model_data: NormalData, choices: list, measured
     points = _centres(modes)
     found = "operating points"
     if points is None and measured:
-        fit = one.fit(model_data.segments)
-        ranges = feature_ranges(model_data.values(), choices, one.features, np.asarray(fit.scaler.scale), fit.basis,
-                                fit.threshold)
+        fit = one.whole()
+        ranges = feature_ranges(one.data.values(), choices, one.recipe.features, np.asarray(fit.scaler.scale),
+                                fit.basis, fit.threshold)
         if wide_states_warning(ranges):
-            points = _centres(phases(measured, data.select(measured).segments, one.window))
+            news.stage("looking for a batch's phases ...")
+            points = _centres(phases(measured, data.select(measured).segments, one.recipe.window))
             found = "phases"
     if points is None:
         return one, holdout
-    local = replace(first, points=points, why=dict(first.why))
-    tried = local.fit(model_data.segments)
-    if tried.points is None:  # the drift reference's rule does not keep them apart, or one holds too few windows
-        one.why["points"] = f"one model: a pca per {found[:-1]} ({len(points)}) was tried: {tried.one_model_why}"
+    news.stage(f"trying a pca per {found[:-1]} ({len(points)}): fitting, then checking it on the held-out part ...")
+    tried = one.with_points(replace(first, points=points, why=dict(first.why)))
+    why = one.recipe.why
+    if tried.whole().points is None:  # the drift reference's rule does not keep them apart, or a point is too small
+        why["points"] = f"one model: a pca per {found[:-1]} ({len(points)}) was tried: {tried.whole().one_model_why}"
         return one, holdout
-    local = open_after_excursions(model_data, local)
-    checked = holdout_check(model_data, local)
+    local = open_after_excursions(tried)
+    checked = holdout_check(local)
     if checked.episodes > holdout.episodes:
-        one.why["points"] = (f"one model: a pca per {found[:-1]} ({len(points)}) raised {checked.episodes} episode(s) "
-                             f"on the held-out last quarter, the one model {holdout.episodes}")
+        why["points"] = (f"one model: a pca per {found[:-1]} ({len(points)}) raised {checked.episodes} episode(s) "
+                         f"on the held-out last quarter, the one model {holdout.episodes}")
         return one, holdout
-    if EXCURSION_MARGIN * checked.most_over >= local.k:
-        one.why["points"] = (f"one model: a pca per {found[:-1]} ({len(points)}) went over the threshold for up to "
-                             f"{checked.most_over} windows in {local.n} on the held-out last quarter, too close to its "
-                             f"opening ({local.k} of {local.n}) for new data to stay under it")
+    opening = local.recipe
+    if EXCURSION_MARGIN * checked.most_over >= opening.k:
+        why["points"] = (f"one model: a pca per {found[:-1]} ({len(points)}) went over the threshold for up to "
+                         f"{checked.most_over} windows in {opening.n} on the held-out last quarter, too close to its "
+                         f"opening ({opening.k} of {opening.n}) for new data to stay under it")
         return one, holdout
-    local.why["threshold"] += f" (of each point's steady {CORE_SHARE:.0%}, in units of its own)"
-    local.why["points"] = (f"a pca per {found[:-1]} ({len(points)}), each window scored by the one nearest its "
-                           f"mean, in units of that point's own normal scores (the held-out last quarter: "
-                           f"{checked.episodes} episode(s), the one model {holdout.episodes})")
+    opening.why["threshold"] += f" (of each point's steady {CORE_SHARE:.0%}, in units of its own)"
+    opening.why["points"] = (f"a pca per {found[:-1]} ({len(points)}), each window scored by the one nearest its "
+                             f"mean, in units of that point's own normal scores (the held-out last quarter: "
+                             f"{checked.episodes} episode(s), the one model {holdout.episodes})")
     return local, checked
 
 
@@ -192,28 +232,29 @@ def _centres(modes: ModeFinding | None) -> list[dict[str, float]] | None:
     return [dict(md.centre) for md in modes.modes] if modes is not None else None
 
 
-def _choose_family(data: NormalData, recipe: Recipe, asked: Family, say: Echo
-                   ) -> tuple[Family, str, Trial | None]:
+def _choose_family(fitted: Fitted, asked: Family, news: Progress) -> tuple[Family, str, Trial | None]:
     """pca, unless conv1d-ae is asked for, or installed, given enough rows and measurably better held out."""
     from edgewatch.fit import torch_family as tf
+
+    data, recipe = fitted.data, fitted.recipe
 
     if asked is Family.PCA:
         return Family.PCA, " (--family pca)", None
     if asked is Family.CONV1D_AE:
         require_torch()
-        say("training conv1d-ae on the first three quarters to check it on the last ...")
+        news.always("training conv1d-ae on the first three quarters to check it on the last ...")
         head, tail = data.split(HOLDOUT)
         return Family.CONV1D_AE, " (--family conv1d-ae)", tf.held_out_trial(head, tail, recipe)
     if not tf.torch_installed():
         return Family.PCA, "", None
     if data.rows < tf.MIN_ROWS:
         return Family.PCA, f" (conv1d-ae not tried: {data.rows:,} rows, it needs {tf.MIN_ROWS:,})", None
-    say("torch is installed: trying conv1d-ae against pca on the held-out last quarter ...")
+    news.always("torch is installed: trying conv1d-ae against pca on the held-out last quarter ...")
     head, tail = data.split(HOLDOUT)
     from edgewatch.numpy_models.pca import write_pca_model
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-fit-") as tmp:
-        pca_head = write_pca_model(recipe.fit(head.segments), Path(tmp) / "pca.onnx")
+        pca_head = write_pca_model(fitted.head(), Path(tmp) / "pca.onnx")
         pca, conv = tf.compare(head, tail, recipe, pca_head)
     won = tf.better(conv, pca)
     verdict = "measurably better" if won else "not measurably better"
@@ -247,15 +288,15 @@ def _report(model_data: NormalData, data: NormalData, choices: list, recipe: Rec
                      card.threshold, 0, holdout, ranges)
 
 
-def _fit_and_write(model_data: NormalData, data: NormalData, choices: list, recipe: Recipe,
-                   holdout: HoldoutResult, out: Path, drift_modes: list[dict[str, float]] | None = None) -> FitReport:
+def _fit_and_write(fitted: Fitted, data: NormalData, choices: list, holdout: HoldoutResult, out: Path,
+                   drift_modes: list[dict[str, float]] | None = None) -> FitReport:
     from edgewatch.numpy_models.pca import write_pca_model
 
-    fit = recipe.fit(model_data.segments)
+    fit = fitted.whole()
     trained_on = {"data": [Path(f).name for f in data.notes.files], "by": "edgewatch fit",
                   "holdout_false_episodes": holdout.episodes,
                   "left_out": {c.name: c.reason for c in choices if c.use is Use.LEFT_OUT}}
     if holdout.seconds:
         trained_on["holdout_seconds"] = round(holdout.seconds, 3)
     write_pca_model(fit, out, trained_on, drift_modes)
-    return _report(model_data, data, choices, recipe, holdout, out, fit)
+    return _report(fitted.data, data, choices, fitted.recipe, holdout, out, fit)

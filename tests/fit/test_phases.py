@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
 from edgewatch.agent.runtime import DriftSettings, Overrides, load_runtime
 from edgewatch.fit.normal_data import read_normal_data
@@ -285,22 +286,52 @@ def test_a_point_too_small_for_its_covariance_is_named_with_its_windows() -> Non
     assert "fewer than the 10 its covariance needs" in fit.one_model_why, fit.one_model_why
 
 
-def test_a_per_point_fit_fits_each_distinct_recipe_and_rows_once_and_writes_the_same_file(
+def test_a_per_point_fit_makes_each_fit_once_and_writes_the_file_a_fit_afresh_writes(
         tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001 - pytest's MonkeyPatch
     """The check, the opening's two parts, the hold-out and the file asked for the same two fits of the per-point
-    recipe five times (a million rows: 37 s, the one model 17 s). Now each distinct fit is made once (four: the
-    one model and the per-point one, on the first three quarters and on all the rows), and the file is the one
-    every fit made afresh writes."""
-    import edgewatch.fit.choosing as choosing
+    recipe five times (a million rows: 37 s, the one model 17 s), and a per-point fit began with the one model of
+    the same rows. Now each recipe is fitted once per part and handed on (``choosing.Fitted``): the one model on
+    the first three quarters and on all the rows, and the per-point model from each of those; nothing is kept
+    between fits. The file is, byte for byte, the per-point pca fitted afresh on all the rows."""
     import edgewatch.numpy_models.pca as pca
 
     normal = _write(tmp_path / "m.csv", _pump_motor(np.random.default_rng(11), 4800), 1.0)
-    made: list[int] = []
-    real = pca.fit_pca
-    monkeypatch.setattr(pca, "fit_pca", lambda *a, **k: made.append(1) or real(*a, **k))
-    report = fit_model([normal], tmp_path / "kept.onnx")
-    assert report.recipe.points is not None and len(made) == 4, len(made)
-    monkeypatch.setattr(choosing, "FITS_KEPT", 0)
-    fit_model([normal], tmp_path / "afresh.onnx")
-    assert len(made) > 8
-    assert (tmp_path / "kept.onnx").read_bytes() == (tmp_path / "afresh.onnx").read_bytes()
+    made: list[str] = []
+    real_pca, real_points = pca.fit_pca, pca.fit_points
+    monkeypatch.setattr(pca, "fit_pca", lambda *a, **k: made.append("pca") or real_pca(*a, **k))
+    monkeypatch.setattr(pca, "fit_points", lambda *a, **k: made.append("points") or real_points(*a, **k))
+    report = fit_model([normal], tmp_path / "m.onnx")
+    assert report.recipe.points is not None
+    assert made == ["pca", "pca", "points", "points"], made
+    made.clear()
+    fit_model([normal], tmp_path / "again.onnx")
+    assert len(made) == 4, made
+    data = read_normal_data([normal]).select(report.recipe.features)
+    afresh = real_pca(data.segments, report.recipe.features, report.recipe.pca_config(), report.recipe.points)
+    trained_on = {"data": ["m.csv"], "by": "edgewatch fit", "holdout_false_episodes": report.holdout.episodes,
+                  "left_out": {c.name: c.reason for c in report.choices if c.use.value == "left out"},
+                  "holdout_seconds": round(report.holdout.seconds, 3)}
+    write_pca_model(afresh, tmp_path / "afresh.onnx", trained_on, report.recipe.points)
+    assert (tmp_path / "m.onnx").read_bytes() == (tmp_path / "afresh.onnx").read_bytes()
+
+
+def test_fits_are_handed_on_only_to_a_recipe_of_the_same_model(tmp_path: Path) -> None:
+    """A recipe's fits go with a new debounce, and a per-point recipe starts from the one model's fits; a recipe
+    of another model (other features, window or points) is refused, not handed a fit that is not its own."""
+    from dataclasses import replace
+
+    from edgewatch.fit.choosing import Fitted, choose_recipe
+    from edgewatch.fit.screening import screen_features
+
+    data = read_normal_data([_write(tmp_path / "m.csv", _pump_motor(np.random.default_rng(11), 1200), 1.0)])
+    recipe = choose_recipe(data, screen_features(data.features, data.segments))
+    one = Fitted(data.select(recipe.features), recipe)
+    wider = one.with_recipe(replace(recipe, k=recipe.k + 2, n=recipe.n + 4))
+    assert wider.whole().config.k == recipe.k + 2 and one.whole().config.k == recipe.k
+    assert wider.whole().basis is one.whole().basis  # the same fit, not a second one
+    for other in (replace(recipe, window=recipe.window - 1), replace(recipe, features=recipe.features[:-1]),
+                  replace(recipe, points=[{"vib": 2.0}, {"vib": 0.0}])):
+        with pytest.raises(ValueError, match="only the debounce may differ"):
+            one.with_recipe(other)
+    with pytest.raises(ValueError, match="from the same recipe without them"):
+        one.with_points(replace(recipe, window=recipe.window - 1, points=[{"vib": 2.0}, {"vib": 0.0}]))

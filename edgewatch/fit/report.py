@@ -79,7 +79,8 @@ class FitReport:
         for c in shown:
             group = groups.get((c.use, _verdict(c)), [])
             if len(group) <= GROUP_MIN:
-                out.append(f"  {c.use.value:9s} {c.name:24s} {c.reason}")
+                use = "state" if c.name in self.notes.states and c.use is Use.LEVEL else c.use.value
+                out.append(f"  {use:9s} {c.name:24s} {c.reason}")
             elif group[0] is c:  # a wide export: one line per verdict, where its first feature stood
                 rate = _RATE if c.use is Use.RATE else ""
                 out.append(f"  {c.use.value:9s} {len(group)} features, each {_verdict(c)}{rate}: "

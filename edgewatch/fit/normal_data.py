@@ -290,6 +290,10 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
         if share > MOSTLY_EMPTY and not columns:
             notes.mostly_empty[c] = share
             chosen.remove(c)
+    if chosen and all(c in notes.states for c in chosen):
+        raise BadInput(f"no numeric feature column is left, only the text state column(s) {chosen}: a state says "
+                       "which operating point the machine is in, not how it runs; export the measurements beside it "
+                       f"(the header: {first.layout.header})")
     if not chosen:
         raise BadInput("no numeric feature column is left (text columns: "
                        f"{sorted(notes.text_columns) or 'none'}, mostly empty: {sorted(notes.mostly_empty) or 'none'}"

@@ -1,0 +1,177 @@
+"""Text state columns (``Pump State`` = ``Run``/``Stop``) from ``edgewatch fit`` to a running agent.
+
+The run/stop pump of tests/fit/test_plant_kinds.py (``_pump_motor``, same seeds) written three ways: with its
+run signal as text, as a 0/1 number, and without it. Fitted in the default form; the agent runs as the README
+runs it, torch blocked (``edgewatch agent run --source replay:TODAY``, and stdin carrying ``"Pump State":
+"Run"``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgewatch.agent.model import ScoringModel
+from edgewatch.agent.runtime import load_runtime
+from edgewatch.contract import ModelCard
+from edgewatch.errors import BadModelFile
+from edgewatch.fit.pipeline import fit_model
+from edgewatch.fit.states import STATES_KEY
+from edgewatch.wire.onnx_read import metadata_record
+from tests.agent.test_without_torch import BLOCKER
+from tests.fit.test_fit_drift import run
+from tests.fit.test_plant_kinds import _episodes, _pump_motor, _write
+
+STATE = "Pump State"
+
+
+def _pump_file(path: Path, cols: dict[str, np.ndarray], state: str | None, fault: tuple[int, int] | None = None
+               ) -> Path:
+    """The pump's file with its run signal as ``state`` ("text": Run/Stop, "number": 1/0, None: left out);
+    rows ``fault`` say ``Fault`` (a state the normal data never held)."""
+    running = cols["amps"] > 20
+    path = _write(path, cols, 1.0)
+    if state is None:
+        return path
+    lines = path.read_text().splitlines()
+    lines[0] += f",{STATE}"
+    for i in range(1, len(lines)):
+        text = ("Run" if running[i - 1] else "Stop") if state == "text" else ("1" if running[i - 1] else "0")
+        if fault is not None and fault[0] <= i - 1 < fault[1]:
+            text = "Fault"
+        lines[i] += "," + text
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The same normal data fitted with the state as text, as a number, and without it (each file named n.csv)."""
+    out = {}
+    for state in ("text", "number", None):
+        d = tmp_path_factory.mktemp(f"state-{state}")
+        normal = _pump_file(d / "n.csv", _pump_motor(np.random.default_rng(11), 4800), state)
+        out[state] = (d, fit_model([normal], d / "m.onnx"))
+    return out
+
+
+def test_the_report_names_the_state_with_its_codes_and_the_card_carries_them(fitted: dict) -> None:
+    d, report = fitted["text"]
+    lines = report.lines()
+    line = next(x for x in lines if STATE in x and x.startswith("  state"))
+    assert line.startswith(f"  state     {STATE:24s} Run=1, Stop=0 (text in the file"), line
+    assert not any("text, not a number" in x for x in lines)
+    assert ScoringModel(d / "m.onnx").card.states == {STATE: {"Run": 1, "Stop": 0}}
+    assert report.recipe.features == ["vib", "amps", STATE]
+
+
+def test_the_text_state_gives_the_file_of_the_0_1_column_plus_its_codes(fitted: dict) -> None:
+    """The model sees the state as a 0/1 run signal: the same graph, card and report figures; the file only adds
+    the codes (appended, the rest byte for byte)."""
+    text = (fitted["text"][0] / "m.onnx").read_bytes()
+    number = (fitted["number"][0] / "m.onnx").read_bytes()
+    assert text == number + metadata_record(STATES_KEY, json.dumps({STATE: {"Run": 1, "Stop": 0}},
+                                                                   separators=(",", ":")))
+    assert ScoringModel(fitted["number"][0] / "m.onnx").card.states is None
+
+
+def test_a_30_percent_rise_of_the_running_vibration_is_caught_with_the_text_state_as_with_the_number(
+        fitted: dict) -> None:
+    """Measured (seeds 11/111 and 11/112): each form keeps a pca per operating point (run, stop), no episode on a
+    normal day, the +30 % vibration while running opened 2 s after its onset by each of the three."""
+    for state, (d, report) in fitted.items():
+        assert report.recipe.why["points"].startswith("a pca per operating point (2)"), (state, report.recipe.why)
+        for seed in (111, 112):
+            day = _pump_motor(np.random.default_rng(seed), 7200)
+            risen = _pump_motor(np.random.default_rng(seed), 7200, rise_from=3600)
+            for cols in (day, risen):
+                cols[STATE] = (cols["amps"] > 20).astype(float)  # the code the agent reads "Run" as
+            assert _episodes(d / "m.onnx", day, report.recipe.features, 1.0) == [], (state, seed)
+            episodes = _episodes(d / "m.onnx", risen, report.recipe.features, 1.0)
+            assert episodes and 3600 <= episodes[0].start_seq <= 3600 + report.recipe.n, (state, seed, episodes)
+
+
+def test_a_text_column_of_many_names_stays_left_out_and_changes_nothing(tmp_path: Path, fitted: dict) -> None:
+    cols = _pump_motor(np.random.default_rng(11), 4800)
+    path = _pump_file(tmp_path / "n.csv", cols, "number")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0] + ",Note"] + [f"{x},round {i % 37} by {i % 11}"
+                                                        for i, x in enumerate(lines[1:])]) + "\n")
+    report = fit_model([path], tmp_path / "m.onnx")
+    assert any(x.startswith("  left out  Note") and "text, not a number" in x for x in report.lines())
+    assert (tmp_path / "m.onnx").read_bytes() == (fitted["number"][0] / "m.onnx").read_bytes()
+
+
+def test_a_swap_to_a_model_that_codes_the_states_otherwise_is_refused(fitted: dict, tmp_path: Path) -> None:
+    running = load_runtime(fitted["text"][0] / "m.onnx")
+    other = load_runtime(fitted["number"][0] / "m.onnx")  # same features, no codes: "Run" would be refused
+    with pytest.raises(BadModelFile, match="codes its state features' texts"):
+        other.check_fits(running)
+    running.check_fits(load_runtime(fitted["text"][0] / "m.onnx"))
+
+
+def test_the_card_refuses_codes_of_no_feature_and_codes_that_are_no_numbers(fitted: dict) -> None:
+    card = ScoringModel(fitted["number"][0] / "m.onnx").card
+    props = card.to_props()
+    assert STATES_KEY not in props  # a card without codes is written as before
+    for states, why in [({"nope": {"Run": 1, "Stop": 0}}, "not features"),
+                        ({STATE: {"Run": "x", "Stop": 0}}, "finite numbers"),
+                        ({STATE: {"Run": 1}}, "two or more texts"),
+                        ({STATE: {"Run": 1, "RUN": 0}}, "one text two codes")]:
+        with pytest.raises(BadModelFile, match=why):
+            ModelCard.from_props({**props, STATES_KEY: json.dumps(states)})
+    good = ModelCard.from_props({**props, STATES_KEY: json.dumps({STATE: {"Run": 1, "Stop": 0}})})
+    assert good.states == {STATE: {"Run": 1, "Stop": 0}}
+
+
+def _agent_stdin(cwd: Path, model: str, lines: list[str]) -> tuple[list[dict], str]:
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", model, "--source", "stdin"],
+                          input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")], proc.stderr
+
+
+def test_fit_then_the_agent_reads_run_and_stop_from_a_replay_and_from_stdin_with_torch_blocked(tmp_path: Path) -> None:
+    """``edgewatch fit n.csv`` with no flags, then ``agent run --source replay:today.csv`` and ``--source stdin``
+    with objects keyed by feature (``"Pump State": "Run"``, in any case, and an array ``[2.0, 45, "Run"]``): the
+    +30 % vibration opens one episode from its onset, no earlier; a state never seen (``Fault``) is counted
+    ``unknown_state`` and said in the log, never a crash, never scored as a known state."""
+    _pump_file(tmp_path / "n.csv", _pump_motor(np.random.default_rng(11), 4800), "text")
+    report = run(tmp_path, "fit", "n.csv", "-o", "m.onnx").stdout
+    assert f"state     {STATE:24s} Run=1, Stop=0" in report, report
+    risen = _pump_motor(np.random.default_rng(111), 7200, rise_from=3600)
+    _pump_file(tmp_path / "today.csv", risen, "text")
+    proc = run(tmp_path, "agent", "run", "--model", "m.onnx", "--source", "replay:today.csv")
+    starts = [e for x in proc.stdout.splitlines() if x.startswith("{") for e in [json.loads(x)]
+              if e["event"] == "start"]
+    assert starts and 3600 <= starts[0]["seq"] <= 3610 and "bad 0," in proc.stderr, (starts, proc.stderr[-500:])
+
+    _pump_file(tmp_path / "fault.csv", _pump_motor(np.random.default_rng(111), 7200), "text", fault=(2000, 2100))
+    proc = run(tmp_path, "agent", "run", "--model", "m.onnx", "--source", "replay:fault.csv")
+    assert "bad input by reason: unknown_state 100" in proc.stderr, proc.stderr[-1000:]
+    assert "'Pump State' is 'Fault', a state the normal data of the model never held (its states: Run=1, " \
+           "Stop=0)" in proc.stderr
+
+    running = risen["amps"] > 20
+    lines = []
+    for i in range(len(running)):
+        state = "Run" if running[i] else "Stop"
+        lines.append(json.dumps({"vib": float(risen["vib"][i]), "amps": float(risen["amps"][i]),
+                                 STATE: state.upper() if i % 3 else state, "ts": 1.77e9 + i}))
+    lines[100] = json.dumps([float(risen["vib"][100]), float(risen["amps"][100]), "Run" if running[100] else "Stop"])
+    lines[2000] = json.dumps({"vib": 2.0, "amps": 45.0, STATE: "Fault", "ts": 1.77e9 + 2000})
+    events, log = _agent_stdin(tmp_path, "m.onnx", lines)
+    starts = [e for e in events if e["event"] == "start"]
+    assert starts and 3600 <= starts[0]["seq"] <= 3610, starts
+    assert "bad input by reason: unknown_state 1" in log and "messages 7200" in log, log[-1000:]
+
+    # the same lines for a model fitted on the 0/1 column (no codes in its file): text is not a number, as before
+    _pump_file(tmp_path / "n01.csv", _pump_motor(np.random.default_rng(11), 4800), "number")
+    run(tmp_path, "fit", "n01.csv", "-o", "m01.onnx")
+    events, log = _agent_stdin(tmp_path, "m01.onnx", lines[:200])
+    assert "bad input by reason: not_number 200" in log, log[-1000:]

@@ -175,3 +175,43 @@ def test_fit_then_the_agent_reads_run_and_stop_from_a_replay_and_from_stdin_with
     run(tmp_path, "fit", "n01.csv", "-o", "m01.onnx")
     events, log = _agent_stdin(tmp_path, "m01.onnx", lines[:200])
     assert "bad input by reason: not_number 200" in log, log[-1000:]
+
+
+def test_the_codes_are_chosen_over_every_file_and_a_state_alone_is_refused(tmp_path: Path) -> None:
+    """``fit a.csv b.csv`` where only the second file holds ``Idle``: one code per text in both files (sorted, three
+    texts: Idle=0, Run=1, Stop=2); a file whose only column is a state is refused with why."""
+    from edgewatch.errors import BadInput
+    from edgewatch.fit.normal_data import read_normal_data
+
+    def write(name: str, states: list[str], start: int) -> Path:
+        rows = ["time,flow,Pump State"] + [f"{1.7e9 + start + i:.0f},{1 + 0.01 * (i % 7)},{s}"
+                                           for i, s in enumerate(states)]
+        (tmp_path / name).write_text("\n".join(rows) + "\n")
+        return tmp_path / name
+
+    a = write("a.csv", ["Run"] * 50 + ["Stop"] * 50, 0)
+    b = write("b.csv", ["Idle"] * 50 + ["Run"] * 50, 100)
+    data = read_normal_data([a, b])
+    assert data.notes.states == {STATE: {"Idle": 0, "Run": 1, "Stop": 2}}
+    assert data.features == ["flow", STATE] and not data.notes.text_columns
+    assert data.values()[:, 1].tolist() == [1.0] * 50 + [2.0] * 50 + [0.0] * 50 + [1.0] * 50
+    (tmp_path / "alone.csv").write_text("time,Pump State\n" + "".join(f"{1.7e9 + i:.0f},{'Run' if i % 9 else 'Stop'}\n"
+                                                                    for i in range(100)))
+    with pytest.raises(BadInput, match="only the text state column"):
+        read_normal_data([tmp_path / "alone.csv"])
+
+
+def test_an_alarm_that_toggles_every_few_rows_is_a_state_by_its_text_not_a_drifting_level() -> None:
+    """A numeric 0/1 column is a state only when each value is held for stretches; a TRUE/FALSE text column is
+    one by what it is, however often it changes."""
+    from edgewatch.fit.screening import Use, screen_features
+
+    rng = np.random.default_rng(5)
+    alarm = (rng.random(3000) < np.linspace(0.2, 0.8, 3000)).astype(float)  # more often true as the data goes on
+    flow = 10 + rng.normal(0, 0.1, 3000)
+    x = np.stack([flow, alarm], axis=1)
+    as_number = {c.name: c for c in screen_features(["flow", "Alarm"], [x])}
+    assert not as_number["Alarm"].reason.startswith("a state"), as_number["Alarm"].reason
+    as_text = {c.name: c for c in screen_features(["flow", "Alarm"], [x], texts={"Alarm": {"FALSE": 0, "TRUE": 1}})}
+    assert as_text["Alarm"].use is Use.LEVEL and as_text["Alarm"].reason.startswith("FALSE=0, TRUE=1 (text in the "
+                                                                                    "file"), as_text["Alarm"].reason

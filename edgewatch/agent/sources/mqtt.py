@@ -156,6 +156,7 @@ class MqttSource(Source):
                          if rebirth else None)
         self.template = template
         self.rows = rows or RowAssembler(self.features, source=name)
+        self.sparkplug.states = self.rows.states  # a state feature's String metric ("Run") read as its code
 
     def run(self) -> None:
         from edgewatch.mqtt.connection import BrokerConnection

@@ -8,7 +8,9 @@ milliseconds, microseconds or nanoseconds by its size, as ``fit`` reads a
 file's). Two more forms are decoded here
 and made into rows by :mod:`edgewatch.agent.sources.rows`: an object keyed
 by the model's feature names (:func:`parse_object`), and one feature's
-reading on a topic of its own (:func:`parse_reading`). Anything else is
+reading on a topic of its own (:func:`parse_reading`). A model with state
+features read from text (the card's ``states``) takes their words in an
+array as their codes (:class:`StateCells`). Anything else is
 *bad input*: it is returned as a :class:`BadReason`, never raised, because
 the agent must not crash on data.
 """

@@ -47,6 +47,12 @@ time, and makes rows out of them by one set of rules:
   one :data:`CLOCK_WARN_AFTER` or more older than it is a clock set back:
   the stream starts again from it (nothing held), logged.
 
+**States as words.** A model fitted from a text state column carries its
+codes (the card's ``states``: ``Run``=1, ``Stop``=0); a state feature's
+word is read as its code in any case (:class:`~edgewatch.agent.sources.parsing.StateCells`),
+and a word the normal data never held is ``unknown_state``, its held value
+dropped.
+
 **Names.** A name on the wire (a key, a topic level) stands for the feature
 :class:`~edgewatch.agent.sources.feature_names.FeatureNames` matches it to:
 the same name, or the one feature whose name matches ignoring case, spaces,

@@ -215,3 +215,37 @@ def test_an_alarm_that_toggles_every_few_rows_is_a_state_by_its_text_not_a_drift
     as_text = {c.name: c for c in screen_features(["flow", "Alarm"], [x], texts={"Alarm": {"FALSE": 0, "TRUE": 1}})}
     assert as_text["Alarm"].use is Use.LEVEL and as_text["Alarm"].reason.startswith("FALSE=0, TRUE=1 (text in the "
                                                                                     "file"), as_text["Alarm"].reason
+
+
+def test_a_mode_whose_sorted_codes_are_not_in_load_order_is_caught_as_with_its_numbers(tmp_path: Path) -> None:
+    """The compressor station of tests/fit/test_plant_kinds.py (mode 1/2/3, load rising with it) with its mode
+    written Low/Mid/High: sorted, High=0, Low=1, Mid=2, not the load's order. Measured (seeds 4 and 5, new days
+    40 and 41): no false episode, flow -0.8 m3/min with current +1.2 A caught as with the numbers 1/2/3 (seed 4
+    one model, 7 and 9 windows on; seed 5 a pca per point, at the onset)."""
+    from tests.fit.test_plant_kinds import _compressor_station
+
+    words = {1.0: "Low", 2.0: "Mid", 3.0: "High"}
+    cols = _compressor_station(np.random.default_rng(5), 4000)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    number = _write(tmp_path / "a" / "n.csv", cols, 10.0)
+    lines = number.read_text().splitlines()
+    text = tmp_path / "b" / "n.csv"
+    text.write_text("\n".join([lines[0]] + [",".join([x.split(",")[0], words[cols["mode"][i]], *x.split(",")[2:]])
+                                            for i, x in enumerate(lines[1:])]) + "\n")
+    code = {1.0: 1.0, 2.0: 2.0, 3.0: 0.0}
+    for path, coded in ((number, False), (text, True)):
+        report = fit_model([path], path.with_suffix(".onnx"))
+        if coded:
+            assert report.notes.states == {"mode": {"High": 0, "Low": 1, "Mid": 2}}
+        day = _compressor_station(np.random.default_rng(40), 8640)
+        bad = _compressor_station(np.random.default_rng(40), 8640)
+        bad["flow_m3min"][4000:] -= 0.8
+        bad["current_A"][4000:] += 1.2
+        for c in (day, bad):
+            if coded:
+                c["mode"] = np.array([code[m] for m in c["mode"]])
+        assert _episodes(path.with_suffix(".onnx"), day, report.recipe.features, 10.0) == [], coded
+        episodes = _episodes(path.with_suffix(".onnx"), bad, report.recipe.features, 10.0)
+        assert episodes and all(e.start_seq >= 4000 for e in episodes), (coded, episodes)
+        assert episodes[0].start_seq <= 4000 + report.recipe.n, (coded, episodes)

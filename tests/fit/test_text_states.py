@@ -144,6 +144,8 @@ def test_fit_then_the_agent_reads_run_and_stop_from_a_replay_and_from_stdin_with
     _pump_file(tmp_path / "n.csv", _pump_motor(np.random.default_rng(11), 4800), "text")
     report = run(tmp_path, "fit", "n.csv", "-o", "m.onnx").stdout
     assert f"state     {STATE:24s} Run=1, Stop=0" in report, report
+    check = run(tmp_path, "agent", "check", "m.onnx").stdout
+    assert f"  state         {STATE}: Run=1, Stop=0 (text read as its code" in check, check
     risen = _pump_motor(np.random.default_rng(111), 7200, rise_from=3600)
     _pump_file(tmp_path / "today.csv", risen, "text")
     proc = run(tmp_path, "agent", "run", "--model", "m.onnx", "--source", "replay:today.csv")

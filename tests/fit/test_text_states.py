@@ -113,6 +113,11 @@ def test_a_swap_to_a_model_that_codes_the_states_otherwise_is_refused(fitted: di
     with pytest.raises(BadModelFile, match="codes its state features' texts"):
         other.check_fits(running)
     running.check_fits(load_runtime(fitted["text"][0] / "m.onnx"))
+    from edgewatch.agent.lifecycle.shadow import ShadowScorer
+
+    with pytest.raises(BadModelFile, match="codes its state features' texts"):  # nor scored beside it in shadow
+        ShadowScorer.check_fits(other, running)
+    ShadowScorer.check_fits(load_runtime(fitted["text"][0] / "m.onnx"), running)
 
 
 def test_the_card_refuses_codes_of_no_feature_and_codes_that_are_no_numbers(fitted: dict) -> None:

@@ -2,8 +2,8 @@
 
 The run/stop pump of tests/fit/test_plant_kinds.py (``_pump_motor``, same seeds) written three ways: with its
 run signal as text, as a 0/1 number, and without it. Fitted in the default form; the agent runs as the README
-runs it, torch blocked (``edgewatch agent run --source replay:TODAY``, and stdin carrying ``"Pump State":
-"Run"``).
+runs it, torch blocked (``edgewatch agent run --source replay:TODAY``, stdin carrying ``"Pump State": "Run"``,
+and a mosquitto with one topic per sensor).
 """
 
 from __future__ import annotations
@@ -256,3 +256,52 @@ def test_a_mode_whose_sorted_codes_are_not_in_load_order_is_caught_as_with_its_n
         episodes = _episodes(path.with_suffix(".onnx"), bad, report.recipe.features, 10.0)
         assert episodes and all(e.start_seq >= 4000 for e in episodes), (coded, episodes)
         assert episodes[0].start_seq <= 4000 + report.recipe.n, (coded, episodes)
+
+
+def test_fit_then_an_agent_process_reads_the_state_topic_from_mosquitto(tmp_path: Path, broker, collector) -> None:
+    """``agent run --source mqtt://…/plant/{stream}/{feature}`` (torch blocked), one topic per sensor, the state's
+    topic carrying the word as the plant sends it (``Run``, ``"STOP"``, ``{"value": "Run"}``): every row made,
+    one ``Fault`` counted ``unknown_state``, nothing else refused."""
+    import time
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from tests.waiting import wait_until
+
+    _pump_file(tmp_path / "n.csv", _pump_motor(np.random.default_rng(11), 4800), "text")
+    run(tmp_path, "fit", "n.csv", "-o", "m.onnx")
+    status = collector(broker, "edgewatch/states/#", client_id="states-status")
+    source = f"mqtt://{broker.host}:{broker.port}/plant/{{stream}}/{{feature}}?max_age=60s"
+    agent = subprocess.Popen([sys.executable, "-c", BLOCKER, "agent", "run", "--model", "m.onnx", "--source", source,
+                              "--sink", f"mqtt://{broker.host}:{broker.port}/edgewatch", "--agent-id", "states",
+                              "--max-messages", "61", "--summary-json", "summary.json"],
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="states-plant")
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    try:
+        assert wait_until(lambda: any(b'"online"' in p for p in status.on("/status")), 60), "the agent is not online"
+        time.sleep(1.0)  # its subscription
+        cols = _pump_motor(np.random.default_rng(111), 60)
+        words = ["Run", '"STOP"', '{"value": "Run"}']
+        infos = []
+        for i in range(60):
+            infos.append(pub.publish("plant/pump-1/vib", f"{cols['vib'][i]:.4f}", qos=1))
+            infos.append(pub.publish("plant/pump-1/amps", f"{cols['amps'][i]:.3f}", qos=1))
+            infos.append(pub.publish(f"plant/pump-1/{STATE}", words[i % 3], qos=1))
+            if i == 30:
+                infos.append(pub.publish(f"plant/pump-1/{STATE}", "Fault", qos=1))
+        for info in infos:
+            info.wait_for_publish(30)
+        out, err = agent.communicate(timeout=120)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        pub.disconnect()
+        pub.loop_stop()
+    assert agent.returncode == 0, err[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["bad"] == {"unknown_state": 1}, (summary, err[-2000:])
+    assert summary["messages"] == 61 and summary["windows"] >= 40, summary
+    assert "'Pump State' is 'Fault', a state the normal data of the model never held" in err

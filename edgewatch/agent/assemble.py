@@ -112,7 +112,7 @@ def assemble(config: AgentConfig, extra_sinks: Sequence[Sink] = ()) -> Assembly:
         for spec in config.sources.urls:
             agent.add_source(make_source(spec, runtime.card.features, idle_timeout=config.sources.idle_timeout,
                                          agent_id=options.agent_id, mqtt_options=context.mqtt_options,
-                                         connections=connections))
+                                         connections=connections, states=runtime.card.states))
         assembly = Assembly(agent, config, closers)
         _operations(assembly)
         if config.model.watch:

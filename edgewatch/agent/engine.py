@@ -40,8 +40,8 @@ from edgewatch.agent.runtime import DriftSettings, ModelRuntime, Overrides
 from edgewatch.agent.sinks import Sink
 from edgewatch.agent.sources import Item, Kind, Source
 from edgewatch.agent.sources.columns import parse_columns
-from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, check_values, parse_message,
-                                             sane_timestamp, value_keys_beside)
+from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, BadReason, Measurement, StateCells, check_values,
+                                             parse_message, sane_timestamp, value_keys_beside)
 from edgewatch.agent.sources.rows import CLOCK_WARN_AFTER, RowAssembler
 from edgewatch.agent.sources.supervision import RestartPolicy, SourceSupervisor
 from edgewatch.agent.streams import StreamTable
@@ -173,6 +173,8 @@ class Agent:
         self.table = StreamTable(model, self.options.max_streams or model.default_max_streams())
         # a feature named v or value is keyed by name, not the values form; a swap keeps the features (queue_model)
         self._value_keys = value_keys_beside(self.features)
+        # state features read from text ("Run"), in arrays on raw lines; a swap keeps them too (check_fits)
+        self._states = StateCells.of(self.features, self.runtime.card.states, "agent")
 
     # -- model ---------------------------------------------------------------------
 
@@ -372,7 +374,7 @@ class Agent:
             self._emit_posted()
         n_features = self.card.n_features
         max_bytes = self.options.max_message_bytes
-        value_keys = self._value_keys
+        value_keys, states = self._value_keys, self._states
         table = self.table
         windows = table.windows
         last_seen = table.last_seen
@@ -396,7 +398,7 @@ class Agent:
         last_ts, own_runtime = table.last_ts, table.runtimes
         for kind, source, payload, received in items:
             if kind == Kind.RAW:
-                m = parse_message(payload, n_features, max_bytes, value_keys)  # type: ignore[arg-type]
+                m = parse_message(payload, n_features, max_bytes, value_keys, states)  # type: ignore[arg-type]
                 if m is BadReason.NO_VALUES:
                     m = self._keyed_row(payload, source, received)  # type: ignore[arg-type]
                 elif type(m) is Measurement and m.ts is not None and abs(m.ts - received) >= CLOCK_WARN_AFTER:
@@ -711,7 +713,7 @@ class Agent:
         """The row assembler of a source whose raw lines the loop parses (stdin, websockets): its rules, its logs."""
         rows = self._rows.get(source)
         if rows is None:
-            rows = self._rows[source] = RowAssembler(self.features, source=source)
+            rows = self._rows[source] = RowAssembler(self.features, source=source, states=self.runtime.card.states)
         return rows
 
     def request_stop(self) -> None:

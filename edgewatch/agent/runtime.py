@@ -139,10 +139,15 @@ class ModelRuntime:
                           first_rows=range_check_for(self.card, d.range_rows))
 
     def check_fits(self, running: ModelRuntime) -> None:
-        """Refuse (BadModelFile) to take over from ``running`` when this model reads other features."""
+        """Refuse (BadModelFile) to take over from ``running`` when this model reads other features, or codes the texts
+        of its state features otherwise (the sources were built with the running model's codes)."""
         if self.card.features != running.card.features:
             raise BadModelFile(f"{self.model.path} reads features {self.card.features}, the running model "
                                f"reads {running.card.features}: refusing to swap")
+        if (self.card.states or None) != (running.card.states or None):  # the sources read texts by the codes
+            raise BadModelFile(f"{self.model.path} codes its state features' texts as {self.card.states}, the "
+                               f"running model as {running.card.states}: refusing to swap (restart the agent "
+                               "with the new model)")
 
     def stream_bytes(self) -> int:
         """Memory one stream can take with this model (windows, drift sample, post-process state), bytes.

@@ -10,6 +10,7 @@ import click
 
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.runtime import ModelRuntime
+from edgewatch.wire.csv_states import describe
 
 
 @click.command("check", epilog="""\b
@@ -49,6 +50,8 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
         f"  post-process  {card.postprocess.kind}",
         f"  drift check   {_drift_line(card)}",
         f"  range check   {_range_line(card)}",
+        *[f"  state         {name}: {describe(codes)} (text read as its code; another text: unknown_state)"
+          for name, codes in (card.states or {}).items()],
         f"  trained on    {json.dumps(card.trained_on, default=str)[:200]}",
     ]
     for name, stats in card.score_stats.items():

@@ -164,6 +164,9 @@ class ModelCard:
     # [lo, hi]: the graph clips its network's input to this range, in scaled units (after the scaler); the
     # score still reads the unclipped input. None: nothing is clipped
     input_clip: list[float] | None = None
+    # feature -> {text: code} of each state feature read from text (``Run``/``Stop``, edgewatch/wire/csv_states.py):
+    # every live source maps the same text to the same number. None: every feature is a number on the wire
+    states: dict[str, dict[str, float]] | None = None
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -230,6 +233,8 @@ class ModelCard:
                             f"got {self.decision.m!r}")
         if self.training_range is not None:
             problems += _range_problems(self.training_range, self.features)
+        if self.states is not None:
+            problems += _state_problems(self.states, self.features)
         if self.input_clip is not None and not (
                 len(self.input_clip) == 2 and all(math.isfinite(v) for v in self.input_clip)
                 and self.input_clip[0] < self.input_clip[1]):
@@ -248,7 +253,8 @@ class ModelCard:
         out: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if (f.name == "aux" and not value) or (f.name in ("training_range", "input_clip") and value is None):
+            if (f.name == "aux" and not value) or (f.name in ("training_range", "input_clip", "states")
+                                                   and value is None):
                 continue  # not used: written as before, so older readers keep reading the file
             if isinstance(value, enum.Enum):
                 text = value.value
@@ -329,6 +335,25 @@ def _range_problems(ranges: Any, features: list[str]) -> list[str]:
               and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair))
         if not ok or pair[0] > pair[1]:
             out.append(f"training_range of {name!r} must be [low, high] with finite low <= high, got {pair!r}")
+    return out
+
+
+def _state_problems(states: Any, features: list[str]) -> list[str]:
+    if not isinstance(states, Mapping):
+        return [f"states must map features to {{text: code}}, got {type(states).__name__}"]
+    out = []
+    unknown = sorted(set(states) - set(features))
+    if unknown:
+        out.append(f"states names {unknown}, which are not features")
+    for name, codes in states.items():
+        ok = (isinstance(codes, Mapping) and len(codes) >= 2
+              and all(isinstance(t, str) and t.strip() for t in codes)
+              and all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
+                      for c in codes.values()))
+        if not ok:
+            out.append(f"states of {name!r} must map two or more texts to finite numbers, got {codes!r}")
+        elif len({t.strip().casefold() for t in codes}) != len(codes):
+            out.append(f"states of {name!r} give one text two codes (texts are read in any case): {codes!r}")
     return out
 
 

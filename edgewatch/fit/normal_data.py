@@ -4,8 +4,10 @@ Reading is :mod:`edgewatch.wire.csv_table`'s (separator, decimal mark and
 time column sniffed). Here the files become one table of features:
 
 * features are the numeric columns every file has (``columns`` chooses
-  them, ``ignore`` drops some); text columns and labels are never
-  features, and a column blank in more than 90 % of its rows is left out;
+  them, ``ignore`` drops some), and its text state columns (2 to 10
+  distinct texts, ``Run``/``Stop``: :mod:`edgewatch.fit.states`) coded as
+  numbers; other text columns and labels are never features, and a column
+  blank in more than 90 % of its rows is left out;
 * rows a label column marks anomalous (``anomaly`` = 1) are not normal
   operation and are dropped;
 * a blank or NaN cell is filled from the last value of its column
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
+from edgewatch.fit.states import code_state_columns
 from edgewatch.wire.csv_long import long_format, read_long
 from edgewatch.wire.csv_table import CsvTable, fill_forward, read_csv_table, sniff_layout
 
@@ -53,6 +56,7 @@ class ReadNotes:
     layouts: list[str] = field(default_factory=list)  # one line per file: separator, time column
     rows_read: int = 0
     text_columns: dict[str, str] = field(default_factory=dict)  # name -> example cell
+    states: dict[str, dict[str, int]] = field(default_factory=dict)  # text state column -> {text: code}
     label_columns: list[str] = field(default_factory=list)
     labelled_rows: int = 0  # rows a label marks anomalous, dropped
     mostly_empty: dict[str, float] = field(default_factory=dict)  # name -> share missing, left out
@@ -191,7 +195,11 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         for name in table.labels:
             if name not in notes.label_columns:
                 notes.label_columns.append(name)
+    notes.states = code_state_columns(tables)
+    for name in notes.states:
+        notes.text_columns.pop(name, None)
     features = _choose_features(tables, columns, ignore, notes)
+    notes.states = {name: codes for name, codes in notes.states.items() if name in features}
     has_times = all(t.times is not None for t in tables)
     segments: list[np.ndarray] = []
     seg_times: list[np.ndarray] = []
@@ -282,6 +290,10 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
         if share > MOSTLY_EMPTY and not columns:
             notes.mostly_empty[c] = share
             chosen.remove(c)
+    if chosen and all(c in notes.states for c in chosen):
+        raise BadInput(f"no numeric feature column is left, only the text state column(s) {chosen}: a state says "
+                       "which operating point the machine is in, not how it runs; export the measurements beside it "
+                       f"(the header: {first.layout.header})")
     if not chosen:
         raise BadInput("no numeric feature column is left (text columns: "
                        f"{sorted(notes.text_columns) or 'none'}, mostly empty: {sorted(notes.mostly_empty) or 'none'}"

@@ -29,6 +29,7 @@ from edgewatch.fit.normal_data import Fill, NormalData, csv_files, read_normal_d
 from edgewatch.fit.report import FitReport, PointRanges, feature_ranges, wide_states_warning
 from edgewatch.fit.screening import (TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, phases,
                                      screen_features)
+from edgewatch.fit.states import write_states
 from edgewatch.fit.torch_family import Trial
 
 
@@ -113,6 +114,8 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
         report = fit_univariate(data, out)
     else:
         report = _fit_multivariate(data, out, opts, news)
+    if data.notes.states:  # text state columns: their codes go into the card (the agent reads "Run" by them)
+        write_states(out, data.notes.states)
     if private is not None:
         from edgewatch.agent.lifecycle.signing import read_signature, sign_bytes
         from edgewatch.files import write_bytes
@@ -129,7 +132,7 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
 
 def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progress) -> FitReport:
     news.stage(f"screening {len(data.features)} features of {data.rows:,} rows ...")
-    choices = screen_features(data.features, data.segments, opts.drifting)
+    choices = screen_features(data.features, data.segments, opts.drifting, data.notes.states)
     measured = [c.name for c in choices if c.use is not Use.LEFT_OUT or c.trend > TREND_LIMIT]
     if measured:
         news.stage("looking for operating points ...")

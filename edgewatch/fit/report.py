@@ -78,11 +78,12 @@ class FitReport:
         groups = _verdict_groups(shown) if len(self.choices) > WIDE_REPORT else {}
         for c in shown:
             group = groups.get((c.use, _verdict(c)), [])
+            use = "state" if c.name in self.notes.states and c.use is Use.LEVEL else c.use.value  # a text state
             if len(group) <= GROUP_MIN:
-                out.append(f"  {c.use.value:9s} {c.name:24s} {c.reason}")
+                out.append(f"  {use:9s} {c.name:24s} {c.reason}")
             elif group[0] is c:  # a wide export: one line per verdict, where its first feature stood
                 rate = _RATE if c.use is Use.RATE else ""
-                out.append(f"  {c.use.value:9s} {len(group)} features, each {_verdict(c)}{rate}: "
+                out.append(f"  {use:9s} {len(group)} features, each {_verdict(c)}{rate}: "
                            f"{_some([g.name for g in group], GROUP_SHOWN, self._listed())}")
         if many:  # a wide export of spare channels: one line, not hundreds
             out.append(f"  {'left out':9s} {len(constant)} constant columns (one value each in the normal data: no "

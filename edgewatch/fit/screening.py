@@ -83,10 +83,13 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from edgewatch.wire.csv_states import describe
 
 TREND_LIMIT = 5.0
 SPREAD_LIMIT = 1.0  # ... and by more than this many of its standard deviations over all the normal data
@@ -168,9 +171,15 @@ def _is_state(segments: list[np.ndarray]) -> bool:
     return runs.size == 0 or float(np.median(runs)) >= STATE_HELD
 
 
-def _state_text(x: np.ndarray) -> str:
+def _state_text(x: np.ndarray, codes: Mapping[str, float] | None = None) -> str:
     values = np.unique(x)
     held = len(x) / max(int(np.count_nonzero(np.diff(x))) + 1, 1)
+    if codes is not None:
+        unseen = [t for t, c in codes.items() if c not in values]
+        return (f"{describe(codes)} (text in the file, each state held {held:.0f} rows on average"
+                + (f"; {', '.join(unseen)} not in the rows kept" if unseen else "") + "): scored by its code; the "
+                "others' level changes are judged on what it does not explain; a text the normal data never "
+                "held is counted unknown_state by the agent")
     return (f"a state or setpoint (values {', '.join(f'{v:.6g}' for v in values)}, each held {held:.0f} rows on "
             "average): scored by its level; the others' level changes are judged on what it does not explain")
 
@@ -216,13 +225,20 @@ def _resets(segments: list[np.ndarray]) -> int | None:
     return int(after.size)
 
 
-def screen_features(features: list[str], segments: list[np.ndarray], drifting: Drifting = Drifting.RATE
-                    ) -> list[FeatureChoice]:
-    """One choice per feature, with its reason (see the module docstring)."""
+def screen_features(features: list[str], segments: list[np.ndarray], drifting: Drifting = Drifting.RATE,
+                    texts: Mapping[str, Mapping[str, float]] | None = None) -> list[FeatureChoice]:
+    """One choice per feature, with its reason (see the module docstring).
+
+    ``texts``: the codes of the features that are text state columns
+    (``Run``/``Stop``): states by what they are, however often they change
+    (an alarm that toggles every few rows is no drifting level), named
+    with their texts.
+    """
+    texts = texts or {}
     out = []
     seen: dict[bytes, tuple[str, np.ndarray]] = {}
     state = [j for j in range(len(features)) if np.ptp(np.concatenate([s[:, j] for s in segments])) > 0
-             and _is_state([s[:, j] for s in segments])]
+             and (features[j] in texts or _is_state([s[:, j] for s in segments]))]
     combo = _state_key([[s[:, j] for s in segments] for j in state])
     for j, name in enumerate(features):
         cols = [s[:, j] for s in segments]
@@ -254,7 +270,7 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
                                                          "energy) as a column"))
             continue
         if j in state:
-            out.append(FeatureChoice(name, Use.LEVEL, _state_text(x)))
+            out.append(FeatureChoice(name, Use.LEVEL, _state_text(x, texts.get(name))))
             continue
         resets = _resets(cols)
         if resets is not None:

@@ -53,7 +53,9 @@ Cells that are blank, ``NaN``, ``null``, ``NA`` or ``-`` are *missing*
 (NaN). A column is numeric when at least half of its present cells are
 numbers; its other cells are then NaN and counted as ``bad``; a column
 where most cells are text is a *text column*, reported with an example
-and left out. Times are read by :mod:`csv_times`; wall-clock times with no
+and left out, unless its texts are few: 2 to 10 distinct texts make a
+*state column* (``Run``/``Stop``), whose rows' texts are kept for the
+caller to code (:mod:`csv_states`). Times are read by :mod:`csv_times`; wall-clock times with no
 zone run on through a daylight-saving fall-back. An unreadable time is NaN.
 
 Where each rule lives: :mod:`csv_sniff` (:func:`sniff_layout`, the order
@@ -79,10 +81,11 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.errors import BadInput
-from edgewatch.wire.csv_cells import MISSING, numeric_column
+from edgewatch.wire.csv_cells import DISTINCT_TEXTS, MISSING, numeric_column
 from edgewatch.wire.csv_layout import CsvLayout
 from edgewatch.wire.csv_rows import iter_rows
 from edgewatch.wire.csv_sniff import sniff_layout
+from edgewatch.wire.csv_states import is_state_column
 from edgewatch.wire.csv_times import LocalClock, parse_times
 
 __all__ = ["CsvLayout", "CsvTable", "MISSING", "fill_forward", "iter_rows", "read_csv_table", "sniff_layout"]
@@ -105,6 +108,9 @@ class CsvTable:
     clock_changes: int = 0  # daylight-saving fall-backs in wall-clock times (the times run on through them)
     time_example: str = ""  # a time cell, for a message when none could be read
     text_values: dict[str, list[str]] = field(default_factory=dict)  # text column -> its distinct cells (some)
+    # text column of 2..MAX_STATES distinct texts (wire/csv_states.py) -> (its texts, per row the index of its
+    # text in them, -1 where the cell is blank or a number)
+    state_cells: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
     grid_step: float | None = None  # a long export whose tags have their own times, put on a grid this wide (s)
     fall_backs: tuple[float, ...] = ()  # wall-clock start of each repeated hour (epoch s as read)
     spring_forwards: tuple[tuple[float, float], ...] = ()  # per skipped hour: (first time after it in ``times``,
@@ -187,6 +193,10 @@ class _Chunks:
         self.bad = [0] * width
         self.example: list[str | None] = [None] * width
         self.texts: list[set[str]] = [set() for _ in range(width)]
+        # per column its text cells' distinct texts -> index (None once there are too many for a state column),
+        # and per chunk the index of each row's text (-1: none) or, for a chunk without text, its length
+        self.state_texts: list[dict[str, int] | None] = [{} for _ in range(width)]
+        self.state_ids: list[list[np.ndarray | int]] = [[] for _ in range(width)]
         self.times: list[np.ndarray] = []
         self.time_example = ""
 
@@ -212,6 +222,40 @@ class _Chunks:
             self.missing[j] += n_missing
             self.bad[j] += n_bad
             self.example[j] = self.example[j] or example
+            if self.state_texts[j] is not None:
+                self._state_ids(j, columns[j], values, n_bad)
+
+    def _state_ids(self, j: int, cells: list[str], values: np.ndarray, n_bad: int) -> None:
+        """Note which text each row of a column with text holds, while it may still be a state column."""
+        if not n_bad:
+            self.state_ids[j].append(len(cells))
+            return
+        known = self.state_texts[j]
+        ids = np.full(len(cells), -1, dtype=np.int16)
+        for i in np.flatnonzero(np.isnan(values)).tolist():
+            text = cells[i].strip()
+            if text.lower() in MISSING:
+                continue
+            try:
+                float(text)  # "inf": a broken number, not a state
+                continue
+            except ValueError:
+                pass
+            k = known.get(text)
+            if k is None:
+                if len(known) >= DISTINCT_TEXTS:
+                    self.state_texts[j], self.state_ids[j] = None, []  # names or comments: no state column
+                    return
+                k = known[text] = len(known)
+            ids[i] = k
+        self.state_ids[j].append(ids)
+
+    def _state_cells(self, j: int) -> tuple[list[str], np.ndarray] | None:
+        known = self.state_texts[j]
+        if not known or not is_state_column(known):
+            return None
+        parts = [np.full(p, -1, dtype=np.int16) if isinstance(p, int) else p for p in self.state_ids[j]]
+        return list(known), np.concatenate(parts)
 
     def table(self, rows: int, ragged: int) -> CsvTable:
         lay = self.layout
@@ -239,6 +283,7 @@ class _Chunks:
                     bad[name] = self.bad[j]
         bad_times = int(np.isnan(times).sum()) if times is not None else 0
         text_values = {name: sorted(self.texts[lay.header.index(name)]) for name in text}
+        states = {name: found for name in text if (found := self._state_cells(lay.header.index(name))) is not None}
         return CsvTable(lay, numeric, times, labels, text, missing, bad, rows, ragged, bad_times, clock.changes,
                         self.time_example, text_values, fall_backs=tuple(clock.fall_backs),
-                        spring_forwards=tuple(clock.spring_forwards))
+                        spring_forwards=tuple(clock.spring_forwards), state_cells=states)

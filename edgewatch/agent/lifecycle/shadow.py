@@ -171,6 +171,9 @@ class ShadowScorer:
         if runtime.window != live.window:
             raise BadModelFile(f"shadow model has window {runtime.window}, the live model {live.window}: "
                                "it cannot score the same windows")
+        if (runtime.card.states or None) != (live.card.states or None):  # rows carry the live model's codes
+            raise BadModelFile(f"shadow model codes its state features' texts as {runtime.card.states}, the live "
+                               f"model as {live.card.states}: it cannot score the same windows")
 
     def score(self, x: np.ndarray, slots: np.ndarray, meta: list[tuple[int, float, int]],
               live_scores: np.ndarray, streams: list[str], live_threshold: float | None = None) -> None:

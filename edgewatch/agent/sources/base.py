@@ -172,10 +172,12 @@ class SourceConfigError(BadInput):
     """A --source URL or its TOML table cannot work; the message names what to change."""
 
 
-def row_assembler(source: str, features: list[str], max_age: object = None) -> RowAssembler:
-    """The source's :class:`RowAssembler` with its ``max_age`` setting; SourceConfigError when it is no duration."""
+def row_assembler(source: str, features: list[str], max_age: object = None,
+                  states: dict[str, dict[str, float]] | None = None) -> RowAssembler:
+    """The source's :class:`RowAssembler` with its ``max_age`` setting and the model's state features' codes
+    (``states``, the card's); SourceConfigError when ``max_age`` is no duration."""
     try:
-        return RowAssembler(features, parse_max_age(max_age), source=source)
+        return RowAssembler(features, parse_max_age(max_age), source=source, states=states)
     except ValueError as exc:
         raise SourceConfigError(f"source {source!r}: {exc}") from None
 
@@ -230,4 +232,5 @@ class SourceContext:
     max_message_bytes: int = DEFAULT_MAX_BYTES
     mqtt_options: dict[str, Any] = field(default_factory=dict)  # --mqtt-* flags (login, TLS)
     connections: Any = None  # edgewatch.mqtt.connection.Connections, shared with the MQTT sink
+    states: dict[str, dict[str, float]] | None = None  # the card's state features: {feature: {text: code}}
 

@@ -156,6 +156,7 @@ class MqttSource(Source):
                          if rebirth else None)
         self.template = template
         self.rows = rows or RowAssembler(self.features, source=name)
+        self.sparkplug.states = self.rows.states  # a state feature's String metric ("Run") read as its code
 
     def run(self) -> None:
         from edgewatch.mqtt.connection import BrokerConnection
@@ -213,7 +214,7 @@ class MqttSource(Source):
                 return [Item(Kind.BAD, self.name, BadReason.UNKNOWN_FEATURE, now)]
             out = self.rows.reading(payload, where[0], where[1], now, self.max_message_bytes)
             return [Item(Kind.MEASUREMENT if type(r) is Measurement else Kind.BAD, self.name, r, now) for r in out]
-        m = parse_message(payload, len(self.features), self.max_message_bytes, self.rows.value_keys)
+        m = parse_message(payload, len(self.features), self.max_message_bytes, self.rows.value_keys, self.rows.states)
         if m is BadReason.NO_VALUES:
             m = self.rows.keyed_message(payload, topic, now, self.max_message_bytes)
         elif type(m) is Measurement and m.ts is not None and abs(m.ts - now) >= CLOCK_WARN_AFTER:
@@ -315,7 +316,7 @@ def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
     name = f"{'mqtts' if broker.tls else 'mqtt'}://{broker.host}:{broker.port}/{topic_filter}"
     return MqttSource(name, broker, topic_filter, ctx.features, qos=qos, connections=ctx.connections,
                       limits=MqttLimits(**limits), template=template,
-                      rows=row_assembler(spec.name, ctx.features, max_age), rebirth=rebirth)
+                      rows=row_assembler(spec.name, ctx.features, max_age, ctx.states), rebirth=rebirth)
 
 
 def _switch(source: str, key: str, value: Any) -> bool:

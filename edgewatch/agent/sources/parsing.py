@@ -8,7 +8,9 @@ milliseconds, microseconds or nanoseconds by its size, as ``fit`` reads a
 file's). Two more forms are decoded here
 and made into rows by :mod:`edgewatch.agent.sources.rows`: an object keyed
 by the model's feature names (:func:`parse_object`), and one feature's
-reading on a topic of its own (:func:`parse_reading`). Anything else is
+reading on a topic of its own (:func:`parse_reading`). A model with state
+features read from text (the card's ``states``) takes their words in an
+array as their codes (:class:`StateCells`). Anything else is
 *bad input*: it is returned as a :class:`BadReason`, never raised, because
 the agent must not crash on data.
 """
@@ -18,13 +20,18 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from edgewatch.wire.csv_cells import MISSING as MISSING_TEXT
+from edgewatch.wire.csv_states import StateLookup
 from edgewatch.wire.csv_times import EPOCH_UNITS
 
 DEFAULT_MAX_BYTES = 64 * 1024
+MAX_UNKNOWN_STATES_TOLD = 20  # (feature, text) pairs said in the log per reader (whoever publishes chooses texts)
+log = logging.getLogger("edgewatch.agent.sources")
 # timestamps a measurement may carry: 1900-01-01 to 2200-01-01 UTC (anything else is a broken clock or an
 # attack, and would not even print: datetime stops at year 9999)
 MIN_TS = -2208988800.0
@@ -61,6 +68,8 @@ class BadReason(str, enum.Enum):
     MISSING_FEATURE = "missing_feature"  # a feature with no value on this stream yet: the row is skipped
     STALE_FEATURE = "stale_feature"  # a feature's last value older than max_age, or a value out of order
     UNKNOWN_FEATURE = "unknown_feature"  # a topic or message naming a feature the model does not have
+    # a text for a state feature (read from text by fit, e.g. Run/Stop) that the normal data never held (Fault)
+    UNKNOWN_STATE = "unknown_state"
 
 
 @dataclass(slots=True)
@@ -94,13 +103,16 @@ except ImportError:  # not installed: the stdlib decoder alone, same results
 
 
 def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MAX_BYTES,
-                  value_keys: tuple[str, ...] = _VALUE_KEYS) -> Measurement | BadReason:
+                  value_keys: tuple[str, ...] = _VALUE_KEYS, states: StateCells | None = None
+                  ) -> Measurement | BadReason:
     """Parse one message for a model with ``n_features`` inputs; ``value_keys`` from :func:`value_keys_beside`.
 
     Valid messages go through orjson when it is installed; whatever it
     refuses (bad UTF-8, ``NaN`` literals, integers past 64 bits, nesting
     past 1024) is decoded again by the stdlib decoder, so the reason given
-    is the same with or without it.
+    is the same with or without it. ``states``: the model's state features
+    (:class:`StateCells`), whose texts in an array (``[2.1, "Run"]``) are
+    read as their codes; None (a model without them) changes nothing.
     """
     if len(raw) > max_bytes:
         return BadReason.TOO_LARGE
@@ -110,9 +122,88 @@ def parse_message(raw: str | bytes, n_features: int, max_bytes: int = DEFAULT_MA
         except (_FastError, TypeError):
             pass
         else:
-            return _measurement(obj, n_features, value_keys)
+            m = _measurement(obj, n_features, value_keys)
+            return m if m is not BadReason.NOT_NUMBER or states is None else states.coded(obj, n_features, value_keys)
     obj = _decode_slowly(raw)
-    return obj if type(obj) is BadReason else _measurement(obj, n_features, value_keys)
+    if type(obj) is BadReason:
+        return obj
+    m = _measurement(obj, n_features, value_keys)
+    return m if m is not BadReason.NOT_NUMBER or states is None else states.coded(obj, n_features, value_keys)
+
+
+class StateCells:
+    """The model's state features (the card's ``states``) by position: live texts read as their codes.
+
+    One per reader of values (a row assembler, the agent loop's parser):
+    it also says once per feature and text, in the log, which text the
+    normal data never held (counted ``unknown_state``; the row is skipped,
+    never given a guessed code).
+    """
+
+    def __init__(self, features: Sequence[str], states: Mapping[str, Mapping[str, float]], source: str = "") -> None:
+        self.features = list(features)
+        self.lookups: list[StateLookup | None] = [StateLookup(states[f]) if f in states else None
+                                                   for f in self.features]
+        self.source = source
+        self._told: set[tuple[int, str]] = set()
+
+    @classmethod
+    def of(cls, features: Sequence[str], states: Mapping[str, Mapping[str, float]] | None, source: str = ""
+           ) -> StateCells | None:
+        """None for a model without state features (every reader's fast path stays as it was)."""
+        return cls(features, states, source) if states else None
+
+    def __getitem__(self, j: int) -> StateLookup | None:
+        return self.lookups[j]
+
+    def value(self, j: int, raw: object) -> float | BadReason | None:
+        """Feature ``j``'s code for the text or bool ``raw``; None when ``raw`` is no state word for it (a number,
+        a blank: read as any value is); ``unknown_state`` for a text the normal data never held."""
+        lookup = self.lookups[j]
+        if lookup is None or (type(raw) is not str and type(raw) is not bool):
+            return None
+        code = lookup.code(raw)
+        if code is not None:
+            return code
+        if type(raw) is str:
+            text = raw.strip()
+            if text.lower() in MISSING_TEXT:
+                return None
+            try:
+                float(text.replace(",", "."))
+                return None  # a number as text: the code itself
+            except ValueError:
+                pass
+        self.unknown(j, raw)
+        return BadReason.UNKNOWN_STATE
+
+    def unknown(self, j: int, raw: object) -> None:
+        key = (j, str(raw).strip().casefold()[:100])
+        if key in self._told or len(self._told) >= MAX_UNKNOWN_STATES_TOLD:
+            return
+        self._told.add(key)
+        log.warning("source %s: %r is %r, a state the normal data of the model never held (its states: %s): its "
+                    "rows are skipped and counted unknown_state until a known state comes. If it is a normal state, "
+                    "fit the model on normal data that holds it (said once per feature and text)",
+                    self.source or "?", self.features[j], raw, self.lookups[j].known())  # type: ignore[union-attr]
+
+    def coded(self, obj: object, n_features: int, value_keys: tuple[str, ...]) -> Measurement | BadReason:
+        """A decoded array or values message with its state texts as codes (:func:`parse_message`)."""
+        values = _first(obj, value_keys) if type(obj) is dict else obj
+        if type(values) is not list or len(values) != n_features:
+            return BadReason.NOT_NUMBER
+        coded = list(values)
+        for j, raw in enumerate(values):
+            v = self.value(j, raw)
+            if type(v) is BadReason:
+                return v
+            if v is not None:
+                coded[j] = v
+        if type(obj) is dict:
+            obj = {**obj, next(k for k in value_keys if obj.get(k) is not None): coded}
+        else:
+            obj = coded
+        return _measurement(obj, n_features, value_keys)
 
 
 def _decode_slowly(raw: str | bytes) -> object:

@@ -26,7 +26,9 @@ A blank, ``NaN`` or ``null`` cell is held from the column's last value (the
 rules of :mod:`.rows`; without a time column the staleness limit counts
 rows, so ``max_age=3`` holds a value for three rows); text in a number cell
 is ``not_number``, a short line ``wrong_arity``, an unreadable time
-``bad_timestamp``.
+``bad_timestamp``. A state feature's text (``Run``/``Stop``, the card's
+``states``) is its code, as ``fit`` coded it; a text the normal data never
+held is ``unknown_state``.
 """
 
 from __future__ import annotations
@@ -166,9 +168,17 @@ class ReplaySource(Source):
         time_col, cols = self.columns
         lay = self.layout
         cells: list[object] = []
-        for i in cols:
+        states = self.rows.states
+        for j, i in enumerate(cols):
             if i >= len(row):
                 return BadReason.WRONG_ARITY
+            code = states.value(j, row[i]) if states is not None else None
+            if code is not None:  # a state feature's text (Run/Stop), as fit coded it
+                if code is BadReason.UNKNOWN_STATE:
+                    self.rows.forget(self.name, j)
+                    return code
+                cells.append(code)
+                continue
             try:
                 v = cell_value(lay.number(row[i], lay.header[i]))
             except ValueError:
@@ -238,5 +248,6 @@ def build(spec: SourceSpec, ctx: SourceContext) -> ReplaySource:
     return ReplaySource(path, ctx.features, rate=rate, stream=opts.get("stream"),
                         loop=opts.get("loop", "").lower() in ("1", "true", "yes"),
                         sep="\t" if sep and sep.lower() == "tab" else sep, time_column=opts.get("time"),
-                        columns=columns, rows=row_assembler(spec.name, ctx.features, opts.get("max_age")),
+                        columns=columns,
+                        rows=row_assembler(spec.name, ctx.features, opts.get("max_age"), ctx.states),
                         decimal=decimal)

@@ -47,6 +47,12 @@ time, and makes rows out of them by one set of rules:
   one :data:`CLOCK_WARN_AFTER` or more older than it is a clock set back:
   the stream starts again from it (nothing held), logged.
 
+**States as words.** A model fitted from a text state column carries its
+codes (the card's ``states``: ``Run``=1, ``Stop``=0); a state feature's
+word is read as its code in any case (:class:`~edgewatch.agent.sources.parsing.StateCells`),
+and a word the normal data never held is ``unknown_state``, its held value
+dropped.
+
 **Names.** A name on the wire (a key, a topic level) stands for the feature
 :class:`~edgewatch.agent.sources.feature_names.FeatureNames` matches it to:
 the same name, or the one feature whose name matches ignoring case, spaces,
@@ -78,11 +84,11 @@ import re
 import time
 from bisect import bisect, insort
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from edgewatch.agent.sources.feature_names import CONTESTED, FeatureNames
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, META_KEYS, BadReason, Measurement,
-                                             parse_object, parse_reading, time_keys_beside,
+                                             StateCells, parse_object, parse_reading, time_keys_beside,
                                              value_keys_beside)
 from edgewatch.wire.csv_table import MISSING as MISSING_TEXT  # what a plant writes for "no value", as fit reads it
 
@@ -299,9 +305,12 @@ class RowAssembler:
     """
 
     def __init__(self, features: Sequence[str], max_age: float | None = None,
-                 max_streams: int = DEFAULT_MAX_STREAMS, source: str = "") -> None:
+                 max_streams: int = DEFAULT_MAX_STREAMS, source: str = "",
+                 states: Mapping[str, Mapping[str, float]] | None = None) -> None:
         self.features = list(features)
         self.source = source
+        # the model's state features (its card's states): "Run" read as its code; None: none (the fast path)
+        self.states = StateCells.of(self.features, states, source)
         self.names = FeatureNames(self.features, source)
         self.index = self.names.exact
         self.time_keys = time_keys_beside(self.features)  # a feature named t or time is that feature, not the time
@@ -455,9 +464,10 @@ class RowAssembler:
         return cells, named
 
     def _keyed_row(self, cells: list[object], stream: str, at: float, ts: float | None) -> Measurement | BadReason:
+        states = self.states
         for j, raw in enumerate(cells):
-            v = cell_value(raw)
-            if type(raw) is str and "," in raw:
+            v = cell_value(raw) if states is None else self.cell(stream, j, raw)
+            if type(raw) is str and "," in raw and (states is None or states[j] is None):
                 v = self._comma(self._state(stream), raw, v)
             if type(v) is BadReason:
                 if v is BadReason.NOT_NUMBER:
@@ -465,6 +475,21 @@ class RowAssembler:
                 return v
             cells[j] = v
         return self.row(stream, cells, at, ts)
+
+    def cell(self, stream: str, j: int, raw: object) -> float | _Missing | BadReason:
+        """Feature ``j``'s value as :func:`cell_value` reads it, a state feature's text as its code.
+
+        A text the normal data never held (``Fault`` for ``Run``/``Stop``)
+        is ``unknown_state``, and the feature's held value is dropped: the
+        machine is no longer in the state held, so a later row must not
+        stand on it (the rows wait for a known state, as after a bad status).
+        """
+        code = self.states.value(j, raw) if self.states is not None else None
+        if code is None:
+            return cell_value(raw)
+        if code is BadReason.UNKNOWN_STATE:
+            self.forget(stream, j)
+        return code
 
     @staticmethod
     def _comma(st: _StreamState, raw: str, v: float | _Missing | BadReason) -> float | _Missing | BadReason:
@@ -607,8 +632,8 @@ class RowAssembler:
 
     def _feature(self, stream: str, st: _StreamState, j: int, value: object, at: float, ts: float | None
                  ) -> list[Measurement | BadReason]:
-        v = cell_value(value)
-        if type(value) is str and "," in value:
+        v = cell_value(value) if self.states is None else self.cell(stream, j, value)
+        if type(value) is str and "," in value and (self.states is None or self.states[j] is None):
             v = self._comma(st, value, v)
         if type(v) is BadReason:
             if v is BadReason.NOT_NUMBER:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgewatch.agent.sources.feature_names import FeatureNames
-from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, bad_quality
+from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, StateCells, bad_quality
 from edgewatch.wire.protobuf import DecodeError
 from edgewatch.wire.sparkplug import TEXT_TYPES, Metric, decode_payload
 
@@ -96,6 +96,7 @@ class SparkplugDecoder:
         self.max_nodes = max_nodes
         self.max_aliases = max_aliases
         self._names = FeatureNames(features, source)  # its log lines name the source
+        self.states: StateCells | None = None  # the model's state features: a String metric "Run" is its code
         self._sessions: dict[str, _Session] = {}  # stream -> session
         self._node_streams: dict[str, set[str]] = {}  # node stream -> its streams holding a session (itself too)
         # streams whose last birth was refused (too large, past a bound), oldest first, at most max_nodes: a
@@ -249,7 +250,16 @@ class SparkplugDecoder:
                 bad.append(j)
                 continue
             v = m.value
-            if m.is_null or v is None or m.datatype in TEXT_TYPES or isinstance(v, (str, bytes)):
+            if self.states is not None and isinstance(v, str) and not m.is_null:
+                code = self.states.value(j, v)
+                if code is BadReason.UNKNOWN_STATE:  # not the state held any more, and no state the model knows
+                    bad.append(j)
+                    refused = refused or code
+                    continue
+                if code is not None:
+                    v = code
+            if (m.is_null or v is None or (m.datatype in TEXT_TYPES and type(v) is not float)
+                    or isinstance(v, (str, bytes))):
                 refused = refused or BadReason.NOT_NUMBER
                 continue
             f = float(v)  # type: ignore[arg-type]

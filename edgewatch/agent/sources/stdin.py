@@ -99,5 +99,5 @@ class StdinSource(Source):
 def build(spec: SourceSpec, ctx: SourceContext) -> StdinSource:
     settings = spec.checked({"max_age"})
     source = StdinSource(max_bytes=ctx.max_message_bytes)
-    source.rows = row_assembler(source.name, ctx.features, settings.get("max_age"))
+    source.rows = row_assembler(source.name, ctx.features, settings.get("max_age"), ctx.states)
     return source

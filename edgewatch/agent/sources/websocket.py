@@ -161,5 +161,5 @@ def build(spec: SourceSpec, ctx: SourceContext) -> WebSocketSource:
     if unknown:
         raise SourceConfigError(f"source {spec.name!r} takes no settings besides url and max_age (got {unknown})")
     source = WebSocketSource(url, idle_timeout=ctx.idle_timeout)
-    source.rows = row_assembler(source.name, ctx.features, spec.options.get("max_age", max_age))
+    source.rows = row_assembler(source.name, ctx.features, spec.options.get("max_age", max_age), ctx.states)
     return source

@@ -22,6 +22,9 @@ from edgewatch.errors import BadModelFile
 SCORE_INPUT = "score"  # a post-process input: the graph's score
 AUX_INPUT_PREFIX = "aux:"  # a post-process input: ``aux:<name>``, a column (or group) of the aux output
 MAX_KIND = "max"  # the composite post-process kind
+# the composite's one optional parameter: ``alert`` > 0 is the level at or over which its output is an alert, after
+# which every part is told that the row's value belonged to an alerted event (0, absent: the parts never hear of it)
+MAX_PARAMS = {"alert": 0.0}
 
 
 @dataclass
@@ -35,10 +38,12 @@ class PostProcess:
     validated when the card is read (see below).
 
     ``input`` says what a step reads: the graph's ``score`` or a column of
-    the ``aux`` output, ``aux:<name>``. A ``max`` step has no parameters of
-    its own; it runs each of its ``parts`` on its input and outputs their
-    maximum, so one file can carry detectors whose alerts are OR-ed (with
-    one alert level, the maximum is over the level iff any part is).
+    the ``aux`` output, ``aux:<name>``. A ``max`` step runs each of its
+    ``parts`` on its input and outputs their maximum, so one file can carry
+    detectors whose alerts are OR-ed (with one alert level, the maximum is
+    over the level iff any part is); its one optional parameter, ``alert``
+    (:data:`MAX_PARAMS`), makes an alert one event for every part (the
+    agent's :class:`~edgewatch.agent.postprocess.max.MaxOf` says how).
     Each kind's parameters are checked against that kind's own schema (a
     dataclass of :data:`SCHEMAS`) when the card is read.
     """
@@ -91,8 +96,12 @@ class PostProcess:
         if self.kind == MAX_KIND:
             if not self.parts:
                 out.append("a 'max' post-process needs at least one part")
-            if self.params:
-                out.append(f"a 'max' post-process takes no parameters, got {sorted(self.params)}")
+            unknown = sorted(set(self.params) - set(MAX_PARAMS))
+            if unknown:
+                out.append(f"a 'max' post-process takes only {sorted(MAX_PARAMS)}, got {unknown}")
+            alert = self.params.get("alert", 0.0)
+            if isinstance(alert, bool) or not isinstance(alert, (int, float)) or not 0 <= alert <= 1:
+                out.append(f"a 'max' post-process's alert must be a number in [0, 1], got {alert!r}")
             if self.input != SCORE_INPUT:
                 out.append("a 'max' post-process reads no input itself: give each part its input")
             for part in self.parts:

@@ -112,11 +112,14 @@ class NoveltyLevelsConfig:
     novelty: dict[str, float] = field(default_factory=lambda: default_parts()[0])
     levels: dict[str, float] = field(default_factory=lambda: default_parts()[1])
     threshold: float = 0.5  # the likelihood's alert level (0.99999); levels outputs 0 or 1
+    # the composite's ``alert``: an output at or over it is one event for both parts (the novelty holds while the
+    # alerted value stays in its latest stretch); 0 writes no parameter (the files before the thirteenth round)
+    alert: float = 0.5
 
 
 def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "") -> ModelCard:
-    post = PostProcess(MAX_KIND, parts=[PostProcess("novelty", dict(config.novelty)),
-                                        PostProcess("levels", dict(config.levels))])
+    post = PostProcess(MAX_KIND, params={"alert": config.alert} if config.alert else {},
+                       parts=[PostProcess("novelty", dict(config.novelty)), PostProcess("levels", dict(config.levels))])
     return ModelCard(
         family=FAMILY, task=Task.RECONSTRUCT, sample_shape=[1, 1], features=[feature],
         scaler=Scaler.identity(1),
@@ -125,7 +128,8 @@ def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "
               "from min_span up to span as the stream's history grows, m in proportion) and 'levels' (1.0 when "
               "the value reaches a level never seen in the stream; with edges 1 a new extreme needs a level's margin "
               "on either side; with handover 1 a longer rung keeps the hold of the one it replaces), both per "
-              "stream; with m_seconds, range_seconds and count_rows each stream's first rows set m and the levels' range from its "
+              "stream; with the max's alert, an alert is one event for both (the novelty holds while the alerted value "
+              "stays in its latest stretch); with m_seconds, range_seconds and count_rows each stream's first rows set m and the levels' range from its "
               "sampling interval and tell whether it is counts (then read through Anscombe's transform)",
         threshold=config.threshold,
         threshold_method="likelihood alert level (log-likelihood 0.5 = likelihood 0.99999); levels gives 0 or 1",

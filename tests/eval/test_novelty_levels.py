@@ -63,11 +63,16 @@ def test_make_detector_writes_the_adapted_default_in_its_default_place(tmp_path:
     assert novelty.params["tail"] == 1 and "tail" not in levels.params  # Student's predictive tail (eighth round)
     assert levels.params["edges"] == 1 and "edges" not in novelty.params  # symmetric edges (ninth round)
     assert novelty.params["handover"] == 1 and "handover" not in levels.params  # the hold carried (tenth round)
+    assert card.postprocess.params == {"alert": 0.5}  # an alert is one event for both parts (thirteenth round)
     # the shipped file is what the command writes
     assert path.read_bytes() == (ROOT / "models" / "nab-best.onnx").read_bytes()
     older = ScoringModel(novelty_levels.write_model(tmp_path / "5.onnx", novelty_levels.fifth_round())).card
     assert "m_seconds" not in older.postprocess.parts[0].params  # the fifth round's file: rows only
+    tenth = ScoringModel(novelty_levels.write_model(tmp_path / "10.onnx", novelty_levels.tenth_round())).card
+    assert tenth.postprocess.params == {} and tenth.postprocess.to_dict()["params"] == {}
+    assert [q.params for q in tenth.postprocess.parts] == [novelty.params, levels.params]
     ninth = ScoringModel(novelty_levels.write_model(tmp_path / "9.onnx", novelty_levels.ninth_round())).card
+    assert ninth.postprocess.params == {}
     assert ninth.postprocess.parts[0].params == {k: v for k, v in novelty.params.items() if k != "handover"}
     assert ninth.postprocess.parts[1].params == levels.params
     eighth = ScoringModel(novelty_levels.write_model(tmp_path / "8.onnx", novelty_levels.eighth_round())).card
@@ -116,7 +121,7 @@ def test_the_default_file_through_the_agent_adapts_each_replayed_stream(tmp_path
 def test_the_previous_defaults_stay_by_name() -> None:
     assert resolve("fifth-round").name == "fifth-round" and resolve("fourth-round").name == "fourth-round"
     assert resolve("seventh-round").name == "seventh-round" and resolve("eighth-round").name == "eighth-round"
-    assert resolve("ninth-round").name == "ninth-round"
+    assert resolve("ninth-round").name == "ninth-round" and resolve("tenth-round").name == "tenth-round"
     x = _series(700, 3)
     ts = 1.7e9 + 3600.0 * np.arange(len(x))
     fifth = resolve("fifth-round")
@@ -145,10 +150,11 @@ def test_the_student_tail_alerts_less_on_short_histories_than_the_seventh_round(
 
 
 def test_symmetric_edges_raise_fewer_early_level_alarms_than_the_eighth_round() -> None:
-    """The ninth round against the eighth on six seeded daily cycles with heavy-tailed noise: fewer new-level
-    alarms (output 1.0) in a stream's first 1,200 rows, where a new minimum by a hair was one; a deep dip
-    late in the stream still alerts in both, and the default raises no late alarm the eighth round did not."""
-    new, old = resolve("novelty-levels"), resolve("eighth-round")
+    """The ninth round's edges (in the tenth round's file) against the eighth on six seeded daily cycles with
+    heavy-tailed noise: fewer new-level alarms (output 1.0) in a stream's first 1,200 rows, where a new minimum
+    by a hair was one; a deep dip late in the stream still alerts in both, and no late alarm the eighth round
+    did not raise."""
+    new, old = resolve("tenth-round"), resolve("eighth-round")  # the ninth round's edges, nothing after them
     early = {"new": 0, "old": 0}
     for seed in range(6):
         rng = np.random.default_rng(seed)
@@ -168,8 +174,8 @@ def test_a_rung_taking_over_keeps_the_hold_instead_of_alarming_again() -> None:
     the row (241) where the 192-row rung takes over from the 96-row one: the same outputs before it, fewer
     alarms on the burst after it (the ninth round alarmed again at the takeover on some seeds), and the
     agent's file equals the NumPy reference that carries the hold rung by rung."""
-    new, old = resolve("novelty-levels"), resolve("ninth-round")
-    config = novelty_levels.NoveltyLevelsConfig()
+    new, old = resolve("tenth-round"), resolve("ninth-round")
+    config = novelty_levels.tenth_round()
     burst = {"new": 0, "old": 0}
     for seed in range(6):
         rng = np.random.default_rng(seed)
@@ -183,3 +189,42 @@ def test_a_rung_taking_over_keeps_the_hold_instead_of_alarming_again() -> None:
         burst["new"] += sum(234 <= i < 266 for i in _starts(a))
         burst["old"] += sum(234 <= i < 266 for i in _starts(b))
     assert burst["new"] < burst["old"]
+
+
+def test_an_alert_is_one_event_for_both_parts() -> None:
+    """The default against the tenth round on six seeded 5-minute daily cycles with a mild shift at row 700:
+    the levels alarm on its first value, and in the tenth round the novelty alarmed again two rows later on
+    some seeds, while that value was still in its latest stretch; the default alerts once, the same outputs
+    before it and no alert the tenth round did not raise, and the agent's file equals the NumPy reference."""
+    new, old = resolve("novelty-levels"), resolve("tenth-round")
+    config = novelty_levels.NoveltyLevelsConfig()
+    starts = {"new": 0, "old": 0}
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        x = 100 + 10 * np.sin(np.arange(1200) * 2 * np.pi / 96) + rng.normal(0, 1, 1200)
+        x[700:740] += 6
+        ts = 1.7e9 + 300.0 * np.arange(len(x))
+        a, b = new.score_series(x, "s", ts), old.score_series(x, "s", ts)
+        np.testing.assert_array_equal(a[:701], b[:701])
+        np.testing.assert_allclose(a, novelty_levels.reference_scores(x, config, ts), rtol=1e-6, atol=1e-6)
+        assert set(_starts(a)) <= set(_starts(b)) and any(700 <= i <= 702 for i in _starts(a))  # it still alerts
+        starts["new"] += sum(700 <= i < 740 for i in _starts(a))
+        starts["old"] += sum(700 <= i < 740 for i in _starts(b))
+    assert starts["new"] < starts["old"]
+
+
+def test_the_max_steps_alert_is_checked_when_the_card_is_read() -> None:
+    """The composite's one parameter: out of [0, 1], not a number, or misspelt, refused by name when read."""
+    from edgewatch.contract import ModelCard
+    from edgewatch.errors import BadModelFile
+    from edgewatch.numpy_models.univariate import make_card
+
+    props = make_card(novelty_levels.NoveltyLevelsConfig()).to_props()
+    assert ModelCard.from_props(props).postprocess.params == {"alert": 0.5}
+    post = json.loads(props["edgewatch.postprocess"])
+    for params, why in (({"alert": 2}, "alert must be a number in \\[0, 1\\]"),
+                        ({"alert": "0.5"}, "alert must be a number in \\[0, 1\\]"),
+                        ({"alrt": 0.5}, "takes only \\['alert'\\], got \\['alrt'\\]")):
+        bad = dict(props, **{"edgewatch.postprocess": json.dumps({**post, "params": params})})
+        with pytest.raises(BadModelFile, match=why):
+            ModelCard.from_props(bad)

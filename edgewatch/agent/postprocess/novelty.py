@@ -50,6 +50,14 @@ scored rows, and a fresh rung alarmed again on the event the one before
 had just alarmed on (docs/eval.md, tenth round: hourly copies 58.84 →
 62.00).
 
+In a ``max`` file with ``alert`` (:mod:`.max`), :meth:`Novelty.hold_value`
+is called after a row the file alerted on: the speaking rung holds for
+the ``m - 1`` rows that follow, while the alerted value is still inside
+its latest stretch (rows already held keep their longer hold). Why: a
+``levels`` alarm on one value was followed by this kind's alarm on the
+same value a few rows later, a second alert for one event (docs/eval.md,
+thirteenth round).
+
 Fails when: a stream's period is longer than ``span`` (ordinary parts of
 the cycle look new), or a drift is slow (each stretch resembles the one
 before). A non-finite value is skipped (output 0, not remembered).
@@ -150,6 +158,16 @@ class Novelty(SampledPerStream):
         st.n += 1
         st.seen += 1
         return self._ladder(st, st.seen - 1)
+
+    def hold_value(self, slot: int) -> None:
+        """The stream's latest value belonged to an alert: hold the speaking rung while it stays in the stretch."""
+        st = self._streams.get(int(slot))
+        st = getattr(st, "inner", st)  # a stream whose sampling is decided, or one that decides none
+        if not isinstance(st, _NoveltyStream):
+            return  # unknown or still buffering: nothing speaks yet
+        step, rung = st.steps[st.rung], st.rungs[st.rung]
+        if rung is not None and st.seen - 1 >= step.speaks:
+            rung.lik.held = max(rung.lik.held, step.m - 1)
 
     def _squared(self, st: _NoveltyStream, step: _Step, rung: _Rung) -> np.ndarray:
         m, buf, n = step.m, st.buf, st.n

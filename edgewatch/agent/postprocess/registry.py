@@ -42,7 +42,7 @@ def make_postprocessor(spec: PostProcess) -> PostProcessor:
                                    f"(its aux: {sorted(part.aux_columns) or 'none'})")
             parts.append((make_postprocessor(PostProcess(part.kind, part.params, SCORE_INPUT, part.parts)),
                           part.aux_columns[name]))
-        return MaxOf(parts)
+        return MaxOf(parts, float(spec.params.get("alert", 0.0)))
     if spec.parts:
         raise BadModelFile(f"only a 'max' post-process has parts, not {spec.kind!r}")
     if spec.input != SCORE_INPUT:  # one step on an aux column: a max of one part does the reading

@@ -24,7 +24,11 @@ more evidence while it has learnt from a few dozen distances, which
 costs little once it has thousands. The levels beyond the range are
 counted outward from each end (``edges`` 1, ninth round): a new minimum
 needs a level's margin as a new maximum always did, so a stream's first
-ordinary new minima are no longer alarms.
+ordinary new minima are no longer alarms. An alert is one event for both
+parts (the composite's ``alert``, thirteenth round): after a row the file
+alerted on, the novelty's speaking rung holds for the ``m - 1`` rows in
+which that value is still inside its latest stretch, so a levels alarm on
+one value is not followed by the novelty's alarm on the same value.
 
 Settings. On principle: shape length span / 8 and the likelihood's
 learning / hold / refractory rows in proportion to the span (100 / 200 /
@@ -35,13 +39,16 @@ Student's predictive tail (n - 1 degrees of freedom of a rung's n
 remembered distances, nothing chosen), the same margin below the range
 as above it (sign symmetry, nothing chosen), a rung taking over keeps
 the hold left on the one it replaces (one alert per event, nothing
-chosen); the
+chosen), an alerted value held for the rows it stays in the novelty's
+latest stretch (one alert per event across the parts; the length is the
+shape's own); the
 lengths in time are the rows chosen on NAB read at its 5-minute
 interval. Chosen on the 25 NAB files and their perturbed copies
 (``edgewatch eval nab --perturb all``, docs/eval.md, fifth and sixth
 rounds): the ladder (bottom 48, ratio 2, top 1536), which lengths follow
 time (the range and the shape, not the spans), the count rule.
-:func:`ninth_round` (each rung's hold afresh), :func:`eighth_round` (and levels counted from the minimum),
+:func:`tenth_round` (each part alone after an alert), :func:`ninth_round` (and each rung's hold afresh),
+:func:`eighth_round` (and levels counted from the minimum),
 :func:`seventh_round` (and the Gaussian tail), :func:`fifth_round` (every
 length in rows, no counts) and :func:`fourth_round` (one 384-row span)
 are the previous defaults.
@@ -72,34 +79,39 @@ from edgewatch.files import replacing
 from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, default_parts, detector_bytes, novelty_params
 
 
+def tenth_round() -> NoveltyLevelsConfig:
+    """The tenth round's default (the same file with each part alone after an alert): kept to compare."""
+    return NoveltyLevelsConfig(alert=0.0)
+
+
 def ninth_round() -> NoveltyLevelsConfig:
-    """The ninth round's default (the same file with each rung's hold starting afresh): kept to compare."""
+    """The ninth round's default (the tenth's with each rung's hold starting afresh): kept to compare."""
     novelty, levels = default_parts(Tail.STUDENT, Edges.SYMMETRIC, Handover.FRESH)
-    return NoveltyLevelsConfig(novelty=novelty, levels=levels)
+    return NoveltyLevelsConfig(novelty=novelty, levels=levels, alert=0.0)
 
 
 def eighth_round() -> NoveltyLevelsConfig:
     """The eighth round's default (the ninth's with the levels counted from the range's minimum): kept to
     compare."""
     novelty, levels = default_parts(Tail.STUDENT, Edges.FROM_MINIMUM, Handover.FRESH)
-    return NoveltyLevelsConfig(novelty=novelty, levels=levels)
+    return NoveltyLevelsConfig(novelty=novelty, levels=levels, alert=0.0)
 
 
 def seventh_round() -> NoveltyLevelsConfig:
     """The seventh round's default (the eighth's with the likelihood's Gaussian tail): kept to compare."""
     novelty, levels = default_parts(Tail.GAUSSIAN, Edges.FROM_MINIMUM, Handover.FRESH)
-    return NoveltyLevelsConfig(novelty=novelty, levels=levels)
+    return NoveltyLevelsConfig(novelty=novelty, levels=levels, alert=0.0)
 
 
 def fifth_round() -> NoveltyLevelsConfig:
     """The fifth round's default (the same ladder, every length in rows, no counts): kept to compare."""
     return NoveltyLevelsConfig(novelty=novelty_params(1536, 48, 2),
-                               levels={"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096})
+                               levels={"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096}, alert=0.0)
 
 
 def fourth_round() -> NoveltyLevelsConfig:
     """The fourth round's default (one 384-row span, m 48, hold 200, lengths in rows): kept to compare."""
-    return NoveltyLevelsConfig(novelty=novelty_params(384), levels=fifth_round().levels)
+    return NoveltyLevelsConfig(novelty=novelty_params(384), levels=fifth_round().levels, alert=0.0)
 
 
 def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.ndarray | None = None) -> np.ndarray:
@@ -113,6 +125,8 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.
     on whole windows, its own likelihood runs from its first full window, and
     a rung's output is used from the row it speaks until the next one speaks
     (with ``handover`` 1, its likelihood starting there with the hold the rung before had left).
+    With the composite's ``alert``, the speaking rung holds for ``m - 1`` rows after a row the
+    levels alerted on (a row the novelty alerted on is held already, for longer).
     """
     from dataclasses import replace as with_
 
@@ -135,12 +149,16 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.
     p = with_(p, m=float(p.m_for(interval)), m_seconds=0.0, count_rows=0.0)
     lp = with_(lp, range_rows=float(lp.rows_for(interval)), range_seconds=0.0, count_rows=0.0)
     out = np.zeros(len(x))
+    lev = Levels(lp).update_many(np.zeros(len(x), dtype=np.int64), x)
+    alerted = (lev >= config.alert) if config.alert > 0 else np.zeros(len(x), dtype=bool)
+    ladder = p.ladder()
+    speaks_at = [span - 1 + int(p.likelihood(span / int(p.span)).learning) for _, span in ladder] + [len(x)]
     rungs = []
     carry = Handover(int(p.handover)) is Handover.HOLD
     held_left = np.zeros(len(x), dtype=np.int64)  # the speaking rung's rows of hold left after each row
-    for m, span in p.ladder():
+    for k, (m, span) in enumerate(ladder):
         lik = p.likelihood(span / int(p.span))
-        speaks = span - 1 + int(lik.learning)
+        speaks, until = speaks_at[k], speaks_at[k + 1]
         got, held = np.zeros(len(x)), np.zeros(len(x), dtype=np.int64)
         if len(x) >= span:
             windows = sliding_window_view(x, span)
@@ -152,13 +170,14 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.
                 if carry and rungs and i == speaks:
                     st.held = max(st.held, int(held_left[i]))
                 got[i] = one._one(st, v)
+                if alerted[i] and speaks <= i < until:
+                    st.held = max(st.held, m - 1)
                 held[i] = st.held
         held_left[speaks:] = held[speaks:]
         rungs.append((speaks, got))
     for k, (speaks, got) in enumerate(rungs):
         until = rungs[k + 1][0] if k + 1 < len(rungs) else len(x)
         out[speaks:until] = got[speaks:until]
-    lev = Levels(lp).update_many(np.zeros(len(x), dtype=np.int64), x)
     return np.maximum(out, lev)
 
 

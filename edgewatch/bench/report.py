@@ -271,7 +271,8 @@ def to_markdown(results: dict[str, Any], chart_name: str | None = "bench.png") -
         lines += ["", "Per window = time of one call / batch. Models: full-size architectures with random "
                   "weights (speed does not depend on what they learnt), exported with `export_model`; int8 "
                   "is each family's int8 form (sentinel int8 for the LSTM-AE, dynamic for the RNN-AE, which "
-                  "quantizes nothing, static QDQ for the CNNs); the targets judge the form each family ships."]
+                  "reaches only the first decoder step's MatMul outside the Loop, static QDQ for the CNNs); "
+                  "the targets judge the form each family ships."]
     lines += _agent_sections(results)
     return "\n".join(lines) + "\n"
 

@@ -47,5 +47,8 @@ def test_agent_memory_shipped_model(benchmark) -> None:
         "rows_short": short.rows, "peak_rss_mib_short": round(short.peak_rss_mib, 1),
         "first_score_s": round(first, 3), "file_backed_mib": round(result.file_backed_mib, 1),
         "anonymous_mib": round(result.anonymous_mib, 1), "by_mapping_mib": result.by_mapping_mib,
+        "large_folio_mib": None if result.large_folio_mib is None else round(result.large_folio_mib, 1),
+        "libraries_cached_mib": round(result.libraries_cached_mib, 1),
+        "libraries_mib": round(result.libraries_mib, 1),
         "messages_per_s": round(result.messages / result.seconds)})
     assert result.messages == long_rows and short.messages == short.rows

@@ -10,7 +10,10 @@
    yields LSTM nodes but adds 26 Slice nodes), which
    ``quantize_dynamic`` then turns into ``DynamicQuantizeLSTM``. With
    ``script=True`` the scorer is ``torch.jit.script``-ed first, so that an
-   autoregressive decoder becomes an ONNX ``Loop`` instead of being unrolled;
+   autoregressive decoder becomes an ONNX ``Loop`` instead of being unrolled.
+   A submodule with a ``for_export()`` method is exported as what that
+   returns (:func:`export_form`): the same function arranged for the graph
+   (the RNN-AE folds its decoder); step 4 checks it against the module itself;
 2. quantize (:mod:`edgewatch.export.quantize`);
 3. merge the card into ``metadata_props`` (other tools' keys are kept);
 4. load the file with the agent's :class:`~edgewatch.agent.model.ScoringModel`
@@ -25,6 +28,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -184,8 +188,40 @@ def _check_calibration(calibration: np.ndarray | None, card: ModelCard) -> np.nd
     return calib
 
 
+def export_form(module: nn.Module) -> nn.Module:
+    """``module`` with every submodule that offers ``for_export()`` replaced by its export form.
+
+    A family can keep the module it trains in the plain shape that reads
+    like its paper and still ship a faster graph: ``for_export()`` returns a
+    module computing the same function (up to float32 rounding) in fewer
+    graph operations. The parity check compares the file with ``module``
+    itself, so a wrong export form is refused, not shipped. ``module`` is
+    left unchanged (the swap happens in a copy).
+    """
+    if _has_export_form(module):
+        return module.for_export().train(module.training)
+    if not any(_has_export_form(child) for child in module.modules()):
+        return module
+    form = copy.deepcopy(module)
+    _swap_export_forms(form)
+    return form.train(module.training)
+
+
+def _has_export_form(module: nn.Module) -> bool:
+    return callable(getattr(module, "for_export", None))
+
+
+def _swap_export_forms(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if _has_export_form(child):
+            setattr(module, name, child.for_export())
+        else:
+            _swap_export_forms(child)
+
+
 def _export_fp32(scorer: nn.Module, example: torch.Tensor, path: Path, script: bool) -> None:
-    module = torch.jit.script(scorer) if script else scorer
+    form = export_form(scorer)
+    module = torch.jit.script(form) if script else form
     dynamic = {INPUT_NAME: {0: "batch"}, SCORE_OUTPUT: {0: "batch"}, FEATURE_ERROR_OUTPUT: {0: "batch"}}
     with warnings.catch_warnings(), torch.no_grad():
         # the legacy exporter's deprecation notice, and its LSTM batch-size caution, which does not

@@ -285,7 +285,8 @@ def csv_cmd(model: Path, data: Path, label_column: str, time_column: str | None,
         b, e = result.binary, result.episodes
         doc = {"f1": b.f1, "far": b.far, "mar": b.mar, "faults": e.faults, "caught": e.caught,
                "false_episodes": e.false_episodes, "false_per_day": e.false_per_day if result.has_times else None,
-               "episodes_per_fault": e.episodes_per_fault, "segments": to_plain(result.segments)}
+               "episodes_per_fault": e.episodes_per_fault, "segments": to_plain(result.segments),
+               "unknown_state": result.unknown_states}
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps(doc, indent=1, allow_nan=True) + "\n", encoding="utf-8")
         tmp.replace(out)

@@ -20,7 +20,7 @@ import numpy as np
 from edgewatch.contract import PREFIX, ModelCard
 from edgewatch.errors import BadModelFile
 from edgewatch.files import write_bytes
-from edgewatch.wire.csv_states import MAX_STATES, StateLookup, distinct_states, state_codes
+from edgewatch.wire.csv_states import MAX_STATES, StateLookup, distinct_states, is_state_column, state_codes
 from edgewatch.wire.csv_table import CsvTable
 from edgewatch.wire.onnx_read import ModelBytes, metadata_record
 
@@ -35,7 +35,8 @@ def code_state_columns(tables: Sequence[CsvTable]) -> dict[str, dict[str, int]]:
     columns are put back in the header's order, so the features keep the
     file's order. Tables without a state column are left as they are.
     """
-    names = [n for n in tables[0].state_cells if all(n in t.state_cells for t in tables)]
+    names = [n for n in tables[0].state_cells
+             if all(n in t.state_cells and is_state_column(t.state_cells[n][0]) for t in tables)]
     codes: dict[str, dict[str, int]] = {}
     for name in names:
         texts = distinct_states(text for t in tables for text in t.state_cells[name][0])

@@ -54,8 +54,10 @@ Cells that are blank, ``NaN``, ``null``, ``NA`` or ``-`` are *missing*
 numbers; its other cells are then NaN and counted as ``bad``; a column
 where most cells are text is a *text column*, reported with an example
 and left out, unless its texts are few: 2 to 10 distinct texts make a
-*state column* (``Run``/``Stop``), whose rows' texts are kept for the
-caller to code (:mod:`csv_states`). Times are read by :mod:`csv_times`; wall-clock times with no
+*state column* (``Run``/``Stop``). The rows' texts of a text column of
+up to 50 distinct texts are kept for the caller to code (:mod:`csv_states`:
+``fit`` codes the state columns, ``eval csv`` reads any of them by the
+model's codes, a day of ``Run`` alone too). Times are read by :mod:`csv_times`; wall-clock times with no
 zone run on through a daylight-saving fall-back. An unreadable time is NaN.
 
 Where each rule lives: :mod:`csv_sniff` (:func:`sniff_layout`, the order
@@ -85,7 +87,6 @@ from edgewatch.wire.csv_cells import DISTINCT_TEXTS, MISSING, numeric_column
 from edgewatch.wire.csv_layout import CsvLayout
 from edgewatch.wire.csv_rows import iter_rows
 from edgewatch.wire.csv_sniff import sniff_layout
-from edgewatch.wire.csv_states import is_state_column
 from edgewatch.wire.csv_times import LocalClock, parse_times
 
 __all__ = ["CsvLayout", "CsvTable", "MISSING", "fill_forward", "iter_rows", "read_csv_table", "sniff_layout"]
@@ -108,8 +109,9 @@ class CsvTable:
     clock_changes: int = 0  # daylight-saving fall-backs in wall-clock times (the times run on through them)
     time_example: str = ""  # a time cell, for a message when none could be read
     text_values: dict[str, list[str]] = field(default_factory=dict)  # text column -> its distinct cells (some)
-    # text column of 2..MAX_STATES distinct texts (wire/csv_states.py) -> (its texts, per row the index of its
-    # text in them, -1 where the cell is blank or a number)
+    # text column of at most DISTINCT_TEXTS distinct texts -> (its texts, per row the index of its text in them, -1
+    # where the cell is blank or a number); a state column (wire/csv_states.py) when is_state_column(its texts):
+    # fit codes only those, eval csv reads any of them by a model's codes (one text alone: a day the pump ran)
     state_cells: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
     grid_step: float | None = None  # a long export whose tags have their own times, put on a grid this wide (s)
     fall_backs: tuple[float, ...] = ()  # wall-clock start of each repeated hour (epoch s as read)
@@ -252,7 +254,7 @@ class _Chunks:
 
     def _state_cells(self, j: int) -> tuple[list[str], np.ndarray] | None:
         known = self.state_texts[j]
-        if not known or not is_state_column(known):
+        if not known:
             return None
         parts = [np.full(p, -1, dtype=np.int16) if isinstance(p, int) else p for p in self.state_ids[j]]
         return list(known), np.concatenate(parts)

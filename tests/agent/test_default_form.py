@@ -9,6 +9,7 @@ sink with the default agent id and spool folder, and ``--watch-model``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,9 +39,30 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_model(tmp_path_factory.mktemp("m") / "m.onnx", make_card(window=4, threshold=0.5, k=2, n=3))
 
 
-def _agent(model: Path, *args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model), *args],
+@contextlib.contextmanager
+def _agent(model: Path, *args: str, cwd: Path) -> Iterator[subprocess.Popen]:
+    """``edgewatch agent run --model MODEL ARGS`` with pipes; killed on the way out if still running (a test that
+    failed before :func:`_finish`), so no agent outlives its test."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model), *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _finish(proc: subprocess.Popen, last: bytes = b"", err: Drain | None = None) -> None:
+    """Write ``last``, close stdin (the stream's end, as a pipe's writer ends it) and assert that the agent exits 0
+    within 60 s; its stderr's tail is the message (``err``: the stderr already drained in the background)."""
+    if last:
+        proc.stdin.write(last)
+    proc.stdin.close()
+    code = proc.wait(60)
+    if err is not None:
+        err.join(10)
+    assert code == 0, (err.text if err is not None else proc.stderr.read()).decode()[-3000:]
 
 
 def _row(values: list[float], stream: str) -> bytes:
@@ -110,42 +133,37 @@ def test_eviction_overflow_and_the_live_page_with_and_without_metrics(model: Pat
                                                                       with_metrics: bool) -> None:
     ui_port, metrics_port = free_port(), free_port()
     extra = ["--metrics", f"127.0.0.1:{metrics_port}"] if with_metrics else []
-    proc = _agent(model, "--source", "stdin", "--stream-ttl", "1", "--ui", f"127.0.0.1:{ui_port}",
-                  "--summary-json", "s.json", *extra, cwd=tmp_path)
     reader = None
-    try:
-        assert wait_until(lambda: _listening(ui_port) or proc.poll() is not None), "no live page"
-        reader = EventReader(ui_port, "/events?stream=b")  # the page: one event stream, open all along
-        assert reader.response.status == 200
-        proc.stdin.write(_row([0.5] * 4, "a"))
-        proc.stdin.flush()
-        time.sleep(2.5)  # a is idle past --stream-ttl 1: dropped when the next message comes
-        rows = [[0.5] * 4] * 8 + [[1e20, 0.5, 0.5, 0.5]] * 6 + [[0.5] * 4] * 8  # (1e20)^2 overflows float32
-        proc.stdin.write(b"".join(_row(r, "b") for r in rows))
-        proc.stdin.flush()
-        assert wait_until(lambda: sum(len(f["w"]["s"]) for f in reader.frames()) >= 19 or proc.poll() is not None)
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # still running
-        assert max(s for f in reader.frames() for s in f["w"]["s"]) > 1e38  # the page shows the capped score
-        assert max(a for f in reader.frames() for a in f["w"]["a"]) > 1e38  # and its anomaly_score, capped too
-        if with_metrics:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
-            assert _metric(text, "edgewatch_streams_evicted_total") == 1
-            assert _metric(text, "edgewatch_ui_clients") == 1
-            assert _metric(text, 'edgewatch_nonfinite_scores_total{kind="inf"}') >= 1
-            # per-stream series under the default --metrics-max-streams: the evicted stream a is gone
-            assert _metric(text, 'edgewatch_stream_windows_total{stream="b"}') >= 19
-            assert _metric(text, 'edgewatch_stream_windows_total{stream="a"}') is None
-            assert _metric(text, 'edgewatch_anomaly_score{stream="b"}') < 1  # its last window is calm again
-            assert _metric(text, "edgewatch_streams_aggregated") == 0
-        proc.stdin.write(_row([0.5] * 4, "b"))
-        proc.stdin.close()
-        assert proc.wait(60) == 0
-    finally:
-        if reader is not None:
-            reader.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with _agent(model, "--source", "stdin", "--stream-ttl", "1", "--ui", f"127.0.0.1:{ui_port}",
+                "--summary-json", "s.json", *extra, cwd=tmp_path) as proc:
+        try:
+            assert wait_until(lambda: _listening(ui_port) or proc.poll() is not None), "no live page"
+            reader = EventReader(ui_port, "/events?stream=b")  # the page: one event stream, open all along
+            assert reader.response.status == 200
+            proc.stdin.write(_row([0.5] * 4, "a"))
+            proc.stdin.flush()
+            time.sleep(2.5)  # a is idle past --stream-ttl 1: dropped when the next message comes
+            rows = [[0.5] * 4] * 8 + [[1e20, 0.5, 0.5, 0.5]] * 6 + [[0.5] * 4] * 8  # (1e20)^2 overflows float32
+            proc.stdin.write(b"".join(_row(r, "b") for r in rows))
+            proc.stdin.flush()
+            assert wait_until(lambda: sum(len(f["w"]["s"]) for f in reader.frames()) >= 19 or proc.poll() is not None)
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # still running
+            assert max(s for f in reader.frames() for s in f["w"]["s"]) > 1e38  # the page shows the capped score
+            assert max(a for f in reader.frames() for a in f["w"]["a"]) > 1e38  # and its anomaly_score, capped too
+            if with_metrics:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+                assert _metric(text, "edgewatch_streams_evicted_total") == 1
+                assert _metric(text, "edgewatch_ui_clients") == 1
+                assert _metric(text, 'edgewatch_nonfinite_scores_total{kind="inf"}') >= 1
+                # per-stream series under the default --metrics-max-streams: the evicted stream a is gone
+                assert _metric(text, 'edgewatch_stream_windows_total{stream="b"}') >= 19
+                assert _metric(text, 'edgewatch_stream_windows_total{stream="a"}') is None
+                assert _metric(text, 'edgewatch_anomaly_score{stream="b"}') < 1  # its last window is calm again
+                assert _metric(text, "edgewatch_streams_aggregated") == 0
+            _finish(proc, _row([0.5] * 4, "b"))
+        finally:
+            if reader is not None:
+                reader.close()
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
     events = [json.loads(line) for line in out.splitlines()]
     assert [(e["event"], e["stream"]) for e in events] == [("start", "b"), ("end", "b")], err[-3000:]
@@ -168,16 +186,10 @@ def test_mqtt_sink_with_the_default_agent_id_and_spool(model: Path, tmp_path: Pa
     """The README's MQTT line without --agent-id or --spool-dir: the host name, ./spool in the working folder."""
     host = socket.gethostname()
     sub = collector(broker, "plant1/#", client_id="c-default-form", persistent=False)
-    proc = _agent(model, "--source", "stdin", "--sink", f"mqtt://{broker.host}:{broker.port}/plant1", cwd=tmp_path)
     rows = [[0.5] * 4] * 6 + [[3.0] * 4] * 4 + [[0.5] * 4] * 6
-    try:
-        proc.stdin.write(b"".join(_row(r, "pump") for r in rows))
-        proc.stdin.close()
-        assert proc.wait(60) == 0, proc.stderr.read().decode()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with _agent(model, "--source", "stdin", "--sink", f"mqtt://{broker.host}:{broker.port}/plant1",
+                cwd=tmp_path) as proc:
+        _finish(proc, b"".join(_row(r, "pump") for r in rows))
     assert sub.wait_for(lambda c: len(c.events(f"plant1/{host}/alerts")) == 2)
     assert [e["event"] for e in sub.events(f"plant1/{host}/alerts")] == ["start", "end"]
     assert sub.wait_for(lambda c: any(json.loads(p).get("state") == "offline" for p in c.on(f"{host}/status")))
@@ -199,17 +211,10 @@ def test_the_first_retained_status_is_the_fleet_members_full_one(model: Path, tm
     sub = collector(broker, f"{prefix}/+/status", client_id="c-first-status", persistent=False)
     # an OPC UA source without its server never ends: the agent stops after stdin's one message
     stop = ["--max-messages", "1"] if "opcua" in sources else []
-    proc = _agent(model, *[a for url in urls for a in ("--source", url)], *stop,
-                  "--sink", f"mqtt://{broker.host}:{broker.port}/{prefix}", cwd=tmp_path)
-    try:
+    with _agent(model, *[a for url in urls for a in ("--source", url)], *stop,
+                "--sink", f"mqtt://{broker.host}:{broker.port}/{prefix}", cwd=tmp_path) as proc:
         assert sub.wait_for(lambda c: c.on("/status"), 30)
-        proc.stdin.write(_row([0.5] * 4, "pump"))
-        proc.stdin.close()
-        assert proc.wait(60) == 0, proc.stderr.read().decode()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _finish(proc, _row([0.5] * 4, "pump"))
     assert sub.wait_for(lambda c: any(json.loads(p)["state"] == "offline" for p in c.on("/status")))
     statuses = [json.loads(p) for p in sub.on("/status")]
     assert statuses[0]["state"] == "online"
@@ -219,22 +224,17 @@ def test_the_first_retained_status_is_the_fleet_members_full_one(model: Path, tm
 def test_watch_model_without_trust_keys_or_metrics(model: Path, tmp_path: Path) -> None:
     live = tmp_path / "live.onnx"
     live.write_bytes(model.read_bytes())
-    proc = _agent(live, "--source", "stdin", "--watch-model", "--watch-interval", "0.1", cwd=tmp_path)
-    out, err = Drain(proc.stdout), Drain(proc.stderr)
-    newer = write_model(tmp_path / "new.onnx", make_card(window=4, threshold=0.9, k=2, n=3))
-    sha = hashlib.sha256(newer.read_bytes()).hexdigest()
-    try:
+    with _agent(live, "--source", "stdin", "--watch-model", "--watch-interval", "0.1", cwd=tmp_path) as proc:
+        out, err = Drain(proc.stdout), Drain(proc.stderr)
+        newer = write_model(tmp_path / "new.onnx", make_card(window=4, threshold=0.9, k=2, n=3))
+        sha = hashlib.sha256(newer.read_bytes()).hexdigest()
         proc.stdin.write(_row([0.5] * 4, "s") * 5)
         proc.stdin.flush()
         # the start's log line comes after the watcher has looked at the file: a swap from then on is a swap
         assert wait_until(lambda: b"at most" in err.text or proc.poll() is not None, timeout=60)
         os.replace(newer, live)  # replaced atomically, as the flag's help says
         assert wait_until(lambda: b"model_swapped" in out.text or proc.poll() is not None)
-    finally:
-        proc.stdin.close()
-        code = proc.wait(60)
-    err.join(10)
-    assert code == 0, err.text.decode()[-3000:]
+        _finish(proc, err=err)
     out.join(10)
     events = [json.loads(line) for line in out.text.splitlines()]
     assert [(e["event"], e["sha256"]) for e in events] == [("model_swapped", sha)]

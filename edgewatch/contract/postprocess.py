@@ -316,6 +316,25 @@ class Handover(enum.IntEnum):
     HOLD = 1
 
 
+class Overlap(enum.IntEnum):
+    """How the ``novelty`` kind's likelihood reads the spread of a rung's remembered distances (``overlap``).
+
+    ``INDEPENDENT``: as if the distances were independent values (the
+    files before the fourteenth round). ``CORRECTED``: consecutive
+    distances of a rung share ``m - 1`` of their ``m`` values, so they are
+    correlated over ``m`` rows, and the sample variance of n of them is
+    low by the factor ``1 - 2/(n - 1) * sum_k (1 - k/n)(1 - k/m)``
+    (triangular autocorrelation, k = 1 .. m - 1); the variance is divided
+    by it. Why: a rung's first estimate holds about two shape lengths of
+    distances, where the factor is about 0.6, and the too-narrow spread
+    raised a short stream's early alarms (docs/eval.md, fourteenth round);
+    it tends to 1 as the history grows, and is 1 for m = 1.
+    """
+
+    INDEPENDENT = 0
+    CORRECTED = 1
+
+
 @dataclass
 class NoveltyParams(SamplingParams, LikelihoodParams):
     """The likelihood's parameters (same names and defaults) plus the subsequence ``m`` and ``span``.
@@ -332,12 +351,14 @@ class NoveltyParams(SamplingParams, LikelihoodParams):
     ratio: float = 2  # each span of the ladder is this many times the one below
     m_seconds: float = 0
     handover: float = float(Handover.FRESH)  # :class:`Handover` (absent: fresh)
+    overlap: float = float(Overlap.INDEPENDENT)  # :class:`Overlap` (absent: distances read as independent)
 
     def uses_time(self) -> bool:
         return self.m_seconds > 0
 
     def problems(self) -> list[str]:
         out = super().problems() + self.sampling_problems() + choice_problems("handover", self.handover, Handover)
+        out += choice_problems("overlap", self.overlap, Overlap)
         if self.m < 1 or self.span < 2 * self.m or self.span > 100_000:
             out.append("need m >= 1 and 2*m <= span <= 100000")
         if self.min_span and not 4 <= self.min_span <= self.span:

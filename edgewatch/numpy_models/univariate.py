@@ -29,7 +29,7 @@ from edgewatch.contract import (
     Scaler,
     Task,
 )
-from edgewatch.contract.postprocess import Edges, Handover, Tail
+from edgewatch.contract.postprocess import Edges, Handover, Overlap, Tail
 from edgewatch.files import replacing
 from edgewatch.wire.onnx_write import Node, int64, model_bytes
 
@@ -92,16 +92,19 @@ def in_time(novelty: dict[str, float], levels: dict[str, float], range_min: int 
              "range_min": range_min, "range_max": range_max})
 
 
-def default_parts(tail: Tail = Tail.STUDENT, edges: Edges = Edges.SYMMETRIC,
-                  handover: Handover = Handover.HOLD) -> tuple[dict[str, float], dict[str, float]]:
+def default_parts(tail: Tail = Tail.STUDENT, edges: Edges = Edges.SYMMETRIC, handover: Handover = Handover.HOLD,
+                  overlap: Overlap = Overlap.CORRECTED) -> tuple[dict[str, float], dict[str, float]]:
     """The two parts of the default; ``edges`` from the minimum writes no ``edges`` parameter (the files
-    before the ninth round), a fresh ``handover`` no ``handover`` (those before the tenth)."""
+    before the ninth round), a fresh ``handover`` no ``handover`` (those before the tenth), independent
+    ``overlap`` no ``overlap`` (those before the fourteenth)."""
     levels = {"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096}
     if edges is not Edges.FROM_MINIMUM:
         levels["edges"] = int(edges)
     novelty = novelty_params(1536, 48, 2, tail)
     if handover is not Handover.FRESH:
         novelty["handover"] = int(handover)
+    if overlap is not Overlap.INDEPENDENT:
+        novelty["overlap"] = int(overlap)
     return in_time(novelty, levels)
 
 
@@ -127,7 +130,8 @@ def make_card(config: NoveltyLevelsConfig, feature: str = "value", data: str = "
               "between the last m values and the nearest earlier m values within the last span; the span steps "
               "from min_span up to span as the stream's history grows, m in proportion) and 'levels' (1.0 when "
               "the value reaches a level never seen in the stream; with edges 1 a new extreme needs a level's margin "
-              "on either side; with handover 1 a longer rung keeps the hold of the one it replaces), both per "
+              "on either side; with handover 1 a longer rung keeps the hold of the one it replaces; with overlap 1 a rung's "
+              "spread is widened by the variance's bias for its overlapping distances), both per "
               "stream; with the max's alert, an alert is one event for both (the novelty holds while the alerted value "
               "stays in its latest stretch); with m_seconds, range_seconds and count_rows each stream's first rows set m and the levels' range from its "
               "sampling interval and tell whether it is counts (then read through Anscombe's transform)",

@@ -196,10 +196,12 @@ def test_one_file_nab_best_scores_on_the_nab_folder(tmp_path: Path) -> None:
     path = novelty_levels.write_model(tmp_path / "nab-best.onnx")
     result, _ = run_nab(NAB, resolve(f"model:{path}"), progress=False)
     got = {p.profile: p.score for p in result.profiles}
-    assert got["standard"] == pytest.approx(79.66, abs=0.01)  # the thirteenth round: an alert one event for both
-    assert got["reward_low_FP_rate"] == pytest.approx(74.08, abs=0.01)
-    assert got["reward_low_FN_rate"] == pytest.approx(83.88, abs=0.01)
-    result, _ = run_nab(NAB, resolve("tenth-round"), progress=False)  # the previous defaults, by name
+    assert got["standard"] == pytest.approx(80.21, abs=0.01)  # the fourteenth round: the overlap's bias
+    assert got["reward_low_FP_rate"] == pytest.approx(75.19, abs=0.01)
+    assert got["reward_low_FN_rate"] == pytest.approx(84.24, abs=0.01)
+    result, _ = run_nab(NAB, resolve("thirteenth-round"), progress=False)  # the previous defaults, by name
+    assert [round(p.score, 2) for p in result.profiles] == [79.66, 74.08, 83.88]
+    result, _ = run_nab(NAB, resolve("tenth-round"), progress=False)
     assert [round(p.score, 2) for p in result.profiles] == [79.23, 73.21, 83.59]
     result, _ = run_nab(NAB, resolve("eighth-round"), progress=False)
     assert [round(p.score, 2) for p in result.profiles] == [78.80, 72.36, 83.30]

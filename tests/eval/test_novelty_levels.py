@@ -64,16 +64,22 @@ def test_make_detector_writes_the_adapted_default_in_its_default_place(tmp_path:
     assert levels.params["edges"] == 1 and "edges" not in novelty.params  # symmetric edges (ninth round)
     assert novelty.params["handover"] == 1 and "handover" not in levels.params  # the hold carried (tenth round)
     assert card.postprocess.params == {"alert": 0.5}  # an alert is one event for both parts (thirteenth round)
+    assert novelty.params["overlap"] == 1 and "overlap" not in levels.params  # overlap's bias (fourteenth round)
     # the shipped file is what the command writes
     assert path.read_bytes() == (ROOT / "models" / "nab-best.onnx").read_bytes()
     older = ScoringModel(novelty_levels.write_model(tmp_path / "5.onnx", novelty_levels.fifth_round())).card
     assert "m_seconds" not in older.postprocess.parts[0].params  # the fifth round's file: rows only
+    thirteenth = ScoringModel(novelty_levels.write_model(tmp_path / "13.onnx",
+                                                         novelty_levels.thirteenth_round())).card
+    assert thirteenth.postprocess.params == {"alert": 0.5}
+    plain = {k: v for k, v in novelty.params.items() if k != "overlap"}
+    assert [q.params for q in thirteenth.postprocess.parts] == [plain, levels.params]
     tenth = ScoringModel(novelty_levels.write_model(tmp_path / "10.onnx", novelty_levels.tenth_round())).card
     assert tenth.postprocess.params == {} and tenth.postprocess.to_dict()["params"] == {}
-    assert [q.params for q in tenth.postprocess.parts] == [novelty.params, levels.params]
+    assert [q.params for q in tenth.postprocess.parts] == [plain, levels.params]
     ninth = ScoringModel(novelty_levels.write_model(tmp_path / "9.onnx", novelty_levels.ninth_round())).card
     assert ninth.postprocess.params == {}
-    assert ninth.postprocess.parts[0].params == {k: v for k, v in novelty.params.items() if k != "handover"}
+    assert ninth.postprocess.parts[0].params == {k: v for k, v in plain.items() if k != "handover"}
     assert ninth.postprocess.parts[1].params == levels.params
     eighth = ScoringModel(novelty_levels.write_model(tmp_path / "8.onnx", novelty_levels.eighth_round())).card
     assert eighth.postprocess.parts[0].params == ninth.postprocess.parts[0].params
@@ -122,6 +128,7 @@ def test_the_previous_defaults_stay_by_name() -> None:
     assert resolve("fifth-round").name == "fifth-round" and resolve("fourth-round").name == "fourth-round"
     assert resolve("seventh-round").name == "seventh-round" and resolve("eighth-round").name == "eighth-round"
     assert resolve("ninth-round").name == "ninth-round" and resolve("tenth-round").name == "tenth-round"
+    assert resolve("thirteenth-round").name == "thirteenth-round"
     x = _series(700, 3)
     ts = 1.7e9 + 3600.0 * np.arange(len(x))
     fifth = resolve("fifth-round")
@@ -192,12 +199,12 @@ def test_a_rung_taking_over_keeps_the_hold_instead_of_alarming_again() -> None:
 
 
 def test_an_alert_is_one_event_for_both_parts() -> None:
-    """The default against the tenth round on six seeded 5-minute daily cycles with a mild shift at row 700:
+    """The thirteenth round against the tenth on six seeded 5-minute daily cycles with a mild shift at row 700:
     the levels alarm on its first value, and in the tenth round the novelty alarmed again two rows later on
-    some seeds, while that value was still in its latest stretch; the default alerts once, the same outputs
-    before it and no alert the tenth round did not raise, and the agent's file equals the NumPy reference."""
-    new, old = resolve("novelty-levels"), resolve("tenth-round")
-    config = novelty_levels.NoveltyLevelsConfig()
+    some seeds, while that value was still in its latest stretch; the thirteenth round alerts once, the same
+    outputs before it and no alert the tenth round did not raise, and its file equals the NumPy reference."""
+    new, old = resolve("thirteenth-round"), resolve("tenth-round")
+    config = novelty_levels.thirteenth_round()
     starts = {"new": 0, "old": 0}
     for seed in range(6):
         rng = np.random.default_rng(seed)
@@ -228,3 +235,25 @@ def test_the_max_steps_alert_is_checked_when_the_card_is_read() -> None:
         bad = dict(props, **{"edgewatch.postprocess": json.dumps({**post, "params": params})})
         with pytest.raises(BadModelFile, match=why):
             ModelCard.from_props(bad)
+
+
+def test_a_rungs_overlapping_distances_widen_its_early_spread() -> None:
+    """The default against the thirteenth round on six seeded 5-minute daily cycles with heavy-tailed noise and
+    a burst at row 850: the thirteenth round read a short rung's first distances as independent and alerted on
+    ordinary rows early on several seeds; the default alerts there less (never more), the same alerts from row 483 on,
+    both alert on the burst, and the agent's file equals the NumPy reference."""
+    new, old = resolve("novelty-levels"), resolve("thirteenth-round")
+    fewer = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        x = 100 + 10 * np.sin(np.arange(1000) * 2 * np.pi / 288) + rng.standard_t(3, 1000)
+        x[850:870] += 40
+        ts = 1.7e9 + 300.0 * np.arange(len(x))
+        a, b = _starts(new.score_series(x, "s", ts)), _starts(old.score_series(x, "s", ts))
+        early_a, early_b = [i for i in a if i < 483], [i for i in b if i < 483]
+        assert len(early_a) <= len(early_b)
+        fewer += len(early_b) - len(early_a)
+        assert [i for i in a if i >= 483] == [i for i in b if i >= 483] and 850 in a
+        ref = novelty_levels.reference_scores(x, novelty_levels.NoveltyLevelsConfig(), ts)
+        np.testing.assert_allclose(new.score_series(x, "s", ts), ref, atol=1e-9)
+    assert fewer >= 3

@@ -64,6 +64,22 @@ def student_as_normal(t: float, dof: int) -> float:
     return z if t > 0 else -z
 
 
+def overlap_bias(n: int, m: int) -> float:
+    """E[s^2] / sigma^2 for ``n`` consecutive values correlated over ``m`` rows (triangular autocorrelation).
+
+    Why: a statistic of the last ``m`` values shares ``m - 1`` of them with
+    the next row's, and the sample variance of a short run of such values
+    is low (the textbook bias of the variance of an autocorrelated series,
+    ``1 - 2/(n - 1) * sum_k (1 - k/n) rho_k``, with ``rho_k = 1 - k/m``).
+    1 for ``m`` <= 1; never below ``1/n``.
+    """
+    if m <= 1 or n <= 1:
+        return 1.0
+    k = np.arange(1, min(m, n))
+    s = float(np.sum((1.0 - k / n) * (1.0 - k / m)))
+    return max(1.0 - 2.0 * s / (n - 1), 1.0 / n)
+
+
 class _Stream:
     __slots__ = ("n", "short", "short_sum", "history", "hcap", "hpos", "mean", "std", "dof", "since", "recent",
                  "held")
@@ -100,10 +116,13 @@ class _Stream:
 class Likelihood(PerStream):
     """Numenta-style anomaly likelihood, per stream, with an optional refractory damping."""
 
-    def __init__(self, params: LikelihoodParams) -> None:
+    def __init__(self, params: LikelihoodParams, overlap: int = 1) -> None:
+        """``overlap`` > 1: the scores are correlated over that many rows (:func:`overlap_bias` widens the
+        spread); the ``novelty`` kind passes a rung's shape length with ``overlap`` 1 on its card."""
         super().__init__()
         self.p = params
         self.student = Tail(int(params.tail)) is Tail.STUDENT
+        self.overlap = int(overlap)
 
     def _new_state(self) -> _Stream:
         return _Stream(self.p)
@@ -124,11 +143,12 @@ class Likelihood(PerStream):
         if st.std == 0.0 or st.since >= p.reestimate:
             h = st.past() if st.history else np.array([avg])
             st.mean = float(h.mean())
+            widen = 1.0 / math.sqrt(overlap_bias(h.size, self.overlap)) if self.overlap > 1 else 1.0
             if self.student:
                 st.dof = h.size - 1
-                st.std = max(float(h.std(ddof=1)) if st.dof else 0.0, p.min_std) * math.sqrt(1.0 + 1.0 / h.size)
+                st.std = max(float(h.std(ddof=1)) * widen if st.dof else 0.0, p.min_std) * math.sqrt(1.0 + 1.0 / h.size)
             else:
-                st.std = max(float(h.std()), p.min_std)
+                st.std = max(float(h.std()) * widen, p.min_std)
             del h  # no view of the history may outlive this (it still grows)
             st.since = 0
         st.since += 1

@@ -58,6 +58,14 @@ its latest stretch (rows already held keep their longer hold). Why: a
 same value a few rows later, a second alert for one event (docs/eval.md,
 thirteenth round).
 
+With ``overlap`` 1 (:class:`~edgewatch.contract.postprocess.Overlap`)
+each rung's likelihood widens its spread by the bias of the sample
+variance of distances correlated over the rung's ``m`` rows
+(:func:`~edgewatch.agent.postprocess.likelihood.overlap_bias`). Why: a
+rung speaks after about two shape lengths of distances, whose spread is
+then about 0.8 of the true one, and its first 100 rows alarmed on
+ordinary shapes (docs/eval.md, fourteenth round).
+
 Fails when: a stream's period is longer than ``span`` (ordinary parts of
 the cycle look new), or a drift is slow (each stretch resembles the one
 before). A non-finite value is skipped (output 0, not remembered).
@@ -74,7 +82,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from edgewatch.agent.postprocess.likelihood import Likelihood, _Stream
 from edgewatch.agent.postprocess.sampling import SampledPerStream, Sampling
-from edgewatch.contract.postprocess import Handover, NoveltyParams
+from edgewatch.contract.postprocess import Handover, NoveltyParams, Overlap
 
 
 class _Step:
@@ -125,6 +133,7 @@ class Novelty(SampledPerStream):
         self.p = params
         self.span = int(params.span)
         self._ladders: dict[int, list[_Step]] = {}  # top shape length -> its ladder, shared by the streams
+        self.corrected = Overlap(int(params.overlap)) is Overlap.CORRECTED
         self.steps = self._ladder_for(int(params.m))
         self.carry_hold = Handover(int(params.handover)) is Handover.HOLD
 
@@ -132,7 +141,8 @@ class Novelty(SampledPerStream):
         steps = self._ladders.get(m)
         if steps is None:
             p = replace(self.p, m=float(m))
-            steps = self._ladders[m] = [_Step(mk, k, Likelihood(p.likelihood(k / self.span))) for mk, k in p.ladder()]
+            steps = self._ladders[m] = [_Step(mk, k, Likelihood(p.likelihood(k / self.span), mk if self.corrected else 1))
+                                        for mk, k in p.ladder()]
         return steps
 
     def _state_for(self, sampling: Sampling) -> _NoveltyStream:

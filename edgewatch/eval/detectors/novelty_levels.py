@@ -29,6 +29,10 @@ parts (the composite's ``alert``, thirteenth round): after a row the file
 alerted on, the novelty's speaking rung holds for the ``m - 1`` rows in
 which that value is still inside its latest stretch, so a levels alarm on
 one value is not followed by the novelty's alarm on the same value.
+Each rung's likelihood widens its spread by the bias of the sample
+variance of distances that share ``m - 1`` of their ``m`` values
+(``overlap`` 1, fourteenth round): a rung's first estimate, from about
+two shape lengths of distances, no longer reads ordinary shapes as rare.
 
 Settings. On principle: shape length span / 8 and the likelihood's
 learning / hold / refractory rows in proportion to the span (100 / 200 /
@@ -41,13 +45,15 @@ as above it (sign symmetry, nothing chosen), a rung taking over keeps
 the hold left on the one it replaces (one alert per event, nothing
 chosen), an alerted value held for the rows it stays in the novelty's
 latest stretch (one alert per event across the parts; the length is the
-shape's own); the
+shape's own), the variance's bias for a rung's overlapping distances
+(triangular autocorrelation over the rung's own m, nothing chosen); the
 lengths in time are the rows chosen on NAB read at its 5-minute
 interval. Chosen on the 25 NAB files and their perturbed copies
 (``edgewatch eval nab --perturb all``, docs/eval.md, fifth and sixth
 rounds): the ladder (bottom 48, ratio 2, top 1536), which lengths follow
 time (the range and the shape, not the spans), the count rule.
-:func:`tenth_round` (each part alone after an alert), :func:`ninth_round` (and each rung's hold afresh),
+:func:`thirteenth_round` (a rung's distances read as independent),
+:func:`tenth_round` (and each part alone after an alert), :func:`ninth_round` (and each rung's hold afresh),
 :func:`eighth_round` (and levels counted from the minimum),
 :func:`seventh_round` (and the Gaussian tail), :func:`fifth_round` (every
 length in rows, no counts) and :func:`fourth_round` (one 384-row span)
@@ -70,36 +76,44 @@ integer-valued measurement is taken for counts).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from edgewatch.contract.postprocess import Edges, Handover, Tail
+from edgewatch.contract.postprocess import Edges, Handover, Overlap, Tail
 from edgewatch.files import replacing
 from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, default_parts, detector_bytes, novelty_params
 
 
+def thirteenth_round() -> NoveltyLevelsConfig:
+    """The thirteenth round's default (the same file with a rung's distances read as independent): kept to
+    compare."""
+    novelty, levels = default_parts(Tail.STUDENT, Edges.SYMMETRIC, Handover.HOLD, Overlap.INDEPENDENT)
+    return NoveltyLevelsConfig(novelty=novelty, levels=levels)
+
+
 def tenth_round() -> NoveltyLevelsConfig:
-    """The tenth round's default (the same file with each part alone after an alert): kept to compare."""
-    return NoveltyLevelsConfig(alert=0.0)
+    """The tenth round's default (the thirteenth's with each part alone after an alert): kept to compare."""
+    return replace(thirteenth_round(), alert=0.0)
 
 
 def ninth_round() -> NoveltyLevelsConfig:
     """The ninth round's default (the tenth's with each rung's hold starting afresh): kept to compare."""
-    novelty, levels = default_parts(Tail.STUDENT, Edges.SYMMETRIC, Handover.FRESH)
+    novelty, levels = default_parts(Tail.STUDENT, Edges.SYMMETRIC, Handover.FRESH, Overlap.INDEPENDENT)
     return NoveltyLevelsConfig(novelty=novelty, levels=levels, alert=0.0)
 
 
 def eighth_round() -> NoveltyLevelsConfig:
     """The eighth round's default (the ninth's with the levels counted from the range's minimum): kept to
     compare."""
-    novelty, levels = default_parts(Tail.STUDENT, Edges.FROM_MINIMUM, Handover.FRESH)
+    novelty, levels = default_parts(Tail.STUDENT, Edges.FROM_MINIMUM, Handover.FRESH, Overlap.INDEPENDENT)
     return NoveltyLevelsConfig(novelty=novelty, levels=levels, alert=0.0)
 
 
 def seventh_round() -> NoveltyLevelsConfig:
     """The seventh round's default (the eighth's with the likelihood's Gaussian tail): kept to compare."""
-    novelty, levels = default_parts(Tail.GAUSSIAN, Edges.FROM_MINIMUM, Handover.FRESH)
+    novelty, levels = default_parts(Tail.GAUSSIAN, Edges.FROM_MINIMUM, Handover.FRESH, Overlap.INDEPENDENT)
     return NoveltyLevelsConfig(novelty=novelty, levels=levels, alert=0.0)
 
 
@@ -155,6 +169,7 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.
     speaks_at = [span - 1 + int(p.likelihood(span / int(p.span)).learning) for _, span in ladder] + [len(x)]
     rungs = []
     carry = Handover(int(p.handover)) is Handover.HOLD
+    corrected = Overlap(int(p.overlap)) is Overlap.CORRECTED
     held_left = np.zeros(len(x), dtype=np.int64)  # the speaking rung's rows of hold left after each row
     for k, (m, span) in enumerate(ladder):
         lik = p.likelihood(span / int(p.span))
@@ -164,7 +179,7 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.
             windows = sliding_window_view(x, span)
             d = np.concatenate([novelty_scores(windows[a:a + 64], NoveltyConfig(window=span, scales=[(span, m)]))
                                 for a in range(0, len(windows), 64)])
-            one = Likelihood(lik)
+            one = Likelihood(lik, m if corrected else 1)
             st = one._new_state()
             for i, v in enumerate(d.tolist(), start=span - 1):
                 if carry and rungs and i == speaks:

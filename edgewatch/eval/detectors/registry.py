@@ -17,6 +17,7 @@ class BuiltIn(str, enum.Enum):
     NOVELTY = "novelty"
     LEVELS = "levels"
     NOVELTY_LEVELS = "novelty-levels"
+    THIRTEENTH_ROUND = "thirteenth-round"
     TENTH_ROUND = "tenth-round"
     NINTH_ROUND = "ninth-round"
     EIGHTH_ROUND = "eighth-round"
@@ -42,9 +43,11 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
     counts stabilised, decided per stream from its first 48 rows, and the
     novelty's likelihood read through Student's predictive tail, a new
     extreme a level beyond the range on either side, a longer rung keeping
-    the hold of the one it replaces, an alert one event for both parts);
-    ``tenth-round`` is the same file with each part alone after an alert
-    (the tenth round's default), ``ninth-round`` that with
+    the hold of the one it replaces, an alert one event for both parts,
+    a rung's spread widened for its overlapping distances);
+    ``thirteenth-round`` is the same file with the distances read as
+    independent (the thirteenth round's default), ``tenth-round`` that with
+    each part alone after an alert (the tenth round's), ``ninth-round`` that with
     each rung's hold afresh (the ninth round's), ``eighth-round``
     that with the levels counted from the range's minimum (the eighth
     round's), ``seventh-round`` that with the Gaussian tail
@@ -76,6 +79,7 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:  # sessions hold the graphs
         rounds = {BuiltIn.NOVELTY_LEVELS: novelty_levels.NoveltyLevelsConfig,
+                  BuiltIn.THIRTEENTH_ROUND: novelty_levels.thirteenth_round,
                   BuiltIn.TENTH_ROUND: novelty_levels.tenth_round,
                   BuiltIn.NINTH_ROUND: novelty_levels.ninth_round,
                   BuiltIn.EIGHTH_ROUND: novelty_levels.eighth_round,

@@ -123,3 +123,38 @@ def test_tail_is_checked_and_an_older_reader_refuses_it() -> None:
     with pytest.raises(BadModelFile, match="unknown parameters \\['tail'\\]"):
         older.from_dict({"learning": 20, "tail": 1}, "likelihood")
     assert Likelihood(LikelihoodParams.from_dict({"learning": 20})).student is False
+
+
+def test_overlap_bias_is_the_mean_sample_variance_of_overlapping_means() -> None:
+    """Means of the last m values of white noise (triangular autocorrelation over m rows): the average sample
+    variance of n consecutive ones over their true variance is what :func:`overlap_bias` gives (seeded)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from edgewatch.agent.postprocess.likelihood import overlap_bias
+
+    rng = np.random.default_rng(11)
+    for n, m in ((25, 12), (50, 24), (100, 48), (20, 6), (400, 48)):
+        runs = sliding_window_view(rng.normal(size=(4000, n + m - 1)), m, axis=1).mean(axis=2)
+        got = float(runs.var(axis=1, ddof=1).mean() * m)  # the true variance of a mean of m is 1/m
+        assert got == pytest.approx(overlap_bias(n, m), abs=0.03)
+    assert overlap_bias(25, 12) < 0.65 and overlap_bias(8640, 192) > 0.97  # strong early, gone once long
+    assert overlap_bias(25, 1) == overlap_bias(1, 12) == 1.0 and overlap_bias(3, 64) >= 1 / 3
+
+
+def test_overlap_widens_the_spread_of_a_short_history_only() -> None:
+    """With ``overlap`` 12 a likelihood reads a value against a wider spread while its history is short, so a
+    value 6 sample deviations out after 25 overlapping values is not an alert (the plain reading's is), and
+    it agrees with the plain one once the history is long."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    rng = np.random.default_rng(5)
+    x = sliding_window_view(rng.normal(size=3000 + 11), 12).mean(axis=1)
+    x[30] = x[:25].mean() + 6 * x[:25].std(ddof=1)
+    x[2900] = x.mean() + 6 * x.std()
+    params = LikelihoodParams.from_dict({"learning": 25, "short": 1, "min_std": 1e-9, "tail": 1})
+    slots = np.zeros(x.size, int)
+    plain = Likelihood(params).update_many(slots, x)
+    wide = Likelihood(params, overlap=12).update_many(slots, x)
+    assert plain[30] >= 0.5 > wide[30]
+    assert np.all(wide[25:] <= plain[25:] + 1e-12)
+    assert wide[2900] >= 0.5 and abs(wide[2900] - plain[2900]) < 0.01

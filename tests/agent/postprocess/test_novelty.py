@@ -134,3 +134,21 @@ def test_handover_is_checked_and_an_older_reader_refuses_it() -> None:
         older.from_dict({"m": 4, "span": 32, "handover": 1}, "novelty")
     assert make_postprocessor(PostProcess("novelty", {"m": 4, "span": 32})).carry_hold is False  # absent: fresh
     assert make_postprocessor(PostProcess("novelty", {"m": 4, "span": 32, "handover": 1})).carry_hold is True
+
+
+def test_overlap_is_checked_passes_each_rung_its_m_and_an_older_reader_refuses_it() -> None:
+    import dataclasses
+
+    from edgewatch.contract.postprocess import KindParams
+
+    with pytest.raises(BadModelFile, match="overlap must be one of 0 \\(independent\\), 1 \\(corrected\\)"):
+        make_postprocessor(PostProcess("novelty", {"m": 4, "span": 32, "overlap": 2}))
+    older = dataclasses.make_dataclass("NoveltyParams", [(f.name, float, f.default)
+                                                         for f in dataclasses.fields(NoveltyParams)
+                                                         if f.name != "overlap"], bases=(KindParams,))
+    with pytest.raises(BadModelFile, match="unknown parameters \\['overlap'\\]"):
+        older.from_dict({"m": 4, "span": 32, "overlap": 1}, "novelty")
+    plain = make_postprocessor(PostProcess("novelty", {"m": 8, "span": 64, "min_span": 16}))
+    assert [s.lik.overlap for s in plain.steps] == [1, 1, 1]  # absent: read as independent
+    wide = make_postprocessor(PostProcess("novelty", {"m": 8, "span": 64, "min_span": 16, "overlap": 1}))
+    assert [s.lik.overlap for s in wide.steps] == [s.m for s in wide.steps] == [2, 4, 8]

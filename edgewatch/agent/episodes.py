@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 MAX_M = 10**6  # quiet windows before an episode closes: a bound that no sane setting reaches
 
 
@@ -43,6 +45,40 @@ class Episode:
     end_seq: int | None = None
     last_over_ts: float = 0.0  # the last window over the threshold: where the anomaly was last seen
     last_over_seq: int = 0
+    lead: Lead | None = None  # what the features did in its windows over the threshold (when errors were given)
+
+
+@dataclass(slots=True)
+class Lead:
+    """Each feature's error summed over an episode's windows over the threshold, and its share of each window.
+
+    Why over all of them and not the window that opened or closed the
+    episode: with a k-of-n opening the k-th window over is any window, and on
+    a packaging line whose current rose 15 % it was the one that straddled
+    the next stop, where the belt speed's fall is most of the error: the
+    start named the belt speed (97 %) for a fault of the current. The end's
+    window is m windows under the threshold, and named what a quiet window
+    holds. Each window's shares count once, whatever its size, so one huge
+    straddling window does not outvote thirty that say the same thing.
+    """
+
+    error: np.ndarray  # [F] the sum of each feature's error
+    share: np.ndarray  # [F] the sum of each feature's share of its window's error
+    windows: int = 0
+
+    def add(self, error: np.ndarray) -> None:
+        e = np.nan_to_num(np.asarray(error, dtype=np.float64), nan=0.0, posinf=np.finfo(np.float64).max,
+                          neginf=0.0)
+        total = float(e.sum())
+        self.error += e
+        self.share += e / total if np.isfinite(total) and total > 0 else 0.0
+        self.windows += 1
+
+    @classmethod
+    def of(cls, error: np.ndarray) -> Lead:
+        lead = cls(np.zeros(np.size(error)), np.zeros(np.size(error)))
+        lead.add(error)
+        return lead
 
 
 @dataclass(slots=True)
@@ -54,6 +90,7 @@ class _Track:
     first_over_seq: int = 0
     born: float | None = None  # the stream's first window time while its quiet start lasts, else None
     held_open: bool = False  # a held episode is open (quiet start): it ends as an episode would, unsent
+    lead: Lead | None = None  # the counted windows over before an episode opens (from ``first_over``)
 
 
 @dataclass
@@ -90,8 +127,12 @@ class EpisodeTracker:
             raise ValueError(f"need a quiet start of 0 or more seconds, got {self.quiet_start}")
         self._mask = (1 << self.n) - 1
 
-    def update(self, slot: int, over: bool, score: float, ts: float, seq: int) -> Transition | None:
-        """Record one scored window; return the start or end it causes, if any."""
+    def update(self, slot: int, over: bool, score: float, ts: float, seq: int, error: np.ndarray | None = None
+               ) -> Transition | None:
+        """Record one scored window; return the start or end it causes, if any.
+
+        ``error``: the window's per-feature error; the windows over the threshold add theirs to the
+        episode's :class:`Lead`, from the first of the counted windows that opened it."""
         tr = self._tracks.get(slot)
         if tr is None:
             tr = self._tracks[slot] = _Track(born=ts if self.quiet_start else None)
@@ -105,13 +146,25 @@ class EpisodeTracker:
         # so an episode starts at its first bad window, not at the k-th
         if over and tr.history == 0:
             tr.first_over_ts, tr.first_over_seq = ts, seq
+            tr.lead = None
+        if over and error is not None:
+            lead = tr.episode.lead if tr.episode is not None else tr.lead
+            if lead is None:
+                lead = Lead.of(error)
+                if tr.episode is not None:
+                    tr.episode.lead = lead
+                else:
+                    tr.lead = lead
+            else:
+                lead.add(error)
         tr.history = ((tr.history << 1) | int(over)) & self._mask
         tr.quiet = 0 if over else tr.quiet + 1
         ep = tr.episode
         if ep is None:
             if over and tr.history.bit_count() >= self.k:
                 tr.episode = Episode(tr.first_over_ts, tr.first_over_seq, score, seq, last_over_ts=ts,
-                                     last_over_seq=seq)
+                                     last_over_seq=seq, lead=tr.lead)
+                tr.lead = None
                 return Transition("start", slot, tr.episode)
             return None
         if over:
@@ -143,7 +196,7 @@ class EpisodeTracker:
         return held
 
     def update_many(self, slots: list[int], over: list[bool], scores: list[float], ts: list[float],
-                    seq: list[int]) -> Iterator[tuple[int, Transition]]:
+                    seq: list[int], errors: np.ndarray | None = None) -> Iterator[tuple[int, Transition]]:
         """:meth:`update` for a batch of scored windows in order; yields each transition with its window's index.
 
         Why not one :meth:`update` per window: most windows are under the
@@ -164,7 +217,7 @@ class EpisodeTracker:
                     continue
                 if not tr.history and tr.episode is None and not tr.held_open:
                     continue
-            t = update(slot, over[i], scores[i], ts[i], seq[i])
+            t = update(slot, over[i], scores[i], ts[i], seq[i], errors[i] if errors is not None and over[i] else None)
             if t is not None:
                 yield i, t
 
@@ -182,6 +235,7 @@ class EpisodeTracker:
         tr = self._tracks.get(slot)
         if tr:
             tr.history = 0
+            tr.lead = None
             if self.quiet_start and tr.episode is None:
                 del self._tracks[slot]
 

@@ -142,7 +142,10 @@ class FitReport:
             out.append(f"anything in {_some(left) if len(left) > MANY_CONSTANT else ', '.join(left)} (left out)")
         for where, ranges in ([("", self.ranges)] if not self.points else
                               [(f"in {pt.name(i + 1, self.notes.states)}, ", pt.ranges) for i, pt in enumerate(self.points)]):
-            levels = [fr for fr in ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change)]
+            # a text state changes only by a switch to another of its texts (a new text is unknown_state): a
+            # "sustained change smaller than 8.44e-07" of Run/Stop is none it can make
+            levels = [fr for fr in ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change)
+                      and fr.name not in self.notes.states]
             if levels:
                 parts = _some([f"{fr.name} {fr.smallest_change:.3g} ({fr.smallest_change / fr.std:.2g} std)"
                                if fr.std > 0 else f"{fr.name} {fr.smallest_change:.3g}" for fr in levels],

@@ -80,6 +80,8 @@ def test_the_operating_points_name_a_text_state_by_its_text_not_its_code(fitted:
     assert "86% of the windows, seen from row 0 to row 4662" in warning, warning
     blind = [x for x in lines if x.startswith("  - in point")]
     assert len(blind) == 2 and f"{STATE} Run)" in blind[0] and f"{STATE} Stop)" in blind[1], blind
+    # a text state changes by a switch only: no "sustained change of Pump State smaller than 8.44e-07"
+    assert not any(STATE in x.split("smaller than:")[1] for x in blind), blind
     number = next(x for x in fitted["number"][1].lines() if "distinct operating points" in x)
     assert f"{STATE} 0.99" in number, number  # a 0/1 column has no texts: its mean as before
 

@@ -141,7 +141,8 @@ class FitReport:
         if left:
             out.append(f"anything in {_some(left) if len(left) > MANY_CONSTANT else ', '.join(left)} (left out)")
         for where, ranges in ([("", self.ranges)] if not self.points else
-                              [(f"in {pt.name(i + 1, self.notes.states)}, ", pt.ranges) for i, pt in enumerate(self.points)]):
+                              [(f"in {pt.name(i + 1, self.notes.states)}, ", pt.ranges)
+                               for i, pt in enumerate(self.points)]):
             # a text state changes only by a switch to another of its texts (a new text is unknown_state): a
             # "sustained change smaller than 8.44e-07" of Run/Stop is none it can make
             levels = [fr for fr in ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change)
@@ -227,7 +228,8 @@ def _reading_notes(n: ReadNotes) -> list[str]:
         where = "" if len(n.files) < 2 else " (" + ", ".join(f"{name}: {count:,}" for name, count in
                                                              list(n.ragged_files.items())[:3]) + (
             f" and {len(n.ragged_files) - 3} more file(s)" if len(n.ragged_files) > 3 else "") + ")"
-        out.append(f"skipped {n.ragged:,} line(s) with another number of fields than the header{where}")
+        out.append(f"skipped {n.ragged:,} line(s) with another number of fields than the header, or cut off at "
+                   f"the file's end{where}")
     return out
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgewatch.fit.normal_data import read_normal_data
 from edgewatch.fit.pipeline import fit_model
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -60,3 +61,33 @@ def test_files_that_follow_on_make_no_gap(tmp_path: Path) -> None:
     lines = fit_model([_folder(tmp_path / "days", missing=None, cut=None)], tmp_path / "m.onnx").lines()
     assert not any("gap(s) in time" in x for x in lines), lines
     assert not any("another number of fields" in x for x in lines), lines
+
+
+def _one_file(path: Path, end: str) -> Path:
+    """Six hours of the tank's rows; ``end`` replaces the file's last characters (its line end and more)."""
+    path.mkdir()
+    _export(path, 0, np.random.default_rng(6))
+    f = path / "tank_00.csv"
+    text = f.read_text()
+    if end == "torn":  # the write stopped after the first digit of the last current: "...,11.372" -> "...,1"
+        text = text[:text.rindex(",") + 2]
+    elif end == "no line end":
+        text = text.rstrip("\n")
+    f.write_text(text)
+    return f
+
+
+def test_a_last_value_cut_short_by_a_torn_write_is_skipped_and_said(tmp_path: Path) -> None:
+    """Before, ``...,64.08,1`` of ``...,64.08,11.372`` had every field and was read as a current of 1 A."""
+    f = _one_file(tmp_path / "torn", "torn")
+    data = read_normal_data([f])
+    assert data.rows == ROWS - 1 and data.notes.ragged == 1
+    assert float(np.min(np.concatenate(data.segments)[:, data.features.index("Amps")])) > 8.5
+    report = fit_model([f], tmp_path / "m.onnx")
+    assert any("or cut off at the file's end" in x for x in report.lines())
+
+
+def test_a_file_without_its_final_line_end_keeps_its_last_row(tmp_path: Path) -> None:
+    for end in ("no line end", ""):
+        data = read_normal_data([_one_file(tmp_path / (end or "whole"), end)])
+        assert data.rows == ROWS and data.notes.ragged == 0, end

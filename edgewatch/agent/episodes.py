@@ -66,19 +66,31 @@ class Lead:
     share: np.ndarray  # [F] the sum of each feature's share of its window's error
     windows: int = 0
 
-    def add(self, error: np.ndarray) -> None:
-        e = np.nan_to_num(np.asarray(error, dtype=np.float64), nan=0.0, posinf=np.finfo(np.float64).max,
-                          neginf=0.0)
-        total = float(e.sum())
-        self.error += e
-        self.share += e / total if np.isfinite(total) and total > 0 else 0.0
+    def add(self, error: np.ndarray, share: np.ndarray | None = None) -> None:
+        """One window's errors; ``share``: their shares of its total when the caller has them (one batch's at once)."""
+        if share is None:
+            error, share = window_shares(np.asarray(error, dtype=np.float64)[None])
+            error, share = error[0], share[0]
+        self.error += error
+        self.share += share
         self.windows += 1
 
     @classmethod
-    def of(cls, error: np.ndarray) -> Lead:
+    def of(cls, error: np.ndarray, share: np.ndarray | None = None) -> Lead:
         lead = cls(np.zeros(np.size(error)), np.zeros(np.size(error)))
-        lead.add(error)
+        lead.add(error, share)
         return lead
+
+
+def window_shares(errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[B, F]`` errors with NaN as 0 and +inf as the largest float, and each row's shares of its total (0 where
+    the total is 0 or not finite): the same reading of a bad error as ``events.top_features``."""
+    clean = np.nan_to_num(errors, nan=0.0, posinf=np.finfo(np.float64).max, neginf=0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = clean.sum(axis=1, keepdims=True)
+        ok = np.isfinite(total) & (total > 0)
+        shares = np.where(ok, clean / np.where(ok, total, 1.0), 0.0)
+    return clean, shares
 
 
 @dataclass(slots=True)
@@ -127,8 +139,8 @@ class EpisodeTracker:
             raise ValueError(f"need a quiet start of 0 or more seconds, got {self.quiet_start}")
         self._mask = (1 << self.n) - 1
 
-    def update(self, slot: int, over: bool, score: float, ts: float, seq: int, error: np.ndarray | None = None
-               ) -> Transition | None:
+    def update(self, slot: int, over: bool, score: float, ts: float, seq: int, error: np.ndarray | None = None,
+               share: np.ndarray | None = None) -> Transition | None:
         """Record one scored window; return the start or end it causes, if any.
 
         ``error``: the window's per-feature error; the windows over the threshold add theirs to the
@@ -150,13 +162,13 @@ class EpisodeTracker:
         if over and error is not None:
             lead = tr.episode.lead if tr.episode is not None else tr.lead
             if lead is None:
-                lead = Lead.of(error)
+                lead = Lead.of(error, share)
                 if tr.episode is not None:
                     tr.episode.lead = lead
                 else:
                     tr.lead = lead
             else:
-                lead.add(error)
+                lead.add(error, share)
         tr.history = ((tr.history << 1) | int(over)) & self._mask
         tr.quiet = 0 if over else tr.quiet + 1
         ep = tr.episode
@@ -208,6 +220,9 @@ class EpisodeTracker:
         before asking for the next, as :meth:`update` one by one would.
         """
         tracks, update, quiet_start = self._tracks, self.update, self.quiet_start
+        clean = shares = None
+        if errors is not None and any(over):  # one batch's shares at once: a long episode has every window over
+            clean, shares = window_shares(np.asarray(errors, dtype=np.float64))
         for i, slot in enumerate(slots):
             if not over[i]:
                 tr = tracks.get(slot)
@@ -217,7 +232,8 @@ class EpisodeTracker:
                     continue
                 if not tr.history and tr.episode is None and not tr.held_open:
                     continue
-            t = update(slot, over[i], scores[i], ts[i], seq[i], errors[i] if errors is not None and over[i] else None)
+            t = (update(slot, True, scores[i], ts[i], seq[i], clean[i], shares[i]) if over[i] and clean is not None
+                 else update(slot, over[i], scores[i], ts[i], seq[i]))
             if t is not None:
                 yield i, t
 

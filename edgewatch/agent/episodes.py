@@ -103,6 +103,7 @@ class _Track:
     born: float | None = None  # the stream's first window time while its quiet start lasts, else None
     held_open: bool = False  # a held episode is open (quiet start): it ends as an episode would, unsent
     lead: Lead | None = None  # the counted windows over before an episode opens (from ``first_over``)
+    counted: int = 0  # windows over since ``first_over``: the opening episode's ``windows_over``
 
 
 @dataclass
@@ -159,6 +160,9 @@ class EpisodeTracker:
         if over and tr.history == 0:
             tr.first_over_ts, tr.first_over_seq = ts, seq
             tr.lead = None
+            tr.counted = 0
+        if over:
+            tr.counted += 1
         if over and error is not None:
             lead = tr.episode.lead if tr.episode is not None else tr.lead
             if lead is None:
@@ -174,8 +178,10 @@ class EpisodeTracker:
         ep = tr.episode
         if ep is None:
             if over and tr.history.bit_count() >= self.k:
-                tr.episode = Episode(tr.first_over_ts, tr.first_over_seq, score, seq, last_over_ts=ts,
-                                     last_over_seq=seq, lead=tr.lead)
+                # windows_over: every window over since its start, as its start time counts them (the k-th
+                # window alone said 1 of a start that 32 windows over had opened)
+                tr.episode = Episode(tr.first_over_ts, tr.first_over_seq, score, seq, windows_over=tr.counted,
+                                     last_over_ts=ts, last_over_seq=seq, lead=tr.lead)
                 tr.lead = None
                 return Transition("start", slot, tr.episode)
             return None

@@ -30,6 +30,7 @@ def test_the_start_names_what_the_counted_windows_share_not_the_window_that_open
         if tr is not None:
             starts.append(tr)
     assert len(starts) == 1 and starts[0].episode.start_seq == 0
+    assert starts[0].episode.windows_over == 32  # every window over since its start (before: 1)
     named = lead_features(starts[0].episode.lead, FEATURES)
     assert named[0]["feature"] == "motor_current_A" and named[0]["share"] > 0.9, named
     quiet = [tracker.update(0, False, 0.0, 32.0 + i, 32 + i, np.array([5.0, 0.0])) for i in range(62)]

@@ -71,7 +71,8 @@ class Lead:
         if share is None:
             error, share = window_shares(np.asarray(error, dtype=np.float64)[None])
             error, share = error[0], share[0]
-        self.error += error
+        with np.errstate(over="ignore"):  # an overflowing window's error is the largest float: the sum stays there
+            np.minimum(self.error + error, np.finfo(np.float64).max, out=self.error)
         self.share += share
         self.windows += 1
 

@@ -288,7 +288,8 @@ def test_fit_then_an_agent_process_reads_the_state_topic_from_mosquitto(tmp_path
     _pump_file(tmp_path / "n.csv", _pump_motor(np.random.default_rng(11), 4800), "text")
     run(tmp_path, "fit", "n.csv", "-o", "m.onnx")
     status = collector(broker, "edgewatch/states/#", client_id="states-status")
-    source = f"mqtt://{broker.host}:{broker.port}/plant/{{stream}}/{{feature}}?max_age=60s"
+    # a root of its own: other tests leave retained plant/ topics on the session broker (unknown features here)
+    source = f"mqtt://{broker.host}:{broker.port}/states-plant/{{stream}}/{{feature}}?max_age=60s"
     agent = subprocess.Popen([sys.executable, "-c", BLOCKER, "agent", "run", "--model", "m.onnx", "--source", source,
                               "--sink", f"mqtt://{broker.host}:{broker.port}/edgewatch", "--agent-id", "states",
                               "--max-messages", "61", "--summary-json", "summary.json"],
@@ -303,11 +304,11 @@ def test_fit_then_an_agent_process_reads_the_state_topic_from_mosquitto(tmp_path
         words = ["Run", '"STOP"', '{"value": "Run"}']
         infos = []
         for i in range(60):
-            infos.append(pub.publish("plant/pump-1/vib", f"{cols['vib'][i]:.4f}", qos=1))
-            infos.append(pub.publish("plant/pump-1/amps", f"{cols['amps'][i]:.3f}", qos=1))
-            infos.append(pub.publish(f"plant/pump-1/{STATE}", words[i % 3], qos=1))
+            infos.append(pub.publish("states-plant/pump-1/vib", f"{cols['vib'][i]:.4f}", qos=1))
+            infos.append(pub.publish("states-plant/pump-1/amps", f"{cols['amps'][i]:.3f}", qos=1))
+            infos.append(pub.publish(f"states-plant/pump-1/{STATE}", words[i % 3], qos=1))
             if i == 30:
-                infos.append(pub.publish(f"plant/pump-1/{STATE}", "Fault", qos=1))
+                infos.append(pub.publish(f"states-plant/pump-1/{STATE}", "Fault", qos=1))
         for info in infos:
             info.wait_for_publish(30)
         out, err = agent.communicate(timeout=120)

@@ -165,7 +165,7 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progr
         report.warnings.append(modes.describe(data.notes.states) + refused)
     wide = report.wide_warning()
     if wide:
-        report.warnings.append(wide + refused + _conv1d_advice(family, data.rows))
+        report.warnings.append(wide + _conv1d_advice(family, data.rows) + refused)
     if holdout.episodes:
         report.warnings.append(
             f"the held-out last quarter of the normal data raised {holdout.episodes} episode(s) with a model of the "

@@ -300,8 +300,8 @@ def conv1d_advice(torch: bool, rows: int, min_rows: int) -> str:
         return ""  # tried, and not measurably better: the line under 'model' says so
     need = [] if torch else ["torch installed (the edgewatch[train] extra)"]
     need += [] if rows >= min_rows else [f"{min_rows:,} rows or more (here {rows:,})"]
-    return (f". With {' and '.join(need)}, `fit` also tries a conv1d-ae, one model of every state, which can see a "
-            "change inside one (it is kept only when it does better on the held-out part)")
+    return (f". With {' and '.join(need)}, `fit` also tries a conv1d-ae, one model of every state that can see a "
+            "change inside one, and keeps it when it does better on the held-out part")
 
 
 def wide_features(ranges: list[FeatureRange]) -> list[FeatureRange]:

@@ -165,7 +165,7 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progr
         report.warnings.append(modes.describe(data.notes.states) + refused)
     wide = report.wide_warning()
     if wide:
-        report.warnings.append(wide + _conv1d_advice(family, data.rows) + refused)
+        report.warnings.append(wide + _conv1d_advice(opts.family, family, data.rows) + refused)
     if holdout.episodes:
         report.warnings.append(
             f"the held-out last quarter of the normal data raised {holdout.episodes} episode(s) with a model of the "
@@ -174,10 +174,12 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progr
     return report
 
 
-def _conv1d_advice(family: Family, rows: int) -> str:
+def _conv1d_advice(asked: Family, family: Family, rows: int) -> str:
+    """``conv1d_advice`` when ``fit`` chose the pca itself (with ``--family pca`` the user chose it)."""
     from edgewatch.fit import torch_family as tf
 
-    return conv1d_advice(tf.torch_installed(), rows, tf.MIN_ROWS) if family is Family.PCA else ""
+    chose = asked is Family.AUTO and family is Family.PCA
+    return conv1d_advice(tf.torch_installed(), rows, tf.MIN_ROWS) if chose else ""
 
 
 def _per_point(data: NormalData, choices: list, measured: list[str], modes: ModeFinding | None, first: Recipe,

@@ -63,3 +63,12 @@ def test_the_report_says_the_per_point_models_episodes_came_at_the_switches_and_
     assert ". With torch installed (the edgewatch[train] extra), `fit` also tries a conv1d-ae, one model of every " \
            "state that can see a change inside one, and keeps it when it does better on the held-out part (a pca " \
            "per point was tried and not kept" in wide, wide
+
+
+def test_with_family_pca_named_the_report_does_not_offer_the_conv1d_ae(tmp_path: Path) -> None:
+    """``--family pca``: the user chose the pca, and ``fit`` would not try the conv1d-ae, so the report does not
+    say it would; the rest of the warning stays."""
+    (tmp_path / "ahu.csv").write_text("\n".join(_air_handler(np.random.default_rng(1), 10, "2026-07-01")) + "\n")
+    report = run(tmp_path, "fit", "ahu.csv", "-o", "m.onnx", "--family", "pca").stdout
+    wide = next(line for line in report.splitlines() if "about as large as its whole normal range" in line)
+    assert "conv1d-ae" not in wide and wide.endswith("the line under 'model' says why)"), wide

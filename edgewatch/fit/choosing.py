@@ -287,6 +287,7 @@ class HoldoutResult:
     skipped: str = ""  # why there was no hold-out check
     whole: bool = False  # all the normal data was run, not a held-out part (a detector that learns online)
     most_over: int = 0  # the most windows over the threshold in any n consecutive held-out windows (n: the opening's)
+    at_switches: int = 0  # of the episodes, those that opened at a switch between operating points (a model per point)
 
     @property
     def per_day(self) -> float | None:
@@ -318,6 +319,17 @@ class HoldoutResult:
         return f"{self.episodes} false episode(s) {where}{rate}; led by {led}"
 
 
+def switches_text(checked: HoldoutResult) -> str:
+    """What a refused per-point model's held-out episodes were, when some opened at a switch between its points:
+    then more normal data does not help (each new day switches again; 28 days of an air handler raised 11 where
+    14 days raised 5), only a model that scores the switches themselves."""
+    if not checked.at_switches:
+        return ""
+    return (f"; {checked.at_switches} of them opened at a switch between the points: the windows that straddle a "
+            "switch, and what settles after it, are in no point's steady core and stayed over the threshold longer "
+            "than the opening waits")
+
+
 def duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -344,7 +356,7 @@ def holdout_check(fitted: Fitted) -> HoldoutResult:
         return HoldoutResult(tail.rows, tail.seconds, 0, skipped=f"the last {holdout:.0%} of the rows hold only "
                                                                   f"{held} windows")
     fit = fitted.head()
-    episodes = 0
+    episodes = switches = 0
     led: dict[str, int] = {}
     over = [_over(fit, seg, recipe.window) for seg in tail.segments if len(seg) >= recipe.window]
     with tempfile.TemporaryDirectory(prefix="edgewatch-fit-") as tmp:
@@ -356,9 +368,37 @@ def holdout_check(fitted: Fitted) -> HoldoutResult:
             times = tail.times[i] if tail.times else None
             run = run_series(runtime, seg, times)
             episodes += len(run.episodes)
+            switches += _at_switches(fit, seg, run.episodes, recipe.n)
             for ep in run.episodes:
                 win = seg[ep.peak_seq - recipe.window + 1:ep.peak_seq + 1][None]
                 _, fe = fit.score_windows(win)
                 top = recipe.features[int(np.argmax(fe[0]))]
                 led[top] = led.get(top, 0) + 1
-    return HoldoutResult(tail.rows, tail.seconds, episodes, led, most_over=_most_over(over, recipe.n))
+    return HoldoutResult(tail.rows, tail.seconds, episodes, led, most_over=_most_over(over, recipe.n),
+                         at_switches=switches)
+
+
+def _at_switches(fit, seg: np.ndarray, episodes: list, n: int) -> int:  # noqa: ANN001 - numpy_models.pca.PcaFit
+    """How many of ``episodes`` (of ``seg``, a model per point) opened at a switch between its points: the point its
+    windows are assigned to changed within ``n`` windows (what the opening counts) and a window's length of the
+    episode's first window over, before or after it (a window that straddles a switch goes to the nearer point,
+    so the change of point can come at either end of the straddling windows).
+
+    Why: there the window straddles the switch (its mean lies between the points, and a state column that is
+    constant inside each point is fractional) or holds what settles after it (an air handler's supply air takes
+    an hour to drift to the night's level after its fan stops); a point's steady core holds neither, and an
+    episode there is the per-point model's own, not a change inside a point (docs/fit.md, seventh walk-through).
+    """
+    from edgewatch.numpy_models.pca import window_features, window_weights
+
+    if fit.points is None or not episodes:
+        return 0
+    w = fit.config.window
+    scaled = (seg - np.asarray(fit.scaler.offset)) * np.asarray(fit.scaler.scale)
+    label = fit.points.assign(window_features(scaled, window_weights(w, fit.features, [])))
+    count = 0
+    for ep in episodes:
+        first = ep.start_seq - w + 1  # the episode's first window over (seq: its last row)
+        near = label[max(first - n - w, 0):first + n + w + 1]
+        count += int(len(np.unique(near)) > 1)
+    return count

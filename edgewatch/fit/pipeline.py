@@ -24,9 +24,9 @@ import numpy as np
 
 from edgewatch.errors import require_torch
 from edgewatch.fit.choosing import (DEFAULT_WINDOW, EXCURSION_MARGIN, HOLDOUT, Fitted, HoldoutResult, Recipe,
-                                    choose_recipe, holdout_check, open_after_excursions)
+                                    choose_recipe, holdout_check, open_after_excursions, switches_text)
 from edgewatch.fit.normal_data import Fill, NormalData, csv_files, read_normal_data
-from edgewatch.fit.report import FitReport, PointRanges, feature_ranges, wide_states_warning
+from edgewatch.fit.report import FitReport, PointRanges, conv1d_advice, feature_ranges, wide_states_warning
 from edgewatch.fit.screening import (TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, phases,
                                      screen_features)
 from edgewatch.fit.states import write_states
@@ -165,13 +165,21 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progr
         report.warnings.append(modes.describe(data.notes.states) + refused)
     wide = report.wide_warning()
     if wide:
-        report.warnings.append(wide + refused)
+        report.warnings.append(wide + _conv1d_advice(opts.family, family, data.rows) + refused)
     if holdout.episodes:
         report.warnings.append(
             f"the held-out last quarter of the normal data raised {holdout.episodes} episode(s) with a model of the "
             "first three quarters: the normal data is not one steady state (a slow change, or a state seen only at "
             "the end); more normal data covering every state the machine runs in makes fewer false alarms")
     return report
+
+
+def _conv1d_advice(asked: Family, family: Family, rows: int) -> str:
+    """``conv1d_advice`` when ``fit`` chose the pca itself (with ``--family pca`` the user chose it)."""
+    from edgewatch.fit import torch_family as tf
+
+    chose = asked is Family.AUTO and family is Family.PCA
+    return conv1d_advice(tf.torch_installed(), rows, tf.MIN_ROWS) if chose else ""
 
 
 def _per_point(data: NormalData, choices: list, measured: list[str], modes: ModeFinding | None, first: Recipe,
@@ -214,7 +222,7 @@ def _per_point(data: NormalData, choices: list, measured: list[str], modes: Mode
     checked = holdout_check(local)
     if checked.episodes > holdout.episodes:
         why["points"] = (f"one model: a pca per {found[:-1]} ({len(points)}) raised {checked.episodes} episode(s) "
-                         f"on the held-out last quarter, the one model {holdout.episodes}")
+                         f"on the held-out last quarter, the one model {holdout.episodes}" + switches_text(checked))
         return one, holdout
     opening = local.recipe
     if EXCURSION_MARGIN * checked.most_over >= opening.k:

@@ -292,6 +292,18 @@ def wide_states_warning(ranges: list[FeatureRange]) -> str | None:
             "fitted on its rows alone flags the other phases)")
 
 
+def conv1d_advice(torch: bool, rows: int, min_rows: int) -> str:
+    """What else to try when the pca kept is blind inside the states: the conv1d-ae, which ``fit`` tries only with
+    torch and ``min_rows`` rows. Why say it: on an air handler's runs and stops (docs/fit.md, seventh walk-through)
+    the one pca missed a cooling-coil fault that the conv1d-ae, one model of every point, caught 154 min on."""
+    if torch and rows >= min_rows:
+        return ""  # tried, and not measurably better: the line under 'model' says so
+    need = [] if torch else ["torch installed (the edgewatch[train] extra)"]
+    need += [] if rows >= min_rows else [f"{min_rows:,} rows or more (here {rows:,})"]
+    return (f". With {' and '.join(need)}, `fit` also tries a conv1d-ae, one model of every state that can see a "
+            "change inside one, and keeps it when it does better on the held-out part")
+
+
 def wide_features(ranges: list[FeatureRange]) -> list[FeatureRange]:
     """The level features seen only at half their normal range and ten times their noise, when they are most of
     the level features (else none): the condition of :func:`wide_states_warning`."""

@@ -251,8 +251,8 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
 def _grid_note(table: CsvTable) -> str:
     if table.grid_step is None:
         return ""
-    return (f"; the tags have their own times, so each is held on a grid of their typical step "
-            f"({table.grid_step:g} s), the last value in each step")
+    return (f"; the tags have their own times, so each is held on a grid of the fastest tag's step "
+            f"({table.grid_step:g} s), the last value in each step, a slower tag's held between its values")
 
 
 _TIME_OF_DAY = re.compile(r"\d{1,2}[:.]\d{2}([:.]\d{2}([.,]\d+)?)?(\s*[AaPp][Mm])?")

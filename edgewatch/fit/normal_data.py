@@ -8,7 +8,7 @@ time column sniffed). Here the files become one table of features:
   distinct texts, ``Run``/``Stop``: :mod:`edgewatch.fit.states`) coded as
   numbers; other text columns and labels are never features, and a column
   left blank by more than 90 % of the rows is left out, a row counting as
-  holding a value when the column's last value is at most ``GAP_STEPS`` of
+  holding a value when the column's last value is at most ``HOLD_STEPS`` of
   the column's *own* typical steps old: a bearing temperature logged once
   a minute beside a vibration logged every second is blank in 98 % of the
   cells but holds a value in every row, and is kept; a tag that wrote in
@@ -46,6 +46,7 @@ from edgewatch.wire.csv_table import CsvTable, fill_forward, read_csv_table, sni
 GAP_STEPS = 10  # a time gap longer than this many typical steps cuts the data
 FOLDER_FILES = (".csv", ".csv.gz", ".tsv")  # a folder's files that are read (a day's export rotated into gzip)
 MOSTLY_EMPTY = 0.9  # a column with more rows holding no recent value than this share is left out
+HOLD_STEPS = 3.0  # a value is recent for this many of its column's own steps: the live agent's HOLD_INTERVALS
 ON_CHANGE_SHARE = 0.9  # rows written on change: no column holds a value in this share of them (a clock: one does in all)
 
 
@@ -335,12 +336,12 @@ def _clock(table: CsvTable) -> np.ndarray:
 
 
 def _rows_holding(values: np.ndarray, times: np.ndarray | None) -> int:
-    """Rows whose column's last value is at most ``GAP_STEPS`` of the column's own steps old.
+    """Rows whose column's last value is at most ``HOLD_STEPS`` of the column's own steps old.
 
     Why its own step and not the rows': a slow tag is as fresh as it is ever
-    logged until it misses ten of its updates, which is where the gap rule
-    cuts the data too; and why a limit at all: a tag that stopped writing
-    should not stand for the rest of the file.
+    logged until it misses a few of its updates, as the live agent holds it
+    (``rows.HOLD_INTERVALS``); and why a limit at all: a tag that stopped
+    writing should not stand for the rest of the file.
     """
     t = times if times is not None else np.arange(len(values), dtype=np.float64)
     present = np.isfinite(values) & np.isfinite(t)
@@ -348,7 +349,7 @@ def _rows_holding(values: np.ndarray, times: np.ndarray | None) -> int:
         return 0
     d = np.diff(t[present])
     d = d[d > 0]
-    limit = GAP_STEPS * float(np.median(d)) if d.size else 0.0
+    limit = HOLD_STEPS * float(np.median(d)) if d.size else 0.0
     last = np.where(present, t, -np.inf)
     np.maximum.accumulate(last, out=last)
     return int(((t - last) <= limit).sum())

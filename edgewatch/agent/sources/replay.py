@@ -23,8 +23,8 @@ is read whole and pivoted as ``fit`` pivots it
 (:func:`edgewatch.wire.csv_long.read_long`), then played in time order.
 
 A blank, ``NaN`` or ``null`` cell is held from the column's last value (the
-rules of :mod:`.rows` for a file: up to ten of the column's own steps, as
-``fit`` filled it; without a time column the staleness limit counts
+rules of :mod:`.rows` for a file: however old, as ``fit`` filled it,
+unless ``max_age`` is set; without a time column the staleness limit counts
 rows, so ``max_age=3`` holds a value for three rows); text in a number cell
 is ``not_number``, a short line ``wrong_arity``, an unreadable time
 ``bad_timestamp``. A state feature's text (``Run``/``Stop``, the card's
@@ -80,7 +80,7 @@ class ReplaySource(Source):
         # a column logged slower than the rows (blank between readings) is held as fit filled it for the model:
         # the slow-sensor line, advice for live feeds the model was not fitted on, would be false here
         self.rows.by_exception = True
-        self.rows.from_file = True  # and its blanks held as fit filled them (rows.FILE_HOLD_INTERVALS)
+        self.rows.from_file = True  # and its blanks held as fit filled them, from the last value
         self._next_t = 0.0  # when the next row is due (monotonic), with a rate
         self.layout: CsvLayout = sniff_layout(self.path, time_column, sep, decimal)
         if self.layout.decimal_note:

@@ -23,11 +23,12 @@ time, and makes rows out of them by one set of rules:
   three updates in a row no longer stands for the present, and a slow
   sensor (a temperature every minute beside a pressure every second) is
   held for as long as it normally goes quiet. Rows from a file (the
-  replay: ``from_file``) hold a blank as ``fit`` filled it for the model:
-  for :data:`FILE_HOLD_INTERVALS` of the feature's own intervals (fit's
-  gap rule), and without limit before its second value, so a minute's
-  temperature beside a second's vibration, or a deadband historian's
-  rows written on change, replay whole instead of half ``stale_feature``.
+  replay: ``from_file``) hold a blank as ``fit`` filled it for the model,
+  from the column's last value however old (a column that stopped writing
+  is left out by ``fit``), unless ``max_age`` is set: a minute's
+  temperature beside a second's vibration, or a deadband historian's rows
+  written on change, replay whole instead of partly ``stale_feature``
+  (a blank in a file is "no new value", not a silent sensor).
 * **A backlog is not a faster sensor.** Values without their own ``ts`` are
   timed by arrival, and what a broker kept for the agent's session while
   its link was down arrives at the reconnect within milliseconds. Gaps
@@ -98,7 +99,6 @@ from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, MET
 from edgewatch.wire.csv_table import MISSING as MISSING_TEXT  # what a plant writes for "no value", as fit reads it
 
 HOLD_INTERVALS = 3.0  # a value stands for the present for this many of its feature's sampling intervals
-FILE_HOLD_INTERVALS = 10.0  # a file's blank is held as fit fills it: up to fit's gap rule, 10 of its own steps
 GAP_HISTORY = 9  # gaps kept per feature for the median sampling interval
 BUNCHED = 0.25  # a gap under this share of the interval: the two values were delivered together, not sampled so
 DEFAULT_MAX_STREAMS = 10_000
@@ -328,9 +328,9 @@ class RowAssembler:
         # values come only when they change (OPC UA's monitored items): a long gap is a steady value held
         # exactly, not a sensor sampled slowly, and the slow-sensor line would be false advice
         self.by_exception = False
-        # rows from a file (a replay): a blank is held as fit filled it for the model, for up to
-        # FILE_HOLD_INTERVALS of the feature's own steps and, before it has two values, without limit; a live
-        # sensor's silence is judged by HOLD_INTERVALS
+        # rows from a file (a replay): a blank is held as fit filled it for the model, from the column's last
+        # value however old (fit leaves out a column that stopped writing); a live sensor's silence is judged by
+        # HOLD_INTERVALS
         self.from_file = False
         self._told: set[str] = set()  # names that are no feature, said once each (MAX_STRANGERS of them)
         self._said_thousands = False
@@ -355,12 +355,12 @@ class RowAssembler:
         st = self._streams.get(stream)
         if st is None:
             return math.inf
+        if self.from_file:
+            return math.inf
         interval = st.gaps[j].median()
         if interval is None:
-            if self.from_file:
-                return math.inf
             interval = st.row_gaps.median()
-        return math.inf if interval is None else (FILE_HOLD_INTERVALS if self.from_file else HOLD_INTERVALS) * interval
+        return math.inf if interval is None else HOLD_INTERVALS * interval
 
     def _take(self, st: _StreamState, j: int, value: float, at: float) -> bool:
         """Record one value; False when it is older than the one held (out of order)."""

@@ -597,7 +597,8 @@ class Agent:
             names = self.table.names
             out = [ScoredWindow(slot, names[slot], ts, seq, s, o, a) for slot, ts, seq, s, o, a
                    in zip(slot_list, ts_list, seq_list, score_list, over_list, rt.scale.scores(scores).tolist())]
-        for i, tr in rt.tracker.update_many(slot_list, over_list, score_list, ts_list, seq_list):
+        for i, tr in rt.tracker.update_many(slot_list, over_list, score_list, ts_list, seq_list,
+                                            feature_error if self.features else None):
             self._emit(self._alert(tr, feature_error[i], runtime=rt))
         if rt.tracker.held:
             held = rt.tracker.take_held()
@@ -646,7 +647,9 @@ class Agent:
         return events.episode_event(tr, agent=self.options.agent_id, stream=self.table.names[tr.slot],
                                     threshold=rt.threshold, scale=rt.scale, model=rt.model, now=now,
                                     contributions=None if feature_error is None or not self.features else
-                                    events.top_features(feature_error, self.features, self.options.top_features),
+                                    events.top_features(feature_error, self.features, self.options.top_features)
+                                    if tr.episode.lead is None else
+                                    events.lead_features(tr.episode.lead, self.features, self.options.top_features),
                                     reason=reason)
 
     def _close_episode(self, rt: ModelRuntime, slot: int, reason: str) -> None:

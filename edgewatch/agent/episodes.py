@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 MAX_M = 10**6  # quiet windows before an episode closes: a bound that no sane setting reaches
 
 
@@ -43,6 +45,53 @@ class Episode:
     end_seq: int | None = None
     last_over_ts: float = 0.0  # the last window over the threshold: where the anomaly was last seen
     last_over_seq: int = 0
+    lead: Lead | None = None  # what the features did in its windows over the threshold (when errors were given)
+
+
+@dataclass(slots=True)
+class Lead:
+    """Each feature's error summed over an episode's windows over the threshold, and its share of each window.
+
+    Why over all of them and not the window that opened or closed the
+    episode: with a k-of-n opening the k-th window over is any window, and on
+    a packaging line whose current rose 15 % it was the one that straddled
+    the next stop, where the belt speed's fall is most of the error: the
+    start named the belt speed (97 %) for a fault of the current. The end's
+    window is m windows under the threshold, and named what a quiet window
+    holds. Each window's shares count once, whatever its size, so one huge
+    straddling window does not outvote thirty that say the same thing.
+    """
+
+    error: np.ndarray  # [F] the sum of each feature's error
+    share: np.ndarray  # [F] the sum of each feature's share of its window's error
+    windows: int = 0
+
+    def add(self, error: np.ndarray, share: np.ndarray | None = None) -> None:
+        """One window's errors; ``share``: their shares of its total when the caller has them (one batch's at once)."""
+        if share is None:
+            error, share = window_shares(np.asarray(error, dtype=np.float64)[None])
+            error, share = error[0], share[0]
+        with np.errstate(over="ignore"):  # an overflowing window's error is the largest float: the sum stays there
+            np.minimum(self.error + error, np.finfo(np.float64).max, out=self.error)
+        self.share += share
+        self.windows += 1
+
+    @classmethod
+    def of(cls, error: np.ndarray, share: np.ndarray | None = None) -> Lead:
+        lead = cls(np.zeros(np.size(error)), np.zeros(np.size(error)))
+        lead.add(error, share)
+        return lead
+
+
+def window_shares(errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[B, F]`` errors with NaN as 0 and +inf as the largest float, and each row's shares of its total (0 where
+    the total is 0 or not finite): the same reading of a bad error as ``events.top_features``."""
+    clean = np.nan_to_num(errors, nan=0.0, posinf=np.finfo(np.float64).max, neginf=0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = clean.sum(axis=1, keepdims=True)
+        ok = np.isfinite(total) & (total > 0)
+        shares = np.where(ok, clean / np.where(ok, total, 1.0), 0.0)
+    return clean, shares
 
 
 @dataclass(slots=True)
@@ -54,6 +103,8 @@ class _Track:
     first_over_seq: int = 0
     born: float | None = None  # the stream's first window time while its quiet start lasts, else None
     held_open: bool = False  # a held episode is open (quiet start): it ends as an episode would, unsent
+    lead: Lead | None = None  # the counted windows over before an episode opens (from ``first_over``)
+    counted: int = 0  # windows over since ``first_over``: the opening episode's ``windows_over``
 
 
 @dataclass
@@ -90,8 +141,12 @@ class EpisodeTracker:
             raise ValueError(f"need a quiet start of 0 or more seconds, got {self.quiet_start}")
         self._mask = (1 << self.n) - 1
 
-    def update(self, slot: int, over: bool, score: float, ts: float, seq: int) -> Transition | None:
-        """Record one scored window; return the start or end it causes, if any."""
+    def update(self, slot: int, over: bool, score: float, ts: float, seq: int, error: np.ndarray | None = None,
+               share: np.ndarray | None = None) -> Transition | None:
+        """Record one scored window; return the start or end it causes, if any.
+
+        ``error``: the window's per-feature error; the windows over the threshold add theirs to the
+        episode's :class:`Lead`, from the first of the counted windows that opened it."""
         tr = self._tracks.get(slot)
         if tr is None:
             tr = self._tracks[slot] = _Track(born=ts if self.quiet_start else None)
@@ -105,13 +160,30 @@ class EpisodeTracker:
         # so an episode starts at its first bad window, not at the k-th
         if over and tr.history == 0:
             tr.first_over_ts, tr.first_over_seq = ts, seq
+            tr.lead = None
+            tr.counted = 0
+        if over:
+            tr.counted += 1
+        if over and error is not None:
+            lead = tr.episode.lead if tr.episode is not None else tr.lead
+            if lead is None:
+                lead = Lead.of(error, share)
+                if tr.episode is not None:
+                    tr.episode.lead = lead
+                else:
+                    tr.lead = lead
+            else:
+                lead.add(error, share)
         tr.history = ((tr.history << 1) | int(over)) & self._mask
         tr.quiet = 0 if over else tr.quiet + 1
         ep = tr.episode
         if ep is None:
             if over and tr.history.bit_count() >= self.k:
-                tr.episode = Episode(tr.first_over_ts, tr.first_over_seq, score, seq, last_over_ts=ts,
-                                     last_over_seq=seq)
+                # windows_over: every window over since its start, as its start time counts them (the k-th
+                # window alone said 1 of a start that 32 windows over had opened)
+                tr.episode = Episode(tr.first_over_ts, tr.first_over_seq, score, seq, windows_over=tr.counted,
+                                     last_over_ts=ts, last_over_seq=seq, lead=tr.lead)
+                tr.lead = None
                 return Transition("start", slot, tr.episode)
             return None
         if over:
@@ -143,7 +215,7 @@ class EpisodeTracker:
         return held
 
     def update_many(self, slots: list[int], over: list[bool], scores: list[float], ts: list[float],
-                    seq: list[int]) -> Iterator[tuple[int, Transition]]:
+                    seq: list[int], errors: np.ndarray | None = None) -> Iterator[tuple[int, Transition]]:
         """:meth:`update` for a batch of scored windows in order; yields each transition with its window's index.
 
         Why not one :meth:`update` per window: most windows are under the
@@ -155,6 +227,9 @@ class EpisodeTracker:
         before asking for the next, as :meth:`update` one by one would.
         """
         tracks, update, quiet_start = self._tracks, self.update, self.quiet_start
+        clean = shares = None
+        if errors is not None and any(over):  # one batch's shares at once: a long episode has every window over
+            clean, shares = window_shares(np.asarray(errors, dtype=np.float64))
         for i, slot in enumerate(slots):
             if not over[i]:
                 tr = tracks.get(slot)
@@ -164,7 +239,8 @@ class EpisodeTracker:
                     continue
                 if not tr.history and tr.episode is None and not tr.held_open:
                     continue
-            t = update(slot, over[i], scores[i], ts[i], seq[i])
+            t = (update(slot, True, scores[i], ts[i], seq[i], clean[i], shares[i]) if over[i] and clean is not None
+                 else update(slot, over[i], scores[i], ts[i], seq[i]))
             if t is not None:
                 yield i, t
 
@@ -182,6 +258,7 @@ class EpisodeTracker:
         tr = self._tracks.get(slot)
         if tr:
             tr.history = 0
+            tr.lead = None
             if self.quiet_start and tr.episode is None:
                 del self._tracks[slot]
 

@@ -27,7 +27,7 @@ from edgewatch.wire.json import finite, iso, number
 
 if TYPE_CHECKING:
     from edgewatch.agent.watch.drift_watch import DriftEvent
-    from edgewatch.agent.episodes import Transition
+    from edgewatch.agent.episodes import Lead, Transition
     from edgewatch.agent.model import ScoringModel
     from edgewatch.agent.score_scale import ScoreScale
 
@@ -99,6 +99,18 @@ def top_features(feature_error: np.ndarray | Sequence[float], features: Sequence
     total = sum(fe)
     total = total if math.isfinite(total) and total > 0 else 1.0
     return [{"feature": features[j], "error": number(fe[j], 6), "share": number(fe[j] / total, 4)} for j in order]
+
+
+def lead_features(lead: Lead, features: Sequence[str], top: int = 3) -> list[dict[str, Any]]:
+    """The ``top`` features by their mean share of the error over an episode's windows over the threshold
+    (:class:`~edgewatch.agent.episodes.Lead`): ``share`` that mean, ``error`` the feature's mean error there.
+
+    Why by share and not by summed error: a window that straddles a stop can hold a hundred times the error of
+    the fault's own windows in another feature; ranked by the sum it would name that feature alone."""
+    n = max(lead.windows, 1)
+    order = sorted(range(len(lead.share)), key=lambda j: -float(lead.share[j]))[:top]  # stable: ties keep order
+    return [{"feature": features[j], "error": number(float(lead.error[j]) / n, 6),
+             "share": number(float(lead.share[j]) / n, 4)} for j in order]
 
 
 def drift_event(ev: DriftEvent, *, agent: str, stream: str, model: ScoringModel, ts: float,

@@ -85,6 +85,7 @@ class ReadNotes:
     gaps: int = 0
     longest_gap: tuple[float, float] | None = None  # (epoch s of its last row before, its length in s)
     ragged: int = 0  # lines with a different number of fields, skipped
+    ragged_files: dict[str, int] = field(default_factory=dict)  # file name -> its such lines
 
 
 @dataclass
@@ -199,6 +200,8 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         notes.layouts.append(f"{path.name}: {table.rows:,} rows; {layout.describe()}")
         notes.rows_read += table.rows
         notes.ragged += table.ragged
+        if table.ragged:
+            notes.ragged_files[path.name] = notes.ragged_files.get(path.name, 0) + table.ragged
         notes.bad_times += table.bad_times
         notes.clock_changes += table.clock_changes
         notes.fall_backs += table.fall_backs
@@ -217,7 +220,8 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
     has_times = all(t.times is not None for t in tables)
     segments: list[np.ndarray] = []
     seg_times: list[np.ndarray] = []
-    for table in tables:
+    seg_file: list[int] = []
+    for file_index, table in enumerate(tables):
         x = np.stack([table.numeric[f] for f in features], axis=1)
         for name, count in table.bad.items():
             if name in features:
@@ -239,14 +243,40 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
             if len(part):
                 segments.append(part)
                 seg_times.append(pt if pt is not None else np.zeros(0))
+                seg_file.append(file_index)
     if has_times:  # files in time order too, whatever their names: the held-out part is the latest
         order = sorted(range(len(segments)), key=lambda i: float(seg_times[i][0]))
         segments, seg_times = [segments[i] for i in order], [seg_times[i] for i in order]
+        _gaps_between_files(seg_times, [seg_file[i] for i in order], notes)
     segments_kept = [s for s in segments if len(s)]
     if not segments_kept:
         raise BadInput("no complete row of normal data is left after dropping rows with missing values or "
                        "labelled anomalous; check the files (or give --fill last)")
     return NormalData(features, segments_kept, seg_times if has_times else None, notes)
+
+
+def _gaps_between_files(seg_times: list[np.ndarray], seg_file: list[int], notes: ReadNotes) -> None:
+    """Count a gap between one file's last row and the next file's first as a gap inside a file is counted.
+
+    Why: a month of one-file-per-day exports with a day the logger was off, or a file cut off at noon, read as
+    one even month; the windows were already cut at every file's end, but the report said nothing of the
+    missing day. The same rule as inside a file: longer than ``GAP_STEPS`` typical steps (the median step of all
+    the rows)."""
+    if len(seg_times) < 2:
+        return
+    steps = np.concatenate([np.diff(t) for t in seg_times if len(t) > 1] or [np.zeros(0)])
+    steps = steps[steps > 0]
+    if steps.size == 0:
+        return
+    limit = GAP_STEPS * float(np.median(steps))
+    for i in range(1, len(seg_times)):
+        if seg_file[i] == seg_file[i - 1]:
+            continue  # a cut inside one file: counted where it was cut
+        last, first = float(seg_times[i - 1][-1]), float(seg_times[i][0])
+        if first - last > limit:
+            notes.gaps += 1
+            if notes.longest_gap is None or first - last > notes.longest_gap[1]:
+                notes.longest_gap = (last, first - last)
 
 
 def _grid_note(table: CsvTable) -> str:

@@ -162,7 +162,7 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progr
     refused = ("" if recipe.points is not None or "points" not in recipe.why else
                " (a pca per point was tried and not kept: one pca spans them all; the line under 'model' says why)")
     if modes is not None:
-        report.warnings.append(modes.describe() + refused)
+        report.warnings.append(modes.describe(data.notes.states) + refused)
     wide = report.wide_warning()
     if wide:
         report.warnings.append(wide + refused)

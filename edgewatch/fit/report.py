@@ -9,6 +9,7 @@ in the units of the data.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 from edgewatch.fit.choosing import HoldoutResult, Recipe, duration_text
 from edgewatch.fit.normal_data import ReadNotes
 from edgewatch.fit.screening import FeatureChoice, ModeFinding, Use
+from edgewatch.wire.csv_states import level_shown
 
 
 @dataclass
@@ -40,8 +42,11 @@ class PointRanges:
     levels: dict[str, float]  # the point's centre (raw units), in the features the assignment reads
     ranges: list[FeatureRange]  # smallest_change: this point's own
 
-    def name(self, number: int) -> str:
-        return f"point {number} (" + ", ".join(f"{f} {v:.4g}" for f, v in list(self.levels.items())[:4]) + ")"
+    def name(self, number: int, states: Mapping[str, Mapping[str, float]] | None = None) -> str:
+        """``point 2 (AHU1 Occupancy Unoccupied, ...)``: a text state column by its text (``level_shown``)."""
+        states = states or {}
+        return f"point {number} (" + ", ".join(f"{f} {level_shown(v, states.get(f))}"
+                                               for f, v in list(self.levels.items())[:4]) + ")"
 
 
 @dataclass
@@ -136,8 +141,12 @@ class FitReport:
         if left:
             out.append(f"anything in {_some(left) if len(left) > MANY_CONSTANT else ', '.join(left)} (left out)")
         for where, ranges in ([("", self.ranges)] if not self.points else
-                              [(f"in {pt.name(i + 1)}, ", pt.ranges) for i, pt in enumerate(self.points)]):
-            levels = [fr for fr in ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change)]
+                              [(f"in {pt.name(i + 1, self.notes.states)}, ", pt.ranges)
+                               for i, pt in enumerate(self.points)]):
+            # a text state changes only by a switch to another of its texts (a new text is unknown_state): a
+            # "sustained change smaller than 8.44e-07" of Run/Stop is none it can make
+            levels = [fr for fr in ranges if fr.use is Use.LEVEL and np.isfinite(fr.smallest_change)
+                      and fr.name not in self.notes.states]
             if levels:
                 parts = _some([f"{fr.name} {fr.smallest_change:.3g} ({fr.smallest_change / fr.std:.2g} std)"
                                if fr.std > 0 else f"{fr.name} {fr.smallest_change:.3g}" for fr in levels],
@@ -178,7 +187,7 @@ class FitReport:
         blind = [(i, w) for i, w in blind if w]
         if not blind:
             return None
-        parts = "; ".join(f"{self.points[i].name(i + 1)}: {_shown(w)}" for i, w in blind)
+        parts = "; ".join(f"{self.points[i].name(i + 1, self.notes.states)}: {_shown(w)}" for i, w in blind)
         return (f"with a model per operating point, a feature's change is still seen only when it is about as large "
                 f"as its whole normal range inside {parts}. Such a point spans a ramp or several states, and a fault "
                 "inside it that stays within that range is not seen; inside the other points the model sees the "
@@ -223,7 +232,11 @@ def _reading_notes(n: ReadNotes) -> list[str]:
     if n.gaps:
         out.append(f"{n.gaps} gap(s) in time: windows do not span them" + _longest_gap(n))
     if n.ragged:
-        out.append(f"skipped {n.ragged:,} line(s) with another number of fields than the header")
+        where = "" if len(n.files) < 2 else " (" + ", ".join(f"{name}: {count:,}" for name, count in
+                                                             list(n.ragged_files.items())[:3]) + (
+            f" and {len(n.ragged_files) - 3} more file(s)" if len(n.ragged_files) > 3 else "") + ")"
+        out.append(f"skipped {n.ragged:,} line(s) with another number of fields than the header, or cut off at "
+                   f"the file's end{where}")
     return out
 
 

@@ -89,7 +89,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from edgewatch.wire.csv_states import describe
+from edgewatch.wire.csv_states import describe, level_shown
 
 TREND_LIMIT = 5.0
 SPREAD_LIMIT = 1.0  # ... and by more than this many of its standard deviations over all the normal data
@@ -316,10 +316,17 @@ class ModeFinding:
     modes: list[Mode]
     features: list[str]  # the features that differ most, first
 
-    def describe(self) -> str:
+    def describe(self, states: Mapping[str, Mapping[str, float]] | None = None) -> str:
+        """The report's warning; ``states``: the text state columns' codes, so that a point says ``Unoccupied``.
+
+        Each point is named by its share of the windows and the first and last rows it is seen in: a point the
+        machine comes back to (a stop, the night) is seen through the whole file, and ``rows 0-20159`` read as
+        one stretch of rows in it."""
         count = {2: "two", 3: "three", 4: "four"}.get(len(self.modes), str(len(self.modes)))
-        groups = "; ".join(f"rows {md.first_row}-{md.last_row} ({md.share:.0%} of the windows): "
-                           + ", ".join(f"{f} {md.centre[f]:.4g}" for f in self.features[:3]) for md in self.modes)
+        states = states or {}
+        groups = "; ".join(f"{md.share:.0%} of the windows, seen from row {md.first_row} to row {md.last_row}: "
+                           + ", ".join(f"{f} {level_shown(md.centre[f], states.get(f))}" for f in self.features[:3])
+                           for md in self.modes)
         return (f"the normal data holds {count} distinct operating points, at least {self.separation:.0f} standard "
                 f"deviations apart: {groups}. The model calls each of them normal and cannot tell a switch between "
                 "them from a fault; a point not among them is flagged. If one of them is a fault, remove those rows; "

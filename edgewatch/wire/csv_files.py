@@ -76,6 +76,23 @@ def open_bytes(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
+def ends_mid_line(path: Path, encoding: str) -> bool:
+    """True when a plain file's last line has no line end, as a write cut off mid-line leaves it.
+
+    A gzip or zip archive is never cut so (a cut archive fails its checksum when read): False."""
+    if packing(path):
+        return False
+    width = 2 if "16" in encoding else 4 if "32" in encoding else 1
+    with path.open("rb") as fh:
+        fh.seek(0, io.SEEK_END)
+        size = fh.tell()
+        if size == 0:
+            return False
+        fh.seek(max(0, size - width))
+        tail = fh.read()
+    return b"\n" not in tail and b"\r" not in tail
+
+
 def open_text(path: Path, encoding: str) -> IO[str]:
     """:func:`open_bytes` decoded (undecodable bytes replaced), with the newlines left to the csv module."""
     return io.TextIOWrapper(open_bytes(path), encoding=encoding, errors="replace", newline="")

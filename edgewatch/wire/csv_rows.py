@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -20,10 +21,17 @@ import numpy as np
 
 from edgewatch.errors import BadInput
 from edgewatch.wire.csv_cells import unwrapped
-from edgewatch.wire.csv_files import open_text
+from edgewatch.wire.csv_files import ends_mid_line, open_text
 from edgewatch.wire.csv_header import is_comment, row_width
 from edgewatch.wire.csv_layout import CsvLayout
 from edgewatch.wire.csv_times import parse_time, parse_times
+
+
+TORN_LOOKBACK = 100  # rows before the last whose last field a torn last line is compared with
+
+
+class TornLine(csv.Error):
+    """The file's last line was cut off while it was written: its last value is cut short."""
 
 
 def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | None = None
@@ -32,10 +40,38 @@ def iter_rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | No
 
     A line the csv module refuses (a field past its size limit) goes to
     ``on_error`` and is skipped; without ``on_error`` it is a :class:`BadInput`.
+    So does a torn last line (:class:`TornLine`): the file ends without a line end and the line's last field
+    is shorter than that field in every one of the ``TORN_LOOKBACK`` rows before it. Why: a logger stopped
+    mid-write leaves ``...,64.08,1`` of ``...,64.08,11.372``, with every field there, and the 1 was read as a
+    current of 1 A. Only the last field can be cut short (the write runs left to right); a file that merely
+    lacks its final line end keeps its last row, whose last field is as long as the ones before.
     """
     if layout.pairs:
         yield from _pair_rows(layout, on_error)
         return
+    pending: tuple[int, list[str]] | None = None
+    widths: deque[int] = deque(maxlen=TORN_LOOKBACK)
+    for line, row in _rows(layout, on_error):
+        if pending is not None:
+            yield pending
+            widths.append(len(pending[1][-1].strip()))
+        pending = (line, row)
+    if pending is None:
+        return
+    if (len(widths) == TORN_LOOKBACK and len(pending[1][-1].strip()) < min(widths)
+            and not layout.table_end  # the rows end before a trailer: their last is not the file's
+            and ends_mid_line(layout.path, layout.encoding)):
+        exc = TornLine(f"the file ends mid-line: its last line ({','.join(pending[1])!r}) was cut off while it "
+                       "was written")
+        if on_error is None:
+            raise BadInput(f"{layout.path} line {pending[0]}: {exc}")
+        on_error(pending[0], exc)
+        return
+    yield pending
+
+
+def _rows(layout: CsvLayout, on_error: Callable[[int, csv.Error], None] | None) -> Iterator[tuple[int, list[str]]]:
+    """:func:`iter_rows` without the torn last line's check."""
     with open_text(layout.path, layout.encoding) as fh:
         reader = csv.reader(fh, delimiter=layout.separator)
         skip = layout.header_row + 1 + layout.unit_rows

@@ -95,6 +95,23 @@ def describe(codes: Mapping[str, float]) -> str:
     return ", ".join(f"{t}={_number(c)}" for t, c in sorted(codes.items(), key=lambda kv: (kv[0].casefold(), kv[0])))
 
 
+STATE_SHOWN_WITHIN = 0.05  # a mean this near one code is that state (a 0/1 pair: 95 % of the windows in it)
+
+
+def level_shown(value: float, codes: Mapping[str, float] | None) -> str:
+    """A feature's mean level as the report shows it: a state column's by its text (``Unoccupied``), else the number.
+
+    Why: the report's operating points said ``AHU1 Occupancy 0.9982`` of a column whose file held
+    ``Occupied``/``Unoccupied``; the reader has to know the codes to read it. A mean between the codes (a point
+    that holds several states) keeps its number, with the codes beside it."""
+    if not codes:
+        return f"{value:.4g}"
+    text, code = min(codes.items(), key=lambda kv: abs(kv[1] - value))
+    if abs(code - value) <= STATE_SHOWN_WITHIN:
+        return text
+    return f"{value:.4g} (a mix of {describe(codes)})"
+
+
 def _number(c: float) -> str:
     return str(int(c)) if float(c).is_integer() else f"{c:g}"
 

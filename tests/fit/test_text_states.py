@@ -70,6 +70,22 @@ def test_the_report_names_the_state_with_its_codes_and_the_card_carries_them(fit
     assert report.recipe.features == ["vib", "amps", STATE]
 
 
+def test_the_operating_points_name_a_text_state_by_its_text_not_its_code(fitted: dict) -> None:
+    """Before, the warning said ``rows 0-4662 (86% of the windows): Pump State 0.9953`` (an air handler's:
+    ``AHU1 Occupancy 0.9982``): the reader had to know the codes, and the row span read as one stretch of rows
+    of a point the pump comes back to all through the file."""
+    lines = fitted["text"][1].lines()
+    warning = next(x for x in lines if "distinct operating points" in x)
+    assert f"{STATE} Run," in warning and f"{STATE} Stop," in warning, warning
+    assert "86% of the windows, seen from row 0 to row 4662" in warning, warning
+    blind = [x for x in lines if x.startswith("  - in point")]
+    assert len(blind) == 2 and f"{STATE} Run)" in blind[0] and f"{STATE} Stop)" in blind[1], blind
+    # a text state changes by a switch only: no "sustained change of Pump State smaller than 8.44e-07"
+    assert not any(STATE in x.split("smaller than:")[1] for x in blind), blind
+    number = next(x for x in fitted["number"][1].lines() if "distinct operating points" in x)
+    assert f"{STATE} 0.99" in number, number  # a 0/1 column has no texts: its mean as before
+
+
 def test_the_text_state_gives_the_file_of_the_0_1_column_plus_its_codes(fitted: dict) -> None:
     """The model sees the state as a 0/1 run signal: the same graph, card and report figures; the file only adds
     the codes (appended, the rest byte for byte)."""

@@ -329,3 +329,18 @@ def test_a_looping_replay_with_a_time_column_scores_every_pass(tmp_path: Path) -
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "messages 100 " in run.stderr and "bad 0," in run.stderr and "windows scored 97" in run.stderr
+
+
+def test_a_last_line_cut_off_inside_its_last_value_is_bad_input_not_a_row(tmp_path: Path) -> None:
+    """Replaying a file the logger was still writing: before, its last line ``...;32.`` (of ``...;32.25``) was read
+    as a flow of 32. The same reader as ``fit`` (docs/fit.md, "Torn lines") skips it as ``bad_reply``; every
+    other row replays, and a file that only lacks its final line end replays whole."""
+    csv = tmp_path / "1.csv"
+    head = "datetime;Pressure;Current;Volume Flow RateRMS"
+    lines = [head] + [f"2020-03-09 10:{14 + i // 60:02d}:{i % 60:02d};0.054711;0.87;32.25" for i in range(120)]
+    csv.write_text("\n".join(lines)[:-3])  # the last value cut to "32." with no line end
+    agent, _ = _run(tmp_path, f"replay:{csv}")
+    assert agent.summary.messages == 120 and agent.summary.bad == {"bad_reply": 1}, agent.summary
+    csv.write_text("\n".join(lines))  # no final line end, nothing cut: every row
+    agent, _ = _run(tmp_path, f"replay:{csv}")
+    assert agent.summary.messages == 120 and agent.summary.bad == {}, agent.summary

@@ -204,7 +204,7 @@ def _reading_notes(n: ReadNotes) -> list[str]:
                    f"report-by-exception export): a blank holds the last value, and a silence is a gap only past "
                    f"{duration_text(bridge)} (10 of the slowest column's own steps)")
     for name, (step, share) in n.slow.items():
-        out.append(f"{name} is logged every {step:.3g} s (blank in {share:.0%} of the rows): each row holds its last "
+        out.append(f"{name} is logged every {duration_text(step)} (blank in {share:.0%} of the rows): each row holds its last "
                    f"value, as the agent does between its messages")
     if n.bad_cells:
         out.append("text in numeric columns, read as blank: " + ", ".join(f"{k} {v:,}" for k, v in n.bad_cells.items()))

@@ -337,11 +337,11 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
         if share <= MOSTLY_EMPTY:
             continue
         held = sum(_rows_holding(t.numeric[c], t.times) for t in tables)
-        if held < (1.0 - MOSTLY_EMPTY) * rows and not columns:
+        if held >= (1.0 - MOSTLY_EMPTY) * rows:  # logged more slowly than the rows, through the whole file
+            notes.slow[c] = (_own_step(tables, c), share)
+        elif not columns:  # --columns chose it: kept as it is
             notes.mostly_empty[c] = share
             chosen.remove(c)
-        else:  # logged more slowly than the rows, through the whole file: each row holds its last value
-            notes.slow[c] = (_own_step(tables, c), share)
     if chosen and all(c in notes.states for c in chosen):
         raise BadInput(f"no numeric feature column is left, only the text state column(s) {chosen}: a state says "
                        "which operating point the machine is in, not how it runs; export the measurements beside it "

@@ -7,7 +7,12 @@ time column sniffed). Here the files become one table of features:
   them, ``ignore`` drops some), and its text state columns (2 to 10
   distinct texts, ``Run``/``Stop``: :mod:`edgewatch.fit.states`) coded as
   numbers; other text columns and labels are never features, and a column
-  blank in more than 90 % of its rows is left out;
+  left blank by more than 90 % of the rows is left out, a row counting as
+  holding a value when the column's last value is at most ``HOLD_STEPS`` of
+  the column's *own* typical steps old: a bearing temperature logged once
+  a minute beside a vibration logged every second is blank in 98 % of the
+  cells but holds a value in every row, and is kept; a tag that wrote in
+  the first hour of a day and then stopped is left out;
 * rows a label column marks anomalous (``anomaly`` = 1) are not normal
   operation and are dropped;
 * a blank or NaN cell is filled from the last value of its column
@@ -40,7 +45,9 @@ from edgewatch.wire.csv_table import CsvTable, fill_forward, read_csv_table, sni
 
 GAP_STEPS = 10  # a time gap longer than this many typical steps cuts the data
 FOLDER_FILES = (".csv", ".csv.gz", ".tsv")  # a folder's files that are read (a day's export rotated into gzip)
-MOSTLY_EMPTY = 0.9  # a column with more missing cells than this share is left out
+MOSTLY_EMPTY = 0.9  # a column with more rows holding no recent value than this share is left out
+HOLD_STEPS = 3.0  # a value is recent for this many of its column's own steps: the live agent's HOLD_INTERVALS
+ON_CHANGE_SHARE = 0.9  # rows written on change: no column holds a value in this share of them (a clock: one does in all)
 
 
 class Fill(str, enum.Enum):
@@ -60,6 +67,7 @@ class ReadNotes:
     label_columns: list[str] = field(default_factory=list)
     labelled_rows: int = 0  # rows a label marks anomalous, dropped
     mostly_empty: dict[str, float] = field(default_factory=dict)  # name -> share missing, left out
+    slow: dict[str, tuple[float, float]] = field(default_factory=dict)  # kept, logged slowly: name -> (its step, blank share)
     ignored: list[str] = field(default_factory=list)  # by the user
     filled: dict[str, int] = field(default_factory=dict)  # feature -> cells filled from the last value
     bad_cells: dict[str, int] = field(default_factory=dict)  # feature -> text cells in a numeric column
@@ -70,6 +78,7 @@ class ReadNotes:
     spring_forwards: list[float] = field(default_factory=list)  # wall-clock start of each skipped hour (epoch s)
     repeated_times: int = 0  # rows with the time of the row before (kept, in file order)
     first_repeated: float | None = None  # the first such time (epoch s)
+    on_change: dict[str, float] = field(default_factory=dict)  # file written on change -> the silence it bridges (s)
     long_exports: list[str] = field(default_factory=list)  # files read as one row per tag and time, pivoted
     out_of_order: int = 0  # rows that were not in time order (the data was sorted)
     reversed_order: bool = False  # the export was newest first
@@ -103,8 +112,13 @@ class NormalData:
 
     @property
     def seconds(self) -> float | None:
+        """The time the rows stand for: each segment's span and one step (rows written on change are
+        irregular, so their count times the median step would undercount the hours they cover)."""
         step = self.step
-        return None if step is None else self.rows * step
+        if step is None or not self.times:
+            return None
+        return float(sum(max(len(s) * step, float(t[-1] - t[0]) + step) if len(t) else len(s) * step
+                         for s, t in zip(self.segments, self.times)))
 
     def values(self) -> np.ndarray:
         return np.concatenate(self.segments)
@@ -221,7 +235,10 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         if t is not None:
             keep &= np.isfinite(t)
         x, t = x[keep], (t[keep] if t is not None else None)
-        for part, pt in _time_order(x, t, notes, [at for at, _ in table.spring_forwards]):
+        bridge = _on_change_silence(x, t)
+        if bridge is not None:
+            notes.on_change[Path(table.path).name] = bridge
+        for part, pt in _time_order(x, t, notes, [at for at, _ in table.spring_forwards], bridge):
             part, pt = _fill(part, pt, features, fill, notes)
             if len(part):
                 segments.append(part)
@@ -265,8 +282,8 @@ def _gaps_between_files(seg_times: list[np.ndarray], seg_file: list[int], notes:
 def _grid_note(table: CsvTable) -> str:
     if table.grid_step is None:
         return ""
-    return (f"; the tags have their own times, so each is held on a grid of their typical step "
-            f"({table.grid_step:g} s), the last value in each step")
+    return (f"; the tags have their own times, so each is held on a grid of the fastest tag's step "
+            f"({table.grid_step:g} s), the last value in each step, a slower tag's held between its values")
 
 
 _TIME_OF_DAY = re.compile(r"\d{1,2}[:.]\d{2}([:.]\d{2}([.,]\d+)?)?(\s*[AaPp][Mm])?")
@@ -317,7 +334,12 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
     rows = sum(t.rows for t in tables)
     for c in list(chosen):
         share = sum(int(np.isnan(t.numeric[c]).sum()) for t in tables) / max(rows, 1)
-        if share > MOSTLY_EMPTY and not columns:
+        if share <= MOSTLY_EMPTY:
+            continue
+        held = sum(_rows_holding(t.numeric[c], t.times) for t in tables)
+        if held >= (1.0 - MOSTLY_EMPTY) * rows:  # logged more slowly than the rows, through the whole file
+            notes.slow[c] = (_own_step(tables, c), share)
+        elif not columns:  # --columns chose it: kept as it is
             notes.mostly_empty[c] = share
             chosen.remove(c)
     if chosen and all(c in notes.states for c in chosen):
@@ -331,8 +353,66 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
     return chosen
 
 
-def _time_order(x: np.ndarray, t: np.ndarray | None, notes: ReadNotes, spring_forwards: Sequence[float] = ()
-                ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def _own_step(tables: Sequence[CsvTable], name: str) -> float:
+    """A column's typical step between its own values (median, in seconds; in rows when a file has no time)."""
+    steps = [np.diff(_clock(t)[np.isfinite(t.numeric[name])]) for t in tables]
+    d = np.concatenate(steps) if steps else np.zeros(0)
+    d = d[np.isfinite(d) & (d > 0)]
+    return float(np.median(d)) if d.size else 0.0
+
+
+def _clock(table: CsvTable) -> np.ndarray:
+    return table.times if table.times is not None else np.arange(table.rows, dtype=np.float64)
+
+
+def _rows_holding(values: np.ndarray, times: np.ndarray | None) -> int:
+    """Rows whose column's last value is at most ``HOLD_STEPS`` of the column's own steps old.
+
+    Why its own step and not the rows': a slow tag is as fresh as it is ever
+    logged until it misses a few of its updates, as the live agent holds it
+    (``rows.HOLD_INTERVALS``); and why a limit at all: a tag that stopped
+    writing should not stand for the rest of the file.
+    """
+    t = times if times is not None else np.arange(len(values), dtype=np.float64)
+    present = np.isfinite(values) & np.isfinite(t)
+    if not present.any():
+        return 0
+    d = np.diff(t[present])
+    d = d[d > 0]
+    limit = HOLD_STEPS * float(np.median(d)) if d.size else 0.0
+    last = np.where(present, t, -np.inf)
+    np.maximum.accumulate(last, out=last)
+    return int(((t - last) <= limit).sum())
+
+
+def _on_change_silence(x: np.ndarray, t: np.ndarray | None) -> float | None:
+    """For rows written on change, the longest silence that is no gap (s); None for rows written by a clock.
+
+    A deadband or report-by-exception historian writes a row only when a
+    value moved by more than its deadband, so its rows come at irregular
+    times and no column has a value in most of them; a silence there says
+    that nothing moved, not that the logger stopped. Told by the fastest
+    column holding a value in fewer than 90 % of the rows (a clock's file has
+    one column in every row). Such a silence is a gap only when it is
+    longer than ``GAP_STEPS`` of the slowest column's own steps, when no
+    column wrote as often as it usually does.
+    """
+    if t is None or len(x) < 3 or not x.shape[1]:
+        return None
+    present = np.isfinite(x)
+    if present.mean(axis=0).max() >= ON_CHANGE_SHARE:
+        return None
+    steps = []
+    for j in range(x.shape[1]):
+        d = np.diff(t[present[:, j]])
+        d = d[d > 0]
+        if d.size:
+            steps.append(float(np.median(d)))
+    return GAP_STEPS * max(steps) if steps else None
+
+
+def _time_order(x: np.ndarray, t: np.ndarray | None, notes: ReadNotes, spring_forwards: Sequence[float] = (),
+                bridge: float | None = None) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """The rows in time order, cut at long gaps; a newest-first export is turned around.
 
     Rows with equal times keep their file order (a stable sort), none dropped: the file's order is the
@@ -359,7 +439,7 @@ def _time_order(x: np.ndarray, t: np.ndarray | None, notes: ReadNotes, spring_fo
     positive = d[d > 0]
     if positive.size == 0:
         return [(x, t)]
-    cuts = np.flatnonzero(d > GAP_STEPS * float(np.median(positive))) + 1
+    cuts = np.flatnonzero(d > max(GAP_STEPS * float(np.median(positive)), bridge or 0.0)) + 1
     cuts = cuts[~np.isin(t[cuts], np.asarray(spring_forwards, dtype=np.float64))]
     notes.gaps += len(cuts)
     if len(cuts):  # a week's shutdown is told apart from a lost minute by its length

@@ -199,6 +199,13 @@ def _reading_notes(n: ReadNotes) -> list[str]:
     if n.filled:
         out.append("filled " + ", ".join(f"{v:,} {k}" for k, v in n.filled.items()) + " blank cell(s) from the "
                    "last value")
+    for name, bridge in n.on_change.items():
+        out.append(f"{name}: rows written on change (no column has a value in 90 % of them: a deadband or "
+                   f"report-by-exception export): a blank holds the last value, and a silence is a gap only past "
+                   f"{duration_text(bridge)} (10 of the slowest column's own steps)")
+    for name, (step, share) in n.slow.items():
+        out.append(f"{name} is logged every {duration_text(step)} (blank in {share:.0%} of the rows): each row holds its last "
+                   f"value, as the agent does between its messages")
     if n.bad_cells:
         out.append("text in numeric columns, read as blank: " + ", ".join(f"{k} {v:,}" for k, v in n.bad_cells.items()))
     if n.dropped_rows:

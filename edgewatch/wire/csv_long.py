@@ -21,6 +21,7 @@ from edgewatch.wire.csv_cells import DISTINCT_TEXTS
 from edgewatch.wire.csv_header import TIME_NAME_PARTS, plain_name
 from edgewatch.wire.csv_layout import CsvLayout
 from edgewatch.wire.csv_rows import iter_rows
+from edgewatch.wire.csv_states import is_state_column
 from edgewatch.wire.csv_table import CsvTable
 from edgewatch.wire.csv_times import LocalClock, parse_time
 
@@ -125,7 +126,7 @@ def read_long(layout: CsvLayout, long: LongFormat) -> CsvTable:
     NaN there (filled by the caller as any blank). Reads the file once more, row by row.
 
     When the tags do not share their times (each value written when it came, as Home Assistant and
-    Node-RED do), the times are put on a grid of the tags' own typical step (:func:`_grid`). A tag with
+    Node-RED do), the times are put on a grid of the fastest tag's typical step (:func:`_grid_step`). A tag with
     no number at any readable time is left out.
     """
     tag_j, value_j = layout.header.index(long.tag_column), layout.header.index(long.value_column)
@@ -133,7 +134,8 @@ def read_long(layout: CsvLayout, long: LongFormat) -> CsvTable:
     stamps: list[float] = []
     names: list[str] = []
     values: list[float] = []
-    bad = ragged = 0
+    words: dict[int, str] = {}  # reading -> its text, where the value is a word (a state tag's on/off)
+    ragged = 0
     for _, row in iter_rows(layout, on_error=lambda line, exc: None):
         if max(tag_j, value_j) >= len(row):
             ragged += 1
@@ -145,7 +147,7 @@ def read_long(layout: CsvLayout, long: LongFormat) -> CsvTable:
             values.append(layout.number(row[value_j], long.value_column))
         except ValueError:
             values.append(math.nan)
-            bad += 1
+            words[len(values) - 1] = row[value_j].strip()
     t = np.array(stamps)
     index = {tag: k for k, tag in enumerate(long.tags)}
     col = np.array([index.get(n, -1) for n in names], dtype=np.int64)
@@ -165,8 +167,35 @@ def read_long(layout: CsvLayout, long: LongFormat) -> CsvTable:
     label = [long.names.get(tag, tag) for tag in long.tags]
     numeric = {label[k]: wide[:, k] for k in kept}
     missing = {label[k]: int(np.isnan(wide[:, k]).sum()) for k in kept}
-    return CsvTable(layout, numeric, times, {}, {}, missing, {long.value_column: bad} if bad else {}, len(times),
-                    ragged, int((~ok).sum()), clock.changes if clock else 0, grid_step=step)
+    states = _state_tags(words, col, ok, at, len(times), [k for k in range(len(long.tags)) if k not in kept], label)
+    bad = sum(1 for i in words if col[i] < 0 or label[col[i]] not in states)
+    text_columns = {name: texts[0] for name, (texts, _) in states.items()}
+    return CsvTable(layout, numeric, times, {}, text_columns, missing, {long.value_column: bad} if bad else {},
+                    len(times), ragged, int((~ok).sum()), clock.changes if clock else 0, grid_step=step,
+                    state_cells=states)
+
+
+def _state_tags(words: dict[int, str], col: np.ndarray, ok: np.ndarray, at: np.ndarray, rows: int,
+                tags: list[int], label: list[str]) -> dict[str, tuple[list[str], np.ndarray]]:
+    """The tags whose values are words of a state (Home Assistant's ``on``/``off``, a pump's ``Run``/``Stop``),
+    as a wide file's text state column: (its texts, per row of the pivoted times the index of its text, -1 where
+    it wrote nothing). Why: read as numbers, every value of such a tag was a blank and the tag vanished from
+    the model without a word. Tags holding a number anywhere are numeric (their words are blanks)."""
+    out: dict[str, tuple[list[str], np.ndarray]] = {}
+    row_of = np.full(len(ok), -1, dtype=np.int64)
+    row_of[ok] = at
+    for k in tags:
+        mine = sorted(i for i in words if col[i] == k and row_of[i] >= 0)
+        texts = sorted({words[i] for i in mine if words[i]})
+        if not is_state_column(texts):
+            continue
+        index = {text: n for n, text in enumerate(texts)}
+        ids = np.full(rows, -1, dtype=np.int64)
+        for i in mine:  # in reading order within a time: the latest wins, as for numbers
+            if words[i]:
+                ids[row_of[i]] = index[words[i]]
+        out[label[k]] = (texts, ids)
+    return out
 
 
 def _tag(cell: str, index: bool) -> str:
@@ -181,11 +210,20 @@ def _tag(cell: str, index: bool) -> str:
 
 
 def _grid_step(t: np.ndarray, col: np.ndarray) -> float | None:
-    """The tags' typical step (the median of each tag's median step), for times no two tags share."""
+    """The fastest tag's typical step (its median step), for times no two tags share.
+
+    Why the fastest: a vibration every second beside a flow every 5 s and a
+    temperature every minute is one row a second in a wide export of the
+    same tags and on a live feed (each message makes a row, the others
+    held), so the model's window must count rows of that step; on the tags'
+    median step the vibration was cut to one value in five (and with a
+    state tag written every half hour, one in thirty). The grid then has
+    about as many rows as that tag has values.
+    """
     steps = []
     for k in np.unique(col):
         d = np.diff(np.sort(t[col == k]))
         d = d[d > 0]
         if d.size:
             steps.append(float(np.median(d)))
-    return float(np.median(steps)) if steps else None
+    return min(steps) if steps else None

@@ -388,7 +388,7 @@ def test_a_home_assistant_history_fits_in_the_default_form_and_the_replay_raises
     res = CliRunner().invoke(main, ["fit", str(normal), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "one column per 'entity_id' (6), values from 'state'" in res.output
-    assert "the tags have their own times, so each is held on a grid of their typical step" in res.output
+    assert "the tags have their own times, so each is held on a grid of the fastest tag's step" in res.output
     card = ScoringModel(out).card
     assert card.features == [f"sensor.pump_{n}" for n in sorted(FEATURES)]
     _, events = _replay(out, today, tmp_path, "-q")

@@ -23,7 +23,8 @@ is read whole and pivoted as ``fit`` pivots it
 (:func:`edgewatch.wire.csv_long.read_long`), then played in time order.
 
 A blank, ``NaN`` or ``null`` cell is held from the column's last value (the
-rules of :mod:`.rows`; without a time column the staleness limit counts
+rules of :mod:`.rows` for a file: however old, as ``fit`` filled it,
+unless ``max_age`` is set; without a time column the staleness limit counts
 rows, so ``max_age=3`` holds a value for three rows); text in a number cell
 is ``not_number``, a short line ``wrong_arity``, an unreadable time
 ``bad_timestamp``. A state feature's text (``Run``/``Stop``, the card's
@@ -79,6 +80,7 @@ class ReplaySource(Source):
         # a column logged slower than the rows (blank between readings) is held as fit filled it for the model:
         # the slow-sensor line, advice for live feeds the model was not fitted on, would be false here
         self.rows.by_exception = True
+        self.rows.from_file = True  # and its blanks held as fit filled them, from the last value
         self._next_t = 0.0  # when the next row is due (monotonic), with a rate
         self.layout: CsvLayout = sniff_layout(self.path, time_column, sep, decimal)
         if self.layout.decimal_note:
@@ -151,11 +153,27 @@ class ReplaySource(Source):
 
     def _send_wide(self, wide: CsvTable, period: float) -> bool:
         """The pivoted rows of a long export, in time order; False when stopping."""
-        columns = [wide.numeric[f] for f in self.features]
+        columns = [wide.numeric[f] if f in wide.numeric else _state_texts(wide, f) for f in self.features]
+        states = self.rows.states
         for i, ts in enumerate(wide.times.tolist() if wide.times is not None else []):
             if self.stopping:
                 return False
-            m = self.rows.row(self.name, [cell_value(float(c[i])) for c in columns], ts, ts)
+            cells: list[object] = []
+            for j, c in enumerate(columns):
+                if isinstance(c, list):  # a state tag's words (on/off), read by the model's codes as a wide file's
+                    code = states.value(j, c[i]) if states is not None and c[i] else None
+                    if code is BadReason.UNKNOWN_STATE:
+                        self.rows.forget(self.name, j)
+                        cells = []
+                        break
+                    cells.append(code if code is not None else cell_value(math.nan))
+                else:
+                    cells.append(cell_value(float(c[i])))
+            if not cells:
+                if not self._put(Item(Kind.BAD, self.name, BadReason.UNKNOWN_STATE, time.time())):
+                    return False
+                continue
+            m = self.rows.row(self.name, cells, ts, ts)
             if not self._send(m, period):
                 return False
         return True
@@ -212,6 +230,14 @@ class ReplaySource(Source):
             return False
         self.rows_sent += 1
         return True
+
+
+def _state_texts(wide: CsvTable, feature: str) -> list[str]:
+    """A pivoted state tag's text per row ('' where it wrote nothing); BadInput when the tag is not in the file."""
+    if feature not in wide.state_cells:
+        raise BadInput(f"replay file {wide.path}: its tag {feature!r} holds neither numbers nor the words of a state")
+    texts, ids = wide.state_cells[feature]
+    return [texts[k] if k >= 0 else "" for k in ids.tolist()]
 
 
 def _pivoted(layout: CsvLayout, features: list[str]) -> CsvTable | None:

@@ -22,7 +22,13 @@ time, and makes rows out of them by one set of rules:
   bridged, a sensor that has missed
   three updates in a row no longer stands for the present, and a slow
   sensor (a temperature every minute beside a pressure every second) is
-  held for as long as it normally goes quiet.
+  held for as long as it normally goes quiet. Rows from a file (the
+  replay: ``from_file``) hold a blank as ``fit`` filled it for the model,
+  from the column's last value however old (a column that stopped writing
+  is left out by ``fit``), unless ``max_age`` is set: a minute's
+  temperature beside a second's vibration, or a deadband historian's rows
+  written on change, replay whole instead of partly ``stale_feature``
+  (a blank in a file is "no new value", not a silent sensor).
 * **A backlog is not a faster sensor.** Values without their own ``ts`` are
   timed by arrival, and what a broker kept for the agent's session while
   its link was down arrives at the reconnect within milliseconds. Gaps
@@ -319,9 +325,14 @@ class RowAssembler:
         self._clock_warned_at = -math.inf
         self._back_warned_at = -math.inf
         self._rate_checked: set[int] = set()  # features whose sampling interval was compared with the rows'
+        self._stale_told: set[int] = set()  # features whose first stale_feature row was logged with its limit
         # values come only when they change (OPC UA's monitored items): a long gap is a steady value held
         # exactly, not a sensor sampled slowly, and the slow-sensor line would be false advice
         self.by_exception = False
+        # rows from a file (a replay): a blank is held as fit filled it for the model, from the column's last
+        # value however old (fit leaves out a column that stopped writing); a live sensor's silence is judged by
+        # HOLD_INTERVALS
+        self.from_file = False
         self._told: set[str] = set()  # names that are no feature, said once each (MAX_STRANGERS of them)
         self._said_thousands = False
         self.max_age = max_age
@@ -344,6 +355,8 @@ class RowAssembler:
             return self.max_age
         st = self._streams.get(stream)
         if st is None:
+            return math.inf
+        if self.from_file:
             return math.inf
         interval = st.gaps[j].median()
         if interval is None:
@@ -398,11 +411,30 @@ class RowAssembler:
             if t == -math.inf:
                 return BadReason.MISSING_FEATURE
             if at - t > self.limit(stream, j):
+                self._said_stale(st, j, at - t, self.limit(stream, j))
                 return BadReason.STALE_FEATURE
         if st.last_row_at is None or at > st.last_row_at:
             st.row_gaps.note(at)
         st.last_row_at = at
         return Measurement(list(values), ts, stream)
+
+    def _said_stale(self, st: _StreamState, j: int, age: float, limit: float) -> None:
+        """Once per feature: which feature makes rows ``stale_feature``, how old it was, the limit, and the way out.
+
+        Why: a sensor published on change (a deadband, report by exception) goes quiet for as long as its value
+        holds, and about half of such a feed's rows were skipped with only the count to say so (measured:
+        1,161 of 2,567 rows, a 1-s vibration, a 5-s flow and a bearing temperature, each on change). Not said
+        before the feature has a usual interval (its first values), nor with ``max_age`` set (the user chose).
+        """
+        gaps = st.gaps[j].median()
+        if j in self._stale_told or self.max_age is not None or gaps is None:
+            return
+        self._stale_told.add(j)
+        log.warning("source %s: %r held %.3g s, over its limit of %.3g s (%g of its usual %.3g s between values): "
+                    "rows are skipped as stale_feature until it reports. A sensor published only when its value "
+                    "changes (a deadband, report by exception) is quiet while it holds: give the source "
+                    "?max_age= its longest quiet spell (max_age = \"2h\" in a TOML [[source]]). Said once per "
+                    "feature", self.source or "?", self.features[j], age, limit, HOLD_INTERVALS, gaps)
 
     def row(self, stream: str, cells: Sequence[object], at: float, ts: float | None = None
             ) -> Measurement | BadReason:

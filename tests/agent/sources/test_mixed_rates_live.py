@@ -1,0 +1,77 @@
+"""Per-sensor MQTT topics at their own rates, against a real mosquitto and ``edgewatch agent run`` in its
+default form (walk-through 7): a 1-s vibration, a 5-s flow and a bearing temperature, the temperature published
+every 60 s, then only when it changes (a deadband)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.fit.test_fit_drift import run
+from tests.fit.test_mixed_rates import T0, TAGS, _plant, _wide
+from tests.waiting import wait_until
+
+
+def _live(tmp_path: Path, broker, model: Path, cols: dict[str, np.ndarray], deadband: float | None,  # noqa: ANN001
+          query: str = "") -> tuple[list[dict], str]:
+    """Publish each tag on plant/pump1/TAG with its own time; the agent's events and its log."""
+    before = broker.log().count("New client connected")
+    err = tmp_path / "agent.err"
+    agent = subprocess.Popen([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
+                              "--source", f"mqtt://{broker.host}:{broker.port}/plant/{{stream}}/{{feature}}{query}",
+                              "--sink", "stdout"], stdout=subprocess.PIPE, stderr=err.open("w"), text=True,
+                             cwd=tmp_path)
+    try:
+        assert wait_until(lambda: broker.log().count("New client connected") > before, 60), broker.log()
+        wait_until(lambda: False, 1.5)  # its subscription follows its connection
+        pub = paho.Client(CallbackAPIVersion.VERSION2)
+        pub.connect(broker.host, broker.port)
+        pub.loop_start()
+        last = None
+        for i in range(len(cols["VIB_RMS"])):
+            ts = T0.timestamp() + i
+            for tag in TAGS:
+                v = float(cols[tag][i])
+                if tag == "FLOW" and i % 5:
+                    continue
+                if tag == "BRG_TEMP":
+                    if deadband is None and i % 60:
+                        continue
+                    if deadband is not None and last is not None and abs(v - last) <= deadband:
+                        continue
+                    last = v
+                pub.publish(f"plant/pump1/{tag}", json.dumps({"value": round(v, 3), "ts": ts}),
+                            qos=1).wait_for_publish(10)
+        pub.loop_stop()
+        pub.disconnect()
+        wait_until(lambda: False, 3)
+    finally:
+        agent.send_signal(signal.SIGINT)
+        out, _ = agent.communicate(timeout=60)
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")], err.read_text()
+
+
+def test_a_slow_sensor_is_held_at_the_fast_rate_and_a_deadband_one_is_named_with_the_way_out(
+        tmp_path: Path, broker) -> None:  # noqa: ANN001
+    """Every 60 s: held, a row per vibration message. On change: rows skipped stale_feature, and before, the log
+    only counted them (1,161 of 2,567 in the walk); now it names the feature, its limit and ?max_age=."""
+    model = tmp_path / "m.onnx"
+    run(tmp_path, "fit", str(_wide(tmp_path / "n.csv", _plant(1, 7200))), "--family", "pca", "-q", "-o", str(model))
+    day = _plant(2, 1200)
+    events, log = _live(tmp_path, broker, model, day, None)
+    assert "messages 1200 " in log or "messages 1199 " in log, log  # one row per vibration message
+    assert not [e for e in events if e["event"] == "start"], events
+    assert "'BRG_TEMP' held" not in log
+
+    events, log = _live(tmp_path, broker, model, day, deadband=0.15)
+    assert "stale_feature" in log
+    assert "'BRG_TEMP' held" in log and "?max_age=" in log, log
+    events, log = _live(tmp_path, broker, model, day, deadband=0.15, query="?max_age=2h")
+    assert "stale_feature" not in log and "bad 0" in log, log

@@ -323,13 +323,18 @@ class ModelCard:
 _STRING_FIELDS = {"family", "score", "threshold_method", "task", "quantization"}
 
 
+def _feature_map_problems(field: str, value: Any, features: list[str], shape: str) -> list[str]:
+    """What is wrong with ``field`` as a map of feature names to ``shape``, as far as the map itself goes."""
+    if not isinstance(value, Mapping):
+        return [f"{field} must map features to {shape}, got {type(value).__name__}"]
+    unknown = sorted(set(value) - set(features))
+    return [f"{field} names {unknown}, which are not features"] if unknown else []
+
+
 def _range_problems(ranges: Any, features: list[str]) -> list[str]:
+    out = _feature_map_problems("training_range", ranges, features, "[low, high]")
     if not isinstance(ranges, Mapping):
-        return [f"training_range must map features to [low, high], got {type(ranges).__name__}"]
-    out = []
-    unknown = sorted(set(ranges) - set(features))
-    if unknown:
-        out.append(f"training_range names {unknown}, which are not features")
+        return out
     for name, pair in ranges.items():
         ok = (isinstance(pair, (list, tuple)) and len(pair) == 2
               and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair))
@@ -339,12 +344,9 @@ def _range_problems(ranges: Any, features: list[str]) -> list[str]:
 
 
 def _state_problems(states: Any, features: list[str]) -> list[str]:
+    out = _feature_map_problems("states", states, features, "{text: code}")
     if not isinstance(states, Mapping):
-        return [f"states must map features to {{text: code}}, got {type(states).__name__}"]
-    out = []
-    unknown = sorted(set(states) - set(features))
-    if unknown:
-        out.append(f"states names {unknown}, which are not features")
+        return out
     for name, codes in states.items():
         ok = (isinstance(codes, Mapping) and len(codes) >= 2
               and all(isinstance(t, str) and t.strip() for t in codes)

@@ -21,11 +21,12 @@ from tests.waiting import wait_until
 
 def _live(tmp_path: Path, broker, model: Path, cols: dict[str, np.ndarray], deadband: float | None,  # noqa: ANN001
           query: str = "") -> tuple[list[dict], str]:
-    """Publish each tag on plant/pump1/TAG with its own time; the agent's events and its log."""
+    """Publish each tag on rates/pump1/TAG with its own time; the agent's events and its log. The root is the
+    test's own: other tests leave retained plant/<agent>/status topics on the session broker."""
     before = broker.log().count("New client connected")
     err = tmp_path / "agent.err"
     agent = subprocess.Popen([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
-                              "--source", f"mqtt://{broker.host}:{broker.port}/plant/{{stream}}/{{feature}}{query}",
+                              "--source", f"mqtt://{broker.host}:{broker.port}/rates/{{stream}}/{{feature}}{query}",
                               "--sink", "stdout"], stdout=subprocess.PIPE, stderr=err.open("w"), text=True,
                              cwd=tmp_path)
     try:
@@ -47,7 +48,7 @@ def _live(tmp_path: Path, broker, model: Path, cols: dict[str, np.ndarray], dead
                     if deadband is not None and last is not None and abs(v - last) <= deadband:
                         continue
                     last = v
-                pub.publish(f"plant/pump1/{tag}", json.dumps({"value": round(v, 3), "ts": ts}),
+                pub.publish(f"rates/pump1/{tag}", json.dumps({"value": round(v, 3), "ts": ts}),
                             qos=1).wait_for_publish(10)
         pub.loop_stop()
         pub.disconnect()

@@ -182,12 +182,13 @@ class FitReport:
         """The one model's :func:`wide_states_warning`; with a model per point, each point's own, naming the points
         inside which it still holds (a batch's fill and drain ramps: the level moves through its whole range)."""
         if not self.points:
-            return wide_states_warning(self.ranges)
+            return wide_states_warning(self.ranges, self.notes.states)
         blind = [(i, wide_features(pt.ranges)) for i, pt in enumerate(self.points)]
         blind = [(i, w) for i, w in blind if w]
         if not blind:
             return None
-        parts = "; ".join(f"{self.points[i].name(i + 1, self.notes.states)}: {_shown(w)}" for i, w in blind)
+        parts = "; ".join(f"{self.points[i].name(i + 1, self.notes.states)}: {_shown(w, self.notes.states)}"
+                          for i, w in blind)
         return (f"with a model per operating point, a feature's change is still seen only when it is about as large "
                 f"as its whole normal range inside {parts}. Such a point spans a ramp or several states, and a fault "
                 "inside it that stays within that range is not seen; inside the other points the model sees the "
@@ -283,7 +284,7 @@ WIDE_NOISE = 10.0  # the smallest change seen, in short-term noise units, above 
 WIDE_RANGE = 0.5  # ... and in shares of the feature's 1st..99th percentile range: the model sees only the extremes
 
 
-def wide_states_warning(ranges: list[FeatureRange]) -> str | None:
+def wide_states_warning(ranges: list[FeatureRange], states: Mapping[str, object] | None = None) -> str | None:
     """A warning when most level features are seen only once they change by half their normal range or more,
     and by many times their noise: the normal data moves between states far apart (a batch's fill, heat, hold
     and drain), one model of all of them spans them all, and a fault inside one state goes unseen (walk-through:
@@ -293,7 +294,7 @@ def wide_states_warning(ranges: list[FeatureRange]) -> str | None:
     if not wide:
         return None
     return ("the model sees a feature's change only when it is about as large as its whole normal range ("
-            f"{_shown(wide)}): the normal data moves between states far apart (a batch cycle's phases, runs and "
+            f"{_shown(wide, states)}): the normal data moves between states far apart (a batch cycle's phases, runs and "
             "stops), and a fault inside one state that stays within that range is not seen. This model catches what leaves "
             "the normal states altogether; for what matters inside one phase, watch that phase's own data (a model "
             "fitted on its rows alone flags the other phases)")
@@ -320,8 +321,11 @@ def wide_features(ranges: list[FeatureRange]) -> list[FeatureRange]:
     return wide if levels and len(wide) * 2 > len(levels) else []
 
 
-def _shown(wide: list[FeatureRange]) -> str:
-    return ", ".join(f"{fr.name} {fr.smallest_change:.3g} of its {fr.p01:.4g}..{fr.p99:.4g}" for fr in wide[:4])
+def _shown(wide: list[FeatureRange], states: Mapping[str, object] | None = None) -> str:
+    """The first few blind features as examples, text state columns left out where others remain: a state changes
+    only by a switch to another of its texts, so "Supply Fan Status 1.24 of its 0..1" read as nonsense."""
+    named = [fr for fr in wide if fr.name not in (states or {})] or wide
+    return ", ".join(f"{fr.name} {fr.smallest_change:.3g} of its {fr.p01:.4g}..{fr.p99:.4g}" for fr in named[:4])
 
 
 MANY_CONSTANT = 10  # more constant columns than this are listed on one line

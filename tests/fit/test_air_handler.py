@@ -60,6 +60,10 @@ def test_the_report_says_the_per_point_models_episodes_came_at_the_switches_and_
                      r"over the threshold longer than the opening waits", report)
     assert said and 1 <= int(said[2]) <= int(said[1]), report
     wide = next(line for line in report.splitlines() if "about as large as its whole normal range" in line)
+    examples = wide.split("whole normal range (", 1)[1].split("): the normal data", 1)[0]
+    # the examples are measured features: a text state changes only by a switch ("AHU1 Supply Fan Status 1.24 of
+    # its 0..1" read as nonsense)
+    assert "AHU1 Supply Air Temp" in examples and "Fan Status" not in examples and "Occupancy" not in examples, wide
     assert ". With torch installed (the edgewatch[train] extra), `fit` also tries a conv1d-ae, one model of every " \
            "state that can see a change inside one, and keeps it when it does better on the held-out part (a pca " \
            "per point was tried and not kept" in wide, wide

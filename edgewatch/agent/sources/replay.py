@@ -154,16 +154,14 @@ class ReplaySource(Source):
     def _send_wide(self, wide: CsvTable, period: float) -> bool:
         """The pivoted rows of a long export, in time order; False when stopping."""
         columns = [wide.numeric[f] if f in wide.numeric else _state_texts(wide, f) for f in self.features]
-        states = self.rows.states
         for i, ts in enumerate(wide.times.tolist() if wide.times is not None else []):
             if self.stopping:
                 return False
             cells: list[object] = []
             for j, c in enumerate(columns):
                 if isinstance(c, list):  # a state tag's words (on/off), read by the model's codes as a wide file's
-                    code = states.value(j, c[i]) if states is not None and c[i] else None
+                    code = self.rows.state_code(self.name, j, c[i]) if c[i] else None
                     if code is BadReason.UNKNOWN_STATE:
-                        self.rows.forget(self.name, j)
                         cells = []
                         break
                     cells.append(code if code is not None else cell_value(math.nan))
@@ -186,14 +184,12 @@ class ReplaySource(Source):
         time_col, cols = self.columns
         lay = self.layout
         cells: list[object] = []
-        states = self.rows.states
         for j, i in enumerate(cols):
             if i >= len(row):
                 return BadReason.WRONG_ARITY
-            code = states.value(j, row[i]) if states is not None else None
+            code = self.rows.state_code(self.name, j, row[i])
             if code is not None:  # a state feature's text (Run/Stop), as fit coded it
                 if code is BadReason.UNKNOWN_STATE:
-                    self.rows.forget(self.name, j)
                     return code
                 cells.append(code)
                 continue

@@ -516,9 +516,13 @@ class RowAssembler:
         machine is no longer in the state held, so a later row must not
         stand on it (the rows wait for a known state, as after a bad status).
         """
+        code = self.state_code(stream, j, raw)
+        return cell_value(raw) if code is None else code
+
+    def state_code(self, stream: str, j: int, raw: object) -> float | BadReason | None:
+        """Feature ``j``'s code for the state word ``raw``; None when ``raw`` is no state word for it (a number, a
+        blank, or no state feature); ``unknown_state``, the held value dropped (:meth:`cell`), for a text never held."""
         code = self.states.value(j, raw) if self.states is not None else None
-        if code is None:
-            return cell_value(raw)
         if code is BadReason.UNKNOWN_STATE:
             self.forget(stream, j)
         return code

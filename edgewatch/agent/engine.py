@@ -292,6 +292,8 @@ class Agent:
             self._close_episode(self.runtime, slot, "model swapped")
         self.runtime = runtime
         self.table.install(runtime)
+        for rows in self._rows.values():  # the new card's logging steps: how long a first value is held
+            rows.use_logged_every(runtime.card.logged_every)
         self.metrics.model_swaps.labels("ok").inc()
         self._emit({**events.model_event(agent=self.options.agent_id, now=now, previous=old, model=runtime.model,
                                          warnings=runtime.warnings), **info})
@@ -706,6 +708,7 @@ class Agent:
         self.sources.append(source)
         rows = getattr(source, "rows", None)  # an embedder's own source need not have one
         if rows is not None:
+            rows.use_logged_every(self.runtime.card.logged_every)  # each feature's step in the normal data
             self._rows[source.name] = rows
 
     def _keyed_row(self, raw: str | bytes, source: str, received: float) -> Measurement | BadReason:
@@ -716,7 +719,8 @@ class Agent:
         """The row assembler of a source whose raw lines the loop parses (stdin, websockets): its rules, its logs."""
         rows = self._rows.get(source)
         if rows is None:
-            rows = self._rows[source] = RowAssembler(self.features, source=source, states=self.runtime.card.states)
+            rows = self._rows[source] = RowAssembler(self.features, source=source, states=self.runtime.card.states,
+                                                     logged_every=self.runtime.card.logged_every)
         return rows
 
     def request_stop(self) -> None:

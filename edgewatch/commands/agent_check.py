@@ -10,6 +10,7 @@ import click
 
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.runtime import ModelRuntime
+from edgewatch.contract import HOLD_STEPS
 from edgewatch.wire.csv_states import describe
 
 
@@ -52,6 +53,8 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
         f"  range check   {_range_line(card)}",
         *[f"  state         {name}: {describe(codes)} (text read as its code; another text: unknown_state)"
           for name, codes in (card.states or {}).items()],
+        *([f"  logged every  {_steps(card.logged_every)} in the normal data: live, a value is held for "
+           f"{HOLD_STEPS:g} of its step until its sensor has an interval of its own"] if card.logged_every else []),
         f"  trained on    {json.dumps(card.trained_on, default=str)[:200]}",
     ]
     for name, stats in card.score_stats.items():
@@ -62,6 +65,11 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
                      f"{runtime.default_max_streams()}")
         lines += [f"  warning       {w}" for w in runtime.warnings]
     click.echo("\n".join(lines))
+
+
+def _steps(steps: dict[str, float]) -> str:
+    """``VIB_RMS 1 s, FLOW 5 s, BRG_TEMP 60 s``: each feature's step between its values (the card's logged_every)."""
+    return ", ".join(f"{name} {seconds:g} s" for name, seconds in steps.items())
 
 
 def _drift_line(card) -> str:  # noqa: ANN001 - a ModelCard

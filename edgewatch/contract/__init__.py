@@ -13,13 +13,15 @@ This package imports :mod:`edgewatch.errors` and NumPy only (never torch,
 onnx or the agent), so everything that reads or writes a card may import it.
 """
 
-from edgewatch.contract.card import (AUX_OUTPUT, FEATURE_ERROR_OUTPUT, INPUT_NAME, PREFIX, SCORE_OUTPUT,
-                                     SIGNATURE_KEY, Decision, ModelCard, Quantization, Scaler, ScoreStats, Task)
+from edgewatch.contract.card import (AUX_OUTPUT, FEATURE_ERROR_OUTPUT, HOLD_STEPS, INPUT_NAME, PREFIX,
+                                     SCORE_OUTPUT, SIGNATURE_KEY, Decision, ModelCard, Quantization, Scaler,
+                                     ScoreStats, Task)
 from edgewatch.contract.drift_reference import DriftReference
 from edgewatch.contract.migration import FORMAT_VERSION, UPGRADES, Props, upgrade
 from edgewatch.contract.plain import to_plain
 from edgewatch.contract.postprocess import AUX_INPUT_PREFIX, MAX_KIND, SCORE_INPUT, PostProcess
 
-__all__ = ["AUX_INPUT_PREFIX", "AUX_OUTPUT", "FEATURE_ERROR_OUTPUT", "FORMAT_VERSION", "INPUT_NAME", "MAX_KIND",
-           "PREFIX", "SCORE_INPUT", "SCORE_OUTPUT", "SIGNATURE_KEY", "UPGRADES", "Decision", "DriftReference",
-           "ModelCard", "PostProcess", "Props", "Quantization", "Scaler", "ScoreStats", "Task", "to_plain", "upgrade"]
+__all__ = ["AUX_INPUT_PREFIX", "AUX_OUTPUT", "FEATURE_ERROR_OUTPUT", "FORMAT_VERSION", "HOLD_STEPS", "INPUT_NAME",
+           "MAX_KIND", "PREFIX", "SCORE_INPUT", "SCORE_OUTPUT", "SIGNATURE_KEY", "UPGRADES", "Decision",
+           "DriftReference", "ModelCard", "PostProcess", "Props", "Quantization", "Scaler", "ScoreStats", "Task",
+           "to_plain", "upgrade"]

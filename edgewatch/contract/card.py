@@ -54,6 +54,10 @@ FEATURE_ERROR_OUTPUT = "feature_error"
 AUX_OUTPUT = "aux"
 
 _AUX_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)(?:\[([1-9][0-9]*)\])?$")
+# a value stands for the present for this many of its feature's logging steps: the live agent's hold limit
+# (edgewatch/agent/sources/rows.py), fit's rule of a column that holds a value in a row (edgewatch/fit/normal_data.py),
+# and what the card's ``logged_every`` is multiplied by before a live sensor has an interval of its own
+HOLD_STEPS = 3.0
 
 class Task(str, enum.Enum):
     RECONSTRUCT = "reconstruct"
@@ -167,6 +171,12 @@ class ModelCard:
     # feature -> {text: code} of each state feature read from text (``Run``/``Stop``, edgewatch/wire/csv_states.py):
     # every live source maps the same text to the same number. None: every feature is a number on the wire
     states: dict[str, dict[str, float]] | None = None
+    # feature -> seconds between its own values in the normal data (the median step): a 60-s bearing temperature
+    # beside a 1-s vibration was fitted held between its values, and the agent holds it live for HOLD_STEPS of its
+    # step from its first value on. Written only when some feature was logged more slowly than the rows
+    # (edgewatch/fit/normal_data.py's logged_every). None: unknown (every file written before); the agent then
+    # holds a value for HOLD_STEPS of the rows' interval until the sensor has an interval of its own
+    logged_every: dict[str, float] | None = None
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -235,6 +245,8 @@ class ModelCard:
             problems += _range_problems(self.training_range, self.features)
         if self.states is not None:
             problems += _state_problems(self.states, self.features)
+        if self.logged_every is not None:
+            problems += _step_problems(self.logged_every, self.features)
         if self.input_clip is not None and not (
                 len(self.input_clip) == 2 and all(math.isfinite(v) for v in self.input_clip)
                 and self.input_clip[0] < self.input_clip[1]):
@@ -253,8 +265,7 @@ class ModelCard:
         out: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if (f.name == "aux" and not value) or (f.name in ("training_range", "input_clip", "states")
-                                                   and value is None):
+            if (f.name == "aux" and not value) or (f.name in _WRITTEN_WHEN_SET and value is None):
                 continue  # not used: written as before, so older readers keep reading the file
             if isinstance(value, enum.Enum):
                 text = value.value
@@ -320,6 +331,7 @@ class ModelCard:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+_WRITTEN_WHEN_SET = ("training_range", "input_clip", "states", "logged_every")
 _STRING_FIELDS = {"family", "score", "threshold_method", "task", "quantization"}
 
 
@@ -356,6 +368,17 @@ def _state_problems(states: Any, features: list[str]) -> list[str]:
             out.append(f"states of {name!r} must map two or more texts to finite numbers, got {codes!r}")
         elif len({t.strip().casefold() for t in codes}) != len(codes):
             out.append(f"states of {name!r} give one text two codes (texts are read in any case): {codes!r}")
+    return out
+
+
+def _step_problems(steps: Any, features: list[str]) -> list[str]:
+    out = _feature_map_problems("logged_every", steps, features, "seconds")
+    if not isinstance(steps, Mapping):
+        return out
+    for name, seconds in steps.items():
+        if not (isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds)
+                and seconds > 0):
+            out.append(f"logged_every of {name!r} must be a positive number of seconds, got {seconds!r}")
     return out
 
 

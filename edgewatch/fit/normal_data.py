@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgewatch.contract.card import HOLD_STEPS  # a value is recent for this many of its column's own steps
 from edgewatch.errors import BadInput
 from edgewatch.fit.states import code_state_columns
 from edgewatch.wire.csv_long import long_format, read_long
@@ -46,7 +47,9 @@ from edgewatch.wire.csv_table import CsvTable, fill_forward, read_csv_table, sni
 GAP_STEPS = 10  # a time gap longer than this many typical steps cuts the data
 FOLDER_FILES = (".csv", ".csv.gz", ".tsv")  # a folder's files that are read (a day's export rotated into gzip)
 MOSTLY_EMPTY = 0.9  # a column with more rows holding no recent value than this share is left out
-HOLD_STEPS = 3.0  # a value is recent for this many of its column's own steps: the live agent's HOLD_INTERVALS
+# a feature logged at least this many times the rows' step is logged more slowly than the rows (the card then says
+# each feature's step): halfway between every row (1, up to a jittered clock) and every other row (2)
+SLOWER_THAN_ROWS = 1.5
 ON_CHANGE_SHARE = 0.9  # rows written on change: no column holds a value in this share of them (a clock: one does in all)
 
 
@@ -68,6 +71,7 @@ class ReadNotes:
     labelled_rows: int = 0  # rows a label marks anomalous, dropped
     mostly_empty: dict[str, float] = field(default_factory=dict)  # name -> share missing, left out
     slow: dict[str, tuple[float, float]] = field(default_factory=dict)  # kept, logged slowly: name -> (its step, blank share)
+    steps: dict[str, float] = field(default_factory=dict)  # feature -> its own median step (s); empty without times
     ignored: list[str] = field(default_factory=list)  # by the user
     filled: dict[str, int] = field(default_factory=dict)  # feature -> cells filled from the last value
     bad_cells: dict[str, int] = field(default_factory=dict)  # feature -> text cells in a numeric column
@@ -119,6 +123,21 @@ class NormalData:
             return None
         return float(sum(max(len(s) * step, float(t[-1] - t[0]) + step) if len(t) else len(s) * step
                          for s, t in zip(self.segments, self.times)))
+
+    def logged_every(self, features: Sequence[str]) -> dict[str, float] | None:
+        """Each of ``features``' own step (s) for the card's ``logged_every``, when one is logged more slowly than
+        the rows (``SLOWER_THAN_ROWS`` of their step); else None, and the card is written as before.
+
+        Why: ``fit`` filled a slow tag's blanks from its last value, so the model knows it held for its own step;
+        the live agent holds its first value that long (not three of the rows' steps) and names it as slow only
+        well beyond it. Why not always: a file whose every tag is in every row gains nothing by it (the agent
+        falls back on the rows' interval), and its model file stays byte for byte what it was."""
+        rows, steps = self.step, self.notes.steps
+        if rows is None or not all(f in steps for f in features):
+            return None
+        if not any(steps[f] >= SLOWER_THAN_ROWS * rows for f in features):
+            return None
+        return {f: float(f"{steps[f]:.6g}") for f in features}
 
     def values(self) -> np.ndarray:
         return np.concatenate(self.segments)
@@ -218,6 +237,8 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
     features = _choose_features(tables, columns, ignore, notes)
     notes.states = {name: codes for name, codes in notes.states.items() if name in features}
     has_times = all(t.times is not None for t in tables)
+    if has_times:
+        notes.steps = {f: step for f in features if (step := _own_step(tables, f)) > 0}
     segments: list[np.ndarray] = []
     seg_times: list[np.ndarray] = []
     seg_file: list[int] = []
@@ -355,7 +376,7 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
 
 def _own_step(tables: Sequence[CsvTable], name: str) -> float:
     """A column's typical step between its own values (median, in seconds; in rows when a file has no time)."""
-    steps = [np.diff(_clock(t)[np.isfinite(t.numeric[name])]) for t in tables]
+    steps = [np.diff(np.sort(_clock(t)[np.isfinite(t.numeric[name])])) for t in tables]  # newest first too
     d = np.concatenate(steps) if steps else np.zeros(0)
     d = d[np.isfinite(d) & (d > 0)]
     return float(np.median(d)) if d.size else 0.0
@@ -370,7 +391,7 @@ def _rows_holding(values: np.ndarray, times: np.ndarray | None) -> int:
 
     Why its own step and not the rows': a slow tag is as fresh as it is ever
     logged until it misses a few of its updates, as the live agent holds it
-    (``rows.HOLD_INTERVALS``); and why a limit at all: a tag that stopped
+    (``HOLD_STEPS``, the contract's); and why a limit at all: a tag that stopped
     writing should not stand for the rest of the file.
     """
     t = times if times is not None else np.arange(len(values), dtype=np.float64)

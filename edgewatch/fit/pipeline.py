@@ -29,7 +29,7 @@ from edgewatch.fit.normal_data import Fill, NormalData, csv_files, read_normal_d
 from edgewatch.fit.report import FitReport, PointRanges, conv1d_advice, feature_ranges, wide_states_warning
 from edgewatch.fit.screening import (TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, phases,
                                      screen_features)
-from edgewatch.fit.states import write_states
+from edgewatch.fit.states import card_fields
 from edgewatch.fit.torch_family import Trial
 
 
@@ -114,8 +114,6 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
         report = fit_univariate(data, out)
     else:
         report = _fit_multivariate(data, out, opts, news)
-    if data.notes.states:  # text state columns: their codes go into the card (the agent reads "Run" by them)
-        write_states(out, data.notes.states)
     if private is not None:
         from edgewatch.agent.lifecycle.signing import read_signature, sign_bytes
         from edgewatch.files import write_bytes
@@ -151,7 +149,7 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progr
 
         recipe.why.pop("points", None)  # the conv1d-ae is one model of every point
         news.always("training conv1d-ae on all the normal data ...")
-        fit_conv1d(model_data, recipe, out, _centres(modes))
+        fit_conv1d(model_data, recipe, out, _centres(modes), card_fields(data, recipe.features))
         holdout = HoldoutResult(holdout.rows, holdout.seconds, torch_trial.false_episodes)
         report = _report(model_data, data, choices, recipe, holdout, out, None)
     else:
@@ -309,5 +307,5 @@ def _fit_and_write(fitted: Fitted, data: NormalData, choices: list, holdout: Hol
                   "left_out": {c.name: c.reason for c in choices if c.use is Use.LEFT_OUT}}
     if holdout.seconds:
         trained_on["holdout_seconds"] = round(holdout.seconds, 3)
-    write_pca_model(fit, out, trained_on, drift_modes)
+    write_pca_model(fit, out, trained_on, drift_modes, card_fields(data, fitted.recipe.features))
     return _report(fitted.data, data, choices, fitted.recipe, holdout, out, fit)

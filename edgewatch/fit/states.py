@@ -1,30 +1,29 @@
-"""Text state columns in ``edgewatch fit``: coded as numbers, and their codes written into the model file.
+"""Text state columns in ``edgewatch fit``: coded as numbers; and the card fields that ``fit`` takes from the data.
 
 The rule of what a state column is and which code each text gets is
 :mod:`edgewatch.wire.csv_states` (the agent reads live texts by it). Here:
 the codes are chosen once over every file given (``fit a.csv b.csv``: a
-state seen only in the second file has the same code in both), each file's
-column becomes numbers, and the model file's card gets the codes of the
-state columns that are among its features, so that the agent needs no
-flag to read ``"state": "Run"``.
+state seen only in the second file has the same code in both), and each
+file's column becomes numbers. :func:`card_fields` gives the writers of
+every family (pca, the univariate detector, conv1d-ae) what the data says
+beyond the model: the codes of the state columns among its features
+(``states``), so that the agent needs no flag to read ``"state": "Run"``,
+and each feature's logging step (``logged_every``), so that it holds a
+60-s tag's first value as long as the model was fitted on it held.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgewatch.contract import PREFIX, ModelCard
-from edgewatch.errors import BadModelFile
-from edgewatch.files import write_bytes
 from edgewatch.wire.csv_states import MAX_STATES, StateLookup, distinct_states, is_state_column, state_codes
 from edgewatch.wire.csv_table import CsvTable
-from edgewatch.wire.onnx_read import ModelBytes, metadata_record
 
-STATES_KEY = PREFIX + "states"
+if TYPE_CHECKING:
+    from edgewatch.fit.normal_data import NormalData
 
 
 def code_state_columns(tables: Sequence[CsvTable]) -> dict[str, dict[str, int]]:
@@ -58,24 +57,16 @@ def code_state_columns(tables: Sequence[CsvTable]) -> dict[str, dict[str, int]]:
     return codes
 
 
-def write_states(out: Path, states: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
-    """Add the codes of the model's state features to the card of the model file ``out``; returns what was added.
-
-    The card is read back from the new bytes before they replace the file,
-    so a file whose card does not validate is never kept. The graph and
-    every other entry stay byte for byte (the entry is appended, as a
-    signature is).
-    """
-    data = out.read_bytes()
-    parsed = ModelBytes.parse(data, str(out))
-    props = {k: v for k, v, _ in parsed.metadata}
-    features = json.loads(props.get(PREFIX + "features", "[]"))
+def card_fields(data: NormalData, features: Sequence[str]) -> dict[str, Any]:
+    """The card fields the data gives the model of ``features``: ``states`` and ``logged_every``, each only when
+    it has something to say, so that a file without text states or tags logged at several rates is written byte
+    for byte as before (the writers build them into the card they validate and write: no second read and write)."""
+    out: dict[str, Any] = {}
+    states = data.notes.states
     ours = {f: {t: int(c) for t, c in states[f].items()} for f in features if f in states}
-    if not ours:
-        return {}
-    if STATES_KEY in props:
-        raise BadModelFile(f"{out} already carries state codes")
-    text = json.dumps(ours, separators=(",", ":"))
-    ModelCard.from_props({**props, STATES_KEY: text}, str(out))
-    write_bytes(out, data + metadata_record(STATES_KEY, text))
-    return ours
+    if ours:
+        out["states"] = ours
+    steps = data.logged_every(features)
+    if steps is not None:
+        out["logged_every"] = steps
+    return out

@@ -26,10 +26,12 @@ Imports torch only when called.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +80,12 @@ def _spread(segments: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def fit_conv1d(data: NormalData, recipe: Recipe, out: Path,
-               drift_modes: Sequence[Mapping[str, float]] | None = None) -> Path:
+               drift_modes: Sequence[Mapping[str, float]] | None = None,
+               fields: Mapping[str, Any] | None = None) -> Path:
     """Train the conv1d-ae on ``data`` (at most MAX_ROWS rows) and export it (fp32, checked by the exporter).
 
-    ``drift_modes``: the operating points its drift reference tells apart (see ``drift_reference_from``).
+    ``drift_modes``: the operating points its drift reference tells apart (see ``drift_reference_from``);
+    ``fields``: more of the card's fields (``fit.states.card_fields``: the state codes, the logging steps).
     """
     import torch
 
@@ -97,7 +101,8 @@ def fit_conv1d(data: NormalData, recipe: Recipe, out: Path,
                                            progress=False, desc=FAMILY))
     run = train_window_ae(Conv1dAutoencoder, FAMILY, _spread(data.segments), recipe.features, cfg,
                           trained_on={"by": "edgewatch fit"}, drift_modes=drift_modes)
-    export_model(run.scorer, run.card(Quantization.NONE), out, quantization=Quantization.NONE,
+    card = dataclasses.replace(run.card(Quantization.NONE), **(fields or {}))
+    export_model(run.scorer, card, out, quantization=Quantization.NONE,
                  calibration=np.concatenate([run.calibration[:64], run.calibration[-32:]]))
     return out
 

@@ -19,10 +19,12 @@ report says so and leaves the trade to the user. The file is built in
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgewatch.files import replacing
+from edgewatch.fit.states import card_fields
 from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, make_card, passthrough_graph
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ def fit_univariate(data: NormalData, out: Path) -> FitReport:
     feature = data.features[0]
     card = make_card(NoveltyLevelsConfig(), feature)
     card.trained_on = {**card.trained_on, "by": "edgewatch fit", "data": [Path(f).name for f in data.notes.files]}
+    card = replace(card, **card_fields(data, [feature]))
     with replacing(out, suffix=".onnx") as tmp:
         tmp.write_bytes(passthrough_graph(card.to_props()))
         ScoringModel(tmp)  # ONNX Runtime loads it and the card validates before the file is kept

@@ -521,13 +521,19 @@ def _local_nodes(fit: PcaFit, init: dict[str, np.ndarray]) -> list[Node]:
 
 
 def write_pca_model(fit: PcaFit, out: str | os.PathLike[str], trained_on: dict[str, Any] | None = None,
-                    drift_modes: Sequence[Mapping[str, float]] | None = None) -> Path:
+                    drift_modes: Sequence[Mapping[str, float]] | None = None,
+                    fields: Mapping[str, Any] | None = None) -> Path:
     """Write the model file; before it is kept, ONNX Runtime loads it and its scores match NumPy's.
+
+    ``fields``: more of the card's fields, which the fit does not know (``edgewatch fit``'s state codes and
+    logging steps, from the data); the card validates with them before anything is written.
 
     A score far under the threshold is held to an error relative to ``PARITY_FLOOR`` of the threshold, not to
     itself: a motor's window scoring 0.0024 (threshold 3.0) came out of float32 at 0.0024224, a relative 1.2e-3,
     and the fit of that 6-h file was refused though no decision could change."""
     card = pca_card(fit, trained_on, drift_modes)
+    if fields:
+        card = replace(card, **fields)
     data = graph_bytes(fit, card)
     out = Path(out)
     with replacing(out, suffix=".onnx") as tmp:

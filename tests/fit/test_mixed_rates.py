@@ -9,9 +9,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from edgewatch.agent.sources.rows import HOLD_INTERVALS
-from edgewatch.fit.normal_data import HOLD_STEPS, read_normal_data
+from edgewatch.agent.model import ScoringModel
+from edgewatch.contract import PREFIX
+from edgewatch.fit.normal_data import read_normal_data
+from edgewatch.fit.pipeline import Family, FitOptions, fit_model
 from tests.fit.test_fit_drift import replay, run
 
 T0 = datetime(2026, 3, 2, 6, 0, 0, tzinfo=timezone.utc)
@@ -100,7 +103,6 @@ def _long_with_words(path: Path, cols: dict[str, np.ndarray], seed: int) -> Path
 def test_a_minute_tag_beside_a_second_tag_is_a_feature_and_a_stopped_tag_is_not(tmp_path: Path) -> None:
     """Before: BRG_TEMP, blank in 98 % of the cells of a 1-s file, was left out as 'mostly empty', and the
     bearing warming was not seen. A tag that wrote for the first 5 minutes of 2 h only is still left out."""
-    assert HOLD_STEPS == HOLD_INTERVALS  # recent as the live agent holds it
     data = read_normal_data([_wide(tmp_path / "n.csv", _plant(1, 7200), dead_after=300)])
     assert data.features == ["VIB_RMS", "FLOW", "BRG_TEMP"]
     assert set(data.notes.mostly_empty) == {"SPARE"}
@@ -146,3 +148,35 @@ def test_a_long_export_is_on_its_fastest_tag_and_its_state_words_are_a_state(tmp
     onset = T0.timestamp() + 3600
     assert "messages 7200 " in log and "bad 0" in log, log
     assert len(starts) == 1 and onset <= starts[0]["ts"] <= onset + 60, [json.dumps(e)[:200] for e in starts]
+
+
+def test_fit_writes_each_tags_logging_step_into_the_card_only_when_tags_are_logged_at_several_rates(
+        tmp_path: Path) -> None:
+    """Before: the model file did not say that BRG_TEMP was logged every 60 s, so the live agent held its first
+    value for three *row* intervals and called it a slow sensor to leave out. The README's form (no flags, torch
+    blocked: pca), then ``agent check``; a file with every tag in every row gets no such field (its model file is
+    written as before), with flags as well."""
+    model = tmp_path / "m.onnx"
+    run(tmp_path, "fit", str(_wide(tmp_path / "n.csv", _plant(1, 7200))), "-o", str(model))
+    assert ScoringModel(model).card.logged_every == {"VIB_RMS": 1.0, "FLOW": 5.0, "BRG_TEMP": 60.0}
+    check = run(tmp_path, "agent", "check", str(model)).stdout
+    assert "  logged every  VIB_RMS 1 s, FLOW 5 s, BRG_TEMP 60 s in the normal data" in check, check
+    deadband = read_normal_data([_deadband(tmp_path / "d.csv", _plant(1, 3 * 3600))])
+    steps = deadband.logged_every(deadband.features)  # rows on change: each tag's own median silence
+    assert steps is not None and min(steps.values()) >= deadband.step and steps["BRG_TEMP"] > 100 * 3, steps
+    cols = _plant(1, 3600)
+    every = tmp_path / "every.csv"
+    every.write_text("Time," + ",".join(TAGS) + "\n" + "".join(
+        f"{_stamp(i)}," + ",".join(f"{cols[t][i]:.3f}" for t in TAGS) + "\n" for i in range(3600)))
+    for flags in ((), ("--family", "pca", "-q")):
+        run(tmp_path, "fit", str(every), *flags, "-o", str(tmp_path / "e.onnx"))
+        card = ScoringModel(tmp_path / "e.onnx").card
+        assert card.logged_every is None and PREFIX + "logged_every" not in card.to_props()
+
+
+def test_the_conv1d_ae_card_carries_the_logging_steps_too(tmp_path: Path) -> None:
+    """Each family's writer builds them into its card (pca above; the autoencoder through its export)."""
+    pytest.importorskip("torch")
+    fit_model([_wide(tmp_path / "n.csv", _plant(1, 1800))], tmp_path / "c.onnx", FitOptions(family=Family.CONV1D_AE))
+    card = ScoringModel(tmp_path / "c.onnx").card
+    assert card.family == "conv1d-ae" and card.logged_every == {"VIB_RMS": 1.0, "FLOW": 5.0, "BRG_TEMP": 60.0}

@@ -18,16 +18,16 @@ import pytest
 
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.runtime import load_runtime
-from edgewatch.contract import ModelCard
+from edgewatch.contract import PREFIX, ModelCard
 from edgewatch.errors import BadModelFile
 from edgewatch.fit.pipeline import fit_model
-from edgewatch.fit.states import STATES_KEY
-from edgewatch.wire.onnx_read import metadata_record
+from edgewatch.wire.onnx_read import ModelBytes
 from tests.agent.test_without_torch import BLOCKER
 from tests.fit.test_fit_drift import run
 from tests.fit.test_plant_kinds import _episodes, _pump_motor, _write
 
 STATE = "Pump State"
+STATES_KEY = PREFIX + "states"
 
 
 def _pump_file(path: Path, cols: dict[str, np.ndarray], state: str | None, fault: tuple[int, int] | None = None
@@ -88,11 +88,13 @@ def test_the_operating_points_name_a_text_state_by_its_text_not_its_code(fitted:
 
 def test_the_text_state_gives_the_file_of_the_0_1_column_plus_its_codes(fitted: dict) -> None:
     """The model sees the state as a 0/1 run signal: the same graph, card and report figures; the file only adds
-    the codes (appended, the rest byte for byte)."""
-    text = (fitted["text"][0] / "m.onnx").read_bytes()
-    number = (fitted["number"][0] / "m.onnx").read_bytes()
-    assert text == number + metadata_record(STATES_KEY, json.dumps({STATE: {"Run": 1, "Stop": 0}},
-                                                                   separators=(",", ":")))
+    the codes (built into the card by the writer, which validates it once: the graph byte for byte)."""
+    text = ModelBytes.parse((fitted["text"][0] / "m.onnx").read_bytes())
+    number = ModelBytes.parse((fitted["number"][0] / "m.onnx").read_bytes())
+    assert text.body() == number.body()
+    props = {k: v for k, v, _ in number.metadata}
+    assert {k: v for k, v, _ in text.metadata} == {
+        **props, STATES_KEY: json.dumps({STATE: {"Run": 1, "Stop": 0}}, separators=(",", ":"))}
     assert ScoringModel(fitted["number"][0] / "m.onnx").card.states is None
 
 

@@ -15,11 +15,14 @@ time, and makes rows out of them by one set of rules:
   last value is too old (the sensor stopped reporting).
 * **The staleness limit.** ``max_age`` set on the source (``?max_age=10s``,
   a TOML key) applies to every feature. Unset, each feature may be held for
-  :data:`HOLD_INTERVALS` of *its own* sampling intervals (the median of its
-  last :data:`GAP_HISTORY` gaps; before it has two values, the stream's row
-  interval; before the stream has made two rows, without limit, as ``fit``
-  fills a blank from the value above): one or two lost messages are
-  bridged, a sensor that has missed
+  :data:`~edgewatch.contract.card.HOLD_STEPS` of *its own* sampling intervals
+  (the median of its last :data:`GAP_HISTORY` gaps; before it has two
+  values, the step it was logged at in the normal data (the card's
+  ``logged_every``) or the stream's row interval, whichever is longer, so a
+  60-s temperature's first minute is not stale; a card without
+  ``logged_every`` gives the row interval alone; before the stream has made
+  two rows, without limit, as ``fit`` fills a blank from the value above):
+  one or two lost messages are bridged, a sensor that has missed
   three updates in a row no longer stands for the present, and a slow
   sensor (a temperature every minute beside a pressure every second) is
   held for as long as it normally goes quiet. Rows from a file (the
@@ -96,9 +99,9 @@ from edgewatch.agent.sources.feature_names import CONTESTED, FeatureNames
 from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, META_KEYS, BadReason, Measurement,
                                              StateCells, parse_object, parse_reading, time_keys_beside,
                                              value_keys_beside)
+from edgewatch.contract.card import HOLD_STEPS  # a value stands for the present for this many of its feature's steps
 from edgewatch.wire.csv_table import MISSING as MISSING_TEXT  # what a plant writes for "no value", as fit reads it
 
-HOLD_INTERVALS = 3.0  # a value stands for the present for this many of its feature's sampling intervals
 GAP_HISTORY = 9  # gaps kept per feature for the median sampling interval
 BUNCHED = 0.25  # a gap under this share of the interval: the two values were delivered together, not sampled so
 DEFAULT_MAX_STREAMS = 10_000
@@ -312,9 +315,12 @@ class RowAssembler:
 
     def __init__(self, features: Sequence[str], max_age: float | None = None,
                  max_streams: int = DEFAULT_MAX_STREAMS, source: str = "",
-                 states: Mapping[str, Mapping[str, float]] | None = None) -> None:
+                 states: Mapping[str, Mapping[str, float]] | None = None,
+                 logged_every: Mapping[str, float] | None = None) -> None:
         self.features = list(features)
         self.source = source
+        self.logged_every: list[float | None] = []
+        self.use_logged_every(logged_every)
         # the model's state features (its card's states): "Run" read as its code; None: none (the fast path)
         self.states = StateCells.of(self.features, states, source)
         self.names = FeatureNames(self.features, source)
@@ -331,13 +337,19 @@ class RowAssembler:
         self.by_exception = False
         # rows from a file (a replay): a blank is held as fit filled it for the model, from the column's last
         # value however old (fit leaves out a column that stopped writing); a live sensor's silence is judged by
-        # HOLD_INTERVALS
+        # HOLD_STEPS
         self.from_file = False
         self._told: set[str] = set()  # names that are no feature, said once each (MAX_STRANGERS of them)
         self._said_thousands = False
         self.max_age = max_age
         self.max_streams = max_streams
         self._streams: OrderedDict[str, _StreamState] = OrderedDict()
+
+    def use_logged_every(self, steps: Mapping[str, float] | None) -> None:
+        """Each feature's step in the normal data (the card's ``logged_every``; None: unknown, the rows' interval
+        stands in for it): what a value is held for before its sensor has an interval of its own, and what the
+        slow-sensor line compares its live interval with. The agent sets it from its model (and again on a swap)."""
+        self.logged_every = [None if steps is None else steps.get(f) for f in self.features]
 
     def _state(self, stream: str) -> _StreamState:
         st = self._streams.get(stream)
@@ -359,9 +371,12 @@ class RowAssembler:
         if self.from_file:
             return math.inf
         interval = st.gaps[j].median()
-        if interval is None:
+        if interval is None:  # its first value: the step it was logged at, if the card says, or the rows'
             interval = st.row_gaps.median()
-        return math.inf if interval is None else HOLD_INTERVALS * interval
+            fitted = self.logged_every[j]
+            if interval is not None and fitted is not None and fitted > interval:
+                interval = fitted
+        return math.inf if interval is None else HOLD_STEPS * interval
 
     def _take(self, st: _StreamState, j: int, value: float, at: float) -> bool:
         """Record one value; False when it is older than the one held (out of order)."""
@@ -434,7 +449,7 @@ class RowAssembler:
                     "rows are skipped as stale_feature until it reports. A sensor published only when its value "
                     "changes (a deadband, report by exception) is quiet while it holds: give the source "
                     "?max_age= its longest quiet spell (max_age = \"2h\" in a TOML [[source]]). Said once per "
-                    "feature", self.source or "?", self.features[j], age, limit, HOLD_INTERVALS, gaps)
+                    "feature", self.source or "?", self.features[j], age, limit, HOLD_STEPS, gaps)
 
     def row(self, stream: str, cells: Sequence[object], at: float, ts: float | None = None
             ) -> Measurement | BadReason:
@@ -719,19 +734,34 @@ class RowAssembler:
                     f"{off / 3600:+.2f} h")
 
     def _check_rate(self, st: _StreamState, j: int) -> None:
-        """Once per feature: say when it reports much more slowly than rows are made (most rows hold it)."""
+        """Once per feature: say when it reports much more slowly than rows are made (most rows hold it), and, when
+        the card says the step it was logged at in the normal data, much more slowly than that too.
+
+        Why the second rule: ``fit`` fills a slow tag's blanks from its last value, so a model of a 60-s
+        temperature beside a 1-s vibration was fitted on rows that hold it, and the same tag live every 60 s is
+        what it knows. Its live interval is taken as beyond it from :data:`SLOW_FEATURE_RATIO` of the fitted
+        step, the ratio the rows' interval is compared by: a lost value or a jittered clock moves the median
+        of :data:`GAP_HISTORY` gaps by less, a sensor set to report at a tenth of the rate by more."""
         if len(st.row_gaps) < GAP_HISTORY // 2:
             return
         self._rate_checked.add(j)
         own, rows = st.gaps[j].median(), st.row_gaps.median()
-        if own is not None and rows is not None and rows > 0 and own >= SLOW_FEATURE_RATIO * rows:
-            name = self.features[j]
-            log.warning("source %s: %r reports every %.3g s, rows are made every %.3g s: most rows hold its last "
-                        "value, so a window holds few of its values. A model fitted on data that logged it every "
-                        "row may alert on it; fit on data recorded as the plant publishes it, or leave it out "
-                        "(edgewatch fit --ignore %r); a sensor published only when its value changes needs none "
-                        "of this. Said once per feature", self.source or "?", name, own, rows,
-                        name)
+        if own is None or rows is None or rows <= 0 or own < SLOW_FEATURE_RATIO * rows:
+            return
+        name, fitted = self.features[j], self.logged_every[j]
+        if fitted is not None:
+            if own >= SLOW_FEATURE_RATIO * fitted:
+                log.warning("source %s: %r reports every %.3g s, the model was fitted on it logged every %.3g s: "
+                            "windows hold fewer of its values than the model knows, and it may alert on it; fit "
+                            "on data recorded as the plant publishes it now, or leave it out (edgewatch fit "
+                            "--ignore %r); a sensor published only when its value changes needs none of this. "
+                            "Said once per feature", self.source or "?", name, own, fitted, name)
+            return
+        log.warning("source %s: %r reports every %.3g s, rows are made every %.3g s: most rows hold its last "
+                    "value, so a window holds few of its values. A model fitted on data that logged it every "
+                    "row may alert on it; fit on data recorded as the plant publishes it, or leave it out "
+                    "(edgewatch fit --ignore %r); a sensor published only when its value changes needs none "
+                    "of this. Said once per feature", self.source or "?", name, own, rows, name)
 
     def _strangers(self, st: _StreamState, names: list[str]) -> None:
         for name in names:

@@ -19,7 +19,7 @@ from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sinks.memory import MemorySink
 from edgewatch.agent.sources import SourceConfigError, make_source
 from edgewatch.agent.sources.parsing import BadReason, Measurement
-from edgewatch.agent.sources.rows import HOLD_INTERVALS, RowAssembler, parse_max_age
+from edgewatch.agent.sources.rows import HOLD_STEPS, RowAssembler, parse_max_age
 from tests.agent.sources.test_mqtt import Publisher
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
@@ -67,7 +67,7 @@ def test_a_sensor_that_stops_is_held_for_three_of_its_intervals_then_stale() -> 
     # rows of t=5..10 are made by the repeats at t=6..11; d's last value is from t=4, its interval 1 s
     assert [type(g) is Measurement for g in got] == [True, True, True, False, False, False]
     assert got[3:] == [BadReason.STALE_FEATURE] * 3
-    assert HOLD_INTERVALS == 3.0
+    assert HOLD_STEPS == 3.0
 
 
 def _plant(rows: RowAssembler, times: list[float]) -> list[Measurement | BadReason]:

@@ -27,14 +27,15 @@ held-out part spans at least ``TIE_DAYS`` (3 days: none in it bounds the
 rate under one a day at 95 %, the rule of three; 12 days of normal data);
 on a shorter part the tie does not tell the families apart and the
 simpler model stays. So when pca raises none there on a shorter part, the
-conv1d-ae is not trained at all (``can_win``; ``edgewatch fit`` says so). Why: on a pump's Home
-Assistant history (6 h at 1 s, docs/fit.md) both raised none in the
+conv1d-ae is not trained at all (``can_win``; ``edgewatch fit`` says so).
+Why: on a pump's Home Assistant history (6 h at 1 s, docs/fit.md) both raised none in the
 held-out 90 min, which bounds each only under 48 a day; the conv1d-ae won
 on 8 synthetic shifts caught against pca's 5, two of those three the
-mixer's on/off code moved to values it cannot take, and on a new normal
-6 h it raised 4 false episodes where pca raised none. An air handler's 14
-days (3.5 held out) keep the conv1d-ae, the one model there that sees
-its coil fail.
+mixer's on/off code moved to values it cannot take; on the walk-through's
+new normal 6 h it raised 4 false episodes where pca raised none (a seeded
+equivalent: 1 in 21 new 6-h days, pca none). An air handler's 14 days
+(3.5 held out) keep the conv1d-ae, the one model there that sees its
+coil fail.
 
 Imports torch only when called.
 """

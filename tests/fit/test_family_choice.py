@@ -66,6 +66,16 @@ def test_a_pumps_home_assistant_history_keeps_pca_and_trains_no_conv1d_ae(tmp_pa
     assert len(starts) == 1 and onset <= starts[0]["ts"] <= onset + 60, log
 
 
+def test_family_conv1d_ae_named_is_trained_whatever_the_hold_out_says(tmp_path: Path) -> None:
+    """With ``--family conv1d-ae`` the user chose: the tie rule does not apply, the file is a conv1d-ae, and the
+    report's expected false episodes are its own on the held-out part (2 h of the same Home Assistant file)."""
+    pytest.importorskip("torch")
+    _long_with_words(tmp_path / "n.csv", _plant(1, 2 * 3600), seed=1)
+    report = _fit(tmp_path, tmp_path / "n.csv", "--family", "conv1d-ae")
+    assert _model_line(report).startswith("model     conv1d-ae (--family conv1d-ae); 32 rows"), report
+    assert re.search(r"^expected  \d+ false episode", report, re.M), report
+
+
 @pytest.mark.slow
 def test_an_air_handlers_fourteen_days_keep_the_conv1d_ae_that_sees_its_coil_fail(tmp_path: Path) -> None:
     """The seventh walk-through's air handler: 14 days at a row a minute, 3.5 days held out (none in them bounds

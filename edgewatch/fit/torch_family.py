@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,7 +120,7 @@ def fit_conv1d(data: NormalData, recipe: Recipe, out: Path,
 
 
 def trial(family: str, model: Path, head: NormalData, tail: NormalData, recipe: Recipe,
-          states: Collection[str] = ()) -> Trial:
+          states: Sequence[str] = ()) -> Trial:
     """False episodes on the held-out rows and synthetic shifts caught, through the agent's runtime. ``states``:
     the features that are states or setpoints (no synthetic shift)."""
     from edgewatch.agent.offline import run_series
@@ -171,7 +171,7 @@ def better(candidate: Trial, default: Trial, seconds: float | None) -> bool:
     return candidate.caught >= default.caught + MARGIN * candidate.faults
 
 
-def held_out_trial(head: NormalData, tail: NormalData, recipe: Recipe, states: Collection[str] = ()) -> Trial:
+def held_out_trial(head: NormalData, tail: NormalData, recipe: Recipe, states: Sequence[str] = ()) -> Trial:
     """The conv1d-ae fitted on ``head``, tried on ``tail``."""
     with tempfile.TemporaryDirectory(prefix="edgewatch-fit-torch-") as tmp:
         return trial("conv1d-ae", fit_conv1d(head, recipe, Path(tmp) / "conv1d.onnx"), head, tail, recipe, states)

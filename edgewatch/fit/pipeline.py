@@ -24,7 +24,8 @@ import numpy as np
 
 from edgewatch.errors import require_torch
 from edgewatch.fit.choosing import (DEFAULT_WINDOW, EXCURSION_MARGIN, HOLDOUT, Fitted, HoldoutResult, Recipe,
-                                    choose_recipe, holdout_check, open_after_excursions, switches_text)
+                                    choose_recipe, duration_text, holdout_check, open_after_excursions,
+                                    switches_text)
 from edgewatch.fit.normal_data import Fill, NormalData, csv_files, read_normal_data
 from edgewatch.fit.report import FitReport, PointRanges, conv1d_advice, feature_ranges, wide_states_warning
 from edgewatch.fit.screening import (TREND_LIMIT, Drifting, ModeFinding, Use, operating_modes, phases,
@@ -143,7 +144,8 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progr
     holdout = holdout_check(one)
     fitted, holdout = _per_point(data, choices, measured, modes, first, one, holdout, news)
     recipe = fitted.recipe
-    family, note, torch_trial = _choose_family(fitted, opts.family, news)
+    states = [c.name for c in choices if c.state and c.name in recipe.features]
+    family, note, torch_trial = _choose_family(fitted, opts.family, news, states)
     if family is Family.CONV1D_AE:
         from edgewatch.fit.torch_family import fit_conv1d
 
@@ -163,7 +165,7 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progr
         report.warnings.append(modes.describe(data.notes.states) + refused)
     wide = report.wide_warning()
     if wide:
-        report.warnings.append(wide + _conv1d_advice(opts.family, family, data.rows) + refused)
+        report.warnings.append(wide + _conv1d_advice(opts.family, family, data, holdout) + refused)
     if holdout.episodes:
         report.warnings.append(
             f"the held-out last quarter of the normal data raised {holdout.episodes} episode(s) with a model of the "
@@ -172,12 +174,17 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progr
     return report
 
 
-def _conv1d_advice(asked: Family, family: Family, rows: int) -> str:
-    """``conv1d_advice`` when ``fit`` chose the pca itself (with ``--family pca`` the user chose it)."""
+def _conv1d_advice(asked: Family, family: Family, data: NormalData, holdout: HoldoutResult) -> str:
+    """``conv1d_advice`` when ``fit`` chose the pca itself (with ``--family pca`` the user chose it); with the
+    normal data it takes for the held-out part to tell the two apart when pca raised no false episode there."""
     from edgewatch.fit import torch_family as tf
 
-    chose = asked is Family.AUTO and family is Family.PCA
-    return conv1d_advice(tf.torch_installed(), rows, tf.MIN_ROWS) if chose else ""
+    if asked is not Family.AUTO or family is not Family.PCA:
+        return ""
+    longer = ""
+    if not holdout.episodes and not tf.tells_apart(holdout.seconds):
+        longer = f"{tf.TIE_DAYS / HOLDOUT:g} days of normal data or more (here {duration_text(data.seconds)})"
+    return conv1d_advice(tf.torch_installed(), data.rows, tf.MIN_ROWS, longer)
 
 
 def _per_point(data: NormalData, choices: list, measured: list[str], modes: ModeFinding | None, first: Recipe,
@@ -241,8 +248,10 @@ def _centres(modes: ModeFinding | None) -> list[dict[str, float]] | None:
     return [dict(md.centre) for md in modes.modes] if modes is not None else None
 
 
-def _choose_family(fitted: Fitted, asked: Family, news: Progress) -> tuple[Family, str, Trial | None]:
-    """pca, unless conv1d-ae is asked for, or installed, given enough rows and measurably better held out."""
+def _choose_family(fitted: Fitted, asked: Family, news: Progress, states: Sequence[str] = ()
+                   ) -> tuple[Family, str, Trial | None]:
+    """pca, unless conv1d-ae is asked for, or installed, given enough rows and measurably better held out
+    (``states``: the features that are states or setpoints, which get no synthetic shift there)."""
     from edgewatch.fit import torch_family as tf
 
     data, recipe = fitted.data, fitted.recipe
@@ -253,20 +262,27 @@ def _choose_family(fitted: Fitted, asked: Family, news: Progress) -> tuple[Famil
         require_torch()
         news.always("training conv1d-ae on the first three quarters to check it on the last ...")
         head, tail = data.split(HOLDOUT)
-        return Family.CONV1D_AE, " (--family conv1d-ae)", tf.held_out_trial(head, tail, recipe)
+        return Family.CONV1D_AE, " (--family conv1d-ae)", tf.held_out_trial(head, tail, recipe, states)
     if not tf.torch_installed():
         return Family.PCA, "", None
     if data.rows < tf.MIN_ROWS:
         return Family.PCA, f" (conv1d-ae not tried: {data.rows:,} rows, it needs {tf.MIN_ROWS:,})", None
-    news.always("torch is installed: trying conv1d-ae against pca on the held-out last quarter ...")
     head, tail = data.split(HOLDOUT)
     from edgewatch.numpy_models.pca import write_pca_model
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-fit-") as tmp:
-        pca_head = write_pca_model(fitted.head(), Path(tmp) / "pca.onnx")
-        pca, conv = tf.compare(head, tail, recipe, pca_head)
-    won = tf.better(conv, pca)
+        pca = tf.trial("pca", write_pca_model(fitted.head(), Path(tmp) / "pca.onnx"), head, tail, recipe, states)
+    if not tf.can_win(pca, tail.seconds):
+        return Family.PCA, (f" (conv1d-ae not trained: pca raised no false episode in the held-out last "
+                            f"{duration_text(tail.seconds)}, and so short a part cannot show that the conv1d-ae "
+                            f"raises as few: that takes {tf.TIE_DAYS:g} days held out, {tf.TIE_DAYS / HOLDOUT:g} "
+                            "days of normal data)"), None
+    news.always("torch is installed: trying conv1d-ae against pca on the held-out last quarter ...")
+    conv = tf.held_out_trial(head, tail, recipe, states)
+    won = tf.better(conv, pca, tail.seconds)
     verdict = "measurably better" if won else "not measurably better"
+    if not won and conv.false_episodes == pca.false_episodes and not tf.tells_apart(tail.seconds):
+        verdict += f": as many false episodes in {duration_text(tail.seconds)} do not tell them apart"
     note = f" (held out: {pca.describe()}; {conv.describe()}: {verdict})"
     return (Family.CONV1D_AE if won else Family.PCA), note, conv
 

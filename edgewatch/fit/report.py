@@ -300,14 +300,17 @@ def wide_states_warning(ranges: list[FeatureRange], states: Mapping[str, object]
             "fitted on its rows alone flags the other phases)")
 
 
-def conv1d_advice(torch: bool, rows: int, min_rows: int) -> str:
+def conv1d_advice(torch: bool, rows: int, min_rows: int, longer: str = "") -> str:
     """What else to try when the pca kept is blind inside the states: the conv1d-ae, which ``fit`` tries only with
-    torch and ``min_rows`` rows. Why say it: on an air handler's runs and stops (docs/fit.md, seventh walk-through)
-    the one pca missed a cooling-coil fault that the conv1d-ae, one model of every point, caught 154 min on."""
+    torch and ``min_rows`` rows, and, where pca raises no false episode held out, a held-out part long enough to
+    tell the two apart (``longer``: how much normal data that takes, and how much there is; "" when enough). Why
+    say it: on an air handler's runs and stops (docs/fit.md, seventh walk-through) the one pca missed a cooling-coil
+    fault that the conv1d-ae, one model of every point, caught 154 min on."""
     if torch and rows >= min_rows:
-        return ""  # tried, and not measurably better: the line under 'model' says so
+        return ""  # tried or not trained: the line under 'model' says why
     need = [] if torch else ["torch installed (the edgewatch[train] extra)"]
     need += [] if rows >= min_rows else [f"{min_rows:,} rows or more (here {rows:,})"]
+    need += [longer] if longer else []
     return (f". With {' and '.join(need)}, `fit` also tries a conv1d-ae, one model of every state that can see a "
             "change inside one, and keeps it when it does better on the held-out part")
 

@@ -118,6 +118,7 @@ class FeatureChoice:
     use: Use
     reason: str
     trend: float = 0.0  # the level change first -> last third, in short-term noise units
+    state: bool = False  # a state or setpoint: it moves only by a switch between the values it holds
 
 
 def _noise(segments: list[np.ndarray]) -> float:
@@ -270,7 +271,7 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
                                                          "energy) as a column"))
             continue
         if j in state:
-            out.append(FeatureChoice(name, Use.LEVEL, _state_text(x, texts.get(name))))
+            out.append(FeatureChoice(name, Use.LEVEL, _state_text(x, texts.get(name)), state=True))
             continue
         resets = _resets(cols)
         if resets is not None:

@@ -107,6 +107,19 @@ def test_edges_are_checked_and_an_older_reader_refuses_them() -> None:
     assert post().symmetric is False and post(edges=1).symmetric is True  # absent: from the minimum, as before
 
 
+def test_width_is_checked_and_an_older_reader_refuses_it() -> None:
+    with pytest.raises(BadModelFile, match="width must be one of 0 \\(range\\), 1 \\(spread\\)"):
+        make_postprocessor(PostProcess("levels", {"width": 2}))
+    older = dataclasses.make_dataclass("LevelsParams", [(f.name, float, f.default)
+                                                        for f in dataclasses.fields(LevelsParams)
+                                                        if f.name != "width"], bases=(KindParams,))
+    with pytest.raises(BadModelFile, match="unknown parameters \\['width'\\]"):
+        older.from_dict({"bins": 8, "width": 1}, "levels")
+    x = noisy(2, 900)  # no times: a stream's range rows are the card's, so the width changes nothing
+    np.testing.assert_array_equal(post(range_rows=100, width=1).update_many(np.zeros(900, int), x),
+                                  post(range_rows=100).update_many(np.zeros(900, int), x))
+
+
 def test_model_file_and_ensemble_run_like_the_agent(tmp_path: Path) -> None:
     from edgewatch.agent.model import ScoringModel
 

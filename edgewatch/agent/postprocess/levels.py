@@ -14,7 +14,11 @@ its range rows has no scale and never fires. Parameters (defaults in
 contextOSE's 3 bits), ``range_rows`` (384), ``rest`` (100), ``cap`` (4096),
 ``edges`` (:class:`~edgewatch.contract.postprocess.Edges`; absent: levels
 counted from the minimum, so any new minimum is a new level while a new
-maximum needs a level's margin; ``edges`` 1 gives both sides the margin).
+maximum needs a level's margin; ``edges`` 1 gives both sides the margin),
+``width`` (:class:`~edgewatch.contract.postprocess.Width`; absent: ``bins``
+levels across the range; ``width`` 1: levels as wide in the stream's own
+spread as ``bins`` across ``range_rows`` Gaussian rows, however many rows
+the stream's range took).
 
 Per stream (:mod:`.sampling`, off unless the card asks): ``range_seconds``
 learns the range over that much of the stream's own time (rows within
@@ -33,10 +37,11 @@ from edgewatch.contract.postprocess import Edges, LevelsParams
 
 
 class _LevelStream:
-    __slots__ = ("range_rows", "first", "lo", "step", "seen", "quiet")
+    __slots__ = ("range_rows", "bins", "first", "lo", "step", "seen", "quiet")
 
-    def __init__(self, range_rows: int) -> None:
+    def __init__(self, range_rows: int, bins: float) -> None:
         self.range_rows = range_rows
+        self.bins = bins  # levels across the range (``bins``, or with ``width`` 1 as many as its rows give)
         self.first: list[float] | None = []  # values until the range is frozen, then None
         self.lo = 0.0
         self.step = 0.0  # width of one level; 0 = no scale
@@ -53,7 +58,8 @@ class Levels(SampledPerStream):
         self.symmetric = Edges(int(params.edges)) is Edges.SYMMETRIC
 
     def _state_for(self, sampling: Sampling) -> _LevelStream:
-        return _LevelStream(self.p.rows_for(sampling.interval))
+        rows = self.p.rows_for(sampling.interval)
+        return _LevelStream(rows, self.p.bins_for(rows))
 
     def _level(self, st: _LevelStream, x: float) -> int:
         if st.step <= 0:
@@ -70,7 +76,7 @@ class Levels(SampledPerStream):
             st.first.append(x)
             if len(st.first) >= st.range_rows:
                 lo, hi = min(st.first), max(st.first)
-                st.lo, st.step = lo, (hi - lo) / p.bins
+                st.lo, st.step = lo, (hi - lo) / st.bins
                 for v in st.first:
                     if len(st.seen) < p.cap:
                         st.seen.add(self._level(st, v))

@@ -18,7 +18,9 @@ maximum needs a level's margin; ``edges`` 1 gives both sides the margin),
 ``width`` (:class:`~edgewatch.contract.postprocess.Width`; absent: ``bins``
 levels across the range; ``width`` 1: levels as wide in the stream's own
 spread as ``bins`` across ``range_rows`` Gaussian rows, however many rows
-the stream's range took).
+the stream's range took; the levels above the range are then counted up
+from its maximum, so a new maximum needs a whole level's margin as a new
+minimum does, though the range holds a fractional number of levels).
 
 Per stream (:mod:`.sampling`, off unless the card asks): ``range_seconds``
 learns the range over that much of the stream's own time (rows within
@@ -33,17 +35,19 @@ from __future__ import annotations
 import math
 
 from edgewatch.agent.postprocess.sampling import SampledPerStream, Sampling
-from edgewatch.contract.postprocess import Edges, LevelsParams
+from edgewatch.contract.postprocess import Edges, LevelsParams, Width
 
 
 class _LevelStream:
-    __slots__ = ("range_rows", "bins", "first", "lo", "step", "seen", "quiet")
+    __slots__ = ("range_rows", "bins", "first", "lo", "hi", "top", "step", "seen", "quiet")
 
     def __init__(self, range_rows: int, bins: float) -> None:
         self.range_rows = range_rows
         self.bins = bins  # levels across the range (``bins``, or with ``width`` 1 as many as its rows give)
         self.first: list[float] | None = []  # values until the range is frozen, then None
         self.lo = 0.0
+        self.hi = 0.0
+        self.top = 0  # the level of the range's maximum
         self.step = 0.0  # width of one level; 0 = no scale
         self.seen: set[int] = set()
         self.quiet = 0  # rows of rest left
@@ -56,6 +60,10 @@ class Levels(SampledPerStream):
         super().__init__(params)
         self.p = params
         self.symmetric = Edges(int(params.edges)) is Edges.SYMMETRIC
+        # with levels as wide in the stream's spread, a range holds a fractional number of them, so the levels
+        # above it are counted up from its maximum (a level's margin, as below the minimum); with a whole number
+        # of levels across the range (``width`` 0) the two counts agree and the code is the one before
+        self.from_top = self.symmetric and Width(int(params.width)) is Width.SPREAD
 
     def _state_for(self, sampling: Sampling) -> _LevelStream:
         rows = self.p.rows_for(sampling.interval)
@@ -66,6 +74,8 @@ class Levels(SampledPerStream):
             return 0
         if self.symmetric and x < st.lo:  # the mirror of the top: level -k from k levels below the minimum
             return -math.floor((st.lo - x) / st.step)
+        if self.from_top and x > st.hi:  # k levels above the maximum's level from k levels above the maximum
+            return st.top + math.floor((x - st.hi) / st.step)
         return math.floor((x - st.lo) / st.step)
 
     def _one(self, st: _LevelStream, x: float) -> float:
@@ -76,7 +86,8 @@ class Levels(SampledPerStream):
             st.first.append(x)
             if len(st.first) >= st.range_rows:
                 lo, hi = min(st.first), max(st.first)
-                st.lo, st.step = lo, (hi - lo) / st.bins
+                st.lo, st.hi, st.step = lo, hi, (hi - lo) / st.bins
+                st.top = math.floor((hi - lo) / st.step) if st.step > 0 else 0
                 for v in st.first:
                     if len(st.seen) < p.cap:
                         st.seen.add(self._level(st, v))

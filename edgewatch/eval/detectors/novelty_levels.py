@@ -169,8 +169,7 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.
     interval = seen.interval if len(x) >= rows else None
     p = with_(p, m=float(p.m_for(interval)), m_seconds=0.0, count_rows=0.0)
     range_rows = lp.rows_for(interval)
-    lp = with_(lp, bins=lp.bins_for(range_rows), range_rows=float(range_rows), range_seconds=0.0, count_rows=0.0,
-               width=0.0)
+    lp = with_(lp, bins=lp.bins_for(range_rows), range_rows=float(range_rows), range_seconds=0.0, count_rows=0.0)
     out = np.zeros(len(x))
     lev = Levels(lp).update_many(np.zeros(len(x), dtype=np.int64), x)
     alerted = (lev >= config.alert) if config.alert > 0 else np.zeros(len(x), dtype=bool)

@@ -240,3 +240,18 @@ def test_wider_levels_on_a_short_range_raise_fewer_ordinary_new_levels() -> None
         alarms["range"] += int(_run("levels", LEVELS_IN_TIME, x, ts).sum())
         alarms["spread"] += int(_run("levels", spread, x, ts).sum())
     assert alarms["spread"] < alarms["range"]
+
+
+def test_levels_in_the_streams_spread_keep_a_whole_levels_margin_at_both_ends() -> None:
+    """With ``edges`` 1 a stream and its negative get the same alarms (ninth round); a 48-row range holds 6.32
+    levels of the stream's spread, so the levels above it are counted from its maximum, not from its minimum."""
+    spread = {**LEVELS_IN_TIME, "edges": 1, "width": 1}
+    for seed in range(4):
+        walk = np.cumsum(np.random.default_rng(seed).normal(0, 1, 1500))
+        ts = _times(len(walk), 3600)
+        up = _run("levels", spread, walk, ts)
+        np.testing.assert_array_equal(up, _run("levels", spread, -walk, ts))
+        assert up.sum() >= 2
+    x = np.r_[np.linspace(0.0, 1.0, 48), [1.0 + 0.9 / 6.32] * 10, [1.0 + 1.1 / 6.32] * 10]  # under / over a level
+    got = _run("levels", spread, x, _times(len(x), 3600))
+    assert got[48:58].sum() == 0.0 and got[58] == 1.0

@@ -280,6 +280,25 @@ class Width(enum.IntEnum):
     SPREAD = 1
 
 
+class Margin(enum.IntEnum):
+    """Where a value of the ``levels`` kind must be a whole level from what the stream has shown (``margin``).
+
+    ``EDGES``: a value is new when its level (a cell of the grid anchored
+    at the range's minimum) is, so beyond the range it needs a level's
+    margin (with ``edges`` 1) while inside it a hair across an edge into
+    an empty level is enough (the files before the sixteenth round).
+    ``EVERYWHERE``: a value is new when it lies at least a level's width
+    from every value the stream has shown, inside the range as beyond it
+    (``edges`` then changes nothing: the rule has no grid and no sign).
+    Why: whether a value inside the range alarmed depended on where the
+    grid's edges fell, which the range's minimum and the level count
+    decide, not the stream (docs/eval.md, sixteenth round).
+    """
+
+    EDGES = 0
+    EVERYWHERE = 1
+
+
 _RANGE_CACHE: dict[int, float] = {}
 
 
@@ -312,7 +331,8 @@ class LevelsParams(SamplingParams, KindParams):
     """``range_seconds`` > 0: the range is learnt over that much of the stream's own time, in rows
     ``round(range_seconds / interval)`` within ``[range_min, range_max]`` (``range_rows`` when the
     stream's interval cannot be told). ``edges``: :class:`Edges` (absent: from the minimum).
-    ``width``: :class:`Width` (absent: ``bins`` levels across the range, whatever its rows)."""
+    ``width``: :class:`Width` (absent: ``bins`` levels across the range, whatever its rows).
+    ``margin``: :class:`Margin` (absent: a value is new when its level is)."""
 
     KIND = "levels"
     bins: float = 8
@@ -324,13 +344,14 @@ class LevelsParams(SamplingParams, KindParams):
     range_max: float = 1536
     edges: float = float(Edges.FROM_MINIMUM)
     width: float = float(Width.RANGE)
+    margin: float = float(Margin.EDGES)
 
     def uses_time(self) -> bool:
         return self.range_seconds > 0
 
     def problems(self) -> list[str]:
         out = self.sampling_problems() + choice_problems("edges", self.edges, Edges)
-        out += choice_problems("width", self.width, Width)
+        out += choice_problems("width", self.width, Width) + choice_problems("margin", self.margin, Margin)
         if self.bins < 1 or self.range_rows < 1 or self.range_rows > 10**7 or self.rest < 0 or self.cap < 1:
             out.append("need bins >= 1, 1 <= range_rows <= 1e7, rest >= 0, cap >= 1")
         if self.range_seconds < 0 or not 1 <= self.range_min <= self.range_max <= 10**7:

@@ -276,3 +276,18 @@ def test_the_levels_in_spread_candidate_by_name_differs_only_off_the_reference_r
     assert not np.array_equal(got, default.score_series(x, "s", hourly))
     np.testing.assert_allclose(got, novelty_levels.reference_scores(x, novelty_levels.levels_in_spread(), hourly),
                                rtol=1e-6, atol=1e-6)
+
+
+def test_the_levels_margin_candidate_by_name_raises_fewer_levels_alarms() -> None:
+    """The sixteenth round's second candidate (``margin`` 1 on the levels): written and checked against the NumPy
+    reference by name; on a 5-minute stream its levels alarms (1.0) are no more than the default's, and the
+    default's card says nothing of ``margin``."""
+    cand = resolve("levels-margin")
+    assert cand.name == "levels-margin" and novelty_levels.levels_margin().levels["margin"] == 1
+    assert "margin" not in novelty_levels.NoveltyLevelsConfig().levels
+    x = _series(2000, 6)
+    ts = 1.7e9 + 300.0 * np.arange(len(x))
+    got, default = cand.score_series(x, "s", ts), resolve("novelty-levels").score_series(x, "s", ts)
+    assert (got == 1.0).sum() <= (default == 1.0).sum() and not np.array_equal(got, default)
+    np.testing.assert_allclose(got, novelty_levels.reference_scores(x, novelty_levels.levels_margin(), ts),
+                               rtol=1e-6, atol=1e-6)

@@ -81,7 +81,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgewatch.contract.postprocess import Edges, Handover, Overlap, Tail, Width
+from edgewatch.contract.postprocess import Edges, Handover, Margin, Overlap, Tail, Width
 from edgewatch.files import replacing
 from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, default_parts, detector_bytes, novelty_params
 
@@ -90,6 +90,13 @@ def levels_in_spread() -> NoveltyLevelsConfig:
     """The sixteenth round's candidate, not the default: the default with the levels as wide in each stream's
     own spread whatever the rows its range was learnt over (``width`` 1 on the ``levels`` part)."""
     novelty, levels = default_parts(width=Width.SPREAD)
+    return NoveltyLevelsConfig(novelty=novelty, levels=levels)
+
+
+def levels_margin() -> NoveltyLevelsConfig:
+    """The sixteenth round's second candidate, not the default: the default with a value new only a whole level
+    from every value the stream has shown, inside the range as beyond it (``margin`` 1 on the ``levels`` part)."""
+    novelty, levels = default_parts(margin=Margin.EVERYWHERE)
     return NoveltyLevelsConfig(novelty=novelty, levels=levels)
 
 

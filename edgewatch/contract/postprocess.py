@@ -258,11 +258,81 @@ class Edges(enum.IntEnum):
     SYMMETRIC = 1
 
 
+class Width(enum.IntEnum):
+    """How wide the ``levels`` kind's levels are (the ``width`` parameter).
+
+    ``RANGE``: ``bins`` levels across the range the stream's first rows
+    covered, however many rows that was (the files before the sixteenth
+    round). ``SPREAD``: the same width in the stream's own spread whatever
+    its range rows: a stream whose range is learnt over ``n`` rows gets
+    ``bins * d(n) / d(range_rows)`` levels across it, ``d(n)`` the expected
+    range of ``n`` Gaussian values in deviations (:func:`expected_range`,
+    the textbook range estimator of a deviation, range / d(n)). So the card's
+    ``range_rows`` (256, NAB's 5 minutes) is the reference and nothing
+    changes there. Why: the range of 48 rows (an hourly stream's two days)
+    covers about 4.5 deviations and that of 1,024 rows (75-second rows)
+    6.5, against 5.6 for 256 rows, so with ``bins`` levels across each a
+    level was a narrower departure on a coarse stream and a wider one on a
+    fine stream (docs/eval.md, sixteenth round).
+    """
+
+    RANGE = 0
+    SPREAD = 1
+
+
+class Margin(enum.IntEnum):
+    """Where a value of the ``levels`` kind must be a whole level from what the stream has shown (``margin``).
+
+    ``EDGES``: a value is new when its level (a cell of the grid anchored
+    at the range's minimum) is, so beyond the range it needs a level's
+    margin (with ``edges`` 1) while inside it a hair across an edge into
+    an empty level is enough (the files before the sixteenth round).
+    ``EVERYWHERE``: a value is new when it lies at least a level's width
+    from every value the stream has shown, inside the range as beyond it
+    (``edges`` then changes nothing: the rule has no grid and no sign).
+    Why: whether a value inside the range alarmed depended on where the
+    grid's edges fell, which the range's minimum and the level count
+    decide, not the stream (docs/eval.md, sixteenth round).
+    """
+
+    EDGES = 0
+    EVERYWHERE = 1
+
+
+_RANGE_CACHE: dict[int, float] = {}
+
+
+def expected_range(n: int) -> float:
+    """The expected range (maximum minus minimum) of ``n`` independent standard normal values (0 for n < 2).
+
+    ``integral of 1 - Phi(x)^n - (1 - Phi(x))^n dx`` by Simpson's rule on
+    [-10, 10] in steps of 1/200 (within 1e-6 of the tabulated constants
+    d2(n): 1.128 for n = 2, 3.078 for 10, 4.498 for 50, 6.483 for 1,000).
+    """
+    n = int(n)
+    if n < 2:
+        return 0.0
+    got = _RANGE_CACHE.get(n)
+    if got is None:
+        k, a, b = 4000, -10.0, 10.0
+        h = (b - a) / k
+        total = 0.0
+        for i in range(k + 1):
+            x = a + i * h
+            phi = 0.5 * math.erfc(-x / math.sqrt(2.0))
+            f = 1.0 - phi ** n - (1.0 - phi) ** n
+            total += f * (1 if i in (0, k) else 4 if i % 2 else 2)
+        got = _RANGE_CACHE[n] = total * h / 3.0
+    return got
+
+
 @dataclass
 class LevelsParams(SamplingParams, KindParams):
     """``range_seconds`` > 0: the range is learnt over that much of the stream's own time, in rows
     ``round(range_seconds / interval)`` within ``[range_min, range_max]`` (``range_rows`` when the
-    stream's interval cannot be told). ``edges``: :class:`Edges` (absent: from the minimum)."""
+    stream's interval cannot be told). ``edges``: :class:`Edges` (absent: from the minimum).
+    ``width``: :class:`Width` (absent: ``bins`` levels across the range, whatever its rows).
+    ``margin``: :class:`Margin` (absent: a value is new when its level is)."""
 
     KIND = "levels"
     bins: float = 8
@@ -273,12 +343,15 @@ class LevelsParams(SamplingParams, KindParams):
     range_min: float = 48
     range_max: float = 1536
     edges: float = float(Edges.FROM_MINIMUM)
+    width: float = float(Width.RANGE)
+    margin: float = float(Margin.EDGES)
 
     def uses_time(self) -> bool:
         return self.range_seconds > 0
 
     def problems(self) -> list[str]:
         out = self.sampling_problems() + choice_problems("edges", self.edges, Edges)
+        out += choice_problems("width", self.width, Width) + choice_problems("margin", self.margin, Margin)
         if self.bins < 1 or self.range_rows < 1 or self.range_rows > 10**7 or self.rest < 0 or self.cap < 1:
             out.append("need bins >= 1, 1 <= range_rows <= 1e7, rest >= 0, cap >= 1")
         if self.range_seconds < 0 or not 1 <= self.range_min <= self.range_max <= 10**7:
@@ -294,6 +367,13 @@ class LevelsParams(SamplingParams, KindParams):
         if not self.uses_time() or interval is None:
             return int(self.range_rows)
         return int(min(max(round(self.range_seconds / interval), self.range_min), self.range_max))
+
+    def bins_for(self, rows: int) -> float:
+        """The levels across the range of a stream whose range is learnt over ``rows`` rows (see :class:`Width`)."""
+        if Width(int(self.width)) is Width.RANGE or int(rows) == int(self.range_rows) or rows < 2 \
+                or self.range_rows < 2:
+            return float(self.bins)
+        return float(self.bins) * expected_range(int(rows)) / expected_range(int(self.range_rows))
 
     def state_bytes(self) -> int:
         # the first range_rows values as Python floats, then up to cap remembered levels in a set

@@ -29,7 +29,7 @@ from edgewatch.contract import (
     Scaler,
     Task,
 )
-from edgewatch.contract.postprocess import Edges, Handover, Overlap, Tail
+from edgewatch.contract.postprocess import Edges, Handover, Margin, Overlap, Tail, Width
 from edgewatch.files import replacing
 from edgewatch.wire.onnx_write import Node, int64, model_bytes
 
@@ -93,13 +93,20 @@ def in_time(novelty: dict[str, float], levels: dict[str, float], range_min: int 
 
 
 def default_parts(tail: Tail = Tail.STUDENT, edges: Edges = Edges.SYMMETRIC, handover: Handover = Handover.HOLD,
-                  overlap: Overlap = Overlap.CORRECTED) -> tuple[dict[str, float], dict[str, float]]:
+                  overlap: Overlap = Overlap.CORRECTED,
+                  width: Width = Width.RANGE,
+                  margin: Margin = Margin.EDGES) -> tuple[dict[str, float], dict[str, float]]:
     """The two parts of the default; ``edges`` from the minimum writes no ``edges`` parameter (the files
     before the ninth round), a fresh ``handover`` no ``handover`` (those before the tenth), independent
-    ``overlap`` no ``overlap`` (those before the fourteenth)."""
+    ``overlap`` no ``overlap`` (those before the fourteenth), levels across the range no ``width``, new
+    levels by their cells no ``margin``."""
     levels = {"bins": 8, "range_rows": 256, "rest": 100, "cap": 4096}
     if edges is not Edges.FROM_MINIMUM:
         levels["edges"] = int(edges)
+    if width is not Width.RANGE:
+        levels["width"] = int(width)
+    if margin is not Margin.EDGES:
+        levels["margin"] = int(margin)
     novelty = novelty_params(1536, 48, 2, tail)
     if handover is not Handover.FRESH:
         novelty["handover"] = int(handover)

@@ -107,6 +107,42 @@ def test_edges_are_checked_and_an_older_reader_refuses_them() -> None:
     assert post().symmetric is False and post(edges=1).symmetric is True  # absent: from the minimum, as before
 
 
+def test_width_is_checked_and_an_older_reader_refuses_it() -> None:
+    with pytest.raises(BadModelFile, match="width must be one of 0 \\(range\\), 1 \\(spread\\)"):
+        make_postprocessor(PostProcess("levels", {"width": 2}))
+    older = dataclasses.make_dataclass("LevelsParams", [(f.name, float, f.default)
+                                                        for f in dataclasses.fields(LevelsParams)
+                                                        if f.name != "width"], bases=(KindParams,))
+    with pytest.raises(BadModelFile, match="unknown parameters \\['width'\\]"):
+        older.from_dict({"bins": 8, "width": 1}, "levels")
+    x = noisy(2, 900)  # no times: a stream's range rows are the card's, so the width changes nothing
+    np.testing.assert_array_equal(post(range_rows=100, width=1).update_many(np.zeros(900, int), x),
+                                  post(range_rows=100).update_many(np.zeros(900, int), x))
+
+
+def test_margin_everywhere_needs_a_whole_level_from_every_value_shown() -> None:
+    """``margin`` 1: inside the range a hair across a cell's edge no longer alarms; a value a whole level from all
+    shown alarms wherever it lies; each value shown covers a level either side, so a slow creep out of the range
+    never alarms (the cell rule alarms on each new cell); checked, and refused by an older reader."""
+    ramp = np.linspace(0.0, 8.0, 100)  # range 0..8 learnt over 100 rows: one level is 1.0
+    gap = np.r_[np.linspace(0.0, 2.95, 50), np.linspace(5.5, 8.0, 50)]  # nothing shown between 2.95 and 5.5
+    rows = np.zeros(102, int)
+    cells = post(range_rows=100, rest=0, edges=1).update_many(rows, np.r_[gap, [3.02, 9.5]])
+    dist = post(range_rows=100, rest=0, edges=1, margin=1).update_many(rows, np.r_[gap, [3.02, 9.5]])
+    assert cells[100:].tolist() == [1.0, 1.0]  # 3.02: the empty cell 3..4, a hair across its edge
+    assert dist[100:].tolist() == [0.0, 1.0]  # 3.02 is 0.07 from 2.95; 9.5 is 1.5 from 8.0 in both
+    creep = np.r_[ramp, 8.0 + 0.5 * np.arange(1, 21)]  # 0.5 a row up to 18: every value within a level of the last
+    assert post(range_rows=100, rest=0, edges=1, margin=1).update_many(np.zeros(120, int), creep).sum() == 0.0
+    assert post(range_rows=100, rest=0, edges=1).update_many(np.zeros(120, int), creep).sum() >= 9
+    with pytest.raises(BadModelFile, match="margin must be one of 0 \\(edges\\), 1 \\(everywhere\\)"):
+        make_postprocessor(PostProcess("levels", {"margin": 2}))
+    older = dataclasses.make_dataclass("LevelsParams", [(f.name, float, f.default)
+                                                        for f in dataclasses.fields(LevelsParams)
+                                                        if f.name != "margin"], bases=(KindParams,))
+    with pytest.raises(BadModelFile, match="unknown parameters \\['margin'\\]"):
+        older.from_dict({"bins": 8, "margin": 1}, "levels")
+
+
 def test_model_file_and_ensemble_run_like_the_agent(tmp_path: Path) -> None:
     from edgewatch.agent.model import ScoringModel
 

@@ -257,3 +257,37 @@ def test_a_rungs_overlapping_distances_widen_its_early_spread() -> None:
         ref = novelty_levels.reference_scores(x, novelty_levels.NoveltyLevelsConfig(), ts)
         np.testing.assert_allclose(new.score_series(x, "s", ts), ref, atol=1e-9)
     assert fewer >= 3
+
+
+def test_the_levels_in_spread_candidate_by_name_differs_only_off_the_reference_rate(tmp_path: Path) -> None:
+    """The sixteenth round's candidate (``width`` 1 on the levels): its file is checked against the NumPy reference
+    when written (an hourly stream included), gives a 5-minute stream the default's scores and an hourly one
+    other scores; the card says ``width`` 1 and the default's card says nothing of it."""
+    cand = resolve("levels-in-spread")
+    assert cand.name == "levels-in-spread"
+    assert novelty_levels.levels_in_spread().levels["width"] == 1
+    assert "width" not in novelty_levels.NoveltyLevelsConfig().levels
+    x = _series(1500, 5)
+    five = 1.7e9 + 300.0 * np.arange(len(x))
+    hourly = 1.7e9 + 3600.0 * np.arange(len(x))
+    default = resolve("novelty-levels")
+    np.testing.assert_array_equal(cand.score_series(x, "s", five), default.score_series(x, "s", five))
+    got = cand.score_series(x, "s", hourly)
+    assert not np.array_equal(got, default.score_series(x, "s", hourly))
+    np.testing.assert_allclose(got, novelty_levels.reference_scores(x, novelty_levels.levels_in_spread(), hourly),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_the_levels_margin_candidate_by_name_raises_fewer_levels_alarms() -> None:
+    """The sixteenth round's second candidate (``margin`` 1 on the levels): written and checked against the NumPy
+    reference by name; on a 5-minute stream its levels alarms (1.0) are no more than the default's, and the
+    default's card says nothing of ``margin``."""
+    cand = resolve("levels-margin")
+    assert cand.name == "levels-margin" and novelty_levels.levels_margin().levels["margin"] == 1
+    assert "margin" not in novelty_levels.NoveltyLevelsConfig().levels
+    x = _series(2000, 6)
+    ts = 1.7e9 + 300.0 * np.arange(len(x))
+    got, default = cand.score_series(x, "s", ts), resolve("novelty-levels").score_series(x, "s", ts)
+    assert (got == 1.0).sum() <= (default == 1.0).sum() and not np.array_equal(got, default)
+    np.testing.assert_allclose(got, novelty_levels.reference_scores(x, novelty_levels.levels_margin(), ts),
+                               rtol=1e-6, atol=1e-6)

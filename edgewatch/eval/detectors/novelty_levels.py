@@ -81,9 +81,23 @@ from pathlib import Path
 
 import numpy as np
 
-from edgewatch.contract.postprocess import Edges, Handover, Overlap, Tail
+from edgewatch.contract.postprocess import Edges, Handover, Margin, Overlap, Tail, Width
 from edgewatch.files import replacing
 from edgewatch.numpy_models.univariate import NoveltyLevelsConfig, default_parts, detector_bytes, novelty_params
+
+
+def levels_in_spread() -> NoveltyLevelsConfig:
+    """The sixteenth round's candidate, not the default: the default with the levels as wide in each stream's
+    own spread whatever the rows its range was learnt over (``width`` 1 on the ``levels`` part)."""
+    novelty, levels = default_parts(width=Width.SPREAD)
+    return NoveltyLevelsConfig(novelty=novelty, levels=levels)
+
+
+def levels_margin() -> NoveltyLevelsConfig:
+    """The sixteenth round's second candidate, not the default: the default with a value new only a whole level
+    from every value the stream has shown, inside the range as beyond it (``margin`` 1 on the ``levels`` part)."""
+    novelty, levels = default_parts(margin=Margin.EVERYWHERE)
+    return NoveltyLevelsConfig(novelty=novelty, levels=levels)
 
 
 def thirteenth_round() -> NoveltyLevelsConfig:
@@ -161,7 +175,8 @@ def reference_scores(values: np.ndarray, config: NoveltyLevelsConfig, times: np.
         x = np.array([anscombe(v) for v in x.tolist()])
     interval = seen.interval if len(x) >= rows else None
     p = with_(p, m=float(p.m_for(interval)), m_seconds=0.0, count_rows=0.0)
-    lp = with_(lp, range_rows=float(lp.rows_for(interval)), range_seconds=0.0, count_rows=0.0)
+    range_rows = lp.rows_for(interval)
+    lp = with_(lp, bins=lp.bins_for(range_rows), range_rows=float(range_rows), range_seconds=0.0, count_rows=0.0)
     out = np.zeros(len(x))
     lev = Levels(lp).update_many(np.zeros(len(x), dtype=np.int64), x)
     alerted = (lev >= config.alert) if config.alert > 0 else np.zeros(len(x), dtype=bool)

@@ -17,6 +17,8 @@ class BuiltIn(str, enum.Enum):
     NOVELTY = "novelty"
     LEVELS = "levels"
     NOVELTY_LEVELS = "novelty-levels"
+    LEVELS_IN_SPREAD = "levels-in-spread"
+    LEVELS_MARGIN = "levels-margin"
     THIRTEENTH_ROUND = "thirteenth-round"
     TENTH_ROUND = "tenth-round"
     NINTH_ROUND = "ninth-round"
@@ -45,6 +47,11 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
     extreme a level beyond the range on either side, a longer rung keeping
     the hold of the one it replaces, an alert one event for both parts,
     a rung's spread widened for its overlapping distances);
+    ``levels-in-spread`` is the same file with the levels as wide in each
+    stream's own spread whatever rows its range took (``width`` 1; the
+    sixteenth round's candidate, not adopted); ``levels-margin`` the same
+    file with a value new only a whole level from every value the stream
+    has shown (``margin`` 1; its second candidate);
     ``thirteenth-round`` is the same file with the distances read as
     independent (the thirteenth round's default), ``tenth-round`` that with
     each part alone after an alert (the tenth round's), ``ninth-round`` that with
@@ -79,6 +86,8 @@ def resolve(name: str, seed: int = 42, stride: int = 1):  # noqa: ANN201 - a run
 
     with tempfile.TemporaryDirectory(prefix="edgewatch-novelty-") as tmp:  # sessions hold the graphs
         rounds = {BuiltIn.NOVELTY_LEVELS: novelty_levels.NoveltyLevelsConfig,
+                  BuiltIn.LEVELS_IN_SPREAD: novelty_levels.levels_in_spread,
+                  BuiltIn.LEVELS_MARGIN: novelty_levels.levels_margin,
                   BuiltIn.THIRTEENTH_ROUND: novelty_levels.thirteenth_round,
                   BuiltIn.TENTH_ROUND: novelty_levels.tenth_round,
                   BuiltIn.NINTH_ROUND: novelty_levels.ninth_round,

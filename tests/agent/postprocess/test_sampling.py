@@ -195,3 +195,63 @@ def test_the_contract_checks_the_new_novelty_parameters(params: dict, words: str
     assert problems and words in problems[0]
     assert not spec_problems(PostProcess("novelty", NOVELTY_IN_TIME))
     assert not spec_problems(PostProcess("levels", LEVELS_IN_TIME))
+
+
+def test_expected_range_matches_the_tabulated_constants() -> None:
+    from edgewatch.contract.postprocess import expected_range
+
+    for n, d2 in ((2, 1.128), (5, 2.326), (10, 3.078), (25, 3.931), (50, 4.498), (100, 5.015), (1000, 6.483)):
+        assert expected_range(n) == pytest.approx(d2, abs=6e-4)
+    assert expected_range(1) == 0.0 and expected_range(0) == 0.0
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((20000, 48))
+    assert expected_range(48) == pytest.approx(float(np.mean(z.max(1) - z.min(1))), rel=5e-3)  # seeded check
+
+
+def test_levels_in_the_streams_spread_are_as_wide_at_every_rate() -> None:
+    """``width`` 1: the card's 256 range rows are the reference (5 minutes: unchanged); an hourly stream's range
+    of 48 rows is cut into bins * d(48) / d(256) levels (6.32), a 1-second stream's of 1,536 rows into 9.52, and
+    without times the rows are the card's (unchanged)."""
+    from edgewatch.contract.postprocess import LevelsParams, expected_range
+
+    spread = {**LEVELS_IN_TIME, "width": 1}
+    x = _series(2400, 3)
+    five = _run("levels", spread, x, _times(len(x), 300))
+    np.testing.assert_array_equal(five, _run("levels", LEVELS_IN_TIME, x, _times(len(x), 300)))
+    np.testing.assert_array_equal(_run("levels", spread, x), _run("levels", LEVELS_IN_TIME, x))
+    p = LevelsParams.from_dict(spread)
+    assert p.bins_for(256) == 8.0 and p.bins_for(48) == pytest.approx(8 * expected_range(48) / expected_range(256))
+    assert 6.3 < p.bins_for(48) < 6.35 and 9.5 < p.bins_for(1536) < 9.55
+    for step, rows in ((3600, 48), (1, 1536), (600, 128)):
+        got = _run("levels", spread, x, _times(len(x), step))
+        want = _run("levels", {**LEVELS, "range_rows": rows, "bins": p.bins_for(rows)}, x)
+        np.testing.assert_array_equal(got, want)
+        assert not np.array_equal(got, _run("levels", LEVELS_IN_TIME, x, _times(len(x), step)))
+
+
+def test_wider_levels_on_a_short_range_raise_fewer_ordinary_new_levels() -> None:
+    """Six seeded hourly streams of Gaussian noise (nothing to find): with levels cut across a 48-row range,
+    ordinary values reach new levels more often than with the levels as wide as 256 rows give."""
+    spread = {**LEVELS_IN_TIME, "width": 1}
+    alarms = {"range": 0, "spread": 0}
+    for seed in range(6):
+        x = np.random.default_rng(seed).normal(0, 1, 3000)
+        ts = _times(len(x), 3600)
+        alarms["range"] += int(_run("levels", LEVELS_IN_TIME, x, ts).sum())
+        alarms["spread"] += int(_run("levels", spread, x, ts).sum())
+    assert alarms["spread"] < alarms["range"]
+
+
+def test_levels_in_the_streams_spread_keep_a_whole_levels_margin_at_both_ends() -> None:
+    """With ``edges`` 1 a stream and its negative get the same alarms (ninth round); a 48-row range holds 6.32
+    levels of the stream's spread, so the levels above it are counted from its maximum, not from its minimum."""
+    spread = {**LEVELS_IN_TIME, "edges": 1, "width": 1}
+    for seed in range(4):
+        walk = np.cumsum(np.random.default_rng(seed).normal(0, 1, 1500))
+        ts = _times(len(walk), 3600)
+        up = _run("levels", spread, walk, ts)
+        np.testing.assert_array_equal(up, _run("levels", spread, -walk, ts))
+        assert up.sum() >= 2
+    x = np.r_[np.linspace(0.0, 1.0, 48), [1.0 + 0.9 / 6.32] * 10, [1.0 + 1.1 / 6.32] * 10]  # under / over a level
+    got = _run("levels", spread, x, _times(len(x), 3600))
+    assert got[48:58].sum() == 0.0 and got[58] == 1.0

@@ -71,6 +71,7 @@ class ReadNotes:
     ignored: list[str] = field(default_factory=list)  # by the user
     filled: dict[str, int] = field(default_factory=dict)  # feature -> cells filled from the last value
     bad_cells: dict[str, int] = field(default_factory=dict)  # feature -> text cells in a numeric column
+    beyond: dict[str, dict[str, int]] = field(default_factory=dict)  # feature -> its out-of-range marks (+Over) by text
     dropped_rows: int = 0  # rows with a missing cell that could not be filled, or dropped by Fill.DROP
     bad_times: int = 0  # rows whose time could not be read, dropped
     clock_changes: int = 0  # daylight-saving fall-backs the times were run on through
@@ -226,6 +227,10 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         for name, count in table.bad.items():
             if name in features:
                 notes.bad_cells[name] = notes.bad_cells.get(name, 0) + count
+        for name, marks in table.beyond.items():
+            if name in features:
+                for text, count in marks.items():
+                    notes.beyond.setdefault(name, {})[text] = notes.beyond.get(name, {}).get(text, 0) + count
         keep = np.ones(len(x), dtype=bool)
         for label in table.labels.values():
             anomalous = label > 0.5

@@ -207,6 +207,11 @@ def _reading_notes(n: ReadNotes) -> list[str]:
     for name, (step, share) in n.slow.items():
         out.append(f"{name} is logged every {duration_text(step)} (blank in {share:.0%} of the rows): each row holds its last "
                    f"value, as the agent does between its messages")
+    for name, marks in n.beyond.items():
+        said = ", ".join(f"{count:,} '{text}'" for text, count in sorted(marks.items(), key=lambda m: -m[1]))
+        out.append(f"{name}: {said}: the instrument's mark for a value beyond its range (the sensor saturates in "
+                   f"the normal data), a blank held from the last value, as the agent holds it; what lies beyond "
+                   f"the range is not seen")
     if n.bad_cells:
         out.append("text in numeric columns, read as blank: " + ", ".join(f"{k} {v:,}" for k, v in n.bad_cells.items()))
     if n.dropped_rows:

@@ -25,7 +25,10 @@ MAX_UNIT_ROWS = 3  # rows of units or descriptions under the header
 TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date")  # compared without case, spaces or underscores
 TIME_NAME_PARTS = ("time", "date", "stamp", "zeit", "datum")  # in a name whose cells are times or epoch numbers
 LABEL_NAMES = ("anomaly", "changepoint")
-ANNOTATIONS = ("#group", "#datatype", "#default")  # InfluxDB 2's annotated CSV: rows as wide as the header, never it
+# rows that may be as wide as the header and are never it: InfluxDB 2's annotated CSV; the first line of a Campbell
+# Scientific logger's TOA5 file (station, logger, serial, OS, program, signature, table: eight fields, as wide as a
+# table of eight columns, whose names then read "RECORD [CT1, RN]")
+ANNOTATIONS = ("#group", "#datatype", "#default", "toa5")
 
 
 def plain_name(name: str) -> str:
@@ -105,7 +108,7 @@ def header_names(row: list[str], body: list[list[str]]) -> tuple[list[str], dict
     """The header's names: trailing blank columns dropped, other blank names and repeats made unique."""
     names = [h.strip() for h in row]
     if names:
-        names[0] = names[0].lstrip("#").strip() if names[0].startswith("#") else names[0]
+        names[0] = (names[0].lstrip("#").strip() or names[0]) if names[0].startswith("#") else names[0]  # "#Time"; "#" (HOBOware's row number) stays
     while names and not names[-1] and all(len(r) < len(names) or not r[len(names) - 1].strip() for r in body):
         names.pop()
     renamed: dict[str, str] = {}

@@ -40,6 +40,7 @@ class CsvLayout:
     date_order_guessed: bool = False  # no date in the file says which of day and month comes first
     naive_times: bool = False  # times without a zone: wall-clock times, run on through a clock change
     excel_days: bool = False  # the time column holds Excel's serial days (45355.5), not epoch seconds
+    elapsed: float = 0.0  # seconds per unit of a time column of elapsed time (``Time [ms]``: 0.001); 0: not one
     renamed: dict[str, str] = field(default_factory=dict)  # new name -> the header's (repeated or blank)
     packed: str = ""  # how the file was unpacked ("gzip-compressed", "read from the zip member 'a.csv'")
     cell_units: dict[str, str] = field(default_factory=dict)  # column -> the unit written after each number
@@ -75,6 +76,8 @@ class CsvLayout:
                 time += " (dates month-first)"
             if self.excel_days:
                 time += " (Excel serial days)"
+            if self.elapsed:
+                time += " (time elapsed since the recording started, printed as from 1970-01-01 00:00)"
         decimal = ", decimal comma" if self.decimal == "," else ""
         if self.decimal_told:
             decimal = f", decimal {'comma' if self.decimal == ',' else 'point'} (as given)"
@@ -158,6 +161,11 @@ class CsvLayout:
             cell = f"{cell.strip()}.{int(ms):03d}"
         if self.zone and cell.strip() and not is_missing(cell):
             cell = f"{cell.strip()} {self.zone}"
+        if self.elapsed and cell.strip() and not is_missing(cell):
+            try:
+                cell = repr(float(cell.strip().replace(",", ".")) * self.elapsed)  # as epoch seconds from 1970
+            except ValueError:
+                pass  # unreadable, as any time cell that is not a time
         return cell
 
 

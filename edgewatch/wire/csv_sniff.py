@@ -24,7 +24,7 @@ from edgewatch.wire.csv_layout import CsvLayout
 from edgewatch.wire.csv_marks import DECIMALS, sniff_decimal, told_marks, with_marks
 from edgewatch.wire.csv_rows import find_table_end, iter_rows
 from edgewatch.wire.csv_tag_columns import as_pairs, named_after_tags, quality_columns
-from edgewatch.wire.csv_time_column import (are_dates_only, are_epochs, are_times_of_day, find_ms_column,
+from edgewatch.wire.csv_time_column import (are_dates_only, are_epochs, are_times_of_day, elapsed_unit, find_ms_column,
                                             looks_like_times, zone_of)
 from edgewatch.wire.csv_times import (DateOrder, has_half_day, is_excel_days, is_naive, needs_date_order,
                                       sniff_date_order)
@@ -128,6 +128,8 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
             chosen = next((name for name in header if any(part in plain_name(name) for part in TIME_NAME_PARTS)
                            and (looks_like_times(columns[name]) or are_epochs(columns[name])
                                 or is_excel_days(present_cells(columns[name])))), None)
+        if chosen is None:  # Time [ms]: the time since a trace started
+            chosen = next((name for name in header if elapsed_unit(name, columns[name])), None)
         if chosen is None:
             chosen = next((name for name in header if name not in labels and looks_like_times(columns[name])), None)
             named = chosen is None
@@ -153,17 +155,20 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     sample = [layout.time_text(r) for r in body]
     if is_excel_days(present_cells(sample)):
         return replace(layout, excel_days=True)
+    if elapsed_unit(chosen, columns[chosen]):
+        return replace(layout, elapsed=elapsed_unit(chosen, columns[chosen]))
     zone = zone_of(chosen) or (zone_of(date_column) if date_column else "")
+    unzoned, dates = layout, sample  # the date order is read from the cells as written, before a zone is added
     if zone and is_naive(sample) and not are_epochs(sample):
         layout = replace(layout, zone=zone)
         sample = [layout.time_text(r) for r in body]
     layout = replace(layout, naive_times=is_naive(sample))
-    if not needs_date_order(sample):
+    if not needs_date_order(dates):
         return layout
-    order = sniff_date_order(sample)
+    order = sniff_date_order(dates)
     if order is None:
-        order = sniff_date_order(layout.time_text(r) for _, r in iter_rows(layout))  # the sample did not tell
+        order = sniff_date_order(unzoned.time_text(r) for _, r in iter_rows(unzoned))  # the sample did not tell
     if order is None:
-        return replace(layout, date_order=DateOrder.MONTH_FIRST if has_half_day(sample) else DateOrder.DAY_FIRST,
+        return replace(layout, date_order=DateOrder.MONTH_FIRST if has_half_day(dates) else DateOrder.DAY_FIRST,
                        date_order_guessed=True)
     return replace(layout, date_order=order)

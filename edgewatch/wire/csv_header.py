@@ -128,6 +128,37 @@ def header_names(row: list[str], body: list[list[str]]) -> tuple[list[str], dict
     return names, renamed
 
 
+# HOBOware's column name: "<label>, <unit> (LGR S/N: <n>, SEN S/N: <n>[, LBL: <label>])", or an event's
+# "Coupler Detached (LGR S/N: <n>)"
+_HOBO_NAME = re.compile(r"^(?P<label>.*?)(?:,\s*(?P<unit>[^,()]+?))?\s*\((?P<ids>LGR S/N:[^()]*)\)$")
+_HOBO_LABEL = re.compile(r"\bLBL:\s*(?P<label>[^,]+?)\s*$")
+
+
+def logger_names(header: list[str]) -> tuple[list[str], dict[str, str], str]:
+    """(names, name -> unit, a note) for HOBOware's names: the label alone, its unit apart, the logger's serial
+    numbers dropped (``CH1 Current, Amps (LGR S/N: 20812345, SEN S/N: 20812345)`` is ``CH1 Current`` in
+    ``Amps``); the header as it is when no name is one, or when two would become one name.
+
+    Why: the serial numbers are the logger's, not the sensor's; they made every report line two names long,
+    and a ``/`` inside a name splits an MQTT topic level, so no plant topic could name the feature.
+    """
+    matches = [_HOBO_NAME.match(n) for n in header]
+    if not any(matches):
+        return header, {}, ""
+    names = []
+    for name, m in zip(header, matches):
+        label = _HOBO_LABEL.search(m.group("ids")) if m else None
+        names.append((label.group("label") if label else m.group("label")).strip() if m else name)
+    if not all(names) or len(set(names)) != len(names):
+        return header, {}, ""
+    units = {names[j]: m.group("unit").strip() for j, m in enumerate(matches) if m and m.group("unit")}
+    j = next(j for j, m in enumerate(matches) if m)
+    shown = f"{names[j]} [{units[names[j]]}]" if names[j] in units else names[j]
+    note = (f"HOBOware's names read as a label and a unit, the logger's serial numbers dropped "
+            f"({header[j]!r} is {shown!r})")
+    return names, units, note
+
+
 def count_unit_rows(header: list[str], body: list[list[str]], decimal: str, thousands: str | None) -> int:
     """How many rows under the header name units or describe columns: no number where the data has numbers."""
     k = 0

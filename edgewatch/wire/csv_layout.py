@@ -53,6 +53,7 @@ class CsvLayout:
     zone: str = ""  # the zone the time column's name gives its naive times: "UTC+01:00" from "Time (UTC+01:00)"
     excel_text: bool = False  # cells written as Excel text formulas, ="08:00:00", to keep Excel from converting them
     decimal_told: bool = False  # the decimal mark was given (fit's --decimal, the replay's ?decimal=), not sniffed
+    names_note: str = ""  # how the names were read from a logger's own form of them (HOBOware's serial numbers)
 
     @property
     def separator_name(self) -> str:
@@ -97,6 +98,8 @@ class CsvLayout:
         if self.unit_rows:
             shown = _some([f"{k} [{v}]" for k, v in self.units.items()], 4)
             parts.append(f"{self.unit_rows} row(s) of units or descriptions under the header, not data: {shown}")
+        if self.names_note:
+            parts.append(self.names_note)
         if self.cell_units:
             shown = _some([f"{k} [{v}]" for k, v in self.cell_units.items()], 5)
             parts.append(f"a unit after the numbers in {len(self.cell_units)} column(s), dropped: {shown}")

@@ -18,7 +18,8 @@ from edgewatch.errors import BadInput
 from edgewatch.wire.csv_cells import present_cells, units_in_cells, unwrapped, without_units
 from edgewatch.wire.csv_files import described, sniff_encoding
 from edgewatch.wire.csv_header import (HEAD_LINES, LABEL_NAMES, SAMPLE_LINES, TIME_NAME_PARTS, TIME_NAMES,
-                                       columns_of, count_unit_rows, header_at, header_names, is_comment, names_row,
+                                       columns_of, count_unit_rows, header_at, header_names, is_comment,
+                                       logger_names, names_row,
                                        plain_name, read_lines, split_rows)
 from edgewatch.wire.csv_layout import CsvLayout
 from edgewatch.wire.csv_marks import DECIMALS, sniff_decimal, told_marks, with_marks
@@ -113,6 +114,11 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
                                                         body[n_units:])
     units = {name: ", ".join(c for r in unit_cells if (c := (r[j] if j < len(r) else "").strip()))
              for j, name in enumerate(header)}
+    written = header
+    header, named_units, names_note = logger_names(header)
+    if names_note:
+        units = {name: units[old] or named_units.get(name, "") for name, old in zip(header, written)}
+        cell_units = {header[written.index(k)]: u for k, u in cell_units.items()}
     body = body[n_units:]
     columns = columns_of(header, body)
     labels = [name for name in header if name.lower() in LABEL_NAMES]
@@ -144,7 +150,7 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     units = {name: text for name, text in units.items() if text and name not in (chosen, date_column)}
     layout = CsvLayout(src, sep, ".", header, chosen, labels, named, encoding, encoding_note, h,
                        n_units, units, None, date_column, renamed=renamed, packed=described(src),
-                       cell_units=cell_units, excel_text=excel_text)
+                       cell_units=cell_units, excel_text=excel_text, names_note=names_note)
     layout = with_marks(layout, body) if decimal is None else told_marks(layout, body, decimal)
     layout = replace(layout, quality=quality_columns(header, renamed, columns, layout.decimal, layout.thousands))
     layout = named_after_tags(layout, list(layout.quality))

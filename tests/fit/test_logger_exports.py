@@ -60,10 +60,27 @@ def test_a_hobo_export_is_read_with_its_zone_its_us_dates_and_its_row_number_col
     first = datetime(2026, 11, 1, 5, tzinfo=timezone.utc).timestamp()  # midnight at GMT-05:00
     assert table.times[0] == first and np.all(np.diff(table.times) == 300.0)  # never a month's jump
     assert lay.header[0] == "#" and "renamed" not in lay.describe()
+    # the label and its unit; the logger's serial numbers (a '/' in a name splits an MQTT topic level) dropped
+    assert lay.header[2:] == ["CH1 Current", "CH2 Current", "CHWS Temp", "CHWR Temp", "Coupler Attached", "Stopped",
+                              "End Of File"]
+    assert lay.units["CH1 Current"] == "Amps" and lay.units["CHWS Temp"] == "°F"
+    assert f"'CH1 Current, Amps ({SN})' is 'CH1 Current [Amps]'" in lay.describe()
 
     report = "\n".join(fit_model([tmp_path / "hobo.csv"], tmp_path / "hobo.onnx").lines())
     assert "gap(s) in time" not in report and "4.2 days at one row every 300 s" in report, report
     assert "left out  #" in report and "a counter" in report, report
+
+
+def test_hobo_names_that_only_their_serial_numbers_tell_apart_are_kept_whole(tmp_path: Path) -> None:
+    text = _hobo(tmp_path / "h.csv", rows=50).read_text(encoding="utf-8-sig")
+    text = text.replace(f"CHWR Temp, °F ({SN})", "CHWS Temp, °F (LGR S/N: 20812345, SEN S/N: 20812399)")
+    lay = read_csv_table(_write(tmp_path / "two.csv", text)).layout
+    assert f"CHWS Temp, °F ({SN})" in lay.header and "CHWS Temp" not in lay.header
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _toa5(path: Path, rows: int = 600, seed: int = 3) -> Path:

@@ -71,6 +71,7 @@ class ReadNotes:
     ignored: list[str] = field(default_factory=list)  # by the user
     filled: dict[str, int] = field(default_factory=dict)  # feature -> cells filled from the last value
     bad_cells: dict[str, int] = field(default_factory=dict)  # feature -> text cells in a numeric column
+    housekeeping: dict[str, str] = field(default_factory=dict)  # the logger's own column -> what it measures
     beyond: dict[str, dict[str, int]] = field(default_factory=dict)  # feature -> its out-of-range marks (+Over) by text
     dropped_rows: int = 0  # rows with a missing cell that could not be filled, or dropped by Fill.DROP
     bad_times: int = 0  # rows whose time could not be read, dropped
@@ -336,6 +337,9 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
         raise BadInput(f"--ignore {unknown}: no such column; the files have {first.layout.header}")
     notes.ignored = [c for c in ignore if c in chosen]
     chosen = [c for c in chosen if c not in ignore]
+    if not columns:
+        notes.housekeeping = {c: what for c in chosen if (what := _housekeeping(first.layout.logger, c))}
+        chosen = [c for c in chosen if c not in notes.housekeeping]
     rows = sum(t.rows for t in tables)
     for c in list(chosen):
         share = sum(int(np.isnan(t.numeric[c]).sum()) for t in tables) / max(rows, 1)
@@ -356,6 +360,27 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
                        f"{sorted(notes.text_columns) or 'none'}, mostly empty: {sorted(notes.mostly_empty) or 'none'}"
                        f", ignored: {list(ignore) or 'none'}); the header: {first.layout.header}")
     return chosen
+
+
+# the columns a Campbell Scientific program logs about the logger itself (Short Cut's defaults: BattV, PTemp_C,
+# with their _Min/_Avg suffixes)
+_TOA5_OWN = ((re.compile(r"^batt(?:_?v|_?volt)", re.IGNORECASE), "supply voltage"),
+             (re.compile(r"^p(?:anel)?_?temp", re.IGNORECASE), "panel temperature"))
+
+
+def _housekeeping(logger: str, name: str) -> str:
+    """What a column measures of the logger itself ('' when it is not such a column).
+
+    Why: a TOA5 table holds the logger's battery and panel temperature
+    beside the plant's sensors; kept, a battery sagging on a cloudy week
+    raised episodes, and a cooling tower's fouled fill was reported led by
+    ``BattV_Min`` (0.47 of its windows' error), which is not the equipment.
+    Only in TOA5 files, whose programs name them so: elsewhere a ``Batt``
+    column may be the plant's own battery.
+    """
+    if logger != "TOA5":
+        return ""
+    return next((what for pattern, what in _TOA5_OWN if pattern.match(name)), "")
 
 
 def _own_step(tables: Sequence[CsvTable], name: str) -> float:

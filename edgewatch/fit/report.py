@@ -99,6 +99,9 @@ class FitReport:
             out.append(f"  {'left out':9s} {name:24s} {share:.0%} of its cells are blank")
         for name in self.notes.ignored:
             out.append(f"  {'left out':9s} {name:24s} --ignore")
+        for name, what in self.notes.housekeeping.items():
+            out.append(f"  {'left out':9s} {name:24s} the logger's own {what} (a TOA5 table's standard column), not "
+                       f"the equipment; --columns chooses it with the others")
         for name in self.notes.label_columns:
             out.append(f"  {'label':9s} {name:24s} not a feature" + (
                 f"; its {self.notes.labelled_rows:,} rows marked anomalous were left out of the normal data"
@@ -137,7 +140,7 @@ class FitReport:
     def blind_spots(self) -> list[str]:
         out = []
         left = [c.name for c in self.choices if c.use is Use.LEFT_OUT] + list(self.notes.text_columns) + \
-            list(self.notes.mostly_empty) + list(self.notes.ignored)
+            list(self.notes.mostly_empty) + list(self.notes.ignored) + list(self.notes.housekeeping)
         if left:
             out.append(f"anything in {_some(left) if len(left) > MANY_CONSTANT else ', '.join(left)} (left out)")
         for where, ranges in ([("", self.ranges)] if not self.points else

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgewatch.wire.csv_cells import is_missing, parse_number, quality_is_bad
 from edgewatch.wire.csv_files import ENCODING
-from edgewatch.wire.csv_times import DOTTED_CLOCK, DateOrder
+from edgewatch.wire.csv_times import DOTTED_CLOCK, DateOrder, clock_seconds
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,10 @@ class CsvLayout:
             try:
                 cell = repr(float(cell.strip().replace(",", ".")) * self.elapsed)  # as epoch seconds from 1970
             except ValueError:
-                pass  # unreadable, as any time cell that is not a time
+                try:
+                    cell = repr(clock_seconds(cell) * self.elapsed)  # 25:10 since the start
+                except ValueError:
+                    pass  # unreadable, as any time cell that is not a time
         return cell
 
 

@@ -140,7 +140,7 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
             chosen = next((name for name in header if name not in labels and looks_like_times(columns[name])), None)
             named = chosen is None
     date_column = None
-    if chosen is not None:
+    if chosen is not None and not elapsed_unit(chosen, columns[chosen]):  # 25:10 since a start is no time of day
         if are_times_of_day(columns[chosen], chosen):
             date_column = next((n for n in header if n != chosen and are_dates_only(columns[n])), None)
         elif are_dates_only(columns[chosen]):

@@ -15,7 +15,7 @@ import re
 from edgewatch.wire.csv_cells import present_cells
 from edgewatch.wire.csv_header import TIME_NAME_PARTS, plain_name
 from edgewatch.wire.csv_layout import CsvLayout
-from edgewatch.wire.csv_times import DOTTED_CLOCK, TIME_OF_DAY, parse_time
+from edgewatch.wire.csv_times import DOTTED_CLOCK, TIME_OF_DAY, clock_seconds, parse_time
 
 
 EPOCH_RANGE = (1e8, 1e19)  # numbers read as epoch seconds, ms, us or ns: from 1973
@@ -51,6 +51,23 @@ def are_epochs(cells: list[str]) -> bool:
     return bool(values) and all(EPOCH_RANGE[0] <= v <= EPOCH_RANGE[1] for v in values)
 
 
+ELAPSED_WORDS = ("elapsed", "duration", "runtime", "laufzeit", "dauer")  # a name that says the time since a start
+
+
+def _elapsed_clock(name: str, cells: list[str]) -> bool:
+    """A column of ``h:mm[:ss]`` counting from the start of a run: named so (``Elapsed Time``, ``Duration``),
+    or named a time and running past 24 hours; either way never falling. A time of day is neither."""
+    plain = plain_name(name)
+    try:
+        seconds = [clock_seconds(c) for c in present_cells(cells)]
+    except ValueError:
+        return False
+    if len(seconds) < 2 or len(set(seconds)) < 2 or any(b < a for a, b in zip(seconds, seconds[1:])):
+        return False
+    return any(w in plain for w in ELAPSED_WORDS) or (any(p in plain for p in TIME_NAME_PARTS)
+                                                     and seconds[-1] >= 86400.0 and seconds[0] < 86400.0)
+
+
 def elapsed_unit(name: str, cells: list[str]) -> float:
     """Seconds per unit of a column of elapsed time, 0.0 when it is not one.
 
@@ -58,11 +75,15 @@ def elapsed_unit(name: str, cells: list[str]) -> float:
     time since the recording started: ``Time [ms]`` 0, 100, 200... Such a
     column is named a time with a unit (``Time [ms]``, ``t (s)``,
     ``Time_ms``) and holds numbers that start under the epoch numbers'
-    range and never fall. Before, it was no time column: a regular one was
+    range and never fall; or it holds ``h:mm[:ss]`` since the start
+    (:func:`_elapsed_clock`: a kiln controller's ``Elapsed Time`` 0:00 to
+    29:59, left out as text before). Before, it was no time column: a regular one was
     left out as a counter and the report gave no durations (a 100-ms trace:
     "6 false episodes in the held-out last 18,000 rows"); an irregular one
     became a rising feature.
     """
+    if _elapsed_clock(name, cells):
+        return 1.0  # h:mm:ss, read as seconds (CsvLayout.joined)
     m = _ELAPSED_NAME.match(name.strip())
     if not m:
         return 0.0

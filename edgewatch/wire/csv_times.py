@@ -67,6 +67,17 @@ TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[AaPp]\.?[Mm
 DOTTED_CLOCK = re.compile(r"^([01]?\d|2[0-3])\.[0-5]\d\.[0-5]\d(?:\.\d+)?$")  # 08.00.00 (or 08.00.00.250)
 
 
+_CLOCK = re.compile(r"^(\d+):([0-5]\d)(?::([0-5]\d(?:[.,]\d+)?))?$")  # 25:10, 0:00:01.5: hours past 24 allowed
+
+
+def clock_seconds(cell: str) -> float:
+    """``h:mm`` or ``h:mm:ss`` as seconds (hours past 24 allowed: a kiln's firing of 30 h); ValueError if not."""
+    m = _CLOCK.match(cell.strip())
+    if not m:
+        raise ValueError(f"{cell!r}: not h:mm[:ss]")
+    return int(m.group(1)) * 3600.0 + int(m.group(2)) * 60.0 + float((m.group(3) or "0").replace(",", "."))
+
+
 def _iso(y: int, mo: int, d: int, hh: str | None, mm: str | None, ss: str | None, frac: str | None,
          half: str | None) -> str:
     hour = int(hh or 0)

@@ -239,3 +239,31 @@ def test_an_over_range_mark_is_said_by_fit_and_held_alike_by_the_replay(tmp_path
     events = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()] \
         if (tmp_path / "a.jsonl").exists() else []
     assert not [e for e in events if e["event"] == "start"], events
+
+
+def _firing(path: Path, minutes: int = 1800, name: str = "Elapsed Time", seed: int = 11, start: int = 0) -> Path:
+    """A kiln controller's log of one firing: h:mm since the start, a segment word, setpoint, temperature, output."""
+    rng = np.random.default_rng(seed)
+    lines = [f"{name},Segment,Setpoint (°C),Temperature (°C),Output (%)"]
+    for i in range(start, start + minutes):
+        sp = min(20 + i, 1000)
+        h, m = divmod(i, 60)
+        lines.append(f"{h}:{m:02d},{'Ramp' if i < 980 else 'Hold'},{sp},{sp + rng.normal(0, 1.5):.1f},"
+                     f"{20 + 0.05 * sp + rng.normal(0, 2):.1f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_kiln_firings_elapsed_hours_and_minutes_past_a_day_are_its_time(tmp_path: Path) -> None:
+    table = read_csv_table(_firing(tmp_path / "firing.csv"))
+    assert table.layout.time_column == "Elapsed Time" and table.layout.elapsed == 1.0
+    assert table.times[-1] == 29 * 3600 + 59 * 60 and np.all(np.diff(table.times) == 60.0)
+    report = "\n".join(fit_model([tmp_path / "firing.csv"], tmp_path / "kiln.onnx").lines())
+    assert "30.0 h at one row every 60 s" in report and "left out  Elapsed Time" not in report, report
+
+
+def test_a_column_named_a_duration_is_elapsed_under_a_day_and_times_of_day_are_not(tmp_path: Path) -> None:
+    table = read_csv_table(_firing(tmp_path / "d.csv", minutes=600, name="Duration"))
+    assert table.layout.time_column == "Duration" and table.times[-1] == 599 * 60
+    day = _firing(tmp_path / "clock.csv", minutes=600, name="Time", start=480)  # 08:00 to 17:59: a clock
+    assert read_csv_table(day).layout.elapsed == 0.0

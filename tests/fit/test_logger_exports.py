@@ -267,3 +267,10 @@ def test_a_column_named_a_duration_is_elapsed_under_a_day_and_times_of_day_are_n
     assert table.layout.time_column == "Duration" and table.times[-1] == 599 * 60
     day = _firing(tmp_path / "clock.csv", minutes=600, name="Time", start=480)  # 08:00 to 17:59: a clock
     assert read_csv_table(day).layout.elapsed == 0.0
+
+
+@pytest.mark.parametrize("mark", ["+Over", "-Over", "Over Range", "Under Range", "OL"])
+def test_a_live_sources_over_range_mark_is_a_missing_value_held_as_fit_holds_it(mark: str) -> None:
+    from edgewatch.agent.sources.rows import MISSING, cell_value
+    assert cell_value(mark) is MISSING  # before: not_number, the message (or the row) refused
+    assert cell_value("Overheat") is not MISSING  # other text stays bad input

@@ -60,7 +60,7 @@ class ReadNotes:
     """What reading did, in counts, for the report."""
 
     files: list[str] = field(default_factory=list)
-    layouts: list[str] = field(default_factory=list)  # one line per file: separator, time column
+    layouts: list[tuple[str, int, str]] = field(default_factory=list)  # per file (name, rows, how it was read)
     rows_read: int = 0
     text_columns: dict[str, str] = field(default_factory=dict)  # name -> example cell
     states: dict[str, dict[str, int]] = field(default_factory=dict)  # text state column -> {text: code}
@@ -199,7 +199,7 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
                                       f"one row per time ({table.rows:,})" + _grid_note(table))
         tables.append(table)
         notes.files.append(str(path))
-        notes.layouts.append(f"{path.name}: {table.rows:,} rows; {layout.describe()}")
+        notes.layouts.append((path.name, table.rows, layout.describe()))
         notes.rows_read += table.rows
         notes.ragged += table.ragged
         if table.ragged:

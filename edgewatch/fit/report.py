@@ -72,7 +72,7 @@ class FitReport:
     elapsed: float = 0.0
 
     def lines(self) -> list[str]:
-        out = [f"read      {line}" for line in self.notes.layouts]
+        out = [f"read      {line}" for line in read_lines(self.notes.layouts)]
         out += [f"          {line}" for line in _reading_notes(self.notes)]
         span = f" ({duration_text(self.seconds_of_data)} at one row every {self.step:.3g} s)" if self.step else ""
         out.append(f"normal    {self.rows:,} rows{span}")
@@ -196,6 +196,23 @@ class FitReport:
                 f"as its whole normal range inside {parts}. Such a point spans a ramp or several states, and a fault "
                 "inside it that stays within that range is not seen; inside the other points the model sees the "
                 "smaller changes listed under 'cannot see'")
+
+
+def read_lines(layouts: list[tuple[str, int, str]]) -> list[str]:
+    """One line per file, or per run of files read alike (a logger's file per day, a kiln's per firing):
+    29 daily files made 29 lines of the same words before the report's first verdict."""
+    runs: list[list[tuple[str, int, str]]] = []
+    for item in layouts:
+        if runs and runs[-1][-1][2] == item[2]:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    out = []
+    for run in runs:
+        rows = sum(r for _, r, _ in run)
+        names = run[0][0] if len(run) == 1 else f"{len(run)} files, {run[0][0]} .. {run[-1][0]}"
+        out.append(f"{names}: {rows:,} rows; {run[0][2]}")
+    return out
 
 
 def _reading_notes(n: ReadNotes) -> list[str]:

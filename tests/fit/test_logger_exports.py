@@ -274,3 +274,21 @@ def test_a_live_sources_over_range_mark_is_a_missing_value_held_as_fit_holds_it(
     from edgewatch.agent.sources.rows import MISSING, cell_value
     assert cell_value(mark) is MISSING  # before: not_number, the message (or the row) refused
     assert cell_value("Overheat") is not MISSING  # other text stays bad input
+
+
+def test_files_read_alike_make_one_read_line_and_a_file_read_otherwise_its_own(tmp_path: Path) -> None:
+    folder = tmp_path / "firings"
+    folder.mkdir()
+    for k in range(4):
+        _firing(folder / f"firing_{k + 1:02d}.csv", minutes=900, seed=30 + k)
+    report = fit_model([folder], tmp_path / "k.onnx").lines()
+    read = [x for x in report if x.startswith("read  ")]
+    assert read == ["read      4 files, firing_01.csv .. firing_04.csv: 3,600 rows; separator ',', time column "
+                    "'Elapsed Time' (time elapsed since the recording started, printed as from 1970-01-01 00:00), "
+                    "5 columns"], read  # before: four lines of the same words
+
+    text = (folder / "firing_04.csv").read_text()
+    (folder / "firing_04.csv").write_text(text.replace(",", ";"))  # one export made with another separator
+    read = [x for x in fit_model([folder], tmp_path / "k2.onnx").lines() if x.startswith("read  ")]
+    assert len(read) == 2 and read[0].startswith("read      3 files, firing_01.csv .. firing_03.csv: 2,700 rows")
+    assert read[1].startswith("read      firing_04.csv: 900 rows; separator ';'"), read

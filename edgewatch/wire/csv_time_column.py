@@ -75,7 +75,7 @@ def elapsed_unit(name: str, cells: list[str]) -> float:
     time since the recording started: ``Time [ms]`` 0, 100, 200... Such a
     column is named a time with a unit (``Time [ms]``, ``t (s)``,
     ``Time_ms``) and holds numbers that start under the epoch numbers'
-    range and never fall; or it holds ``h:mm[:ss]`` since the start
+    range (below 0 too: a trace's pre-trigger part) and never fall; or it holds ``h:mm[:ss]`` since the start
     (:func:`_elapsed_clock`: a kiln controller's ``Elapsed Time`` 0:00 to
     29:59, left out as text before). Before, it was no time column: a regular one was
     left out as a counter and the report gave no durations (a 100-ms trace:
@@ -96,7 +96,7 @@ def elapsed_unit(name: str, cells: list[str]) -> float:
     except ValueError:
         return 0.0
     rising = all(b >= a for a, b in zip(values, values[1:])) and len(set(values)) > 1
-    return seconds if rising and 0 <= values[0] < EPOCH_RANGE[0] else 0.0
+    return seconds if rising and abs(values[0]) < EPOCH_RANGE[0] else 0.0  # from -500 ms: a trace's pre-trigger
 
 
 def are_times_of_day(cells: list[str], name: str = "") -> bool:

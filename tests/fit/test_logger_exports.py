@@ -162,6 +162,12 @@ def test_other_elapsed_time_columns(tmp_path: Path, name: str, step: float, jitt
     assert name not in table.numeric  # an irregular one (jitter) used to become a rising feature
 
 
+def test_a_trace_with_its_pre_trigger_part_starts_before_zero(tmp_path: Path) -> None:
+    table = read_csv_table(_trace(tmp_path / "t.csv", rows=700, start=-5000.0))  # 5 s before the trigger
+    assert table.layout.time_column == "Time [ms]" and table.times[0] == -5.0
+    assert np.allclose(np.diff(table.times), 0.1)
+
+
 def test_epoch_times_in_a_column_named_with_a_unit_stay_epoch_times(tmp_path: Path) -> None:
     table = read_csv_table(_trace(tmp_path / "t.csv", rows=700, time_name="Time [ms]", start=1.7e12))
     assert table.layout.time_column == "Time [ms]" and table.layout.elapsed == 0.0

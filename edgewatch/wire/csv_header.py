@@ -108,7 +108,8 @@ def header_names(row: list[str], body: list[list[str]]) -> tuple[list[str], dict
     """The header's names: trailing blank columns dropped, other blank names and repeats made unique."""
     names = [h.strip() for h in row]
     if names:
-        names[0] = (names[0].lstrip("#").strip() or names[0]) if names[0].startswith("#") else names[0]  # "#Time"; "#" (HOBOware's row number) stays
+        # "#Time" is Time; "#" alone (HOBOware's row number) keeps its name
+        names[0] = (names[0].lstrip("#").strip() or names[0]) if names[0].startswith("#") else names[0]
     while names and not names[-1] and all(len(r) < len(names) or not r[len(names) - 1].strip() for r in body):
         names.pop()
     renamed: dict[str, str] = {}

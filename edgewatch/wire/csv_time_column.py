@@ -75,12 +75,13 @@ def elapsed_unit(name: str, cells: list[str]) -> float:
     time since the recording started: ``Time [ms]`` 0, 100, 200... Such a
     column is named a time with a unit (``Time [ms]``, ``t (s)``,
     ``Time_ms``) and holds numbers that start under the epoch numbers'
-    range (below 0 too: a trace's pre-trigger part) and never fall; or it holds ``h:mm[:ss]`` since the start
-    (:func:`_elapsed_clock`: a kiln controller's ``Elapsed Time`` 0:00 to
-    29:59, left out as text before). Before, it was no time column: a regular one was
-    left out as a counter and the report gave no durations (a 100-ms trace:
-    "6 false episodes in the held-out last 18,000 rows"); an irregular one
-    became a rising feature.
+    range (below 0 too: a trace's pre-trigger part) and never fall; or it
+    holds ``h:mm[:ss]`` since the start (:func:`_elapsed_clock`: a kiln
+    controller's ``Elapsed Time`` 0:00 to 29:59, left out as text before).
+    Before, it was no time column: a regular one was left out as a counter
+    and the report gave no durations (a 100-ms trace: "6 false episodes in
+    the held-out last 18,000 rows"); an irregular one became a rising
+    feature.
     """
     if _elapsed_clock(name, cells):
         return 1.0  # h:mm:ss, read as seconds (CsvLayout.joined)

@@ -209,9 +209,12 @@ def read_lines(layouts: list[tuple[str, int, str]]) -> list[str]:
             runs.append([item])
     out = []
     for run in runs:
-        rows = sum(r for _, r, _ in run)
-        names = run[0][0] if len(run) == 1 else f"{len(run)} files, {run[0][0]} .. {run[-1][0]}"
-        out.append(f"{names}: {rows:,} rows; {run[0][2]}")
+        if len(run) == 1:
+            out.append(f"{run[0][0]}: {run[0][1]:,} rows; {run[0][2]}")
+            continue
+        each = [r for _, r, _ in run]
+        spread = f"{each[0]:,} each" if min(each) == max(each) else f"{min(each):,} to {max(each):,} a file"
+        out.append(f"{len(run)} files, {run[0][0]} .. {run[-1][0]}: {sum(each):,} rows ({spread}); {run[0][2]}")
     return out
 
 

@@ -289,12 +289,13 @@ def test_files_read_alike_make_one_read_line_and_a_file_read_otherwise_its_own(t
         _firing(folder / f"firing_{k + 1:02d}.csv", minutes=900, seed=30 + k)
     report = fit_model([folder], tmp_path / "k.onnx").lines()
     read = [x for x in report if x.startswith("read  ")]
-    assert read == ["read      4 files, firing_01.csv .. firing_04.csv: 3,600 rows; separator ',', time column "
-                    "'Elapsed Time' (time elapsed since the recording started, printed as from 1970-01-01 00:00), "
+    assert read == ["read      4 files, firing_01.csv .. firing_04.csv: 3,600 rows (900 each); separator ',', "
+                    "time column 'Elapsed Time' (time elapsed since the recording started, printed as from 1970-01-01 00:00), "
                     "5 columns"], read  # before: four lines of the same words
 
     text = (folder / "firing_04.csv").read_text()
     (folder / "firing_04.csv").write_text(text.replace(",", ";"))  # one export made with another separator
     read = [x for x in fit_model([folder], tmp_path / "k2.onnx").lines() if x.startswith("read  ")]
-    assert len(read) == 2 and read[0].startswith("read      3 files, firing_01.csv .. firing_03.csv: 2,700 rows")
+    assert len(read) == 2 and read[0].startswith("read      3 files, firing_01.csv .. firing_03.csv: 2,700 rows (900 "
+                                                 "each)")
     assert read[1].startswith("read      firing_04.csv: 900 rows; separator ';'"), read

@@ -299,3 +299,8 @@ def test_files_read_alike_make_one_read_line_and_a_file_read_otherwise_its_own(t
     assert len(read) == 2 and read[0].startswith("read      3 files, firing_01.csv .. firing_03.csv: 2,700 rows (900 "
                                                  "each)")
     assert read[1].startswith("read      firing_04.csv: 900 rows; separator ';'"), read
+
+
+def test_the_close_time_of_slow_rows_is_said_in_minutes(tmp_path: Path) -> None:
+    report = "\n".join(fit_model([_toa5(tmp_path / "tower.csv")], tmp_path / "t.onnx").lines())
+    assert "ends after 10 windows (100 min) in a row under it" in report, report  # before: (6000 s)

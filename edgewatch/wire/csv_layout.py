@@ -41,6 +41,8 @@ class CsvLayout:
     naive_times: bool = False  # times without a zone: wall-clock times, run on through a clock change
     excel_days: bool = False  # the time column holds Excel's serial days (45355.5), not epoch seconds
     elapsed: float = 0.0  # seconds per unit of a time column of elapsed time (``Time [ms]``: 0.001); 0: not one
+    origin: float = 0.0  # epoch seconds elapsed times count from (a "Trigger time" line above the header); 0: 1970
+    origin_line: str = ""  # the line that gave it
     renamed: dict[str, str] = field(default_factory=dict)  # new name -> the header's (repeated or blank)
     packed: str = ""  # how the file was unpacked ("gzip-compressed", "read from the zip member 'a.csv'")
     cell_units: dict[str, str] = field(default_factory=dict)  # column -> the unit written after each number
@@ -78,7 +80,9 @@ class CsvLayout:
                 time += " (dates month-first)"
             if self.excel_days:
                 time += " (Excel serial days)"
-            if self.elapsed:
+            if self.elapsed and self.origin_line:
+                time += f" (time elapsed since the recording started: {self.origin_line!r})"
+            elif self.elapsed:
                 time += " (time elapsed since the recording started, printed as from 1970-01-01 00:00)"
         decimal = ", decimal comma" if self.decimal == "," else ""
         if self.decimal_told:
@@ -167,10 +171,10 @@ class CsvLayout:
             cell = f"{cell.strip()} {self.zone}"
         if self.elapsed and cell.strip() and not is_missing(cell):
             try:
-                cell = repr(float(cell.strip().replace(",", ".")) * self.elapsed)  # as epoch seconds from 1970
+                cell = repr(float(cell.strip().replace(",", ".")) * self.elapsed + self.origin)  # epoch seconds
             except ValueError:
                 try:
-                    cell = repr(clock_seconds(cell) * self.elapsed)  # 25:10 since the start
+                    cell = repr(clock_seconds(cell) * self.elapsed + self.origin)  # 25:10 since the start
                 except ValueError:
                     pass  # unreadable, as any time cell that is not a time
         return cell

@@ -26,7 +26,7 @@ from edgewatch.wire.csv_marks import DECIMALS, sniff_decimal, told_marks, with_m
 from edgewatch.wire.csv_rows import find_table_end, iter_rows
 from edgewatch.wire.csv_tag_columns import as_pairs, named_after_tags, quality_columns
 from edgewatch.wire.csv_time_column import (are_dates_only, are_epochs, are_times_of_day, elapsed_unit, find_ms_column,
-                                            looks_like_times, zone_of)
+                                            looks_like_times, recording_start, zone_of)
 from edgewatch.wire.csv_times import (DateOrder, has_half_day, is_excel_days, is_naive, needs_date_order,
                                       sniff_date_order)
 
@@ -163,7 +163,9 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     if is_excel_days(present_cells(sample)):
         return replace(layout, excel_days=True)
     if elapsed_unit(chosen, columns[chosen]):
-        return replace(layout, elapsed=elapsed_unit(chosen, columns[chosen]))
+        start = recording_start(rows[:h])
+        return replace(layout, elapsed=elapsed_unit(chosen, columns[chosen]), origin=start[0] if start else 0.0,
+                       origin_line=start[1] if start else "")
     zone = zone_of(chosen) or (zone_of(date_column) if date_column else "")
     unzoned, dates = layout, sample  # the date order is read from the cells as written, before a zone is added
     if zone and is_naive(sample) and not are_epochs(sample):

@@ -100,6 +100,26 @@ def elapsed_unit(name: str, cells: list[str]) -> float:
     return seconds if rising and abs(values[0]) < EPOCH_RANGE[0] else 0.0  # from -500 ms: a trace's pre-trigger
 
 
+START_WORDS = ("start", "trigger", "begin", "recorded", "aufzeichnung", "beginn")  # a line giving a recording's time
+
+
+def recording_start(lines: list[list[str]]) -> tuple[float, str] | None:
+    """(epoch seconds, the line's text) of a recording's start, from the lines above the header: a line naming
+    a start (``Trigger time;07.12.2026 10:14:33.123``, ``Start: 2026-11-03 07:12``) and holding a date and
+    time; None when no line does. Elapsed times are then counted from it, and alerts carry plant times
+    instead of times from 1970."""
+    for row in lines:
+        text = " ".join(c.strip() for c in row if c.strip())
+        if not any(w in text.lower() for w in START_WORDS):
+            continue
+        parts = [c.strip() for c in row] + [c.split(":", 1)[1].strip() for c in row if ":" in c]
+        for part in parts:
+            ts = parse_time(part) if part and not part.replace(".", "").replace(",", "").isdigit() else math.nan
+            if math.isfinite(ts) and abs(ts) >= EPOCH_RANGE[0]:
+                return ts, text
+    return None
+
+
 def are_times_of_day(cells: list[str], name: str = "") -> bool:
     """Times of day: ``08:00:00``, or ``08.00.00`` in a column named a time, not a date (``01.05.24`` is a date)."""
     present = present_cells(cells)

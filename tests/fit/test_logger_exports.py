@@ -168,6 +168,21 @@ def test_a_trace_with_its_pre_trigger_part_starts_before_zero(tmp_path: Path) ->
     assert np.allclose(np.diff(table.times), 0.1)
 
 
+def test_a_traces_trigger_time_above_the_header_dates_its_elapsed_times(tmp_path: Path) -> None:
+    trace = _trace(tmp_path / "t.csv", rows=700)
+    trace.write_text("Trace export;SINAMICS G120\nTrigger time;07.12.2026 10:14:33.123\n\n" + trace.read_text())
+    table = read_csv_table(trace)
+    start = datetime(2026, 12, 7, 10, 14, 33, 123000, tzinfo=timezone.utc).timestamp()
+    assert table.times[0] == pytest.approx(start) and np.allclose(np.diff(table.times), 0.1)  # before: 1970
+    assert "'Trigger time 07.12.2026 10:14:33.123'" in table.layout.describe()
+
+    firing = _firing(tmp_path / "f.csv", minutes=120)
+    firing.write_text("Kiln 2 firing log\nStart: 2026-11-03 07:12\n" + firing.read_text())
+    table = read_csv_table(firing)
+    assert table.times[0] == datetime(2026, 11, 3, 7, 12, tzinfo=timezone.utc).timestamp()
+    assert table.times[-1] - table.times[0] == 119 * 60
+
+
 def test_epoch_times_in_a_column_named_with_a_unit_stay_epoch_times(tmp_path: Path) -> None:
     table = read_csv_table(_trace(tmp_path / "t.csv", rows=700, time_name="Time [ms]", start=1.7e12))
     assert table.layout.time_column == "Time [ms]" and table.layout.elapsed == 0.0

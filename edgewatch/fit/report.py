@@ -232,7 +232,8 @@ def _reading_notes(n: ReadNotes) -> list[str]:
                    f"value, as the agent does between its messages")
     for name, marks in n.beyond.items():
         said = ", ".join(f"{count:,} '{text}'" for text, count in sorted(marks.items(), key=lambda m: -m[1]))
-        out.append(f"{name}: {said}: the instrument's mark for a value beyond its range (the sensor saturates in "
+        share = sum(marks.values()) / max(n.rows_read, 1)
+        out.append(f"{name}: {said} ({share:.1%} of the rows): the instrument's mark for a value beyond its range (the sensor saturates in "
                    f"the normal data), a blank held from the last value, as the agent holds it; what lies beyond "
                    f"the range is not seen")
     if n.bad_cells:

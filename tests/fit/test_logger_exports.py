@@ -248,7 +248,8 @@ def test_an_over_range_mark_is_said_by_fit_and_held_alike_by_the_replay(tmp_path
 
     report = fit_model([normal], tmp_path / "belt.onnx").lines()
     line = next((x for x in report if "'+Over'" in x), None)
-    assert line is not None and f"CH001 Belt load: {over:,} '+Over'" in line and "beyond its range" in line, report
+    assert line is not None and f"CH001 Belt load: {over:,} '+Over' ({over / table.rows:.1%} of the rows)" in line
+    assert "beyond its range" in line, report
     assert not any("text in numeric columns" in x for x in report), report
 
     run = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(tmp_path / "belt.onnx"),

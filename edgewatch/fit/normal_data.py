@@ -338,8 +338,11 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
     notes.ignored = [c for c in ignore if c in chosen]
     chosen = [c for c in chosen if c not in ignore]
     if not columns:
-        notes.housekeeping = {c: what for c in chosen if (what := _housekeeping(first.layout.logger, c))}
+        notes.housekeeping = {c: what for c in [*notes.text_columns, *chosen]
+                              if (what := _housekeeping(first.layout.logger, c))}
         chosen = [c for c in chosen if c not in notes.housekeeping]
+        for c in notes.housekeeping:
+            notes.text_columns.pop(c, None)
     rows = sum(t.rows for t in tables)
     for c in list(chosen):
         share = sum(int(np.isnan(t.numeric[c]).sum()) for t in tables) / max(rows, 1)
@@ -366,6 +369,10 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
 # with their _Min/_Avg suffixes)
 _TOA5_OWN = ((re.compile(r"^batt(?:_?v|_?volt)", re.IGNORECASE), "supply voltage"),
              (re.compile(r"^p(?:anel)?_?temp", re.IGNORECASE), "panel temperature"))
+# HOBOware's event columns: 'Logged' in the row where the logger saw it happen
+HOBO_EVENTS = frozenset({"coupler detached", "coupler attached", "host connected", "stopped", "end of file",
+                         "button up", "button down", "bad battery", "good battery", "started", "new battery"})
+EVENT = "event"  # what _housekeeping says of a HOBOware event column
 
 
 def _housekeeping(logger: str, name: str) -> str:
@@ -376,8 +383,12 @@ def _housekeeping(logger: str, name: str) -> str:
     raised episodes, and a cooling tower's fouled fill was reported led by
     ``BattV_Min`` (0.47 of its windows' error), which is not the equipment.
     Only in TOA5 files, whose programs name them so: elsewhere a ``Batt``
-    column may be the plant's own battery.
+    column may be the plant's own battery. In a HOBOware file, its event
+    columns (``Coupler Attached``, ``End Of File``: ``Logged`` once) made
+    five report lines of text and blank columns; they are one line now.
     """
+    if logger == "HOBO":
+        return EVENT if name.lower() in HOBO_EVENTS else ""
     if logger != "TOA5":
         return ""
     return next((what for pattern, what in _TOA5_OWN if pattern.match(name)), "")

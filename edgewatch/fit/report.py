@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.fit.choosing import HoldoutResult, Recipe, duration_text
-from edgewatch.fit.normal_data import ReadNotes
+from edgewatch.fit.normal_data import EVENT, ReadNotes
 from edgewatch.fit.screening import FeatureChoice, ModeFinding, Use
 from edgewatch.wire.csv_states import level_shown
 
@@ -99,9 +99,14 @@ class FitReport:
             out.append(f"  {'left out':9s} {name:24s} {share:.0%} of its cells are blank")
         for name in self.notes.ignored:
             out.append(f"  {'left out':9s} {name:24s} --ignore")
+        events = [name for name, what in self.notes.housekeeping.items() if what == EVENT]
         for name, what in self.notes.housekeeping.items():
-            out.append(f"  {'left out':9s} {name:24s} the logger's own {what} (a TOA5 table's standard column), not "
-                       f"the equipment; --columns chooses it with the others")
+            if what != EVENT:
+                out.append(f"  {'left out':9s} {name:24s} the logger's own {what} (a TOA5 table's standard column), "
+                           f"not the equipment; --columns chooses it with the others")
+        if events:
+            out.append(f"  {'left out':9s} {len(events)} HOBOware event columns ('Logged' where the logger saw it "
+                       f"happen), not measurements: {', '.join(events)}")
         for name in self.notes.label_columns:
             out.append(f"  {'label':9s} {name:24s} not a feature" + (
                 f"; its {self.notes.labelled_rows:,} rows marked anomalous were left out of the normal data"
@@ -140,7 +145,8 @@ class FitReport:
     def blind_spots(self) -> list[str]:
         out = []
         left = [c.name for c in self.choices if c.use is Use.LEFT_OUT] + list(self.notes.text_columns) + \
-            list(self.notes.mostly_empty) + list(self.notes.ignored) + list(self.notes.housekeeping)
+            list(self.notes.mostly_empty) + list(self.notes.ignored) + \
+            [name for name, what in self.notes.housekeeping.items() if what != EVENT]
         if left:
             out.append(f"anything in {_some(left) if len(left) > MANY_CONSTANT else ', '.join(left)} (left out)")
         for where, ranges in ([("", self.ranges)] if not self.points else

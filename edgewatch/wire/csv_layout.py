@@ -56,7 +56,7 @@ class CsvLayout:
     excel_text: bool = False  # cells written as Excel text formulas, ="08:00:00", to keep Excel from converting them
     decimal_told: bool = False  # the decimal mark was given (fit's --decimal, the replay's ?decimal=), not sniffed
     names_note: str = ""  # how the names were read from a logger's own form of them (HOBOware's serial numbers)
-    logger: str = ""  # the logger's file format when its first line says it ("TOA5": Campbell Scientific)
+    logger: str = ""  # the logger's own file format: "TOA5" (Campbell Scientific, its first line), "HOBO" (its names)
 
     @property
     def separator_name(self) -> str:

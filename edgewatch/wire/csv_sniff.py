@@ -151,7 +151,8 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     layout = CsvLayout(src, sep, ".", header, chosen, labels, named, encoding, encoding_note, h,
                        n_units, units, None, date_column, renamed=renamed, packed=described(src),
                        cell_units=cell_units, excel_text=excel_text, names_note=names_note,
-                       logger="TOA5" if any(r and r[0].strip() == "TOA5" for r in rows[:h]) else "")
+                       logger="TOA5" if any(r and r[0].strip() == "TOA5" for r in rows[:h]) else
+                       "HOBO" if names_note else "")
     layout = with_marks(layout, body) if decimal is None else told_marks(layout, body, decimal)
     layout = replace(layout, quality=quality_columns(header, renamed, columns, layout.decimal, layout.thousands))
     layout = named_after_tags(layout, list(layout.quality))

@@ -69,6 +69,10 @@ def test_a_hobo_export_is_read_with_its_zone_its_us_dates_and_its_row_number_col
     report = "\n".join(fit_model([tmp_path / "hobo.csv"], tmp_path / "hobo.onnx").lines())
     assert "gap(s) in time" not in report and "4.2 days at one row every 300 s" in report, report
     assert "left out  #" in report and "a counter" in report, report
+    # the logger's events on one line, not as three text columns and two blank ones
+    assert "left out  3 HOBOware event columns ('Logged' where the logger saw it happen), not measurements: " \
+           "Coupler Attached, Stopped, End Of File" in report, report
+    assert "text, not a number (e.g. 'Logged')" not in report and "anything in #, Coupler" not in report, report
 
 
 def test_hobo_names_that_only_their_serial_numbers_tell_apart_are_kept_whole(tmp_path: Path) -> None:

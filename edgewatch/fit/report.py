@@ -239,9 +239,9 @@ def _reading_notes(n: ReadNotes) -> list[str]:
     for name, marks in n.beyond.items():
         said = ", ".join(f"{count:,} '{text}'" for text, count in sorted(marks.items(), key=lambda m: -m[1]))
         share = sum(marks.values()) / max(n.rows_read, 1)
-        out.append(f"{name}: {said} ({share:.1%} of the rows): the instrument's mark for a value beyond its range (the sensor saturates in "
-                   f"the normal data), a blank held from the last value, as the agent holds it; what lies beyond "
-                   f"the range is not seen")
+        out.append(f"{name}: {said} ({share:.1%} of the rows): the instrument's mark for a value beyond its range "
+                   f"(the sensor saturates in the normal data), a blank held from the last value, as the agent holds "
+                   f"it; what lies beyond the range is not seen")
     if n.bad_cells:
         out.append("text in numeric columns, read as blank: " + ", ".join(f"{k} {v:,}" for k, v in n.bad_cells.items()))
     if n.dropped_rows:

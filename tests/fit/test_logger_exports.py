@@ -310,8 +310,8 @@ def test_files_read_alike_make_one_read_line_and_a_file_read_otherwise_its_own(t
     report = fit_model([folder], tmp_path / "k.onnx").lines()
     read = [x for x in report if x.startswith("read  ")]
     assert read == ["read      4 files, firing_01.csv .. firing_04.csv: 3,600 rows (900 each); separator ',', "
-                    "time column 'Elapsed Time' (time elapsed since the recording started, printed as from 1970-01-01 00:00), "
-                    "5 columns"], read  # before: four lines of the same words
+                    "time column 'Elapsed Time' (time elapsed since the recording started, printed as from "
+                    "1970-01-01 00:00), 5 columns"], read  # before: four lines of the same words
 
     text = (folder / "firing_04.csv").read_text()
     (folder / "firing_04.csv").write_text(text.replace(",", ";"))  # one export made with another separator

@@ -17,12 +17,14 @@ import numpy as np
 
 
 # what an instrument or its logger writes for a value beyond its range (PI's "Over Range"/"Under Range", a
-# recorder's "+Over"/"-Over", a meter's "OL"): no number to score, so a blank held from the last value, as fit
+# recorder's "+Over"/"-Over"): no number to score, so a blank held from the last value, as fit
 # fills it and a live source holds a sensor between its messages; counted apart (OUT_OF_RANGE_EXAMPLE) so fit's
 # report says the sensor saturates. Before, fit held them as text in a number column while the replay dropped
 # every row holding one (not_number: 406 rows of a 4-h conveyor day whose belt scale saturates, unseen)
 OUT_OF_RANGE = frozenset({"over range", "under range", "overrange", "underrange", "over-range", "under-range",
-                          "+over", "-over", "+ over", "- over", "ol", "+ol", "-ol", "+overrange", "-overrange"})
+                          "+over", "-over", "+ over", "- over", "+overrange", "-overrange"})
+# not a handheld meter's "OL": in a plant's export it is as likely a motor starter's state (overload tripped), which
+# held over as a blank would hide
 # "no value" (compared in lower case): blanks, and the states historians write in a number cell when the sensor
 # gave none (OSIsoft PI's system digital states, Home Assistant's unavailable/unknown).
 NO_VALUE_STATES = frozenset({"bad", "bad input", "i/o timeout", "shutdown", "calc failed", "calc timeout",

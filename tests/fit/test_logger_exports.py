@@ -295,11 +295,11 @@ def test_a_column_named_a_duration_is_elapsed_under_a_day_and_times_of_day_are_n
     assert read_csv_table(day).layout.elapsed == 0.0
 
 
-@pytest.mark.parametrize("mark", ["+Over", "-Over", "Over Range", "Under Range", "OL"])
+@pytest.mark.parametrize("mark", ["+Over", "-Over", "Over Range", "Under Range", "Overrange"])
 def test_a_live_sources_over_range_mark_is_a_missing_value_held_as_fit_holds_it(mark: str) -> None:
     from edgewatch.agent.sources.rows import MISSING, cell_value
     assert cell_value(mark) is MISSING  # before: not_number, the message (or the row) refused
-    assert cell_value("Overheat") is not MISSING  # other text stays bad input
+    assert cell_value("Overheat") is not MISSING and cell_value("OL") is not MISSING  # a starter's "OL": a state
 
 
 def test_files_read_alike_make_one_read_line_and_a_file_read_otherwise_its_own(tmp_path: Path) -> None:

@@ -201,7 +201,7 @@ def _span(rows: int, step: float | None) -> str:
 
 
 def _debounce_text(k: int, n: int, m: int, step: float | None) -> str:
-    ends = f"{m} windows ({m * step:.0f} s)" if step else f"{m} windows"
+    ends = f"{m} windows ({duration_text(m * step)})" if step else f"{m} windows"  # 100 min, not 6000 s
     return (f"an episode opens when {k} of the last {n} windows are over the threshold and ends after {ends} in a "
             "row under it" + ("" if step else " (the data has no time column)"))
 

@@ -63,7 +63,7 @@ class ReadNotes:
     """What reading did, in counts, for the report."""
 
     files: list[str] = field(default_factory=list)
-    layouts: list[str] = field(default_factory=list)  # one line per file: separator, time column
+    layouts: list[tuple[str, int, str]] = field(default_factory=list)  # per file (name, rows, how it was read)
     rows_read: int = 0
     text_columns: dict[str, str] = field(default_factory=dict)  # name -> example cell
     states: dict[str, dict[str, int]] = field(default_factory=dict)  # text state column -> {text: code}
@@ -75,6 +75,8 @@ class ReadNotes:
     ignored: list[str] = field(default_factory=list)  # by the user
     filled: dict[str, int] = field(default_factory=dict)  # feature -> cells filled from the last value
     bad_cells: dict[str, int] = field(default_factory=dict)  # feature -> text cells in a numeric column
+    housekeeping: dict[str, str] = field(default_factory=dict)  # the logger's own column -> what it measures
+    beyond: dict[str, dict[str, int]] = field(default_factory=dict)  # feature -> its out-of-range marks (+Over) by text
     dropped_rows: int = 0  # rows with a missing cell that could not be filled, or dropped by Fill.DROP
     bad_times: int = 0  # rows whose time could not be read, dropped
     clock_changes: int = 0  # daylight-saving fall-backs the times were run on through
@@ -216,7 +218,7 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
                                       f"one row per time ({table.rows:,})" + _grid_note(table))
         tables.append(table)
         notes.files.append(str(path))
-        notes.layouts.append(f"{path.name}: {table.rows:,} rows; {layout.describe()}")
+        notes.layouts.append((path.name, table.rows, layout.describe()))
         notes.rows_read += table.rows
         notes.ragged += table.ragged
         if table.ragged:
@@ -247,6 +249,10 @@ def read_normal_data(paths: Sequence[str | os.PathLike[str]], *, time_column: st
         for name, count in table.bad.items():
             if name in features:
                 notes.bad_cells[name] = notes.bad_cells.get(name, 0) + count
+        for name, marks in table.beyond.items():
+            if name in features:
+                for text, count in marks.items():
+                    notes.beyond.setdefault(name, {})[text] = notes.beyond.get(name, {}).get(text, 0) + count
         keep = np.ones(len(x), dtype=bool)
         for label in table.labels.values():
             anomalous = label > 0.5
@@ -352,6 +358,12 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
         raise BadInput(f"--ignore {unknown}: no such column; the files have {first.layout.header}")
     notes.ignored = [c for c in ignore if c in chosen]
     chosen = [c for c in chosen if c not in ignore]
+    if not columns:
+        notes.housekeeping = {c: what for c in [*notes.text_columns, *chosen]
+                              if (what := _housekeeping(first.layout.logger, c))}
+        chosen = [c for c in chosen if c not in notes.housekeeping]
+        for c in notes.housekeeping:
+            notes.text_columns.pop(c, None)
     rows = sum(t.rows for t in tables)
     for c in list(chosen):
         share = sum(int(np.isnan(t.numeric[c]).sum()) for t in tables) / max(rows, 1)
@@ -372,6 +384,35 @@ def _choose_features(tables: list[CsvTable], columns: Sequence[str] | None, igno
                        f"{sorted(notes.text_columns) or 'none'}, mostly empty: {sorted(notes.mostly_empty) or 'none'}"
                        f", ignored: {list(ignore) or 'none'}); the header: {first.layout.header}")
     return chosen
+
+
+# the columns a Campbell Scientific program logs about the logger itself (Short Cut's defaults: BattV, PTemp_C,
+# with their _Min/_Avg suffixes)
+_TOA5_OWN = ((re.compile(r"^batt(?:_?v|_?volt)", re.IGNORECASE), "supply voltage"),
+             (re.compile(r"^p(?:anel)?_?temp", re.IGNORECASE), "panel temperature"))
+# HOBOware's event columns: 'Logged' in the row where the logger saw it happen
+HOBO_EVENTS = frozenset({"coupler detached", "coupler attached", "host connected", "stopped", "end of file",
+                         "button up", "button down", "bad battery", "good battery", "started", "new battery"})
+EVENT = "event"  # what _housekeeping says of a HOBOware event column
+
+
+def _housekeeping(logger: str, name: str) -> str:
+    """What a column measures of the logger itself ('' when it is not such a column).
+
+    Why: a TOA5 table holds the logger's battery and panel temperature
+    beside the plant's sensors; kept, a battery sagging on a cloudy week
+    raised episodes, and a cooling tower's fouled fill was reported led by
+    ``BattV_Min`` (0.47 of its windows' error), which is not the equipment.
+    Only in TOA5 files, whose programs name them so: elsewhere a ``Batt``
+    column may be the plant's own battery. In a HOBOware file, its event
+    columns (``Coupler Attached``, ``End Of File``: ``Logged`` once) made
+    five report lines of text and blank columns; they are one line now.
+    """
+    if logger == "HOBO":
+        return EVENT if name.lower() in HOBO_EVENTS else ""
+    if logger != "TOA5":
+        return ""
+    return next((what for pattern, what in _TOA5_OWN if pattern.match(name)), "")
 
 
 def _own_step(tables: Sequence[CsvTable], name: str) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgewatch.fit.choosing import HoldoutResult, Recipe, duration_text
-from edgewatch.fit.normal_data import ReadNotes
+from edgewatch.fit.normal_data import EVENT, ReadNotes
 from edgewatch.fit.screening import FeatureChoice, ModeFinding, Use
 from edgewatch.wire.csv_states import level_shown
 
@@ -72,7 +72,7 @@ class FitReport:
     elapsed: float = 0.0
 
     def lines(self) -> list[str]:
-        out = [f"read      {line}" for line in self.notes.layouts]
+        out = [f"read      {line}" for line in read_lines(self.notes.layouts)]
         out += [f"          {line}" for line in _reading_notes(self.notes)]
         span = f" ({duration_text(self.seconds_of_data)} at one row every {self.step:.3g} s)" if self.step else ""
         out.append(f"normal    {self.rows:,} rows{span}")
@@ -99,6 +99,14 @@ class FitReport:
             out.append(f"  {'left out':9s} {name:24s} {share:.0%} of its cells are blank")
         for name in self.notes.ignored:
             out.append(f"  {'left out':9s} {name:24s} --ignore")
+        events = [name for name, what in self.notes.housekeeping.items() if what == EVENT]
+        for name, what in self.notes.housekeeping.items():
+            if what != EVENT:
+                out.append(f"  {'left out':9s} {name:24s} the logger's own {what} (a TOA5 table's standard column), "
+                           f"not the equipment; --columns chooses it with the others")
+        if events:
+            out.append(f"  {'left out':9s} {len(events)} HOBOware event columns ('Logged' where the logger saw it "
+                       f"happen), not measurements: {', '.join(events)}")
         for name in self.notes.label_columns:
             out.append(f"  {'label':9s} {name:24s} not a feature" + (
                 f"; its {self.notes.labelled_rows:,} rows marked anomalous were left out of the normal data"
@@ -137,7 +145,8 @@ class FitReport:
     def blind_spots(self) -> list[str]:
         out = []
         left = [c.name for c in self.choices if c.use is Use.LEFT_OUT] + list(self.notes.text_columns) + \
-            list(self.notes.mostly_empty) + list(self.notes.ignored)
+            list(self.notes.mostly_empty) + list(self.notes.ignored) + \
+            [name for name, what in self.notes.housekeeping.items() if what != EVENT]
         if left:
             out.append(f"anything in {_some(left) if len(left) > MANY_CONSTANT else ', '.join(left)} (left out)")
         for where, ranges in ([("", self.ranges)] if not self.points else
@@ -195,6 +204,26 @@ class FitReport:
                 "smaller changes listed under 'cannot see'")
 
 
+def read_lines(layouts: list[tuple[str, int, str]]) -> list[str]:
+    """One line per file, or per run of files read alike (a logger's file per day, a kiln's per firing):
+    29 daily files made 29 lines of the same words before the report's first verdict."""
+    runs: list[list[tuple[str, int, str]]] = []
+    for item in layouts:
+        if runs and runs[-1][-1][2] == item[2]:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    out = []
+    for run in runs:
+        if len(run) == 1:
+            out.append(f"{run[0][0]}: {run[0][1]:,} rows; {run[0][2]}")
+            continue
+        each = [r for _, r, _ in run]
+        spread = f"{each[0]:,} each" if min(each) == max(each) else f"{min(each):,} to {max(each):,} a file"
+        out.append(f"{len(run)} files, {run[0][0]} .. {run[-1][0]}: {sum(each):,} rows ({spread}); {run[0][2]}")
+    return out
+
+
 def _reading_notes(n: ReadNotes) -> list[str]:
     out = []
     if n.filled:
@@ -207,6 +236,12 @@ def _reading_notes(n: ReadNotes) -> list[str]:
     for name, (step, share) in n.slow.items():
         out.append(f"{name} is logged every {duration_text(step)} (blank in {share:.0%} of the rows): each row holds its last "
                    f"value, as the agent does between its messages")
+    for name, marks in n.beyond.items():
+        said = ", ".join(f"{count:,} '{text}'" for text, count in sorted(marks.items(), key=lambda m: -m[1]))
+        share = sum(marks.values()) / max(n.rows_read, 1)
+        out.append(f"{name}: {said} ({share:.1%} of the rows): the instrument's mark for a value beyond its range "
+                   f"(the sensor saturates in the normal data), a blank held from the last value, as the agent holds "
+                   f"it; what lies beyond the range is not seen")
     if n.bad_cells:
         out.append("text in numeric columns, read as blank: " + ", ".join(f"{k} {v:,}" for k, v in n.bad_cells.items()))
     if n.dropped_rows:

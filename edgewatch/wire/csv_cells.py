@@ -16,16 +16,25 @@ import re
 import numpy as np
 
 
+# what an instrument or its logger writes for a value beyond its range (PI's "Over Range"/"Under Range", a
+# recorder's "+Over"/"-Over"): no number to score, so a blank held from the last value, as fit
+# fills it and a live source holds a sensor between its messages; counted apart (OUT_OF_RANGE_EXAMPLE) so fit's
+# report says the sensor saturates. Before, fit held them as text in a number column while the replay dropped
+# every row holding one (not_number: 406 rows of a 4-h conveyor day whose belt scale saturates, unseen)
+OUT_OF_RANGE = frozenset({"over range", "under range", "overrange", "underrange", "over-range", "under-range",
+                          "+over", "-over", "+ over", "- over", "+overrange", "-overrange"})
+# not a handheld meter's "OL": in a plant's export it is as likely a motor starter's state (overload tripped), which
+# held over as a blank would hide
 # "no value" (compared in lower case): blanks, and the states historians write in a number cell when the sensor
-# gave none (OSIsoft PI's system digital states, Home Assistant's unavailable/unknown). Not PI's "Over Range" /
-# "Under Range": those say the value is beyond the instrument, which a detector should see, not have held over.
+# gave none (OSIsoft PI's system digital states, Home Assistant's unavailable/unknown).
 NO_VALUE_STATES = frozenset({"bad", "bad input", "i/o timeout", "shutdown", "calc failed", "calc timeout",
                              "comm fail", "scan off", "scan timeout", "no data", "no sample", "no result",
                              "pt created", "out of serv", "intf shut", "not connect", "unavailable", "unknown"})
 # Excel's error values, in a column computed by a formula (a ratio at a standstill: #DIV/0!)
 EXCEL_ERRORS = frozenset({"#div/0!", "#value!", "#ref!", "#name?", "#num!", "#null!", "#spill!", "#calc!",
                           "#getting_data"})
-MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"}) | NO_VALUE_STATES | EXCEL_ERRORS
+MISSING = (frozenset({"", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?"}) | NO_VALUE_STATES | EXCEL_ERRORS
+           | OUT_OF_RANGE)
 DISTINCT_TEXTS = 50  # distinct text cells kept per column (a tag name column of a long export, a state column)
 GROUPED = {",": re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$"),  # 1,234.5: thousands ',' decimal '.'
            ".": re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$"),  # 1.234,5: thousands '.' decimal ','
@@ -78,11 +87,17 @@ def mostly_numbers(cells: list[str], decimal: str = ".", thousands: str | None =
     return bool(present) and sum(is_number(c, decimal, thousands) for c in present) * 2 >= len(present)
 
 
+def is_out_of_range(cell: str) -> bool:
+    return cell.strip().lower() in OUT_OF_RANGE
+
+
 def numeric_column(cells: list[str], decimal: str, thousands: str | None = None,
-                   texts: set[str] | None = None, unit: str | None = None) -> tuple[np.ndarray, int, int, str | None]:
+                   texts: set[str] | None = None, unit: str | None = None,
+                   beyond: dict[str, int] | None = None) -> tuple[np.ndarray, int, int, str | None]:
     """(values, missing cells, bad cells, an example of text) -- fast when the column is clean.
 
-    ``texts`` collects the distinct text cells, up to ``DISTINCT_TEXTS``.
+    ``texts`` collects the distinct text cells, up to ``DISTINCT_TEXTS``;
+    ``beyond`` counts the out-of-range marks (``+Over``: missing cells too) by their text.
     """
     if decimal == "." and not unit:
         try:
@@ -108,6 +123,8 @@ def numeric_column(cells: list[str], decimal: str, thousands: str | None = None,
         if not math.isfinite(v):
             missing += 1
             v = math.nan
+            if beyond is not None and is_out_of_range(cell):
+                beyond[cell.strip()] = beyond.get(cell.strip(), 0) + 1
         values[i] = v
     return values, missing, bad, example
 

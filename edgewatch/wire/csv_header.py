@@ -25,7 +25,10 @@ MAX_UNIT_ROWS = 3  # rows of units or descriptions under the header
 TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date")  # compared without case, spaces or underscores
 TIME_NAME_PARTS = ("time", "date", "stamp", "zeit", "datum")  # in a name whose cells are times or epoch numbers
 LABEL_NAMES = ("anomaly", "changepoint")
-ANNOTATIONS = ("#group", "#datatype", "#default")  # InfluxDB 2's annotated CSV: rows as wide as the header, never it
+# rows that may be as wide as the header and are never it: InfluxDB 2's annotated CSV; the first line of a Campbell
+# Scientific logger's TOA5 file (station, logger, serial, OS, program, signature, table: eight fields, as wide as a
+# table of eight columns, whose names then read "RECORD [CT1, RN]")
+ANNOTATIONS = ("#group", "#datatype", "#default", "toa5")
 
 
 def plain_name(name: str) -> str:
@@ -105,7 +108,8 @@ def header_names(row: list[str], body: list[list[str]]) -> tuple[list[str], dict
     """The header's names: trailing blank columns dropped, other blank names and repeats made unique."""
     names = [h.strip() for h in row]
     if names:
-        names[0] = names[0].lstrip("#").strip() if names[0].startswith("#") else names[0]
+        # "#Time" is Time; "#" alone (HOBOware's row number) keeps its name
+        names[0] = (names[0].lstrip("#").strip() or names[0]) if names[0].startswith("#") else names[0]
     while names and not names[-1] and all(len(r) < len(names) or not r[len(names) - 1].strip() for r in body):
         names.pop()
     renamed: dict[str, str] = {}
@@ -123,6 +127,37 @@ def header_names(row: list[str], body: list[list[str]]) -> tuple[list[str], dict
             renamed[new] = name
         names[j] = new
     return names, renamed
+
+
+# HOBOware's column name: "<label>, <unit> (LGR S/N: <n>, SEN S/N: <n>[, LBL: <label>])", or an event's
+# "Coupler Detached (LGR S/N: <n>)"
+_HOBO_NAME = re.compile(r"^(?P<label>.*?)(?:,\s*(?P<unit>[^,()]+?))?\s*\((?P<ids>LGR S/N:[^()]*)\)$")
+_HOBO_LABEL = re.compile(r"\bLBL:\s*(?P<label>[^,]+?)\s*$")
+
+
+def logger_names(header: list[str]) -> tuple[list[str], dict[str, str], str]:
+    """(names, name -> unit, a note) for HOBOware's names: the label alone, its unit apart, the logger's serial
+    numbers dropped (``CH1 Current, Amps (LGR S/N: 20812345, SEN S/N: 20812345)`` is ``CH1 Current`` in
+    ``Amps``); the header as it is when no name is one, or when two would become one name.
+
+    Why: the serial numbers are the logger's, not the sensor's; they made every report line two names long,
+    and a ``/`` inside a name splits an MQTT topic level, so no plant topic could name the feature.
+    """
+    matches = [_HOBO_NAME.match(n) for n in header]
+    if not any(matches):
+        return header, {}, ""
+    names = []
+    for name, m in zip(header, matches):
+        label = _HOBO_LABEL.search(m.group("ids")) if m else None
+        names.append((label.group("label") if label else m.group("label")).strip() if m else name)
+    if not all(names) or len(set(names)) != len(names):
+        return header, {}, ""
+    units = {names[j]: m.group("unit").strip() for j, m in enumerate(matches) if m and m.group("unit")}
+    j = next(j for j, m in enumerate(matches) if m)
+    shown = f"{names[j]} [{units[names[j]]}]" if names[j] in units else names[j]
+    note = (f"HOBOware's names read as a label and a unit, the logger's serial numbers dropped "
+            f"({header[j]!r} is {shown!r})")
+    return names, units, note
 
 
 def count_unit_rows(header: list[str], body: list[list[str]], decimal: str, thousands: str | None) -> int:

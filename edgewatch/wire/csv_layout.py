@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgewatch.wire.csv_cells import is_missing, parse_number, quality_is_bad
 from edgewatch.wire.csv_files import ENCODING
-from edgewatch.wire.csv_times import DOTTED_CLOCK, DateOrder
+from edgewatch.wire.csv_times import DOTTED_CLOCK, DateOrder, clock_seconds
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,9 @@ class CsvLayout:
     date_order_guessed: bool = False  # no date in the file says which of day and month comes first
     naive_times: bool = False  # times without a zone: wall-clock times, run on through a clock change
     excel_days: bool = False  # the time column holds Excel's serial days (45355.5), not epoch seconds
+    elapsed: float = 0.0  # seconds per unit of a time column of elapsed time (``Time [ms]``: 0.001); 0: not one
+    origin: float = 0.0  # epoch seconds elapsed times count from (a "Trigger time" line above the header); 0: 1970
+    origin_line: str = ""  # the line that gave it
     renamed: dict[str, str] = field(default_factory=dict)  # new name -> the header's (repeated or blank)
     packed: str = ""  # how the file was unpacked ("gzip-compressed", "read from the zip member 'a.csv'")
     cell_units: dict[str, str] = field(default_factory=dict)  # column -> the unit written after each number
@@ -52,6 +55,8 @@ class CsvLayout:
     zone: str = ""  # the zone the time column's name gives its naive times: "UTC+01:00" from "Time (UTC+01:00)"
     excel_text: bool = False  # cells written as Excel text formulas, ="08:00:00", to keep Excel from converting them
     decimal_told: bool = False  # the decimal mark was given (fit's --decimal, the replay's ?decimal=), not sniffed
+    names_note: str = ""  # how the names were read from a logger's own form of them (HOBOware's serial numbers)
+    logger: str = ""  # the logger's own file format: "TOA5" (Campbell Scientific, its first line), "HOBO" (its names)
 
     @property
     def separator_name(self) -> str:
@@ -75,6 +80,10 @@ class CsvLayout:
                 time += " (dates month-first)"
             if self.excel_days:
                 time += " (Excel serial days)"
+            if self.elapsed and self.origin_line:
+                time += f" (time elapsed since the recording started: {self.origin_line!r})"
+            elif self.elapsed:
+                time += " (time elapsed since the recording started, printed as from 1970-01-01 00:00)"
         decimal = ", decimal comma" if self.decimal == "," else ""
         if self.decimal_told:
             decimal = f", decimal {'comma' if self.decimal == ',' else 'point'} (as given)"
@@ -94,6 +103,8 @@ class CsvLayout:
         if self.unit_rows:
             shown = _some([f"{k} [{v}]" for k, v in self.units.items()], 4)
             parts.append(f"{self.unit_rows} row(s) of units or descriptions under the header, not data: {shown}")
+        if self.names_note:
+            parts.append(self.names_note)
         if self.cell_units:
             shown = _some([f"{k} [{v}]" for k, v in self.cell_units.items()], 5)
             parts.append(f"a unit after the numbers in {len(self.cell_units)} column(s), dropped: {shown}")
@@ -158,6 +169,14 @@ class CsvLayout:
             cell = f"{cell.strip()}.{int(ms):03d}"
         if self.zone and cell.strip() and not is_missing(cell):
             cell = f"{cell.strip()} {self.zone}"
+        if self.elapsed and cell.strip() and not is_missing(cell):
+            try:
+                cell = repr(float(cell.strip().replace(",", ".")) * self.elapsed + self.origin)  # epoch seconds
+            except ValueError:
+                try:
+                    cell = repr(clock_seconds(cell) * self.elapsed + self.origin)  # 25:10 since the start
+                except ValueError:
+                    pass  # unreadable, as any time cell that is not a time
         return cell
 
 

@@ -18,14 +18,15 @@ from edgewatch.errors import BadInput
 from edgewatch.wire.csv_cells import present_cells, units_in_cells, unwrapped, without_units
 from edgewatch.wire.csv_files import described, sniff_encoding
 from edgewatch.wire.csv_header import (HEAD_LINES, LABEL_NAMES, SAMPLE_LINES, TIME_NAME_PARTS, TIME_NAMES,
-                                       columns_of, count_unit_rows, header_at, header_names, is_comment, names_row,
+                                       columns_of, count_unit_rows, header_at, header_names, is_comment,
+                                       logger_names, names_row,
                                        plain_name, read_lines, split_rows)
 from edgewatch.wire.csv_layout import CsvLayout
 from edgewatch.wire.csv_marks import DECIMALS, sniff_decimal, told_marks, with_marks
 from edgewatch.wire.csv_rows import find_table_end, iter_rows
 from edgewatch.wire.csv_tag_columns import as_pairs, named_after_tags, quality_columns
-from edgewatch.wire.csv_time_column import (are_dates_only, are_epochs, are_times_of_day, find_ms_column,
-                                            looks_like_times, zone_of)
+from edgewatch.wire.csv_time_column import (are_dates_only, are_epochs, are_times_of_day, elapsed_unit, find_ms_column,
+                                            looks_like_times, recording_start, zone_of)
 from edgewatch.wire.csv_times import (DateOrder, has_half_day, is_excel_days, is_naive, needs_date_order,
                                       sniff_date_order)
 
@@ -113,6 +114,11 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
                                                         body[n_units:])
     units = {name: ", ".join(c for r in unit_cells if (c := (r[j] if j < len(r) else "").strip()))
              for j, name in enumerate(header)}
+    written = header
+    header, named_units, names_note = logger_names(header)
+    if names_note:
+        units = {name: units[old] or named_units.get(name, "") for name, old in zip(header, written)}
+        cell_units = {header[written.index(k)]: u for k, u in cell_units.items()}
     body = body[n_units:]
     columns = columns_of(header, body)
     labels = [name for name in header if name.lower() in LABEL_NAMES]
@@ -128,11 +134,13 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
             chosen = next((name for name in header if any(part in plain_name(name) for part in TIME_NAME_PARTS)
                            and (looks_like_times(columns[name]) or are_epochs(columns[name])
                                 or is_excel_days(present_cells(columns[name])))), None)
+        if chosen is None:  # Time [ms]: the time since a trace started
+            chosen = next((name for name in header if elapsed_unit(name, columns[name])), None)
         if chosen is None:
             chosen = next((name for name in header if name not in labels and looks_like_times(columns[name])), None)
             named = chosen is None
     date_column = None
-    if chosen is not None:
+    if chosen is not None and not elapsed_unit(chosen, columns[chosen]):  # 25:10 since a start is no time of day
         if are_times_of_day(columns[chosen], chosen):
             date_column = next((n for n in header if n != chosen and are_dates_only(columns[n])), None)
         elif are_dates_only(columns[chosen]):
@@ -142,7 +150,9 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     units = {name: text for name, text in units.items() if text and name not in (chosen, date_column)}
     layout = CsvLayout(src, sep, ".", header, chosen, labels, named, encoding, encoding_note, h,
                        n_units, units, None, date_column, renamed=renamed, packed=described(src),
-                       cell_units=cell_units, excel_text=excel_text)
+                       cell_units=cell_units, excel_text=excel_text, names_note=names_note,
+                       logger="TOA5" if any(r and r[0].strip() == "TOA5" for r in rows[:h]) else
+                       "HOBO" if names_note else "")
     layout = with_marks(layout, body) if decimal is None else told_marks(layout, body, decimal)
     layout = replace(layout, quality=quality_columns(header, renamed, columns, layout.decimal, layout.thousands))
     layout = named_after_tags(layout, list(layout.quality))
@@ -153,17 +163,22 @@ def _sniff_layout(path: str | Path, time_column: str | None = None, separator: s
     sample = [layout.time_text(r) for r in body]
     if is_excel_days(present_cells(sample)):
         return replace(layout, excel_days=True)
+    if elapsed_unit(chosen, columns[chosen]):
+        start = recording_start(rows[:h])
+        return replace(layout, elapsed=elapsed_unit(chosen, columns[chosen]), origin=start[0] if start else 0.0,
+                       origin_line=start[1] if start else "")
     zone = zone_of(chosen) or (zone_of(date_column) if date_column else "")
+    unzoned, dates = layout, sample  # the date order is read from the cells as written, before a zone is added
     if zone and is_naive(sample) and not are_epochs(sample):
         layout = replace(layout, zone=zone)
         sample = [layout.time_text(r) for r in body]
     layout = replace(layout, naive_times=is_naive(sample))
-    if not needs_date_order(sample):
+    if not needs_date_order(dates):
         return layout
-    order = sniff_date_order(sample)
+    order = sniff_date_order(dates)
     if order is None:
-        order = sniff_date_order(layout.time_text(r) for _, r in iter_rows(layout))  # the sample did not tell
+        order = sniff_date_order(unzoned.time_text(r) for _, r in iter_rows(unzoned))  # the sample did not tell
     if order is None:
-        return replace(layout, date_order=DateOrder.MONTH_FIRST if has_half_day(sample) else DateOrder.DAY_FIRST,
+        return replace(layout, date_order=DateOrder.MONTH_FIRST if has_half_day(dates) else DateOrder.DAY_FIRST,
                        date_order_guessed=True)
     return replace(layout, date_order=order)

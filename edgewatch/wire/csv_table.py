@@ -113,6 +113,8 @@ class CsvTable:
     # where the cell is blank or a number); a state column (wire/csv_states.py) when is_state_column(its texts):
     # fit codes only those, eval csv reads any of them by a model's codes (one text alone: a day the pump ran)
     state_cells: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
+    # numeric column -> its out-of-range marks (``+Over``, ``Over Range``) by text and count: missing cells, said apart
+    beyond: dict[str, dict[str, int]] = field(default_factory=dict)
     grid_step: float | None = None  # a long export whose tags have their own times, put on a grid this wide (s)
     fall_backs: tuple[float, ...] = ()  # wall-clock start of each repeated hour (epoch s as read)
     spring_forwards: tuple[tuple[float, float], ...] = ()  # per skipped hour: (first time after it in ``times``,
@@ -195,6 +197,7 @@ class _Chunks:
         self.bad = [0] * width
         self.example: list[str | None] = [None] * width
         self.texts: list[set[str]] = [set() for _ in range(width)]
+        self.beyond: list[dict[str, int]] = [{} for _ in range(width)]
         # per column its text cells' distinct texts -> index (None once there are too many for a state column),
         # and per chunk the index of each row's text (-1: none) or, for a chunk without text, its length
         self.state_texts: list[dict[str, int] | None] = [{} for _ in range(width)]
@@ -210,7 +213,7 @@ class _Chunks:
                 continue
             if name == lay.time_column:
                 cells = columns[j]
-                if lay.date_column is not None or lay.ms_column is not None or lay.zone:
+                if lay.date_column is not None or lay.ms_column is not None or lay.zone or lay.elapsed:
                     blank = [""] * len(cells)
                     dates = columns[lay.header.index(lay.date_column)] if lay.date_column else blank
                     ms = columns[lay.header.index(lay.ms_column)] if lay.ms_column else blank
@@ -219,7 +222,7 @@ class _Chunks:
                 self.times.append(parse_times(cells, lay.date_order, lay.excel_days))
                 continue
             values, n_missing, n_bad, example = numeric_column(columns[j], lay.decimal, lay.thousands, self.texts[j],
-                                                               lay.cell_units.get(name))
+                                                               lay.cell_units.get(name), self.beyond[j])
             self.values[j].append(values)
             self.missing[j] += n_missing
             self.bad[j] += n_bad
@@ -286,6 +289,7 @@ class _Chunks:
         bad_times = int(np.isnan(times).sum()) if times is not None else 0
         text_values = {name: sorted(self.texts[lay.header.index(name)]) for name in text}
         states = {name: found for name in text if (found := self._state_cells(lay.header.index(name))) is not None}
+        beyond = {name: self.beyond[lay.header.index(name)] for name in numeric if self.beyond[lay.header.index(name)]}
         return CsvTable(lay, numeric, times, labels, text, missing, bad, rows, ragged, bad_times, clock.changes,
                         self.time_example, text_values, fall_backs=tuple(clock.fall_backs),
-                        spring_forwards=tuple(clock.spring_forwards), state_cells=states)
+                        spring_forwards=tuple(clock.spring_forwards), state_cells=states, beyond=beyond)

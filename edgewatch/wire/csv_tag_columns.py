@@ -29,16 +29,21 @@ def quality_columns(header: list[str], renamed: dict[str, str], columns: dict[st
                     decimal: str, thousands: str | None) -> dict[str, str]:
     """Value column -> its quality column: a column right after a number column, named ``Quality``, ``Q`` or
     ``Status`` (alone, or after the value's own name: ``FIC101 Quality``, ``FIC101.Q``; PI DataLink and SCADA
-    exports), holding quality words or OPC codes."""
+    exports), holding quality words or OPC codes. A text value (a valve's ``Forward``/``Divert``, a state
+    column) has its quality too when the quality's name is the value's own (``FDV101 Quality`` beside
+    ``FDV101 Value``): before, that quality was reported as a text column left out, and the state kept the
+    name ``FDV101 Value`` while the numbers beside it became ``TT101``."""
     out: dict[str, str] = {}
     for j in range(1, len(header)):
         value, name = header[j - 1], header[j]
         own = plain_name(renamed.get(name, name)).strip(".:/")
         stem = _VALUE_SUFFIX.sub("", plain_name(value)) or plain_name(value)
-        rest = own[len(stem):].strip(".:/") if own.startswith(stem) and own != stem else own
+        tagged = own.startswith(stem) and own != stem
+        rest = own[len(stem):].strip(".:/") if tagged else own
         if rest not in QUALITY_NAMES or value in out.values() or not are_quality_cells(columns[name]):
             continue
-        if mostly_numbers(columns[value], decimal, thousands):
+        if mostly_numbers(columns[value], decimal, thousands) or (
+                tagged and not are_quality_cells(columns[value]) and not looks_like_times(columns[value])):
             out[value] = name
     return out
 

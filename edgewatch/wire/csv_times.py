@@ -58,12 +58,24 @@ _JAVA_DATE = re.compile(r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+([A-Za-z]{3})\s+(\d
 ZONE_HOURS = {"UTC": 0, "GMT": 0, "WET": 0, "WEST": 1, "CET": 1, "CEST": 2, "MEZ": 1, "MESZ": 2, "EET": 2,
               "EEST": 3, "MSK": 3, "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11, "EST": -5, "EDT": -4, "MST": -7,
               "MDT": -6, "PST": -8, "PDT": -7}
-_UTC_OFFSET = re.compile(r"^(.*\d)\s*(?:UTC|GMT)(?:([+-])(\d{1,2})(?::?(\d{2}))?)?$")  # ... 08:00:00 UTC+01:00
+# ... 08:00:00 UTC+01:00, or after AM/PM: HOBOware writes "Date Time, GMT-05:00" over "11/01/26 01:00:00 PM"
+_UTC_OFFSET = re.compile(r"^(.*(?:\d|[AaPp]\.?[Mm]\.?))\s*(?:UTC|GMT)(?:([+-])(\d{1,2})(?::?(\d{2}))?)?$")
 _ZONE_NAME = re.compile(r"^(.*(?:\d|[AaPp]\.?[Mm]\.?))\s*\b([A-Z]{3,4})$")
 _ZONED = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|(?:UTC|GMT)[+-]\d{1,2}(?::?\d{2})?|\s(?:" + "|".join(ZONE_HOURS) + "))$")
 _COMMA_FRACTION = re.compile(r"(:\d{2}),(\d+)")  # 08:00:00,250 (ISO allows the comma)
 TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[AaPp]\.?[Mm]\.?)?$")
 DOTTED_CLOCK = re.compile(r"^([01]?\d|2[0-3])\.[0-5]\d\.[0-5]\d(?:\.\d+)?$")  # 08.00.00 (or 08.00.00.250)
+
+
+_CLOCK = re.compile(r"^(\d+):([0-5]\d)(?::([0-5]\d(?:[.,]\d+)?))?$")  # 25:10, 0:00:01.5: hours past 24 allowed
+
+
+def clock_seconds(cell: str) -> float:
+    """``h:mm`` or ``h:mm:ss`` as seconds (hours past 24 allowed: a kiln's firing of 30 h); ValueError if not."""
+    m = _CLOCK.match(cell.strip())
+    if not m:
+        raise ValueError(f"{cell!r}: not h:mm[:ss]")
+    return int(m.group(1)) * 3600.0 + int(m.group(2)) * 60.0 + float((m.group(3) or "0").replace(",", "."))
 
 
 def _iso(y: int, mo: int, d: int, hh: str | None, mm: str | None, ss: str | None, frac: str | None,

@@ -294,6 +294,7 @@ class Agent:
         self.table.install(runtime)
         for rows in self._rows.values():  # the new card's logging steps: how long a first value is held
             rows.use_logged_every(runtime.card.logged_every)
+            rows.use_totalisers(runtime.card.totalisers)  # and the totalisers it takes as their rate
         self.metrics.model_swaps.labels("ok").inc()
         self._emit({**events.model_event(agent=self.options.agent_id, now=now, previous=old, model=runtime.model,
                                          warnings=runtime.warnings), **info})
@@ -709,6 +710,7 @@ class Agent:
         rows = getattr(source, "rows", None)  # an embedder's own source need not have one
         if rows is not None:
             rows.use_logged_every(self.runtime.card.logged_every)  # each feature's step in the normal data
+            rows.use_totalisers(self.runtime.card.totalisers)  # totalisers turned into the rate the model knows
             self._rows[source.name] = rows
 
     def _keyed_row(self, raw: str | bytes, source: str, received: float) -> Measurement | BadReason:
@@ -720,7 +722,8 @@ class Agent:
         rows = self._rows.get(source)
         if rows is None:
             rows = self._rows[source] = RowAssembler(self.features, source=source, states=self.runtime.card.states,
-                                                     logged_every=self.runtime.card.logged_every)
+                                                     logged_every=self.runtime.card.logged_every,
+                                                     totalisers=self.runtime.card.totalisers)
         return rows
 
     def request_stop(self) -> None:

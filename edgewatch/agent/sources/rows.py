@@ -283,7 +283,7 @@ class Interval:
 
 class _StreamState:
     __slots__ = ("values", "at", "newest", "gaps", "fresh", "row_ts", "last_row_at", "row_gaps", "waiting_since",
-                 "warned_at", "strangers", "owners", "comma")
+                 "warned_at", "strangers", "owners", "comma", "counted")
 
     def __init__(self, n: int) -> None:
         self.restart(n)
@@ -303,6 +303,19 @@ class _StreamState:
         self.row_ts: float | None = None  # the newest ts among the fresh values
         self.last_row_at: float | None = None
         self.row_gaps = Interval()
+        self.counted: _Counted | None = None  # the totalisers' last raw values and rates (a model without: None)
+
+
+class _Counted:
+    """Per stream, what turns a row's raw totaliser values into their rates: the previous row's raw values, its
+    time, and each totaliser's last rate (NaN: none yet)."""
+
+    __slots__ = ("raw", "at", "rates")
+
+    def __init__(self, n: int) -> None:
+        self.raw: list[float] | None = None
+        self.at = -math.inf
+        self.rates = [math.nan] * n
 
 
 class RowAssembler:
@@ -316,11 +329,13 @@ class RowAssembler:
     def __init__(self, features: Sequence[str], max_age: float | None = None,
                  max_streams: int = DEFAULT_MAX_STREAMS, source: str = "",
                  states: Mapping[str, Mapping[str, float]] | None = None,
-                 logged_every: Mapping[str, float] | None = None) -> None:
+                 logged_every: Mapping[str, float] | None = None,
+                 totalisers: Mapping[str, Mapping[str, object]] | None = None) -> None:
         self.features = list(features)
         self.source = source
         self.logged_every: list[float | None] = []
         self.use_logged_every(logged_every)
+        self.totalisers: list[tuple[int, bool, float | None]] = []  # (feature, per second, wrap): use_totalisers
         # the model's state features (its card's states): "Run" read as its code; None: none (the fast path)
         self.states = StateCells.of(self.features, states, source)
         self.names = FeatureNames(self.features, source)
@@ -344,12 +359,52 @@ class RowAssembler:
         self.max_age = max_age
         self.max_streams = max_streams
         self._streams: OrderedDict[str, _StreamState] = OrderedDict()
+        self.use_totalisers(totalisers)
 
     def use_logged_every(self, steps: Mapping[str, float] | None) -> None:
         """Each feature's step in the normal data (the card's ``logged_every``; None: unknown, the rows' interval
         stands in for it): what a value is held for before its sensor has an interval of its own, and what the
         slow-sensor line compares its live interval with. The agent sets it from its model (and again on a swap)."""
         self.logged_every = [None if steps is None else steps.get(f) for f in self.features]
+
+    def use_totalisers(self, counted: Mapping[str, Mapping[str, object]] | None) -> None:
+        """The features the model takes as their rate (the card's ``totalisers``, edgewatch/fit/totalisers.py): per
+        feature, whether its rate is per second (else per row) and the modulus it wraps at (None: a fall is a
+        reset). The agent sets it from its model (and again on a swap); every stream's rates start again."""
+        counted = counted or {}
+        self.totalisers = [(j, counted[f].get("per", "s") == "s",
+                            None if counted[f].get("wrap") is None else float(counted[f]["wrap"]))  # type: ignore[arg-type]
+                           for j, f in enumerate(self.features) if f in counted]
+        for st in self._streams.values():
+            st.counted = None
+
+    def _rated(self, st: _StreamState, values: list[float], at: float) -> list[float] | None:
+        """The row with each totaliser's raw value replaced by its rate since the stream's previous row; None when
+        a rate is not known yet (the stream's first row: ``fit`` drops it too).
+
+        The rule is fit's (edgewatch/fit/totalisers.py), row by row: the rise (taken modulo the wrap when the card
+        gives one) over the time since the previous row (1 per row for a model fitted without times); a fall
+        that is no wrap (a reset), or a row at the previous row's time, holds the rate before it."""
+        c = st.counted
+        if c is None:
+            c = st.counted = _Counted(len(self.totalisers))
+        out = list(values)
+        dt = at - c.at
+        known = True
+        for k, (j, per_second, wrap) in enumerate(self.totalisers):
+            x = values[j]
+            if c.raw is not None:
+                d = x - c.raw[k]
+                if wrap is not None:
+                    d %= wrap
+                step = dt if per_second else 1.0
+                if d >= 0 and step > 0:
+                    c.rates[k] = d / step
+            out[j] = c.rates[k]
+            known = known and not math.isnan(c.rates[k])
+        c.raw = [values[j] for j, _, _ in self.totalisers]
+        c.at = at
+        return out if known else None
 
     def _state(self, stream: str) -> _StreamState:
         st = self._streams.get(stream)
@@ -431,6 +486,9 @@ class RowAssembler:
         if st.last_row_at is None or at > st.last_row_at:
             st.row_gaps.note(at)
         st.last_row_at = at
+        if self.totalisers:
+            rated = self._rated(st, values, at)
+            return BadReason.MISSING_FEATURE if rated is None else Measurement(rated, ts, stream)
         return Measurement(list(values), ts, stream)
 
     def _said_stale(self, st: _StreamState, j: int, age: float, limit: float) -> None:

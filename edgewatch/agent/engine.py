@@ -385,7 +385,8 @@ class Agent:
         ttl = self.options.stream_ttl
         if ttl and now - self._last_sweep >= min(1.0, ttl / 2):
             self.evict_idle(now)
-        if self.learner is None and not table.runtimes and self._process_columns(items, now):
+        if (self.learner is None and not table.runtimes and not self.runtime.card.totalisers
+                and self._process_columns(items, now)):  # totalisers: each row through its source's assembler
             return
         want_view = bool(self.subscribers.on_batch)  # they get every message; the drift watch only rows
         want_rows = want_view or self.drift is not None
@@ -404,8 +405,10 @@ class Agent:
                 m = parse_message(payload, n_features, max_bytes, value_keys, states)  # type: ignore[arg-type]
                 if m is BadReason.NO_VALUES:
                     m = self._keyed_row(payload, source, received)  # type: ignore[arg-type]
-                elif type(m) is Measurement and m.ts is not None and abs(m.ts - received) >= CLOCK_WARN_AFTER:
-                    self._rows_of(source).check_clock(m.stream or source, m.ts, received)
+                elif type(m) is Measurement:
+                    if m.ts is not None and abs(m.ts - received) >= CLOCK_WARN_AFTER:
+                        self._rows_of(source).check_clock(m.stream or source, m.ts, received)
+                    m = self._rows_of(source).whole(m, source, received)  # totalisers to their rate, if any
                 if type(m) is not Measurement:
                     bad[m] = bad.get(m, 0) + 1  # type: ignore[index]
                     continue

@@ -522,6 +522,18 @@ class RowAssembler:
             return self._waits(stream, st, BadReason.STALE_FEATURE)
         return self._waits(stream, st, self._complete(stream, st, at, ts))
 
+    def whole(self, m: Measurement, stream: str, at: float) -> Measurement | BadReason:
+        """A row a source parsed whole (a ``values`` array in the model's order, a Sparkplug row): as it is, unless
+        the model takes totalisers as their rate (the card's ``totalisers``): then through :meth:`row`, so that
+        its raw totals become the rates the model was fitted on, by the rule of every other row."""
+        if not self.totalisers:
+            return m
+        stream = m.stream or stream
+        out = self.row(stream, m.values, m.ts if m.ts is not None else at, m.ts)
+        if type(out) is Measurement:
+            out.stream = m.stream
+        return out
+
     def hold(self, stream: str, cells: Sequence[object], at: float) -> None:
         """Keep the present values of a row that is refused for another reason (they may be held later)."""
         st = self._state(stream)

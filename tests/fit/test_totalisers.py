@@ -77,6 +77,10 @@ def test_the_pack_counter_is_kept_as_its_rate_its_wrap_read_exactly(line: dict[s
     card = ScoringModel(line["model"]).card
     assert card.features == ["belt_speed_mps", "motor_current_A", "pack_count"]
     assert card.totalisers == {"pack_count": {"per": "s", "wrap": 65536}}
+    check = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "check", str(line["model"])],
+                           capture_output=True, text=True, timeout=120)
+    assert ("  totaliser     pack_count: scored by its rise per second since the stream's previous row (a fall is "
+            "a wrap at 65536, taken modulo it)") in check.stdout, check.stdout + check.stderr
     # the range learnt is the packs a second (about 10 at full pace), not the counter's 0..65535
     learnt = next(line for line in report.splitlines() if line.startswith("  pack_count  ") and " .. " in line)
     lo, hi = (float(v) for v in learnt.split()[1:4:2])

@@ -195,7 +195,8 @@ def _totaliser_rates(data: NormalData, choices: list, opts: FitOptions) -> tuple
             kept = tot.reason(wraps[c.name], counted[c.name] or 0, per_second)
             if c.use is Use.LEFT_OUT:
                 kept = kept.replace("kept as its rate: ", "", 1)
-            again[k] = replace(c, reason=kept if c.use is Use.LEVEL and not c.state else f"{kept}; its rate: {c.reason}")
+            plain = c.use is Use.LEVEL and not c.state
+            again[k] = replace(c, reason=kept if plain else f"{kept}; its rate: {c.reason}")
     data.notes.totalisers = {f: tot.card_entry(wraps[f], per_second) for f in counted
                              if next(c for c in again if c.name == f).use is not Use.LEFT_OUT}
     return rated, again

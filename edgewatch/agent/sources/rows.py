@@ -306,6 +306,11 @@ class _StreamState:
         self.counted: _Counted | None = None  # the totalisers' last raw values and rates (a model without: None)
 
 
+def _modulus(wrap: object) -> float | None:
+    """A totaliser's wrap as the card gives it (a number, or absent: its falls are resets)."""
+    return None if wrap is None else float(wrap)  # type: ignore[arg-type]
+
+
 class _Counted:
     """Per stream, what turns a row's raw totaliser values into their rates: the previous row's raw values, its
     time, and each totaliser's last rate (NaN: none yet)."""
@@ -370,11 +375,14 @@ class RowAssembler:
     def use_totalisers(self, counted: Mapping[str, Mapping[str, object]] | None) -> None:
         """The features the model takes as their rate (the card's ``totalisers``, edgewatch/fit/totalisers.py): per
         feature, whether its rate is per second (else per row) and the modulus it wraps at (None: a fall is a
-        reset). The agent sets it from its model (and again on a swap); every stream's rates start again."""
+        reset). The agent sets it from its model (and again on a swap: when the rule changed, every stream's rates
+        start again from its next row)."""
         counted = counted or {}
-        self.totalisers = [(j, counted[f].get("per", "s") == "s",
-                            None if counted[f].get("wrap") is None else float(counted[f]["wrap"]))  # type: ignore[arg-type]
-                           for j, f in enumerate(self.features) if f in counted]
+        rule = [(j, counted[f].get("per", "s") == "s", _modulus(counted[f].get("wrap")))
+                for j, f in enumerate(self.features) if f in counted]
+        if rule == self.totalisers:
+            return
+        self.totalisers = rule
         for st in self._streams.values():
             st.counted = None
 

@@ -36,6 +36,13 @@ def test_the_first_row_has_no_rate_a_wrap_is_exact_and_a_reset_holds() -> None:
     assert rows.keyed({"belt_speed_mps": 1, "motor_current_A": 9, "pack_count": 5}, "b", 5.0) \
         is BadReason.MISSING_FEATURE
     assert rows.keyed({"belt_speed_mps": 1, "motor_current_A": 9, "pack_count": 74}, "a", 10.0).values[2] == 10.0
+    rows.use_totalisers(dict(WRAPPED))  # a swapped model with the same rule: the streams' rates go on
+    assert rows.keyed({"belt_speed_mps": 1, "motor_current_A": 9, "pack_count": 99}, "a", 15.0).values[2] == 5.0
+    rows.use_totalisers({"pack_count": {"per": "row", "wrap": 65536}})  # another rule: they start again
+    assert rows.keyed({"belt_speed_mps": 1, "motor_current_A": 9, "pack_count": 109}, "a", 20.0) \
+        is BadReason.MISSING_FEATURE
+    rows.use_totalisers(None)  # a model without: the raw value, as before
+    assert rows.keyed({"belt_speed_mps": 1, "motor_current_A": 9, "pack_count": 119}, "a", 25.0).values[2] == 119.0
 
     reset = RowAssembler(["flow", "total"], totalisers={"total": {"per": "s"}})
     got = [reset.keyed({"flow": 1, "total": v}, "s", 60.0 * i) for i, v in enumerate([100.0, 160.0, 4.0, 64.0])]

@@ -224,7 +224,7 @@ class MqttSource(Source):
         if type(m) is Measurement:
             if m.stream is None:
                 m.stream = topic
-            return [Item(Kind.MEASUREMENT if type(m) is Measurement else Kind.BAD, self.name, m, now)]
+            return [Item(Kind.MEASUREMENT, self.name, m, now)]
         if m is BadReason.WRONG_ARITY and len(self.features) > 1:
             self._note_bad(m, self._arity_advice(topic, payload))
         return [Item(Kind.BAD, self.name, m, now)]

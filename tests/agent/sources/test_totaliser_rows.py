@@ -163,3 +163,22 @@ def test_one_mqtt_topic_per_sensor_gives_the_replays_rows(fault: dict, broker) -
     events, log = _mqtt(fault, broker, f"mqtt://{broker.host}:{broker.port}/{root}/#", messages)
     assert "missing_feature 1" in log, log
     _same_starts(events, fault["replay"], log)
+
+
+def test_a_sparkplug_row_reaches_the_model_as_the_counters_rate() -> None:
+    """The MQTT source's Sparkplug path (a birth, then report by exception) builds its rows itself; for a model
+    with totalisers they go through the assembler too (``RowAssembler.whole``)."""
+    from edgewatch.agent.sources.mqtt import MqttSource
+    from edgewatch.mqtt.connection import parse_broker_url
+    from edgewatch.wire.sparkplug import encode_metric, encode_payload
+
+    broker, topic = parse_broker_url("mqtt://127.0.0.1:1/spBv1.0/#", "totaliser-test")
+    src = MqttSource("sp", broker, topic, ["speed", "packs"])
+    src.rows.use_totalisers({"packs": {"per": "s", "wrap": 65536}})
+    birth = encode_payload([encode_metric("speed", 1.0, alias=1), encode_metric("packs", 65500.0, alias=2)],
+                           timestamp=1_000)
+    assert [i.payload for i in src._items("spBv1.0/plant/DBIRTH/gw1/line1", birth, 1.0)] == [
+        BadReason.MISSING_FEATURE]
+    data = encode_payload([encode_metric(None, 24.0, alias=2)], timestamp=6_000)  # wrapped: 60 packs in 5 s
+    (item,) = src._items("spBv1.0/plant/DDATA/gw1/line1", data, 6.0)
+    assert item.payload == Measurement([1.0, 12.0], 6.0, "spBv1.0/plant/gw1/line1")

@@ -20,6 +20,7 @@ from edgewatch.agent.model import ScoringModel
 from edgewatch.contract.card import ModelCard
 from edgewatch.errors import BadModelFile
 from edgewatch.fit import totalisers
+from edgewatch.fit.pipeline import fit_model
 from tests.agent.test_without_torch import BLOCKER
 from tests.fit.test_fit import _replay
 from tests.modelkit import make_card
@@ -121,3 +122,19 @@ def test_the_cards_totalisers_are_checked_and_written_only_when_used() -> None:
                 {"b": {"per": "row", "modulo": 10}}, {"b": "rate"}):
         with pytest.raises(BadModelFile, match="totalisers"):
             plain.with_overrides(totalisers=bad)
+
+
+def test_a_row_counter_stays_left_out_and_a_wrapping_one_is_left_out_by_its_constant_rate(tmp_path: Path) -> None:
+    """A row number (the same step every row) is no measurement, as before; a 16-bit sequence number that wraps
+    is a totaliser whose rate is one a row: constant, left out, and not in the card."""
+    cols = packaging_line(4, 2000)
+    cols["row"] = np.arange(2000, dtype=np.float64)
+    cols["seq"] = (np.arange(2000) + 64_000.0) % 65536
+    write(tmp_path / "n.csv", cols)
+    report = "\n".join(fit_model([tmp_path / "n.csv"], tmp_path / "m.onnx").lines())
+    assert "left out  row                      a counter (the same step every row, like a row number)" in report
+    assert "left out  seq                      a totaliser (its level counts since the last reset" in report, report
+    assert "its rate: constant (0.2)" in report, report
+    card = ScoringModel(tmp_path / "m.onnx").card
+    assert card.features == ["belt_speed_mps", "motor_current_A", "pack_count"]
+    assert card.totalisers == {"pack_count": {"per": "s", "wrap": 65536}}

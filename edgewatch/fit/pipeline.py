@@ -192,9 +192,7 @@ def _totaliser_rates(data: NormalData, choices: list, opts: FitOptions) -> tuple
     again = screen_features(rated.features, rated.segments, opts.drifting, data.notes.states)
     for k, c in enumerate(again):
         if c.name in counted:
-            kept = tot.reason(wraps[c.name], counted[c.name] or 0, per_second)
-            if c.use is Use.LEFT_OUT:
-                kept = kept.replace("kept as its rate: ", "", 1)
+            kept = tot.reason(wraps[c.name], counted[c.name] or 0, per_second, c.use is not Use.LEFT_OUT)
             plain = c.use is Use.LEVEL and not c.state
             again[k] = replace(c, reason=kept if plain else f"{kept}; its rate: {c.reason}")
     data.notes.totalisers = {f: tot.card_entry(wraps[f], per_second) for f in counted

@@ -99,12 +99,13 @@ def card_entry(wrap: float | None, per_second: bool) -> dict[str, Any]:
     return entry
 
 
-def reason(wrap: float | None, resets: int, per_second: bool) -> str:
-    """The report's words for a totaliser kept as its rate."""
+def reason(wrap: float | None, resets: int, per_second: bool, kept: bool = True) -> str:
+    """The report's words for a totaliser kept as its rate (``kept``; else its rate is left out, for the reason
+    the pipeline adds)."""
     per = "a second" if per_second else "a row"
     how = (f"wraps at {wrap:.10g} ({resets} time(s)): the rise across a wrap is taken modulo it, exactly"
            if wrap is not None else
            f"falls back to its start {resets} time(s), a reset: the rate across one is unknown and the rate "
            "before it is held" if resets else "never falls")
-    return (f"kept as its rate: a totaliser (its level counts since the last reset, which no fault moves), "
-            f"scored by its rise {per}; it {how}")
+    what = "a totaliser (its level counts since the last reset, which no fault moves)"
+    return f"kept as its rate: {what}, scored by its rise {per}; it {how}" if kept else f"{what}; it {how}"

@@ -294,6 +294,7 @@ class Agent:
         self.table.install(runtime)
         for rows in self._rows.values():  # the new card's logging steps: how long a first value is held
             rows.use_logged_every(runtime.card.logged_every)
+            rows.use_totalisers(runtime.card.totalisers)  # and the totalisers it takes as their rate
         self.metrics.model_swaps.labels("ok").inc()
         self._emit({**events.model_event(agent=self.options.agent_id, now=now, previous=old, model=runtime.model,
                                          warnings=runtime.warnings), **info})
@@ -384,7 +385,8 @@ class Agent:
         ttl = self.options.stream_ttl
         if ttl and now - self._last_sweep >= min(1.0, ttl / 2):
             self.evict_idle(now)
-        if self.learner is None and not table.runtimes and self._process_columns(items, now):
+        if (self.learner is None and not table.runtimes and not self.runtime.card.totalisers
+                and self._process_columns(items, now)):  # totalisers: each row through its source's assembler
             return
         want_view = bool(self.subscribers.on_batch)  # they get every message; the drift watch only rows
         want_rows = want_view or self.drift is not None
@@ -403,8 +405,10 @@ class Agent:
                 m = parse_message(payload, n_features, max_bytes, value_keys, states)  # type: ignore[arg-type]
                 if m is BadReason.NO_VALUES:
                     m = self._keyed_row(payload, source, received)  # type: ignore[arg-type]
-                elif type(m) is Measurement and m.ts is not None and abs(m.ts - received) >= CLOCK_WARN_AFTER:
-                    self._rows_of(source).check_clock(m.stream or source, m.ts, received)
+                elif type(m) is Measurement:
+                    if m.ts is not None and abs(m.ts - received) >= CLOCK_WARN_AFTER:
+                        self._rows_of(source).check_clock(m.stream or source, m.ts, received)
+                    m = self._rows_of(source).whole(m, source, received)  # totalisers to their rate, if any
                 if type(m) is not Measurement:
                     bad[m] = bad.get(m, 0) + 1  # type: ignore[index]
                     continue
@@ -709,6 +713,7 @@ class Agent:
         rows = getattr(source, "rows", None)  # an embedder's own source need not have one
         if rows is not None:
             rows.use_logged_every(self.runtime.card.logged_every)  # each feature's step in the normal data
+            rows.use_totalisers(self.runtime.card.totalisers)  # totalisers turned into the rate the model knows
             self._rows[source.name] = rows
 
     def _keyed_row(self, raw: str | bytes, source: str, received: float) -> Measurement | BadReason:
@@ -720,7 +725,8 @@ class Agent:
         rows = self._rows.get(source)
         if rows is None:
             rows = self._rows[source] = RowAssembler(self.features, source=source, states=self.runtime.card.states,
-                                                     logged_every=self.runtime.card.logged_every)
+                                                     logged_every=self.runtime.card.logged_every,
+                                                     totalisers=self.runtime.card.totalisers)
         return rows
 
     def request_stop(self) -> None:

@@ -55,6 +55,7 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
           for name, codes in (card.states or {}).items()],
         *([f"  logged every  {_steps(card.logged_every)} in the normal data: live, a value is held for "
            f"{HOLD_STEPS:g} of its step until its sensor has an interval of its own"] if card.logged_every else []),
+        *[f"  totaliser     {name}: {_counted(how)}" for name, how in (card.totalisers or {}).items()],
         f"  trained on    {json.dumps(card.trained_on, default=str)[:200]}",
     ]
     for name, stats in card.score_stats.items():
@@ -70,6 +71,15 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
 def _steps(steps: dict[str, float]) -> str:
     """``VIB_RMS 1 s, FLOW 5 s, BRG_TEMP 60 s``: each feature's step between its values (the card's logged_every)."""
     return ", ".join(f"{name} {seconds:g} s" for name, seconds in steps.items())
+
+
+def _counted(how: dict) -> str:
+    """How the agent turns a totaliser's raw values into the rate the model knows (the card's totalisers)."""
+    per = "second" if how.get("per") == "s" else "row"
+    fall = (f"a fall is a wrap at {how['wrap']:g}, taken modulo it" if how.get("wrap") is not None else
+            "a fall is a reset, over which the rate before is held")
+    return (f"scored by its rise per {per} since the stream's previous row ({fall}); a stream's first row has no "
+            "rate yet: missing_feature")
 
 
 def _drift_line(card) -> str:  # noqa: ANN001 - a ModelCard

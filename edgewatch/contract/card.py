@@ -177,6 +177,10 @@ class ModelCard:
     # (edgewatch/fit/normal_data.py's logged_every). None: unknown (every file written before); the agent then
     # holds a value for HOLD_STEPS of the rows' interval until the sensor has an interval of its own
     logged_every: dict[str, float] | None = None
+    # feature -> how the agent turns its raw values into the rate the model was fitted on: a totaliser or a
+    # wrapping counter (edgewatch/fit/totalisers.py), ``{"per": "s" | "row", "wrap": modulus}`` (``wrap`` absent:
+    # a fall is a reset, over which the rate before is held). Written only when fit kept one as its rate
+    totalisers: dict[str, dict[str, Any]] | None = None
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -247,6 +251,8 @@ class ModelCard:
             problems += _state_problems(self.states, self.features)
         if self.logged_every is not None:
             problems += _step_problems(self.logged_every, self.features)
+        if self.totalisers is not None:
+            problems += _totaliser_problems(self.totalisers, self.features)
         if self.input_clip is not None and not (
                 len(self.input_clip) == 2 and all(math.isfinite(v) for v in self.input_clip)
                 and self.input_clip[0] < self.input_clip[1]):
@@ -331,7 +337,7 @@ class ModelCard:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-_WRITTEN_WHEN_SET = ("training_range", "input_clip", "states", "logged_every")
+_WRITTEN_WHEN_SET = ("training_range", "input_clip", "states", "logged_every", "totalisers")
 _STRING_FIELDS = {"family", "score", "threshold_method", "task", "quantization"}
 
 
@@ -379,6 +385,21 @@ def _step_problems(steps: Any, features: list[str]) -> list[str]:
         if not (isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds)
                 and seconds > 0):
             out.append(f"logged_every of {name!r} must be a positive number of seconds, got {seconds!r}")
+    return out
+
+
+def _totaliser_problems(counted: Any, features: list[str]) -> list[str]:
+    out = _feature_map_problems("totalisers", counted, features, '{"per": "s" | "row", "wrap": modulus}')
+    if not isinstance(counted, Mapping):
+        return out
+    for name, how in counted.items():
+        wrap = how.get("wrap") if isinstance(how, Mapping) else None
+        ok = (isinstance(how, Mapping) and how.get("per") in ("s", "row") and set(how) <= {"per", "wrap"}
+              and (wrap is None or (isinstance(wrap, (int, float)) and not isinstance(wrap, bool)
+                                    and math.isfinite(wrap) and wrap > 0)))
+        if not ok:
+            out.append(f"totalisers of {name!r} must be {{\"per\": \"s\" or \"row\"}} and an optional positive "
+                       f"\"wrap\", got {how!r}")
     return out
 
 

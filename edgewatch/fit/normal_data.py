@@ -87,6 +87,7 @@ class ReadNotes:
     on_change: dict[str, float] = field(default_factory=dict)  # file written on change -> the silence it bridges (s)
     long_exports: list[str] = field(default_factory=list)  # files read as one row per tag and time, pivoted
     out_of_order: int = 0  # rows that were not in time order (the data was sorted)
+    totalisers: dict[str, dict] = field(default_factory=dict)  # feature kept as its rate -> the card's entry (fit)
     reversed_order: bool = False  # the export was newest first
     gaps: int = 0
     longest_gap: tuple[float, float] | None = None  # (epoch s of its last row before, its length in s)

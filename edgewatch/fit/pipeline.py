@@ -132,6 +132,7 @@ def fit_model(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
 def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progress) -> FitReport:
     news.stage(f"screening {len(data.features)} features of {data.rows:,} rows ...")
     choices = screen_features(data.features, data.segments, opts.drifting, data.notes.states)
+    data, choices = _totaliser_rates(data, choices, opts)
     measured = [c.name for c in choices if c.use is not Use.LEFT_OUT or c.trend > TREND_LIMIT]
     if measured:
         news.stage("looking for operating points ...")
@@ -172,6 +173,31 @@ def _fit_multivariate(data: NormalData, out: Path, opts: FitOptions, news: Progr
             "first three quarters: the normal data is not one steady state (a slow change, or a state seen only at "
             "the end); more normal data covering every state the machine runs in makes fewer false alarms")
     return report
+
+
+def _totaliser_rates(data: NormalData, choices: list, opts: FitOptions) -> tuple[NormalData, list]:
+    """The data with each totaliser replaced by its rate (:mod:`edgewatch.fit.totalisers`), screened again, and the
+    card's ``totalisers`` noted; ``data`` and ``choices`` as they were when there is none (the same bytes out)."""
+    from edgewatch.fit import totalisers as tot
+
+    counted = {c.name: c.resets for c in choices if c.resets is not None}
+    if not counted:
+        return data, choices
+    j = {f: data.features.index(f) for f in counted}
+    wraps = {f: tot.wrap_of([s[:, j[f]] for s in data.segments]) for f in counted}
+    rated = tot.as_rates(data, wraps)
+    if not rated.rows:
+        return data, choices
+    per_second = data.times is not None
+    again = screen_features(rated.features, rated.segments, opts.drifting, data.notes.states)
+    for k, c in enumerate(again):
+        if c.name in counted:
+            kept = tot.reason(wraps[c.name], counted[c.name] or 0, per_second, c.use is not Use.LEFT_OUT)
+            plain = c.use is Use.LEVEL and not c.state
+            again[k] = replace(c, reason=kept if plain else f"{kept}; its rate: {c.reason}")
+    data.notes.totalisers = {f: tot.card_entry(wraps[f], per_second) for f in counted
+                             if next(c for c in again if c.name == f).use is not Use.LEFT_OUT}
+    return rated, again
 
 
 def _conv1d_advice(asked: Family, family: Family, data: NormalData, holdout: HoldoutResult) -> str:

@@ -13,8 +13,10 @@ for the report:
   count of pieces made, a meter that rolls over; or rises in most rows
   and never falls): its level counts since the last reset, which no
   fault moves and a new shift or a rollover changes at will, and its rate
-  is the flow it totals, torn at every reset; left out, with what to
-  export instead. A noisy measurement falls as often as it rises, and to
+  is the flow it totals, torn at every reset; left out here, with what to
+  export instead, and kept as its rate by ``edgewatch fit``
+  (:mod:`edgewatch.fit.totalisers`: a wrap differenced modulo the
+  counter's range, a reset held). A noisy measurement falls as often as it rises, and to
   anywhere in its range; a step number is a state (below).
 * **too fine for float32** (its 32-bit rounding, which the agent and the
   model file compute in, exceeds ``FLOAT32_SHARE`` of its short-term
@@ -119,6 +121,7 @@ class FeatureChoice:
     reason: str
     trend: float = 0.0  # the level change first -> last third, in short-term noise units
     state: bool = False  # a state or setpoint: it moves only by a switch between the values it holds
+    resets: int | None = None  # a totaliser: how often it fell back (``edgewatch fit`` keeps it as its rate)
 
 
 def _noise(segments: list[np.ndarray]) -> float:
@@ -281,7 +284,7 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
                                                          "counts since the last reset, which no fault moves, and "
                                                          "its rate is torn at every reset. To watch what it totals, "
                                                          "export that rate (the flow, the power, the pieces a "
-                                                         "minute) as a column"))
+                                                         "minute) as a column", resets=resets))
             continue
         own = _unexplained(cols, combo)
         t = trend_statistic(own)

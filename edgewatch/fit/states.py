@@ -69,4 +69,7 @@ def card_fields(data: NormalData, features: Sequence[str]) -> dict[str, Any]:
     steps = data.logged_every(features)
     if steps is not None:
         out["logged_every"] = steps
+    counted = {f: data.notes.totalisers[f] for f in features if f in data.notes.totalisers}
+    if counted:  # totalisers kept as their rate (edgewatch/fit/totalisers.py): the agent differences them alike
+        out["totalisers"] = counted
     return out

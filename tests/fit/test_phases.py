@@ -18,6 +18,7 @@ import pytest
 from edgewatch.agent.runtime import DriftSettings, Overrides, load_runtime
 from edgewatch.fit.normal_data import read_normal_data
 from edgewatch.fit.pipeline import fit_model
+from edgewatch.fit.totalisers import as_rates
 from edgewatch.numpy_models.pca import fit_pca, write_pca_model
 from tests.fit.test_fit_drift import run
 from tests.fit.test_plant_kinds import _batch, _episodes, _pump_motor, _runs, _transfer_line, _write
@@ -84,12 +85,12 @@ def test_data_with_one_operating_point_gives_the_same_file_as_the_one_model(tmp_
     normal = _write(tmp_path / "t.csv", _transfer_line(np.random.default_rng(1), 2880), 60.0)
     report = fit_model([normal], tmp_path / "t.onnx")
     assert "points" not in report.recipe.why and not report.points
-    data = read_normal_data([normal]).select(report.recipe.features)
+    data = as_rates(read_normal_data([normal]), {"total_m3": None}).select(report.recipe.features)  # its totaliser
     one = fit_pca(data.segments, report.recipe.features, report.recipe.pca_config())
     trained_on = {"data": ["t.csv"], "by": "edgewatch fit", "holdout_false_episodes": report.holdout.episodes,
                   "left_out": {c.name: c.reason for c in report.choices if c.use.value == "left out"},
                   "holdout_seconds": round(report.holdout.seconds, 3)}
-    write_pca_model(one, tmp_path / "one.onnx", trained_on)
+    write_pca_model(one, tmp_path / "one.onnx", trained_on, None, {"totalisers": {"total_m3": {"per": "s"}}})
     assert (tmp_path / "t.onnx").read_bytes() == (tmp_path / "one.onnx").read_bytes()
     assert "ArgMin" not in {n.op_type for n in onnx.load(tmp_path / "t.onnx").graph.node}
 

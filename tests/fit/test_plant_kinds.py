@@ -1,5 +1,5 @@
 """edgewatch fit on kinds of plant data the fourth walk-through brought (docs/fit.md): a totaliser that resets at
-each shift change, a setpoint with the values that follow it, on/off and mode columns, a motor's start-ups.
+each shift change (kept as its rate: tests/fit/test_totalisers.py), a setpoint with the values that follow it, on/off and mode columns, a motor's start-ups.
 
 Each test writes a small seeded plant file, fits it in the default form (``fit_model`` with no options, as
 ``edgewatch fit normal.csv`` runs; every file stays under the 5,000 rows of the torch trial) and runs new data
@@ -15,19 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.offline import run_series
 from edgewatch.agent.runtime import DriftSettings, Overrides, load_runtime
 from edgewatch.fit.pipeline import Family, FitOptions, fit_model
 from edgewatch.fit.screening import Use, screen_features
+from tests.fit.test_fit import _replay
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 
 
-def _write(path: Path, cols: dict[str, np.ndarray], step: float) -> Path:
+def _write(path: Path, cols: dict[str, np.ndarray], step: float, start: datetime = T0) -> Path:
     names = list(cols)
     lines = ["timestamp," + ",".join(names)]
     for i in range(len(cols[names[0]])):
-        t = (T0 + timedelta(seconds=i * step)).strftime("%Y-%m-%d %H:%M:%S")
+        t = (start + timedelta(seconds=i * step)).strftime("%Y-%m-%d %H:%M:%S")
         lines.append(t + "," + ",".join(f"{cols[k][i]:.6g}" for k in names))
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -55,18 +57,24 @@ def _transfer_line(rng: np.random.Generator, n: int, resets: tuple[int, ...] = (
             "current_A": 22 + 14 * demand + rng.normal(0, 0.3, n), "total_m3": total}
 
 
-def test_a_totaliser_reset_at_shift_changes_is_left_out_and_a_missed_reset_raises_nothing(tmp_path: Path) -> None:
+def test_a_totaliser_reset_at_shift_changes_is_kept_as_its_rate_and_a_missed_reset_raises_nothing(
+        tmp_path: Path) -> None:
     """Before, the totaliser was a level 'steady in the normal data': a day whose 14:00 reset was skipped took it
-    past anything the normal data showed, and the agent raised an episode for the plant's bookkeeping."""
+    past anything the normal data showed, and the agent raised an episode for the plant's bookkeeping. Then it was
+    left out; now it is kept as its rate (m³ a second), a reset held over, and the agent differences it alike."""
     normal = _write(tmp_path / "n.csv", _transfer_line(np.random.default_rng(1), 2880), 60.0)
     report = fit_model([normal], tmp_path / "m.onnx")
     total = next(c for c in report.choices if c.name == "total_m3")
-    assert total.use is Use.LEFT_OUT and total.reason.startswith("a totaliser: it only rises (falls back to its "
-                                                                  "start 6 time(s)"), total.reason
-    assert "export that rate (the flow, the power, the pieces a minute)" in total.reason
-    assert report.recipe.features == ["flow_m3h", "pressure_bar", "current_A"]
-    day = _transfer_line(np.random.default_rng(2), 1440, resets=(6, 22))
-    assert _episodes(tmp_path / "m.onnx", day, report.recipe.features, 60.0) == []
+    assert total.use is Use.LEVEL and total.reason.startswith("kept as its rate: a totaliser"), total.reason
+    assert "falls back to its start 6 time(s), a reset: the rate across one is unknown and the rate before it is " \
+           "held" in total.reason, total.reason
+    assert report.recipe.features == ["flow_m3h", "pressure_bar", "current_A", "total_m3"]
+    assert ScoringModel(tmp_path / "m.onnx").card.totalisers == {"total_m3": {"per": "s"}}
+    day = _write(tmp_path / "day.csv", _transfer_line(np.random.default_rng(2), 1440, resets=(6, 22)), 60.0,
+                 T0 + timedelta(days=3))
+    run, events = _replay(tmp_path / "m.onnx", day, tmp_path)
+    assert "messages 1440 " in run.stdout + run.stderr and "missing_feature 1" in run.stdout + run.stderr
+    assert events == [], events
 
 
 def test_a_count_of_pieces_reset_at_shift_changes_is_a_totaliser_though_it_rises_in_few_rows() -> None:

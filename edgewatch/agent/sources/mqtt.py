@@ -217,8 +217,10 @@ class MqttSource(Source):
         m = parse_message(payload, len(self.features), self.max_message_bytes, self.rows.value_keys, self.rows.states)
         if m is BadReason.NO_VALUES:
             m = self.rows.keyed_message(payload, topic, now, self.max_message_bytes)
-        elif type(m) is Measurement and m.ts is not None and abs(m.ts - now) >= CLOCK_WARN_AFTER:
-            self.rows.check_clock(m.stream or topic, m.ts, now)
+        elif type(m) is Measurement:
+            if m.ts is not None and abs(m.ts - now) >= CLOCK_WARN_AFTER:
+                self.rows.check_clock(m.stream or topic, m.ts, now)
+            m = self.rows.whole(m, topic, now)  # a model's totalisers to their rate (edgewatch/fit/totalisers.py)
         if type(m) is Measurement:
             if m.stream is None:
                 m.stream = topic
@@ -248,7 +250,8 @@ class MqttSource(Source):
             elif isinstance(d, Measurement):
                 if d.ts is not None and abs(d.ts - now) >= CLOCK_WARN_AFTER:
                     self.rows.check_clock(d.stream or topic, d.ts, now)
-                out.append(Item(Kind.MEASUREMENT, self.name, d, now))
+                d = self.rows.whole(d, topic, now)  # a model's totalisers to their rate
+                out.append(Item(Kind.MEASUREMENT if type(d) is Measurement else Kind.BAD, self.name, d, now))
             else:  # a death or a new birth: the agent resets these streams' windows
                 out.append(Item(Kind.RESET, self.name, d.streams, now))
         if self.rebirths is not None and "BIRTH/" in topic:  # a node answered, asked or not

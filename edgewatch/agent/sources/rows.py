@@ -283,7 +283,7 @@ class Interval:
 
 class _StreamState:
     __slots__ = ("values", "at", "newest", "gaps", "fresh", "row_ts", "last_row_at", "row_gaps", "waiting_since",
-                 "warned_at", "strangers", "owners", "comma")
+                 "warned_at", "strangers", "owners", "comma", "counted")
 
     def __init__(self, n: int) -> None:
         self.restart(n)
@@ -303,6 +303,24 @@ class _StreamState:
         self.row_ts: float | None = None  # the newest ts among the fresh values
         self.last_row_at: float | None = None
         self.row_gaps = Interval()
+        self.counted: _Counted | None = None  # the totalisers' last raw values and rates (a model without: None)
+
+
+def _modulus(wrap: object) -> float | None:
+    """A totaliser's wrap as the card gives it (a number, or absent: its falls are resets)."""
+    return None if wrap is None else float(wrap)  # type: ignore[arg-type]
+
+
+class _Counted:
+    """Per stream, what turns a row's raw totaliser values into their rates: the previous row's raw values, its
+    time, and each totaliser's last rate (NaN: none yet)."""
+
+    __slots__ = ("raw", "at", "rates")
+
+    def __init__(self, n: int) -> None:
+        self.raw: list[float] | None = None
+        self.at = -math.inf
+        self.rates = [math.nan] * n
 
 
 class RowAssembler:
@@ -316,11 +334,13 @@ class RowAssembler:
     def __init__(self, features: Sequence[str], max_age: float | None = None,
                  max_streams: int = DEFAULT_MAX_STREAMS, source: str = "",
                  states: Mapping[str, Mapping[str, float]] | None = None,
-                 logged_every: Mapping[str, float] | None = None) -> None:
+                 logged_every: Mapping[str, float] | None = None,
+                 totalisers: Mapping[str, Mapping[str, object]] | None = None) -> None:
         self.features = list(features)
         self.source = source
         self.logged_every: list[float | None] = []
         self.use_logged_every(logged_every)
+        self.totalisers: list[tuple[int, bool, float | None]] = []  # (feature, per second, wrap): use_totalisers
         # the model's state features (its card's states): "Run" read as its code; None: none (the fast path)
         self.states = StateCells.of(self.features, states, source)
         self.names = FeatureNames(self.features, source)
@@ -344,12 +364,55 @@ class RowAssembler:
         self.max_age = max_age
         self.max_streams = max_streams
         self._streams: OrderedDict[str, _StreamState] = OrderedDict()
+        self.use_totalisers(totalisers)
 
     def use_logged_every(self, steps: Mapping[str, float] | None) -> None:
         """Each feature's step in the normal data (the card's ``logged_every``; None: unknown, the rows' interval
         stands in for it): what a value is held for before its sensor has an interval of its own, and what the
         slow-sensor line compares its live interval with. The agent sets it from its model (and again on a swap)."""
         self.logged_every = [None if steps is None else steps.get(f) for f in self.features]
+
+    def use_totalisers(self, counted: Mapping[str, Mapping[str, object]] | None) -> None:
+        """The features the model takes as their rate (the card's ``totalisers``, edgewatch/fit/totalisers.py): per
+        feature, whether its rate is per second (else per row) and the modulus it wraps at (None: a fall is a
+        reset). The agent sets it from its model (and again on a swap: when the rule changed, every stream's rates
+        start again from its next row)."""
+        counted = counted or {}
+        rule = [(j, counted[f].get("per", "s") == "s", _modulus(counted[f].get("wrap")))
+                for j, f in enumerate(self.features) if f in counted]
+        if rule == self.totalisers:
+            return
+        self.totalisers = rule
+        for st in self._streams.values():
+            st.counted = None
+
+    def _rated(self, st: _StreamState, values: list[float], at: float) -> list[float] | None:
+        """The row with each totaliser's raw value replaced by its rate since the stream's previous row; None when
+        a rate is not known yet (the stream's first row: ``fit`` drops it too).
+
+        The rule is fit's (edgewatch/fit/totalisers.py), row by row: the rise (taken modulo the wrap when the card
+        gives one) over the time since the previous row (1 per row for a model fitted without times); a fall
+        that is no wrap (a reset), or a row at the previous row's time, holds the rate before it."""
+        c = st.counted
+        if c is None:
+            c = st.counted = _Counted(len(self.totalisers))
+        out = list(values)
+        dt = at - c.at
+        known = True
+        for k, (j, per_second, wrap) in enumerate(self.totalisers):
+            x = values[j]
+            if c.raw is not None:
+                d = x - c.raw[k]
+                if wrap is not None:
+                    d %= wrap
+                step = dt if per_second else 1.0
+                if d >= 0 and step > 0:
+                    c.rates[k] = d / step
+            out[j] = c.rates[k]
+            known = known and not math.isnan(c.rates[k])
+        c.raw = [values[j] for j, _, _ in self.totalisers]
+        c.at = at
+        return out if known else None
 
     def _state(self, stream: str) -> _StreamState:
         st = self._streams.get(stream)
@@ -431,6 +494,9 @@ class RowAssembler:
         if st.last_row_at is None or at > st.last_row_at:
             st.row_gaps.note(at)
         st.last_row_at = at
+        if self.totalisers:
+            rated = self._rated(st, values, at)
+            return BadReason.MISSING_FEATURE if rated is None else Measurement(rated, ts, stream)
         return Measurement(list(values), ts, stream)
 
     def _said_stale(self, st: _StreamState, j: int, age: float, limit: float) -> None:
@@ -463,6 +529,18 @@ class RowAssembler:
         if not self._take_cells(st, cells, at):
             return self._waits(stream, st, BadReason.STALE_FEATURE)
         return self._waits(stream, st, self._complete(stream, st, at, ts))
+
+    def whole(self, m: Measurement, stream: str, at: float) -> Measurement | BadReason:
+        """A row a source parsed whole (a ``values`` array in the model's order, a Sparkplug row): as it is, unless
+        the model takes totalisers as their rate (the card's ``totalisers``): then through :meth:`row`, so that
+        its raw totals become the rates the model was fitted on, by the rule of every other row."""
+        if not self.totalisers:
+            return m
+        stream = m.stream or stream
+        out = self.row(stream, m.values, m.ts if m.ts is not None else at, m.ts)
+        if type(out) is Measurement:
+            out.stream = m.stream
+        return out
 
     def hold(self, stream: str, cells: Sequence[object], at: float) -> None:
         """Keep the present values of a row that is refused for another reason (they may be held later)."""

@@ -97,6 +97,7 @@ def command(ctx: click.Context, print_config: bool, **_settings: Any) -> None:
         from edgewatch.agent.ops.logs import setup_logging
 
         setup_logging(config.ops.log_json, config.ops.log_level)
+        signals.act_on_held()  # a stop that came while the program imported: logged as any stop while starting
         try:
             assembly = assemble(config)
         except (BadSetting, BadOverride) as exc:
@@ -124,6 +125,9 @@ def command(ctx: click.Context, print_config: bool, **_settings: Any) -> None:
         raise SourcesFailed(summary.source_failures, len(config.sources.urls))
 
 
+command.takes_stop_signals = True  # type: ignore[attr-defined]  # the program's held stop (StopSignals)
+
+
 class StoppedWhileStarting(BaseException):
     """SIGTERM or SIGINT while the agent was being built (a ``docker stop`` or ``systemctl stop`` right after
     the start). A BaseException, as KeyboardInterrupt is, so no ``except Exception`` of the build takes it:
@@ -142,14 +146,26 @@ class StopSignals:
     default: SIGTERM killed the process with nothing closed (exit -15) and
     SIGINT ended it as a click abort (exit 1). Until :meth:`attach`, the first
     signal interrupts the build where it is, even in a blocking call, with
-    :class:`StoppedWhileStarting`; then it asks the agent to stop.
+    :class:`StoppedWhileStarting`; then it asks the agent to stop. One that
+    came earlier still, while the program imported, was held by
+    :mod:`~edgewatch.commands.early_signals`: it is taken over here and acted
+    on by :meth:`act_on_held`, once logging is set up.
     """
 
     def __init__(self) -> None:
+        from edgewatch.commands.early_signals import EARLY
+
         self.agent: Any = None
         self.interrupted = False
         signal.signal(signal.SIGTERM, self)
         signal.signal(signal.SIGINT, self)
+        self.held = EARLY.take()  # after our handlers are in: no signal can fall between the two
+
+    def act_on_held(self) -> None:
+        """Stop now (:class:`StoppedWhileStarting`) if a stop signal came before these handlers were installed."""
+        held, self.held = self.held, None
+        if held is not None:
+            self(held, None)
 
     def attach(self, agent: Any) -> None:
         """From now on a signal is a request to stop the running agent (it drains, ends episodes, flushes)."""

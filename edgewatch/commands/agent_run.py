@@ -53,7 +53,7 @@ Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on P
          in a config file also [[sink]] tables (url = ... plus the sink's keys).
 Fleet:   status, model publish/rollback/shadow/promote and their topics on --fleet-broker (default:
          the first MQTT sink's broker and prefix), see docs/fleet.md.
-Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure (also: every
+Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT/SIGHUP), 1 failure (also: every
 source ended and one of them unexpectedly, e.g. a source that died 5 times in 10 minutes),
 2 usage error, 3 bad model file (not edgewatch, corrupt, sha256 mismatch, not signed by a
 --trust-key or changed after signing, a release older than one it has run),
@@ -139,7 +139,11 @@ class StoppedWhileStarting(BaseException):
 
 
 class StopSignals:
-    """SIGTERM and SIGINT from the command's first line on, not only once the agent runs.
+    """SIGTERM, SIGINT and SIGHUP from the command's first line on, not only once the agent runs.
+
+    SIGHUP (the terminal closed) killed the agent with nothing closed: no
+    ``end`` for an open episode, no summary. It is a stop like the others,
+    unless the agent was started ignoring it (``nohup``).
 
     Installed after the assembly, as it was, a signal during the build (model
     load, connections, the fleet member: 0.1 s to seconds) met Python's
@@ -153,12 +157,12 @@ class StopSignals:
     """
 
     def __init__(self) -> None:
-        from edgewatch.commands.early_signals import EARLY
+        from edgewatch.commands.early_signals import EARLY, stop_signals
 
         self.agent: Any = None
         self.interrupted = False
-        signal.signal(signal.SIGTERM, self)
-        signal.signal(signal.SIGINT, self)
+        for s in stop_signals():  # SIGHUP too (a closed terminal), unless ignored from the start (nohup)
+            signal.signal(s, self)
         self.held = EARLY.take()  # after our handlers are in: no signal can fall between the two
 
     def act_on_held(self) -> None:

@@ -1,4 +1,4 @@
-"""SIGTERM and SIGINT held from the ``edgewatch`` program's first call until a command says how it stops.
+"""SIGTERM, SIGINT and SIGHUP held from the ``edgewatch`` program's first call until a command says how it stops.
 
 Why: ``edgewatch agent run`` spends its first ~0.5 s importing NumPy,
 ONNX Runtime and paho before its command runs. A stop there (``systemctl
@@ -24,7 +24,14 @@ from __future__ import annotations
 
 import signal
 
-STOPS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP too: the terminal an agent runs in was closed (an ssh session ended); its default also kills with
+# nothing closed. A signal ignored at the start (SIGHUP under nohup) stays ignored.
+STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def stop_signals() -> list[int]:
+    """The stop signals this process takes: :data:`STOPS` but those it was started ignoring (``nohup``)."""
+    return [s for s in STOPS if signal.getsignal(s) is not signal.SIG_IGN]
 
 
 class EarlySignals:
@@ -36,11 +43,11 @@ class EarlySignals:
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
-        """Hold SIGTERM and SIGINT from now on (once; again after a take or a release is a no-op)."""
+        """Hold the stop signals from now on (once; again after a take or a release is a no-op)."""
         if self.holding or self._previous:
             return
         self.holding = True
-        for s in STOPS:
+        for s in stop_signals():
             self._previous[s] = signal.signal(s, self._note)
 
     def _note(self, signum: int, _frame: object) -> None:

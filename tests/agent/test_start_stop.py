@@ -241,3 +241,46 @@ def test_another_command_stopped_while_it_imports_ends_as_python_ends_it(tmp_pat
     err = _stopped(proc, signum, lines, reader)
     assert proc.returncode == code, err
     assert not (tmp_path / "m.onnx").exists()
+
+
+# -- SIGHUP: the terminal the agent runs in was closed ---------------------------------------------------------
+
+def _hup_agent(tmp_path: Path, ignore_hup: bool) -> tuple[subprocess.Popen, Path]:
+    """The README's form on stdin, plus a JSONL sink to read the events from; an episode opened before return."""
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5))
+    alerts = tmp_path / "alerts.jsonl"
+    proc = subprocess.Popen([str(SCRIPT), "agent", "run", "--model", str(model), "--source", "stdin",
+                             "--sink", "stdout", "--sink", f"jsonl:{alerts}", "--summary-json",
+                             str(tmp_path / "summary.json")],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignore_hup else None)
+    for _ in range(20):
+        proc.stdin.write(json.dumps({"values": [3.0] * 4, "stream": "press-1"}) + "\n")  # type: ignore[union-attr]
+    proc.stdin.flush()  # type: ignore[union-attr]
+    assert wait_until(lambda: alerts.exists() and '"start"' in alerts.read_text(), 60), "no episode opened"
+    return proc, alerts
+
+
+def test_sighup_stops_the_agent_cleanly_and_ends_the_open_episode(tmp_path: Path) -> None:
+    """Before, SIGHUP killed it (exit -1) with the episode left open for ever and no summary."""
+    proc, alerts = _hup_agent(tmp_path, ignore_hup=False)
+    proc.send_signal(signal.SIGHUP)
+    err = _finish(proc)
+    assert proc.returncode == 0, err
+    assert "signal 1: stopping" in err and "Traceback" not in err, err
+    events = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert [e["event"] for e in events] == ["start", "end"], events
+    assert json.loads((tmp_path / "summary.json").read_text())["messages"] == 20
+
+
+def test_sighup_ignored_from_the_start_stays_ignored_as_under_nohup(tmp_path: Path) -> None:
+    proc, alerts = _hup_agent(tmp_path, ignore_hup=True)
+    proc.send_signal(signal.SIGHUP)
+    for _ in range(10):  # more input after the SIGHUP, then the end of input: it must all be read
+        proc.stdin.write(json.dumps({"values": [0.5] * 4, "stream": "press-1"}) + "\n")  # type: ignore[union-attr]
+    proc.stdin.close()  # type: ignore[union-attr]
+    proc.stdin = None  # closed: communicate() must not flush it
+    err = _finish(proc)
+    assert proc.returncode == 0, err
+    assert json.loads((tmp_path / "summary.json").read_text())["messages"] == 30, err
+    assert "signal 1" not in err

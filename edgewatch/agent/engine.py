@@ -341,6 +341,16 @@ class Agent:
             log.info("dropped %d stream(s) idle for %gs or more (--stream-ttl); %d held", len(idle), ttl, held)
         return len(idle)
 
+    def _sweep_due(self, now: float) -> bool:
+        """Whether the idle streams are to be looked for now: at most every second (or half the TTL).
+
+        Also when no message comes at all: the sweep ran only with a batch, so
+        a stream that opened an episode and then fell silent with every other
+        stream (a device that died mid-fault, the only one on the agent) kept
+        it open for ever, not ``--stream-ttl`` seconds."""
+        ttl = self.options.stream_ttl
+        return bool(ttl) and now - self._last_sweep >= min(1.0, ttl / 2)
+
     @property
     def streams(self) -> list[str]:
         """The streams held now (evicted ones are gone until they send again)."""
@@ -379,8 +389,7 @@ class Agent:
         windows = table.windows
         last_seen = table.last_seen
         now = time.monotonic()
-        ttl = self.options.stream_ttl
-        if ttl and now - self._last_sweep >= min(1.0, ttl / 2):
+        if self._sweep_due(now):
             self.evict_idle(now)
         if self.learner is None and not table.runtimes and self._process_columns(items, now):
             return
@@ -792,6 +801,9 @@ class Agent:
                     with self._one_sync():
                         self._apply_pending()
                         self._emit_posted()
+                if self._sweep_due(time.monotonic()):  # every stream silent: the TTL still ends their episodes
+                    with self._one_sync():
+                        self.evict_idle()
                 continue
             items = [first]
             take = limit if max_messages is None else min(limit, max(1, max_messages - self.summary.messages))

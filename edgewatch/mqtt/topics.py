@@ -245,12 +245,24 @@ class StreamIds:
         ident = plain = self.mapping(stream)
         holder = self._streams.get(plain)
         if holder is not None:
-            ident = f"{plain}_{hashlib.sha256(stream.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+            ident = self._other(plain, stream)
             log.warning("streams %r and %r would be one %s %r: %r is %r", holder, stream, self.what, plain, stream,
                         ident)
         self._ids[stream] = ident
         self._streams.setdefault(ident, stream)
         return ident
+
+    def _other(self, plain: str, stream: str) -> str:
+        """``plain`` with 8 hex digits of ``stream``'s SHA-256; more, or a number, if a stream named so holds it."""
+        digest = hashlib.sha256(stream.encode("utf-8", "surrogatepass")).hexdigest()
+        for n in (8, 16, 64):
+            ident = f"{plain}_{digest[:n]}"
+            if ident not in self._streams:
+                return ident
+        i = 2
+        while f"{ident}_{i}" in self._streams:
+            i += 1
+        return f"{ident}_{i}"
 
     def release(self, stream: str) -> str | None:
         """Forget ``stream`` (the agent dropped it); its id, if it had one."""

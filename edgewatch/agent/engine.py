@@ -155,6 +155,7 @@ class Agent:
         self._last_sweep = time.monotonic()
         self._nonfinite_logged = 0.0
         self._bad_logged: dict[BadReason, float] = {}
+        self._failures: dict[str, list[float]] = {}  # a sink's or subscriber's name -> [failures, last logged]
         self._stop = threading.Event()
         self._swap_lock = threading.Lock()
         self._pending: tuple[ModelRuntime, dict[str, Any]] | None = None
@@ -333,7 +334,7 @@ class Agent:
             if self.learner is not None:
                 self.learner.forget(names)
             for forget in self.subscribers.on_forget:
-                forget(names)
+                self._guarded(forget, names)
             held = len(self.table)
             self.summary.evicted_streams += len(idle)
             self.metrics.streams.set(held)
@@ -531,7 +532,7 @@ class Agent:
                              np.asarray(msg_rows, dtype=np.float32).reshape(-1, self.card.n_features), scored,
                              self.threshold)
             for on_batch in self.subscribers.on_batch:
-                on_batch(view)
+                self._guarded(on_batch, view)
 
     def _learn(self, slot: int, values: list[float]) -> bool:
         """A learning stream's row: True when the stream has a model from the state folder (the row scores);
@@ -691,12 +692,30 @@ class Agent:
             if self.shadow is not None:
                 self.shadow.on_live_event(event)
         for sink in self.sinks:
-            try:
-                sink.send(event)
-            except Exception:  # one broken sink must not silence the others
-                log.exception("sink %s failed to take an event", type(sink).__name__)
+            self._guarded(sink.send, event)
         for on_event in self.subscribers.on_event:
-            on_event(event)
+            self._guarded(on_event, event)
+
+    def _guarded(self, call: Callable[[Any], None], arg: Any) -> None:
+        """``call(arg)`` for a sink or a subscriber; what it raises is logged, never the loop's end.
+
+        One broken sink must not silence the others, and a subscriber (the
+        run recorder, Home Assistant, the live page) must not stop the agent:
+        before, only sinks were guarded, and a full disk under ``--record-run``
+        ended the agent. Logged with the traceback at most once a minute per
+        callee, with its count: a sink failing on every event logged every one.
+        """
+        try:
+            call(arg)
+        except Exception:
+            name = getattr(call, "__qualname__", None) or type(call).__name__
+            seen = self._failures.setdefault(name, [0, -math.inf])
+            seen[0] += 1
+            now = time.monotonic()
+            if now - seen[1] >= BAD_LOG_INTERVAL:
+                seen[1] = now
+                log.exception("%s failed (%d time(s) so far; the agent goes on; logged at most once a minute)",
+                              name, seen[0])
 
     def _count_bad(self, bad: dict[BadReason, int]) -> None:
         now = time.monotonic()

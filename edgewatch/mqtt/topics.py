@@ -10,7 +10,6 @@ spelled two ways. What the payloads hold is :mod:`edgewatch.mqtt.payloads`.
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -254,6 +253,8 @@ class StreamIds:
 
     def _other(self, plain: str, stream: str) -> str:
         """``plain`` with 8 hex digits of ``stream``'s SHA-256; more, or a number, if a stream named so holds it."""
+        import hashlib  # here: an agent that needs no hashing does not load OpenSSL's libcrypto (test_imports)
+
         digest = hashlib.sha256(stream.encode("utf-8", "surrogatepass")).hexdigest()
         for n in (8, 16, 64):
             ident = f"{plain}_{digest[:n]}"

@@ -161,6 +161,7 @@ class StopSignals:
 
         self.agent: Any = None
         self.interrupted = False
+        self.signum = 0  # the stop raised into the build, once interrupted
         for s in stop_signals():  # SIGHUP too (a closed terminal), unless ignored from the start (nohup)
             signal.signal(s, self)
         self.held = EARLY.take()  # after our handlers are in: no signal can fall between the two
@@ -172,7 +173,14 @@ class StopSignals:
             self(held, None)
 
     def attach(self, agent: Any) -> None:
-        """From now on a signal is a request to stop the running agent (it drains, ends episodes, flushes)."""
+        """From now on a signal is a request to stop the running agent (it drains, ends episodes, flushes).
+
+        A stop raised into the build that the build swallowed (it lands
+        anywhere: in a ``__del__``, whose exceptions Python only prints, or
+        under a library's ``except BaseException``) is raised again here, so
+        the agent never runs after a stop it was sent."""
+        if self.interrupted:
+            raise StoppedWhileStarting(self.signum)
         self.agent = agent
 
     def __call__(self, signum: int, _frame: object) -> None:
@@ -184,6 +192,7 @@ class StopSignals:
             self.agent.request_stop()
         elif not self.interrupted:  # once: a second signal must not interrupt the closing of the first
             self.interrupted = True
+            self.signum = signum
             raise StoppedWhileStarting(signum)
 
 

@@ -284,3 +284,25 @@ def test_sighup_ignored_from_the_start_stays_ignored_as_under_nohup(tmp_path: Pa
     assert proc.returncode == 0, err
     assert json.loads((tmp_path / "summary.json").read_text())["messages"] == 30, err
     assert "signal 1" not in err
+
+
+def test_a_stop_the_build_swallowed_is_raised_again_before_the_agent_runs() -> None:
+    """The stop is raised into the build wherever it is; code there may swallow it (an exception in a
+    ``__del__`` is only printed, some libraries catch BaseException). Then the build went on and the agent ran,
+    its stop lost: now attaching the agent raises it again (the command closes the assembly and exits 0)."""
+    from edgewatch.commands.agent_run import StopSignals, StoppedWhileStarting
+    from edgewatch.commands.early_signals import STOPS
+
+    before = {s: signal.getsignal(s) for s in STOPS}
+    try:
+        signals = StopSignals()
+        try:
+            signals(signal.SIGTERM, None)
+        except StoppedWhileStarting:
+            pass  # swallowed, as a __del__ would
+        with pytest.raises(StoppedWhileStarting) as again:
+            signals.attach(object())
+        assert again.value.signum == signal.SIGTERM and signals.agent is None
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

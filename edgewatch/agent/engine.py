@@ -820,9 +820,13 @@ class Agent:
                     with self._one_sync():
                         self._apply_pending()
                         self._emit_posted()
-                if self._sweep_due(time.monotonic()):  # every stream silent: the TTL still ends their episodes
-                    with self._one_sync():
-                        self.evict_idle()
+                now = time.monotonic()
+                if self._sweep_due(now):  # every stream silent: the TTL still ends their episodes
+                    if self.table.idle(now, self.options.stream_ttl):  # type: ignore[arg-type]
+                        with self._one_sync():  # only then: a group wakes every spooling sink's sender
+                            self.evict_idle(now)
+                    else:
+                        self._last_sweep = now
                 continue
             items = [first]
             take = limit if max_messages is None else min(limit, max(1, max_messages - self.summary.messages))

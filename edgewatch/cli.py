@@ -14,11 +14,26 @@ import sys
 import click
 
 from edgewatch import __version__
+from edgewatch.commands.early_signals import EARLY
 from edgewatch.commands.groups import LazyGroup
 
 C = "edgewatch.commands."
 
-main = LazyGroup(
+
+class Program(LazyGroup):
+    """The root group; called as the program (the ``edgewatch`` script, ``python -m edgewatch.cli``), it holds
+    SIGTERM and SIGINT from its first line until the command says how it stops (:mod:`.commands.early_signals`).
+    ``CliRunner`` calls :meth:`main` and keeps the test process's handlers."""
+
+    def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+        EARLY.install()
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            EARLY.release()  # no command took them (--help, a usage error): Python's handling, a held one delivered
+
+
+main = Program(
     name="edgewatch",
     help="Anomaly detection next to the equipment: train, export to ONNX, run the agent.",
     epilog="""\b

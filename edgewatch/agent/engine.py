@@ -155,6 +155,7 @@ class Agent:
         self._last_sweep = time.monotonic()
         self._nonfinite_logged = 0.0
         self._bad_logged: dict[BadReason, float] = {}
+        self._failures: dict[str, list[float]] = {}  # a sink's or subscriber's name -> [failures, last logged]
         self._stop = threading.Event()
         self._swap_lock = threading.Lock()
         self._pending: tuple[ModelRuntime, dict[str, Any]] | None = None
@@ -336,13 +337,23 @@ class Agent:
             if self.learner is not None:
                 self.learner.forget(names)
             for forget in self.subscribers.on_forget:
-                forget(names)
+                self._guarded(forget, names)
             held = len(self.table)
             self.summary.evicted_streams += len(idle)
             self.metrics.streams.set(held)
             self.metrics.evicted_streams.inc(len(idle))
             log.info("dropped %d stream(s) idle for %gs or more (--stream-ttl); %d held", len(idle), ttl, held)
         return len(idle)
+
+    def _sweep_due(self, now: float) -> bool:
+        """Whether the idle streams are to be looked for now: at most every second (or half the TTL).
+
+        Also when no message comes at all: the sweep ran only with a batch, so
+        a stream that opened an episode and then fell silent with every other
+        stream (a device that died mid-fault, the only one on the agent) kept
+        it open for ever, not ``--stream-ttl`` seconds."""
+        ttl = self.options.stream_ttl
+        return bool(ttl) and now - self._last_sweep >= min(1.0, ttl / 2)
 
     @property
     def streams(self) -> list[str]:
@@ -382,8 +393,7 @@ class Agent:
         windows = table.windows
         last_seen = table.last_seen
         now = time.monotonic()
-        ttl = self.options.stream_ttl
-        if ttl and now - self._last_sweep >= min(1.0, ttl / 2):
+        if self._sweep_due(now):
             self.evict_idle(now)
         if (self.learner is None and not table.runtimes and not self.runtime.card.totalisers
                 and self._process_columns(items, now)):  # totalisers: each row through its source's assembler
@@ -528,7 +538,7 @@ class Agent:
                              np.asarray(msg_rows, dtype=np.float32).reshape(-1, self.card.n_features), scored,
                              self.threshold)
             for on_batch in self.subscribers.on_batch:
-                on_batch(view)
+                self._guarded(on_batch, view)
 
     def _learn(self, slot: int, values: list[float]) -> bool:
         """A learning stream's row: True when the stream has a model from the state folder (the row scores);
@@ -688,12 +698,30 @@ class Agent:
             if self.shadow is not None:
                 self.shadow.on_live_event(event)
         for sink in self.sinks:
-            try:
-                sink.send(event)
-            except Exception:  # one broken sink must not silence the others
-                log.exception("sink %s failed to take an event", type(sink).__name__)
+            self._guarded(sink.send, event)
         for on_event in self.subscribers.on_event:
-            on_event(event)
+            self._guarded(on_event, event)
+
+    def _guarded(self, call: Callable[[Any], None], arg: Any) -> None:
+        """``call(arg)`` for a sink or a subscriber; what it raises is logged, never the loop's end.
+
+        One broken sink must not silence the others, and a subscriber (the
+        run recorder, Home Assistant, the live page) must not stop the agent:
+        before, only sinks were guarded, and a full disk under ``--record-run``
+        ended the agent. Logged with the traceback at most once a minute per
+        callee, with its count: a sink failing on every event logged every one.
+        """
+        try:
+            call(arg)
+        except Exception:
+            name = getattr(call, "__qualname__", None) or type(call).__name__
+            seen = self._failures.setdefault(name, [0, -math.inf])
+            seen[0] += 1
+            now = time.monotonic()
+            if now - seen[1] >= BAD_LOG_INTERVAL:
+                seen[1] = now
+                log.exception("%s failed (%d time(s) so far; the agent goes on; logged at most once a minute)",
+                              name, seen[0])
 
     def _count_bad(self, bad: dict[BadReason, int]) -> None:
         now = time.monotonic()
@@ -802,6 +830,13 @@ class Agent:
                     with self._one_sync():
                         self._apply_pending()
                         self._emit_posted()
+                now = time.monotonic()
+                if self._sweep_due(now):  # every stream silent: the TTL still ends their episodes
+                    if self.table.idle(now, self.options.stream_ttl):  # type: ignore[arg-type]
+                        with self._one_sync():  # only then: a group wakes every spooling sink's sender
+                            self.evict_idle(now)
+                    else:
+                        self._last_sweep = now
                 continue
             items = [first]
             take = limit if max_messages is None else min(limit, max(1, max_messages - self.summary.messages))

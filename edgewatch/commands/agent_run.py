@@ -53,7 +53,7 @@ Sinks:   stdout, jsonl:FILE, mqtt://HOST:PORT/PREFIX or mqtts://... (alerts on P
          in a config file also [[sink]] tables (url = ... plus the sink's keys).
 Fleet:   status, model publish/rollback/shadow/promote and their topics on --fleet-broker (default:
          the first MQTT sink's broker and prefix), see docs/fleet.md.
-Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT), 1 failure (also: every
+Exit codes: 0 stopped cleanly (end of input, --duration, SIGTERM/SIGINT/SIGHUP), 1 failure (also: every
 source ended and one of them unexpectedly, e.g. a source that died 5 times in 10 minutes),
 2 usage error, 3 bad model file (not edgewatch, corrupt, sha256 mismatch, not signed by a
 --trust-key or changed after signing, a release older than one it has run),
@@ -97,6 +97,7 @@ def command(ctx: click.Context, print_config: bool, **_settings: Any) -> None:
         from edgewatch.agent.ops.logs import setup_logging
 
         setup_logging(config.ops.log_json, config.ops.log_level)
+        signals.act_on_held()  # a stop that came while the program imported: logged as any stop while starting
         try:
             assembly = assemble(config)
         except (BadSetting, BadOverride) as exc:
@@ -124,6 +125,9 @@ def command(ctx: click.Context, print_config: bool, **_settings: Any) -> None:
         raise SourcesFailed(summary.source_failures, len(config.sources.urls))
 
 
+command.takes_stop_signals = True  # type: ignore[attr-defined]  # the program's held stop (StopSignals)
+
+
 class StoppedWhileStarting(BaseException):
     """SIGTERM or SIGINT while the agent was being built (a ``docker stop`` or ``systemctl stop`` right after
     the start). A BaseException, as KeyboardInterrupt is, so no ``except Exception`` of the build takes it:
@@ -135,24 +139,48 @@ class StoppedWhileStarting(BaseException):
 
 
 class StopSignals:
-    """SIGTERM and SIGINT from the command's first line on, not only once the agent runs.
+    """SIGTERM, SIGINT and SIGHUP from the command's first line on, not only once the agent runs.
+
+    SIGHUP (the terminal closed) killed the agent with nothing closed: no
+    ``end`` for an open episode, no summary. It is a stop like the others,
+    unless the agent was started ignoring it (``nohup``).
 
     Installed after the assembly, as it was, a signal during the build (model
     load, connections, the fleet member: 0.1 s to seconds) met Python's
     default: SIGTERM killed the process with nothing closed (exit -15) and
     SIGINT ended it as a click abort (exit 1). Until :meth:`attach`, the first
     signal interrupts the build where it is, even in a blocking call, with
-    :class:`StoppedWhileStarting`; then it asks the agent to stop.
+    :class:`StoppedWhileStarting`; then it asks the agent to stop. One that
+    came earlier still, while the program imported, was held by
+    :mod:`~edgewatch.commands.early_signals`: it is taken over here and acted
+    on by :meth:`act_on_held`, once logging is set up.
     """
 
     def __init__(self) -> None:
+        from edgewatch.commands.early_signals import EARLY, stop_signals
+
         self.agent: Any = None
         self.interrupted = False
-        signal.signal(signal.SIGTERM, self)
-        signal.signal(signal.SIGINT, self)
+        self.signum = 0  # the stop raised into the build, once interrupted
+        for s in stop_signals():  # SIGHUP too (a closed terminal), unless ignored from the start (nohup)
+            signal.signal(s, self)
+        self.held = EARLY.take()  # after our handlers are in: no signal can fall between the two
+
+    def act_on_held(self) -> None:
+        """Stop now (:class:`StoppedWhileStarting`) if a stop signal came before these handlers were installed."""
+        held, self.held = self.held, None
+        if held is not None:
+            self(held, None)
 
     def attach(self, agent: Any) -> None:
-        """From now on a signal is a request to stop the running agent (it drains, ends episodes, flushes)."""
+        """From now on a signal is a request to stop the running agent (it drains, ends episodes, flushes).
+
+        A stop raised into the build that the build swallowed (it lands
+        anywhere: in a ``__del__``, whose exceptions Python only prints, or
+        under a library's ``except BaseException``) is raised again here, so
+        the agent never runs after a stop it was sent."""
+        if self.interrupted:
+            raise StoppedWhileStarting(self.signum)
         self.agent = agent
 
     def __call__(self, signum: int, _frame: object) -> None:
@@ -164,6 +192,7 @@ class StopSignals:
             self.agent.request_stop()
         elif not self.interrupted:  # once: a second signal must not interrupt the closing of the first
             self.interrupted = True
+            self.signum = signum
             raise StoppedWhileStarting(signum)
 
 

@@ -13,6 +13,7 @@ import importlib.util
 
 import click
 
+from edgewatch.commands.early_signals import EARLY
 from edgewatch.errors import BadInput, BadModelFile, BadOverride, EdgewatchError, MissingExtra, NotCalibrated
 
 
@@ -32,6 +33,14 @@ class LazyGroup(click.Group):
             module, attr = self.lazy[name].split(":")
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201
+        """As click's; a command that does not take the held stop signals (``takes_stop_signals``) gets Python's
+        handling back before it runs (:mod:`.early_signals`)."""
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if cmd is not None and not isinstance(cmd, click.Group) and not getattr(cmd, "takes_stop_signals", False):
+            EARLY.release()
+        return name, cmd, rest
 
     def invoke(self, ctx: click.Context):  # noqa: ANN201
         try:

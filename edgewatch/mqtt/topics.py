@@ -10,12 +10,15 @@ spelled two ways. What the payloads hold is :mod:`edgewatch.mqtt.payloads`.
 from __future__ import annotations
 
 import enum
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from edgewatch.errors import EdgewatchError
+
+log = logging.getLogger(__name__)
 
 ANY_AGENT = "+"  # the agent id of a subscription to every agent's topic of a kind
 
@@ -212,3 +215,59 @@ class HomeAssistantTopics:
     @staticmethod
     def ha_id(text: str) -> str:
         return re.sub(r"[^A-Za-z0-9_-]", "_", text) or "_"
+
+
+class StreamIds:
+    """Stream ids as the ids of topic levels (a Sparkplug device, a Home Assistant entity): one each.
+
+    The mappings (:meth:`SparkplugTopics.device_id`, :meth:`HomeAssistantTopics.ha_id`)
+    are many to one: ``line/1`` and ``line_1`` are both the device
+    ``line_1``, ``Pumpe-Ö1`` and ``Pumpe-Ä1`` both the entity ``Pumpe-_1``.
+    Two streams on one id were one device or entity, so the end of one
+    stream's episode switched the other's alarm off (and any stream id a
+    sender chose could do it). The first stream on an id keeps it, the name
+    it had before; another stream whose id is held gets the id, ``_`` and 8
+    hex digits of its own name's SHA-256, and the log says so once. Held
+    while the agent holds the stream: :meth:`release` when it drops it.
+    """
+
+    def __init__(self, mapping: Callable[[str], str], what: str) -> None:
+        self.mapping = mapping
+        self.what = what  # for the log: "Sparkplug device", "Home Assistant entity"
+        self._ids: dict[str, str] = {}  # stream -> its id
+        self._streams: dict[str, str] = {}  # id -> the stream holding it
+
+    def of(self, stream: str) -> str:
+        ident = self._ids.get(stream)
+        if ident is not None:
+            return ident
+        ident = plain = self.mapping(stream)
+        holder = self._streams.get(plain)
+        if holder is not None:
+            ident = self._other(plain, stream)
+            log.warning("streams %r and %r would be one %s %r: %r is %r", holder, stream, self.what, plain, stream,
+                        ident)
+        self._ids[stream] = ident
+        self._streams.setdefault(ident, stream)
+        return ident
+
+    def _other(self, plain: str, stream: str) -> str:
+        """``plain`` with 8 hex digits of ``stream``'s SHA-256; more, or a number, if a stream named so holds it."""
+        import hashlib  # here: an agent that needs no hashing does not load OpenSSL's libcrypto (test_imports)
+
+        digest = hashlib.sha256(stream.encode("utf-8", "surrogatepass")).hexdigest()
+        for n in (8, 16, 64):
+            ident = f"{plain}_{digest[:n]}"
+            if ident not in self._streams:
+                return ident
+        i = 2
+        while f"{ident}_{i}" in self._streams:
+            i += 1
+        return f"{ident}_{i}"
+
+    def release(self, stream: str) -> str | None:
+        """Forget ``stream`` (the agent dropped it); its id, if it had one."""
+        ident = self._ids.pop(stream, None)
+        if ident is not None and self._streams.get(ident) == stream:
+            del self._streams[ident]
+        return ident

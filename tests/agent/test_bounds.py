@@ -150,3 +150,41 @@ def test_max_messages_reads_exactly_that_many(tmp_path: Path, source: str) -> No
     assert run.returncode == 0, run.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["messages"] == 20 and summary["ended_by"] == "messages", summary
+
+
+def test_a_stream_silent_with_every_other_still_has_its_episode_ended_after_the_ttl(tmp_path: Path) -> None:
+    """One device opens an episode and falls silent, the only stream of the agent (stdin kept open, nothing on
+    it). The TTL sweep ran only when a message came, so its episode stayed open for ever; now it ends as
+    ``stream idle`` after ``--stream-ttl`` and the stream starts again with a fresh window when it speaks."""
+    import subprocess
+    import sys
+
+    from tests.waiting import wait_until
+
+    path = write_model(tmp_path / "m.onnx", make_card(window=3, threshold=0.5, k=1, n=1))
+    alerts = tmp_path / "alerts.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(path), "--source",
+                             "stdin", "--stream-ttl", "2", "--sink", f"jsonl:{alerts}", "--summary-json",
+                             str(tmp_path / "s.json")],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def events() -> list[dict]:
+        return [json.loads(line) for line in alerts.read_text().splitlines()] if alerts.exists() else []
+
+    try:
+        proc.stdin.write("".join(json.dumps({"stream": "dev", "values": [3.0] * 4}) + "\n" for _ in range(3)))
+        proc.stdin.flush()
+        assert wait_until(lambda: [e["event"] for e in events()] == ["start"], 60), events()
+        assert wait_until(lambda: len(events()) == 2, 30), "the silent stream's episode was never ended"
+        assert events()[1]["event"] == "end" and events()[1]["reason"] == "stream idle"
+        proc.stdin.write("".join(json.dumps({"stream": "dev", "values": [0.5] * 4}) + "\n" for _ in range(3)))
+        proc.stdin.close()
+        proc.stdin = None
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["evicted_streams"] == 1 and summary["windows"] == 1 + 1, summary  # fresh window: 3 rows, 1

@@ -142,3 +142,40 @@ def test_property_any_json_any_number_the_agent_runs_on(model: ScoringModel, msg
         assert e["ts"] is None or math.isfinite(e["ts"])
         by_stream.setdefault(e["stream"], []).append(e["event"])
     _starts_have_ends(by_stream)
+
+
+def test_a_sink_or_subscriber_that_raises_on_everything_stops_nothing_and_is_logged_once(
+        model: ScoringModel, caplog: pytest.LogCaptureFixture) -> None:
+    """A sink whose every send raises and subscribers whose every call raises (a plug-in's bug, a disk
+    error): before, a raising subscriber ended the agent's run at its first batch, and a raising sink logged
+    a traceback per event. Now the other sinks get every event, the run goes to its end, and each callee's
+    failure is logged once (with its count) in the minute."""
+
+    class Broken:
+        def send(self, event: dict) -> None:
+            raise OSError("the sink's disk is gone")
+
+        def close(self) -> None:
+            pass
+
+    def broken(_arg: object) -> None:
+        raise RuntimeError("a subscriber's bug")
+
+    memory = MemorySink()
+    agent = Agent(model, [Broken(), memory], AgentOptions(drift_every=0, stream_ttl=30.0))
+    agent.subscribe(broken, broken, broken)
+    hot = [_raw([3.0] * 4, stream=f"s{i % 3}") for i in range(30)]
+    cool = [_raw([0.5] * 4, stream=f"s{i % 3}") for i in range(30)]
+    for _ in range(4):
+        agent.process(hot)
+        agent.process(cool)
+    assert agent.evict_idle(now=time.monotonic() + 31) == 3  # on_forget raises too
+    by_stream: dict[str, list[str]] = {}
+    for e in memory.events:
+        by_stream.setdefault(e["stream"], []).append(e["event"])
+    assert sorted(by_stream) == ["s0", "s1", "s2"] and all(len(k) == 8 for k in by_stream.values()), by_stream
+    _starts_have_ends(by_stream)
+    assert agent.summary.messages == 240
+    failed = [r for r in caplog.records if "failed (" in r.getMessage()]
+    assert len(failed) == 2, [r.getMessage() for r in failed]  # Broken.send and broken, once each
+    assert all(r.exc_info for r in failed)

@@ -214,9 +214,12 @@ def test_retained_bad_model_on_the_broker_does_not_kill_a_restart(bad_models, br
 
 
 class Boom:
+    """An exit by exception from inside the loop: a KeyboardInterrupt (Python's SIGINT handler in a program
+    that embeds the agent). An observer's own Exception no longer ends the run (tests/agent/test_no_crash.py)."""
+
     def on_batch(self, view) -> None:  # noqa: ANN001
         if any(s.over for s in view.scored):
-            raise RuntimeError("observer bug")
+            raise KeyboardInterrupt("interrupted in the loop")
 
     def on_event(self, event: dict) -> None:
         pass
@@ -245,7 +248,7 @@ def test_run_closes_sinks_and_ends_episodes_on_every_exit_path(tmp_path: Path) -
             pass
 
     agent.add_source(Quiet())  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match="observer bug"):
+    with pytest.raises(KeyboardInterrupt, match="interrupted in the loop"):
         agent.run(duration=5)
     assert sink.closed == 1 and sink.kinds() == ["start", "end"]
     assert sink.events[1]["reason"] == "agent stopped"

@@ -12,6 +12,7 @@ build where the test can signal it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -136,3 +137,179 @@ def test_a_stop_while_the_agent_is_built_exits_0_and_keeps_the_spool(tmp_path: P
             os.close(writer)
         if proc.poll() is None:
             proc.kill()
+
+
+# -- a stop while the program imports, before the command runs -------------------------------------------------
+# The moments are import-time markers (``PYTHONPROFILEIMPORTTIME``: a line on stderr as each module's import ends),
+# so the signal lands at a known stage of the start, not after a guessed delay: the agent's package, NumPy,
+# ONNX Runtime, the agent's loop, its assembly, and the last module imported before the command runs (the import
+# statement's modules: importlib.import_module, which loads the command modules, prints no such line).
+IMPORT_MOMENTS = ["edgewatch.agent", "numpy", "onnxruntime", "edgewatch.agent.engine", "edgewatch.agent.assemble",
+                  "edgewatch.agent.ops.systemd"]
+SCRIPT = Path(sys.executable).parent / "edgewatch"  # the console script the README runs
+
+
+def _started_until(cmd: list[str], marker: str) -> tuple[subprocess.Popen, list[str], threading.Thread]:
+    """``cmd`` started with import-time lines on; returns once the import of ``marker`` has ended in it."""
+    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    lines: list[str] = []
+    seen = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if line.startswith("import time:") and line.rsplit("|", 1)[-1].strip() == marker:
+                seen.set()
+        seen.set()  # the process ended first: the caller's assertion says so
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert seen.wait(60), f"no import of {marker} within 60 s"
+    return proc, lines, reader
+
+
+def _stopped(proc: subprocess.Popen, signum: int, lines: list[str], reader: threading.Thread) -> str:
+    assert proc.poll() is None, "".join(lines)[-2000:]
+    proc.send_signal(signum)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the agent did not stop: " + "".join(lines)[-2000:])
+    reader.join(10)
+    return "".join(line for line in lines if not line.startswith("import time:"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("marker", IMPORT_MOMENTS)
+def test_default_form_stopped_while_it_imports_exits_0_without_a_traceback(tmp_path: Path, marker: str,
+                                                                           signum: int) -> None:
+    """``edgewatch agent run --model M --source stdin`` as the README runs it (the console script). Before, a
+    SIGTERM here killed it (exit -15) and a SIGINT was a KeyboardInterrupt traceback or click's ``Aborted!``
+    (exit 1); measured: every delay under 0.5 s after the start."""
+    assert SCRIPT.exists(), f"the console script {SCRIPT} is not installed (pip install -e .)"
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5))
+    proc, lines, reader = _started_until([str(SCRIPT), "agent", "run", "--model", str(model), "--source", "stdin"],
+                                         marker)
+    err = _stopped(proc, signum, lines, reader)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Aborted" not in err, err
+    assert f"signal {int(signum)}" in err, err  # logged: while starting, or as the stop of a running agent
+
+
+@pytest.mark.parametrize("marker", ["numpy", "paho.mqtt.client", "edgewatch.agent.ops.systemd"])
+def test_with_flags_a_stop_while_it_imports_keeps_the_spool_and_frees_the_ports(tmp_path: Path, marker: str,
+                                                                                silent: SilentBroker) -> None:
+    """With an MQTT sink whose spool holds 2 alerts of an earlier run, ``--metrics`` and ``--log-json``: the stop
+    is logged as JSON, exit 0, the alerts stay in the spool, and nothing is left listening on the metrics port."""
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5))
+    spool_root = tmp_path / "spool"
+    mqtt_spool = spool_root / _safe(f"127.0.0.1_{silent.port}_plant")
+    earlier = Spool(mqtt_spool)
+    for i in range(2):
+        earlier.append(f'{{"id": "earlier-{i}", "event": "start"}}'.encode())
+    earlier.close()
+    port = free_port()
+    proc, lines, reader = _started_until(
+        [sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model), "--source", "stdin",
+         "--sink", f"mqtt://127.0.0.1:{silent.port}/plant", "--spool-dir", str(spool_root),
+         "--metrics", f"127.0.0.1:{port}", "--log-json", "--agent-id", "early"], marker)
+    err = _stopped(proc, signal.SIGTERM, lines, reader)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    logged = [_json(line) for line in err.splitlines() if line.startswith("{")]  # import lines may interleave
+    assert any("signal 15" in entry.get("message", "") for entry in logged), err
+    kept = Spool(mqtt_spool)
+    assert [p for _, p in kept.pending()] == [f'{{"id": "earlier-{i}", "event": "start"}}'.encode() for i in range(2)]
+    kept.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # free again
+
+
+def _json(line: str) -> dict:
+    try:
+        return json.loads(line)
+    except ValueError:  # a log line another thread's import-time line cut into
+        return {}
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 1)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_another_command_stopped_while_it_imports_ends_as_python_ends_it(tmp_path: Path, signum: int,
+                                                                         code: int) -> None:
+    """The stop held during the imports is handed back to a command without its own handling (``fit``):
+    delivered, not swallowed (it would otherwise fit to the end), and ended as before (killed; click's abort)."""
+    from tests.plantkit import pump_rows, write_pump_csv
+
+    csv = write_pump_csv(tmp_path / "n.csv", pump_rows(2000, seed=5))
+    proc, lines, reader = _started_until([str(SCRIPT), "fit", str(csv), "-o", str(tmp_path / "m.onnx")], "numpy")
+    err = _stopped(proc, signum, lines, reader)
+    assert proc.returncode == code, err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+# -- SIGHUP: the terminal the agent runs in was closed ---------------------------------------------------------
+
+def _hup_agent(tmp_path: Path, ignore_hup: bool) -> tuple[subprocess.Popen, Path]:
+    """The README's form on stdin, plus a JSONL sink to read the events from; an episode opened before return."""
+    model = write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5))
+    alerts = tmp_path / "alerts.jsonl"
+    proc = subprocess.Popen([str(SCRIPT), "agent", "run", "--model", str(model), "--source", "stdin",
+                             "--sink", "stdout", "--sink", f"jsonl:{alerts}", "--summary-json",
+                             str(tmp_path / "summary.json")],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignore_hup else None)
+    for _ in range(20):
+        proc.stdin.write(json.dumps({"values": [3.0] * 4, "stream": "press-1"}) + "\n")  # type: ignore[union-attr]
+    proc.stdin.flush()  # type: ignore[union-attr]
+    assert wait_until(lambda: alerts.exists() and '"start"' in alerts.read_text(), 60), "no episode opened"
+    return proc, alerts
+
+
+def test_sighup_stops_the_agent_cleanly_and_ends_the_open_episode(tmp_path: Path) -> None:
+    """Before, SIGHUP killed it (exit -1) with the episode left open for ever and no summary."""
+    proc, alerts = _hup_agent(tmp_path, ignore_hup=False)
+    proc.send_signal(signal.SIGHUP)
+    err = _finish(proc)
+    assert proc.returncode == 0, err
+    assert "signal 1: stopping" in err and "Traceback" not in err, err
+    events = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert [e["event"] for e in events] == ["start", "end"], events
+    assert json.loads((tmp_path / "summary.json").read_text())["messages"] == 20
+
+
+def test_sighup_ignored_from_the_start_stays_ignored_as_under_nohup(tmp_path: Path) -> None:
+    proc, alerts = _hup_agent(tmp_path, ignore_hup=True)
+    proc.send_signal(signal.SIGHUP)
+    for _ in range(10):  # more input after the SIGHUP, then the end of input: it must all be read
+        proc.stdin.write(json.dumps({"values": [0.5] * 4, "stream": "press-1"}) + "\n")  # type: ignore[union-attr]
+    proc.stdin.close()  # type: ignore[union-attr]
+    proc.stdin = None  # closed: communicate() must not flush it
+    err = _finish(proc)
+    assert proc.returncode == 0, err
+    assert json.loads((tmp_path / "summary.json").read_text())["messages"] == 30, err
+    assert "signal 1" not in err
+
+
+def test_a_stop_the_build_swallowed_is_raised_again_before_the_agent_runs() -> None:
+    """The stop is raised into the build wherever it is; code there may swallow it (an exception in a
+    ``__del__`` is only printed, some libraries catch BaseException). Then the build went on and the agent ran,
+    its stop lost: now attaching the agent raises it again (the command closes the assembly and exits 0)."""
+    from edgewatch.commands.agent_run import StopSignals, StoppedWhileStarting
+    from edgewatch.commands.early_signals import STOPS
+
+    before = {s: signal.getsignal(s) for s in STOPS}
+    try:
+        signals = StopSignals()
+        try:
+            signals(signal.SIGTERM, None)
+        except StoppedWhileStarting:
+            pass  # swallowed, as a __del__ would
+        with pytest.raises(StoppedWhileStarting) as again:
+            signals.attach(object())
+        assert again.value.signum == signal.SIGTERM and signals.agent is None
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
+import hashlib
 
-from edgewatch.mqtt.topics import ANY_AGENT, TopicError, TopicKind, Topics
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgewatch.mqtt.topics import (ANY_AGENT, HomeAssistantTopics, SparkplugTopics, StreamIds, TopicError, TopicKind,
+                                   Topics)
 
 FLEET_DOC = Path(__file__).resolve().parents[2] / "docs" / "fleet.md"
 
@@ -54,3 +59,35 @@ def test_the_operator_side_reads_and_writes_the_same_names() -> None:
 def test_names_that_cannot_be_topics_are_refused(prefix: str, agent: str, why: str) -> None:
     with pytest.raises(TopicError, match=why):
         Topics(prefix, agent)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from("ab_/+#Öä. -1"), min_size=0, max_size=4), max_size=30),
+       st.sampled_from(["sparkplug", "ha"]))
+def test_stream_ids_are_one_per_stream_valid_and_plain_for_the_first(names: list[str], kind: str) -> None:
+    """Whatever stream ids come (and go: every third is dropped after it came), no two held streams share a
+    topic id, every id is one the mapping would give itself, and a stream whose plain id nobody holds gets it."""
+    mapping = SparkplugTopics.device_id if kind == "sparkplug" else HomeAssistantTopics.ha_id
+    ids = StreamIds(mapping, kind)
+    held: dict[str, str] = {}
+    for i, name in enumerate(names):
+        taken = set(held.values())
+        ident = ids.of(name)
+        if name not in held:
+            assert (ident == mapping(name)) == (mapping(name) not in taken)
+        else:
+            assert ident == held[name]
+        assert mapping(ident) == ident
+        held[name] = ident
+        assert len(set(held.values())) == len(held)
+        if i % 3 == 2:
+            ids.release(name)
+            del held[name]
+
+
+def test_a_stream_named_as_the_suffixed_id_cannot_take_another_streams_place() -> None:
+    """A sender that names a stream ``line_1_<8 hex of line_1>`` first still leaves ``line_1`` an id of its own."""
+    ids = StreamIds(SparkplugTopics.device_id, "Sparkplug device")
+    crafted = "line_1_" + hashlib.sha256(b"line_1").hexdigest()[:8]
+    got = [ids.of(s) for s in (crafted, "line/1", "line_1")]
+    assert got[:2] == [crafted, "line_1"] and got[2] not in got[:2] and got[2].startswith("line_1_")

@@ -91,7 +91,7 @@ METRICS: dict[str, MetricSpec] = {
     "spool_dropped": MetricSpec("edgewatch_spool_dropped", _G, "Alerts dropped this run: the spool was full (the "
                                 "oldest), or its disk refused writes and its memory queue was full (the newest)"),
     "sink_dropped": MetricSpec("edgewatch_sink_dropped", _C, "Events a sink could not keep (a JSONL file whose "
-                               "disk refused the write), by sink", ("sink",)),
+                               "disk refused the write, a standard output whose reader took none), by sink", ("sink",)),
     "sink_http_failures": MetricSpec("edgewatch_sink_http_failures", _C, "HTTP deliveries of the webhook and "
                                      "Alertmanager sinks that failed, by sink and status (an HTTP code, timeout, "
                                      "connection, tls)", ("sink", "status")),

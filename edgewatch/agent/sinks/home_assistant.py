@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgewatch import __version__
-from edgewatch.mqtt.topics import HaComponent, HomeAssistantTopics, Topics
+from edgewatch.mqtt.topics import HaComponent, HomeAssistantTopics, StreamIds, Topics
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class HomeAssistantDiscovery:
         self.ha = ha
         self.model_family = model_family
         self.streams: dict[str, _Stream] = {}
+        self.ids = StreamIds(HomeAssistantTopics.ha_id, "Home Assistant entity")  # one entity per stream
         self._lock = threading.Lock()
         self._stop = threading.Event()
         connection.on_connect(self._announce_all)
@@ -74,9 +75,10 @@ class HomeAssistantDiscovery:
     def configs(self, stream: str) -> dict[str, dict[str, Any]]:
         """The discovery topic -> config of one stream's two entities."""
         agent = self.topics.agent_id
-        uid = HomeAssistantTopics.ha_id(f"edgewatch_{agent}_{stream}")
+        sid = self.ids.of(stream)
+        uid = HomeAssistantTopics.ha_id(f"edgewatch_{agent}_") + sid
         common = {
-            "state_topic": self.topics.stream_state(HomeAssistantTopics.ha_id(stream)),
+            "state_topic": self.topics.stream_state(sid),
             "availability": [{"topic": self.topics.status, "value_template": "{{ value_json.state }}",
                               "payload_available": "online", "payload_not_available": "offline"}],
             "device": {"identifiers": [uid], "name": stream, "manufacturer": "edgewatch",
@@ -85,10 +87,10 @@ class HomeAssistantDiscovery:
             "qos": 1,
         }
         return {
-            self.ha.config(HaComponent.BINARY_SENSOR, agent, stream): {
+            self.ha.config(HaComponent.BINARY_SENSOR, agent, sid): {
                 **common, "name": "Anomaly", "unique_id": f"{uid}_problem", "device_class": "problem",
                 "value_template": "{{ value_json.problem }}", "payload_on": "ON", "payload_off": "OFF"},
-            self.ha.config(HaComponent.SENSOR, agent, stream): {
+            self.ha.config(HaComponent.SENSOR, agent, sid): {
                 **common, "name": "Anomaly score", "unique_id": f"{uid}_anomaly_score",
                 "value_template": "{{ value_json.anomaly_score }}", "state_class": "measurement",
                 "suggested_display_precision": 2, "icon": "mdi:chart-bell-curve"},
@@ -120,7 +122,7 @@ class HomeAssistantDiscovery:
             self._announce(s)
         payload = {"problem": "ON" if s.problem else "OFF",
                    "anomaly_score": None if s.score is None else round(s.score, 4)}
-        self.connection.publish(self.topics.stream_state(HomeAssistantTopics.ha_id(s.stream)),
+        self.connection.publish(self.topics.stream_state(self.ids.of(s.stream)),
                                 json.dumps(payload).encode(), qos=1, retain=True)
         s.sent = (s.problem, s.score)
 
@@ -164,6 +166,7 @@ class HomeAssistantDiscovery:
         with self._lock:
             for stream in streams:
                 self.streams.pop(stream, None)
+                self.ids.release(stream)
 
     def _flush(self) -> None:
         """Publish every state that changed since it was last sent."""

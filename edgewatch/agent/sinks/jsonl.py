@@ -9,6 +9,14 @@ line, the failure is logged at most once a minute (with the count, without
 a traceback), and ``/readyz`` says ``sink_unwritable`` until a write
 succeeds again. There is no queue: the MQTT sink's spool is where alerts
 wait for a disk; this file is a local record.
+
+A file moved or removed under the agent (logrotate without
+``copytruncate``, an operator's ``rm``) is made again at its path before
+the next event: each event compares the path's inode with the open file's
+(one ``stat``; events are rare). Before, the agent went on appending to the
+moved file, or to a removed one nobody could read, with nothing counted. A
+path that cannot be made again (its folder removed) refuses the event as a
+full disk does.
 """
 
 from __future__ import annotations
@@ -34,8 +42,10 @@ class JsonlSink:
     def __init__(self, path: str | Path, fsync: bool = True, metrics: Any = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._size = os.fstat(self._fd).st_size  # the end of the last whole line
+        self._fd: int | None = None
+        self._size = 0  # the end of the last whole line
+        self._inode: tuple[int, int] | None = None  # (device, inode) of the open file
+        self._open()
         self.fsync = fsync
         self.metrics = metrics
         self.written = 0
@@ -43,11 +53,30 @@ class JsonlSink:
         self.write_error: str | None = None  # why the last write failed; None once one succeeds
         self._logged: float | None = None
 
+    def _open(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        st = os.fstat(fd)
+        old, self._fd = self._fd, fd
+        self._size, self._inode = st.st_size, (st.st_dev, st.st_ino)
+        if old is not None:
+            os.close(old)
+
+    def _moved(self) -> bool:
+        """Whether the path no longer names the open file (moved, removed, replaced)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._inode
+
     def send(self, event: dict[str, Any]) -> None:
         if self._fd is None:
             return
         data = (dumps(event) + "\n").encode()
         try:
+            if self._moved():
+                self._open()
+                log.warning("%s was moved or removed: writing a new file there", self.path)
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view):]

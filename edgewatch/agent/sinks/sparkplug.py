@@ -51,7 +51,7 @@ from urllib.parse import urlsplit
 from edgewatch.agent.sinks.base import SinkConfigError, SinkContext, SinkSpec
 from edgewatch.agent.sinks.http_delivery import as_float, refuse_unknown
 from edgewatch.agent.sinks.registry import register
-from edgewatch.mqtt.topics import SparkplugKind, SparkplugTopics, TopicError
+from edgewatch.mqtt.topics import SparkplugKind, SparkplugTopics, StreamIds, TopicError
 from edgewatch.wire.sparkplug import BOOLEAN, DOUBLE, INT64, decode_payload, encode_metric, encode_payload
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class SparkplugSink:
         self.devices: dict[str, Device] = {}
         self._next_alias = REBIRTH_ALIAS + 1
         self._lock = threading.RLock()  # one publisher at a time: seq numbers leave in order
+        self.ids = StreamIds(SparkplugTopics.device_id, "Sparkplug device")  # one device per stream
         self._seq = 0
         self.bdseq = self._next_bdseq()
         self.births = 0  # NBIRTHs this run
@@ -188,7 +189,7 @@ class SparkplugSink:
         device.sent_score, device.sent_threshold = device.score, device.threshold
 
     def _device(self, stream: str) -> Device:
-        name = SparkplugTopics.device_id(stream)
+        name = self.ids.of(stream)
         device = self.devices.get(name)
         if device is None:
             device = self.devices[name] = Device(name, self._next_alias)
@@ -250,7 +251,8 @@ class SparkplugSink:
         then hold only the streams the agent holds."""
         with self._lock:
             for stream in streams:
-                device = self.devices.pop(SparkplugTopics.device_id(stream), None)
+                name = self.ids.release(stream)
+                device = None if name is None else self.devices.pop(name, None)
                 if device is not None and device.born and self._online:
                     self._publish(self.topics.device_topic(SparkplugKind.DDEATH, device.name), [])
 

@@ -156,7 +156,8 @@ class MqttSource(Source):
                          if rebirth else None)
         self.template = template
         self.rows = rows or RowAssembler(self.features, source=name)
-        self.sparkplug.states = self.rows.states  # a state feature's String metric ("Run") read as its code
+        if self.rows.states is not None:  # a state feature's String or Boolean metric read as every source reads it
+            self.sparkplug.state_code = self.rows.state_code
 
     def run(self) -> None:
         from edgewatch.mqtt.connection import BrokerConnection

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgewatch.agent.sources.feature_names import FeatureNames
-from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, StateCells, bad_quality
+from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, bad_quality
 from edgewatch.wire.protobuf import DecodeError
 from edgewatch.wire.sparkplug import TEXT_TYPES, Metric, decode_payload
 
@@ -96,7 +97,10 @@ class SparkplugDecoder:
         self.max_nodes = max_nodes
         self.max_aliases = max_aliases
         self._names = FeatureNames(features, source)  # its log lines name the source
-        self.states: StateCells | None = None  # the model's state features: a String metric "Run" is its code
+        # a state feature's metric ("Run", a Boolean) read as its code, the one way every source reads it: the row
+        # assembler's state_code (stream, feature, value) -> code, unknown_state, or None (no state word); None
+        # for a model without state features
+        self.state_code: Callable[[str, int, object], float | BadReason | None] | None = None
         self._sessions: dict[str, _Session] = {}  # stream -> session
         self._node_streams: dict[str, set[str]] = {}  # node stream -> its streams holding a session (itself too)
         # streams whose last birth was refused (too large, past a bound), oldest first, at most max_nodes: a
@@ -250,9 +254,9 @@ class SparkplugDecoder:
                 bad.append(j)
                 continue
             v = m.value
-            if self.states is not None and isinstance(v, str) and not m.is_null:
-                code = self.states.value(j, v)
-                if code is BadReason.UNKNOWN_STATE:  # not the state held any more, and no state the model knows
+            if self.state_code is not None and not m.is_null:
+                code = self.state_code(stream, j, v)
+                if code is BadReason.UNKNOWN_STATE:  # not the state held any more: this session's value goes too
                     bad.append(j)
                     refused = refused or code
                     continue

@@ -20,6 +20,15 @@ from edgewatch.agent.sources.registry import register
 log = logging.getLogger("edgewatch.agent.sources")
 
 CONNECT_ERROR_LOG_INTERVAL = 60.0
+# A message's bytes (its frames together) read before the parser judges it (too_large past the agent's 64 KiB).
+# Past this the frame is not read at all: websocket-client reads a frame whole, whatever length its header
+# says, so one peer's frame of 2 GiB was 2 GiB of the agent's memory (and a header claiming 1 TiB a read that
+# never ended). The connection is dropped and made again, the message counted too_large.
+MAX_FRAME_BYTES = 16 << 20
+
+
+class FrameTooLarge(Exception):
+    """A frame header says more bytes than :data:`MAX_FRAME_BYTES` (with the frames of its message before it)."""
 
 
 class WebSocketSource(Source):
@@ -31,13 +40,17 @@ class WebSocketSource(Source):
     pings; no pong within another ``idle_timeout`` means a dead (half-open)
     connection, which is dropped and re-opened. A peer that answers pings
     but sends no data is only logged as idle: a quiet sensor is not a fault
-    of the connection. Frames of any size are read and then judged by the
-    parser (``too_large``); binary frames are counted as ``binary``.
+    of the connection. Frames up to ``max_frame_bytes`` (a message's
+    fragments together) are read and then judged by the parser
+    (``too_large``); a larger one is not read: ``too_large``, and the
+    connection is made again. Binary frames are counted as ``binary``.
     """
 
-    def __init__(self, url: str, idle_timeout: float = 10.0, backoff: Backoff | None = None) -> None:
+    def __init__(self, url: str, idle_timeout: float = 10.0, backoff: Backoff | None = None,
+                 max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         super().__init__()
         self.url = url
+        self.max_frame_bytes = max_frame_bytes
         self.name = url
         self.idle_timeout = idle_timeout
         self.backoff = backoff or Backoff()
@@ -69,6 +82,7 @@ class WebSocketSource(Source):
                     log.debug("websocket %s: connect failed (%s); retry in %.2fs", self.url, exc, delay)
                 self._stop.wait(delay)
                 continue
+            _bound_frames(ws, self.max_frame_bytes)
             self._ws = ws
             if self.connects:
                 self._put(Item(Kind.RESET, self.name, None, time.time()))
@@ -109,6 +123,10 @@ class WebSocketSource(Source):
                 except Exception:
                     return
                 continue
+            except FrameTooLarge as exc:
+                self.bad_reading(BadReason.TOO_LARGE, f"a message of {exc} bytes, over {self.max_frame_bytes}: not "
+                                 "read; reconnecting")
+                return
             except (websocket.WebSocketProtocolException, websocket.WebSocketPayloadException) as exc:
                 # a frame that breaks the protocol: counted, and the connection (out of step now) made again
                 self.bad_reading(BadReason.BAD_REPLY, f"a frame that breaks the websocket protocol ({exc}); "
@@ -147,6 +165,29 @@ class WebSocketSource(Source):
                 ws.abort()
             except Exception:
                 pass
+
+
+def _bound_frames(ws, limit: int) -> None:  # noqa: ANN001
+    """Make ``ws`` raise :class:`FrameTooLarge` at a header whose length, with its message's fragments before
+    it, is over ``limit``, before the payload is read (websocket-client reads ``frame_buffer.recv_length``,
+    then the whole payload)."""
+    buf = ws.frame_buffer
+    read_length = buf.recv_length
+    held = [0]  # bytes of the message's data frames so far (control frames may come between its fragments)
+
+    def recv_length() -> None:
+        read_length()
+        fin, opcode = buf.header[0], buf.header[4]
+        if opcode >= 0x8:
+            return
+        held[0] += buf.length
+        if held[0] > limit:
+            size, held[0] = held[0], 0
+            raise FrameTooLarge(size)
+        if fin:
+            held[0] = 0
+
+    buf.recv_length = recv_length
 
 
 @register("ws", "wss")

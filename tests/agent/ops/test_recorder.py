@@ -166,3 +166,31 @@ def test_runs_of_other_features_are_read_one_at_a_time(tmp_path: Path, model: Sc
     with pytest.raises(BadInput, match="--run N"):
         read_run(path)
     assert read_run(path, 2).features == ["x", "y", "z"] and read_run(path, 2).threshold == 0.2
+
+
+def test_a_full_disk_under_the_run_record_does_not_stop_the_agent(tmp_path: Path, small_tmpfs) -> None:
+    """``--record-run`` on a disk with 8 KiB left (a 256 KiB tmpfs): before, the first refused write left the
+    loop and ended the agent (exit 1, a traceback, the alerts after it never sent). Now every alert reaches the
+    JSONL sink on a disk with room, the record keeps whole lines, and the log counts what it could not record."""
+    from tests.conftest import fill
+
+    disk = small_tmpfs(256 * 1024)
+    model = write_model(tmp_path / "m.onnx", make_card(window=10, features=list(FEATURES), threshold=THRESHOLD,
+                                                       stride=2, k=2, n=3))
+    csv = _replay(tmp_path / "r.csv", 1000.0, n=3000, hot=range(0))
+    rows = csv.read_text().splitlines()
+    csv.write_text("\n".join(rows[:1] + [r if (i // 20) % 5 else r.replace("0.5", "1.5") for i, r in
+                                         enumerate(rows[1:])]) + "\n")  # 20 hot rows in every 100: 30 episodes
+    fill(disk, leave=8192)
+    record, alerts = disk / "run.jsonl", tmp_path / "alerts.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
+                           "--source", f"replay:{csv}", "--record-run", str(record), "--sink", f"jsonl:{alerts}"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    events = [json.loads(line)["event"] for line in alerts.read_text().splitlines()]
+    assert events == ["start", "end"] * 30, events
+    assert "line(s) could not be written to the run record" in proc.stderr
+    assert proc.stderr.count("No space left on device") == 1  # once a minute, not once a batch
+    lines = record.read_text().splitlines()
+    assert lines and all(json.loads(line) for line in lines)  # whole lines only

@@ -206,3 +206,28 @@ def test_after_a_fault_and_the_end_of_input_the_retained_state_is_normal(model: 
     assert wait_until(lambda: _retained(late, state), 10)
     last = json.loads(_retained(late, state)[-1])
     assert last["problem"] == "OFF" and last["anomaly_score"] < 1, last
+
+
+def test_two_streams_that_map_to_one_entity_id_are_two_entities(broker, collector) -> None:
+    """``Pumpe-Ö1`` and ``Pumpe-Ä1`` were both the entity ``Pumpe-_1`` (one config, one state topic): the second
+    pump's OFF overwrote the first's ON. Now two entities, two states; the first keeps the id it had."""
+    conn = BrokerConnection(BrokerOptions(host=broker.host, port=broker.port, client_id="ha-clash",
+                                          clean_session=True)).start()
+    assert conn.wait_connected(10)
+    ha = HomeAssistantDiscovery(conn, Topics("clash", "press-9"), HomeAssistantTopics(), "pca")
+    try:
+        ha.on_event({"event": "start", "stream": "Pumpe-Ö1", "anomaly_score": 4.0})
+        ha.on_event({"event": "end", "stream": "Pumpe-Ä1", "anomaly_score": 0.2})
+        first, second = ha.configs("Pumpe-Ö1"), ha.configs("Pumpe-Ä1")
+        ha.close()
+    finally:
+        conn.close()
+    assert set(first).isdisjoint(second)
+    for config_topic, config in {**first, **second}.items():  # homeassistant/COMPONENT/NODE/OBJECT/config
+        check_config(config_topic.split("/")[1], config)
+    assert {c["state_topic"] for c in first.values()} == {"clash/press-9/streams/Pumpe-_1/state"}
+    (topic,) = {c["state_topic"] for c in second.values()}
+    late = collector(broker, "clash/press-9/streams/+/state", client_id="c-ha-clash", persistent=False)
+    assert wait_until(lambda: _retained(late, topic) and _retained(late, "clash/press-9/streams/Pumpe-_1/state"), 10)
+    assert json.loads(_retained(late, "clash/press-9/streams/Pumpe-_1/state")[-1])["problem"] == "ON"
+    assert json.loads(_retained(late, topic)[-1])["problem"] == "OFF"

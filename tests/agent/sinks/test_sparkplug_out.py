@@ -278,3 +278,26 @@ def test_a_stream_the_agent_drops_gets_a_ddeath_and_a_new_birth_when_it_sends_ag
         agent.kill()
     assert code == 0, err[-3000:]
     check_seq(node_messages(sub, "edge3"))
+
+
+def test_two_streams_that_map_to_one_device_id_are_two_devices(tmp_path: Path, broker, collector) -> None:
+    """``line/1`` and ``line_1`` were both the device ``line_1``: the end of one's episode set the other's
+    ``anomaly`` false while its fault went on. The first keeps the plain id, the second gets a suffix of its own;
+    dropping the first (``--stream-ttl``) sends its DDEATH, not one for the second."""
+    sub = collector(broker, "spBv1.0/clash/#", client_id="c-clash", persistent=False)
+    sink = make_sink(f"sparkplug://{broker.host}:{broker.port}/clash/n3", SinkContext(spool_dir=tmp_path))
+    try:
+        assert wait_until(lambda: "NBIRTH" in kinds(node_messages(sub, "n3")), 10)
+        sink.send({"event": "start", "stream": "line/1", "threshold": 0.5, "anomaly_score": 3.0})
+        sink.send({"event": "start", "stream": "line_1", "threshold": 0.5, "anomaly_score": 2.0})
+        sink.send({"event": "end", "stream": "line_1", "threshold": 0.5, "anomaly_score": 2.0})
+        sink.on_forget(["line_1"])
+        assert wait_until(lambda: len(node_messages(sub, "n3")) >= 5, 10)
+    finally:
+        sink.close()
+    msgs = [(k, m) for k, m in node_messages(sub, "n3") if k not in ("NBIRTH", "NDEATH")]
+    devices = sorted({k.split("/", 1)[1] for k, _ in msgs})
+    assert len(devices) == 2 and devices[0] == "line_1" and devices[1].startswith("line_1_"), devices
+    other = devices[1]
+    assert kinds(msgs) == ["DBIRTH/line_1", f"DBIRTH/{other}", f"DDATA/{other}", f"DDEATH/{other}"]
+    assert metric(msgs[0][1], "anomaly")["value"] is True  # line/1's alarm stays on

@@ -19,7 +19,7 @@ from pathlib import Path
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources import make_source
-from tests.agent.sources.test_mqtt import Publisher
+from tests.agent.sources.test_mqtt import Publisher, running_with
 from tests.conftest import restart_safe_port
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
@@ -112,30 +112,23 @@ def test_a_backlog_after_a_cut_link_does_not_make_held_values_stale(tmp_path: Pa
     agent = Agent(model, [], AgentOptions(stride=1, drift_every=0, agent_id="backlog"))
     # the default form: no max_age, each feature held for three of its own intervals
     src = make_source(f"mqtt://127.0.0.1:{relay.port}/plant/{{stream}}/{{feature}}", FEATURES, agent_id="backlog")
-    agent.add_source(src)
-    runner = threading.Thread(target=agent.run, daemon=True)
-    runner.start()
-    pub = Publisher(broker)
     try:
-        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))
-        for i in range(24):  # live: a tick every 0.1 s, temperature every 0.3 s
-            _tick(pub, i)
-            time.sleep(0.1)
-        assert _mark(pub, agent, "mark-1")
-        relay.cut()
-        assert wait_until(lambda: not src.connection.connected)
-        for i in range(24, 24 + 90):  # 9 s of the plant, kept by the broker for the agent's session
-            _tick(pub, i)
-        relay.resume()
-        assert _mark(pub, agent, "mark-2", timeout=60) and src.connects == 2
-        for i in range(24 + 90, 24 + 90 + 24):  # live again
-            _tick(pub, i)
-            time.sleep(0.1)
-        assert _mark(pub, agent, "mark-3")
+        with running_with(agent, broker, src) as pub:
+            for i in range(24):  # live: a tick every 0.1 s, temperature every 0.3 s
+                _tick(pub, i)
+                time.sleep(0.1)
+            assert _mark(pub, agent, "mark-1")
+            relay.cut()
+            assert wait_until(lambda: not src.connection.connected)
+            for i in range(24, 24 + 90):  # 9 s of the plant, kept by the broker for the agent's session
+                _tick(pub, i)
+            relay.resume()
+            assert _mark(pub, agent, "mark-2", timeout=60) and src.connects == 2
+            for i in range(24 + 90, 24 + 90 + 24):  # live again
+                _tick(pub, i)
+                time.sleep(0.1)
+            assert _mark(pub, agent, "mark-3")
     finally:
-        agent.request_stop()
-        runner.join(10)
-        pub.close()
         relay.cut()
     # temperature is held in two rows of three; none of them is judged stale because the backlog came fast
     assert agent.summary.bad.get("stale_feature", 0) == 0, agent.summary.bad

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -38,6 +41,24 @@ class Publisher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+@contextmanager
+def running_with(agent: Agent, broker, *sources: Any) -> Iterator[Publisher]:  # noqa: ANN001
+    """``agent`` run in a thread with these MQTT ``sources``, once each has subscribed, and a publisher on
+    ``broker``; the agent stopped and the publisher closed after (the agent's summary is read then)."""
+    for src in sources:
+        agent.add_source(src)
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    pub = Publisher(broker)
+    try:
+        assert wait_until(lambda: all(s.connects == 1 and s.connection.subscribed(s.topic_filter) for s in sources))
+        yield pub
+    finally:
+        agent.request_stop()
+        runner.join(10)
+        pub.close()
 
 
 def _agent(tmp_path: Path, agent_id: str, sinks: list | None = None) -> Agent:

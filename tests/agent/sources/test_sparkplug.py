@@ -179,3 +179,35 @@ def test_aliases_past_32_bits_are_kept_exactly() -> None:
 def test_any_bytes_decode_to_a_reason_never_a_raise(data: bytes) -> None:
     out = SparkplugDecoder(FEATURES).decode("spBv1.0/g/DDATA/n/d", data)
     assert all(isinstance(o, (BadReason, Measurement)) for o in out) and len(out) <= 1
+
+
+STATE_CODES = {"Mode": {"Auto": 0, "Manual": 1, "Off": 2}}
+METRIC_VALUES = st.one_of(st.sampled_from(["Auto", "manual", " OFF", "Fault", "", "1", "nan"]), st.booleans(),
+                          st.none(), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["flow", "Mode"]), METRIC_VALUES), min_size=1, max_size=25))
+def test_a_state_metric_of_any_value_is_a_known_code_or_counted_never_a_guess(updates: list) -> None:
+    """Through the row assembler's state_code, as the MQTT source wires it: whatever a device sends for a state
+    feature (words in any case, Booleans, numbers, nulls, NaN), a row's state is a code the model knows (or a
+    number sent as the code), a word never held is unknown_state and drops the held state, and nothing raises."""
+    from edgewatch.agent.sources.rows import RowAssembler
+
+    rows = RowAssembler(["flow", "Mode"], states=STATE_CODES)
+    dec = SparkplugDecoder(["flow", "Mode"])
+    dec.state_code = rows.state_code
+    topic = "spBv1.0/g/DDATA/n/d"
+    dec.decode("spBv1.0/g/DBIRTH/n/d", encode_payload([encode_metric("flow", 1.0, alias=1),
+                                                        encode_metric("Mode", "Auto", alias=2)], seq=0))
+    numbers: set[float] = set()  # numbers sent for Mode: taken as the code itself
+    for name, value in updates:
+        if name == "Mode" and type(value) in (int, float):
+            numbers.add(float(value))
+        out = dec.decode(topic, encode_payload([encode_metric(None, value, alias=1 if name == "flow" else 2)]))
+        for d in out:
+            assert isinstance(d, (Measurement, BadReason)), d
+            if isinstance(d, Measurement):
+                assert d.values[1] in {0.0, 1.0, 2.0} | numbers, (value, d)
+        if name == "Mode" and ((type(value) is str and value == "Fault") or type(value) is bool):
+            assert out == [BadReason.UNKNOWN_STATE], (value, out)  # no word of Auto/Manual/Off: not a guess

@@ -4,17 +4,17 @@ feature, arrays, one topic per sensor, a replay, and the MQTT source against a r
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sources import make_source
 from edgewatch.agent.sources.parsing import BadReason, Measurement, StateCells, parse_message
 from edgewatch.agent.sources.rows import RowAssembler
-from tests.agent.sources.test_mqtt import Publisher
+from tests.agent.sources.test_mqtt import running_with
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
 
@@ -72,14 +72,7 @@ def test_the_mqtt_source_reads_run_and_stop_through_mosquitto_and_counts_an_unkn
                         agent_id="states-keyed", states=STATES)
     per_topic = make_source(f"mqtt://{broker.host}:{broker.port}/site/{{stream}}/{{feature}}?max_age=60s",
                             FEATURES, agent_id="states-topics", states=STATES)
-    agent.add_source(keyed)
-    agent.add_source(per_topic)
-    runner = threading.Thread(target=agent.run, daemon=True)
-    runner.start()
-    pub = Publisher(broker)
-    try:
-        assert wait_until(lambda: all(s.connects == 1 and s.connection.subscribed(s.topic_filter)
-                                      for s in (keyed, per_topic)))
+    with running_with(agent, broker, keyed, per_topic) as pub:
         rng = np.random.default_rng(3)
         for i in range(8):
             pub.send("plant/p1/row", json.dumps({"flow": float(rng.normal(1, 0.1)), "amps": 20.0,
@@ -90,10 +83,6 @@ def test_the_mqtt_source_reads_run_and_stop_through_mosquitto_and_counts_an_unkn
         pub.send("plant/p1/row", json.dumps({"flow": 1.0, "amps": 20.0, "Pump State": "Fault"}))
         pub.send("plant/p1/row", json.dumps([1.0, 20.0, "Run"]))
         assert wait_until(lambda: agent.summary.messages == 8 + 8 + 2)
-    finally:
-        agent.request_stop()
-        runner.join(10)
-        pub.close()
     assert agent.summary.bad == {"unknown_state": 1}
     assert sorted(agent.streams) == ["p2", "plant/p1/row"]
     assert agent.summary.windows == (9 - 4) + (8 - 4)  # 9 and 8 rows, window 5, stride 1
@@ -107,12 +96,7 @@ def test_sparkplug_string_metrics_of_a_state_feature_are_read_by_their_codes(tmp
     agent = Agent(model, [], AgentOptions(stride=1, drift_every=0, agent_id="states-spb"))
     src = make_source(f"mqtt://{broker.host}:{broker.port}/spBv1.0/plant/%23", FEATURES, agent_id="states-spb",
                       states=STATES)
-    agent.add_source(src)
-    runner = threading.Thread(target=agent.run, daemon=True)
-    runner.start()
-    pub = Publisher(broker)
-    try:
-        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))
+    with running_with(agent, broker, src) as pub:
         pub.send("spBv1.0/plant/NBIRTH/gw1", encode_payload([encode_metric("uptime", 5, alias=100)], seq=0))
         pub.send("spBv1.0/plant/DBIRTH/gw1/pump", encode_payload(
             [encode_metric("flow", 1.0, alias=1), encode_metric("amps", 20.0, alias=2),
@@ -124,11 +108,37 @@ def test_sparkplug_string_metrics_of_a_state_feature_are_read_by_their_codes(tmp
         pub.send("spBv1.0/plant/DDATA/gw1/pump", encode_payload([encode_metric(None, "Fault", alias=3)], seq=7))
         pub.send("spBv1.0/plant/DDATA/gw1/pump", encode_payload([encode_metric(None, 1.1, alias=1)], seq=8))
         assert wait_until(lambda: agent.summary.messages == 8)
-    finally:
-        agent.request_stop()
-        runner.join(10)
-        pub.close()
     # birth + 5 data rows make 6 rows (window 5: 2 windows); Fault is counted and drops the held state, so the
     # flow after it makes no row (wrong_arity: a feature without a value, as after a bad Quality)
     assert agent.summary.bad == {"unknown_state": 1, "wrong_arity": 1}, agent.summary.bad
     assert agent.summary.windows == 2
+
+
+def test_sparkplug_reads_a_state_metric_as_every_source_does_a_boolean_of_a_three_word_state_is_unknown(
+        tmp_path: Path, broker) -> None:
+    """The Sparkplug decoder reads a state feature's metric through the row assembler's ``state_code``, the path
+    of every other source: a Boolean for ``Mode`` (Auto/Manual/Off, no on/off pair) is ``unknown_state`` as a
+    JSON ``true`` is, not the code 1 (``Manual``) that the decoder's own String-only lookup made of it; the held
+    ``Mode`` goes with it (the next data of another metric makes no row), and a word in any case is its code."""
+    from edgewatch.wire.sparkplug import encode_metric, encode_payload
+
+    features, states = ["flow", "amps", "Mode"], {"Mode": {"Auto": 0, "Manual": 1, "Off": 2}}
+    model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=3, features=features, states=states)))
+    agent = Agent(model, [], AgentOptions(stride=1, drift_every=0, agent_id="states-spb-mode"))
+    src = make_source(f"mqtt://{broker.host}:{broker.port}/spBv1.0/modes/%23", features,
+                      agent_id="states-spb-mode", states=states)
+    with running_with(agent, broker, src) as pub:
+        pub.send("spBv1.0/modes/NBIRTH/gw1", encode_payload([encode_metric("uptime", 5, alias=100)], seq=0))
+        pub.send("spBv1.0/modes/DBIRTH/gw1/press", encode_payload(
+            [encode_metric("flow", 1.0, alias=1), encode_metric("amps", 20.0, alias=2),
+             encode_metric("Mode", "auto", alias=3)], seq=1))
+        pub.send("spBv1.0/modes/DDATA/gw1/press", encode_payload([encode_metric(None, " MANUAL", alias=3)], seq=2))
+        pub.send("spBv1.0/modes/DDATA/gw1/press", encode_payload([encode_metric(None, True, alias=3)], seq=3))
+        pub.send("spBv1.0/modes/DDATA/gw1/press", encode_payload([encode_metric(None, 1.2, alias=1)], seq=4))
+        pub.send("spBv1.0/modes/DDATA/gw1/press", encode_payload([encode_metric(None, "Off", alias=3)], seq=5))
+        assert wait_until(lambda: agent.summary.messages == 5)
+    assert agent.summary.bad == {"unknown_state": 1, "wrong_arity": 1}, agent.summary.bad
+    assert agent.metrics.bad_messages.labels("unknown_state")._value.get() == 1
+    assert agent.summary.windows == 1  # three rows: auto, MANUAL, Off (window 3)
+    window = agent.windows.latest(agent.table.slots["spBv1.0/modes/gw1/press"])
+    assert window[:, 2].tolist() == [0.0, 1.0, 2.0] and window[:, 0].tolist() == pytest.approx([1.0, 1.0, 1.2])

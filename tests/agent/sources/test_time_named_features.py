@@ -13,20 +13,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edgewatch.agent.engine import Agent, AgentOptions
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.sinks import MemorySink
 from edgewatch.agent.sources import make_source
+from tests.agent.sources.test_mqtt import running_with
 from tests.modelkit import make_card, write_model
 from tests.waiting import wait_until
 
@@ -85,22 +83,10 @@ def _through_mqtt(tmp_path: Path, broker, features: list[str], agent_id: str,  #
     model = ScoringModel(write_model(tmp_path / "m.onnx", make_card(window=5, threshold=0.5, features=features)))
     agent = Agent(model, [sink], AgentOptions(drift_every=0, agent_id=agent_id))
     src = make_source(f"mqtt://{broker.host}:{broker.port}/plant/+", features, agent_id=agent_id)
-    agent.add_source(src)
-    runner = threading.Thread(target=agent.run, daemon=True)
-    runner.start()
-    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{agent_id}-pub")
-    pub.connect(broker.host, broker.port)
-    pub.loop_start()
-    try:
-        assert wait_until(lambda: src.connects == 1 and src.connection.subscribed(src.topic_filter))
+    with running_with(agent, broker, src) as pub:
         for topic, body in messages:
-            pub.publish(topic, json.dumps(body), qos=1).wait_for_publish(5)
+            pub.send(topic, json.dumps(body))
         assert wait_until(lambda: agent.summary.messages == len(messages))
-    finally:
-        agent.request_stop()
-        runner.join(10)
-        pub.disconnect()
-        pub.loop_stop()
     return agent, sink
 
 

@@ -174,3 +174,54 @@ def test_idle_but_alive_connection_is_kept() -> None:
         finally:
             src.stop()
             src.join(5)
+
+
+def _frame(payload: bytes, fin: bool = True, opcode: int = 1, claimed: int | None = None) -> bytes:
+    """A server's (unmasked) frame; ``claimed``: the length its header says, whatever follows."""
+    n = len(payload) if claimed is None else claimed
+    head = bytes([(0x80 if fin else 0) | opcode])
+    head += bytes([n]) if n < 126 else bytes([126]) + n.to_bytes(2, "big") if n < 65536 else \
+        bytes([127]) + n.to_bytes(8, "big")
+    return head + payload
+
+
+@pytest.mark.parametrize("form", ["one frame of 1 TiB", "fragments past the limit"])
+def test_a_message_too_large_to_read_is_not_read_counted_and_the_connection_made_again(form: str) -> None:
+    """Before, websocket-client read a frame whole whatever its header said: a peer's 2 GiB frame was 2 GiB of
+    the agent's memory, and a header claiming 1 TiB a read that never ended (the rows after it never came).
+    Now the header is enough: too_large, the connection made again, the next rows read."""
+    row = b"[0.5, 0.5, 0.5, 0.5]"
+    if form == "one frame of 1 TiB":
+        huge = _frame(b"x" * 100, claimed=1 << 40)
+    else:  # 3 fragments of 600 bytes, a limit of 1,000: the second is refused
+        huge = _frame(b"[" + b" " * 599, fin=False) + _frame(b" " * 600, fin=False, opcode=0) + _frame(b"]", opcode=0)
+    server = SilentServer(send=_frame(row) + huge)
+    q: __import__("queue").Queue = __import__("queue").Queue()
+    src = WebSocketSource(f"ws://127.0.0.1:{server.port}/", idle_timeout=5.0, backoff=Backoff(base=0.02, cap=0.1),
+                          max_frame_bytes=1000)
+    src.start(q)
+    try:
+        assert wait_until(lambda: src.connects >= 3, 10), "the connection was not made again"
+    finally:
+        src.stop()
+        src.join(5)
+        server.close()
+    items = list(q.queue)
+    assert all(it.payload == row for it in items if it.kind == Kind.RAW) and sum(it.kind == Kind.RAW
+                                                                                 for it in items) >= 3
+    assert {it.payload for it in items if it.kind == Kind.BAD} == {BadReason.TOO_LARGE}
+
+
+def test_a_fragmented_message_within_the_limit_is_read_whole() -> None:
+    row = b"[0.5, 0.5, 0.5, 0.5]"
+    server = SilentServer(send=_frame(row[:5], fin=False) + _frame(b"", opcode=9) + _frame(row[5:], opcode=0))
+    q: __import__("queue").Queue = __import__("queue").Queue()
+    src = WebSocketSource(f"ws://127.0.0.1:{server.port}/", idle_timeout=5.0, max_frame_bytes=len(row))
+    src.start(q)
+    try:
+        assert wait_until(lambda: any(it.kind == Kind.RAW for it in list(q.queue)), 10)
+    finally:
+        src.stop()
+        src.join(5)
+        server.close()
+    assert [it.payload for it in list(q.queue) if it.kind in (Kind.RAW, Kind.BAD)] == [row]

@@ -355,10 +355,15 @@ def _range_problems(ranges: Any, features: list[str]) -> list[str]:
         return out
     for name, pair in ranges.items():
         ok = (isinstance(pair, (list, tuple)) and len(pair) == 2
-              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair))
+              and all(_finite(v) for v in pair))
         if not ok or pair[0] > pair[1]:
             out.append(f"training_range of {name!r} must be [low, high] with finite low <= high, got {pair!r}")
     return out
+
+
+def _finite(value: Any) -> bool:
+    """A finite JSON number: ``True`` is not one (``bool`` is an ``int`` to Python, not to a card's reader)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _state_problems(states: Any, features: list[str]) -> list[str]:
@@ -368,8 +373,7 @@ def _state_problems(states: Any, features: list[str]) -> list[str]:
     for name, codes in states.items():
         ok = (isinstance(codes, Mapping) and len(codes) >= 2
               and all(isinstance(t, str) and t.strip() for t in codes)
-              and all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
-                      for c in codes.values()))
+              and all(_finite(c) for c in codes.values()))
         if not ok:
             out.append(f"states of {name!r} must map two or more texts to finite numbers, got {codes!r}")
         elif len({t.strip().casefold() for t in codes}) != len(codes):
@@ -382,8 +386,7 @@ def _step_problems(steps: Any, features: list[str]) -> list[str]:
     if not isinstance(steps, Mapping):
         return out
     for name, seconds in steps.items():
-        if not (isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds)
-                and seconds > 0):
+        if not (_finite(seconds) and seconds > 0):
             out.append(f"logged_every of {name!r} must be a positive number of seconds, got {seconds!r}")
     return out
 
@@ -395,8 +398,7 @@ def _totaliser_problems(counted: Any, features: list[str]) -> list[str]:
     for name, how in counted.items():
         wrap = how.get("wrap") if isinstance(how, Mapping) else None
         ok = (isinstance(how, Mapping) and how.get("per") in ("s", "row") and set(how) <= {"per", "wrap"}
-              and (wrap is None or (isinstance(wrap, (int, float)) and not isinstance(wrap, bool)
-                                    and math.isfinite(wrap) and wrap > 0)))
+              and (wrap is None or (_finite(wrap) and wrap > 0)))
         if not ok:
             out.append(f"totalisers of {name!r} must be {{\"per\": \"s\" or \"row\"}} and an optional positive "
                        f"\"wrap\", got {how!r}")

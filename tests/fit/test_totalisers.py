@@ -23,6 +23,7 @@ from edgewatch.fit import totalisers
 from edgewatch.fit.pipeline import fit_model
 from tests.agent.test_without_torch import BLOCKER
 from tests.fit.test_fit import _replay
+from tests.fit.test_plant_kinds import _write
 from tests.modelkit import make_card
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
@@ -45,13 +46,8 @@ def packaging_line(seed: int, n: int, fault_from: int | None = None, start: int 
 
 
 def write(path: Path, cols: dict[str, np.ndarray], start: datetime = T0, step: float = STEP) -> Path:
-    names = list(cols)
-    lines = ["timestamp," + ",".join(names)]
-    for i in range(len(cols[names[0]])):
-        t = (start + timedelta(seconds=i * step)).strftime("%Y-%m-%d %H:%M:%S")
-        lines.append(t + "," + ",".join(f"{cols[k][i]:.6g}" for k in names))
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    """The plant kinds' CSV writer, at this line's 5-s step by default."""
+    return _write(path, cols, step, start)
 
 
 @pytest.fixture(scope="module")

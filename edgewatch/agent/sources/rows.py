@@ -803,6 +803,8 @@ class RowAssembler:
             parts.append(f"received names that are no feature of the model: {strangers}"
                          + ("..." if len(strangers) >= MAX_STRANGERS else ""))
         parts.append(f"the model's features are {self.features}. Publish each under its name (case, spaces, "
-                     "'_', '-', '.', '/' and a unit in brackets may differ when only one feature matches)"
+                     "'_', '-', '.', '/' and a unit in brackets may differ when only one feature matches); on a "
+                     "topic template, or name its {feature} levels for the features in the model's order: "
+                     "?columns=A,B,..."
                      + ("; for a sensor that reports rarely, raise the source's ?max_age=" if stale else ""))
         return "; ".join(parts)

@@ -17,7 +17,8 @@ A topic template names the levels that carry the stream and the feature:
 ``pump-7``. A ``{feature}`` at the end takes every level from there (hence
 the ``#``): ``plant/pump-7/Pump1/Flow`` is the feature ``Pump1/Flow``. The
 level names a feature as :mod:`.feature_names` matches it (``pressure_bar``
-for ``Pressure (bar)``). The payload is a bare number (``12.5``, ``"12.5"``,
+for ``Pressure (bar)``), or as ``?columns=A,B,...`` names the levels for the
+model's features in its order (tags named otherwise: :mod:`.feature_map`). The payload is a bare number (``12.5``, ``"12.5"``,
 ``12,5``) or ``{"value": 12.5, "ts": ...}`` (``timestamp`` too). Without
 ``{stream}`` the stream is the topic without its feature level; with it and
 other levels written ``+``, those levels and the ``{stream}`` level, joined by

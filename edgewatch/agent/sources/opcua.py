@@ -2,8 +2,10 @@
 
 ``opcua://[user:pass@]HOST:PORT/BROWSE/PATH?interval=SECONDS``: the object at
 the browse path (``Objects/2:Pump1``: ``Objects``, then ``Pump1`` in namespace
-2) holds variables whose browse names are the model's features. Other
-layouts name each feature's node in a TOML ``[[source]]`` table::
+2) holds variables whose browse names are the model's features, or the
+names ``&columns=A,B,...`` gives for them in the model's order (a model
+fitted on a historian's columns; :mod:`.feature_map`). Other layouts name
+each feature's node in a TOML ``[[source]]`` table::
 
     [[source]]
     url = "opcua://10.0.0.7:4840"

@@ -250,3 +250,22 @@ def test_mqtt_topics_named_by_columns_score(model: Path, tags_on_mqtt) -> None:
     assert rc == 0 and _scored(err) > 10 and "bad 0," in err, err[-2000:]
     rc, err = _refused(model, "--source", f"mqtt://{broker.host}:{broker.port}/{root}/%23?columns=a,b,c")
     assert rc == 4 and "columns names the {feature} level of a topic template" in err, err[-2000:]
+
+
+def test_modbus_registers_in_another_order_than_the_model_are_said_swapped(model: Path, modbus) -> None:
+    url = f"{modbus.url}/1?registers=1:u16:0.01,0:u16:0.1,2:f32&interval=0.05"  # pressure's register first
+    _, err = _agent(model, "--source", url, until="swapped", seconds=30)
+    said = [line for line in err.splitlines() if "swapped" in line]
+    assert said and "PUMP01.FLOW_M3H" in said[0] and "PUMP01.DISCH_PRESS_BAR" in said[0], err[-2000:]
+    assert "each read values of the other's training range: are their inputs swapped? (Modbus ?registers=, " \
+        "OPC UA and MQTT ?columns= are in the model's order.)" in said[0]
+    assert "times its training values" not in said[0]  # a swap, not a scale
+
+
+def test_agent_check_says_how_to_name_the_plants_tags(model: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "edgewatch.cli", "agent", "check", str(model)], env=ENV,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    line = next(x for x in run.stdout.splitlines() if x.startswith("  live tags"))
+    assert "?columns=<name for PUMP01.FLOW_M3H>,<name for PUMP01.DISCH_PRESS_BAR>,<name for PUMP01.MOTOR_A> " \
+        "on an OPC UA object or an MQTT topic template, ?registers=ADDR:TYPE[:SCALE],... on Modbus" in line

@@ -6,6 +6,7 @@ against real servers: what the user sees, and that the way it names works when p
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -269,3 +270,12 @@ def test_agent_check_says_how_to_name_the_plants_tags(model: Path) -> None:
     line = next(x for x in run.stdout.splitlines() if x.startswith("  live tags"))
     assert "?columns=<name for PUMP01.FLOW_M3H>,<name for PUMP01.DISCH_PRESS_BAR>,<name for PUMP01.MOTOR_A> " \
         "on an OPC UA object or an MQTT topic template, ?registers=ADDR:TYPE[:SCALE],... on Modbus" in line
+
+
+def test_mqtt_columns_as_a_list_in_a_config_table(model: Path, tags_on_mqtt, tmp_path: Path) -> None:
+    broker, root = tags_on_mqtt
+    config = tmp_path / "agent.toml"
+    config.write_text(f'agent-id = "{root}-c"\n[[source]]\nurl = "mqtt://{broker.host}:{broker.port}/{root}/{{stream}}/'
+                      f'{{feature}}"\ncolumns = {json.dumps(TAGS)}\n')
+    rc, err = _agent(model, "--config", str(config), seconds=6)
+    assert rc == 0 and _scored(err) > 10 and "bad 0," in err, err[-2000:]

@@ -246,6 +246,8 @@ def test_mqtt_topics_named_by_columns_score(model: Path, tags_on_mqtt) -> None:
     template = f"mqtt://{broker.host}:{broker.port}/{root}/{{stream}}/{{feature}}"
     _, err = _agent(model, "--source", template, "--agent-id", f"{root}-a", seconds=5)
     assert "'Flow' (stream 'pump01') is no feature of the model" in err and _scored(err) == 0, err[-2000:]
+    assert "tags named otherwise than the features: name them for the features in the model's order, " \
+        "?columns=A,B,...)" in err  # the README's form: the way out said at the first message
     rc, err = _agent(model, "--source", f"{template}?columns={','.join(TAGS)}", "--agent-id", f"{root}-b",
                      seconds=6)
     assert rc == 0 and _scored(err) > 10 and "bad 0," in err, err[-2000:]

@@ -10,6 +10,7 @@ import click
 
 from edgewatch.agent.model import ScoringModel
 from edgewatch.agent.runtime import ModelRuntime
+from edgewatch.agent.sources.feature_map import columns_example
 from edgewatch.contract import HOLD_STEPS
 from edgewatch.wire.csv_states import describe
 
@@ -18,7 +19,8 @@ from edgewatch.wire.csv_states import describe
 Examples:
   edgewatch agent check pump.onnx
   edgewatch agent check /var/lib/edgewatch/models/equipment-lstm-ae.onnx --json
-Then: edgewatch agent run --model pump.onnx --source replay:pump-today.csv""")
+Then: edgewatch agent run --model pump.onnx --source replay:pump-today.csv
+  (the plant's own tags: the live tags line, and docs/sources.md "First contact")""")
 @click.argument("model_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model-sha256", default=None, help="Also refuse the file unless its sha256 matches.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole model card as JSON.")
@@ -44,6 +46,7 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
         f"  family        {card.family} ({card.task.value}), quantization {card.quantization.value}",
         f"  input         {card.sample_shape} of {', '.join(card.features)}"
         + (f"; window {card.window}, horizon {card.horizon}, stride {card.stride}" if card.window else ""),
+        f"  live tags     {_live_tags(card.features)}",
         f"  score         {card.score}",
         f"  threshold     {card.threshold:.6g}: {card.threshold_method}",
         f"  episodes      start when {card.decision.k} of the last {card.decision.n} scored windows are over, "
@@ -66,6 +69,13 @@ def command(model_path: Path, model_sha256: str | None, as_json: bool) -> None:
                      f"{runtime.default_max_streams()}")
         lines += [f"  warning       {w}" for w in runtime.warnings]
     click.echo("\n".join(lines))
+
+
+def _live_tags(features: list[str]) -> str:
+    """How a source whose tags are named otherwise than the features is told which is which (docs/sources.md)."""
+    return (f"named as the features (or alike: case, spaces, '_-./', a unit in brackets), else in this order: "
+            f"?columns={columns_example(features)} on an OPC UA object or an MQTT topic template, "
+            "?registers=ADDR:TYPE[:SCALE],... on Modbus")
 
 
 def _steps(steps: dict[str, float]) -> str:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from edgewatch.agent.sources.feature_map import feature_table
 from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.rows import RowAssembler, cell_value
 from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceConfigError, SourceContext,
@@ -302,10 +303,7 @@ def build(spec: SourceSpec, ctx: SourceContext) -> ModbusSource:
         raise SourceConfigError(f"source {spec.name!r} names no registers: add ?registers=ADDR:TYPE,... (one per "
                                 f"feature: {', '.join(ctx.features)})")
     if isinstance(specs, dict):
-        if sorted(specs) != sorted(ctx.features):
-            raise SourceConfigError(f"source {spec.name!r}: registers must map every feature {ctx.features} "
-                                    f"(got {sorted(specs)})")
-        specs = [specs[f] for f in ctx.features]
+        specs = list(feature_table(spec.name, "registers", specs, ctx.features).values())
     elif isinstance(specs, str):
         specs = [s for s in specs.split(",") if s.strip()]
     registers = [parse_register(s) for s in specs]

@@ -17,7 +17,8 @@ A topic template names the levels that carry the stream and the feature:
 ``pump-7``. A ``{feature}`` at the end takes every level from there (hence
 the ``#``): ``plant/pump-7/Pump1/Flow`` is the feature ``Pump1/Flow``. The
 level names a feature as :mod:`.feature_names` matches it (``pressure_bar``
-for ``Pressure (bar)``). The payload is a bare number (``12.5``, ``"12.5"``,
+for ``Pressure (bar)``), or as ``?columns=A,B,...`` names the levels for the
+model's features in its order (tags named otherwise: :mod:`.feature_map`). The payload is a bare number (``12.5``, ``"12.5"``,
 ``12,5``) or ``{"value": 12.5, "ts": ...}`` (``timestamp`` too). Without
 ``{stream}`` the stream is the topic without its feature level; with it and
 other levels written ``+``, those levels and the ``{stream}`` level, joined by
@@ -54,6 +55,7 @@ from urllib.parse import urlsplit
 
 from edgewatch.agent.sources.base import (Item, Kind, Source, SourceConfigError, SourceContext, SourceSpec,
                                           row_assembler)
+from edgewatch.agent.sources.feature_map import parse_columns
 from edgewatch.agent.sources.parsing import DEFAULT_MAX_BYTES, BadReason, Measurement, parse_message
 from edgewatch.agent.sources.rebirth import RebirthRequests
 from edgewatch.agent.sources.rows import CLOCK_WARN_AFTER, RowAssembler
@@ -133,8 +135,10 @@ class MqttSource(Source):
 
     def __init__(self, name: str, broker: Any, topic_filter: str, features: list[str], qos: int = 1,
                  connections: Any = None, limits: MqttLimits | None = None, template: TopicTemplate | None = None,
-                 rows: RowAssembler | None = None, rebirth: bool = True) -> None:
+                 rows: RowAssembler | None = None, rebirth: bool = True, columns: list[str] | None = None) -> None:
         super().__init__()
+        # a template's {feature} level as the plant names it -> the model's feature (?columns=, model order)
+        self.renames = dict(zip(columns, features)) if columns else {}
         self.name = name
         self.broker = broker  # BrokerOptions
         self.topic_filter = topic_filter
@@ -213,7 +217,8 @@ class MqttSource(Source):
             where = self.template.split(topic)
             if where is None:  # another layout under the same wildcards: no feature named where it should be
                 return [Item(Kind.BAD, self.name, BadReason.UNKNOWN_FEATURE, now)]
-            out = self.rows.reading(payload, where[0], where[1], now, self.max_message_bytes)
+            out = self.rows.reading(payload, where[0], self.renames.get(where[1], where[1]), now,
+                                    self.max_message_bytes)
             return [Item(Kind.MEASUREMENT if type(r) is Measurement else Kind.BAD, self.name, r, now) for r in out]
         m = parse_message(payload, len(self.features), self.max_message_bytes, self.rows.value_keys, self.rows.states)
         if m is BadReason.NO_VALUES:
@@ -290,8 +295,9 @@ def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
     from edgewatch.mqtt.connection import BROKER_FIELDS, client_id_for, parse_broker_url
 
     settings = spec.checked((BROKER_FIELDS - {"host", "port", "client_id"}) | {"qos", "max_age", REBIRTH_KEY}
-                            | set(LIMITS))
+                            | set(LIMITS) | {"columns"})
     max_age = settings.pop("max_age", None)
+    columns = parse_columns(spec.name, settings.pop("columns", None), ctx.features)
     rebirth = _switch(spec.name, REBIRTH_KEY, settings.pop(REBIRTH_KEY, True))
     try:
         qos = int(settings.pop("qos", 1))
@@ -313,6 +319,9 @@ def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
     template = TopicTemplate.parse(spec.name, topic_filter)
     if template is not None:
         topic_filter = template.topic_filter(topic_filter)
+    elif columns is not None:
+        raise SourceConfigError(f"source {spec.name!r}: columns names the {{feature}} level of a topic template "
+                                "(mqtt://HOST:PORT/plant/{stream}/{feature}?columns=A,B,...); this source has none")
     levels = topic_filter.split("/")
     if any(("+" in lv or "#" in lv) and len(lv) > 1 for lv in levels) or "#" in levels[:-1]:
         raise SourceConfigError(f"bad MQTT topic filter {topic_filter!r}: '+' and '#' must be whole levels, "
@@ -320,7 +329,8 @@ def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
     name = f"{'mqtts' if broker.tls else 'mqtt'}://{broker.host}:{broker.port}/{topic_filter}"
     return MqttSource(name, broker, topic_filter, ctx.features, qos=qos, connections=ctx.connections,
                       limits=MqttLimits(**limits), template=template,
-                      rows=row_assembler(spec.name, ctx.features, max_age, ctx.states), rebirth=rebirth)
+                      rows=row_assembler(spec.name, ctx.features, max_age, ctx.states), rebirth=rebirth,
+                      columns=columns)
 
 
 def _switch(source: str, key: str, value: Any) -> bool:

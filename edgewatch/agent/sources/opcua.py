@@ -2,8 +2,10 @@
 
 ``opcua://[user:pass@]HOST:PORT/BROWSE/PATH?interval=SECONDS``: the object at
 the browse path (``Objects/2:Pump1``: ``Objects``, then ``Pump1`` in namespace
-2) holds variables whose browse names are the model's features. Other
-layouts name each feature's node in a TOML ``[[source]]`` table::
+2) holds variables whose browse names are the model's features, or the
+names ``&columns=A,B,...`` gives for them in the model's order (a model
+fitted on a historian's columns; :mod:`.feature_map`). Other layouts name
+each feature's node in a TOML ``[[source]]`` table::
 
     [[source]]
     url = "opcua://10.0.0.7:4840"
@@ -47,6 +49,7 @@ from urllib.parse import unquote, urlsplit
 
 from edgewatch.agent.sources.base import (Backoff, Item, Kind, Source, SourceConfigError, SourceContext,
                                           SourceSpec, row_assembler)
+from edgewatch.agent.sources.feature_map import columns_example, feature_table, parse_columns
 from edgewatch.agent.sources.feature_names import FeatureNames
 from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.registry import register
@@ -58,7 +61,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edgewatch.agent.sources")
 
-SETTINGS = frozenset({"interval", "nodes", "stream", "security", "certificate", "private_key",
+SETTINGS = frozenset({"interval", "nodes", "columns", "stream", "security", "certificate", "private_key",
                       "server_certificate", "username", "password", "timeout", "application_uri", "max_age"})
 APPLICATION_URI = "urn:edgewatch:agent"  # what the client certificate's subject alternative name should carry
 
@@ -89,8 +92,9 @@ class OpcUaSource(Source):
     def __init__(self, name: str, endpoint: str, features: list[str], browse_path: list[str] | None = None,
                  nodes: dict[str, str] | None = None, stream: str | None = None,
                  session: OpcUaSession | None = None, backoff: Backoff | None = None,
-                 rows: RowAssembler | None = None) -> None:
+                 rows: RowAssembler | None = None, columns: list[str] | None = None) -> None:
         super().__init__()
+        self.columns = columns  # the object's browse names for the features, in the model's order
         s = session or OpcUaSession()
         self.application_uri = s.application_uri
         self.name = name
@@ -154,7 +158,7 @@ class OpcUaSource(Source):
     async def _session(self) -> None:
         import asyncio
 
-        from asyncua import Client
+        from asyncua import Client, ua
 
         client = Client(self.endpoint, timeout=self.timeout, watchdog_intervall=max(0.5, min(2.0, self.interval)))
         client.name = client.description = "edgewatch agent"
@@ -178,7 +182,14 @@ class OpcUaSource(Source):
             nodes = await self._resolve(client)
             self._handles = {node.nodeid: j for j, node in nodes}
             sub = await client.create_subscription(self.interval * 1000.0, self)
-            await sub.subscribe_data_change([node for _, node in nodes])
+            handles = await sub.subscribe_data_change([node for _, node in nodes])
+            refused = [(self.features[j], node.nodeid.to_string(), h.name)
+                       for (j, node), h in zip(nodes, handles) if isinstance(h, ua.StatusCode)]
+            if refused:  # a node id that names nothing would otherwise leave the rows missing_feature, unsaid
+                raise SourceConfigError(
+                    "the server refused to watch " + "; ".join(f"{f!r} at {nid} ({why})" for f, nid, why in refused)
+                    + ": check each node id in the nodes table (the browse form, opcua://HOST:PORT/Objects/2:NAME, "
+                      "lists an object's variables with their node ids when they do not match)")
             if self.connects:
                 self._put(Item(Kind.RESET, self.name, None, time.time()))
             self.rows.reset(self.stream)  # a new session: a new series, its values and times its own
@@ -204,17 +215,27 @@ class OpcUaSource(Source):
         obj = await client.nodes.root.get_child(self.browse_path)
         children = await obj.get_children()
         seen = [(await child.read_browse_name()).Name for child in children]
-        # an exact name wins; two other spellings of one feature are never a guess (browse order)
-        picked, contested = FeatureNames(self.features, self.name).pick(seen)
-        found = {j: children[i] for j, i in picked.items()}
-        twice = {self.features[j]: sorted(seen[i] for i in at) for j, at in contested.items()}
+        if self.columns is not None:  # the user's names, exactly: no rule between them
+            found = {j: children[seen.index(c)] for j, c in enumerate(self.columns) if c in seen}
+            twice: dict[str, list[str]] = {}
+        else:
+            # an exact name wins; two other spellings of one feature are never a guess (browse order)
+            picked, contested = FeatureNames(self.features, self.name).pick(seen)
+            found = {j: children[i] for j, i in picked.items()}
+            twice = {self.features[j]: sorted(seen[i] for i in at) for j, at in contested.items()}
         missing = [f for j, f in enumerate(self.features) if j not in found]
         if missing:
             which = f"; {twice} each match more than one variable" if twice else ""
-            raise SourceConfigError(f"the object at {'/'.join(self.browse_path or [])} has no variable(s) "
-                                    f"named {missing} (it has {sorted(seen)[:50]}{which}): name them as the "
-                                    "model's features, or map nodes in the config (nodes = {feature = "
-                                    "\"ns=2;s=...\"})")
+            named = [self.columns[self.features.index(f)] for f in missing] if self.columns else missing
+            ids = [f"{name} = {children[i].nodeid.to_string()}" for i, name in enumerate(seen)][:50]
+            known = {self.features[j]: (self.columns[j] if self.columns else seen[children.index(node)])
+                     for j, node in found.items()}
+            raise SourceConfigError(
+                f"the object at {'/'.join(self.browse_path or [])} has no variable(s) named {named}"
+                + (f" (for the features {missing})" if self.columns else "") + f"{which}; its variables: "
+                f"{', '.join(ids)}. Name the variable of each of the model's features {self.features}, in that "
+                f"order: ?columns={columns_example(self.features, known)} (or map node ids in a [[source]] "
+                "table: nodes = { \"FEATURE\" = \"ns=2;s=...\" })")
         return sorted(found.items())
 
     # -- asyncua's subscription handler (the event loop's thread) -----------------------
@@ -324,12 +345,13 @@ def build(spec: SourceSpec, ctx: SourceContext) -> OpcUaSource:
     if not (interval > 0 and timeout > 0):
         raise SourceConfigError(f"source {spec.name!r}: interval and timeout must be positive")
     nodes = settings.get("nodes")
+    columns = parse_columns(spec.name, settings.get("columns"), ctx.features)
     browse = None
     if nodes is not None:
-        if not isinstance(nodes, dict) or sorted(nodes) != sorted(ctx.features):
-            raise SourceConfigError(f"source {spec.name!r}: nodes must map every feature {ctx.features} to a "
-                                    f"node id (got {sorted(nodes) if isinstance(nodes, dict) else nodes!r})")
-        nodes = {f: str(nodes[f]) for f in ctx.features}
+        if columns is not None:
+            raise SourceConfigError(f"source {spec.name!r}: nodes or columns, not both (columns names an object's "
+                                    "variables, nodes gives each feature's node id)")
+        nodes = {f: str(v) for f, v in feature_table(spec.name, "nodes", nodes, ctx.features).items()}
     else:
         browse = parse_browse_path(parts.path)
         if not browse:
@@ -359,4 +381,5 @@ def build(spec: SourceSpec, ctx: SourceContext) -> OpcUaSource:
     rows = row_assembler(name, ctx.features, settings["max_age"]) if "max_age" in settings else None
     return OpcUaSource(name, endpoint, ctx.features, browse_path=browse, nodes=nodes, stream=stream,
                        session=OpcUaSession(interval, timeout, username, password, security or None,
-                                            str(settings.get("application_uri", APPLICATION_URI))), rows=rows)
+                                            str(settings.get("application_uri", APPLICATION_URI))), rows=rows,
+                       columns=columns)

@@ -720,8 +720,9 @@ class RowAssembler:
             if len(self._told) < MAX_STRANGERS and name not in self._told:
                 self._told.add(name)
                 log.info("source %s: %r (stream %r) is no feature of the model %s: its readings are counted as "
-                         "unknown_feature and skipped (said once per name)", self.source or "?", name, stream,
-                         self.features)
+                         "unknown_feature and skipped (said once per name; tags named otherwise than the features: "
+                         "name them for the features in the model's order, ?columns=A,B,...)", self.source or "?",
+                         name, stream, self.features)
             return [self._waits(stream, st, BadReason.UNKNOWN_FEATURE, received)]
         parsed = parse_reading(raw, max_bytes)
         if type(parsed) is BadReason:
@@ -881,6 +882,8 @@ class RowAssembler:
             parts.append(f"received names that are no feature of the model: {strangers}"
                          + ("..." if len(strangers) >= MAX_STRANGERS else ""))
         parts.append(f"the model's features are {self.features}. Publish each under its name (case, spaces, "
-                     "'_', '-', '.', '/' and a unit in brackets may differ when only one feature matches)"
+                     "'_', '-', '.', '/' and a unit in brackets may differ when only one feature matches); on a "
+                     "topic template, or name its {feature} levels for the features in the model's order: "
+                     "?columns=A,B,..."
                      + ("; for a sensor that reports rarely, raise the source's ?max_age=" if stale else ""))
         return "; ".join(parts)

@@ -60,9 +60,39 @@ class RangeFinding:
                          "outside)")
         more = len(self.features) - REASON_FEATURES
         tail = f"; and {more} more feature(s)" if more > 0 else ""
-        return ("the data is not what the model was made for: " + "; ".join(parts) + tail
-                + ". Is it another machine or operating point? Fit a model on normal data from this one "
-                  "(edgewatch fit).")
+        scaled = [(name, f) for name in self.features[:REASON_FEATURES]
+                  if (f := power_of_ten_off(self.outside[name])) is not None]
+        swapped = [(a, b) for i, a in enumerate(self.features) for b in self.features[i + 1:]
+                   if _within(self.outside[a]["value"], self.outside[b]) and _within(self.outside[b]["value"],
+                                                                                    self.outside[a])]
+        hint = "".join(f" {a} and {b} each read values of the other's training range: are their inputs swapped? "
+                       "(Modbus ?registers=, OPC UA and MQTT ?columns= are in the model's order.)" for a, b in swapped)
+        hint += "".join(f" {name} reads {f:g} times its training values: is it sent without its scale (or in "
+                       f"another unit)? Then multiply its scale by {1 / f:g} (Modbus: ADDR:TYPE:SCALE in "
+                       "?registers=)." for name, f in scaled)
+        return ("the data is not what the model was made for: " + "; ".join(parts) + tail + "." + hint
+                + (" Otherwise, is it" if hint else " Is it") + " another machine or operating point? Fit a model "
+                  "on normal data from this one (edgewatch fit).")
+
+
+def _within(value: float, o: dict[str, float]) -> bool:
+    """``value`` inside ``o``'s training range, widened by its width on each side (as for a scale)."""
+    width = o["high"] - o["low"]
+    return o["low"] - width <= value <= o["high"] + width
+
+
+def power_of_ten_off(o: dict[str, float]) -> float | None:
+    """10, 100, 0.1, ... when ``o``'s value over that factor lies in its training range: a raw register (x10).
+
+    Only for a range that keeps one sign (a value near zero divided by ten is near zero too), and with the
+    range's width as slack on each side, so a value one decade off but not exactly in range is still said.
+    """
+    if not o["low"] * o["high"] > 0:
+        return None
+    for k in (1, 2, 3, -1, -2, -3):
+        if _within(o["value"] / 10.0 ** k, o):
+            return 10.0 ** k
+    return None
 
 
 class FirstRowsRange:

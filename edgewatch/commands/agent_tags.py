@@ -23,6 +23,7 @@ cannot work or cannot be browsed, 6 a missing extra.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -93,7 +94,7 @@ Then: edgewatch agent run --model pump.onnx --source "opcua://10.0.0.7:4840/Obje
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds for the server to answer the connection.")
 def command(model_path: Path, source: str, listen: float, timeout: float) -> None:
-    """Connect to SOURCE (read only) and print its tags beside the model's features.
+    """Connect to the --source server (read only) and print its tags beside the model's features.
 
     OPC UA: the object's variables (browse name, node id, data type, value).
     MQTT: the topics seen within --listen seconds (messages, a sample payload).
@@ -120,11 +121,7 @@ def command(model_path: Path, source: str, listen: float, timeout: float) -> Non
 def _opcua(url: str, features: list[str], _listen: float, timeout: float) -> list[str]:
     import asyncio
 
-    src = make_source(url, features)
-    if src.browse_path is None:  # pragma: no cover - a URL alone always has one (nodes only come from TOML)
-        raise SourceConfigError(f"{url}: name the object to browse, opcua://HOST:PORT/Objects/2:Name")
-    import logging
-
+    src = make_source(url, features)  # a URL without an object path is refused here, as by agent run (exit 4)
     logging.getLogger("asyncua").setLevel(logging.CRITICAL)  # its tracebacks for a refused connection
     tags = asyncio.run(_browse_opcua(src, timeout))
     path = "/".join(src.browse_path)

@@ -7,6 +7,9 @@ The model's features are spelt as a historian might (``CPU [%]``, ``Fan (rpm)``)
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -61,6 +64,17 @@ def test_opcua_object_variables_beside_the_features_with_columns_and_nodes(model
     assert f'--source "{url}?columns=cpu,memory,<name for traffic_rate>,fan"' in out, out
     assert (f'nodes = {{ "CPU [%]" = "{ids["cpu"]}", "Memory" = "{ids["memory"]}", "traffic_rate" = "<node id>", '
             f'"Fan (rpm)" = "{ids["fan"]}" }}') in out, out
+
+
+def test_opcua_tags_run_as_the_program_with_torch_blocked(model: Path, opc) -> None:
+    """The base install (no torch, no onnx): the command imports only what the agent does."""
+    from tests.agent.test_without_torch import BLOCKER, ROOT
+
+    url = f"opcua://127.0.0.1:{opc.port}/Objects/2:Pump1"
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, "agent", "tags", "--model", str(model), "--source", url],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0 and "HEAVY=\n" in proc.stderr, proc.stderr
+    assert f'--source "{url}?columns=cpu,memory,<name for traffic_rate>,fan"' in proc.stdout, proc.stdout
 
 
 def test_opcua_object_not_there_names_what_objects_holds(model: Path, opc) -> None:
@@ -154,3 +168,9 @@ def test_modbus_has_no_names_the_registers_skeleton_in_model_order(model: Path) 
 def test_a_source_without_tags_to_browse_is_refused(model: Path, url: str) -> None:
     rc, out = _tags(model, "--source", url)
     assert rc == 4 and "sources have no tags to browse" in out, out
+
+
+def test_an_opcua_url_without_an_object_is_refused_as_agent_run_refuses_it(model: Path) -> None:
+    pytest.importorskip("asyncua", reason="install edgewatch[opcua]")
+    rc, out = _tags(model, "--source", "opcua://127.0.0.1:9")
+    assert rc == 4 and "names no object: use opcua://host:port/Objects/2:Name" in out, out

@@ -38,6 +38,7 @@ from edgewatch.agent.sources import make_source
 from edgewatch.agent.sources.base import SourceConfigError
 from edgewatch.agent.sources.feature_map import columns_example
 from edgewatch.agent.sources.feature_names import FeatureNames
+from edgewatch.agent.sources.parsing import BadReason, parse_object
 from edgewatch.agent.sources.registry import scheme_of
 from edgewatch.commands.agent_check import _live_tags
 from edgewatch.errors import EdgewatchError
@@ -71,6 +72,7 @@ class Browse:
     table_key: str | None = None  # a TOML table that maps a feature to a tag's ``where`` (OPC UA: nodes)
     note: str = ""
     headers: tuple[str, str, str, str] = ("tag", "at", "type", "value")
+    keyed: bool = False  # the tags are a JSON object's keys on a plain filter: matched by name, never renamed
 
 
 EPILOG = """\b
@@ -224,12 +226,7 @@ def _mqtt_browse(url: str, src: Any, seen: dict[str, list[Any]], listen: float) 
     title = f"{src.name}: {len(seen)} topic(s) within {listen:g} s"
     template = src.template
     if template is None:
-        return Browse(title, [Tag(t.rsplit("/", 1)[-1], t, str(n), _short(_text(p)))
-                              for t, (n, p) in sorted(seen.items())], None, headers=MQTT_HEADERS,
-                      note="a plain filter takes whole rows (a JSON object or array of every feature per message); "
-                           "if each topic carries one sensor, name the levels of machine and sensor in a topic "
-                           "template, mqtt://HOST:PORT/plant/{stream}/{feature}, and ?columns= then names the "
-                           "{feature} level (the names matched here are each topic's last level)")
+        return _plain(title, src, seen)
     tags, odd = [], 0
     for topic, (n, payload) in sorted(seen.items()):
         where = template.split(topic)
@@ -239,6 +236,33 @@ def _mqtt_browse(url: str, src: Any, seen: dict[str, list[Any]], listen: float) 
         tags.append(Tag(where[1], topic, str(n), _short(_text(payload))))
     note = f"{odd} topic(s) did not fit the template's levels" if odd else ""
     return Browse(title, tags, url.split("?", 1)[0], note=note, headers=MQTT_HEADERS)
+
+
+def _plain(title: str, src: Any, seen: dict[str, list[Any]]) -> Browse:  # noqa: ANN401 - an MqttSource
+    """A plain filter: a JSON object's keys are its tags (the agent matches them by name, no ?columns=); other
+    payloads are named by their topic's last level, as a topic template would name them."""
+    tags, keyed = [], False
+    for topic, (n, payload) in sorted(seen.items()):
+        keys = _keys(payload, src)
+        keyed = keyed or bool(keys)
+        tags += ([Tag(k, topic, str(n), _short(str(v))) for k, v in keys.items()] if keys else
+                 [Tag(topic.rsplit("/", 1)[-1], topic, str(n), _short(_text(payload)))])
+    note = ("a JSON object keyed by name is a row of the features whose names match its keys (no ?columns= on a "
+            "plain filter: a key is taken when it matches a feature as below)" if keyed else
+            "a plain filter takes whole rows (a JSON object or array of every feature per message); if each topic "
+            "carries one sensor, name the levels of machine and sensor in a topic template, "
+            "mqtt://HOST:PORT/plant/{stream}/{feature}, and ?columns= then names the {feature} level (the names "
+            "matched here are each topic's last level)")
+    return Browse(title, tags, None, note=note, headers=MQTT_HEADERS, keyed=keyed)
+
+
+def _keys(payload: bytes, src: Any) -> dict[str, Any]:  # noqa: ANN401 - an MqttSource
+    """A JSON object's values by key, without its time and stream; {} for any other payload."""
+    parsed = parse_object(payload, src.max_message_bytes, src.rows.time_keys)
+    if type(parsed) is BadReason or {"values", "value", "v"} & set(parsed[0]):  # a row array, one reading
+        return {}
+    skip = {*src.rows.time_keys, "stream"}
+    return {k: v for k, v in parsed[0].items() if k not in skip}
 
 
 def _text(payload: bytes) -> str:
@@ -300,6 +324,10 @@ def _suggestion(found: Browse, features: list[str], match: dict[str, str]) -> li
             "suggested (a guess by spelling: check each tag is that sensor)")
     if not found.tags:
         return [f"no tags seen: nothing to suggest; fill in ?columns={columns_example(features)}"]
+    if found.keyed:
+        return [head, "  the keys matched above are taken as those features; a key no feature matches is not (a "
+                      "plain filter has no ?columns=): publish it under the feature's name, or one topic per tag "
+                      "read with a topic template and ?columns="]
     if found.columns_form is None:
         return [head, f"  with a topic template: ?columns={columns_example(features, match)}"]
     lines = [head, f"  --source \"{found.columns_form}?columns={columns_example(features, match)}\""]

@@ -174,3 +174,27 @@ def test_an_opcua_url_without_an_object_is_refused_as_agent_run_refuses_it(model
     pytest.importorskip("asyncua", reason="install edgewatch[opcua]")
     rc, out = _tags(model, "--source", "opcua://127.0.0.1:9")
     assert rc == 4 and "names no object: use opcua://host:port/Objects/2:Name" in out, out
+
+
+def test_mqtt_plain_filter_of_json_rows_lists_their_keys_as_the_tags(model: Path, broker) -> None:  # noqa: ANN001
+    import paho.mqtt.client as paho
+
+    root = f"agent-tags-json-{uuid.uuid4().hex[:8]}"
+    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=root)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    row = '{"CPU": 0.3, "Memory [MB]": 0.7, "traffic": 5, "ts": 1700000000}'
+    pub.publish(f"{root}/pump02", row, qos=1, retain=True).wait_for_publish(5)
+    try:
+        rc, out = _tags(model, "--source", f"mqtt://{broker.host}:{broker.port}/{root}/%23", "--listen", "1")
+    finally:
+        pub.publish(f"{root}/pump02", b"", qos=1, retain=True).wait_for_publish(5)
+        pub.loop_stop()
+        pub.disconnect()
+    assert rc == 0, out
+    listed = out.split("the model's features")[0]
+    rows = {line.split()[0]: line.split() for line in listed.splitlines() if line.startswith("  ")}
+    assert rows["CPU"][1:] == [f"{root}/pump02", "1", "0.3"] and "ts" not in rows, out
+    assert "  CPU [%]       CPU\n" in out and "  Memory        Memory [MB]\n" in out, out
+    assert "  Fan (rpm)     no tag matches" in out and "  traffic_rate  no tag matches" in out, out
+    assert "a plain filter has no ?columns=" in out and "?columns=CPU" not in out, out

@@ -140,6 +140,7 @@ def test_every_metric_the_docs_name_is_served_and_every_served_metric_is_in_agen
 EXPLAINED = {
     "agent run": AGENT_PAGES,
     "agent check": ["agent"],
+    "agent tags": ["sources"],
     "model keygen": ["agent"], "model sign": ["agent"], "model verify": ["agent"],
     "model publish": ["fleet", "agent"], "model rollback": ["fleet", "agent"], "model promote": ["fleet", "agent"],
     "fleet status": ["fleet", "agent"], "fleet shadow-report": ["fleet", "agent"], "fleet forget": ["fleet", "agent"],

@@ -20,7 +20,8 @@ Examples:
   edgewatch agent check pump.onnx
   edgewatch agent check /var/lib/edgewatch/models/equipment-lstm-ae.onnx --json
 Then: edgewatch agent run --model pump.onnx --source replay:pump-today.csv
-  (the plant's own tags: the live tags line, and docs/sources.md "First contact")""")
+  (the plant's own tags: the live tags line, edgewatch agent tags --model pump.onnx --source URL,
+  and docs/sources.md "First contact")""")
 @click.argument("model_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model-sha256", default=None, help="Also refuse the file unless its sha256 matches.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole model card as JSON.")

@@ -15,3 +15,4 @@ Examples:
   edgewatch agent run --model pump.onnx --source "mqtt://broker:1883/plant/{stream}/{feature}" \\
       --sink mqtt://broker:1883/edgewatch --agent-id pump-7""",
 )
+agent.takes_stop_signals = True  # type: ignore[attr-defined]  # its ``run`` does; its other commands get them back

@@ -35,10 +35,15 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
     def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201
-        """As click's; a command that does not take the held stop signals (``takes_stop_signals``) gets Python's
-        handling back before it runs (:mod:`.early_signals`)."""
+        """As click's; a command or group that does not take the held stop signals (``takes_stop_signals``) gets
+        Python's handling back before it runs (:mod:`.early_signals`).
+
+        A group is handed them back too unless it is marked (``agent``, on the way to ``agent run``): a plain
+        click group (``eval``) resolves its commands without this method, and a group run without a
+        subcommand (``drift --reference ...``) runs itself, so either ran holding them and a Ctrl-C waited
+        for its end."""
         name, cmd, rest = super().resolve_command(ctx, args)
-        if cmd is not None and not isinstance(cmd, click.Group) and not getattr(cmd, "takes_stop_signals", False):
+        if cmd is not None and not getattr(cmd, "takes_stop_signals", False):
             EARLY.release()
         return name, cmd, rest
 

@@ -8,8 +8,10 @@ file's column becomes numbers. :func:`card_fields` gives the writers of
 every family (pca, the univariate detector, conv1d-ae) what the data says
 beyond the model: the codes of the state columns among its features
 (``states``), so that the agent needs no flag to read ``"state": "Run"``,
-and each feature's logging step (``logged_every``), so that it holds a
-60-s tag's first value as long as the model was fitted on it held.
+each feature's logging step (``logged_every``), so that it holds a
+60-s tag's first value as long as the model was fitted on it held, and
+the totalisers fit kept as their rate (``totalisers``), so that it
+differences their raw values by fit's rule.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ def code_state_columns(tables: Sequence[CsvTable]) -> dict[str, dict[str, int]]:
 
 
 def card_fields(data: NormalData, features: Sequence[str]) -> dict[str, Any]:
-    """The card fields the data gives the model of ``features``: ``states`` and ``logged_every``, each only when
-    it has something to say, so that a file without text states or tags logged at several rates is written byte
+    """The card fields the data gives the model of ``features``: ``states``, ``logged_every`` and ``totalisers``,
+    each only when it has something to say, so that a file without text states or tags logged at several rates is written byte
     for byte as before (the writers build them into the card they validate and write: no second read and write)."""
     out: dict[str, Any] = {}
     states = data.notes.states

@@ -250,6 +250,76 @@ def test_another_command_stopped_while_it_imports_ends_as_python_ends_it(tmp_pat
     assert not (tmp_path / "m.onnx").exists()
 
 
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 1)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_eval_stopped_while_it_runs_ends_as_python_ends_it(tmp_path: Path, signum: int, code: int) -> None:
+    """``eval`` is a plain click group: its commands ran holding the stop signals (only a lazy group naming a
+    command handed them back), so a Ctrl-C or ``systemctl stop`` of ``eval nab`` waited for its end, here a read
+    of a labels file that is a pipe nobody writes: for ever. Signalled once the command waits in that read."""
+    nab = tmp_path / "nab"
+    (nab / "data").mkdir(parents=True)
+    (nab / "labels").mkdir()
+    labels = nab / "labels" / "combined_windows.json"
+    os.mkfifo(labels)
+    proc = subprocess.Popen([str(SCRIPT), "eval", "nab", "--data", str(nab), "--detector", "null"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    writer = -1
+
+    def reading() -> bool:  # the command has opened the pipe: it runs, and waits in its read
+        nonlocal writer
+        try:
+            writer = os.open(labels, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return proc.poll() is not None
+        return True
+
+    try:
+        assert wait_until(reading, 60) and proc.poll() is None, proc.communicate()[1]
+        proc.send_signal(signum)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("eval nab did not stop: the signal was held")
+        assert proc.returncode == code, proc.communicate()[1]
+    finally:
+        if writer >= 0:
+            os.close(writer)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("args, held", [(["agent", "run"], True), (["agent", "check", "m.onnx"], False),
+                                        (["eval", "nab"], False), (["drift", "--reference", "a.csv"], False),
+                                        (["drift", "demo"], False), (["fit", "n.csv"], False)])
+def test_only_agent_run_keeps_the_held_stop_signals(monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                    held: bool) -> None:
+    """The commands are resolved as the program resolves them, level by level: only ``agent run`` takes the
+    signals held during the imports; every other command has Python's handling back before it runs (``drift``
+    with options only runs the group itself, so it is handed back when the group is named)."""
+    import click
+
+    from edgewatch.cli import main
+    from edgewatch.commands import groups
+    from edgewatch.commands.early_signals import STOPS, EarlySignals
+
+    early = EarlySignals()
+    monkeypatch.setattr(groups, "EARLY", early)
+    before = {s: signal.getsignal(s) for s in STOPS}
+    try:
+        early.install()
+        group: click.Command = main
+        rest = list(args)
+        while isinstance(group, click.Group) and rest and not rest[0].startswith("-"):
+            ctx = click.Context(group)
+            _, group, rest = group.resolve_command(ctx, rest)
+        assert early.holding is held
+    finally:
+        early.release()
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
 # -- SIGHUP: the terminal the agent runs in was closed ---------------------------------------------------------
 
 def _hup_agent(tmp_path: Path, ignore_hup: bool) -> tuple[subprocess.Popen, Path]:

@@ -146,11 +146,11 @@ class RunRecorder:
         lines = self._pending_lines
         self._pending, self._pending_bytes, self._pending_lines = [], 0, 0
         try:
+            self._size = os.fstat(self._fd).st_size  # the file's own end: it may have been emptied in place
             _write_all(self._fd, data)
         except OSError as exc:
             self._refused(exc, lines)
             return
-        self._size += len(data)
         if self.write_error is not None:
             log.warning("run record %s takes writes again (%d line(s) could not be recorded)", self.path,
                         self.dropped_lines)

@@ -42,7 +42,7 @@ def health(agent: Agent, ready_grace: float = DEFAULT_READY_GRACE,
     a message and, unless ``ready_max_silence`` is 0, one within that many
     seconds; ``ready_reason`` says why not, the first that applies of:
     ``stuck``, ``stopping``, ``sink_unwritable`` (a JSONL sink's disk refuses
-    writes: its events are dropped), ``spool_unwritable`` (the spool's disk refuses
+    writes, or standard output's reader takes none: their events are dropped), ``spool_unwritable`` (the spool's disk refuses
     writes: alerts wait in memory, and past its bound are dropped),
     ``alerts_undeliverable`` (no broker for a while: alerts wait in the
     spool), ``starting`` (no message yet, within ``ready_grace`` of the

@@ -77,6 +77,9 @@ class JsonlSink:
             if self._moved():
                 self._open()
                 log.warning("%s was moved or removed: writing a new file there", self.path)
+            # the end of the last whole line, from the file: copytruncate empties it in place, and a refused write
+            # cut back to an end remembered from before grew the file by a run of NUL bytes
+            self._size = os.fstat(self._fd).st_size
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view):]
@@ -85,7 +88,6 @@ class JsonlSink:
         except OSError as exc:
             self._refused(exc)
             return
-        self._size += len(data)
         self.written += 1
         if self.write_error is not None:
             log.warning("%s takes writes again (%d event(s) could not be written)", self.path, self.dropped)

@@ -194,3 +194,27 @@ def test_a_full_disk_under_the_run_record_does_not_stop_the_agent(tmp_path: Path
     assert proc.stderr.count("No space left on device") == 1  # once a minute, not once a batch
     lines = record.read_text().splitlines()
     assert lines and all(json.loads(line) for line in lines)  # whole lines only
+
+
+def test_a_refused_flush_after_the_record_was_emptied_in_place_adds_no_nul_bytes(tmp_path: Path,
+                                                                                  small_tmpfs) -> None:
+    """The record emptied in place (logrotate's copytruncate, ``: > run.jsonl``), then a full disk: the refused
+    flush cut the file back to the end the recorder remembered from before, growing it by a run of NUL bytes."""
+    from tests.conftest import fill
+
+    disk = small_tmpfs(1 << 20)
+    path = disk / "run.jsonl"
+    rec = RunRecorder(path, ["a"], 1.0, flush_seconds=3600)
+    for i in range(200):
+        rec.on_event({"event": "start", "n": i, "pad": "x" * 40})
+    rec.flush()
+    path.open("r+").truncate(0)
+    filler = fill(disk)
+    rec.on_event({"event": "end", "n": 200})
+    rec.flush()
+    assert rec.dropped_lines == 1
+    assert path.stat().st_size == 0, path.read_bytes()[:40]
+    filler.unlink()
+    rec.on_event({"event": "end", "n": 201})
+    rec.close()
+    assert [json.loads(line)["e"]["n"] for line in path.read_text().splitlines()] == [201]

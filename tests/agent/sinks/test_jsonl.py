@@ -46,3 +46,26 @@ def test_a_path_that_cannot_be_made_again_refuses_the_event_counted_and_recovers
     sink.send({"n": 3})
     sink.close()
     assert _ids(folder / "alerts.jsonl") == [3] and sink.not_ready_reason() is None
+
+
+def test_a_refused_write_after_copytruncate_leaves_whole_lines_not_a_run_of_nul_bytes(tmp_path: Path,
+                                                                                     small_tmpfs) -> None:
+    """logrotate's ``copytruncate`` empties the file in place (same inode, so no reopen). The sink's idea of the
+    file's end stayed where it was, and the next refused write (a full disk) "cut the half line" by truncating
+    the file to that old end: it grew by a run of NUL bytes, which every reader then met before the next line."""
+    from tests.conftest import fill
+
+    disk = small_tmpfs(1 << 20)
+    path = disk / "alerts.jsonl"
+    sink = JsonlSink(path)
+    for n in range(1, 201):
+        sink.send({"n": n, "pad": "x" * 40})
+    path.open("r+").truncate(0)  # copytruncate (after copying the file away)
+    filler = fill(disk)
+    sink.send({"n": 201})
+    assert sink.dropped == 1
+    assert path.stat().st_size == 0, path.read_bytes()[:40]
+    filler.unlink()
+    sink.send({"n": 202})
+    sink.close()
+    assert _ids(path) == [202]

@@ -124,6 +124,7 @@ class FeatureChoice:
     trend: float = 0.0  # the level change first -> last third, in short-term noise units
     state: bool = False  # a state or setpoint: it moves only by a switch between the values it holds
     resets: int | None = None  # a totaliser: how often it fell back (``edgewatch fit`` keeps it as its rate)
+    constant: float | None = None  # left out as constant: its one value (a totaliser's rate says it its own way)
 
 
 def _noise(segments: list[np.ndarray]) -> float:
@@ -260,7 +261,7 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
                       "does is watched: export it with more decimals, or add normal data in which it moves"
                       if lo == round(lo, 1) and lo != 0.0 else "")  # 0: a spare channel, most often
             out.append(FeatureChoice(name, Use.LEFT_OUT, f"constant ({lo:.6g}) in the normal data: no normal "
-                                                         f"spread to learn{coarse}"))
+                                                         f"spread to learn{coarse}", constant=lo))
             continue
         if _is_counter(cols):
             out.append(FeatureChoice(name, Use.LEFT_OUT, "a counter (the same step every row, like a row "

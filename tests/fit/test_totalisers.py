@@ -136,7 +136,10 @@ def test_a_row_counter_stays_left_out_and_a_wrapping_one_is_left_out_by_its_cons
     report = "\n".join(fit_model([tmp_path / "n.csv"], tmp_path / "m.onnx").lines())
     assert "left out  row                      a counter (the same step every row, like a row number)" in report
     assert "left out  seq                      a totaliser (its level counts since the last reset" in report, report
-    assert "its rate: constant (0.2)" in report, report
+    assert ("it wraps at 65536 (1 time(s)): the rise across a wrap is taken modulo it, exactly; its rate is constant "
+            "(0.2 a second): it counts messages or time (a sequence number, a clock), not what the process makes, so "
+            "nothing in it moves with the plant") in report, report
+    assert "coarse reading" not in report, report  # before: a constant reading's advice (export more decimals)
     card = ScoringModel(tmp_path / "m.onnx").card
     assert card.features == ["belt_speed_mps", "motor_current_A", "pack_count"]
     assert card.totalisers == {"pack_count": {"per": "s", "wrap": 65536}}

@@ -194,7 +194,9 @@ def _totaliser_rates(data: NormalData, choices: list, opts: FitOptions) -> tuple
         if c.name in counted:
             kept = tot.reason(wraps[c.name], counted[c.name] or 0, per_second, c.use is not Use.LEFT_OUT)
             plain = c.use is Use.LEVEL and not c.state
-            again[k] = replace(c, reason=kept if plain else f"{kept}; its rate: {c.reason}")
+            if c.constant is not None:  # a sequence number's rate: no coarse reading's advice
+                kept = tot.steady_reason(wraps[c.name], counted[c.name] or 0, per_second, c.constant)
+            again[k] = replace(c, reason=kept if plain or c.constant is not None else f"{kept}; its rate: {c.reason}")
     data.notes.totalisers = {f: tot.card_entry(wraps[f], per_second) for f in counted
                              if next(c for c in again if c.name == f).use is not Use.LEFT_OUT}
     return rated, again

@@ -23,7 +23,9 @@ for the report:
   noise: a running-hours counter at 12,345.67 that moves 0.01 at a time, a
   meter's total at 1,234,567.8): left out, with the figures. Kept, such a
   column failed the model's export parity check (exit 3) or would be
-  scored on rounding noise.
+  scored on rounding noise. Not a totaliser (above): it is kept as its
+  rate, which ``fit`` and the agent difference in 64-bit numbers, so a
+  kWh meter in the millions moving 0.1 at a time gives its kW exactly.
 * **drifting** (warms up, runs down: its level moves through the normal
   period): the mean of its last third differs from the mean of its first
   third by more than ``TREND_LIMIT`` times its own short-term noise (the
@@ -122,6 +124,7 @@ class FeatureChoice:
     trend: float = 0.0  # the level change first -> last third, in short-term noise units
     state: bool = False  # a state or setpoint: it moves only by a switch between the values it holds
     resets: int | None = None  # a totaliser: how often it fell back (``edgewatch fit`` keeps it as its rate)
+    constant: float | None = None  # left out as constant: its one value (a totaliser's rate says it its own way)
 
 
 def _noise(segments: list[np.ndarray]) -> float:
@@ -258,7 +261,7 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
                       "does is watched: export it with more decimals, or add normal data in which it moves"
                       if lo == round(lo, 1) and lo != 0.0 else "")  # 0: a spare channel, most often
             out.append(FeatureChoice(name, Use.LEFT_OUT, f"constant ({lo:.6g}) in the normal data: no normal "
-                                                         f"spread to learn{coarse}"))
+                                                         f"spread to learn{coarse}", constant=lo))
             continue
         if _is_counter(cols):
             out.append(FeatureChoice(name, Use.LEFT_OUT, "a counter (the same step every row, like a row "
@@ -266,7 +269,10 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
             continue
         noise = _noise(cols)
         rounding = float(np.max(np.abs(x - x.astype(np.float32))))
-        if rounding > FLOAT32_SHARE * noise:
+        resets = _resets(cols)
+        # a totaliser is kept as its rate, differenced in float64 by fit and the agent alike: its level's rounding
+        # never reaches the model (a kWh meter at 1,234,567.8 moving 0.1: its kW was left out as too fine)
+        if rounding > FLOAT32_SHARE * noise and resets is None:
             out.append(FeatureChoice(name, Use.LEFT_OUT, f"too fine for the agent's 32-bit numbers: at {hi:.8g} they "
                                                          f"round by up to {rounding:.2g}, against a row-to-row noise "
                                                          f"of {noise:.2g}: a running-hours counter or a meter's "
@@ -276,7 +282,6 @@ def screen_features(features: list[str], segments: list[np.ndarray], drifting: D
         if j in state:
             out.append(FeatureChoice(name, Use.LEVEL, _state_text(x, texts.get(name)), state=True))
             continue
-        resets = _resets(cols)
         if resets is not None:
             when = (f"falls back to its start {resets} time(s), a shift change or a rollover" if resets else
                     "never falls")

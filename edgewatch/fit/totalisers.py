@@ -109,3 +109,13 @@ def reason(wrap: float | None, resets: int, per_second: bool, kept: bool = True)
            "before it is held" if resets else "never falls")
     what = "a totaliser (its level counts since the last reset, which no fault moves)"
     return f"kept as its rate: {what}, scored by its rise {per}; it {how}" if kept else f"{what}; it {how}"
+
+
+def steady_reason(wrap: float | None, resets: int, per_second: bool, value: float) -> str:
+    """The report's words for a totaliser whose rate is one value throughout (a sequence number, a clock): why it
+    is left out, without the advice for a coarse reading that a constant measurement gets (export more decimals),
+    which reads oddly for a counter."""
+    per = "a second" if per_second else "a row"
+    return (f"{reason(wrap, resets, per_second, kept=False)}; its rate is constant ({value:.6g} {per}): it counts "
+            "messages or time (a sequence number, a clock), not what the process makes, so nothing in it moves "
+            "with the plant")

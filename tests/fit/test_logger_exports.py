@@ -297,8 +297,9 @@ def test_a_column_named_a_duration_is_elapsed_under_a_day_and_times_of_day_are_n
 
 @pytest.mark.parametrize("mark", ["+Over", "-Over", "Over Range", "Under Range", "Overrange"])
 def test_a_live_sources_over_range_mark_is_a_missing_value_held_as_fit_holds_it(mark: str) -> None:
-    from edgewatch.agent.sources.rows import MISSING, cell_value
-    assert cell_value(mark) is MISSING  # before: not_number, the message (or the row) refused
+    from edgewatch.agent.sources.rows import BEYOND, MISSING, cell_value
+    assert cell_value(mark) is BEYOND  # before: not_number, the message (or the row) refused; held as a blank is,
+    assert cell_value("") is MISSING  # its age refreshed (tests/agent/sources/test_over_range_live.py)
     assert cell_value("Overheat") is not MISSING and cell_value("OL") is not MISSING  # a starter's "OL": a state
 
 

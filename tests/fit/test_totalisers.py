@@ -23,7 +23,6 @@ from edgewatch.fit import totalisers
 from edgewatch.fit.pipeline import fit_model
 from tests.agent.test_without_torch import BLOCKER
 from tests.fit.test_fit import _replay
-from tests.fit.test_plant_kinds import _write
 from tests.modelkit import make_card
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
@@ -45,9 +44,16 @@ def packaging_line(seed: int, n: int, fault_from: int | None = None, start: int 
     return {"belt_speed_mps": speed, "motor_current_A": current, "pack_count": count.astype(np.float64)}
 
 
-def write(path: Path, cols: dict[str, np.ndarray], start: datetime = T0, step: float = STEP) -> Path:
-    """The plant kinds' CSV writer, at this line's 5-s step by default."""
-    return _write(path, cols, step, start)
+def write(path: Path, cols: dict[str, np.ndarray], start: datetime = T0, step: float = STEP,
+          formats: dict[str, str] | None = None) -> Path:
+    names = list(cols)
+    spec = {k: (formats or {}).get(k, ".6g") for k in names}
+    lines = ["timestamp," + ",".join(names)]
+    for i in range(len(cols[names[0]])):
+        t = (start + timedelta(seconds=i * step)).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(t + "," + ",".join(format(cols[k][i], spec[k]) for k in names))
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +136,70 @@ def test_a_row_counter_stays_left_out_and_a_wrapping_one_is_left_out_by_its_cons
     report = "\n".join(fit_model([tmp_path / "n.csv"], tmp_path / "m.onnx").lines())
     assert "left out  row                      a counter (the same step every row, like a row number)" in report
     assert "left out  seq                      a totaliser (its level counts since the last reset" in report, report
-    assert "its rate: constant (0.2)" in report, report
+    assert ("it wraps at 65536 (1 time(s)): the rise across a wrap is taken modulo it, exactly; its rate is constant "
+            "(0.2 a second): it counts messages or time (a sequence number, a clock), not what the process makes, so "
+            "nothing in it moves with the plant") in report, report
+    assert "coarse reading" not in report, report  # before: a constant reading's advice (export more decimals)
     card = ScoringModel(tmp_path / "m.onnx").card
     assert card.features == ["belt_speed_mps", "motor_current_A", "pack_count"]
     assert card.totalisers == {"pack_count": {"per": "s", "wrap": 65536}}
+
+
+MINUTE = 60.0
+LOAD_ROW = 1200  # the compressor's leak starts 20 h into the fault day
+KWH = {"Energy_kWh": ".1f"}  # as the meter shows it: 1234567.8
+
+
+def feeder(seed: int, n: int, leak_from: int | None = None) -> dict[str, np.ndarray]:
+    """A compressor house's feeder, one row a minute: the air demand wanders over the day, the compressor's kW
+    follows it, and a kWh meter at 1,234,567.8 totals it to 0.1 kWh (float32's step there is 0.125). The fault:
+    the compressor draws 30 kW more for the same air (a leak behind the flow meter), seen only in the kW."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    demand = 10.0 + 3.0 * np.sin(2 * np.pi * t / 1440) + rng.normal(0, 0.3, n)
+    kw = 40.0 + 8.0 * demand + rng.normal(0, 2.0, n)
+    if leak_from is not None:
+        kw = np.where(t >= leak_from, kw + 30.0, kw)
+    energy = np.round(1_234_567.8 + np.cumsum(kw * MINUTE / 3600.0), 1)
+    return {"air_flow_m3min": demand, "Energy_kWh": energy}
+
+
+@pytest.fixture(scope="module")
+def meter(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``edgewatch fit normal.csv -o m.onnx`` with no flags, torch blocked: the report, the model and two days."""
+    tmp = tmp_path_factory.mktemp("meter")
+    normal = write(tmp / "normal.csv", feeder(21, 4320), step=MINUTE, formats=KWH)
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, "fit", str(normal), "-o", str(tmp / "m.onnx")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp)
+    assert proc.returncode == 0, proc.stderr
+    (tmp / "report.txt").write_text(proc.stdout)
+    write(tmp / "day.csv", feeder(22, 1440), T0 + timedelta(days=4), MINUTE, KWH)
+    write(tmp / "leak.csv", feeder(23, 1440, leak_from=LOAD_ROW), T0 + timedelta(days=5), MINUTE, KWH)
+    return {"dir": tmp, "model": tmp / "m.onnx", "report": tmp / "report.txt", "day": tmp / "day.csv",
+            "leak": tmp / "leak.csv"}
+
+
+def test_a_kwh_meter_in_the_millions_is_kept_as_its_rate_not_left_out_as_too_fine(meter: dict[str, Path]) -> None:
+    """Before: 'left out  Energy_kWh  too fine for the agent's 32-bit numbers' (the screening's float32 check ran
+    before the totaliser one), and the model saw the air flow alone."""
+    report = meter["report"].read_text()
+    assert "too fine" not in report, report
+    assert "Energy_kWh               kept as its rate: a totaliser" in report, report
+    card = ScoringModel(meter["model"]).card
+    assert card.features == ["air_flow_m3min", "Energy_kWh"]
+    assert card.totalisers == {"Energy_kWh": {"per": "s"}}
+
+
+def test_replay_catches_the_meters_rise_and_a_normal_day_raises_nothing(meter: dict[str, Path]) -> None:
+    run, events = _replay(meter["model"], meter["day"], meter["dir"])
+    assert "messages 1440 " in run.stdout + run.stderr and "missing_feature 1" in run.stdout + run.stderr, run.stderr
+    assert [e for e in events if e["event"] == "start"] == [], events
+    run, events = _replay(meter["model"], meter["leak"], meter["dir"])
+    starts = [e for e in events if e["event"] == "start"]
+    assert len(starts) == 1, events
+    onset = (T0 + timedelta(days=5)).timestamp() + LOAD_ROW * MINUTE
+    assert onset <= starts[0]["ts"] <= onset + 30 * MINUTE, (starts[0]["ts"] - onset)
+    # the air flow alone is normal: the kW it no longer explains is what opened it (a pca of two features shares
+    # the residual between them: 0.80 air flow, 0.20 kWh here). Without the meter's rate the model had the air flow
+    # alone, and the leak was invisible
+    assert {f["feature"] for f in starts[0]["top_features"]} == {"air_flow_m3min", "Energy_kWh"}, starts[0]

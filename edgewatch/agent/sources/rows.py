@@ -12,7 +12,12 @@ time, and makes rows out of them by one set of rules:
   that feature if it is at most ``max_age`` seconds older than the row.
   Otherwise the row is skipped and counted: ``missing_feature`` when the
   feature has never had a value on this stream, ``stale_feature`` when its
-  last value is too old (the sensor stopped reporting).
+  last value is too old (the sensor stopped reporting). An instrument's
+  mark for a value beyond its range (``+Over``, ``Under Range``:
+  :data:`BEYOND`) is held alike, but it is no silence: the sensor is
+  alive and says it is off its range, so the mark refreshes the held
+  value's time, and a surge of marks longer than the limit is held
+  whole, as ``fit`` and the replay hold it.
 * **The staleness limit.** ``max_age`` set on the source (``?max_age=10s``,
   a TOML key) applies to every feature. Unset, each feature may be held for
   :data:`~edgewatch.contract.card.HOLD_STEPS` of *its own* sampling intervals
@@ -100,6 +105,7 @@ from edgewatch.agent.sources.parsing import (DEFAULT_MAX_BYTES, FLOAT32_MAX, MET
                                              StateCells, parse_object, parse_reading, time_keys_beside,
                                              value_keys_beside)
 from edgewatch.contract.card import HOLD_STEPS  # a value stands for the present for this many of its feature's steps
+from edgewatch.wire.csv_cells import OUT_OF_RANGE  # an instrument's marks for a value beyond its range (+Over)
 from edgewatch.wire.csv_table import MISSING as MISSING_TEXT  # what a plant writes for "no value", as fit reads it
 
 GAP_HISTORY = 9  # gaps kept per feature for the median sampling interval
@@ -128,6 +134,12 @@ class _Missing:
 
 
 MISSING = _Missing()
+# an instrument's mark for a value beyond its range (``+Over``, ``Under Range``: csv_cells.OUT_OF_RANGE): no number,
+# so the held value stands for it as for a blank, but the sensor is alive and reporting: the mark is an arrival, and
+# the held value's age starts again from it. Why: live, a surge of a minute was held 3 intervals as a silence and its
+# rows skipped stale_feature (356 of 14,400 on the eighth walk-through's conveyor), where fit and the replay hold it
+# however long. A plain blank ("", "NaN", "-") stays a silence: a gateway sends it when its read failed
+BEYOND = _Missing()
 
 
 def parse_max_age(value: object) -> float | None:
@@ -154,7 +166,8 @@ def cell_value(value: object) -> float | _Missing | BadReason:
     """One feature's value as a plant writes it: a number, a number as text, or "no value" (:data:`MISSING`).
 
     ``null``, a NaN and the texts a CSV cell is missing with (``""``,
-    ``"NaN"``, ``"null"``, ``"NA"``, ``"-"``...) are missing (held); a text with one
+    ``"NaN"``, ``"null"``, ``"NA"``, ``"-"``...) are missing (held); an
+    over-range mark (``"+Over"``) is :data:`BEYOND` (held, its age refreshed); a text with one
     comma and no point has a decimal comma (``"12,5"`` is 12.5, ``"0,125"``
     0.125), except where the comma could as well separate thousands
     (``"1,234"``, ``"-12,500"``: ``not_number``, never a value a thousand times
@@ -169,7 +182,7 @@ def cell_value(value: object) -> float | _Missing | BadReason:
     elif isinstance(value, str):
         text = value.strip()
         if text.lower() in MISSING_TEXT:
-            return MISSING
+            return BEYOND if text.lower() in OUT_OF_RANGE else MISSING
         try:
             f = float(text)
         except ValueError:
@@ -567,6 +580,10 @@ class RowAssembler:
     def _take_cells(self, st: _StreamState, cells: Sequence[object], at: float) -> bool:
         ok = True
         for j, v in enumerate(cells):
+            if v is BEYOND:
+                if st.at[j] == -math.inf:  # nothing held yet: a blank
+                    continue
+                v = st.values[j]  # the held value, taken again now (BEYOND)
             if v is not MISSING and not self._take(st, j, v, at):  # type: ignore[arg-type]
                 ok = False
         return ok
@@ -773,7 +790,9 @@ class RowAssembler:
         back = at < st.at[j] - CLOCK_WARN_AFTER  # a clock set back (_went_back)
         if j in st.fresh or (back and st.fresh):  # the row being assembled is made first
             out.append(self._flush(stream, st))
-        if v is MISSING:
+        if v is BEYOND and st.at[j] != -math.inf:
+            v = st.values[j]  # the held value, taken again now (BEYOND); with nothing held, a blank
+        if v is MISSING or v is BEYOND:
             return out
         if back:
             self._went_back(stream, st, at, (j,))

@@ -76,18 +76,22 @@ class RangeFinding:
 
 
 def _within(value: float, o: dict[str, float]) -> bool:
-    """``value`` inside ``o``'s training range, widened by its width on each side (as for a scale)."""
-    width = o["high"] - o["low"]
-    return o["low"] - width <= value <= o["high"] + width
+    """``value`` inside ``o``'s training range as widened for the check itself (:data:`WIDEN` of its width)."""
+    slack = WIDEN * (o["high"] - o["low"])
+    return o["low"] - slack <= value <= o["high"] + slack
 
 
 def power_of_ten_off(o: dict[str, float]) -> float | None:
     """10, 100, 0.1, ... when ``o``'s value over that factor lies in its training range: a raw register (x10).
 
-    Only for a range that keeps one sign (a value near zero divided by ten is near zero too), and with the
-    range's width as slack on each side, so a value one decade off but not exactly in range is still said.
+    Only where the factor can be told: the widened range keeps one sign (a value near zero divided by ten is
+    near zero too) and spans less than a decade, so it and its image ten times up or down do not overlap. On
+    a range of 10..100, a reading of 130 is as likely a range 30 % exceeded as a scale off by ten, and is not
+    called a scale.
     """
-    if not o["low"] * o["high"] > 0:
+    slack = WIDEN * (o["high"] - o["low"])
+    low, high = o["low"] - slack, o["high"] + slack
+    if not low * high > 0 or max(abs(low), abs(high)) >= 10.0 * min(abs(low), abs(high)):
         return None
     for k in (1, 2, 3, -1, -2, -3):
         if _within(o["value"] / 10.0 ** k, o):

@@ -76,3 +76,23 @@ def test_anomaly_free_model_on_a_valve_experiment_says_it_is_the_wrong_model(tmp
     drift = [e for e in events if e["event"] == "drift" and e["check"] == "range"]
     assert len(drift) == 1
     assert "Accelerometer2RMS" in drift[0]["features"] and drift[0]["outside"]["Accelerometer2RMS"]["std_away"] > 10
+
+
+def test_a_scale_or_a_swap_is_asked_about_only_where_the_range_can_tell_it() -> None:
+    """A range of 10..100 spans a decade: 130 is as likely the range exceeded by 30 % as a scale off by ten, so
+    no scale is suggested; a narrow range (40..60) read at 500 is one decade up and is said. Two features are
+    asked about as swapped only where each reads inside the other's range as the check widens it."""
+    from edgewatch.agent.watch.range_check import RangeFinding, power_of_ten_off
+
+    def o(value: float, low: float, high: float) -> dict[str, float]:
+        return {"value": value, "low": low, "high": high, "std_away": 3.0, "share": 1.0}
+
+    assert power_of_ten_off(o(130.0, 10.0, 100.0)) is None
+    assert power_of_ten_off(o(1900.0, 10.0, 100.0)) is None
+    assert power_of_ten_off(o(500.0, 40.0, 60.0)) == 10.0
+    assert power_of_ten_off(o(5.2, 40.0, 60.0)) == 0.1
+    assert power_of_ten_off(o(95.0, 40.0, 60.0)) is None  # 9.5 is not a flow of 40..60 either
+    near = RangeFinding(0, ["a", "b"], {"a": o(7.0, 1.0, 3.0), "b": o(2.5, 6.0, 8.0)}, n=10)
+    far = RangeFinding(0, ["a", "b"], {"a": o(9.5, 1.0, 3.0), "b": o(4.5, 6.0, 8.0)}, n=10)
+    assert "are their inputs swapped?" in near.reason()
+    assert "are their inputs swapped?" not in far.reason()

@@ -334,6 +334,9 @@ class Agent:
             self.table.release(slot)
             self.metrics.stream_series.forget(slot)
         if idle:
+            for rows in self._rows.values():  # held values and a totaliser's last count: it comes back as new
+                for name in names:
+                    rows.reset(name)
             if self.learner is not None:
                 self.learner.forget(names)
             for forget in self.subscribers.on_forget:

@@ -103,6 +103,31 @@ def test_replay_catches_the_feeder_missing_packs_and_a_normal_day_raises_nothing
     assert starts[0]["top_features"][0]["feature"] == "pack_count", starts[0]
 
 
+def test_a_stream_dropped_as_idle_starts_its_rate_again_as_fit_starts_a_segment(line: dict[str, Path]) -> None:
+    """After ``--stream-ttl`` drops a stream, its next count is no rate over the whole silence (a packing rate
+    near zero the line never had): the stream comes back as new, its first row without a rate, as after a gap
+    in fit's data."""
+    import json
+    import time
+
+    from edgewatch.agent.engine import Agent, AgentOptions
+    from edgewatch.agent.sinks import MemorySink
+    from edgewatch.agent.sources import Item, Kind
+
+    agent = Agent(ScoringModel(line["model"]), [MemorySink()], AgentOptions(drift_every=0, stream_ttl=30.0))
+
+    def rows(first: int, counts: list[int]) -> list[Item]:
+        return [Item(Kind.RAW, "gw", json.dumps({"stream": "line1", "ts": float(first + STEP * i),
+                                                 "belt_speed_mps": 1.0, "motor_current_A": 9.0,
+                                                 "pack_count": c}), time.time()) for i, c in enumerate(counts)]
+
+    agent.process(rows(0, [100, 150, 200, 250]))
+    assert agent.summary.bad == {"missing_feature": 1}  # the first count: no rate yet
+    assert agent.evict_idle(now=time.monotonic() + 31) == 1
+    agent.process(rows(7200, [9000, 9050, 9100]))
+    assert agent.summary.bad == {"missing_feature": 2}, agent.summary.bad  # not (9000 - 250) / 7200 s
+
+
 def test_the_rate_across_a_wrap_is_exact_and_a_reset_holds_the_rate_before() -> None:
     t = np.array([0.0, 5.0, 10.0, 15.0, 20.0, 20.0, 25.0])
     wrapped = np.array([65500.0, 65530.0, 24.0, 74.0, 124.0, 129.0, 179.0])

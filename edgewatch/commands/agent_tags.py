@@ -135,17 +135,9 @@ def _opcua(url: str, features: list[str], _listen: float, timeout: float) -> lis
 async def _browse_opcua(src: Any, timeout: float) -> list[Tag]:  # noqa: ANN401 - an OpcUaSource
     import asyncio
 
-    from asyncua import Client, ua
+    from asyncua import ua
 
-    client = Client(src.endpoint, timeout=timeout)
-    client.name = client.description = "edgewatch agent tags"
-    client.application_uri = src.application_uri
-    if src.username:
-        client.set_user(src.username)
-        if src.password:
-            client.set_password(src.password)
-    if src.security:
-        await client.set_security_string(src.security)
+    client = await src.new_client("edgewatch agent tags", timeout)
     try:
         await asyncio.wait_for(client.connect(), timeout)
     except Exception as exc:  # refused, no route, a timeout, a server that is no OPC UA server

@@ -155,13 +155,13 @@ class OpcUaSource(Source):
         while not self.stopping and time.monotonic() < deadline:
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
-    async def _session(self) -> None:
-        import asyncio
+    async def new_client(self, name: str, timeout: float, **options: Any) -> Any:  # noqa: ANN401 - asyncua's Client
+        """An asyncua client of this source's endpoint, identity and security, not yet connected: the agent's
+        session and ``edgewatch agent tags`` log in alike, so a browse that works is a session that works."""
+        from asyncua import Client
 
-        from asyncua import Client, ua
-
-        client = Client(self.endpoint, timeout=self.timeout, watchdog_intervall=max(0.5, min(2.0, self.interval)))
-        client.name = client.description = "edgewatch agent"
+        client = Client(self.endpoint, timeout=timeout, **options)
+        client.name = client.description = name
         client.application_uri = self.application_uri
         if self.username:
             client.set_user(self.username)
@@ -169,6 +169,15 @@ class OpcUaSource(Source):
                 client.set_password(self.password)
         if self.security:
             await client.set_security_string(self.security)
+        return client
+
+    async def _session(self) -> None:
+        import asyncio
+
+        from asyncua import ua
+
+        client = await self.new_client("edgewatch agent", self.timeout,
+                                       watchdog_intervall=max(0.5, min(2.0, self.interval)))
         self._lost = lost = asyncio.Event()
 
         async def on_lost(_exc: Exception) -> None:

@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edgewatch.contract import PREFIX
 from edgewatch.wire.onnx_read import ModelBytes
+from tests.agent.sources.broker_agent import run_agent_on_broker
 from tests.fit.test_fit_drift import run
 from tests.fit.test_mixed_rates import T0, TAGS, _plant, _wide
-from tests.waiting import wait_until
 
 
 def _live(tmp_path: Path, broker, model: Path, cols: dict[str, np.ndarray], deadband: float | None,  # noqa: ANN001
@@ -27,39 +23,26 @@ def _live(tmp_path: Path, broker, model: Path, cols: dict[str, np.ndarray], dead
           ) -> tuple[list[dict], str]:
     """Publish each tag on ROOT/pump1/TAG with its own time; the agent's events and its log. The root is the
     test's own: other tests leave retained plant/<agent>/status topics on the session broker."""
-    before = broker.log().count("New client connected")
-    err = tmp_path / "agent.err"
-    agent = subprocess.Popen([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
-                              "--source", f"mqtt://{broker.host}:{broker.port}/{root}/{{stream}}/{{feature}}{query}",
-                              *flags], stdout=subprocess.PIPE, stderr=err.open("w"), text=True, cwd=tmp_path)
-    try:
-        assert wait_until(lambda: broker.log().count("New client connected") > before, 60), broker.log()
-        wait_until(lambda: False, 1.5)  # its subscription follows its connection
-        pub = paho.Client(CallbackAPIVersion.VERSION2)
-        pub.connect(broker.host, broker.port)
-        pub.loop_start()
-        last = None
-        for i in range(len(cols["VIB_RMS"])):
-            ts = T0.timestamp() + i
-            for tag in TAGS:
-                v = float(cols[tag][i])
-                if tag == "FLOW" and i % 5:
+    messages = []
+    last = None
+    for i in range(len(cols["VIB_RMS"])):
+        ts = T0.timestamp() + i
+        for tag in TAGS:
+            v = float(cols[tag][i])
+            if tag == "FLOW" and i % 5:
+                continue
+            if tag == "BRG_TEMP":
+                if deadband is None and i % 60:
                     continue
-                if tag == "BRG_TEMP":
-                    if deadband is None and i % 60:
-                        continue
-                    if deadband is not None and last is not None and abs(v - last) <= deadband:
-                        continue
-                    last = v
-                pub.publish(f"{root}/pump1/{tag}", json.dumps({"value": round(v, 3), "ts": ts}),
-                            qos=1).wait_for_publish(10)
-        pub.loop_stop()
-        pub.disconnect()
-        wait_until(lambda: False, 3)
-    finally:
-        agent.send_signal(signal.SIGINT)
-        out, _ = agent.communicate(timeout=60)
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")], err.read_text()
+                if deadband is not None and last is not None and abs(v - last) <= deadband:
+                    continue
+                last = v
+            messages.append((f"{root}/pump1/{tag}", json.dumps({"value": round(v, 3), "ts": ts})))
+    done = run_agent_on_broker(
+        broker, [sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model), "--source",
+                 f"mqtt://{broker.host}:{broker.port}/{root}/{{stream}}/{{feature}}{query}", *flags],
+        messages, tmp_path, tmp_path / "agent.err")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")], done.stderr
 
 
 def test_a_slow_sensor_is_held_at_the_fast_rate_and_a_deadband_one_is_named_with_the_way_out(

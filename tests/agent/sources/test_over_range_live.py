@@ -103,12 +103,7 @@ def test_a_mark_on_its_own_topic_refreshes_the_held_value_and_a_silence_does_not
 def test_marks_on_their_own_mqtt_topics_give_the_replays_rows(tmp_path: Path, broker) -> None:  # noqa: ANN001
     """The walk-through's form: one topic per sensor through mosquitto, ``{"value": "+Over", "ts": t}`` as
     recorded; the root is this test's own (other tests leave retained topics on the session broker)."""
-    import signal
-
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from tests.waiting import wait_until
+    from tests.agent.sources.broker_agent import run_agent_on_broker
 
     model = write_model(tmp_path / "m.onnx", make_card(window=10, features=FEATURES, threshold=1e9))
     rows = _rows(300)
@@ -118,29 +113,13 @@ def test_marks_on_their_own_mqtt_topics_give_the_replays_rows(tmp_path: Path, br
     replayed, _ = _agent(tmp_path, model, f"replay:{csv}", "replay")
 
     record, summary = tmp_path / "mqtt.jsonl", tmp_path / "mqtt.json"
-    before = broker.log().count("New client connected")
-    agent = subprocess.Popen([sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model),
-                              "--source", f"mqtt://{broker.host}:{broker.port}/marks/{{stream}}/{{feature}}",
-                              "--record-run", str(record), "--summary-json", str(summary), "-q"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
-    try:
-        assert wait_until(lambda: broker.log().count("New client connected") > before, 60), broker.log()
-        wait_until(lambda: False, 1.5)  # its subscription follows its connection
-        pub = paho.Client(CallbackAPIVersion.VERSION2)
-        pub.connect(broker.host, broker.port)
-        pub.loop_start()
-        for k, r in enumerate(rows):
-            for name, cell in zip(FEATURES, r):
-                value = cell if cell == "+Over" else float(cell)
-                pub.publish(f"marks/belt/{name}", json.dumps({"value": value, "ts": T0 + k}), qos=1
-                            ).wait_for_publish(10)
-        pub.loop_stop()
-        pub.disconnect()
-        wait_until(lambda: False, 3)
-    finally:
-        agent.send_signal(signal.SIGINT)
-        _, err = agent.communicate(timeout=60)
-    assert agent.returncode == 0, err.decode()[-2000:]
+    messages = [(f"marks/belt/{name}", json.dumps({"value": cell if cell == "+Over" else float(cell), "ts": T0 + k}))
+                for k, r in enumerate(rows) for name, cell in zip(FEATURES, r)]
+    done = run_agent_on_broker(
+        broker, [sys.executable, "-m", "edgewatch.cli", "agent", "run", "--model", str(model), "--source",
+                 f"mqtt://{broker.host}:{broker.port}/marks/{{stream}}/{{feature}}", "--record-run", str(record),
+                 "--summary-json", str(summary), "-q"], messages, tmp_path, tmp_path / "agent.err")
+    assert done.returncode == 0, done.stderr[-2000:]
     live = [json.loads(x)["v"] for x in record.read_text().splitlines() if '"m"' in x]
     assert json.loads(summary.read_text())["bad"] == {}  # before: {"stale_feature": 56}, the surges past their 3rd s
     assert live == replayed

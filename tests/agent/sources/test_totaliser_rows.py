@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edgewatch.agent.sources.parsing import BadReason, Measurement
 from edgewatch.agent.sources.rows import RowAssembler
 from edgewatch.fit import totalisers
+from tests.agent.sources.broker_agent import run_agent_on_broker
 from tests.agent.test_without_torch import BLOCKER
 from tests.fit.test_totalisers import STEP, T0, packaging_line, write
-from tests.waiting import wait_until
 
 FEATURES = ["belt_speed_mps", "motor_current_A", "pack_count"]
 WRAPPED = {"pack_count": {"per": "s", "wrap": 65536}}
@@ -116,26 +113,10 @@ def test_stdin_rows_keyed_or_in_model_order_equal_the_replays(fault: dict) -> No
 def _mqtt(fault: dict, broker, url: str, messages: list[tuple[str, str]]) -> tuple[list[dict], str]:  # noqa: ANN001
     """``agent run`` on a real mosquitto (``url``), torch blocked, sent ``messages`` (topic, payload): its events and
     its log."""
-    before = broker.log().count("New client connected")
-    err = fault["dir"] / "agent.err"
-    agent = subprocess.Popen([sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(fault["model"]),
-                              "--source", url, "--sink", "stdout"], stdout=subprocess.PIPE, stderr=err.open("w"),
-                             text=True, cwd=fault["dir"])
-    try:
-        assert wait_until(lambda: broker.log().count("New client connected") > before, 60), broker.log()
-        wait_until(lambda: False, 1.5)  # its subscription follows its connection
-        pub = paho.Client(CallbackAPIVersion.VERSION2)
-        pub.connect(broker.host, broker.port)
-        pub.loop_start()
-        for topic, payload in messages:
-            pub.publish(topic, payload, qos=1).wait_for_publish(10)
-        pub.loop_stop()
-        pub.disconnect()
-        wait_until(lambda: False, 3)
-    finally:
-        agent.send_signal(signal.SIGINT)
-        out, _ = agent.communicate(timeout=60)
-    return [json.loads(x) for x in out.splitlines() if x.startswith("{")], err.read_text()
+    done = run_agent_on_broker(broker, [sys.executable, "-c", BLOCKER, "agent", "run", "--model", str(fault["model"]),
+                                        "--source", url, "--sink", "stdout"], messages, fault["dir"],
+                               fault["dir"] / "agent.err")
+    return [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")], done.stderr
 
 
 def _same_starts(events: list[dict], replay: list[dict], log: str) -> None:

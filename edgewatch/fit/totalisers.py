@@ -112,10 +112,11 @@ def reason(wrap: float | None, resets: int, per_second: bool, kept: bool = True)
 
 
 def steady_reason(wrap: float | None, resets: int, per_second: bool, value: float) -> str:
-    """The report's words for a totaliser whose rate is one value throughout (a sequence number, a clock): why it
-    is left out, without the advice for a coarse reading that a constant measurement gets (export more decimals),
-    which reads oddly for a counter."""
+    """The report's words for a totaliser whose rate is one value throughout (a sequence number, a seconds
+    counter): why it is left out, without the advice for a coarse reading that a constant measurement gets
+    (export more decimals), which reads oddly for a counter. Not "a clock": the report's clock words are kept
+    for its times (a clock change, a repeated time)."""
     per = "a second" if per_second else "a row"
     return (f"{reason(wrap, resets, per_second, kept=False)}; its rate is constant ({value:.6g} {per}): it counts "
-            "messages or time (a sequence number, a clock), not what the process makes, so nothing in it moves "
-            "with the plant")
+            "messages or time (a sequence number, a seconds counter), not what the process makes, so nothing in "
+            "it moves with the plant")

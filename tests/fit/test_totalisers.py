@@ -162,8 +162,8 @@ def test_a_row_counter_stays_left_out_and_a_wrapping_one_is_left_out_by_its_cons
     assert "left out  row                      a counter (the same step every row, like a row number)" in report
     assert "left out  seq                      a totaliser (its level counts since the last reset" in report, report
     assert ("it wraps at 65536 (1 time(s)): the rise across a wrap is taken modulo it, exactly; its rate is constant "
-            "(0.2 a second): it counts messages or time (a sequence number, a clock), not what the process makes, so "
-            "nothing in it moves with the plant") in report, report
+            "(0.2 a second): it counts messages or time (a sequence number, a seconds counter), not what the process "
+            "makes, so nothing in it moves with the plant") in report, report
     assert "coarse reading" not in report, report  # before: a constant reading's advice (export more decimals)
     card = ScoringModel(tmp_path / "m.onnx").card
     assert card.features == ["belt_speed_mps", "motor_current_A", "pack_count"]

@@ -18,9 +18,9 @@ A topic template names the levels that carry the stream and the feature:
 the ``#``): ``plant/pump-7/Pump1/Flow`` is the feature ``Pump1/Flow``. The
 level names a feature as :mod:`.feature_names` matches it (``pressure_bar``
 for ``Pressure (bar)``), or as ``?columns=A,B,...`` names the levels for the
-model's features in its order (tags named otherwise: :mod:`.feature_map`). The payload is a bare number (``12.5``, ``"12.5"``,
-``12,5``) or ``{"value": 12.5, "ts": ...}`` (``timestamp`` too). Without
-``{stream}`` the stream is the topic without its feature level; with it and
+model's features in its order (tags named otherwise: :mod:`.feature_map`).
+The payload is a bare number (``12.5``, ``"12.5"``, ``12,5``) or
+``{"value": 12.5, "ts": ...}`` (``timestamp`` too). Without ``{stream}`` the stream is the topic without its feature level; with it and
 other levels written ``+``, those levels and the ``{stream}`` level, joined by
 ``/`` (``site/+/{stream}/{feature}``: ``site-a/pump-7``). Rows are assembled per stream by the
 rules of :mod:`.rows` (``max_age`` their staleness limit); a topic naming
@@ -90,6 +90,9 @@ class TopicTemplate(NamedTuple):
     stream: int | None
     feature: int
     wild: tuple[int, ...] = ()  # the levels written '+': part of the stream id (site/+/{stream}/{feature})
+    # the {feature} level's names as the plant writes them, in the model's feature order (?columns=); () when the
+    # level is written with the features' own names
+    columns: tuple[str, ...] = ()
 
     @property
     def tail(self) -> bool:
@@ -135,10 +138,10 @@ class MqttSource(Source):
 
     def __init__(self, name: str, broker: Any, topic_filter: str, features: list[str], qos: int = 1,
                  connections: Any = None, limits: MqttLimits | None = None, template: TopicTemplate | None = None,
-                 rows: RowAssembler | None = None, rebirth: bool = True, columns: list[str] | None = None) -> None:
+                 rows: RowAssembler | None = None, rebirth: bool = True) -> None:
         super().__init__()
         # a template's {feature} level as the plant names it -> the model's feature (?columns=, model order)
-        self.renames = dict(zip(columns, features)) if columns else {}
+        self.renames = dict(zip(template.columns, features)) if template is not None else {}
         self.name = name
         self.broker = broker  # BrokerOptions
         self.topic_filter = topic_filter
@@ -319,6 +322,7 @@ def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
     template = TopicTemplate.parse(spec.name, topic_filter)
     if template is not None:
         topic_filter = template.topic_filter(topic_filter)
+        template = template._replace(columns=tuple(columns or ()))
     elif columns is not None:
         raise SourceConfigError(f"source {spec.name!r}: columns names the {{feature}} level of a topic template "
                                 "(mqtt://HOST:PORT/plant/{stream}/{feature}?columns=A,B,...); this source has none")
@@ -329,8 +333,7 @@ def build(spec: SourceSpec, ctx: SourceContext) -> MqttSource:
     name = f"{'mqtts' if broker.tls else 'mqtt'}://{broker.host}:{broker.port}/{topic_filter}"
     return MqttSource(name, broker, topic_filter, ctx.features, qos=qos, connections=ctx.connections,
                       limits=MqttLimits(**limits), template=template,
-                      rows=row_assembler(spec.name, ctx.features, max_age, ctx.states), rebirth=rebirth,
-                      columns=columns)
+                      rows=row_assembler(spec.name, ctx.features, max_age, ctx.states), rebirth=rebirth)
 
 
 def _switch(source: str, key: str, value: Any) -> bool:

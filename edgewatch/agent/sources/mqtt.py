@@ -20,8 +20,9 @@ level names a feature as :mod:`.feature_names` matches it (``pressure_bar``
 for ``Pressure (bar)``), or as ``?columns=A,B,...`` names the levels for the
 model's features in its order (tags named otherwise: :mod:`.feature_map`).
 The payload is a bare number (``12.5``, ``"12.5"``, ``12,5``) or
-``{"value": 12.5, "ts": ...}`` (``timestamp`` too). Without ``{stream}`` the stream is the topic without its feature level; with it and
-other levels written ``+``, those levels and the ``{stream}`` level, joined by
+``{"value": 12.5, "ts": ...}`` (``timestamp`` too). Without ``{stream}``
+the stream is the topic without its feature level; with it and other
+levels written ``+``, those levels and the ``{stream}`` level, joined by
 ``/`` (``site/+/{stream}/{feature}``: ``site-a/pump-7``). Rows are assembled per stream by the
 rules of :mod:`.rows` (``max_age`` their staleness limit); a topic naming
 no feature of the model is ``unknown_feature``.

@@ -324,6 +324,12 @@ def _modulus(wrap: object) -> float | None:
     return None if wrap is None else float(wrap)  # type: ignore[arg-type]
 
 
+def _marked(st: _StreamState, j: int) -> float | _Missing:
+    """What an over-range mark (:data:`BEYOND`) of feature ``j`` stands for: its held value, taken again now (its
+    age starts again from the mark); with nothing held yet, a blank. One rule for rows and for single readings."""
+    return MISSING if st.at[j] == -math.inf else st.values[j]
+
+
 class _Counted:
     """Per stream, what turns a row's raw totaliser values into their rates: the previous row's raw values, its
     time, and each totaliser's last rate (NaN: none yet)."""
@@ -581,9 +587,7 @@ class RowAssembler:
         ok = True
         for j, v in enumerate(cells):
             if v is BEYOND:
-                if st.at[j] == -math.inf:  # nothing held yet: a blank
-                    continue
-                v = st.values[j]  # the held value, taken again now (BEYOND)
+                v = _marked(st, j)
             if v is not MISSING and not self._take(st, j, v, at):  # type: ignore[arg-type]
                 ok = False
         return ok
@@ -790,9 +794,9 @@ class RowAssembler:
         back = at < st.at[j] - CLOCK_WARN_AFTER  # a clock set back (_went_back)
         if j in st.fresh or (back and st.fresh):  # the row being assembled is made first
             out.append(self._flush(stream, st))
-        if v is BEYOND and st.at[j] != -math.inf:
-            v = st.values[j]  # the held value, taken again now (BEYOND); with nothing held, a blank
-        if v is MISSING or v is BEYOND:
+        if v is BEYOND:
+            v = _marked(st, j)
+        if v is MISSING:
             return out
         if back:
             self._went_back(stream, st, at, (j,))
